@@ -1,0 +1,52 @@
+# sandpit build. `make` builds the binaries into build/bin; `make test` installs
+# what it needs, then runs unit tests (cmocka, ASan+UBSan) and integration tests
+# (pytest, real runc/cgroups/tmpfs, as root). See README.md.
+include mk/config.mk
+
+.PHONY: all deps run test unit integration bench lint format format-check rootfs templates clean fuzz
+
+all: $(BIN)/sandpit-agent $(BIN)/sandpit-init $(BIN)/sandpit
+
+include mk/build.mk
+
+deps:
+	@mk/deps.sh
+
+# The main job: a sandbox running Python on this machine, no cluster needed.
+run: deps all
+	@mk/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
+	@tests/run-all.sh
+
+unit: deps
+	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
+	@tests/run-all.sh --unit-only
+
+integration: deps all
+	@tests/run-all.sh --integration-only
+
+bench: deps all
+	@bench/run.sh
+
+# The `default` template: a Debian rootfs with python3, nodejs and the
+# code-interpreter staples, built once per machine outside the repository.
+rootfs: deps all
+	@mk/templates.sh default
+
+templates: all
+	@mk/templates.sh host
+
+lint:
+	@mk/lint.sh
+
+format:
+	@clang-format -i $(ALL_C_SOURCES) $(ALL_HEADERS)
+
+format-check:
+	@clang-format --dry-run --Werror $(ALL_C_SOURCES) $(ALL_HEADERS)
+
+clean:
+	rm -rf build

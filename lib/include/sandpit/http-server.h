@@ -1,0 +1,62 @@
+/* A small HTTP/1.1 server on libmicrohttpd: a unix socket and/or a TCP port
+ * with bearer-token auth, whole-body JSON requests, JSON responses and
+ * streamed (chunked) responses. One thread per connection, so a handler and a
+ * stream reader may block; shared state is the caller's to lock. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+typedef struct HttpServer HttpServer;
+typedef struct HttpRequest HttpRequest;
+
+typedef struct {
+        const char *unix_path;  /* NULL: no unix socket; created 0660, stale one replaced */
+        const char *tcp_listen; /* "ADDR:PORT" or NULL */
+        const char *token;      /* required on TCP (Authorization: Bearer); NULL rejects all TCP */
+        size_t max_body;        /* larger bodies get 413 */
+} HttpServerConfig;
+
+/* The handler must answer with exactly one http_respond_*() call. */
+typedef void (*HttpHandler)(HttpRequest *req, void *userdata);
+
+int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *userdata,
+                      HttpServer **ret);
+/* The TCP port actually bound (useful with port 0), or 0. */
+unsigned http_server_tcp_port(const HttpServer *s);
+/* Stops accepting, waits for connection threads to finish, frees. */
+void http_server_free(HttpServer *s);
+
+const char *http_request_method(const HttpRequest *req);
+const char *http_request_path(const HttpRequest *req);
+const char *http_request_query(const HttpRequest *req, const char *key);
+/* Every value of a repeated query parameter; NULL-terminated strv, caller frees. */
+int http_request_query_all(const HttpRequest *req, const char *key, char ***ret);
+const char *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* Parses the body as a JSON object. An empty body yields an empty object.
+ * On failure answers 400 itself and returns a negative errno. */
+int http_request_parse_json(HttpRequest *req, json_object **ret);
+
+/* Takes ownership of body (may be NULL for no body). */
+void http_respond_json(HttpRequest *req, unsigned status, json_object *body);
+void http_respond_empty(HttpRequest *req, unsigned status);
+/* {"code": status, "message": "..."} */
+void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* Maps a negative errno to the status conventions of the APIs (docs/agent-api.md). */
+unsigned http_status_from_errno(int r);
+
+/* A streamed response. read() fills buf and returns the byte count, 0 at the
+ * end of the stream, or a negative errno to abort the connection. It may
+ * block; poll on client_fd (POLLRDHUP) to notice a client that went away.
+ * destroy() runs once when the response is done with. */
+typedef struct {
+        ssize_t (*read)(void *cls, int client_fd, char *buf, size_t max);
+        void (*destroy)(void *cls);
+} HttpStreamOps;
+
+void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
+                         const HttpStreamOps *ops, void *cls);

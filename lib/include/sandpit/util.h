@@ -1,0 +1,35 @@
+/* Small file, time and string helpers shared by the daemons and the CLI. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock and monotonic clock in microseconds. */
+uint64_t now_realtime_us(void);
+uint64_t now_monotonic_us(void);
+/* RFC 3339 UTC with milliseconds: "2026-11-22T10:00:00.000Z"; buf >= 32 bytes. */
+void format_rfc3339_us(uint64_t us, char *buf, size_t len);
+
+/* Creates dir and missing parents with mode; existing dirs are fine. */
+int mkdir_p(const char *path, unsigned mode);
+/* Removes a tree without crossing into other mounts or following links. A mount
+ * point inside the tree makes it fail with -EBUSY rather than delete through it. */
+int rm_rf(const char *path);
+/* Writes data to path atomically (temp file in the same dir, fsync-free rename). */
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* Reads a whole (small) file; *ret is NUL-terminated. max bounds the size. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* Random id of len chars from [a-z0-9] (len < bufsize). */
+int random_id(char *buf, size_t len);
+/* true when s is a valid DNS label-like id: 1..63 of [a-z0-9-], not starting with '-'. */
+bool id_is_valid(const char *s);
+
+/* Base64 (standard alphabet, padded). Encode returns a new string. Decode
+ * returns -EINVAL on bad input. */
+int base64_encode(const void *data, size_t len, char **ret);
+int base64_decode(const char *s, uint8_t **ret, size_t *ret_len);
+/* Length of the longest prefix of buf that is complete, valid UTF-8 ending on
+ * a character boundary; *ret_valid is false when invalid bytes occur. */
+size_t utf8_complete_prefix(const uint8_t *buf, size_t len, bool *ret_valid);

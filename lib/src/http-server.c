@@ -1,0 +1,517 @@
+/* libmicrohttpd glue. Threading: MHD runs one thread per connection; this file
+ * keeps no shared mutable state besides the daemons themselves. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "sandpit/http-server.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+
+struct HttpServer {
+        struct MHD_Daemon *unix_daemon;
+        struct MHD_Daemon *tcp_daemon;
+        char *unix_path;
+        char *token;
+        size_t max_body;
+        unsigned tcp_port;
+        HttpHandler handler;
+        void *userdata;
+};
+
+struct HttpRequest {
+        HttpServer *server;
+        struct MHD_Connection *conn;
+        bool tcp;
+        const char *method;
+        const char *url;
+        char *body;
+        size_t body_len;
+        bool too_large;
+        bool answered;
+        enum MHD_Result result;
+};
+
+const char *http_request_method(const HttpRequest *req)
+{
+        return req->method;
+}
+
+const char *http_request_path(const HttpRequest *req)
+{
+        return req->url;
+}
+
+const char *http_request_query(const HttpRequest *req, const char *key)
+{
+        return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+typedef struct {
+        const char *key;
+        char **values;
+        size_t n;
+        bool oom;
+} QueryCollect;
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+        QueryCollect *c = cls;
+        (void) kind;
+        if (!streq(key, c->key))
+                return MHD_YES;
+        char **n = realloc(c->values, (c->n + 2) * sizeof(char *));
+        if (!n) {
+                c->oom = true;
+                return MHD_NO;
+        }
+        c->values = n;
+        c->values[c->n] = strdup(value ? value : "");
+        if (!c->values[c->n]) {
+                c->oom = true;
+                return MHD_NO;
+        }
+        c->values[++c->n] = NULL;
+        return MHD_YES;
+}
+
+int http_request_query_all(const HttpRequest *req, const char *key, char ***ret)
+{
+        QueryCollect c = {.key = key};
+        (void) MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect_query, &c);
+        if (c.oom) {
+                strv_free(c.values);
+                return -ENOMEM;
+        }
+        if (!c.values) {
+                c.values = calloc(1, sizeof(char *));
+                if (!c.values)
+                        return -ENOMEM;
+        }
+        *ret = c.values;
+        return 0;
+}
+
+const char *http_request_body(const HttpRequest *req, size_t *ret_len)
+{
+        if (ret_len)
+                *ret_len = req->body_len;
+        return req->body ? req->body : "";
+}
+
+int http_request_parse_json(HttpRequest *req, json_object **ret)
+{
+        if (req->body_len == 0) {
+                *ret = json_object_new_object();
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (memchr(req->body, 0, req->body_len)) {
+                http_respond_error(req, 400, "request body contains a NUL byte");
+                return -EINVAL;
+        }
+        json_tokener *tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        json_object *o = json_tokener_parse_ex(tok, req->body, (int) req->body_len);
+        enum json_tokener_error jerr = json_tokener_get_error(tok);
+        size_t consumed = json_tokener_get_parse_end(tok);
+        json_tokener_free(tok);
+        if (!o || jerr != json_tokener_success) {
+                json_object_put(o);
+                http_respond_error(req, 400, "malformed JSON in request body: %s",
+                                   jerr == json_tokener_continue
+                                           ? "unexpected end of input"
+                                           : json_tokener_error_desc(jerr));
+                return -EINVAL;
+        }
+        for (size_t i = consumed; i < req->body_len; i++)
+                if (!strchr(" \t\r\n", req->body[i])) {
+                        json_object_put(o);
+                        http_respond_error(req, 400, "trailing data after JSON request body");
+                        return -EINVAL;
+                }
+        if (!json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                http_respond_error(req, 400, "request body must be a JSON object");
+                return -EINVAL;
+        }
+        *ret = o;
+        return 0;
+}
+
+static void queue(HttpRequest *req, unsigned status, struct MHD_Response *resp)
+{
+        if (req->answered) {
+                log_error("BUG: second response to %s %s", req->method, req->url);
+                if (resp)
+                        MHD_destroy_response(resp);
+                return;
+        }
+        req->answered = true;
+        if (!resp) {
+                req->result = MHD_NO;
+                return;
+        }
+        req->result = MHD_queue_response(req->conn, status, resp);
+        MHD_destroy_response(resp);
+}
+
+void http_respond_json(HttpRequest *req, unsigned status, json_object *body)
+{
+        if (!body) {
+                http_respond_empty(req, status);
+                return;
+        }
+        size_t len = 0;
+        const char *s = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN |
+                                                                        JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                          &len);
+        cleanup_free char *copy = malloc(len + 1);
+        if (copy) {
+                memcpy(copy, s, len);
+                copy[len] = '\n';
+        }
+        json_object_put(body);
+        if (!copy) {
+                queue(req, status, NULL);
+                return;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len + 1, copy,
+                                                                    MHD_RESPMEM_MUST_FREE);
+        if (resp) {
+                copy = NULL; /* owned by resp */
+                (void) MHD_add_response_header(resp, "Content-Type", "application/json");
+        }
+        queue(req, status, resp);
+}
+
+void http_respond_empty(HttpRequest *req, unsigned status)
+{
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL,
+                                                                    MHD_RESPMEM_PERSISTENT);
+        queue(req, status, resp);
+}
+
+void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        json_object *o = json_object_new_object();
+        if (o) {
+                (void) json_object_object_add(o, "code", json_object_new_int((int) status));
+                (void) json_object_object_add(o, "message", json_object_new_string(msg));
+        }
+        http_respond_json(req, status, o);
+}
+
+unsigned http_status_from_errno(int r)
+{
+        switch (-r) {
+        case ENOENT:
+        case ESRCH:
+                return 404;
+        case EEXIST:
+        case EBUSY:
+        case ECHILD:
+                return 409;
+        case EINVAL:
+        case E2BIG:
+        case ERANGE:
+        case ENOTDIR:
+        case EISDIR:
+                return 400;
+        case EACCES:
+        case EPERM:
+                return 403;
+        case EFBIG:
+        case EMSGSIZE:
+                return 413;
+        case ESHUTDOWN:
+        case EAGAIN:
+                return 503;
+        case ETIMEDOUT:
+                return 504;
+        default:
+                return 500;
+        }
+}
+
+typedef struct {
+        HttpStreamOps ops;
+        void *cls;
+        int client_fd;
+} Stream;
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        Stream *s = cls;
+        (void) pos;
+        ssize_t n = s->ops.read(s->cls, s->client_fd, buf, max);
+        if (n == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        if (n < 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        return n;
+}
+
+static void stream_free(void *cls)
+{
+        Stream *s = cls;
+        if (s->ops.destroy)
+                s->ops.destroy(s->cls);
+        free(s);
+}
+
+void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
+                         const HttpStreamOps *ops, void *cls)
+{
+        Stream *s = malloc(sizeof(*s));
+        if (!s) {
+                if (ops->destroy)
+                        ops->destroy(cls);
+                queue(req, status, NULL);
+                return;
+        }
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *s = (Stream){.ops = *ops, .cls = cls, .client_fd = ci ? ci->connect_fd : -1};
+        struct MHD_Response *resp = MHD_create_response_from_callback(
+                MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, s, stream_free);
+        if (!resp) {
+                stream_free(s);
+                queue(req, status, NULL);
+                return;
+        }
+        (void) MHD_add_response_header(resp, "Content-Type", content_type);
+        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        queue(req, status, resp);
+}
+
+static bool token_ok(const HttpServer *s, struct MHD_Connection *conn)
+{
+        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        if (!s->token || !h || strncasecmp(h, "Bearer ", 7) != 0)
+                return false;
+        const char *given = h + 7;
+        size_t a = strlen(given), b = strlen(s->token);
+        /* Constant time in the token's content; the length is not a secret worth hiding. */
+        unsigned char diff = a != b;
+        for (size_t i = 0; i < a && i < b; i++)
+                diff |= (unsigned char) (given[i] ^ s->token[i]);
+        return diff == 0;
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+        HttpServer *s = cls;
+        (void) version;
+        HttpRequest *req = *con_cls;
+        if (!req) {
+                const union MHD_ConnectionInfo *di =
+                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+                req = calloc(1, sizeof(*req));
+                if (!req)
+                        return MHD_NO;
+                *req = (HttpRequest){.server = s,
+                                     .conn = conn,
+                                     .method = method,
+                                     .url = url,
+                                     .tcp = di && di->daemon == s->tcp_daemon,
+                                     .result = MHD_YES};
+                *con_cls = req;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                size_t n = *upload_data_size;
+                *upload_data_size = 0;
+                if (req->too_large || req->body_len + n > s->max_body) {
+                        req->too_large = true;
+                        return MHD_YES;
+                }
+                char *b = realloc(req->body, req->body_len + n + 1);
+                if (!b)
+                        return MHD_NO;
+                req->body = b;
+                memcpy(req->body + req->body_len, upload_data, n);
+                req->body_len += n;
+                req->body[req->body_len] = 0;
+                return MHD_YES;
+        }
+        if (req->answered)
+                return req->result;
+        if (req->tcp && !token_ok(s, conn))
+                http_respond_error(req, 401, "missing or invalid bearer token");
+        else if (req->too_large)
+                http_respond_error(req, 413, "request body larger than %zu bytes", s->max_body);
+        else
+                s->handler(req, s->userdata);
+        if (!req->answered)
+                http_respond_error(req, 500, "no response");
+        return req->result;
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+        (void) cls;
+        (void) conn;
+        (void) toe;
+        HttpRequest *req = *con_cls;
+        if (!req)
+                return;
+        free(req->body);
+        free(req);
+        *con_cls = NULL;
+}
+
+static const unsigned mhd_flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                  MHD_USE_POLL | MHD_USE_ERROR_LOG;
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char msg[512];
+        (void) cls;
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        msg[strcspn(msg, "\n")] = 0;
+        log_debug("libmicrohttpd: %s", msg);
+}
+
+static struct MHD_Daemon *start_daemon(HttpServer *s, int fd)
+{
+        return MHD_start_daemon(mhd_flags, 0, NULL, NULL, access_handler, s,
+                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+                                request_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 0u,
+                                MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_THREAD_STACK_SIZE,
+                                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                                MHD_OPTION_END);
+}
+
+static int listen_unix(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (unlink(path) < 0 && errno != ENOENT)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        if (chmod(path, 0660) < 0)
+                return -errno;
+        if (listen(fd, 512) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+static int listen_tcp(const char *spec, unsigned *ret_port)
+{
+        cleanup_free char *host = strdup(spec);
+        if (!host)
+                return -ENOMEM;
+        char *colon = strrchr(host, ':');
+        if (!colon)
+                return -EINVAL;
+        *colon = 0;
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (!*(colon + 1) || *end || port < 0 || port > 65535)
+                return -EINVAL;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa.sin_addr) != 1)
+                return -EINVAL;
+        cleanup_close int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        if (listen(fd, 512) < 0)
+                return -errno;
+        socklen_t sl = sizeof(sa);
+        if (getsockname(fd, (struct sockaddr *) &sa, &sl) < 0)
+                return -errno;
+        *ret_port = ntohs(sa.sin_port);
+        return TAKE_FD(fd);
+}
+
+int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *userdata,
+                      HttpServer **ret)
+{
+        HttpServer *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->handler = handler;
+        s->userdata = userdata;
+        s->max_body = cfg->max_body;
+        int r = 0;
+        if (cfg->token && !(s->token = strdup(cfg->token)))
+                r = -ENOMEM;
+        if (r == 0 && cfg->unix_path) {
+                int fd = listen_unix(cfg->unix_path);
+                if (fd < 0)
+                        r = fd;
+                else if (!(s->unix_path = strdup(cfg->unix_path)) ||
+                         !(s->unix_daemon = start_daemon(s, fd))) {
+                        (void) close(fd);
+                        r = -EIO;
+                }
+        }
+        if (r == 0 && cfg->tcp_listen) {
+                int fd = listen_tcp(cfg->tcp_listen, &s->tcp_port);
+                if (fd < 0)
+                        r = fd;
+                else if (!(s->tcp_daemon = start_daemon(s, fd))) {
+                        (void) close(fd);
+                        r = -EIO;
+                }
+        }
+        if (r < 0) {
+                http_server_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+unsigned http_server_tcp_port(const HttpServer *s)
+{
+        return s->tcp_port;
+}
+
+void http_server_free(HttpServer *s)
+{
+        if (!s)
+                return;
+        if (s->unix_daemon)
+                MHD_stop_daemon(s->unix_daemon);
+        if (s->tcp_daemon)
+                MHD_stop_daemon(s->tcp_daemon);
+        if (s->unix_path)
+                (void) unlink(s->unix_path);
+        free(s->unix_path);
+        if (s->token)
+                explicit_bzero(s->token, strlen(s->token));
+        free(s->token);
+        free(s);
+}

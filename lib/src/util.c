@@ -1,0 +1,331 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+uint64_t now_realtime_us(void)
+{
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+uint64_t now_monotonic_us(void)
+{
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+void format_rfc3339_us(uint64_t us, char *buf, size_t len)
+{
+        time_t secs = (time_t) (us / 1000000u);
+        struct tm tm;
+        (void) gmtime_r(&secs, &tm);
+        char date[32];
+        (void) strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+        (void) snprintf(buf, len, "%s.%03uZ", date, (unsigned) ((us / 1000u) % 1000u));
+}
+
+int mkdir_p(const char *path, unsigned mode)
+{
+        cleanup_free char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int rm_rf_at(int dfd, dev_t dev)
+{
+        cleanup_close int fd = dup(dfd);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -1; /* owned by d now */
+        int ret = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                struct stat st;
+                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno != ENOENT && ret == 0)
+                                ret = -errno;
+                        continue;
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        if (st.st_dev != dev) {
+                                ret = -EBUSY; /* a mount point: never delete through it */
+                                continue;
+                        }
+                        int sub = openat(dfd, de->d_name,
+                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub < 0) {
+                                if (ret == 0)
+                                        ret = -errno;
+                                continue;
+                        }
+                        int r = rm_rf_at(sub, dev);
+                        (void) close(sub);
+                        if (r < 0 && ret == 0)
+                                ret = r;
+                        if (unlinkat(dfd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT &&
+                            ret == 0)
+                                ret = -errno;
+                } else if (unlinkat(dfd, de->d_name, 0) < 0 && errno != ENOENT && ret == 0) {
+                        ret = -errno;
+                }
+        }
+        (void) closedir(d);
+        return ret;
+}
+
+int rm_rf(const char *path)
+{
+        cleanup_close int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                if (errno == ENOTDIR || errno == ELOOP)
+                        return unlink(path) < 0 ? -errno : 0;
+                return -errno;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        int r = rm_rf_at(fd, st.st_dev);
+        if (r < 0)
+                return r;
+        if (rmdir(path) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+        cleanup_free char *tmp = NULL;
+        if (asprintf(&tmp, "%s.tmp.%d", path, (int) gettid()) < 0)
+                return -ENOMEM;
+        cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        const char *p = data;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        (void) unlink(tmp);
+                        return r;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        if (rename(tmp, path) < 0) {
+                int r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        size_t cap = 4096, len = 0;
+        cleanup_free char *buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (len + 1 >= cap) {
+                        if (cap >= max + 1)
+                                return -EFBIG;
+                        cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+                        char *n = realloc(buf, cap);
+                        if (!n)
+                                return -ENOMEM;
+                        buf = n;
+                }
+                ssize_t n = read(fd, buf + len, cap - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        buf[len] = 0;
+        if (ret_len)
+                *ret_len = len;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+int random_id(char *buf, size_t len)
+{
+        static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+        uint8_t rnd[64];
+        if (len >= sizeof(rnd))
+                return -EINVAL;
+        if (getrandom(rnd, len, 0) != (ssize_t) len)
+                return -EIO;
+        /* 256 % 36 != 0: a slight bias is fine for ids, which are not secrets. */
+        for (size_t i = 0; i < len; i++)
+                buf[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+        buf[len] = 0;
+        return 0;
+}
+
+bool id_is_valid(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > 63 || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+                      s[i] == '-'))
+                        return false;
+        return true;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int base64_encode(const void *data, size_t len, char **ret)
+{
+        const uint8_t *in = data;
+        char *out = malloc((len + 2) / 3 * 4 + 1);
+        if (!out)
+                return -ENOMEM;
+        size_t o = 0;
+        for (size_t i = 0; i < len; i += 3) {
+                uint32_t v = (uint32_t) in[i] << 16;
+                if (i + 1 < len)
+                        v |= (uint32_t) in[i + 1] << 8;
+                if (i + 2 < len)
+                        v |= in[i + 2];
+                out[o++] = b64[(v >> 18) & 63];
+                out[o++] = b64[(v >> 12) & 63];
+                out[o++] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+                out[o++] = i + 2 < len ? b64[v & 63] : '=';
+        }
+        out[o] = 0;
+        *ret = out;
+        return 0;
+}
+
+static int b64_value(char c)
+{
+        const char *p = c ? strchr(b64, c) : NULL;
+        return p ? (int) (p - b64) : -1;
+}
+
+int base64_decode(const char *s, uint8_t **ret, size_t *ret_len)
+{
+        size_t n = strlen(s);
+        if (n % 4 != 0)
+                return -EINVAL;
+        cleanup_free uint8_t *out = malloc(n / 4 * 3 + 1);
+        if (!out)
+                return -ENOMEM;
+        size_t o = 0;
+        for (size_t i = 0; i < n; i += 4) {
+                int v[4];
+                for (int k = 0; k < 4; k++) {
+                        if (s[i + k] == '=' && i + 4 == n && k >= 2)
+                                v[k] = -2;
+                        else if ((v[k] = b64_value(s[i + k])) < 0)
+                                return -EINVAL;
+                }
+                if (v[2] == -2 && v[3] != -2)
+                        return -EINVAL;
+                uint32_t x = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12;
+                if (v[2] >= 0)
+                        x |= (uint32_t) v[2] << 6;
+                if (v[3] >= 0)
+                        x |= (uint32_t) v[3];
+                out[o++] = (uint8_t) (x >> 16);
+                if (v[2] >= 0)
+                        out[o++] = (uint8_t) (x >> 8);
+                if (v[3] >= 0)
+                        out[o++] = (uint8_t) x;
+        }
+        *ret_len = o;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+size_t utf8_complete_prefix(const uint8_t *buf, size_t len, bool *ret_valid)
+{
+        size_t i = 0;
+        *ret_valid = true;
+        while (i < len) {
+                uint8_t c = buf[i];
+                size_t need;
+                uint32_t min;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                } else if ((c & 0xE0) == 0xC0) {
+                        need = 1;
+                        min = 0x80;
+                } else if ((c & 0xF0) == 0xE0) {
+                        need = 2;
+                        min = 0x800;
+                } else if ((c & 0xF8) == 0xF0) {
+                        need = 3;
+                        min = 0x10000;
+                } else {
+                        *ret_valid = false;
+                        return len;
+                }
+                if (i + need >= len) {
+                        /* Possibly a character cut at the end: check what is there. */
+                        for (size_t k = i + 1; k < len; k++)
+                                if ((buf[k] & 0xC0) != 0x80) {
+                                        *ret_valid = false;
+                                        return len;
+                                }
+                        return i;
+                }
+                uint32_t cp = c & (0x3F >> need);
+                for (size_t k = 1; k <= need; k++) {
+                        if ((buf[i + k] & 0xC0) != 0x80) {
+                                *ret_valid = false;
+                                return len;
+                        }
+                        cp = cp << 6 | (buf[i + k] & 0x3F);
+                }
+                if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+                        *ret_valid = false;
+                        return len;
+                }
+                i += need + 1;
+        }
+        return len;
+}

@@ -1,0 +1,63 @@
+# Source discovery: one module a file; every directory's *.c is picked up, so a
+# new module needs no Makefile edit. main.c of each program stays out of the
+# archives that unit tests link.
+LIB_SRCS   := $(wildcard lib/src/*.c)
+AGENT_SRCS := $(filter-out node-agent/src/main.c,$(wildcard node-agent/src/*.c))
+INIT_SRCS  := $(filter-out node-agent/init/main.c,$(wildcard node-agent/init/*.c))
+CLI_SRCS   := $(filter-out cli/src/main.c,$(wildcard cli/src/*.c))
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+
+ALL_C_SOURCES := $(LIB_SRCS) $(wildcard node-agent/src/*.c node-agent/init/*.c cli/src/*.c) \
+                 $(UNIT_SRCS) $(wildcard tests/fuzz/*.c operator/src/*.c)
+ALL_HEADERS   := $(wildcard lib/include/sandpit/*.h node-agent/src/*.h node-agent/init/*.h \
+                   cli/src/*.h operator/src/*.h tests/unit/*.h)
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libsandpit.a: $(call objs,$(LIB_SRCS))
+$(BUILD)/libagent.a: $(call objs,$(AGENT_SRCS))
+$(BUILD)/libinit.a: $(call objs,$(INIT_SRCS))
+$(BUILD)/libcli.a: $(call objs,$(CLI_SRCS))
+$(BUILD)/%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+ARCHIVES := $(BUILD)/libagent.a $(BUILD)/libinit.a $(BUILD)/libcli.a $(BUILD)/libsandpit.a
+
+$(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/libsandpit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BIN)/sandpit: $(OBJ)/cli/src/main.o $(BUILD)/libcli.a $(BUILD)/libsandpit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# sandpit-init runs inside every sandbox whatever its root filesystem holds, so
+# it is static, libc only, and never sanitized.
+INIT_OBJ := build/init-obj
+INIT_ALL := node-agent/init/main.c $(INIT_SRCS) node-agent/src/initproto.c
+$(INIT_OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O2 -c $< -o $@
+
+$(BIN)/sandpit-init: $(patsubst %.c,$(INIT_OBJ)/%.o,$(INIT_ALL))
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -o $@ $^
+
+# Unit tests: tests/unit/test_X.c links the archives; extra linker flags such as
+# -Wl,--wrap=symbol go in tests/unit/test_X.ldflags.
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(shell cat tests/unit/$*.ldflags 2>/dev/null) \
+		-Wl,--start-group $(ARCHIVES) -Wl,--end-group $(LIBS) $(CMOCKA_LIBS)
+
+.PHONY: unit-bins
+unit-bins: $(UNIT_BINS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)

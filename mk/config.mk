@@ -1,0 +1,29 @@
+# Toolchain and flags. SANITIZE=1 builds into build/asan with ASan+UBSan.
+CC ?= gcc
+PKG_CONFIG ?= pkg-config
+
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wimplicit-fallthrough -Wvla
+HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+BASE_CFLAGS := -std=gnu17 -g -D_GNU_SOURCE $(WARNINGS) $(HARDEN) -MMD -MP \
+               -iquote lib/include -iquote node-agent/src -iquote node-agent/init -iquote cli/src
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/asan
+OPT      := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else
+BUILD    ?= build
+OPT      := -O2
+endif
+
+# Top-level binaries always go to build/bin; sanitized unit tests to build/asan.
+BIN      := build/bin
+OBJ      := $(BUILD)/obj
+
+PKGS     := json-c libmicrohttpd libcurl libcgroup
+LIBS     := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+CFLAGS   := $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS  := $(OPT) $(EXTRA_LDFLAGS)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sandpit needs to build, run and test; idempotent:
+# does nothing when every package is already installed. Needs root.
+set -euo pipefail
+
+PACKAGES=(
+        # build
+        gcc make pkg-config
+        libjson-c-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
+        libcgroup-dev libnl-3-dev libnl-route-3-dev
+        # run: the OCI runtime (crun is optional and refuses hybrid cgroup hosts)
+        runc crun
+        # templates
+        debootstrap
+        # test, lint, bench
+        libcmocka-dev python3 python3-pytest clang clang-format clang-tidy
+        libclang-rt-14-dev iproute2 procps util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+                missing+=("$p")
+        fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+        echo "sandpit: missing Debian packages (${missing[*]}); run make as root to install them" >&2
+        exit 1
+fi
+echo "sandpit: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,74 @@
+/* The node agent's shared state: configuration, the sandbox table, and the
+ * monitor that enforces deadlines and notices sandboxes whose init died. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "cgroup.h"
+
+typedef struct {
+        char *state_dir;     /* /run/sandpit: sandboxes/, runc/ */
+        char *templates_dir; /* /var/lib/sandpit/templates */
+        char *init_path;     /* host path of the static sandpit-init */
+        char *runtime;       /* OCI runtime CLI: "runc", "crun" or a path */
+        char *cgroup_parent; /* "sandpit" */
+        CgVersion cgroup_version;
+} AgentConfig;
+
+typedef enum {
+        SANDBOX_CREATING,
+        SANDBOX_RUNNING,
+        SANDBOX_EXITED, /* init died; only delete is left to do */
+        SANDBOX_DELETING,
+} SandboxState;
+
+/* Limits and defaults a sandbox is created with (the request, validated). */
+typedef struct {
+        char *id;
+        char *template_name;
+        double cpu;
+        uint64_t memory;
+        uint64_t pids;
+        uint64_t disk;
+        char **env; /* "NAME=value" strv */
+        char *user;
+        json_object *labels; /* object of strings; owned */
+        uint64_t timeout_s;
+} SandboxSpec;
+
+typedef struct Sandbox {
+        SandboxSpec spec;
+        SandboxState state;
+        uint64_t created_us; /* CLOCK_REALTIME */
+        uint64_t expires_us; /* CLOCK_REALTIME */
+        pid_t init_pid;
+        int pidfd;
+        char *dir;         /* <state_dir>/sandboxes/<id>: bundle, state, mounts */
+        char *socket_path; /* <dir>/ctl/init.sock */
+        struct Sandbox *next;
+} Sandbox;
+
+typedef struct Agent {
+        AgentConfig cfg;
+        CgManager *cg;
+        char *runc_root;
+        char *sandboxes_dir;
+        /* Protects the sandbox list and every field of every Sandbox. Held only
+         * for table operations, never across runc, mounts or socket I/O. */
+        pthread_mutex_t lock;
+        Sandbox *sandboxes;
+        /* Monitor thread: epoll over the inits' pidfds and a wake eventfd. */
+        int epoll_fd;
+        int wake_fd;
+        bool stopping;
+        pthread_t monitor;
+        bool monitor_started;
+        uint64_t started_us;
+} Agent;
+
+void sandbox_spec_done(SandboxSpec *s);

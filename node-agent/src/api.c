@@ -1,0 +1,435 @@
+/* The agent's native HTTP API (docs/agent-api.md): routing and the mapping
+ * of requests onto the sandbox and exec modules. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "exec.h"
+#include "initproto.h"
+#include "sandbox.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+#include "template.h"
+
+#define SANDPIT_VERSION "0.1.0"
+
+/* Splits "/v1/sandboxes/ID/processes/PID/stream" into at most max segments. */
+static size_t split_path(char *path, char **seg, size_t max)
+{
+        size_t n = 0;
+        for (char *save = NULL, *t = strtok_r(path, "/", &save); t;
+             t = strtok_r(NULL, "/", &save)) {
+                if (n == max)
+                        return max + 1;
+                seg[n++] = t;
+        }
+        return n;
+}
+
+static void respond_errno(HttpRequest *req, int r, const char *err, const char *what)
+{
+        unsigned status = http_status_from_errno(r);
+        if (err && *err)
+                http_respond_error(req, status, "%s", err);
+        else
+                http_respond_error(req, status, "%s: %s", what, strerror(-r));
+}
+
+static void sandbox_not_found(HttpRequest *req, const char *id)
+{
+        http_respond_error(req, 404, "sandbox %s not found", id);
+}
+
+static void handle_create(Agent *a, HttpRequest *req)
+{
+        json_object *body = NULL;
+        if (http_request_parse_json(req, &body) < 0)
+                return;
+        char err[512] = "";
+        SandboxSpec spec;
+        int r = sandbox_spec_from_json(body, &spec, err, sizeof(err));
+        json_object_put(body);
+        if (r < 0) {
+                respond_errno(req, r, err, "invalid sandbox");
+                return;
+        }
+        json_object *obj = NULL;
+        r = sandbox_create(a, &spec, &obj, err, sizeof(err));
+        if (r < 0) {
+                respond_errno(req, r, err, "cannot create sandbox");
+                return;
+        }
+        http_respond_json(req, 201, obj);
+}
+
+static void handle_list(Agent *a, HttpRequest *req)
+{
+        cleanup_strv char **sel = NULL;
+        int r = http_request_query_all(req, "label", &sel);
+        if (r < 0) {
+                respond_errno(req, r, NULL, "cannot list");
+                return;
+        }
+        STRV_FOREACH(s, sel)
+        if (!strchr(*s, '=')) {
+                http_respond_error(req, 400, "label filter must be KEY=VALUE, got \"%.64s\"", *s);
+                return;
+        }
+        json_object *arr = NULL;
+        if ((r = sandbox_list_json(a, sel, &arr)) < 0) {
+                respond_errno(req, r, NULL, "cannot list");
+                return;
+        }
+        json_object *o = json_object_new_object();
+        (void) json_object_object_add(o, "sandboxes", arr);
+        http_respond_json(req, 200, o);
+}
+
+static void handle_timeout(Agent *a, HttpRequest *req, const char *id)
+{
+        json_object *body = NULL, *t = NULL;
+        if (http_request_parse_json(req, &body) < 0)
+                return;
+        bool ok = json_object_object_get_ex(body, "timeout", &t) &&
+                  json_object_is_type(t, json_type_int) && json_object_get_int64(t) >= 1 &&
+                  json_object_get_int64(t) <= 7 * 86400 && json_object_object_length(body) == 1;
+        int64_t secs = ok ? json_object_get_int64(t) : 0;
+        json_object_put(body);
+        if (!ok) {
+                http_respond_error(req, 400,
+                                   "body must be {\"timeout\": SECONDS} with 1 <= SECONDS <= "
+                                   "604800");
+                return;
+        }
+        json_object *obj = NULL;
+        int r = sandbox_set_timeout(a, id, (uint64_t) secs, &obj);
+        if (r == -ENOENT)
+                sandbox_not_found(req, id);
+        else if (r < 0)
+                respond_errno(req, r, NULL, "cannot set timeout");
+        else
+                http_respond_json(req, 200, obj);
+}
+
+static const HttpStreamOps exec_stream_ops = {
+        .read = exec_stream_read,
+        .destroy = exec_stream_free,
+};
+
+static int exec_info_or_respond(Agent *a, HttpRequest *req, const char *id, SandboxExecInfo *info)
+{
+        int r = sandbox_exec_info(a, id, info);
+        if (r == -ENOENT)
+                sandbox_not_found(req, id);
+        else if (r == -EBUSY)
+                http_respond_error(req, 409, "sandbox %s is not running", id);
+        else if (r < 0)
+                respond_errno(req, r, NULL, "cannot reach sandbox");
+        return r;
+}
+
+static void handle_exec(Agent *a, HttpRequest *req, const char *id)
+{
+        json_object *body = NULL;
+        if (http_request_parse_json(req, &body) < 0)
+                return;
+        SandboxExecInfo info;
+        if (exec_info_or_respond(a, req, id, &info) < 0) {
+                json_object_put(body);
+                return;
+        }
+        char err[512] = "";
+        ExecRequest er;
+        int r = exec_request_from_json(body, &info, &er, err, sizeof(err));
+        json_object_put(body);
+        if (r < 0) {
+                sandbox_exec_info_done(&info);
+                respond_errno(req, r, err, "invalid exec request");
+                return;
+        }
+        CgStats st = {0};
+        (void) cg_read_stats(a->cg, id, &st);
+        int fd = -1;
+        uint32_t pid = 0;
+        r = exec_spawn(info.socket_path, &er, &fd, &pid, err, sizeof(err));
+        bool background = er.flags & IP_FLAG_BACKGROUND;
+        exec_request_done(&er);
+        sandbox_exec_info_done(&info);
+        if (r < 0) {
+                if (r == -EBUSY)
+                        http_respond_error(req, 409, "sandbox %s is not running: %s", id, err);
+                else
+                        respond_errno(req, r == -EFBIG || r == -ENOMEM || r == -EIO ? r : -EINVAL,
+                                      err, "cannot start process");
+                return;
+        }
+        if (background) {
+                (void) close(fd); /* init keeps a background process after we hang up */
+                json_object *o = json_object_new_object();
+                (void) json_object_object_add(o, "pid", json_object_new_int64(pid));
+                http_respond_json(req, 201, o);
+                return;
+        }
+        ExecStream *s = NULL;
+        r = exec_stream_new(fd, pid, a, id, st.oom_kills, &s);
+        if (r < 0) {
+                (void) close(fd);
+                respond_errno(req, r, NULL, "cannot stream");
+                return;
+        }
+        http_respond_stream(req, 200, "application/x-ndjson", &exec_stream_ops, s);
+}
+
+static int parse_pid(const char *s, uint32_t *ret)
+{
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || *end || !*s || v == 0 || v > INT32_MAX || s[0] == '-' || s[0] == '+')
+                return -EINVAL;
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+static void handle_process(Agent *a, HttpRequest *req, const char *id, const char *pid_s,
+                           const char *action)
+{
+        const char *method = http_request_method(req);
+        uint32_t pid;
+        if (parse_pid(pid_s, &pid) < 0) {
+                http_respond_error(req, 400, "bad process id \"%.32s\"", pid_s);
+                return;
+        }
+        bool stream = streq(action, "stream"), stdin_ = streq(action, "stdin"),
+             signal_ = streq(action, "signal");
+        if (!stream && !stdin_ && !signal_) {
+                http_respond_error(req, 404, "no such route");
+                return;
+        }
+        if (!streq(method, stream ? "GET" : "POST")) {
+                http_respond_error(req, 405, "use %s", stream ? "GET" : "POST");
+                return;
+        }
+        json_object *body = NULL;
+        if (!stream && http_request_parse_json(req, &body) < 0)
+                return;
+        SandboxExecInfo info;
+        if (exec_info_or_respond(a, req, id, &info) < 0) {
+                json_object_put(body);
+                return;
+        }
+        char err[512] = "";
+        int r = 0;
+        if (stream) {
+                int fd = -1;
+                CgStats st = {0};
+                (void) cg_read_stats(a->cg, id, &st);
+                r = exec_attach(info.socket_path, pid, &fd, err, sizeof(err));
+                ExecStream *s = NULL;
+                if (r == 0 && (r = exec_stream_new(fd, 0, a, id, st.oom_kills, &s)) < 0)
+                        (void) close(fd);
+                sandbox_exec_info_done(&info);
+                if (r < 0)
+                        respond_errno(req, r, err, "cannot attach");
+                else
+                        http_respond_stream(req, 200, "application/x-ndjson", &exec_stream_ops, s);
+                return;
+        }
+        if (stdin_) {
+                cleanup_free uint8_t *data = NULL;
+                size_t len = 0;
+                bool eof = false, ok = true;
+                json_object_object_foreach(body, key, val)
+                {
+                        if (streq(key, "data") && json_object_is_type(val, json_type_string)) {
+                                len = (size_t) json_object_get_string_len(val);
+                                free(data);
+                                data = malloc(len + 1);
+                                if (data)
+                                        memcpy(data, json_object_get_string(val), len);
+                        } else if (streq(key, "data_b64") &&
+                                   json_object_is_type(val, json_type_string)) {
+                                free(data);
+                                data = NULL;
+                                ok = base64_decode(json_object_get_string(val), &data, &len) == 0;
+                        } else if (streq(key, "eof") &&
+                                   json_object_is_type(val, json_type_boolean)) {
+                                eof = json_object_get_boolean(val);
+                        } else {
+                                ok = false;
+                        }
+                }
+                if (!ok)
+                        http_respond_error(req, 400,
+                                           "body must be {\"data\": STRING} or {\"data_b64\": "
+                                           "BASE64} and/or {\"eof\": true}");
+                else
+                        r = exec_send_stdin(info.socket_path, pid, data, len, eof, err,
+                                            sizeof(err));
+        } else {
+                json_object *sig = NULL;
+                int signo = -EINVAL;
+                if (json_object_object_get_ex(body, "signal", &sig))
+                        signo = json_object_is_type(sig, json_type_int)
+                                        ? (json_object_get_int(sig) >= 1 &&
+                                                           json_object_get_int(sig) <= 64
+                                                   ? json_object_get_int(sig)
+                                                   : -EINVAL)
+                                        : signal_from_string(json_object_get_string(sig));
+                if (signo < 0)
+                        http_respond_error(req, 400,
+                                           "body must be {\"signal\": NAME-OR-NUMBER}, e.g. "
+                                           "\"SIGTERM\"");
+                else
+                        r = exec_signal(info.socket_path, pid, signo, err, sizeof(err));
+        }
+        json_object_put(body);
+        sandbox_exec_info_done(&info);
+        if (r == -ESRCH)
+                http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);
+        else if (r < 0)
+                respond_errno(req, r, err, "process request failed");
+        else
+                http_respond_empty(req, 204);
+}
+
+static void handle_info(Agent *a, HttpRequest *req)
+{
+        json_object *o = json_object_new_object(), *tpls = json_object_new_array();
+        cleanup_strv char **names = NULL;
+        if (template_list(a->cfg.templates_dir, &names) == 0)
+                STRV_FOREACH(n, names)
+        (void) json_object_array_add(tpls, json_object_new_string(*n));
+        size_t count = 0;
+        (void) pthread_mutex_lock(&a->lock);
+        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
+                count++;
+        (void) pthread_mutex_unlock(&a->lock);
+        (void) json_object_object_add(o, "version", json_object_new_string(SANDPIT_VERSION));
+        (void) json_object_object_add(o, "runtime", json_object_new_string(a->cfg.runtime));
+        (void) json_object_object_add(
+                o, "cgroup_version",
+                json_object_new_string(cg_manager_version(a->cg) == CG_VERSION_V2 ? "v2" : "v1"));
+        (void) json_object_object_add(o, "templates", tpls);
+        (void) json_object_object_add(o, "sandboxes", json_object_new_int64((int64_t) count));
+        http_respond_json(req, 200, o);
+}
+
+void api_handle(HttpRequest *req, void *userdata)
+{
+        Agent *a = userdata;
+        const char *method = http_request_method(req);
+        cleanup_free char *path = strdup(http_request_path(req));
+        if (!path) {
+                http_respond_error(req, 500, "out of memory");
+                return;
+        }
+        char *seg[8];
+        size_t n = split_path(path, seg, ARRAY_SIZE(seg));
+        bool get = streq(method, "GET"), post = streq(method, "POST"),
+             del = streq(method, "DELETE");
+
+        if (n == 1 && streq(seg[0], "healthz")) {
+                if (!get) {
+                        http_respond_error(req, 405, "use GET");
+                        return;
+                }
+                json_object *o = json_object_new_object();
+                (void) json_object_object_add(o, "status", json_object_new_string("ok"));
+                http_respond_json(req, 200, o);
+                return;
+        }
+        if (n < 2 || n > 6 || !streq(seg[0], "v1")) {
+                http_respond_error(req, 404, "no such route");
+                return;
+        }
+        if (n == 2 && streq(seg[1], "info")) {
+                if (get)
+                        handle_info(a, req);
+                else
+                        http_respond_error(req, 405, "use GET");
+                return;
+        }
+        if (!streq(seg[1], "sandboxes")) {
+                http_respond_error(req, 404, "no such route");
+                return;
+        }
+        if (n == 2) {
+                if (post)
+                        handle_create(a, req);
+                else if (get)
+                        handle_list(a, req);
+                else
+                        http_respond_error(req, 405, "use GET or POST");
+                return;
+        }
+        const char *id = seg[2];
+        if (!id_is_valid(id)) {
+                sandbox_not_found(req, id);
+                return;
+        }
+        if (n == 3) {
+                int r;
+                json_object *obj = NULL;
+                if (get) {
+                        if ((r = sandbox_get_json(a, id, &obj)) < 0)
+                                sandbox_not_found(req, id);
+                        else
+                                http_respond_json(req, 200, obj);
+                } else if (del) {
+                        r = sandbox_delete(a, id);
+                        if (r == -ENOENT)
+                                sandbox_not_found(req, id);
+                        else if (r < 0)
+                                respond_errno(req, r, NULL, "cannot delete sandbox");
+                        else
+                                http_respond_empty(req, 204);
+                } else {
+                        http_respond_error(req, 405, "use GET or DELETE");
+                }
+                return;
+        }
+        if (n == 4 && streq(seg[3], "timeout")) {
+                if (post)
+                        handle_timeout(a, req, id);
+                else
+                        http_respond_error(req, 405, "use POST");
+                return;
+        }
+        if (n == 4 && streq(seg[3], "exec")) {
+                if (post)
+                        handle_exec(a, req, id);
+                else
+                        http_respond_error(req, 405, "use POST");
+                return;
+        }
+        if (n == 4 && streq(seg[3], "processes")) {
+                if (!get) {
+                        http_respond_error(req, 405, "use GET");
+                        return;
+                }
+                SandboxExecInfo info;
+                if (exec_info_or_respond(a, req, id, &info) < 0)
+                        return;
+                json_object *arr = NULL;
+                int r = exec_list(info.socket_path, &arr);
+                sandbox_exec_info_done(&info);
+                if (r < 0) {
+                        respond_errno(req, r, NULL, "cannot list processes");
+                        return;
+                }
+                json_object *o = json_object_new_object();
+                (void) json_object_object_add(o, "processes", arr);
+                http_respond_json(req, 200, o);
+                return;
+        }
+        if (n == 6 && streq(seg[3], "processes")) {
+                handle_process(a, req, id, seg[4], seg[5]);
+                return;
+        }
+        http_respond_error(req, 404, "no such route");
+}

@@ -1,0 +1,59 @@
+/* Running processes in a sandbox: the agent's side of the init protocol
+ * (initproto.h) and its translation into the API's NDJSON events. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "agent.h"
+#include "sandbox.h"
+
+typedef struct {
+        char **argv;
+        char **env; /* the process's whole environment */
+        char *cwd;  /* NULL: the user's home */
+        char *user;
+        char *tag;
+        uint64_t timeout_ms;
+        uint32_t flags; /* IP_FLAG_* */
+        uint8_t *stdin_data;
+        size_t stdin_len;
+} ExecRequest;
+
+/* Parses an exec request body against the sandbox's defaults (env, user).
+ * -EINVAL with a message in err for bad input. */
+int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecRequest *ret,
+                           char *err, size_t errlen);
+void exec_request_done(ExecRequest *r);
+
+/* Connects to init and starts the process. On success *ret_fd is the
+ * conversation (STDOUT/STDERR/EXIT follow) and *ret_pid the pid. A process that
+ * cannot be started gives -EINVAL (or init's errno) with init's message in err;
+ * a sandbox whose init does not answer gives -EBUSY. */
+int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uint32_t *ret_pid,
+               char *err, size_t errlen);
+/* Reconnects to a process: -ESRCH when init does not know the pid. */
+int exec_attach(const char *socket_path, uint32_t pid, int *ret_fd, char *err, size_t errlen);
+
+/* One request, one OK/ERROR answer: STDIN (data and/or eof) and SIGNAL. */
+int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, size_t len,
+                    bool eof, char *err, size_t errlen);
+int exec_signal(const char *socket_path, uint32_t pid, int signo, char *err, size_t errlen);
+/* The process list as the API shows it. */
+int exec_list(const char *socket_path, json_object **ret);
+
+/* An NDJSON event stream over an init conversation. Owns fd. start_pid > 0
+ * emits the "start" event first. The agent and id are used to tell an
+ * out-of-memory kill (the cgroup's oom_kill count grew since oom_before). */
+typedef struct ExecStream ExecStream;
+int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64_t oom_before,
+                    ExecStream **ret);
+ssize_t exec_stream_read(void *cls, int client_fd, char *buf, size_t max);
+void exec_stream_free(void *cls);
+
+/* Signal names ("SIGTERM", "TERM", "15") to numbers; -EINVAL if unknown. */
+int signal_from_string(const char *s);

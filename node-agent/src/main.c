@@ -1,0 +1,261 @@
+/* sandpit-agent: the node agent. `--standalone` serves the native API on one
+ * machine with no cluster (docs/agent-api.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "api.h"
+#include "sandbox.h"
+#include "sandpit/http-server.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define MAX_BODY (16u * 1024u * 1024u)
+
+static void usage(FILE *f)
+{
+        fputs("Usage: sandpit-agent --standalone [OPTIONS]\n"
+              "\n"
+              "Runs sandboxes on this node and serves the sandpit agent API.\n"
+              "\n"
+              "  --standalone            serve on this machine, no cluster\n"
+              "  --socket PATH           unix socket (default /run/sandpit/agent.sock)\n"
+              "  --listen ADDR:PORT      also serve TCP; requires --token-file\n"
+              "  --token-file FILE       bearer token for TCP clients\n"
+              "  --state-dir DIR         runtime state (default /run/sandpit)\n"
+              "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
+              "  --init PATH             sandpit-init binary (default: next to this binary)\n"
+              "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
+              "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
+              "  --cgroup-version auto|v1|v2\n"
+              "  --log-format json|text  (default json)\n"
+              "  --log-level debug|info|warning|error\n"
+              "  --help\n",
+              f);
+}
+
+static char *default_init_path(void)
+{
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0)
+                return strdup("/usr/lib/sandpit/sandpit-init");
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash)
+                *slash = 0;
+        char *p = NULL;
+        return asprintf(&p, "%s/sandpit-init", self) < 0 ? NULL : p;
+}
+
+static int read_token(const char *path, char **ret)
+{
+        char *text = NULL;
+        int r = read_file(path, 4096, &text, NULL);
+        if (r < 0)
+                return r;
+        text[strcspn(text, "\r\n")] = 0;
+        if (strlen(text) < 16) {
+                explicit_bzero(text, strlen(text));
+                free(text);
+                return -EINVAL;
+        }
+        *ret = text;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        enum {
+                OPT_STANDALONE = 256,
+                OPT_SOCKET,
+                OPT_LISTEN,
+                OPT_TOKEN_FILE,
+                OPT_STATE_DIR,
+                OPT_TEMPLATES_DIR,
+                OPT_INIT,
+                OPT_RUNTIME,
+                OPT_CGROUP_PARENT,
+                OPT_CGROUP_VERSION,
+                OPT_LOG_FORMAT,
+                OPT_LOG_LEVEL,
+                OPT_HELP,
+        };
+        static const struct option opts[] = {
+                {"standalone", no_argument, NULL, OPT_STANDALONE},
+                {"socket", required_argument, NULL, OPT_SOCKET},
+                {"listen", required_argument, NULL, OPT_LISTEN},
+                {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+                {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+                {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
+                {"init", required_argument, NULL, OPT_INIT},
+                {"runtime", required_argument, NULL, OPT_RUNTIME},
+                {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
+                {"cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION},
+                {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+                {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+                {"help", no_argument, NULL, OPT_HELP},
+                {0},
+        };
+        Agent agent = {0};
+        AgentConfig *cfg = &agent.cfg;
+        const char *socket_path = "/run/sandpit/agent.sock", *listen_addr = NULL,
+                   *token_file = NULL;
+        bool standalone = false;
+        LogFormat log_format = LOG_FORMAT_JSON;
+        LogLevel log_level = LOG_LEVEL_INFO;
+        cfg->state_dir = "/run/sandpit";
+        cfg->templates_dir = "/var/lib/sandpit/templates";
+        cfg->runtime = "runc";
+        cfg->cgroup_parent = "sandpit";
+        cfg->cgroup_version = CG_VERSION_AUTO;
+
+        int c;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (c) {
+                case OPT_STANDALONE:
+                        standalone = true;
+                        break;
+                case OPT_SOCKET:
+                        socket_path = optarg;
+                        break;
+                case OPT_LISTEN:
+                        listen_addr = optarg;
+                        break;
+                case OPT_TOKEN_FILE:
+                        token_file = optarg;
+                        break;
+                case OPT_STATE_DIR:
+                        cfg->state_dir = optarg;
+                        break;
+                case OPT_TEMPLATES_DIR:
+                        cfg->templates_dir = optarg;
+                        break;
+                case OPT_INIT:
+                        cfg->init_path = optarg;
+                        break;
+                case OPT_RUNTIME:
+                        cfg->runtime = optarg;
+                        break;
+                case OPT_CGROUP_PARENT:
+                        cfg->cgroup_parent = optarg;
+                        break;
+                case OPT_CGROUP_VERSION:
+                        if (streq(optarg, "auto"))
+                                cfg->cgroup_version = CG_VERSION_AUTO;
+                        else if (streq(optarg, "v1"))
+                                cfg->cgroup_version = CG_VERSION_V1;
+                        else if (streq(optarg, "v2"))
+                                cfg->cgroup_version = CG_VERSION_V2;
+                        else {
+                                fprintf(stderr, "sandpit-agent: bad --cgroup-version %s\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_LOG_FORMAT:
+                        if (log_parse_format(optarg, &log_format) < 0) {
+                                fprintf(stderr, "sandpit-agent: bad --log-format %s\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_LOG_LEVEL:
+                        if (log_parse_level(optarg, &log_level) < 0) {
+                                fprintf(stderr, "sandpit-agent: bad --log-level %s\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_HELP:
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc || !standalone) {
+                fprintf(stderr, "sandpit-agent: %s\n",
+                        !standalone ? "only --standalone mode exists so far"
+                                    : "unexpected argument");
+                return 2;
+        }
+        if (listen_addr && !token_file) {
+                fprintf(stderr, "sandpit-agent: --listen needs --token-file\n");
+                return 2;
+        }
+        log_setup("sandpit-agent", log_format, log_level);
+
+        cleanup_free char *init_default = NULL;
+        if (!cfg->init_path)
+                cfg->init_path = init_default = default_init_path();
+        cleanup_free char *token = NULL;
+        if (token_file) {
+                int r = read_token(token_file, &token);
+                if (r < 0) {
+                        log_error_errno(r, "cannot read a token (16+ characters) from %s",
+                                        token_file);
+                        return 1;
+                }
+        }
+
+        /* Signals are taken synchronously by this thread; block them before
+         * any thread starts so every thread inherits the mask. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        (void) pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        (void) signal(SIGPIPE, SIG_IGN);
+
+        int r = agent_init(&agent);
+        if (r < 0) {
+                agent_done(&agent);
+                return 1;
+        }
+        r = sandbox_recover(&agent);
+        if (r == 0)
+                r = agent_start_monitor(&agent);
+        cleanup_free char *sock_dir = strdup(socket_path);
+        if (sock_dir && strrchr(sock_dir, '/') && strrchr(sock_dir, '/') != sock_dir) {
+                *strrchr(sock_dir, '/') = 0;
+                (void) mkdir_p(sock_dir, 0755);
+        }
+        HttpServer *srv = NULL;
+        if (r == 0) {
+                HttpServerConfig hc = {.unix_path = socket_path,
+                                       .tcp_listen = listen_addr,
+                                       .token = token,
+                                       .max_body = MAX_BODY};
+                r = http_server_start(&hc, api_handle, &agent, &srv);
+                if (r < 0)
+                        log_error_errno(r, "cannot serve on %s%s%s", socket_path,
+                                        listen_addr ? " and " : "", listen_addr ? listen_addr : "");
+        }
+        if (r < 0) {
+                agent_done(&agent);
+                return 1;
+        }
+        if (listen_addr)
+                log_info("serving on %s and tcp port %u", socket_path, http_server_tcp_port(srv));
+        else
+                log_info("serving on %s", socket_path);
+
+        int sig = 0;
+        while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
+                ;
+        log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
+        http_server_free(srv);
+        agent_done(&agent);
+        if (token)
+                explicit_bzero(token, strlen(token));
+        return 0;
+}

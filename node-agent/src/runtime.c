@@ -1,0 +1,204 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "initproto.h"
+#include "runtime.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+extern char **environ;
+
+#define SPAWN_OUT_MAX (64 * 1024)
+
+/* Runs argv with stdin from /dev/null; captures stdout (up to 64 KiB) when
+ * ret_out is set; passes extra_fd as fd IP_READY_FD and log_fd as 1 and 2 when
+ * they are >= 0. Returns the exit status (>= 0) or a negative errno. */
+static int spawn_wait(char *const argv[], int extra_fd, int log_fd, char **ret_out)
+{
+        int out[2] = {-1, -1};
+        cleanup_free char *outbuf = NULL;
+        if (ret_out) {
+                if (!(outbuf = malloc(SPAWN_OUT_MAX + 1)))
+                        return -ENOMEM;
+                if (pipe2(out, O_CLOEXEC) < 0)
+                        return -errno;
+        }
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        (void) posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        if (ret_out)
+                (void) posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+        else if (log_fd >= 0)
+                (void) posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+        else
+                (void) posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        if (log_fd >= 0)
+                (void) posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
+        if (extra_fd >= 0)
+                (void) posix_spawn_file_actions_adddup2(&fa, extra_fd, IP_READY_FD);
+        pid_t pid;
+        int r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (out[1] >= 0)
+                (void) close(out[1]);
+        if (r != 0) {
+                if (out[0] >= 0)
+                        (void) close(out[0]);
+                return -r;
+        }
+        if (ret_out) {
+                size_t len = 0;
+                for (;;) {
+                        ssize_t n = read(out[0], outbuf + len, SPAWN_OUT_MAX - len);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0 || (len += (size_t) n) == SPAWN_OUT_MAX)
+                                break;
+                }
+                (void) close(out[0]);
+                outbuf[len] = 0;
+                *ret_out = TAKE_PTR(outbuf);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + WTERMSIG(status);
+}
+
+/* The runtime writes JSON log lines {"level":..,"msg":..}; the last error is
+ * the one to show. */
+static void last_log_error(const char *log_path, char *err, size_t errlen)
+{
+        cleanup_free char *text = NULL;
+        if (read_file(log_path, 1024 * 1024, &text, NULL) < 0)
+                return;
+        char *line = strtok(text, "\n");
+        for (; line; line = strtok(NULL, "\n")) {
+                json_object *o = json_tokener_parse(line);
+                json_object *msg = NULL, *level = NULL;
+                if (o && json_object_object_get_ex(o, "msg", &msg) &&
+                    json_object_object_get_ex(o, "level", &level) &&
+                    streq(json_object_get_string(level), "error"))
+                        (void) snprintf(err, errlen, "%s", json_object_get_string(msg));
+                json_object_put(o);
+        }
+}
+
+int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int log_fd,
+                pid_t *ret_pid, char *err, size_t errlen)
+{
+        char log_path[4096], pid_path[4096];
+        (void) snprintf(log_path, sizeof(log_path), "%s/runtime.log", dir);
+        (void) snprintf(pid_path, sizeof(pid_path), "%s/init.pid", dir);
+        char *argv[] = {(char *) rt->binary, "--root",         (char *) rt->root,
+                        "--log",             log_path,         "--log-format",
+                        "json",              "run",            "--detach",
+                        "--bundle",          (char *) dir,     "--pid-file",
+                        pid_path,            "--preserve-fds", "1",
+                        (char *) id,         NULL};
+        int r = spawn_wait(argv, ready_fd, log_fd, NULL);
+        if (r != 0) {
+                if (r > 0) {
+                        (void) snprintf(err, errlen, "%s run exited with status %d", rt->binary,
+                                        r);
+                        last_log_error(log_path, err, errlen);
+                } else {
+                        (void) snprintf(err, errlen, "cannot run %s: %s", rt->binary,
+                                        strerror(-r));
+                }
+                return r > 0 ? -EIO : r;
+        }
+        cleanup_free char *pidtext = NULL;
+        r = read_file(pid_path, 64, &pidtext, NULL);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "%s left no pid file", rt->binary);
+                return r;
+        }
+        long pid = strtol(pidtext, NULL, 10);
+        if (pid <= 0) {
+                (void) snprintf(err, errlen, "%s wrote a bad pid file", rt->binary);
+                return -EIO;
+        }
+        *ret_pid = (pid_t) pid;
+        return 0;
+}
+
+int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid)
+{
+        char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state", (char *) id,
+                        NULL};
+        cleanup_free char *out = NULL;
+        int r = spawn_wait(argv, -1, -1, &out);
+        if (r < 0)
+                return r;
+        if (r != 0 || !out)
+                return -ENOENT;
+        json_object *o = json_tokener_parse(out);
+        json_object *status = NULL, *pid = NULL;
+        if (!o || !json_object_object_get_ex(o, "status", &status) ||
+            !json_object_object_get_ex(o, "pid", &pid)) {
+                json_object_put(o);
+                return -EIO;
+        }
+        char *s = strdup(json_object_get_string(status));
+        *ret_pid = (pid_t) json_object_get_int(pid);
+        json_object_put(o);
+        if (!s)
+                return -ENOMEM;
+        *ret_status = s;
+        return 0;
+}
+
+int runtime_delete(const Runtime *rt, const char *id)
+{
+        char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "delete", "--force",
+                        (char *) id, NULL};
+        int r = spawn_wait(argv, -1, -1, NULL);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 0;
+        /* Unknown to the runtime: nothing to delete. */
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/%s", rt->root, id);
+        return access(path, F_OK) < 0 ? 0 : -EIO;
+}
+
+int runtime_list(const Runtime *rt, char ***ret)
+{
+        /* runc and crun keep one directory per container under --root. */
+        size_t n = 0;
+        char **v = calloc(1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        DIR *d = opendir(rt->root);
+        if (d) {
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        if (de->d_name[0] == '.' || !id_is_valid(de->d_name))
+                                continue;
+                        char **nv = realloc(v, (n + 2) * sizeof(char *));
+                        if (!nv)
+                                break;
+                        v = nv;
+                        if ((v[n] = strdup(de->d_name)))
+                                v[++n] = NULL;
+                }
+                (void) closedir(d);
+        }
+        *ret = v;
+        return 0;
+}

@@ -1,0 +1,23 @@
+/* The OCI runtime CLI (runc by default; crun, runsc or any path work the same
+ * way): run detached, state, delete. */
+#pragma once
+
+#include <sys/types.h>
+
+typedef struct {
+        const char *binary; /* "runc", "crun", or a path */
+        const char *root;   /* --root: the runtime's state dir */
+} Runtime;
+
+/* `run -d` of the bundle in dir with fd IP_READY_FD = ready_fd passed through,
+ * stdout/stderr of the container process to log_fd. Writes <dir>/runtime.log;
+ * on failure err receives the runtime's own error message. */
+int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int log_fd,
+                pid_t *ret_pid, char *err, size_t errlen);
+/* Status ("running", "paused", "stopped", "created") and init pid; -ENOENT when
+ * the runtime does not know the container. */
+int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid);
+/* `delete --force`: kills what is left and removes the runtime's state. */
+int runtime_delete(const Runtime *rt, const char *id);
+/* Container ids the runtime knows under its root. */
+int runtime_list(const Runtime *rt, char ***ret);

@@ -1,0 +1,905 @@
+/* Sandbox lifecycle. A create is a list of setup steps (dirs, cgroup, rootfs,
+ * bundle, state file, runtime run, wait for init), and every failure runs the
+ * same teardown that delete runs, so a failed create leaves nothing behind. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "initproto.h"
+#include "rootfs.h"
+#include "runtime.h"
+#include "sandbox.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/quantity.h"
+#include "sandpit/util.h"
+#include "state.h"
+#include "template.h"
+
+#define DEFAULT_TEMPLATE "default"
+#define DEFAULT_CPU      1.0
+#define DEFAULT_MEMORY   (512ull << 20)
+#define DEFAULT_PIDS     512u
+#define DEFAULT_DISK     (512ull << 20)
+#define DEFAULT_TIMEOUT  300u
+#define DEFAULT_USER     "user"
+#define READY_TIMEOUT_MS 10000
+#define ID_LEN           20
+
+void sandbox_spec_done(SandboxSpec *s)
+{
+        free(s->id);
+        free(s->template_name);
+        strv_free(s->env);
+        free(s->user);
+        json_object_put(s->labels);
+        *s = (SandboxSpec){0};
+}
+
+static Runtime agent_runtime(const Agent *a)
+{
+        return (Runtime){.binary = a->cfg.runtime, .root = a->runc_root};
+}
+
+/* --- request parsing ---------------------------------------------------- */
+
+static int env_from_json(json_object *v, char ***ret, char *err, size_t errlen)
+{
+        if (!json_object_is_type(v, json_type_object)) {
+                (void) snprintf(err, errlen, "env must be an object of strings");
+                return -EINVAL;
+        }
+        size_t n = (size_t) json_object_object_length(v), i = 0;
+        char **env = calloc(n + 1, sizeof(char *));
+        if (!env)
+                return -ENOMEM;
+        json_object_object_foreach(v, key, val)
+        {
+                if (!json_object_is_type(val, json_type_string) || !*key || strchr(key, '=') ||
+                    strlen(key) > 1024) {
+                        (void) snprintf(err, errlen,
+                                        "env %.64s: names must be non-empty without '=' and "
+                                        "values strings",
+                                        key);
+                        strv_free(env);
+                        return -EINVAL;
+                }
+                if (asprintf(&env[i], "%s=%s", key, json_object_get_string(val)) < 0) {
+                        env[i] = NULL;
+                        strv_free(env);
+                        return -ENOMEM;
+                }
+                i++;
+        }
+        *ret = env;
+        return 0;
+}
+
+int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t errlen)
+{
+        SandboxSpec s = {.cpu = DEFAULT_CPU,
+                         .memory = DEFAULT_MEMORY,
+                         .pids = DEFAULT_PIDS,
+                         .disk = DEFAULT_DISK,
+                         .timeout_s = DEFAULT_TIMEOUT};
+        int r = 0;
+        json_object_object_foreach(req, key, val)
+        {
+                if (streq(key, "template") || streq(key, "id") || streq(key, "user")) {
+                        if (!json_object_is_type(val, json_type_string)) {
+                                (void) snprintf(err, errlen, "%s must be a string", key);
+                                r = -EINVAL;
+                                break;
+                        }
+                        char **dst = streq(key, "template") ? &s.template_name
+                                     : streq(key, "id")     ? &s.id
+                                                            : &s.user;
+                        free(*dst);
+                        if (!(*dst = strdup(json_object_get_string(val)))) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                } else if (streq(key, "cpu")) {
+                        if (quantity_cpu_from_json(val, &s.cpu) < 0 || s.cpu < 0.01 ||
+                            s.cpu > 64) {
+                                (void) snprintf(err, errlen,
+                                                "cpu must be a number of cores between 0.01 and "
+                                                "64, or a string like \"500m\"");
+                                r = -EINVAL;
+                                break;
+                        }
+                } else if (streq(key, "memory") || streq(key, "disk")) {
+                        uint64_t *dst = streq(key, "memory") ? &s.memory : &s.disk;
+                        uint64_t min = streq(key, "memory") ? 4ull << 20 : 1ull << 20;
+                        if (quantity_bytes_from_json(val, dst) < 0 || *dst < min ||
+                            *dst > 64ull << 30) {
+                                (void) snprintf(err, errlen,
+                                                "%s must be bytes or a quantity like \"512Mi\", "
+                                                "between %lluMi and 64Gi",
+                                                key, (unsigned long long) (min >> 20));
+                                r = -EINVAL;
+                                break;
+                        }
+                } else if (streq(key, "pids") || streq(key, "timeout")) {
+                        bool pids = streq(key, "pids");
+                        int64_t v = json_object_get_int64(val);
+                        int64_t lo = pids ? 8 : 1, hi = pids ? 65536 : 7 * 86400;
+                        if (!json_object_is_type(val, json_type_int) || v < lo || v > hi) {
+                                (void) snprintf(err, errlen,
+                                                "%s must be an integer between %lld and %lld",
+                                                key, (long long) lo, (long long) hi);
+                                r = -EINVAL;
+                                break;
+                        }
+                        *(pids ? &s.pids : &s.timeout_s) = (uint64_t) v;
+                } else if (streq(key, "env")) {
+                        strv_free(s.env);
+                        s.env = NULL;
+                        if ((r = env_from_json(val, &s.env, err, errlen)) < 0)
+                                break;
+                } else if (streq(key, "labels")) {
+                        if (!json_object_is_type(val, json_type_object)) {
+                                (void) snprintf(err, errlen, "labels must be an object");
+                                r = -EINVAL;
+                                break;
+                        }
+                        json_object_object_foreach(val, lk, lv)
+                        {
+                                if (!json_object_is_type(lv, json_type_string) || !*lk ||
+                                    strchr(lk, '=') || strchr(lk, ',')) {
+                                        (void) snprintf(err, errlen,
+                                                        "label %.64s: keys must be non-empty "
+                                                        "without '=' or ',' and values strings",
+                                                        lk);
+                                        r = -EINVAL;
+                                }
+                        }
+                        if (r < 0)
+                                break;
+                        json_object_put(s.labels);
+                        s.labels = json_object_get(val);
+                } else {
+                        (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
+                        r = -EINVAL;
+                        break;
+                }
+        }
+        if (r == 0 && s.id && !id_is_valid(s.id)) {
+                (void) snprintf(err, errlen,
+                                "id must be 1-63 characters of [a-z0-9-] not starting with '-'");
+                r = -EINVAL;
+        }
+        if (r == 0 && s.user && (!*s.user || strchr(s.user, ':') || strlen(s.user) > 64)) {
+                (void) snprintf(err, errlen, "user must be a user name or uid");
+                r = -EINVAL;
+        }
+        if (r == 0 && !s.template_name && !(s.template_name = strdup(DEFAULT_TEMPLATE)))
+                r = -ENOMEM;
+        if (r == 0 && !s.user && !(s.user = strdup(DEFAULT_USER)))
+                r = -ENOMEM;
+        if (r == 0 && !s.env && !(s.env = calloc(1, sizeof(char *))))
+                r = -ENOMEM;
+        if (r == 0 && !s.labels && !(s.labels = json_object_new_object()))
+                r = -ENOMEM;
+        if (r < 0) {
+                sandbox_spec_done(&s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+/* --- table -------------------------------------------------------------- */
+
+static Sandbox *find_locked(Agent *a, const char *id)
+{
+        for (Sandbox *s = a->sandboxes; s; s = s->next)
+                if (streq(s->spec.id, id))
+                        return s;
+        return NULL;
+}
+
+static void unlink_locked(Agent *a, Sandbox *sb)
+{
+        for (Sandbox **p = &a->sandboxes; *p; p = &(*p)->next)
+                if (*p == sb) {
+                        *p = sb->next;
+                        return;
+                }
+}
+
+static void sandbox_free(Sandbox *sb)
+{
+        if (!sb)
+                return;
+        if (sb->pidfd >= 0)
+                (void) close(sb->pidfd);
+        sandbox_spec_done(&sb->spec);
+        free(sb->dir);
+        free(sb->socket_path);
+        free(sb);
+}
+
+static void wake_monitor(Agent *a)
+{
+        uint64_t one = 1;
+        if (a->wake_fd >= 0)
+                (void) !write(a->wake_fd, &one, sizeof(one));
+}
+
+static const char *state_name(SandboxState s)
+{
+        switch (s) {
+        case SANDBOX_CREATING:
+                return "creating";
+        case SANDBOX_RUNNING:
+                return "running";
+        case SANDBOX_EXITED:
+                return "exited";
+        case SANDBOX_DELETING:
+                return "deleting";
+        }
+        return "unknown";
+}
+
+static json_object *env_to_json(char **env)
+{
+        json_object *o = json_object_new_object();
+        STRV_FOREACH(e, env)
+        {
+                const char *eq = strchr(*e, '=');
+                if (!eq)
+                        continue;
+                cleanup_free char *k = strndup(*e, (size_t) (eq - *e));
+                if (k)
+                        (void) json_object_object_add(o, k, json_object_new_string(eq + 1));
+        }
+        return o;
+}
+
+static void add_time(json_object *o, const char *key, uint64_t us)
+{
+        char buf[40];
+        format_rfc3339_us(us, buf, sizeof(buf));
+        (void) json_object_object_add(o, key, json_object_new_string(buf));
+}
+
+/* The API view; oom_kills is read from the cgroup by the caller (outside the lock). */
+static json_object *sandbox_to_json_locked(const Sandbox *sb)
+{
+        json_object *o = json_object_new_object();
+        if (!o)
+                return NULL;
+        const SandboxSpec *s = &sb->spec;
+        (void) json_object_object_add(o, "id", json_object_new_string(s->id));
+        (void) json_object_object_add(o, "template", json_object_new_string(s->template_name));
+        (void) json_object_object_add(o, "state", json_object_new_string(state_name(sb->state)));
+        (void) json_object_object_add(o, "cpu", json_object_new_double(s->cpu));
+        (void) json_object_object_add(o, "memory", json_object_new_int64((int64_t) s->memory));
+        (void) json_object_object_add(o, "pids", json_object_new_int64((int64_t) s->pids));
+        (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) s->disk));
+        (void) json_object_object_add(o, "user", json_object_new_string(s->user));
+        (void) json_object_object_add(o, "env", env_to_json(s->env));
+        (void) json_object_object_add(o, "labels", json_object_get(s->labels));
+        (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
+        add_time(o, "created_at", sb->created_us);
+        add_time(o, "expires_at", sb->expires_us);
+        return o;
+}
+
+static void add_stats(Agent *a, const char *id, json_object *o)
+{
+        CgStats st = {0};
+        if (cg_read_stats(a->cg, id, &st) < 0)
+                st.oom_kills = 0;
+        (void) json_object_object_add(o, "oom_kills", json_object_new_int64((int64_t) st.oom_kills));
+}
+
+int sandbox_get_json(Agent *a, const char *id, json_object **ret)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        json_object *o = sb && sb->state != SANDBOX_CREATING ? sandbox_to_json_locked(sb) : NULL;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (!o)
+                return -ENOENT;
+        add_stats(a, id, o);
+        *ret = o;
+        return 0;
+}
+
+static bool labels_match(json_object *labels, char **selectors)
+{
+        STRV_FOREACH(sel, selectors)
+        {
+                const char *eq = strchr(*sel, '=');
+                if (!eq)
+                        return false;
+                cleanup_free char *k = strndup(*sel, (size_t) (eq - *sel));
+                json_object *v = NULL;
+                if (!k || !json_object_object_get_ex(labels, k, &v) ||
+                    !streq(json_object_get_string(v), eq + 1))
+                        return false;
+        }
+        return true;
+}
+
+int sandbox_list_json(Agent *a, char **selectors, json_object **ret)
+{
+        json_object *arr = json_object_new_array();
+        if (!arr)
+                return -ENOMEM;
+        (void) pthread_mutex_lock(&a->lock);
+        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
+                if (sb->state != SANDBOX_CREATING && labels_match(sb->spec.labels, selectors))
+                        (void) json_object_array_add(arr, sandbox_to_json_locked(sb));
+        (void) pthread_mutex_unlock(&a->lock);
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+                json_object *o = json_object_array_get_idx(arr, i), *id = NULL;
+                if (json_object_object_get_ex(o, "id", &id))
+                        add_stats(a, json_object_get_string(id), o);
+        }
+        *ret = arr;
+        return 0;
+}
+
+int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
+{
+        int r = 0;
+        SandboxExecInfo info = {0};
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING) {
+                r = -ENOENT;
+        } else if (sb->state != SANDBOX_RUNNING) {
+                r = -EBUSY;
+        } else {
+                size_t n = 0;
+                STRV_FOREACH(e, sb->spec.env)
+                n++;
+                info.env = calloc(n + 1, sizeof(char *));
+                info.socket_path = strdup(sb->socket_path);
+                info.user = strdup(sb->spec.user);
+                info.id = strdup(sb->spec.id);
+                for (size_t i = 0; info.env && i < n; i++)
+                        if (!(info.env[i] = strdup(sb->spec.env[i])))
+                                r = -ENOMEM;
+                if (!info.env || !info.socket_path || !info.user || !info.id)
+                        r = -ENOMEM;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0) {
+                sandbox_exec_info_done(&info);
+                return r;
+        }
+        *ret = info;
+        return 0;
+}
+
+void sandbox_exec_info_done(SandboxExecInfo *i)
+{
+        free(i->socket_path);
+        strv_free(i->env);
+        free(i->user);
+        free(i->id);
+        *i = (SandboxExecInfo){0};
+}
+
+/* --- setup and teardown -------------------------------------------------- */
+
+/* Releases everything a sandbox may hold, whatever stage it reached. Each step
+ * tolerates "already gone", so it is also the cleanup for half-made sandboxes
+ * and for remains found after a restart. */
+static int teardown(Agent *a, const char *id, const char *dir)
+{
+        Runtime rt = agent_runtime(a);
+        int ret = 0;
+        int r = runtime_delete(&rt, id);
+        if (r < 0) {
+                log_sbx(LOG_LEVEL_WARNING, id, r, "runtime delete failed; killing the cgroup");
+                ret = r;
+        }
+        /* runc kills the container's processes; this catches anything that
+         * escaped its view (e.g. after a runtime crash). */
+        (void) cg_kill_all(a->cg, id, SIGKILL);
+        if (dir) {
+                r = rootfs_umount(dir);
+                if (r < 0) {
+                        log_sbx(LOG_LEVEL_ERROR, id, r, "cannot unmount the sandbox's filesystems");
+                        ret = r;
+                }
+        }
+        r = cg_destroy(a->cg, id);
+        if (r < 0) {
+                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot remove the sandbox's cgroup");
+                ret = r;
+        }
+        if (dir && ret == 0) {
+                r = rm_rf(dir);
+                if (r < 0) {
+                        log_sbx(LOG_LEVEL_ERROR, id, r, "cannot remove %s", dir);
+                        ret = r;
+                }
+        }
+        return ret;
+}
+
+static int make_dirs(const char *dir)
+{
+        char path[4096];
+        if (mkdir(dir, 0700) < 0)
+                return -errno;
+        (void) snprintf(path, sizeof(path), "%s/ctl", dir);
+        if (mkdir(path, 0700) < 0)
+                return -errno;
+        /* Mount point for the read-only bind of the init binary. */
+        (void) snprintf(path, sizeof(path), "%s/ctl/init", dir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+        if (fd < 0)
+                return -errno;
+        (void) close(fd);
+        return 0;
+}
+
+/* Waits for init's ready byte on fd, or for it to close (init died). */
+static int wait_ready(int fd)
+{
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        for (;;) {
+                int n = poll(&p, 1, READY_TIMEOUT_MS);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                char c;
+                ssize_t k = read(fd, &c, 1);
+                if (k == 1)
+                        return 0;
+                if (k < 0 && errno == EINTR)
+                        continue;
+                return -ECHILD; /* closed without a byte: init died */
+        }
+}
+
+static int watch_init(Agent *a, Sandbox *sb)
+{
+        int fd = (int) pidfd_open(sb->init_pid, 0);
+        if (fd < 0)
+                return -errno;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sb};
+        if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+                int r = -errno;
+                (void) close(fd);
+                return r;
+        }
+        sb->pidfd = fd;
+        return 0;
+}
+
+int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen)
+{
+        Sandbox *sb = calloc(1, sizeof(*sb));
+        if (!sb) {
+                sandbox_spec_done(spec);
+                return -ENOMEM;
+        }
+        sb->spec = *spec;
+        *spec = (SandboxSpec){0};
+        sb->pidfd = -1;
+        sb->state = SANDBOX_CREATING;
+
+        Template *tpl = NULL;
+        int r = template_load(a->cfg.templates_dir, sb->spec.template_name, &tpl);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "template %s %s", sb->spec.template_name,
+                                r == -ENOENT ? "not found" : "is not usable");
+                sandbox_free(sb);
+                return r == -EINVAL ? -ENOENT : r;
+        }
+
+        /* Reserve the id in the table, so two creates cannot race for it. */
+        (void) pthread_mutex_lock(&a->lock);
+        if (!sb->spec.id) {
+                char id[ID_LEN + 1];
+                do {
+                        r = random_id(id, ID_LEN);
+                } while (r == 0 && (find_locked(a, id) || id[0] < 'a'));
+                if (r == 0 && !(sb->spec.id = strdup(id)))
+                        r = -ENOMEM;
+        } else if (find_locked(a, sb->spec.id)) {
+                (void) snprintf(err, errlen, "sandbox %s already exists", sb->spec.id);
+                r = -EEXIST;
+        }
+        if (r == 0 && a->stopping) {
+                (void) snprintf(err, errlen, "the agent is shutting down");
+                r = -ESHUTDOWN;
+        }
+        if (r == 0) {
+                sb->next = a->sandboxes;
+                a->sandboxes = sb;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0) {
+                template_free(tpl);
+                sandbox_free(sb);
+                return r;
+        }
+
+        const char *id = sb->spec.id;
+        const char *step = "prepare";
+        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL;
+        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
+        if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
+            asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
+            asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
+            asprintf(&rootfs, "%s/rootfs", sb->dir) < 0) {
+                sb->dir = NULL;
+                r = -ENOMEM;
+                goto fail;
+        }
+        uint64_t now = now_realtime_us();
+        sb->created_us = now;
+        sb->expires_us = now + sb->spec.timeout_s * 1000000u;
+
+        step = "create the sandbox directory";
+        if ((r = make_dirs(sb->dir)) < 0)
+                goto fail;
+        step = "create the cgroup";
+        CgLimits limits = {.cpu_cores = sb->spec.cpu,
+                           .memory_bytes = sb->spec.memory,
+                           .pids_max = sb->spec.pids};
+        if ((r = cg_create(a->cg, id, &limits)) < 0 || (r = cg_runtime_path(a->cg, id, &cg_path)) < 0)
+                goto fail;
+        step = "mount the root filesystem";
+        if ((r = rootfs_mount(sb->dir, tpl->rootfs, sb->spec.disk)) < 0)
+                goto fail;
+        step = "write the OCI bundle";
+        BundleSpec bs = {.id = id,
+                         .rootfs = rootfs,
+                         .control_dir = ctl_dir,
+                         .init_binary = a->cfg.init_path,
+                         .cgroups_path = cg_path,
+                         .ro_binds = tpl->binds};
+        if ((r = bundle_write(sb->dir, &bs)) < 0)
+                goto fail;
+        step = "write the state file";
+        if ((r = state_save(sb)) < 0)
+                goto fail;
+
+        step = "start the container";
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        ready_r = p[0];
+        ready_w = p[1];
+        char log_path[4096];
+        (void) snprintf(log_path, sizeof(log_path), "%s/init.log", sb->dir);
+        log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (log_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        Runtime rt = agent_runtime(a);
+        char rterr[512] = "";
+        r = runtime_run(&rt, id, sb->dir, ready_w, log_fd, &sb->init_pid, rterr, sizeof(rterr));
+        closep(&ready_w);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "cannot start sandbox: %s", rterr);
+                log_sbx(LOG_LEVEL_ERROR, id, r, "runtime run failed: %s", rterr);
+                goto fail_reported;
+        }
+        step = "wait for sandpit-init";
+        if ((r = wait_ready(ready_r)) < 0)
+                goto fail;
+        step = "watch sandpit-init";
+        if ((r = watch_init(a, sb)) < 0)
+                goto fail;
+        if ((r = state_save(sb)) < 0)
+                goto fail;
+
+        (void) pthread_mutex_lock(&a->lock);
+        sb->state = SANDBOX_RUNNING;
+        json_object *o = sandbox_to_json_locked(sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        wake_monitor(a);
+        template_free(tpl);
+        if (o)
+                (void) json_object_object_add(o, "oom_kills", json_object_new_int(0));
+        log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s", sb->spec.template_name);
+        *ret_obj = o;
+        return 0;
+
+fail:
+        (void) snprintf(err, errlen, "cannot %s: %s", step, strerror(-r));
+        log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
+fail_reported:
+        template_free(tpl);
+        if (sb->pidfd >= 0) {
+                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
+                closep(&sb->pidfd);
+        }
+        (void) teardown(a, id, sb->dir);
+        (void) pthread_mutex_lock(&a->lock);
+        unlink_locked(a, sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        sandbox_free(sb);
+        return r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
+}
+
+int sandbox_delete(Agent *a, const char *id)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        sb->state = SANDBOX_DELETING;
+        if (sb->pidfd >= 0) {
+                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
+                closep(&sb->pidfd);
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+
+        int r = teardown(a, id, sb->dir);
+        (void) pthread_mutex_lock(&a->lock);
+        if (r < 0) {
+                /* Keep it listed, so a retry can finish the job. */
+                sb->state = SANDBOX_EXITED;
+                (void) pthread_mutex_unlock(&a->lock);
+                return r;
+        }
+        unlink_locked(a, sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        log_sbx(LOG_LEVEL_INFO, id, 0, "deleted");
+        sandbox_free(sb);
+        return 0;
+}
+
+int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        sb->spec.timeout_s = timeout_s;
+        sb->expires_us = now_realtime_us() + timeout_s * 1000000u;
+        int r = state_save(sb);
+        json_object *o = sandbox_to_json_locked(sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        wake_monitor(a);
+        if (r < 0)
+                log_sbx(LOG_LEVEL_WARNING, id, r, "cannot persist the new deadline");
+        if (!o)
+                return -ENOMEM;
+        add_stats(a, id, o);
+        *ret_obj = o;
+        return 0;
+}
+
+/* --- monitor: deadlines and dead inits ------------------------------------ */
+
+static void *monitor_main(void *arg)
+{
+        Agent *a = arg;
+        for (;;) {
+                (void) pthread_mutex_lock(&a->lock);
+                if (a->stopping) {
+                        (void) pthread_mutex_unlock(&a->lock);
+                        return NULL;
+                }
+                uint64_t now = now_realtime_us(), next = UINT64_MAX;
+                char expired[ID_LEN * 4] = "";
+                for (Sandbox *sb = a->sandboxes; sb; sb = sb->next) {
+                        if (sb->state != SANDBOX_RUNNING && sb->state != SANDBOX_EXITED)
+                                continue;
+                        if (sb->expires_us <= now && !expired[0])
+                                (void) snprintf(expired, sizeof(expired), "%s", sb->spec.id);
+                        else if (sb->expires_us < next)
+                                next = sb->expires_us;
+                }
+                (void) pthread_mutex_unlock(&a->lock);
+
+                if (expired[0]) {
+                        log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
+                        int r = sandbox_delete(a, expired);
+                        if (r < 0 && r != -ENOENT)
+                                log_sbx(LOG_LEVEL_ERROR, expired, r, "deleting expired sandbox");
+                        continue;
+                }
+
+                int timeout_ms = -1;
+                if (next != UINT64_MAX)
+                        timeout_ms = next <= now ? 0 : (int) ((next - now + 999) / 1000);
+                if (timeout_ms > 60000 || timeout_ms < 0)
+                        timeout_ms = 60000;
+                struct epoll_event evs[16];
+                int n = epoll_wait(a->epoll_fd, evs, ARRAY_SIZE(evs), timeout_ms);
+                for (int i = 0; i < n; i++) {
+                        if (evs[i].data.ptr == NULL) {
+                                uint64_t v;
+                                (void) !read(a->wake_fd, &v, sizeof(v));
+                                continue;
+                        }
+                        (void) pthread_mutex_lock(&a->lock);
+                        /* The pointer is valid: delete removes the pidfd from epoll
+                         * under this lock before freeing. */
+                        Sandbox *sb = evs[i].data.ptr;
+                        if (sb->pidfd >= 0) {
+                                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
+                                closep(&sb->pidfd);
+                                if (sb->state == SANDBOX_RUNNING) {
+                                        sb->state = SANDBOX_EXITED;
+                                        log_sbx(LOG_LEVEL_WARNING, sb->spec.id, 0,
+                                                "sandpit-init exited; the sandbox stopped");
+                                }
+                        }
+                        (void) pthread_mutex_unlock(&a->lock);
+                }
+        }
+}
+
+int agent_start_monitor(Agent *a)
+{
+        int r = -pthread_create(&a->monitor, NULL, monitor_main, a);
+        if (r == 0)
+                a->monitor_started = true;
+        return r;
+}
+
+/* --- startup, recovery, shutdown ----------------------------------------- */
+
+int agent_init(Agent *a)
+{
+        (void) pthread_mutex_init(&a->lock, NULL);
+        a->epoll_fd = -1;
+        a->wake_fd = -1;
+        a->started_us = now_realtime_us();
+        if (asprintf(&a->runc_root, "%s/runc", a->cfg.state_dir) < 0 ||
+            asprintf(&a->sandboxes_dir, "%s/sandboxes", a->cfg.state_dir) < 0)
+                return -ENOMEM;
+        int r = mkdir_p(a->sandboxes_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
+        if ((r = mkdir_p(a->runc_root, 0700)) < 0)
+                return log_error_errno(r, "cannot create %s", a->runc_root);
+        if (access(a->cfg.init_path, X_OK) < 0)
+                return log_error_errno(-errno, "sandpit-init not executable at %s",
+                                       a->cfg.init_path);
+        r = cg_manager_new(a->cfg.cgroup_version, a->cfg.cgroup_parent, &a->cg);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
+        a->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (a->epoll_fd < 0 || a->wake_fd < 0)
+                return -errno;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+void agent_done(Agent *a)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        a->stopping = true;
+        (void) pthread_mutex_unlock(&a->lock);
+        wake_monitor(a);
+        if (a->monitor_started)
+                (void) pthread_join(a->monitor, NULL);
+        /* Sandboxes keep running: a restarted agent re-adopts them. */
+        while (a->sandboxes) {
+                Sandbox *sb = a->sandboxes;
+                a->sandboxes = sb->next;
+                sandbox_free(sb);
+        }
+        cg_manager_free(a->cg);
+        if (a->epoll_fd >= 0)
+                (void) close(a->epoll_fd);
+        if (a->wake_fd >= 0)
+                (void) close(a->wake_fd);
+        free(a->runc_root);
+        free(a->sandboxes_dir);
+        (void) pthread_mutex_destroy(&a->lock);
+}
+
+static bool strv_contains(char **v, const char *s)
+{
+        STRV_FOREACH(p, v)
+        if (streq(*p, s))
+                return true;
+        return false;
+}
+
+/* Adopts one sandbox from its state dir, or returns < 0 (caller cleans up). */
+static int adopt(Agent *a, const char *id, const char *dir)
+{
+        Sandbox *sb = NULL;
+        int r = state_load(dir, &sb);
+        if (r < 0)
+                return r;
+        Runtime rt = agent_runtime(a);
+        cleanup_free char *status = NULL;
+        pid_t pid = 0;
+        r = runtime_state(&rt, id, &status, &pid);
+        if (r < 0 || !streq(status, "running") || pid != sb->init_pid || !streq(sb->spec.id, id)) {
+                sandbox_free(sb);
+                return r < 0 ? r : -ESRCH;
+        }
+        if (!(sb->dir = strdup(dir)) ||
+            asprintf(&sb->socket_path, "%s/ctl/%s", dir, IP_SOCKET_NAME) < 0) {
+                sandbox_free(sb);
+                return -ENOMEM;
+        }
+        sb->pidfd = -1;
+        sb->state = SANDBOX_RUNNING;
+        (void) pthread_mutex_lock(&a->lock);
+        r = watch_init(a, sb);
+        if (r == 0) {
+                sb->next = a->sandboxes;
+                a->sandboxes = sb;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                sandbox_free(sb);
+        return r;
+}
+
+int sandbox_recover(Agent *a)
+{
+        cleanup_strv char **dirs = NULL, **containers = NULL, **cgroups = NULL;
+        int r = state_list(a->sandboxes_dir, &dirs);
+        if (r < 0)
+                return log_error_errno(r, "cannot read %s", a->sandboxes_dir);
+        unsigned adopted = 0, removed = 0;
+        STRV_FOREACH(id, dirs)
+        {
+                cleanup_free char *dir = NULL;
+                if (asprintf(&dir, "%s/%s", a->sandboxes_dir, *id) < 0)
+                        return -ENOMEM;
+                r = adopt(a, *id, dir);
+                if (r == 0) {
+                        adopted++;
+                        continue;
+                }
+                log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
+                (void) teardown(a, *id, dir);
+                removed++;
+        }
+        /* Containers and cgroups with no state dir are remains too. */
+        Runtime rt = agent_runtime(a);
+        if (runtime_list(&rt, &containers) == 0)
+                STRV_FOREACH(id, containers)
+                if (!strv_contains(dirs, *id)) {
+                        log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
+                        (void) teardown(a, *id, NULL);
+                        removed++;
+                }
+        if (cg_list(a->cg, &cgroups) == 0)
+                STRV_FOREACH(id, cgroups)
+                if (!strv_contains(dirs, *id) && !strv_contains(containers, *id)) {
+                        log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned cgroup");
+                        (void) teardown(a, *id, NULL);
+                        removed++;
+                }
+        log_info("recovery: %u sandboxes re-adopted, %u removed", adopted, removed);
+        wake_monitor(a);
+        return 0;
+}

@@ -1,0 +1,138 @@
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sandbox.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+#include "state.h"
+
+#define STATE_VERSION 1
+
+static json_object *spec_to_json(const SandboxSpec *s)
+{
+        json_object *o = json_object_new_object(), *env = json_object_new_object();
+        if (!o || !env) {
+                json_object_put(o);
+                json_object_put(env);
+                return NULL;
+        }
+        (void) json_object_object_add(o, "id", json_object_new_string(s->id));
+        (void) json_object_object_add(o, "template", json_object_new_string(s->template_name));
+        (void) json_object_object_add(o, "cpu", json_object_new_double(s->cpu));
+        (void) json_object_object_add(o, "memory", json_object_new_int64((int64_t) s->memory));
+        (void) json_object_object_add(o, "pids", json_object_new_int64((int64_t) s->pids));
+        (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) s->disk));
+        (void) json_object_object_add(o, "user", json_object_new_string(s->user));
+        (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
+        (void) json_object_object_add(o, "labels", json_object_get(s->labels));
+        STRV_FOREACH(e, s->env)
+        {
+                const char *eq = strchr(*e, '=');
+                cleanup_free char *k = eq ? strndup(*e, (size_t) (eq - *e)) : NULL;
+                if (k)
+                        (void) json_object_object_add(env, k, json_object_new_string(eq + 1));
+        }
+        (void) json_object_object_add(o, "env", env);
+        return o;
+}
+
+int state_save(const Sandbox *sb)
+{
+        json_object *o = json_object_new_object();
+        json_object *spec = spec_to_json(&sb->spec);
+        if (!o || !spec) {
+                json_object_put(o);
+                json_object_put(spec);
+                return -ENOMEM;
+        }
+        (void) json_object_object_add(o, "version", json_object_new_int(STATE_VERSION));
+        (void) json_object_object_add(o, "spec", spec);
+        (void) json_object_object_add(o, "created_us", json_object_new_int64((int64_t) sb->created_us));
+        (void) json_object_object_add(o, "expires_us", json_object_new_int64((int64_t) sb->expires_us));
+        (void) json_object_object_add(o, "init_pid", json_object_new_int(sb->init_pid));
+        size_t len = 0;
+        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/state.json", sb->dir);
+        int r = write_file_atomic(path, text, len, 0600);
+        json_object_put(o);
+        return r;
+}
+
+int state_load(const char *dir, Sandbox **ret)
+{
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/state.json", dir);
+        cleanup_free char *text = NULL;
+        int r = read_file(path, 16 * 1024 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        json_object *o = json_tokener_parse(text);
+        json_object *version = NULL, *spec = NULL, *created = NULL, *expires = NULL, *pid = NULL;
+        if (!o || !json_object_object_get_ex(o, "version", &version) ||
+            json_object_get_int(version) != STATE_VERSION ||
+            !json_object_object_get_ex(o, "spec", &spec) ||
+            !json_object_is_type(spec, json_type_object) ||
+            !json_object_object_get_ex(o, "created_us", &created) ||
+            !json_object_object_get_ex(o, "expires_us", &expires) ||
+            !json_object_object_get_ex(o, "init_pid", &pid)) {
+                json_object_put(o);
+                return -EINVAL;
+        }
+        Sandbox *sb = calloc(1, sizeof(*sb));
+        if (!sb) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        char err[256];
+        r = sandbox_spec_from_json(spec, &sb->spec, err, sizeof(err));
+        if (r == 0 && !sb->spec.id)
+                r = -EINVAL;
+        if (r < 0) {
+                json_object_put(o);
+                free(sb);
+                return r;
+        }
+        sb->created_us = (uint64_t) json_object_get_int64(created);
+        sb->expires_us = (uint64_t) json_object_get_int64(expires);
+        sb->init_pid = (pid_t) json_object_get_int(pid);
+        sb->pidfd = -1;
+        json_object_put(o);
+        *ret = sb;
+        return 0;
+}
+
+int state_list(const char *sandboxes_dir, char ***ret)
+{
+        size_t n = 0;
+        char **v = calloc(1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        DIR *d = opendir(sandboxes_dir);
+        if (!d) {
+                int r = errno == ENOENT ? 0 : -errno;
+                if (r < 0) {
+                        free(v);
+                        return r;
+                }
+                *ret = v;
+                return 0;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.' || !id_is_valid(de->d_name))
+                        continue;
+                char **nv = realloc(v, (n + 2) * sizeof(char *));
+                if (!nv)
+                        break;
+                v = nv;
+                if ((v[n] = strdup(de->d_name)))
+                        v[++n] = NULL;
+        }
+        (void) closedir(d);
+        *ret = v;
+        return 0;
+}
