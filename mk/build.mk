@@ -16,7 +16,8 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libsandpit.a: $(call objs,$(LIB_SRCS))
 $(BUILD)/libagent.a: $(call objs,$(AGENT_SRCS))
@@ -25,17 +26,19 @@ $(BUILD)/libcli.a: $(call objs,$(CLI_SRCS))
 $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 ARCHIVES := $(BUILD)/libagent.a $(BUILD)/libinit.a $(BUILD)/libcli.a $(BUILD)/libsandpit.a
 
 $(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BIN)/sandpit: $(OBJ)/cli/src/main.o $(BUILD)/libcli.a $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # sandpit-init runs inside every sandbox whatever its root filesystem holds, so
 # it is static, libc only, and never sanitized.
@@ -43,18 +46,21 @@ INIT_OBJ := build/init-obj
 INIT_ALL := node-agent/init/main.c $(INIT_SRCS) node-agent/src/initproto.c
 $(INIT_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -O2 -c $< -o $@
+	@echo "  CC      $< (init)"
+	@$(CC) $(BASE_CFLAGS) -O2 -c $< -o $@
 
 $(BIN)/sandpit-init: $(patsubst %.c,$(INIT_OBJ)/%.o,$(INIT_ALL))
 	@mkdir -p $(dir $@)
-	$(CC) -static -O2 -o $@ $^
+	@echo "  LD      $@ (static)"
+	@$(CC) -static -O2 -o $@ $^
 
 # Unit tests: tests/unit/test_X.c links the archives; extra linker flags such as
 # -Wl,--wrap=symbol go in tests/unit/test_X.ldflags.
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ARCHIVES)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(shell cat tests/unit/$*.ldflags 2>/dev/null) \
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $< $(shell cat tests/unit/$*.ldflags 2>/dev/null) \
 		-Wl,--start-group $(ARCHIVES) -Wl,--end-group $(LIBS) $(CMOCKA_LIBS)
 
 .PHONY: unit-bins

@@ -1,5 +1,7 @@
 /* libmicrohttpd glue. Threading: MHD runs one thread per connection; this file
  * keeps no shared mutable state besides the daemons themselves. */
+#include "sandpit/http-server.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,7 +16,6 @@
 
 #include <microhttpd.h>
 
-#include "sandpit/http-server.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 
@@ -130,9 +131,8 @@ int http_request_parse_json(HttpRequest *req, json_object **ret)
         if (!o || jerr != json_tokener_success) {
                 json_object_put(o);
                 http_respond_error(req, 400, "malformed JSON in request body: %s",
-                                   jerr == json_tokener_continue
-                                           ? "unexpected end of input"
-                                           : json_tokener_error_desc(jerr));
+                                   jerr == json_tokener_continue ? "unexpected end of input"
+                                                                 : json_tokener_error_desc(jerr));
                 return -EINVAL;
         }
         for (size_t i = consumed; i < req->body_len; i++)
@@ -174,9 +174,8 @@ void http_respond_json(HttpRequest *req, unsigned status, json_object *body)
                 return;
         }
         size_t len = 0;
-        const char *s = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN |
-                                                                        JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                          &len);
+        const char *s = json_object_to_json_string_length(
+                body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         cleanup_free char *copy = malloc(len + 1);
         if (copy) {
                 memcpy(copy, s, len);
@@ -187,8 +186,8 @@ void http_respond_json(HttpRequest *req, unsigned status, json_object *body)
                 queue(req, status, NULL);
                 return;
         }
-        struct MHD_Response *resp = MHD_create_response_from_buffer(len + 1, copy,
-                                                                    MHD_RESPMEM_MUST_FREE);
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(len + 1, copy, MHD_RESPMEM_MUST_FREE);
         if (resp) {
                 copy = NULL; /* owned by resp */
                 (void) MHD_add_response_header(resp, "Content-Type", "application/json");
@@ -198,8 +197,8 @@ void http_respond_json(HttpRequest *req, unsigned status, json_object *body)
 
 void http_respond_empty(HttpRequest *req, unsigned status)
 {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL,
-                                                                    MHD_RESPMEM_PERSISTENT);
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         queue(req, status, resp);
 }
 
@@ -290,7 +289,7 @@ void http_respond_stream(HttpRequest *req, unsigned status, const char *content_
                 MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         *s = (Stream){.ops = *ops, .cls = cls, .client_fd = ci ? ci->connect_fd : -1};
         struct MHD_Response *resp = MHD_create_response_from_callback(
-                MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, s, stream_free);
+                MHD_SIZE_UNKNOWN, (size_t) 64 * 1024, stream_reader, s, stream_free);
         if (!resp) {
                 stream_free(s);
                 queue(req, status, NULL);
@@ -395,12 +394,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static struct MHD_Daemon *start_daemon(HttpServer *s, int fd)
 {
-        return MHD_start_daemon(mhd_flags, 0, NULL, NULL, access_handler, s,
-                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-                                request_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 0u,
-                                MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_THREAD_STACK_SIZE,
-                                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                                MHD_OPTION_END);
+        return MHD_start_daemon(
+                mhd_flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_LISTEN_SOCKET, fd,
+                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                0u, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_THREAD_STACK_SIZE,
+                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 }
 
 static int listen_unix(const char *path)
@@ -408,7 +406,7 @@ static int listen_unix(const char *path)
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
         cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;

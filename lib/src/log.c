@@ -1,3 +1,5 @@
+#include "sandpit/log.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -5,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "sandpit/log.h"
 #include "sandpit/macro.h"
 
 static const char *log_component = "sandpit";

@@ -1,10 +1,11 @@
+#include "sandpit/quantity.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sandpit/macro.h"
-#include "sandpit/quantity.h"
 
 int quantity_parse_bytes(const char *s, uint64_t *ret)
 {
@@ -12,10 +13,9 @@ int quantity_parse_bytes(const char *s, uint64_t *ret)
                 const char *suffix;
                 double mult;
         } units[] = {
-                {"Ki", 1024.0},         {"Mi", 1048576.0}, {"Gi", 1073741824.0},
-                {"Ti", 1099511627776.0}, {"k", 1e3},        {"K", 1e3},
-                {"M", 1e6},             {"G", 1e9},        {"T", 1e12},
-                {"", 1.0},
+                {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
+                {"k", 1e3},     {"K", 1e3},        {"M", 1e6},           {"G", 1e9},
+                {"T", 1e12},    {"", 1.0},
         };
         if (!s || !*s || strlen(s) > 32)
                 return -EINVAL;

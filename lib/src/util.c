@@ -1,3 +1,5 @@
+#include "sandpit/util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +12,6 @@
 #include <unistd.h>
 
 #include "sandpit/macro.h"
-#include "sandpit/util.h"
 
 uint64_t now_realtime_us(void)
 {
@@ -62,7 +63,7 @@ static int rm_rf_at(int dfd, dev_t dev)
         DIR *d = fdopendir(fd);
         if (!d)
                 return -errno;
-        fd = -1; /* owned by d now */
+        (void) TAKE_FD(fd); /* owned by d now */
         int ret = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
@@ -208,8 +209,7 @@ bool id_is_valid(const char *s)
         if (n == 0 || n > 63 || s[0] == '-')
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-                      s[i] == '-'))
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
                         return false;
         return true;
 }
@@ -231,8 +231,8 @@ int base64_encode(const void *data, size_t len, char **ret)
                         v |= in[i + 2];
                 out[o++] = b64[(v >> 18) & 63];
                 out[o++] = b64[(v >> 12) & 63];
-                out[o++] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-                out[o++] = i + 2 < len ? b64[v & 63] : '=';
+                out[o++] = (char) (i + 1 < len ? b64[(v >> 6) & 63] : '=');
+                out[o++] = (char) (i + 2 < len ? b64[v & 63] : '=');
         }
         out[o] = 0;
         *ret = out;

@@ -1,12 +1,13 @@
 /* The agent's native HTTP API (docs/agent-api.md): routing and the mapping
  * of requests onto the sandbox and exec modules. */
+#include "api.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "exec.h"
 #include "initproto.h"
 #include "sandbox.h"
@@ -75,10 +76,11 @@ static void handle_list(Agent *a, HttpRequest *req)
                 return;
         }
         STRV_FOREACH(s, sel)
-        if (!strchr(*s, '=')) {
-                http_respond_error(req, 400, "label filter must be KEY=VALUE, got \"%.64s\"", *s);
-                return;
-        }
+                if (!strchr(*s, '=')) {
+                        http_respond_error(req, 400,
+                                           "label filter must be KEY=VALUE, got \"%.64s\"", *s);
+                        return;
+                }
         json_object *arr = NULL;
         if ((r = sandbox_list_json(a, sel, &arr)) < 0) {
                 respond_errno(req, r, NULL, "cannot list");
@@ -96,7 +98,7 @@ static void handle_timeout(Agent *a, HttpRequest *req, const char *id)
                 return;
         bool ok = json_object_object_get_ex(body, "timeout", &t) &&
                   json_object_is_type(t, json_type_int) && json_object_get_int64(t) >= 1 &&
-                  json_object_get_int64(t) <= 7 * 86400 && json_object_object_length(body) == 1;
+                  json_object_get_int64(t) <= 7L * 86400 && json_object_object_length(body) == 1;
         int64_t secs = ok ? json_object_get_int64(t) : 0;
         json_object_put(body);
         if (!ok) {
@@ -243,8 +245,7 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 cleanup_free uint8_t *data = NULL;
                 size_t len = 0;
                 bool eof = false, ok = true;
-                json_object_object_foreach(body, key, val)
-                {
+                json_object_object_foreach(body, key, val) {
                         if (streq(key, "data") && json_object_is_type(val, json_type_string)) {
                                 len = (size_t) json_object_get_string_len(val);
                                 free(data);
@@ -303,7 +304,7 @@ static void handle_info(Agent *a, HttpRequest *req)
         cleanup_strv char **names = NULL;
         if (template_list(a->cfg.templates_dir, &names) == 0)
                 STRV_FOREACH(n, names)
-        (void) json_object_array_add(tpls, json_object_new_string(*n));
+                        (void) json_object_array_add(tpls, json_object_new_string(*n));
         size_t count = 0;
         (void) pthread_mutex_lock(&a->lock);
         for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
@@ -376,7 +377,7 @@ void api_handle(HttpRequest *req, void *userdata)
                 int r;
                 json_object *obj = NULL;
                 if (get) {
-                        if ((r = sandbox_get_json(a, id, &obj)) < 0)
+                        if (sandbox_get_json(a, id, &obj) < 0)
                                 sandbox_not_found(req, id);
                         else
                                 http_respond_json(req, 200, obj);

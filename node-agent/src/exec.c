@@ -1,3 +1,5 @@
+#include "exec.h"
+
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -9,13 +11,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "exec.h"
 #include "initproto.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_TIMEOUT_S (7.0 * 86400)
 
 void exec_request_done(ExecRequest *r)
@@ -79,11 +80,10 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
         if (r == 0)
                 r = env_set(&req.env, &nenv, strdup("LANG=C.UTF-8"));
         STRV_FOREACH(e, info->env)
-        if (r == 0)
-                r = env_set(&req.env, &nenv, strdup(*e));
+                if (r == 0)
+                        r = env_set(&req.env, &nenv, strdup(*e));
         json_object *cmd = NULL, *shell = NULL;
-        json_object_object_foreach(body, key, val)
-        {
+        json_object_object_foreach(body, key, val) {
                 if (r < 0)
                         break;
                 if (streq(key, "cmd")) {
@@ -96,8 +96,7 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                                 r = -EINVAL;
                                 break;
                         }
-                        json_object_object_foreach(val, ek, ev)
-                        {
+                        json_object_object_foreach(val, ek, ev) {
                                 char *entry = NULL;
                                 if (!json_object_is_type(ev, json_type_string) || !*ek ||
                                     strchr(ek, '=')) {
@@ -176,9 +175,8 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                 r = -EINVAL;
         }
         if (r == 0 && cmd) {
-                size_t n = json_object_is_type(cmd, json_type_array)
-                                   ? json_object_array_length(cmd)
-                                   : 0;
+                size_t n = json_object_is_type(cmd, json_type_array) ? json_object_array_length(cmd)
+                                                                     : 0;
                 if (n == 0) {
                         (void) snprintf(err, errlen, "cmd must be a non-empty array of strings");
                         r = -EINVAL;
@@ -217,7 +215,7 @@ static int init_connect(const char *socket_path)
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, socket_path);
+        memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
         cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
@@ -269,9 +267,9 @@ int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uin
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SPAWN);
         STRV_FOREACH(s, req->argv)
-        ip_put_str(&b, IP_TAG_ARG, *s);
+                ip_put_str(&b, IP_TAG_ARG, *s);
         STRV_FOREACH(s, req->env)
-        ip_put_str(&b, IP_TAG_ENV, *s);
+                ip_put_str(&b, IP_TAG_ENV, *s);
         if (req->cwd)
                 ip_put_str(&b, IP_TAG_CWD, req->cwd);
         ip_put_str(&b, IP_TAG_USER, req->user);
@@ -396,7 +394,7 @@ static json_object *process_to_json(const IpFrame *f)
         if (ip_get_strdup(f, IP_TAG_TAG, &label) == 0)
                 (void) json_object_object_add(o, "tag", json_object_new_string(label));
         (void) json_object_object_add(o, "background",
-                                      json_object_new_boolean(flags & IP_FLAG_BACKGROUND));
+                                      json_object_new_boolean((flags & IP_FLAG_BACKGROUND) != 0));
         (void) json_object_object_add(o, "running",
                                       json_object_new_boolean(state == IP_STATE_RUNNING));
         if (started) {
@@ -569,7 +567,10 @@ static int emit_exit(ExecStream *s, const IpFrame *f)
         (void) json_object_object_add(o, "signal", json_object_new_int((int) signo));
         (void) json_object_object_add(o, "timed_out", json_object_new_boolean(timed_out != 0));
         (void) json_object_object_add(o, "oom_killed", json_object_new_boolean(oom));
-        (void) json_object_object_add(o, "duration_ms", json_object_new_double((double) dur / 1000.0));
+        char ms[32];
+        (void) snprintf(ms, sizeof(ms), "%.3f", (double) dur / 1000.0);
+        (void) json_object_object_add(o, "duration_ms",
+                                      json_object_new_double_s((double) dur / 1000.0, ms));
         return emit(s, o);
 }
 

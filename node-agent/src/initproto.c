@@ -1,11 +1,11 @@
 /* Encoder and decoder of the agent <-> init wire protocol (see initproto.h).
  * Linked into both sandpit-agent and the static sandpit-init: libc only. */
+#include "initproto.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "initproto.h"
 
 static void put_le32(uint8_t *p, uint32_t v)
 {

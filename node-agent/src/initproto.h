@@ -24,13 +24,13 @@
 #include <stdint.h>
 
 #define IP_SOCKET_NAME  "init.sock"
-#define IP_CONTROL_DIR  "/.sandpit"          /* inside the sandbox */
-#define IP_INIT_PATH    "/.sandpit/init"     /* the init binary, bind-mounted read-only */
-#define IP_MAX_BODY     (1024u * 1024u)
+#define IP_CONTROL_DIR  "/.sandpit"      /* inside the sandbox */
+#define IP_INIT_PATH    "/.sandpit/init" /* the init binary, bind-mounted read-only */
+#define IP_MAX_BODY     ((size_t) 1024 * 1024)
 #define IP_HEADER_SIZE  5u
 #define IP_FIELD_HEADER 5u
 /* Init writes one byte to this fd once its socket listens, then closes it. */
-#define IP_READY_FD     3
+#define IP_READY_FD 3
 
 typedef enum {
         /* requests: agent -> init */
@@ -52,28 +52,29 @@ typedef enum {
 } IpMsgType;
 
 typedef enum {
-        IP_TAG_ARG = 1,        /* string, repeated: argv */
-        IP_TAG_ENV = 2,        /* string "NAME=value", repeated */
-        IP_TAG_CWD = 3,        /* string; default: the user's home */
-        IP_TAG_USER = 4,       /* string: name or numeric uid, looked up in /etc/passwd */
-        IP_TAG_TIMEOUT_MS = 5, /* u64; 0 = none */
-        IP_TAG_FLAGS = 6,      /* u32: IP_FLAG_* */
-        IP_TAG_DATA = 7,       /* bytes: stdin data / output data */
-        IP_TAG_PID = 8,        /* u32 */
-        IP_TAG_SIGNO = 9,      /* u32 */
-        IP_TAG_EXIT_CODE = 10, /* i32; -1 when killed by a signal */
-        IP_TAG_TIMED_OUT = 11, /* u32 0/1 */
+        IP_TAG_ARG = 1,          /* string, repeated: argv */
+        IP_TAG_ENV = 2,          /* string "NAME=value", repeated */
+        IP_TAG_CWD = 3,          /* string; default: the user's home */
+        IP_TAG_USER = 4,         /* string: name or numeric uid, looked up in /etc/passwd */
+        IP_TAG_TIMEOUT_MS = 5,   /* u64; 0 = none */
+        IP_TAG_FLAGS = 6,        /* u32: IP_FLAG_* */
+        IP_TAG_DATA = 7,         /* bytes: stdin data / output data */
+        IP_TAG_PID = 8,          /* u32 */
+        IP_TAG_SIGNO = 9,        /* u32 */
+        IP_TAG_EXIT_CODE = 10,   /* i32; -1 when killed by a signal */
+        IP_TAG_TIMED_OUT = 11,   /* u32 0/1 */
         IP_TAG_DURATION_US = 12, /* u64 */
-        IP_TAG_ERRNO = 13,     /* u32, positive errno */
-        IP_TAG_MESSAGE = 14,   /* string */
-        IP_TAG_STATE = 15,     /* u32: IP_STATE_* */
-        IP_TAG_TAG = 16,       /* string: caller's label for the process */
-        IP_TAG_STARTED_US = 17, /* u64: CLOCK_REALTIME at spawn, microseconds */
+        IP_TAG_ERRNO = 13,       /* u32, positive errno */
+        IP_TAG_MESSAGE = 14,     /* string */
+        IP_TAG_STATE = 15,       /* u32: IP_STATE_* */
+        IP_TAG_TAG = 16,         /* string: caller's label for the process */
+        IP_TAG_STARTED_US = 17,  /* u64: CLOCK_REALTIME at spawn, microseconds */
 } IpTag;
 
 typedef enum {
         IP_FLAG_BACKGROUND = 1u << 0, /* survives the spawning connection's close */
-        IP_FLAG_STDIN_OPEN = 1u << 1, /* keep stdin open for STDIN frames (else /dev/null or DATA then EOF) */
+        IP_FLAG_STDIN_OPEN =
+                1u << 1, /* keep stdin open for STDIN frames (else /dev/null or DATA then EOF) */
 } IpFlag;
 
 typedef enum {

@@ -18,7 +18,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define MAX_BODY (16u * 1024u * 1024u)
+#define MAX_BODY ((size_t) 16 * 1024 * 1024)
 
 static void usage(FILE *f)
 {
@@ -156,8 +156,7 @@ int main(int argc, char **argv)
                         else if (streq(optarg, "v2"))
                                 cfg->cgroup_version = CG_VERSION_V2;
                         else {
-                                fprintf(stderr, "sandpit-agent: bad --cgroup-version %s\n",
-                                        optarg);
+                                fprintf(stderr, "sandpit-agent: bad --cgroup-version %s\n", optarg);
                                 return 2;
                         }
                         break;
@@ -187,6 +186,10 @@ int main(int argc, char **argv)
                                     : "unexpected argument");
                 return 2;
         }
+        if (!socket_path || !*socket_path) {
+                fprintf(stderr, "sandpit-agent: --socket needs a path\n");
+                return 2;
+        }
         if (listen_addr && !token_file) {
                 fprintf(stderr, "sandpit-agent: --listen needs --token-file\n");
                 return 2;
@@ -194,8 +197,12 @@ int main(int argc, char **argv)
         log_setup("sandpit-agent", log_format, log_level);
 
         cleanup_free char *init_default = NULL;
-        if (!cfg->init_path)
-                cfg->init_path = init_default = default_init_path();
+        if (!cfg->init_path) {
+                init_default = default_init_path();
+                if (!init_default)
+                        return log_error_errno(-ENOMEM, "out of memory"), 1;
+                cfg->init_path = init_default;
+        }
         cleanup_free char *token = NULL;
         if (token_file) {
                 int r = read_token(token_file, &token);
@@ -225,8 +232,9 @@ int main(int argc, char **argv)
         if (r == 0)
                 r = agent_start_monitor(&agent);
         cleanup_free char *sock_dir = strdup(socket_path);
-        if (sock_dir && strrchr(sock_dir, '/') && strrchr(sock_dir, '/') != sock_dir) {
-                *strrchr(sock_dir, '/') = 0;
+        char *slash = sock_dir ? strrchr(sock_dir, '/') : NULL;
+        if (slash && slash != sock_dir) {
+                *slash = 0;
                 (void) mkdir_p(sock_dir, 0755);
         }
         HttpServer *srv = NULL;

@@ -1,10 +1,11 @@
+#include "rootfs.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
-#include "rootfs.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 

@@ -1,3 +1,5 @@
+#include "runtime.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,14 +13,13 @@
 #include <json-c/json.h>
 
 #include "initproto.h"
-#include "runtime.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
 extern char **environ;
 
-#define SPAWN_OUT_MAX (64 * 1024)
+#define SPAWN_OUT_MAX ((size_t) 64 * 1024)
 
 /* Runs argv with stdin from /dev/null; captures stdout (up to 64 KiB) when
  * ret_out is set; passes extra_fd as fd IP_READY_FD and log_fd as 1 and 2 when
@@ -83,7 +84,7 @@ static int spawn_wait(char *const argv[], int extra_fd, int log_fd, char **ret_o
 static void last_log_error(const char *log_path, char *err, size_t errlen)
 {
         cleanup_free char *text = NULL;
-        if (read_file(log_path, 1024 * 1024, &text, NULL) < 0)
+        if (read_file(log_path, (size_t) 1024 * 1024, &text, NULL) < 0)
                 return;
         char *line = strtok(text, "\n");
         for (; line; line = strtok(NULL, "\n")) {
@@ -103,21 +104,30 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
         char log_path[4096], pid_path[4096];
         (void) snprintf(log_path, sizeof(log_path), "%s/runtime.log", dir);
         (void) snprintf(pid_path, sizeof(pid_path), "%s/init.pid", dir);
-        char *argv[] = {(char *) rt->binary, "--root",         (char *) rt->root,
-                        "--log",             log_path,         "--log-format",
-                        "json",              "run",            "--detach",
-                        "--bundle",          (char *) dir,     "--pid-file",
-                        pid_path,            "--preserve-fds", "1",
-                        (char *) id,         NULL};
+        char *argv[] = {(char *) rt->binary,
+                        "--root",
+                        (char *) rt->root,
+                        "--log",
+                        log_path,
+                        "--log-format",
+                        "json",
+                        "run",
+                        "--detach",
+                        "--bundle",
+                        (char *) dir,
+                        "--pid-file",
+                        pid_path,
+                        "--preserve-fds",
+                        "1",
+                        (char *) id,
+                        NULL};
         int r = spawn_wait(argv, ready_fd, log_fd, NULL);
         if (r != 0) {
                 if (r > 0) {
-                        (void) snprintf(err, errlen, "%s run exited with status %d", rt->binary,
-                                        r);
+                        (void) snprintf(err, errlen, "%s run exited with status %d", rt->binary, r);
                         last_log_error(log_path, err, errlen);
                 } else {
-                        (void) snprintf(err, errlen, "cannot run %s: %s", rt->binary,
-                                        strerror(-r));
+                        (void) snprintf(err, errlen, "cannot run %s: %s", rt->binary, strerror(-r));
                 }
                 return r > 0 ? -EIO : r;
         }
@@ -138,8 +148,8 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
 
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid)
 {
-        char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state", (char *) id,
-                        NULL};
+        char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",
+                        (char *) id,         NULL};
         cleanup_free char *out = NULL;
         int r = spawn_wait(argv, -1, -1, &out);
         if (r < 0)
@@ -165,7 +175,7 @@ int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *r
 int runtime_delete(const Runtime *rt, const char *id)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "delete", "--force",
-                        (char *) id, NULL};
+                        (char *) id,         NULL};
         int r = spawn_wait(argv, -1, -1, NULL);
         if (r < 0)
                 return r;

@@ -1,6 +1,8 @@
 /* Sandbox lifecycle. A create is a list of setup steps (dirs, cgroup, rootfs,
  * bundle, state file, runtime run, wait for init), and every failure runs the
  * same teardown that delete runs, so a failed create leaves nothing behind. */
+#include "sandbox.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -19,7 +21,6 @@
 #include "initproto.h"
 #include "rootfs.h"
 #include "runtime.h"
-#include "sandbox.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
@@ -64,8 +65,7 @@ static int env_from_json(json_object *v, char ***ret, char *err, size_t errlen)
         char **env = calloc(n + 1, sizeof(char *));
         if (!env)
                 return -ENOMEM;
-        json_object_object_foreach(v, key, val)
-        {
+        json_object_object_foreach(v, key, val) {
                 if (!json_object_is_type(val, json_type_string) || !*key || strchr(key, '=') ||
                     strlen(key) > 1024) {
                         (void) snprintf(err, errlen,
@@ -94,8 +94,7 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                          .disk = DEFAULT_DISK,
                          .timeout_s = DEFAULT_TIMEOUT};
         int r = 0;
-        json_object_object_foreach(req, key, val)
-        {
+        json_object_object_foreach(req, key, val) {
                 if (streq(key, "template") || streq(key, "id") || streq(key, "user")) {
                         if (!json_object_is_type(val, json_type_string)) {
                                 (void) snprintf(err, errlen, "%s must be a string", key);
@@ -111,8 +110,7 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                                 break;
                         }
                 } else if (streq(key, "cpu")) {
-                        if (quantity_cpu_from_json(val, &s.cpu) < 0 || s.cpu < 0.01 ||
-                            s.cpu > 64) {
+                        if (quantity_cpu_from_json(val, &s.cpu) < 0 || s.cpu < 0.01 || s.cpu > 64) {
                                 (void) snprintf(err, errlen,
                                                 "cpu must be a number of cores between 0.01 and "
                                                 "64, or a string like \"500m\"");
@@ -137,8 +135,8 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                         int64_t lo = pids ? 8 : 1, hi = pids ? 65536 : 7 * 86400;
                         if (!json_object_is_type(val, json_type_int) || v < lo || v > hi) {
                                 (void) snprintf(err, errlen,
-                                                "%s must be an integer between %lld and %lld",
-                                                key, (long long) lo, (long long) hi);
+                                                "%s must be an integer between %lld and %lld", key,
+                                                (long long) lo, (long long) hi);
                                 r = -EINVAL;
                                 break;
                         }
@@ -154,8 +152,7 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                                 r = -EINVAL;
                                 break;
                         }
-                        json_object_object_foreach(val, lk, lv)
-                        {
+                        json_object_object_foreach(val, lk, lv) {
                                 if (!json_object_is_type(lv, json_type_string) || !*lk ||
                                     strchr(lk, '=') || strchr(lk, ',')) {
                                         (void) snprintf(err, errlen,
@@ -256,8 +253,7 @@ static const char *state_name(SandboxState s)
 static json_object *env_to_json(char **env)
 {
         json_object *o = json_object_new_object();
-        STRV_FOREACH(e, env)
-        {
+        STRV_FOREACH(e, env) {
                 const char *eq = strchr(*e, '=');
                 if (!eq)
                         continue;
@@ -303,7 +299,8 @@ static void add_stats(Agent *a, const char *id, json_object *o)
         CgStats st = {0};
         if (cg_read_stats(a->cg, id, &st) < 0)
                 st.oom_kills = 0;
-        (void) json_object_object_add(o, "oom_kills", json_object_new_int64((int64_t) st.oom_kills));
+        (void) json_object_object_add(o, "oom_kills",
+                                      json_object_new_int64((int64_t) st.oom_kills));
 }
 
 int sandbox_get_json(Agent *a, const char *id, json_object **ret)
@@ -321,8 +318,7 @@ int sandbox_get_json(Agent *a, const char *id, json_object **ret)
 
 static bool labels_match(json_object *labels, char **selectors)
 {
-        STRV_FOREACH(sel, selectors)
-        {
+        STRV_FOREACH(sel, selectors) {
                 const char *eq = strchr(*sel, '=');
                 if (!eq)
                         return false;
@@ -367,7 +363,7 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
         } else {
                 size_t n = 0;
                 STRV_FOREACH(e, sb->spec.env)
-                n++;
+                        n++;
                 info.env = calloc(n + 1, sizeof(char *));
                 info.socket_path = strdup(sb->socket_path);
                 info.user = strdup(sb->spec.user);
@@ -561,7 +557,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         CgLimits limits = {.cpu_cores = sb->spec.cpu,
                            .memory_bytes = sb->spec.memory,
                            .pids_max = sb->spec.pids};
-        if ((r = cg_create(a->cg, id, &limits)) < 0 || (r = cg_runtime_path(a->cg, id, &cg_path)) < 0)
+        if ((r = cg_create(a->cg, id, &limits)) < 0 ||
+            (r = cg_runtime_path(a->cg, id, &cg_path)) < 0)
                 goto fail;
         step = "mount the root filesystem";
         if ((r = rootfs_mount(sb->dir, tpl->rootfs, sb->spec.disk)) < 0)
@@ -720,8 +717,15 @@ static void *monitor_main(void *arg)
                 if (expired[0]) {
                         log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
                         int r = sandbox_delete(a, expired);
-                        if (r < 0 && r != -ENOENT)
-                                log_sbx(LOG_LEVEL_ERROR, expired, r, "deleting expired sandbox");
+                        if (r < 0 && r != -ENOENT) {
+                                log_sbx(LOG_LEVEL_ERROR, expired, r,
+                                        "deleting expired sandbox; retrying in 10 s");
+                                (void) pthread_mutex_lock(&a->lock);
+                                Sandbox *sb = find_locked(a, expired);
+                                if (sb)
+                                        sb->expires_us = now_realtime_us() + 10000000u;
+                                (void) pthread_mutex_unlock(&a->lock);
+                        }
                         continue;
                 }
 
@@ -823,8 +827,8 @@ void agent_done(Agent *a)
 static bool strv_contains(char **v, const char *s)
 {
         STRV_FOREACH(p, v)
-        if (streq(*p, s))
-                return true;
+                if (streq(*p, s))
+                        return true;
         return false;
 }
 
@@ -869,8 +873,7 @@ int sandbox_recover(Agent *a)
         if (r < 0)
                 return log_error_errno(r, "cannot read %s", a->sandboxes_dir);
         unsigned adopted = 0, removed = 0;
-        STRV_FOREACH(id, dirs)
-        {
+        STRV_FOREACH(id, dirs) {
                 cleanup_free char *dir = NULL;
                 if (asprintf(&dir, "%s/%s", a->sandboxes_dir, *id) < 0)
                         return -ENOMEM;
@@ -887,18 +890,18 @@ int sandbox_recover(Agent *a)
         Runtime rt = agent_runtime(a);
         if (runtime_list(&rt, &containers) == 0)
                 STRV_FOREACH(id, containers)
-                if (!strv_contains(dirs, *id)) {
-                        log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
-                        (void) teardown(a, *id, NULL);
-                        removed++;
-                }
+                        if (!strv_contains(dirs, *id)) {
+                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
+                                (void) teardown(a, *id, NULL);
+                                removed++;
+                        }
         if (cg_list(a->cg, &cgroups) == 0)
                 STRV_FOREACH(id, cgroups)
-                if (!strv_contains(dirs, *id) && !strv_contains(containers, *id)) {
-                        log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned cgroup");
-                        (void) teardown(a, *id, NULL);
-                        removed++;
-                }
+                        if (!strv_contains(dirs, *id) && !strv_contains(containers, *id)) {
+                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned cgroup");
+                                (void) teardown(a, *id, NULL);
+                                removed++;
+                        }
         log_info("recovery: %u sandboxes re-adopted, %u removed", adopted, removed);
         wake_monitor(a);
         return 0;

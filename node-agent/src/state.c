@@ -1,3 +1,5 @@
+#include "state.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -7,7 +9,6 @@
 #include "sandbox.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
-#include "state.h"
 
 #define STATE_VERSION 1
 
@@ -28,8 +29,7 @@ static json_object *spec_to_json(const SandboxSpec *s)
         (void) json_object_object_add(o, "user", json_object_new_string(s->user));
         (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
         (void) json_object_object_add(o, "labels", json_object_get(s->labels));
-        STRV_FOREACH(e, s->env)
-        {
+        STRV_FOREACH(e, s->env) {
                 const char *eq = strchr(*e, '=');
                 cleanup_free char *k = eq ? strndup(*e, (size_t) (eq - *e)) : NULL;
                 if (k)
@@ -50,8 +50,10 @@ int state_save(const Sandbox *sb)
         }
         (void) json_object_object_add(o, "version", json_object_new_int(STATE_VERSION));
         (void) json_object_object_add(o, "spec", spec);
-        (void) json_object_object_add(o, "created_us", json_object_new_int64((int64_t) sb->created_us));
-        (void) json_object_object_add(o, "expires_us", json_object_new_int64((int64_t) sb->expires_us));
+        (void) json_object_object_add(o, "created_us",
+                                      json_object_new_int64((int64_t) sb->created_us));
+        (void) json_object_object_add(o, "expires_us",
+                                      json_object_new_int64((int64_t) sb->expires_us));
         (void) json_object_object_add(o, "init_pid", json_object_new_int(sb->init_pid));
         size_t len = 0;
         const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
@@ -67,7 +69,7 @@ int state_load(const char *dir, Sandbox **ret)
         char path[4096];
         (void) snprintf(path, sizeof(path), "%s/state.json", dir);
         cleanup_free char *text = NULL;
-        int r = read_file(path, 16 * 1024 * 1024, &text, NULL);
+        int r = read_file(path, (size_t) 16 * 1024 * 1024, &text, NULL);
         if (r < 0)
                 return r;
         json_object *o = json_tokener_parse(text);

@@ -1,3 +1,5 @@
+#include "template.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +11,6 @@
 
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
-#include "template.h"
 
 void template_free(Template *t)
 {
@@ -43,7 +44,7 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
         struct stat st;
         if (stat(rootfs, &st) < 0 || !S_ISDIR(st.st_mode))
                 return -ENOENT;
-        int r = read_file(manifest, 1024 * 1024, &text, NULL);
+        int r = read_file(manifest, (size_t) 1024 * 1024, &text, NULL);
         if (r < 0)
                 return r == -ENOENT ? -ENOENT : r;
         json_object *doc = json_tokener_parse(text);
@@ -68,8 +69,8 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
         for (size_t i = 0; r == 0 && i < n; i++) {
                 json_object *b = json_object_array_get_idx(binds, i);
                 const char *s = json_object_get_string(b);
-                if (!json_object_is_type(b, json_type_string) || s[0] != '/' ||
-                    strstr(s, "..") || strchr(s, ','))
+                if (!json_object_is_type(b, json_type_string) || s[0] != '/' || strstr(s, "..") ||
+                    strchr(s, ','))
                         r = -EINVAL;
                 else if (!(t->binds[i] = strdup(s)))
                         r = -ENOMEM;

@@ -12,18 +12,18 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define TAKE_PTR(p)                                                                                \
-        ({                                                                                         \
-                __typeof__(p) take_ptr_tmp = (p);                                                  \
-                (p) = NULL;                                                                        \
-                take_ptr_tmp;                                                                      \
+#define TAKE_PTR(p)                               \
+        ({                                        \
+                __typeof__(p) take_ptr_tmp = (p); \
+                (p) = NULL;                       \
+                take_ptr_tmp;                     \
         })
 
-#define TAKE_FD(fd)                                                                                \
-        ({                                                                                         \
-                int take_fd_tmp = (fd);                                                            \
-                (fd) = -1;                                                                         \
-                take_fd_tmp;                                                                       \
+#define TAKE_FD(fd)                     \
+        ({                              \
+                int take_fd_tmp = (fd); \
+                (fd) = -1;              \
+                take_fd_tmp;            \
         })
 
 static inline void freep(void *p)
@@ -67,13 +67,17 @@ static inline void strv_freep(char ***v)
 #define cleanup_strv   __attribute__((cleanup(strv_freep)))
 
 /* Declares name##p, a cleanup function for a pointer-to-pointer, calling func. */
-#define DEFINE_CLEANUP_FUNC(type, func)                                                            \
-        static inline void func##p(type **p)                                                       \
-        {                                                                                          \
-                if (*p)                                                                            \
-                        func(*p);                                                                  \
+/* type and func are pasted, not expressions. */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
+#define DEFINE_CLEANUP_FUNC(type, func)      \
+        static inline void func##p(type **p) \
+        {                                    \
+                if (*p)                      \
+                        func(*p);            \
         }
+/* NOLINTEND(bugprone-macro-parentheses) */
 
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): s names the loop variable */
 #define STRV_FOREACH(s, l) for (char **s = (l); s && *s; s++)
 
 /* Returns -errno of the last failed libc call, never 0 (callers report failure). */

@@ -1,0 +1,286 @@
+#!/usr/bin/python3
+"""sandpit benchmarks: sandpit numbers beside their baselines, measured in one run.
+
+Starts its own agent (temporary state dir, cgroup parent sandpit-bench-PID) on
+the `host` template, and prints a markdown table of p50/p95 for:
+  - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs
+  - exec round trip of `true`: sandpit vs `runc exec`, and the host's own
+    posix_spawn of the same binary (the floor no supervisor can beat)
+  - memory per idle sandbox: agent RSS growth + init RSS, and system-wide
+    MemAvailable drop (which includes kernel objects: cgroups, mounts, netns)
+Standard library only.
+"""
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bin")
+
+
+class UnixConn(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def fmt(xs):
+    return "%.2f" % pct(xs, 50), "%.2f" % pct(xs, 95)
+
+
+class Agent:
+    def __init__(self, templates):
+        self.tmp = tempfile.mkdtemp(prefix="sandpit-bench-")
+        self.sock = os.path.join(self.tmp, "agent.sock")
+        self.parent = "sandpit-bench-%d" % os.getpid()
+        self.log = open(os.path.join(self.tmp, "agent.log"), "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "sandpit-agent"), "--standalone", "--socket", self.sock,
+             "--state-dir", os.path.join(self.tmp, "state"), "--templates-dir", templates,
+             "--cgroup-parent", self.parent, "--log-level", "warning"],
+            stderr=self.log)
+        for _ in range(200):
+            if os.path.exists(self.sock):
+                break
+            time.sleep(0.02)
+        self.conn = UnixConn(self.sock)
+
+    def call(self, method, path, body=None):
+        self.conn.request(method, path, json.dumps(body) if body is not None else None)
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data and r.getheader("Content-Type", "").startswith("application/json") else data)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def bench_create(agent, n):
+    created, deleted = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host"})
+        created.append((time.perf_counter() - t) * 1000)
+        assert st == 201, sb
+        t = time.perf_counter()
+        st, _ = agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+        deleted.append((time.perf_counter() - t) * 1000)
+        assert st == 204
+    return created, deleted
+
+
+def exec_raw(sock_path, sid, n):
+    """exec of `true` on one keep-alive connection, reading the chunked NDJSON raw."""
+    body = json.dumps({"cmd": ["true"]}).encode()
+    req = (b"POST /v1/sandboxes/%s/exec HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % (sid.encode(), len(body))) + body
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        s.sendall(req)
+        buf = b""
+        while not buf.endswith(b"\r\n0\r\n\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("agent closed the connection")
+            buf += chunk
+        out.append((time.perf_counter() - t) * 1000)
+        assert b'"exit_code":0' in buf, buf
+    s.close()
+    return out
+
+
+def bare_bundle(rt_name, templates, tmp, args):
+    """A bundle running args on the host template's rootfs, as `runc spec` makes it."""
+    bundle = os.path.join(tmp, "bundle-" + rt_name)
+    os.makedirs(bundle)
+    subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    tpl = os.path.join(templates, "host")
+    with open(os.path.join(tpl, "template.json")) as f:
+        binds = json.load(f).get("binds", [])
+    cfg["root"] = {"path": os.path.join(tpl, "rootfs"), "readonly": True}
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = args
+    cfg["process"]["rlimits"] = []
+    for b in binds:
+        cfg["mounts"].append({"destination": b, "type": "bind", "source": b,
+                              "options": ["rbind", "ro", "nosuid", "nodev"]})
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return bundle
+
+
+def bench_bare_run(rt, templates, tmp, n):
+    if not shutil.which(rt):
+        return None, "%s not installed" % rt
+    bundle = bare_bundle(rt, templates, tmp, ["/bin/true"])
+    root = os.path.join(tmp, "root-" + rt)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        p = subprocess.run([rt, "--root", root, "run", "--bundle", bundle, "bench-%s-%d" % (rt, i)],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        out.append((time.perf_counter() - t) * 1000)
+        if p.returncode != 0:
+            return None, "%s run fails here: %s" % (rt, (p.stderr or p.stdout).decode().strip().splitlines()[-1:])
+    return out, None
+
+
+def bench_runc_exec(templates, tmp, n):
+    bundle = bare_bundle("runc-exec", templates, tmp, ["/bin/sleep", "600"])
+    root = os.path.join(tmp, "root-exec")
+    cid = "bench-exec-%d" % os.getpid()
+    p = subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", bundle, cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        return None, p.stderr.decode().strip()
+    out = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            subprocess.run(["runc", "--root", root, "exec", cid, "/bin/true"], check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            out.append((time.perf_counter() - t) * 1000)
+    finally:
+        subprocess.run(["runc", "--root", root, "delete", "--force", cid])
+    return out, None
+
+
+def bench_host_spawn(n):
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        pid = os.posix_spawn("/usr/bin/true", ["true"], {})
+        os.waitpid(pid, 0)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_memory(agent, n):
+    ids = []
+    subprocess.run(["sync"])
+    time.sleep(0.5)
+    base_agent, base_avail = rss_kib(agent.proc.pid), mem_available_kib()
+    for _ in range(n):
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
+        assert st == 201, sb
+        ids.append(sb["id"])
+    time.sleep(1.0)
+    agent_growth = rss_kib(agent.proc.pid) - base_agent
+    init_rss = []
+    state = os.path.join(agent.tmp, "state", "sandboxes")
+    for sid in ids:
+        with open(os.path.join(state, sid, "init.pid")) as f:
+            init_rss.append(rss_kib(int(f.read().strip())))
+    avail_drop = base_avail - mem_available_kib()
+    for sid in ids:
+        agent.call("DELETE", "/v1/sandboxes/" + sid)
+    return agent_growth / n, statistics.mean(init_rss), avail_drop / n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--templates-dir", required=True)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--exec-runs", type=int, default=300)
+    ap.add_argument("--idle", type=int, default=20, help="sandboxes for the memory figure")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
+    agent = Agent(args.templates_dir)
+    rows = []
+    try:
+        # Warm up caches for everyone alike.
+        bench_create(agent, 3)
+        bench_bare_run("runc", args.templates_dir, tmp, 3)
+
+        created, deleted = bench_create(agent, args.runs)
+        runc_run, runc_err = bench_bare_run("runc", args.templates_dir, tmp, args.runs)
+        crun_run, crun_err = bench_bare_run("crun", args.templates_dir, tmp, args.runs)
+        rows.append(("create → ready (sandpit, host template)", *fmt(created), ""))
+        if runc_run:
+            rows.append(("bare `runc run /bin/true`, same rootfs", *fmt(runc_run), ""))
+            rows[-2] = rows[-2][:3] + ("%.2fx runc run" % (pct(created, 50) / pct(runc_run, 50)),)
+        else:
+            rows.append(("bare `runc run /bin/true`", "n/a", "n/a", runc_err))
+        if crun_run:
+            rows.append(("bare `crun run /bin/true`, same rootfs", *fmt(crun_run), ""))
+        else:
+            rows.append(("bare `crun run /bin/true`", "n/a", "n/a", crun_err))
+        rows.append(("delete (sandpit)", *fmt(deleted), ""))
+
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
+        assert st == 201, sb
+        exec_raw(agent.sock, sb["id"], 10)
+        ex = exec_raw(agent.sock, sb["id"], args.exec_runs)
+        agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+        rexec, rexec_err = bench_runc_exec(args.templates_dir, tmp, max(20, args.runs))
+        spawn = bench_host_spawn(args.exec_runs)
+        note = "%.2fx host spawn" % (pct(ex, 50) / pct(spawn, 50))
+        if rexec:
+            note += "; %.1fx faster than runc exec" % (pct(rexec, 50) / pct(ex, 50))
+        rows.append(("exec `true` round trip (sandpit)", *fmt(ex), note))
+        if rexec:
+            rows.append(("`runc exec true`", *fmt(rexec), ""))
+        else:
+            rows.append(("`runc exec true`", "n/a", "n/a", rexec_err))
+        rows.append(("host posix_spawn of /usr/bin/true + wait", *fmt(spawn), "the floor"))
+
+        agent_kib, init_kib, avail_kib = bench_memory(agent, args.idle)
+        rows.append(("memory per idle sandbox: agent growth + init RSS (KiB)",
+                     "%.0f" % (agent_kib + init_kib), "", "agent %.0f + init %.0f" % (agent_kib, init_kib)))
+        rows.append(("memory per idle sandbox: MemAvailable drop (KiB)", "%.0f" % avail_kib, "",
+                     "includes kernel objects, page cache; %d sandboxes" % args.idle))
+    finally:
+        agent.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print("| what | p50 (ms) | p95 (ms) | note |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| %s | %s | %s | %s |" % r)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

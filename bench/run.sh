@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# `make bench`: sandpit beside bare runc/crun, in one run; prints a markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TEMPLATES=$(mktemp -d /tmp/sandpit-bench-templates.XXXXXX)
+trap 'rm -rf "$TEMPLATES"' EXIT
+mk/templates.sh host --dir "$TEMPLATES" >/dev/null
+echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')" >&2
+/usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"

@@ -1,0 +1,587 @@
+#include "sandpit/http-client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+
+#define HTTP_BODY_MAX           ((size_t) 64 * 1024 * 1024)
+#define HTTP_CONNECT_TIMEOUT_MS 10000L
+
+struct HttpClient {
+        CURL *curl;
+        char *url;         /* as given */
+        char *base;        /* "http://localhost" for unix sockets, else url without trailing '/' */
+        char *socket_path; /* NULL for TCP */
+        char *auth_header; /* NULL without a token; never logged */
+        long timeout_ms;
+        const volatile sig_atomic_t *cancel;
+        char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct {
+        char *data;
+        size_t len;
+        size_t cap;
+} Buffer;
+
+static void buffer_done(Buffer *b)
+{
+        free(b->data);
+        *b = (Buffer){0};
+}
+
+static int buffer_append(Buffer *b, const char *data, size_t len, size_t max)
+{
+        if (len > max || b->len > max - len)
+                return -E2BIG;
+        if (b->len + len + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                while (cap < b->len + len + 1)
+                        cap *= 2;
+                char *p = realloc(b->data, cap);
+                if (!p)
+                        return -ENOMEM;
+                b->data = p;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, data, len);
+        b->len += len;
+        b->data[b->len] = '\0';
+        return 0;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int http_client_new(const char *url, const char *token, HttpClient **ret)
+{
+        if (!url || !ret)
+                return -EINVAL;
+        if (token && strpbrk(token, "\r\n"))
+                return -EINVAL;
+
+        (void) pthread_once(&curl_once, curl_init_once);
+        if (curl_init_result != CURLE_OK)
+                return -EIO;
+
+        HttpClient *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        int r = -ENOMEM;
+
+        c->url = strdup(url);
+        if (!c->url)
+                goto fail;
+
+        if (has_prefix(url, "unix://")) {
+                const char *path = url + strlen("unix://");
+                if (path[0] != '/') {
+                        r = -EINVAL;
+                        goto fail;
+                }
+                c->socket_path = strdup(path);
+                c->base = strdup("http://localhost");
+                if (!c->socket_path || !c->base)
+                        goto fail;
+        } else if (has_prefix(url, "http://") || has_prefix(url, "https://")) {
+                const char *host = strstr(url, "://") + 3;
+                if (host[0] == '\0' || host[0] == '/') {
+                        r = -EINVAL;
+                        goto fail;
+                }
+                c->base = strdup(url);
+                if (!c->base)
+                        goto fail;
+                size_t n = strlen(c->base);
+                while (n > 0 && c->base[n - 1] == '/')
+                        c->base[--n] = '\0';
+        } else {
+                r = -EINVAL;
+                goto fail;
+        }
+
+        if (token && token[0] != '\0' &&
+            asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0) {
+                c->auth_header = NULL;
+                goto fail;
+        }
+
+        c->curl = curl_easy_init();
+        if (!c->curl)
+                goto fail;
+
+        *ret = c;
+        return 0;
+fail:
+        http_client_free(c);
+        return r;
+}
+
+void http_client_free(HttpClient *c)
+{
+        if (!c)
+                return;
+        if (c->curl)
+                curl_easy_cleanup(c->curl);
+        free(c->url);
+        free(c->base);
+        free(c->socket_path);
+        if (c->auth_header) {
+                explicit_bzero(c->auth_header, strlen(c->auth_header));
+                free(c->auth_header);
+        }
+        free(c);
+}
+
+const char *http_client_url(const HttpClient *c)
+{
+        return c->url;
+}
+
+void http_client_set_timeout(HttpClient *c, long timeout_ms)
+{
+        c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+}
+
+void http_client_set_cancel(HttpClient *c, const volatile sig_atomic_t *flag)
+{
+        c->cancel = flag;
+}
+
+const char *http_client_last_error(const HttpClient *c)
+{
+        return c->errbuf;
+}
+
+int http_status_to_errno(long status)
+{
+        if (status >= 200 && status < 300)
+                return 0;
+        switch (status) {
+        case 400:
+        case 422:
+                return -EINVAL;
+        case 401:
+        case 403:
+                return -EACCES;
+        case 404:
+                return -ENOENT;
+        case 405:
+                return -EOPNOTSUPP;
+        case 409:
+                return -EBUSY;
+        case 410:
+                return -ESTALE;
+        case 413:
+                return -E2BIG;
+        case 429:
+                return -EAGAIN;
+        default:
+                return -EIO;
+        }
+}
+
+void http_line_splitter_init(HttpLineSplitter *s)
+{
+        *s = (HttpLineSplitter){0};
+}
+
+void http_line_splitter_done(HttpLineSplitter *s)
+{
+        free(s->buf);
+        s->buf = NULL;
+        s->len = s->cap = 0;
+}
+
+static int splitter_emit(char *line, size_t len, HttpLineFn fn, void *userdata)
+{
+        if (len > 0 && line[len - 1] == '\r')
+                len--;
+        if (len == 0)
+                return 0;
+        line[len] = '\0';
+        return fn(line, len, userdata);
+}
+
+static int splitter_reserve(HttpLineSplitter *s, size_t need)
+{
+        if (need <= s->cap)
+                return 0;
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < need)
+                cap *= 2;
+        char *p = realloc(s->buf, cap);
+        if (!p)
+                return -ENOMEM;
+        s->buf = p;
+        s->cap = cap;
+        return 0;
+}
+
+int http_line_splitter_feed(HttpLineSplitter *s, const char *data, size_t len, HttpLineFn fn,
+                            void *userdata)
+{
+        size_t max = s->max_line ? s->max_line : HTTP_LINE_MAX;
+
+        while (len > 0) {
+                const char *nl = memchr(data, '\n', len);
+                size_t take = nl ? (size_t) (nl - data) : len;
+
+                if (take > max || s->len > max - take)
+                        return -E2BIG;
+                /* One spare byte for the NUL that splitter_emit() writes. */
+                int r = splitter_reserve(s, s->len + take + 1);
+                if (r < 0)
+                        return r;
+                memcpy(s->buf + s->len, data, take);
+                s->len += take;
+
+                if (!nl)
+                        break;
+
+                size_t line_len = s->len;
+                s->len = 0;
+                r = splitter_emit(s->buf, line_len, fn, userdata);
+                if (r < 0)
+                        return r;
+                data += take + 1;
+                len -= take + 1;
+        }
+        return 0;
+}
+
+int http_line_splitter_finish(HttpLineSplitter *s, HttpLineFn fn, void *userdata)
+{
+        if (s->len == 0)
+                return 0;
+        size_t line_len = s->len;
+        s->len = 0;
+        return splitter_emit(s->buf, line_len, fn, userdata);
+}
+
+/* Parses a whole response body; whitespace-only is NULL. Trailing garbage or a
+ * truncated document is -EBADMSG. */
+static int parse_json(const char *data, size_t len, json_object **ret)
+{
+        size_t start = 0;
+        while (start < len && strchr(" \t\r\n", data[start]))
+                start++;
+        if (start == len) {
+                *ret = NULL;
+                return 0;
+        }
+        if (len - start > INT32_MAX)
+                return -E2BIG;
+
+        json_tokener *tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        json_object *o = json_tokener_parse_ex(tok, data + start, (int) (len - start));
+        int r = 0;
+        if (json_tokener_get_error(tok) != json_tokener_success || !o) {
+                r = -EBADMSG;
+        } else {
+                for (size_t i = start + json_tokener_get_parse_end(tok); i < len; i++)
+                        if (!strchr(" \t\r\n", data[i])) {
+                                r = -EBADMSG;
+                                break;
+                        }
+        }
+        json_tokener_free(tok);
+        if (r < 0) {
+                json_object_put(o);
+                return r;
+        }
+        *ret = o;
+        return 0;
+}
+
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        const HttpClient *c = userdata;
+        (void) dltotal;
+        (void) dlnow;
+        (void) ultotal;
+        (void) ulnow;
+        return c->cancel && *c->cancel ? 1 : 0;
+}
+
+static int map_curl_error(HttpClient *c, CURLcode cc)
+{
+        if (c->errbuf[0] == '\0')
+                (void) snprintf(c->errbuf, sizeof(c->errbuf), "%s", curl_easy_strerror(cc));
+        log_debug("http %s: curl error %d: %s", c->url, (int) cc, c->errbuf);
+
+        switch (cc) {
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -ECANCELED;
+        case CURLE_COULDNT_CONNECT: {
+                /* curl says "couldn't connect" for a missing socket and for a
+                 * refused connection alike; the OS errno tells them apart. */
+                long os_errno = 0;
+                if (curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
+                    os_errno > 0 && os_errno < 4096)
+                        return (int) -os_errno;
+                return -ECONNREFUSED;
+        }
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        default:
+                return -EIO;
+        }
+}
+
+typedef enum {
+        BODY_UNDECIDED,
+        BODY_LINES,
+        BODY_COLLECT,
+} BodyMode;
+
+typedef struct {
+        HttpClient *client;
+        BodyMode mode; /* BODY_COLLECT throughout for http_request_json() */
+        Buffer body;
+        HttpLineSplitter splitter;
+        HttpLineFn on_line;
+        void *userdata;
+        int error; /* why the write callback stopped the transfer */
+} Transfer;
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+        Transfer *t = userdata;
+        size_t n = size * nmemb;
+
+        if (t->mode == BODY_UNDECIDED) {
+                long status = 0;
+                (void) curl_easy_getinfo(t->client->curl, CURLINFO_RESPONSE_CODE, &status);
+                t->mode = status >= 200 && status < 300 ? BODY_LINES : BODY_COLLECT;
+        }
+
+        int r;
+        if (t->mode == BODY_LINES)
+                r = http_line_splitter_feed(&t->splitter, data, n, t->on_line, t->userdata);
+        else
+                r = buffer_append(&t->body, data, n, HTTP_BODY_MAX);
+        if (r < 0) {
+                t->error = r;
+                return 0; /* anything but n makes curl stop with CURLE_WRITE_ERROR */
+        }
+        return n;
+}
+
+#define SETOPT(c, opt, val)                                          \
+        do {                                                         \
+                if (curl_easy_setopt((c), (opt), (val)) != CURLE_OK) \
+                        return -EIO;                                 \
+        } while (0)
+
+static int request_setup(HttpClient *c, const char *method, const char *path, const char *payload,
+                         bool stream, Transfer *t, char **ret_url, struct curl_slist **ret_headers)
+{
+        CURL *h = c->curl;
+        struct curl_slist *headers = NULL;
+        cleanup_free char *url = NULL;
+
+        if (!method || !path || path[0] != '/')
+                return -EINVAL;
+        if (asprintf(&url, "%s%s", c->base, path) < 0) {
+                url = NULL;
+                return -ENOMEM;
+        }
+
+        /* Reset keeps the connection cache, so successive requests reuse it. */
+        curl_easy_reset(h);
+        c->errbuf[0] = '\0';
+        SETOPT(h, CURLOPT_ERRORBUFFER, c->errbuf);
+        SETOPT(h, CURLOPT_URL, url);
+        SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+        SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, HTTP_CONNECT_TIMEOUT_MS);
+        SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
+        if (c->socket_path) {
+                SETOPT(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+                SETOPT(h, CURLOPT_PROXY, ""); /* an http_proxy variable must not apply */
+        }
+        if (!stream && c->timeout_ms > 0)
+                SETOPT(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+        if (c->cancel) {
+                SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+                SETOPT(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+                SETOPT(h, CURLOPT_XFERINFODATA, c);
+        }
+        SETOPT(h, CURLOPT_WRITEFUNCTION, write_cb);
+        SETOPT(h, CURLOPT_WRITEDATA, t);
+
+        if (payload) {
+                SETOPT(h, CURLOPT_POSTFIELDS, payload);
+                SETOPT(h, CURLOPT_POSTFIELDSIZE, (long) strlen(payload));
+                if (!streq(method, "POST"))
+                        SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
+        } else if (streq(method, "GET")) {
+                SETOPT(h, CURLOPT_HTTPGET, 1L);
+        } else if (streq(method, "POST")) {
+                SETOPT(h, CURLOPT_POSTFIELDS, "");
+                SETOPT(h, CURLOPT_POSTFIELDSIZE, 0L);
+        } else {
+                SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
+        }
+
+        const char *header_lines[] = {
+                stream ? "Accept: application/x-ndjson, application/json"
+                       : "Accept: application/json",
+                payload ? "Content-Type: application/json" : NULL,
+                "Expect:", /* no 100-continue round trip */
+                c->auth_header,
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(header_lines); i++) {
+                if (!header_lines[i])
+                        continue;
+                struct curl_slist *n = curl_slist_append(headers, header_lines[i]);
+                if (!n) {
+                        curl_slist_free_all(headers);
+                        return -ENOMEM;
+                }
+                headers = n;
+        }
+        if (curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) != CURLE_OK) {
+                curl_slist_free_all(headers);
+                return -EIO;
+        }
+
+        *ret_url = TAKE_PTR(url);
+        *ret_headers = headers;
+        return 0;
+}
+
+static int request_perform(HttpClient *c, const char *method, const char *path, json_object *body,
+                           Transfer *t, long *ret_status)
+{
+        cleanup_free char *url = NULL;
+        struct curl_slist *headers = NULL;
+        const char *payload = NULL;
+
+        if (!c)
+                return -EINVAL;
+        if (body) {
+                payload = json_object_to_json_string_ext(
+                        body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+                if (!payload)
+                        return -ENOMEM;
+        }
+
+        int r = request_setup(c, method, path, payload, t->mode != BODY_COLLECT, t, &url, &headers);
+        if (r < 0)
+                return r;
+
+        log_debug("http %s %s%s", method, c->url, path);
+        CURLcode cc = curl_easy_perform(c->curl);
+        /* The handle still points at these; clear before freeing. */
+        (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+        curl_slist_free_all(headers);
+
+        if (cc == CURLE_WRITE_ERROR && t->error < 0)
+                return t->error;
+        if (cc != CURLE_OK)
+                return map_curl_error(c, cc);
+
+        long status = 0;
+        if (curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+                return -EIO;
+        log_debug("http %s %s%s: %ld", method, c->url, path, status);
+        *ret_status = status;
+        return 0;
+}
+
+int http_request_json(HttpClient *c, const char *method, const char *path, json_object *body,
+                      long *ret_status, json_object **ret_body)
+{
+        Transfer t = {.client = c, .mode = BODY_COLLECT};
+        json_object *parsed = NULL;
+        long status = 0;
+
+        int r = request_perform(c, method, path, body, &t, &status);
+        if (r < 0)
+                goto out;
+
+        r = parse_json(t.body.data, t.body.len, &parsed);
+        if (r < 0) {
+                if (status >= 200 && status < 300)
+                        goto out;
+                parsed = NULL; /* an error page that is not JSON: the status says enough */
+                r = 0;
+        }
+
+        if (ret_status)
+                *ret_status = status;
+        if (ret_body)
+                *ret_body = TAKE_PTR(parsed);
+out:
+        json_object_put(parsed);
+        buffer_done(&t.body);
+        return r;
+}
+
+int http_request_stream(HttpClient *c, const char *method, const char *path, json_object *body,
+                        HttpLineFn on_line, void *userdata, long *ret_status,
+                        json_object **ret_body)
+{
+        Transfer t = {
+                .client = c,
+                .mode = BODY_UNDECIDED,
+                .on_line = on_line,
+                .userdata = userdata,
+        };
+        json_object *parsed = NULL;
+        long status = 0;
+
+        if (!on_line)
+                return -EINVAL;
+
+        int r = request_perform(c, method, path, body, &t, &status);
+        if (r < 0)
+                goto out;
+
+        if (t.mode == BODY_LINES || (t.mode == BODY_UNDECIDED && status >= 200 && status < 300)) {
+                r = http_line_splitter_finish(&t.splitter, on_line, userdata);
+                if (r < 0)
+                        goto out;
+        } else if (parse_json(t.body.data, t.body.len, &parsed) < 0) {
+                parsed = NULL;
+        }
+
+        if (ret_status)
+                *ret_status = status;
+        if (ret_body)
+                *ret_body = TAKE_PTR(parsed);
+out:
+        json_object_put(parsed);
+        buffer_done(&t.body);
+        http_line_splitter_done(&t.splitter);
+        return r;
+}

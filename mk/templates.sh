@@ -1,0 +1,559 @@
+#!/usr/bin/env bash
+# Builds sandpit's local sandbox templates. A template is a read-only directory
+# that the agent uses as the lower layer of each sandbox's overlayfs root:
+#
+#   <templates_dir>/<name>/rootfs/         the lower layer
+#   <templates_dir>/<name>/template.json   {"name", "binds", "user", "languages"}
+#
+# Two templates are built here (docs/templates.md has the details):
+#   host     a skeleton rootfs that borrows the host's /usr through "binds";
+#            builds in milliseconds, for tests.
+#   default  a real Debian bookworm rootfs (debootstrap) with python3 + numpy,
+#            pandas, matplotlib, nodejs; takes minutes, built once per machine.
+#
+# Usage: mk/templates.sh [--dir DIR] [--force] [--check] [-v] host|default|all...
+#   --dir DIR  templates directory (default $SANDPIT_TEMPLATES_DIR, else
+#              /var/lib/sandpit/templates)
+#   --force    rebuild even if the template is already complete
+#   --check    only run the smoke check of already built templates
+#   -v         show debootstrap/apt output on stderr, not only in the log
+#
+# A complete template is left alone. A build goes into <name>.tmp-<pid> beside
+# the final directory and is renamed into place only after its smoke check
+# passed, so a half-built template never exists under its name.
+set -euo pipefail
+
+readonly SUITE=bookworm
+readonly TEMPLATE_USER=user
+readonly TEMPLATE_UID=1000
+# What a code-interpreter user expects. No curl/git/npm: sandboxes have no
+# network yet, and npm alone pulls in hundreds of node-* packages.
+# python3-munkres satisfies matplotlib's fonttools dependency "python3-scipy |
+# python3-munkres", which apt would otherwise meet with scipy, whose hard
+# dependency pythran brings g++, Boost and the Python headers (about +700 MB).
+readonly DEFAULT_PACKAGES=(
+	bash coreutils procps ca-certificates tzdata
+	python3 python3-pip python3-numpy python3-pandas python3-matplotlib
+	python3-munkres
+	nodejs
+)
+# Host directories that are either merged-/usr symlinks or real directories
+# that the host template must bind from the host.
+readonly TOP_DIRS=(bin sbin lib lib32 lib64 libx32)
+readonly CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+log() { printf 'templates: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+# Microseconds since the epoch, for timings that are well under a second.
+now_us() { echo "${EPOCHREALTIME/./}"; }
+elapsed() { # start_us -> "1.234s"
+	local us=$(($(now_us) - $1))
+	printf '%d.%03ds' $((us / 1000000)) $((us % 1000000 / 1000))
+}
+
+# ---------------------------------------------------------------- arguments
+
+orig_args=("$@")
+dir=${SANDPIT_TEMPLATES_DIR:-/var/lib/sandpit/templates}
+force=0
+check_only=0
+verbose=0
+names=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--dir) [ $# -ge 2 ] || die "--dir needs an argument"; dir=$2; shift ;;
+	--dir=*) dir=${1#--dir=} ;;
+	-f | --force) force=1 ;;
+	--check) check_only=1 ;;
+	-v | --verbose) verbose=1 ;;
+	-h | --help) usage; exit 0 ;;
+	all) names+=(host default) ;;
+	host | default) names+=("$1") ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+	shift
+done
+[ ${#names[@]} -gt 0 ] || { usage >&2; die "name a template: host, default or all"; }
+# Absolute and symlink-free: the path is compared against /proc/self/mountinfo
+# and used as a chroot.
+dir=$(realpath -m -- "$dir")
+is_root=0
+[ "$(id -u)" -eq 0 ] && is_root=1
+if [[ " ${names[*]} " == *" default "* ]]; then
+	[ $is_root -eq 1 ] || die "default: must run as root (debootstrap, chroot, mounts)"
+	[ $check_only -eq 1 ] || command -v debootstrap >/dev/null ||
+		die "default: debootstrap is missing (mk/deps.sh installs it)"
+fi
+
+# Building or checking `default` mounts proc/sys/dev inside the rootfs. Do it
+# in a private mount namespace of our own, so that even if this script is
+# killed with SIGKILL no mount is left behind on the host: the namespace dies
+# with the process. The cleanup trap below unmounts anyway, for hosts where
+# unshare is unavailable.
+if [[ " ${names[*]} " == *" default "* ]] && [ $is_root -eq 1 ] &&
+	[ -z "${SANDPIT_TEMPLATES_PRIVATE_NS:-}" ] &&
+	unshare --mount --propagation private true 2>/dev/null; then
+	export SANDPIT_TEMPLATES_PRIVATE_NS=1
+	exec unshare --mount --propagation private -- "$BASH" "$0" "${orig_args[@]}"
+fi
+
+# ---------------------------------------------------------------- mounts and cleanup
+
+# Mount points (under some rootfs) that this process mounted, in order.
+MOUNTS=()
+# The temp build directory, removed by the exit trap if the build failed.
+BUILD_TMP=""
+LOG=/dev/null
+
+# Prints the mount points at or below $1, as this process sees them.
+mounts_under() {
+	awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo
+}
+
+chroot_mount() { # rootfs
+	local r=$1
+	mount -t proc proc "$r/proc" && MOUNTS+=("$r/proc")
+	# A fresh sysfs where allowed; a plain (non-recursive) bind otherwise.
+	{ mount -t sysfs -o ro sysfs "$r/sys" 2>/dev/null || mount --bind /sys "$r/sys"; } && MOUNTS+=("$r/sys")
+	# Non-recursive binds, so that one umount each undoes them.
+	mount --bind /dev "$r/dev" && MOUNTS+=("$r/dev")
+	if [ -d /dev/pts ] && [ -d "$r/dev/pts" ]; then
+		mount --bind /dev/pts "$r/dev/pts" && MOUNTS+=("$r/dev/pts")
+	fi
+}
+
+chroot_umount() {
+	local i m
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		m=${MOUNTS[i]}
+		umount "$m" 2>/dev/null || umount -l "$m" || log "warning: could not unmount $m"
+	done
+	MOUNTS=()
+}
+
+# rm -rf, but never through a mount: a bind of the host's /dev inside a
+# half-built rootfs must not be emptied. --one-file-system is a second guard.
+safe_rm() { # path
+	local m
+	m=$(mounts_under "$1")
+	if [ -n "$m" ]; then
+		log "not removing $1: still mounted there: $m"
+		return 1
+	fi
+	rm -rf --one-file-system -- "$1"
+}
+
+on_exit() {
+	local rc=$? m
+	chroot_umount
+	if [ -n "$BUILD_TMP" ] && [ -e "$BUILD_TMP" ]; then
+		# Whatever a killed debootstrap may have left mounted in our tree,
+		# deepest first.
+		for m in $(mounts_under "$BUILD_TMP" | sort -r); do umount -l "$m" || true; done
+		log "removing the unfinished $BUILD_TMP"
+		safe_rm "$BUILD_TMP" || rc=1
+	fi
+	if [ $rc -ne 0 ]; then
+		log "failed (exit $rc)${BUILD_LOG_NOTE:-}"
+	fi
+	exit $rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs a command with its output going to the build log ($LOG), and to stderr
+# too with -v. On failure shows the end of the log.
+run_logged() {
+	if [ $verbose -eq 1 ]; then
+		"$@" 2>&1 | tee -a "$LOG" >&2
+		return
+	fi
+	if ! "$@" >>"$LOG" 2>&1; then
+		log "failed: $*"
+		tail -n 30 "$LOG" | sed 's/^/    /' >&2
+		return 1
+	fi
+}
+
+# Runs a command inside the rootfs as root with a clean environment.
+in_chroot() { # rootfs cmd...
+	local r=$1
+	shift
+	chroot "$r" /usr/bin/env -i PATH="$CHROOT_PATH" HOME=/root LC_ALL=C.UTF-8 \
+		DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+# ---------------------------------------------------------------- helpers
+
+json_array() { # items... -> ["a", "b"]
+	local out="" x
+	for x in "$@"; do out+="${out:+, }\"$x\""; done
+	printf '[%s]' "$out"
+}
+
+write_template_json() { # file name user languages-json binds-json
+	printf '{"name": "%s", "binds": %s, "user": "%s", "languages": %s}\n' \
+		"$2" "$5" "$3" "$4" >"$1"
+}
+
+# Where the host's Debian archive is: prints "URI SUITE" for each enabled
+# `deb` entry with component main of this machine's apt sources, deb822
+# (*.sources) and one-line (*.list) alike. Third-party repositories rarely
+# have a "main" component for a Debian suite name; those that do are still
+# filtered out by the suite names the callers ask for.
+host_apt_entries() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk '
+			function flush(  nu, ns, u, s, i, j) {
+				if (f["types"] ~ /(^|[ \t])deb([ \t]|$)/ && tolower(f["enabled"]) !~ /no/ &&
+				    f["components"] ~ /(^|[ \t])main([ \t]|$)/) {
+					nu = split(f["uris"], u, /[ \t]+/)
+					ns = split(f["suites"], s, /[ \t]+/)
+					for (i = 1; i <= nu; i++) for (j = 1; j <= ns; j++)
+						if (u[i] != "" && s[j] != "") print u[i], s[j]
+				}
+				delete f
+				key = ""
+			}
+			/^#/ { next }
+			/^[ \t]*$/ { flush(); next }
+			/^[ \t]/ { if (key != "") f[key] = f[key] " " $0; next }
+			{
+				c = index($0, ":")
+				key = tolower(substr($0, 1, c - 1))
+				f[key] = substr($0, c + 1)
+			}
+			END { flush() }' "$f"
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		awk '
+			$1 != "deb" { next }
+			{
+				i = 2
+				if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+				uri = $i; suite = $(i + 1)
+				for (k = i + 2; k <= NF; k++) if ($k == "main") { print uri, suite; next }
+			}' "$f"
+	done
+}
+
+# The rootfs is complete when it has a rootfs/ and a template.json: the build
+# writes both into the temp directory before the rename.
+is_complete() { [ -d "$1/rootfs" ] && [ -s "$1/template.json" ]; }
+
+# True if some overlay mounted (as this process sees it) uses $1 as a lower
+# layer: replacing that directory under a live overlay is undefined behaviour.
+in_use_as_lowerdir() {
+	grep -E '(^| )overlay ' /proc/self/mountinfo | grep -qF -- "$1" 2>/dev/null
+}
+
+# ---------------------------------------------------------------- host template
+
+# Finds a command where a sandbox of the host template would see it: in /usr
+# or one of the real top-level directories it binds. Prints its path.
+host_command() { # name
+	local d p
+	for d in /usr/local/bin /usr/bin /bin; do
+		p="$d/$1"
+		[ -x "$p" ] || continue
+		case $(readlink -f "$p") in
+		/usr/* | /bin/* | /sbin/* | /lib*/*) echo "$p"; return 0 ;;
+		esac
+	done
+	return 1
+}
+
+build_host() { # tmpdir
+	local t=$1 r=$1/rootfs d shell=/bin/sh nologin=/bin/false
+	local binds=(/usr) langs=()
+
+	mkdir -p "$r"/{etc,home/$TEMPLATE_USER,root,tmp,var/tmp,proc,sys,dev,usr,.sandpit}
+	chmod 0755 "$r/home/$TEMPLATE_USER"
+	chmod 0700 "$r/root" "$r/.sandpit"
+	chmod 1777 "$r/tmp" "$r/var/tmp"
+	if [ $is_root -eq 1 ]; then
+		chown "$TEMPLATE_UID:$TEMPLATE_UID" "$r/home/$TEMPLATE_USER"
+	else
+		log "host: not root, so home/$TEMPLATE_USER stays owned by $(id -u)"
+	fi
+
+	# The top-level directories: with merged /usr (bin -> usr/bin...) the same
+	# symlink reaches the bound /usr; a real directory is bound from the host.
+	for d in "${TOP_DIRS[@]}"; do
+		if [ -L "/$d" ]; then
+			ln -s "$(readlink "/$d")" "$r/$d"
+		elif [ -d "/$d" ]; then
+			mkdir "$r/$d"
+			binds+=("/$d")
+		fi
+	done
+
+	# Users resolve from these files alone (nsswitch: files). The shells are
+	# the host's, seen through the binds.
+	[ -x /bin/bash ] && shell=/bin/bash
+	[ -x /usr/sbin/nologin ] && nologin=/usr/sbin/nologin
+	cat >"$r/etc/passwd" <<-EOF
+		root:x:0:0:root:/root:$shell
+		$TEMPLATE_USER:x:$TEMPLATE_UID:$TEMPLATE_UID::/home/$TEMPLATE_USER:$shell
+		nobody:x:65534:65534:nobody:/nonexistent:$nologin
+	EOF
+	cat >"$r/etc/group" <<-EOF
+		root:x:0:
+		$TEMPLATE_USER:x:$TEMPLATE_UID:
+		nogroup:x:65534:
+	EOF
+	write_etc_network_files "$r"
+	cat >"$r/etc/nsswitch.conf" <<-EOF
+		passwd: files
+		group: files
+		shadow: files
+		hosts: files dns
+		networks: files
+		protocols: files
+		services: files
+	EOF
+	cp -L /etc/os-release "$r/etc/os-release"
+
+	host_command python3 >/dev/null && langs+=(python)
+	host_command node >/dev/null && langs+=(javascript)
+	host_command bash >/dev/null && langs+=(bash)
+	write_template_json "$t/template.json" host "$TEMPLATE_USER" \
+		"$(json_array "${langs[@]}")" "$(json_array "${binds[@]}")"
+}
+
+# hosts and resolv.conf: placeholders, sandboxes have no network yet; the agent
+# may bind its own over them later.
+write_etc_network_files() { # rootfs
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$1/etc/hosts"
+	printf '# sandpit placeholder: sandboxes have no network yet.\nnameserver 127.0.0.1\n' \
+		>"$1/etc/resolv.conf"
+}
+
+expect_mode() { # path octal-mode
+	[ "$(stat -c %a "$1")" = "$2" ] || die "$1 has mode $(stat -c %a "$1"), not $2"
+}
+
+# Reads a template.json's "binds" back as lines (no JSON tool is assumed).
+template_binds() { # template.json
+	sed -n 's/.*"binds": \[\([^]]*\)\].*/\1/p' "$1" | tr ',' '\n' | tr -d ' "' | sed '/^$/d'
+}
+
+check_host() { # template dir
+	local t=$1 r=$1/rootfs d f binds
+	local -a bind_list
+	for f in etc/passwd etc/group etc/hosts etc/resolv.conf etc/nsswitch.conf etc/os-release; do
+		[ -s "$r/$f" ] || die "host: rootfs/$f is missing"
+	done
+	grep -q "^$TEMPLATE_USER:x:$TEMPLATE_UID:$TEMPLATE_UID:" "$r/etc/passwd" || die "host: no $TEMPLATE_USER in passwd"
+	expect_mode "$r/tmp" 1777
+	expect_mode "$r/var/tmp" 1777
+	expect_mode "$r/root" 700
+	expect_mode "$r/.sandpit" 700
+	expect_mode "$r/home/$TEMPLATE_USER" 755
+	if [ $is_root -eq 1 ]; then
+		[ "$(stat -c %u:%g "$r/home/$TEMPLATE_USER")" = "$TEMPLATE_UID:$TEMPLATE_UID" ] || die "host: home owner"
+	fi
+	binds=$(template_binds "$t/template.json")
+	mapfile -t bind_list <<<"$binds"
+	grep -qx /usr <<<"$binds" || die "host: /usr is not in binds"
+	for d in "${TOP_DIRS[@]}"; do
+		if [ -L "/$d" ]; then
+			[ "$(readlink "$r/$d" 2>/dev/null)" = "$(readlink "/$d")" ] || die "host: rootfs/$d is not the host's symlink"
+		elif [ -d "/$d" ]; then
+			if ! [ -d "$r/$d" ] || ! grep -qx "/$d" <<<"$binds"; then
+				die "host: /$d is not bound"
+			fi
+		fi
+	done
+	# Use the template as the agent will: binds read-only, proc, then the
+	# languages as uid 1000. Private mount namespace: nothing outlives it.
+	if [ $is_root -eq 1 ] && unshare --mount --propagation private true 2>/dev/null; then
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		unshare --mount --propagation private -- "$BASH" -euc '
+			r=$1; uid=$2; shift 2
+			for b in "$@"; do
+				mount --bind "$b" "$r$b"
+				mount -o remount,bind,ro "$r$b"
+			done
+			mount -t proc proc "$r/proc"
+			c="test \"\$(id -un)\" = user"
+			grep -q "\"python\"" "$r/../template.json" && c="$c && python3 -c \"import json\" "
+			grep -q "\"javascript\"" "$r/../template.json" && c="$c && node -e \"1+1\" "
+			grep -q "\"bash\"" "$r/../template.json" && c="$c && bash -c true"
+			chroot --userspec="$uid:$uid" "$r" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/home/user sh -c "$c"
+		' _ "$r" "$TEMPLATE_UID" "${bind_list[@]}" ||
+			die "host: running the languages in the template failed"
+	fi
+}
+
+# ---------------------------------------------------------------- default template
+
+build_default() { # tmpdir
+	local t=$1 r=$1/rootfs mirror="" uri suite entries step
+
+	# The host's own Debian mirror for this suite, if it has one; otherwise
+	# debootstrap's default. The chroot gets the host's bookworm, -updates and
+	# -security entries so that security updates keep working.
+	entries=$(host_apt_entries | awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security"' | awk '!seen[$0]++')
+	mirror=$(awk -v s="$SUITE" '$2 == s { print $1; exit }' <<<"$entries")
+	log "default: debootstrap --variant=minbase $SUITE ${mirror:-(debootstrap default mirror)} (a few minutes)"
+	step=$(now_us)
+	# shellcheck disable=SC2086 # $mirror is one word or none
+	run_logged debootstrap --variant=minbase "$SUITE" "$r" $mirror
+	log "default: debootstrap done in $(elapsed "$step")"
+
+	if [ -n "$mirror" ]; then
+		rm -f "$r/etc/apt/sources.list"
+		{
+			echo "# From the build host's apt sources (sandpit mk/templates.sh)."
+			while read -r uri suite; do
+				printf '\nTypes: deb\nURIs: %s\nSuites: %s\nComponents: main\n' "$uri" "$suite"
+				printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+			done <<<"$entries"
+		} >"$r/etc/apt/sources.list.d/debian.sources"
+	fi
+	# No service may start in the chroot while packages install.
+	printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+	chmod 0755 "$r/usr/sbin/policy-rc.d"
+
+	chroot_mount "$r"
+	log "default: apt-get install ${DEFAULT_PACKAGES[*]}"
+	step=$(now_us)
+	run_logged in_chroot "$r" apt-get update
+	# debootstrap installed the suite's release versions; bring in -updates and
+	# -security.
+	run_logged in_chroot "$r" apt-get -y upgrade
+	run_logged in_chroot "$r" apt-get install -y --no-install-recommends "${DEFAULT_PACKAGES[@]}"
+	log "default: packages installed in $(elapsed "$step")"
+
+	log "default: user $TEMPLATE_USER ($TEMPLATE_UID:$TEMPLATE_UID), matplotlib Agg, cleanup"
+	in_chroot "$r" groupadd -g "$TEMPLATE_UID" "$TEMPLATE_USER"
+	in_chroot "$r" useradd -m -u "$TEMPLATE_UID" -g "$TEMPLATE_UID" -s /bin/bash "$TEMPLATE_USER"
+	chmod 0755 "$r/home/$TEMPLATE_USER"
+
+	# No display in a sandbox: plots must render off-screen. Debian's
+	# matplotlib reads /etc/matplotlibrc.
+	if [ -f "$r/etc/matplotlibrc" ] && grep -qE '^[[:space:]]*backend[[:space:]]*:' "$r/etc/matplotlibrc"; then
+		sed -i -E 's/^[[:space:]]*backend[[:space:]]*:.*/backend: Agg/' "$r/etc/matplotlibrc"
+	else
+		echo 'backend: Agg' >>"$r/etc/matplotlibrc"
+	fi
+	# A sandbox is disposable, so `pip install` into it is what users expect;
+	# PEP 668's marker would refuse it.
+	rm -f "$r"/usr/lib/python3*/EXTERNALLY-MANAGED
+	# matplotlib builds a font cache on first import (seconds); build it once
+	# here, as the user, so that every sandbox starts with it.
+	in_chroot "$r" /usr/bin/env HOME="/home/$TEMPLATE_USER" \
+		chroot --userspec="$TEMPLATE_UID:$TEMPLATE_UID" / \
+		python3 -c 'import matplotlib.pyplot' >>"$LOG" 2>&1 ||
+		log "default: warning: could not pre-build matplotlib's font cache"
+
+	in_chroot "$r" apt-get clean
+	chroot_umount
+	rm -f "$r/usr/sbin/policy-rc.d"
+	rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/debconf/*-old
+	rm -rf "$r"/tmp/* "$r"/var/tmp/* "$r"/root/.cache
+	# debootstrap copied the build host's resolv.conf and hostname.
+	write_etc_network_files "$r"
+	echo sandbox >"$r/etc/hostname"
+	mkdir -p "$r/.sandpit"
+	chmod 0700 "$r/.sandpit"
+
+	write_template_json "$t/template.json" default "$TEMPLATE_USER" \
+		'["python", "javascript", "bash"]' '[]'
+}
+
+check_default() { # template dir
+	local r=$1/rootfs out
+	[ $is_root -eq 1 ] || die "default: the check must run as root (chroot)"
+	grep -q "^$TEMPLATE_USER:x:$TEMPLATE_UID:$TEMPLATE_UID:" "$r/etc/passwd" || die "default: no $TEMPLATE_USER in passwd"
+	expect_mode "$r/.sandpit" 700
+	expect_mode "$r/home/$TEMPLATE_USER" 755
+	chroot_mount "$r"
+	out=$(in_chroot "$r" /usr/bin/env HOME="/home/$TEMPLATE_USER" \
+		chroot --userspec="$TEMPLATE_UID:$TEMPLATE_UID" / /bin/bash -c '
+			python3 -c "import numpy, pandas, matplotlib; print(\"ok\", matplotlib.get_backend())"
+			node -e "console.log(1+1)"' 2>&1) || { chroot_umount; die "default: smoke check failed: $out"; }
+	chroot_umount
+	[ "${out,,}" = "$(printf 'ok agg\n2')" ] || die "default: unexpected smoke output: $out"
+	log "default: smoke check ok (python3 numpy pandas matplotlib[agg], node)"
+}
+
+# ---------------------------------------------------------------- main
+
+# Builds one template under a per-name lock, so that two concurrent runs do
+# not both build it (the second waits, then finds it complete).
+build_one() { # name
+	local name=$1 final="$dir/$1" lockfd start old stale
+	exec {lockfd}>"$dir/.$name.lock"
+	if ! flock -n "$lockfd"; then
+		log "$name: another build is running; waiting for it"
+		flock "$lockfd"
+	fi
+
+	if [ -e "$final" ] && [ $force -eq 0 ]; then
+		is_complete "$final" || die "$name: $final exists but is not a complete template; rebuild with --force"
+		log "$name: already built in $final (--force rebuilds)"
+		exec {lockfd}>&-
+		return 0
+	fi
+	if [ -e "$final" ] && in_use_as_lowerdir "$final/rootfs"; then
+		die "$name: $final/rootfs is the lower layer of a mounted overlay; stop its sandboxes first"
+	fi
+	# Leftovers of a killed build: no build of this name is running (we hold
+	# its lock), so they are all stale.
+	for stale in "$dir/$name".tmp-* "$dir/$name".old-*; do
+		[ -e "$stale" ] || continue
+		log "$name: removing the stale $stale"
+		safe_rm "$stale" || die "$name: unmount what is under $stale, then retry"
+	done
+
+	start=$(now_us)
+	BUILD_TMP="$dir/$name.tmp-$$"
+	LOG="$dir/.$name.build.log"
+	BUILD_LOG_NOTE="; build log: $LOG"
+	: >"$LOG"
+	mkdir -m 0755 "$BUILD_TMP"
+	log "$name: building in $BUILD_TMP"
+	"build_$name" "$BUILD_TMP"
+	"check_$name" "$BUILD_TMP"
+
+	# Into place. With --force the old one is moved aside first: there is a
+	# moment without the name (no renameat2 exchange in bookworm's mv), but
+	# never a half-built template under it.
+	old=""
+	if [ -e "$final" ]; then
+		old="$dir/$name.old-$$"
+		mv -T -- "$final" "$old"
+	fi
+	mv -T -- "$BUILD_TMP" "$final"
+	BUILD_TMP=""
+	[ -z "$old" ] || safe_rm "$old"
+	log "$name: built in $(elapsed "$start"): $final ($(du -sh "$final/rootfs" | cut -f1))"
+	exec {lockfd}>&-
+}
+
+check_one() { # name
+	local name=$1 start
+	start=$(now_us)
+	is_complete "$dir/$name" || die "$name: no complete template in $dir/$name"
+	"check_$name" "$dir/$name"
+	log "$name: check passed in $(elapsed "$start")"
+}
+
+if [ $check_only -eq 0 ]; then
+	mkdir -p "$dir"
+fi
+for name in "${names[@]}"; do
+	if [ $check_only -eq 1 ]; then
+		check_one "$name"
+	else
+		build_one "$name"
+	fi
+done

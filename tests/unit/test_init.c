@@ -1,0 +1,921 @@
+/* sandpit-init driven through its socket: the built binary (SANDPIT_INIT_BIN, else
+ * build/bin/sandpit-init) runs as an ordinary child with --allow-local-peers and a
+ * socket in a temporary directory; each test starts its own. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "initproto.h"
+#include "passwd.h"
+#include "sandpit/macro.h"
+
+#define IO_TIMEOUT_S 10
+
+typedef struct {
+        pid_t pid;
+        char dir[64];
+        char sock[96];
+} Init;
+
+typedef struct {
+        uint8_t *body;
+        size_t cap;
+        IpFrame f;
+} Rx;
+
+typedef struct {
+        char *out;
+        size_t out_len;
+        char *err;
+        size_t err_len;
+        bool exited;
+        int32_t exit_code;
+        uint32_t signo;
+        uint32_t timed_out;
+        uint64_t duration_us;
+} Result;
+
+typedef struct {
+        const char *const *argv;
+        const char *const *env;
+        uint32_t flags;
+        uint64_t timeout_ms;
+        const char *user;
+        const char *cwd;
+        const void *data;
+        size_t data_len;
+        bool has_data;
+        const char *tag;
+} SpawnReq;
+
+static const char *init_bin(void)
+{
+        const char *b = getenv("SANDPIT_INIT_BIN");
+        return b && *b ? b : "build/bin/sandpit-init";
+}
+
+static uint64_t mono_ms(void)
+{
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L};
+        (void) nanosleep(&ts, NULL);
+}
+
+/* Starts init and waits for its ready byte on fd 3. */
+static int init_start(Init *in, bool allow_local)
+{
+        *in = (Init){.pid = -1};
+        (void) snprintf(in->dir, sizeof(in->dir), "/tmp/sandpit-init-test.XXXXXX");
+        if (!mkdtemp(in->dir))
+                return -errno;
+        (void) snprintf(in->sock, sizeof(in->sock), "%s/init.sock", in->dir);
+        int ready[2];
+        if (pipe2(ready, O_CLOEXEC) < 0)
+                return -errno;
+        in->pid = fork();
+        if (in->pid < 0)
+                return -errno;
+        if (in->pid == 0) {
+                if (ready[1] == IP_READY_FD)
+                        (void) fcntl(IP_READY_FD, F_SETFD, 0);
+                else if (dup2(ready[1], IP_READY_FD) < 0)
+                        _exit(126);
+                (void) close_range(IP_READY_FD + 1, ~0U, 0);
+                const char *bin = init_bin();
+                execl(bin, bin, "--socket", in->sock, allow_local ? "--allow-local-peers" : NULL,
+                      (char *) NULL);
+                _exit(127);
+        }
+        (void) close(ready[1]);
+        struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+        char byte = 0;
+        int ok = poll(&pfd, 1, IO_TIMEOUT_S * 1000) == 1 && read(ready[0], &byte, 1) == 1;
+        (void) close(ready[0]);
+        return ok ? 0 : -ETIMEDOUT;
+}
+
+/* SIGTERM, which init forwards; it must then exit 0 by itself. */
+static int init_stop(Init *in)
+{
+        int rc = 0;
+        if (in->pid > 0) {
+                (void) kill(in->pid, SIGTERM);
+                int status = 0;
+                uint64_t deadline = mono_ms() + (uint64_t) IO_TIMEOUT_S * 1000u;
+                pid_t w;
+                while ((w = waitpid(in->pid, &status, WNOHANG)) == 0 && mono_ms() < deadline)
+                        sleep_ms(10);
+                if (w == 0) {
+                        (void) kill(in->pid, SIGKILL);
+                        (void) waitpid(in->pid, &status, 0);
+                        rc = -1;
+                } else if (w < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        rc = -1;
+                }
+                in->pid = -1;
+        }
+        (void) unlink(in->sock);
+        (void) rmdir(in->dir);
+        return rc;
+}
+
+static int setup(void **state)
+{
+        Init *in = calloc(1, sizeof(*in));
+        if (!in || init_start(in, true) < 0) {
+                if (in)
+                        (void) init_stop(in);
+                free(in);
+                return -1;
+        }
+        *state = in;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        Init *in = *state;
+        int r = init_stop(in);
+        free(in);
+        return r;
+}
+
+static int cli_connect(const Init *in)
+{
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        (void) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", in->sock);
+        assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+        return fd;
+}
+
+static void cli_send(int fd, IpBuilder *b)
+{
+        assert_int_equal(ip_builder_finish(b), 0);
+        assert_int_equal(ip_write_all(fd, b->buf, b->len), 0);
+        ip_builder_free(b);
+}
+
+static void cli_send_simple(int fd, IpMsgType type)
+{
+        IpBuilder b;
+        ip_builder_init(&b, type);
+        cli_send(fd, &b);
+}
+
+/* Receives one frame; fails the test on timeout or EOF. */
+static const IpFrame *cli_recv(int fd, Rx *rx)
+{
+        int r = ip_read_frame(fd, &rx->body, &rx->cap, &rx->f);
+        assert_int_equal(r, 1);
+        return &rx->f;
+}
+
+static uint32_t get_u32(const IpFrame *f, IpTag tag)
+{
+        uint32_t v = 0;
+        assert_int_equal(ip_get_u32(f, tag, &v), 0);
+        return v;
+}
+
+static void append(char **buf, size_t *len, const uint8_t *data, size_t n)
+{
+        char *b = realloc(*buf, *len + n + 1);
+        assert_non_null(b);
+        memcpy(b + *len, data, n);
+        *len += n;
+        b[*len] = '\0';
+        *buf = b;
+}
+
+static void result_free(Result *r)
+{
+        free(r->out);
+        free(r->err);
+        *r = (Result){0};
+}
+
+/* Reads output events until EXIT (or stop_at appears in stdout). */
+static void collect_until(int fd, Rx *rx, Result *res, const char *stop_at)
+{
+        for (;;) {
+                if (stop_at && res->out && strstr(res->out, stop_at))
+                        return;
+                const IpFrame *f = cli_recv(fd, rx);
+                const uint8_t *d;
+                uint32_t n;
+                switch (f->type) {
+                case IP_MSG_STDOUT:
+                        assert_int_equal(ip_get_bytes(f, IP_TAG_DATA, &d, &n), 0);
+                        append(&res->out, &res->out_len, d, n);
+                        break;
+                case IP_MSG_STDERR:
+                        assert_int_equal(ip_get_bytes(f, IP_TAG_DATA, &d, &n), 0);
+                        append(&res->err, &res->err_len, d, n);
+                        break;
+                case IP_MSG_EXIT:
+                        res->exited = true;
+                        assert_int_equal(ip_get_i32(f, IP_TAG_EXIT_CODE, &res->exit_code), 0);
+                        res->signo = get_u32(f, IP_TAG_SIGNO);
+                        res->timed_out = get_u32(f, IP_TAG_TIMED_OUT);
+                        assert_int_equal(ip_get_u64(f, IP_TAG_DURATION_US, &res->duration_us), 0);
+                        return;
+                default:
+                        fail_msg("unexpected event type %d", f->type);
+                }
+        }
+}
+
+static void collect(int fd, Rx *rx, Result *res)
+{
+        collect_until(fd, rx, res, NULL);
+}
+
+/* Sends SPAWN. Returns the connection after STARTED, or -errno from ERROR (the
+ * message in errmsg). */
+static int spawn(const Init *in, const SpawnReq *rq, uint32_t *ret_pid, Rx *rx, char *errmsg,
+                 size_t errlen)
+{
+        int fd = cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SPAWN);
+        for (const char *const *a = rq->argv; *a; a++)
+                ip_put_str(&b, IP_TAG_ARG, *a);
+        for (const char *const *e = rq->env; e && *e; e++)
+                ip_put_str(&b, IP_TAG_ENV, *e);
+        if (rq->flags)
+                ip_put_u32(&b, IP_TAG_FLAGS, rq->flags);
+        if (rq->timeout_ms)
+                ip_put_u64(&b, IP_TAG_TIMEOUT_MS, rq->timeout_ms);
+        if (rq->user)
+                ip_put_str(&b, IP_TAG_USER, rq->user);
+        if (rq->cwd)
+                ip_put_str(&b, IP_TAG_CWD, rq->cwd);
+        if (rq->has_data)
+                ip_put_bytes(&b, IP_TAG_DATA, rq->data, rq->data_len);
+        if (rq->tag)
+                ip_put_str(&b, IP_TAG_TAG, rq->tag);
+        cli_send(fd, &b);
+        const IpFrame *f = cli_recv(fd, rx);
+        if (f->type == IP_MSG_ERROR) {
+                uint32_t err = get_u32(f, IP_TAG_ERRNO);
+                cleanup_free char *msg = NULL;
+                assert_int_equal(ip_get_strdup(f, IP_TAG_MESSAGE, &msg), 0);
+                if (errmsg)
+                        (void) snprintf(errmsg, errlen, "%s", msg);
+                (void) close(fd);
+                return -(int) err;
+        }
+        assert_int_equal(f->type, IP_MSG_STARTED);
+        *ret_pid = get_u32(f, IP_TAG_PID);
+        assert_true(*ret_pid > 0);
+        return fd;
+}
+
+static void run(const Init *in, const SpawnReq *rq, Result *res)
+{
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in, rq, &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        collect(fd, &rx, res);
+        (void) close(fd);
+        free(rx.body);
+}
+
+/* Sends a one-frame request with an optional PID, returns the reply's errno (0 = OK). */
+static int request(const Init *in, IpMsgType type, uint32_t pid, uint32_t signo, const char *data)
+{
+        int fd = cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, type);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        if (signo)
+                ip_put_u32(&b, IP_TAG_SIGNO, signo);
+        if (data)
+                ip_put_str(&b, IP_TAG_DATA, data);
+        cli_send(fd, &b);
+        Rx rx = {0};
+        const IpFrame *f = cli_recv(fd, &rx);
+        int r = f->type == IP_MSG_OK      ? 0
+                : f->type == IP_MSG_ERROR ? (int) get_u32(f, IP_TAG_ERRNO)
+                                          : -1;
+        free(rx.body);
+        (void) close(fd);
+        return r;
+}
+
+/* LIST; returns the PROCESS event for pid (heap copy of its body) or NULL. */
+static uint8_t *list_find(const Init *in, uint32_t pid, IpFrame *ret)
+{
+        int fd = cli_connect(in);
+        cli_send_simple(fd, IP_MSG_LIST);
+        Rx rx = {0};
+        uint8_t *found = NULL;
+        for (;;) {
+                const IpFrame *f = cli_recv(fd, &rx);
+                if (f->type == IP_MSG_OK)
+                        break;
+                assert_int_equal(f->type, IP_MSG_PROCESS);
+                if (get_u32(f, IP_TAG_PID) == pid && !found) {
+                        found = malloc(f->body_len + 1);
+                        assert_non_null(found);
+                        memcpy(found, f->body, f->body_len);
+                        *ret = (IpFrame){.type = f->type, .body = found, .body_len = f->body_len};
+                }
+        }
+        free(rx.body);
+        (void) close(fd);
+        return found;
+}
+
+static bool pid_gone(pid_t pid, unsigned timeout_ms)
+{
+        uint64_t deadline = mono_ms() + timeout_ms;
+        while (mono_ms() < deadline) {
+                if (kill(pid, 0) < 0 && errno == ESRCH)
+                        return true;
+                sleep_ms(10);
+        }
+        return false;
+}
+
+/* ---- tests ---- */
+
+static void test_echo(void **state)
+{
+        Result res = {0};
+        run(*state, &(SpawnReq){.argv = (const char *const[]){"echo", "hello", NULL}}, &res);
+        assert_true(res.exited);
+        assert_string_equal(res.out, "hello\n");
+        assert_null(res.err);
+        assert_int_equal(res.exit_code, 0);
+        assert_int_equal(res.signo, 0);
+        assert_int_equal(res.timed_out, 0);
+        result_free(&res);
+}
+
+static void test_exit_code_and_stderr(void **state)
+{
+        Result res = {0};
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "echo oops >&2; exit 3", NULL}},
+            &res);
+        assert_int_equal(res.exit_code, 3);
+        assert_int_equal(res.signo, 0);
+        assert_null(res.out);
+        assert_string_equal(res.err, "oops\n");
+        result_free(&res);
+}
+
+static void test_env_and_cwd(void **state)
+{
+        Result res = {0};
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "echo $FOO; pwd", NULL},
+                        .env = (const char *const[]){"FOO=bar baz", "PATH=/usr/bin:/bin", NULL},
+                        .cwd = "/tmp"},
+            &res);
+        assert_int_equal(res.exit_code, 0);
+        assert_string_equal(res.out, "bar baz\n/tmp\n");
+        result_free(&res);
+}
+
+static void test_signal(void **state)
+{
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(*state, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SIGNAL);
+        ip_put_u32(&b, IP_TAG_SIGNO, SIGTERM);
+        cli_send(fd, &b);
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, -1);
+        assert_int_equal(res.signo, SIGTERM);
+        assert_int_equal(res.timed_out, 0);
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+}
+
+static void test_timeout(void **state)
+{
+        Result res = {0};
+        uint64_t t0 = mono_ms();
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}, .timeout_ms = 300},
+            &res);
+        uint64_t took = mono_ms() - t0;
+        assert_int_equal(res.timed_out, 1);
+        assert_int_equal(res.exit_code, -1);
+        assert_int_equal(res.signo, SIGKILL);
+        assert_true(took >= 250 && took < 5000);
+        assert_true(res.duration_us >= 250000 && res.duration_us < 5000000);
+        result_free(&res);
+}
+
+static void test_stdin_data(void **state)
+{
+        Result res = {0};
+        const char *msg = "hello stdin";
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"cat", NULL},
+                        .data = msg,
+                        .data_len = strlen(msg),
+                        .has_data = true},
+            &res);
+        assert_int_equal(res.exit_code, 0);
+        assert_string_equal(res.out, msg);
+        result_free(&res);
+
+        /* More than a pipe holds: init must buffer it. */
+        size_t big = 300000;
+        cleanup_free char *data = malloc(big);
+        assert_non_null(data);
+        memset(data, 'x', big);
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"wc", "-c", NULL},
+                        .data = data,
+                        .data_len = big,
+                        .has_data = true},
+            &res);
+        assert_int_equal(res.exit_code, 0);
+        assert_int_equal(strtoul(res.out, NULL, 10), big);
+        result_free(&res);
+
+        /* Without DATA stdin is /dev/null: cat ends at once. */
+        run(*state, &(SpawnReq){.argv = (const char *const[]){"cat", NULL}}, &res);
+        assert_int_equal(res.exit_code, 0);
+        assert_null(res.out);
+        result_free(&res);
+}
+
+static void send_stdin(int fd, uint32_t pid, const char *s)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_STDIN);
+        if (pid)
+                ip_put_u32(&b, IP_TAG_PID, pid);
+        ip_put_str(&b, IP_TAG_DATA, s);
+        cli_send(fd, &b);
+}
+
+static void test_stdin_stream(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"cat", NULL},
+                                   .flags = IP_FLAG_STDIN_OPEN,
+                                   .data = "0",
+                                   .data_len = 1,
+                                   .has_data = true},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        Result res = {0};
+        send_stdin(fd, 0, "abc");
+        collect_until(fd, &rx, &res, "0abc");
+        /* From another connection, with PID: answered by OK. */
+        assert_int_equal(request(in, IP_MSG_STDIN, pid, 0, "ghi"), 0);
+        collect_until(fd, &rx, &res, "0abcghi");
+        send_stdin(fd, 0, "def");
+        cli_send_simple(fd, IP_MSG_STDIN_EOF);
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, 0);
+        assert_string_equal(res.out, "0abcghidef");
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+        assert_int_equal(request(in, IP_MSG_STDIN, pid, 0, "late"), ESRCH);
+}
+
+static void test_stdin_closed(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        /* stdin is /dev/null: STDIN to it is EPIPE. */
+        int fd = spawn(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid,
+                       &rx, NULL, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(request(in, IP_MSG_STDIN, pid, 0, "x"), EPIPE);
+        assert_int_equal(request(in, IP_MSG_SIGNAL, pid, SIGKILL, NULL), 0);
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_int_equal(res.signo, SIGKILL);
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+}
+
+static void test_background_attach(void **state)
+{
+        Init *in = *state;
+        char go[160], first[160], script[512];
+        (void) snprintf(go, sizeof(go), "%s/go", in->dir);
+        (void) snprintf(first, sizeof(first), "%s/first", in->dir);
+        (void) snprintf(script, sizeof(script),
+                        "echo one; touch %s; while [ ! -e %s ]; do sleep 0.02; done; echo two; "
+                        "exit 5",
+                        first, go);
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"sh", "-c", script, NULL},
+                                   .flags = IP_FLAG_BACKGROUND},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        (void) close(fd); /* a background process survives this */
+
+        uint64_t deadline = mono_ms() + (uint64_t) IO_TIMEOUT_S * 1000u;
+        while (access(first, F_OK) < 0 && mono_ms() < deadline)
+                sleep_ms(10);
+        assert_int_equal(access(first, F_OK), 0);
+        sleep_ms(200); /* let init read "one" into the backlog */
+        assert_int_equal(kill((pid_t) pid, 0), 0);
+
+        fd = cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        cli_send(fd, &b);
+        Result res = {0};
+        collect_until(fd, &rx, &res, "one\n");
+        int gofd = open(go, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(gofd >= 0);
+        (void) close(gofd);
+        collect(fd, &rx, &res);
+        assert_string_equal(res.out, "one\ntwo\n");
+        assert_int_equal(res.exit_code, 5);
+        result_free(&res);
+        (void) close(fd);
+        (void) unlink(go);
+        (void) unlink(first);
+
+        /* Its exit was seen: the record is gone. */
+        fd = cli_connect(in);
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        cli_send(fd, &b);
+        const IpFrame *f = cli_recv(fd, &rx);
+        assert_int_equal(f->type, IP_MSG_ERROR);
+        assert_int_equal(get_u32(f, IP_TAG_ERRNO), ESRCH);
+        free(rx.body);
+        (void) close(fd);
+}
+
+static void test_exit_record(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(
+                in,
+                &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "echo rec; exit 7", NULL},
+                            .flags = IP_FLAG_BACKGROUND,
+                            .tag = "job-1"},
+                &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        (void) close(fd);
+
+        IpFrame f;
+        cleanup_free uint8_t *body = NULL;
+        uint64_t deadline = mono_ms() + (uint64_t) IO_TIMEOUT_S * 1000u;
+        for (;;) {
+                free(body);
+                body = list_find(in, pid, &f);
+                assert_non_null(body);
+                if (get_u32(&f, IP_TAG_STATE) == IP_STATE_EXITED || mono_ms() > deadline)
+                        break;
+                sleep_ms(20);
+        }
+        assert_int_equal(get_u32(&f, IP_TAG_STATE), IP_STATE_EXITED);
+        int32_t code;
+        assert_int_equal(ip_get_i32(&f, IP_TAG_EXIT_CODE, &code), 0);
+        assert_int_equal(code, 7);
+        assert_int_equal(get_u32(&f, IP_TAG_SIGNO), 0);
+        cleanup_free char *tag = NULL;
+        assert_int_equal(ip_get_strdup(&f, IP_TAG_TAG, &tag), 0);
+        assert_string_equal(tag, "job-1");
+
+        fd = cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        cli_send(fd, &b);
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_string_equal(res.out, "rec\n");
+        assert_int_equal(res.exit_code, 7);
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+
+        IpFrame g;
+        uint8_t *again = list_find(in, pid, &g);
+        assert_null(again);
+        free(again);
+}
+
+static void test_list(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL},
+                                   .flags = IP_FLAG_BACKGROUND,
+                                   .tag = "sleeper"},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        IpFrame f;
+        cleanup_free uint8_t *body = list_find(in, pid, &f);
+        assert_non_null(body);
+        assert_int_equal(get_u32(&f, IP_TAG_STATE), IP_STATE_RUNNING);
+        assert_int_equal(get_u32(&f, IP_TAG_FLAGS), IP_FLAG_BACKGROUND);
+        cleanup_free char *tag = NULL;
+        assert_int_equal(ip_get_strdup(&f, IP_TAG_TAG, &tag), 0);
+        assert_string_equal(tag, "sleeper");
+        uint64_t started;
+        assert_int_equal(ip_get_u64(&f, IP_TAG_STARTED_US, &started), 0);
+        assert_true(started > (uint64_t) (time(NULL) - 60) * 1000000u);
+        /* ARGs in order. */
+        size_t off = 0;
+        uint8_t t;
+        const uint8_t *v;
+        uint32_t n;
+        int args = 0;
+        while (ip_next_field(&f, &off, &t, &v, &n) > 0)
+                if (t == IP_TAG_ARG) {
+                        const char *want = args == 0 ? "sleep" : "30";
+                        assert_int_equal(n, strlen(want));
+                        assert_memory_equal(v, want, n);
+                        args++;
+                }
+        assert_int_equal(args, 2);
+
+        assert_int_equal(request(in, IP_MSG_SIGNAL, pid, SIGKILL, NULL), 0);
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_int_equal(res.signo, SIGKILL);
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+        assert_int_equal(request(in, IP_MSG_SIGNAL, 999999, SIGKILL, NULL), ESRCH);
+}
+
+static void test_spawn_errors(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        char msg[256];
+        int r = spawn(in, &(SpawnReq){.argv = (const char *const[]){"/nonexistent/xyz", NULL}},
+                      &pid, &rx, msg, sizeof(msg));
+        assert_int_equal(r, -ENOENT);
+        assert_string_equal(msg, "exec /nonexistent/xyz: No such file or directory");
+
+        r = spawn(in, &(SpawnReq){.argv = (const char *const[]){"no-such-command-xyz", NULL}}, &pid,
+                  &rx, msg, sizeof(msg));
+        assert_int_equal(r, -ENOENT);
+        assert_string_equal(msg, "exec no-such-command-xyz: No such file or directory");
+
+        r = spawn(in,
+                  &(SpawnReq){.argv = (const char *const[]){"true", NULL},
+                              .user = "no-such-user-xyz"},
+                  &pid, &rx, msg, sizeof(msg));
+        assert_int_equal(r, -ENOENT);
+        assert_string_equal(msg, "unknown user no-such-user-xyz");
+
+        r = spawn(in,
+                  &(SpawnReq){.argv = (const char *const[]){"true", NULL}, .cwd = "/nonexistent"},
+                  &pid, &rx, msg, sizeof(msg));
+        assert_int_equal(r, -ENOENT);
+        assert_string_equal(msg, "chdir /nonexistent: No such file or directory");
+        free(rx.body);
+}
+
+static void test_user_nobody(void **state)
+{
+        if (geteuid() != 0 || !getpwnam("nobody"))
+                skip();
+        Result res = {0};
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "id -u; id -G", NULL},
+                        .user = "nobody"},
+            &res);
+        assert_int_equal(res.exit_code, 0);
+        char want[64];
+        struct passwd *pw = getpwnam("nobody");
+        (void) snprintf(want, sizeof(want), "%u\n%u\n", (unsigned) pw->pw_uid,
+                        (unsigned) pw->pw_gid);
+        assert_string_equal(res.out, want);
+        assert_int_equal(pw->pw_uid, 65534);
+        result_free(&res);
+}
+
+static void test_peer_check(void **state)
+{
+        (void) state;
+        Init strict;
+        if (init_start(&strict, false) < 0) {
+                (void) init_stop(&strict);
+                fail_msg("cannot start %s", init_bin());
+        }
+        int fd = cli_connect(&strict);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_PING);
+        assert_int_equal(ip_builder_finish(&b), 0);
+        (void) send(fd, b.buf, b.len, MSG_NOSIGNAL);
+        ip_builder_free(&b);
+        Rx rx = {0};
+        int r = ip_read_frame(fd, &rx.body, &rx.cap, &rx.f);
+        /* Closed without an answer: EOF (0) or a reset. */
+        assert_true(r == 0 || r == -ECONNRESET);
+        free(rx.body);
+        (void) close(fd);
+        assert_int_equal(init_stop(&strict), 0);
+}
+
+static void test_foreground_killed_on_close(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid,
+                       &rx, NULL, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(kill((pid_t) pid, 0), 0);
+        (void) close(fd);
+        assert_true(pid_gone((pid_t) pid, 5000));
+        IpFrame f;
+        uint8_t *found = list_find(in, pid, &f);
+        assert_null(found);
+        free(found);
+        free(rx.body);
+}
+
+static void test_grandchild_holds_pipe(void **state)
+{
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(*state,
+                       &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "sleep 30 & echo done",
+                                                                 NULL}},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        uint64_t t0 = mono_ms();
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_true(mono_ms() - t0 < 5000);
+        assert_string_equal(res.out, "done\n");
+        assert_int_equal(res.exit_code, 0);
+        (void) kill(-(pid_t) pid, SIGKILL); /* the orphaned sleep, same group */
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+}
+
+static void expect_error_then_eof(int fd, uint32_t err)
+{
+        Rx rx = {0};
+        const IpFrame *f = cli_recv(fd, &rx);
+        assert_int_equal(f->type, IP_MSG_ERROR);
+        assert_int_equal(get_u32(f, IP_TAG_ERRNO), err);
+        assert_int_equal(ip_read_frame(fd, &rx.body, &rx.cap, &rx.f), 0);
+        free(rx.body);
+}
+
+static void test_protocol_errors(void **state)
+{
+        Init *in = *state;
+
+        int fd = cli_connect(in);
+        cli_send_simple(fd, IP_MSG_PING);
+        Rx rx = {0};
+        assert_int_equal(cli_recv(fd, &rx)->type, IP_MSG_OK);
+        cli_send_simple(fd, (IpMsgType) 99);
+        expect_error_then_eof(fd, EPROTO);
+        (void) close(fd);
+
+        /* A field whose length runs past the body. */
+        fd = cli_connect(in);
+        const uint8_t bad[] = {6, 0, 0, 0, IP_MSG_PING, IP_TAG_PID, 9, 0, 0, 0, 1};
+        assert_int_equal(ip_write_all(fd, bad, sizeof(bad)), 0);
+        expect_error_then_eof(fd, EPROTO);
+        (void) close(fd);
+
+        fd = cli_connect(in);
+        cli_send_simple(fd, IP_MSG_SPAWN);
+        expect_error_then_eof(fd, EINVAL);
+        (void) close(fd);
+
+        /* Body length over IP_MAX_BODY. */
+        fd = cli_connect(in);
+        const uint8_t huge[] = {0xff, 0xff, 0xff, 0x7f, IP_MSG_PING};
+        assert_int_equal(ip_write_all(fd, huge, sizeof(huge)), 0);
+        expect_error_then_eof(fd, EPROTO);
+        (void) close(fd);
+
+        /* init is still fine. */
+        fd = cli_connect(in);
+        cli_send_simple(fd, IP_MSG_PING);
+        assert_int_equal(cli_recv(fd, &rx)->type, IP_MSG_OK);
+        free(rx.body);
+        (void) close(fd);
+}
+
+static void test_user_lookup(void **state)
+{
+        (void) state;
+        char path[] = "/tmp/sandpit-passwd.XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        const char *text = "root:x:0:0:root:/root:/bin/sh\n"
+                           "# comment\n"
+                           "broken line\n"
+                           "alice:x:1000:1001::/home/alice:/bin/sh\n"
+                           "bob:x:1002:1002:Bob:/home/bob:/bin/sh";
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        (void) close(fd);
+
+        InitUser u;
+        assert_int_equal(init_user_lookup(path, "alice", &u), 0);
+        assert_int_equal(u.uid, 1000);
+        assert_int_equal(u.gid, 1001);
+        assert_string_equal(u.home, "/home/alice");
+        init_user_done(&u);
+        assert_int_equal(init_user_lookup(path, "1002", &u), 0);
+        assert_string_equal(u.home, "/home/bob");
+        init_user_done(&u);
+        assert_int_equal(init_user_lookup(path, "4242", &u), 0);
+        assert_int_equal(u.uid, 4242);
+        assert_int_equal(u.gid, 0);
+        init_user_done(&u);
+        assert_int_equal(init_user_lookup(path, "carol", &u), -ENOENT);
+        assert_int_equal(init_user_lookup(path, "ali", &u), -ENOENT);
+        assert_int_equal(init_user_lookup(path, "", &u), -EINVAL);
+        assert_int_equal(init_user_lookup("/nonexistent/passwd", "root", &u), 0);
+        assert_int_equal(u.uid, 0);
+        init_user_done(&u);
+        (void) unlink(path);
+}
+
+int main(void)
+{
+        (void) signal(SIGPIPE, SIG_IGN);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_user_lookup),
+                cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_code_and_stderr, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_env_and_cwd, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_signal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stdin_data, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stdin_stream, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stdin_closed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_background_attach, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_record, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_spawn_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_user_nobody, setup, teardown),
+                cmocka_unit_test(test_peer_check),
+                cmocka_unit_test_setup_teardown(test_foreground_killed_on_close, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_grandchild_holds_pipe, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
