@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # 0.9 takes every function for unreachable once main ends in exit
 # Builds sandpit's local sandbox templates. A template is a read-only directory
 # that the agent uses as the lower layer of each sandbox's overlayfs root:
 #
@@ -44,7 +45,7 @@ readonly CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 log() { printf 'templates: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 # Microseconds since the epoch, for timings that are well under a second.
 now_us() { echo "${EPOCHREALTIME/./}"; }
@@ -82,8 +83,8 @@ dir=$(realpath -m -- "$dir")
 is_root=0
 [ "$(id -u)" -eq 0 ] && is_root=1
 if [[ " ${names[*]} " == *" default "* ]]; then
-	[ $is_root -eq 1 ] || die "default: must run as root (debootstrap, chroot, mounts)"
-	[ $check_only -eq 1 ] || command -v debootstrap >/dev/null ||
+	[ "$is_root" -eq 1 ] || die "default: must run as root (debootstrap, chroot, mounts)"
+	[ "$check_only" -eq 1 ] || command -v debootstrap >/dev/null ||
 		die "default: debootstrap is missing (mk/deps.sh installs it)"
 fi
 
@@ -92,7 +93,7 @@ fi
 # killed with SIGKILL no mount is left behind on the host: the namespace dies
 # with the process. The cleanup trap below unmounts anyway, for hosts where
 # unshare is unavailable.
-if [[ " ${names[*]} " == *" default "* ]] && [ $is_root -eq 1 ] &&
+if [[ " ${names[*]} " == *" default "* ]] && [ "$is_root" -eq 1 ] &&
 	[ -z "${SANDPIT_TEMPLATES_PRIVATE_NS:-}" ] &&
 	unshare --mount --propagation private true 2>/dev/null; then
 	export SANDPIT_TEMPLATES_PRIVATE_NS=1
@@ -155,10 +156,10 @@ on_exit() {
 		log "removing the unfinished $BUILD_TMP"
 		safe_rm "$BUILD_TMP" || rc=1
 	fi
-	if [ $rc -ne 0 ]; then
+	if [ "$rc" -ne 0 ]; then
 		log "failed (exit $rc)${BUILD_LOG_NOTE:-}"
 	fi
-	exit $rc
+	exit "$rc"
 }
 trap on_exit EXIT
 trap 'exit 130' INT
@@ -167,7 +168,7 @@ trap 'exit 143' TERM
 # Runs a command with its output going to the build log ($LOG), and to stderr
 # too with -v. On failure shows the end of the log.
 run_logged() {
-	if [ $verbose -eq 1 ]; then
+	if [ "$verbose" -eq 1 ]; then
 		"$@" 2>&1 | tee -a "$LOG" >&2
 		return
 	fi
@@ -250,7 +251,12 @@ is_complete() { [ -d "$1/rootfs" ] && [ -s "$1/template.json" ]; }
 # True if some overlay mounted (as this process sees it) uses $1 as a lower
 # layer: replacing that directory under a live overlay is undefined behaviour.
 in_use_as_lowerdir() {
-	grep -E '(^| )overlay ' /proc/self/mountinfo | grep -qF -- "$1" 2>/dev/null
+	awk -v p="$1" '
+		/ - overlay / {
+			n = split($NF, o, /[=:,]/)
+			for (i = 1; i <= n; i++) if (o[i] == p) found = 1
+		}
+		END { exit !found }' /proc/self/mountinfo
 }
 
 # ---------------------------------------------------------------- host template
@@ -273,11 +279,11 @@ build_host() { # tmpdir
 	local t=$1 r=$1/rootfs d shell=/bin/sh nologin=/bin/false
 	local binds=(/usr) langs=()
 
-	mkdir -p "$r"/{etc,home/$TEMPLATE_USER,root,tmp,var/tmp,proc,sys,dev,usr,.sandpit}
+	mkdir -p "$r"/{etc,home/"$TEMPLATE_USER",root,tmp,var/tmp,proc,sys,dev,usr,.sandpit}
 	chmod 0755 "$r/home/$TEMPLATE_USER"
 	chmod 0700 "$r/root" "$r/.sandpit"
 	chmod 1777 "$r/tmp" "$r/var/tmp"
-	if [ $is_root -eq 1 ]; then
+	if [ "$is_root" -eq 1 ]; then
 		chown "$TEMPLATE_UID:$TEMPLATE_UID" "$r/home/$TEMPLATE_USER"
 	else
 		log "host: not root, so home/$TEMPLATE_USER stays owned by $(id -u)"
@@ -356,7 +362,7 @@ check_host() { # template dir
 	expect_mode "$r/root" 700
 	expect_mode "$r/.sandpit" 700
 	expect_mode "$r/home/$TEMPLATE_USER" 755
-	if [ $is_root -eq 1 ]; then
+	if [ "$is_root" -eq 1 ]; then
 		[ "$(stat -c %u:%g "$r/home/$TEMPLATE_USER")" = "$TEMPLATE_UID:$TEMPLATE_UID" ] || die "host: home owner"
 	fi
 	binds=$(template_binds "$t/template.json")
@@ -373,7 +379,7 @@ check_host() { # template dir
 	done
 	# Use the template as the agent will: binds read-only, proc, then the
 	# languages as uid 1000. Private mount namespace: nothing outlives it.
-	if [ $is_root -eq 1 ] && unshare --mount --propagation private true 2>/dev/null; then
+	if [ "$is_root" -eq 1 ] && unshare --mount --propagation private true 2>/dev/null; then
 		# shellcheck disable=SC2016 # expanded by the inner shell
 		unshare --mount --propagation private -- "$BASH" -euc '
 			r=$1; uid=$2; shift 2
@@ -471,7 +477,7 @@ build_default() { # tmpdir
 
 check_default() { # template dir
 	local r=$1/rootfs out
-	[ $is_root -eq 1 ] || die "default: the check must run as root (chroot)"
+	[ "$is_root" -eq 1 ] || die "default: the check must run as root (chroot)"
 	grep -q "^$TEMPLATE_USER:x:$TEMPLATE_UID:$TEMPLATE_UID:" "$r/etc/passwd" || die "default: no $TEMPLATE_USER in passwd"
 	expect_mode "$r/.sandpit" 700
 	expect_mode "$r/home/$TEMPLATE_USER" 755
@@ -497,7 +503,7 @@ build_one() { # name
 		flock "$lockfd"
 	fi
 
-	if [ -e "$final" ] && [ $force -eq 0 ]; then
+	if [ -e "$final" ] && [ "$force" -eq 0 ]; then
 		is_complete "$final" || die "$name: $final exists but is not a complete template; rebuild with --force"
 		log "$name: already built in $final (--force rebuilds)"
 		exec {lockfd}>&-
@@ -547,13 +553,20 @@ check_one() { # name
 	log "$name: check passed in $(elapsed "$start")"
 }
 
-if [ $check_only -eq 0 ]; then
-	mkdir -p "$dir"
-fi
-for name in "${names[@]}"; do
-	if [ $check_only -eq 1 ]; then
-		check_one "$name"
-	else
-		build_one "$name"
-	fi
-done
+main() {
+	local name
+	[ "$check_only" -eq 1 ] || mkdir -p "$dir"
+	for name in "${names[@]}"; do
+		if [ "$check_only" -eq 1 ]; then
+			check_one "$name"
+		else
+			build_one "$name"
+		fi
+	done
+	# Bash reads a script as it runs it: exiting here, before bash reads past
+	# this call, keeps an edit of this file during a long build from being
+	# run as more commands.
+	exit 0
+}
+
+main

@@ -175,7 +175,7 @@ static int child_main(void *arg)
 
 /* The child's stack while it runs before exec. Init is single-threaded and
  * CLONE_VFORK keeps it asleep meanwhile, so one stack serves every spawn. */
-#define CHILD_STACK_SIZE (64 * 1024)
+#define CHILD_STACK_SIZE ((size_t) 64 * 1024)
 static char child_stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
 
 static char *report_message(const InitSpawnSpec *s, const SpawnReport *r)
