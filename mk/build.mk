@@ -67,3 +67,22 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ARCHIVES)
 unit-bins: $(UNIT_BINS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# libFuzzer harnesses: tests/fuzz/fuzz_X.c with the sources listed in
+# tests/fuzz/fuzz_X.sources, built with clang. `make fuzz` runs each for
+# FUZZ_SECONDS (default 30).
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 30
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/%.sources
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	@clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -iquote lib/include \
+		-iquote node-agent/src -iquote node-agent/init $(PKG_CFLAGS) $< \
+		$(shell cat tests/fuzz/$*.sources) -o $@ $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+		mkdir -p build/fuzz/corpus-$$(basename $$f); \
+		$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$(basename $$f) 2>&1 | tail -3 || exit 1; \
+	done

@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
         exit 1
 fi
 
-mk/templates.sh host --dir "$TEMPLATES" >/dev/null
+mk/templates.sh host --dir "$TEMPLATES" >/dev/null 2>&1 || mk/templates.sh host --dir "$TEMPLATES"
 TEMPLATE=${TEMPLATE:-}
 if [ -z "$TEMPLATE" ]; then
         if [ -f "$TEMPLATES/default/template.json" ]; then

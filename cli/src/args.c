@@ -1,0 +1,525 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "sandpit/macro.h"
+
+enum {
+        OPT_HELP = 'h',
+        OPT_ENV = 'e',
+        OPT_LABEL = 'l',
+        OPT_USER = 'u',
+        OPT_CWD = 'w',
+        OPT_STDIN = 'i',
+        OPT_BACKGROUND = 'd',
+        OPT_SERVER = 0x100,
+        OPT_TOKEN_FILE,
+        OPT_TEMPLATE,
+        OPT_CPU,
+        OPT_MEMORY,
+        OPT_PIDS,
+        OPT_DISK,
+        OPT_TIMEOUT,
+        OPT_ID,
+        OPT_JSON,
+        OPT_SHELL,
+        OPT_TAG,
+};
+
+#define CMD(c)      (1U << (c))
+#define ALL_CMDS    ((1U << CLI_CMD_COUNT) - 1)
+#define CREATE_CMDS (CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_RUN))
+
+typedef struct {
+        const char *name;
+        int has_arg;
+        int val;
+        unsigned cmds; /* which commands accept the option */
+} OptionSpec;
+
+static const OptionSpec option_specs[] = {
+        {"help", no_argument, OPT_HELP, ALL_CMDS},
+        {"server", required_argument, OPT_SERVER, ALL_CMDS},
+        {"token-file", required_argument, OPT_TOKEN_FILE, ALL_CMDS},
+        {"template", required_argument, OPT_TEMPLATE, CREATE_CMDS},
+        {"cpu", required_argument, OPT_CPU, CREATE_CMDS},
+        {"memory", required_argument, OPT_MEMORY, CREATE_CMDS},
+        {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
+        {"disk", required_argument, OPT_DISK, CREATE_CMDS},
+        {"id", required_argument, OPT_ID, CREATE_CMDS},
+        {"timeout", required_argument, OPT_TIMEOUT, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"user", required_argument, OPT_USER, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"label", required_argument, OPT_LABEL, CREATE_CMDS | CMD(CLI_CMD_LS)},
+        {"json", no_argument, OPT_JSON,
+         CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
+                 CMD(CLI_CMD_PS)},
+        {"cwd", required_argument, OPT_CWD, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
+        {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
+        {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
+        {"background", no_argument, OPT_BACKGROUND, CMD(CLI_CMD_EXEC)},
+        {"tag", required_argument, OPT_TAG, CMD(CLI_CMD_EXEC)},
+};
+
+static const char *const command_names[CLI_CMD_COUNT] = {
+        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",   [CLI_CMD_GET] = "get",
+        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run", [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",   [CLI_CMD_SIGNAL] = "signal",
+        [CLI_CMD_ATTACH] = "attach",
+};
+
+static const char *const command_usages[CLI_CMD_COUNT] = {
+        [CLI_CMD_CREATE] = "Usage: sandpit create [OPTIONS]\n"
+                           "Create a sandbox and print its id.\n"
+                           "\n"
+                           "      --template T    template (default: the agent's \"default\")\n"
+                           "      --cpu C         CPU cores: 1.5 or 500m\n"
+                           "      --memory M      memory limit: bytes or 512Mi, 1Gi, ...\n"
+                           "      --pids N        process and thread limit\n"
+                           "      --disk D        size of the writable layer: 512Mi, ...\n"
+                           "      --timeout S     seconds until the agent removes the sandbox\n"
+                           "  -u, --user U        default user of processes (user, root)\n"
+                           "  -e, --env K=V       environment of every process (repeatable)\n"
+                           "  -l, --label K=V     label (repeatable)\n"
+                           "      --id ID         choose the id instead of a random one\n"
+                           "      --json          print the whole sandbox object\n",
+        [CLI_CMD_LS] = "Usage: sandpit ls [--label K=V]... [--json]\n"
+                       "List sandboxes; every --label must match.\n",
+        [CLI_CMD_GET] = "Usage: sandpit get ID\n"
+                        "Print a sandbox as JSON.\n",
+        [CLI_CMD_EXEC] = "Usage: sandpit exec [OPTIONS] ID [--] CMD [ARGS...]\n"
+                         "Run a command in a sandbox, streaming its output; exit with its status\n"
+                         "(128+N when killed by signal N, 124 when it timed out).\n"
+                         "\n"
+                         "  -e, --env K=V       environment variable (repeatable)\n"
+                         "  -w, --cwd DIR       working directory\n"
+                         "  -u, --user U        user to run as\n"
+                         "      --timeout S     kill the command after S seconds\n"
+                         "  -i, --stdin         send sandpit's stdin to the command\n"
+                         "      --shell         run CMD ARGS... joined by spaces with /bin/sh -c\n"
+                         "  -d, --background    start the command, print its pid and return\n"
+                         "      --tag TAG       label shown by `sandpit ps`\n",
+        [CLI_CMD_RUN] = "Usage: sandpit run [OPTIONS] [--] CMD [ARGS...]\n"
+                        "Create a sandbox, run a command in it, delete the sandbox (also on\n"
+                        "SIGINT/SIGTERM), and exit with the command's status.\n"
+                        "\n"
+                        "Options of create (--template, --cpu, --memory, --pids, --disk, --user,\n"
+                        "--env, --label, --id) and of exec (--cwd, --stdin, --shell); --timeout S\n"
+                        "bounds the command, and the sandbox lives S+60 seconds.\n",
+        [CLI_CMD_KILL] = "Usage: sandpit kill ID...\n"
+                         "Delete sandboxes.\n",
+        [CLI_CMD_TIMEOUT] = "Usage: sandpit timeout [--json] ID SECONDS\n"
+                            "Make a sandbox expire SECONDS from now; print the new expiry.\n",
+        [CLI_CMD_PS] = "Usage: sandpit ps [--json] ID\n"
+                       "List the processes started in a sandbox.\n",
+        [CLI_CMD_SIGNAL] = "Usage: sandpit signal ID PID SIGNAL\n"
+                           "Send a signal (TERM, SIGKILL, 9, ...) to a process group.\n",
+        [CLI_CMD_ATTACH] = "Usage: sandpit attach ID PID\n"
+                           "Stream a process's output (buffered and live) until it exits,\n"
+                           "then exit with its status.\n",
+};
+
+static const char common_usage[] = "\n"
+                                   "      --server URL      agent URL (default: $SANDPIT_URL, "
+                                   "else " CLI_DEFAULT_URL ")\n"
+                                   "      --token-file F    bearer token file (default: "
+                                   "$SANDPIT_TOKEN holds the token)\n"
+                                   "  -h, --help            show this help\n";
+
+int cli_command_from_name(const char *name, CliCommand *ret)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(command_names); i++)
+                if (streq(name, command_names[i])) {
+                        *ret = (CliCommand) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *cli_command_name(CliCommand cmd)
+{
+        return cmd < CLI_CMD_COUNT ? command_names[cmd] : "?";
+}
+
+void cli_usage(FILE *f)
+{
+        fputs("Usage: sandpit [--server URL] [--token-file F] COMMAND [OPTIONS] [ARGS]\n"
+              "\n"
+              "Commands:\n"
+              "  create     create a sandbox and print its id\n"
+              "  ls         list sandboxes\n"
+              "  get        show a sandbox as JSON\n"
+              "  exec       run a command in a sandbox\n"
+              "  run        create a sandbox, run a command, delete the sandbox\n"
+              "  kill       delete sandboxes\n"
+              "  timeout    set when a sandbox expires\n"
+              "  ps         list a sandbox's processes\n"
+              "  signal     signal a process\n"
+              "  attach     stream a background process's output\n"
+              "\n"
+              "Options:\n"
+              "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
+              "                        (default: $SANDPIT_URL, else " CLI_DEFAULT_URL ")\n"
+              "      --token-file F    bearer token file (default: $SANDPIT_TOKEN holds the "
+              "token)\n"
+              "  -h, --help            show this help; `sandpit COMMAND --help` for a command\n"
+              "      --version         print the version\n",
+              f);
+}
+
+void cli_command_usage(CliCommand cmd, FILE *f)
+{
+        if (cmd >= CLI_CMD_COUNT)
+                return;
+        fputs(command_usages[cmd], f);
+        fputs(common_usage, f);
+}
+
+void cli_args_done(CliArgs *a)
+{
+        json_object_put(a->create);
+        json_object_put(a->exec);
+        json_object_put(a->body);
+        json_object_put(a->filters);
+        a->create = a->exec = a->body = a->filters = NULL;
+}
+
+/* A macro rather than a variadic function: format checks without a va_list. */
+#define usage_error(a, ...) ((void) snprintf((a)->error, sizeof((a)->error), __VA_ARGS__), -EINVAL)
+
+/* Returns the object under key in parent, creating it empty when missing. */
+static json_object *object_child(json_object *parent, const char *key)
+{
+        json_object *v = NULL;
+        if (json_object_object_get_ex(parent, key, &v))
+                return v;
+        v = json_object_new_object();
+        if (!v || json_object_object_add(parent, key, v) < 0) {
+                json_object_put(v);
+                return NULL;
+        }
+        return v;
+}
+
+static int add_field(json_object *obj, const char *key, json_object *v)
+{
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(obj, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int add_kv(CliArgs *a, json_object *parent, const char *key, const char *opt,
+                  const char *arg)
+{
+        json_object *map = object_child(parent, key);
+        if (!map)
+                return -ENOMEM;
+        int r = cli_parse_kv(arg, map);
+        if (r == -EINVAL)
+                return usage_error(a, "--%s expects KEY=VALUE, got '%s'", opt, arg);
+        return r;
+}
+
+static int add_quantity(CliArgs *a, const char *key, const char *arg)
+{
+        json_object *v = NULL;
+        int r = cli_quantity_json(arg, &v);
+        if (r == -EINVAL)
+                return usage_error(a, "--%s expects a quantity, got '%s'", key, arg);
+        if (r < 0)
+                return r;
+        return add_field(a->create, key, v);
+}
+
+static int handle_option(CliArgs *a, int opt, const char *arg)
+{
+        /* For run, sandbox-wide settings (env, user) go to the sandbox. */
+        json_object *target = a->command == CLI_CMD_EXEC ? a->exec : a->create;
+        int64_t n = 0;
+        double seconds = 0;
+
+        switch (opt) {
+        case OPT_HELP:
+                a->help = true;
+                return 0;
+        case OPT_SERVER:
+                a->server = arg;
+                return 0;
+        case OPT_TOKEN_FILE:
+                a->token_file = arg;
+                return 0;
+        case OPT_JSON:
+                a->json = true;
+                return 0;
+        case OPT_TEMPLATE:
+                return add_field(a->create, "template", json_object_new_string(arg));
+        case OPT_ID:
+                return add_field(a->create, "id", json_object_new_string(arg));
+        case OPT_CPU:
+                return add_quantity(a, "cpu", arg);
+        case OPT_MEMORY:
+                return add_quantity(a, "memory", arg);
+        case OPT_DISK:
+                return add_quantity(a, "disk", arg);
+        case OPT_PIDS:
+                if (cli_parse_int(arg, 1, INT32_MAX, &n) < 0)
+                        return usage_error(a, "--pids expects a positive integer, got '%s'", arg);
+                return add_field(a->create, "pids", json_object_new_int64(n));
+        case OPT_TIMEOUT:
+                if (a->command == CLI_CMD_CREATE) {
+                        if (cli_parse_int(arg, 1, INT32_MAX, &n) < 0)
+                                return usage_error(
+                                        a, "--timeout expects a number of seconds, got '%s'", arg);
+                        return add_field(a->create, "timeout", json_object_new_int64(n));
+                }
+                if (cli_parse_seconds(arg, &seconds) < 0)
+                        return usage_error(a, "--timeout expects a number of seconds, got '%s'",
+                                           arg);
+                if (a->command == CLI_CMD_RUN) {
+                        n = (int64_t) seconds;
+                        if ((double) n < seconds)
+                                n++;
+                        n += CLI_RUN_TIMEOUT_MARGIN;
+                        if (n > CLI_SANDBOX_TIMEOUT_MAX)
+                                n = CLI_SANDBOX_TIMEOUT_MAX;
+                        int r = add_field(a->create, "timeout", json_object_new_int64(n));
+                        if (r < 0)
+                                return r;
+                }
+                return add_field(a->exec, "timeout", json_object_new_double(seconds));
+        case OPT_USER:
+                return add_field(target, "user", json_object_new_string(arg));
+        case OPT_ENV:
+                return add_kv(a, target, "env", "env", arg);
+        case OPT_LABEL:
+                if (a->command == CLI_CMD_LS) {
+                        if (!strchr(arg, '=') || arg[0] == '=')
+                                return usage_error(a, "--label expects KEY=VALUE, got '%s'", arg);
+                        json_object *v = json_object_new_string(arg);
+                        if (!v || json_object_array_add(a->filters, v) < 0) {
+                                json_object_put(v);
+                                return -ENOMEM;
+                        }
+                        return 0;
+                }
+                return add_kv(a, a->create, "labels", "label", arg);
+        case OPT_CWD:
+                return add_field(a->exec, "cwd", json_object_new_string(arg));
+        case OPT_TAG:
+                return add_field(a->exec, "tag", json_object_new_string(arg));
+        case OPT_STDIN:
+                a->read_stdin = true;
+                return 0;
+        case OPT_SHELL:
+                /* Recorded as a placeholder; the command words become the string. */
+                return add_field(a->exec, "shell", json_object_new_string(""));
+        case OPT_BACKGROUND:
+                a->background = true;
+                return add_field(a->exec, "background", json_object_new_boolean(true));
+        default:
+                return usage_error(a, "internal error: option %d", opt);
+        }
+}
+
+/* Builds exec's "cmd" array, or the "shell" string when --shell was given. */
+static int set_command(json_object *exec, char **words, int n)
+{
+        json_object *shell = NULL;
+
+        if (json_object_object_get_ex(exec, "shell", &shell)) {
+                size_t len = 1;
+                for (int i = 0; i < n; i++)
+                        len += strlen(words[i]) + 1;
+                char *s = malloc(len);
+                if (!s)
+                        return -ENOMEM;
+                size_t used = 0;
+                for (int i = 0; i < n; i++) {
+                        size_t w = strlen(words[i]);
+                        if (i > 0)
+                                s[used++] = ' ';
+                        memcpy(s + used, words[i], w);
+                        used += w;
+                }
+                s[used] = '\0';
+                json_object *v = json_object_new_string(s);
+                free(s);
+                return add_field(exec, "shell", v);
+        }
+
+        json_object *cmd = json_object_new_array();
+        if (!cmd)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                json_object *w = json_object_new_string(words[i]);
+                if (!w || json_object_array_add(cmd, w) < 0) {
+                        json_object_put(w);
+                        json_object_put(cmd);
+                        return -ENOMEM;
+                }
+        }
+        return add_field(exec, "cmd", cmd);
+}
+
+static int check_positional(CliArgs *a, int min, int max, const char *what)
+{
+        if (a->n_args < min)
+                return usage_error(a, "%s: missing %s", command_names[a->command], what);
+        if (max >= 0 && a->n_args > max)
+                return usage_error(a, "%s: unexpected argument '%s'", command_names[a->command],
+                                   a->args[max]);
+        return 0;
+}
+
+static int build_body(CliArgs *a)
+{
+        int64_t n = 0;
+
+        switch (a->command) {
+        case CLI_CMD_CREATE:
+        case CLI_CMD_LS:
+                return check_positional(a, 0, 0, "");
+        case CLI_CMD_GET:
+        case CLI_CMD_PS:
+                return check_positional(a, 1, 1, "sandbox id");
+        case CLI_CMD_KILL:
+                return check_positional(a, 1, -1, "sandbox id");
+        case CLI_CMD_ATTACH:
+                if (check_positional(a, 2, 2, a->n_args == 0 ? "sandbox id and pid" : "pid") < 0)
+                        return -EINVAL;
+                if (cli_parse_int(a->args[1], 1, INT32_MAX, &n) < 0)
+                        return usage_error(a, "attach: invalid pid '%s'", a->args[1]);
+                return 0;
+        case CLI_CMD_TIMEOUT:
+                if (check_positional(a, 2, 2,
+                                     a->n_args == 0 ? "sandbox id and seconds" : "seconds") < 0)
+                        return -EINVAL;
+                if (cli_parse_int(a->args[1], 1, INT32_MAX, &n) < 0)
+                        return usage_error(a, "timeout: invalid number of seconds '%s'",
+                                           a->args[1]);
+                a->body = json_object_new_object();
+                if (!a->body)
+                        return -ENOMEM;
+                return add_field(a->body, "timeout", json_object_new_int64(n));
+        case CLI_CMD_SIGNAL: {
+                const char *missing[] = {"sandbox id, pid and signal", "pid and signal", "signal"};
+                if (check_positional(a, 3, 3, missing[a->n_args < 3 ? a->n_args : 0]) < 0)
+                        return -EINVAL;
+                if (cli_parse_int(a->args[1], 1, INT32_MAX, &n) < 0)
+                        return usage_error(a, "signal: invalid pid '%s'", a->args[1]);
+                a->body = json_object_new_object();
+                if (!a->body)
+                        return -ENOMEM;
+                if (cli_parse_int(a->args[2], 1, 127, &n) == 0)
+                        return add_field(a->body, "signal", json_object_new_int64(n));
+                if (a->args[2][0] == '\0')
+                        return usage_error(a, "signal: empty signal name");
+                return add_field(a->body, "signal", json_object_new_string(a->args[2]));
+        }
+        case CLI_CMD_EXEC: {
+                if (a->n_args < 1)
+                        return usage_error(a, "exec: missing sandbox id");
+                /* getopt stopped at the id, so a "--" after it is still there. */
+                int first = a->n_args >= 2 && streq(a->args[1], "--") ? 2 : 1;
+                if (a->n_args <= first)
+                        return usage_error(a, "exec: missing command");
+                return set_command(a->exec, a->args + first, a->n_args - first);
+        }
+        case CLI_CMD_RUN:
+                if (a->n_args < 1)
+                        return usage_error(a, "run: missing command");
+                return set_command(a->exec, a->args, a->n_args);
+        case CLI_CMD_COUNT:
+        default:
+                break;
+        }
+        return -EINVAL;
+}
+
+int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret)
+{
+        struct option longopts[ARRAY_SIZE(option_specs) + 1];
+        char optstring[2 + 3 * ARRAY_SIZE(option_specs) + 1];
+        size_t n_long = 0;
+        char *o = optstring;
+
+        *ret = (CliArgs){.command = cmd};
+        if (cmd >= CLI_CMD_COUNT || argc < 1)
+                return -EINVAL;
+        /* exec and run stop at the first non-option, so the command's own options
+         * are left alone; the others accept options anywhere. */
+        if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN)
+                *o++ = '+';
+        *o++ = ':';
+        for (size_t i = 0; i < ARRAY_SIZE(option_specs); i++) {
+                const OptionSpec *s = &option_specs[i];
+                if (!(s->cmds & CMD(cmd)))
+                        continue;
+                longopts[n_long++] = (struct option){s->name, s->has_arg, NULL, s->val};
+                if (s->val < 0x100) {
+                        *o++ = (char) s->val;
+                        if (s->has_arg == required_argument)
+                                *o++ = ':';
+                }
+        }
+        longopts[n_long] = (struct option){0};
+        *o = '\0';
+
+        if (cmd == CLI_CMD_CREATE || cmd == CLI_CMD_RUN) {
+                ret->create = json_object_new_object();
+                if (!ret->create)
+                        return -ENOMEM;
+        }
+        if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN) {
+                ret->exec = json_object_new_object();
+                if (!ret->exec)
+                        return -ENOMEM;
+        }
+        if (cmd == CLI_CMD_LS) {
+                ret->filters = json_object_new_array();
+                if (!ret->filters)
+                        return -ENOMEM;
+        }
+
+        opterr = 0;
+        optind = 0; /* full re-initialisation, as getopt may have run before */
+        for (;;) {
+                int longindex = -1;
+                int c = getopt_long(argc, argv, optstring, longopts, &longindex);
+                if (c == -1)
+                        break;
+                if (c == '?') {
+                        if (optopt != 0 && optopt < 0x100)
+                                return usage_error(ret, "%s: unknown option '-%c'",
+                                                   command_names[cmd], optopt);
+                        return usage_error(ret, "%s: unknown option '%s'", command_names[cmd],
+                                           argv[optind - 1]);
+                }
+                if (c == ':') {
+                        for (size_t i = 0; i < n_long; i++)
+                                if (longopts[i].val == optopt && optopt != 0)
+                                        return usage_error(ret,
+                                                           "%s: option '--%s' needs an argument",
+                                                           command_names[cmd], longopts[i].name);
+                        return usage_error(ret, "%s: option '%s' needs an argument",
+                                           command_names[cmd], argv[optind - 1]);
+                }
+                int r = handle_option(ret, c, optarg);
+                if (r < 0)
+                        return r;
+        }
+        if (ret->help)
+                return 0;
+
+        ret->args = argv + optind;
+        ret->n_args = argc - optind;
+        return build_body(ret);
+}

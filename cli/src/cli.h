@@ -1,0 +1,130 @@
+/* The sandpit command: argument parsing, output formatting and the commands
+ * themselves. main.c only wires these together, so everything here is linked
+ * into the unit tests through libcli.a. */
+#pragma once
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "sandpit/http-client.h"
+
+#define CLI_VERSION     "0.1.0"
+#define CLI_DEFAULT_URL "unix:///run/sandpit/agent.sock"
+/* The agent refuses bodies over 16 MiB; base64 grows stdin by a third. */
+#define CLI_STDIN_MAX ((size_t) 12 * 1024 * 1024)
+/* `run --timeout S` gives the sandbox this much longer than the command. */
+#define CLI_RUN_TIMEOUT_MARGIN  60
+#define CLI_SANDBOX_TIMEOUT_MAX 604800
+
+#define CLI_EXIT_FAILURE 1
+#define CLI_EXIT_USAGE   2
+#define CLI_EXIT_TIMEOUT 124 /* as timeout(1) */
+
+#ifndef cleanup_json
+static inline void json_object_putp(json_object **p)
+{
+        if (*p)
+                json_object_put(*p);
+}
+#        define cleanup_json __attribute__((cleanup(json_object_putp)))
+#endif
+
+typedef enum {
+        CLI_CMD_CREATE,
+        CLI_CMD_LS,
+        CLI_CMD_GET,
+        CLI_CMD_EXEC,
+        CLI_CMD_RUN,
+        CLI_CMD_KILL,
+        CLI_CMD_TIMEOUT,
+        CLI_CMD_PS,
+        CLI_CMD_SIGNAL,
+        CLI_CMD_ATTACH,
+        CLI_CMD_COUNT,
+} CliCommand;
+
+typedef struct {
+        CliCommand command;
+        const char *server;     /* --server, borrowed from argv; NULL when absent */
+        const char *token_file; /* --token-file, likewise */
+        bool help;
+        bool json;
+        bool read_stdin;
+        bool background;
+        json_object *create;  /* create, run: body of POST /v1/sandboxes */
+        json_object *exec;    /* exec, run: body of POST .../exec, without stdin */
+        json_object *body;    /* timeout, signal: the request body */
+        json_object *filters; /* ls: array of "KEY=VALUE" label filters */
+        char **args;          /* positional arguments (exec: the id), borrowed from argv */
+        int n_args;
+        char error[256]; /* the usage error when parsing failed */
+} CliArgs;
+
+int cli_command_from_name(const char *name, CliCommand *ret);
+const char *cli_command_name(CliCommand cmd);
+void cli_usage(FILE *f);
+void cli_command_usage(CliCommand cmd, FILE *f);
+
+/* Parses argv (argv[0] is the command's name) into *ret, which is always
+ * initialised so cli_args_done() may follow; -EINVAL with ret->error set on a
+ * usage error. */
+int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret);
+void cli_args_done(CliArgs *a);
+
+/* Pure helpers (format.c). */
+/* Adds "KEY=VALUE" to the object map; -EINVAL without '=' or with an empty key. */
+int cli_parse_kv(const char *s, json_object *map);
+/* "512Mi" stays a string, "536870912" becomes an integer, "1.5" a double. */
+int cli_quantity_json(const char *s, json_object **ret);
+int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
+/* Positive, finite, fractions allowed. */
+int cli_parse_seconds(const char *s, double *ret);
+int cli_base64_encode(const void *data, size_t len, char **ret);
+/* Standard alphabet; padding optional; *ret is NUL-terminated for convenience. */
+int cli_base64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_len);
+/* Percent-encodes everything but RFC 3986 unreserved characters. */
+int cli_url_escape(const char *s, char **ret);
+/* 536870912 -> "512Mi", 1610612736 -> "1.5Gi", 1000 -> "1000". */
+void cli_format_bytes(int64_t bytes, char *buf, size_t len);
+/* Time left until an RFC 3339 UTC timestamp: "4m59s", "2h05m", "expired"; the
+ * timestamp itself when it cannot be parsed. */
+void cli_format_remaining(const char *timestamp, time_t now, char *buf, size_t len);
+/* Prints rows (row-major cells, header row first) in aligned columns. */
+int cli_print_table(FILE *f, const char *const *cells, size_t n_cols, size_t n_rows);
+/* Copies s into buf on one line: control characters become spaces. */
+void cli_one_line(const char *s, char *buf, size_t len);
+
+/* Exec output (exec-output.c): decodes one NDJSON event of an exec or attach
+ * stream and writes its output to out_fd / err_fd. */
+typedef struct {
+        int out_fd;
+        int err_fd;
+        long pid;
+        bool exited;
+        int exit_status; /* what sandpit exits with: the command's status */
+        bool oom_killed;
+        bool write_failed; /* the error came from writing our own output */
+} CliExecState;
+
+void cli_exec_state_init(CliExecState *s, int out_fd, int err_fd);
+int cli_exec_on_line(const char *line, size_t len, void *userdata);
+/* exit_code, 128+signal when a signal killed the command, 124 when timed out. */
+int cli_exit_status_from_event(json_object *exit_event);
+
+/* Commands (commands.c). */
+typedef struct {
+        HttpClient *http;
+        const char *url;
+        char error[1024]; /* set when a command returns < 0: printed as "sandpit: ..." */
+} CliContext;
+
+/* Returns the exit status, or a negative errno with ctx->error set. */
+int cli_run(CliContext *ctx, const CliArgs *args);
+/* Reads all of fd, at most max bytes (-EFBIG beyond). */
+int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len);

@@ -1,0 +1,631 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "sandpit/http-client.h"
+#include "sandpit/macro.h"
+
+/* Finishes a message written into ctx->error: one line, and a negative errno
+ * to return. A macro rather than a variadic function, for the format checks
+ * without a va_list (clang-tidy 14 misreads va_start across translation units). */
+static int error_done(CliContext *ctx, int r)
+{
+        cli_one_line(ctx->error, ctx->error, sizeof(ctx->error));
+        return r < 0 ? r : -EIO;
+}
+
+#define set_error(ctx, r, ...) \
+        ((void) snprintf((ctx)->error, sizeof((ctx)->error), __VA_ARGS__), error_done((ctx), (r)))
+
+static int transport_error(CliContext *ctx, int r)
+{
+        const char *curl_text = http_client_last_error(ctx->http);
+
+        if (r == -ECANCELED)
+                return set_error(ctx, r, "interrupted");
+        if (r == -EIO && curl_text[0] != '\0')
+                return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, curl_text);
+        return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, strerror(-r));
+}
+
+static int api_error(CliContext *ctx, long status, json_object *body)
+{
+        json_object *msg = NULL;
+        int r = http_status_to_errno(status);
+
+        if (body && json_object_object_get_ex(body, "message", &msg) &&
+            json_object_is_type(msg, json_type_string))
+                return set_error(ctx, r, "%s", json_object_get_string(msg));
+        return set_error(ctx, r, "the agent answered HTTP %ld", status);
+}
+
+/* One JSON request; on success *ret (may be NULL) gets the response body. */
+static int api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
+                    json_object **ret)
+{
+        cleanup_json json_object *resp = NULL;
+        long status = 0;
+
+        int r = http_request_json(ctx->http, method, path, body, &status, &resp);
+        if (r == -EBADMSG)
+                return set_error(ctx, r, "the agent sent a response that is not JSON");
+        if (r < 0)
+                return transport_error(ctx, r);
+        if (status < 200 || status >= 300)
+                return api_error(ctx, status, resp);
+        if (ret)
+                *ret = TAKE_PTR(resp);
+        return 0;
+}
+
+/* "/v1/sandboxes/ID" + suffix, with ID escaped. */
+static int sandbox_path(const char *id, const char *suffix, char **ret)
+{
+        cleanup_free char *escaped = NULL;
+        int r = cli_url_escape(id, &escaped);
+        if (r < 0)
+                return r;
+        if (asprintf(ret, "/v1/sandboxes/%s%s", escaped, suffix) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static const char *get_string(json_object *o, const char *key)
+{
+        json_object *v = NULL;
+        if (!json_object_object_get_ex(o, key, &v) || !v)
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static int print_json(json_object *o)
+{
+        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                                  JSON_C_TO_STRING_SPACED |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!s)
+                return -ENOMEM;
+        puts(s);
+        return 0;
+}
+
+static int finish_output(CliContext *ctx)
+{
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                int r = negative_errno();
+                return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+        }
+        return 0;
+}
+
+int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len)
+{
+        cleanup_free char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        for (;;) {
+                if (len + 1 >= cap) {
+                        size_t ncap = cap ? cap * 2 : 65536;
+                        char *p = realloc(buf, ncap);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        cap = ncap;
+                }
+                ssize_t n = read(fd, buf + len, cap - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static int add_stdin(CliContext *ctx, json_object *exec)
+{
+        cleanup_free char *data = NULL;
+        cleanup_free char *b64 = NULL;
+        size_t len = 0;
+
+        int r = cli_read_all(STDIN_FILENO, CLI_STDIN_MAX, &data, &len);
+        if (r == -EFBIG)
+                return set_error(ctx, r, "stdin is larger than %zu MiB", CLI_STDIN_MAX >> 20);
+        if (r < 0)
+                return set_error(ctx, r, "cannot read stdin: %s", strerror(-r));
+        r = cli_base64_encode(data, len, &b64);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        json_object *v = json_object_new_string(b64);
+        if (!v || json_object_object_add(exec, "stdin_b64", v) < 0) {
+                json_object_put(v);
+                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+        }
+        return 0;
+}
+
+/* Streams an exec or attach answer to our stdout/stderr; returns the command's
+ * exit status. */
+static int stream_process(CliContext *ctx, const char *method, const char *path, json_object *body)
+{
+        cleanup_json json_object *err_body = NULL;
+        CliExecState st;
+        long status = 0;
+
+        cli_exec_state_init(&st, STDOUT_FILENO, STDERR_FILENO);
+        (void) fflush(stdout);
+
+        int r = http_request_stream(ctx->http, method, path, body, cli_exec_on_line, &st, &status,
+                                    &err_body);
+        if (r < 0) {
+                if (st.write_failed && r == -EPIPE)
+                        return 128 + SIGPIPE; /* like any filter whose reader went away */
+                if (st.write_failed)
+                        return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+                if (r == -EBADMSG)
+                        return set_error(ctx, r, "the agent sent an invalid event");
+                return transport_error(ctx, r);
+        }
+        if (status < 200 || status >= 300)
+                return api_error(ctx, status, err_body);
+        if (!st.exited)
+                return set_error(ctx, -EIO, "the output stream ended before the command exited");
+        if (st.oom_killed)
+                fputs("sandpit: command killed: out of memory\n", stderr);
+        return st.exit_status;
+}
+
+static int cmd_create(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_json json_object *sbx = NULL;
+
+        int r = api_call(ctx, "POST", "/v1/sandboxes", a->create, &sbx);
+        if (r < 0)
+                return r;
+        if (a->json)
+                r = print_json(sbx);
+        else
+                puts(get_string(sbx, "id") ?: "");
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        return finish_output(ctx);
+}
+
+static int ls_path(const CliArgs *a, char **ret)
+{
+        size_t n = a->filters ? json_object_array_length(a->filters) : 0;
+        size_t len = strlen("/v1/sandboxes") + 1;
+        char **escaped = calloc(n + 1, sizeof(char *));
+        char *path = NULL;
+        int r = 0;
+
+        if (!escaped)
+                return -ENOMEM;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                json_object *f = json_object_array_get_idx(a->filters, i);
+                r = cli_url_escape(json_object_get_string(f), &escaped[i]);
+                if (r == 0)
+                        len += strlen("?label=") + strlen(escaped[i]);
+        }
+        if (r == 0)
+                path = malloc(len);
+        if (path) {
+                size_t used = (size_t) snprintf(path, len, "/v1/sandboxes");
+                for (size_t i = 0; i < n; i++)
+                        used += (size_t) snprintf(path + used, len - used, "%clabel=%s",
+                                                  i == 0 ? '?' : '&', escaped[i]);
+                *ret = path;
+        } else if (r == 0) {
+                r = -ENOMEM;
+        }
+        strv_free(escaped);
+        return r;
+}
+
+/* Cells for cli_print_table() in one allocation: a header row, then rows of
+ * fixed-width strings. */
+typedef struct {
+        void *block;
+        const char **cells;
+        char *text;
+        size_t n_cols;
+        size_t n_rows; /* with the header */
+        size_t width;
+} Table;
+
+static int table_new(const char *const *header, size_t n_cols, size_t n_rows, size_t width,
+                     Table *ret)
+{
+        size_t n_cells = (n_rows + 1) * n_cols;
+        void *block = calloc(1, n_cells * (sizeof(char *) + width));
+        if (!block)
+                return -ENOMEM;
+        *ret = (Table){
+                .block = block,
+                .cells = block,
+                .text = (char *) block + n_cells * sizeof(char *),
+                .n_cols = n_cols,
+                .n_rows = n_rows + 1,
+                .width = width,
+        };
+        for (size_t i = 0; i < n_cells; i++)
+                ret->cells[i] = i < n_cols ? header[i] : ret->text + i * width;
+        return 0;
+}
+
+/* The buffer of a body cell; row 0 is the first row after the header. */
+static char *table_cell(const Table *t, size_t row, size_t col)
+{
+        return t->text + ((row + 1) * t->n_cols + col) * t->width;
+}
+
+static int table_print(CliContext *ctx, Table *t)
+{
+        int r = cli_print_table(stdout, t->cells, t->n_cols, t->n_rows);
+        free(t->block);
+        t->block = NULL;
+        if (r < 0)
+                return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+        return finish_output(ctx);
+}
+
+static int cmd_ls(CliContext *ctx, const CliArgs *a)
+{
+        static const char *const header[] = {"ID", "TEMPLATE", "STATE", "CPU", "MEMORY", "EXPIRES"};
+        cleanup_json json_object *resp = NULL;
+        json_object *list = NULL;
+        char *path = NULL;
+        Table t;
+
+        int r = ls_path(a, &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = api_call(ctx, "GET", path, NULL, &resp);
+        free(path);
+        if (r < 0)
+                return r;
+        if (a->json) {
+                r = print_json(resp);
+                return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
+        }
+        if (!json_object_object_get_ex(resp, "sandboxes", &list) ||
+            !json_object_is_type(list, json_type_array))
+                return set_error(ctx, -EBADMSG, "the agent's answer has no \"sandboxes\" list");
+
+        size_t n = json_object_array_length(list);
+        const size_t w = 80;
+        if (table_new(header, ARRAY_SIZE(header), n, w, &t) < 0)
+                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+
+        time_t now = time(NULL);
+        for (size_t i = 0; i < n; i++) {
+                json_object *s = json_object_array_get_idx(list, i);
+                json_object *v = NULL;
+
+                cli_one_line(get_string(s, "id") ?: "-", table_cell(&t, i, 0), w);
+                cli_one_line(get_string(s, "template") ?: "-", table_cell(&t, i, 1), w);
+                cli_one_line(get_string(s, "state") ?: "-", table_cell(&t, i, 2), w);
+                if (json_object_object_get_ex(s, "cpu", &v) &&
+                    (json_object_is_type(v, json_type_double) ||
+                     json_object_is_type(v, json_type_int)))
+                        (void) snprintf(table_cell(&t, i, 3), w, "%g", json_object_get_double(v));
+                else
+                        cli_one_line(get_string(s, "cpu") ?: "-", table_cell(&t, i, 3), w);
+                if (json_object_object_get_ex(s, "memory", &v) &&
+                    json_object_is_type(v, json_type_int))
+                        cli_format_bytes(json_object_get_int64(v), table_cell(&t, i, 4), w);
+                else
+                        cli_one_line(get_string(s, "memory") ?: "-", table_cell(&t, i, 4), w);
+                cli_format_remaining(get_string(s, "expires_at"), now, table_cell(&t, i, 5), w);
+        }
+        return table_print(ctx, &t);
+}
+
+static int cmd_get(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_json json_object *sbx = NULL;
+        cleanup_free char *path = NULL;
+
+        int r = sandbox_path(a->args[0], "", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = api_call(ctx, "GET", path, NULL, &sbx);
+        if (r < 0)
+                return r;
+        r = print_json(sbx);
+        return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
+}
+
+static int cmd_exec(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_free char *path = NULL;
+        json_object *body = a->exec; /* borrowed; stdin_b64 is added to it */
+
+        int r = sandbox_path(a->args[0], "/exec", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        if (a->read_stdin) {
+                r = add_stdin(ctx, body);
+                if (r < 0)
+                        return r;
+        }
+
+        if (a->background) {
+                cleanup_json json_object *resp = NULL;
+                json_object *pid = NULL;
+                r = api_call(ctx, "POST", path, body, &resp);
+                if (r < 0)
+                        return r;
+                if (!json_object_object_get_ex(resp, "pid", &pid))
+                        return set_error(ctx, -EBADMSG, "the agent's answer has no pid");
+                printf("%" PRId64 "\n", json_object_get_int64(pid));
+                return finish_output(ctx);
+        }
+        return stream_process(ctx, "POST", path, body);
+}
+
+static int cmd_attach(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_free char *path = NULL;
+        cleanup_free char *suffix = NULL;
+
+        if (asprintf(&suffix, "/processes/%s/stream", a->args[1]) < 0) {
+                suffix = NULL;
+                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+        }
+        int r = sandbox_path(a->args[0], suffix, &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        return stream_process(ctx, "GET", path, NULL);
+}
+
+static volatile sig_atomic_t run_interrupted;
+static volatile sig_atomic_t run_signal;
+
+static void run_on_signal(int sig)
+{
+        /* The first signals only ask for an orderly stop (delete the sandbox);
+         * the third one kills sandpit at once, for an agent that hangs. */
+        if (run_interrupted >= 2) {
+                (void) signal(sig, SIG_DFL);
+                (void) raise(sig);
+                return;
+        }
+        if (run_interrupted == 0)
+                run_signal = sig;
+        run_interrupted++;
+}
+
+static int cmd_run(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_json json_object *sbx = NULL;
+        cleanup_free char *exec_path = NULL;
+        cleanup_free char *path = NULL;
+        int r;
+
+        if (a->read_stdin) {
+                r = add_stdin(ctx, a->exec);
+                if (r < 0)
+                        return r;
+        }
+
+        struct sigaction sa = {.sa_handler = run_on_signal};
+        (void) sigemptyset(&sa.sa_mask);
+        /* No SA_RESTART: a blocking call should notice the signal. */
+        const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+        for (size_t i = 0; i < ARRAY_SIZE(signals); i++)
+                (void) sigaction(signals[i], &sa, NULL);
+
+        /* Not cancellable: an aborted create could leave a sandbox we know no id of. */
+        r = api_call(ctx, "POST", "/v1/sandboxes", a->create, &sbx);
+        if (r < 0)
+                return r;
+        const char *id = get_string(sbx, "id"); /* sbx owns it */
+        if (!id)
+                return set_error(ctx, -EBADMSG, "the agent's answer has no sandbox id");
+
+        r = sandbox_path(id, "", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = sandbox_path(id, "/exec", &exec_path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+
+        int status = 0;
+        if (!run_interrupted) {
+                http_client_set_cancel(ctx->http, &run_interrupted);
+                status = stream_process(ctx, "POST", exec_path, a->exec);
+                http_client_set_cancel(ctx->http, NULL);
+        }
+
+        /* The command's failure is in ctx->error; keep it while deleting. */
+        CliContext del = {.http = ctx->http, .url = ctx->url};
+        r = api_call(&del, "DELETE", path, NULL, NULL);
+        if (r < 0 && r != -ENOENT)
+                fprintf(stderr, "sandpit: cannot delete sandbox %s: %s\n", id, del.error);
+
+        if (run_interrupted)
+                return 128 + run_signal;
+        return status;
+}
+
+static int cmd_kill(CliContext *ctx, const CliArgs *a)
+{
+        int status = 0;
+
+        for (int i = 0; i < a->n_args; i++) {
+                cleanup_free char *path = NULL;
+                int r = sandbox_path(a->args[i], "", &path);
+                if (r >= 0)
+                        r = api_call(ctx, "DELETE", path, NULL, NULL);
+                else
+                        (void) set_error(ctx, r, "%s", strerror(-r));
+                if (r < 0) {
+                        fprintf(stderr, "sandpit: %s\n", ctx->error);
+                        status = CLI_EXIT_FAILURE;
+                }
+        }
+        return status;
+}
+
+static int cmd_timeout(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_json json_object *sbx = NULL;
+        cleanup_free char *path = NULL;
+
+        int r = sandbox_path(a->args[0], "/timeout", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = api_call(ctx, "POST", path, a->body, &sbx);
+        if (r < 0)
+                return r;
+        if (a->json) {
+                r = print_json(sbx);
+                if (r < 0)
+                        return set_error(ctx, r, "%s", strerror(-r));
+        } else {
+                puts(get_string(sbx, "expires_at") ?: "");
+        }
+        return finish_output(ctx);
+}
+
+static void format_process_status(json_object *p, char *buf, size_t len)
+{
+        json_object *v = NULL;
+
+        if (json_object_object_get_ex(p, "running", &v) && json_object_get_boolean(v)) {
+                (void) snprintf(buf, len, "running");
+                return;
+        }
+        if (json_object_object_get_ex(p, "signal", &v) && json_object_get_int(v) > 0) {
+                int sig = json_object_get_int(v);
+                const char *name = sigabbrev_np(sig);
+                if (name)
+                        (void) snprintf(buf, len, "killed (SIG%s)", name);
+                else
+                        (void) snprintf(buf, len, "killed (signal %d)", sig);
+                return;
+        }
+        if (json_object_object_get_ex(p, "exit_code", &v) && v)
+                (void) snprintf(buf, len, "exited (%d)", json_object_get_int(v));
+        else
+                (void) snprintf(buf, len, "exited");
+}
+
+static void format_process_cmd(json_object *p, char *buf, size_t len)
+{
+        json_object *cmd = NULL;
+        size_t used = 0;
+
+        buf[0] = '\0';
+        if (!json_object_object_get_ex(p, "cmd", &cmd) ||
+            !json_object_is_type(cmd, json_type_array)) {
+                cli_one_line(get_string(p, "shell") ?: "", buf, len);
+                return;
+        }
+        for (size_t i = 0; i < json_object_array_length(cmd) && used + 1 < len; i++) {
+                int n = snprintf(buf + used, len - used, "%s%s", i ? " " : "",
+                                 json_object_get_string(json_object_array_get_idx(cmd, i)));
+                if (n < 0)
+                        break;
+                used += (size_t) n;
+        }
+        cli_one_line(buf, buf, len);
+}
+
+static int cmd_ps(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_json json_object *resp = NULL;
+        cleanup_free char *path = NULL;
+        json_object *list = NULL;
+
+        int r = sandbox_path(a->args[0], "/processes", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = api_call(ctx, "GET", path, NULL, &resp);
+        if (r < 0)
+                return r;
+        if (a->json) {
+                r = print_json(resp);
+                return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
+        }
+        if (!json_object_object_get_ex(resp, "processes", &list) ||
+            !json_object_is_type(list, json_type_array))
+                return set_error(ctx, -EBADMSG, "the agent's answer has no \"processes\" list");
+
+        static const char *const header[] = {"PID", "STATUS", "TAG", "CMD"};
+        size_t n = json_object_array_length(list);
+        const size_t w = 256;
+        Table t;
+        if (table_new(header, ARRAY_SIZE(header), n, w, &t) < 0)
+                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *p = json_object_array_get_idx(list, i);
+                cli_one_line(get_string(p, "pid") ?: "-", table_cell(&t, i, 0), w);
+                format_process_status(p, table_cell(&t, i, 1), w);
+                cli_one_line(get_string(p, "tag") ?: "", table_cell(&t, i, 2), w);
+                format_process_cmd(p, table_cell(&t, i, 3), w);
+        }
+        return table_print(ctx, &t);
+}
+
+static int cmd_signal(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_free char *path = NULL;
+        cleanup_free char *suffix = NULL;
+
+        if (asprintf(&suffix, "/processes/%s/signal", a->args[1]) < 0) {
+                suffix = NULL;
+                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+        }
+        int r = sandbox_path(a->args[0], suffix, &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        return api_call(ctx, "POST", path, a->body, NULL);
+}
+
+int cli_run(CliContext *ctx, const CliArgs *a)
+{
+        switch (a->command) {
+        case CLI_CMD_CREATE:
+                return cmd_create(ctx, a);
+        case CLI_CMD_LS:
+                return cmd_ls(ctx, a);
+        case CLI_CMD_GET:
+                return cmd_get(ctx, a);
+        case CLI_CMD_EXEC:
+                return cmd_exec(ctx, a);
+        case CLI_CMD_RUN:
+                return cmd_run(ctx, a);
+        case CLI_CMD_KILL:
+                return cmd_kill(ctx, a);
+        case CLI_CMD_TIMEOUT:
+                return cmd_timeout(ctx, a);
+        case CLI_CMD_PS:
+                return cmd_ps(ctx, a);
+        case CLI_CMD_SIGNAL:
+                return cmd_signal(ctx, a);
+        case CLI_CMD_ATTACH:
+                return cmd_attach(ctx, a);
+        case CLI_CMD_COUNT:
+        default:
+                return set_error(ctx, -EINVAL, "unknown command");
+        }
+}
