@@ -8,7 +8,7 @@
 #
 # Two templates are built here (docs/templates.md has the details):
 #   host     a skeleton rootfs that borrows the host's /usr through "binds";
-#            builds in milliseconds, for tests.
+#            builds in under a second, for tests.
 #   default  a real Debian bookworm rootfs (debootstrap) with python3 + numpy,
 #            pandas, matplotlib, nodejs; takes minutes, built once per machine.
 #
@@ -115,13 +115,19 @@ mounts_under() {
 
 chroot_mount() { # rootfs
 	local r=$1
-	mount -t proc proc "$r/proc" && MOUNTS+=("$r/proc")
+	# Each mount is recorded only once it succeeded; a failure stops the
+	# script (set -e) and the exit trap undoes the ones before it.
+	mount -t proc proc "$r/proc"
+	MOUNTS+=("$r/proc")
 	# A fresh sysfs where allowed; a plain (non-recursive) bind otherwise.
-	{ mount -t sysfs -o ro sysfs "$r/sys" 2>/dev/null || mount --bind /sys "$r/sys"; } && MOUNTS+=("$r/sys")
+	mount -t sysfs -o ro sysfs "$r/sys" 2>/dev/null || mount --bind /sys "$r/sys"
+	MOUNTS+=("$r/sys")
 	# Non-recursive binds, so that one umount each undoes them.
-	mount --bind /dev "$r/dev" && MOUNTS+=("$r/dev")
+	mount --bind /dev "$r/dev"
+	MOUNTS+=("$r/dev")
 	if [ -d /dev/pts ] && [ -d "$r/dev/pts" ]; then
-		mount --bind /dev/pts "$r/dev/pts" && MOUNTS+=("$r/dev/pts")
+		mount --bind /dev/pts "$r/dev/pts"
+		MOUNTS+=("$r/dev/pts")
 	fi
 }
 
@@ -345,55 +351,66 @@ expect_mode() { # path octal-mode
 	[ "$(stat -c %a "$1")" = "$2" ] || die "$1 has mode $(stat -c %a "$1"), not $2"
 }
 
-# Reads a template.json's "binds" back as lines (no JSON tool is assumed).
-template_binds() { # template.json
-	sed -n 's/.*"binds": \[\([^]]*\)\].*/\1/p' "$1" | tr ',' '\n' | tr -d ' "' | sed '/^$/d'
+# Reads a template.json's "binds" into the array named $2 (no JSON tool is
+# assumed; the file is the one-line form written above).
+read_template_binds() { # template.json array-name
+	local json="" inner
+	local -n out=$2
+	read -r -d '' json <"$1" || true
+	[[ $json =~ \"binds\":\ \[([^]]*)\] ]] || die "$1: no binds"
+	inner=${BASH_REMATCH[1]//\"/}
+	IFS=', ' read -r -a out <<<"$inner"
 }
 
+# Top-level symlinks among TOP_DIRS in a root directory, as "name -> target".
+top_links() { # root
+	local -a names=()
+	local d
+	for d in "${TOP_DIRS[@]}"; do names+=(-o -name "$d"); done
+	find "$1" -mindepth 1 -maxdepth 1 -type l \( "${names[@]:1}" \) -printf '%f -> %l\n' | sort
+}
+
+# Few processes on purpose: this runs on every build of `host`, which tests
+# expect to be instant.
 check_host() { # template dir
-	local t=$1 r=$1/rootfs d f binds
-	local -a bind_list
+	local t=$1 r=$1/rootfs d f modes
+	local -a binds
 	for f in etc/passwd etc/group etc/hosts etc/resolv.conf etc/nsswitch.conf etc/os-release; do
 		[ -s "$r/$f" ] || die "host: rootfs/$f is missing"
 	done
 	grep -q "^$TEMPLATE_USER:x:$TEMPLATE_UID:$TEMPLATE_UID:" "$r/etc/passwd" || die "host: no $TEMPLATE_USER in passwd"
-	expect_mode "$r/tmp" 1777
-	expect_mode "$r/var/tmp" 1777
-	expect_mode "$r/root" 700
-	expect_mode "$r/.sandpit" 700
-	expect_mode "$r/home/$TEMPLATE_USER" 755
+	modes=$(cd "$r" && stat -c '%n=%a' tmp var/tmp root .sandpit "home/$TEMPLATE_USER" | tr '\n' ' ')
+	[ "$modes" = "tmp=1777 var/tmp=1777 root=700 .sandpit=700 home/$TEMPLATE_USER=755 " ] ||
+		die "host: wrong modes: $modes"
 	if [ "$is_root" -eq 1 ]; then
 		[ "$(stat -c %u:%g "$r/home/$TEMPLATE_USER")" = "$TEMPLATE_UID:$TEMPLATE_UID" ] || die "host: home owner"
 	fi
-	binds=$(template_binds "$t/template.json")
-	mapfile -t bind_list <<<"$binds"
-	grep -qx /usr <<<"$binds" || die "host: /usr is not in binds"
+	[ "$(top_links "$r")" = "$(top_links /)" ] || die "host: rootfs/ has not the host's top-level symlinks"
+	read_template_binds "$t/template.json" binds
+	[[ " ${binds[*]} " == *" /usr "* ]] || die "host: /usr is not in binds"
 	for d in "${TOP_DIRS[@]}"; do
-		if [ -L "/$d" ]; then
-			[ "$(readlink "$r/$d" 2>/dev/null)" = "$(readlink "/$d")" ] || die "host: rootfs/$d is not the host's symlink"
-		elif [ -d "/$d" ]; then
-			if ! [ -d "$r/$d" ] || ! grep -qx "/$d" <<<"$binds"; then
-				die "host: /$d is not bound"
-			fi
+		if [ -d "/$d" ] && ! [ -L "/$d" ]; then
+			[ -d "$r/$d" ] || die "host: rootfs/$d is missing"
+			[[ " ${binds[*]} " == *" /$d "* ]] || die "host: /$d is not in binds"
 		fi
 	done
 	# Use the template as the agent will: binds read-only, proc, then the
 	# languages as uid 1000. Private mount namespace: nothing outlives it.
-	if [ "$is_root" -eq 1 ] && unshare --mount --propagation private true 2>/dev/null; then
+	if [ "$is_root" -eq 1 ]; then
 		# shellcheck disable=SC2016 # expanded by the inner shell
 		unshare --mount --propagation private -- "$BASH" -euc '
-			r=$1; uid=$2; shift 2
+			r=$1; user=$2; uid=$3; shift 3
 			for b in "$@"; do
 				mount --bind "$b" "$r$b"
 				mount -o remount,bind,ro "$r$b"
 			done
 			mount -t proc proc "$r/proc"
-			c="test \"\$(id -un)\" = user"
+			c="test \"\$(id -un)\" = $user"
 			grep -q "\"python\"" "$r/../template.json" && c="$c && python3 -c \"import json\" "
 			grep -q "\"javascript\"" "$r/../template.json" && c="$c && node -e \"1+1\" "
 			grep -q "\"bash\"" "$r/../template.json" && c="$c && bash -c true"
-			chroot --userspec="$uid:$uid" "$r" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/home/user sh -c "$c"
-		' _ "$r" "$TEMPLATE_UID" "${bind_list[@]}" ||
+			chroot --userspec="$uid:$uid" "$r" /usr/bin/env -i PATH=/usr/bin:/bin HOME="/home/$user" sh -c "$c"
+		' _ "$r" "$TEMPLATE_USER" "$TEMPLATE_UID" "${binds[@]}" ||
 			die "host: running the languages in the template failed"
 	fi
 }
@@ -401,7 +418,7 @@ check_host() { # template dir
 # ---------------------------------------------------------------- default template
 
 build_default() { # tmpdir
-	local t=$1 r=$1/rootfs mirror="" uri suite entries step
+	local t=$1 r=$1/rootfs mirror="" uri suite entries step bad
 
 	# The host's own Debian mirror for this suite, if it has one; otherwise
 	# debootstrap's default. The chroot gets the host's bookworm, -updates and
@@ -436,6 +453,14 @@ build_default() { # tmpdir
 	# -security.
 	run_logged in_chroot "$r" apt-get -y upgrade
 	run_logged in_chroot "$r" apt-get install -y --no-install-recommends "${DEFAULT_PACKAGES[@]}"
+	# apt-get exits 0 even when dpkg was interrupted (Ctrl-C reaches the whole
+	# process group, and bash then skips its own INT trap because the child
+	# handled the signal): check that everything is installed and configured.
+	# shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
+	bad=$(in_chroot "$r" dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${DEFAULT_PACKAGES[@]}" 2>&1 |
+		awk '$1 != "ii"' || true)
+	bad+=$(in_chroot "$r" dpkg --audit 2>&1 || true)
+	[ -z "$bad" ] || die "default: packages not fully installed (interrupted?): $bad"
 	log "default: packages installed in $(elapsed "$step")"
 
 	log "default: user $TEMPLATE_USER ($TEMPLATE_UID:$TEMPLATE_UID), matplotlib Agg, cleanup"

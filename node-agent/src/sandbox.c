@@ -536,6 +536,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
 
         const char *id = sb->spec.id;
         const char *step = "prepare";
+        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL;
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
@@ -560,9 +561,11 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if ((r = cg_create(a->cg, id, &limits)) < 0 ||
             (r = cg_runtime_path(a->cg, id, &cg_path)) < 0)
                 goto fail;
+        t_cg = now_monotonic_us();
         step = "mount the root filesystem";
         if ((r = rootfs_mount(sb->dir, tpl->rootfs, sb->spec.disk)) < 0)
                 goto fail;
+        t_mount = now_monotonic_us();
         step = "write the OCI bundle";
         BundleSpec bs = {.id = id,
                          .rootfs = rootfs,
@@ -576,6 +579,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if ((r = state_save(sb)) < 0)
                 goto fail;
 
+        t_files = now_monotonic_us();
         step = "start the container";
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0) {
@@ -600,6 +604,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 log_sbx(LOG_LEVEL_ERROR, id, r, "runtime run failed: %s", rterr);
                 goto fail_reported;
         }
+        t_run = now_monotonic_us();
         step = "wait for sandpit-init";
         if ((r = wait_ready(ready_r)) < 0)
                 goto fail;
@@ -617,7 +622,15 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         template_free(tpl);
         if (o)
                 (void) json_object_object_add(o, "oom_kills", json_object_new_int(0));
-        log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s", sb->spec.template_name);
+        uint64_t t_end = now_monotonic_us();
+        log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s in %.1f ms", sb->spec.template_name,
+                (double) (t_end - t0) / 1000.0);
+        log_sbx(LOG_LEVEL_DEBUG, id, 0,
+                "create steps (ms): dirs+cgroup %.1f, mounts %.1f, bundle+state %.1f, runtime run "
+                "%.1f, init ready %.1f",
+                (double) (t_cg - t0) / 1000.0, (double) (t_mount - t_cg) / 1000.0,
+                (double) (t_files - t_mount) / 1000.0, (double) (t_run - t_files) / 1000.0,
+                (double) (t_end - t_run) / 1000.0);
         *ret_obj = o;
         return 0;
 
