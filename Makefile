@@ -16,9 +16,12 @@ deps:
 run: deps all
 	@mk/run.sh
 
+# The slow integration tests need the `default` template: built once per
+# machine (a few minutes), then cached.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
+	@mk/templates.sh default
 	@tests/run-all.sh
 
 unit: deps

@@ -114,8 +114,8 @@ const char *http_request_body(const HttpRequest *req, size_t *ret_len)
 int http_request_parse_json(HttpRequest *req, json_object **ret)
 {
         if (req->body_len == 0) {
-                *ret = json_object_new_object();
-                return *ret ? 0 : -ENOMEM;
+                http_respond_error(req, 400, "request body is empty; send a JSON object");
+                return -EINVAL;
         }
         if (memchr(req->body, 0, req->body_len)) {
                 http_respond_error(req, 400, "request body contains a NUL byte");

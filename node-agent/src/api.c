@@ -227,15 +227,14 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
         char err[512] = "";
         int r = 0;
         if (stream) {
-                int fd = -1;
                 CgStats st = {0};
                 (void) cg_read_stats(a->cg, id, &st);
-                r = exec_attach(info.socket_path, pid, &fd, err, sizeof(err));
                 ExecStream *s = NULL;
-                if (r == 0 && (r = exec_stream_new(fd, 0, a, id, st.oom_kills, &s)) < 0)
-                        (void) close(fd);
+                r = exec_attach(info.socket_path, pid, a, id, st.oom_kills, &s, err, sizeof(err));
                 sandbox_exec_info_done(&info);
-                if (r < 0)
+                if (r == -ESRCH)
+                        http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);
+                else if (r < 0)
                         respond_errno(req, r, err, "cannot attach");
                 else
                         http_respond_stream(req, 200, "application/x-ndjson", &exec_stream_ops, s);

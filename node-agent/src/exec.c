@@ -302,23 +302,6 @@ int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uin
         return 0;
 }
 
-int exec_attach(const char *socket_path, uint32_t pid, int *ret_fd, char *err, size_t errlen)
-{
-        cleanup_close int fd = init_connect(socket_path);
-        if (fd < 0) {
-                (void) snprintf(err, errlen, "the sandbox is not running");
-                return fd;
-        }
-        IpBuilder b;
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, pid);
-        int r = send_frame(fd, &b);
-        if (r < 0)
-                return -EBUSY;
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
 static int simple_request(const char *socket_path, IpBuilder *b, char *err, size_t errlen)
 {
         cleanup_close int fd = init_connect(socket_path);
@@ -608,6 +591,8 @@ static int translate(ExecStream *s, const IpFrame *f)
         }
 }
 
+static int translate(ExecStream *s, const IpFrame *f);
+
 int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64_t oom_before,
                     ExecStream **ret)
 {
@@ -709,4 +694,38 @@ int signal_from_string(const char *s)
                 if (streq(n, names[i].name))
                         return names[i].signo;
         return -EINVAL;
+}
+
+int exec_attach(const char *socket_path, uint32_t pid, Agent *a, const char *id,
+                uint64_t oom_before, ExecStream **ret, char *err, size_t errlen)
+{
+        cleanup_close int fd = init_connect(socket_path);
+        if (fd < 0) {
+                (void) snprintf(err, errlen, "the sandbox is not running");
+                return fd;
+        }
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        if (send_frame(fd, &b) < 0)
+                return -EBUSY;
+        /* The first frame tells an unknown pid (ERROR) from a stream, before any
+         * response status is sent. */
+        cleanup_free uint8_t *body = NULL;
+        size_t cap = 0;
+        IpFrame f;
+        int r = read_answer(fd, &body, &cap, &f, err, errlen);
+        if (r < 0)
+                return r == -ENOENT || r == -ESRCH ? -ESRCH : r;
+        ExecStream *s = NULL;
+        r = exec_stream_new(fd, 0, a, id, oom_before, &s);
+        if (r < 0)
+                return r;
+        fd = -1; /* owned by s */
+        if (translate(s, &f) < 0) {
+                exec_stream_free(s);
+                return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
 }

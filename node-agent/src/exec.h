@@ -36,8 +36,12 @@ void exec_request_done(ExecRequest *r);
  * a sandbox whose init does not answer gives -EBUSY. */
 int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uint32_t *ret_pid,
                char *err, size_t errlen);
-/* Reconnects to a process: -ESRCH when init does not know the pid. */
-int exec_attach(const char *socket_path, uint32_t pid, int *ret_fd, char *err, size_t errlen);
+typedef struct ExecStream ExecStream;
+
+/* Reconnects to a process and returns its event stream (buffered output, live
+ * output, exit): -ESRCH when init does not know the pid. */
+int exec_attach(const char *socket_path, uint32_t pid, Agent *a, const char *id,
+                uint64_t oom_before, ExecStream **ret, char *err, size_t errlen);
 
 /* One request, one OK/ERROR answer: STDIN (data and/or eof) and SIGNAL. */
 int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, size_t len,
@@ -49,7 +53,6 @@ int exec_list(const char *socket_path, json_object **ret);
 /* An NDJSON event stream over an init conversation. Owns fd. start_pid > 0
  * emits the "start" event first. The agent and id are used to tell an
  * out-of-memory kill (the cgroup's oom_kill count grew since oom_before). */
-typedef struct ExecStream ExecStream;
 int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64_t oom_before,
                     ExecStream **ret);
 ssize_t exec_stream_read(void *cls, int client_fd, char *buf, size_t max);

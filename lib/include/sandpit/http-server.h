@@ -36,8 +36,8 @@ const char *http_request_query(const HttpRequest *req, const char *key);
 /* Every value of a repeated query parameter; NULL-terminated strv, caller frees. */
 int http_request_query_all(const HttpRequest *req, const char *key, char ***ret);
 const char *http_request_body(const HttpRequest *req, size_t *ret_len);
-/* Parses the body as a JSON object. An empty body yields an empty object.
- * On failure answers 400 itself and returns a negative errno. */
+/* Parses the body as a JSON object (an empty body is an error). On failure
+ * answers 400 itself and returns a negative errno. */
 int http_request_parse_json(HttpRequest *req, json_object **ret);
 
 /* Takes ownership of body (may be NULL for no body). */

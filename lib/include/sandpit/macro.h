@@ -31,12 +31,15 @@ static inline void freep(void *p)
         free(*(void **) p);
 }
 
+/* Closes *fd and sets it to -1, so a later cleanup cannot close the number
+ * again after another thread has reused it. */
 static inline void closep(int *fd)
 {
         if (*fd >= 0) {
                 int saved = errno;
                 (void) close(*fd);
                 errno = saved;
+                *fd = -1;
         }
 }
 
