@@ -89,7 +89,7 @@ typedef struct Proc {
         Source in, out, err;
         InitBuf stdin_buf;
         bool stdin_eof;   /* close stdin once stdin_buf is written */
-        InitBuf backlog;  /* STDOUT/STDERR frames produced while nobody watched */
+        InitBuf backlog;  /* a background process's last STDOUT/STDERR frames, for ATTACH */
         uint64_t dropped; /* output bytes dropped from the backlog */
 } Proc;
 
@@ -275,15 +275,13 @@ static void proc_emit(Proc *p, IpMsgType type, const uint8_t *data, size_t n)
         hdr[4] = (uint8_t) type;
         hdr[5] = IP_TAG_DATA;
         put_le32(hdr + 6, (uint32_t) n);
-        bool watched = false;
         for (Conn *c = g.conns; c; c = c->next)
                 if (c->proc == p) {
-                        watched = true;
                         if (buf_append_frame(&c->out, hdr, sizeof(hdr), data, n) < 0)
                                 c->dead = true;
                         conn_update(c);
                 }
-        if (!watched && (p->flags & IP_FLAG_BACKGROUND))
+        if (p->flags & IP_FLAG_BACKGROUND)
                 backlog_add(p, hdr, sizeof(hdr), data, n);
 }
 
@@ -378,7 +376,7 @@ static void conn_send_exit(Conn *c, const Proc *p)
         conn_send(c, &b);
 }
 
-/* Drops the oldest unseen exit records beyond the count and memory bounds. */
+/* Drops the oldest exit records beyond the count and memory bounds. */
 static void prune_exit_records(void)
 {
         for (;;) {
@@ -424,7 +422,10 @@ static void proc_exited(Proc *p, int status)
                         c->spawner = false;
                         conn_update(c);
                 }
-        if (seen || !(p->flags & IP_FLAG_BACKGROUND))
+        /* A background process's record stays (bounded) so the list and later
+         * reconnects show how it ended; a foreground one ends with its stream. */
+        (void) seen;
+        if (!(p->flags & IP_FLAG_BACKGROUND))
                 proc_remove(p);
         else
                 prune_exit_records();
@@ -782,17 +783,20 @@ static void handle_attach(Conn *c, const IpFrame *f)
                 conn_error(c, ESRCH, "no process %u", pid);
                 return;
         }
-        if (p->backlog.len > 0) {
-                if (init_buf_append(&c->out, init_buf_head(&p->backlog), p->backlog.len) < 0) {
-                        c->dead = true;
-                        conn_update(c);
-                        return;
-                }
-                init_buf_clear(&p->backlog);
+        /* STARTED acknowledges at once, so the agent can answer before any output. */
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_STARTED);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        conn_send(c, &b);
+        /* Every reconnect replays the backlog (the last BACKLOG_MAX bytes). */
+        if (p->backlog.len > 0 &&
+            init_buf_append(&c->out, init_buf_head(&p->backlog), p->backlog.len) < 0) {
+                c->dead = true;
+                conn_update(c);
+                return;
         }
         if (p->exited) {
                 conn_send_exit(c, p);
-                proc_remove(p);
                 return;
         }
         c->proc = p;

@@ -179,7 +179,6 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         ExecStream *s = NULL;
         r = exec_stream_new(fd, pid, a, id, st.oom_kills, &s);
         if (r < 0) {
-                (void) close(fd);
                 respond_errno(req, r, NULL, "cannot stream");
                 return;
         }

@@ -597,8 +597,10 @@ int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64
                     ExecStream **ret)
 {
         ExecStream *s = calloc(1, sizeof(*s));
-        if (!s)
+        if (!s) {
+                (void) close(fd);
                 return -ENOMEM;
+        }
         s->fd = fd;
         s->agent = a;
         s->oom_before = oom_before;
@@ -718,10 +720,9 @@ int exec_attach(const char *socket_path, uint32_t pid, Agent *a, const char *id,
         if (r < 0)
                 return r == -ENOENT || r == -ESRCH ? -ESRCH : r;
         ExecStream *s = NULL;
-        r = exec_stream_new(fd, 0, a, id, oom_before, &s);
+        r = exec_stream_new(TAKE_FD(fd), 0, a, id, oom_before, &s);
         if (r < 0)
                 return r;
-        fd = -1; /* owned by s */
         if (translate(s, &f) < 0) {
                 exec_stream_free(s);
                 return -ENOMEM;

@@ -50,7 +50,8 @@ int exec_signal(const char *socket_path, uint32_t pid, int signo, char *err, siz
 /* The process list as the API shows it. */
 int exec_list(const char *socket_path, json_object **ret);
 
-/* An NDJSON event stream over an init conversation. Owns fd. start_pid > 0
+/* An NDJSON event stream over an init conversation. Owns fd, also when it
+ * fails (then fd is closed). start_pid > 0
  * emits the "start" event first. The agent and id are used to tell an
  * out-of-memory kill (the cgroup's oom_kill count grew since oom_before). */
 int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64_t oom_before,

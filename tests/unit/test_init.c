@@ -233,6 +233,8 @@ static void collect_until(int fd, Rx *rx, Result *res, const char *stop_at)
                 const uint8_t *d;
                 uint32_t n;
                 switch (f->type) {
+                case IP_MSG_STARTED: /* ATTACH's acknowledgement */
+                        break;
                 case IP_MSG_STDOUT:
                         assert_int_equal(ip_get_bytes(f, IP_TAG_DATA, &d, &n), 0);
                         append(&res->out, &res->out_len, d, n);
@@ -585,12 +587,25 @@ static void test_background_attach(void **state)
         (void) unlink(go);
         (void) unlink(first);
 
-        /* Its exit was seen: the record is gone. */
+        /* The record outlives the exit being seen: a second reconnect replays the
+         * whole backlog and the exit; an unknown pid is ESRCH. */
         fd = cli_connect(in);
         ip_builder_init(&b, IP_MSG_ATTACH);
         ip_put_u32(&b, IP_TAG_PID, pid);
         cli_send(fd, &b);
         const IpFrame *f = cli_recv(fd, &rx);
+        assert_int_equal(f->type, IP_MSG_STARTED);
+        collect(fd, &rx, &res);
+        assert_string_equal(res.out, "one\ntwo\n");
+        assert_int_equal(res.exit_code, 5);
+        result_free(&res);
+        (void) close(fd);
+
+        fd = cli_connect(in);
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, 999999);
+        cli_send(fd, &b);
+        f = cli_recv(fd, &rx);
         assert_int_equal(f->type, IP_MSG_ERROR);
         assert_int_equal(get_u32(f, IP_TAG_ERRNO), ESRCH);
         free(rx.body);
@@ -644,9 +659,11 @@ static void test_exit_record(void **state)
         free(rx.body);
         (void) close(fd);
 
+        /* Still listed after its exit was seen (records are bounded, not one-shot). */
         IpFrame g;
         uint8_t *again = list_find(in, pid, &g);
-        assert_null(again);
+        assert_non_null(again);
+        assert_int_equal(get_u32(&g, IP_TAG_STATE), IP_STATE_EXITED);
         free(again);
 }
 
