@@ -450,7 +450,7 @@ static int out_append(ExecStream *s, const char *data, size_t len)
 {
         if (s->out_off > 0 && s->out_off == s->out_len)
                 s->out_off = s->out_len = 0;
-        if (s->out_len + len + 1 > s->out_cap) {
+        if (!s->out || s->out_len + len + 1 > s->out_cap) {
                 size_t cap = s->out_cap ? s->out_cap : 8192;
                 while (cap < s->out_len + len + 1)
                         cap *= 2;

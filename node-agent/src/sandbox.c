@@ -623,8 +623,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if (o)
                 (void) json_object_object_add(o, "oom_kills", json_object_new_int(0));
         uint64_t t_end = now_monotonic_us();
-        log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s in %.1f ms", sb->spec.template_name,
-                (double) (t_end - t0) / 1000.0);
+        log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s in %.1f ms",
+                sb->spec.template_name, (double) (t_end - t0) / 1000.0);
         log_sbx(LOG_LEVEL_DEBUG, id, 0,
                 "create steps (ms): dirs+cgroup %.1f, mounts %.1f, bundle+state %.1f, runtime run "
                 "%.1f, init ready %.1f",
