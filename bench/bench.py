@@ -6,8 +6,8 @@ the `host` template, and prints a markdown table of p50/p95 for:
   - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs
   - exec round trip of `true`: sandpit vs `runc exec`, and the host's own
     posix_spawn of the same binary (the floor no supervisor can beat)
-  - memory per idle sandbox: agent RSS growth + init RSS, and system-wide
-    MemAvailable drop (which includes kernel objects: cgroups, mounts, netns)
+  - memory per idle sandbox: agent RSS growth + init PSS, the sandbox cgroup's
+    usage, and the system-wide growth of kernel objects (slab, page tables, tmpfs)
 Standard library only.
 """
 import argparse
@@ -116,6 +116,8 @@ def exec_raw(sock_path, sid, n):
 def bare_bundle(rt_name, templates, tmp, args):
     """A bundle running args on the host template's rootfs, as `runc spec` makes it."""
     bundle = os.path.join(tmp, "bundle-" + rt_name)
+    if os.path.exists(os.path.join(bundle, "config.json")):
+        return bundle
     os.makedirs(bundle)
     subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
     with open(os.path.join(bundle, "config.json")) as f:
@@ -155,10 +157,15 @@ def bench_runc_exec(templates, tmp, n):
     bundle = bare_bundle("runc-exec", templates, tmp, ["/bin/sleep", "600"])
     root = os.path.join(tmp, "root-exec")
     cid = "bench-exec-%d" % os.getpid()
-    p = subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", bundle, cid],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A detached container inherits runc's stdio: a pipe here would stay open
+    # for the container's whole life, so its errors go to a file.
+    errlog = os.path.join(tmp, "runc-exec.err")
+    with open(errlog, "w") as err:
+        p = subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", bundle, cid],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
     if p.returncode != 0:
-        return None, p.stderr.decode().strip()
+        with open(errlog) as err:
+            return None, err.read().strip()
     out = []
     try:
         for _ in range(n):
@@ -189,34 +196,51 @@ def rss_kib(pid):
     return 0
 
 
-def mem_available_kib():
-    with open("/proc/meminfo") as f:
+def pss_kib(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
-            if line.startswith("MemAvailable:"):
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     return 0
 
 
-def bench_memory(agent, n):
+KERNEL_FIELDS = ("Slab", "PageTables", "KernelStack", "Shmem")
+
+
+def kernel_kib():
+    """Memory the kernel holds for objects (slab: mounts, cgroups, sockets;
+    page tables, stacks) and tmpfs pages (Shmem)."""
+    out = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k = line.split(":")[0]
+            if k in KERNEL_FIELDS:
+                out += int(line.split()[1])
+    return out
+
+
+def bench_memory(agent, n, parent):
     ids = []
     subprocess.run(["sync"])
     time.sleep(0.5)
-    base_agent, base_avail = rss_kib(agent.proc.pid), mem_available_kib()
+    base_agent, base_kernel = rss_kib(agent.proc.pid), kernel_kib()
     for _ in range(n):
         st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
         assert st == 201, sb
         ids.append(sb["id"])
     time.sleep(1.0)
-    agent_growth = rss_kib(agent.proc.pid) - base_agent
-    init_rss = []
+    agent_growth = (rss_kib(agent.proc.pid) - base_agent) / n
+    kernel = (kernel_kib() - base_kernel) / n
+    init_pss, cg_usage = [], []
     state = os.path.join(agent.tmp, "state", "sandboxes")
     for sid in ids:
         with open(os.path.join(state, sid, "init.pid")) as f:
-            init_rss.append(rss_kib(int(f.read().strip())))
-    avail_drop = base_avail - mem_available_kib()
+            init_pss.append(pss_kib(int(f.read().strip())))
+        with open("/sys/fs/cgroup/memory/%s/%s/memory.usage_in_bytes" % (parent, sid)) as f:
+            cg_usage.append(int(f.read()) / 1024)
     for sid in ids:
         agent.call("DELETE", "/v1/sandboxes/" + sid)
-    return agent_growth / n, statistics.mean(init_rss), avail_drop / n
+    return agent_growth, statistics.mean(init_pss), statistics.mean(cg_usage), kernel
 
 
 def main():
@@ -267,11 +291,14 @@ def main():
             rows.append(("`runc exec true`", "n/a", "n/a", rexec_err))
         rows.append(("host posix_spawn of /usr/bin/true + wait", *fmt(spawn), "the floor"))
 
-        agent_kib, init_kib, avail_kib = bench_memory(agent, args.idle)
-        rows.append(("memory per idle sandbox: agent growth + init RSS (KiB)",
-                     "%.0f" % (agent_kib + init_kib), "", "agent %.0f + init %.0f" % (agent_kib, init_kib)))
-        rows.append(("memory per idle sandbox: MemAvailable drop (KiB)", "%.0f" % avail_kib, "",
-                     "includes kernel objects, page cache; %d sandboxes" % args.idle))
+        agent_kib, init_kib, cg_kib, kernel_kib_ = bench_memory(agent, args.idle, agent.parent)
+        rows.append(("memory per idle sandbox: agent RSS growth + init PSS (KiB)",
+                     "%.0f" % (agent_kib + init_kib), "",
+                     "agent %.0f + init %.0f; mean of %d" % (agent_kib, init_kib, args.idle)))
+        rows.append(("memory per idle sandbox: its memory cgroup's usage (KiB)", "%.0f" % cg_kib,
+                     "", "what the sandbox is charged: init's pages, tmpfs, kernel memory"))
+        rows.append(("memory per idle sandbox: kernel Slab+PageTables+KernelStack+Shmem (KiB)",
+                     "%.0f" % kernel_kib_, "", "system-wide delta / sandboxes: mounts, cgroups, runc"))
     finally:
         agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)
