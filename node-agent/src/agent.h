@@ -48,6 +48,7 @@ typedef struct Sandbox {
         uint64_t expires_us; /* CLOCK_REALTIME */
         pid_t init_pid;
         int pidfd;
+        uint64_t serial;   /* unique in this agent's life: names it in epoll events */
         char *dir;         /* <state_dir>/sandboxes/<id>: bundle, state, mounts */
         char *socket_path; /* <dir>/ctl/init.sock */
         struct Sandbox *next;
@@ -62,6 +63,7 @@ typedef struct Agent {
          * for table operations, never across runc, mounts or socket I/O. */
         pthread_mutex_t lock;
         Sandbox *sandboxes;
+        uint64_t next_serial;
         /* Monitor thread: epoll over the inits' pidfds and a wake eventfd. */
         int epoll_fd;
         int wake_fd;

@@ -165,7 +165,11 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                         if (r < 0)
                                 break;
                         json_object_put(s.labels);
-                        s.labels = json_object_get(val);
+                        s.labels = NULL;
+                        if (json_object_deep_copy(val, &s.labels, NULL) < 0) {
+                                r = -ENOMEM;
+                                break;
+                        }
                 } else {
                         (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
                         r = -EINVAL;
@@ -287,7 +291,12 @@ static json_object *sandbox_to_json_locked(const Sandbox *sb)
         (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) s->disk));
         (void) json_object_object_add(o, "user", json_object_new_string(s->user));
         (void) json_object_object_add(o, "env", env_to_json(s->env));
-        (void) json_object_object_add(o, "labels", json_object_get(s->labels));
+        /* A copy, never a shared reference: json-c's reference counts are not
+         * atomic and the response is freed on another thread, outside the lock. */
+        json_object *labels = NULL;
+        if (json_object_deep_copy(s->labels, &labels, NULL) < 0)
+                labels = json_object_new_object();
+        (void) json_object_object_add(o, "labels", labels);
         (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
         add_time(o, "created_at", sb->created_us);
         add_time(o, "expires_at", sb->expires_us);
@@ -470,12 +479,16 @@ static int wait_ready(int fd)
         }
 }
 
+#define WAKE_SERIAL 0 /* the eventfd's epoll key; sandbox serials start at 1 */
+
+/* Call with a->lock held. */
 static int watch_init(Agent *a, Sandbox *sb)
 {
         int fd = (int) pidfd_open(sb->init_pid, 0);
         if (fd < 0)
                 return -errno;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sb};
+        sb->serial = ++a->next_serial;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = sb->serial};
         if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
                 int r = -errno;
                 (void) close(fd);
@@ -609,7 +622,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if ((r = wait_ready(ready_r)) < 0)
                 goto fail;
         step = "watch sandpit-init";
-        if ((r = watch_init(a, sb)) < 0)
+        (void) pthread_mutex_lock(&a->lock);
+        r = watch_init(a, sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
                 goto fail;
         if ((r = state_save(sb)) < 0)
                 goto fail;
@@ -639,10 +655,12 @@ fail:
         log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
 fail_reported:
         template_free(tpl);
+        (void) pthread_mutex_lock(&a->lock); /* the monitor may touch pidfd too */
         if (sb->pidfd >= 0) {
                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
                 closep(&sb->pidfd);
         }
+        (void) pthread_mutex_unlock(&a->lock);
         (void) teardown(a, id, sb->dir);
         (void) pthread_mutex_lock(&a->lock);
         unlink_locked(a, sb);
@@ -750,16 +768,18 @@ static void *monitor_main(void *arg)
                 struct epoll_event evs[16];
                 int n = epoll_wait(a->epoll_fd, evs, ARRAY_SIZE(evs), timeout_ms);
                 for (int i = 0; i < n; i++) {
-                        if (evs[i].data.ptr == NULL) {
+                        if (evs[i].data.u64 == WAKE_SERIAL) {
                                 uint64_t v;
                                 (void) !read(a->wake_fd, &v, sizeof(v));
                                 continue;
                         }
+                        /* Look the sandbox up by serial: a delete may have freed it
+                         * between epoll_wait() and taking the lock. */
                         (void) pthread_mutex_lock(&a->lock);
-                        /* The pointer is valid: delete removes the pidfd from epoll
-                         * under this lock before freeing. */
-                        Sandbox *sb = evs[i].data.ptr;
-                        if (sb->pidfd >= 0) {
+                        Sandbox *sb = a->sandboxes;
+                        while (sb && sb->serial != evs[i].data.u64)
+                                sb = sb->next;
+                        if (sb && sb->pidfd >= 0) {
                                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
                                 closep(&sb->pidfd);
                                 if (sb->state == SANDBOX_RUNNING) {
@@ -807,7 +827,7 @@ int agent_init(Agent *a)
         a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (a->epoll_fd < 0 || a->wake_fd < 0)
                 return -errno;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_SERIAL};
         if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0)
                 return -errno;
         return 0;
