@@ -74,6 +74,15 @@ class Agent:
         self.proc.wait(timeout=30)
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # The agent leaves its (now empty) parent cgroup for the next agent; the
+        # bench's parent has no next agent.
+        for ctl in os.listdir("/sys/fs/cgroup"):
+            path = os.path.join("/sys/fs/cgroup", ctl, self.parent)
+            if os.path.isdir(path):
+                try:
+                    os.rmdir(path)
+                except OSError as e:
+                    print("bench: cannot remove %s: %s" % (path, e), file=sys.stderr)
 
 
 def bench_create(agent, n):
