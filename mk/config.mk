@@ -16,8 +16,9 @@ BUILD    ?= build
 OPT      := -O2
 endif
 
-# Top-level binaries always go to build/bin; sanitized unit tests to build/asan.
-BIN      := build/bin
+# Binaries go to build/bin; a SANITIZE=1 build keeps everything, binaries too,
+# under build/asan so the two never overwrite each other.
+BIN      := $(BUILD)/bin
 OBJ      := $(BUILD)/obj
 
 PKGS     := json-c libmicrohttpd libcurl libcgroup

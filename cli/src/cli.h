@@ -85,9 +85,6 @@ int cli_quantity_json(const char *s, json_object **ret);
 int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
 /* Positive, finite, fractions allowed. */
 int cli_parse_seconds(const char *s, double *ret);
-int cli_base64_encode(const void *data, size_t len, char **ret);
-/* Standard alphabet; padding optional; *ret is NUL-terminated for convenience. */
-int cli_base64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_len);
 /* Percent-encodes everything but RFC 3986 unreserved characters. */
 int cli_url_escape(const char *s, char **ret);
 /* 536870912 -> "512Mi", 1610612736 -> "1.5Gi", 1000 -> "1000". */

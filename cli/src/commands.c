@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "sandpit/http-client.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 /* Finishes a message written into ctx->error: one line, and a negative errno
  * to return. A macro rather than a variadic function, for the format checks
@@ -149,7 +150,7 @@ static int add_stdin(CliContext *ctx, json_object *exec)
                 return set_error(ctx, r, "stdin is larger than %zu MiB", CLI_STDIN_MAX >> 20);
         if (r < 0)
                 return set_error(ctx, r, "cannot read stdin: %s", strerror(-r));
-        r = cli_base64_encode(data, len, &b64);
+        r = base64_encode(data, len, &b64);
         if (r < 0)
                 return set_error(ctx, r, "%s", strerror(-r));
         json_object *v = json_object_new_string(b64);

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 void cli_exec_state_init(CliExecState *s, int out_fd, int err_fd)
 {
@@ -75,8 +76,7 @@ static int write_output(CliExecState *s, json_object *ev, int fd)
                    json_object_is_type(v, json_type_string)) {
                 cleanup_free uint8_t *bytes = NULL;
                 size_t n = 0;
-                r = cli_base64_decode(json_object_get_string(v),
-                                      (size_t) json_object_get_string_len(v), &bytes, &n);
+                r = base64_decode(json_object_get_string(v), &bytes, &n);
                 if (r < 0)
                         return -EBADMSG;
                 r = write_all(fd, bytes, n);

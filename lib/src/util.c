@@ -157,21 +157,31 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
         cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        size_t cap = 4096, len = 0;
+        size_t cap = max < 4096 ? max + 1 : 4096, len = 0; /* cap counts the NUL */
         cleanup_free char *buf = malloc(cap);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
-                if (len + 1 >= cap) {
-                        if (cap >= max + 1)
-                                return -EFBIG;
-                        cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+                if (len == cap - 1) {
+                        if (len == max) {
+                                /* Full at the limit: fine only if nothing follows. */
+                                char c;
+                                ssize_t k;
+                                while ((k = read(fd, &c, 1)) < 0 && errno == EINTR)
+                                        ;
+                                if (k < 0)
+                                        return -errno;
+                                if (k > 0)
+                                        return -EFBIG;
+                                break;
+                        }
+                        cap = cap - 1 > max / 2 ? max + 1 : cap * 2;
                         char *n = realloc(buf, cap);
                         if (!n)
                                 return -ENOMEM;
                         buf = n;
                 }
-                ssize_t n = read(fd, buf + len, cap - len - 1);
+                ssize_t n = read(fd, buf + len, cap - 1 - len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -247,35 +257,36 @@ static int b64_value(char c)
 
 int base64_decode(const char *s, uint8_t **ret, size_t *ret_len)
 {
-        size_t n = strlen(s);
-        if (n % 4 != 0)
+        size_t len = strlen(s);
+        /* Padding is optional, but when present it must complete a quantum. */
+        size_t pad = 0;
+        while (len > 0 && s[len - 1] == '=' && pad < 2) {
+                len--;
+                pad++;
+        }
+        if ((pad > 0 && (len + pad) % 4 != 0) || len % 4 == 1)
                 return -EINVAL;
-        cleanup_free uint8_t *out = malloc(n / 4 * 3 + 1);
+        cleanup_free uint8_t *out = malloc(len / 4 * 3 + 3);
         if (!out)
                 return -ENOMEM;
-        size_t o = 0;
-        for (size_t i = 0; i < n; i += 4) {
-                int v[4];
-                for (int k = 0; k < 4; k++) {
-                        if (s[i + k] == '=' && i + 4 == n && k >= 2)
-                                v[k] = -2;
-                        else if ((v[k] = b64_value(s[i + k])) < 0)
-                                return -EINVAL;
-                }
-                if (v[2] == -2 && v[3] != -2)
+        size_t n = 0;
+        uint32_t acc = 0;
+        unsigned bits = 0;
+        for (size_t i = 0; i < len; i++) {
+                int v = b64_value(s[i]);
+                if (v < 0)
                         return -EINVAL;
-                uint32_t x = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12;
-                if (v[2] >= 0)
-                        x |= (uint32_t) v[2] << 6;
-                if (v[3] >= 0)
-                        x |= (uint32_t) v[3];
-                out[o++] = (uint8_t) (x >> 16);
-                if (v[2] >= 0)
-                        out[o++] = (uint8_t) (x >> 8);
-                if (v[3] >= 0)
-                        out[o++] = (uint8_t) x;
+                acc = (acc << 6) | (uint32_t) v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[n++] = (uint8_t) (acc >> bits);
+                        acc &= (1U << bits) - 1;
+                }
         }
-        *ret_len = o;
+        if (acc != 0) /* leftover bits must be zero: the input was not canonical */
+                return -EINVAL;
+        *ret_len = n;
         *ret = TAKE_PTR(out);
         return 0;
 }

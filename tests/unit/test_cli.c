@@ -382,50 +382,6 @@ static void test_exec_stream_chunks(void **state)
         }
 }
 
-static void test_base64(void **state)
-{
-        (void) state;
-        static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-        static const char *const coded[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
-                                            "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
-        uint8_t *out = NULL;
-        size_t n = 0;
-
-        for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
-                char *enc = NULL;
-                assert_int_equal(cli_base64_encode(plain[i], strlen(plain[i]), &enc), 0);
-                assert_string_equal(enc, coded[i]);
-                free(enc);
-
-                assert_int_equal(cli_base64_decode(coded[i], strlen(coded[i]), &out, &n), 0);
-                assert_int_equal(n, strlen(plain[i]));
-                assert_memory_equal(out, plain[i], n);
-                free(out);
-        }
-
-        /* Unpadded input is fine. */
-        assert_int_equal(cli_base64_decode("Zm9vYg", 6, &out, &n), 0);
-        assert_int_equal(n, 4);
-        assert_memory_equal(out, "foob", 4);
-        free(out);
-
-        /* All 256 byte values survive a round trip. */
-        uint8_t all[256];
-        for (size_t i = 0; i < sizeof(all); i++)
-                all[i] = (uint8_t) i;
-        char *enc = NULL;
-        assert_int_equal(cli_base64_encode(all, sizeof(all), &enc), 0);
-        assert_int_equal(cli_base64_decode(enc, strlen(enc), &out, &n), 0);
-        assert_int_equal(n, sizeof(all));
-        assert_memory_equal(out, all, sizeof(all));
-        free(out);
-        free(enc);
-
-        static const char *const bad[] = {"Z", "Zm9v!", "Zm=9", "Zg=", "Zh==", "Zm9v====", "Zm 9"};
-        for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-                assert_int_equal(cli_base64_decode(bad[i], strlen(bad[i]), &out, &n), -EINVAL);
-}
-
 static void test_helpers(void **state)
 {
         (void) state;
@@ -524,7 +480,6 @@ int main(void)
                 cmocka_unit_test(test_exit_status),
                 cmocka_unit_test(test_exec_events),
                 cmocka_unit_test(test_exec_stream_chunks),
-                cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_helpers),
                 cmocka_unit_test(test_table),
         };

@@ -26,8 +26,9 @@ int random_id(char *buf, size_t len);
 /* true when s is a valid DNS label-like id: 1..63 of [a-z0-9-], not starting with '-'. */
 bool id_is_valid(const char *s);
 
-/* Base64 (standard alphabet, padded). Encode returns a new string. Decode
- * returns -EINVAL on bad input. */
+/* Base64, standard alphabet. Encode pads; decode accepts padded or unpadded
+ * input and returns -EINVAL on anything else (bad characters, stray padding,
+ * non-zero trailing bits). */
 int base64_encode(const void *data, size_t len, char **ret);
 int base64_decode(const char *s, uint8_t **ret, size_t *ret_len);
 /* Length of the longest prefix of buf that is complete, valid UTF-8 ending on

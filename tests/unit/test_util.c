@@ -1,0 +1,234 @@
+/* Unit tests for the shared helpers in lib/: base64, UTF-8 boundaries,
+ * quantities, ids, rm_rf's refusal to cross mounts, atomic writes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandpit/macro.h"
+#include "sandpit/quantity.h"
+#include "sandpit/util.h"
+
+static void test_base64(void **state)
+{
+        (void) state;
+        static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+        static const char *const coded[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                            "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+        uint8_t *out = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+                char *enc = NULL;
+                assert_int_equal(base64_encode(plain[i], strlen(plain[i]), &enc), 0);
+                assert_string_equal(enc, coded[i]);
+                free(enc);
+
+                assert_int_equal(base64_decode(coded[i], &out, &n), 0);
+                assert_int_equal(n, strlen(plain[i]));
+                assert_memory_equal(out, plain[i], n);
+                free(out);
+        }
+
+        /* Unpadded input is fine. */
+        assert_int_equal(base64_decode("Zm9vYg", &out, &n), 0);
+        assert_int_equal(n, 4);
+        assert_memory_equal(out, "foob", 4);
+        free(out);
+
+        /* All 256 byte values survive a round trip. */
+        uint8_t all[256];
+        for (size_t i = 0; i < sizeof(all); i++)
+                all[i] = (uint8_t) i;
+        char *enc = NULL;
+        assert_int_equal(base64_encode(all, sizeof(all), &enc), 0);
+        assert_int_equal(base64_decode(enc, &out, &n), 0);
+        assert_int_equal(n, sizeof(all));
+        assert_memory_equal(out, all, sizeof(all));
+        free(out);
+        free(enc);
+
+        static const char *const bad[] = {"Z", "Zm9v!", "Zm=9", "Zg=", "Zh==", "Zm9v====", "Zm 9"};
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+                assert_int_equal(base64_decode(bad[i], &out, &n), -EINVAL);
+}
+
+static void test_utf8_prefix(void **state)
+{
+        (void) state;
+        bool valid;
+        /* ASCII and complete multi-byte characters pass whole. */
+        assert_int_equal(utf8_complete_prefix((const uint8_t *) "abc", 3, &valid), 3);
+        assert_true(valid);
+        const uint8_t euro[] = {0xE2, 0x82, 0xAC}; /* € */
+        assert_int_equal(utf8_complete_prefix(euro, 3, &valid), 3);
+        assert_true(valid);
+        /* A character cut at the end is held back, not called invalid. */
+        const uint8_t cut[] = {'a', 0xE2, 0x82};
+        assert_int_equal(utf8_complete_prefix(cut, 3, &valid), 1);
+        assert_true(valid);
+        const uint8_t cut4[] = {0xF0, 0x9F, 0x98};
+        assert_int_equal(utf8_complete_prefix(cut4, 3, &valid), 0);
+        assert_true(valid);
+        /* Invalid: stray continuation, overlong form, surrogate, bad lead byte. */
+        const uint8_t stray[] = {'a', 0x80, 'b'};
+        (void) utf8_complete_prefix(stray, 3, &valid);
+        assert_false(valid);
+        const uint8_t overlong[] = {0xC0, 0xAF};
+        (void) utf8_complete_prefix(overlong, 2, &valid);
+        assert_false(valid);
+        const uint8_t surrogate[] = {0xED, 0xA0, 0x80};
+        (void) utf8_complete_prefix(surrogate, 3, &valid);
+        assert_false(valid);
+        const uint8_t lead[] = {0xFF, 'a'};
+        (void) utf8_complete_prefix(lead, 2, &valid);
+        assert_false(valid);
+        /* A cut sequence whose tail is not a continuation is invalid, not held. */
+        const uint8_t broken[] = {0xE2, 'x'};
+        (void) utf8_complete_prefix(broken, 2, &valid);
+        assert_false(valid);
+}
+
+static void test_quantities(void **state)
+{
+        (void) state;
+        uint64_t b;
+        assert_int_equal(quantity_parse_bytes("512Mi", &b), 0);
+        assert_int_equal(b, 512ull << 20);
+        assert_int_equal(quantity_parse_bytes("1Gi", &b), 0);
+        assert_int_equal(b, 1ull << 30);
+        assert_int_equal(quantity_parse_bytes("2k", &b), 0);
+        assert_int_equal(b, 2000);
+        assert_int_equal(quantity_parse_bytes("1.5Ki", &b), 0);
+        assert_int_equal(b, 1536);
+        assert_int_equal(quantity_parse_bytes("123", &b), 0);
+        assert_int_equal(b, 123);
+        static const char *const bad_bytes[] = {"",    "-1",   "+5",  "12Qi", "Mi",
+                                                "1.5", "1e30", "nan", "inf",  "1 Mi"};
+        for (size_t i = 0; i < ARRAY_SIZE(bad_bytes); i++)
+                assert_int_equal(quantity_parse_bytes(bad_bytes[i], &b), -EINVAL);
+
+        double c;
+        assert_int_equal(quantity_parse_cpu("500m", &c), 0);
+        assert_true(c > 0.4999 && c < 0.5001);
+        assert_int_equal(quantity_parse_cpu("1.5", &c), 0);
+        assert_true(c > 1.4999 && c < 1.5001);
+        static const char *const bad_cpu[] = {"", "-1", "1x", "m", "nan", "1.5 "};
+        for (size_t i = 0; i < ARRAY_SIZE(bad_cpu); i++)
+                assert_int_equal(quantity_parse_cpu(bad_cpu[i], &c), -EINVAL);
+}
+
+static void test_ids(void **state)
+{
+        (void) state;
+        assert_true(id_is_valid("abc-123"));
+        assert_true(id_is_valid("a"));
+        assert_false(id_is_valid(""));
+        assert_false(id_is_valid("-abc"));
+        assert_false(id_is_valid("ABC"));
+        assert_false(id_is_valid("a/b"));
+        assert_false(id_is_valid("a.b"));
+        char long_id[65];
+        memset(long_id, 'a', 64);
+        long_id[64] = 0;
+        assert_false(id_is_valid(long_id));
+        char id[21], other[21];
+        assert_int_equal(random_id(id, 20), 0);
+        assert_int_equal(random_id(other, 20), 0);
+        assert_int_equal(strlen(id), 20);
+        assert_true(id_is_valid(id));
+        assert_string_not_equal(id, other);
+}
+
+static void test_atomic_write_and_read(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/sandpit-test-util-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char path[256];
+        (void) snprintf(path, sizeof(path), "%s/f.json", dir);
+        assert_int_equal(write_file_atomic(path, "{\"a\":1}", 7, 0600), 0);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        char *text = NULL;
+        size_t len = 0;
+        assert_int_equal(read_file(path, 1024, &text, &len), 0);
+        assert_int_equal(len, 7);
+        assert_string_equal(text, "{\"a\":1}");
+        free(text);
+        assert_int_equal(read_file(path, 3, &text, &len), -EFBIG);
+        assert_int_equal(read_file(path, 6, &text, &len), -EFBIG);
+        assert_int_equal(read_file(path, 7, &text, &len), 0); /* exactly the limit */
+        assert_int_equal(len, 7);
+        free(text);
+        /* Past the first 4 KiB buffer: growth up to the limit, then EFBIG. */
+        char big[10000];
+        memset(big, 'z', sizeof(big));
+        assert_int_equal(write_file_atomic(path, big, sizeof(big), 0600), 0);
+        assert_int_equal(read_file(path, sizeof(big), &text, &len), 0);
+        assert_int_equal(len, sizeof(big));
+        free(text);
+        assert_int_equal(read_file(path, sizeof(big) - 1, &text, &len), -EFBIG);
+        assert_int_equal(rm_rf(dir), 0);
+        assert_int_equal(access(dir, F_OK), -1);
+}
+
+/* rm_rf must never delete through a mount point (a sandbox's tmpfs or a bind of
+ * host files): it stops with -EBUSY and the mounted content survives. */
+static void test_rm_rf_stops_at_mounts(void **state)
+{
+        (void) state;
+        if (geteuid() != 0) {
+                skip();
+                return;
+        }
+        char dir[] = "/tmp/sandpit-test-rmrf-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char sub[256], mnt[256], keep[512], loose[256];
+        (void) snprintf(sub, sizeof(sub), "%s/a", dir);
+        (void) snprintf(mnt, sizeof(mnt), "%s/a/mnt", dir);
+        (void) snprintf(loose, sizeof(loose), "%s/a/loose", dir);
+        assert_int_equal(mkdir_p(mnt, 0700), 0);
+        assert_int_equal(mount("test", mnt, "tmpfs", 0, "size=1m"), 0);
+        (void) snprintf(keep, sizeof(keep), "%s/keep", mnt);
+        assert_int_equal(write_file_atomic(keep, "x", 1, 0600), 0);
+        assert_int_equal(write_file_atomic(loose, "y", 1, 0600), 0);
+        /* A symlink to the mounted file is removed as a link, never followed. */
+        char link[256];
+        (void) snprintf(link, sizeof(link), "%s/link", dir);
+        assert_int_equal(symlink(keep, link), 0);
+
+        int r = rm_rf(dir);
+        assert_int_equal(r, -EBUSY);
+        assert_int_equal(access(keep, F_OK), 0);   /* mounted content intact */
+        assert_int_equal(access(loose, F_OK), -1); /* the rest went */
+        assert_int_equal(access(link, F_OK), -1);
+
+        assert_int_equal(umount(mnt), 0);
+        assert_int_equal(rm_rf(dir), 0);
+        assert_int_equal(access(dir, F_OK), -1);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_base64),
+                cmocka_unit_test(test_utf8_prefix),
+                cmocka_unit_test(test_quantities),
+                cmocka_unit_test(test_ids),
+                cmocka_unit_test(test_atomic_write_and_read),
+                cmocka_unit_test(test_rm_rf_stops_at_mounts),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
