@@ -198,6 +198,56 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
         return 0;
 }
 
+int dir_list(const char *dir, bool (*keep)(const char *dir, const char *name, void *userdata),
+             void *userdata, char ***ret)
+{
+        size_t n = 0;
+        char **v = calloc(1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        DIR *d = opendir(dir);
+        if (!d) {
+                if (errno != ENOENT) {
+                        int r = -errno;
+                        free(v);
+                        return r;
+                }
+                *ret = v;
+                return 0;
+        }
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.' || !keep(dir, de->d_name, userdata))
+                        continue;
+                char **nv = realloc(v, (n + 2) * sizeof(char *));
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                if (!(v[n] = strdup(de->d_name))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v[++n] = NULL;
+        }
+        (void) closedir(d);
+        if (r < 0) {
+                strv_free(v);
+                return r;
+        }
+        *ret = v;
+        return 0;
+}
+
+bool dir_keep_ids(const char *dir, const char *name, void *userdata)
+{
+        (void) dir;
+        (void) userdata;
+        return id_is_valid(name);
+}
+
 int random_id(char *buf, size_t len)
 {
         static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,6 +1,5 @@
 #include "runtime.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -190,25 +189,5 @@ int runtime_delete(const Runtime *rt, const char *id)
 int runtime_list(const Runtime *rt, char ***ret)
 {
         /* runc and crun keep one directory per container under --root. */
-        size_t n = 0;
-        char **v = calloc(1, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        DIR *d = opendir(rt->root);
-        if (d) {
-                struct dirent *de;
-                while ((de = readdir(d))) {
-                        if (de->d_name[0] == '.' || !id_is_valid(de->d_name))
-                                continue;
-                        char **nv = realloc(v, (n + 2) * sizeof(char *));
-                        if (!nv)
-                                break;
-                        v = nv;
-                        if ((v[n] = strdup(de->d_name)))
-                                v[++n] = NULL;
-                }
-                (void) closedir(d);
-        }
-        *ret = v;
-        return 0;
+        return dir_list(rt->root, dir_keep_ids, NULL, ret);
 }

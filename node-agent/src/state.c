@@ -1,6 +1,5 @@
 #include "state.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,32 +111,5 @@ int state_load(const char *dir, Sandbox **ret)
 
 int state_list(const char *sandboxes_dir, char ***ret)
 {
-        size_t n = 0;
-        char **v = calloc(1, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        DIR *d = opendir(sandboxes_dir);
-        if (!d) {
-                int r = errno == ENOENT ? 0 : -errno;
-                if (r < 0) {
-                        free(v);
-                        return r;
-                }
-                *ret = v;
-                return 0;
-        }
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.' || !id_is_valid(de->d_name))
-                        continue;
-                char **nv = realloc(v, (n + 2) * sizeof(char *));
-                if (!nv)
-                        break;
-                v = nv;
-                if ((v[n] = strdup(de->d_name)))
-                        v[++n] = NULL;
-        }
-        (void) closedir(d);
-        *ret = v;
-        return 0;
+        return dir_list(sandboxes_dir, dir_keep_ids, NULL, ret);
 }

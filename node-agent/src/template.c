@@ -1,6 +1,5 @@
 #include "template.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,37 +83,16 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
         return 0;
 }
 
+static bool is_template(const char *dir, const char *name, void *userdata)
+{
+        (void) userdata;
+        char path[4096];
+        struct stat st;
+        (void) snprintf(path, sizeof(path), "%s/%s/template.json", dir, name);
+        return name_ok(name) && stat(path, &st) == 0;
+}
+
 int template_list(const char *templates_dir, char ***ret)
 {
-        DIR *d = opendir(templates_dir);
-        size_t n = 0;
-        char **v = calloc(1, sizeof(char *));
-        if (!v) {
-                if (d)
-                        (void) closedir(d);
-                return -ENOMEM;
-        }
-        if (d) {
-                struct dirent *de;
-                while ((de = readdir(d))) {
-                        if (!name_ok(de->d_name))
-                                continue;
-                        char path[4096];
-                        struct stat st;
-                        (void) snprintf(path, sizeof(path), "%s/%s/template.json", templates_dir,
-                                        de->d_name);
-                        if (stat(path, &st) < 0)
-                                continue;
-                        char **nv = realloc(v, (n + 2) * sizeof(char *));
-                        if (!nv)
-                                break;
-                        v = nv;
-                        v[n] = strdup(de->d_name);
-                        if (v[n])
-                                v[++n] = NULL;
-                }
-                (void) closedir(d);
-        }
-        *ret = v;
-        return 0;
+        return dir_list(templates_dir, is_template, NULL, ret);
 }

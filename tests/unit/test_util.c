@@ -220,6 +220,36 @@ static void test_rm_rf_stops_at_mounts(void **state)
         assert_int_equal(access(dir, F_OK), -1);
 }
 
+static void test_dir_list(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/sandpit-test-dirlist-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char path[256];
+        static const char *const names[] = {"abc", "Not-An-Id", ".hidden", "x1"};
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+                (void) snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+                assert_int_equal(mkdir(path, 0700), 0);
+        }
+        char **v = NULL;
+        assert_int_equal(dir_list(dir, dir_keep_ids, NULL, &v), 0);
+        size_t n = 0;
+        bool abc = false, x1 = false;
+        STRV_FOREACH(p, v) {
+                n++;
+                abc |= streq(*p, "abc");
+                x1 |= streq(*p, "x1");
+        }
+        assert_int_equal(n, 2);
+        assert_true(abc && x1);
+        strv_free(v);
+        assert_int_equal(rm_rf(dir), 0);
+        /* A missing directory is an empty list, not an error. */
+        assert_int_equal(dir_list(dir, dir_keep_ids, NULL, &v), 0);
+        assert_null(v[0]);
+        strv_free(v);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -227,6 +257,7 @@ int main(void)
                 cmocka_unit_test(test_utf8_prefix),
                 cmocka_unit_test(test_quantities),
                 cmocka_unit_test(test_ids),
+                cmocka_unit_test(test_dir_list),
                 cmocka_unit_test(test_atomic_write_and_read),
                 cmocka_unit_test(test_rm_rf_stops_at_mounts),
         };

@@ -21,6 +21,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned m
 /* Reads a whole (small) file; *ret is NUL-terminated. max bounds the size. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
+/* Names of the entries in dir for which keep(dir, name, userdata) is true
+ * (dot entries skipped); a missing dir is an empty list. NULL-terminated strv. */
+int dir_list(const char *dir, bool (*keep)(const char *dir, const char *name, void *userdata),
+             void *userdata, char ***ret);
+/* A keep function for dir_list(): names that are valid ids (id_is_valid). */
+bool dir_keep_ids(const char *dir, const char *name, void *userdata);
+
 /* Random id of len chars from [a-z0-9] (len < bufsize). */
 int random_id(char *buf, size_t len);
 /* true when s is a valid DNS label-like id: 1..63 of [a-z0-9-], not starting with '-'. */
