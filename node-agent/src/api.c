@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-internal.h"
 #include "exec.h"
 #include "initproto.h"
 #include "sandbox.h"
@@ -31,7 +32,7 @@ static size_t split_path(char *path, char **seg, size_t max)
         return n;
 }
 
-static void respond_errno(HttpRequest *req, int r, const char *err, const char *what)
+void api_respond_errno(HttpRequest *req, int r, const char *err, const char *what)
 {
         unsigned status = http_status_from_errno(r);
         if (err && *err)
@@ -40,7 +41,7 @@ static void respond_errno(HttpRequest *req, int r, const char *err, const char *
                 http_respond_error(req, status, "%s: %s", what, strerror(-r));
 }
 
-static void sandbox_not_found(HttpRequest *req, const char *id)
+void api_sandbox_not_found(HttpRequest *req, const char *id)
 {
         http_respond_error(req, 404, "sandbox %s not found", id);
 }
@@ -55,13 +56,13 @@ static void handle_create(Agent *a, HttpRequest *req)
         int r = sandbox_spec_from_json(body, &spec, err, sizeof(err));
         json_object_put(body);
         if (r < 0) {
-                respond_errno(req, r, err, "invalid sandbox");
+                api_respond_errno(req, r, err, "invalid sandbox");
                 return;
         }
         json_object *obj = NULL;
         r = sandbox_create(a, &spec, &obj, err, sizeof(err));
         if (r < 0) {
-                respond_errno(req, r, err, "cannot create sandbox");
+                api_respond_errno(req, r, err, "cannot create sandbox");
                 return;
         }
         http_respond_json(req, 201, obj);
@@ -72,7 +73,7 @@ static void handle_list(Agent *a, HttpRequest *req)
         cleanup_strv char **sel = NULL;
         int r = http_request_query_all(req, "label", &sel);
         if (r < 0) {
-                respond_errno(req, r, NULL, "cannot list");
+                api_respond_errno(req, r, NULL, "cannot list");
                 return;
         }
         STRV_FOREACH(s, sel)
@@ -83,7 +84,7 @@ static void handle_list(Agent *a, HttpRequest *req)
                 }
         json_object *arr = NULL;
         if ((r = sandbox_list_json(a, sel, &arr)) < 0) {
-                respond_errno(req, r, NULL, "cannot list");
+                api_respond_errno(req, r, NULL, "cannot list");
                 return;
         }
         json_object *o = json_object_new_object();
@@ -91,8 +92,16 @@ static void handle_list(Agent *a, HttpRequest *req)
         http_respond_json(req, 200, o);
 }
 
-static void handle_timeout(Agent *a, HttpRequest *req, const char *id)
+static void handle_timeout(Agent *a, HttpRequest *req, const char *id, const char *rest)
 {
+        if (*rest) {
+                http_respond_error(req, 404, "no such route");
+                return;
+        }
+        if (!streq(http_request_method(req), "POST")) {
+                http_respond_error(req, 405, "use POST");
+                return;
+        }
         json_object *body = NULL, *t = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
@@ -110,9 +119,9 @@ static void handle_timeout(Agent *a, HttpRequest *req, const char *id)
         json_object *obj = NULL;
         int r = sandbox_set_timeout(a, id, (uint64_t) secs, &obj);
         if (r == -ENOENT)
-                sandbox_not_found(req, id);
+                api_sandbox_not_found(req, id);
         else if (r < 0)
-                respond_errno(req, r, NULL, "cannot set timeout");
+                api_respond_errno(req, r, NULL, "cannot set timeout");
         else
                 http_respond_json(req, 200, obj);
 }
@@ -122,15 +131,15 @@ static const HttpStreamOps exec_stream_ops = {
         .destroy = exec_stream_free,
 };
 
-static int exec_info_or_respond(Agent *a, HttpRequest *req, const char *id, SandboxExecInfo *info)
+int api_exec_info_or_respond(Agent *a, HttpRequest *req, const char *id, SandboxExecInfo *info)
 {
         int r = sandbox_exec_info(a, id, info);
         if (r == -ENOENT)
-                sandbox_not_found(req, id);
+                api_sandbox_not_found(req, id);
         else if (r == -EBUSY)
                 http_respond_error(req, 409, "sandbox %s is not running", id);
         else if (r < 0)
-                respond_errno(req, r, NULL, "cannot reach sandbox");
+                api_respond_errno(req, r, NULL, "cannot reach sandbox");
         return r;
 }
 
@@ -140,7 +149,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         if (http_request_parse_json(req, &body) < 0)
                 return;
         SandboxExecInfo info;
-        if (exec_info_or_respond(a, req, id, &info) < 0) {
+        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
                 json_object_put(body);
                 return;
         }
@@ -150,7 +159,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         json_object_put(body);
         if (r < 0) {
                 sandbox_exec_info_done(&info);
-                respond_errno(req, r, err, "invalid exec request");
+                api_respond_errno(req, r, err, "invalid exec request");
                 return;
         }
         CgStats st = {0};
@@ -165,8 +174,9 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
                 if (r == -EBUSY)
                         http_respond_error(req, 409, "sandbox %s is not running: %s", id, err);
                 else
-                        respond_errno(req, r == -EFBIG || r == -ENOMEM || r == -EIO ? r : -EINVAL,
-                                      err, "cannot start process");
+                        api_respond_errno(req,
+                                          r == -EFBIG || r == -ENOMEM || r == -EIO ? r : -EINVAL,
+                                          err, "cannot start process");
                 return;
         }
         if (background) {
@@ -179,7 +189,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         ExecStream *s = NULL;
         r = exec_stream_new(fd, pid, a, id, st.oom_kills, &s);
         if (r < 0) {
-                respond_errno(req, r, NULL, "cannot stream");
+                api_respond_errno(req, r, NULL, "cannot stream");
                 return;
         }
         http_respond_stream(req, 200, "application/x-ndjson", &exec_stream_ops, s);
@@ -219,7 +229,7 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
         if (!stream && http_request_parse_json(req, &body) < 0)
                 return;
         SandboxExecInfo info;
-        if (exec_info_or_respond(a, req, id, &info) < 0) {
+        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
                 json_object_put(body);
                 return;
         }
@@ -234,7 +244,7 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 if (r == -ESRCH)
                         http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);
                 else if (r < 0)
-                        respond_errno(req, r, err, "cannot attach");
+                        api_respond_errno(req, r, err, "cannot attach");
                 else
                         http_respond_stream(req, 200, "application/x-ndjson", &exec_stream_ops, s);
                 return;
@@ -291,7 +301,7 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
         if (r == -ESRCH)
                 http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);
         else if (r < 0)
-                respond_errno(req, r, err, "process request failed");
+                api_respond_errno(req, r, err, "process request failed");
         else
                 http_respond_empty(req, 204);
 }
@@ -318,9 +328,51 @@ static void handle_info(Agent *a, HttpRequest *req)
         http_respond_json(req, 200, o);
 }
 
+/* Sub-resources of a sandbox, /v1/sandboxes/{id}/{name}[/rest], each served by
+ * its module's handler. rest is what follows the name: "" or "/...". */
+static const struct {
+        const char *name;
+        ApiSubresourceHandler handler;
+} subresources[] = {
+        {"timeout", handle_timeout},
+};
+
+static bool dispatch_subresource(Agent *a, HttpRequest *req)
+{
+        static const char prefix[] = "/v1/sandboxes/";
+        const char *p = http_request_path(req);
+        if (strncmp(p, prefix, sizeof(prefix) - 1) != 0)
+                return false;
+        p += sizeof(prefix) - 1;
+        const char *slash = strchr(p, '/');
+        if (!slash)
+                return false;
+        char id[128];
+        size_t idlen = (size_t) (slash - p);
+        if (idlen == 0 || idlen >= sizeof(id))
+                return false;
+        memcpy(id, p, idlen);
+        id[idlen] = '\0';
+        const char *name = slash + 1;
+        size_t namelen = strcspn(name, "/");
+        for (size_t i = 0; i < ARRAY_SIZE(subresources); i++) {
+                if (strlen(subresources[i].name) != namelen ||
+                    strncmp(subresources[i].name, name, namelen) != 0)
+                        continue;
+                if (!id_is_valid(id))
+                        api_sandbox_not_found(req, id);
+                else
+                        subresources[i].handler(a, req, id, name + namelen);
+                return true;
+        }
+        return false;
+}
+
 void api_handle(HttpRequest *req, void *userdata)
 {
         Agent *a = userdata;
+        if (dispatch_subresource(a, req))
+                return;
         const char *method = http_request_method(req);
         cleanup_free char *path = strdup(http_request_path(req));
         if (!path) {
@@ -368,7 +420,7 @@ void api_handle(HttpRequest *req, void *userdata)
         }
         const char *id = seg[2];
         if (!id_is_valid(id)) {
-                sandbox_not_found(req, id);
+                api_sandbox_not_found(req, id);
                 return;
         }
         if (n == 3) {
@@ -376,27 +428,20 @@ void api_handle(HttpRequest *req, void *userdata)
                 json_object *obj = NULL;
                 if (get) {
                         if (sandbox_get_json(a, id, &obj) < 0)
-                                sandbox_not_found(req, id);
+                                api_sandbox_not_found(req, id);
                         else
                                 http_respond_json(req, 200, obj);
                 } else if (del) {
                         r = sandbox_delete(a, id);
                         if (r == -ENOENT)
-                                sandbox_not_found(req, id);
+                                api_sandbox_not_found(req, id);
                         else if (r < 0)
-                                respond_errno(req, r, NULL, "cannot delete sandbox");
+                                api_respond_errno(req, r, NULL, "cannot delete sandbox");
                         else
                                 http_respond_empty(req, 204);
                 } else {
                         http_respond_error(req, 405, "use GET or DELETE");
                 }
-                return;
-        }
-        if (n == 4 && streq(seg[3], "timeout")) {
-                if (post)
-                        handle_timeout(a, req, id);
-                else
-                        http_respond_error(req, 405, "use POST");
                 return;
         }
         if (n == 4 && streq(seg[3], "exec")) {
@@ -412,13 +457,13 @@ void api_handle(HttpRequest *req, void *userdata)
                         return;
                 }
                 SandboxExecInfo info;
-                if (exec_info_or_respond(a, req, id, &info) < 0)
+                if (api_exec_info_or_respond(a, req, id, &info) < 0)
                         return;
                 json_object *arr = NULL;
                 int r = exec_list(info.socket_path, &arr);
                 sandbox_exec_info_done(&info);
                 if (r < 0) {
-                        respond_errno(req, r, NULL, "cannot list processes");
+                        api_respond_errno(req, r, NULL, "cannot list processes");
                         return;
                 }
                 json_object *o = json_object_new_object();
