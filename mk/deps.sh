@@ -15,6 +15,8 @@ PACKAGES=(
         # test, lint, bench
         libcmocka-dev python3 python3-pytest clang clang-format clang-tidy
         libclang-rt-14-dev iproute2 procps util-linux
+        # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
+        openssl
 )
 
 missing=()

@@ -247,7 +247,6 @@ def test_kubectl_apply_get_describe_delete(kube, ns):
     core = kube.ok("GET", f"/api/v1/namespaces/{ns}/events/hello.1")
     assert core["involvedObject"]["uid"] == uid and core["message"] == "placed on node-a"
     desc = kube.kubectl("describe", "-n", ns, "sandbox", "hello").stdout
-    assert "Template:  default" in desc.replace("  ", " ").replace(" ", "  ") or "default" in desc
     assert "Scheduled" in desc and "placed on node-a" in desc and "Secret Key Ref" in desc
 
     # a change to the spec through apply bumps the generation
@@ -469,21 +468,16 @@ def test_watch_events_bookmarks_and_resume(kube, ns):
         a = kube.ok("POST", SBX.format(ns=ns), sandbox("a"))
         kube.ok("PATCH", SBX.format(ns=ns) + "/a", {"spec": {"paused": True}}, "application/merge-patch+json")
         kube.ok("DELETE", SBX.format(ns=ns) + "/a")
-        seen = []
-        bookmark = None
-        while len(seen) < 3 or bookmark is None:
-            ev = w.next()
-            assert ev is not None, "the watch ended early"
-            if ev["type"] == "BOOKMARK":
-                bookmark = ev["object"]
-                assert bookmark["kind"] == "Sandbox" and bookmark["apiVersion"] == "sandpit.dev/v1alpha1"
-                continue
-            seen.append(ev)
+        seen = [w.next_non_bookmark() for _ in range(3)]
         assert [e["type"] for e in seen] == ["ADDED", "MODIFIED", "DELETED"]
         rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in seen]
         assert rvs == sorted(rvs) and rvs[0] > int(rv)
         assert seen[0]["object"]["metadata"]["uid"] == a["metadata"]["uid"]
-        assert int(bookmark["metadata"]["resourceVersion"]) >= rvs[-1] or seen[-1] is not None
+        # nothing else happens: the next event is a bookmark at least as new as the last event
+        bookmark = w.next()
+        assert bookmark["type"] == "BOOKMARK", bookmark
+        assert bookmark["object"]["kind"] == "Sandbox" and bookmark["object"]["apiVersion"] == "sandpit.dev/v1alpha1"
+        assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= rvs[-1]
     finally:
         w.close()
     # resuming from the ADDED event's resourceVersion replays what came after it
@@ -505,7 +499,6 @@ def test_watch_events_bookmarks_and_resume(kube, ns):
 def test_watch_too_old_resource_version_is_410(kube, ns):
     old = kube.ok("POST", SBX.format(ns=ns), sandbox("g"))["metadata"]["resourceVersion"]
     kube.ok("PATCH", SBX.format(ns=ns) + "/g", {"spec": {"paused": True}}, "application/merge-patch+json")
-    page = kube.ok("GET", f"/api/v1/namespaces/{ns}/secrets?limit=1")  # noqa: F841
     kube.ok("POST", "/_admin/compact", {})
     w = kube.watch(SBX.format(ns=ns), resourceVersion=old)
     try:
@@ -620,9 +613,10 @@ def test_list_pages_are_a_consistent_snapshot(kube, ns):
     kube.ok("POST", f"/api/v1/namespaces/{ns}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "p2a"}})
     kube.ok("DELETE", f"/api/v1/namespaces/{ns}/secrets/p4")
     names = [s["metadata"]["name"] for s in page["items"]]
+    first_rv = page["metadata"]["resourceVersion"]
     while page["metadata"].get("continue"):
         page = kube.ok("GET", f"/api/v1/namespaces/{ns}/secrets?limit=2&continue={page['metadata']['continue']}")
-        assert page["metadata"]["resourceVersion"] == page["metadata"]["resourceVersion"]
+        assert page["metadata"]["resourceVersion"] == first_rv
         names += [s["metadata"]["name"] for s in page["items"]]
     assert names == ["p0", "p1", "p2", "p3", "p4"]
     # kubectl pages through with its default chunk size (500) and sees the current state
@@ -654,12 +648,10 @@ def test_patch_types(kube, ns):
                 {"metadata": {"finalizers": ["b.dev/y"]}, "data": {"a": None, "c": "Mw=="}},
                 "application/strategic-merge-patch+json")
     assert s["metadata"]["finalizers"] == ["a.dev/x", "b.dev/y"] and sorted(s["data"]) == ["b", "c"]
-    s = kube.ok("PATCH", f"/api/v1/namespaces/{ns}/secrets/sm", {"$deleteFromPrimitiveList/finalizers": ["a.dev/x", "b.dev/y"],
-                "metadata": {}}, "application/strategic-merge-patch+json")
     s = kube.ok("PATCH", f"/api/v1/namespaces/{ns}/secrets/sm",
                 {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a.dev/x", "b.dev/y"]}},
                 "application/strategic-merge-patch+json")
-    assert "finalizers" not in s["metadata"] or s["metadata"]["finalizers"] == []
+    assert "finalizers" not in s["metadata"]
     # kubectl apply of a built-in (strategic merge patch) removes what the manifest no longer has
     doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ap", "labels": {"x": "1", "y": "2"}},
            "stringData": {"k": "v"}}
