@@ -163,8 +163,10 @@ def kube():
     k.kubectl("apply", "-f", str(REPO / "crds"))
     yield k
     k.stop()
+    log = (k.dir / "server.log").read_text()
     shutil.rmtree(tmp)
     assert not os.path.exists(tmp)
+    assert "Traceback" not in log, "the fixture API server hit an internal error:\n" + log[-4000:]
 
 
 @pytest.fixture(autouse=True)
@@ -577,6 +579,36 @@ def test_watch_with_label_selector_sees_objects_leave(kube, ns):
         w.close()
 
 
+def test_watch_initial_events_timeout_and_client_close(kube, ns):
+    kube.ok("POST", SBX.format(ns=ns), sandbox("i1"))
+    kube.ok("POST", SBX.format(ns=ns), sandbox("i2"))
+    rv = int(kube.ok("GET", SBX.format(ns=ns))["metadata"]["resourceVersion"])
+    w = kube.watch(SBX.format(ns=ns), sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
+                   allowWatchBookmarks="true", timeoutSeconds="1")
+    try:
+        evs = [w.next(), w.next(), w.next()]
+        assert [(e["type"], e["object"]["metadata"].get("name")) for e in evs[:2]] == [("ADDED", "i1"), ("ADDED", "i2")]
+        assert evs[2]["type"] == "BOOKMARK"
+        assert evs[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        assert int(evs[2]["object"]["metadata"]["resourceVersion"]) >= rv
+        while (ev := w.next()) is not None:  # timeoutSeconds ends the stream cleanly
+            assert ev["type"] == "BOOKMARK"
+        assert w.ended
+    finally:
+        w.close()
+    # a client that goes away is noticed without any event to send
+    before = kube.ok("GET", "/_admin/stats")["watches"]
+    w = kube.watch(SBX.format(ns=ns), resourceVersion=str(rv))
+    deadline = time.monotonic() + 10
+    while kube.ok("GET", "/_admin/stats")["watches"] <= before:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    w.close()
+    while kube.ok("GET", "/_admin/stats")["watches"] > before:
+        assert time.monotonic() < deadline, "the server kept a closed watch"
+        time.sleep(0.05)
+
+
 # --------------------------------------------------------------------------- lists, selectors, patches
 
 
@@ -751,6 +783,59 @@ def test_crd_registration_defaults_pruning_and_removal(kube, ns):
     kube.kubectl("delete", "crd", "widgets.example.com")
     assert kube.request("GET", "/apis/example.com/v1")[0] == 404
     assert kube.request("GET", path + "/w1")[0] == 404
+
+
+def test_dry_run_and_explain(kube, ns):
+    out = kube.kubectl("apply", "-n", ns, "--dry-run=server", "-f", "-", input=json.dumps(sandbox("dry"))).stdout
+    assert "sandbox.sandpit.dev/dry created (server dry run)" in out
+    assert kube.request("GET", SBX.format(ns=ns) + "/dry")[0] == 404
+    p = kube.kubectl("apply", "-n", ns, "--dry-run=server", "-f", "-", input=json.dumps(sandbox("dry", paused=1)), check=False)
+    assert p.returncode != 0 and "spec.paused" in p.stderr
+    out = kube.kubectl("explain", "sandbox.spec.network.egress").stdout
+    assert "policy" in out and "Deny (no egress)" in out
+    out = kube.kubectl("explain", "sbxt.spec.source").stdout
+    assert "exactly one of image and path" in out
+
+
+def test_crd_with_two_versions_converts_api_version(kube, ns):
+    crd = json.loads(json.dumps(WIDGET_CRD))
+    crd["metadata"]["name"] = "gizmos.example.com"
+    crd["spec"]["names"] = {"plural": "gizmos", "kind": "Gizmo", "shortNames": ["gz"]}
+    v1 = crd["spec"]["versions"][0]
+    v1beta1 = dict(json.loads(json.dumps(v1)), name="v1beta1", storage=False)
+    crd["spec"]["versions"] = [v1beta1, v1]
+    kube.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    assert kube.ok("GET", "/apis/example.com")["preferredVersion"]["version"] == "v1"
+    kube.ok("POST", f"/apis/example.com/v1beta1/namespaces/{ns}/gizmos",
+            {"apiVersion": "example.com/v1beta1", "kind": "Gizmo", "metadata": {"name": "g"}})
+    assert kube.ok("GET", f"/apis/example.com/v1/namespaces/{ns}/gizmos/g")["apiVersion"] == "example.com/v1"
+    assert kube.ok("GET", f"/apis/example.com/v1beta1/namespaces/{ns}/gizmos/g")["apiVersion"] == "example.com/v1beta1"
+    assert kube.kubectl("get", "-n", ns, "gz", "-o", "name").stdout.strip() == "gizmo.example.com/g"
+    st, _, err = kube.request("POST", f"/apis/example.com/v1/namespaces/{ns}/gizmos",
+                              {"apiVersion": "example.com/v1beta1", "kind": "Gizmo", "metadata": {"name": "h"}})
+    assert st == 400 and "does not match the expected API version" in err["message"]
+    kube.kubectl("delete", "crd", "gizmos.example.com")
+
+
+def test_events_v1_validation_and_field_selectors(kube, ns):
+    base = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+            "eventTime": "2026-11-22T10:00:00.000000Z", "reportingController": "sandpit.dev/operator",
+            "reportingInstance": "op-0", "action": "Create", "reason": "Created", "type": "Normal", "note": "x",
+            "regarding": {"kind": "Sandbox", "name": "a", "namespace": ns}}
+    bad = dict(base, type="Info")
+    del bad["reportingController"]
+    st, _, err = kube.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", bad)
+    assert st == 422 and "reportingController: Required value" in err["message"] and 'type: Invalid value: "Info"' in err["message"]
+    kube.ok("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", base)
+    kube.ok("POST", f"/api/v1/namespaces/{ns}/events", {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e2"},
+            "involvedObject": {"kind": "Sandbox", "name": "b", "namespace": ns}, "reason": "Deleted", "type": "Warning",
+            "message": "y"})
+    got = kube.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{ns}/events?fieldSelector=regarding.name%3Db")
+    assert [e["metadata"]["name"] for e in got["items"]] == ["e2"] and got["items"][0]["note"] == "y"
+    got = kube.ok("GET", f"/api/v1/namespaces/{ns}/events?fieldSelector=type%3DNormal")
+    assert [e["metadata"]["name"] for e in got["items"]] == ["e1"] and got["items"][0]["involvedObject"]["name"] == "a"
+    out = kube.kubectl("get", "events", "-n", ns).stdout.splitlines()
+    assert out[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"] and len(out) == 3
 
 
 # --------------------------------------------------------------------------- the fixture's own parsers
