@@ -378,8 +378,11 @@ def test_stale_update_conflicts(kube, ns):
     del new["metadata"]["resourceVersion"]
     st, _, err = kube.request("PUT", SBX.format(ns=ns) + "/c", new)
     assert st == 422 and "metadata.resourceVersion" in err["message"] and "must be specified for an update" in err["message"]
-    # a no-op update writes nothing
+    # an update meant for an earlier object of the same name
     cur = kube.ok("GET", SBX.format(ns=ns) + "/c")
+    st, _, err = kube.request("PUT", SBX.format(ns=ns) + "/c", dict(cur, metadata=dict(cur["metadata"], uid="0000")))
+    assert st == 409 and "Precondition failed: UID in precondition: 0000" in err["message"]
+    # a no-op update writes nothing
     same = kube.ok("PUT", SBX.format(ns=ns) + "/c", cur)
     assert same["metadata"]["resourceVersion"] == cur["metadata"]["resourceVersion"]
 
