@@ -737,6 +737,8 @@ def test_namespace_deletion_waits_for_finalizers(kube):
     assert st == 403 and "is being terminated" in err["message"]
     kube.ok("PATCH", SBX.format(ns=name) + "/held", {"metadata": {"finalizers": None}}, "application/merge-patch+json")
     assert kube.request("GET", f"/api/v1/namespaces/{name}")[0] == 404
+    p = kube.kubectl("delete", "namespace", "default", check=False)
+    assert p.returncode != 0 and 'namespaces "default" is forbidden: this namespace may not be deleted' in p.stderr
 
 
 WIDGET_CRD = {
@@ -782,8 +784,17 @@ def test_crd_registration_defaults_pruning_and_removal(kube, ns):
     bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [{"rule": "self.foo(1)"}]
     p = kube.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert p.returncode != 0 and "compilation failed" in p.stderr
-    # deleting the CRD deletes its objects and removes it from discovery
-    kube.kubectl("delete", "crd", "widgets.example.com")
+    # deleting the CRD deletes its objects (waiting for their finalizers), then removes
+    # it from discovery; meanwhile no new objects
+    kube.ok("PATCH", path + "/w1", {"metadata": {"finalizers": ["example.com/hold"]}}, "application/merge-patch+json")
+    kube.kubectl("delete", "crd", "widgets.example.com", "--wait=false")
+    assert kube.ok("GET", path + "/w1")["metadata"]["deletionTimestamp"]
+    st, _, err = kube.request("POST", path, {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w4"}})
+    assert st == 405 and "terminating" in err["message"]
+    crd = kube.ok("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert "customresourcecleanup.apiextensions.k8s.io" in crd["metadata"]["finalizers"]
+    kube.ok("PATCH", path + "/w1", {"metadata": {"finalizers": None}}, "application/merge-patch+json")
+    assert kube.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")[0] == 404
     assert kube.request("GET", "/apis/example.com/v1")[0] == 404
     assert kube.request("GET", path + "/w1")[0] == 404
 
