@@ -49,6 +49,7 @@ class Kube:
         info = json.loads(line)
         self.port, self.token, self.kubeconfig = info["port"], info["token"], info["kubeconfig"]
         self.kubeconfig_cert = info["kubeconfigCert"]
+        self.kubeconfig_variants = [info["kubeconfigCert"], info["kubeconfigInline"], info["kubeconfigTokenFile"]]
         self.ctx = ssl.create_default_context(cafile=info["ca"])
 
     def conn(self, timeout=10):
@@ -401,9 +402,21 @@ def test_already_exists_not_found_and_auth(kube, ns):
     assert st == 401 and err["reason"] == "Unauthorized"
     st, _, _ = kube.request("GET", SBX.format(ns=ns), headers={"Authorization": "Bearer wrong"}, token=False)
     assert st == 401
-    # a client certificate from the test CA authenticates as well
-    out = kube.kubectl("get", "-n", ns, "sbx", "dup", "-o", "name", kubeconfig=kube.kubeconfig_cert).stdout
-    assert out.strip() == "sandbox.sandpit.dev/dup"
+    # a client certificate from the test CA authenticates as well; every kubeconfig variant works
+    for kc in kube.kubeconfig_variants:
+        out = kube.kubectl("get", "-n", ns, "sbx", "dup", "-o", "name", kubeconfig=kc).stdout
+        assert out.strip() == "sandbox.sandpit.dev/dup", kc
+    # a client certificate from another CA does not
+    other = kube.dir / "other"
+    other.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(other / "k"), "-out", str(other / "c"), "-days", "1", "-subj", "/CN=intruder"],
+                   check=True, capture_output=True)
+    cfg = json.loads(Path(kube.kubeconfig_cert).read_text())
+    cfg["users"][0]["user"] = {"client-certificate": str(other / "c"), "client-key": str(other / "k")}
+    (other / "kubeconfig").write_text(json.dumps(cfg))
+    p = kube.kubectl("get", "-n", ns, "sbx", "dup", kubeconfig=str(other / "kubeconfig"), check=False)
+    assert p.returncode != 0 and "sandbox.sandpit.dev/dup" not in p.stdout
 
 
 def test_finalizer_blocks_deletion_until_removed(kube, ns):
