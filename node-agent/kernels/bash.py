@@ -42,7 +42,7 @@ class Kernel:
         self.bash.stdin.flush()
         self.count = 0
         self.decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
-        self.send({"type": "hello", "token": token, "pid": os.getpid()})
+        self.send({"type": "hello", "token": token, "pid": os.getpid(), "cwd": os.getcwd()})
 
     def send(self, obj):
         self.sock.sendall((json.dumps(obj) + "\n").encode())

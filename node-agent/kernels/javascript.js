@@ -144,7 +144,7 @@ function main() {
     process.on('uncaughtException', (e) => process.stderr.write('Uncaught ' + (e && e.stack ? e.stack : util.inspect(e)) + '\n'));
     process.on('unhandledRejection', (e) => process.stderr.write('Unhandled rejection: ' + (e && e.stack ? e.stack : util.inspect(e)) + '\n'));
     process.on('SIGINT', () => { if (interrupt) interrupt(); });
-    send({ type: 'hello', token, pid: process.pid });
+    send({ type: 'hello', token, pid: process.pid, cwd: process.cwd() });
   });
   let buf = '';
   let queue = Promise.resolve();

@@ -325,7 +325,7 @@ def main():
     token = sys.stdin.readline().strip()
     chan = Channel(sys.argv[1])
     kernel = Kernel(chan)
-    chan.send({"type": "hello", "token": token, "pid": os.getpid()})
+    chan.send({"type": "hello", "token": token, "pid": os.getpid(), "cwd": os.getcwd()})
     kernel.serve()
 
 

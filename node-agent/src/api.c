@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api-internal.h"
+#include "api-code.h"
 #include "exec.h"
 #include "initproto.h"
 #include "sandbox.h"
@@ -335,6 +336,8 @@ static const struct {
         ApiSubresourceHandler handler;
 } subresources[] = {
         {"timeout", handle_timeout},
+        {"code", api_code_handle},
+        {"contexts", api_contexts_handle},
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)
