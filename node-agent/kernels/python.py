@@ -244,8 +244,15 @@ class Kernel:
             self.emit_result(self.bundle(o), False)
 
     def report_error(self, etype, value, tb):
+        # The driver's frames (around the cell, and the SIGINT handler) are not
+        # the user's: unlink them.
         while tb is not None and tb.tb_frame.f_code.co_filename == DRIVER:
             tb = tb.tb_next
+        cur = tb
+        while cur is not None:
+            while cur.tb_next is not None and cur.tb_next.tb_frame.f_code.co_filename == DRIVER:
+                cur.tb_next = cur.tb_next.tb_next
+            cur = cur.tb_next
         text = "".join(traceback.format_exception(etype, value, tb))
         self.sync()
         self.chan.send({"type": "error", "name": etype.__name__, "value": str(value),

@@ -357,3 +357,40 @@ def test_code_leaves_nothing_behind(agent, client, make_sandbox):
     assert client.delete(f"/v1/sandboxes/{sid}").status == 204
     wait_for(lambda: agent_fds() <= base, 10, what=f"agent fds back to {base}")
     assert_error(client.get(ctx_path(sid)), 404)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_code(agent, client, dsb, tmp_path):
+    import subprocess
+    from conftest import REPO
+    cli = [str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{agent.socket}", "code"]
+    sid = dsb["id"]
+
+    def sandpit(*args, stdin=None):
+        return subprocess.run(cli + list(args), input=stdin, capture_output=True, text=True, timeout=120)
+
+    r = sandpit(sid, "import sys; print('out'); print('err', file=sys.stderr); n = 20; n + 1")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "out\n21\n", "err\n"), r
+    r = sandpit(sid, "-", stdin="n * 2\n")
+    assert (r.returncode, r.stdout) == (0, "40\n"), r
+    r = sandpit("--lang", "bash", sid, "cd /tmp; (exit 4)")
+    assert r.returncode == 1 and "ExitCode: 4" in r.stderr, r
+    r = sandpit(sid, "1/0")
+    assert r.returncode == 1 and "ZeroDivisionError: division by zero" in r.stderr, r
+    r = sandpit("--timeout", "1", sid, "import time; time.sleep(60)")
+    assert r.returncode == 124 and "TimeoutError" in r.stderr, r
+    images = tmp_path / "img"
+    r = sandpit("--save-images", str(images), sid,
+                "import matplotlib.pyplot as plt; plt.plot([1, 2]); plt.show(); plt.bar([1], [2])")
+    assert r.returncode == 0, r
+    saved = sorted(os.listdir(images))
+    assert saved == ["image-1.png", "image-2.png"], (saved, r.stdout)
+    for name in saved:
+        png_decode((images / name).read_bytes())
+    assert f"[image saved to {images}/image-1.png]" in r.stdout
+    r = sandpit("--lang", "cobol", sid, "1")
+    assert r.returncode == 1 and "unknown language" in r.stderr, r
+    r = sandpit("--context", "nope", sid, "1")
+    assert r.returncode == 1 and "not found" in r.stderr, r
