@@ -73,9 +73,9 @@ static const OptionSpec option_specs[] = {
 };
 
 static const char *const command_names[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",   [CLI_CMD_GET] = "get",
-        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run", [CLI_CMD_KILL] = "kill",
-        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",   [CLI_CMD_SIGNAL] = "signal",
+        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",     [CLI_CMD_GET] = "get",
+        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",   [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",     [CLI_CMD_SIGNAL] = "signal",
         [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",
 };
 

@@ -58,12 +58,12 @@ typedef struct {
         bool json;
         bool read_stdin;
         bool background;
-        json_object *create;  /* create, run: body of POST /v1/sandboxes */
-        json_object *exec;    /* exec, run: body of POST .../exec, without stdin; code: of .../code */
+        json_object *create; /* create, run: body of POST /v1/sandboxes */
+        json_object *exec; /* exec, run: body of POST .../exec, without stdin; code: of .../code */
         const char *save_images; /* code: --save-images DIR */
-        json_object *body;    /* timeout, signal: the request body */
-        json_object *filters; /* ls: array of "KEY=VALUE" label filters */
-        char **args;          /* positional arguments (exec: the id), borrowed from argv */
+        json_object *body;       /* timeout, signal: the request body */
+        json_object *filters;    /* ls: array of "KEY=VALUE" label filters */
+        char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
 } CliArgs;

@@ -4,12 +4,13 @@
  *   POST   /v1/sandboxes/{id}/contexts                create {language, cwd}
  *   DELETE /v1/sandboxes/{id}/contexts/{ctx}          remove
  *   POST   /v1/sandboxes/{id}/contexts/{ctx}/restart  restart */
+#include "api-code.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "api-code.h"
 #include "code.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -42,9 +43,8 @@ static int parse_language(json_object *v, const char **ret, char *err, size_t er
                                    ? code_language_normalize(json_object_get_string(v))
                                    : NULL;
         if (!lang) {
-                const char *s = json_object_is_type(v, json_type_string)
-                                        ? json_object_get_string(v)
-                                        : "(not a string)";
+                const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                         : "(not a string)";
                 (void) snprintf(err, errlen,
                                 streq(s, "typescript") || streq(s, "ts")
                                         ? "typescript is not available in this sandbox "

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api-internal.h"
 #include "api-code.h"
+#include "api-internal.h"
 #include "exec.h"
 #include "initproto.h"
 #include "sandbox.h"

@@ -150,8 +150,8 @@ static void unlink_locked(CodeContext *c)
                 }
 }
 
-static CodeContext *context_new_locked(const char *sandbox_id, const char *id,
-                                       const char *language, const char *cwd, bool is_default)
+static CodeContext *context_new_locked(const char *sandbox_id, const char *id, const char *language,
+                                       const char *cwd, bool is_default)
 {
         CodeContext *c = calloc(1, sizeof(*c));
         if (!c)
@@ -333,7 +333,8 @@ static int read_hello(int fd, const char *token, uint64_t deadline_us, char **re
         }
         json_object *o = json_tokener_parse(buf), *t = NULL, *cwd = NULL;
         bool ok = o && json_object_object_get_ex(o, "token", &t) &&
-                  json_object_is_type(t, json_type_string) && streq(json_object_get_string(t), token);
+                  json_object_is_type(t, json_type_string) &&
+                  streq(json_object_get_string(t), token);
         if (ok && json_object_object_get_ex(o, "cwd", &cwd) &&
             json_object_is_type(cwd, json_type_string))
                 *ret_cwd = strdup(json_object_get_string(cwd));
@@ -364,8 +365,9 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                 return -ENOMEM;
         cleanup_close int dirfd = open(code_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0) {
-                (void) snprintf(err, errlen, "this sandbox has no code dir (created before the "
-                                             "code interpreter existed?)");
+                (void) snprintf(err, errlen,
+                                "this sandbox has no code dir (created before the "
+                                "code interpreter existed?)");
                 return -EOPNOTSUPP;
         }
         cleanup_close int lfd = listen_socket(dirfd, name);
@@ -665,8 +667,9 @@ static int emit_raw_output(CodeRun *run, int which, const uint8_t *data, size_t 
                         run->carry_len[which] = total - i;
                         break;
                 }
-                memcpy(text + t, "\xef\xbf\xbd", 3); /* U+FFFD for one bad byte */
-                t += 3;
+                static const char replacement[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
+                memcpy(text + t, replacement, sizeof(replacement));
+                t += sizeof(replacement);
                 i++;
         }
         if (t == 0)
@@ -739,7 +742,8 @@ static int kernel_line(CodeRun *run, char *line)
 {
         json_object *o = json_tokener_parse(line), *t = NULL;
         if (!o || !json_object_is_type(o, json_type_object) ||
-            !json_object_object_get_ex(o, "type", &t) || !json_object_is_type(t, json_type_string)) {
+            !json_object_object_get_ex(o, "type", &t) ||
+            !json_object_is_type(t, json_type_string)) {
                 json_object_put(o);
                 return 0;
         }
@@ -928,8 +932,8 @@ static int write_all_fd(int fd, const char *buf, size_t len)
         return 0;
 }
 
-int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req,
-                   CodeRun **ret, char *err, size_t errlen)
+int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req, CodeRun **ret,
+                   char *err, size_t errlen)
 {
         if (!a->cfg.kernels_dir) {
                 (void) snprintf(err, errlen, "the code interpreter's kernels are not installed");
@@ -969,7 +973,8 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         }
         (void) pthread_mutex_lock(&reg_lock);
         if (c->state != CTX_READY || c->sock_fd < 0) {
-                (void) snprintf(err, errlen, "%s", c->death ? c->death : "the context is not ready");
+                (void) snprintf(err, errlen, "%s",
+                                c->death ? c->death : "the context is not ready");
                 release_locked(c);
                 (void) pthread_mutex_unlock(&reg_lock);
                 return -ESTALE;

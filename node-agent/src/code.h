@@ -44,8 +44,8 @@ typedef struct {
 
 /* Sends the code to the context's kernel (starting a default context first if
  * needed) and returns the event stream; the context is busy until it is freed. */
-int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req,
-                   CodeRun **ret, char *err, size_t errlen);
+int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req, CodeRun **ret,
+                   char *err, size_t errlen);
 ssize_t code_run_read(void *cls, int client_fd, char *buf, size_t max);
 void code_run_free(void *cls);
 

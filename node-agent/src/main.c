@@ -33,7 +33,8 @@ static void usage(FILE *f)
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
-              "  --kernels-dir DIR       code-interpreter kernels (default: ../share/sandpit/kernels\n"
+              "  --kernels-dir DIR       code-interpreter kernels (default: "
+              "../share/sandpit/kernels\n"
               "                          from this binary; none: the code API is off)\n"
               "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
               "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
@@ -230,7 +231,8 @@ int main(int argc, char **argv)
                 kernels_default = path_next_to_self("../share/sandpit/kernels");
                 cfg->kernels_dir = kernels_default;
         }
-        cleanup_free char *kernels_real = cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
+        cleanup_free char *kernels_real =
+                cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
         if (cfg->kernels_dir && !kernels_real)
                 log_warning("no code-interpreter kernels at %s: the code API is off",
                             cfg->kernels_dir);
