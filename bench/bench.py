@@ -319,7 +319,7 @@ def main():
                 continue
             warm, cold = bench_code(agent, tpl, lang, args.code_runs, args.code_cold)
             rows.append(("run_code `1+1` round trip, warm %s context" % lang, *fmt(warm),
-                         "target p50 < 2 ms; exec `true` below is the spawn floor"))
+                         "target p50 < 2 ms"))
             rows.append(("first run_code in a new sandbox (%s kernel start)" % lang, *fmt(cold),
                          "%d new sandboxes; sandbox create not included" % len(cold)))
         if args.only_code:
