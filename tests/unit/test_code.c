@@ -240,10 +240,8 @@ int main(void)
 {
         (void) signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_args),
-                cmocka_unit_test(test_output),
-                cmocka_unit_test(test_save_images),
-                cmocka_unit_test(test_languages),
+                cmocka_unit_test(test_args),          cmocka_unit_test(test_output),
+                cmocka_unit_test(test_save_images),   cmocka_unit_test(test_languages),
                 cmocka_unit_test(test_bundle_mounts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
