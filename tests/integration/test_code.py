@@ -256,6 +256,39 @@ def test_dead_context_is_reported_and_restartable(client, dsb):
     assert ok(run_code(client, sid, "2 + 2")).text == "4"
 
 
+def test_client_going_away_interrupts_the_run(client, dsb):
+    sid = dsb["id"]
+    ok(run_code(client, sid, "kept = 'yes'"))
+    s = open_run(client, sid, "import time\nprint('started', flush=True)\ntime.sleep(300)\nprint('finished')")
+    assert not isinstance(s, Response), s
+    with s:
+        ev = s.next_event()
+        while ev["type"] != "stdout":
+            ev = s.next_event()
+    # The agent interrupted the abandoned run: the context is free and kept its state.
+    r = ok(run_code(client, sid, "kept"))
+    assert r.text == "'yes'" and "finished" not in r.stdout, r
+
+
+def test_runs_on_one_context_queue(client, dsb):
+    import threading
+    sid = dsb["id"]
+    ok(run_code(client, sid, "n = 0"))
+    out = {}
+
+    def go(i):
+        out[i] = run_code(client, sid, "import time\nm = n\ntime.sleep(0.3)\nn = m + 1\nn")
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Serialised: no two runs read the same n.
+    assert sorted(ok(r).text for r in out.values()) == ["1", "2", "3"], out
+    assert ok(run_code(client, sid, "n")).text == "3"
+
+
 # --------------------------------------------------------------------------- JavaScript
 
 
