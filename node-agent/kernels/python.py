@@ -142,12 +142,12 @@ class Kernel:
         self.loop = None
         self.out = Capture(self, 1, "stdout")
         self.err = Capture(self, 2, "stderr")
+        # Line-buffered: a print() reaches the pipe as one write at its newline;
+        # a partial line goes out at the next flush or at the end of the run.
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True,
-                                      write_through=True)
+                                      errors="backslashreplace", line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True,
-                                      write_through=True)
+                                      errors="backslashreplace", line_buffering=True)
         sys.stdin = open(os.devnull)
         builtins.display = self.display
         sys.meta_path.insert(0, PyplotHook(self))

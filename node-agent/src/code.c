@@ -181,7 +181,8 @@ static int acquire_locked(CodeContext *c)
         while (c->busy && !c->removed)
                 (void) pthread_cond_wait(&reg_cond, &reg_lock);
         if (c->removed) {
-                c->refs--;
+                if (--c->refs == 0)
+                        context_free(c);
                 return -ENOENT;
         }
         c->busy = true;
