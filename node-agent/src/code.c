@@ -39,6 +39,7 @@
 #define CODE_KILL_WAIT        5000 /* ms from SIGKILL to giving up on the EXIT */
 #define CODE_MAX_LINE         ((size_t) 64 << 20)
 #define CODE_HELLO_MAX        4096
+#define CODE_HELLO_TIMEOUT_US 5000000 /* a silent connection does not hold up the kernel's */
 #define CODE_CTX_ID_LEN       16
 
 typedef enum {
@@ -465,7 +466,9 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                         real_cwd = NULL;
                         /* Anything else in the sandbox may connect too: only the
                          * holder of the token is the kernel. */
-                        if (read_hello(fd, token, deadline, &real_cwd) == 0)
+                        uint64_t hello_by = now_monotonic_us() + CODE_HELLO_TIMEOUT_US;
+                        if (read_hello(fd, token, hello_by < deadline ? hello_by : deadline,
+                                       &real_cwd) == 0)
                                 sock = TAKE_FD(fd);
                 }
         }

@@ -376,6 +376,43 @@ def test_code_mounts_are_read_only(client, dsb):
     assert r.exit_code == 0 and r.stdout == "", r  # listening sockets are gone once accepted
 
 
+IMPOSTOR = r"""
+import glob, json, socket, time
+end = time.time() + 20
+tried = set()
+while time.time() < end:
+    for path in glob.glob('/.sandpit-code/*.sock'):
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            s.sendall(b'{"type":"hello","token":"guess"}\n'
+                      b'{"type":"result","text":"pwned","is_main_result":true}\n'
+                      b'{"type":"end_of_execution"}\n')
+            tried.add(path)
+            print('connected', path, flush=True)
+        except OSError:
+            pass
+    time.sleep(0.001)
+"""
+
+
+def test_impostor_kernel_is_refused(client, dsb):
+    """Code in the sandbox races the kernel to the agent's listening socket with
+    a guessed token: the agent must ignore it and take the real kernel."""
+    sid = dsb["id"]
+    bg = client.exec(sid, cmd=["python3", "-c", IMPOSTOR], background=True)
+    assert bg.status == 201, bg
+    pid = bg.error["pid"]
+    for _ in range(3):
+        c = client.post(ctx_path(sid), {"language": "python"})
+        assert c.status == 201, c
+        r = ok(run_code(client, sid, "6 * 7", context=c.json()["id"]))
+        assert r.text == "42" and "pwned" not in str(r.events), r
+    assert client.post(f"/v1/sandboxes/{sid}/processes/{pid}/signal", {"signal": "KILL"}).status == 204
+    out = client.reconnect(sid, pid)
+    assert "connected /.sandpit-code/" in out.stdout, f"the impostor never got a connection in: {out}"
+
+
 def test_code_leaves_nothing_behind(agent, client, make_sandbox):
     need_default_template()
 
