@@ -28,6 +28,9 @@ enum {
         OPT_JSON,
         OPT_SHELL,
         OPT_TAG,
+        OPT_LANG,
+        OPT_CONTEXT,
+        OPT_SAVE_IMAGES,
 };
 
 #define CMD(c)      (1U << (c))
@@ -51,9 +54,13 @@ static const OptionSpec option_specs[] = {
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
         {"disk", required_argument, OPT_DISK, CREATE_CMDS},
         {"id", required_argument, OPT_ID, CREATE_CMDS},
-        {"timeout", required_argument, OPT_TIMEOUT, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"timeout", required_argument, OPT_TIMEOUT,
+         CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
         {"user", required_argument, OPT_USER, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
-        {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
+        {"lang", required_argument, OPT_LANG, CMD(CLI_CMD_CODE)},
+        {"context", required_argument, OPT_CONTEXT, CMD(CLI_CMD_CODE)},
+        {"save-images", required_argument, OPT_SAVE_IMAGES, CMD(CLI_CMD_CODE)},
         {"label", required_argument, OPT_LABEL, CREATE_CMDS | CMD(CLI_CMD_LS)},
         {"json", no_argument, OPT_JSON,
          CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
@@ -66,10 +73,10 @@ static const OptionSpec option_specs[] = {
 };
 
 static const char *const command_names[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",   [CLI_CMD_GET] = "get",
-        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run", [CLI_CMD_KILL] = "kill",
-        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",   [CLI_CMD_SIGNAL] = "signal",
-        [CLI_CMD_ATTACH] = "attach",
+        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",     [CLI_CMD_GET] = "get",
+        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",   [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",     [CLI_CMD_SIGNAL] = "signal",
+        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
@@ -121,6 +128,17 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
         [CLI_CMD_ATTACH] = "Usage: sandpit attach ID PID\n"
                            "Stream a process's output (buffered and live) until it exits,\n"
                            "then exit with its status.\n",
+        [CLI_CMD_CODE] = "Usage: sandpit code [OPTIONS] ID [CODE | -]\n"
+                         "Run code in a sandbox's code interpreter (stateful contexts): print\n"
+                         "stdout/stderr as they come, then the result (like a notebook cell).\n"
+                         "Without CODE, or with -, the code is read from stdin. Exits 1 when the\n"
+                         "code raised an error, 124 when it timed out.\n"
+                         "\n"
+                         "      --lang L          python (default), javascript (js) or bash\n"
+                         "      --context C       a context made with POST .../contexts\n"
+                         "  -e, --env K=V         environment variable for this run (repeatable)\n"
+                         "      --timeout S       interrupt the run after S seconds\n"
+                         "      --save-images DIR write PNG/JPEG results to DIR/image-N.png\n",
 };
 
 static const char common_usage[] = "\n"
@@ -160,6 +178,7 @@ void cli_usage(FILE *f)
               "  ps         list a sandbox's processes\n"
               "  signal     signal a process\n"
               "  attach     stream a background process's output\n"
+              "  code       run code in a sandbox's code interpreter\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
@@ -242,7 +261,8 @@ static int add_quantity(CliArgs *a, const char *key, const char *arg)
 static int handle_option(CliArgs *a, int opt, const char *arg)
 {
         /* For run, sandbox-wide settings (env, user) go to the sandbox. */
-        json_object *target = a->command == CLI_CMD_EXEC ? a->exec : a->create;
+        json_object *target =
+                a->command == CLI_CMD_EXEC || a->command == CLI_CMD_CODE ? a->exec : a->create;
         int64_t n = 0;
         double seconds = 0;
 
@@ -324,6 +344,13 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
         case OPT_BACKGROUND:
                 a->background = true;
                 return add_field(a->exec, "background", json_object_new_boolean(true));
+        case OPT_LANG:
+                return add_field(a->exec, "language", json_object_new_string(arg));
+        case OPT_CONTEXT:
+                return add_field(a->exec, "context", json_object_new_string(arg));
+        case OPT_SAVE_IMAGES:
+                a->save_images = arg;
+                return 0;
         default:
                 return usage_error(a, "internal error: option %d", opt);
         }
@@ -437,6 +464,14 @@ static int build_body(CliArgs *a)
                 if (a->n_args < 1)
                         return usage_error(a, "run: missing command");
                 return set_command(a->exec, a->args, a->n_args);
+        case CLI_CMD_CODE:
+                if (check_positional(a, 1, 2, "sandbox id") < 0)
+                        return -EINVAL;
+                if (a->n_args == 1 || streq(a->args[1], "-")) {
+                        a->read_stdin = true;
+                        return 0;
+                }
+                return add_field(a->exec, "code", json_object_new_string(a->args[1]));
         case CLI_CMD_COUNT:
         default:
                 break;
@@ -478,7 +513,7 @@ int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret)
                 if (!ret->create)
                         return -ENOMEM;
         }
-        if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN) {
+        if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN || cmd == CLI_CMD_CODE) {
                 ret->exec = json_object_new_object();
                 if (!ret->exec)
                         return -ENOMEM;

@@ -46,6 +46,7 @@ typedef enum {
         CLI_CMD_PS,
         CLI_CMD_SIGNAL,
         CLI_CMD_ATTACH,
+        CLI_CMD_CODE,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -57,11 +58,12 @@ typedef struct {
         bool json;
         bool read_stdin;
         bool background;
-        json_object *create;  /* create, run: body of POST /v1/sandboxes */
-        json_object *exec;    /* exec, run: body of POST .../exec, without stdin */
-        json_object *body;    /* timeout, signal: the request body */
-        json_object *filters; /* ls: array of "KEY=VALUE" label filters */
-        char **args;          /* positional arguments (exec: the id), borrowed from argv */
+        json_object *create; /* create, run: body of POST /v1/sandboxes */
+        json_object *exec; /* exec, run: body of POST .../exec, without stdin; code: of .../code */
+        const char *save_images; /* code: --save-images DIR */
+        json_object *body;       /* timeout, signal: the request body */
+        json_object *filters;    /* ls: array of "KEY=VALUE" label filters */
+        char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
 } CliArgs;
@@ -113,6 +115,28 @@ void cli_exec_state_init(CliExecState *s, int out_fd, int err_fd);
 int cli_exec_on_line(const char *line, size_t len, void *userdata);
 /* exit_code, 128+signal when a signal killed the command, 124 when timed out. */
 int cli_exit_status_from_event(json_object *exit_event);
+
+/* Code-run output (code-output.c): streams stdout/stderr of a run as they
+ * come; display results are shown (images saved when save_dir is set) and the
+ * main result and error printed at the end by cli_code_finish(). */
+typedef struct {
+        int out_fd;
+        int err_fd;
+        const char *save_dir;
+        unsigned images;
+        json_object *main_result;
+        json_object *error;
+        bool ended;
+        bool timed_out;
+        bool write_failed;
+} CliCodeState;
+
+void cli_code_state_init(CliCodeState *s, int out_fd, int err_fd, const char *save_dir);
+void cli_code_state_done(CliCodeState *s);
+int cli_code_on_line(const char *line, size_t len, void *userdata);
+/* Prints the main result and the error; the exit status (0, 1 on an error, 124
+ * on a timeout). */
+int cli_code_finish(CliCodeState *s);
 
 /* Commands (commands.c). */
 typedef struct {

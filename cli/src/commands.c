@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -602,6 +603,59 @@ static int cmd_signal(CliContext *ctx, const CliArgs *a)
         return api_call(ctx, "POST", path, a->body, NULL);
 }
 
+static int cmd_code(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_free char *path = NULL;
+        json_object *body = a->exec; /* borrowed; code from stdin is added to it */
+
+        int r = sandbox_path(a->args[0], "/code", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        if (a->read_stdin) {
+                cleanup_free char *code = NULL;
+                size_t len = 0;
+                r = cli_read_all(STDIN_FILENO, CLI_STDIN_MAX, &code, &len);
+                if (r < 0)
+                        return set_error(ctx, r, "cannot read the code from stdin: %s",
+                                         strerror(-r));
+                json_object *v = json_object_new_string_len(code, (int) len);
+                if (!v || json_object_object_add(body, "code", v) < 0) {
+                        json_object_put(v);
+                        return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                }
+        }
+        if (a->save_images && mkdir(a->save_images, 0755) < 0 && errno != EEXIST)
+                return set_error(ctx, negative_errno(), "cannot create %s: %m", a->save_images);
+
+        CliCodeState st;
+        cleanup_json json_object *err_body = NULL;
+        long status = 0;
+        cli_code_state_init(&st, STDOUT_FILENO, STDERR_FILENO, a->save_images);
+        (void) fflush(stdout);
+        r = http_request_stream(ctx->http, "POST", path, body, cli_code_on_line, &st, &status,
+                                &err_body);
+        if (r < 0) {
+                bool write_failed = st.write_failed;
+                cli_code_state_done(&st);
+                if (write_failed)
+                        return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+                if (r == -EBADMSG)
+                        return set_error(ctx, r, "the agent sent an invalid event");
+                return transport_error(ctx, r);
+        }
+        if (status < 200 || status >= 300) {
+                cli_code_state_done(&st);
+                return api_error(ctx, status, err_body);
+        }
+        if (!st.ended) {
+                cli_code_state_done(&st);
+                return set_error(ctx, -EIO, "the stream ended before the run did");
+        }
+        r = cli_code_finish(&st);
+        cli_code_state_done(&st);
+        return r;
+}
+
 int cli_run(CliContext *ctx, const CliArgs *a)
 {
         switch (a->command) {
@@ -623,6 +677,8 @@ int cli_run(CliContext *ctx, const CliArgs *a)
                 return cmd_ps(ctx, a);
         case CLI_CMD_SIGNAL:
                 return cmd_signal(ctx, a);
+        case CLI_CMD_CODE:
+                return cmd_code(ctx, a);
         case CLI_CMD_ATTACH:
                 return cmd_attach(ctx, a);
         case CLI_CMD_COUNT:

@@ -15,6 +15,7 @@ typedef struct {
         char *state_dir;     /* /run/sandpit: sandboxes/, runc/ */
         char *templates_dir; /* /var/lib/sandpit/templates */
         char *init_path;     /* host path of the static sandpit-init */
+        char *kernels_dir;   /* code-interpreter drivers; NULL: not installed */
         char *runtime;       /* OCI runtime CLI: "runc", "crun" or a path */
         char *cgroup_parent; /* "sandpit" */
         CgVersion cgroup_version;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-code.h"
 #include "api-internal.h"
 #include "exec.h"
 #include "initproto.h"
@@ -335,6 +336,8 @@ static const struct {
         ApiSubresourceHandler handler;
 } subresources[] = {
         {"timeout", handle_timeout},
+        {"code", api_code_handle},
+        {"contexts", api_contexts_handle},
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)

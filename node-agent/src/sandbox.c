@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "code.h"
 #include "initproto.h"
 #include "rootfs.h"
 #include "runtime.h"
@@ -448,6 +449,11 @@ static int make_dirs(const char *dir)
         (void) snprintf(path, sizeof(path), "%s/ctl", dir);
         if (mkdir(path, 0700) < 0)
                 return -errno;
+        /* The code interpreter's listening sockets; 0755 so the sandbox's user
+         * can reach them through the read-only bind. */
+        (void) snprintf(path, sizeof(path), "%s/" CODE_DIR_NAME, dir);
+        if (mkdir(path, 0755) < 0 || chmod(path, 0755) < 0)
+                return -errno;
         /* Mount point for the read-only bind of the init binary. */
         (void) snprintf(path, sizeof(path), "%s/ctl/init", dir);
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
@@ -550,11 +556,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         const char *id = sb->spec.id;
         const char *step = "prepare";
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_files = 0, t_run = 0;
-        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL;
+        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
             asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
             asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
+            asprintf(&code_dir, "%s/" CODE_DIR_NAME, sb->dir) < 0 ||
             asprintf(&rootfs, "%s/rootfs", sb->dir) < 0) {
                 sb->dir = NULL;
                 r = -ENOMEM;
@@ -585,7 +592,9 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .control_dir = ctl_dir,
                          .init_binary = a->cfg.init_path,
                          .cgroups_path = cg_path,
-                         .ro_binds = tpl->binds};
+                         .ro_binds = tpl->binds,
+                         .kernels_dir = a->cfg.kernels_dir,
+                         .code_dir = code_dir};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
         step = "write the state file";
@@ -678,6 +687,7 @@ int sandbox_delete(Agent *a, const char *id)
                 return -ENOENT;
         }
         sb->state = SANDBOX_DELETING;
+        code_forget_sandbox(id); /* its kernels die with it; drop our ends */
         if (sb->pidfd >= 0) {
                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
                 closep(&sb->pidfd);
