@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-files.h"
 #include "api-internal.h"
 #include "exec.h"
 #include "initproto.h"
@@ -335,6 +336,10 @@ static const struct {
         ApiSubresourceHandler handler;
 } subresources[] = {
         {"timeout", handle_timeout},
+        {"files", api_files_handle},
+        {"fs", api_fs_handle},
+        {"archive", api_archive_handle},
+        {"watch", api_watch_handle},
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)
