@@ -225,16 +225,17 @@ static void handle_batch(HttpRequest *req, const FsRoot *root)
                 (void) json_object_object_get_ex(f, "mode", &m);
                 ok = ok && !(d && b) && (!d || json_object_is_type(d, json_type_string)) &&
                      (!b || json_object_is_type(b, json_type_string)) &&
-                     (!m || (json_object_is_type(m, json_type_int) &&
-                             json_object_get_int(m) >= 0 && json_object_get_int(m) <= 07777));
+                     (!m || (json_object_is_type(m, json_type_int) && json_object_get_int(m) >= 0 &&
+                             json_object_get_int(m) <= 07777));
                 cleanup_free uint8_t *decoded = NULL;
                 size_t len = 0;
                 if (ok && b)
                         ok = base64_decode(json_object_get_string(b), &decoded, &len) == 0;
                 if (!ok) {
                         json_object_put(out);
-                        http_respond_error(req, 400, "files[%zu]: needs a string path, data or "
-                                                     "valid data_b64, and an optional mode 0..4095",
+                        http_respond_error(req, 400,
+                                           "files[%zu]: needs a string path, data or "
+                                           "valid data_b64, and an optional mode 0..4095",
                                            i);
                         return;
                 }
@@ -243,8 +244,8 @@ static void handle_batch(HttpRequest *req, const FsRoot *root)
                         json_object_put(out);
                         return;
                 }
-                const void *data = b ? (const void *) decoded
-                                     : (d ? json_object_get_string(d) : "");
+                const void *data =
+                        b ? (const void *) decoded : (d ? json_object_get_string(d) : "");
                 if (!b)
                         len = d ? (size_t) json_object_get_string_len(d) : 0;
                 json_object *entry = NULL;

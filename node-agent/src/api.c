@@ -336,10 +336,10 @@ static const struct {
         ApiSubresourceHandler handler;
 } subresources[] = {
         {"timeout", handle_timeout},
-        {"files", api_files_handle},
-        {"fs", api_fs_handle},
-        {"archive", api_archive_handle},
-        {"watch", api_watch_handle},
+        {"files", api_files_handle},     /* api-files.c, docs/files.md */
+        {"fs", api_fs_handle},           /* " */
+        {"archive", api_archive_handle}, /* " */
+        {"watch", api_watch_handle},     /* " */
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)

@@ -21,7 +21,7 @@
 #include "sandpit/macro.h"
 
 #define ENTRIES_MAX 1000000u
-#define BLOCK       (256u * 1024u)
+#define BLOCK       ((size_t) 256 * 1024)
 
 int fsarchive_format_from_string(const char *s, FsArchiveFormat *ret)
 {
@@ -38,7 +38,7 @@ int fsarchive_format_from_string(const char *s, FsArchiveFormat *ret)
 
 const char *fsarchive_content_type(FsArchiveFormat f)
 {
-        return f == FSARCHIVE_ZIP ? "application/zip"
+        return f == FSARCHIVE_ZIP   ? "application/zip"
                : f == FSARCHIVE_TAR ? "application/x-tar"
                                     : "application/gzip";
 }
@@ -88,8 +88,8 @@ static int measure(int dfd, const char *rel, unsigned level, uint64_t max, uint6
                 }
                 if (S_ISREG(st.st_mode)) {
                         /* AT_EACCESS: checked with this thread's fsuid, not the real uid. */
-                        if (faccessat(dirfd(d), de->d_name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) <
-                            0) {
+                        if (faccessat(dirfd(d), de->d_name, R_OK,
+                                      AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0) {
                                 (void) snprintf(err, errlen, "cannot read '%s': %s", crel,
                                                 strerror(errno));
                                 return -errno;
@@ -102,7 +102,8 @@ static int measure(int dfd, const char *rel, unsigned level, uint64_t max, uint6
                                 return -EFBIG;
                         }
                 } else if (S_ISDIR(st.st_mode)) {
-                        int cfd = fsroot_open_child(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY, 0);
+                        int cfd =
+                                fsroot_open_child(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY, 0);
                         if (cfd < 0) {
                                 (void) snprintf(err, errlen, "cannot read '%s': %s", crel,
                                                 strerror(-cfd));
@@ -555,9 +556,8 @@ static int extract_entry(struct archive *ar, struct archive_entry *e, int dest, 
         cleanup_free char *rel = clean_name(archive_entry_pathname(e), &bad);
         if (!rel)
                 return bad ? -EINVAL : 0;
-        cleanup_free char *hl = archive_entry_hardlink(e)
-                                        ? clean_name(archive_entry_hardlink(e), &bad)
-                                        : NULL;
+        cleanup_free char *hl =
+                archive_entry_hardlink(e) ? clean_name(archive_entry_hardlink(e), &bad) : NULL;
         cleanup_close int pfd = -1;
         const char *name = NULL;
         int k = parent_of(dest, rel, &pfd, &name);
@@ -626,9 +626,9 @@ static int extract_entry(struct archive *ar, struct archive_entry *e, int dest, 
                 k = -EINVAL;
         if (k == 0 && fchmod(fd, perm & 0777) < 0)
                 k = -errno;
-        struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT},
-                                 {.tv_sec = archive_entry_mtime(e),
-                                  .tv_nsec = archive_entry_mtime_nsec(e)}};
+        struct timespec ts[2] = {
+                {.tv_nsec = UTIME_OMIT},
+                {.tv_sec = archive_entry_mtime(e), .tv_nsec = archive_entry_mtime_nsec(e)}};
         if (k == 0 && archive_entry_mtime_is_set(e))
                 (void) futimens(fd, ts);
         (void) close(fd);

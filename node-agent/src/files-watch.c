@@ -18,8 +18,8 @@
 
 #define WATCHES_MAX  8192
 #define KEEPALIVE_MS 30000
-#define EVENT_MASK                                                                            \
-        (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB |        \
+#define EVENT_MASK                                                                     \
+        (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | \
          IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
 typedef struct {

@@ -119,9 +119,9 @@ static int write_as_user(const FsRoot *r, const char *abspath, int src_fd, const
                 return -ENOMEM;
         /* The file itself is opened through the in-root resolver, so a symlink
          * at the path is followed, but only ever to a file of the sandbox. */
-        cleanup_close int fd = fsroot_open_path(r, abspath,
-                                                O_WRONLY | O_CREAT | O_NONBLOCK | O_NOCTTY,
-                                                mode >= 0 ? (mode_t) mode : 0644);
+        cleanup_close int fd =
+                fsroot_open_path(r, abspath, O_WRONLY | O_CREAT | O_NONBLOCK | O_NOCTTY,
+                                 mode >= 0 ? (mode_t) mode : 0644);
         if (fd < 0)
                 return fd;
         struct stat st;
@@ -168,8 +168,7 @@ static int join(const char *dir, const char *name, char **ret)
         return asprintf(ret, "%s/%s", streq(dir, "/") ? "" : dir, name) < 0 ? -ENOMEM : 0;
 }
 
-static int list_dir(const FsRoot *r, int dfd, const char *dirpath, unsigned depth,
-                    json_object *arr)
+static int list_dir(const FsRoot *r, int dfd, const char *dirpath, unsigned depth, json_object *arr)
 {
         int fd = dup(dfd);
         if (fd < 0)
@@ -203,8 +202,8 @@ static int list_dir(const FsRoot *r, int dfd, const char *dirpath, unsigned dept
                         return -ENOMEM;
                 }
                 if (S_ISDIR(st.st_mode) && depth > 1) {
-                        cleanup_close int cfd = fsroot_open_child(
-                                dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY, 0);
+                        cleanup_close int cfd =
+                                fsroot_open_child(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY, 0);
                         if (cfd < 0)
                                 continue; /* unreadable subdirectory: listed, not descended */
                         int k = list_dir(r, cfd, path, depth - 1, arr);
@@ -323,8 +322,7 @@ int files_move(const FsRoot *r, const char *src, const char *dst, bool overwrite
         k = fsroot_open_parent(r, src, false, &sfd, &sname);
         if (k == 0)
                 k = fsroot_open_parent(r, dst, true, &dfd, &dname);
-        if (k == 0 &&
-            renameat2(sfd, sname, dfd, dname, overwrite ? 0 : RENAME_NOREPLACE) < 0)
+        if (k == 0 && renameat2(sfd, sname, dfd, dname, overwrite ? 0 : RENAME_NOREPLACE) < 0)
                 k = -errno;
         if (k == 0)
                 k = fsroot_stat_json(r, dst, ret_entry);

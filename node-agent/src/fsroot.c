@@ -16,9 +16,10 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define ROOT_RESOLVE  (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
-#define CHILD_RESOLVE (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
-#define NAMES_MAX     4096
+#define ROOT_RESOLVE (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+#define CHILD_RESOLVE \
+        (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+#define NAMES_MAX      4096
 #define NAMES_FILE_MAX (4u << 20)
 
 static int openat2_retry(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve)
@@ -278,8 +279,8 @@ int fsroot_open_parent(const FsRoot *r, const char *abspath, bool create_parents
         const char *slash = strrchr(abspath, '/');
         if (!slash || !slash[1])
                 return -EINVAL;
-        cleanup_free char *parent = slash == abspath ? strdup("/")
-                                                     : strndup(abspath, (size_t) (slash - abspath));
+        cleanup_free char *parent =
+                slash == abspath ? strdup("/") : strndup(abspath, (size_t) (slash - abspath));
         if (!parent)
                 return -ENOMEM;
         if (create_parents) {
@@ -314,8 +315,11 @@ static void permissions_string(mode_t m, char out[11])
 {
         out[0] = S_ISDIR(m) ? 'd' : S_ISLNK(m) ? 'l' : S_ISREG(m) ? '-' : '?';
         const char *rwx = "rwxrwxrwx";
-        for (int i = 0; i < 9; i++)
-                out[1 + i] = (m & (1u << (8 - i))) ? rwx[i] : '-';
+        for (int i = 0; i < 9; i++) {
+                out[1 + i] = '-';
+                if (m & (1u << (8 - i)))
+                        out[1 + i] = rwx[i];
+        }
         out[10] = '\0';
 }
 

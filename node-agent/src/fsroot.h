@@ -25,7 +25,7 @@ typedef struct {
         int root_fd; /* O_PATH | O_DIRECTORY of the merged rootfs */
         uid_t uid;
         gid_t gid;
-        char *home; /* in the sandbox; relative paths start here */
+        char *home;             /* in the sandbox; relative paths start here */
         FsName *users, *groups; /* from the sandbox's /etc/passwd and /etc/group */
         size_t n_users, n_groups;
 } FsRoot;
