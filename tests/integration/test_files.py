@@ -7,6 +7,7 @@ import io
 import os
 import secrets
 import signal
+import subprocess
 import tarfile
 import time
 import urllib.parse
@@ -483,3 +484,84 @@ def test_watch_errors(client, sandbox):
     put_file(client, sid, "/home/user/afile", b"x")
     assert_error(client.get(url(sid, "watch", path="/home/user/afile")), 400)
     assert_error(client.get(url(sid, "watch", path="/root")), 403)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cli(agent, *args, input=None):
+    from conftest import REPO
+    return subprocess.run([str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{agent.socket}",
+                           *args], capture_output=True, timeout=120, input=input)
+
+
+def one_line_error(r):
+    assert r.returncode != 0, r
+    err = r.stderr.decode()
+    assert err.startswith("sandpit: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_cli_cp_files_and_trees(agent, client, sandbox, tmp_path):
+    sid = sandbox["id"]
+    src = tmp_path / "f.bin"
+    data = os.urandom(300000)
+    src.write_bytes(data)
+    r = cli(agent, "cp", str(src), f"{sid}:/home/user/in/f.bin")
+    assert r.returncode == 0, r
+    assert client.sh(sid, "stat -c %u:%s /home/user/in/f.bin") == f"1000:{len(data)}\n"
+    r = cli(agent, "cp", str(src), f"{sid}:/home/user/in/")  # into a directory: keeps the name
+    assert r.returncode == 0 and get_file(client, sid, "/home/user/in/f.bin").body == data, r
+    r = cli(agent, "cp", f"{sid}:in/f.bin", str(tmp_path / "back.bin"))
+    assert r.returncode == 0 and (tmp_path / "back.bin").read_bytes() == data, r
+    r = cli(agent, "cp", "-", f"{sid}:/tmp/stdin.txt", input=b"from stdin")
+    assert r.returncode == 0 and get_file(client, sid, "/tmp/stdin.txt").body == b"from stdin", r
+    r = cli(agent, "cp", f"{sid}:/tmp/stdin.txt", "-")
+    assert r.returncode == 0 and r.stdout == b"from stdin", r
+    # a tree, both ways
+    tree = tmp_path / "tree"
+    (tree / "sub" / "deeper").mkdir(parents=True)
+    (tree / "a.txt").write_text("A")
+    (tree / "sub" / "deeper" / "b.txt").write_text("B")
+    os.symlink("a.txt", tree / "link")
+    r = cli(agent, "cp", str(tree), f"{sid}:/home/user/tree")
+    assert r.returncode == 0, r
+    assert client.sh(sid, "cd ~/tree && cat a.txt sub/deeper/b.txt && readlink link && stat -c %u sub") == \
+        "ABa.txt\n1000\n"
+    r = cli(agent, "cp", f"{sid}:/home/user/tree", str(tmp_path / "tree2"))
+    assert r.returncode == 0, r
+    assert (tmp_path / "tree2" / "sub" / "deeper" / "b.txt").read_text() == "B"
+    assert os.readlink(tmp_path / "tree2" / "link") == "a.txt"
+    # errors: one line on stderr, non-zero exit
+    assert "does not exist" in one_line_error(cli(agent, "cp", f"{sid}:/nope", str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+    assert "permission denied" in one_line_error(cli(agent, "cp", str(src), f"{sid}:/etc/f"))
+    assert cli(agent, "cp", "--user", "root", str(src), f"{sid}:/etc/f").returncode == 0
+    assert "not found" in one_line_error(cli(agent, "cp", str(src), "nosuchbox:/tmp/f"))
+    one_line_error(cli(agent, "cp", str(src), str(tmp_path / "y")))
+
+
+def test_cli_fs(agent, client, sandbox):
+    sid = sandbox["id"]
+    r = cli(agent, "fs", "mkdir", sid, "/home/user/d/e")
+    assert r.returncode == 0, r
+    put_file(client, sid, "/home/user/d/e/f.txt", b"hello")
+    client.sh(sid, "ln -s e/f.txt ~/d/l")
+    r = cli(agent, "fs", "ls", sid, "/home/user/d", "--depth", "2")
+    out = r.stdout.decode()
+    assert r.returncode == 0 and out.splitlines()[0].split() == ["TYPE", "PERMISSIONS", "OWNER", "SIZE",
+                                                                 "MODIFIED", "PATH"], r
+    assert "/home/user/d/e/f.txt" in out and "/home/user/d/l -> e/f.txt" in out
+    r = cli(agent, "fs", "ls", "--json", sid, "d")
+    import json
+    assert r.returncode == 0 and {e["name"] for e in json.loads(r.stdout)["entries"]} == {"e", "l"}, r
+    r = cli(agent, "fs", "stat", sid, "d/e/f.txt")
+    assert r.returncode == 0 and "size            5" in r.stdout.decode(), r
+    assert cli(agent, "fs", "mv", sid, "d/e/f.txt", "d/g.txt").returncode == 0
+    assert get_file(client, sid, "/home/user/d/g.txt").body == b"hello"
+    assert "not empty" in one_line_error(cli(agent, "fs", "rm", sid, "/home/user/d"))
+    assert cli(agent, "fs", "rm", "-r", sid, "/home/user/d").returncode == 0
+    assert client.get(url(sid, "fs/exists", path="/home/user/d")).json() == {"exists": False}
+    assert "does not exist" in one_line_error(cli(agent, "fs", "stat", sid, "/home/user/d"))
+    assert "permission denied" in one_line_error(cli(agent, "fs", "mkdir", sid, "/etc/x"))
+    assert cli(agent, "fs", "mkdir", "--user", "root", sid, "/etc/x").returncode == 0
