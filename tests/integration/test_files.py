@@ -284,8 +284,10 @@ def test_writes_through_links_stay_in_sandbox(client, sandbox, host_secret):
         for p in ("/home/user/abs", "/home/user/rel", f"/home/user/trap/hostdir/{name}",
                   f"/../../..{hpath}"):
             put_file(client, sid, p, b"OVERWRITTEN", user=user)
-            client.post(url(sid, "fs/mv"), {"source": "/home/user/.profile", "destination": p, "user": user})
-            client.post(url(sid, "fs/rm"), {"path": p}, )
+            put_file(client, sid, "/home/user/mvsrc", b"MOVED", user="root")
+            client.post(url(sid, "fs/mv", user=user), {"source": "/home/user/mvsrc", "destination": p,
+                                                       "overwrite": True})
+            client.post(url(sid, "fs/rm", user=user), {"path": p})
             with open(hpath, "rb") as f:
                 assert f.read() == hval, f"host file changed through {p} as {user}"
     # the write landed in the sandbox's own /tmp
