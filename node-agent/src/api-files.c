@@ -468,7 +468,11 @@ void api_archive_handle(Agent *a, HttpRequest *req, const char *id, const char *
         if (r == -EFBIG)
                 http_respond_error(req, 413, "%s", err);
         else if (r < 0 && err[0])
-                http_respond_error(req, r == -EINVAL ? 400 : http_status_from_errno(r), "%s", err);
+                http_respond_error(req,
+                                   r == -EINVAL                   ? 400
+                                   : r == -ENOSPC || r == -EDQUOT ? 507
+                                                                  : http_status_from_errno(r),
+                                   "%s", err);
         else if (r < 0)
                 respond_fs_error(req, r, path);
         else {

@@ -429,7 +429,7 @@ static struct archive *reader_open(int fd)
 }
 
 /* Pass 1: every name, type and link target acceptable, data within the limit. */
-static int check_archive(int fd, uint64_t max, uint64_t *ret_entries, char *err, size_t errlen)
+int fsarchive_check(int fd, uint64_t max, uint64_t *ret_entries, char *err, size_t errlen)
 {
         struct archive *ar = reader_open(fd);
         if (!ar) {
@@ -685,7 +685,7 @@ int fsarchive_extract(const FsRoot *root, const char *abspath, int fd, uint64_t 
                       uint64_t *ret_entries, uint64_t *ret_bytes, char *err, size_t errlen)
 {
         uint64_t entries = 0, bytes = 0;
-        int k = check_archive(fd, max_bytes, &entries, err, errlen);
+        int k = fsarchive_check(fd, max_bytes, &entries, err, errlen);
         if (k < 0)
                 return k;
         FsCred c;

@@ -32,5 +32,8 @@ extern const HttpStreamOps fsarchive_stream_ops;
  * hard link (-EINVAL), hard links to outside the tree (-EINVAL), more than
  * max_bytes of data (-EFBIG). Absolute names are taken relative to abspath.
  * Entries are created below abspath without following any symlink. */
+/* The checks of fsarchive_extract() alone (-EINVAL, -EFBIG; err says why);
+ * *ret_entries counts the entries. */
+int fsarchive_check(int fd, uint64_t max_bytes, uint64_t *ret_entries, char *err, size_t errlen);
 int fsarchive_extract(const FsRoot *root, const char *abspath, int fd, uint64_t max_bytes,
                       uint64_t *ret_entries, uint64_t *ret_bytes, char *err, size_t errlen);

@@ -225,6 +225,14 @@ def test_errors(client, sandbox):
     assert_error(put_file(client, "nosuchsandbox", "/tmp/x", b"x"), 404)
 
 
+def test_disk_full_is_507(client, make_sandbox):
+    sid = make_sandbox(disk="2Mi")["id"]
+    body = assert_error(put_file(client, sid, "/tmp/big", os.urandom(3 << 20)), 507)
+    assert "no space" in body["message"]
+    tree = make_tar([({"name": "big"}, os.urandom(3 << 20))], gz=False)
+    assert_error(upload(client, sid, "/tmp/t", tree), 507)
+
+
 def test_not_running_sandbox_is_409(agent, client, sandbox):
     sid = sandbox["id"]
     os.kill(agent.runc_init_pid(sid), signal.SIGKILL)
