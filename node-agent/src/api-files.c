@@ -299,6 +299,28 @@ static const char *arg_string(HttpRequest *req, json_object *body, const char *k
         return http_request_query(req, key);
 }
 
+/* Every field of body is one of keys (a string for "path", "source" and
+ * "destination", else a boolean). On failure answers 400. */
+static int check_body(HttpRequest *req, json_object *body, const char *const *keys)
+{
+        json_object_object_foreach(body, key, val) {
+                bool known = false,
+                     text = streq(key, "path") || streq(key, "source") || streq(key, "destination");
+                for (const char *const *k = keys; *k; k++)
+                        known = known || streq(*k, key);
+                if (!known) {
+                        http_respond_error(req, 400, "unknown field \"%.64s\"", key);
+                        return -EINVAL;
+                }
+                if (!json_object_is_type(val, text ? json_type_string : json_type_boolean)) {
+                        http_respond_error(req, 400, "%s must be a %s", key,
+                                           text ? "string" : "boolean");
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 static bool arg_bool(HttpRequest *req, json_object *body, const char *key, bool def)
 {
         json_object *v = NULL;
@@ -325,6 +347,11 @@ void api_fs_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)
         size_t blen = 0;
         (void) http_request_body(req, &blen);
         if (!reading && blen > 0 && http_request_parse_json(req, &body) < 0)
+                return;
+        static const char *const mkdir_keys[] = {"path", "parents", NULL};
+        static const char *const rm_keys[] = {"path", "recursive", NULL};
+        static const char *const mv_keys[] = {"source", "destination", "overwrite", NULL};
+        if (body && check_body(req, body, mk ? mkdir_keys : rm ? rm_keys : mv_keys) < 0)
                 return;
         cleanup_fsroot FsRoot root = {.root_fd = -1};
         if (open_root(a, req, id, &root) < 0)

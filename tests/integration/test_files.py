@@ -18,6 +18,28 @@ import pytest
 from conftest import assert_error, rand_suffix
 
 
+@pytest.fixture(autouse=True)
+def no_fd_leak(agent):
+    """Besides the common leak check: the agent holds no more open files after a
+    file test than before (dir fds, inotify instances, spooled bodies)."""
+    def count():
+        try:
+            return len(os.listdir(f"/proc/{agent.proc.pid}/fd"))
+        except OSError:
+            return None
+    before = count()
+    yield
+    for sid in list(agent.client.created):  # their pidfds; the common check deletes them anyway
+        agent.client.delete(f"/v1/sandboxes/{sid}", timeout=60)
+    deadline = time.monotonic() + 5
+    after = count()
+    while before is not None and after is not None and after > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = count()
+    if before is not None and after is not None:
+        assert after <= before, f"the agent has {after - before} more open fds after the test"
+
+
 def url(sid, sub, **q):
     q = {k: v for k, v in q.items() if v is not None}
     return f"/v1/sandboxes/{sid}/{sub}" + ("?" + urllib.parse.urlencode(q) if q else "")
@@ -215,6 +237,9 @@ def test_errors(client, sandbox):
     assert_error(put_file(client, sid, "/tmp/m", b"x", mode="999"), 400)
     assert_error(client.get(url(sid, "files", path="/tmp", user="nosuchuser")), 400)
     assert_error(client.post(url(sid, "fs/mkdir"), raw="{not json"), 400)
+    assert_error(client.post(url(sid, "fs/mkdir"), {"path": "/tmp/a", "bogus": 1}), 400)
+    assert_error(client.post(url(sid, "fs/rm"), {"path": "/tmp", "recursive": "false"}), 400)
+    assert_error(client.post(url(sid, "fs/mv"), {"source": 1, "destination": "/tmp/b"}), 400)
     assert_error(client.get(url(sid, "archive", path="/tmp", format="rar")), 400)
     assert_error(client.get(url(sid, "archive", path="/tmp", max_bytes="-1")), 400)
     assert_error(client.request("DELETE", url(sid, "files", path="/tmp/x")), 405)
