@@ -64,10 +64,12 @@ static void respond_fs_error(HttpRequest *req, int r, const char *path)
                 http_respond_error(req, 507, "no space left in the sandbox writing '%s'", path);
                 return;
         case EINVAL:
+        case ENXIO: /* a FIFO without a reader */
         case ENAMETOOLONG:
                 http_respond_error(req, 400, "path '%s': %s", path,
-                                   r == -EINVAL ? "invalid (not a regular file, or the root)"
-                                                : strerror(-r));
+                                   r == -ENAMETOOLONG
+                                           ? strerror(-r)
+                                           : "invalid (not a regular file, or the root)");
                 return;
         default:
                 http_respond_error(req, 500, "path '%s': %s", path, strerror(-r));
@@ -530,7 +532,9 @@ void api_watch_handle(Agent *a, HttpRequest *req, const char *id, const char *re
                 return;
         FsWatch *w = NULL;
         int r = fs_watch_new(&root, path, query_bool(req, "recursive", false), &w);
-        if (r < 0)
+        if (r == -EAGAIN)
+                http_respond_error(req, 429, "too many watches on this node; try again later");
+        else if (r < 0)
                 respond_fs_error(req, r, path);
         else
                 http_respond_stream(req, 200, "application/x-ndjson", &fs_watch_ops, w);

@@ -16,7 +16,12 @@
 #include "files.h"
 #include "sandpit/macro.h"
 
-#define WATCHES_MAX  8192
+#define WATCHES_MAX 8192
+/* inotify instances count against root's fs.inotify.max_user_instances (128 by
+ * default), shared with the host's own services: bound what sandboxes can take. */
+#define STREAMS_MAX 32
+
+static int streams; /* open watch streams; atomic builtins */
 #define KEEPALIVE_MS 30000
 #define EVENT_MASK                                                                     \
         (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | \
@@ -36,6 +41,7 @@ struct FsWatch {
         size_t n_dirs;
         int top_wd;
         bool started, ended;
+        bool counted;  /* holds one of STREAMS_MAX */
         char *pending; /* NDJSON not yet handed out */
         size_t pending_len, pending_off;
         char evbuf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -46,6 +52,8 @@ static void watch_free(void *cls)
         FsWatch *w = cls;
         if (!w)
                 return;
+        if (w->counted)
+                (void) __atomic_sub_fetch(&streams, 1, __ATOMIC_SEQ_CST);
         for (size_t i = 0; i < w->n_dirs; i++)
                 free(w->dirs[i].path);
         free(w->dirs);
@@ -127,6 +135,13 @@ int fs_watch_new(const FsRoot *root, const char *abspath, bool recursive, FsWatc
                 return -ENOMEM;
         w->cred = (FsRoot){.root_fd = -1, .uid = root->uid, .gid = root->gid};
         w->recursive = recursive;
+        w->ifd = -1;
+        w->root_fd = -1;
+        w->counted = true;
+        if (__atomic_add_fetch(&streams, 1, __ATOMIC_SEQ_CST) > STREAMS_MAX) {
+                watch_free(w);
+                return -EAGAIN;
+        }
         w->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         w->root_fd = fcntl(root->root_fd, F_DUPFD_CLOEXEC, 3);
         if (w->ifd < 0 || w->root_fd < 0) {

@@ -14,6 +14,7 @@ typedef struct FsWatch FsWatch;
  * {"type":"start"} once the watches are in place, then one line per event,
  * {"type":"create|write|remove|rename|chmod","path":P,"name":N,"is_dir":B},
  * {"type":"keepalive"} every 30 s of quiet, and {"type":"overflow"} when
- * the kernel dropped events. The stream ends when the directory goes away. */
+ * the kernel dropped events. The stream ends when the directory goes away.
+ * -EAGAIN when the agent already serves its maximum of watch streams. */
 int fs_watch_new(const FsRoot *root, const char *abspath, bool recursive, FsWatch **ret);
 extern const HttpStreamOps fs_watch_ops;

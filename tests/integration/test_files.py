@@ -219,6 +219,9 @@ def test_errors(client, sandbox):
     assert_error(client.get(url(sid, "fs/ls", path="/home/user/file")), 400)
     assert_error(put_file(client, sid, "/home/user/file/sub", b"x"), 400)
     assert_error(get_file(client, sid, "/home/user"), 400)  # a directory is not a file
+    client.sh(sid, "mkfifo /home/user/fifo")  # neither read nor write may block the agent
+    assert_error(get_file(client, sid, "/home/user/fifo"), 400)
+    assert_error(put_file(client, sid, "/home/user/fifo", b"x"), 400)
     # permission denied as `user`, allowed as root
     assert_error(put_file(client, sid, "/etc/sandpit-it", b"x"), 403)
     assert_error(client.post(url(sid, "fs/mkdir"), {"path": "/usr/sandpit-it"}), 403)
@@ -511,6 +514,29 @@ def test_watch_not_recursive_and_api_writes(client, sandbox):
         seen = watch_until(s, lambda e: e.get("name") == "viaapi")
     paths = [e.get("path") for e in seen]
     assert "/home/user/w2/viaapi" in paths and "/home/user/w2/sub/deep" not in paths, seen
+
+
+def test_watch_streams_are_bounded(client, sandbox):
+    sid = sandbox["id"]
+    streams = []
+    try:
+        for _ in range(32):
+            s = client.stream("GET", url(sid, "watch", path="/tmp"), timeout=30)
+            assert not hasattr(s, "body"), s
+            assert s.next_event() == {"type": "start"}
+            streams.append(s)
+        assert_error(client.get(url(sid, "watch", path="/tmp")), 429)
+    finally:
+        for s in streams:
+            s.close()
+    deadline = time.monotonic() + 10
+    while True:  # the agent notices the closed streams on its own time
+        s = client.stream("GET", url(sid, "watch", path="/tmp"), timeout=30)
+        if not hasattr(s, "body") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not hasattr(s, "body"), s
+    s.close()
 
 
 def test_watch_errors(client, sandbox):
