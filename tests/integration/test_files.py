@@ -151,6 +151,18 @@ def test_batch_write(client, sandbox):
     assert_error(client.post(url(sid, "files/batch"), {"files": [{"path": "/etc/x", "data": "x"}]}), 403)
 
 
+def test_default_template(client, make_sandbox):
+    from conftest import DEFAULT_ROOTFS
+    if not DEFAULT_ROOTFS.is_dir():
+        pytest.skip("the default template is not built (make rootfs)")
+    sid = make_sandbox(template="default")["id"]
+    r = client.get(url(sid, "fs/stat", path="/usr/bin/python3"))
+    assert r.status == 200 and r.json()["entry"]["type"] in ("symlink", "file"), r
+    assert put_file(client, sid, "calc.py", b"print(sum(range(10)))\n").status == 200
+    assert client.sh(sid, "cd ~ && python3 calc.py") == "45\n"
+    assert client.get(url(sid, "archive", path="/usr/lib/python3", max_bytes="1000")).status == 413
+
+
 # --------------------------------------------------------------------------- fs calls
 
 
