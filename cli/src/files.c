@@ -107,6 +107,15 @@ static int remote_stat(CliContext *ctx, const CliArgs *a, const char *id, const 
         return 0;
 }
 
+/* An unlinked temporary file for an archive: on disk under $TMPDIR (else
+ * /var/tmp) when possible, else in memory. */
+static int spool_fd(void)
+{
+        const char *dir = getenv("TMPDIR");
+        int fd = open(dir && *dir ? dir : "/var/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        return fd >= 0 ? fd : memfd_create("sandpit-cp", MFD_CLOEXEC);
+}
+
 /* --- local trees as tar.gz ------------------------------------------------------ */
 
 static void archive_read_freep(struct archive **a)
@@ -283,9 +292,9 @@ static int cp_to_sandbox(CliContext *ctx, const CliArgs *a, const char *local, c
         if (!from_stdin && stat(local, &st) < 0)
                 return set_error(ctx, -errno, "%s: %s", local, strerror(errno));
         if (!from_stdin && S_ISDIR(st.st_mode)) {
-                cleanup_close int tmp = memfd_create("sandpit-cp", MFD_CLOEXEC);
+                cleanup_close int tmp = spool_fd();
                 if (tmp < 0)
-                        return set_error(ctx, -errno, "memfd: %s", strerror(errno));
+                        return set_error(ctx, -errno, "temporary file: %s", strerror(errno));
                 int r = pack_dir(ctx, local, tmp);
                 if (r < 0)
                         return r;
@@ -328,9 +337,9 @@ static int cp_from_sandbox(CliContext *ctx, const CliArgs *a, const char *id, co
                         return set_error(ctx, -EINVAL, "cp: %s is a directory", path);
                 if (!local_dir && mkdir(local, 0755) < 0)
                         return set_error(ctx, -errno, "%s: %s", local, strerror(errno));
-                cleanup_close int tmp = memfd_create("sandpit-cp", MFD_CLOEXEC);
+                cleanup_close int tmp = spool_fd();
                 if (tmp < 0)
-                        return set_error(ctx, -errno, "memfd: %s", strerror(errno));
+                        return set_error(ctx, -errno, "temporary file: %s", strerror(errno));
                 if (files_url(a, id, "/archive", path, "&format=tar.gz&max_bytes=68719476736",
                               &url) < 0)
                         return set_error(ctx, -ENOMEM, "out of memory");

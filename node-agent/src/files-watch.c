@@ -44,6 +44,7 @@ struct FsWatch {
         bool counted;  /* holds one of STREAMS_MAX */
         char *pending; /* NDJSON not yet handed out */
         size_t pending_len, pending_off;
+        size_t last_off; /* where the last event line starts in pending */
         char evbuf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
 };
 
@@ -178,6 +179,13 @@ static int emit(FsWatch *w, json_object *o)
         size_t len = 0;
         const char *s = json_object_to_json_string_length(
                 o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        /* A burst of writes to one file is one event until the client reads. */
+        if (s && w->pending_len > w->pending_off && w->pending_len - w->last_off == len + 1 &&
+            memcmp(w->pending + w->last_off, s, len) == 0) {
+                json_object_put(o);
+                return 0;
+        }
+        w->last_off = w->pending_len;
         char *p = s ? realloc(w->pending, w->pending_len + len + 1) : NULL;
         if (!p) {
                 json_object_put(o);
