@@ -34,7 +34,10 @@ typedef struct {
 
 struct FsWatch {
         FsRoot cred; /* uid and gid only */
-        int root_fd; /* dup of the sandbox's root, for new subdirectories */
+        /* The rootfs's host path, opened afresh for each new subdirectory: an fd
+         * kept open would pin the mount, so a deleted sandbox could not be
+         * unmounted and the stream would never see its directory go. */
+        char *rootfs;
         int ifd;
         bool recursive;
         WatchDir *dirs;
@@ -59,7 +62,7 @@ static void watch_free(void *cls)
                 free(w->dirs[i].path);
         free(w->dirs);
         closep(&w->ifd);
-        closep(&w->root_fd);
+        free(w->rootfs);
         free(w->pending);
         free(w);
 }
@@ -137,20 +140,18 @@ int fs_watch_new(const FsRoot *root, const char *abspath, bool recursive, FsWatc
         w->cred = (FsRoot){.root_fd = -1, .uid = root->uid, .gid = root->gid};
         w->recursive = recursive;
         w->ifd = -1;
-        w->root_fd = -1;
         w->counted = true;
         if (__atomic_add_fetch(&streams, 1, __ATOMIC_SEQ_CST) > STREAMS_MAX) {
                 watch_free(w);
                 return -EAGAIN;
         }
         w->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-        w->root_fd = fcntl(root->root_fd, F_DUPFD_CLOEXEC, 3);
-        if (w->ifd < 0 || w->root_fd < 0) {
-                int k = -errno;
+        w->rootfs = strdup(root->rootfs);
+        if (w->ifd < 0 || !w->rootfs) {
+                int k = w->ifd < 0 ? -errno : -ENOMEM;
                 watch_free(w);
                 return k;
         }
-        w->cred.root_fd = w->root_fd;
         FsCred c;
         int k = fscred_enter(root, &c);
         if (k < 0) {
@@ -238,15 +239,18 @@ static int handle_event(FsWatch *w, const struct inotify_event *ev)
                 return -ENOMEM;
         bool is_dir = ev->mask & IN_ISDIR;
         if (is_dir && w->recursive && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+                FsRoot r = w->cred;
                 FsCred c;
-                if (fscred_enter(&w->cred, &c) == 0) {
-                        int fd = fsroot_open_path(&w->cred, path, O_RDONLY | O_DIRECTORY, 0);
+                r.root_fd = open(w->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (r.root_fd >= 0 && fscred_enter(&r, &c) == 0) {
+                        int fd = fsroot_open_path(&r, path, O_RDONLY | O_DIRECTORY, 0);
                         fscred_leave(&c);
                         if (fd >= 0) {
                                 (void) add_tree(w, fd, path, 1);
                                 (void) close(fd);
                         }
                 }
+                closep(&r.root_fd);
         }
         json_object *o = json_object_new_object();
         (void) json_object_object_add(o, "type", json_object_new_string(type));

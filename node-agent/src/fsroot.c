@@ -148,6 +148,10 @@ int fsroot_open(const char *rootfs_path, const char *user, FsRoot *ret)
         r.root_fd = open(rootfs_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (r.root_fd < 0)
                 return -errno;
+        if (!(r.rootfs = strdup(rootfs_path))) {
+                fsroot_done(&r);
+                return -ENOMEM;
+        }
         int k = resolve_user(&r, user);
         if (k == 0)
                 k = load_names(&r);
@@ -162,6 +166,7 @@ int fsroot_open(const char *rootfs_path, const char *user, FsRoot *ret)
 void fsroot_done(FsRoot *r)
 {
         closep(&r->root_fd);
+        free(r->rootfs);
         free(r->home);
         for (size_t i = 0; i < r->n_users; i++)
                 free(r->users[i].name);

@@ -22,7 +22,8 @@ typedef struct {
 } FsName;
 
 typedef struct {
-        int root_fd; /* O_PATH | O_DIRECTORY of the merged rootfs */
+        int root_fd;  /* O_PATH | O_DIRECTORY of the merged rootfs */
+        char *rootfs; /* its host path */
         uid_t uid;
         gid_t gid;
         char *home;             /* in the sandbox; relative paths start here */

@@ -528,6 +528,20 @@ def test_watch_not_recursive_and_api_writes(client, sandbox):
     assert "/home/user/w2/viaapi" in paths and "/home/user/w2/sub/deep" not in paths, seen
 
 
+def test_watch_ends_when_sandbox_is_deleted(agent, client, make_sandbox):
+    sid = make_sandbox()["id"]
+    client.sh(sid, "mkdir -p /tmp/w/sub")
+    s = client.stream("GET", url(sid, "watch", path="/tmp/w", recursive="1"), timeout=30)
+    with s:
+        assert s.next_event() == {"type": "start"}
+        client.sh(sid, "mkdir /tmp/w/new")  # a watch added after the start, too
+        assert watch_until(s, lambda e: e.get("name") == "new")[-1]["type"] == "create"
+        assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+        rest = watch_until(s, lambda e: False)  # read to the end: the stream must end
+    assert all(e["type"] in ("remove", "keepalive") for e in rest), rest
+    assert not agent.mounts_under_state()
+
+
 def test_watch_streams_are_bounded(client, sandbox):
     sid = sandbox["id"]
     streams = []
