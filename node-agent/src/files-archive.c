@@ -549,13 +549,68 @@ static int parent_of(int dest, char *rel, int *ret_fd, const char **ret_name)
         return 0;
 }
 
+/* Directory modes and times, applied once everything is in place (a
+ * read-only directory in the archive must not stop its own contents). */
+typedef struct {
+        char *rel;
+        mode_t perm;
+        struct timespec mtime;
+        bool has_mtime;
+} DirMode;
+
+typedef struct {
+        DirMode *v;
+        size_t n;
+} DirModes;
+
+static void dir_modes_done(DirModes *d)
+{
+        for (size_t i = 0; i < d->n; i++)
+                free(d->v[i].rel);
+        free(d->v);
+}
+
+static int dir_modes_add(DirModes *d, const char *rel, struct archive_entry *e)
+{
+        DirMode *p = realloc(d->v, (d->n + 1) * sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        d->v = p;
+        char *copy = strdup(rel);
+        if (!copy)
+                return -ENOMEM;
+        p[d->n++] = (DirMode){
+                .rel = copy,
+                .perm = archive_entry_perm(e) & 01777,
+                .mtime = {.tv_sec = archive_entry_mtime(e), .tv_nsec = archive_entry_mtime_nsec(e)},
+                .has_mtime = archive_entry_mtime_is_set(e)};
+        return 0;
+}
+
+static void dir_modes_apply(const DirModes *d, int dest)
+{
+        for (size_t i = d->n; i-- > 0;) {
+                int fd = beneath(dest, d->v[i].rel, O_RDONLY | O_DIRECTORY, 0);
+                if (fd < 0)
+                        continue;
+                (void) fchmod(fd, d->v[i].perm);
+                struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, d->v[i].mtime};
+                if (d->v[i].has_mtime)
+                        (void) futimens(fd, ts);
+                (void) close(fd);
+        }
+}
+
 static int extract_entry(struct archive *ar, struct archive_entry *e, int dest, uint64_t max,
-                         uint64_t *total, char *buf)
+                         uint64_t *total, char *buf, DirModes *dirs)
 {
         bool bad = false;
         cleanup_free char *rel = clean_name(archive_entry_pathname(e), &bad);
         if (!rel)
                 return bad ? -EINVAL : 0;
+        cleanup_free char *whole = strdup(rel); /* parent_of() cuts rel */
+        if (!whole)
+                return -ENOMEM;
         cleanup_free char *hl =
                 archive_entry_hardlink(e) ? clean_name(archive_entry_hardlink(e), &bad) : NULL;
         cleanup_close int pfd = -1;
@@ -577,10 +632,10 @@ static int extract_entry(struct archive *ar, struct archive_entry *e, int dest, 
                 return linkat(AT_FDCWD, proc, pfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
         }
         if (type == AE_IFDIR) {
-                if (mkdirat(pfd, name, (perm & 01777) | 0700) < 0 && errno != EEXIST)
+                if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST)
                         return -errno;
                 cleanup_close int dfd = beneath(pfd, name, O_RDONLY | O_DIRECTORY, 0);
-                return dfd < 0 ? dfd : 0;
+                return dfd < 0 ? dfd : dir_modes_add(dirs, whole, e);
         }
         if (type == AE_IFLNK) {
                 /* Harmless whatever it points at: the agent resolves every path
@@ -660,9 +715,10 @@ static int extract_all(const FsRoot *root, const char *abspath, int fd, uint64_t
         }
         struct archive_entry *e;
         uint64_t total = 0;
+        DirModes dirs = {0};
         int a;
         while ((a = archive_read_next_header(ar, &e)) == ARCHIVE_OK) {
-                k = extract_entry(ar, e, dest, max, &total, buf);
+                k = extract_entry(ar, e, dest, max, &total, buf, &dirs);
                 if (k < 0) {
                         (void) snprintf(err, errlen, "cannot extract '%.200s': %s",
                                         archive_entry_pathname(e),
@@ -677,6 +733,9 @@ static int extract_all(const FsRoot *root, const char *abspath, int fd, uint64_t
                 k = -EINVAL;
         }
         archive_read_free(ar);
+        if (k == 0)
+                dir_modes_apply(&dirs, dest);
+        dir_modes_done(&dirs);
         *ret_bytes = total;
         return k == -ELOOP ? -EINVAL : k;
 }

@@ -446,6 +446,13 @@ def test_archive_roundtrip_tar_gz_and_zip(client, sandbox):
     zf = zipfile.ZipFile(io.BytesIO(r.body))
     got = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/") and n != "d/ln"}
     assert got == want
+    # a read-only directory listed before its contents still gets them, then its mode
+    ro = make_tar([({"name": "ro", "type": tarfile.DIRTYPE, "mode": 0o555}, None),
+                   ({"name": "ro/inside.txt", "mode": 0o444}, b"in")])
+    r = upload(client, sid, "/home/user/rotree", ro)
+    assert r.status == 200, r
+    assert client.sh(sid, "stat -c %a ~/rotree/ro ~/rotree/ro/inside.txt; cat ~/rotree/ro/inside.txt") == \
+        "555\n444\nin"
     # zip in, plain tar out
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as z:
