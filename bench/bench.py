@@ -6,6 +6,8 @@ the `host` template, and prints a markdown table of p50/p95 for:
   - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs
   - exec round trip of `true`: sandpit vs `runc exec`, and the host's own
     posix_spawn of the same binary (the floor no supervisor can beat)
+  - files: a 1 MiB write+read round trip, and a 100 MiB tree as tar.gz
+    (bench/files_bench.py) beside the host doing the same
   - memory per idle sandbox: agent RSS growth + init PSS, the sandbox cgroup's
     usage, and the system-wide growth of kernel objects (slab, page tables, tmpfs)
 Standard library only.
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from files_bench import bench_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
@@ -359,6 +363,8 @@ def main():
         else:
             rows.append(("`runc exec true`", "n/a", "n/a", rexec_err))
         rows.append(("host posix_spawn of /usr/bin/true + wait", *fmt(spawn), "the floor"))
+
+        rows.extend(bench_files(agent, args.runs))
 
         agent_kib, init_kib, cg_kib, kernel_kib_ = bench_memory(agent, args.idle, agent.parent)
         rows.append(("memory per idle sandbox: agent RSS growth + init PSS (KiB)",

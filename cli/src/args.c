@@ -31,6 +31,8 @@ enum {
         OPT_LANG,
         OPT_CONTEXT,
         OPT_SAVE_IMAGES,
+        OPT_DEPTH,
+        OPT_RECURSIVE = 'r',
 };
 
 #define CMD(c)      (1U << (c))
@@ -56,15 +58,18 @@ static const OptionSpec option_specs[] = {
         {"id", required_argument, OPT_ID, CREATE_CMDS},
         {"timeout", required_argument, OPT_TIMEOUT,
          CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
-        {"user", required_argument, OPT_USER, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"user", required_argument, OPT_USER,
+         CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CP) | CMD(CLI_CMD_FS)},
         {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
         {"lang", required_argument, OPT_LANG, CMD(CLI_CMD_CODE)},
         {"context", required_argument, OPT_CONTEXT, CMD(CLI_CMD_CODE)},
         {"save-images", required_argument, OPT_SAVE_IMAGES, CMD(CLI_CMD_CODE)},
+        {"recursive", no_argument, OPT_RECURSIVE, CMD(CLI_CMD_FS)},
+        {"depth", required_argument, OPT_DEPTH, CMD(CLI_CMD_FS)},
         {"label", required_argument, OPT_LABEL, CREATE_CMDS | CMD(CLI_CMD_LS)},
         {"json", no_argument, OPT_JSON,
          CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
-                 CMD(CLI_CMD_PS)},
+                 CMD(CLI_CMD_PS) | CMD(CLI_CMD_FS)},
         {"cwd", required_argument, OPT_CWD, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
@@ -76,7 +81,8 @@ static const char *const command_names[CLI_CMD_COUNT] = {
         [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",     [CLI_CMD_GET] = "get",
         [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",   [CLI_CMD_KILL] = "kill",
         [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",     [CLI_CMD_SIGNAL] = "signal",
-        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",
+        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code", [CLI_CMD_CP] = "cp",
+        [CLI_CMD_FS] = "fs",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
@@ -139,6 +145,22 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                          "  -e, --env K=V         environment variable for this run (repeatable)\n"
                          "      --timeout S       interrupt the run after S seconds\n"
                          "      --save-images DIR write PNG/JPEG results to DIR/image-N.png\n",
+        [CLI_CMD_CP] = "Usage: sandpit cp [--user U] SRC DST\n"
+                       "Copy a file or a directory tree between this machine and a sandbox;\n"
+                       "one of SRC and DST is ID:PATH (a relative PATH starts at the user's\n"
+                       "home). Directories travel as tar.gz. '-' as the local side is\n"
+                       "stdin or stdout (one file).\n"
+                       "\n"
+                       "  -u, --user U        user whose permissions apply (default: the\n"
+                       "                      sandbox's)\n",
+        [CLI_CMD_FS] = "Usage: sandpit fs ls|stat|mkdir|rm|mv [OPTIONS] ID PATH [DEST]\n"
+                       "Files in a sandbox: list a directory, show one entry, make a directory\n"
+                       "(with parents), remove (-r: a tree), move/rename PATH to DEST.\n"
+                       "\n"
+                       "  -u, --user U        user whose permissions apply\n"
+                       "      --depth N       ls: levels to list (default 1)\n"
+                       "  -r, --recursive     rm: remove directories and their contents\n"
+                       "      --json          ls, stat: print the API's JSON\n",
 };
 
 static const char common_usage[] = "\n"
@@ -179,6 +201,8 @@ void cli_usage(FILE *f)
               "  signal     signal a process\n"
               "  attach     stream a background process's output\n"
               "  code       run code in a sandbox's code interpreter\n"
+              "  cp         copy files or trees to or from a sandbox\n"
+              "  fs         ls, stat, mkdir, rm, mv in a sandbox\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
@@ -316,7 +340,19 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 }
                 return add_field(a->exec, "timeout", json_object_new_double(seconds));
         case OPT_USER:
+                if (a->command == CLI_CMD_CP || a->command == CLI_CMD_FS) {
+                        a->user = arg;
+                        return 0;
+                }
                 return add_field(target, "user", json_object_new_string(arg));
+        case OPT_RECURSIVE:
+                a->recursive = true;
+                return 0;
+        case OPT_DEPTH:
+                if (cli_parse_int(arg, 1, 64, &n) < 0)
+                        return usage_error(a, "--depth expects 1..64, got '%s'", arg);
+                a->depth = n;
+                return 0;
         case OPT_ENV:
                 return add_kv(a, target, "env", "env", arg);
         case OPT_LABEL:
@@ -472,6 +508,38 @@ static int build_body(CliArgs *a)
                         return 0;
                 }
                 return add_field(a->exec, "code", json_object_new_string(a->args[1]));
+        case CLI_CMD_CP: {
+                if (check_positional(a, 2, 2,
+                                     a->n_args == 0 ? "source and destination" : "destination") < 0)
+                        return -EINVAL;
+                bool src = cli_remote_path(a->args[0], NULL, NULL),
+                     dst = cli_remote_path(a->args[1], NULL, NULL);
+                if (src == dst)
+                        return usage_error(a, "cp: exactly one of SRC and DST must be ID:PATH");
+                return 0;
+        }
+        case CLI_CMD_FS: {
+                if (a->n_args < 1)
+                        return usage_error(a, "fs: missing ls, stat, mkdir, rm or mv");
+                const char *sub = a->args[0];
+                bool mv = streq(sub, "mv");
+                if (!mv && !streq(sub, "ls") && !streq(sub, "stat") && !streq(sub, "mkdir") &&
+                    !streq(sub, "rm"))
+                        return usage_error(a, "fs: unknown subcommand '%s'", sub);
+                if (a->recursive && !streq(sub, "rm"))
+                        return usage_error(a, "fs %s: -r is for rm", sub);
+                if (a->depth && !streq(sub, "ls"))
+                        return usage_error(a, "fs %s: --depth is for ls", sub);
+                if (a->n_args < (mv ? 4 : 3))
+                        return usage_error(a, "fs %s: missing %s", sub,
+                                           a->n_args < 2   ? "sandbox id"
+                                           : a->n_args < 3 ? "path"
+                                                           : "destination");
+                if (a->n_args > (mv ? 4 : 3))
+                        return usage_error(a, "fs %s: unexpected argument '%s'", sub,
+                                           a->args[mv ? 4 : 3]);
+                return 0;
+        }
         case CLI_CMD_COUNT:
         default:
                 break;

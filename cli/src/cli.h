@@ -47,6 +47,8 @@ typedef enum {
         CLI_CMD_SIGNAL,
         CLI_CMD_ATTACH,
         CLI_CMD_CODE,
+        CLI_CMD_CP,
+        CLI_CMD_FS,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -63,6 +65,9 @@ typedef struct {
         const char *save_images; /* code: --save-images DIR */
         json_object *body;       /* timeout, signal: the request body */
         json_object *filters;    /* ls: array of "KEY=VALUE" label filters */
+        const char *user;        /* cp, fs: --user */
+        bool recursive;          /* fs rm: -r */
+        int64_t depth;           /* fs ls: --depth, 0 when absent */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
@@ -137,6 +142,10 @@ int cli_code_on_line(const char *line, size_t len, void *userdata);
 /* Prints the main result and the error; the exit status (0, 1 on an error, 124
  * on a timeout). */
 int cli_code_finish(CliCodeState *s);
+/* cp and fs (files.c). "ID:PATH" names a path in a sandbox when the part
+ * before the first ':' is non-empty and has no '/'; *ret_id is a copy of it
+ * and *ret_path points into s. false for a local path. */
+bool cli_remote_path(const char *s, char **ret_id, const char **ret_path);
 
 /* Commands (commands.c). */
 typedef struct {
@@ -147,5 +156,13 @@ typedef struct {
 
 /* Returns the exit status, or a negative errno with ctx->error set. */
 int cli_run(CliContext *ctx, const CliArgs *args);
+/* cp, fs (files.c), with the helpers of commands.c they share. */
+int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
+int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
+int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
+                 json_object **ret);
+int cli_api_error(CliContext *ctx, long status, json_object *body);
+int cli_transport_error(CliContext *ctx, int r);
+int cli_sandbox_path(const char *id, const char *suffix, char **ret);
 /* Reads all of fd, at most max bytes (-EFBIG beyond). */
 int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len);

@@ -681,8 +681,34 @@ int cli_run(CliContext *ctx, const CliArgs *a)
                 return cmd_code(ctx, a);
         case CLI_CMD_ATTACH:
                 return cmd_attach(ctx, a);
+        case CLI_CMD_CP:
+                return cli_cmd_cp(ctx, a);
+        case CLI_CMD_FS:
+                return cli_cmd_fs(ctx, a);
         case CLI_CMD_COUNT:
         default:
                 return set_error(ctx, -EINVAL, "unknown command");
         }
+}
+
+/* For the cp and fs commands (files.c). */
+int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
+                 json_object **ret)
+{
+        return api_call(ctx, method, path, body, ret);
+}
+
+int cli_api_error(CliContext *ctx, long status, json_object *body)
+{
+        return api_error(ctx, status, body);
+}
+
+int cli_transport_error(CliContext *ctx, int r)
+{
+        return transport_error(ctx, r);
+}
+
+int cli_sandbox_path(const char *id, const char *suffix, char **ret)
+{
+        return sandbox_path(id, suffix, ret);
 }

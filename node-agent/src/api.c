@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api-code.h"
+#include "api-files.h"
 #include "api-internal.h"
 #include "exec.h"
 #include "initproto.h"
@@ -338,6 +339,10 @@ static const struct {
         {"timeout", handle_timeout},
         {"code", api_code_handle},
         {"contexts", api_contexts_handle},
+        {"files", api_files_handle},     /* api-files.c, docs/files.md */
+        {"fs", api_fs_handle},           /* " */
+        {"archive", api_archive_handle}, /* " */
+        {"watch", api_watch_handle},     /* " */
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "api-files.h"
 #include "api.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
@@ -276,7 +277,8 @@ int main(int argc, char **argv)
                 HttpServerConfig hc = {.unix_path = socket_path,
                                        .tcp_listen = listen_addr,
                                        .token = token,
-                                       .max_body = MAX_BODY};
+                                       .max_body = MAX_BODY,
+                                       .spool_limit = api_files_spool_limit};
                 r = http_server_start(&hc, api_handle, &agent, &srv);
                 if (r < 0)
                         log_error_errno(r, "cannot serve on %s%s%s", socket_path,

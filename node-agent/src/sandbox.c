@@ -402,6 +402,39 @@ void sandbox_exec_info_done(SandboxExecInfo *i)
         *i = (SandboxExecInfo){0};
 }
 
+int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
+{
+        int r = 0;
+        SandboxFsInfo info = {0};
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING)
+                r = -ENOENT;
+        else if (sb->state != SANDBOX_RUNNING)
+                r = -EBUSY;
+        else if (asprintf(&info.rootfs, "%s/rootfs", sb->dir) < 0)
+                info.rootfs = NULL, r = -ENOMEM;
+        else if (!(info.user = strdup(sb->spec.user)))
+                r = -ENOMEM;
+        else
+                info.disk = sb->spec.disk;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0) {
+                if (r == -ENOMEM)
+                        sandbox_fs_info_done(&info);
+                return r;
+        }
+        *ret = info;
+        return 0;
+}
+
+void sandbox_fs_info_done(SandboxFsInfo *i)
+{
+        free(i->rootfs);
+        free(i->user);
+        *i = (SandboxFsInfo){0};
+}
+
 /* --- setup and teardown -------------------------------------------------- */
 
 /* Releases everything a sandbox may hold, whatever stage it reached. Each step

@@ -32,6 +32,17 @@ typedef struct {
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret);
 void sandbox_exec_info_done(SandboxExecInfo *i);
 
+/* What file operations need, copied out under the lock: the host path of the
+ * merged root filesystem, the sandbox user and the disk size. -ENOENT for an
+ * unknown sandbox, -EBUSY when it is not running (paused, exited). */
+typedef struct {
+        char *rootfs;
+        char *user;
+        uint64_t disk;
+} SandboxFsInfo;
+int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret);
+void sandbox_fs_info_done(SandboxFsInfo *i);
+
 /* Re-adopts running sandboxes found in the state dir and removes the remains
  * of those that cannot be adopted. Called once at startup. */
 int sandbox_recover(Agent *a);
