@@ -9,6 +9,8 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
+#define UNIX_S_MAX 253402300799ull /* 9999-12-31T23:59:59Z */
+
 /* A fixed body handed out through the stream interface (the server's only way
  * to answer with a content type other than JSON). */
 typedef struct {
@@ -67,7 +69,7 @@ static int query_unix_s(HttpRequest *req, const char *key, uint64_t *ret)
         char *end = NULL;
         errno = 0;
         unsigned long long s = strtoull(v, &end, 10);
-        if (errno || !*v || *end || v[0] == '-' || v[0] == '+' || s > 253402300799ull)
+        if (errno || *v < '0' || *v > '9' || *end || s > UNIX_S_MAX)
                 return -EINVAL;
         *ret = (uint64_t) s;
         return 1;
@@ -101,7 +103,7 @@ void api_sandbox_metrics(Agent *a, HttpRequest *req, const char *id, const char 
                 http_respond_error(req, 405, "use GET");
                 return;
         }
-        uint64_t start = 0, end = UINT64_MAX / 1000000u;
+        uint64_t start = 0, end = UNIX_S_MAX;
         int rs = query_unix_s(req, "start", &start), re = query_unix_s(req, "end", &end);
         if (rs < 0 || re < 0 || start > end) {
                 http_respond_error(req, 400,
