@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -28,6 +29,10 @@ enum {
         OPT_JSON,
         OPT_SHELL,
         OPT_TAG,
+        OPT_SECRET_ENV,
+        OPT_START,
+        OPT_END,
+        OPT_DEADLINE_RUNS,
 };
 
 #define CMD(c)      (1U << (c))
@@ -51,13 +56,19 @@ static const OptionSpec option_specs[] = {
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
         {"disk", required_argument, OPT_DISK, CREATE_CMDS},
         {"id", required_argument, OPT_ID, CREATE_CMDS},
-        {"timeout", required_argument, OPT_TIMEOUT, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"timeout", required_argument, OPT_TIMEOUT,
+         CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RESUME)},
         {"user", required_argument, OPT_USER, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
         {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"secret-env", required_argument, OPT_SECRET_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"start", required_argument, OPT_START, CMD(CLI_CMD_METRICS)},
+        {"end", required_argument, OPT_END, CMD(CLI_CMD_METRICS)},
+        {"deadline-runs", no_argument, OPT_DEADLINE_RUNS, CMD(CLI_CMD_PAUSE)},
         {"label", required_argument, OPT_LABEL, CREATE_CMDS | CMD(CLI_CMD_LS)},
         {"json", no_argument, OPT_JSON,
          CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
-                 CMD(CLI_CMD_PS)},
+                 CMD(CLI_CMD_PS) | CMD(CLI_CMD_METRICS) | CMD(CLI_CMD_PAUSE) |
+                 CMD(CLI_CMD_RESUME)},
         {"cwd", required_argument, OPT_CWD, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
@@ -69,7 +80,8 @@ static const char *const command_names[CLI_CMD_COUNT] = {
         [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",   [CLI_CMD_GET] = "get",
         [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run", [CLI_CMD_KILL] = "kill",
         [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",   [CLI_CMD_SIGNAL] = "signal",
-        [CLI_CMD_ATTACH] = "attach",
+        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_METRICS] = "metrics", [CLI_CMD_PAUSE] = "pause",
+        [CLI_CMD_RESUME] = "resume",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
@@ -84,6 +96,9 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                            "      --timeout S     seconds until the agent removes the sandbox\n"
                            "  -u, --user U        default user of processes (user, root)\n"
                            "  -e, --env K=V       environment of every process (repeatable)\n"
+                           "      --secret-env NAME[=V]  secret env of every process: masked\n"
+                           "                      in output, never stored; V defaults to\n"
+                           "                      sandpit's own $NAME (repeatable)\n"
                            "  -l, --label K=V     label (repeatable)\n"
                            "      --id ID         choose the id instead of a random one\n"
                            "      --json          print the whole sandbox object\n",
@@ -96,6 +111,8 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                          "(128+N when killed by signal N, 124 when it timed out).\n"
                          "\n"
                          "  -e, --env K=V       environment variable (repeatable)\n"
+                         "      --secret-env NAME[=V]  secret variable, masked in the output;\n"
+                         "                      V defaults to sandpit's own $NAME (repeatable)\n"
                          "  -w, --cwd DIR       working directory\n"
                          "  -u, --user U        user to run as\n"
                          "      --timeout S     kill the command after S seconds\n"
@@ -121,6 +138,15 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
         [CLI_CMD_ATTACH] = "Usage: sandpit attach ID PID\n"
                            "Stream a process's output (buffered and live) until it exits,\n"
                            "then exit with its status.\n",
+        [CLI_CMD_METRICS] = "Usage: sandpit metrics [--json] [--start T] [--end T] ID\n"
+                            "Show a sandbox's CPU, memory, disk and process use now, or its\n"
+                            "1 s samples between unix times T (the agent keeps 5 minutes).\n",
+        [CLI_CMD_PAUSE] = "Usage: sandpit pause [--deadline-runs] [--json] ID\n"
+                          "Freeze every process of a sandbox. Its deadline stops too, unless\n"
+                          "--deadline-runs.\n",
+        [CLI_CMD_RESUME] = "Usage: sandpit resume [--timeout S] [--json] ID\n"
+                           "Thaw a paused sandbox; --timeout S: it now expires S seconds from\n"
+                           "now.\n",
 };
 
 static const char common_usage[] = "\n"
@@ -160,6 +186,9 @@ void cli_usage(FILE *f)
               "  ps         list a sandbox's processes\n"
               "  signal     signal a process\n"
               "  attach     stream a background process's output\n"
+              "  metrics    show a sandbox's resource use\n"
+              "  pause      freeze a sandbox\n"
+              "  resume     thaw a paused sandbox\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
@@ -274,11 +303,12 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                         return usage_error(a, "--pids expects a positive integer, got '%s'", arg);
                 return add_field(a->create, "pids", json_object_new_int64(n));
         case OPT_TIMEOUT:
-                if (a->command == CLI_CMD_CREATE) {
+                if (a->command == CLI_CMD_CREATE || a->command == CLI_CMD_RESUME) {
                         if (cli_parse_int(arg, 1, INT32_MAX, &n) < 0)
                                 return usage_error(
                                         a, "--timeout expects a number of seconds, got '%s'", arg);
-                        return add_field(a->create, "timeout", json_object_new_int64(n));
+                        return add_field(a->command == CLI_CMD_RESUME ? a->body : a->create,
+                                         "timeout", json_object_new_int64(n));
                 }
                 if (cli_parse_seconds(arg, &seconds) < 0)
                         return usage_error(a, "--timeout expects a number of seconds, got '%s'",
@@ -299,6 +329,28 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 return add_field(target, "user", json_object_new_string(arg));
         case OPT_ENV:
                 return add_kv(a, target, "env", "env", arg);
+        case OPT_SECRET_ENV: {
+                json_object *map = object_child(target, "secret_env");
+                if (!map)
+                        return -ENOMEM;
+                if (strchr(arg, '='))
+                        return add_kv(a, target, "secret_env", "secret-env", arg);
+                /* NAME alone: the value comes from our environment, off the command line. */
+                const char *value = getenv(arg);
+                if (!*arg || !value)
+                        return usage_error(a, "--secret-env %s: no such variable in the environment",
+                                           arg);
+                return add_field(map, arg, json_object_new_string(value));
+        }
+        case OPT_START:
+        case OPT_END:
+                if (cli_parse_int(arg, 0, INT64_MAX, &n) < 0)
+                        return usage_error(a, "--%s expects unix seconds, got '%s'",
+                                           opt == OPT_START ? "start" : "end", arg);
+                return add_field(a->body, opt == OPT_START ? "start" : "end",
+                                 json_object_new_int64(n));
+        case OPT_DEADLINE_RUNS:
+                return add_field(a->body, "stop_deadline", json_object_new_boolean(false));
         case OPT_LABEL:
                 if (a->command == CLI_CMD_LS) {
                         if (!strchr(arg, '=') || arg[0] == '=')
@@ -389,6 +441,9 @@ static int build_body(CliArgs *a)
                 return check_positional(a, 0, 0, "");
         case CLI_CMD_GET:
         case CLI_CMD_PS:
+        case CLI_CMD_METRICS:
+        case CLI_CMD_PAUSE:
+        case CLI_CMD_RESUME:
                 return check_positional(a, 1, 1, "sandbox id");
         case CLI_CMD_KILL:
                 return check_positional(a, 1, -1, "sandbox id");
@@ -481,6 +536,11 @@ int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret)
         if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN) {
                 ret->exec = json_object_new_object();
                 if (!ret->exec)
+                        return -ENOMEM;
+        }
+        if (cmd == CLI_CMD_METRICS || cmd == CLI_CMD_PAUSE || cmd == CLI_CMD_RESUME) {
+                ret->body = json_object_new_object();
+                if (!ret->body)
                         return -ENOMEM;
         }
         if (cmd == CLI_CMD_LS) {

@@ -46,6 +46,9 @@ typedef enum {
         CLI_CMD_PS,
         CLI_CMD_SIGNAL,
         CLI_CMD_ATTACH,
+        CLI_CMD_METRICS,
+        CLI_CMD_PAUSE,
+        CLI_CMD_RESUME,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -59,7 +62,8 @@ typedef struct {
         bool background;
         json_object *create;  /* create, run: body of POST /v1/sandboxes */
         json_object *exec;    /* exec, run: body of POST .../exec, without stdin */
-        json_object *body;    /* timeout, signal: the request body */
+        json_object *body;    /* timeout, signal, pause, resume: the request body;
+                               * metrics: {"start": S, "end": S} for the query */
         json_object *filters; /* ls: array of "KEY=VALUE" label filters */
         char **args;          /* positional arguments (exec: the id), borrowed from argv */
         int n_args;

@@ -153,3 +153,27 @@ def test_prometheus_node_metrics(client, unique):
     v5 = prom(client)
     assert v5['sandpit_sandboxes{state="paused"}'] == v3['sandpit_sandboxes{state="paused"}']
     assert_error(client.post("/metrics", {}), 405)
+
+
+def run_cli(agent, *args):
+    import subprocess
+    from conftest import REPO
+    return subprocess.run([str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{agent.socket}", *args],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_cli_metrics(client, agent, sandbox, unique):
+    sid = sandbox["id"]
+    r = run_cli(agent, "metrics", sid)
+    assert r.returncode == 0, r
+    for word in ("STATE      running", "CPU", "MEMORY", "/ 512Mi", "DISK", "PIDS", "OOM KILLS  0", "EXPIRES"):
+        assert word in r.stdout, (word, r.stdout)
+    r = run_cli(agent, "metrics", "--json", sid)
+    assert r.returncode == 0 and __import__("json").loads(r.stdout)["id"] == sid
+    wait_for(lambda: window(client, sid), timeout=10, what="a sample")
+    r = run_cli(agent, "metrics", "--start", "0", sid)
+    assert r.returncode == 0 and r.stdout.startswith("TIME") and len(r.stdout.splitlines()) >= 2, r
+    r = run_cli(agent, "metrics", f"nope-{unique}")
+    assert r.returncode != 0 and "not found" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = run_cli(agent, "metrics", "--start", "x", sid)
+    assert r.returncode == 2 and r.stderr.strip(), r

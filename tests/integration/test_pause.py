@@ -185,3 +185,25 @@ def test_paused_sandbox_survives_agent_sigkill(client, agent, sandbox):
     assert resume(client, sid).status == 200
     wait_for(lambda: host_count(agent, sid) > frozen_at, timeout=20, what="the counter after restart")
     assert client.exec(sid, cmd=["true"]).exit_code == 0
+
+
+def test_cli_pause_resume(client, agent, sandbox):
+    import subprocess
+    from conftest import REPO
+
+    def cli(*args):
+        return subprocess.run([str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{agent.socket}", *args],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    sid = sandbox["id"]
+    r = cli("pause", "--deadline-runs", sid)
+    assert r.returncode == 0 and r.stdout.strip() == "paused", r
+    assert client.sandbox(sid).json()["deadline_paused"] is False
+    r = cli("pause", sid)
+    assert r.returncode == 1 and "paused" in r.stderr, r
+    r = cli("exec", sid, "true")
+    assert r.returncode == 1 and "not running" in r.stderr, r
+    r = cli("resume", "--timeout", "777", "--json", sid)
+    assert r.returncode == 0 and json.loads(r.stdout)["timeout"] == 777, r
+    r = cli("resume", sid)
+    assert r.returncode == 1 and "not paused" in r.stderr, r

@@ -187,3 +187,22 @@ def test_secret_env_bad_input(dclient, dagent, unique):
     assert_error(dclient.post(f"/v1/sandboxes/nope-{unique}/exec",
                               {"cmd": ["true"], "secret_env": {"S": SECRET}}), 404)
     assert_nowhere(dagent, *bodies)
+
+
+def test_cli_secret_env(dclient, dagent):
+    import subprocess
+    from conftest import REPO
+    env = dict(os.environ, MY_TOKEN=SECRET)
+    cli = [str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{dagent.socket}"]
+    r = subprocess.run(cli + ["create", "--template", "host", "--secret-env", "MY_TOKEN"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    sid = r.stdout.strip()
+    dclient.created.append(sid)
+    r = subprocess.run(cli + ["exec", "--secret-env", f"OTHER={SECRET2}", sid, "--", "sh", "-c",
+                              'echo "$MY_TOKEN $OTHER"'], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "*** ***\n", r
+    r = subprocess.run(cli + ["exec", "--secret-env", "UNSET_VAR_XYZ", sid, "true"],
+                       capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert r.returncode == 2 and "UNSET_VAR_XYZ" in r.stderr, r
+    assert_nowhere(dagent)
