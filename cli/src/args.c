@@ -67,8 +67,7 @@ static const OptionSpec option_specs[] = {
         {"label", required_argument, OPT_LABEL, CREATE_CMDS | CMD(CLI_CMD_LS)},
         {"json", no_argument, OPT_JSON,
          CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
-                 CMD(CLI_CMD_PS) | CMD(CLI_CMD_METRICS) | CMD(CLI_CMD_PAUSE) |
-                 CMD(CLI_CMD_RESUME)},
+                 CMD(CLI_CMD_PS) | CMD(CLI_CMD_METRICS) | CMD(CLI_CMD_PAUSE) | CMD(CLI_CMD_RESUME)},
         {"cwd", required_argument, OPT_CWD, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
@@ -77,9 +76,9 @@ static const OptionSpec option_specs[] = {
 };
 
 static const char *const command_names[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",   [CLI_CMD_GET] = "get",
-        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run", [CLI_CMD_KILL] = "kill",
-        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",   [CLI_CMD_SIGNAL] = "signal",
+        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",           [CLI_CMD_GET] = "get",
+        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",         [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",           [CLI_CMD_SIGNAL] = "signal",
         [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_METRICS] = "metrics", [CLI_CMD_PAUSE] = "pause",
         [CLI_CMD_RESUME] = "resume",
 };
@@ -338,8 +337,8 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 /* NAME alone: the value comes from our environment, off the command line. */
                 const char *value = getenv(arg);
                 if (!*arg || !value)
-                        return usage_error(a, "--secret-env %s: no such variable in the environment",
-                                           arg);
+                        return usage_error(
+                                a, "--secret-env %s: no such variable in the environment", arg);
                 return add_field(map, arg, json_object_new_string(value));
         }
         case OPT_START:

@@ -619,13 +619,12 @@ static void print_metrics_sample(json_object *m)
         cli_format_bytes(get_int(m, "disk_used"), dused, sizeof(dused));
         cli_format_bytes(get_int(m, "disk_total"), dtotal, sizeof(dtotal));
         json_object *v = NULL;
-        double pct = json_object_object_get_ex(m, "cpu_used_pct", &v) ? json_object_get_double(v)
-                                                                      : 0;
-        double cores = json_object_object_get_ex(m, "cpu_used_cores", &v)
-                               ? json_object_get_double(v)
-                               : 0;
-        double count = json_object_object_get_ex(m, "cpu_count", &v) ? json_object_get_double(v)
-                                                                    : 0;
+        double pct =
+                json_object_object_get_ex(m, "cpu_used_pct", &v) ? json_object_get_double(v) : 0;
+        double cores =
+                json_object_object_get_ex(m, "cpu_used_cores", &v) ? json_object_get_double(v) : 0;
+        double count =
+                json_object_object_get_ex(m, "cpu_count", &v) ? json_object_get_double(v) : 0;
         cli_format_remaining(get_string(m, "expires_at"), time(NULL), left, sizeof(left));
         printf("ID         %s\n"
                "STATE      %s\n"

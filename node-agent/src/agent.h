@@ -49,10 +49,10 @@ typedef struct {
 typedef struct Sandbox {
         SandboxSpec spec;
         SandboxState state;
-        uint64_t created_us; /* CLOCK_REALTIME */
-        uint64_t expires_us; /* CLOCK_REALTIME */
-        uint64_t started_us; /* CLOCK_REALTIME: running since */
-        uint64_t paused_us;  /* CLOCK_REALTIME: when paused; 0 = not paused */
+        uint64_t created_us;  /* CLOCK_REALTIME */
+        uint64_t expires_us;  /* CLOCK_REALTIME */
+        uint64_t started_us;  /* CLOCK_REALTIME: running since */
+        uint64_t paused_us;   /* CLOCK_REALTIME: when paused; 0 = not paused */
         bool deadline_paused; /* the deadline clock stopped at paused_us */
         bool pause_busy;      /* a pause or resume is in progress */
         pid_t init_pid;

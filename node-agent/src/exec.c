@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include "initproto.h"
-#include "secrets.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "secrets.h"
 
 #define DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_TIMEOUT_S (7.0 * 86400)
@@ -91,8 +91,7 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                 for (size_t i = 0; i < nenv; i++)
                         if (strncmp(req.env[i], *n, klen) == 0 && req.env[i][klen] == '=') {
                                 free(req.env[i]);
-                                memmove(&req.env[i], &req.env[i + 1],
-                                        (nenv - i) * sizeof(char *));
+                                memmove(&req.env[i], &req.env[i + 1], (nenv - i) * sizeof(char *));
                                 nenv--;
                                 break;
                         }

@@ -16,7 +16,7 @@ typedef struct {
         char **argv;
         char **env;        /* the process's whole environment, secrets aside */
         char **secret_env; /* "NAME=value": set by init, masked in the output */
-        char *cwd;  /* NULL: the user's home */
+        char *cwd;         /* NULL: the user's home */
         char *user;
         char *tag;
         uint64_t timeout_ms;

@@ -22,9 +22,8 @@ const double metrics_create_buckets[METRICS_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,
                                                         2.5,  5,   10,   30,  60};
 
 static const char *const state_names[METRICS_STATES] = {
-        [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running",
-        [SANDBOX_EXITED] = "exited",     [SANDBOX_DELETING] = "deleting",
-        [SANDBOX_PAUSED] = "paused",
+        [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running", [SANDBOX_EXITED] = "exited",
+        [SANDBOX_DELETING] = "deleting", [SANDBOX_PAUSED] = "paused",
 };
 
 typedef struct Ring {
@@ -107,7 +106,7 @@ static int collect_targets(Agent *a, const char *id, Target **ret, size_t *ret_n
                 return -ENOMEM;
         }
         *ret = t;
-        *ret_n = n;
+        *ret_n = i;
         return 0;
 }
 
@@ -129,7 +128,7 @@ static int read_sample(Agent *a, const Target *t, MetricsSample *ret)
                 .oom_kills = st.oom_kills,
         };
         struct statvfs vfs;
-        if (statvfs(t->disk_dir, &vfs) == 0) {
+        if (t->disk_dir && statvfs(t->disk_dir, &vfs) == 0) {
                 s.disk_total = (uint64_t) vfs.f_blocks * vfs.f_frsize;
                 s.disk_used = (uint64_t) (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
         }
@@ -385,7 +384,8 @@ int metrics_format_prometheus(const MetricsNode *n, char **ret, size_t *ret_len)
         uint64_t cum = 0;
         for (size_t i = 0; i < METRICS_BUCKETS; i++) {
                 cum += n->create_buckets[i];
-                (void) fprintf(f, "sandpit_sandbox_create_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                (void) fprintf(f,
+                               "sandpit_sandbox_create_duration_seconds_bucket{le=\"%g\"} %llu\n",
                                metrics_create_buckets[i], (unsigned long long) cum);
         }
         (void) fprintf(f,

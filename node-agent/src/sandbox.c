@@ -20,14 +20,14 @@
 #include "bundle.h"
 #include "exec.h"
 #include "initproto.h"
+#include "metrics.h"
 #include "rootfs.h"
 #include "runtime.h"
-#include "metrics.h"
-#include "secrets.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
+#include "secrets.h"
 #include "state.h"
 #include "template.h"
 
@@ -426,8 +426,7 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                 for (size_t i = 0; info.env && i < n; i++)
                         if (!(info.env[i] = strdup(sb->spec.env[i])))
                                 r = -ENOMEM;
-                if (!info.env || !info.socket_path || !info.user || !info.id ||
-                    !info.secret_names)
+                if (!info.env || !info.socket_path || !info.user || !info.id || !info.secret_names)
                         r = -ENOMEM;
         }
         (void) pthread_mutex_unlock(&a->lock);
@@ -981,8 +980,7 @@ static void *monitor_main(void *arg)
                         if (sb && sb->pidfd >= 0) {
                                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
                                 closep(&sb->pidfd);
-                                if (sb->state == SANDBOX_RUNNING ||
-                                    sb->state == SANDBOX_PAUSED) {
+                                if (sb->state == SANDBOX_RUNNING || sb->state == SANDBOX_PAUSED) {
                                         sb->state = SANDBOX_EXITED;
                                         log_sbx(LOG_LEVEL_WARNING, sb->spec.id, 0,
                                                 "sandpit-init exited; the sandbox stopped");

@@ -128,8 +128,9 @@ int state_load(const char *dir, Sandbox **ret)
                 size_t n = json_object_array_length(v);
                 char **names = calloc(n + 1, sizeof(char *));
                 for (size_t i = 0; names && i < n; i++)
-                        if (!(names[i] = strdup(json_object_get_string(
-                                      json_object_array_get_idx(v, i)) ?: ""))) {
+                        if (!(names[i] =
+                                      strdup(json_object_get_string(json_object_array_get_idx(v, i))
+                                                     ?: ""))) {
                                 strv_free(names);
                                 names = NULL;
                         }

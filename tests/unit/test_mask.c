@@ -156,8 +156,7 @@ static void test_binary_and_utf8(void **state)
 {
         (void) state;
         char *s[] = {"p\xc3\xa4ss", NULL};
-        expect(s, (const char *[]){"\xc3\xa4p\xc3", "\xa4ss\xc3\xa4", NULL},
-               "\xc3\xa4***\xc3\xa4");
+        expect(s, (const char *[]){"\xc3\xa4p\xc3", "\xa4ss\xc3\xa4", NULL}, "\xc3\xa4***\xc3\xa4");
 }
 
 int main(void)

@@ -38,7 +38,8 @@ static void test_prometheus_format(void **state)
                 "sandpit_sandboxes{state=\"creating\"} 0\n",
                 "sandpit_sandboxes{state=\"exited\"} 0\n",
                 "sandpit_sandboxes{state=\"deleting\"} 0\n",
-                "# TYPE sandpit_sandbox_creations_total counter\nsandpit_sandbox_creations_total 7\n",
+                "# TYPE sandpit_sandbox_creations_total counter\nsandpit_sandbox_creations_total "
+                "7\n",
                 "# TYPE sandpit_sandbox_create_failures_total counter\n"
                 "sandpit_sandbox_create_failures_total 2\n",
                 "# TYPE sandpit_sandbox_create_duration_seconds histogram\n",
@@ -85,8 +86,8 @@ static void test_cpu_between(void **state)
         (void) state;
         MetricsSample a = {.ts_us = 1000000, .cpu_usage_ns = 5000000000ull, .cpu_count = 2};
         MetricsSample b = a;
-        b.ts_us = 3000000;                 /* 2 s later */
-        b.cpu_usage_ns += 3000000000ull;   /* 3 s of CPU */
+        b.ts_us = 3000000;               /* 2 s later */
+        b.cpu_usage_ns += 3000000000ull; /* 3 s of CPU */
         metrics_cpu_between(&a, &b);
         assert_true(b.cpu_used_cores > 1.499 && b.cpu_used_cores < 1.501);
         assert_true(b.cpu_used_pct > 74.99 && b.cpu_used_pct < 75.01); /* of a 2-core quota */
@@ -119,7 +120,8 @@ static void test_sample_json(void **state)
         assert_non_null(strstr(text, "\"timestamp\":\"2023-11-14T22:13:20.123Z\""));
         assert_non_null(strstr(text, "\"timestamp_unix\":1700000000"));
         assert_non_null(strstr(text, "\"cpu_count\":1.50"));
-        assert_non_null(strstr(text, "\"cpu_used_pct\":12.35") ?: strstr(text, "\"cpu_used_pct\":12.34"));
+        assert_non_null(strstr(text, "\"cpu_used_pct\":12.35")
+                                ?: strstr(text, "\"cpu_used_pct\":12.34"));
         assert_non_null(strstr(text, "\"memory_used\":10,\"memory_limit\":20"));
         assert_non_null(strstr(text, "\"disk_used\":3,\"disk_total\":4"));
         assert_non_null(strstr(text, "\"oom_kills\":1"));
