@@ -1036,8 +1036,9 @@ static void handle_list(Conn *c)
                         cleanup_free char *masked = mask_string(p->mask[0], *a);
                         ip_put_str(&b, IP_TAG_ARG, masked ? masked : "***");
                 }
+                cleanup_free char *tag = p->tag ? mask_string(p->mask[0], p->tag) : NULL;
                 if (p->tag)
-                        ip_put_str(&b, IP_TAG_TAG, p->tag);
+                        ip_put_str(&b, IP_TAG_TAG, tag ? tag : "***");
                 ip_put_u32(&b, IP_TAG_FLAGS, p->flags);
                 ip_put_u32(&b, IP_TAG_STATE, p->exited ? IP_STATE_EXITED : IP_STATE_RUNNING);
                 ip_put_u64(&b, IP_TAG_STARTED_US, p->started_us);

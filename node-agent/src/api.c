@@ -141,6 +141,8 @@ int api_exec_info_or_respond(Agent *a, HttpRequest *req, const char *id, Sandbox
         int r = sandbox_exec_info(a, id, info);
         if (r == -ENOENT)
                 api_sandbox_not_found(req, id);
+        else if (r == -EBUSY && sandbox_is_paused(a, id))
+                http_respond_error(req, 409, "sandbox %s is paused: resume it first", id);
         else if (r == -EBUSY)
                 http_respond_error(req, 409, "sandbox %s is not running", id);
         else if (r < 0)

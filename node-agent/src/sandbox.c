@@ -878,6 +878,15 @@ int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **re
         return finish_transition(a, id, sb, ret_obj);
 }
 
+bool sandbox_is_paused(Agent *a, const char *id)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        bool paused = sb && sb->state == SANDBOX_PAUSED;
+        (void) pthread_mutex_unlock(&a->lock);
+        return paused;
+}
+
 int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,
                    size_t errlen)
 {

@@ -37,6 +37,7 @@ void sandbox_exec_info_done(SandboxExecInfo *i);
  * or already paused). stop_deadline: the deadline clock stops until resume. */
 int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
                   size_t errlen);
+bool sandbox_is_paused(Agent *a, const char *id);
 /* Thaws a paused sandbox (-EBUSY when it is not paused). A stopped deadline moves
  * forward by the paused time; timeout_s > 0 sets a new one, counted from now. */
 int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,

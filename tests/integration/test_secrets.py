@@ -132,10 +132,12 @@ def test_exec_level_secrets_and_reconnect(dclient, dagent):
     assert rc2.stdout == rc.stdout
     # a secret in argv is masked in the process list and in spawn errors
     bg2 = dclient.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["sh", "-c", "sleep 600", SECRET2],
-                                                     "background": True, "secret_env": {"T": SECRET2}})
+                                                     "background": True, "secret_env": {"T": SECRET2},
+                                                     "tag": "t-" + SECRET2})
     assert bg2.status == 201
     listed = [p for p in dclient.processes(sid) if p["pid"] == bg2.json()["pid"]]
     assert listed and listed[0]["cmd"] == ["sh", "-c", "sleep 600", "***"], listed
+    assert listed[0]["tag"] == "t-***", listed
     bad = dclient.post(f"/v1/sandboxes/{sid}/exec", {"cmd": [SECRET2], "secret_env": {"T": SECRET2}})
     assert_error(bad, 400)
     assert SECRET2 not in bad.body.decode()
