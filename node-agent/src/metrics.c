@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cgroup.h"
 #include "sandpit/log.h"
@@ -116,8 +117,10 @@ static int read_sample(Agent *a, const Target *t, MetricsSample *ret)
         int r = cg_read_stats(a->cg, t->id, &st);
         if (r < 0)
                 return r;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
         MetricsSample s = {
                 .ts_us = now_realtime_us(),
+                .host_cores = cores > 0 ? (unsigned) cores : 0,
                 .cpu_count = t->cpu,
                 .cpu_usage_ns = st.cpu_usage_ns,
                 .memory_used = st.memory_current,
@@ -140,12 +143,15 @@ void metrics_cpu_between(const MetricsSample *prev, MetricsSample *cur)
 {
         cur->cpu_used_cores = 0;
         cur->cpu_used_pct = 0;
+        cur->cpu_host_pct = 0;
         if (!prev || cur->ts_us <= prev->ts_us || cur->cpu_usage_ns < prev->cpu_usage_ns)
                 return;
         double wall_ns = (double) (cur->ts_us - prev->ts_us) * 1000.0;
         cur->cpu_used_cores = (double) (cur->cpu_usage_ns - prev->cpu_usage_ns) / wall_ns;
         if (cur->cpu_count > 0)
                 cur->cpu_used_pct = cur->cpu_used_cores / cur->cpu_count * 100.0;
+        if (cur->host_cores > 0)
+                cur->cpu_host_pct = cur->cpu_used_cores / cur->host_cores * 100.0;
 }
 
 static Ring *ring_find_locked(AgentMetrics *m, const char *id)
@@ -492,6 +498,7 @@ json_object *metrics_sample_to_json(const MetricsSample *s)
         add_double(o, "cpu_count", s->cpu_count, 2);
         add_double(o, "cpu_used_pct", s->cpu_used_pct, 2);
         add_double(o, "cpu_used_cores", s->cpu_used_cores, 3);
+        add_double(o, "cpu_host_pct", s->cpu_host_pct, 2);
         add_u64(o, "cpu_usage_ns", s->cpu_usage_ns);
         add_u64(o, "memory_used", s->memory_used);
         add_u64(o, "memory_limit", s->memory_limit);

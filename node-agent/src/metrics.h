@@ -23,6 +23,8 @@ typedef struct {
         double cpu_count;      /* the CPU quota in cores */
         double cpu_used_cores; /* cores busy on average since the previous sample */
         double cpu_used_pct;   /* the same as a percentage of the quota */
+        double cpu_host_pct;   /* the same as a percentage of the node's online cores */
+        unsigned host_cores;   /* the node's online cores when sampled */
         uint64_t cpu_usage_ns; /* cumulative CPU time */
         uint64_t memory_used;
         uint64_t memory_limit;

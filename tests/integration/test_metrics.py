@@ -1,13 +1,14 @@
 """Metrics: the current sample of a sandbox, the ring of 1 s samples asked as a
 window (?start=&end=), and the node's Prometheus exposition at /metrics."""
 
+import os
 import re
 import time
 
 from conftest import assert_error, wait_for
 
 SAMPLE_FIELDS = {"timestamp", "timestamp_unix", "cpu_count", "cpu_used_pct", "cpu_used_cores",
-                 "cpu_usage_ns", "memory_used", "memory_limit", "memory_peak", "disk_used",
+                 "cpu_usage_ns", "cpu_host_pct", "memory_used", "memory_limit", "memory_peak", "disk_used",
                  "disk_total", "pids", "pids_limit", "oom_kills"}
 
 
@@ -64,6 +65,7 @@ def test_cpu_use_and_window(client, sandbox):
     s = samples[-1]
     assert s["cpu_used_pct"] > 10
     assert abs(s["cpu_used_pct"] - s["cpu_used_cores"] / s["cpu_count"] * 100) < 0.1
+    assert abs(s["cpu_host_pct"] - s["cpu_used_cores"] / os.cpu_count() * 100) < 0.1
     # a window holds 1 s samples, oldest first, inside the bounds asked
     wait_for(lambda: len(window(client, sid)) >= 3, timeout=20, what="three samples")
     allw = window(client, sid)

@@ -84,13 +84,15 @@ static void test_prometheus_format(void **state)
 static void test_cpu_between(void **state)
 {
         (void) state;
-        MetricsSample a = {.ts_us = 1000000, .cpu_usage_ns = 5000000000ull, .cpu_count = 2};
+        MetricsSample a = {
+                .ts_us = 1000000, .cpu_usage_ns = 5000000000ull, .cpu_count = 2, .host_cores = 4};
         MetricsSample b = a;
         b.ts_us = 3000000;               /* 2 s later */
         b.cpu_usage_ns += 3000000000ull; /* 3 s of CPU */
         metrics_cpu_between(&a, &b);
         assert_true(b.cpu_used_cores > 1.499 && b.cpu_used_cores < 1.501);
         assert_true(b.cpu_used_pct > 74.99 && b.cpu_used_pct < 75.01); /* of a 2-core quota */
+        assert_true(b.cpu_host_pct > 37.49 && b.cpu_host_pct < 37.51); /* of 4 host cores */
         /* No previous sample, time not moving, or a counter that went back: 0. */
         metrics_cpu_between(NULL, &b);
         assert_true(b.cpu_used_cores == 0);
