@@ -1150,6 +1150,9 @@ static void conn_read(Conn *c)
                                 continue;
                 }
                 conn_dispatch(c);
+                /* SPAWN and SET_SECRETS bodies may hold secret values. */
+                if (c->body && (c->hdr[4] == IP_MSG_SPAWN || c->hdr[4] == IP_MSG_SET_SECRETS))
+                        explicit_bzero(c->body, c->body_len);
                 free(c->body);
                 c->body = NULL;
                 c->hdr_got = 0;
