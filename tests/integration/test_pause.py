@@ -207,3 +207,36 @@ def test_cli_pause_resume(client, agent, sandbox):
     assert r.returncode == 0 and json.loads(r.stdout)["timeout"] == 777, r
     r = cli("resume", sid)
     assert r.returncode == 1 and "not paused" in r.stderr, r
+
+
+def test_timeout_set_while_paused_counts_from_resume(client, sandbox):
+    from datetime import datetime
+    sid = sandbox["id"]
+    assert pause(client, sid).status == 200
+    assert client.post(f"/v1/sandboxes/{sid}/timeout", {"timeout": 1000}).status == 200
+    time.sleep(2)  # paused time does not eat into the new timeout
+    r = resume(client, sid)
+    assert r.status == 200
+    exp = datetime.fromisoformat(r.json()["expires_at"].replace("Z", "+00:00")).timestamp()
+    left = exp - time.time()
+    assert 990 < left <= 1000.5, left
+
+
+def test_foreground_stream_survives_pause(client, sandbox):
+    import threading
+    sid = sandbox["id"]
+    result = {}
+
+    def run():
+        result["r"] = client.exec(sid, shell="for i in $(seq 1 80); do echo $i; sleep 0.05; done")
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    assert pause(client, sid).status == 200
+    time.sleep(1)
+    assert t.is_alive()  # frozen mid-stream
+    assert resume(client, sid).status == 200
+    t.join(30)
+    r = result["r"]
+    assert r.exit_code == 0 and r.stdout.split() == [str(i) for i in range(1, 81)], r
