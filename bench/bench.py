@@ -300,6 +300,33 @@ def bench_memory(agent, n, parent):
     return agent_growth, statistics.mean(init_pss), statistics.mean(cg_usage), kernel
 
 
+def bench_metrics_pause(agent, n):
+    """GET .../metrics (a fresh cgroup read) beside GET /healthz, and a pause + resume pair."""
+    st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
+    assert st == 201, sb
+    sid = sb["id"]
+    out = {"healthz": [], "metrics": [], "pause": []}
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            st, _ = agent.call("GET", "/healthz")
+            out["healthz"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            st, m = agent.call("GET", "/v1/sandboxes/%s/metrics" % sid)
+            out["metrics"].append((time.perf_counter() - t) * 1000)
+            assert st == 200, m
+        for _ in range(max(10, n // 10)):
+            t = time.perf_counter()
+            st, r = agent.call("POST", "/v1/sandboxes/%s/pause" % sid, {})
+            assert st == 200, r
+            st, r = agent.call("POST", "/v1/sandboxes/%s/resume" % sid, {})
+            assert st == 200, r
+            out["pause"].append((time.perf_counter() - t) * 1000)
+    finally:
+        agent.call("DELETE", "/v1/sandboxes/" + sid)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--templates-dir", required=True)
@@ -365,6 +392,11 @@ def main():
         rows.append(("host posix_spawn of /usr/bin/true + wait", *fmt(spawn), "the floor"))
 
         rows.extend(bench_files(agent, args.runs))
+        mp = bench_metrics_pause(agent, args.exec_runs)
+        rows.append(("GET /v1/sandboxes/ID/metrics (cgroup + statvfs read)", *fmt(mp["metrics"]),
+                     "%.2fx GET /healthz" % (pct(mp["metrics"], 50) / pct(mp["healthz"], 50))))
+        rows.append(("GET /healthz", *fmt(mp["healthz"]), "the API floor"))
+        rows.append(("pause + resume round trip (cgroup freezer)", *fmt(mp["pause"]), ""))
 
         agent_kib, init_kib, cg_kib, kernel_kib_ = bench_memory(agent, args.idle, agent.parent)
         rows.append(("memory per idle sandbox: agent RSS growth + init PSS (KiB)",

@@ -49,6 +49,9 @@ typedef enum {
         CLI_CMD_CODE,
         CLI_CMD_CP,
         CLI_CMD_FS,
+        CLI_CMD_METRICS,
+        CLI_CMD_PAUSE,
+        CLI_CMD_RESUME,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -63,7 +66,8 @@ typedef struct {
         json_object *create; /* create, run: body of POST /v1/sandboxes */
         json_object *exec; /* exec, run: body of POST .../exec, without stdin; code: of .../code */
         const char *save_images; /* code: --save-images DIR */
-        json_object *body;       /* timeout, signal: the request body */
+        json_object *body;       /* timeout, signal, pause, resume: the request body;
+                                  * metrics: {"start": S, "end": S} for the query */
         json_object *filters;    /* ls: array of "KEY=VALUE" label filters */
         const char *user;        /* cp, fs: --user */
         bool recursive;          /* fs rm: -r */
