@@ -96,6 +96,13 @@ def test_calls_on_paused_sandbox_get_409(client, sandbox):
     assert_error(client.get(f"/v1/sandboxes/{sid}/processes/{pid}/stream"), 409)
     assert_error(client.post(f"/v1/sandboxes/{sid}/processes/{pid}/signal", {"signal": "TERM"}), 409)
     assert_error(client.post(f"/v1/sandboxes/{sid}/processes/{pid}/stdin", {"eof": True}), 409)
+    # file, archive, watch and code calls too
+    assert_error(client.get(f"/v1/sandboxes/{sid}/files?path=/etc/hostname"), 409)
+    assert_error(client.request("PUT", f"/v1/sandboxes/{sid}/files?path=/tmp/x", raw=b"x"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/fs/ls?path=/tmp"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/archive?path=/tmp&format=tar.gz"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/watch?path=/tmp"), 409)
+    assert_error(client.post(f"/v1/sandboxes/{sid}/code", {"code": "1", "language": "bash"}), 409)
     # already paused
     body = assert_error(pause(client, sid), 409)
     assert "paused" in body["message"]
@@ -109,6 +116,7 @@ def test_calls_on_paused_sandbox_get_409(client, sandbox):
     body = assert_error(resume(client, sid), 409)
     assert "not paused" in body["message"]
     assert client.exec(sid, cmd=["true"]).exit_code == 0
+    assert client.request("PUT", f"/v1/sandboxes/{sid}/files?path=/tmp/x", raw=b"x").status in (200, 201, 204)
 
 
 def test_pause_resume_errors(client, sandbox, unique):
