@@ -176,13 +176,13 @@ static int do_list(K8sWatch *w, K8sError *err, int *fatal)
                 return -EBADMSG;
         }
         set_rv(w, json_object_get_string(rv));
+        count(w, &w->stats.lists);
         r = w->ops.on_list ? w->ops.on_list(items, json_object_get_string(rv), w->userdata) : 0;
         json_object_put(list);
         if (r < 0) {
                 *fatal = r;
                 return r;
         }
-        count(w, &w->stats.lists);
         return 0;
 }
 

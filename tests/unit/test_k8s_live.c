@@ -326,6 +326,28 @@ static void rec_after(Recorder *r, const char *marker, char *out, size_t len)
         (void) pthread_mutex_unlock(&r->lock);
 }
 
+/* Informers a test started: freed by the teardown if an assertion left early,
+ * so no informer thread outlives its test. */
+static K8sInformer *running[4];
+
+static void stop_informer(K8sInformer *inf)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(running); i++)
+                if (running[i] == inf)
+                        running[i] = NULL;
+        k8s_informer_free(inf);
+}
+
+static int stop_informers(void **state)
+{
+        (void) state;
+        for (size_t i = 0; i < ARRAY_SIZE(running); i++) {
+                k8s_informer_free(running[i]);
+                running[i] = NULL;
+        }
+        return 0;
+}
+
 static K8sInformer *start_informer(const K8sResource *res, const char *ns, Recorder *rec)
 {
         K8sWatchOptions o = {
@@ -338,6 +360,11 @@ static K8sInformer *start_informer(const K8sResource *res, const char *ns, Recor
         };
         K8sInformer *inf = NULL;
         assert_int_equal(k8s_informer_new(fx.c, &o, &handlers, rec, &inf), 0);
+        for (size_t i = 0; i < ARRAY_SIZE(running); i++)
+                if (!running[i]) {
+                        running[i] = inf;
+                        break;
+                }
         assert_int_equal(k8s_informer_start(inf), 0);
         assert_int_equal(k8s_informer_wait_synced(inf, WAIT_MS), 0);
         return inf;
@@ -659,6 +686,11 @@ static void test_pagination(void **state)
         assert_int_equal(k8s_list(fx.c, &secrets, "t-pages", &lo, &l, NULL), -EINVAL);
 }
 
+static bool events_n(const K8sWatchStats *st, const void *arg)
+{
+        return st->events >= (unsigned long) (uintptr_t) arg;
+}
+
 static void test_informer_events_in_order(void **state)
 {
         (void) state;
@@ -694,11 +726,12 @@ static void test_informer_events_in_order(void **state)
         assert_null(keys[2]);
         strv_free(keys);
 
+        /* counted once the handler returned: wait for the last one */
         K8sWatchStats st;
-        k8s_informer_get_stats(inf, &st);
+        assert_true(wait_stats(inf, events_n, (void *) (uintptr_t) 7, &st));
         assert_int_equal(st.lists, 1);
         assert_int_equal(st.events, 7);
-        k8s_informer_free(inf);
+        stop_informer(inf);
         rec_done(&rec);
 }
 
@@ -728,7 +761,7 @@ static void test_bookmark_advances_resource_version(void **state)
         assert_int_equal(st.lists, 1);
         assert_int_equal(rec.n, 0);
         free(rv);
-        k8s_informer_free(inf);
+        stop_informer(inf);
         rec_done(&rec);
 }
 
@@ -783,7 +816,7 @@ static void test_reconnect_after_dropped_watch(void **state)
                 assert_true(wait_stats(inf, reconnected, NULL, &st));
                 assert_int_equal(st.lists, 1);
                 assert_int_equal(st.gone, 0);
-                k8s_informer_free(inf);
+                stop_informer(inf);
                 rec_done(&rec);
         }
 }
@@ -842,7 +875,7 @@ static void test_relist_after_compaction(void **state)
         /* and it keeps watching from the new list */
         free(lease_write("t-compact", "after", "h"));
         assert_true(rec_wait(&rec, "A:after;"));
-        k8s_informer_free(inf);
+        stop_informer(inf);
         rec_done(&rec);
 }
 
@@ -868,7 +901,7 @@ static void test_relist_on_410_event_and_status(void **state)
                 char want[32];
                 (void) snprintf(want, sizeof(want), "A:%s;", name);
                 assert_true(rec_wait(&rec, want));
-                k8s_informer_free(inf);
+                stop_informer(inf);
                 rec_done(&rec);
         }
 }
@@ -909,7 +942,7 @@ static void test_backoff_through_500_and_429(void **state)
         assert_true(rec_wait(&rec, "A:b;"));
         k8s_informer_get_stats(inf, &st);
         assert_int_equal(st.lists, 1); /* a 429 is not a reason to relist */
-        k8s_informer_free(inf);
+        stop_informer(inf);
         rec_done(&rec);
 }
 
@@ -935,7 +968,7 @@ static void test_informer_feeds_workqueue(void **state)
         assert_string_equal(key, "t-queue/w");
         k8s_workqueue_done(q, key);
         free(key);
-        k8s_informer_free(inf);
+        stop_informer(inf);
         k8s_workqueue_free(q);
         rec_done(&rec);
 }
@@ -979,18 +1012,18 @@ static void test_post_event(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_fixture_kubeconfigs),
-                cmocka_unit_test(test_auth_and_tls_refusals),
-                cmocka_unit_test(test_crud_custom_resource),
-                cmocka_unit_test(test_pagination),
-                cmocka_unit_test(test_informer_events_in_order),
-                cmocka_unit_test(test_bookmark_advances_resource_version),
-                cmocka_unit_test(test_reconnect_after_dropped_watch),
-                cmocka_unit_test(test_relist_after_compaction),
-                cmocka_unit_test(test_relist_on_410_event_and_status),
-                cmocka_unit_test(test_backoff_through_500_and_429),
-                cmocka_unit_test(test_informer_feeds_workqueue),
-                cmocka_unit_test(test_post_event),
+                cmocka_unit_test_teardown(test_fixture_kubeconfigs, stop_informers),
+                cmocka_unit_test_teardown(test_auth_and_tls_refusals, stop_informers),
+                cmocka_unit_test_teardown(test_crud_custom_resource, stop_informers),
+                cmocka_unit_test_teardown(test_pagination, stop_informers),
+                cmocka_unit_test_teardown(test_informer_events_in_order, stop_informers),
+                cmocka_unit_test_teardown(test_bookmark_advances_resource_version, stop_informers),
+                cmocka_unit_test_teardown(test_reconnect_after_dropped_watch, stop_informers),
+                cmocka_unit_test_teardown(test_relist_after_compaction, stop_informers),
+                cmocka_unit_test_teardown(test_relist_on_410_event_and_status, stop_informers),
+                cmocka_unit_test_teardown(test_backoff_through_500_and_429, stop_informers),
+                cmocka_unit_test_teardown(test_informer_feeds_workqueue, stop_informers),
+                cmocka_unit_test_teardown(test_post_event, stop_informers),
         };
         return cmocka_run_group_tests(tests, start_fixture, stop_fixture);
 }
