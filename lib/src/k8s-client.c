@@ -396,8 +396,7 @@ static int append_header(struct curl_slist **list, const char *line)
 }
 
 /* Fills err from a Status body (or the bare HTTP status) and maps it. */
-static int status_error(long status, const char *body, size_t len, long retry_after,
-                        K8sError *err)
+static int status_error(long status, const char *body, size_t len, long retry_after, K8sError *err)
 {
         json_object *o = NULL;
         const char *reason = NULL, *message = NULL;
@@ -426,9 +425,8 @@ static int status_error(long status, const char *body, size_t len, long retry_af
 /* One exchange. payload may be NULL. With on_data, a 2xx body is streamed and
  * *ret_body stays NULL; otherwise it is parsed into *ret_body (NULL if empty). */
 static int perform(K8sClient *c, const char *method, const char *path, const char *content_type,
-                   const char *payload, K8sDataFn on_data, void *userdata,
-                   const atomic_bool *stop, long timeout_ms, json_object **ret_body,
-                   K8sError *err)
+                   const char *payload, K8sDataFn on_data, void *userdata, const atomic_bool *stop,
+                   long timeout_ms, json_object **ret_body, K8sError *err)
 {
         cleanup_free char *url = NULL;
         cleanup_free char *auth = NULL;
@@ -509,10 +507,10 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
                                 r = -ENOMEM;
                                 goto out;
                         }
-                        json_object *o = t.body.len < INT32_MAX
-                                                 ? json_tokener_parse_ex(tok, t.body.data,
-                                                                         (int) t.body.len)
-                                                 : NULL;
+                        json_object *o =
+                                t.body.len < INT32_MAX
+                                        ? json_tokener_parse_ex(tok, t.body.data, (int) t.body.len)
+                                        : NULL;
                         bool ok = o && json_tokener_get_error(tok) == json_tokener_success;
                         json_tokener_free(tok);
                         if (!ok) {
@@ -588,10 +586,9 @@ int k8s_path(const K8sResource *res, const char *ns, const char *name, const cha
         bool core = !res->group || res->group[0] == '\0';
         bool with_ns = res->namespaced && ns;
         int n = asprintf(ret, "%s%s/%s%s%s/%s%s%s%s%s", core ? "/api" : "/apis/",
-                         core ? "" : res->group, res->version,
-                         with_ns ? "/namespaces/" : "", with_ns ? ns : "", res->resource,
-                         name ? "/" : "", name ? name : "", subresource ? "/" : "",
-                         subresource ? subresource : "");
+                         core ? "" : res->group, res->version, with_ns ? "/namespaces/" : "",
+                         with_ns ? ns : "", res->resource, name ? "/" : "", name ? name : "",
+                         subresource ? "/" : "", subresource ? subresource : "");
         if (n < 0) {
                 *ret = NULL;
                 return -ENOMEM;
@@ -653,8 +650,7 @@ int k8s_obj_key(json_object *obj, char **ret)
         const char *ns = k8s_obj_namespace(obj);
         if (!name)
                 return -EINVAL;
-        int n = ns && ns[0] != '\0' ? asprintf(ret, "%s/%s", ns, name)
-                                    : asprintf(ret, "%s", name);
+        int n = ns && ns[0] != '\0' ? asprintf(ret, "%s/%s", ns, name) : asprintf(ret, "%s", name);
         if (n < 0) {
                 *ret = NULL;
                 return -ENOMEM;

@@ -14,8 +14,8 @@
 #include "sandpit/util.h"
 #include "sandpit/yaml.h"
 
-#define KUBECONFIG_MAX   ((size_t) 4 * 1024 * 1024)
-#define CRED_FILE_MAX    ((size_t) 1024 * 1024)
+#define KUBECONFIG_MAX    ((size_t) 4 * 1024 * 1024)
+#define CRED_FILE_MAX     ((size_t) 1024 * 1024)
 #define DEFAULT_NAMESPACE "default"
 
 static void secret_free(uint8_t *p, size_t len)
@@ -190,8 +190,8 @@ static int load_cluster(K8sConfig *cfg, json_object *cluster, const char *base_d
 {
         bool bad = false;
         json_object *insecure = NULL;
-        if (json_object_object_get_ex(cluster, "insecure-skip-tls-verify", &insecure) &&
-            insecure && json_object_get_boolean(insecure))
+        if (json_object_object_get_ex(cluster, "insecure-skip-tls-verify", &insecure) && insecure &&
+            json_object_get_boolean(insecure))
                 return fail(errbuf, errlen, -EPERM,
                             "insecure-skip-tls-verify is refused: TLS verification is always on");
         const char *server = get_str(cluster, "server", &bad);
@@ -274,8 +274,8 @@ static int kubeconfig_path(const char *path, char **ret)
         return 0;
 }
 
-int k8s_config_from_kubeconfig(const char *path, const char *context, K8sConfig **ret,
-                               char *errbuf, size_t errlen)
+int k8s_config_from_kubeconfig(const char *path, const char *context, K8sConfig **ret, char *errbuf,
+                               size_t errlen)
 {
         cleanup_free char *file = NULL;
         cleanup_free char *data = NULL;
@@ -322,8 +322,7 @@ int k8s_config_from_kubeconfig(const char *path, const char *context, K8sConfig 
         }
         ctx = find_named(root, "contexts", ctx_name, "context");
         if (!ctx) {
-                r = fail(errbuf, errlen, -ENOENT, "context \"%s\" not found in %s", ctx_name,
-                         file);
+                r = fail(errbuf, errlen, -ENOENT, "context \"%s\" not found in %s", ctx_name, file);
                 goto out;
         }
         cluster_name = get_str(ctx, "cluster", &bad);
@@ -345,8 +344,8 @@ int k8s_config_from_kubeconfig(const char *path, const char *context, K8sConfig 
         if (user_name && user_name[0] != '\0') {
                 user = find_named(root, "users", user_name, "user");
                 if (!user) {
-                        r = fail(errbuf, errlen, -ENOENT, "user \"%s\" not found in %s",
-                                 user_name, file);
+                        r = fail(errbuf, errlen, -ENOENT, "user \"%s\" not found in %s", user_name,
+                                 file);
                         goto out;
                 }
                 r = load_user(cfg, user, base_dir, errbuf, errlen);

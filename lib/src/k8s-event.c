@@ -33,13 +33,13 @@ static int add_str(json_object *o, const char *key, const char *value, size_t le
         return 0;
 }
 
-#define ADD(o, k, v)                                                        \
-        do {                                                                \
-                const char *v_ = (v);                                       \
-                if (v_ && add_str((o), (k), v_, strlen(v_)) < 0) {          \
-                        r = -ENOMEM;                                        \
-                        goto fail;                                          \
-                }                                                           \
+#define ADD(o, k, v)                                               \
+        do {                                                       \
+                const char *v_ = (v);                              \
+                if (v_ && add_str((o), (k), v_, strlen(v_)) < 0) { \
+                        r = -ENOMEM;                               \
+                        goto fail;                                 \
+                }                                                  \
         } while (0)
 
 /* MicroTime: RFC 3339 with microseconds, UTC. */
@@ -103,8 +103,8 @@ int k8s_event_build(json_object *regarding, const K8sEventInfo *info, json_objec
                 size_t n = strlen(info->note);
                 if (n > K8S_EVENT_NOTE_MAX) {
                         bool valid = true;
-                        n = utf8_complete_prefix((const uint8_t *) info->note,
-                                                 K8S_EVENT_NOTE_MAX, &valid);
+                        n = utf8_complete_prefix((const uint8_t *) info->note, K8S_EVENT_NOTE_MAX,
+                                                 &valid);
                 }
                 if (add_str(ev, "note", info->note, n) < 0) {
                         r = -ENOMEM;

@@ -59,8 +59,7 @@ static int on_list(json_object *items, const char *rv, void *userdata)
         (void) pthread_mutex_unlock(&inf->lock);
 
         /* fresh and old are this thread's own references from here. */
-        json_object_object_foreach(fresh, key, obj)
-        {
+        json_object_object_foreach(fresh, key, obj) {
                 json_object *prev = NULL;
                 if (!old || !json_object_object_get_ex(old, key, &prev)) {
                         if (inf->handlers.on_add)
@@ -73,8 +72,7 @@ static int on_list(json_object *items, const char *rv, void *userdata)
                 }
         }
         if (old) {
-                json_object_object_foreach(old, okey, oobj)
-                {
+                json_object_object_foreach(old, okey, oobj) {
                         if (!json_object_object_get_ex(fresh, okey, NULL) &&
                             inf->handlers.on_delete)
                                 inf->handlers.on_delete(okey, oobj, inf->userdata);
@@ -260,8 +258,7 @@ int k8s_informer_keys(K8sInformer *inf, char ***ret)
         char **v = calloc(n + 1, sizeof(char *));
         size_t i = 0;
         if (v) {
-                json_object_object_foreach(inf->cache, key, val)
-                {
+                json_object_object_foreach(inf->cache, key, val) {
                         (void) val;
                         v[i] = strdup(key);
                         if (!v[i])

@@ -9,8 +9,8 @@
 #include "sandpit/macro.h"
 
 static const char *const type_names[] = {
-        [K8S_WATCH_ADDED] = "ADDED",       [K8S_WATCH_MODIFIED] = "MODIFIED",
-        [K8S_WATCH_DELETED] = "DELETED",   [K8S_WATCH_BOOKMARK] = "BOOKMARK",
+        [K8S_WATCH_ADDED] = "ADDED",     [K8S_WATCH_MODIFIED] = "MODIFIED",
+        [K8S_WATCH_DELETED] = "DELETED", [K8S_WATCH_BOOKMARK] = "BOOKMARK",
         [K8S_WATCH_ERROR] = "ERROR",
 };
 

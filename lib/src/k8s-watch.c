@@ -29,8 +29,7 @@ struct K8sWatch {
 int k8s_watch_new(K8sClient *client, const K8sWatchOptions *opts, const K8sWatchOps *ops,
                   void *userdata, K8sWatch **ret)
 {
-        if (!client || !opts || !ops || !ret || !opts->resource.version ||
-            !opts->resource.resource)
+        if (!client || !opts || !ops || !ret || !opts->resource.version || !opts->resource.resource)
                 return -EINVAL;
         K8sWatch *w = calloc(1, sizeof(*w));
         if (!w)
@@ -136,8 +135,8 @@ static void backoff(K8sWatch *w, unsigned *attempt, int r, long retry_after_s)
         w->stats.last_error = r;
         w->stats.last_backoff_ms = ms;
         (void) pthread_mutex_unlock(&w->lock);
-        log_debug("k8s watch %s: %s; retrying in %ld ms", w->opts.resource.resource,
-                  strerror(-r), ms);
+        log_debug("k8s watch %s: %s; retrying in %ld ms", w->opts.resource.resource, strerror(-r),
+                  ms);
         sleep_ms(w, ms);
 }
 
@@ -274,9 +273,8 @@ int k8s_watch_run(K8sWatch *w)
                         attempt = 0;
                 }
 
-                long timeout_s = w->opts.timeout_s > 0
-                                         ? w->opts.timeout_s
-                                         : 300 + (long) (next_random(&w->seed) % 300);
+                long timeout_s = w->opts.timeout_s > 0 ? w->opts.timeout_s
+                                                       : 300 + (long) (next_random(&w->seed) % 300);
                 cleanup_free char *path = NULL;
                 r = watch_path(w, timeout_s, &path);
                 if (r < 0)

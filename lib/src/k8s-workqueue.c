@@ -333,9 +333,8 @@ int k8s_workqueue_get(K8sWorkQueue *q, long timeout_ms, char **ret)
                 }
                 if (q->n_heap > 0) {
                         uint64_t t = now(q);
-                        long due = q->heap[0].at > t
-                                           ? (long) ((q->heap[0].at - t + 999) / 1000)
-                                           : 0;
+                        long due =
+                                q->heap[0].at > t ? (long) ((q->heap[0].at - t + 999) / 1000) : 0;
                         if (wait_ms < 0 || due < wait_ms)
                                 wait_ms = due;
                 }

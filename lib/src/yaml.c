@@ -107,12 +107,11 @@ static int node_to_json(Converter *cv, yaml_node_t *n, unsigned depth, json_obje
                                 r = -EINVAL;
                                 break;
                         }
-                        r = node_to_json(cv, yaml_document_get_node(cv->doc, p->value),
-                                         depth + 1, &v);
+                        r = node_to_json(cv, yaml_document_get_node(cv->doc, p->value), depth + 1,
+                                         &v);
                         if (r < 0)
                                 break;
-                        if (json_object_object_add(o, (const char *) k->data.scalar.value, v) <
-                            0) {
+                        if (json_object_object_add(o, (const char *) k->data.scalar.value, v) < 0) {
                                 json_object_put(v);
                                 r = -ENOMEM;
                                 break;

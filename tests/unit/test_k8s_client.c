@@ -79,7 +79,8 @@ static void test_paths(void **state)
 
         check_path(&secrets, "default", "s1", NULL, "/api/v1/namespaces/default/secrets/s1");
         check_path(&secrets, NULL, NULL, NULL, "/api/v1/secrets");
-        check_path(&ns, "ignored", "kube-system", "status", "/api/v1/namespaces/kube-system/status");
+        check_path(&ns, "ignored", "kube-system", "status",
+                   "/api/v1/namespaces/kube-system/status");
         check_path(&sbx, "team-a", "box", "status",
                    "/apis/sandpit.dev/v1alpha1/namespaces/team-a/sandboxes/box/status");
         check_path(&sbx, "team-a", NULL, NULL,
@@ -88,8 +89,8 @@ static void test_paths(void **state)
                    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/sandboxes.sandpit.dev");
 
         /* a name must not leave its path segment or smuggle a query */
-        static const char *const bad[] = {"a/b", "..", ".", "a?watch=1", "a#b", "a%2f", "a b",
-                                          "a\nb", "", "a\\b"};
+        static const char *const bad[] = {"a/b",  "..",  ".",    "a?watch=1", "a#b",
+                                          "a%2f", "a b", "a\nb", "",          "a\\b"};
         char *p = NULL;
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 assert_int_equal(k8s_path(&secrets, "default", bad[i], NULL, &p), -EINVAL);

@@ -100,9 +100,8 @@ static void test_current_and_named_context(void **state)
         put("token", "  file-token\n");
         put("config", block_yaml);
 
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("config"), NULL, &cfg, err,
-                                                    sizeof(err)),
-                         0);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("config"), NULL, &cfg, err, sizeof(err)), 0);
         assert_string_equal(cfg->server, "https://127.0.0.1:6443");
         assert_string_equal(cfg->context, "dev");
         assert_string_equal(cfg->namespace, "team-a");
@@ -112,9 +111,8 @@ static void test_current_and_named_context(void **state)
         assert_null(cfg->cert);
         k8s_config_free(cfg);
 
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("config"), "prod", &cfg, err,
-                                                    sizeof(err)),
-                         0);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("config"), "prod", &cfg, err, sizeof(err)), 0);
         assert_string_equal(cfg->server, "https://[::1]:8443");
         assert_string_equal(cfg->namespace, "default");
         assert_memory_equal(cfg->ca, "CA!", 3);
@@ -123,17 +121,15 @@ static void test_current_and_named_context(void **state)
         assert_null(cfg->token);
         k8s_config_free(cfg);
 
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("config"), "tf", &cfg, err,
-                                                    sizeof(err)),
-                         0);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("config"), "tf", &cfg, err, sizeof(err)), 0);
         assert_null(cfg->token);
         assert_string_equal(cfg->token_file, path_of("token"));
         k8s_config_free(cfg);
 
         /* a context without a user: no credentials, still valid */
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("config"), "nouser", &cfg, err,
-                                                    sizeof(err)),
-                         0);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("config"), "nouser", &cfg, err, sizeof(err)), 0);
         assert_null(cfg->token);
         assert_null(cfg->cert);
         k8s_config_free(cfg);
@@ -159,8 +155,7 @@ static void test_kubeconfig_env_first_file(void **state)
         /* only the first file counts: a context from the second is not found */
         (void) snprintf(env, sizeof(env), "/nonexistent/first:%s", path_of("config"));
         assert_int_equal(setenv("KUBECONFIG", env, 1), 0);
-        assert_int_equal(k8s_config_from_kubeconfig(NULL, NULL, &cfg, err, sizeof(err)),
-                         -ENOENT);
+        assert_int_equal(k8s_config_from_kubeconfig(NULL, NULL, &cfg, err, sizeof(err)), -ENOENT);
         assert_non_null(strstr(err, "/nonexistent/first"));
         assert_int_equal(unsetenv("KUBECONFIG"), 0);
 }
@@ -199,8 +194,10 @@ static void test_refused(void **state)
                  "base64"},
                 {"{\"server\":\"https://h\",\"certificate-authority\":\"missing.crt\"}", "{}", NULL,
                  -ENOENT, "missing.crt"},
-                {"{\"server\":\"https://h\"}", "{\"client-certificate\":\"/nonexistent/c.crt\","
-                 "\"client-key-data\":\"UEVN\"}", NULL, -ENOENT, "/nonexistent/c.crt"},
+                {"{\"server\":\"https://h\"}",
+                 "{\"client-certificate\":\"/nonexistent/c.crt\","
+                 "\"client-key-data\":\"UEVN\"}",
+                 NULL, -ENOENT, "/nonexistent/c.crt"},
                 {"{\"server\":\"https://h\"}", "{\"client-certificate-data\":\"UEVN\"}", NULL,
                  -EINVAL, "needs its key"},
                 {"{\"server\":\"https://h\"}", "{\"tokenFile\":\"no-such-token\"}", NULL, -ENOENT,
@@ -209,7 +206,8 @@ static void test_refused(void **state)
                  -EOPNOTSUPP, "exec"},
                 {"{\"server\":\"https://h\"}", "{\"username\":\"a\",\"password\":\"b\"}", NULL,
                  -EOPNOTSUPP, "not supported"},
-                {"{\"server\":\"https://h\"}", "{\"token\":\"a\\nb\"}", NULL, -EINVAL, "line break"},
+                {"{\"server\":\"https://h\"}", "{\"token\":\"a\\nb\"}", NULL, -EINVAL,
+                 "line break"},
                 {"{\"server\":7}", "{}", NULL, -EINVAL, "no server"},
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -232,26 +230,26 @@ static void test_refused_files(void **state)
         assert_int_equal(k8s_config_from_kubeconfig(path_of("none"), NULL, &cfg, err, sizeof(err)),
                          -ENOENT);
         put("bad.yaml", "clusters: [unclosed\n");
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("bad.yaml"), NULL, &cfg, err,
-                                                    sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("bad.yaml"), NULL, &cfg, err, sizeof(err)),
+                -EINVAL);
         put("list.yaml", "- a\n- b\n");
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("list.yaml"), NULL, &cfg, err,
-                                                    sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("list.yaml"), NULL, &cfg, err, sizeof(err)),
+                -EINVAL);
         put("nocur.yaml", "clusters: []\n");
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("nocur.yaml"), NULL, &cfg, err,
-                                                    sizeof(err)),
-                         -ENOENT);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("nocur.yaml"), NULL, &cfg, err, sizeof(err)),
+                -ENOENT);
         assert_non_null(strstr(err, "no current-context"));
         put("empty-token", "\n \n");
         put("k2.yaml", "current-context: x\n"
                        "clusters: [{name: c, cluster: {server: 'https://h'}}]\n"
                        "users: [{name: u, user: {tokenFile: empty-token}}]\n"
                        "contexts: [{name: x, context: {cluster: c, user: u}}]\n");
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("k2.yaml"), NULL, &cfg, err,
-                                                    sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("k2.yaml"), NULL, &cfg, err, sizeof(err)),
+                -EINVAL);
         /* an alias bomb is refused, not expanded */
         put("bomb.yaml", "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
                          "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
@@ -260,9 +258,9 @@ static void test_refused_files(void **state)
                          "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
                          "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
                          "current-context: x\n");
-        assert_int_equal(k8s_config_from_kubeconfig(path_of("bomb.yaml"), NULL, &cfg, err,
-                                                    sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(
+                k8s_config_from_kubeconfig(path_of("bomb.yaml"), NULL, &cfg, err, sizeof(err)),
+                -EINVAL);
         assert_null(cfg);
 }
 

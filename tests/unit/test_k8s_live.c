@@ -396,8 +396,7 @@ static void test_fixture_kubeconfigs(void **state)
                 K8sClient *c = NULL;
                 json_object *o = NULL;
                 K8sError kerr;
-                int r = k8s_config_from_kubeconfig(info_str(keys[i]), NULL, &cfg, err,
-                                                   sizeof(err));
+                int r = k8s_config_from_kubeconfig(info_str(keys[i]), NULL, &cfg, err, sizeof(err));
                 if (r < 0)
                         fail_msg("%s: %d %s", keys[i], r, err);
                 assert_string_equal(cfg->server, info_str("url"));
@@ -580,9 +579,9 @@ static void test_crud_custom_resource(void **state)
 
         /* merge patch of status, then a JSON patch with a failing test op */
         json_object *mp = parse("{\"status\":{\"phase\":\"Paused\"}}");
-        assert_int_equal(k8s_patch(fx.c, &sandboxes, NULL, "box1", "status", K8S_PATCH_MERGE, mp,
-                                   &o, &err),
-                         0);
+        assert_int_equal(
+                k8s_patch(fx.c, &sandboxes, NULL, "box1", "status", K8S_PATCH_MERGE, mp, &o, &err),
+                0);
         json_object_put(mp);
         assert_true(json_object_object_get_ex(o, "status", &v));
         assert_true(json_object_object_get_ex(v, "nodeName", &v));
@@ -591,18 +590,17 @@ static void test_crud_custom_resource(void **state)
         json_object *jp = parse("[{\"op\":\"test\",\"path\":\"/metadata/labels/tier\","
                                 "\"value\":\"gold\"},{\"op\":\"add\",\"path\":"
                                 "\"/metadata/labels/x\",\"value\":\"y\"}]");
-        assert_int_equal(k8s_patch(fx.c, &sandboxes, NULL, "box1", NULL, K8S_PATCH_JSON, jp, &o,
-                                   &err),
-                         0);
+        assert_int_equal(
+                k8s_patch(fx.c, &sandboxes, NULL, "box1", NULL, K8S_PATCH_JSON, jp, &o, &err), 0);
         json_object_put(jp);
         assert_true(json_object_object_get_ex(o, "metadata", &v));
         assert_true(json_object_object_get_ex(v, "labels", &v));
         assert_true(json_object_object_get_ex(v, "x", NULL));
         json_object_put(o);
         jp = parse("[{\"op\":\"test\",\"path\":\"/metadata/labels/tier\",\"value\":\"silver\"}]");
-        assert_int_equal(k8s_patch(fx.c, &sandboxes, NULL, "box1", NULL, K8S_PATCH_JSON, jp, NULL,
-                                   &err),
-                         -EINVAL);
+        assert_int_equal(
+                k8s_patch(fx.c, &sandboxes, NULL, "box1", NULL, K8S_PATCH_JSON, jp, NULL, &err),
+                -EINVAL);
         assert_int_equal(err.status, 422);
         json_object_put(jp);
         /* strategic merge is for built-ins: a custom resource answers 415 */
@@ -614,9 +612,9 @@ static void test_crud_custom_resource(void **state)
 
         /* an immutable field (CEL rule) is refused with the rule's message */
         mp = parse("{\"spec\":{\"template\":\"other\"}}");
-        assert_int_equal(k8s_patch(fx.c, &sandboxes, NULL, "box1", NULL, K8S_PATCH_MERGE, mp, NULL,
-                                   &err),
-                         -EINVAL);
+        assert_int_equal(
+                k8s_patch(fx.c, &sandboxes, NULL, "box1", NULL, K8S_PATCH_MERGE, mp, NULL, &err),
+                -EINVAL);
         assert_string_equal(err.reason, "Invalid");
         assert_non_null(strstr(err.message, "template is immutable"));
         json_object_put(mp);
@@ -737,8 +735,8 @@ static void test_informer_events_in_order(void **state)
 
 static bool rv_reached(const K8sWatchStats *st, const void *arg)
 {
-        return st->bookmarks > 0 && strtoull(st->resource_version, NULL, 10) >=
-                                            strtoull((const char *) arg, NULL, 10);
+        return st->bookmarks > 0 &&
+               strtoull(st->resource_version, NULL, 10) >= strtoull((const char *) arg, NULL, 10);
 }
 
 static void test_bookmark_advances_resource_version(void **state)
@@ -882,8 +880,9 @@ static void test_relist_after_compaction(void **state)
 static void test_relist_on_410_event_and_status(void **state)
 {
         (void) state;
-        static const char *const how[] = {"/_admin/fail-next?verb=watch&code=410&count=1",
-                                          "/_admin/fail-next?verb=watch&code=410&count=1&as=status"};
+        static const char *const how[] = {
+                "/_admin/fail-next?verb=watch&code=410&count=1",
+                "/_admin/fail-next?verb=watch&code=410&count=1&as=status"};
         for (size_t i = 0; i < ARRAY_SIZE(how); i++) {
                 char ns[32], name[16];
                 Recorder rec;

@@ -53,7 +53,8 @@ static const char stream[] =
         "\"15\"}}}\n"
         "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":\"a\",\"resourceVersion\":"
         "\"16\"}}}\n"
-        "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\"}}\n";
+        "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\"}}"
+        "\n";
 
 static const char expected[] = "ADDED:10:a;MODIFIED:11:b\xc3\xa9\xc3\xa9;BOOKMARK:15:-;"
                                "DELETED:16:a;ERROR:410;";

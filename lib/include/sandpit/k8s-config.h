@@ -36,8 +36,8 @@ typedef struct K8sConfig {
  * without its key, a server that is not https://); -EPERM:
  * insecure-skip-tls-verify; -EOPNOTSUPP: exec or auth-provider plugins, basic
  * auth. errbuf (may be NULL) receives a one-line reason, never a secret. */
-int k8s_config_from_kubeconfig(const char *path, const char *context, K8sConfig **ret,
-                               char *errbuf, size_t errlen);
+int k8s_config_from_kubeconfig(const char *path, const char *context, K8sConfig **ret, char *errbuf,
+                               size_t errlen);
 
 /* The pod's service account: dir/token, dir/ca.crt, dir/namespace (dir NULL:
  * K8S_SERVICE_ACCOUNT_DIR) and https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.

@@ -10,10 +10,10 @@
 #define K8S_EVENT_NOTE_MAX 1024
 
 typedef struct {
-        const char *type;                 /* "Normal" or "Warning" */
-        const char *reason;               /* CamelCase: "Scheduled", "NoAgentWithRoom" */
-        const char *action;               /* what was done: "Schedule"; NULL: reason */
-        const char *note;                 /* for people; cut at K8S_EVENT_NOTE_MAX bytes (UTF-8 safe) */
+        const char *type;   /* "Normal" or "Warning" */
+        const char *reason; /* CamelCase: "Scheduled", "NoAgentWithRoom" */
+        const char *action; /* what was done: "Schedule"; NULL: reason */
+        const char *note;   /* for people; cut at K8S_EVENT_NOTE_MAX bytes (UTF-8 safe) */
         const char *reporting_controller; /* "sandpit.dev/operator" */
         const char *reporting_instance;   /* this replica, e.g. its pod name */
 } K8sEventInfo;
