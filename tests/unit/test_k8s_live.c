@@ -383,6 +383,11 @@ static bool wait_stats(K8sInformer *inf, StatsPred pred, const void *arg, K8sWat
         return false;
 }
 
+static bool failed_n(const K8sWatchStats *st, const void *arg)
+{
+        return st->failures >= (unsigned long) (uintptr_t) arg;
+}
+
 /* ------------------------------------------------------------ tests */
 
 static void test_fixture_kubeconfigs(void **state)
@@ -491,6 +496,40 @@ static void test_auth_and_tls_refusals(void **state)
 
         c = client_with(wrong_token);
         assert_int_equal(k8s_get(c, &namespaces, NULL, "default", &o, &err), -EACCES);
+        k8s_client_free(c);
+}
+
+static void closed_port(K8sConfig *cfg)
+{
+        free(cfg->server);
+        cfg->server = strdup("https://127.0.0.1:1");
+}
+
+/* Nobody listening: the request fails at once, the informer backs off and
+ * keeps trying (never synced) until it is stopped. */
+static void test_connection_refused_backs_off(void **state)
+{
+        (void) state;
+        K8sError err;
+        json_object *o = NULL;
+        K8sClient *c = client_with(closed_port);
+        assert_int_equal(k8s_get(c, &namespaces, NULL, "default", &o, &err), -ECONNREFUSED);
+        assert_int_equal(err.status, 0);
+        assert_true(k8s_errno_is_transient(-ECONNREFUSED));
+
+        K8sWatchOptions wo = {.resource = leases, .backoff_initial_ms = 10, .backoff_max_ms = 40};
+        K8sInformer *inf = NULL;
+        assert_int_equal(k8s_informer_new(c, &wo, &handlers, NULL, &inf), 0);
+        running[0] = inf;
+        assert_int_equal(k8s_informer_start(inf), 0);
+        K8sWatchStats st;
+        assert_true(wait_stats(inf, failed_n, (void *) (uintptr_t) 3, &st));
+        assert_int_equal(st.last_error, -ECONNREFUSED);
+        assert_true(st.last_backoff_ms <= 40);
+        assert_int_equal(st.lists, 0);
+        assert_false(k8s_informer_has_synced(inf));
+        assert_int_equal(k8s_informer_wait_synced(inf, 50), -ETIMEDOUT);
+        stop_informer(inf);
         k8s_client_free(c);
 }
 
@@ -905,10 +944,6 @@ static void test_relist_on_410_event_and_status(void **state)
         }
 }
 
-static bool failed_n(const K8sWatchStats *st, const void *arg)
-{
-        return st->failures >= (unsigned long) (uintptr_t) arg;
-}
 
 static void test_backoff_through_500_and_429(void **state)
 {
@@ -1013,6 +1048,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_fixture_kubeconfigs, stop_informers),
                 cmocka_unit_test_teardown(test_auth_and_tls_refusals, stop_informers),
+                cmocka_unit_test_teardown(test_connection_refused_backs_off, stop_informers),
                 cmocka_unit_test_teardown(test_crud_custom_resource, stop_informers),
                 cmocka_unit_test_teardown(test_pagination, stop_informers),
                 cmocka_unit_test_teardown(test_informer_events_in_order, stop_informers),
