@@ -944,7 +944,6 @@ static void test_relist_on_410_event_and_status(void **state)
         }
 }
 
-
 static void test_backoff_through_500_and_429(void **state)
 {
         (void) state;
