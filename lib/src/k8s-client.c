@@ -355,7 +355,11 @@ static int setup(K8sClient *c, CURL *h, const char *method, const char *url, con
         SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
         SETOPT(h, CURLOPT_URL, url);
         SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
         SETOPT(h, CURLOPT_PROTOCOLS_STR, "https");
+#else
+        SETOPT(h, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS);
+#endif
         SETOPT(h, CURLOPT_PROXY, ""); /* loopback and cluster addresses: no proxy */
         SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
         SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
