@@ -1,0 +1,217 @@
+/* The client's pure parts: status to errno, URL building (core and group
+ * resources, namespaced and cluster-scoped, names that would escape their
+ * path segment), query encoding, back-off bounds, object keys, Event shape. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sandpit/k8s-client.h"
+#include "sandpit/k8s-event.h"
+#include "sandpit/k8s-watch.h"
+#include "sandpit/macro.h"
+
+static void test_errno_mapping(void **state)
+{
+        (void) state;
+        static const struct {
+                long status;
+                const char *reason;
+                int r;
+        } cases[] = {
+                {200, NULL, 0},
+                {201, NULL, 0},
+                {400, "BadRequest", -EINVAL},
+                {401, "Unauthorized", -EACCES},
+                {403, "Forbidden", -EPERM},
+                {404, "NotFound", -ENOENT},
+                {405, NULL, -EOPNOTSUPP},
+                {409, "AlreadyExists", -EEXIST},
+                {409, "Conflict", -EBUSY},
+                {409, NULL, -EBUSY},
+                {410, "Expired", -ESTALE},
+                {410, "Gone", -ESTALE},
+                {413, NULL, -E2BIG},
+                {415, "UnsupportedMediaType", -EOPNOTSUPP},
+                {422, "Invalid", -EINVAL},
+                {429, "TooManyRequests", -EAGAIN},
+                {500, "InternalError", -EAGAIN},
+                {503, "ServiceUnavailable", -EAGAIN},
+                {504, "Timeout", -EAGAIN},
+                {501, NULL, -EOPNOTSUPP},
+                {302, NULL, -EPROTO},
+                {418, NULL, -EPROTO},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+                if (k8s_status_to_errno(cases[i].status, cases[i].reason) != cases[i].r)
+                        fail_msg("%ld %s: %d", cases[i].status, cases[i].reason,
+                                 k8s_status_to_errno(cases[i].status, cases[i].reason));
+        assert_true(k8s_errno_is_transient(-EAGAIN));
+        assert_true(k8s_errno_is_transient(-ECONNREFUSED));
+        assert_true(k8s_errno_is_transient(-ECONNRESET));
+        assert_false(k8s_errno_is_transient(-EBUSY));
+        assert_false(k8s_errno_is_transient(-ENOENT));
+        assert_false(k8s_errno_is_transient(-EKEYREJECTED));
+}
+
+static void check_path(const K8sResource *res, const char *ns, const char *name, const char *sub,
+                       const char *want)
+{
+        char *p = NULL;
+        assert_int_equal(k8s_path(res, ns, name, sub, &p), 0);
+        assert_string_equal(p, want);
+        free(p);
+}
+
+static void test_paths(void **state)
+{
+        (void) state;
+        const K8sResource secrets = {"", "v1", "secrets", true};
+        const K8sResource ns = {NULL, "v1", "namespaces", false};
+        const K8sResource sbx = {"sandpit.dev", "v1alpha1", "sandboxes", true};
+        const K8sResource crd = {"apiextensions.k8s.io", "v1", "customresourcedefinitions", false};
+
+        check_path(&secrets, "default", "s1", NULL, "/api/v1/namespaces/default/secrets/s1");
+        check_path(&secrets, NULL, NULL, NULL, "/api/v1/secrets");
+        check_path(&ns, "ignored", "kube-system", "status",
+                   "/api/v1/namespaces/kube-system/status");
+        check_path(&sbx, "team-a", "box", "status",
+                   "/apis/sandpit.dev/v1alpha1/namespaces/team-a/sandboxes/box/status");
+        check_path(&sbx, "team-a", NULL, NULL,
+                   "/apis/sandpit.dev/v1alpha1/namespaces/team-a/sandboxes");
+        check_path(&crd, NULL, "sandboxes.sandpit.dev", NULL,
+                   "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/sandboxes.sandpit.dev");
+
+        /* a name must not leave its path segment or smuggle a query */
+        static const char *const bad[] = {"a/b",  "..",  ".",    "a?watch=1", "a#b",
+                                          "a%2f", "a b", "a\nb", "",          "a\\b"};
+        char *p = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                assert_int_equal(k8s_path(&secrets, "default", bad[i], NULL, &p), -EINVAL);
+                assert_int_equal(k8s_path(&secrets, bad[i], "x", NULL, &p), -EINVAL);
+        }
+        assert_int_equal(k8s_path(&secrets, "default", NULL, "status", &p), -EINVAL);
+        assert_int_equal(k8s_path(&secrets, "default", "x", "../y", &p), -EINVAL);
+}
+
+static void test_query(void **state)
+{
+        (void) state;
+        char *u = strdup("/api/v1/secrets");
+        assert_non_null(u);
+        assert_int_equal(k8s_url_add_query(&u, "labelSelector", "app in (a,b),!x"), 0);
+        assert_int_equal(k8s_url_add_query(&u, "skip", NULL), 0);
+        assert_int_equal(k8s_url_add_query(&u, "continue", "eyJ2Ijo=&x=1"), 0);
+        assert_string_equal(u, "/api/v1/secrets?labelSelector=app%20in%20%28a%2Cb%29%2C%21x"
+                               "&continue=eyJ2Ijo%3D%26x%3D1");
+        free(u);
+}
+
+static void test_backoff_bounds(void **state)
+{
+        (void) state;
+        unsigned long seed = 42;
+        for (unsigned attempt = 0; attempt < 40; attempt++) {
+                long full = 100;
+                for (unsigned i = 0; i < attempt && full < 5000; i++)
+                        full *= 2;
+                if (full > 5000)
+                        full = 5000;
+                for (int n = 0; n < 50; n++) {
+                        long d = k8s_backoff_ms(100, 5000, attempt, 0, &seed);
+                        assert_true(d >= full / 2);
+                        assert_true(d < full || (full == 1 && d == 1));
+                }
+        }
+        /* jitter: not every delay the same */
+        long a = k8s_backoff_ms(1000, 1000, 0, 0, &seed);
+        int differ = 0;
+        for (int n = 0; n < 20; n++)
+                differ |= k8s_backoff_ms(1000, 1000, 0, 0, &seed) != a;
+        assert_true(differ);
+        /* Retry-After is a floor */
+        assert_true(k8s_backoff_ms(100, 5000, 0, 3, &seed) >= 3000);
+}
+
+static void test_obj_key(void **state)
+{
+        (void) state;
+        json_object *o = json_tokener_parse(
+                "{\"metadata\":{\"name\":\"n\",\"namespace\":\"ns\",\"resourceVersion\":\"7\","
+                "\"uid\":\"u-1\"}}");
+        char *k = NULL;
+        assert_int_equal(k8s_obj_key(o, &k), 0);
+        assert_string_equal(k, "ns/n");
+        free(k);
+        assert_string_equal(k8s_obj_resource_version(o), "7");
+        assert_string_equal(k8s_obj_uid(o), "u-1");
+        json_object_put(o);
+        o = json_tokener_parse("{\"metadata\":{\"name\":\"cluster-wide\"}}");
+        assert_int_equal(k8s_obj_key(o, &k), 0);
+        assert_string_equal(k, "cluster-wide");
+        free(k);
+        json_object_put(o);
+        o = json_tokener_parse("{\"metadata\":{}}");
+        assert_int_equal(k8s_obj_key(o, &k), -EINVAL);
+        json_object_put(o);
+}
+
+static void test_event_build(void **state)
+{
+        (void) state;
+        json_object *sbx = json_tokener_parse(
+                "{\"apiVersion\":\"sandpit.dev/v1alpha1\",\"kind\":\"Sandbox\",\"metadata\":{"
+                "\"name\":\"box\",\"namespace\":\"team-a\",\"uid\":\"u-9\","
+                "\"resourceVersion\":\"12\"}}");
+        char note[1500];
+        /* 1023 ASCII bytes then a 2-byte character: the cut may not split it */
+        memset(note, 'x', 1023);
+        memcpy(note + 1023, "\xc3\xa9yyyy", 7);
+        note[1030] = '\0';
+        K8sEventInfo info = {
+                .type = "Warning",
+                .reason = "NoAgentWithRoom",
+                .note = note,
+                .reporting_controller = "sandpit.dev/operator",
+                .reporting_instance = "op-0",
+        };
+        json_object *ev = NULL, *v = NULL, *ref = NULL;
+        assert_int_equal(k8s_event_build(sbx, &info, &ev), 0);
+        assert_true(json_object_object_get_ex(ev, "note", &v));
+        assert_int_equal(json_object_get_string_len(v), 1023);
+        assert_true(json_object_object_get_ex(ev, "action", &v));
+        assert_string_equal(json_object_get_string(v), "NoAgentWithRoom");
+        assert_true(json_object_object_get_ex(ev, "regarding", &ref));
+        assert_true(json_object_object_get_ex(ref, "uid", &v));
+        assert_string_equal(json_object_get_string(v), "u-9");
+        assert_true(json_object_object_get_ex(ref, "kind", &v));
+        assert_string_equal(json_object_get_string(v), "Sandbox");
+        assert_string_equal(k8s_obj_namespace(ev), "team-a");
+        assert_true(json_object_object_get_ex(ev, "eventTime", &v));
+        /* MicroTime: 2026-11-22T10:00:00.123456Z */
+        assert_int_equal(json_object_get_string_len(v), 27);
+        json_object_put(ev);
+
+        info.type = "Error";
+        assert_int_equal(k8s_event_build(sbx, &info, &ev), -EINVAL);
+        info.type = "Normal";
+        info.reporting_instance = NULL;
+        assert_int_equal(k8s_event_build(sbx, &info, &ev), -EINVAL);
+        json_object_put(sbx);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_query),         cmocka_unit_test(test_backoff_bounds),
+                cmocka_unit_test(test_obj_key),       cmocka_unit_test(test_event_build),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
