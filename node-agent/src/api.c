@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api-internal.h"
+#include "api-net.h"
 #include "exec.h"
 #include "initproto.h"
 #include "sandbox.h"
@@ -335,6 +336,8 @@ static const struct {
         ApiSubresourceHandler handler;
 } subresources[] = {
         {"timeout", handle_timeout},
+        {"network", api_net_handle_network},
+        {"ports", api_net_handle_ports},
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)

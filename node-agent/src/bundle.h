@@ -15,6 +15,7 @@ typedef struct {
         char **ro_binds;          /* NULL-terminated host paths bound read-only at the same path;
                                      may be NULL */
         const char *resolv_conf;  /* host file bound read-only at /etc/resolv.conf; NULL = none */
+        const char *netns_path;   /* network namespace to join; NULL = a new empty one */
 } BundleSpec;
 
 /* Builds the config document into *ret (the caller puts it). -EINVAL on a bad
