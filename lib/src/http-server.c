@@ -30,8 +30,14 @@ struct HttpServer {
         void *userdata;
 };
 
+typedef struct {
+        HttpUpgradeOps ops;
+        void *cls;
+} Upgrade;
+
 struct HttpRequest {
         HttpServer *server;
+        Upgrade *upgrade; /* set until the upgrade handler takes it */
         struct MHD_Connection *conn;
         bool tcp;
         const char *method;
@@ -102,6 +108,61 @@ int http_request_query_all(const HttpRequest *req, const char *key, char ***ret)
         }
         *ret = c.values;
         return 0;
+}
+
+typedef struct {
+        char **v;
+        size_t n;
+        bool oom;
+} PairCollect;
+
+static enum MHD_Result collect_pair(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+        PairCollect *c = cls;
+        (void) kind;
+        char **n = realloc(c->v, (c->n + 3) * sizeof(char *));
+        if (!n) {
+                c->oom = true;
+                return MHD_NO;
+        }
+        c->v = n;
+        c->v[c->n] = strdup(key ? key : "");
+        c->v[c->n + 1] = strdup(value ? value : "");
+        c->v[c->n + 2] = NULL;
+        c->n += 2;
+        if (!c->v[c->n - 2] || !c->v[c->n - 1]) {
+                c->oom = true;
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
+static int collect_pairs(const HttpRequest *req, enum MHD_ValueKind kind, char ***ret)
+{
+        PairCollect c = {0};
+        (void) MHD_get_connection_values(req->conn, kind, collect_pair, &c);
+        if (!c.oom && !c.v && !(c.v = calloc(1, sizeof(char *))))
+                c.oom = true;
+        if (c.oom) {
+                /* A failed strdup left a NULL inside: free the pairs one by one. */
+                for (size_t i = 0; c.v && i < c.n; i++)
+                        free(c.v[i]);
+                free(c.v);
+                return -ENOMEM;
+        }
+        *ret = c.v;
+        return 0;
+}
+
+int http_request_headers(const HttpRequest *req, char ***ret)
+{
+        return collect_pairs(req, MHD_HEADER_KIND, ret);
+}
+
+int http_request_args(const HttpRequest *req, char ***ret)
+{
+        return collect_pairs(req, MHD_GET_ARGUMENT_KIND, ret);
 }
 
 const char *http_request_body(const HttpRequest *req, size_t *ret_len)
@@ -193,6 +254,63 @@ void http_respond_json(HttpRequest *req, unsigned status, json_object *body)
                 (void) MHD_add_response_header(resp, "Content-Type", "application/json");
         }
         queue(req, status, resp);
+}
+
+static void add_headers(struct MHD_Response *resp, char *const *headers)
+{
+        for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+                (void) MHD_add_response_header(resp, headers[i], headers[i + 1]);
+}
+
+void http_respond_raw(HttpRequest *req, unsigned status, char *const *headers, char *body,
+                      size_t len)
+{
+        struct MHD_Response *resp =
+                body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+                     : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                free(body);
+        else
+                add_headers(resp, headers);
+        queue(req, status, resp);
+}
+
+/* Runs on the connection's thread (thread-per-connection), so it may block. */
+static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cls,
+                            const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                            struct MHD_UpgradeResponseHandle *urh)
+{
+        HttpRequest *req = con_cls;
+        (void) cls;
+        (void) conn;
+        Upgrade *u = req ? TAKE_PTR(req->upgrade) : NULL;
+        if (u) {
+                u->ops.run(u->cls, sock, extra_in, extra_in_size);
+                if (u->ops.destroy)
+                        u->ops.destroy(u->cls);
+                free(u);
+        }
+        (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,
+                          void *cls)
+{
+        Upgrade *u = malloc(sizeof(*u));
+        struct MHD_Response *resp = u ? MHD_create_response_for_upgrade(upgrade_handler, NULL)
+                                      : NULL;
+        if (!resp) {
+                free(u);
+                if (ops->destroy)
+                        ops->destroy(cls);
+                queue(req, 500, NULL);
+                return;
+        }
+        *u = (Upgrade){.ops = *ops, .cls = cls};
+        req->upgrade = u;
+        add_headers(resp, headers);
+        (void) MHD_add_response_header(resp, "Connection", "Upgrade");
+        queue(req, 101, resp);
 }
 
 void http_respond_empty(HttpRequest *req, unsigned status)
@@ -375,13 +493,18 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         HttpRequest *req = *con_cls;
         if (!req)
                 return;
+        if (req->upgrade) { /* the upgrade never happened */
+                if (req->upgrade->ops.destroy)
+                        req->upgrade->ops.destroy(req->upgrade->cls);
+                free(req->upgrade);
+        }
         free(req->body);
         free(req);
         *con_cls = NULL;
 }
 
 static const unsigned mhd_flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                  MHD_USE_POLL | MHD_USE_ERROR_LOG;
+                                  MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {

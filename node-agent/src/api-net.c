@@ -1,9 +1,12 @@
-/* /v1/sandboxes/{id}/network: read or replace the egress policy, live. */
+/* /v1/sandboxes/{id}/network: read or replace the egress policy, live;
+ * /v1/sandboxes/{id}/ports/{port}/...: the port proxy (net-proxy.c). */
 #include "api-net.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
+#include "net-proxy.h"
 #include "net.h"
 #include "sandbox.h"
 #include "sandpit/macro.h"
@@ -57,8 +60,28 @@ void api_net_handle_network(Agent *a, HttpRequest *req, const char *id, const ch
 
 void api_net_handle_ports(Agent *a, HttpRequest *req, const char *id, const char *rest)
 {
-        (void) a;
-        (void) id;
-        (void) rest;
-        http_respond_error(req, 501, "not yet");
+        /* rest is "/PORT" or "/PORT/path..." */
+        const char *p = rest + (*rest == '/');
+        size_t n = strcspn(p, "/");
+        unsigned port = 0;
+        bool ok = n >= 1 && n <= 5 && p[0] != '0';
+        for (size_t i = 0; ok && i < n; i++) {
+                ok = p[i] >= '0' && p[i] <= '9';
+                port = port * 10 + (unsigned) (p[i] - '0');
+        }
+        if (!ok || port > 65535) {
+                http_respond_error(req, 400, "the route is /v1/sandboxes/%s/ports/PORT/PATH with "
+                                   "PORT 1-65535", id);
+                return;
+        }
+        cleanup_free char *netns = NULL;
+        int r = sandbox_netns_path(a, id, &netns);
+        if (r == -ENOENT)
+                api_sandbox_not_found(req, id);
+        else if (r == -EBUSY)
+                http_respond_error(req, 409, "sandbox %s is not running", id);
+        else if (r < 0)
+                api_respond_errno(req, r, NULL, "cannot reach the sandbox");
+        else
+                net_proxy_http(req, netns, port, p + n);
 }

@@ -753,6 +753,26 @@ int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_objec
         return 0;
 }
 
+int sandbox_netns_path(Agent *a, const char *id, char **ret)
+{
+        int r = 0;
+        char *path = NULL;
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
+                r = -ENOENT;
+        else if (sb->state != SANDBOX_RUNNING)
+                r = -EBUSY;
+        else if (net_enabled(a->net))
+                r = (path = net_netns_path(sb->dir)) ? 0 : -ENOMEM;
+        else /* runc made it: init's, while init runs */
+                r = asprintf(&path, "/proc/%d/ns/net", (int) sb->init_pid) < 0 ? -ENOMEM : 0;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r == 0)
+                *ret = path;
+        return r;
+}
+
 /* Serialises policy updates, so the rules in force and the persisted policy
  * always come from the same request. */
 static pthread_mutex_t network_update_lock = PTHREAD_MUTEX_INITIALIZER;

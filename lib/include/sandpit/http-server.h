@@ -36,6 +36,10 @@ const char *http_request_query(const HttpRequest *req, const char *key);
 /* Every value of a repeated query parameter; NULL-terminated strv, caller frees. */
 int http_request_query_all(const HttpRequest *req, const char *key, char ***ret);
 const char *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* Every request header, or every query argument, as a NULL-terminated strv
+ * of alternating names and values (a valueless argument has ""); caller frees. */
+int http_request_headers(const HttpRequest *req, char ***ret);
+int http_request_args(const HttpRequest *req, char ***ret);
 /* Parses the body as a JSON object (an empty body is an error). On failure
  * answers 400 itself and returns a negative errno. */
 int http_request_parse_json(HttpRequest *req, json_object **ret);
@@ -48,6 +52,23 @@ void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 /* Maps a negative errno to the status conventions of the APIs (docs/agent-api.md). */
 unsigned http_status_from_errno(int r);
+
+/* Any status with the given headers (alternating names and values, may be
+ * NULL) and body; takes ownership of body (malloc'd, may be NULL). */
+void http_respond_raw(HttpRequest *req, unsigned status, char *const *headers, char *body,
+                      size_t len);
+
+/* 101 Switching Protocols with the given headers ("Connection: Upgrade" is
+ * added), then run() gets the client's socket for another protocol, on the
+ * connection's own thread: it may block, must not close fd, and gets the bytes
+ * the client sent early in extra. destroy() runs once, after run() or when the
+ * upgrade never happened. */
+typedef struct {
+        void (*run)(void *cls, int fd, const char *extra, size_t extra_len);
+        void (*destroy)(void *cls);
+} HttpUpgradeOps;
+void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,
+                          void *cls);
 
 /* A streamed response. read() fills buf and returns the byte count, 0 at the
  * end of the stream, or a negative errno to abort the connection. It may
