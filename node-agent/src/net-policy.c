@@ -520,13 +520,15 @@ int net_render_table(const NetTableCtx *t, char **buf)
                 /* To a sandbox: only replies to what it started. */
                 "add rule ip %s forward oifname \"%s*\" ct state established,related accept\n"
                 "add rule ip %s forward oifname \"%s*\" drop\n"
-                /* The node itself (every address, the agent's port) is never reachable. */
+                /* The node itself (every address, the agent's port) is never reachable;
+                 * only replies to what the node started get in. */
                 "add chain ip %s input { type filter hook input priority filter; policy accept; }\n"
+                "add rule ip %s input iifname \"%s*\" ct state established,related accept\n"
                 "add rule ip %s input iifname \"%s*\" drop\n"
                 "add rule ip %s input ip saddr %s drop\n"
                 "add chain ip %s postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
                 "add rule ip %s postrouting ip saddr %s oifname != \"%s*\" masquerade\n",
-                T, T, T, T, P, T, cidr, T, P, T, P, T, T, P, T, cidr, T, T, cidr, P);
+                T, T, T, T, P, T, cidr, T, P, T, P, T, T, P, T, P, T, cidr, T, T, cidr, P);
 }
 
 int net_render_sandbox_add(const NetPolicy *p, const NetChainCtx *c, char **buf)
