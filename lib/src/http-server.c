@@ -297,8 +297,8 @@ void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgr
                           void *cls)
 {
         Upgrade *u = malloc(sizeof(*u));
-        struct MHD_Response *resp = u ? MHD_create_response_for_upgrade(upgrade_handler, NULL)
-                                      : NULL;
+        struct MHD_Response *resp =
+                u ? MHD_create_response_for_upgrade(upgrade_handler, NULL) : NULL;
         if (!resp) {
                 free(u);
                 if (ops->destroy)

@@ -70,8 +70,10 @@ void api_net_handle_ports(Agent *a, HttpRequest *req, const char *id, const char
                 port = port * 10 + (unsigned) (p[i] - '0');
         }
         if (!ok || port > 65535) {
-                http_respond_error(req, 400, "the route is /v1/sandboxes/%s/ports/PORT/PATH with "
-                                   "PORT 1-65535", id);
+                http_respond_error(req, 400,
+                                   "the route is /v1/sandboxes/%s/ports/PORT/PATH with "
+                                   "PORT 1-65535",
+                                   id);
                 return;
         }
         cleanup_free char *netns = NULL;

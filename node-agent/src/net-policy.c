@@ -169,11 +169,16 @@ static int port_from_json(json_object *v, uint16_t *lo, uint16_t *hi)
         }
         if (!json_object_is_type(v, json_type_string))
                 return -EINVAL;
-        unsigned a = 0, b = 0;
-        int used = 0;
-        const char *s = json_object_get_string(v);
-        if (sscanf(s, "%5u-%5u%n", &a, &b, &used) != 2 || s[used] || a < 1 || b > 65535 ||
-            a > b || s[0] < '0' || s[0] > '9')
+        const char *str = json_object_get_string(v);
+        char *end = NULL;
+        if (str[0] < '0' || str[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        unsigned long a = strtoul(str, &end, 10), b = 0;
+        if (errno || *end != '-' || end[1] < '0' || end[1] > '9')
+                return -EINVAL;
+        b = strtoul(end + 1, &end, 10);
+        if (errno || *end || a < 1 || b > 65535 || a > b)
                 return -EINVAL;
         *lo = (uint16_t) a;
         *hi = (uint16_t) b;
@@ -191,8 +196,7 @@ static int rule_from_json(json_object *o, const char *list, NetRule *r, char *er
         json_object_object_foreach(o, key, val) {
                 if (streq(key, "cidr")) {
                         if (!json_object_is_type(val, json_type_string) ||
-                            net_cidr_parse(json_object_get_string(val), &r->addr, &r->prefix) <
-                                    0) {
+                            net_cidr_parse(json_object_get_string(val), &r->addr, &r->prefix) < 0) {
                                 (void) snprintf(err, errlen,
                                                 "network.%s: cidr must be an IPv4 address or "
                                                 "CIDR like \"198.18.0.0/15\" (no host bits set)",
@@ -201,10 +205,9 @@ static int rule_from_json(json_object *o, const char *list, NetRule *r, char *er
                         }
                         have_cidr = true;
                 } else if (streq(key, "protocol")) {
-                        const char *p =
-                                json_object_is_type(val, json_type_string)
-                                        ? json_object_get_string(val)
-                                        : "";
+                        const char *p = json_object_is_type(val, json_type_string)
+                                                ? json_object_get_string(val)
+                                                : "";
                         if (streq(p, "tcp"))
                                 r->proto = NET_PROTO_TCP;
                         else if (streq(p, "udp"))
@@ -433,8 +436,8 @@ static void ports_expr(const NetRule *r, const char *proto, char *out, size_t le
                         used += (size_t) snprintf(out + used, len - used, "%s%u", k ? ", " : "",
                                                   r->port_lo[k]);
                 else
-                        used += (size_t) snprintf(out + used, len - used, "%s%u-%u",
-                                                  k ? ", " : "", r->port_lo[k], r->port_hi[k]);
+                        used += (size_t) snprintf(out + used, len - used, "%s%u-%u", k ? ", " : "",
+                                                  r->port_lo[k], r->port_hi[k]);
         }
         if (used < len)
                 (void) snprintf(out + used, len - used, " }");
@@ -447,8 +450,8 @@ static int render_rule(const NetChainCtx *c, const NetRule *r, const char *verdi
         net_cidr_format(r->addr, r->prefix, cidr, sizeof(cidr));
         static const char *const both[] = {"tcp", "udp"};
         if (r->proto == NET_PROTO_ANY && !r->nports)
-                return appendf(buf, "add rule ip %s %s ip daddr %s %s\n", c->table, c->chain,
-                               cidr, verdict);
+                return appendf(buf, "add rule ip %s %s ip daddr %s %s\n", c->table, c->chain, cidr,
+                               verdict);
         for (size_t i = 0; i < ARRAY_SIZE(both); i++) {
                 if ((r->proto == NET_PROTO_TCP && i == 1) || (r->proto == NET_PROTO_UDP && i == 0))
                         continue;
@@ -471,7 +474,9 @@ int net_render_chain_rules(const NetPolicy *p, const NetChainCtx *c, char **buf)
                 return r < 0 ? r : appendf(buf, "add rule ip %s %s drop\n", c->table, c->chain);
         if (c->dns) {
                 net_addr_format(c->dns, dns, sizeof(dns));
-                r = appendf(buf, "add rule ip %s %s ip daddr %s meta l4proto { tcp, udp } th dport 53 accept\n",
+                r = appendf(buf,
+                            "add rule ip %s %s ip daddr %s meta l4proto { tcp, udp } th dport 53 "
+                            "accept\n",
                             c->table, c->chain, dns);
                 if (r < 0)
                         return r;
@@ -513,7 +518,8 @@ int net_render_table(const NetTableCtx *t, char **buf)
                 buf,
                 "add map ip %s sandboxes { type ifname : verdict; }\n"
                 /* From a sandbox: its own chain decides; an unknown veth is dropped. */
-                "add chain ip %s forward { type filter hook forward priority filter; policy accept; }\n"
+                "add chain ip %s forward { type filter hook forward priority filter; policy "
+                "accept; }\n"
                 "add rule ip %s forward iifname vmap @sandboxes\n"
                 "add rule ip %s forward iifname \"%s*\" drop\n"
                 "add rule ip %s forward ip saddr %s drop\n"
@@ -526,7 +532,8 @@ int net_render_table(const NetTableCtx *t, char **buf)
                 "add rule ip %s input iifname \"%s*\" ct state established,related accept\n"
                 "add rule ip %s input iifname \"%s*\" drop\n"
                 "add rule ip %s input ip saddr %s drop\n"
-                "add chain ip %s postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+                "add chain ip %s postrouting { type nat hook postrouting priority srcnat; policy "
+                "accept; }\n"
                 "add rule ip %s postrouting ip saddr %s oifname != \"%s*\" masquerade\n",
                 T, T, T, T, P, T, cidr, T, P, T, P, T, T, P, T, P, T, cidr, T, T, cidr, P);
 }

@@ -37,10 +37,18 @@ static void curl_init(void)
 /* Hop-by-hop headers (RFC 9110 7.6.1) and ours: never forwarded. */
 static bool hop_header(const char *name)
 {
-        static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                          "proxy-authorization", "te", "trailer",
-                                          "transfer-encoding", "upgrade", "authorization",
-                                          "host", "content-length", "expect"};
+        static const char *const hop[] = {"connection",
+                                          "keep-alive",
+                                          "proxy-connection",
+                                          "proxy-authorization",
+                                          "te",
+                                          "trailer",
+                                          "transfer-encoding",
+                                          "upgrade",
+                                          "authorization",
+                                          "host",
+                                          "content-length",
+                                          "expect"};
         for (size_t i = 0; i < ARRAY_SIZE(hop); i++)
                 if (strcasecmp(name, hop[i]) == 0)
                         return true;
@@ -94,7 +102,8 @@ static char *target_of(HttpRequest *req, CURL *c, const char *path)
         return out;
 }
 
-/* --- plain requests through libcurl (it connects the socket we give it)  ----------------------------------------- */
+/* --- plain requests through libcurl (it connects the socket we give it)
+ * ----------------------------------------- */
 
 typedef struct {
         int fd; /* handed to curl once */
@@ -250,8 +259,8 @@ static void proxy_plain(HttpRequest *req, int fd, unsigned port, const char *pat
 /* --- upgrades ----------------------------------------------------------------- */
 
 typedef struct {
-        int fd;          /* to the sandbox's server */
-        char *pending;   /* bytes the server sent after its response head */
+        int fd;        /* to the sandbox's server */
+        char *pending; /* bytes the server sent after its response head */
         size_t npending;
 } Tunnel;
 
@@ -367,15 +376,17 @@ static void proxy_upgrade(HttpRequest *req, int fd, unsigned port, const char *p
         cleanup_free char *buf = malloc(MAX_HEAD);
         size_t len = 0;
         ssize_t hl = buf ? read_head(sfd, buf, MAX_HEAD, &len) : -ENOMEM;
-        unsigned status = 0;
-        if (hl < 0 || sscanf(buf, "HTTP/1.%*c %3u", &status) != 1) {
+        unsigned long status = 0;
+        if (hl >= 12 && strncmp(buf, "HTTP/1.", 7) == 0 && buf[8] == ' ')
+                status = strtoul(buf + 9, NULL, 10);
+        if (hl < 0 || status < 100 || status > 999) {
                 http_respond_error(req, 502, "port %u in the sandbox answered no HTTP response",
                                    port);
                 return;
         }
         if (status != 101) {
                 http_respond_error(req, 502,
-                                   "port %u in the sandbox refused the upgrade (status %u)", port,
+                                   "port %u in the sandbox refused the upgrade (status %lu)", port,
                                    status);
                 return;
         }

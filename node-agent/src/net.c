@@ -3,12 +3,13 @@
 #include "net.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <nftables/libnftables.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <nftables/libnftables.h>
+#include <unistd.h>
 
 #include "net-link.h"
 #include "sandpit/log.h"
@@ -219,11 +220,9 @@ int net_manager_new(const NetConfig *cfg, const char *state_dir, NetManager **re
         (void) nft_ctx_buffer_output(m->nft);
         (void) nft_ctx_buffer_error(m->nft);
         /* The node routes the sandboxes' traffic. */
-        if ((r = write_file_atomic("/proc/sys/net/ipv4/ip_forward", "1\n", 2, 0644)) < 0) {
-                FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "we");
-                if (!f || fputs("1\n", f) < 0 || fclose(f) != 0)
-                        return log_error_errno(-EIO, "cannot enable IPv4 forwarding");
-        }
+        cleanup_close int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "1\n", 2) != 2)
+                return log_error_errno(negative_errno(), "cannot enable IPv4 forwarding");
         return 0;
 }
 
@@ -278,6 +277,7 @@ int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetP
                       NetSandboxInfo *ret)
 {
         NetSandboxInfo info = {0};
+        cleanup_free char *cmds = NULL;
         if (!net_enabled(m)) {
                 *ret = info;
                 return 0;
@@ -309,7 +309,6 @@ int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetP
         }
         if (m->dns && (r = write_resolv(dir, m->dns, &info.resolv_path)) < 0)
                 goto fail;
-        cleanup_free char *cmds = NULL;
         NetChainCtx c = chain_ctx(m, id, ip, chain, sizeof(chain), ifname);
         if ((r = net_render_sandbox_add(p, &c, &cmds)) < 0)
                 goto fail;
@@ -462,12 +461,11 @@ int net_recover(NetManager *m, const NetAdopted *adopted, size_t n)
         cleanup_strv char **links = NULL;
         if (net_link_list(IF_PREFIX, &links) == 0)
                 STRV_FOREACH(name, links) {
-                        unsigned ip = 0;
-                        int used = 0;
+                        const char *hex = *name + strlen(IF_PREFIX);
+                        char *end = NULL;
                         bool leased = false;
-                        if (sscanf(*name + strlen(IF_PREFIX), "%8x%n", &ip, &used) != 1 ||
-                            (*name)[strlen(IF_PREFIX) + (size_t) used] ||
-                            !net_pool_contains(&m->pool, ip))
+                        uint32_t ip = (uint32_t) strtoul(hex, &end, 16);
+                        if (strlen(hex) != 8 || *end || !net_pool_contains(&m->pool, ip))
                                 continue;
                         for (size_t i = 0; i < m->nleases; i++)
                                 leased |= m->leases[i].ip == ip;

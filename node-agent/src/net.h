@@ -29,9 +29,9 @@ bool net_enabled(const NetManager *m);
 int net_check_policy(const NetManager *m, const NetPolicy *p, char *err, size_t errlen);
 
 typedef struct {
-        uint32_t ip;        /* 0 when networking is off */
-        char *netns_path;   /* for the OCI config; NULL: the runtime makes one */
-        char *resolv_path;  /* bound at /etc/resolv.conf; NULL: none */
+        uint32_t ip;       /* 0 when networking is off */
+        char *netns_path;  /* for the OCI config; NULL: the runtime makes one */
+        char *resolv_path; /* bound at /etc/resolv.conf; NULL: none */
 } NetSandboxInfo;
 void net_sandbox_info_done(NetSandboxInfo *i);
 

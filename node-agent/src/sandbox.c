@@ -787,12 +787,11 @@ int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object
         (void) pthread_mutex_lock(&a->lock);
         Sandbox *sb = find_locked(a, id);
         r = !sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING ? -ENOENT
-            : sb->state != SANDBOX_RUNNING                                       ? -EBUSY
-                                                                                 : 0;
+            : sb->state != SANDBOX_RUNNING                                        ? -EBUSY
+                                                                                  : 0;
         (void) pthread_mutex_unlock(&a->lock);
         if (r == 0 && (r = net_sandbox_set_policy(a->net, id, policy)) < 0)
-                (void) snprintf(err, errlen, "cannot apply the network policy: %s",
-                                strerror(-r));
+                (void) snprintf(err, errlen, "cannot apply the network policy: %s", strerror(-r));
         json_object *o = NULL;
         if (r == 0) {
                 (void) pthread_mutex_lock(&a->lock);

@@ -2,6 +2,7 @@
  * rendered commands are also checked by libnftables itself, in dry-run mode
  * (nothing is committed), when running as root. */
 #include <errno.h>
+#include <nftables/libnftables.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <nftables/libnftables.h>
 
 #include "net-policy.h"
 
@@ -33,10 +33,17 @@ static void test_cidr_parse(void **state)
         assert_int_equal(p, 32);
         assert_int_equal(net_cidr_parse("0.0.0.0/0", &a, &p), 0);
         assert_int_equal(p, 0);
-        static const char *const bad[] = {"198.18.0.1/15", "198.18.0.0/33", "198.18.0.0/",
-                                          "198.18.0.0/-1", "198.18.0/16",   "x",
-                                          "",              "1.2.3.4/8a",    "1.2.3.4/ 8",
-                                          "::1/128",       "1.2.3.4/008"};
+        static const char *const bad[] = {"198.18.0.1/15",
+                                          "198.18.0.0/33",
+                                          "198.18.0.0/",
+                                          "198.18.0.0/-1",
+                                          "198.18.0/16",
+                                          "x",
+                                          "",
+                                          "1.2.3.4/8a",
+                                          "1.2.3.4/ 8",
+                                          "::1/128",
+                                          "1.2.3.4/008"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(net_cidr_parse(bad[i], &a, &p), -EINVAL);
         char buf[32];
@@ -121,7 +128,8 @@ static void test_policy_json(void **state)
         assert_int_equal(p.allow[0].port_lo[1], 8000);
         assert_int_equal(p.allow[0].port_hi[1], 8080);
         json_object *o = net_policy_to_json(&p);
-        assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+        assert_string_equal(json_object_to_json_string_ext(
+                                    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
                             "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"198.18.1.0/24\","
                             "\"protocol\":\"tcp\",\"ports\":[80,\"8000-8080\"]}]}");
         /* Round trip: what is persisted parses back to the same. */
@@ -143,10 +151,13 @@ static void test_policy_json(void **state)
                 "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.2.3.4/8\"}]}",
                 "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"ports\":[0]}]}",
                 "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"ports\":[65536]}]}",
-                "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"ports\":[\"9-8\"]}]}",
-                "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"ports\":[\"8-9x\"]}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/"
+                "8\",\"ports\":[\"9-8\"]}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/"
+                "8\",\"ports\":[\"8-9x\"]}]}",
                 "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"ports\":80}]}",
-                "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"protocol\":\"icmp\"}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/"
+                "8\",\"protocol\":\"icmp\"}]}",
                 "{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"1.0.0.0/8\",\"x\":1}]}",
                 "{\"egress\":\"deny\",\"other\":1}",
         };
@@ -210,9 +221,9 @@ static void test_render_allow_with_deny(void **state)
         (void) state;
         char err[256];
         NetPolicy p;
-        assert_int_equal(policy("{\"egress\":\"allow\",\"deny\":[{\"cidr\":\"203.0.113.0/24\"}]}",
-                                &p, err),
-                         0);
+        assert_int_equal(
+                policy("{\"egress\":\"allow\",\"deny\":[{\"cidr\":\"203.0.113.0/24\"}]}", &p, err),
+                0);
         char *buf = NULL;
         assert_int_equal(net_render_sandbox_update(&p, &chain, &buf), 0);
         const char *want = "flush chain ip sandpit sbx-abc\n"
