@@ -325,10 +325,25 @@ fail:
         return r;
 }
 
+/* The namespace's bind mount, whether or not networking is on now (an agent
+ * restarted without --sandbox-cidr still removes what it made before). */
+static int remove_netns(const char *id, const char *dir)
+{
+        if (!dir)
+                return 0;
+        cleanup_free char *ns = net_netns_path(dir);
+        if (!ns)
+                return -ENOMEM;
+        int r = netns_remove(ns);
+        if (r < 0)
+                log_error_errno(r, "sandbox %s: cannot remove %s", id, ns);
+        return r;
+}
+
 int net_sandbox_teardown(NetManager *m, const char *id, const char *dir)
 {
         if (!net_enabled(m))
-                return 0;
+                return remove_netns(id, dir);
         int ret = 0, r;
         (void) pthread_mutex_lock(&m->lock);
         Lease *l = lease_find(m, id);
@@ -354,15 +369,8 @@ int net_sandbox_teardown(NetManager *m, const char *id, const char *dir)
                         ret = r;
                 }
         }
-        if (dir) {
-                cleanup_free char *ns = net_netns_path(dir);
-                if (!ns)
-                        return -ENOMEM;
-                if ((r = netns_remove(ns)) < 0) {
-                        log_error_errno(r, "sandbox %s: cannot remove %s", id, ns);
-                        ret = r;
-                }
-        }
+        if ((r = remove_netns(id, dir)) < 0)
+                ret = r;
         if (ret == 0 && l) {
                 (void) pthread_mutex_lock(&m->lock);
                 if ((l = lease_find(m, id))) {
