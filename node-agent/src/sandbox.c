@@ -571,7 +571,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
 
         const char *id = sb->spec.id;
         const char *step = "prepare";
-        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_files = 0, t_run = 0;
+        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL;
         NetSandboxInfo net = {0};
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
@@ -606,6 +606,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if ((r = net_sandbox_setup(a->net, id, sb->dir, &sb->spec.network, &net)) < 0)
                 goto fail;
         sb->ip = net.ip;
+        t_net = now_monotonic_us();
         step = "write the OCI bundle";
         BundleSpec bs = {.id = id,
                          .rootfs = rootfs,
@@ -672,11 +673,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s in %.1f ms",
                 sb->spec.template_name, (double) (t_end - t0) / 1000.0);
         log_sbx(LOG_LEVEL_DEBUG, id, 0,
-                "create steps (ms): dirs+cgroup %.1f, mounts %.1f, bundle+state %.1f, runtime run "
-                "%.1f, init ready %.1f",
+                "create steps (ms): dirs+cgroup %.1f, mounts %.1f, network %.1f, bundle+state "
+                "%.1f, "
+                "runtime run %.1f, init ready %.1f",
                 (double) (t_cg - t0) / 1000.0, (double) (t_mount - t_cg) / 1000.0,
-                (double) (t_files - t_mount) / 1000.0, (double) (t_run - t_files) / 1000.0,
-                (double) (t_end - t_run) / 1000.0);
+                (double) (t_net - t_mount) / 1000.0, (double) (t_files - t_net) / 1000.0,
+                (double) (t_run - t_files) / 1000.0, (double) (t_end - t_run) / 1000.0);
         *ret_obj = o;
         return 0;
 
