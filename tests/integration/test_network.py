@@ -531,6 +531,10 @@ def test_restart_keeps_leases_and_rules(lab, net):
     assert net.get(f"/v1/sandboxes/{gone['id']}").status == 404
     assert lease_of(lab, sb["id"]) == sb["network"]["ip"] and lease_of(lab, gone["id"]) is None
     assert veths(lab) == ["spx%08x" % int.from_bytes(socket.inet_aton(sb["network"]["ip"]), "big")]
+    table = json.loads(a.in_node("nft", "-j", "list", "table", "ip", a.net_table).stdout)["nftables"]
+    chains = sorted(o["chain"]["name"] for o in table if "chain" in o and o["chain"]["name"].startswith("sbx-"))
+    assert chains == [f"sbx-{sb['id']}"], chains
+    assert not (a.state_dir / "sandboxes" / gone["id"]).exists()
     assert probe(net, sb["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002") == {
         f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False}
     # A new sandbox does not get the kept lease.
