@@ -393,8 +393,8 @@ static void stream_free(void *cls)
         free(s);
 }
 
-void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
-                         const HttpStreamOps *ops, void *cls)
+static void respond_stream(HttpRequest *req, unsigned status, const char *content_type,
+                           char *const *headers, const HttpStreamOps *ops, void *cls)
 {
         Stream *s = malloc(sizeof(*s));
         if (!s) {
@@ -413,9 +413,24 @@ void http_respond_stream(HttpRequest *req, unsigned status, const char *content_
                 queue(req, status, NULL);
                 return;
         }
-        (void) MHD_add_response_header(resp, "Content-Type", content_type);
-        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (content_type) {
+                (void) MHD_add_response_header(resp, "Content-Type", content_type);
+                (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        }
+        add_headers(resp, headers);
         queue(req, status, resp);
+}
+
+void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
+                         const HttpStreamOps *ops, void *cls)
+{
+        respond_stream(req, status, content_type, NULL, ops, cls);
+}
+
+void http_respond_stream_headers(HttpRequest *req, unsigned status, char *const *headers,
+                                 const HttpStreamOps *ops, void *cls)
+{
+        respond_stream(req, status, NULL, headers, ops, cls);
 }
 
 static bool token_ok(const HttpServer *s, struct MHD_Connection *conn)

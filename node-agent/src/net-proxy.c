@@ -23,10 +23,10 @@
 #include "net-link.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
-#define MAX_RESPONSE ((size_t) 64 << 20) /* buffered; see docs/networking.md */
-#define MAX_HEAD     ((size_t) 64 << 10)
-#define TIMEOUT_S    300L
+#define MAX_HEAD       ((size_t) 64 << 10)
+#define HEAD_TIMEOUT_S 300
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init(void)
@@ -102,17 +102,26 @@ static char *target_of(HttpRequest *req, CURL *c, const char *path)
         return out;
 }
 
-/* --- plain requests through libcurl (it connects the socket we give it)
- * ----------------------------------------- */
+/* --- plain requests through libcurl (it connects the socket we give it) -- */
 
+/* One transfer, driven by curl's multi interface from the connection's
+ * thread: first until the response head is in, then, as the stream's reader,
+ * whenever the client wants more body. At most BODY_HIGH bytes wait here:
+ * beyond that the transfer pauses, so a large download is never held whole. */
 typedef struct {
-        int fd; /* handed to curl once */
-        char *body;
-        size_t len;
-        bool too_big;
+        CURL *c;
+        CURLM *m;
+        struct curl_slist *hdrs;
+        int fd;         /* handed to curl once */
         char **headers; /* alternating names and values */
         size_t nheaders;
+        bool head_done, done, paused;
+        CURLcode result;
+        char *buf;
+        size_t len, off;
 } Transfer;
+
+#define BODY_HIGH ((size_t) 1 << 20)
 
 static curl_socket_t open_socket(void *cls, curlsocktype purpose, struct curl_sockaddr *addr)
 {
@@ -126,17 +135,28 @@ static size_t on_body(char *data, size_t size, size_t n, void *cls)
 {
         Transfer *t = cls;
         size_t k = size * n;
-        if (t->len + k > MAX_RESPONSE) {
-                t->too_big = true;
-                return 0;
+        if (t->len - t->off >= BODY_HIGH) {
+                t->paused = true;
+                return CURL_WRITEFUNC_PAUSE; /* curl keeps the data and offers it again */
         }
-        char *b = realloc(t->body, t->len + k + 1);
+        if (t->off && t->off == t->len)
+                t->off = t->len = 0;
+        char *b = realloc(t->buf, t->len + k + 1);
         if (!b)
                 return 0;
         memcpy(b + t->len, data, k);
-        t->body = b;
+        t->buf = b;
         t->len += k;
         return k;
+}
+
+static void headers_clear(Transfer *t)
+{
+        for (size_t i = 0; i < t->nheaders; i++)
+                free(t->headers[i]);
+        if (t->headers)
+                t->headers[0] = NULL;
+        t->nheaders = 0;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *cls)
@@ -144,10 +164,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *cls)
         Transfer *t = cls;
         size_t k = size * n;
         if (k >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-                /* A new response (after a 100 Continue): forget the old headers. */
-                for (size_t i = 0; i < t->nheaders; i++)
-                        free(t->headers[i]);
-                t->nheaders = 0;
+                headers_clear(t); /* a new response, e.g. after 100 Continue */
+                return k;
+        }
+        if (k <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+                long status = 0;
+                (void) curl_easy_getinfo(t->c, CURLINFO_RESPONSE_CODE, &status);
+                if (status >= 200)
+                        t->head_done = true;
                 return k;
         }
         const char *colon = memchr(data, ':', k);
@@ -179,16 +203,85 @@ static size_t on_header(char *data, size_t size, size_t n, void *cls)
         return h[t->nheaders - 1] ? k : 0;
 }
 
+static void transfer_free(void *cls)
+{
+        Transfer *t = cls;
+        if (t->m && t->c)
+                (void) curl_multi_remove_handle(t->m, t->c);
+        if (t->c)
+                curl_easy_cleanup(t->c); /* closes the socket if curl took it */
+        if (t->m)
+                (void) curl_multi_cleanup(t->m);
+        curl_slist_free_all(t->hdrs);
+        if (t->fd >= 0)
+                (void) close(t->fd);
+        headers_clear(t);
+        free(t->headers);
+        free(t->buf);
+        free(t);
+}
+
+/* One round of I/O; sets done when the transfer is over. */
+static void transfer_step(Transfer *t)
+{
+        int running = 0;
+        if (curl_multi_perform(t->m, &running) != CURLM_OK) {
+                t->done = true;
+                t->result = CURLE_RECV_ERROR;
+                return;
+        }
+        if (!running) {
+                int left = 0;
+                CURLMsg *msg = curl_multi_info_read(t->m, &left);
+                t->done = true;
+                t->result = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_RECV_ERROR;
+                return;
+        }
+        /* Wait for the socket only when nothing can be handed on: a paused
+         * transfer is not polled by curl and would only sleep out the timeout. */
+        if (!t->paused && t->len == t->off)
+                (void) curl_multi_poll(t->m, NULL, 0, 1000, NULL);
+}
+
+static ssize_t transfer_read(void *cls, int client_fd, char *out, size_t max)
+{
+        Transfer *t = cls;
+        for (;;) {
+                if (t->len > t->off) {
+                        size_t n = t->len - t->off < max ? t->len - t->off : max;
+                        memcpy(out, t->buf + t->off, n);
+                        t->off += n;
+                        return (ssize_t) n;
+                }
+                if (t->done)
+                        return t->result == CURLE_OK ? 0 : -EIO;
+                struct pollfd p = {.fd = client_fd, .events = POLLRDHUP};
+                if (client_fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP)))
+                        return -EPIPE; /* the client went away */
+                if (t->paused) {
+                        t->paused = false;
+                        (void) curl_easy_pause(t->c, CURLPAUSE_CONT);
+                }
+                transfer_step(t);
+        }
+}
+
+static const HttpStreamOps transfer_ops = {.read = transfer_read, .destroy = transfer_free};
+
 static void proxy_plain(HttpRequest *req, int fd, unsigned port, const char *path)
 {
-        Transfer t = {.fd = fd};
-        CURL *c = curl_easy_init();
-        struct curl_slist *hdrs = NULL;
-        if (!c) {
+        Transfer *t = calloc(1, sizeof(*t));
+        if (!t || !(t->c = curl_easy_init()) || !(t->m = curl_multi_init())) {
+                if (t)
+                        t->fd = -1;
                 (void) close(fd);
+                if (t)
+                        transfer_free(t);
                 http_respond_error(req, 500, "out of memory");
                 return;
         }
+        t->fd = fd;
+        CURL *c = t->c;
         cleanup_free char *target = target_of(req, c, path);
         char url[64];
         (void) snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
@@ -202,58 +295,64 @@ static void proxy_plain(HttpRequest *req, int fd, unsigned port, const char *pat
                         continue;
                 cleanup_free char *line = NULL;
                 if (asprintf(&line, "%s: %s", in[i], in[i + 1]) >= 0) {
-                        struct curl_slist *n = curl_slist_append(hdrs, line);
+                        struct curl_slist *n = curl_slist_append(t->hdrs, line);
                         if (n)
-                                hdrs = n;
+                                t->hdrs = n;
                 }
         }
-        struct curl_slist *n = curl_slist_append(hdrs, "Expect:");
+        struct curl_slist *n = curl_slist_append(t->hdrs, "Expect:");
         if (n)
-                hdrs = n;
+                t->hdrs = n;
         const char *method = http_request_method(req);
         size_t body_len = 0;
         const char *body = http_request_body(req, &body_len);
         (void) curl_easy_setopt(c, CURLOPT_URL, full ? full : url);
         (void) curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-        (void) curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+        (void) curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, t);
         (void) curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
         (void) curl_easy_setopt(c, CURLOPT_PROXY, "");
         (void) curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        (void) curl_easy_setopt(c, CURLOPT_TIMEOUT, TIMEOUT_S);
-        (void) curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        (void) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+        (void) curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->hdrs);
         (void) curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        (void) curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+        (void) curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
         (void) curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-        (void) curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+        (void) curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
         if (streq(method, "HEAD"))
                 (void) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         else if (!streq(method, "GET") || body_len) {
                 (void) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-                if (body_len || !streq(method, "GET")) {
-                        (void) curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                                                (curl_off_t) body_len);
-                        (void) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-                }
+                (void) curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+                (void) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         }
-        CURLcode cr = curl_easy_perform(c);
+        (void) curl_multi_add_handle(t->m, c);
+        uint64_t deadline = now_monotonic_us() + (uint64_t) HEAD_TIMEOUT_S * 1000000u;
+        while (!t->head_done && !t->done && now_monotonic_us() < deadline)
+                transfer_step(t);
+        /* Wait for the first body bytes, so that a small response is sent whole
+         * with its exact length; anything longer is streamed from here on. */
+        while (t->head_done && !t->done && t->len == 0 && now_monotonic_us() < deadline)
+                transfer_step(t);
         long status = 0;
         (void) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(hdrs);
-        curl_easy_cleanup(c); /* closes the socket if curl took it */
-        if (t.fd >= 0)
-                (void) close(t.fd);
-        if (t.too_big)
-                http_respond_error(req, 502, "the response from port %u is larger than %zu bytes",
-                                   port, MAX_RESPONSE);
-        else if (cr != CURLE_OK || status < 100 || status > 999)
+        if (!t->head_done || status < 200 || status > 999) {
                 http_respond_error(req, 502, "port %u in the sandbox: %s", port,
-                                   curl_easy_strerror(cr));
-        else
-                http_respond_raw(req, (unsigned) status, t.headers, TAKE_PTR(t.body), t.len);
-        for (size_t i = 0; i < t.nheaders; i++)
-                free(t.headers[i]);
-        free(t.headers);
-        free(t.body);
+                                   !t->head_done && !t->done ? "no response head in time"
+                                                             : curl_easy_strerror(t->result));
+                transfer_free(t);
+        } else if (t->done && t->result == CURLE_OK) {
+                /* Complete (a small page, 204, 304, HEAD): one buffer, exact length. */
+                char **headers = TAKE_PTR(t->headers);
+                size_t nheaders = t->nheaders;
+                t->nheaders = 0;
+                http_respond_raw(req, (unsigned) status, headers, TAKE_PTR(t->buf), t->len);
+                for (size_t i = 0; i < nheaders; i++)
+                        free(headers[i]);
+                free(headers);
+                transfer_free(t);
+        } else {
+                http_respond_stream_headers(req, (unsigned) status, t->headers, &transfer_ops, t);
+        }
 }
 
 /* --- upgrades ----------------------------------------------------------------- */

@@ -16,6 +16,8 @@ the sandboxes probe also answers a probe from the node itself, so a blocked
 probe is the policy at work, not a dead target.
 """
 
+import hashlib
+import http.client
 import json
 import os
 import socket
@@ -453,6 +455,35 @@ def test_port_proxy_serves_a_page_under_deny(net):
     for bad in ("0", "65536", "http", "080"):
         assert_error(net.get(f"/v1/sandboxes/{sb['id']}/ports/{bad}/"), 400)
     assert_error(net.get("/v1/sandboxes/nosuchsandbox/ports/8000/"), 404)
+
+
+def test_port_proxy_streams_large_responses(lab, net):
+    """A 128 MiB download passes through without the agent holding it."""
+    sb = create(net, memory="1Gi", disk="512Mi")
+    net.sh(sb["id"], "mkdir -p /tmp/www && head -c 134217728 /dev/urandom > /tmp/www/big && "
+           "sha256sum /tmp/www/big | cut -d' ' -f1 > /tmp/www/big.sha")
+    start_web(net, sb["id"], 8000, "x")
+    want = net.sh(sb["id"], "cat /tmp/www/big.sha").strip()
+
+    def rss_kib():
+        with open(f"/proc/{lab.agent.proc.pid}/status") as f:
+            return int([ln for ln in f if ln.startswith("VmRSS:")][0].split()[1])
+
+    before = rss_kib()
+    conn = http.client.HTTPConnection("localhost", timeout=120)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(str(lab.agent.socket))
+    conn.request("GET", f"/v1/sandboxes/{sb['id']}/ports/8000/big", headers={"Host": "x"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    h, peak, total = hashlib.sha256(), before, 0
+    while chunk := resp.read(1 << 20):
+        h.update(chunk)
+        total += len(chunk)
+        peak = max(peak, rss_kib())
+    conn.close()
+    assert total == 134217728 and h.hexdigest() == want
+    assert peak - before < 32 * 1024, f"agent RSS grew by {peak - before} KiB during the download"
 
 
 def test_port_proxy_without_sandbox_networking(client):

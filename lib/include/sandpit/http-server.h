@@ -81,3 +81,6 @@ typedef struct {
 
 void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
                          const HttpStreamOps *ops, void *cls);
+/* The same with any headers (alternating names and values, may be NULL). */
+void http_respond_stream_headers(HttpRequest *req, unsigned status, char *const *headers,
+                                 const HttpStreamOps *ops, void *cls);
