@@ -6,6 +6,8 @@ the `host` template, and prints a markdown table of p50/p95 for:
   - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs
   - exec round trip of `true`: sandpit vs `runc exec`, and the host's own
     posix_spawn of the same binary (the floor no supervisor can beat)
+  - files: a 1 MiB write+read round trip, and a 100 MiB tree as tar.gz
+    (bench/files_bench.py) beside the host doing the same
   - memory per idle sandbox: agent RSS growth + init PSS, the sandbox cgroup's
     usage, and the system-wide growth of kernel objects (slab, page tables, tmpfs)
 Standard library only.
@@ -24,6 +26,7 @@ import tempfile
 import time
 
 import bench_net
+from files_bench import bench_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
@@ -199,6 +202,50 @@ def bench_host_spawn(n):
     return out
 
 
+def code_raw(sock_path, sid, n, language, code="1+1"):
+    """run_code round trips on one keep-alive connection, reading the chunked NDJSON raw."""
+    body = json.dumps({"code": code, "language": language}).encode()
+    req = (b"POST /v1/sandboxes/%s/code HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % (sid.encode(), len(body))) + body
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        s.sendall(req)
+        buf = b""
+        while not buf.endswith(b"\r\n0\r\n\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("agent closed the connection")
+            buf += chunk
+        out.append((time.perf_counter() - t) * 1000)
+        assert b'"text":"2"' in buf, buf
+    s.close()
+    return out
+
+
+def bench_code(agent, template, language, runs, cold_runs):
+    """Warm: 1+1 in a live context. Cold: the first run_code in a new sandbox
+    (the kernel starts), sandbox creation not counted."""
+    cold = []
+    for _ in range(cold_runs):
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": template, "timeout": 600})
+        assert st == 201, sb
+        try:
+            cold += code_raw(agent.sock, sb["id"], 1, language)
+        finally:
+            agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+    st, sb = agent.call("POST", "/v1/sandboxes", {"template": template, "timeout": 600})
+    assert st == 201, sb
+    try:
+        code_raw(agent.sock, sb["id"], 20, language)
+        warm = code_raw(agent.sock, sb["id"], runs, language)
+    finally:
+        agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+    return warm, cold
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -254,18 +301,61 @@ def bench_memory(agent, n, parent):
     return agent_growth, statistics.mean(init_pss), statistics.mean(cg_usage), kernel
 
 
+def bench_metrics_pause(agent, n):
+    """GET .../metrics (a fresh cgroup read) beside GET /healthz, and a pause + resume pair."""
+    st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
+    assert st == 201, sb
+    sid = sb["id"]
+    out = {"healthz": [], "metrics": [], "pause": []}
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            st, _ = agent.call("GET", "/healthz")
+            out["healthz"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            st, m = agent.call("GET", "/v1/sandboxes/%s/metrics" % sid)
+            out["metrics"].append((time.perf_counter() - t) * 1000)
+            assert st == 200, m
+        for _ in range(max(10, n // 10)):
+            t = time.perf_counter()
+            st, r = agent.call("POST", "/v1/sandboxes/%s/pause" % sid, {})
+            assert st == 200, r
+            st, r = agent.call("POST", "/v1/sandboxes/%s/resume" % sid, {})
+            assert st == 200, r
+            out["pause"].append((time.perf_counter() - t) * 1000)
+    finally:
+        agent.call("DELETE", "/v1/sandboxes/" + sid)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--templates-dir", required=True)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--exec-runs", type=int, default=300)
     ap.add_argument("--idle", type=int, default=20, help="sandboxes for the memory figure")
+    ap.add_argument("--code-runs", type=int, default=300)
+    ap.add_argument("--code-cold", type=int, default=10)
+    ap.add_argument("--only-code", action="store_true", help="only the code interpreter rows")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     agent = Agent(args.templates_dir)
     rows = []
     try:
+        # Code interpreter: needs python3 and node in the template (default).
+        tpl = "default" if os.path.isdir(os.path.join(args.templates_dir, "default")) else None
+        for lang in ("python", "javascript"):
+            if tpl is None:
+                rows.append(("run_code `1+1` (%s)" % lang, "n/a", "n/a", "no default template"))
+                continue
+            warm, cold = bench_code(agent, tpl, lang, args.code_runs, args.code_cold)
+            rows.append(("run_code `1+1` round trip, warm %s context" % lang, *fmt(warm),
+                         "target p50 < 2 ms"))
+            rows.append(("first run_code in a new sandbox (%s kernel start)" % lang, *fmt(cold),
+                         "%d new sandboxes; sandbox create not included" % len(cold)))
+        if args.only_code:
+            return print_rows(rows)
         # Warm up caches for everyone alike.
         bench_create(agent, 3)
         bench_bare_run("runc", args.templates_dir, tmp, 3)
@@ -302,6 +392,13 @@ def main():
             rows.append(("`runc exec true`", "n/a", "n/a", rexec_err))
         rows.append(("host posix_spawn of /usr/bin/true + wait", *fmt(spawn), "the floor"))
 
+        rows.extend(bench_files(agent, args.runs))
+        mp = bench_metrics_pause(agent, args.exec_runs)
+        rows.append(("GET /v1/sandboxes/ID/metrics (cgroup + statvfs read)", *fmt(mp["metrics"]),
+                     "%.2fx GET /healthz" % (pct(mp["metrics"], 50) / pct(mp["healthz"], 50))))
+        rows.append(("GET /healthz", *fmt(mp["healthz"]), "the API floor"))
+        rows.append(("pause + resume round trip (cgroup freezer)", *fmt(mp["pause"]), ""))
+
         agent_kib, init_kib, cg_kib, kernel_kib_ = bench_memory(agent, args.idle, agent.parent)
         rows.append(("memory per idle sandbox: agent RSS growth + init PSS (KiB)",
                      "%.0f" % (agent_kib + init_kib), "",
@@ -314,7 +411,10 @@ def main():
     finally:
         agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    print_rows(rows)
 
+
+def print_rows(rows):
     print("| what | p50 (ms) | p95 (ms) | note |")
     print("|---|---|---|---|")
     for r in rows:

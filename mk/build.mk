@@ -86,3 +86,13 @@ fuzz: $(FUZZ_BINS)
 		mkdir -p build/fuzz/corpus-$$(basename $$f); \
 		$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$(basename $$f) 2>&1 | tail -3 || exit 1; \
 	done
+
+# Code-interpreter kernel drivers: installed next to the binaries
+# (build/share/sandpit/kernels), where the agent finds them by default.
+KERNEL_SRCS := $(wildcard node-agent/kernels/*)
+KERNELS     := $(patsubst node-agent/kernels/%,$(BUILD)/share/sandpit/kernels/%,$(KERNEL_SRCS))
+$(BUILD)/share/sandpit/kernels/%: node-agent/kernels/%
+	@mkdir -p $(dir $@)
+	@echo "  INSTALL $@"
+	@install -m 0644 $< $@
+all: $(KERNELS)

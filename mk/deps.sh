@@ -7,7 +7,7 @@ PACKAGES=(
         # build
         gcc make pkg-config
         libjson-c-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
-        libcgroup-dev libnl-3-dev libnl-route-3-dev libnftables-dev nftables
+        libcgroup-dev libnl-3-dev libnl-route-3-dev libarchive-dev libnftables-dev nftables
         # run: the OCI runtime (crun is optional and refuses hybrid cgroup hosts)
         runc crun
         # templates
@@ -15,6 +15,8 @@ PACKAGES=(
         # test, lint, bench
         libcmocka-dev python3 python3-pytest clang clang-format clang-tidy
         libclang-rt-14-dev iproute2 procps util-linux
+        # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
+        openssl
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -28,6 +29,15 @@ enum {
         OPT_JSON,
         OPT_SHELL,
         OPT_TAG,
+        OPT_LANG,
+        OPT_CONTEXT,
+        OPT_SAVE_IMAGES,
+        OPT_DEPTH,
+        OPT_SECRET_ENV,
+        OPT_START,
+        OPT_END,
+        OPT_DEADLINE_RUNS,
+        OPT_RECURSIVE = 'r', /* last: the values after it would collide with short options */
 };
 
 #define CMD(c)      (1U << (c))
@@ -51,13 +61,25 @@ static const OptionSpec option_specs[] = {
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
         {"disk", required_argument, OPT_DISK, CREATE_CMDS},
         {"id", required_argument, OPT_ID, CREATE_CMDS},
-        {"timeout", required_argument, OPT_TIMEOUT, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
-        {"user", required_argument, OPT_USER, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
-        {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"timeout", required_argument, OPT_TIMEOUT,
+         CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE) | CMD(CLI_CMD_RESUME)},
+        {"user", required_argument, OPT_USER,
+         CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CP) | CMD(CLI_CMD_FS)},
+        {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
+        {"secret-env", required_argument, OPT_SECRET_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"start", required_argument, OPT_START, CMD(CLI_CMD_METRICS)},
+        {"end", required_argument, OPT_END, CMD(CLI_CMD_METRICS)},
+        {"deadline-runs", no_argument, OPT_DEADLINE_RUNS, CMD(CLI_CMD_PAUSE)},
+        {"lang", required_argument, OPT_LANG, CMD(CLI_CMD_CODE)},
+        {"context", required_argument, OPT_CONTEXT, CMD(CLI_CMD_CODE)},
+        {"save-images", required_argument, OPT_SAVE_IMAGES, CMD(CLI_CMD_CODE)},
+        {"recursive", no_argument, OPT_RECURSIVE, CMD(CLI_CMD_FS)},
+        {"depth", required_argument, OPT_DEPTH, CMD(CLI_CMD_FS)},
         {"label", required_argument, OPT_LABEL, CREATE_CMDS | CMD(CLI_CMD_LS)},
         {"json", no_argument, OPT_JSON,
          CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
-                 CMD(CLI_CMD_PS)},
+                 CMD(CLI_CMD_PS) | CMD(CLI_CMD_FS) | CMD(CLI_CMD_METRICS) | CMD(CLI_CMD_PAUSE) |
+                 CMD(CLI_CMD_RESUME)},
         {"cwd", required_argument, OPT_CWD, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
@@ -66,10 +88,12 @@ static const OptionSpec option_specs[] = {
 };
 
 static const char *const command_names[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",   [CLI_CMD_GET] = "get",
-        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run", [CLI_CMD_KILL] = "kill",
-        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",   [CLI_CMD_SIGNAL] = "signal",
-        [CLI_CMD_ATTACH] = "attach",
+        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",           [CLI_CMD_GET] = "get",
+        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",         [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",           [CLI_CMD_SIGNAL] = "signal",
+        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",       [CLI_CMD_CP] = "cp",
+        [CLI_CMD_FS] = "fs",           [CLI_CMD_METRICS] = "metrics", [CLI_CMD_PAUSE] = "pause",
+        [CLI_CMD_RESUME] = "resume",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
@@ -84,6 +108,9 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                            "      --timeout S     seconds until the agent removes the sandbox\n"
                            "  -u, --user U        default user of processes (user, root)\n"
                            "  -e, --env K=V       environment of every process (repeatable)\n"
+                           "      --secret-env NAME[=V]  secret env of every process: masked\n"
+                           "                      in output, never stored; V defaults to\n"
+                           "                      sandpit's own $NAME (repeatable)\n"
                            "  -l, --label K=V     label (repeatable)\n"
                            "      --id ID         choose the id instead of a random one\n"
                            "      --json          print the whole sandbox object\n",
@@ -96,6 +123,8 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                          "(128+N when killed by signal N, 124 when it timed out).\n"
                          "\n"
                          "  -e, --env K=V       environment variable (repeatable)\n"
+                         "      --secret-env NAME[=V]  secret variable, masked in the output;\n"
+                         "                      V defaults to sandpit's own $NAME (repeatable)\n"
                          "  -w, --cwd DIR       working directory\n"
                          "  -u, --user U        user to run as\n"
                          "      --timeout S     kill the command after S seconds\n"
@@ -121,6 +150,42 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
         [CLI_CMD_ATTACH] = "Usage: sandpit attach ID PID\n"
                            "Stream a process's output (buffered and live) until it exits,\n"
                            "then exit with its status.\n",
+        [CLI_CMD_CODE] = "Usage: sandpit code [OPTIONS] ID [CODE | -]\n"
+                         "Run code in a sandbox's code interpreter (stateful contexts): print\n"
+                         "stdout/stderr as they come, then the result (like a notebook cell).\n"
+                         "Without CODE, or with -, the code is read from stdin. Exits 1 when the\n"
+                         "code raised an error, 124 when it timed out.\n"
+                         "\n"
+                         "      --lang L          python (default), javascript (js) or bash\n"
+                         "      --context C       a context made with POST .../contexts\n"
+                         "  -e, --env K=V         environment variable for this run (repeatable)\n"
+                         "      --timeout S       interrupt the run after S seconds\n"
+                         "      --save-images DIR write PNG/JPEG results to DIR/image-N.png\n",
+        [CLI_CMD_CP] = "Usage: sandpit cp [--user U] SRC DST\n"
+                       "Copy a file or a directory tree between this machine and a sandbox;\n"
+                       "one of SRC and DST is ID:PATH (a relative PATH starts at the user's\n"
+                       "home). Directories travel as tar.gz. '-' as the local side is\n"
+                       "stdin or stdout (one file).\n"
+                       "\n"
+                       "  -u, --user U        user whose permissions apply (default: the\n"
+                       "                      sandbox's)\n",
+        [CLI_CMD_FS] = "Usage: sandpit fs ls|stat|mkdir|rm|mv [OPTIONS] ID PATH [DEST]\n"
+                       "Files in a sandbox: list a directory, show one entry, make a directory\n"
+                       "(with parents), remove (-r: a tree), move/rename PATH to DEST.\n"
+                       "\n"
+                       "  -u, --user U        user whose permissions apply\n"
+                       "      --depth N       ls: levels to list (default 1)\n"
+                       "  -r, --recursive     rm: remove directories and their contents\n"
+                       "      --json          ls, stat: print the API's JSON\n",
+        [CLI_CMD_METRICS] = "Usage: sandpit metrics [--json] [--start T] [--end T] ID\n"
+                            "Show a sandbox's CPU, memory, disk and process use now, or its\n"
+                            "1 s samples between unix times T (the agent keeps 5 minutes).\n",
+        [CLI_CMD_PAUSE] = "Usage: sandpit pause [--deadline-runs] [--json] ID\n"
+                          "Freeze every process of a sandbox. Its deadline stops too, unless\n"
+                          "--deadline-runs.\n",
+        [CLI_CMD_RESUME] = "Usage: sandpit resume [--timeout S] [--json] ID\n"
+                           "Thaw a paused sandbox; --timeout S: it now expires S seconds from\n"
+                           "now.\n",
 };
 
 static const char common_usage[] = "\n"
@@ -160,6 +225,12 @@ void cli_usage(FILE *f)
               "  ps         list a sandbox's processes\n"
               "  signal     signal a process\n"
               "  attach     stream a background process's output\n"
+              "  code       run code in a sandbox's code interpreter\n"
+              "  cp         copy files or trees to or from a sandbox\n"
+              "  fs         ls, stat, mkdir, rm, mv in a sandbox\n"
+              "  metrics    show a sandbox's resource use\n"
+              "  pause      freeze a sandbox\n"
+              "  resume     thaw a paused sandbox\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
@@ -242,7 +313,8 @@ static int add_quantity(CliArgs *a, const char *key, const char *arg)
 static int handle_option(CliArgs *a, int opt, const char *arg)
 {
         /* For run, sandbox-wide settings (env, user) go to the sandbox. */
-        json_object *target = a->command == CLI_CMD_EXEC ? a->exec : a->create;
+        json_object *target =
+                a->command == CLI_CMD_EXEC || a->command == CLI_CMD_CODE ? a->exec : a->create;
         int64_t n = 0;
         double seconds = 0;
 
@@ -274,11 +346,12 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                         return usage_error(a, "--pids expects a positive integer, got '%s'", arg);
                 return add_field(a->create, "pids", json_object_new_int64(n));
         case OPT_TIMEOUT:
-                if (a->command == CLI_CMD_CREATE) {
+                if (a->command == CLI_CMD_CREATE || a->command == CLI_CMD_RESUME) {
                         if (cli_parse_int(arg, 1, INT32_MAX, &n) < 0)
                                 return usage_error(
                                         a, "--timeout expects a number of seconds, got '%s'", arg);
-                        return add_field(a->create, "timeout", json_object_new_int64(n));
+                        return add_field(a->command == CLI_CMD_RESUME ? a->body : a->create,
+                                         "timeout", json_object_new_int64(n));
                 }
                 if (cli_parse_seconds(arg, &seconds) < 0)
                         return usage_error(a, "--timeout expects a number of seconds, got '%s'",
@@ -296,9 +369,43 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 }
                 return add_field(a->exec, "timeout", json_object_new_double(seconds));
         case OPT_USER:
+                if (a->command == CLI_CMD_CP || a->command == CLI_CMD_FS) {
+                        a->user = arg;
+                        return 0;
+                }
                 return add_field(target, "user", json_object_new_string(arg));
+        case OPT_RECURSIVE:
+                a->recursive = true;
+                return 0;
+        case OPT_DEPTH:
+                if (cli_parse_int(arg, 1, 64, &n) < 0)
+                        return usage_error(a, "--depth expects 1..64, got '%s'", arg);
+                a->depth = n;
+                return 0;
         case OPT_ENV:
                 return add_kv(a, target, "env", "env", arg);
+        case OPT_SECRET_ENV: {
+                json_object *map = object_child(target, "secret_env");
+                if (!map)
+                        return -ENOMEM;
+                if (strchr(arg, '='))
+                        return add_kv(a, target, "secret_env", "secret-env", arg);
+                /* NAME alone: the value comes from our environment, off the command line. */
+                const char *value = getenv(arg);
+                if (!*arg || !value)
+                        return usage_error(
+                                a, "--secret-env %s: no such variable in the environment", arg);
+                return add_field(map, arg, json_object_new_string(value));
+        }
+        case OPT_START:
+        case OPT_END:
+                if (cli_parse_int(arg, 0, INT64_MAX, &n) < 0)
+                        return usage_error(a, "--%s expects unix seconds, got '%s'",
+                                           opt == OPT_START ? "start" : "end", arg);
+                return add_field(a->body, opt == OPT_START ? "start" : "end",
+                                 json_object_new_int64(n));
+        case OPT_DEADLINE_RUNS:
+                return add_field(a->body, "stop_deadline", json_object_new_boolean(false));
         case OPT_LABEL:
                 if (a->command == CLI_CMD_LS) {
                         if (!strchr(arg, '=') || arg[0] == '=')
@@ -324,6 +431,13 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
         case OPT_BACKGROUND:
                 a->background = true;
                 return add_field(a->exec, "background", json_object_new_boolean(true));
+        case OPT_LANG:
+                return add_field(a->exec, "language", json_object_new_string(arg));
+        case OPT_CONTEXT:
+                return add_field(a->exec, "context", json_object_new_string(arg));
+        case OPT_SAVE_IMAGES:
+                a->save_images = arg;
+                return 0;
         default:
                 return usage_error(a, "internal error: option %d", opt);
         }
@@ -389,6 +503,9 @@ static int build_body(CliArgs *a)
                 return check_positional(a, 0, 0, "");
         case CLI_CMD_GET:
         case CLI_CMD_PS:
+        case CLI_CMD_METRICS:
+        case CLI_CMD_PAUSE:
+        case CLI_CMD_RESUME:
                 return check_positional(a, 1, 1, "sandbox id");
         case CLI_CMD_KILL:
                 return check_positional(a, 1, -1, "sandbox id");
@@ -437,6 +554,46 @@ static int build_body(CliArgs *a)
                 if (a->n_args < 1)
                         return usage_error(a, "run: missing command");
                 return set_command(a->exec, a->args, a->n_args);
+        case CLI_CMD_CODE:
+                if (check_positional(a, 1, 2, "sandbox id") < 0)
+                        return -EINVAL;
+                if (a->n_args == 1 || streq(a->args[1], "-")) {
+                        a->read_stdin = true;
+                        return 0;
+                }
+                return add_field(a->exec, "code", json_object_new_string(a->args[1]));
+        case CLI_CMD_CP: {
+                if (check_positional(a, 2, 2,
+                                     a->n_args == 0 ? "source and destination" : "destination") < 0)
+                        return -EINVAL;
+                bool src = cli_remote_path(a->args[0], NULL, NULL),
+                     dst = cli_remote_path(a->args[1], NULL, NULL);
+                if (src == dst)
+                        return usage_error(a, "cp: exactly one of SRC and DST must be ID:PATH");
+                return 0;
+        }
+        case CLI_CMD_FS: {
+                if (a->n_args < 1)
+                        return usage_error(a, "fs: missing ls, stat, mkdir, rm or mv");
+                const char *sub = a->args[0];
+                bool mv = streq(sub, "mv");
+                if (!mv && !streq(sub, "ls") && !streq(sub, "stat") && !streq(sub, "mkdir") &&
+                    !streq(sub, "rm"))
+                        return usage_error(a, "fs: unknown subcommand '%s'", sub);
+                if (a->recursive && !streq(sub, "rm"))
+                        return usage_error(a, "fs %s: -r is for rm", sub);
+                if (a->depth && !streq(sub, "ls"))
+                        return usage_error(a, "fs %s: --depth is for ls", sub);
+                if (a->n_args < (mv ? 4 : 3))
+                        return usage_error(a, "fs %s: missing %s", sub,
+                                           a->n_args < 2   ? "sandbox id"
+                                           : a->n_args < 3 ? "path"
+                                                           : "destination");
+                if (a->n_args > (mv ? 4 : 3))
+                        return usage_error(a, "fs %s: unexpected argument '%s'", sub,
+                                           a->args[mv ? 4 : 3]);
+                return 0;
+        }
         case CLI_CMD_COUNT:
         default:
                 break;
@@ -478,9 +635,14 @@ int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret)
                 if (!ret->create)
                         return -ENOMEM;
         }
-        if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN) {
+        if (cmd == CLI_CMD_EXEC || cmd == CLI_CMD_RUN || cmd == CLI_CMD_CODE) {
                 ret->exec = json_object_new_object();
                 if (!ret->exec)
+                        return -ENOMEM;
+        }
+        if (cmd == CLI_CMD_METRICS || cmd == CLI_CMD_PAUSE || cmd == CLI_CMD_RESUME) {
+                ret->body = json_object_new_object();
+                if (!ret->body)
                         return -ENOMEM;
         }
         if (cmd == CLI_CMD_LS) {

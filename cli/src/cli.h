@@ -46,6 +46,12 @@ typedef enum {
         CLI_CMD_PS,
         CLI_CMD_SIGNAL,
         CLI_CMD_ATTACH,
+        CLI_CMD_CODE,
+        CLI_CMD_CP,
+        CLI_CMD_FS,
+        CLI_CMD_METRICS,
+        CLI_CMD_PAUSE,
+        CLI_CMD_RESUME,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -57,11 +63,16 @@ typedef struct {
         bool json;
         bool read_stdin;
         bool background;
-        json_object *create;  /* create, run: body of POST /v1/sandboxes */
-        json_object *exec;    /* exec, run: body of POST .../exec, without stdin */
-        json_object *body;    /* timeout, signal: the request body */
-        json_object *filters; /* ls: array of "KEY=VALUE" label filters */
-        char **args;          /* positional arguments (exec: the id), borrowed from argv */
+        json_object *create; /* create, run: body of POST /v1/sandboxes */
+        json_object *exec; /* exec, run: body of POST .../exec, without stdin; code: of .../code */
+        const char *save_images; /* code: --save-images DIR */
+        json_object *body;       /* timeout, signal, pause, resume: the request body;
+                                  * metrics: {"start": S, "end": S} for the query */
+        json_object *filters;    /* ls: array of "KEY=VALUE" label filters */
+        const char *user;        /* cp, fs: --user */
+        bool recursive;          /* fs rm: -r */
+        int64_t depth;           /* fs ls: --depth, 0 when absent */
+        char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
 } CliArgs;
@@ -114,6 +125,32 @@ int cli_exec_on_line(const char *line, size_t len, void *userdata);
 /* exit_code, 128+signal when a signal killed the command, 124 when timed out. */
 int cli_exit_status_from_event(json_object *exit_event);
 
+/* Code-run output (code-output.c): streams stdout/stderr of a run as they
+ * come; display results are shown (images saved when save_dir is set) and the
+ * main result and error printed at the end by cli_code_finish(). */
+typedef struct {
+        int out_fd;
+        int err_fd;
+        const char *save_dir;
+        unsigned images;
+        json_object *main_result;
+        json_object *error;
+        bool ended;
+        bool timed_out;
+        bool write_failed;
+} CliCodeState;
+
+void cli_code_state_init(CliCodeState *s, int out_fd, int err_fd, const char *save_dir);
+void cli_code_state_done(CliCodeState *s);
+int cli_code_on_line(const char *line, size_t len, void *userdata);
+/* Prints the main result and the error; the exit status (0, 1 on an error, 124
+ * on a timeout). */
+int cli_code_finish(CliCodeState *s);
+/* cp and fs (files.c). "ID:PATH" names a path in a sandbox when the part
+ * before the first ':' is non-empty and has no '/'; *ret_id is a copy of it
+ * and *ret_path points into s. false for a local path. */
+bool cli_remote_path(const char *s, char **ret_id, const char **ret_path);
+
 /* Commands (commands.c). */
 typedef struct {
         HttpClient *http;
@@ -123,5 +160,13 @@ typedef struct {
 
 /* Returns the exit status, or a negative errno with ctx->error set. */
 int cli_run(CliContext *ctx, const CliArgs *args);
+/* cp, fs (files.c), with the helpers of commands.c they share. */
+int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
+int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
+int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
+                 json_object **ret);
+int cli_api_error(CliContext *ctx, long status, json_object *body);
+int cli_transport_error(CliContext *ctx, int r);
+int cli_sandbox_path(const char *id, const char *suffix, char **ret);
 /* Reads all of fd, at most max bytes (-EFBIG beyond). */
 int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -602,6 +603,175 @@ static int cmd_signal(CliContext *ctx, const CliArgs *a)
         return api_call(ctx, "POST", path, a->body, NULL);
 }
 
+static int cmd_code(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_free char *path = NULL;
+        json_object *body = a->exec; /* borrowed; code from stdin is added to it */
+
+        int r = sandbox_path(a->args[0], "/code", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        if (a->read_stdin) {
+                cleanup_free char *code = NULL;
+                size_t len = 0;
+                r = cli_read_all(STDIN_FILENO, CLI_STDIN_MAX, &code, &len);
+                if (r < 0)
+                        return set_error(ctx, r, "cannot read the code from stdin: %s",
+                                         strerror(-r));
+                json_object *v = json_object_new_string_len(code, (int) len);
+                if (!v || json_object_object_add(body, "code", v) < 0) {
+                        json_object_put(v);
+                        return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                }
+        }
+        if (a->save_images && mkdir(a->save_images, 0755) < 0 && errno != EEXIST)
+                return set_error(ctx, negative_errno(), "cannot create %s: %m", a->save_images);
+
+        CliCodeState st;
+        cleanup_json json_object *err_body = NULL;
+        long status = 0;
+        cli_code_state_init(&st, STDOUT_FILENO, STDERR_FILENO, a->save_images);
+        (void) fflush(stdout);
+        r = http_request_stream(ctx->http, "POST", path, body, cli_code_on_line, &st, &status,
+                                &err_body);
+        if (r < 0) {
+                bool write_failed = st.write_failed;
+                cli_code_state_done(&st);
+                if (write_failed)
+                        return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+                if (r == -EBADMSG)
+                        return set_error(ctx, r, "the agent sent an invalid event");
+                return transport_error(ctx, r);
+        }
+        if (status < 200 || status >= 300) {
+                cli_code_state_done(&st);
+                return api_error(ctx, status, err_body);
+        }
+        if (!st.ended) {
+                cli_code_state_done(&st);
+                return set_error(ctx, -EIO, "the stream ended before the run did");
+        }
+        r = cli_code_finish(&st);
+        cli_code_state_done(&st);
+        return r;
+}
+
+/* --- metrics, pause, resume ---------------------------------------------- */
+
+static int64_t get_int(json_object *o, const char *key)
+{
+        json_object *v = NULL;
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static void print_metrics_sample(json_object *m)
+{
+        char used[32], limit[32], peak[32], dused[32], dtotal[32], left[32];
+        cli_format_bytes(get_int(m, "memory_used"), used, sizeof(used));
+        cli_format_bytes(get_int(m, "memory_limit"), limit, sizeof(limit));
+        cli_format_bytes(get_int(m, "memory_peak"), peak, sizeof(peak));
+        cli_format_bytes(get_int(m, "disk_used"), dused, sizeof(dused));
+        cli_format_bytes(get_int(m, "disk_total"), dtotal, sizeof(dtotal));
+        json_object *v = NULL;
+        double pct =
+                json_object_object_get_ex(m, "cpu_used_pct", &v) ? json_object_get_double(v) : 0;
+        double cores =
+                json_object_object_get_ex(m, "cpu_used_cores", &v) ? json_object_get_double(v) : 0;
+        double count =
+                json_object_object_get_ex(m, "cpu_count", &v) ? json_object_get_double(v) : 0;
+        cli_format_remaining(get_string(m, "expires_at"), time(NULL), left, sizeof(left));
+        printf("ID         %s\n"
+               "STATE      %s\n"
+               "CPU        %.1f%% of %g cores (%.2f cores busy)\n"
+               "MEMORY     %s / %s (peak %s)\n"
+               "DISK       %s / %s\n"
+               "PIDS       %" PRId64 " / %" PRId64 "\n"
+               "OOM KILLS  %" PRId64 "\n"
+               "CREATED    %s\n"
+               "STARTED    %s\n"
+               "EXPIRES    %s (%s)\n",
+               get_string(m, "id") ?: "-", get_string(m, "state") ?: "-", pct, count, cores, used,
+               limit, peak, dused, dtotal, get_int(m, "pids"), get_int(m, "pids_limit"),
+               get_int(m, "oom_kills"), get_string(m, "created_at") ?: "-",
+               get_string(m, "started_at") ?: "-", get_string(m, "expires_at") ?: "-", left);
+        if (get_string(m, "paused_at"))
+                printf("PAUSED     %s\n", get_string(m, "paused_at"));
+}
+
+static int print_metrics_window(CliContext *ctx, json_object *resp)
+{
+        static const char *const header[] = {"TIME", "CPU%", "MEMORY", "DISK", "PIDS"};
+        json_object *list = NULL;
+        if (!json_object_object_get_ex(resp, "metrics", &list) ||
+            !json_object_is_type(list, json_type_array))
+                return set_error(ctx, -EBADMSG, "the agent's answer has no \"metrics\" list");
+        size_t n = json_object_array_length(list);
+        const size_t w = 40;
+        Table t;
+        if (table_new(header, ARRAY_SIZE(header), n, w, &t) < 0)
+                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+        for (size_t i = 0; i < n; i++) {
+                json_object *m = json_object_array_get_idx(list, i), *v = NULL;
+                cli_one_line(get_string(m, "timestamp") ?: "-", table_cell(&t, i, 0), w);
+                (void) snprintf(table_cell(&t, i, 1), w, "%.1f",
+                                json_object_object_get_ex(m, "cpu_used_pct", &v)
+                                        ? json_object_get_double(v)
+                                        : 0);
+                cli_format_bytes(get_int(m, "memory_used"), table_cell(&t, i, 2), w);
+                cli_format_bytes(get_int(m, "disk_used"), table_cell(&t, i, 3), w);
+                (void) snprintf(table_cell(&t, i, 4), w, "%" PRId64, get_int(m, "pids"));
+        }
+        return table_print(ctx, &t);
+}
+
+static int cmd_metrics(CliContext *ctx, const CliArgs *a)
+{
+        cleanup_json json_object *resp = NULL;
+        cleanup_free char *path = NULL;
+        char query[64] = "";
+        bool window = json_object_object_length(a->body) > 0;
+        if (window)
+                (void) snprintf(query, sizeof(query), "/metrics?start=%" PRId64 "&end=%" PRId64,
+                                get_int(a->body, "start"),
+                                json_object_object_get_ex(a->body, "end", NULL)
+                                        ? get_int(a->body, "end")
+                                        : (int64_t) 253402300799);
+        int r = sandbox_path(a->args[0], window ? query : "/metrics", &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = api_call(ctx, "GET", path, NULL, &resp);
+        if (r < 0)
+                return r;
+        if (a->json) {
+                r = print_json(resp);
+                return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
+        }
+        if (window)
+                return print_metrics_window(ctx, resp);
+        print_metrics_sample(resp);
+        return finish_output(ctx);
+}
+
+static int cmd_pause_resume(CliContext *ctx, const CliArgs *a, const char *verb)
+{
+        cleanup_json json_object *sbx = NULL;
+        cleanup_free char *path = NULL;
+        int r = sandbox_path(a->args[0], verb, &path);
+        if (r < 0)
+                return set_error(ctx, r, "%s", strerror(-r));
+        r = api_call(ctx, "POST", path, a->body, &sbx);
+        if (r < 0)
+                return r;
+        if (a->json) {
+                r = print_json(sbx);
+                if (r < 0)
+                        return set_error(ctx, r, "%s", strerror(-r));
+        } else {
+                puts(get_string(sbx, "state") ?: "");
+        }
+        return finish_output(ctx);
+}
+
 int cli_run(CliContext *ctx, const CliArgs *a)
 {
         switch (a->command) {
@@ -623,10 +793,44 @@ int cli_run(CliContext *ctx, const CliArgs *a)
                 return cmd_ps(ctx, a);
         case CLI_CMD_SIGNAL:
                 return cmd_signal(ctx, a);
+        case CLI_CMD_CODE:
+                return cmd_code(ctx, a);
         case CLI_CMD_ATTACH:
                 return cmd_attach(ctx, a);
+        case CLI_CMD_CP:
+                return cli_cmd_cp(ctx, a);
+        case CLI_CMD_FS:
+                return cli_cmd_fs(ctx, a);
+        case CLI_CMD_METRICS:
+                return cmd_metrics(ctx, a);
+        case CLI_CMD_PAUSE:
+                return cmd_pause_resume(ctx, a, "/pause");
+        case CLI_CMD_RESUME:
+                return cmd_pause_resume(ctx, a, "/resume");
         case CLI_CMD_COUNT:
         default:
                 return set_error(ctx, -EINVAL, "unknown command");
         }
+}
+
+/* For the cp and fs commands (files.c). */
+int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
+                 json_object **ret)
+{
+        return api_call(ctx, method, path, body, ret);
+}
+
+int cli_api_error(CliContext *ctx, long status, json_object *body)
+{
+        return api_error(ctx, status, body);
+}
+
+int cli_transport_error(CliContext *ctx, int r)
+{
+        return transport_error(ctx, r);
+}
+
+int cli_sandbox_path(const char *id, const char *suffix, char **ret)
+{
+        return sandbox_path(id, suffix, ret);
 }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -358,6 +360,7 @@ typedef enum {
         BODY_UNDECIDED,
         BODY_LINES,
         BODY_COLLECT,
+        BODY_DATA,
 } BodyMode;
 
 typedef struct {
@@ -366,7 +369,10 @@ typedef struct {
         Buffer body;
         HttpLineSplitter splitter;
         HttpLineFn on_line;
+        HttpDataFn on_data; /* http_request_raw(): the 2xx body's bytes */
         void *userdata;
+        bool upload; /* http_request_raw(): the request body is in_fd's contents */
+        int in_fd;
         int error; /* why the write callback stopped the transfer */
 } Transfer;
 
@@ -378,11 +384,16 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
         if (t->mode == BODY_UNDECIDED) {
                 long status = 0;
                 (void) curl_easy_getinfo(t->client->curl, CURLINFO_RESPONSE_CODE, &status);
-                t->mode = status >= 200 && status < 300 ? BODY_LINES : BODY_COLLECT;
+                t->mode = status < 200 || status >= 300 ? BODY_COLLECT
+                          : t->on_data                  ? BODY_DATA
+                          : t->on_line                  ? BODY_LINES
+                                                        : BODY_COLLECT;
         }
 
         int r;
-        if (t->mode == BODY_LINES)
+        if (t->mode == BODY_DATA)
+                r = t->on_data(data, n, t->userdata);
+        else if (t->mode == BODY_LINES)
                 r = http_line_splitter_feed(&t->splitter, data, n, t->on_line, t->userdata);
         else
                 r = buffer_append(&t->body, data, n, HTTP_BODY_MAX);
@@ -391,6 +402,20 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
                 return 0; /* anything but n makes curl stop with CURLE_WRITE_ERROR */
         }
         return n;
+}
+
+static size_t read_cb(char *buf, size_t size, size_t nmemb, void *userdata)
+{
+        Transfer *t = userdata;
+        for (;;) {
+                ssize_t n = read(t->in_fd, buf, size * nmemb);
+                if (n >= 0)
+                        return (size_t) n;
+                if (errno != EINTR) {
+                        t->error = negative_errno();
+                        return CURL_READFUNC_ABORT;
+                }
+        }
 }
 
 #define SETOPT(c, opt, val)                                          \
@@ -438,7 +463,16 @@ static int request_setup(HttpClient *c, const char *method, const char *path, co
         SETOPT(h, CURLOPT_WRITEFUNCTION, write_cb);
         SETOPT(h, CURLOPT_WRITEDATA, t);
 
-        if (payload) {
+        struct stat st;
+        if (t->upload) {
+                SETOPT(h, CURLOPT_UPLOAD, 1L);
+                SETOPT(h, CURLOPT_READFUNCTION, read_cb);
+                SETOPT(h, CURLOPT_READDATA, t);
+                if (fstat(t->in_fd, &st) == 0 && S_ISREG(st.st_mode))
+                        SETOPT(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t) st.st_size);
+                if (!streq(method, "PUT"))
+                        SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
+        } else if (payload) {
                 SETOPT(h, CURLOPT_POSTFIELDS, payload);
                 SETOPT(h, CURLOPT_POSTFIELDSIZE, (long) strlen(payload));
                 if (!streq(method, "POST"))
@@ -455,7 +489,9 @@ static int request_setup(HttpClient *c, const char *method, const char *path, co
         const char *header_lines[] = {
                 stream ? "Accept: application/x-ndjson, application/json"
                        : "Accept: application/json",
-                payload ? "Content-Type: application/json" : NULL,
+                payload     ? "Content-Type: application/json"
+                : t->upload ? "Content-Type: application/octet-stream"
+                            : NULL,
                 "Expect:", /* no 100-continue round trip */
                 c->auth_header,
         };
@@ -505,7 +541,9 @@ static int request_perform(HttpClient *c, const char *method, const char *path, 
         (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(headers);
 
-        if (cc == CURLE_WRITE_ERROR && t->error < 0)
+        if ((cc == CURLE_WRITE_ERROR || cc == CURLE_ABORTED_BY_CALLBACK ||
+             cc == CURLE_READ_ERROR) &&
+            t->error < 0)
                 return t->error;
         if (cc != CURLE_OK)
                 return map_curl_error(c, cc);
@@ -583,5 +621,40 @@ out:
         json_object_put(parsed);
         buffer_done(&t.body);
         http_line_splitter_done(&t.splitter);
+        return r;
+}
+
+int http_request_raw(HttpClient *c, const char *method, const char *path, int in_fd,
+                     HttpDataFn on_data, void *userdata, long *ret_status, json_object **ret_body)
+{
+        Transfer t = {
+                .client = c,
+                .mode = BODY_UNDECIDED,
+                .on_data = on_data,
+                .userdata = userdata,
+                .upload = in_fd >= 0,
+                .in_fd = in_fd,
+        };
+        json_object *parsed = NULL;
+        long status = 0;
+
+        int r = request_perform(c, method, path, NULL, &t, &status);
+        if (r < 0)
+                goto out;
+        if (t.mode != BODY_DATA && t.body.len > 0 &&
+            parse_json(t.body.data, t.body.len, &parsed) < 0) {
+                parsed = NULL;
+                if (status >= 200 && status < 300) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+        }
+        if (ret_status)
+                *ret_status = status;
+        if (ret_body)
+                *ret_body = TAKE_PTR(parsed);
+out:
+        json_object_put(parsed);
+        buffer_done(&t.body);
         return r;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +26,7 @@ struct HttpServer {
         char *unix_path;
         char *token;
         size_t max_body;
+        size_t (*spool_limit)(HttpRequest *req, void *userdata);
         unsigned tcp_port;
         HttpHandler handler;
         void *userdata;
@@ -45,6 +47,10 @@ struct HttpRequest {
         char *body;
         size_t body_len;
         bool too_large;
+        bool spool_decided;
+        int spool_fd; /* memfd holding a spooled body, or -1 */
+        size_t spool_max;
+        int spool_error;
         bool answered;
         enum MHD_Result result;
 };
@@ -163,6 +169,11 @@ int http_request_headers(const HttpRequest *req, char ***ret)
 int http_request_args(const HttpRequest *req, char ***ret)
 {
         return collect_pairs(req, MHD_GET_ARGUMENT_KIND, ret);
+}
+
+int http_request_body_fd(const HttpRequest *req)
+{
+        return req->spool_fd;
 }
 
 const char *http_request_body(const HttpRequest *req, size_t *ret_len)
@@ -367,6 +378,20 @@ unsigned http_status_from_errno(int r)
         }
 }
 
+void http_respond_fd(HttpRequest *req, unsigned status, const char *content_type, int fd,
+                     uint64_t size)
+{
+        struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+        if (!resp) {
+                (void) close(fd);
+                queue(req, status, NULL);
+                return;
+        }
+        (void) MHD_add_response_header(resp, "Content-Type", content_type);
+        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        queue(req, status, resp);
+}
+
 typedef struct {
         HttpStreamOps ops;
         void *cls;
@@ -447,6 +472,30 @@ static bool token_ok(const HttpServer *s, struct MHD_Connection *conn)
         return diff == 0;
 }
 
+/* Appends to the spooled body; failures are answered once the body is in. */
+static enum MHD_Result spool(HttpRequest *req, const char *data, size_t n)
+{
+        if (req->too_large || req->spool_error)
+                return MHD_YES;
+        if (req->body_len + n > req->spool_max) {
+                req->too_large = true;
+                return MHD_YES;
+        }
+        while (n > 0) {
+                ssize_t w = write(req->spool_fd, data, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0) {
+                        req->spool_error = negative_errno();
+                        return MHD_YES;
+                }
+                data += w;
+                n -= (size_t) w;
+                req->body_len += (size_t) w;
+        }
+        return MHD_YES;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -466,6 +515,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                      .method = method,
                                      .url = url,
                                      .tcp = di && di->daemon == s->tcp_daemon,
+                                     .spool_fd = -1,
                                      .result = MHD_YES};
                 *con_cls = req;
                 return MHD_YES;
@@ -473,6 +523,18 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (*upload_data_size > 0) {
                 size_t n = *upload_data_size;
                 *upload_data_size = 0;
+                if (!req->spool_decided) {
+                        req->spool_decided = true;
+                        size_t lim = s->spool_limit ? s->spool_limit(req, s->userdata) : 0;
+                        if (lim > 0) {
+                                req->spool_max = lim;
+                                req->spool_fd = memfd_create("sandpit-body", MFD_CLOEXEC);
+                                if (req->spool_fd < 0)
+                                        req->spool_error = negative_errno();
+                        }
+                }
+                if (req->spool_max > 0)
+                        return spool(req, upload_data, n);
                 if (req->too_large || req->body_len + n > s->max_body) {
                         req->too_large = true;
                         return MHD_YES;
@@ -491,7 +553,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (req->tcp && !token_ok(s, conn))
                 http_respond_error(req, 401, "missing or invalid bearer token");
         else if (req->too_large)
-                http_respond_error(req, 413, "request body larger than %zu bytes", s->max_body);
+                http_respond_error(req, 413, "request body larger than %zu bytes",
+                                   req->spool_max ? req->spool_max : s->max_body);
+        else if (req->spool_error)
+                http_respond_error(req, 507, "cannot hold the request body: %s",
+                                   strerror(-req->spool_error));
         else
                 s->handler(req, s->userdata);
         if (!req->answered)
@@ -514,6 +580,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
                 free(req->upgrade);
         }
         free(req->body);
+        closep(&req->spool_fd);
         free(req);
         *con_cls = NULL;
 }
@@ -600,6 +667,7 @@ int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *us
         s->handler = handler;
         s->userdata = userdata;
         s->max_body = cfg->max_body;
+        s->spool_limit = cfg->spool_limit;
         int r = 0;
         if (cfg->token && !(s->token = strdup(cfg->token)))
                 r = -ENOMEM;

@@ -38,6 +38,7 @@
 
 #include "buf.h"
 #include "initproto.h"
+#include "mask.h"
 #include "passwd.h"
 #include "sandpit/macro.h"
 #include "spawn.h"
@@ -91,6 +92,7 @@ typedef struct Proc {
         bool stdin_eof;   /* close stdin once stdin_buf is written */
         InitBuf backlog;  /* a background process's last STDOUT/STDERR frames, for ATTACH */
         uint64_t dropped; /* output bytes dropped from the backlog */
+        Masker *mask[2];  /* stdout, stderr: NULL when the process knows no secret */
 } Proc;
 
 typedef struct Conn {
@@ -119,6 +121,7 @@ static struct {
         bool allow_local_peers;
         bool terminating;
         uint64_t exit_seq;
+        char **secrets; /* the sandbox's secret env, "NAME=value": memory only, never logged */
 } g = {.epfd = -1};
 
 static uint8_t read_chunk[READ_CHUNK];
@@ -227,10 +230,26 @@ static void proc_remove(Proc *p)
         src_close(&p->err);
         init_buf_clear(&p->stdin_buf);
         init_buf_clear(&p->backlog);
+        mask_free(p->mask[0]);
+        mask_free(p->mask[1]);
         strv_free(p->argv);
         free(p->tag);
         free(p);
 }
+
+/* strv_free() that first zeroes the strings: they hold secret values. */
+static void secret_strv_free(char **v)
+{
+        for (char **s = v; s && *s; s++)
+                explicit_bzero(*s, strlen(*s));
+        strv_free(v);
+}
+
+static void secret_strv_freep(char ***v)
+{
+        secret_strv_free(*v);
+}
+#define cleanup_secret_strv __attribute__((cleanup(secret_strv_freep)))
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -285,19 +304,46 @@ static void proc_emit(Proc *p, IpMsgType type, const uint8_t *data, size_t n)
                 backlog_add(p, hdr, sizeof(hdr), data, n);
 }
 
+/* Output through the process's masker (if it has secrets): a possible partial
+ * secret at the end of data is held back until the next read or final. */
+static void proc_output(Proc *p, int which, const uint8_t *data, size_t n, bool final)
+{
+        IpMsgType type = which == 0 ? IP_MSG_STDOUT : IP_MSG_STDERR;
+        Masker *m = p->mask[which];
+        if (!m) {
+                if (n > 0)
+                        proc_emit(p, type, data, n);
+                return;
+        }
+        if (n == 0 && (!final || mask_held(m) == 0))
+                return;
+        uint8_t *out = NULL;
+        size_t len = 0;
+        if (mask_feed(m, data, n, final, &out, &len) < 0) {
+                /* Out of memory: drop the output rather than let a secret through. */
+                p->dropped += n;
+                return;
+        }
+        /* Chunks above IP_MAX_BODY cannot occur: masking at most triples a 64 KiB read. */
+        if (len > 0)
+                proc_emit(p, type, out, len);
+        free(out);
+}
+
 /* One read of a stdout/stderr pipe. Returns 1 when it got data. */
 static int proc_read_pipe(Proc *p, Source *s)
 {
         if (s->fd < 0)
                 return 0;
+        int which = s->kind == SRC_STDOUT ? 0 : 1;
         ssize_t n = read(s->fd, read_chunk, sizeof(read_chunk));
         if (n > 0) {
-                proc_emit(p, s->kind == SRC_STDOUT ? IP_MSG_STDOUT : IP_MSG_STDERR, read_chunk,
-                          (size_t) n);
+                proc_output(p, which, read_chunk, (size_t) n, false);
                 return 1;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
+        proc_output(p, which, NULL, 0, true);
         src_close(s);
         return 0;
 }
@@ -406,6 +452,8 @@ static void proc_exited(Proc *p, int status)
                 ;
         for (int i = 0; i < EXIT_DRAIN_READS && proc_read_pipe(p, &p->err) > 0; i++)
                 ;
+        proc_output(p, 0, NULL, 0, true);
+        proc_output(p, 1, NULL, 0, true);
         p->exited = true;
         p->exit_seq = ++g.exit_seq;
         src_close(&p->out);
@@ -627,6 +675,53 @@ static int get_opt_str(const IpFrame *f, IpTag tag, char **ret)
         return r;
 }
 
+/* Sets "NAME=value" (entry), replacing NAME if present (override) or leaving an
+ * existing NAME alone (!override). */
+static int env_put(char ***envp, size_t *n, const char *entry, bool override)
+{
+        size_t klen = strcspn(entry, "=");
+        for (char **e = *envp; e && *e; e++)
+                if (strncmp(*e, entry, klen) == 0 && (*e)[klen] == '=') {
+                        if (!override)
+                                return 0;
+                        char *dup = strdup(entry);
+                        if (!dup)
+                                return -ENOMEM;
+                        explicit_bzero(*e, strlen(*e));
+                        free(*e);
+                        *e = dup;
+                        return 0;
+                }
+        char **v = realloc(*envp, (*n + 2) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        *envp = v;
+        if (!(v[*n] = strdup(entry)))
+                return -ENOMEM;
+        v[++*n] = NULL;
+        return 0;
+}
+
+/* The values of "NAME=value" entries of both lists, for a masker. Borrowed
+ * pointers into the entries; free only the array. */
+static char **secret_values(char **a, char **b)
+{
+        size_t n = 0;
+        for (char **e = a; e && *e; e++)
+                n++;
+        for (char **e = b; e && *e; e++)
+                n++;
+        char **v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return NULL;
+        n = 0;
+        for (char **e = a; e && *e; e++)
+                v[n++] = *e + strcspn(*e, "=") + (strchr(*e, '=') ? 1 : 0);
+        for (char **e = b; e && *e; e++)
+                v[n++] = *e + strcspn(*e, "=") + (strchr(*e, '=') ? 1 : 0);
+        return v;
+}
+
 /* Adds NAME=value unless the caller's environment already has NAME. */
 static int env_default(char ***envp, size_t *n, const char *name, const char *value)
 {
@@ -649,11 +744,12 @@ static int env_default(char ***envp, size_t *n, const char *name, const char *va
 static void handle_spawn(Conn *c, const IpFrame *f)
 {
         cleanup_strv char **argv = NULL;
-        cleanup_strv char **envp = NULL;
+        cleanup_secret_strv char **envp = NULL;
+        cleanup_secret_strv char **secrets = NULL;
         cleanup_free char *cwd = NULL;
         cleanup_free char *user = NULL;
         cleanup_free char *tag = NULL;
-        size_t nargs = 0, nenv = 0;
+        size_t nargs = 0, nenv = 0, nsecrets = 0;
         uint64_t timeout_ms = 0;
         uint32_t flags = 0;
         const uint8_t *data = NULL;
@@ -663,6 +759,7 @@ static void handle_spawn(Conn *c, const IpFrame *f)
 
         if ((r = get_strv(f, IP_TAG_ARG, &argv, &nargs)) < 0 ||
             (r = get_strv(f, IP_TAG_ENV, &envp, &nenv)) < 0 ||
+            (r = get_strv(f, IP_TAG_SECRET_ENV, &secrets, &nsecrets)) < 0 ||
             (r = get_opt_str(f, IP_TAG_CWD, &cwd)) < 0 ||
             (r = get_opt_str(f, IP_TAG_USER, &user)) < 0 ||
             (r = get_opt_str(f, IP_TAG_TAG, &tag)) < 0) {
@@ -691,10 +788,31 @@ static void handle_spawn(Conn *c, const IpFrame *f)
         if (timeout_ms > TIMEOUT_MS_MAX)
                 timeout_ms = TIMEOUT_MS_MAX;
 
+        /* The sandbox's secrets unless the request names them (an exec's env wins);
+         * the request's own secrets always. Both are masked in the output. */
+        Masker *mask[2] = {NULL, NULL};
+        cleanup_free char **values = secret_values(g.secrets, secrets);
+        r = values ? 0 : -ENOMEM;
+        for (char **e = g.secrets; r == 0 && e && *e; e++)
+                r = env_put(&envp, &nenv, *e, false);
+        for (char **e = secrets; r == 0 && e && *e; e++)
+                r = env_put(&envp, &nenv, *e, true);
+        if (r == 0 && (r = mask_new(values, &mask[0])) == 0 && mask[0] &&
+            (r = mask_new(values, &mask[1])) < 0) {
+                mask_free(mask[0]);
+                mask[0] = NULL;
+        }
+        if (r < 0) {
+                conn_error(c, ENOMEM, "out of memory");
+                return;
+        }
+
         const char *uname = user ? user : "root";
         InitUser u = {0};
         r = init_user_lookup(PASSWD_PATH, uname, &u);
         if (r < 0) {
+                mask_free(mask[0]);
+                mask_free(mask[1]);
                 if (r == -ENOMEM)
                         conn_error(c, ENOMEM, "look up user %s: %s", uname, strerror(-r));
                 else
@@ -706,6 +824,8 @@ static void handle_spawn(Conn *c, const IpFrame *f)
             env_default(&envp, &nenv, "USER", uname) < 0 ||
             env_default(&envp, &nenv, "LOGNAME", uname) < 0) {
                 init_user_done(&u);
+                mask_free(mask[0]);
+                mask_free(mask[1]);
                 conn_error(c, ENOMEM, "out of memory");
                 return;
         }
@@ -724,12 +844,18 @@ static void handle_spawn(Conn *c, const IpFrame *f)
         r = init_spawn(&spec, &ch, &msg);
         init_user_done(&u);
         if (r < 0) {
-                conn_error(c, -r, "%s", msg ? msg : "spawn failed");
+                /* The message may quote argv or cwd, which may hold a secret. */
+                cleanup_free char *masked = mask_string(mask[0], msg ? msg : "spawn failed");
+                mask_free(mask[0]);
+                mask_free(mask[1]);
+                conn_error(c, -r, "%s", masked ? masked : "spawn failed");
                 return;
         }
 
         Proc *p = calloc(1, sizeof(*p));
         if (!p) {
+                mask_free(mask[0]);
+                mask_free(mask[1]);
                 (void) kill(ch.pid, SIGKILL); /* reaped as a stranger */
                 (void) close(ch.stdout_fd);
                 (void) close(ch.stderr_fd);
@@ -750,6 +876,7 @@ static void handle_spawn(Conn *c, const IpFrame *f)
                 .out = {.kind = SRC_STDOUT, .fd = ch.stdout_fd, .owner = p},
                 .err = {.kind = SRC_STDERR, .fd = ch.stderr_fd, .owner = p},
                 .stdin_eof = !(flags & IP_FLAG_STDIN_OPEN),
+                .mask = {mask[0], mask[1]},
         };
         Proc **tail = &g.procs;
         while (*tail)
@@ -878,16 +1005,40 @@ static void handle_input(Conn *c, const IpFrame *f)
                 conn_error(c, err, "%s %u: %s", name, pid, strerror(err));
 }
 
+/* Replaces the sandbox's secret env (applied to and masked in every later SPAWN). */
+static void handle_set_secrets(Conn *c, const IpFrame *f)
+{
+        char **v = NULL;
+        size_t n = 0;
+        int r = get_strv(f, IP_TAG_ENV, &v, &n);
+        if (r < 0) {
+                conn_fail(c, -r, "SET_SECRETS: bad ENV field");
+                return;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!strchr(v[i], '=') || v[i][0] == '=') {
+                        secret_strv_free(v);
+                        conn_fail(c, EINVAL, "SET_SECRETS: ENV must be NAME=value");
+                        return;
+                }
+        secret_strv_free(g.secrets);
+        g.secrets = v;
+        conn_ok(c);
+}
+
 static void handle_list(Conn *c)
 {
         for (Proc *p = g.procs; p && !c->dead; p = p->next) {
                 IpBuilder b;
                 ip_builder_init(&b, IP_MSG_PROCESS);
                 ip_put_u32(&b, IP_TAG_PID, (uint32_t) p->pid);
-                STRV_FOREACH(a, p->argv)
-                        ip_put_str(&b, IP_TAG_ARG, *a);
+                STRV_FOREACH(a, p->argv) {
+                        cleanup_free char *masked = mask_string(p->mask[0], *a);
+                        ip_put_str(&b, IP_TAG_ARG, masked ? masked : "***");
+                }
+                cleanup_free char *tag = p->tag ? mask_string(p->mask[0], p->tag) : NULL;
                 if (p->tag)
-                        ip_put_str(&b, IP_TAG_TAG, p->tag);
+                        ip_put_str(&b, IP_TAG_TAG, tag ? tag : "***");
                 ip_put_u32(&b, IP_TAG_FLAGS, p->flags);
                 ip_put_u32(&b, IP_TAG_STATE, p->exited ? IP_STATE_EXITED : IP_STATE_RUNNING);
                 ip_put_u64(&b, IP_TAG_STARTED_US, p->started_us);
@@ -929,6 +1080,9 @@ static void conn_dispatch(Conn *c)
                 break;
         case IP_MSG_PING:
                 conn_ok(c);
+                break;
+        case IP_MSG_SET_SECRETS:
+                handle_set_secrets(c, &f);
                 break;
         default:
                 conn_fail(c, EPROTO, "unknown request type %u", c->hdr[4]);
@@ -996,6 +1150,9 @@ static void conn_read(Conn *c)
                                 continue;
                 }
                 conn_dispatch(c);
+                /* SPAWN and SET_SECRETS bodies may hold secret values. */
+                if (c->body && (c->hdr[4] == IP_MSG_SPAWN || c->hdr[4] == IP_MSG_SET_SECRETS))
+                        explicit_bzero(c->body, c->body_len);
                 free(c->body);
                 c->body = NULL;
                 c->hdr_got = 0;

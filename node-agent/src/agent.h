@@ -16,6 +16,7 @@ typedef struct {
         char *state_dir;     /* /run/sandpit: sandboxes/, runc/ */
         char *templates_dir; /* /var/lib/sandpit/templates */
         char *init_path;     /* host path of the static sandpit-init */
+        char *kernels_dir;   /* code-interpreter drivers; NULL: not installed */
         char *runtime;       /* OCI runtime CLI: "runc", "crun" or a path */
         char *cgroup_parent; /* "sandpit" */
         CgVersion cgroup_version;
@@ -27,6 +28,7 @@ typedef enum {
         SANDBOX_RUNNING,
         SANDBOX_EXITED, /* init died; only delete is left to do */
         SANDBOX_DELETING,
+        SANDBOX_PAUSED, /* every process frozen (cgroup freezer) */
 } SandboxState;
 
 /* Limits and defaults a sandbox is created with (the request, validated). */
@@ -38,6 +40,10 @@ typedef struct {
         uint64_t pids;
         uint64_t disk;
         char **env; /* "NAME=value" strv */
+        /* Secret env "NAME=value": held only until sandpit-init has it, then
+         * zeroed and freed (NULL); never saved, logged or shown. */
+        char **secret_env;
+        char **secret_names; /* their names: saved and shown */
         char *user;
         json_object *labels; /* object of strings; owned */
         uint64_t timeout_s;
@@ -47,8 +53,12 @@ typedef struct {
 typedef struct Sandbox {
         SandboxSpec spec;
         SandboxState state;
-        uint64_t created_us; /* CLOCK_REALTIME */
-        uint64_t expires_us; /* CLOCK_REALTIME */
+        uint64_t created_us;  /* CLOCK_REALTIME */
+        uint64_t expires_us;  /* CLOCK_REALTIME */
+        uint64_t started_us;  /* CLOCK_REALTIME: running since */
+        uint64_t paused_us;   /* CLOCK_REALTIME: when paused; 0 = not paused */
+        bool deadline_paused; /* the deadline clock stopped at paused_us */
+        bool pause_busy;      /* a pause or resume is in progress */
         pid_t init_pid;
         int pidfd;
         uint64_t serial;   /* unique in this agent's life: names it in epoll events */
@@ -76,6 +86,7 @@ typedef struct Agent {
         pthread_t monitor;
         bool monitor_started;
         uint64_t started_us;
+        struct AgentMetrics *metrics; /* metrics.h: its own lock */
 } Agent;
 
 void sandbox_spec_done(SandboxSpec *s);

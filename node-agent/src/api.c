@@ -8,10 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-code.h"
+#include "api-files.h"
 #include "api-internal.h"
+#include "api-metrics.h"
 #include "api-net.h"
+#include "api-pause.h"
 #include "exec.h"
 #include "initproto.h"
+#include "metrics.h"
 #include "sandbox.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -61,7 +66,9 @@ static void handle_create(Agent *a, HttpRequest *req)
                 return;
         }
         json_object *obj = NULL;
+        uint64_t t0 = now_monotonic_us();
         r = sandbox_create(a, &spec, &obj, err, sizeof(err));
+        metrics_note_create(a->metrics, r >= 0, (double) (now_monotonic_us() - t0) / 1e6);
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot create sandbox");
                 return;
@@ -137,6 +144,8 @@ int api_exec_info_or_respond(Agent *a, HttpRequest *req, const char *id, Sandbox
         int r = sandbox_exec_info(a, id, info);
         if (r == -ENOENT)
                 api_sandbox_not_found(req, id);
+        else if (r == -EBUSY && sandbox_is_paused(a, id))
+                http_respond_error(req, 409, "sandbox %s is paused: resume it first", id);
         else if (r == -EBUSY)
                 http_respond_error(req, 409, "sandbox %s is not running", id);
         else if (r < 0)
@@ -170,6 +179,8 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         r = exec_spawn(info.socket_path, &er, &fd, &pid, err, sizeof(err));
         bool background = er.flags & IP_FLAG_BACKGROUND;
         exec_request_done(&er);
+        if (r >= 0)
+                metrics_note_exec(a->metrics);
         sandbox_exec_info_done(&info);
         if (r < 0) {
                 if (r == -EBUSY)
@@ -338,6 +349,15 @@ static const struct {
         {"timeout", handle_timeout},
         {"network", api_net_handle_network},
         {"ports", api_net_handle_ports},
+        {"code", api_code_handle},
+        {"contexts", api_contexts_handle},
+        {"files", api_files_handle},     /* api-files.c, docs/files.md */
+        {"fs", api_fs_handle},           /* " */
+        {"archive", api_archive_handle}, /* " */
+        {"watch", api_watch_handle},     /* " */
+        {"metrics", api_sandbox_metrics},
+        {"pause", api_sandbox_pause},
+        {"resume", api_sandbox_resume},
 };
 
 static bool dispatch_subresource(Agent *a, HttpRequest *req)
@@ -395,6 +415,10 @@ void api_handle(HttpRequest *req, void *userdata)
                 json_object *o = json_object_new_object();
                 (void) json_object_object_add(o, "status", json_object_new_string("ok"));
                 http_respond_json(req, 200, o);
+                return;
+        }
+        if (n == 1 && streq(seg[0], "metrics")) {
+                api_node_metrics(a, req);
                 return;
         }
         if (n < 2 || n > 6 || !streq(seg[0], "v1")) {

@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "code.h"
 #include "initproto.h"
 #include "sandpit/macro.h"
 #include "seccomp-profile.h"
@@ -208,6 +209,9 @@ static int spec_validate(const BundleSpec *spec)
         if ((spec->resolv_conf && !is_abs_path(spec->resolv_conf)) ||
             (spec->netns_path && !is_abs_path(spec->netns_path)))
                 return -EINVAL;
+        if ((spec->kernels_dir && !is_abs_path(spec->kernels_dir)) ||
+            (spec->code_dir && !is_abs_path(spec->code_dir)))
+                return -EINVAL;
         STRV_FOREACH(p, spec->ro_binds)
                 if (!is_abs_path(*p) || streq(*p, "/"))
                         return -EINVAL;
@@ -263,6 +267,13 @@ static void build_mounts(Builder *b, json_object *config, const BundleSpec *spec
                 add_mount(b, mounts, *p, "bind", *p, ro_bind_opts);
         if (spec->resolv_conf)
                 add_mount(b, mounts, "/etc/resolv.conf", "bind", spec->resolv_conf, resolv_opts);
+        /* Code interpreter (docs/code-interpreter.md): the kernel drivers, and the
+         * agent's listening sockets; read-only, so nothing in the sandbox can
+         * plant files the agent would use. */
+        if (spec->kernels_dir)
+                add_mount(b, mounts, CODE_KERNELS_MOUNT, "bind", spec->kernels_dir, resolv_opts);
+        if (spec->code_dir)
+                add_mount(b, mounts, CODE_SOCKETS_MOUNT, "bind", spec->code_dir, resolv_opts);
 }
 
 /* Called with bundle_lock held. */

@@ -15,6 +15,7 @@
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "secrets.h"
 
 #define DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_TIMEOUT_S (7.0 * 86400)
@@ -23,6 +24,7 @@ void exec_request_done(ExecRequest *r)
 {
         strv_free(r->argv);
         strv_free(r->env);
+        secret_strv_free(r->secret_env);
         free(r->cwd);
         free(r->user);
         free(r->tag);
@@ -82,7 +84,20 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
         STRV_FOREACH(e, info->env)
                 if (r == 0)
                         r = env_set(&req.env, &nenv, strdup(*e));
+        /* The sandbox's secrets (added by init) beat its plain env and the
+         * defaults; an exec's own env, added below, beats them. */
+        STRV_FOREACH(n, info->secret_names) {
+                size_t klen = strlen(*n);
+                for (size_t i = 0; i < nenv; i++)
+                        if (strncmp(req.env[i], *n, klen) == 0 && req.env[i][klen] == '=') {
+                                free(req.env[i]);
+                                memmove(&req.env[i], &req.env[i + 1], (nenv - i) * sizeof(char *));
+                                nenv--;
+                                break;
+                        }
+        }
         json_object *cmd = NULL, *shell = NULL;
+        cleanup_strv char **secret_names = NULL;
         json_object_object_foreach(body, key, val) {
                 if (r < 0)
                         break;
@@ -112,6 +127,12 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                                 if ((r = env_set(&req.env, &nenv, entry)) < 0)
                                         break;
                         }
+                } else if (streq(key, "secret_env")) {
+                        secret_strv_free(req.secret_env);
+                        strv_free(secret_names);
+                        req.secret_env = secret_names = NULL;
+                        r = secrets_from_json(val, key, &req.secret_env, &secret_names, err,
+                                              errlen);
                 } else if (streq(key, "cwd")) {
                         if ((r = want_string(val, key, &req.cwd, err, errlen)) == 0 &&
                             req.cwd[0] != '/') {
@@ -170,6 +191,13 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                         r = -EINVAL;
                 }
         }
+        json_object *plain_env = NULL;
+        STRV_FOREACH(n, secret_names)
+                if (r == 0 && json_object_object_get_ex(body, "env", &plain_env) &&
+                    json_object_object_get_ex(plain_env, *n, NULL)) {
+                        (void) snprintf(err, errlen, "%.64s is in both env and secret_env", *n);
+                        r = -EINVAL;
+                }
         if (r == 0 && !!cmd == !!shell) {
                 (void) snprintf(err, errlen, "give exactly one of cmd (an argv array) and shell");
                 r = -EINVAL;
@@ -270,6 +298,8 @@ int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uin
                 ip_put_str(&b, IP_TAG_ARG, *s);
         STRV_FOREACH(s, req->env)
                 ip_put_str(&b, IP_TAG_ENV, *s);
+        STRV_FOREACH(s, req->secret_env)
+                ip_put_str(&b, IP_TAG_SECRET_ENV, *s);
         if (req->cwd)
                 ip_put_str(&b, IP_TAG_CWD, req->cwd);
         ip_put_str(&b, IP_TAG_USER, req->user);
@@ -343,6 +373,15 @@ int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, 
                 r = simple_request(socket_path, &b, err, errlen);
         }
         return r;
+}
+
+int exec_set_secrets(const char *socket_path, char **env, char *err, size_t errlen)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SET_SECRETS);
+        STRV_FOREACH(s, env)
+                ip_put_str(&b, IP_TAG_ENV, *s);
+        return simple_request(socket_path, &b, err, errlen); /* frees (and zeroes) b */
 }
 
 int exec_signal(const char *socket_path, uint32_t pid, int signo, char *err, size_t errlen)

@@ -14,8 +14,9 @@
 
 typedef struct {
         char **argv;
-        char **env; /* the process's whole environment */
-        char *cwd;  /* NULL: the user's home */
+        char **env;        /* the process's whole environment, secrets aside */
+        char **secret_env; /* "NAME=value": set by init, masked in the output */
+        char *cwd;         /* NULL: the user's home */
         char *user;
         char *tag;
         uint64_t timeout_ms;
@@ -47,6 +48,9 @@ int exec_attach(const char *socket_path, uint32_t pid, Agent *a, const char *id,
 int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, size_t len,
                     bool eof, char *err, size_t errlen);
 int exec_signal(const char *socket_path, uint32_t pid, int signo, char *err, size_t errlen);
+/* Hands the sandbox's secret env ("NAME=value") to init, which keeps it in
+ * memory, adds it to every later process and masks it in their output. */
+int exec_set_secrets(const char *socket_path, char **env, char *err, size_t errlen);
 /* The process list as the API shows it. */
 int exec_list(const char *socket_path, json_object **ret);
 

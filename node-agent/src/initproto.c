@@ -52,6 +52,9 @@ void ip_builder_init(IpBuilder *b, IpMsgType type)
 
 void ip_builder_free(IpBuilder *b)
 {
+        /* Frames may carry secret env values: leave nothing in freed memory. */
+        if (b->buf)
+                explicit_bzero(b->buf, b->cap);
         free(b->buf);
         *b = (IpBuilder){0};
 }

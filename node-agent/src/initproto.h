@@ -41,6 +41,7 @@ typedef enum {
         IP_MSG_SIGNAL = 5,
         IP_MSG_LIST = 6,
         IP_MSG_PING = 7,
+        IP_MSG_SET_SECRETS = 8, /* ENV* "NAME=value": the sandbox's secret env, kept in memory */
         /* events: init -> agent */
         IP_MSG_STARTED = 64,
         IP_MSG_STDOUT = 65,
@@ -69,6 +70,7 @@ typedef enum {
         IP_TAG_STATE = 15,       /* u32: IP_STATE_* */
         IP_TAG_TAG = 16,         /* string: caller's label for the process */
         IP_TAG_STARTED_US = 17,  /* u64: CLOCK_REALTIME at spawn, microseconds */
+        IP_TAG_SECRET_ENV = 18,  /* string "NAME=value", repeated: env whose values are masked */
 } IpTag;
 
 typedef enum {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "api-files.h"
 #include "api.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
@@ -33,6 +34,9 @@ static void usage(FILE *f)
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
+              "  --kernels-dir DIR       code-interpreter kernels (default: "
+              "../share/sandpit/kernels\n"
+              "                          from this binary; none: the code API is off)\n"
               "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
               "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
               "  --cgroup-version auto|v1|v2\n"
@@ -45,6 +49,21 @@ static void usage(FILE *f)
               "  --log-level debug|info|warning|error\n"
               "  --help\n",
               f);
+}
+
+/* rel resolved against the directory of this binary. */
+static char *path_next_to_self(const char *rel)
+{
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0)
+                return NULL;
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash)
+                *slash = 0;
+        char *p = NULL;
+        return asprintf(&p, "%s/%s", self, rel) < 0 ? NULL : p;
 }
 
 static char *default_init_path(void)
@@ -87,6 +106,7 @@ int main(int argc, char **argv)
                 OPT_STATE_DIR,
                 OPT_TEMPLATES_DIR,
                 OPT_INIT,
+                OPT_KERNELS_DIR,
                 OPT_RUNTIME,
                 OPT_CGROUP_PARENT,
                 OPT_CGROUP_VERSION,
@@ -106,6 +126,7 @@ int main(int argc, char **argv)
                 {"state-dir", required_argument, NULL, OPT_STATE_DIR},
                 {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
                 {"init", required_argument, NULL, OPT_INIT},
+                {"kernels-dir", required_argument, NULL, OPT_KERNELS_DIR},
                 {"runtime", required_argument, NULL, OPT_RUNTIME},
                 {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
                 {"cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION},
@@ -160,6 +181,9 @@ int main(int argc, char **argv)
                         break;
                 case OPT_INIT:
                         cfg->init_path = optarg;
+                        break;
+                case OPT_KERNELS_DIR:
+                        cfg->kernels_dir = optarg;
                         break;
                 case OPT_RUNTIME:
                         cfg->runtime = optarg;
@@ -234,6 +258,17 @@ int main(int argc, char **argv)
                         return log_error_errno(-ENOMEM, "out of memory"), 1;
                 cfg->init_path = init_default;
         }
+        cleanup_free char *kernels_default = NULL;
+        if (!cfg->kernels_dir) {
+                kernels_default = path_next_to_self("../share/sandpit/kernels");
+                cfg->kernels_dir = kernels_default;
+        }
+        cleanup_free char *kernels_real =
+                cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
+        if (cfg->kernels_dir && !kernels_real)
+                log_warning("no code-interpreter kernels at %s: the code API is off",
+                            cfg->kernels_dir);
+        cfg->kernels_dir = kernels_real;
         cleanup_free char *token = NULL;
         if (token_file) {
                 int r = read_token(token_file, &token);
@@ -273,7 +308,8 @@ int main(int argc, char **argv)
                 HttpServerConfig hc = {.unix_path = socket_path,
                                        .tcp_listen = listen_addr,
                                        .token = token,
-                                       .max_body = MAX_BODY};
+                                       .max_body = MAX_BODY,
+                                       .spool_limit = api_files_spool_limit};
                 r = http_server_start(&hc, api_handle, &agent, &srv);
                 if (r < 0)
                         log_error_errno(r, "cannot serve on %s%s%s", socket_path,

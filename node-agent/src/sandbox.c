@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "code.h"
+#include "exec.h"
 #include "initproto.h"
+#include "metrics.h"
 #include "net.h"
 #include "rootfs.h"
 #include "runtime.h"
@@ -26,6 +29,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
+#include "secrets.h"
 #include "state.h"
 #include "template.h"
 
@@ -44,6 +48,8 @@ void sandbox_spec_done(SandboxSpec *s)
         free(s->id);
         free(s->template_name);
         strv_free(s->env);
+        secret_strv_free(s->secret_env);
+        strv_free(s->secret_names);
         free(s->user);
         json_object_put(s->labels);
         net_policy_done(&s->network);
@@ -148,6 +154,13 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                         s.env = NULL;
                         if ((r = env_from_json(val, &s.env, err, errlen)) < 0)
                                 break;
+                } else if (streq(key, "secret_env")) {
+                        secret_strv_free(s.secret_env);
+                        strv_free(s.secret_names);
+                        s.secret_env = s.secret_names = NULL;
+                        if ((r = secrets_from_json(val, key, &s.secret_env, &s.secret_names, err,
+                                                   errlen)) < 0)
+                                break;
                 } else if (streq(key, "labels")) {
                         if (!json_object_is_type(val, json_type_object)) {
                                 (void) snprintf(err, errlen, "labels must be an object");
@@ -191,6 +204,13 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                 (void) snprintf(err, errlen, "user must be a user name or uid");
                 r = -EINVAL;
         }
+        STRV_FOREACH(n, s.secret_names)
+                if (r == 0 && env_has_name(s.env, *n)) {
+                        (void) snprintf(err, errlen, "%.64s is in both env and secret_env", *n);
+                        r = -EINVAL;
+                }
+        if (r == 0 && !s.secret_names && !(s.secret_names = calloc(1, sizeof(char *))))
+                r = -ENOMEM;
         if (r == 0 && !s.template_name && !(s.template_name = strdup(DEFAULT_TEMPLATE)))
                 r = -ENOMEM;
         if (r == 0 && !s.user && !(s.user = strdup(DEFAULT_USER)))
@@ -256,6 +276,8 @@ static const char *state_name(SandboxState s)
                 return "exited";
         case SANDBOX_DELETING:
                 return "deleting";
+        case SANDBOX_PAUSED:
+                return "paused";
         }
         return "unknown";
 }
@@ -297,6 +319,10 @@ static json_object *sandbox_to_json_locked(const Sandbox *sb)
         (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) s->disk));
         (void) json_object_object_add(o, "user", json_object_new_string(s->user));
         (void) json_object_object_add(o, "env", env_to_json(s->env));
+        json_object *secret_names = json_object_new_array();
+        STRV_FOREACH(n, s->secret_names)
+                (void) json_object_array_add(secret_names, json_object_new_string(*n));
+        (void) json_object_object_add(o, "secret_env", secret_names);
         /* A copy, never a shared reference: json-c's reference counts are not
          * atomic and the response is freed on another thread, outside the lock. */
         json_object *labels = NULL;
@@ -305,6 +331,7 @@ static json_object *sandbox_to_json_locked(const Sandbox *sb)
         (void) json_object_object_add(o, "labels", labels);
         (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
         add_time(o, "created_at", sb->created_us);
+        add_time(o, "started_at", sb->started_us ? sb->started_us : sb->created_us);
         add_time(o, "expires_at", sb->expires_us);
         json_object *net = net_policy_to_json(&s->network);
         if (net && sb->ip) {
@@ -313,6 +340,11 @@ static json_object *sandbox_to_json_locked(const Sandbox *sb)
                 (void) json_object_object_add(net, "ip", json_object_new_string(ip));
         }
         (void) json_object_object_add(o, "network", net);
+        if (sb->state == SANDBOX_PAUSED) {
+                add_time(o, "paused_at", sb->paused_us);
+                (void) json_object_object_add(o, "deadline_paused",
+                                              json_object_new_boolean(sb->deadline_paused));
+        }
         return o;
 }
 
@@ -372,6 +404,20 @@ int sandbox_list_json(Agent *a, char **selectors, json_object **ret)
         return 0;
 }
 
+static char **strv_copy(char **v)
+{
+        size_t n = 0;
+        STRV_FOREACH(e, v)
+                n++;
+        char **c = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; c && i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        strv_free(c);
+                        return NULL;
+                }
+        return c;
+}
+
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
 {
         int r = 0;
@@ -390,10 +436,11 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                 info.socket_path = strdup(sb->socket_path);
                 info.user = strdup(sb->spec.user);
                 info.id = strdup(sb->spec.id);
+                info.secret_names = strv_copy(sb->spec.secret_names);
                 for (size_t i = 0; info.env && i < n; i++)
                         if (!(info.env[i] = strdup(sb->spec.env[i])))
                                 r = -ENOMEM;
-                if (!info.env || !info.socket_path || !info.user || !info.id)
+                if (!info.env || !info.socket_path || !info.user || !info.id || !info.secret_names)
                         r = -ENOMEM;
         }
         (void) pthread_mutex_unlock(&a->lock);
@@ -411,7 +458,41 @@ void sandbox_exec_info_done(SandboxExecInfo *i)
         strv_free(i->env);
         free(i->user);
         free(i->id);
+        strv_free(i->secret_names);
         *i = (SandboxExecInfo){0};
+}
+
+int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
+{
+        int r = 0;
+        SandboxFsInfo info = {0};
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING)
+                r = -ENOENT;
+        else if (sb->state != SANDBOX_RUNNING)
+                r = -EBUSY;
+        else if (asprintf(&info.rootfs, "%s/rootfs", sb->dir) < 0)
+                info.rootfs = NULL, r = -ENOMEM;
+        else if (!(info.user = strdup(sb->spec.user)))
+                r = -ENOMEM;
+        else
+                info.disk = sb->spec.disk;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0) {
+                if (r == -ENOMEM)
+                        sandbox_fs_info_done(&info);
+                return r;
+        }
+        *ret = info;
+        return 0;
+}
+
+void sandbox_fs_info_done(SandboxFsInfo *i)
+{
+        free(i->rootfs);
+        free(i->user);
+        *i = (SandboxFsInfo){0};
 }
 
 /* --- setup and teardown -------------------------------------------------- */
@@ -463,6 +544,11 @@ static int make_dirs(const char *dir)
                 return -errno;
         (void) snprintf(path, sizeof(path), "%s/ctl", dir);
         if (mkdir(path, 0700) < 0)
+                return -errno;
+        /* The code interpreter's listening sockets; 0755 so the sandbox's user
+         * can reach them through the read-only bind. */
+        (void) snprintf(path, sizeof(path), "%s/" CODE_DIR_NAME, dir);
+        if (mkdir(path, 0755) < 0 || chmod(path, 0755) < 0)
                 return -errno;
         /* Mount point for the read-only bind of the init binary. */
         (void) snprintf(path, sizeof(path), "%s/ctl/init", dir);
@@ -572,12 +658,13 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         const char *id = sb->spec.id;
         const char *step = "prepare";
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
-        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL;
+        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
         NetSandboxInfo net = {0};
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
             asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
             asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
+            asprintf(&code_dir, "%s/" CODE_DIR_NAME, sb->dir) < 0 ||
             asprintf(&rootfs, "%s/rootfs", sb->dir) < 0) {
                 sb->dir = NULL;
                 r = -ENOMEM;
@@ -615,7 +702,9 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .cgroups_path = cg_path,
                          .ro_binds = tpl->binds,
                          .netns_path = net.netns_path,
-                         .resolv_conf = net.resolv_path};
+                         .resolv_conf = net.resolv_path,
+                         .kernels_dir = a->cfg.kernels_dir,
+                         .code_dir = code_dir};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
         step = "write the state file";
@@ -651,6 +740,16 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         step = "wait for sandpit-init";
         if ((r = wait_ready(ready_r)) < 0)
                 goto fail;
+        if (sb->spec.secret_env && sb->spec.secret_env[0]) {
+                step = "hand the secret env to sandpit-init";
+                char serr[256] = "";
+                if ((r = exec_set_secrets(sb->socket_path, sb->spec.secret_env, serr,
+                                          sizeof(serr))) < 0)
+                        goto fail;
+        }
+        /* From here on only init holds the values. */
+        secret_strv_free(sb->spec.secret_env);
+        sb->spec.secret_env = NULL;
         step = "watch sandpit-init";
         (void) pthread_mutex_lock(&a->lock);
         r = watch_init(a, sb);
@@ -662,6 +761,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
 
         (void) pthread_mutex_lock(&a->lock);
         sb->state = SANDBOX_RUNNING;
+        sb->started_us = now_realtime_us();
         json_object *o = sandbox_to_json_locked(sb);
         (void) pthread_mutex_unlock(&a->lock);
         wake_monitor(a);
@@ -710,13 +810,21 @@ int sandbox_delete(Agent *a, const char *id)
                 (void) pthread_mutex_unlock(&a->lock);
                 return -ENOENT;
         }
+        bool frozen = sb->state == SANDBOX_PAUSED || sb->paused_us != 0;
         sb->state = SANDBOX_DELETING;
+        code_forget_sandbox(id); /* its kernels die with it; drop our ends */
         if (sb->pidfd >= 0) {
                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
 
+        if (frozen) {
+                /* Kill while frozen, then thaw: the processes die at once and never
+                 * run again; the runtime then deletes a stopped container. */
+                (void) cg_kill_all(a->cg, id, SIGKILL);
+                (void) cg_freeze(a->cg, id, false);
+        }
         int r = teardown(a, id, sb->dir);
         (void) pthread_mutex_lock(&a->lock);
         if (r < 0) {
@@ -742,6 +850,8 @@ int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_objec
         }
         sb->spec.timeout_s = timeout_s;
         sb->expires_us = now_realtime_us() + timeout_s * 1000000u;
+        if (sb->state == SANDBOX_PAUSED && sb->deadline_paused)
+                sb->paused_us = now_realtime_us(); /* timeout_s left when resumed */
         int r = state_save(sb);
         json_object *o = sandbox_to_json_locked(sb);
         (void) pthread_mutex_unlock(&a->lock);
@@ -820,6 +930,143 @@ int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object
         return 0;
 }
 
+/* --- pause and resume ----------------------------------------------------- */
+
+/* Looks a sandbox up again after the lock was dropped: the same one (serial),
+ * not a newer one of the same id. Call with a->lock held. */
+static Sandbox *refind_locked(Agent *a, const char *id, uint64_t serial)
+{
+        Sandbox *sb = find_locked(a, id);
+        return sb && sb->serial == serial ? sb : NULL;
+}
+
+/* Takes the sandbox for a pause (want = RUNNING) or resume (want = PAUSED). */
+static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
+                                   uint64_t *ret_serial, char *err, size_t errlen)
+{
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
+                return -ENOENT;
+        if (sb->pause_busy) {
+                (void) snprintf(err, errlen, "sandbox %s is being paused or resumed", id);
+                return -EBUSY;
+        }
+        if (sb->state != want) {
+                (void) snprintf(err, errlen, "sandbox %s is %s%s", id, state_name(sb->state),
+                                want == SANDBOX_PAUSED && sb->state == SANDBOX_RUNNING
+                                        ? ", not paused"
+                                        : "");
+                return -EBUSY;
+        }
+        sb->pause_busy = true;
+        *ret_serial = sb->serial;
+        return 0;
+}
+
+static int finish_transition(Agent *a, const char *id, Sandbox *sb, json_object **ret_obj)
+{
+        int r = state_save(sb);
+        json_object *o = sandbox_to_json_locked(sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        wake_monitor(a);
+        if (r < 0)
+                log_sbx(LOG_LEVEL_WARNING, id, r, "cannot persist the pause state");
+        if (!o)
+                return -ENOMEM;
+        add_stats(a, id, o);
+        *ret_obj = o;
+        return 0;
+}
+
+int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
+                  size_t errlen)
+{
+        uint64_t serial = 0;
+        (void) pthread_mutex_lock(&a->lock);
+        int r = begin_transition_locked(a, id, SANDBOX_RUNNING, &serial, err, errlen);
+        if (r == 0) {
+                /* Paused from now on for everyone else: new execs get 409. */
+                Sandbox *sb = find_locked(a, id);
+                sb->state = SANDBOX_PAUSED;
+                sb->paused_us = now_realtime_us();
+                sb->deadline_paused = stop_deadline;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        r = cg_freeze(a->cg, id, true);
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = refind_locked(a, id, serial);
+        if (sb)
+                sb->pause_busy = false;
+        if (!sb || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        if (r < 0) {
+                if (sb->state == SANDBOX_PAUSED)
+                        sb->state = SANDBOX_RUNNING;
+                sb->paused_us = 0;
+                sb->deadline_paused = false;
+                (void) pthread_mutex_unlock(&a->lock);
+                (void) cg_freeze(a->cg, id, false);
+                (void) snprintf(err, errlen, "cannot freeze sandbox %s: %s", id, strerror(-r));
+                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot freeze");
+                return r == -ENOENT ? -EIO : r;
+        }
+        log_sbx(LOG_LEVEL_INFO, id, 0, "paused (deadline %s)",
+                stop_deadline ? "stopped" : "running");
+        return finish_transition(a, id, sb, ret_obj);
+}
+
+bool sandbox_is_paused(Agent *a, const char *id)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        bool paused = sb && sb->state == SANDBOX_PAUSED;
+        (void) pthread_mutex_unlock(&a->lock);
+        return paused;
+}
+
+int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,
+                   size_t errlen)
+{
+        uint64_t serial = 0;
+        (void) pthread_mutex_lock(&a->lock);
+        int r = begin_transition_locked(a, id, SANDBOX_PAUSED, &serial, err, errlen);
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        r = cg_freeze(a->cg, id, false);
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = refind_locked(a, id, serial);
+        if (sb)
+                sb->pause_busy = false;
+        if (!sb || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        if (r < 0) {
+                (void) pthread_mutex_unlock(&a->lock);
+                (void) snprintf(err, errlen, "cannot thaw sandbox %s: %s", id, strerror(-r));
+                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot thaw");
+                return r == -ENOENT ? -EIO : r;
+        }
+        uint64_t now = now_realtime_us();
+        if (sb->state == SANDBOX_PAUSED)
+                sb->state = SANDBOX_RUNNING;
+        if (sb->deadline_paused && sb->paused_us && now > sb->paused_us)
+                sb->expires_us += now - sb->paused_us;
+        if (timeout_s > 0) {
+                sb->spec.timeout_s = timeout_s;
+                sb->expires_us = now + timeout_s * 1000000u;
+        }
+        sb->paused_us = 0;
+        sb->deadline_paused = false;
+        log_sbx(LOG_LEVEL_INFO, id, 0, "resumed");
+        return finish_transition(a, id, sb, ret_obj);
+}
+
 /* --- monitor: deadlines and dead inits ------------------------------------ */
 
 static void *monitor_main(void *arg)
@@ -834,7 +1081,10 @@ static void *monitor_main(void *arg)
                 uint64_t now = now_realtime_us(), next = UINT64_MAX;
                 char expired[ID_LEN * 4] = "";
                 for (Sandbox *sb = a->sandboxes; sb; sb = sb->next) {
-                        if (sb->state != SANDBOX_RUNNING && sb->state != SANDBOX_EXITED)
+                        bool ticking = sb->state == SANDBOX_RUNNING ||
+                                       sb->state == SANDBOX_EXITED ||
+                                       (sb->state == SANDBOX_PAUSED && !sb->deadline_paused);
+                        if (!ticking)
                                 continue;
                         if (sb->expires_us <= now && !expired[0])
                                 (void) snprintf(expired, sizeof(expired), "%s", sb->spec.id);
@@ -880,7 +1130,7 @@ static void *monitor_main(void *arg)
                         if (sb && sb->pidfd >= 0) {
                                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
                                 closep(&sb->pidfd);
-                                if (sb->state == SANDBOX_RUNNING) {
+                                if (sb->state == SANDBOX_RUNNING || sb->state == SANDBOX_PAUSED) {
                                         sb->state = SANDBOX_EXITED;
                                         log_sbx(LOG_LEVEL_WARNING, sb->spec.id, 0,
                                                 "sandpit-init exited; the sandbox stopped");
@@ -896,6 +1146,8 @@ int agent_start_monitor(Agent *a)
         int r = -pthread_create(&a->monitor, NULL, monitor_main, a);
         if (r == 0)
                 a->monitor_started = true;
+        if (r == 0)
+                r = metrics_start(a);
         return r;
 }
 
@@ -907,6 +1159,8 @@ int agent_init(Agent *a)
         a->epoll_fd = -1;
         a->wake_fd = -1;
         a->started_us = now_realtime_us();
+        if (metrics_new(&a->metrics) < 0)
+                return -ENOMEM;
         if (asprintf(&a->runc_root, "%s/runc", a->cfg.state_dir) < 0 ||
             asprintf(&a->sandboxes_dir, "%s/sandboxes", a->cfg.state_dir) < 0)
                 return -ENOMEM;
@@ -941,6 +1195,7 @@ void agent_done(Agent *a)
         wake_monitor(a);
         if (a->monitor_started)
                 (void) pthread_join(a->monitor, NULL);
+        metrics_stop(a);
         /* Sandboxes keep running: a restarted agent re-adopts them. */
         while (a->sandboxes) {
                 Sandbox *sb = a->sandboxes;
@@ -955,6 +1210,7 @@ void agent_done(Agent *a)
                 (void) close(a->wake_fd);
         free(a->runc_root);
         free(a->sandboxes_dir);
+        metrics_free(a->metrics);
         (void) pthread_mutex_destroy(&a->lock);
 }
 
@@ -977,7 +1233,9 @@ static int adopt(Agent *a, const char *id, const char *dir)
         cleanup_free char *status = NULL;
         pid_t pid = 0;
         r = runtime_state(&rt, id, &status, &pid);
-        if (r < 0 || !streq(status, "running") || pid != sb->init_pid || !streq(sb->spec.id, id)) {
+        bool paused = r >= 0 && streq(status, "paused");
+        if (r < 0 || (!streq(status, "running") && !paused) || pid != sb->init_pid ||
+            !streq(sb->spec.id, id)) {
                 sandbox_free(sb);
                 return r < 0 ? r : -ESRCH;
         }
@@ -987,7 +1245,15 @@ static int adopt(Agent *a, const char *id, const char *dir)
                 return -ENOMEM;
         }
         sb->pidfd = -1;
-        sb->state = SANDBOX_RUNNING;
+        /* The kernel's freezer state decides; state.json keeps the deadline facts.
+         * Frozen but not saved as paused (we died mid-pause): the clock stops now. */
+        sb->state = paused ? SANDBOX_PAUSED : SANDBOX_RUNNING;
+        if (paused && !sb->paused_us) {
+                sb->paused_us = now_realtime_us();
+                sb->deadline_paused = true;
+        } else if (!paused && sb->paused_us) {
+                sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
+        }
         (void) net_sandbox_ip(a->net, id, &sb->ip);
         (void) pthread_mutex_lock(&a->lock);
         r = watch_init(a, sb);

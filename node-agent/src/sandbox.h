@@ -34,9 +34,30 @@ typedef struct {
         char **env;
         char *user;
         char *id;
+        char **secret_names; /* the sandbox's secret env names (values: only in init) */
 } SandboxExecInfo;
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret);
 void sandbox_exec_info_done(SandboxExecInfo *i);
+
+/* What file operations need, copied out under the lock: the host path of the
+ * merged root filesystem, the sandbox user and the disk size. -ENOENT for an
+ * unknown sandbox, -EBUSY when it is not running (paused, exited). */
+typedef struct {
+        char *rootfs;
+        char *user;
+        uint64_t disk;
+} SandboxFsInfo;
+int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret);
+void sandbox_fs_info_done(SandboxFsInfo *i);
+/* Freezes every process of a running sandbox (-EBUSY when it is not running,
+ * or already paused). stop_deadline: the deadline clock stops until resume. */
+int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
+                  size_t errlen);
+bool sandbox_is_paused(Agent *a, const char *id);
+/* Thaws a paused sandbox (-EBUSY when it is not paused). A stopped deadline moves
+ * forward by the paused time; timeout_s > 0 sets a new one, counted from now. */
+int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,
+                   size_t errlen);
 
 /* Re-adopts running sandboxes found in the state dir and removes the remains
  * of those that cannot be adopted. Called once at startup. */

@@ -58,6 +58,18 @@ int state_save(const Sandbox *sb)
         (void) json_object_object_add(o, "expires_us",
                                       json_object_new_int64((int64_t) sb->expires_us));
         (void) json_object_object_add(o, "init_pid", json_object_new_int(sb->init_pid));
+        (void) json_object_object_add(o, "started_us",
+                                      json_object_new_int64((int64_t) sb->started_us));
+        /* Pause facts; the freezer itself is the kernel's (re-read at adoption). */
+        (void) json_object_object_add(o, "paused_us",
+                                      json_object_new_int64((int64_t) sb->paused_us));
+        (void) json_object_object_add(o, "deadline_paused",
+                                      json_object_new_boolean(sb->deadline_paused));
+        /* Names only: secret values never reach a file (docs/security.md). */
+        json_object *names = json_object_new_array();
+        STRV_FOREACH(n, sb->spec.secret_names)
+                (void) json_object_array_add(names, json_object_new_string(*n));
+        (void) json_object_object_add(o, "secret_env_names", names);
         size_t len = 0;
         const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
         char path[4096];
@@ -105,6 +117,29 @@ int state_load(const char *dir, Sandbox **ret)
         sb->expires_us = (uint64_t) json_object_get_int64(expires);
         sb->init_pid = (pid_t) json_object_get_int(pid);
         sb->pidfd = -1;
+        json_object *v = NULL;
+        if (json_object_object_get_ex(o, "started_us", &v))
+                sb->started_us = (uint64_t) json_object_get_int64(v);
+        if (json_object_object_get_ex(o, "paused_us", &v))
+                sb->paused_us = (uint64_t) json_object_get_int64(v);
+        if (json_object_object_get_ex(o, "deadline_paused", &v))
+                sb->deadline_paused = json_object_get_boolean(v);
+        if (json_object_object_get_ex(o, "secret_env_names", &v) &&
+            json_object_is_type(v, json_type_array)) {
+                size_t n = json_object_array_length(v);
+                char **names = calloc(n + 1, sizeof(char *));
+                for (size_t i = 0; names && i < n; i++)
+                        if (!(names[i] =
+                                      strdup(json_object_get_string(json_object_array_get_idx(v, i))
+                                                     ?: ""))) {
+                                strv_free(names);
+                                names = NULL;
+                        }
+                if (names) {
+                        strv_free(sb->spec.secret_names);
+                        sb->spec.secret_names = names;
+                }
+        }
         json_object_put(o);
         *ret = sb;
         return 0;

@@ -72,6 +72,61 @@ static void test_create_request(void **state)
         cli_args_done(&a);
 }
 
+static void test_files_args(void **state)
+{
+        (void) state;
+        CliArgs a;
+        char *id = NULL;
+        const char *path = NULL;
+
+        assert_true(cli_remote_path("box:/tmp/x", &id, &path));
+        assert_string_equal(id, "box");
+        assert_string_equal(path, "/tmp/x");
+        free(id);
+        assert_true(cli_remote_path("box:", NULL, &path));
+        assert_string_equal(path, "");
+        assert_false(cli_remote_path("./a:b", NULL, NULL));
+        assert_false(cli_remote_path(":x", NULL, NULL));
+        assert_false(cli_remote_path("/abs/path", NULL, NULL));
+
+        assert_int_equal(PARSE(CLI_CMD_CP, &a, "cp", "--user", "root", "f", "box:/tmp/"), 0);
+        assert_string_equal(a.user, "root");
+        assert_int_equal(a.n_args, 2);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_CP, &a, "cp", "a", "b"), -EINVAL);
+        assert_string_equal(a.error, "cp: exactly one of SRC and DST must be ID:PATH");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_CP, &a, "cp", "x:a", "y:b"), -EINVAL);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_CP, &a, "cp", "x:a"), -EINVAL);
+        assert_string_equal(a.error, "cp: missing destination");
+        cli_args_done(&a);
+
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "ls", "--depth", "3", "box", "/tmp"), 0);
+        assert_int_equal(a.depth, 3);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "rm", "-r", "box", "/tmp/d"), 0);
+        assert_true(a.recursive);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "mv", "box", "/a", "/b"), 0);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "mv", "box", "/a"), -EINVAL);
+        assert_string_equal(a.error, "fs mv: missing destination");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "cat", "box", "/a"), -EINVAL);
+        assert_string_equal(a.error, "fs: unknown subcommand 'cat'");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "ls", "-r", "box", "/a"), -EINVAL);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "ls", "--depth", "0", "box", "/a"), -EINVAL);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "stat", "box"), -EINVAL);
+        assert_string_equal(a.error, "fs stat: missing path");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_FS, &a, "fs", "stat", "box", "/a", "/b"), -EINVAL);
+        cli_args_done(&a);
+}
+
 static void test_usage_errors(void **state)
 {
         (void) state;
@@ -482,6 +537,7 @@ int main(void)
                 cmocka_unit_test(test_exec_stream_chunks),
                 cmocka_unit_test(test_helpers),
                 cmocka_unit_test(test_table),
+                cmocka_unit_test(test_files_args),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,19 @@ int http_request_stream(HttpClient *c, const char *method, const char *path, jso
                         HttpLineFn on_line, void *userdata, long *ret_status,
                         json_object **ret_body);
 
+/* Called with a raw response body's bytes as they arrive; a negative return
+ * aborts the transfer and becomes its result. */
+typedef int (*HttpDataFn)(const char *data, size_t len, void *userdata);
+
+/* Raw bytes both ways (files, archives). in_fd >= 0: the request body is its
+ * contents, read to the end (Content-Type: application/octet-stream; sized
+ * when it is a regular file, chunked otherwise). A 2xx response goes to
+ * on_data as it arrives; with on_data NULL it is parsed as JSON into
+ * *ret_body instead. A non-2xx response is returned as http_request_stream()
+ * does. */
+int http_request_raw(HttpClient *c, const char *method, const char *path, int in_fd,
+                     HttpDataFn on_data, void *userdata, long *ret_status, json_object **ret_body);
+
 /* 2xx: 0; 400/422: -EINVAL; 401/403: -EACCES; 404: -ENOENT; 405: -EOPNOTSUPP;
  * 409: -EBUSY; 410: -ESTALE; 413: -E2BIG; 429: -EAGAIN; 5xx and anything else:
  * -EIO. */

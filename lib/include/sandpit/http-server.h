@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <json-c/json.h>
@@ -18,6 +19,11 @@ typedef struct {
         const char *tcp_listen; /* "ADDR:PORT" or NULL */
         const char *token;      /* required on TCP (Authorization: Bearer); NULL rejects all TCP */
         size_t max_body;        /* larger bodies get 413 */
+        /* Optional. Called once, when a request's body starts to arrive: a
+         * non-zero return spools that body into an unlinked memory file of at
+         * most that many bytes (413 past it; see http_request_body_fd())
+         * instead of buffering it up to max_body. For large uploads. */
+        size_t (*spool_limit)(HttpRequest *req, void *userdata);
 } HttpServerConfig;
 
 /* The handler must answer with exactly one http_respond_*() call. */
@@ -40,6 +46,9 @@ const char *http_request_body(const HttpRequest *req, size_t *ret_len);
  * of alternating names and values (a valueless argument has ""); caller frees. */
 int http_request_headers(const HttpRequest *req, char ***ret);
 int http_request_args(const HttpRequest *req, char ***ret);
+/* The spooled body (see spool_limit), positioned anywhere: seek or pread it.
+ * -1 when the body was buffered or empty. Owned by the request. */
+int http_request_body_fd(const HttpRequest *req);
 /* Parses the body as a JSON object (an empty body is an error). On failure
  * answers 400 itself and returns a negative errno. */
 int http_request_parse_json(HttpRequest *req, json_object **ret);
@@ -69,6 +78,10 @@ typedef struct {
 } HttpUpgradeOps;
 void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,
                           void *cls);
+/* The first size bytes of fd (a regular file, read from offset 0) as the body;
+ * takes ownership of fd, closed when the response is done with. */
+void http_respond_fd(HttpRequest *req, unsigned status, const char *content_type, int fd,
+                     uint64_t size);
 
 /* A streamed response. read() fills buf and returns the byte count, 0 at the
  * end of the stream, or a negative errno to abort the connection. It may

@@ -1,0 +1,267 @@
+/* HTTP routes of the code interpreter (docs/agent-api.md, "Code"):
+ *   POST   /v1/sandboxes/{id}/code                    run code, NDJSON events
+ *   GET    /v1/sandboxes/{id}/contexts                list
+ *   POST   /v1/sandboxes/{id}/contexts                create {language, cwd}
+ *   DELETE /v1/sandboxes/{id}/contexts/{ctx}          remove
+ *   POST   /v1/sandboxes/{id}/contexts/{ctx}/restart  restart */
+#include "api-code.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "code.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define MAX_TIMEOUT_S (7.0 * 86400)
+
+static const HttpStreamOps code_stream_ops = {
+        .read = code_run_read,
+        .destroy = code_run_free,
+};
+
+/* Maps the code module's errors onto statuses; err says what. */
+static void respond_code_error(HttpRequest *req, int r, const char *err, const char *what)
+{
+        if (r == -ENOENT)
+                http_respond_error(req, 404, "%s", err && *err ? err : "context not found");
+        else if (r == -ESTALE)
+                http_respond_error(req, 409, "the context's process died (%s): restart it",
+                                   err && *err ? err : "no reason known");
+        else if (r == -EINVAL)
+                http_respond_error(req, 400, "%s", err && *err ? err : what);
+        else
+                http_respond_error(req, 500, "%s: %s", what,
+                                   err && *err ? err : strerror(r < 0 ? -r : EIO));
+}
+
+static int parse_language(json_object *v, const char **ret, char *err, size_t errlen)
+{
+        const char *lang = json_object_is_type(v, json_type_string)
+                                   ? code_language_normalize(json_object_get_string(v))
+                                   : NULL;
+        if (!lang) {
+                const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                         : "(not a string)";
+                (void) snprintf(err, errlen,
+                                streq(s, "typescript") || streq(s, "ts")
+                                        ? "typescript is not available in this sandbox "
+                                          "(see docs/code-interpreter.md)"
+                                        : "unknown language \"%.32s\": use python, javascript "
+                                          "or bash",
+                                s);
+                return -EINVAL;
+        }
+        *ret = lang;
+        return 0;
+}
+
+static int parse_run(json_object *body, CodeRunRequest *ret, char *err, size_t errlen)
+{
+        CodeRunRequest r = {0};
+        json_object_object_foreach(body, key, val) {
+                if (streq(key, "code")) {
+                        if (!json_object_is_type(val, json_type_string)) {
+                                (void) snprintf(err, errlen, "code must be a string");
+                                return -EINVAL;
+                        }
+                        r.code = json_object_get_string(val);
+                } else if (streq(key, "language")) {
+                        if (parse_language(val, &r.language, err, errlen) < 0)
+                                return -EINVAL;
+                } else if (streq(key, "context")) {
+                        if (!json_object_is_type(val, json_type_string) ||
+                            !id_is_valid(json_object_get_string(val))) {
+                                (void) snprintf(err, errlen, "context must be a context id");
+                                return -EINVAL;
+                        }
+                        r.context = json_object_get_string(val);
+                } else if (streq(key, "env")) {
+                        if (!json_object_is_type(val, json_type_object)) {
+                                (void) snprintf(err, errlen, "env must be an object of strings");
+                                return -EINVAL;
+                        }
+                        json_object_object_foreach(val, ek, ev) {
+                                if (!json_object_is_type(ev, json_type_string) || !*ek ||
+                                    strchr(ek, '=')) {
+                                        (void) snprintf(err, errlen,
+                                                        "env %.64s: names must be non-empty "
+                                                        "without '=' and values strings",
+                                                        ek);
+                                        return -EINVAL;
+                                }
+                        }
+                        r.env = val;
+                } else if (streq(key, "timeout")) {
+                        double t = json_object_get_double(val);
+                        if (!(json_object_is_type(val, json_type_int) ||
+                              json_object_is_type(val, json_type_double)) ||
+                            !isfinite(t) || t <= 0 || t > MAX_TIMEOUT_S) {
+                                (void) snprintf(err, errlen,
+                                                "timeout must be a number of seconds > 0 and <= "
+                                                "604800");
+                                return -EINVAL;
+                        }
+                        r.timeout_ms = (uint64_t) ceil(t * 1000.0);
+                } else {
+                        (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
+                        return -EINVAL;
+                }
+        }
+        if (!r.code) {
+                (void) snprintf(err, errlen, "code is required");
+                return -EINVAL;
+        }
+        if (r.language && r.context) {
+                (void) snprintf(err, errlen,
+                                "give language (its default context) or context, not both");
+                return -EINVAL;
+        }
+        if (!r.context && !r.language)
+                r.language = "python";
+        *ret = r;
+        return 0;
+}
+
+void api_code_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)
+{
+        if (*rest) {
+                http_respond_error(req, 404, "no such route");
+                return;
+        }
+        if (!streq(http_request_method(req), "POST")) {
+                http_respond_error(req, 405, "use POST");
+                return;
+        }
+        json_object *body = NULL;
+        if (http_request_parse_json(req, &body) < 0)
+                return;
+        char err[512] = "";
+        CodeRunRequest run_req;
+        if (parse_run(body, &run_req, err, sizeof(err)) < 0) {
+                json_object_put(body);
+                http_respond_error(req, 400, "%s", err);
+                return;
+        }
+        SandboxExecInfo info;
+        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
+                json_object_put(body);
+                return;
+        }
+        CodeRun *run = NULL;
+        int r = code_run_start(a, &info, &run_req, &run, err, sizeof(err));
+        sandbox_exec_info_done(&info);
+        json_object_put(body);
+        if (r < 0) {
+                respond_code_error(req, r, err, "cannot run code");
+                return;
+        }
+        http_respond_stream(req, 200, "application/x-ndjson", &code_stream_ops, run);
+}
+
+static void handle_create(Agent *a, HttpRequest *req, const char *id)
+{
+        json_object *body = NULL;
+        if (http_request_parse_json(req, &body) < 0)
+                return;
+        char err[512] = "";
+        const char *lang = "python", *cwd = NULL;
+        int r = 0;
+        json_object_object_foreach(body, key, val) {
+                if (streq(key, "language")) {
+                        r = parse_language(val, &lang, err, sizeof(err));
+                } else if (streq(key, "cwd")) {
+                        if (!json_object_is_type(val, json_type_string) ||
+                            json_object_get_string(val)[0] != '/') {
+                                (void) snprintf(err, sizeof(err), "cwd must be an absolute path");
+                                r = -EINVAL;
+                        } else {
+                                cwd = json_object_get_string(val);
+                        }
+                } else {
+                        (void) snprintf(err, sizeof(err), "unknown field \"%.64s\"", key);
+                        r = -EINVAL;
+                }
+                if (r < 0)
+                        break;
+        }
+        SandboxExecInfo info;
+        if (r < 0) {
+                http_respond_error(req, 400, "%s", err);
+        } else if (api_exec_info_or_respond(a, req, id, &info) == 0) {
+                json_object *o = NULL;
+                r = code_context_create(a, &info, lang, cwd, &o, err, sizeof(err));
+                sandbox_exec_info_done(&info);
+                if (r < 0)
+                        respond_code_error(req, r, err, "cannot create the context");
+                else
+                        http_respond_json(req, 201, o);
+        }
+        json_object_put(body);
+}
+
+void api_contexts_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)
+{
+        const char *method = http_request_method(req);
+        SandboxExecInfo info;
+        if (!*rest || streq(rest, "/")) {
+                if (streq(method, "POST")) {
+                        handle_create(a, req, id);
+                        return;
+                }
+                if (!streq(method, "GET")) {
+                        http_respond_error(req, 405, "use GET or POST");
+                        return;
+                }
+                if (api_exec_info_or_respond(a, req, id, &info) < 0)
+                        return;
+                sandbox_exec_info_done(&info);
+                json_object *arr = NULL;
+                if (code_context_list(id, &arr) < 0) {
+                        http_respond_error(req, 500, "out of memory");
+                        return;
+                }
+                json_object *o = json_object_new_object();
+                (void) json_object_object_add(o, "contexts", arr);
+                http_respond_json(req, 200, o);
+                return;
+        }
+        /* "/{ctx}" or "/{ctx}/restart" */
+        char ctx[80];
+        const char *p = rest + 1, *slash = strchr(p, '/');
+        size_t n = slash ? (size_t) (slash - p) : strlen(p);
+        const char *action = slash ? slash + 1 : "";
+        if (n == 0 || n >= sizeof(ctx) || (*action && !streq(action, "restart"))) {
+                http_respond_error(req, 404, "no such route");
+                return;
+        }
+        memcpy(ctx, p, n);
+        ctx[n] = 0;
+        bool restart = streq(action, "restart");
+        if (!streq(method, restart ? "POST" : "DELETE")) {
+                http_respond_error(req, 405, "use %s", restart ? "POST" : "DELETE");
+                return;
+        }
+        if (api_exec_info_or_respond(a, req, id, &info) < 0)
+                return;
+        char err[512] = "";
+        int r = 0;
+        json_object *o = NULL;
+        if (!id_is_valid(ctx))
+                r = -ENOENT;
+        else if (restart)
+                r = code_context_restart(a, &info, ctx, &o, err, sizeof(err));
+        else
+                r = code_context_remove(id, ctx);
+        sandbox_exec_info_done(&info);
+        if (r == -ENOENT)
+                http_respond_error(req, 404, "context %s not found in sandbox %s", ctx, id);
+        else if (r < 0)
+                respond_code_error(req, r, err, "cannot restart the context");
+        else if (restart)
+                http_respond_json(req, 200, o);
+        else
+                http_respond_empty(req, 204);
+}

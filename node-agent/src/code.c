@@ -1,0 +1,1024 @@
+/* Code-interpreter contexts and runs (docs/code-interpreter.md).
+ *
+ * A context is one kernel process in the sandbox, started through sandpit-init
+ * as a foreground process of a connection the agent keeps open (init_fd): if
+ * the agent closes it, init kills the kernel; EXIT on it says the kernel died;
+ * SIGNAL frames on it interrupt a run. The kernel talks JSON lines over a unix
+ * socket (sock_fd) that the agent accepted on a listening socket it created in
+ * the sandbox's code dir (bind-mounted read-only into the sandbox), after the
+ * kernel proved itself with a one-time token passed on its stdin.
+ *
+ * Locking: reg_lock guards the context list and every field of every context
+ * except the fds' use during a run, which belongs to the one thread that set
+ * `busy`. Others only shutdown() the fds (under reg_lock), which wakes that
+ * thread; fds are closed under reg_lock by whoever holds busy or drops the last
+ * reference. */
+#include "code.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "exec.h"
+#include "initproto.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define CODE_START_TIMEOUT_MS 30000
+#define CODE_INTERRUPT_GRACE  2000 /* ms from SIGINT to SIGKILL */
+#define CODE_KILL_WAIT        5000 /* ms from SIGKILL to giving up on the EXIT */
+#define CODE_MAX_LINE         ((size_t) 64 << 20)
+#define CODE_HELLO_MAX        4096
+#define CODE_HELLO_TIMEOUT_US 5000000 /* a silent connection does not hold up the kernel's */
+#define CODE_CTX_ID_LEN       16
+
+typedef enum {
+        CTX_STARTING,
+        CTX_READY,
+        CTX_DEAD,
+} CtxState;
+
+struct CodeContext {
+        char *sandbox_id;
+        char *id;
+        const char *language; /* static */
+        char *cwd;            /* requested; NULL: the user's home */
+        char *real_cwd;       /* what the kernel reported */
+        bool is_default;
+        CtxState state;
+        char *death;
+        int sock_fd;
+        int init_fd;
+        uint32_t pid;
+        bool busy;
+        bool removed;
+        unsigned refs;
+        struct CodeContext *next;
+};
+
+typedef struct {
+        const char *name;
+        const char *argv[4];
+        const char *env; /* one extra NAME=value */
+} CodeLanguage;
+
+static const CodeLanguage languages[] = {
+        {"python", {"python3", CODE_KERNELS_MOUNT "/python.py"}, "MPLBACKEND=Agg"},
+        {"javascript",
+         {"node", "--expose-internals", CODE_KERNELS_MOUNT "/javascript.js"},
+         "NODE_NO_WARNINGS=1"},
+        {"bash", {"python3", CODE_KERNELS_MOUNT "/bash.py"}, NULL},
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reg_cond = PTHREAD_COND_INITIALIZER;
+static CodeContext *contexts;
+
+const char *code_language_normalize(const char *name)
+{
+        if (!name)
+                return NULL;
+        if (streq(name, "js"))
+                return "javascript";
+        for (size_t i = 0; i < ARRAY_SIZE(languages); i++)
+                if (streq(name, languages[i].name))
+                        return languages[i].name;
+        return NULL;
+}
+
+static const CodeLanguage *language_get(const char *name)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(languages); i++)
+                if (streq(name, languages[i].name))
+                        return &languages[i];
+        return NULL;
+}
+
+/* --- the registry ------------------------------------------------------- */
+
+static void fds_close_locked(CodeContext *c)
+{
+        closep(&c->sock_fd);
+        closep(&c->init_fd); /* init kills the kernel when this closes */
+}
+
+static void fds_shutdown_locked(CodeContext *c)
+{
+        if (c->sock_fd >= 0)
+                (void) shutdown(c->sock_fd, SHUT_RDWR);
+        if (c->init_fd >= 0)
+                (void) shutdown(c->init_fd, SHUT_RDWR);
+}
+
+static void context_free(CodeContext *c)
+{
+        if (!c)
+                return;
+        fds_close_locked(c);
+        free(c->sandbox_id);
+        free(c->id);
+        free(c->cwd);
+        free(c->real_cwd);
+        free(c->death);
+        free(c);
+}
+
+static CodeContext *find_locked(const char *sandbox_id, const char *id)
+{
+        for (CodeContext *c = contexts; c; c = c->next)
+                if (streq(c->sandbox_id, sandbox_id) && streq(c->id, id))
+                        return c;
+        return NULL;
+}
+
+static void unlink_locked(CodeContext *c)
+{
+        for (CodeContext **p = &contexts; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        c->next = NULL;
+                        return;
+                }
+}
+
+static CodeContext *context_new_locked(const char *sandbox_id, const char *id, const char *language,
+                                       const char *cwd, bool is_default)
+{
+        CodeContext *c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        c->sock_fd = c->init_fd = -1;
+        c->language = language;
+        c->is_default = is_default;
+        c->state = CTX_STARTING;
+        c->sandbox_id = strdup(sandbox_id);
+        c->id = strdup(id);
+        c->cwd = cwd ? strdup(cwd) : NULL;
+        if (!c->sandbox_id || !c->id || (cwd && !c->cwd)) {
+                context_free(c);
+                return NULL;
+        }
+        c->busy = true; /* the creator starts the kernel */
+        c->refs = 2;    /* the list's and the creator's */
+        c->next = contexts;
+        contexts = c;
+        return c;
+}
+
+/* Waits until c is not busy and takes it; -ENOENT if it was removed meanwhile. */
+static int acquire_locked(CodeContext *c)
+{
+        c->refs++;
+        while (c->busy && !c->removed)
+                (void) pthread_cond_wait(&reg_cond, &reg_lock);
+        if (c->removed) {
+                if (--c->refs == 0)
+                        context_free(c);
+                return -ENOENT;
+        }
+        c->busy = true;
+        return 0;
+}
+
+static void release_locked(CodeContext *c)
+{
+        c->busy = false;
+        (void) pthread_cond_broadcast(&reg_cond);
+        if (--c->refs == 0)
+                context_free(c);
+}
+
+static void release(CodeContext *c)
+{
+        (void) pthread_mutex_lock(&reg_lock);
+        release_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+}
+
+/* Drops c from the list; with a run in progress its fds are shut down so the
+ * run ends at once. */
+static void remove_locked(CodeContext *c)
+{
+        unlink_locked(c);
+        c->removed = true;
+        fds_shutdown_locked(c);
+        (void) pthread_cond_broadcast(&reg_cond);
+        if (--c->refs == 0)
+                context_free(c);
+}
+
+static void mark_dead(CodeContext *c, const char *why)
+{
+        (void) pthread_mutex_lock(&reg_lock);
+        c->state = CTX_DEAD;
+        free(c->death);
+        c->death = strdup(why);
+        fds_close_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        log_sbx(LOG_LEVEL_INFO, c->sandbox_id, 0, "code context %s died: %s", c->id, why);
+}
+
+void code_forget_sandbox(const char *sandbox_id)
+{
+        (void) pthread_mutex_lock(&reg_lock);
+        for (CodeContext *c = contexts, *next = NULL; c; c = next) {
+                next = c->next;
+                if (streq(c->sandbox_id, sandbox_id))
+                        remove_locked(c);
+        }
+        (void) pthread_mutex_unlock(&reg_lock);
+}
+
+static json_object *context_json_locked(const CodeContext *c)
+{
+        static const char *const states[] = {"starting", "ready", "dead"};
+        json_object *o = json_object_new_object();
+        if (!o)
+                return NULL;
+        const char *cwd = c->real_cwd ? c->real_cwd : c->cwd;
+        (void) json_object_object_add(o, "id", json_object_new_string(c->id));
+        (void) json_object_object_add(o, "language", json_object_new_string(c->language));
+        (void) json_object_object_add(o, "cwd", cwd ? json_object_new_string(cwd) : NULL);
+        (void) json_object_object_add(o, "default", json_object_new_boolean(c->is_default));
+        (void) json_object_object_add(o, "state", json_object_new_string(states[c->state]));
+        if (c->state == CTX_DEAD && c->death)
+                (void) json_object_object_add(o, "error", json_object_new_string(c->death));
+        return o;
+}
+
+int code_context_list(const char *sandbox_id, json_object **ret)
+{
+        json_object *arr = json_object_new_array();
+        if (!arr)
+                return -ENOMEM;
+        (void) pthread_mutex_lock(&reg_lock);
+        for (CodeContext *c = contexts; c; c = c->next)
+                if (streq(c->sandbox_id, sandbox_id))
+                        (void) json_object_array_add(arr, context_json_locked(c));
+        (void) pthread_mutex_unlock(&reg_lock);
+        *ret = arr;
+        return 0;
+}
+
+int code_context_remove(const char *sandbox_id, const char *ctx_id)
+{
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = find_locked(sandbox_id, ctx_id);
+        if (c)
+                remove_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        return c ? 0 : -ENOENT;
+}
+
+/* --- starting a kernel -------------------------------------------------- */
+
+static int listen_socket(int dirfd, const char *name)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        /* Through the dir fd: the state dir's path may be too long for sun_path. */
+        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+        if (n < 0 || (size_t) n >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return negative_errno();
+        /* The kernel runs as the sandbox's user; the token keeps others out. */
+        if (fchmodat(dirfd, name, 0666, 0) < 0 || listen(fd, 8) < 0) {
+                int r = negative_errno();
+                (void) unlinkat(dirfd, name, 0);
+                return r;
+        }
+        return TAKE_FD(fd);
+}
+
+static int remaining_ms(uint64_t deadline_us)
+{
+        uint64_t now = now_monotonic_us();
+        return now >= deadline_us ? 0 : (int) ((deadline_us - now + 999) / 1000);
+}
+
+/* Reads the kernel's hello line and checks its token; the kernel's cwd. */
+static int read_hello(int fd, const char *token, uint64_t deadline_us, char **ret_cwd)
+{
+        char buf[CODE_HELLO_MAX];
+        size_t len = 0;
+        for (;;) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int n = poll(&p, 1, remaining_ms(deadline_us));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -ETIMEDOUT;
+                ssize_t k = read(fd, buf + len, sizeof(buf) - 1 - len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return -EPROTO;
+                len += (size_t) k;
+                buf[len] = 0;
+                if (memchr(buf, '\n', len))
+                        break;
+                if (len == sizeof(buf) - 1)
+                        return -EPROTO;
+        }
+        json_object *o = json_tokener_parse(buf), *t = NULL, *cwd = NULL;
+        bool ok = o && json_object_object_get_ex(o, "token", &t) &&
+                  json_object_is_type(t, json_type_string) &&
+                  streq(json_object_get_string(t), token);
+        if (ok && json_object_object_get_ex(o, "cwd", &cwd) &&
+            json_object_is_type(cwd, json_type_string))
+                *ret_cwd = strdup(json_object_get_string(cwd));
+        json_object_put(o);
+        return ok ? 0 : -EACCES;
+}
+
+/* Starts the kernel of c (busy, held by the caller) and fills in its fds. */
+static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, size_t errlen)
+{
+        const CodeLanguage *lang = language_get(c->language);
+        char name[32], token[40], rnd[CODE_CTX_ID_LEN + 1];
+        if (!lang || random_id(rnd, CODE_CTX_ID_LEN) < 0 || random_id(token, 32) < 0)
+                return -EIO;
+        (void) snprintf(name, sizeof(name), "k%s.sock", rnd);
+
+        /* <sandbox dir>/ctl/init.sock -> <sandbox dir>/code */
+        cleanup_free char *dir = strdup(info->socket_path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+                *slash = 0;
+        slash = slash ? strrchr(dir, '/') : NULL;
+        if (!slash)
+                return -ENOMEM;
+        *slash = 0;
+        cleanup_free char *code_dir = NULL;
+        if (asprintf(&code_dir, "%s/" CODE_DIR_NAME, dir) < 0)
+                return -ENOMEM;
+        cleanup_close int dirfd = open(code_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                (void) snprintf(err, errlen,
+                                "this sandbox has no code dir (created before the "
+                                "code interpreter existed?)");
+                return -EOPNOTSUPP;
+        }
+        cleanup_close int lfd = listen_socket(dirfd, name);
+        if (lfd < 0) {
+                (void) snprintf(err, errlen, "cannot listen for the kernel: %s", strerror(-lfd));
+                return lfd;
+        }
+
+        json_object *body = json_object_new_object(), *cmd = json_object_new_array(),
+                    *env = json_object_new_object();
+        for (size_t i = 0; i < ARRAY_SIZE(lang->argv) && lang->argv[i]; i++)
+                (void) json_object_array_add(cmd, json_object_new_string(lang->argv[i]));
+        char sock_arg[64], stdin_data[64], tag[128];
+        (void) snprintf(sock_arg, sizeof(sock_arg), CODE_SOCKETS_MOUNT "/%s", name);
+        (void) snprintf(stdin_data, sizeof(stdin_data), "%s\n", token);
+        (void) snprintf(tag, sizeof(tag), "code:%s:%s", c->language, c->id);
+        (void) json_object_array_add(cmd, json_object_new_string(sock_arg));
+        if (lang->env) {
+                const char *eq = strchr(lang->env, '=');
+                cleanup_free char *k = strndup(lang->env, (size_t) (eq - lang->env));
+                if (k)
+                        (void) json_object_object_add(env, k, json_object_new_string(eq + 1));
+        }
+        (void) json_object_object_add(body, "cmd", cmd);
+        (void) json_object_object_add(body, "env", env);
+        (void) json_object_object_add(body, "stdin", json_object_new_string(stdin_data));
+        (void) json_object_object_add(body, "tag", json_object_new_string(tag));
+        if (c->cwd)
+                (void) json_object_object_add(body, "cwd", json_object_new_string(c->cwd));
+        ExecRequest er;
+        int r = exec_request_from_json(body, info, &er, err, errlen);
+        json_object_put(body);
+        if (r < 0) {
+                (void) unlinkat(dirfd, name, 0);
+                return r;
+        }
+        cleanup_close int init_fd = -1;
+        uint32_t pid = 0;
+        r = exec_spawn(info->socket_path, &er, &init_fd, &pid, err, errlen);
+        exec_request_done(&er);
+        if (r < 0) {
+                (void) unlinkat(dirfd, name, 0);
+                return r == -EBUSY ? -EIO : r;
+        }
+
+        /* Accept the kernel's connection, or notice that it died first. */
+        uint64_t deadline = now_monotonic_us() + (uint64_t) CODE_START_TIMEOUT_MS * 1000;
+        cleanup_close int sock = -1;
+        cleanup_free char *real_cwd = NULL;
+        char diag[1024] = "";
+        size_t diag_len = 0;
+        cleanup_free uint8_t *fbuf = NULL;
+        size_t fcap = 0;
+        r = -ETIMEDOUT;
+        while (sock < 0) {
+                struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
+                                      {.fd = init_fd, .events = POLLIN}};
+                int n = poll(p, 2, remaining_ms(deadline));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? negative_errno() : -ETIMEDOUT;
+                        (void) snprintf(err, errlen, "the %s kernel did not start within %d s",
+                                        c->language, CODE_START_TIMEOUT_MS / 1000);
+                        break;
+                }
+                if (p[1].revents) {
+                        IpFrame f;
+                        int k = ip_read_frame(init_fd, &fbuf, &fcap, &f);
+                        const uint8_t *data;
+                        uint32_t len;
+                        if (k > 0 && (f.type == IP_MSG_STDOUT || f.type == IP_MSG_STDERR) &&
+                            ip_get_bytes(&f, IP_TAG_DATA, &data, &len) == 0) {
+                                size_t m = sizeof(diag) - 1 - diag_len;
+                                if (len < m)
+                                        m = len;
+                                memcpy(diag + diag_len, data, m);
+                                diag_len += m;
+                                diag[diag_len] = 0;
+                                continue;
+                        }
+                        if (k > 0 && f.type != IP_MSG_EXIT)
+                                continue;
+                        (void) snprintf(err, errlen, "the %s kernel exited while starting%s%.900s",
+                                        c->language, diag_len ? ": " : "", diag);
+                        r = -EIO;
+                        break;
+                }
+                if (p[0].revents) {
+                        cleanup_close int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                        if (fd < 0)
+                                continue;
+                        free(real_cwd);
+                        real_cwd = NULL;
+                        /* Anything else in the sandbox may connect too: only the
+                         * holder of the token is the kernel. */
+                        uint64_t hello_by = now_monotonic_us() + CODE_HELLO_TIMEOUT_US;
+                        if (read_hello(fd, token, hello_by < deadline ? hello_by : deadline,
+                                       &real_cwd) == 0)
+                                sock = TAKE_FD(fd);
+                }
+        }
+        (void) unlinkat(dirfd, name, 0);
+        if (sock < 0)
+                return r; /* closing init_fd kills the kernel */
+        (void) pthread_mutex_lock(&reg_lock);
+        c->sock_fd = TAKE_FD(sock);
+        c->init_fd = TAKE_FD(init_fd);
+        c->pid = pid;
+        free(c->real_cwd);
+        c->real_cwd = TAKE_PTR(real_cwd);
+        c->state = CTX_READY;
+        free(c->death);
+        c->death = NULL;
+        /* A remove or sandbox delete while we were starting. */
+        if (c->removed)
+                fds_shutdown_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        log_sbx(LOG_LEVEL_DEBUG, c->sandbox_id, 0, "code context %s (%s) started, pid %u", c->id,
+                c->language, pid);
+        return 0;
+}
+
+int code_context_create(Agent *a, const SandboxExecInfo *info, const char *language,
+                        const char *cwd, json_object **ret, char *err, size_t errlen)
+{
+        if (!a->cfg.kernels_dir) {
+                (void) snprintf(err, errlen, "the code interpreter's kernels are not installed");
+                return -EOPNOTSUPP;
+        }
+        char id[CODE_CTX_ID_LEN + 1];
+        int r = random_id(id, CODE_CTX_ID_LEN);
+        if (r < 0)
+                return r;
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = context_new_locked(info->id, id, language, cwd, false);
+        (void) pthread_mutex_unlock(&reg_lock);
+        if (!c)
+                return -ENOMEM;
+        r = kernel_start(info, c, err, errlen);
+        (void) pthread_mutex_lock(&reg_lock);
+        if (r < 0 && !c->removed)
+                remove_locked(c);
+        json_object *o = r == 0 ? context_json_locked(c) : NULL;
+        release_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        if (r < 0)
+                return r;
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+int code_context_restart(Agent *a, const SandboxExecInfo *info, const char *ctx_id,
+                         json_object **ret, char *err, size_t errlen)
+{
+        if (!a->cfg.kernels_dir)
+                return -EOPNOTSUPP;
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = find_locked(info->id, ctx_id);
+        if (!c) {
+                (void) pthread_mutex_unlock(&reg_lock);
+                return -ENOENT;
+        }
+        fds_shutdown_locked(c); /* a run in progress ends now */
+        int r = acquire_locked(c);
+        if (r == 0) {
+                fds_close_locked(c); /* init kills the old kernel */
+                c->state = CTX_STARTING;
+        }
+        (void) pthread_mutex_unlock(&reg_lock);
+        if (r < 0)
+                return r;
+        r = kernel_start(info, c, err, errlen);
+        if (r < 0)
+                mark_dead(c, err[0] ? err : "the kernel did not restart");
+        (void) pthread_mutex_lock(&reg_lock);
+        json_object *o = r == 0 ? context_json_locked(c) : NULL;
+        release_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        if (r < 0)
+                return r;
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+/* --- runs ---------------------------------------------------------------- */
+
+struct CodeRun {
+        CodeContext *ctx;
+        uint64_t timeout_ms;
+        uint64_t deadline_us; /* monotonic; 0: none */
+        int phase;            /* 0 running, 1 SIGINT sent, 2 SIGKILL sent */
+        bool timed_out;
+        bool done;
+        char *in; /* kernel bytes not yet a whole line */
+        size_t in_len, in_cap;
+        uint8_t *frame_buf;
+        size_t frame_cap;
+        char *out; /* NDJSON bytes for the client */
+        size_t out_len, out_off, out_cap;
+        uint8_t carry[2][4]; /* incomplete UTF-8 tails of init's stdout, stderr */
+        size_t carry_len[2];
+};
+
+static int out_append(CodeRun *run, const char *data, size_t len)
+{
+        if (run->out_off > 0 && run->out_off == run->out_len)
+                run->out_off = run->out_len = 0;
+        if (run->out_len + len + 1 > run->out_cap) {
+                size_t cap = run->out_cap ? run->out_cap : 8192;
+                while (cap < run->out_len + len + 1)
+                        cap *= 2;
+                char *n = realloc(run->out, cap);
+                if (!n)
+                        return -ENOMEM;
+                run->out = n;
+                run->out_cap = cap;
+        }
+        memcpy(run->out + run->out_len, data, len);
+        run->out_len += len;
+        run->out[run->out_len++] = '\n';
+        return 0;
+}
+
+/* Queues o as one NDJSON line; takes o. */
+static int emit(CodeRun *run, json_object *o)
+{
+        if (!o)
+                return -ENOMEM;
+        size_t len = 0;
+        const char *text = json_object_to_json_string_length(
+                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        int r = text ? out_append(run, text, len) : -ENOMEM;
+        json_object_put(o);
+        return r;
+}
+
+static json_object *event_new(const char *type)
+{
+        json_object *o = json_object_new_object();
+        if (o)
+                (void) json_object_object_add(o, "type", json_object_new_string(type));
+        return o;
+}
+
+static int emit_error(CodeRun *run, const char *name, const char *value)
+{
+        json_object *o = event_new("error");
+        if (!o)
+                return -ENOMEM;
+        (void) json_object_object_add(o, "name", json_object_new_string(name));
+        (void) json_object_object_add(o, "value", json_object_new_string(value));
+        (void) json_object_object_add(o, "traceback", json_object_new_string(""));
+        return emit(run, o);
+}
+
+static int emit_end(CodeRun *run, json_object *exit_code)
+{
+        json_object *o = event_new("end_of_execution");
+        if (!o) {
+                json_object_put(exit_code);
+                return -ENOMEM;
+        }
+        (void) json_object_object_add(o, "timed_out", json_object_new_boolean(run->timed_out));
+        if (exit_code)
+                (void) json_object_object_add(o, "exit_code", exit_code);
+        run->done = true;
+        return emit(run, o);
+}
+
+/* Output the kernel's process wrote to its own stdout/stderr (bypassing the
+ * driver, e.g. a child process of node): forwarded as text, invalid UTF-8
+ * replaced. */
+static int emit_raw_output(CodeRun *run, int which, const uint8_t *data, size_t len)
+{
+        size_t total = run->carry_len[which] + len;
+        cleanup_free uint8_t *buf = malloc(total + 1);
+        cleanup_free char *text = malloc(total * 3 + 1);
+        if (!buf || !text)
+                return -ENOMEM;
+        memcpy(buf, run->carry[which], run->carry_len[which]);
+        memcpy(buf + run->carry_len[which], data, len);
+        run->carry_len[which] = 0;
+        size_t t = 0, i = 0;
+        while (i < total) {
+                bool valid = true;
+                size_t ok = utf8_complete_prefix(buf + i, total - i, &valid);
+                memcpy(text + t, buf + i, ok);
+                t += ok;
+                i += ok;
+                if (i == total)
+                        break;
+                if (valid && total - i < sizeof(run->carry[which])) {
+                        memcpy(run->carry[which], buf + i, total - i);
+                        run->carry_len[which] = total - i;
+                        break;
+                }
+                static const char replacement[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
+                memcpy(text + t, replacement, sizeof(replacement));
+                t += sizeof(replacement);
+                i++;
+        }
+        if (t == 0)
+                return 0;
+        json_object *o = event_new(which == 0 ? "stdout" : "stderr");
+        if (!o)
+                return -ENOMEM;
+        (void) json_object_object_add(o, "text", json_object_new_string_len(text, (int) t));
+        return emit(run, o);
+}
+
+static void send_signal(CodeRun *run, int signo)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SIGNAL);
+        ip_put_u32(&b, IP_TAG_SIGNO, (uint32_t) signo);
+        if (ip_builder_finish(&b) == 0 && run->ctx->init_fd >= 0)
+                (void) ip_write_all(run->ctx->init_fd, b.buf, b.len); /* never answered */
+        ip_builder_free(&b);
+}
+
+/* The kernel is gone: say so, mark the context dead, end the run. */
+static int kernel_gone(CodeRun *run, const char *why)
+{
+        char msg[512];
+        (void) snprintf(msg, sizeof(msg), "the %s context's process %s; restart the context",
+                        run->ctx->language, why);
+        mark_dead(run->ctx, msg);
+        int r = emit_error(run, "ContextDied", msg);
+        return r < 0 ? r : emit_end(run, NULL);
+}
+
+static void describe_exit(const IpFrame *f, char *buf, size_t len)
+{
+        int32_t code = -1;
+        uint32_t signo = 0;
+        (void) ip_get_i32(f, IP_TAG_EXIT_CODE, &code);
+        (void) ip_get_u32(f, IP_TAG_SIGNO, &signo);
+        if (signo)
+                (void) snprintf(buf, len, "was killed by signal %u", signo);
+        else
+                (void) snprintf(buf, len, "exited with status %d", code);
+}
+
+/* The kernel's socket hit EOF: wait briefly for init's EXIT to say why. */
+static int kernel_eof(CodeRun *run)
+{
+        char why[128] = "exited";
+        uint64_t deadline = now_monotonic_us() + 1000000;
+        while (run->ctx->init_fd >= 0) {
+                struct pollfd p = {.fd = run->ctx->init_fd, .events = POLLIN};
+                if (poll(&p, 1, remaining_ms(deadline)) <= 0)
+                        break;
+                IpFrame f;
+                if (ip_read_frame(run->ctx->init_fd, &run->frame_buf, &run->frame_cap, &f) <= 0)
+                        break;
+                if (f.type == IP_MSG_EXIT) {
+                        describe_exit(&f, why, sizeof(why));
+                        break;
+                }
+        }
+        return kernel_gone(run, why);
+}
+
+static const char *const forwarded_types[] = {"stdout", "stderr", "result", "error",
+                                              "number_of_executions"};
+
+/* One line from the kernel: validated, then forwarded (or dropped). */
+static int kernel_line(CodeRun *run, char *line)
+{
+        json_object *o = json_tokener_parse(line), *t = NULL;
+        if (!o || !json_object_is_type(o, json_type_object) ||
+            !json_object_object_get_ex(o, "type", &t) ||
+            !json_object_is_type(t, json_type_string)) {
+                json_object_put(o);
+                return 0;
+        }
+        const char *type = json_object_get_string(t);
+        if (streq(type, "end_of_execution")) {
+                json_object *code = NULL;
+                if (json_object_object_get_ex(o, "exit_code", &code) &&
+                    json_object_is_type(code, json_type_int))
+                        code = json_object_new_int(json_object_get_int(code));
+                else
+                        code = NULL;
+                json_object_put(o);
+                return emit_end(run, code);
+        }
+        bool known = false;
+        for (size_t i = 0; i < ARRAY_SIZE(forwarded_types); i++)
+                known = known || streq(type, forwarded_types[i]);
+        if (!known) {
+                json_object_put(o);
+                return 0;
+        }
+        if (run->timed_out && streq(type, "error")) {
+                /* The kernel saw our interrupt; the caller sees why it came. */
+                char value[128];
+                (void) snprintf(value, sizeof(value),
+                                "execution timed out after %.3g s and was interrupted",
+                                (double) run->timeout_ms / 1000.0);
+                (void) json_object_object_add(o, "name", json_object_new_string("TimeoutError"));
+                (void) json_object_object_add(o, "value", json_object_new_string(value));
+        }
+        return emit(run, o);
+}
+
+static int kernel_readable(CodeRun *run)
+{
+        if (run->in_cap - run->in_len < 65536) {
+                size_t cap = run->in_cap ? run->in_cap * 2 : 131072;
+                char *n = realloc(run->in, cap + 1);
+                if (!n)
+                        return -ENOMEM;
+                run->in = n;
+                run->in_cap = cap;
+        }
+        ssize_t k = read(run->ctx->sock_fd, run->in + run->in_len, run->in_cap - run->in_len);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                return 0;
+        if (k <= 0)
+                return kernel_eof(run);
+        size_t scan = run->in_len;
+        run->in_len += (size_t) k;
+        size_t start = 0;
+        for (size_t i = scan; i < run->in_len && !run->done; i++) {
+                if (run->in[i] != '\n')
+                        continue;
+                run->in[i] = 0;
+                int r = kernel_line(run, run->in + start);
+                if (r < 0)
+                        return r;
+                start = i + 1;
+        }
+        if (run->done)
+                return 0;
+        memmove(run->in, run->in + start, run->in_len - start);
+        run->in_len -= start;
+        if (run->in_len > CODE_MAX_LINE) {
+                send_signal(run, SIGKILL);
+                return kernel_gone(run, "sent an event over 64 MiB and was killed");
+        }
+        return 0;
+}
+
+static int init_readable(CodeRun *run)
+{
+        IpFrame f;
+        int k = ip_read_frame(run->ctx->init_fd, &run->frame_buf, &run->frame_cap, &f);
+        if (k <= 0)
+                return kernel_gone(run, "stopped with the sandbox");
+        const uint8_t *data;
+        uint32_t len;
+        char why[128];
+        switch (f.type) {
+        case IP_MSG_STDOUT:
+        case IP_MSG_STDERR:
+                if (ip_get_bytes(&f, IP_TAG_DATA, &data, &len) < 0)
+                        return 0;
+                return emit_raw_output(run, f.type == IP_MSG_STDOUT ? 0 : 1, data, len);
+        case IP_MSG_EXIT:
+                describe_exit(&f, why, sizeof(why));
+                return kernel_gone(run, why);
+        default:
+                return 0;
+        }
+}
+
+/* Past the deadline: interrupt, then kill. */
+static int escalate(CodeRun *run)
+{
+        if (run->phase == 0) {
+                send_signal(run, SIGINT);
+                run->phase = 1;
+                run->deadline_us = now_monotonic_us() + (uint64_t) CODE_INTERRUPT_GRACE * 1000;
+        } else if (run->phase == 1) {
+                send_signal(run, SIGKILL);
+                run->phase = 2;
+                run->deadline_us = now_monotonic_us() + (uint64_t) CODE_KILL_WAIT * 1000;
+        } else {
+                return kernel_gone(run, "did not stop after SIGKILL");
+        }
+        return 0;
+}
+
+ssize_t code_run_read(void *cls, int client_fd, char *buf, size_t max)
+{
+        CodeRun *run = cls;
+        for (;;) {
+                if (run->out_off < run->out_len) {
+                        size_t n = run->out_len - run->out_off;
+                        if (n > max)
+                                n = max;
+                        memcpy(buf, run->out + run->out_off, n);
+                        run->out_off += n;
+                        return (ssize_t) n;
+                }
+                if (run->done)
+                        return 0;
+                struct pollfd p[3] = {{.fd = run->ctx->sock_fd, .events = POLLIN},
+                                      {.fd = run->ctx->init_fd, .events = POLLIN},
+                                      {.fd = client_fd, .events = POLLRDHUP}};
+                int timeout = run->deadline_us ? remaining_ms(run->deadline_us) : -1;
+                int n = poll(p, client_fd >= 0 ? 3 : 2, timeout);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                int r = 0;
+                if (n == 0) {
+                        if (run->phase == 0)
+                                run->timed_out = true;
+                        r = escalate(run);
+                } else if (client_fd >= 0 && (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                        return -ECONNRESET; /* code_run_free() stops the run */
+                } else if (p[0].revents) {
+                        r = kernel_readable(run);
+                } else if (p[1].revents) {
+                        r = init_readable(run);
+                }
+                if (r < 0)
+                        return r;
+        }
+}
+
+void code_run_free(void *cls)
+{
+        CodeRun *run = cls;
+        if (!run)
+                return;
+        if (!run->done && run->ctx->sock_fd >= 0) {
+                /* The client went away mid-run: interrupt the kernel and wait for
+                 * its end (or kill it), so the next run starts clean. */
+                char scratch[4096];
+                if (run->phase == 0) {
+                        run->phase = 0;
+                        (void) escalate(run);
+                }
+                while (code_run_read(run, -1, scratch, sizeof(scratch)) > 0)
+                        ;
+        }
+        release(run->ctx);
+        free(run->in);
+        free(run->frame_buf);
+        free(run->out);
+        free(run);
+}
+
+static int write_all_fd(int fd, const char *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                buf += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req, CodeRun **ret,
+                   char *err, size_t errlen)
+{
+        if (!a->cfg.kernels_dir) {
+                (void) snprintf(err, errlen, "the code interpreter's kernels are not installed");
+                return -EOPNOTSUPP;
+        }
+        const char *ctx_id = req->context ? req->context : req->language;
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = find_locked(info->id, ctx_id);
+        bool fresh = false;
+        int r = 0;
+        if (!c && !req->context) {
+                c = context_new_locked(info->id, ctx_id, req->language, NULL, true);
+                fresh = c != NULL;
+                r = c ? 0 : -ENOMEM;
+        } else if (!c) {
+                (void) snprintf(err, errlen, "context %s not found in sandbox %s", ctx_id,
+                                info->id);
+                r = -ENOENT;
+        } else {
+                r = acquire_locked(c);
+                if (r == -ENOENT)
+                        (void) snprintf(err, errlen, "context %s was removed", ctx_id);
+        }
+        (void) pthread_mutex_unlock(&reg_lock);
+        if (r < 0)
+                return r;
+        if (fresh) {
+                r = kernel_start(info, c, err, errlen);
+                if (r < 0) {
+                        (void) pthread_mutex_lock(&reg_lock);
+                        if (!c->removed)
+                                remove_locked(c);
+                        release_locked(c);
+                        (void) pthread_mutex_unlock(&reg_lock);
+                        return r;
+                }
+        }
+        (void) pthread_mutex_lock(&reg_lock);
+        if (c->state != CTX_READY || c->sock_fd < 0) {
+                (void) snprintf(err, errlen, "%s",
+                                c->death ? c->death : "the context is not ready");
+                release_locked(c);
+                (void) pthread_mutex_unlock(&reg_lock);
+                return -ESTALE;
+        }
+        (void) pthread_mutex_unlock(&reg_lock);
+
+        CodeRun *run = calloc(1, sizeof(*run));
+        if (!run) {
+                release(c);
+                return -ENOMEM;
+        }
+        run->ctx = c;
+        run->timeout_ms = req->timeout_ms;
+        if (req->timeout_ms)
+                run->deadline_us = now_monotonic_us() + req->timeout_ms * 1000;
+        json_object *msg = json_object_new_object();
+        (void) json_object_object_add(msg, "code", json_object_new_string(req->code));
+        if (req->env)
+                (void) json_object_object_add(msg, "env", json_object_get(req->env));
+        size_t len = 0;
+        const char *text = json_object_to_json_string_length(
+                msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        cleanup_free char *line = text ? malloc(len + 1) : NULL;
+        if (line) {
+                memcpy(line, text, len);
+                line[len] = '\n';
+        }
+        /* The caller's env object must not outlive this call inside msg. */
+        if (req->env)
+                (void) json_object_object_del(msg, "env");
+        json_object_put(msg);
+        r = line ? write_all_fd(c->sock_fd, line, len + 1) : -ENOMEM;
+        if (r < 0) {
+                /* The kernel is gone; the stream says so. */
+                r = kernel_eof(run);
+                if (r < 0) {
+                        code_run_free(run);
+                        return r;
+                }
+        }
+        *ret = run;
+        return 0;
+}

@@ -1,0 +1,54 @@
+/* The code interpreter: stateful contexts (one kernel process each, started in
+ * the sandbox through sandpit-init) and runs streamed as NDJSON events shaped
+ * like E2B's /execute lines. Design: docs/code-interpreter.md. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "agent.h"
+#include "sandbox.h"
+
+#define CODE_DIR_NAME      "code"              /* <sandbox dir>/code on the host */
+#define CODE_SOCKETS_MOUNT "/.sandpit-code"    /* where the sandbox sees it (read-only) */
+#define CODE_KERNELS_MOUNT "/.sandpit-kernels" /* the drivers (read-only) */
+
+typedef struct CodeContext CodeContext;
+typedef struct CodeRun CodeRun;
+
+/* "python", "javascript" (or "js"), "bash": the canonical name, or NULL. */
+const char *code_language_normalize(const char *name);
+
+/* Errors of the functions below: -ENOENT no such context, -ESTALE the context's
+ * process died (restart it), -EINVAL bad input (e.g. a cwd the kernel cannot
+ * start in), -EOPNOTSUPP kernels not installed, others: the kernel failed to
+ * start. err gets a message for the caller. */
+
+/* Creates a context and starts its kernel; *ret is its API object. */
+int code_context_create(Agent *a, const SandboxExecInfo *info, const char *language,
+                        const char *cwd, json_object **ret, char *err, size_t errlen);
+int code_context_list(const char *sandbox_id, json_object **ret);
+int code_context_remove(const char *sandbox_id, const char *ctx_id);
+int code_context_restart(Agent *a, const SandboxExecInfo *info, const char *ctx_id,
+                         json_object **ret, char *err, size_t errlen);
+
+typedef struct {
+        const char *code;
+        const char *language; /* the default context of this language, or */
+        const char *context;  /* a context id */
+        json_object *env;     /* object of strings, or NULL; borrowed */
+        uint64_t timeout_ms;  /* 0: none */
+} CodeRunRequest;
+
+/* Sends the code to the context's kernel (starting a default context first if
+ * needed) and returns the event stream; the context is busy until it is freed. */
+int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req, CodeRun **ret,
+                   char *err, size_t errlen);
+ssize_t code_run_read(void *cls, int client_fd, char *buf, size_t max);
+void code_run_free(void *cls);
+
+/* A deleted sandbox's contexts: their kernels die with it; our ends are shut
+ * down now and closed when no run uses them. */
+void code_forget_sandbox(const char *sandbox_id);

@@ -1,0 +1,250 @@
+"""Pause and resume: the cgroup freezer stops every process (no output, no CPU),
+memory and files stay, resume continues where it stopped; exec on a paused
+sandbox is a 409; delete, expiry and an agent restart work on paused sandboxes."""
+
+import json
+import time
+
+from conftest import assert_error, wait_for
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.05; done"
+
+
+def pause(client, sid, body=None):
+    return client.post(f"/v1/sandboxes/{sid}/pause", body if body is not None else {})
+
+
+def resume(client, sid, body=None):
+    return client.post(f"/v1/sandboxes/{sid}/resume", body if body is not None else {})
+
+
+def host_count(agent, sid):
+    """The counter file, read on the host through the sandbox's rootfs."""
+    p = agent.state_dir / "sandboxes" / sid / "rootfs" / "tmp" / "count"
+    for _ in range(50):
+        try:
+            return int(p.read_text().strip())
+        except (OSError, ValueError):
+            time.sleep(0.05)  # between the shell's truncate and its write
+    raise AssertionError(f"cannot read {p}")
+
+
+def cgroup_freezer_state(agent, sid):
+    p = agent.cgroup_dir("freezer", sid) / "freezer.state"
+    if p.exists():
+        return p.read_text().strip()
+    p2 = agent.cgroup_dir("", sid) / "cgroup.freeze"  # v2
+    return "FROZEN" if p2.read_text().strip() == "1" else "THAWED"
+
+
+def cpu_ns(client, sid):
+    r = client.get(f"/v1/sandboxes/{sid}/metrics")
+    assert r.status == 200, r
+    return r.json()["cpu_usage_ns"]
+
+
+def test_pause_freezes_and_resume_continues(client, agent, sandbox):
+    sid = sandbox["id"]
+    bg = client.post(f"/v1/sandboxes/{sid}/exec", {"shell": COUNTER, "background": True})
+    assert bg.status == 201, bg
+    pid = bg.json()["pid"]
+    spin = client.post(f"/v1/sandboxes/{sid}/exec", {"shell": "while :; do :; done", "background": True})
+    assert spin.status == 201, spin
+    wait_for(lambda: host_count(agent, sid) >= 5, timeout=20, what="the counter to run")
+
+    r = pause(client, sid)
+    assert r.status == 200, r
+    obj = r.json()
+    assert obj["state"] == "paused" and obj["deadline_paused"] is True and "paused_at" in obj
+    assert client.sandbox(sid).json()["state"] == "paused"
+    assert cgroup_freezer_state(agent, sid) == "FROZEN"
+
+    frozen_at = host_count(agent, sid)
+    cpu_before = cpu_ns(client, sid)
+    time.sleep(1.5)
+    # nothing ran while frozen: the counter did not move, no CPU was used
+    assert host_count(agent, sid) == frozen_at
+    assert cpu_ns(client, sid) == cpu_before
+    # memory and files stayed: the tmpfs still holds the file, the cgroup its memory
+    m = client.get(f"/v1/sandboxes/{sid}/metrics").json()
+    assert m["state"] == "paused" and m["memory_used"] > 0 and m["pids"] >= 3
+
+    r = resume(client, sid)
+    assert r.status == 200, r
+    assert r.json()["state"] == "running" and "paused_at" not in r.json()
+    wait_for(lambda: host_count(agent, sid) > frozen_at + 5, timeout=20, what="the counter to go on")
+    assert cpu_ns(client, sid) > cpu_before
+
+    # the same process kept counting: its output is one unbroken sequence from 1
+    client.post(f"/v1/sandboxes/{sid}/processes/{pid}/signal", {"signal": "KILL"})
+    out = client.reconnect(sid, pid).stdout.split()
+    nums = [int(x) for x in out]
+    assert nums[0] == 1 and nums == list(range(1, len(nums) + 1)), nums[:20]
+    assert len(nums) > frozen_at
+    assert [p["pid"] for p in client.processes(sid) if p["pid"] == pid] == [pid]
+
+
+def test_calls_on_paused_sandbox_get_409(client, sandbox):
+    sid = sandbox["id"]
+    bg = client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["sleep", "600"], "background": True})
+    assert bg.status == 201
+    pid = bg.json()["pid"]
+    assert pause(client, sid).status == 200
+    body = assert_error(client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}), 409)
+    assert "paused" in body["message"]
+    assert_error(client.get(f"/v1/sandboxes/{sid}/processes"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/processes/{pid}/stream"), 409)
+    assert_error(client.post(f"/v1/sandboxes/{sid}/processes/{pid}/signal", {"signal": "TERM"}), 409)
+    assert_error(client.post(f"/v1/sandboxes/{sid}/processes/{pid}/stdin", {"eof": True}), 409)
+    # file, archive, watch and code calls too
+    assert_error(client.get(f"/v1/sandboxes/{sid}/files?path=/etc/hostname"), 409)
+    assert_error(client.request("PUT", f"/v1/sandboxes/{sid}/files?path=/tmp/x", raw=b"x"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/fs/ls?path=/tmp"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/archive?path=/tmp&format=tar.gz"), 409)
+    assert_error(client.get(f"/v1/sandboxes/{sid}/watch?path=/tmp"), 409)
+    assert_error(client.post(f"/v1/sandboxes/{sid}/code", {"code": "1", "language": "bash"}), 409)
+    # already paused
+    body = assert_error(pause(client, sid), 409)
+    assert "paused" in body["message"]
+    # get, list, metrics and timeout still answer
+    assert client.sandbox(sid).status == 200
+    assert sid in client.list_ids()
+    assert client.get(f"/v1/sandboxes/{sid}/metrics").status == 200
+    assert client.post(f"/v1/sandboxes/{sid}/timeout", {"timeout": 100}).status == 200
+    assert resume(client, sid).status == 200
+    # not paused any more
+    body = assert_error(resume(client, sid), 409)
+    assert "not paused" in body["message"]
+    assert client.exec(sid, cmd=["true"]).exit_code == 0
+    assert client.request("PUT", f"/v1/sandboxes/{sid}/files?path=/tmp/x", raw=b"x").status in (200, 201, 204)
+
+
+def test_pause_resume_errors(client, sandbox, unique):
+    sid = sandbox["id"]
+    for verb in ("pause", "resume"):
+        assert_error(client.post(f"/v1/sandboxes/nope-{unique}/{verb}", {}), 404)
+        assert_error(client.post(f"/v1/sandboxes/NOT_VALID/{verb}", {}), 404)
+        assert_error(client.get(f"/v1/sandboxes/{sid}/{verb}"), 405)
+        assert_error(client.post(f"/v1/sandboxes/{sid}/{verb}/x", {}), 404)
+        assert_error(client.post(f"/v1/sandboxes/{sid}/{verb}", raw=b"{nope"), 400)
+        assert_error(client.post(f"/v1/sandboxes/{sid}/{verb}", {"bogus": 1}), 400)
+    assert_error(pause(client, sid, {"stop_deadline": "yes"}), 400)
+    assert_error(resume(client, sid, {"timeout": 0}), 400)
+    assert_error(resume(client, sid, {"timeout": "10"}), 400)
+    # an empty body is {}
+    r = client.post(f"/v1/sandboxes/{sid}/pause", raw=b"")
+    assert r.status == 200, r
+    assert resume(client, sid).status == 200
+
+
+def test_deadline_stops_by_default_and_moves_on_resume(client, make_sandbox):
+    sid = make_sandbox(timeout=3)["id"]
+    before = client.sandbox(sid).json()["expires_at"]
+    assert pause(client, sid).status == 200
+    time.sleep(4)  # past the deadline: a stopped clock keeps it
+    g = client.sandbox(sid)
+    assert g.status == 200 and g.json()["state"] == "paused"
+    r = resume(client, sid)
+    assert r.status == 200
+    assert r.json()["expires_at"] > before  # moved forward by the paused time
+    # and the sandbox still expires on its own afterwards
+    wait_for(lambda: client.sandbox(sid).status == 404, timeout=30, what="expiry after resume")
+
+
+def test_deadline_running_expires_paused_sandbox(client, agent, make_sandbox):
+    sid = make_sandbox(timeout=2)["id"]
+    client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["sleep", "600"], "background": True})
+    r = pause(client, sid, {"stop_deadline": False})
+    assert r.status == 200 and r.json()["deadline_paused"] is False
+    wait_for(lambda: client.sandbox(sid).status == 404, timeout=30, what="expiry while paused")
+    wait_for(lambda: agent.leftovers([sid]) == [], timeout=10, what="cleanup of the expired sandbox")
+
+
+def test_resume_with_new_timeout(client, sandbox):
+    sid = sandbox["id"]
+    assert pause(client, sid).status == 200
+    r = resume(client, sid, {"timeout": 1234})
+    assert r.status == 200 and r.json()["timeout"] == 1234
+
+
+def test_delete_paused_sandbox(client, agent, sandbox):
+    sid = sandbox["id"]
+    client.sh(sid, "sleep 600 >/dev/null 2>&1 & sleep 600 >/dev/null 2>&1 &")
+    assert pause(client, sid).status == 200
+    assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+    assert agent.leftovers([sid], zombies=False) == []
+
+
+def test_paused_sandbox_survives_agent_sigkill(client, agent, sandbox):
+    sid = sandbox["id"]
+    bg = client.post(f"/v1/sandboxes/{sid}/exec", {"shell": COUNTER, "background": True})
+    assert bg.status == 201
+    wait_for(lambda: host_count(agent, sid) >= 3, timeout=20, what="the counter to run")
+    assert pause(client, sid).status == 200
+    frozen_at = host_count(agent, sid)
+    agent.kill9()
+    agent.start()
+    g = client.sandbox(sid)
+    assert g.status == 200 and g.json()["state"] == "paused", g
+    state = json.loads((agent.state_dir / "sandboxes" / sid / "state.json").read_text())
+    assert state["paused_us"] > 0
+    assert host_count(agent, sid) == frozen_at
+    assert_error(client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}), 409)
+    assert resume(client, sid).status == 200
+    wait_for(lambda: host_count(agent, sid) > frozen_at, timeout=20, what="the counter after restart")
+    assert client.exec(sid, cmd=["true"]).exit_code == 0
+
+
+def test_cli_pause_resume(client, agent, sandbox):
+    import subprocess
+    from conftest import REPO
+
+    def cli(*args):
+        return subprocess.run([str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{agent.socket}", *args],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    sid = sandbox["id"]
+    r = cli("pause", "--deadline-runs", sid)
+    assert r.returncode == 0 and r.stdout.strip() == "paused", r
+    assert client.sandbox(sid).json()["deadline_paused"] is False
+    r = cli("pause", sid)
+    assert r.returncode == 1 and "paused" in r.stderr, r
+    r = cli("exec", sid, "true")
+    assert r.returncode == 1 and "is paused" in r.stderr, r
+    r = cli("resume", "--timeout", "777", "--json", sid)
+    assert r.returncode == 0 and json.loads(r.stdout)["timeout"] == 777, r
+    r = cli("resume", sid)
+    assert r.returncode == 1 and "not paused" in r.stderr, r
+
+
+def test_timeout_set_while_paused_counts_from_resume(client, sandbox):
+    from datetime import datetime
+    sid = sandbox["id"]
+    assert pause(client, sid).status == 200
+    assert client.post(f"/v1/sandboxes/{sid}/timeout", {"timeout": 1000}).status == 200
+    time.sleep(2)  # paused time does not eat into the new timeout
+    r = resume(client, sid)
+    assert r.status == 200
+    exp = datetime.fromisoformat(r.json()["expires_at"].replace("Z", "+00:00")).timestamp()
+    left = exp - time.time()
+    assert 990 < left <= 1000.5, left
+
+
+def test_foreground_stream_survives_pause(client, sandbox):
+    import threading
+    sid = sandbox["id"]
+    result = {}
+
+    def run():
+        result["r"] = client.exec(sid, shell="for i in $(seq 1 80); do echo $i; sleep 0.05; done")
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    assert pause(client, sid).status == 200
+    time.sleep(1)
+    assert t.is_alive()  # frozen mid-stream
+    assert resume(client, sid).status == 200
+    t.join(30)
+    r = result["r"]
+    assert r.exit_code == 0 and r.stdout.split() == [str(i) for i in range(1, 81)], r
