@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+import bench_net
 from files_bench import bench_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -406,6 +407,7 @@ def main():
                      "", "what the sandbox is charged: init's pages, tmpfs, kernel memory"))
         rows.append(("memory per idle sandbox: kernel Slab+PageTables+KernelStack+Shmem (KiB)",
                      "%.0f" % kernel_kib_, "", "system-wide delta / sandboxes: mounts, cgroups, runc"))
+        rows += bench_net.run(args.templates_dir, args.runs, pct, fmt)
     finally:
         agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,7 +21,7 @@ endif
 BIN      := $(BUILD)/bin
 OBJ      := $(BUILD)/obj
 
-PKGS     := json-c libmicrohttpd libcurl libcgroup libarchive yaml-0.1
+PKGS     := json-c libmicrohttpd libcurl libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables
 LIBS     := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)

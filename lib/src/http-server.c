@@ -32,8 +32,14 @@ struct HttpServer {
         void *userdata;
 };
 
+typedef struct {
+        HttpUpgradeOps ops;
+        void *cls;
+} Upgrade;
+
 struct HttpRequest {
         HttpServer *server;
+        Upgrade *upgrade; /* set until the upgrade handler takes it */
         struct MHD_Connection *conn;
         bool tcp;
         const char *method;
@@ -108,6 +114,61 @@ int http_request_query_all(const HttpRequest *req, const char *key, char ***ret)
         }
         *ret = c.values;
         return 0;
+}
+
+typedef struct {
+        char **v;
+        size_t n;
+        bool oom;
+} PairCollect;
+
+static enum MHD_Result collect_pair(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+        PairCollect *c = cls;
+        (void) kind;
+        char **n = realloc(c->v, (c->n + 3) * sizeof(char *));
+        if (!n) {
+                c->oom = true;
+                return MHD_NO;
+        }
+        c->v = n;
+        c->v[c->n] = strdup(key ? key : "");
+        c->v[c->n + 1] = strdup(value ? value : "");
+        c->v[c->n + 2] = NULL;
+        c->n += 2;
+        if (!c->v[c->n - 2] || !c->v[c->n - 1]) {
+                c->oom = true;
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
+static int collect_pairs(const HttpRequest *req, enum MHD_ValueKind kind, char ***ret)
+{
+        PairCollect c = {0};
+        (void) MHD_get_connection_values(req->conn, kind, collect_pair, &c);
+        if (!c.oom && !c.v && !(c.v = calloc(1, sizeof(char *))))
+                c.oom = true;
+        if (c.oom) {
+                /* A failed strdup left a NULL inside: free the pairs one by one. */
+                for (size_t i = 0; c.v && i < c.n; i++)
+                        free(c.v[i]);
+                free(c.v);
+                return -ENOMEM;
+        }
+        *ret = c.v;
+        return 0;
+}
+
+int http_request_headers(const HttpRequest *req, char ***ret)
+{
+        return collect_pairs(req, MHD_HEADER_KIND, ret);
+}
+
+int http_request_args(const HttpRequest *req, char ***ret)
+{
+        return collect_pairs(req, MHD_GET_ARGUMENT_KIND, ret);
 }
 
 int http_request_body_fd(const HttpRequest *req)
@@ -206,6 +267,63 @@ void http_respond_json(HttpRequest *req, unsigned status, json_object *body)
         queue(req, status, resp);
 }
 
+static void add_headers(struct MHD_Response *resp, char *const *headers)
+{
+        for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+                (void) MHD_add_response_header(resp, headers[i], headers[i + 1]);
+}
+
+void http_respond_raw(HttpRequest *req, unsigned status, char *const *headers, char *body,
+                      size_t len)
+{
+        struct MHD_Response *resp =
+                body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+                     : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                free(body);
+        else
+                add_headers(resp, headers);
+        queue(req, status, resp);
+}
+
+/* Runs on the connection's thread (thread-per-connection), so it may block. */
+static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cls,
+                            const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                            struct MHD_UpgradeResponseHandle *urh)
+{
+        HttpRequest *req = con_cls;
+        (void) cls;
+        (void) conn;
+        Upgrade *u = req ? TAKE_PTR(req->upgrade) : NULL;
+        if (u) {
+                u->ops.run(u->cls, sock, extra_in, extra_in_size);
+                if (u->ops.destroy)
+                        u->ops.destroy(u->cls);
+                free(u);
+        }
+        (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,
+                          void *cls)
+{
+        Upgrade *u = malloc(sizeof(*u));
+        struct MHD_Response *resp =
+                u ? MHD_create_response_for_upgrade(upgrade_handler, NULL) : NULL;
+        if (!resp) {
+                free(u);
+                if (ops->destroy)
+                        ops->destroy(cls);
+                queue(req, 500, NULL);
+                return;
+        }
+        *u = (Upgrade){.ops = *ops, .cls = cls};
+        req->upgrade = u;
+        add_headers(resp, headers);
+        (void) MHD_add_response_header(resp, "Connection", "Upgrade");
+        queue(req, 101, resp);
+}
+
 void http_respond_empty(HttpRequest *req, unsigned status)
 {
         struct MHD_Response *resp =
@@ -300,8 +418,8 @@ static void stream_free(void *cls)
         free(s);
 }
 
-void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
-                         const HttpStreamOps *ops, void *cls)
+static void respond_stream(HttpRequest *req, unsigned status, const char *content_type,
+                           char *const *headers, const HttpStreamOps *ops, void *cls)
 {
         Stream *s = malloc(sizeof(*s));
         if (!s) {
@@ -320,9 +438,24 @@ void http_respond_stream(HttpRequest *req, unsigned status, const char *content_
                 queue(req, status, NULL);
                 return;
         }
-        (void) MHD_add_response_header(resp, "Content-Type", content_type);
-        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (content_type) {
+                (void) MHD_add_response_header(resp, "Content-Type", content_type);
+                (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        }
+        add_headers(resp, headers);
         queue(req, status, resp);
+}
+
+void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
+                         const HttpStreamOps *ops, void *cls)
+{
+        respond_stream(req, status, content_type, NULL, ops, cls);
+}
+
+void http_respond_stream_headers(HttpRequest *req, unsigned status, char *const *headers,
+                                 const HttpStreamOps *ops, void *cls)
+{
+        respond_stream(req, status, NULL, headers, ops, cls);
 }
 
 static bool token_ok(const HttpServer *s, struct MHD_Connection *conn)
@@ -441,6 +574,11 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         HttpRequest *req = *con_cls;
         if (!req)
                 return;
+        if (req->upgrade) { /* the upgrade never happened */
+                if (req->upgrade->ops.destroy)
+                        req->upgrade->ops.destroy(req->upgrade->cls);
+                free(req->upgrade);
+        }
         free(req->body);
         closep(&req->spool_fd);
         free(req);
@@ -448,7 +586,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 }
 
 static const unsigned mhd_flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                  MHD_USE_POLL | MHD_USE_ERROR_LOG;
+                                  MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {

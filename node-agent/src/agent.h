@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "cgroup.h"
+#include "net.h"
 
 typedef struct {
         char *state_dir;     /* /run/sandpit: sandboxes/, runc/ */
@@ -19,6 +20,7 @@ typedef struct {
         char *runtime;       /* OCI runtime CLI: "runc", "crun" or a path */
         char *cgroup_parent; /* "sandpit" */
         CgVersion cgroup_version;
+        NetConfig net; /* sandbox networking (net.h) */
 } AgentConfig;
 
 typedef enum {
@@ -45,6 +47,7 @@ typedef struct {
         char *user;
         json_object *labels; /* object of strings; owned */
         uint64_t timeout_s;
+        NetPolicy network; /* egress policy; changed live by the network route */
 } SandboxSpec;
 
 typedef struct Sandbox {
@@ -61,12 +64,14 @@ typedef struct Sandbox {
         uint64_t serial;   /* unique in this agent's life: names it in epoll events */
         char *dir;         /* <state_dir>/sandboxes/<id>: bundle, state, mounts */
         char *socket_path; /* <dir>/ctl/init.sock */
+        uint32_t ip;       /* leased address; 0 without sandbox networking */
         struct Sandbox *next;
 } Sandbox;
 
 typedef struct Agent {
         AgentConfig cfg;
         CgManager *cg;
+        NetManager *net;
         char *runc_root;
         char *sandboxes_dir;
         /* Protects the sandbox list and every field of every Sandbox. Held only

@@ -12,6 +12,7 @@
 #include "api-files.h"
 #include "api-internal.h"
 #include "api-metrics.h"
+#include "api-net.h"
 #include "api-pause.h"
 #include "exec.h"
 #include "initproto.h"
@@ -346,6 +347,8 @@ static const struct {
         ApiSubresourceHandler handler;
 } subresources[] = {
         {"timeout", handle_timeout},
+        {"network", api_net_handle_network},
+        {"ports", api_net_handle_ports},
         {"code", api_code_handle},
         {"contexts", api_contexts_handle},
         {"files", api_files_handle},     /* api-files.c, docs/files.md */

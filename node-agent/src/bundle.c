@@ -206,7 +206,8 @@ static int spec_validate(const BundleSpec *spec)
             !is_abs_path(spec->control_dir) || !is_abs_path(spec->init_binary) ||
             !spec->cgroups_path || !spec->cgroups_path[0])
                 return -EINVAL;
-        if (spec->resolv_conf && !is_abs_path(spec->resolv_conf))
+        if ((spec->resolv_conf && !is_abs_path(spec->resolv_conf)) ||
+            (spec->netns_path && !is_abs_path(spec->netns_path)))
                 return -EINVAL;
         if ((spec->kernels_dir && !is_abs_path(spec->kernels_dir)) ||
             (spec->code_dir && !is_abs_path(spec->code_dir)))
@@ -282,8 +283,13 @@ static void build_linux(Builder *b, json_object *config, const BundleSpec *spec)
         json_object *ns, *dev;
 
         ns = add_arr(b, linux_, "namespaces");
-        for (size_t i = 0; i < ARRAY_SIZE(namespaces); i++)
-                add_str(b, add_obj(b, ns, NULL), "type", namespaces[i]);
+        for (size_t i = 0; i < ARRAY_SIZE(namespaces); i++) {
+                json_object *n = add_obj(b, ns, NULL);
+                add_str(b, n, "type", namespaces[i]);
+                /* The agent made it, with the veth already in it (net.c). */
+                if (spec->netns_path && streq(namespaces[i], "network"))
+                        add_str(b, n, "path", spec->netns_path);
+        }
         add_str(b, linux_, "cgroupsPath", spec->cgroups_path);
 
         /* Deny every device node; runc then allows its defaults (null, zero, full,

@@ -15,6 +15,7 @@ typedef struct {
         char **ro_binds;          /* NULL-terminated host paths bound read-only at the same path;
                                      may be NULL */
         const char *resolv_conf;  /* host file bound read-only at /etc/resolv.conf; NULL = none */
+        const char *netns_path;   /* network namespace to join; NULL = a new empty one */
         const char *kernels_dir;  /* host dir bound read-only at CODE_KERNELS_MOUNT; NULL = none */
         const char *code_dir;     /* host dir bound read-only at CODE_SOCKETS_MOUNT; NULL = none */
 } BundleSpec;

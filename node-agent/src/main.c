@@ -40,6 +40,11 @@ static void usage(FILE *f)
               "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
               "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
               "  --cgroup-version auto|v1|v2\n"
+              "  --sandbox-cidr CIDR     give sandboxes a veth and an address from CIDR\n"
+              "                          (default: loopback-only sandboxes)\n"
+              "  --blocked-cidr CIDR     never reachable from sandboxes (repeatable)\n"
+              "  --dns ADDR              resolver in the sandboxes' /etc/resolv.conf\n"
+              "  --net-table NAME        nftables table of this agent (default sandpit)\n"
               "  --log-format json|text  (default json)\n"
               "  --log-level debug|info|warning|error\n"
               "  --help\n",
@@ -107,6 +112,10 @@ int main(int argc, char **argv)
                 OPT_CGROUP_VERSION,
                 OPT_LOG_FORMAT,
                 OPT_LOG_LEVEL,
+                OPT_SANDBOX_CIDR,
+                OPT_BLOCKED_CIDR,
+                OPT_DNS,
+                OPT_NET_TABLE,
                 OPT_HELP,
         };
         static const struct option opts[] = {
@@ -123,6 +132,10 @@ int main(int argc, char **argv)
                 {"cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION},
                 {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
                 {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+                {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
+                {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
+                {"dns", required_argument, NULL, OPT_DNS},
+                {"net-table", required_argument, NULL, OPT_NET_TABLE},
                 {"help", no_argument, NULL, OPT_HELP},
                 {0},
         };
@@ -138,6 +151,12 @@ int main(int argc, char **argv)
         cfg->runtime = "runc";
         cfg->cgroup_parent = "sandpit";
         cfg->cgroup_version = CG_VERSION_AUTO;
+        cfg->net.table = "sandpit";
+        cleanup_free char **blocked = calloc((size_t) argc + 1, sizeof(char *)); /* borrows argv */
+        size_t nblocked = 0;
+        if (!blocked)
+                return 1;
+        cfg->net.blocked_cidrs = blocked;
 
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -195,6 +214,18 @@ int main(int argc, char **argv)
                                 fprintf(stderr, "sandpit-agent: bad --log-level %s\n", optarg);
                                 return 2;
                         }
+                        break;
+                case OPT_SANDBOX_CIDR:
+                        cfg->net.sandbox_cidr = optarg;
+                        break;
+                case OPT_BLOCKED_CIDR:
+                        blocked[nblocked++] = optarg;
+                        break;
+                case OPT_DNS:
+                        cfg->net.dns = optarg;
+                        break;
+                case OPT_NET_TABLE:
+                        cfg->net.table = optarg;
                         break;
                 case OPT_HELP:
                         usage(stdout);

@@ -22,6 +22,7 @@
 #include "exec.h"
 #include "initproto.h"
 #include "metrics.h"
+#include "net.h"
 #include "rootfs.h"
 #include "runtime.h"
 #include "sandpit/log.h"
@@ -51,6 +52,7 @@ void sandbox_spec_done(SandboxSpec *s)
         strv_free(s->secret_names);
         free(s->user);
         json_object_put(s->labels);
+        net_policy_done(&s->network);
         *s = (SandboxSpec){0};
 }
 
@@ -183,6 +185,10 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                                 r = -ENOMEM;
                                 break;
                         }
+                } else if (streq(key, "network")) {
+                        net_policy_done(&s.network);
+                        if ((r = net_policy_from_json(val, &s.network, err, errlen)) < 0)
+                                break;
                 } else {
                         (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
                         r = -EINVAL;
@@ -327,6 +333,13 @@ static json_object *sandbox_to_json_locked(const Sandbox *sb)
         add_time(o, "created_at", sb->created_us);
         add_time(o, "started_at", sb->started_us ? sb->started_us : sb->created_us);
         add_time(o, "expires_at", sb->expires_us);
+        json_object *net = net_policy_to_json(&s->network);
+        if (net && sb->ip) {
+                char ip[20];
+                net_addr_format(sb->ip, ip, sizeof(ip));
+                (void) json_object_object_add(net, "ip", json_object_new_string(ip));
+        }
+        (void) json_object_object_add(o, "network", net);
         if (sb->state == SANDBOX_PAUSED) {
                 add_time(o, "paused_at", sb->paused_us);
                 (void) json_object_object_add(o, "deadline_paused",
@@ -499,6 +512,9 @@ static int teardown(Agent *a, const char *id, const char *dir)
         /* runc kills the container's processes; this catches anything that
          * escaped its view (e.g. after a runtime crash). */
         (void) cg_kill_all(a->cg, id, SIGKILL);
+        r = net_sandbox_teardown(a->net, id, dir);
+        if (r < 0)
+                ret = r;
         if (dir) {
                 r = rootfs_umount(dir);
                 if (r < 0) {
@@ -605,6 +621,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 return r == -EINVAL ? -ENOENT : r;
         }
 
+        if ((r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
+                template_free(tpl);
+                sandbox_free(sb);
+                return r;
+        }
+
         /* Reserve the id in the table, so two creates cannot race for it. */
         (void) pthread_mutex_lock(&a->lock);
         if (!sb->spec.id) {
@@ -635,8 +657,9 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
 
         const char *id = sb->spec.id;
         const char *step = "prepare";
-        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_files = 0, t_run = 0;
+        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
+        NetSandboxInfo net = {0};
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
             asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
@@ -666,6 +689,11 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if ((r = rootfs_mount(sb->dir, tpl->rootfs, sb->spec.disk)) < 0)
                 goto fail;
         t_mount = now_monotonic_us();
+        step = "set up the network";
+        if ((r = net_sandbox_setup(a->net, id, sb->dir, &sb->spec.network, &net)) < 0)
+                goto fail;
+        sb->ip = net.ip;
+        t_net = now_monotonic_us();
         step = "write the OCI bundle";
         BundleSpec bs = {.id = id,
                          .rootfs = rootfs,
@@ -673,6 +701,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .init_binary = a->cfg.init_path,
                          .cgroups_path = cg_path,
                          .ro_binds = tpl->binds,
+                         .netns_path = net.netns_path,
+                         .resolv_conf = net.resolv_path,
                          .kernels_dir = a->cfg.kernels_dir,
                          .code_dir = code_dir};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
@@ -736,17 +766,19 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         (void) pthread_mutex_unlock(&a->lock);
         wake_monitor(a);
         template_free(tpl);
+        net_sandbox_info_done(&net);
         if (o)
                 (void) json_object_object_add(o, "oom_kills", json_object_new_int(0));
         uint64_t t_end = now_monotonic_us();
         log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s in %.1f ms",
                 sb->spec.template_name, (double) (t_end - t0) / 1000.0);
         log_sbx(LOG_LEVEL_DEBUG, id, 0,
-                "create steps (ms): dirs+cgroup %.1f, mounts %.1f, bundle+state %.1f, runtime run "
-                "%.1f, init ready %.1f",
+                "create steps (ms): dirs+cgroup %.1f, mounts %.1f, network %.1f, bundle+state "
+                "%.1f, "
+                "runtime run %.1f, init ready %.1f",
                 (double) (t_cg - t0) / 1000.0, (double) (t_mount - t_cg) / 1000.0,
-                (double) (t_files - t_mount) / 1000.0, (double) (t_run - t_files) / 1000.0,
-                (double) (t_end - t_run) / 1000.0);
+                (double) (t_net - t_mount) / 1000.0, (double) (t_files - t_net) / 1000.0,
+                (double) (t_run - t_files) / 1000.0, (double) (t_end - t_run) / 1000.0);
         *ret_obj = o;
         return 0;
 
@@ -755,6 +787,7 @@ fail:
         log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
 fail_reported:
         template_free(tpl);
+        net_sandbox_info_done(&net);
         (void) pthread_mutex_lock(&a->lock); /* the monitor may touch pidfd too */
         if (sb->pidfd >= 0) {
                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
@@ -825,6 +858,71 @@ int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_objec
         wake_monitor(a);
         if (r < 0)
                 log_sbx(LOG_LEVEL_WARNING, id, r, "cannot persist the new deadline");
+        if (!o)
+                return -ENOMEM;
+        add_stats(a, id, o);
+        *ret_obj = o;
+        return 0;
+}
+
+int sandbox_netns_path(Agent *a, const char *id, char **ret)
+{
+        int r = 0;
+        char *path = NULL;
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
+                r = -ENOENT;
+        else if (sb->state != SANDBOX_RUNNING)
+                r = -EBUSY;
+        else if (net_enabled(a->net))
+                r = (path = net_netns_path(sb->dir)) ? 0 : -ENOMEM;
+        else /* runc made it: init's, while init runs */
+                r = asprintf(&path, "/proc/%d/ns/net", (int) sb->init_pid) < 0 ? -ENOMEM : 0;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r == 0)
+                *ret = path;
+        return r;
+}
+
+/* Serialises policy updates, so the rules in force and the persisted policy
+ * always come from the same request. */
+static pthread_mutex_t network_update_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object **ret_obj,
+                        char *err, size_t errlen)
+{
+        int r = net_check_policy(a->net, policy, err, errlen);
+        if (r < 0)
+                return r;
+        (void) pthread_mutex_lock(&network_update_lock);
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = find_locked(a, id);
+        r = !sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING ? -ENOENT
+            : sb->state != SANDBOX_RUNNING                                        ? -EBUSY
+                                                                                  : 0;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r == 0 && (r = net_sandbox_set_policy(a->net, id, policy)) < 0)
+                (void) snprintf(err, errlen, "cannot apply the network policy: %s", strerror(-r));
+        json_object *o = NULL;
+        if (r == 0) {
+                (void) pthread_mutex_lock(&a->lock);
+                if ((sb = find_locked(a, id))) {
+                        net_policy_done(&sb->spec.network);
+                        sb->spec.network = *policy;
+                        *policy = (NetPolicy){0};
+                        if (state_save(sb) < 0)
+                                log_sbx(LOG_LEVEL_WARNING, id, 0,
+                                        "cannot persist the new network policy");
+                        o = sandbox_to_json_locked(sb);
+                } else {
+                        r = -ENOENT;
+                }
+                (void) pthread_mutex_unlock(&a->lock);
+        }
+        (void) pthread_mutex_unlock(&network_update_lock);
+        if (r < 0)
+                return r;
         if (!o)
                 return -ENOMEM;
         add_stats(a, id, o);
@@ -1074,6 +1172,8 @@ int agent_init(Agent *a)
         if (access(a->cfg.init_path, X_OK) < 0)
                 return log_error_errno(-errno, "sandpit-init not executable at %s",
                                        a->cfg.init_path);
+        if ((r = net_manager_new(&a->cfg.net, a->cfg.state_dir, &a->net)) < 0)
+                return log_error_errno(r, "cannot set up sandbox networking");
         r = cg_manager_new(a->cfg.cgroup_version, a->cfg.cgroup_parent, &a->cg);
         if (r < 0)
                 return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
@@ -1103,6 +1203,7 @@ void agent_done(Agent *a)
                 sandbox_free(sb);
         }
         cg_manager_free(a->cg);
+        net_manager_free(a->net);
         if (a->epoll_fd >= 0)
                 (void) close(a->epoll_fd);
         if (a->wake_fd >= 0)
@@ -1153,6 +1254,7 @@ static int adopt(Agent *a, const char *id, const char *dir)
         } else if (!paused && sb->paused_us) {
                 sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
         }
+        (void) net_sandbox_ip(a->net, id, &sb->ip);
         (void) pthread_mutex_lock(&a->lock);
         r = watch_init(a, sb);
         if (r == 0) {
@@ -1163,6 +1265,22 @@ static int adopt(Agent *a, const char *id, const char *dir)
         if (r < 0)
                 sandbox_free(sb);
         return r;
+}
+
+/* Rebuilds the network rules for the adopted sandboxes (single-threaded: no
+ * request is served yet, so the table needs no lock). */
+static int recover_network(Agent *a)
+{
+        size_t n = 0, i = 0;
+        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
+                n++;
+        cleanup_free NetAdopted *list = calloc(n + 1, sizeof(NetAdopted));
+        if (!list)
+                return -ENOMEM;
+        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
+                list[i++] = (NetAdopted){.id = sb->spec.id, .policy = &sb->spec.network};
+        int r = net_recover(a->net, list, n);
+        return r < 0 ? log_error_errno(r, "cannot restore the sandboxes' network rules") : 0;
 }
 
 int sandbox_recover(Agent *a)
@@ -1201,6 +1319,8 @@ int sandbox_recover(Agent *a)
                                 (void) teardown(a, *id, NULL);
                                 removed++;
                         }
+        if ((r = recover_network(a)) < 0)
+                return r;
         log_info("recovery: %u sandboxes re-adopted, %u removed", adopted, removed);
         wake_monitor(a);
         return 0;

@@ -17,6 +17,12 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen);
 int sandbox_delete(Agent *a, const char *id);
 int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj);
+/* Replaces the egress policy of a running sandbox, live; takes policy's
+ * contents on success. -ENOENT, -EBUSY (not running), -EINVAL with err. */
+int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object **ret_obj,
+                        char *err, size_t errlen);
+/* The path of the sandbox's network namespace; -ENOENT, -EBUSY (not running). */
+int sandbox_netns_path(Agent *a, const char *id, char **ret);
 /* The API view of a sandbox; -ENOENT if unknown. */
 int sandbox_get_json(Agent *a, const char *id, json_object **ret);
 /* All sandboxes whose labels match every "k=v" in selectors. */

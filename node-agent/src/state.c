@@ -38,6 +38,7 @@ static json_object *spec_to_json(const SandboxSpec *s)
                         (void) json_object_object_add(env, k, json_object_new_string(eq + 1));
         }
         (void) json_object_object_add(o, "env", env);
+        (void) json_object_object_add(o, "network", net_policy_to_json(&s->network));
         return o;
 }
 

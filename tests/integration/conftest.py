@@ -411,7 +411,8 @@ def find_free_port():
 
 
 class Agent:
-    def __init__(self, name, templates_dir, listen=None, token_file=None):
+    def __init__(self, name, templates_dir, listen=None, token_file=None, netns=None, extra_args=(),
+                 net_table="sandpit"):
         self.name = name
         self.root = Path(tempfile.mkdtemp(prefix=f"sandpit-it-{name}-"))
         os.chmod(self.root, 0o755)
@@ -422,6 +423,12 @@ class Agent:
         self.cgroup_parent = f"sandpit-it-{os.getpid()}" + ("" if name == "main" else f"-{name}")
         self.listen = listen
         self.token_file = token_file
+        # Sandbox networking (test_network.py): the agent runs inside the node
+        # netns NETNS (nsenter --net only), so its veths, routes and nft table
+        # live there and never on the host.
+        self.netns = netns
+        self.extra_args = list(extra_args)
+        self.net_table = net_table
         self.proc = None
         self.client = Client(unix_path=self.socket)
         self.starts = 0
@@ -429,12 +436,13 @@ class Agent:
     # --- process -----------------------------------------------------------
 
     def argv(self):
-        a = [str(AGENT_BIN), "--standalone", "--socket", str(self.socket), "--state-dir", str(self.state_dir),
+        a = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        a += [str(AGENT_BIN), "--standalone", "--socket", str(self.socket), "--state-dir", str(self.state_dir),
              "--templates-dir", str(self.templates_dir), "--cgroup-parent", self.cgroup_parent,
              "--init", str(INIT_BIN), "--log-format", "text"]
         if self.listen:
             a += ["--listen", self.listen, "--token-file", str(self.token_file)]
-        return a
+        return a + self.extra_args
 
     def start(self, timeout=30):
         assert self.proc is None or self.proc.poll() is not None, "agent already running"
@@ -570,6 +578,35 @@ class Agent:
         for sid in ids:
             for ns in glob.glob(f"/run/netns/*{sid}*"):
                 left.append(f"netns {ns}")
+        if self.netns:
+            left += self.network_leftovers()
+        return left
+
+    def in_node(self, *cmd):
+        return subprocess.run(["ip", "netns", "exec", self.netns, *cmd], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+
+    def network_leftovers(self):
+        """Sandbox networking: veths, nft chains and map elements, routes to
+        sandboxes, address leases (netns bind mounts are mounts, checked above)."""
+        left = []
+        for line in self.in_node("ip", "-o", "link").stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name.startswith("spx"):
+                left.append(f"veth {name} in netns {self.netns}")
+        r = self.in_node("nft", "-j", "list", "table", "ip", self.net_table)
+        if r.returncode == 0:
+            for o in json.loads(r.stdout)["nftables"]:
+                if "chain" in o and o["chain"]["name"].startswith("sbx-"):
+                    left.append(f"nft chain {o['chain']['name']}")
+                if "map" in o and o["map"].get("elem"):
+                    left.append(f"nft map {o['map']['name']} elements {o['map']['elem']}")
+        for line in self.in_node("ip", "route", "show").stdout.splitlines():
+            if "spx" in line:
+                left.append(f"route {line} in netns {self.netns}")
+        leases = self.state_dir / "network" / "leases.json"
+        if leases.exists() and json.loads(leases.read_text() or "{}"):
+            left.append(f"leases {leases.read_text()}")
         return left
 
     # --- forced cleanup (only after a leak, and at the end) ----------------
@@ -597,6 +634,11 @@ class Agent:
                 os.rmdir(c)
             except OSError:
                 pass
+        if self.netns:
+            for line in self.in_node("ip", "-o", "link").stdout.splitlines():
+                name = line.split(":")[1].strip().split("@")[0]
+                if name.startswith("spx"):
+                    self.in_node("ip", "link", "del", name)
         sb = self.state_dir / "sandboxes"
         if sb.is_dir() and not self.mounts_under_state():
             for d in os.listdir(sb):

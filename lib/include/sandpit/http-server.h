@@ -42,6 +42,10 @@ const char *http_request_query(const HttpRequest *req, const char *key);
 /* Every value of a repeated query parameter; NULL-terminated strv, caller frees. */
 int http_request_query_all(const HttpRequest *req, const char *key, char ***ret);
 const char *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* Every request header, or every query argument, as a NULL-terminated strv
+ * of alternating names and values (a valueless argument has ""); caller frees. */
+int http_request_headers(const HttpRequest *req, char ***ret);
+int http_request_args(const HttpRequest *req, char ***ret);
 /* The spooled body (see spool_limit), positioned anywhere: seek or pread it.
  * -1 when the body was buffered or empty. Owned by the request. */
 int http_request_body_fd(const HttpRequest *req);
@@ -58,6 +62,22 @@ void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
 /* Maps a negative errno to the status conventions of the APIs (docs/agent-api.md). */
 unsigned http_status_from_errno(int r);
 
+/* Any status with the given headers (alternating names and values, may be
+ * NULL) and body; takes ownership of body (malloc'd, may be NULL). */
+void http_respond_raw(HttpRequest *req, unsigned status, char *const *headers, char *body,
+                      size_t len);
+
+/* 101 Switching Protocols with the given headers ("Connection: Upgrade" is
+ * added), then run() gets the client's socket for another protocol, on the
+ * connection's own thread: it may block, must not close fd, and gets the bytes
+ * the client sent early in extra. destroy() runs once, after run() or when the
+ * upgrade never happened. */
+typedef struct {
+        void (*run)(void *cls, int fd, const char *extra, size_t extra_len);
+        void (*destroy)(void *cls);
+} HttpUpgradeOps;
+void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,
+                          void *cls);
 /* The first size bytes of fd (a regular file, read from offset 0) as the body;
  * takes ownership of fd, closed when the response is done with. */
 void http_respond_fd(HttpRequest *req, unsigned status, const char *content_type, int fd,
@@ -74,3 +94,6 @@ typedef struct {
 
 void http_respond_stream(HttpRequest *req, unsigned status, const char *content_type,
                          const HttpStreamOps *ops, void *cls);
+/* The same with any headers (alternating names and values, may be NULL). */
+void http_respond_stream_headers(HttpRequest *req, unsigned status, char *const *headers,
+                                 const HttpStreamOps *ops, void *cls);
