@@ -28,9 +28,9 @@ PRELUDE = "trap '[ -n \"$__sp_in\" ] && return 130' INT\n"
 
 
 class Kernel:
-    def __init__(self, path, token, secrets):
-        self.secrets = secrets  # the sandbox's secret values
-        self.values = sandpit_mask.Values(secrets)
+    def __init__(self, path, token, secret_values):
+        self.secret_values = secret_values  # the sandbox's
+        self.values = sandpit_mask.Values(secret_values)
         self.maskers = {n: sandpit_mask.Stream(self.values) for n in ("stdout", "stderr")}
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
@@ -98,7 +98,7 @@ class Kernel:
 
     def set_secrets(self, extra):
         """Masks the sandbox's values plus a run's own (its secret_env)."""
-        self.values = sandpit_mask.Values(self.secrets + extra)
+        self.values = sandpit_mask.Values(self.secret_values + extra)
         for m in self.maskers.values():
             m.values = self.values
 

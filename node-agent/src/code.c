@@ -1012,6 +1012,8 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         (void) json_object_object_add(msg, "code", json_object_new_string(req->code));
         if (req->env)
                 (void) json_object_object_add(msg, "env", json_object_get(req->env));
+        if (req->secret_env)
+                (void) json_object_object_add(msg, "secret_env", json_object_get(req->secret_env));
         size_t len = 0;
         const char *text = json_object_to_json_string_length(
                 msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
@@ -1020,11 +1022,19 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
                 memcpy(line, text, len);
                 line[len] = '\n';
         }
-        /* The caller's env object must not outlive this call inside msg. */
+        /* The caller's env objects must not outlive this call inside msg. */
         if (req->env)
                 (void) json_object_object_del(msg, "env");
+        if (req->secret_env) {
+                (void) json_object_object_del(msg, "secret_env");
+                /* msg's own serialisation buffer held the values. */
+                if (text)
+                        explicit_bzero((char *) text, len);
+        }
         json_object_put(msg);
         r = line ? write_all_fd(c->sock_fd, line, len + 1) : -ENOMEM;
+        if (line && req->secret_env)
+                explicit_bzero(line, len + 1);
         if (r < 0) {
                 /* The kernel is gone; the stream says so. */
                 r = kernel_eof(run);

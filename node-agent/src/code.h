@@ -39,6 +39,7 @@ typedef struct {
         const char *language; /* the default context of this language, or */
         const char *context;  /* a context id */
         json_object *env;     /* object of strings, or NULL; borrowed */
+        json_object *secret_env; /* validated by secrets_from_json, or NULL; borrowed */
         uint64_t timeout_ms;  /* 0: none */
 } CodeRunRequest;
 
