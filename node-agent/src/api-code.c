@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "code.h"
-#include "secrets.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "secrets.h"
 
 #define MAX_TIMEOUT_S (7.0 * 86400)
 
