@@ -89,7 +89,7 @@ fuzz: $(FUZZ_BINS)
 
 # Code-interpreter kernel drivers: installed next to the binaries
 # (build/share/sandpit/kernels), where the agent finds them by default.
-KERNEL_SRCS := $(wildcard node-agent/kernels/*)
+KERNEL_SRCS := $(filter-out %/__pycache__,$(wildcard node-agent/kernels/*))
 KERNELS     := $(patsubst node-agent/kernels/%,$(BUILD)/share/sandpit/kernels/%,$(KERNEL_SRCS))
 $(BUILD)/share/sandpit/kernels/%: node-agent/kernels/%
 	@mkdir -p $(dir $@)

@@ -22,11 +22,16 @@ import subprocess
 import sys
 import tempfile
 
+import sandpit_mask
+
 PRELUDE = "trap '[ -n \"$__sp_in\" ] && return 130' INT\n"
 
 
 class Kernel:
-    def __init__(self, path, token):
+    def __init__(self, path, token, secret_values):
+        self.secret_values = secret_values  # the sandbox's
+        self.values = sandpit_mask.Values(secret_values)
+        self.maskers = {n: sandpit_mask.Stream(self.values) for n in ("stdout", "stderr")}
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
         self.rfile = self.sock.makefile("rb")
@@ -45,6 +50,10 @@ class Kernel:
         self.send({"type": "hello", "token": token, "pid": os.getpid(), "cwd": os.getcwd()})
 
     def send(self, obj):
+        """Every string of an event is masked; stdout/stderr text comes
+        masked by its Stream already (a value may straddle two reads)."""
+        if obj.get("type") not in ("stdout", "stderr", "hello"):
+            obj = self.values.mask_obj(obj)
         self.sock.sendall((json.dumps(obj) + "\n").encode())
 
     def run(self, req):
@@ -52,8 +61,12 @@ class Kernel:
         self.send({"type": "number_of_executions", "execution_count": self.count})
         with open(self.cell, "w") as f:
             f.write(req.get("code", ""))
+        secret_env = req.get("secret_env") or {}
+        self.set_secrets(list(secret_env.values()))
         pre, post = [], []
-        for i, (k, v) in enumerate((req.get("env") or {}).items()):
+        env = dict(req.get("env") or {})
+        env.update(secret_env)
+        for i, (k, v) in enumerate(env.items()):
             q = shlex.quote(k)
             pre.append('if [ -n "${%s+x}" ]; then __sp_s%d=1; __sp_v%d=${%s}; else __sp_s%d=0; fi; '
                        "export %s=%s" % (k, i, i, k, i, q, shlex.quote(v)))
@@ -70,6 +83,8 @@ class Kernel:
             pass
         code = self.pump()
         if code is None:
+            for name in self.maskers:
+                self.emit(name, b"", final=True)
             rc = self.bash.wait()
             self.send({"type": "error", "name": "BashExited",
                        "value": "bash exited with status %d; restart the context" % rc,
@@ -79,6 +94,13 @@ class Kernel:
         if code != 0:
             self.send({"type": "error", "name": "ExitCode", "value": str(code), "traceback": ""})
         self.send({"type": "end_of_execution", "exit_code": code})
+        self.set_secrets([])
+
+    def set_secrets(self, extra):
+        """Masks the sandbox's values plus a run's own (its secret_env)."""
+        self.values = sandpit_mask.Values(self.secret_values + extra)
+        for m in self.maskers.values():
+            m.values = self.values
 
     def pump(self):
         """Forwards output until both markers; the exit code, or None when bash died."""
@@ -105,7 +127,7 @@ class Kernel:
                             st[1] = buf
                             continue
                         code = int(rest[:nl].strip() or b"0")
-                    self.emit(st[0], buf[:i])
+                    self.emit(st[0], buf[:i], final=True)
                     st[1], st[2] = b"", True
                     continue
                 # Hold back a tail that may be the start of the marker.
@@ -114,8 +136,8 @@ class Kernel:
                 st[1] = buf[-keep:] if len(buf) > keep else buf
         return code
 
-    def emit(self, name, data):
-        text = self.decoders[name].decode(data)
+    def emit(self, name, data, final=False):
+        text = self.maskers[name].feed(self.decoders[name].decode(data), final)
         if text:
             self.send({"type": name, "text": text})
 
@@ -130,7 +152,7 @@ class Kernel:
 def main():
     token = sys.stdin.readline().strip()
     sys.stdin = open(os.devnull)
-    Kernel(sys.argv[1], token).serve()
+    Kernel(sys.argv[1], token, sandpit_mask.sandbox_values()).serve()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ const net = require('net');
 const vm = require('vm');
 const util = require('util');
 const Module = require('module');
+const mask = require('./sandpit_mask.js');
 
 let processTopLevelAwait = null;
 try {
@@ -21,15 +22,45 @@ try {
 
 const sockPath = process.argv[2];
 const token = fs.readFileSync(0, 'utf8').trim();
+const sandboxSecrets = mask.sandboxValues();
+let secrets = new mask.Values(sandboxSecrets);
+const streams = { stdout: new mask.Stream(secrets), stderr: new mask.Stream(secrets) };
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 let fd = -1;
 let active = false;
 let count = 0;
 let interrupt = null; // rejects the pending top-level await on SIGINT
 
+// Masks the sandbox's secret values plus a run's own (its secret_env).
+function setSecrets(extra) {
+  secrets = new mask.Values(sandboxSecrets.concat(extra));
+  streams.stdout.values = streams.stderr.values = secrets;
+}
+
 // Whole lines, synchronously: output is sent as it is produced, even by code
-// that never yields to the event loop.
+// that never yields to the event loop. Every string of an event is masked:
+// stdout/stderr text by its stream's masker (a value may straddle two writes),
+// whose held-back tail goes out before any other event.
 function send(obj) {
+  if (obj.type === 'stdout' || obj.type === 'stderr') {
+    const text = streams[obj.type].feed(obj.text);
+    if (!text.length) return;
+    obj = { type: obj.type, text };
+  } else if (obj.type !== 'hello') {
+    flushStreams();
+    obj = secrets.maskObj(obj);
+  }
+  sendRaw(obj);
+}
+
+function flushStreams() {
+  for (const name of ['stdout', 'stderr']) {
+    const text = streams[name].flush();
+    if (text.length) sendRaw({ type: name, text });
+  }
+}
+
+function sendRaw(obj) {
   const buf = Buffer.from(JSON.stringify(obj) + '\n');
   let off = 0;
   while (off < buf.length) {
@@ -109,7 +140,9 @@ async function run(req) {
   count += 1;
   active = true;
   send({ type: 'number_of_executions', execution_count: count });
-  const env = req.env || {};
+  const secretEnv = req.secret_env || {};
+  const env = Object.assign({}, req.env || {}, secretEnv);
+  setSecrets(Object.values(secretEnv));
   const saved = {};
   for (const k of Object.keys(env)) {
     saved[k] = Object.prototype.hasOwnProperty.call(process.env, k) ? process.env[k] : undefined;
@@ -128,6 +161,7 @@ async function run(req) {
   }
   active = false;
   send({ type: 'end_of_execution' });
+  setSecrets([]);
 }
 
 function main() {

@@ -26,6 +26,8 @@ import sys
 import threading
 import traceback
 
+import sandpit_mask
+
 DRIVER = os.path.abspath(__file__)
 
 
@@ -37,8 +39,13 @@ class Channel:
         self.sock.connect(path)
         self.rfile = self.sock.makefile("rb")
         self.lock = threading.Lock()
+        self.secrets = sandpit_mask.Values([])
 
     def send(self, obj):
+        """Every string of an event is masked; stdout/stderr text comes
+        masked by its Stream already (a value may straddle two writes)."""
+        if obj.get("type") not in ("stdout", "stderr", "hello"):
+            obj = self.secrets.mask_obj(obj)
         data = (json.dumps(obj, allow_nan=False) + "\n").encode()
         with self.lock:
             self.sock.sendall(data)
@@ -62,6 +69,7 @@ class Capture:
         os.set_blocking(r, False)
         self.r = r
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.masker = sandpit_mask.Stream(kernel.chan.secrets)
         threading.Thread(target=self.loop, daemon=True).start()
 
     def loop(self):
@@ -80,9 +88,15 @@ class Capture:
             if not data:
                 return
             if self.kernel.active:
-                text = self.decoder.decode(data)
-                if text:
-                    self.kernel.chan.send({"type": self.name, "text": text})
+                self.emit(self.masker.feed(self.decoder.decode(data)))
+
+    def emit(self, text):
+        if text:
+            self.kernel.chan.send({"type": self.name, "text": text})
+
+    def flush(self):
+        """Sends what the masker holds back; call with fwd_lock held."""
+        self.emit(self.masker.flush())
 
 
 class PyplotHook(importlib.abc.MetaPathFinder):
@@ -132,8 +146,9 @@ def jsonable(v):
 
 
 class Kernel:
-    def __init__(self, chan):
+    def __init__(self, chan, secrets):
         self.chan = chan
+        self.secrets = secrets  # the sandbox's secret values
         self.count = 0
         self.active = False
         self.in_user = False
@@ -168,6 +183,8 @@ class Kernel:
         with self.fwd_lock:
             self.out.pump()
             self.err.pump()
+            self.out.flush()
+            self.err.flush()
 
     # --- rich output ------------------------------------------------------
 
@@ -258,6 +275,12 @@ class Kernel:
         self.chan.send({"type": "error", "name": etype.__name__, "value": str(value),
                         "traceback": text})
 
+    def set_secrets(self, extra):
+        """Masks the sandbox's values plus a run's own (its secret_env)."""
+        vals = sandpit_mask.Values(self.secrets + extra)
+        with self.fwd_lock:
+            self.chan.secrets = self.out.masker.values = self.err.masker.values = vals
+
     # --- running ----------------------------------------------------------
 
     def run_code(self, code):
@@ -310,8 +333,11 @@ class Kernel:
             self.active = True
             self.chan.send({"type": "number_of_executions", "execution_count": self.count})
             env = req.get("env") or {}
-            saved = {k: os.environ.get(k) for k in env}
+            secret_env = req.get("secret_env") or {}
+            saved = {k: os.environ.get(k) for k in list(env) + list(secret_env)}
             os.environ.update(env)
+            os.environ.update(secret_env)
+            self.set_secrets(list(secret_env.values()))
             try:
                 self.execute(req.get("code", ""), self.count)
             except Exception:
@@ -325,13 +351,16 @@ class Kernel:
             self.sync()
             self.active = False
             self.chan.send({"type": "end_of_execution"})
+            self.set_secrets([])
 
 
 def main():
     sys.path[0] = ""  # like the REPL: the cwd, not this directory
     token = sys.stdin.readline().strip()
+    secrets = sandpit_mask.sandbox_values()
     chan = Channel(sys.argv[1])
-    kernel = Kernel(chan)
+    kernel = Kernel(chan, secrets)
+    kernel.set_secrets([])
     chan.send({"type": "hello", "token": token, "pid": os.getpid(), "cwd": os.getcwd()})
     kernel.serve()
 

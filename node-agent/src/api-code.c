@@ -14,6 +14,7 @@
 #include "code.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "secrets.h"
 
 #define MAX_TIMEOUT_S (7.0 * 86400)
 
@@ -94,6 +95,16 @@ static int parse_run(json_object *body, CodeRunRequest *ret, char *err, size_t e
                                 }
                         }
                         r.env = val;
+                } else if (streq(key, "secret_env")) {
+                        /* Validated like an exec's; the values go to the kernel
+                         * only in this run's request line. */
+                        char **senv = NULL, **snames = NULL;
+                        int q = secrets_from_json(val, key, &senv, &snames, err, errlen);
+                        secret_strv_free(senv);
+                        strv_free(snames);
+                        if (q < 0)
+                                return q;
+                        r.secret_env = val;
                 } else if (streq(key, "timeout")) {
                         double t = json_object_get_double(val);
                         if (!(json_object_is_type(val, json_type_int) ||
@@ -118,6 +129,16 @@ static int parse_run(json_object *body, CodeRunRequest *ret, char *err, size_t e
                 (void) snprintf(err, errlen,
                                 "give language (its default context) or context, not both");
                 return -EINVAL;
+        }
+        if (r.env && r.secret_env) {
+                json_object_object_foreach(r.secret_env, sk, sv) {
+                        (void) sv;
+                        if (json_object_object_get_ex(r.env, sk, NULL)) {
+                                (void) snprintf(err, errlen, "%.64s is in both env and secret_env",
+                                                sk);
+                                return -EINVAL;
+                        }
+                }
         }
         if (!r.context && !r.language)
                 r.language = "python";

@@ -41,6 +41,8 @@
 #define CODE_HELLO_MAX        4096
 #define CODE_HELLO_TIMEOUT_US 5000000 /* a silent connection does not hold up the kernel's */
 #define CODE_CTX_ID_LEN       16
+/* The sandbox's secret names (a JSON array) in a kernel's environment. */
+#define CODE_SECRET_NAMES_VAR "SANDPIT_SECRET_NAMES"
 
 typedef enum {
         CTX_STARTING,
@@ -392,6 +394,18 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                 cleanup_free char *k = strndup(lang->env, (size_t) (eq - lang->env));
                 if (k)
                         (void) json_object_object_add(env, k, json_object_new_string(eq + 1));
+        }
+        /* The secrets' names (never values: init adds those), so the driver
+         * can mask the values it finds in its environment. */
+        if (info->secret_names && info->secret_names[0]) {
+                json_object *names = json_object_new_array();
+                STRV_FOREACH(n, info->secret_names)
+                        (void) json_object_array_add(names, json_object_new_string(*n));
+                (void) json_object_object_add(
+                        env, CODE_SECRET_NAMES_VAR,
+                        json_object_new_string(json_object_to_json_string_ext(
+                                names, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
+                json_object_put(names);
         }
         (void) json_object_object_add(body, "cmd", cmd);
         (void) json_object_object_add(body, "env", env);
@@ -998,6 +1012,8 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         (void) json_object_object_add(msg, "code", json_object_new_string(req->code));
         if (req->env)
                 (void) json_object_object_add(msg, "env", json_object_get(req->env));
+        if (req->secret_env)
+                (void) json_object_object_add(msg, "secret_env", json_object_get(req->secret_env));
         size_t len = 0;
         const char *text = json_object_to_json_string_length(
                 msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
@@ -1006,11 +1022,19 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
                 memcpy(line, text, len);
                 line[len] = '\n';
         }
-        /* The caller's env object must not outlive this call inside msg. */
+        /* The caller's env objects must not outlive this call inside msg. */
         if (req->env)
                 (void) json_object_object_del(msg, "env");
+        if (req->secret_env) {
+                (void) json_object_object_del(msg, "secret_env");
+                /* msg's own serialisation buffer held the values. */
+                if (text)
+                        explicit_bzero((char *) text, len);
+        }
         json_object_put(msg);
         r = line ? write_all_fd(c->sock_fd, line, len + 1) : -ENOMEM;
+        if (line && req->secret_env)
+                explicit_bzero(line, len + 1);
         if (r < 0) {
                 /* The kernel is gone; the stream says so. */
                 r = kernel_eof(run);

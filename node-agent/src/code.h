@@ -36,10 +36,11 @@ int code_context_restart(Agent *a, const SandboxExecInfo *info, const char *ctx_
 
 typedef struct {
         const char *code;
-        const char *language; /* the default context of this language, or */
-        const char *context;  /* a context id */
-        json_object *env;     /* object of strings, or NULL; borrowed */
-        uint64_t timeout_ms;  /* 0: none */
+        const char *language;    /* the default context of this language, or */
+        const char *context;     /* a context id */
+        json_object *env;        /* object of strings, or NULL; borrowed */
+        json_object *secret_env; /* validated by secrets_from_json, or NULL; borrowed */
+        uint64_t timeout_ms;     /* 0: none */
 } CodeRunRequest;
 
 /* Sends the code to the context's kernel (starting a default context first if

@@ -5,11 +5,12 @@ in exec output, also when split across two writes, in reconnect streams and
 after the agent is SIGKILLed and restarted (sandpit-init holds them)."""
 
 import hashlib
+import json
 import os
 
 import pytest
 
-from conftest import AGENTS, Agent, assert_error, stop_agent
+from conftest import AGENTS, Agent, assert_error, need_default_template, stop_agent
 
 SECRET = "sup3r-s3cret-Vq7ZxK"
 SECRET2 = "0th3r-t0ken-Lm9Pw"
@@ -208,3 +209,80 @@ def test_cli_secret_env(dclient, dagent):
                        capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]})
     assert r.returncode == 2 and "UNSET_VAR_XYZ" in r.stderr, r
     assert_nowhere(dagent)
+
+
+def code_events(client, sid, code, **kw):
+    """Runs code (test_code's helper) and returns the Run and its raw events."""
+    from test_code import run_code
+    r = run_code(client, sid, code, **kw)
+    assert r.status == 200, r
+    raw = "".join(json.dumps(ev) for _, ev in r.events)
+    for value in (SECRET, SECRET2):
+        assert value not in raw, f"secret value in a run_code event: {r}"
+    return r
+
+
+def test_run_code_masks_secrets(dclient, dagent):
+    """The code interpreter's kernels get the sandbox's secrets, and every run_code event
+    (stdout, stderr, results, errors) has them masked, also split across two writes."""
+    need_default_template()
+    sid = dclient.create(template="default", memory="1Gi", secret_env={"TOKEN": SECRET})["id"]
+    py = lambda code, **kw: code_events(dclient, sid, code, language="python", **kw)  # noqa: E731
+    # the kernel has the value (compared inside: the digest is not masked) ...
+    r = py(f'import hashlib, os, sys, time\nhashlib.sha256(os.environ["TOKEN"].encode()).hexdigest() == "{sha(SECRET)}"')
+    assert r.text == "True", r
+    # ... and what it prints is masked: print, stderr, a subprocess on fd 1
+    r = py('print("k=" + os.environ["TOKEN"]); print(os.environ["TOKEN"], file=sys.stderr)\n'
+           'os.system("echo sub $TOKEN")')
+    assert r.stdout == "k=***\nsub ***\n" and r.stderr == "***\n", r
+    # split across two writes with a pause between (two events without masking)
+    r = py('v = os.environ["TOKEN"]\nsys.stdout.write(v[:3]); sys.stdout.flush(); time.sleep(0.3)\n'
+           'print(v[3:])')
+    assert r.stdout == "***\n", r
+    # a prefix that never completes comes out at the end of the run, unmasked
+    r = py('sys.stdout.write(v[:7])')
+    assert r.stdout == SECRET[:7], r
+    # results: repr, json (keys too), html; errors: value and traceback
+    r = py('os.environ["TOKEN"]')
+    assert r.text == "'***'", r
+    r = py('{"k": v, v: [v]}')
+    assert r.main["json"] == {"k": "***", "***": ["***"]}, r
+    r = py('class H:\n    def _repr_html_(self): return "<b>%s</b>" % v\ndisplay(H())')
+    assert r.results and r.results[0]["html"] == "<b>***</b>", r
+    r = code_events(dclient, sid, 'raise ValueError("bad " + os.environ["TOKEN"])', language="python")
+    assert r.err["name"] == "ValueError" and r.err["value"] == "bad ***", r
+    assert "ValueError: bad ***" in r.err["traceback"], r
+    # the names variable is the driver's, not the user's
+    assert py('os.environ.get("SANDPIT_SECRET_NAMES")').main is None
+    # a run's own secret_env: in the environment for that run only, and masked
+    r = py('print(os.environ["T"], os.environ["TOKEN"])', secret_env={"T": SECRET2})
+    assert r.stdout == "*** ***\n", r
+    assert py('"T" in os.environ').text == "False"
+    bad = dclient.post(f"/v1/sandboxes/{sid}/code", {"code": "1", "env": {"T": "a"},
+                                                   "secret_env": {"T": SECRET2}})
+    assert_error(bad, 400)
+    assert SECRET2 not in bad.body.decode()
+
+    js = lambda code, **kw: code_events(dclient, sid, code, language="javascript", **kw)  # noqa: E731
+    r = js('console.log("k=" + process.env.TOKEN); console.error(process.env.TOKEN)')
+    assert r.stdout == "k=***\n" and r.stderr == "***\n", r
+    r = js('const v = process.env.TOKEN; process.stdout.write(v.slice(0, 3));\n'
+           'await new Promise((res) => setTimeout(res, 300)); console.log(v.slice(3))')
+    assert r.stdout == "***\n", r
+    assert js('process.env.TOKEN').text == "'***'"
+    r = js('({k: v, [v]: [v]})')
+    assert r.main["json"] == {"k": "***", "***": ["***"]}, r
+    r = js('throw new Error("bad " + v)')
+    assert r.err["value"] == "bad ***" and "***" in r.err["traceback"], r
+    r = js('console.log(process.env.T)', secret_env={"T": SECRET2})
+    assert r.stdout == "***\n", r
+
+    sh = lambda code, **kw: code_events(dclient, sid, code, language="bash", **kw)  # noqa: E731
+    r = sh('echo "k=$TOKEN"; echo "$TOKEN" >&2')
+    assert r.stdout == "k=***\n" and r.stderr == "***\n", r
+    r = sh('printf %s "${TOKEN:0:3}"; sleep 0.3; echo "${TOKEN:3}"')
+    assert r.stdout == "***\n", r
+    r = sh('echo "$T"', secret_env={"T": SECRET2})
+    assert r.stdout == "***\n", r
+    assert sh('echo "${T-unset}"').stdout == "unset\n"
+    assert_nowhere(dagent, bad.body)
