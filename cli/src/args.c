@@ -37,6 +37,9 @@ enum {
         OPT_START,
         OPT_END,
         OPT_DEADLINE_RUNS,
+        OPT_EGRESS,
+        OPT_ALLOW,
+        OPT_DENY,
         OPT_RECURSIVE = 'r', /* last: the values after it would collide with short options */
 };
 
@@ -67,6 +70,9 @@ static const OptionSpec option_specs[] = {
          CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CP) | CMD(CLI_CMD_FS)},
         {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
         {"secret-env", required_argument, OPT_SECRET_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
+        {"egress", required_argument, OPT_EGRESS, CREATE_CMDS},
+        {"allow", required_argument, OPT_ALLOW, CREATE_CMDS},
+        {"deny", required_argument, OPT_DENY, CREATE_CMDS},
         {"start", required_argument, OPT_START, CMD(CLI_CMD_METRICS)},
         {"end", required_argument, OPT_END, CMD(CLI_CMD_METRICS)},
         {"deadline-runs", no_argument, OPT_DEADLINE_RUNS, CMD(CLI_CMD_PAUSE)},
@@ -97,23 +103,28 @@ static const char *const command_names[CLI_CMD_COUNT] = {
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "Usage: sandpit create [OPTIONS]\n"
-                           "Create a sandbox and print its id.\n"
-                           "\n"
-                           "      --template T    template (default: the agent's \"default\")\n"
-                           "      --cpu C         CPU cores: 1.5 or 500m\n"
-                           "      --memory M      memory limit: bytes or 512Mi, 1Gi, ...\n"
-                           "      --pids N        process and thread limit\n"
-                           "      --disk D        size of the writable layer: 512Mi, ...\n"
-                           "      --timeout S     seconds until the agent removes the sandbox\n"
-                           "  -u, --user U        default user of processes (user, root)\n"
-                           "  -e, --env K=V       environment of every process (repeatable)\n"
-                           "      --secret-env NAME[=V]  secret env of every process: masked\n"
-                           "                      in output, never stored; V defaults to\n"
-                           "                      sandpit's own $NAME (repeatable)\n"
-                           "  -l, --label K=V     label (repeatable)\n"
-                           "      --id ID         choose the id instead of a random one\n"
-                           "      --json          print the whole sandbox object\n",
+        [CLI_CMD_CREATE] =
+                "Usage: sandpit create [OPTIONS]\n"
+                "Create a sandbox and print its id.\n"
+                "\n"
+                "      --template T    template (default: the agent's \"default\")\n"
+                "      --cpu C         CPU cores: 1.5 or 500m\n"
+                "      --memory M      memory limit: bytes or 512Mi, 1Gi, ...\n"
+                "      --pids N        process and thread limit\n"
+                "      --disk D        size of the writable layer: 512Mi, ...\n"
+                "      --timeout S     seconds until the agent removes the sandbox\n"
+                "  -u, --user U        default user of processes (user, root)\n"
+                "  -e, --env K=V       environment of every process (repeatable)\n"
+                "      --secret-env NAME[=V]  secret env of every process: masked\n"
+                "                      in output, never stored; V defaults to\n"
+                "                      sandpit's own $NAME (repeatable)\n"
+                "  -l, --label K=V     label (repeatable)\n"
+                "      --egress P      network egress: deny (default), allowlist, allow\n"
+                "      --allow RULE    allowlist entry CIDR[:PORT[,PORT...]][/tcp|/udp]\n"
+                "                      (repeatable; implies --egress allowlist)\n"
+                "      --deny RULE     deny entry on top of --egress allow (repeatable)\n"
+                "      --id ID         choose the id instead of a random one\n"
+                "      --json          print the whole sandbox object\n",
         [CLI_CMD_LS] = "Usage: sandpit ls [--label K=V]... [--json]\n"
                        "List sandboxes; every --label must match.\n",
         [CLI_CMD_GET] = "Usage: sandpit get ID\n"
@@ -287,6 +298,99 @@ static int add_field(json_object *obj, const char *key, json_object *v)
         return 0;
 }
 
+static int add_to_array(json_object *parent, const char *key, json_object *v)
+{
+        json_object *arr = NULL;
+        if (!v)
+                return -ENOMEM;
+        if (!json_object_object_get_ex(parent, key, &arr)) {
+                arr = json_object_new_array();
+                if (!arr || json_object_object_add(parent, key, arr) < 0) {
+                        json_object_put(arr);
+                        json_object_put(v);
+                        return -ENOMEM;
+                }
+        }
+        if (json_object_array_add(arr, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* "CIDR[:PORT[,PORT...]][/tcp|/udp]" as a network rule {"cidr", "ports", "protocol"}.
+ * The CIDR itself is checked by the agent; here only the shape and the ports. */
+int cli_parse_net_rule(const char *arg, json_object **ret)
+{
+        cleanup_free char *copy = strdup(arg);
+        if (!copy)
+                return -ENOMEM;
+        char *proto = NULL, *ports = strchr(copy, ':');
+        if (ports) {
+                *ports++ = '\0';
+                proto = strchr(ports, '/');
+        } else {
+                /* no ports: a trailing /tcp or /udp is the protocol, "/24" the prefix */
+                char *slash = strrchr(copy, '/');
+                if (slash && (streq(slash + 1, "tcp") || streq(slash + 1, "udp")))
+                        proto = slash;
+        }
+        if (proto)
+                *proto++ = '\0';
+        if (!*copy || (proto && !streq(proto, "tcp") && !streq(proto, "udp")) || (ports && !*ports))
+                return -EINVAL;
+        json_object *rule = json_object_new_object(), *list = NULL;
+        if (!rule || json_object_object_add(rule, "cidr", json_object_new_string(copy)) < 0)
+                goto oom;
+        if (ports) {
+                if (!(list = json_object_new_array()) ||
+                    json_object_object_add(rule, "ports", list) < 0) {
+                        json_object_put(list);
+                        goto oom;
+                }
+                for (char *t; (t = strsep(&ports, ","));) {
+                        int64_t port;
+                        if (cli_parse_int(t, 1, 65535, &port) < 0) {
+                                json_object_put(rule);
+                                return -EINVAL;
+                        }
+                        if (json_object_array_add(list, json_object_new_int64(port)) < 0)
+                                goto oom;
+                }
+                if (json_object_array_length(list) == 0) {
+                        json_object_put(rule);
+                        return -EINVAL;
+                }
+        }
+        if (proto && json_object_object_add(rule, "protocol", json_object_new_string(proto)) < 0)
+                goto oom;
+        *ret = rule;
+        return 0;
+oom:
+        json_object_put(rule);
+        return -ENOMEM;
+}
+
+static int add_net_rule(CliArgs *a, const char *opt, const char *key, const char *arg)
+{
+        json_object *net = object_child(a->create, "network"), *rule = NULL;
+        if (!net)
+                return -ENOMEM;
+        int r = cli_parse_net_rule(arg, &rule);
+        if (r == -EINVAL)
+                return usage_error(a, "--%s expects CIDR[:PORT[,PORT...]][/tcp|/udp], got '%s'",
+                                   opt, arg);
+        if (r < 0)
+                return r;
+        if (!json_object_object_get_ex(net, "egress", NULL) &&
+            add_field(net, "egress",
+                      json_object_new_string(streq(key, "allow") ? "allowlist" : "allow")) < 0) {
+                json_object_put(rule);
+                return -ENOMEM;
+        }
+        return add_to_array(net, key, rule);
+}
+
 static int add_kv(CliArgs *a, json_object *parent, const char *key, const char *opt,
                   const char *arg)
 {
@@ -404,6 +508,17 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                                            opt == OPT_START ? "start" : "end", arg);
                 return add_field(a->body, opt == OPT_START ? "start" : "end",
                                  json_object_new_int64(n));
+        case OPT_EGRESS: {
+                if (!streq(arg, "deny") && !streq(arg, "allowlist") && !streq(arg, "allow"))
+                        return usage_error(a, "--egress expects deny, allowlist or allow, got '%s'",
+                                           arg);
+                json_object *net = object_child(a->create, "network");
+                return net ? add_field(net, "egress", json_object_new_string(arg)) : -ENOMEM;
+        }
+        case OPT_ALLOW:
+                return add_net_rule(a, "allow", "allow", arg);
+        case OPT_DENY:
+                return add_net_rule(a, "deny", "deny", arg);
         case OPT_DEADLINE_RUNS:
                 return add_field(a->body, "stop_deadline", json_object_new_boolean(false));
         case OPT_LABEL:

@@ -94,6 +94,8 @@ int cli_parse_kv(const char *s, json_object *map);
 /* "512Mi" stays a string, "536870912" becomes an integer, "1.5" a double. */
 int cli_quantity_json(const char *s, json_object **ret);
 int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
+/* "CIDR[:PORT[,PORT...]][/tcp|/udp]" as an agent network rule object; -EINVAL if malformed. */
+int cli_parse_net_rule(const char *arg, json_object **ret);
 /* Positive, finite, fractions allowed. */
 int cli_parse_seconds(const char *s, double *ret);
 /* Percent-encodes everything but RFC 3986 unreserved characters. */

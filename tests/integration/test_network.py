@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
 
 HERE = Path(__file__).resolve().parent
 CIDR = "198.18.64.0/24"
@@ -571,3 +571,27 @@ def test_restart_keeps_leases_and_rules(lab, net):
     # A new sandbox does not get the kept lease.
     c = create(net)
     assert c["network"]["ip"] != sb["network"]["ip"]
+
+
+def test_cli_create_with_egress_rules(lab, net):
+    """`sandpit create --allow` sends an allowlist the agent enforces; bad rules are one line."""
+    cli = [str(REPO / "build" / "bin" / "sandpit"), "--server", f"unix://{lab.agent.socket}"]
+    r = subprocess.run([*cli, "create", "--template", "host", "--json", "--allow", f"{OUTSIDE}/32:7001/tcp"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    sb = json.loads(r.stdout)
+    try:
+        assert sb["network"]["egress"] == "allowlist"
+        assert sb["network"]["allow"] == [{"cidr": f"{OUTSIDE}/32", "ports": [7001], "protocol": "tcp"}]
+        got = probe(net, sb["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002")
+        assert got == {f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False}, got
+    finally:
+        assert net.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    before = set(net.list_ids())
+    r = subprocess.run([*cli, "create", "--template", "host", "--allow", f"{OUTSIDE}:99999"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "--allow" in r.stderr, r.stderr
+    r = subprocess.run([*cli, "create", "--template", "host", "--allow", "not-a-cidr:80"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert set(net.list_ids()) == before

@@ -72,6 +72,45 @@ static void test_create_request(void **state)
         cli_args_done(&a);
 }
 
+static void test_network_args(void **state)
+{
+        (void) state;
+        CliArgs a;
+
+        /* --allow alone implies an allowlist; ports and protocol are optional. */
+        assert_int_equal(PARSE(CLI_CMD_CREATE, &a, "create", "--allow", "198.18.100.2/32:443,80",
+                               "--allow", "198.18.0.0/24/udp", "--allow", "198.18.1.1:53/udp"),
+                         0);
+        assert_json(a.create, "{\"network\":{\"egress\":\"allowlist\",\"allow\":["
+                              "{\"cidr\":\"198.18.100.2/32\",\"ports\":[443,80]},"
+                              "{\"cidr\":\"198.18.0.0/24\",\"protocol\":\"udp\"},"
+                              "{\"cidr\":\"198.18.1.1\",\"ports\":[53],\"protocol\":\"udp\"}]}}");
+        cli_args_done(&a);
+
+        /* --deny alone implies allow; an explicit --egress wins. */
+        assert_int_equal(PARSE(CLI_CMD_RUN, &a, "run", "--deny", "198.18.5.0/24", "--", "true"), 0);
+        assert_json(a.create, "{\"network\":{\"egress\":\"allow\",\"deny\":["
+                              "{\"cidr\":\"198.18.5.0/24\"}]}}");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_CREATE, &a, "create", "--egress", "deny"), 0);
+        assert_json(a.create, "{\"network\":{\"egress\":\"deny\"}}");
+        cli_args_done(&a);
+
+        /* Malformed: usage errors, nothing sent. */
+        static const char *const bad[] = {"198.18.0.1:",        "198.18.0.1:0", "198.18.0.1:70000",
+                                          "198.18.0.1:80/sctp", ":80",          "198.18.0.1:a,b",
+                                          "198.18.0.1:80,,"};
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                json_object *rule = NULL;
+                assert_int_equal(cli_parse_net_rule(bad[i], &rule), -EINVAL);
+                assert_null(rule);
+        }
+        assert_int_equal(PARSE(CLI_CMD_CREATE, &a, "create", "--egress", "open"), -EINVAL);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_CREATE, &a, "create", "--allow", "1.2.3.4:0"), -EINVAL);
+        cli_args_done(&a);
+}
+
 static void test_files_args(void **state)
 {
         (void) state;
@@ -538,6 +577,7 @@ int main(void)
                 cmocka_unit_test(test_helpers),
                 cmocka_unit_test(test_table),
                 cmocka_unit_test(test_files_args),
+                cmocka_unit_test(test_network_args),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
