@@ -582,7 +582,8 @@ def test_cli_create_with_egress_rules(lab, net):
     sb = json.loads(r.stdout)
     try:
         assert sb["network"]["egress"] == "allowlist"
-        assert sb["network"]["allow"] == [{"cidr": f"{OUTSIDE}/32", "ports": [7001], "protocol": "tcp"}]
+        # the agent shows a /32 as the bare address
+        assert sb["network"]["allow"] == [{"cidr": OUTSIDE, "ports": [7001], "protocol": "tcp"}]
         got = probe(net, sb["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002")
         assert got == {f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False}, got
     finally:
