@@ -15,6 +15,8 @@ PACKAGES=(
         # test, lint, bench
         libcmocka-dev python3 python3-pytest clang clang-format clang-tidy
         libclang-rt-14-dev iproute2 procps util-linux
+        # the JavaScript kernel masker test (tests/integration/test_code_mask.py) runs it on the host
+        nodejs
         # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
         openssl
 )
