@@ -23,8 +23,6 @@
 #include "sandpit/util.h"
 #include "template.h"
 
-#define SANDPIT_VERSION "0.1.0"
-
 /* Splits "/v1/sandboxes/ID/processes/PID/stream" into at most max segments. */
 static size_t split_path(char *path, char **seg, size_t max)
 {

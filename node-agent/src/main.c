@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "api-files.h"
 #include "api.h"
+#include "cluster-args.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
 #include "sandpit/log.h"
@@ -24,10 +25,23 @@
 static void usage(FILE *f)
 {
         fputs("Usage: sandpit-agent --standalone [OPTIONS]\n"
+              "       sandpit-agent --kubeconfig FILE|--in-cluster --node-name N --listen ADDR:PORT\n"
+              "                     --token-file FILE [OPTIONS]\n"
               "\n"
               "Runs sandboxes on this node and serves the sandpit agent API.\n"
               "\n"
               "  --standalone            serve on this machine, no cluster\n"
+              "Cluster mode (register a Lease for the operator, docs/cluster.md):\n"
+              "  --kubeconfig FILE       Kubernetes API from a kubeconfig\n"
+              "  --context NAME          its context (default: current-context)\n"
+              "  --in-cluster            Kubernetes API from the pod's service account\n"
+              "  --node-name N           this node's name (required)\n"
+              "  --namespace NS          the operator's namespace (default sandpit-system)\n"
+              "  --advertise URL         this agent's API URL (default http://<--listen>)\n"
+              "  --capacity-cpu CORES    offered CPUs (default: online CPUs)\n"
+              "  --capacity-memory BYTES offered memory (default: MemTotal)\n"
+              "  --lease-duration SECS   Lease duration, renewed every third (default 30)\n"
+              "Common:\n"
               "  --socket PATH           unix socket (default /run/sandpit/agent.sock)\n"
               "  --listen ADDR:PORT      also serve TCP; requires --token-file\n"
               "  --token-file FILE       bearer token for TCP clients\n"
@@ -116,6 +130,15 @@ int main(int argc, char **argv)
                 OPT_BLOCKED_CIDR,
                 OPT_DNS,
                 OPT_NET_TABLE,
+                OPT_KUBECONFIG,
+                OPT_CONTEXT,
+                OPT_IN_CLUSTER,
+                OPT_NODE_NAME,
+                OPT_NAMESPACE,
+                OPT_ADVERTISE,
+                OPT_CAPACITY_CPU,
+                OPT_CAPACITY_MEMORY,
+                OPT_LEASE_DURATION,
                 OPT_HELP,
         };
         static const struct option opts[] = {
@@ -136,6 +159,15 @@ int main(int argc, char **argv)
                 {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
                 {"dns", required_argument, NULL, OPT_DNS},
                 {"net-table", required_argument, NULL, OPT_NET_TABLE},
+                {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+                {"context", required_argument, NULL, OPT_CONTEXT},
+                {"in-cluster", no_argument, NULL, OPT_IN_CLUSTER},
+                {"node-name", required_argument, NULL, OPT_NODE_NAME},
+                {"namespace", required_argument, NULL, OPT_NAMESPACE},
+                {"advertise", required_argument, NULL, OPT_ADVERTISE},
+                {"capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU},
+                {"capacity-memory", required_argument, NULL, OPT_CAPACITY_MEMORY},
+                {"lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
                 {"help", no_argument, NULL, OPT_HELP},
                 {0},
         };
@@ -144,6 +176,7 @@ int main(int argc, char **argv)
         const char *socket_path = "/run/sandpit/agent.sock", *listen_addr = NULL,
                    *token_file = NULL;
         bool standalone = false;
+        ClusterArgs ca = {0};
         LogFormat log_format = LOG_FORMAT_JSON;
         LogLevel log_level = LOG_LEVEL_INFO;
         cfg->state_dir = "/run/sandpit";
@@ -227,6 +260,29 @@ int main(int argc, char **argv)
                 case OPT_NET_TABLE:
                         cfg->net.table = optarg;
                         break;
+                case OPT_KUBECONFIG:
+                        ca.kubeconfig = optarg;
+                        break;
+                case OPT_CONTEXT:
+                        ca.context = optarg;
+                        break;
+                case OPT_IN_CLUSTER:
+                        ca.in_cluster = true;
+                        break;
+                case OPT_NODE_NAME:
+                case OPT_NAMESPACE:
+                case OPT_ADVERTISE:
+                case OPT_CAPACITY_CPU:
+                case OPT_CAPACITY_MEMORY:
+                case OPT_LEASE_DURATION:
+                        *(c == OPT_NODE_NAME         ? &ca.node_name
+                          : c == OPT_NAMESPACE       ? &ca.namespace
+                          : c == OPT_ADVERTISE       ? &ca.advertise
+                          : c == OPT_CAPACITY_CPU    ? &ca.capacity_cpu
+                          : c == OPT_CAPACITY_MEMORY ? &ca.capacity_memory
+                                                     : &ca.lease_duration) = optarg;
+                        ca.any_cluster_flag = true;
+                        break;
                 case OPT_HELP:
                         usage(stdout);
                         return 0;
@@ -235,11 +291,14 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if (optind < argc || !standalone) {
-                fprintf(stderr, "sandpit-agent: %s\n",
-                        !standalone ? "only --standalone mode exists so far"
-                                    : "unexpected argument");
+        if (optind < argc) {
+                fprintf(stderr, "sandpit-agent: unexpected argument\n");
                 return 2;
+        }
+        char cerr[512];
+        if (cluster_args_check(&ca, standalone, listen_addr, token_file, cerr, sizeof(cerr)) < 0) {
+                fprintf(stderr, "sandpit-agent: %s\n", cerr);
+                return 1;
         }
         if (!socket_path || !*socket_path) {
                 fprintf(stderr, "sandpit-agent: --socket needs a path\n");
@@ -275,6 +334,7 @@ int main(int argc, char **argv)
                 if (r < 0) {
                         log_error_errno(r, "cannot read a token (16+ characters) from %s",
                                         token_file);
+                        cluster_args_done(&ca);
                         return 1;
                 }
         }
@@ -291,6 +351,7 @@ int main(int argc, char **argv)
 
         int r = agent_init(&agent);
         if (r < 0) {
+                cluster_args_done(&ca);
                 agent_done(&agent);
                 return 1;
         }
@@ -315,6 +376,16 @@ int main(int argc, char **argv)
                         log_error_errno(r, "cannot serve on %s%s%s", socket_path,
                                         listen_addr ? " and " : "", listen_addr ? listen_addr : "");
         }
+        Cluster *cluster = NULL;
+        if (r == 0 && cluster_args_enabled(&ca)) {
+                r = cluster_args_start(&ca, listen_addr, http_server_tcp_port(srv), SANDPIT_VERSION,
+                                       &cluster);
+                if (r < 0) {
+                        log_error_errno(r, "cannot start cluster mode");
+                        http_server_free(srv);
+                }
+        }
+        cluster_args_done(&ca);
         if (r < 0) {
                 agent_done(&agent);
                 return 1;
@@ -328,6 +399,7 @@ int main(int argc, char **argv)
         while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
+        cluster_stop(cluster); /* deregister first: the operator stops calling */
         http_server_free(srv);
         agent_done(&agent);
         if (token)
