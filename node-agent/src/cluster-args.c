@@ -112,10 +112,9 @@ int cluster_args_check(ClusterArgs *a, bool standalone, const char *listen_addr,
                         : k8s_config_from_kubeconfig(a->kubeconfig, a->context, &a->config, why,
                                                      sizeof(why));
         if (r < 0)
-                return snprintf(err, errlen, "cannot load %s%s: %s",
-                                a->in_cluster ? "the in-cluster configuration"
-                                              : "kubeconfig ",
-                                a->in_cluster ? "" : a->kubeconfig, why[0] ? why : strerror(-r)),
+                return snprintf(err, errlen, "cannot load the %s configuration: %s",
+                                a->in_cluster ? "in-cluster" : "kubeconfig",
+                                why[0] ? why : strerror(-r)),
                        r;
         return 0;
 }
