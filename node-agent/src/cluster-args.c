@@ -96,8 +96,7 @@ int cluster_args_check(ClusterArgs *a, bool standalone, const char *listen_addr,
         if (a->capacity_cpu && (quantity_parse_cpu(a->capacity_cpu, &cpu) < 0 || cpu <= 0))
                 return snprintf(err, errlen, "bad --capacity-cpu %s", a->capacity_cpu), -EINVAL;
         uint64_t mem = 0;
-        if (a->capacity_memory &&
-            (quantity_parse_bytes(a->capacity_memory, &mem) < 0 || mem == 0))
+        if (a->capacity_memory && (quantity_parse_bytes(a->capacity_memory, &mem) < 0 || mem == 0))
                 return snprintf(err, errlen, "bad --capacity-memory %s", a->capacity_memory),
                        -EINVAL;
         unsigned d = 0;
@@ -107,10 +106,9 @@ int cluster_args_check(ClusterArgs *a, bool standalone, const char *listen_addr,
                        -EINVAL;
 
         char why[256] = "";
-        int r = a->in_cluster
-                        ? k8s_config_in_cluster(NULL, &a->config, why, sizeof(why))
-                        : k8s_config_from_kubeconfig(a->kubeconfig, a->context, &a->config, why,
-                                                     sizeof(why));
+        int r = a->in_cluster ? k8s_config_in_cluster(NULL, &a->config, why, sizeof(why))
+                              : k8s_config_from_kubeconfig(a->kubeconfig, a->context, &a->config,
+                                                           why, sizeof(why));
         if (r < 0)
                 return snprintf(err, errlen, "cannot load the %s configuration: %s",
                                 a->in_cluster ? "in-cluster" : "kubeconfig",

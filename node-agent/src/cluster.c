@@ -107,8 +107,7 @@ static void fill_lease(Cluster *cl, json_object *lease, const char *now)
                 int32_t n = json_object_object_get_ex(spec, "leaseTransitions", &t)
                                     ? json_object_get_int(t)
                                     : 0;
-                (void) json_object_object_add(spec, "leaseTransitions",
-                                              json_object_new_int(n + 1));
+                (void) json_object_object_add(spec, "leaseTransitions", json_object_new_int(n + 1));
         }
         set_str(spec, "holderIdentity", cl->node_name);
         (void) json_object_object_add(spec, "leaseDurationSeconds",
@@ -129,8 +128,8 @@ static int heartbeat(Cluster *cl, K8sError *e)
                 cluster_format_microtime(now_realtime_us(), now, sizeof(now));
                 json_object *out = NULL;
                 if (!cl->lease) {
-                        r = k8s_get(cl->client, &leases, cl->namespace, cl->lease_name,
-                                    &cl->lease, e);
+                        r = k8s_get(cl->client, &leases, cl->namespace, cl->lease_name, &cl->lease,
+                                    e);
                         if (r == -ENOENT) {
                                 json_object *fresh = json_object_new_object();
                                 cl->acquired = false;

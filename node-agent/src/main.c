@@ -25,7 +25,8 @@
 static void usage(FILE *f)
 {
         fputs("Usage: sandpit-agent --standalone [OPTIONS]\n"
-              "       sandpit-agent --kubeconfig FILE|--in-cluster --node-name N --listen ADDR:PORT\n"
+              "       sandpit-agent --kubeconfig FILE|--in-cluster --node-name N --listen "
+              "ADDR:PORT\n"
               "                     --token-file FILE [OPTIONS]\n"
               "\n"
               "Runs sandboxes on this node and serves the sandpit agent API.\n"
