@@ -213,6 +213,8 @@ static void *heartbeat_thread(void *arg)
                         /* never wait longer than a renewal period while failing */
                         if (delay > period_ms && period_ms >= BACKOFF_INITIAL_MS)
                                 delay = period_ms;
+                        if (delay < e.retry_after_s * 1000) /* but the server's word first */
+                                delay = e.retry_after_s * 1000;
                         log_full(failures == 0 ? LOG_LEVEL_WARNING : LOG_LEVEL_DEBUG, r, NULL,
                                  "cannot renew Lease %s/%s (HTTP %ld %s: %s); retrying in %ld ms",
                                  cl->namespace, cl->lease_name, e.status, e.reason, e.message,
