@@ -20,8 +20,8 @@ static void test_lease_name(void **state)
         assert_int_equal(cluster_lease_name("node-1.example", &n), 0);
         assert_string_equal(n, "sandpit-agent-node-1.example");
         free(n);
-        static const char *const bad[] = {"", "Node", "a/b", "..", "-a", "a-", "a b", "a%2f",
-                                          "a\nb", ".a"};
+        static const char *const bad[] = {"",   "Node", "a/b",  "..",   "-a",
+                                          "a-", "a b",  "a%2f", "a\nb", ".a"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 n = NULL;
                 assert_int_equal(cluster_lease_name(bad[i], &n), -EINVAL);
