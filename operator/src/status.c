@@ -1,0 +1,102 @@
+/* Sandbox status: Kubernetes-style conditions and durations. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "operator.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+static json_object *find_condition(json_object *conds, const char *type)
+{
+        size_t n = json_object_array_length(conds);
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(conds, i);
+                json_object *t = NULL;
+                if (json_object_object_get_ex(c, "type", &t) &&
+                    streq(json_object_get_string(t), type))
+                        return c;
+        }
+        return NULL;
+}
+
+const char *status_condition_status(json_object *status, const char *type)
+{
+        json_object *conds = NULL, *s = NULL;
+        if (!json_object_object_get_ex(status, "conditions", &conds) ||
+            !json_object_is_type(conds, json_type_array))
+                return NULL;
+        json_object *c = find_condition(conds, type);
+        return c && json_object_object_get_ex(c, "status", &s) ? json_object_get_string(s) : NULL;
+}
+
+void status_set_condition(json_object *status, const char *type, const char *cstatus,
+                          const char *reason, const char *message, int64_t generation)
+{
+        json_object *conds = NULL;
+        if (!json_object_object_get_ex(status, "conditions", &conds) ||
+            !json_object_is_type(conds, json_type_array)) {
+                conds = json_object_new_array();
+                json_object_object_add(status, "conditions", conds);
+        }
+        json_object *c = find_condition(conds, type);
+        if (!c) {
+                c = json_object_new_object();
+                json_object_object_add(c, "type", json_object_new_string(type));
+                json_object_array_add(conds, c);
+        }
+        json_object *old = NULL;
+        bool changed = !json_object_object_get_ex(c, "status", &old) ||
+                       !streq(json_object_get_string(old), cstatus);
+        json_object_object_add(c, "status", json_object_new_string(cstatus));
+        json_object_object_add(c, "reason", json_object_new_string(reason));
+        json_object_object_add(c, "message", json_object_new_string(message ? message : ""));
+        json_object_object_add(c, "observedGeneration", json_object_new_int64(generation));
+        if (changed || !json_object_object_get_ex(c, "lastTransitionTime", NULL)) {
+                char ts[64];
+                /* metav1.Time has second precision. */
+                format_rfc3339_us(now_realtime_us() / 1000000u * 1000000u, ts, sizeof(ts));
+                char *dot = strchr(ts, '.');
+                if (dot)
+                        strcpy(dot, "Z");
+                json_object_object_add(c, "lastTransitionTime", json_object_new_string(ts));
+        }
+}
+
+int parse_duration_s(const char *s, long *ret)
+{
+        static const struct {
+                const char *unit;
+                double seconds;
+        } units[] = {{"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}};
+        double total = 0;
+        const char *p = s;
+        if (!s || !*s)
+                return -EINVAL;
+        while (*p) {
+                char *end = NULL;
+                errno = 0;
+                double v = strtod(p, &end);
+                if (end == p || errno || v < 0 || *p == '+' || *p == '-')
+                        return -EINVAL;
+                p = end;
+                double mult = 0;
+                size_t ulen = 0;
+                for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+                        size_t l = strlen(units[i].unit);
+                        if (strncmp(p, units[i].unit, l) == 0 && l > ulen) {
+                                mult = units[i].seconds;
+                                ulen = l;
+                        }
+                }
+                if (!ulen)
+                        return -EINVAL;
+                p += ulen;
+                total += v * mult;
+        }
+        if (total > 1e9)
+                return -EINVAL;
+        *ret = (long) ceil(total);
+        return 0;
+}
