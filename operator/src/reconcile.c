@@ -298,6 +298,7 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                                     a->node, status);
                         return -EAGAIN;
                 }
+                log_info("Sandbox %s: already on %s as %s: adopted", key, a->node, id);
         } else if (status == 400) {
                 snprintf(msg, sizeof(msg), "node %s refused the sandbox: %s", a->node,
                          agent_message(resp));
