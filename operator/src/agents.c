@@ -52,9 +52,14 @@ static int parse_rfc3339_us(const char *s, uint64_t *ret)
         }
         long offset = 0;
         if (*p == '+' || *p == '-') {
-                int hh = 0, mm = 0;
-                if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+                /* "+hh:mm" */
+                const char *o = p + 1;
+                for (int i = 0; i < 5; i++)
+                        if (i == 2 ? o[i] != ':' : (o[i] < '0' || o[i] > '9'))
+                                return -EINVAL;
+                if (o[5])
                         return -EINVAL;
+                long hh = (o[0] - '0') * 10 + (o[1] - '0'), mm = (o[3] - '0') * 10 + (o[4] - '0');
                 offset = (*p == '-' ? -1 : 1) * (hh * 3600L + mm * 60L);
         } else if (*p != 'Z' || p[1])
                 return -EINVAL;

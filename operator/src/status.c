@@ -58,8 +58,10 @@ void status_set_condition(json_object *status, const char *type, const char *cst
                 /* metav1.Time has second precision. */
                 format_rfc3339_us(now_realtime_us() / 1000000u * 1000000u, ts, sizeof(ts));
                 char *dot = strchr(ts, '.');
-                if (dot)
-                        strcpy(dot, "Z");
+                if (dot) {
+                        dot[0] = 'Z';
+                        dot[1] = '\0';
+                }
                 json_object_object_add(c, "lastTransitionTime", json_object_new_string(ts));
         }
 }
