@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "operator.h"
 #include "sandpit/macro.h"
@@ -27,47 +26,6 @@ static json_object *get_path(json_object *o, const char *a, const char *b)
         if (b && !json_object_object_get_ex(x, b, &x))
                 return NULL;
         return x;
-}
-
-/* "2026-11-22T12:00:00.000000Z" (or with an offset) to microseconds. */
-static int parse_rfc3339_us(const char *s, uint64_t *ret)
-{
-        struct tm tm = {0};
-        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!p)
-                return -EINVAL;
-        uint64_t frac = 0;
-        if (*p == '.') {
-                p++;
-                unsigned digits = 0;
-                while (*p >= '0' && *p <= '9') {
-                        if (digits < 6) {
-                                frac = frac * 10 + (uint64_t) (*p - '0');
-                                digits++;
-                        }
-                        p++;
-                }
-                for (; digits < 6; digits++)
-                        frac *= 10;
-        }
-        long offset = 0;
-        if (*p == '+' || *p == '-') {
-                /* "+hh:mm" */
-                const char *o = p + 1;
-                for (int i = 0; i < 5; i++)
-                        if (i == 2 ? o[i] != ':' : (o[i] < '0' || o[i] > '9'))
-                                return -EINVAL;
-                if (o[5])
-                        return -EINVAL;
-                long hh = (o[0] - '0') * 10 + (o[1] - '0'), mm = (o[3] - '0') * 10 + (o[4] - '0');
-                offset = (*p == '-' ? -1 : 1) * (hh * 3600L + mm * 60L);
-        } else if (*p != 'Z' || p[1])
-                return -EINVAL;
-        time_t t = timegm(&tm);
-        if (t < 0)
-                return -EINVAL;
-        *ret = (uint64_t) (t - offset) * 1000000u + frac;
-        return 0;
 }
 
 int agent_info_from_lease(json_object *lease, uint64_t now_us, AgentInfo *ret)

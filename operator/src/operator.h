@@ -89,6 +89,9 @@ const char *status_condition_status(json_object *status, const char *type);
 /* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
  * (rounded up); -EINVAL when malformed. */
 int parse_duration_s(const char *s, long *ret);
+/* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
+ * microseconds since the epoch. */
+int parse_rfc3339_us(const char *s, uint64_t *ret);
 
 /* spec.c: the agent's create request from a Sandbox. */
 typedef struct {

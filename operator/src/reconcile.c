@@ -254,7 +254,16 @@ static void status_from_agent(json_object *st, json_object *sandbox, int64_t gen
         if (ip)
                 json_object_object_add(st, "ip", json_object_new_string(ip));
         json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
-        status_set_condition(st, "Ready", "True", "Running", "the sandbox runs commands", gen);
+        if (paused) {
+                status_set_condition(st, "Ready", "False", "Paused", "the sandbox is paused", gen);
+                status_set_condition(st, "Paused", "True", "Paused",
+                                     "every process of the sandbox is frozen", gen);
+        } else {
+                status_set_condition(st, "Ready", "True", "Running", "the sandbox runs commands",
+                                     gen);
+                if (status_condition_status(st, "Paused"))
+                        status_set_condition(st, "Paused", "False", "Resumed", "", gen);
+        }
 }
 
 static long create_on_agent(Operator *op, json_object **obj, json_object *st, const char *key,
@@ -317,6 +326,126 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
         return 0;
 }
 
+/* At the deadline: the sandbox goes from its node, then the object is kept
+ * as Expired or deleted, as spec.expiryPolicy asks. */
+static long expire(Operator *op, json_object **obj, json_object *st, const char *key,
+                   const AgentInfo *a)
+{
+        const char *id = str_field(st, "sandboxID");
+        cleanup_free char *path = NULL;
+        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
+                return -ENOMEM;
+        long status = 0;
+        cleanup_json json_object *resp = NULL;
+        int r = agent_call(op, a->endpoint, "DELETE", path, NULL, &status, &resp);
+        if (r < 0)
+                return r;
+        if (status != 204 && status != 404) {
+                log_warning("Sandbox %s: node %s refused to delete it at its deadline: %ld %s", key,
+                            a->node, status, agent_message(resp));
+                return -EAGAIN;
+        }
+        const char *policy = str_field(field(*obj, "spec"), "expiryPolicy");
+        scheduler_forget(op, key);
+        if (policy && streq(policy, "Delete")) {
+                K8sError e = {0};
+                r = k8s_delete(op->client, &operator_sandboxes, k8s_obj_namespace(*obj),
+                               k8s_obj_name(*obj), &(K8sPreconditions){.uid = k8s_obj_uid(*obj)},
+                               NULL, &e);
+                if (r < 0 && r != -ENOENT)
+                        return log_warning_errno(r, "Failed to delete expired %s: %s", key,
+                                                 e.message);
+                log_info("Sandbox %s: expired, deleted (expiryPolicy Delete)", key);
+                return 0;
+        }
+        int64_t gen = generation(*obj);
+        json_object_object_add(st, "phase", json_object_new_string("Expired"));
+        json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+        status_set_condition(st, "Ready", "False", "Expired",
+                             "the sandbox was stopped at its deadline", gen);
+        status_set_condition(st, "Expired", "True", "DeadlineReached",
+                             "the sandbox was stopped at its deadline", gen);
+        r = write_status(op, obj, st);
+        if (r < 0)
+                return r;
+        post_event(op, *obj, "Normal", "Expired", "the sandbox was stopped at its deadline");
+        log_info("Sandbox %s: expired (expiryPolicy Retain)", key);
+        return 0;
+}
+
+static long sync_running(Operator *op, json_object **obj, json_object *st, const char *key,
+                         const AgentInfo *a)
+{
+        const char *id = str_field(st, "sandboxID");
+        const char *expires = str_field(st, "expiresAt");
+        uint64_t deadline = 0, now = now_realtime_us();
+        if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline)
+                return expire(op, obj, st, key, a);
+
+        cleanup_free char *path = NULL;
+        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
+                return -ENOMEM;
+        long status = 0;
+        cleanup_json json_object *sb = NULL;
+        int r = agent_call(op, a->endpoint, "GET", path, NULL, &status, &sb);
+        if (r < 0)
+                return r;
+        if (status == 404) {
+                /* The agent removes a sandbox at its deadline by itself. */
+                if (deadline && now_realtime_us() + 2000000u >= deadline)
+                        return expire(op, obj, st, key, a);
+                char msg[256];
+                snprintf(msg, sizeof(msg), "node %s no longer has sandbox %s", a->node, id);
+                scheduler_forget(op, key);
+                return fail(op, obj, st, "Failed", "SandboxLost", msg);
+        }
+        if (status != 200)
+                return -EAGAIN;
+        const char *state = str_field(sb, "state");
+        if (state && streq(state, "exited")) {
+                scheduler_forget(op, key);
+                return fail(op, obj, st, "Failed", "SandboxExited",
+                            "the sandbox's init process died");
+        }
+        json_object *p = field(field(*obj, "spec"), "paused");
+        bool want_paused = p && json_object_get_boolean(p);
+        bool paused = state && streq(state, "paused");
+        if (want_paused != paused) {
+                cleanup_free char *action = NULL;
+                if (asprintf(&action, "%s/%s", path, want_paused ? "pause" : "resume") < 0)
+                        return -ENOMEM;
+                /* The deadline keeps running while paused: the lifetime counts
+                 * from startedAt (docs/crd-reference.md). */
+                cleanup_json json_object *body = json_object_new_object();
+                if (want_paused)
+                        json_object_object_add(body, "stop_deadline",
+                                               json_object_new_boolean(false));
+                cleanup_json json_object *resp = NULL;
+                r = agent_call(op, a->endpoint, "POST", action, body, &status, &resp);
+                if (r < 0)
+                        return r;
+                if (status != 200) {
+                        log_warning("Sandbox %s: %s on %s: %ld %s", key,
+                                    want_paused ? "pause" : "resume", a->node, status,
+                                    agent_message(resp));
+                        return -EAGAIN;
+                }
+                json_object_put(sb);
+                sb = TAKE_PTR(resp);
+                post_event(op, *obj, "Normal", want_paused ? "Paused" : "Resumed",
+                           want_paused ? "the sandbox is paused" : "the sandbox is running again");
+        }
+        status_from_agent(st, sb, generation(*obj));
+        r = write_status(op, obj, st);
+        if (r < 0)
+                return r;
+        /* Back at the deadline. */
+        now = now_realtime_us();
+        if (deadline > now)
+                return (long) ((deadline - now) / 1000u) + 1;
+        return 0;
+}
+
 long reconcile_sandbox(Operator *op, const char *key)
 {
         cleanup_json json_object *obj = NULL;
@@ -364,22 +493,19 @@ long reconcile_sandbox(Operator *op, const char *key)
                         return r;
         }
         const char *node = str_field(st, "nodeName");
+        bool created = str_field(st, "startedAt") != NULL;
         AgentInfo a = {0};
         r = agents_find(op, node, &a);
-        bool ready = (phase = status_condition_status(st, "Ready")) && streq(phase, "True");
         if (r < 0 || !a.live) {
                 agent_info_done(&a);
-                if (ready) {
-                        char msg[256];
-                        snprintf(msg, sizeof(msg), "node %s stopped renewing its lease", node);
-                        scheduler_forget(op, key);
-                        return fail(op, &obj, st, "Failed", "NodeLost", msg);
-                }
-                return -EAGAIN;
+                char msg[256];
+                snprintf(msg, sizeof(msg), "node %s %s", node,
+                         r < 0 ? "has no agent registered" : "stopped renewing its lease");
+                scheduler_forget(op, key);
+                return fail(op, &obj, st, "Failed", "NodeLost", msg);
         }
-        long ret = 0;
-        if (!ready)
-                ret = create_on_agent(op, &obj, st, key, &a);
+        long ret = created ? sync_running(op, &obj, st, key, &a)
+                           : create_on_agent(op, &obj, st, key, &a);
         agent_info_done(&a);
         return ret;
 }

@@ -148,12 +148,12 @@ def operator_alive(request):
         assert op.proc.poll() is None, "the operator died:\n" + op.log_tail()
 
 
-def manifest(name, cpu="500m", memory="128Mi", env=None, timeout="10m"):
+def manifest(name, cpu="500m", memory="128Mi", env=None, timeout="10m", **spec):
     return json.dumps({
         "apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox",
         "metadata": {"name": name},
         "spec": {"template": "host", "resources": {"cpu": cpu, "memory": memory, "pids": 128, "disk": "64Mi"},
-                 "timeout": timeout, "env": env or [], "labels": {"test": name}},
+                 "timeout": timeout, "env": env or [], "labels": {"test": name}, **spec},
     })
 
 
@@ -304,7 +304,7 @@ def test_retry_after_create_is_idempotent(kube, node, operator):
     sid = obj["status"]["sandboxID"]
     # forget the outcome in status, as if the write had never happened
     kube.ok("PATCH", f"{SBX}/adopt/status",
-            {"status": {"phase": "Pending", "conditions": [
+            {"status": {"phase": "Pending", "startedAt": None, "conditions": [
                 {"type": "Ready", "status": "False", "reason": "Creating", "message": "",
                  "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
             ctype="application/merge-patch+json")
@@ -325,3 +325,82 @@ def test_bad_flags_fail_with_one_line(kube, node):
     p = subprocess.run([str(OPERATOR_BIN), "--kubeconfig", kube.kubeconfig, "--agent-token-file", "/nonexistent"],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "agent token" in p.stderr
+
+
+def patch_sbx(kube, name, spec):
+    kube.ok("PATCH", f"{SBX}/{name}", {"spec": spec}, ctype="application/merge-patch+json")
+
+
+def test_pause_and_resume_through_spec(kube, node, operator):
+    kube.kubectl("apply", "-f", "-", input=manifest("nap"))
+    obj = wait_ready(kube, "nap")
+    sid, expires = obj["status"]["sandboxID"], obj["status"]["expiresAt"]
+    run(node, sid, "echo 1 > /tmp/counter")
+
+    patch_sbx(kube, "nap", {"paused": True})
+    wait_for(lambda: get_sbx(kube, "nap")["status"]["phase"] == "Paused", 30, what="phase Paused")
+    obj = get_sbx(kube, "nap")
+    assert condition(obj, "Paused")["status"] == "True"
+    assert condition(obj, "Ready")["status"] == "False" and condition(obj, "Ready")["reason"] == "Paused"
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    assert node.api.sandbox(sid).json()["state"] == "paused"
+    assert node.api.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}).status == 409
+    # the deadline keeps running while paused (lifetime counts from startedAt)
+    assert obj["status"]["expiresAt"] == expires
+
+    patch_sbx(kube, "nap", {"paused": False})
+    obj = wait_ready(kube, "nap")
+    assert obj["status"]["phase"] == "Running" and condition(obj, "Paused")["status"] == "False"
+    assert node.api.sandbox(sid).json()["state"] == "running"
+    assert run(node, sid, "cat /tmp/counter") == "1\n"
+    reasons = [e["reason"] for e in kube.ok("GET", EVENTS)["items"] if e["regarding"]["name"] == "nap"]
+    assert "Paused" in reasons and "Resumed" in reasons, reasons
+    delete_and_prove_gone(kube, node, "nap")
+
+
+def test_expiry_retain_keeps_the_object_as_expired(kube, node, operator):
+    kube.kubectl("apply", "-f", "-", input=manifest("short", timeout="4s", expiryPolicy="Retain"))
+    obj = wait_ready(kube, "short")
+    sid = obj["status"]["sandboxID"]
+    wait_for(lambda: get_sbx(kube, "short")["status"]["phase"] == "Expired", 30, what="phase Expired")
+    obj = get_sbx(kube, "short")
+    assert condition(obj, "Expired")["status"] == "True"
+    assert condition(obj, "Ready")["status"] == "False" and condition(obj, "Ready")["reason"] == "Expired"
+    assert node.api.sandbox(sid).status == 404
+    assert node.api.list_ids() == []
+    delete_and_prove_gone(kube, node, "short")
+
+
+def test_expiry_delete_deletes_the_object(kube, node, operator):
+    kube.kubectl("apply", "-f", "-", input=manifest("gone", timeout="4s", expiryPolicy="Delete"))
+    obj = wait_ready(kube, "gone")
+    sid = obj["status"]["sandboxID"]
+    wait_for(lambda: get_sbx(kube, "gone") is None, 30, what="the expired object deleted")
+    assert node.api.sandbox(sid).status == 404
+    assert node.api.list_ids() == []
+
+
+def test_lease_expiry_marks_node_lost(kube, node, operator):
+    kube.kubectl("apply", "-f", "-", input=manifest("lost"))
+    wait_ready(kube, "lost")
+    # the agent "stops renewing": renewTime + leaseDurationSeconds is in the past
+    lease_path = f"{LEASE}/sandpit-agent-{NODE}"
+    kube.ok("PATCH", lease_path, {"spec": {"renewTime": micro_time(-7200)}}, ctype="application/merge-patch+json")
+    try:
+        wait_for(lambda: (condition(get_sbx(kube, "lost"), "Ready") or {}).get("reason") == "NodeLost", 30,
+                 what="Ready=False NodeLost")
+        obj = get_sbx(kube, "lost")
+        assert obj["status"]["phase"] == "Failed"
+        assert "stopped renewing its lease" in condition(obj, "Ready")["message"]
+        # nothing new is placed on a lost node
+        kube.kubectl("apply", "-f", "-", input=manifest("after"))
+        wait_for(lambda: (condition(get_sbx(kube, "after"), "Ready") or {}).get("reason") == "Unschedulable", 30,
+                 what="Unschedulable while the only node is lost")
+        assert "0 live" in condition(get_sbx(kube, "after"), "Ready")["message"]
+    finally:
+        kube.ok("PATCH", lease_path, {"spec": {"renewTime": micro_time()}}, ctype="application/merge-patch+json")
+    wait_ready(kube, "after")
+    # deleting the lost one still reaches the node (it is back) and removes it there
+    delete_and_prove_gone(kube, node, "lost")
+    delete_and_prove_gone(kube, node, "after")
+    assert node.api.list_ids() == []
