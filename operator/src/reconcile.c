@@ -275,10 +275,12 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
         int r = sandbox_create_body(op, *obj, id, &body, msg, sizeof(msg));
         if (r == -ENOENT) {
                 int64_t gen = generation(*obj);
+                /* Borrowed from st: read before st changes. */
                 const char *was = status_condition_status(st, "Ready");
+                bool first = !was || !streq(was, "False");
                 status_set_condition(st, "Ready", "False", "SecretNotFound", msg, gen);
                 r = write_status(op, obj, st);
-                if (!was || !streq(was, "False"))
+                if (first)
                         post_event(op, *obj, "Warning", "SecretNotFound", msg);
                 return r < 0 ? r : -EAGAIN;
         }

@@ -79,9 +79,11 @@ int parse_duration_s(const char *s, long *ret)
                 return -EINVAL;
         while (*p) {
                 char *end = NULL;
+                if (!((*p >= '0' && *p <= '9') || *p == '.'))
+                        return -EINVAL; /* strtod would take spaces, signs, "inf" */
                 errno = 0;
                 double v = strtod(p, &end);
-                if (end == p || errno || v < 0 || *p == '+' || *p == '-')
+                if (end == p || errno)
                         return -EINVAL;
                 p = end;
                 double mult = 0;

@@ -17,13 +17,15 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO, Client, find_free_port, start_agent, stop_agent, wait_for
 from test_kube_apiserver import KUBECTL, Kube
 
-OPERATOR_BIN = REPO / "build" / "bin" / "sandpit-operator"
+# SANDPIT_OPERATOR_BIN=build/asan/bin/sandpit-operator runs the tests against a sanitized build.
+OPERATOR_BIN = Path(os.environ.get("SANDPIT_OPERATOR_BIN") or REPO / "build" / "bin" / "sandpit-operator")
 OP_NS = "sandpit-system"
 NODE = "node-a"
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{OP_NS}/leases"
