@@ -62,6 +62,13 @@ static void on_sbx_update(const char *key, json_object *old_obj, json_object *ne
         enqueue(key, userdata);
 }
 
+static void on_sbx_delete(const char *key, json_object *obj, void *userdata)
+{
+        (void) obj;
+        /* The reconcile finds it gone and forgets its placement. */
+        enqueue(key, userdata);
+}
+
 /* Room may have appeared (or an agent gone): retry every Sandbox not placed. */
 static void requeue_unplaced(Operator *op)
 {
@@ -335,7 +342,7 @@ static int setup(Operator *op, const Options *o)
                               &op->queue);
         if (r < 0)
                 return r;
-        K8sInformerHandlers sh = {on_sbx_add, on_sbx_update, NULL};
+        K8sInformerHandlers sh = {on_sbx_add, on_sbx_update, on_sbx_delete};
         K8sWatchOptions so = {.resource = operator_sandboxes};
         r = k8s_informer_new(op->client, &so, &sh, op, &op->sandboxes);
         if (r < 0)

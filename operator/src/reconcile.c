@@ -490,6 +490,12 @@ long reconcile_sandbox(Operator *op, const char *key)
                 json_object *fst = field(obj, "status");
                 if (fst && str_field(fst, "nodeName"))
                         return -EAGAIN; /* placed meanwhile: the cache will catch up */
+                if (fst) {
+                        json_object_put(st);
+                        st = NULL;
+                        if (json_object_deep_copy(fst, &st, NULL) < 0)
+                                return -ENOMEM;
+                }
                 r = (int) schedule(op, &obj, st, key);
                 if (r < 0)
                         return r;
