@@ -5,7 +5,7 @@ include mk/config.mk
 
 .PHONY: all deps run test unit integration bench lint format format-check rootfs templates clean fuzz
 
-all: $(BIN)/sandpit-agent $(BIN)/sandpit-init $(BIN)/sandpit
+all: $(BIN)/sandpit-agent $(BIN)/sandpit-init $(BIN)/sandpit $(BIN)/sandpit-operator
 
 include mk/build.mk
 

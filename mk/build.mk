@@ -5,6 +5,7 @@ LIB_SRCS   := $(wildcard lib/src/*.c)
 AGENT_SRCS := $(filter-out node-agent/src/main.c,$(wildcard node-agent/src/*.c))
 INIT_SRCS  := $(filter-out node-agent/init/main.c,$(wildcard node-agent/init/*.c))
 CLI_SRCS   := $(filter-out cli/src/main.c,$(wildcard cli/src/*.c))
+OP_SRCS    := $(filter-out operator/src/main.c,$(wildcard operator/src/*.c))
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 
 ALL_C_SOURCES := $(LIB_SRCS) $(wildcard node-agent/src/*.c node-agent/init/*.c cli/src/*.c) \
@@ -23,12 +24,14 @@ $(BUILD)/libsandpit.a: $(call objs,$(LIB_SRCS))
 $(BUILD)/libagent.a: $(call objs,$(AGENT_SRCS))
 $(BUILD)/libinit.a: $(call objs,$(INIT_SRCS))
 $(BUILD)/libcli.a: $(call objs,$(CLI_SRCS))
+$(BUILD)/liboperator.a: $(call objs,$(OP_SRCS))
 $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	@ar rcs $@ $^
 
-ARCHIVES := $(BUILD)/libagent.a $(BUILD)/libinit.a $(BUILD)/libcli.a $(BUILD)/libsandpit.a
+ARCHIVES := $(BUILD)/libagent.a $(BUILD)/libinit.a $(BUILD)/libcli.a $(BUILD)/liboperator.a \
+            $(BUILD)/libsandpit.a
 
 $(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
@@ -36,6 +39,11 @@ $(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BIN)/sandpit: $(OBJ)/cli/src/main.o $(BUILD)/libcli.a $(BUILD)/libsandpit.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BIN)/sandpit-operator: $(OBJ)/operator/src/main.o $(BUILD)/liboperator.a $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -1,0 +1,454 @@
+/* sandpit-operator: reconciles Sandbox objects through the node agents that
+ * registered with Leases. See docs/operator.md. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "operator.h"
+#include "sandpit/k8s-config.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define MAX_WORKERS     64
+#define TOKEN_FILE_MAX  65536
+#define SYNC_TIMEOUT_MS 60000L
+
+enum {
+        OPT_KUBECONFIG = 0x100,
+        OPT_CONTEXT,
+        OPT_IN_CLUSTER,
+        OPT_NAMESPACE,
+        OPT_AGENT_TOKEN_FILE,
+        OPT_HEALTH_LISTEN,
+        OPT_WORKERS,
+        OPT_RESYNC,
+        OPT_LOG_FORMAT,
+        OPT_LOG_LEVEL,
+        OPT_VERSION,
+};
+
+static void usage(FILE *f)
+{
+        fputs("usage: sandpit-operator (--kubeconfig FILE [--context NAME] | --in-cluster)\n"
+              "         --agent-token-file FILE [--namespace NS] [--health-listen ADDR:PORT]\n"
+              "         [--workers N] [--resync-seconds S] [--log-format json|text]\n"
+              "         [--log-level debug|info|warning|error] [--version]\n",
+              f);
+}
+
+static void enqueue(const char *key, void *userdata)
+{
+        Operator *op = userdata;
+        (void) k8s_workqueue_add(op->queue, key);
+}
+
+static void on_sbx_add(const char *key, json_object *obj, void *userdata)
+{
+        (void) obj;
+        enqueue(key, userdata);
+}
+
+static void on_sbx_update(const char *key, json_object *old_obj, json_object *new_obj,
+                          void *userdata)
+{
+        (void) old_obj;
+        (void) new_obj;
+        enqueue(key, userdata);
+}
+
+static void on_sbx_delete(const char *key, json_object *obj, void *userdata)
+{
+        (void) obj;
+        /* The reconcile finds it gone and forgets its placement. */
+        enqueue(key, userdata);
+}
+
+/* Room may have appeared (or an agent gone): retry every Sandbox not placed. */
+static void requeue_unplaced(Operator *op)
+{
+        cleanup_strv char **keys = NULL;
+        if (!op->sandboxes || k8s_informer_keys(op->sandboxes, &keys) < 0)
+                return;
+        STRV_FOREACH(k, keys) {
+                json_object *o = NULL;
+                if (k8s_informer_get(op->sandboxes, *k, &o) < 0)
+                        continue;
+                json_object *st = NULL, *node = NULL;
+                if (!json_object_object_get_ex(o, "status", &st) ||
+                    !json_object_object_get_ex(st, "nodeName", &node))
+                        (void) k8s_workqueue_add(op->queue, *k);
+                json_object_put(o);
+        }
+}
+
+static void on_lease_add(const char *key, json_object *obj, void *userdata)
+{
+        (void) key;
+        (void) obj;
+        requeue_unplaced(userdata);
+}
+
+static void on_lease_update(const char *key, json_object *old_obj, json_object *new_obj,
+                            void *userdata)
+{
+        (void) key;
+        (void) new_obj;
+        /* A renewal alone (same capacity) changes nothing for placement. */
+        json_object *oa = NULL, *na = NULL, *om = NULL, *nm = NULL;
+        if (json_object_object_get_ex(old_obj, "metadata", &om) &&
+            json_object_object_get_ex(new_obj, "metadata", &nm) &&
+            json_object_object_get_ex(om, "annotations", &oa) &&
+            json_object_object_get_ex(nm, "annotations", &na) && json_object_equal(oa, na))
+                return;
+        requeue_unplaced(userdata);
+}
+
+typedef struct {
+        Operator *op;
+        pthread_t thread;
+} Worker;
+
+static void *worker_main(void *arg)
+{
+        Worker *w = arg;
+        for (;;) {
+                char *key = NULL;
+                int r = k8s_workqueue_get(w->op->queue, -1, &key);
+                if (r == -ESHUTDOWN)
+                        break;
+                if (r < 0)
+                        continue;
+                long ret = reconcile_sandbox(w->op, key);
+                if (ret < 0) {
+                        long d = k8s_workqueue_add_rate_limited(w->op->queue, key);
+                        log_debug_errno((int) ret, "Sandbox %s: retry in %ld ms", key, d);
+                } else {
+                        k8s_workqueue_forget(w->op->queue, key);
+                        if (ret > 0)
+                                (void) k8s_workqueue_add_after(w->op->queue, key, ret);
+                }
+                k8s_workqueue_done(w->op->queue, key);
+                free(key);
+        }
+        return NULL;
+}
+
+typedef struct {
+        Operator *op;
+        long period_s;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool stop;
+        pthread_t thread;
+} Resync;
+
+/* Every period every Sandbox is reconciled again: lost nodes are noticed
+ * without any event on the object. */
+static void *resync_main(void *arg)
+{
+        Resync *rs = arg;
+        pthread_mutex_lock(&rs->lock);
+        while (!rs->stop) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += rs->period_s;
+                while (!rs->stop && pthread_cond_timedwait(&rs->cond, &rs->lock, &ts) != ETIMEDOUT)
+                        ;
+                if (rs->stop)
+                        break;
+                pthread_mutex_unlock(&rs->lock);
+                cleanup_strv char **keys = NULL;
+                if (k8s_informer_keys(rs->op->sandboxes, &keys) >= 0)
+                        STRV_FOREACH(k, keys)
+                                (void) k8s_workqueue_add(rs->op->queue, *k);
+                pthread_mutex_lock(&rs->lock);
+        }
+        pthread_mutex_unlock(&rs->lock);
+        return NULL;
+}
+
+static bool is_ready(void *userdata)
+{
+        Operator *op = userdata;
+        return k8s_informer_has_synced(op->sandboxes) && k8s_informer_has_synced(op->leases);
+}
+
+static int read_token(const char *path, char **ret)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        int r = read_file(path, TOKEN_FILE_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        while (len > 0 && strchr(" \t\r\n", buf[len - 1]))
+                buf[--len] = '\0';
+        if (len == 0) {
+                free(buf);
+                return -EINVAL;
+        }
+        *ret = buf;
+        return 0;
+}
+
+typedef struct {
+        const char *kubeconfig;
+        const char *context;
+        bool in_cluster;
+        const char *namespace;
+        const char *token_file;
+        const char *health_listen;
+        long workers;
+        long resync_s;
+} Options;
+
+static int parse_long(const char *s, long min, long max, long *ret)
+{
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || !*s || *end || v < min || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* 0: run; > 0: exit with that status - 1 (help, version, usage errors). */
+static int parse_args(int argc, char **argv, Options *o)
+{
+        static const struct option longopts[] = {
+                {"help", no_argument, NULL, 'h'},
+                {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+                {"context", required_argument, NULL, OPT_CONTEXT},
+                {"in-cluster", no_argument, NULL, OPT_IN_CLUSTER},
+                {"namespace", required_argument, NULL, OPT_NAMESPACE},
+                {"agent-token-file", required_argument, NULL, OPT_AGENT_TOKEN_FILE},
+                {"health-listen", required_argument, NULL, OPT_HEALTH_LISTEN},
+                {"workers", required_argument, NULL, OPT_WORKERS},
+                {"resync-seconds", required_argument, NULL, OPT_RESYNC},
+                {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+                {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+                {"version", no_argument, NULL, OPT_VERSION},
+                {0},
+        };
+        LogFormat fmt = LOG_FORMAT_JSON;
+        LogLevel level = LOG_LEVEL_INFO;
+        *o = (Options){.namespace = "sandpit-system", .workers = 2, .resync_s = 10};
+        opterr = 0;
+        for (;;) {
+                int c = getopt_long(argc, argv, ":h", longopts, NULL);
+                if (c == -1)
+                        break;
+                switch (c) {
+                case 'h':
+                        usage(stdout);
+                        return 1;
+                case OPT_KUBECONFIG:
+                        o->kubeconfig = optarg;
+                        break;
+                case OPT_CONTEXT:
+                        o->context = optarg;
+                        break;
+                case OPT_IN_CLUSTER:
+                        o->in_cluster = true;
+                        break;
+                case OPT_NAMESPACE:
+                        o->namespace = optarg;
+                        break;
+                case OPT_AGENT_TOKEN_FILE:
+                        o->token_file = optarg;
+                        break;
+                case OPT_HEALTH_LISTEN:
+                        o->health_listen = optarg;
+                        break;
+                case OPT_WORKERS:
+                        if (parse_long(optarg, 1, MAX_WORKERS, &o->workers) < 0) {
+                                fprintf(stderr, "sandpit-operator: --workers takes 1..%d\n",
+                                        MAX_WORKERS);
+                                return 3;
+                        }
+                        break;
+                case OPT_RESYNC:
+                        if (parse_long(optarg, 1, 86400, &o->resync_s) < 0) {
+                                fprintf(stderr,
+                                        "sandpit-operator: --resync-seconds takes 1..86400\n");
+                                return 3;
+                        }
+                        break;
+                case OPT_LOG_FORMAT:
+                        if (log_parse_format(optarg, &fmt) < 0) {
+                                fprintf(stderr, "sandpit-operator: bad --log-format '%s'\n",
+                                        optarg);
+                                return 3;
+                        }
+                        break;
+                case OPT_LOG_LEVEL:
+                        if (log_parse_level(optarg, &level) < 0) {
+                                fprintf(stderr, "sandpit-operator: bad --log-level '%s'\n", optarg);
+                                return 3;
+                        }
+                        break;
+                case OPT_VERSION:
+                        printf("sandpit-operator %s\n", OPERATOR_VERSION);
+                        return 1;
+                case ':':
+                        fprintf(stderr, "sandpit-operator: option '%s' needs an argument\n",
+                                argv[optind - 1]);
+                        return 3;
+                default:
+                        fprintf(stderr, "sandpit-operator: unknown option '%s'\n",
+                                argv[optind - 1]);
+                        return 3;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "sandpit-operator: unexpected argument '%s'\n", argv[optind]);
+                return 3;
+        }
+        if (o->in_cluster == (o->kubeconfig != NULL) || (o->context && o->in_cluster)) {
+                fprintf(stderr,
+                        "sandpit-operator: give exactly one of --kubeconfig and --in-cluster\n");
+                return 3;
+        }
+        if (!o->token_file) {
+                fprintf(stderr, "sandpit-operator: --agent-token-file is required\n");
+                return 3;
+        }
+        log_setup("operator", fmt, level);
+        return 0;
+}
+
+static int setup(Operator *op, const Options *o)
+{
+        char err[256] = "";
+        K8sConfig *cfg = NULL;
+        int r = o->in_cluster ? k8s_config_in_cluster(NULL, &cfg, err, sizeof(err))
+                              : k8s_config_from_kubeconfig(o->kubeconfig, o->context, &cfg, err,
+                                                           sizeof(err));
+        if (r < 0)
+                return log_error_errno(r, "Cannot load the cluster configuration: %s", err);
+        r = k8s_client_new(cfg, &op->client);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the Kubernetes client");
+        r = read_token(o->token_file, &op->agent_token);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the agent token from %s", o->token_file);
+        r = k8s_workqueue_new(&(K8sWorkQueueOptions){.base_delay_ms = 200, .max_delay_ms = 30000},
+                              &op->queue);
+        if (r < 0)
+                return r;
+        K8sInformerHandlers sh = {on_sbx_add, on_sbx_update, on_sbx_delete};
+        K8sWatchOptions so = {.resource = operator_sandboxes};
+        r = k8s_informer_new(op->client, &so, &sh, op, &op->sandboxes);
+        if (r < 0)
+                return r;
+        K8sInformerHandlers lh = {on_lease_add, on_lease_update, NULL};
+        K8sWatchOptions lo = {.resource = operator_leases, .namespace = o->namespace};
+        r = k8s_informer_new(op->client, &lo, &lh, op, &op->leases);
+        if (r < 0)
+                return r;
+        r = k8s_informer_start(op->leases);
+        if (r >= 0)
+                r = k8s_informer_wait_synced(op->leases, SYNC_TIMEOUT_MS);
+        if (r < 0)
+                return log_error_errno(r, "The lease informer did not sync");
+        r = k8s_informer_start(op->sandboxes);
+        if (r >= 0)
+                r = k8s_informer_wait_synced(op->sandboxes, SYNC_TIMEOUT_MS);
+        if (r < 0)
+                return log_error_errno(
+                        r, "The sandbox informer did not sync (are the CRDs installed?)");
+        return 0;
+}
+
+static void teardown(Operator *op)
+{
+        k8s_informer_free(op->sandboxes);
+        k8s_informer_free(op->leases);
+        k8s_workqueue_free(op->queue);
+        scheduler_free(op);
+        k8s_client_free(op->client);
+        if (op->agent_token)
+                explicit_bzero(op->agent_token, strlen(op->agent_token));
+        free(op->agent_token);
+        pthread_mutex_destroy(&op->placements_lock);
+}
+
+int main(int argc, char **argv)
+{
+        Options o;
+        int r = parse_args(argc, argv, &o);
+        if (r > 0)
+                return r - 1;
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        char host[256] = "sandpit-operator";
+        (void) gethostname(host, sizeof(host) - 1);
+        const char *pod = getenv("POD_NAME");
+        Operator op = {.namespace = o.namespace, .instance = pod && *pod ? pod : host};
+        pthread_mutex_init(&op.placements_lock, NULL);
+
+        HealthServer *health = NULL;
+        if (o.health_listen) {
+                r = health_start(o.health_listen, is_ready, &op, &health);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot serve health on %s", o.health_listen);
+                        teardown(&op);
+                        return 1;
+                }
+        }
+        r = setup(&op, &o);
+        if (r < 0) {
+                health_free(health);
+                teardown(&op);
+                return 1;
+        }
+
+        Worker workers[MAX_WORKERS];
+        long started = 0;
+        for (; started < o.workers; started++) {
+                workers[started].op = &op;
+                if (pthread_create(&workers[started].thread, NULL, worker_main, &workers[started]))
+                        break;
+        }
+        Resync rs = {.op = &op, .period_s = o.resync_s};
+        pthread_mutex_init(&rs.lock, NULL);
+        pthread_cond_init(&rs.cond, NULL);
+        bool resync = pthread_create(&rs.thread, NULL, resync_main, &rs) == 0;
+        log_info("operator %s: %ld workers, leases in namespace %s", OPERATOR_VERSION, started,
+                 o.namespace);
+
+        int sig = 0;
+        while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
+                ;
+        log_info("signal %d: stopping", sig);
+        if (resync) {
+                pthread_mutex_lock(&rs.lock);
+                rs.stop = true;
+                pthread_cond_signal(&rs.cond);
+                pthread_mutex_unlock(&rs.lock);
+                pthread_join(rs.thread, NULL);
+        }
+        k8s_informer_stop(op.sandboxes);
+        k8s_informer_stop(op.leases);
+        k8s_workqueue_shutdown(op.queue);
+        for (long i = 0; i < started; i++)
+                pthread_join(workers[i].thread, NULL);
+        pthread_mutex_destroy(&rs.lock);
+        pthread_cond_destroy(&rs.cond);
+        health_free(health);
+        teardown(&op);
+        return 0;
+}

@@ -1,0 +1,116 @@
+/* sandpit-operator: shared state of the controller (see docs/operator.md).
+ *
+ * Threads: the informers' threads only add keys to the queue; N workers take
+ * keys and reconcile one Sandbox each (the queue never hands one key to two
+ * workers). The placement table is behind its own mutex. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "sandpit/k8s-client.h"
+#include "sandpit/k8s-informer.h"
+#include "sandpit/k8s-workqueue.h"
+
+#define OPERATOR_VERSION    "0.1.0"
+#define OPERATOR_FINALIZER  "sandpit.dev/cleanup"
+#define OPERATOR_CONTROLLER "sandpit.dev/operator"
+#define LEASE_NAME_PREFIX   "sandpit-agent-"
+/* The agent-side sandbox id of a Sandbox: this prefix and its uid. */
+#define SANDBOX_ID_PREFIX "sbx-"
+
+static inline void json_putp(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+}
+#define cleanup_json __attribute__((cleanup(json_putp)))
+
+extern const K8sResource operator_sandboxes;
+extern const K8sResource operator_leases;
+extern const K8sResource operator_secrets;
+
+/* One placement: a Sandbox (key) put on a node with its requests. */
+typedef struct Placement {
+        char *key;
+        char *node;
+        double cpu;
+        uint64_t memory;
+        struct Placement *next;
+} Placement;
+
+typedef struct {
+        K8sClient *client;
+        K8sInformer *sandboxes;
+        K8sInformer *leases;
+        K8sWorkQueue *queue;
+        const char *namespace; /* where Leases live */
+        char *agent_token;     /* a secret: never logged */
+        const char *instance;  /* reporting instance for Events */
+
+        pthread_mutex_t placements_lock; /* guards placements */
+        Placement *placements;
+} Operator;
+
+/* agents.c: the registered node agents, from their Leases. */
+typedef struct {
+        char *node;
+        char *endpoint;
+        double cpu;
+        uint64_t memory;
+        bool live;
+} AgentInfo;
+
+void agent_info_done(AgentInfo *a);
+/* Parses one Lease; -EINVAL when it is not an agent's (or is malformed). */
+int agent_info_from_lease(json_object *lease, uint64_t now_us, AgentInfo *ret);
+/* The agent of node (from the lease cache); -ENOENT when none registered. */
+int agents_find(Operator *op, const char *node, AgentInfo *ret);
+
+/* scheduler.c: placement accounting and choice of an agent. */
+/* Picks a live agent with room for cpu/memory and records the placement of
+ * key there; -ENOSPC with a message saying why in msg when none fits. */
+int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, AgentInfo *ret,
+                    char *msg, size_t msglen);
+/* Records a placement found in a Sandbox's status (after a restart). */
+void scheduler_note(Operator *op, const char *key, const char *node, double cpu, uint64_t memory);
+void scheduler_forget(Operator *op, const char *key);
+void scheduler_free(Operator *op);
+
+/* status.c: conditions and status building. */
+/* Sets condition type in status.conditions (created when absent);
+ * lastTransitionTime changes only when status changes. */
+void status_set_condition(json_object *status, const char *type, const char *cstatus,
+                          const char *reason, const char *message, int64_t generation);
+const char *status_condition_status(json_object *status, const char *type);
+/* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
+ * (rounded up); -EINVAL when malformed. */
+int parse_duration_s(const char *s, long *ret);
+/* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
+ * microseconds since the epoch. */
+int parse_rfc3339_us(const char *s, uint64_t *ret);
+
+/* spec.c: the agent's create request from a Sandbox. */
+typedef struct {
+        double cpu;
+        uint64_t memory;
+} SandboxRequests;
+int sandbox_requests(json_object *sbx, SandboxRequests *ret);
+/* The POST /v1/sandboxes body; secrets are read from the API. On a
+ * missing Secret: -ENOENT with msg set. */
+int sandbox_create_body(Operator *op, json_object *sbx, const char *id, json_object **ret,
+                        char *msg, size_t msglen);
+
+/* reconcile.c */
+/* Reconciles the Sandbox at key; > 0: requeue after that many ms; 0 done;
+ * < 0: failed, requeue with backoff. */
+long reconcile_sandbox(Operator *op, const char *key);
+
+/* health.c: /healthz and /readyz on a TCP address, no auth. */
+typedef struct HealthServer HealthServer;
+int health_start(const char *listen, bool (*ready)(void *userdata), void *userdata,
+                 HealthServer **ret);
+void health_free(HealthServer *h);

@@ -1,0 +1,519 @@
+/* Reconciliation of one Sandbox (docs/operator.md): finalizer first, then a
+ * node, then the sandbox on that node's agent, then status; deletion
+ * through the finalizer. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "operator.h"
+#include "sandpit/http-client.h"
+#include "sandpit/k8s-event.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+const K8sResource operator_sandboxes = {"sandpit.dev", "v1alpha1", "sandboxes", true};
+
+#define AGENT_TIMEOUT_MS 120000L
+
+static json_object *field(json_object *o, const char *name)
+{
+        json_object *v = NULL;
+        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
+}
+
+static const char *str_field(json_object *o, const char *name)
+{
+        json_object *v = field(o, name);
+        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static bool has_finalizer(json_object *obj)
+{
+        json_object *f = field(field(obj, "metadata"), "finalizers");
+        size_t n = f ? json_object_array_length(f) : 0;
+        for (size_t i = 0; i < n; i++)
+                if (streq(json_object_get_string(json_object_array_get_idx(f, i)),
+                          OPERATOR_FINALIZER))
+                        return true;
+        return false;
+}
+
+static void post_event(Operator *op, json_object *obj, const char *type, const char *reason,
+                       const char *note)
+{
+        K8sError e = {0};
+        int r = k8s_event_post(op->client, obj,
+                               &(K8sEventInfo){.type = type,
+                                               .reason = reason,
+                                               .note = note,
+                                               .reporting_controller = OPERATOR_CONTROLLER,
+                                               .reporting_instance = op->instance},
+                               NULL, &e);
+        if (r < 0)
+                log_warning_errno(r, "Failed to post event %s: %s", reason, e.message);
+}
+
+/* Writes the finalizer list (with ours added or removed) conditionally on
+ * the object's resourceVersion; *obj becomes the server's answer. */
+static int set_finalizer(Operator *op, json_object **obj, bool add)
+{
+        json_object *old = field(field(*obj, "metadata"), "finalizers");
+        json_object *list = json_object_new_array();
+        size_t n = old ? json_object_array_length(old) : 0;
+        for (size_t i = 0; i < n; i++) {
+                const char *f = json_object_get_string(json_object_array_get_idx(old, i));
+                if (!streq(f, OPERATOR_FINALIZER))
+                        json_object_array_add(list, json_object_new_string(f));
+        }
+        if (add)
+                json_object_array_add(list, json_object_new_string(OPERATOR_FINALIZER));
+        cleanup_json json_object *patch = json_object_new_object();
+        json_object *meta = json_object_new_object();
+        json_object_object_add(patch, "metadata", meta);
+        json_object_object_add(meta, "finalizers", list);
+        json_object_object_add(meta, "resourceVersion",
+                               json_object_new_string(k8s_obj_resource_version(*obj)));
+        json_object *out = NULL;
+        K8sError e = {0};
+        int r = k8s_patch(op->client, &operator_sandboxes, k8s_obj_namespace(*obj),
+                          k8s_obj_name(*obj), NULL, K8S_PATCH_MERGE, patch, &out, &e);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to %s the finalizer of %s/%s: %s",
+                                         add ? "add" : "remove", k8s_obj_namespace(*obj),
+                                         k8s_obj_name(*obj), e.message);
+        json_object_put(*obj);
+        *obj = out;
+        return 0;
+}
+
+/* Patches status to st when it differs from the object's; *obj becomes the
+ * server's answer. */
+static int write_status(Operator *op, json_object **obj, json_object *st)
+{
+        json_object *cur = field(*obj, "status");
+        if (cur && json_object_equal(cur, st))
+                return 0;
+        cleanup_json json_object *patch = json_object_new_object();
+        json_object_object_add(patch, "status", json_object_get(st));
+        json_object *out = NULL;
+        K8sError e = {0};
+        int r = k8s_patch(op->client, &operator_sandboxes, k8s_obj_namespace(*obj),
+                          k8s_obj_name(*obj), "status", K8S_PATCH_MERGE, patch, &out, &e);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to patch the status of %s/%s: %s",
+                                         k8s_obj_namespace(*obj), k8s_obj_name(*obj), e.message);
+        json_object_put(*obj);
+        *obj = out;
+        return 0;
+}
+
+static int agent_call(Operator *op, const char *endpoint, const char *method, const char *path,
+                      json_object *body, long *ret_status, json_object **ret_body)
+{
+        cleanup_http_client HttpClient *c = NULL;
+        int r = http_client_new(endpoint, op->agent_token, &c);
+        if (r < 0)
+                return r;
+        http_client_set_timeout(c, AGENT_TIMEOUT_MS);
+        r = http_request_json(c, method, path, body, ret_status, ret_body);
+        if (r < 0)
+                log_warning_errno(r, "Agent %s: %s %s: %s", endpoint, method, path,
+                                  http_client_last_error(c));
+        return r;
+}
+
+static const char *agent_message(json_object *body)
+{
+        const char *m = str_field(body, "message");
+        return m ? m : "no message";
+}
+
+static int64_t generation(json_object *obj)
+{
+        json_object *g = field(field(obj, "metadata"), "generation");
+        return g ? json_object_get_int64(g) : 0;
+}
+
+static long finalize(Operator *op, json_object **obj, const char *key)
+{
+        if (!has_finalizer(*obj))
+                return 0;
+        json_object *st = field(*obj, "status");
+        const char *node = str_field(st, "nodeName");
+        const char *id = str_field(st, "sandboxID");
+        if (node && id) {
+                AgentInfo a = {0};
+                int r = agents_find(op, node, &a);
+                if (r >= 0) {
+                        cleanup_free char *path = NULL;
+                        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0) {
+                                agent_info_done(&a);
+                                return -ENOMEM;
+                        }
+                        long status = 0;
+                        cleanup_json json_object *resp = NULL;
+                        r = agent_call(op, a.endpoint, "DELETE", path, NULL, &status, &resp);
+                        bool live = a.live;
+                        agent_info_done(&a);
+                        if (r >= 0 && status != 204 && status != 404) {
+                                log_warning("Agent %s refused to delete %s: %ld %s", node, id,
+                                            status, agent_message(resp));
+                                return -EAGAIN;
+                        }
+                        /* A lost node has nothing left to clean that we could reach. */
+                        if (r < 0 && live)
+                                return r;
+                } else
+                        log_warning(
+                                "Sandbox %s: node %s has no agent registered; nothing to delete",
+                                key, node);
+        }
+        int r = set_finalizer(op, obj, false);
+        if (r < 0)
+                return r;
+        scheduler_forget(op, key);
+        log_info("Sandbox %s: deleted from its node, finalizer removed", key);
+        return 0;
+}
+
+/* Not placed yet: a node with room, recorded in status before anything is
+ * created there (so a retry goes to the same node with the same id). */
+static long schedule(Operator *op, json_object **obj, json_object *st, const char *key)
+{
+        SandboxRequests req = {0};
+        if (sandbox_requests(*obj, &req) < 0)
+                return -EINVAL;
+        AgentInfo a = {0};
+        char msg[512];
+        int64_t gen = generation(*obj);
+        int r = scheduler_place(op, key, req.cpu, req.memory, &a, msg, sizeof(msg));
+        if (r == -ENOSPC) {
+                const char *was = status_condition_status(st, "Scheduled");
+                bool first = !was || !streq(was, "False");
+                json_object_object_add(st, "phase", json_object_new_string("Pending"));
+                json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+                status_set_condition(st, "Scheduled", "False", "Unschedulable", msg, gen);
+                status_set_condition(st, "Ready", "False", "Unschedulable", msg, gen);
+                r = write_status(op, obj, st);
+                if (first)
+                        post_event(op, *obj, "Warning", "Unschedulable", msg);
+                log_info("Sandbox %s: %s", key, msg);
+                return r < 0 ? r : -EAGAIN;
+        }
+        if (r < 0)
+                return r;
+        cleanup_free char *id = NULL;
+        if (asprintf(&id, SANDBOX_ID_PREFIX "%s", k8s_obj_uid(*obj)) < 0) {
+                agent_info_done(&a);
+                return -ENOMEM;
+        }
+        snprintf(msg, sizeof(msg), "placed on node %s", a.node);
+        json_object_object_add(st, "phase", json_object_new_string("Pending"));
+        json_object_object_add(st, "nodeName", json_object_new_string(a.node));
+        json_object_object_add(st, "sandboxID", json_object_new_string(id));
+        json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+        status_set_condition(st, "Scheduled", "True", "Scheduled", msg, gen);
+        status_set_condition(st, "Ready", "False", "Creating", "the sandbox is being created", gen);
+        agent_info_done(&a);
+        r = write_status(op, obj, st);
+        if (r < 0) {
+                scheduler_forget(op, key);
+                return r;
+        }
+        post_event(op, *obj, "Normal", "Scheduled", msg);
+        return 0;
+}
+
+static long fail(Operator *op, json_object **obj, json_object *st, const char *phase,
+                 const char *reason, const char *msg)
+{
+        int64_t gen = generation(*obj);
+        json_object_object_add(st, "phase", json_object_new_string(phase));
+        json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+        status_set_condition(st, "Ready", "False", reason, msg, gen);
+        int r = write_status(op, obj, st);
+        post_event(op, *obj, "Warning", reason, msg);
+        return r;
+}
+
+/* Running status from the agent's sandbox object. */
+static void status_from_agent(json_object *st, json_object *sandbox, int64_t gen)
+{
+        const char *state = str_field(sandbox, "state");
+        bool paused = state && streq(state, "paused");
+        json_object_object_add(st, "phase", json_object_new_string(paused ? "Paused" : "Running"));
+        const char *started = str_field(sandbox, "started_at");
+        const char *expires = str_field(sandbox, "expires_at");
+        if (started && !field(st, "startedAt"))
+                json_object_object_add(st, "startedAt", json_object_new_string(started));
+        if (expires)
+                json_object_object_add(st, "expiresAt", json_object_new_string(expires));
+        const char *ip = str_field(field(sandbox, "network"), "ip");
+        if (ip)
+                json_object_object_add(st, "ip", json_object_new_string(ip));
+        json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+        if (paused) {
+                status_set_condition(st, "Ready", "False", "Paused", "the sandbox is paused", gen);
+                status_set_condition(st, "Paused", "True", "Paused",
+                                     "every process of the sandbox is frozen", gen);
+        } else {
+                status_set_condition(st, "Ready", "True", "Running", "the sandbox runs commands",
+                                     gen);
+                if (status_condition_status(st, "Paused"))
+                        status_set_condition(st, "Paused", "False", "Resumed", "", gen);
+        }
+}
+
+static long create_on_agent(Operator *op, json_object **obj, json_object *st, const char *key,
+                            const AgentInfo *a)
+{
+        const char *id = str_field(st, "sandboxID");
+        char msg[768];
+        cleanup_json json_object *body = NULL;
+        int r = sandbox_create_body(op, *obj, id, &body, msg, sizeof(msg));
+        if (r == -ENOENT) {
+                int64_t gen = generation(*obj);
+                /* Borrowed from st: read before st changes. */
+                const char *was = status_condition_status(st, "Ready");
+                bool first = !was || !streq(was, "False");
+                status_set_condition(st, "Ready", "False", "SecretNotFound", msg, gen);
+                r = write_status(op, obj, st);
+                if (first)
+                        post_event(op, *obj, "Warning", "SecretNotFound", msg);
+                return r < 0 ? r : -EAGAIN;
+        }
+        if (r == -EINVAL)
+                return fail(op, obj, st, "Failed", "InvalidSpec", msg);
+        if (r < 0)
+                return r;
+
+        long status = 0;
+        cleanup_json json_object *resp = NULL;
+        r = agent_call(op, a->endpoint, "POST", "/v1/sandboxes", body, &status, &resp);
+        if (r < 0)
+                return r;
+        if (status == 409) {
+                /* Created by an earlier attempt that did not get to write status. */
+                cleanup_free char *path = NULL;
+                if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
+                        return -ENOMEM;
+                json_object_put(resp);
+                resp = NULL;
+                r = agent_call(op, a->endpoint, "GET", path, NULL, &status, &resp);
+                if (r < 0)
+                        return r;
+                if (status != 200) {
+                        log_warning("Sandbox %s: id %s in use on %s but not readable: %ld", key, id,
+                                    a->node, status);
+                        return -EAGAIN;
+                }
+                log_info("Sandbox %s: already on %s as %s: adopted", key, a->node, id);
+        } else if (status == 400) {
+                snprintf(msg, sizeof(msg), "node %s refused the sandbox: %s", a->node,
+                         agent_message(resp));
+                return fail(op, obj, st, "Failed", "CreateFailed", msg);
+        } else if (status != 201) {
+                log_warning("Sandbox %s: node %s answered %ld: %s", key, a->node, status,
+                            agent_message(resp));
+                return -EAGAIN;
+        }
+        status_from_agent(st, resp, generation(*obj));
+        r = write_status(op, obj, st);
+        if (r < 0)
+                return r;
+        post_event(op, *obj, "Normal", "Started", "the sandbox runs commands");
+        log_info("Sandbox %s: running on %s as %s", key, a->node, id);
+        return 0;
+}
+
+/* At the deadline: the sandbox goes from its node, then the object is kept
+ * as Expired or deleted, as spec.expiryPolicy asks. */
+static long expire(Operator *op, json_object **obj, json_object *st, const char *key,
+                   const AgentInfo *a)
+{
+        const char *id = str_field(st, "sandboxID");
+        cleanup_free char *path = NULL;
+        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
+                return -ENOMEM;
+        long status = 0;
+        cleanup_json json_object *resp = NULL;
+        int r = agent_call(op, a->endpoint, "DELETE", path, NULL, &status, &resp);
+        if (r < 0)
+                return r;
+        if (status != 204 && status != 404) {
+                log_warning("Sandbox %s: node %s refused to delete it at its deadline: %ld %s", key,
+                            a->node, status, agent_message(resp));
+                return -EAGAIN;
+        }
+        const char *policy = str_field(field(*obj, "spec"), "expiryPolicy");
+        scheduler_forget(op, key);
+        if (policy && streq(policy, "Delete")) {
+                K8sError e = {0};
+                r = k8s_delete(op->client, &operator_sandboxes, k8s_obj_namespace(*obj),
+                               k8s_obj_name(*obj), &(K8sPreconditions){.uid = k8s_obj_uid(*obj)},
+                               NULL, &e);
+                if (r < 0 && r != -ENOENT)
+                        return log_warning_errno(r, "Failed to delete expired %s: %s", key,
+                                                 e.message);
+                log_info("Sandbox %s: expired, deleted (expiryPolicy Delete)", key);
+                return 0;
+        }
+        int64_t gen = generation(*obj);
+        json_object_object_add(st, "phase", json_object_new_string("Expired"));
+        json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+        status_set_condition(st, "Ready", "False", "Expired",
+                             "the sandbox was stopped at its deadline", gen);
+        status_set_condition(st, "Expired", "True", "DeadlineReached",
+                             "the sandbox was stopped at its deadline", gen);
+        r = write_status(op, obj, st);
+        if (r < 0)
+                return r;
+        post_event(op, *obj, "Normal", "Expired", "the sandbox was stopped at its deadline");
+        log_info("Sandbox %s: expired (expiryPolicy Retain)", key);
+        return 0;
+}
+
+static long sync_running(Operator *op, json_object **obj, json_object *st, const char *key,
+                         const AgentInfo *a)
+{
+        const char *id = str_field(st, "sandboxID");
+        const char *expires = str_field(st, "expiresAt");
+        uint64_t deadline = 0, now = now_realtime_us();
+        if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline)
+                return expire(op, obj, st, key, a);
+
+        cleanup_free char *path = NULL;
+        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
+                return -ENOMEM;
+        long status = 0;
+        cleanup_json json_object *sb = NULL;
+        int r = agent_call(op, a->endpoint, "GET", path, NULL, &status, &sb);
+        if (r < 0)
+                return r;
+        if (status == 404) {
+                /* The agent removes a sandbox at its deadline by itself. */
+                if (deadline && now_realtime_us() + 2000000u >= deadline)
+                        return expire(op, obj, st, key, a);
+                char msg[256];
+                snprintf(msg, sizeof(msg), "node %s no longer has sandbox %s", a->node, id);
+                scheduler_forget(op, key);
+                return fail(op, obj, st, "Failed", "SandboxLost", msg);
+        }
+        if (status != 200)
+                return -EAGAIN;
+        const char *state = str_field(sb, "state");
+        if (state && streq(state, "exited")) {
+                scheduler_forget(op, key);
+                return fail(op, obj, st, "Failed", "SandboxExited",
+                            "the sandbox's init process died");
+        }
+        json_object *p = field(field(*obj, "spec"), "paused");
+        bool want_paused = p && json_object_get_boolean(p);
+        bool paused = state && streq(state, "paused");
+        if (want_paused != paused) {
+                cleanup_free char *action = NULL;
+                if (asprintf(&action, "%s/%s", path, want_paused ? "pause" : "resume") < 0)
+                        return -ENOMEM;
+                /* The deadline keeps running while paused: the lifetime counts
+                 * from startedAt (docs/crd-reference.md). */
+                cleanup_json json_object *body = json_object_new_object();
+                if (want_paused)
+                        json_object_object_add(body, "stop_deadline",
+                                               json_object_new_boolean(false));
+                cleanup_json json_object *resp = NULL;
+                r = agent_call(op, a->endpoint, "POST", action, body, &status, &resp);
+                if (r < 0)
+                        return r;
+                if (status != 200) {
+                        log_warning("Sandbox %s: %s on %s: %ld %s", key,
+                                    want_paused ? "pause" : "resume", a->node, status,
+                                    agent_message(resp));
+                        return -EAGAIN;
+                }
+                json_object_put(sb);
+                sb = TAKE_PTR(resp);
+                post_event(op, *obj, "Normal", want_paused ? "Paused" : "Resumed",
+                           want_paused ? "the sandbox is paused" : "the sandbox is running again");
+        }
+        status_from_agent(st, sb, generation(*obj));
+        r = write_status(op, obj, st);
+        if (r < 0)
+                return r;
+        /* Back at the deadline. */
+        now = now_realtime_us();
+        if (deadline > now)
+                return (long) ((deadline - now) / 1000u) + 1;
+        return 0;
+}
+
+long reconcile_sandbox(Operator *op, const char *key)
+{
+        cleanup_json json_object *obj = NULL;
+        int r = k8s_informer_get(op->sandboxes, key, &obj);
+        if (r == -ENOENT) {
+                scheduler_forget(op, key);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (field(field(obj, "metadata"), "deletionTimestamp"))
+                return finalize(op, &obj, key);
+        if (!has_finalizer(obj)) {
+                r = set_finalizer(op, &obj, true);
+                if (r < 0)
+                        return r;
+        }
+        json_object *cur = field(obj, "status");
+        cleanup_json json_object *st = cur ? json_object_get(cur) : json_object_new_object();
+        /* Worked on as a copy: obj is replaced by each write's answer. */
+        json_object *copy = NULL;
+        if (json_object_deep_copy(st, &copy, NULL) < 0)
+                return -ENOMEM;
+        json_object_put(st);
+        st = copy;
+
+        const char *phase = str_field(st, "phase");
+        if (phase && (streq(phase, "Failed") || streq(phase, "Expired")))
+                return 0;
+        if (!str_field(st, "nodeName")) {
+                /* The cache may lag behind our own last write: read afresh. */
+                json_object *fresh = NULL;
+                K8sError e = {0};
+                r = k8s_get(op->client, &operator_sandboxes, k8s_obj_namespace(obj),
+                            k8s_obj_name(obj), &fresh, &e);
+                if (r < 0)
+                        return r;
+                json_object_put(obj);
+                obj = fresh;
+                json_object *fst = field(obj, "status");
+                if (fst && str_field(fst, "nodeName"))
+                        return -EAGAIN; /* placed meanwhile: the cache will catch up */
+                if (fst) {
+                        json_object_put(st);
+                        st = NULL;
+                        if (json_object_deep_copy(fst, &st, NULL) < 0)
+                                return -ENOMEM;
+                }
+                r = (int) schedule(op, &obj, st, key);
+                if (r < 0)
+                        return r;
+        }
+        const char *node = str_field(st, "nodeName");
+        bool created = str_field(st, "startedAt") != NULL;
+        AgentInfo a = {0};
+        r = agents_find(op, node, &a);
+        if (r < 0 || !a.live) {
+                agent_info_done(&a);
+                char msg[256];
+                snprintf(msg, sizeof(msg), "node %s %s", node,
+                         r < 0 ? "has no agent registered" : "stopped renewing its lease");
+                scheduler_forget(op, key);
+                return fail(op, &obj, st, "Failed", "NodeLost", msg);
+        }
+        long ret = created ? sync_running(op, &obj, st, key, &a)
+                           : create_on_agent(op, &obj, st, key, &a);
+        agent_info_done(&a);
+        return ret;
+}
