@@ -32,6 +32,7 @@
 #include "initproto.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/outbuf.h"
 #include "sandpit/util.h"
 
 #define CODE_START_TIMEOUT_MS 30000
@@ -586,43 +587,15 @@ struct CodeRun {
         size_t in_len, in_cap;
         uint8_t *frame_buf;
         size_t frame_cap;
-        char *out; /* NDJSON bytes for the client */
-        size_t out_len, out_off, out_cap;
+        OutBuf out;          /* NDJSON bytes for the client */
         uint8_t carry[2][4]; /* incomplete UTF-8 tails of init's stdout, stderr */
         size_t carry_len[2];
 };
 
-static int out_append(CodeRun *run, const char *data, size_t len)
-{
-        if (run->out_off > 0 && run->out_off == run->out_len)
-                run->out_off = run->out_len = 0;
-        if (run->out_len + len + 1 > run->out_cap) {
-                size_t cap = run->out_cap ? run->out_cap : 8192;
-                while (cap < run->out_len + len + 1)
-                        cap *= 2;
-                char *n = realloc(run->out, cap);
-                if (!n)
-                        return -ENOMEM;
-                run->out = n;
-                run->out_cap = cap;
-        }
-        memcpy(run->out + run->out_len, data, len);
-        run->out_len += len;
-        run->out[run->out_len++] = '\n';
-        return 0;
-}
-
 /* Queues o as one NDJSON line; takes o. */
 static int emit(CodeRun *run, json_object *o)
 {
-        if (!o)
-                return -ENOMEM;
-        size_t len = 0;
-        const char *text = json_object_to_json_string_length(
-                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        int r = text ? out_append(run, text, len) : -ENOMEM;
-        json_object_put(o);
-        return r;
+        return outbuf_append_json(&run->out, o);
 }
 
 static json_object *event_new(const char *type)
@@ -877,14 +850,8 @@ ssize_t code_run_read(void *cls, int client_fd, char *buf, size_t max)
 {
         CodeRun *run = cls;
         for (;;) {
-                if (run->out_off < run->out_len) {
-                        size_t n = run->out_len - run->out_off;
-                        if (n > max)
-                                n = max;
-                        memcpy(buf, run->out + run->out_off, n);
-                        run->out_off += n;
-                        return (ssize_t) n;
-                }
+                if (outbuf_pending(&run->out))
+                        return (ssize_t) outbuf_take(&run->out, buf, max);
                 if (run->done)
                         return 0;
                 struct pollfd p[3] = {{.fd = run->ctx->sock_fd, .events = POLLIN},
@@ -932,7 +899,7 @@ void code_run_free(void *cls)
         release(run->ctx);
         free(run->in);
         free(run->frame_buf);
-        free(run->out);
+        outbuf_done(&run->out);
         free(run);
 }
 

@@ -14,6 +14,7 @@
 #include "initproto.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/outbuf.h"
 #include "sandpit/util.h"
 #include "secrets.h"
 
@@ -478,43 +479,15 @@ struct ExecStream {
         uint64_t oom_before;
         uint8_t *frame_buf;
         size_t frame_cap;
-        char *out; /* pending NDJSON bytes */
-        size_t out_len, out_off, out_cap;
+        OutBuf out;          /* pending NDJSON bytes */
         uint8_t carry[2][4]; /* incomplete UTF-8 tails of stdout, stderr */
         size_t carry_len[2];
         bool done;
 };
 
-static int out_append(ExecStream *s, const char *data, size_t len)
-{
-        if (s->out_off > 0 && s->out_off == s->out_len)
-                s->out_off = s->out_len = 0;
-        if (!s->out || s->out_len + len + 1 > s->out_cap) {
-                size_t cap = s->out_cap ? s->out_cap : 8192;
-                while (cap < s->out_len + len + 1)
-                        cap *= 2;
-                char *n = realloc(s->out, cap);
-                if (!n)
-                        return -ENOMEM;
-                s->out = n;
-                s->out_cap = cap;
-        }
-        memcpy(s->out + s->out_len, data, len);
-        s->out_len += len;
-        s->out[s->out_len++] = '\n';
-        return 0;
-}
-
 static int emit(ExecStream *s, json_object *o)
 {
-        if (!o)
-                return -ENOMEM;
-        size_t len = 0;
-        const char *text = json_object_to_json_string_length(
-                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        int r = out_append(s, text, len);
-        json_object_put(o);
-        return r;
+        return outbuf_append_json(&s->out, o);
 }
 
 static json_object *event_new(const char *type)
@@ -665,14 +638,8 @@ ssize_t exec_stream_read(void *cls, int client_fd, char *buf, size_t max)
 {
         ExecStream *s = cls;
         for (;;) {
-                if (s->out_off < s->out_len) {
-                        size_t n = s->out_len - s->out_off;
-                        if (n > max)
-                                n = max;
-                        memcpy(buf, s->out + s->out_off, n);
-                        s->out_off += n;
-                        return (ssize_t) n;
-                }
+                if (outbuf_pending(&s->out))
+                        return (ssize_t) outbuf_take(&s->out, buf, max);
                 if (s->done)
                         return 0;
                 struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
@@ -709,7 +676,7 @@ void exec_stream_free(void *cls)
                 (void) close(s->fd);
         free(s->id);
         free(s->frame_buf);
-        free(s->out);
+        outbuf_done(&s->out);
         free(s);
 }
 

@@ -19,6 +19,7 @@
 
 #include "files.h"
 #include "sandpit/macro.h"
+#include "sandpit/outbuf.h"
 
 #define ENTRIES_MAX 1000000u
 #define BLOCK       ((size_t) 256 * 1024)
@@ -130,8 +131,7 @@ struct FsArchiveStream {
         int depth;
         int file_fd;
         uint64_t file_left;
-        char *out;
-        size_t out_len, out_off, out_cap;
+        OutBuf out; /* archive bytes not yet sent */
         bool finished;
         char *buf;
 };
@@ -140,19 +140,7 @@ static la_ssize_t on_write(struct archive *ar, void *cls, const void *data, size
 {
         FsArchiveStream *s = cls;
         (void) ar;
-        if (s->out_len + n > s->out_cap) {
-                size_t cap = s->out_cap ? s->out_cap : BLOCK;
-                while (cap < s->out_len + n)
-                        cap *= 2;
-                char *p = realloc(s->out, cap);
-                if (!p)
-                        return -1;
-                s->out = p;
-                s->out_cap = cap;
-        }
-        memcpy(s->out + s->out_len, data, n);
-        s->out_len += n;
-        return (la_ssize_t) n;
+        return outbuf_append(&s->out, data, n) < 0 ? -1 : (la_ssize_t) n;
 }
 
 static void stream_free(void *cls)
@@ -167,7 +155,7 @@ static void stream_free(void *cls)
                 free(s->stack[i].rel);
         }
         closep(&s->file_fd);
-        free(s->out);
+        outbuf_done(&s->out);
         free(s->buf);
         free(s);
 }
@@ -287,18 +275,12 @@ static ssize_t stream_read(void *cls, int client_fd, char *buf, size_t max)
 {
         FsArchiveStream *s = cls;
         (void) client_fd;
-        while (s->out_off == s->out_len && !s->finished) {
-                s->out_off = s->out_len = 0;
+        while (!outbuf_pending(&s->out) && !s->finished) {
                 int k = step(s);
                 if (k < 0)
                         return k;
         }
-        size_t n = s->out_len - s->out_off;
-        if (n > max)
-                n = max;
-        memcpy(buf, s->out + s->out_off, n);
-        s->out_off += n;
-        return (ssize_t) n;
+        return (ssize_t) outbuf_take(&s->out, buf, max);
 }
 
 const HttpStreamOps fsarchive_stream_ops = {

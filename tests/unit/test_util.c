@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "sandpit/macro.h"
+#include "sandpit/outbuf.h"
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
 
@@ -250,9 +251,38 @@ static void test_dir_list(void **state)
         strv_free(v);
 }
 
+static void test_outbuf(void **state)
+{
+        (void) state;
+        OutBuf b = {0};
+        char dst[16];
+        assert_false(outbuf_pending(&b));
+        assert_int_equal(outbuf_append(&b, "hello", 5), 0);
+        assert_int_equal(outbuf_append_json(&b, json_object_new_int(42)), 0);
+        assert_int_equal(outbuf_append_json(&b, NULL), -ENOMEM);
+        assert_true(outbuf_pending(&b));
+        assert_int_equal(outbuf_take(&b, dst, 3), 3);
+        assert_memory_equal(dst, "hel", 3);
+        assert_int_equal(outbuf_take(&b, dst, sizeof(dst)), 5);
+        assert_memory_equal(dst, "lo42\n", 5);
+        assert_false(outbuf_pending(&b));
+        /* Drained: the next append starts over at the beginning. */
+        char big[20000];
+        memset(big, 'x', sizeof(big));
+        assert_int_equal(outbuf_append(&b, big, sizeof(big)), 0);
+        assert_int_equal(b.off, 0);
+        assert_int_equal(b.len, sizeof(big));
+        assert_true(b.cap >= sizeof(big));
+        assert_int_equal(outbuf_take(&b, dst, sizeof(dst)), sizeof(dst));
+        assert_int_equal(b.off, sizeof(dst));
+        outbuf_done(&b);
+        assert_null(b.data);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_outbuf),
                 cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_utf8_prefix),
                 cmocka_unit_test(test_quantities),
