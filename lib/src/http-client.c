@@ -15,6 +15,7 @@
 
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 #define HTTP_BODY_MAX           ((size_t) 64 * 1024 * 1024)
 #define HTTP_CONNECT_TIMEOUT_MS 10000L
@@ -29,38 +30,6 @@ struct HttpClient {
         const volatile sig_atomic_t *cancel;
         char errbuf[CURL_ERROR_SIZE];
 };
-
-typedef struct {
-        char *data;
-        size_t len;
-        size_t cap;
-} Buffer;
-
-static void buffer_done(Buffer *b)
-{
-        free(b->data);
-        *b = (Buffer){0};
-}
-
-static int buffer_append(Buffer *b, const char *data, size_t len, size_t max)
-{
-        if (len > max || b->len > max - len)
-                return -E2BIG;
-        if (b->len + len + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + len + 1)
-                        cap *= 2;
-                char *p = realloc(b->data, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->data = p;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, data, len);
-        b->len += len;
-        b->data[b->len] = '\0';
-        return 0;
-}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
@@ -366,7 +335,7 @@ typedef enum {
 typedef struct {
         HttpClient *client;
         BodyMode mode; /* BODY_COLLECT throughout for http_request_json() */
-        Buffer body;
+        StrBuf body;
         HttpLineSplitter splitter;
         HttpLineFn on_line;
         HttpDataFn on_data; /* http_request_raw(): the 2xx body's bytes */
@@ -396,7 +365,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
         else if (t->mode == BODY_LINES)
                 r = http_line_splitter_feed(&t->splitter, data, n, t->on_line, t->userdata);
         else
-                r = buffer_append(&t->body, data, n, HTTP_BODY_MAX);
+                r = strbuf_append(&t->body, data, n, HTTP_BODY_MAX);
         if (r < 0) {
                 t->error = r;
                 return 0; /* anything but n makes curl stop with CURLE_WRITE_ERROR */
@@ -581,7 +550,7 @@ int http_request_json(HttpClient *c, const char *method, const char *path, json_
                 *ret_body = TAKE_PTR(parsed);
 out:
         json_object_put(parsed);
-        buffer_done(&t.body);
+        strbuf_done(&t.body);
         return r;
 }
 
@@ -619,7 +588,7 @@ int http_request_stream(HttpClient *c, const char *method, const char *path, jso
                 *ret_body = TAKE_PTR(parsed);
 out:
         json_object_put(parsed);
-        buffer_done(&t.body);
+        strbuf_done(&t.body);
         http_line_splitter_done(&t.splitter);
         return r;
 }
@@ -655,6 +624,6 @@ int http_request_raw(HttpClient *c, const char *method, const char *path, int in
                 *ret_body = TAKE_PTR(parsed);
 out:
         json_object_put(parsed);
-        buffer_done(&t.body);
+        strbuf_done(&t.body);
         return r;
 }

@@ -253,38 +253,12 @@ static int map_curl_error(CURL *h, CURLcode cc, const char *errbuf, K8sError *er
 }
 
 typedef struct {
-        char *data;
-        size_t len;
-        size_t cap;
-} Buffer;
-
-static int buffer_append(Buffer *b, const char *data, size_t len)
-{
-        if (len > K8S_BODY_MAX || b->len > K8S_BODY_MAX - len)
-                return -E2BIG;
-        if (b->len + len + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + len + 1)
-                        cap *= 2;
-                char *p = realloc(b->data, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->data = p;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, data, len);
-        b->len += len;
-        b->data[b->len] = '\0';
-        return 0;
-}
-
-typedef struct {
         CURL *h;
         K8sDataFn on_data; /* NULL: collect the whole body */
         void *userdata;
         bool decided;
         bool streaming;
-        Buffer body;
+        StrBuf body;
         int error;
         const atomic_bool *stop;
 } Transfer;
@@ -299,7 +273,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
                 t->streaming = t->on_data && status >= 200 && status < 300;
                 t->decided = true;
         }
-        int r = t->streaming ? t->on_data(data, n, t->userdata) : buffer_append(&t->body, data, n);
+        int r = t->streaming ? t->on_data(data, n, t->userdata)
+                             : strbuf_append(&t->body, data, n, K8S_BODY_MAX);
         if (r < 0) {
                 t->error = r;
                 return 0;
@@ -530,7 +505,7 @@ out:
         (void) curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(headers);
         handle_give_back(c, h);
-        free(t.body.data);
+        strbuf_done(&t.body);
         return r;
 }
 
