@@ -98,7 +98,15 @@ static int add_watch(FsWatch *w, int fd, const char *path)
         return wd;
 }
 
-static int add_tree(FsWatch *w, int fd, const char *path, unsigned level)
+static int emit_entry(FsWatch *w, const char *type, const char *path, const char *name, bool is_dir);
+
+/*
+ * Watches the tree at fd. With announce (a directory that appeared while the
+ * stream was open), every entry already inside gets a "create" event: those
+ * were made before the new directory's watch existed, so inotify never saw
+ * them. An entry made in the gap can be reported twice; none is lost.
+ */
+static int add_tree(FsWatch *w, int fd, const char *path, unsigned level, bool announce)
 {
         int wd = add_watch(w, fd, path);
         if (wd < 0 || !w->recursive || level >= FILES_DEPTH_MAX)
@@ -112,21 +120,29 @@ static int add_tree(FsWatch *w, int fd, const char *path, unsigned level)
         }
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (de->d_type != DT_DIR || streq(de->d_name, ".") || streq(de->d_name, ".."))
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                FsCred c;
-                if (fscred_enter(&w->cred, &c) < 0)
+                char *cpath = NULL;
+                if (asprintf(&cpath, "%s/%s", streq(path, "/") ? "" : path, de->d_name) < 0)
                         break;
+                if (announce)
+                        (void) emit_entry(w, "create", cpath, de->d_name, de->d_type == DT_DIR);
+                if (de->d_type != DT_DIR) {
+                        free(cpath);
+                        continue;
+                }
+                FsCred c;
+                if (fscred_enter(&w->cred, &c) < 0) {
+                        free(cpath);
+                        break;
+                }
                 int cfd = fsroot_open_child(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY, 0);
                 fscred_leave(&c);
-                if (cfd < 0)
-                        continue; /* unreadable: not watched */
-                char *cpath = NULL;
-                if (asprintf(&cpath, "%s/%s", streq(path, "/") ? "" : path, de->d_name) >= 0) {
-                        (void) add_tree(w, cfd, cpath, level + 1);
-                        free(cpath);
+                if (cfd >= 0) { /* unreadable: not watched */
+                        (void) add_tree(w, cfd, cpath, level + 1, announce);
+                        (void) close(cfd);
                 }
-                (void) close(cfd);
+                free(cpath);
         }
         (void) closedir(d);
         return wd;
@@ -164,7 +180,7 @@ int fs_watch_new(const FsRoot *root, const char *abspath, bool recursive, FsWatc
                 watch_free(w);
                 return fd;
         }
-        k = add_tree(w, fd, abspath, 0);
+        k = add_tree(w, fd, abspath, 0, false);
         (void) close(fd);
         if (k < 0) {
                 watch_free(w);
@@ -207,6 +223,16 @@ static int emit_simple(FsWatch *w, const char *type)
         return emit(w, o);
 }
 
+static int emit_entry(FsWatch *w, const char *type, const char *path, const char *name, bool is_dir)
+{
+        json_object *o = json_object_new_object();
+        (void) json_object_object_add(o, "type", json_object_new_string(type));
+        (void) json_object_object_add(o, "path", json_object_new_string(path));
+        (void) json_object_object_add(o, "name", json_object_new_string(name));
+        (void) json_object_object_add(o, "is_dir", json_object_new_boolean(is_dir));
+        return emit(w, o);
+}
+
 static const char *event_type(uint32_t mask)
 {
         if (mask & IN_CREATE || mask & IN_MOVED_TO)
@@ -238,26 +264,22 @@ static int handle_event(FsWatch *w, const struct inotify_event *ev)
         if (asprintf(&path, "%s/%s", streq(dir, "/") ? "" : dir, ev->name) < 0)
                 return -ENOMEM;
         bool is_dir = ev->mask & IN_ISDIR;
-        if (is_dir && w->recursive && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
-                FsRoot r = w->cred;
-                FsCred c;
-                r.root_fd = open(w->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (r.root_fd >= 0 && fscred_enter(&r, &c) == 0) {
-                        int fd = fsroot_open_path(&r, path, O_RDONLY | O_DIRECTORY, 0);
-                        fscred_leave(&c);
-                        if (fd >= 0) {
-                                (void) add_tree(w, fd, path, 1);
-                                (void) close(fd);
-                        }
+        int k = emit_entry(w, type, path, ev->name, is_dir);
+        if (k < 0 || !is_dir || !w->recursive || !(ev->mask & (IN_CREATE | IN_MOVED_TO)))
+                return k;
+        FsRoot r = w->cred;
+        FsCred c;
+        r.root_fd = open(w->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (r.root_fd >= 0 && fscred_enter(&r, &c) == 0) {
+                int fd = fsroot_open_path(&r, path, O_RDONLY | O_DIRECTORY, 0);
+                fscred_leave(&c);
+                if (fd >= 0) {
+                        (void) add_tree(w, fd, path, 1, true);
+                        (void) close(fd);
                 }
-                closep(&r.root_fd);
         }
-        json_object *o = json_object_new_object();
-        (void) json_object_object_add(o, "type", json_object_new_string(type));
-        (void) json_object_object_add(o, "path", json_object_new_string(path));
-        (void) json_object_object_add(o, "name", json_object_new_string(ev->name));
-        (void) json_object_object_add(o, "is_dir", json_object_new_boolean(is_dir));
-        return emit(w, o);
+        closep(&r.root_fd);
+        return 0;
 }
 
 static ssize_t watch_read(void *cls, int client_fd, char *buf, size_t max)

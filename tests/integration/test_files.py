@@ -512,12 +512,13 @@ def test_watch_recursive(client, sandbox):
     with s:
         assert s.next_event() == {"type": "start"}
         client.sh(sid, "cd ~/w && echo hi > a && mkdir newdir && echo x > newdir/inner && "
-                       "echo y > sub/deep && mv a b && rm b && touch DONE")
+                       "echo y > sub/deep && mv a b && rm b && mkdir -p t/u/v && echo z > t/u/v/f && touch DONE")
         seen = watch_until(s, lambda e: e.get("name") == "DONE")
     got = [(e["type"], e["path"]) for e in seen]
     for want in [("create", "/home/user/w/a"), ("write", "/home/user/w/a"), ("create", "/home/user/w/newdir"),
                  ("create", "/home/user/w/newdir/inner"), ("create", "/home/user/w/sub/deep"),
-                 ("rename", "/home/user/w/a"), ("create", "/home/user/w/b"), ("remove", "/home/user/w/b")]:
+                 ("rename", "/home/user/w/a"), ("create", "/home/user/w/b"), ("remove", "/home/user/w/b"),
+                 ("create", "/home/user/w/t/u"), ("create", "/home/user/w/t/u/v"), ("create", "/home/user/w/t/u/v/f")]:
         assert want in got, f"{want} not in {got}"
     assert [e["is_dir"] for e in seen if e["path"] == "/home/user/w/newdir"][0] is True
 
