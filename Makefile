@@ -19,6 +19,7 @@ run: deps all
 # The slow integration tests need the `default` template: built once per
 # machine (a few minutes), then cached.
 test: deps
+	@mk/tools.sh
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
 	@mk/templates.sh default
@@ -29,6 +30,7 @@ unit: deps
 	@tests/run-all.sh --unit-only
 
 integration: deps all
+	@mk/tools.sh
 	@tests/run-all.sh --integration-only
 
 bench: deps all

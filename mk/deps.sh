@@ -17,6 +17,8 @@ PACKAGES=(
         libclang-rt-14-dev iproute2 procps util-linux
         # the JavaScript kernel masker test (tests/integration/test_code_mask.py) runs it on the host
         nodejs
+        # mk/tools.sh unpacks kubectl and helm with it
+        unzip
         # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
         openssl
 )

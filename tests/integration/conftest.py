@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import string
@@ -30,6 +31,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# kubectl and helm: on PATH, or where mk/tools.sh (run by `make test`) puts them.
+TOOLS_BIN = Path(os.environ.get("SANDPIT_TOOLS_DIR") or "/var/cache/sandpit/tools") / "bin"
+
+
+def tool_path(name):
+    """The path of kubectl or helm (PATH first), or where mk/tools.sh installs it."""
+    return shutil.which(name) or str(TOOLS_BIN / name)
 AGENT_BIN = REPO / "build" / "bin" / "sandpit-agent"
 INIT_BIN = REPO / "build" / "bin" / "sandpit-init"
 TEMPLATES_SH = REPO / "mk" / "templates.sh"

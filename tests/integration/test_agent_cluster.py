@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT_BIN, AGENTS, REPO, Agent, Client, find_free_port, rand_suffix, stop_agent, wait_for
+from conftest import AGENT_BIN, AGENTS, REPO, Agent, Client, find_free_port, rand_suffix, stop_agent, tool_path, wait_for
 
 SERVER = REPO / "tests" / "fixtures" / "kube-apiserver.py"
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+KUBECTL = tool_path("kubectl")
 NS = "sandpit-system"
 MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 if not os.path.exists(KUBECTL):
-    pytest.skip("kubectl is not installed (/usr/bin/kubectl)", allow_module_level=True)
+    pytest.skip(f"kubectl is not installed ({KUBECTL}; mk/tools.sh installs it)", allow_module_level=True)
 if not shutil.which("openssl"):
     pytest.skip("openssl is not installed (mk/deps.sh installs it)", allow_module_level=True)
 

@@ -21,16 +21,17 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import REPO, tool_path
+
 SERVER = REPO / "tests" / "fixtures" / "kube-apiserver.py"
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+KUBECTL = tool_path("kubectl")
 SBX = "/apis/sandpit.dev/v1alpha1/namespaces/{ns}/sandboxes"
 
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 from kubeapi import cel, selectors  # noqa: E402
 
 if not os.path.exists(KUBECTL):
-    pytest.skip("kubectl is not installed (/usr/bin/kubectl)", allow_module_level=True)
+    pytest.skip(f"kubectl is not installed ({KUBECTL}; mk/tools.sh installs it)", allow_module_level=True)
 if not shutil.which("openssl"):
     pytest.skip("openssl is not installed (mk/deps.sh installs it)", allow_module_level=True)
 

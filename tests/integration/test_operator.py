@@ -33,7 +33,7 @@ SBX = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes"
 EVENTS = "/apis/events.k8s.io/v1/namespaces/default/events"
 
 if not os.path.exists(KUBECTL):
-    pytest.skip("kubectl is not installed (/usr/bin/kubectl)", allow_module_level=True)
+    pytest.skip(f"kubectl is not installed ({KUBECTL}; mk/tools.sh installs it)", allow_module_level=True)
 
 
 def micro_time(delta_s=0):

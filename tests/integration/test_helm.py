@@ -1,0 +1,304 @@
+"""The Helm chart (charts/sandpit): `helm lint --strict`, what `helm template`
+renders, values checked by values.schema.json, and the rendered operator and
+agent commands run for real: both binaries start with exactly the arguments
+of the rendered Deployment and DaemonSet, in-cluster (their service account
+files bind-mounted where a pod has them, inside a private mount namespace),
+against the fixture API server, and a Sandbox applied with kubectl becomes
+Ready and is deleted through the finalizer.
+
+helm comes from mk/tools.sh (run by `make test`); see docs/helm.md."""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import AGENTS, REPO, Agent, Client, find_free_port, stop_agent, tool_path, wait_for
+from test_kube_apiserver import KUBECTL, Kube
+
+HELM = tool_path("helm")
+CHART = REPO / "charts" / "sandpit"
+NS = "sandpit-system"
+OPERATOR_BIN = Path(os.environ.get("SANDPIT_OPERATOR_BIN") or REPO / "build" / "bin" / "sandpit-operator")
+TOKEN_DIR = "/etc/sandpit/agent-token"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+if not os.path.exists(HELM):
+    pytest.skip(f"helm is not installed ({HELM}; mk/tools.sh installs it)", allow_module_level=True)
+if not os.path.exists(KUBECTL):
+    pytest.skip(f"kubectl is not installed ({KUBECTL}; mk/tools.sh installs it)", allow_module_level=True)
+
+
+def helm(*args, check=True):
+    p = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, f"helm {' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+def render(*sets, crds=False):
+    args = ["template", "t", str(CHART), "--namespace", NS]
+    if crds:
+        args.append("--include-crds")
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def find(docs, kind, suffix=""):
+    got = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    assert len(got) == 1, f"{kind} *{suffix}: {len(got)} rendered"
+    return got[0]
+
+
+def container(docs, kind):
+    return find(docs, kind)["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_lint_strict():
+    p = helm("lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in p.stdout
+
+
+def test_renders_every_part():
+    docs = render(crds=True)
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert kinds == sorted([
+        ("CustomResourceDefinition", "sandboxes.sandpit.dev"),
+        ("CustomResourceDefinition", "sandboxtemplates.sandpit.dev"),
+        ("ServiceAccount", "t-sandpit-operator"), ("ServiceAccount", "t-sandpit-agent"),
+        ("Secret", "t-sandpit-agent-token"),
+        ("ClusterRole", "t-sandpit-operator"), ("ClusterRoleBinding", "t-sandpit-operator"),
+        ("Role", "t-sandpit-leases"), ("RoleBinding", "t-sandpit-leases"),
+        ("Deployment", "t-sandpit-operator"), ("DaemonSet", "t-sandpit-agent"),
+    ]), kinds
+    # the chart's CRDs are the repository's (charts/sandpit/crds links to crds/)
+    for name in ("sandboxes", "sandboxtemplates"):
+        want = yaml.safe_load((REPO / "crds" / f"sandpit.dev_{name}.yaml").read_text())
+        assert find(docs, "CustomResourceDefinition", f"{name}.sandpit.dev") == want
+    for d in docs:
+        if d["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] == NS, d["metadata"]
+        assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sandpit", d["metadata"]
+
+
+def test_the_token_is_random_and_mounted_by_both():
+    a = find(render(), "Secret", "agent-token")["data"]["token"]
+    b = find(render(), "Secret", "agent-token")["data"]["token"]
+    assert a != b and len(a) >= 64  # 48 random characters, base64
+    docs = render()
+    for kind in ("Deployment", "DaemonSet"):
+        pod = find(docs, kind)["spec"]["template"]["spec"]
+        vol = [v for v in pod["volumes"] if v["name"] == "agent-token"][0]
+        assert vol["secret"]["secretName"] == "t-sandpit-agent-token" and vol["secret"]["defaultMode"] == 0o400
+        c = pod["containers"][0]
+        assert {"name": "agent-token", "mountPath": TOKEN_DIR, "readOnly": True} in c["volumeMounts"]
+        assert any(a.endswith(f"-token-file={TOKEN_DIR}/token") for a in c["args"]), c["args"]
+    # a Secret the user manages instead: none rendered, both mount theirs
+    docs = render("agentToken.existingSecret=mine")
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    for kind in ("Deployment", "DaemonSet"):
+        vols = find(docs, kind)["spec"]["template"]["spec"]["volumes"]
+        assert [v for v in vols if v["name"] == "agent-token"][0]["secret"]["secretName"] == "mine"
+
+
+def test_rbac_grants_what_the_operator_and_agent_use():
+    docs = render()
+    rules = find(docs, "ClusterRole", "operator")["rules"]
+
+    def allowed(rules, group, resource, verb):
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+
+    # what operator/src does (informers, finalizer, status patches, Secrets for env, Events)
+    for res, verbs in {"sandboxes": ["get", "list", "watch", "update", "patch"],
+                       "sandboxes/status": ["get", "patch"], "sandboxes/finalizers": ["update"],
+                       "sandboxtemplates": ["get", "list", "watch"]}.items():
+        for v in verbs:
+            assert allowed(rules, "sandpit.dev", res, v), (res, v)
+    assert allowed(rules, "", "secrets", "get")
+    assert not allowed(rules, "", "secrets", "list"), "the operator reads the Secrets it is pointed at, no more"
+    assert allowed(rules, "events.k8s.io", "events", "create")
+    lease_rules = find(docs, "Role", "leases")["rules"]
+    for v in ("get", "list", "watch", "create", "update", "delete"):
+        assert allowed(lease_rules, "coordination.k8s.io", "leases", v), v
+    subjects = {s["name"] for s in find(docs, "RoleBinding", "leases")["subjects"]}
+    assert subjects == {"t-sandpit-operator", "t-sandpit-agent"}
+
+
+def test_agent_pod_shape():
+    docs = render("agent.sandboxCIDR=198.18.0.0/16", "agent.blockedCIDRs[0]=198.19.0.0/24",
+                  "agent.blockedCIDRs[1]=198.19.1.0/24", "agent.capacity.cpu=3")
+    pod = find(docs, "DaemonSet")["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["hostNetwork"] is True and c["securityContext"] == {"privileged": True}
+    state = [m for m in c["volumeMounts"] if m["name"] == "state"][0]
+    assert state["mountPropagation"] == "Bidirectional", "the agent's mounts must reach runc and the host"
+    args = c["args"]
+    for want in ("--in-cluster", "--node-name=$(NODE_NAME)", "--sandbox-cidr=198.18.0.0/16",
+                 "--blocked-cidr=198.19.0.0/24", "--blocked-cidr=198.19.1.0/24", "--capacity-cpu=3"):
+        assert want in args, (want, args)
+    assert not any(a.startswith("--capacity-memory") for a in args)
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"NODE_NAME": "spec.nodeName", "HOST_IP": "status.hostIP"}
+    # the operator never runs as root and can't escalate
+    op = find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert op["securityContext"]["runAsNonRoot"] is True
+    assert op["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert find(docs, "Deployment")["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("operator.replicas=0", "operator.replicas: Must be greater than or equal to 1"),
+    ("agent.bogus=1", "Additional property bogus is not allowed"),
+    ("agent.blockedCIDRs[0]=not-a-cidr", "agent.blockedCIDRs.0: Does not match pattern"),
+    ("agent.stateDir=relative", "agent.stateDir: Does not match pattern"),
+    ("operator.logLevel=loud", "operator.logLevel: operator.logLevel must be one of"),
+    ("operator.leaderElection.enabled=false", "leader election off needs operator.replicas=1"),
+])
+def test_bad_values_fail_with_the_key(value, message):
+    p = helm("template", "t", str(CHART), "--namespace", NS, "--set", value, check=False)
+    assert p.returncode != 0 and message in p.stderr, p.stderr
+
+
+# ------------------------------------------------------- the rendered commands, run
+
+
+class ChartProcess:
+    """Runs a rendered container's command and args in a private mount
+    namespace where FAKE_RUN is /run (so the service account files sit at
+    /var/run/secrets/kubernetes.io/serviceaccount, as in a pod)."""
+
+    @staticmethod
+    def wrap(fake_run, argv):
+        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                'mount --bind "$0" /run && exec "$@"', str(fake_run), *argv]
+
+
+def localize(args, values):
+    """The rendered args with the pod's environment ($(VAR)) and the token's
+    mount path replaced by this test's (the Secret volume itself is checked
+    in test_the_token_is_random_and_mounted_by_both)."""
+    out = []
+    for a in args:
+        for k, v in values.items():
+            a = a.replace(f"$({k})", v)
+        out.append(a)
+    return out
+
+
+class ChartAgent(Agent):
+    """conftest's Agent (so the leak check covers it), started with the
+    DaemonSet's rendered args."""
+
+    rendered, fake_run, env = None, None, {}
+
+    def argv(self):
+        args = localize(self.rendered, {"NODE_NAME": "chart-node", "HOST_IP": "127.0.0.1"})
+        args = [a.replace(f"{TOKEN_DIR}/token", str(self.token_file)) for a in args]
+        # what only this shared test machine needs: its own socket, cgroup parent and init
+        args += ["--socket", str(self.socket), "--cgroup-parent", self.cgroup_parent, "--init",
+                 str(REPO / "build" / "bin" / "sandpit-init"), "--log-format", "text"]
+        env = [f"{k}={v}" for k, v in self.env.items()]
+        return ["env", *env, *ChartProcess.wrap(self.fake_run, [str(REPO / "build" / "bin" / "sandpit-agent"), *args])]
+
+
+@pytest.fixture
+def kube():
+    tmp = tempfile.mkdtemp(prefix="sandpit-helm-kubeapi-")
+    k = Kube(tmp)
+    yield k
+    k.stop()
+    shutil.rmtree(tmp)
+
+
+def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
+    agent_port, health_port = find_free_port(), find_free_port()
+    token = secrets.token_hex(24)
+    token_file = tmp_path / "agent-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    agent = ChartAgent("helm", templates_dir, listen=f"127.0.0.1:{agent_port}", token_file=token_file)
+    docs = render(f"agent.port={agent_port}", f"operator.healthPort={health_port}",
+                  f"agent.templatesDir={templates_dir}", f"agent.stateDir={agent.state_dir}",
+                  "agent.leaseDuration=5", "operator.replicas=1", "operator.leaderElection.enabled=true",
+                  "operator.resyncSeconds=2", "operator.logFormat=text", crds=True)
+    # the CRDs and namespace, as `helm install` would create them
+    crds = tmp_path / "crds.yaml"
+    crds.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] == "CustomResourceDefinition"]))
+    kube.kubectl("apply", "-f", str(crds))
+    kube.kubectl("create", "namespace", NS)
+
+    fake_run = tmp_path / "run"
+    sa = fake_run / "secrets" / "kubernetes.io" / "serviceaccount"
+    sa.mkdir(parents=True)
+    (sa / "token").write_text(kube.token)
+    shutil.copy(kube.dir / "ca.crt", sa / "ca.crt")
+    (sa / "namespace").write_text(NS)
+    pod_env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
+
+    ag = container(docs, "DaemonSet")
+    assert ag["command"] == ["sandpit-agent"]
+    agent.rendered, agent.fake_run, agent.env = ag["args"], fake_run, pod_env
+    AGENTS.append(agent)
+    op_proc = None
+    log = tmp_path / "operator.log"
+    try:
+        agent.start()
+
+        def lease():
+            st, _, obj = kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/"
+                                             "sandpit-agent-chart-node")
+            return obj if st == 200 else None
+        lease = wait_for(lease, 20, what="the agent's Lease")
+        assert lease["metadata"]["annotations"]["sandpit.dev/endpoint"] == f"http://127.0.0.1:{agent_port}"
+
+        op = container(docs, "Deployment")
+        assert op["command"] == ["sandpit-operator"]
+        args = [a.replace(f"{TOKEN_DIR}/token", str(token_file)) for a in op["args"]]
+        op_proc = subprocess.Popen(ChartProcess.wrap(fake_run, [str(OPERATOR_BIN), *args]),
+                                   env={**os.environ, **pod_env},
+                                   stdin=subprocess.DEVNULL, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+        def ready():
+            assert op_proc.poll() is None, "the operator exited:\n" + log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_for(ready, 30, what="the operator's /readyz (port from the rendered probe)")
+
+        kube.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "metadata": {"name": "chart"},
+            "spec": {"template": "host", "timeout": "5m",
+                     "resources": {"cpu": "250m", "memory": "64Mi", "disk": "16Mi", "pids": 64}}}))
+        p = kube.kubectl("wait", "--for=condition=Ready", "sandbox/chart", "--timeout=60s", check=False)
+        assert p.returncode == 0, p.stderr + "\n" + log.read_text()[-3000:]
+        st, _, obj = kube.request("GET", "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes/chart")
+        sid = obj["status"]["sandboxID"]
+        api = Client(tcp=("127.0.0.1", agent_port), token=token)
+        r = api.exec(sid, shell="echo from-the-chart")
+        assert r.exit_code == 0 and r.stdout == "from-the-chart\n", r
+        kube.kubectl("delete", "sandbox/chart", "--timeout=60s")
+        assert api.get(f"/v1/sandboxes/{sid}").status == 404
+        # the sandbox's mounts lived in the agent's mount namespace: none left there
+        mounts = Path(f"/proc/{agent.proc.pid}/mountinfo").read_text()
+        assert sid not in mounts
+    finally:
+        if op_proc is not None:
+            op_proc.terminate()
+            try:
+                op_proc.wait(20)
+            except subprocess.TimeoutExpired:
+                op_proc.kill()
+                op_proc.wait()
+        stop_agent(agent)
+    assert op_proc.returncode == 0, log.read_text()[-3000:]
+    assert token not in log.read_text(), "the agent token was logged"
