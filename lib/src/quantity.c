@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,4 +80,24 @@ int quantity_cpu_from_json(json_object *v, double *ret)
         if (json_object_is_type(v, json_type_string))
                 return quantity_parse_cpu(json_object_get_string(v), ret);
         return -EINVAL;
+}
+
+void quantity_format_bytes(uint64_t bytes, char *buf, size_t len)
+{
+        static const char *const suffix[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi"};
+        size_t i = 0;
+        while (bytes && bytes % 1024 == 0 && i + 1 < ARRAY_SIZE(suffix)) {
+                bytes /= 1024;
+                i++;
+        }
+        (void) snprintf(buf, len, "%llu%s", (unsigned long long) bytes, suffix[i]);
+}
+
+void quantity_format_cpu(double cores, char *buf, size_t len)
+{
+        long long milli = llround(cores * 1000.0);
+        if (milli % 1000 == 0)
+                (void) snprintf(buf, len, "%lld", milli / 1000);
+        else
+                (void) snprintf(buf, len, "%lldm", milli);
 }

@@ -86,6 +86,7 @@ void scheduler_free(Operator *op);
 void status_set_condition(json_object *status, const char *type, const char *cstatus,
                           const char *reason, const char *message, int64_t generation);
 const char *status_condition_status(json_object *status, const char *type);
+const char *status_condition_reason(json_object *status, const char *type);
 /* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
  * (rounded up); -EINVAL when malformed. */
 int parse_duration_s(const char *s, long *ret);
@@ -94,15 +95,40 @@ int parse_duration_s(const char *s, long *ret);
 int parse_rfc3339_us(const char *s, uint64_t *ret);
 
 /* spec.c: the agent's create request from a Sandbox. */
+extern const K8sResource operator_templates;
+
 typedef struct {
         double cpu;
         uint64_t memory;
-} SandboxRequests;
-int sandbox_requests(json_object *sbx, SandboxRequests *ret);
+        uint64_t disk;
+        int64_t pids;
+} SandboxResources;
+
+/* What spec.template resolves to. */
+typedef struct {
+        char *agent_template;   /* the agents' template name */
+        json_object *resources; /* the SandboxTemplate's spec.resources, or NULL */
+        bool found;             /* a SandboxTemplate object exists */
+} SandboxTemplateInfo;
+
+void sandbox_template_done(SandboxTemplateInfo *t);
+/* Reads the SandboxTemplate the Sandbox names; with none, the agents'
+ * template of that name. -ENOTSUP with msg set when the template asks for
+ * what the agents cannot do (an image); other errors are the API's. */
+int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
+                             size_t msglen);
+/* The sandbox's limits: spec.resources, else the template's (t may be NULL),
+ * else the built-in defaults; -EINVAL when a value is malformed. */
+int sandbox_resources(json_object *sbx, const SandboxTemplateInfo *t, SandboxResources *ret);
+/* Those of a placed Sandbox: status.resources, which records what it was
+ * given, else as sandbox_resources without a template. */
+int sandbox_placed_resources(json_object *sbx, SandboxResources *ret);
+/* status.resources: quantities as Kubernetes writes them. */
+json_object *sandbox_resources_json(const SandboxResources *r);
 /* The POST /v1/sandboxes body; secrets are read from the API. On a
  * missing Secret: -ENOENT with msg set. */
-int sandbox_create_body(Operator *op, json_object *sbx, const char *id, json_object **ret,
-                        char *msg, size_t msglen);
+int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,
+                        const char *id, json_object **ret, char *msg, size_t msglen);
 
 /* reconcile.c */
 /* Reconciles the Sandbox at key; > 0: requeue after that many ms; 0 done;

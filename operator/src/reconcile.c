@@ -180,15 +180,41 @@ static long finalize(Operator *op, json_object **obj, const char *key)
 
 /* Not placed yet: a node with room, recorded in status before anything is
  * created there (so a retry goes to the same node with the same id). */
+/* Ready=False with reason and an Event the first time; retried with backoff. */
+static long wait_for_user(Operator *op, json_object **obj, json_object *st, const char *reason,
+                          const char *msg)
+{
+        int64_t gen = generation(*obj);
+        /* Borrowed from st: read before st changes. */
+        const char *was = status_condition_reason(st, "Ready");
+        bool first = !was || !streq(was, reason);
+        status_set_condition(st, "Ready", "False", reason, msg, gen);
+        int r = write_status(op, obj, st);
+        if (first)
+                post_event(op, *obj, "Warning", reason, msg);
+        log_info("Sandbox %s/%s: %s", k8s_obj_namespace(*obj), k8s_obj_name(*obj), msg);
+        return r < 0 ? r : -EAGAIN;
+}
+
 static long schedule(Operator *op, json_object **obj, json_object *st, const char *key)
 {
-        SandboxRequests req = {0};
-        if (sandbox_requests(*obj, &req) < 0)
+        char msg[512];
+        SandboxTemplateInfo t = {0};
+        int r = sandbox_template_resolve(op, *obj, &t, msg, sizeof(msg));
+        if (r == -ENOTSUP || r == -EINVAL) {
+                json_object_object_add(st, "phase", json_object_new_string("Pending"));
+                return wait_for_user(op, obj, st, "InvalidTemplate", msg);
+        }
+        if (r < 0)
+                return r;
+        SandboxResources req = {0};
+        r = sandbox_resources(*obj, &t, &req);
+        sandbox_template_done(&t);
+        if (r < 0)
                 return -EINVAL;
         AgentInfo a = {0};
-        char msg[512];
         int64_t gen = generation(*obj);
-        int r = scheduler_place(op, key, req.cpu, req.memory, &a, msg, sizeof(msg));
+        r = scheduler_place(op, key, req.cpu, req.memory, &a, msg, sizeof(msg));
         if (r == -ENOSPC) {
                 const char *was = status_condition_status(st, "Scheduled");
                 bool first = !was || !streq(was, "False");
@@ -213,6 +239,7 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
         json_object_object_add(st, "phase", json_object_new_string("Pending"));
         json_object_object_add(st, "nodeName", json_object_new_string(a.node));
         json_object_object_add(st, "sandboxID", json_object_new_string(id));
+        json_object_object_add(st, "resources", sandbox_resources_json(&req));
         json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
         status_set_condition(st, "Scheduled", "True", "Scheduled", msg, gen);
         status_set_condition(st, "Ready", "False", "Creating", "the sandbox is being created", gen);
@@ -272,18 +299,16 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
         const char *id = str_field(st, "sandboxID");
         char msg[768];
         cleanup_json json_object *body = NULL;
-        int r = sandbox_create_body(op, *obj, id, &body, msg, sizeof(msg));
-        if (r == -ENOENT) {
-                int64_t gen = generation(*obj);
-                /* Borrowed from st: read before st changes. */
-                const char *was = status_condition_status(st, "Ready");
-                bool first = !was || !streq(was, "False");
-                status_set_condition(st, "Ready", "False", "SecretNotFound", msg, gen);
-                r = write_status(op, obj, st);
-                if (first)
-                        post_event(op, *obj, "Warning", "SecretNotFound", msg);
-                return r < 0 ? r : -EAGAIN;
-        }
+        SandboxTemplateInfo t = {0};
+        int r = sandbox_template_resolve(op, *obj, &t, msg, sizeof(msg));
+        if (r == -ENOTSUP || r == -EINVAL)
+                return wait_for_user(op, obj, st, "InvalidTemplate", msg);
+        if (r < 0)
+                return r;
+        r = sandbox_create_body(op, *obj, &t, id, &body, msg, sizeof(msg));
+        sandbox_template_done(&t);
+        if (r == -ENOENT)
+                return wait_for_user(op, obj, st, "SecretNotFound", msg);
         if (r == -EINVAL)
                 return fail(op, obj, st, "Failed", "InvalidSpec", msg);
         if (r < 0)

@@ -99,13 +99,13 @@ static void note_from_cache(Operator *op)
                 if (k8s_informer_get(op->sandboxes, *k, &o) < 0)
                         continue;
                 json_object *st = NULL, *node = NULL, *phase = NULL;
-                SandboxRequests req = {0};
+                SandboxResources req = {0};
                 if (json_object_object_get_ex(o, "status", &st) &&
                     json_object_object_get_ex(st, "nodeName", &node) &&
                     !(json_object_object_get_ex(st, "phase", &phase) &&
                       (streq(json_object_get_string(phase), "Failed") ||
                        streq(json_object_get_string(phase), "Expired"))) &&
-                    sandbox_requests(o, &req) >= 0)
+                    sandbox_placed_resources(o, &req) >= 0)
                         note_locked(op, *k, json_object_get_string(node), req.cpu, req.memory);
                 json_object_put(o);
         }

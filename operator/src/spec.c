@@ -10,9 +10,10 @@
 #include "sandpit/util.h"
 
 const K8sResource operator_secrets = {"", "v1", "secrets", true};
+const K8sResource operator_templates = {"sandpit.dev", "v1alpha1", "sandboxtemplates", true};
 
-#define DEFAULT_CPU    1.0
-#define DEFAULT_MEMORY ((uint64_t) 512 * 1024 * 1024)
+/* The built-in defaults (docs/crd-reference.md), the agent's too. */
+static const SandboxResources defaults = {1.0, (uint64_t) 512 << 20, (uint64_t) 512 << 20, 512};
 
 static json_object *field(json_object *o, const char *name)
 {
@@ -20,17 +21,111 @@ static json_object *field(json_object *o, const char *name)
         return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
 }
 
-int sandbox_requests(json_object *sbx, SandboxRequests *ret)
+void sandbox_template_done(SandboxTemplateInfo *t)
 {
-        json_object *res = field(field(sbx, "spec"), "resources");
-        SandboxRequests r = {DEFAULT_CPU, DEFAULT_MEMORY};
-        json_object *cpu = field(res, "cpu"), *mem = field(res, "memory");
+        free(t->agent_template);
+        json_putp(&t->resources);
+        *t = (SandboxTemplateInfo){0};
+}
+
+int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
+                             size_t msglen)
+{
+        const char *name = json_object_get_string(field(field(sbx, "spec"), "template"));
+        if (!name || !*name) {
+                snprintf(msg, msglen, "spec.template is empty");
+                return -EINVAL;
+        }
+        cleanup_json json_object *tmpl = NULL;
+        K8sError e = {0};
+        int r = k8s_get(op->client, &operator_templates, k8s_obj_namespace(sbx), name, &tmpl, &e);
+        if (r == -ENOENT) {
+                /* No object: the agents' own template of that name (docs/operator.md). */
+                *ret = (SandboxTemplateInfo){.agent_template = strdup(name)};
+                return ret->agent_template ? 0 : -ENOMEM;
+        }
+        if (r < 0)
+                return r;
+        json_object *spec = field(tmpl, "spec"), *source = field(spec, "source");
+        const char *path = json_object_get_string(field(source, "path"));
+        if (field(source, "image") || !path) {
+                snprintf(msg, msglen,
+                         "SandboxTemplate %s: only source.path templates can run here; "
+                         "source.image is not supported yet",
+                         name);
+                return -ENOTSUP;
+        }
+        /* source.path is <the agents' --templates-dir>/<name> on every node. */
+        size_t n = strlen(path);
+        while (n > 1 && path[n - 1] == '/')
+                n--;
+        const char *base = path + n;
+        while (base > path && base[-1] != '/')
+                base--;
+        if (base == path + n) {
+                snprintf(msg, msglen, "SandboxTemplate %s: source.path %s names no directory", name,
+                         path);
+                return -ENOTSUP;
+        }
+        *ret = (SandboxTemplateInfo){
+                .agent_template = strndup(base, (size_t) (path + n - base)),
+                .resources = json_object_get(field(spec, "resources")),
+                .found = true,
+        };
+        return ret->agent_template ? 0 : -ENOMEM;
+}
+
+/* A resource: the Sandbox's, else the template's, else NULL. */
+static json_object *resource(json_object *sbx, const SandboxTemplateInfo *t, const char *name)
+{
+        json_object *v = field(field(field(sbx, "spec"), "resources"), name);
+        return v ? v : t ? field(t->resources, name) : NULL;
+}
+
+int sandbox_resources(json_object *sbx, const SandboxTemplateInfo *t, SandboxResources *ret)
+{
+        SandboxResources r = defaults;
+        json_object *cpu = resource(sbx, t, "cpu"), *mem = resource(sbx, t, "memory");
+        json_object *disk = resource(sbx, t, "disk"), *pids = resource(sbx, t, "pids");
         if (cpu && quantity_cpu_from_json(cpu, &r.cpu) < 0)
                 return -EINVAL;
         if (mem && quantity_bytes_from_json(mem, &r.memory) < 0)
                 return -EINVAL;
+        if (disk && quantity_bytes_from_json(disk, &r.disk) < 0)
+                return -EINVAL;
+        if (pids) {
+                if (!json_object_is_type(pids, json_type_int))
+                        return -EINVAL;
+                r.pids = json_object_get_int64(pids);
+        }
         *ret = r;
         return 0;
+}
+
+int sandbox_placed_resources(json_object *sbx, SandboxResources *ret)
+{
+        json_object *st = field(field(sbx, "status"), "resources");
+        SandboxResources r = {0};
+        if (st && quantity_cpu_from_json(field(st, "cpu"), &r.cpu) == 0 &&
+            quantity_bytes_from_json(field(st, "memory"), &r.memory) == 0) {
+                *ret = r;
+                return 0;
+        }
+        return sandbox_resources(sbx, NULL, ret);
+}
+
+json_object *sandbox_resources_json(const SandboxResources *r)
+{
+        char cpu[32], mem[32], disk[32];
+        quantity_format_cpu(r->cpu, cpu, sizeof(cpu));
+        quantity_format_bytes(r->memory, mem, sizeof(mem));
+        quantity_format_bytes(r->disk, disk, sizeof(disk));
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "cpu", json_object_new_string(cpu));
+        json_object_object_add(o, "memory", json_object_new_string(mem));
+        json_object_object_add(o, "disk", json_object_new_string(disk));
+        json_object_object_add(o, "pids", json_object_new_int64(r->pids));
+        return o;
 }
 
 /* The value of key in Secret ns/name; -ENOENT when either is missing. */
@@ -140,39 +235,25 @@ static void add_network(json_object *sbx, json_object *body)
         }
 }
 
-int sandbox_create_body(Operator *op, json_object *sbx, const char *id, json_object **ret,
-                        char *msg, size_t msglen)
+int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,
+                        const char *id, json_object **ret, char *msg, size_t msglen)
 {
         json_object *spec = field(sbx, "spec");
-        SandboxRequests req = {0};
-        if (sandbox_requests(sbx, &req) < 0) {
+        SandboxResources res = {0};
+        if (sandbox_resources(sbx, t, &res) < 0) {
                 snprintf(msg, msglen, "spec.resources: not a quantity");
                 return -EINVAL;
         }
         cleanup_json json_object *body = json_object_new_object();
         json_object_object_add(body, "id", json_object_new_string(id));
-        json_object *tmpl = field(spec, "template");
-        json_object_object_add(
-                body, "template",
-                json_object_new_string(tmpl ? json_object_get_string(tmpl) : "default"));
-        json_object_object_add(body, "cpu", json_object_new_double(req.cpu));
-        json_object_object_add(body, "memory", json_object_new_uint64(req.memory));
-        json_object *res = field(spec, "resources");
-        json_object *pids = field(res, "pids"), *disk = field(res, "disk");
-        if (pids)
-                json_object_object_add(body, "pids",
-                                       json_object_new_int64(json_object_get_int64(pids)));
-        if (disk) {
-                uint64_t d = 0;
-                if (quantity_bytes_from_json(disk, &d) < 0) {
-                        snprintf(msg, msglen, "spec.resources.disk: not a quantity");
-                        return -EINVAL;
-                }
-                json_object_object_add(body, "disk", json_object_new_uint64(d));
-        }
+        json_object_object_add(body, "template", json_object_new_string(t->agent_template));
+        json_object_object_add(body, "cpu", json_object_new_double(res.cpu));
+        json_object_object_add(body, "memory", json_object_new_uint64(res.memory));
+        json_object_object_add(body, "pids", json_object_new_int64(res.pids));
+        json_object_object_add(body, "disk", json_object_new_uint64(res.disk));
         long timeout = 300;
-        json_object *t = field(spec, "timeout");
-        if (t && parse_duration_s(json_object_get_string(t), &timeout) < 0) {
+        json_object *tv = field(spec, "timeout");
+        if (tv && parse_duration_s(json_object_get_string(tv), &timeout) < 0) {
                 snprintf(msg, msglen, "spec.timeout: not a duration");
                 return -EINVAL;
         }

@@ -22,14 +22,24 @@ static json_object *find_condition(json_object *conds, const char *type)
         return NULL;
 }
 
-const char *status_condition_status(json_object *status, const char *type)
+static const char *condition_field(json_object *status, const char *type, const char *name)
 {
         json_object *conds = NULL, *s = NULL;
         if (!json_object_object_get_ex(status, "conditions", &conds) ||
             !json_object_is_type(conds, json_type_array))
                 return NULL;
         json_object *c = find_condition(conds, type);
-        return c && json_object_object_get_ex(c, "status", &s) ? json_object_get_string(s) : NULL;
+        return c && json_object_object_get_ex(c, name, &s) ? json_object_get_string(s) : NULL;
+}
+
+const char *status_condition_status(json_object *status, const char *type)
+{
+        return condition_field(status, type, "status");
+}
+
+const char *status_condition_reason(json_object *status, const char *type)
+{
+        return condition_field(status, type, "reason");
 }
 
 void status_set_condition(json_object *status, const char *type, const char *cstatus,

@@ -142,24 +142,53 @@ static void test_leases(void **state)
         json_object_put(l);
 }
 
-static void test_requests(void **state)
+static void test_resources(void **state)
 {
         (void) state;
-        SandboxRequests r = {0};
+        SandboxResources r = {0};
         json_object *o = json_tokener_parse(
                 "{\"spec\":{\"resources\":{\"cpu\":\"500m\",\"memory\":\"256Mi\"}}}");
-        assert_int_equal(sandbox_requests(o, &r), 0);
+        assert_int_equal(sandbox_resources(o, NULL, &r), 0);
         assert_true(r.cpu == 0.5);
         assert_int_equal(r.memory, 256u << 20);
+        assert_int_equal(r.disk, 512u << 20);
+        assert_int_equal(r.pids, 512);
         json_object_put(o);
         o = json_tokener_parse("{\"spec\":{}}");
-        assert_int_equal(sandbox_requests(o, &r), 0);
+        assert_int_equal(sandbox_resources(o, NULL, &r), 0);
         assert_true(r.cpu == 1.0);
         assert_int_equal(r.memory, 512u << 20);
         json_object_put(o);
         o = json_tokener_parse("{\"spec\":{\"resources\":{\"cpu\":\"lots\"}}}");
-        assert_int_equal(sandbox_requests(o, &r), -EINVAL);
+        assert_int_equal(sandbox_resources(o, NULL, &r), -EINVAL);
         json_object_put(o);
+
+        /* the Sandbox's values win, the template's fill the rest */
+        SandboxTemplateInfo t = {
+                .resources = json_tokener_parse(
+                        "{\"cpu\":2,\"memory\":\"1Gi\",\"pids\":99,\"disk\":\"64Mi\"}"),
+        };
+        o = json_tokener_parse("{\"spec\":{\"resources\":{\"memory\":\"128Mi\"}}}");
+        assert_int_equal(sandbox_resources(o, &t, &r), 0);
+        assert_true(r.cpu == 2.0);
+        assert_int_equal(r.memory, 128u << 20);
+        assert_int_equal(r.disk, 64u << 20);
+        assert_int_equal(r.pids, 99);
+
+        /* status.resources records them: a restarted operator counts the same */
+        json_object *st = json_object_new_object();
+        json_object_object_add(st, "resources", sandbox_resources_json(&r));
+        json_object_object_add(o, "status", st);
+        assert_string_equal(json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN),
+                            "{\"resources\":{\"cpu\":\"2\",\"memory\":\"128Mi\","
+                            "\"disk\":\"64Mi\",\"pids\":99}}");
+        SandboxResources placed = {0};
+        assert_int_equal(sandbox_placed_resources(o, &placed), 0);
+        assert_true(placed.cpu == 2.0);
+        assert_int_equal(placed.memory, 128u << 20);
+        json_object_put(o);
+        sandbox_template_done(&t);
+        assert_null(t.resources);
 }
 
 int main(void)
@@ -167,7 +196,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_durations),  cmocka_unit_test(test_times),
                 cmocka_unit_test(test_conditions), cmocka_unit_test(test_leases),
-                cmocka_unit_test(test_requests),
+                cmocka_unit_test(test_resources),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,6 +127,25 @@ static void test_quantities(void **state)
         static const char *const bad_cpu[] = {"", "-1", "1x", "m", "nan", "1.5 "};
         for (size_t i = 0; i < ARRAY_SIZE(bad_cpu); i++)
                 assert_int_equal(quantity_parse_cpu(bad_cpu[i], &c), -EINVAL);
+
+        /* formatted text parses back to the same value */
+        static const uint64_t sizes[] = {0, 1000, 1024, 128ULL << 20, 3ULL << 30, (1ULL << 30) + 1};
+        static const char *const size_text[] = {"0", "1000", "1Ki", "128Mi", "3Gi", "1073741825"};
+        char buf[32];
+        for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+                quantity_format_bytes(sizes[i], buf, sizeof(buf));
+                assert_string_equal(buf, size_text[i]);
+                assert_int_equal(quantity_parse_bytes(buf, &b), 0);
+                assert_true(b == sizes[i]);
+        }
+        static const double cores[] = {0.01, 0.5, 1, 1.5, 64};
+        static const char *const core_text[] = {"10m", "500m", "1", "1500m", "64"};
+        for (size_t i = 0; i < ARRAY_SIZE(cores); i++) {
+                quantity_format_cpu(cores[i], buf, sizeof(buf));
+                assert_string_equal(buf, core_text[i]);
+                assert_int_equal(quantity_parse_cpu(buf, &c), 0);
+                assert_true(c > cores[i] - 1e-9 && c < cores[i] + 1e-9);
+        }
 }
 
 static void test_ids(void **state)
