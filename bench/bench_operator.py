@@ -264,23 +264,29 @@ class Agent:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
         self.log.close()
-        cg = "/sys/fs/cgroup/" + self.parent
-        if os.path.isdir(cg):
-            try:
-                os.rmdir(cg)
-            except OSError as e:
-                print("bench: cannot remove %s: %s" % (cg, e), file=sys.stderr)
+        # The agent leaves its (now empty) parent cgroup for a next agent; there is none.
+        for ctl in os.listdir("/sys/fs/cgroup"):
+            for cg in (os.path.join("/sys/fs/cgroup", ctl, self.parent), os.path.join("/sys/fs/cgroup", self.parent)):
+                if os.path.isdir(cg):
+                    try:
+                        os.rmdir(cg)
+                    except OSError as e:
+                        print("bench: cannot remove %s: %s" % (cg, e), file=sys.stderr)
 
 
 class Operator:
     def __init__(self, kube, token_file, tmp, workers, namespace=OP_NS):
+        self.argv = lambda port: [
+            os.path.join(BIN, "sandpit-operator"), "--kubeconfig", kube.kubeconfig, "--agent-token-file", token_file,
+            "--namespace", namespace, "--health-listen", "127.0.0.1:%d" % port, "--workers", str(workers),
+            "--resync-seconds", "300", "--log-level", "warning"]
+        self.tmp = tmp
+        self.start()
+
+    def start(self):
         self.port = free_port()
-        self.log = open(os.path.join(tmp, "operator-%d.log" % self.port), "w")
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "sandpit-operator"), "--kubeconfig", kube.kubeconfig, "--agent-token-file", token_file,
-             "--namespace", namespace, "--health-listen", "127.0.0.1:%d" % self.port, "--workers", str(workers),
-             "--resync-seconds", "300", "--log-level", "warning"],
-            stderr=self.log)
+        self.log = open(os.path.join(self.tmp, "operator-%d.log" % self.port), "w")
+        self.proc = subprocess.Popen(self.argv(self.port), stderr=self.log)
 
     def get(self, path):
         try:
@@ -291,12 +297,17 @@ class Operator:
         except OSError:
             return None, ""
 
-    def wait_ready(self, timeout=120):
+    def wait_ready(self, timeout=120, tries=3):
         wait_for(lambda: self.proc.poll() is not None or self.get("/readyz")[0] == 200, timeout, "operator /readyz")
         if self.proc.poll() is not None:
-            self.log.flush()
+            self.log.close()
             with open(self.log.name) as f:
-                raise RuntimeError("the operator exited at start (%s):\n%s" % (self.proc.returncode, f.read()[-3000:]))
+                log = f.read()
+            # The port free_port() found can be taken meanwhile (as a client's local port).
+            if "Cannot serve health" in log and tries > 1:
+                self.start()
+                return self.wait_ready(timeout, tries - 1)
+            raise RuntimeError("the operator exited at start (%s):\n%s" % (self.proc.returncode, log[-3000:]))
 
     def cached(self):
         """Sandboxes in the operator's cache, from its /metrics."""
@@ -454,7 +465,7 @@ def main():
         op = Operator(kube, agent.token_file, tmp, args.workers)
         op.wait_ready()
         w = Watcher(kube, SBX)
-        bench_one(kube, w, 2)  # warm-up
+        bench_one(kube, w, 2, prefix="warm")
         one = bench_one(kube, w, args.runs)
         one_core = bench_one(kube, w, args.runs, RES_CORE, "core")
         many, wall, posted, deleted_s = bench_many(kube, w, args.many, args.parallel)
