@@ -9,3 +9,5 @@ mk/templates.sh host --dir "$TEMPLATES" >/dev/null
 if [ -d /var/lib/sandpit/templates/default ]; then ln -s /var/lib/sandpit/templates/default "$TEMPLATES/default"; fi
 echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')" >&2
 /usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"
+# The operator rows: the fixture API server, a cluster-mode agent, the operator.
+/usr/bin/python3 bench/bench_operator.py --templates-dir "$TEMPLATES"

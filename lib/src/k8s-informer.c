@@ -284,6 +284,16 @@ size_t k8s_informer_size(K8sInformer *inf)
         return n;
 }
 
+void k8s_informer_foreach(K8sInformer *inf,
+                          void (*fn)(const char *key, json_object *obj, void *userdata),
+                          void *userdata)
+{
+        (void) pthread_mutex_lock(&inf->lock);
+        json_object_object_foreach(inf->cache, key, val)
+                fn(key, val, userdata);
+        (void) pthread_mutex_unlock(&inf->lock);
+}
+
 void k8s_informer_get_stats(K8sInformer *inf, K8sWatchStats *ret)
 {
         k8s_watch_get_stats(inf->watch, ret);

@@ -44,9 +44,7 @@ struct AgentMetrics {
         bool stopping;
         Ring *rings;
         uint64_t creations, create_failures, execs;
-        uint64_t create_buckets[METRICS_BUCKETS];
-        uint64_t create_count;
-        double create_seconds_sum;
+        PromHistogram create;
 };
 
 /* What sampling a sandbox needs, copied out of the table under a->lock. */
@@ -273,6 +271,7 @@ int metrics_new(AgentMetrics **ret)
         (void) pthread_cond_init(&m->cond, &attr);
         (void) pthread_condattr_destroy(&attr);
         (void) pthread_mutex_init(&m->lock, NULL);
+        prom_histogram_init(&m->create, metrics_create_buckets, METRICS_BUCKETS);
         *ret = m;
         return 0;
 }
@@ -319,13 +318,7 @@ void metrics_note_create(AgentMetrics *m, bool ok, double seconds)
         (void) pthread_mutex_lock(&m->lock);
         if (ok) {
                 m->creations++;
-                m->create_count++;
-                m->create_seconds_sum += seconds;
-                for (size_t i = 0; i < METRICS_BUCKETS; i++)
-                        if (seconds <= metrics_create_buckets[i]) {
-                                m->create_buckets[i]++;
-                                break;
-                        }
+                prom_histogram_observe(&m->create, seconds);
         } else {
                 m->create_failures++;
         }
@@ -352,9 +345,7 @@ void metrics_node_snapshot(Agent *a, MetricsNode *ret)
         n.creations = m->creations;
         n.create_failures = m->create_failures;
         n.execs = m->execs;
-        memcpy(n.create_buckets, m->create_buckets, sizeof(n.create_buckets));
-        n.create_count = m->create_count;
-        n.create_seconds_sum = m->create_seconds_sum;
+        n.create = m->create;
         (void) pthread_mutex_unlock(&m->lock);
         *ret = n;
 }
@@ -383,23 +374,10 @@ int metrics_format_prometheus(const MetricsNode *n, char **ret, size_t *ret_len)
         counter(f, "sandpit_sandbox_create_failures_total",
                 "Create requests that passed validation but failed.", "counter",
                 n->create_failures);
-        (void) fputs("# HELP sandpit_sandbox_create_duration_seconds Time from a valid create "
-                     "request to a sandbox ready to run commands.\n"
-                     "# TYPE sandpit_sandbox_create_duration_seconds histogram\n",
-                     f);
-        uint64_t cum = 0;
-        for (size_t i = 0; i < METRICS_BUCKETS; i++) {
-                cum += n->create_buckets[i];
-                (void) fprintf(f,
-                               "sandpit_sandbox_create_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                               metrics_create_buckets[i], (unsigned long long) cum);
-        }
-        (void) fprintf(f,
-                       "sandpit_sandbox_create_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-                       "sandpit_sandbox_create_duration_seconds_sum %.6f\n"
-                       "sandpit_sandbox_create_duration_seconds_count %llu\n",
-                       (unsigned long long) n->create_count, n->create_seconds_sum,
-                       (unsigned long long) n->create_count);
+        prom_write_histogram(f, "sandpit_sandbox_create_duration_seconds",
+                             "Time from a valid create request to a sandbox ready to run "
+                             "commands.",
+                             &n->create);
         counter(f, "sandpit_exec_total", "Processes started through exec.", "counter", n->execs);
         if (fclose(f) != 0) {
                 free(buf);

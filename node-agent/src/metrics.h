@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "agent.h"
+#include "sandpit/prom.h"
 
 #define METRICS_INTERVAL_MS 1000
 #define METRICS_RING_LEN    300 /* 5 minutes at 1 s */
@@ -43,9 +44,7 @@ typedef struct {
         uint64_t creations;
         uint64_t create_failures;
         uint64_t execs;
-        uint64_t create_buckets[METRICS_BUCKETS]; /* per bucket, not cumulative */
-        uint64_t create_count;
-        double create_seconds_sum;
+        PromHistogram create; /* create latency (metrics_create_buckets) */
 } MetricsNode;
 
 typedef struct AgentMetrics AgentMetrics;

@@ -1,5 +1,6 @@
-/* /healthz and /readyz for the kubelet's probes: plain HTTP, no token (they
- * say nothing but "ok"), on libmicrohttpd. */
+/* /healthz and /readyz for the kubelet's probes and /metrics for Prometheus:
+ * plain HTTP, no token (they say nothing secret: "ok", counts and
+ * durations), on libmicrohttpd. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,7 +15,7 @@
 struct HealthServer {
         struct MHD_Daemon *daemon;
         bool (*ready)(void *userdata);
-        void *userdata;
+        Operator *op;
 };
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, const char *text)
@@ -25,6 +26,27 @@ static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, cons
                 return MHD_NO;
         (void) MHD_add_response_header(resp, "Content-Type", "text/plain");
         enum MHD_Result r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+static enum MHD_Result answer_metrics(struct MHD_Connection *conn, Operator *op)
+{
+        OpMetricsSnapshot s;
+        op_metrics_snapshot(op, &s);
+        char *text = NULL;
+        size_t len = 0;
+        if (op_metrics_format(&s, &text, &len) < 0)
+                return answer(conn, 500, "out of memory\n");
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        (void) MHD_add_response_header(resp, "Content-Type",
+                                       "text/plain; version=0.0.4; charset=utf-8");
+        enum MHD_Result r = MHD_queue_response(conn, 200, resp);
         MHD_destroy_response(resp);
         return r;
 }
@@ -44,8 +66,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         if (streq(url, "/healthz"))
                 return answer(conn, 200, "ok\n");
         if (streq(url, "/readyz"))
-                return h->ready(h->userdata) ? answer(conn, 200, "ok\n")
-                                             : answer(conn, 503, "informers not synced\n");
+                return h->ready(h->op) ? answer(conn, 200, "ok\n")
+                                       : answer(conn, 503, "informers not synced\n");
+        if (streq(url, "/metrics"))
+                return answer_metrics(conn, h->op);
         return answer(conn, 404, "not found\n");
 }
 
@@ -68,7 +92,7 @@ static int parse_addr(const char *spec, struct sockaddr_in *ret)
         return 0;
 }
 
-int health_start(const char *listen, bool (*ready)(void *userdata), void *userdata,
+int health_start(const char *listen, bool (*ready)(void *userdata), Operator *op,
                  HealthServer **ret)
 {
         struct sockaddr_in sa;
@@ -79,7 +103,7 @@ int health_start(const char *listen, bool (*ready)(void *userdata), void *userda
         if (!h)
                 return -ENOMEM;
         h->ready = ready;
-        h->userdata = userdata;
+        h->op = op;
         h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
                                      handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
                                      MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);

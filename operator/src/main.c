@@ -124,7 +124,9 @@ static void *worker_main(void *arg)
                         break;
                 if (r < 0)
                         continue;
+                uint64_t t0 = now_monotonic_us();
                 long ret = reconcile_sandbox(w->op, key);
+                op_metrics_note_reconcile(ret, (double) (now_monotonic_us() - t0) / 1e6);
                 if (ret < 0) {
                         long d = k8s_workqueue_add_rate_limited(w->op->queue, key);
                         log_debug_errno((int) ret, "Sandbox %s: retry in %ld ms", key, d);

@@ -14,6 +14,7 @@
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
+#include "sandpit/prom.h"
 
 #define OPERATOR_VERSION    "0.1.0"
 #define OPERATOR_FINALIZER  "sandpit.dev/cleanup"
@@ -135,8 +136,34 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
  * < 0: failed, requeue with backoff. */
 long reconcile_sandbox(Operator *op, const char *key);
 
-/* health.c: /healthz and /readyz on a TCP address, no auth. */
+/* metrics.c: /metrics (Prometheus text). Counters are process-wide. */
+typedef enum { OP_RESULT_SUCCESS, OP_RESULT_REQUEUE, OP_RESULT_ERROR, OP_RESULTS } OpResult;
+#define OP_PHASES 5
+extern const char *const op_metrics_results[OP_RESULTS];
+extern const char *const op_metrics_phases[OP_PHASES];
+typedef struct {
+        unsigned long lists, events, gone;
+        bool synced;
+} OpInformerStats;
+typedef struct {
+        uint64_t reconciles[OP_RESULTS];
+        PromHistogram duration;
+        size_t queue_depth, queue_delayed;
+        uint64_t sandboxes[OP_PHASES]; /* by op_metrics_phases */
+        uint64_t sandboxes_other;      /* a phase not in the list */
+        OpInformerStats informers[2];  /* sandboxes, leases */
+        double start_time_s;
+} OpMetricsSnapshot;
+/* reconcile_sandbox()'s return as a result: < 0 error, > 0 requeue, 0 success. */
+OpResult op_metrics_result(long reconcile_ret);
+void op_metrics_note_reconcile(long reconcile_ret, double seconds);
+/* Index in op_metrics_phases (NULL or "": Pending); -1 when not listed. */
+int op_metrics_phase_index(const char *phase);
+void op_metrics_snapshot(Operator *op, OpMetricsSnapshot *ret);
+int op_metrics_format(const OpMetricsSnapshot *s, char **ret, size_t *ret_len);
+
+/* health.c: /healthz, /readyz and /metrics on a TCP address, no auth. */
 typedef struct HealthServer HealthServer;
-int health_start(const char *listen, bool (*ready)(void *userdata), void *userdata,
+int health_start(const char *listen, bool (*ready)(void *userdata), Operator *op,
                  HealthServer **ret);
 void health_free(HealthServer *h);

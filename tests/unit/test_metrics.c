@@ -22,11 +22,12 @@ static void test_prometheus_format(void **state)
         n.creations = 7;
         n.create_failures = 2;
         n.execs = 42;
-        n.create_buckets[0] = 1; /* <= 0.05 */
-        n.create_buckets[2] = 4; /* <= 0.25 */
-        n.create_buckets[5] = 2; /* <= 2.5 */
-        n.create_count = 7;
-        n.create_seconds_sum = 1.5;
+        prom_histogram_init(&n.create, metrics_create_buckets, METRICS_BUCKETS);
+        n.create.buckets[0] = 1; /* <= 0.05 */
+        n.create.buckets[2] = 4; /* <= 0.25 */
+        n.create.buckets[5] = 2; /* <= 2.5 */
+        n.create.count = 7;
+        n.create.sum = 1.5;
         char *text = NULL;
         size_t len = 0;
         assert_int_equal(metrics_format_prometheus(&n, &text, &len), 0);

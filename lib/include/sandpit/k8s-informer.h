@@ -48,4 +48,10 @@ int k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret);
 /* Every cached key, sorted; NULL-terminated strv. */
 int k8s_informer_keys(K8sInformer *inf, char ***ret);
 size_t k8s_informer_size(K8sInformer *inf);
+/* Calls fn with every cached object, borrowed, under the cache lock (so the
+ * informer's thread waits meanwhile): fn reads only, keeps nothing and does
+ * not call back into the informer. For cheap aggregates such as metrics. */
+void k8s_informer_foreach(K8sInformer *inf,
+                          void (*fn)(const char *key, json_object *obj, void *userdata),
+                          void *userdata);
 void k8s_informer_get_stats(K8sInformer *inf, K8sWatchStats *ret);
