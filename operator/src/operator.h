@@ -15,6 +15,8 @@
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
 
+#include "leader.h"
+
 #define OPERATOR_VERSION    "0.1.0"
 #define OPERATOR_FINALIZER  "sandpit.dev/cleanup"
 #define OPERATOR_CONTROLLER "sandpit.dev/operator"
@@ -50,6 +52,7 @@ typedef struct {
         const char *namespace; /* where Leases live */
         char *agent_token;     /* a secret: never logged */
         const char *instance;  /* reporting instance for Events */
+        LeaderElector *leader; /* NULL: no election (--leader-elect=false) */
 
         pthread_mutex_t placements_lock; /* guards placements */
         Placement *placements;
