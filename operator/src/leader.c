@@ -209,8 +209,6 @@ static int try_acquire_or_renew(LeaderElector *le)
         LeaderDecision d = leader_decide(&le->observed, le->observed_at_us, now_monotonic_us(),
                                          le->cfg.identity);
         if (r < 0 || d == LEADER_WAIT) {
-                if (r >= 0)
-                        log_waiting(le, old.holder);
                 k8s_lease_record_done(&old);
                 return r < 0 ? r : -EBUSY;
         }
@@ -285,33 +283,36 @@ static void *elector_main(void *arg)
                         if (r == 0)
                                 le->renewed_at_us = now;
                         else if (r == -EBUSY || !renewed_in_time(le, now)) {
+                                /* Workers see this before their next write. */
                                 le->leading = false;
                                 le->term++;
                                 pthread_cond_broadcast(&le->cond);
-                                pthread_mutex_unlock(&le->lock);
-                                if (r == -EBUSY)
+                                free(le->waiting_for);
+                                le->waiting_for = NULL;
+                                if (r == -EBUSY) {
                                         log_error("lost the leader Lease %s/%s to %s: stopped "
                                                   "reconciling, standing by",
                                                   le->cfg.namespace, le->cfg.lease_name,
                                                   le->observed.holder);
-                                else
+                                        le->waiting_for = strdup(le->observed.holder);
+                                } else
                                         log_error("lost the leader Lease %s/%s: not renewed for "
                                                   "%ld ms: stopped reconciling, standing by",
                                                   le->cfg.namespace, le->cfg.lease_name,
                                                   le->cfg.renew_deadline_ms);
-                                free(le->waiting_for);
-                                le->waiting_for = NULL;
-                                pthread_mutex_lock(&le->lock);
                         }
+                } else if (r == -EBUSY) {
+                        log_waiting(le, le->observed.holder);
                 } else if (r == 0) {
+                        /* Logged before any worker can act in the new term. */
+                        log_info("became the leader: Lease %s/%s held by %s (transitions %ld)",
+                                 le->cfg.namespace, le->cfg.lease_name, le->cfg.identity,
+                                 le->observed.transitions);
                         le->leading = true;
                         le->term++;
                         le->renewed_at_us = now;
                         pthread_cond_broadcast(&le->cond);
                         pthread_mutex_unlock(&le->lock);
-                        log_info("became the leader: Lease %s/%s held by %s (transitions %ld)",
-                                 le->cfg.namespace, le->cfg.lease_name, le->cfg.identity,
-                                 le->observed.transitions);
                         free(le->waiting_for);
                         le->waiting_for = NULL;
                         if (le->cfg.on_started_leading)
