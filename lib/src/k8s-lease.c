@@ -43,7 +43,8 @@ static int dup_str(json_object *spec, const char *key, char **ret)
 static long get_long(json_object *spec, const char *key)
 {
         json_object *v = NULL;
-        if (spec && json_object_object_get_ex(spec, key, &v) && json_object_is_type(v, json_type_int))
+        if (spec && json_object_object_get_ex(spec, key, &v) &&
+            json_object_is_type(v, json_type_int))
                 return (long) json_object_get_int64(v);
         return 0;
 }

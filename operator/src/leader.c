@@ -31,9 +31,9 @@ struct LeaderElector {
         bool held_at_stop;      /* leading when leader_stop() ran: release it */
 
         /* The elector thread only (and leader_free after the join). */
-        json_object *lease;       /* as last written by this replica, or read */
-        K8sLeaseRecord observed;  /* the record last seen */
-        uint64_t observed_at_us;  /* monotonic: when it was first seen so */
+        json_object *lease;      /* as last written by this replica, or read */
+        K8sLeaseRecord observed; /* the record last seen */
+        uint64_t observed_at_us; /* monotonic: when it was first seen so */
         bool have_observed;
         char *waiting_for; /* holder last logged while standing by */
 };
@@ -237,8 +237,9 @@ static int try_acquire_or_renew(LeaderElector *le)
                 goto fail;
         return 0;
 fail:
-        log_full(LOG_LEVEL_WARNING, r, NULL, "Lease %s/%s: cannot take or renew it (HTTP %ld %s: %s)",
-                 le->cfg.namespace, le->cfg.lease_name, e.status, e.reason, e.message);
+        log_full(LOG_LEVEL_WARNING, r, NULL,
+                 "Lease %s/%s: cannot take or renew it (HTTP %ld %s: %s)", le->cfg.namespace,
+                 le->cfg.lease_name, e.status, e.reason, e.message);
         return r;
 }
 
@@ -269,8 +270,8 @@ static void *elector_main(void *arg)
         unsigned seed = (unsigned) now_monotonic_us();
         log_info("leader election: Lease %s/%s as %s (duration %ld ms, renew deadline %ld ms, "
                  "retry period %ld ms)",
-                 le->cfg.namespace, le->cfg.lease_name, le->cfg.identity,
-                 le->cfg.lease_duration_ms, le->cfg.renew_deadline_ms, le->cfg.retry_period_ms);
+                 le->cfg.namespace, le->cfg.lease_name, le->cfg.identity, le->cfg.lease_duration_ms,
+                 le->cfg.renew_deadline_ms, le->cfg.retry_period_ms);
         pthread_mutex_lock(&le->lock);
         while (!le->stopping) {
                 pthread_mutex_unlock(&le->lock);
@@ -405,8 +406,7 @@ static void release(LeaderElector *le)
                          "cannot release the leader Lease %s/%s (HTTP %ld %s: %s)",
                          le->cfg.namespace, le->cfg.lease_name, e.status, e.reason, e.message);
         else
-                log_info("released the leader Lease %s/%s", le->cfg.namespace,
-                         le->cfg.lease_name);
+                log_info("released the leader Lease %s/%s", le->cfg.namespace, le->cfg.lease_name);
 }
 
 void leader_free(LeaderElector *le)

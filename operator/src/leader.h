@@ -23,11 +23,11 @@
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-lease.h"
 
-#define LEADER_DEFAULT_LEASE_NAME     "sandpit-operator"
-#define LEADER_DEFAULT_LEASE_MS       15000L
-#define LEADER_DEFAULT_RENEW_MS       10000L
-#define LEADER_DEFAULT_RETRY_MS       2000L
-#define LEADER_COMPONENT_LABEL        "sandpit-operator"
+#define LEADER_DEFAULT_LEASE_NAME "sandpit-operator"
+#define LEADER_DEFAULT_LEASE_MS   15000L
+#define LEADER_DEFAULT_RENEW_MS   10000L
+#define LEADER_DEFAULT_RETRY_MS   2000L
+#define LEADER_COMPONENT_LABEL    "sandpit-operator"
 
 typedef struct LeaderElector LeaderElector;
 

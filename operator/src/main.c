@@ -50,7 +50,8 @@ static void usage(FILE *f)
               "         [--leader-election-id NAME] [--identity ID] [--lease-duration D]\n"
               "         [--renew-deadline D] [--retry-period D]\n"
               "Leader election (on by default): one replica reconciles; the others stand by\n"
-              "and take over the Lease NAME (default " LEADER_DEFAULT_LEASE_NAME ") in --namespace.\n"
+              "and take over the Lease NAME (default " LEADER_DEFAULT_LEASE_NAME
+              ") in --namespace.\n"
               "Durations D: 15s, 500ms, 1.5s, 1m (defaults 15s, 10s, 2s); retry-period <\n"
               "renew-deadline < lease-duration.\n",
               f);

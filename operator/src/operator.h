@@ -11,11 +11,10 @@
 
 #include <json-c/json.h>
 
+#include "leader.h"
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
-
-#include "leader.h"
 
 #define OPERATOR_VERSION    "0.1.0"
 #define OPERATOR_FINALIZER  "sandpit.dev/cleanup"

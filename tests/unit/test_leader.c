@@ -90,8 +90,8 @@ static void test_durations(void **state)
                 assert_int_equal(leader_parse_duration_ms(ok[i].s, &v), 0);
                 assert_int_equal(v, ok[i].ms);
         }
-        static const char *const bad[] = {"",   "s",  "0",   "0s",  "-1s", "1h",
-                                          "1x", "nan", "inf", "0.1ms", "2d", "1s "};
+        static const char *const bad[] = {"",   "s",   "0",   "0s",    "-1s", "1h",
+                                          "1x", "nan", "inf", "0.1ms", "2d",  "1s "};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 long v = -1;
                 assert_int_equal(leader_parse_duration_ms(bad[i], &v), -EINVAL);
