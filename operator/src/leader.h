@@ -80,5 +80,7 @@ bool leader_wait(LeaderElector *le);
  * false when not leading. */
 bool leader_begin(LeaderElector *le);
 /* Leading, in the term this thread began with, and renewed within the renew
- * deadline. Checked before every write; 0 or -ECANCELED. */
+ * deadline. Checked before every write; 0 or -ECANCELED. A thread that never
+ * called leader_begin() always fails it (fail-safe): any thread that acts
+ * (workers, a periodic resync) begins its piece of work with leader_begin(). */
 int leader_check(LeaderElector *le);
