@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/k8s-lease.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -45,13 +46,7 @@ static int add_str(json_object *o, const char *key, const char *value, size_t le
 /* MicroTime: RFC 3339 with microseconds, UTC. */
 static void micro_time(char *buf, size_t len)
 {
-        uint64_t us = now_realtime_us();
-        time_t s = (time_t) (us / 1000000);
-        struct tm tm;
-        (void) gmtime_r(&s, &tm);
-        char head[32];
-        (void) strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
-        (void) snprintf(buf, len, "%s.%06luZ", head, (unsigned long) (us % 1000000));
+        k8s_format_microtime(now_realtime_us(), buf, len);
 }
 
 int k8s_event_build(json_object *regarding, const K8sEventInfo *info, json_object **ret)

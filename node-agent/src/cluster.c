@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sandpit/k8s-lease.h"
 #include "sandpit/k8s-watch.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -37,12 +38,7 @@ struct Cluster {
 
 void cluster_format_microtime(uint64_t us, char *buf, size_t len)
 {
-        time_t s = (time_t) (us / 1000000);
-        struct tm tm;
-        (void) gmtime_r(&s, &tm);
-        char date[32];
-        (void) strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-        (void) snprintf(buf, len, "%s.%06uZ", date, (unsigned) (us % 1000000));
+        k8s_format_microtime(us, buf, len);
 }
 
 int cluster_lease_name(const char *node_name, char **ret)

@@ -104,6 +104,7 @@ void op_metrics_snapshot(Operator *op, OpMetricsSnapshot *ret)
                 k8s_informer_foreach(op->sandboxes, count_phase, &s);
         informer_stats(op->sandboxes, &s.informers[0]);
         informer_stats(op->leases, &s.informers[1]);
+        s.leading = leader_is_leading(op->leader);
         *ret = s;
 }
 
@@ -167,7 +168,10 @@ int op_metrics_format(const OpMetricsSnapshot *s, char **ret, size_t *ret_len)
                         "Watch events (ADDED, MODIFIED, DELETED) the informer received.", s, 1);
         informer_metric(f, "sandpit_operator_informer_gone_total", "counter",
                         "410 Gone answers that made the informer relist.", s, 2);
-        /* sandpit_operator_leader (leader election) goes here. */
+        prom_write_metric(f, "sandpit_operator_leader", "gauge",
+                          "1 while this replica holds the leader Lease (or runs without "
+                          "election) and reconciles; 0 on standby.",
+                          s->leading ? 1 : 0);
         prom_write_header(f, "sandpit_operator_build_info", "gauge",
                           "The operator's version (always 1).");
         prom_write_sample(f, "sandpit_operator_build_info", "version=\"" OPERATOR_VERSION "\"", 1);

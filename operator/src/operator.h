@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "leader.h"
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
@@ -51,6 +52,7 @@ typedef struct {
         const char *namespace; /* where Leases live */
         char *agent_token;     /* a secret: never logged */
         const char *instance;  /* reporting instance for Events */
+        LeaderElector *leader; /* NULL: no election (--leader-elect=false) */
 
         pthread_mutex_t placements_lock; /* guards placements */
         Placement *placements;
@@ -152,6 +154,7 @@ typedef struct {
         uint64_t sandboxes[OP_PHASES]; /* by op_metrics_phases */
         uint64_t sandboxes_other;      /* a phase not in the list */
         OpInformerStats informers[2];  /* sandboxes, leases */
+        bool leading;                  /* leads, or runs without election */
         double start_time_s;
 } OpMetricsSnapshot;
 /* reconcile_sandbox()'s return as a result: < 0 error, > 0 requeue, 0 success. */

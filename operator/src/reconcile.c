@@ -43,6 +43,8 @@ static bool has_finalizer(json_object *obj)
 static void post_event(Operator *op, json_object *obj, const char *type, const char *reason,
                        const char *note)
 {
+        if (leader_check(op->leader) < 0)
+                return;
         K8sError e = {0};
         int r = k8s_event_post(op->client, obj,
                                &(K8sEventInfo){.type = type,
@@ -59,6 +61,8 @@ static void post_event(Operator *op, json_object *obj, const char *type, const c
  * the object's resourceVersion; *obj becomes the server's answer. */
 static int set_finalizer(Operator *op, json_object **obj, bool add)
 {
+        if (leader_check(op->leader) < 0)
+                return -ECANCELED;
         json_object *old = field(field(*obj, "metadata"), "finalizers");
         json_object *list = json_object_new_array();
         size_t n = old ? json_object_array_length(old) : 0;
@@ -95,6 +99,8 @@ static int write_status(Operator *op, json_object **obj, json_object *st)
         json_object *cur = field(*obj, "status");
         if (cur && json_object_equal(cur, st))
                 return 0;
+        if (leader_check(op->leader) < 0)
+                return -ECANCELED;
         cleanup_json json_object *patch = json_object_new_object();
         json_object_object_add(patch, "status", json_object_get(st));
         json_object *out = NULL;
@@ -112,6 +118,8 @@ static int write_status(Operator *op, json_object **obj, json_object *st)
 static int agent_call(Operator *op, const char *endpoint, const char *method, const char *path,
                       json_object *body, long *ret_status, json_object **ret_body)
 {
+        if (leader_check(op->leader) < 0)
+                return -ECANCELED;
         cleanup_http_client HttpClient *c = NULL;
         int r = http_client_new(endpoint, op->agent_token, &c);
         if (r < 0)
@@ -376,6 +384,8 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
         scheduler_forget(op, key);
         if (policy && streq(policy, "Delete")) {
                 K8sError e = {0};
+                if (leader_check(op->leader) < 0)
+                        return -ECANCELED;
                 r = k8s_delete(op->client, &operator_sandboxes, k8s_obj_namespace(*obj),
                                k8s_obj_name(*obj), &(K8sPreconditions){.uid = k8s_obj_uid(*obj)},
                                NULL, &e);
@@ -475,6 +485,8 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
 
 long reconcile_sandbox(Operator *op, const char *key)
 {
+        if (leader_check(op->leader) < 0)
+                return -ECANCELED;
         cleanup_json json_object *obj = NULL;
         int r = k8s_informer_get(op->sandboxes, key, &obj);
         if (r == -ENOENT) {

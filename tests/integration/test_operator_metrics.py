@@ -108,6 +108,7 @@ def test_exposition_is_well_formed(operator):
             "sandpit_operator_workqueue_depth": "gauge",
             "sandpit_operator_sandboxes": "gauge",
             "sandpit_operator_build_info": "gauge",
+            "sandpit_operator_leader": "gauge",
             "process_start_time_seconds": "gauge"}
     for name, typ in want.items():
         assert fams.get(name, {}).get("type") == typ, f"{name} missing or not a {typ}"
@@ -117,6 +118,7 @@ def test_exposition_is_well_formed(operator):
     assert set(results(fams)) == {"success", "requeue", "error"}
     assert sample(fams, "sandpit_operator_informer_synced", resource="sandboxes") == 1
     assert sample(fams, "sandpit_operator_workqueue_depth") >= 0
+    assert sample(fams, "sandpit_operator_leader") == 1  # the only replica leads
     ver = [lab["version"] for _, lab, _ in fams["sandpit_operator_build_info"]["samples"]]
     assert ver and re.fullmatch(r"\d+\.\d+\.\d+.*", ver[0]), ver
     assert 0 < sample(fams, "process_start_time_seconds") <= time.time()

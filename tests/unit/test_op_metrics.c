@@ -74,6 +74,7 @@ static void test_format(void **state)
                 "sandpit_operator_informer_events_total{resource=\"sandboxes\"} 9\n",
                 "sandpit_operator_informer_gone_total{resource=\"sandboxes\"} 1\n",
                 "sandpit_operator_build_info{version=\"" OPERATOR_VERSION "\"} 1\n",
+                "# TYPE sandpit_operator_leader gauge\nsandpit_operator_leader 0\n",
                 "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1500000000\n",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
