@@ -152,6 +152,11 @@ def test_agent_pod_shape():
     assert op["securityContext"]["runAsNonRoot"] is True
     assert op["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert find(docs, "Deployment")["spec"]["replicas"] == 2
+    # replicas elect a leader, each under its pod's name
+    assert op["containers"][0]["env"] == [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    assert not any(a.startswith("--leader-elect") for a in op["containers"][0]["args"])
+    single = find(render("operator.replicas=1", "operator.leaderElection.enabled=false"), "Deployment")
+    assert "--leader-elect=false" in single["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 @pytest.mark.parametrize("value, message", [
