@@ -53,13 +53,14 @@ typedef struct {
 typedef struct Sandbox {
         SandboxSpec spec;
         SandboxState state;
-        uint64_t created_us;   /* CLOCK_REALTIME */
-        uint64_t expires_us;   /* CLOCK_REALTIME */
-        uint64_t started_us;   /* CLOCK_REALTIME: running since */
-        uint64_t paused_us;    /* CLOCK_REALTIME: when paused; 0 = not paused */
-        bool deadline_paused;  /* the deadline clock stopped at paused_us */
-        bool pause_busy;       /* a pause or resume is in progress */
-        bool delete_requested; /* DELETE arrived while creating: the create gives up */
+        uint64_t created_us;  /* CLOCK_REALTIME */
+        uint64_t expires_us;  /* CLOCK_REALTIME */
+        uint64_t started_us;  /* CLOCK_REALTIME: running since */
+        uint64_t paused_us;   /* CLOCK_REALTIME: when paused; 0 = not paused */
+        bool deadline_paused; /* the deadline clock stopped at paused_us */
+        bool pause_busy;      /* a pause or resume is in progress */
+        /* A DELETE arrived while creating: the create gives up. */
+        bool delete_requested;
         pid_t init_pid;
         int pidfd;
         uint64_t serial;   /* unique in this agent's life: names it in epoll events */

@@ -98,8 +98,7 @@ static int add_watch(FsWatch *w, int fd, const char *path)
         return wd;
 }
 
-static int emit_entry(FsWatch *w, const char *type, const char *path, const char *name,
-                      bool is_dir);
+static int emit_entry(FsWatch *w, const char *type, const char *path, const char *name, bool is_dir);
 
 /*
  * Watches the tree at fd. With announce (a directory that appeared while the
