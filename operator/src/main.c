@@ -31,6 +31,8 @@ enum {
         OPT_LOG_FORMAT,
         OPT_LOG_LEVEL,
         OPT_VERSION,
+        OPT_ORPHAN_RESYNC,
+        OPT_ORPHAN_GRACE,
 };
 
 static void usage(FILE *f)
@@ -38,6 +40,7 @@ static void usage(FILE *f)
         fputs("usage: sandpit-operator (--kubeconfig FILE [--context NAME] | --in-cluster)\n"
               "         --agent-token-file FILE [--namespace NS] [--health-listen ADDR:PORT]\n"
               "         [--workers N] [--resync-seconds S] [--log-format json|text]\n"
+              "         [--orphan-resync-seconds S] [--orphan-grace-seconds S]\n"
               "         [--log-level debug|info|warning|error] [--version]\n",
               f);
 }
@@ -205,6 +208,8 @@ typedef struct {
         const char *health_listen;
         long workers;
         long resync_s;
+        long orphan_resync_s; /* 0: off */
+        long orphan_grace_s;
 } Options;
 
 static int parse_long(const char *s, long min, long max, long *ret)
@@ -234,11 +239,17 @@ static int parse_args(int argc, char **argv, Options *o)
                 {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
                 {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
                 {"version", no_argument, NULL, OPT_VERSION},
+                {"orphan-resync-seconds", required_argument, NULL, OPT_ORPHAN_RESYNC},
+                {"orphan-grace-seconds", required_argument, NULL, OPT_ORPHAN_GRACE},
                 {0},
         };
         LogFormat fmt = LOG_FORMAT_JSON;
         LogLevel level = LOG_LEVEL_INFO;
-        *o = (Options){.namespace = "sandpit-system", .workers = 2, .resync_s = 10};
+        *o = (Options){.namespace = "sandpit-system",
+                       .workers = 2,
+                       .resync_s = 10,
+                       .orphan_resync_s = 60,
+                       .orphan_grace_s = 60};
         opterr = 0;
         for (;;) {
                 int c = getopt_long(argc, argv, ":h", longopts, NULL);
@@ -290,6 +301,17 @@ static int parse_args(int argc, char **argv, Options *o)
                 case OPT_LOG_LEVEL:
                         if (log_parse_level(optarg, &level) < 0) {
                                 fprintf(stderr, "sandpit-operator: bad --log-level '%s'\n", optarg);
+                                return 3;
+                        }
+                        break;
+                case OPT_ORPHAN_RESYNC:
+                case OPT_ORPHAN_GRACE:
+                        if (parse_long(optarg, 0, 86400,
+                                       c == OPT_ORPHAN_RESYNC ? &o->orphan_resync_s
+                                                              : &o->orphan_grace_s) < 0) {
+                                fprintf(stderr, "sandpit-operator: --%s takes 0..86400\n",
+                                        c == OPT_ORPHAN_RESYNC ? "orphan-resync-seconds"
+                                                               : "orphan-grace-seconds");
                                 return 3;
                         }
                         break;
@@ -427,6 +449,13 @@ int main(int argc, char **argv)
         pthread_mutex_init(&rs.lock, NULL);
         pthread_cond_init(&rs.cond, NULL);
         bool resync = pthread_create(&rs.thread, NULL, resync_main, &rs) == 0;
+        OrphanResync *orphans = NULL;
+        if (o.orphan_resync_s > 0 &&
+            orphan_resync_start(&op,
+                                &(OrphanResyncOptions){.period_s = o.orphan_resync_s,
+                                                       .grace_s = o.orphan_grace_s},
+                                &orphans) < 0)
+                log_warning("Cannot start the orphan resync");
         log_info("operator %s: %ld workers, leases in namespace %s", OPERATOR_VERSION, started,
                  o.namespace);
 
@@ -434,6 +463,7 @@ int main(int argc, char **argv)
         while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping", sig);
+        orphan_resync_stop(orphans);
         if (resync) {
                 pthread_mutex_lock(&rs.lock);
                 rs.stop = true;

@@ -21,6 +21,13 @@
 #define LEASE_NAME_PREFIX   "sandpit-agent-"
 /* The agent-side sandbox id of a Sandbox: this prefix and its uid. */
 #define SANDBOX_ID_PREFIX "sbx-"
+/* Labels the operator gives every sandbox it creates on an agent: the marks
+ * of the orphan resync (resync.c), which never touches a sandbox without. */
+#define LABEL_MANAGED_BY       "sandpit.dev/managed-by"
+#define LABEL_MANAGED_BY_VALUE "sandpit-operator"
+#define LABEL_NAMESPACE        "sandpit.dev/namespace"
+#define LABEL_NAME             "sandpit.dev/name"
+#define LABEL_RESERVED_PREFIX  "sandpit.dev/"
 
 static inline void json_putp(json_object **o)
 {
@@ -108,6 +115,30 @@ int sandbox_create_body(Operator *op, json_object *sbx, const char *id, json_obj
 /* Reconciles the Sandbox at key; > 0: requeue after that many ms; 0 done;
  * < 0: failed, requeue with backoff. */
 long reconcile_sandbox(Operator *op, const char *key);
+
+/* resync.c: the orphan resync (docs/operator.md). Every period_s, for each
+ * live agent, removes the operator's sandboxes (LABEL_MANAGED_BY, id
+ * SANDBOX_ID_PREFIX...) older than grace_s that no Sandbox object claims,
+ * confirmed by a direct GET. Acts only while may_act(may_act_data) is true
+ * (NULL: always), e.g. while this replica leads. */
+typedef struct OrphanResync OrphanResync;
+typedef struct {
+        long period_s;
+        long grace_s;
+        bool (*may_act)(void *userdata);
+        void *may_act_data;
+} OrphanResyncOptions;
+int orphan_resync_start(Operator *op, const OrphanResyncOptions *o, OrphanResync **ret);
+void orphan_resync_stop(OrphanResync *rs);
+/* One pass: the number of sandboxes removed, or < 0. */
+int orphan_resync_pass(Operator *op, long grace_s, bool (*may_act)(void *), void *may_act_data);
+/* Counters for /metrics: completed passes, sandboxes removed. */
+uint64_t orphan_resync_passes_total(void);
+uint64_t orphan_resync_removed_total(void);
+
+/* reconcile.c: the deadline spec.timeout asks for (status.startedAt +
+ * spec.timeout), microseconds; 0 when not started or unreadable. */
+uint64_t sandbox_wanted_deadline_us(json_object *sbx);
 
 /* health.c: /healthz and /readyz on a TCP address, no auth. */
 typedef struct HealthServer HealthServer;

@@ -375,13 +375,71 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
         return 0;
 }
 
+uint64_t sandbox_wanted_deadline_us(json_object *sbx)
+{
+        const char *started = str_field(field(sbx, "status"), "startedAt");
+        const char *timeout = str_field(field(sbx, "spec"), "timeout");
+        uint64_t start = 0;
+        long t = 300;
+        if (!started || parse_rfc3339_us(started, &start) < 0 ||
+            (timeout && parse_duration_s(timeout, &t) < 0))
+                return 0;
+        return start + (uint64_t) (t < 1 ? 1 : t) * 1000000u;
+}
+
+/* Tolerance between status.expiresAt and startedAt + spec.timeout: the
+ * agent counts from the start of its create and in whole seconds. */
+#define DEADLINE_SLACK_US 2000000u
+
+/* spec.timeout changed: the agent's deadline moves to startedAt + timeout
+ * (POST .../timeout takes seconds from now). *deadline becomes the new one. */
+static int move_deadline(Operator *op, json_object **obj, json_object *st, const char *key,
+                         const AgentInfo *a, uint64_t want, uint64_t *deadline)
+{
+        uint64_t now = now_realtime_us();
+        cleanup_free char *path = NULL;
+        if (asprintf(&path, "/v1/sandboxes/%s/timeout", str_field(st, "sandboxID")) < 0)
+                return -ENOMEM;
+        cleanup_json json_object *body = json_object_new_object();
+        json_object_object_add(body, "timeout",
+                               json_object_new_int64((int64_t) ((want - now + 999999u) / 1000000u)));
+        long status = 0;
+        cleanup_json json_object *resp = NULL;
+        int r = agent_call(op, a->endpoint, "POST", path, body, &status, &resp);
+        if (r < 0)
+                return r;
+        const char *expires = str_field(resp, "expires_at");
+        if (status != 200 || !expires || parse_rfc3339_us(expires, deadline) < 0) {
+                log_warning("Sandbox %s: cannot move its deadline on %s: %ld %s", key, a->node,
+                            status, agent_message(resp));
+                return -EAGAIN;
+        }
+        json_object_object_add(st, "expiresAt", json_object_new_string(expires));
+        char msg[128];
+        snprintf(msg, sizeof(msg), "spec.timeout changed: the sandbox now expires at %s", expires);
+        post_event(op, *obj, "Normal", "TimeoutChanged", msg);
+        log_info("Sandbox %s: %s", key, msg);
+        return 0;
+}
+
 static long sync_running(Operator *op, json_object **obj, json_object *st, const char *key,
                          const AgentInfo *a)
 {
         const char *id = str_field(st, "sandboxID");
         const char *expires = str_field(st, "expiresAt");
         uint64_t deadline = 0, now = now_realtime_us();
-        if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline)
+        if (expires)
+                (void) parse_rfc3339_us(expires, &deadline);
+        uint64_t want = sandbox_wanted_deadline_us(*obj);
+        if (want && deadline && now < deadline &&
+            (want > deadline + DEADLINE_SLACK_US || want + DEADLINE_SLACK_US < deadline)) {
+                if (want <= now)
+                        return expire(op, obj, st, key, a); /* shortened into the past */
+                int r = move_deadline(op, obj, st, key, a, want, &deadline);
+                if (r < 0)
+                        return r;
+        }
+        if (deadline && now >= deadline)
                 return expire(op, obj, st, key, a);
 
         cleanup_free char *path = NULL;

@@ -217,7 +217,9 @@ def test_apply_ready_exec_delete(kube, node, operator):
     # the sandbox on the node got the spec
     sb = node.api.sandbox(st["sandboxID"]).json()
     assert sb["template"] == "host" and sb["cpu"] == 0.5 and sb["memory"] == 128 << 20
-    assert sb["pids"] == 128 and sb["timeout"] == 600 and sb["labels"] == {"test": "box"}
+    assert sb["pids"] == 128 and sb["timeout"] == 600
+    assert sb["labels"] == {"test": "box", "sandpit.dev/managed-by": "sandpit-operator",
+                            "sandpit.dev/namespace": "default", "sandpit.dev/name": "box"}
     assert run(node, st["sandboxID"], 'echo "$GREETING from $(id -un)"') == "hello from user\n"
 
     # a reconcile with nothing new writes nothing: the resourceVersion stays
