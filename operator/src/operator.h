@@ -136,9 +136,9 @@ int orphan_resync_pass(Operator *op, long grace_s, bool (*may_act)(void *), void
 uint64_t orphan_resync_passes_total(void);
 uint64_t orphan_resync_removed_total(void);
 
-/* reconcile.c: the deadline spec.timeout asks for (status.startedAt +
- * spec.timeout), microseconds; 0 when not started or unreadable. */
-uint64_t sandbox_wanted_deadline_us(json_object *sbx);
+/* reconcile.c: the deadline spec.timeout of Sandbox sbx asks for, counted
+ * from the agent sandbox's created_at, in microseconds; 0 when unreadable. */
+uint64_t sandbox_wanted_deadline_us(json_object *sbx, json_object *sandbox);
 
 /* health.c: /healthz and /readyz on a TCP address, no auth. */
 typedef struct HealthServer HealthServer;

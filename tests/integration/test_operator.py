@@ -95,12 +95,12 @@ def lease(kube, node):
 
 
 class Operator:
-    def __init__(self, kube, node, tmp):
+    def __init__(self, kube, node, tmp, extra=()):
         self.health_port = find_free_port()
         self.log = tmp / "operator.log"
         argv = [str(OPERATOR_BIN), "--kubeconfig", kube.kubeconfig, "--agent-token-file", str(node.token_file),
                 "--namespace", OP_NS, "--health-listen", f"127.0.0.1:{self.health_port}", "--workers", "2",
-                "--resync-seconds", "2", "--log-format", "text", "--log-level", "debug"]
+                "--resync-seconds", "2", "--log-format", "text", "--log-level", "debug", *extra]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT)
 
