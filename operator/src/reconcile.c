@@ -400,8 +400,9 @@ static int move_deadline(Operator *op, json_object **obj, const char *key, const
         if (asprintf(&path, "/v1/sandboxes/%s/timeout", id) < 0)
                 return -ENOMEM;
         cleanup_json json_object *body = json_object_new_object();
-        json_object_object_add(body, "timeout",
-                               json_object_new_int64((int64_t) ((want - now + 999999u) / 1000000u)));
+        json_object_object_add(
+                body, "timeout",
+                json_object_new_int64((int64_t) ((want - now + 999999u) / 1000000u)));
         long status = 0;
         cleanup_json json_object *resp = NULL;
         int r = agent_call(op, a->endpoint, "POST", path, body, &status, &resp);

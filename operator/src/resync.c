@@ -134,7 +134,7 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
         }
         json_object *arr = field(list, "sandboxes");
         size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr)
-                                                                      : 0;
+                                                                    : 0;
         int removed = 0;
         uint64_t now = now_realtime_us();
         for (size_t i = 0; i < n; i++) {
@@ -147,8 +147,7 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
                 const char *created = str_field(sb, "created_at");
                 /* Both marks, or it is not ours. */
                 if (!id || !managed || !streq(managed, LABEL_MANAGED_BY_VALUE) ||
-                    strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) != 0 || !ns ||
-                    !name)
+                    strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) != 0 || !ns || !name)
                         continue;
                 uint64_t created_us = 0;
                 if (!created || parse_rfc3339_us(created, &created_us) < 0 ||
