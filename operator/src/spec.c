@@ -188,7 +188,7 @@ int sandbox_create_body(Operator *op, json_object *sbx, const char *id, json_obj
         json_object *user_labels = field(spec, "labels");
         if (user_labels && json_object_is_type(user_labels, json_type_object)) {
                 json_object_object_foreach(user_labels, lk, lv) {
-                        if (strncmp(lk, LABEL_RESERVED_PREFIX, strlen(LABEL_RESERVED_PREFIX)))
+                        if (strncmp(lk, LABEL_RESERVED_PREFIX, strlen(LABEL_RESERVED_PREFIX)) != 0)
                                 json_object_object_add(labels, lk, json_object_get(lv));
                 }
         }
