@@ -132,6 +132,12 @@ int orphan_resync_start(Operator *op, const OrphanResyncOptions *o, OrphanResync
 void orphan_resync_stop(OrphanResync *rs);
 /* One pass: the number of sandboxes removed, or < 0. */
 int orphan_resync_pass(Operator *op, long grace_s, bool (*may_act)(void *), void *may_act_data);
+/* Does agent sandbox sb (its JSON) carry both of the operator's marks? Then
+ * *ret_ns and *ret_name (borrowed) name its Sandbox. */
+bool orphan_resync_marked(json_object *sb, const char **ret_ns, const char **ret_name);
+/* Does Sandbox obj still claim sandbox id on node: the uid of the id, that
+ * node and id in its status, and a phase that is not final? */
+bool orphan_resync_claims(json_object *obj, const char *node, const char *id);
 /* Counters for /metrics: completed passes, sandboxes removed. */
 uint64_t orphan_resync_passes_total(void);
 uint64_t orphan_resync_removed_total(void);

@@ -53,9 +53,17 @@ static const char *str_field(json_object *o, const char *name)
         return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
-/* Does Sandbox obj (uid matched by the caller) still own sandbox id on node? */
-static bool object_claims(json_object *obj, const char *node, const char *id)
+static bool uid_matches(json_object *obj, const char *id)
 {
+        const char *uid = k8s_obj_uid(obj);
+        return uid && strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) == 0 &&
+               streq(id + strlen(SANDBOX_ID_PREFIX), uid);
+}
+
+bool orphan_resync_claims(json_object *obj, const char *node, const char *id)
+{
+        if (!uid_matches(obj, id))
+                return false;
         json_object *st = field(obj, "status");
         const char *phase = str_field(st, "phase");
         if (phase && (streq(phase, "Failed") || streq(phase, "Expired")))
@@ -63,12 +71,6 @@ static bool object_claims(json_object *obj, const char *node, const char *id)
         const char *n = str_field(st, "nodeName"), *sid = str_field(st, "sandboxID");
         /* Not placed yet (or placed elsewhere): it cannot own this one. */
         return n && sid && streq(n, node) && streq(sid, id);
-}
-
-static bool uid_matches(json_object *obj, const char *id)
-{
-        const char *uid = k8s_obj_uid(obj);
-        return uid && streq(id + strlen(SANDBOX_ID_PREFIX), uid);
 }
 
 /* 1: claimed (keep), 0: orphan, < 0: cannot tell (keep). */
@@ -80,7 +82,7 @@ static int is_claimed(Operator *op, const char *ns, const char *name, const char
                 return -ENOMEM;
         json_object *cached = NULL;
         if (k8s_informer_get(op->sandboxes, key, &cached) >= 0) {
-                bool claimed = uid_matches(cached, id) && object_claims(cached, node, id);
+                bool claimed = orphan_resync_claims(cached, node, id);
                 json_object_put(cached);
                 if (claimed)
                         return 1;
@@ -94,7 +96,7 @@ static int is_claimed(Operator *op, const char *ns, const char *name, const char
         if (r < 0)
                 return log_warning_errno(r, "Orphan resync: cannot read Sandbox %s: %s", key,
                                          e.message);
-        return uid_matches(fresh, id) && object_claims(fresh, node, id);
+        return orphan_resync_claims(fresh, node, id);
 }
 
 static int agent_request(Operator *op, const char *endpoint, const char *method, const char *path,
@@ -115,6 +117,22 @@ static int agent_request(Operator *op, const char *endpoint, const char *method,
 static bool allowed(bool (*may_act)(void *), void *data)
 {
         return !may_act || may_act(data);
+}
+
+bool orphan_resync_marked(json_object *sb, const char **ret_ns, const char **ret_name)
+{
+        json_object *labels = field(sb, "labels");
+        const char *id = str_field(sb, "id");
+        const char *managed = str_field(labels, LABEL_MANAGED_BY);
+        const char *ns = str_field(labels, LABEL_NAMESPACE);
+        const char *name = str_field(labels, LABEL_NAME);
+        if (!id || !managed || !streq(managed, LABEL_MANAGED_BY_VALUE) ||
+            strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) != 0 || !ns || !*ns ||
+            !name || !*name)
+                return false;
+        *ret_ns = ns;
+        *ret_name = name;
+        return true;
 }
 
 /* The orphans of one live agent; the number removed. */
@@ -139,15 +157,11 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
         uint64_t now = now_realtime_us();
         for (size_t i = 0; i < n; i++) {
                 json_object *sb = json_object_array_get_idx(arr, i);
-                json_object *labels = field(sb, "labels");
                 const char *id = str_field(sb, "id");
-                const char *managed = str_field(labels, LABEL_MANAGED_BY);
-                const char *ns = str_field(labels, LABEL_NAMESPACE);
-                const char *name = str_field(labels, LABEL_NAME);
                 const char *created = str_field(sb, "created_at");
+                const char *ns = NULL, *name = NULL;
                 /* Both marks, or it is not ours. */
-                if (!id || !managed || !streq(managed, LABEL_MANAGED_BY_VALUE) ||
-                    strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) != 0 || !ns || !name)
+                if (!orphan_resync_marked(sb, &ns, &name))
                         continue;
                 uint64_t created_us = 0;
                 if (!created || parse_rfc3339_us(created, &created_us) < 0 ||
