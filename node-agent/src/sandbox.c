@@ -852,16 +852,22 @@ static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
         return sb;
 }
 
-int sandbox_delete(Agent *a, const char *id)
+/* wait: as sandbox_delete(); without, a sandbox being created or deleted is
+ * -ENOENT at once (the monitor must not block on another request). */
+static int delete_sandbox(Agent *a, const char *id, bool wait)
 {
         (void) pthread_mutex_lock(&a->lock);
         int wr = 0;
-        Sandbox *sb = wait_settled_locked(a, id, &wr);
+        Sandbox *sb = wait ? wait_settled_locked(a, id, &wr) : find_locked(a, id);
         if (wr < 0 || !sb) {
                 /* Gone after a create or delete we waited for: the id is
                  * absent now, as the caller asked. */
                 (void) pthread_mutex_unlock(&a->lock);
                 return wr < 0 ? wr : wr > 0 ? 0 : -ENOENT;
+        }
+        if (sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock); /* only without wait */
+                return -ENOENT;
         }
         bool frozen = sb->state == SANDBOX_PAUSED || sb->paused_us != 0;
         sb->state = SANDBOX_DELETING;
@@ -892,6 +898,11 @@ int sandbox_delete(Agent *a, const char *id)
         log_sbx(LOG_LEVEL_INFO, id, 0, "deleted");
         sandbox_free(sb);
         return 0;
+}
+
+int sandbox_delete(Agent *a, const char *id)
+{
+        return delete_sandbox(a, id, true);
 }
 
 int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj)
@@ -1149,7 +1160,7 @@ static void *monitor_main(void *arg)
 
                 if (expired[0]) {
                         log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
-                        int r = sandbox_delete(a, expired);
+                        int r = delete_sandbox(a, expired, false);
                         if (r < 0 && r != -ENOENT) {
                                 log_sbx(LOG_LEVEL_ERROR, expired, r,
                                         "deleting expired sandbox; retrying in 10 s");
