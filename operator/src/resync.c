@@ -22,6 +22,7 @@
 
 #include "operator.h"
 #include "sandpit/http-client.h"
+#include "sandpit/k8s-event.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -73,9 +74,10 @@ bool orphan_resync_claims(json_object *obj, const char *node, const char *id)
         return n && sid && streq(n, node) && streq(sid, id);
 }
 
-/* 1: claimed (keep), 0: orphan, < 0: cannot tell (keep). */
+/* 1: claimed (keep), 0: orphan, < 0: cannot tell (keep). An orphan whose
+ * object still exists (same uid: Failed, Expired) gets it in *ret_owner. */
 static int is_claimed(Operator *op, const char *ns, const char *name, const char *node,
-                      const char *id)
+                      const char *id, json_object **ret_owner)
 {
         cleanup_free char *key = NULL;
         if (asprintf(&key, "%s/%s", ns, name) < 0)
@@ -96,7 +98,30 @@ static int is_claimed(Operator *op, const char *ns, const char *name, const char
         if (r < 0)
                 return log_warning_errno(r, "Orphan resync: cannot read Sandbox %s: %s", key,
                                          e.message);
-        return orphan_resync_claims(fresh, node, id);
+        if (orphan_resync_claims(fresh, node, id))
+                return 1;
+        const char *uid = k8s_obj_uid(fresh);
+        if (uid && streq(id + strlen(SANDBOX_ID_PREFIX), uid))
+                *ret_owner = TAKE_PTR(fresh);
+        return 0;
+}
+
+/* Tells the object's readers (kubectl describe) that its sandbox went. */
+static void note_removed(Operator *op, json_object *owner, const char *node, const char *id)
+{
+        char msg[256];
+        snprintf(msg, sizeof(msg), "sandbox %s, left on node %s, was removed (the Sandbox is %s)",
+                 id, node, str_field(field(owner, "status"), "phase") ?: "no longer placed there");
+        K8sError e = {0};
+        int r = k8s_event_post(op->client, owner,
+                               &(K8sEventInfo){.type = "Normal",
+                                               .reason = "OrphanRemoved",
+                                               .note = msg,
+                                               .reporting_controller = OPERATOR_CONTROLLER,
+                                               .reporting_instance = op->instance},
+                               NULL, &e);
+        if (r < 0)
+                log_warning_errno(r, "Failed to post event OrphanRemoved: %s", e.message);
 }
 
 static int agent_request(Operator *op, const char *endpoint, const char *method, const char *path,
@@ -167,7 +192,8 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
                 if (!created || parse_rfc3339_us(created, &created_us) < 0 ||
                     created_us + (uint64_t) grace_s * 1000000u > now)
                         continue;
-                if (is_claimed(op, ns, name, a->node, id) != 0)
+                cleanup_json json_object *owner = NULL;
+                if (is_claimed(op, ns, name, a->node, id, &owner) != 0)
                         continue;
                 if (!allowed(may_act, may_act_data))
                         return removed;
@@ -185,6 +211,8 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
                 }
                 removed++;
                 atomic_fetch_add(&removed_total, 1);
+                if (owner)
+                        note_removed(op, owner, a->node, id);
                 log_info("Orphan resync: removed sandbox %s from node %s (no Sandbox %s/%s "
                          "claims it)",
                          id, a->node, ns, name);

@@ -29,8 +29,8 @@ import yaml
 
 from conftest import REPO, Client, find_free_port, rand_suffix, stop_agent, wait_for, AGENTS
 from test_agent_cluster import ClusterAgent
-from test_operator import (OP_NS, Operator, OPERATOR_BIN, SBX, condition, get_sbx, kube, manifest,  # noqa: F401
-                           wait_ready)
+from test_operator import (EVENTS, OP_NS, Operator, OPERATOR_BIN, SBX, condition, get_sbx, kube,  # noqa: F401
+                           manifest, wait_ready)
 
 CLI = REPO / "build" / "bin" / "sandpit"
 NODE = "node-e2e"
@@ -246,6 +246,9 @@ def test_orphan_resync_removes_only_the_operators_orphans(kube, node, operator):
     time.sleep(ORPHAN_GRACE + 3)  # more passes: the others must still be there
     ids = node_ids(node)
     assert unmarked in ids and wrong_id in ids and kept_sid in ids, ids
+    # the removed sandbox's name pointed at an object with another uid: no Event on it
+    assert not [e for e in kube.ok("GET", EVENTS)["items"]
+                if e["reason"] == "OrphanRemoved" and e["regarding"]["name"] == "ghost"]
     assert condition(get_sbx(kube, kept), "Ready")["status"] == "True"
     assert condition(get_sbx(kube, "ghost"), "Ready")["status"] == "True"
     assert "Orphan resync: removed sandbox " + orphan in operator.log.read_text()
@@ -325,6 +328,9 @@ def test_agent_killed_node_lost_then_back(kube, node, operator):
              interval=0.5, what="the recovered sandbox of the Failed object to be removed")
     o = get_sbx(kube, name)
     assert o["status"]["phase"] == "Failed" and condition(o, "Ready")["reason"] == "NodeLost"
+    wait_for(lambda: [e for e in kube.ok("GET", EVENTS)["items"]
+                      if e["reason"] == "OrphanRemoved" and e["regarding"]["name"] == name], 10,
+             what="an OrphanRemoved Event on the object")
     # deletable
     kube.kubectl("delete", "sandbox", name, "--timeout=60s")
     assert get_sbx(kube, name) is None
