@@ -59,6 +59,8 @@ typedef struct Sandbox {
         uint64_t paused_us;   /* CLOCK_REALTIME: when paused; 0 = not paused */
         bool deadline_paused; /* the deadline clock stopped at paused_us */
         bool pause_busy;      /* a pause or resume is in progress */
+        /* A DELETE arrived while creating: the create gives up. */
+        bool delete_requested;
         pid_t init_pid;
         int pidfd;
         uint64_t serial;   /* unique in this agent's life: names it in epoll events */
@@ -77,6 +79,9 @@ typedef struct Agent {
         /* Protects the sandbox list and every field of every Sandbox. Held only
          * for table operations, never across runc, mounts or socket I/O. */
         pthread_mutex_t lock;
+        /* Broadcast (under lock) when a sandbox leaves the table or its create
+         * or delete ends: a DELETE racing a create waits on it. */
+        pthread_cond_t table_changed;
         Sandbox *sandboxes;
         uint64_t next_serial;
         /* Monitor thread: epoll over the inits' pidfds and a wake eventfd. */

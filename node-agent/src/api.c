@@ -67,6 +67,10 @@ static void handle_create(Agent *a, HttpRequest *req)
         uint64_t t0 = now_monotonic_us();
         r = sandbox_create(a, &spec, &obj, err, sizeof(err));
         metrics_note_create(a->metrics, r >= 0, (double) (now_monotonic_us() - t0) / 1e6);
+        if (r == -ECANCELED) { /* a DELETE came during the create */
+                http_respond_error(req, 409, "%s", err);
+                return;
+        }
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot create sandbox");
                 return;

@@ -242,6 +242,7 @@ static void unlink_locked(Agent *a, Sandbox *sb)
         for (Sandbox **p = &a->sandboxes; *p; p = &(*p)->next)
                 if (*p == sb) {
                         *p = sb->next;
+                        (void) pthread_cond_broadcast(&a->table_changed);
                         return;
                 }
 }
@@ -600,6 +601,14 @@ static int watch_init(Agent *a, Sandbox *sb)
         return 0;
 }
 
+static bool delete_requested(Agent *a, Sandbox *sb)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        bool r = sb->delete_requested;
+        (void) pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen)
 {
         Sandbox *sb = calloc(1, sizeof(*sb));
@@ -718,6 +727,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
 
         t_files = now_monotonic_us();
+        if (delete_requested(a, sb))
+                goto cancelled;
         step = "start the container";
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0) {
@@ -769,9 +780,14 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
 
         (void) pthread_mutex_lock(&a->lock);
+        if (sb->delete_requested) {
+                (void) pthread_mutex_unlock(&a->lock);
+                goto cancelled;
+        }
         sb->state = SANDBOX_RUNNING;
         sb->started_us = now_realtime_us();
         json_object *o = sandbox_to_json_locked(sb);
+        (void) pthread_cond_broadcast(&a->table_changed);
         (void) pthread_mutex_unlock(&a->lock);
         wake_monitor(a);
         template_free(tpl);
@@ -791,6 +807,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         *ret_obj = o;
         return 0;
 
+cancelled:
+        /* A DELETE came while we were creating: it wins, nothing stays. */
+        r = -ECANCELED;
+        (void) snprintf(err, errlen, "sandbox %s was deleted while it was being created", id);
+        log_sbx(LOG_LEVEL_INFO, id, 0, "deleted while being created; tearing down");
+        goto fail_reported;
 fail:
         (void) snprintf(err, errlen, "cannot %s: %s", step, strerror(-r));
         log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
@@ -811,12 +833,49 @@ fail_reported:
         return r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
 }
 
-int sandbox_delete(Agent *a, const char *id)
+/* Waits (a->lock held) while the sandbox id is being created or deleted by
+ * another request; a create is told to give up. The sandbox afterwards, or
+ * NULL when it is gone; *ret_r: 1 when it waited, -ETIMEDOUT after
+ * DELETE_WAIT_S, else 0. */
+#define DELETE_WAIT_S 600
+static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
+{
+        struct timespec end;
+        (void) clock_gettime(CLOCK_MONOTONIC, &end);
+        end.tv_sec += DELETE_WAIT_S;
+        *ret_r = 0;
+        Sandbox *sb;
+        while ((sb = find_locked(a, id)) &&
+               (sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)) {
+                if (sb->state == SANDBOX_CREATING && !sb->delete_requested) {
+                        sb->delete_requested = true;
+                        log_sbx(LOG_LEVEL_INFO, id, 0,
+                                "delete requested while creating; the create gives up");
+                }
+                *ret_r = 1;
+                if (pthread_cond_timedwait(&a->table_changed, &a->lock, &end) == ETIMEDOUT) {
+                        *ret_r = -ETIMEDOUT;
+                        return sb;
+                }
+        }
+        return sb;
+}
+
+/* wait: as sandbox_delete(); without, a sandbox being created or deleted is
+ * -ENOENT at once (the monitor must not block on another request). */
+static int delete_sandbox(Agent *a, const char *id, bool wait)
 {
         (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
-        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING) {
+        int wr = 0;
+        Sandbox *sb = wait ? wait_settled_locked(a, id, &wr) : find_locked(a, id);
+        if (wr < 0 || !sb) {
+                /* Gone after a create or delete we waited for: the id is
+                 * absent now, as the caller asked. */
                 (void) pthread_mutex_unlock(&a->lock);
+                return wr < 0 ? wr : wr > 0 ? 0 : -ENOENT;
+        }
+        if (sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock); /* only without wait */
                 return -ENOENT;
         }
         bool frozen = sb->state == SANDBOX_PAUSED || sb->paused_us != 0;
@@ -839,6 +898,7 @@ int sandbox_delete(Agent *a, const char *id)
         if (r < 0) {
                 /* Keep it listed, so a retry can finish the job. */
                 sb->state = SANDBOX_EXITED;
+                (void) pthread_cond_broadcast(&a->table_changed);
                 (void) pthread_mutex_unlock(&a->lock);
                 return r;
         }
@@ -847,6 +907,11 @@ int sandbox_delete(Agent *a, const char *id)
         log_sbx(LOG_LEVEL_INFO, id, 0, "deleted");
         sandbox_free(sb);
         return 0;
+}
+
+int sandbox_delete(Agent *a, const char *id)
+{
+        return delete_sandbox(a, id, true);
 }
 
 int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj)
@@ -1104,7 +1169,7 @@ static void *monitor_main(void *arg)
 
                 if (expired[0]) {
                         log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
-                        int r = sandbox_delete(a, expired);
+                        int r = delete_sandbox(a, expired, false);
                         if (r < 0 && r != -ENOENT) {
                                 log_sbx(LOG_LEVEL_ERROR, expired, r,
                                         "deleting expired sandbox; retrying in 10 s");
@@ -1165,6 +1230,11 @@ int agent_start_monitor(Agent *a)
 int agent_init(Agent *a)
 {
         (void) pthread_mutex_init(&a->lock, NULL);
+        pthread_condattr_t ca;
+        (void) pthread_condattr_init(&ca);
+        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        (void) pthread_cond_init(&a->table_changed, &ca);
+        (void) pthread_condattr_destroy(&ca);
         a->epoll_fd = -1;
         a->wake_fd = -1;
         a->started_us = now_realtime_us();
@@ -1220,6 +1290,7 @@ void agent_done(Agent *a)
         free(a->runc_root);
         free(a->sandboxes_dir);
         metrics_free(a->metrics);
+        (void) pthread_cond_destroy(&a->table_changed);
         (void) pthread_mutex_destroy(&a->lock);
 }
 

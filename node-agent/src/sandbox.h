@@ -15,6 +15,10 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
 /* Creates and starts a sandbox; takes ownership of spec's contents on success
  * and failure. err receives a message for the caller on failure. */
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen);
+/* Deletes a sandbox. One still being created is told to give up (its create
+ * fails with -ECANCELED and tears everything down) and one being deleted by
+ * another request is waited for: 0 once the id is gone either way. -ENOENT
+ * for an id that was never there. */
 int sandbox_delete(Agent *a, const char *id);
 int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj);
 /* Replaces the egress policy of a running sandbox, live; takes policy's

@@ -38,6 +38,8 @@ enum {
         OPT_LEASE_DURATION,
         OPT_RENEW_DEADLINE,
         OPT_RETRY_PERIOD,
+        OPT_ORPHAN_RESYNC,
+        OPT_ORPHAN_GRACE,
 };
 
 static void usage(FILE *f)
@@ -46,6 +48,7 @@ static void usage(FILE *f)
               "         --agent-token-file FILE [--namespace NS] [--health-listen ADDR:PORT]\n"
               "         [--workers N] [--resync-seconds S] [--log-format json|text]\n"
               "         [--log-level debug|info|warning|error] [--version]\n"
+              "         [--orphan-resync-seconds S] [--orphan-grace-seconds S]\n"
               "         [--leader-elect[=true|false] | --no-leader-elect]\n"
               "         [--leader-election-id NAME] [--identity ID] [--lease-duration D]\n"
               "         [--renew-deadline D] [--retry-period D]\n"
@@ -55,6 +58,20 @@ static void usage(FILE *f)
               "Durations D: 15s, 500ms, 1.5s, 1m (defaults 15s, 10s, 2s); retry-period <\n"
               "renew-deadline < lease-duration.\n",
               f);
+}
+
+/* The orphan resync acts only while this replica leads: each pass is a
+ * piece of work of the current term, and each removal checks it again. */
+static bool orphans_begin(void *userdata)
+{
+        Operator *op = userdata;
+        return leader_begin(op->leader);
+}
+
+static bool orphans_may_act(void *userdata)
+{
+        Operator *op = userdata;
+        return leader_check(op->leader) == 0;
 }
 
 static void enqueue(const char *key, void *userdata)
@@ -243,6 +260,8 @@ typedef struct {
         long resync_s;
         bool leader_elect;
         LeaderConfig leader;
+        long orphan_resync_s; /* 0: off */
+        long orphan_grace_s;
 } Options;
 
 static int parse_long(const char *s, long min, long max, long *ret)
@@ -279,6 +298,8 @@ static int parse_args(int argc, char **argv, Options *o)
                 {"lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
                 {"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
                 {"retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
+                {"orphan-resync-seconds", required_argument, NULL, OPT_ORPHAN_RESYNC},
+                {"orphan-grace-seconds", required_argument, NULL, OPT_ORPHAN_GRACE},
                 {0},
         };
         LogFormat fmt = LOG_FORMAT_JSON;
@@ -290,7 +311,9 @@ static int parse_args(int argc, char **argv, Options *o)
                        .leader = {.lease_name = LEADER_DEFAULT_LEASE_NAME,
                                   .lease_duration_ms = LEADER_DEFAULT_LEASE_MS,
                                   .renew_deadline_ms = LEADER_DEFAULT_RENEW_MS,
-                                  .retry_period_ms = LEADER_DEFAULT_RETRY_MS}};
+                                  .retry_period_ms = LEADER_DEFAULT_RETRY_MS},
+                       .orphan_resync_s = 60,
+                       .orphan_grace_s = 60};
         opterr = 0;
         for (;;) {
                 int c = getopt_long(argc, argv, ":h", longopts, NULL);
@@ -342,6 +365,17 @@ static int parse_args(int argc, char **argv, Options *o)
                 case OPT_LOG_LEVEL:
                         if (log_parse_level(optarg, &level) < 0) {
                                 fprintf(stderr, "sandpit-operator: bad --log-level '%s'\n", optarg);
+                                return 3;
+                        }
+                        break;
+                case OPT_ORPHAN_RESYNC:
+                case OPT_ORPHAN_GRACE:
+                        if (parse_long(optarg, 0, 86400,
+                                       c == OPT_ORPHAN_RESYNC ? &o->orphan_resync_s
+                                                              : &o->orphan_grace_s) < 0) {
+                                fprintf(stderr, "sandpit-operator: --%s takes 0..86400\n",
+                                        c == OPT_ORPHAN_RESYNC ? "orphan-resync-seconds"
+                                                               : "orphan-grace-seconds");
                                 return 3;
                         }
                         break;
@@ -582,6 +616,16 @@ int main(int argc, char **argv)
         pthread_mutex_init(&rs.lock, NULL);
         pthread_cond_init(&rs.cond, NULL);
         bool resync = pthread_create(&rs.thread, NULL, resync_main, &rs) == 0;
+        OrphanResync *orphans = NULL;
+        if (o.orphan_resync_s > 0 &&
+            orphan_resync_start(&op,
+                                &(OrphanResyncOptions){.period_s = o.orphan_resync_s,
+                                                       .grace_s = o.orphan_grace_s,
+                                                       .begin = orphans_begin,
+                                                       .may_act = orphans_may_act,
+                                                       .may_act_data = &op},
+                                &orphans) < 0)
+                log_warning("Cannot start the orphan resync");
         log_info("operator %s: %ld workers, leases in namespace %s", OPERATOR_VERSION, started,
                  o.namespace);
 
@@ -591,6 +635,7 @@ int main(int argc, char **argv)
         log_info("signal %d: stopping", sig);
         /* No worker acts after this; the Lease is released once they are joined. */
         leader_stop(op.leader);
+        orphan_resync_stop(orphans);
         if (resync) {
                 pthread_mutex_lock(&rs.lock);
                 rs.stop = true;

@@ -105,6 +105,8 @@ void op_metrics_snapshot(Operator *op, OpMetricsSnapshot *ret)
         informer_stats(op->sandboxes, &s.informers[0]);
         informer_stats(op->leases, &s.informers[1]);
         s.leading = leader_is_leading(op->leader);
+        s.orphan_passes = orphan_resync_passes_total();
+        s.orphans_removed = orphan_resync_removed_total();
         *ret = s;
 }
 
@@ -168,6 +170,12 @@ int op_metrics_format(const OpMetricsSnapshot *s, char **ret, size_t *ret_len)
                         "Watch events (ADDED, MODIFIED, DELETED) the informer received.", s, 1);
         informer_metric(f, "sandpit_operator_informer_gone_total", "counter",
                         "410 Gone answers that made the informer relist.", s, 2);
+        prom_write_metric(f, "sandpit_operator_orphan_resync_passes_total", "counter",
+                          "Completed passes of the orphan resync.", (double) s->orphan_passes);
+        prom_write_metric(f, "sandpit_operator_orphans_removed_total", "counter",
+                          "Sandboxes the orphan resync removed from agents (no object claimed "
+                          "them).",
+                          (double) s->orphans_removed);
         prom_write_metric(f, "sandpit_operator_leader", "gauge",
                           "1 while this replica holds the leader Lease (or runs without "
                           "election) and reconciles; 0 on standby.",

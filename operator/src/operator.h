@@ -23,6 +23,13 @@
 #define LEASE_NAME_PREFIX   "sandpit-agent-"
 /* The agent-side sandbox id of a Sandbox: this prefix and its uid. */
 #define SANDBOX_ID_PREFIX "sbx-"
+/* Labels the operator gives every sandbox it creates on an agent: the marks
+ * of the orphan resync (resync.c), which never touches a sandbox without. */
+#define LABEL_MANAGED_BY       "sandpit.dev/managed-by"
+#define LABEL_MANAGED_BY_VALUE "sandpit-operator"
+#define LABEL_NAMESPACE        "sandpit.dev/namespace"
+#define LABEL_NAME             "sandpit.dev/name"
+#define LABEL_RESERVED_PREFIX  "sandpit.dev/"
 
 static inline void json_putp(json_object **o)
 {
@@ -155,6 +162,7 @@ typedef struct {
         uint64_t sandboxes_other;      /* a phase not in the list */
         OpInformerStats informers[2];  /* sandboxes, leases */
         bool leading;                  /* leads, or runs without election */
+        uint64_t orphan_passes, orphans_removed;
         double start_time_s;
 } OpMetricsSnapshot;
 /* reconcile_sandbox()'s return as a result: < 0 error, > 0 requeue, 0 success. */
@@ -164,6 +172,38 @@ void op_metrics_note_reconcile(long reconcile_ret, double seconds);
 int op_metrics_phase_index(const char *phase);
 void op_metrics_snapshot(Operator *op, OpMetricsSnapshot *ret);
 int op_metrics_format(const OpMetricsSnapshot *s, char **ret, size_t *ret_len);
+
+/* resync.c: the orphan resync (docs/operator.md). Every period_s, for each
+ * live agent, removes the operator's sandboxes (LABEL_MANAGED_BY, id
+ * SANDBOX_ID_PREFIX...) older than grace_s that no Sandbox object claims,
+ * confirmed by a direct GET. Acts only while may_act(may_act_data) is true
+ * (NULL: always), e.g. while this replica leads. */
+typedef struct OrphanResync OrphanResync;
+typedef struct {
+        long period_s;
+        long grace_s;
+        bool (*may_act)(void *userdata);
+        /* Called before each pass (NULL: none); false skips the pass. */
+        bool (*begin)(void *userdata);
+        void *may_act_data;
+} OrphanResyncOptions;
+int orphan_resync_start(Operator *op, const OrphanResyncOptions *o, OrphanResync **ret);
+void orphan_resync_stop(OrphanResync *rs);
+/* One pass: the number of sandboxes removed, or < 0. */
+int orphan_resync_pass(Operator *op, long grace_s, bool (*may_act)(void *), void *may_act_data);
+/* Does agent sandbox sb (its JSON) carry both of the operator's marks? Then
+ * *ret_ns and *ret_name (borrowed) name its Sandbox. */
+bool orphan_resync_marked(json_object *sb, const char **ret_ns, const char **ret_name);
+/* Does Sandbox obj still claim sandbox id on node: the uid of the id, that
+ * node and id in its status, and a phase that is not final? */
+bool orphan_resync_claims(json_object *obj, const char *node, const char *id);
+/* Counters for /metrics: completed passes, sandboxes removed. */
+uint64_t orphan_resync_passes_total(void);
+uint64_t orphan_resync_removed_total(void);
+
+/* reconcile.c: the deadline spec.timeout of Sandbox sbx asks for, counted
+ * from the agent sandbox's created_at, in microseconds; 0 when unreadable. */
+uint64_t sandbox_wanted_deadline_us(json_object *sbx, json_object *sandbox);
 
 /* health.c: /healthz, /readyz and /metrics on a TCP address, no auth. */
 typedef struct HealthServer HealthServer;

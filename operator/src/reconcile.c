@@ -410,6 +410,54 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
         return 0;
 }
 
+uint64_t sandbox_wanted_deadline_us(json_object *sbx, json_object *sandbox)
+{
+        const char *created = str_field(sandbox, "created_at");
+        const char *timeout = str_field(field(sbx, "spec"), "timeout");
+        uint64_t start = 0;
+        long t = 300;
+        if (!created || parse_rfc3339_us(created, &start) < 0 ||
+            (timeout && parse_duration_s(timeout, &t) < 0))
+                return 0;
+        return start + (uint64_t) (t < 1 ? 1 : t) * 1000000u;
+}
+
+/* The agent's deadline is in whole seconds from the moment it is set. */
+#define DEADLINE_SLACK_US 1500000u
+
+/* spec.timeout changed: the agent's deadline moves to want (POST
+ * .../timeout takes seconds from now); *sb becomes the agent's answer. */
+static int move_deadline(Operator *op, json_object **obj, const char *key, const AgentInfo *a,
+                         const char *id, uint64_t want, json_object **sb)
+{
+        uint64_t now = now_realtime_us();
+        cleanup_free char *path = NULL;
+        if (asprintf(&path, "/v1/sandboxes/%s/timeout", id) < 0)
+                return -ENOMEM;
+        cleanup_json json_object *body = json_object_new_object();
+        json_object_object_add(
+                body, "timeout",
+                json_object_new_int64((int64_t) ((want - now + 999999u) / 1000000u)));
+        long status = 0;
+        cleanup_json json_object *resp = NULL;
+        int r = agent_call(op, a->endpoint, "POST", path, body, &status, &resp);
+        if (r < 0)
+                return r;
+        const char *expires = str_field(resp, "expires_at");
+        if (status != 200 || !expires) {
+                log_warning("Sandbox %s: cannot move its deadline on %s: %ld %s", key, a->node,
+                            status, agent_message(resp));
+                return -EAGAIN;
+        }
+        char msg[128];
+        snprintf(msg, sizeof(msg), "spec.timeout changed: the sandbox now expires at %s", expires);
+        post_event(op, *obj, "Normal", "TimeoutChanged", msg);
+        log_info("Sandbox %s: %s", key, msg);
+        json_object_put(*sb);
+        *sb = TAKE_PTR(resp);
+        return 0;
+}
+
 static long sync_running(Operator *op, json_object **obj, json_object *st, const char *key,
                          const AgentInfo *a)
 {
@@ -472,6 +520,21 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                 post_event(op, *obj, "Normal", want_paused ? "Paused" : "Resumed",
                            want_paused ? "the sandbox is paused" : "the sandbox is running again");
         }
+        /* spec.timeout is counted from the sandbox's creation on its node:
+         * when it changed, the agent's deadline follows. */
+        uint64_t want = sandbox_wanted_deadline_us(*obj, sb), cur = 0;
+        const char *cur_s = str_field(sb, "expires_at");
+        if (want && cur_s && parse_rfc3339_us(cur_s, &cur) >= 0 &&
+            (want > cur + DEADLINE_SLACK_US || want + DEADLINE_SLACK_US < cur)) {
+                if (want <= now_realtime_us())
+                        return expire(op, obj, st, key, a); /* shortened into the past */
+                r = move_deadline(op, obj, key, a, id, want, &sb);
+                if (r < 0)
+                        return r;
+        }
+        cur_s = str_field(sb, "expires_at");
+        if (cur_s)
+                (void) parse_rfc3339_us(cur_s, &deadline);
         status_from_agent(st, sb, generation(*obj));
         r = write_status(op, obj, st);
         if (r < 0)

@@ -262,9 +262,22 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
         if (user)
                 json_object_object_add(body, "user",
                                        json_object_new_string(json_object_get_string(user)));
-        json_object *labels = field(spec, "labels");
-        if (labels)
-                json_object_object_add(body, "labels", json_object_get(labels));
+        /* The user's labels, then the operator's marks (keys under
+         * sandpit.dev/ are reserved: a user's are dropped). */
+        json_object *labels = json_object_new_object();
+        json_object_object_add(body, "labels", labels);
+        json_object *user_labels = field(spec, "labels");
+        if (user_labels && json_object_is_type(user_labels, json_type_object)) {
+                json_object_object_foreach(user_labels, lk, lv) {
+                        if (strncmp(lk, LABEL_RESERVED_PREFIX, strlen(LABEL_RESERVED_PREFIX)) != 0)
+                                json_object_object_add(labels, lk, json_object_get(lv));
+                }
+        }
+        json_object_object_add(labels, LABEL_MANAGED_BY,
+                               json_object_new_string(LABEL_MANAGED_BY_VALUE));
+        json_object_object_add(labels, LABEL_NAMESPACE,
+                               json_object_new_string(k8s_obj_namespace(sbx)));
+        json_object_object_add(labels, LABEL_NAME, json_object_new_string(k8s_obj_name(sbx)));
         add_network(sbx, body);
         int r = add_env(op, sbx, body, msg, msglen);
         if (r < 0)

@@ -95,12 +95,12 @@ def lease(kube, node):
 
 
 class Operator:
-    def __init__(self, kube, node, tmp):
+    def __init__(self, kube, node, tmp, extra=()):
         self.health_port = find_free_port()
         self.log = tmp / "operator.log"
         argv = [str(OPERATOR_BIN), "--kubeconfig", kube.kubeconfig, "--agent-token-file", str(node.token_file),
                 "--namespace", OP_NS, "--health-listen", f"127.0.0.1:{self.health_port}", "--workers", "2",
-                "--resync-seconds", "2", "--log-format", "text", "--log-level", "debug"]
+                "--resync-seconds", "2", "--log-format", "text", "--log-level", "debug", *extra]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT)
 
@@ -217,7 +217,9 @@ def test_apply_ready_exec_delete(kube, node, operator):
     # the sandbox on the node got the spec
     sb = node.api.sandbox(st["sandboxID"]).json()
     assert sb["template"] == "host" and sb["cpu"] == 0.5 and sb["memory"] == 128 << 20
-    assert sb["pids"] == 128 and sb["timeout"] == 600 and sb["labels"] == {"test": "box"}
+    assert sb["pids"] == 128 and sb["timeout"] == 600
+    assert sb["labels"] == {"test": "box", "sandpit.dev/managed-by": "sandpit-operator",
+                            "sandpit.dev/namespace": "default", "sandpit.dev/name": "box"}
     assert run(node, st["sandboxID"], 'echo "$GREETING from $(id -un)"') == "hello from user\n"
 
     # a reconcile with nothing new writes nothing: the resourceVersion stays

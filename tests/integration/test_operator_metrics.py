@@ -109,6 +109,8 @@ def test_exposition_is_well_formed(operator):
             "sandpit_operator_sandboxes": "gauge",
             "sandpit_operator_build_info": "gauge",
             "sandpit_operator_leader": "gauge",
+            "sandpit_operator_orphan_resync_passes_total": "counter",
+            "sandpit_operator_orphans_removed_total": "counter",
             "process_start_time_seconds": "gauge"}
     for name, typ in want.items():
         assert fams.get(name, {}).get("type") == typ, f"{name} missing or not a {typ}"

@@ -1,0 +1,322 @@
+/* The orphan resync (docs/operator.md): every period, each live agent's
+ * sandboxes are compared with the Sandbox objects, and the operator's own
+ * sandboxes that no object claims are removed from the node.
+ *
+ * Only sandboxes with both marks are considered: the label
+ * sandpit.dev/managed-by=sandpit-operator and an id "sbx-<uid>". Anything
+ * else on an agent is someone else's and is never touched. A sandbox is
+ * removed only when (1) it is older than the grace period (its object's
+ * create or first status may not have reached the cache yet), (2) the
+ * informer cache has no object claiming it, and (3) a direct GET of the
+ * object named by its sandpit.dev/namespace and sandpit.dev/name labels
+ * confirms that: 404, another uid, or an object that no longer claims it
+ * (status on another node or with another sandboxID, or a final phase:
+ * Failed or Expired, whose placement the operator has already released). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "operator.h"
+#include "sandpit/http-client.h"
+#include "sandpit/k8s-event.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define RESYNC_AGENT_TIMEOUT_MS 60000L
+
+static atomic_uint_fast64_t passes_total;
+static atomic_uint_fast64_t removed_total;
+
+uint64_t orphan_resync_passes_total(void)
+{
+        return (uint64_t) atomic_load(&passes_total);
+}
+
+uint64_t orphan_resync_removed_total(void)
+{
+        return (uint64_t) atomic_load(&removed_total);
+}
+
+static json_object *field(json_object *o, const char *name)
+{
+        json_object *v = NULL;
+        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
+}
+
+static const char *str_field(json_object *o, const char *name)
+{
+        json_object *v = field(o, name);
+        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static bool uid_matches(json_object *obj, const char *id)
+{
+        const char *uid = k8s_obj_uid(obj);
+        return uid && strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) == 0 &&
+               streq(id + strlen(SANDBOX_ID_PREFIX), uid);
+}
+
+bool orphan_resync_claims(json_object *obj, const char *node, const char *id)
+{
+        if (!uid_matches(obj, id))
+                return false;
+        json_object *st = field(obj, "status");
+        const char *phase = str_field(st, "phase");
+        if (phase && (streq(phase, "Failed") || streq(phase, "Expired")))
+                return false;
+        const char *n = str_field(st, "nodeName"), *sid = str_field(st, "sandboxID");
+        /* Not placed yet (or placed elsewhere): it cannot own this one. */
+        return n && sid && streq(n, node) && streq(sid, id);
+}
+
+/* 1: claimed (keep), 0: orphan, < 0: cannot tell (keep). An orphan whose
+ * object still exists (same uid: Failed, Expired) gets it in *ret_owner. */
+static int is_claimed(Operator *op, const char *ns, const char *name, const char *node,
+                      const char *id, json_object **ret_owner)
+{
+        cleanup_free char *key = NULL;
+        if (asprintf(&key, "%s/%s", ns, name) < 0)
+                return -ENOMEM;
+        json_object *cached = NULL;
+        if (k8s_informer_get(op->sandboxes, key, &cached) >= 0) {
+                bool claimed = orphan_resync_claims(cached, node, id);
+                json_object_put(cached);
+                if (claimed)
+                        return 1;
+        }
+        /* The cache may lag: never remove on its word alone. */
+        cleanup_json json_object *fresh = NULL;
+        K8sError e = {0};
+        int r = k8s_get(op->client, &operator_sandboxes, ns, name, &fresh, &e);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return log_warning_errno(r, "Orphan resync: cannot read Sandbox %s: %s", key,
+                                         e.message);
+        if (orphan_resync_claims(fresh, node, id))
+                return 1;
+        const char *uid = k8s_obj_uid(fresh);
+        if (uid && streq(id + strlen(SANDBOX_ID_PREFIX), uid))
+                *ret_owner = TAKE_PTR(fresh);
+        return 0;
+}
+
+/* Tells the object's readers (kubectl describe) that its sandbox went. */
+static void note_removed(Operator *op, json_object *owner, const char *node, const char *id)
+{
+        char msg[256];
+        snprintf(msg, sizeof(msg), "sandbox %s, left on node %s, was removed (the Sandbox is %s)",
+                 id, node, str_field(field(owner, "status"), "phase") ?: "no longer placed there");
+        K8sError e = {0};
+        int r = k8s_event_post(op->client, owner,
+                               &(K8sEventInfo){.type = "Normal",
+                                               .reason = "OrphanRemoved",
+                                               .note = msg,
+                                               .reporting_controller = OPERATOR_CONTROLLER,
+                                               .reporting_instance = op->instance},
+                               NULL, &e);
+        if (r < 0)
+                log_warning_errno(r, "Failed to post event OrphanRemoved: %s", e.message);
+}
+
+static int agent_request(Operator *op, const char *endpoint, const char *method, const char *path,
+                         long *ret_status, json_object **ret_body)
+{
+        cleanup_http_client HttpClient *c = NULL;
+        int r = http_client_new(endpoint, op->agent_token, &c);
+        if (r < 0)
+                return r;
+        http_client_set_timeout(c, RESYNC_AGENT_TIMEOUT_MS);
+        r = http_request_json(c, method, path, NULL, ret_status, ret_body);
+        if (r < 0)
+                log_warning_errno(r, "Orphan resync: agent %s: %s %s: %s", endpoint, method, path,
+                                  http_client_last_error(c));
+        return r;
+}
+
+static bool allowed(bool (*may_act)(void *), void *data)
+{
+        return !may_act || may_act(data);
+}
+
+bool orphan_resync_marked(json_object *sb, const char **ret_ns, const char **ret_name)
+{
+        json_object *labels = field(sb, "labels");
+        const char *id = str_field(sb, "id");
+        const char *managed = str_field(labels, LABEL_MANAGED_BY);
+        const char *ns = str_field(labels, LABEL_NAMESPACE);
+        const char *name = str_field(labels, LABEL_NAME);
+        if (!id || !managed || !streq(managed, LABEL_MANAGED_BY_VALUE) ||
+            strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) != 0 || !ns || !*ns ||
+            !name || !*name)
+                return false;
+        *ret_ns = ns;
+        *ret_name = name;
+        return true;
+}
+
+/* The orphans of one live agent; the number removed. */
+static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*may_act)(void *),
+                        void *may_act_data)
+{
+        long status = 0;
+        cleanup_json json_object *list = NULL;
+        int r = agent_request(op, a->endpoint, "GET",
+                              "/v1/sandboxes?label=" LABEL_MANAGED_BY "%3D" LABEL_MANAGED_BY_VALUE,
+                              &status, &list);
+        if (r < 0)
+                return r;
+        if (status != 200) {
+                log_warning("Orphan resync: node %s answered %ld to the list", a->node, status);
+                return -EAGAIN;
+        }
+        json_object *arr = field(list, "sandboxes");
+        size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr)
+                                                                    : 0;
+        int removed = 0;
+        uint64_t now = now_realtime_us();
+        for (size_t i = 0; i < n; i++) {
+                json_object *sb = json_object_array_get_idx(arr, i);
+                const char *id = str_field(sb, "id");
+                const char *created = str_field(sb, "created_at");
+                const char *ns = NULL, *name = NULL;
+                /* Both marks, or it is not ours. */
+                if (!orphan_resync_marked(sb, &ns, &name))
+                        continue;
+                uint64_t created_us = 0;
+                if (!created || parse_rfc3339_us(created, &created_us) < 0 ||
+                    created_us + (uint64_t) grace_s * 1000000u > now)
+                        continue;
+                cleanup_json json_object *owner = NULL;
+                if (is_claimed(op, ns, name, a->node, id, &owner) != 0)
+                        continue;
+                if (!allowed(may_act, may_act_data))
+                        return removed;
+                cleanup_free char *path = NULL;
+                if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
+                        return -ENOMEM;
+                cleanup_json json_object *resp = NULL;
+                r = agent_request(op, a->endpoint, "DELETE", path, &status, &resp);
+                if (r < 0)
+                        continue;
+                if (status != 204 && status != 404) {
+                        log_warning("Orphan resync: node %s refused to delete %s: %ld", a->node, id,
+                                    status);
+                        continue;
+                }
+                removed++;
+                atomic_fetch_add(&removed_total, 1);
+                if (owner)
+                        note_removed(op, owner, a->node, id);
+                log_info("Orphan resync: removed sandbox %s from node %s (no Sandbox %s/%s "
+                         "claims it)",
+                         id, a->node, ns, name);
+        }
+        return removed;
+}
+
+int orphan_resync_pass(Operator *op, long grace_s, bool (*may_act)(void *), void *may_act_data)
+{
+        if (!allowed(may_act, may_act_data))
+                return 0;
+        cleanup_strv char **keys = NULL;
+        int r = k8s_informer_keys(op->leases, &keys);
+        if (r < 0)
+                return r;
+        int removed = 0;
+        STRV_FOREACH(k, keys) {
+                json_object *lease = NULL;
+                if (k8s_informer_get(op->leases, *k, &lease) < 0)
+                        continue;
+                AgentInfo a = {0};
+                r = agent_info_from_lease(lease, now_realtime_us(), &a);
+                json_object_put(lease);
+                if (r < 0)
+                        continue;
+                if (a.live && a.endpoint) {
+                        r = resync_agent(op, &a, grace_s, may_act, may_act_data);
+                        if (r > 0)
+                                removed += r;
+                }
+                agent_info_done(&a);
+        }
+        atomic_fetch_add(&passes_total, 1);
+        return removed;
+}
+
+struct OrphanResync {
+        Operator *op;
+        OrphanResyncOptions o;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool stop;
+        pthread_t thread;
+};
+
+static void *resync_main(void *arg)
+{
+        OrphanResync *rs = arg;
+        pthread_mutex_lock(&rs->lock);
+        while (!rs->stop) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += rs->o.period_s;
+                while (!rs->stop && pthread_cond_timedwait(&rs->cond, &rs->lock, &ts) != ETIMEDOUT)
+                        ;
+                if (rs->stop)
+                        break;
+                pthread_mutex_unlock(&rs->lock);
+                if (rs->o.begin && !rs->o.begin(rs->o.may_act_data)) {
+                        pthread_mutex_lock(&rs->lock);
+                        continue;
+                }
+                int r = orphan_resync_pass(rs->op, rs->o.grace_s, rs->o.may_act,
+                                           rs->o.may_act_data);
+                if (r < 0)
+                        log_warning_errno(r, "Orphan resync pass failed");
+                else
+                        log_debug("Orphan resync pass: %d removed", r);
+                pthread_mutex_lock(&rs->lock);
+        }
+        pthread_mutex_unlock(&rs->lock);
+        return NULL;
+}
+
+int orphan_resync_start(Operator *op, const OrphanResyncOptions *o, OrphanResync **ret)
+{
+        OrphanResync *rs = calloc(1, sizeof(*rs));
+        if (!rs)
+                return -ENOMEM;
+        rs->op = op;
+        rs->o = *o;
+        pthread_mutex_init(&rs->lock, NULL);
+        pthread_cond_init(&rs->cond, NULL);
+        int r = -pthread_create(&rs->thread, NULL, resync_main, rs);
+        if (r < 0) {
+                pthread_mutex_destroy(&rs->lock);
+                pthread_cond_destroy(&rs->cond);
+                free(rs);
+                return r;
+        }
+        *ret = rs;
+        return 0;
+}
+
+void orphan_resync_stop(OrphanResync *rs)
+{
+        if (!rs)
+                return;
+        pthread_mutex_lock(&rs->lock);
+        rs->stop = true;
+        pthread_cond_signal(&rs->cond);
+        pthread_mutex_unlock(&rs->lock);
+        pthread_join(rs->thread, NULL);
+        pthread_mutex_destroy(&rs->lock);
+        pthread_cond_destroy(&rs->cond);
+        free(rs);
+}

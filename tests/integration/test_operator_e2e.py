@@ -1,0 +1,343 @@
+"""sandpit-operator end to end with a REAL cluster-mode agent (docs/cluster.md):
+the fixture API server with crds/ applied, `sandpit-agent --kubeconfig ...
+--node-name N` registering and renewing its own Lease, and the operator.
+
+- examples/sandbox.yaml applied with kubectl → Ready → a command through the
+  `sandpit` CLI over TCP with the token → kubectl delete → the object is gone
+  (finalizer removed) and the node holds nothing;
+- the agent SIGKILLed (its Lease stays and goes stale) → NodeLost; restarted →
+  its recovered sandbox is removed by the orphan resync (the object is Failed,
+  final), the object stays Failed and is deletable;
+- watch reconnect and 410 relist through the operator, with changes made while
+  its watches are down;
+- the orphan resync removes only sandboxes with the operator's marks and no
+  object;
+- Sandboxes deleted right after they were applied leave nothing on the node;
+- spec.timeout changes move status.expiresAt and the agent's expires_at.
+
+conftest's leak check covers the agent after every test."""
+
+import datetime
+import json
+import secrets
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+
+from conftest import REPO, Client, find_free_port, rand_suffix, stop_agent, wait_for, AGENTS
+from test_agent_cluster import ClusterAgent
+from test_operator import (EVENTS, OP_NS, Operator, OPERATOR_BIN, SBX, condition, get_sbx, kube,  # noqa: F401
+                           manifest, wait_ready)
+
+CLI = REPO / "build" / "bin" / "sandpit"
+NODE = "node-e2e"
+LEASE_DURATION = 10  # s: the operator's watches go down for a few seconds in the relist test
+ORPHAN_GRACE = 2
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory):
+    token = secrets.token_hex(24)
+    tf = tmp_path_factory.mktemp("e2e-token") / "token"
+    tf.write_text(token + "\n")
+    tf.chmod(0o600)
+    return tf, token
+
+
+@pytest.fixture(scope="module")
+def node(templates_dir, kube, token_file):
+    port = find_free_port()
+    a = ClusterAgent("e2e", templates_dir, listen=f"127.0.0.1:{port}", token_file=token_file[0],
+                     extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", NODE,
+                                 "--lease-duration", str(LEASE_DURATION),
+                                 "--capacity-cpu", "4", "--capacity-memory", str(4 << 30)])
+    a.port, a.token, a.node = port, token_file[1], NODE
+    a.api = Client(tcp=("127.0.0.1", port), token=token_file[1])
+    AGENTS.append(a)
+    try:
+        a.start()
+    except RuntimeError as e:
+        stop_agent(a)
+        pytest.fail(str(e), pytrace=False)
+    yield a
+    stop_agent(a)
+
+
+@pytest.fixture(scope="module")
+def operator(kube, node, tmp_path_factory):
+    if not OPERATOR_BIN.exists():
+        pytest.fail(f"{OPERATOR_BIN} does not exist: build it first (make all)", pytrace=False)
+    wait_for(lambda: lease_of(kube), 20, what="the agent's Lease")
+    op = Operator(kube, node, tmp_path_factory.mktemp("operator-e2e"),
+                  extra=["--orphan-resync-seconds", "2", "--orphan-grace-seconds", str(ORPHAN_GRACE)])
+    try:
+        wait_for(lambda: op.proc.poll() is not None or op.probe("/readyz") == 200, 30, what="operator /readyz")
+        assert op.proc.poll() is None, "operator exited at start:\n" + op.log_tail()
+        yield op
+    finally:
+        rc = op.stop()
+        log = op.log.read_text()
+        assert rc == 0, f"operator did not stop cleanly on SIGTERM ({rc}):\n{log[-4000:]}"
+        assert node.token not in log, "the agent token was logged"
+
+
+@pytest.fixture(autouse=True)
+def operator_alive(request):
+    yield
+    op = request.node.funcargs.get("operator")
+    if op is not None:
+        assert op.proc.poll() is None, "the operator died:\n" + op.log_tail()
+
+
+def lease_of(kube):
+    st, _, obj = kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{OP_NS}/leases/sandpit-agent-{NODE}")
+    return obj if st == 200 else None
+
+
+def node_ids(node):
+    return node.client.list_ids()
+
+
+def wait_node_empty(node, what="the node to hold no sandbox"):
+    wait_for(lambda: node_ids(node) == [], 60, interval=0.3, what=what)
+
+
+def wait_gone(kube, name):
+    wait_for(lambda: get_sbx(kube, name) is None, 60, interval=0.3, what=f"Sandbox {name} to be gone")
+
+
+def phase(kube, name):
+    return ((get_sbx(kube, name) or {}).get("status") or {}).get("phase")
+
+
+def admin(kube, what, **q):
+    qs = "&".join(f"{k}={v}" for k, v in q.items())
+    st, _, obj = kube.request("POST" if what != "stats" else "GET", f"/_admin/{what}" + (f"?{qs}" if qs else ""))
+    assert st == 200, (what, st, obj)
+    return obj
+
+
+def cli(node, *args):
+    return subprocess.run([str(CLI), "--server", f"http://127.0.0.1:{node.port}", "--token-file", str(node.token_file),
+                           *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def example_docs(templates_dir):
+    """examples/sandbox.yaml, made to fit this machine: the template it names
+    must exist in the agent's templates dir (else `host`), and its AllowList
+    egress needs sandbox networking (--sandbox-cidr, test_network.py), which
+    this agent, on the host's network, does not set up: the policy is dropped."""
+    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "sandbox.yaml").read_text()) if d]
+    for d in docs:
+        if d["kind"] == "Sandbox":
+            if not (templates_dir / d["spec"]["template"]).is_dir():
+                d["spec"]["template"] = "host"
+            d["spec"].pop("network", None)
+    return docs
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_example_apply_ready_exec_delete(kube, node, operator, templates_dir):
+    docs = example_docs(templates_dir)
+    sbx = next(d for d in docs if d["kind"] == "Sandbox")
+    name = sbx["metadata"]["name"]
+    text = yaml.safe_dump_all(docs)
+    kube.kubectl("apply", "-f", "-", input=text)
+    obj = wait_ready(kube, name)
+    st = obj["status"]
+    assert st["phase"] == "Running" and st["nodeName"] == NODE
+    assert "sandpit.dev/cleanup" in obj["metadata"]["finalizers"]
+    sid = st["sandboxID"]
+    assert sid == "sbx-" + obj["metadata"]["uid"]
+    sb = node.api.sandbox(sid).json()
+    assert sb["template"] == sbx["spec"]["template"] and sb["labels"]["team"] == "ml"
+    assert sb["labels"]["sandpit.dev/managed-by"] == "sandpit-operator"
+
+    # a command through the CLI, over TCP with the token
+    r = cli(node, "exec", sid, "--", "sh", "-c", 'echo "$GREETING from $(id -un)"; echo "$API_TOKEN"')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "hello from user", r.stdout
+    assert "not-a-real-token" not in r.stdout  # a secret env value is masked in output
+    # the CLI without the token is refused
+    r = subprocess.run([str(CLI), "--server", f"http://127.0.0.1:{node.port}", "exec", sid, "--", "true"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                       env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode != 0
+
+    kube.kubectl("delete", "sandbox", name, "--timeout=60s")
+    assert get_sbx(kube, name) is None, "the object is still there after kubectl delete (finalizer not removed)"
+    assert node.api.get(f"/v1/sandboxes/{sid}").status == 404
+    assert node_ids(node) == []
+    kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=text)
+
+
+def test_delete_right_after_apply_leaves_nothing(kube, node, operator):
+    names = [f"quick-{rand_suffix(5)}-{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        kube.kubectl("apply", "-f", "-", input=manifest(name, timeout="10m"))
+        time.sleep(0.15 * i)  # caught at different steps: before the finalizer, placing, creating
+        kube.kubectl("delete", "sandbox", name, "--wait=false")
+    for name in names:
+        wait_gone(kube, name)
+    # Whatever the agent was doing (creating, or not yet asked), nothing stays.
+    wait_node_empty(node)
+    time.sleep(ORPHAN_GRACE + 3)  # a late create would show up here
+    assert node_ids(node) == []
+
+
+def test_timeout_change_moves_the_deadline(kube, node, operator):
+    name = "tmo-" + rand_suffix(5)
+    kube.kubectl("apply", "-f", "-", input=manifest(name, timeout="10m"))
+    obj = wait_ready(kube, name)
+    sid = obj["status"]["sandboxID"]
+
+    def deadline_is(minutes):
+        """status.expiresAt is the agent's expires_at, and that is the
+        sandbox's creation on the node (a moment before startedAt) + timeout."""
+        st = get_sbx(kube, name)["status"]
+        sb = node.api.sandbox(sid).json()
+        want = parse_ts(sb["created_at"]) + minutes * 60
+        if abs(parse_ts(st["expiresAt"]) - want) <= 1.5 and sb["expires_at"] == st["expiresAt"]:
+            assert parse_ts(sb["created_at"]) <= parse_ts(st["startedAt"])
+            return st
+        return None
+
+    first = deadline_is(10)
+    assert first, get_sbx(kube, name)["status"]
+    for minutes in (20, 5):
+        kube.kubectl("patch", "sandbox", name, "--type", "merge", "-p", json.dumps({"spec": {"timeout": f"{minutes}m"}}))
+        wait_for(lambda: deadline_is(minutes), 30, interval=0.3, what=f"expiresAt at startedAt + {minutes}m")
+    # still Ready, same sandbox
+    obj = get_sbx(kube, name)
+    assert condition(obj, "Ready")["status"] == "True" and obj["status"]["sandboxID"] == sid
+    # a timeout already past: the sandbox is stopped now (expiryPolicy Retain → Expired)
+    kube.kubectl("patch", "sandbox", name, "--type", "merge", "-p", json.dumps({"spec": {"timeout": "1s"}}))
+    wait_for(lambda: phase(kube, name) == "Expired", 30, interval=0.3, what="Expired after timeout 1s")
+    assert node.api.get(f"/v1/sandboxes/{sid}").status == 404
+    kube.kubectl("delete", "sandbox", name, "--timeout=60s")
+
+
+def parse_ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def test_orphan_resync_removes_only_the_operators_orphans(kube, node, operator):
+    kept = "kept-" + rand_suffix(5)
+    kube.kubectl("apply", "-f", "-", input=manifest(kept))
+    kept_sid = wait_ready(kube, kept)["status"]["sandboxID"]
+    marks = {"sandpit.dev/managed-by": "sandpit-operator", "sandpit.dev/namespace": "default",
+             "sandpit.dev/name": "ghost"}
+    orphan = node.client.create(id=f"sbx-{uuid.uuid4()}", labels=marks, timeout=600)["id"]
+    # not the operator's: no label, or the label without the id shape
+    unmarked = node.client.create(id=f"sbx-{uuid.uuid4()}", labels={"team": "x"}, timeout=600)["id"]
+    wrong_id = node.client.create(id=f"mine-{rand_suffix(6)}", labels=marks, timeout=600)["id"]
+    # an object of that name with another uid does not claim it either
+    kube.kubectl("apply", "-f", "-", input=manifest("ghost"))
+    wait_ready(kube, "ghost")
+
+    wait_for(lambda: node.api.get(f"/v1/sandboxes/{orphan}").status == 404, ORPHAN_GRACE + 30, interval=0.3,
+             what="the orphan to be removed")
+    time.sleep(ORPHAN_GRACE + 3)  # more passes: the others must still be there
+    ids = node_ids(node)
+    assert unmarked in ids and wrong_id in ids and kept_sid in ids, ids
+    # the removed sandbox's name pointed at an object with another uid: no Event on it
+    assert not [e for e in kube.ok("GET", EVENTS)["items"]
+                if e["reason"] == "OrphanRemoved" and e["regarding"]["name"] == "ghost"]
+    assert condition(get_sbx(kube, kept), "Ready")["status"] == "True"
+    assert condition(get_sbx(kube, "ghost"), "Ready")["status"] == "True"
+    assert "Orphan resync: removed sandbox " + orphan in operator.log.read_text()
+    for sid in (unmarked, wrong_id):
+        assert node.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    for n in (kept, "ghost"):
+        kube.kubectl("delete", "sandbox", n, "--timeout=60s")
+    wait_node_empty(node)
+
+
+def test_watch_reconnect_and_relist_lose_no_event(kube, node, operator):
+    s = rand_suffix(4)
+    a, b, c, d = (f"w{x}-{s}" for x in "abcd")
+    for n in (a, b):
+        kube.kubectl("apply", "-f", "-", input=manifest(n))
+    for n in (a, b):
+        wait_ready(kube, n)
+    lists_before = admin(kube, "stats")["requests"]["list"]
+
+    # 1. The watches go down and stay down for a while: every open watch is cut,
+    # the next watches get 410 (relist), and the next lists fail with 429
+    # (Retry-After: 1). Changes made now reach the operator only by its relist.
+    admin(kube, "fail-next", verb="list", code="429", count="6")
+    admin(kube, "fail-next", verb="watch", code="410", count="2")
+    admin(kube, "drop-watches", mode="reset")
+    wait_for(lambda: admin(kube, "stats")["watches"] == 0, 10, interval=0.05, what="the watches to be down")
+    kube.ok("POST", SBX, json.loads(manifest(c)))
+    kube.ok("PATCH", f"{SBX}/{a}", {"spec": {"paused": True}}, ctype="application/merge-patch+json")
+    kube.ok("DELETE", f"{SBX}/{b}", want=(200, 202))
+    assert admin(kube, "stats")["watches"] == 0, "the change was not made while the watches were down"
+
+    wait_ready(kube, c)
+    wait_for(lambda: phase(kube, a) == "Paused", 60, interval=0.3, what=f"{a} Paused")
+    wait_gone(kube, b)
+    assert admin(kube, "stats")["requests"]["list"] > lists_before, "the operator never relisted"
+
+    # 2. History compacted, then the watches end: the reconnect from an old
+    # resourceVersion gets 410 and the operator relists.
+    lists_before = admin(kube, "stats")["requests"]["list"]
+    kube.ok("PATCH", f"{SBX}/{a}", {"spec": {"paused": False}}, ctype="application/merge-patch+json")
+    admin(kube, "compact")
+    admin(kube, "drop-watches", mode="close")
+    kube.ok("POST", SBX, json.loads(manifest(d)))
+    kube.ok("DELETE", f"{SBX}/{c}", want=(200, 202))
+    wait_ready(kube, d)
+    wait_for(lambda: phase(kube, a) == "Running", 60, interval=0.3, what=f"{a} resumed")
+    wait_gone(kube, c)
+    wait_for(lambda: admin(kube, "stats")["requests"]["list"] > lists_before, 30, what="a relist after 410")
+
+    # 3. A plain reconnect (stream cut, history kept): a change right after it.
+    admin(kube, "drop-watches", mode="reset")
+    kube.ok("DELETE", f"{SBX}/{d}", want=(200, 202))
+    wait_gone(kube, d)
+    kube.ok("DELETE", f"{SBX}/{a}", want=(200, 202))
+    wait_gone(kube, a)
+    wait_node_empty(node)
+
+
+def test_agent_killed_node_lost_then_back(kube, node, operator):
+    name = "lost-" + rand_suffix(5)
+    kube.kubectl("apply", "-f", "-", input=manifest(name))
+    sid = wait_ready(kube, name)["status"]["sandboxID"]
+    node.kill9()  # its Lease stays, and is no longer renewed
+    assert lease_of(kube) is not None
+
+    def node_lost():
+        o = get_sbx(kube, name)
+        ready = condition(o, "Ready")
+        return o["status"].get("phase") == "Failed" and ready and ready["reason"] == "NodeLost"
+    wait_for(node_lost, LEASE_DURATION + 30, interval=0.5, what="NodeLost")
+    assert "stopped renewing its lease" in condition(get_sbx(kube, name), "Ready")["message"]
+
+    # Back: the agent re-adopts the sandbox and renews its Lease. The object
+    # is Failed (final): the orphan resync removes the sandbox from the node.
+    node.start()
+    wait_for(lambda: node.api.get(f"/v1/sandboxes/{sid}").status == 404, LEASE_DURATION + ORPHAN_GRACE + 30,
+             interval=0.5, what="the recovered sandbox of the Failed object to be removed")
+    o = get_sbx(kube, name)
+    assert o["status"]["phase"] == "Failed" and condition(o, "Ready")["reason"] == "NodeLost"
+    wait_for(lambda: [e for e in kube.ok("GET", EVENTS)["items"]
+                      if e["reason"] == "OrphanRemoved" and e["regarding"]["name"] == name], 10,
+             what="an OrphanRemoved Event on the object")
+    # deletable
+    kube.kubectl("delete", "sandbox", name, "--timeout=60s")
+    assert get_sbx(kube, name) is None
+    wait_node_empty(node)
+    # and the node takes new work again
+    again = "again-" + rand_suffix(5)
+    kube.kubectl("apply", "-f", "-", input=manifest(again))
+    wait_ready(kube, again)
+    kube.kubectl("delete", "sandbox", again, "--timeout=60s")
+    wait_node_empty(node)
