@@ -13,7 +13,7 @@ PACKAGES=(
         # templates
         debootstrap
         # test, lint, bench
-        libcmocka-dev python3 python3-pytest clang clang-format clang-tidy
+        libcmocka-dev python3 python3-pytest python3-yaml clang clang-format clang-tidy
         libclang-rt-14-dev iproute2 procps util-linux
         # the JavaScript kernel masker test (tests/integration/test_code_mask.py) runs it on the host
         nodejs
