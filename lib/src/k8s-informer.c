@@ -10,6 +10,7 @@
 
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 /* Readers on other threads only ever json_object_deep_copy() cached objects
  * under lock; that reads values and never a reference count, so the informer
@@ -146,12 +147,8 @@ int k8s_informer_new(K8sClient *client, const K8sWatchOptions *opts,
                 free(inf);
                 return r;
         }
-        pthread_condattr_t ca;
-        (void) pthread_condattr_init(&ca);
-        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         (void) pthread_mutex_init(&inf->lock, NULL);
-        (void) pthread_cond_init(&inf->synced_cond, &ca);
-        (void) pthread_condattr_destroy(&ca);
+        cond_init_monotonic(&inf->synced_cond);
         *ret = inf;
         return 0;
 }
@@ -213,13 +210,7 @@ bool k8s_informer_has_synced(K8sInformer *inf)
 int k8s_informer_wait_synced(K8sInformer *inf, long timeout_ms)
 {
         struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-        }
+        deadline_after_ms(&ts, timeout_ms);
         int r = 0;
         (void) pthread_mutex_lock(&inf->lock);
         while (!inf->synced && !inf->finished)

@@ -46,12 +46,8 @@ int k8s_watch_new(K8sClient *client, const K8sWatchOptions *opts, const K8sWatch
                 w->opts.backoff_max_ms = 30000;
         w->seed = (unsigned long) now_monotonic_us() ^ (unsigned long) (uintptr_t) w;
         atomic_init(&w->stop, false);
-        pthread_condattr_t ca;
-        (void) pthread_condattr_init(&ca);
-        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         (void) pthread_mutex_init(&w->lock, NULL);
-        (void) pthread_cond_init(&w->wake, &ca);
-        (void) pthread_condattr_destroy(&ca);
+        cond_init_monotonic(&w->wake);
         *ret = w;
         return 0;
 }
@@ -110,13 +106,7 @@ long k8s_backoff_ms(long initial_ms, long max_ms, unsigned attempt, long retry_a
 static void sleep_ms(K8sWatch *w, long ms)
 {
         struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-        }
+        deadline_after_ms(&ts, ms);
         (void) pthread_mutex_lock(&w->lock);
         while (!atomic_load(&w->stop))
                 if (pthread_cond_timedwait(&w->wake, &w->lock, &ts) == ETIMEDOUT)

@@ -68,12 +68,8 @@ int k8s_workqueue_new(const K8sWorkQueueOptions *opts, K8sWorkQueue **ret)
                 free(q);
                 return -ENOMEM;
         }
-        pthread_condattr_t ca;
-        (void) pthread_condattr_init(&ca);
-        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         (void) pthread_mutex_init(&q->lock, NULL);
-        (void) pthread_cond_init(&q->cond, &ca);
-        (void) pthread_condattr_destroy(&ca);
+        cond_init_monotonic(&q->cond);
         *ret = q;
         return 0;
 }
@@ -294,17 +290,6 @@ unsigned k8s_workqueue_num_requeues(K8sWorkQueue *q, const char *key)
         unsigned n = it ? it->failures : 0;
         (void) pthread_mutex_unlock(&q->lock);
         return n;
-}
-
-static void deadline_after_ms(struct timespec *ts, long ms)
-{
-        (void) clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += ms / 1000;
-        ts->tv_nsec += (ms % 1000) * 1000000L;
-        if (ts->tv_nsec >= 1000000000L) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000L;
-        }
 }
 
 int k8s_workqueue_get(K8sWorkQueue *q, long timeout_ms, char **ret)

@@ -27,6 +27,31 @@ uint64_t now_monotonic_us(void)
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
+void timespec_add_ms(struct timespec *ts, long ms)
+{
+        ts->tv_sec += ms / 1000;
+        ts->tv_nsec += (ms % 1000) * 1000000L;
+        if (ts->tv_nsec >= 1000000000L) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000L;
+        }
+}
+
+void deadline_after_ms(struct timespec *ts, long ms)
+{
+        (void) clock_gettime(CLOCK_MONOTONIC, ts);
+        timespec_add_ms(ts, ms);
+}
+
+void cond_init_monotonic(pthread_cond_t *c)
+{
+        pthread_condattr_t ca;
+        (void) pthread_condattr_init(&ca);
+        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        (void) pthread_cond_init(c, &ca);
+        (void) pthread_condattr_destroy(&ca);
+}
+
 void format_rfc3339_us(uint64_t us, char *buf, size_t len)
 {
         time_t secs = (time_t) (us / 1000000u);

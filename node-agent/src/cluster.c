@@ -170,13 +170,7 @@ static int heartbeat(Cluster *cl, K8sError *e)
 static bool wait_ms(Cluster *cl, long ms)
 {
         struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-        }
+        deadline_after_ms(&ts, ms);
         pthread_mutex_lock(&cl->lock);
         while (!cl->stopping && pthread_cond_timedwait(&cl->cond, &cl->lock, &ts) == 0)
                 ;
@@ -250,11 +244,7 @@ int cluster_start(K8sClient *client, const ClusterConfig *cfg, Cluster **ret)
         cl->client = client;
         cl->cfg = *cfg;
         pthread_mutex_init(&cl->lock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&cl->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        cond_init_monotonic(&cl->cond);
         int r = cluster_lease_name(cfg->node_name, &cl->lease_name);
         if (r < 0 || cfg->lease_duration_s == 0 || !cfg->namespace || !cfg->endpoint ||
             !cfg->capacity_cpu || !cfg->version) {

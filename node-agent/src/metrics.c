@@ -238,12 +238,7 @@ static void *sampler_main(void *arg)
         (void) clock_gettime(CLOCK_MONOTONIC, &next);
         for (;;) {
                 sample_all(a);
-                next.tv_sec += METRICS_INTERVAL_MS / 1000;
-                next.tv_nsec += (long) (METRICS_INTERVAL_MS % 1000) * 1000000L;
-                if (next.tv_nsec >= 1000000000L) {
-                        next.tv_sec++;
-                        next.tv_nsec -= 1000000000L;
-                }
+                timespec_add_ms(&next, METRICS_INTERVAL_MS);
                 (void) pthread_mutex_lock(&m->lock);
                 while (!m->stopping &&
                        pthread_cond_timedwait(&m->cond, &m->lock, &next) != ETIMEDOUT)
@@ -265,11 +260,7 @@ int metrics_new(AgentMetrics **ret)
         AgentMetrics *m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        pthread_condattr_t attr;
-        (void) pthread_condattr_init(&attr);
-        (void) pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        (void) pthread_cond_init(&m->cond, &attr);
-        (void) pthread_condattr_destroy(&attr);
+        cond_init_monotonic(&m->cond);
         (void) pthread_mutex_init(&m->lock, NULL);
         prom_histogram_init(&m->create, metrics_create_buckets, METRICS_BUCKETS);
         *ret = m;

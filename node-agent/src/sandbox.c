@@ -841,8 +841,7 @@ fail_reported:
 static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
 {
         struct timespec end;
-        (void) clock_gettime(CLOCK_MONOTONIC, &end);
-        end.tv_sec += DELETE_WAIT_S;
+        deadline_after_ms(&end, DELETE_WAIT_S * 1000L);
         *ret_r = 0;
         Sandbox *sb;
         while ((sb = find_locked(a, id)) &&
@@ -1230,11 +1229,7 @@ int agent_start_monitor(Agent *a)
 int agent_init(Agent *a)
 {
         (void) pthread_mutex_init(&a->lock, NULL);
-        pthread_condattr_t ca;
-        (void) pthread_condattr_init(&ca);
-        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        (void) pthread_cond_init(&a->table_changed, &ca);
-        (void) pthread_condattr_destroy(&ca);
+        cond_init_monotonic(&a->table_changed);
         a->epoll_fd = -1;
         a->wake_fd = -1;
         a->started_us = now_realtime_us();

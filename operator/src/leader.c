@@ -247,13 +247,7 @@ fail:
 static bool wait_locked(LeaderElector *le, long ms)
 {
         struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-        }
+        deadline_after_ms(&ts, ms);
         while (!le->stopping && pthread_cond_timedwait(&le->cond, &le->lock, &ts) == 0)
                 ;
         return le->stopping;
@@ -346,11 +340,7 @@ int leader_start(K8sClient *client, const LeaderConfig *cfg, LeaderElector **ret
         le->client = client;
         le->cfg = *cfg;
         pthread_mutex_init(&le->lock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&le->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        cond_init_monotonic(&le->cond);
         /* No request outlives the renew deadline. */
         k8s_client_set_timeout(client, cfg->renew_deadline_ms);
         int r = -pthread_create(&le->thread, NULL, elector_main, le);

@@ -13,6 +13,7 @@
 #include "sandpit/k8s-config.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/ticker.h"
 #include "sandpit/util.h"
 
 #define MAX_WORKERS     64
@@ -192,38 +193,15 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
-typedef struct {
-        Operator *op;
-        long period_s;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool stop;
-        pthread_t thread;
-} Resync;
-
 /* Every period every Sandbox is reconciled again: lost nodes are noticed
  * without any event on the object. */
-static void *resync_main(void *arg)
+static void resync_tick(void *userdata)
 {
-        Resync *rs = arg;
-        pthread_mutex_lock(&rs->lock);
-        while (!rs->stop) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += rs->period_s;
-                while (!rs->stop && pthread_cond_timedwait(&rs->cond, &rs->lock, &ts) != ETIMEDOUT)
-                        ;
-                if (rs->stop)
-                        break;
-                pthread_mutex_unlock(&rs->lock);
-                cleanup_strv char **keys = NULL;
-                if (k8s_informer_keys(rs->op->sandboxes, &keys) >= 0)
-                        STRV_FOREACH(k, keys)
-                                (void) k8s_workqueue_add(rs->op->queue, *k);
-                pthread_mutex_lock(&rs->lock);
-        }
-        pthread_mutex_unlock(&rs->lock);
-        return NULL;
+        Operator *op = userdata;
+        cleanup_strv char **keys = NULL;
+        if (k8s_informer_keys(op->sandboxes, &keys) >= 0)
+                STRV_FOREACH(k, keys)
+                        (void) k8s_workqueue_add(op->queue, *k);
 }
 
 static bool is_ready(void *userdata)
@@ -612,10 +590,9 @@ int main(int argc, char **argv)
                 if (pthread_create(&workers[started].thread, NULL, worker_main, &workers[started]))
                         break;
         }
-        Resync rs = {.op = &op, .period_s = o.resync_s};
-        pthread_mutex_init(&rs.lock, NULL);
-        pthread_cond_init(&rs.cond, NULL);
-        bool resync = pthread_create(&rs.thread, NULL, resync_main, &rs) == 0;
+        Ticker *resync = NULL;
+        if (ticker_start(o.resync_s * 1000, resync_tick, &op, &resync) < 0)
+                log_warning("Cannot start the resync");
         OrphanResync *orphans = NULL;
         if (o.orphan_resync_s > 0 &&
             orphan_resync_start(&op,
@@ -636,20 +613,12 @@ int main(int argc, char **argv)
         /* No worker acts after this; the Lease is released once they are joined. */
         leader_stop(op.leader);
         orphan_resync_stop(orphans);
-        if (resync) {
-                pthread_mutex_lock(&rs.lock);
-                rs.stop = true;
-                pthread_cond_signal(&rs.cond);
-                pthread_mutex_unlock(&rs.lock);
-                pthread_join(rs.thread, NULL);
-        }
+        ticker_stop(resync);
         k8s_informer_stop(op.sandboxes);
         k8s_informer_stop(op.leases);
         k8s_workqueue_shutdown(op.queue);
         for (long i = 0; i < started; i++)
                 pthread_join(workers[i].thread, NULL);
-        pthread_mutex_destroy(&rs.lock);
-        pthread_cond_destroy(&rs.cond);
         health_free(health);
         teardown(&op);
         return 0;

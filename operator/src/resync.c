@@ -25,6 +25,7 @@
 #include "sandpit/k8s-event.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/ticker.h"
 #include "sandpit/util.h"
 
 #define RESYNC_AGENT_TIMEOUT_MS 60000L
@@ -252,39 +253,19 @@ int orphan_resync_pass(Operator *op, long grace_s, bool (*may_act)(void *), void
 struct OrphanResync {
         Operator *op;
         OrphanResyncOptions o;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool stop;
-        pthread_t thread;
+        Ticker *ticker;
 };
 
-static void *resync_main(void *arg)
+static void resync_tick(void *userdata)
 {
-        OrphanResync *rs = arg;
-        pthread_mutex_lock(&rs->lock);
-        while (!rs->stop) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += rs->o.period_s;
-                while (!rs->stop && pthread_cond_timedwait(&rs->cond, &rs->lock, &ts) != ETIMEDOUT)
-                        ;
-                if (rs->stop)
-                        break;
-                pthread_mutex_unlock(&rs->lock);
-                if (rs->o.begin && !rs->o.begin(rs->o.may_act_data)) {
-                        pthread_mutex_lock(&rs->lock);
-                        continue;
-                }
-                int r = orphan_resync_pass(rs->op, rs->o.grace_s, rs->o.may_act,
-                                           rs->o.may_act_data);
-                if (r < 0)
-                        log_warning_errno(r, "Orphan resync pass failed");
-                else
-                        log_debug("Orphan resync pass: %d removed", r);
-                pthread_mutex_lock(&rs->lock);
-        }
-        pthread_mutex_unlock(&rs->lock);
-        return NULL;
+        OrphanResync *rs = userdata;
+        if (rs->o.begin && !rs->o.begin(rs->o.may_act_data))
+                return;
+        int r = orphan_resync_pass(rs->op, rs->o.grace_s, rs->o.may_act, rs->o.may_act_data);
+        if (r < 0)
+                log_warning_errno(r, "Orphan resync pass failed");
+        else
+                log_debug("Orphan resync pass: %d removed", r);
 }
 
 int orphan_resync_start(Operator *op, const OrphanResyncOptions *o, OrphanResync **ret)
@@ -294,12 +275,8 @@ int orphan_resync_start(Operator *op, const OrphanResyncOptions *o, OrphanResync
                 return -ENOMEM;
         rs->op = op;
         rs->o = *o;
-        pthread_mutex_init(&rs->lock, NULL);
-        pthread_cond_init(&rs->cond, NULL);
-        int r = -pthread_create(&rs->thread, NULL, resync_main, rs);
+        int r = ticker_start(o->period_s * 1000, resync_tick, rs, &rs->ticker);
         if (r < 0) {
-                pthread_mutex_destroy(&rs->lock);
-                pthread_cond_destroy(&rs->cond);
                 free(rs);
                 return r;
         }
@@ -311,12 +288,6 @@ void orphan_resync_stop(OrphanResync *rs)
 {
         if (!rs)
                 return;
-        pthread_mutex_lock(&rs->lock);
-        rs->stop = true;
-        pthread_cond_signal(&rs->cond);
-        pthread_mutex_unlock(&rs->lock);
-        pthread_join(rs->thread, NULL);
-        pthread_mutex_destroy(&rs->lock);
-        pthread_cond_destroy(&rs->cond);
+        ticker_stop(rs->ticker);
         free(rs);
 }

@@ -1,15 +1,24 @@
 /* Small file, time and string helpers shared by the daemons and the CLI. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Wall clock and monotonic clock in microseconds. */
 uint64_t now_realtime_us(void);
 uint64_t now_monotonic_us(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-22T10:00:00.000Z"; buf >= 32 bytes. */
 void format_rfc3339_us(uint64_t us, char *buf, size_t len);
+/* Adds ms (>= 0) to ts, normalised. */
+void timespec_add_ms(struct timespec *ts, long ms);
+/* CLOCK_MONOTONIC now plus ms: a deadline for a cond_init_monotonic() wait. */
+void deadline_after_ms(struct timespec *ts, long ms);
+/* Initialises c so that pthread_cond_timedwait() takes CLOCK_MONOTONIC
+ * deadlines (a wall clock step neither shortens nor stretches a wait). */
+void cond_init_monotonic(pthread_cond_t *c);
 
 /* Creates dir and missing parents with mode; existing dirs are fine. */
 int mkdir_p(const char *path, unsigned mode);
