@@ -38,6 +38,20 @@ static inline void json_putp(json_object **o)
 }
 #define cleanup_json __attribute__((cleanup(json_putp)))
 
+/* o's member name, or NULL (also when o is NULL): borrowed. */
+static inline json_object *json_field(json_object *o, const char *name)
+{
+        json_object *v = NULL;
+        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
+}
+
+/* o's member name when it is a string, else NULL: borrowed. */
+static inline const char *json_str(json_object *o, const char *name)
+{
+        json_object *v = json_field(o, name);
+        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
 extern const K8sResource operator_sandboxes;
 extern const K8sResource operator_leases;
 extern const K8sResource operator_secrets;

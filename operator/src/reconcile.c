@@ -17,21 +17,9 @@ const K8sResource operator_sandboxes = {"sandpit.dev", "v1alpha1", "sandboxes", 
 
 #define AGENT_TIMEOUT_MS 120000L
 
-static json_object *field(json_object *o, const char *name)
-{
-        json_object *v = NULL;
-        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
-}
-
-static const char *str_field(json_object *o, const char *name)
-{
-        json_object *v = field(o, name);
-        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 static bool has_finalizer(json_object *obj)
 {
-        json_object *f = field(field(obj, "metadata"), "finalizers");
+        json_object *f = json_field(json_field(obj, "metadata"), "finalizers");
         size_t n = f ? json_object_array_length(f) : 0;
         for (size_t i = 0; i < n; i++)
                 if (streq(json_object_get_string(json_object_array_get_idx(f, i)),
@@ -63,7 +51,7 @@ static int set_finalizer(Operator *op, json_object **obj, bool add)
 {
         if (leader_check(op->leader) < 0)
                 return -ECANCELED;
-        json_object *old = field(field(*obj, "metadata"), "finalizers");
+        json_object *old = json_field(json_field(*obj, "metadata"), "finalizers");
         json_object *list = json_object_new_array();
         size_t n = old ? json_object_array_length(old) : 0;
         for (size_t i = 0; i < n; i++) {
@@ -96,7 +84,7 @@ static int set_finalizer(Operator *op, json_object **obj, bool add)
  * server's answer. */
 static int write_status(Operator *op, json_object **obj, json_object *st)
 {
-        json_object *cur = field(*obj, "status");
+        json_object *cur = json_field(*obj, "status");
         if (cur && json_object_equal(cur, st))
                 return 0;
         if (leader_check(op->leader) < 0)
@@ -134,13 +122,13 @@ static int agent_call(Operator *op, const char *endpoint, const char *method, co
 
 static const char *agent_message(json_object *body)
 {
-        const char *m = str_field(body, "message");
+        const char *m = json_str(body, "message");
         return m ? m : "no message";
 }
 
 static int64_t generation(json_object *obj)
 {
-        json_object *g = field(field(obj, "metadata"), "generation");
+        json_object *g = json_field(json_field(obj, "metadata"), "generation");
         return g ? json_object_get_int64(g) : 0;
 }
 
@@ -148,9 +136,9 @@ static long finalize(Operator *op, json_object **obj, const char *key)
 {
         if (!has_finalizer(*obj))
                 return 0;
-        json_object *st = field(*obj, "status");
-        const char *node = str_field(st, "nodeName");
-        const char *id = str_field(st, "sandboxID");
+        json_object *st = json_field(*obj, "status");
+        const char *node = json_str(st, "nodeName");
+        const char *id = json_str(st, "sandboxID");
         if (node && id) {
                 AgentInfo a = {0};
                 int r = agents_find(op, node, &a);
@@ -276,16 +264,16 @@ static long fail(Operator *op, json_object **obj, json_object *st, const char *p
 /* Running status from the agent's sandbox object. */
 static void status_from_agent(json_object *st, json_object *sandbox, int64_t gen)
 {
-        const char *state = str_field(sandbox, "state");
+        const char *state = json_str(sandbox, "state");
         bool paused = state && streq(state, "paused");
         json_object_object_add(st, "phase", json_object_new_string(paused ? "Paused" : "Running"));
-        const char *started = str_field(sandbox, "started_at");
-        const char *expires = str_field(sandbox, "expires_at");
-        if (started && !field(st, "startedAt"))
+        const char *started = json_str(sandbox, "started_at");
+        const char *expires = json_str(sandbox, "expires_at");
+        if (started && !json_field(st, "startedAt"))
                 json_object_object_add(st, "startedAt", json_object_new_string(started));
         if (expires)
                 json_object_object_add(st, "expiresAt", json_object_new_string(expires));
-        const char *ip = str_field(field(sandbox, "network"), "ip");
+        const char *ip = json_str(json_field(sandbox, "network"), "ip");
         if (ip)
                 json_object_object_add(st, "ip", json_object_new_string(ip));
         json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
@@ -304,7 +292,7 @@ static void status_from_agent(json_object *st, json_object *sandbox, int64_t gen
 static long create_on_agent(Operator *op, json_object **obj, json_object *st, const char *key,
                             const AgentInfo *a)
 {
-        const char *id = str_field(st, "sandboxID");
+        const char *id = json_str(st, "sandboxID");
         char msg[768];
         cleanup_json json_object *body = NULL;
         SandboxTemplateInfo t = {0};
@@ -366,7 +354,7 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
 static long expire(Operator *op, json_object **obj, json_object *st, const char *key,
                    const AgentInfo *a)
 {
-        const char *id = str_field(st, "sandboxID");
+        const char *id = json_str(st, "sandboxID");
         cleanup_free char *path = NULL;
         if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
                 return -ENOMEM;
@@ -380,7 +368,7 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
                             a->node, status, agent_message(resp));
                 return -EAGAIN;
         }
-        const char *policy = str_field(field(*obj, "spec"), "expiryPolicy");
+        const char *policy = json_str(json_field(*obj, "spec"), "expiryPolicy");
         scheduler_forget(op, key);
         if (policy && streq(policy, "Delete")) {
                 K8sError e = {0};
@@ -412,8 +400,8 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
 
 uint64_t sandbox_wanted_deadline_us(json_object *sbx, json_object *sandbox)
 {
-        const char *created = str_field(sandbox, "created_at");
-        const char *timeout = str_field(field(sbx, "spec"), "timeout");
+        const char *created = json_str(sandbox, "created_at");
+        const char *timeout = json_str(json_field(sbx, "spec"), "timeout");
         uint64_t start = 0;
         long t = 300;
         if (!created || parse_rfc3339_us(created, &start) < 0 ||
@@ -443,7 +431,7 @@ static int move_deadline(Operator *op, json_object **obj, const char *key, const
         int r = agent_call(op, a->endpoint, "POST", path, body, &status, &resp);
         if (r < 0)
                 return r;
-        const char *expires = str_field(resp, "expires_at");
+        const char *expires = json_str(resp, "expires_at");
         if (status != 200 || !expires) {
                 log_warning("Sandbox %s: cannot move its deadline on %s: %ld %s", key, a->node,
                             status, agent_message(resp));
@@ -461,8 +449,8 @@ static int move_deadline(Operator *op, json_object **obj, const char *key, const
 static long sync_running(Operator *op, json_object **obj, json_object *st, const char *key,
                          const AgentInfo *a)
 {
-        const char *id = str_field(st, "sandboxID");
-        const char *expires = str_field(st, "expiresAt");
+        const char *id = json_str(st, "sandboxID");
+        const char *expires = json_str(st, "expiresAt");
         uint64_t deadline = 0, now = now_realtime_us();
         if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline)
                 return expire(op, obj, st, key, a);
@@ -486,13 +474,13 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
         }
         if (status != 200)
                 return -EAGAIN;
-        const char *state = str_field(sb, "state");
+        const char *state = json_str(sb, "state");
         if (state && streq(state, "exited")) {
                 scheduler_forget(op, key);
                 return fail(op, obj, st, "Failed", "SandboxExited",
                             "the sandbox's init process died");
         }
-        json_object *p = field(field(*obj, "spec"), "paused");
+        json_object *p = json_field(json_field(*obj, "spec"), "paused");
         bool want_paused = p && json_object_get_boolean(p);
         bool paused = state && streq(state, "paused");
         if (want_paused != paused) {
@@ -523,7 +511,7 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
         /* spec.timeout is counted from the sandbox's creation on its node:
          * when it changed, the agent's deadline follows. */
         uint64_t want = sandbox_wanted_deadline_us(*obj, sb), cur = 0;
-        const char *cur_s = str_field(sb, "expires_at");
+        const char *cur_s = json_str(sb, "expires_at");
         if (want && cur_s && parse_rfc3339_us(cur_s, &cur) >= 0 &&
             (want > cur + DEADLINE_SLACK_US || want + DEADLINE_SLACK_US < cur)) {
                 if (want <= now_realtime_us())
@@ -532,7 +520,7 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                 if (r < 0)
                         return r;
         }
-        cur_s = str_field(sb, "expires_at");
+        cur_s = json_str(sb, "expires_at");
         if (cur_s)
                 (void) parse_rfc3339_us(cur_s, &deadline);
         status_from_agent(st, sb, generation(*obj));
@@ -558,14 +546,14 @@ long reconcile_sandbox(Operator *op, const char *key)
         }
         if (r < 0)
                 return r;
-        if (field(field(obj, "metadata"), "deletionTimestamp"))
+        if (json_field(json_field(obj, "metadata"), "deletionTimestamp"))
                 return finalize(op, &obj, key);
         if (!has_finalizer(obj)) {
                 r = set_finalizer(op, &obj, true);
                 if (r < 0)
                         return r;
         }
-        json_object *cur = field(obj, "status");
+        json_object *cur = json_field(obj, "status");
         cleanup_json json_object *st = cur ? json_object_get(cur) : json_object_new_object();
         /* Worked on as a copy: obj is replaced by each write's answer. */
         json_object *copy = NULL;
@@ -574,10 +562,10 @@ long reconcile_sandbox(Operator *op, const char *key)
         json_object_put(st);
         st = copy;
 
-        const char *phase = str_field(st, "phase");
+        const char *phase = json_str(st, "phase");
         if (phase && (streq(phase, "Failed") || streq(phase, "Expired")))
                 return 0;
-        if (!str_field(st, "nodeName")) {
+        if (!json_str(st, "nodeName")) {
                 /* The cache may lag behind our own last write: read afresh. */
                 json_object *fresh = NULL;
                 K8sError e = {0};
@@ -587,8 +575,8 @@ long reconcile_sandbox(Operator *op, const char *key)
                         return r;
                 json_object_put(obj);
                 obj = fresh;
-                json_object *fst = field(obj, "status");
-                if (fst && str_field(fst, "nodeName"))
+                json_object *fst = json_field(obj, "status");
+                if (fst && json_str(fst, "nodeName"))
                         return -EAGAIN; /* placed meanwhile: the cache will catch up */
                 if (fst) {
                         json_object_put(st);
@@ -600,8 +588,8 @@ long reconcile_sandbox(Operator *op, const char *key)
                 if (r < 0)
                         return r;
         }
-        const char *node = str_field(st, "nodeName");
-        bool created = str_field(st, "startedAt") != NULL;
+        const char *node = json_str(st, "nodeName");
+        bool created = json_str(st, "startedAt") != NULL;
         AgentInfo a = {0};
         r = agents_find(op, node, &a);
         if (r < 0 || !a.live) {

@@ -43,18 +43,6 @@ uint64_t orphan_resync_removed_total(void)
         return (uint64_t) atomic_load(&removed_total);
 }
 
-static json_object *field(json_object *o, const char *name)
-{
-        json_object *v = NULL;
-        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
-}
-
-static const char *str_field(json_object *o, const char *name)
-{
-        json_object *v = field(o, name);
-        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 static bool uid_matches(json_object *obj, const char *id)
 {
         const char *uid = k8s_obj_uid(obj);
@@ -66,11 +54,11 @@ bool orphan_resync_claims(json_object *obj, const char *node, const char *id)
 {
         if (!uid_matches(obj, id))
                 return false;
-        json_object *st = field(obj, "status");
-        const char *phase = str_field(st, "phase");
+        json_object *st = json_field(obj, "status");
+        const char *phase = json_str(st, "phase");
         if (phase && (streq(phase, "Failed") || streq(phase, "Expired")))
                 return false;
-        const char *n = str_field(st, "nodeName"), *sid = str_field(st, "sandboxID");
+        const char *n = json_str(st, "nodeName"), *sid = json_str(st, "sandboxID");
         /* Not placed yet (or placed elsewhere): it cannot own this one. */
         return n && sid && streq(n, node) && streq(sid, id);
 }
@@ -112,7 +100,8 @@ static void note_removed(Operator *op, json_object *owner, const char *node, con
 {
         char msg[256];
         snprintf(msg, sizeof(msg), "sandbox %s, left on node %s, was removed (the Sandbox is %s)",
-                 id, node, str_field(field(owner, "status"), "phase") ?: "no longer placed there");
+                 id, node,
+                 json_str(json_field(owner, "status"), "phase") ?: "no longer placed there");
         K8sError e = {0};
         int r = k8s_event_post(op->client, owner,
                                &(K8sEventInfo){.type = "Normal",
@@ -147,11 +136,11 @@ static bool allowed(bool (*may_act)(void *), void *data)
 
 bool orphan_resync_marked(json_object *sb, const char **ret_ns, const char **ret_name)
 {
-        json_object *labels = field(sb, "labels");
-        const char *id = str_field(sb, "id");
-        const char *managed = str_field(labels, LABEL_MANAGED_BY);
-        const char *ns = str_field(labels, LABEL_NAMESPACE);
-        const char *name = str_field(labels, LABEL_NAME);
+        json_object *labels = json_field(sb, "labels");
+        const char *id = json_str(sb, "id");
+        const char *managed = json_str(labels, LABEL_MANAGED_BY);
+        const char *ns = json_str(labels, LABEL_NAMESPACE);
+        const char *name = json_str(labels, LABEL_NAME);
         if (!id || !managed || !streq(managed, LABEL_MANAGED_BY_VALUE) ||
             strncmp(id, SANDBOX_ID_PREFIX, strlen(SANDBOX_ID_PREFIX)) != 0 || !ns || !*ns ||
             !name || !*name)
@@ -176,15 +165,15 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
                 log_warning("Orphan resync: node %s answered %ld to the list", a->node, status);
                 return -EAGAIN;
         }
-        json_object *arr = field(list, "sandboxes");
+        json_object *arr = json_field(list, "sandboxes");
         size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr)
                                                                     : 0;
         int removed = 0;
         uint64_t now = now_realtime_us();
         for (size_t i = 0; i < n; i++) {
                 json_object *sb = json_object_array_get_idx(arr, i);
-                const char *id = str_field(sb, "id");
-                const char *created = str_field(sb, "created_at");
+                const char *id = json_str(sb, "id");
+                const char *created = json_str(sb, "created_at");
                 const char *ns = NULL, *name = NULL;
                 /* Both marks, or it is not ours. */
                 if (!orphan_resync_marked(sb, &ns, &name))

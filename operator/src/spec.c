@@ -15,12 +15,6 @@ const K8sResource operator_templates = {"sandpit.dev", "v1alpha1", "sandboxtempl
 /* The built-in defaults (docs/crd-reference.md), the agent's too. */
 static const SandboxResources defaults = {1.0, (uint64_t) 512 << 20, (uint64_t) 512 << 20, 512};
 
-static json_object *field(json_object *o, const char *name)
-{
-        json_object *v = NULL;
-        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
-}
-
 void sandbox_template_done(SandboxTemplateInfo *t)
 {
         free(t->agent_template);
@@ -31,7 +25,7 @@ void sandbox_template_done(SandboxTemplateInfo *t)
 int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
                              size_t msglen)
 {
-        const char *name = json_object_get_string(field(field(sbx, "spec"), "template"));
+        const char *name = json_object_get_string(json_field(json_field(sbx, "spec"), "template"));
         if (!name || !*name) {
                 snprintf(msg, msglen, "spec.template is empty");
                 return -EINVAL;
@@ -46,9 +40,9 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
         }
         if (r < 0)
                 return r;
-        json_object *spec = field(tmpl, "spec"), *source = field(spec, "source");
-        const char *path = json_object_get_string(field(source, "path"));
-        if (field(source, "image") || !path) {
+        json_object *spec = json_field(tmpl, "spec"), *source = json_field(spec, "source");
+        const char *path = json_object_get_string(json_field(source, "path"));
+        if (json_field(source, "image") || !path) {
                 snprintf(msg, msglen,
                          "SandboxTemplate %s: only source.path templates can run here; "
                          "source.image is not supported yet",
@@ -69,7 +63,7 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
         }
         *ret = (SandboxTemplateInfo){
                 .agent_template = strndup(base, (size_t) (path + n - base)),
-                .resources = json_object_get(field(spec, "resources")),
+                .resources = json_object_get(json_field(spec, "resources")),
                 .found = true,
         };
         return ret->agent_template ? 0 : -ENOMEM;
@@ -78,8 +72,8 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
 /* A resource: the Sandbox's, else the template's, else NULL. */
 static json_object *resource(json_object *sbx, const SandboxTemplateInfo *t, const char *name)
 {
-        json_object *v = field(field(field(sbx, "spec"), "resources"), name);
-        return v ? v : t ? field(t->resources, name) : NULL;
+        json_object *v = json_field(json_field(json_field(sbx, "spec"), "resources"), name);
+        return v ? v : t ? json_field(t->resources, name) : NULL;
 }
 
 int sandbox_resources(json_object *sbx, const SandboxTemplateInfo *t, SandboxResources *ret)
@@ -104,10 +98,10 @@ int sandbox_resources(json_object *sbx, const SandboxTemplateInfo *t, SandboxRes
 
 int sandbox_placed_resources(json_object *sbx, SandboxResources *ret)
 {
-        json_object *st = field(field(sbx, "status"), "resources");
+        json_object *st = json_field(json_field(sbx, "status"), "resources");
         SandboxResources r = {0};
-        if (st && quantity_cpu_from_json(field(st, "cpu"), &r.cpu) == 0 &&
-            quantity_bytes_from_json(field(st, "memory"), &r.memory) == 0) {
+        if (st && quantity_cpu_from_json(json_field(st, "cpu"), &r.cpu) == 0 &&
+            quantity_bytes_from_json(json_field(st, "memory"), &r.memory) == 0) {
                 *ret = r;
                 return 0;
         }
@@ -137,7 +131,7 @@ static int read_secret(Operator *op, const char *ns, const char *name, const cha
         int r = k8s_get(op->client, &operator_secrets, ns, name, &secret, &e);
         if (r < 0)
                 return r;
-        json_object *v = field(field(secret, "data"), key);
+        json_object *v = json_field(json_field(secret, "data"), key);
         if (!v)
                 return -ENOENT;
         uint8_t *raw = NULL;
@@ -153,27 +147,27 @@ static int read_secret(Operator *op, const char *ns, const char *name, const cha
 
 static int add_env(Operator *op, json_object *sbx, json_object *body, char *msg, size_t msglen)
 {
-        json_object *env = field(field(sbx, "spec"), "env");
+        json_object *env = json_field(json_field(sbx, "spec"), "env");
         json_object *plain = json_object_new_object(), *secret = json_object_new_object();
         json_object_object_add(body, "env", plain);
         json_object_object_add(body, "secret_env", secret);
         size_t n = env ? json_object_array_length(env) : 0;
         for (size_t i = 0; i < n; i++) {
                 json_object *e = json_object_array_get_idx(env, i);
-                const char *name = json_object_get_string(field(e, "name"));
-                json_object *ref = field(field(e, "valueFrom"), "secretKeyRef");
+                const char *name = json_object_get_string(json_field(e, "name"));
+                json_object *ref = json_field(json_field(e, "valueFrom"), "secretKeyRef");
                 if (!name)
                         continue;
                 if (!ref) {
-                        json_object *v = field(e, "value");
+                        json_object *v = json_field(e, "value");
                         json_object_object_add(
                                 plain, name,
                                 json_object_new_string(v ? json_object_get_string(v) : ""));
                         continue;
                 }
-                const char *sname = json_object_get_string(field(ref, "name"));
-                const char *skey = json_object_get_string(field(ref, "key"));
-                json_object *opt = field(ref, "optional");
+                const char *sname = json_object_get_string(json_field(ref, "name"));
+                const char *skey = json_object_get_string(json_field(ref, "key"));
+                json_object *opt = json_field(ref, "optional");
                 json_object *value = NULL;
                 int r = sname && skey ? read_secret(op, k8s_obj_namespace(sbx), sname, skey, &value)
                                       : -EINVAL;
@@ -192,8 +186,8 @@ static int add_env(Operator *op, json_object *sbx, json_object *body, char *msg,
 
 static void add_network(json_object *sbx, json_object *body)
 {
-        json_object *egress = field(field(field(sbx, "spec"), "network"), "egress");
-        const char *policy = json_object_get_string(field(egress, "policy"));
+        json_object *egress = json_field(json_field(json_field(sbx, "spec"), "network"), "egress");
+        const char *policy = json_object_get_string(json_field(egress, "policy"));
         if (!policy || streq(policy, "Deny"))
                 return;
         json_object *net = json_object_new_object();
@@ -205,12 +199,12 @@ static void add_network(json_object *sbx, json_object *body)
         json_object_object_add(net, "egress", json_object_new_string("allowlist"));
         json_object *allow = json_object_new_array();
         json_object_object_add(net, "allow", allow);
-        json_object *list = field(egress, "allow");
+        json_object *list = json_field(egress, "allow");
         size_t n = list ? json_object_array_length(list) : 0;
         for (size_t i = 0; i < n; i++) {
                 json_object *a = json_object_array_get_idx(list, i);
-                const char *cidr = json_object_get_string(field(a, "cidr"));
-                json_object *ports = field(a, "ports");
+                const char *cidr = json_object_get_string(json_field(a, "cidr"));
+                json_object *ports = json_field(a, "ports");
                 size_t np = ports ? json_object_array_length(ports) : 0;
                 /* The agent takes one protocol an entry: one entry a port. */
                 for (size_t j = 0; j < (np ? np : 1); j++) {
@@ -219,10 +213,10 @@ static void add_network(json_object *sbx, json_object *body)
                                                json_object_new_string(cidr ? cidr : ""));
                         if (np) {
                                 json_object *p = json_object_array_get_idx(ports, j);
-                                json_object *proto = field(p, "protocol");
+                                json_object *proto = json_field(p, "protocol");
                                 json_object *pl = json_object_new_array();
                                 json_object_array_add(pl, json_object_new_int(json_object_get_int(
-                                                                  field(p, "port"))));
+                                                                  json_field(p, "port"))));
                                 json_object_object_add(entry, "ports", pl);
                                 if (proto)
                                         json_object_object_add(
@@ -238,7 +232,7 @@ static void add_network(json_object *sbx, json_object *body)
 int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,
                         const char *id, json_object **ret, char *msg, size_t msglen)
 {
-        json_object *spec = field(sbx, "spec");
+        json_object *spec = json_field(sbx, "spec");
         SandboxResources res = {0};
         if (sandbox_resources(sbx, t, &res) < 0) {
                 snprintf(msg, msglen, "spec.resources: not a quantity");
@@ -252,13 +246,13 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
         json_object_object_add(body, "pids", json_object_new_int64(res.pids));
         json_object_object_add(body, "disk", json_object_new_uint64(res.disk));
         long timeout = 300;
-        json_object *tv = field(spec, "timeout");
+        json_object *tv = json_field(spec, "timeout");
         if (tv && parse_duration_s(json_object_get_string(tv), &timeout) < 0) {
                 snprintf(msg, msglen, "spec.timeout: not a duration");
                 return -EINVAL;
         }
         json_object_object_add(body, "timeout", json_object_new_int64(timeout < 1 ? 1 : timeout));
-        json_object *user = field(spec, "user");
+        json_object *user = json_field(spec, "user");
         if (user)
                 json_object_object_add(body, "user",
                                        json_object_new_string(json_object_get_string(user)));
@@ -266,7 +260,7 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
          * sandpit.dev/ are reserved: a user's are dropped). */
         json_object *labels = json_object_new_object();
         json_object_object_add(body, "labels", labels);
-        json_object *user_labels = field(spec, "labels");
+        json_object *user_labels = json_field(spec, "labels");
         if (user_labels && json_object_is_type(user_labels, json_type_object)) {
                 json_object_object_foreach(user_labels, lk, lv) {
                         if (strncmp(lk, LABEL_RESERVED_PREFIX, strlen(LABEL_RESERVED_PREFIX)) != 0)
