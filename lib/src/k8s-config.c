@@ -145,26 +145,6 @@ static int load_blob(json_object *section, const char *file_key, const char *dat
         return 0;
 }
 
-/* Reads a token file, trimmed of surrounding whitespace; an empty one is -EINVAL. */
-static int read_token(const char *path, char **ret)
-{
-        char *buf = NULL;
-        size_t n = 0;
-        int r = read_file(path, CRED_FILE_MAX, &buf, &n);
-        if (r < 0)
-                return r;
-        while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
-                buf[--n] = '\0';
-        size_t start = strspn(buf, " \t\r\n");
-        if (start == n || strpbrk(buf + start, "\r\n")) {
-                secret_free((uint8_t *) buf, n);
-                return -EINVAL;
-        }
-        memmove(buf, buf + start, n - start + 1);
-        *ret = buf;
-        return 0;
-}
-
 static bool has_prefix(const char *s, const char *prefix)
 {
         return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -242,7 +222,7 @@ static int load_user(K8sConfig *cfg, json_object *user, const char *base_dir, ch
                         return r;
                 /* Read once now so a missing or empty file is an error at load. */
                 char *t = NULL;
-                r = read_token(cfg->token_file, &t);
+                r = read_token_file(cfg->token_file, &t);
                 if (r < 0)
                         return fail(errbuf, errlen, r, "tokenFile %s: %s", cfg->token_file,
                                     r == -EINVAL ? "empty or malformed" : strerror(-r));
@@ -405,7 +385,7 @@ int k8s_config_in_cluster(const char *dir, K8sConfig **ret, char *errbuf, size_t
                 goto out;
         }
         char *t = NULL;
-        r = read_token(cfg->token_file, &t);
+        r = read_token_file(cfg->token_file, &t);
         if (r < 0) {
                 r = fail(errbuf, errlen, r == -EINVAL ? r : -ENOENT, "%s: %s", cfg->token_file,
                          r == -EINVAL ? "empty or malformed" : strerror(-r));

@@ -441,3 +441,25 @@ void strbuf_done(StrBuf *b)
         free(b->data);
         *b = (StrBuf){0};
 }
+
+#define TOKEN_FILE_MAX ((size_t) 1024 * 1024)
+
+int read_token_file(const char *path, char **ret)
+{
+        char *buf = NULL;
+        size_t n = 0;
+        int r = read_file(path, TOKEN_FILE_MAX, &buf, &n);
+        if (r < 0)
+                return r;
+        while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
+                buf[--n] = '\0';
+        size_t start = strspn(buf, " \t\r\n");
+        if (start == n || strpbrk(buf + start, "\r\n")) {
+                explicit_bzero(buf, n);
+                free(buf);
+                return -EINVAL;
+        }
+        memmove(buf, buf + start, n - start + 1);
+        *ret = buf;
+        return 0;
+}

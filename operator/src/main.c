@@ -17,7 +17,6 @@
 #include "sandpit/util.h"
 
 #define MAX_WORKERS     64
-#define TOKEN_FILE_MAX  65536
 #define SYNC_TIMEOUT_MS 60000L
 
 enum {
@@ -208,23 +207,6 @@ static bool is_ready(void *userdata)
 {
         Operator *op = userdata;
         return k8s_informer_has_synced(op->sandboxes) && k8s_informer_has_synced(op->leases);
-}
-
-static int read_token(const char *path, char **ret)
-{
-        char *buf = NULL;
-        size_t len = 0;
-        int r = read_file(path, TOKEN_FILE_MAX, &buf, &len);
-        if (r < 0)
-                return r;
-        while (len > 0 && strchr(" \t\r\n", buf[len - 1]))
-                buf[--len] = '\0';
-        if (len == 0) {
-                free(buf);
-                return -EINVAL;
-        }
-        *ret = buf;
-        return 0;
 }
 
 typedef struct {
@@ -451,7 +433,7 @@ static int setup(Operator *op, const Options *o)
         r = k8s_client_new(cfg, &op->client);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the Kubernetes client");
-        r = read_token(o->token_file, &op->agent_token);
+        r = read_token_file(o->token_file, &op->agent_token);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the agent token from %s", o->token_file);
         r = k8s_workqueue_new(&(K8sWorkQueueOptions){.base_delay_ms = 200, .max_delay_ms = 30000},

@@ -29,6 +29,9 @@ int rm_rf(const char *path);
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* Reads a whole (small) file; *ret is NUL-terminated. max bounds the size. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* A bearer token from a file (at most 1 MiB), trimmed of surrounding whitespace;
+ * empty or more than one line: -EINVAL (the buffer is zeroed and freed). */
+int read_token_file(const char *path, char **ret);
 
 /* Names of the entries in dir for which keep(dir, name, userdata) is true
  * (dot entries skipped); a missing dir is an empty list. NULL-terminated strv. */
