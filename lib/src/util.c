@@ -451,6 +451,8 @@ int read_token_file(const char *path, char **ret)
         int r = read_file(path, TOKEN_FILE_MAX, &buf, &n);
         if (r < 0)
                 return r;
+        if (!buf)
+                return -EINVAL;
         while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
                 buf[--n] = '\0';
         size_t start = strspn(buf, " \t\r\n");
