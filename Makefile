@@ -13,7 +13,8 @@ deps:
 	@mk/deps.sh
 
 # The main job: a sandbox running Python on this machine, no cluster needed.
-run: deps all
+run: deps
+	@$(MAKE) --no-print-directory all
 	@mk/run.sh
 
 # The slow integration tests need the `default` template: built once per
@@ -29,17 +30,20 @@ unit: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
 	@tests/run-all.sh --unit-only
 
-integration: deps all
+integration: deps
+	@$(MAKE) --no-print-directory all
 	@mk/tools.sh
 	@tests/run-all.sh --integration-only
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@mk/tools.sh
 	@bench/run.sh
 
 # The `default` template: a Debian rootfs with python3, nodejs and the
 # code-interpreter staples, built once per machine outside the repository.
-rootfs: deps all
+rootfs: deps
+	@$(MAKE) --no-print-directory all
 	@mk/templates.sh default
 
 templates: all

@@ -21,10 +21,16 @@ endif
 BIN      := $(BUILD)/bin
 OBJ      := $(BUILD)/obj
 
+# pkg-config is asked when a recipe first needs the flags, never while the
+# Makefile is read: on a fresh machine the packages (pkg-config itself among
+# them) are installed by the `deps` step of the same `make` run, after parsing.
+# `lazy_once` runs the command on first use and keeps the answer.
+lazy_once = $(eval $(1) := $$(shell $(2)))$($(1))
 PKGS     := json-c libmicrohttpd libcurl libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables
-LIBS     := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
-PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+PKG_LIBS_ = $(call lazy_once,PKG_LIBS_,$(PKG_CONFIG) --libs $(PKGS))
+PKG_CFLAGS = $(call lazy_once,PKG_CFLAGS,$(PKG_CONFIG) --cflags $(PKGS))
+CMOCKA_LIBS = $(call lazy_once,CMOCKA_LIBS,$(PKG_CONFIG) --libs cmocka)
+LIBS      = $(PKG_LIBS_) -lpthread -lm
 
-CFLAGS   := $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS    = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := $(OPT) $(EXTRA_LDFLAGS)

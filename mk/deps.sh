@@ -21,6 +21,8 @@ PACKAGES=(
         unzip
         # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
         openssl
+        # make test-k8s: the real control plane's etcd (kube-apiserver comes from KUBEBUILDER_ASSETS)
+        etcd-server
 )
 
 missing=()
