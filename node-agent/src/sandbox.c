@@ -543,23 +543,9 @@ static int teardown(Agent *a, const char *id, const char *dir)
 
 static int make_dirs(const char *dir)
 {
-        char path[4096];
+        /* ctl and code are made by rootfs_mount(), as mount points. */
         if (mkdir(dir, 0700) < 0)
                 return -errno;
-        (void) snprintf(path, sizeof(path), "%s/ctl", dir);
-        if (mkdir(path, 0700) < 0)
-                return -errno;
-        /* The code interpreter's listening sockets; 0755 so the sandbox's user
-         * can reach them through the read-only bind. */
-        (void) snprintf(path, sizeof(path), "%s/" CODE_DIR_NAME, dir);
-        if (mkdir(path, 0755) < 0 || chmod(path, 0755) < 0)
-                return -errno;
-        /* Mount point for the read-only bind of the init binary. */
-        (void) snprintf(path, sizeof(path), "%s/ctl/init", dir);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
-        if (fd < 0)
-                return -errno;
-        (void) close(fd);
         return 0;
 }
 
