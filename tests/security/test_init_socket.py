@@ -226,6 +226,7 @@ def test_host_symlink_to_other_sandbox_is_not_followed(client, agent, two):
         os.symlink(f"../../{b}/ctl/init.sock", ctl_dir(agent, a) / "init.sock")
         r = probe(client, a)
         assert r.status != 200, f"the agent followed a symlink in A's control dir: {r}"
+        assert "refused" in r.error["message"], r
         assert_b_untouched(client, agent, b)
     finally:
         restore()
@@ -242,6 +243,7 @@ def test_host_fake_init_is_refused(client, agent, sandbox):
         fake = HostListener(ctl_dir(agent, a) / "init.sock")
         r = probe(client, a)
         assert r.status != 200, f"the agent talked to a fake init: {r}"
+        assert "refused" in r.error["message"], r
         fake.close()
         assert fake.received == b"", f"the fake init received {fake.received[:200]!r}"
     finally:
@@ -265,6 +267,7 @@ def test_peer_check_after_agent_sigkill(client, agent, sandbox):
         fake = HostListener(ctl_dir(agent, a) / "init.sock")
         r = probe(client, a)
         assert r.status != 200, f"after re-adoption the agent talked to a fake init: {r}"
+        assert "refused" in r.error["message"], r
         fake.close()
         assert fake.received == b""
     finally:
