@@ -4,13 +4,14 @@
 #
 # Usage: tests/run-all.sh [--unit-only | --integration-only] [-k EXPR]
 #   --unit-only         only the cmocka unit tests (build/asan/tests/test_*)
-#   --integration-only  only the pytest integration tests (tests/integration)
-#   -k EXPR             passed to pytest (select integration tests by name)
+#   --integration-only  only the pytest tests (tests/integration, then tests/security)
+#   -k EXPR             passed to pytest (select integration/security tests by name)
 #
 # Unit tests run with CMOCKA_MESSAGE_OUTPUT=TAP; their `ok` / `not ok` lines are
 # counted (a binary that crashes or exits non-zero without a `not ok` counts as
-# one failure). The integration results come from pytest's JUnit XML
-# (build/test-results.xml); errors count as failures. The last line printed is
+# one failure). The integration and security results come from pytest's JUnit
+# XML (build/test-results.xml, build/test-results-security.xml; two sessions);
+# errors count as failures. The last line printed is
 # exactly `N passed, N failed` (`, N skipped` when any). Exits non-zero if
 # anything failed or if no test ran. Needs no terminal and no stdin.
 set -uo pipefail
@@ -40,6 +41,7 @@ fi
 PYTHON=/usr/bin/python3
 UNIT_DIR=build/asan/tests
 JUNIT=build/test-results.xml
+JUNIT_SECURITY=build/test-results-security.xml
 LOGDIR=build/test-logs
 mkdir -p "$LOGDIR"
 
@@ -90,18 +92,22 @@ fi
 
 # ------------------------------------------------------------------ integration tests
 
-if [ $run_integration -eq 1 ]; then
-	echo "=== integration tests (pytest tests/integration)"
-	rm -f "$JUNIT"
-	PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m pytest -p no:cacheprovider -q -rs --junitxml="$JUNIT" \
-		"${pytest_k[@]}" tests/integration </dev/null
+# run_pytest LABEL DIR JUNIT: one pytest session over DIR; adds its counts to
+# int_pass/int_fail/int_skip and a line to the summary.
+run_pytest() {
+	local label=$1 dir=$2 junit=$3 prc p f s counts
+	echo "=== $label tests (pytest $dir)"
+	rm -f "$junit"
+	PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m pytest -p no:cacheprovider -q -rs --junitxml="$junit" \
+		"${pytest_k[@]}" "$dir" </dev/null
 	prc=$?
-	if [ -s "$JUNIT" ]; then
+	p=0 f=0 s=0
+	if [ -s "$junit" ]; then
 		# Lists the failed test cases, then writes "passed failed skipped" to
 		# $counts (errors count as failed; each test case once).
 		counts="$LOGDIR/junit-counts"
 		rm -f "$counts"
-		"$PYTHON" - "$JUNIT" "$counts" <<-'EOF'
+		"$PYTHON" - "$junit" "$counts" <<-'EOF'
 			import sys
 			import xml.etree.ElementTree as ET
 			root = ET.parse(sys.argv[1]).getroot()
@@ -122,18 +128,24 @@ if [ $run_integration -eq 1 ]; then
 		EOF
 		if ! read -r p f s <"$counts" 2>/dev/null; then
 			p=0 f=1 s=0
-			echo "run-all: could not parse $JUNIT"
+			echo "run-all: could not parse $junit"
 		fi
-		int_pass=$p int_fail=$f int_skip=$s
-		if [ $prc -ne 0 ] && [ $prc -ne 5 ] && [ "$int_fail" -eq 0 ]; then
-			echo "run-all: pytest exited $prc with no failed test in $JUNIT: counting one failure"
-			int_fail=1
+		if [ $prc -ne 0 ] && [ $prc -ne 5 ] && [ "$f" -eq 0 ]; then
+			echo "run-all: pytest exited $prc with no failed test in $junit: counting one failure"
+			f=1
 		fi
 	elif [ $prc -ne 5 ]; then
-		echo "run-all: pytest exited $prc and wrote no $JUNIT: counting one failure"
-		int_fail=1
+		echo "run-all: pytest exited $prc and wrote no $junit: counting one failure"
+		f=1
 	fi
-	summary+=("integration: $int_pass passed, $int_fail failed, $int_skip skipped (junit: $JUNIT)")
+	int_pass=$((int_pass + p)) int_fail=$((int_fail + f)) int_skip=$((int_skip + s))
+	summary+=("$label: $p passed, $f failed, $s skipped (junit: $junit)")
+}
+
+if [ $run_integration -eq 1 ]; then
+	run_pytest integration tests/integration "$JUNIT"
+	# Its own session: its agents get their own cgroup parent and state.
+	run_pytest security tests/security "$JUNIT_SECURITY"
 fi
 
 # ------------------------------------------------------------------ summary

@@ -1255,6 +1255,7 @@ static void dispatch(Source *s, uint32_t events)
 
 /* ---- setup ---- */
 
+/* --socket PATH (tests): init binds PATH itself. */
 static int listen_on(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1273,6 +1274,27 @@ static int listen_on(const char *path)
         return TAKE_FD(fd);
 }
 
+/* In a sandbox: the agent bound /.sandpit/init.sock (a directory the sandbox
+ * sees read-only) and passed it as IP_LISTEN_FD. Listening here makes this
+ * process the socket's peer credentials, which the agent checks. */
+static int listen_inherited(void)
+{
+        int domain = 0, type = 0;
+        socklen_t len = sizeof(int);
+        if (getsockopt(IP_LISTEN_FD, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+                return negative_errno();
+        len = sizeof(int);
+        if (getsockopt(IP_LISTEN_FD, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return negative_errno();
+        if (domain != AF_UNIX || type != SOCK_STREAM)
+                return -ENOTSOCK;
+        int fl = fcntl(IP_LISTEN_FD, F_GETFL);
+        if (fl < 0 || fcntl(IP_LISTEN_FD, F_SETFL, fl | O_NONBLOCK) < 0 ||
+            listen(IP_LISTEN_FD, 128) < 0)
+                return negative_errno();
+        return IP_LISTEN_FD;
+}
+
 static void usage(FILE *f)
 {
         (void) fprintf(f, "usage: sandpit-init [--socket PATH] [--allow-local-peers]\n");
@@ -1280,13 +1302,14 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-        /* Look at the ready fd before opening anything that could take its number. */
+        /* Look at the passed fds before opening anything that could take their number. */
         bool ready = fcntl(IP_READY_FD, F_SETFD, FD_CLOEXEC) >= 0;
+        bool inherited = fcntl(IP_LISTEN_FD, F_SETFD, FD_CLOEXEC) >= 0;
         for (int fd = 0; fd <= 2; fd++)
                 if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
                         return EXIT_FAILURE;
 
-        const char *socket_path = IP_CONTROL_DIR "/" IP_SOCKET_NAME;
+        const char *socket_path = NULL;
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"allow-local-peers", no_argument, NULL, 'l'},
@@ -1338,9 +1361,12 @@ int main(int argc, char **argv)
                 log_error(errno, "signalfd/epoll_create1");
                 return EXIT_FAILURE;
         }
-        int r = listen_on(socket_path);
+        int r = socket_path ? listen_on(socket_path) : inherited ? listen_inherited() : -EBADF;
         if (r < 0) {
-                log_error(-r, "listen on %s", socket_path);
+                if (socket_path)
+                        log_error(-r, "listen on %s", socket_path);
+                else
+                        log_error(-r, "no socket to listen on as fd %d", IP_LISTEN_FD);
                 return EXIT_FAILURE;
         }
         g.listen = (Source){.kind = SRC_LISTEN, .fd = r};

@@ -178,7 +178,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         (void) cg_read_stats(a->cg, id, &st);
         int fd = -1;
         uint32_t pid = 0;
-        r = exec_spawn(info.socket_path, &er, &fd, &pid, err, sizeof(err));
+        r = exec_spawn(info.socket_path, info.init_pid, &er, &fd, &pid, err, sizeof(err));
         bool background = er.flags & IP_FLAG_BACKGROUND;
         exec_request_done(&er);
         if (r >= 0)
@@ -253,7 +253,8 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 CgStats st = {0};
                 (void) cg_read_stats(a->cg, id, &st);
                 ExecStream *s = NULL;
-                r = exec_attach(info.socket_path, pid, a, id, st.oom_kills, &s, err, sizeof(err));
+                r = exec_attach(info.socket_path, info.init_pid, pid, a, id, st.oom_kills, &s, err,
+                                sizeof(err));
                 sandbox_exec_info_done(&info);
                 if (r == -ESRCH)
                         http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);
@@ -291,8 +292,8 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                                            "body must be {\"data\": STRING} or {\"data_b64\": "
                                            "BASE64} and/or {\"eof\": true}");
                 else
-                        r = exec_send_stdin(info.socket_path, pid, data, len, eof, err,
-                                            sizeof(err));
+                        r = exec_send_stdin(info.socket_path, info.init_pid, pid, data, len, eof,
+                                            err, sizeof(err));
         } else {
                 json_object *sig = NULL;
                 int signo = -EINVAL;
@@ -308,7 +309,8 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                                            "body must be {\"signal\": NAME-OR-NUMBER}, e.g. "
                                            "\"SIGTERM\"");
                 else
-                        r = exec_signal(info.socket_path, pid, signo, err, sizeof(err));
+                        r = exec_signal(info.socket_path, info.init_pid, pid, signo, err,
+                                        sizeof(err));
         }
         json_object_put(body);
         sandbox_exec_info_done(&info);
@@ -489,7 +491,7 @@ void api_handle(HttpRequest *req, void *userdata)
                 if (api_exec_info_or_respond(a, req, id, &info) < 0)
                         return;
                 json_object *arr = NULL;
-                int r = exec_list(info.socket_path, &arr);
+                int r = exec_list(info.socket_path, info.init_pid, &arr);
                 sandbox_exec_info_done(&info);
                 if (r < 0) {
                         api_respond_errno(req, r, NULL, "cannot list processes");

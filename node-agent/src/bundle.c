@@ -90,8 +90,10 @@ static const char *const shm_opts[] = {"nosuid",    "noexec",      "nodev",
                                        "mode=1777", "size=65536k", NULL};
 static const char *const mqueue_opts[] = {"nosuid", "noexec", "nodev", NULL};
 static const char *const sysfs_opts[] = {"nosuid", "noexec", "nodev", "ro", NULL};
-/* The agent<->init socket lives here; nothing in it is ever executed. */
-static const char *const control_opts[] = {"bind", "rw", "nosuid", "nodev", "noexec", NULL};
+/* The agent<->init socket lives here; nothing in it is ever executed. Read-only:
+ * the agent bound the socket before the start, and whatever the sandbox could
+ * write here would be on the host's disk and in a path the agent uses. */
+static const char *const control_opts[] = {"bind", "ro", "nosuid", "nodev", "noexec", NULL};
 /* Mounted on top of the noexec control dir, as its own mount so it can exec. runc
  * binds first and then remounts with "ro", so a read-only bind needs it spelled out. */
 static const char *const init_opts[] = {"bind", "ro", "nosuid", "nodev", NULL};

@@ -8,7 +8,7 @@
 typedef struct {
         const char *id;          /* container id; also the hostname */
         const char *rootfs;      /* absolute host path of the merged overlay root (writable) */
-        const char *control_dir; /* host dir, bind-mounted read-write at IP_CONTROL_DIR */
+        const char *control_dir; /* host dir, bind-mounted read-only at IP_CONTROL_DIR */
         const char
                 *init_binary; /* host path of the static sandpit-init, read-only at IP_INIT_PATH */
         const char *cgroups_path; /* linux.cgroupsPath, e.g. "/sandpit/<id>" (already created) */

@@ -423,7 +423,7 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
         }
         cleanup_close int init_fd = -1;
         uint32_t pid = 0;
-        r = exec_spawn(info->socket_path, &er, &init_fd, &pid, err, errlen);
+        r = exec_spawn(info->socket_path, info->init_pid, &er, &init_fd, &pid, err, errlen);
         exec_request_done(&er);
         if (r < 0) {
                 (void) unlinkat(dirfd, name, 0);

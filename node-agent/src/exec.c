@@ -1,6 +1,7 @@
 #include "exec.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fsroot.h"
 #include "initproto.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -239,18 +242,66 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
         return 0;
 }
 
-static int init_connect(const char *socket_path)
+/* The refusal of an init socket that is not the sandbox's init's. */
+static int init_refused(const char *socket_path, const char *why, char *err, size_t errlen)
 {
+        log_warning("refusing %s: %s", socket_path, why);
+        if (err)
+                (void) snprintf(err, errlen, "refused to talk to the sandbox's init socket: %s",
+                                why);
+        return -EIO;
+}
+
+/* Connects to init at socket_path (<sandbox dir>/ctl/init.sock) without
+ * following anything the sandbox could have put there, and only to its init:
+ * the control dir is opened without following a symlink, the socket below it by
+ * openat2() with RESOLVE_NO_SYMLINKS, connected through that O_PATH fd, and the
+ * peer's pid (SO_PEERCRED, which names the process that called listen()) must
+ * be init_pid. -EBUSY when nothing listens there (init is gone); -EIO with a
+ * message in err (may be NULL) when the socket is refused. */
+static int init_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
+{
+        const char *slash = strrchr(socket_path, '/');
+        if (!slash || slash == socket_path || init_pid <= 0)
+                return -EINVAL;
+        cleanup_free char *dir = strndup(socket_path, (size_t) (slash - socket_path));
+        if (!dir)
+                return -ENOMEM;
+        cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+                return errno == ENOENT ? -EBUSY
+                                       : init_refused(socket_path, strerror(errno), err, errlen);
+        int k = fsroot_open_child(dfd, slash + 1, O_PATH, 0);
+        if (k < 0)
+                return k == -ENOENT ? -EBUSY : init_refused(socket_path, strerror(-k), err, errlen);
+        cleanup_close int sfd = k;
+        struct stat st;
+        if (fstat(sfd, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return init_refused(socket_path, "not a socket", err, errlen);
+
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+        (void) snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", sfd);
         cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
-                return -errno;
+                return negative_errno();
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                return errno == ENOENT || errno == ECONNREFUSED ? -EBUSY : -errno;
+                return errno == ENOENT || errno == ECONNREFUSED ? -EBUSY : negative_errno();
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return negative_errno();
+        if (cred.pid != init_pid)
+                return init_refused(socket_path, "its peer is not the sandbox's init", err, errlen);
         return TAKE_FD(fd);
+}
+
+int exec_check_init(const char *socket_path, pid_t init_pid)
+{
+        int fd = init_connect(socket_path, init_pid, NULL, 0);
+        if (fd < 0)
+                return fd;
+        (void) close(fd);
+        return 0;
 }
 
 static int send_frame(int fd, IpBuilder *b)
@@ -285,12 +336,13 @@ static int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *er
         return 0;
 }
 
-int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uint32_t *ret_pid,
-               char *err, size_t errlen)
+int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
+               uint32_t *ret_pid, char *err, size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path);
+        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
-                (void) snprintf(err, errlen, "the sandbox is not running");
+                if (fd != -EIO)
+                        (void) snprintf(err, errlen, "the sandbox is not running");
                 return fd;
         }
         IpBuilder b;
@@ -333,12 +385,14 @@ int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uin
         return 0;
 }
 
-static int simple_request(const char *socket_path, IpBuilder *b, char *err, size_t errlen)
+static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b, char *err,
+                          size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path);
+        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
                 ip_builder_free(b);
-                (void) snprintf(err, errlen, "the sandbox is not running");
+                if (fd != -EIO)
+                        (void) snprintf(err, errlen, "the sandbox is not running");
                 return fd;
         }
         int r = send_frame(fd, b);
@@ -357,8 +411,8 @@ static int simple_request(const char *socket_path, IpBuilder *b, char *err, size
         return 0;
 }
 
-int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, size_t len,
-                    bool eof, char *err, size_t errlen)
+int exec_send_stdin(const char *socket_path, pid_t init_pid, uint32_t pid, const uint8_t *data,
+                    size_t len, bool eof, char *err, size_t errlen)
 {
         IpBuilder b;
         int r = 0;
@@ -366,32 +420,33 @@ int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, 
                 ip_builder_init(&b, IP_MSG_STDIN);
                 ip_put_u32(&b, IP_TAG_PID, pid);
                 ip_put_bytes(&b, IP_TAG_DATA, data, len);
-                r = simple_request(socket_path, &b, err, errlen);
+                r = simple_request(socket_path, init_pid, &b, err, errlen);
         }
         if (r == 0 && eof) {
                 ip_builder_init(&b, IP_MSG_STDIN_EOF);
                 ip_put_u32(&b, IP_TAG_PID, pid);
-                r = simple_request(socket_path, &b, err, errlen);
+                r = simple_request(socket_path, init_pid, &b, err, errlen);
         }
         return r;
 }
 
-int exec_set_secrets(const char *socket_path, char **env, char *err, size_t errlen)
+int exec_set_secrets(const char *socket_path, pid_t init_pid, char **env, char *err, size_t errlen)
 {
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SET_SECRETS);
         STRV_FOREACH(s, env)
                 ip_put_str(&b, IP_TAG_ENV, *s);
-        return simple_request(socket_path, &b, err, errlen); /* frees (and zeroes) b */
+        return simple_request(socket_path, init_pid, &b, err, errlen); /* frees (and zeroes) b */
 }
 
-int exec_signal(const char *socket_path, uint32_t pid, int signo, char *err, size_t errlen)
+int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo, char *err,
+                size_t errlen)
 {
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SIGNAL);
         ip_put_u32(&b, IP_TAG_PID, pid);
         ip_put_u32(&b, IP_TAG_SIGNO, (uint32_t) signo);
-        return simple_request(socket_path, &b, err, errlen);
+        return simple_request(socket_path, init_pid, &b, err, errlen);
 }
 
 static json_object *process_to_json(const IpFrame *f)
@@ -436,10 +491,10 @@ static json_object *process_to_json(const IpFrame *f)
         return o;
 }
 
-int exec_list(const char *socket_path, json_object **ret)
+int exec_list(const char *socket_path, pid_t init_pid, json_object **ret)
 {
         char err[256];
-        cleanup_close int fd = init_connect(socket_path);
+        cleanup_close int fd = init_connect(socket_path, init_pid, NULL, 0);
         if (fd < 0)
                 return fd;
         IpBuilder b;
@@ -704,12 +759,13 @@ int signal_from_string(const char *s)
         return -EINVAL;
 }
 
-int exec_attach(const char *socket_path, uint32_t pid, Agent *a, const char *id,
+int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a, const char *id,
                 uint64_t oom_before, ExecStream **ret, char *err, size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path);
+        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
-                (void) snprintf(err, errlen, "the sandbox is not running");
+                if (fd != -EIO)
+                        (void) snprintf(err, errlen, "the sandbox is not running");
                 return fd;
         }
         IpBuilder b;

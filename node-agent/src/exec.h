@@ -31,28 +31,36 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                            char *err, size_t errlen);
 void exec_request_done(ExecRequest *r);
 
-/* Connects to init and starts the process. On success *ret_fd is the
- * conversation (STDOUT/STDERR/EXIT follow) and *ret_pid the pid. A process that
- * cannot be started gives -EINVAL (or init's errno) with init's message in err;
- * a sandbox whose init does not answer gives -EBUSY. */
-int exec_spawn(const char *socket_path, const ExecRequest *req, int *ret_fd, uint32_t *ret_pid,
-               char *err, size_t errlen);
+/* Connects to init and starts the process. socket_path is the sandbox's
+ * <dir>/ctl/init.sock and init_pid the host pid of its init: every function
+ * here reaches it without following a symlink below the control dir and talks
+ * only to a peer with that pid; a socket that fails either check gives -EIO with
+ * the reason in err. On success *ret_fd is the conversation
+ * (STDOUT/STDERR/EXIT follow) and *ret_pid the pid. A process that cannot be
+ * started gives -EINVAL (or init's errno) with init's message in err; a sandbox
+ * whose init does not answer gives -EBUSY. */
+int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
+               uint32_t *ret_pid, char *err, size_t errlen);
 typedef struct ExecStream ExecStream;
 
 /* Reconnects to a process and returns its event stream (buffered output, live
  * output, exit): -ESRCH when init does not know the pid. */
-int exec_attach(const char *socket_path, uint32_t pid, Agent *a, const char *id,
+int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a, const char *id,
                 uint64_t oom_before, ExecStream **ret, char *err, size_t errlen);
 
 /* One request, one OK/ERROR answer: STDIN (data and/or eof) and SIGNAL. */
-int exec_send_stdin(const char *socket_path, uint32_t pid, const uint8_t *data, size_t len,
-                    bool eof, char *err, size_t errlen);
-int exec_signal(const char *socket_path, uint32_t pid, int signo, char *err, size_t errlen);
+int exec_send_stdin(const char *socket_path, pid_t init_pid, uint32_t pid, const uint8_t *data,
+                    size_t len, bool eof, char *err, size_t errlen);
+int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo, char *err,
+                size_t errlen);
 /* Hands the sandbox's secret env ("NAME=value") to init, which keeps it in
  * memory, adds it to every later process and masks it in their output. */
-int exec_set_secrets(const char *socket_path, char **env, char *err, size_t errlen);
+int exec_set_secrets(const char *socket_path, pid_t init_pid, char **env, char *err, size_t errlen);
 /* The process list as the API shows it. */
-int exec_list(const char *socket_path, json_object **ret);
+int exec_list(const char *socket_path, pid_t init_pid, json_object **ret);
+/* Connects to init as every exec does (no symlink followed, the peer must be
+ * init_pid) and hangs up: 0, -EBUSY (nothing listens) or -EIO (refused). */
+int exec_check_init(const char *socket_path, pid_t init_pid);
 
 /* An NDJSON event stream over an init conversation. Owns fd, also when it
  * fails (then fd is closed). start_pid > 0

@@ -1,6 +1,10 @@
 /* The wire protocol between sandpit-agent (host side) and sandpit-init (PID 1 in
- * the sandbox), spoken over the unix socket /.sandpit/init.sock, which the agent
- * reaches through the bind-mounted per-sandbox control directory.
+ * the sandbox), spoken over the unix socket /.sandpit/init.sock. The agent binds
+ * that socket in the per-sandbox control directory (mounted read-only at
+ * /.sandpit) and hands it to init as fd IP_LISTEN_FD; init calls listen(), so
+ * the socket's peer credentials name init. The agent opens it without following
+ * symlinks and talks only to a peer whose pid is the init pid it recorded
+ * (docs/init-protocol.md, docs/security.md).
  *
  * Framing: every message is a frame
  *     u32 length (little endian, of the body only) | u8 type | body
@@ -31,6 +35,8 @@
 #define IP_FIELD_HEADER 5u
 /* Init writes one byte to this fd once its socket listens, then closes it. */
 #define IP_READY_FD 3
+/* The agent's socket, bound at /.sandpit/init.sock but not listening yet. */
+#define IP_LISTEN_FD 4
 
 typedef enum {
         /* requests: agent -> init */

@@ -1,13 +1,20 @@
 #include "rootfs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "code.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+
+/* The control dir (init's socket, the init binary's mount point) and the code
+ * interpreter's socket dir hold a few sockets and one empty file. */
+#define SMALL_TMPFS_OPTS "size=64k,nr_inodes=1024"
 
 static int umount_one(const char *path)
 {
@@ -20,50 +27,106 @@ static int umount_one(const char *path)
         return -errno;
 }
 
+/* A directory the sandbox sees read-only: its own tmpfs, so nothing in it is on
+ * the host's disk and its bind shows "/" in the sandbox's mountinfo. */
+static int mount_small(const char *path, const char *name, unsigned mode)
+{
+        char opts[64];
+        (void) snprintf(opts, sizeof(opts), SMALL_TMPFS_OPTS ",mode=%04o", mode);
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        if (mount(name, path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+                return -errno;
+        return 0;
+}
+
+static int open_dir(const char *path)
+{
+        int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
 int rootfs_mount(const char *dir, const char *lower, uint64_t size)
 {
-        char disk[4096], upper[4096], work[4096], root[4096], opts[3 * 4096 + 64];
+        char ctl[4096], code[4096], init[4096], disk[4096], upper[4096], work[4096], root[4096];
+        char opts[256];
+        cleanup_close int lfd = -1, ufd = -1, wfd = -1;
+        (void) snprintf(ctl, sizeof(ctl), "%s/ctl", dir);
+        (void) snprintf(code, sizeof(code), "%s/" CODE_DIR_NAME, dir);
+        (void) snprintf(init, sizeof(init), "%s/ctl/init", dir);
         (void) snprintf(disk, sizeof(disk), "%s/disk", dir);
         (void) snprintf(upper, sizeof(upper), "%s/disk/upper", dir);
         (void) snprintf(work, sizeof(work), "%s/disk/work", dir);
         (void) snprintf(root, sizeof(root), "%s/rootfs", dir);
-        if (strchr(lower, ',') || strchr(lower, ':') || strchr(dir, ',') || strchr(dir, ':'))
-                return -EINVAL; /* would be misread as overlay option separators */
 
-        if (mkdir(disk, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        if (mkdir(root, 0755) < 0 && errno != EEXIST)
-                return -errno;
+        int fd, r = mount_small(ctl, "sandpit-ctl", 0700);
+        /* 0755: the sandbox's user reaches the kernels' sockets through the bind. */
+        if (r >= 0)
+                r = mount_small(code, "sandpit-code", 0755);
+        if (r < 0)
+                goto fail;
+        /* Mount point for the read-only bind of the init binary. */
+        fd = open(init, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+        if (fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        (void) close(fd);
+
+        if (mkdir(disk, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                goto fail;
+        }
+        if (mkdir(root, 0755) < 0 && errno != EEXIST) {
+                r = -errno;
+                goto fail;
+        }
         (void) snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long) size);
-        if (mount("sandpit-disk", disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                return -errno;
-        int r = 0;
+        if (mount("sandpit-disk", disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+                r = -errno;
+                goto fail;
+        }
         if (mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0) {
                 r = -errno;
                 goto fail;
         }
-        (void) snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper,
-                        work);
+        /* The layers by fd: the options are what the sandbox reads in its
+         * mountinfo, and they should not name host paths (nor can a ',' or ':'
+         * in a path be misread as a separator). */
+        lfd = open_dir(lower);
+        ufd = open_dir(upper);
+        wfd = open_dir(work);
+        if (lfd < 0 || ufd < 0 || wfd < 0) {
+                r = lfd < 0 ? lfd : ufd < 0 ? ufd : wfd;
+                goto fail;
+        }
+        (void) snprintf(
+                opts, sizeof(opts),
+                "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", lfd,
+                ufd, wfd);
         if (mount("sandpit-root", root, "overlay", MS_NODEV, opts) < 0) {
                 r = -errno;
                 goto fail;
         }
         return 0;
 fail:
-        (void) umount_one(disk);
+        (void) rootfs_umount(dir);
         return r;
 }
 
 int rootfs_umount(const char *dir)
 {
-        char path[4096];
-        (void) snprintf(path, sizeof(path), "%s/rootfs", dir);
-        int r = umount_one(path);
-        if (r < 0)
-                log_debug_errno(r, "umount %s", path);
-        (void) snprintf(path, sizeof(path), "%s/disk", dir);
-        int k = umount_one(path);
-        if (k < 0)
-                log_debug_errno(k, "umount %s", path);
-        return r < 0 ? r : k;
+        static const char *const names[] = {"rootfs", "disk", "ctl", CODE_DIR_NAME};
+        int ret = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+                char path[4096];
+                (void) snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+                int r = umount_one(path);
+                if (r < 0) {
+                        log_debug_errno(r, "umount %s", path);
+                        if (ret == 0)
+                                ret = r;
+                }
+        }
+        return ret;
 }

@@ -1,11 +1,15 @@
-/* A sandbox's root filesystem: a tmpfs capped at the disk size holding the
- * overlay's upper and work dirs, and an overlay with the template below. */
+/* A sandbox's filesystems: a tmpfs capped at the disk size holding the
+ * overlay's upper and work dirs, an overlay with the template below, and two
+ * small tmpfs the sandbox sees read-only (the control dir <dir>/ctl and the code
+ * interpreter's <dir>/code). Nothing the sandbox can write is on the host's
+ * disk, and no host path shows in the sandbox's mountinfo. */
 #pragma once
 
 #include <stdint.h>
 
-/* Mounts <dir>/disk (tmpfs, size bytes) and <dir>/rootfs (overlay over
+/* Mounts <dir>/ctl and <dir>/code (with the init binary's mount point
+ * ctl/init), <dir>/disk (tmpfs, size bytes) and <dir>/rootfs (overlay over
  * lower). On failure nothing stays mounted. */
 int rootfs_mount(const char *dir, const char *lower, uint64_t size);
-/* Unmounts both; not mounted is fine. */
+/* Unmounts them all; not mounted is fine. */
 int rootfs_umount(const char *dir);

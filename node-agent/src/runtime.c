@@ -21,10 +21,24 @@ extern char **environ;
 #define SPAWN_OUT_MAX ((size_t) 64 * 1024)
 
 /* Runs argv with stdin from /dev/null; captures stdout (up to 64 KiB) when
- * ret_out is set; passes extra_fd as fd IP_READY_FD and log_fd as 1 and 2 when
- * they are >= 0. Returns the exit status (>= 0) or a negative errno. */
-static int spawn_wait(char *const argv[], int extra_fd, int log_fd, char **ret_out)
+ * ret_out is set; passes ready_fd as fd IP_READY_FD, listen_fd as IP_LISTEN_FD
+ * and log_fd as 1 and 2 when they are >= 0. Returns the exit status (>= 0) or a
+ * negative errno. */
+static int spawn_wait(char *const argv[], int ready_fd, int listen_fd, int log_fd, char **ret_out)
 {
+        /* A source that is itself one of the target numbers would be clobbered
+         * by the other dup2: move it above them first. */
+        cleanup_close int ready_hi = -1, listen_hi = -1;
+        if (ready_fd >= 0 && ready_fd <= IP_LISTEN_FD) {
+                if ((ready_hi = fcntl(ready_fd, F_DUPFD_CLOEXEC, IP_LISTEN_FD + 1)) < 0)
+                        return negative_errno();
+                ready_fd = ready_hi;
+        }
+        if (listen_fd >= 0 && listen_fd <= IP_LISTEN_FD) {
+                if ((listen_hi = fcntl(listen_fd, F_DUPFD_CLOEXEC, IP_LISTEN_FD + 1)) < 0)
+                        return negative_errno();
+                listen_fd = listen_hi;
+        }
         int out[2] = {-1, -1};
         cleanup_free char *outbuf = NULL;
         if (ret_out) {
@@ -44,8 +58,10 @@ static int spawn_wait(char *const argv[], int extra_fd, int log_fd, char **ret_o
                 (void) posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
         if (log_fd >= 0)
                 (void) posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
-        if (extra_fd >= 0)
-                (void) posix_spawn_file_actions_adddup2(&fa, extra_fd, IP_READY_FD);
+        if (ready_fd >= 0)
+                (void) posix_spawn_file_actions_adddup2(&fa, ready_fd, IP_READY_FD);
+        if (listen_fd >= 0)
+                (void) posix_spawn_file_actions_adddup2(&fa, listen_fd, IP_LISTEN_FD);
         pid_t pid;
         int r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
@@ -97,8 +113,8 @@ static void last_log_error(const char *log_path, char *err, size_t errlen)
         }
 }
 
-int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int log_fd,
-                pid_t *ret_pid, char *err, size_t errlen)
+int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
+                int log_fd, pid_t *ret_pid, char *err, size_t errlen)
 {
         char log_path[4096], pid_path[4096];
         (void) snprintf(log_path, sizeof(log_path), "%s/runtime.log", dir);
@@ -117,10 +133,10 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
                         "--pid-file",
                         pid_path,
                         "--preserve-fds",
-                        "1",
+                        "2", /* IP_READY_FD and IP_LISTEN_FD */
                         (char *) id,
                         NULL};
-        int r = spawn_wait(argv, ready_fd, log_fd, NULL);
+        int r = spawn_wait(argv, ready_fd, listen_fd, log_fd, NULL);
         if (r != 0) {
                 if (r > 0) {
                         (void) snprintf(err, errlen, "%s run exited with status %d", rt->binary, r);
@@ -150,7 +166,7 @@ int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *r
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",
                         (char *) id,         NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(argv, -1, -1, &out);
+        int r = spawn_wait(argv, -1, -1, -1, &out);
         if (r < 0)
                 return r;
         if (r != 0 || !out)
@@ -175,7 +191,7 @@ int runtime_delete(const Runtime *rt, const char *id)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "delete", "--force",
                         (char *) id,         NULL};
-        int r = spawn_wait(argv, -1, -1, NULL);
+        int r = spawn_wait(argv, -1, -1, -1, NULL);
         if (r < 0)
                 return r;
         if (r == 0)

@@ -9,11 +9,12 @@ typedef struct {
         const char *root;   /* --root: the runtime's state dir */
 } Runtime;
 
-/* `run -d` of the bundle in dir with fd IP_READY_FD = ready_fd passed through,
- * stdout/stderr of the container process to log_fd. Writes <dir>/runtime.log;
- * on failure err receives the runtime's own error message. */
-int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int log_fd,
-                pid_t *ret_pid, char *err, size_t errlen);
+/* `run -d` of the bundle in dir with fds IP_READY_FD = ready_fd and
+ * IP_LISTEN_FD = listen_fd passed through, stdout/stderr of the container
+ * process to log_fd. Writes <dir>/runtime.log; on failure err receives the
+ * runtime's own error message. */
+int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
+                int log_fd, pid_t *ret_pid, char *err, size_t errlen);
 /* Status ("running", "paused", "stopped", "created") and init pid; -ENOENT when
  * the runtime does not know the container. */
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid);

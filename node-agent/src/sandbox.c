@@ -14,7 +14,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "bundle.h"
@@ -435,6 +437,7 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                         n++;
                 info.env = calloc(n + 1, sizeof(char *));
                 info.socket_path = strdup(sb->socket_path);
+                info.init_pid = sb->init_pid;
                 info.user = strdup(sb->spec.user);
                 info.id = strdup(sb->spec.id);
                 info.secret_names = strv_copy(sb->spec.secret_names);
@@ -540,24 +543,30 @@ static int teardown(Agent *a, const char *id, const char *dir)
 
 static int make_dirs(const char *dir)
 {
-        char path[4096];
+        /* ctl and code are made by rootfs_mount(), as mount points. */
         if (mkdir(dir, 0700) < 0)
                 return -errno;
-        (void) snprintf(path, sizeof(path), "%s/ctl", dir);
-        if (mkdir(path, 0700) < 0)
-                return -errno;
-        /* The code interpreter's listening sockets; 0755 so the sandbox's user
-         * can reach them through the read-only bind. */
-        (void) snprintf(path, sizeof(path), "%s/" CODE_DIR_NAME, dir);
-        if (mkdir(path, 0755) < 0 || chmod(path, 0755) < 0)
-                return -errno;
-        /* Mount point for the read-only bind of the init binary. */
-        (void) snprintf(path, sizeof(path), "%s/ctl/init", dir);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
-        if (fd < 0)
-                return -errno;
-        (void) close(fd);
         return 0;
+}
+
+/* init's socket, bound in the control dir (which the sandbox sees read-only)
+ * and handed to init, which calls listen(): so the sandbox cannot put anything
+ * else there, and the socket's peer credentials name init. */
+static int bind_init_socket(const char *ctl_dir)
+{
+        cleanup_close int dfd = open(ctl_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        /* Through the dir's fd: the host path may be longer than sun_path. */
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        (void) snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" IP_SOCKET_NAME, dfd);
+        cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
+            fchmodat(dfd, IP_SOCKET_NAME, 0600, 0) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
 }
 
 /* Waits for init's ready byte on fd, or for it to close (init died). */
@@ -669,7 +678,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
         NetSandboxInfo net = {0};
-        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1;
+        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
             asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
             asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
@@ -744,10 +753,17 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 r = -errno;
                 goto fail;
         }
+        listen_fd = bind_init_socket(ctl_dir);
+        if (listen_fd < 0) {
+                r = listen_fd;
+                goto fail;
+        }
         Runtime rt = agent_runtime(a);
         char rterr[512] = "";
-        r = runtime_run(&rt, id, sb->dir, ready_w, log_fd, &sb->init_pid, rterr, sizeof(rterr));
+        r = runtime_run(&rt, id, sb->dir, ready_w, listen_fd, log_fd, &sb->init_pid, rterr,
+                        sizeof(rterr));
         closep(&ready_w);
+        closep(&listen_fd);
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot start sandbox: %s", rterr);
                 log_sbx(LOG_LEVEL_ERROR, id, r, "runtime run failed: %s", rterr);
@@ -763,7 +779,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if (sb->spec.secret_env && sb->spec.secret_env[0]) {
                 step = "hand the secret env to sandpit-init";
                 char serr[256] = "";
-                if ((r = exec_set_secrets(sb->socket_path, sb->spec.secret_env, serr,
+                if ((r = exec_set_secrets(sb->socket_path, sb->init_pid, sb->spec.secret_env, serr,
                                           sizeof(serr))) < 0)
                         goto fail;
         }
@@ -1330,6 +1346,12 @@ static int adopt(Agent *a, const char *id, const char *dir)
                 sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
         }
         (void) net_sandbox_ip(a->net, id, &sb->ip);
+        /* The same check as every exec's (the peer is the init pid runc and
+         * state.json agree on): say so now if the socket is not init's. */
+        int k = exec_check_init(sb->socket_path, sb->init_pid);
+        if (k == -EIO)
+                log_sbx(LOG_LEVEL_WARNING, id, k,
+                        "its init socket is not served by its init: execs will be refused");
         (void) pthread_mutex_lock(&a->lock);
         r = watch_init(a, sb);
         if (r == 0) {

@@ -34,7 +34,8 @@ int sandbox_list_json(Agent *a, char **selectors, json_object **ret);
 
 /* What exec needs, copied out under the lock. */
 typedef struct {
-        char *socket_path;
+        char *socket_path; /* <dir>/ctl/init.sock */
+        pid_t init_pid;    /* the only peer the agent talks to on it */
         char **env;
         char *user;
         char *id;

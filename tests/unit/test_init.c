@@ -86,14 +86,35 @@ static void sleep_ms(unsigned ms)
         (void) nanosleep(&ts, NULL);
 }
 
-/* Starts init and waits for its ready byte on fd 3. */
-static int init_start(Init *in, bool allow_local)
+/* A unix stream socket bound at path, not listening: what the agent hands init. */
+static int bound_socket(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        (void) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                int r = -errno;
+                (void) close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* Starts init and waits for its ready byte on fd 3. With inherit, the socket
+ * comes bound (not listening) as fd IP_LISTEN_FD and there is no --socket, as
+ * in a sandbox. */
+static int init_start_mode(Init *in, bool allow_local, bool inherit)
 {
         *in = (Init){.pid = -1};
         (void) snprintf(in->dir, sizeof(in->dir), "/tmp/sandpit-init-test.XXXXXX");
         if (!mkdtemp(in->dir))
                 return -errno;
         (void) snprintf(in->sock, sizeof(in->sock), "%s/init.sock", in->dir);
+        int lfd = inherit ? bound_socket(in->sock) : -1;
+        if (inherit && lfd < 0)
+                return lfd;
         int ready[2];
         if (pipe2(ready, O_CLOEXEC) < 0)
                 return -errno;
@@ -101,22 +122,33 @@ static int init_start(Init *in, bool allow_local)
         if (in->pid < 0)
                 return -errno;
         if (in->pid == 0) {
-                if (ready[1] == IP_READY_FD)
-                        (void) fcntl(IP_READY_FD, F_SETFD, 0);
-                else if (dup2(ready[1], IP_READY_FD) < 0)
+                /* Both above the target numbers first, so one dup2 cannot clobber the other. */
+                int r = fcntl(ready[1], F_DUPFD_CLOEXEC, 10);
+                int l = lfd >= 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 10) : -1;
+                if (r < 0 || dup2(r, IP_READY_FD) < 0 || (lfd >= 0 && dup2(l, IP_LISTEN_FD) < 0))
                         _exit(126);
-                (void) close_range(IP_READY_FD + 1, ~0U, 0);
+                (void) close_range(inherit ? IP_LISTEN_FD + 1 : IP_READY_FD + 1, ~0U, 0);
                 const char *bin = init_bin();
-                execl(bin, bin, "--socket", in->sock, allow_local ? "--allow-local-peers" : NULL,
-                      (char *) NULL);
+                if (inherit)
+                        execl(bin, bin, allow_local ? "--allow-local-peers" : NULL, (char *) NULL);
+                else
+                        execl(bin, bin, "--socket", in->sock,
+                              allow_local ? "--allow-local-peers" : NULL, (char *) NULL);
                 _exit(127);
         }
+        if (lfd >= 0)
+                (void) close(lfd);
         (void) close(ready[1]);
         struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
         char byte = 0;
         int ok = poll(&pfd, 1, IO_TIMEOUT_S * 1000) == 1 && read(ready[0], &byte, 1) == 1;
         (void) close(ready[0]);
         return ok ? 0 : -ETIMEDOUT;
+}
+
+static int init_start(Init *in, bool allow_local)
+{
+        return init_start_mode(in, allow_local, false);
 }
 
 /* SIGTERM, which init forwards; it must then exit 0 by itself. */
@@ -973,6 +1005,47 @@ static void test_user_lookup(void **state)
         (void) unlink(path);
 }
 
+/* As in a sandbox: init listens on the socket it got as fd 4, so a connection's
+ * SO_PEERCRED names init (the agent's check, docs/init-protocol.md). */
+static void test_inherited_socket(void **state)
+{
+        (void) state;
+        Init in;
+        assert_int_equal(init_start_mode(&in, true, true), 0);
+        int fd = cli_connect(&in);
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len), 0);
+        assert_int_equal(cred.pid, in.pid);
+        cli_send_simple(fd, IP_MSG_PING);
+        Rx rx = {0};
+        assert_int_equal(cli_recv(fd, &rx)->type, IP_MSG_OK);
+        free(rx.body);
+        (void) close(fd);
+        assert_int_equal(init_stop(&in), 0);
+}
+
+/* Neither fd 4 nor --socket: init refuses to start rather than bind anything. */
+static void test_no_socket(void **state)
+{
+        (void) state;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void) close_range(IP_READY_FD, ~0U, 0);
+                int null = open("/dev/null", O_WRONLY);
+                if (null >= 0)
+                        (void) dup2(null, 2);
+                const char *bin = init_bin();
+                execl(bin, bin, "--allow-local-peers", (char *) NULL);
+                _exit(127);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), EXIT_FAILURE);
+}
+
 int main(void)
 {
         (void) signal(SIGPIPE, SIG_IGN);
@@ -992,6 +1065,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_spawn_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_user_nobody, setup, teardown),
                 cmocka_unit_test(test_peer_check),
+                cmocka_unit_test(test_inherited_socket),
+                cmocka_unit_test(test_no_socket),
                 cmocka_unit_test_setup_teardown(test_foreground_killed_on_close, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_grandchild_holds_pipe, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
