@@ -9,6 +9,14 @@ import threading
 from conftest import rand_suffix
 
 
+def assert_nothing_left(agent, sid, what):
+    """Checked at once, no grace: a DELETE answers 204 (or a second one 404)
+    only when nothing of the sandbox is left on the host. Processes killed a
+    moment ago may await their reaping (zombies=False)."""
+    left = agent.leftovers([sid], zombies=False)
+    assert left == [], f"{what}, yet the host still has: {left}"
+
+
 def create_in_thread(client, sid, out):
     def run():
         out["r"] = client.post("/v1/sandboxes", {"id": sid, "template": "host", "timeout": 600})
@@ -28,13 +36,17 @@ def delete_as_soon_as_known(client, sid, create_thread):
             return r
 
 
-def test_delete_racing_create_leaves_nothing(client):
+def test_delete_racing_create_leaves_nothing(client, agent):
     raced = 0
     for i in range(12):
         sid = f"race-{rand_suffix(6)}-{i}"
         out = {}
         t = create_in_thread(client, sid, out)
         d = delete_as_soon_as_known(client, sid, t)
+        if d.status == 204:
+            # the DELETE answered: nothing is left now, and no create may
+            # succeed after it (the create had finished, or it gives up)
+            assert_nothing_left(agent, sid, "DELETE answered 204")
         t.join(120)
         assert not t.is_alive(), "the create never answered"
         c = out["r"]
@@ -42,6 +54,7 @@ def test_delete_racing_create_leaves_nothing(client):
             # The create finished first: the DELETE then removed a running sandbox.
             if d.status == 404:  # it saw nothing before the create reserved the id
                 assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+                assert_nothing_left(agent, sid, "the second DELETE answered 204")
             else:
                 assert d.status == 204, d
         else:
@@ -50,6 +63,7 @@ def test_delete_racing_create_leaves_nothing(client):
             assert "deleted while it was being created" in c.json()["message"], c
             assert d.status == 204, f"DELETE during create -> {d}"
             raced += 1
+        assert_nothing_left(agent, sid, f"create {c.status}, DELETE {d.status}")
         assert client.get(f"/v1/sandboxes/{sid}").status == 404
         assert sid not in client.list_ids()
         if raced >= 3:
@@ -59,22 +73,32 @@ def test_delete_racing_create_leaves_nothing(client):
     assert raced >= 1, "no DELETE ever arrived during a create"
 
 
-def test_second_delete_during_delete_waits_for_it(client):
-    """Two DELETEs of one sandbox: both answer 204 (the second waits for the
-    first rather than answering 404 while the teardown still runs)."""
-    sid = client.create(timeout=600)["id"]
-    out = {}
+def test_second_delete_during_delete_waits_for_it(client, agent):
+    """Two DELETEs of one sandbox: each answers 204 once nothing is left; the
+    second, arriving while the first tears down, waits for it rather than
+    answering 404 while the teardown still runs. Arriving after the first
+    finished, 404 is right: then too nothing is left when it answers."""
+    both = 0
+    for _ in range(5):
+        sid = client.create(timeout=600)["id"]
+        out = {}
 
-    def run():
-        out["r"] = client.delete(f"/v1/sandboxes/{sid}")
-    t = threading.Thread(target=run)
-    t.start()
-    r2 = client.delete(f"/v1/sandboxes/{sid}")
-    t.join(120)
-    statuses = sorted([out["r"].status, r2.status])
-    # The second may also come after the first finished: then 404 is right.
-    assert statuses in ([204, 204], [204, 404]), statuses
-    assert client.get(f"/v1/sandboxes/{sid}").status == 404
+        def run():
+            out["r"] = client.delete(f"/v1/sandboxes/{sid}")
+            out["left"] = agent.leftovers([sid], zombies=False)
+        t = threading.Thread(target=run)
+        t.start()
+        r2 = client.delete(f"/v1/sandboxes/{sid}")
+        assert_nothing_left(agent, sid, f"the second DELETE answered {r2.status}")
+        t.join(120)
+        assert not t.is_alive(), "the first DELETE never answered"
+        assert out["left"] == [], f"the first DELETE answered {out['r'].status}, yet the host had: {out['left']}"
+        statuses = sorted([out["r"].status, r2.status])
+        assert statuses in ([204, 204], [204, 404]), statuses
+        both += statuses == [204, 204]
+        assert client.get(f"/v1/sandboxes/{sid}").status == 404
+    # A teardown takes tens of milliseconds (runc delete, unmounts): some second DELETE came during one.
+    assert both >= 1, "no second DELETE ever arrived while the first ran"
 
 
 def test_delete_of_unknown_id_is_still_404(client):

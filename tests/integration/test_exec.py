@@ -179,19 +179,26 @@ def test_command_timeout_kills_process_group(client, sandbox):
 
 
 def test_streaming_delivers_before_exit(client, sandbox):
-    s = client.stream("POST", exec_path(sandbox["id"]),
-                      {"shell": "for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done"}, timeout=60)
+    """Each line waits for a file that the test creates only after it has seen
+    the line before on the stream: output held back until the exit would never
+    let the command get past its first line (it gives up after 30 s)."""
+    sid = sandbox["id"]
+    script = ("for i in 1 2 3; do echo line$i; n=0; while [ ! -e /tmp/go$i ] && [ $n -lt 600 ]; do "
+              "sleep 0.05; n=$((n+1)); done; [ -e /tmp/go$i ] || { echo stuck; exit 3; }; done")
+    s = client.stream("POST", exec_path(sid), {"shell": script}, timeout=60)
     assert not isinstance(s, Response), s
+    seen, exits = "", []
     with s:
-        s.read_all()
-    outs = [(t, ev) for t, ev in s.events if ev["type"] == "stdout"]
-    ex = [(t, ev) for t, ev in s.events if ev["type"] == "exit"]
-    assert outs and ex, s.events
-    assert "".join(ev["data"] for _, ev in outs) == "".join(f"line{i}\n" for i in range(1, 6))
-    t_first, t_exit = outs[0][0], ex[0][0]
-    # the command runs ~1.5 s; its first line must reach us long before the end
-    assert t_exit - t_first > 0.8, f"first output {t_exit - t_first:.2f}s before exit: not streamed"
-    assert len(outs) >= 3, "output arrived in fewer than 3 events: buffered, not streamed"
+        for ev in s:
+            if ev["type"] == "stdout":
+                seen += ev["data"]
+                n = seen.count("\n")
+                if seen.endswith(f"line{n}\n") and n <= 3:
+                    assert client.exec(sid, cmd=["touch", f"/tmp/go{n}"]).exit_code == 0
+            elif ev["type"] == "exit":
+                exits.append(ev)
+    assert seen == "line1\nline2\nline3\n", s.events
+    assert len(exits) == 1 and exits[0]["exit_code"] == 0, s.events
 
 
 def test_binary_output_is_base64(client, sandbox):

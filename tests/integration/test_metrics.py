@@ -4,6 +4,7 @@ window (?start=&end=), and the node's Prometheus exposition at /metrics."""
 import os
 import re
 import time
+from datetime import datetime
 
 from conftest import assert_error, wait_for
 
@@ -45,7 +46,9 @@ def test_current_sample(client, make_sandbox):
     assert m["disk_total"] == 64 << 20
     assert m["pids_limit"] == 100 and m["pids"] >= 1  # init
     assert m["oom_kills"] == 0
-    assert abs(m["timestamp_unix"] - time.time()) < 60
+    # taken while the sandbox existed: not before its creation, not after this answer
+    created = datetime.fromisoformat(sb["created_at"].replace("Z", "+00:00")).timestamp()
+    assert int(created) <= m["timestamp_unix"] <= time.time(), (sb["created_at"], m["timestamp_unix"])
 
     before = m
     client.sh(sid, "head -c 8388608 /dev/zero > /tmp/blob")

@@ -23,7 +23,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +131,7 @@ WS_ECHO = r'''
 import base64, hashlib, socket, struct, sys
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(4)
+open("/tmp/ws-listening", "w").close()
 while True:
     c, _ = srv.accept()
     head = b""
@@ -496,7 +496,8 @@ def test_port_proxy_websocket_echo(lab, net):
     sb = create(net)
     r = net.exec(sb["id"], cmd=["python3", "-c", WS_ECHO, "8765"], background=True)
     assert r.status in (200, 201), r
-    time.sleep(0.3)
+    wait_for(lambda: net.exec(sb["id"], cmd=["test", "-e", "/tmp/ws-listening"]).exit_code == 0, 15,
+             what="the echo server to listen")
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
     s.connect(str(lab.agent.socket))

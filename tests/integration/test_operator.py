@@ -10,12 +10,12 @@ every test no sandbox may be left on it, so every test deletes its objects."""
 import datetime
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -228,10 +228,19 @@ def test_apply_ready_exec_delete(kube, node, operator):
                             "sandpit.dev/namespace": "default", "sandpit.dev/name": "box"}
     assert run(node, st["sandboxID"], 'echo "$GREETING from $(id -un)"') == "hello from user\n"
 
-    # a reconcile with nothing new writes nothing: the resourceVersion stays
+    # a reconcile with nothing new writes nothing: the resourceVersion stays.
+    # Proof that reconciles ran: every reconcile GETs the sandbox from the agent
+    # (debug log); after two answered GETs the first reconcile has finished
+    # (one key is never in two workers), with any write it would make.
     rv = obj["metadata"]["resourceVersion"]
-    time.sleep(3)  # more than one resync period (2 s): the operator reconciled it again
+    log_at = len(operator.log.read_text())
+    answered = re.compile(rf"http GET \S+/v1/sandboxes/{st['sandboxID']}: 200$", re.M)
+    wait_for(lambda: len(answered.findall(operator.log.read_text()[log_at:])) >= 2, 30,
+             what="two reconciles of box after Ready (resync every 2 s)")
     assert get_sbx(kube, "box")["metadata"]["resourceVersion"] == rv
+    writes = re.findall(r"^.*k8s (?:PATCH|PUT|POST) /apis/sandpit\.dev/\S+/sandboxes/box\b.*$",
+                        operator.log.read_text()[log_at:], re.M)
+    assert writes == [], writes
     out = kube.kubectl("get", "sbx", "box").stdout
     assert "Running" in out and NODE in out
 

@@ -22,6 +22,7 @@ import json
 import secrets
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -158,18 +159,45 @@ def test_example_apply_ready_exec_delete(kube, node, operator, templates_dir):
     kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=text)
 
 
+def op_metric(op, name):
+    """The sum of the samples of metric NAME on the operator's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split(" ", 1)[0].split("{", 1)[0] == name)
+
+
+def orphan_passes(op):
+    return op_metric(op, "sandpit_operator_orphan_resync_passes_total")
+
+
 def test_delete_right_after_apply_leaves_nothing(kube, node, operator):
-    names = [f"quick-{rand_suffix(5)}-{i}" for i in range(5)]
-    for i, name in enumerate(names):
+    # each object is deleted at another step of its first reconciles
+    steps = [lambda o: True,  # before the operator saw it
+             lambda o: "sandpit.dev/cleanup" in o["metadata"].get("finalizers", []),  # before placing
+             lambda o: "nodeName" in (o.get("status") or {}),  # placed: creating on the agent
+             lambda o: (o.get("status") or {}).get("phase") == "Running",  # created
+             lambda o: True]
+    names = [f"quick-{rand_suffix(5)}-{i}" for i in range(len(steps))]
+    for name, step in zip(names, steps):
         kube.kubectl("apply", "-f", "-", input=manifest(name, timeout="10m"))
-        time.sleep(0.15 * i)  # caught at different steps: before the finalizer, placing, creating
+        wait_for(lambda: step(get_sbx(kube, name)), 60, interval=0.05, what=f"{name} at its step")
         kube.kubectl("delete", "sandbox", name, "--wait=false")
     for name in names:
         wait_gone(kube, name)
     # Whatever the agent was doing (creating, or not yet asked), nothing stays.
     wait_node_empty(node)
-    time.sleep(ORPHAN_GRACE + 3)  # a late create would show up here
-    assert node_ids(node) == []
+    # A late create (a reconcile still running for a deleted object) would show
+    # on the node for at least the orphan grace before the orphan resync removed
+    # it: watch the node past that grace and two more resync passes.
+    removed, passes = op_metric(operator, "sandpit_operator_orphans_removed_total"), orphan_passes(operator)
+    until = time.monotonic() + ORPHAN_GRACE + 3
+
+    def watched():
+        assert node_ids(node) == [], "a sandbox appeared after its object was deleted"
+        return time.monotonic() > until and orphan_passes(operator) >= passes + 2
+    wait_for(watched, 60, interval=0.2, what="the orphan grace and two resync passes")
+    assert op_metric(operator, "sandpit_operator_orphans_removed_total") == removed
 
 
 def test_timeout_change_moves_the_deadline(kube, node, operator):
@@ -224,7 +252,9 @@ def test_orphan_resync_removes_only_the_operators_orphans(kube, node, operator):
 
     wait_for(lambda: node.api.get(f"/v1/sandboxes/{orphan}").status == 404, ORPHAN_GRACE + 30, interval=0.3,
              what="the orphan to be removed")
-    time.sleep(ORPHAN_GRACE + 3)  # more passes: the others must still be there
+    # two more whole passes (the orphan was old enough for each): the others must still be there
+    passes = orphan_passes(operator)
+    wait_for(lambda: orphan_passes(operator) >= passes + 2, 60, interval=0.3, what="two more orphan resync passes")
     ids = node_ids(node)
     assert unmarked in ids and wrong_id in ids and kept_sid in ids, ids
     # the removed sandbox's name pointed at an object with another uid: no Event on it

@@ -11,7 +11,6 @@ operators it started (by their Popen handle, i.e. by pid)."""
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 
 import pytest
@@ -32,6 +31,20 @@ def scrape_leader(op):
     m = re.search(r"^sandpit_operator_leader (\S+)$", text, re.M)
     assert m, text
     return float(m.group(1))
+
+
+def op_metric(op, name, **labels):
+    """The sum of the samples of metric NAME (with LABELS) on op's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split(" ", 1)[0].split("{", 1)[0] == name and all(w in line for w in want))
+
+
+# A Lease request answered (debug log): a standby tries for the Lease every retry period.
+LEASE_TRY = re.compile(r"k8s (?:GET|PUT|PATCH) /apis/coordination\.k8s\.io/\S+/leases/sandpit-operator: \d{3}$",
+                       re.M)
 
 
 class ElectedOperator(Operator):
@@ -181,8 +194,18 @@ def test_a_leader_that_loses_the_lease_stops_at_once(kube, node, start):  # noqa
     # it stands by: alive, healthy, ready, but acting on nothing
     assert a.proc.poll() is None and a.probe("/readyz") == 200
     lost_at = len(a.text())
+    events0, reconciles0 = op_metric(a, "sandpit_operator_informer_events_total", resource="sandboxes"), \
+        op_metric(a, "sandpit_operator_reconciles_total")
     kube.kubectl("apply", "-f", "-", input=manifest("unowned"))
-    time.sleep(4)  # several resyncs (2 s) and retry periods (0.5 s): a leader would have acted by now
+    # op-a saw the object and its key waits, ready, in the queue: a leader's idle
+    # worker would take it at once
+    wait_for(lambda: op_metric(a, "sandpit_operator_informer_events_total", resource="sandboxes") > events0
+             and op_metric(a, "sandpit_operator_workqueue_depth") >= 1, 30, what="op-a to queue the new object")
+    # ... and it stays there while op-a tries for the Lease four more times (retry period 0.5 s)
+    tries_at = len(a.text())
+    wait_for(lambda: len(LEASE_TRY.findall(a.text()[tries_at:])) >= 4, 30, what="four Lease attempts by op-a")
+    assert op_metric(a, "sandpit_operator_workqueue_depth") >= 1, "a standby worker took a key"
+    assert op_metric(a, "sandpit_operator_reconciles_total") == reconciles0
     obj = get_sbx(kube, "unowned")
     assert "finalizers" not in obj["metadata"] and "status" not in obj, obj
     assert node.api.list_ids() == [kept["status"]["sandboxID"]]

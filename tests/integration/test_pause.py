@@ -3,9 +3,11 @@ memory and files stay, resume continues where it stopped; exec on a paused
 sandbox is a 409; delete, expiry and an agent restart work on paused sandboxes."""
 
 import json
+import threading
 import time
+from datetime import datetime
 
-from conftest import assert_error, wait_for
+from conftest import assert_error, read_int, wait_for
 
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.05; done"
 
@@ -43,6 +45,35 @@ def cpu_ns(client, sid):
     return r.json()["cpu_usage_ns"]
 
 
+def cgroup_cpu_ns(agent, sid):
+    """The kernel's CPU usage counter of the sandbox's cgroup (v1 cpuacct, v2 cpu.stat)."""
+    p = agent.cgroup_dir("cpuacct", sid) / "cpuacct.usage"
+    if p.exists():
+        return read_int(p)
+    stat = dict(line.split() for line in (agent.cgroup_dir("", sid) / "cpu.stat").read_text().splitlines())
+    return int(stat["usage_usec"]) * 1000
+
+
+def ms(iso):
+    """An API timestamp (millisecond resolution) as integer milliseconds."""
+    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def host_ms():
+    return int(time.time() * 1000)
+
+
+def frozen_interval(agent, sid, seconds):
+    """Let SECONDS pass while the sandbox is frozen: the interval over which
+    a test then checks that nothing ran. The wait is the thing tested (a
+    counter ticking every 50 ms would move ~20 times a second if it ran); the
+    freezer must say FROZEN throughout."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert cgroup_freezer_state(agent, sid) == "FROZEN"
+        time.sleep(0.1)
+
+
 def test_pause_freezes_and_resume_continues(client, agent, sandbox):
     sid = sandbox["id"]
     bg = client.post(f"/v1/sandboxes/{sid}/exec", {"shell": COUNTER, "background": True})
@@ -60,10 +91,11 @@ def test_pause_freezes_and_resume_continues(client, agent, sandbox):
     assert cgroup_freezer_state(agent, sid) == "FROZEN"
 
     frozen_at = host_count(agent, sid)
-    cpu_before = cpu_ns(client, sid)
-    time.sleep(1.5)
-    # nothing ran while frozen: the counter did not move, no CPU was used
+    cpu_before, cg_before = cpu_ns(client, sid), cgroup_cpu_ns(agent, sid)
+    frozen_interval(agent, sid, 1.5)
+    # nothing ran while frozen: the counter did not move, the cgroup used no CPU
     assert host_count(agent, sid) == frozen_at
+    assert cgroup_cpu_ns(agent, sid) == cg_before
     assert cpu_ns(client, sid) == cpu_before
     # memory and files stayed: the tmpfs still holds the file, the cgroup its memory
     m = client.get(f"/v1/sandboxes/{sid}/metrics").json()
@@ -72,8 +104,9 @@ def test_pause_freezes_and_resume_continues(client, agent, sandbox):
     r = resume(client, sid)
     assert r.status == 200, r
     assert r.json()["state"] == "running" and "paused_at" not in r.json()
+    assert cgroup_freezer_state(agent, sid) == "THAWED"
     wait_for(lambda: host_count(agent, sid) > frozen_at + 5, timeout=20, what="the counter to go on")
-    assert cpu_ns(client, sid) > cpu_before
+    assert cgroup_cpu_ns(agent, sid) > cg_before and cpu_ns(client, sid) > cpu_before
 
     # the same process kept counting: its output is one unbroken sequence from 1
     client.post(f"/v1/sandboxes/{sid}/processes/{pid}/signal", {"signal": "KILL"})
@@ -140,13 +173,20 @@ def test_pause_resume_errors(client, sandbox, unique):
 def test_deadline_stops_by_default_and_moves_on_resume(client, make_sandbox):
     sid = make_sandbox(timeout=3)["id"]
     before = client.sandbox(sid).json()["expires_at"]
-    assert pause(client, sid).status == 200
-    time.sleep(4)  # past the deadline: a stopped clock keeps it
-    g = client.sandbox(sid)
-    assert g.status == 200 and g.json()["state"] == "paused"
-    r = resume(client, sid)
+    r = pause(client, sid)
     assert r.status == 200
-    assert r.json()["expires_at"] > before  # moved forward by the paused time
+    paused_at = ms(r.json()["paused_at"])
+    # Let the deadline pass (the wait is the thing tested): a stopped clock keeps the sandbox.
+    wait_for(lambda: host_ms() > ms(before) + 1000, timeout=30, interval=0.2, what="the deadline to pass")
+    g = client.sandbox(sid)
+    assert g.status == 200 and g.json()["state"] == "paused" and g.json()["expires_at"] == before, g
+    t0 = host_ms()
+    r = resume(client, sid)
+    t1 = host_ms() + 1
+    assert r.status == 200
+    # moved forward by exactly the paused time: expires_at - before = resume time - paused_at
+    moved = ms(r.json()["expires_at"]) - ms(before)
+    assert t0 - paused_at - 2 <= moved <= t1 - paused_at + 1, (before, r.json(), paused_at, t0, t1)
     # and the sandbox still expires on its own afterwards
     wait_for(lambda: client.sandbox(sid).status == 404, timeout=30, what="expiry after resume")
 
@@ -217,34 +257,42 @@ def test_cli_pause_resume(client, agent, sandbox):
     assert r.returncode == 1 and "not paused" in r.stderr, r
 
 
-def test_timeout_set_while_paused_counts_from_resume(client, sandbox):
-    from datetime import datetime
+def test_timeout_set_while_paused_counts_from_resume(client, agent, sandbox):
     sid = sandbox["id"]
     assert pause(client, sid).status == 200
     assert client.post(f"/v1/sandboxes/{sid}/timeout", {"timeout": 1000}).status == 200
-    time.sleep(2)  # paused time does not eat into the new timeout
+    set_at = host_ms()
+    # Paused time must not eat into the new timeout: let some pass (the wait is the thing tested).
+    frozen_interval(agent, sid, 1)
+    t0 = host_ms()
     r = resume(client, sid)
+    t1 = host_ms() + 1
     assert r.status == 200
-    exp = datetime.fromisoformat(r.json()["expires_at"].replace("Z", "+00:00")).timestamp()
-    left = exp - time.time()
-    assert 990 < left <= 1000.5, left
+    # the 1000 s count from the resume, not from the timeout call
+    start = ms(r.json()["expires_at"]) - 1000 * 1000
+    assert t0 - 1 <= start <= t1, (r.json()["expires_at"], set_at, t0, t1)
+    assert start > set_at
 
 
-def test_foreground_stream_survives_pause(client, sandbox):
-    import threading
+def test_foreground_stream_survives_pause(client, agent, sandbox):
     sid = sandbox["id"]
     result = {}
 
     def run():
-        result["r"] = client.exec(sid, shell="for i in $(seq 1 80); do echo $i; sleep 0.05; done")
+        result["r"] = client.exec(sid, shell="for i in $(seq 1 80); do echo $i; echo $i > /tmp/count; sleep 0.05; done")
 
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(0.5)
+    wait_for(lambda: host_count(agent, sid) >= 3, timeout=20, what="the streamed loop to run")
     assert pause(client, sid).status == 200
-    time.sleep(1)
-    assert t.is_alive()  # frozen mid-stream
+    assert cgroup_freezer_state(agent, sid) == "FROZEN"
+    frozen_at = host_count(agent, sid)
+    frozen_interval(agent, sid, 1)
+    # frozen mid-stream: the loop did not go on, and its exec has not answered
+    assert host_count(agent, sid) == frozen_at and frozen_at < 80
+    assert "r" not in result
     assert resume(client, sid).status == 200
     t.join(30)
     r = result["r"]
+    # the same stream carried on: every line once, in order, and the exit
     assert r.exit_code == 0 and r.stdout.split() == [str(i) for i in range(1, 81)], r

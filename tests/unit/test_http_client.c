@@ -3,6 +3,7 @@
  * closes each connection after one response. */
 #include <errno.h>
 #include <limits.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -72,8 +74,15 @@ static bool send_chunk(int fd, const char *data)
         char head[32];
         int n = snprintf(head, sizeof(head), "%zx\r\n", strlen(data));
         bool ok = send_all(fd, head, (size_t) n) && send_str(fd, data) && send_str(fd, "\r\n");
-        /* Give curl time to deliver each chunk in its own write callback. */
-        (void) usleep(20000);
+        /* Each chunk in its own write callback: wait until curl has read this
+         * one (a unix socket's SIOCOUTQ counts what the peer has not read yet),
+         * bounded in case the client stopped reading. */
+        for (int i = 0, left = 1; ok && left > 0 && i < 5000; i++) {
+                if (ioctl(fd, SIOCOUTQ, &left) < 0)
+                        break;
+                if (left > 0)
+                        (void) usleep(1000);
+        }
         return ok;
 }
 

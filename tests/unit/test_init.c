@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -578,6 +579,21 @@ static void test_stdin_closed(void **state)
         (void) close(fd);
 }
 
+/* Whether everything PID wrote to its fd FDNO (a pipe to init) so far has
+ * been read by init: the pipe, opened again through /proc, holds no byte. */
+static bool pipe_drained(pid_t pid, int fdno)
+{
+        char path[64];
+        (void) snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) pid, fdno);
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        int unread = -1;
+        bool drained = ioctl(fd, FIONREAD, &unread) == 0 && unread == 0;
+        (void) close(fd);
+        return drained;
+}
+
 static void test_background_attach(void **state)
 {
         Init *in = *state;
@@ -601,7 +617,11 @@ static void test_background_attach(void **state)
         while (access(first, F_OK) < 0 && mono_ms() < deadline)
                 sleep_ms(10);
         assert_int_equal(access(first, F_OK), 0);
-        sleep_ms(200); /* let init read "one" into the backlog */
+        /* "one" was written before "first" appeared: wait until init read it
+         * into the backlog, so the attach below gets it as a replay. */
+        while (!pipe_drained((pid_t) pid, STDOUT_FILENO) && mono_ms() < deadline)
+                sleep_ms(10);
+        assert_true(pipe_drained((pid_t) pid, STDOUT_FILENO));
         assert_int_equal(kill((pid_t) pid, 0), 0);
 
         fd = cli_connect(in);
