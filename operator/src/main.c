@@ -206,7 +206,8 @@ static void resync_tick(void *userdata)
 static bool is_ready(void *userdata)
 {
         Operator *op = userdata;
-        return k8s_informer_has_synced(op->sandboxes) && k8s_informer_has_synced(op->leases);
+        return operator_built(op) && k8s_informer_has_synced(op->sandboxes) &&
+               k8s_informer_has_synced(op->leases);
 }
 
 typedef struct {
@@ -564,6 +565,7 @@ int main(int argc, char **argv)
                 teardown(&op);
                 return 1;
         }
+        __atomic_store_n(&op.built, true, __ATOMIC_RELEASE);
 
         Worker workers[MAX_WORKERS];
         long started = 0;

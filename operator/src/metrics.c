@@ -96,15 +96,14 @@ void op_metrics_snapshot(Operator *op, OpMetricsSnapshot *ret)
         memcpy(s.reconciles, reconciles, sizeof(s.reconciles));
         s.duration = duration;
         (void) pthread_mutex_unlock(&lock);
-        if (op->queue) {
+        if (operator_built(op)) {
                 s.queue_depth = k8s_workqueue_len(op->queue);
                 s.queue_delayed = k8s_workqueue_delayed(op->queue);
-        }
-        if (op->sandboxes)
                 k8s_informer_foreach(op->sandboxes, count_phase, &s);
-        informer_stats(op->sandboxes, &s.informers[0]);
-        informer_stats(op->leases, &s.informers[1]);
-        s.leading = leader_is_leading(op->leader);
+                informer_stats(op->sandboxes, &s.informers[0]);
+                informer_stats(op->leases, &s.informers[1]);
+                s.leading = leader_is_leading(op->leader);
+        }
         s.orphan_passes = orphan_resync_passes_total();
         s.orphans_removed = orphan_resync_removed_total();
         *ret = s;

@@ -74,10 +74,20 @@ typedef struct {
         char *agent_token;     /* a secret: never logged */
         const char *instance;  /* reporting instance for Events */
         LeaderElector *leader; /* NULL: no election (--leader-elect=false) */
+        /* The health server runs from before setup: its thread reads the
+         * fields above only once main has set this (atomically) after setup. */
+        bool built;
 
         pthread_mutex_t placements_lock; /* guards placements */
         Placement *placements;
 } Operator;
+
+/* Whether setup has built the client, caches, queue and elector (for threads
+ * started before it). */
+static inline bool operator_built(const Operator *op)
+{
+        return __atomic_load_n(&op->built, __ATOMIC_ACQUIRE);
+}
 
 /* agents.c: the registered node agents, from their Leases. */
 typedef struct {
