@@ -201,7 +201,8 @@ int gw_connect_envelope(uint8_t flags, const void *data, size_t len, char **ret,
 static int frame_json(uint8_t flags, json_object *o, char **ret, size_t *ret_len)
 {
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+        const char *s = json_object_to_json_string_length(
+                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         if (!s)
                 return -ENOMEM;
         return gw_connect_envelope(flags, s, n, ret, ret_len);

@@ -308,12 +308,12 @@ static int parse_network(json_object *net, json_object *internet, const GwE2bCon
                                 return fail(err, errlen, "network: unknown field \"%.64s\"", key);
                 }
         }
-        bool lists = allow || deny;
+        bool lists = (allow && allow[0]) || (deny && deny[0]);
         if (lists && !(cfg && cfg->internet))
                 return fail(err, errlen,
                             "network.allowOut/denyOut need sandbox networking, which this "
                             "gateway's agent does not have (--sandbox-cidr)");
-        if (!(cfg && cfg->internet) || (deny_all && !allow)) {
+        if (!(cfg && cfg->internet) || (deny_all && !(allow && allow[0]))) {
                 c->egress = GW_E2B_EGRESS_DENY;
                 return 0;
         }

@@ -260,8 +260,8 @@ static void test_parse_single(void **state)
         (void) state;
         json_object *o = NULL;
         const char *why = NULL;
-        assert_int_equal(gw_connect_parse_single(start_body, sizeof(start_body) - 1, 1024, &o, &why),
-                         0);
+        assert_int_equal(
+                gw_connect_parse_single(start_body, sizeof(start_body) - 1, 1024, &o, &why), 0);
         json_object *p = NULL;
         assert_true(json_object_object_get_ex(o, "process", &p));
         json_object_put(o);
@@ -273,13 +273,13 @@ static void test_parse_single(void **state)
         } bad[] = {
                 {"", 0, -EBADMSG},
                 {"\x00\x00\x00", 3, -EBADMSG},
-                {"\x00\x00\x00\x00\x03{}", 7, -EBADMSG},           /* cut short */
-                {"\x00\x00\x00\x00\x02{}\x00", 8, -EBADMSG},       /* trailing byte */
-                {"\x00\x00\x00\x00\x02[]", 7, -EBADMSG},           /* not an object */
-                {"\x00\x00\x00\x00\x03{}x", 8, -EBADMSG},          /* junk after JSON */
-                {"\x00\x00\x00\x00\x03{\x00}", 8, -EBADMSG},       /* NUL inside */
-                {"\x01\x00\x00\x00\x02{}", 7, -EPROTONOSUPPORT},   /* compressed */
-                {"\x00\x00\x00\x04\x00", 5, -EMSGSIZE},            /* 1024 > 1000 */
+                {"\x00\x00\x00\x00\x03{}", 7, -EBADMSG},         /* cut short */
+                {"\x00\x00\x00\x00\x02{}\x00", 8, -EBADMSG},     /* trailing byte */
+                {"\x00\x00\x00\x00\x02[]", 7, -EBADMSG},         /* not an object */
+                {"\x00\x00\x00\x00\x03{}x", 8, -EBADMSG},        /* junk after JSON */
+                {"\x00\x00\x00\x00\x03{\x00}", 8, -EBADMSG},     /* NUL inside */
+                {"\x01\x00\x00\x00\x02{}", 7, -EPROTONOSUPPORT}, /* compressed */
+                {"\x00\x00\x00\x04\x00", 5, -EMSGSIZE},          /* 1024 > 1000 */
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 why = NULL;
@@ -303,9 +303,9 @@ static void test_content_type(void **state)
         assert_int_equal(t, GW_CONNECT_CT_UNARY_JSON);
         assert_int_equal(gw_connect_content_type_parse("application/connect+json", &t, &why), 0);
         assert_int_equal(t, GW_CONNECT_CT_STREAM_JSON);
-        assert_int_equal(
-                gw_connect_content_type_parse("application/connect+json;charset=\"UTF-8\"", &t, &why),
-                0);
+        assert_int_equal(gw_connect_content_type_parse("application/connect+json;charset=\"UTF-8\"",
+                                                       &t, &why),
+                         0);
         assert_int_equal(gw_connect_content_type_parse("application/proto", &t, &why), -EOPNOTSUPP);
         assert_non_null(strstr(why, "protobuf codec is not supported"));
         assert_int_equal(gw_connect_content_type_parse("application/connect+proto", &t, &why),
@@ -315,8 +315,9 @@ static void test_content_type(void **state)
         assert_int_equal(gw_connect_content_type_parse("application/jsonx", &t, &why), -EINVAL);
         assert_int_equal(gw_connect_content_type_parse("", &t, &why), -EINVAL);
         assert_int_equal(gw_connect_content_type_parse(NULL, &t, &why), -EINVAL);
-        assert_int_equal(gw_connect_content_type_parse("application/json; charset=latin1", &t, &why),
-                         -EINVAL);
+        assert_int_equal(
+                gw_connect_content_type_parse("application/json; charset=latin1", &t, &why),
+                -EINVAL);
         assert_non_null(strstr(why, "charset"));
 }
 
@@ -329,8 +330,8 @@ static void test_headers(void **state)
         assert_int_equal(gw_connect_timeout_parse("9999999999", &ms), 0);
         assert_int_equal(ms, 9999999999ull);
         assert_int_equal(gw_connect_timeout_parse("0", &ms), 0);
-        static const char *const bad[] = {"", "12345678901", "-1", "+1", "1.5", " 1", "1 ", "1e3",
-                                          "0x10"};
+        static const char *const bad[] = {"",   "12345678901", "-1",  "+1",  "1.5",
+                                          " 1", "1 ",          "1e3", "0x10"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(gw_connect_timeout_parse(bad[i], &ms), -EINVAL);
         assert_int_equal(gw_connect_timeout_parse(NULL, &ms), -EINVAL);

@@ -61,8 +61,8 @@ static void test_headers(void **state)
         refuses(NULL, long_id, "49983", NULL, "E2b-Sandbox-Id must be");
         long_id[63] = 0;
         resolves(NULL, long_id, "49983", NULL, GW_ROUTE_ENVD, long_id, 49983);
-        static const char *const bad_ports[] = {"0", "65536", "049983", "", "-1", "49983 ",
-                                                "4a", "123456"};
+        static const char *const bad_ports[] = {"0",  "65536",  "049983", "",
+                                                "-1", "49983 ", "4a",     "123456"};
         for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++)
                 refuses(NULL, "sbx1", bad_ports[i], NULL, "E2b-Sandbox-Port must be");
 }
