@@ -557,7 +557,7 @@ int gw_connect_b64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_
                 char c = s[i];
                 if (c == 0)
                         return -EINVAL;
-                std[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+                std[i] = (char) (c == '-' ? '+' : c == '_' ? '/' : c);
         }
         std[len] = 0;
         return base64_decode(std, ret, ret_len);
@@ -782,12 +782,13 @@ int gw_connect_timestamp_parse(const char *s, int64_t *ret_sec, int32_t *ret_nse
                 if (digits(&p, 2, &oh) < 0 || *p++ != ':' || digits(&p, 2, &om) < 0 || oh > 23 ||
                     om > 59)
                         return -EINVAL;
-                off = sign * (oh * 3600 + om * 60);
+                off = (int64_t) sign * ((int64_t) oh * 3600 + (int64_t) om * 60);
         } else
                 return -EINVAL;
         if (*p)
                 return -EINVAL;
-        int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+        int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t) h * 3600 + (int64_t) mi * 60 +
+                    sec - off;
         /* Protobuf's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z. */
         if (t < -62135596800LL || t > 253402300799LL)
                 return -ERANGE;

@@ -647,7 +647,7 @@ static int hexval(char c)
  * bad escape or a NUL byte. */
 static int pct_decode(const char *s, size_t n, bool form, char **ret)
 {
-        cleanup_free char *out = malloc(n + 1);
+        cleanup_free char *out = calloc(n + 1, 1);
         if (!out)
                 return -ENOMEM;
         size_t k = 0;
@@ -732,7 +732,7 @@ static int token_encode(int64_t sec, int32_t nsec, const char *id, char **ret)
         while (n > 0 && b64[n - 1] == '=')
                 b64[--n] = 0;
         for (char *p = b64; *p; p++)
-                *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+                *p = (char) (*p == '+' ? '-' : *p == '/' ? '_' : *p);
         *ret = TAKE_PTR(b64);
         return 0;
 }
@@ -746,17 +746,21 @@ static int token_decode(const char *tok, GwE2bListQuery *q)
         cleanup_free char *s = strndup((const char *) raw, n);
         if (!s || strlen(s) != n)
                 return -EINVAL;
-        char *slash = strchr(s, '/'), *end = NULL;
+        char *slash = strchr(s, '/');
         if (!slash || !id_is_valid(slash + 1))
                 return -EINVAL;
         *slash = 0;
-        errno = 0;
-        long long sec = strtoll(s, &end, 10);
-        if (errno || end == s || *end != '.' || strlen(end + 1) != 9)
+        /* "<seconds>.<9 digits>": digits only, an optional '-' for times before 1970 */
+        char *dot = strchr(s, '.');
+        if (!dot || strlen(dot + 1) != 9 || dot == s || (dot - s == 1 && s[0] == '-'))
                 return -EINVAL;
-        char *nend = NULL;
-        long ns = strtol(end + 1, &nend, 10);
-        if (*nend || ns < 0 || ns > 999999999 || end[1] == '-' || end[1] == '+')
+        for (char *p = s; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || p == dot || (p == s && *p == '-')))
+                        return -EINVAL;
+        errno = 0;
+        long long sec = strtoll(s, NULL, 10);
+        long ns = strtol(dot + 1, NULL, 10);
+        if (errno)
                 return -EINVAL;
         if (!(q->cursor_id = strdup(slash + 1)))
                 return -ENOMEM;
