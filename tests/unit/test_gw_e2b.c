@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "e2b-api.h"
+#include "sandbox.h"
 
 static const GwE2bConfig net_cfg = {.internet = true};
 static const GwE2bConfig nonet_cfg = {.internet = false};
@@ -276,6 +277,44 @@ static void test_create_errors(void **state)
         assert_non_null(strstr(err, "autoPause"));
         gw_e2b_create_done(&c);
         json_object_put(b);
+}
+
+/* What the gateway writes, the agent's own create parser takes. */
+static void test_agent_accepts(void **state)
+{
+        (void) state;
+        static const char *const bodies[] = {
+                "{\"templateID\":\"code-interpreter-v1\"}",
+                "{\"templateID\":\"base\",\"metadata\":{\"user\":\"u1\",\"k\":\"a b&c\"},"
+                "\"envVars\":{\"FOO\":\"bar\"},\"timeout\":604800}",
+                "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"0.0.0.0/0\"],"
+                "\"allowOut\":[\"198.18.0.1\",\"198.18.4.0/24\"]}}",
+                "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"198.18.0.0/15\"]}}",
+                "{\"templateID\":\"base\",\"allow_internet_access\":false,\"timeout\":1}",
+        };
+        for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+                json_object *b = parse(bodies[i]);
+                GwE2bCreate c;
+                char err[256] = "";
+                assert_int_equal(gw_e2b_create_parse(b, false, &net_cfg, &c, err, sizeof(err)), 0);
+                json_object *agent = NULL;
+                assert_int_equal(gw_e2b_create_to_agent(&c, &agent, err, sizeof(err)), 0);
+                SandboxSpec spec;
+                int r = sandbox_spec_from_json(agent, &spec, err, sizeof(err));
+                if (r != 0)
+                        fail_msg("agent refused %s: %s", plain(agent), err);
+                assert_string_equal(spec.template_name, c.template_name);
+                assert_int_equal(spec.timeout_s, c.timeout_s);
+                json_object *v = NULL;
+                assert_true(json_object_object_get_ex(spec.labels, "sandpit.dev/e2b-template", &v));
+                assert_string_equal(json_object_get_string(v), c.template_id);
+                assert_int_equal(json_object_object_length(spec.labels),
+                                 json_object_object_length(c.labels) + 1);
+                sandbox_spec_done(&spec);
+                json_object_put(agent);
+                gw_e2b_create_done(&c);
+                json_object_put(b);
+        }
 }
 
 static const char agent_sb[] =
@@ -628,6 +667,7 @@ int main(void)
                 cmocka_unit_test(test_create_sdk_bodies),
                 cmocka_unit_test(test_create_network),
                 cmocka_unit_test(test_create_errors),
+                cmocka_unit_test(test_agent_accepts),
                 cmocka_unit_test(test_views),
                 cmocka_unit_test(test_metadata_filter),
                 cmocka_unit_test(test_list),
