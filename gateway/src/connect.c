@@ -593,11 +593,16 @@ static int int_from_json(json_object *v, int64_t lo, uint64_t hi, bool *ret_neg,
                 return -ENODATA;
         switch (json_object_get_type(v)) {
         case json_type_int: {
-                /* json-c keeps positive values past INT64_MAX as uint64. */
+                /* json-c keeps positive values past INT64_MAX as uint64, and
+                 * clamps what does not fit to INT64_MIN or UINT64_MAX: those
+                 * two, as numbers, cannot be told from an overflow (protobuf
+                 * JSON writers send 64-bit values as strings anyway). */
                 int64_t i = json_object_get_int64(v);
+                if (i == INT64_MIN)
+                        return -ERANGE;
                 if (i == INT64_MAX) {
                         uint64_t u = json_object_get_uint64(v);
-                        if (u > hi)
+                        if (u == UINT64_MAX || u > hi)
                                 return -ERANGE;
                         *ret_neg = false;
                         *ret_abs = u;

@@ -127,7 +127,9 @@ int gw_connect_bytes_from_json(json_object *v, uint8_t **ret, size_t *ret_len);
 /* Standard base64 with padding. */
 int gw_connect_bytes_to_json(const void *data, size_t len, json_object **ret);
 /* Integers: a JSON number (integral) or a decimal string; -ERANGE when out of
- * range, -EINVAL for anything else. */
+ * range, -EINVAL for anything else. json-c clamps an integer number that does
+ * not fit to INT64_MIN or UINT64_MAX, so those two are -ERANGE as numbers
+ * (protobuf JSON sends 64-bit values as strings, which are exact). */
 int gw_connect_int64_from_json(json_object *v, int64_t *ret);
 int gw_connect_uint64_from_json(json_object *v, uint64_t *ret);
 int gw_connect_int32_from_json(json_object *v, int32_t *ret);

@@ -423,9 +423,29 @@ static void test_integers(void **state)
         assert_int_equal(gw_connect_uint64_from_json(j, &u), 0);
         assert_true(u == UINT64_MAX);
         json_object_put(j);
-        j = parse("18446744073709551615");
+        /* json-c clamps numbers that do not fit: the limits themselves, as
+         * numbers, are refused rather than read wrong */
+        static const char *const clamped[] = {"18446744073709551615", "18446744073709551616",
+                                              "99999999999999999999999"};
+        for (size_t i = 0; i < sizeof(clamped) / sizeof(clamped[0]); i++) {
+                j = parse(clamped[i]);
+                assert_int_equal(gw_connect_uint64_from_json(j, &u), -ERANGE);
+                json_object_put(j);
+        }
+        j = parse("18446744073709551614");
         assert_int_equal(gw_connect_uint64_from_json(j, &u), 0);
-        assert_true(u == UINT64_MAX);
+        assert_true(u == UINT64_MAX - 1);
+        json_object_put(j);
+        int64_t i64v = 0;
+        j = parse("-9223372036854775809");
+        assert_int_equal(gw_connect_int64_from_json(j, &i64v), -ERANGE);
+        json_object_put(j);
+        j = parse("9223372036854775807");
+        assert_int_equal(gw_connect_int64_from_json(j, &i64v), 0);
+        assert_true(i64v == INT64_MAX);
+        json_object_put(j);
+        j = parse("9223372036854775808");
+        assert_int_equal(gw_connect_int64_from_json(j, &i64v), -ERANGE);
         json_object_put(j);
         j = parse("-1");
         assert_int_equal(gw_connect_uint64_from_json(j, &u), -ERANGE);
