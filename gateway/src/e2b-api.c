@@ -309,33 +309,34 @@ static int parse_network(json_object *net, json_object *internet, const GwE2bCon
                 }
         }
         bool lists = (allow && allow[0]) || (deny && deny[0]);
-        if (lists && !(cfg && cfg->internet))
-                return fail(err, errlen,
-                            "network.allowOut/denyOut need sandbox networking, which this "
-                            "gateway's agent does not have (--sandbox-cidr)");
-        if (!(cfg && cfg->internet) || (deny_all && !(allow && allow[0]))) {
-                c->egress = GW_E2B_EGRESS_DENY;
-                return 0;
-        }
-        if (deny_all && allow_all) {
+        if (allow_all) {
+                c->egress = GW_E2B_EGRESS_ALLOW; /* allowOut wins */
+        } else if (deny_all) {
+                c->egress = allow && allow[0] ? GW_E2B_EGRESS_ALLOWLIST : GW_E2B_EGRESS_DENY;
+        } else {
+                /* allowOut only matters where it punches a hole in denyOut */
+                for (size_t i = 0; allow && allow[i]; i++)
+                        for (size_t k = 0; deny && deny[k]; k++)
+                                if (cidr_overlap(allow_c[i], deny_c[k]))
+                                        return fail(err, errlen,
+                                                    "network: allowOut %.64s inside denyOut "
+                                                    "%.64s is only supported when denyOut is %s",
+                                                    allow[i], deny[k], ALL_TRAFFIC);
                 c->egress = GW_E2B_EGRESS_ALLOW;
-                return 0;
         }
-        if (deny_all) {
-                c->egress = GW_E2B_EGRESS_ALLOWLIST;
+        if (c->egress != GW_E2B_EGRESS_DENY && !(cfg && cfg->internet)) {
+                /* E2B's default of internet access becomes none here; an explicit
+                 * list asking for some access cannot be met. */
+                if (lists)
+                        return fail(err, errlen,
+                                    "network.allowOut/denyOut need sandbox networking, which "
+                                    "this gateway's agent does not have (--sandbox-cidr)");
+                c->egress = GW_E2B_EGRESS_DENY;
+        }
+        if (c->egress == GW_E2B_EGRESS_ALLOWLIST)
                 c->allow = TAKE_PTR(allow);
-                return 0;
-        }
-        /* Internet on: allowOut only matters where it punches a hole in denyOut. */
-        for (size_t i = 0; allow && allow[i]; i++)
-                for (size_t k = 0; deny && deny[k]; k++)
-                        if (cidr_overlap(allow_c[i], deny_c[k]))
-                                return fail(err, errlen,
-                                            "network: allowOut %.64s inside denyOut %.64s is "
-                                            "only supported when denyOut is %s",
-                                            allow[i], deny[k], ALL_TRAFFIC);
-        c->egress = GW_E2B_EGRESS_ALLOW;
-        c->deny = TAKE_PTR(deny);
+        else if (c->egress == GW_E2B_EGRESS_ALLOW && !allow_all)
+                c->deny = TAKE_PTR(deny);
         return 0;
 }
 

@@ -186,6 +186,21 @@ static void test_create_network(void **state)
                 false, &net_cfg, "only supported when denyOut is 0.0.0.0/0");
         refused("{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"198.18.1.1\"]}}", false,
                 &nonet_cfg, "need sandbox networking");
+        refused("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"198.18.0.0/15\"]}}", false,
+                &nonet_cfg, "need sandbox networking");
+        /* denying everything needs no sandbox networking */
+        maps_to("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"0.0.0.0/0\"]}}", false,
+                &nonet_cfg,
+                "{\"template\":\"default\",\"timeout\":300,\"labels\":{\"sandpit.dev/"
+                "e2b-template\":"
+                "\"base\"},\"network\":{\"egress\":\"deny\"}}");
+        /* allowOut 0.0.0.0/0 wins over any denyOut */
+        maps_to("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"198.18.0.0/15\"],"
+                "\"allowOut\":[\"0.0.0.0/0\"]}}",
+                false, &net_cfg,
+                "{\"template\":\"default\",\"timeout\":300,\"labels\":{\"sandpit.dev/"
+                "e2b-template\":"
+                "\"base\"},\"network\":{\"egress\":\"allow\"}}");
         refused("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", false,
                 &net_cfg, "host names and IPv6 are not supported");
         refused("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"::1/128\"]}}", false,
