@@ -84,7 +84,10 @@ unit-bins: $(UNIT_BINS)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
-build/fuzz/%: tests/fuzz/%.c tests/fuzz/%.sources
+# The sources a harness compiles are prerequisites too (secondary expansion),
+# so a changed parser rebuilds its harness.
+.SECONDEXPANSION:
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/%.sources $$(shell cat tests/fuzz/$$*.sources)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	@clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -iquote lib/include \
