@@ -512,6 +512,43 @@ int gw_connect_content_type_parse(const char *ct, GwConnectContentType *ret, con
         return 0;
 }
 
+static bool ident_char(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+}
+
+int gw_connect_path_parse(const char *path, char **ret_service, char **ret_method)
+{
+        if (!path || path[0] != '/')
+                return -EINVAL;
+        const char *svc = path + 1, *slash = strchr(svc, '/');
+        if (!slash || slash == svc || !slash[1] || strlen(path) > 256)
+                return -EINVAL;
+        bool dot = false;
+        for (const char *p = svc; p < slash; p++) {
+                if (*p == '.') {
+                        /* no empty component: not first, not last, not doubled */
+                        if (p == svc || p + 1 == slash || p[1] == '.')
+                                return -EINVAL;
+                        dot = true;
+                } else if (!ident_char(*p))
+                        return -EINVAL;
+        }
+        for (const char *p = slash + 1; *p; p++)
+                if (!ident_char(*p))
+                        return -EINVAL;
+        if (!dot)
+                return -EINVAL;
+        cleanup_free char *s = strndup(svc, (size_t) (slash - svc));
+        cleanup_free char *m = strdup(slash + 1);
+        if (!s || !m)
+                return -ENOMEM;
+        *ret_service = TAKE_PTR(s);
+        *ret_method = TAKE_PTR(m);
+        return 0;
+}
+
 static int parse_decimal_u64(const char *s, size_t n, uint64_t max, uint64_t *ret)
 {
         if (n == 0)

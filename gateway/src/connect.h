@@ -113,6 +113,11 @@ typedef enum {
 } GwConnectContentType;
 int gw_connect_content_type_parse(const char *ct, GwConnectContentType *ret,
                                   const char **ret_error);
+/* A procedure path "/process.Process/Start" split into the service
+ * ("process.Process": dotted identifiers, at least one dot) and the method
+ * ("Start": one identifier). -EINVAL for anything else (answer 404 with
+ * unimplemented, as an unknown procedure). */
+int gw_connect_path_parse(const char *path, char **ret_service, char **ret_method);
 /* Connect-Timeout-Ms: 1 to 10 ASCII digits; -EINVAL otherwise. */
 int gw_connect_timeout_parse(const char *v, uint64_t *ret_ms);
 /* Connect-Protocol-Version: absent or "1"; -EINVAL otherwise. */

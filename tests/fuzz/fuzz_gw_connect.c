@@ -1,8 +1,8 @@
 /* libFuzzer harness for the gateway's Connect module: the bytes are a request
  * body fed to the envelope reader in pieces (sizes taken from the input),
  * then to the one-envelope parser; as a string they go to the header parsers,
- * the timestamp and base64 readers, and, when they parse as JSON, to the
- * integer and enum readers. */
+ * the procedure path parser, the timestamp and base64 readers, and, when they
+ * parse as JSON, to the integer and enum readers. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -92,6 +92,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 char buf[40];
                 if (gw_connect_timestamp_format(sec, nsec, buf, sizeof(buf)) != 0)
                         abort(); /* whatever parses must format */
+        }
+        char *svc = NULL, *method = NULL;
+        if (gw_connect_path_parse(s, &svc, &method) == 0) {
+                if (!strchr(svc, '.') || strchr(method, '/'))
+                        abort();
+                free(svc);
+                free(method);
         }
         uint8_t *b = NULL;
         size_t n;

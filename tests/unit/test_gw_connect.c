@@ -340,6 +340,44 @@ static void test_headers(void **state)
         assert_int_equal(gw_connect_protocol_version_check("2"), -EINVAL);
 }
 
+static void test_path(void **state)
+{
+        (void) state;
+        char *svc = NULL, *m = NULL;
+        assert_int_equal(gw_connect_path_parse("/process.Process/Start", &svc, &m), 0);
+        assert_string_equal(svc, "process.Process");
+        assert_string_equal(m, "Start");
+        free(svc);
+        free(m);
+        assert_int_equal(gw_connect_path_parse("/a.b_2.C/Get_Watcher3", &svc, &m), 0);
+        assert_string_equal(svc, "a.b_2.C");
+        assert_string_equal(m, "Get_Watcher3");
+        free(svc);
+        free(m);
+        static const char *const bad[] = {"",
+                                          "/",
+                                          "process.Process/Start",
+                                          "/Process/Start",
+                                          "/process.Process/",
+                                          "/process.Process",
+                                          "//Start",
+                                          "/.Process/Start",
+                                          "/process./Start",
+                                          "/process..Process/Start",
+                                          "/process.Process/Start/x",
+                                          "/process.Process/St-art",
+                                          "/process.Process/Start?x=1",
+                                          "/files",
+                                          "/health"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                svc = m = NULL;
+                assert_int_equal(gw_connect_path_parse(bad[i], &svc, &m), -EINVAL);
+                assert_null(svc);
+                assert_null(m);
+        }
+        assert_int_equal(gw_connect_path_parse(NULL, &svc, &m), -EINVAL);
+}
+
 static void test_bytes(void **state)
 {
         (void) state;
@@ -575,6 +613,7 @@ int main(void)
                 cmocka_unit_test(test_parse_single),
                 cmocka_unit_test(test_content_type),
                 cmocka_unit_test(test_headers),
+                cmocka_unit_test(test_path),
                 cmocka_unit_test(test_bytes),
                 cmocka_unit_test(test_integers),
                 cmocka_unit_test(test_timestamps),
