@@ -962,6 +962,65 @@ int gw_e2b_list_page(json_object *agent_list, const GwE2bListQuery *q, const GwE
         return 0;
 }
 
+/* --- metrics -------------------------------------------------------------- */
+
+/* A copy of a numeric field (as the agent wrote it, 49.87 stays 49.87), or 0. */
+static json_object *num_field(json_object *o, const char *key)
+{
+        json_object *v = gw_json_field(o, key), *c = NULL;
+        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+                return json_object_new_int64(0);
+        return json_object_deep_copy(v, &c, NULL) < 0 ? NULL : c;
+}
+
+static int metrics_sample(json_object *m, json_object **ret)
+{
+        const char *ts = gw_json_str(m, "timestamp");
+        if (!ts)
+                return -EINVAL;
+        json_object *cpu = gw_json_field(m, "cpu_count");
+        double cores = cpu ? json_object_get_double(cpu) : 1;
+        cleanup_gw_json json_object *o = json_object_new_object();
+        if (!o || add_str(o, "timestamp", ts) < 0 ||
+            add_obj(o, "timestampUnix", num_field(m, "timestamp_unix")) < 0 ||
+            add_obj(o, "cpuCount", json_object_new_int64(cores > 1 ? (int64_t) ceil(cores) : 1)) <
+                    0 ||
+            add_obj(o, "cpuUsedPct", num_field(m, "cpu_used_pct")) < 0 ||
+            add_obj(o, "memUsed", num_field(m, "memory_used")) < 0 ||
+            add_obj(o, "memTotal", num_field(m, "memory_limit")) < 0 ||
+            add_obj(o, "memCache", json_object_new_int64(0)) < 0 ||
+            add_obj(o, "diskUsed", num_field(m, "disk_used")) < 0 ||
+            add_obj(o, "diskTotal", num_field(m, "disk_total")) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int gw_e2b_metrics_from_agent(json_object *agent, json_object **ret)
+{
+        if (!json_object_is_type(agent, json_type_object))
+                return -EINVAL;
+        json_object *window = gw_json_field(agent, "metrics");
+        if (window && !json_object_is_type(window, json_type_array))
+                return -EINVAL;
+        size_t n = window ? json_object_array_length(window) : 1;
+        cleanup_gw_json json_object *arr = json_object_new_array();
+        if (!arr)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = NULL;
+                int r = metrics_sample(window ? json_object_array_get_idx(window, i) : agent, &o);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(arr, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(arr);
+        return 0;
+}
+
 /* --- small bodies and errors ---------------------------------------------- */
 
 static int check_fields(json_object *body, const char *const *known, char *err, size_t errlen)

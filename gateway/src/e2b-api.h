@@ -122,6 +122,11 @@ int gw_e2b_metadata_filter_parse(const char *s, char ***ret, char *err, size_t e
 int gw_e2b_list_page(json_object *agent_list, const GwE2bListQuery *q, const GwE2bConfig *cfg,
                      json_object **ret, char **ret_next_token);
 
+/* GET /sandboxes/{id}/metrics: the agent's metrics answer (a window
+ * {"metrics":[...]} or one current sample) as E2B's array of samples
+ * (docs/metrics.md has the field mapping). -EINVAL when it is neither. */
+int gw_e2b_metrics_from_agent(json_object *agent, json_object **ret);
+
 /* POST /sandboxes/{id}/timeout {"timeout": N}: N in 1..GW_E2B_TIMEOUT_MAX. */
 int gw_e2b_timeout_body_parse(json_object *body, uint64_t *ret_s, char *err, size_t errlen);
 /* POST /v2/sandboxes/{id}/connect {} or {"timeout": N, "memory": bool}:

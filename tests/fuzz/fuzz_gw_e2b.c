@@ -1,8 +1,8 @@
 /* libFuzzer harness for the gateway's E2B control-plane JSON: the bytes, when
  * they parse as JSON, are a create body (v1 and v2, with and without sandbox
  * networking) turned into the agent's body, an agent sandbox turned into every
- * E2B view, an agent list paged through, and the timeout/connect/pause bodies;
- * as a string they are list query parameters. */
+ * E2B view, an agent list paged through, agent metrics, and the
+ * timeout/connect/pause bodies; as a string they are list query parameters. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,6 +57,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 page_all(o, &(GwE2bListParams){.limit = "1"});
                 page_all(o, &(GwE2bListParams){.order = "desc", .metadata = "a=b"});
+                json_object *m = NULL;
+                if (gw_e2b_metrics_from_agent(o, &m) == 0)
+                        json_object_put(m);
                 char err[256];
                 uint64_t s;
                 (void) gw_e2b_timeout_body_parse(o, &s, err, sizeof(err));

@@ -618,6 +618,48 @@ static void test_list_query_errors(void **state)
         gw_e2b_list_query_done(&q);
 }
 
+static void test_metrics(void **state)
+{
+        (void) state;
+        json_object *now = parse(
+                "{\"id\":\"s1\",\"state\":\"running\",\"timestamp\":\"2026-11-22T10:01:00.000Z\","
+                "\"timestamp_unix\":1795341660,\"cpu_count\":1.5,\"cpu_used_pct\":49.87,"
+                "\"memory_used\":10485760,\"memory_limit\":536870912,\"disk_used\":8388608,"
+                "\"disk_total\":536870912,\"pids\":3}");
+        json_object *o = NULL;
+        assert_int_equal(gw_e2b_metrics_from_agent(now, &o), 0);
+        assert_string_equal(plain(o), "[{\"timestamp\":\"2026-11-22T10:01:00.000Z\","
+                                      "\"timestampUnix\":1795341660,\"cpuCount\":2,"
+                                      "\"cpuUsedPct\":49.87,\"memUsed\":10485760,"
+                                      "\"memTotal\":536870912,\"memCache\":0,"
+                                      "\"diskUsed\":8388608,\"diskTotal\":536870912}]");
+        json_object_put(o);
+        json_object_put(now);
+        json_object *win = parse("{\"id\":\"s1\",\"interval_ms\":1000,\"metrics\":["
+                                 "{\"timestamp\":\"2026-11-22T10:01:00.000Z\",\"cpu_count\":1},"
+                                 "{\"timestamp\":\"2026-11-22T10:01:01.000Z\",\"cpu_count\":1}]}");
+        assert_int_equal(gw_e2b_metrics_from_agent(win, &o), 0);
+        assert_int_equal(json_object_array_length(o), 2);
+        json_object *t = NULL;
+        assert_true(json_object_object_get_ex(json_object_array_get_idx(o, 1), "timestamp", &t));
+        assert_string_equal(json_object_get_string(t), "2026-11-22T10:01:01.000Z");
+        json_object_put(o);
+        json_object_put(win);
+        win = parse("{\"metrics\":[]}");
+        assert_int_equal(gw_e2b_metrics_from_agent(win, &o), 0);
+        assert_string_equal(plain(o), "[]");
+        json_object_put(o);
+        json_object_put(win);
+        static const char *const bad[] = {"[]", "{\"metrics\":{}}", "{\"metrics\":[1]}", "{}"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                json_object *b = parse(bad[i]);
+                o = NULL;
+                assert_int_equal(gw_e2b_metrics_from_agent(b, &o), -EINVAL);
+                assert_null(o);
+                json_object_put(b);
+        }
+}
+
 static void test_small_bodies(void **state)
 {
         (void) state;
@@ -687,6 +729,7 @@ int main(void)
                 cmocka_unit_test(test_metadata_filter),
                 cmocka_unit_test(test_list),
                 cmocka_unit_test(test_list_query_errors),
+                cmocka_unit_test(test_metrics),
                 cmocka_unit_test(test_small_bodies),
                 cmocka_unit_test(test_errors),
         };
