@@ -6,12 +6,13 @@ AGENT_SRCS := $(filter-out node-agent/src/main.c,$(wildcard node-agent/src/*.c))
 INIT_SRCS  := $(filter-out node-agent/init/main.c,$(wildcard node-agent/init/*.c))
 CLI_SRCS   := $(filter-out cli/src/main.c,$(wildcard cli/src/*.c))
 OP_SRCS    := $(filter-out operator/src/main.c,$(wildcard operator/src/*.c))
+GW_SRCS    := $(wildcard gateway/src/*.c)
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 
 ALL_C_SOURCES := $(LIB_SRCS) $(wildcard node-agent/src/*.c node-agent/init/*.c cli/src/*.c) \
-                 $(UNIT_SRCS) $(wildcard tests/fuzz/*.c operator/src/*.c)
+                 $(UNIT_SRCS) $(wildcard tests/fuzz/*.c operator/src/*.c) $(GW_SRCS)
 ALL_HEADERS   := $(wildcard lib/include/sandpit/*.h node-agent/src/*.h node-agent/init/*.h \
-                   cli/src/*.h operator/src/*.h tests/unit/*.h)
+                   cli/src/*.h operator/src/*.h tests/unit/*.h gateway/src/*.h)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
@@ -25,13 +26,14 @@ $(BUILD)/libagent.a: $(call objs,$(AGENT_SRCS))
 $(BUILD)/libinit.a: $(call objs,$(INIT_SRCS))
 $(BUILD)/libcli.a: $(call objs,$(CLI_SRCS))
 $(BUILD)/liboperator.a: $(call objs,$(OP_SRCS))
+$(BUILD)/libgateway.a: $(call objs,$(GW_SRCS))
 $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	@ar rcs $@ $^
 
 ARCHIVES := $(BUILD)/libagent.a $(BUILD)/libinit.a $(BUILD)/libcli.a $(BUILD)/liboperator.a \
-            $(BUILD)/libsandpit.a
+            $(BUILD)/libgateway.a $(BUILD)/libsandpit.a
 
 $(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
@@ -82,11 +84,14 @@ unit-bins: $(UNIT_BINS)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
-build/fuzz/%: tests/fuzz/%.c tests/fuzz/%.sources
+# The sources a harness compiles are prerequisites too (secondary expansion),
+# so a changed parser rebuilds its harness.
+.SECONDEXPANSION:
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/%.sources $$(shell cat tests/fuzz/$$*.sources)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	@clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -iquote lib/include \
-		-iquote node-agent/src -iquote node-agent/init $(PKG_CFLAGS) $< \
+		-iquote node-agent/src -iquote node-agent/init -iquote gateway/src $(PKG_CFLAGS) $< \
 		$(shell cat tests/fuzz/$*.sources) -o $@ $(LIBS)
 
 fuzz: $(FUZZ_BINS)

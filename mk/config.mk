@@ -6,7 +6,8 @@ WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
             -Wformat=2 -Wimplicit-fallthrough -Wvla
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 BASE_CFLAGS := -std=gnu17 -g -D_GNU_SOURCE $(WARNINGS) $(HARDEN) -MMD -MP \
-               -iquote lib/include -iquote node-agent/src -iquote node-agent/init -iquote cli/src
+               -iquote lib/include -iquote node-agent/src -iquote node-agent/init -iquote cli/src \
+               -iquote gateway/src
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/asan

@@ -3,9 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flags=(-std=gnu17 -D_GNU_SOURCE -iquote lib/include -iquote node-agent/src -iquote node-agent/init
-       -iquote cli/src $(pkg-config --cflags json-c libmicrohttpd libcurl libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables))
+       -iquote cli/src -iquote gateway/src $(pkg-config --cflags json-c libmicrohttpd libcurl libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables))
 mapfile -t files < <(ls lib/src/*.c node-agent/src/*.c node-agent/init/*.c cli/src/*.c \
-                        operator/src/*.c 2>/dev/null || true)
+                        operator/src/*.c gateway/src/*.c 2>/dev/null || true)
 status=0
 for f in "${files[@]}"; do
         if ! out=$(clang-tidy --quiet "$f" -- "${flags[@]}" 2>&1); then
