@@ -133,6 +133,7 @@ static void merge(json_object *target, json_object *patch)
         }
 }
 
+/* The names -Wl,--wrap looks for. NOLINTBEGIN(bugprone-reserved-identifier) */
 int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret);
 int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret)
 {
@@ -260,6 +261,8 @@ int __wrap_k8s_event_post(K8sClient *c, json_object *regarding, const K8sEventIn
                  info->reason, info->note ? info->note : "");
         return 0;
 }
+
+/* NOLINTEND(bugprone-reserved-identifier) */
 
 /* How many Events begin with prefix ("Warning Unschedulable"). */
 static unsigned events(const char *prefix)
