@@ -88,7 +88,7 @@ static int agent_list(const AgentConn *c, const char *label, json_object **ret, 
         return 0;
 }
 
-static int agent_delete(const AgentConn *c, const char *id, AgentError *err)
+static int agent_remove(const AgentConn *c, const char *id, AgentError *err)
 {
         cleanup_free char *path = NULL;
         int r = sandbox_path(id, NULL, &path);
@@ -137,7 +137,7 @@ const AgentOps agent_client_ops = {
         .create = agent_create,
         .get = agent_get,
         .list = agent_list,
-        .delete = agent_delete,
+        .remove = agent_remove,
         .set_timeout = agent_set_timeout,
         .pause = agent_pause,
         .resume = agent_resume,

@@ -36,7 +36,7 @@ typedef struct AgentOps {
          * *ret the array of sandboxes. */
         int (*list)(const AgentConn *c, const char *label, json_object **ret, AgentError *err);
         /* DELETE /v1/sandboxes/{id}. */
-        int (*delete)(const AgentConn *c, const char *id, AgentError *err);
+        int (*remove)(const AgentConn *c, const char *id, AgentError *err);
         /* POST /v1/sandboxes/{id}/timeout: the deadline moves to deadline_us
          * (wall clock, µs; the agent takes whole seconds from now, rounded
          * up). *ret the sandbox with its new expires_at. */

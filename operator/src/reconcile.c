@@ -134,7 +134,7 @@ static long finalize(Operator *op, json_object **obj, const char *key)
                         AgentError ae = {0};
                         r = agent_conn(op, &a, &c);
                         if (r >= 0)
-                                r = op->agent->delete (&c, id, &ae);
+                                r = op->agent->remove(&c, id, &ae);
                         bool live = a.live;
                         agent_info_done(&a);
                         if (agent_error_not_found(r, &ae))
@@ -348,7 +348,7 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
         int r = agent_conn(op, a, &c);
         if (r < 0)
                 return r;
-        r = op->agent->delete (&c, id, &ae);
+        r = op->agent->remove(&c, id, &ae);
         if (r < 0 && !agent_error_not_found(r, &ae)) {
                 if (!ae.status)
                         return r;

@@ -170,7 +170,7 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
                         continue;
                 if (!allowed(may_act, may_act_data))
                         return removed;
-                r = op->agent->delete (&c, id, &ae);
+                r = op->agent->remove(&c, id, &ae);
                 if (r < 0 && !agent_error_not_found(r, &ae)) {
                         if (ae.status)
                                 log_warning("Orphan resync: node %s refused to delete %s: %ld",

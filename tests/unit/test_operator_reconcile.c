@@ -423,10 +423,10 @@ static int fake_list(const AgentConn *c, const char *label, json_object **ret, A
         return -EIO;
 }
 
-static int fake_delete(const AgentConn *c, const char *id, AgentError *err)
+static int fake_remove(const AgentConn *c, const char *id, AgentError *err)
 {
-        record("delete", c, id);
-        int r = scripted("delete", err);
+        record("remove", c, id);
+        int r = scripted("remove", err);
         if (r < 0)
                 return r;
         json_object **sb = agent_find(id);
@@ -482,7 +482,7 @@ static const AgentOps fake_agent = {
         .create = fake_create,
         .get = fake_get,
         .list = fake_list,
-        .delete = fake_delete,
+        .remove = fake_remove,
         .set_timeout = fake_set_timeout,
         .pause = fake_pause,
         .resume = fake_resume,
@@ -807,7 +807,7 @@ static void test_delete(void **state)
         size_t n = agent.ncalls;
         mark_deleted();
         assert_int_equal(reconcile_sandbox(&op, KEY), 0);
-        assert_string_equal(calls_since(n), "delete");
+        assert_string_equal(calls_since(n), "remove");
         assert_string_equal(agent.calls[n].id, ID);
         assert_null(agent_find(ID));
         /* The finalizer removed, the API server deleted the object. */
@@ -824,16 +824,16 @@ static void test_delete_agent_errors(void **state)
         mark_deleted();
         size_t n = agent.ncalls;
         /* The agent fails: the finalizer stays, retried. */
-        fail_next("delete", -EIO, 500, "disk on fire");
+        fail_next("remove", -EIO, 500, "disk on fire");
         assert_true(reconcile_sandbox(&op, KEY) < 0);
-        fail_next("delete", -ETIMEDOUT, 0, "");
+        fail_next("remove", -ETIMEDOUT, 0, "");
         assert_true(reconcile_sandbox(&op, KEY) < 0);
         assert_non_null(sandbox());
         assert_true(has_finalizer());
         /* The agent no longer has it (404): done all the same. */
-        fail_next("delete", -ENOENT, 404, "sandbox " ID " not found");
+        fail_next("remove", -ENOENT, 404, "sandbox " ID " not found");
         assert_int_equal(reconcile_sandbox(&op, KEY), 0);
-        assert_string_equal(calls_since(n), "delete delete delete");
+        assert_string_equal(calls_since(n), "remove remove remove");
         assert_null(sandbox());
 }
 
