@@ -682,6 +682,19 @@ static void test_create(void **state)
         assert_int_equal(api.patches, patches);
 }
 
+static void test_create_network(void **state)
+{
+        (void) state;
+        new_sandbox(SPEC);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create");
+        /* One entry a port, the protocol as the agent spells it. */
+        assert_string_equal(plain(json_field(agent.calls[0].req, "network")),
+                            "{\"egress\":\"allowlist\",\"allow\":["
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[443],\"protocol\":\"tcp\"},"
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[53],\"protocol\":\"udp\"}]}");
+}
+
 static void test_adopt_existing(void **state)
 {
         (void) state;
@@ -899,6 +912,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_network, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_adopt_existing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
