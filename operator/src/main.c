@@ -544,7 +544,9 @@ int main(int argc, char **argv)
         char host[256] = "sandpit-operator";
         (void) gethostname(host, sizeof(host) - 1);
         const char *pod = getenv("POD_NAME");
-        Operator op = {.namespace = o.namespace, .instance = pod && *pod ? pod : host};
+        Operator op = {.namespace = o.namespace,
+                       .instance = pod && *pod ? pod : host,
+                       .agent = &agent_client_ops};
         pthread_mutex_init(&op.placements_lock, NULL);
 
         HealthServer *health = NULL;

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "operator.h"
-#include "sandpit/http-client.h"
 #include "sandpit/k8s-event.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -103,27 +102,15 @@ static int write_status(Operator *op, json_object **obj, json_object *st)
         return 0;
 }
 
-static int agent_call(Operator *op, const char *endpoint, const char *method, const char *path,
-                      json_object *body, long *ret_status, json_object **ret_body)
+/* How to reach agent a; -ECANCELED once this term is over (an agent call
+ * acts on the node). */
+static int agent_conn(Operator *op, const AgentInfo *a, AgentConn *ret)
 {
         if (leader_check(op->leader) < 0)
                 return -ECANCELED;
-        cleanup_http_client HttpClient *c = NULL;
-        int r = http_client_new(endpoint, op->agent_token, &c);
-        if (r < 0)
-                return r;
-        http_client_set_timeout(c, AGENT_TIMEOUT_MS);
-        r = http_request_json(c, method, path, body, ret_status, ret_body);
-        if (r < 0)
-                log_warning_errno(r, "Agent %s: %s %s: %s", endpoint, method, path,
-                                  http_client_last_error(c));
-        return r;
-}
-
-static const char *agent_message(json_object *body)
-{
-        const char *m = json_str(body, "message");
-        return m ? m : "no message";
+        *ret = (AgentConn){
+                .endpoint = a->endpoint, .token = op->agent_token, .timeout_ms = AGENT_TIMEOUT_MS};
+        return 0;
 }
 
 static int64_t generation(json_object *obj)
@@ -143,19 +130,18 @@ static long finalize(Operator *op, json_object **obj, const char *key)
                 AgentInfo a = {0};
                 int r = agents_find(op, node, &a);
                 if (r >= 0) {
-                        cleanup_free char *path = NULL;
-                        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0) {
-                                agent_info_done(&a);
-                                return -ENOMEM;
-                        }
-                        long status = 0;
-                        cleanup_json json_object *resp = NULL;
-                        r = agent_call(op, a.endpoint, "DELETE", path, NULL, &status, &resp);
+                        AgentConn c = {0};
+                        AgentError ae = {0};
+                        r = agent_conn(op, &a, &c);
+                        if (r >= 0)
+                                r = op->agent->remove(&c, id, &ae);
                         bool live = a.live;
                         agent_info_done(&a);
-                        if (r >= 0 && status != 204 && status != 404) {
+                        if (agent_error_not_found(r, &ae))
+                                r = 0;
+                        if (r < 0 && ae.status) {
                                 log_warning("Agent %s refused to delete %s: %ld %s", node, id,
-                                            status, agent_message(resp));
+                                            ae.status, agent_error_message(&ae));
                                 return -EAGAIN;
                         }
                         /* A lost node has nothing left to clean that we could reach. */
@@ -310,34 +296,36 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
         if (r < 0)
                 return r;
 
-        long status = 0;
+        AgentConn c = {0};
+        AgentError ae = {0};
         cleanup_json json_object *resp = NULL;
-        r = agent_call(op, a->endpoint, "POST", "/v1/sandboxes", body, &status, &resp);
+        r = agent_conn(op, a, &c);
         if (r < 0)
                 return r;
-        if (status == 409) {
+        r = op->agent->create(&c, body, &resp, &ae);
+        if (r == -EEXIST) {
                 /* Created by an earlier attempt that did not get to write status. */
-                cleanup_free char *path = NULL;
-                if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
-                        return -ENOMEM;
-                json_object_put(resp);
-                resp = NULL;
-                r = agent_call(op, a->endpoint, "GET", path, NULL, &status, &resp);
+                r = agent_conn(op, a, &c);
                 if (r < 0)
                         return r;
-                if (status != 200) {
+                r = op->agent->get(&c, id, &resp, &ae);
+                if (r < 0 && !ae.status)
+                        return r;
+                if (r < 0) {
                         log_warning("Sandbox %s: id %s in use on %s but not readable: %ld", key, id,
-                                    a->node, status);
+                                    a->node, ae.status);
                         return -EAGAIN;
                 }
                 log_info("Sandbox %s: already on %s as %s: adopted", key, a->node, id);
-        } else if (status == 400) {
+        } else if (r == -EINVAL && ae.status) {
                 snprintf(msg, sizeof(msg), "node %s refused the sandbox: %s", a->node,
-                         agent_message(resp));
+                         agent_error_message(&ae));
                 return fail(op, obj, st, "Failed", "CreateFailed", msg);
-        } else if (status != 201) {
-                log_warning("Sandbox %s: node %s answered %ld: %s", key, a->node, status,
-                            agent_message(resp));
+        } else if (r < 0) {
+                if (!ae.status)
+                        return r;
+                log_warning("Sandbox %s: node %s answered %ld: %s", key, a->node, ae.status,
+                            agent_error_message(&ae));
                 return -EAGAIN;
         }
         status_from_agent(st, resp, generation(*obj));
@@ -355,17 +343,17 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
                    const AgentInfo *a)
 {
         const char *id = json_str(st, "sandboxID");
-        cleanup_free char *path = NULL;
-        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
-                return -ENOMEM;
-        long status = 0;
-        cleanup_json json_object *resp = NULL;
-        int r = agent_call(op, a->endpoint, "DELETE", path, NULL, &status, &resp);
+        AgentConn c = {0};
+        AgentError ae = {0};
+        int r = agent_conn(op, a, &c);
         if (r < 0)
                 return r;
-        if (status != 204 && status != 404) {
+        r = op->agent->remove(&c, id, &ae);
+        if (r < 0 && !agent_error_not_found(r, &ae)) {
+                if (!ae.status)
+                        return r;
                 log_warning("Sandbox %s: node %s refused to delete it at its deadline: %ld %s", key,
-                            a->node, status, agent_message(resp));
+                            a->node, ae.status, agent_error_message(&ae));
                 return -EAGAIN;
         }
         const char *policy = json_str(json_field(*obj, "spec"), "expiryPolicy");
@@ -413,28 +401,24 @@ uint64_t sandbox_wanted_deadline_us(json_object *sbx, json_object *sandbox)
 /* The agent's deadline is in whole seconds from the moment it is set. */
 #define DEADLINE_SLACK_US 1500000u
 
-/* spec.timeout changed: the agent's deadline moves to want (POST
- * .../timeout takes seconds from now); *sb becomes the agent's answer. */
+/* spec.timeout changed: the agent's deadline moves to want; *sb becomes
+ * the agent's answer. */
 static int move_deadline(Operator *op, json_object **obj, const char *key, const AgentInfo *a,
                          const char *id, uint64_t want, json_object **sb)
 {
-        uint64_t now = now_realtime_us();
-        cleanup_free char *path = NULL;
-        if (asprintf(&path, "/v1/sandboxes/%s/timeout", id) < 0)
-                return -ENOMEM;
-        cleanup_json json_object *body = json_object_new_object();
-        json_object_object_add(
-                body, "timeout",
-                json_object_new_int64((int64_t) ((want - now + 999999u) / 1000000u)));
-        long status = 0;
+        AgentConn c = {0};
+        AgentError ae = {0};
         cleanup_json json_object *resp = NULL;
-        int r = agent_call(op, a->endpoint, "POST", path, body, &status, &resp);
+        int r = agent_conn(op, a, &c);
         if (r < 0)
                 return r;
-        const char *expires = json_str(resp, "expires_at");
-        if (status != 200 || !expires) {
+        r = op->agent->set_timeout(&c, id, want, &resp, &ae);
+        if (r < 0 && !ae.status)
+                return r;
+        const char *expires = r < 0 ? NULL : json_str(resp, "expires_at");
+        if (!expires) {
                 log_warning("Sandbox %s: cannot move its deadline on %s: %ld %s", key, a->node,
-                            status, agent_message(resp));
+                            ae.status, agent_error_message(&ae));
                 return -EAGAIN;
         }
         char msg[128];
@@ -455,15 +439,16 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
         if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline)
                 return expire(op, obj, st, key, a);
 
-        cleanup_free char *path = NULL;
-        if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
-                return -ENOMEM;
-        long status = 0;
+        AgentConn c = {0};
+        AgentError ae = {0};
         cleanup_json json_object *sb = NULL;
-        int r = agent_call(op, a->endpoint, "GET", path, NULL, &status, &sb);
+        int r = agent_conn(op, a, &c);
         if (r < 0)
                 return r;
-        if (status == 404) {
+        r = op->agent->get(&c, id, &sb, &ae);
+        if (r < 0 && !ae.status)
+                return r;
+        if (agent_error_not_found(r, &ae)) {
                 /* The agent removes a sandbox at its deadline by itself. */
                 if (deadline && now_realtime_us() + 2000000u >= deadline)
                         return expire(op, obj, st, key, a);
@@ -472,7 +457,7 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                 scheduler_forget(op, key);
                 return fail(op, obj, st, "Failed", "SandboxLost", msg);
         }
-        if (status != 200)
+        if (r < 0)
                 return -EAGAIN;
         const char *state = json_str(sb, "state");
         if (state && streq(state, "exited")) {
@@ -484,23 +469,20 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
         bool want_paused = p && json_object_get_boolean(p);
         bool paused = state && streq(state, "paused");
         if (want_paused != paused) {
-                cleanup_free char *action = NULL;
-                if (asprintf(&action, "%s/%s", path, want_paused ? "pause" : "resume") < 0)
-                        return -ENOMEM;
-                /* The deadline keeps running while paused: the lifetime counts
-                 * from startedAt (docs/crd-reference.md). */
-                cleanup_json json_object *body = json_object_new_object();
-                if (want_paused)
-                        json_object_object_add(body, "stop_deadline",
-                                               json_object_new_boolean(false));
                 cleanup_json json_object *resp = NULL;
-                r = agent_call(op, a->endpoint, "POST", action, body, &status, &resp);
+                r = agent_conn(op, a, &c);
                 if (r < 0)
                         return r;
-                if (status != 200) {
+                /* The deadline keeps running while paused: the lifetime counts
+                 * from startedAt (docs/crd-reference.md). */
+                r = want_paused ? op->agent->pause(&c, id, false, &resp, &ae)
+                                : op->agent->resume(&c, id, &resp, &ae);
+                if (r < 0 && !ae.status)
+                        return r;
+                if (r < 0) {
                         log_warning("Sandbox %s: %s on %s: %ld %s", key,
-                                    want_paused ? "pause" : "resume", a->node, status,
-                                    agent_message(resp));
+                                    want_paused ? "pause" : "resume", a->node, ae.status,
+                                    agent_error_message(&ae));
                         return -EAGAIN;
                 }
                 json_object_put(sb);

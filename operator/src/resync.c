@@ -21,7 +21,6 @@
 #include <time.h>
 
 #include "operator.h"
-#include "sandpit/http-client.h"
 #include "sandpit/k8s-event.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -114,21 +113,6 @@ static void note_removed(Operator *op, json_object *owner, const char *node, con
                 log_warning_errno(r, "Failed to post event OrphanRemoved: %s", e.message);
 }
 
-static int agent_request(Operator *op, const char *endpoint, const char *method, const char *path,
-                         long *ret_status, json_object **ret_body)
-{
-        cleanup_http_client HttpClient *c = NULL;
-        int r = http_client_new(endpoint, op->agent_token, &c);
-        if (r < 0)
-                return r;
-        http_client_set_timeout(c, RESYNC_AGENT_TIMEOUT_MS);
-        r = http_request_json(c, method, path, NULL, ret_status, ret_body);
-        if (r < 0)
-                log_warning_errno(r, "Orphan resync: agent %s: %s %s: %s", endpoint, method, path,
-                                  http_client_last_error(c));
-        return r;
-}
-
 static bool allowed(bool (*may_act)(void *), void *data)
 {
         return !may_act || may_act(data);
@@ -154,20 +138,19 @@ bool orphan_resync_marked(json_object *sb, const char **ret_ns, const char **ret
 static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*may_act)(void *),
                         void *may_act_data)
 {
-        long status = 0;
-        cleanup_json json_object *list = NULL;
-        int r = agent_request(op, a->endpoint, "GET",
-                              "/v1/sandboxes?label=" LABEL_MANAGED_BY "%3D" LABEL_MANAGED_BY_VALUE,
-                              &status, &list);
-        if (r < 0)
+        const AgentConn c = {.endpoint = a->endpoint,
+                             .token = op->agent_token,
+                             .timeout_ms = RESYNC_AGENT_TIMEOUT_MS};
+        AgentError ae = {0};
+        cleanup_json json_object *arr = NULL;
+        int r = op->agent->list(&c, LABEL_MANAGED_BY "=" LABEL_MANAGED_BY_VALUE, &arr, &ae);
+        if (r < 0 && !ae.status)
                 return r;
-        if (status != 200) {
-                log_warning("Orphan resync: node %s answered %ld to the list", a->node, status);
+        if (r < 0) {
+                log_warning("Orphan resync: node %s answered %ld to the list", a->node, ae.status);
                 return -EAGAIN;
         }
-        json_object *arr = json_field(list, "sandboxes");
-        size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr)
-                                                                    : 0;
+        size_t n = json_object_array_length(arr);
         int removed = 0;
         uint64_t now = now_realtime_us();
         for (size_t i = 0; i < n; i++) {
@@ -187,16 +170,11 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
                         continue;
                 if (!allowed(may_act, may_act_data))
                         return removed;
-                cleanup_free char *path = NULL;
-                if (asprintf(&path, "/v1/sandboxes/%s", id) < 0)
-                        return -ENOMEM;
-                cleanup_json json_object *resp = NULL;
-                r = agent_request(op, a->endpoint, "DELETE", path, &status, &resp);
-                if (r < 0)
-                        continue;
-                if (status != 204 && status != 404) {
-                        log_warning("Orphan resync: node %s refused to delete %s: %ld", a->node, id,
-                                    status);
+                r = op->agent->remove(&c, id, &ae);
+                if (r < 0 && !agent_error_not_found(r, &ae)) {
+                        if (ae.status)
+                                log_warning("Orphan resync: node %s refused to delete %s: %ld",
+                                            a->node, id, ae.status);
                         continue;
                 }
                 removed++;

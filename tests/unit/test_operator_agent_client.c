@@ -1,0 +1,313 @@
+/* Unit tests of the operator's HTTP agent calls (operator/src/agent-client.c)
+ * against lib's http-server on 127.0.0.1 port 0 standing in for an agent:
+ * it records each request and answers what the test set. What is checked:
+ * method, path, query and body of each call, the bearer token, and how
+ * answers and transport failures become errno, status and message. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../operator/src/operator.h"
+#include "sandpit/http-server.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define TOKEN "agent-token"
+#define ID    "sbx-0b6f9d4e"
+
+static struct {
+        HttpServer *server;
+        char endpoint[64];
+        pthread_mutex_t lock; /* guards the rest: the server's threads write it */
+        char method[16];
+        char path[128];
+        char label[256];
+        char body[1024];
+        unsigned status; /* the next answer */
+        char answer[256];
+} fake;
+
+static void handle(HttpRequest *req, void *userdata)
+{
+        (void) userdata;
+        size_t len = 0;
+        const char *body = http_request_body(req, &len);
+        const char *label = http_request_query(req, "label");
+        pthread_mutex_lock(&fake.lock);
+        snprintf(fake.method, sizeof(fake.method), "%s", http_request_method(req));
+        snprintf(fake.path, sizeof(fake.path), "%s", http_request_path(req));
+        snprintf(fake.label, sizeof(fake.label), "%s", label ? label : "");
+        snprintf(fake.body, sizeof(fake.body), "%.*s", (int) len, body ? body : "");
+        unsigned status = fake.status;
+        json_object *answer = fake.answer[0] ? json_tokener_parse(fake.answer) : NULL;
+        pthread_mutex_unlock(&fake.lock);
+        if (answer)
+                http_respond_json(req, status, answer);
+        else
+                http_respond_empty(req, status);
+}
+
+static void answer(unsigned status, const char *json)
+{
+        pthread_mutex_lock(&fake.lock);
+        fake.status = status;
+        snprintf(fake.answer, sizeof(fake.answer), "%s", json ? json : "");
+        fake.method[0] = fake.path[0] = fake.label[0] = fake.body[0] = '\0';
+        pthread_mutex_unlock(&fake.lock);
+}
+
+/* The last request, as "METHOD path". */
+static const char *request(void)
+{
+        static char buf[160];
+        pthread_mutex_lock(&fake.lock);
+        snprintf(buf, sizeof(buf), "%s %s", fake.method, fake.path);
+        pthread_mutex_unlock(&fake.lock);
+        return buf;
+}
+
+static json_object *request_body(void)
+{
+        pthread_mutex_lock(&fake.lock);
+        json_object *o = json_tokener_parse(fake.body);
+        pthread_mutex_unlock(&fake.lock);
+        assert_non_null(o);
+        return o;
+}
+
+static int setup(void **state)
+{
+        (void) state;
+        pthread_mutex_init(&fake.lock, NULL);
+        HttpServerConfig cfg = {.tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 65536};
+        if (http_server_start(&cfg, handle, NULL, &fake.server) < 0)
+                return -1;
+        snprintf(fake.endpoint, sizeof(fake.endpoint), "http://127.0.0.1:%u",
+                 http_server_tcp_port(fake.server));
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        (void) state;
+        http_server_free(fake.server);
+        pthread_mutex_destroy(&fake.lock);
+        return 0;
+}
+
+static AgentConn conn(void)
+{
+        return (AgentConn){.endpoint = fake.endpoint, .token = TOKEN, .timeout_ms = 10000};
+}
+
+static const char *plain(json_object *o)
+{
+        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+static void test_create(void **state)
+{
+        (void) state;
+        const AgentConn c = conn();
+        AgentError e = {0};
+        json_object *ret = NULL;
+        json_object *req = json_tokener_parse("{\"id\":\"" ID "\",\"template\":\"default\"}");
+
+        answer(201, "{\"id\":\"" ID "\",\"state\":\"running\"}");
+        assert_int_equal(agent_client_ops.create(&c, req, &ret, &e), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes");
+        json_object *sent = request_body();
+        assert_true(json_object_equal(sent, req));
+        json_object_put(sent);
+        assert_string_equal(json_str(ret, "state"), "running");
+        assert_int_equal(e.status, 201);
+        json_object_put(ret);
+        ret = NULL;
+
+        /* The id is in use. */
+        answer(409, "{\"code\":409,\"message\":\"id " ID " in use\"}");
+        assert_int_equal(agent_client_ops.create(&c, req, &ret, &e), -EEXIST);
+        assert_null(ret);
+        assert_int_equal(e.status, 409);
+        assert_string_equal(e.message, "id " ID " in use");
+
+        /* Refused. */
+        answer(400, "{\"code\":400,\"message\":\"template \\\"x\\\" not found\"}");
+        assert_int_equal(agent_client_ops.create(&c, req, &ret, &e), -EINVAL);
+        assert_int_equal(e.status, 400);
+        assert_string_equal(e.message, "template \"x\" not found");
+        assert_string_equal(agent_error_message(&e), "template \"x\" not found");
+
+        /* A server error without a message. */
+        answer(503, NULL);
+        assert_int_equal(agent_client_ops.create(&c, req, &ret, &e), -EIO);
+        assert_int_equal(e.status, 503);
+        assert_string_equal(e.message, "");
+        assert_string_equal(agent_error_message(&e), "no message");
+
+        /* A success status other than the create's. */
+        answer(200, "{}");
+        assert_int_equal(agent_client_ops.create(&c, req, &ret, &e), -EIO);
+        assert_null(ret);
+        json_object_put(req);
+}
+
+static void test_get_and_remove(void **state)
+{
+        (void) state;
+        const AgentConn c = conn();
+        AgentError e = {0};
+        json_object *ret = NULL;
+        answer(200, "{\"id\":\"" ID "\",\"state\":\"paused\"}");
+        assert_int_equal(agent_client_ops.get(&c, ID, &ret, &e), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID);
+        assert_string_equal(json_str(ret, "state"), "paused");
+        json_object_put(ret);
+        ret = NULL;
+
+        answer(404, "{\"code\":404,\"message\":\"sandbox " ID " not found\"}");
+        assert_int_equal(agent_client_ops.get(&c, ID, &ret, &e), -ENOENT);
+        assert_null(ret);
+        assert_true(agent_error_not_found(-ENOENT, &e));
+
+        answer(204, NULL);
+        assert_int_equal(agent_client_ops.remove(&c, ID, &e), 0);
+        assert_string_equal(request(), "DELETE /v1/sandboxes/" ID);
+
+        answer(404, "{\"code\":404,\"message\":\"sandbox " ID " not found\"}");
+        int r = agent_client_ops.remove(&c, ID, &e);
+        assert_int_equal(r, -ENOENT);
+        assert_true(agent_error_not_found(r, &e));
+
+        answer(500, "{\"code\":500,\"message\":\"umount: busy\"}");
+        r = agent_client_ops.remove(&c, ID, &e);
+        assert_int_equal(r, -EIO);
+        assert_false(agent_error_not_found(r, &e));
+        assert_string_equal(e.message, "umount: busy");
+}
+
+static void test_list(void **state)
+{
+        (void) state;
+        const AgentConn c = conn();
+        AgentError e = {0};
+        json_object *ret = NULL;
+        answer(200, "{\"sandboxes\":[{\"id\":\"a\"},{\"id\":\"b\"}]}");
+        assert_int_equal(
+                agent_client_ops.list(&c, LABEL_MANAGED_BY "=" LABEL_MANAGED_BY_VALUE, &ret, &e),
+                0);
+        assert_string_equal(request(), "GET /v1/sandboxes");
+        char label[sizeof(fake.label)];
+        pthread_mutex_lock(&fake.lock);
+        memcpy(label, fake.label, sizeof(label));
+        pthread_mutex_unlock(&fake.lock);
+        assert_string_equal(label, "sandpit.dev/managed-by=sandpit-operator");
+        assert_string_equal(plain(ret), "[{\"id\":\"a\"},{\"id\":\"b\"}]");
+        json_object_put(ret);
+        ret = NULL;
+
+        /* No list in the answer: nothing listed. */
+        answer(200, "{}");
+        assert_int_equal(agent_client_ops.list(&c, NULL, &ret, &e), 0);
+        assert_int_equal(json_object_array_length(ret), 0);
+        json_object_put(ret);
+}
+
+static void test_actions(void **state)
+{
+        (void) state;
+        const AgentConn c = conn();
+        AgentError e = {0};
+        json_object *ret = NULL;
+
+        answer(200, "{\"state\":\"paused\"}");
+        assert_int_equal(agent_client_ops.pause(&c, ID, false, &ret, &e), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/pause");
+        json_object *sent = request_body();
+        assert_string_equal(plain(sent), "{\"stop_deadline\":false}");
+        json_object_put(sent);
+        json_object_put(ret);
+        ret = NULL;
+
+        answer(200, "{\"state\":\"running\"}");
+        assert_int_equal(agent_client_ops.resume(&c, ID, &ret, &e), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/resume");
+        sent = request_body();
+        assert_string_equal(plain(sent), "{}");
+        json_object_put(sent);
+        json_object_put(ret);
+        ret = NULL;
+
+        /* The deadline as whole seconds from now, rounded up: 91 (90 when the
+         * call took more than half a second). */
+        answer(200, "{\"expires_at\":\"2026-11-22T12:00:00Z\"}");
+        uint64_t deadline = now_realtime_us() + UINT64_C(90500000);
+        assert_int_equal(agent_client_ops.set_timeout(&c, ID, deadline, &ret, &e), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/timeout");
+        sent = request_body();
+        json_object *t = json_field(sent, "timeout");
+        assert_non_null(t);
+        assert_in_range(json_object_get_int64(t), 90, 91);
+        json_object_put(sent);
+        assert_string_equal(json_str(ret, "expires_at"), "2026-11-22T12:00:00Z");
+        json_object_put(ret);
+        ret = NULL;
+
+        answer(409, "{\"code\":409,\"message\":\"sandbox " ID " is not running\"}");
+        assert_int_equal(agent_client_ops.resume(&c, ID, &ret, &e), -EBUSY);
+        assert_int_equal(e.status, 409);
+        assert_null(ret);
+}
+
+static void test_token_and_transport(void **state)
+{
+        (void) state;
+        AgentError e = {0};
+        json_object *ret = NULL;
+        answer(200, "{}");
+        AgentConn c = conn();
+        c.token = "wrong";
+        assert_int_equal(agent_client_ops.get(&c, ID, &ret, &e), -EACCES);
+        assert_int_equal(e.status, 401);
+
+        /* Nobody listens: no status, curl's text. */
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof(sa);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+        char endpoint[64];
+        snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", ntohs(sa.sin_port));
+        close(fd);
+        c = (AgentConn){.endpoint = endpoint, .token = TOKEN, .timeout_ms = 10000};
+        int r = agent_client_ops.get(&c, ID, &ret, &e);
+        assert_true(r < 0);
+        assert_int_equal(e.status, 0);
+        assert_true(e.message[0] != '\0');
+        assert_false(agent_error_not_found(r, &e));
+        assert_null(ret);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_create),
+                cmocka_unit_test(test_get_and_remove),
+                cmocka_unit_test(test_list),
+                cmocka_unit_test(test_actions),
+                cmocka_unit_test(test_token_and_transport),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,926 @@
+/* Unit tests of reconcile_sandbox() (operator/src/reconcile.c) with a fake
+ * agent behind Operator.agent (records every call, acts like an agent with
+ * one sandbox table, fails a call when told to) and a fake Kubernetes API:
+ * the informers' caches and the client's get, merge patch, delete and
+ * Events are replaced with -Wl,--wrap (test_operator_reconcile.ldflags) by
+ * one in-memory store, which applies merge patches as the API server does
+ * (resourceVersion preconditions, status subresource, deletion once the last
+ * finalizer goes). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../operator/src/operator.h"
+#include "sandpit/k8s-event.h"
+#include "sandpit/k8s-lease.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define UID      "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
+#define ID       "sbx-" UID
+#define KEY      "default/box"
+#define NODE     "n1"
+#define ENDPOINT "http://198.18.0.1:7443"
+#define S        UINT64_C(1000000) /* one second in µs */
+
+/* ------------------------------------------------------------ the store */
+
+/* Stand-ins for the two informers: only their addresses are used. */
+static char sandboxes_informer, leases_informer;
+#define SANDBOXES ((K8sInformer *) (void *) &sandboxes_informer)
+#define LEASES    ((K8sInformer *) (void *) &leases_informer)
+
+typedef struct {
+        const char *resource; /* plural: "sandboxes", "leases", "secrets", ... */
+        char *key;            /* namespace/name */
+        json_object *obj;
+} Stored;
+
+static struct {
+        Stored objs[16];
+        size_t n;
+        long rv;              /* the last resourceVersion handed out */
+        unsigned patches;     /* successful patches */
+        unsigned deletes;     /* k8s_delete calls */
+        char events[16][256]; /* "Type Reason: note" */
+        size_t nevents;
+} api;
+
+static Stored *find(const char *resource, const char *key)
+{
+        for (size_t i = 0; i < api.n; i++)
+                if (api.objs[i].obj && streq(api.objs[i].resource, resource) &&
+                    streq(api.objs[i].key, key))
+                        return &api.objs[i];
+        return NULL;
+}
+
+static json_object *copy(json_object *o)
+{
+        json_object *c = NULL;
+        assert_int_equal(json_object_deep_copy(o, &c, NULL), 0);
+        return c;
+}
+
+static void bump_rv(json_object *obj)
+{
+        char rv[32];
+        snprintf(rv, sizeof(rv), "%ld", ++api.rv);
+        json_object_object_add(json_field(obj, "metadata"), "resourceVersion",
+                               json_object_new_string(rv));
+}
+
+/* Stores obj (taken) under its namespace/name. */
+static void put(const char *resource, json_object *obj)
+{
+        char *key = NULL;
+        assert_int_equal(k8s_obj_key(obj, &key), 0);
+        bump_rv(obj);
+        Stored *s = find(resource, key);
+        if (s) {
+                free(key);
+                json_object_put(s->obj);
+                s->obj = obj;
+                return;
+        }
+        assert_true(api.n < sizeof(api.objs) / sizeof(api.objs[0]));
+        api.objs[api.n++] = (Stored){resource, key, obj};
+}
+
+static void drop(Stored *s)
+{
+        json_object_put(s->obj);
+        free(s->key);
+        *s = (Stored){0};
+}
+
+/* The stored Sandbox (borrowed), or NULL when it is gone. */
+static json_object *sandbox(void)
+{
+        Stored *s = find("sandboxes", KEY);
+        return s ? s->obj : NULL;
+}
+
+static json_object *status(void)
+{
+        return json_field(sandbox(), "status");
+}
+
+static const char *phase(void)
+{
+        return json_str(status(), "phase");
+}
+
+/* RFC 7386 merge patch of target (an object) with patch. */
+static void merge(json_object *target, json_object *patch)
+{
+        json_object_object_foreach(patch, k, v) {
+                json_object *cur = json_field(target, k);
+                if (!v)
+                        json_object_object_del(target, k);
+                else if (cur && json_object_is_type(cur, json_type_object) &&
+                         json_object_is_type(v, json_type_object))
+                        merge(cur, v);
+                else
+                        json_object_object_add(target, k, copy(v));
+        }
+}
+
+/* The names -Wl,--wrap looks for. NOLINTBEGIN(bugprone-reserved-identifier) */
+int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret);
+int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret)
+{
+        Stored *s = find(inf == SANDBOXES ? "sandboxes" : "leases", key);
+        if (!s)
+                return -ENOENT;
+        *ret = copy(s->obj);
+        return 0;
+}
+
+int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret);
+int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret)
+{
+        const char *resource = inf == SANDBOXES ? "sandboxes" : "leases";
+        char **keys = calloc(api.n + 1, sizeof(char *));
+        assert_non_null(keys);
+        size_t n = 0;
+        for (size_t i = 0; i < api.n; i++)
+                if (api.objs[i].obj && streq(api.objs[i].resource, resource))
+                        keys[n++] = strdup(api.objs[i].key);
+        *ret = keys;
+        return 0;
+}
+
+static void not_found(K8sError *err)
+{
+        if (err) {
+                err->status = 404;
+                snprintf(err->message, sizeof(err->message), "not found");
+        }
+}
+
+int __wrap_k8s_get(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
+                   json_object **ret, K8sError *err);
+int __wrap_k8s_get(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
+                   json_object **ret, K8sError *err)
+{
+        (void) c;
+        char key[256];
+        snprintf(key, sizeof(key), "%s/%s", ns, name);
+        Stored *s = find(res->resource, key);
+        if (!s) {
+                not_found(err);
+                return -ENOENT;
+        }
+        *ret = copy(s->obj);
+        return 0;
+}
+
+int __wrap_k8s_patch(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
+                     const char *subresource, K8sPatchType type, json_object *patch,
+                     json_object **ret, K8sError *err);
+int __wrap_k8s_patch(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
+                     const char *subresource, K8sPatchType type, json_object *patch,
+                     json_object **ret, K8sError *err)
+{
+        (void) c;
+        assert_int_equal(type, K8S_PATCH_MERGE);
+        char key[256];
+        snprintf(key, sizeof(key), "%s/%s", ns, name);
+        Stored *s = find(res->resource, key);
+        if (!s) {
+                not_found(err);
+                return -ENOENT;
+        }
+        const char *want_rv = json_str(json_field(patch, "metadata"), "resourceVersion");
+        if (want_rv && !streq(want_rv, k8s_obj_resource_version(s->obj))) {
+                err->status = 409;
+                return -EBUSY;
+        }
+        if (subresource) {
+                /* The status subresource takes status only. */
+                assert_string_equal(subresource, "status");
+                json_object *st = json_field(patch, "status");
+                if (!json_field(s->obj, "status"))
+                        json_object_object_add(s->obj, "status", json_object_new_object());
+                merge(json_field(s->obj, "status"), st);
+        } else {
+                cleanup_json json_object *p = copy(patch);
+                json_object_object_del(p, "status");
+                merge(s->obj, p);
+        }
+        bump_rv(s->obj);
+        api.patches++;
+        json_object *meta = json_field(s->obj, "metadata");
+        json_object *fin = json_field(meta, "finalizers");
+        if (json_field(meta, "deletionTimestamp") && (!fin || !json_object_array_length(fin))) {
+                /* The last finalizer went: the API server deletes the object. */
+                *ret = copy(s->obj);
+                drop(s);
+                return 0;
+        }
+        *ret = copy(s->obj);
+        return 0;
+}
+
+int __wrap_k8s_delete(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
+                      const K8sPreconditions *pre, json_object **ret, K8sError *err);
+int __wrap_k8s_delete(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
+                      const K8sPreconditions *pre, json_object **ret, K8sError *err)
+{
+        (void) c, (void) pre, (void) ret;
+        char key[256];
+        snprintf(key, sizeof(key), "%s/%s", ns, name);
+        api.deletes++;
+        Stored *s = find(res->resource, key);
+        if (!s) {
+                not_found(err);
+                return -ENOENT;
+        }
+        json_object_object_add(json_field(s->obj, "metadata"), "deletionTimestamp",
+                               json_object_new_string("2026-11-22T12:00:00Z"));
+        return 0;
+}
+
+int __wrap_k8s_event_post(K8sClient *c, json_object *regarding, const K8sEventInfo *info,
+                          json_object **ret, K8sError *err);
+int __wrap_k8s_event_post(K8sClient *c, json_object *regarding, const K8sEventInfo *info,
+                          json_object **ret, K8sError *err)
+{
+        (void) c, (void) ret, (void) err;
+        assert_string_equal(k8s_obj_uid(regarding), UID);
+        assert_true(api.nevents < sizeof(api.events) / sizeof(api.events[0]));
+        snprintf(api.events[api.nevents++], sizeof(api.events[0]), "%s %s: %s", info->type,
+                 info->reason, info->note ? info->note : "");
+        return 0;
+}
+
+/* NOLINTEND(bugprone-reserved-identifier) */
+
+/* How many Events begin with prefix ("Warning Unschedulable"). */
+static unsigned events(const char *prefix)
+{
+        unsigned n = 0;
+        for (size_t i = 0; i < api.nevents; i++)
+                if (strncmp(api.events[i], prefix, strlen(prefix)) == 0)
+                        n++;
+        return n;
+}
+
+/* ------------------------------------------------------------ the agent */
+
+typedef struct {
+        char op[16];
+        char endpoint[64];
+        char id[80];
+        json_object *req; /* create's request */
+        uint64_t deadline_us;
+        bool stop_deadline;
+} Call;
+
+typedef struct {
+        char op[16];
+        int r;
+        long status;
+        char message[128];
+} Failure;
+
+static struct {
+        Call calls[32];
+        size_t ncalls;
+        Failure fail[4]; /* the next call of op answers so, once */
+        json_object *sandboxes[4];
+        size_t nsandboxes;
+} agent;
+
+static const char *time_str(uint64_t us, char *buf)
+{
+        k8s_format_microtime(us, buf, K8S_MICROTIME_MAX);
+        return buf;
+}
+
+static json_object **agent_find(const char *id)
+{
+        for (size_t i = 0; i < agent.nsandboxes; i++)
+                if (agent.sandboxes[i] && streq(json_str(agent.sandboxes[i], "id"), id))
+                        return &agent.sandboxes[i];
+        return NULL;
+}
+
+/* A sandbox as the agent shows it, created now with timeout_s. */
+static json_object *agent_add(const char *id, long timeout_s)
+{
+        char t[K8S_MICROTIME_MAX];
+        uint64_t now = now_realtime_us();
+        json_object *sb = json_object_new_object();
+        json_object_object_add(sb, "id", json_object_new_string(id));
+        json_object_object_add(sb, "state", json_object_new_string("running"));
+        json_object_object_add(sb, "created_at", json_object_new_string(time_str(now, t)));
+        json_object_object_add(sb, "started_at", json_object_new_string(t));
+        json_object_object_add(sb, "expires_at",
+                               json_object_new_string(time_str(now + (uint64_t) timeout_s * S, t)));
+        json_object *net = json_object_new_object();
+        json_object_object_add(net, "ip", json_object_new_string("198.18.7.2"));
+        json_object_object_add(sb, "network", net);
+        assert_true(agent.nsandboxes < sizeof(agent.sandboxes) / sizeof(agent.sandboxes[0]));
+        agent.sandboxes[agent.nsandboxes++] = sb;
+        return sb;
+}
+
+static Call *record(const char *what, const AgentConn *c, const char *id)
+{
+        assert_string_equal(c->token, "agent-token");
+        assert_true(c->timeout_ms > 0);
+        assert_true(agent.ncalls < sizeof(agent.calls) / sizeof(agent.calls[0]));
+        Call *call = &agent.calls[agent.ncalls++];
+        *call = (Call){0};
+        snprintf(call->op, sizeof(call->op), "%s", what);
+        snprintf(call->endpoint, sizeof(call->endpoint), "%s", c->endpoint);
+        snprintf(call->id, sizeof(call->id), "%s", id ? id : "");
+        return call;
+}
+
+/* A failure scripted for what: consumed, and its answer in *err. */
+static int scripted(const char *what, AgentError *err)
+{
+        *err = (AgentError){0};
+        for (size_t i = 0; i < sizeof(agent.fail) / sizeof(agent.fail[0]); i++) {
+                Failure *f = &agent.fail[i];
+                if (f->r && streq(f->op, what)) {
+                        int r = f->r;
+                        err->status = f->status;
+                        snprintf(err->message, sizeof(err->message), "%s", f->message);
+                        *f = (Failure){0};
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static void fail_next(const char *what, int r, long status, const char *message)
+{
+        for (size_t i = 0; i < sizeof(agent.fail) / sizeof(agent.fail[0]); i++)
+                if (!agent.fail[i].r) {
+                        agent.fail[i] = (Failure){.r = r, .status = status};
+                        snprintf(agent.fail[i].op, sizeof(agent.fail[i].op), "%s", what);
+                        snprintf(agent.fail[i].message, sizeof(agent.fail[i].message), "%s",
+                                 message);
+                        return;
+                }
+        fail();
+}
+
+static int answer_sandbox(const char *id, json_object **ret, AgentError *err)
+{
+        json_object **sb = agent_find(id);
+        if (!sb) {
+                err->status = 404;
+                snprintf(err->message, sizeof(err->message), "sandbox %s not found", id);
+                return -ENOENT;
+        }
+        *ret = copy(*sb);
+        return 0;
+}
+
+static int fake_create(const AgentConn *c, json_object *req, json_object **ret, AgentError *err)
+{
+        const char *id = json_str(req, "id");
+        Call *call = record("create", c, id);
+        call->req = json_object_get(req);
+        int r = scripted("create", err);
+        if (r < 0)
+                return r;
+        if (agent_find(id)) {
+                err->status = 409;
+                snprintf(err->message, sizeof(err->message), "id %s in use", id);
+                return -EEXIST;
+        }
+        json_object *t = json_field(req, "timeout");
+        agent_add(id, t ? (long) json_object_get_int64(t) : 300);
+        return answer_sandbox(id, ret, err);
+}
+
+static int fake_get(const AgentConn *c, const char *id, json_object **ret, AgentError *err)
+{
+        record("get", c, id);
+        int r = scripted("get", err);
+        return r < 0 ? r : answer_sandbox(id, ret, err);
+}
+
+static int fake_list(const AgentConn *c, const char *label, json_object **ret, AgentError *err)
+{
+        (void) label, (void) ret;
+        record("list", c, NULL);
+        (void) scripted("list", err);
+        fail_msg("reconcile_sandbox() does not list");
+        return -EIO;
+}
+
+static int fake_remove(const AgentConn *c, const char *id, AgentError *err)
+{
+        record("remove", c, id);
+        int r = scripted("remove", err);
+        if (r < 0)
+                return r;
+        json_object **sb = agent_find(id);
+        if (!sb) {
+                err->status = 404;
+                return -ENOENT;
+        }
+        json_object_put(*sb);
+        *sb = NULL;
+        return 0;
+}
+
+static int fake_set_timeout(const AgentConn *c, const char *id, uint64_t deadline_us,
+                            json_object **ret, AgentError *err)
+{
+        record("set_timeout", c, id)->deadline_us = deadline_us;
+        int r = scripted("set_timeout", err);
+        if (r < 0)
+                return r;
+        json_object **sb = agent_find(id);
+        if (sb) {
+                char t[K8S_MICROTIME_MAX];
+                json_object_object_add(*sb, "expires_at",
+                                       json_object_new_string(time_str(deadline_us, t)));
+        }
+        return answer_sandbox(id, ret, err);
+}
+
+static int set_state(const char *id, const char *state, json_object **ret, AgentError *err)
+{
+        json_object **sb = agent_find(id);
+        if (sb)
+                json_object_object_add(*sb, "state", json_object_new_string(state));
+        return answer_sandbox(id, ret, err);
+}
+
+static int fake_pause(const AgentConn *c, const char *id, bool stop_deadline, json_object **ret,
+                      AgentError *err)
+{
+        record("pause", c, id)->stop_deadline = stop_deadline;
+        int r = scripted("pause", err);
+        return r < 0 ? r : set_state(id, "paused", ret, err);
+}
+
+static int fake_resume(const AgentConn *c, const char *id, json_object **ret, AgentError *err)
+{
+        record("resume", c, id);
+        int r = scripted("resume", err);
+        return r < 0 ? r : set_state(id, "running", ret, err);
+}
+
+static const AgentOps fake_agent = {
+        .create = fake_create,
+        .get = fake_get,
+        .list = fake_list,
+        .remove = fake_remove,
+        .set_timeout = fake_set_timeout,
+        .pause = fake_pause,
+        .resume = fake_resume,
+};
+
+/* The agent calls made since n, as "op op ..."; for asserting the order. */
+static const char *calls_since(size_t n)
+{
+        static char buf[512];
+        buf[0] = '\0';
+        for (size_t i = n; i < agent.ncalls; i++) {
+                assert_string_equal(agent.calls[i].endpoint, ENDPOINT);
+                snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i > n ? " " : "",
+                         agent.calls[i].op);
+        }
+        return buf;
+}
+
+/* ------------------------------------------------------------ fixtures */
+
+static Operator op;
+
+static json_object *parse(const char *s)
+{
+        json_object *o = json_tokener_parse(s);
+        assert_non_null(o);
+        return o;
+}
+
+/* The Lease of agent NODE, renewed now, with cpu cores. */
+static void lease(const char *cpu)
+{
+        char t[K8S_MICROTIME_MAX], buf[1024];
+        snprintf(buf, sizeof(buf),
+                 "{\"metadata\":{\"name\":\"sandpit-agent-" NODE "\",\"namespace\":"
+                 "\"sandpit-system\",\"annotations\":{\"sandpit.dev/endpoint\":\"" ENDPOINT "\","
+                 "\"sandpit.dev/capacity-cpu\":\"%s\",\"sandpit.dev/capacity-memory\":"
+                 "\"8589934592\"}},\"spec\":{\"holderIdentity\":\"" NODE "\","
+                 "\"leaseDurationSeconds\":30,\"renewTime\":\"%s\"}}",
+                 cpu, time_str(now_realtime_us(), t));
+        put("leases", parse(buf));
+}
+
+/* A new Sandbox KEY with spec (JSON). */
+static void new_sandbox(const char *spec)
+{
+        char buf[2048];
+        snprintf(buf, sizeof(buf),
+                 "{\"apiVersion\":\"sandpit.dev/v1alpha1\",\"kind\":\"Sandbox\",\"metadata\":{"
+                 "\"name\":\"box\",\"namespace\":\"default\",\"uid\":\"" UID "\","
+                 "\"generation\":1},\"spec\":%s}",
+                 spec);
+        put("sandboxes", parse(buf));
+}
+
+#define SPEC                                                                                     \
+        "{\"template\":\"default\",\"timeout\":\"10m\",\"resources\":{\"cpu\":\"500m\","         \
+        "\"memory\":\"256Mi\"},\"env\":[{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"B\","       \
+        "\"valueFrom\":{\"secretKeyRef\":{\"name\":\"creds\",\"key\":\"token\"}}}],"             \
+        "\"labels\":{\"team\":\"ml\"},\"network\":{\"egress\":{\"policy\":\"AllowList\","        \
+        "\"allow\":[{\"cidr\":\"198.18.0.0/15\",\"ports\":[{\"port\":443,\"protocol\":\"TCP\"}," \
+        "{\"port\":53,\"protocol\":\"UDP\"}]}]}}}"
+
+/* A user's edit of the spec: spec.field = value (JSON), generation + 1. */
+static void edit_spec(const char *field, const char *value)
+{
+        json_object *obj = sandbox();
+        json_object_object_add(json_field(obj, "spec"), field, parse(value));
+        json_object *meta = json_field(obj, "metadata");
+        json_object_object_add(
+                meta, "generation",
+                json_object_new_int64(json_object_get_int64(json_field(meta, "generation")) + 1));
+        bump_rv(obj);
+}
+
+static int setup(void **state)
+{
+        (void) state;
+        api = (typeof(api)){0};
+        agent = (typeof(agent)){0};
+        op = (Operator){.sandboxes = SANDBOXES,
+                        .leases = LEASES,
+                        .namespace = "sandpit-system",
+                        .agent_token = (char *) "agent-token",
+                        .instance = "unit",
+                        .agent = &fake_agent};
+        pthread_mutex_init(&op.placements_lock, NULL);
+        lease("4");
+        /* "s3cr3t" */
+        put("secrets", parse("{\"metadata\":{\"name\":\"creds\",\"namespace\":\"default\"},"
+                             "\"data\":{\"token\":\"czNjcjN0\"}}"));
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        (void) state;
+        for (size_t i = 0; i < api.n; i++)
+                if (api.objs[i].obj)
+                        drop(&api.objs[i]);
+        for (size_t i = 0; i < agent.ncalls; i++)
+                json_object_put(agent.calls[i].req);
+        for (size_t i = 0; i < agent.nsandboxes; i++)
+                json_object_put(agent.sandboxes[i]);
+        scheduler_free(&op);
+        pthread_mutex_destroy(&op.placements_lock);
+        return 0;
+}
+
+static const char *cond(const char *type, const char *field)
+{
+        json_object *conds = json_field(status(), "conditions");
+        size_t n = conds ? json_object_array_length(conds) : 0;
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(conds, i);
+                if (streq(json_str(c, "type"), type))
+                        return json_str(c, field);
+        }
+        return NULL;
+}
+
+static bool has_finalizer(void)
+{
+        json_object *f = json_field(json_field(sandbox(), "metadata"), "finalizers");
+        for (size_t i = 0; f && i < json_object_array_length(f); i++)
+                if (streq(json_object_get_string(json_object_array_get_idx(f, i)),
+                          OPERATOR_FINALIZER))
+                        return true;
+        return false;
+}
+
+static const char *plain(json_object *o)
+{
+        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+/* A new Sandbox reconciled to Running. */
+static void running(void)
+{
+        new_sandbox(SPEC);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(phase(), "Running");
+}
+
+/* ------------------------------------------------------------ the tests */
+
+static void test_create(void **state)
+{
+        (void) state;
+        new_sandbox(SPEC);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+
+        assert_true(has_finalizer());
+        assert_string_equal(calls_since(0), "create");
+        Call *c = &agent.calls[0];
+        assert_string_equal(c->id, ID);
+        json_object *req = c->req;
+        assert_string_equal(json_str(req, "id"), ID);
+        assert_string_equal(json_str(req, "template"), "default");
+        assert_true(json_object_get_double(json_field(req, "cpu")) == 0.5);
+        assert_int_equal(json_object_get_int64(json_field(req, "memory")), 256 << 20);
+        assert_int_equal(json_object_get_int64(json_field(req, "disk")), 512 << 20);
+        assert_int_equal(json_object_get_int64(json_field(req, "pids")), 512);
+        assert_int_equal(json_object_get_int64(json_field(req, "timeout")), 600);
+        assert_string_equal(plain(json_field(req, "env")), "{\"A\":\"1\"}");
+        assert_string_equal(plain(json_field(req, "secret_env")), "{\"B\":\"s3cr3t\"}");
+        json_object *labels = json_field(req, "labels");
+        assert_string_equal(json_str(labels, "team"), "ml");
+        assert_string_equal(json_str(labels, LABEL_MANAGED_BY), LABEL_MANAGED_BY_VALUE);
+        assert_string_equal(json_str(labels, LABEL_NAMESPACE), "default");
+        assert_string_equal(json_str(labels, LABEL_NAME), "box");
+
+        json_object *st = status();
+        assert_string_equal(phase(), "Running");
+        assert_string_equal(json_str(st, "nodeName"), NODE);
+        assert_string_equal(json_str(st, "sandboxID"), ID);
+        assert_string_equal(json_str(st, "ip"), "198.18.7.2");
+        json_object *sb = *agent_find(ID);
+        assert_string_equal(json_str(st, "expiresAt"), json_str(sb, "expires_at"));
+        assert_string_equal(json_str(st, "startedAt"), json_str(sb, "started_at"));
+        assert_string_equal(plain(json_field(st, "resources")),
+                            "{\"cpu\":\"500m\",\"memory\":\"256Mi\",\"disk\":\"512Mi\","
+                            "\"pids\":512}");
+        assert_string_equal(cond("Scheduled", "status"), "True");
+        assert_string_equal(cond("Ready", "status"), "True");
+        assert_string_equal(cond("Ready", "reason"), "Running");
+        assert_int_equal(json_object_get_int64(json_field(st, "observedGeneration")), 1);
+        assert_int_equal(events("Normal Scheduled"), 1);
+        assert_int_equal(events("Normal Started"), 1);
+
+        /* Settled: the next reconcile reads the agent, writes nothing and
+         * comes back before the deadline. */
+        unsigned patches = api.patches;
+        long ret = reconcile_sandbox(&op, KEY);
+        assert_true(ret > 0 && ret <= 600 * 1000 + 1);
+        assert_string_equal(calls_since(1), "get");
+        assert_int_equal(api.patches, patches);
+}
+
+static void test_create_network(void **state)
+{
+        (void) state;
+        new_sandbox(SPEC);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create");
+        /* One entry a port, the protocol as the agent spells it. */
+        assert_string_equal(plain(json_field(agent.calls[0].req, "network")),
+                            "{\"egress\":\"allowlist\",\"allow\":["
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[443],\"protocol\":\"tcp\"},"
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[53],\"protocol\":\"udp\"}]}");
+}
+
+static void test_adopt_existing(void **state)
+{
+        (void) state;
+        /* An earlier attempt created it on the agent but did not write status. */
+        agent_add(ID, 600);
+        new_sandbox(SPEC);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create get");
+        assert_string_equal(agent.calls[1].id, ID);
+        assert_string_equal(phase(), "Running");
+        assert_string_equal(json_str(status(), "sandboxID"), ID);
+        assert_string_equal(json_str(status(), "expiresAt"),
+                            json_str(*agent_find(ID), "expires_at"));
+        assert_int_equal(events("Warning"), 0);
+        assert_int_equal(agent.nsandboxes, 1);
+}
+
+static void test_agent_refuses(void **state)
+{
+        (void) state;
+        new_sandbox(SPEC);
+        fail_next("create", -EINVAL, 400, "template \"default\" not found");
+        /* Final: done, not retried. */
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(phase(), "Failed");
+        assert_string_equal(cond("Ready", "status"), "False");
+        assert_string_equal(cond("Ready", "reason"), "CreateFailed");
+        assert_string_equal(cond("Ready", "message"),
+                            "node " NODE " refused the sandbox: template \"default\" not found");
+        assert_int_equal(events("Warning CreateFailed: node " NODE " refused the sandbox: "
+                                "template \"default\" not found"),
+                         1);
+        /* Failed is final: nothing more happens on the agent. */
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create");
+}
+
+static void test_agent_transient_errors(void **state)
+{
+        (void) state;
+        static const struct {
+                int r;
+                long status;
+        } cases[] = {{-EIO, 500}, {-ETIMEDOUT, 0}, {-ECONNREFUSED, 0}, {-EIO, 503}};
+        new_sandbox(SPEC);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                fail_next("create", cases[i].r, cases[i].status, cases[i].status ? "busy" : "");
+                /* Retried with back-off: an error, never Failed. */
+                assert_true(reconcile_sandbox(&op, KEY) < 0);
+                assert_string_equal(phase(), "Pending");
+                assert_string_equal(cond("Ready", "reason"), "Creating");
+                assert_string_equal(json_str(status(), "nodeName"), NODE);
+        }
+        assert_int_equal(events("Warning"), 0);
+        /* The agent is back: the same node and id. */
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(phase(), "Running");
+        assert_string_equal(calls_since(0), "create create create create create");
+        for (size_t i = 0; i < agent.ncalls; i++)
+                assert_string_equal(agent.calls[i].id, ID);
+
+        /* The same while it runs: a GET that fails is retried, not Failed. */
+        size_t n = agent.ncalls;
+        fail_next("get", -ETIMEDOUT, 0, "");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        fail_next("get", -EIO, 502, "bad gateway");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(calls_since(n), "get get");
+        assert_string_equal(phase(), "Running");
+}
+
+static void test_pause_resume(void **state)
+{
+        (void) state;
+        running();
+        size_t n = agent.ncalls;
+        edit_spec("paused", "true");
+        assert_true(reconcile_sandbox(&op, KEY) > 0);
+        assert_string_equal(calls_since(n), "get pause");
+        assert_string_equal(agent.calls[n + 1].id, ID);
+        /* The deadline keeps running while paused. */
+        assert_false(agent.calls[n + 1].stop_deadline);
+        assert_string_equal(phase(), "Paused");
+        assert_string_equal(cond("Paused", "status"), "True");
+        assert_string_equal(cond("Ready", "status"), "False");
+        assert_string_equal(cond("Ready", "reason"), "Paused");
+        assert_int_equal(json_object_get_int64(json_field(status(), "observedGeneration")), 2);
+        assert_int_equal(events("Normal Paused"), 1);
+        /* Paused as asked: nothing more to do. */
+        n = agent.ncalls;
+        assert_true(reconcile_sandbox(&op, KEY) > 0);
+        assert_string_equal(calls_since(n), "get");
+
+        edit_spec("paused", "false");
+        n = agent.ncalls;
+        assert_true(reconcile_sandbox(&op, KEY) > 0);
+        assert_string_equal(calls_since(n), "get resume");
+        assert_string_equal(phase(), "Running");
+        assert_string_equal(cond("Paused", "status"), "False");
+        assert_string_equal(cond("Paused", "reason"), "Resumed");
+        assert_string_equal(cond("Ready", "status"), "True");
+        assert_int_equal(events("Normal Resumed"), 1);
+
+        /* The agent refuses the pause: retried, the phase stays. */
+        edit_spec("paused", "true");
+        fail_next("pause", -EBUSY, 409, "sandbox is not running");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(phase(), "Running");
+}
+
+/* The object is being deleted (kubectl delete with our finalizer on it). */
+static void mark_deleted(void)
+{
+        json_object_object_add(json_field(sandbox(), "metadata"), "deletionTimestamp",
+                               json_object_new_string("2026-11-22T12:00:00Z"));
+        bump_rv(sandbox());
+}
+
+static void test_delete(void **state)
+{
+        (void) state;
+        running();
+        size_t n = agent.ncalls;
+        mark_deleted();
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(n), "remove");
+        assert_string_equal(agent.calls[n].id, ID);
+        assert_null(agent_find(ID));
+        /* The finalizer removed, the API server deleted the object. */
+        assert_null(sandbox());
+        /* Gone: nothing more. */
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_int_equal(agent.ncalls, n + 1);
+}
+
+static void test_delete_agent_errors(void **state)
+{
+        (void) state;
+        running();
+        mark_deleted();
+        size_t n = agent.ncalls;
+        /* The agent fails: the finalizer stays, retried. */
+        fail_next("remove", -EIO, 500, "disk on fire");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        fail_next("remove", -ETIMEDOUT, 0, "");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_non_null(sandbox());
+        assert_true(has_finalizer());
+        /* The agent no longer has it (404): done all the same. */
+        fail_next("remove", -ENOENT, 404, "sandbox " ID " not found");
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(n), "remove remove remove");
+        assert_null(sandbox());
+}
+
+static void test_unschedulable(void **state)
+{
+        (void) state;
+        new_sandbox("{\"template\":\"default\",\"resources\":{\"cpu\":\"8\"}}");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_true(has_finalizer());
+        assert_string_equal(phase(), "Pending");
+        assert_null(json_str(status(), "nodeName"));
+        assert_string_equal(cond("Scheduled", "status"), "False");
+        assert_string_equal(cond("Scheduled", "reason"), "Unschedulable");
+        assert_string_equal(cond("Ready", "reason"), "Unschedulable");
+        assert_non_null(strstr(cond("Scheduled", "message"), "1 agents registered, 1 live"));
+        assert_int_equal(events("Warning Unschedulable"), 1);
+        /* Retried: the Event only once. */
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_int_equal(events("Warning Unschedulable"), 1);
+        assert_int_equal(agent.ncalls, 0);
+        /* Room appears: placed and created. */
+        lease("16");
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(phase(), "Running");
+        assert_string_equal(calls_since(0), "create");
+}
+
+static uint64_t us(const char *t)
+{
+        uint64_t v = 0;
+        assert_non_null(t);
+        assert_int_equal(parse_rfc3339_us(t, &v), 0);
+        return v;
+}
+
+static void test_timeout_changed(void **state)
+{
+        (void) state;
+        running();
+        uint64_t created = us(json_str(*agent_find(ID), "created_at"));
+        /* Declarative: from the creation on the agent, not from now. */
+        static const struct {
+                const char *timeout;
+                uint64_t s;
+        } cases[] = {{"\"20m\"", 1200}, {"\"15m\"", 900}};
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                size_t n = agent.ncalls;
+                edit_spec("timeout", cases[i].timeout);
+                assert_true(reconcile_sandbox(&op, KEY) > 0);
+                assert_string_equal(calls_since(n), "get set_timeout");
+                assert_string_equal(agent.calls[n + 1].id, ID);
+                assert_true(agent.calls[n + 1].deadline_us == created + cases[i].s * S);
+                assert_true(us(json_str(status(), "expiresAt")) == created + cases[i].s * S);
+                assert_int_equal(events("Normal TimeoutChanged"), i + 1);
+        }
+        /* Unchanged: the deadline stays. */
+        size_t n = agent.ncalls;
+        assert_true(reconcile_sandbox(&op, KEY) > 0);
+        assert_string_equal(calls_since(n), "get");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_network, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_adopt_existing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_delete_agent_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unschedulable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_timeout_changed, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
