@@ -1,0 +1,20 @@
+"""Fixtures for the security tests: the integration suite's, reused as they are.
+
+tests/integration/conftest.py is loaded under its own module name and its
+fixtures, hooks and helpers are re-exported from here, so a test module in this
+directory can ask for `agent`, `client`, `make_sandbox`, ... and import helpers
+with `from conftest import wait_for` exactly as the integration tests do. This
+directory runs as its own pytest session (tests/run-all.sh), so its agents get
+their own cgroup parent and state."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+_PATH = Path(__file__).resolve().parents[1] / "integration" / "conftest.py"
+_spec = importlib.util.spec_from_file_location("sandpit_integration_conftest", _PATH)
+_it = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _it
+_spec.loader.exec_module(_it)
+
+globals().update({k: v for k, v in vars(_it).items() if not k.startswith("__")})
