@@ -63,9 +63,27 @@ function fit(obj, limit) {
       continue;
     }
     // What the other fields take is theirs only while they fit: a string keeps
-    // at least half the line, and the next round drops or cuts them.
-    const budget = Math.max(limit - (size - keySize), Math.floor(limit / 2)) -
-      Buffer.byteLength(JSON.stringify(marker(0, v.length, limit))) - 16;
+    // a quarter of the line at least, and later rounds drop or cut the others
+    // (with no floor once the floor stops making progress).
+    const slack = Buffer.byteLength(JSON.stringify(marker(0, v.length, limit))) + 16;
+    let budget = limit - (size - keySize) - slack;
+    const floored = Math.max(budget, Math.floor(limit / 4) - slack);
+    if (floored + slack < keySize) budget = floored;
+    if (budget < 64) {
+      // no room left: drop a field, "text" last
+      let drop = key;
+      let dropSize = -1;
+      for (const k of Object.keys(out)) {
+        if (KEEP.has(k) || k === 'text') continue;
+        const sz = Buffer.byteLength(JSON.stringify(out[k]) || '');
+        if (sz > dropSize) {
+          drop = k;
+          dropSize = sz;
+        }
+      }
+      delete out[drop];
+      continue;
+    }
     const head = prefixWithin(v, budget);
     out[key] = head + marker(head.length, v.length, limit);
   }

@@ -59,8 +59,16 @@ def fit(obj, limit):
             continue
         marker = MARKER % (0, len(v), limit)
         # What the other fields take is theirs only while they fit: a string
-        # keeps at least half the line, and the next round drops or cuts them.
-        budget = max(limit - (size - sizes[key]), limit // 2) - len(json.dumps(marker)) - 16
+        # keeps a quarter of the line at least, and later rounds drop or cut
+        # the others (with no floor once the floor stops making progress).
+        slack = len(json.dumps(marker)) + 16
+        budget = limit - (size - sizes[key]) - slack
+        floored = max(budget, limit // 4 - slack)
+        budget = floored if floored + slack < sizes[key] else budget
+        if budget < 64:  # no room left: drop a field, "text" last
+            others = [k for k in sizes if k != "text"]
+            del out[max(others, key=sizes.get) if others else key]
+            continue
         head = prefix_within(v, budget)
         out[key] = head + MARKER % (len(head), len(v), limit)
     return {"type": obj.get("type"), "truncated": True}
