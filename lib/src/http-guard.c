@@ -19,7 +19,7 @@ struct HttpGuardConn {
 
 struct HttpGuard {
         HttpGuardConfig cfg;
-        pthread_mutex_t lock; /* guards everything below and every entry */
+        pthread_mutex_t lock;       /* guards everything below and every entry */
         HttpGuardConn *head, *tail; /* unauthenticated, oldest first */
         unsigned n;
         uint64_t dropped;
@@ -106,7 +106,7 @@ int http_guard_add(HttpGuard *g, const void *addr, size_t addr_len, int handle, 
                         same--;
                 }
         }
-        while (g->n >= g->cfg.max_total)
+        while (g->head && g->n >= g->cfg.max_total)
                 drop_locked(g, g->head);
         c->prev = g->tail;
         if (g->tail)

@@ -706,8 +706,8 @@ static struct MHD_Daemon *start_daemon(HttpServer *s, int fd, bool tcp)
                 MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
                 tcp ? notify_connection : NULL, s, MHD_OPTION_CONNECTION_TIMEOUT,
                 tcp ? s->header_timeout_s : 0u, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE,
-                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE, (size_t) 512 * 1024,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 }
 
 static int listen_unix(const char *path)

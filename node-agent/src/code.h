@@ -18,7 +18,7 @@
  * split or cut what would be longer (docs/code-interpreter.md, "Limits"), and
  * the agent drops a longer line, so a sandbox cannot make the agent hold more
  * than about this much per run. */
-#define CODE_EVENT_MAX     ((size_t) 1 << 20)
+#define CODE_EVENT_MAX ((size_t) 1 << 20)
 
 typedef struct CodeContext CodeContext;
 typedef struct CodeRun CodeRun;

@@ -110,8 +110,8 @@ static void test_authenticated_is_exempt(void **state)
         http_guard_authenticated(g, good);
         assert_int_equal(http_guard_unauthenticated(g, NULL, 0), 0);
         for (int i = 0; i < 200; i++)
-                assert_int_equal(
-                        http_guard_add(g, ip_a, 4, 1000 + i, 5000 + (uint64_t) i, &c[i]), 0);
+                assert_int_equal(http_guard_add(g, ip_a, 4, 1000 + i, 5000 + (uint64_t) i, &c[i]),
+                                 0);
         assert_int_equal(http_guard_unauthenticated(g, NULL, 0), 2);
         for (size_t i = 0; i < d.n; i++)
                 assert_int_not_equal(d.dropped[i], 7);

@@ -40,11 +40,11 @@ typedef struct {
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
 } HttpServerConfig;
 
-#define HTTP_DEFAULT_HEADER_TIMEOUT   10
-#define HTTP_DEFAULT_IDLE_TIMEOUT     300
-#define HTTP_DEFAULT_MAX_UNAUTH       256
+#define HTTP_DEFAULT_HEADER_TIMEOUT    10
+#define HTTP_DEFAULT_IDLE_TIMEOUT      300
+#define HTTP_DEFAULT_MAX_UNAUTH        256
 #define HTTP_DEFAULT_MAX_UNAUTH_PER_IP 32
-#define HTTP_CONNECTION_LIMIT         4096 /* per listener */
+#define HTTP_CONNECTION_LIMIT          4096 /* per listener */
 
 /* The handler must answer with exactly one http_respond_*() call. */
 typedef void (*HttpHandler)(HttpRequest *req, void *userdata);
