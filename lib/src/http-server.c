@@ -532,9 +532,9 @@ static bool content_length(struct MHD_Connection *conn, uint64_t *ret)
         return true;
 }
 
-/* The first call, with the headers only: everything that can refuse a
- * request is decided here, before libmicrohttpd reads any of its body (a
- * response queued now makes it discard the body and close the connection). */
+/* The first call, with the headers only: the token is checked here, before
+ * libmicrohttpd reads any of the body (a response queued now makes it discard
+ * the body and close the connection), and how the body will be kept. */
 static void request_start(HttpServer *s, HttpRequest *req)
 {
         if (req->tcp) {
@@ -552,12 +552,13 @@ static void request_start(HttpServer *s, HttpRequest *req)
         }
         size_t lim = s->spool_limit ? s->spool_limit(req, s->userdata) : 0;
         req->spool_max = lim;
+        /* A declared oversize body is discarded as it arrives, none of it
+         * held, and answered 413 once it is in: answering before it would
+         * leave clients that send the whole body first (most) with a broken
+         * pipe instead of the 413. */
         uint64_t len = 0;
-        if (content_length(req->conn, &len) && len > (lim ? lim : s->max_body)) {
+        if (content_length(req->conn, &len) && len > (lim ? lim : s->max_body))
                 req->too_large = true;
-                http_respond_error(req, 413, "request body larger than %zu bytes",
-                                   lim ? lim : s->max_body);
-        }
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -592,6 +593,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (*upload_data_size > 0) {
                 size_t n = *upload_data_size;
                 *upload_data_size = 0;
+                if (req->too_large)
+                        return MHD_YES;
                 if (req->spool_max > 0 && req->spool_fd < 0 && !req->spool_error) {
                         req->spool_fd = memfd_create("sandpit-body", MFD_CLOEXEC);
                         if (req->spool_fd < 0)

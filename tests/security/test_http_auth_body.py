@@ -53,6 +53,21 @@ def reset_peak(pid):
         f.write("5")
 
 
+class Peak:
+    """The agent's peak RSS growth (VmHWM, reset first) over a block."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        reset_peak(self.pid)
+        self.before = status_kb(self.pid, "VmHWM")
+        return self
+
+    def __exit__(self, *exc):
+        self.grew_kb = status_kb(self.pid, "VmHWM") - self.before
+
+
 def body_files(pid):
     """(count, total bytes) of the agent's spooled-body memory files."""
     n = size = 0
@@ -136,17 +151,15 @@ def send_body(port, path, headers, total, chunked, pid):
 def test_no_token_upload_is_refused_before_the_body(tcp_agent, chunked):
     pid = tcp_agent.proc.pid
     files_before = body_files(pid)[0]
-    reset_peak(pid)
-    hwm_before = status_kb(pid, "VmHWM")
     path = f"/v1/sandboxes/{'a' * 12}/files?path=/tmp/big&max_bytes={64 << 30}"
-    answer, sent, spooled = send_body(tcp_agent.port, path, {}, BODY, chunked, pid)
+    with Peak(pid) as p:
+        answer, sent, spooled = send_body(tcp_agent.port, path, {}, BODY, chunked, pid)
     assert answer.startswith(b"HTTP/1.1 401"), (answer[:200], sent)
     assert b"bearer token" in answer, answer
     assert sent < SENT_BOUND, f"the agent read {sent} body bytes before its 401"
     assert spooled == 0, f"the agent spooled {spooled} bytes of an unauthenticated body"
     assert body_files(pid)[0] == files_before
-    grew = status_kb(pid, "VmHWM") - hwm_before
-    assert grew < RSS_BOUND_KB, f"the agent's peak RSS grew by {grew} kB"
+    assert p.grew_kb < RSS_BOUND_KB, f"the agent's peak RSS grew by {p.grew_kb} kB"
     # and it still serves the token's holder
     r = Client(tcp=("127.0.0.1", tcp_agent.port), token=tcp_agent.token).get("/v1/sandboxes")
     assert r.status == 200, r
@@ -161,13 +174,17 @@ def test_wrong_token_upload_is_refused_before_the_body(tcp_agent):
     assert sent < SENT_BOUND and spooled == 0, (sent, spooled)
 
 
-def test_declared_oversize_body_is_refused_before_the_body(tcp_agent):
-    """With the token, a Content-Length over the route's limit (max_bytes here,
-    the 16 MiB JSON cap elsewhere) gets 413 before any of the body is read."""
+def test_declared_oversize_body_is_kept_nowhere(tcp_agent):
+    """With the token, a Content-Length over the route's limit (max_bytes
+    here, the 16 MiB JSON cap elsewhere): the body is read and discarded, none
+    of it spooled or buffered, then 413."""
     pid = tcp_agent.proc.pid
     auth = {"Authorization": "Bearer " + tcp_agent.token}
+    total = 64 << 20
     for path in (f"/v1/sandboxes/{'a' * 12}/files?path=/tmp/big&max_bytes={1 << 20}", "/v1/sandboxes"):
-        answer, sent, spooled = send_body(tcp_agent.port, path, auth, BODY, False, pid)
+        with Peak(pid) as p:
+            answer, sent, spooled = send_body(tcp_agent.port, path, auth, total, False, pid)
         assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:200], sent)
         assert b"larger than" in answer, answer
-        assert sent < SENT_BOUND and spooled == 0, (path, sent, spooled)
+        assert spooled == 0, (path, spooled)
+        assert p.grew_kb < RSS_BOUND_KB, (path, p.grew_kb)

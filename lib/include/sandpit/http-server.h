@@ -33,8 +33,8 @@ typedef struct {
         unsigned max_unauth_per_ip; /* ... from one client address */
         /* Optional. Called once per request, when its headers are in and
          * its token is checked: a non-zero return spools the body into an
-         * unlinked memory file of at most that many bytes (413 past it,
-         * before any of it is read when Content-Length says so; see
+         * unlinked memory file of at most that many bytes (413 past it;
+         * nothing is kept of a body whose Content-Length says so; see
          * http_request_body_fd()) instead of buffering it up to max_body.
          * For large uploads. */
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
