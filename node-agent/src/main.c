@@ -73,6 +73,20 @@ static void usage(FILE *f)
               f);
 }
 
+/* A whole number from 1 to max. */
+static int parse_limit(const char *s, unsigned max, unsigned *ret)
+{
+        char *end = NULL;
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || *end || v < 1 || v > max)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
 /* rel resolved against the directory of this binary. */
 static char *path_next_to_self(const char *rel)
 {
@@ -115,20 +129,6 @@ static int read_token(const char *path, char **ret)
                 return -EINVAL;
         }
         *ret = text;
-        return 0;
-}
-
-/* A whole number from 1 to max. */
-static int parse_limit(const char *s, unsigned max, unsigned *ret)
-{
-        char *end = NULL;
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || *end || v < 1 || v > max)
-                return -EINVAL;
-        *ret = (unsigned) v;
         return 0;
 }
 
