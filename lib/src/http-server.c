@@ -1,5 +1,6 @@
-/* libmicrohttpd glue. Threading: MHD runs one thread per connection; this file
- * keeps no shared mutable state besides the daemons themselves. */
+/* libmicrohttpd glue. Threading: MHD runs one thread per connection; the
+ * only shared mutable state besides the daemons is the guard of the TCP
+ * listener's unauthenticated connections, which locks itself. */
 #include "sandpit/http-server.h"
 
 #include <arpa/inet.h>
@@ -17,8 +18,10 @@
 
 #include <microhttpd.h>
 
+#include "sandpit/http-guard.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 struct HttpServer {
         struct MHD_Daemon *unix_daemon;
@@ -27,6 +30,8 @@ struct HttpServer {
         char *token;
         size_t max_body;
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
+        unsigned header_timeout_s, idle_timeout_s;
+        HttpGuard *guard; /* the TCP listener's unauthenticated connections */
         unsigned tcp_port;
         HttpHandler handler;
         void *userdata;
@@ -42,12 +47,12 @@ struct HttpRequest {
         Upgrade *upgrade; /* set until the upgrade handler takes it */
         struct MHD_Connection *conn;
         bool tcp;
+        unsigned idle_timeout_s; /* to restore after a stream's quiet spell; 0: none */
         const char *method;
         const char *url;
         char *body;
         size_t body_len;
         bool too_large;
-        bool spool_decided;
         int spool_fd; /* memfd holding a spooled body, or -1 */
         size_t spool_max;
         int spool_error;
@@ -396,6 +401,8 @@ typedef struct {
         HttpStreamOps ops;
         void *cls;
         int client_fd;
+        struct MHD_Connection *conn;
+        unsigned idle_timeout_s;
 } Stream;
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
@@ -403,6 +410,15 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         Stream *s = cls;
         (void) pos;
         ssize_t n = s->ops.read(s->cls, s->client_fd, buf, max);
+        if (s->idle_timeout_s > 0) {
+                /* The time the source was quiet (a process that prints
+                 * nothing for a while) is not the client's idleness: restart
+                 * the idle clock, which going from no timeout to one does.
+                 * Runs on the connection's own thread. */
+                (void) MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+                (void) MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                                 s->idle_timeout_s);
+        }
         if (n == 0)
                 return MHD_CONTENT_READER_END_OF_STREAM;
         if (n < 0)
@@ -430,7 +446,11 @@ static void respond_stream(HttpRequest *req, unsigned status, const char *conten
         }
         const union MHD_ConnectionInfo *ci =
                 MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *s = (Stream){.ops = *ops, .cls = cls, .client_fd = ci ? ci->connect_fd : -1};
+        *s = (Stream){.ops = *ops,
+                      .cls = cls,
+                      .client_fd = ci ? ci->connect_fd : -1,
+                      .conn = req->conn,
+                      .idle_timeout_s = req->idle_timeout_s};
         struct MHD_Response *resp = MHD_create_response_from_callback(
                 MHD_SIZE_UNKNOWN, (size_t) 64 * 1024, stream_reader, s, stream_free);
         if (!resp) {
@@ -496,6 +516,51 @@ static enum MHD_Result spool(HttpRequest *req, const char *data, size_t n)
         return MHD_YES;
 }
 
+/* Content-Length as a number; false when absent or not a plain number
+ * (chunked uploads are held to the limit as they arrive). */
+static bool content_length(struct MHD_Connection *conn, uint64_t *ret)
+{
+        const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (!v || *v < '0' || *v > '9')
+                return false;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno != 0 || *end)
+                return false;
+        *ret = n;
+        return true;
+}
+
+/* The first call, with the headers only: the token is checked here, before
+ * libmicrohttpd reads any of the body (a response queued now makes it discard
+ * the body and close the connection), and how the body will be kept. */
+static void request_start(HttpServer *s, HttpRequest *req)
+{
+        if (req->tcp) {
+                if (!token_ok(s, req->conn)) {
+                        http_respond_error(req, 401, "missing or invalid bearer token");
+                        return;
+                }
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                if (ci && ci->socket_context)
+                        http_guard_authenticated(s->guard, ci->socket_context);
+                req->idle_timeout_s = s->idle_timeout_s;
+                (void) MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                                 s->idle_timeout_s);
+        }
+        size_t lim = s->spool_limit ? s->spool_limit(req, s->userdata) : 0;
+        req->spool_max = lim;
+        /* A declared oversize body is discarded as it arrives, none of it
+         * held, and answered 413 once it is in: answering before it would
+         * leave clients that send the whole body first (most) with a broken
+         * pipe instead of the 413. */
+        uint64_t len = 0;
+        if (content_length(req->conn, &len) && len > (lim ? lim : s->max_body))
+                req->too_large = true;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -518,20 +583,22 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                      .spool_fd = -1,
                                      .result = MHD_YES};
                 *con_cls = req;
-                return MHD_YES;
+                request_start(s, req);
+                return req->result;
+        }
+        if (req->answered) { /* refused early: the body is not read */
+                *upload_data_size = 0;
+                return req->result;
         }
         if (*upload_data_size > 0) {
                 size_t n = *upload_data_size;
                 *upload_data_size = 0;
-                if (!req->spool_decided) {
-                        req->spool_decided = true;
-                        size_t lim = s->spool_limit ? s->spool_limit(req, s->userdata) : 0;
-                        if (lim > 0) {
-                                req->spool_max = lim;
-                                req->spool_fd = memfd_create("sandpit-body", MFD_CLOEXEC);
-                                if (req->spool_fd < 0)
-                                        req->spool_error = negative_errno();
-                        }
+                if (req->too_large)
+                        return MHD_YES;
+                if (req->spool_max > 0 && req->spool_fd < 0 && !req->spool_error) {
+                        req->spool_fd = memfd_create("sandpit-body", MFD_CLOEXEC);
+                        if (req->spool_fd < 0)
+                                req->spool_error = negative_errno();
                 }
                 if (req->spool_max > 0)
                         return spool(req, upload_data, n);
@@ -548,11 +615,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 req->body[req->body_len] = 0;
                 return MHD_YES;
         }
-        if (req->answered)
-                return req->result;
-        if (req->tcp && !token_ok(s, conn))
-                http_respond_error(req, 401, "missing or invalid bearer token");
-        else if (req->too_large)
+        if (req->too_large)
                 http_respond_error(req, 413, "request body larger than %zu bytes",
                                    req->spool_max ? req->spool_max : s->max_body);
         else if (req->spool_error)
@@ -597,13 +660,57 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         log_debug("libmicrohttpd: %s", msg);
 }
 
-static struct MHD_Daemon *start_daemon(HttpServer *s, int fd)
+/* Drops an unauthenticated TCP connection to make room (the guard's lock is
+ * held, and the connection is still registered, so its fd is still its own):
+ * its thread sees the socket end and closes it. */
+static void guard_drop(void *cls, int fd)
 {
+        (void) cls;
+        (void) shutdown(fd, SHUT_RDWR);
+}
+
+/* TCP connections come and go through the guard: every new one counts as
+ * unauthenticated until a request of it shows the token. */
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+        HttpServer *s = cls;
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                http_guard_remove(s->guard, *socket_context);
+                *socket_context = NULL;
+                return;
+        }
+        const union MHD_ConnectionInfo *fi =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!fi)
+                return;
+        const void *addr = NULL;
+        size_t addr_len = 0;
+        if (ai && ai->client_addr && ai->client_addr->sa_family == AF_INET) {
+                addr = &((const struct sockaddr_in *) (const void *) ai->client_addr)->sin_addr;
+                addr_len = sizeof(struct in_addr);
+        }
+        HttpGuardConn *c = NULL;
+        if (http_guard_add(s->guard, addr, addr_len, fi->connect_fd, now_monotonic_us() / 1000,
+                           &c) < 0) {
+                (void) shutdown(fi->connect_fd, SHUT_RDWR); /* cannot account for it */
+                return;
+        }
+        *socket_context = c;
+}
+
+static struct MHD_Daemon *start_daemon(HttpServer *s, int fd, bool tcp)
+{
+        /* The unix socket is for local, trusted callers: no timeouts. */
         return MHD_start_daemon(
                 mhd_flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                0u, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_THREAD_STACK_SIZE,
-                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+                tcp ? notify_connection : NULL, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                tcp ? s->header_timeout_s : 0u, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE, (size_t) 512 * 1024,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 }
 
 static int listen_unix(const char *path)
@@ -668,6 +775,9 @@ int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *us
         s->userdata = userdata;
         s->max_body = cfg->max_body;
         s->spool_limit = cfg->spool_limit;
+        s->header_timeout_s =
+                cfg->header_timeout_s ? cfg->header_timeout_s : HTTP_DEFAULT_HEADER_TIMEOUT;
+        s->idle_timeout_s = cfg->idle_timeout_s ? cfg->idle_timeout_s : HTTP_DEFAULT_IDLE_TIMEOUT;
         int r = 0;
         if (cfg->token && !(s->token = strdup(cfg->token)))
                 r = -ENOMEM;
@@ -676,16 +786,26 @@ int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *us
                 if (fd < 0)
                         r = fd;
                 else if (!(s->unix_path = strdup(cfg->unix_path)) ||
-                         !(s->unix_daemon = start_daemon(s, fd))) {
+                         !(s->unix_daemon = start_daemon(s, fd, false))) {
                         (void) close(fd);
                         r = -EIO;
                 }
         }
         if (r == 0 && cfg->tcp_listen) {
+                HttpGuardConfig gc = {
+                        .max_total = cfg->max_unauth ? cfg->max_unauth : HTTP_DEFAULT_MAX_UNAUTH,
+                        .max_per_addr = cfg->max_unauth_per_ip ? cfg->max_unauth_per_ip
+                                                               : HTTP_DEFAULT_MAX_UNAUTH_PER_IP,
+                        /* Trickling bytes keeps the idle clock going, not this one. */
+                        .max_age_ms = (uint64_t) s->header_timeout_s * 1000,
+                        .drop = guard_drop};
+                r = http_guard_new(&gc, &s->guard);
+        }
+        if (r == 0 && cfg->tcp_listen) {
                 int fd = listen_tcp(cfg->tcp_listen, &s->tcp_port);
                 if (fd < 0)
                         r = fd;
-                else if (!(s->tcp_daemon = start_daemon(s, fd))) {
+                else if (!(s->tcp_daemon = start_daemon(s, fd, true))) {
                         (void) close(fd);
                         r = -EIO;
                 }
@@ -711,6 +831,7 @@ void http_server_free(HttpServer *s)
                 MHD_stop_daemon(s->unix_daemon);
         if (s->tcp_daemon)
                 MHD_stop_daemon(s->tcp_daemon);
+        http_guard_free(s->guard);
         if (s->unix_path)
                 (void) unlink(s->unix_path);
         free(s->unix_path);

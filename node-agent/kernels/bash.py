@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 
+import sandpit_limit
 import sandpit_mask
 
 PRELUDE = "trap '[ -n \"$__sp_in\" ] && return 130' INT\n"
@@ -51,10 +52,11 @@ class Kernel:
 
     def send(self, obj):
         """Every string of an event is masked; stdout/stderr text comes
-        masked by its Stream already (a value may straddle two reads)."""
+        masked by its Stream already (a value may straddle two reads).
+        An event too big for one line is split or cut (sandpit_limit)."""
         if obj.get("type") not in ("stdout", "stderr", "hello"):
             obj = self.values.mask_obj(obj)
-        self.sock.sendall((json.dumps(obj) + "\n").encode())
+        self.sock.sendall(b"".join(sandpit_limit.lines(obj)))
 
     def run(self, req):
         self.count += 1

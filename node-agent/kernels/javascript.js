@@ -11,6 +11,7 @@ const net = require('net');
 const vm = require('vm');
 const util = require('util');
 const Module = require('module');
+const limit = require('./sandpit_limit.js');
 const mask = require('./sandpit_mask.js');
 
 let processTopLevelAwait = null;
@@ -60,8 +61,12 @@ function flushStreams() {
   }
 }
 
+// An event too big for one line is split or cut (sandpit_limit.js).
 function sendRaw(obj) {
-  const buf = Buffer.from(JSON.stringify(obj) + '\n');
+  for (const buf of limit.lines(obj)) writeAll(buf);
+}
+
+function writeAll(buf) {
   let off = 0;
   while (off < buf.length) {
     try {

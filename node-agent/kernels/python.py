@@ -26,6 +26,7 @@ import sys
 import threading
 import traceback
 
+import sandpit_limit
 import sandpit_mask
 
 DRIVER = os.path.abspath(__file__)
@@ -43,10 +44,11 @@ class Channel:
 
     def send(self, obj):
         """Every string of an event is masked; stdout/stderr text comes
-        masked by its Stream already (a value may straddle two writes)."""
+        masked by its Stream already (a value may straddle two writes).
+        An event too big for one line is split or cut (sandpit_limit)."""
         if obj.get("type") not in ("stdout", "stderr", "hello"):
             obj = self.secrets.mask_obj(obj)
-        data = (json.dumps(obj, allow_nan=False) + "\n").encode()
+        data = b"".join(sandpit_limit.lines(obj))
         with self.lock:
             self.sock.sendall(data)
 

@@ -38,12 +38,13 @@
 #define CODE_START_TIMEOUT_MS 30000
 #define CODE_INTERRUPT_GRACE  2000 /* ms from SIGINT to SIGKILL */
 #define CODE_KILL_WAIT        5000 /* ms from SIGKILL to giving up on the EXIT */
-#define CODE_MAX_LINE         ((size_t) 64 << 20)
 #define CODE_HELLO_MAX        4096
 #define CODE_HELLO_TIMEOUT_US 5000000 /* a silent connection does not hold up the kernel's */
 #define CODE_CTX_ID_LEN       16
 /* The sandbox's secret names (a JSON array) in a kernel's environment. */
 #define CODE_SECRET_NAMES_VAR "SANDPIT_SECRET_NAMES"
+/* CODE_EVENT_MAX, for the drivers (sandpit_limit.py, .js). */
+#define CODE_EVENT_MAX_VAR "SANDPIT_CODE_EVENT_MAX"
 
 typedef enum {
         CTX_STARTING,
@@ -390,6 +391,9 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
         (void) snprintf(stdin_data, sizeof(stdin_data), "%s\n", token);
         (void) snprintf(tag, sizeof(tag), "code:%s:%s", c->language, c->id);
         (void) json_object_array_add(cmd, json_object_new_string(sock_arg));
+        char event_max[32];
+        (void) snprintf(event_max, sizeof(event_max), "%zu", CODE_EVENT_MAX);
+        (void) json_object_object_add(env, CODE_EVENT_MAX_VAR, json_object_new_string(event_max));
         if (lang->env) {
                 const char *eq = strchr(lang->env, '=');
                 cleanup_free char *k = strndup(lang->env, (size_t) (eq - lang->env));
@@ -585,6 +589,7 @@ struct CodeRun {
         bool done;
         char *in; /* kernel bytes not yet a whole line */
         size_t in_len, in_cap;
+        bool skipping; /* in a line over CODE_EVENT_MAX, dropped up to its newline */
         uint8_t *frame_buf;
         size_t frame_cap;
         OutBuf out;          /* NDJSON bytes for the client */
@@ -728,10 +733,29 @@ static int kernel_eof(CodeRun *run)
 static const char *const forwarded_types[] = {"stdout", "stderr", "result", "error",
                                               "number_of_executions"};
 
-/* One line from the kernel: validated, then forwarded (or dropped). */
-static int kernel_line(CodeRun *run, char *line)
+/* Whether line (len bytes) parses as JSON with nothing after it and holds no
+ * raw control character: then it can be forwarded as it is, rather than
+ * re-serialised (a second copy of a big event). */
+static json_object *parse_line(const char *line, size_t len, bool *ret_verbatim)
 {
-        json_object *o = json_tokener_parse(line), *t = NULL;
+        json_tokener *tok = json_tokener_new();
+        if (!tok)
+                return NULL;
+        json_object *o = json_tokener_parse_ex(tok, line, (int) len);
+        bool whole = o && json_tokener_get_error(tok) == json_tokener_success &&
+                     json_tokener_get_parse_end(tok) == len;
+        json_tokener_free(tok);
+        for (size_t i = 0; whole && i < len; i++)
+                whole = (unsigned char) line[i] >= 0x20;
+        *ret_verbatim = whole;
+        return o;
+}
+
+/* One line from the kernel: validated, then forwarded (or dropped). */
+static int kernel_line(CodeRun *run, char *line, size_t len)
+{
+        bool verbatim = false;
+        json_object *o = parse_line(line, len, &verbatim), *t = NULL;
         if (!o || !json_object_is_type(o, json_type_object) ||
             !json_object_object_get_ex(o, "type", &t) ||
             !json_object_is_type(t, json_type_string)) {
@@ -764,19 +788,42 @@ static int kernel_line(CodeRun *run, char *line)
                                 (double) run->timeout_ms / 1000.0);
                 (void) json_object_object_add(o, "name", json_object_new_string("TimeoutError"));
                 (void) json_object_object_add(o, "value", json_object_new_string(value));
+                verbatim = false;
         }
-        return emit(run, o);
+        if (!verbatim)
+                return emit(run, o);
+        json_object_put(o);
+        int r = outbuf_append(&run->out, line, len);
+        return r < 0 ? r : outbuf_append(&run->out, "\n", 1);
+}
+
+/* A line over CODE_EVENT_MAX was dropped (only a driver bypassed by user
+ * code sends one): the run goes on, and says so. */
+static int line_dropped(CodeRun *run)
+{
+        char msg[160];
+        (void) snprintf(msg, sizeof(msg),
+                        "the kernel sent an event over %zu bytes; it was dropped "
+                        "(docs/code-interpreter.md, \"Limits\")",
+                        CODE_EVENT_MAX);
+        return emit_error(run, "EventTooLarge", msg);
 }
 
 static int kernel_readable(CodeRun *run)
 {
+        /* Room for a whole line of CODE_EVENT_MAX and one read more, never
+         * more: the buffer is bounded whatever the sandbox sends. */
         if (run->in_cap - run->in_len < 65536) {
                 size_t cap = run->in_cap ? run->in_cap * 2 : 131072;
-                char *n = realloc(run->in, cap + 1);
-                if (!n)
-                        return -ENOMEM;
-                run->in = n;
-                run->in_cap = cap;
+                if (cap > CODE_EVENT_MAX + 65536)
+                        cap = CODE_EVENT_MAX + 65536;
+                if (cap > run->in_cap) {
+                        char *n = realloc(run->in, cap + 1);
+                        if (!n)
+                                return -ENOMEM;
+                        run->in = n;
+                        run->in_cap = cap;
+                }
         }
         ssize_t k = read(run->ctx->sock_fd, run->in + run->in_len, run->in_cap - run->in_len);
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
@@ -789,8 +836,16 @@ static int kernel_readable(CodeRun *run)
         for (size_t i = scan; i < run->in_len && !run->done; i++) {
                 if (run->in[i] != '\n')
                         continue;
-                run->in[i] = 0;
-                int r = kernel_line(run, run->in + start);
+                int r = 0;
+                if (run->skipping) {
+                        run->skipping = false;
+                        r = line_dropped(run);
+                } else if (i - start + 1 > CODE_EVENT_MAX) {
+                        r = line_dropped(run);
+                } else {
+                        run->in[i] = 0;
+                        r = kernel_line(run, run->in + start, i - start);
+                }
                 if (r < 0)
                         return r;
                 start = i + 1;
@@ -799,9 +854,10 @@ static int kernel_readable(CodeRun *run)
                 return 0;
         memmove(run->in, run->in + start, run->in_len - start);
         run->in_len -= start;
-        if (run->in_len > CODE_MAX_LINE) {
-                send_signal(run, SIGKILL);
-                return kernel_gone(run, "sent an event over 64 MiB and was killed");
+        if (run->skipping || run->in_len >= CODE_EVENT_MAX) {
+                /* No newline within the limit: drop up to the next one. */
+                run->skipping = true;
+                run->in_len = 0;
         }
         return 0;
 }

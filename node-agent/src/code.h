@@ -14,6 +14,11 @@
 #define CODE_DIR_NAME      "code"              /* <sandbox dir>/code on the host */
 #define CODE_SOCKETS_MOUNT "/.sandpit-code"    /* where the sandbox sees it (read-only) */
 #define CODE_KERNELS_MOUNT "/.sandpit-kernels" /* the drivers (read-only) */
+/* The longest event line a kernel may send, its newline included; the drivers
+ * split or cut what would be longer (docs/code-interpreter.md, "Limits"), and
+ * the agent drops a longer line, so a sandbox cannot make the agent hold more
+ * than about this much per run. */
+#define CODE_EVENT_MAX ((size_t) 1 << 20)
 
 typedef struct CodeContext CodeContext;
 typedef struct CodeRun CodeRun;

@@ -46,6 +46,13 @@ static void usage(FILE *f)
               "  --socket PATH           unix socket (default /run/sandpit/agent.sock)\n"
               "  --listen ADDR:PORT      also serve TCP; requires --token-file\n"
               "  --token-file FILE       bearer token for TCP clients\n"
+              "  --http-header-timeout SECS  TCP: idle time allowed before a request shows\n"
+              "                          the token (default 10)\n"
+              "  --http-idle-timeout SECS    TCP: idle time of an authenticated connection\n"
+              "                          between requests (default 300)\n"
+              "  --http-max-unauth N     TCP: connections without the token yet, in all\n"
+              "                          (default 256; the oldest are dropped for new ones)\n"
+              "  --http-max-unauth-per-ip N  the same from one client address (default 32)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -64,6 +71,20 @@ static void usage(FILE *f)
               "  --log-level debug|info|warning|error\n"
               "  --help\n",
               f);
+}
+
+/* A whole number from 1 to max. */
+static int parse_limit(const char *s, unsigned max, unsigned *ret)
+{
+        char *end = NULL;
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || *end || v < 1 || v > max)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
 }
 
 /* rel resolved against the directory of this binary. */
@@ -140,6 +161,10 @@ int main(int argc, char **argv)
                 OPT_CAPACITY_CPU,
                 OPT_CAPACITY_MEMORY,
                 OPT_LEASE_DURATION,
+                OPT_HTTP_HEADER_TIMEOUT,
+                OPT_HTTP_IDLE_TIMEOUT,
+                OPT_HTTP_MAX_UNAUTH,
+                OPT_HTTP_MAX_UNAUTH_PER_IP,
                 OPT_HELP,
         };
         static const struct option opts[] = {
@@ -169,6 +194,10 @@ int main(int argc, char **argv)
                 {"capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU},
                 {"capacity-memory", required_argument, NULL, OPT_CAPACITY_MEMORY},
                 {"lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
+                {"http-header-timeout", required_argument, NULL, OPT_HTTP_HEADER_TIMEOUT},
+                {"http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT},
+                {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
+                {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
                 {"help", no_argument, NULL, OPT_HELP},
                 {0},
         };
@@ -178,6 +207,7 @@ int main(int argc, char **argv)
                    *token_file = NULL;
         bool standalone = false;
         ClusterArgs ca = {0};
+        HttpServerConfig hc = {.max_body = MAX_BODY, .spool_limit = api_files_spool_limit};
         LogFormat log_format = LOG_FORMAT_JSON;
         LogLevel log_level = LOG_LEVEL_INFO;
         cfg->state_dir = "/run/sandpit";
@@ -192,8 +222,8 @@ int main(int argc, char **argv)
                 return 1;
         cfg->net.blocked_cidrs = blocked;
 
-        int c;
-        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int c, option_index = 0;
+        while ((c = getopt_long(argc, argv, "", opts, &option_index)) != -1) {
                 switch (c) {
                 case OPT_STANDALONE:
                         standalone = true;
@@ -284,6 +314,24 @@ int main(int argc, char **argv)
                                                      : &ca.lease_duration) = optarg;
                         ca.any_cluster_flag = true;
                         break;
+                case OPT_HTTP_HEADER_TIMEOUT:
+                case OPT_HTTP_IDLE_TIMEOUT:
+                case OPT_HTTP_MAX_UNAUTH:
+                case OPT_HTTP_MAX_UNAUTH_PER_IP: {
+                        bool secs = c == OPT_HTTP_HEADER_TIMEOUT || c == OPT_HTTP_IDLE_TIMEOUT;
+                        unsigned v = 0;
+                        if (parse_limit(optarg, secs ? 86400 : HTTP_CONNECTION_LIMIT / 2, &v) < 0) {
+                                fprintf(stderr, "sandpit-agent: bad --%s %s (1 to %u)\n",
+                                        opts[option_index].name, optarg,
+                                        secs ? 86400 : HTTP_CONNECTION_LIMIT / 2);
+                                return 2;
+                        }
+                        *(c == OPT_HTTP_HEADER_TIMEOUT ? &hc.header_timeout_s
+                          : c == OPT_HTTP_IDLE_TIMEOUT ? &hc.idle_timeout_s
+                          : c == OPT_HTTP_MAX_UNAUTH   ? &hc.max_unauth
+                                                       : &hc.max_unauth_per_ip) = v;
+                        break;
+                }
                 case OPT_HELP:
                         usage(stdout);
                         return 0;
@@ -367,11 +415,9 @@ int main(int argc, char **argv)
         }
         HttpServer *srv = NULL;
         if (r == 0) {
-                HttpServerConfig hc = {.unix_path = socket_path,
-                                       .tcp_listen = listen_addr,
-                                       .token = token,
-                                       .max_body = MAX_BODY,
-                                       .spool_limit = api_files_spool_limit};
+                hc.unix_path = socket_path;
+                hc.tcp_listen = listen_addr;
+                hc.token = token;
                 r = http_server_start(&hc, api_handle, &agent, &srv);
                 if (r < 0)
                         log_error_errno(r, "cannot serve on %s%s%s", socket_path,

@@ -1,7 +1,14 @@
 /* A small HTTP/1.1 server on libmicrohttpd: a unix socket and/or a TCP port
  * with bearer-token auth, whole-body JSON requests, JSON responses and
  * streamed (chunked) responses. One thread per connection, so a handler and a
- * stream reader may block; shared state is the caller's to lock. */
+ * stream reader may block; shared state is the caller's to lock.
+ *
+ * TCP is for untrusted networks (docs/security.md): the token is checked as
+ * soon as a request's headers are in, before any of its body is read; a
+ * connection that has not authenticated yet gets header_timeout_s for that and
+ * counts against small limits of its own (the oldest such connections are
+ * dropped to make room), so idle or slow strangers cannot take the slots of
+ * clients with the token. The unix socket has no token and no timeouts. */
 #pragma once
 
 #include <stdbool.h>
@@ -19,12 +26,25 @@ typedef struct {
         const char *tcp_listen; /* "ADDR:PORT" or NULL */
         const char *token;      /* required on TCP (Authorization: Bearer); NULL rejects all TCP */
         size_t max_body;        /* larger bodies get 413 */
-        /* Optional. Called once, when a request's body starts to arrive: a
-         * non-zero return spools that body into an unlinked memory file of at
-         * most that many bytes (413 past it; see http_request_body_fd())
-         * instead of buffering it up to max_body. For large uploads. */
+        /* TCP limits (0: the HTTP_DEFAULT_* below). */
+        unsigned header_timeout_s;  /* idle seconds before a connection authenticates */
+        unsigned idle_timeout_s;    /* idle seconds of an authenticated one, between requests */
+        unsigned max_unauth;        /* connections not authenticated yet, in all */
+        unsigned max_unauth_per_ip; /* ... from one client address */
+        /* Optional. Called once per request, when its headers are in and
+         * its token is checked: a non-zero return spools the body into an
+         * unlinked memory file of at most that many bytes (413 past it;
+         * nothing is kept of a body whose Content-Length says so; see
+         * http_request_body_fd()) instead of buffering it up to max_body.
+         * For large uploads. */
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
 } HttpServerConfig;
+
+#define HTTP_DEFAULT_HEADER_TIMEOUT    10
+#define HTTP_DEFAULT_IDLE_TIMEOUT      300
+#define HTTP_DEFAULT_MAX_UNAUTH        256
+#define HTTP_DEFAULT_MAX_UNAUTH_PER_IP 32
+#define HTTP_CONNECTION_LIMIT          4096 /* per listener */
 
 /* The handler must answer with exactly one http_respond_*() call. */
 typedef void (*HttpHandler)(HttpRequest *req, void *userdata);
