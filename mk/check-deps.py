@@ -23,7 +23,6 @@ summary and exits 0. Needs the packages installed (run mk/deps.sh first).
 """
 
 import argparse
-import glob
 import os
 import re
 import shutil
@@ -140,13 +139,16 @@ def owner_of(path, known):
     return None
 
 
-def pkgconfig_modules():
-    out = run(["make", "-s", "-C", REPO, "--no-print-directory", "-p", "-n", "-f", "mk/config.mk"],
-              check=False).stdout
-    m = re.search(r"^PKGS := (.*)$", out, re.M)
-    if not m:
-        raise RuntimeError("mk/config.mk: no PKGS")
-    return m.group(1).split() + ["cmocka"]
+def make_vars(*names):
+    """The values of the Makefile's variables (its database, nothing built)."""
+    out = run(["make", "-s", "-C", REPO, "--no-print-directory", "-pnq", "clean"], check=False).stdout
+    values = {}
+    for name in names:
+        m = re.search(rf"^{name} :?= (.*)$", out, re.M)
+        if not m:
+            raise RuntimeError(f"the Makefile defines no {name}")
+        values[name] = m.group(1).split()
+    return values
 
 
 def main():
@@ -163,7 +165,8 @@ def main():
 
     # Files to attribute: (path, what needs it).
     needs = []
-    modules = pkgconfig_modules()
+    mk = make_vars("PKGS", "BASE_CFLAGS", "ALL_C_SOURCES")
+    modules = mk["PKGS"] + ["cmocka"]
     cflags = run(["pkg-config", "--cflags"] + modules).stdout.split()
     for mod in modules:
         pcdir = run(["pkg-config", "--variable=pcfiledir", mod]).stdout.strip()
@@ -182,12 +185,13 @@ def main():
                 continue
             needs.append((so, f"library {flag}"))
 
-    sources = [f for pat in ("lib/src/*.c", "node-agent/src/*.c", "node-agent/init/*.c",
-                             "cli/src/*.c", "operator/src/*.c", "tests/unit/*.c", "tests/fuzz/*.c")
-               for f in glob.glob(os.path.join(REPO, pat))]
+    sources = [os.path.join(REPO, f) for f in mk["ALL_C_SOURCES"]]
+    # The build's own -iquote directories (tests/unit's helpers are found beside their files).
+    flags = mk["BASE_CFLAGS"]
     iquote = []
-    for d in ("lib/include", "node-agent/src", "node-agent/init", "cli/src", "tests/unit"):
-        iquote += ["-iquote", os.path.join(REPO, d)]
+    for i, f in enumerate(flags[:-1]):
+        if f == "-iquote":
+            iquote += ["-iquote", os.path.join(REPO, flags[i + 1])]
     headers = {}
     # One preprocessor run for all the files; per file only to name the one that fails.
     r = run(["cc", "-std=gnu17", "-D_GNU_SOURCE", "-M"] + iquote + cflags + sorted(sources),
