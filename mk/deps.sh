@@ -21,6 +21,8 @@ PACKAGES=(
         unzip
         # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
         openssl
+        # etcd for the real control plane of `make test-k8s` (tests/fixtures/control_plane.py)
+        etcd-server
 )
 
 missing=()

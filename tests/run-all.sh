@@ -2,9 +2,12 @@
 # The test suite runner that `make test` calls once the binaries and the
 # sanitized unit test binaries are built.
 #
-# Usage: tests/run-all.sh [--unit-only | --integration-only] [-k EXPR]
+# Usage: tests/run-all.sh [--unit-only | --integration-only | --k8s] [-k EXPR]
 #   --unit-only         only the cmocka unit tests (build/asan/tests/test_*)
 #   --integration-only  only the pytest integration tests (tests/integration)
+#   --k8s               only the cluster test modules, against a real
+#                       kube-apiserver and kube-controller-manager from
+#                       $KUBEBUILDER_ASSETS (SANDPIT_K8S=real; `make test-k8s`)
 #   -k EXPR             passed to pytest (select integration tests by name)
 #
 # Unit tests run with CMOCKA_MESSAGE_OUTPUT=TAP; their `ok` / `not ok` lines are
@@ -19,11 +22,13 @@ cd "$(dirname "$0")/.." || exit 2
 
 run_unit=1
 run_integration=1
+k8s=0
 pytest_k=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--unit-only) run_integration=0 ;;
 	--integration-only) run_unit=0 ;;
+	--k8s) run_unit=0 k8s=1 ;;
 	-k) [ $# -ge 2 ] || { echo "run-all: -k needs an expression" >&2; exit 2; }
 		pytest_k=(-k "$2"); shift ;;
 	-k*) pytest_k=(-k "${1#-k}") ;;
@@ -38,6 +43,24 @@ if [ $run_unit -eq 0 ] && [ $run_integration -eq 0 ]; then
 fi
 
 PYTHON=/usr/bin/python3
+# The cluster test modules (tests/README.md): on the fixture API server in a
+# plain run, on the real control plane with --k8s.
+K8S_MODULES=(test_operator.py test_operator_cluster.py test_operator_e2e.py test_operator_leader.py
+	test_operator_template.py test_operator_metrics.py test_helm.py test_agent_cluster.py)
+targets=(tests/integration)
+if [ $k8s -eq 1 ]; then
+	if ! why=$("$PYTHON" -c 'import os, sys; sys.path.insert(0, "tests/fixtures")
+from control_plane import assets_problem
+p = assets_problem(os.environ.get("KUBEBUILDER_ASSETS"))
+print(p or "")') || [ -n "$why" ]; then
+		echo "run-all: ${why:-cannot check KUBEBUILDER_ASSETS}" >&2
+		exit 2
+	fi
+	export SANDPIT_K8S=real
+	export KUBEBUILDER_ASSETS
+	KUBEBUILDER_ASSETS=$(cd "$KUBEBUILDER_ASSETS" && pwd)
+	targets=("${K8S_MODULES[@]/#/tests/integration/}")
+fi
 UNIT_DIR=build/asan/tests
 JUNIT=build/test-results.xml
 LOGDIR=build/test-logs
@@ -91,10 +114,14 @@ fi
 # ------------------------------------------------------------------ integration tests
 
 if [ $run_integration -eq 1 ]; then
-	echo "=== integration tests (pytest tests/integration)"
+	if [ $k8s -eq 1 ]; then
+		echo "=== cluster tests on the real kube-apiserver ($KUBEBUILDER_ASSETS)"
+	else
+		echo "=== integration tests (pytest tests/integration)"
+	fi
 	rm -f "$JUNIT"
 	PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m pytest -p no:cacheprovider -q -rs --junitxml="$JUNIT" \
-		"${pytest_k[@]}" tests/integration </dev/null
+		"${pytest_k[@]}" "${targets[@]}" </dev/null
 	prc=$?
 	if [ -s "$JUNIT" ]; then
 		# Lists the failed test cases, then writes "passed failed skipped" to

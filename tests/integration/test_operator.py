@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Client, find_free_port, start_agent, stop_agent, wait_for
-from test_kube_apiserver import KUBECTL, Kube
+from cluster import new_kube
+from test_kube_apiserver import KUBECTL
 
 # SANDPIT_OPERATOR_BIN=build/asan/bin/sandpit-operator runs the tests against a sanitized build.
 OPERATOR_BIN = Path(os.environ.get("SANDPIT_OPERATOR_BIN") or REPO / "build" / "bin" / "sandpit-operator")
@@ -44,7 +45,7 @@ def micro_time(delta_s=0):
 @pytest.fixture(scope="module")
 def kube():
     tmp = tempfile.mkdtemp(prefix="sandpit-op-kubeapi-")
-    k = Kube(tmp)
+    k = new_kube(tmp)
     k.kubectl("apply", "-f", str(REPO / "crds"))
     k.kubectl("create", "namespace", OP_NS)
     yield k

@@ -193,6 +193,20 @@ static void test_event_build(void **state)
         assert_true(json_object_object_get_ex(ref, "kind", &v));
         assert_string_equal(json_object_get_string(v), "Sandbox");
         assert_string_equal(k8s_obj_namespace(ev), "team-a");
+        /* a name as client-go makes it, "<object>.<hex time>": a generateName
+         * ending in '.' is refused by the API server */
+        json_object *meta = NULL;
+        assert_true(json_object_object_get_ex(ev, "metadata", &meta));
+        assert_false(json_object_object_get_ex(meta, "generateName", &v));
+        const char *ev_name = k8s_obj_name(ev);
+        assert_non_null(ev_name);
+        assert_int_equal(strncmp(ev_name, "box.", 4), 0);
+        assert_true(strlen(ev_name) > 4 &&
+                    strspn(ev_name + 4, "0123456789abcdef") == strlen(ev_name + 4));
+        json_object *ev2 = NULL;
+        assert_int_equal(k8s_event_build(sbx, &info, &ev2), 0);
+        assert_string_not_equal(k8s_obj_name(ev2), ev_name);
+        json_object_put(ev2);
         assert_true(json_object_object_get_ex(ev, "eventTime", &v));
         /* MicroTime: 2026-11-22T10:00:00.123456Z */
         assert_int_equal(json_object_get_string_len(v), 27);
