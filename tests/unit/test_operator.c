@@ -197,15 +197,15 @@ static void test_network(void **state)
         (void) state;
         json_object *o = json_tokener_parse(
                 "{\"spec\":{\"network\":{\"egress\":{\"policy\":\"AllowList\",\"allow\":["
-                "{\"cidr\":\"198.18.0.0/15\",\"ports\":[{\"port\":53,\"protocol\":\"UDP\"},"
-                "{\"port\":443,\"protocol\":\"TCP\"}]},{\"cidr\":\"198.19.1.0/24\"}]}}}}");
+                "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[{\"port\":53,\"protocol\":\"UDP\"},"
+                "{\"port\":443,\"protocol\":\"TCP\"}]},{\"cidr\":\"198.19.1.0\\/24\"}]}}}}");
         json_object *net = sandbox_network_json(o);
         assert_non_null(net);
         assert_string_equal(json_object_to_json_string_ext(net, JSON_C_TO_STRING_PLAIN),
                             "{\"egress\":\"allowlist\",\"allow\":["
-                            "{\"cidr\":\"198.18.0.0\/15\",\"ports\":[53],\"protocol\":\"udp\"},"
-                            "{\"cidr\":\"198.18.0.0\/15\",\"ports\":[443],\"protocol\":\"tcp\"},"
-                            "{\"cidr\":\"198.19.1.0\/24\"}]}");
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[53],\"protocol\":\"udp\"},"
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[443],\"protocol\":\"tcp\"},"
+                            "{\"cidr\":\"198.19.1.0\\/24\"}]}");
         json_object_put(net);
         json_object_put(o);
 
