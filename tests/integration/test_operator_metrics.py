@@ -120,7 +120,10 @@ def test_exposition_is_well_formed(operator):
     assert set(results(fams)) == {"success", "requeue", "error"}
     assert sample(fams, "sandpit_operator_informer_synced", resource="sandboxes") == 1
     assert sample(fams, "sandpit_operator_workqueue_depth") >= 0
-    assert sample(fams, "sandpit_operator_leader") == 1  # the only replica leads
+    # the only replica leads, once its elector has taken the Lease (on a real
+    # server that can come after /readyz)
+    wait_for(lambda: sample(scrape(operator), "sandpit_operator_leader") == 1, 30, interval=0.2,
+             what="sandpit_operator_leader 1")
     ver = [lab["version"] for _, lab, _ in fams["sandpit_operator_build_info"]["samples"]]
     assert ver and re.fullmatch(r"\d+\.\d+\.\d+.*", ver[0]), ver
     assert 0 < sample(fams, "process_start_time_seconds") <= time.time()
