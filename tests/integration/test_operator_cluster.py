@@ -324,3 +324,19 @@ def test_wait_for_ready_and_delete_wait(kube, node, operator):
     kube.kubectl("wait", "--for=delete", f"sandbox/{name}", "--timeout=60s")
     assert get_sbx(kube, name) is None
     assert node.api.sandbox(sid).status == 404
+
+
+def test_generate_name_is_validated_as_a_name_prefix(kube):
+    """What the real server does and the fixture did not (fault 2): a
+    generateName ending in '.' is refused; one ending in '-' is a prefix."""
+    ev = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "eventTime": "2026-11-22T10:00:00.000000Z",
+          "reportingController": "sandpit.dev/operator", "reportingInstance": "op-0", "action": "Create",
+          "reason": "Created", "type": "Normal", "note": "x",
+          "regarding": {"apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "name": "hello",
+                        "namespace": "default"}}
+    st, _, err = kube.request("POST", EVENTS, dict(ev, metadata={"generateName": "hello."}))
+    assert st == 422 and err["reason"] == "Invalid", (st, err)
+    assert 'metadata.generateName: Invalid value: "hello."' in err["message"], err
+    made = kube.ok("POST", EVENTS, dict(ev, metadata={"generateName": "hello-"}))
+    assert made["metadata"]["name"].startswith("hello-") and len(made["metadata"]["name"]) > len("hello-")
+    kube.ok("DELETE", f"{EVENTS}/{made['metadata']['name']}")
