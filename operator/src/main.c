@@ -203,10 +203,15 @@ static void resync_tick(void *userdata)
                         (void) k8s_workqueue_add(op->queue, *k);
 }
 
+/* The health server answers from before setup() has made the informers
+ * (a /readyz then is 503, not a NULL dereference); setup() publishes each
+ * informer with a release store once it is made. */
 static bool is_ready(void *userdata)
 {
         Operator *op = userdata;
-        return k8s_informer_has_synced(op->sandboxes) && k8s_informer_has_synced(op->leases);
+        K8sInformer *sbx = __atomic_load_n(&op->sandboxes, __ATOMIC_ACQUIRE);
+        K8sInformer *leases = __atomic_load_n(&op->leases, __ATOMIC_ACQUIRE);
+        return sbx && leases && k8s_informer_has_synced(sbx) && k8s_informer_has_synced(leases);
 }
 
 typedef struct {
@@ -436,20 +441,25 @@ static int setup(Operator *op, const Options *o)
         r = read_token_file(o->token_file, &op->agent_token);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the agent token from %s", o->token_file);
+        K8sWorkQueue *queue = NULL;
         r = k8s_workqueue_new(&(K8sWorkQueueOptions){.base_delay_ms = 200, .max_delay_ms = 30000},
-                              &op->queue);
+                              &queue);
         if (r < 0)
                 return r;
+        __atomic_store_n(&op->queue, queue, __ATOMIC_RELEASE);
         K8sInformerHandlers sh = {on_sbx_add, on_sbx_update, on_sbx_delete};
         K8sWatchOptions so = {.resource = operator_sandboxes};
-        r = k8s_informer_new(op->client, &so, &sh, op, &op->sandboxes);
+        K8sInformer *inf = NULL;
+        r = k8s_informer_new(op->client, &so, &sh, op, &inf);
         if (r < 0)
                 return r;
+        __atomic_store_n(&op->sandboxes, inf, __ATOMIC_RELEASE);
         K8sInformerHandlers lh = {on_lease_add, on_lease_update, NULL};
         K8sWatchOptions lo = {.resource = operator_leases, .namespace = o->namespace};
-        r = k8s_informer_new(op->client, &lo, &lh, op, &op->leases);
+        r = k8s_informer_new(op->client, &lo, &lh, op, &inf);
         if (r < 0)
                 return r;
+        __atomic_store_n(&op->leases, inf, __ATOMIC_RELEASE);
         r = k8s_informer_start(op->leases);
         if (r >= 0)
                 r = k8s_informer_wait_synced(op->leases, SYNC_TIMEOUT_MS);

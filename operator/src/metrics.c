@@ -96,14 +96,19 @@ void op_metrics_snapshot(Operator *op, OpMetricsSnapshot *ret)
         memcpy(s.reconciles, reconciles, sizeof(s.reconciles));
         s.duration = duration;
         (void) pthread_mutex_unlock(&lock);
-        if (op->queue) {
-                s.queue_depth = k8s_workqueue_len(op->queue);
-                s.queue_delayed = k8s_workqueue_delayed(op->queue);
+        /* A scrape may come while main() is still making these (main.c's
+         * setup() publishes each with a release store). */
+        K8sWorkQueue *queue = __atomic_load_n(&op->queue, __ATOMIC_ACQUIRE);
+        K8sInformer *sbx = __atomic_load_n(&op->sandboxes, __ATOMIC_ACQUIRE);
+        K8sInformer *leases = __atomic_load_n(&op->leases, __ATOMIC_ACQUIRE);
+        if (queue) {
+                s.queue_depth = k8s_workqueue_len(queue);
+                s.queue_delayed = k8s_workqueue_delayed(queue);
         }
-        if (op->sandboxes)
-                k8s_informer_foreach(op->sandboxes, count_phase, &s);
-        informer_stats(op->sandboxes, &s.informers[0]);
-        informer_stats(op->leases, &s.informers[1]);
+        if (sbx)
+                k8s_informer_foreach(sbx, count_phase, &s);
+        informer_stats(sbx, &s.informers[0]);
+        informer_stats(leases, &s.informers[1]);
         s.leading = leader_is_leading(op->leader);
         s.orphan_passes = orphan_resync_passes_total();
         s.orphans_removed = orphan_resync_removed_total();

@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -324,6 +325,35 @@ def test_retry_after_create_is_idempotent(kube, node, operator):
     assert node.api.list_ids() == [sid]
     assert f"already on {NODE} as {sid}: adopted" in operator.log.read_text()
     delete_and_prove_gone(kube, node, "adopt")
+
+
+def test_readyz_before_the_informers_exist(kube, node, lease, tmp_path):
+    """/readyz and /metrics answer while the operator is still setting up: its
+    agent token file is a FIFO nobody writes yet, so it waits there before it
+    has made its informers. On a loaded machine or a slower API server the
+    kubelet's first probe lands there: it crashed the operator (NULL informer)."""
+    fifo = tmp_path / "agent-token"
+    os.mkfifo(fifo, 0o600)
+    op = Operator(kube, SimpleNamespace(token_file=fifo), tmp_path, extra=["--identity", "early-probe"])
+    try:
+        wait_for(lambda: op.proc.poll() is not None or op.probe("/healthz") == 200, 30, what="/healthz")
+        for path in ("/readyz", "/metrics", "/readyz"):
+            st = op.probe(path)
+            assert op.proc.poll() is None, f"the operator died on {path} before its informers existed:\n" + op.log_tail()
+            assert st == (503 if path == "/readyz" else 200), (path, st)
+        with open(fifo, "w") as f:
+            f.write(node.token + "\n")
+        wait_for(lambda: op.proc.poll() is not None or op.probe("/readyz") == 200, 30, what="/readyz after setup")
+        assert op.proc.poll() is None, op.log_tail()
+    finally:
+        if op.proc.poll() is None:
+            try:  # still blocked opening the FIFO: let it go on, then stop it
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+        rc = op.stop()
+    assert rc == 0, op.log_tail()
 
 
 def test_bad_flags_fail_with_one_line(kube, node):
