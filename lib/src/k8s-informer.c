@@ -48,6 +48,7 @@ static int on_list(json_object *items, const char *rv, void *userdata)
                 cleanup_free char *key = NULL;
                 if (key_of(it, &key) < 0)
                         continue; /* nameless: nothing can address it */
+                k8s_obj_strip_managed_fields(it);
                 if (json_object_object_add(fresh, key, json_object_get(it)) < 0) {
                         json_object_put(fresh);
                         return -ENOMEM;
@@ -97,6 +98,7 @@ static int on_event(const K8sWatchEvent *ev, void *userdata)
 
         if (key_of(ev->object, &key) < 0)
                 return 0;
+        k8s_obj_strip_managed_fields(ev->object);
         (void) pthread_mutex_lock(&inf->lock);
         if (json_object_object_get_ex(inf->cache, key, &prev))
                 prev = json_object_get(prev);

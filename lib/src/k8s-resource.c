@@ -94,6 +94,14 @@ const char *k8s_obj_uid(json_object *obj)
         return meta_str(obj, "uid");
 }
 
+void k8s_obj_strip_managed_fields(json_object *obj)
+{
+        json_object *meta = NULL;
+        if (json_object_object_get_ex(obj, "metadata", &meta) &&
+            json_object_is_type(meta, json_type_object))
+                json_object_object_del(meta, "managedFields");
+}
+
 int k8s_obj_key(json_object *obj, char **ret)
 {
         const char *name = k8s_obj_name(obj);

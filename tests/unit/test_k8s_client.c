@@ -139,6 +139,23 @@ static void test_backoff_bounds(void **state)
         assert_true(k8s_backoff_ms(100, 5000, 0, 3, &seed) >= 3000);
 }
 
+static void test_strip_managed_fields(void **state)
+{
+        (void) state;
+        json_object *o = json_tokener_parse(
+                "{\"metadata\":{\"name\":\"n\",\"managedFields\":[{\"manager\":\"kubectl\","
+                "\"fieldsV1\":{\"f:spec\":{}}}]},\"spec\":{\"managedFields\":1}}");
+        k8s_obj_strip_managed_fields(o);
+        assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                            "{\"metadata\":{\"name\":\"n\"},\"spec\":{\"managedFields\":1}}");
+        k8s_obj_strip_managed_fields(o); /* none left: nothing changes */
+        json_object_put(o);
+        o = json_tokener_parse("{\"metadata\":7}");
+        k8s_obj_strip_managed_fields(o);
+        k8s_obj_strip_managed_fields(NULL);
+        json_object_put(o);
+}
+
 static void test_obj_key(void **state)
 {
         (void) state;
@@ -223,9 +240,13 @@ static void test_event_build(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_paths),
-                cmocka_unit_test(test_query),         cmocka_unit_test(test_backoff_bounds),
-                cmocka_unit_test(test_obj_key),       cmocka_unit_test(test_event_build),
+                cmocka_unit_test(test_errno_mapping),
+                cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_query),
+                cmocka_unit_test(test_backoff_bounds),
+                cmocka_unit_test(test_obj_key),
+                cmocka_unit_test(test_event_build),
+                cmocka_unit_test(test_strip_managed_fields),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
