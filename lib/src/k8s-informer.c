@@ -48,7 +48,6 @@ static int on_list(json_object *items, const char *rv, void *userdata)
                 cleanup_free char *key = NULL;
                 if (key_of(it, &key) < 0)
                         continue; /* nameless: nothing can address it */
-                k8s_obj_strip_managed_fields(it);
                 if (json_object_object_add(fresh, key, json_object_get(it)) < 0) {
                         json_object_put(fresh);
                         return -ENOMEM;

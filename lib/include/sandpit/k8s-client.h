@@ -105,6 +105,8 @@ typedef struct {
         const char *field_selector;
         long limit;                 /* page size; 0: the server's choice (all) */
         const char *continue_token; /* k8s_list_page() only */
+        bool strip_managed_fields;  /* drop each item's metadata.managedFields as its page
+                                       arrives (k8s_obj_strip_managed_fields) */
 } K8sListOptions;
 
 /* One page: the List object as the server sent it (metadata.continue set
