@@ -3,7 +3,7 @@
 # (pytest, real runc/cgroups/tmpfs, as root). See README.md.
 include mk/config.mk
 
-.PHONY: all deps run test unit integration bench lint format format-check rootfs templates clean fuzz
+.PHONY: all deps run test test-k8s unit integration bench lint format format-check rootfs templates clean fuzz
 
 all: $(BIN)/sandpit-agent $(BIN)/sandpit-init $(BIN)/sandpit $(BIN)/sandpit-operator
 
@@ -25,6 +25,16 @@ test: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
 	@mk/templates.sh default
 	@tests/run-all.sh
+
+# The cluster tests against a real kube-apiserver and kube-controller-manager
+# from $(KUBEBUILDER_ASSETS) (the envtest convention; see tests/README.md), with
+# Debian's etcd.
+test-k8s:
+	$(if $(KUBEBUILDER_ASSETS),,$(error make test-k8s: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and kube-controller-manager (e.g. setup-envtest use -p path 1.32.x)))
+	@mk/deps.sh
+	@mk/tools.sh
+	@$(MAKE) --no-print-directory all
+	@tests/run-all.sh --k8s
 
 unit: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins

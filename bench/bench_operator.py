@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Operator rows for `make bench` (docs/performance.md, "Operator").
 
-Starts the fixture API server (tests/fixtures/kube-apiserver.py, Python), a
+Starts the fixture API server (tests/fixtures/kube-apiserver.py, Python) or,
+with --server real, a real kube-apiserver with etcd and the controller manager
+(tests/fixtures/control_plane.py, binaries from $KUBEBUILDER_ASSETS), a
 real agent in cluster mode (its own Lease, capacity for 200 small sandboxes)
 and the real sandpit-operator (--workers 4), then measures, in one run:
   - apply -> Ready through the operator for 1 sandbox (sequential) and for 200
@@ -74,6 +76,8 @@ def wait_for(pred, timeout, what):
 class Kube:
     """The fixture API server; one keep-alive HTTPS connection per thread."""
 
+    label = "fixture API server"
+
     def __init__(self, tmp):
         self.dir = tmp
         self.log = open(os.path.join(tmp, "server.log"), "w")
@@ -126,6 +130,31 @@ class Kube:
         self.proc.terminate()
         self.proc.wait(30)
         self.log.close()
+
+
+class RealKube(Kube):
+    """A real kube-apiserver and kube-controller-manager from KUBEBUILDER_ASSETS
+    with etcd (tests/fixtures/control_plane.py), the same interface."""
+
+    label = "kube-apiserver v1.32 + etcd"
+
+    def __init__(self, tmp, assets):
+        sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+        from control_plane import ControlPlane
+        self.dir = tmp
+        self.cp = ControlPlane(assets, os.path.join(tmp, "control-plane")).start()
+        self.port, self.token, self.kubeconfig = self.cp.port, self.cp.token, self.cp.kubeconfig
+        self.ctx = ssl.create_default_context(cafile=self.cp.ca)
+        self.local = threading.local()
+
+    def kubectl(self, *args, input=None):
+        p = super().kubectl(*args, input=input)
+        if args[:1] == ("apply",) and "customresourcedefinition" in p.stdout:
+            super().kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        return p
+
+    def stop(self):
+        self.cp.stop()
 
 
 class Watcher(threading.Thread):
@@ -428,13 +457,15 @@ def main():
     ap.add_argument("--cached", type=int, default=5000)
     ap.add_argument("--parallel", type=int, default=16, help="client threads for the bulk POSTs")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--server", choices=("fixture", "real"), default="fixture",
+                    help="the fixture API server, or a real one from $KUBEBUILDER_ASSETS")
     args = ap.parse_args()
     if not os.path.exists(KUBECTL):
         print("| operator rows | n/a | n/a | kubectl is not installed |")
         return 0
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-op-")
     rows = []
-    kube = Kube(tmp)
+    kube = RealKube(tmp, os.environ["KUBEBUILDER_ASSETS"]) if args.server == "real" else Kube(tmp)
     agent = op = w = None
     try:
         kube.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
@@ -472,9 +503,9 @@ def main():
                      "all Ready %.1f s after the first POST (POSTs took %.1f s, %d client threads, --workers %d); "
                      "deleting all took %.1f s; node empty after"
                      % (wall, posted, args.parallel, args.workers, deleted_s)))
-        rows.append(("fixture API server: POST Secret → its watch event", *fmt(seen),
-                     "the Python fixture's write + watch floor"))
-        rows.append(("fixture API server: `kubectl apply` of a Secret", *fmt(applied),
+        rows.append(("%s: POST Secret → its watch event" % kube.label, *fmt(seen),
+                     "the API server's write + watch floor"))
+        rows.append(("%s: `kubectl apply` of a Secret" % kube.label, *fmt(applied),
                      "kubectl's own start, discovery cache warm"))
         agent.stop()
         agent = None
@@ -486,7 +517,7 @@ def main():
         rows.append(("operator memory, %d Sandboxes cached (RSS / PSS KiB)" % args.cached, "%d" % full[0],
                      "%d" % full[1],
                      "%.1f KiB RSS per object; read once the cache held all (%.1f s from start); "
-                     "no agent: all Pending, --workers 1; the fixture took %.1f s to create them (%.0f/s)"
+                     "no agent: all Pending, --workers 1; the API server took %.1f s to create them (%.0f/s)"
                      % ((full[0] - base[0]) / args.cached, sync_s, create_s, args.cached / create_s)))
     finally:
         if w:
@@ -497,7 +528,7 @@ def main():
             agent.stop()
         kube.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("| operator: what | p50 (ms) | p95 (ms) | note |")
+    print("| operator on the %s: what | p50 (ms) | p95 (ms) | note |" % kube.label)
     print("|---|---|---|---|")
     for r in rows:
         print("| %s | %s | %s | %s |" % r)

@@ -11,3 +11,11 @@ echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head
 /usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"
 # The operator rows: the fixture API server, a cluster-mode agent, the operator.
 /usr/bin/python3 bench/bench_operator.py --templates-dir "$TEMPLATES"
+# The same on a real kube-apiserver + etcd, when KUBEBUILDER_ASSETS names the binaries
+# (tests/README.md, make test-k8s).
+if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+	echo
+	/usr/bin/python3 bench/bench_operator.py --templates-dir "$TEMPLATES" --server real
+else
+	echo "(operator on a real kube-apiserver: set KUBEBUILDER_ASSETS to measure it)" >&2
+fi

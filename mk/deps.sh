@@ -21,7 +21,7 @@ PACKAGES=(
         unzip
         # the test Kubernetes API server (tests/fixtures/kube-apiserver.py) makes its certificates with it
         openssl
-        # make test-k8s: the real control plane's etcd (kube-apiserver comes from KUBEBUILDER_ASSETS)
+        # etcd for the real control plane of `make test-k8s` (tests/fixtures/control_plane.py)
         etcd-server
 )
 

@@ -2,9 +2,12 @@
 # The test suite runner that `make test` calls once the binaries and the
 # sanitized unit test binaries are built.
 #
-# Usage: tests/run-all.sh [--unit-only | --integration-only] [-k EXPR]
+# Usage: tests/run-all.sh [--unit-only | --integration-only | --k8s] [-k EXPR]
 #   --unit-only         only the cmocka unit tests (build/asan/tests/test_*)
 #   --integration-only  only the pytest tests (tests/integration, then tests/security)
+#   --k8s               only the cluster test modules, against a real
+#                       kube-apiserver and kube-controller-manager from
+#                       $KUBEBUILDER_ASSETS (SANDPIT_K8S=real; `make test-k8s`)
 #   -k EXPR             passed to pytest (select integration/security tests by name)
 #
 # Unit tests run with CMOCKA_MESSAGE_OUTPUT=TAP; their `ok` / `not ok` lines are
@@ -20,11 +23,13 @@ cd "$(dirname "$0")/.." || exit 2
 
 run_unit=1
 run_integration=1
+k8s=0
 pytest_k=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--unit-only) run_integration=0 ;;
 	--integration-only) run_unit=0 ;;
+	--k8s) run_unit=0 k8s=1 ;;
 	-k) [ $# -ge 2 ] || { echo "run-all: -k needs an expression" >&2; exit 2; }
 		pytest_k=(-k "$2"); shift ;;
 	-k*) pytest_k=(-k "${1#-k}") ;;
@@ -39,6 +44,22 @@ if [ $run_unit -eq 0 ] && [ $run_integration -eq 0 ]; then
 fi
 
 PYTHON=/usr/bin/python3
+# The cluster test modules (tests/README.md): on the fixture API server in a
+# plain run, on the real control plane with --k8s.
+K8S_MODULES=(test_operator.py test_operator_cluster.py test_operator_e2e.py test_operator_leader.py
+	test_operator_template.py test_operator_metrics.py test_helm.py test_agent_cluster.py)
+if [ $k8s -eq 1 ]; then
+	if ! why=$("$PYTHON" -c 'import os, sys; sys.path.insert(0, "tests/fixtures")
+from control_plane import assets_problem
+p = assets_problem(os.environ.get("KUBEBUILDER_ASSETS"))
+print(p or "")') || [ -n "$why" ]; then
+		echo "run-all: ${why:-cannot check KUBEBUILDER_ASSETS}" >&2
+		exit 2
+	fi
+	export SANDPIT_K8S=real
+	export KUBEBUILDER_ASSETS
+	KUBEBUILDER_ASSETS=$(cd "$KUBEBUILDER_ASSETS" && pwd)
+fi
 UNIT_DIR=build/asan/tests
 JUNIT=build/test-results.xml
 JUNIT_SECURITY=build/test-results-security.xml
@@ -92,14 +113,15 @@ fi
 
 # ------------------------------------------------------------------ integration tests
 
-# run_pytest LABEL DIR JUNIT: one pytest session over DIR; adds its counts to
-# int_pass/int_fail/int_skip and a line to the summary.
+# run_pytest LABEL JUNIT PATH...: one pytest session over the PATHs; adds its
+# counts to int_pass/int_fail/int_skip and a line to the summary.
 run_pytest() {
-	local label=$1 dir=$2 junit=$3 prc p f s counts
-	echo "=== $label tests (pytest $dir)"
+	local label=$1 junit=$2 prc p f s counts
+	shift 2
+	echo "=== $label tests (pytest $*)"
 	rm -f "$junit"
 	PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m pytest -p no:cacheprovider -q -rs --junitxml="$junit" \
-		"${pytest_k[@]}" "$dir" </dev/null
+		"${pytest_k[@]}" "$@" </dev/null
 	prc=$?
 	p=0 f=0 s=0
 	if [ -s "$junit" ]; then
@@ -142,10 +164,13 @@ run_pytest() {
 	summary+=("$label: $p passed, $f failed, $s skipped (junit: $junit)")
 }
 
-if [ $run_integration -eq 1 ]; then
-	run_pytest integration tests/integration "$JUNIT"
+if [ $k8s -eq 1 ]; then
+	echo "=== on the real kube-apiserver ($KUBEBUILDER_ASSETS)"
+	run_pytest cluster "$JUNIT" "${K8S_MODULES[@]/#/tests/integration/}"
+elif [ $run_integration -eq 1 ]; then
+	run_pytest integration "$JUNIT" tests/integration
 	# Its own session: its agents get their own cgroup parent and state.
-	run_pytest security tests/security "$JUNIT_SECURITY"
+	run_pytest security "$JUNIT_SECURITY" tests/security
 fi
 
 # ------------------------------------------------------------------ summary

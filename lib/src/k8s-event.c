@@ -1,7 +1,10 @@
 #include "sandpit/k8s-event.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +46,20 @@ static int add_str(json_object *o, const char *key, const char *value, size_t le
                 }                                                  \
         } while (0)
 
+/* The Event's name, as client-go's recorders make it: "<object>.<hex time>",
+ * a DNS subdomain when the object's name is one (a generateName of
+ * "<object>." would end in a dot, which the API server refuses). The time is
+ * in nanoseconds; a process-wide counter in its low digits keeps two Events
+ * built in the same microsecond apart. */
+enum { EVENT_OBJECT_NAME_MAX = 236 }; /* 253 - "." - 16 hex digits */
+
+static void event_name(const char *object, char *buf, size_t len)
+{
+        static atomic_uint seq;
+        uint64_t ns = now_realtime_us() * 1000 + (atomic_fetch_add(&seq, 1) % 1000);
+        (void) snprintf(buf, len, "%.*s.%" PRIx64, EVENT_OBJECT_NAME_MAX, object, ns);
+}
+
 /* MicroTime: RFC 3339 with microseconds, UTC. */
 static void micro_time(char *buf, size_t len)
 {
@@ -75,12 +92,12 @@ int k8s_event_build(json_object *regarding, const K8sEventInfo *info, json_objec
         (void) json_object_object_add(ev, "metadata", meta);
         (void) json_object_object_add(ev, "regarding", ref);
 
-        char gen[300], t[48];
-        (void) snprintf(gen, sizeof(gen), "%.240s.", name);
+        char ev_name[300], t[48];
+        event_name(name, ev_name, sizeof(ev_name));
         micro_time(t, sizeof(t));
         ADD(ev, "apiVersion", "events.k8s.io/v1");
         ADD(ev, "kind", "Event");
-        ADD(meta, "generateName", gen);
+        ADD(meta, "name", ev_name);
         ADD(meta, "namespace", ns && ns[0] ? ns : "default");
         ADD(ref, "apiVersion", api_version);
         ADD(ref, "kind", kind);

@@ -97,6 +97,7 @@ static int on_event(const K8sWatchEvent *ev, void *userdata)
 
         if (key_of(ev->object, &key) < 0)
                 return 0;
+        k8s_obj_strip_managed_fields(ev->object);
         (void) pthread_mutex_lock(&inf->lock);
         if (json_object_object_get_ex(inf->cache, key, &prev))
                 prev = json_object_get(prev);

@@ -94,6 +94,14 @@ const char *k8s_obj_uid(json_object *obj)
         return meta_str(obj, "uid");
 }
 
+void k8s_obj_strip_managed_fields(json_object *obj)
+{
+        json_object *meta = NULL;
+        if (json_object_object_get_ex(obj, "metadata", &meta) &&
+            json_object_is_type(meta, json_type_object))
+                json_object_object_del(meta, "managedFields");
+}
+
 int k8s_obj_key(json_object *obj, char **ret)
 {
         const char *name = k8s_obj_name(obj);
@@ -269,6 +277,14 @@ static const char *list_continue(json_object *list)
         return json_object_get_string(v);
 }
 
+/* Before the next page is read: all pages of a large list with managedFields
+ * would be held at once otherwise, and the heap keeps that peak. */
+static void strip_items(json_object *items)
+{
+        for (size_t i = 0; items && i < json_object_array_length(items); i++)
+                k8s_obj_strip_managed_fields(json_object_array_get_idx(items, i));
+}
+
 int k8s_list(K8sClient *c, const K8sResource *res, const char *ns, const K8sListOptions *opts,
              json_object **ret, K8sError *err)
 {
@@ -284,6 +300,8 @@ int k8s_list(K8sClient *c, const K8sResource *res, const char *ns, const K8sList
                 return r;
         json_object *all_items = NULL;
         (void) json_object_object_get_ex(all, "items", &all_items);
+        if (o.strip_managed_fields)
+                strip_items(all_items);
         if (!all_items) {
                 all_items = json_object_new_array();
                 if (!all_items) {
@@ -311,6 +329,8 @@ int k8s_list(K8sClient *c, const K8sResource *res, const char *ns, const K8sList
                         goto fail;
                 json_object *items = NULL;
                 (void) json_object_object_get_ex(page, "items", &items);
+                if (o.strip_managed_fields)
+                        strip_items(items);
                 for (size_t i = 0; items && i < json_object_array_length(items); i++)
                         if (json_object_array_add(
                                     all_items,

@@ -151,6 +151,7 @@ static int do_list(K8sWatch *w, K8sError *err, int *fatal)
                 .label_selector = w->opts.label_selector,
                 .field_selector = w->opts.field_selector,
                 .limit = w->opts.page_size,
+                .strip_managed_fields = true, /* a cache's copy needs none */
         };
         json_object *list = NULL;
         int r = k8s_list(w->client, &w->opts.resource, w->opts.namespace, &lo, &list, err);

@@ -203,6 +203,7 @@ static void resync_tick(void *userdata)
                         (void) k8s_workqueue_add(op->queue, *k);
 }
 
+/* The health server answers from before setup(): 503 until it is done. */
 static bool is_ready(void *userdata)
 {
         Operator *op = userdata;

@@ -161,6 +161,9 @@ int sandbox_resources(json_object *sbx, const SandboxTemplateInfo *t, SandboxRes
 int sandbox_placed_resources(json_object *sbx, SandboxResources *ret);
 /* status.resources: quantities as Kubernetes writes them. */
 json_object *sandbox_resources_json(const SandboxResources *r);
+/* The agent's "network" request for spec.network (NULL: the agent's default,
+ * no egress); port protocols in the agent's spelling ("TCP" -> "tcp"). */
+json_object *sandbox_network_json(json_object *sbx);
 /* The POST /v1/sandboxes body; secrets are read from the API. On a
  * missing Secret: -ENOENT with msg set. */
 int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,

@@ -184,17 +184,28 @@ static int add_env(Operator *op, json_object *sbx, json_object *body, char *msg,
         return 0;
 }
 
-static void add_network(json_object *sbx, json_object *body)
+/* The CRD spells a port's protocol as Kubernetes does ("TCP", "UDP", the
+ * default "TCP"); the agent takes "tcp", "udp" or "any". Anything else is
+ * passed on for the agent to refuse. */
+static json_object *agent_protocol(const char *p)
+{
+        if (streq(p, "TCP") || streq(p, "tcp"))
+                return json_object_new_string("tcp");
+        if (streq(p, "UDP") || streq(p, "udp"))
+                return json_object_new_string("udp");
+        return json_object_new_string(p);
+}
+
+json_object *sandbox_network_json(json_object *sbx)
 {
         json_object *egress = json_field(json_field(json_field(sbx, "spec"), "network"), "egress");
         const char *policy = json_object_get_string(json_field(egress, "policy"));
         if (!policy || streq(policy, "Deny"))
-                return;
+                return NULL;
         json_object *net = json_object_new_object();
-        json_object_object_add(body, "network", net);
         if (streq(policy, "Allow")) {
                 json_object_object_add(net, "egress", json_object_new_string("allow"));
-                return;
+                return net;
         }
         json_object_object_add(net, "egress", json_object_new_string("allowlist"));
         json_object *allow = json_object_new_array();
@@ -221,12 +232,12 @@ static void add_network(json_object *sbx, json_object *body)
                                 if (proto)
                                         json_object_object_add(
                                                 entry, "protocol",
-                                                json_object_new_string(
-                                                        json_object_get_string(proto)));
+                                                agent_protocol(json_object_get_string(proto)));
                         }
                         json_object_array_add(allow, entry);
                 }
         }
+        return net;
 }
 
 int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,
@@ -272,7 +283,9 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
         json_object_object_add(labels, LABEL_NAMESPACE,
                                json_object_new_string(k8s_obj_namespace(sbx)));
         json_object_object_add(labels, LABEL_NAME, json_object_new_string(k8s_obj_name(sbx)));
-        add_network(sbx, body);
+        json_object *net = sandbox_network_json(sbx);
+        if (net)
+                json_object_object_add(body, "network", net);
         int r = add_env(op, sbx, body, msg, msglen);
         if (r < 0)
                 return r;

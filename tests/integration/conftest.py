@@ -816,6 +816,34 @@ def leak_check(request, agent):
         pytest.fail("LEAK CHECK:\n" + "\n".join(problems), pytrace=False)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The cluster tests' server (tests/integration/cluster.py): on the real
+    control plane (SANDPIT_K8S=real) tests marked fixture_only are deselected;
+    on the fixture API server tests marked real_only are skipped."""
+    real = os.environ.get("SANDPIT_K8S") == "real"
+    keep, drop = [], []
+    for item in items:
+        if real and item.get_closest_marker("fixture_only"):
+            drop.append(item)
+            continue
+        m = item.get_closest_marker("real_only")
+        if not real and m:
+            why = m.args[0] if m.args else "needs the real control plane"
+            item.add_marker(pytest.mark.skip(reason=f"real kube-apiserver only ({why}): make test-k8s"))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the real control plane (by pid) if a cluster test started it."""
+    import sys
+    cluster = sys.modules.get("cluster")
+    if cluster is not None:
+        cluster.shutdown()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

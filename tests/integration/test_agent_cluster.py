@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT_BIN, AGENTS, REPO, Agent, Client, find_free_port, rand_suffix, stop_agent, tool_path, wait_for
+from cluster import new_kube
+from conftest import AGENT_BIN, AGENTS, Agent, Client, find_free_port, rand_suffix, stop_agent, tool_path, wait_for
 
-SERVER = REPO / "tests" / "fixtures" / "kube-apiserver.py"
 KUBECTL = tool_path("kubectl")
 NS = "sandpit-system"
 MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -31,19 +31,20 @@ if not shutil.which("openssl"):
 
 
 class Kube:
+    """The API server (cluster.new_kube: the fixture, or the real one with
+    SANDPIT_K8S=real) with the Lease helper these tests use."""
+
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="sandpit-it-kube-"))
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), "--dir", str(self.dir)],
-                                     stdout=subprocess.PIPE, stderr=open(self.dir / "server.log", "w"), text=True)
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("kube-apiserver.py did not start: " + (self.dir / "server.log").read_text()[-2000:])
-        info = json.loads(line)
-        self.kubeconfig = info["kubeconfig"]
+        self.k = new_kube(self.dir)
+        self.kubeconfig = self.k.kubeconfig
+
+    @property
+    def proc(self):
+        return self.k.proc
 
     def kubectl(self, *args, check=True, stdin=None):
-        r = subprocess.run([KUBECTL, "--kubeconfig", self.kubeconfig, "--cache-dir", str(self.dir / "cache"), *args],
-                           capture_output=True, text=True, timeout=60, input=stdin)
+        r = self.k.kubectl(*args, check=False, input=stdin)
         if check:
             assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
         return r
@@ -58,8 +59,7 @@ class Kube:
     def stop(self):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(10)
+        self.k.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

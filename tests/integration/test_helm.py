@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from conftest import AGENTS, REPO, Agent, Client, find_free_port, stop_agent, tool_path, wait_for
-from test_kube_apiserver import KUBECTL, Kube
+from cluster import new_kube
+from test_kube_apiserver import KUBECTL
 
 HELM = tool_path("helm")
 CHART = REPO / "charts" / "sandpit"
@@ -217,7 +218,7 @@ class ChartAgent(Agent):
 @pytest.fixture
 def kube():
     tmp = tempfile.mkdtemp(prefix="sandpit-helm-kubeapi-")
-    k = Kube(tmp)
+    k = new_kube(tmp)
     yield k
     k.stop()
     shutil.rmtree(tmp)

@@ -301,9 +301,14 @@ def test_bad_manifest_rejected_with_readable_message(kube, ns, spec, message):
 def test_bad_manifest_unknown_field_and_missing_fields(kube, ns):
     p = kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(sandbox("bad", cpus=2)), check=False)
     assert p.returncode != 0 and 'strict decoding error: unknown field "spec.cpus"' in p.stderr, p.stderr
-    doc = {"apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "metadata": {"name": "bad"}, "spec": {}}
+    doc = {"apiVersion": "sandpit.dev/v1alpha1", "kind": "SandboxTemplate", "metadata": {"name": "bad"}, "spec": {}}
     p = kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(doc), check=False)
-    assert p.returncode != 0 and "spec.template: Required value" in p.stderr, p.stderr
+    assert p.returncode != 0 and "spec.source: Required value" in p.stderr, p.stderr
+    # a Sandbox may leave out its spec: spec.template defaults to "default"
+    doc = {"apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "metadata": {"name": "tiny"}}
+    kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(doc))
+    assert kube.ok("GET", SBX.format(ns=ns) + "/tiny")["spec"]["template"] == "default"
+    kube.ok("DELETE", SBX.format(ns=ns) + "/tiny")
     p = kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(sandbox("Bad_Name")), check=False)
     assert p.returncode != 0 and "RFC 1123 subdomain" in p.stderr, p.stderr
     # without strict validation an unknown field is pruned, with a warning

@@ -18,11 +18,13 @@ import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import REPO, Client, find_free_port, start_agent, stop_agent, wait_for
-from test_kube_apiserver import KUBECTL, Kube
+from cluster import new_kube
+from test_kube_apiserver import KUBECTL
 
 # SANDPIT_OPERATOR_BIN=build/asan/bin/sandpit-operator runs the tests against a sanitized build.
 OPERATOR_BIN = Path(os.environ.get("SANDPIT_OPERATOR_BIN") or REPO / "build" / "bin" / "sandpit-operator")
@@ -44,7 +46,7 @@ def micro_time(delta_s=0):
 @pytest.fixture(scope="module")
 def kube():
     tmp = tempfile.mkdtemp(prefix="sandpit-op-kubeapi-")
-    k = Kube(tmp)
+    k = new_kube(tmp)
     k.kubectl("apply", "-f", str(REPO / "crds"))
     k.kubectl("create", "namespace", OP_NS)
     yield k
@@ -332,6 +334,35 @@ def test_retry_after_create_is_idempotent(kube, node, operator):
     assert node.api.list_ids() == [sid]
     assert f"already on {NODE} as {sid}: adopted" in operator.log.read_text()
     delete_and_prove_gone(kube, node, "adopt")
+
+
+def test_readyz_before_the_informers_exist(kube, node, lease, tmp_path):
+    """/readyz and /metrics answer while the operator is still setting up: its
+    agent token file is a FIFO nobody writes yet, so it waits there before it
+    has made its informers. On a loaded machine or a slower API server the
+    kubelet's first probe lands there: it crashed the operator (NULL informer)."""
+    fifo = tmp_path / "agent-token"
+    os.mkfifo(fifo, 0o600)
+    op = Operator(kube, SimpleNamespace(token_file=fifo), tmp_path, extra=["--identity", "early-probe"])
+    try:
+        wait_for(lambda: op.proc.poll() is not None or op.probe("/healthz") == 200, 30, what="/healthz")
+        for path in ("/readyz", "/metrics", "/readyz"):
+            st = op.probe(path)
+            assert op.proc.poll() is None, f"the operator died on {path} before its informers existed:\n" + op.log_tail()
+            assert st == (503 if path == "/readyz" else 200), (path, st)
+        with open(fifo, "w") as f:
+            f.write(node.token + "\n")
+        wait_for(lambda: op.proc.poll() is not None or op.probe("/readyz") == 200, 30, what="/readyz after setup")
+        assert op.proc.poll() is None, op.log_tail()
+    finally:
+        if op.proc.poll() is None:
+            try:  # still blocked opening the FIFO: let it go on, then stop it
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+        rc = op.stop()
+    assert rc == 0, op.log_tail()
 
 
 def test_bad_flags_fail_with_one_line(kube, node):

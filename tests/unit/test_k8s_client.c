@@ -139,6 +139,23 @@ static void test_backoff_bounds(void **state)
         assert_true(k8s_backoff_ms(100, 5000, 0, 3, &seed) >= 3000);
 }
 
+static void test_strip_managed_fields(void **state)
+{
+        (void) state;
+        json_object *o = json_tokener_parse(
+                "{\"metadata\":{\"name\":\"n\",\"managedFields\":[{\"manager\":\"kubectl\","
+                "\"fieldsV1\":{\"f:spec\":{}}}]},\"spec\":{\"managedFields\":1}}");
+        k8s_obj_strip_managed_fields(o);
+        assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                            "{\"metadata\":{\"name\":\"n\"},\"spec\":{\"managedFields\":1}}");
+        k8s_obj_strip_managed_fields(o); /* none left: nothing changes */
+        json_object_put(o);
+        o = json_tokener_parse("{\"metadata\":7}");
+        k8s_obj_strip_managed_fields(o);
+        k8s_obj_strip_managed_fields(NULL);
+        json_object_put(o);
+}
+
 static void test_obj_key(void **state)
 {
         (void) state;
@@ -193,6 +210,20 @@ static void test_event_build(void **state)
         assert_true(json_object_object_get_ex(ref, "kind", &v));
         assert_string_equal(json_object_get_string(v), "Sandbox");
         assert_string_equal(k8s_obj_namespace(ev), "team-a");
+        /* a name as client-go makes it, "<object>.<hex time>": a generateName
+         * ending in '.' is refused by the API server */
+        json_object *meta = NULL;
+        assert_true(json_object_object_get_ex(ev, "metadata", &meta));
+        assert_false(json_object_object_get_ex(meta, "generateName", &v));
+        const char *ev_name = k8s_obj_name(ev);
+        assert_non_null(ev_name);
+        assert_int_equal(strncmp(ev_name, "box.", 4), 0);
+        assert_true(strlen(ev_name) > 4 &&
+                    strspn(ev_name + 4, "0123456789abcdef") == strlen(ev_name + 4));
+        json_object *ev2 = NULL;
+        assert_int_equal(k8s_event_build(sbx, &info, &ev2), 0);
+        assert_string_not_equal(k8s_obj_name(ev2), ev_name);
+        json_object_put(ev2);
         assert_true(json_object_object_get_ex(ev, "eventTime", &v));
         /* MicroTime: 2026-11-22T10:00:00.123456Z */
         assert_int_equal(json_object_get_string_len(v), 27);
@@ -209,9 +240,13 @@ static void test_event_build(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_paths),
-                cmocka_unit_test(test_query),         cmocka_unit_test(test_backoff_bounds),
-                cmocka_unit_test(test_obj_key),       cmocka_unit_test(test_event_build),
+                cmocka_unit_test(test_errno_mapping),
+                cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_query),
+                cmocka_unit_test(test_backoff_bounds),
+                cmocka_unit_test(test_obj_key),
+                cmocka_unit_test(test_event_build),
+                cmocka_unit_test(test_strip_managed_fields),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,12 +191,41 @@ static void test_resources(void **state)
         assert_null(t.resources);
 }
 
+/* The CRD defaults a port's protocol to "TCP"; the agent takes "tcp". */
+static void test_network(void **state)
+{
+        (void) state;
+        json_object *o = json_tokener_parse(
+                "{\"spec\":{\"network\":{\"egress\":{\"policy\":\"AllowList\",\"allow\":["
+                "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[{\"port\":53,\"protocol\":\"UDP\"},"
+                "{\"port\":443,\"protocol\":\"TCP\"}]},{\"cidr\":\"198.19.1.0\\/24\"}]}}}}");
+        json_object *net = sandbox_network_json(o);
+        assert_non_null(net);
+        assert_string_equal(json_object_to_json_string_ext(net, JSON_C_TO_STRING_PLAIN),
+                            "{\"egress\":\"allowlist\",\"allow\":["
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[53],\"protocol\":\"udp\"},"
+                            "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[443],\"protocol\":\"tcp\"},"
+                            "{\"cidr\":\"198.19.1.0\\/24\"}]}");
+        json_object_put(net);
+        json_object_put(o);
+
+        o = json_tokener_parse("{\"spec\":{\"network\":{\"egress\":{\"policy\":\"Allow\"}}}}");
+        net = sandbox_network_json(o);
+        assert_string_equal(json_object_to_json_string_ext(net, JSON_C_TO_STRING_PLAIN),
+                            "{\"egress\":\"allow\"}");
+        json_object_put(net);
+        json_object_put(o);
+        o = json_tokener_parse("{\"spec\":{}}");
+        assert_null(sandbox_network_json(o));
+        json_object_put(o);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_durations),  cmocka_unit_test(test_times),
                 cmocka_unit_test(test_conditions), cmocka_unit_test(test_leases),
-                cmocka_unit_test(test_resources),
+                cmocka_unit_test(test_resources),  cmocka_unit_test(test_network),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

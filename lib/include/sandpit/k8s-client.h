@@ -105,6 +105,8 @@ typedef struct {
         const char *field_selector;
         long limit;                 /* page size; 0: the server's choice (all) */
         const char *continue_token; /* k8s_list_page() only */
+        bool strip_managed_fields;  /* drop each item's metadata.managedFields as its page
+                                       arrives (k8s_obj_strip_managed_fields) */
 } K8sListOptions;
 
 /* One page: the List object as the server sent it (metadata.continue set
@@ -155,5 +157,9 @@ const char *k8s_obj_name(json_object *obj);
 const char *k8s_obj_namespace(json_object *obj);
 const char *k8s_obj_resource_version(json_object *obj);
 const char *k8s_obj_uid(json_object *obj);
+/* Drops metadata.managedFields (server-side apply's bookkeeping, which a real
+ * API server adds to every object and no controller here reads): an informer's
+ * cache holds objects without it, as client-go's TransformStripManagedFields. */
+void k8s_obj_strip_managed_fields(json_object *obj);
 /* "namespace/name", or "name" without a namespace (client-go's key). */
 int k8s_obj_key(json_object *obj, char **ret);
