@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "sandpit/http-client.h"
+#include "sandpit/json.h"
 
 #define CLI_VERSION     "0.1.0"
 #define CLI_DEFAULT_URL "unix:///run/sandpit/agent.sock"
@@ -25,15 +26,6 @@
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2
 #define CLI_EXIT_TIMEOUT 124 /* as timeout(1) */
-
-#ifndef cleanup_json
-static inline void json_object_putp(json_object **p)
-{
-        if (*p)
-                json_object_put(*p);
-}
-#        define cleanup_json __attribute__((cleanup(json_object_putp)))
-#endif
 
 typedef enum {
         CLI_CMD_CREATE,

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -261,30 +262,7 @@ static int parse_json(const char *data, size_t len, json_object **ret)
                 *ret = NULL;
                 return 0;
         }
-        if (len - start > INT32_MAX)
-                return -E2BIG;
-
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *o = json_tokener_parse_ex(tok, data + start, (int) (len - start));
-        int r = 0;
-        if (json_tokener_get_error(tok) != json_tokener_success || !o) {
-                r = -EBADMSG;
-        } else {
-                for (size_t i = start + json_tokener_get_parse_end(tok); i < len; i++)
-                        if (!strchr(" \t\r\n", data[i])) {
-                                r = -EBADMSG;
-                                break;
-                        }
-        }
-        json_tokener_free(tok);
-        if (r < 0) {
-                json_object_put(o);
-                return r;
-        }
-        *ret = o;
-        return 0;
+        return json_parse_strict(data + start, len - start, 0, ret, NULL);
 }
 
 static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,

@@ -17,6 +17,7 @@
 
 #include <microhttpd.h>
 
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 
@@ -193,26 +194,16 @@ int http_request_parse_json(HttpRequest *req, json_object **ret)
                 http_respond_error(req, 400, "request body contains a NUL byte");
                 return -EINVAL;
         }
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *o = json_tokener_parse_ex(tok, req->body, (int) req->body_len);
-        enum json_tokener_error jerr = json_tokener_get_error(tok);
-        size_t consumed = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-        if (!o || jerr != json_tokener_success) {
-                json_object_put(o);
+        json_object *o = NULL;
+        const char *why = NULL;
+        int r = json_parse_strict(req->body, req->body_len, 0, &o, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
                 http_respond_error(req, 400, "malformed JSON in request body: %s",
-                                   jerr == json_tokener_continue ? "unexpected end of input"
-                                                                 : json_tokener_error_desc(jerr));
+                                   why ?: strerror(-r));
                 return -EINVAL;
         }
-        for (size_t i = consumed; i < req->body_len; i++)
-                if (!strchr(" \t\r\n", req->body[i])) {
-                        json_object_put(o);
-                        http_respond_error(req, 400, "trailing data after JSON request body");
-                        return -EINVAL;
-                }
         if (!json_object_is_type(o, json_type_object)) {
                 json_object_put(o);
                 http_respond_error(req, 400, "request body must be a JSON object");

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -377,28 +378,14 @@ static int append_header(struct curl_slist **list, const char *line)
 /* Fills err from a Status body (or the bare HTTP status) and maps it. */
 static int status_error(long status, const char *body, size_t len, long retry_after, K8sError *err)
 {
-        json_object *o = NULL;
-        const char *reason = NULL, *message = NULL;
-        if (body && len > 0 && len < INT32_MAX) {
-                json_tokener *tok = json_tokener_new_ex(K8S_JSON_DEPTH);
-                if (tok) {
-                        o = json_tokener_parse_ex(tok, body, (int) len);
-                        json_tokener_free(tok);
-                }
-        }
-        json_object *v = NULL;
-        if (o && json_object_object_get_ex(o, "reason", &v) &&
-            json_object_is_type(v, json_type_string))
-                reason = json_object_get_string(v);
-        if (o && json_object_object_get_ex(o, "message", &v) &&
-            json_object_is_type(v, json_type_string))
-                message = json_object_get_string(v);
-        err_set(err, status, reason, message);
+        cleanup_json json_object *o = NULL;
+        /* Not a Status (or no body): the bare HTTP status decides. */
+        (void) json_parse_strict(body, len, K8S_JSON_DEPTH, &o, NULL);
+        const char *reason = json_str(o, "reason");
+        err_set(err, status, reason, json_str(o, "message"));
         if (err)
                 err->retry_after_s = retry_after;
-        int r = k8s_status_to_errno(status, reason);
-        json_object_put(o);
-        return r;
+        return k8s_status_to_errno(status, reason);
 }
 
 /* One exchange. payload may be NULL. With on_data, a 2xx body is streamed and
@@ -481,24 +468,15 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
         if (ret_body) {
                 *ret_body = NULL;
                 if (!on_data && t.body.len > 0) {
-                        json_tokener *tok = json_tokener_new_ex(K8S_JSON_DEPTH);
-                        if (!tok) {
-                                r = -ENOMEM;
+                        r = json_parse_strict(t.body.data, t.body.len, K8S_JSON_DEPTH, ret_body,
+                                              NULL);
+                        if (r == -ENOMEM)
                                 goto out;
-                        }
-                        json_object *o =
-                                t.body.len < INT32_MAX
-                                        ? json_tokener_parse_ex(tok, t.body.data, (int) t.body.len)
-                                        : NULL;
-                        bool ok = o && json_tokener_get_error(tok) == json_tokener_success;
-                        json_tokener_free(tok);
-                        if (!ok) {
-                                json_object_put(o);
+                        if (r < 0) {
                                 err_set(err, status, NULL, "the response is not JSON");
                                 r = -EBADMSG;
                                 goto out;
                         }
-                        *ret_body = o;
                 }
         }
 out:

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "code.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "secrets.h"
@@ -156,25 +157,21 @@ void api_code_handle(Agent *a, HttpRequest *req, const char *id, const char *res
                 http_respond_error(req, 405, "use POST");
                 return;
         }
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         char err[512] = "";
         CodeRunRequest run_req;
         if (parse_run(body, &run_req, err, sizeof(err)) < 0) {
-                json_object_put(body);
                 http_respond_error(req, 400, "%s", err);
                 return;
         }
         SandboxExecInfo info;
-        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
-                json_object_put(body);
+        if (api_exec_info_or_respond(a, req, id, &info) < 0)
                 return;
-        }
         CodeRun *run = NULL;
         int r = code_run_start(a, &info, &run_req, &run, err, sizeof(err));
         sandbox_exec_info_done(&info);
-        json_object_put(body);
         if (r < 0) {
                 respond_code_error(req, r, err, "cannot run code");
                 return;
@@ -184,7 +181,7 @@ void api_code_handle(Agent *a, HttpRequest *req, const char *id, const char *res
 
 static void handle_create(Agent *a, HttpRequest *req, const char *id)
 {
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         char err[512] = "";
@@ -220,7 +217,6 @@ static void handle_create(Agent *a, HttpRequest *req, const char *id)
                 else
                         http_respond_json(req, 201, o);
         }
-        json_object_put(body);
 }
 
 void api_contexts_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)

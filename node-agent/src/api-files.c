@@ -12,6 +12,7 @@
 #include "files-watch.h"
 #include "files.h"
 #include "fsroot.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -20,12 +21,6 @@ static void fsroot_donep(FsRoot *r)
         fsroot_done(r);
 }
 #define cleanup_fsroot __attribute__((cleanup(fsroot_donep)))
-
-static void json_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define cleanup_json_obj __attribute__((cleanup(json_putp)))
 
 /* Answers a failed file operation on path with the status its errno means. */
 static void respond_fs_error(HttpRequest *req, int r, const char *path)
@@ -204,7 +199,7 @@ static void handle_write(HttpRequest *req, const FsRoot *root)
 
 static void handle_batch(HttpRequest *req, const FsRoot *root)
 {
-        cleanup_json_obj json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         json_object *files = NULL;
@@ -294,11 +289,7 @@ void api_files_handle(Agent *a, HttpRequest *req, const char *id, const char *re
 /* A string field of a JSON body, else the query parameter of the same name. */
 static const char *arg_string(HttpRequest *req, json_object *body, const char *key)
 {
-        json_object *v = NULL;
-        if (body && json_object_object_get_ex(body, key, &v) &&
-            json_object_is_type(v, json_type_string))
-                return json_object_get_string(v);
-        return http_request_query(req, key);
+        return json_str(body, key) ?: http_request_query(req, key);
 }
 
 /* Every field of body is one of keys (a string for "path", "source" and
@@ -345,7 +336,7 @@ void api_fs_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)
                 http_respond_error(req, 405, "use %s", reading ? "GET" : "POST");
                 return;
         }
-        cleanup_json_obj json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         size_t blen = 0;
         (void) http_request_body(req, &blen);
         if (!reading && blen > 0 && http_request_parse_json(req, &body) < 0)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -51,7 +52,7 @@ void api_sandbox_pause(Agent *a, HttpRequest *req, const char *id, const char *r
 {
         if (!check_route(req, rest))
                 return;
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (parse_optional_body(req, &body) < 0)
                 return;
         bool stop_deadline = true, ok = true;
@@ -61,7 +62,6 @@ void api_sandbox_pause(Agent *a, HttpRequest *req, const char *id, const char *r
                 else
                         ok = false;
         }
-        json_object_put(body);
         if (!ok) {
                 http_respond_error(req, 400, "body must be {} or {\"stop_deadline\": BOOLEAN}");
                 return;
@@ -76,7 +76,7 @@ void api_sandbox_resume(Agent *a, HttpRequest *req, const char *id, const char *
 {
         if (!check_route(req, rest))
                 return;
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (parse_optional_body(req, &body) < 0)
                 return;
         int64_t timeout = 0;
@@ -88,7 +88,6 @@ void api_sandbox_resume(Agent *a, HttpRequest *req, const char *id, const char *
                 else
                         ok = false;
         }
-        json_object_put(body);
         if (!ok) {
                 http_respond_error(req, 400,
                                    "body must be {} or {\"timeout\": SECONDS} with 1 <= SECONDS "
