@@ -41,7 +41,7 @@ static int transport_error(CliContext *ctx, int r)
 static int api_error(CliContext *ctx, long status, json_object *body)
 {
         json_object *msg = NULL;
-        int r = http_status_to_errno(status);
+        int r = http_status_to_errno(status, NULL);
 
         if (body && json_object_object_get_ex(body, "message", &msg) &&
             json_object_is_type(msg, json_type_string))

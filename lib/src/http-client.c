@@ -145,34 +145,6 @@ const char *http_client_last_error(const HttpClient *c)
         return c->errbuf;
 }
 
-int http_status_to_errno(long status)
-{
-        if (status >= 200 && status < 300)
-                return 0;
-        switch (status) {
-        case 400:
-        case 422:
-                return -EINVAL;
-        case 401:
-        case 403:
-                return -EACCES;
-        case 404:
-                return -ENOENT;
-        case 405:
-                return -EOPNOTSUPP;
-        case 409:
-                return -EBUSY;
-        case 410:
-                return -ESTALE;
-        case 413:
-                return -E2BIG;
-        case 429:
-                return -EAGAIN;
-        default:
-                return -EIO;
-        }
-}
-
 void http_line_splitter_init(HttpLineSplitter *s)
 {
         *s = (HttpLineSplitter){0};

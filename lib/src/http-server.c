@@ -337,38 +337,6 @@ void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
         http_respond_json(req, status, o);
 }
 
-unsigned http_status_from_errno(int r)
-{
-        switch (-r) {
-        case ENOENT:
-        case ESRCH:
-                return 404;
-        case EEXIST:
-        case EBUSY:
-        case ECHILD:
-                return 409;
-        case EINVAL:
-        case E2BIG:
-        case ERANGE:
-        case ENOTDIR:
-        case EISDIR:
-                return 400;
-        case EACCES:
-        case EPERM:
-                return 403;
-        case EFBIG:
-        case EMSGSIZE:
-                return 413;
-        case ESHUTDOWN:
-        case EAGAIN:
-                return 503;
-        case ETIMEDOUT:
-                return 504;
-        default:
-                return 500;
-        }
-}
-
 void http_respond_fd(HttpRequest *req, unsigned status, const char *content_type, int fd,
                      uint64_t size)
 {

@@ -160,38 +160,6 @@ static int auth_header(K8sClient *c, char **ret)
         return r;
 }
 
-int k8s_status_to_errno(long status, const char *reason)
-{
-        if (status >= 200 && status < 300)
-                return 0;
-        switch (status) {
-        case 400:
-        case 422:
-                return -EINVAL;
-        case 401:
-                return -EACCES;
-        case 403:
-                return -EPERM;
-        case 404:
-                return -ENOENT;
-        case 405:
-        case 406:
-        case 415:
-        case 501:
-                return -EOPNOTSUPP;
-        case 409:
-                return reason && streq(reason, "AlreadyExists") ? -EEXIST : -EBUSY;
-        case 410:
-                return -ESTALE;
-        case 413:
-                return -E2BIG;
-        case 429:
-                return -EAGAIN;
-        default:
-                return status >= 500 && status < 600 ? -EAGAIN : -EPROTO;
-        }
-}
-
 bool k8s_errno_is_transient(int r)
 {
         switch (r) {
@@ -385,7 +353,7 @@ static int status_error(long status, const char *body, size_t len, long retry_af
         err_set(err, status, reason, json_str(o, "message"));
         if (err)
                 err->retry_after_s = retry_after;
-        return k8s_status_to_errno(status, reason);
+        return http_status_to_errno(status, reason);
 }
 
 /* One exchange. payload may be NULL. With on_data, a 2xx body is streamed and

@@ -22,53 +22,57 @@ static void fsroot_donep(FsRoot *r)
 }
 #define cleanup_fsroot __attribute__((cleanup(fsroot_donep)))
 
-/* Answers a failed file operation on path with the status its errno means. */
+/* Answers a failed file operation on path: the status from the one table
+ * (http_status_from_errno), a message that names the path (ENAMETOOLONG and
+ * the rest: strerror). */
 static void respond_fs_error(HttpRequest *req, int r, const char *path)
 {
+        const char *what = NULL;
         switch (-r) {
         case ENOENT:
-                http_respond_error(req, 404, "path '%s' does not exist", path);
-                return;
+                what = " does not exist";
+                break;
         case ENOTDIR:
-                http_respond_error(req, 400, "path '%s': a component is not a directory", path);
-                return;
+                what = ": a component is not a directory";
+                break;
         case EISDIR:
-                http_respond_error(req, 400, "path '%s' is a directory", path);
-                return;
+                what = " is a directory";
+                break;
         case EACCES:
         case EPERM:
-                http_respond_error(req, 403, "path '%s': permission denied", path);
-                return;
+                what = ": permission denied";
+                break;
         case EEXIST:
-                http_respond_error(req, 409, "path '%s' already exists", path);
-                return;
+                what = " already exists";
+                break;
         case ENOTEMPTY:
-                http_respond_error(req, 409, "directory '%s' is not empty", path);
+                http_respond_error(req, http_status_from_errno(r), "directory '%s' is not empty",
+                                   path);
                 return;
         case ELOOP:
-                http_respond_error(req, 400, "path '%s': too many levels of symbolic links", path);
-                return;
+                what = ": too many levels of symbolic links";
+                break;
         case EXDEV:
-                http_respond_error(req, 400, "path '%s' leaves the sandbox's filesystem", path);
-                return;
+                what = " leaves the sandbox's filesystem";
+                break;
         case EFBIG:
-                http_respond_error(req, 413, "path '%s': size limit exceeded", path);
-                return;
+                what = ": size limit exceeded";
+                break;
         case ENOSPC:
         case EDQUOT:
-                http_respond_error(req, 507, "no space left in the sandbox writing '%s'", path);
+                http_respond_error(req, http_status_from_errno(r),
+                                   "no space left in the sandbox writing '%s'", path);
                 return;
         case EINVAL:
         case ENXIO: /* a FIFO without a reader */
-        case ENAMETOOLONG:
-                http_respond_error(req, 400, "path '%s': %s", path,
-                                   r == -ENAMETOOLONG
-                                           ? strerror(-r)
-                                           : "invalid (not a regular file, or the root)");
-                return;
+                what = ": invalid (not a regular file, or the root)";
+                break;
         default:
-                http_respond_error(req, 500, "path '%s': %s", path, strerror(-r));
+                http_respond_error(req, http_status_from_errno(r), "path '%s': %s", path,
+                                   strerror(-r));
+                return;
         }
+        http_respond_error(req, http_status_from_errno(r), "path '%s'%s", path, what);
 }
 
 /* Opens the sandbox's root as the requested user (?user=, else the sandbox's);
@@ -488,11 +492,7 @@ void api_archive_handle(Agent *a, HttpRequest *req, const char *id, const char *
         if (r == -EFBIG)
                 http_respond_error(req, 413, "%s", err);
         else if (r < 0 && err[0])
-                http_respond_error(req,
-                                   r == -EINVAL                   ? 400
-                                   : r == -ENOSPC || r == -EDQUOT ? 507
-                                                                  : http_status_from_errno(r),
-                                   "%s", err);
+                http_respond_error(req, http_status_from_errno(r), "%s", err);
         else if (r < 0)
                 respond_fs_error(req, r, path);
         else {

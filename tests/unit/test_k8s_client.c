@@ -29,7 +29,7 @@ static void test_errno_mapping(void **state)
                 {201, NULL, 0},
                 {400, "BadRequest", -EINVAL},
                 {401, "Unauthorized", -EACCES},
-                {403, "Forbidden", -EPERM},
+                {403, "Forbidden", -EACCES},
                 {404, "NotFound", -ENOENT},
                 {405, NULL, -EOPNOTSUPP},
                 {409, "AlreadyExists", -EEXIST},
@@ -41,18 +41,19 @@ static void test_errno_mapping(void **state)
                 {415, "UnsupportedMediaType", -EOPNOTSUPP},
                 {422, "Invalid", -EINVAL},
                 {429, "TooManyRequests", -EAGAIN},
-                {500, "InternalError", -EAGAIN},
-                {503, "ServiceUnavailable", -EAGAIN},
-                {504, "Timeout", -EAGAIN},
+                {500, "InternalError", -EIO},
+                {503, "ServiceUnavailable", -EIO},
+                {504, "Timeout", -EIO},
                 {501, NULL, -EOPNOTSUPP},
                 {302, NULL, -EPROTO},
                 {418, NULL, -EPROTO},
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-                if (k8s_status_to_errno(cases[i].status, cases[i].reason) != cases[i].r)
+                if (http_status_to_errno(cases[i].status, cases[i].reason) != cases[i].r)
                         fail_msg("%ld %s: %d", cases[i].status, cases[i].reason,
-                                 k8s_status_to_errno(cases[i].status, cases[i].reason));
+                                 http_status_to_errno(cases[i].status, cases[i].reason));
         assert_true(k8s_errno_is_transient(-EAGAIN));
+        assert_true(k8s_errno_is_transient(-EIO)); /* 5xx */
         assert_true(k8s_errno_is_transient(-ECONNREFUSED));
         assert_true(k8s_errno_is_transient(-ECONNRESET));
         assert_false(k8s_errno_is_transient(-EBUSY));
