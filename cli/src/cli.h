@@ -20,8 +20,7 @@
 /* The agent refuses bodies over 16 MiB; base64 grows stdin by a third. */
 #define CLI_STDIN_MAX ((size_t) 12 * 1024 * 1024)
 /* `run --timeout S` gives the sandbox this much longer than the command. */
-#define CLI_RUN_TIMEOUT_MARGIN  60
-#define CLI_SANDBOX_TIMEOUT_MAX 604800
+#define CLI_RUN_TIMEOUT_MARGIN 60
 
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2

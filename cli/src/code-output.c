@@ -24,25 +24,17 @@ void cli_code_state_done(CliCodeState *s)
         s->main_result = s->error = NULL;
 }
 
-static int write_all(CliCodeState *s, int fd, const char *p, size_t len)
+static int write_bytes(CliCodeState *s, int fd, const char *p, size_t len)
 {
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        s->write_failed = true;
-                        return negative_errno();
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        int r = write_all(fd, p, len);
+        if (r < 0)
+                s->write_failed = true;
+        return r;
 }
 
 static int write_str(CliCodeState *s, int fd, const char *text)
 {
-        return write_all(s, fd, text, strlen(text));
+        return write_bytes(s, fd, text, strlen(text));
 }
 
 /* Writes a base64 image field to save_dir/image-N.ext; the path in ret. */
@@ -56,7 +48,7 @@ static int save_image(CliCodeState *s, const char *b64, const char *ext, char *r
         cleanup_close int fd = open(ret, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
                 return negative_errno();
-        return write_all(s, fd, (const char *) data, n);
+        return write_bytes(s, fd, (const char *) data, n);
 }
 
 /* A display result (not the main one): its images, else its text. */

@@ -114,17 +114,15 @@ int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len)
                         buf = p;
                         cap = ncap;
                 }
-                ssize_t n = read(fd, buf + len, cap - len - 1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        break;
+                size_t room = cap - len - 1;
+                ssize_t n = read_full(fd, buf + len, room);
+                if (n < 0)
+                        return (int) n;
                 len += (size_t) n;
                 if (len > max)
                         return -EFBIG;
+                if ((size_t) n < room)
+                        break; /* end of file */
         }
         buf[len] = '\0';
         *ret = TAKE_PTR(buf);

@@ -19,22 +19,6 @@ void cli_exec_state_init(CliExecState *s, int out_fd, int err_fd)
         };
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-        const char *p = data;
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
-
 int cli_exit_status_from_event(json_object *exit_event)
 {
         if (json_boolean(exit_event, "timed_out", false))

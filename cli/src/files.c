@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "sandpit/http-client.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 static int error_done(CliContext *ctx, int r)
 {
@@ -251,18 +252,8 @@ typedef struct {
 static int sink_write(const char *data, size_t len, void *userdata)
 {
         Sink *s = userdata;
-        while (len > 0) {
-                ssize_t n = write(s->fd, data, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int r = -errno;
-                        return set_error(s->ctx, r, "cannot write %s: %s", s->name, strerror(-r));
-                }
-                data += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        int r = write_all(s->fd, data, len);
+        return r < 0 ? set_error(s->ctx, r, "cannot write %s: %s", s->name, strerror(-r)) : 0;
 }
 
 static const char *base_name(const char *p)

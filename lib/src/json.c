@@ -2,7 +2,10 @@
 #include "sandpit/json.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
+
+#include "sandpit/util.h"
 
 json_object *json_field(json_object *o, const char *name)
 {
@@ -43,6 +46,25 @@ bool json_boolean(json_object *o, const char *name, bool fallback)
 {
         json_object *v = json_field(o, name);
         return json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v) : fallback;
+}
+
+int json_timeout_ms(json_object *v, bool whole, uint64_t *ret_ms)
+{
+        bool is_int = json_object_is_type(v, json_type_int);
+        if (!is_int && (whole || !json_object_is_type(v, json_type_double)))
+                return -EINVAL;
+        if (is_int) {
+                int64_t s = json_object_get_int64(v);
+                if (s <= 0 || s > TIMEOUT_MAX_S)
+                        return -EINVAL;
+                *ret_ms = (uint64_t) s * 1000;
+                return 0;
+        }
+        double t = json_object_get_double(v);
+        if (!isfinite(t) || t <= 0 || t > TIMEOUT_MAX_S)
+                return -EINVAL;
+        *ret_ms = (uint64_t) ceil(t * 1000.0);
+        return 0;
 }
 
 static bool is_space(char c)

@@ -19,7 +19,6 @@
 
 #define POOL_MAX           8
 #define CONNECT_TIMEOUT_MS 10000L
-#define TOKEN_MAX          ((size_t) 64 * 1024)
 
 struct K8sClient {
         K8sConfig *cfg;
@@ -132,17 +131,11 @@ static int auth_header(K8sClient *c, char **ret)
                 if (!c->token ||
                     now - c->token_read_us >= (uint64_t) K8S_TOKEN_FILE_REFRESH_S * 1000000) {
                         char *t = NULL;
-                        size_t n = 0;
-                        int q = read_file(c->cfg->token_file, TOKEN_MAX, &t, &n);
+                        int q = read_token_file(c->cfg->token_file, 1, &t);
                         if (q >= 0) {
-                                while (n > 0 && strchr(" \t\r\n", t[n - 1]))
-                                        t[--n] = '\0';
-                                if (n > 0 && !strpbrk(t, "\r\n")) {
-                                        token_free(c->token);
-                                        c->token = TAKE_PTR(t);
-                                        c->token_read_us = now;
-                                }
-                                token_free(t);
+                                token_free(c->token);
+                                c->token = TAKE_PTR(t);
+                                c->token_read_us = now;
                         } else if (!c->token) {
                                 r = q;
                         }

@@ -222,7 +222,7 @@ static int load_user(K8sConfig *cfg, json_object *user, const char *base_dir, ch
                         return r;
                 /* Read once now so a missing or empty file is an error at load. */
                 char *t = NULL;
-                r = read_token_file(cfg->token_file, &t);
+                r = read_token_file(cfg->token_file, 1, &t);
                 if (r < 0)
                         return fail(errbuf, errlen, r, "tokenFile %s: %s", cfg->token_file,
                                     r == -EINVAL ? "empty or malformed" : strerror(-r));
@@ -385,7 +385,7 @@ int k8s_config_in_cluster(const char *dir, K8sConfig **ret, char *errbuf, size_t
                 goto out;
         }
         char *t = NULL;
-        r = read_token_file(cfg->token_file, &t);
+        r = read_token_file(cfg->token_file, 1, &t);
         if (r < 0) {
                 r = fail(errbuf, errlen, r == -EINVAL ? r : -ENOENT, "%s: %s", cfg->token_file,
                          r == -EINVAL ? "empty or malformed" : strerror(-r));

@@ -7,7 +7,6 @@
 #include "api-code.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,8 +15,6 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "secrets.h"
-
-#define MAX_TIMEOUT_S (7.0 * 86400)
 
 static const HttpStreamOps code_stream_ops = {
         .read = code_run_read,
@@ -107,16 +104,13 @@ static int parse_run(json_object *body, CodeRunRequest *ret, char *err, size_t e
                                 return q;
                         r.secret_env = val;
                 } else if (streq(key, "timeout")) {
-                        double t = json_object_get_double(val);
-                        if (!(json_object_is_type(val, json_type_int) ||
-                              json_object_is_type(val, json_type_double)) ||
-                            !isfinite(t) || t <= 0 || t > MAX_TIMEOUT_S) {
+                        if (json_timeout_ms(val, false, &r.timeout_ms) < 0) {
                                 (void) snprintf(err, errlen,
                                                 "timeout must be a number of seconds > 0 and <= "
-                                                "604800");
+                                                "%d",
+                                                TIMEOUT_MAX_S);
                                 return -EINVAL;
                         }
-                        r.timeout_ms = (uint64_t) ceil(t * 1000.0);
                 } else {
                         (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
                         return -EINVAL;

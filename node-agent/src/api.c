@@ -115,18 +115,17 @@ static void handle_timeout(Agent *a, HttpRequest *req, const char *id, const cha
         json_object *t = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
+        uint64_t ms = 0;
         bool ok = json_object_object_get_ex(body, "timeout", &t) &&
-                  json_object_is_type(t, json_type_int) && json_object_get_int64(t) >= 1 &&
-                  json_object_get_int64(t) <= 7L * 86400 && json_object_object_length(body) == 1;
-        int64_t secs = ok ? json_object_get_int64(t) : 0;
+                  json_timeout_ms(t, true, &ms) == 0 && json_object_object_length(body) == 1;
         if (!ok) {
                 http_respond_error(req, 400,
-                                   "body must be {\"timeout\": SECONDS} with 1 <= SECONDS <= "
-                                   "604800");
+                                   "body must be {\"timeout\": SECONDS} with 1 <= SECONDS <= %d",
+                                   TIMEOUT_MAX_S);
                 return;
         }
         json_object *obj = NULL;
-        int r = sandbox_set_timeout(a, id, (uint64_t) secs, &obj);
+        int r = sandbox_set_timeout(a, id, ms / 1000, &obj);
         if (r == -ENOENT)
                 api_sandbox_not_found(req, id);
         else if (r < 0)

@@ -433,7 +433,7 @@ static int setup(Operator *op, const Options *o)
         r = k8s_client_new(cfg, &op->client);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the Kubernetes client");
-        r = read_token_file(o->token_file, &op->agent_token);
+        r = read_token_file(o->token_file, 1, &op->agent_token);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the agent token from %s", o->token_file);
         r = k8s_workqueue_new(&(K8sWorkQueueOptions){.base_delay_ms = 200, .max_delay_ms = 30000},

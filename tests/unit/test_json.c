@@ -1,5 +1,6 @@
 /* lib/json: the member getters (absent, null and mistyped members) and the
- * strict parse (surrounding white space only, depth bound, bad input). */
+ * strict parse (surrounding white space only, depth bound, bad input), the
+ * API's timeout check. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <cmocka.h>
 
 #include "sandpit/json.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 static json_object *parse(const char *text)
 {
@@ -112,12 +115,41 @@ static void test_parse_rejects(void **state)
         assert_int_equal(json_parse_strict("[[[1]]]", 7, 8, &deep, NULL), 0);
 }
 
+static void test_timeout(void **state)
+{
+        (void) state;
+        uint64_t ms = 0;
+        cleanup_json json_object *o =
+                parse("{\"one\": 1, \"max\": 604800, \"over\": 604801, \"zero\": 0, "
+                      "\"neg\": -1, \"frac\": 0.0015, \"fmax\": 604800.0, "
+                      "\"fover\": 604800.001, \"s\": \"5\", \"b\": true}");
+        assert_int_equal(json_timeout_ms(json_field(o, "one"), true, &ms), 0);
+        assert_int_equal(ms, 1000);
+        assert_int_equal(json_timeout_ms(json_field(o, "max"), true, &ms), 0);
+        assert_int_equal(ms, (uint64_t) TIMEOUT_MAX_S * 1000);
+        assert_int_equal(json_timeout_ms(json_field(o, "frac"), false, &ms), 0);
+        assert_int_equal(ms, 2); /* rounded up */
+        assert_int_equal(json_timeout_ms(json_field(o, "fmax"), false, &ms), 0);
+        ms = 7;
+        static const char *const bad_whole[] = {"over", "zero", "neg", "frac",
+                                                "fmax", "s",    "b",   "missing"};
+        for (size_t i = 0; i < ARRAY_SIZE(bad_whole); i++)
+                if (json_timeout_ms(json_field(o, bad_whole[i]), true, &ms) != -EINVAL)
+                        fail_msg("whole %s accepted", bad_whole[i]);
+        static const char *const bad[] = {"over", "zero", "neg", "fover", "s", "b", "missing"};
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+                if (json_timeout_ms(json_field(o, bad[i]), false, &ms) != -EINVAL)
+                        fail_msg("%s accepted", bad[i]);
+        assert_int_equal(ms, 7); /* untouched on failure */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_getters),
                 cmocka_unit_test(test_parse_accepts),
                 cmocka_unit_test(test_parse_rejects),
+                cmocka_unit_test(test_timeout),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

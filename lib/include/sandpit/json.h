@@ -33,6 +33,10 @@ int64_t json_int(json_object *o, const char *name, int64_t fallback);
 /* o's member name when it is a boolean, else fallback. */
 bool json_boolean(json_object *o, const char *name, bool fallback);
 
+/* v as a timeout: a number of seconds (an integer when whole) > 0 and at most
+ * TIMEOUT_MAX_S (util.h); *ret_ms is it in milliseconds, rounded up. Else -EINVAL. */
+int json_timeout_ms(json_object *v, bool whole, uint64_t *ret_ms);
+
 /* Parses exactly one JSON value from data[0..len): white space may surround it,
  * nothing else may follow it. max_depth bounds nesting (0: json-c's default of
  * 32). Errors: -EBADMSG malformed, empty or trailing data (*ret_why, when not
