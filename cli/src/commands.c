@@ -33,7 +33,10 @@ static int transport_error(CliContext *ctx, int r)
 
         if (r == -ECANCELED)
                 return set_error(ctx, r, "interrupted");
-        if (r == -EIO && curl_text[0] != '\0')
+        /* curl's text says more where it has no errno of its own. */
+        bool curl_says_more = r == -EIO || r == -ECONNRESET || r == -EHOSTUNREACH ||
+                              r == -EKEYREJECTED || r == -ENOKEY;
+        if (curl_says_more && curl_text[0] != '\0')
                 return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, curl_text);
         return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, strerror(-r));
 }

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "curl-internal.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -31,14 +32,6 @@ struct K8sClient {
         uint64_t token_read_us;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void token_free(char *t)
 {
         if (t) {
@@ -53,8 +46,7 @@ int k8s_client_new(K8sConfig *cfg, K8sClient **ret)
                 k8s_config_free(cfg);
                 return -EINVAL;
         }
-        (void) pthread_once(&curl_once, curl_init_once);
-        if (curl_init_result != CURLE_OK) {
+        if (curl_core_global_init() < 0) {
                 k8s_config_free(cfg);
                 return -EIO;
         }
@@ -180,79 +172,9 @@ static void err_set(K8sError *err, long status, const char *reason, const char *
         (void) snprintf(err->message, sizeof(err->message), "%s", message ? message : "");
 }
 
-static int map_curl_error(CURL *h, CURLcode cc, const char *errbuf, K8sError *err)
+static bool stop_set(const void *stop)
 {
-        err_set(err, 0, NULL, errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        switch (cc) {
-        case CURLE_ABORTED_BY_CALLBACK:
-                return -ECANCELED;
-        case CURLE_COULDNT_CONNECT: {
-                long os_errno = 0;
-                if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
-                    os_errno > 0 && os_errno < 4096)
-                        return (int) -os_errno;
-                return -ECONNREFUSED;
-        }
-        case CURLE_COULDNT_RESOLVE_HOST:
-                return -EHOSTUNREACH;
-        case CURLE_OPERATION_TIMEDOUT:
-                return -ETIMEDOUT;
-        case CURLE_OUT_OF_MEMORY:
-                return -ENOMEM;
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-                return -EKEYREJECTED; /* the server is not who the CA says */
-        case CURLE_SSL_CERTPROBLEM:
-                return -ENOKEY; /* our client certificate or key is unusable */
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_PARTIAL_FILE:
-        case CURLE_GOT_NOTHING:
-                return -ECONNRESET;
-        default:
-                return -EIO;
-        }
-}
-
-typedef struct {
-        CURL *h;
-        K8sDataFn on_data; /* NULL: collect the whole body */
-        void *userdata;
-        bool decided;
-        bool streaming;
-        StrBuf body;
-        int error;
-        const atomic_bool *stop;
-} Transfer;
-
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
-{
-        Transfer *t = userdata;
-        size_t n = size * nmemb;
-        if (!t->decided) {
-                long status = 0;
-                (void) curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &status);
-                t->streaming = t->on_data && status >= 200 && status < 300;
-                t->decided = true;
-        }
-        int r = t->streaming ? t->on_data(data, n, t->userdata)
-                             : strbuf_append(&t->body, data, n, K8S_BODY_MAX);
-        if (r < 0) {
-                t->error = r;
-                return 0;
-        }
-        return n;
-}
-
-static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-        const Transfer *t = userdata;
-        (void) dltotal;
-        (void) dlnow;
-        (void) ultotal;
-        (void) ulnow;
-        return t->stop && atomic_load(t->stop) ? 1 : 0;
+        return atomic_load((const atomic_bool *) stop);
 }
 
 #define SETOPT(h, opt, val)                                          \
@@ -285,44 +207,23 @@ static int setup_tls(CURL *h, const K8sConfig *cfg)
 }
 
 static int setup(K8sClient *c, CURL *h, const char *method, const char *url, const char *payload,
-                 Transfer *t, long timeout_ms, struct curl_slist *headers, char *errbuf)
+                 CurlTransfer *t, long timeout_ms, struct curl_slist *headers, char *errbuf)
 {
-        curl_easy_reset(h); /* keeps the connection cache */
-        errbuf[0] = '\0';
-        SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
-        SETOPT(h, CURLOPT_URL, url);
-        SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        SETOPT(h, CURLOPT_PROTOCOLS_STR, "https");
-#else
-        SETOPT(h, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS);
-#endif
-        SETOPT(h, CURLOPT_PROXY, ""); /* loopback and cluster addresses: no proxy */
-        SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-        SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
-        SETOPT(h, CURLOPT_USERAGENT, "sandpit/k8s-client");
-        if (timeout_ms > 0)
-                SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-        if (t->stop) {
-                SETOPT(h, CURLOPT_NOPROGRESS, 0L);
-                SETOPT(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-                SETOPT(h, CURLOPT_XFERINFODATA, t);
-        }
-        SETOPT(h, CURLOPT_WRITEFUNCTION, write_cb);
-        SETOPT(h, CURLOPT_WRITEDATA, t);
-        int r = setup_tls(h, c->cfg);
+        int r = curl_core_setup(h,
+                                &(CurlRequest){
+                                        .url = url,
+                                        .protocols = "https",
+                                        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                                        .timeout_ms = timeout_ms,
+                                        .no_proxy = true, /* loopback and cluster addresses */
+                                        .errbuf = errbuf,
+                                },
+                                t);
         if (r < 0)
                 return r;
-        if (payload) {
-                SETOPT(h, CURLOPT_POSTFIELDS, payload);
-                SETOPT(h, CURLOPT_POSTFIELDSIZE, (long) strlen(payload));
-                if (!streq(method, "POST"))
-                        SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        } else if (streq(method, "GET")) {
-                SETOPT(h, CURLOPT_HTTPGET, 1L);
-        } else {
-                SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        }
+        SETOPT(h, CURLOPT_USERAGENT, "sandpit/k8s-client");
+        if ((r = setup_tls(h, c->cfg)) < 0 || (r = curl_core_set_method(h, method, payload)) < 0)
+                return r;
         SETOPT(h, CURLOPT_HTTPHEADER, headers);
         return 0;
 }
@@ -359,7 +260,13 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
         cleanup_free char *auth = NULL;
         struct curl_slist *headers = NULL;
         char errbuf[CURL_ERROR_SIZE];
-        Transfer t = {.on_data = on_data, .userdata = userdata, .stop = stop};
+        CurlTransfer t = {
+                .on_data = on_data,
+                .userdata = userdata,
+                .max = K8S_BODY_MAX,
+                .stopped = stop ? stop_set : NULL,
+                .stop_data = stop,
+        };
         int r;
 
         if (err)
@@ -394,7 +301,6 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
                 curl_slist_free_all(headers);
                 return -ENOMEM;
         }
-        t.h = h;
         r = setup(c, h, method, url, payload, &t, timeout_ms, headers, errbuf);
         if (r < 0)
                 goto out;
@@ -409,9 +315,8 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
                 goto out;
         }
         if (cc != CURLE_OK) {
-                r = map_curl_error(h, cc, errbuf, err);
-                if (err)
-                        err->status = status;
+                r = curl_core_errno(&t, cc);
+                err_set(err, status, NULL, errbuf[0] ? errbuf : curl_easy_strerror(cc));
                 log_debug("k8s %s %s: %s", method, path, errbuf[0] ? errbuf : "transport error");
                 goto out;
         }
