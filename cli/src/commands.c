@@ -759,45 +759,33 @@ static int cmd_pause_resume(CliContext *ctx, const CliArgs *a, const char *verb)
         return finish_output(ctx);
 }
 
+static int cmd_pause(CliContext *ctx, const CliArgs *a)
+{
+        return cmd_pause_resume(ctx, a, "/pause");
+}
+
+static int cmd_resume(CliContext *ctx, const CliArgs *a)
+{
+        return cmd_pause_resume(ctx, a, "/resume");
+}
+
+/* One handler a command (args.c has the names, usages and options). */
+static int (*const command_handlers[CLI_CMD_COUNT])(CliContext *ctx, const CliArgs *a) = {
+        [CLI_CMD_CREATE] = cmd_create,   [CLI_CMD_LS] = cmd_ls,
+        [CLI_CMD_GET] = cmd_get,         [CLI_CMD_EXEC] = cmd_exec,
+        [CLI_CMD_RUN] = cmd_run,         [CLI_CMD_KILL] = cmd_kill,
+        [CLI_CMD_TIMEOUT] = cmd_timeout, [CLI_CMD_PS] = cmd_ps,
+        [CLI_CMD_SIGNAL] = cmd_signal,   [CLI_CMD_CODE] = cmd_code,
+        [CLI_CMD_ATTACH] = cmd_attach,   [CLI_CMD_CP] = cli_cmd_cp,
+        [CLI_CMD_FS] = cli_cmd_fs,       [CLI_CMD_METRICS] = cmd_metrics,
+        [CLI_CMD_PAUSE] = cmd_pause,     [CLI_CMD_RESUME] = cmd_resume,
+};
+
 int cli_run(CliContext *ctx, const CliArgs *a)
 {
-        switch (a->command) {
-        case CLI_CMD_CREATE:
-                return cmd_create(ctx, a);
-        case CLI_CMD_LS:
-                return cmd_ls(ctx, a);
-        case CLI_CMD_GET:
-                return cmd_get(ctx, a);
-        case CLI_CMD_EXEC:
-                return cmd_exec(ctx, a);
-        case CLI_CMD_RUN:
-                return cmd_run(ctx, a);
-        case CLI_CMD_KILL:
-                return cmd_kill(ctx, a);
-        case CLI_CMD_TIMEOUT:
-                return cmd_timeout(ctx, a);
-        case CLI_CMD_PS:
-                return cmd_ps(ctx, a);
-        case CLI_CMD_SIGNAL:
-                return cmd_signal(ctx, a);
-        case CLI_CMD_CODE:
-                return cmd_code(ctx, a);
-        case CLI_CMD_ATTACH:
-                return cmd_attach(ctx, a);
-        case CLI_CMD_CP:
-                return cli_cmd_cp(ctx, a);
-        case CLI_CMD_FS:
-                return cli_cmd_fs(ctx, a);
-        case CLI_CMD_METRICS:
-                return cmd_metrics(ctx, a);
-        case CLI_CMD_PAUSE:
-                return cmd_pause_resume(ctx, a, "/pause");
-        case CLI_CMD_RESUME:
-                return cmd_pause_resume(ctx, a, "/resume");
-        case CLI_CMD_COUNT:
-        default:
+        if ((unsigned) a->command >= CLI_CMD_COUNT || !command_handlers[a->command])
                 return set_error(ctx, -EINVAL, "unknown command");
-        }
+        return command_handlers[a->command](ctx, a);
 }
 
 /* For the cp and fs commands (files.c). */
