@@ -95,25 +95,7 @@ static char *default_init_path(void)
         return asprintf(&p, "%s/sandpit-init", self) < 0 ? NULL : p;
 }
 
-/* The daemon, from its command line to its shutdown. */
-typedef struct {
-        Agent agent;
-        bool agent_inited; /* agent_init() ran: agent_done() applies */
-        const char *socket_path, *listen_addr, *token_file;
-        bool standalone;
-        ClusterArgs ca;
-        LogFormat log_format;
-        LogLevel log_level;
-        char **blocked; /* the --blocked-cidr values, borrowed from argv */
-        char *init_default, *kernels_default, *kernels_real;
-        char *token; /* a secret */
-        sigset_t signals;
-        HttpServer *srv;
-        Cluster *cluster;
-} Daemon;
-
-/* 0: run; > 0: exit with that status - 1 (help, usage errors). */
-static int parse_args(int argc, char **argv, Daemon *d)
+int main(int argc, char **argv)
 {
         enum {
                 OPT_STANDALONE = 256,
@@ -174,84 +156,103 @@ static int parse_args(int argc, char **argv, Daemon *d)
                 {"help", no_argument, NULL, OPT_HELP},
                 {0},
         };
+        Agent agent = {0};
+        AgentConfig *cfg = &agent.cfg;
+        const char *socket_path = "/run/sandpit/agent.sock", *listen_addr = NULL,
+                   *token_file = NULL;
+        bool standalone = false;
+        ClusterArgs ca = {0};
+        LogFormat log_format = LOG_FORMAT_JSON;
+        LogLevel log_level = LOG_LEVEL_INFO;
+        cfg->state_dir = "/run/sandpit";
+        cfg->templates_dir = "/var/lib/sandpit/templates";
+        cfg->runtime = "runc";
+        cfg->cgroup_parent = "sandpit";
+        cfg->cgroup_version = CG_VERSION_AUTO;
+        cfg->net.table = "sandpit";
+        cleanup_free char **blocked = calloc((size_t) argc + 1, sizeof(char *)); /* borrows argv */
         size_t nblocked = 0;
+        if (!blocked)
+                return 1;
+        cfg->net.blocked_cidrs = blocked;
+
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 switch (c) {
                 case OPT_STANDALONE:
-                        d->standalone = true;
+                        standalone = true;
                         break;
                 case OPT_SOCKET:
-                        d->socket_path = optarg;
+                        socket_path = optarg;
                         break;
                 case OPT_LISTEN:
-                        d->listen_addr = optarg;
+                        listen_addr = optarg;
                         break;
                 case OPT_TOKEN_FILE:
-                        d->token_file = optarg;
+                        token_file = optarg;
                         break;
                 case OPT_STATE_DIR:
-                        d->agent.cfg.state_dir = optarg;
+                        cfg->state_dir = optarg;
                         break;
                 case OPT_TEMPLATES_DIR:
-                        d->agent.cfg.templates_dir = optarg;
+                        cfg->templates_dir = optarg;
                         break;
                 case OPT_INIT:
-                        d->agent.cfg.init_path = optarg;
+                        cfg->init_path = optarg;
                         break;
                 case OPT_KERNELS_DIR:
-                        d->agent.cfg.kernels_dir = optarg;
+                        cfg->kernels_dir = optarg;
                         break;
                 case OPT_RUNTIME:
-                        d->agent.cfg.runtime = optarg;
+                        cfg->runtime = optarg;
                         break;
                 case OPT_CGROUP_PARENT:
-                        d->agent.cfg.cgroup_parent = optarg;
+                        cfg->cgroup_parent = optarg;
                         break;
                 case OPT_CGROUP_VERSION:
                         if (streq(optarg, "auto"))
-                                d->agent.cfg.cgroup_version = CG_VERSION_AUTO;
+                                cfg->cgroup_version = CG_VERSION_AUTO;
                         else if (streq(optarg, "v1"))
-                                d->agent.cfg.cgroup_version = CG_VERSION_V1;
+                                cfg->cgroup_version = CG_VERSION_V1;
                         else if (streq(optarg, "v2"))
-                                d->agent.cfg.cgroup_version = CG_VERSION_V2;
+                                cfg->cgroup_version = CG_VERSION_V2;
                         else {
                                 fprintf(stderr, "sandpit-agent: bad --cgroup-version %s\n", optarg);
-                                return 3;
+                                return 2;
                         }
                         break;
                 case OPT_LOG_FORMAT:
-                        if (log_parse_format(optarg, &d->log_format) < 0) {
+                        if (log_parse_format(optarg, &log_format) < 0) {
                                 fprintf(stderr, "sandpit-agent: bad --log-format %s\n", optarg);
-                                return 3;
+                                return 2;
                         }
                         break;
                 case OPT_LOG_LEVEL:
-                        if (log_parse_level(optarg, &d->log_level) < 0) {
+                        if (log_parse_level(optarg, &log_level) < 0) {
                                 fprintf(stderr, "sandpit-agent: bad --log-level %s\n", optarg);
-                                return 3;
+                                return 2;
                         }
                         break;
                 case OPT_SANDBOX_CIDR:
-                        d->agent.cfg.net.sandbox_cidr = optarg;
+                        cfg->net.sandbox_cidr = optarg;
                         break;
                 case OPT_BLOCKED_CIDR:
-                        d->blocked[nblocked++] = optarg;
+                        blocked[nblocked++] = optarg;
                         break;
                 case OPT_DNS:
-                        d->agent.cfg.net.dns = optarg;
+                        cfg->net.dns = optarg;
                         break;
                 case OPT_NET_TABLE:
-                        d->agent.cfg.net.table = optarg;
+                        cfg->net.table = optarg;
                         break;
                 case OPT_KUBECONFIG:
-                        d->ca.kubeconfig = optarg;
+                        ca.kubeconfig = optarg;
                         break;
                 case OPT_CONTEXT:
-                        d->ca.context = optarg;
+                        ca.context = optarg;
                         break;
                 case OPT_IN_CLUSTER:
-                        d->ca.in_cluster = true;
+                        ca.in_cluster = true;
                         break;
                 case OPT_NODE_NAME:
                 case OPT_NAMESPACE:
@@ -259,196 +260,134 @@ static int parse_args(int argc, char **argv, Daemon *d)
                 case OPT_CAPACITY_CPU:
                 case OPT_CAPACITY_MEMORY:
                 case OPT_LEASE_DURATION:
-                        *(c == OPT_NODE_NAME         ? &d->ca.node_name
-                          : c == OPT_NAMESPACE       ? &d->ca.namespace
-                          : c == OPT_ADVERTISE       ? &d->ca.advertise
-                          : c == OPT_CAPACITY_CPU    ? &d->ca.capacity_cpu
-                          : c == OPT_CAPACITY_MEMORY ? &d->ca.capacity_memory
-                                                     : &d->ca.lease_duration) = optarg;
-                        d->ca.any_cluster_flag = true;
+                        *(c == OPT_NODE_NAME         ? &ca.node_name
+                          : c == OPT_NAMESPACE       ? &ca.namespace
+                          : c == OPT_ADVERTISE       ? &ca.advertise
+                          : c == OPT_CAPACITY_CPU    ? &ca.capacity_cpu
+                          : c == OPT_CAPACITY_MEMORY ? &ca.capacity_memory
+                                                     : &ca.lease_duration) = optarg;
+                        ca.any_cluster_flag = true;
                         break;
                 case OPT_HELP:
                         usage(stdout);
-                        return 1;
+                        return 0;
                 default:
                         usage(stderr);
-                        return 3;
+                        return 2;
                 }
         }
         if (optind < argc) {
                 fprintf(stderr, "sandpit-agent: unexpected argument\n");
-                return 3;
-        }
-        char cerr[512];
-        if (cluster_args_check(&d->ca, d->standalone, d->listen_addr, d->token_file, cerr,
-                               sizeof(cerr)) < 0) {
-                fprintf(stderr, "sandpit-agent: %s\n", cerr);
                 return 2;
         }
-        if (!d->socket_path || !*d->socket_path) {
+        char cerr[512];
+        if (cluster_args_check(&ca, standalone, listen_addr, token_file, cerr, sizeof(cerr)) < 0) {
+                fprintf(stderr, "sandpit-agent: %s\n", cerr);
+                return 1;
+        }
+        if (!socket_path || !*socket_path) {
                 fprintf(stderr, "sandpit-agent: --socket needs a path\n");
-                return 3;
+                return 2;
         }
-        if (d->listen_addr && !d->token_file) {
+        if (listen_addr && !token_file) {
                 fprintf(stderr, "sandpit-agent: --listen needs --token-file\n");
-                return 3;
+                return 2;
         }
-        return 0;
-}
+        log_setup("sandpit-agent", log_format, log_level);
 
-/* The paths that default to places next to this binary. */
-static int setup_paths(Daemon *d)
-{
-        AgentConfig *cfg = &d->agent.cfg;
+        cleanup_free char *init_default = NULL;
         if (!cfg->init_path) {
-                d->init_default = default_init_path();
-                if (!d->init_default)
-                        return log_error_errno(-ENOMEM, "out of memory");
-                cfg->init_path = d->init_default;
+                init_default = default_init_path();
+                if (!init_default)
+                        return log_error_errno(-ENOMEM, "out of memory"), 1;
+                cfg->init_path = init_default;
         }
+        cleanup_free char *kernels_default = NULL;
         if (!cfg->kernels_dir) {
-                d->kernels_default = path_next_to_self("../share/sandpit/kernels");
-                cfg->kernels_dir = d->kernels_default;
+                kernels_default = path_next_to_self("../share/sandpit/kernels");
+                cfg->kernels_dir = kernels_default;
         }
-        d->kernels_real = cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
-        if (cfg->kernels_dir && !d->kernels_real)
+        cleanup_free char *kernels_real =
+                cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
+        if (cfg->kernels_dir && !kernels_real)
                 log_warning("no code-interpreter kernels at %s: the code API is off",
                             cfg->kernels_dir);
-        cfg->kernels_dir = d->kernels_real;
-        return 0;
-}
+        cfg->kernels_dir = kernels_real;
+        cleanup_free char *token = NULL;
+        if (token_file) {
+                int r = read_token_file(token_file, 16, &token);
+                if (r < 0) {
+                        log_error_errno(r, "cannot read a token (16+ characters) from %s",
+                                        token_file);
+                        cluster_args_done(&ca);
+                        return 1;
+                }
+        }
 
-static int setup_token(Daemon *d)
-{
-        if (!d->token_file)
-                return 0;
-        int r = read_token_file(d->token_file, 16, &d->token);
-        if (r < 0)
-                return log_error_errno(r, "cannot read a token (16+ characters) from %s",
-                                       d->token_file);
-        return 0;
-}
-
-/* Signals are taken synchronously by the main thread; blocked before any
- * thread starts so every thread inherits the mask. */
-static int setup_signals(Daemon *d)
-{
-        sigemptyset(&d->signals);
-        sigaddset(&d->signals, SIGTERM);
-        sigaddset(&d->signals, SIGINT);
-        sigaddset(&d->signals, SIGHUP);
-        (void) pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
+        /* Signals are taken synchronously by this thread; block them before
+         * any thread starts so every thread inherits the mask. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        (void) pthread_sigmask(SIG_BLOCK, &mask, NULL);
         (void) signal(SIGPIPE, SIG_IGN);
-        return 0;
-}
 
-static int setup_agent(Daemon *d)
-{
-        d->agent_inited = true; /* agent_done() also undoes a failed agent_init() */
-        return agent_init(&d->agent);
-}
-
-/* Re-adopts the sandboxes a previous agent left running, then watches them. */
-static int setup_recover(Daemon *d)
-{
-        int r = sandbox_recover(&d->agent);
-        return r < 0 ? r : agent_start_monitor(&d->agent);
-}
-
-static int setup_serve(Daemon *d)
-{
-        cleanup_free char *sock_dir = strdup(d->socket_path);
+        int r = agent_init(&agent);
+        if (r < 0) {
+                cluster_args_done(&ca);
+                agent_done(&agent);
+                return 1;
+        }
+        r = sandbox_recover(&agent);
+        if (r == 0)
+                r = agent_start_monitor(&agent);
+        cleanup_free char *sock_dir = strdup(socket_path);
         char *slash = sock_dir ? strrchr(sock_dir, '/') : NULL;
         if (slash && slash != sock_dir) {
                 *slash = 0;
                 (void) mkdir_p(sock_dir, 0755);
         }
-        HttpServerConfig hc = {.unix_path = d->socket_path,
-                               .tcp_listen = d->listen_addr,
-                               .token = d->token,
-                               .max_body = MAX_BODY,
-                               .spool_limit = api_files_spool_limit};
-        int r = http_server_start(&hc, api_handle, &d->agent, &d->srv);
-        if (r < 0)
-                return log_error_errno(r, "cannot serve on %s%s%s", d->socket_path,
-                                       d->listen_addr ? " and " : "",
-                                       d->listen_addr ? d->listen_addr : "");
-        return 0;
-}
-
-/* Cluster mode: registers this node with its Lease and keeps it renewed. */
-static int setup_cluster(Daemon *d)
-{
-        if (!cluster_args_enabled(&d->ca))
-                return 0;
-        int r = cluster_args_start(&d->ca, d->listen_addr, http_server_tcp_port(d->srv),
-                                   SANDPIT_VERSION, &d->cluster);
-        if (r < 0)
-                return log_error_errno(r, "cannot start cluster mode");
-        return 0;
-}
-
-/* The setup, in order; the first failure ends it (daemon_done() undoes). */
-static int (*const setup_steps[])(Daemon *d) = {
-        setup_paths,   setup_token, setup_signals, setup_agent,
-        setup_recover, setup_serve, setup_cluster,
-};
-
-static void daemon_done(Daemon *d)
-{
-        cluster_stop(d->cluster); /* deregister first: the operator stops calling */
-        http_server_free(d->srv);
-        if (d->agent_inited)
-                agent_done(&d->agent);
-        cluster_args_done(&d->ca);
-        free(d->init_default);
-        free(d->kernels_default);
-        free(d->kernels_real);
-        if (d->token) {
-                explicit_bzero(d->token, strlen(d->token));
-                free(d->token);
+        HttpServer *srv = NULL;
+        if (r == 0) {
+                HttpServerConfig hc = {.unix_path = socket_path,
+                                       .tcp_listen = listen_addr,
+                                       .token = token,
+                                       .max_body = MAX_BODY,
+                                       .spool_limit = api_files_spool_limit};
+                r = http_server_start(&hc, api_handle, &agent, &srv);
+                if (r < 0)
+                        log_error_errno(r, "cannot serve on %s%s%s", socket_path,
+                                        listen_addr ? " and " : "", listen_addr ? listen_addr : "");
         }
-        free(d->blocked);
-}
-
-int main(int argc, char **argv)
-{
-        Daemon d = {
-                .socket_path = "/run/sandpit/agent.sock",
-                .log_format = LOG_FORMAT_JSON,
-                .log_level = LOG_LEVEL_INFO,
-                .agent.cfg = {.state_dir = "/run/sandpit",
-                              .templates_dir = "/var/lib/sandpit/templates",
-                              .runtime = "runc",
-                              .cgroup_parent = "sandpit",
-                              .cgroup_version = CG_VERSION_AUTO,
-                              .net.table = "sandpit"},
-                .blocked = calloc((size_t) argc + 1, sizeof(char *)),
-        };
-        if (!d.blocked)
-                return 1;
-        d.agent.cfg.net.blocked_cidrs = d.blocked;
-        int r = parse_args(argc, argv, &d);
-        if (r > 0) {
-                daemon_done(&d);
-                return r - 1;
-        }
-        log_setup("sandpit-agent", d.log_format, d.log_level);
-        for (size_t i = 0; i < ARRAY_SIZE(setup_steps); i++)
-                if (setup_steps[i](&d) < 0) {
-                        daemon_done(&d);
-                        return 1;
+        Cluster *cluster = NULL;
+        if (r == 0 && cluster_args_enabled(&ca)) {
+                r = cluster_args_start(&ca, listen_addr, http_server_tcp_port(srv), SANDPIT_VERSION,
+                                       &cluster);
+                if (r < 0) {
+                        log_error_errno(r, "cannot start cluster mode");
+                        http_server_free(srv);
                 }
-        if (d.listen_addr)
-                log_info("serving on %s and tcp port %u", d.socket_path,
-                         http_server_tcp_port(d.srv));
+        }
+        cluster_args_done(&ca);
+        if (r < 0) {
+                agent_done(&agent);
+                return 1;
+        }
+        if (listen_addr)
+                log_info("serving on %s and tcp port %u", socket_path, http_server_tcp_port(srv));
         else
-                log_info("serving on %s", d.socket_path);
+                log_info("serving on %s", socket_path);
 
         int sig = 0;
-        while (sigwait(&d.signals, &sig) != 0 || sig == SIGHUP)
+        while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
-        daemon_done(&d);
+        cluster_stop(cluster); /* deregister first: the operator stops calling */
+        http_server_free(srv);
+        agent_done(&agent);
+        if (token)
+                explicit_bzero(token, strlen(token));
         return 0;
 }
