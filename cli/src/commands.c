@@ -43,12 +43,11 @@ static int transport_error(CliContext *ctx, int r)
 
 static int api_error(CliContext *ctx, long status, json_object *body)
 {
-        json_object *msg = NULL;
         int r = http_status_to_errno(status, NULL);
+        const char *msg = json_str(body, "message");
 
-        if (body && json_object_object_get_ex(body, "message", &msg) &&
-            json_object_is_type(msg, json_type_string))
-                return set_error(ctx, r, "%s", json_object_get_string(msg));
+        if (msg)
+                return set_error(ctx, r, "%s", msg);
         return set_error(ctx, r, "the agent answered HTTP %ld", status);
 }
 

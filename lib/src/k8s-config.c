@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "sandpit/yaml.h"
@@ -56,14 +57,10 @@ __attribute__((format(printf, 4, 5))) static int fail(char *errbuf, size_t errle
 /* A string member, NULL when absent; -EINVAL via *bad when present but not a string. */
 static const char *get_str(json_object *o, const char *key, bool *bad)
 {
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(o, key, &v) || !v)
-                return NULL;
-        if (!json_object_is_type(v, json_type_string)) {
+        json_object *v = json_field(o, key);
+        if (v && !json_object_is_type(v, json_type_string))
                 *bad = true;
-                return NULL;
-        }
-        return json_object_get_string(v);
+        return json_str(o, key);
 }
 
 /* The entry of list (clusters, users, contexts) named name: its `section` object. */
