@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 enum {
         OPT_HELP = 'h',
@@ -465,8 +466,8 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                         if ((double) n < seconds)
                                 n++;
                         n += CLI_RUN_TIMEOUT_MARGIN;
-                        if (n > CLI_SANDBOX_TIMEOUT_MAX)
-                                n = CLI_SANDBOX_TIMEOUT_MAX;
+                        if (n > TIMEOUT_MAX_S)
+                                n = TIMEOUT_MAX_S;
                         int r = add_field(a->create, "timeout", json_object_new_int64(n));
                         if (r < 0)
                                 return r;

@@ -13,27 +13,18 @@
 #include <json-c/json.h>
 
 #include "sandpit/http-client.h"
+#include "sandpit/json.h"
 
 #define CLI_VERSION     "0.1.0"
 #define CLI_DEFAULT_URL "unix:///run/sandpit/agent.sock"
 /* The agent refuses bodies over 16 MiB; base64 grows stdin by a third. */
 #define CLI_STDIN_MAX ((size_t) 12 * 1024 * 1024)
 /* `run --timeout S` gives the sandbox this much longer than the command. */
-#define CLI_RUN_TIMEOUT_MARGIN  60
-#define CLI_SANDBOX_TIMEOUT_MAX 604800
+#define CLI_RUN_TIMEOUT_MARGIN 60
 
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2
 #define CLI_EXIT_TIMEOUT 124 /* as timeout(1) */
-
-#ifndef cleanup_json
-static inline void json_object_putp(json_object **p)
-{
-        if (*p)
-                json_object_put(*p);
-}
-#        define cleanup_json __attribute__((cleanup(json_object_putp)))
-#endif
 
 typedef enum {
         CLI_CMD_CREATE,

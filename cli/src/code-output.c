@@ -24,33 +24,17 @@ void cli_code_state_done(CliCodeState *s)
         s->main_result = s->error = NULL;
 }
 
-static int write_all(CliCodeState *s, int fd, const char *p, size_t len)
+static int write_bytes(CliCodeState *s, int fd, const char *p, size_t len)
 {
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        s->write_failed = true;
-                        return negative_errno();
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        int r = write_all(fd, p, len);
+        if (r < 0)
+                s->write_failed = true;
+        return r;
 }
 
 static int write_str(CliCodeState *s, int fd, const char *text)
 {
-        return write_all(s, fd, text, strlen(text));
-}
-
-static const char *field(json_object *ev, const char *key)
-{
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(ev, key, &v) || !json_object_is_type(v, json_type_string))
-                return NULL;
-        return json_object_get_string(v);
+        return write_bytes(s, fd, text, strlen(text));
 }
 
 /* Writes a base64 image field to save_dir/image-N.ext; the path in ret. */
@@ -64,7 +48,7 @@ static int save_image(CliCodeState *s, const char *b64, const char *ext, char *r
         cleanup_close int fd = open(ret, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
                 return negative_errno();
-        return write_all(s, fd, (const char *) data, n);
+        return write_bytes(s, fd, (const char *) data, n);
 }
 
 /* A display result (not the main one): its images, else its text. */
@@ -73,7 +57,7 @@ static int show_result(CliCodeState *s, json_object *ev)
         static const char *const images[][2] = {{"png", "png"}, {"jpeg", "jpg"}, {"svg", "svg"}};
         bool shown = false;
         for (size_t i = 0; i < ARRAY_SIZE(images); i++) {
-                const char *data = field(ev, images[i][0]);
+                const char *data = json_str(ev, images[i][0]);
                 if (!data)
                         continue;
                 char line[4200], path[4096];
@@ -100,7 +84,7 @@ static int show_result(CliCodeState *s, json_object *ev)
                         return r;
                 shown = true;
         }
-        const char *text = field(ev, "text");
+        const char *text = json_str(ev, "text");
         if (!shown && text) {
                 int r = write_str(s, s->out_fd, text);
                 return r < 0 ? r : write_str(s, s->out_fd, "\n");
@@ -111,29 +95,24 @@ static int show_result(CliCodeState *s, json_object *ev)
 int cli_code_on_line(const char *line, size_t len, void *userdata)
 {
         CliCodeState *s = userdata;
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *ev = len <= INT32_MAX ? json_tokener_parse_ex(tok, line, (int) len) : NULL;
-        bool ok = ev && json_tokener_get_error(tok) == json_tokener_success &&
-                  json_object_is_type(ev, json_type_object);
-        json_tokener_free(tok);
-        if (!ok) {
+        json_object *ev = NULL;
+        int pr = json_parse_strict(line, len, 0, &ev, NULL);
+        if (pr == -ENOMEM)
+                return pr;
+        if (pr < 0 || !json_object_is_type(ev, json_type_object)) {
                 json_object_put(ev);
                 return -EBADMSG;
         }
-        const char *t = field(ev, "type");
+        const char *t = json_str(ev, "type");
         int r = 0;
         if (!t) {
                 r = -EBADMSG;
         } else if (streq(t, "stdout") || streq(t, "stderr")) {
-                const char *text = field(ev, "text");
+                const char *text = json_str(ev, "text");
                 r = text ? write_str(s, streq(t, "stdout") ? s->out_fd : s->err_fd, text)
                          : -EBADMSG;
         } else if (streq(t, "result")) {
-                json_object *main = NULL;
-                if (json_object_object_get_ex(ev, "is_main_result", &main) &&
-                    json_object_get_boolean(main)) {
+                if (json_boolean(ev, "is_main_result", false)) {
                         json_object_put(s->main_result);
                         s->main_result = json_object_get(ev);
                 } else {
@@ -143,10 +122,8 @@ int cli_code_on_line(const char *line, size_t len, void *userdata)
                 json_object_put(s->error);
                 s->error = json_object_get(ev);
         } else if (streq(t, "end_of_execution")) {
-                json_object *v = NULL;
                 s->ended = true;
-                s->timed_out = json_object_object_get_ex(ev, "timed_out", &v) &&
-                               json_object_get_boolean(v);
+                s->timed_out = json_boolean(ev, "timed_out", false);
         }
         json_object_put(ev);
         return r;
@@ -170,8 +147,8 @@ int cli_code_finish(CliCodeState *s)
         if (s->main_result)
                 r = show_result(s, s->main_result);
         if (r == 0 && s->error) {
-                const char *tb = field(s->error, "traceback"), *name = field(s->error, "name"),
-                           *value = field(s->error, "value");
+                const char *tb = json_str(s->error, "traceback"),
+                           *name = json_str(s->error, "name"), *value = json_str(s->error, "value");
                 if (tb && *tb) {
                         r = write_str(s, s->err_fd, tb);
                         if (r == 0 && tb[strlen(tb) - 1] != '\n')

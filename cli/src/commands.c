@@ -33,19 +33,21 @@ static int transport_error(CliContext *ctx, int r)
 
         if (r == -ECANCELED)
                 return set_error(ctx, r, "interrupted");
-        if (r == -EIO && curl_text[0] != '\0')
+        /* curl's text says more where it has no errno of its own. */
+        bool curl_says_more = r == -EIO || r == -ECONNRESET || r == -EHOSTUNREACH ||
+                              r == -EKEYREJECTED || r == -ENOKEY;
+        if (curl_says_more && curl_text[0] != '\0')
                 return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, curl_text);
         return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, strerror(-r));
 }
 
 static int api_error(CliContext *ctx, long status, json_object *body)
 {
-        json_object *msg = NULL;
-        int r = http_status_to_errno(status);
+        int r = http_status_to_errno(status, NULL);
+        const char *msg = json_str(body, "message");
 
-        if (body && json_object_object_get_ex(body, "message", &msg) &&
-            json_object_is_type(msg, json_type_string))
-                return set_error(ctx, r, "%s", json_object_get_string(msg));
+        if (msg)
+                return set_error(ctx, r, "%s", msg);
         return set_error(ctx, r, "the agent answered HTTP %ld", status);
 }
 
@@ -78,14 +80,6 @@ static int sandbox_path(const char *id, const char *suffix, char **ret)
         if (asprintf(ret, "/v1/sandboxes/%s%s", escaped, suffix) < 0)
                 return -ENOMEM;
         return 0;
-}
-
-static const char *get_string(json_object *o, const char *key)
-{
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(o, key, &v) || !v)
-                return NULL;
-        return json_object_get_string(v);
 }
 
 static int print_json(json_object *o)
@@ -122,17 +116,15 @@ int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len)
                         buf = p;
                         cap = ncap;
                 }
-                ssize_t n = read(fd, buf + len, cap - len - 1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        break;
+                size_t room = cap - len - 1;
+                ssize_t n = read_full(fd, buf + len, room);
+                if (n < 0)
+                        return (int) n;
                 len += (size_t) n;
                 if (len > max)
                         return -EFBIG;
+                if ((size_t) n < room)
+                        break; /* end of file */
         }
         buf[len] = '\0';
         *ret = TAKE_PTR(buf);
@@ -203,7 +195,7 @@ static int cmd_create(CliContext *ctx, const CliArgs *a)
         if (a->json)
                 r = print_json(sbx);
         else
-                puts(get_string(sbx, "id") ?: "");
+                puts(json_text(sbx, "id") ?: "");
         if (r < 0)
                 return set_error(ctx, r, "%s", strerror(-r));
         return finish_output(ctx);
@@ -320,21 +312,21 @@ static int cmd_ls(CliContext *ctx, const CliArgs *a)
                 json_object *s = json_object_array_get_idx(list, i);
                 json_object *v = NULL;
 
-                cli_one_line(get_string(s, "id") ?: "-", table_cell(&t, i, 0), w);
-                cli_one_line(get_string(s, "template") ?: "-", table_cell(&t, i, 1), w);
-                cli_one_line(get_string(s, "state") ?: "-", table_cell(&t, i, 2), w);
+                cli_one_line(json_text(s, "id") ?: "-", table_cell(&t, i, 0), w);
+                cli_one_line(json_text(s, "template") ?: "-", table_cell(&t, i, 1), w);
+                cli_one_line(json_text(s, "state") ?: "-", table_cell(&t, i, 2), w);
                 if (json_object_object_get_ex(s, "cpu", &v) &&
                     (json_object_is_type(v, json_type_double) ||
                      json_object_is_type(v, json_type_int)))
                         (void) snprintf(table_cell(&t, i, 3), w, "%g", json_object_get_double(v));
                 else
-                        cli_one_line(get_string(s, "cpu") ?: "-", table_cell(&t, i, 3), w);
+                        cli_one_line(json_text(s, "cpu") ?: "-", table_cell(&t, i, 3), w);
                 if (json_object_object_get_ex(s, "memory", &v) &&
                     json_object_is_type(v, json_type_int))
                         cli_format_bytes(json_object_get_int64(v), table_cell(&t, i, 4), w);
                 else
-                        cli_one_line(get_string(s, "memory") ?: "-", table_cell(&t, i, 4), w);
-                cli_format_remaining(get_string(s, "expires_at"), now, table_cell(&t, i, 5), w);
+                        cli_one_line(json_text(s, "memory") ?: "-", table_cell(&t, i, 4), w);
+                cli_format_remaining(json_text(s, "expires_at"), now, table_cell(&t, i, 5), w);
         }
         return table_print(ctx, &t);
 }
@@ -438,7 +430,7 @@ static int cmd_run(CliContext *ctx, const CliArgs *a)
         r = api_call(ctx, "POST", "/v1/sandboxes", a->create, &sbx);
         if (r < 0)
                 return r;
-        const char *id = get_string(sbx, "id"); /* sbx owns it */
+        const char *id = json_text(sbx, "id"); /* sbx owns it */
         if (!id)
                 return set_error(ctx, -EBADMSG, "the agent's answer has no sandbox id");
 
@@ -502,7 +494,7 @@ static int cmd_timeout(CliContext *ctx, const CliArgs *a)
                 if (r < 0)
                         return set_error(ctx, r, "%s", strerror(-r));
         } else {
-                puts(get_string(sbx, "expires_at") ?: "");
+                puts(json_text(sbx, "expires_at") ?: "");
         }
         return finish_output(ctx);
 }
@@ -538,7 +530,7 @@ static void format_process_cmd(json_object *p, char *buf, size_t len)
         buf[0] = '\0';
         if (!json_object_object_get_ex(p, "cmd", &cmd) ||
             !json_object_is_type(cmd, json_type_array)) {
-                cli_one_line(get_string(p, "shell") ?: "", buf, len);
+                cli_one_line(json_text(p, "shell") ?: "", buf, len);
                 return;
         }
         for (size_t i = 0; i < json_object_array_length(cmd) && used + 1 < len; i++) {
@@ -580,9 +572,9 @@ static int cmd_ps(CliContext *ctx, const CliArgs *a)
 
         for (size_t i = 0; i < n; i++) {
                 json_object *p = json_object_array_get_idx(list, i);
-                cli_one_line(get_string(p, "pid") ?: "-", table_cell(&t, i, 0), w);
+                cli_one_line(json_text(p, "pid") ?: "-", table_cell(&t, i, 0), w);
                 format_process_status(p, table_cell(&t, i, 1), w);
-                cli_one_line(get_string(p, "tag") ?: "", table_cell(&t, i, 2), w);
+                cli_one_line(json_text(p, "tag") ?: "", table_cell(&t, i, 2), w);
                 format_process_cmd(p, table_cell(&t, i, 3), w);
         }
         return table_print(ctx, &t);
@@ -658,20 +650,14 @@ static int cmd_code(CliContext *ctx, const CliArgs *a)
 
 /* --- metrics, pause, resume ---------------------------------------------- */
 
-static int64_t get_int(json_object *o, const char *key)
-{
-        json_object *v = NULL;
-        return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
-
 static void print_metrics_sample(json_object *m)
 {
         char used[32], limit[32], peak[32], dused[32], dtotal[32], left[32];
-        cli_format_bytes(get_int(m, "memory_used"), used, sizeof(used));
-        cli_format_bytes(get_int(m, "memory_limit"), limit, sizeof(limit));
-        cli_format_bytes(get_int(m, "memory_peak"), peak, sizeof(peak));
-        cli_format_bytes(get_int(m, "disk_used"), dused, sizeof(dused));
-        cli_format_bytes(get_int(m, "disk_total"), dtotal, sizeof(dtotal));
+        cli_format_bytes(json_int(m, "memory_used", 0), used, sizeof(used));
+        cli_format_bytes(json_int(m, "memory_limit", 0), limit, sizeof(limit));
+        cli_format_bytes(json_int(m, "memory_peak", 0), peak, sizeof(peak));
+        cli_format_bytes(json_int(m, "disk_used", 0), dused, sizeof(dused));
+        cli_format_bytes(json_int(m, "disk_total", 0), dtotal, sizeof(dtotal));
         json_object *v = NULL;
         double pct =
                 json_object_object_get_ex(m, "cpu_used_pct", &v) ? json_object_get_double(v) : 0;
@@ -679,7 +665,7 @@ static void print_metrics_sample(json_object *m)
                 json_object_object_get_ex(m, "cpu_used_cores", &v) ? json_object_get_double(v) : 0;
         double count =
                 json_object_object_get_ex(m, "cpu_count", &v) ? json_object_get_double(v) : 0;
-        cli_format_remaining(get_string(m, "expires_at"), time(NULL), left, sizeof(left));
+        cli_format_remaining(json_text(m, "expires_at"), time(NULL), left, sizeof(left));
         printf("ID         %s\n"
                "STATE      %s\n"
                "CPU        %.1f%% of %g cores (%.2f cores busy)\n"
@@ -690,12 +676,12 @@ static void print_metrics_sample(json_object *m)
                "CREATED    %s\n"
                "STARTED    %s\n"
                "EXPIRES    %s (%s)\n",
-               get_string(m, "id") ?: "-", get_string(m, "state") ?: "-", pct, count, cores, used,
-               limit, peak, dused, dtotal, get_int(m, "pids"), get_int(m, "pids_limit"),
-               get_int(m, "oom_kills"), get_string(m, "created_at") ?: "-",
-               get_string(m, "started_at") ?: "-", get_string(m, "expires_at") ?: "-", left);
-        if (get_string(m, "paused_at"))
-                printf("PAUSED     %s\n", get_string(m, "paused_at"));
+               json_text(m, "id") ?: "-", json_text(m, "state") ?: "-", pct, count, cores, used,
+               limit, peak, dused, dtotal, json_int(m, "pids", 0), json_int(m, "pids_limit", 0),
+               json_int(m, "oom_kills", 0), json_text(m, "created_at") ?: "-",
+               json_text(m, "started_at") ?: "-", json_text(m, "expires_at") ?: "-", left);
+        if (json_text(m, "paused_at"))
+                printf("PAUSED     %s\n", json_text(m, "paused_at"));
 }
 
 static int print_metrics_window(CliContext *ctx, json_object *resp)
@@ -712,14 +698,14 @@ static int print_metrics_window(CliContext *ctx, json_object *resp)
                 return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
         for (size_t i = 0; i < n; i++) {
                 json_object *m = json_object_array_get_idx(list, i), *v = NULL;
-                cli_one_line(get_string(m, "timestamp") ?: "-", table_cell(&t, i, 0), w);
+                cli_one_line(json_text(m, "timestamp") ?: "-", table_cell(&t, i, 0), w);
                 (void) snprintf(table_cell(&t, i, 1), w, "%.1f",
                                 json_object_object_get_ex(m, "cpu_used_pct", &v)
                                         ? json_object_get_double(v)
                                         : 0);
-                cli_format_bytes(get_int(m, "memory_used"), table_cell(&t, i, 2), w);
-                cli_format_bytes(get_int(m, "disk_used"), table_cell(&t, i, 3), w);
-                (void) snprintf(table_cell(&t, i, 4), w, "%" PRId64, get_int(m, "pids"));
+                cli_format_bytes(json_int(m, "memory_used", 0), table_cell(&t, i, 2), w);
+                cli_format_bytes(json_int(m, "disk_used", 0), table_cell(&t, i, 3), w);
+                (void) snprintf(table_cell(&t, i, 4), w, "%" PRId64, json_int(m, "pids", 0));
         }
         return table_print(ctx, &t);
 }
@@ -732,9 +718,9 @@ static int cmd_metrics(CliContext *ctx, const CliArgs *a)
         bool window = json_object_object_length(a->body) > 0;
         if (window)
                 (void) snprintf(query, sizeof(query), "/metrics?start=%" PRId64 "&end=%" PRId64,
-                                get_int(a->body, "start"),
+                                json_int(a->body, "start", 0),
                                 json_object_object_get_ex(a->body, "end", NULL)
-                                        ? get_int(a->body, "end")
+                                        ? json_int(a->body, "end", 0)
                                         : (int64_t) 253402300799);
         int r = sandbox_path(a->args[0], window ? query : "/metrics", &path);
         if (r < 0)
@@ -767,50 +753,38 @@ static int cmd_pause_resume(CliContext *ctx, const CliArgs *a, const char *verb)
                 if (r < 0)
                         return set_error(ctx, r, "%s", strerror(-r));
         } else {
-                puts(get_string(sbx, "state") ?: "");
+                puts(json_text(sbx, "state") ?: "");
         }
         return finish_output(ctx);
 }
 
+static int cmd_pause(CliContext *ctx, const CliArgs *a)
+{
+        return cmd_pause_resume(ctx, a, "/pause");
+}
+
+static int cmd_resume(CliContext *ctx, const CliArgs *a)
+{
+        return cmd_pause_resume(ctx, a, "/resume");
+}
+
+/* One handler a command (args.c has the names, usages and options). */
+static int (*const command_handlers[CLI_CMD_COUNT])(CliContext *ctx, const CliArgs *a) = {
+        [CLI_CMD_CREATE] = cmd_create,   [CLI_CMD_LS] = cmd_ls,
+        [CLI_CMD_GET] = cmd_get,         [CLI_CMD_EXEC] = cmd_exec,
+        [CLI_CMD_RUN] = cmd_run,         [CLI_CMD_KILL] = cmd_kill,
+        [CLI_CMD_TIMEOUT] = cmd_timeout, [CLI_CMD_PS] = cmd_ps,
+        [CLI_CMD_SIGNAL] = cmd_signal,   [CLI_CMD_CODE] = cmd_code,
+        [CLI_CMD_ATTACH] = cmd_attach,   [CLI_CMD_CP] = cli_cmd_cp,
+        [CLI_CMD_FS] = cli_cmd_fs,       [CLI_CMD_METRICS] = cmd_metrics,
+        [CLI_CMD_PAUSE] = cmd_pause,     [CLI_CMD_RESUME] = cmd_resume,
+};
+
 int cli_run(CliContext *ctx, const CliArgs *a)
 {
-        switch (a->command) {
-        case CLI_CMD_CREATE:
-                return cmd_create(ctx, a);
-        case CLI_CMD_LS:
-                return cmd_ls(ctx, a);
-        case CLI_CMD_GET:
-                return cmd_get(ctx, a);
-        case CLI_CMD_EXEC:
-                return cmd_exec(ctx, a);
-        case CLI_CMD_RUN:
-                return cmd_run(ctx, a);
-        case CLI_CMD_KILL:
-                return cmd_kill(ctx, a);
-        case CLI_CMD_TIMEOUT:
-                return cmd_timeout(ctx, a);
-        case CLI_CMD_PS:
-                return cmd_ps(ctx, a);
-        case CLI_CMD_SIGNAL:
-                return cmd_signal(ctx, a);
-        case CLI_CMD_CODE:
-                return cmd_code(ctx, a);
-        case CLI_CMD_ATTACH:
-                return cmd_attach(ctx, a);
-        case CLI_CMD_CP:
-                return cli_cmd_cp(ctx, a);
-        case CLI_CMD_FS:
-                return cli_cmd_fs(ctx, a);
-        case CLI_CMD_METRICS:
-                return cmd_metrics(ctx, a);
-        case CLI_CMD_PAUSE:
-                return cmd_pause_resume(ctx, a, "/pause");
-        case CLI_CMD_RESUME:
-                return cmd_pause_resume(ctx, a, "/resume");
-        case CLI_CMD_COUNT:
-        default:
+        if ((unsigned) a->command >= CLI_CMD_COUNT || !command_handlers[a->command])
                 return set_error(ctx, -EINVAL, "unknown command");
-        }
+        return command_handlers[a->command](ctx, a);
 }
 
 /* For the cp and fs commands (files.c). */

@@ -19,46 +19,14 @@ void cli_exec_state_init(CliExecState *s, int out_fd, int err_fd)
         };
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-        const char *p = data;
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
-
-static bool event_bool(json_object *ev, const char *key)
-{
-        json_object *v = NULL;
-        return json_object_object_get_ex(ev, key, &v) && json_object_get_boolean(v);
-}
-
-static int64_t event_int(json_object *ev, const char *key, int64_t fallback)
-{
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(ev, key, &v) || !v)
-                return fallback;
-        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
-                return fallback;
-        return json_object_get_int64(v);
-}
-
 int cli_exit_status_from_event(json_object *exit_event)
 {
-        if (event_bool(exit_event, "timed_out"))
+        if (json_boolean(exit_event, "timed_out", false))
                 return CLI_EXIT_TIMEOUT;
-        int64_t sig = event_int(exit_event, "signal", 0);
+        int64_t sig = json_int(exit_event, "signal", 0);
         if (sig > 0 && sig < 128)
                 return 128 + (int) sig;
-        int64_t code = event_int(exit_event, "exit_code", -1);
+        int64_t code = json_int(exit_event, "exit_code", -1);
         if (code < 0)
                 return CLI_EXIT_FAILURE;
         return (int) (code & 0xff);
@@ -91,33 +59,27 @@ static int write_output(CliExecState *s, json_object *ev, int fd)
 int cli_exec_on_line(const char *line, size_t len, void *userdata)
 {
         CliExecState *s = userdata;
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *ev = len <= INT32_MAX ? json_tokener_parse_ex(tok, line, (int) len) : NULL;
-        bool ok = ev && json_tokener_get_error(tok) == json_tokener_success &&
-                  json_object_is_type(ev, json_type_object);
-        json_tokener_free(tok);
-        if (!ok) {
+        json_object *ev = NULL;
+        int pr = json_parse_strict(line, len, 0, &ev, NULL);
+        if (pr == -ENOMEM)
+                return pr;
+        if (pr < 0 || !json_object_is_type(ev, json_type_object)) {
                 json_object_put(ev);
                 return -EBADMSG;
         }
 
-        json_object *type = NULL;
-        const char *t = json_object_object_get_ex(ev, "type", &type) && type
-                                ? json_object_get_string(type)
-                                : "";
+        const char *t = json_text(ev, "type") ?: "";
         int r = 0;
         if (streq(t, "stdout")) {
                 r = write_output(s, ev, s->out_fd);
         } else if (streq(t, "stderr")) {
                 r = write_output(s, ev, s->err_fd);
         } else if (streq(t, "start")) {
-                s->pid = (long) event_int(ev, "pid", -1);
+                s->pid = (long) json_int(ev, "pid", -1);
         } else if (streq(t, "exit")) {
                 s->exited = true;
                 s->exit_status = cli_exit_status_from_event(ev);
-                s->oom_killed = event_bool(ev, "oom_killed");
+                s->oom_killed = json_boolean(ev, "oom_killed", false);
         }
         /* Unknown event types are for newer clients: skip them. */
         json_object_put(ev);

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "sandpit/http-client.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 static int error_done(CliContext *ctx, int r)
 {
@@ -76,18 +77,6 @@ static int raw_call(CliContext *ctx, const char *method, const char *url, int in
         if (ret)
                 *ret = TAKE_PTR(body);
         return 0;
-}
-
-static const char *entry_string(json_object *e, const char *key)
-{
-        json_object *v = NULL;
-        return json_object_object_get_ex(e, key, &v) ? json_object_get_string(v) : "";
-}
-
-static int64_t entry_int(json_object *e, const char *key)
-{
-        json_object *v = NULL;
-        return json_object_object_get_ex(e, key, &v) ? json_object_get_int64(v) : 0;
 }
 
 static int remote_stat(CliContext *ctx, const CliArgs *a, const char *id, const char *path,
@@ -263,18 +252,8 @@ typedef struct {
 static int sink_write(const char *data, size_t len, void *userdata)
 {
         Sink *s = userdata;
-        while (len > 0) {
-                ssize_t n = write(s->fd, data, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int r = -errno;
-                        return set_error(s->ctx, r, "cannot write %s: %s", s->name, strerror(-r));
-                }
-                data += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        int r = write_all(s->fd, data, len);
+        return r < 0 ? set_error(s->ctx, r, "cannot write %s: %s", s->name, strerror(-r)) : 0;
 }
 
 static const char *base_name(const char *p)
@@ -332,7 +311,7 @@ static int cp_from_sandbox(CliContext *ctx, const CliArgs *a, const char *id, co
         bool to_stdout = streq(local, "-");
         struct stat st;
         bool local_dir = !to_stdout && stat(local, &st) == 0 && S_ISDIR(st.st_mode);
-        if (streq(entry_string(entry, "type"), "dir")) {
+        if (streq(json_text(entry, "type") ?: "", "dir")) {
                 if (to_stdout)
                         return set_error(ctx, -EINVAL, "cp: %s is a directory", path);
                 if (!local_dir && mkdir(local, 0755) < 0)
@@ -398,17 +377,17 @@ static int print_entries(json_object *entries)
                 json_object *e = json_object_array_get_idx(entries, i), *t = NULL;
                 const char **row = grid + (i + 1) * cols;
                 bool link = json_object_object_get_ex(e, "symlink_target", &t);
-                if (asprintf(&owned[2 * i], "%" PRId64, entry_int(e, "size")) < 0 ||
-                    asprintf(&owned[2 * i + 1], "%s%s%s", entry_string(e, "path"),
+                if (asprintf(&owned[2 * i], "%" PRId64, json_int(e, "size", 0)) < 0 ||
+                    asprintf(&owned[2 * i + 1], "%s%s%s", json_text(e, "path") ?: "",
                              link ? " -> " : "", link ? json_object_get_string(t) : "") < 0) {
                         r = -ENOMEM;
                         break;
                 }
-                row[0] = entry_string(e, "type");
-                row[1] = entry_string(e, "permissions");
-                row[2] = entry_string(e, "owner");
+                row[0] = json_text(e, "type") ?: "";
+                row[1] = json_text(e, "permissions") ?: "";
+                row[2] = json_text(e, "owner") ?: "";
                 row[3] = owned[2 * i];
-                row[4] = entry_string(e, "modified_time");
+                row[4] = json_text(e, "modified_time") ?: "";
                 row[5] = owned[2 * i + 1];
         }
         if (r == 0)

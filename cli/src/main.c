@@ -11,30 +11,13 @@
 #include "cli.h"
 #include "sandpit/http-client.h"
 #include "sandpit/macro.h"
-
-#define TOKEN_FILE_MAX 65536
+#include "sandpit/util.h"
 
 enum {
         OPT_SERVER = 0x100,
         OPT_TOKEN_FILE,
         OPT_VERSION,
 };
-
-static int read_token(const char *path, char **ret)
-{
-        cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
-        char *token = NULL;
-        size_t len = 0;
-        int r = cli_read_all(fd, TOKEN_FILE_MAX, &token, &len);
-        if (r < 0)
-                return r;
-        while (len > 0 && strchr(" \t\r\n", token[len - 1]))
-                token[--len] = '\0';
-        *ret = token;
-        return 0;
-}
 
 static const char *non_empty_env(const char *name)
 {
@@ -132,7 +115,7 @@ static int run(int argc, char **argv)
 
         char *token = NULL; /* freed as soon as the client has its copy */
         if (token_file) {
-                r = read_token(token_file, &token);
+                r = read_token_file(token_file, 1, &token);
                 if (r < 0) {
                         fprintf(stderr, "sandpit: cannot read token file %s: %s\n", token_file,
                                 strerror(-r));

@@ -13,6 +13,8 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "curl-internal.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -31,14 +33,6 @@ struct HttpClient {
         char errbuf[CURL_ERROR_SIZE];
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static bool has_prefix(const char *s, const char *prefix)
 {
         return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -51,8 +45,7 @@ int http_client_new(const char *url, const char *token, HttpClient **ret)
         if (token && strpbrk(token, "\r\n"))
                 return -EINVAL;
 
-        (void) pthread_once(&curl_once, curl_init_once);
-        if (curl_init_result != CURLE_OK)
+        if (curl_core_global_init() < 0)
                 return -EIO;
 
         HttpClient *c = calloc(1, sizeof(*c));
@@ -144,34 +137,6 @@ const char *http_client_last_error(const HttpClient *c)
         return c->errbuf;
 }
 
-int http_status_to_errno(long status)
-{
-        if (status >= 200 && status < 300)
-                return 0;
-        switch (status) {
-        case 400:
-        case 422:
-                return -EINVAL;
-        case 401:
-        case 403:
-                return -EACCES;
-        case 404:
-                return -ENOENT;
-        case 405:
-                return -EOPNOTSUPP;
-        case 409:
-                return -EBUSY;
-        case 410:
-                return -ESTALE;
-        case 413:
-                return -E2BIG;
-        case 429:
-                return -EAGAIN;
-        default:
-                return -EIO;
-        }
-}
-
 void http_line_splitter_init(HttpLineSplitter *s)
 {
         *s = (HttpLineSplitter){0};
@@ -261,116 +226,34 @@ static int parse_json(const char *data, size_t len, json_object **ret)
                 *ret = NULL;
                 return 0;
         }
-        if (len - start > INT32_MAX)
-                return -E2BIG;
-
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *o = json_tokener_parse_ex(tok, data + start, (int) (len - start));
-        int r = 0;
-        if (json_tokener_get_error(tok) != json_tokener_success || !o) {
-                r = -EBADMSG;
-        } else {
-                for (size_t i = start + json_tokener_get_parse_end(tok); i < len; i++)
-                        if (!strchr(" \t\r\n", data[i])) {
-                                r = -EBADMSG;
-                                break;
-                        }
-        }
-        json_tokener_free(tok);
-        if (r < 0) {
-                json_object_put(o);
-                return r;
-        }
-        *ret = o;
-        return 0;
+        return json_parse_strict(data + start, len - start, 0, ret, NULL);
 }
 
-static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
+static bool cancelled(const void *flag)
 {
-        const HttpClient *c = userdata;
-        (void) dltotal;
-        (void) dlnow;
-        (void) ultotal;
-        (void) ulnow;
-        return c->cancel && *c->cancel ? 1 : 0;
+        return *(const volatile sig_atomic_t *) flag != 0;
 }
 
-static int map_curl_error(HttpClient *c, CURLcode cc)
+static void log_curl_error(HttpClient *c, CURLcode cc)
 {
         if (c->errbuf[0] == '\0')
                 (void) snprintf(c->errbuf, sizeof(c->errbuf), "%s", curl_easy_strerror(cc));
         log_debug("http %s: curl error %d: %s", c->url, (int) cc, c->errbuf);
-
-        switch (cc) {
-        case CURLE_ABORTED_BY_CALLBACK:
-                return -ECANCELED;
-        case CURLE_COULDNT_CONNECT: {
-                /* curl says "couldn't connect" for a missing socket and for a
-                 * refused connection alike; the OS errno tells them apart. */
-                long os_errno = 0;
-                if (curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
-                    os_errno > 0 && os_errno < 4096)
-                        return (int) -os_errno;
-                return -ECONNREFUSED;
-        }
-        case CURLE_OPERATION_TIMEDOUT:
-                return -ETIMEDOUT;
-        case CURLE_OUT_OF_MEMORY:
-                return -ENOMEM;
-        default:
-                return -EIO;
-        }
 }
 
-typedef enum {
-        BODY_UNDECIDED,
-        BODY_LINES,
-        BODY_COLLECT,
-        BODY_DATA,
-} BodyMode;
-
 typedef struct {
-        HttpClient *client;
-        BodyMode mode; /* BODY_COLLECT throughout for http_request_json() */
-        StrBuf body;
+        CurlTransfer x; /* a 2xx body to x.on_data (the lines or the raw data), else collected */
         HttpLineSplitter splitter;
         HttpLineFn on_line;
-        HttpDataFn on_data; /* http_request_raw(): the 2xx body's bytes */
         void *userdata;
         bool upload; /* http_request_raw(): the request body is in_fd's contents */
         int in_fd;
-        int error; /* why the write callback stopped the transfer */
 } Transfer;
 
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+static int lines_cb(const char *data, size_t len, void *userdata)
 {
         Transfer *t = userdata;
-        size_t n = size * nmemb;
-
-        if (t->mode == BODY_UNDECIDED) {
-                long status = 0;
-                (void) curl_easy_getinfo(t->client->curl, CURLINFO_RESPONSE_CODE, &status);
-                t->mode = status < 200 || status >= 300 ? BODY_COLLECT
-                          : t->on_data                  ? BODY_DATA
-                          : t->on_line                  ? BODY_LINES
-                                                        : BODY_COLLECT;
-        }
-
-        int r;
-        if (t->mode == BODY_DATA)
-                r = t->on_data(data, n, t->userdata);
-        else if (t->mode == BODY_LINES)
-                r = http_line_splitter_feed(&t->splitter, data, n, t->on_line, t->userdata);
-        else
-                r = strbuf_append(&t->body, data, n, HTTP_BODY_MAX);
-        if (r < 0) {
-                t->error = r;
-                return 0; /* anything but n makes curl stop with CURLE_WRITE_ERROR */
-        }
-        return n;
+        return http_line_splitter_feed(&t->splitter, data, len, t->on_line, t->userdata);
 }
 
 static size_t read_cb(char *buf, size_t size, size_t nmemb, void *userdata)
@@ -381,7 +264,7 @@ static size_t read_cb(char *buf, size_t size, size_t nmemb, void *userdata)
                 if (n >= 0)
                         return (size_t) n;
                 if (errno != EINTR) {
-                        t->error = negative_errno();
+                        t->x.error = negative_errno();
                         return CURL_READFUNC_ABORT;
                 }
         }
@@ -407,30 +290,22 @@ static int request_setup(HttpClient *c, const char *method, const char *path, co
                 return -ENOMEM;
         }
 
-        /* Reset keeps the connection cache, so successive requests reuse it. */
-        curl_easy_reset(h);
-        c->errbuf[0] = '\0';
-        SETOPT(h, CURLOPT_ERRORBUFFER, c->errbuf);
-        SETOPT(h, CURLOPT_URL, url);
-        SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-        SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, HTTP_CONNECT_TIMEOUT_MS);
-        SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
-        if (c->socket_path) {
-                SETOPT(h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
-                SETOPT(h, CURLOPT_PROXY, ""); /* an http_proxy variable must not apply */
-        }
-        if (!stream && c->timeout_ms > 0)
-                SETOPT(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-        if (c->cancel) {
-                SETOPT(h, CURLOPT_NOPROGRESS, 0L);
-                SETOPT(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-                SETOPT(h, CURLOPT_XFERINFODATA, c);
-        }
-        SETOPT(h, CURLOPT_WRITEFUNCTION, write_cb);
-        SETOPT(h, CURLOPT_WRITEDATA, t);
+        t->x.max = HTTP_BODY_MAX;
+        t->x.stopped = c->cancel ? cancelled : NULL;
+        t->x.stop_data = (const void *) c->cancel;
+        int r = curl_core_setup(h,
+                                &(CurlRequest){
+                                        .url = url,
+                                        .protocols = "http,https",
+                                        .unix_socket = c->socket_path,
+                                        .connect_timeout_ms = HTTP_CONNECT_TIMEOUT_MS,
+                                        .timeout_ms = stream ? 0 : c->timeout_ms,
+                                        .no_proxy = c->socket_path != NULL,
+                                        .errbuf = c->errbuf,
+                                },
+                                &t->x);
+        if (r < 0)
+                return r;
 
         struct stat st;
         if (t->upload) {
@@ -441,18 +316,8 @@ static int request_setup(HttpClient *c, const char *method, const char *path, co
                         SETOPT(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t) st.st_size);
                 if (!streq(method, "PUT"))
                         SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        } else if (payload) {
-                SETOPT(h, CURLOPT_POSTFIELDS, payload);
-                SETOPT(h, CURLOPT_POSTFIELDSIZE, (long) strlen(payload));
-                if (!streq(method, "POST"))
-                        SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        } else if (streq(method, "GET")) {
-                SETOPT(h, CURLOPT_HTTPGET, 1L);
-        } else if (streq(method, "POST")) {
-                SETOPT(h, CURLOPT_POSTFIELDS, "");
-                SETOPT(h, CURLOPT_POSTFIELDSIZE, 0L);
-        } else {
-                SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
+        } else if ((r = curl_core_set_method(h, method, payload)) < 0) {
+                return r;
         }
 
         const char *header_lines[] = {
@@ -485,7 +350,7 @@ static int request_setup(HttpClient *c, const char *method, const char *path, co
 }
 
 static int request_perform(HttpClient *c, const char *method, const char *path, json_object *body,
-                           Transfer *t, long *ret_status)
+                           bool stream, Transfer *t, long *ret_status)
 {
         cleanup_free char *url = NULL;
         struct curl_slist *headers = NULL;
@@ -500,7 +365,7 @@ static int request_perform(HttpClient *c, const char *method, const char *path, 
                         return -ENOMEM;
         }
 
-        int r = request_setup(c, method, path, payload, t->mode != BODY_COLLECT, t, &url, &headers);
+        int r = request_setup(c, method, path, payload, stream, t, &url, &headers);
         if (r < 0)
                 return r;
 
@@ -510,12 +375,10 @@ static int request_perform(HttpClient *c, const char *method, const char *path, 
         (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(headers);
 
-        if ((cc == CURLE_WRITE_ERROR || cc == CURLE_ABORTED_BY_CALLBACK ||
-             cc == CURLE_READ_ERROR) &&
-            t->error < 0)
-                return t->error;
-        if (cc != CURLE_OK)
-                return map_curl_error(c, cc);
+        if (cc != CURLE_OK) {
+                log_curl_error(c, cc);
+                return curl_core_errno(&t->x, cc);
+        }
 
         long status = 0;
         if (curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
@@ -528,15 +391,15 @@ static int request_perform(HttpClient *c, const char *method, const char *path, 
 int http_request_json(HttpClient *c, const char *method, const char *path, json_object *body,
                       long *ret_status, json_object **ret_body)
 {
-        Transfer t = {.client = c, .mode = BODY_COLLECT};
+        Transfer t = {.in_fd = -1};
         json_object *parsed = NULL;
         long status = 0;
 
-        int r = request_perform(c, method, path, body, &t, &status);
+        int r = request_perform(c, method, path, body, false, &t, &status);
         if (r < 0)
                 goto out;
 
-        r = parse_json(t.body.data, t.body.len, &parsed);
+        r = parse_json(t.x.body.data, t.x.body.len, &parsed);
         if (r < 0) {
                 if (status >= 200 && status < 300)
                         goto out;
@@ -550,7 +413,7 @@ int http_request_json(HttpClient *c, const char *method, const char *path, json_
                 *ret_body = TAKE_PTR(parsed);
 out:
         json_object_put(parsed);
-        strbuf_done(&t.body);
+        strbuf_done(&t.x.body);
         return r;
 }
 
@@ -558,27 +421,24 @@ int http_request_stream(HttpClient *c, const char *method, const char *path, jso
                         HttpLineFn on_line, void *userdata, long *ret_status,
                         json_object **ret_body)
 {
-        Transfer t = {
-                .client = c,
-                .mode = BODY_UNDECIDED,
-                .on_line = on_line,
-                .userdata = userdata,
-        };
+        Transfer t = {.on_line = on_line, .userdata = userdata, .in_fd = -1};
+        t.x.on_data = lines_cb;
+        t.x.userdata = &t;
         json_object *parsed = NULL;
         long status = 0;
 
         if (!on_line)
                 return -EINVAL;
 
-        int r = request_perform(c, method, path, body, &t, &status);
+        int r = request_perform(c, method, path, body, true, &t, &status);
         if (r < 0)
                 goto out;
 
-        if (t.mode == BODY_LINES || (t.mode == BODY_UNDECIDED && status >= 200 && status < 300)) {
+        if (t.x.streaming || (!t.x.decided && status >= 200 && status < 300)) {
                 r = http_line_splitter_finish(&t.splitter, on_line, userdata);
                 if (r < 0)
                         goto out;
-        } else if (parse_json(t.body.data, t.body.len, &parsed) < 0) {
+        } else if (parse_json(t.x.body.data, t.x.body.len, &parsed) < 0) {
                 parsed = NULL;
         }
 
@@ -588,7 +448,7 @@ int http_request_stream(HttpClient *c, const char *method, const char *path, jso
                 *ret_body = TAKE_PTR(parsed);
 out:
         json_object_put(parsed);
-        strbuf_done(&t.body);
+        strbuf_done(&t.x.body);
         http_line_splitter_done(&t.splitter);
         return r;
 }
@@ -596,22 +456,17 @@ out:
 int http_request_raw(HttpClient *c, const char *method, const char *path, int in_fd,
                      HttpDataFn on_data, void *userdata, long *ret_status, json_object **ret_body)
 {
-        Transfer t = {
-                .client = c,
-                .mode = BODY_UNDECIDED,
-                .on_data = on_data,
-                .userdata = userdata,
-                .upload = in_fd >= 0,
-                .in_fd = in_fd,
-        };
+        Transfer t = {.upload = in_fd >= 0, .in_fd = in_fd};
+        t.x.on_data = on_data;
+        t.x.userdata = userdata;
         json_object *parsed = NULL;
         long status = 0;
 
-        int r = request_perform(c, method, path, NULL, &t, &status);
+        int r = request_perform(c, method, path, NULL, true, &t, &status);
         if (r < 0)
                 goto out;
-        if (t.mode != BODY_DATA && t.body.len > 0 &&
-            parse_json(t.body.data, t.body.len, &parsed) < 0) {
+        if (!t.x.streaming && t.x.body.len > 0 &&
+            parse_json(t.x.body.data, t.x.body.len, &parsed) < 0) {
                 parsed = NULL;
                 if (status >= 200 && status < 300) {
                         r = -EBADMSG;
@@ -624,6 +479,6 @@ int http_request_raw(HttpClient *c, const char *method, const char *path, int in
                 *ret_body = TAKE_PTR(parsed);
 out:
         json_object_put(parsed);
-        strbuf_done(&t.body);
+        strbuf_done(&t.x.body);
         return r;
 }

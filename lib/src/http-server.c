@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 
 #include "sandpit/http-guard.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -198,26 +199,16 @@ int http_request_parse_json(HttpRequest *req, json_object **ret)
                 http_respond_error(req, 400, "request body contains a NUL byte");
                 return -EINVAL;
         }
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *o = json_tokener_parse_ex(tok, req->body, (int) req->body_len);
-        enum json_tokener_error jerr = json_tokener_get_error(tok);
-        size_t consumed = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-        if (!o || jerr != json_tokener_success) {
-                json_object_put(o);
+        json_object *o = NULL;
+        const char *why = NULL;
+        int r = json_parse_strict(req->body, req->body_len, 0, &o, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
                 http_respond_error(req, 400, "malformed JSON in request body: %s",
-                                   jerr == json_tokener_continue ? "unexpected end of input"
-                                                                 : json_tokener_error_desc(jerr));
+                                   why ?: strerror(-r));
                 return -EINVAL;
         }
-        for (size_t i = consumed; i < req->body_len; i++)
-                if (!strchr(" \t\r\n", req->body[i])) {
-                        json_object_put(o);
-                        http_respond_error(req, 400, "trailing data after JSON request body");
-                        return -EINVAL;
-                }
         if (!json_object_is_type(o, json_type_object)) {
                 json_object_put(o);
                 http_respond_error(req, 400, "request body must be a JSON object");
@@ -349,38 +340,6 @@ void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
                 (void) json_object_object_add(o, "message", json_object_new_string(msg));
         }
         http_respond_json(req, status, o);
-}
-
-unsigned http_status_from_errno(int r)
-{
-        switch (-r) {
-        case ENOENT:
-        case ESRCH:
-                return 404;
-        case EEXIST:
-        case EBUSY:
-        case ECHILD:
-                return 409;
-        case EINVAL:
-        case E2BIG:
-        case ERANGE:
-        case ENOTDIR:
-        case EISDIR:
-                return 400;
-        case EACCES:
-        case EPERM:
-                return 403;
-        case EFBIG:
-        case EMSGSIZE:
-                return 413;
-        case ESHUTDOWN:
-        case EAGAIN:
-                return 503;
-        case ETIMEDOUT:
-                return 504;
-        default:
-                return 500;
-        }
 }
 
 void http_respond_fd(HttpRequest *req, unsigned status, const char *content_type, int fd,

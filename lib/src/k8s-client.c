@@ -12,13 +12,14 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "curl-internal.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
 #define POOL_MAX           8
 #define CONNECT_TIMEOUT_MS 10000L
-#define TOKEN_MAX          ((size_t) 64 * 1024)
 
 struct K8sClient {
         K8sConfig *cfg;
@@ -30,14 +31,6 @@ struct K8sClient {
         char *token; /* from cfg->token, or the token file as last read */
         uint64_t token_read_us;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void token_free(char *t)
 {
@@ -53,8 +46,7 @@ int k8s_client_new(K8sConfig *cfg, K8sClient **ret)
                 k8s_config_free(cfg);
                 return -EINVAL;
         }
-        (void) pthread_once(&curl_once, curl_init_once);
-        if (curl_init_result != CURLE_OK) {
+        if (curl_core_global_init() < 0) {
                 k8s_config_free(cfg);
                 return -EIO;
         }
@@ -131,17 +123,11 @@ static int auth_header(K8sClient *c, char **ret)
                 if (!c->token ||
                     now - c->token_read_us >= (uint64_t) K8S_TOKEN_FILE_REFRESH_S * 1000000) {
                         char *t = NULL;
-                        size_t n = 0;
-                        int q = read_file(c->cfg->token_file, TOKEN_MAX, &t, &n);
+                        int q = read_token_file(c->cfg->token_file, 1, &t);
                         if (q >= 0) {
-                                while (n > 0 && strchr(" \t\r\n", t[n - 1]))
-                                        t[--n] = '\0';
-                                if (n > 0 && !strpbrk(t, "\r\n")) {
-                                        token_free(c->token);
-                                        c->token = TAKE_PTR(t);
-                                        c->token_read_us = now;
-                                }
-                                token_free(t);
+                                token_free(c->token);
+                                c->token = TAKE_PTR(t);
+                                c->token_read_us = now;
                         } else if (!c->token) {
                                 r = q;
                         }
@@ -157,38 +143,6 @@ static int auth_header(K8sClient *c, char **ret)
         }
         (void) pthread_mutex_unlock(&c->lock);
         return r;
-}
-
-int k8s_status_to_errno(long status, const char *reason)
-{
-        if (status >= 200 && status < 300)
-                return 0;
-        switch (status) {
-        case 400:
-        case 422:
-                return -EINVAL;
-        case 401:
-                return -EACCES;
-        case 403:
-                return -EPERM;
-        case 404:
-                return -ENOENT;
-        case 405:
-        case 406:
-        case 415:
-        case 501:
-                return -EOPNOTSUPP;
-        case 409:
-                return reason && streq(reason, "AlreadyExists") ? -EEXIST : -EBUSY;
-        case 410:
-                return -ESTALE;
-        case 413:
-                return -E2BIG;
-        case 429:
-                return -EAGAIN;
-        default:
-                return status >= 500 && status < 600 ? -EAGAIN : -EPROTO;
-        }
 }
 
 bool k8s_errno_is_transient(int r)
@@ -218,79 +172,9 @@ static void err_set(K8sError *err, long status, const char *reason, const char *
         (void) snprintf(err->message, sizeof(err->message), "%s", message ? message : "");
 }
 
-static int map_curl_error(CURL *h, CURLcode cc, const char *errbuf, K8sError *err)
+static bool stop_set(const void *stop)
 {
-        err_set(err, 0, NULL, errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        switch (cc) {
-        case CURLE_ABORTED_BY_CALLBACK:
-                return -ECANCELED;
-        case CURLE_COULDNT_CONNECT: {
-                long os_errno = 0;
-                if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
-                    os_errno > 0 && os_errno < 4096)
-                        return (int) -os_errno;
-                return -ECONNREFUSED;
-        }
-        case CURLE_COULDNT_RESOLVE_HOST:
-                return -EHOSTUNREACH;
-        case CURLE_OPERATION_TIMEDOUT:
-                return -ETIMEDOUT;
-        case CURLE_OUT_OF_MEMORY:
-                return -ENOMEM;
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-                return -EKEYREJECTED; /* the server is not who the CA says */
-        case CURLE_SSL_CERTPROBLEM:
-                return -ENOKEY; /* our client certificate or key is unusable */
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_PARTIAL_FILE:
-        case CURLE_GOT_NOTHING:
-                return -ECONNRESET;
-        default:
-                return -EIO;
-        }
-}
-
-typedef struct {
-        CURL *h;
-        K8sDataFn on_data; /* NULL: collect the whole body */
-        void *userdata;
-        bool decided;
-        bool streaming;
-        StrBuf body;
-        int error;
-        const atomic_bool *stop;
-} Transfer;
-
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
-{
-        Transfer *t = userdata;
-        size_t n = size * nmemb;
-        if (!t->decided) {
-                long status = 0;
-                (void) curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &status);
-                t->streaming = t->on_data && status >= 200 && status < 300;
-                t->decided = true;
-        }
-        int r = t->streaming ? t->on_data(data, n, t->userdata)
-                             : strbuf_append(&t->body, data, n, K8S_BODY_MAX);
-        if (r < 0) {
-                t->error = r;
-                return 0;
-        }
-        return n;
-}
-
-static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-        const Transfer *t = userdata;
-        (void) dltotal;
-        (void) dlnow;
-        (void) ultotal;
-        (void) ulnow;
-        return t->stop && atomic_load(t->stop) ? 1 : 0;
+        return atomic_load((const atomic_bool *) stop);
 }
 
 #define SETOPT(h, opt, val)                                          \
@@ -323,44 +207,23 @@ static int setup_tls(CURL *h, const K8sConfig *cfg)
 }
 
 static int setup(K8sClient *c, CURL *h, const char *method, const char *url, const char *payload,
-                 Transfer *t, long timeout_ms, struct curl_slist *headers, char *errbuf)
+                 CurlTransfer *t, long timeout_ms, struct curl_slist *headers, char *errbuf)
 {
-        curl_easy_reset(h); /* keeps the connection cache */
-        errbuf[0] = '\0';
-        SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
-        SETOPT(h, CURLOPT_URL, url);
-        SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        SETOPT(h, CURLOPT_PROTOCOLS_STR, "https");
-#else
-        SETOPT(h, CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS);
-#endif
-        SETOPT(h, CURLOPT_PROXY, ""); /* loopback and cluster addresses: no proxy */
-        SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-        SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
-        SETOPT(h, CURLOPT_USERAGENT, "sandpit/k8s-client");
-        if (timeout_ms > 0)
-                SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-        if (t->stop) {
-                SETOPT(h, CURLOPT_NOPROGRESS, 0L);
-                SETOPT(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-                SETOPT(h, CURLOPT_XFERINFODATA, t);
-        }
-        SETOPT(h, CURLOPT_WRITEFUNCTION, write_cb);
-        SETOPT(h, CURLOPT_WRITEDATA, t);
-        int r = setup_tls(h, c->cfg);
+        int r = curl_core_setup(h,
+                                &(CurlRequest){
+                                        .url = url,
+                                        .protocols = "https",
+                                        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                                        .timeout_ms = timeout_ms,
+                                        .no_proxy = true, /* loopback and cluster addresses */
+                                        .errbuf = errbuf,
+                                },
+                                t);
         if (r < 0)
                 return r;
-        if (payload) {
-                SETOPT(h, CURLOPT_POSTFIELDS, payload);
-                SETOPT(h, CURLOPT_POSTFIELDSIZE, (long) strlen(payload));
-                if (!streq(method, "POST"))
-                        SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        } else if (streq(method, "GET")) {
-                SETOPT(h, CURLOPT_HTTPGET, 1L);
-        } else {
-                SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        }
+        SETOPT(h, CURLOPT_USERAGENT, "sandpit/k8s-client");
+        if ((r = setup_tls(h, c->cfg)) < 0 || (r = curl_core_set_method(h, method, payload)) < 0)
+                return r;
         SETOPT(h, CURLOPT_HTTPHEADER, headers);
         return 0;
 }
@@ -377,28 +240,14 @@ static int append_header(struct curl_slist **list, const char *line)
 /* Fills err from a Status body (or the bare HTTP status) and maps it. */
 static int status_error(long status, const char *body, size_t len, long retry_after, K8sError *err)
 {
-        json_object *o = NULL;
-        const char *reason = NULL, *message = NULL;
-        if (body && len > 0 && len < INT32_MAX) {
-                json_tokener *tok = json_tokener_new_ex(K8S_JSON_DEPTH);
-                if (tok) {
-                        o = json_tokener_parse_ex(tok, body, (int) len);
-                        json_tokener_free(tok);
-                }
-        }
-        json_object *v = NULL;
-        if (o && json_object_object_get_ex(o, "reason", &v) &&
-            json_object_is_type(v, json_type_string))
-                reason = json_object_get_string(v);
-        if (o && json_object_object_get_ex(o, "message", &v) &&
-            json_object_is_type(v, json_type_string))
-                message = json_object_get_string(v);
-        err_set(err, status, reason, message);
+        cleanup_json json_object *o = NULL;
+        /* Not a Status (or no body): the bare HTTP status decides. */
+        (void) json_parse_strict(body, len, K8S_JSON_DEPTH, &o, NULL);
+        const char *reason = json_str(o, "reason");
+        err_set(err, status, reason, json_str(o, "message"));
         if (err)
                 err->retry_after_s = retry_after;
-        int r = k8s_status_to_errno(status, reason);
-        json_object_put(o);
-        return r;
+        return http_status_to_errno(status, reason);
 }
 
 /* One exchange. payload may be NULL. With on_data, a 2xx body is streamed and
@@ -411,7 +260,13 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
         cleanup_free char *auth = NULL;
         struct curl_slist *headers = NULL;
         char errbuf[CURL_ERROR_SIZE];
-        Transfer t = {.on_data = on_data, .userdata = userdata, .stop = stop};
+        CurlTransfer t = {
+                .on_data = on_data,
+                .userdata = userdata,
+                .max = K8S_BODY_MAX,
+                .stopped = stop ? stop_set : NULL,
+                .stop_data = stop,
+        };
         int r;
 
         if (err)
@@ -446,7 +301,6 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
                 curl_slist_free_all(headers);
                 return -ENOMEM;
         }
-        t.h = h;
         r = setup(c, h, method, url, payload, &t, timeout_ms, headers, errbuf);
         if (r < 0)
                 goto out;
@@ -461,9 +315,8 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
                 goto out;
         }
         if (cc != CURLE_OK) {
-                r = map_curl_error(h, cc, errbuf, err);
-                if (err)
-                        err->status = status;
+                r = curl_core_errno(&t, cc);
+                err_set(err, status, NULL, errbuf[0] ? errbuf : curl_easy_strerror(cc));
                 log_debug("k8s %s %s: %s", method, path, errbuf[0] ? errbuf : "transport error");
                 goto out;
         }
@@ -481,24 +334,15 @@ static int perform(K8sClient *c, const char *method, const char *path, const cha
         if (ret_body) {
                 *ret_body = NULL;
                 if (!on_data && t.body.len > 0) {
-                        json_tokener *tok = json_tokener_new_ex(K8S_JSON_DEPTH);
-                        if (!tok) {
-                                r = -ENOMEM;
+                        r = json_parse_strict(t.body.data, t.body.len, K8S_JSON_DEPTH, ret_body,
+                                              NULL);
+                        if (r == -ENOMEM)
                                 goto out;
-                        }
-                        json_object *o =
-                                t.body.len < INT32_MAX
-                                        ? json_tokener_parse_ex(tok, t.body.data, (int) t.body.len)
-                                        : NULL;
-                        bool ok = o && json_tokener_get_error(tok) == json_tokener_success;
-                        json_tokener_free(tok);
-                        if (!ok) {
-                                json_object_put(o);
+                        if (r < 0) {
                                 err_set(err, status, NULL, "the response is not JSON");
                                 r = -EBADMSG;
                                 goto out;
                         }
-                        *ret_body = o;
                 }
         }
 out:

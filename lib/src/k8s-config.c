@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "sandpit/yaml.h"
@@ -56,14 +57,10 @@ __attribute__((format(printf, 4, 5))) static int fail(char *errbuf, size_t errle
 /* A string member, NULL when absent; -EINVAL via *bad when present but not a string. */
 static const char *get_str(json_object *o, const char *key, bool *bad)
 {
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(o, key, &v) || !v)
-                return NULL;
-        if (!json_object_is_type(v, json_type_string)) {
+        json_object *v = json_field(o, key);
+        if (v && !json_object_is_type(v, json_type_string))
                 *bad = true;
-                return NULL;
-        }
-        return json_object_get_string(v);
+        return json_str(o, key);
 }
 
 /* The entry of list (clusters, users, contexts) named name: its `section` object. */
@@ -222,7 +219,7 @@ static int load_user(K8sConfig *cfg, json_object *user, const char *base_dir, ch
                         return r;
                 /* Read once now so a missing or empty file is an error at load. */
                 char *t = NULL;
-                r = read_token_file(cfg->token_file, &t);
+                r = read_token_file(cfg->token_file, 1, &t);
                 if (r < 0)
                         return fail(errbuf, errlen, r, "tokenFile %s: %s", cfg->token_file,
                                     r == -EINVAL ? "empty or malformed" : strerror(-r));
@@ -385,7 +382,7 @@ int k8s_config_in_cluster(const char *dir, K8sConfig **ret, char *errbuf, size_t
                 goto out;
         }
         char *t = NULL;
-        r = read_token_file(cfg->token_file, &t);
+        r = read_token_file(cfg->token_file, 1, &t);
         if (r < 0) {
                 r = fail(errbuf, errlen, r == -EINVAL ? r : -ENOENT, "%s: %s", cfg->token_file,
                          r == -EINVAL ? "empty or malformed" : strerror(-r));

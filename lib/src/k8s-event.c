@@ -11,19 +11,12 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/k8s-lease.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
 static const K8sResource events_resource = {"events.k8s.io", "v1", "events", true};
-
-static const char *str_member(json_object *o, const char *key)
-{
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return NULL;
-        return json_object_get_string(v);
-}
 
 static int add_str(json_object *o, const char *key, const char *value, size_t len)
 {
@@ -74,8 +67,8 @@ int k8s_event_build(json_object *regarding, const K8sEventInfo *info, json_objec
                 return -EINVAL;
         const char *name = k8s_obj_name(regarding);
         const char *ns = k8s_obj_namespace(regarding);
-        const char *api_version = str_member(regarding, "apiVersion");
-        const char *kind = str_member(regarding, "kind");
+        const char *api_version = json_str(regarding, "apiVersion");
+        const char *kind = json_str(regarding, "kind");
         if (!name || !api_version || !kind)
                 return -EINVAL;
 

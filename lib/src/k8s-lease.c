@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 
 const K8sResource k8s_leases = {"coordination.k8s.io", "v1", "leases", true};
@@ -31,30 +32,19 @@ void k8s_lease_record_done(K8sLeaseRecord *rec)
 
 static int dup_str(json_object *spec, const char *key, char **ret)
 {
-        json_object *v = NULL;
-        const char *s = "";
-        if (spec && json_object_object_get_ex(spec, key, &v) &&
-            json_object_is_type(v, json_type_string))
-                s = json_object_get_string(v);
-        *ret = strdup(s);
+        *ret = strdup(json_str(spec, key) ?: "");
         return *ret ? 0 : -ENOMEM;
 }
 
 static long get_long(json_object *spec, const char *key)
 {
-        json_object *v = NULL;
-        if (spec && json_object_object_get_ex(spec, key, &v) &&
-            json_object_is_type(v, json_type_int))
-                return (long) json_object_get_int64(v);
-        return 0;
+        json_object *v = json_field(spec, key);
+        return json_object_is_type(v, json_type_int) ? (long) json_object_get_int64(v) : 0;
 }
 
 int k8s_lease_record_from_json(json_object *lease, K8sLeaseRecord *ret)
 {
-        json_object *spec = NULL;
-        if (!lease || !json_object_object_get_ex(lease, "spec", &spec) ||
-            !json_object_is_type(spec, json_type_object))
-                spec = NULL;
+        json_object *spec = json_obj(lease, "spec");
         K8sLeaseRecord rec = {.duration_s = get_long(spec, "leaseDurationSeconds"),
                               .transitions = get_long(spec, "leaseTransitions")};
         if (dup_str(spec, "holderIdentity", &rec.holder) < 0 ||

@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/k8s-client.h"
 #include "sandpit/macro.h"
 
@@ -67,11 +68,7 @@ int k8s_url_add_query(char **url, const char *key, const char *value)
 
 static const char *meta_str(json_object *obj, const char *key)
 {
-        json_object *m = NULL, *v = NULL;
-        if (!obj || !json_object_object_get_ex(obj, "metadata", &m) ||
-            !json_object_object_get_ex(m, key, &v) || !json_object_is_type(v, json_type_string))
-                return NULL;
-        return json_object_get_string(v);
+        return json_str(json_field(obj, "metadata"), key);
 }
 
 const char *k8s_obj_name(json_object *obj)
@@ -269,12 +266,8 @@ int k8s_list_page(K8sClient *c, const K8sResource *res, const char *ns, const K8
 
 static const char *list_continue(json_object *list)
 {
-        json_object *m = NULL, *v = NULL;
-        if (!json_object_object_get_ex(list, "metadata", &m) ||
-            !json_object_object_get_ex(m, "continue", &v) ||
-            !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)
-                return NULL;
-        return json_object_get_string(v);
+        const char *s = json_str(json_field(list, "metadata"), "continue");
+        return s && s[0] ? s : NULL;
 }
 
 /* Before the next page is read: all pages of a large list with managedFields

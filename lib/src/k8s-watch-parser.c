@@ -6,6 +6,7 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 
 static const char *const type_names[] = {
@@ -31,38 +32,21 @@ void k8s_watch_parser_done(K8sWatchParser *p)
         http_line_splitter_done(&p->lines);
 }
 
-static const char *str_member(json_object *o, const char *key)
-{
-        json_object *v = NULL;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return NULL;
-        return json_object_get_string(v);
-}
-
 static int parse_line(const char *line, size_t len, void *userdata)
 {
         K8sWatchParser *p = userdata;
-        if (len > INT32_MAX)
-                return -E2BIG;
-
-        json_tokener *tok = json_tokener_new_ex(K8S_JSON_DEPTH);
-        if (!tok)
-                return -ENOMEM;
-        json_object *o = json_tokener_parse_ex(tok, line, (int) len);
-        int r = -EBADMSG;
-        if (!o || json_tokener_get_error(tok) != json_tokener_success)
-                goto out;
+        json_object *o = NULL;
         /* Whitespace may trail the object, nothing else. */
-        for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-                if (!strchr(" \t\r", line[i]))
-                        goto out;
+        int r = json_parse_strict(line, len, K8S_JSON_DEPTH, &o, NULL);
+        if (r < 0)
+                return r;
+        r = -EBADMSG;
         if (!json_object_is_type(o, json_type_object))
                 goto out;
 
-        const char *type = str_member(o, "type");
-        json_object *obj = NULL;
-        if (!type || !json_object_object_get_ex(o, "object", &obj) ||
-            !json_object_is_type(obj, json_type_object))
+        const char *type = json_str(o, "type");
+        json_object *obj = json_obj(o, "object");
+        if (!type || !obj)
                 goto out;
 
         K8sWatchEvent ev = {.object = obj};
@@ -77,16 +61,14 @@ static int parse_line(const char *line, size_t len, void *userdata)
         }
         ev.type = (K8sWatchEventType) t;
         if (ev.type == K8S_WATCH_ERROR) {
-                json_object *code = NULL;
-                if (json_object_object_get_ex(obj, "code", &code) &&
-                    json_object_is_type(code, json_type_int))
+                json_object *code = json_field(obj, "code");
+                if (json_object_is_type(code, json_type_int))
                         ev.code = (long) json_object_get_int64(code);
         } else {
-                json_object *meta = NULL;
-                if (!json_object_object_get_ex(obj, "metadata", &meta) ||
-                    !json_object_is_type(meta, json_type_object))
+                json_object *meta = json_obj(obj, "metadata");
+                if (!meta)
                         goto out;
-                ev.resource_version = str_member(meta, "resourceVersion");
+                ev.resource_version = json_str(meta, "resourceVersion");
                 if (!ev.resource_version || ev.resource_version[0] == '\0')
                         goto out;
         }
@@ -94,7 +76,6 @@ static int parse_line(const char *line, size_t len, void *userdata)
         r = p->fn ? p->fn(&ev, p->userdata) : 0;
 out:
         json_object_put(o);
-        json_tokener_free(tok);
         return r;
 }
 

@@ -190,7 +190,7 @@ static int on_watch_event(const K8sWatchEvent *ev, void *userdata)
         K8sWatch *w = s->w;
         if (ev->type == K8S_WATCH_ERROR) {
                 s->error_code = ev->code ? ev->code : 500;
-                return k8s_status_to_errno(s->error_code, NULL);
+                return http_status_to_errno(s->error_code, NULL);
         }
         if (ev->type != K8S_WATCH_BOOKMARK && w->ops.on_event) {
                 int r = w->ops.on_event(ev, w->userdata);

@@ -156,21 +156,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned m
         cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
         if (fd < 0)
                 return -errno;
-        const char *p = data;
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        int r = -errno;
-                        (void) unlink(tmp);
-                        return r;
-                }
-                p += n;
-                len -= (size_t) n;
+        int r = write_all(fd, data, len);
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
         }
         if (rename(tmp, path) < 0) {
-                int r = -errno;
+                r = -errno;
                 (void) unlink(tmp);
                 return r;
         }
@@ -442,9 +434,7 @@ void strbuf_done(StrBuf *b)
         *b = (StrBuf){0};
 }
 
-#define TOKEN_FILE_MAX ((size_t) 1024 * 1024)
-
-int read_token_file(const char *path, char **ret)
+int read_token_file(const char *path, size_t min_len, char **ret)
 {
         char *buf = NULL;
         size_t n = 0;
@@ -456,7 +446,7 @@ int read_token_file(const char *path, char **ret)
         while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
                 buf[--n] = '\0';
         size_t start = strspn(buf, " \t\r\n");
-        if (start == n || strpbrk(buf + start, "\r\n")) {
+        if (start == n || n - start < min_len || strpbrk(buf + start, "\r\n")) {
                 explicit_bzero(buf, n);
                 free(buf);
                 return -EINVAL;
@@ -464,4 +454,38 @@ int read_token_file(const char *path, char **ret)
         memmove(buf, buf + start, n - start + 1);
         *ret = buf;
         return 0;
+}
+
+int write_all(int fd, const void *data, size_t len)
+{
+        const char *p = data;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+ssize_t read_full(int fd, void *buf, size_t len)
+{
+        char *p = buf;
+        size_t got = 0;
+        while (got < len) {
+                ssize_t n = read(fd, p + got, len - got);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                got += (size_t) n;
+        }
+        return (ssize_t) got;
 }

@@ -7,16 +7,14 @@
 #include "api-code.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "code.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "secrets.h"
-
-#define MAX_TIMEOUT_S (7.0 * 86400)
 
 static const HttpStreamOps code_stream_ops = {
         .read = code_run_read,
@@ -106,16 +104,13 @@ static int parse_run(json_object *body, CodeRunRequest *ret, char *err, size_t e
                                 return q;
                         r.secret_env = val;
                 } else if (streq(key, "timeout")) {
-                        double t = json_object_get_double(val);
-                        if (!(json_object_is_type(val, json_type_int) ||
-                              json_object_is_type(val, json_type_double)) ||
-                            !isfinite(t) || t <= 0 || t > MAX_TIMEOUT_S) {
+                        if (json_timeout_ms(val, false, &r.timeout_ms) < 0) {
                                 (void) snprintf(err, errlen,
                                                 "timeout must be a number of seconds > 0 and <= "
-                                                "604800");
+                                                "%d",
+                                                TIMEOUT_MAX_S);
                                 return -EINVAL;
                         }
-                        r.timeout_ms = (uint64_t) ceil(t * 1000.0);
                 } else {
                         (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
                         return -EINVAL;
@@ -156,25 +151,21 @@ void api_code_handle(Agent *a, HttpRequest *req, const char *id, const char *res
                 http_respond_error(req, 405, "use POST");
                 return;
         }
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         char err[512] = "";
         CodeRunRequest run_req;
         if (parse_run(body, &run_req, err, sizeof(err)) < 0) {
-                json_object_put(body);
                 http_respond_error(req, 400, "%s", err);
                 return;
         }
         SandboxExecInfo info;
-        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
-                json_object_put(body);
+        if (api_exec_info_or_respond(a, req, id, &info) < 0)
                 return;
-        }
         CodeRun *run = NULL;
         int r = code_run_start(a, &info, &run_req, &run, err, sizeof(err));
         sandbox_exec_info_done(&info);
-        json_object_put(body);
         if (r < 0) {
                 respond_code_error(req, r, err, "cannot run code");
                 return;
@@ -184,7 +175,7 @@ void api_code_handle(Agent *a, HttpRequest *req, const char *id, const char *res
 
 static void handle_create(Agent *a, HttpRequest *req, const char *id)
 {
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         char err[512] = "";
@@ -220,7 +211,6 @@ static void handle_create(Agent *a, HttpRequest *req, const char *id)
                 else
                         http_respond_json(req, 201, o);
         }
-        json_object_put(body);
 }
 
 void api_contexts_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)

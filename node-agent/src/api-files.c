@@ -12,6 +12,7 @@
 #include "files-watch.h"
 #include "files.h"
 #include "fsroot.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -21,59 +22,57 @@ static void fsroot_donep(FsRoot *r)
 }
 #define cleanup_fsroot __attribute__((cleanup(fsroot_donep)))
 
-static void json_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define cleanup_json_obj __attribute__((cleanup(json_putp)))
-
-/* Answers a failed file operation on path with the status its errno means. */
+/* Answers a failed file operation on path: the status from the one table
+ * (http_status_from_errno), a message that names the path (ENAMETOOLONG and
+ * the rest: strerror). */
 static void respond_fs_error(HttpRequest *req, int r, const char *path)
 {
+        const char *what = NULL;
         switch (-r) {
         case ENOENT:
-                http_respond_error(req, 404, "path '%s' does not exist", path);
-                return;
+                what = " does not exist";
+                break;
         case ENOTDIR:
-                http_respond_error(req, 400, "path '%s': a component is not a directory", path);
-                return;
+                what = ": a component is not a directory";
+                break;
         case EISDIR:
-                http_respond_error(req, 400, "path '%s' is a directory", path);
-                return;
+                what = " is a directory";
+                break;
         case EACCES:
         case EPERM:
-                http_respond_error(req, 403, "path '%s': permission denied", path);
-                return;
+                what = ": permission denied";
+                break;
         case EEXIST:
-                http_respond_error(req, 409, "path '%s' already exists", path);
-                return;
+                what = " already exists";
+                break;
         case ENOTEMPTY:
-                http_respond_error(req, 409, "directory '%s' is not empty", path);
+                http_respond_error(req, http_status_from_errno(r), "directory '%s' is not empty",
+                                   path);
                 return;
         case ELOOP:
-                http_respond_error(req, 400, "path '%s': too many levels of symbolic links", path);
-                return;
+                what = ": too many levels of symbolic links";
+                break;
         case EXDEV:
-                http_respond_error(req, 400, "path '%s' leaves the sandbox's filesystem", path);
-                return;
+                what = " leaves the sandbox's filesystem";
+                break;
         case EFBIG:
-                http_respond_error(req, 413, "path '%s': size limit exceeded", path);
-                return;
+                what = ": size limit exceeded";
+                break;
         case ENOSPC:
         case EDQUOT:
-                http_respond_error(req, 507, "no space left in the sandbox writing '%s'", path);
+                http_respond_error(req, http_status_from_errno(r),
+                                   "no space left in the sandbox writing '%s'", path);
                 return;
         case EINVAL:
         case ENXIO: /* a FIFO without a reader */
-        case ENAMETOOLONG:
-                http_respond_error(req, 400, "path '%s': %s", path,
-                                   r == -ENAMETOOLONG
-                                           ? strerror(-r)
-                                           : "invalid (not a regular file, or the root)");
-                return;
+                what = ": invalid (not a regular file, or the root)";
+                break;
         default:
-                http_respond_error(req, 500, "path '%s': %s", path, strerror(-r));
+                http_respond_error(req, http_status_from_errno(r), "path '%s': %s", path,
+                                   strerror(-r));
+                return;
         }
+        http_respond_error(req, http_status_from_errno(r), "path '%s'%s", path, what);
 }
 
 /* Opens the sandbox's root as the requested user (?user=, else the sandbox's);
@@ -204,7 +203,7 @@ static void handle_write(HttpRequest *req, const FsRoot *root)
 
 static void handle_batch(HttpRequest *req, const FsRoot *root)
 {
-        cleanup_json_obj json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         json_object *files = NULL;
@@ -294,11 +293,7 @@ void api_files_handle(Agent *a, HttpRequest *req, const char *id, const char *re
 /* A string field of a JSON body, else the query parameter of the same name. */
 static const char *arg_string(HttpRequest *req, json_object *body, const char *key)
 {
-        json_object *v = NULL;
-        if (body && json_object_object_get_ex(body, key, &v) &&
-            json_object_is_type(v, json_type_string))
-                return json_object_get_string(v);
-        return http_request_query(req, key);
+        return json_str(body, key) ?: http_request_query(req, key);
 }
 
 /* Every field of body is one of keys (a string for "path", "source" and
@@ -345,7 +340,7 @@ void api_fs_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)
                 http_respond_error(req, 405, "use %s", reading ? "GET" : "POST");
                 return;
         }
-        cleanup_json_obj json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         size_t blen = 0;
         (void) http_request_body(req, &blen);
         if (!reading && blen > 0 && http_request_parse_json(req, &body) < 0)
@@ -497,11 +492,7 @@ void api_archive_handle(Agent *a, HttpRequest *req, const char *id, const char *
         if (r == -EFBIG)
                 http_respond_error(req, 413, "%s", err);
         else if (r < 0 && err[0])
-                http_respond_error(req,
-                                   r == -EINVAL                   ? 400
-                                   : r == -ENOSPC || r == -EDQUOT ? 507
-                                                                  : http_status_from_errno(r),
-                                   "%s", err);
+                http_respond_error(req, http_status_from_errno(r), "%s", err);
         else if (r < 0)
                 respond_fs_error(req, r, path);
         else {

@@ -4,6 +4,7 @@
 #include "agent.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
+#include "sandpit/json.h"
 
 /* Handles /v1/sandboxes/{id}/{name}{rest}; id is valid, rest is "" or "/...". */
 typedef void (*ApiSubresourceHandler)(Agent *a, HttpRequest *req, const char *id, const char *rest);

@@ -9,6 +9,7 @@
 #include "net-proxy.h"
 #include "net.h"
 #include "sandbox.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 
 void api_net_handle_network(Agent *a, HttpRequest *req, const char *id, const char *rest)
@@ -34,13 +35,12 @@ void api_net_handle_network(Agent *a, HttpRequest *req, const char *id, const ch
                 http_respond_error(req, 405, "use GET, PUT or POST");
                 return;
         }
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         char err[512] = "";
         NetPolicy p;
         int r = net_policy_from_json(body, &p, err, sizeof(err));
-        json_object_put(body);
         if (r < 0) {
                 api_respond_errno(req, r, err, "invalid network policy");
                 return;

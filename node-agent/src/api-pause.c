@@ -4,10 +4,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
-
-#define TIMEOUT_MAX_S (7L * 86400)
 
 /* Parses an optional JSON body (empty = {}). Answers 400 itself on bad input. */
 static int parse_optional_body(HttpRequest *req, json_object **ret)
@@ -51,7 +50,7 @@ void api_sandbox_pause(Agent *a, HttpRequest *req, const char *id, const char *r
 {
         if (!check_route(req, rest))
                 return;
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (parse_optional_body(req, &body) < 0)
                 return;
         bool stop_deadline = true, ok = true;
@@ -61,7 +60,6 @@ void api_sandbox_pause(Agent *a, HttpRequest *req, const char *id, const char *r
                 else
                         ok = false;
         }
-        json_object_put(body);
         if (!ok) {
                 http_respond_error(req, 400, "body must be {} or {\"stop_deadline\": BOOLEAN}");
                 return;
@@ -76,27 +74,24 @@ void api_sandbox_resume(Agent *a, HttpRequest *req, const char *id, const char *
 {
         if (!check_route(req, rest))
                 return;
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (parse_optional_body(req, &body) < 0)
                 return;
-        int64_t timeout = 0;
+        uint64_t timeout_ms = 0;
         bool ok = true;
         json_object_object_foreach(body, key, val) {
-                if (streq(key, "timeout") && json_object_is_type(val, json_type_int) &&
-                    json_object_get_int64(val) >= 1 && json_object_get_int64(val) <= TIMEOUT_MAX_S)
-                        timeout = json_object_get_int64(val);
-                else
+                if (!streq(key, "timeout") || json_timeout_ms(val, true, &timeout_ms) < 0)
                         ok = false;
         }
-        json_object_put(body);
         if (!ok) {
                 http_respond_error(req, 400,
                                    "body must be {} or {\"timeout\": SECONDS} with 1 <= SECONDS "
-                                   "<= 604800");
+                                   "<= %d",
+                                   TIMEOUT_MAX_S);
                 return;
         }
         char err[256] = "";
         json_object *obj = NULL;
-        int r = sandbox_resume(a, id, (uint64_t) timeout, &obj, err, sizeof(err));
+        int r = sandbox_resume(a, id, timeout_ms / 1000, &obj, err, sizeof(err));
         respond(req, id, r, err, obj, "cannot resume");
 }

@@ -52,13 +52,12 @@ void api_sandbox_not_found(HttpRequest *req, const char *id)
 
 static void handle_create(Agent *a, HttpRequest *req)
 {
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         char err[512] = "";
         SandboxSpec spec;
         int r = sandbox_spec_from_json(body, &spec, err, sizeof(err));
-        json_object_put(body);
         if (r < 0) {
                 api_respond_errno(req, r, err, "invalid sandbox");
                 return;
@@ -112,22 +111,21 @@ static void handle_timeout(Agent *a, HttpRequest *req, const char *id, const cha
                 http_respond_error(req, 405, "use POST");
                 return;
         }
-        json_object *body = NULL, *t = NULL;
+        cleanup_json json_object *body = NULL;
+        json_object *t = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
+        uint64_t ms = 0;
         bool ok = json_object_object_get_ex(body, "timeout", &t) &&
-                  json_object_is_type(t, json_type_int) && json_object_get_int64(t) >= 1 &&
-                  json_object_get_int64(t) <= 7L * 86400 && json_object_object_length(body) == 1;
-        int64_t secs = ok ? json_object_get_int64(t) : 0;
-        json_object_put(body);
+                  json_timeout_ms(t, true, &ms) == 0 && json_object_object_length(body) == 1;
         if (!ok) {
                 http_respond_error(req, 400,
-                                   "body must be {\"timeout\": SECONDS} with 1 <= SECONDS <= "
-                                   "604800");
+                                   "body must be {\"timeout\": SECONDS} with 1 <= SECONDS <= %d",
+                                   TIMEOUT_MAX_S);
                 return;
         }
         json_object *obj = NULL;
-        int r = sandbox_set_timeout(a, id, (uint64_t) secs, &obj);
+        int r = sandbox_set_timeout(a, id, ms / 1000, &obj);
         if (r == -ENOENT)
                 api_sandbox_not_found(req, id);
         else if (r < 0)
@@ -157,18 +155,15 @@ int api_exec_info_or_respond(Agent *a, HttpRequest *req, const char *id, Sandbox
 
 static void handle_exec(Agent *a, HttpRequest *req, const char *id)
 {
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
                 return;
         SandboxExecInfo info;
-        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
-                json_object_put(body);
+        if (api_exec_info_or_respond(a, req, id, &info) < 0)
                 return;
-        }
         char err[512] = "";
         ExecRequest er;
         int r = exec_request_from_json(body, &info, &er, err, sizeof(err));
-        json_object_put(body);
         if (r < 0) {
                 sandbox_exec_info_done(&info);
                 api_respond_errno(req, r, err, "invalid exec request");
@@ -239,14 +234,12 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 http_respond_error(req, 405, "use %s", stream ? "GET" : "POST");
                 return;
         }
-        json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (!stream && http_request_parse_json(req, &body) < 0)
                 return;
         SandboxExecInfo info;
-        if (api_exec_info_or_respond(a, req, id, &info) < 0) {
-                json_object_put(body);
+        if (api_exec_info_or_respond(a, req, id, &info) < 0)
                 return;
-        }
         char err[512] = "";
         int r = 0;
         if (stream) {
@@ -312,7 +305,6 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                         r = exec_signal(info.socket_path, info.init_pid, pid, signo, err,
                                         sizeof(err));
         }
-        json_object_put(body);
         sandbox_exec_info_done(&info);
         if (r == -ESRCH)
                 http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);

@@ -18,6 +18,7 @@
 #include "code.h"
 #include "initproto.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 #include "seccomp-profile.h"
 
 #define OCI_VERSION "1.0.2"
@@ -355,22 +356,6 @@ static void config_put_locked(json_object **config)
         (void) pthread_mutex_lock(&bundle_lock);
         json_object_put(*config);
         (void) pthread_mutex_unlock(&bundle_lock);
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                buf += n;
-                len -= (size_t) n;
-        }
-        return 0;
 }
 
 int bundle_write(const char *bundle_dir, const BundleSpec *spec)

@@ -41,6 +41,7 @@
 #include "cgroup-internal.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 /* clang-tidy 14's analyzer does not model __attribute__((cleanup)) (llvm-project#160527), so
  * every early return after a cleanup_free allocation reads as a leak; ASan's leak checker in the
@@ -371,27 +372,18 @@ static int cg_file_read(const char *p, char **ret)
 {
         cleanup_close int fd = open(p, O_RDONLY | O_CLOEXEC);
         cleanup_free char *buf = NULL;
-        size_t len = 0;
 
         if (fd < 0)
                 return negative_errno();
         buf = malloc(CG_FILE_MAX + 1);
         if (!buf)
                 return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, CG_FILE_MAX - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len == CG_FILE_MAX)
-                        return -EFBIG;
-        }
-        buf[len] = '\0';
+        ssize_t n = read_full(fd, buf, CG_FILE_MAX);
+        if (n < 0)
+                return (int) n;
+        if (n == CG_FILE_MAX)
+                return -EFBIG;
+        buf[n] = '\0';
         *ret = TAKE_PTR(buf);
         return 0;
 }
@@ -668,25 +660,6 @@ static int cg_dir_path(CgIo *io, const char *controller, const char *path, const
         return 0;
 }
 
-static int mkdir_p(const char *p)
-{
-        cleanup_free char *s = strdup(p);
-
-        if (!s)
-                return -ENOMEM;
-        for (char *c = s + 1; *c; c++) {
-                if (*c != '/')
-                        continue;
-                *c = '\0';
-                if (mkdir(s, 0755) < 0 && errno != EEXIST)
-                        return negative_errno();
-                *c = '/';
-        }
-        if (mkdir(s, 0755) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
-}
-
 static int cg_dir_create(CgIo *io, const char *path, const char *const *controllers)
 {
         for (const char *const *c = controllers; *c; c++) {
@@ -694,7 +667,7 @@ static int cg_dir_create(CgIo *io, const char *path, const char *const *controll
                 int r = cg_dir_path(io, *c, path, NULL, &p);
                 if (r < 0)
                         return r;
-                r = mkdir_p(p);
+                r = mkdir_p(p, 0755);
                 if (r < 0)
                         return r;
                 if (!io->per_controller)

@@ -959,20 +959,6 @@ void code_run_free(void *cls)
         free(run);
 }
 
-static int write_all_fd(int fd, const char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                buf += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
-
 int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *req, CodeRun **ret,
                    char *err, size_t errlen)
 {
@@ -1055,7 +1041,7 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
                         explicit_bzero((char *) text, len);
         }
         json_object_put(msg);
-        r = line ? write_all_fd(c->sock_fd, line, len + 1) : -ENOMEM;
+        r = line ? write_all(c->sock_fd, line, len + 1) : -ENOMEM;
         if (line && req->secret_env)
                 explicit_bzero(line, len + 1);
         if (r < 0) {

@@ -15,14 +15,14 @@
 
 #include "fsroot.h"
 #include "initproto.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/outbuf.h"
 #include "sandpit/util.h"
 #include "secrets.h"
 
-#define DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define MAX_TIMEOUT_S (7.0 * 86400)
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 void exec_request_done(ExecRequest *r)
 {
@@ -179,17 +179,14 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                                 req.flags |= streq(key, "background") ? IP_FLAG_BACKGROUND
                                                                       : IP_FLAG_STDIN_OPEN;
                 } else if (streq(key, "timeout")) {
-                        double t = json_object_get_double(val);
-                        if (!(json_object_is_type(val, json_type_int) ||
-                              json_object_is_type(val, json_type_double)) ||
-                            !isfinite(t) || t <= 0 || t > MAX_TIMEOUT_S) {
+                        if (json_timeout_ms(val, false, &req.timeout_ms) < 0) {
                                 (void) snprintf(err, errlen,
                                                 "timeout must be a number of seconds > 0 and <= "
-                                                "604800");
+                                                "%d",
+                                                TIMEOUT_MAX_S);
                                 r = -EINVAL;
                                 break;
                         }
-                        req.timeout_ms = (uint64_t) ceil(t * 1000.0);
                 } else {
                         (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
                         r = -EINVAL;

@@ -20,6 +20,7 @@
 #include "files.h"
 #include "sandpit/macro.h"
 #include "sandpit/outbuf.h"
+#include "sandpit/util.h"
 
 #define ENTRIES_MAX 1000000u
 #define BLOCK       ((size_t) 256 * 1024)
@@ -647,16 +648,9 @@ static int extract_entry(struct archive *ar, struct archive_entry *e, int dest, 
                         (void) close(fd);
                         return -EFBIG;
                 }
-                for (la_ssize_t o = 0; o < n;) {
-                        ssize_t w = write(fd, buf + o, (size_t) (n - o));
-                        if (w < 0 && errno == EINTR)
-                                continue;
-                        if (w < 0) {
-                                k = -errno;
-                                (void) close(fd);
-                                return k;
-                        }
-                        o += w;
+                if ((k = write_all(fd, buf, (size_t) n)) < 0) {
+                        (void) close(fd);
+                        return k;
                 }
         }
         if (n < 0)

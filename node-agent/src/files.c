@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 static void closedirp(DIR **d)
 {
@@ -66,32 +67,10 @@ static int copy_fd(int out, int in)
                         continue;
                 if (n <= 0)
                         return n < 0 ? -errno : 0;
-                for (ssize_t o = 0; o < n;) {
-                        ssize_t w = write(out, buf + o, (size_t) (n - o));
-                        if (w < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return -errno;
-                        }
-                        o += w;
-                }
+                int r = write_all(out, buf, (size_t) n);
+                if (r < 0)
+                        return r;
         }
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-        const char *p = data;
-        while (len > 0) {
-                ssize_t w = write(fd, p, len);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += w;
-                len -= (size_t) w;
-        }
-        return 0;
 }
 
 static int entry_of_fd(const FsRoot *r, const char *abspath, int fd, json_object **ret)

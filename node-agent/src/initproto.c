@@ -219,6 +219,7 @@ int ip_get_strdup(const IpFrame *f, IpTag tag, char **ret)
         return 0;
 }
 
+/* lib's write_all(), again: sandpit-init links libc only (mk/build.mk). */
 int ip_write_all(int fd, const void *buf, size_t len)
 {
         const uint8_t *p = buf;

@@ -116,22 +116,6 @@ static char *default_init_path(void)
         return asprintf(&p, "%s/sandpit-init", self) < 0 ? NULL : p;
 }
 
-static int read_token(const char *path, char **ret)
-{
-        char *text = NULL;
-        int r = read_file(path, 4096, &text, NULL);
-        if (r < 0)
-                return r;
-        text[strcspn(text, "\r\n")] = 0;
-        if (strlen(text) < 16) {
-                explicit_bzero(text, strlen(text));
-                free(text);
-                return -EINVAL;
-        }
-        *ret = text;
-        return 0;
-}
-
 int main(int argc, char **argv)
 {
         enum {
@@ -379,7 +363,7 @@ int main(int argc, char **argv)
         cfg->kernels_dir = kernels_real;
         cleanup_free char *token = NULL;
         if (token_file) {
-                int r = read_token(token_file, &token);
+                int r = read_token_file(token_file, 16, &token);
                 if (r < 0) {
                         log_error_errno(r, "cannot read a token (16+ characters) from %s",
                                         token_file);

@@ -363,7 +363,8 @@ typedef struct {
         size_t npending;
 } Tunnel;
 
-static int write_all(int fd, const char *p, size_t n)
+/* send() without SIGPIPE: a closed peer is -EPIPE. */
+static int send_all(int fd, const char *p, size_t n)
 {
         while (n) {
                 ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -380,8 +381,7 @@ static int write_all(int fd, const char *p, size_t n)
 static void tunnel_run(void *cls, int client, const char *extra, size_t extra_len)
 {
         Tunnel *t = cls;
-        if (write_all(client, t->pending, t->npending) < 0 ||
-            write_all(t->fd, extra, extra_len) < 0)
+        if (send_all(client, t->pending, t->npending) < 0 || send_all(t->fd, extra, extra_len) < 0)
                 return;
         char buf[16384];
         struct pollfd p[2] = {{.fd = client, .events = POLLIN}, {.fd = t->fd, .events = POLLIN}};
@@ -397,7 +397,7 @@ static void tunnel_run(void *cls, int client, const char *extra, size_t extra_le
                         ssize_t k = recv(p[i].fd, buf, sizeof(buf), 0);
                         if (k < 0 && errno == EINTR)
                                 continue;
-                        if (k <= 0 || write_all(p[1 - i].fd, buf, (size_t) k) < 0)
+                        if (k <= 0 || send_all(p[1 - i].fd, buf, (size_t) k) < 0)
                                 return; /* either side closed: the tunnel is done */
                 }
         }
@@ -468,7 +468,7 @@ static void proxy_upgrade(HttpRequest *req, int fd, unsigned port, const char *p
                     !strpbrk(in[i + 1], "\r\n"))
                         (void) fprintf(f, "%s: %s\r\n", in[i], in[i + 1]);
         (void) fputs("\r\n", f);
-        if (fclose(f) != 0 || write_all(sfd, head, head_len) < 0) {
+        if (fclose(f) != 0 || send_all(sfd, head, head_len) < 0) {
                 http_respond_error(req, 502, "cannot send the upgrade to port %u", port);
                 return;
         }

@@ -73,16 +73,9 @@ static int spawn_wait(char *const argv[], int ready_fd, int listen_fd, int log_f
                 return -r;
         }
         if (ret_out) {
-                size_t len = 0;
-                for (;;) {
-                        ssize_t n = read(out[0], outbuf + len, SPAWN_OUT_MAX - len);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0 || (len += (size_t) n) == SPAWN_OUT_MAX)
-                                break;
-                }
+                ssize_t n = read_full(out[0], outbuf, SPAWN_OUT_MAX);
                 (void) close(out[0]);
-                outbuf[len] = 0;
+                outbuf[n > 0 ? n : 0] = 0;
                 *ret_out = TAKE_PTR(outbuf);
         }
         int status;

@@ -142,7 +142,7 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                 } else if (streq(key, "pids") || streq(key, "timeout")) {
                         bool pids = streq(key, "pids");
                         int64_t v = json_object_get_int64(val);
-                        int64_t lo = pids ? 8 : 1, hi = pids ? 65536 : 7 * 86400;
+                        int64_t lo = pids ? 8 : 1, hi = pids ? 65536 : TIMEOUT_MAX_S;
                         if (!json_object_is_type(val, json_type_int) || v < lo || v > hi) {
                                 (void) snprintf(err, errlen,
                                                 "%s must be an integer between %lld and %lld", key,

@@ -9,6 +9,7 @@
 #include "agent-ops.h"
 #include "operator.h"
 #include "sandpit/http-client.h"
+#include "sandpit/http-status.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -36,7 +37,7 @@ static int call(const AgentConn *c, const char *method, const char *path, json_o
                 const char *m = json_str(resp, "message");
                 if (m)
                         snprintf(err->message, sizeof(err->message), "%s", m);
-                r = http_status_to_errno(status);
+                r = http_status_to_errno(status, NULL);
                 /* A 2xx other than the one this call answers with. */
                 return r < 0 ? r : -EIO;
         }

@@ -3,7 +3,7 @@
  * bearer token; the unit tests put a fake in Operator.agent. Every call
  * returns 0 or a negative errno: a transport failure as the HTTP client
  * reports it (-ECONNREFUSED, -ETIMEDOUT, -EIO, ...), an answer that is not
- * the success status through http_status_to_errno() (400 -EINVAL, 404
+ * the success status through lib's table (sandpit/http-status.h: 400 -EINVAL, 404
  * -ENOENT, 5xx -EIO, ...). Returned objects belong to the caller and are set
  * only on success. */
 #pragma once

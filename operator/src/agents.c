@@ -18,28 +18,16 @@ void agent_info_done(AgentInfo *a)
         *a = (AgentInfo){0};
 }
 
-static json_object *get_path(json_object *o, const char *a, const char *b)
-{
-        json_object *x = NULL;
-        if (!json_object_object_get_ex(o, a, &x))
-                return NULL;
-        if (b && !json_object_object_get_ex(x, b, &x))
-                return NULL;
-        return x;
-}
-
 int agent_info_from_lease(json_object *lease, uint64_t now_us, AgentInfo *ret)
 {
-        json_object *ann = get_path(lease, "metadata", "annotations");
-        json_object *spec = get_path(lease, "spec", NULL);
-        json_object *ep = get_path(ann, "sandpit.dev/endpoint", NULL);
-        json_object *cpu = get_path(ann, "sandpit.dev/capacity-cpu", NULL);
-        json_object *mem = get_path(ann, "sandpit.dev/capacity-memory", NULL);
-        json_object *holder = get_path(spec, "holderIdentity", NULL);
-        if (!ep || !cpu || !mem || !holder || !json_object_is_type(ep, json_type_string) ||
-            !json_object_is_type(holder, json_type_string))
+        json_object *ann = json_field(json_field(lease, "metadata"), "annotations");
+        json_object *spec = json_field(lease, "spec");
+        const char *endpoint = json_str(ann, "sandpit.dev/endpoint");
+        json_object *cpu = json_field(ann, "sandpit.dev/capacity-cpu");
+        json_object *mem = json_field(ann, "sandpit.dev/capacity-memory");
+        const char *node = json_str(spec, "holderIdentity");
+        if (!endpoint || !cpu || !mem || !node)
                 return -EINVAL;
-        const char *node = json_object_get_string(holder);
         const char *name = k8s_obj_name(lease);
         if (!name || strncmp(name, LEASE_NAME_PREFIX, strlen(LEASE_NAME_PREFIX)) != 0 ||
             !streq(name + strlen(LEASE_NAME_PREFIX), node))
@@ -47,13 +35,13 @@ int agent_info_from_lease(json_object *lease, uint64_t now_us, AgentInfo *ret)
         AgentInfo a = {0};
         if (quantity_cpu_from_json(cpu, &a.cpu) < 0 || quantity_bytes_from_json(mem, &a.memory) < 0)
                 return -EINVAL;
-        json_object *renew = get_path(spec, "renewTime", NULL);
-        json_object *dur = get_path(spec, "leaseDurationSeconds", NULL);
+        json_object *renew = json_field(spec, "renewTime");
+        json_object *dur = json_field(spec, "leaseDurationSeconds");
         uint64_t renew_us = 0;
         if (renew && dur && parse_rfc3339_us(json_object_get_string(renew), &renew_us) >= 0)
                 a.live = now_us <= renew_us + (uint64_t) json_object_get_int64(dur) * 1000000u;
         a.node = strdup(node);
-        a.endpoint = strdup(json_object_get_string(ep));
+        a.endpoint = strdup(endpoint);
         if (!a.node || !a.endpoint) {
                 agent_info_done(&a);
                 return -ENOMEM;

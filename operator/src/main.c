@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,29 +19,6 @@
 
 #define MAX_WORKERS     64
 #define SYNC_TIMEOUT_MS 60000L
-
-enum {
-        OPT_KUBECONFIG = 0x100,
-        OPT_CONTEXT,
-        OPT_IN_CLUSTER,
-        OPT_NAMESPACE,
-        OPT_AGENT_TOKEN_FILE,
-        OPT_HEALTH_LISTEN,
-        OPT_WORKERS,
-        OPT_RESYNC,
-        OPT_LOG_FORMAT,
-        OPT_LOG_LEVEL,
-        OPT_VERSION,
-        OPT_LEADER_ELECT,
-        OPT_NO_LEADER_ELECT,
-        OPT_LEADER_ELECTION_ID,
-        OPT_IDENTITY,
-        OPT_LEASE_DURATION,
-        OPT_RENEW_DEADLINE,
-        OPT_RETRY_PERIOD,
-        OPT_ORPHAN_RESYNC,
-        OPT_ORPHAN_GRACE,
-};
 
 static void usage(FILE *f)
 {
@@ -224,6 +202,8 @@ typedef struct {
         LeaderConfig leader;
         long orphan_resync_s; /* 0: off */
         long orphan_grace_s;
+        LogFormat log_format;
+        LogLevel log_level;
 } Options;
 
 static int parse_long(const char *s, long min, long max, long *ret)
@@ -237,35 +217,131 @@ static int parse_long(const char *s, long min, long max, long *ret)
         return 0;
 }
 
+/* The flags, one row each: what a flag sets in Options and how its value is
+ * checked (as cli/src/args.c does for the CLI's options). */
+typedef enum {
+        FLAG_HELP,
+        FLAG_VERSION,
+        FLAG_STRING,      /* const char * = the argument */
+        FLAG_SET,         /* bool = true */
+        FLAG_CLEAR,       /* bool = false */
+        FLAG_BOOL_VALUE,  /* bool, from an optional =true or =false (none: true) */
+        FLAG_LONG,        /* long in min..max */
+        FLAG_DURATION_MS, /* long, "15s", "500ms", "1.5s" */
+        FLAG_LOG_FORMAT,
+        FLAG_LOG_LEVEL,
+} FlagKind;
+
+typedef struct {
+        const char *name;
+        FlagKind kind;
+        size_t offset; /* of the field in Options */
+        long min, max; /* FLAG_LONG */
+} Flag;
+
+#define OPT_FIELD(f) offsetof(Options, f)
+
+static const Flag flags[] = {
+        {"help", FLAG_HELP, 0, 0, 0},
+        {"kubeconfig", FLAG_STRING, OPT_FIELD(kubeconfig), 0, 0},
+        {"context", FLAG_STRING, OPT_FIELD(context), 0, 0},
+        {"in-cluster", FLAG_SET, OPT_FIELD(in_cluster), 0, 0},
+        {"namespace", FLAG_STRING, OPT_FIELD(namespace), 0, 0},
+        {"agent-token-file", FLAG_STRING, OPT_FIELD(token_file), 0, 0},
+        {"health-listen", FLAG_STRING, OPT_FIELD(health_listen), 0, 0},
+        {"workers", FLAG_LONG, OPT_FIELD(workers), 1, MAX_WORKERS},
+        {"resync-seconds", FLAG_LONG, OPT_FIELD(resync_s), 1, 86400},
+        {"log-format", FLAG_LOG_FORMAT, OPT_FIELD(log_format), 0, 0},
+        {"log-level", FLAG_LOG_LEVEL, OPT_FIELD(log_level), 0, 0},
+        {"version", FLAG_VERSION, 0, 0, 0},
+        {"leader-elect", FLAG_BOOL_VALUE, OPT_FIELD(leader_elect), 0, 0},
+        {"no-leader-elect", FLAG_CLEAR, OPT_FIELD(leader_elect), 0, 0},
+        {"leader-election-id", FLAG_STRING, OPT_FIELD(leader.lease_name), 0, 0},
+        {"identity", FLAG_STRING, OPT_FIELD(leader.identity), 0, 0},
+        {"lease-duration", FLAG_DURATION_MS, OPT_FIELD(leader.lease_duration_ms), 0, 0},
+        {"renew-deadline", FLAG_DURATION_MS, OPT_FIELD(leader.renew_deadline_ms), 0, 0},
+        {"retry-period", FLAG_DURATION_MS, OPT_FIELD(leader.retry_period_ms), 0, 0},
+        {"orphan-resync-seconds", FLAG_LONG, OPT_FIELD(orphan_resync_s), 0, 86400},
+        {"orphan-grace-seconds", FLAG_LONG, OPT_FIELD(orphan_grace_s), 0, 86400},
+};
+
+/* Applies one flag (arg: its value, or NULL); 0, or the parse_args() status. */
+static int apply_flag(const Flag *f, const char *arg, const char *word, Options *o)
+{
+        void *field = (char *) o + f->offset;
+        switch (f->kind) {
+        case FLAG_HELP:
+                usage(stdout);
+                return 1;
+        case FLAG_VERSION:
+                printf("sandpit-operator %s\n", OPERATOR_VERSION);
+                return 1;
+        case FLAG_STRING:
+                *(const char **) field = arg;
+                return 0;
+        case FLAG_SET:
+        case FLAG_CLEAR:
+                *(bool *) field = f->kind == FLAG_SET;
+                return 0;
+        case FLAG_BOOL_VALUE: {
+                /* The optional value, after '=' (optarg stays untested: the
+                 * analyzer would take it for NULL everywhere). */
+                const char *eq = strchr(word, '=');
+                if (!eq || streq(eq + 1, "true")) {
+                        *(bool *) field = true;
+                } else if (streq(eq + 1, "false")) {
+                        *(bool *) field = false;
+                } else {
+                        fprintf(stderr, "sandpit-operator: --%s takes true or false\n", f->name);
+                        return 3;
+                }
+                return 0;
+        }
+        case FLAG_LONG:
+                if (parse_long(arg, f->min, f->max, field) < 0) {
+                        fprintf(stderr, "sandpit-operator: --%s takes %ld..%ld\n", f->name, f->min,
+                                f->max);
+                        return 3;
+                }
+                return 0;
+        case FLAG_DURATION_MS:
+                if (leader_parse_duration_ms(arg, field) < 0) {
+                        fprintf(stderr,
+                                "sandpit-operator: bad duration '%s' for --%s (e.g. 15s, 500ms, "
+                                "1.5s)\n",
+                                arg, f->name);
+                        return 3;
+                }
+                return 0;
+        case FLAG_LOG_FORMAT:
+        case FLAG_LOG_LEVEL:
+                if ((f->kind == FLAG_LOG_FORMAT ? log_parse_format(arg, field)
+                                                : log_parse_level(arg, field)) < 0) {
+                        fprintf(stderr, "sandpit-operator: bad --%s '%s'\n", f->name, arg);
+                        return 3;
+                }
+                return 0;
+        }
+        return 3;
+}
+
 /* 0: run; > 0: exit with that status - 1 (help, version, usage errors). */
 static int parse_args(int argc, char **argv, Options *o)
 {
-        static const struct option longopts[] = {
-                {"help", no_argument, NULL, 'h'},
-                {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-                {"context", required_argument, NULL, OPT_CONTEXT},
-                {"in-cluster", no_argument, NULL, OPT_IN_CLUSTER},
-                {"namespace", required_argument, NULL, OPT_NAMESPACE},
-                {"agent-token-file", required_argument, NULL, OPT_AGENT_TOKEN_FILE},
-                {"health-listen", required_argument, NULL, OPT_HEALTH_LISTEN},
-                {"workers", required_argument, NULL, OPT_WORKERS},
-                {"resync-seconds", required_argument, NULL, OPT_RESYNC},
-                {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-                {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-                {"version", no_argument, NULL, OPT_VERSION},
-                {"leader-elect", optional_argument, NULL, OPT_LEADER_ELECT},
-                {"no-leader-elect", no_argument, NULL, OPT_NO_LEADER_ELECT},
-                {"leader-election-id", required_argument, NULL, OPT_LEADER_ELECTION_ID},
-                {"identity", required_argument, NULL, OPT_IDENTITY},
-                {"lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
-                {"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
-                {"retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
-                {"orphan-resync-seconds", required_argument, NULL, OPT_ORPHAN_RESYNC},
-                {"orphan-grace-seconds", required_argument, NULL, OPT_ORPHAN_GRACE},
-                {0},
-        };
-        LogFormat fmt = LOG_FORMAT_JSON;
-        LogLevel level = LOG_LEVEL_INFO;
+        struct option longopts[ARRAY_SIZE(flags) + 1];
+        for (size_t i = 0; i < ARRAY_SIZE(flags); i++) {
+                FlagKind k = flags[i].kind;
+                bool no_arg =
+                        k == FLAG_HELP || k == FLAG_VERSION || k == FLAG_SET || k == FLAG_CLEAR;
+                longopts[i] = (struct option){
+                        .name = flags[i].name,
+                        .has_arg = k == FLAG_BOOL_VALUE ? optional_argument
+                                   : no_arg             ? no_argument
+                                                        : required_argument,
+                        .val = 0x100 + (int) i,
+                };
+        }
+        longopts[ARRAY_SIZE(flags)] = (struct option){0};
         *o = (Options){.namespace = "sandpit-system",
                        .workers = 2,
                        .resync_s = 10,
@@ -275,122 +351,25 @@ static int parse_args(int argc, char **argv, Options *o)
                                   .renew_deadline_ms = LEADER_DEFAULT_RENEW_MS,
                                   .retry_period_ms = LEADER_DEFAULT_RETRY_MS},
                        .orphan_resync_s = 60,
-                       .orphan_grace_s = 60};
+                       .orphan_grace_s = 60,
+                       .log_format = LOG_FORMAT_JSON,
+                       .log_level = LOG_LEVEL_INFO};
         opterr = 0;
         for (;;) {
                 int c = getopt_long(argc, argv, ":h", longopts, NULL);
                 if (c == -1)
                         break;
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 1;
-                case OPT_KUBECONFIG:
-                        o->kubeconfig = optarg;
-                        break;
-                case OPT_CONTEXT:
-                        o->context = optarg;
-                        break;
-                case OPT_IN_CLUSTER:
-                        o->in_cluster = true;
-                        break;
-                case OPT_NAMESPACE:
-                        o->namespace = optarg;
-                        break;
-                case OPT_AGENT_TOKEN_FILE:
-                        o->token_file = optarg;
-                        break;
-                case OPT_HEALTH_LISTEN:
-                        o->health_listen = optarg;
-                        break;
-                case OPT_WORKERS:
-                        if (parse_long(optarg, 1, MAX_WORKERS, &o->workers) < 0) {
-                                fprintf(stderr, "sandpit-operator: --workers takes 1..%d\n",
-                                        MAX_WORKERS);
-                                return 3;
-                        }
-                        break;
-                case OPT_RESYNC:
-                        if (parse_long(optarg, 1, 86400, &o->resync_s) < 0) {
-                                fprintf(stderr,
-                                        "sandpit-operator: --resync-seconds takes 1..86400\n");
-                                return 3;
-                        }
-                        break;
-                case OPT_LOG_FORMAT:
-                        if (log_parse_format(optarg, &fmt) < 0) {
-                                fprintf(stderr, "sandpit-operator: bad --log-format '%s'\n",
-                                        optarg);
-                                return 3;
-                        }
-                        break;
-                case OPT_LOG_LEVEL:
-                        if (log_parse_level(optarg, &level) < 0) {
-                                fprintf(stderr, "sandpit-operator: bad --log-level '%s'\n", optarg);
-                                return 3;
-                        }
-                        break;
-                case OPT_ORPHAN_RESYNC:
-                case OPT_ORPHAN_GRACE:
-                        if (parse_long(optarg, 0, 86400,
-                                       c == OPT_ORPHAN_RESYNC ? &o->orphan_resync_s
-                                                              : &o->orphan_grace_s) < 0) {
-                                fprintf(stderr, "sandpit-operator: --%s takes 0..86400\n",
-                                        c == OPT_ORPHAN_RESYNC ? "orphan-resync-seconds"
-                                                               : "orphan-grace-seconds");
-                                return 3;
-                        }
-                        break;
-                case OPT_VERSION:
-                        printf("sandpit-operator %s\n", OPERATOR_VERSION);
-                        return 1;
-                case OPT_LEADER_ELECT: {
-                        /* The optional value, after '=' (optarg stays untested:
-                         * the analyzer would take it for NULL everywhere). */
-                        const char *eq = strchr(argv[optind - 1], '=');
-                        if (!eq || streq(eq + 1, "true"))
-                                o->leader_elect = true;
-                        else if (streq(eq + 1, "false"))
-                                o->leader_elect = false;
-                        else {
-                                fprintf(stderr,
-                                        "sandpit-operator: --leader-elect takes true or false\n");
-                                return 3;
-                        }
-                        break;
-                }
-                case OPT_NO_LEADER_ELECT:
-                        o->leader_elect = false;
-                        break;
-                case OPT_LEADER_ELECTION_ID:
-                        o->leader.lease_name = optarg;
-                        break;
-                case OPT_IDENTITY:
-                        o->leader.identity = optarg;
-                        break;
-                case OPT_LEASE_DURATION:
-                case OPT_RENEW_DEADLINE:
-                case OPT_RETRY_PERIOD: {
-                        long *dst = c == OPT_LEASE_DURATION   ? &o->leader.lease_duration_ms
-                                    : c == OPT_RENEW_DEADLINE ? &o->leader.renew_deadline_ms
-                                                              : &o->leader.retry_period_ms;
-                        const char *name = c == OPT_LEASE_DURATION   ? "--lease-duration"
-                                           : c == OPT_RENEW_DEADLINE ? "--renew-deadline"
-                                                                     : "--retry-period";
-                        if (leader_parse_duration_ms(optarg, dst) < 0) {
-                                fprintf(stderr,
-                                        "sandpit-operator: bad duration '%s' for %s (e.g. 15s, "
-                                        "500ms, 1.5s)\n",
-                                        optarg, name);
-                                return 3;
-                        }
-                        break;
-                }
-                case ':':
+                if (c == 'h')
+                        c = 0x100; /* flags[0] is help */
+                if (c >= 0x100 && c < 0x100 + (int) ARRAY_SIZE(flags)) {
+                        int r = apply_flag(&flags[c - 0x100], optarg, argv[optind - 1], o);
+                        if (r != 0)
+                                return r;
+                } else if (c == ':') {
                         fprintf(stderr, "sandpit-operator: option '%s' needs an argument\n",
                                 argv[optind - 1]);
                         return 3;
-                default:
+                } else {
                         fprintf(stderr, "sandpit-operator: unknown option '%s'\n",
                                 argv[optind - 1]);
                         return 3;
@@ -419,7 +398,7 @@ static int parse_args(int argc, char **argv, Options *o)
                         return 3;
                 }
         }
-        log_setup("operator", fmt, level);
+        log_setup("operator", o->log_format, o->log_level);
         return 0;
 }
 
@@ -435,7 +414,7 @@ static int setup(Operator *op, const Options *o)
         r = k8s_client_new(cfg, &op->client);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the Kubernetes client");
-        r = read_token_file(o->token_file, &op->agent_token);
+        r = read_token_file(o->token_file, 1, &op->agent_token);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the agent token from %s", o->token_file);
         r = k8s_workqueue_new(&(K8sWorkQueueOptions){.base_delay_ms = 200, .max_delay_ms = 30000},

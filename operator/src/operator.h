@@ -13,6 +13,7 @@
 
 #include "agent-ops.h"
 #include "leader.h"
+#include "sandpit/json.h"
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
@@ -31,27 +32,6 @@
 #define LABEL_NAMESPACE        "sandpit.dev/namespace"
 #define LABEL_NAME             "sandpit.dev/name"
 #define LABEL_RESERVED_PREFIX  "sandpit.dev/"
-
-static inline void json_putp(json_object **o)
-{
-        if (*o)
-                json_object_put(*o);
-}
-#define cleanup_json __attribute__((cleanup(json_putp)))
-
-/* o's member name, or NULL (also when o is NULL): borrowed. */
-static inline json_object *json_field(json_object *o, const char *name)
-{
-        json_object *v = NULL;
-        return o && json_object_object_get_ex(o, name, &v) ? v : NULL;
-}
-
-/* o's member name when it is a string, else NULL: borrowed. */
-static inline const char *json_str(json_object *o, const char *name)
-{
-        json_object *v = json_field(o, name);
-        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
 
 extern const K8sResource operator_sandboxes;
 extern const K8sResource operator_leases;

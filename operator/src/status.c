@@ -14,9 +14,8 @@ static json_object *find_condition(json_object *conds, const char *type)
         size_t n = json_object_array_length(conds);
         for (size_t i = 0; i < n; i++) {
                 json_object *c = json_object_array_get_idx(conds, i);
-                json_object *t = NULL;
-                if (json_object_object_get_ex(c, "type", &t) &&
-                    streq(json_object_get_string(t), type))
+                const char *t = json_text(c, "type");
+                if (t && streq(t, type))
                         return c;
         }
         return NULL;
@@ -24,12 +23,10 @@ static json_object *find_condition(json_object *conds, const char *type)
 
 static const char *condition_field(json_object *status, const char *type, const char *name)
 {
-        json_object *conds = NULL, *s = NULL;
-        if (!json_object_object_get_ex(status, "conditions", &conds) ||
-            !json_object_is_type(conds, json_type_array))
+        json_object *conds = json_field(status, "conditions");
+        if (!json_object_is_type(conds, json_type_array))
                 return NULL;
-        json_object *c = find_condition(conds, type);
-        return c && json_object_object_get_ex(c, name, &s) ? json_object_get_string(s) : NULL;
+        return json_text(find_condition(conds, type), name);
 }
 
 const char *status_condition_status(json_object *status, const char *type)

@@ -26,6 +26,7 @@
 
 #include "bundle.h"
 #include "initproto.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 
 static char *test_ro_binds[] = {"/usr", "/opt/tools", NULL};
@@ -44,12 +45,6 @@ static const char *const allowed_caps[] = {
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
         "CAP_KILL",  "CAP_SETGID",       "CAP_SETUID", "CAP_NET_BIND_SERVICE",
 };
-
-static void json_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define cleanup_json __attribute__((cleanup(json_putp)))
 
 static json_object *get(json_object *o, const char *key)
 {

@@ -310,7 +310,7 @@ static void test_json_404_message(void **state)
         assert_int_equal(http_request_json(c, "GET", "/v1/sandboxes/nope", NULL, &status, &body),
                          0);
         assert_int_equal(status, 404);
-        assert_int_equal(http_status_to_errno(status), -ENOENT);
+        assert_int_equal(http_status_to_errno(status, NULL), -ENOENT);
         assert_true(json_object_object_get_ex(body, "message", &v));
         assert_string_equal(json_object_get_string(v), "sandbox nope not found");
         json_object_put(body);
@@ -331,7 +331,7 @@ static void test_json_not_json(void **state)
         assert_int_equal(http_request_json(c, "GET", "/v1/html500", NULL, &status, &body), 0);
         assert_int_equal(status, 500);
         assert_null(body);
-        assert_int_equal(http_status_to_errno(status), -EIO);
+        assert_int_equal(http_status_to_errno(status, NULL), -EIO);
 }
 
 typedef struct {
@@ -533,14 +533,14 @@ static void test_bad_urls(void **state)
 static void test_status_to_errno(void **state)
 {
         (void) state;
-        assert_int_equal(http_status_to_errno(200), 0);
-        assert_int_equal(http_status_to_errno(204), 0);
-        assert_int_equal(http_status_to_errno(400), -EINVAL);
-        assert_int_equal(http_status_to_errno(401), -EACCES);
-        assert_int_equal(http_status_to_errno(404), -ENOENT);
-        assert_int_equal(http_status_to_errno(409), -EBUSY);
-        assert_int_equal(http_status_to_errno(413), -E2BIG);
-        assert_int_equal(http_status_to_errno(503), -EIO);
+        assert_int_equal(http_status_to_errno(200, NULL), 0);
+        assert_int_equal(http_status_to_errno(204, NULL), 0);
+        assert_int_equal(http_status_to_errno(400, NULL), -EINVAL);
+        assert_int_equal(http_status_to_errno(401, NULL), -EACCES);
+        assert_int_equal(http_status_to_errno(404, NULL), -ENOENT);
+        assert_int_equal(http_status_to_errno(409, NULL), -EBUSY);
+        assert_int_equal(http_status_to_errno(413, NULL), -E2BIG);
+        assert_int_equal(http_status_to_errno(503, NULL), -EIO);
 }
 
 /* The splitter on its own: every way of cutting the input in two, and in

@@ -8,13 +8,16 @@
  * thread at a time. Functions return a negative errno on transport failure
  * (-ECONNREFUSED, -ENOENT for a missing socket, -ETIMEDOUT, -EACCES, -EIO for the
  * rest; http_client_last_error() then has curl's text). A completed exchange
- * returns 0 whatever the HTTP status; http_status_to_errno() maps it. */
+ * returns 0 whatever the HTTP status; http_status_to_errno() (http-status.h)
+ * maps it. */
 #pragma once
 
 #include <signal.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
+
+#include "sandpit/http-status.h"
 
 typedef struct HttpClient HttpClient;
 
@@ -71,11 +74,6 @@ typedef int (*HttpDataFn)(const char *data, size_t len, void *userdata);
  * does. */
 int http_request_raw(HttpClient *c, const char *method, const char *path, int in_fd,
                      HttpDataFn on_data, void *userdata, long *ret_status, json_object **ret_body);
-
-/* 2xx: 0; 400/422: -EINVAL; 401/403: -EACCES; 404: -ENOENT; 405: -EOPNOTSUPP;
- * 409: -EBUSY; 410: -ESTALE; 413: -E2BIG; 429: -EAGAIN; 5xx and anything else:
- * -EIO. */
-int http_status_to_errno(long status);
 
 /* Splits a byte stream into lines across arbitrary chunk boundaries; used by
  * http_request_stream() and usable on its own. Zero-initialise, or call

@@ -18,6 +18,8 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/http-status.h"
+
 typedef struct HttpServer HttpServer;
 typedef struct HttpRequest HttpRequest;
 
@@ -79,8 +81,6 @@ void http_respond_empty(HttpRequest *req, unsigned status);
 /* {"code": status, "message": "..."} */
 void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
-/* Maps a negative errno to the status conventions of the APIs (docs/agent-api.md). */
-unsigned http_status_from_errno(int r);
 
 /* Any status with the given headers (alternating names and values, may be
  * NULL) and body; takes ownership of body (malloc'd, may be NULL). */

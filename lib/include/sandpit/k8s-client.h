@@ -9,7 +9,8 @@
  * threads, hand over a deep copy or a string).
  *
  * Errors: functions return 0 or a negative errno. An HTTP error status maps
- * through k8s_status_to_errno(); when err is not NULL it receives the HTTP
+ * through http_status_to_errno() with the Status reason (sandpit/http-status.h:
+ * 403 -EACCES, 5xx -EIO, 409 AlreadyExists -EEXIST, ...); when err is not NULL it receives the HTTP
  * status and the API's Status reason and message, for logs. */
 #pragma once
 
@@ -19,6 +20,7 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/http-status.h"
 #include "sandpit/k8s-config.h"
 
 /* A service account token file is read again after this long. */
@@ -142,14 +144,9 @@ int k8s_path(const K8sResource *res, const char *ns, const char *name, const cha
 /* Appends "?k=v" or "&k=v" to *url, v URL-encoded; v NULL appends nothing. */
 int k8s_url_add_query(char **url, const char *key, const char *value);
 
-/* HTTP status (plus the Status reason for 409) to a negative errno:
- * 2xx 0; 400, 422 -EINVAL; 401 -EACCES; 403 -EPERM; 404 -ENOENT;
- * 405, 406, 415, 501 -EOPNOTSUPP; 409 AlreadyExists -EEXIST, any other 409
- * (Conflict, failed preconditions) -EBUSY; 410 -ESTALE (relist); 413 -E2BIG;
- * 429 and other 5xx -EAGAIN; anything else -EPROTO. */
-int k8s_status_to_errno(long status, const char *reason);
-/* True for what is worth retrying after a back-off: -EAGAIN and transport
- * failures (refused, reset, timed out, unreachable, -EIO). */
+/* True for what is worth retrying after a back-off: -EAGAIN (429), -EIO (5xx,
+ * and transport failures curl has no better name for) and the other transport
+ * failures (refused, reset, timed out, unreachable). */
 bool k8s_errno_is_transient(int r);
 
 /* metadata.name etc. of obj, NULL when absent; borrowed from obj. */

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 /* Wall clock and monotonic clock in microseconds. */
@@ -29,9 +30,23 @@ int rm_rf(const char *path);
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* Reads a whole (small) file; *ret is NUL-terminated. max bounds the size. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
-/* A bearer token from a file (at most 1 MiB), trimmed of surrounding whitespace;
- * empty or more than one line: -EINVAL (the buffer is zeroed and freed). */
-int read_token_file(const char *path, char **ret);
+/* A bearer token from a file, the one reader of every --token-file, tokenFile
+ * and service account token. The rules: at most TOKEN_FILE_MAX bytes (else
+ * -EFBIG); white space (space, tab, CR, LF) around the token is dropped; what
+ * remains must be one line of at least min_len (>= 1) bytes, else -EINVAL. A
+ * rejected token is zeroed before it is freed. */
+#define TOKEN_FILE_MAX ((size_t) 64 * 1024)
+int read_token_file(const char *path, size_t min_len, char **ret);
+
+/* Writes all len bytes, across short writes and EINTR. */
+int write_all(int fd, const void *data, size_t len);
+/* Reads until len bytes or end of file, across short reads and EINTR; returns
+ * how many bytes it read (< len only at end of file). */
+ssize_t read_full(int fd, void *buf, size_t len);
+
+/* The longest timeout the agent's API takes, in seconds (one week): a
+ * sandbox's lifetime, an exec's or a code run's (json_timeout_ms()). */
+#define TIMEOUT_MAX_S 604800
 
 /* Names of the entries in dir for which keep(dir, name, userdata) is true
  * (dot entries skipped); a missing dir is an empty list. NULL-terminated strv. */

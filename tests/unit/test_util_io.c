@@ -1,0 +1,132 @@
+/* lib/util's I/O helpers: the token-file rules (the one reader of every
+ * --token-file, tokenFile and service account token), write_all/read_full
+ * across short reads and writes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+static char dir[] = "/tmp/sandpit-test-util-io-XXXXXX";
+
+static int setup(void **state)
+{
+        (void) state;
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+        (void) state;
+        return rm_rf(dir);
+}
+
+/* Writes content (len bytes) to a file in dir; returns its path (static). */
+static const char *token_at(const void *content, size_t len)
+{
+        static char path[256];
+        (void) snprintf(path, sizeof(path), "%s/token", dir);
+        assert_int_equal(write_file_atomic(path, content, len, 0600), 0);
+        return path;
+}
+
+static void expect_token(const char *content, size_t min_len, const char *want)
+{
+        char *t = NULL;
+        assert_int_equal(read_token_file(token_at(content, strlen(content)), min_len, &t), 0);
+        assert_string_equal(t, want);
+        free(t);
+}
+
+static void expect_rejected(const char *content, size_t min_len)
+{
+        char *t = (char *) 0x1;
+        int r = read_token_file(token_at(content, strlen(content)), min_len, &t);
+        if (r != -EINVAL)
+                fail_msg("\"%s\" (min %zu): %d, want -EINVAL", content, min_len, r);
+        assert_ptr_equal(t, (char *) 0x1);
+}
+
+static void test_token_rules(void **state)
+{
+        (void) state;
+        expect_token("abc", 1, "abc");
+        expect_token("abc\n", 1, "abc");
+        expect_token(" \t abc \r\n\n", 1, "abc");
+        expect_token("\nabc", 1, "abc");
+        expect_token("a b", 1, "a b"); /* inner blanks are the token's */
+        expect_token("0123456789abcdef\n", 16, "0123456789abcdef");
+
+        expect_rejected("", 1);
+        expect_rejected(" \n\t\r\n", 1);
+        expect_rejected("abc\ndef", 1);
+        expect_rejected("abc\rdef\n", 1);
+        expect_rejected("0123456789abcde\n", 16); /* 15 bytes: too short */
+
+        /* Over TOKEN_FILE_MAX: -EFBIG; exactly at it: fine. */
+        char *big = malloc(TOKEN_FILE_MAX + 1);
+        assert_non_null(big);
+        memset(big, 'x', TOKEN_FILE_MAX + 1);
+        char *t = NULL;
+        assert_int_equal(read_token_file(token_at(big, TOKEN_FILE_MAX + 1), 1, &t), -EFBIG);
+        assert_null(t);
+        assert_int_equal(read_token_file(token_at(big, TOKEN_FILE_MAX), 1, &t), 0);
+        assert_int_equal(strlen(t), TOKEN_FILE_MAX);
+        free(t);
+        free(big);
+
+        char missing[256];
+        (void) snprintf(missing, sizeof(missing), "%s/none", dir);
+        assert_int_equal(read_token_file(missing, 1, &t), -ENOENT);
+}
+
+/* A pipe delivers in pieces: read_full gathers up to len or end of file. */
+static void test_write_all_read_full(void **state)
+{
+        (void) state;
+        int p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        static char data[200000]; /* more than a pipe holds: short writes */
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (char) (i * 7);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void) close(p[0]);
+                _exit(write_all(p[1], data, sizeof(data)) == 0 ? 0 : 1);
+        }
+        (void) close(p[1]);
+        static char got[sizeof(data) + 10];
+        assert_int_equal(read_full(p[0], got, 1000), 1000);
+        ssize_t n = read_full(p[0], got + 1000, sizeof(got) - 1000); /* stops at EOF */
+        assert_int_equal(n, sizeof(data) - 1000);
+        assert_memory_equal(got, data, sizeof(data));
+        assert_int_equal(read_full(p[0], got, 10), 0);
+        (void) close(p[0]);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_int_equal(status, 0);
+
+        assert_int_equal(read_full(-1, got, 1), -EBADF);
+        assert_int_equal(write_all(-1, "x", 1), -EBADF);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_token_rules),
+                cmocka_unit_test(test_write_all_read_full),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
