@@ -108,7 +108,7 @@ int cli_exec_on_line(const char *line, size_t len, void *userdata)
                                 ? json_object_get_string(type)
                                 : "";
         int r = 0;
-        if (streq(t, "stdout")) {
+        if (streq(t, "stdout") || streq(t, "pty")) {
                 r = write_output(s, ev, s->out_fd);
         } else if (streq(t, "stderr")) {
                 r = write_output(s, ev, s->err_fd);

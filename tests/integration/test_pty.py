@@ -204,3 +204,142 @@ def test_resize_errors(client, sandbox):
     body = assert_error(client.post(proc_path(sid, pid, "resize"), {"cols": 5, "rows": 5}), 409)
     assert "no pseudo-terminal" in body["message"], body
     assert client.post(proc_path(sid, pid, "signal"), {"signal": "KILL"}).status == 204
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class LocalTerm:
+    """The CLI run on a local pseudo-terminal of a given size, as a person's shell would."""
+
+    def __init__(self, argv, cols, rows):
+        import fcntl
+        import struct
+        import termios
+        self.fcntl, self.struct, self.termios = fcntl, struct, termios
+        self.master, self.slave = os.openpty()
+        self.set_size(cols, rows)
+        self.proc = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave, stderr=self.slave,
+                                     start_new_session=True, preexec_fn=self._ctty, close_fds=True)
+        self.out = b""
+
+    def _ctty(self):
+        self.fcntl.ioctl(0, self.termios.TIOCSCTTY, 0)
+
+    def set_size(self, cols, rows):
+        # On the master: the kernel sends SIGWINCH to the terminal's foreground group.
+        self.fcntl.ioctl(self.master, self.termios.TIOCSWINSZ, self.struct.pack("HHHH", rows, cols, 0, 0))
+
+    def write(self, data):
+        os.write(self.master, data)
+
+    def read_until(self, needle, timeout=30, since=0):
+        deadline = time.monotonic() + timeout
+        while needle not in self.out[since:]:
+            left = deadline - time.monotonic()
+            assert left > 0, (needle, self.out)
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:
+                    chunk = b""
+                assert chunk, ("the terminal closed", needle, self.out)
+                self.out += chunk
+
+    def wait(self, timeout=60):
+        rc = self.proc.wait(timeout)
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.out += chunk
+        return rc
+
+    def lflag(self):
+        return self.termios.tcgetattr(self.slave)[3]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def cli(agent, *args):
+    return [str(CLI), "--server", f"unix://{agent.socket}", *args]
+
+
+def test_cli_it_bash(agent, sandbox):
+    import termios
+    t = LocalTerm(cli(agent, "exec", "-it", "-e", "PS1=pty$ ", sandbox["id"], "--", "bash", "--norc"),
+                  100, 30)
+    try:
+        cooked = t.lflag()
+        assert cooked & termios.ICANON and cooked & termios.ECHO
+        t.read_until(b"pty$ ")
+        # raw mode while it runs: what is typed goes through unaltered
+        assert not t.lflag() & (termios.ICANON | termios.ECHO | termios.ISIG)
+        t.write(b"tty; stty size\r")
+        t.read_until(b"30 100\r\n")
+        assert b"/dev/pts/" in t.out
+        t.set_size(101, 31)  # SIGWINCH to the CLI, which resizes the remote terminal
+
+        def new_size():  # the resize and the typed command travel apart: ask until it shows
+            mark = len(t.out)
+            t.write(b"stty size\r")
+            t.read_until(b"pty$ ", since=mark)
+            return b"31 101\r\n" in t.out[mark:]
+        wait_for(new_size, 20, interval=0.2, what="the new size in the sandbox")
+        t.write(b"sleep 100\r")
+        wait_for(lambda: sleeping(agent.client, sandbox["id"], 100), 20, what="sleep 100 running")
+        t.write(b"\x03")  # ^C reaches the remote terminal, which interrupts sleep
+        t.write(b"echo rc=$?\r")
+        t.read_until(b"rc=130\r\n")
+        t.write(b"echo hi; exit 3\r")
+        assert t.wait() == 3
+        assert b"hi\r\n" in t.out
+        assert t.lflag() == cooked  # the local terminal is restored
+    finally:
+        t.close()
+
+
+def test_cli_it_script(agent, sandbox):
+    """`script` gives the CLI a terminal and feeds it what it reads."""
+    cmd = " ".join(cli(agent, "exec", "-it", sandbox["id"], "--", "bash", "--norc"))
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], input=b"echo hi-$((40+2)); exit 3\n",
+                       capture_output=True, timeout=60)
+    assert r.returncode == 3, r
+    assert b"hi-42\r\n" in r.stdout, r
+
+
+def test_cli_t_without_terminal(agent, sandbox):
+    r = subprocess.run(cli(agent, "exec", "-it", sandbox["id"], "--", "sh", "-c", "tty; cat; exit 4"),
+                       input=b"piped\n", capture_output=True, timeout=60)
+    assert r.returncode == 4, r
+    assert r.stderr == b"sandpit: Unable to use a TTY - input is not a terminal\n", r
+    assert r.stdout == b"not a tty\npiped\n", r
+    r = subprocess.run(cli(agent, "exec", "-t", "-d", sandbox["id"], "--", "true"),
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert r.returncode == 2 and b"-t and --background" in r.stderr, r
+
+
+def test_cli_interrupted_restores_terminal(agent, sandbox):
+    import signal
+    t = LocalTerm(cli(agent, "exec", "-it", sandbox["id"], "--", "sh", "-c", "echo started; sleep 102"),
+                  80, 24)
+    try:
+        cooked = t.lflag()
+        t.read_until(b"started")
+        wait_for(lambda: sleeping(agent.client, sandbox["id"], 102), 20, what="sleep 102 running")
+        t.proc.send_signal(signal.SIGTERM)
+        assert t.wait() == 128 + signal.SIGTERM
+        assert t.lflag() == cooked
+        # the foreground command went with the stream
+        wait_for(lambda: not sleeping(agent.client, sandbox["id"], 102), 20, what="sleep 102 gone")
+    finally:
+        t.close()
