@@ -174,6 +174,7 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path)
         unsigned cols, rows;
         winsize_of(STDIN_FILENO, &cols, &rows);
         cleanup_json json_object *body = NULL;
+        cleanup_json json_object *err_body = NULL;
         int r = json_object_deep_copy(a->exec, &body, NULL) < 0 ? -ENOMEM : 0;
         json_object *size = r == 0 ? size_json(cols, rows) : NULL;
         if (!size || json_object_object_add(body, "pty", size) < 0) {
@@ -228,7 +229,6 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path)
 
         TtyOutput o = {.pid_fd = pid_pipe[1]};
         cli_exec_state_init(&o.st, STDOUT_FILENO, STDERR_FILENO);
-        cleanup_json json_object *err_body = NULL;
         long status = 0;
         http_client_set_cancel(ctx->http, &tty_interrupted);
         r = http_request_stream(ctx->http, "POST", path, body, on_line, &o, &status, &err_body);

@@ -783,8 +783,8 @@ static void handle_spawn(Conn *c, const IpFrame *f)
         has_data = ip_get_bytes(f, IP_TAG_DATA, &data, &data_len) == 0;
         uint32_t cols = 0, rows = 0;
         bool pty = flags & IP_FLAG_PTY;
-        if (pty && ((r = ip_get_u32(f, IP_TAG_COLS, &cols)) == -EPROTO ||
-                    (r = ip_get_u32(f, IP_TAG_ROWS, &rows)) == -EPROTO)) {
+        if (pty && (ip_get_u32(f, IP_TAG_COLS, &cols) == -EPROTO ||
+                    ip_get_u32(f, IP_TAG_ROWS, &rows) == -EPROTO)) {
                 conn_fail(c, EPROTO, "SPAWN: bad COLS or ROWS");
                 return;
         }

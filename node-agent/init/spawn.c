@@ -156,9 +156,8 @@ static int child_main(void *arg)
 
         (void) setsid();
         if (s->pty) {
-                if (ioctl(s->pty_slave, TIOCSCTTY, 0) < 0 ||
-                    dup2(s->pty_slave, STDIN_FILENO) < 0 || dup2(s->pty_slave, STDOUT_FILENO) < 0 ||
-                    dup2(s->pty_slave, STDERR_FILENO) < 0)
+                if (ioctl(s->pty_slave, TIOCSCTTY, 0) < 0 || dup2(s->pty_slave, STDIN_FILENO) < 0 ||
+                    dup2(s->pty_slave, STDOUT_FILENO) < 0 || dup2(s->pty_slave, STDERR_FILENO) < 0)
                         child_fail(report, STAGE_STDIO, errno);
         } else {
                 int in = in_r >= 0 ? in_r : open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -482,8 +482,8 @@ int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo
         return simple_request(socket_path, init_pid, &b, err, errlen);
 }
 
-int exec_resize(const char *socket_path, pid_t init_pid, uint32_t pid, uint32_t cols,
-                uint32_t rows, char *err, size_t errlen)
+int exec_resize(const char *socket_path, pid_t init_pid, uint32_t pid, uint32_t cols, uint32_t rows,
+                char *err, size_t errlen)
 {
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_RESIZE);
@@ -517,7 +517,8 @@ static json_object *process_to_json(const IpFrame *f)
                 (void) json_object_object_add(o, "tag", json_object_new_string(label));
         (void) json_object_object_add(o, "background",
                                       json_object_new_boolean((flags & IP_FLAG_BACKGROUND) != 0));
-        (void) json_object_object_add(o, "pty", json_object_new_boolean((flags & IP_FLAG_PTY) != 0));
+        (void) json_object_object_add(o, "pty",
+                                      json_object_new_boolean((flags & IP_FLAG_PTY) != 0));
         (void) json_object_object_add(o, "running",
                                       json_object_new_boolean(state == IP_STATE_RUNNING));
         if (started) {
