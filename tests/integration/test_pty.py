@@ -85,6 +85,25 @@ def test_tty_and_size(client, sandbox):
     assert r.exit_code == 5
 
 
+def test_default_template_login_shell(client, make_sandbox):
+    """What E2B's pty.create starts, in the `default` rootfs (not the host's binaries)."""
+    from conftest import need_default_template
+    need_default_template()
+    sid = make_sandbox(template="default")["id"]
+    t = Term(client, sid, {"cmd": ["/bin/bash", "-i", "-l"], "pty": {"cols": 90, "rows": 20},
+                           "env": {"TERM": "xterm-256color"}})
+    try:
+        # (the login scripts set their own prompt; input typed early waits in the terminal)
+        t.send(b"tty; stty size; readlink /dev/ptmx; echo end-$((1+2))\r")
+        t.read_until(b"end-3\r\n")
+        # the sandbox's first terminal, on its own devpts (runc links /dev/ptmx to it)
+        assert b"\r/dev/pts/0\r\n20 90\r\npts/ptmx\r\n" in t.out, t.out
+        t.send(b"exit 9\r")
+        assert t.finish()["exit_code"] == 9
+    finally:
+        t.close()
+
+
 def test_resize(client, sandbox):
     t = Term(client, sandbox["id"], {"shell": "while read l; do echo \"got $l\"; stty size; done",
                                      "pty": {"cols": 80, "rows": 24}})
