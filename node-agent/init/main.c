@@ -52,10 +52,13 @@
 #define BACKLOG_TOTAL_MAX ((size_t) 32 << 20)
 #define EXIT_RECORDS_MAX  256u
 #define EXIT_DRAIN_READS  16
-#define FRAMES_PER_WAKEUP 64
-#define CONNS_MAX         1024u
-#define TIMEOUT_MS_MAX    (UINT64_C(1) << 40)
-#define PASSWD_PATH       "/etc/passwd"
+/* A pty master gives at most 4 KiB a read (the line discipline's buffer) and its
+ * buffers hold a few tens of KiB: more reads to drain it than a 64 KiB pipe. */
+#define EXIT_DRAIN_READS_PTY 64
+#define FRAMES_PER_WAKEUP    64
+#define CONNS_MAX            1024u
+#define TIMEOUT_MS_MAX       (UINT64_C(1) << 40)
+#define PASSWD_PATH          "/etc/passwd"
 
 typedef enum {
         SRC_SIGNAL,
@@ -452,7 +455,8 @@ static void proc_exited(Proc *p, int status)
         p->duration_us = now_us(CLOCK_MONOTONIC) - p->start_mono_us;
         /* Output written before the exit is in the pipes now; take it, but do not
          * wait for a grandchild that holds them open. */
-        for (int i = 0; i < EXIT_DRAIN_READS && proc_read_pipe(p, &p->out) > 0; i++)
+        int drain = (p->flags & IP_FLAG_PTY) ? EXIT_DRAIN_READS_PTY : EXIT_DRAIN_READS;
+        for (int i = 0; i < drain && proc_read_pipe(p, &p->out) > 0; i++)
                 ;
         for (int i = 0; i < EXIT_DRAIN_READS && proc_read_pipe(p, &p->err) > 0; i++)
                 ;

@@ -1129,6 +1129,35 @@ static void test_pty_input_resize(void **state)
         free(rx.body);
 }
 
+/* Output still in the terminal when the process exits is all delivered, also
+ * when the reader only starts after the exit. */
+static void test_pty_output_complete(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
+                                                                 "head -c 1000000 /dev/zero | "
+                                                                 "tr '\\0' a; exit 3",
+                                                                 NULL},
+                                   .env = sh_path,
+                                   .flags = IP_FLAG_PTY,
+                                   .cols = 80,
+                                   .rows = 24},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        assert_true(pid_gone((pid_t) pid, IO_TIMEOUT_S * 1000));
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, 3);
+        assert_int_equal(res.pty_len, 1000000);
+        assert_int_equal(strspn(res.pty, "a"), 1000000);
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+}
+
 /* ^C on the terminal interrupts the foreground process group; a PTY without
  * a size is refused; a background PTY process replays its PTY output on ATTACH
  * and shows the PTY flag in LIST. */
@@ -1300,6 +1329,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_pty, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pty_input_resize, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pty_intr_and_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pty_output_complete, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
