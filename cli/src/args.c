@@ -18,6 +18,7 @@ enum {
         OPT_CWD = 'w',
         OPT_STDIN = 'i',
         OPT_BACKGROUND = 'd',
+        OPT_TTY = 't',
         OPT_SERVER = 0x100,
         OPT_TOKEN_FILE,
         OPT_TEMPLATE,
@@ -91,6 +92,7 @@ static const OptionSpec option_specs[] = {
         {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"background", no_argument, OPT_BACKGROUND, CMD(CLI_CMD_EXEC)},
+        {"tty", no_argument, OPT_TTY, CMD(CLI_CMD_EXEC)},
         {"tag", required_argument, OPT_TAG, CMD(CLI_CMD_EXEC)},
 };
 
@@ -140,7 +142,10 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                          "  -w, --cwd DIR       working directory\n"
                          "  -u, --user U        user to run as\n"
                          "      --timeout S     kill the command after S seconds\n"
-                         "  -i, --stdin         send sandpit's stdin to the command\n"
+                         "  -i, --stdin         send sandpit's stdin to the command (with -t: as\n"
+                         "                      it is typed, the terminal in raw mode)\n"
+                         "  -t, --tty           run the command on a pseudo-terminal of this\n"
+                         "                      terminal's size (needs stdin to be a terminal)\n"
                          "      --shell         run CMD ARGS... joined by spaces with /bin/sh -c\n"
                          "  -d, --background    start the command, print its pid and return\n"
                          "      --tag TAG       label shown by `sandpit ps`\n",
@@ -544,6 +549,9 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
         case OPT_SHELL:
                 /* Recorded as a placeholder; the command words become the string. */
                 return add_field(a->exec, "shell", json_object_new_string(""));
+        case OPT_TTY:
+                a->tty = true;
+                return 0;
         case OPT_BACKGROUND:
                 a->background = true;
                 return add_field(a->exec, "background", json_object_new_boolean(true));
@@ -664,6 +672,8 @@ static int build_body(CliArgs *a)
                 int first = a->n_args >= 2 && streq(a->args[1], "--") ? 2 : 1;
                 if (a->n_args <= first)
                         return usage_error(a, "exec: missing command");
+                if (a->tty && a->background)
+                        return usage_error(a, "exec: -t and --background do not go together");
                 return set_command(a->exec, a->args + first, a->n_args - first);
         }
         case CLI_CMD_RUN:

@@ -54,6 +54,7 @@ typedef struct {
         bool json;
         bool read_stdin;
         bool background;
+        bool tty;            /* exec -t: a pseudo-terminal (exec-tty.c) */
         json_object *create; /* create, run: body of POST /v1/sandboxes */
         json_object *exec; /* exec, run: body of POST .../exec, without stdin; code: of .../code */
         const char *save_images; /* code: --save-images DIR */
@@ -153,6 +154,9 @@ typedef struct {
 
 /* Returns the exit status, or a negative errno with ctx->error set. */
 int cli_run(CliContext *ctx, const CliArgs *args);
+/* exec -t (exec-tty.c), stdin being a terminal: path is the sandbox's exec path.
+ * The exit status as cli_run()'s, 128+N when signal N stopped sandpit. */
+int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path);
 /* cp, fs (files.c), with the helpers of commands.c they share. */
 int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
 int cli_cmd_fs(CliContext *ctx, const CliArgs *a);

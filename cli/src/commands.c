@@ -354,6 +354,10 @@ static int cmd_exec(CliContext *ctx, const CliArgs *a)
         int r = sandbox_path(a->args[0], "/exec", &path);
         if (r < 0)
                 return set_error(ctx, r, "%s", strerror(-r));
+        if (a->tty && isatty(STDIN_FILENO))
+                return cli_exec_tty(ctx, a, path);
+        if (a->tty) /* as kubectl: say so, and go on without a terminal */
+                fputs("sandpit: Unable to use a TTY - input is not a terminal\n", stderr);
         if (a->read_stdin) {
                 r = add_stdin(ctx, body);
                 if (r < 0)

@@ -70,7 +70,7 @@ int cli_exec_on_line(const char *line, size_t len, void *userdata)
 
         const char *t = json_text(ev, "type") ?: "";
         int r = 0;
-        if (streq(t, "stdout")) {
+        if (streq(t, "stdout") || streq(t, "pty")) {
                 r = write_output(s, ev, s->out_fd);
         } else if (streq(t, "stderr")) {
                 r = write_output(s, ev, s->err_fd);

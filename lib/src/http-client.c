@@ -101,6 +101,21 @@ fail:
         return r;
 }
 
+int http_client_dup(const HttpClient *c, HttpClient **ret)
+{
+        HttpClient *n = NULL;
+        int r = http_client_new(c->url, NULL, &n);
+        if (r < 0)
+                return r;
+        if (c->auth_header && !(n->auth_header = strdup(c->auth_header))) {
+                http_client_free(n);
+                return -ENOMEM;
+        }
+        n->timeout_ms = c->timeout_ms;
+        *ret = n;
+        return 0;
+}
+
 void http_client_free(HttpClient *c)
 {
         if (!c)

@@ -40,6 +40,7 @@
 #include "initproto.h"
 #include "mask.h"
 #include "passwd.h"
+#include "pty.h"
 #include "sandpit/macro.h"
 #include "spawn.h"
 
@@ -51,10 +52,13 @@
 #define BACKLOG_TOTAL_MAX ((size_t) 32 << 20)
 #define EXIT_RECORDS_MAX  256u
 #define EXIT_DRAIN_READS  16
-#define FRAMES_PER_WAKEUP 64
-#define CONNS_MAX         1024u
-#define TIMEOUT_MS_MAX    (UINT64_C(1) << 40)
-#define PASSWD_PATH       "/etc/passwd"
+/* A pty master gives at most 4 KiB a read (the line discipline's buffer) and its
+ * buffers hold a few tens of KiB: more reads to drain it than a 64 KiB pipe. */
+#define EXIT_DRAIN_READS_PTY 64
+#define FRAMES_PER_WAKEUP    64
+#define CONNS_MAX            1024u
+#define TIMEOUT_MS_MAX       (UINT64_C(1) << 40)
+#define PASSWD_PATH          "/etc/passwd"
 
 typedef enum {
         SRC_SIGNAL,
@@ -87,7 +91,7 @@ typedef struct Proc {
         int status;
         uint64_t duration_us;
         uint64_t exit_seq;
-        Source in, out, err;
+        Source in, out, err; /* with IP_FLAG_PTY: out is the pty master, in a dup of it */
         InitBuf stdin_buf;
         bool stdin_eof;   /* close stdin once stdin_buf is written */
         InitBuf backlog;  /* a background process's last STDOUT/STDERR frames, for ATTACH */
@@ -308,7 +312,9 @@ static void proc_emit(Proc *p, IpMsgType type, const uint8_t *data, size_t n)
  * secret at the end of data is held back until the next read or final. */
 static void proc_output(Proc *p, int which, const uint8_t *data, size_t n, bool final)
 {
-        IpMsgType type = which == 0 ? IP_MSG_STDOUT : IP_MSG_STDERR;
+        IpMsgType type = (p->flags & IP_FLAG_PTY) ? IP_MSG_PTY
+                         : which == 0             ? IP_MSG_STDOUT
+                                                  : IP_MSG_STDERR;
         Masker *m = p->mask[which];
         if (!m) {
                 if (n > 0)
@@ -330,7 +336,8 @@ static void proc_output(Proc *p, int which, const uint8_t *data, size_t n, bool 
         free(out);
 }
 
-/* One read of a stdout/stderr pipe. Returns 1 when it got data. */
+/* One read of a stdout/stderr pipe or a pty master (EIO there means every
+ * holder of the slave has closed it: the end). Returns 1 when it got data. */
 static int proc_read_pipe(Proc *p, Source *s)
 {
         if (s->fd < 0)
@@ -448,7 +455,8 @@ static void proc_exited(Proc *p, int status)
         p->duration_us = now_us(CLOCK_MONOTONIC) - p->start_mono_us;
         /* Output written before the exit is in the pipes now; take it, but do not
          * wait for a grandchild that holds them open. */
-        for (int i = 0; i < EXIT_DRAIN_READS && proc_read_pipe(p, &p->out) > 0; i++)
+        int drain = (p->flags & IP_FLAG_PTY) ? EXIT_DRAIN_READS_PTY : EXIT_DRAIN_READS;
+        for (int i = 0; i < drain && proc_read_pipe(p, &p->out) > 0; i++)
                 ;
         for (int i = 0; i < EXIT_DRAIN_READS && proc_read_pipe(p, &p->err) > 0; i++)
                 ;
@@ -777,12 +785,24 @@ static void handle_spawn(Conn *c, const IpFrame *f)
                 return;
         }
         has_data = ip_get_bytes(f, IP_TAG_DATA, &data, &data_len) == 0;
+        uint32_t cols = 0, rows = 0;
+        bool pty = flags & IP_FLAG_PTY;
+        if (pty && (ip_get_u32(f, IP_TAG_COLS, &cols) == -EPROTO ||
+                    ip_get_u32(f, IP_TAG_ROWS, &rows) == -EPROTO)) {
+                conn_fail(c, EPROTO, "SPAWN: bad COLS or ROWS");
+                return;
+        }
         if (nargs == 0 || !*argv[0]) {
                 conn_fail(c, EINVAL, "SPAWN without ARG");
                 return;
         }
         if (g.terminating) {
                 conn_error(c, ESHUTDOWN, "init is shutting down");
+                return;
+        }
+        if (pty && (cols < 1 || cols > IP_PTY_DIM_MAX || rows < 1 || rows > IP_PTY_DIM_MAX)) {
+                conn_error(c, EINVAL, "SPAWN: a PTY needs COLS and ROWS of 1 to %u",
+                           IP_PTY_DIM_MAX);
                 return;
         }
         if (timeout_ms > TIMEOUT_MS_MAX)
@@ -829,6 +849,19 @@ static void handle_spawn(Conn *c, const IpFrame *f)
                 conn_error(c, ENOMEM, "out of memory");
                 return;
         }
+        /* A PTY's master is both the output (out) and, through a dup so that
+         * epoll can watch the two directions apart, the input (in). */
+        cleanup_close int master = -1, slave = -1, master_in = -1;
+        if (pty && (r = init_pty_open(cols, rows, u.uid, &master, &slave)) == 0 &&
+            (master_in = fcntl(master, F_DUPFD_CLOEXEC, 3)) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                init_user_done(&u);
+                mask_free(mask[0]);
+                mask_free(mask[1]);
+                conn_error(c, -r, "open a pseudo-terminal: %s", strerror(-r));
+                return;
+        }
         InitSpawnSpec spec = {
                 .argv = argv,
                 .envp = envp,
@@ -837,12 +870,20 @@ static void handle_spawn(Conn *c, const IpFrame *f)
                 .uid = u.uid,
                 .gid = u.gid,
                 .stdin_pipe = has_data || (flags & IP_FLAG_STDIN_OPEN),
+                .pty = pty,
+                .pty_slave = slave,
         };
         InitChild ch;
         cleanup_free char *msg = NULL;
         uint64_t started = now_us(CLOCK_REALTIME), start_mono = now_us(CLOCK_MONOTONIC);
         r = init_spawn(&spec, &ch, &msg);
         init_user_done(&u);
+        /* Only the child holds the slave now: its last close ends the master's reads. */
+        closep(&slave);
+        if (r == 0 && pty) {
+                ch.stdout_fd = TAKE_FD(master);
+                ch.stdin_fd = TAKE_FD(master_in);
+        }
         if (r < 0) {
                 /* The message may quote argv or cwd, which may hold a secret. */
                 cleanup_free char *masked = mask_string(mask[0], msg ? msg : "spawn failed");
@@ -858,7 +899,8 @@ static void handle_spawn(Conn *c, const IpFrame *f)
                 mask_free(mask[1]);
                 (void) kill(ch.pid, SIGKILL); /* reaped as a stranger */
                 (void) close(ch.stdout_fd);
-                (void) close(ch.stderr_fd);
+                if (ch.stderr_fd >= 0)
+                        (void) close(ch.stderr_fd);
                 if (ch.stdin_fd >= 0)
                         (void) close(ch.stdin_fd);
                 conn_error(c, ENOMEM, "out of memory");
@@ -875,7 +917,7 @@ static void handle_spawn(Conn *c, const IpFrame *f)
                 .in = {.kind = SRC_STDIN, .fd = ch.stdin_fd, .owner = p},
                 .out = {.kind = SRC_STDOUT, .fd = ch.stdout_fd, .owner = p},
                 .err = {.kind = SRC_STDERR, .fd = ch.stderr_fd, .owner = p},
-                .stdin_eof = !(flags & IP_FLAG_STDIN_OPEN),
+                .stdin_eof = !pty && !(flags & IP_FLAG_STDIN_OPEN),
                 .mask = {mask[0], mask[1]},
         };
         Proc **tail = &g.procs;
@@ -932,7 +974,7 @@ static void handle_attach(Conn *c, const IpFrame *f)
         conn_update(c);
 }
 
-/* STDIN, STDIN_EOF and SIGNAL. Without PID they refer to the process this
+/* STDIN, STDIN_EOF, SIGNAL and RESIZE. Without PID they refer to the process this
  * connection streams and are never answered; with PID on a connection that
  * streams nothing they are standalone requests answered by OK or ERROR. */
 static void handle_input(Conn *c, const IpFrame *f)
@@ -941,6 +983,7 @@ static void handle_input(Conn *c, const IpFrame *f)
                 [IP_MSG_STDIN] = "STDIN",
                 [IP_MSG_STDIN_EOF] = "STDIN_EOF",
                 [IP_MSG_SIGNAL] = "SIGNAL",
+                [IP_MSG_RESIZE] = "RESIZE",
         };
         const char *name = names[f->type];
         uint32_t pid;
@@ -972,6 +1015,12 @@ static void handle_input(Conn *c, const IpFrame *f)
                 conn_fail(c, r == -ENOENT ? EINVAL : EPROTO, "SIGNAL needs SIGNO");
                 return;
         }
+        uint32_t cols = 0, rows = 0;
+        if (f->type == IP_MSG_RESIZE && ((r = ip_get_u32(f, IP_TAG_COLS, &cols)) < 0 ||
+                                         (r = ip_get_u32(f, IP_TAG_ROWS, &rows)) < 0)) {
+                conn_fail(c, r == -ENOENT ? EINVAL : EPROTO, "RESIZE needs COLS and ROWS");
+                return;
+        }
 
         int err = 0;
         if (!p) {
@@ -988,6 +1037,15 @@ static void handle_input(Conn *c, const IpFrame *f)
         } else if (f->type == IP_MSG_STDIN_EOF) {
                 p->stdin_eof = true;
                 proc_stdin_pump(p);
+        } else if (f->type == IP_MSG_RESIZE) {
+                if (!(p->flags & IP_FLAG_PTY))
+                        err = ENOTTY;
+                else if (cols < 1 || cols > IP_PTY_DIM_MAX || rows < 1 || rows > IP_PTY_DIM_MAX)
+                        err = EINVAL;
+                else if (p->out.fd < 0)
+                        err = EPIPE;
+                else
+                        err = -init_pty_resize(p->out.fd, cols, rows);
         } else if (signo == 0 || signo >= NSIG) {
                 err = EINVAL;
         } else if (kill(-p->pid, (int) signo) < 0) {
@@ -1000,7 +1058,12 @@ static void handle_input(Conn *c, const IpFrame *f)
         else if (err == ESRCH)
                 conn_error(c, err, "%s: no running process %u", name, pid);
         else if (err == EPIPE)
-                conn_error(c, err, "%s: stdin of %u is closed", name, pid);
+                conn_error(c, err, "%s: %s of %u is closed", name,
+                           f->type == IP_MSG_RESIZE ? "the terminal" : "stdin", pid);
+        else if (err == ENOTTY)
+                conn_error(c, err, "%s: process %u has no pseudo-terminal", name, pid);
+        else if (err == EINVAL && f->type == IP_MSG_RESIZE)
+                conn_error(c, err, "%s: COLS and ROWS must be 1 to %u", name, IP_PTY_DIM_MAX);
         else
                 conn_error(c, err, "%s %u: %s", name, pid, strerror(err));
 }
@@ -1057,8 +1120,8 @@ static void conn_dispatch(Conn *c)
                 conn_fail(c, EPROTO, "malformed frame of type %u", c->hdr[4]);
                 return;
         }
-        bool input =
-                f.type == IP_MSG_STDIN || f.type == IP_MSG_STDIN_EOF || f.type == IP_MSG_SIGNAL;
+        bool input = f.type == IP_MSG_STDIN || f.type == IP_MSG_STDIN_EOF ||
+                     f.type == IP_MSG_SIGNAL || f.type == IP_MSG_RESIZE;
         if (c->proc && !input) {
                 conn_fail(c, EINVAL, "request %u on a streaming connection", c->hdr[4]);
                 return;
@@ -1073,6 +1136,7 @@ static void conn_dispatch(Conn *c)
         case IP_MSG_STDIN:
         case IP_MSG_STDIN_EOF:
         case IP_MSG_SIGNAL:
+        case IP_MSG_RESIZE:
                 handle_input(c, &f);
                 break;
         case IP_MSG_LIST:

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -154,10 +155,16 @@ static int child_main(void *arg)
         int in_r = a->in_r, out_w = a->out_w, err_w = a->err_w, report = a->report;
 
         (void) setsid();
-        int in = in_r >= 0 ? in_r : open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (in < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(out_w, STDOUT_FILENO) < 0 ||
-            dup2(err_w, STDERR_FILENO) < 0)
-                child_fail(report, STAGE_STDIO, errno);
+        if (s->pty) {
+                if (ioctl(s->pty_slave, TIOCSCTTY, 0) < 0 || dup2(s->pty_slave, STDIN_FILENO) < 0 ||
+                    dup2(s->pty_slave, STDOUT_FILENO) < 0 || dup2(s->pty_slave, STDERR_FILENO) < 0)
+                        child_fail(report, STAGE_STDIO, errno);
+        } else {
+                int in = in_r >= 0 ? in_r : open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (in < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(out_w, STDOUT_FILENO) < 0 ||
+                    dup2(err_w, STDERR_FILENO) < 0)
+                        child_fail(report, STAGE_STDIO, errno);
+        }
         if (chdir(s->cwd) < 0 && (!s->cwd_default || chdir("/") < 0))
                 child_fail(report, STAGE_CHDIR, errno);
         if (s->uid != geteuid()) {
@@ -221,8 +228,10 @@ int init_spawn(const InitSpawnSpec *spec, InitChild *ret, char **ret_msg)
         int r = 0;
         *ret_msg = NULL;
 
-        if ((spec->stdin_pipe && pipe2(in, O_CLOEXEC) < 0) || pipe2(out, O_CLOEXEC) < 0 ||
-            pipe2(err, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
+        bool pipes = !spec->pty;
+        if ((pipes && spec->stdin_pipe && pipe2(in, O_CLOEXEC) < 0) ||
+            (pipes && pipe2(out, O_CLOEXEC) < 0) || (pipes && pipe2(err, O_CLOEXEC) < 0) ||
+            pipe2(rep, O_CLOEXEC) < 0) {
                 r = negative_errno();
                 goto out;
         }
@@ -260,10 +269,10 @@ int init_spawn(const InitSpawnSpec *spec, InitChild *ret, char **ret_msg)
                 r = rpt.err > 0 ? -rpt.err : -EIO;
                 goto out;
         }
-        r = spec->stdin_pipe ? set_nonblock(in[1]) : 0;
-        if (r >= 0)
+        r = pipes && spec->stdin_pipe ? set_nonblock(in[1]) : 0;
+        if (r >= 0 && pipes)
                 r = set_nonblock(out[0]);
-        if (r >= 0)
+        if (r >= 0 && pipes)
                 r = set_nonblock(err[0]);
         if (r < 0) {
                 (void) kill(pid, SIGKILL);

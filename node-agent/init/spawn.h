@@ -15,17 +15,20 @@ typedef struct {
         uid_t uid;
         gid_t gid;
         bool stdin_pipe; /* else stdin is /dev/null */
+        bool pty;        /* stdin, stdout and stderr are pty_slave, the controlling tty */
+        int pty_slave;   /* borrowed; only with pty */
 } InitSpawnSpec;
 
 typedef struct {
         pid_t pid;
-        int stdin_fd;  /* write end, non-blocking; -1 without stdin_pipe */
-        int stdout_fd; /* read ends, non-blocking */
+        int stdin_fd;  /* write end, non-blocking; -1 without stdin_pipe or with pty */
+        int stdout_fd; /* read ends, non-blocking; -1 with pty */
         int stderr_fd;
 } InitChild;
 
 /* Forks and execs. The child leads its own session and process group, has stdin,
- * stdout and stderr on pipes (or /dev/null), default signal mask and
+ * stdout and stderr on pipes (or /dev/null) or on the pty slave, which becomes
+ * its controlling terminal, default signal mask and
  * dispositions, and the given credentials. Returns 0 once the exec succeeded;
  * else a negative errno and, in *ret_msg (heap), text such as
  * "exec foo: No such file or directory". The failed child has been reaped. */

@@ -225,8 +225,8 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 return;
         }
         bool stream = streq(action, "stream"), stdin_ = streq(action, "stdin"),
-             signal_ = streq(action, "signal");
-        if (!stream && !stdin_ && !signal_) {
+             signal_ = streq(action, "signal"), resize = streq(action, "resize");
+        if (!stream && !stdin_ && !signal_ && !resize) {
                 http_respond_error(req, 404, "no such route");
                 return;
         }
@@ -287,6 +287,15 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 else
                         r = exec_send_stdin(info.socket_path, info.init_pid, pid, data, len, eof,
                                             err, sizeof(err));
+        } else if (resize) {
+                uint32_t cols = 0, rows = 0;
+                r = exec_pty_size_from_json(body, "the body", &cols, &rows, err, sizeof(err));
+                if (r == 0)
+                        r = exec_resize(info.socket_path, info.init_pid, pid, cols, rows, err,
+                                        sizeof(err));
+                /* No terminal, or it is gone: a conflict with the process's state. */
+                if (r == -ENOTTY || r == -EPIPE)
+                        r = -EBUSY;
         } else {
                 json_object *sig = NULL;
                 int signo = -EINVAL;

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,6 +74,32 @@ static int want_string(json_object *v, const char *key, char **dst, char *err, s
         free(*dst);
         *dst = strdup(json_object_get_string(v));
         return *dst ? 0 : -ENOMEM;
+}
+
+int exec_pty_size_from_json(json_object *o, const char *what, uint32_t *ret_cols,
+                            uint32_t *ret_rows, char *err, size_t errlen)
+{
+        int64_t v[2] = {0, 0};
+        bool ok = json_object_is_type(o, json_type_object);
+        if (ok) {
+                json_object_object_foreach(o, key, val) {
+                        int i = streq(key, "cols") ? 0 : streq(key, "rows") ? 1 : -1;
+                        if (i < 0 || !json_object_is_type(val, json_type_int)) {
+                                ok = false;
+                                break;
+                        }
+                        v[i] = json_object_get_int64(val);
+                }
+        }
+        if (!ok || v[0] < 1 || v[0] > IP_PTY_DIM_MAX || v[1] < 1 || v[1] > IP_PTY_DIM_MAX) {
+                (void) snprintf(err, errlen,
+                                "%s must be {\"cols\": C, \"rows\": R} with integers of 1 to %u",
+                                what, IP_PTY_DIM_MAX);
+                return -EINVAL;
+        }
+        *ret_cols = (uint32_t) v[0];
+        *ret_rows = (uint32_t) v[1];
+        return 0;
 }
 
 int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecRequest *ret,
@@ -187,6 +212,9 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
                                 r = -EINVAL;
                                 break;
                         }
+                } else if (streq(key, "pty")) {
+                        r = exec_pty_size_from_json(val, key, &req.cols, &req.rows, err, errlen);
+                        req.flags |= IP_FLAG_PTY;
                 } else {
                         (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
                         r = -EINVAL;
@@ -358,6 +386,10 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         if (req->timeout_ms)
                 ip_put_u64(&b, IP_TAG_TIMEOUT_MS, req->timeout_ms);
         ip_put_u32(&b, IP_TAG_FLAGS, req->flags);
+        if (req->flags & IP_FLAG_PTY) {
+                ip_put_u32(&b, IP_TAG_COLS, req->cols);
+                ip_put_u32(&b, IP_TAG_ROWS, req->rows);
+        }
         if (req->stdin_data)
                 ip_put_bytes(&b, IP_TAG_DATA, req->stdin_data, req->stdin_len);
         int r = send_frame(fd, &b);
@@ -446,6 +478,17 @@ int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo
         return simple_request(socket_path, init_pid, &b, err, errlen);
 }
 
+int exec_resize(const char *socket_path, pid_t init_pid, uint32_t pid, uint32_t cols, uint32_t rows,
+                char *err, size_t errlen)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_RESIZE);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        ip_put_u32(&b, IP_TAG_COLS, cols);
+        ip_put_u32(&b, IP_TAG_ROWS, rows);
+        return simple_request(socket_path, init_pid, &b, err, errlen);
+}
+
 static json_object *process_to_json(const IpFrame *f)
 {
         json_object *o = json_object_new_object(), *argv = json_object_new_array();
@@ -470,6 +513,8 @@ static json_object *process_to_json(const IpFrame *f)
                 (void) json_object_object_add(o, "tag", json_object_new_string(label));
         (void) json_object_object_add(o, "background",
                                       json_object_new_boolean((flags & IP_FLAG_BACKGROUND) != 0));
+        (void) json_object_object_add(o, "pty",
+                                      json_object_new_boolean((flags & IP_FLAG_PTY) != 0));
         (void) json_object_object_add(o, "running",
                                       json_object_new_boolean(state == IP_STATE_RUNNING));
         if (started) {
@@ -587,6 +632,22 @@ static int emit_data(ExecStream *s, int which, const uint8_t *data, size_t len, 
         return emit(s, o);
 }
 
+/* Terminal output is bytes, escape sequences and all: always base64, never split
+ * or joined, so a client can write it to its terminal as it comes. */
+static int emit_pty(ExecStream *s, const uint8_t *data, size_t len)
+{
+        cleanup_free char *b64 = NULL;
+        if (len == 0)
+                return 0;
+        json_object *o = event_new("pty");
+        if (!o || base64_encode(data, len, &b64) < 0) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        (void) json_object_object_add(o, "data_b64", json_object_new_string(b64));
+        return emit(s, o);
+}
+
 static int emit_exit(ExecStream *s, const IpFrame *f)
 {
         for (int w = 0; w < 2; w++)
@@ -641,6 +702,10 @@ static int translate(ExecStream *s, const IpFrame *f)
                 if (ip_get_bytes(f, IP_TAG_DATA, &data, &len) < 0)
                         return 0;
                 return emit_data(s, f->type == IP_MSG_STDOUT ? 0 : 1, data, len, false);
+        case IP_MSG_PTY:
+                if (ip_get_bytes(f, IP_TAG_DATA, &data, &len) < 0)
+                        return 0;
+                return emit_pty(s, data, len);
         case IP_MSG_EXIT:
                 s->done = true;
                 return emit_exit(s, f);

@@ -20,7 +20,8 @@ typedef struct {
         char *user;
         char *tag;
         uint64_t timeout_ms;
-        uint32_t flags; /* IP_FLAG_* */
+        uint32_t flags;      /* IP_FLAG_* */
+        uint32_t cols, rows; /* with IP_FLAG_PTY: the terminal's size */
         uint8_t *stdin_data;
         size_t stdin_len;
 } ExecRequest;
@@ -53,6 +54,15 @@ int exec_send_stdin(const char *socket_path, pid_t init_pid, uint32_t pid, const
                     size_t len, bool eof, char *err, size_t errlen);
 int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo, char *err,
                 size_t errlen);
+/* Sets the terminal size of a process started with a PTY: -ENOTTY for one
+ * without, -EINVAL for a size out of 1..IP_PTY_DIM_MAX. */
+int exec_resize(const char *socket_path, pid_t init_pid, uint32_t pid, uint32_t cols, uint32_t rows,
+                char *err, size_t errlen);
+/* Reads {"cols": C, "rows": R} (the exec request's "pty", the resize body):
+ * -EINVAL with a message in err unless both are integers of 1..IP_PTY_DIM_MAX
+ * and nothing else is there. */
+int exec_pty_size_from_json(json_object *o, const char *what, uint32_t *ret_cols,
+                            uint32_t *ret_rows, char *err, size_t errlen);
 /* Hands the sandbox's secret env ("NAME=value") to init, which keeps it in
  * memory, adds it to every later process and masks it in their output. */
 int exec_set_secrets(const char *socket_path, pid_t init_pid, char **env, char *err, size_t errlen);

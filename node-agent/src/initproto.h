@@ -15,9 +15,10 @@
  * either side can grow. A frame body is at most IP_MAX_BODY bytes.
  *
  * One connection carries one conversation: the agent sends a request frame, init
- * answers with event frames. SPAWN and ATTACH then stream STDOUT / STDERR events
- * and end with EXIT; on the SPAWN connection the agent may also send STDIN /
- * STDIN_EOF / SIGNAL frames without a PID field (they refer to that process).
+ * answers with event frames. SPAWN and ATTACH then stream STDOUT / STDERR (or,
+ * for a process on a pseudo-terminal, PTY) events and end with EXIT; on the
+ * SPAWN connection the agent may also send STDIN / STDIN_EOF / SIGNAL / RESIZE
+ * frames without a PID field (they refer to that process).
  * Other requests are answered by one OK, ERROR, or a list of PROCESS events
  * followed by OK. Init only accepts peers outside its pid namespace
  * (SO_PEERCRED pid 0), so code in the sandbox cannot drive it. */
@@ -48,6 +49,7 @@ typedef enum {
         IP_MSG_LIST = 6,
         IP_MSG_PING = 7,
         IP_MSG_SET_SECRETS = 8, /* ENV* "NAME=value": the sandbox's secret env, kept in memory */
+        IP_MSG_RESIZE = 9,      /* COLS, ROWS (+ PID): a PTY process's terminal size */
         /* events: init -> agent */
         IP_MSG_STARTED = 64,
         IP_MSG_STDOUT = 65,
@@ -56,6 +58,7 @@ typedef enum {
         IP_MSG_ERROR = 68,
         IP_MSG_OK = 69,
         IP_MSG_PROCESS = 70,
+        IP_MSG_PTY = 71, /* DATA: output of a process on a pseudo-terminal */
 } IpMsgType;
 
 typedef enum {
@@ -77,13 +80,19 @@ typedef enum {
         IP_TAG_TAG = 16,         /* string: caller's label for the process */
         IP_TAG_STARTED_US = 17,  /* u64: CLOCK_REALTIME at spawn, microseconds */
         IP_TAG_SECRET_ENV = 18,  /* string "NAME=value", repeated: env whose values are masked */
+        IP_TAG_COLS = 19,        /* u32: terminal columns, 1..IP_PTY_DIM_MAX */
+        IP_TAG_ROWS = 20,        /* u32: terminal rows, 1..IP_PTY_DIM_MAX */
 } IpTag;
 
 typedef enum {
         IP_FLAG_BACKGROUND = 1u << 0, /* survives the spawning connection's close */
         IP_FLAG_STDIN_OPEN =
                 1u << 1, /* keep stdin open for STDIN frames (else /dev/null or DATA then EOF) */
+        IP_FLAG_PTY = 1u << 2, /* run on a pseudo-terminal of COLS x ROWS; output comes as PTY */
 } IpFlag;
+
+/* A terminal dimension fits struct winsize's unsigned short; more is nonsense. */
+#define IP_PTY_DIM_MAX 9999u
 
 typedef enum {
         IP_STATE_RUNNING = 1,

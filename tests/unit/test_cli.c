@@ -252,6 +252,23 @@ static void test_exec_request(void **state)
         assert_json(a.exec, "{\"cmd\":[\"grep\",\"-v\",\"--\",\"x\"]}");
         cli_args_done(&a);
 
+        /* -it: a terminal and live stdin; "pty" is added when the size is known. */
+        assert_int_equal(PARSE(CLI_CMD_EXEC, &a, "exec", "-it", "box", "--", "bash"), 0);
+        assert_true(a.read_stdin);
+        assert_true(a.tty);
+        assert_json(a.exec, "{\"cmd\":[\"bash\"]}");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_EXEC, &a, "exec", "--tty", "box", "top"), 0);
+        assert_true(a.tty);
+        assert_false(a.read_stdin);
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_EXEC, &a, "exec", "-td", "box", "top"), -EINVAL);
+        assert_string_equal(a.error, "exec: -t and --background do not go together");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_RUN, &a, "run", "-t", "top"), -EINVAL);
+        assert_string_equal(a.error, "run: unknown option '-t'");
+        cli_args_done(&a);
+
         assert_int_equal(PARSE(CLI_CMD_EXEC, &a, "exec", "box", "--env", "X=1"), 0);
         assert_json(a.exec, "{\"cmd\":[\"--env\",\"X=1\"]}");
         cli_args_done(&a);
@@ -401,6 +418,8 @@ static void test_exec_events(void **state)
         /* "\xff\x00z\n" is not UTF-8: base64. */
         assert_int_equal(feed(&st, "{\"type\":\"stdout\",\"data_b64\":\"/wB6Cg==\"}"), 0);
         assert_int_equal(feed(&st, "{\"type\":\"stderr\",\"data\":\"warn\\n\"}"), 0);
+        /* A terminal's output (exec -t) goes to stdout as it is: "\r\n" stays. */
+        assert_int_equal(feed(&st, "{\"type\":\"pty\",\"data_b64\":\"JCANCg==\"}"), 0);
         assert_int_equal(feed(&st, "{\"type\":\"progress\",\"whatever\":1}"), 0);
         assert_int_equal(feed(&st, "{\"type\":\"exit\",\"pid\":7,\"exit_code\":-1,\"signal\":9,"
                                    "\"timed_out\":false,\"oom_killed\":true}"),
@@ -421,7 +440,7 @@ static void test_exec_events(void **state)
         cleanup_free char *e = read_fd(err[0]);
         close(out[0]);
         close(err[0]);
-        assert_memory_equal(o, "h\xc3\xa9\xff\x00z\n", 7);
+        assert_memory_equal(o, "h\xc3\xa9\xff\x00z\n$ \r\n", 11);
         assert_string_equal(e, "warn\n");
 
         /* A reader that went away. */

@@ -278,6 +278,17 @@ static void test_json_post_body_and_token(void **state)
         pthread_mutex_lock(&s->lock);
         assert_string_equal(s->method, "PUT");
         pthread_mutex_unlock(&s->lock);
+
+        /* A copy talks to the same server with the same token. */
+        cleanup_http_client HttpClient *dup = NULL;
+        assert_int_equal(http_client_dup(c, &dup), 0);
+        assert_string_equal(http_client_url(dup), s->url);
+        assert_int_equal(http_request_json(dup, "PATCH", "/v1/echo", req, &status, NULL), 0);
+        assert_int_equal(status, 201);
+        pthread_mutex_lock(&s->lock);
+        assert_string_equal(s->method, "PATCH");
+        assert_non_null(strstr(s->headers, "Authorization: Bearer s3cret\r\n"));
+        pthread_mutex_unlock(&s->lock);
         json_object_put(req);
 }
 

@@ -47,6 +47,8 @@ typedef struct {
         size_t out_len;
         char *err;
         size_t err_len;
+        char *pty; /* PTY events */
+        size_t pty_len;
         bool exited;
         int32_t exit_code;
         uint32_t signo;
@@ -66,6 +68,7 @@ typedef struct {
         bool has_data;
         const char *tag;
         const char *const *secret_env;
+        uint32_t cols, rows; /* sent when non-zero */
 } SpawnReq;
 
 static const char *init_bin(void)
@@ -254,14 +257,16 @@ static void result_free(Result *r)
 {
         free(r->out);
         free(r->err);
+        free(r->pty);
         *r = (Result){0};
 }
 
-/* Reads output events until EXIT (or stop_at appears in stdout). */
+/* Reads output events until EXIT (or stop_at appears in stdout or the pty's output). */
 static void collect_until(int fd, Rx *rx, Result *res, const char *stop_at)
 {
         for (;;) {
-                if (stop_at && res->out && strstr(res->out, stop_at))
+                if (stop_at && ((res->out && strstr(res->out, stop_at)) ||
+                                (res->pty && strstr(res->pty, stop_at))))
                         return;
                 const IpFrame *f = cli_recv(fd, rx);
                 const uint8_t *d;
@@ -276,6 +281,10 @@ static void collect_until(int fd, Rx *rx, Result *res, const char *stop_at)
                 case IP_MSG_STDERR:
                         assert_int_equal(ip_get_bytes(f, IP_TAG_DATA, &d, &n), 0);
                         append(&res->err, &res->err_len, d, n);
+                        break;
+                case IP_MSG_PTY:
+                        assert_int_equal(ip_get_bytes(f, IP_TAG_DATA, &d, &n), 0);
+                        append(&res->pty, &res->pty_len, d, n);
                         break;
                 case IP_MSG_EXIT:
                         res->exited = true;
@@ -321,6 +330,10 @@ static int spawn(const Init *in, const SpawnReq *rq, uint32_t *ret_pid, Rx *rx, 
                 ip_put_str(&b, IP_TAG_TAG, rq->tag);
         for (const char *const *e = rq->secret_env; e && *e; e++)
                 ip_put_str(&b, IP_TAG_SECRET_ENV, *e);
+        if (rq->cols)
+                ip_put_u32(&b, IP_TAG_COLS, rq->cols);
+        if (rq->rows)
+                ip_put_u32(&b, IP_TAG_ROWS, rq->rows);
         cli_send(fd, &b);
         const IpFrame *f = cli_recv(fd, rx);
         if (f->type == IP_MSG_ERROR) {
@@ -989,6 +1002,228 @@ static void test_secrets(void **state)
         free(rx.body);
 }
 
+/* RESIZE with PID (pid 0: none, on the streaming connection fd); the reply's
+ * errno from a new connection, 0 = OK; on fd nothing is answered. */
+static int resize(const Init *in, int fd, uint32_t pid, uint32_t cols, uint32_t rows)
+{
+        int c = fd >= 0 ? fd : cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_RESIZE);
+        if (pid)
+                ip_put_u32(&b, IP_TAG_PID, pid);
+        ip_put_u32(&b, IP_TAG_COLS, cols);
+        ip_put_u32(&b, IP_TAG_ROWS, rows);
+        cli_send(c, &b);
+        if (fd >= 0)
+                return 0;
+        Rx rx = {0};
+        const IpFrame *f = cli_recv(c, &rx);
+        int r = f->type == IP_MSG_OK      ? 0
+                : f->type == IP_MSG_ERROR ? (int) get_u32(f, IP_TAG_ERRNO)
+                                          : -1;
+        free(rx.body);
+        (void) close(c);
+        return r;
+}
+
+static const char *const sh_path[] = {"PATH=/usr/bin:/bin", NULL};
+
+/* A PTY process: stdin, stdout and stderr are one terminal of the asked size,
+ * its controlling tty; output comes only as PTY events; secrets are masked. */
+static void test_pty(void **state)
+{
+        Result res = {0};
+        run(*state,
+            &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
+                                                      "tty; stty size; test -t 0 && test -t 1 && "
+                                                      "test -t 2 && echo all-tty; echo err >&2; "
+                                                      "echo \"$U\" >/dev/tty; exit 4",
+                                                      NULL},
+                        .env = sh_path,
+                        .secret_env = (const char *const[]){"U=uvw-123", NULL},
+                        .flags = IP_FLAG_PTY,
+                        .cols = 100,
+                        .rows = 30},
+            &res);
+        assert_true(res.exited);
+        assert_int_equal(res.exit_code, 4);
+        assert_null(res.out);
+        assert_null(res.err);
+        assert_non_null(res.pty);
+        assert_non_null(strstr(res.pty, "/dev/pts/"));
+        assert_non_null(strstr(res.pty, "30 100\r\n")); /* onlcr: a terminal's newlines */
+        assert_non_null(strstr(res.pty, "all-tty\r\n"));
+        assert_non_null(strstr(res.pty, "err\r\n"));
+        assert_non_null(strstr(res.pty, "***\r\n"));
+        assert_null(strstr(res.pty, "uvw-123"));
+        result_free(&res);
+}
+
+/* Input goes to the terminal (and is echoed), RESIZE on the stream and with
+ * PID changes the size and sends SIGWINCH, STDIN_EOF leaves the terminal alone. */
+static void test_pty_input_resize(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
+                                                                 "while read l; do "
+                                                                 "[ \"$l\" = q ] && exit 7; "
+                                                                 "echo \"got $l\"; stty size; "
+                                                                 "done",
+                                                                 NULL},
+                                   .env = sh_path,
+                                   .flags = IP_FLAG_PTY,
+                                   .cols = 80,
+                                   .rows = 24},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        Result res = {0};
+        send_stdin(fd, 0, "one\n");
+        collect_until(fd, &rx, &res, "got one\r\n24 80\r\n");
+        assert_non_null(strstr(res.pty, "one\r\n")); /* the echo */
+        assert_int_equal(resize(in, fd, 0, 120, 40), 0);
+        send_stdin(fd, 0, "two\n");
+        collect_until(fd, &rx, &res, "got two\r\n40 120\r\n");
+        assert_int_equal(resize(in, -1, pid, 132, 43), 0);
+        assert_int_equal(request(in, IP_MSG_STDIN, pid, 0, "three\n"), 0);
+        collect_until(fd, &rx, &res, "got three\r\n43 132\r\n");
+        /* Bad sizes and a process without a terminal are refused. */
+        assert_int_equal(resize(in, -1, pid, 0, 10), EINVAL);
+        assert_int_equal(resize(in, -1, pid, 10, IP_PTY_DIM_MAX + 1), EINVAL);
+        assert_int_equal(resize(in, -1, 999999, 10, 10), ESRCH);
+        send_stdin(fd, 0, "q\n");
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, 7);
+        assert_null(res.out);
+        result_free(&res);
+        (void) close(fd);
+
+        /* The foreground process group gets SIGWINCH. */
+        fd = spawn(in,
+                   &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
+                                                             "trap 'echo winch; exit 5' WINCH; "
+                                                             "echo ready; "
+                                                             "while :; do sleep 0.1; done",
+                                                             NULL},
+                               .env = sh_path,
+                               .flags = IP_FLAG_PTY,
+                               .cols = 80,
+                               .rows = 24},
+                   &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        collect_until(fd, &rx, &res, "ready\r\n");
+        assert_int_equal(resize(in, fd, 0, 81, 25), 0);
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, 5);
+        assert_non_null(strstr(res.pty, "winch\r\n"));
+        result_free(&res);
+        (void) close(fd);
+
+        fd = spawn(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid, &rx,
+                   NULL, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(resize(in, -1, pid, 10, 10), ENOTTY);
+        (void) close(fd); /* kills the foreground sleep */
+        free(rx.body);
+}
+
+/* Output still in the terminal when the process exits is all delivered, also
+ * when the reader only starts after the exit. */
+static void test_pty_output_complete(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
+                                                                 "head -c 1000000 /dev/zero | "
+                                                                 "tr '\\0' a; exit 3",
+                                                                 NULL},
+                                   .env = sh_path,
+                                   .flags = IP_FLAG_PTY,
+                                   .cols = 80,
+                                   .rows = 24},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        assert_true(pid_gone((pid_t) pid, IO_TIMEOUT_S * 1000));
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, 3);
+        assert_int_equal(res.pty_len, 1000000);
+        assert_int_equal(strspn(res.pty, "a"), 1000000);
+        result_free(&res);
+        free(rx.body);
+        (void) close(fd);
+}
+
+/* ^C on the terminal interrupts the foreground process group; a PTY without
+ * a size is refused; a background PTY process replays its PTY output on ATTACH
+ * and shows the PTY flag in LIST. */
+static void test_pty_intr_and_errors(void **state)
+{
+        Init *in = *state;
+        Rx rx = {0};
+        uint32_t pid = 0;
+        int fd = spawn(in,
+                       &(SpawnReq){.argv = (const char *const[]){"sleep", "100", NULL},
+                                   .flags = IP_FLAG_PTY,
+                                   .cols = 80,
+                                   .rows = 24},
+                       &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        send_stdin(fd, 0, "\x03");
+        Result res = {0};
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, -1);
+        assert_int_equal(res.signo, SIGINT);
+        result_free(&res);
+        (void) close(fd);
+
+        char msg[256] = "";
+        assert_int_equal(spawn(in,
+                               &(SpawnReq){.argv = (const char *const[]){"true", NULL},
+                                           .flags = IP_FLAG_PTY},
+                               &pid, &rx, msg, sizeof(msg)),
+                         -EINVAL);
+        assert_non_null(strstr(msg, "COLS and ROWS"));
+        assert_int_equal(spawn(in,
+                               &(SpawnReq){.argv = (const char *const[]){"true", NULL},
+                                           .flags = IP_FLAG_PTY,
+                                           .cols = 80,
+                                           .rows = IP_PTY_DIM_MAX + 1},
+                               &pid, &rx, msg, sizeof(msg)),
+                         -EINVAL);
+
+        fd = spawn(in,
+                   &(SpawnReq){.argv = (const char *const[]){"echo", "bg-pty", NULL},
+                               .env = sh_path,
+                               .flags = IP_FLAG_PTY | IP_FLAG_BACKGROUND,
+                               .cols = 80,
+                               .rows = 24},
+                   &pid, &rx, NULL, 0);
+        assert_true(fd >= 0);
+        collect(fd, &rx, &res);
+        assert_int_equal(res.exit_code, 0);
+        result_free(&res);
+        (void) close(fd);
+        fd = cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        cli_send(fd, &b);
+        collect(fd, &rx, &res);
+        assert_string_equal(res.pty, "bg-pty\r\n");
+        result_free(&res);
+        (void) close(fd);
+        IpFrame pf;
+        cleanup_free uint8_t *found = list_find(in, pid, &pf);
+        assert_non_null(found);
+        assert_true(get_u32(&pf, IP_TAG_FLAGS) & IP_FLAG_PTY);
+        free(rx.body);
+}
+
 static void test_user_lookup(void **state)
 {
         (void) state;
@@ -1091,6 +1326,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_grandchild_holds_pipe, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secrets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pty, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pty_input_resize, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pty_intr_and_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pty_output_complete, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,9 @@ typedef int (*HttpLineFn)(const char *line, size_t len, void *userdata);
 /* token may be NULL or ""; otherwise every request carries "Authorization: Bearer". */
 int http_client_new(const char *url, const char *token, HttpClient **ret);
 void http_client_free(HttpClient *c);
+/* A new client for the same server and token (and timeout), with its own
+ * connection: for a second thread. */
+int http_client_dup(const HttpClient *c, HttpClient **ret);
 
 static inline void http_client_freep(HttpClient **c)
 {
