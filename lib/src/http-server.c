@@ -25,6 +25,7 @@ struct HttpServer {
         struct MHD_Daemon *tcp_daemon;
         char *unix_path;
         char *token;
+        bool tcp_open;
         size_t max_body;
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
         unsigned tcp_port;
@@ -550,7 +551,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         }
         if (req->answered)
                 return req->result;
-        if (req->tcp && !token_ok(s, conn))
+        if (req->tcp && !s->tcp_open && !token_ok(s, conn))
                 http_respond_error(req, 401, "missing or invalid bearer token");
         else if (req->too_large)
                 http_respond_error(req, 413, "request body larger than %zu bytes",
@@ -669,6 +670,7 @@ int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *us
         s->max_body = cfg->max_body;
         s->spool_limit = cfg->spool_limit;
         int r = 0;
+        s->tcp_open = cfg->tcp_open;
         if (cfg->token && !(s->token = strdup(cfg->token)))
                 r = -ENOMEM;
         if (r == 0 && cfg->unix_path) {
