@@ -14,6 +14,7 @@
 #include "api-files.h"
 #include "api.h"
 #include "cluster-args.h"
+#include "gateway.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
 #include "sandpit/log.h"
@@ -46,6 +47,9 @@ static void usage(FILE *f)
               "  --socket PATH           unix socket (default /run/sandpit/agent.sock)\n"
               "  --listen ADDR:PORT      also serve TCP; requires --token-file\n"
               "  --token-file FILE       bearer token for TCP clients\n"
+              "  --gateway-listen ADDR:PORT\n"
+              "                          serve E2B's API (the gateway, docs/gateway.md) for\n"
+              "                          this agent's sandboxes\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -111,12 +115,31 @@ static int read_token(const char *path, char **ret)
         return 0;
 }
 
+/* The gateway in local mode: E2B's API over this agent's own socket. */
+static int gateway_start(const char *listen, const char *socket_path, bool internet,
+                         GwServer **ret)
+{
+        cleanup_free char *url = NULL;
+        if (asprintf(&url, "unix://%s", socket_path) < 0)
+                return -ENOMEM;
+        GwConfig gc = {.listen = listen, .e2b = {.internet = internet}};
+        int r = gw_backend_local_new(url, NULL, &gc.backend);
+        if (r < 0)
+                return log_error_errno(r, "cannot make the gateway's backend");
+        r = gw_server_start(&gc, ret);
+        if (r < 0)
+                return log_error_errno(r, "cannot serve the gateway on %s", listen);
+        log_info("gateway (E2B API) on %s, tcp port %u", listen, gw_server_port(*ret));
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         enum {
                 OPT_STANDALONE = 256,
                 OPT_SOCKET,
                 OPT_LISTEN,
+                OPT_GATEWAY_LISTEN,
                 OPT_TOKEN_FILE,
                 OPT_STATE_DIR,
                 OPT_TEMPLATES_DIR,
@@ -146,6 +169,7 @@ int main(int argc, char **argv)
                 {"standalone", no_argument, NULL, OPT_STANDALONE},
                 {"socket", required_argument, NULL, OPT_SOCKET},
                 {"listen", required_argument, NULL, OPT_LISTEN},
+                {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
                 {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
                 {"state-dir", required_argument, NULL, OPT_STATE_DIR},
                 {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
@@ -175,7 +199,7 @@ int main(int argc, char **argv)
         Agent agent = {0};
         AgentConfig *cfg = &agent.cfg;
         const char *socket_path = "/run/sandpit/agent.sock", *listen_addr = NULL,
-                   *token_file = NULL;
+                   *token_file = NULL, *gateway_listen = NULL;
         bool standalone = false;
         ClusterArgs ca = {0};
         LogFormat log_format = LOG_FORMAT_JSON;
@@ -203,6 +227,9 @@ int main(int argc, char **argv)
                         break;
                 case OPT_LISTEN:
                         listen_addr = optarg;
+                        break;
+                case OPT_GATEWAY_LISTEN:
+                        gateway_listen = optarg;
                         break;
                 case OPT_TOKEN_FILE:
                         token_file = optarg;
@@ -387,6 +414,15 @@ int main(int argc, char **argv)
                 }
         }
         cluster_args_done(&ca);
+        GwServer *gateway = NULL;
+        if (r == 0 && gateway_listen) {
+                r = gateway_start(gateway_listen, socket_path, cfg->net.sandbox_cidr != NULL,
+                                  &gateway);
+                if (r < 0) {
+                        cluster_stop(cluster);
+                        http_server_free(srv);
+                }
+        }
         if (r < 0) {
                 agent_done(&agent);
                 return 1;
@@ -400,6 +436,7 @@ int main(int argc, char **argv)
         while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
+        gw_server_free(gateway);
         cluster_stop(cluster); /* deregister first: the operator stops calling */
         http_server_free(srv);
         agent_done(&agent);
