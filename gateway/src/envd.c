@@ -414,8 +414,8 @@ static int proc_event(json_object *ev, void *userdata)
         if (!type)
                 return 0;
         json_object *msg = NULL;
-        if (!s->req && !s->started) {
-                /* Connect: the reconnect stream has no start event of its own. */
+        if (!s->started) {
+                /* The attached stream has no start event of its own. */
                 json_object *start = json_object_new_object();
                 if (start)
                         json_object_object_add(start, "pid", json_object_new_int(s->pid));
@@ -428,6 +428,8 @@ static int proc_event(json_object *ev, void *userdata)
                 s->started = true;
         }
         if (streq(type, "start")) {
+                if (s->started)
+                        return 0;
                 json_object *start = json_object_new_object();
                 if (start)
                         json_object_object_add(start, "pid",
@@ -484,16 +486,49 @@ static int proc_event(json_object *ev, void *userdata)
         return k;
 }
 
+/* -ESRCH when the sandbox has no process pid. */
+static int process_exists(AgentClient *a, const char *id, int pid)
+{
+        cleanup_gw_json json_object *procs = NULL;
+        int k = agent_client_processes(a, id, &procs);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < json_object_array_length(procs); i++)
+                if (json_object_get_int(gw_json_field(json_object_array_get_idx(procs, i), "pid")) ==
+                    pid)
+                        return 0;
+        return -ESRCH;
+}
+
 static int proc_run(GwPump *p, void *userdata)
 {
         ProcStream *s = userdata;
         s->pump = p;
         agent_client_set_cancel(s->agent, gw_pump_cancel_flag(p));
         int k;
-        if (s->req)
-                k = agent_client_exec(s->agent, s->id, s->req, proc_event, s);
-        else
-                k = agent_client_process_stream(s->agent, s->id, s->pid, proc_event, s);
+        /* Started in the background and then attached to, so the process
+         * outlives this stream as envd's do (commands.connect, list, kill by
+         * pid) and its output from the start is in the attached stream. */
+        if (s->req) {
+                k = agent_client_exec_background(s->agent, s->id, s->req, &s->pid);
+                if (k < 0)
+                        return k;
+        } else {
+                k = process_exists(s->agent, s->id, s->pid);
+                if (k < 0)
+                        return k;
+        }
+        /* The start event at once: the SDK waits for it. */
+        json_object *start = json_object_new_object();
+        if (start)
+                json_object_object_add(start, "pid", json_object_new_int(s->pid));
+        json_object *msg = process_event("start", start);
+        k = msg ? write_message(p, msg) : -ENOMEM;
+        json_object_put(msg);
+        if (k < 0)
+                return k;
+        s->started = true;
+        k = agent_client_process_stream(s->agent, s->id, s->pid, proc_event, s);
         if (!s->started)
                 return k < 0 ? k : -EIO;
         if (k == -EPIPE || k == -ECANCELED)
@@ -517,6 +552,12 @@ static void proc_fail(HttpRequest *req, int r, void *userdata)
         /* The agent's 409 is a sandbox that is not running. */
         if (e->status == 409)
                 k = -EBUSY;
+        if (r == -ESRCH) {
+                char m[64];
+                snprintf(m, sizeof(m), "process %d not found", s->pid);
+                reply_stream_end(req, GW_CONNECT_NOT_FOUND, m);
+                return;
+        }
         reply_stream_end(req, gw_connect_code_from_errno(k),
                          e->message[0] ? e->message : strerror(-r));
 }
