@@ -4,13 +4,14 @@
 #
 # Usage: tests/run-all.sh [--unit-only | --integration-only] [-k EXPR]
 #   --unit-only         only the cmocka unit tests (build/asan/tests/test_*)
-#   --integration-only  only the pytest tests (tests/integration, then tests/security)
+#   --integration-only  only the pytest tests (tests/integration, tests/security, tests/compat)
 #   -k EXPR             passed to pytest (select integration/security tests by name)
 #
 # Unit tests run with CMOCKA_MESSAGE_OUTPUT=TAP; their `ok` / `not ok` lines are
 # counted (a binary that crashes or exits non-zero without a `not ok` counts as
 # one failure). The integration and security results come from pytest's JUnit
-# XML (build/test-results.xml, build/test-results-security.xml; two sessions);
+# XML (build/test-results.xml, build/test-results-security.xml,
+# build/test-results-compat.xml; three sessions);
 # errors count as failures. The last line printed is
 # exactly `N passed, N failed` (`, N skipped` when any). Exits non-zero if
 # anything failed or if no test ran. Needs no terminal and no stdin.
@@ -42,6 +43,7 @@ PYTHON=/usr/bin/python3
 UNIT_DIR=build/asan/tests
 JUNIT=build/test-results.xml
 JUNIT_SECURITY=build/test-results-security.xml
+JUNIT_COMPAT=build/test-results-compat.xml
 LOGDIR=build/test-logs
 mkdir -p "$LOGDIR"
 
@@ -146,6 +148,8 @@ if [ $run_integration -eq 1 ]; then
 	run_pytest integration tests/integration "$JUNIT"
 	# Its own session: its agents get their own cgroup parent and state.
 	run_pytest security tests/security "$JUNIT_SECURITY"
+	# The real E2B SDKs (npm, pinned; tests/compat/setup.sh) against the gateway.
+	run_pytest compat tests/compat "$JUNIT_COMPAT"
 fi
 
 # ------------------------------------------------------------------ summary
