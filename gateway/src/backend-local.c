@@ -29,12 +29,12 @@ static int failed(AgentClient *c, int r, char *err, size_t errlen)
         return r;
 }
 
-#define WITH_CLIENT(l, c, err, errlen)                                  \
-        cleanup_agent_client AgentClient *c = NULL;                     \
-        do {                                                            \
-                int cr_ = client((l), &(c), (err), (errlen));           \
-                if (cr_ < 0)                                            \
-                        return cr_;                                     \
+#define WITH_CLIENT(l, c, err, errlen)                        \
+        cleanup_agent_client AgentClient *c = NULL;           \
+        do {                                                  \
+                int cr_ = client((l), &(c), (err), (errlen)); \
+                if (cr_ < 0)                                  \
+                        return cr_;                           \
         } while (0)
 
 static int local_create(void *b, json_object *req, json_object **ret, char *err, size_t errlen)
@@ -65,8 +65,7 @@ static int local_remove(void *b, const char *id, char *err, size_t errlen)
         return r < 0 ? failed(c, r, err, errlen) : 0;
 }
 
-static int local_set_timeout(void *b, const char *id, uint64_t timeout_s, char *err,
-                             size_t errlen)
+static int local_set_timeout(void *b, const char *id, uint64_t timeout_s, char *err, size_t errlen)
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_set_deadline(c, id, timeout_s, NULL);

@@ -113,8 +113,7 @@ static void execute(GwRequest *r)
                 reply_text(r->req, 500, "out of memory");
                 return;
         }
-        int k = r->gw->backend.ops->agent(r->gw->backend.data, e->id, &e->agent, err,
-                                          sizeof(err));
+        int k = r->gw->backend.ops->agent(r->gw->backend.data, e->id, &e->agent, err, sizeof(err));
         if (k < 0) {
                 exec_free(e);
                 reply_text(r->req, gw_e2b_status_from_errno(k), err);
@@ -217,8 +216,8 @@ void gw_code_handle(GwRequest *r)
         if (strncmp(r->path, "/contexts", 9) == 0) {
                 char err[512] = "";
                 cleanup_agent_client AgentClient *a = NULL;
-                int k = r->gw->backend.ops->agent(r->gw->backend.data, r->route.sandbox_id, &a,
-                                                  err, sizeof(err));
+                int k = r->gw->backend.ops->agent(r->gw->backend.data, r->route.sandbox_id, &a, err,
+                                                  sizeof(err));
                 if (k < 0) {
                         reply_text(r->req, gw_e2b_status_from_errno(k), err);
                         return;

@@ -113,7 +113,7 @@ static json_object *entry_info(json_object *e)
         if (!o)
                 return NULL;
         const char *type = gw_json_str(e, "type");
-        const char *t = !type                   ? "FILE_TYPE_UNSPECIFIED"
+        const char *t = !type                    ? "FILE_TYPE_UNSPECIFIED"
                         : streq(type, "file")    ? "FILE_TYPE_FILE"
                         : streq(type, "dir")     ? "FILE_TYPE_DIRECTORY"
                         : streq(type, "symlink") ? "FILE_TYPE_SYMLINK"
@@ -178,8 +178,7 @@ static void file_read_fail(HttpRequest *req, int r, void *userdata)
 {
         FileRead *f = userdata;
         if (r == 0) {
-                static const char *const hs[] = {"Content-Type", "application/octet-stream",
-                                                 NULL};
+                static const char *const hs[] = {"Content-Type", "application/octet-stream", NULL};
                 http_respond_raw(req, 200, (char *const *) hs, NULL, 0);
                 return;
         }
@@ -244,9 +243,12 @@ static void unescape_filename(char *s)
                 if (p[0] == '%' && p[1] && p[2]) {
                         if (strncasecmp(p, "%22", 3) == 0 || strncasecmp(p, "%0D", 3) == 0 ||
                             strncasecmp(p, "%0A", 3) == 0) {
-                                *o++ = strncasecmp(p, "%22", 3) == 0   ? '"'
-                                       : strncasecmp(p, "%0D", 3) == 0 ? '\r'
-                                                                       : '\n';
+                                if (strncasecmp(p, "%22", 3) == 0)
+                                        *o++ = '"';
+                                else if (strncasecmp(p, "%0D", 3) == 0)
+                                        *o++ = '\r';
+                                else
+                                        *o++ = '\n';
                                 p += 2;
                                 continue;
                         }
@@ -432,9 +434,9 @@ static int proc_event(json_object *ev, void *userdata)
                         return 0;
                 json_object *start = json_object_new_object();
                 if (start)
-                        json_object_object_add(start, "pid",
-                                               json_object_new_int(json_object_get_int(
-                                                       gw_json_field(ev, "pid"))));
+                        json_object_object_add(
+                                start, "pid",
+                                json_object_new_int(json_object_get_int(gw_json_field(ev, "pid"))));
                 msg = process_event("start", start);
                 s->started = true;
         } else if (streq(type, "stdout") || streq(type, "stderr")) {
@@ -462,7 +464,9 @@ static int proc_event(json_object *ev, void *userdata)
                 char status[64];
                 if (sig > 0)
                         snprintf(status, sizeof(status), "signal: %s",
-                                 sig == 9 ? "killed" : sig == 15 ? "terminated" : "other");
+                                 sig == 9    ? "killed"
+                                 : sig == 15 ? "terminated"
+                                             : "other");
                 else
                         snprintf(status, sizeof(status), "exit status %d", code);
                 json_object *end = json_object_new_object();
@@ -494,8 +498,8 @@ static int process_exists(AgentClient *a, const char *id, int pid)
         if (k < 0)
                 return k;
         for (size_t i = 0; i < json_object_array_length(procs); i++)
-                if (json_object_get_int(gw_json_field(json_object_array_get_idx(procs, i), "pid")) ==
-                    pid)
+                if (json_object_get_int(
+                            gw_json_field(json_object_array_get_idx(procs, i), "pid")) == pid)
                         return 0;
         return -ESRCH;
 }
@@ -614,8 +618,8 @@ static json_object *exec_body(json_object *msg, const char *user, const char *ti
         return TAKE_PTR(b);
 }
 
-static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
-                           json_object *msg, const char *user)
+static void process_stream(GwRequest *r, AgentClient *agent, const char *method, json_object *msg,
+                           const char *user)
 {
         char err[ERRLEN] = "";
         ProcStream *s = calloc(1, sizeof(*s));
@@ -627,8 +631,7 @@ static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
         }
         s->agent = agent;
         if (streq(method, "Start")) {
-                s->req = exec_body(msg, user, gw_header(r, "Connect-Timeout-Ms"), err,
-                                   sizeof(err));
+                s->req = exec_body(msg, user, gw_header(r, "Connect-Timeout-Ms"), err, sizeof(err));
                 if (!s->req) {
                         proc_stream_free(s);
                         reply_stream_end(r->req,
@@ -648,8 +651,8 @@ static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
                 }
                 s->pid = (int) pid;
         }
-        gw_pump_respond(r->req, "application/connect+json", proc_run, proc_fail,
-                        proc_stream_free, s);
+        gw_pump_respond(r->req, "application/connect+json", proc_run, proc_fail, proc_stream_free,
+                        s);
 }
 
 /* The pid of a ProcessSelector. */
@@ -685,14 +688,14 @@ static void process_unary(GwRequest *r, AgentClient *a, const char *method, json
                                 json_object_array_add(
                                         args, json_object_get(json_object_array_get_idx(cmd, j)));
                         json_object *c0 = cmd ? json_object_array_get_idx(cmd, 0) : NULL;
-                        json_object_object_add(cfg, "cmd", json_object_new_string(
-                                                                   c0 ? json_object_get_string(c0)
-                                                                      : ""));
+                        json_object_object_add(
+                                cfg, "cmd",
+                                json_object_new_string(c0 ? json_object_get_string(c0) : ""));
                         json_object_object_add(cfg, "args", args);
                         json_object_object_add(info, "config", cfg);
-                        json_object_object_add(info, "pid",
-                                               json_object_new_int(json_object_get_int(
-                                                       gw_json_field(p, "pid"))));
+                        json_object_object_add(
+                                info, "pid",
+                                json_object_new_int(json_object_get_int(gw_json_field(p, "pid"))));
                         const char *tag = gw_json_str(p, "tag");
                         if (tag)
                                 json_object_object_add(info, "tag", json_object_new_string(tag));
@@ -752,7 +755,8 @@ static void filesystem_unary(GwRequest *r, AgentClient *a, const char *method, j
         json_object *out = NULL;
         int k;
         if (streq(method, "Move")) {
-                const char *src = gw_json_str(msg, "source"), *dst = gw_json_str(msg, "destination");
+                const char *src = gw_json_str(msg, "source"),
+                           *dst = gw_json_str(msg, "destination");
                 if (!src || !dst) {
                         reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
                                             "source and destination are required");
@@ -807,7 +811,8 @@ static void filesystem_unary(GwRequest *r, AgentClient *a, const char *method, j
         gw_reply_json(r->req, 200, out, NULL);
         return;
 fail:
-        reply_connect_errno(r->req, agent_client_error(a)->status == 409 && k != -EEXIST ? -EBUSY : k,
+        reply_connect_errno(r->req,
+                            agent_client_error(a)->status == 409 && k != -EEXIST ? -EBUSY : k,
                             agent_client_error(a)->message);
 }
 
@@ -822,25 +827,23 @@ static void rpc(GwRequest *r, const char *user)
         }
         bool streaming = (streq(service, "process.Process") &&
                           (streq(method, "Start") || streq(method, "Connect")));
-        bool known_unary =
-                (streq(service, "process.Process") &&
-                 (streq(method, "List") || streq(method, "SendInput") ||
-                  streq(method, "SendSignal") || streq(method, "CloseStdin") ||
-                  streq(method, "Update"))) ||
-                (streq(service, "filesystem.Filesystem") &&
-                 (streq(method, "Stat") || streq(method, "MakeDir") || streq(method, "Move") ||
-                  streq(method, "ListDir") || streq(method, "Remove") ||
-                  streq(method, "CreateWatcher") || streq(method, "GetWatcherEvents") ||
-                  streq(method, "RemoveWatcher")));
+        bool known_unary = (streq(service, "process.Process") &&
+                            (streq(method, "List") || streq(method, "SendInput") ||
+                             streq(method, "SendSignal") || streq(method, "CloseStdin") ||
+                             streq(method, "Update"))) ||
+                           (streq(service, "filesystem.Filesystem") &&
+                            (streq(method, "Stat") || streq(method, "MakeDir") ||
+                             streq(method, "Move") || streq(method, "ListDir") ||
+                             streq(method, "Remove") || streq(method, "CreateWatcher") ||
+                             streq(method, "GetWatcherEvents") || streq(method, "RemoveWatcher")));
         if (!streaming && !known_unary) {
                 char m[160];
-                bool watch = streq(service, "filesystem.Filesystem") && streq(method, "WatchDir");
+                bool watch =
+                        (streq(service, "filesystem.Filesystem") && streq(method, "WatchDir")) ||
+                        (streq(service, "process.Process") && streq(method, "StreamInput"));
                 snprintf(m, sizeof(m), "%s/%s is %s", service, method,
                          watch ? "not supported yet" : "not a procedure of envd");
-                reply_connect_error(r->req, watch || streq(method, "StreamInput")
-                                                    ? GW_CONNECT_UNIMPLEMENTED
-                                                    : GW_CONNECT_UNIMPLEMENTED,
-                                    m);
+                reply_connect_error(r->req, GW_CONNECT_UNIMPLEMENTED, m);
                 return;
         }
         GwConnectContentType ct;
@@ -918,8 +921,8 @@ void gw_envd_handle(GwRequest *r)
                 const char *u = qu && *qu ? qu : user;
                 char err[ERRLEN] = "";
                 AgentClient *agent = NULL;
-                int k = r->gw->backend.ops->agent(r->gw->backend.data, r->route.sandbox_id,
-                                                  &agent, err, sizeof(err));
+                int k = r->gw->backend.ops->agent(r->gw->backend.data, r->route.sandbox_id, &agent,
+                                                  err, sizeof(err));
                 if (k < 0) {
                         gw_reply_e2b_error(r->req, k, err);
                         return;
@@ -930,8 +933,7 @@ void gw_envd_handle(GwRequest *r)
                         files_post(r, agent, u);
                 else {
                         agent_client_free(agent);
-                        http_respond_error(r->req, 405, "%s is not allowed on /files",
-                                           r->method);
+                        http_respond_error(r->req, 405, "%s is not allowed on /files", r->method);
                 }
                 return;
         }

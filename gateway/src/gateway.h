@@ -17,14 +17,12 @@
  * Returned objects are the agent's native ones (docs/agent-api.md). The ops
  * are called from many threads at once. */
 typedef struct GwBackendOps {
-        int (*create)(void *b, json_object *agent_req, json_object **ret, char *err,
-                      size_t errlen);
+        int (*create)(void *b, json_object *agent_req, json_object **ret, char *err, size_t errlen);
         int (*get)(void *b, const char *id, json_object **ret, char *err, size_t errlen);
         /* Every sandbox (the gateway filters and pages): an array. */
         int (*list)(void *b, json_object **ret, char *err, size_t errlen);
         int (*remove)(void *b, const char *id, char *err, size_t errlen);
-        int (*set_timeout)(void *b, const char *id, uint64_t timeout_s, char *err,
-                           size_t errlen);
+        int (*set_timeout)(void *b, const char *id, uint64_t timeout_s, char *err, size_t errlen);
         int (*pause)(void *b, const char *id, char *err, size_t errlen);
         /* timeout_s 0: keep the deadline. *ret the sandbox. */
         int (*resume)(void *b, const char *id, uint64_t timeout_s, json_object **ret, char *err,
@@ -73,10 +71,10 @@ typedef int (*GwAuthorizeFn)(GwServer *gw, const GwAuthRequest *r, char *err, si
                              void *userdata);
 
 typedef struct {
-        const char *listen;   /* "ADDR:PORT" */
-        GwE2bConfig e2b;      /* template aliases, egress, reported versions */
-        GwBackend backend;    /* taken over by the server (freed with it) */
-        size_t max_body;      /* 0: GW_MAX_BODY */
+        const char *listen;      /* "ADDR:PORT" */
+        GwE2bConfig e2b;         /* template aliases, egress, reported versions */
+        GwBackend backend;       /* taken over by the server (freed with it) */
+        size_t max_body;         /* 0: GW_MAX_BODY */
         GwAuthorizeFn authorize; /* NULL: gw_authorize_local */
         void *authorize_userdata;
 } GwConfig;
@@ -94,5 +92,4 @@ void gw_server_free(GwServer *gw);
 int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t errlen,
                        void *userdata);
 /* The access token check alone: 0 when the sandbox has no token or tok is it. */
-int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *err,
-                          size_t errlen);
+int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *err, size_t errlen);

@@ -41,7 +41,8 @@ const char *gw_header(const GwRequest *r, const char *name);
 /* E2B's error body {"code","message"} with the status for errno r. */
 void gw_reply_e2b_error(HttpRequest *req, int r, const char *message);
 /* A JSON body with extra headers (alternating, may be NULL); takes body. */
-void gw_reply_json(HttpRequest *req, unsigned status, json_object *body, const char *const *headers);
+void gw_reply_json(HttpRequest *req, unsigned status, json_object *body,
+                   const char *const *headers);
 
 /* Access tokens (tokens.c). */
 int gw_token_new(char ret[GW_TOKEN_LEN + 1]);

@@ -1,5 +1,7 @@
 /* The pump (pump.h): a producer thread writing into a socket pair, the
  * response reading the other end. */
+#include "pump.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -8,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "pump.h"
 #include "sandpit/macro.h"
 
 struct GwPump {
@@ -121,11 +122,8 @@ void gw_pump_respond(HttpRequest *req, const char *content_type, GwPumpFn fn, Gw
                         destroy(userdata);
                 return;
         }
-        *p = (GwPump){.rfd = sv[0],
-                      .wfd = sv[1],
-                      .fn = fn,
-                      .destroy = destroy,
-                      .userdata = userdata};
+        *p = (GwPump){
+                .rfd = sv[0], .wfd = sv[1], .fn = fn, .destroy = destroy, .userdata = userdata};
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->cond, NULL);
         int r = -pthread_create(&p->thread, NULL, pump_thread, p);

@@ -29,8 +29,8 @@ void gw_reply_e2b_error(HttpRequest *req, int r, const char *message)
 
 void gw_reply_json(HttpRequest *req, unsigned status, json_object *body, const char *const *headers)
 {
-        const char *s = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
-                                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
+        const char *s = json_object_to_json_string_ext(
+                body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         char *copy = s ? strdup(s) : NULL;
         json_object_put(body);
         if (!copy) {
@@ -55,8 +55,7 @@ static GwAction action_of(const GwRequest *r)
         case GW_ROUTE_CONTROL:
                 return GW_ACTION_CONTROL;
         case GW_ROUTE_CODE:
-                return strncmp(r->path, "/contexts", 9) == 0 ? GW_ACTION_CONTEXTS
-                                                              : GW_ACTION_CODE;
+                return strncmp(r->path, "/contexts", 9) == 0 ? GW_ACTION_CONTEXTS : GW_ACTION_CODE;
         case GW_ROUTE_ENVD:
         case GW_ROUTE_PORT:
                 break;

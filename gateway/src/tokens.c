@@ -94,8 +94,7 @@ static bool token_equal(const char *a, const char *b)
         return diff == 0;
 }
 
-int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *err,
-                          size_t errlen)
+int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *err, size_t errlen)
 {
         char want[GW_TOKEN_LEN + 1];
         if (gw_token_get(gw, id, want) == 0) {
@@ -103,7 +102,8 @@ int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *e
                 explicit_bzero(want, sizeof(want));
                 if (ok)
                         return 0;
-                snprintf(err, errlen, "%s", tok ? "wrong access token" : "missing access token (X-Access-Token)");
+                snprintf(err, errlen, "%s",
+                         tok ? "wrong access token" : "missing access token (X-Access-Token)");
                 return -ENOKEY;
         }
         /* No token here: a sandbox made without secure, or one whose token
@@ -119,8 +119,9 @@ int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *e
                       streq(json_object_get_string(v), "true");
         json_object_put(sbx);
         if (secure) {
-                snprintf(err, errlen, "this gateway does not know the sandbox's access token "
-                                      "(it was restarted since the sandbox was made)");
+                snprintf(err, errlen,
+                         "this gateway does not know the sandbox's access token "
+                         "(it was restarted since the sandbox was made)");
                 return -ENOKEY;
         }
         return 0;

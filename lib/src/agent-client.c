@@ -1,6 +1,8 @@
 /* The typed client of the agent's native API (agent-client.h): paths and
  * bodies of docs/agent-api.md over lib's http-client, answers turned into
  * negative errnos through http_status_to_errno(). Does not log. */
+#include "sandpit/agent-client.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,7 +11,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "sandpit/agent-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -79,8 +80,7 @@ static int check_status(AgentClient *c, long status, long ok, json_object *body)
             json_object_is_type(m, json_type_string))
                 snprintf(c->err.message, sizeof(c->err.message), "%s", json_object_get_string(m));
         else
-                snprintf(c->err.message, sizeof(c->err.message), "the agent answered %ld",
-                         status);
+                snprintf(c->err.message, sizeof(c->err.message), "the agent answered %ld", status);
         int r = http_status_to_errno(status);
         return r < 0 ? r : -EIO;
 }
@@ -240,8 +240,7 @@ int agent_client_delete(AgentClient *c, const char *id)
         return p ? call(c, "DELETE", p, NULL, 204, NULL) : -ENOMEM;
 }
 
-int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s,
-                              json_object **ret)
+int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/timeout");
         cleanup_ac_json json_object *body = json_object_new_object();
@@ -343,8 +342,7 @@ int agent_client_exec_background(AgentClient *c, const char *id, json_object *re
         cleanup_ac_json json_object *body = json_object_new_object();
         if (!p || !body)
                 return -ENOMEM;
-        json_object_object_foreach(req, k, v)
-        {
+        json_object_object_foreach(req, k, v) {
                 if (json_object_object_add(body, k, json_object_get(v)) < 0)
                         return -ENOMEM;
         }
@@ -355,7 +353,8 @@ int agent_client_exec_background(AgentClient *c, const char *id, json_object *re
         if (r < 0)
                 return r;
         json_object *pid = NULL;
-        if (!json_object_object_get_ex(resp, "pid", &pid) || !json_object_is_type(pid, json_type_int))
+        if (!json_object_object_get_ex(resp, "pid", &pid) ||
+            !json_object_is_type(pid, json_type_int))
                 return -EBADMSG;
         *ret_pid = json_object_get_int(pid);
         return 0;
@@ -425,8 +424,8 @@ int agent_client_file_read(AgentClient *c, const char *id, const char *path, con
         return check_status(c, status, 200, resp);
 }
 
-int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path,
-                               const char *user, int fd, json_object **ret)
+int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path, const char *user,
+                               int fd, json_object **ret)
 {
         cleanup_free char *q = path_query(path, user, NULL);
         cleanup_free char *p = q ? sandbox_path(id, "/files%s", q) : NULL;

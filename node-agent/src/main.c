@@ -116,8 +116,7 @@ static int read_token(const char *path, char **ret)
 }
 
 /* The gateway in local mode: E2B's API over this agent's own socket. */
-static int gateway_start(const char *listen, const char *socket_path, bool internet,
-                         GwServer **ret)
+static int gateway_start(const char *listen, const char *socket_path, bool internet, GwServer **ret)
 {
         cleanup_free char *url = NULL;
         if (asprintf(&url, "unix://%s", socket_path) < 0)

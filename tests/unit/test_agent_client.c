@@ -316,7 +316,8 @@ static void test_files(void **state)
         Bytes b = {0};
         assert_int_equal(agent_client_file_read(c, ID, "/home/user/a b&c.txt", "root", on_data, &b),
                          0);
-        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/files?path=/home/user/a b&c.txt&user=root");
+        assert_string_equal(request(),
+                            "GET /v1/sandboxes/" ID "/files?path=/home/user/a b&c.txt&user=root");
         assert_int_equal(b.len, 11);
         assert_memory_equal(b.data, "raw\x01\x02 bytes", 11);
         answer(404, "{\"code\":404,\"message\":\"no such file\"}");
@@ -365,7 +366,8 @@ static void test_files(void **state)
         answer(200, "{\"entry\":{\"name\":\"b\"}}");
         assert_int_equal(agent_client_mv(c, ID, "/a", "/b", NULL, true, &entry), 0);
         assert_string_equal(request(), "POST /v1/sandboxes/" ID "/fs/mv");
-        assert_string_equal(body(), "{\"source\":\"/a\",\"destination\":\"/b\",\"overwrite\":true}");
+        assert_string_equal(body(),
+                            "{\"source\":\"/a\",\"destination\":\"/b\",\"overwrite\":true}");
         json_object_put(entry);
 }
 

@@ -94,8 +94,8 @@ int agent_client_file_read(AgentClient *c, const char *id, const char *path, con
                            HttpDataFn on_data, void *userdata);
 /* Writes fd's contents (read to its end) to path, parents made; *ret (may be
  * NULL) the new entry. */
-int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path,
-                               const char *user, int fd, json_object **ret);
+int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path, const char *user,
+                               int fd, json_object **ret);
 int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
                             const void *data, size_t len, json_object **ret);
 /* depth 0: the agent's default (1). *ret the array of entries. */

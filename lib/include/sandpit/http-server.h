@@ -18,8 +18,8 @@ typedef struct {
         const char *unix_path;  /* NULL: no unix socket; created 0660, stale one replaced */
         const char *tcp_listen; /* "ADDR:PORT" or NULL */
         const char *token;      /* required on TCP (Authorization: Bearer); NULL rejects all TCP */
-        bool tcp_open; /* TCP needs no bearer token: the handler authenticates (the gateway) */
-        size_t max_body;        /* larger bodies get 413 */
+        bool tcp_open;   /* TCP needs no bearer token: the handler authenticates (the gateway) */
+        size_t max_body; /* larger bodies get 413 */
         /* Optional. Called once, when a request's body starts to arrive: a
          * non-zero return spools that body into an unlinked memory file of at
          * most that many bytes (413 past it; see http_request_body_fd())
