@@ -34,7 +34,7 @@ globals().update({k: v for k, v in vars(_it).items() if not k.startswith("__")})
 HERE = Path(__file__).resolve().parent
 COMPAT_DIR = Path(os.environ.get("SANDPIT_COMPAT_DIR") or "/var/cache/sandpit/compat")
 # The SDK release lines setup.sh installs (folder names under COMPAT_DIR).
-SDK_LINES = ["v2.51"]
+SDK_LINES = ["v2.51", "v2.39"]
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +89,7 @@ def sdk(request, sdk_dirs, agent):
     d = sdk_dirs[request.param]
     url = f"http://127.0.0.1:{agent.gateway_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_API_KEY="compat-test-key", E2B_API_URL=url, E2B_SANDBOX_URL=url)
+    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_API_URL=url, E2B_SANDBOX_URL=url)
 
     def run(script, *args, timeout=180):
         r = subprocess.run(["node", script, *args], cwd=str(d), env=env, capture_output=True, text=True,

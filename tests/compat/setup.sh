@@ -9,6 +9,7 @@ DIR="${SANDPIT_COMPAT_DIR:-/var/cache/sandpit/compat}"
 # line name, then the packages at their pinned versions
 LINES=(
 	"v2.51|e2b@2.51.0 @e2b/code-interpreter@2.8.0"
+	"v2.39|e2b@2.39.0 @e2b/code-interpreter@2.7.2"
 )
 
 if ! command -v npm >/dev/null 2>&1; then
