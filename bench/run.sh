@@ -11,3 +11,5 @@ echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head
 /usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"
 # The operator rows: the fixture API server, a cluster-mode agent, the operator.
 /usr/bin/python3 bench/bench_operator.py --templates-dir "$TEMPLATES"
+# The E2B SDK's view through the gateway, beside the native API (needs node and the default template).
+/usr/bin/python3 bench/bench_gateway.py --templates-dir "$TEMPLATES"
