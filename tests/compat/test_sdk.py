@@ -53,6 +53,7 @@ def test_commands(sdk):
     assert out["bg"]["exitCode"] != 0 and out["bg"]["stdout"] == "fed on stdin\n"
     assert out["killMissing"] is False
     assert out["connect"] == "reconnected\n"
+    assert out["timeout"] == "TimeoutError"  # timeoutMs: the command's deadline
     assert out["killed"] is True
     # The stream of a command whose sandbox was killed ended with an error
     # instead of hanging (the bound is generous: the command sleeps 600 s).

@@ -134,3 +134,23 @@ def test_connect_protocol_errors(agent, sandbox):
     r = gw.request("POST", "/filesystem.Filesystem/WatchDir", raw=envelope({"path": "/"}),
                    headers=envd(sid, tok, **stream_ct))
     assert r.json()["code"] == "unimplemented"
+
+
+def test_v1_create_is_not_secure_by_default(agent):
+    """v1 (e2b 1.x, @e2b/mcp-server) POST /sandboxes: no token unless secure."""
+    gw = agent.gateway
+    body = {"autoPause": False, "templateID": "code-interpreter-v1", "timeout": 300,
+            "allow_internet_access": True}
+    r = gw.post("/sandboxes", body, headers=KEY)
+    assert r.status == 201, r
+    sid = r.json()["sandboxID"]
+    agent.client.created.append(sid)
+    try:
+        assert r.json().get("envdAccessToken") is None
+        # No token to give: envd answers without one.
+        assert gw.get("/health", headers=envd(sid)).status == 204
+        assert gw.get("/files?path=/etc/hostname", headers=envd(sid)).status == 200
+        listed = gw.get("/sandboxes", headers=KEY).json()
+        assert [s["sandboxID"] for s in listed] == [sid]
+    finally:
+        assert gw.delete(f"/sandboxes/{sid}", headers=KEY).status == 204

@@ -37,6 +37,12 @@ try {
     out.bg = { exitCode: e.exitCode, stdout: h.stdout }
   }
   out.killMissing = await sbx.commands.kill(999999)
+  try {
+    await sbx.commands.run('sleep 30', { timeoutMs: 1500 })
+    out.timeout = 'no error'
+  } catch (e) {
+    out.timeout = e.name
+  }
   const h2 = await sbx.commands.run('sleep 0.5; echo reconnected', { background: true })
   const c = await sbx.commands.connect(h2.pid)
   out.connect = (await c.wait()).stdout
