@@ -816,6 +816,121 @@ fail:
                             agent_client_error(a)->message);
 }
 
+/* ----------------------------------------------- filesystem.Filesystem/WatchDir */
+
+typedef struct {
+        AgentClient *agent;
+        char *id;
+        char *path; /* the watched directory */
+        char *user;
+        bool recursive;
+        bool started;
+        GwPump *pump;
+} Watch;
+
+static void watch_free(void *userdata)
+{
+        Watch *w = userdata;
+        agent_client_free(w->agent);
+        free(w->id);
+        free(w->path);
+        free(w->user);
+        free(w);
+}
+
+static int watch_event(json_object *ev, void *userdata)
+{
+        Watch *w = userdata;
+        const char *type = gw_json_str(ev, "type");
+        if (!type)
+                return 0;
+        static const char *const types[][2] = {{"create", "EVENT_TYPE_CREATE"},
+                                               {"write", "EVENT_TYPE_WRITE"},
+                                               {"remove", "EVENT_TYPE_REMOVE"},
+                                               {"rename", "EVENT_TYPE_RENAME"},
+                                               {"chmod", "EVENT_TYPE_CHMOD"}};
+        cleanup_gw_json json_object *msg = json_object_new_object();
+        if (!msg)
+                return -ENOMEM;
+        if (streq(type, "start")) {
+                if (w->started)
+                        return 0;
+                w->started = true;
+                json_object_object_add(msg, "start", json_object_new_object());
+        } else if (streq(type, "keepalive")) {
+                json_object_object_add(msg, "keepalive", json_object_new_object());
+        } else {
+                const char *et = NULL;
+                for (size_t i = 0; i < ARRAY_SIZE(types); i++)
+                        if (streq(type, types[i][0]))
+                                et = types[i][1];
+                if (!et)
+                        return 0; /* overflow and anything new: nothing E2B has */
+                /* The name relative to the watched directory, as envd gives it. */
+                const char *path = gw_json_str(ev, "path"), *name = gw_json_str(ev, "name");
+                size_t pl = strlen(w->path);
+                while (pl > 1 && w->path[pl - 1] == '/')
+                        pl--;
+                if (path && strncmp(path, w->path, pl) == 0 && path[pl] == '/')
+                        name = path + pl + 1;
+                json_object *fe = json_object_new_object();
+                if (!fe)
+                        return -ENOMEM;
+                json_object_object_add(fe, "name", json_object_new_string(name ? name : ""));
+                json_object_object_add(fe, "type", json_object_new_string(et));
+                json_object_object_add(msg, "filesystem", fe);
+        }
+        return write_message(w->pump, msg);
+}
+
+static int watch_run(GwPump *p, void *userdata)
+{
+        Watch *w = userdata;
+        w->pump = p;
+        agent_client_set_cancel(w->agent, gw_pump_cancel_flag(p));
+        int k = agent_client_watch(w->agent, w->id, w->path, w->user, w->recursive, watch_event, w);
+        if (!w->started)
+                return k < 0 ? k : -EIO;
+        if (k == -EPIPE || k == -ECANCELED)
+                return k;
+        if (k < 0)
+                return write_end(p, GW_CONNECT_UNAVAILABLE, agent_client_error(w->agent)->message);
+        return write_end(p, GW_CONNECT_OK, NULL);
+}
+
+static void watch_fail(HttpRequest *req, int r, void *userdata)
+{
+        Watch *w = userdata;
+        const AgentClientError *e = agent_client_error(w->agent);
+        reply_stream_end(req, gw_connect_code_from_errno(e->status == 409 ? -EBUSY : r),
+                         e->message[0] ? e->message : strerror(-r));
+}
+
+static void watch_dir(GwRequest *r, AgentClient *agent, json_object *msg, const char *user)
+{
+        const char *path = gw_json_str(msg, "path");
+        if (!path || !*path) {
+                agent_client_free(agent);
+                reply_stream_end(r->req, GW_CONNECT_INVALID_ARGUMENT, "path is required");
+                return;
+        }
+        Watch *w = calloc(1, sizeof(*w));
+        if (!w || !(w->id = strdup(r->route.sandbox_id)) || !(w->path = strdup(path)) ||
+            (user && !(w->user = strdup(user)))) {
+                if (w) {
+                        w->agent = agent;
+                        watch_free(w);
+                } else {
+                        agent_client_free(agent);
+                }
+                reply_stream_end(r->req, GW_CONNECT_INTERNAL, "out of memory");
+                return;
+        }
+        w->agent = agent;
+        w->recursive = json_object_get_boolean(gw_json_field(msg, "recursive"));
+        gw_pump_respond(r->req, "application/connect+json", watch_run, watch_fail, watch_free, w);
+}
+
 /* ----------------------------------------------------------------- dispatch */
 
 static void rpc(GwRequest *r, const char *user)
@@ -826,7 +941,8 @@ static void rpc(GwRequest *r, const char *user)
                 return;
         }
         bool streaming = (streq(service, "process.Process") &&
-                          (streq(method, "Start") || streq(method, "Connect")));
+                          (streq(method, "Start") || streq(method, "Connect"))) ||
+                         (streq(service, "filesystem.Filesystem") && streq(method, "WatchDir"));
         bool known_unary = (streq(service, "process.Process") &&
                             (streq(method, "List") || streq(method, "SendInput") ||
                              streq(method, "SendSignal") || streq(method, "CloseStdin") ||
@@ -895,7 +1011,10 @@ static void rpc(GwRequest *r, const char *user)
                 return;
         }
         if (streaming) {
-                process_stream(r, agent, method, msg, user);
+                if (streq(service, "filesystem.Filesystem"))
+                        watch_dir(r, agent, msg, user);
+                else
+                        process_stream(r, agent, method, msg, user);
                 return;
         }
         cleanup_agent_client AgentClient *a = agent;

@@ -555,6 +555,14 @@ int agent_client_mv(AgentClient *c, const char *id, const char *source, const ch
         return fs_post(c, id, "mv", user, body, 200, ret);
 }
 
+int agent_client_watch(AgentClient *c, const char *id, const char *path, const char *user,
+                       bool recursive, AgentEventFn on_event, void *userdata)
+{
+        cleanup_free char *q = path_query(path, user, recursive ? "&recursive=true" : NULL);
+        cleanup_free char *p = q ? sandbox_path(id, "/watch%s", q) : NULL;
+        return p ? stream(c, "GET", p, NULL, on_event, userdata) : -ENOMEM;
+}
+
 int agent_client_code(AgentClient *c, const char *id, json_object *req, AgentEventFn on_event,
                       void *userdata)
 {

@@ -34,6 +34,7 @@ def test_files(sdk):
     assert out["list"] == ["a.txt:file", "b.bin:file", "m1.txt:file", "m2.txt:file", "sub:dir"]
     assert out["existsTrue"] is True and out["existsFalse"] is False
     assert out["info"] == {"name": "a.txt", "type": "file", "size": 12, "path": "/home/user/compat/a.txt"}
+    assert "create:watched.txt" in out["watch"]  # watchDir saw the write as it happened
     assert out["rename"] == "/home/user/compat/c.txt"
     assert out["removed"] is True
     assert out["missing"] == "FileNotFoundError"

@@ -131,9 +131,15 @@ def test_connect_protocol_errors(agent, sandbox):
     f = frames(r.body)
     assert f[-1][0] == 2 and f[-1][1]["error"]["code"] == "invalid_argument"
     # What is not built yet says so.
-    r = gw.request("POST", "/filesystem.Filesystem/WatchDir", raw=envelope({"path": "/"}),
+    r = gw.request("POST", "/filesystem.Filesystem/CreateWatcher", raw=b'{"path":"/"}',
+                   headers=envd(sid, tok, **{"Content-Type": "application/json"}))
+    assert r.status == 501 and r.json()["code"] == "unimplemented", r
+    # A watch of a path that does not exist: an error end-stream frame.
+    r = gw.request("POST", "/filesystem.Filesystem/WatchDir", raw=envelope({"path": "/no/such/dir"}),
                    headers=envd(sid, tok, **stream_ct))
-    assert r.json()["code"] == "unimplemented"
+    assert r.status == 200
+    f = frames(r.body)
+    assert len(f) == 1 and f[0][0] == 2 and f[0][1]["error"]["code"] == "not_found", f
 
 
 def test_v1_create_is_not_secure_by_default(agent):

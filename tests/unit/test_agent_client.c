@@ -363,6 +363,11 @@ static void test_files(void **state)
         assert_string_equal(body(), "{\"path\":\"/d\",\"recursive\":true}");
         answer(409, "{\"code\":409,\"message\":\"not empty\"}");
         assert_int_equal(agent_client_rm(c, ID, "/d", NULL, false), -ENOTEMPTY);
+        answer_ndjson("{\"type\":\"start\"}\n{\"type\":\"create\",\"path\":\"/d/x\"}\n");
+        Events w = {0};
+        assert_int_equal(agent_client_watch(c, ID, "/d", NULL, true, on_event, &w), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/watch?path=/d&recursive=true");
+        assert_string_equal(w.types, "start,create");
         answer(200, "{\"entry\":{\"name\":\"b\"}}");
         assert_int_equal(agent_client_mv(c, ID, "/a", "/b", NULL, true, &entry), 0);
         assert_string_equal(request(), "POST /v1/sandboxes/" ID "/fs/mv");

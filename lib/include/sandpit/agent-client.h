@@ -115,6 +115,11 @@ int agent_client_rm(AgentClient *c, const char *id, const char *path, const char
 int agent_client_mv(AgentClient *c, const char *id, const char *source, const char *destination,
                     const char *user, bool overwrite, json_object **ret);
 
+/* Watches path: its events (start, create, write, remove, rename, chmod,
+ * keepalive, overflow) go to on_event until path is removed or on_event stops. */
+int agent_client_watch(AgentClient *c, const char *id, const char *path, const char *user,
+                       bool recursive, AgentEventFn on_event, void *userdata);
+
 /* The code interpreter. req is the agent's code body (code, language or
  * context, env, timeout; borrowed); its events go to on_event. */
 int agent_client_code(AgentClient *c, const char *id, json_object *req, AgentEventFn on_event,

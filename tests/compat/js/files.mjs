@@ -24,6 +24,14 @@ try {
   out.existsFalse = await f.exists('/home/user/compat/nope.txt')
   const info = await f.getInfo('/home/user/compat/a.txt')
   out.info = { name: info.name, type: info.type, size: info.size, path: info.path }
+  const events = []
+  const watcher = await f.watchDir('/home/user/compat', ev => events.push(`${ev.type}:${ev.name}`))
+  await f.write('/home/user/compat/watched.txt', 'w')
+  for (const end = Date.now() + 10_000; !events.some(e => e.endsWith(':watched.txt')) && Date.now() < end;)
+    await new Promise(res => setTimeout(res, 50))
+  await watcher.stop()
+  out.watch = [...new Set(events.filter(e => e.endsWith(':watched.txt')))]
+  await f.remove('/home/user/compat/watched.txt')
   out.rename = (await f.rename('/home/user/compat/a.txt', '/home/user/compat/c.txt')).path
   await f.remove('/home/user/compat/c.txt')
   out.removed = !(await f.exists('/home/user/compat/c.txt'))
