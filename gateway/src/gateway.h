@@ -76,6 +76,9 @@ typedef struct {
         GwBackend backend;       /* taken over by the server (freed with it) */
         size_t max_body;         /* 0: GW_MAX_BODY */
         GwAuthorizeFn authorize; /* NULL: gw_authorize_local */
+        /* Where the access tokens are kept across restarts (a 0600 file on the
+         * agent's state tmpfs); NULL: memory only. */
+        const char *token_file;
         void *authorize_userdata;
 } GwConfig;
 

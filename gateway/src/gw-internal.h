@@ -22,7 +22,8 @@ struct GwServer {
         GwBackend backend;
         GwAuthorizeFn authorize;
         void *authorize_userdata;
-        pthread_mutex_t lock; /* guards tokens */
+        char *token_file;     /* NULL: tokens in memory only */
+        pthread_mutex_t lock; /* guards tokens and token_file */
         GwToken *tokens;
         size_t n_tokens;
 };
@@ -50,6 +51,12 @@ int gw_token_put(GwServer *gw, const char *id, const char *token);
 /* -ENOENT when id has none. */
 int gw_token_get(GwServer *gw, const char *id, char ret[GW_TOKEN_LEN + 1]);
 void gw_token_remove(GwServer *gw, const char *id);
+/* Drops the tokens of sandboxes not in sandboxes (the agent's list, an
+ * array): those that expired or were deleted while no gateway ran. Only at
+ * start: a create running alongside would lose its new token. */
+void gw_token_prune(GwServer *gw, json_object *sandboxes);
+/* Reads gw->token_file (a missing file is no tokens). */
+int gw_token_load(GwServer *gw);
 
 /* The parts of the API (control.c, envd.c, code.c). */
 void gw_control_handle(GwRequest *r);

@@ -137,10 +137,28 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret)
         gw->authorize = cfg->authorize ? cfg->authorize : gw_authorize_local;
         gw->authorize_userdata = cfg->authorize_userdata;
         pthread_mutex_init(&gw->lock, NULL);
+        int r = 0;
+        if (cfg->token_file && !(gw->token_file = strdup(cfg->token_file)))
+                r = -ENOMEM;
+        if (r == 0)
+                r = gw_token_load(gw);
+        if (r == 0 && gw->n_tokens > 0) {
+                /* Tokens of sandboxes that went while no gateway ran. */
+                char err[256];
+                json_object *all = NULL;
+                if (gw->backend.ops->list(gw->backend.data, &all, err, sizeof(err)) == 0) {
+                        gw_token_prune(gw, all);
+                        json_object_put(all);
+                }
+        }
+        if (r < 0) {
+                gw_server_free(gw);
+                return r;
+        }
         HttpServerConfig hc = {.tcp_listen = cfg->listen,
                                .tcp_open = true,
                                .max_body = cfg->max_body ? cfg->max_body : GW_MAX_BODY};
-        int r = http_server_start(&hc, handle, gw, &gw->http);
+        r = http_server_start(&hc, handle, gw, &gw->http);
         if (r < 0) {
                 gw_server_free(gw);
                 return r;
@@ -163,6 +181,7 @@ void gw_server_free(GwServer *gw)
         if (gw->tokens)
                 explicit_bzero(gw->tokens, gw->n_tokens * sizeof(*gw->tokens));
         free(gw->tokens);
+        free(gw->token_file);
         pthread_mutex_destroy(&gw->lock);
         free(gw);
 }

@@ -8,7 +8,9 @@
 #include <sys/random.h>
 
 #include "gw-internal.h"
+#include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 int gw_token_new(char ret[GW_TOKEN_LEN + 1])
 {
@@ -29,6 +31,61 @@ int gw_token_new(char ret[GW_TOKEN_LEN + 1])
         }
         ret[GW_TOKEN_LEN] = 0;
         explicit_bzero(raw, sizeof(raw));
+        return 0;
+}
+
+/* Writes every token to gw->token_file (0600, replaced atomically); called
+ * with the lock held. A failure is logged: the tokens stay valid in memory. */
+static void save(GwServer *gw)
+{
+        if (!gw->token_file)
+                return;
+        size_t len = gw->n_tokens * (GW_ROUTE_ID_MAX + GW_TOKEN_LEN + 2) + 1;
+        cleanup_free char *buf = malloc(len);
+        if (!buf)
+                return;
+        size_t n = 0;
+        for (size_t i = 0; i < gw->n_tokens; i++)
+                n += (size_t) snprintf(buf + n, len - n, "%s %s\n", gw->tokens[i].id,
+                                       gw->tokens[i].token);
+        int r = write_file_atomic(gw->token_file, buf, n, 0600);
+        explicit_bzero(buf, n);
+        if (r < 0)
+                log_warning_errno(r, "gateway: cannot save the access tokens to %s",
+                                  gw->token_file);
+}
+
+int gw_token_load(GwServer *gw)
+{
+        if (!gw->token_file)
+                return 0;
+        cleanup_free char *text = NULL;
+        size_t len = 0;
+        int r = read_file(gw->token_file, (size_t) 16 << 20, &text, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        char *save_ptr = NULL;
+        for (char *line = strtok_r(text, "\n", &save_ptr); line;
+             line = strtok_r(NULL, "\n", &save_ptr)) {
+                char *sp = strchr(line, ' ');
+                if (!sp)
+                        continue;
+                *sp = 0;
+                if (!id_is_valid(line) || strlen(sp + 1) != GW_TOKEN_LEN)
+                        continue;
+                GwToken *n = realloc(gw->tokens, (gw->n_tokens + 1) * sizeof(*n));
+                if (!n) {
+                        explicit_bzero(text, len);
+                        return -ENOMEM;
+                }
+                gw->tokens = n;
+                GwToken *t = &gw->tokens[gw->n_tokens++];
+                snprintf(t->id, sizeof(t->id), "%s", line);
+                memcpy(t->token, sp + 1, GW_TOKEN_LEN + 1);
+        }
+        explicit_bzero(text, len);
         return 0;
 }
 
@@ -57,6 +114,7 @@ int gw_token_put(GwServer *gw, const char *id, const char *token)
         }
         snprintf(t->id, sizeof(t->id), "%s", id);
         memcpy(t->token, token, GW_TOKEN_LEN + 1);
+        save(gw);
         pthread_mutex_unlock(&gw->lock);
         return 0;
 }
@@ -80,7 +138,31 @@ void gw_token_remove(GwServer *gw, const char *id)
                 explicit_bzero(t, sizeof(*t));
                 memmove(t, t + 1, (gw->n_tokens - i - 1) * sizeof(*t));
                 gw->n_tokens--;
+                save(gw);
         }
+        pthread_mutex_unlock(&gw->lock);
+}
+
+void gw_token_prune(GwServer *gw, json_object *sandboxes)
+{
+        pthread_mutex_lock(&gw->lock);
+        size_t kept = 0, before = gw->n_tokens;
+        for (size_t i = 0; i < gw->n_tokens; i++) {
+                bool live = false;
+                for (size_t j = 0; !live && j < json_object_array_length(sandboxes); j++) {
+                        json_object *id = NULL;
+                        live = json_object_object_get_ex(json_object_array_get_idx(sandboxes, j),
+                                                         "id", &id) &&
+                               streq(json_object_get_string(id), gw->tokens[i].id);
+                }
+                if (live)
+                        gw->tokens[kept++] = gw->tokens[i];
+        }
+        for (size_t i = kept; i < before; i++)
+                explicit_bzero(&gw->tokens[i], sizeof(gw->tokens[i]));
+        gw->n_tokens = kept;
+        if (kept != before)
+                save(gw);
         pthread_mutex_unlock(&gw->lock);
 }
 

@@ -116,12 +116,15 @@ static int read_token(const char *path, char **ret)
 }
 
 /* The gateway in local mode: E2B's API over this agent's own socket. */
-static int gateway_start(const char *listen, const char *socket_path, bool internet, GwServer **ret)
+static int gateway_start(const char *listen, const char *socket_path, const char *state_dir,
+                         bool internet, GwServer **ret)
 {
-        cleanup_free char *url = NULL;
+        cleanup_free char *url = NULL, *tokens = NULL;
         if (asprintf(&url, "unix://%s", socket_path) < 0)
                 return -ENOMEM;
-        GwConfig gc = {.listen = listen, .e2b = {.internet = internet}};
+        if (asprintf(&tokens, "%s/gateway-tokens", state_dir) < 0)
+                return -ENOMEM;
+        GwConfig gc = {.listen = listen, .e2b = {.internet = internet}, .token_file = tokens};
         int r = gw_backend_local_new(url, NULL, &gc.backend);
         if (r < 0)
                 return log_error_errno(r, "cannot make the gateway's backend");
@@ -415,8 +418,8 @@ int main(int argc, char **argv)
         cluster_args_done(&ca);
         GwServer *gateway = NULL;
         if (r == 0 && gateway_listen) {
-                r = gateway_start(gateway_listen, socket_path, cfg->net.sandbox_cidr != NULL,
-                                  &gateway);
+                r = gateway_start(gateway_listen, socket_path, cfg->state_dir,
+                                  cfg->net.sandbox_cidr != NULL, &gateway);
                 if (r < 0) {
                         cluster_stop(cluster);
                         http_server_free(srv);

@@ -60,25 +60,31 @@ def sdk_dirs():
     shutil.rmtree(root, ignore_errors=True)
 
 
+def refresh_gateway_port(a, timeout=10):
+    """Reads the gateway's port from the agent's log (its last start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.findall(r"gateway \(E2B API\) on \S+, tcp port (\d+)", a.log_tail(lines=100000))
+        starts = a.log_tail(lines=100000).count("===== test harness: agent start")
+        if found and len(found) >= starts:
+            a.gateway_port = int(found[-1])
+            a.gateway = Client(tcp=("127.0.0.1", a.gateway_port))
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the agent did not say which port its gateway serves")
+
+
 @pytest.fixture(scope="session")
 def agent(templates_dir):
     """The session's agent, serving the gateway on a port of its choosing."""
     if not (DEFAULT_TEMPLATES / "default" / "template.json").exists():
         pytest.fail("the `default` template is missing (make rootfs builds it)", pytrace=False)
     a = start_agent("compat", templates_dir, extra_args=["--gateway-listen", "127.0.0.1:0"])
-    deadline = time.monotonic() + 10
-    port = None
-    while port is None and time.monotonic() < deadline:
-        m = re.search(r"gateway \(E2B API\) on \S+, tcp port (\d+)", a.log_tail(lines=200))
-        if m:
-            port = int(m.group(1))
-        else:
-            time.sleep(0.05)
-    if port is None:
+    try:
+        refresh_gateway_port(a)
+    except RuntimeError as e:
         stop_agent(a)
-        pytest.fail("the agent did not say which port its gateway serves", pytrace=False)
-    a.gateway_port = port
-    a.gateway = Client(tcp=("127.0.0.1", port))
+        pytest.fail(str(e), pytrace=False)
     yield a
     stop_agent(a)
 

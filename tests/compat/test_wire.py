@@ -7,6 +7,7 @@ import json
 import struct
 
 import pytest
+from conftest import refresh_gateway_port
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def sandbox(agent):
     sbx = r.json()
     agent.client.created.append(sbx["sandboxID"])
     yield sbx
-    gw.delete(f"/sandboxes/{sbx['sandboxID']}", headers=KEY)
+    agent.gateway.delete(f"/sandboxes/{sbx['sandboxID']}", headers=KEY)  # the port may have changed
 
 
 def test_control_plane_needs_an_api_key(agent):
@@ -160,3 +161,18 @@ def test_v1_create_is_not_secure_by_default(agent):
         assert [s["sandboxID"] for s in listed] == [sid]
     finally:
         assert gw.delete(f"/sandboxes/{sid}", headers=KEY).status == 204
+
+
+def test_access_token_survives_an_agent_restart(agent, sandbox):
+    """The tokens are kept in a 0600 file on the agent's state dir, so a
+    restarted agent (the sandboxes survive it) still takes them, and still
+    refuses a wrong one."""
+    sid, tok = sandbox["sandboxID"], sandbox["envdAccessToken"]
+    f = agent.state_dir / "gateway-tokens"
+    assert f.stat().st_mode & 0o777 == 0o600
+    agent.restart()
+    refresh_gateway_port(agent)
+    gw = agent.gateway
+    assert gw.get("/files?path=/etc/hostname", headers=envd(sid, tok)).status == 200
+    assert gw.get("/files?path=/etc/hostname", headers=envd(sid, "wrong")).status == 401
+    assert tok not in agent.log_tail(lines=10000)
