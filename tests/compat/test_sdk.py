@@ -49,6 +49,8 @@ def test_commands(sdk):
     assert out["chunks"] >= 2  # onStdout saw the output as it came, not at the end
     assert out["exit"] == {"isCommandExitError": True, "exitCode": 3, "stdout": "partial\n"}
     assert out["cwdUser"] == "/tmp\nuser\n"
+    assert out["asRoot"] == "root\n/root\n"  # user: 'root' (Authorization: Basic)
+    assert out["rootFile"] == "root\n"
     assert out["listed"] is True
     assert out["killPid"] is True
     assert out["bg"]["exitCode"] != 0 and out["bg"]["stdout"] == "fed on stdin\n"

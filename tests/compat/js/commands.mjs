@@ -24,6 +24,9 @@ try {
   }
   const r2 = await sbx.commands.run('pwd; id -un', { cwd: '/tmp', envs: { X: '1' } })
   out.cwdUser = r2.stdout
+  out.asRoot = (await sbx.commands.run('id -un; echo $HOME', { user: 'root' })).stdout
+  await sbx.files.write('/root/by-root.txt', 'r', { user: 'root' })
+  out.rootFile = (await sbx.commands.run('stat -c %U /root/by-root.txt', { user: 'root' })).stdout
   const h = await sbx.commands.run('cat', { background: true, stdin: true })
   await sbx.commands.sendStdin(h.pid, 'fed on stdin\n')
   for (const end = Date.now() + 10_000; !h.stdout.includes('fed on stdin') && Date.now() < end;)
