@@ -52,7 +52,7 @@ def fmt(xs):
 
 
 class Agent:
-    def __init__(self, templates):
+    def __init__(self, templates, extra=()):
         self.tmp = tempfile.mkdtemp(prefix="sandpit-bench-")
         self.sock = os.path.join(self.tmp, "agent.sock")
         self.parent = "sandpit-bench-%d" % os.getpid()
@@ -60,7 +60,7 @@ class Agent:
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "sandpit-agent"), "--standalone", "--socket", self.sock,
              "--state-dir", os.path.join(self.tmp, "state"), "--templates-dir", templates,
-             "--cgroup-parent", self.parent, "--log-level", "warning"],
+             "--cgroup-parent", self.parent, "--log-level", "warning", *extra],
             stderr=self.log)
         for _ in range(200):
             if os.path.exists(self.sock):

@@ -19,3 +19,5 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
 else
 	echo "(operator on a real kube-apiserver: set KUBEBUILDER_ASSETS to measure it)" >&2
 fi
+# The E2B SDK's view through the gateway, beside the native API (needs node and the default template).
+/usr/bin/python3 bench/bench_gateway.py --templates-dir "$TEMPLATES"

@@ -35,7 +35,8 @@ $(BUILD)/%.a:
 ARCHIVES := $(BUILD)/libagent.a $(BUILD)/libinit.a $(BUILD)/libcli.a $(BUILD)/liboperator.a \
             $(BUILD)/libgateway.a $(BUILD)/libsandpit.a
 
-$(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/libsandpit.a
+$(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/libgateway.a \
+                     $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -15,7 +15,8 @@ PACKAGES=(
         # test, lint, bench
         libcmocka-dev python3 python3-pytest python3-yaml clang clang-format clang-tidy
         libclang-rt-14-dev iproute2 procps util-linux
-        # the JavaScript kernel masker test (tests/integration/test_code_mask.py) runs it on the host
+        # the JavaScript kernel masker test (tests/integration/test_code_mask.py) runs it on the host;
+        # its npm installs the E2B SDKs for tests/compat (tests/compat/setup.sh)
         nodejs
         # mk/tools.sh unpacks kubectl and helm with it
         unzip

@@ -4,7 +4,7 @@
 #
 # Usage: tests/run-all.sh [--unit-only | --integration-only | --k8s] [-k EXPR]
 #   --unit-only         only the cmocka unit tests (build/asan/tests/test_*)
-#   --integration-only  only the pytest tests (tests/integration, then tests/security)
+#   --integration-only  only the pytest tests (tests/integration, tests/security, tests/compat)
 #   --k8s               only the cluster test modules, against a real
 #                       kube-apiserver and kube-controller-manager from
 #                       $KUBEBUILDER_ASSETS (SANDPIT_K8S=real; `make test-k8s`)
@@ -13,7 +13,8 @@
 # Unit tests run with CMOCKA_MESSAGE_OUTPUT=TAP; their `ok` / `not ok` lines are
 # counted (a binary that crashes or exits non-zero without a `not ok` counts as
 # one failure). The integration and security results come from pytest's JUnit
-# XML (build/test-results.xml, build/test-results-security.xml; two sessions);
+# XML (build/test-results.xml, build/test-results-security.xml,
+# build/test-results-compat.xml; three sessions);
 # errors count as failures. The last line printed is
 # exactly `N passed, N failed` (`, N skipped` when any). Exits non-zero if
 # anything failed or if no test ran. Needs no terminal and no stdin.
@@ -63,6 +64,7 @@ fi
 UNIT_DIR=build/asan/tests
 JUNIT=build/test-results.xml
 JUNIT_SECURITY=build/test-results-security.xml
+JUNIT_COMPAT=build/test-results-compat.xml
 LOGDIR=build/test-logs
 mkdir -p "$LOGDIR"
 
@@ -171,6 +173,8 @@ elif [ $run_integration -eq 1 ]; then
 	run_pytest integration "$JUNIT" tests/integration
 	# Its own session: its agents get their own cgroup parent and state.
 	run_pytest security "$JUNIT_SECURITY" tests/security
+	# The real E2B SDKs (npm, pinned; tests/compat/setup.sh) against the gateway.
+	run_pytest compat "$JUNIT_COMPAT" tests/compat
 fi
 
 # ------------------------------------------------------------------ summary

@@ -14,6 +14,7 @@
 #include "api-files.h"
 #include "api.h"
 #include "cluster-args.h"
+#include "gateway.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
 #include "sandpit/log.h"
@@ -53,6 +54,9 @@ static void usage(FILE *f)
               "  --http-max-unauth N     TCP: connections without the token yet, in all\n"
               "                          (default 256; the oldest are dropped for new ones)\n"
               "  --http-max-unauth-per-ip N  the same from one client address (default 32)\n"
+              "  --gateway-listen ADDR:PORT\n"
+              "                          serve E2B's API (the gateway, docs/gateway.md) for\n"
+              "                          this agent's sandboxes\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -116,12 +120,33 @@ static char *default_init_path(void)
         return asprintf(&p, "%s/sandpit-init", self) < 0 ? NULL : p;
 }
 
+/* The gateway in local mode: E2B's API over this agent's own socket. */
+static int gateway_start(const char *listen, const char *socket_path, const char *state_dir,
+                         bool internet, GwServer **ret)
+{
+        cleanup_free char *url = NULL, *tokens = NULL;
+        if (asprintf(&url, "unix://%s", socket_path) < 0)
+                return -ENOMEM;
+        if (asprintf(&tokens, "%s/gateway-tokens", state_dir) < 0)
+                return -ENOMEM;
+        GwConfig gc = {.listen = listen, .e2b = {.internet = internet}, .token_file = tokens};
+        int r = gw_backend_local_new(url, NULL, &gc.backend);
+        if (r < 0)
+                return log_error_errno(r, "cannot make the gateway's backend");
+        r = gw_server_start(&gc, ret);
+        if (r < 0)
+                return log_error_errno(r, "cannot serve the gateway on %s", listen);
+        log_info("gateway (E2B API) on %s, tcp port %u", listen, gw_server_port(*ret));
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         enum {
                 OPT_STANDALONE = 256,
                 OPT_SOCKET,
                 OPT_LISTEN,
+                OPT_GATEWAY_LISTEN,
                 OPT_TOKEN_FILE,
                 OPT_STATE_DIR,
                 OPT_TEMPLATES_DIR,
@@ -155,6 +180,7 @@ int main(int argc, char **argv)
                 {"standalone", no_argument, NULL, OPT_STANDALONE},
                 {"socket", required_argument, NULL, OPT_SOCKET},
                 {"listen", required_argument, NULL, OPT_LISTEN},
+                {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
                 {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
                 {"state-dir", required_argument, NULL, OPT_STATE_DIR},
                 {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
@@ -188,7 +214,7 @@ int main(int argc, char **argv)
         Agent agent = {0};
         AgentConfig *cfg = &agent.cfg;
         const char *socket_path = "/run/sandpit/agent.sock", *listen_addr = NULL,
-                   *token_file = NULL;
+                   *token_file = NULL, *gateway_listen = NULL;
         bool standalone = false;
         ClusterArgs ca = {0};
         HttpServerConfig hc = {.max_body = MAX_BODY, .spool_limit = api_files_spool_limit};
@@ -217,6 +243,9 @@ int main(int argc, char **argv)
                         break;
                 case OPT_LISTEN:
                         listen_addr = optarg;
+                        break;
+                case OPT_GATEWAY_LISTEN:
+                        gateway_listen = optarg;
                         break;
                 case OPT_TOKEN_FILE:
                         token_file = optarg;
@@ -417,6 +446,15 @@ int main(int argc, char **argv)
                 }
         }
         cluster_args_done(&ca);
+        GwServer *gateway = NULL;
+        if (r == 0 && gateway_listen) {
+                r = gateway_start(gateway_listen, socket_path, cfg->state_dir,
+                                  cfg->net.sandbox_cidr != NULL, &gateway);
+                if (r < 0) {
+                        cluster_stop(cluster);
+                        http_server_free(srv);
+                }
+        }
         if (r < 0) {
                 agent_done(&agent);
                 return 1;
@@ -430,6 +468,7 @@ int main(int argc, char **argv)
         while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
+        gw_server_free(gateway);
         cluster_stop(cluster); /* deregister first: the operator stops calling */
         http_server_free(srv);
         agent_done(&agent);

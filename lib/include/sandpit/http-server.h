@@ -27,7 +27,8 @@ typedef struct {
         const char *unix_path;  /* NULL: no unix socket; created 0660, stale one replaced */
         const char *tcp_listen; /* "ADDR:PORT" or NULL */
         const char *token;      /* required on TCP (Authorization: Bearer); NULL rejects all TCP */
-        size_t max_body;        /* larger bodies get 413 */
+        bool tcp_open;   /* TCP needs no bearer token: the handler authenticates (the gateway) */
+        size_t max_body; /* larger bodies get 413 */
         /* TCP limits (0: the HTTP_DEFAULT_* below). */
         unsigned header_timeout_s;  /* idle seconds before a connection authenticates */
         unsigned idle_timeout_s;    /* idle seconds of an authenticated one, between requests */

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""Gateway rows for `make bench` (docs/performance.md, "E2B SDK"): the real
+@e2b/code-interpreter (tests/compat/setup.sh installs it) against
+`sandpit-agent --gateway-listen`, beside the native API measured in the same
+run on the same agent:
+  - Sandbox.create() -> runCode('1+1') -> kill(), wall time in node, beside the
+    native POST /v1/sandboxes -> POST .../code -> DELETE over the unix socket;
+  - commands.run('true') round trip, beside the native exec of `/bin/sh -c true`
+    (the SDK runs `/bin/bash -l -c true`, a login shell: the command itself costs
+    more, so the third row runs that same command natively).
+Needs the `default` template and node. Standard library only.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from bench import Agent, fmt, pct, print_rows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPAT = os.environ.get("SANDPIT_COMPAT_DIR") or "/var/cache/sandpit/compat"
+LINE = "v2.51"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def native_round(agent):
+    t = time.perf_counter()
+    st, sb = agent.call("POST", "/v1/sandboxes", {"template": "default", "timeout": 300})
+    assert st == 201, sb
+    st, out = agent.call("POST", "/v1/sandboxes/%s/code" % sb["id"], {"code": "1+1"})
+    assert st == 200 and b'"text":"2"' in out, out
+    st, _ = agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+    assert st == 204
+    return (time.perf_counter() - t) * 1000
+
+
+def native_exec(agent, sid, argv, n):
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        st, body = agent.call("POST", "/v1/sandboxes/%s/exec" % sid, {"cmd": argv})
+        assert st == 200 and b'"exit_code":0' in body, body
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--templates-dir", required=True)
+    ap.add_argument("--runs", type=int, default=20)
+    args = ap.parse_args()
+    if not os.path.isdir(os.path.join(args.templates_dir, "default")):
+        print_rows([("E2B SDK rows", "n/a", "n/a", "no default template")])
+        return 0
+    r = subprocess.run(["bash", os.path.join(ROOT, "tests", "compat", "setup.sh")], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        print_rows([("E2B SDK rows", "n/a", "n/a", "the SDK could not be installed: %s" % r.stderr.strip()[-200:])])
+        return 0
+    port = free_port()
+    agent = Agent(args.templates_dir, extra=("--gateway-listen", "127.0.0.1:%d" % port))
+    rows = []
+    work = os.path.join(agent.tmp, "sdk")
+    os.mkdir(work)
+    os.symlink(os.path.join(COMPAT, LINE, "node_modules"), os.path.join(work, "node_modules"))
+    with open(os.path.join(ROOT, "bench", "bench_sdk.mjs")) as src, \
+            open(os.path.join(work, "bench_sdk.mjs"), "w") as dst:
+        dst.write(src.read())
+    try:
+        for _ in range(2):
+            native_round(agent)
+        native = [native_round(agent) for _ in range(args.runs)]
+        url = "http://127.0.0.1:%d" % port
+        env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+        env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_API_URL=url, E2B_SANDBOX_URL=url)
+        r = subprocess.run(["node", "bench_sdk.mjs", str(args.runs)], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError("node bench_sdk.mjs failed:\n" + r.stderr)
+        sdk = json.loads(r.stdout.strip().splitlines()[-1])
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": "default", "timeout": 300})
+        assert st == 201, sb
+        try:
+            native_exec(agent, sb["id"], ["/bin/sh", "-c", "true"], 10)
+            sh = native_exec(agent, sb["id"], ["/bin/sh", "-c", "true"], args.runs * 5)
+            bash = native_exec(agent, sb["id"], ["/bin/bash", "-l", "-c", "true"], args.runs * 5)
+        finally:
+            agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+        rows.append(("E2B SDK: Sandbox.create() → runCode('1+1') → kill() (local gateway)", *fmt(sdk["e2e"]),
+                     "target p50 < 100 ms; %.2fx native" % (pct(sdk["e2e"], 50) / pct(native, 50))))
+        rows.append(("native: POST /v1/sandboxes → POST .../code `1+1` → DELETE", *fmt(native),
+                     "same agent, unix socket, same run"))
+        rows.append(("E2B SDK: commands.run('true') round trip", *fmt(sdk["cmd"]),
+                     "runs `/bin/bash -l -c true`"))
+        rows.append(("native: exec `/bin/bash -l -c true`", *fmt(bash), "the same command"))
+        rows.append(("native: exec `/bin/sh -c true`", *fmt(sh), ""))
+    finally:
+        agent.stop()
+    print_rows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+/* The gateway's server: E2B's API (the REST control plane, envd on port 49983,
+ * the code interpreter on 49999) on lib's http-server, in front of a backend
+ * (GwBackend) that holds the sandboxes. See docs/gateway.md. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "e2b-api.h"
+#include "sandpit/agent-client.h"
+
+/* Where the sandboxes live. Every op returns 0 or a negative errno, with a
+ * sentence for the caller in err (the agent's message when it answered).
+ * Returned objects are the agent's native ones (docs/agent-api.md). The ops
+ * are called from many threads at once. */
+typedef struct GwBackendOps {
+        int (*create)(void *b, json_object *agent_req, json_object **ret, char *err, size_t errlen);
+        int (*get)(void *b, const char *id, json_object **ret, char *err, size_t errlen);
+        /* Every sandbox (the gateway filters and pages): an array. */
+        int (*list)(void *b, json_object **ret, char *err, size_t errlen);
+        int (*remove)(void *b, const char *id, char *err, size_t errlen);
+        int (*set_timeout)(void *b, const char *id, uint64_t timeout_s, char *err, size_t errlen);
+        int (*pause)(void *b, const char *id, char *err, size_t errlen);
+        /* timeout_s 0: keep the deadline. *ret the sandbox. */
+        int (*resume)(void *b, const char *id, uint64_t timeout_s, json_object **ret, char *err,
+                      size_t errlen);
+        /* start/end negative: none. *ret the agent's metrics answer. */
+        int (*metrics)(void *b, const char *id, int64_t start, int64_t end, json_object **ret,
+                       char *err, size_t errlen);
+        /* The data plane: a client of the agent that runs sandbox id, for one
+         * thread's use; the caller frees it. */
+        int (*agent)(void *b, const char *id, AgentClient **ret, char *err, size_t errlen);
+        void (*free)(void *b);
+} GwBackendOps;
+
+typedef struct {
+        const GwBackendOps *ops;
+        void *data;
+} GwBackend;
+
+/* The local backend: the sandboxes of the agent at agent_url
+ * ("unix:///run/sandpit/agent.sock"), token NULL on a unix socket. */
+int gw_backend_local_new(const char *agent_url, const char *token, GwBackend *ret);
+void gw_backend_done(GwBackend *b);
+
+/* What a request wants, for the authorise hook. */
+typedef enum {
+        GW_ACTION_CONTROL,  /* the REST control plane */
+        GW_ACTION_ENVD,     /* envd of a sandbox (RPC, /files, /health) */
+        GW_ACTION_CODE,     /* the code interpreter's /execute */
+        GW_ACTION_CONTEXTS, /* the code interpreter's /contexts (the SDK sends no access token) */
+} GwAction;
+
+typedef struct {
+        GwAction action;
+        const char *method;
+        const char *path;
+        const char *api_key;      /* X-API-KEY, or NULL */
+        const char *access_token; /* X-Access-Token, or NULL */
+        const char *sandbox_id;   /* "" for the control plane */
+} GwAuthRequest;
+
+typedef struct GwServer GwServer;
+
+/* 0: allowed. -ENOKEY (401) or -EACCES (403) with a message in err; -ENOENT
+ * (404) for a sandbox that does not exist. */
+typedef int (*GwAuthorizeFn)(GwServer *gw, const GwAuthRequest *r, char *err, size_t errlen,
+                             void *userdata);
+
+typedef struct {
+        const char *listen;      /* "ADDR:PORT" */
+        GwE2bConfig e2b;         /* template aliases, egress, reported versions */
+        GwBackend backend;       /* taken over by the server (freed with it) */
+        size_t max_body;         /* 0: GW_MAX_BODY */
+        GwAuthorizeFn authorize; /* NULL: gw_authorize_local */
+        /* Where the access tokens are kept across restarts (a 0600 file on the
+         * agent's state tmpfs); NULL: memory only. */
+        const char *token_file;
+        void *authorize_userdata;
+} GwConfig;
+
+#define GW_MAX_BODY ((size_t) 64 * 1024 * 1024)
+
+int gw_server_start(const GwConfig *cfg, GwServer **ret);
+/* The TCP port bound (for port 0). */
+unsigned gw_server_port(const GwServer *gw);
+void gw_server_free(GwServer *gw);
+
+/* Local mode's authorisation: any X-API-KEY on the control plane (API keys
+ * are checked from issue 12 on), the sandbox's access token on envd and
+ * /execute when it has one. */
+int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t errlen,
+                       void *userdata);
+/* The access token check alone: 0 when the sandbox has no token or tok is it. */
+int gw_check_access_token(GwServer *gw, const char *id, const char *tok, char *err, size_t errlen);

@@ -1,0 +1,64 @@
+/* Shared between the gateway server's files: the server, one request's
+ * context, and the per-sandbox access tokens. */
+#pragma once
+
+#include <pthread.h>
+
+#include "gateway.h"
+#include "route.h"
+#include "sandpit/http-server.h"
+
+#define GW_LABEL_SECURE "sandpit.dev/e2b-secure" /* "true": envd traffic needs the token */
+#define GW_TOKEN_LEN    48u                      /* hex characters */
+
+typedef struct {
+        char id[GW_ROUTE_ID_MAX + 1];
+        char token[GW_TOKEN_LEN + 1];
+} GwToken;
+
+struct GwServer {
+        HttpServer *http;
+        GwE2bConfig e2b;
+        GwBackend backend;
+        GwAuthorizeFn authorize;
+        void *authorize_userdata;
+        char *token_file;     /* NULL: tokens in memory only */
+        pthread_mutex_t lock; /* guards tokens and token_file */
+        GwToken *tokens;
+        size_t n_tokens;
+};
+
+typedef struct {
+        GwServer *gw;
+        HttpRequest *req;
+        char **headers; /* alternating names and values */
+        const char *method;
+        const char *path;
+        GwRoute route;
+} GwRequest;
+
+/* A request header (case-insensitive), or NULL. */
+const char *gw_header(const GwRequest *r, const char *name);
+/* E2B's error body {"code","message"} with the status for errno r. */
+void gw_reply_e2b_error(HttpRequest *req, int r, const char *message);
+/* A JSON body with extra headers (alternating, may be NULL); takes body. */
+void gw_reply_json(HttpRequest *req, unsigned status, json_object *body,
+                   const char *const *headers);
+
+/* Access tokens (tokens.c). */
+int gw_token_new(char ret[GW_TOKEN_LEN + 1]);
+int gw_token_put(GwServer *gw, const char *id, const char *token);
+/* -ENOENT when id has none. */
+int gw_token_get(GwServer *gw, const char *id, char ret[GW_TOKEN_LEN + 1]);
+void gw_token_remove(GwServer *gw, const char *id);
+/* Drops the tokens of sandboxes not in sandboxes (the agent's list, an
+ * array): those that expired or were deleted while no gateway ran. Only at
+ * start: a create running alongside would lose its new token. */
+void gw_token_prune(GwServer *gw, json_object *sandboxes);
+/* Reads gw->token_file (a missing file is no tokens). */
+int gw_token_load(GwServer *gw);
+
+/* The parts of the API (control.c, envd.c, code.c). */
+void gw_control_handle(GwRequest *r);
+void gw_envd_handle(GwRequest *r);
+void gw_code_handle(GwRequest *r);

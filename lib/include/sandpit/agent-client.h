@@ -1,0 +1,134 @@
+/* A typed client of the agent's native API (docs/agent-api.md), on lib's
+ * http-client: a unix socket ("unix:///run/sandpit/agent.sock") or TCP
+ * ("http://host:port") with a bearer token.
+ *
+ * Every call returns 0 (or a count) on success and a negative errno on
+ * failure: a transport failure as the HTTP client reports it (-ECONNREFUSED,
+ * -ENOENT for a missing socket, -ETIMEDOUT, -EIO), an answer other than the
+ * call's success status through http_status_to_errno() (400 -EINVAL, 404
+ * -ENOENT, 409 -EBUSY, 5xx -EIO, ...). agent_client_error() then says what the
+ * agent answered (its status and "message", or the transport's text).
+ * Returned objects belong to the caller and are set only on success. A
+ * client holds one connection: use it from one thread at a time. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "sandpit/http-client.h"
+
+typedef struct AgentClient AgentClient;
+
+typedef struct {
+        long status;       /* the agent's HTTP status; 0 when it did not answer */
+        char message[512]; /* its "message", else the transport's error; "" when none */
+} AgentClientError;
+
+/* token: the agent's bearer token (TCP), NULL or "" for none. */
+int agent_client_new(const char *url, const char *token, AgentClient **ret);
+void agent_client_free(AgentClient *c);
+static inline void agent_client_freep(AgentClient **c)
+{
+        agent_client_free(*c);
+}
+#define cleanup_agent_client __attribute__((cleanup(agent_client_freep)))
+
+/* Bound on each non-streamed exchange; 0 (the default): none. Streams are
+ * never bounded. */
+void agent_client_set_timeout(AgentClient *c, long timeout_ms);
+/* While *flag is non-zero, a call in flight (a stream included) stops within
+ * about a second with -ECANCELED; NULL detaches. */
+void agent_client_set_cancel(AgentClient *c, const volatile sig_atomic_t *flag);
+/* What the last failed call got back; cleared at the start of every call. */
+const AgentClientError *agent_client_error(const AgentClient *c);
+/* The last call's failure was the agent's 404 (not a missing socket). */
+bool agent_client_not_found(const AgentClient *c, int r);
+
+/* Sandboxes. req is the agent's create body (borrowed); *ret the sandbox
+ * object. create answers 409 (id in use) as -EEXIST. */
+int agent_client_create(AgentClient *c, json_object *req, json_object **ret);
+int agent_client_get(AgentClient *c, const char *id, json_object **ret);
+/* labels: "KEY=VALUE" strings that must all match (NULL-terminated, or NULL
+ * for all); *ret the array of sandbox objects. */
+int agent_client_list(AgentClient *c, const char *const *labels, json_object **ret);
+int agent_client_delete(AgentClient *c, const char *id);
+/* The sandbox now expires timeout_s seconds from now; *ret (may be NULL) the sandbox. */
+int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s,
+                              json_object **ret);
+int agent_client_pause(AgentClient *c, const char *id, bool stop_deadline, json_object **ret);
+/* timeout_s 0: the deadline as it was (moved by the time spent paused). */
+int agent_client_resume(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret);
+/* start/end: unix seconds, negative for none; both negative: the current
+ * sample. *ret the agent's answer as it is. */
+int agent_client_metrics(AgentClient *c, const char *id, int64_t start, int64_t end,
+                         json_object **ret);
+
+/* One event of a stream (exec, process stream, code), parsed; borrowed for the
+ * call. A negative return aborts the stream and becomes the call's result. */
+typedef int (*AgentEventFn)(json_object *event, void *userdata);
+
+/* Processes. req is the agent's exec body (cmd or shell, env, cwd, user,
+ * stdin, timeout, ...; borrowed): its events (start, stdout, stderr, exit) go
+ * to on_event as they arrive. */
+int agent_client_exec(AgentClient *c, const char *id, json_object *req, AgentEventFn on_event,
+                      void *userdata);
+/* The same started in the background: *ret_pid its pid. */
+int agent_client_exec_background(AgentClient *c, const char *id, json_object *req, int *ret_pid);
+/* *ret the array of processes. */
+int agent_client_processes(AgentClient *c, const char *id, json_object **ret);
+/* Reconnects to a process: its buffered output, live output, then exit. */
+int agent_client_process_stream(AgentClient *c, const char *id, int pid, AgentEventFn on_event,
+                                void *userdata);
+/* Writes data (may be empty) to the process's stdin, then closes it when eof. */
+int agent_client_process_stdin(AgentClient *c, const char *id, int pid, const void *data,
+                               size_t len, bool eof);
+/* signal: a name ("SIGKILL", "TERM") or a number as a string. */
+int agent_client_process_signal(AgentClient *c, const char *id, int pid, const char *signal);
+
+/* Files. user: a user of the sandbox, NULL for its default one. The file's
+ * bytes go to on_data as they arrive. */
+int agent_client_file_read(AgentClient *c, const char *id, const char *path, const char *user,
+                           HttpDataFn on_data, void *userdata);
+/* Writes fd's contents (read to its end) to path, parents made; *ret (may be
+ * NULL) the new entry. */
+int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path, const char *user,
+                               int fd, json_object **ret);
+int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
+                            const void *data, size_t len, json_object **ret);
+/* depth 0: the agent's default (1). *ret the array of entries. */
+int agent_client_ls(AgentClient *c, const char *id, const char *path, const char *user,
+                    unsigned depth, json_object **ret);
+/* *ret the entry. */
+int agent_client_stat(AgentClient *c, const char *id, const char *path, const char *user,
+                      json_object **ret);
+int agent_client_exists(AgentClient *c, const char *id, const char *path, const char *user,
+                        bool *ret);
+/* 409 (it exists) is -EEXIST. *ret (may be NULL) the new directory's entry. */
+int agent_client_mkdir(AgentClient *c, const char *id, const char *path, const char *user,
+                       bool parents, json_object **ret);
+int agent_client_rm(AgentClient *c, const char *id, const char *path, const char *user,
+                    bool recursive);
+/* 409 (destination exists) is -EEXIST. *ret (may be NULL) the destination's entry. */
+int agent_client_mv(AgentClient *c, const char *id, const char *source, const char *destination,
+                    const char *user, bool overwrite, json_object **ret);
+
+/* Watches path: its events (start, create, write, remove, rename, chmod,
+ * keepalive, overflow) go to on_event until path is removed or on_event stops. */
+int agent_client_watch(AgentClient *c, const char *id, const char *path, const char *user,
+                       bool recursive, AgentEventFn on_event, void *userdata);
+
+/* The code interpreter. req is the agent's code body (code, language or
+ * context, env, timeout; borrowed); its events go to on_event. */
+int agent_client_code(AgentClient *c, const char *id, json_object *req, AgentEventFn on_event,
+                      void *userdata);
+/* language, cwd: NULL for the agent's defaults. *ret the context. */
+int agent_client_context_create(AgentClient *c, const char *id, const char *language,
+                                const char *cwd, json_object **ret);
+/* *ret the array of contexts. */
+int agent_client_context_list(AgentClient *c, const char *id, json_object **ret);
+int agent_client_context_delete(AgentClient *c, const char *id, const char *context);
+int agent_client_context_restart(AgentClient *c, const char *id, const char *context,
+                                 json_object **ret);

@@ -1,0 +1,609 @@
+/* The typed client of the agent's native API (agent-client.h): paths and
+ * bodies of docs/agent-api.md over lib's http-client, answers turned into
+ * negative errnos through lib's one table (sandpit/http-status.h). Does not log. */
+#include "sandpit/agent-client.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+struct AgentClient {
+        HttpClient *http;
+        AgentClientError err;
+};
+
+static inline void ac_json_putp(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+}
+#define cleanup_ac_json __attribute__((cleanup(ac_json_putp)))
+
+int agent_client_new(const char *url, const char *token, AgentClient **ret)
+{
+        AgentClient *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        int r = http_client_new(url, token, &c->http);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+void agent_client_free(AgentClient *c)
+{
+        if (!c)
+                return;
+        http_client_free(c->http);
+        free(c);
+}
+
+void agent_client_set_timeout(AgentClient *c, long timeout_ms)
+{
+        http_client_set_timeout(c->http, timeout_ms);
+}
+
+void agent_client_set_cancel(AgentClient *c, const volatile sig_atomic_t *flag)
+{
+        http_client_set_cancel(c->http, flag);
+}
+
+const AgentClientError *agent_client_error(const AgentClient *c)
+{
+        return &c->err;
+}
+
+bool agent_client_not_found(const AgentClient *c, int r)
+{
+        return r == -ENOENT && c->err.status == 404;
+}
+
+/* Records a completed exchange's status; 0 when it is ok, else the errno of
+ * the status (a 2xx other than ok is -EIO), with the agent's message kept. */
+static int check_status(AgentClient *c, long status, long ok, json_object *body)
+{
+        c->err.status = status;
+        if (status == ok)
+                return 0;
+        json_object *m = NULL;
+        if (body && json_object_object_get_ex(body, "message", &m) &&
+            json_object_is_type(m, json_type_string))
+                snprintf(c->err.message, sizeof(c->err.message), "%s", json_object_get_string(m));
+        else
+                snprintf(c->err.message, sizeof(c->err.message), "the agent answered %ld", status);
+        int r = http_status_to_errno(status, NULL);
+        return r < 0 ? r : -EIO;
+}
+
+static int transport_failed(AgentClient *c, int r)
+{
+        snprintf(c->err.message, sizeof(c->err.message), "%s",
+                 http_client_last_error(c->http)[0] ? http_client_last_error(c->http)
+                                                    : strerror(-r));
+        return r;
+}
+
+/* One JSON exchange answered with status ok; *ret (may be NULL) the body. */
+static int call(AgentClient *c, const char *method, const char *path, json_object *body, long ok,
+                json_object **ret)
+{
+        c->err = (AgentClientError){0};
+        long status = 0;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = http_request_json(c->http, method, path, body, &status, &resp);
+        if (r < 0)
+                return transport_failed(c, r);
+        r = check_status(c, status, ok, resp);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = TAKE_PTR(resp);
+        return 0;
+}
+
+/* s percent-encoded (RFC 3986 unreserved characters kept), or NULL. */
+static char *escape(const char *s)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        size_t n = strlen(s);
+        char *out = malloc(n * 3 + 1);
+        if (!out)
+                return NULL;
+        char *o = out;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
+                        *o++ = (char) *p;
+                } else {
+                        *o++ = '%';
+                        *o++ = hex[*p >> 4];
+                        *o++ = hex[*p & 15];
+                }
+        }
+        *o = 0;
+        return out;
+}
+
+/* A member of o taken out with its own reference. */
+static int take_member(json_object *o, const char *name, json_type type, json_object **ret)
+{
+        json_object *v = NULL;
+        if (!o || !json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, type))
+                return -EBADMSG;
+        *ret = json_object_get(v);
+        return 0;
+}
+
+/* "/v1/sandboxes/ID[/SUFFIX]" with the parts percent-encoded where asked. */
+static char *sandbox_path(const char *id, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static char *sandbox_path(const char *id, const char *fmt, ...)
+{
+        cleanup_free char *eid = escape(id);
+        if (!eid)
+                return NULL;
+        cleanup_free char *suffix = NULL;
+        if (fmt) {
+                va_list ap;
+                va_start(ap, fmt);
+                int n = vasprintf(&suffix, fmt, ap);
+                va_end(ap);
+                if (n < 0)
+                        return NULL;
+        }
+        char *p = NULL;
+        if (asprintf(&p, "/v1/sandboxes/%s%s", eid, suffix ? suffix : "") < 0)
+                return NULL;
+        return p;
+}
+
+/* "?path=P[&user=U][extra]" percent-encoded. */
+static char *path_query(const char *path, const char *user, const char *extra)
+{
+        cleanup_free char *ep = escape(path);
+        cleanup_free char *eu = user ? escape(user) : NULL;
+        if (!ep || (user && !eu))
+                return NULL;
+        char *q = NULL;
+        if (asprintf(&q, "?path=%s%s%s%s", ep, eu ? "&user=" : "", eu ? eu : "",
+                     extra ? extra : "") < 0)
+                return NULL;
+        return q;
+}
+
+/* "&user=U" or "" (user NULL). */
+static char *user_query(const char *user, char sep)
+{
+        if (!user)
+                return strdup("");
+        cleanup_free char *eu = escape(user);
+        char *q = NULL;
+        if (!eu || asprintf(&q, "%cuser=%s", sep, eu) < 0)
+                return NULL;
+        return q;
+}
+
+int agent_client_create(AgentClient *c, json_object *req, json_object **ret)
+{
+        int r = call(c, "POST", "/v1/sandboxes", req, 201, ret);
+        return r == -EBUSY && c->err.status == 409 ? -EEXIST : r;
+}
+
+int agent_client_get(AgentClient *c, const char *id, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, NULL);
+        return p ? call(c, "GET", p, NULL, 200, ret) : -ENOMEM;
+}
+
+int agent_client_list(AgentClient *c, const char *const *labels, json_object **ret)
+{
+        char *path = NULL;
+        size_t len = 0;
+        cleanup_fclose FILE *f = open_memstream(&path, &len);
+        if (!f)
+                return -ENOMEM;
+        fputs("/v1/sandboxes", f);
+        for (size_t i = 0; labels && labels[i]; i++) {
+                cleanup_free char *e = escape(labels[i]);
+                if (!e) {
+                        fclose(TAKE_PTR(f));
+                        free(path);
+                        return -ENOMEM;
+                }
+                fprintf(f, "%clabel=%s", i == 0 ? '?' : '&', e);
+        }
+        if (fclose(TAKE_PTR(f)) != 0) {
+                free(path);
+                return -ENOMEM;
+        }
+        cleanup_free char *p = path;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = call(c, "GET", p, NULL, 200, &resp);
+        if (r < 0)
+                return r;
+        return take_member(resp, "sandboxes", json_type_array, ret);
+}
+
+int agent_client_delete(AgentClient *c, const char *id)
+{
+        cleanup_free char *p = sandbox_path(id, NULL);
+        return p ? call(c, "DELETE", p, NULL, 204, NULL) : -ENOMEM;
+}
+
+int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, "/timeout");
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body ||
+            json_object_object_add(body, "timeout", json_object_new_uint64(timeout_s)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 200, ret);
+}
+
+int agent_client_pause(AgentClient *c, const char *id, bool stop_deadline, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, "/pause");
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body ||
+            json_object_object_add(body, "stop_deadline", json_object_new_boolean(stop_deadline)) <
+                    0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 200, ret);
+}
+
+int agent_client_resume(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, "/resume");
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body)
+                return -ENOMEM;
+        if (timeout_s > 0 &&
+            json_object_object_add(body, "timeout", json_object_new_uint64(timeout_s)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 200, ret);
+}
+
+int agent_client_metrics(AgentClient *c, const char *id, int64_t start, int64_t end,
+                         json_object **ret)
+{
+        char q[64] = "";
+        if (start >= 0 && end >= 0)
+                snprintf(q, sizeof(q), "?start=%lld&end=%lld", (long long) start, (long long) end);
+        else if (start >= 0)
+                snprintf(q, sizeof(q), "?start=%lld", (long long) start);
+        else if (end >= 0)
+                snprintf(q, sizeof(q), "?end=%lld", (long long) end);
+        cleanup_free char *p = sandbox_path(id, "/metrics%s", q);
+        return p ? call(c, "GET", p, NULL, 200, ret) : -ENOMEM;
+}
+
+typedef struct {
+        AgentEventFn fn;
+        void *userdata;
+} EventSink;
+
+static int on_line(const char *line, size_t len, void *userdata)
+{
+        EventSink *s = userdata;
+        json_tokener *tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        json_object *ev = json_tokener_parse_ex(tok, line, (int) len);
+        bool ok = ev && json_tokener_get_error(tok) == json_tokener_success &&
+                  json_object_is_type(ev, json_type_object);
+        json_tokener_free(tok);
+        if (!ok) {
+                if (ev)
+                        json_object_put(ev);
+                return -EBADMSG;
+        }
+        int r = s->fn(ev, s->userdata);
+        json_object_put(ev);
+        return r;
+}
+
+static int stream(AgentClient *c, const char *method, const char *path, json_object *body,
+                  AgentEventFn fn, void *userdata)
+{
+        c->err = (AgentClientError){0};
+        EventSink sink = {.fn = fn, .userdata = userdata};
+        long status = 0;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = http_request_stream(c->http, method, path, body, on_line, &sink, &status, &resp);
+        if (r < 0) {
+                /* The callback's own result, or the transport's. */
+                if (status >= 200 && status < 300 && r != -EBADMSG)
+                        return r;
+                return transport_failed(c, r);
+        }
+        return check_status(c, status, 200, resp);
+}
+
+int agent_client_exec(AgentClient *c, const char *id, json_object *req, AgentEventFn on_event,
+                      void *userdata)
+{
+        cleanup_free char *p = sandbox_path(id, "/exec");
+        return p ? stream(c, "POST", p, req, on_event, userdata) : -ENOMEM;
+}
+
+int agent_client_exec_background(AgentClient *c, const char *id, json_object *req, int *ret_pid)
+{
+        cleanup_free char *p = sandbox_path(id, "/exec");
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body)
+                return -ENOMEM;
+        json_object_object_foreach(req, k, v) {
+                if (json_object_object_add(body, k, json_object_get(v)) < 0)
+                        return -ENOMEM;
+        }
+        if (json_object_object_add(body, "background", json_object_new_boolean(true)) < 0)
+                return -ENOMEM;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = call(c, "POST", p, body, 201, &resp);
+        if (r < 0)
+                return r;
+        json_object *pid = NULL;
+        if (!json_object_object_get_ex(resp, "pid", &pid) ||
+            !json_object_is_type(pid, json_type_int))
+                return -EBADMSG;
+        *ret_pid = json_object_get_int(pid);
+        return 0;
+}
+
+int agent_client_processes(AgentClient *c, const char *id, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, "/processes");
+        cleanup_ac_json json_object *resp = NULL;
+        int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
+        return r < 0 ? r : take_member(resp, "processes", json_type_array, ret);
+}
+
+int agent_client_process_stream(AgentClient *c, const char *id, int pid, AgentEventFn on_event,
+                                void *userdata)
+{
+        cleanup_free char *p = sandbox_path(id, "/processes/%d/stream", pid);
+        return p ? stream(c, "GET", p, NULL, on_event, userdata) : -ENOMEM;
+}
+
+int agent_client_process_stdin(AgentClient *c, const char *id, int pid, const void *data,
+                               size_t len, bool eof)
+{
+        cleanup_free char *p = sandbox_path(id, "/processes/%d/stdin", pid);
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body)
+                return -ENOMEM;
+        if (len > 0) {
+                cleanup_free char *b64 = NULL;
+                int r = base64_encode(data, len, &b64);
+                if (r < 0)
+                        return r;
+                if (json_object_object_add(body, "data_b64", json_object_new_string(b64)) < 0)
+                        return -ENOMEM;
+        }
+        if (eof && json_object_object_add(body, "eof", json_object_new_boolean(true)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 204, NULL);
+}
+
+int agent_client_process_signal(AgentClient *c, const char *id, int pid, const char *signal)
+{
+        cleanup_free char *p = sandbox_path(id, "/processes/%d/signal", pid);
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body ||
+            json_object_object_add(body, "signal", json_object_new_string(signal)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 204, NULL);
+}
+
+int agent_client_file_read(AgentClient *c, const char *id, const char *path, const char *user,
+                           HttpDataFn on_data, void *userdata)
+{
+        cleanup_free char *q = path_query(path, user, NULL);
+        cleanup_free char *p = q ? sandbox_path(id, "/files%s", q) : NULL;
+        if (!p)
+                return -ENOMEM;
+        c->err = (AgentClientError){0};
+        long status = 0;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = http_request_raw(c->http, "GET", p, -1, on_data, userdata, &status, &resp);
+        if (r < 0) {
+                if (status >= 200 && status < 300)
+                        return r;
+                return transport_failed(c, r);
+        }
+        return check_status(c, status, 200, resp);
+}
+
+int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path, const char *user,
+                               int fd, json_object **ret)
+{
+        cleanup_free char *q = path_query(path, user, NULL);
+        cleanup_free char *p = q ? sandbox_path(id, "/files%s", q) : NULL;
+        if (!p)
+                return -ENOMEM;
+        c->err = (AgentClientError){0};
+        long status = 0;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = http_request_raw(c->http, "PUT", p, fd, NULL, NULL, &status, &resp);
+        if (r < 0)
+                return transport_failed(c, r);
+        r = check_status(c, status, 200, resp);
+        if (r < 0)
+                return r;
+        return ret ? take_member(resp, "entry", json_type_object, ret) : 0;
+}
+
+int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
+                            const void *data, size_t len, json_object **ret)
+{
+        cleanup_close int fd = memfd_create("sandpit-upload", MFD_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        const char *d = data;
+        size_t left = len;
+        while (left > 0) {
+                ssize_t w = write(fd, d, left);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return negative_errno();
+                d += w;
+                left -= (size_t) w;
+        }
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return negative_errno();
+        return agent_client_file_write_fd(c, id, path, user, fd, ret);
+}
+
+int agent_client_ls(AgentClient *c, const char *id, const char *path, const char *user,
+                    unsigned depth, json_object **ret)
+{
+        char extra[32] = "";
+        if (depth > 0)
+                snprintf(extra, sizeof(extra), "&depth=%u", depth);
+        cleanup_free char *q = path_query(path, user, extra);
+        cleanup_free char *p = q ? sandbox_path(id, "/fs/ls%s", q) : NULL;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
+        return r < 0 ? r : take_member(resp, "entries", json_type_array, ret);
+}
+
+int agent_client_stat(AgentClient *c, const char *id, const char *path, const char *user,
+                      json_object **ret)
+{
+        cleanup_free char *q = path_query(path, user, NULL);
+        cleanup_free char *p = q ? sandbox_path(id, "/fs/stat%s", q) : NULL;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
+        return r < 0 ? r : take_member(resp, "entry", json_type_object, ret);
+}
+
+int agent_client_exists(AgentClient *c, const char *id, const char *path, const char *user,
+                        bool *ret)
+{
+        cleanup_free char *q = path_query(path, user, NULL);
+        cleanup_free char *p = q ? sandbox_path(id, "/fs/exists%s", q) : NULL;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
+        if (r < 0)
+                return r;
+        json_object *e = NULL;
+        if (!json_object_object_get_ex(resp, "exists", &e) ||
+            !json_object_is_type(e, json_type_boolean))
+                return -EBADMSG;
+        *ret = json_object_get_boolean(e);
+        return 0;
+}
+
+/* A POST of a small JSON body with the user in the query. */
+static int fs_post(AgentClient *c, const char *id, const char *op, const char *user,
+                   json_object *body, long ok, json_object **ret)
+{
+        cleanup_free char *uq = user_query(user, '?');
+        cleanup_free char *p = uq ? sandbox_path(id, "/fs/%s%s", op, uq) : NULL;
+        if (!p)
+                return -ENOMEM;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = call(c, "POST", p, body, ok, &resp);
+        if (r == -EBUSY && c->err.status == 409)
+                r = -EEXIST;
+        if (r < 0)
+                return r;
+        return ret ? take_member(resp, "entry", json_type_object, ret) : 0;
+}
+
+int agent_client_mkdir(AgentClient *c, const char *id, const char *path, const char *user,
+                       bool parents, json_object **ret)
+{
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!body || json_object_object_add(body, "path", json_object_new_string(path)) < 0 ||
+            json_object_object_add(body, "parents", json_object_new_boolean(parents)) < 0)
+                return -ENOMEM;
+        return fs_post(c, id, "mkdir", user, body, 201, ret);
+}
+
+int agent_client_rm(AgentClient *c, const char *id, const char *path, const char *user,
+                    bool recursive)
+{
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!body || json_object_object_add(body, "path", json_object_new_string(path)) < 0 ||
+            json_object_object_add(body, "recursive", json_object_new_boolean(recursive)) < 0)
+                return -ENOMEM;
+        int r = fs_post(c, id, "rm", user, body, 204, NULL);
+        /* A non-empty directory without recursive. */
+        return r == -EEXIST ? -ENOTEMPTY : r;
+}
+
+int agent_client_mv(AgentClient *c, const char *id, const char *source, const char *destination,
+                    const char *user, bool overwrite, json_object **ret)
+{
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!body || json_object_object_add(body, "source", json_object_new_string(source)) < 0 ||
+            json_object_object_add(body, "destination", json_object_new_string(destination)) < 0 ||
+            json_object_object_add(body, "overwrite", json_object_new_boolean(overwrite)) < 0)
+                return -ENOMEM;
+        return fs_post(c, id, "mv", user, body, 200, ret);
+}
+
+int agent_client_watch(AgentClient *c, const char *id, const char *path, const char *user,
+                       bool recursive, AgentEventFn on_event, void *userdata)
+{
+        cleanup_free char *q = path_query(path, user, recursive ? "&recursive=true" : NULL);
+        cleanup_free char *p = q ? sandbox_path(id, "/watch%s", q) : NULL;
+        return p ? stream(c, "GET", p, NULL, on_event, userdata) : -ENOMEM;
+}
+
+int agent_client_code(AgentClient *c, const char *id, json_object *req, AgentEventFn on_event,
+                      void *userdata)
+{
+        cleanup_free char *p = sandbox_path(id, "/code");
+        return p ? stream(c, "POST", p, req, on_event, userdata) : -ENOMEM;
+}
+
+int agent_client_context_create(AgentClient *c, const char *id, const char *language,
+                                const char *cwd, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, "/contexts");
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body)
+                return -ENOMEM;
+        if (language &&
+            json_object_object_add(body, "language", json_object_new_string(language)) < 0)
+                return -ENOMEM;
+        if (cwd && json_object_object_add(body, "cwd", json_object_new_string(cwd)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 201, ret);
+}
+
+int agent_client_context_list(AgentClient *c, const char *id, json_object **ret)
+{
+        cleanup_free char *p = sandbox_path(id, "/contexts");
+        cleanup_ac_json json_object *resp = NULL;
+        int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
+        return r < 0 ? r : take_member(resp, "contexts", json_type_array, ret);
+}
+
+int agent_client_context_delete(AgentClient *c, const char *id, const char *context)
+{
+        cleanup_free char *ec = escape(context);
+        cleanup_free char *p = ec ? sandbox_path(id, "/contexts/%s", ec) : NULL;
+        return p ? call(c, "DELETE", p, NULL, 204, NULL) : -ENOMEM;
+}
+
+int agent_client_context_restart(AgentClient *c, const char *id, const char *context,
+                                 json_object **ret)
+{
+        cleanup_free char *ec = escape(context);
+        cleanup_free char *p = ec ? sandbox_path(id, "/contexts/%s/restart", ec) : NULL;
+        return p ? call(c, "POST", p, NULL, 200, ret) : -ENOMEM;
+}

@@ -1,0 +1,454 @@
+/* Unit tests of lib's typed agent client (lib/src/agent-client.c) against
+ * lib's http-server on 127.0.0.1 port 0 standing in for an agent: it records
+ * each request (method, path with its query, body, bearer token) and answers
+ * what the test set, a whole body or NDJSON. What is checked: the paths and
+ * bodies of every call, how answers, streams and transport failures become
+ * results, errnos and the agent's message. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandpit/agent-client.h"
+#include "sandpit/http-server.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define TOKEN "agent-token-0123456789"
+#define ID    "sbx-7"
+
+static struct {
+        HttpServer *server;
+        char url[64];
+        pthread_mutex_t lock; /* guards the rest: the server's threads write it */
+        char request[512];    /* "METHOD path?query" */
+        char auth[128];
+        char body[4096];
+        size_t body_len;
+        unsigned status; /* the next answer */
+        char answer[2048];
+        bool ndjson;
+} fake;
+
+static void handle(HttpRequest *req, void *userdata)
+{
+        (void) userdata;
+        size_t len = 0;
+        const char *body = http_request_body(req, &len);
+        char **args = NULL, **headers = NULL;
+        assert_int_equal(http_request_args(req, &args), 0);
+        assert_int_equal(http_request_headers(req, &headers), 0);
+        pthread_mutex_lock(&fake.lock);
+        int n = snprintf(fake.request, sizeof(fake.request), "%s %s", http_request_method(req),
+                         http_request_path(req));
+        for (size_t i = 0; args && args[i] && args[i + 1]; i += 2)
+                n += snprintf(fake.request + n, sizeof(fake.request) - (size_t) n, "%c%s=%s",
+                              i == 0 ? '?' : '&', args[i], args[i + 1]);
+        fake.auth[0] = 0;
+        for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+                if (strcasecmp(headers[i], "Authorization") == 0)
+                        snprintf(fake.auth, sizeof(fake.auth), "%s", headers[i + 1]);
+        fake.body_len = len < sizeof(fake.body) ? len : sizeof(fake.body) - 1;
+        if (body)
+                memcpy(fake.body, body, fake.body_len);
+        fake.body[fake.body_len] = 0;
+        unsigned status = fake.status;
+        char *answer = fake.answer[0] ? strdup(fake.answer) : NULL;
+        bool ndjson = fake.ndjson;
+        pthread_mutex_unlock(&fake.lock);
+        strv_free(args);
+        strv_free(headers);
+        if (ndjson) {
+                static const char *const hs[] = {"Content-Type", "application/x-ndjson", NULL};
+                http_respond_raw(req, status, (char *const *) hs, answer,
+                                 answer ? strlen(answer) : 0);
+        } else if (answer) {
+                http_respond_json(req, status, json_tokener_parse(answer));
+                free(answer);
+        } else {
+                http_respond_empty(req, status);
+        }
+}
+
+static void answer(unsigned status, const char *json)
+{
+        pthread_mutex_lock(&fake.lock);
+        fake.status = status;
+        fake.ndjson = false;
+        snprintf(fake.answer, sizeof(fake.answer), "%s", json ? json : "");
+        fake.request[0] = fake.body[0] = 0;
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static void answer_ndjson(const char *lines)
+{
+        answer(200, lines);
+        pthread_mutex_lock(&fake.lock);
+        fake.ndjson = true;
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static const char *request(void)
+{
+        static char buf[512];
+        pthread_mutex_lock(&fake.lock);
+        snprintf(buf, sizeof(buf), "%s", fake.request);
+        pthread_mutex_unlock(&fake.lock);
+        return buf;
+}
+
+static const char *body(void)
+{
+        static char buf[4096];
+        pthread_mutex_lock(&fake.lock);
+        memcpy(buf, fake.body, fake.body_len + 1);
+        pthread_mutex_unlock(&fake.lock);
+        return buf;
+}
+
+static const char *plain(json_object *o)
+{
+        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+static int setup(void **state)
+{
+        pthread_mutex_init(&fake.lock, NULL);
+        HttpServerConfig cfg = {.tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 65536};
+        if (http_server_start(&cfg, handle, NULL, &fake.server) < 0)
+                return -1;
+        snprintf(fake.url, sizeof(fake.url), "http://127.0.0.1:%u",
+                 http_server_tcp_port(fake.server));
+        AgentClient *c = NULL;
+        if (agent_client_new(fake.url, TOKEN, &c) < 0)
+                return -1;
+        agent_client_set_timeout(c, 10000);
+        *state = c;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        agent_client_free(*state);
+        http_server_free(fake.server);
+        pthread_mutex_destroy(&fake.lock);
+        return 0;
+}
+
+static void test_sandboxes(void **state)
+{
+        AgentClient *c = *state;
+        json_object *ret = NULL;
+        json_object *req = json_tokener_parse("{\"template\":\"default\",\"timeout\":60}");
+        answer(201, "{\"id\":\"" ID "\",\"state\":\"running\"}");
+        assert_int_equal(agent_client_create(c, req, &ret), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes");
+        assert_string_equal(body(), plain(req));
+        assert_string_equal(fake.auth, "Bearer " TOKEN);
+        assert_string_equal(json_object_get_string(json_object_object_get(ret, "id")), ID);
+        json_object_put(ret);
+        ret = NULL;
+        answer(409, "{\"code\":409,\"message\":\"id in use\"}");
+        assert_int_equal(agent_client_create(c, req, &ret), -EEXIST);
+        assert_null(ret);
+        assert_int_equal(agent_client_error(c)->status, 409);
+        assert_string_equal(agent_client_error(c)->message, "id in use");
+        json_object_put(req);
+
+        answer(404, "{\"code\":404,\"message\":\"sandbox x not found\"}");
+        int r = agent_client_get(c, ID, &ret);
+        assert_int_equal(r, -ENOENT);
+        assert_true(agent_client_not_found(c, r));
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID);
+        assert_string_equal(agent_client_error(c)->message, "sandbox x not found");
+
+        answer(200, "{\"sandboxes\":[{\"id\":\"a\"},{\"id\":\"b\"}]}");
+        const char *labels[] = {"team=ml", "a b=c&d", NULL};
+        assert_int_equal(agent_client_list(c, labels, &ret), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes?label=team=ml&label=a b=c&d");
+        assert_int_equal(json_object_array_length(ret), 2);
+        json_object_put(ret);
+        ret = NULL;
+        answer(200, "{\"nothing\":1}");
+        assert_int_equal(agent_client_list(c, NULL, &ret), -EBADMSG);
+        assert_null(ret);
+
+        answer(204, NULL);
+        assert_int_equal(agent_client_delete(c, ID), 0);
+        assert_string_equal(request(), "DELETE /v1/sandboxes/" ID);
+        assert_string_equal(agent_client_error(c)->message, "");
+
+        answer(200, "{\"id\":\"" ID "\"}");
+        assert_int_equal(agent_client_set_deadline(c, ID, 600, NULL), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/timeout");
+        assert_string_equal(body(), "{\"timeout\":600}");
+        answer(200, "{\"state\":\"paused\"}");
+        assert_int_equal(agent_client_pause(c, ID, false, NULL), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/pause");
+        assert_string_equal(body(), "{\"stop_deadline\":false}");
+        answer(409, "{\"code\":409,\"message\":\"already paused\"}");
+        assert_int_equal(agent_client_pause(c, ID, true, NULL), -EBUSY);
+        answer(200, "{\"state\":\"running\"}");
+        assert_int_equal(agent_client_resume(c, ID, 0, NULL), 0);
+        assert_string_equal(body(), "{}");
+        assert_int_equal(agent_client_resume(c, ID, 30, &ret), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/resume");
+        assert_string_equal(body(), "{\"timeout\":30}");
+        json_object_put(ret);
+        ret = NULL;
+
+        answer(200, "{\"metrics\":[]}");
+        assert_int_equal(agent_client_metrics(c, ID, 10, 20, &ret), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/metrics?start=10&end=20");
+        json_object_put(ret);
+        ret = NULL;
+        assert_int_equal(agent_client_metrics(c, ID, -1, -1, &ret), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/metrics");
+        json_object_put(ret);
+        /* A 2xx other than the call's own is not success. */
+        answer(200, "{}");
+        assert_int_equal(agent_client_delete(c, ID), -EIO);
+}
+
+typedef struct {
+        char types[256];
+        int n;
+        int stop_after;
+} Events;
+
+static int on_event(json_object *ev, void *userdata)
+{
+        Events *e = userdata;
+        json_object *t = json_object_object_get(ev, "type");
+        size_t l = strlen(e->types);
+        snprintf(e->types + l, sizeof(e->types) - l, "%s%s", l ? "," : "",
+                 t ? json_object_get_string(t) : "?");
+        e->n++;
+        return e->stop_after && e->n >= e->stop_after ? -ECANCELED : 0;
+}
+
+static void test_exec_and_processes(void **state)
+{
+        AgentClient *c = *state;
+        json_object *req = json_tokener_parse("{\"cmd\":[\"echo\",\"hi\"]}");
+        answer_ndjson("{\"type\":\"start\",\"pid\":7}\n{\"type\":\"stdout\",\"data\":\"hi\\n\"}\n"
+                      "{\"type\":\"exit\",\"pid\":7,\"exit_code\":0}\n");
+        Events ev = {0};
+        assert_int_equal(agent_client_exec(c, ID, req, on_event, &ev), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/exec");
+        assert_string_equal(body(), plain(req));
+        assert_string_equal(ev.types, "start,stdout,exit");
+        /* The callback stops the stream: its result is the call's. */
+        Events stop = {.stop_after = 1};
+        assert_int_equal(agent_client_exec(c, ID, req, on_event, &stop), -ECANCELED);
+        assert_int_equal(stop.n, 1);
+        /* A line that is not JSON. */
+        answer_ndjson("{\"type\":\"start\"}\nnot json\n");
+        Events bad = {0};
+        assert_int_equal(agent_client_exec(c, ID, req, on_event, &bad), -EBADMSG);
+        /* Refused before the stream. */
+        answer(400, "{\"code\":400,\"message\":\"no such binary\"}");
+        Events none = {0};
+        assert_int_equal(agent_client_exec(c, ID, req, on_event, &none), -EINVAL);
+        assert_int_equal(none.n, 0);
+        assert_string_equal(agent_client_error(c)->message, "no such binary");
+
+        answer(201, "{\"pid\":42}");
+        int pid = 0;
+        assert_int_equal(agent_client_exec_background(c, ID, req, &pid), 0);
+        assert_int_equal(pid, 42);
+        assert_string_equal(body(), "{\"cmd\":[\"echo\",\"hi\"],\"background\":true}");
+        json_object_put(req);
+
+        answer(200, "{\"processes\":[{\"pid\":42}]}");
+        json_object *procs = NULL;
+        assert_int_equal(agent_client_processes(c, ID, &procs), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/processes");
+        assert_int_equal(json_object_array_length(procs), 1);
+        json_object_put(procs);
+
+        answer_ndjson("{\"type\":\"stdout\",\"data\":\"x\"}\n{\"type\":\"exit\"}");
+        Events st = {0};
+        assert_int_equal(agent_client_process_stream(c, ID, 42, on_event, &st), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/processes/42/stream");
+        assert_string_equal(st.types, "stdout,exit"); /* a last line without "\n" too */
+
+        answer(204, NULL);
+        assert_int_equal(agent_client_process_stdin(c, ID, 42, "abc", 3, true), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/processes/42/stdin");
+        assert_string_equal(body(), "{\"data_b64\":\"YWJj\",\"eof\":true}");
+        assert_int_equal(agent_client_process_signal(c, ID, 42, "SIGKILL"), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/processes/42/signal");
+        assert_string_equal(body(), "{\"signal\":\"SIGKILL\"}");
+        answer(404, "{\"code\":404,\"message\":\"no process 43\"}");
+        assert_int_equal(agent_client_process_signal(c, ID, 43, "SIGKILL"), -ENOENT);
+}
+
+typedef struct {
+        char data[64];
+        size_t len;
+} Bytes;
+
+static int on_data(const char *data, size_t len, void *userdata)
+{
+        Bytes *b = userdata;
+        assert_true(b->len + len < sizeof(b->data));
+        memcpy(b->data + b->len, data, len);
+        b->len += len;
+        return 0;
+}
+
+static void test_files(void **state)
+{
+        AgentClient *c = *state;
+        /* The file's bytes as they are (the fake sends them as one body). */
+        answer_ndjson("raw\x01\x02 bytes");
+        Bytes b = {0};
+        assert_int_equal(agent_client_file_read(c, ID, "/home/user/a b&c.txt", "root", on_data, &b),
+                         0);
+        assert_string_equal(request(),
+                            "GET /v1/sandboxes/" ID "/files?path=/home/user/a b&c.txt&user=root");
+        assert_int_equal(b.len, 11);
+        assert_memory_equal(b.data, "raw\x01\x02 bytes", 11);
+        answer(404, "{\"code\":404,\"message\":\"no such file\"}");
+        Bytes none = {0};
+        int r = agent_client_file_read(c, ID, "/nope", NULL, on_data, &none);
+        assert_int_equal(r, -ENOENT);
+        assert_true(agent_client_not_found(c, r));
+        assert_int_equal(none.len, 0);
+
+        answer(200, "{\"entry\":{\"name\":\"a.txt\",\"size\":5}}");
+        json_object *entry = NULL;
+        assert_int_equal(agent_client_file_write(c, ID, "a.txt", NULL, "he\0lo", 5, &entry), 0);
+        assert_string_equal(request(), "PUT /v1/sandboxes/" ID "/files?path=a.txt");
+        assert_int_equal(fake.body_len, 5);
+        assert_memory_equal(fake.body, "he\0lo", 5);
+        assert_string_equal(json_object_get_string(json_object_object_get(entry, "name")), "a.txt");
+        json_object_put(entry);
+        entry = NULL;
+
+        answer(200, "{\"entries\":[{\"name\":\"a\"}]}");
+        json_object *list = NULL;
+        assert_int_equal(agent_client_ls(c, ID, "/home/user", NULL, 2, &list), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/fs/ls?path=/home/user&depth=2");
+        assert_int_equal(json_object_array_length(list), 1);
+        json_object_put(list);
+        answer(200, "{\"entry\":{\"name\":\"a\"}}");
+        assert_int_equal(agent_client_stat(c, ID, "/a", NULL, &entry), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/fs/stat?path=/a");
+        json_object_put(entry);
+        entry = NULL;
+        answer(200, "{\"exists\":false}");
+        bool exists = true;
+        assert_int_equal(agent_client_exists(c, ID, "/a", NULL, &exists), 0);
+        assert_false(exists);
+        answer(201, "{\"entry\":{\"name\":\"d\"}}");
+        assert_int_equal(agent_client_mkdir(c, ID, "/d", "user", true, NULL), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/fs/mkdir?user=user");
+        assert_string_equal(body(), "{\"path\":\"/d\",\"parents\":true}");
+        answer(409, "{\"code\":409,\"message\":\"exists\"}");
+        assert_int_equal(agent_client_mkdir(c, ID, "/d", NULL, false, NULL), -EEXIST);
+        answer(204, NULL);
+        assert_int_equal(agent_client_rm(c, ID, "/d", NULL, true), 0);
+        assert_string_equal(body(), "{\"path\":\"/d\",\"recursive\":true}");
+        answer(409, "{\"code\":409,\"message\":\"not empty\"}");
+        assert_int_equal(agent_client_rm(c, ID, "/d", NULL, false), -ENOTEMPTY);
+        answer_ndjson("{\"type\":\"start\"}\n{\"type\":\"create\",\"path\":\"/d/x\"}\n");
+        Events w = {0};
+        assert_int_equal(agent_client_watch(c, ID, "/d", NULL, true, on_event, &w), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/watch?path=/d&recursive=true");
+        assert_string_equal(w.types, "start,create");
+        answer(200, "{\"entry\":{\"name\":\"b\"}}");
+        assert_int_equal(agent_client_mv(c, ID, "/a", "/b", NULL, true, &entry), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/fs/mv");
+        assert_string_equal(body(),
+                            "{\"source\":\"/a\",\"destination\":\"/b\",\"overwrite\":true}");
+        json_object_put(entry);
+}
+
+static void test_code_and_contexts(void **state)
+{
+        AgentClient *c = *state;
+        json_object *req = json_tokener_parse("{\"code\":\"1+1\"}");
+        answer_ndjson("{\"type\":\"result\",\"text\":\"2\"}\n\n{\"type\":\"end_of_execution\"}\n");
+        Events ev = {0};
+        assert_int_equal(agent_client_code(c, ID, req, on_event, &ev), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/code");
+        assert_string_equal(ev.types, "result,end_of_execution"); /* empty lines skipped */
+        json_object_put(req);
+        answer(409, "{\"code\":409,\"message\":\"sandbox is paused\"}");
+        Events none = {0};
+        assert_int_equal(agent_client_code(c, ID, NULL, on_event, &none), -EBUSY);
+
+        json_object *ctx = NULL;
+        answer(201, "{\"id\":\"k1\",\"language\":\"python\",\"cwd\":\"/tmp\"}");
+        assert_int_equal(agent_client_context_create(c, ID, "python", "/tmp", &ctx), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/contexts");
+        assert_string_equal(body(), "{\"language\":\"python\",\"cwd\":\"/tmp\"}");
+        json_object_put(ctx);
+        ctx = NULL;
+        answer(200, "{\"contexts\":[{\"id\":\"k1\"}]}");
+        assert_int_equal(agent_client_context_list(c, ID, &ctx), 0);
+        assert_int_equal(json_object_array_length(ctx), 1);
+        json_object_put(ctx);
+        ctx = NULL;
+        answer(204, NULL);
+        assert_int_equal(agent_client_context_delete(c, ID, "k1"), 0);
+        assert_string_equal(request(), "DELETE /v1/sandboxes/" ID "/contexts/k1");
+        answer(200, "{\"id\":\"k1\"}");
+        assert_int_equal(agent_client_context_restart(c, ID, "k1", NULL), 0);
+        assert_string_equal(request(), "POST /v1/sandboxes/" ID "/contexts/k1/restart");
+}
+
+static void test_transport_failure(void **state)
+{
+        (void) state;
+        /* A port nothing listens on: bound, then closed. */
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof(sa);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+        char url[64];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sa.sin_port));
+        close(fd);
+        cleanup_agent_client AgentClient *c = NULL;
+        assert_int_equal(agent_client_new(url, NULL, &c), 0);
+        json_object *ret = NULL;
+        int r = agent_client_get(c, ID, &ret);
+        assert_int_equal(r, -ECONNREFUSED);
+        assert_false(agent_client_not_found(c, r));
+        assert_int_equal(agent_client_error(c)->status, 0);
+        assert_true(agent_client_error(c)->message[0] != 0);
+        assert_null(ret);
+        /* A wrong token: the agent's 401. */
+        cleanup_agent_client AgentClient *w = NULL;
+        char good[64];
+        snprintf(good, sizeof(good), "%s", fake.url);
+        assert_int_equal(agent_client_new(good, "wrong-token-0123456789", &w), 0);
+        assert_int_equal(agent_client_get(w, ID, &ret), -EACCES);
+        assert_int_equal(agent_client_error(w)->status, 401);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_sandboxes),
+                cmocka_unit_test(test_exec_and_processes),
+                cmocka_unit_test(test_files),
+                cmocka_unit_test(test_code_and_contexts),
+                cmocka_unit_test(test_transport_failure),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}

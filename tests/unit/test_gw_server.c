@@ -1,0 +1,334 @@
+/* Unit tests of the gateway's server (gateway/src/server.c, control.c,
+ * envd.c, code.c, pump.c, tokens.c) in local mode, under ASan: the real
+ * server and local backend in front of lib's http-server on 127.0.0.1 port 0
+ * standing in for the agent, driven with libcurl as the SDK would. What is
+ * checked: the agent calls each E2B request becomes, the E2B and Connect
+ * shapes of the answers (streams frame by frame), the access token. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "../../gateway/src/gateway.h"
+#include "sandpit/http-server.h"
+#include "sandpit/macro.h"
+
+#define TOKEN "agent-token-0123456789"
+#define ID    "sbxgw1"
+#define SANDBOX                                                                                 \
+        "{\"id\":\"" ID "\",\"template\":\"default\",\"state\":\"running\",\"cpu\":1,"          \
+        "\"memory\":536870912,\"disk\":536870912,\"labels\":{\"sandpit.dev/e2b-template\":"     \
+        "\"base\",\"sandpit.dev/e2b-secure\":\"true\",\"u\":\"1\"},\"started_at\":"             \
+        "\"2026-01-01T00:00:00.000Z\",\"expires_at\":\"2026-01-01T00:05:00.000Z\",\"network\":" \
+        "{\"egress\":\"deny\"}}"
+
+static struct {
+        HttpServer *agent;
+        GwServer *gw;
+        char gw_url[64];
+        char token[64]; /* the sandbox's access token, from create */
+        pthread_mutex_t lock;
+        char calls[4096]; /* "METHOD path;" of every agent call */
+        char last_body[4096];
+        size_t last_len;
+        bool gone; /* the sandbox was deleted */
+} t;
+
+static void respond(HttpRequest *req, unsigned status, const char *ct, const char *body)
+{
+        const char *hs[] = {"Content-Type", ct, NULL};
+        char *b = body ? strdup(body) : NULL;
+        http_respond_raw(req, status, (char *const *) hs, b, b ? strlen(b) : 0);
+}
+
+static void agent_handle(HttpRequest *req, void *userdata)
+{
+        (void) userdata;
+        const char *m = http_request_method(req), *p = http_request_path(req);
+        size_t len = 0;
+        const char *body = http_request_body(req, &len);
+        pthread_mutex_lock(&t.lock);
+        size_t l = strlen(t.calls);
+        snprintf(t.calls + l, sizeof(t.calls) - l, "%s %s;", m, p);
+        t.last_len = len < sizeof(t.last_body) ? len : sizeof(t.last_body) - 1;
+        if (body)
+                memcpy(t.last_body, body, t.last_len);
+        t.last_body[t.last_len] = 0;
+        bool gone = t.gone;
+        pthread_mutex_unlock(&t.lock);
+        if (gone || strstr(p, "/nosuch")) {
+                respond(req, 404, "application/json",
+                        "{\"code\":404,\"message\":\"no such sandbox\"}");
+        } else if (streq(p, "/v1/sandboxes") && streq(m, "POST")) {
+                respond(req, 201, "application/json", SANDBOX);
+        } else if (streq(p, "/v1/sandboxes/" ID) && streq(m, "GET")) {
+                respond(req, 200, "application/json", SANDBOX);
+        } else if (streq(p, "/v1/sandboxes/" ID) && streq(m, "DELETE")) {
+                pthread_mutex_lock(&t.lock);
+                t.gone = true;
+                pthread_mutex_unlock(&t.lock);
+                http_respond_empty(req, 204);
+        } else if (streq(p, "/v1/sandboxes/" ID "/exec")) {
+                respond(req, 201, "application/json", "{\"pid\":7}");
+        } else if (streq(p, "/v1/sandboxes/" ID "/processes/7/stream")) {
+                respond(req, 200, "application/x-ndjson",
+                        "{\"type\":\"stdout\",\"data\":\"hi\\n\"}\n"
+                        "{\"type\":\"exit\",\"pid\":7,\"exit_code\":3,\"signal\":0}\n");
+        } else if (streq(p, "/v1/sandboxes/" ID "/code")) {
+                respond(req, 200, "application/x-ndjson",
+                        "{\"type\":\"result\",\"text\":\"2\",\"is_main_result\":true}\n"
+                        "{\"type\":\"end_of_execution\"}\n");
+        } else if (streq(p, "/v1/sandboxes/" ID "/files") && streq(m, "GET")) {
+                const char *path = http_request_query(req, "path");
+                if (path && streq(path, "/missing"))
+                        respond(req, 404, "application/json",
+                                "{\"code\":404,\"message\":\"no file\"}");
+                else
+                        respond(req, 200, "application/octet-stream", "file bytes");
+        } else if (streq(p, "/v1/sandboxes/" ID "/files")) {
+                respond(req, 200, "application/json",
+                        "{\"entry\":{\"name\":\"a.txt\",\"type\":\"file\",\"path\":\"/home/user/"
+                        "a.txt\"}}");
+        } else {
+                respond(req, 404, "application/json", "{\"code\":404,\"message\":\"no route\"}");
+        }
+}
+
+typedef struct {
+        long status;
+        char body[8192];
+        size_t len;
+} Reply;
+
+static size_t on_body(char *data, size_t size, size_t n, void *userdata)
+{
+        Reply *r = userdata;
+        size_t len = size * n;
+        if (r->len + len < sizeof(r->body)) {
+                memcpy(r->body + r->len, data, len);
+                r->len += len;
+                r->body[r->len] = 0;
+        }
+        return len;
+}
+
+/* One request to the gateway; headers: NULL-terminated "Name: value". */
+static Reply call(const char *method, const char *path, const char *const *headers,
+                  const char *body, size_t len)
+{
+        Reply r = {0};
+        CURL *c = curl_easy_init();
+        assert_non_null(c);
+        char url[256];
+        snprintf(url, sizeof(url), "%s%s", t.gw_url, path);
+        struct curl_slist *hs = NULL;
+        for (size_t i = 0; headers && headers[i]; i++)
+                hs = curl_slist_append(hs, headers[i]);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+        if (body) {
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long) len);
+        }
+        assert_int_equal(curl_easy_perform(c), CURLE_OK);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_slist_free_all(hs);
+        curl_easy_cleanup(c);
+        return r;
+}
+
+static const char *calls(void)
+{
+        static char buf[4096];
+        pthread_mutex_lock(&t.lock);
+        snprintf(buf, sizeof(buf), "%s", t.calls);
+        t.calls[0] = 0;
+        pthread_mutex_unlock(&t.lock);
+        return buf;
+}
+
+static int setup(void **state)
+{
+        (void) state;
+        pthread_mutex_init(&t.lock, NULL);
+        HttpServerConfig cfg = {.tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 1 << 20};
+        if (http_server_start(&cfg, agent_handle, NULL, &t.agent) < 0)
+                return -1;
+        char url[64];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_tcp_port(t.agent));
+        GwConfig gc = {.listen = "127.0.0.1:0"};
+        if (gw_backend_local_new(url, TOKEN, &gc.backend) < 0 || gw_server_start(&gc, &t.gw) < 0)
+                return -1;
+        snprintf(t.gw_url, sizeof(t.gw_url), "http://127.0.0.1:%u", gw_server_port(t.gw));
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        (void) state;
+        gw_server_free(t.gw);
+        http_server_free(t.agent);
+        pthread_mutex_destroy(&t.lock);
+        return 0;
+}
+
+static const char *const KEY[] = {"X-API-KEY: k", "Content-Type: application/json", NULL};
+
+static void test_create_and_token(void **state)
+{
+        (void) state;
+        Reply r = call("POST", "/v2/sandboxes", NULL, "{\"templateID\":\"base\"}", 21);
+        assert_int_equal(r.status, 401); /* no API key */
+        assert_string_equal(calls(), "");
+        const char *body = "{\"templateID\":\"base\",\"metadata\":{\"u\":\"1\"}}";
+        r = call("POST", "/v2/sandboxes", KEY, body, strlen(body));
+        assert_int_equal(r.status, 201);
+        assert_string_equal(calls(), "POST /v1/sandboxes;");
+        assert_non_null(strstr(t.last_body, "\"sandpit.dev/e2b-secure\":\"true\""));
+        json_object *o = json_tokener_parse(r.body);
+        assert_non_null(o);
+        const char *tok = json_object_get_string(json_object_object_get(o, "envdAccessToken"));
+        assert_non_null(tok);
+        assert_int_equal(strlen(tok), 48);
+        assert_null(strstr(t.last_body, tok)); /* never sent to the agent */
+        snprintf(t.token, sizeof(t.token), "%s", tok);
+        assert_string_equal(json_object_get_string(json_object_object_get(o, "sandboxID")), ID);
+        json_object_put(o);
+        /* A bad body never reaches the agent. */
+        r = call("POST", "/v2/sandboxes", KEY, "{\"timeout\":5}", 13);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "\"code\":400"));
+        assert_string_equal(calls(), "");
+}
+
+static void test_process_start_stream(void **state)
+{
+        (void) state;
+        char tokh[128];
+        snprintf(tokh, sizeof(tokh), "X-Access-Token: %s", t.token);
+        const char *hs[] = {"E2b-Sandbox-Id: " ID, "E2b-Sandbox-Port: 49983", tokh,
+                            "Content-Type: application/connect+json", NULL};
+        const char msg[] = "{\"process\":{\"cmd\":\"/bin/bash\",\"args\":[\"-c\",\"x\"]}}";
+        char env[128];
+        size_t n = sizeof(msg) - 1;
+        env[0] = 0;
+        env[1] = (char) (n >> 24);
+        env[2] = (char) (n >> 16);
+        env[3] = (char) (n >> 8);
+        env[4] = (char) n;
+        memcpy(env + 5, msg, n);
+        Reply r = call("POST", "/process.Process/Start", hs, env, n + 5);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(calls(), "POST /v1/sandboxes/" ID "/exec;GET /v1/sandboxes/" ID
+                                     "/processes/7/stream;");
+        /* Frames: start, data, end, end-stream. */
+        const char *want[] = {"{\"event\":{\"start\":{\"pid\":7}}}",
+                              "{\"event\":{\"data\":{\"stdout\":\"aGkK\"}}}",
+                              "{\"event\":{\"end\":{\"exitCode\":3,\"exited\":true,\"status\":"
+                              "\"exit status 3\"}}}",
+                              "{}"};
+        size_t off = 0;
+        for (size_t i = 0; i < 4; i++) {
+                assert_true(off + 5 <= r.len);
+                uint8_t flags = (uint8_t) r.body[off];
+                size_t len = ((size_t) (uint8_t) r.body[off + 1] << 24) |
+                             ((size_t) (uint8_t) r.body[off + 2] << 16) |
+                             ((size_t) (uint8_t) r.body[off + 3] << 8) | (uint8_t) r.body[off + 4];
+                assert_int_equal(flags, i == 3 ? 2 : 0);
+                assert_int_equal(len, strlen(want[i]));
+                assert_memory_equal(r.body + off + 5, want[i], len);
+                off += 5 + len;
+        }
+        assert_int_equal(off, r.len);
+        /* A wrong token: nothing reaches the agent's process routes. */
+        const char *bad[] = {"E2b-Sandbox-Id: " ID, "E2b-Sandbox-Port: 49983",
+                             "X-Access-Token: nope", "Content-Type: application/connect+json",
+                             NULL};
+        r = call("POST", "/process.Process/Start", bad, env, n + 5);
+        assert_int_equal(r.status, 401);
+        assert_non_null(strstr(r.body, "\"code\":\"unauthenticated\""));
+        assert_string_equal(calls(), "");
+}
+
+static void test_execute_and_files(void **state)
+{
+        (void) state;
+        char tokh[128];
+        snprintf(tokh, sizeof(tokh), "X-Access-Token: %s", t.token);
+        const char *code[] = {"E2b-Sandbox-Id: " ID, "E2b-Sandbox-Port: 49999", tokh,
+                              "Content-Type: application/json", NULL};
+        Reply r = call("POST", "/execute", code, "{\"code\":\"1+1\"}", 14);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "{\"type\":\"result\",\"text\":\"2\",\"is_main_result\":true}\n"
+                                    "{\"type\":\"end_of_execution\"}\n");
+        assert_string_equal(calls(), "POST /v1/sandboxes/" ID "/code;");
+        assert_string_equal(t.last_body, "{\"code\":\"1+1\"}");
+
+        const char *envd[] = {"E2b-Sandbox-Id: " ID, "E2b-Sandbox-Port: 49983", tokh, NULL};
+        r = call("GET", "/files?path=%2Fhome%2Fuser%2Fa.txt", envd, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "file bytes");
+        r = call("GET", "/files?path=%2Fmissing", envd, NULL, 0);
+        assert_int_equal(r.status, 404);
+        assert_non_null(strstr(r.body, "\"code\":404"));
+        calls();
+
+        const char *up[] = {"E2b-Sandbox-Id: " ID, "E2b-Sandbox-Port: 49983", tokh,
+                            "Content-Type: multipart/form-data; boundary=XyZ", NULL};
+        const char mp[] = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
+                          "filename=\"/home/user/a.txt\"\r\nContent-Type: "
+                          "application/octet-stream\r\n\r\nhi\r\nthere\r\n--XyZ--\r\n";
+        r = call("POST", "/files", up, mp, sizeof(mp) - 1);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(calls(), "PUT /v1/sandboxes/" ID "/files;");
+        assert_int_equal(t.last_len, 9);
+        assert_string_equal(t.last_body, "hi\r\nthere");
+        assert_string_equal(
+                r.body, "[{\"name\":\"a.txt\",\"type\":\"file\",\"path\":\"/home/user/a.txt\"}]");
+        const char broken[] = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nhi";
+        r = call("POST", "/files?path=x", up, broken, sizeof(broken) - 1);
+        assert_int_equal(r.status, 400);
+        assert_string_equal(calls(), "");
+}
+
+static void test_kill(void **state)
+{
+        (void) state;
+        Reply r = call("DELETE", "/sandboxes/" ID, KEY, NULL, 0);
+        assert_int_equal(r.status, 204);
+        assert_string_equal(calls(), "DELETE /v1/sandboxes/" ID ";");
+        r = call("DELETE", "/sandboxes/" ID, KEY, NULL, 0);
+        assert_int_equal(r.status, 404);
+        assert_non_null(strstr(r.body, "\"code\":404"));
+        /* The token went with the sandbox: envd asks the agent, which has no such sandbox. */
+        char tokh[128];
+        snprintf(tokh, sizeof(tokh), "X-Access-Token: %s", t.token);
+        const char *envd[] = {"E2b-Sandbox-Id: " ID, "E2b-Sandbox-Port: 49983", tokh, NULL};
+        calls();
+        r = call("GET", "/files?path=a", envd, NULL, 0);
+        assert_int_equal(r.status, 404);
+        assert_string_equal(calls(), "GET /v1/sandboxes/" ID ";");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_create_and_token),
+                cmocka_unit_test(test_process_start_stream),
+                cmocka_unit_test(test_execute_and_files),
+                cmocka_unit_test(test_kill),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
