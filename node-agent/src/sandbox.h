@@ -1,5 +1,7 @@
-/* Sandbox lifecycle: create (rootfs, cgroup, bundle, runc), delete, re-adopt
- * after an agent restart, deadlines. */
+/* Sandboxes: create (rootfs, cgroup, bundle, runc), delete, pause and resume,
+ * re-adopt after an agent restart, deadlines; the table's views. Implemented
+ * by sandbox.c (lifecycle), sandbox-spec.c, sandbox-table.c, sandbox-pause.c,
+ * sandbox-monitor.c and sandbox-recover.c. */
 #pragma once
 
 #include "agent.h"
@@ -8,6 +10,12 @@ int agent_init(Agent *a);
 void agent_done(Agent *a);
 /* Starts the monitor thread (deadlines, dead inits). */
 int agent_start_monitor(Agent *a);
+
+/* Calls fn for each sandbox in the table (whatever its state), under the
+ * table's lock: fn must not block, nor call back into sandbox_*(). A non-zero
+ * return from fn stops the walk and is returned; 0 after the whole table. */
+typedef int (*SandboxForeachFn)(const Sandbox *sb, void *userdata);
+int sandbox_foreach(Agent *a, SandboxForeachFn fn, void *userdata);
 
 /* Parses a create request. On error returns -EINVAL with a message in err. */
 int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t errlen);
