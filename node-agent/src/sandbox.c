@@ -571,6 +571,18 @@ int agent_init(Agent *a)
         a->started_us = now_realtime_us();
         if (metrics_new(&a->metrics) < 0)
                 return -ENOMEM;
+        a->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (a->epoll_fd < 0 || a->wake_fd < 0)
+                return -errno;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_SERIAL};
+        if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+int agent_setup_state_dir(Agent *a)
+{
         if (asprintf(&a->runc_root, "%s/runc", a->cfg.state_dir) < 0 ||
             asprintf(&a->sandboxes_dir, "%s/sandboxes", a->cfg.state_dir) < 0)
                 return -ENOMEM;
@@ -579,21 +591,28 @@ int agent_init(Agent *a)
                 return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
         if ((r = mkdir_p(a->runc_root, 0700)) < 0)
                 return log_error_errno(r, "cannot create %s", a->runc_root);
+        return 0;
+}
+
+int agent_check_init(Agent *a)
+{
         if (access(a->cfg.init_path, X_OK) < 0)
                 return log_error_errno(-errno, "sandpit-init not executable at %s",
                                        a->cfg.init_path);
-        if ((r = net_manager_new(&a->cfg.net, a->cfg.state_dir, &a->net)) < 0)
-                return log_error_errno(r, "cannot set up sandbox networking");
-        r = cg_manager_new(a->cfg.cgroup_version, a->cfg.cgroup_parent, &a->cg);
+        return 0;
+}
+
+int agent_setup_network(Agent *a)
+{
+        int r = net_manager_new(&a->cfg.net, a->cfg.state_dir, &a->net);
+        return r < 0 ? log_error_errno(r, "cannot set up sandbox networking") : 0;
+}
+
+int agent_setup_cgroups(Agent *a)
+{
+        int r = cg_manager_new(a->cfg.cgroup_version, a->cfg.cgroup_parent, &a->cg);
         if (r < 0)
                 return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
-        a->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-        a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (a->epoll_fd < 0 || a->wake_fd < 0)
-                return -errno;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_SERIAL};
-        if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0)
-                return -errno;
         return 0;
 }
 
