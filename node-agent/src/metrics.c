@@ -84,7 +84,6 @@ static bool sampled_state(SandboxState s)
         return s == SANDBOX_RUNNING || s == SANDBOX_PAUSED;
 }
 
-/* Every running or paused sandbox (id == NULL), or just that one. */
 static bool target_wanted(const Sandbox *sb, const char *id)
 {
         return id ? streq(sb->spec.id, id) && sb->state != SANDBOX_CREATING
@@ -115,12 +114,12 @@ static int collect_one(const Sandbox *sb, void *userdata)
         return target_fill(sb, &c->t[c->n++]);
 }
 
+/* Every running or paused sandbox (id == NULL), or just that one; *ret is
+ * NULL when there are none. */
 static int collect_targets(Agent *a, const char *id, Target **ret, size_t *ret_n)
 {
         Collect c = {.id = id};
         int r = sandbox_foreach(a, collect_one, &c);
-        if (r == 0 && !c.t && !(c.t = calloc(1, sizeof(*c.t))))
-                r = -ENOMEM;
         if (r < 0) {
                 targets_free(c.t, c.n);
                 return -ENOMEM;
