@@ -29,7 +29,6 @@
 #include "sandbox-internal.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
-#include "sandpit/quantity.h"
 #include "sandpit/util.h"
 #include "secrets.h"
 #include "state.h"
