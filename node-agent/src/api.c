@@ -323,6 +323,13 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 http_respond_empty(req, 204);
 }
 
+static int count_one(const Sandbox *sb, void *userdata)
+{
+        (void) sb;
+        (*(size_t *) userdata)++;
+        return 0;
+}
+
 static void handle_info(Agent *a, HttpRequest *req)
 {
         json_object *o = json_object_new_object(), *tpls = json_object_new_array();
@@ -331,10 +338,7 @@ static void handle_info(Agent *a, HttpRequest *req)
                 STRV_FOREACH(n, names)
                         (void) json_object_array_add(tpls, json_object_new_string(*n));
         size_t count = 0;
-        (void) pthread_mutex_lock(&a->lock);
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                count++;
-        (void) pthread_mutex_unlock(&a->lock);
+        (void) sandbox_foreach(a, count_one, &count);
         (void) json_object_object_add(o, "version", json_object_new_string(SANDPIT_VERSION));
         (void) json_object_object_add(o, "runtime", json_object_new_string(a->cfg.runtime));
         (void) json_object_object_add(

@@ -120,135 +120,118 @@ static char *default_init_path(void)
         return asprintf(&p, "%s/sandpit-init", self) < 0 ? NULL : p;
 }
 
-/* The gateway in local mode: E2B's API over this agent's own socket. */
-static int gateway_start(const char *listen, const char *socket_path, const char *state_dir,
-                         bool internet, GwServer **ret)
-{
-        cleanup_free char *url = NULL, *tokens = NULL;
-        if (asprintf(&url, "unix://%s", socket_path) < 0)
-                return -ENOMEM;
-        if (asprintf(&tokens, "%s/gateway-tokens", state_dir) < 0)
-                return -ENOMEM;
-        GwConfig gc = {.listen = listen, .e2b = {.internet = internet}, .token_file = tokens};
-        int r = gw_backend_local_new(url, NULL, &gc.backend);
-        if (r < 0)
-                return log_error_errno(r, "cannot make the gateway's backend");
-        r = gw_server_start(&gc, ret);
-        if (r < 0)
-                return log_error_errno(r, "cannot serve the gateway on %s", listen);
-        log_info("gateway (E2B API) on %s, tcp port %u", listen, gw_server_port(*ret));
-        return 0;
-}
+/* Everything the agent's setup steps make, undone in reverse by the steps' undo. */
+typedef struct {
+        Agent agent;
+        /* Options */
+        const char *socket_path, *listen_addr, *token_file, *gateway_listen;
+        bool standalone;
+        ClusterArgs ca;
+        HttpServerConfig hc;
+        LogFormat log_format;
+        LogLevel log_level;
+        char **blocked; /* --blocked-cidr values (borrows argv) */
+        /* Made by the steps */
+        char *init_default, *kernels_default, *kernels_real;
+        char *token;
+        sigset_t signals;
+        HttpServer *srv;
+        Cluster *cluster;
+        GwServer *gateway;
+} Daemon;
 
-int main(int argc, char **argv)
+enum {
+        OPT_STANDALONE = 256,
+        OPT_SOCKET,
+        OPT_LISTEN,
+        OPT_GATEWAY_LISTEN,
+        OPT_TOKEN_FILE,
+        OPT_STATE_DIR,
+        OPT_TEMPLATES_DIR,
+        OPT_INIT,
+        OPT_KERNELS_DIR,
+        OPT_RUNTIME,
+        OPT_CGROUP_PARENT,
+        OPT_CGROUP_VERSION,
+        OPT_LOG_FORMAT,
+        OPT_LOG_LEVEL,
+        OPT_SANDBOX_CIDR,
+        OPT_BLOCKED_CIDR,
+        OPT_DNS,
+        OPT_NET_TABLE,
+        OPT_KUBECONFIG,
+        OPT_CONTEXT,
+        OPT_IN_CLUSTER,
+        OPT_NODE_NAME,
+        OPT_NAMESPACE,
+        OPT_ADVERTISE,
+        OPT_CAPACITY_CPU,
+        OPT_CAPACITY_MEMORY,
+        OPT_LEASE_DURATION,
+        OPT_HTTP_HEADER_TIMEOUT,
+        OPT_HTTP_IDLE_TIMEOUT,
+        OPT_HTTP_MAX_UNAUTH,
+        OPT_HTTP_MAX_UNAUTH_PER_IP,
+        OPT_HELP,
+};
+static const struct option options[] = {
+        {"standalone", no_argument, NULL, OPT_STANDALONE},
+        {"socket", required_argument, NULL, OPT_SOCKET},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
+        {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
+        {"init", required_argument, NULL, OPT_INIT},
+        {"kernels-dir", required_argument, NULL, OPT_KERNELS_DIR},
+        {"runtime", required_argument, NULL, OPT_RUNTIME},
+        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
+        {"cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
+        {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
+        {"dns", required_argument, NULL, OPT_DNS},
+        {"net-table", required_argument, NULL, OPT_NET_TABLE},
+        {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+        {"context", required_argument, NULL, OPT_CONTEXT},
+        {"in-cluster", no_argument, NULL, OPT_IN_CLUSTER},
+        {"node-name", required_argument, NULL, OPT_NODE_NAME},
+        {"namespace", required_argument, NULL, OPT_NAMESPACE},
+        {"advertise", required_argument, NULL, OPT_ADVERTISE},
+        {"capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU},
+        {"capacity-memory", required_argument, NULL, OPT_CAPACITY_MEMORY},
+        {"lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
+        {"http-header-timeout", required_argument, NULL, OPT_HTTP_HEADER_TIMEOUT},
+        {"http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT},
+        {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
+        {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+};
+
+/* -1: run; else exit with that status (--help, bad usage). */
+static int parse_options(int argc, char **argv, Daemon *d)
 {
-        enum {
-                OPT_STANDALONE = 256,
-                OPT_SOCKET,
-                OPT_LISTEN,
-                OPT_GATEWAY_LISTEN,
-                OPT_TOKEN_FILE,
-                OPT_STATE_DIR,
-                OPT_TEMPLATES_DIR,
-                OPT_INIT,
-                OPT_KERNELS_DIR,
-                OPT_RUNTIME,
-                OPT_CGROUP_PARENT,
-                OPT_CGROUP_VERSION,
-                OPT_LOG_FORMAT,
-                OPT_LOG_LEVEL,
-                OPT_SANDBOX_CIDR,
-                OPT_BLOCKED_CIDR,
-                OPT_DNS,
-                OPT_NET_TABLE,
-                OPT_KUBECONFIG,
-                OPT_CONTEXT,
-                OPT_IN_CLUSTER,
-                OPT_NODE_NAME,
-                OPT_NAMESPACE,
-                OPT_ADVERTISE,
-                OPT_CAPACITY_CPU,
-                OPT_CAPACITY_MEMORY,
-                OPT_LEASE_DURATION,
-                OPT_HTTP_HEADER_TIMEOUT,
-                OPT_HTTP_IDLE_TIMEOUT,
-                OPT_HTTP_MAX_UNAUTH,
-                OPT_HTTP_MAX_UNAUTH_PER_IP,
-                OPT_HELP,
-        };
-        static const struct option opts[] = {
-                {"standalone", no_argument, NULL, OPT_STANDALONE},
-                {"socket", required_argument, NULL, OPT_SOCKET},
-                {"listen", required_argument, NULL, OPT_LISTEN},
-                {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
-                {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
-                {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-                {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
-                {"init", required_argument, NULL, OPT_INIT},
-                {"kernels-dir", required_argument, NULL, OPT_KERNELS_DIR},
-                {"runtime", required_argument, NULL, OPT_RUNTIME},
-                {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
-                {"cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION},
-                {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-                {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-                {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
-                {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
-                {"dns", required_argument, NULL, OPT_DNS},
-                {"net-table", required_argument, NULL, OPT_NET_TABLE},
-                {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-                {"context", required_argument, NULL, OPT_CONTEXT},
-                {"in-cluster", no_argument, NULL, OPT_IN_CLUSTER},
-                {"node-name", required_argument, NULL, OPT_NODE_NAME},
-                {"namespace", required_argument, NULL, OPT_NAMESPACE},
-                {"advertise", required_argument, NULL, OPT_ADVERTISE},
-                {"capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU},
-                {"capacity-memory", required_argument, NULL, OPT_CAPACITY_MEMORY},
-                {"lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
-                {"http-header-timeout", required_argument, NULL, OPT_HTTP_HEADER_TIMEOUT},
-                {"http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT},
-                {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
-                {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
-                {"help", no_argument, NULL, OPT_HELP},
-                {0},
-        };
-        Agent agent = {0};
-        AgentConfig *cfg = &agent.cfg;
-        const char *socket_path = "/run/sandpit/agent.sock", *listen_addr = NULL,
-                   *token_file = NULL, *gateway_listen = NULL;
-        bool standalone = false;
-        ClusterArgs ca = {0};
-        HttpServerConfig hc = {.max_body = MAX_BODY, .spool_limit = api_files_spool_limit};
-        LogFormat log_format = LOG_FORMAT_JSON;
-        LogLevel log_level = LOG_LEVEL_INFO;
-        cfg->state_dir = "/run/sandpit";
-        cfg->templates_dir = "/var/lib/sandpit/templates";
-        cfg->runtime = "runc";
-        cfg->cgroup_parent = "sandpit";
-        cfg->cgroup_version = CG_VERSION_AUTO;
-        cfg->net.table = "sandpit";
-        cleanup_free char **blocked = calloc((size_t) argc + 1, sizeof(char *)); /* borrows argv */
+        AgentConfig *cfg = &d->agent.cfg;
         size_t nblocked = 0;
-        if (!blocked)
-                return 1;
-        cfg->net.blocked_cidrs = blocked;
-
         int c, option_index = 0;
-        while ((c = getopt_long(argc, argv, "", opts, &option_index)) != -1) {
+        while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
                 case OPT_STANDALONE:
-                        standalone = true;
+                        d->standalone = true;
                         break;
                 case OPT_SOCKET:
-                        socket_path = optarg;
+                        d->socket_path = optarg;
                         break;
                 case OPT_LISTEN:
-                        listen_addr = optarg;
+                        d->listen_addr = optarg;
                         break;
                 case OPT_GATEWAY_LISTEN:
-                        gateway_listen = optarg;
+                        d->gateway_listen = optarg;
                         break;
                 case OPT_TOKEN_FILE:
-                        token_file = optarg;
+                        d->token_file = optarg;
                         break;
                 case OPT_STATE_DIR:
                         cfg->state_dir = optarg;
@@ -281,13 +264,13 @@ int main(int argc, char **argv)
                         }
                         break;
                 case OPT_LOG_FORMAT:
-                        if (log_parse_format(optarg, &log_format) < 0) {
+                        if (log_parse_format(optarg, &d->log_format) < 0) {
                                 fprintf(stderr, "sandpit-agent: bad --log-format %s\n", optarg);
                                 return 2;
                         }
                         break;
                 case OPT_LOG_LEVEL:
-                        if (log_parse_level(optarg, &log_level) < 0) {
+                        if (log_parse_level(optarg, &d->log_level) < 0) {
                                 fprintf(stderr, "sandpit-agent: bad --log-level %s\n", optarg);
                                 return 2;
                         }
@@ -296,7 +279,7 @@ int main(int argc, char **argv)
                         cfg->net.sandbox_cidr = optarg;
                         break;
                 case OPT_BLOCKED_CIDR:
-                        blocked[nblocked++] = optarg;
+                        d->blocked[nblocked++] = optarg;
                         break;
                 case OPT_DNS:
                         cfg->net.dns = optarg;
@@ -305,13 +288,13 @@ int main(int argc, char **argv)
                         cfg->net.table = optarg;
                         break;
                 case OPT_KUBECONFIG:
-                        ca.kubeconfig = optarg;
+                        d->ca.kubeconfig = optarg;
                         break;
                 case OPT_CONTEXT:
-                        ca.context = optarg;
+                        d->ca.context = optarg;
                         break;
                 case OPT_IN_CLUSTER:
-                        ca.in_cluster = true;
+                        d->ca.in_cluster = true;
                         break;
                 case OPT_NODE_NAME:
                 case OPT_NAMESPACE:
@@ -319,13 +302,13 @@ int main(int argc, char **argv)
                 case OPT_CAPACITY_CPU:
                 case OPT_CAPACITY_MEMORY:
                 case OPT_LEASE_DURATION:
-                        *(c == OPT_NODE_NAME         ? &ca.node_name
-                          : c == OPT_NAMESPACE       ? &ca.namespace
-                          : c == OPT_ADVERTISE       ? &ca.advertise
-                          : c == OPT_CAPACITY_CPU    ? &ca.capacity_cpu
-                          : c == OPT_CAPACITY_MEMORY ? &ca.capacity_memory
-                                                     : &ca.lease_duration) = optarg;
-                        ca.any_cluster_flag = true;
+                        *(c == OPT_NODE_NAME         ? &d->ca.node_name
+                          : c == OPT_NAMESPACE       ? &d->ca.namespace
+                          : c == OPT_ADVERTISE       ? &d->ca.advertise
+                          : c == OPT_CAPACITY_CPU    ? &d->ca.capacity_cpu
+                          : c == OPT_CAPACITY_MEMORY ? &d->ca.capacity_memory
+                                                     : &d->ca.lease_duration) = optarg;
+                        d->ca.any_cluster_flag = true;
                         break;
                 case OPT_HTTP_HEADER_TIMEOUT:
                 case OPT_HTTP_IDLE_TIMEOUT:
@@ -335,14 +318,14 @@ int main(int argc, char **argv)
                         unsigned v = 0;
                         if (parse_limit(optarg, secs ? 86400 : HTTP_CONNECTION_LIMIT / 2, &v) < 0) {
                                 fprintf(stderr, "sandpit-agent: bad --%s %s (1 to %u)\n",
-                                        opts[option_index].name, optarg,
+                                        options[option_index].name, optarg,
                                         secs ? 86400 : HTTP_CONNECTION_LIMIT / 2);
                                 return 2;
                         }
-                        *(c == OPT_HTTP_HEADER_TIMEOUT ? &hc.header_timeout_s
-                          : c == OPT_HTTP_IDLE_TIMEOUT ? &hc.idle_timeout_s
-                          : c == OPT_HTTP_MAX_UNAUTH   ? &hc.max_unauth
-                                                       : &hc.max_unauth_per_ip) = v;
+                        *(c == OPT_HTTP_HEADER_TIMEOUT ? &d->hc.header_timeout_s
+                          : c == OPT_HTTP_IDLE_TIMEOUT ? &d->hc.idle_timeout_s
+                          : c == OPT_HTTP_MAX_UNAUTH   ? &d->hc.max_unauth
+                                                       : &d->hc.max_unauth_per_ip) = v;
                         break;
                 }
                 case OPT_HELP:
@@ -358,121 +341,261 @@ int main(int argc, char **argv)
                 return 2;
         }
         char cerr[512];
-        if (cluster_args_check(&ca, standalone, listen_addr, token_file, cerr, sizeof(cerr)) < 0) {
+        if (cluster_args_check(&d->ca, d->standalone, d->listen_addr, d->token_file, cerr,
+                               sizeof(cerr)) < 0) {
                 fprintf(stderr, "sandpit-agent: %s\n", cerr);
                 return 1;
         }
-        if (!socket_path || !*socket_path) {
+        if (!d->socket_path || !*d->socket_path) {
                 fprintf(stderr, "sandpit-agent: --socket needs a path\n");
                 return 2;
         }
-        if (listen_addr && !token_file) {
+        if (d->listen_addr && !d->token_file) {
                 fprintf(stderr, "sandpit-agent: --listen needs --token-file\n");
                 return 2;
         }
-        log_setup("sandpit-agent", log_format, log_level);
+        return -1;
+}
 
-        cleanup_free char *init_default = NULL;
+/* --- setup steps: each returns < 0 after logging why --------------------- */
+
+/* The paths that default to places next to this binary. */
+static int setup_paths(Daemon *d)
+{
+        AgentConfig *cfg = &d->agent.cfg;
         if (!cfg->init_path) {
-                init_default = default_init_path();
-                if (!init_default)
-                        return log_error_errno(-ENOMEM, "out of memory"), 1;
-                cfg->init_path = init_default;
+                d->init_default = default_init_path();
+                if (!d->init_default)
+                        return log_error_errno(-ENOMEM, "out of memory");
+                cfg->init_path = d->init_default;
         }
-        cleanup_free char *kernels_default = NULL;
         if (!cfg->kernels_dir) {
-                kernels_default = path_next_to_self("../share/sandpit/kernels");
-                cfg->kernels_dir = kernels_default;
+                d->kernels_default = path_next_to_self("../share/sandpit/kernels");
+                cfg->kernels_dir = d->kernels_default;
         }
-        cleanup_free char *kernels_real =
-                cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
-        if (cfg->kernels_dir && !kernels_real)
+        d->kernels_real = cfg->kernels_dir ? realpath(cfg->kernels_dir, NULL) : NULL;
+        if (cfg->kernels_dir && !d->kernels_real)
                 log_warning("no code-interpreter kernels at %s: the code API is off",
                             cfg->kernels_dir);
-        cfg->kernels_dir = kernels_real;
-        cleanup_free char *token = NULL;
-        if (token_file) {
-                int r = read_token_file(token_file, 16, &token);
-                if (r < 0) {
-                        log_error_errno(r, "cannot read a token (16+ characters) from %s",
-                                        token_file);
-                        cluster_args_done(&ca);
-                        return 1;
-                }
-        }
+        cfg->kernels_dir = d->kernels_real;
+        return 0;
+}
 
-        /* Signals are taken synchronously by this thread; block them before
-         * any thread starts so every thread inherits the mask. */
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        (void) pthread_sigmask(SIG_BLOCK, &mask, NULL);
+static int setup_token(Daemon *d)
+{
+        if (!d->token_file)
+                return 0;
+        int r = read_token_file(d->token_file, 16, &d->token);
+        if (r < 0)
+                return log_error_errno(r, "cannot read a token (16+ characters) from %s",
+                                       d->token_file);
+        return 0;
+}
+
+/* Signals are taken synchronously by the main thread; blocked before any
+ * thread starts so every thread inherits the mask. */
+static int setup_signals(Daemon *d)
+{
+        sigemptyset(&d->signals);
+        sigaddset(&d->signals, SIGTERM);
+        sigaddset(&d->signals, SIGINT);
+        sigaddset(&d->signals, SIGHUP);
+        (void) pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
         (void) signal(SIGPIPE, SIG_IGN);
+        return 0;
+}
 
-        int r = agent_init(&agent);
-        if (r < 0) {
-                cluster_args_done(&ca);
-                agent_done(&agent);
-                return 1;
-        }
-        r = sandbox_recover(&agent);
-        if (r == 0)
-                r = agent_start_monitor(&agent);
-        cleanup_free char *sock_dir = strdup(socket_path);
+static int setup_agent(Daemon *d)
+{
+        return agent_init(&d->agent);
+}
+
+/* agent_done() undoes every agent step (state dir, cgroups, network, the
+ * monitor), each also half-done: sandboxes keep running for the next agent. */
+static void undo_agent(Daemon *d)
+{
+        agent_done(&d->agent);
+}
+
+static int setup_state_dir(Daemon *d)
+{
+        return agent_setup_state_dir(&d->agent);
+}
+
+static int check_init(Daemon *d)
+{
+        return agent_check_init(&d->agent);
+}
+
+static int setup_network(Daemon *d)
+{
+        return agent_setup_network(&d->agent);
+}
+
+static int setup_cgroups(Daemon *d)
+{
+        return agent_setup_cgroups(&d->agent);
+}
+
+/* Re-adopts the sandboxes a previous agent left running. */
+static int setup_recover(Daemon *d)
+{
+        return sandbox_recover(&d->agent);
+}
+
+static int setup_monitor(Daemon *d)
+{
+        return agent_start_monitor(&d->agent);
+}
+
+static int setup_http(Daemon *d)
+{
+        cleanup_free char *sock_dir = strdup(d->socket_path);
         char *slash = sock_dir ? strrchr(sock_dir, '/') : NULL;
         if (slash && slash != sock_dir) {
                 *slash = 0;
                 (void) mkdir_p(sock_dir, 0755);
         }
-        HttpServer *srv = NULL;
-        if (r == 0) {
-                hc.unix_path = socket_path;
-                hc.tcp_listen = listen_addr;
-                hc.token = token;
-                r = http_server_start(&hc, api_handle, &agent, &srv);
-                if (r < 0)
-                        log_error_errno(r, "cannot serve on %s%s%s", socket_path,
-                                        listen_addr ? " and " : "", listen_addr ? listen_addr : "");
-        }
-        Cluster *cluster = NULL;
-        if (r == 0 && cluster_args_enabled(&ca)) {
-                r = cluster_args_start(&ca, listen_addr, http_server_tcp_port(srv), SANDPIT_VERSION,
-                                       &cluster);
-                if (r < 0) {
-                        log_error_errno(r, "cannot start cluster mode");
-                        http_server_free(srv);
-                }
-        }
-        cluster_args_done(&ca);
-        GwServer *gateway = NULL;
-        if (r == 0 && gateway_listen) {
-                r = gateway_start(gateway_listen, socket_path, cfg->state_dir,
-                                  cfg->net.sandbox_cidr != NULL, &gateway);
-                if (r < 0) {
-                        cluster_stop(cluster);
-                        http_server_free(srv);
-                }
-        }
-        if (r < 0) {
-                agent_done(&agent);
-                return 1;
-        }
-        if (listen_addr)
-                log_info("serving on %s and tcp port %u", socket_path, http_server_tcp_port(srv));
-        else
-                log_info("serving on %s", socket_path);
-
-        int sig = 0;
-        while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
-                ;
-        log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
-        gw_server_free(gateway);
-        cluster_stop(cluster); /* deregister first: the operator stops calling */
-        http_server_free(srv);
-        agent_done(&agent);
-        if (token)
-                explicit_bzero(token, strlen(token));
+        d->hc.unix_path = d->socket_path;
+        d->hc.tcp_listen = d->listen_addr;
+        d->hc.token = d->token;
+        int r = http_server_start(&d->hc, api_handle, &d->agent, &d->srv);
+        if (r < 0)
+                return log_error_errno(r, "cannot serve on %s%s%s", d->socket_path,
+                                       d->listen_addr ? " and " : "",
+                                       d->listen_addr ? d->listen_addr : "");
         return 0;
+}
+
+static void undo_http(Daemon *d)
+{
+        http_server_free(d->srv);
+}
+
+/* Cluster mode: registers this node with its Lease and keeps it renewed. */
+static int setup_cluster(Daemon *d)
+{
+        if (!cluster_args_enabled(&d->ca))
+                return 0;
+        int r = cluster_args_start(&d->ca, d->listen_addr, http_server_tcp_port(d->srv),
+                                   SANDPIT_VERSION, &d->cluster);
+        return r < 0 ? log_error_errno(r, "cannot start cluster mode") : 0;
+}
+
+/* Deregisters first: the operator stops calling. */
+static void undo_cluster(Daemon *d)
+{
+        cluster_stop(d->cluster);
+}
+
+/* The gateway in local mode: E2B's API over this agent's own socket. */
+static int setup_gateway(Daemon *d)
+{
+        if (!d->gateway_listen)
+                return 0;
+        cleanup_free char *url = NULL, *tokens = NULL;
+        if (asprintf(&url, "unix://%s", d->socket_path) < 0)
+                return -ENOMEM;
+        if (asprintf(&tokens, "%s/gateway-tokens", d->agent.cfg.state_dir) < 0)
+                return -ENOMEM;
+        GwConfig gc = {.listen = d->gateway_listen,
+                       .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL},
+                       .token_file = tokens};
+        int r = gw_backend_local_new(url, NULL, &gc.backend);
+        if (r < 0)
+                return log_error_errno(r, "cannot make the gateway's backend");
+        r = gw_server_start(&gc, &d->gateway);
+        if (r < 0)
+                return log_error_errno(r, "cannot serve the gateway on %s", d->gateway_listen);
+        log_info("gateway (E2B API) on %s, tcp port %u", d->gateway_listen,
+                 gw_server_port(d->gateway));
+        return 0;
+}
+
+static void undo_gateway(Daemon *d)
+{
+        gw_server_free(d->gateway);
+}
+
+typedef struct {
+        int (*run)(Daemon *d);
+        void (*undo)(Daemon *d); /* NULL: nothing to undo; also runs when run failed */
+} SetupStep;
+
+/* The agent's setup, in order; the first failure ends it, and the steps taken
+ * (the failed one too) are undone in reverse, as after the stop signal. */
+static const SetupStep setup_steps[] = {
+        {setup_paths, NULL},       /* init and kernels next to this binary */
+        {setup_token, NULL},       /* --token-file */
+        {setup_signals, NULL},     /* before any thread starts */
+        {setup_agent, undo_agent}, /* table, metrics, the monitor's epoll */
+        {setup_state_dir, NULL},   /* <state-dir>/sandboxes, runc */
+        {check_init, NULL},        /* sandpit-init executable */
+        {setup_network, NULL},     /* --sandbox-cidr, leases */
+        {setup_cgroups, NULL},     /* --cgroup-parent */
+        {setup_recover, NULL},     /* re-adopt running sandboxes */
+        {setup_monitor, NULL},     /* deadlines, dead inits, metrics sampler */
+        {setup_http, undo_http},   /* unix socket, --listen */
+        {setup_cluster, undo_cluster},
+        {setup_gateway, undo_gateway}, /* --gateway-listen */
+};
+
+static void daemon_free(Daemon *d)
+{
+        cluster_args_done(&d->ca);
+        free(d->init_default);
+        free(d->kernels_default);
+        free(d->kernels_real);
+        if (d->token) {
+                explicit_bzero(d->token, strlen(d->token));
+                free(d->token);
+        }
+        free(d->blocked);
+}
+
+int main(int argc, char **argv)
+{
+        Daemon d = {
+                .socket_path = "/run/sandpit/agent.sock",
+                .hc = {.max_body = MAX_BODY, .spool_limit = api_files_spool_limit},
+                .log_format = LOG_FORMAT_JSON,
+                .log_level = LOG_LEVEL_INFO,
+                .agent.cfg = {.state_dir = "/run/sandpit",
+                              .templates_dir = "/var/lib/sandpit/templates",
+                              .runtime = "runc",
+                              .cgroup_parent = "sandpit",
+                              .cgroup_version = CG_VERSION_AUTO,
+                              .net.table = "sandpit"},
+                .blocked = calloc((size_t) argc + 1, sizeof(char *)),
+        };
+        if (!d.blocked)
+                return 1;
+        d.agent.cfg.net.blocked_cidrs = d.blocked;
+        int status = parse_options(argc, argv, &d);
+        if (status >= 0) {
+                daemon_free(&d);
+                return status;
+        }
+        log_setup("sandpit-agent", d.log_format, d.log_level);
+
+        size_t taken = 0;
+        int r = 0;
+        while (r == 0 && taken < ARRAY_SIZE(setup_steps))
+                r = setup_steps[taken++].run(&d);
+        if (r == 0) {
+                if (d.listen_addr)
+                        log_info("serving on %s and tcp port %u", d.socket_path,
+                                 http_server_tcp_port(d.srv));
+                else
+                        log_info("serving on %s", d.socket_path);
+                int sig = 0;
+                while (sigwait(&d.signals, &sig) != 0 || sig == SIGHUP)
+                        ;
+                log_info("signal %d: stopping; sandboxes keep running for the next agent", sig);
+        }
+        while (taken > 0)
+                if (setup_steps[--taken].undo)
+                        setup_steps[taken].undo(&d);
+        daemon_free(&d);
+        return r < 0 ? 1 : 0;
 }

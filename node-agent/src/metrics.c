@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "sandbox.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -83,29 +84,48 @@ static bool sampled_state(SandboxState s)
         return s == SANDBOX_RUNNING || s == SANDBOX_PAUSED;
 }
 
-/* Every running or paused sandbox (id == NULL), or just that one. */
+static bool target_wanted(const Sandbox *sb, const char *id)
+{
+        return id ? streq(sb->spec.id, id) && sb->state != SANDBOX_CREATING
+                  : sampled_state(sb->state);
+}
+
+typedef struct {
+        const char *id;
+        Target *t;
+        size_t n, cap;
+} Collect;
+
+/* Called under the table's lock (sandbox_foreach). */
+static int collect_one(const Sandbox *sb, void *userdata)
+{
+        Collect *c = userdata;
+        if (!target_wanted(sb, c->id))
+                return 0;
+        if (c->n == c->cap) {
+                size_t cap = c->cap ? c->cap * 2 : 8;
+                Target *t = reallocarray(c->t, cap, sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                memset(t + c->cap, 0, (cap - c->cap) * sizeof(*t));
+                c->t = t;
+                c->cap = cap;
+        }
+        return target_fill(sb, &c->t[c->n++]);
+}
+
+/* Every running or paused sandbox (id == NULL), or just that one; *ret is
+ * NULL when there are none. */
 static int collect_targets(Agent *a, const char *id, Target **ret, size_t *ret_n)
 {
-        size_t n = 0, i = 0;
-        int r = 0;
-        (void) pthread_mutex_lock(&a->lock);
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                if (id ? streq(sb->spec.id, id) && sb->state != SANDBOX_CREATING
-                       : sampled_state(sb->state))
-                        n++;
-        Target *t = calloc(n ? n : 1, sizeof(*t));
-        for (Sandbox *sb = a->sandboxes; t && sb && i < n; sb = sb->next)
-                if (id ? streq(sb->spec.id, id) && sb->state != SANDBOX_CREATING
-                       : sampled_state(sb->state))
-                        if ((r = target_fill(sb, &t[i++])) < 0)
-                                break;
-        (void) pthread_mutex_unlock(&a->lock);
-        if (!t || r < 0) {
-                targets_free(t, i);
+        Collect c = {.id = id};
+        int r = sandbox_foreach(a, collect_one, &c);
+        if (r < 0) {
+                targets_free(c.t, c.n);
                 return -ENOMEM;
         }
-        *ret = t;
-        *ret_n = i;
+        *ret = c.t;
+        *ret_n = c.n;
         return 0;
 }
 
@@ -323,14 +343,18 @@ void metrics_note_exec(AgentMetrics *m)
         (void) pthread_mutex_unlock(&m->lock);
 }
 
+static int count_state(const Sandbox *sb, void *userdata)
+{
+        MetricsNode *n = userdata;
+        if ((unsigned) sb->state < METRICS_STATES)
+                n->sandboxes[sb->state]++;
+        return 0;
+}
+
 void metrics_node_snapshot(Agent *a, MetricsNode *ret)
 {
         MetricsNode n = {0};
-        (void) pthread_mutex_lock(&a->lock);
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                if ((unsigned) sb->state < METRICS_STATES)
-                        n.sandboxes[sb->state]++;
-        (void) pthread_mutex_unlock(&a->lock);
+        (void) sandbox_foreach(a, count_state, &n);
         AgentMetrics *m = a->metrics;
         (void) pthread_mutex_lock(&m->lock);
         n.creations = m->creations;
@@ -413,16 +437,18 @@ int metrics_sample_now(Agent *a, const char *id, MetricsSample *ret)
         return r < 0 ? -ENOENT : 0;
 }
 
+/* A sandbox API callers can see (not still being created) of id *userdata. */
+static int is_listed(const Sandbox *sb, void *userdata)
+{
+        const char *const *id = userdata;
+        return streq(sb->spec.id, *id) && sb->state != SANDBOX_CREATING;
+}
+
 int metrics_window(Agent *a, const char *id, uint64_t start_us, uint64_t end_us,
                    MetricsSample **ret, size_t *ret_n)
 {
-        bool known = false;
-        (void) pthread_mutex_lock(&a->lock);
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                if (streq(sb->spec.id, id) && sb->state != SANDBOX_CREATING)
-                        known = true;
-        (void) pthread_mutex_unlock(&a->lock);
-        if (!known)
+        const char *want = id;
+        if (sandbox_foreach(a, is_listed, &want) <= 0)
                 return -ENOENT;
         AgentMetrics *m = a->metrics;
         MetricsSample *out = calloc(METRICS_RING_LEN, sizeof(*out));

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,476 +26,19 @@
 #include "net.h"
 #include "rootfs.h"
 #include "runtime.h"
+#include "sandbox-internal.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
-#include "sandpit/quantity.h"
 #include "sandpit/util.h"
 #include "secrets.h"
 #include "state.h"
 #include "template.h"
 
-#define DEFAULT_TEMPLATE "default"
-#define DEFAULT_CPU      1.0
-#define DEFAULT_MEMORY   (512ull << 20)
-#define DEFAULT_PIDS     512u
-#define DEFAULT_DISK     (512ull << 20)
-#define DEFAULT_TIMEOUT  300u
-#define DEFAULT_USER     "user"
 #define READY_TIMEOUT_MS 10000
-#define ID_LEN           20
 
-void sandbox_spec_done(SandboxSpec *s)
-{
-        free(s->id);
-        free(s->template_name);
-        strv_free(s->env);
-        secret_strv_free(s->secret_env);
-        strv_free(s->secret_names);
-        free(s->user);
-        json_object_put(s->labels);
-        net_policy_done(&s->network);
-        *s = (SandboxSpec){0};
-}
-
-static Runtime agent_runtime(const Agent *a)
+Runtime sandbox_runtime(const Agent *a)
 {
         return (Runtime){.binary = a->cfg.runtime, .root = a->runc_root};
-}
-
-/* --- request parsing ---------------------------------------------------- */
-
-static int env_from_json(json_object *v, char ***ret, char *err, size_t errlen)
-{
-        if (!json_object_is_type(v, json_type_object)) {
-                (void) snprintf(err, errlen, "env must be an object of strings");
-                return -EINVAL;
-        }
-        size_t n = (size_t) json_object_object_length(v), i = 0;
-        char **env = calloc(n + 1, sizeof(char *));
-        if (!env)
-                return -ENOMEM;
-        json_object_object_foreach(v, key, val) {
-                if (!json_object_is_type(val, json_type_string) || !*key || strchr(key, '=') ||
-                    strlen(key) > 1024) {
-                        (void) snprintf(err, errlen,
-                                        "env %.64s: names must be non-empty without '=' and "
-                                        "values strings",
-                                        key);
-                        strv_free(env);
-                        return -EINVAL;
-                }
-                if (asprintf(&env[i], "%s=%s", key, json_object_get_string(val)) < 0) {
-                        env[i] = NULL;
-                        strv_free(env);
-                        return -ENOMEM;
-                }
-                i++;
-        }
-        *ret = env;
-        return 0;
-}
-
-int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t errlen)
-{
-        SandboxSpec s = {.cpu = DEFAULT_CPU,
-                         .memory = DEFAULT_MEMORY,
-                         .pids = DEFAULT_PIDS,
-                         .disk = DEFAULT_DISK,
-                         .timeout_s = DEFAULT_TIMEOUT};
-        int r = 0;
-        json_object_object_foreach(req, key, val) {
-                if (streq(key, "template") || streq(key, "id") || streq(key, "user")) {
-                        if (!json_object_is_type(val, json_type_string)) {
-                                (void) snprintf(err, errlen, "%s must be a string", key);
-                                r = -EINVAL;
-                                break;
-                        }
-                        char **dst = streq(key, "template") ? &s.template_name
-                                     : streq(key, "id")     ? &s.id
-                                                            : &s.user;
-                        free(*dst);
-                        if (!(*dst = strdup(json_object_get_string(val)))) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                } else if (streq(key, "cpu")) {
-                        if (quantity_cpu_from_json(val, &s.cpu) < 0 || s.cpu < 0.01 || s.cpu > 64) {
-                                (void) snprintf(err, errlen,
-                                                "cpu must be a number of cores between 0.01 and "
-                                                "64, or a string like \"500m\"");
-                                r = -EINVAL;
-                                break;
-                        }
-                } else if (streq(key, "memory") || streq(key, "disk")) {
-                        uint64_t *dst = streq(key, "memory") ? &s.memory : &s.disk;
-                        uint64_t min = streq(key, "memory") ? 4ull << 20 : 1ull << 20;
-                        if (quantity_bytes_from_json(val, dst) < 0 || *dst < min ||
-                            *dst > 64ull << 30) {
-                                (void) snprintf(err, errlen,
-                                                "%s must be bytes or a quantity like \"512Mi\", "
-                                                "between %lluMi and 64Gi",
-                                                key, (unsigned long long) (min >> 20));
-                                r = -EINVAL;
-                                break;
-                        }
-                } else if (streq(key, "pids") || streq(key, "timeout")) {
-                        bool pids = streq(key, "pids");
-                        int64_t v = json_object_get_int64(val);
-                        int64_t lo = pids ? 8 : 1, hi = pids ? 65536 : TIMEOUT_MAX_S;
-                        if (!json_object_is_type(val, json_type_int) || v < lo || v > hi) {
-                                (void) snprintf(err, errlen,
-                                                "%s must be an integer between %lld and %lld", key,
-                                                (long long) lo, (long long) hi);
-                                r = -EINVAL;
-                                break;
-                        }
-                        *(pids ? &s.pids : &s.timeout_s) = (uint64_t) v;
-                } else if (streq(key, "env")) {
-                        strv_free(s.env);
-                        s.env = NULL;
-                        if ((r = env_from_json(val, &s.env, err, errlen)) < 0)
-                                break;
-                } else if (streq(key, "secret_env")) {
-                        secret_strv_free(s.secret_env);
-                        strv_free(s.secret_names);
-                        s.secret_env = s.secret_names = NULL;
-                        if ((r = secrets_from_json(val, key, &s.secret_env, &s.secret_names, err,
-                                                   errlen)) < 0)
-                                break;
-                } else if (streq(key, "labels")) {
-                        if (!json_object_is_type(val, json_type_object)) {
-                                (void) snprintf(err, errlen, "labels must be an object");
-                                r = -EINVAL;
-                                break;
-                        }
-                        json_object_object_foreach(val, lk, lv) {
-                                if (!json_object_is_type(lv, json_type_string) || !*lk ||
-                                    strchr(lk, '=') || strchr(lk, ',')) {
-                                        (void) snprintf(err, errlen,
-                                                        "label %.64s: keys must be non-empty "
-                                                        "without '=' or ',' and values strings",
-                                                        lk);
-                                        r = -EINVAL;
-                                }
-                        }
-                        if (r < 0)
-                                break;
-                        json_object_put(s.labels);
-                        s.labels = NULL;
-                        if (json_object_deep_copy(val, &s.labels, NULL) < 0) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                } else if (streq(key, "network")) {
-                        net_policy_done(&s.network);
-                        if ((r = net_policy_from_json(val, &s.network, err, errlen)) < 0)
-                                break;
-                } else {
-                        (void) snprintf(err, errlen, "unknown field \"%.64s\"", key);
-                        r = -EINVAL;
-                        break;
-                }
-        }
-        if (r == 0 && s.id && !id_is_valid(s.id)) {
-                (void) snprintf(err, errlen,
-                                "id must be 1-63 characters of [a-z0-9-] not starting with '-'");
-                r = -EINVAL;
-        }
-        if (r == 0 && s.user && (!*s.user || strchr(s.user, ':') || strlen(s.user) > 64)) {
-                (void) snprintf(err, errlen, "user must be a user name or uid");
-                r = -EINVAL;
-        }
-        STRV_FOREACH(n, s.secret_names)
-                if (r == 0 && env_has_name(s.env, *n)) {
-                        (void) snprintf(err, errlen, "%.64s is in both env and secret_env", *n);
-                        r = -EINVAL;
-                }
-        if (r == 0 && !s.secret_names && !(s.secret_names = calloc(1, sizeof(char *))))
-                r = -ENOMEM;
-        if (r == 0 && !s.template_name && !(s.template_name = strdup(DEFAULT_TEMPLATE)))
-                r = -ENOMEM;
-        if (r == 0 && !s.user && !(s.user = strdup(DEFAULT_USER)))
-                r = -ENOMEM;
-        if (r == 0 && !s.env && !(s.env = calloc(1, sizeof(char *))))
-                r = -ENOMEM;
-        if (r == 0 && !s.labels && !(s.labels = json_object_new_object()))
-                r = -ENOMEM;
-        if (r < 0) {
-                sandbox_spec_done(&s);
-                return r;
-        }
-        *ret = s;
-        return 0;
-}
-
-/* --- table -------------------------------------------------------------- */
-
-static Sandbox *find_locked(Agent *a, const char *id)
-{
-        for (Sandbox *s = a->sandboxes; s; s = s->next)
-                if (streq(s->spec.id, id))
-                        return s;
-        return NULL;
-}
-
-static void unlink_locked(Agent *a, Sandbox *sb)
-{
-        for (Sandbox **p = &a->sandboxes; *p; p = &(*p)->next)
-                if (*p == sb) {
-                        *p = sb->next;
-                        (void) pthread_cond_broadcast(&a->table_changed);
-                        return;
-                }
-}
-
-static void sandbox_free(Sandbox *sb)
-{
-        if (!sb)
-                return;
-        if (sb->pidfd >= 0)
-                (void) close(sb->pidfd);
-        sandbox_spec_done(&sb->spec);
-        free(sb->dir);
-        free(sb->socket_path);
-        free(sb);
-}
-
-static void wake_monitor(Agent *a)
-{
-        uint64_t one = 1;
-        if (a->wake_fd >= 0)
-                (void) !write(a->wake_fd, &one, sizeof(one));
-}
-
-static const char *state_name(SandboxState s)
-{
-        switch (s) {
-        case SANDBOX_CREATING:
-                return "creating";
-        case SANDBOX_RUNNING:
-                return "running";
-        case SANDBOX_EXITED:
-                return "exited";
-        case SANDBOX_DELETING:
-                return "deleting";
-        case SANDBOX_PAUSED:
-                return "paused";
-        }
-        return "unknown";
-}
-
-static json_object *env_to_json(char **env)
-{
-        json_object *o = json_object_new_object();
-        STRV_FOREACH(e, env) {
-                const char *eq = strchr(*e, '=');
-                if (!eq)
-                        continue;
-                cleanup_free char *k = strndup(*e, (size_t) (eq - *e));
-                if (k)
-                        (void) json_object_object_add(o, k, json_object_new_string(eq + 1));
-        }
-        return o;
-}
-
-static void add_time(json_object *o, const char *key, uint64_t us)
-{
-        char buf[40];
-        format_rfc3339_us(us, buf, sizeof(buf));
-        (void) json_object_object_add(o, key, json_object_new_string(buf));
-}
-
-/* The API view; oom_kills is read from the cgroup by the caller (outside the lock). */
-static json_object *sandbox_to_json_locked(const Sandbox *sb)
-{
-        json_object *o = json_object_new_object();
-        if (!o)
-                return NULL;
-        const SandboxSpec *s = &sb->spec;
-        (void) json_object_object_add(o, "id", json_object_new_string(s->id));
-        (void) json_object_object_add(o, "template", json_object_new_string(s->template_name));
-        (void) json_object_object_add(o, "state", json_object_new_string(state_name(sb->state)));
-        (void) json_object_object_add(o, "cpu", json_object_new_double(s->cpu));
-        (void) json_object_object_add(o, "memory", json_object_new_int64((int64_t) s->memory));
-        (void) json_object_object_add(o, "pids", json_object_new_int64((int64_t) s->pids));
-        (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) s->disk));
-        (void) json_object_object_add(o, "user", json_object_new_string(s->user));
-        (void) json_object_object_add(o, "env", env_to_json(s->env));
-        json_object *secret_names = json_object_new_array();
-        STRV_FOREACH(n, s->secret_names)
-                (void) json_object_array_add(secret_names, json_object_new_string(*n));
-        (void) json_object_object_add(o, "secret_env", secret_names);
-        /* A copy, never a shared reference: json-c's reference counts are not
-         * atomic and the response is freed on another thread, outside the lock. */
-        json_object *labels = NULL;
-        if (json_object_deep_copy(s->labels, &labels, NULL) < 0)
-                labels = json_object_new_object();
-        (void) json_object_object_add(o, "labels", labels);
-        (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
-        add_time(o, "created_at", sb->created_us);
-        add_time(o, "started_at", sb->started_us ? sb->started_us : sb->created_us);
-        add_time(o, "expires_at", sb->expires_us);
-        json_object *net = net_policy_to_json(&s->network);
-        if (net && sb->ip) {
-                char ip[20];
-                net_addr_format(sb->ip, ip, sizeof(ip));
-                (void) json_object_object_add(net, "ip", json_object_new_string(ip));
-        }
-        (void) json_object_object_add(o, "network", net);
-        if (sb->state == SANDBOX_PAUSED) {
-                add_time(o, "paused_at", sb->paused_us);
-                (void) json_object_object_add(o, "deadline_paused",
-                                              json_object_new_boolean(sb->deadline_paused));
-        }
-        return o;
-}
-
-static void add_stats(Agent *a, const char *id, json_object *o)
-{
-        CgStats st = {0};
-        if (cg_read_stats(a->cg, id, &st) < 0)
-                st.oom_kills = 0;
-        (void) json_object_object_add(o, "oom_kills",
-                                      json_object_new_int64((int64_t) st.oom_kills));
-}
-
-int sandbox_get_json(Agent *a, const char *id, json_object **ret)
-{
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
-        json_object *o = sb && sb->state != SANDBOX_CREATING ? sandbox_to_json_locked(sb) : NULL;
-        (void) pthread_mutex_unlock(&a->lock);
-        if (!o)
-                return -ENOENT;
-        add_stats(a, id, o);
-        *ret = o;
-        return 0;
-}
-
-static bool labels_match(json_object *labels, char **selectors)
-{
-        STRV_FOREACH(sel, selectors) {
-                const char *eq = strchr(*sel, '=');
-                if (!eq)
-                        return false;
-                cleanup_free char *k = strndup(*sel, (size_t) (eq - *sel));
-                json_object *v = NULL;
-                if (!k || !json_object_object_get_ex(labels, k, &v) ||
-                    !streq(json_object_get_string(v), eq + 1))
-                        return false;
-        }
-        return true;
-}
-
-int sandbox_list_json(Agent *a, char **selectors, json_object **ret)
-{
-        json_object *arr = json_object_new_array();
-        if (!arr)
-                return -ENOMEM;
-        (void) pthread_mutex_lock(&a->lock);
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                if (sb->state != SANDBOX_CREATING && labels_match(sb->spec.labels, selectors))
-                        (void) json_object_array_add(arr, sandbox_to_json_locked(sb));
-        (void) pthread_mutex_unlock(&a->lock);
-        for (size_t i = 0; i < json_object_array_length(arr); i++) {
-                json_object *o = json_object_array_get_idx(arr, i), *id = NULL;
-                if (json_object_object_get_ex(o, "id", &id))
-                        add_stats(a, json_object_get_string(id), o);
-        }
-        *ret = arr;
-        return 0;
-}
-
-static char **strv_copy(char **v)
-{
-        size_t n = 0;
-        STRV_FOREACH(e, v)
-                n++;
-        char **c = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; c && i < n; i++)
-                if (!(c[i] = strdup(v[i]))) {
-                        strv_free(c);
-                        return NULL;
-                }
-        return c;
-}
-
-int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
-{
-        int r = 0;
-        SandboxExecInfo info = {0};
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
-        if (!sb || sb->state == SANDBOX_CREATING) {
-                r = -ENOENT;
-        } else if (sb->state != SANDBOX_RUNNING) {
-                r = -EBUSY;
-        } else {
-                size_t n = 0;
-                STRV_FOREACH(e, sb->spec.env)
-                        n++;
-                info.env = calloc(n + 1, sizeof(char *));
-                info.socket_path = strdup(sb->socket_path);
-                info.init_pid = sb->init_pid;
-                info.user = strdup(sb->spec.user);
-                info.id = strdup(sb->spec.id);
-                info.secret_names = strv_copy(sb->spec.secret_names);
-                for (size_t i = 0; info.env && i < n; i++)
-                        if (!(info.env[i] = strdup(sb->spec.env[i])))
-                                r = -ENOMEM;
-                if (!info.env || !info.socket_path || !info.user || !info.id || !info.secret_names)
-                        r = -ENOMEM;
-        }
-        (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0) {
-                sandbox_exec_info_done(&info);
-                return r;
-        }
-        *ret = info;
-        return 0;
-}
-
-void sandbox_exec_info_done(SandboxExecInfo *i)
-{
-        free(i->socket_path);
-        strv_free(i->env);
-        free(i->user);
-        free(i->id);
-        strv_free(i->secret_names);
-        *i = (SandboxExecInfo){0};
-}
-
-int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
-{
-        int r = 0;
-        SandboxFsInfo info = {0};
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
-        if (!sb || sb->state == SANDBOX_CREATING)
-                r = -ENOENT;
-        else if (sb->state != SANDBOX_RUNNING)
-                r = -EBUSY;
-        else if (asprintf(&info.rootfs, "%s/rootfs", sb->dir) < 0)
-                info.rootfs = NULL, r = -ENOMEM;
-        else if (!(info.user = strdup(sb->spec.user)))
-                r = -ENOMEM;
-        else
-                info.disk = sb->spec.disk;
-        (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0) {
-                if (r == -ENOMEM)
-                        sandbox_fs_info_done(&info);
-                return r;
-        }
-        *ret = info;
-        return 0;
-}
-
-void sandbox_fs_info_done(SandboxFsInfo *i)
-{
-        free(i->rootfs);
-        free(i->user);
-        *i = (SandboxFsInfo){0};
 }
 
 /* --- setup and teardown -------------------------------------------------- */
@@ -504,9 +46,9 @@ void sandbox_fs_info_done(SandboxFsInfo *i)
 /* Releases everything a sandbox may hold, whatever stage it reached. Each step
  * tolerates "already gone", so it is also the cleanup for half-made sandboxes
  * and for remains found after a restart. */
-static int teardown(Agent *a, const char *id, const char *dir)
+int sandbox_teardown(Agent *a, const char *id, const char *dir)
 {
-        Runtime rt = agent_runtime(a);
+        Runtime rt = sandbox_runtime(a);
         int ret = 0;
         int r = runtime_delete(&rt, id);
         if (r < 0) {
@@ -591,10 +133,8 @@ static int wait_ready(int fd)
         }
 }
 
-#define WAKE_SERIAL 0 /* the eventfd's epoll key; sandbox serials start at 1 */
-
 /* Call with a->lock held. */
-static int watch_init(Agent *a, Sandbox *sb)
+int sandbox_watch_init(Agent *a, Sandbox *sb)
 {
         int fd = (int) pidfd_open(sb->init_pid, 0);
         if (fd < 0)
@@ -651,10 +191,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 char id[ID_LEN + 1];
                 do {
                         r = random_id(id, ID_LEN);
-                } while (r == 0 && (find_locked(a, id) || id[0] < 'a'));
+                } while (r == 0 && (sandbox_find_locked(a, id) || id[0] < 'a'));
                 if (r == 0 && !(sb->spec.id = strdup(id)))
                         r = -ENOMEM;
-        } else if (find_locked(a, sb->spec.id)) {
+        } else if (sandbox_find_locked(a, sb->spec.id)) {
                 (void) snprintf(err, errlen, "sandbox %s already exists", sb->spec.id);
                 r = -EEXIST;
         }
@@ -758,7 +298,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 r = listen_fd;
                 goto fail;
         }
-        Runtime rt = agent_runtime(a);
+        Runtime rt = sandbox_runtime(a);
         char rterr[512] = "";
         r = runtime_run(&rt, id, sb->dir, ready_w, listen_fd, log_fd, &sb->init_pid, rterr,
                         sizeof(rterr));
@@ -788,7 +328,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         sb->spec.secret_env = NULL;
         step = "watch sandpit-init";
         (void) pthread_mutex_lock(&a->lock);
-        r = watch_init(a, sb);
+        r = sandbox_watch_init(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 goto fail;
@@ -805,7 +345,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         json_object *o = sandbox_to_json_locked(sb);
         (void) pthread_cond_broadcast(&a->table_changed);
         (void) pthread_mutex_unlock(&a->lock);
-        wake_monitor(a);
+        sandbox_wake_monitor(a);
         template_free(tpl);
         net_sandbox_info_done(&net);
         if (o)
@@ -841,9 +381,9 @@ fail_reported:
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
-        (void) teardown(a, id, sb->dir);
+        (void) sandbox_teardown(a, id, sb->dir);
         (void) pthread_mutex_lock(&a->lock);
-        unlink_locked(a, sb);
+        sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         sandbox_free(sb);
         return r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
@@ -860,7 +400,7 @@ static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
         deadline_after_ms(&end, DELETE_WAIT_S * 1000L);
         *ret_r = 0;
         Sandbox *sb;
-        while ((sb = find_locked(a, id)) &&
+        while ((sb = sandbox_find_locked(a, id)) &&
                (sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)) {
                 if (sb->state == SANDBOX_CREATING && !sb->delete_requested) {
                         sb->delete_requested = true;
@@ -878,11 +418,11 @@ static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
 
 /* wait: as sandbox_delete(); without, a sandbox being created or deleted is
  * -ENOENT at once (the monitor must not block on another request). */
-static int delete_sandbox(Agent *a, const char *id, bool wait)
+int sandbox_delete_wait(Agent *a, const char *id, bool wait)
 {
         (void) pthread_mutex_lock(&a->lock);
         int wr = 0;
-        Sandbox *sb = wait ? wait_settled_locked(a, id, &wr) : find_locked(a, id);
+        Sandbox *sb = wait ? wait_settled_locked(a, id, &wr) : sandbox_find_locked(a, id);
         if (wr < 0 || !sb) {
                 /* Gone after a create or delete we waited for: the id is
                  * absent now, as the caller asked. */
@@ -908,7 +448,7 @@ static int delete_sandbox(Agent *a, const char *id, bool wait)
                 (void) cg_kill_all(a->cg, id, SIGKILL);
                 (void) cg_freeze(a->cg, id, false);
         }
-        int r = teardown(a, id, sb->dir);
+        int r = sandbox_teardown(a, id, sb->dir);
         (void) pthread_mutex_lock(&a->lock);
         if (r < 0) {
                 /* Keep it listed, so a retry can finish the job. */
@@ -917,7 +457,7 @@ static int delete_sandbox(Agent *a, const char *id, bool wait)
                 (void) pthread_mutex_unlock(&a->lock);
                 return r;
         }
-        unlink_locked(a, sb);
+        sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         log_sbx(LOG_LEVEL_INFO, id, 0, "deleted");
         sandbox_free(sb);
@@ -926,13 +466,13 @@ static int delete_sandbox(Agent *a, const char *id, bool wait)
 
 int sandbox_delete(Agent *a, const char *id)
 {
-        return delete_sandbox(a, id, true);
+        return sandbox_delete_wait(a, id, true);
 }
 
 int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj)
 {
         (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
+        Sandbox *sb = sandbox_find_locked(a, id);
         if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING) {
                 (void) pthread_mutex_unlock(&a->lock);
                 return -ENOENT;
@@ -944,12 +484,12 @@ int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_objec
         int r = state_save(sb);
         json_object *o = sandbox_to_json_locked(sb);
         (void) pthread_mutex_unlock(&a->lock);
-        wake_monitor(a);
+        sandbox_wake_monitor(a);
         if (r < 0)
                 log_sbx(LOG_LEVEL_WARNING, id, r, "cannot persist the new deadline");
         if (!o)
                 return -ENOMEM;
-        add_stats(a, id, o);
+        sandbox_add_stats(a, id, o);
         *ret_obj = o;
         return 0;
 }
@@ -959,7 +499,7 @@ int sandbox_netns_path(Agent *a, const char *id, char **ret)
         int r = 0;
         char *path = NULL;
         (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
+        Sandbox *sb = sandbox_find_locked(a, id);
         if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
                 r = -ENOENT;
         else if (sb->state != SANDBOX_RUNNING)
@@ -986,7 +526,7 @@ int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object
                 return r;
         (void) pthread_mutex_lock(&network_update_lock);
         (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
+        Sandbox *sb = sandbox_find_locked(a, id);
         r = !sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING ? -ENOENT
             : sb->state != SANDBOX_RUNNING                                        ? -EBUSY
                                                                                   : 0;
@@ -996,7 +536,7 @@ int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object
         json_object *o = NULL;
         if (r == 0) {
                 (void) pthread_mutex_lock(&a->lock);
-                if ((sb = find_locked(a, id))) {
+                if ((sb = sandbox_find_locked(a, id))) {
                         net_policy_done(&sb->spec.network);
                         sb->spec.network = *policy;
                         *policy = (NetPolicy){0};
@@ -1014,233 +554,12 @@ int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object
                 return r;
         if (!o)
                 return -ENOMEM;
-        add_stats(a, id, o);
+        sandbox_add_stats(a, id, o);
         *ret_obj = o;
         return 0;
 }
 
-/* --- pause and resume ----------------------------------------------------- */
-
-/* Looks a sandbox up again after the lock was dropped: the same one (serial),
- * not a newer one of the same id. Call with a->lock held. */
-static Sandbox *refind_locked(Agent *a, const char *id, uint64_t serial)
-{
-        Sandbox *sb = find_locked(a, id);
-        return sb && sb->serial == serial ? sb : NULL;
-}
-
-/* Takes the sandbox for a pause (want = RUNNING) or resume (want = PAUSED). */
-static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
-                                   uint64_t *ret_serial, char *err, size_t errlen)
-{
-        Sandbox *sb = find_locked(a, id);
-        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
-                return -ENOENT;
-        if (sb->pause_busy) {
-                (void) snprintf(err, errlen, "sandbox %s is being paused or resumed", id);
-                return -EBUSY;
-        }
-        if (sb->state != want) {
-                (void) snprintf(err, errlen, "sandbox %s is %s%s", id, state_name(sb->state),
-                                want == SANDBOX_PAUSED && sb->state == SANDBOX_RUNNING
-                                        ? ", not paused"
-                                        : "");
-                return -EBUSY;
-        }
-        sb->pause_busy = true;
-        *ret_serial = sb->serial;
-        return 0;
-}
-
-static int finish_transition(Agent *a, const char *id, Sandbox *sb, json_object **ret_obj)
-{
-        int r = state_save(sb);
-        json_object *o = sandbox_to_json_locked(sb);
-        (void) pthread_mutex_unlock(&a->lock);
-        wake_monitor(a);
-        if (r < 0)
-                log_sbx(LOG_LEVEL_WARNING, id, r, "cannot persist the pause state");
-        if (!o)
-                return -ENOMEM;
-        add_stats(a, id, o);
-        *ret_obj = o;
-        return 0;
-}
-
-int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
-                  size_t errlen)
-{
-        uint64_t serial = 0;
-        (void) pthread_mutex_lock(&a->lock);
-        int r = begin_transition_locked(a, id, SANDBOX_RUNNING, &serial, err, errlen);
-        if (r == 0) {
-                /* Paused from now on for everyone else: new execs get 409. */
-                Sandbox *sb = find_locked(a, id);
-                sb->state = SANDBOX_PAUSED;
-                sb->paused_us = now_realtime_us();
-                sb->deadline_paused = stop_deadline;
-        }
-        (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                return r;
-        r = cg_freeze(a->cg, id, true);
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = refind_locked(a, id, serial);
-        if (sb)
-                sb->pause_busy = false;
-        if (!sb || sb->state == SANDBOX_DELETING) {
-                (void) pthread_mutex_unlock(&a->lock);
-                return -ENOENT;
-        }
-        if (r < 0) {
-                if (sb->state == SANDBOX_PAUSED)
-                        sb->state = SANDBOX_RUNNING;
-                sb->paused_us = 0;
-                sb->deadline_paused = false;
-                (void) pthread_mutex_unlock(&a->lock);
-                (void) cg_freeze(a->cg, id, false);
-                (void) snprintf(err, errlen, "cannot freeze sandbox %s: %s", id, strerror(-r));
-                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot freeze");
-                return r == -ENOENT ? -EIO : r;
-        }
-        log_sbx(LOG_LEVEL_INFO, id, 0, "paused (deadline %s)",
-                stop_deadline ? "stopped" : "running");
-        return finish_transition(a, id, sb, ret_obj);
-}
-
-bool sandbox_is_paused(Agent *a, const char *id)
-{
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = find_locked(a, id);
-        bool paused = sb && sb->state == SANDBOX_PAUSED;
-        (void) pthread_mutex_unlock(&a->lock);
-        return paused;
-}
-
-int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,
-                   size_t errlen)
-{
-        uint64_t serial = 0;
-        (void) pthread_mutex_lock(&a->lock);
-        int r = begin_transition_locked(a, id, SANDBOX_PAUSED, &serial, err, errlen);
-        (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                return r;
-        r = cg_freeze(a->cg, id, false);
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = refind_locked(a, id, serial);
-        if (sb)
-                sb->pause_busy = false;
-        if (!sb || sb->state == SANDBOX_DELETING) {
-                (void) pthread_mutex_unlock(&a->lock);
-                return -ENOENT;
-        }
-        if (r < 0) {
-                (void) pthread_mutex_unlock(&a->lock);
-                (void) snprintf(err, errlen, "cannot thaw sandbox %s: %s", id, strerror(-r));
-                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot thaw");
-                return r == -ENOENT ? -EIO : r;
-        }
-        uint64_t now = now_realtime_us();
-        if (sb->state == SANDBOX_PAUSED)
-                sb->state = SANDBOX_RUNNING;
-        if (sb->deadline_paused && sb->paused_us && now > sb->paused_us)
-                sb->expires_us += now - sb->paused_us;
-        if (timeout_s > 0) {
-                sb->spec.timeout_s = timeout_s;
-                sb->expires_us = now + timeout_s * 1000000u;
-        }
-        sb->paused_us = 0;
-        sb->deadline_paused = false;
-        log_sbx(LOG_LEVEL_INFO, id, 0, "resumed");
-        return finish_transition(a, id, sb, ret_obj);
-}
-
-/* --- monitor: deadlines and dead inits ------------------------------------ */
-
-static void *monitor_main(void *arg)
-{
-        Agent *a = arg;
-        for (;;) {
-                (void) pthread_mutex_lock(&a->lock);
-                if (a->stopping) {
-                        (void) pthread_mutex_unlock(&a->lock);
-                        return NULL;
-                }
-                uint64_t now = now_realtime_us(), next = UINT64_MAX;
-                char expired[ID_LEN * 4] = "";
-                for (Sandbox *sb = a->sandboxes; sb; sb = sb->next) {
-                        bool ticking = sb->state == SANDBOX_RUNNING ||
-                                       sb->state == SANDBOX_EXITED ||
-                                       (sb->state == SANDBOX_PAUSED && !sb->deadline_paused);
-                        if (!ticking)
-                                continue;
-                        if (sb->expires_us <= now && !expired[0])
-                                (void) snprintf(expired, sizeof(expired), "%s", sb->spec.id);
-                        else if (sb->expires_us < next)
-                                next = sb->expires_us;
-                }
-                (void) pthread_mutex_unlock(&a->lock);
-
-                if (expired[0]) {
-                        log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
-                        int r = delete_sandbox(a, expired, false);
-                        if (r < 0 && r != -ENOENT) {
-                                log_sbx(LOG_LEVEL_ERROR, expired, r,
-                                        "deleting expired sandbox; retrying in 10 s");
-                                (void) pthread_mutex_lock(&a->lock);
-                                Sandbox *sb = find_locked(a, expired);
-                                if (sb)
-                                        sb->expires_us = now_realtime_us() + 10000000u;
-                                (void) pthread_mutex_unlock(&a->lock);
-                        }
-                        continue;
-                }
-
-                int timeout_ms = -1;
-                if (next != UINT64_MAX)
-                        timeout_ms = next <= now ? 0 : (int) ((next - now + 999) / 1000);
-                if (timeout_ms > 60000 || timeout_ms < 0)
-                        timeout_ms = 60000;
-                struct epoll_event evs[16];
-                int n = epoll_wait(a->epoll_fd, evs, ARRAY_SIZE(evs), timeout_ms);
-                for (int i = 0; i < n; i++) {
-                        if (evs[i].data.u64 == WAKE_SERIAL) {
-                                uint64_t v;
-                                (void) !read(a->wake_fd, &v, sizeof(v));
-                                continue;
-                        }
-                        /* Look the sandbox up by serial: a delete may have freed it
-                         * between epoll_wait() and taking the lock. */
-                        (void) pthread_mutex_lock(&a->lock);
-                        Sandbox *sb = a->sandboxes;
-                        while (sb && sb->serial != evs[i].data.u64)
-                                sb = sb->next;
-                        if (sb && sb->pidfd >= 0) {
-                                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
-                                closep(&sb->pidfd);
-                                if (sb->state == SANDBOX_RUNNING || sb->state == SANDBOX_PAUSED) {
-                                        sb->state = SANDBOX_EXITED;
-                                        log_sbx(LOG_LEVEL_WARNING, sb->spec.id, 0,
-                                                "sandpit-init exited; the sandbox stopped");
-                                }
-                        }
-                        (void) pthread_mutex_unlock(&a->lock);
-                }
-        }
-}
-
-int agent_start_monitor(Agent *a)
-{
-        int r = -pthread_create(&a->monitor, NULL, monitor_main, a);
-        if (r == 0)
-                a->monitor_started = true;
-        if (r == 0)
-                r = metrics_start(a);
-        return r;
-}
-
-/* --- startup, recovery, shutdown ----------------------------------------- */
+/* --- startup and shutdown ------------------------------------------------ */
 
 int agent_init(Agent *a)
 {
@@ -1251,22 +570,6 @@ int agent_init(Agent *a)
         a->started_us = now_realtime_us();
         if (metrics_new(&a->metrics) < 0)
                 return -ENOMEM;
-        if (asprintf(&a->runc_root, "%s/runc", a->cfg.state_dir) < 0 ||
-            asprintf(&a->sandboxes_dir, "%s/sandboxes", a->cfg.state_dir) < 0)
-                return -ENOMEM;
-        int r = mkdir_p(a->sandboxes_dir, 0700);
-        if (r < 0)
-                return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
-        if ((r = mkdir_p(a->runc_root, 0700)) < 0)
-                return log_error_errno(r, "cannot create %s", a->runc_root);
-        if (access(a->cfg.init_path, X_OK) < 0)
-                return log_error_errno(-errno, "sandpit-init not executable at %s",
-                                       a->cfg.init_path);
-        if ((r = net_manager_new(&a->cfg.net, a->cfg.state_dir, &a->net)) < 0)
-                return log_error_errno(r, "cannot set up sandbox networking");
-        r = cg_manager_new(a->cfg.cgroup_version, a->cfg.cgroup_parent, &a->cg);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
         a->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (a->epoll_fd < 0 || a->wake_fd < 0)
@@ -1277,12 +580,47 @@ int agent_init(Agent *a)
         return 0;
 }
 
+int agent_setup_state_dir(Agent *a)
+{
+        if (asprintf(&a->runc_root, "%s/runc", a->cfg.state_dir) < 0 ||
+            asprintf(&a->sandboxes_dir, "%s/sandboxes", a->cfg.state_dir) < 0)
+                return -ENOMEM;
+        int r = mkdir_p(a->sandboxes_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
+        if ((r = mkdir_p(a->runc_root, 0700)) < 0)
+                return log_error_errno(r, "cannot create %s", a->runc_root);
+        return 0;
+}
+
+int agent_check_init(Agent *a)
+{
+        if (access(a->cfg.init_path, X_OK) < 0)
+                return log_error_errno(-errno, "sandpit-init not executable at %s",
+                                       a->cfg.init_path);
+        return 0;
+}
+
+int agent_setup_network(Agent *a)
+{
+        int r = net_manager_new(&a->cfg.net, a->cfg.state_dir, &a->net);
+        return r < 0 ? log_error_errno(r, "cannot set up sandbox networking") : 0;
+}
+
+int agent_setup_cgroups(Agent *a)
+{
+        int r = cg_manager_new(a->cfg.cgroup_version, a->cfg.cgroup_parent, &a->cg);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
+        return 0;
+}
+
 void agent_done(Agent *a)
 {
         (void) pthread_mutex_lock(&a->lock);
         a->stopping = true;
         (void) pthread_mutex_unlock(&a->lock);
-        wake_monitor(a);
+        sandbox_wake_monitor(a);
         if (a->monitor_started)
                 (void) pthread_join(a->monitor, NULL);
         metrics_stop(a);
@@ -1303,122 +641,4 @@ void agent_done(Agent *a)
         metrics_free(a->metrics);
         (void) pthread_cond_destroy(&a->table_changed);
         (void) pthread_mutex_destroy(&a->lock);
-}
-
-static bool strv_contains(char **v, const char *s)
-{
-        STRV_FOREACH(p, v)
-                if (streq(*p, s))
-                        return true;
-        return false;
-}
-
-/* Adopts one sandbox from its state dir, or returns < 0 (caller cleans up). */
-static int adopt(Agent *a, const char *id, const char *dir)
-{
-        Sandbox *sb = NULL;
-        int r = state_load(dir, &sb);
-        if (r < 0)
-                return r;
-        Runtime rt = agent_runtime(a);
-        cleanup_free char *status = NULL;
-        pid_t pid = 0;
-        r = runtime_state(&rt, id, &status, &pid);
-        bool paused = r >= 0 && streq(status, "paused");
-        if (r < 0 || (!streq(status, "running") && !paused) || pid != sb->init_pid ||
-            !streq(sb->spec.id, id)) {
-                sandbox_free(sb);
-                return r < 0 ? r : -ESRCH;
-        }
-        if (!(sb->dir = strdup(dir)) ||
-            asprintf(&sb->socket_path, "%s/ctl/%s", dir, IP_SOCKET_NAME) < 0) {
-                sandbox_free(sb);
-                return -ENOMEM;
-        }
-        sb->pidfd = -1;
-        /* The kernel's freezer state decides; state.json keeps the deadline facts.
-         * Frozen but not saved as paused (we died mid-pause): the clock stops now. */
-        sb->state = paused ? SANDBOX_PAUSED : SANDBOX_RUNNING;
-        if (paused && !sb->paused_us) {
-                sb->paused_us = now_realtime_us();
-                sb->deadline_paused = true;
-        } else if (!paused && sb->paused_us) {
-                sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
-        }
-        (void) net_sandbox_ip(a->net, id, &sb->ip);
-        /* The same check as every exec's (the peer is the init pid runc and
-         * state.json agree on): say so now if the socket is not init's. */
-        int k = exec_check_init(sb->socket_path, sb->init_pid);
-        if (k == -EIO)
-                log_sbx(LOG_LEVEL_WARNING, id, k,
-                        "its init socket is not served by its init: execs will be refused");
-        (void) pthread_mutex_lock(&a->lock);
-        r = watch_init(a, sb);
-        if (r == 0) {
-                sb->next = a->sandboxes;
-                a->sandboxes = sb;
-        }
-        (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                sandbox_free(sb);
-        return r;
-}
-
-/* Rebuilds the network rules for the adopted sandboxes (single-threaded: no
- * request is served yet, so the table needs no lock). */
-static int recover_network(Agent *a)
-{
-        size_t n = 0, i = 0;
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                n++;
-        cleanup_free NetAdopted *list = calloc(n + 1, sizeof(NetAdopted));
-        if (!list)
-                return -ENOMEM;
-        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                list[i++] = (NetAdopted){.id = sb->spec.id, .policy = &sb->spec.network};
-        int r = net_recover(a->net, list, n);
-        return r < 0 ? log_error_errno(r, "cannot restore the sandboxes' network rules") : 0;
-}
-
-int sandbox_recover(Agent *a)
-{
-        cleanup_strv char **dirs = NULL, **containers = NULL, **cgroups = NULL;
-        int r = state_list(a->sandboxes_dir, &dirs);
-        if (r < 0)
-                return log_error_errno(r, "cannot read %s", a->sandboxes_dir);
-        unsigned adopted = 0, removed = 0;
-        STRV_FOREACH(id, dirs) {
-                cleanup_free char *dir = NULL;
-                if (asprintf(&dir, "%s/%s", a->sandboxes_dir, *id) < 0)
-                        return -ENOMEM;
-                r = adopt(a, *id, dir);
-                if (r == 0) {
-                        adopted++;
-                        continue;
-                }
-                log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
-                (void) teardown(a, *id, dir);
-                removed++;
-        }
-        /* Containers and cgroups with no state dir are remains too. */
-        Runtime rt = agent_runtime(a);
-        if (runtime_list(&rt, &containers) == 0)
-                STRV_FOREACH(id, containers)
-                        if (!strv_contains(dirs, *id)) {
-                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
-                                (void) teardown(a, *id, NULL);
-                                removed++;
-                        }
-        if (cg_list(a->cg, &cgroups) == 0)
-                STRV_FOREACH(id, cgroups)
-                        if (!strv_contains(dirs, *id) && !strv_contains(containers, *id)) {
-                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned cgroup");
-                                (void) teardown(a, *id, NULL);
-                                removed++;
-                        }
-        if ((r = recover_network(a)) < 0)
-                return r;
-        log_info("recovery: %u sandboxes re-adopted, %u removed", adopted, removed);
-        wake_monitor(a);
-        return 0;
 }

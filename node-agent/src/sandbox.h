@@ -1,13 +1,34 @@
-/* Sandbox lifecycle: create (rootfs, cgroup, bundle, runc), delete, re-adopt
- * after an agent restart, deadlines. */
+/* Sandboxes: create (rootfs, cgroup, bundle, runc), delete, pause and resume,
+ * re-adopt after an agent restart, deadlines; the table's views. Implemented
+ * by sandbox.c (lifecycle), sandbox-spec.c, sandbox-table.c, sandbox-pause.c,
+ * sandbox-monitor.c and sandbox-recover.c. */
 #pragma once
 
 #include "agent.h"
 
+/* The agent's setup, in this order (main.c runs it as a list of steps); each
+ * logs its own error. agent_done() undoes all of them, and any part of them
+ * that failed half-way.
+ * agent_init: the sandbox table, its lock, the metrics, the monitor's epoll. */
 int agent_init(Agent *a);
-void agent_done(Agent *a);
-/* Starts the monitor thread (deadlines, dead inits). */
+/* <state_dir>/sandboxes and <state_dir>/runc. */
+int agent_setup_state_dir(Agent *a);
+/* sandpit-init is executable at cfg.init_path. */
+int agent_check_init(Agent *a);
+/* Sandbox networking (net.h): the config and the leases; no rule yet. */
+int agent_setup_network(Agent *a);
+/* The parent cgroup of all sandboxes. */
+int agent_setup_cgroups(Agent *a);
+/* Starts the monitor thread (deadlines, dead inits) and the metrics sampler;
+ * after sandbox_recover(). */
 int agent_start_monitor(Agent *a);
+void agent_done(Agent *a);
+
+/* Calls fn for each sandbox in the table (whatever its state), under the
+ * table's lock: fn must not block, nor call back into sandbox_*(). A non-zero
+ * return from fn stops the walk and is returned; 0 after the whole table. */
+typedef int (*SandboxForeachFn)(const Sandbox *sb, void *userdata);
+int sandbox_foreach(Agent *a, SandboxForeachFn fn, void *userdata);
 
 /* Parses a create request. On error returns -EINVAL with a message in err. */
 int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t errlen);

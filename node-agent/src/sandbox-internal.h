@@ -1,0 +1,33 @@
+/* Shared by the sandbox-*.c files (and sandbox.c) only: the table's locked
+ * helpers, teardown, and the monitor's wake-up. The public API is sandbox.h. */
+#pragma once
+
+#include "agent.h"
+#include "runtime.h"
+
+#define ID_LEN      20
+#define WAKE_SERIAL 0 /* the eventfd's epoll key; sandbox serials start at 1 */
+
+/* sandbox.c */
+Runtime sandbox_runtime(const Agent *a);
+/* Releases everything a sandbox may hold, whatever stage it reached. */
+int sandbox_teardown(Agent *a, const char *id, const char *dir);
+/* Call with a->lock held: watches init's pidfd in the monitor's epoll. */
+int sandbox_watch_init(Agent *a, Sandbox *sb);
+/* wait: as sandbox_delete(); without, a sandbox being created or deleted is
+ * -ENOENT at once (the monitor must not block on another request). */
+int sandbox_delete_wait(Agent *a, const char *id, bool wait);
+
+/* sandbox-table.c; the _locked ones with a->lock held. */
+Sandbox *sandbox_find_locked(Agent *a, const char *id);
+/* The one whose serial is serial (epoll events name sandboxes by it), or NULL. */
+Sandbox *sandbox_find_serial_locked(Agent *a, uint64_t serial);
+void sandbox_unlink_locked(Agent *a, Sandbox *sb);
+void sandbox_free(Sandbox *sb);
+const char *sandbox_state_name(SandboxState s);
+/* The API view; oom_kills is added by sandbox_add_stats (outside the lock). */
+json_object *sandbox_to_json_locked(const Sandbox *sb);
+void sandbox_add_stats(Agent *a, const char *id, json_object *o);
+
+/* sandbox-monitor.c */
+void sandbox_wake_monitor(Agent *a);

@@ -1,0 +1,146 @@
+/* Pause and resume: freeze or thaw every process of a sandbox (cgroup
+ * freezer), with the deadline clock stopped or running. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sandbox-internal.h"
+#include "sandbox.h"
+#include "sandpit/log.h"
+#include "sandpit/util.h"
+#include "state.h"
+
+/* Looks a sandbox up again after the lock was dropped: the same one (serial),
+ * not a newer one of the same id. Call with a->lock held. */
+static Sandbox *refind_locked(Agent *a, const char *id, uint64_t serial)
+{
+        Sandbox *sb = sandbox_find_locked(a, id);
+        return sb && sb->serial == serial ? sb : NULL;
+}
+
+/* Takes the sandbox for a pause (want = RUNNING) or resume (want = PAUSED). */
+static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
+                                   uint64_t *ret_serial, char *err, size_t errlen)
+{
+        Sandbox *sb = sandbox_find_locked(a, id);
+        if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
+                return -ENOENT;
+        if (sb->pause_busy) {
+                (void) snprintf(err, errlen, "sandbox %s is being paused or resumed", id);
+                return -EBUSY;
+        }
+        if (sb->state != want) {
+                (void) snprintf(
+                        err, errlen, "sandbox %s is %s%s", id, sandbox_state_name(sb->state),
+                        want == SANDBOX_PAUSED && sb->state == SANDBOX_RUNNING ? ", not paused"
+                                                                               : "");
+                return -EBUSY;
+        }
+        sb->pause_busy = true;
+        *ret_serial = sb->serial;
+        return 0;
+}
+
+static int finish_transition(Agent *a, const char *id, Sandbox *sb, json_object **ret_obj)
+{
+        int r = state_save(sb);
+        json_object *o = sandbox_to_json_locked(sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        sandbox_wake_monitor(a);
+        if (r < 0)
+                log_sbx(LOG_LEVEL_WARNING, id, r, "cannot persist the pause state");
+        if (!o)
+                return -ENOMEM;
+        sandbox_add_stats(a, id, o);
+        *ret_obj = o;
+        return 0;
+}
+
+int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
+                  size_t errlen)
+{
+        uint64_t serial = 0;
+        (void) pthread_mutex_lock(&a->lock);
+        int r = begin_transition_locked(a, id, SANDBOX_RUNNING, &serial, err, errlen);
+        if (r == 0) {
+                /* Paused from now on for everyone else: new execs get 409. */
+                Sandbox *sb = sandbox_find_locked(a, id);
+                sb->state = SANDBOX_PAUSED;
+                sb->paused_us = now_realtime_us();
+                sb->deadline_paused = stop_deadline;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        r = cg_freeze(a->cg, id, true);
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = refind_locked(a, id, serial);
+        if (sb)
+                sb->pause_busy = false;
+        if (!sb || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        if (r < 0) {
+                if (sb->state == SANDBOX_PAUSED)
+                        sb->state = SANDBOX_RUNNING;
+                sb->paused_us = 0;
+                sb->deadline_paused = false;
+                (void) pthread_mutex_unlock(&a->lock);
+                (void) cg_freeze(a->cg, id, false);
+                (void) snprintf(err, errlen, "cannot freeze sandbox %s: %s", id, strerror(-r));
+                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot freeze");
+                return r == -ENOENT ? -EIO : r;
+        }
+        log_sbx(LOG_LEVEL_INFO, id, 0, "paused (deadline %s)",
+                stop_deadline ? "stopped" : "running");
+        return finish_transition(a, id, sb, ret_obj);
+}
+
+bool sandbox_is_paused(Agent *a, const char *id)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = sandbox_find_locked(a, id);
+        bool paused = sb && sb->state == SANDBOX_PAUSED;
+        (void) pthread_mutex_unlock(&a->lock);
+        return paused;
+}
+
+int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,
+                   size_t errlen)
+{
+        uint64_t serial = 0;
+        (void) pthread_mutex_lock(&a->lock);
+        int r = begin_transition_locked(a, id, SANDBOX_PAUSED, &serial, err, errlen);
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                return r;
+        r = cg_freeze(a->cg, id, false);
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = refind_locked(a, id, serial);
+        if (sb)
+                sb->pause_busy = false;
+        if (!sb || sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        if (r < 0) {
+                (void) pthread_mutex_unlock(&a->lock);
+                (void) snprintf(err, errlen, "cannot thaw sandbox %s: %s", id, strerror(-r));
+                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot thaw");
+                return r == -ENOENT ? -EIO : r;
+        }
+        uint64_t now = now_realtime_us();
+        if (sb->state == SANDBOX_PAUSED)
+                sb->state = SANDBOX_RUNNING;
+        if (sb->deadline_paused && sb->paused_us && now > sb->paused_us)
+                sb->expires_us += now - sb->paused_us;
+        if (timeout_s > 0) {
+                sb->spec.timeout_s = timeout_s;
+                sb->expires_us = now + timeout_s * 1000000u;
+        }
+        sb->paused_us = 0;
+        sb->deadline_paused = false;
+        log_sbx(LOG_LEVEL_INFO, id, 0, "resumed");
+        return finish_transition(a, id, sb, ret_obj);
+}

@@ -1,0 +1,135 @@
+/* Recovery at start: re-adopt the sandboxes a previous agent left running,
+ * remove the remains of those that cannot be, rebuild the network rules. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "initproto.h"
+#include "net.h"
+#include "runtime.h"
+#include "sandbox-internal.h"
+#include "sandbox.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+#include "state.h"
+
+static bool strv_contains(char **v, const char *s)
+{
+        STRV_FOREACH(p, v)
+                if (streq(*p, s))
+                        return true;
+        return false;
+}
+
+/* Adopts one sandbox from its state dir, or returns < 0 (caller cleans up). */
+static int adopt(Agent *a, const char *id, const char *dir)
+{
+        Sandbox *sb = NULL;
+        int r = state_load(dir, &sb);
+        if (r < 0)
+                return r;
+        Runtime rt = sandbox_runtime(a);
+        cleanup_free char *status = NULL;
+        pid_t pid = 0;
+        r = runtime_state(&rt, id, &status, &pid);
+        bool paused = r >= 0 && streq(status, "paused");
+        if (r < 0 || (!streq(status, "running") && !paused) || pid != sb->init_pid ||
+            !streq(sb->spec.id, id)) {
+                sandbox_free(sb);
+                return r < 0 ? r : -ESRCH;
+        }
+        if (!(sb->dir = strdup(dir)) ||
+            asprintf(&sb->socket_path, "%s/ctl/%s", dir, IP_SOCKET_NAME) < 0) {
+                sandbox_free(sb);
+                return -ENOMEM;
+        }
+        sb->pidfd = -1;
+        /* The kernel's freezer state decides; state.json keeps the deadline facts.
+         * Frozen but not saved as paused (we died mid-pause): the clock stops now. */
+        sb->state = paused ? SANDBOX_PAUSED : SANDBOX_RUNNING;
+        if (paused && !sb->paused_us) {
+                sb->paused_us = now_realtime_us();
+                sb->deadline_paused = true;
+        } else if (!paused && sb->paused_us) {
+                sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
+        }
+        (void) net_sandbox_ip(a->net, id, &sb->ip);
+        /* The same check as every exec's (the peer is the init pid runc and
+         * state.json agree on): say so now if the socket is not init's. */
+        int k = exec_check_init(sb->socket_path, sb->init_pid);
+        if (k == -EIO)
+                log_sbx(LOG_LEVEL_WARNING, id, k,
+                        "its init socket is not served by its init: execs will be refused");
+        (void) pthread_mutex_lock(&a->lock);
+        r = sandbox_watch_init(a, sb);
+        if (r == 0) {
+                sb->next = a->sandboxes;
+                a->sandboxes = sb;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0)
+                sandbox_free(sb);
+        return r;
+}
+
+/* Rebuilds the network rules for the adopted sandboxes (single-threaded: no
+ * request is served yet, so the table needs no lock). */
+static int recover_network(Agent *a)
+{
+        size_t n = 0, i = 0;
+        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
+                n++;
+        cleanup_free NetAdopted *list = calloc(n + 1, sizeof(NetAdopted));
+        if (!list)
+                return -ENOMEM;
+        for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
+                list[i++] = (NetAdopted){.id = sb->spec.id, .policy = &sb->spec.network};
+        int r = net_recover(a->net, list, n);
+        return r < 0 ? log_error_errno(r, "cannot restore the sandboxes' network rules") : 0;
+}
+
+int sandbox_recover(Agent *a)
+{
+        cleanup_strv char **dirs = NULL, **containers = NULL, **cgroups = NULL;
+        int r = state_list(a->sandboxes_dir, &dirs);
+        if (r < 0)
+                return log_error_errno(r, "cannot read %s", a->sandboxes_dir);
+        unsigned adopted = 0, removed = 0;
+        STRV_FOREACH(id, dirs) {
+                cleanup_free char *dir = NULL;
+                if (asprintf(&dir, "%s/%s", a->sandboxes_dir, *id) < 0)
+                        return -ENOMEM;
+                r = adopt(a, *id, dir);
+                if (r == 0) {
+                        adopted++;
+                        continue;
+                }
+                log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
+                (void) sandbox_teardown(a, *id, dir);
+                removed++;
+        }
+        /* Containers and cgroups with no state dir are remains too. */
+        Runtime rt = sandbox_runtime(a);
+        if (runtime_list(&rt, &containers) == 0)
+                STRV_FOREACH(id, containers)
+                        if (!strv_contains(dirs, *id)) {
+                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
+                                (void) sandbox_teardown(a, *id, NULL);
+                                removed++;
+                        }
+        if (cg_list(a->cg, &cgroups) == 0)
+                STRV_FOREACH(id, cgroups)
+                        if (!strv_contains(dirs, *id) && !strv_contains(containers, *id)) {
+                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned cgroup");
+                                (void) sandbox_teardown(a, *id, NULL);
+                                removed++;
+                        }
+        if ((r = recover_network(a)) < 0)
+                return r;
+        log_info("recovery: %u sandboxes re-adopted, %u removed", adopted, removed);
+        sandbox_wake_monitor(a);
+        return 0;
+}
