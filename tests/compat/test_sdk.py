@@ -97,3 +97,14 @@ def test_pty(sdk):
     assert out["killed"] is True
     assert out["wait"]["exitCode"] != 0  # wait() ended (killed: not a clean exit)
     assert out["resizeMissing"] == "NotFoundError"
+
+
+def test_get_host_port_proxy(sdk):
+    out = sdk("ports.mjs")
+    assert out["hostNames"] is True, out["host"]
+    assert out["status"] == 200, out
+    assert out["contentType"].startswith("text/html")
+    assert "Directory listing" in out["listing"] and "hello-from-sandbox.txt" in out["listing"]
+    assert out["file"] == {"status": 200, "body": "hello"}
+    assert out["missing"] == 404  # the server's own status comes through
+    assert out["closedPort"] == 502  # nothing listens there
