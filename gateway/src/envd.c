@@ -572,8 +572,8 @@ static int pty_size(json_object *pty, unsigned *cols, unsigned *rows)
         json_object *size = gw_json_field(pty, "size");
         uint32_t c = 0, r = 0;
         if (gw_connect_uint32_from_json(gw_json_field(size, "cols"), &c) < 0 ||
-            gw_connect_uint32_from_json(gw_json_field(size, "rows"), &r) < 0 || c == 0 ||
-            r == 0 || c > 65535 || r > 65535)
+            gw_connect_uint32_from_json(gw_json_field(size, "rows"), &r) < 0 || c == 0 || r == 0 ||
+            c > 65535 || r > 65535)
                 return -EINVAL;
         *cols = c;
         *rows = r;
@@ -658,8 +658,7 @@ static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
                 s->req = exec_body(msg, user, gw_header(r, "Connect-Timeout-Ms"), err, sizeof(err));
                 if (!s->req) {
                         proc_stream_free(s);
-                        reply_stream_end(r->req,
-GW_CONNECT_INVALID_ARGUMENT, err);
+                        reply_stream_end(r->req, GW_CONNECT_INVALID_ARGUMENT, err);
                         return;
                 }
         } else {

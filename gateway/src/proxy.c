@@ -17,7 +17,7 @@
 #include "gw-internal.h"
 #include "sandpit/macro.h"
 
-#define PROXY_HEAD_MAX (64u * 1024u)
+#define PROXY_HEAD_MAX  ((size_t) 64 * 1024)
 #define PROXY_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct {
@@ -59,9 +59,10 @@ static int agent_connect(const char *url, int *ret)
         if (strncmp(url, "unix://", 7) != 0)
                 return -EPROTONOSUPPORT;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(url + 7) >= sizeof(sa.sun_path))
+        size_t n = strlen(url + 7);
+        if (n >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, url + 7);
+        memcpy(sa.sun_path, url + 7, n + 1);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
@@ -79,9 +80,19 @@ static int agent_connect(const char *url, int *ret)
 static bool skip_header(const char *name, bool upgrade)
 {
         static const char *const skip[] = {
-                "Host",          "Content-Length", "Transfer-Encoding", "Keep-Alive", "TE",
-                "Trailer",       "Proxy-Connection", "Authorization",   "X-Access-Token",
-                "E2b-Sandbox-Id", "E2b-Sandbox-Port", "Connection",     "Upgrade",
+                "Host",
+                "Content-Length",
+                "Transfer-Encoding",
+                "Keep-Alive",
+                "TE",
+                "Trailer",
+                "Proxy-Connection",
+                "Authorization",
+                "X-Access-Token",
+                "E2b-Sandbox-Id",
+                "E2b-Sandbox-Port",
+                "Connection",
+                "Upgrade",
         };
         for (size_t i = 0; i < ARRAY_SIZE(skip); i++)
                 if (strcasecmp(name, skip[i]) == 0)
@@ -96,8 +107,7 @@ static void query_append(FILE *o, char **args)
                 for (int k = 0; k < 2; k++) {
                         if (k == 1)
                                 fputc('=', o);
-                        for (const unsigned char *c = (const unsigned char *) args[i + k]; *c;
-                             c++)
+                        for (const unsigned char *c = (const unsigned char *) args[i + k]; *c; c++)
                                 if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                                     (*c >= '0' && *c <= '9') || strchr("-._~", *c))
                                         fputc((char) *c, o);
@@ -120,8 +130,8 @@ static int send_request(GwRequest *r, int fd, const char *token, bool upgrade)
         FILE *o = open_memstream(&req, &req_len);
         if (!o)
                 return -ENOMEM;
-        fprintf(o, "%s /v1/sandboxes/%s/ports/%u%s", r->method, r->route.sandbox_id,
-                      r->route.port, r->path);
+        fprintf(o, "%s /v1/sandboxes/%s/ports/%u%s", r->method, r->route.sandbox_id, r->route.port,
+                r->path);
         query_append(o, args);
         fprintf(o, " HTTP/1.1\r\nHost: agent\r\n");
         if (token && *token)
@@ -316,8 +326,9 @@ void gw_proxy_handle(GwRequest *r)
         char *url = NULL, *token = NULL;
         const GwBackendOps *ops = r->gw->backend.ops;
         if (!ops->agent_address) {
-                http_respond_error(r->req, 501, "port %u: the port proxy is not served by this "
-                                                "backend",
+                http_respond_error(r->req, 501,
+                                   "port %u: the port proxy is not served by this "
+                                   "backend",
                                    r->route.port);
                 return;
         }
@@ -355,17 +366,22 @@ void gw_proxy_handle(GwRequest *r)
         }
         p->off = head_len;
         /* "HTTP/1.1 200 OK\r\nName: value\r\n..." */
-        unsigned status = 0;
-        if (sscanf(p->buf, "HTTP/1.%*1[01] %3u", &status) != 1 || status < 100) {
+        unsigned long status = 0;
+        char *line = p->buf ? strstr(p->buf, "\r\n") : NULL;
+        if (line && strncmp(p->buf, "HTTP/1.", 7) == 0 && p->buf[8] == ' ')
+                status = strtoul(p->buf + 9, NULL, 10);
+        if (!line || status < 100 || status > 599) {
                 proxy_free(p);
                 http_respond_error(r->req, 502, "the agent's port proxy answered no HTTP status");
                 return;
         }
         char *hs[130];
         size_t n = 0;
-        char *line = strstr(p->buf, "\r\n") + 2;
+        line += 2;
         while (line < p->buf + head_len - 2 && n + 3 < ARRAY_SIZE(hs)) {
                 char *eol = strstr(line, "\r\n");
+                if (!eol)
+                        break;
                 *eol = 0;
                 char *colon = strchr(line, ':');
                 if (colon) {
@@ -393,5 +409,5 @@ void gw_proxy_handle(GwRequest *r)
                 return;
         }
         static const HttpStreamOps sops = {.read = proxy_read, .destroy = proxy_free};
-        http_respond_stream_headers(r->req, status, hs, &sops, p);
+        http_respond_stream_headers(r->req, (unsigned) status, hs, &sops, p);
 }
