@@ -101,6 +101,32 @@ static int local_agent(void *b, const char *id, AgentClient **ret, char *err, si
         return client(b, ret, err, errlen);
 }
 
+static int local_agent_address(void *b, const char *id, char **url, char **token, char *err,
+                               size_t errlen)
+{
+        Local *l = b;
+        cleanup_agent_client AgentClient *c = NULL;
+        /* The sandbox must exist here: an unknown one is a 404, not the
+         * agent's answer to a proxied request. */
+        int r = client(l, &c, err, errlen);
+        if (r < 0)
+                return r;
+        json_object *info = NULL;
+        r = agent_client_get(c, id, &info);
+        if (r < 0)
+                return failed(c, r, err, errlen);
+        json_object_put(info);
+        char *u = strdup(l->url), *t = l->token ? strdup(l->token) : NULL;
+        if (!u || (l->token && !t)) {
+                free(u);
+                free(t);
+                return -ENOMEM;
+        }
+        *url = u;
+        *token = t;
+        return 0;
+}
+
 static void local_free(void *b)
 {
         Local *l = b;
@@ -123,6 +149,7 @@ static const GwBackendOps local_ops = {
         .resume = local_resume,
         .metrics = local_metrics,
         .agent = local_agent,
+        .agent_address = local_agent_address,
         .free = local_free,
 };
 

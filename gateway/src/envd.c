@@ -439,7 +439,7 @@ static int proc_event(json_object *ev, void *userdata)
                                 json_object_new_int(json_object_get_int(gw_json_field(ev, "pid"))));
                 msg = process_event("start", start);
                 s->started = true;
-        } else if (streq(type, "stdout") || streq(type, "stderr")) {
+        } else if (streq(type, "stdout") || streq(type, "stderr") || streq(type, "pty")) {
                 json_object *b64 = NULL;
                 const char *text = gw_json_str(ev, "data");
                 const char *raw = gw_json_str(ev, "data_b64");
@@ -566,6 +566,20 @@ static void proc_fail(HttpRequest *req, int r, void *userdata)
                          e->message[0] ? e->message : strerror(-r));
 }
 
+/* The size of a PTY message: {"size": {"cols": C, "rows": R}}. */
+static int pty_size(json_object *pty, unsigned *cols, unsigned *rows)
+{
+        json_object *size = gw_json_field(pty, "size");
+        uint32_t c = 0, r = 0;
+        if (gw_connect_uint32_from_json(gw_json_field(size, "cols"), &c) < 0 ||
+            gw_connect_uint32_from_json(gw_json_field(size, "rows"), &r) < 0 || c == 0 || r == 0 ||
+            c > 65535 || r > 65535)
+                return -EINVAL;
+        *cols = c;
+        *rows = r;
+        return 0;
+}
+
 static json_object *exec_body(json_object *msg, const char *user, const char *timeout_hdr,
                               char *err, size_t errlen)
 {
@@ -575,8 +589,10 @@ static json_object *exec_body(json_object *msg, const char *user, const char *ti
                 snprintf(err, errlen, "process.cmd is required");
                 return NULL;
         }
-        if (gw_json_field(msg, "pty")) {
-                snprintf(err, errlen, "pty: a pseudo-terminal is not supported yet");
+        unsigned cols = 0, rows = 0;
+        json_object *pty = gw_json_field(msg, "pty");
+        if (pty && pty_size(pty, &cols, &rows) < 0) {
+                snprintf(err, errlen, "pty.size needs cols and rows, 1 to 65535");
                 return NULL;
         }
         cleanup_gw_json json_object *b = json_object_new_object();
@@ -609,6 +625,14 @@ static json_object *exec_body(json_object *msg, const char *user, const char *ti
         const char *tag = gw_json_str(msg, "tag");
         if (tag)
                 json_object_object_add(b, "tag", json_object_new_string(tag));
+        if (pty) {
+                json_object *size = json_object_new_object();
+                if (!size)
+                        return NULL;
+                json_object_object_add(size, "cols", json_object_new_int64(cols));
+                json_object_object_add(size, "rows", json_object_new_int64(rows));
+                json_object_object_add(b, "pty", size);
+        }
         json_object *stdin_open = gw_json_field(msg, "stdin");
         if (stdin_open && json_object_get_boolean(stdin_open))
                 json_object_object_add(b, "stdin_open", json_object_new_boolean(true));
@@ -634,10 +658,7 @@ static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
                 s->req = exec_body(msg, user, gw_header(r, "Connect-Timeout-Ms"), err, sizeof(err));
                 if (!s->req) {
                         proc_stream_free(s);
-                        reply_stream_end(r->req,
-                                         strstr(err, "pty") ? GW_CONNECT_UNIMPLEMENTED
-                                                            : GW_CONNECT_INVALID_ARGUMENT,
-                                         err);
+                        reply_stream_end(r->req, GW_CONNECT_INVALID_ARGUMENT, err);
                         return;
                 }
         } else {
@@ -731,9 +752,19 @@ static void process_unary(GwRequest *r, AgentClient *a, const char *method, json
         } else if (streq(method, "CloseStdin")) {
                 k = agent_client_process_stdin(a, id, pid, NULL, 0, true);
         } else {
-                reply_connect_error(r->req, GW_CONNECT_UNIMPLEMENTED,
-                                    "process.Process/Update (PTY resize) is not supported yet");
-                return;
+                /* Update: a PTY resize (the only thing it carries). */
+                unsigned cols = 0, rows = 0;
+                if (pty_size(gw_json_field(msg, "pty"), &cols, &rows) < 0) {
+                        reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
+                                            "pty.size needs cols and rows, 1 to 65535");
+                        return;
+                }
+                k = agent_client_process_resize(a, id, pid, cols, rows);
+                if (k < 0 && agent_client_error(a)->status == 409) {
+                        reply_connect_error(r->req, GW_CONNECT_FAILED_PRECONDITION,
+                                            agent_client_error(a)->message);
+                        return;
+                }
         }
         if (k < 0)
                 goto fail;

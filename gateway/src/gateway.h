@@ -33,6 +33,12 @@ typedef struct GwBackendOps {
         /* The data plane: a client of the agent that runs sandbox id, for one
          * thread's use; the caller frees it. */
         int (*agent)(void *b, const char *id, AgentClient **ret, char *err, size_t errlen);
+        /* The port proxy: the address ("unix://PATH") and bearer token (may
+         * be NULL) of the agent that runs sandbox id, malloc'd. Optional:
+         * without it, ports other than envd's and the code interpreter's
+         * answer 501. */
+        int (*agent_address)(void *b, const char *id, char **url, char **token, char *err,
+                             size_t errlen);
         void (*free)(void *b);
 } GwBackendOps;
 
@@ -52,6 +58,7 @@ typedef enum {
         GW_ACTION_ENVD,     /* envd of a sandbox (RPC, /files, /health) */
         GW_ACTION_CODE,     /* the code interpreter's /execute */
         GW_ACTION_CONTEXTS, /* the code interpreter's /contexts (the SDK sends no access token) */
+        GW_ACTION_PORT,     /* any other port (getHost): public, as E2B's are by default */
 } GwAction;
 
 typedef struct {

@@ -62,3 +62,6 @@ int gw_token_load(GwServer *gw);
 void gw_control_handle(GwRequest *r);
 void gw_envd_handle(GwRequest *r);
 void gw_code_handle(GwRequest *r);
+
+/* A port of a sandbox other than envd's and the code interpreter's (proxy.c). */
+void gw_proxy_handle(GwRequest *r);

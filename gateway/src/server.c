@@ -56,8 +56,9 @@ static GwAction action_of(const GwRequest *r)
                 return GW_ACTION_CONTROL;
         case GW_ROUTE_CODE:
                 return strncmp(r->path, "/contexts", 9) == 0 ? GW_ACTION_CONTEXTS : GW_ACTION_CODE;
-        case GW_ROUTE_ENVD:
         case GW_ROUTE_PORT:
+                return GW_ACTION_PORT;
+        case GW_ROUTE_ENVD:
                 break;
         }
         return GW_ACTION_ENVD;
@@ -82,12 +83,6 @@ static void handle(HttpRequest *req, void *userdata)
                                  sizeof(err));
         if (k < 0) {
                 http_respond_error(req, 400, "%s", err);
-                return;
-        }
-        if (r.route.kind == GW_ROUTE_PORT) {
-                http_respond_error(req, 501,
-                                   "port %u of a sandbox: the port proxy is not built yet",
-                                   r.route.port);
                 return;
         }
         GwAuthRequest ar = {.action = action_of(&r),
@@ -123,6 +118,7 @@ static void handle(HttpRequest *req, void *userdata)
                 gw_code_handle(&r);
                 break;
         case GW_ROUTE_PORT:
+                gw_proxy_handle(&r);
                 break;
         }
 }

@@ -226,6 +226,9 @@ int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t e
                 return gw_check_access_token(gw, r->sandbox_id, r->access_token, err, errlen);
         case GW_ACTION_CONTEXTS:
                 /* The SDK sends no access token here (E2B-WIRE §5.2). */
+        case GW_ACTION_PORT:
+                /* E2B's envd access token guards envd only; a sandbox's other
+                 * ports are public (no traffic access token is issued). */
                 return 0;
         }
         return -EACCES;

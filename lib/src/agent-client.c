@@ -405,6 +405,17 @@ int agent_client_process_signal(AgentClient *c, const char *id, int pid, const c
         return call(c, "POST", p, body, 204, NULL);
 }
 
+int agent_client_process_resize(AgentClient *c, const char *id, int pid, unsigned cols,
+                                unsigned rows)
+{
+        cleanup_free char *p = sandbox_path(id, "/processes/%d/resize", pid);
+        cleanup_ac_json json_object *body = json_object_new_object();
+        if (!p || !body || json_object_object_add(body, "cols", json_object_new_int64(cols)) < 0 ||
+            json_object_object_add(body, "rows", json_object_new_int64(rows)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", p, body, 204, NULL);
+}
+
 int agent_client_file_read(AgentClient *c, const char *id, const char *path, const char *user,
                            HttpDataFn on_data, void *userdata)
 {

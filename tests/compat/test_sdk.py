@@ -85,3 +85,26 @@ def test_lifecycle(sdk):
     assert out["killAgain"] is False
     assert out["gone"] == "SandboxNotFoundError"
     assert out["listedAfter"] == 0
+
+
+def test_pty(sdk):
+    out = sdk("pty.mjs")
+    assert out["pid"] > 0
+    assert out["hi"] is True, out["text"]  # typed input echoed by the shell, then its output
+    assert out["sizeBefore"] is True, out["text"]  # stty size: the size of create
+    assert out["sizeAfter"] is True, out["text"]  # ... and of resize
+    assert out["listed"] is True
+    assert out["killed"] is True
+    assert out["wait"]["exitCode"] != 0  # wait() ended (killed: not a clean exit)
+    assert out["resizeMissing"] == "NotFoundError"
+
+
+def test_get_host_port_proxy(sdk):
+    out = sdk("ports.mjs")
+    assert out["hostNames"] is True, out["host"]
+    assert out["status"] == 200, out
+    assert out["contentType"].startswith("text/html")
+    assert "Directory listing" in out["listing"] and "hello-from-sandbox.txt" in out["listing"]
+    assert out["file"] == {"status": 200, "body": "hello"}
+    assert out["missing"] == 404  # the server's own status comes through
+    assert out["closedPort"] == 502  # nothing listens there

@@ -176,3 +176,78 @@ def test_access_token_survives_an_agent_restart(agent, sandbox):
     assert gw.get("/files?path=/etc/hostname", headers=envd(sid, tok)).status == 200
     assert gw.get("/files?path=/etc/hostname", headers=envd(sid, "wrong")).status == 401
     assert tok not in agent.log_tail(lines=10000)
+
+
+ECHO_SERVER = r"""
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8090))
+s.listen(4)
+while True:
+    c, _ = s.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(4096)
+        if not d:
+            break
+        head += d
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+    rest = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
+    if rest:
+        c.sendall(rest)
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+"""
+
+
+def upgrade(port, sid, sandbox_port):
+    """A raw Upgrade request to the gateway: (the response head, the socket)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n"
+               f"E2b-Sandbox-Id: {sid}\r\nE2b-Sandbox-Port: {sandbox_port}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        if not d:
+            break
+        head += d
+    return head, s
+
+
+def test_port_proxy_upgrade_and_errors(agent, sandbox):
+    import time
+    sid = sandbox["sandboxID"]
+    r = agent.client.post(f"/v1/sandboxes/{sid}/exec",
+                          {"cmd": ["python3", "-c", ECHO_SERVER], "background": True})
+    assert r.status in (200, 201, 202), r
+    # Until the server listens (502 before), bounded.
+    deadline = time.monotonic() + 20
+    while True:
+        head, s = upgrade(agent.gateway_port, sid, 8090)
+        if head.startswith(b"HTTP/1.1 101") or time.monotonic() > deadline:
+            break
+        s.close()
+        time.sleep(0.1)
+    with s:
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert b"upgrade: echo" in head.lower()
+        s.sendall(b"ping through the proxy")
+        got = b""
+        while len(got) < len(b"ping through the proxy"):
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+        assert got == b"ping through the proxy"
+    # A port of an unknown sandbox: 404 with E2B's body; nothing listening: 502.
+    gw = agent.gateway
+    r = gw.request("GET", "/", headers={"E2b-Sandbox-Id": "nosuchsandbox0000000", "E2b-Sandbox-Port": "8090"})
+    assert r.status == 404 and r.json()["code"] == 404, r
+    r = gw.request("GET", "/", headers={"E2b-Sandbox-Id": sid, "E2b-Sandbox-Port": "8099"})
+    assert r.status == 502, r

@@ -87,6 +87,9 @@ int agent_client_process_stdin(AgentClient *c, const char *id, int pid, const vo
                                size_t len, bool eof);
 /* signal: a name ("SIGKILL", "TERM") or a number as a string. */
 int agent_client_process_signal(AgentClient *c, const char *id, int pid, const char *signal);
+/* The size of a process's pseudo-terminal (-EBUSY-like 409 when it has none). */
+int agent_client_process_resize(AgentClient *c, const char *id, int pid, unsigned cols,
+                                unsigned rows);
 
 /* Files. user: a user of the sandbox, NULL for its default one. The file's
  * bytes go to on_data as they arrive. */
