@@ -1,0 +1,322 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "exec-internal.h"
+#include "exec.h"
+#include "fsroot.h"
+#include "initproto.h"
+#include "sandpit/json.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/outbuf.h"
+#include "sandpit/util.h"
+#include "secrets.h"
+
+/* The refusal of an init socket that is not the sandbox's init's. */
+static int init_refused(const char *socket_path, const char *why, char *err, size_t errlen)
+{
+        log_warning("refusing %s: %s", socket_path, why);
+        if (err)
+                (void) snprintf(err, errlen, "refused to talk to the sandbox's init socket: %s",
+                                why);
+        return -EIO;
+}
+
+/* Connects to init at socket_path (<sandbox dir>/ctl/init.sock) without
+ * following anything the sandbox could have put there, and only to its init:
+ * the control dir is opened without following a symlink, the socket below it by
+ * openat2() with RESOLVE_NO_SYMLINKS, connected through that O_PATH fd, and the
+ * peer's pid (SO_PEERCRED, which names the process that called listen()) must
+ * be init_pid. -EBUSY when nothing listens there (init is gone); -EIO with a
+ * message in err (may be NULL) when the socket is refused. */
+int init_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
+{
+        const char *slash = strrchr(socket_path, '/');
+        if (!slash || slash == socket_path || init_pid <= 0)
+                return -EINVAL;
+        cleanup_free char *dir = strndup(socket_path, (size_t) (slash - socket_path));
+        if (!dir)
+                return -ENOMEM;
+        cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+                return errno == ENOENT ? -EBUSY
+                                       : init_refused(socket_path, strerror(errno), err, errlen);
+        int k = fsroot_open_child(dfd, slash + 1, O_PATH, 0);
+        if (k < 0)
+                return k == -ENOENT ? -EBUSY : init_refused(socket_path, strerror(-k), err, errlen);
+        cleanup_close int sfd = k;
+        struct stat st;
+        if (fstat(sfd, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return init_refused(socket_path, "not a socket", err, errlen);
+
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        (void) snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", sfd);
+        cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return errno == ENOENT || errno == ECONNREFUSED ? -EBUSY : negative_errno();
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return negative_errno();
+        if (cred.pid != init_pid)
+                return init_refused(socket_path, "its peer is not the sandbox's init", err, errlen);
+        return TAKE_FD(fd);
+}
+
+int exec_check_init(const char *socket_path, pid_t init_pid)
+{
+        int fd = init_connect(socket_path, init_pid, NULL, 0);
+        if (fd < 0)
+                return fd;
+        (void) close(fd);
+        return 0;
+}
+
+int send_frame(int fd, IpBuilder *b)
+{
+        int r = ip_builder_finish(b);
+        if (r == 0)
+                r = ip_write_all(fd, b->buf, b->len);
+        ip_builder_free(b);
+        return r;
+}
+
+/* Reads one answer frame; turns ERROR into a negative errno + message. */
+int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err, size_t errlen)
+{
+        int r = ip_read_frame(fd, body, cap, f);
+        if (r == 0) {
+                (void) snprintf(err, errlen, "the sandbox's init closed the connection");
+                return -EBUSY;
+        }
+        if (r < 0) {
+                (void) snprintf(err, errlen, "reading from the sandbox's init: %s", strerror(-r));
+                return r == -EPROTO ? -EIO : r;
+        }
+        if (f->type == IP_MSG_ERROR) {
+                uint32_t e = EIO;
+                cleanup_free char *msg = NULL;
+                (void) ip_get_u32(f, IP_TAG_ERRNO, &e);
+                (void) ip_get_strdup(f, IP_TAG_MESSAGE, &msg);
+                (void) snprintf(err, errlen, "%s", msg ? msg : strerror((int) e));
+                return e > 0 && e < 4096 ? -(int) e : -EIO;
+        }
+        return 0;
+}
+
+int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
+               uint32_t *ret_pid, char *err, size_t errlen)
+{
+        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
+        if (fd < 0) {
+                if (fd != -EIO)
+                        (void) snprintf(err, errlen, "the sandbox is not running");
+                return fd;
+        }
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SPAWN);
+        STRV_FOREACH(s, req->argv)
+                ip_put_str(&b, IP_TAG_ARG, *s);
+        STRV_FOREACH(s, req->env)
+                ip_put_str(&b, IP_TAG_ENV, *s);
+        STRV_FOREACH(s, req->secret_env)
+                ip_put_str(&b, IP_TAG_SECRET_ENV, *s);
+        if (req->cwd)
+                ip_put_str(&b, IP_TAG_CWD, req->cwd);
+        ip_put_str(&b, IP_TAG_USER, req->user);
+        if (req->tag)
+                ip_put_str(&b, IP_TAG_TAG, req->tag);
+        if (req->timeout_ms)
+                ip_put_u64(&b, IP_TAG_TIMEOUT_MS, req->timeout_ms);
+        ip_put_u32(&b, IP_TAG_FLAGS, req->flags);
+        if (req->flags & IP_FLAG_PTY) {
+                ip_put_u32(&b, IP_TAG_COLS, req->cols);
+                ip_put_u32(&b, IP_TAG_ROWS, req->rows);
+        }
+        if (req->stdin_data)
+                ip_put_bytes(&b, IP_TAG_DATA, req->stdin_data, req->stdin_len);
+        int r = send_frame(fd, &b);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "cannot send the request to the sandbox's init: %s",
+                                strerror(-r));
+                return r == -EMSGSIZE ? -EFBIG : -EBUSY;
+        }
+        cleanup_free uint8_t *body = NULL;
+        size_t cap = 0;
+        IpFrame f;
+        r = read_answer(fd, &body, &cap, &f, err, errlen);
+        if (r < 0)
+                return r == -EBUSY || r == -EIO || r == -ENOMEM ? r : -EINVAL;
+        uint32_t pid = 0;
+        if (f.type != IP_MSG_STARTED || ip_get_u32(&f, IP_TAG_PID, &pid) < 0) {
+                (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
+                return -EIO;
+        }
+        *ret_pid = pid;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b, char *err,
+                          size_t errlen)
+{
+        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
+        if (fd < 0) {
+                ip_builder_free(b);
+                if (fd != -EIO)
+                        (void) snprintf(err, errlen, "the sandbox is not running");
+                return fd;
+        }
+        int r = send_frame(fd, b);
+        if (r < 0)
+                return -EBUSY;
+        cleanup_free uint8_t *body = NULL;
+        size_t cap = 0;
+        IpFrame f;
+        r = read_answer(fd, &body, &cap, &f, err, errlen);
+        if (r < 0)
+                return r;
+        if (f.type != IP_MSG_OK) {
+                (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
+                return -EIO;
+        }
+        return 0;
+}
+
+int exec_send_stdin(const char *socket_path, pid_t init_pid, uint32_t pid, const uint8_t *data,
+                    size_t len, bool eof, char *err, size_t errlen)
+{
+        IpBuilder b;
+        int r = 0;
+        if (data && len > 0) {
+                ip_builder_init(&b, IP_MSG_STDIN);
+                ip_put_u32(&b, IP_TAG_PID, pid);
+                ip_put_bytes(&b, IP_TAG_DATA, data, len);
+                r = simple_request(socket_path, init_pid, &b, err, errlen);
+        }
+        if (r == 0 && eof) {
+                ip_builder_init(&b, IP_MSG_STDIN_EOF);
+                ip_put_u32(&b, IP_TAG_PID, pid);
+                r = simple_request(socket_path, init_pid, &b, err, errlen);
+        }
+        return r;
+}
+
+int exec_set_secrets(const char *socket_path, pid_t init_pid, char **env, char *err, size_t errlen)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SET_SECRETS);
+        STRV_FOREACH(s, env)
+                ip_put_str(&b, IP_TAG_ENV, *s);
+        return simple_request(socket_path, init_pid, &b, err, errlen); /* frees (and zeroes) b */
+}
+
+int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo, char *err,
+                size_t errlen)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_SIGNAL);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        ip_put_u32(&b, IP_TAG_SIGNO, (uint32_t) signo);
+        return simple_request(socket_path, init_pid, &b, err, errlen);
+}
+
+int exec_resize(const char *socket_path, pid_t init_pid, uint32_t pid, uint32_t cols, uint32_t rows,
+                char *err, size_t errlen)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_RESIZE);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        ip_put_u32(&b, IP_TAG_COLS, cols);
+        ip_put_u32(&b, IP_TAG_ROWS, rows);
+        return simple_request(socket_path, init_pid, &b, err, errlen);
+}
+
+static json_object *process_to_json(const IpFrame *f)
+{
+        json_object *o = json_object_new_object(), *argv = json_object_new_array();
+        uint32_t pid = 0, flags = 0, state = 0;
+        uint64_t started = 0;
+        (void) ip_get_u32(f, IP_TAG_PID, &pid);
+        (void) ip_get_u32(f, IP_TAG_FLAGS, &flags);
+        (void) ip_get_u32(f, IP_TAG_STATE, &state);
+        (void) ip_get_u64(f, IP_TAG_STARTED_US, &started);
+        size_t off = 0;
+        uint8_t tag;
+        const uint8_t *val;
+        uint32_t len;
+        while (ip_next_field(f, &off, &tag, &val, &len) > 0)
+                if (tag == IP_TAG_ARG)
+                        (void) json_object_array_add(
+                                argv, json_object_new_string_len((const char *) val, (int) len));
+        (void) json_object_object_add(o, "pid", json_object_new_int64(pid));
+        (void) json_object_object_add(o, "cmd", argv);
+        cleanup_free char *label = NULL;
+        if (ip_get_strdup(f, IP_TAG_TAG, &label) == 0)
+                (void) json_object_object_add(o, "tag", json_object_new_string(label));
+        (void) json_object_object_add(o, "background",
+                                      json_object_new_boolean((flags & IP_FLAG_BACKGROUND) != 0));
+        (void) json_object_object_add(o, "pty",
+                                      json_object_new_boolean((flags & IP_FLAG_PTY) != 0));
+        (void) json_object_object_add(o, "running",
+                                      json_object_new_boolean(state == IP_STATE_RUNNING));
+        if (started) {
+                char buf[40];
+                format_rfc3339_us(started, buf, sizeof(buf));
+                (void) json_object_object_add(o, "started_at", json_object_new_string(buf));
+        }
+        int32_t code = 0;
+        uint32_t signo = 0;
+        bool exited = state == IP_STATE_EXITED;
+        (void) ip_get_i32(f, IP_TAG_EXIT_CODE, &code);
+        (void) ip_get_u32(f, IP_TAG_SIGNO, &signo);
+        (void) json_object_object_add(o, "exit_code", exited ? json_object_new_int(code) : NULL);
+        (void) json_object_object_add(o, "signal",
+                                      exited ? json_object_new_int((int) signo) : NULL);
+        return o;
+}
+
+int exec_list(const char *socket_path, pid_t init_pid, json_object **ret)
+{
+        char err[256];
+        cleanup_close int fd = init_connect(socket_path, init_pid, NULL, 0);
+        if (fd < 0)
+                return fd;
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_LIST);
+        int r = send_frame(fd, &b);
+        if (r < 0)
+                return -EBUSY;
+        json_object *arr = json_object_new_array();
+        if (!arr)
+                return -ENOMEM;
+        cleanup_free uint8_t *body = NULL;
+        size_t cap = 0;
+        for (;;) {
+                IpFrame f;
+                r = read_answer(fd, &body, &cap, &f, err, sizeof(err));
+                if (r < 0)
+                        break;
+                if (f.type == IP_MSG_OK)
+                        break;
+                if (f.type == IP_MSG_PROCESS)
+                        (void) json_object_array_add(arr, process_to_json(&f));
+        }
+        if (r < 0) {
+                json_object_put(arr);
+                return r;
+        }
+        *ret = arr;
+        return 0;
+}
