@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "gw-internal.h"
-#include "gw-json.h"
+#include "sandpit/json.h"
 #include "pump.h"
 #include "sandpit/macro.h"
 
@@ -79,22 +79,22 @@ static const char *language(const char *l)
 
 static void execute(GwRequest *r)
 {
-        cleanup_gw_json json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(r->req, &body) < 0)
                 return;
-        const char *code = gw_json_str(body, "code");
+        const char *code = json_str(body, "code");
         if (!code) {
                 reply_text(r->req, 400, "code is required");
                 return;
         }
-        cleanup_gw_json json_object *req = json_object_new_object();
+        cleanup_json json_object *req = json_object_new_object();
         if (!req) {
                 reply_text(r->req, 500, "out of memory");
                 return;
         }
         json_object_object_add(req, "code", json_object_new_string(code));
-        const char *lang = gw_json_str(body, "language");
-        const char *ctx = gw_json_str(body, "context_id");
+        const char *lang = json_str(body, "language");
+        const char *ctx = json_str(body, "context_id");
         if (lang && ctx) {
                 reply_text(r->req, 400, "give a language or a context, not both");
                 return;
@@ -103,7 +103,7 @@ static void execute(GwRequest *r)
                 json_object_object_add(req, "language", json_object_new_string(language(lang)));
         if (ctx)
                 json_object_object_add(req, "context", json_object_new_string(ctx));
-        json_object *env = gw_json_field(body, "env_vars");
+        json_object *env = json_field(body, "env_vars");
         if (env && json_object_is_type(env, json_type_object))
                 json_object_object_add(req, "env", json_object_get(env));
         char err[512] = "";
@@ -131,7 +131,7 @@ static json_object *context_view(json_object *c)
                 return NULL;
         static const char *const keys[] = {"id", "language", "cwd"};
         for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-                const char *v = gw_json_str(c, keys[i]);
+                const char *v = json_str(c, keys[i]);
                 json_object_object_add(o, keys[i], json_object_new_string(v ? v : ""));
         }
         return o;
@@ -141,17 +141,17 @@ static void contexts(GwRequest *r, AgentClient *a)
 {
         const char *id = r->route.sandbox_id;
         const char *rest = r->path + strlen("/contexts");
-        cleanup_gw_json json_object *res = NULL;
+        cleanup_json json_object *res = NULL;
         int k;
         if (!*rest && streq(r->method, "POST")) {
-                cleanup_gw_json json_object *body = NULL;
+                cleanup_json json_object *body = NULL;
                 size_t len = 0;
                 if (http_request_body(r->req, &len) && len > 0 &&
                     http_request_parse_json(r->req, &body) < 0)
                         return;
-                const char *lang = gw_json_str(body, "language");
+                const char *lang = json_str(body, "language");
                 k = agent_client_context_create(a, id, lang ? language(lang) : NULL,
-                                                gw_json_str(body, "cwd"), &res);
+                                                json_str(body, "cwd"), &res);
                 if (k < 0)
                         goto fail;
                 gw_reply_json(r->req, 200, context_view(res), NULL);

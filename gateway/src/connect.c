@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "gw-json.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -161,7 +161,7 @@ static int error_object(GwConnectCode c, const char *message, json_object **ret)
         const char *name = gw_connect_code_name(c);
         if (!name)
                 return -EINVAL;
-        cleanup_gw_json json_object *o = json_object_new_object();
+        cleanup_json json_object *o = json_object_new_object();
         if (!o || json_object_object_add(o, "code", json_object_new_string(name)) < 0)
                 return -ENOMEM;
         if (message && *message &&
@@ -219,7 +219,7 @@ static int metadata_copy(json_object *md, json_object **ret)
 {
         if (!json_object_is_type(md, json_type_object))
                 return -EINVAL;
-        cleanup_gw_json json_object *out = json_object_new_object();
+        cleanup_json json_object *out = json_object_new_object();
         if (!out)
                 return -ENOMEM;
         json_object_object_foreach(md, key, val) {
@@ -252,7 +252,7 @@ static int metadata_copy(json_object *md, json_object **ret)
 int gw_connect_frame_end(GwConnectCode c, const char *message, json_object *metadata, char **ret,
                          size_t *ret_len)
 {
-        cleanup_gw_json json_object *o = json_object_new_object();
+        cleanup_json json_object *o = json_object_new_object();
         if (!o)
                 return -ENOMEM;
         int r;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "gw-internal.h"
-#include "gw-json.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -27,7 +27,7 @@ static int body_json(GwRequest *r, json_object **ret)
 /* Answers the sandbox in view; access token from the store. */
 static void reply_sandbox(GwRequest *r, unsigned status, json_object *sbx, GwE2bView view)
 {
-        const char *id = gw_json_str(sbx, "id");
+        const char *id = json_str(sbx, "id");
         char tok[GW_TOKEN_LEN + 1];
         bool have = id && gw_token_get(r->gw, id, tok) == 0;
         json_object *out = NULL;
@@ -45,7 +45,7 @@ static void reply_sandbox(GwRequest *r, unsigned status, json_object *sbx, GwE2b
 static void create(GwRequest *r, bool v1)
 {
         char err[512] = "";
-        cleanup_gw_json json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(r->req, &body) < 0)
                 return;
         GwE2bCreate c = {0};
@@ -54,7 +54,7 @@ static void create(GwRequest *r, bool v1)
                 gw_reply_e2b_error(r->req, k, err);
                 return;
         }
-        cleanup_gw_json json_object *areq = NULL;
+        cleanup_json json_object *areq = NULL;
         k = gw_e2b_create_to_agent(&c, &areq, err, sizeof(err));
         bool secure = c.secure;
         gw_e2b_create_done(&c);
@@ -64,7 +64,7 @@ static void create(GwRequest *r, bool v1)
         }
         char tok[GW_TOKEN_LEN + 1] = "";
         if (secure) {
-                json_object *labels = gw_json_field(areq, "labels");
+                json_object *labels = json_field(areq, "labels");
                 if (!labels) {
                         labels = json_object_new_object();
                         if (!labels || json_object_object_add(areq, "labels", labels) < 0) {
@@ -79,14 +79,14 @@ static void create(GwRequest *r, bool v1)
                         return;
                 }
         }
-        cleanup_gw_json json_object *sbx = NULL;
+        cleanup_json json_object *sbx = NULL;
         k = BACKEND(r->gw)->create(BDATA(r->gw), areq, &sbx, err, sizeof(err));
         if (k < 0) {
                 explicit_bzero(tok, sizeof(tok));
                 gw_reply_e2b_error(r->req, k == -EEXIST ? -EBUSY : k, err);
                 return;
         }
-        const char *id = gw_json_str(sbx, "id");
+        const char *id = json_str(sbx, "id");
         if (secure && (!id || gw_token_put(r->gw, id, tok) < 0)) {
                 explicit_bzero(tok, sizeof(tok));
                 if (id)
@@ -114,7 +114,7 @@ static void list(GwRequest *r, bool v1)
                 gw_reply_e2b_error(r->req, k, err);
                 return;
         }
-        cleanup_gw_json json_object *all = NULL;
+        cleanup_json json_object *all = NULL;
         k = BACKEND(r->gw)->list(BDATA(r->gw), &all, err, sizeof(err));
         if (k < 0) {
                 gw_e2b_list_query_done(&q);
@@ -136,7 +136,7 @@ static void list(GwRequest *r, bool v1)
 static void get(GwRequest *r, const char *id)
 {
         char err[512] = "";
-        cleanup_gw_json json_object *sbx = NULL;
+        cleanup_json json_object *sbx = NULL;
         int k = BACKEND(r->gw)->get(BDATA(r->gw), id, &sbx, err, sizeof(err));
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);
@@ -163,7 +163,7 @@ static void kill_sandbox(GwRequest *r, const char *id)
 static void set_timeout(GwRequest *r, const char *id)
 {
         char err[512] = "";
-        cleanup_gw_json json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (http_request_parse_json(r->req, &body) < 0)
                 return;
         uint64_t s = 0;
@@ -179,7 +179,7 @@ static void set_timeout(GwRequest *r, const char *id)
 static void pause_sandbox(GwRequest *r, const char *id)
 {
         char err[512] = "";
-        cleanup_gw_json json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (body_json(r, &body) < 0)
                 return;
         int k = gw_e2b_pause_body_parse(body, err, sizeof(err));
@@ -196,7 +196,7 @@ static void pause_sandbox(GwRequest *r, const char *id)
 static void connect_sandbox(GwRequest *r, const char *id)
 {
         char err[512] = "";
-        cleanup_gw_json json_object *body = NULL;
+        cleanup_json json_object *body = NULL;
         if (body_json(r, &body) < 0)
                 return;
         uint64_t s = 0;
@@ -205,13 +205,13 @@ static void connect_sandbox(GwRequest *r, const char *id)
                 gw_reply_e2b_error(r->req, k, err);
                 return;
         }
-        cleanup_gw_json json_object *sbx = NULL;
+        cleanup_json json_object *sbx = NULL;
         k = BACKEND(r->gw)->get(BDATA(r->gw), id, &sbx, err, sizeof(err));
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);
                 return;
         }
-        const char *state = gw_json_str(sbx, "state");
+        const char *state = json_str(sbx, "state");
         if (state && streq(state, "paused")) {
                 json_object_put(TAKE_PTR(sbx));
                 k = BACKEND(r->gw)->resume(BDATA(r->gw), id, s, &sbx, err, sizeof(err));
@@ -256,7 +256,7 @@ static void metrics(GwRequest *r, const char *id)
                 http_respond_error(r->req, 400, "start and end are unix seconds");
                 return;
         }
-        cleanup_gw_json json_object *m = NULL;
+        cleanup_json json_object *m = NULL;
         int k = BACKEND(r->gw)->metrics(BDATA(r->gw), id, start, end, &m, err, sizeof(err));
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "connect.h"
-#include "gw-json.h"
+#include "sandpit/json.h"
 #include "route.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -382,7 +382,7 @@ static int create_field(const char *key, json_object *val, bool *seen_secure, Gw
         if (streq(key, "autoResume")) {
                 if (is_null(val))
                         return 0;
-                json_object *en = gw_json_field(val, "enabled");
+                json_object *en = json_field(val, "enabled");
                 bool on = false;
                 if (!json_object_is_type(val, json_type_object) ||
                     (json_object_object_length(val) > (en ? 1 : 0)) ||
@@ -419,10 +419,10 @@ int gw_e2b_create_parse(json_object *body, bool v1, const GwE2bConfig *cfg, GwE2
                         break;
         }
         if (r == 0)
-                r = parse_template(gw_json_field(body, "templateID"), cfg, &c, err, errlen);
+                r = parse_template(json_field(body, "templateID"), cfg, &c, err, errlen);
         if (r == 0)
-                r = parse_network(gw_json_field(body, "network"),
-                                  gw_json_field(body, "allow_internet_access"), cfg, &c, err,
+                r = parse_network(json_field(body, "network"),
+                                  json_field(body, "allow_internet_access"), cfg, &c, err,
                                   errlen);
         if (r == 0 && !v1 && seen_secure && !c.secure)
                 r = fail(err, errlen,
@@ -442,7 +442,7 @@ int gw_e2b_create_parse(json_object *body, bool v1, const GwE2bConfig *cfg, GwE2
 
 static int rules_json(char **cidrs, json_object **ret)
 {
-        cleanup_gw_json json_object *arr = json_object_new_array();
+        cleanup_json json_object *arr = json_object_new_array();
         if (!arr)
                 return -ENOMEM;
         STRV_FOREACH(s, cidrs) {
@@ -464,8 +464,8 @@ int gw_e2b_create_to_agent(const GwE2bCreate *c, json_object **ret, char *err, s
                                 "autoPause (lifecycle onTimeout \"pause\") is not supported yet");
                 return -EOPNOTSUPP;
         }
-        cleanup_gw_json json_object *o = json_object_new_object();
-        cleanup_gw_json json_object *labels = NULL, *env = NULL, *net = NULL;
+        cleanup_json json_object *o = json_object_new_object();
+        cleanup_json json_object *labels = NULL, *env = NULL, *net = NULL;
         if (!o || add_str(o, "template", c->template_name) < 0 ||
             add_obj(o, "timeout", json_object_new_int64((int64_t) c->timeout_s)) < 0)
                 return -ENOMEM;
@@ -504,7 +504,7 @@ int gw_e2b_create_to_agent(const GwE2bCreate *c, json_object **ret, char *err, s
 
 static int64_t json_int_field(json_object *o, const char *key)
 {
-        json_object *v = gw_json_field(o, key);
+        json_object *v = json_field(o, key);
         return v && (json_object_is_type(v, json_type_int) ||
                      json_object_is_type(v, json_type_double))
                        ? json_object_get_int64(v)
@@ -513,7 +513,7 @@ static int64_t json_int_field(json_object *o, const char *key)
 
 static int metadata_from_labels(json_object *labels, json_object **ret)
 {
-        cleanup_gw_json json_object *md = json_object_new_object();
+        cleanup_json json_object *md = json_object_new_object();
         if (!md)
                 return -ENOMEM;
         if (json_object_is_type(labels, json_type_object)) {
@@ -532,20 +532,20 @@ static int metadata_from_labels(json_object *labels, json_object **ret)
 /* The agent's network policy as E2B's allowOut/denyOut. */
 static int network_view(json_object *net, bool *ret_internet, json_object **ret)
 {
-        const char *egress = gw_json_str(net, "egress");
+        const char *egress = json_str(net, "egress");
         bool allow = egress && streq(egress, "allow");
         bool allowlist = egress && streq(egress, "allowlist");
-        cleanup_gw_json json_object *o = json_object_new_object();
-        cleanup_gw_json json_object *allow_out = json_object_new_array();
-        cleanup_gw_json json_object *deny_out = json_object_new_array();
+        cleanup_json json_object *o = json_object_new_object();
+        cleanup_json json_object *allow_out = json_object_new_array();
+        cleanup_json json_object *deny_out = json_object_new_array();
         if (!o || !allow_out || !deny_out)
                 return -ENOMEM;
-        json_object *rules = gw_json_field(net, allow ? "deny" : "allow");
+        json_object *rules = json_field(net, allow ? "deny" : "allow");
         json_object *dst = allow ? deny_out : allow_out;
         for (size_t i = 0; (allow || allowlist) && json_object_is_type(rules, json_type_array) &&
                            i < json_object_array_length(rules);
              i++) {
-                const char *cidr = gw_json_str(json_object_array_get_idx(rules, i), "cidr");
+                const char *cidr = json_str(json_object_array_get_idx(rules, i), "cidr");
                 json_object *s = cidr ? json_object_new_string(cidr) : NULL;
                 if (cidr && (!s || json_object_array_add(dst, s) < 0)) {
                         json_object_put(s);
@@ -570,20 +570,20 @@ static int network_view(json_object *net, bool *ret_internet, json_object **ret)
 int gw_e2b_sandbox_from_agent(json_object *agent, GwE2bView view, const GwE2bConfig *cfg,
                               const char *access_token, json_object **ret)
 {
-        const char *id = gw_json_str(agent, "id");
-        const char *state = gw_json_str(agent, "state");
+        const char *id = json_str(agent, "id");
+        const char *state = json_str(agent, "state");
         if (!id || !state)
                 return -EINVAL;
         if (!streq(state, "running") && !streq(state, "paused"))
                 return -ENOENT;
-        json_object *labels = gw_json_field(agent, "labels");
-        const char *tmpl = gw_json_str(labels, GW_E2B_LABEL_TEMPLATE);
+        json_object *labels = json_field(agent, "labels");
+        const char *tmpl = json_str(labels, GW_E2B_LABEL_TEMPLATE);
         if (!tmpl)
-                tmpl = gw_json_str(agent, "template");
+                tmpl = json_str(agent, "template");
         const char *envd = cfg && cfg->envd_version ? cfg->envd_version : GW_E2B_ENVD_VERSION;
         const char *client = cfg && cfg->client_id ? cfg->client_id : "sandpit";
         const char *domain = cfg && cfg->domain && *cfg->domain ? cfg->domain : NULL;
-        cleanup_gw_json json_object *o = json_object_new_object();
+        cleanup_json json_object *o = json_object_new_object();
         if (!o || add_str(o, "sandboxID", id) < 0 || add_str(o, "templateID", tmpl) < 0 ||
             add_str(o, "alias", tmpl) < 0 || add_str(o, "clientID", client) < 0 ||
             add_str(o, "envdVersion", envd) < 0)
@@ -599,7 +599,7 @@ int gw_e2b_sandbox_from_agent(json_object *agent, GwE2bView view, const GwE2bCon
                 *ret = TAKE_PTR(o);
                 return 0;
         }
-        json_object *cpu = gw_json_field(agent, "cpu");
+        json_object *cpu = json_field(agent, "cpu");
         double cores = cpu ? json_object_get_double(cpu) : 1;
         int64_t cpus = cores > 1 ? (int64_t) ceil(cores) : 1;
         json_object *md = NULL;
@@ -607,8 +607,8 @@ int gw_e2b_sandbox_from_agent(json_object *agent, GwE2bView view, const GwE2bCon
         if (r < 0)
                 return r;
         if (add_obj(o, "metadata", md) < 0 ||
-            add_str(o, "startedAt", gw_json_str(agent, "started_at")) < 0 ||
-            add_str(o, "endAt", gw_json_str(agent, "expires_at")) < 0 ||
+            add_str(o, "startedAt", json_str(agent, "started_at")) < 0 ||
+            add_str(o, "endAt", json_str(agent, "expires_at")) < 0 ||
             add_str(o, "state", state) < 0 ||
             add_obj(o, "cpuCount", json_object_new_int64(cpus)) < 0 ||
             add_obj(o, "memoryMB", json_object_new_int64(json_int_field(agent, "memory") >> 20)) <
@@ -620,7 +620,7 @@ int gw_e2b_sandbox_from_agent(json_object *agent, GwE2bView view, const GwE2bCon
         if (view == GW_E2B_VIEW_DETAIL) {
                 bool internet = false;
                 json_object *net = NULL;
-                if ((r = network_view(gw_json_field(agent, "network"), &internet, &net)) < 0)
+                if ((r = network_view(json_field(agent, "network"), &internet, &net)) < 0)
                         return r;
                 if (add_obj(o, "network", net) < 0 ||
                     add_obj(o, "allowInternetAccess", json_object_new_boolean(internet)) < 0)
@@ -882,26 +882,26 @@ static int entry_qsort_desc(const void *x, const void *y)
 
 static bool entry_matches(json_object *sb, const GwE2bListQuery *q, Entry *ret)
 {
-        const char *id = gw_json_str(sb, "id"), *state = gw_json_str(sb, "state");
-        const char *started = gw_json_str(sb, "started_at");
+        const char *id = json_str(sb, "id"), *state = json_str(sb, "state");
+        const char *started = json_str(sb, "started_at");
         int64_t sec = 0;
         int32_t nsec = 0;
         if (!id || !state || !started || gw_connect_timestamp_parse(started, &sec, &nsec) < 0)
                 return false;
         if (!((streq(state, "running") && q->running) || (streq(state, "paused") && q->paused)))
                 return false;
-        json_object *labels = gw_json_field(sb, "labels");
+        json_object *labels = json_field(sb, "labels");
         STRV_FOREACH(m, q->metadata) {
                 const char *eq = strchr(*m, '=');
                 cleanup_free char *k = eq ? strndup(*m, (size_t) (eq - *m)) : NULL;
-                const char *v = k ? gw_json_str(labels, k) : NULL;
+                const char *v = k ? json_str(labels, k) : NULL;
                 if (!v || !streq(v, eq + 1) ||
                     strncmp(k, GW_E2B_LABEL_PREFIX, strlen(GW_E2B_LABEL_PREFIX)) == 0)
                         return false;
         }
         if (q->template_id) {
-                const char *t = gw_json_str(labels, GW_E2B_LABEL_TEMPLATE);
-                const char *native = gw_json_str(sb, "template");
+                const char *t = json_str(labels, GW_E2B_LABEL_TEMPLATE);
+                const char *native = json_str(sb, "template");
                 if (!((t && streq(t, q->template_id)) || (native && streq(native, q->template_id))))
                         return false;
         }
@@ -918,7 +918,7 @@ int gw_e2b_list_page(json_object *agent_list, const GwE2bListQuery *q, const GwE
 {
         json_object *arr = json_object_is_type(agent_list, json_type_array)
                                    ? agent_list
-                                   : gw_json_field(agent_list, "sandboxes");
+                                   : json_field(agent_list, "sandboxes");
         if (!json_object_is_type(arr, json_type_array))
                 return -EINVAL;
         size_t n = json_object_array_length(arr), m = 0;
@@ -937,7 +937,7 @@ int gw_e2b_list_page(json_object *agent_list, const GwE2bListQuery *q, const GwE
                                 break;
                         start++;
                 }
-        cleanup_gw_json json_object *out = json_object_new_array();
+        cleanup_json json_object *out = json_object_new_array();
         if (!out)
                 return -ENOMEM;
         size_t i = start;
@@ -967,7 +967,7 @@ int gw_e2b_list_page(json_object *agent_list, const GwE2bListQuery *q, const GwE
 /* A copy of a numeric field (as the agent wrote it, 49.87 stays 49.87), or 0. */
 static json_object *num_field(json_object *o, const char *key)
 {
-        json_object *v = gw_json_field(o, key), *c = NULL;
+        json_object *v = json_field(o, key), *c = NULL;
         if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
                 return json_object_new_int64(0);
         return json_object_deep_copy(v, &c, NULL) < 0 ? NULL : c;
@@ -975,12 +975,12 @@ static json_object *num_field(json_object *o, const char *key)
 
 static int metrics_sample(json_object *m, json_object **ret)
 {
-        const char *ts = gw_json_str(m, "timestamp");
+        const char *ts = json_str(m, "timestamp");
         if (!ts)
                 return -EINVAL;
-        json_object *cpu = gw_json_field(m, "cpu_count");
+        json_object *cpu = json_field(m, "cpu_count");
         double cores = cpu ? json_object_get_double(cpu) : 1;
-        cleanup_gw_json json_object *o = json_object_new_object();
+        cleanup_json json_object *o = json_object_new_object();
         if (!o || add_str(o, "timestamp", ts) < 0 ||
             add_obj(o, "timestampUnix", num_field(m, "timestamp_unix")) < 0 ||
             add_obj(o, "cpuCount", json_object_new_int64(cores > 1 ? (int64_t) ceil(cores) : 1)) <
@@ -1000,11 +1000,11 @@ int gw_e2b_metrics_from_agent(json_object *agent, json_object **ret)
 {
         if (!json_object_is_type(agent, json_type_object))
                 return -EINVAL;
-        json_object *window = gw_json_field(agent, "metrics");
+        json_object *window = json_field(agent, "metrics");
         if (window && !json_object_is_type(window, json_type_array))
                 return -EINVAL;
         size_t n = window ? json_object_array_length(window) : 1;
-        cleanup_gw_json json_object *arr = json_object_new_array();
+        cleanup_json json_object *arr = json_object_new_array();
         if (!arr)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
@@ -1044,7 +1044,7 @@ int gw_e2b_timeout_body_parse(json_object *body, uint64_t *ret_s, char *err, siz
         int r = check_fields(body, known, err, errlen);
         if (r < 0)
                 return r;
-        json_object *t = gw_json_field(body, "timeout");
+        json_object *t = json_field(body, "timeout");
         if (!t)
                 return fail(err, errlen, "timeout is required");
         return parse_timeout(t, "timeout", ret_s, err, errlen);
@@ -1060,10 +1060,10 @@ int gw_e2b_connect_body_parse(json_object *body, uint64_t *ret_s, char *err, siz
         int r = check_fields(body, known, err, errlen);
         bool memory = true;
         if (r == 0)
-                r = parse_bool(gw_json_field(body, "memory"), "memory", &memory, err, errlen);
+                r = parse_bool(json_field(body, "memory"), "memory", &memory, err, errlen);
         if (r < 0)
                 return r;
-        json_object *t = gw_json_field(body, "timeout");
+        json_object *t = json_field(body, "timeout");
         uint64_t s = 0;
         if (!is_null(t) && (r = parse_timeout(t, "timeout", &s, err, errlen)) < 0)
                 return r;
@@ -1079,13 +1079,13 @@ int gw_e2b_pause_body_parse(json_object *body, char *err, size_t errlen)
         int r = check_fields(body, known, err, errlen);
         bool memory = true;
         if (r == 0)
-                r = parse_bool(gw_json_field(body, "memory"), "memory", &memory, err, errlen);
+                r = parse_bool(json_field(body, "memory"), "memory", &memory, err, errlen);
         return r;
 }
 
 int gw_e2b_error_new(unsigned status, const char *message, json_object **ret)
 {
-        cleanup_gw_json json_object *o = json_object_new_object();
+        cleanup_json json_object *o = json_object_new_object();
         if (!o || add_obj(o, "code", json_object_new_int((int) status)) < 0 ||
             add_str(o, "message", message ? message : "") < 0)
                 return -ENOMEM;

@@ -9,7 +9,7 @@
 
 #include "connect.h"
 #include "gw-internal.h"
-#include "gw-json.h"
+#include "sandpit/json.h"
 #include "pump.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -112,7 +112,7 @@ static json_object *entry_info(json_object *e)
         json_object *o = json_object_new_object();
         if (!o)
                 return NULL;
-        const char *type = gw_json_str(e, "type");
+        const char *type = json_str(e, "type");
         const char *t = !type                    ? "FILE_TYPE_UNSPECIFIED"
                         : streq(type, "file")    ? "FILE_TYPE_FILE"
                         : streq(type, "dir")     ? "FILE_TYPE_DIRECTORY"
@@ -126,18 +126,18 @@ static json_object *entry_info(json_object *e)
                                               {"modified_time", "modifiedTime"},
                                               {"symlink_target", "symlinkTarget"}};
         for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
-                const char *v = gw_json_str(e, strs[i][0]);
+                const char *v = json_str(e, strs[i][0]);
                 if (v)
                         json_object_object_add(o, strs[i][1], json_object_new_string(v));
         }
         json_object_object_add(o, "type", json_object_new_string(t));
-        json_object *size = gw_json_field(e, "size");
+        json_object *size = json_field(e, "size");
         if (size) {
                 char buf[32];
                 snprintf(buf, sizeof(buf), "%lld", (long long) json_object_get_int64(size));
                 json_object_object_add(o, "size", json_object_new_string(buf));
         }
-        json_object *mode = gw_json_field(e, "mode");
+        json_object *mode = json_field(e, "mode");
         if (mode)
                 json_object_object_add(o, "mode", json_object_new_int(json_object_get_int(mode)));
         return o;
@@ -218,7 +218,7 @@ static void files_get(GwRequest *r, AgentClient *agent, const char *user)
 static int write_one(GwRequest *r, AgentClient *agent, const char *path, const char *user,
                      const void *data, size_t len, json_object *out, char *err, size_t errlen)
 {
-        cleanup_gw_json json_object *entry = NULL;
+        cleanup_json json_object *entry = NULL;
         int k = agent_client_file_write(agent, r->route.sandbox_id, path, user, data, len, &entry);
         if (k < 0) {
                 snprintf(err, errlen, "%.200s: %.300s", path, agent_client_error(agent)->message);
@@ -227,7 +227,7 @@ static int write_one(GwRequest *r, AgentClient *agent, const char *path, const c
         json_object *w = json_object_new_object();
         if (!w)
                 return -ENOMEM;
-        const char *name = gw_json_str(entry, "name"), *full = gw_json_str(entry, "path");
+        const char *name = json_str(entry, "name"), *full = json_str(entry, "path");
         json_object_object_add(w, "name", json_object_new_string(name ? name : path));
         json_object_object_add(w, "type", json_object_new_string("file"));
         json_object_object_add(w, "path", json_object_new_string(full ? full : path));
@@ -355,7 +355,7 @@ static void files_post(GwRequest *r, AgentClient *agent, const char *user)
         }
         size_t len = 0;
         const char *body = http_request_body(r->req, &len);
-        cleanup_gw_json json_object *out = json_object_new_array();
+        cleanup_json json_object *out = json_object_new_array();
         if (!out) {
                 http_respond_error(r->req, 500, "out of memory");
                 return;
@@ -412,7 +412,7 @@ static void proc_stream_free(void *userdata)
 static int proc_event(json_object *ev, void *userdata)
 {
         ProcStream *s = userdata;
-        const char *type = gw_json_str(ev, "type");
+        const char *type = json_str(ev, "type");
         if (!type)
                 return 0;
         json_object *msg = NULL;
@@ -436,13 +436,13 @@ static int proc_event(json_object *ev, void *userdata)
                 if (start)
                         json_object_object_add(
                                 start, "pid",
-                                json_object_new_int(json_object_get_int(gw_json_field(ev, "pid"))));
+                                json_object_new_int(json_object_get_int(json_field(ev, "pid"))));
                 msg = process_event("start", start);
                 s->started = true;
         } else if (streq(type, "stdout") || streq(type, "stderr") || streq(type, "pty")) {
                 json_object *b64 = NULL;
-                const char *text = gw_json_str(ev, "data");
-                const char *raw = gw_json_str(ev, "data_b64");
+                const char *text = json_str(ev, "data");
+                const char *raw = json_str(ev, "data_b64");
                 if (text) {
                         if (gw_connect_bytes_to_json(text, strlen(text), &b64) < 0)
                                 return -ENOMEM;
@@ -458,9 +458,9 @@ static int proc_event(json_object *ev, void *userdata)
                         json_object_put(b64);
                 msg = process_event("data", data);
         } else if (streq(type, "exit")) {
-                int code = json_object_get_int(gw_json_field(ev, "exit_code"));
-                int sig = json_object_get_int(gw_json_field(ev, "signal"));
-                s->timed_out = json_object_get_boolean(gw_json_field(ev, "timed_out"));
+                int code = json_object_get_int(json_field(ev, "exit_code"));
+                int sig = json_object_get_int(json_field(ev, "signal"));
+                s->timed_out = json_object_get_boolean(json_field(ev, "timed_out"));
                 char status[64];
                 if (sig > 0)
                         snprintf(status, sizeof(status), "signal: %s",
@@ -493,13 +493,13 @@ static int proc_event(json_object *ev, void *userdata)
 /* -ESRCH when the sandbox has no process pid. */
 static int process_exists(AgentClient *a, const char *id, int pid)
 {
-        cleanup_gw_json json_object *procs = NULL;
+        cleanup_json json_object *procs = NULL;
         int k = agent_client_processes(a, id, &procs);
         if (k < 0)
                 return k;
         for (size_t i = 0; i < json_object_array_length(procs); i++)
                 if (json_object_get_int(
-                            gw_json_field(json_object_array_get_idx(procs, i), "pid")) == pid)
+                            json_field(json_object_array_get_idx(procs, i), "pid")) == pid)
                         return 0;
         return -ESRCH;
 }
@@ -569,10 +569,10 @@ static void proc_fail(HttpRequest *req, int r, void *userdata)
 /* The size of a PTY message: {"size": {"cols": C, "rows": R}}. */
 static int pty_size(json_object *pty, unsigned *cols, unsigned *rows)
 {
-        json_object *size = gw_json_field(pty, "size");
+        json_object *size = json_field(pty, "size");
         uint32_t c = 0, r = 0;
-        if (gw_connect_uint32_from_json(gw_json_field(size, "cols"), &c) < 0 ||
-            gw_connect_uint32_from_json(gw_json_field(size, "rows"), &r) < 0 || c == 0 || r == 0 ||
+        if (gw_connect_uint32_from_json(json_field(size, "cols"), &c) < 0 ||
+            gw_connect_uint32_from_json(json_field(size, "rows"), &r) < 0 || c == 0 || r == 0 ||
             c > 65535 || r > 65535)
                 return -EINVAL;
         *cols = c;
@@ -583,19 +583,19 @@ static int pty_size(json_object *pty, unsigned *cols, unsigned *rows)
 static json_object *exec_body(json_object *msg, const char *user, const char *timeout_hdr,
                               char *err, size_t errlen)
 {
-        json_object *proc = gw_json_field(msg, "process");
-        const char *cmd = gw_json_str(proc, "cmd");
+        json_object *proc = json_field(msg, "process");
+        const char *cmd = json_str(proc, "cmd");
         if (!cmd || !*cmd) {
                 snprintf(err, errlen, "process.cmd is required");
                 return NULL;
         }
         unsigned cols = 0, rows = 0;
-        json_object *pty = gw_json_field(msg, "pty");
+        json_object *pty = json_field(msg, "pty");
         if (pty && pty_size(pty, &cols, &rows) < 0) {
                 snprintf(err, errlen, "pty.size needs cols and rows, 1 to 65535");
                 return NULL;
         }
-        cleanup_gw_json json_object *b = json_object_new_object();
+        cleanup_json json_object *b = json_object_new_object();
         json_object *argv = json_object_new_array();
         if (!b || !argv) {
                 json_object_put(argv);
@@ -603,7 +603,7 @@ static json_object *exec_body(json_object *msg, const char *user, const char *ti
         }
         json_object_object_add(b, "cmd", argv);
         json_object_array_add(argv, json_object_new_string(cmd));
-        json_object *args = gw_json_field(proc, "args");
+        json_object *args = json_field(proc, "args");
         for (size_t i = 0; args && json_object_is_type(args, json_type_array) &&
                            i < json_object_array_length(args);
              i++) {
@@ -614,15 +614,15 @@ static json_object *exec_body(json_object *msg, const char *user, const char *ti
                 }
                 json_object_array_add(argv, json_object_get(a));
         }
-        json_object *envs = gw_json_field(proc, "envs");
+        json_object *envs = json_field(proc, "envs");
         if (envs && json_object_is_type(envs, json_type_object))
                 json_object_object_add(b, "env", json_object_get(envs));
-        const char *cwd = gw_json_str(proc, "cwd");
+        const char *cwd = json_str(proc, "cwd");
         if (cwd && *cwd)
                 json_object_object_add(b, "cwd", json_object_new_string(cwd));
         if (user)
                 json_object_object_add(b, "user", json_object_new_string(user));
-        const char *tag = gw_json_str(msg, "tag");
+        const char *tag = json_str(msg, "tag");
         if (tag)
                 json_object_object_add(b, "tag", json_object_new_string(tag));
         if (pty) {
@@ -633,7 +633,7 @@ static json_object *exec_body(json_object *msg, const char *user, const char *ti
                 json_object_object_add(size, "rows", json_object_new_int64(rows));
                 json_object_object_add(b, "pty", size);
         }
-        json_object *stdin_open = gw_json_field(msg, "stdin");
+        json_object *stdin_open = json_field(msg, "stdin");
         if (stdin_open && json_object_get_boolean(stdin_open))
                 json_object_object_add(b, "stdin_open", json_object_new_boolean(true));
         uint64_t ms = 0;
@@ -663,8 +663,8 @@ static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
                 }
         } else {
                 uint32_t pid = 0;
-                json_object *sel = gw_json_field(msg, "process");
-                if (gw_connect_uint32_from_json(gw_json_field(sel, "pid"), &pid) < 0 || pid == 0) {
+                json_object *sel = json_field(msg, "process");
+                if (gw_connect_uint32_from_json(json_field(sel, "pid"), &pid) < 0 || pid == 0) {
                         proc_stream_free(s);
                         reply_stream_end(r->req, GW_CONNECT_INVALID_ARGUMENT,
                                          "process.pid is required (tags are not supported)");
@@ -680,8 +680,8 @@ static void process_stream(GwRequest *r, AgentClient *agent, const char *method,
 static int selector_pid(json_object *msg, int *ret)
 {
         uint32_t pid = 0;
-        json_object *sel = gw_json_field(msg, "process");
-        if (gw_connect_uint32_from_json(gw_json_field(sel, "pid"), &pid) < 0 || pid == 0)
+        json_object *sel = json_field(msg, "process");
+        if (gw_connect_uint32_from_json(json_field(sel, "pid"), &pid) < 0 || pid == 0)
                 return -EINVAL;
         *ret = (int) pid;
         return 0;
@@ -692,19 +692,19 @@ static void process_unary(GwRequest *r, AgentClient *a, const char *method, json
         const char *id = r->route.sandbox_id;
         int pid = 0, k;
         if (streq(method, "List")) {
-                cleanup_gw_json json_object *procs = NULL;
+                cleanup_json json_object *procs = NULL;
                 k = agent_client_processes(a, id, &procs);
                 if (k < 0)
                         goto fail;
                 json_object *out = json_object_new_object(), *arr = json_object_new_array();
                 for (size_t i = 0; arr && i < json_object_array_length(procs); i++) {
                         json_object *p = json_object_array_get_idx(procs, i);
-                        if (!json_object_get_boolean(gw_json_field(p, "running")))
+                        if (!json_object_get_boolean(json_field(p, "running")))
                                 continue;
                         json_object *info = json_object_new_object(),
                                     *cfg = json_object_new_object(),
                                     *args = json_object_new_array();
-                        json_object *cmd = gw_json_field(p, "cmd");
+                        json_object *cmd = json_field(p, "cmd");
                         for (size_t j = 1; cmd && j < json_object_array_length(cmd); j++)
                                 json_object_array_add(
                                         args, json_object_get(json_object_array_get_idx(cmd, j)));
@@ -716,8 +716,8 @@ static void process_unary(GwRequest *r, AgentClient *a, const char *method, json
                         json_object_object_add(info, "config", cfg);
                         json_object_object_add(
                                 info, "pid",
-                                json_object_new_int(json_object_get_int(gw_json_field(p, "pid"))));
-                        const char *tag = gw_json_str(p, "tag");
+                                json_object_new_int(json_object_get_int(json_field(p, "pid"))));
+                        const char *tag = json_str(p, "tag");
                         if (tag)
                                 json_object_object_add(info, "tag", json_object_new_string(tag));
                         json_object_array_add(arr, info);
@@ -732,14 +732,14 @@ static void process_unary(GwRequest *r, AgentClient *a, const char *method, json
                 return;
         }
         if (streq(method, "SendSignal")) {
-                const char *sig = gw_json_str(msg, "signal");
+                const char *sig = json_str(msg, "signal");
                 const char *name = sig && strstr(sig, "SIGTERM") ? "SIGTERM" : "SIGKILL";
                 k = agent_client_process_signal(a, id, pid, name);
         } else if (streq(method, "SendInput")) {
-                json_object *in = gw_json_field(msg, "input");
-                json_object *v = gw_json_field(in, "stdin");
+                json_object *in = json_field(msg, "input");
+                json_object *v = json_field(in, "stdin");
                 if (!v)
-                        v = gw_json_field(in, "pty");
+                        v = json_field(in, "pty");
                 uint8_t *data = NULL;
                 size_t len = 0;
                 if (v && gw_connect_bytes_from_json(v, &data, &len) < 0) {
@@ -754,7 +754,7 @@ static void process_unary(GwRequest *r, AgentClient *a, const char *method, json
         } else {
                 /* Update: a PTY resize (the only thing it carries). */
                 unsigned cols = 0, rows = 0;
-                if (pty_size(gw_json_field(msg, "pty"), &cols, &rows) < 0) {
+                if (pty_size(json_field(msg, "pty"), &cols, &rows) < 0) {
                         reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
                                             "pty.size needs cols and rows, 1 to 65535");
                         return;
@@ -781,13 +781,13 @@ static void filesystem_unary(GwRequest *r, AgentClient *a, const char *method, j
                              const char *user)
 {
         const char *id = r->route.sandbox_id;
-        const char *path = gw_json_str(msg, "path");
-        cleanup_gw_json json_object *res = NULL;
+        const char *path = json_str(msg, "path");
+        cleanup_json json_object *res = NULL;
         json_object *out = NULL;
         int k;
         if (streq(method, "Move")) {
-                const char *src = gw_json_str(msg, "source"),
-                           *dst = gw_json_str(msg, "destination");
+                const char *src = json_str(msg, "source"),
+                           *dst = json_str(msg, "destination");
                 if (!src || !dst) {
                         reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
                                             "source and destination are required");
@@ -814,7 +814,7 @@ static void filesystem_unary(GwRequest *r, AgentClient *a, const char *method, j
                 json_object_object_add(out, "entry", entry_info(res));
         } else if (streq(method, "ListDir")) {
                 uint32_t depth = 1;
-                json_object *d = gw_json_field(msg, "depth");
+                json_object *d = json_field(msg, "depth");
                 if (d && (gw_connect_uint32_from_json(d, &depth) < 0 || depth > 64)) {
                         reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
                                             "depth is 1 to 64");
@@ -872,7 +872,7 @@ static void watch_free(void *userdata)
 static int watch_event(json_object *ev, void *userdata)
 {
         Watch *w = userdata;
-        const char *type = gw_json_str(ev, "type");
+        const char *type = json_str(ev, "type");
         if (!type)
                 return 0;
         static const char *const types[][2] = {{"create", "EVENT_TYPE_CREATE"},
@@ -880,7 +880,7 @@ static int watch_event(json_object *ev, void *userdata)
                                                {"remove", "EVENT_TYPE_REMOVE"},
                                                {"rename", "EVENT_TYPE_RENAME"},
                                                {"chmod", "EVENT_TYPE_CHMOD"}};
-        cleanup_gw_json json_object *msg = json_object_new_object();
+        cleanup_json json_object *msg = json_object_new_object();
         if (!msg)
                 return -ENOMEM;
         if (streq(type, "start")) {
@@ -898,7 +898,7 @@ static int watch_event(json_object *ev, void *userdata)
                 if (!et)
                         return 0; /* overflow and anything new: nothing E2B has */
                 /* The name relative to the watched directory, as envd gives it. */
-                const char *path = gw_json_str(ev, "path"), *name = gw_json_str(ev, "name");
+                const char *path = json_str(ev, "path"), *name = json_str(ev, "name");
                 size_t pl = strlen(w->path);
                 while (pl > 1 && w->path[pl - 1] == '/')
                         pl--;
@@ -939,7 +939,7 @@ static void watch_fail(HttpRequest *req, int r, void *userdata)
 
 static void watch_dir(GwRequest *r, AgentClient *agent, json_object *msg, const char *user)
 {
-        const char *path = gw_json_str(msg, "path");
+        const char *path = json_str(msg, "path");
         if (!path || !*path) {
                 agent_client_free(agent);
                 reply_stream_end(r->req, GW_CONNECT_INVALID_ARGUMENT, "path is required");
@@ -958,7 +958,7 @@ static void watch_dir(GwRequest *r, AgentClient *agent, json_object *msg, const 
                 return;
         }
         w->agent = agent;
-        w->recursive = json_object_get_boolean(gw_json_field(msg, "recursive"));
+        w->recursive = json_object_get_boolean(json_field(msg, "recursive"));
         gw_pump_respond(r->req, "application/connect+json", watch_run, watch_fail, watch_free, w);
 }
 
@@ -1013,7 +1013,7 @@ static void rpc(GwRequest *r, const char *user)
         }
         size_t len = 0;
         const char *body = http_request_body(r->req, &len);
-        cleanup_gw_json json_object *msg = NULL;
+        cleanup_json json_object *msg = NULL;
         if (streaming) {
                 const char *perr = NULL;
                 k = gw_connect_parse_single(body ? body : "", len, GW_CONNECT_DEFAULT_MAX_MESSAGE,

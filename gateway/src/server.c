@@ -9,7 +9,7 @@
 
 #include "connect.h"
 #include "gw-internal.h"
-#include "gw-json.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 
