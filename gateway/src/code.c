@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "gw-internal.h"
-#include "sandpit/json.h"
 #include "pump.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 
 typedef struct {

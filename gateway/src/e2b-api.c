@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "connect.h"
-#include "sandpit/json.h"
 #include "route.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -422,8 +422,7 @@ int gw_e2b_create_parse(json_object *body, bool v1, const GwE2bConfig *cfg, GwE2
                 r = parse_template(json_field(body, "templateID"), cfg, &c, err, errlen);
         if (r == 0)
                 r = parse_network(json_field(body, "network"),
-                                  json_field(body, "allow_internet_access"), cfg, &c, err,
-                                  errlen);
+                                  json_field(body, "allow_internet_access"), cfg, &c, err, errlen);
         if (r == 0 && !v1 && seen_secure && !c.secure)
                 r = fail(err, errlen,
                          "secure: false is not supported; sandboxes always get an "

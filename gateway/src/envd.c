@@ -9,8 +9,8 @@
 
 #include "connect.h"
 #include "gw-internal.h"
-#include "sandpit/json.h"
 #include "pump.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -498,8 +498,8 @@ static int process_exists(AgentClient *a, const char *id, int pid)
         if (k < 0)
                 return k;
         for (size_t i = 0; i < json_object_array_length(procs); i++)
-                if (json_object_get_int(
-                            json_field(json_object_array_get_idx(procs, i), "pid")) == pid)
+                if (json_object_get_int(json_field(json_object_array_get_idx(procs, i), "pid")) ==
+                    pid)
                         return 0;
         return -ESRCH;
 }
@@ -786,8 +786,7 @@ static void filesystem_unary(GwRequest *r, AgentClient *a, const char *method, j
         json_object *out = NULL;
         int k;
         if (streq(method, "Move")) {
-                const char *src = json_str(msg, "source"),
-                           *dst = json_str(msg, "destination");
+                const char *src = json_str(msg, "source"), *dst = json_str(msg, "destination");
                 if (!src || !dst) {
                         reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
                                             "source and destination are required");
