@@ -102,7 +102,7 @@ static void requeue_unplaced(Operator *op)
 static bool is_agent_lease(json_object *obj)
 {
         const char *name = k8s_obj_name(obj);
-        return name && strncmp(name, LEASE_NAME_PREFIX, strlen(LEASE_NAME_PREFIX)) == 0;
+        return name && strncmp(name, AGENT_LEASE_PREFIX, strlen(AGENT_LEASE_PREFIX)) == 0;
 }
 
 static void on_lease_add(const char *key, json_object *obj, void *userdata)

@@ -13,16 +13,17 @@
 
 #include "agent-ops.h"
 #include "leader.h"
+#include "sandpit/agent-lease.h"
 #include "sandpit/json.h"
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
 #include "sandpit/prom.h"
+#include "sandpit/util.h"
 
 #define OPERATOR_VERSION    "0.1.0"
 #define OPERATOR_FINALIZER  "sandpit.dev/cleanup"
 #define OPERATOR_CONTROLLER "sandpit.dev/operator"
-#define LEASE_NAME_PREFIX   "sandpit-agent-"
 /* The agent-side sandbox id of a Sandbox: this prefix and its uid. */
 #define SANDBOX_ID_PREFIX "sbx-"
 /* Labels the operator gives every sandbox it creates on an agent: the marks
@@ -71,18 +72,7 @@ static inline bool operator_built(const Operator *op)
         return __atomic_load_n(&op->built, __ATOMIC_ACQUIRE);
 }
 
-/* agents.c: the registered node agents, from their Leases. */
-typedef struct {
-        char *node;
-        char *endpoint;
-        double cpu;
-        uint64_t memory;
-        bool live;
-} AgentInfo;
-
-void agent_info_done(AgentInfo *a);
-/* Parses one Lease; -EINVAL when it is not an agent's (or is malformed). */
-int agent_info_from_lease(json_object *lease, uint64_t now_us, AgentInfo *ret);
+/* agents.c: the registered node agents, from their Leases (lib's agent-lease.h). */
 /* The agent of node (from the lease cache); -ENOENT when none registered. */
 int agents_find(Operator *op, const char *node, AgentInfo *ret);
 
@@ -103,12 +93,6 @@ void status_set_condition(json_object *status, const char *type, const char *cst
                           const char *reason, const char *message, int64_t generation);
 const char *status_condition_status(json_object *status, const char *type);
 const char *status_condition_reason(json_object *status, const char *type);
-/* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
- * (rounded up); -EINVAL when malformed. */
-int parse_duration_s(const char *s, long *ret);
-/* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
- * microseconds since the epoch. */
-int parse_rfc3339_us(const char *s, uint64_t *ret);
 
 /* spec.c: the agent's create request from a Sandbox. */
 extern const K8sResource operator_templates;
