@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "agent-ops.h"
+#include "gateway.h"
 #include "leader.h"
 #include "sandpit/agent-lease.h"
 #include "sandpit/json.h"
@@ -60,6 +61,10 @@ typedef struct {
         /* The health server runs from before setup: its thread reads the
          * fields above only once main has set this (atomically) after setup. */
         bool built;
+
+        /* The gateway's cluster backend (its data) while --gateway-listen
+         * serves: the Sandbox informer's handlers wake its waits. Atomic. */
+        void *gateway;
 
         pthread_mutex_t placements_lock; /* guards placements */
         Placement *placements;
@@ -203,3 +208,17 @@ typedef struct HealthServer HealthServer;
 int health_start(const char *listen, bool (*ready)(void *userdata), Operator *op,
                  HealthServer **ret);
 void health_free(HealthServer *h);
+
+/* gateway.c: the E2B gateway with the cluster backend (--gateway-listen). */
+typedef struct {
+        const char *listen;     /* "ADDR:PORT" */
+        const char *namespace;  /* where E2B's sandboxes are made */
+        long create_timeout_ms; /* 0: the gateway's default */
+        bool internet;          /* the agents have sandbox networking (--sandbox-cidr) */
+} OperatorGatewayOptions;
+/* After setup (the informers synced). */
+int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServer **ret);
+/* From the Sandbox informer's handlers: wakes the gateway's waits. */
+void operator_gateway_notify(Operator *op);
+/* Ends the gateway's waits, then frees it; NULL does nothing. */
+void operator_gateway_stop(Operator *op, GwServer *gw);
