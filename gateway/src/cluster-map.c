@@ -81,6 +81,12 @@ static int network_spec(json_object *net, json_object **ret, char *err, size_t e
                                 bad = true;
                                 break;
                         }
+                        /* The CRD's cidr format wants a prefix length. */
+                        char buf[64];
+                        if (cidr && !strchr(cidr, '/')) {
+                                (void) snprintf(buf, sizeof(buf), "%s/32", cidr);
+                                cidr = buf;
+                        }
                         put_str(e, "cidr", cidr, &bad);
                 }
                 put(eg, "allow", allow, &bad);
