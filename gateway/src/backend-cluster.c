@@ -27,7 +27,7 @@ static const K8sResource sandboxes_res = {"sandpit.dev", "v1alpha1", "sandboxes"
 static const K8sResource secrets_res = {"", "v1", "secrets", true};
 
 /* Each wait also wakes this often, should a change go unnotified. */
-#define WAIT_POLL_MS 250L
+#define WAIT_POLL_MS    250L
 #define TOKEN_CACHE_MAX 4096u
 
 typedef struct {
@@ -219,8 +219,8 @@ static int delete_object(Cluster *c, const char *name, const char *uid, char *er
         char werr[256] = "";
         r = wait_for(c, name, until_gone, uid, werr, sizeof(werr));
         if (r == -ETIMEDOUT)
-                log_warning("gateway: Sandbox %s/%s: %s; answered as deleted",
-                            cluster_namespace(c), name, werr);
+                log_warning("gateway: Sandbox %s/%s: %s; answered as deleted", cluster_namespace(c),
+                            name, werr);
         return 0;
 }
 
@@ -332,8 +332,8 @@ static int cluster_remove(void *b, const char *id, char *err, size_t errlen)
 
 /* Merge-patches spec with patch and waits until the operator acted on it
  * (in phase, when not NULL). */
-static int patch_spec(Cluster *c, json_object *obj, json_object *spec, const char *phase,
-                      char *err, size_t errlen)
+static int patch_spec(Cluster *c, json_object *obj, json_object *spec, const char *phase, char *err,
+                      size_t errlen)
 {
         const char *name = k8s_obj_name(obj);
         cleanup_json json_object *patch = json_object_new_object();
@@ -404,8 +404,8 @@ static int cluster_pause(void *b, const char *id, char *err, size_t errlen)
         return patch_spec(c, obj, spec, "Paused", err, errlen);
 }
 
-static int cluster_resume(void *b, const char *id, uint64_t timeout_s, json_object **ret,
-                          char *err, size_t errlen)
+static int cluster_resume(void *b, const char *id, uint64_t timeout_s, json_object **ret, char *err,
+                          size_t errlen)
 {
         Cluster *c = b;
         cleanup_json json_object *obj = NULL, *spec = json_object_new_object();
@@ -437,8 +437,7 @@ static int node_client(Cluster *c, const char *node, AgentClient **ret, char *er
         }
         r = agent_client_new(a.endpoint, c->agent_token, ret);
         if (r < 0)
-                snprintf(err, errlen, "cannot reach the agent of node %s: %s", node,
-                         strerror(-r));
+                snprintf(err, errlen, "cannot reach the agent of node %s: %s", node, strerror(-r));
         agent_info_done(&a);
         return r;
 }
@@ -521,8 +520,7 @@ static void find_node(const char *key, json_object *obj, void *userdata)
 
 /* The data plane, called with the agent's id (agent_id above): the node
  * that holds it, from the cache. */
-static int cluster_agent(void *b, const char *agent_id, AgentClient **ret, char *err,
-                         size_t errlen)
+static int cluster_agent(void *b, const char *agent_id, AgentClient **ret, char *err, size_t errlen)
 {
         Cluster *c = b;
         char prefix[256];
@@ -594,16 +592,16 @@ static void token_uncache(Cluster *c, const char *id)
         pthread_mutex_unlock(&c->lock);
 }
 
-static json_object *secret_new(const Cluster *c, const char *name, const char *id,
-                               const char *uid, const char *token_b64)
+static json_object *secret_new(const Cluster *c, const char *name, const char *id, const char *uid,
+                               const char *token_b64)
 {
         char text[1024];
         /* Built as text: only names, a uid and base64 go in. */
         int n = snprintf(text, sizeof(text),
                          "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"type\":\"Opaque\","
                          "\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\","
-                         "\"labels\":{\"" GW_CLUSTER_LABEL_CREATED_BY
-                         "\":\"" GW_CLUSTER_CREATED_BY "\"},"
+                         "\"labels\":{\"" GW_CLUSTER_LABEL_CREATED_BY "\":\"" GW_CLUSTER_CREATED_BY
+                         "\"},"
                          "\"ownerReferences\":[{\"apiVersion\":\"sandpit.dev/v1alpha1\","
                          "\"kind\":\"Sandbox\",\"name\":\"%s\",\"uid\":\"%s\"}]},"
                          "\"data\":{\"token\":\"%s\"}}",
@@ -636,7 +634,8 @@ static int cluster_token_put(void *b, const char *id, const char *token)
         K8sError ke = {0};
         r = k8s_create(c->client, &secrets_res, cluster_namespace(c), secret, NULL, &ke);
         if (r < 0) {
-                log_warning_errno(r, "gateway: cannot keep the access token of %s in Secret %s/%s: %s",
+                log_warning_errno(r,
+                                  "gateway: cannot keep the access token of %s in Secret %s/%s: %s",
                                   id, cluster_namespace(c), name, ke.message);
                 return r;
         }
@@ -758,8 +757,8 @@ int gw_backend_cluster_new(const GwClusterConfig *cfg, GwBackend *ret)
         c->client = cfg->client;
         c->sandboxes = cfg->sandboxes;
         c->leases = cfg->leases;
-        c->timeout_ms = cfg->create_timeout_ms > 0 ? cfg->create_timeout_ms
-                                                   : GW_CLUSTER_CREATE_TIMEOUT_MS;
+        c->timeout_ms =
+                cfg->create_timeout_ms > 0 ? cfg->create_timeout_ms : GW_CLUSTER_CREATE_TIMEOUT_MS;
         c->lease_ns = strdup(cfg->lease_namespace);
         c->ns = strdup(cfg->namespace);
         c->agent_token = strdup(cfg->agent_token);

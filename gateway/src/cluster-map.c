@@ -103,7 +103,8 @@ static int network_spec(json_object *net, json_object **ret, char *err, size_t e
 int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *name,
                            json_object **ret, char *err, size_t errlen)
 {
-        static const char *const known[] = {"template", "timeout", "labels", "env", "network", NULL};
+        static const char *const known[] = {"template", "timeout", "labels",
+                                            "env",      "network", NULL};
         json_object_object_foreach(agent_req, key, val) {
                 (void) val;
                 bool ok = false;
@@ -311,8 +312,7 @@ int gw_cluster_sandbox_view(json_object *sbx, json_object **ret)
                         &bad);
         }
         put(o, "labels", labels, &bad);
-        put_str(o, "created_at",
-                json_str(json_field(sbx, "metadata"), "creationTimestamp"), &bad);
+        put_str(o, "created_at", json_str(json_field(sbx, "metadata"), "creationTimestamp"), &bad);
         put_str(o, "started_at", json_str(st, "startedAt"), &bad);
         put_str(o, "expires_at", json_str(st, "expiresAt"), &bad);
         double cpu = 0;
@@ -366,8 +366,8 @@ int gw_cluster_timeout_for(json_object *sbx, uint64_t now_us, uint64_t timeout_s
 static const char *ready_field(json_object *st, const char *field)
 {
         json_object *conds = json_field(st, "conditions");
-        for (size_t i = 0; json_object_is_type(conds, json_type_array) &&
-                           i < json_object_array_length(conds);
+        for (size_t i = 0;
+             json_object_is_type(conds, json_type_array) && i < json_object_array_length(conds);
              i++) {
                 json_object *c = json_object_array_get_idx(conds, i);
                 const char *type = json_str(c, "type");
@@ -393,8 +393,7 @@ int gw_cluster_ready(json_object *sbx, char *err, size_t errlen)
                                   streq(reason, "InvalidSpec") || streq(reason, "CreateFailed"));
         if (refused || (phase && (streq(phase, "Failed") || streq(phase, "Expired")))) {
                 (void) snprintf(err, errlen, "the sandbox could not be created: %s%s%s",
-                                reason ? reason : phase, msg && *msg ? ": " : "",
-                                msg ? msg : "");
+                                reason ? reason : phase, msg && *msg ? ": " : "", msg ? msg : "");
                 return refused ? -EINVAL : -EIO;
         }
         (void) snprintf(err, errlen, "the Sandbox is %s%s%s%s", phase ? phase : "not yet placed",

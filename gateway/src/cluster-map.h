@@ -21,7 +21,7 @@
 /* The Secret holding a sandbox's access token: this prefix and its name. */
 #define GW_CLUSTER_TOKEN_SECRET_PREFIX "e2b-token-"
 /* spec.timeout's upper bound (the CRD's 168h). */
-#define GW_CLUSTER_TIMEOUT_MAX_S (168u * 3600u)
+#define GW_CLUSTER_TIMEOUT_MAX_S 604800u /* 168h */
 
 /* The Sandbox object for agent_req (template, timeout, labels, env,
  * network), named name in namespace ns. -EINVAL or -EOPNOTSUPP with a

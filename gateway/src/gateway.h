@@ -77,15 +77,15 @@ void gw_backend_done(GwBackend *b);
  * (found through its Lease). Everything here is borrowed and must outlive
  * the backend. */
 typedef struct {
-        K8sClient *client;          /* thread-safe */
-        K8sInformer *sandboxes;     /* Sandbox objects of every namespace (or of namespace) */
-        K8sInformer *leases;        /* the agents' Leases in lease_namespace */
+        K8sClient *client;      /* thread-safe */
+        K8sInformer *sandboxes; /* Sandbox objects of every namespace (or of namespace) */
+        K8sInformer *leases;    /* the agents' Leases in lease_namespace */
         const char *lease_namespace;
         /* Where E2B's sandboxes are made and listed. The seam for issue 12:
          * a namespace per API key replaces it (cluster_namespace()). */
         const char *namespace;
-        const char *agent_token;    /* the agents' bearer token (copied) */
-        long create_timeout_ms;     /* create until Ready, kill until gone; 0: the default */
+        const char *agent_token; /* the agents' bearer token (copied) */
+        long create_timeout_ms;  /* create until Ready, kill until gone; 0: the default */
 } GwClusterConfig;
 
 #define GW_CLUSTER_CREATE_TIMEOUT_MS 60000L

@@ -11,15 +11,15 @@
 int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServer **ret)
 {
         GwBackend b = {0};
-        int r = gw_backend_cluster_new(&(GwClusterConfig){.client = op->client,
-                                                          .sandboxes = op->sandboxes,
-                                                          .leases = op->leases,
-                                                          .lease_namespace = op->namespace,
-                                                          .namespace = o->namespace,
-                                                          .agent_token = op->agent_token,
-                                                          .create_timeout_ms =
-                                                                  o->create_timeout_ms},
-                                       &b);
+        int r = gw_backend_cluster_new(
+                &(GwClusterConfig){.client = op->client,
+                                   .sandboxes = op->sandboxes,
+                                   .leases = op->leases,
+                                   .lease_namespace = op->namespace,
+                                   .namespace = o->namespace,
+                                   .agent_token = op->agent_token,
+                                   .create_timeout_ms = o->create_timeout_ms},
+                &b);
         if (r < 0)
                 return log_error_errno(r, "Cannot make the gateway's cluster backend");
         void *data = b.data;

@@ -67,7 +67,8 @@ static void test_create_maps_to_a_sandbox(void **state)
                 "\"labels\":{\"sandpit.dev/created-by\":\"e2b-gateway\"},"
                 "\"annotations\":{\"sandpit.dev/e2b-template\":\"code-interpreter-v1\","
                 "\"sandpit.dev/e2b-secure\":\"true\"}},"
-                "\"spec\":{\"template\":\"default\",\"timeout\":\"120s\",\"expiryPolicy\":\"Delete\","
+                "\"spec\":{\"template\":\"default\",\"timeout\":\"120s\",\"expiryPolicy\":"
+                "\"Delete\","
                 "\"labels\":{\"user\":\"u1\",\"run\":\"7\"},"
                 "\"env\":[{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"B_2\",\"value\":\"x y\"}],"
                 "\"network\":{\"egress\":{\"policy\":\"Allow\"}}}}");
@@ -139,18 +140,18 @@ static void test_create_refusals(void **state)
         assert_null(obj);
 }
 
-#define RUNNING_SBX                                                                              \
-        "{\"apiVersion\":\"sandpit.dev/v1alpha1\",\"kind\":\"Sandbox\","                          \
-        "\"metadata\":{\"name\":\"abc123\",\"namespace\":\"default\",\"uid\":\"u-1\","            \
-        "\"creationTimestamp\":\"2026-11-22T12:00:00Z\",\"generation\":1,"                         \
-        "\"annotations\":{\"sandpit.dev/e2b-template\":\"base\",\"sandpit.dev/e2b-secure\":"      \
-        "\"true\"}},"                                                                              \
-        "\"spec\":{\"template\":\"default\",\"timeout\":\"300s\",\"labels\":{\"user\":\"u1\","    \
-        "\"sandpit.dev/x\":\"dropped\"},\"network\":{\"egress\":{\"policy\":\"AllowList\","       \
-        "\"allow\":[{\"cidr\":\"198.18.0.0/15\"}]}}},"                                             \
-        "\"status\":{\"phase\":\"%s\",\"nodeName\":\"node-a\",\"sandboxID\":\"sbx-u-1\","          \
-        "\"startedAt\":\"2026-11-22T12:00:01.000000Z\","                                          \
-        "\"expiresAt\":\"2026-11-22T12:05:00.500000Z\","                                          \
+#define RUNNING_SBX                                                                            \
+        "{\"apiVersion\":\"sandpit.dev/v1alpha1\",\"kind\":\"Sandbox\","                       \
+        "\"metadata\":{\"name\":\"abc123\",\"namespace\":\"default\",\"uid\":\"u-1\","         \
+        "\"creationTimestamp\":\"2026-11-22T12:00:00Z\",\"generation\":1,"                     \
+        "\"annotations\":{\"sandpit.dev/e2b-template\":\"base\",\"sandpit.dev/e2b-secure\":"   \
+        "\"true\"}},"                                                                          \
+        "\"spec\":{\"template\":\"default\",\"timeout\":\"300s\",\"labels\":{\"user\":\"u1\"," \
+        "\"sandpit.dev/x\":\"dropped\"},\"network\":{\"egress\":{\"policy\":\"AllowList\","    \
+        "\"allow\":[{\"cidr\":\"198.18.0.0/15\"}]}}},"                                         \
+        "\"status\":{\"phase\":\"%s\",\"nodeName\":\"node-a\",\"sandboxID\":\"sbx-u-1\","      \
+        "\"startedAt\":\"2026-11-22T12:00:01.000000Z\","                                       \
+        "\"expiresAt\":\"2026-11-22T12:05:00.500000Z\","                                       \
         "\"resources\":{\"cpu\":\"1500m\",\"memory\":\"512Mi\",\"disk\":\"256Mi\",\"pids\":512}}}"
 
 static json_object *sbx(const char *phase)
@@ -187,9 +188,9 @@ static void test_sandbox_to_e2b(void **state)
                 fail_msg("got %s", plain(e2b));
         /* The secure mark reaches the labels the access-token check reads. */
         json_object *labels = json_object_object_get(agent, "labels");
-        assert_string_equal(json_object_get_string(json_object_object_get(labels,
-                                                                          GW_CLUSTER_ANN_SECURE)),
-                            "true");
+        assert_string_equal(
+                json_object_get_string(json_object_object_get(labels, GW_CLUSTER_ANN_SECURE)),
+                "true");
         json_object_put(want);
         json_object_put(e2b);
         json_object_put(agent);
@@ -253,8 +254,8 @@ static void test_timeout_counts_from_the_creation(void **state)
         assert_int_equal(gw_cluster_timeout_for(obj, now, 600, t, sizeof(t), err, sizeof(err)), 0);
         assert_string_equal(t, "700s");
         /* A fraction of a second of age counts as a whole one (never short). */
-        assert_int_equal(
-                gw_cluster_timeout_for(obj, now + 1, 600, t, sizeof(t), err, sizeof(err)), 0);
+        assert_int_equal(gw_cluster_timeout_for(obj, now + 1, 600, t, sizeof(t), err, sizeof(err)),
+                         0);
         assert_string_equal(t, "701s");
         assert_int_equal(gw_cluster_timeout_for(obj, now, GW_CLUSTER_TIMEOUT_MAX_S, t, sizeof(t),
                                                 err, sizeof(err)),
