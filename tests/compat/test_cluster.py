@@ -367,3 +367,16 @@ def test_create_timeout_deletes_the_object(kube, node, operator, made, tmp_path)
     finally:
         os.kill(operator.proc.pid, signal.SIGCONT)
         stop_operator(other, node)
+
+
+@pytest.mark.real_only("the garbage collector")
+def test_kubectl_delete_collects_the_token_secret(kube, operator, made):
+    """The Secret is owned by its Sandbox: deleting the Sandbox some other way
+    than through the gateway still removes the token."""
+    r = create(operator.gateway, made)
+    assert r.status == 201, r
+    sid = r.json()["sandboxID"]
+    assert secret_obj(kube, sid) is not None
+    kube.kubectl("delete", "sandbox", sid, "--timeout=60s")
+    wait_for(lambda: secret_obj(kube, sid) is None, 60, interval=0.3, what="the token Secret to be collected")
+    assert operator.gateway.get(f"/sandboxes/{sid}", headers=KEY).status == 404
