@@ -425,7 +425,8 @@ static int cluster_resume(void *b, const char *id, uint64_t timeout_s, json_obje
 }
 
 /* A client of the agent of node. */
-static int node_client(Cluster *c, const char *node, AgentClient **ret, char *err, size_t errlen)
+/* The live agent of node, from its Lease. */
+static int node_agent(Cluster *c, const char *node, AgentInfo *ret, char *err, size_t errlen)
 {
         AgentInfo a = {0};
         int r = agent_lease_find(c->leases, c->lease_ns, node, &a);
@@ -435,6 +436,17 @@ static int node_client(Cluster *c, const char *node, AgentClient **ret, char *er
                 agent_info_done(&a);
                 return -ECONNREFUSED;
         }
+        *ret = a;
+        return 0;
+}
+
+/* A client of the agent of node. */
+static int node_client(Cluster *c, const char *node, AgentClient **ret, char *err, size_t errlen)
+{
+        AgentInfo a = {0};
+        int r = node_agent(c, node, &a, err, errlen);
+        if (r < 0)
+                return r;
         r = agent_client_new(a.endpoint, c->agent_token, ret);
         if (r < 0)
                 snprintf(err, errlen, "cannot reach the agent of node %s: %s", node, strerror(-r));
@@ -518,11 +530,10 @@ static void find_node(const char *key, json_object *obj, void *userdata)
                 f->node = strdup(node);
 }
 
-/* The data plane, called with the agent's id (agent_id above): the node
- * that holds it, from the cache. */
-static int cluster_agent(void *b, const char *agent_id, AgentClient **ret, char *err, size_t errlen)
+/* The node holding the sandbox the agent knows as agent_id (the data plane
+ * speaks the agent's id: agent_id above), from the cache; malloc'd. */
+static int node_of(Cluster *c, const char *agent_id, char **ret, char *err, size_t errlen)
 {
-        Cluster *c = b;
         char prefix[256];
         snprintf(prefix, sizeof(prefix), "%s/", cluster_namespace(c));
         FindNode f = {.prefix = prefix, .agent_id = agent_id};
@@ -531,9 +542,39 @@ static int cluster_agent(void *b, const char *agent_id, AgentClient **ret, char 
                 snprintf(err, errlen, "sandbox not found");
                 return -ENOENT;
         }
-        int r = node_client(c, f.node, ret, err, errlen);
-        free(f.node);
-        return r;
+        *ret = f.node;
+        return 0;
+}
+
+static int cluster_agent(void *b, const char *agent_id, AgentClient **ret, char *err, size_t errlen)
+{
+        Cluster *c = b;
+        cleanup_free char *node = NULL;
+        int r = node_of(c, agent_id, &node, err, errlen);
+        return r < 0 ? r : node_client(c, node, ret, err, errlen);
+}
+
+/* The port proxy: the endpoint of the agent (and its token). */
+static int cluster_agent_address(void *b, const char *agent_id, char **url, char **token, char *err,
+                                 size_t errlen)
+{
+        Cluster *c = b;
+        cleanup_free char *node = NULL;
+        AgentInfo a = {0};
+        int r = node_of(c, agent_id, &node, err, errlen);
+        if (r >= 0)
+                r = node_agent(c, node, &a, err, errlen);
+        if (r < 0)
+                return r;
+        char *t = strdup(c->agent_token);
+        if (!t) {
+                agent_info_done(&a);
+                return -ENOMEM;
+        }
+        *url = TAKE_PTR(a.endpoint);
+        *token = t;
+        agent_info_done(&a);
+        return 0;
 }
 
 /* --- access tokens: a Secret per sandbox, owned by its Sandbox ------------ */
@@ -737,6 +778,7 @@ static const GwBackendOps cluster_ops = {
         .resume = cluster_resume,
         .metrics = cluster_metrics,
         .agent = cluster_agent,
+        .agent_address = cluster_agent_address,
         .agent_id = cluster_agent_id,
         .token_put = cluster_token_put,
         .token_get = cluster_token_get,

@@ -232,6 +232,17 @@ def test_files(sdk):
     assert out["killed"] is True
 
 
+def test_get_host_port_proxy(sdk):
+    """The port proxy to the agent's advertised TCP endpoint."""
+    out = sdk("ports.mjs")
+    assert out["hostNames"] is True, out["host"]
+    assert out["status"] == 200, out
+    assert "hello-from-sandbox.txt" in out["listing"]
+    assert out["file"] == {"status": 200, "body": "hello"}
+    assert out["missing"] == 404
+    assert out["closedPort"] == 502
+
+
 # --- what only a cluster has -----------------------------------------------------
 
 
