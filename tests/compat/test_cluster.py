@@ -28,7 +28,7 @@ from conftest import AGENTS, SDK_LINES, Client, find_free_port, stop_agent, wait
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from cluster import new_kube  # noqa: E402
 from test_agent_cluster import ClusterAgent  # noqa: E402
-from test_operator import OP_NS, Operator  # noqa: E402
+from test_operator import OP_NS, OPERATOR_BIN, Operator  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -391,3 +391,25 @@ def test_kubectl_delete_collects_the_token_secret(kube, operator, made):
     kube.kubectl("delete", "sandbox", sid, "--timeout=60s")
     wait_for(lambda: secret_obj(kube, sid) is None, 60, interval=0.3, what="the token Secret to be collected")
     assert operator.gateway.get(f"/sandboxes/{sid}", headers=KEY).status == 404
+
+
+def test_gateway_flags(kube, node, operator):
+    """Bad --gateway-* flags: exit 2 with one line; a port that cannot be
+    bound: exit 1, nothing left running."""
+    base = [str(OPERATOR_BIN), "--kubeconfig", kube.kubeconfig, "--agent-token-file", str(node.token_file),
+            "--namespace", OP_NS, "--leader-elect=false"]
+    for extra, word in [(["--gateway-namespace", "x"], "--gateway-listen"),
+                        (["--gateway-internet"], "--gateway-listen"),
+                        (["--gateway-listen", "127.0.0.1:0", "--gateway-create-timeout", "soon"], "duration"),
+                        (["--gateway-listen", "127.0.0.1:0", "--gateway-internet=maybe"], "true or false"),
+                        (["--gateway-listen"], "needs an argument")]:
+        p = subprocess.run(base + extra, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+        assert p.returncode == 2, (extra, p.returncode, p.stderr)
+        assert word in p.stderr and len(p.stderr.strip().splitlines()) == 1, (extra, p.stderr)
+    # The running operator's gateway port is taken.
+    p = subprocess.run(base + ["--gateway-listen", f"127.0.0.1:{operator.gateway_port}", "--log-format", "text"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert "Cannot serve the gateway" in p.stderr, p.stderr[-2000:]
+    assert node.token not in p.stderr
+
