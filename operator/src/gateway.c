@@ -40,12 +40,15 @@ void operator_gateway_notify(Operator *op)
         gw_backend_cluster_notify(__atomic_load_n(&op->gateway, __ATOMIC_ACQUIRE));
 }
 
+void operator_gateway_shutdown(Operator *op)
+{
+        gw_backend_cluster_shutdown(__atomic_load_n(&op->gateway, __ATOMIC_ACQUIRE));
+}
+
 void operator_gateway_stop(Operator *op, GwServer *gw)
 {
         if (!gw)
                 return;
-        /* Waits in flight (a create until Ready) end now, not at their timeout. */
-        gw_backend_cluster_shutdown(__atomic_load_n(&op->gateway, __ATOMIC_ACQUIRE));
-        gw_server_free(gw);
         __atomic_store_n(&op->gateway, NULL, __ATOMIC_RELEASE);
+        gw_server_free(gw);
 }

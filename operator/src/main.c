@@ -606,13 +606,15 @@ int main(int argc, char **argv)
         while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping", sig);
-        operator_gateway_stop(&op, gateway);
+        operator_gateway_shutdown(&op);
         /* No worker acts after this; the Lease is released once they are joined. */
         leader_stop(op.leader);
         orphan_resync_stop(orphans);
         ticker_stop(resync);
         k8s_informer_stop(op.sandboxes);
         k8s_informer_stop(op.leases);
+        /* Once no informer handler can wake it. */
+        operator_gateway_stop(&op, gateway);
         k8s_workqueue_shutdown(op.queue);
         for (long i = 0; i < started; i++)
                 pthread_join(workers[i].thread, NULL);

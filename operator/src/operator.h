@@ -220,5 +220,9 @@ typedef struct {
 int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServer **ret);
 /* From the Sandbox informer's handlers: wakes the gateway's waits. */
 void operator_gateway_notify(Operator *op);
-/* Ends the gateway's waits, then frees it; NULL does nothing. */
+/* At a stop signal: the gateway's waits in flight (a create until Ready)
+ * end now, not at their timeout. */
+void operator_gateway_shutdown(Operator *op);
+/* Frees it (NULL does nothing); once the informers are stopped, so that no
+ * handler notifies it any more. */
 void operator_gateway_stop(Operator *op, GwServer *gw);
