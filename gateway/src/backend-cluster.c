@@ -11,6 +11,7 @@
  * thread-safe. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,15 @@ static const K8sResource secrets_res = {"", "v1", "secrets", true};
 /* Each wait also wakes this often, should a change go unnotified. */
 #define WAIT_POLL_MS    250L
 #define TOKEN_CACHE_MAX 4096u
+/* Slots of the agent id -> node cache (direct-mapped: a collision replaces). */
+#define NODE_CACHE_SLOTS 1024u
+
+/* Where an agent id lives: fixed once the operator placed it (a Sandbox is
+ * never moved), so an entry is right for as long as that sandbox exists. */
+typedef struct {
+        char agent_id[GW_ROUTE_ID_MAX + 1];
+        char node[254];
+} CachedNode;
 
 typedef struct {
         char id[GW_ROUTE_ID_MAX + 1];
@@ -51,6 +61,7 @@ typedef struct {
         bool stopping;
         CachedToken *tokens;
         size_t n_tokens;
+        CachedNode nodes[NODE_CACHE_SLOTS];
 } Cluster;
 
 /* The namespace of a request's sandboxes. Issue 12 (API keys) answers it
@@ -454,6 +465,26 @@ static int node_client(Cluster *c, const char *node, AgentClient **ret, char *er
         return r;
 }
 
+/* Its slot in the agent id -> node cache (call with the lock held). */
+static CachedNode *node_slot(Cluster *c, const char *agent_id)
+{
+        uint32_t h = 2166136261u; /* FNV-1a */
+        for (const char *p = agent_id; *p; p++)
+                h = (h ^ (uint8_t) *p) * 16777619u;
+        return &c->nodes[h % NODE_CACHE_SLOTS];
+}
+
+static void node_remember(Cluster *c, const char *agent_id, const char *node)
+{
+        if (strlen(agent_id) > GW_ROUTE_ID_MAX || strlen(node) >= sizeof(c->nodes->node))
+                return;
+        pthread_mutex_lock(&c->lock);
+        CachedNode *n = node_slot(c, agent_id);
+        snprintf(n->agent_id, sizeof(n->agent_id), "%s", agent_id);
+        snprintf(n->node, sizeof(n->node), "%s", node);
+        pthread_mutex_unlock(&c->lock);
+}
+
 /* Where sandbox id runs: its agent's id and node (borrowed from *ret_obj). */
 static int placement(Cluster *c, const char *id, json_object **ret_obj, const char **ret_agent_id,
                      const char **ret_node, char *err, size_t errlen)
@@ -510,6 +541,7 @@ static int cluster_agent_id(void *b, const char *id, char *ret, size_t retlen, c
                 snprintf(err, errlen, "sandbox %s has an agent id too long", id);
                 return -ENAMETOOLONG;
         }
+        node_remember(c, aid, node);
         memcpy(ret, aid, strlen(aid) + 1);
         return 0;
 }
@@ -534,6 +566,16 @@ static void find_node(const char *key, json_object *obj, void *userdata)
  * speaks the agent's id: agent_id above), from the cache; malloc'd. */
 static int node_of(Cluster *c, const char *agent_id, char **ret, char *err, size_t errlen)
 {
+        pthread_mutex_lock(&c->lock);
+        CachedNode *n = node_slot(c, agent_id);
+        char *hit = streq(n->agent_id, agent_id) ? strdup(n->node) : NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (hit) {
+                *ret = hit;
+                return 0;
+        }
+        /* Not resolved by agent_id on this replica lately: look through the
+         * cached Sandboxes. */
         char prefix[256];
         snprintf(prefix, sizeof(prefix), "%s/", cluster_namespace(c));
         FindNode f = {.prefix = prefix, .agent_id = agent_id};
