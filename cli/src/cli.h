@@ -93,8 +93,6 @@ int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
 int cli_parse_net_rule(const char *arg, json_object **ret);
 /* Positive, finite, fractions allowed. */
 int cli_parse_seconds(const char *s, double *ret);
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-int cli_url_escape(const char *s, char **ret);
 /* 536870912 -> "512Mi", 1610612736 -> "1.5Gi", 1000 -> "1000". */
 void cli_format_bytes(int64_t bytes, char *buf, size_t len);
 /* Time left until an RFC 3339 UTC timestamp: "4m59s", "2h05m", "expired"; the
