@@ -175,6 +175,9 @@ int cli_error_done(CliContext *ctx, int r);
 int cli_agent_error(CliContext *ctx, int r);
 /* Prints o as indented JSON; then cli_finish_output(). */
 int cli_print_json(CliContext *ctx, json_object *o);
+/* Prints {"name": value} (value taken): an answer as the agent gave it,
+ * where lib's client returns its one member. */
+int cli_print_json_member(CliContext *ctx, const char *name, json_object *value);
 /* Flushes stdout; a failure said in ctx->error. */
 int cli_finish_output(CliContext *ctx);
 /* Reads all of fd, at most max bytes (-EFBIG beyond). */

@@ -59,12 +59,11 @@ int cli_print_json(CliContext *ctx, json_object *o)
         return cli_finish_output(ctx);
 }
 
-/* {"name": list} (list taken) printed, as the agent answered it. */
-static int print_json_list(CliContext *ctx, const char *name, json_object *list)
+int cli_print_json_member(CliContext *ctx, const char *name, json_object *value)
 {
         cleanup_json json_object *o = json_object_new_object();
-        if (!o || json_object_object_add(o, name, list) < 0) {
-                json_object_put(list);
+        if (!o || json_object_object_add(o, name, value) < 0) {
+                json_object_put(value);
                 return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
         }
         return cli_print_json(ctx, o);
@@ -234,7 +233,7 @@ static int cmd_ls(CliContext *ctx, const CliArgs *a)
         if (r < 0)
                 return cli_agent_error(ctx, r);
         if (a->json)
-                return print_json_list(ctx, "sandboxes", TAKE_PTR(list));
+                return cli_print_json_member(ctx, "sandboxes", TAKE_PTR(list));
 
         size_t n = json_object_array_length(list);
         const size_t w = 80;
@@ -448,7 +447,7 @@ static int cmd_ps(CliContext *ctx, const CliArgs *a)
         if (r < 0)
                 return cli_agent_error(ctx, r);
         if (a->json)
-                return print_json_list(ctx, "processes", TAKE_PTR(list));
+                return cli_print_json_member(ctx, "processes", TAKE_PTR(list));
 
         static const char *const header[] = {"PID", "STATUS", "TAG", "CMD"};
         size_t n = json_object_array_length(list);

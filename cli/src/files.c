@@ -347,23 +347,15 @@ int cli_cmd_fs(CliContext *ctx, const CliArgs *a)
                 r = agent_client_ls(ctx->agent, id, path, a->user, (unsigned) a->depth, &out);
                 if (r < 0)
                         return agent_failed(ctx, r);
-                if (a->json) {
-                        cleanup_json json_object *o = json_object_new_object();
-                        if (!o || json_object_object_add(o, "entries", TAKE_PTR(out)) < 0)
-                                return cli_set_error(ctx, -ENOMEM, "out of memory");
-                        return cli_print_json(ctx, o);
-                }
+                if (a->json)
+                        return cli_print_json_member(ctx, "entries", TAKE_PTR(out));
                 r = print_entries(out);
         } else if (streq(sub, "stat")) {
                 r = agent_client_stat(ctx->agent, id, path, a->user, &out);
                 if (r < 0)
                         return agent_failed(ctx, r);
-                if (a->json) {
-                        cleanup_json json_object *o = json_object_new_object();
-                        if (!o || json_object_object_add(o, "entry", TAKE_PTR(out)) < 0)
-                                return cli_set_error(ctx, -ENOMEM, "out of memory");
-                        return cli_print_json(ctx, o);
-                }
+                if (a->json)
+                        return cli_print_json_member(ctx, "entry", TAKE_PTR(out));
                 json_object_object_foreach(out, key, val)
                         printf("%-15s %s\n", key, json_object_get_string(val));
         } else {

@@ -389,7 +389,8 @@ static int answer_sandbox(const char *id, json_object **ret, AgentClientError *e
         return 0;
 }
 
-static int fake_create(const AgentConn *c, json_object *req, json_object **ret, AgentClientError *err)
+static int fake_create(const AgentConn *c, json_object *req, json_object **ret,
+                       AgentClientError *err)
 {
         const char *id = json_str(req, "id");
         Call *call = record("create", c, id);
@@ -414,7 +415,8 @@ static int fake_get(const AgentConn *c, const char *id, json_object **ret, Agent
         return r < 0 ? r : answer_sandbox(id, ret, err);
 }
 
-static int fake_list(const AgentConn *c, const char *label, json_object **ret, AgentClientError *err)
+static int fake_list(const AgentConn *c, const char *label, json_object **ret,
+                     AgentClientError *err)
 {
         (void) label, (void) ret;
         record("list", c, NULL);
