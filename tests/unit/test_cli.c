@@ -459,6 +459,32 @@ static void test_exec_events(void **state)
         close(out[1]);
 }
 
+/* A command whose agent cannot be reached: exit 1 and one line that says
+ * where and why (not the agent's 404 wording: nothing answered). */
+static void test_agent_unreachable(void **state)
+{
+        (void) state;
+        char url[128];
+        snprintf(url, sizeof(url), "unix:///nonexistent-%d/agent.sock", (int) getpid());
+        cleanup_agent_client AgentClient *agent = NULL;
+        assert_int_equal(agent_client_new(url, NULL, &agent), 0);
+        CliContext ctx = {.agent = agent, .url = url};
+        CliArgs a;
+        assert_int_equal(PARSE(CLI_CMD_GET, &a, "get", "sbx-1"), 0);
+        assert_int_equal(cli_run(&ctx, &a), -ENOENT);
+        char want[256];
+        snprintf(want, sizeof(want), "cannot reach the agent at %s: %s", url, strerror(ENOENT));
+        assert_string_equal(ctx.error, want);
+        cli_args_done(&a);
+
+        /* kill goes on with the next id and fails as a whole. */
+        ctx.error[0] = 0;
+        assert_int_equal(PARSE(CLI_CMD_KILL, &a, "kill", "a", "b"), 0);
+        assert_int_equal(cli_run(&ctx, &a), CLI_EXIT_FAILURE);
+        assert_string_equal(ctx.error, want);
+        cli_args_done(&a);
+}
+
 static void test_helpers(void **state)
 {
         (void) state;
@@ -543,12 +569,13 @@ int main(void)
         /* As the sandpit binary does: a closed pipe is EPIPE, not death. */
         (void) signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_create_request), cmocka_unit_test(test_usage_errors),
-                cmocka_unit_test(test_exec_request),   cmocka_unit_test(test_run_request),
-                cmocka_unit_test(test_other_requests), cmocka_unit_test(test_command_names),
-                cmocka_unit_test(test_exit_status),    cmocka_unit_test(test_exec_events),
-                cmocka_unit_test(test_helpers),        cmocka_unit_test(test_table),
-                cmocka_unit_test(test_files_args),     cmocka_unit_test(test_network_args),
+                cmocka_unit_test(test_create_request),    cmocka_unit_test(test_usage_errors),
+                cmocka_unit_test(test_exec_request),      cmocka_unit_test(test_run_request),
+                cmocka_unit_test(test_other_requests),    cmocka_unit_test(test_command_names),
+                cmocka_unit_test(test_exit_status),       cmocka_unit_test(test_exec_events),
+                cmocka_unit_test(test_helpers),           cmocka_unit_test(test_table),
+                cmocka_unit_test(test_agent_unreachable), cmocka_unit_test(test_files_args),
+                cmocka_unit_test(test_network_args),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
