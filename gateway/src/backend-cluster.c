@@ -757,7 +757,9 @@ static int cluster_token_get(void *b, const char *id, char *ret, size_t retlen)
         /* A Secret left by an earlier Sandbox of the same name is not this
          * one's: it must be owned by this very object. */
         json_object *owners = json_field(json_field(secret, "metadata"), "ownerReferences");
-        const char *owner = json_str(json_object_array_get_idx(owners, 0), "uid");
+        const char *owner = json_object_is_type(owners, json_type_array)
+                                    ? json_str(json_object_array_get_idx(owners, 0), "uid")
+                                    : NULL;
         const char *b64 = json_str(json_field(secret, "data"), "token");
         if (!owner || !streq(owner, uid) || !b64)
                 return -ENOENT;

@@ -8,7 +8,6 @@
 
 #include "e2b-api.h"
 #include "sandpit/json.h"
-#include "sandpit/k8s-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
@@ -26,6 +25,12 @@ static void put_str(json_object *o, const char *key, const char *s, bool *bad)
 {
         if (s)
                 put(o, key, json_object_new_string(s), bad);
+}
+
+/* The length of a when it is an array, else 0 (json-c asserts on others). */
+static size_t array_len(json_object *a)
+{
+        return json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
 }
 
 /* A DNS label, as spec.template must be. */
@@ -53,7 +58,7 @@ static int network_spec(json_object *net, json_object **ret, char *err, size_t e
         if (!net || !egress || streq(egress, "deny"))
                 return 0;
         json_object *deny = json_field(net, "deny");
-        if (deny && json_object_array_length(deny) > 0) {
+        if (array_len(deny) > 0) {
                 (void) snprintf(err, errlen,
                                 "denyOut without 0.0.0.0/0 is not supported in a cluster: the "
                                 "Sandbox's egress policy has no deny list");
@@ -73,7 +78,7 @@ static int network_spec(json_object *net, json_object **ret, char *err, size_t e
                 put_str(eg, "policy", "AllowList", &bad);
                 json_object *allow = json_object_new_array();
                 json_object *rules = json_field(net, "allow");
-                for (size_t i = 0; allow && i < json_object_array_length(rules); i++) {
+                for (size_t i = 0; allow && i < array_len(rules); i++) {
                         const char *cidr = json_str(json_object_array_get_idx(rules, i), "cidr");
                         json_object *e = json_object_new_object();
                         if (!e || json_object_array_add(allow, e) < 0) {
@@ -244,7 +249,7 @@ static json_object *network_view(json_object *sbx)
                 put_str(net, "egress", "allowlist", &bad);
                 json_object *allow = json_object_new_array();
                 json_object *list = json_field(egress, "allow");
-                for (size_t i = 0; allow && i < json_object_array_length(list); i++) {
+                for (size_t i = 0; allow && i < array_len(list); i++) {
                         json_object *e = json_object_new_object();
                         if (!e || json_object_array_add(allow, e) < 0) {
                                 json_object_put(e);
@@ -283,7 +288,7 @@ static const char *state_of(json_object *sbx, char *buf, size_t len)
 
 int gw_cluster_sandbox_view(json_object *sbx, json_object **ret)
 {
-        const char *name = k8s_obj_name(sbx);
+        const char *name = json_str(json_field(sbx, "metadata"), "name");
         json_object *spec = json_field(sbx, "spec"), *st = json_field(sbx, "status");
         if (!name)
                 return -EINVAL;
@@ -366,9 +371,7 @@ int gw_cluster_timeout_for(json_object *sbx, uint64_t now_us, uint64_t timeout_s
 static const char *ready_field(json_object *st, const char *field)
 {
         json_object *conds = json_field(st, "conditions");
-        for (size_t i = 0;
-             json_object_is_type(conds, json_type_array) && i < json_object_array_length(conds);
-             i++) {
+        for (size_t i = 0; i < array_len(conds); i++) {
                 json_object *c = json_object_array_get_idx(conds, i);
                 const char *type = json_str(c, "type");
                 if (type && streq(type, "Ready"))
