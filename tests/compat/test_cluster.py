@@ -315,6 +315,21 @@ def test_sandbox_objects_and_the_token_secret(kube, node, operator, made):
     assert gw.delete(f"/sandboxes/{sid}", headers=KEY).json()["code"] == 404
 
 
+def test_v1_create_without_secure_has_no_token(kube, operator, made):
+    """v1 POST /sandboxes without secure: no token, no Secret, envd open."""
+    gw = operator.gateway
+    r = gw.post("/sandboxes", {"templateID": "base", "timeout": 120, "allow_internet_access": True}, headers=KEY)
+    assert r.status == 201, r
+    sid = r.json()["sandboxID"]
+    made.append(sid)
+    assert "envdAccessToken" not in r.json() or r.json()["envdAccessToken"] is None
+    obj = sbx_obj(kube, sid)
+    assert "sandpit.dev/e2b-secure" not in obj["metadata"].get("annotations", {})
+    assert secret_obj(kube, sid) is None
+    assert envd_files(gw, sid, None).status == 404  # through to the agent: no such file
+    assert gw.delete(f"/sandboxes/{sid}", headers=KEY).status == 204
+
+
 def test_token_works_on_another_replica(kube, node, operator, made, tmp_path):
     """A second replica (standby: it does not lead) serves the gateway too and
     reads the token from the Secret the first one wrote."""
