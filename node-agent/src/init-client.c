@@ -1,25 +1,22 @@
+/* The init protocol client (docs/init-protocol.md): connects to a sandbox's
+ * init, checking that the peer is that init, and sends it requests. */
+#include "init-client.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "exec-internal.h"
 #include "exec.h"
 #include "fsroot.h"
 #include "initproto.h"
-#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
-#include "sandpit/outbuf.h"
 #include "sandpit/util.h"
-#include "secrets.h"
 
 /* The refusal of an init socket that is not the sandbox's init's. */
 static int init_refused(const char *socket_path, const char *why, char *err, size_t errlen)
@@ -38,7 +35,7 @@ static int init_refused(const char *socket_path, const char *why, char *err, siz
  * peer's pid (SO_PEERCRED, which names the process that called listen()) must
  * be init_pid. -EBUSY when nothing listens there (init is gone); -EIO with a
  * message in err (may be NULL) when the socket is refused. */
-int init_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
+int init_client_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
 {
         const char *slash = strrchr(socket_path, '/');
         if (!slash || slash == socket_path || init_pid <= 0)
@@ -76,14 +73,14 @@ int init_connect(const char *socket_path, pid_t init_pid, char *err, size_t errl
 
 int exec_check_init(const char *socket_path, pid_t init_pid)
 {
-        int fd = init_connect(socket_path, init_pid, NULL, 0);
+        int fd = init_client_connect(socket_path, init_pid, NULL, 0);
         if (fd < 0)
                 return fd;
         (void) close(fd);
         return 0;
 }
 
-int send_frame(int fd, IpBuilder *b)
+int init_client_send(int fd, IpBuilder *b)
 {
         int r = ip_builder_finish(b);
         if (r == 0)
@@ -93,7 +90,8 @@ int send_frame(int fd, IpBuilder *b)
 }
 
 /* Reads one answer frame; turns ERROR into a negative errno + message. */
-int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err, size_t errlen)
+int init_client_read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err,
+                            size_t errlen)
 {
         int r = ip_read_frame(fd, body, cap, f);
         if (r == 0) {
@@ -118,7 +116,7 @@ int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err, size
 int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
                uint32_t *ret_pid, char *err, size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
+        cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
                 if (fd != -EIO)
                         (void) snprintf(err, errlen, "the sandbox is not running");
@@ -146,7 +144,7 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         }
         if (req->stdin_data)
                 ip_put_bytes(&b, IP_TAG_DATA, req->stdin_data, req->stdin_len);
-        int r = send_frame(fd, &b);
+        int r = init_client_send(fd, &b);
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot send the request to the sandbox's init: %s",
                                 strerror(-r));
@@ -155,7 +153,7 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        r = read_answer(fd, &body, &cap, &f, err, errlen);
+        r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
                 return r == -EBUSY || r == -EIO || r == -ENOMEM ? r : -EINVAL;
         uint32_t pid = 0;
@@ -171,20 +169,20 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
 static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b, char *err,
                           size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
+        cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
                 ip_builder_free(b);
                 if (fd != -EIO)
                         (void) snprintf(err, errlen, "the sandbox is not running");
                 return fd;
         }
-        int r = send_frame(fd, b);
+        int r = init_client_send(fd, b);
         if (r < 0)
                 return -EBUSY;
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        r = read_answer(fd, &body, &cap, &f, err, errlen);
+        r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
                 return r;
         if (f.type != IP_MSG_OK) {
@@ -290,12 +288,12 @@ static json_object *process_to_json(const IpFrame *f)
 int exec_list(const char *socket_path, pid_t init_pid, json_object **ret)
 {
         char err[256];
-        cleanup_close int fd = init_connect(socket_path, init_pid, NULL, 0);
+        cleanup_close int fd = init_client_connect(socket_path, init_pid, NULL, 0);
         if (fd < 0)
                 return fd;
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_LIST);
-        int r = send_frame(fd, &b);
+        int r = init_client_send(fd, &b);
         if (r < 0)
                 return -EBUSY;
         json_object *arr = json_object_new_array();
@@ -305,7 +303,7 @@ int exec_list(const char *socket_path, pid_t init_pid, json_object **ret)
         size_t cap = 0;
         for (;;) {
                 IpFrame f;
-                r = read_answer(fd, &body, &cap, &f, err, sizeof(err));
+                r = init_client_read_answer(fd, &body, &cap, &f, err, sizeof(err));
                 if (r < 0)
                         break;
                 if (f.type == IP_MSG_OK)
