@@ -14,6 +14,7 @@
 #include "exec.h"
 #include "fsroot.h"
 #include "initproto.h"
+#include "sandpit/http-status.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -100,7 +101,9 @@ int init_client_read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, cha
         }
         if (r < 0) {
                 (void) snprintf(err, errlen, "reading from the sandbox's init: %s", strerror(-r));
-                return r == -EPROTO ? -EIO : r;
+                /* Init gone (reset) is a sandbox that no longer runs; anything
+                 * else on our own socket is ours (-EIO). */
+                return r == -ECONNRESET ? -EBUSY : r == -ENOMEM ? r : -EIO;
         }
         if (f->type == IP_MSG_ERROR) {
                 uint32_t e = EIO;
@@ -113,15 +116,77 @@ int init_client_read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, cha
         return 0;
 }
 
+/* What init's ERROR answer r means to the agent's caller: the one place that
+ * turns init's errnos into the API's (through the errno <-> HTTP table). init's
+ * errno says why it could not; the status must say whose fault that is.
+ *
+ * To a SPAWN, init refuses what the request asks for: a command that is not
+ * there or not executable, an unknown user, a cwd that is not a directory, a
+ * bad terminal size. That is the request's fault (-EINVAL, 400) whatever errno
+ * init gave: ENOENT would read as "no such sandbox" (404), EACCES as "not
+ * allowed to ask" (403). About the sandbox rather than the command: init is
+ * stopping (-ESHUTDOWN: the sandbox is not running, -EBUSY, 409), its pids
+ * limit is reached (-EAGAIN, 503), memory (-ENOMEM).
+ *
+ * To a request about a process (STDIN, SIGNAL, RESIZE): -ESRCH no such process
+ * (404), -EINVAL a bad value (400); its stdin or terminal closed or absent
+ * (EPIPE, ENOTTY) conflicts with the process's state (-EBUSY, 409); a full
+ * stdin queue (ENOBUFS) is to be retried (-EAGAIN, 503).
+ *
+ * Either way -EBUSY, -ENOMEM and -EIO, which init_client_read_answer() also
+ * gives for the connection itself, stay; EPROTO (the agent broke the protocol)
+ * and anything else is the agent's (http_errno_internal()). */
+static int init_refusal(int r, bool spawn)
+{
+        switch (-r) {
+        case EBUSY:
+        case ENOMEM:
+        case EIO:
+                return r;
+        case ESHUTDOWN:
+                return -EBUSY;
+        case EPROTO:
+                return -EIO;
+        default:
+                break;
+        }
+        if (spawn)
+                return r == -EAGAIN ? r : -EINVAL;
+        switch (-r) {
+        case ESRCH:
+        case EINVAL:
+                return r;
+        case EPIPE:
+        case ENOTTY:
+                return -EBUSY;
+        case ENOBUFS:
+                return -EAGAIN;
+        default:
+                return http_errno_internal(r);
+        }
+}
+
+/* init_client_connect() for a request: -EBUSY (err: "not running") when init
+ * is gone, -EIO when its socket is refused, any other failure the agent's. */
+static int connect_init(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
+{
+        int fd = init_client_connect(socket_path, init_pid, err, errlen);
+        if (fd == -EBUSY) {
+                (void) snprintf(err, errlen, "the sandbox is not running");
+        } else if (fd < 0 && fd != -EIO) {
+                (void) snprintf(err, errlen, "cannot connect to the sandbox's init: %s",
+                                strerror(-fd));
+                fd = http_errno_internal(fd);
+        }
+        return fd;
+}
+
 int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
                uint32_t *ret_pid, char *err, size_t errlen)
 {
-        cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
-        if (fd < 0) {
-                if (fd != -EIO)
-                        (void) snprintf(err, errlen, "the sandbox is not running");
+        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
+        if (fd < 0)
                 return fd;
-        }
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SPAWN);
         STRV_FOREACH(s, req->argv)
@@ -148,14 +213,14 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot send the request to the sandbox's init: %s",
                                 strerror(-r));
-                return r == -EMSGSIZE ? -EFBIG : -EBUSY;
+                return r == -EMSGSIZE ? r : -EBUSY; /* too big for a frame: 413 */
         }
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
         r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return r == -EBUSY || r == -EIO || r == -ENOMEM ? r : -EINVAL;
+                return init_refusal(r, true);
         uint32_t pid = 0;
         if (f.type != IP_MSG_STARTED || ip_get_u32(&f, IP_TAG_PID, &pid) < 0) {
                 (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
@@ -169,11 +234,9 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
 static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b, char *err,
                           size_t errlen)
 {
-        cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
+        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
         if (fd < 0) {
                 ip_builder_free(b);
-                if (fd != -EIO)
-                        (void) snprintf(err, errlen, "the sandbox is not running");
                 return fd;
         }
         int r = init_client_send(fd, b);
@@ -184,7 +247,7 @@ static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b,
         IpFrame f;
         r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return r;
+                return init_refusal(r, false);
         if (f.type != IP_MSG_OK) {
                 (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
                 return -EIO;
