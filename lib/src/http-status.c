@@ -45,6 +45,7 @@ unsigned http_status_from_errno(int r)
         case EBUSY:
         case ECHILD:
         case ENOTEMPTY:
+        case ECANCELED: /* given up for a conflicting request (a delete during a create) */
                 return 409;
         case EINVAL:
         case E2BIG:
@@ -73,4 +74,9 @@ unsigned http_status_from_errno(int r)
         default:
                 return 500;
         }
+}
+
+int http_errno_internal(int r)
+{
+        return http_status_from_errno(r) >= 500 ? r : -EIO;
 }

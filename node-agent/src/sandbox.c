@@ -27,6 +27,7 @@
 #include "rootfs.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
+#include "sandpit/http-status.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -173,10 +174,22 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         Template *tpl = NULL;
         int r = template_load(a->cfg.templates_dir, sb->spec.template_name, &tpl);
         if (r < 0) {
-                (void) snprintf(err, errlen, "template %s %s", sb->spec.template_name,
-                                r == -ENOENT ? "not found" : "is not usable");
+                /* No such template, or a name no template can have, is the
+                 * request's fault; a template that is there but unusable is the
+                 * node's. */
+                const char *name = sb->spec.template_name;
+                if (r == -ENOENT)
+                        (void) snprintf(err, errlen, "template %s not found", name);
+                else if (r == -EINVAL)
+                        (void) snprintf(err, errlen, "\"%.64s\" is not a template name", name);
+                else {
+                        (void) snprintf(err, errlen, "template %s is not usable: %s", name,
+                                        strerror(-r));
+                        (void) log_error_errno(r, "template %s is not usable", name);
+                        r = http_errno_internal(r);
+                }
                 sandbox_free(sb);
-                return r == -EINVAL ? -ENOENT : r;
+                return r;
         }
 
         if ((r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
@@ -307,7 +320,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot start sandbox: %s", rterr);
                 log_sbx(LOG_LEVEL_ERROR, id, r, "runtime run failed: %s", rterr);
-                goto fail_reported;
+                goto fail_internal;
         }
         t_run = now_monotonic_us();
         step = "wait for sandpit-init";
@@ -372,6 +385,12 @@ cancelled:
 fail:
         (void) snprintf(err, errlen, "cannot %s: %s", step, strerror(-r));
         log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
+fail_internal:
+        /* The request was checked and its id reserved before the first step:
+         * from there on every step is the agent's own work, so its failure is
+         * the agent's whatever errno the kernel or the runtime gave (the
+         * message and the log keep that errno). */
+        r = http_errno_internal(r);
 fail_reported:
         template_free(tpl);
         net_sandbox_info_done(&net);
@@ -386,7 +405,7 @@ fail_reported:
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         sandbox_free(sb);
-        return r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
+        return r;
 }
 
 /* Waits (a->lock held) while the sandbox id is being created or deleted by
