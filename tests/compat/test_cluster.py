@@ -14,7 +14,6 @@ Ready leaves nothing behind. conftest's leak check covers the agent."""
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENTS, SDK_LINES, Client, find_free_port, stop_agent, wait_for
+from conftest import SDK_LINES, Client, find_free_port, start_agent, stop_agent, wait_for, write_token_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from cluster import new_kube  # noqa: E402
@@ -53,22 +52,12 @@ def kube():
 def node(templates_dir, kube, tmp_path_factory):
     if not (templates_dir / "default").exists():
         pytest.fail("the `default` template is missing (make rootfs builds it)", pytrace=False)
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp("gw-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
+    tf, token = write_token_file(tmp_path_factory.mktemp("gw-token"))
     port = find_free_port()
-    a = ClusterAgent("gw", templates_dir, listen=f"127.0.0.1:{port}", token_file=tf,
-                     extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", NODE, "--lease-duration", "10",
-                                 "--capacity-cpu", "8", "--capacity-memory", str(8 << 30)])
+    a = start_agent("gw", templates_dir, cls=ClusterAgent, listen=f"127.0.0.1:{port}", token_file=tf,
+                    extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", NODE, "--lease-duration", "10",
+                                "--capacity-cpu", "8", "--capacity-memory", str(8 << 30)])
     a.port, a.token, a.token_file = port, token, tf
-    a.api = Client(tcp=("127.0.0.1", port), token=token)
-    AGENTS.append(a)
-    try:
-        a.start()
-    except RuntimeError as e:
-        stop_agent(a)
-        pytest.fail(str(e), pytrace=False)
     yield a
     stop_agent(a)
 
