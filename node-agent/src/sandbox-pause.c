@@ -2,11 +2,13 @@
  * freezer), with the deadline clock stopped or running. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sandbox-internal.h"
 #include "sandbox.h"
 #include "sandpit/log.h"
+#include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "state.h"
 
@@ -20,7 +22,7 @@ static Sandbox *refind_locked(Agent *a, const char *id, uint64_t serial)
 
 /* Takes the sandbox for a pause (want = RUNNING) or resume (want = PAUSED). */
 static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
-                                   uint64_t *ret_serial, char *err, size_t errlen)
+                                   uint64_t *ret_serial, char **ret_name, char *err, size_t errlen)
 {
         Sandbox *sb = sandbox_find_locked(a, id);
         if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
@@ -36,6 +38,8 @@ static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
                                                                                : "");
                 return -EBUSY;
         }
+        if (!(*ret_name = strdup(sb->name)))
+                return -ENOMEM;
         sb->pause_busy = true;
         *ret_serial = sb->serial;
         return 0;
@@ -60,8 +64,9 @@ int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **re
                   size_t errlen)
 {
         uint64_t serial = 0;
+        cleanup_free char *name = NULL;
         (void) pthread_mutex_lock(&a->lock);
-        int r = begin_transition_locked(a, id, SANDBOX_RUNNING, &serial, err, errlen);
+        int r = begin_transition_locked(a, id, SANDBOX_RUNNING, &serial, &name, err, errlen);
         if (r == 0) {
                 /* Paused from now on for everyone else: new execs get 409. */
                 Sandbox *sb = sandbox_find_locked(a, id);
@@ -72,7 +77,7 @@ int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **re
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
-        r = cg_freeze(a->cg, id, true);
+        r = cg_freeze(a->cg, name, true);
         (void) pthread_mutex_lock(&a->lock);
         Sandbox *sb = refind_locked(a, id, serial);
         if (sb)
@@ -87,7 +92,7 @@ int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **re
                 sb->paused_us = 0;
                 sb->deadline_paused = false;
                 (void) pthread_mutex_unlock(&a->lock);
-                (void) cg_freeze(a->cg, id, false);
+                (void) cg_freeze(a->cg, name, false);
                 (void) snprintf(err, errlen, "cannot freeze sandbox %s: %s", id, strerror(-r));
                 log_sbx(LOG_LEVEL_ERROR, id, r, "cannot freeze");
                 return r == -ENOENT ? -EIO : r;
@@ -110,12 +115,13 @@ int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **r
                    size_t errlen)
 {
         uint64_t serial = 0;
+        cleanup_free char *name = NULL;
         (void) pthread_mutex_lock(&a->lock);
-        int r = begin_transition_locked(a, id, SANDBOX_PAUSED, &serial, err, errlen);
+        int r = begin_transition_locked(a, id, SANDBOX_PAUSED, &serial, &name, err, errlen);
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
-        r = cg_freeze(a->cg, id, false);
+        r = cg_freeze(a->cg, name, false);
         (void) pthread_mutex_lock(&a->lock);
         Sandbox *sb = refind_locked(a, id, serial);
         if (sb)
