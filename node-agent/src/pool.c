@@ -916,7 +916,7 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
                         r = r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
                 }
                 discard(a, sb);
-                note_claim(ps, pool, false);
+                pool_kick(a);
                 return r;
         }
         sandbox_wake_monitor(a);

@@ -159,6 +159,9 @@ def test_claim_applies_the_callers_settings(pool_agent):
     created = time.mktime(time.strptime(got["created_at"][:19], "%Y-%m-%dT%H:%M:%S"))
     expires = time.mktime(time.strptime(got["expires_at"][:19], "%Y-%m-%dT%H:%M:%S"))
     assert 76 <= expires - created <= 78, got
+    # Its cgroup is read under the pooled name: the caller's limits and usage.
+    m = pa.c.get(f"/v1/sandboxes/{sid}/metrics")
+    assert m.status == 200 and m.json()["memory_limit"] == 128 << 20, m
     # Paused and resumed like any sandbox.
     assert pa.c.post(f"/v1/sandboxes/{sid}/pause").status == 200
     assert pa.c.exec(sid, shell="true").status == 409
