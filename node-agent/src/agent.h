@@ -48,6 +48,9 @@ typedef struct {
         json_object *labels; /* object of strings; owned */
         uint64_t timeout_s;
         NetPolicy network; /* egress policy; changed live by the network route */
+        /* Set only by the agent (never from a request): made for this warm pool
+         * (pool.h) and waiting there, invisible to every lookup by id. */
+        char *pool;
 } SandboxSpec;
 
 typedef struct Sandbox {
@@ -63,8 +66,12 @@ typedef struct Sandbox {
         bool delete_requested;
         pid_t init_pid;
         int pidfd;
-        uint64_t serial;   /* unique in this agent's life: names it in epoll events */
-        char *dir;         /* <state_dir>/sandboxes/<id>: bundle, state, mounts */
+        uint64_t serial; /* unique in this agent's life: names it in epoll events */
+        /* What the node knows it by: its directory, cgroup, runc container and
+         * address lease. The id for a cold create; for a sandbox claimed from a
+         * warm pool, the pooled one's (the id is the caller's, nothing renamed). */
+        char *name;
+        char *dir;         /* <state_dir>/sandboxes/<name>: bundle, state, mounts */
         char *socket_path; /* <dir>/ctl/init.sock */
         uint32_t ip;       /* leased address; 0 without sandbox networking */
         struct Sandbox *next;
@@ -92,6 +99,7 @@ typedef struct Agent {
         bool monitor_started;
         uint64_t started_us;
         struct AgentMetrics *metrics; /* metrics.h: its own lock */
+        struct Pools *pools;          /* pool.h: warm pools; NULL until started */
 } Agent;
 
 void sandbox_spec_done(SandboxSpec *s);

@@ -2,10 +2,12 @@
 #include "api-metrics.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
+#include "pool.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -55,6 +57,21 @@ void api_node_metrics(Agent *a, HttpRequest *req)
                 free(s);
                 http_respond_error(req, 500, "out of memory");
                 return;
+        }
+        /* The warm pools' series follow the node's. */
+        cleanup_free char *pools = NULL;
+        size_t plen = 0;
+        FILE *f = open_memstream(&pools, &plen);
+        if (f) {
+                pool_format_prometheus(a, f);
+                if (fclose(f) == 0 && plen > 0) {
+                        char *all = realloc(s->data, s->len + plen);
+                        if (all) {
+                                memcpy(all + s->len, pools, plen);
+                                s->data = all;
+                                s->len += plen;
+                        }
+                }
         }
         http_respond_stream(req, 200, "text/plain; version=0.0.4; charset=utf-8", &buf_stream_ops,
                             s);

@@ -14,9 +14,11 @@
 #include "api-metrics.h"
 #include "api-net.h"
 #include "api-pause.h"
+#include "api-pool.h"
 #include "exec.h"
 #include "initproto.h"
 #include "metrics.h"
+#include "pool.h"
 #include "sandbox.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -64,7 +66,11 @@ static void handle_create(Agent *a, HttpRequest *req)
         }
         json_object *obj = NULL;
         uint64_t t0 = now_monotonic_us();
-        r = sandbox_create(a, &spec, &obj, err, sizeof(err));
+        r = pool_claim(a, &spec, &obj, err, sizeof(err));
+        if (r == -ENOENT) { /* no warm pool of this shape has one ready: cold */
+                r = sandbox_create(a, &spec, &obj, err, sizeof(err));
+                pool_kick(a); /* less room: pools may give some back */
+        }
         metrics_note_create(a->metrics, r >= 0, (double) (now_monotonic_us() - t0) / 1e6);
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot create sandbox");
@@ -166,7 +172,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
                 return;
         }
         CgStats st = {0};
-        (void) cg_read_stats(a->cg, id, &st);
+        (void) cg_read_stats(a->cg, info.name, &st);
         int fd = -1;
         uint32_t pid = 0;
         r = exec_spawn(info.socket_path, info.init_pid, &er, &fd, &pid, err, sizeof(err));
@@ -174,6 +180,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
         exec_request_done(&er);
         if (r >= 0)
                 metrics_note_exec(a->metrics);
+        cleanup_free char *cg_name = TAKE_PTR(info.name);
         sandbox_exec_info_done(&info);
         if (r < 0) {
                 if (r == -EBUSY)
@@ -190,7 +197,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
                 return;
         }
         ExecStream *s = NULL;
-        r = exec_stream_new(fd, pid, a, id, st.oom_kills, &s);
+        r = exec_stream_new(fd, pid, a, cg_name, st.oom_kills, &s);
         if (r < 0) {
                 api_respond_errno(req, r, NULL, "cannot stream");
                 return;
@@ -238,10 +245,10 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
         int r = 0;
         if (stream) {
                 CgStats st = {0};
-                (void) cg_read_stats(a->cg, id, &st);
+                (void) cg_read_stats(a->cg, info.name, &st);
                 ExecStream *s = NULL;
-                r = exec_attach(info.socket_path, info.init_pid, pid, a, id, st.oom_kills, &s, err,
-                                sizeof(err));
+                r = exec_attach(info.socket_path, info.init_pid, pid, a, info.name, st.oom_kills,
+                                &s, err, sizeof(err));
                 sandbox_exec_info_done(&info);
                 if (r == -ESRCH)
                         http_respond_error(req, 404, "process %u not found in sandbox %s", pid, id);
@@ -316,8 +323,8 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
 
 static int count_one(const Sandbox *sb, void *userdata)
 {
-        (void) sb;
-        (*(size_t *) userdata)++;
+        if (!sb->spec.pool) /* warm pools are counted in /v1/pools */
+                (*(size_t *) userdata)++;
         return 0;
 }
 
@@ -432,6 +439,10 @@ void api_handle(HttpRequest *req, void *userdata)
                         http_respond_error(req, 405, "use GET");
                 return;
         }
+        if (streq(seg[1], "pools") && n <= 3) {
+                api_pools_handle(a, req, n == 3 ? seg[2] : NULL);
+                return;
+        }
         if (!streq(seg[1], "sandboxes")) {
                 http_respond_error(req, 404, "no such route");
                 return;
@@ -460,6 +471,8 @@ void api_handle(HttpRequest *req, void *userdata)
                                 http_respond_json(req, 200, obj);
                 } else if (del) {
                         r = sandbox_delete(a, id);
+                        if (r == 0)
+                                pool_kick(a); /* room for the pools again */
                         if (r == -ENOENT)
                                 api_sandbox_not_found(req, id);
                         else if (r < 0)

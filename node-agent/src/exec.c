@@ -27,7 +27,7 @@
 struct ExecStream {
         int fd;
         Agent *agent;
-        char *id;
+        char *id; /* the sandbox's name: its cgroup's (Sandbox.name) */
         uint64_t oom_before;
         uint8_t *frame_buf;
         size_t frame_cap;
@@ -177,7 +177,7 @@ static int translate(ExecStream *s, const IpFrame *f)
 
 static int translate(ExecStream *s, const IpFrame *f);
 
-int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64_t oom_before,
+int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *cg_name, uint64_t oom_before,
                     ExecStream **ret)
 {
         ExecStream *s = calloc(1, sizeof(*s));
@@ -188,7 +188,7 @@ int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64
         s->fd = fd;
         s->agent = a;
         s->oom_before = oom_before;
-        s->id = strdup(id);
+        s->id = strdup(cg_name);
         if (!s->id) {
                 exec_stream_free(s);
                 return -ENOMEM;
@@ -276,8 +276,9 @@ int signal_from_string(const char *s)
         return -EINVAL;
 }
 
-int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a, const char *id,
-                uint64_t oom_before, ExecStream **ret, char *err, size_t errlen)
+int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a,
+                const char *cg_name, uint64_t oom_before, ExecStream **ret, char *err,
+                size_t errlen)
 {
         cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
@@ -299,7 +300,7 @@ int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a,
         if (r < 0)
                 return r == -ENOENT || r == -ESRCH ? -ESRCH : r;
         ExecStream *s = NULL;
-        r = exec_stream_new(TAKE_FD(fd), 0, a, id, oom_before, &s);
+        r = exec_stream_new(TAKE_FD(fd), 0, a, cg_name, oom_before, &s);
         if (r < 0)
                 return r;
         if (translate(s, &f) < 0) {

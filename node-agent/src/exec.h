@@ -47,8 +47,9 @@ typedef struct ExecStream ExecStream;
 
 /* Reconnects to a process and returns its event stream (buffered output, live
  * output, exit): -ESRCH when init does not know the pid. */
-int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a, const char *id,
-                uint64_t oom_before, ExecStream **ret, char *err, size_t errlen);
+int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a,
+                const char *cg_name, uint64_t oom_before, ExecStream **ret, char *err,
+                size_t errlen);
 
 /* One request, one OK/ERROR answer: STDIN (data and/or eof) and SIGNAL.
  * -ESRCH no such process, -EBUSY its stdin is closed (or the sandbox is not
@@ -78,9 +79,10 @@ int exec_check_init(const char *socket_path, pid_t init_pid);
 
 /* An NDJSON event stream over an init conversation. Owns fd, also when it
  * fails (then fd is closed). start_pid > 0
- * emits the "start" event first. The agent and id are used to tell an
- * out-of-memory kill (the cgroup's oom_kill count grew since oom_before). */
-int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *id, uint64_t oom_before,
+ * emits the "start" event first. The agent and cg_name (the sandbox's name,
+ * Sandbox.name) tell an out-of-memory kill (the cgroup's oom_kill count grew
+ * since oom_before). */
+int exec_stream_new(int fd, uint32_t start_pid, Agent *a, const char *cg_name, uint64_t oom_before,
                     ExecStream **ret);
 ssize_t exec_stream_read(void *cls, int client_fd, char *buf, size_t max);
 void exec_stream_free(void *cls);

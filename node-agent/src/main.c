@@ -15,10 +15,13 @@
 #include "api.h"
 #include "cluster-args.h"
 #include "gateway.h"
+#include "pool.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/quantity.h"
 #include "sandpit/util.h"
 
 #define MAX_BODY ((size_t) 16 * 1024 * 1024)
@@ -40,10 +43,14 @@ static void usage(FILE *f)
               "  --node-name N           this node's name (required)\n"
               "  --namespace NS          the operator's namespace (default sandpit-system)\n"
               "  --advertise URL         this agent's API URL (default http://<--listen>)\n"
-              "  --capacity-cpu CORES    offered CPUs (default: online CPUs)\n"
-              "  --capacity-memory BYTES offered memory (default: MemTotal)\n"
               "  --lease-duration SECS   Lease duration, renewed every third (default 30)\n"
               "Common:\n"
+              "  --capacity-cpu CORES    offered CPUs (default: online CPUs); warm pools\n"
+              "                          fill only what sandboxes leave of it\n"
+              "  --capacity-memory BYTES offered memory (default: MemTotal); the same\n"
+              "  --pool TEMPLATE[:KEY=VALUE,...]=SIZE\n"
+              "                          keep SIZE sandboxes of TEMPLATE ready (keys cpu,\n"
+              "                          memory, pids, disk, name); repeatable\n"
               "  --socket PATH           unix socket (default /run/sandpit/agent.sock)\n"
               "  --listen ADDR:PORT      also serve TCP; requires --token-file\n"
               "  --token-file FILE       bearer token for TCP clients\n"
@@ -131,6 +138,7 @@ typedef struct {
         LogFormat log_format;
         LogLevel log_level;
         char **blocked; /* --blocked-cidr values (borrows argv) */
+        char **pools;   /* --pool values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -172,6 +180,7 @@ enum {
         OPT_HTTP_IDLE_TIMEOUT,
         OPT_HTTP_MAX_UNAUTH,
         OPT_HTTP_MAX_UNAUTH_PER_IP,
+        OPT_POOL,
         OPT_HELP,
 };
 static const struct option options[] = {
@@ -206,6 +215,7 @@ static const struct option options[] = {
         {"http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT},
         {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
         {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
+        {"pool", required_argument, NULL, OPT_POOL},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
 };
@@ -214,7 +224,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0;
+        size_t nblocked = 0, npools = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -299,16 +309,21 @@ static int parse_options(int argc, char **argv, Daemon *d)
                 case OPT_NODE_NAME:
                 case OPT_NAMESPACE:
                 case OPT_ADVERTISE:
-                case OPT_CAPACITY_CPU:
-                case OPT_CAPACITY_MEMORY:
                 case OPT_LEASE_DURATION:
-                        *(c == OPT_NODE_NAME         ? &d->ca.node_name
-                          : c == OPT_NAMESPACE       ? &d->ca.namespace
-                          : c == OPT_ADVERTISE       ? &d->ca.advertise
-                          : c == OPT_CAPACITY_CPU    ? &d->ca.capacity_cpu
-                          : c == OPT_CAPACITY_MEMORY ? &d->ca.capacity_memory
-                                                     : &d->ca.lease_duration) = optarg;
+                        *(c == OPT_NODE_NAME   ? &d->ca.node_name
+                          : c == OPT_NAMESPACE ? &d->ca.namespace
+                          : c == OPT_ADVERTISE ? &d->ca.advertise
+                                               : &d->ca.lease_duration) = optarg;
                         d->ca.any_cluster_flag = true;
+                        break;
+                case OPT_CAPACITY_CPU: /* the Lease's, and the warm pools' bound */
+                        d->ca.capacity_cpu = optarg;
+                        break;
+                case OPT_CAPACITY_MEMORY:
+                        d->ca.capacity_memory = optarg;
+                        break;
+                case OPT_POOL:
+                        d->pools[npools++] = optarg;
                         break;
                 case OPT_HTTP_HEADER_TIMEOUT:
                 case OPT_HTTP_IDLE_TIMEOUT:
@@ -345,6 +360,25 @@ static int parse_options(int argc, char **argv, Daemon *d)
                                sizeof(cerr)) < 0) {
                 fprintf(stderr, "sandpit-agent: %s\n", cerr);
                 return 1;
+        }
+        double cpu = 0;
+        uint64_t mem = 0;
+        if (d->ca.capacity_cpu && (quantity_parse_cpu(d->ca.capacity_cpu, &cpu) < 0 || cpu <= 0)) {
+                fprintf(stderr, "sandpit-agent: bad --capacity-cpu %s\n", d->ca.capacity_cpu);
+                return 2;
+        }
+        if (d->ca.capacity_memory &&
+            (quantity_parse_bytes(d->ca.capacity_memory, &mem) < 0 || mem == 0)) {
+                fprintf(stderr, "sandpit-agent: bad --capacity-memory %s\n", d->ca.capacity_memory);
+                return 2;
+        }
+        STRV_FOREACH(p, d->pools) {
+                cleanup_free char *name = NULL;
+                cleanup_json json_object *body = NULL;
+                if (pool_flag_parse(*p, &name, &body, cerr, sizeof(cerr)) < 0) {
+                        fprintf(stderr, "sandpit-agent: %s\n", cerr);
+                        return 2;
+                }
         }
         if (!d->socket_path || !*d->socket_path) {
                 fprintf(stderr, "sandpit-agent: --socket needs a path\n");
@@ -467,6 +501,39 @@ static int setup_http(Daemon *d)
         return 0;
 }
 
+/* Warm pools: the refill thread, then the --pool ones (a bad one stops the start). */
+static int setup_pools(Daemon *d)
+{
+        double cpu = 0;
+        uint64_t mem = 0;
+        if (!d->ca.capacity_cpu || quantity_parse_cpu(d->ca.capacity_cpu, &cpu) < 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                cpu = n > 0 ? (double) n : 1;
+        }
+        if (!d->ca.capacity_memory || quantity_parse_bytes(d->ca.capacity_memory, &mem) < 0)
+                mem = (uint64_t) sysconf(_SC_PHYS_PAGES) * (uint64_t) sysconf(_SC_PAGESIZE);
+        int r = pools_start(&d->agent, cpu, mem);
+        if (r < 0)
+                return log_error_errno(r, "cannot start the warm pools");
+        STRV_FOREACH(p, d->pools) {
+                cleanup_free char *name = NULL;
+                cleanup_json json_object *body = NULL, *view = NULL;
+                char err[512] = "";
+                r = pool_flag_parse(*p, &name, &body, err, sizeof(err));
+                if (r == 0)
+                        r = pool_put(&d->agent, name, body, &view, err, sizeof(err));
+                if (r < 0)
+                        return log_error_errno(r, "--pool %s: %s", *p, err[0] ? err : "failed");
+        }
+        return 0;
+}
+
+/* The pools' waiting sandboxes go; claimed ones keep running. */
+static void undo_pools(Daemon *d)
+{
+        pools_stop(&d->agent);
+}
+
 static void undo_http(Daemon *d)
 {
         http_server_free(d->srv);
@@ -535,6 +602,7 @@ static const SetupStep setup_steps[] = {
         {setup_cgroups, NULL},     /* --cgroup-parent */
         {setup_recover, NULL},     /* re-adopt running sandboxes */
         {setup_monitor, NULL},     /* deadlines, dead inits, metrics sampler */
+        {setup_pools, undo_pools}, /* --pool: warm pools and their refill thread */
         {setup_http, undo_http},   /* unix socket, --listen */
         {setup_cluster, undo_cluster},
         {setup_gateway, undo_gateway}, /* --gateway-listen */
@@ -551,6 +619,7 @@ static void daemon_free(Daemon *d)
                 free(d->token);
         }
         free(d->blocked);
+        free(d->pools);
 }
 
 int main(int argc, char **argv)
@@ -567,9 +636,12 @@ int main(int argc, char **argv)
                               .cgroup_version = CG_VERSION_AUTO,
                               .net.table = "sandpit"},
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
+                .pools = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked)
+        if (!d.blocked || !d.pools) {
+                daemon_free(&d);
                 return 1;
+        }
         d.agent.cfg.net.blocked_cidrs = d.blocked;
         int status = parse_options(argc, argv, &d);
         if (status >= 0) {

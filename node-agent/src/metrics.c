@@ -51,6 +51,7 @@ struct AgentMetrics {
 /* What sampling a sandbox needs, copied out of the table under a->lock. */
 typedef struct {
         char *id;
+        char *name; /* its cgroup's */
         char *disk_dir;
         double cpu;
         uint64_t created_us;
@@ -61,6 +62,7 @@ static void targets_free(Target *t, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
                 free(t[i].id);
+                free(t[i].name);
                 free(t[i].disk_dir);
         }
         free(t);
@@ -72,7 +74,8 @@ static int target_fill(const Sandbox *sb, Target *t)
         t->created_us = sb->created_us;
         t->paused = sb->state == SANDBOX_PAUSED;
         t->id = strdup(sb->spec.id);
-        if (!t->id || asprintf(&t->disk_dir, "%s/disk", sb->dir) < 0) {
+        t->name = strdup(sb->name);
+        if (!t->id || !t->name || asprintf(&t->disk_dir, "%s/disk", sb->dir) < 0) {
                 t->disk_dir = NULL;
                 return -ENOMEM;
         }
@@ -86,6 +89,8 @@ static bool sampled_state(SandboxState s)
 
 static bool target_wanted(const Sandbox *sb, const char *id)
 {
+        if (sb->spec.pool) /* waiting in a warm pool: nobody's yet */
+                return false;
         return id ? streq(sb->spec.id, id) && sb->state != SANDBOX_CREATING
                   : sampled_state(sb->state);
 }
@@ -132,7 +137,7 @@ static int collect_targets(Agent *a, const char *id, Target **ret, size_t *ret_n
 static int read_sample(Agent *a, const Target *t, MetricsSample *ret)
 {
         CgStats st = {0};
-        int r = cg_read_stats(a->cg, t->id, &st);
+        int r = cg_read_stats(a->cg, t->name, &st);
         if (r < 0)
                 return r;
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -346,7 +351,7 @@ void metrics_note_exec(AgentMetrics *m)
 static int count_state(const Sandbox *sb, void *userdata)
 {
         MetricsNode *n = userdata;
-        if ((unsigned) sb->state < METRICS_STATES)
+        if (!sb->spec.pool && (unsigned) sb->state < METRICS_STATES)
                 n->sandboxes[sb->state]++;
         return 0;
 }
@@ -441,7 +446,7 @@ int metrics_sample_now(Agent *a, const char *id, MetricsSample *ret)
 static int is_listed(const Sandbox *sb, void *userdata)
 {
         const char *const *id = userdata;
-        return streq(sb->spec.id, *id) && sb->state != SANDBOX_CREATING;
+        return !sb->spec.pool && streq(sb->spec.id, *id) && sb->state != SANDBOX_CREATING;
 }
 
 int metrics_window(Agent *a, const char *id, uint64_t start_us, uint64_t end_us,

@@ -12,14 +12,24 @@
 Runtime sandbox_runtime(const Agent *a);
 /* Releases everything a sandbox may hold, whatever stage it reached. */
 int sandbox_teardown(Agent *a, const char *id, const char *dir);
+/* Call with a->lock held: a new random id no sandbox has as id or name. */
+int sandbox_new_id_locked(Agent *a, char **ret);
 /* Call with a->lock held: watches init's pidfd in the monitor's epoll. */
 int sandbox_watch_init(Agent *a, Sandbox *sb);
 /* wait: as sandbox_delete(); without, a sandbox being created or deleted is
  * -ENOENT at once (the monitor must not block on another request). */
 int sandbox_delete_wait(Agent *a, const char *id, bool wait);
+/* Deletes a sandbox waiting in a warm pool, by name; -ENOENT when there is
+ * none of that name (or it is being created, claimed or deleted). */
+int sandbox_delete_pooled(Agent *a, const char *name);
 
-/* sandbox-table.c; the _locked ones with a->lock held. */
+/* sandbox-table.c; the _locked ones with a->lock held. By id: never a
+ * sandbox waiting in a warm pool. */
 Sandbox *sandbox_find_locked(Agent *a, const char *id);
+/* By Sandbox.name, pooled ones too. */
+Sandbox *sandbox_find_name_locked(Agent *a, const char *name);
+/* id is some sandbox's id or name (pooled ones too): a create must not take it. */
+bool sandbox_id_taken_locked(Agent *a, const char *id);
 /* The one whose serial is serial (epoll events name sandboxes by it), or NULL. */
 Sandbox *sandbox_find_serial_locked(Agent *a, uint64_t serial);
 void sandbox_unlink_locked(Agent *a, Sandbox *sb);

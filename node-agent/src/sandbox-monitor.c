@@ -31,9 +31,11 @@ static void *monitor_main(void *arg)
                 uint64_t now = now_realtime_us(), next = UINT64_MAX;
                 char expired[ID_LEN * 4] = "";
                 for (Sandbox *sb = a->sandboxes; sb; sb = sb->next) {
-                        bool ticking = sb->state == SANDBOX_RUNNING ||
-                                       sb->state == SANDBOX_EXITED ||
-                                       (sb->state == SANDBOX_PAUSED && !sb->deadline_paused);
+                        /* Pooled ones have no deadline until claimed. */
+                        bool ticking =
+                                !sb->spec.pool &&
+                                (sb->state == SANDBOX_RUNNING || sb->state == SANDBOX_EXITED ||
+                                 (sb->state == SANDBOX_PAUSED && !sb->deadline_paused));
                         if (!ticking)
                                 continue;
                         if (sb->expires_us <= now && !expired[0])

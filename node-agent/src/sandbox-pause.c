@@ -2,12 +2,14 @@
  * freezer), with the deadline clock stopped or running. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sandbox-internal.h"
 #include "sandbox.h"
 #include "sandpit/http-status.h"
 #include "sandpit/log.h"
+#include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "state.h"
 
@@ -21,7 +23,7 @@ static Sandbox *refind_locked(Agent *a, const char *id, uint64_t serial)
 
 /* Takes the sandbox for a pause (want = RUNNING) or resume (want = PAUSED). */
 static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
-                                   uint64_t *ret_serial, char *err, size_t errlen)
+                                   uint64_t *ret_serial, char **ret_name, char *err, size_t errlen)
 {
         Sandbox *sb = sandbox_find_locked(a, id);
         if (!sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING)
@@ -37,6 +39,8 @@ static int begin_transition_locked(Agent *a, const char *id, SandboxState want,
                                                                                : "");
                 return -EBUSY;
         }
+        if (!(*ret_name = strdup(sb->name)))
+                return -ENOMEM;
         sb->pause_busy = true;
         *ret_serial = sb->serial;
         return 0;
@@ -82,9 +86,10 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
                       json_object **ret_obj, char *err, size_t errlen)
 {
         uint64_t serial = 0;
+        cleanup_free char *name = NULL;
         (void) pthread_mutex_lock(&a->lock);
         int r = begin_transition_locked(a, id, freeze ? SANDBOX_RUNNING : SANDBOX_PAUSED, &serial,
-                                        err, errlen);
+                                        &name, err, errlen);
         if (r == 0 && freeze) {
                 /* Paused from now on for everyone else: new execs get 409. */
                 Sandbox *sb = sandbox_find_locked(a, id);
@@ -95,7 +100,7 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
-        r = cg_freeze(a->cg, id, freeze);
+        r = cg_freeze(a->cg, name, freeze);
         (void) pthread_mutex_lock(&a->lock);
         Sandbox *sb = refind_locked(a, id, serial);
         if (sb)
@@ -113,7 +118,7 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
                 }
                 (void) pthread_mutex_unlock(&a->lock);
                 if (freeze)
-                        (void) cg_freeze(a->cg, id, false);
+                        (void) cg_freeze(a->cg, name, false);
                 const char *what = freeze ? "freeze" : "thaw";
                 (void) snprintf(err, errlen, "cannot %s sandbox %s: %s", what, id, strerror(-r));
                 log_sbx(LOG_LEVEL_ERROR, id, r, "cannot %s", what);

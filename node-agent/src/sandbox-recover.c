@@ -24,20 +24,27 @@ static bool strv_contains(char **v, const char *s)
         return false;
 }
 
-/* Adopts one sandbox from its state dir, or returns < 0 (caller cleans up). */
-static int adopt(Agent *a, const char *id, const char *dir)
+/* Adopts one sandbox from its state dir (named by the sandbox's name), or
+ * returns < 0 (caller cleans up); -ESTALE for one waiting in a warm pool,
+ * which is never adopted: the pool makes new ones. */
+static int adopt(Agent *a, const char *name, const char *dir)
 {
         Sandbox *sb = NULL;
         int r = state_load(dir, &sb);
         if (r < 0)
                 return r;
+        if (sb->spec.pool) {
+                sandbox_free(sb);
+                return -ESTALE;
+        }
+        const char *id = sb->spec.id;
         Runtime rt = sandbox_runtime(a);
         cleanup_free char *status = NULL;
         pid_t pid = 0;
-        r = runtime_state(&rt, id, &status, &pid);
+        r = runtime_state(&rt, name, &status, &pid);
         bool paused = r >= 0 && streq(status, "paused");
         if (r < 0 || (!streq(status, "running") && !paused) || pid != sb->init_pid ||
-            !streq(sb->spec.id, id)) {
+            !streq(sb->name, name) || sandbox_find_locked(a, id)) {
                 sandbox_free(sb);
                 return r < 0 ? r : -ESRCH;
         }
@@ -56,7 +63,7 @@ static int adopt(Agent *a, const char *id, const char *dir)
         } else if (!paused && sb->paused_us) {
                 sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
         }
-        (void) net_sandbox_ip(a->net, id, &sb->ip);
+        (void) net_sandbox_ip(a->net, name, &sb->ip);
         /* The same check as every exec's (the peer is the init pid runc and
          * state.json agree on): say so now if the socket is not init's. */
         int k = exec_check_init(sb->socket_path, sb->init_pid);
@@ -86,7 +93,7 @@ static int recover_network(Agent *a)
         if (!list)
                 return -ENOMEM;
         for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                list[i++] = (NetAdopted){.id = sb->spec.id, .policy = &sb->spec.network};
+                list[i++] = (NetAdopted){.id = sb->name, .policy = &sb->spec.network};
         int r = net_recover(a->net, list, n);
         return r < 0 ? log_error_errno(r, "cannot restore the sandboxes' network rules") : 0;
 }
@@ -98,7 +105,7 @@ int sandbox_recover(Agent *a)
         if (r < 0)
                 return log_error_errno(r, "cannot read %s", a->sandboxes_dir);
         unsigned adopted = 0, removed = 0;
-        STRV_FOREACH(id, dirs) {
+        STRV_FOREACH(id, dirs) { /* sandbox names */
                 cleanup_free char *dir = NULL;
                 if (asprintf(&dir, "%s/%s", a->sandboxes_dir, *id) < 0)
                         return -ENOMEM;
@@ -107,7 +114,10 @@ int sandbox_recover(Agent *a)
                         adopted++;
                         continue;
                 }
-                log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
+                if (r == -ESTALE)
+                        log_sbx(LOG_LEVEL_INFO, *id, 0, "was waiting in a warm pool; removing it");
+                else
+                        log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
                 (void) sandbox_teardown(a, *id, dir);
                 removed++;
         }

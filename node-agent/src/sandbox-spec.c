@@ -31,6 +31,7 @@ void sandbox_spec_done(SandboxSpec *s)
         free(s->user);
         json_object_put(s->labels);
         net_policy_done(&s->network);
+        free(s->pool);
         *s = (SandboxSpec){0};
 }
 

@@ -15,9 +15,25 @@
 Sandbox *sandbox_find_locked(Agent *a, const char *id)
 {
         for (Sandbox *s = a->sandboxes; s; s = s->next)
-                if (streq(s->spec.id, id))
+                if (!s->spec.pool && streq(s->spec.id, id))
                         return s;
         return NULL;
+}
+
+Sandbox *sandbox_find_name_locked(Agent *a, const char *name)
+{
+        for (Sandbox *s = a->sandboxes; s; s = s->next)
+                if (s->name && streq(s->name, name))
+                        return s;
+        return NULL;
+}
+
+bool sandbox_id_taken_locked(Agent *a, const char *id)
+{
+        for (Sandbox *s = a->sandboxes; s; s = s->next)
+                if (streq(s->spec.id, id) || (s->name && streq(s->name, id)))
+                        return true;
+        return false;
 }
 
 Sandbox *sandbox_find_serial_locked(Agent *a, uint64_t serial)
@@ -55,6 +71,7 @@ void sandbox_free(Sandbox *sb)
         if (sb->pidfd >= 0)
                 (void) close(sb->pidfd);
         sandbox_spec_done(&sb->spec);
+        free(sb->name);
         free(sb->dir);
         free(sb->socket_path);
         free(sb);
@@ -147,7 +164,11 @@ json_object *sandbox_to_json_locked(const Sandbox *sb)
 void sandbox_add_stats(Agent *a, const char *id, json_object *o)
 {
         CgStats st = {0};
-        if (cg_read_stats(a->cg, id, &st) < 0)
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = sandbox_find_locked(a, id);
+        cleanup_free char *name = sb && sb->name ? strdup(sb->name) : NULL;
+        (void) pthread_mutex_unlock(&a->lock);
+        if (!name || cg_read_stats(a->cg, name, &st) < 0)
                 st.oom_kills = 0;
         (void) json_object_object_add(o, "oom_kills",
                                       json_object_new_int64((int64_t) st.oom_kills));
@@ -188,7 +209,8 @@ int sandbox_list_json(Agent *a, char **selectors, json_object **ret)
                 return -ENOMEM;
         (void) pthread_mutex_lock(&a->lock);
         for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                if (sb->state != SANDBOX_CREATING && labels_match(sb->spec.labels, selectors))
+                if (sb->state != SANDBOX_CREATING && !sb->spec.pool &&
+                    labels_match(sb->spec.labels, selectors))
                         (void) json_object_array_add(arr, sandbox_to_json_locked(sb));
         (void) pthread_mutex_unlock(&a->lock);
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
@@ -233,11 +255,13 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                 info.init_pid = sb->init_pid;
                 info.user = strdup(sb->spec.user);
                 info.id = strdup(sb->spec.id);
+                info.name = strdup(sb->name);
                 info.secret_names = strv_copy(sb->spec.secret_names);
                 for (size_t i = 0; info.env && i < n; i++)
                         if (!(info.env[i] = strdup(sb->spec.env[i])))
                                 r = -ENOMEM;
-                if (!info.env || !info.socket_path || !info.user || !info.id || !info.secret_names)
+                if (!info.env || !info.socket_path || !info.user || !info.id || !info.name ||
+                    !info.secret_names)
                         r = -ENOMEM;
         }
         (void) pthread_mutex_unlock(&a->lock);
@@ -255,6 +279,7 @@ void sandbox_exec_info_done(SandboxExecInfo *i)
         strv_free(i->env);
         free(i->user);
         free(i->id);
+        free(i->name);
         strv_free(i->secret_names);
         *i = (SandboxExecInfo){0};
 }

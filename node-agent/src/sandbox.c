@@ -151,6 +151,18 @@ int sandbox_watch_init(Agent *a, Sandbox *sb)
         return 0;
 }
 
+int sandbox_new_id_locked(Agent *a, char **ret)
+{
+        char id[ID_LEN + 1];
+        int r;
+        do {
+                r = random_id(id, ID_LEN);
+        } while (r == 0 && (sandbox_id_taken_locked(a, id) || id[0] < 'a'));
+        if (r == 0 && !(*ret = strdup(id)))
+                r = -ENOMEM;
+        return r;
+}
+
 static bool delete_requested(Agent *a, Sandbox *sb)
 {
         (void) pthread_mutex_lock(&a->lock);
@@ -201,13 +213,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         /* Reserve the id in the table, so two creates cannot race for it. */
         (void) pthread_mutex_lock(&a->lock);
         if (!sb->spec.id) {
-                char id[ID_LEN + 1];
-                do {
-                        r = random_id(id, ID_LEN);
-                } while (r == 0 && (sandbox_find_locked(a, id) || id[0] < 'a'));
-                if (r == 0 && !(sb->spec.id = strdup(id)))
-                        r = -ENOMEM;
-        } else if (sandbox_find_locked(a, sb->spec.id)) {
+                r = sandbox_new_id_locked(a, &sb->spec.id);
+        } else if (sandbox_id_taken_locked(a, sb->spec.id)) {
                 (void) snprintf(err, errlen, "sandbox %s already exists", sb->spec.id);
                 r = -EEXIST;
         }
@@ -215,6 +222,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 (void) snprintf(err, errlen, "the agent is shutting down");
                 r = -ESHUTDOWN;
         }
+        if (r == 0 && !(sb->name = strdup(sb->spec.id))) /* made under its id */
+                r = -ENOMEM;
         if (r == 0) {
                 sb->next = a->sandboxes;
                 a->sandboxes = sb;
@@ -435,6 +444,8 @@ static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
         return sb;
 }
 
+static int delete_and_unlock(Agent *a, Sandbox *sb);
+
 /* wait: as sandbox_delete(); without, a sandbox being created or deleted is
  * -ENOENT at once (the monitor must not block on another request). */
 int sandbox_delete_wait(Agent *a, const char *id, bool wait)
@@ -452,6 +463,14 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
                 (void) pthread_mutex_unlock(&a->lock); /* only without wait */
                 return -ENOENT;
         }
+        return delete_and_unlock(a, sb);
+}
+
+/* Deletes sb, which is settled (not creating nor deleting); called with
+ * a->lock held, returns with it released. */
+static int delete_and_unlock(Agent *a, Sandbox *sb)
+{
+        const char *id = sb->spec.id, *name = sb->name;
         bool frozen = sb->state == SANDBOX_PAUSED || sb->paused_us != 0;
         sb->state = SANDBOX_DELETING;
         code_forget_sandbox(id); /* its kernels die with it; drop our ends */
@@ -464,10 +483,10 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
         if (frozen) {
                 /* Kill while frozen, then thaw: the processes die at once and never
                  * run again; the runtime then deletes a stopped container. */
-                (void) cg_kill_all(a->cg, id, SIGKILL);
-                (void) cg_freeze(a->cg, id, false);
+                (void) cg_kill_all(a->cg, name, SIGKILL);
+                (void) cg_freeze(a->cg, name, false);
         }
-        int r = sandbox_teardown(a, id, sb->dir);
+        int r = sandbox_teardown(a, name, sb->dir);
         (void) pthread_mutex_lock(&a->lock);
         if (r < 0) {
                 /* Keep it listed, so a retry can finish the job. */
@@ -481,6 +500,18 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
         log_sbx(LOG_LEVEL_INFO, id, 0, "deleted");
         sandbox_free(sb);
         return 0;
+}
+
+int sandbox_delete_pooled(Agent *a, const char *name)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = sandbox_find_name_locked(a, name);
+        if (!sb || !sb->spec.pool || sb->state == SANDBOX_CREATING ||
+            sb->state == SANDBOX_DELETING) {
+                (void) pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        return delete_and_unlock(a, sb);
 }
 
 int sandbox_delete(Agent *a, const char *id)
@@ -549,8 +580,11 @@ int sandbox_set_network(Agent *a, const char *id, NetPolicy *policy, json_object
         r = !sb || sb->state == SANDBOX_CREATING || sb->state == SANDBOX_DELETING ? -ENOENT
             : sb->state != SANDBOX_RUNNING                                        ? -EBUSY
                                                                                   : 0;
+        cleanup_free char *name = r == 0 ? strdup(sb->name) : NULL;
         (void) pthread_mutex_unlock(&a->lock);
-        if (r == 0 && (r = net_sandbox_set_policy(a->net, id, policy)) < 0)
+        if (r == 0 && !name)
+                r = -ENOMEM;
+        if (r == 0 && (r = net_sandbox_set_policy(a->net, name, policy)) < 0)
                 (void) snprintf(err, errlen, "cannot apply the network policy: %s", strerror(-r));
         json_object *o = NULL;
         if (r == 0) {

@@ -64,6 +64,7 @@ typedef struct {
         char **env;
         char *user;
         char *id;
+        char *name;          /* its cgroup's (Sandbox.name) */
         char **secret_names; /* the sandbox's secret env names (values: only in init) */
 } SandboxExecInfo;
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret);

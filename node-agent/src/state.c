@@ -53,6 +53,9 @@ int state_save(const Sandbox *sb)
         }
         (void) json_object_object_add(o, "version", json_object_new_int(STATE_VERSION));
         (void) json_object_object_add(o, "spec", spec);
+        (void) json_object_object_add(o, "name", json_object_new_string(sb->name));
+        if (sb->spec.pool) /* waiting in a warm pool: removed, not adopted, after a restart */
+                (void) json_object_object_add(o, "pool", json_object_new_string(sb->spec.pool));
         (void) json_object_object_add(o, "created_us",
                                       json_object_new_int64((int64_t) sb->created_us));
         (void) json_object_object_add(o, "expires_us",
@@ -118,6 +121,18 @@ int state_load(const char *dir, Sandbox **ret)
         sb->init_pid = (pid_t) json_object_get_int(pid);
         sb->pidfd = -1;
         json_object *v = NULL;
+        /* Before warm pools, a sandbox's name was its id. */
+        const char *name =
+                json_object_object_get_ex(o, "name", &v) ? json_object_get_string(v) : sb->spec.id;
+        bool pooled = json_object_object_get_ex(o, "pool", &v);
+        if ((pooled && !(sb->spec.pool = strdup(json_object_get_string(v) ?: ""))) ||
+            !(sb->name = strdup(name ?: ""))) {
+                json_object_put(o);
+                sandbox_spec_done(&sb->spec);
+                free(sb->name);
+                free(sb);
+                return -ENOMEM;
+        }
         if (json_object_object_get_ex(o, "started_us", &v))
                 sb->started_us = (uint64_t) json_object_get_int64(v);
         if (json_object_object_get_ex(o, "paused_us", &v))

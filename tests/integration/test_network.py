@@ -355,6 +355,26 @@ def test_policy_update_is_live(net):
     assert r.status == 200 and r.json()["egress"] == "deny" and r.json()["ip"] == sb["network"]["ip"], r
 
 
+def test_pool_claim_gets_the_callers_policy(lab, net):
+    """A sandbox claimed from a warm pool (made with deny, its veth and lease
+    ready) gets the caller's policy at the claim (docs/agent-api.md#warm-pools)."""
+    shape = {"template": "host", "cpu": 0.25, "memory": 128 << 20}
+    r = net.request("PUT", "/v1/pools/netpool", body=dict(shape, size=1))
+    assert r.status == 200, r
+    try:
+        wait_for(lambda: net.get("/v1/pools/netpool").json()["ready"] == 1, 60, what="the pool ready")
+        sb = create(net, **shape, network={"egress": "allowlist", "allow": [{"cidr": f"{OUTSIDE}/32", "ports": [7001]}]})
+        assert net.get("/v1/pools/netpool").json()["claims"] == 1
+        assert sb["network"]["egress"] == "allowlist" and sb["network"]["ip"].startswith("198.18.64."), sb
+        assert probe(net, sb["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002", f"tcp:{NODE}:7001") == {
+            f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False, f"tcp:{NODE}:7001": False}
+    finally:
+        assert net.delete("/v1/pools/netpool").status == 204
+        # The waiting one goes in the background; the claimed one is the leak check's.
+        wait_for(lambda: len(lab.agent.sandbox_dirs()) == len(net.list_ids()), 60,
+                 what="the pool's waiting sandbox removed")
+
+
 def test_bad_policies_are_400(net):
     bad = [{"egress": "open"}, {"egress": "allowlist", "allow": [{"cidr": "198.18.100.2/24"}]},
            {"egress": "allowlist", "allow": [{"cidr": "198.18.100.0/24", "ports": [0]}]},

@@ -1,0 +1,937 @@
+/* Warm pools (pool.h). The pooled sandboxes are ordinary table entries made
+ * by sandbox_create() with spec.pool set; this file keeps the pools' config,
+ * the refill thread (one action a turn: remove what is dead, orphaned or too
+ * many, give capacity back, or make one) and the claim.
+ *
+ * Locking: Pools.lock protects the pool list and the counters. It is never
+ * held while a->lock is taken, nor across sandbox_*() calls. */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "exec.h"
+#include "net.h"
+#include "sandbox-internal.h"
+#include "sandbox.h"
+#include "sandpit/json.h"
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+#include "secrets.h"
+#include "state.h"
+#include "template.h"
+
+#define POOL_IDLE_CHECK_MS 5000 /* a dead pooled sandbox is noticed within this */
+#define POOL_RETRY_S       5u
+#define POOL_MAX_SIZE      1000
+
+typedef struct Pool {
+        struct Pool *next;
+        char *name;
+        SandboxSpec shape; /* template, cpu, memory, pids, disk; the rest defaults */
+        unsigned size;
+        uint64_t claims, misses, made, failures;
+        uint64_t retry_after_us; /* monotonic: after a failed create */
+        char last_error[256];
+} Pool;
+
+typedef struct Pools {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool kicked, stopping, started;
+        pthread_t thread;
+        Pool *list;
+        double capacity_cpu;
+        uint64_t capacity_memory;
+        uint64_t shrinks; /* pooled sandboxes deleted to give capacity back */
+} Pools;
+
+static void pool_free(Pool *p)
+{
+        if (!p)
+                return;
+        free(p->name);
+        sandbox_spec_done(&p->shape);
+        free(p);
+}
+
+static bool shape_matches(const SandboxSpec *shape, const SandboxSpec *s)
+{
+        return streq(shape->template_name, s->template_name) && shape->cpu == s->cpu &&
+               shape->memory == s->memory && shape->pids == s->pids && shape->disk == s->disk;
+}
+
+static Pool *find_pool_locked(Pools *ps, const char *name)
+{
+        for (Pool *p = ps->list; p; p = p->next)
+                if (streq(p->name, name))
+                        return p;
+        return NULL;
+}
+
+void pool_kick(Agent *a)
+{
+        Pools *ps = a->pools;
+        if (!ps)
+                return;
+        (void) pthread_mutex_lock(&ps->lock);
+        ps->kicked = true;
+        (void) pthread_cond_signal(&ps->cond);
+        (void) pthread_mutex_unlock(&ps->lock);
+}
+
+/* --- what the table holds ------------------------------------------------ */
+
+typedef struct {
+        char *name; /* Sandbox.name */
+        char *pool;
+        SandboxState state;
+        SandboxSpec shape; /* template_name and the numbers only */
+} Pooled;
+
+typedef struct {
+        Pooled *v;
+        size_t n, cap;
+        double cpu;      /* every sandbox's, pooled ones too */
+        uint64_t memory; /* " */
+} Census;
+
+static void census_done(Census *c)
+{
+        for (size_t i = 0; i < c->n; i++) {
+                free(c->v[i].name);
+                free(c->v[i].pool);
+                free(c->v[i].shape.template_name);
+        }
+        free(c->v);
+        *c = (Census){0};
+}
+
+/* Under a->lock (sandbox_foreach). */
+static int census_one(const Sandbox *sb, void *userdata)
+{
+        Census *c = userdata;
+        if (sb->state == SANDBOX_DELETING)
+                return 0;
+        c->cpu += sb->spec.cpu;
+        c->memory += sb->spec.memory;
+        if (!sb->spec.pool)
+                return 0;
+        if (c->n == c->cap) {
+                size_t cap = c->cap ? c->cap * 2 : 16;
+                Pooled *v = reallocarray(c->v, cap, sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                c->v = v;
+                c->cap = cap;
+        }
+        Pooled *p = &c->v[c->n];
+        *p = (Pooled){.name = strdup(sb->name),
+                      .pool = strdup(sb->spec.pool),
+                      .state = sb->state,
+                      .shape = {.template_name = strdup(sb->spec.template_name),
+                                .cpu = sb->spec.cpu,
+                                .memory = sb->spec.memory,
+                                .pids = sb->spec.pids,
+                                .disk = sb->spec.disk}};
+        c->n++;
+        if (!p->name || !p->pool || !p->shape.template_name)
+                return -ENOMEM;
+        return 0;
+}
+
+static int census_take(Agent *a, Census *c)
+{
+        *c = (Census){0};
+        int r = sandbox_foreach(a, census_one, c);
+        if (r < 0)
+                census_done(c);
+        return r;
+}
+
+/* --- the refill thread --------------------------------------------------- */
+
+typedef struct {
+        char *name;
+        SandboxSpec shape;
+        unsigned size;
+        bool waiting; /* backing off after a failure */
+        unsigned ready, creating;
+} PoolView;
+
+static void views_free(PoolView *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].name);
+                free(v[i].shape.template_name);
+        }
+        free(v);
+}
+
+/* A copy of the config, so the turn runs without Pools.lock. */
+static int views_take(Pools *ps, PoolView **ret, size_t *ret_n)
+{
+        size_t n = 0, i = 0;
+        uint64_t now = now_monotonic_us();
+        (void) pthread_mutex_lock(&ps->lock);
+        for (Pool *p = ps->list; p; p = p->next)
+                n++;
+        PoolView *v = calloc(n + 1, sizeof(*v));
+        int r = v ? 0 : -ENOMEM;
+        for (Pool *p = ps->list; r == 0 && p; p = p->next, i++) {
+                v[i] = (PoolView){.name = strdup(p->name),
+                                  .shape = {.template_name = strdup(p->shape.template_name),
+                                            .cpu = p->shape.cpu,
+                                            .memory = p->shape.memory,
+                                            .pids = p->shape.pids,
+                                            .disk = p->shape.disk},
+                                  .size = p->size,
+                                  .waiting = p->retry_after_us > now};
+                if (!v[i].name || !v[i].shape.template_name)
+                        r = -ENOMEM;
+        }
+        (void) pthread_mutex_unlock(&ps->lock);
+        if (r < 0) {
+                views_free(v, n);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static PoolView *view_of(PoolView *v, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (streq(v[i].name, name))
+                        return &v[i];
+        return NULL;
+}
+
+static void note_failure(Pools *ps, const char *name, int r, const char *err)
+{
+        (void) pthread_mutex_lock(&ps->lock);
+        Pool *p = find_pool_locked(ps, name);
+        if (p) {
+                p->failures++;
+                p->retry_after_us = now_monotonic_us() + (uint64_t) POOL_RETRY_S * 1000000u;
+                (void) snprintf(p->last_error, sizeof(p->last_error), "%.250s",
+                                err && *err ? err : strerror(-r));
+        }
+        (void) pthread_mutex_unlock(&ps->lock);
+}
+
+/* Makes one pooled sandbox for pool v. */
+static void make_one(Agent *a, const PoolView *v)
+{
+        cleanup_json json_object *req = json_object_new_object();
+        if (!req)
+                return;
+        (void) json_object_object_add(req, "template",
+                                      json_object_new_string(v->shape.template_name));
+        (void) json_object_object_add(req, "cpu", json_object_new_double(v->shape.cpu));
+        (void) json_object_object_add(req, "memory",
+                                      json_object_new_int64((int64_t) v->shape.memory));
+        (void) json_object_object_add(req, "pids", json_object_new_int64((int64_t) v->shape.pids));
+        (void) json_object_object_add(req, "disk", json_object_new_int64((int64_t) v->shape.disk));
+        (void) json_object_object_add(req, "timeout", json_object_new_int64(TIMEOUT_MAX_S));
+        char err[512] = "";
+        SandboxSpec spec;
+        int r = sandbox_spec_from_json(req, &spec, err, sizeof(err));
+        if (r == 0 && !(spec.pool = strdup(v->name))) {
+                sandbox_spec_done(&spec);
+                r = -ENOMEM;
+        }
+        json_object *obj = NULL;
+        if (r == 0)
+                r = sandbox_create(a, &spec, &obj, err, sizeof(err));
+        json_object_put(obj);
+        if (r < 0) {
+                log_warning("warm pool %s: cannot make a sandbox: %s; retrying in %u s", v->name,
+                            err[0] ? err : strerror(-r), POOL_RETRY_S);
+                note_failure(a->pools, v->name, r, err);
+                return;
+        }
+        Pools *ps = a->pools;
+        (void) pthread_mutex_lock(&ps->lock);
+        Pool *p = find_pool_locked(ps, v->name);
+        if (p) {
+                p->made++;
+                p->last_error[0] = 0;
+        }
+        (void) pthread_mutex_unlock(&ps->lock);
+}
+
+/* One step towards the pools' targets; false when there is nothing to do. */
+static bool refill_turn(Agent *a)
+{
+        Pools *ps = a->pools;
+        PoolView *v = NULL;
+        size_t nv = 0;
+        Census c;
+        if (views_take(ps, &v, &nv) < 0)
+                return false;
+        if (census_take(a, &c) < 0) {
+                views_free(v, nv);
+                return false;
+        }
+        const char *victim = NULL, *why = NULL;
+        bool shrink = false;
+        /* Dead, orphaned (pool gone or reshaped) or surplus: removed. */
+        for (size_t i = 0; i < c.n && !victim; i++) {
+                Pooled *p = &c.v[i];
+                PoolView *pv = view_of(v, nv, p->pool);
+                bool mine = pv && shape_matches(&pv->shape, &p->shape);
+                if (p->state == SANDBOX_EXITED) {
+                        victim = p->name;
+                        why = "its init died";
+                } else if (!mine && p->state == SANDBOX_RUNNING) {
+                        victim = p->name;
+                        why = "its pool is gone or changed";
+                } else if (mine && p->state == SANDBOX_RUNNING) {
+                        pv->ready++;
+                } else if (mine && p->state == SANDBOX_CREATING) {
+                        pv->creating++;
+                }
+        }
+        for (size_t i = 0; i < nv && !victim; i++)
+                if (v[i].ready + v[i].creating > v[i].size && v[i].ready > 0)
+                        for (size_t k = 0; k < c.n && !victim; k++)
+                                if (streq(c.v[k].pool, v[i].name) &&
+                                    c.v[k].state == SANDBOX_RUNNING)
+                                        victim = c.v[k].name, why = "the pool shrank";
+        /* Over capacity: cold creates took room; pooled ones give it back. */
+        if (!victim && (c.cpu > ps->capacity_cpu + 1e-9 || c.memory > ps->capacity_memory)) {
+                for (size_t i = 0; i < c.n && !victim; i++)
+                        if (c.v[i].state == SANDBOX_RUNNING)
+                                victim = c.v[i].name, why = "the node needs the room",
+                                shrink = true;
+        }
+        PoolView *fill = NULL;
+        for (size_t i = 0; i < nv && !victim && !fill; i++) {
+                PoolView *pv = &v[i];
+                if (pv->waiting || pv->ready + pv->creating >= pv->size)
+                        continue;
+                if (c.cpu + pv->shape.cpu <= ps->capacity_cpu + 1e-9 &&
+                    c.memory + pv->shape.memory <= ps->capacity_memory)
+                        fill = pv;
+        }
+        bool did = false;
+        if (victim) {
+                log_sbx(LOG_LEVEL_INFO, victim, 0, "warm pool: removing a waiting sandbox: %s",
+                        why);
+                int r = sandbox_delete_pooled(a, victim);
+                if (r < 0 && r != -ENOENT)
+                        log_sbx(LOG_LEVEL_ERROR, victim, r, "cannot remove a pooled sandbox");
+                if (r == 0 && shrink) {
+                        (void) pthread_mutex_lock(&ps->lock);
+                        ps->shrinks++;
+                        (void) pthread_mutex_unlock(&ps->lock);
+                }
+                did = r == 0;
+        } else if (fill) {
+                make_one(a, fill);
+                did = true;
+        }
+        census_done(&c);
+        views_free(v, nv);
+        return did;
+}
+
+static void *refill_main(void *arg)
+{
+        Agent *a = arg;
+        Pools *ps = a->pools;
+        for (;;) {
+                (void) pthread_mutex_lock(&ps->lock);
+                if (ps->stopping) {
+                        (void) pthread_mutex_unlock(&ps->lock);
+                        return NULL;
+                }
+                ps->kicked = false;
+                (void) pthread_mutex_unlock(&ps->lock);
+
+                if (refill_turn(a))
+                        continue;
+
+                (void) pthread_mutex_lock(&ps->lock);
+                struct timespec end;
+                deadline_after_ms(&end, POOL_IDLE_CHECK_MS);
+                while (!ps->kicked && !ps->stopping)
+                        if (pthread_cond_timedwait(&ps->cond, &ps->lock, &end) == ETIMEDOUT)
+                                break;
+                (void) pthread_mutex_unlock(&ps->lock);
+        }
+}
+
+int pools_start(Agent *a, double capacity_cpu, uint64_t capacity_memory)
+{
+        Pools *ps = calloc(1, sizeof(*ps));
+        if (!ps)
+                return -ENOMEM;
+        (void) pthread_mutex_init(&ps->lock, NULL);
+        cond_init_monotonic(&ps->cond);
+        ps->capacity_cpu = capacity_cpu;
+        ps->capacity_memory = capacity_memory;
+        a->pools = ps;
+        int r = -pthread_create(&ps->thread, NULL, refill_main, a);
+        if (r < 0) {
+                a->pools = NULL;
+                (void) pthread_cond_destroy(&ps->cond);
+                (void) pthread_mutex_destroy(&ps->lock);
+                free(ps);
+                return r;
+        }
+        ps->started = true;
+        return 0;
+}
+
+void pools_stop(Agent *a)
+{
+        Pools *ps = a->pools;
+        if (!ps)
+                return;
+        (void) pthread_mutex_lock(&ps->lock);
+        ps->stopping = true;
+        (void) pthread_cond_signal(&ps->cond);
+        (void) pthread_mutex_unlock(&ps->lock);
+        if (ps->started)
+                (void) pthread_join(ps->thread, NULL);
+        /* Nobody's sandboxes yet: removed now rather than left to the next start. */
+        Census c;
+        if (census_take(a, &c) == 0) {
+                for (size_t i = 0; i < c.n; i++)
+                        (void) sandbox_delete_pooled(a, c.v[i].name);
+                census_done(&c);
+        }
+        a->pools = NULL;
+        while (ps->list) {
+                Pool *p = ps->list;
+                ps->list = p->next;
+                pool_free(p);
+        }
+        (void) pthread_cond_destroy(&ps->cond);
+        (void) pthread_mutex_destroy(&ps->lock);
+        free(ps);
+}
+
+/* --- configuration ------------------------------------------------------- */
+
+int pool_flag_parse(const char *arg, char **ret_name, json_object **ret_body, char *err,
+                    size_t errlen)
+{
+        cleanup_free char *s = strdup(arg);
+        if (!s)
+                return -ENOMEM;
+        char *eq = strrchr(s, '=');
+        unsigned long size = 0;
+        char *end = NULL;
+        if (eq) {
+                errno = 0;
+                size = strtoul(eq + 1, &end, 10);
+        }
+        if (!eq || eq[1] < '0' || eq[1] > '9' || errno || *end || size > POOL_MAX_SIZE) {
+                (void) snprintf(err, errlen,
+                                "bad --pool %.64s: TEMPLATE[:KEY=VALUE,...]=SIZE with SIZE 0 to %d",
+                                arg, POOL_MAX_SIZE);
+                return -EINVAL;
+        }
+        *eq = 0;
+        char *colon = strchr(s, ':');
+        if (colon)
+                *colon = 0;
+        cleanup_json json_object *body = json_object_new_object();
+        if (!body)
+                return -ENOMEM;
+        (void) json_object_object_add(body, "template", json_object_new_string(s));
+        (void) json_object_object_add(body, "size", json_object_new_int64((int64_t) size));
+        const char *name = s;
+        for (char *save = NULL, *kv = colon ? strtok_r(colon + 1, ",", &save) : NULL; kv;
+             kv = strtok_r(NULL, ",", &save)) {
+                char *v = strchr(kv, '=');
+                if (v)
+                        *v++ = 0;
+                if (!v || (!streq(kv, "cpu") && !streq(kv, "memory") && !streq(kv, "pids") &&
+                           !streq(kv, "disk") && !streq(kv, "name"))) {
+                        (void) snprintf(err, errlen,
+                                        "bad --pool %.64s: shape keys are cpu, memory, pids, disk "
+                                        "and name",
+                                        arg);
+                        return -EINVAL;
+                }
+                if (streq(kv, "name")) {
+                        name = v;
+                        continue;
+                }
+                char *pend = NULL;
+                long long n = streq(kv, "pids") ? strtoll(v, &pend, 10) : 0;
+                (void) json_object_object_add(body, kv,
+                                              streq(kv, "pids") && pend && !*pend && *v
+                                                      ? json_object_new_int64(n)
+                                                      : json_object_new_string(v));
+        }
+        if (!id_is_valid(name)) {
+                (void) snprintf(err, errlen, "bad --pool %.64s: the pool's name %.64s is not valid",
+                                arg, name);
+                return -EINVAL;
+        }
+        if (!(*ret_name = strdup(name)))
+                return -ENOMEM;
+        *ret_body = TAKE_PTR(body);
+        return 0;
+}
+
+static json_object *pool_to_json_locked(const Pool *p, const Census *c)
+{
+        unsigned ready = 0, creating = 0;
+        json_object *o = json_object_new_object(), *names = json_object_new_array();
+        for (size_t i = 0; c && i < c->n; i++) {
+                if (!streq(c->v[i].pool, p->name) || !shape_matches(&p->shape, &c->v[i].shape))
+                        continue;
+                if (c->v[i].state == SANDBOX_RUNNING) {
+                        ready++;
+                        (void) json_object_array_add(names, json_object_new_string(c->v[i].name));
+                } else if (c->v[i].state == SANDBOX_CREATING) {
+                        creating++;
+                }
+        }
+        (void) json_object_object_add(o, "name", json_object_new_string(p->name));
+        (void) json_object_object_add(o, "template",
+                                      json_object_new_string(p->shape.template_name));
+        (void) json_object_object_add(o, "cpu", json_object_new_double(p->shape.cpu));
+        (void) json_object_object_add(o, "memory",
+                                      json_object_new_int64((int64_t) p->shape.memory));
+        (void) json_object_object_add(o, "pids", json_object_new_int64((int64_t) p->shape.pids));
+        (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) p->shape.disk));
+        (void) json_object_object_add(o, "size", json_object_new_int64(p->size));
+        (void) json_object_object_add(o, "ready", json_object_new_int64(ready));
+        (void) json_object_object_add(o, "creating", json_object_new_int64(creating));
+        (void) json_object_object_add(o, "claims", json_object_new_int64((int64_t) p->claims));
+        (void) json_object_object_add(o, "misses", json_object_new_int64((int64_t) p->misses));
+        (void) json_object_object_add(o, "made", json_object_new_int64((int64_t) p->made));
+        (void) json_object_object_add(o, "failures", json_object_new_int64((int64_t) p->failures));
+        if (p->last_error[0])
+                (void) json_object_object_add(o, "last_error",
+                                              json_object_new_string(p->last_error));
+        (void) json_object_object_add(o, "sandboxes", names);
+        return o;
+}
+
+int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, char *err,
+             size_t errlen)
+{
+        Pools *ps = a->pools;
+        if (!ps)
+                return -ESHUTDOWN;
+        if (!id_is_valid(name)) {
+                (void) snprintf(
+                        err, errlen,
+                        "pool names are 1-63 characters of [a-z0-9-] not starting with '-'");
+                return -EINVAL;
+        }
+        if (!json_object_is_type(body, json_type_object)) {
+                (void) snprintf(err, errlen, "body must be a JSON object");
+                return -EINVAL;
+        }
+        json_object *sv = NULL;
+        int64_t size = json_object_object_get_ex(body, "size", &sv) &&
+                                       json_object_is_type(sv, json_type_int)
+                               ? json_object_get_int64(sv)
+                               : -1;
+        if (size < 0 || size > POOL_MAX_SIZE) {
+                (void) snprintf(err, errlen, "size must be an integer from 0 to %d", POOL_MAX_SIZE);
+                return -EINVAL;
+        }
+        /* The shape is parsed as a create request is: the same defaults and limits. */
+        cleanup_json json_object *shape = json_object_new_object();
+        if (!shape)
+                return -ENOMEM;
+        json_object_object_foreach(body, key, val) {
+                if (streq(key, "size"))
+                        continue;
+                if (!streq(key, "template") && !streq(key, "cpu") && !streq(key, "memory") &&
+                    !streq(key, "pids") && !streq(key, "disk")) {
+                        (void) snprintf(err, errlen,
+                                        "unknown field \"%.64s\": a pool has template, cpu, "
+                                        "memory, pids, disk and size",
+                                        key);
+                        return -EINVAL;
+                }
+                (void) json_object_object_add(shape, key, json_object_get(val));
+        }
+        Pool *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        int r = sandbox_spec_from_json(shape, &p->shape, err, errlen);
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        p->size = (unsigned) size;
+        if (!(p->name = strdup(name))) {
+                pool_free(p);
+                return -ENOMEM;
+        }
+        Template *tpl = NULL;
+        if ((r = template_load(a->cfg.templates_dir, p->shape.template_name, &tpl)) < 0) {
+                (void) snprintf(err, errlen, "template %s %s", p->shape.template_name,
+                                r == -ENOENT ? "not found" : "is not usable");
+                pool_free(p);
+                return -ENOENT;
+        }
+        template_free(tpl);
+
+        Census c;
+        if ((r = census_take(a, &c)) < 0) {
+                pool_free(p);
+                return r;
+        }
+        (void) pthread_mutex_lock(&ps->lock);
+        for (Pool *o = ps->list; o && r == 0; o = o->next)
+                if (!streq(o->name, name) && shape_matches(&o->shape, &p->shape)) {
+                        (void) snprintf(err, errlen, "pool %s already has this shape", o->name);
+                        r = -EEXIST;
+                }
+        Pool **link = &ps->list;
+        while (r == 0 && *link && !streq((*link)->name, name))
+                link = &(*link)->next;
+        if (r == 0 && *link) { /* a change: counters kept, the old shape's sandboxes go */
+                Pool *old = *link;
+                p->claims = old->claims;
+                p->misses = old->misses;
+                p->made = old->made;
+                p->failures = old->failures;
+                p->next = old->next;
+                *link = p;
+                pool_free(old);
+        } else if (r == 0) {
+                *link = p;
+        }
+        json_object *o = r == 0 ? pool_to_json_locked(p, &c) : NULL;
+        ps->kicked = true;
+        (void) pthread_cond_signal(&ps->cond);
+        (void) pthread_mutex_unlock(&ps->lock);
+        census_done(&c);
+        if (r < 0) {
+                pool_free(p);
+                return r;
+        }
+        log_info("warm pool %s: %u of template %s (cpu %g, memory %llu, pids %llu, disk %llu)",
+                 name, (unsigned) size, p->shape.template_name, p->shape.cpu,
+                 (unsigned long long) p->shape.memory, (unsigned long long) p->shape.pids,
+                 (unsigned long long) p->shape.disk);
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+int pool_remove(Agent *a, const char *name)
+{
+        Pools *ps = a->pools;
+        if (!ps)
+                return -ENOENT;
+        int r = -ENOENT;
+        (void) pthread_mutex_lock(&ps->lock);
+        for (Pool **link = &ps->list; *link; link = &(*link)->next)
+                if (streq((*link)->name, name)) {
+                        Pool *p = *link;
+                        *link = p->next;
+                        pool_free(p);
+                        r = 0;
+                        break;
+                }
+        ps->kicked = true;
+        (void) pthread_cond_signal(&ps->cond);
+        (void) pthread_mutex_unlock(&ps->lock);
+        if (r == 0)
+                log_info("warm pool %s removed", name);
+        return r;
+}
+
+int pool_get_json(Agent *a, const char *name, json_object **ret)
+{
+        Pools *ps = a->pools;
+        Census c;
+        if (!ps)
+                return -ENOENT;
+        int r = census_take(a, &c);
+        if (r < 0)
+                return r;
+        json_object *o = NULL;
+        (void) pthread_mutex_lock(&ps->lock);
+        if (name) {
+                Pool *p = find_pool_locked(ps, name);
+                o = p ? pool_to_json_locked(p, &c) : NULL;
+                r = p ? 0 : -ENOENT;
+        } else {
+                json_object *arr = json_object_new_array();
+                for (Pool *p = ps->list; p; p = p->next)
+                        (void) json_object_array_add(arr, pool_to_json_locked(p, &c));
+                o = json_object_new_object();
+                json_object *cap = json_object_new_object(), *used = json_object_new_object();
+                (void) json_object_object_add(cap, "cpu", json_object_new_double(ps->capacity_cpu));
+                (void) json_object_object_add(cap, "memory",
+                                              json_object_new_int64((int64_t) ps->capacity_memory));
+                (void) json_object_object_add(used, "cpu", json_object_new_double(c.cpu));
+                (void) json_object_object_add(used, "memory",
+                                              json_object_new_int64((int64_t) c.memory));
+                (void) json_object_object_add(o, "pools", arr);
+                (void) json_object_object_add(o, "capacity", cap);
+                (void) json_object_object_add(o, "used", used);
+                (void) json_object_object_add(o, "shrinks",
+                                              json_object_new_int64((int64_t) ps->shrinks));
+        }
+        (void) pthread_mutex_unlock(&ps->lock);
+        census_done(&c);
+        if (r < 0)
+                return r;
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+void pool_format_prometheus(Agent *a, FILE *f)
+{
+        Pools *ps = a->pools;
+        Census c;
+        if (!ps || census_take(a, &c) < 0)
+                return;
+        static const char *const series[][3] = {
+                {"sandpit_pool_size", "gauge", "Pooled sandboxes each warm pool keeps."},
+                {"sandpit_pool_ready", "gauge", "Pooled sandboxes ready to be claimed."},
+                {"sandpit_pool_claims_total", "counter",
+                 "Creates served by a pooled sandbox (no container started)."},
+                {"sandpit_pool_misses_total", "counter",
+                 "Creates of a pool's shape that found it empty and were made cold."},
+                {"sandpit_pool_made_total", "counter", "Pooled sandboxes made."},
+                {"sandpit_pool_failures_total", "counter",
+                 "Pooled sandboxes that failed to be made."},
+        };
+        (void) pthread_mutex_lock(&ps->lock);
+        for (size_t s = 0; s < ARRAY_SIZE(series); s++) {
+                (void) fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", series[s][0], series[s][2],
+                               series[s][0], series[s][1]);
+                for (Pool *p = ps->list; p; p = p->next) {
+                        uint64_t v = 0;
+                        if (s == 0) {
+                                v = p->size;
+                        } else if (s == 1) {
+                                for (size_t i = 0; i < c.n; i++)
+                                        v += streq(c.v[i].pool, p->name) &&
+                                             c.v[i].state == SANDBOX_RUNNING &&
+                                             shape_matches(&p->shape, &c.v[i].shape);
+                        } else {
+                                v = s == 2   ? p->claims
+                                    : s == 3 ? p->misses
+                                    : s == 4 ? p->made
+                                             : p->failures;
+                        }
+                        (void) fprintf(f, "%s{pool=\"%s\"} %llu\n", series[s][0], p->name,
+                                       (unsigned long long) v);
+                }
+        }
+        (void) fprintf(f,
+                       "# HELP sandpit_pool_shrinks_total Pooled sandboxes removed to give "
+                       "capacity to cold creates.\n# TYPE sandpit_pool_shrinks_total counter\n"
+                       "sandpit_pool_shrinks_total %llu\n",
+                       (unsigned long long) ps->shrinks);
+        (void) pthread_mutex_unlock(&ps->lock);
+        census_done(&c);
+}
+
+/* --- the claim ----------------------------------------------------------- */
+
+typedef struct {
+        int nsfd;
+        const char *hostname;
+        int r;
+} UtsArgs;
+
+static void *uts_thread(void *arg)
+{
+        UtsArgs *u = arg;
+        /* The namespace is this thread's alone, and the thread ends here. */
+        if (setns(u->nsfd, CLONE_NEWUTS) < 0 || sethostname(u->hostname, strlen(u->hostname)) < 0)
+                u->r = -errno;
+        return NULL;
+}
+
+/* The hostname is the id (bundle.c); the pooled sandbox was made under its
+ * name, so its UTS namespace learns the caller's id. */
+static int set_hostname(pid_t init_pid, const char *hostname)
+{
+        char path[64];
+        (void) snprintf(path, sizeof(path), "/proc/%d/ns/uts", (int) init_pid);
+        cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        UtsArgs u = {.nsfd = fd, .hostname = hostname};
+        pthread_t t;
+        pthread_attr_t attr;
+        (void) pthread_attr_init(&attr);
+        (void) pthread_attr_setstacksize(&attr, (size_t) 64 * 1024);
+        int r = -pthread_create(&t, &attr, uts_thread, &u);
+        (void) pthread_attr_destroy(&attr);
+        if (r < 0)
+                return r;
+        (void) pthread_join(t, NULL);
+        return u.r;
+}
+
+/* Finds the name of the pool whose shape the request has; false if none. */
+static bool pool_for(Pools *ps, const SandboxSpec *spec, char *name, size_t len)
+{
+        bool found = false;
+        (void) pthread_mutex_lock(&ps->lock);
+        for (Pool *p = ps->list; p && !found; p = p->next)
+                if (p->size > 0 && shape_matches(&p->shape, spec)) {
+                        (void) snprintf(name, len, "%s", p->name);
+                        found = true;
+                }
+        (void) pthread_mutex_unlock(&ps->lock);
+        return found;
+}
+
+/* Counts a claim or a miss and has the refill thread make a new one: after
+ * the claim is done, so the new container's start does not slow it. */
+static void note_claim(Pools *ps, const char *name, bool claimed)
+{
+        (void) pthread_mutex_lock(&ps->lock);
+        Pool *p = find_pool_locked(ps, name);
+        if (p)
+                (*(claimed ? &p->claims : &p->misses))++;
+        ps->kicked = true;
+        (void) pthread_cond_signal(&ps->cond);
+        (void) pthread_mutex_unlock(&ps->lock);
+}
+
+/* Removes a claimed sandbox that could not be handed over; nothing of it is reused. */
+static void discard(Agent *a, Sandbox *sb)
+{
+        (void) pthread_mutex_lock(&a->lock);
+        if (sb->pidfd >= 0) {
+                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
+                closep(&sb->pidfd);
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        (void) sandbox_teardown(a, sb->name, sb->dir);
+        (void) pthread_mutex_lock(&a->lock);
+        sandbox_unlink_locked(a, sb);
+        (void) pthread_mutex_unlock(&a->lock);
+        sandbox_free(sb);
+}
+
+int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen)
+{
+        Pools *ps = a->pools;
+        char pool[64];
+        if (!ps || spec->pool || !pool_for(ps, spec, pool, sizeof(pool)))
+                return -ENOENT;
+        int r = net_check_policy(a->net, &spec->network, err, errlen);
+        if (r < 0)
+                return r;
+
+        /* Take a ready one and make it the caller's, in one go under the lock:
+         * from here it is "creating" (invisible, a DELETE waits for us). */
+        Sandbox *sb = NULL;
+        char *new_id = NULL;
+        (void) pthread_mutex_lock(&a->lock);
+        bool id_ok = !a->stopping && (spec->id ? !sandbox_id_taken_locked(a, spec->id)
+                                               : sandbox_new_id_locked(a, &new_id) == 0);
+        for (Sandbox *s = a->sandboxes; id_ok && s && !sb; s = s->next)
+                if (s->spec.pool && streq(s->spec.pool, pool) && s->state == SANDBOX_RUNNING &&
+                    shape_matches(&s->spec, spec))
+                        sb = s;
+        SandboxSpec pooled = {0};
+        if (sb) {
+                pooled = sb->spec;
+                sb->spec = *spec;
+                if (new_id)
+                        sb->spec.id = TAKE_PTR(new_id);
+                sb->state = SANDBOX_CREATING;
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        free(new_id);
+        if (!id_ok) /* taken id, shutting down: the cold path says so */
+                return -ENOENT;
+        if (!sb) {
+                note_claim(ps, pool, false);
+                return -ENOENT;
+        }
+        sandbox_spec_done(&pooled);
+        *spec = (SandboxSpec){0};
+
+        const char *id = sb->spec.id, *step = "set the hostname";
+        uint64_t t0 = now_monotonic_us(), t_host = 0, t_secrets = 0, t_net = 0;
+        r = set_hostname(sb->init_pid, id);
+        t_host = now_monotonic_us();
+        if (r == 0 && sb->spec.secret_env && sb->spec.secret_env[0]) {
+                step = "hand the secret env to sandpit-init";
+                char serr[256] = "";
+                r = exec_set_secrets(sb->socket_path, sb->init_pid, sb->spec.secret_env, serr,
+                                     sizeof(serr));
+        }
+        t_secrets = now_monotonic_us();
+        if (r == 0 && net_enabled(a->net) && sb->spec.network.egress != NET_EGRESS_DENY) {
+                step = "apply the network policy"; /* pooled ones start with deny */
+                r = net_sandbox_set_policy(a->net, sb->name, &sb->spec.network);
+        }
+        t_net = now_monotonic_us();
+        secret_strv_free(sb->spec.secret_env); /* from here on only init holds them */
+        sb->spec.secret_env = NULL;
+        uint64_t now = now_realtime_us();
+        sb->created_us = sb->started_us = now;
+        sb->expires_us = now + sb->spec.timeout_s * 1000000u;
+        if (r == 0) {
+                step = "write the state file";
+                r = state_save(sb);
+        }
+        (void) pthread_mutex_lock(&a->lock);
+        bool cancelled = sb->delete_requested;
+        json_object *o = NULL;
+        if (r == 0 && !cancelled) {
+                sb->state = SANDBOX_RUNNING;
+                o = sandbox_to_json_locked(sb);
+                (void) pthread_cond_broadcast(&a->table_changed);
+        }
+        (void) pthread_mutex_unlock(&a->lock);
+        if (r < 0 || cancelled) {
+                if (cancelled) {
+                        (void) snprintf(err, errlen,
+                                        "sandbox %s was deleted while it was being created", id);
+                        r = -ECANCELED;
+                } else {
+                        (void) snprintf(err, errlen, "cannot %s: %s", step, strerror(-r));
+                        log_sbx(LOG_LEVEL_ERROR, id, r, "claim from warm pool %s failed: cannot %s",
+                                pool, step);
+                        r = r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
+                }
+                discard(a, sb);
+                pool_kick(a);
+                return r;
+        }
+        sandbox_wake_monitor(a);
+        if (o)
+                (void) json_object_object_add(o, "oom_kills", json_object_new_int(0));
+        uint64_t t_end = now_monotonic_us();
+        note_claim(ps, pool, true);
+        log_sbx(LOG_LEVEL_INFO, id, 0, "claimed from warm pool %s (%s) in %.2f ms", pool, sb->name,
+                (double) (t_end - t0) / 1000.0);
+        log_sbx(LOG_LEVEL_DEBUG, id, 0,
+                "claim steps (ms): hostname %.2f, secrets %.2f, network %.2f, state+answer %.2f",
+                (double) (t_host - t0) / 1000.0, (double) (t_secrets - t_host) / 1000.0,
+                (double) (t_net - t_secrets) / 1000.0, (double) (t_end - t_net) / 1000.0);
+        if (!o)
+                return -ENOMEM;
+        *ret_obj = o;
+        return 0;
+}

@@ -1,0 +1,269 @@
+"""Warm pools (docs/performance.md#warm-pools, docs/agent-api.md#warm-pools).
+
+Each test runs its own agent with pools (the shared agent has none), so the
+pooled sandboxes that wait between tests never look like leaks; at the end the
+pools are removed and the agent must leave nothing behind.
+
+A claim is told from a cold create by what cannot be faked from outside:
+the sandbox's init (PID 1) started before the create request was sent, and
+the pool's claim counter in /metrics moved. No timing is asserted."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import AGENT_BIN, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SHAPE = {"template": "host", "cpu": 0.25, "memory": 128 << 20}
+FLAG = "host:cpu=250m,memory=128Mi,name=warm=2"
+
+
+def boottime():
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class PoolAgent:
+    def __init__(self, agent):
+        self.a = agent
+        self.c = agent.client
+
+    def pools(self):
+        r = self.c.get("/v1/pools")
+        assert r.status == 200, r
+        return r.json()
+
+    def pool(self, name="warm"):
+        r = self.c.get(f"/v1/pools/{name}")
+        assert r.status == 200, r
+        return r.json()
+
+    def wait_ready(self, n, name="warm", timeout=60):
+        return wait_for(lambda: (p := self.pool(name))["ready"] == n and p["creating"] == 0 and p,
+                        timeout, what=f"pool {name} ready == {n}")
+
+    def metric(self, series, pool="warm"):
+        text = self.c.get("/metrics").body.decode()
+        key = f'{series}{{pool="{pool}"}} ' if pool else f"{series} "
+        for line in text.splitlines():
+            if line.startswith(key):
+                return int(float(line.split()[-1]))
+        raise AssertionError(f"{key!r} not in /metrics")
+
+    def init_start(self, sid):
+        """When the sandbox's PID 1 started, in seconds of CLOCK_BOOTTIME (tick precision)."""
+        stat = self.c.sh(sid, "cat /proc/1/stat")
+        return int(stat.rsplit(")", 1)[1].split()[19]) / CLK_TCK
+
+    def name_leftovers(self, name):
+        """What the node still holds under a sandbox name (dir, cgroup, runc, mounts)."""
+        left = [f"dir {name}" for d in self.a.sandbox_dirs() if d == name]
+        left += [f"cgroup {c}" for c in self.a.cgroup_children() if c.endswith("/" + name)]
+        left += [f"runc {i}" for i in self.a.runc_ids() if i == name]
+        left += [f"mount {m}" for m in self.a.mounts_under_state() if f"/{name}/" in m + "/"]
+        return left
+
+
+@pytest.fixture
+def pool_agent(templates_dir):
+    started = []
+
+    def start(*pools, extra=("--capacity-cpu", "16")):
+        args = list(extra)
+        for p in pools:
+            args += ["--pool", p]
+        a = start_agent(f"pool-{rand_suffix(4)}", templates_dir, extra_args=args)
+        started.append(a)
+        return PoolAgent(a)
+
+    yield start
+    for a in started:
+        try:
+            if a.alive():
+                for p in a.client.get("/v1/pools").json()["pools"]:
+                    a.client.delete(f"/v1/pools/{p['name']}")
+                for sid in a.client.created:
+                    a.client.delete(f"/v1/sandboxes/{sid}")
+                # Removed pools' sandboxes go in the background; then nothing is left.
+                wait_for(lambda: not a.leftovers(zombies=False), 60, what="no leftovers after removing the pools")
+        finally:
+            stop_agent(a)
+
+
+def test_claim_takes_a_pooled_sandbox_and_the_pool_refills(pool_agent):
+    pa = pool_agent(FLAG)
+    before = pa.wait_ready(2)["sandboxes"]
+    claims = pa.metric("sandpit_pool_claims_total")
+    t_request = boottime()
+    sbx = pa.c.create(**SHAPE)
+    assert pa.metric("sandpit_pool_claims_total") == claims + 1
+    # Its init was already running when the request was sent: no runc run.
+    assert pa.init_start(sbx["id"]) < t_request
+    assert sbx["id"] not in before and sbx["state"] == "running"
+    after = pa.pool()["sandboxes"]
+    claimed = set(before) - set(after)
+    assert len(claimed) == 1, (before, after)
+    name = claimed.pop()
+    # The caller sees its own id everywhere, the pooled name nowhere.
+    assert pa.c.sh(sbx["id"], "hostname").strip() == sbx["id"]
+    assert pa.c.list_ids() == [sbx["id"]]
+    assert pa.c.get(f"/v1/sandboxes/{name}").status == 404
+    # The pool makes a new one in the background.
+    refilled = pa.wait_ready(2)["sandboxes"]
+    assert name not in refilled and pa.metric("sandpit_pool_made_total") >= 3
+    assert pa.c.delete(f"/v1/sandboxes/{sbx['id']}").status == 204
+    assert pa.name_leftovers(name) == []
+    assert name not in pa.pool()["sandboxes"]
+
+
+def test_pooled_sandboxes_are_never_reused(pool_agent):
+    pa = pool_agent("host:cpu=250m,memory=128Mi,name=warm=1")
+    seen = set(pa.wait_ready(1)["sandboxes"])
+    first = pa.c.create(**SHAPE)
+    pa.c.sh(first["id"], "echo user-one > /tmp/mark && echo hi > $HOME/left-behind")
+    pa.c.sh(first["id"], "sleep 1000 >/dev/null 2>&1 &")
+    assert pa.c.delete(f"/v1/sandboxes/{first['id']}").status == 204
+    second_pool = pa.wait_ready(1)["sandboxes"]
+    assert not seen & set(second_pool), "a pooled sandbox came back to the pool after use"
+    for n in seen:
+        assert pa.name_leftovers(n) == []
+    second = pa.c.create(**SHAPE)
+    assert pa.metric("sandpit_pool_claims_total") == 2
+    out = pa.c.sh(second["id"], "ls /tmp/mark $HOME/left-behind 2>&1; pgrep -c sleep || true")
+    assert "No such file" in out and "user-one" not in out
+    assert out.strip().splitlines()[-1] == "0", out
+
+
+def test_claim_applies_the_callers_settings(pool_agent):
+    pa = pool_agent(FLAG)
+    pa.wait_ready(2)
+    sid = f"mine-{rand_suffix()}"
+    t_request = boottime()
+    sbx = pa.c.create(**SHAPE, id=sid, env={"GREETING": "hello"}, secret_env={"TOKEN": "s3cr3t-value"},
+                      timeout=77, labels={"team": "blue"}, user="root")
+    assert sbx["id"] == sid and pa.metric("sandpit_pool_claims_total") == 1
+    assert pa.init_start(sid) < t_request
+    assert sbx["timeout"] == 77 and sbx["labels"] == {"team": "blue"} and sbx["user"] == "root"
+    assert sbx["env"] == {"GREETING": "hello"} and sbx["secret_env"] == ["TOKEN"]
+    assert pa.c.list_ids("team=blue") == [sid]
+    r = pa.c.exec(sid, shell='id -un; echo "$GREETING"; test "$TOKEN" = s3cr3t-value && echo secret-ok; echo $TOKEN')
+    assert r.exit_code == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["root", "hello", "secret-ok"], r.stdout
+    assert "s3cr3t-value" not in r.stdout  # masked as for a cold sandbox
+    # The deadline counts from the claim.
+    got = pa.c.sandbox(sid).json()
+    created = time.mktime(time.strptime(got["created_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    expires = time.mktime(time.strptime(got["expires_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert 76 <= expires - created <= 78, got
+    # Its cgroup is read under the pooled name: the caller's limits and usage.
+    m = pa.c.get(f"/v1/sandboxes/{sid}/metrics")
+    assert m.status == 200 and m.json()["memory_limit"] == 128 << 20, m
+    # Paused and resumed like any sandbox.
+    assert pa.c.post(f"/v1/sandboxes/{sid}/pause").status == 200
+    assert pa.c.exec(sid, shell="true").status == 409
+    assert pa.c.post(f"/v1/sandboxes/{sid}/resume").status == 200
+    assert pa.c.sh(sid, "echo back").strip() == "back"
+    # An id already taken is refused as for a cold create, and the pool keeps its sandbox.
+    ready = pa.wait_ready(2)["sandboxes"]
+    assert_error(pa.c.post("/v1/sandboxes", dict(SHAPE, id=sid)), 409)
+    assert_error(pa.c.post("/v1/sandboxes", dict(SHAPE, id=ready[0])), 409)
+    assert pa.pool()["sandboxes"] == ready
+
+
+def test_other_shapes_and_an_empty_pool_go_cold(pool_agent):
+    # "big" never fills: its shape does not fit the node's capacity (1 CPU).
+    pa = pool_agent(FLAG, "host:cpu=2,name=big=1", extra=("--capacity-cpu", "1"))
+    pa.wait_ready(2)
+    assert pa.pool("big")["ready"] == 0
+    t_request = boottime()
+    cold = pa.c.create(template="host", cpu=0.25, memory=64 << 20)
+    assert pa.init_start(cold["id"]) >= t_request - 1.0 / CLK_TCK  # a new container
+    assert pa.metric("sandpit_pool_claims_total") == 0
+    t_request = boottime()
+    empty = pa.c.create(template="host", cpu=2)
+    assert pa.init_start(empty["id"]) >= t_request - 1.0 / CLK_TCK
+    assert pa.metric("sandpit_pool_misses_total", "big") == 1
+    assert pa.metric("sandpit_pool_claims_total", "big") == 0
+
+
+def test_pools_give_capacity_back_to_cold_creates(pool_agent):
+    pa = pool_agent("host:cpu=250m,memory=128Mi,name=warm=3", extra=("--capacity-cpu", "1"))
+    pa.wait_ready(3)
+    # 3 x 0.25 pooled + 0.5 cold > 1 CPU: one pooled sandbox makes room.
+    cold = pa.c.create(template="host", cpu=0.5, memory=64 << 20)
+    wait_for(lambda: pa.metric("sandpit_pool_shrinks_total", None) == 1, 60, what="a pooled sandbox removed")
+    assert pa.pool()["ready"] == 2
+    used = pa.pools()["used"]
+    assert used["cpu"] <= 1.0 + 1e-9, used
+    assert pa.c.delete(f"/v1/sandboxes/{cold['id']}").status == 204
+    pa.wait_ready(3)
+
+
+def test_restart_removes_pooled_and_readopts_claimed(pool_agent):
+    pa = pool_agent(FLAG)
+    pooled = pa.wait_ready(2)["sandboxes"]
+    sbx = pa.c.create(**SHAPE)
+    pa.c.sh(sbx["id"], "echo kept > /tmp/kept")
+    claimed = (set(pooled) - set(pa.pool()["sandboxes"])).pop()
+    pa.wait_ready(2)
+    # A crash, and a start without pools: what waited is removed, the claimed one adopted.
+    pa.a.kill9()
+    pa.a.extra_args = ["--capacity-cpu", "16"]
+    pa.a.start()
+    assert pa.pools()["pools"] == []
+    assert pa.a.sandbox_dirs() == [claimed]
+    assert pa.a.runc_ids() == [claimed]
+    assert pa.c.list_ids() == [sbx["id"]]
+    assert pa.c.sh(sbx["id"], "cat /tmp/kept").strip() == "kept"
+    assert pa.c.sandbox(sbx["id"]).json()["oom_kills"] == 0
+    assert pa.c.delete(f"/v1/sandboxes/{sbx['id']}").status == 204
+    assert pa.a.leftovers(zombies=False) == []
+    # A clean stop removes the pooled sandboxes itself.
+    pa.a.signal_and_wait(signal.SIGTERM)
+    pa.a.extra_args = ["--capacity-cpu", "16", "--pool", FLAG]
+    pa.a.start()
+    pa.wait_ready(2)
+    assert pa.a.signal_and_wait(signal.SIGTERM) == 0
+    assert pa.a.leftovers(zombies=False) == []
+    wait_for(lambda: pa.a.leftovers() == [], 10, what="the killed processes reaped")
+    pa.a.start()
+
+
+def test_pool_api(pool_agent):
+    pa = pool_agent()
+    assert pa.pools()["pools"] == []
+    r = pa.c.request("PUT", "/v1/pools/small", {"template": "host", "cpu": "250m", "memory": "64Mi", "size": 1})
+    assert r.status == 200, r
+    assert r.json()["size"] == 1 and r.json()["memory"] == 64 << 20
+    pa.wait_ready(1, "small")
+    assert_error(pa.c.request("PUT", "/v1/pools/other", {"template": "host", "cpu": 0.25, "memory": 64 << 20,
+                                                          "size": 1}), 409)
+    assert_error(pa.c.request("PUT", "/v1/pools/x", {"template": "host", "size": 1, "env": {}}), 400)
+    assert_error(pa.c.request("PUT", "/v1/pools/x", {"template": "host", "size": -1}), 400)
+    assert_error(pa.c.request("PUT", "/v1/pools/x", {"template": "nope", "size": 1}), 404)
+    assert_error(pa.c.request("PUT", "/v1/pools/Bad_Name", {"template": "host", "size": 1}), 400)
+    assert_error(pa.c.get("/v1/pools/nope"), 404)
+    assert_error(pa.c.delete("/v1/pools/nope"), 404)
+    # A new shape: the old one's sandbox goes, one of the new shape comes.
+    old = pa.pool("small")["sandboxes"]
+    r = pa.c.request("PUT", "/v1/pools/small", {"template": "host", "cpu": "250m", "memory": "96Mi", "size": 1})
+    assert r.status == 200, r
+    new = pa.wait_ready(1, "small")["sandboxes"]
+    assert not set(old) & set(new)
+    wait_for(lambda: pa.name_leftovers(old[0]) == [], 30, what="the old shape's sandbox removed")
+    assert pa.c.delete("/v1/pools/small").status == 204
+    wait_for(lambda: not pa.a.leftovers(zombies=False), 30, what="the removed pool's sandbox gone")
+    assert pa.c.list_ids() == []
+
+
+def test_bad_pool_flag_is_refused():
+    for bad in ("host", "host=x", "host:gpu=1=2", "host=1001", "host:name=Bad=1"):
+        r = subprocess.run([str(AGENT_BIN), "--standalone", "--socket", "/nonexistent/sock", "--pool", bad],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (bad, r)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--pool" in lines[0], (bad, r.stderr)
