@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keys.h"
 #include "sandpit/http-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -88,6 +89,8 @@ static int run(int argc, char **argv)
                 fputs("sandpit: missing command (see 'sandpit --help')\n", stderr);
                 return CLI_EXIT_USAGE;
         }
+        if (streq(name, "keys"))
+                return cli_keys_main(argc - optind, argv + optind);
         if (cli_command_from_name(name, &cmd) < 0) {
                 fprintf(stderr, "sandpit: unknown command '%s' (see 'sandpit --help')\n", name);
                 return CLI_EXIT_USAGE;
