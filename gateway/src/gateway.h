@@ -61,13 +61,27 @@ typedef enum {
         GW_ACTION_PORT,     /* any other port (getHost): public, as E2B's are by default */
 } GwAction;
 
+/* The label that holds a sandbox's namespace (docs/auth.md): set at create
+ * from the caller's namespace; a backend reports each sandbox's namespace in
+ * it (the cluster backend: its Sandbox's metadata.namespace) and takes the
+ * namespace to create in from the create request's label. */
+#define GW_LABEL_NAMESPACE "sandpit.dev/namespace"
+#define GW_NAMESPACE_MAX   63u
+
 typedef struct {
         GwAction action;
         const char *method;
         const char *path;
-        const char *api_key;      /* X-API-KEY, or NULL */
-        const char *access_token; /* X-Access-Token, or NULL */
-        const char *sandbox_id;   /* "" for the control plane */
+        const char *api_key;        /* X-API-KEY, or NULL */
+        const char *access_token;   /* X-Access-Token, or NULL */
+        const char *sandbox_id;     /* "" for the control plane */
+        const char *authorization;  /* Authorization, or NULL */
+        const char *namespace_hint; /* X-Sandpit-Namespace, or NULL */
+        /* Out: the caller's namespace (GW_NAMESPACE_MAX + 1 bytes, "" on the
+         * way in). Left "": the caller sees every sandbox (no keys, or the
+         * data plane); set: the control plane shows and touches only that
+         * namespace's sandboxes (others are 404) and labels what it makes. */
+        char *ret_namespace;
 } GwAuthRequest;
 
 typedef struct GwServer GwServer;

@@ -275,6 +275,12 @@ int apikey_set_from_secret(json_object *secret, ApiKeySet *ret, size_t *ret_bad)
         ApiKeySet s = {0};
         size_t bad = 0;
         json_object *data = json_obj(secret, "data");
+        if (!data) {
+                if (ret_bad)
+                        *ret_bad = 0;
+                *ret = s;
+                return 0;
+        }
         json_object_object_foreach(data, name, val) {
                 cleanup_free uint8_t *raw = NULL;
                 size_t len = 0;
