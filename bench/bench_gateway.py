@@ -82,7 +82,11 @@ def main():
         native = [native_round(agent) for _ in range(args.runs)]
         url = "http://127.0.0.1:%d" % port
         env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-        env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_API_URL=url, E2B_SANDBOX_URL=url)
+        # the gateway takes API keys only (docs/auth.md): one made as a user would
+        key = subprocess.run([os.path.join(ROOT, "build", "bin", "sandpit"), "keys", "--state-dir",
+                              os.path.join(agent.tmp, "state"), "create", "--namespace", "bench"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        env.update(E2B_API_KEY=key, E2B_API_URL=url, E2B_SANDBOX_URL=url)
         r = subprocess.run(["node", "bench_sdk.mjs", str(args.runs)], cwd=work, env=env, capture_output=True,
                            text=True, timeout=900)
         if r.returncode != 0:

@@ -45,7 +45,7 @@ struct GwAuth {
         K8sClient *k8s;
         uint64_t cache_us;
         K8sInformer *informer; /* keys from a Secret */
-        char *secret_ns, *secret_name;
+        char *secret_ns, *secret_name, *secret_selector; /* the watch's, outliving it */
         pthread_mutex_t lock; /* guards everything below */
         ApiKeySet keys;
         bool keys_ready; /* the Secret was read (always true with a file) */
@@ -516,14 +516,15 @@ int gw_auth_new(const GwAuthConfig *cfg, long sync_ms, GwAuth **ret)
                 r = -ENOMEM;
         if (r == 0 && cfg->keys_secret_name) {
                 a->keys_ready = false;
-                cleanup_free char *selector = NULL;
                 if (!(a->secret_ns = strdup(cfg->keys_secret_namespace)) ||
                     !(a->secret_name = strdup(cfg->keys_secret_name)) ||
-                    asprintf(&selector, "metadata.name=%s", cfg->keys_secret_name) < 0)
+                    asprintf(&a->secret_selector, "metadata.name=%s", cfg->keys_secret_name) < 0) {
+                        a->secret_selector = NULL;
                         r = -ENOMEM;
+                }
                 K8sWatchOptions wo = {.resource = {"", "v1", "secrets", true},
                                       .namespace = a->secret_ns,
-                                      .field_selector = selector,
+                                      .field_selector = a->secret_selector,
                                       .backoff_max_ms = 5000};
                 static const K8sInformerHandlers handlers = {on_secret_add, on_secret_update,
                                                              on_secret_delete};
@@ -557,6 +558,7 @@ void gw_auth_free(GwAuth *a)
         free(a->key_file);
         free(a->secret_ns);
         free(a->secret_name);
+        free(a->secret_selector);
         pthread_mutex_destroy(&a->lock);
         free(a);
 }
