@@ -62,6 +62,7 @@ static void usage(FILE *f)
               "                          an API key (sandpit keys create) or, in cluster\n"
               "                          mode, a Kubernetes token; none: any key, one\n"
               "                          namespace for all (loopback development only)\n"
+              "  --gateway-key-file FILE the API keys (default <state-dir>/gateway-keys)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -143,7 +144,8 @@ typedef struct {
         HttpServer *srv;
         Cluster *cluster;
         GwServer *gateway;
-        const char *gateway_auth;
+        GwAuthMode gateway_auth; /* GW_AUTH_KEYS unless --gateway-auth none */
+        const char *gateway_key_file;
         GwAuth *gw_auth;
         K8sClient *gw_k8s;
 } Daemon;
@@ -154,6 +156,7 @@ enum {
         OPT_LISTEN,
         OPT_GATEWAY_LISTEN,
         OPT_GATEWAY_AUTH,
+        OPT_GATEWAY_KEY_FILE,
         OPT_TOKEN_FILE,
         OPT_STATE_DIR,
         OPT_TEMPLATES_DIR,
@@ -189,6 +192,7 @@ static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
         {"gateway-auth", required_argument, NULL, OPT_GATEWAY_AUTH},
+        {"gateway-key-file", required_argument, NULL, OPT_GATEWAY_KEY_FILE},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
@@ -241,7 +245,15 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         d->gateway_listen = optarg;
                         break;
                 case OPT_GATEWAY_AUTH:
-                        d->gateway_auth = optarg;
+                        if (gw_auth_parse_mode(optarg, &d->gateway_auth) < 0) {
+                                fprintf(stderr,
+                                        "sandpit-agent: bad --gateway-auth %s (keys or none)\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_GATEWAY_KEY_FILE:
+                        d->gateway_key_file = optarg;
                         break;
                 case OPT_TOKEN_FILE:
                         d->token_file = optarg;
@@ -506,13 +518,11 @@ static void undo_cluster(Daemon *d)
  * Kubernetes tokens through a client of the gateway's own. */
 static int setup_gateway_auth(Daemon *d)
 {
-        GwAuthConfig ac = {.mode = GW_AUTH_KEYS};
-        if (d->gateway_auth && gw_auth_parse_mode(d->gateway_auth, &ac.mode) < 0)
-                return log_error_errno(-EINVAL, "--gateway-auth takes keys or none");
+        GwAuthConfig ac = {.mode = d->gateway_auth};
         cleanup_free char *keys = NULL;
-        if (asprintf(&keys, "%s/gateway-keys", d->agent.cfg.state_dir) < 0)
+        if (!d->gateway_key_file && asprintf(&keys, "%s/gateway-keys", d->agent.cfg.state_dir) < 0)
                 return -ENOMEM;
-        ac.key_file = keys;
+        ac.key_file = d->gateway_key_file ? d->gateway_key_file : keys;
         if (cluster_args_enabled(&d->ca) && ac.mode == GW_AUTH_KEYS) {
                 char err[256] = "";
                 K8sConfig *kc = NULL;
