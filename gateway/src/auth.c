@@ -44,9 +44,9 @@ struct GwAuth {
         char *key_file;
         K8sClient *k8s;
         uint64_t cache_us;
-        K8sInformer *informer; /* keys from a Secret */
+        K8sInformer *informer;                           /* keys from a Secret */
         char *secret_ns, *secret_name, *secret_selector; /* the watch's, outliving it */
-        pthread_mutex_t lock; /* guards everything below */
+        pthread_mutex_t lock;                            /* guards everything below */
         ApiKeySet keys;
         bool keys_ready; /* the Secret was read (always true with a file) */
         struct stat st;  /* of key_file when last read */
@@ -296,7 +296,7 @@ static int access_review(GwAuth *a, const TokenEntry *t, const char *ns, const c
                          bool *ret_allowed, char *err, size_t errlen)
 {
         cleanup_json json_object *user = NULL;
-        if (json_parse_strict(t->user, strlen(t->user), 8, &user, NULL) < 0)
+        if (!t->user || json_parse_strict(t->user, strlen(t->user), 8, &user, NULL) < 0)
                 return -EIO;
         cleanup_json json_object *body = json_object_new_object();
         json_object *spec = json_object_new_object(), *attrs = json_object_new_object();

@@ -40,7 +40,7 @@ int apikey_hash(const char *key, char ret[APIKEY_HASH_HEX + 1])
         unsigned int mdlen = 0;
         if (EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
                 return -EIO;
-        for (unsigned i = 0; i < mdlen; i++) {
+        for (size_t i = 0; i < mdlen; i++) {
                 ret[2 * i] = hexdigits[md[i] >> 4];
                 ret[2 * i + 1] = hexdigits[md[i] & 15];
         }
