@@ -154,7 +154,10 @@ static void kill_sandbox(GwRequest *r, const char *id)
                 gw_reply_e2b_error(r->req, k, err);
                 return;
         }
-        gw_token_remove(r->gw, id);
+        /* Scoped to a namespace, -ENOENT may be another namespace's sandbox
+         * (scope.c): its token stays. */
+        if (k == 0 || !r->ns[0])
+                gw_token_remove(r->gw, id);
         if (k < 0)
                 gw_reply_e2b_error(r->req, k, err);
         else

@@ -64,6 +64,8 @@ def test_a_key_sees_only_its_namespace(sdk, agent):
         # still there, and B's
         r = agent.client.get(f"/v1/sandboxes/{sid}")
         assert r.status == 200 and r.json()["labels"]["sandpit.dev/namespace"] == "team-b"
+        # B's access token survived A's attempts: B still connects and runs commands
+        assert sdk("auth.mjs", "use", sid, key=key_b)["stdout"] == "still mine\n"
         # the same answer as for a sandbox that does not exist
         ra = agent.gateway.get(f"/sandboxes/{sid}", headers={"X-API-KEY": key_a})
         rn = agent.gateway.get("/sandboxes/nosuchsandbox0", headers={"X-API-KEY": key_a})

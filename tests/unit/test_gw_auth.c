@@ -392,9 +392,18 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata)
         return len;
 }
 
-/* hdr: one "Name: value" header or NULL. */
+static Reply callv(const char *method, const char *path, const char *const *hdrs, const char *body);
+
+/* hdr, hdr2: one "Name: value" header each, or NULL. */
 static Reply call2(const char *method, const char *path, const char *hdr, const char *hdr2,
                    const char *body)
+{
+        const char *hs[] = {hdr ? hdr : hdr2, hdr ? hdr2 : NULL, NULL};
+        return callv(method, path, hs, body);
+}
+
+/* hdrs: NULL-terminated "Name: value" headers. */
+static Reply callv(const char *method, const char *path, const char *const *hdrs, const char *body)
 {
         Reply r = {0};
         CURL *c = curl_easy_init();
@@ -402,10 +411,8 @@ static Reply call2(const char *method, const char *path, const char *hdr, const 
         char url[256];
         snprintf(url, sizeof(url), "%s%s", t.url, path);
         struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
-        if (hdr)
-                hs = curl_slist_append(hs, hdr);
-        if (hdr2)
-                hs = curl_slist_append(hs, hdr2);
+        for (size_t i = 0; hdrs[i]; i++)
+                hs = curl_slist_append(hs, hdrs[i]);
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
@@ -520,6 +527,13 @@ static void test_keys_and_namespaces(void **state)
         r = call("POST", "/v2/sandboxes", t.key_b, CREATE);
         assert_int_equal(r.status, 201);
         sandbox_id(&r, idb, sizeof(idb));
+        char tokb[128], sidb[128];
+        {
+                cleanup_json json_object *o = json_tokener_parse(r.body);
+                assert_non_null(json_str(o, "envdAccessToken"));
+                snprintf(tokb, sizeof(tokb), "X-Access-Token: %s", json_str(o, "envdAccessToken"));
+                snprintf(sidb, sizeof(sidb), "E2b-Sandbox-Id: %s", idb);
+        }
         /* Labelled with the key's namespace. */
         json_object *s = NULL;
         char err[64];
@@ -557,6 +571,14 @@ static void test_keys_and_namespaces(void **state)
         r = call("POST", path, t.key_a, "{\"timeout\":60}");
         assert_int_equal(r.status, 404);
         assert_int_equal(count(), 2);
+        /* A's failed kill left B's access token alone: envd still takes it
+         * (past the hook: this fake has no data plane, 501), a wrong one is 401. */
+        const char *envd[] = {sidb, "E2b-Sandbox-Port: 49983", tokb, NULL};
+        r = callv("GET", "/files?path=a", envd, NULL);
+        assert_int_equal(r.status, 501);
+        envd[2] = "X-Access-Token: wrong";
+        r = callv("GET", "/files?path=a", envd, NULL);
+        assert_int_equal(r.status, 401);
 
         /* A namespace asked for that is not the key's: 403. */
         char h[128];

@@ -33,6 +33,10 @@ if (step === 'run') {
   out.connect = await errName(() => Sandbox.connect(id))
   out.setTimeout = await errName(() => Sandbox.setTimeout(id, 30_000))
   out.kill = await Sandbox.kill(id)
+} else if (step === 'use') {
+  // connect to a sandbox of the key's namespace and run a command in it
+  const s = await Sandbox.connect(id)
+  out.stdout = (await s.commands.run('echo still mine')).stdout
 } else if (step === 'kill') {
   out.kill = await Sandbox.kill(id)
 } else if (step === 'refused') {
