@@ -75,6 +75,9 @@ static int run(int argc, char **argv)
         if (name && streq(name, "help")) {
                 /* sandpit help [COMMAND] */
                 const char *topic = optind + 1 < argc ? argv[optind + 1] : NULL;
+                if (topic && streq(topic, "keys"))
+                        return cli_keys_main(2,
+                                             (char *[]){(char *) "keys", (char *) "--help", NULL});
                 if (topic && cli_command_from_name(topic, &cmd) == 0)
                         cli_command_usage(cmd, stdout);
                 else
