@@ -110,9 +110,10 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret);
 unsigned gw_server_port(const GwServer *gw);
 void gw_server_free(GwServer *gw);
 
-/* Local mode's authorisation: any X-API-KEY on the control plane (API keys
- * are checked from issue 12 on), the sandbox's access token on envd and
- * /execute when it has one. */
+/* The default hook, and the data plane's part of gw_auth_authorize() (auth.h,
+ * which checks real API keys and Kubernetes tokens): any non-empty X-API-KEY
+ * on the control plane, the sandbox's access token on envd and /execute when
+ * it has one. */
 int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t errlen,
                        void *userdata);
 /* The access token check alone: 0 when the sandbox has no token or tok is it. */
