@@ -248,6 +248,7 @@ void cli_usage(FILE *f)
               "  metrics    show a sandbox's resource use\n"
               "  pause      freeze a sandbox\n"
               "  resume     thaw a paused sandbox\n"
+              "  keys       the gateway's API keys: create, list, revoke\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"

@@ -35,7 +35,20 @@ typedef struct {
         const char *method;
         const char *path;
         GwRoute route;
+        /* The caller's namespace from the authorise hook ("": every one) and
+         * the backend as the caller may see it: gw->backend, or with a
+         * namespace a view of it scoped to that namespace (scope.c). Control
+         * plane handlers use this, never gw->backend. */
+        char ns[GW_NAMESPACE_MAX + 1];
+        GwBackend backend;
+        struct GwScope {
+                GwBackend inner;
+                const char *ns;
+        } scope;
 } GwRequest;
+
+/* Sets r->backend from r->ns (scope.c). */
+void gw_scope_request(GwRequest *r);
 
 /* A request header (case-insensitive), or NULL. */
 const char *gw_header(const GwRequest *r, const char *name);

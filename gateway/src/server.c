@@ -107,8 +107,13 @@ static void handle(HttpRequest *req, void *userdata)
                             .path = r.path,
                             .api_key = gw_header(&r, "X-API-KEY"),
                             .access_token = gw_header(&r, "X-Access-Token"),
-                            .sandbox_id = r.route.sandbox_id};
+                            .sandbox_id = r.route.sandbox_id,
+                            .authorization = gw_header(&r, "Authorization"),
+                            .namespace_hint = gw_header(&r, "X-Sandpit-Namespace"),
+                            .ret_namespace = r.ns};
         k = gw->authorize(gw, &ar, err, sizeof(err), gw->authorize_userdata);
+        r.ns[sizeof(r.ns) - 1] = 0;
+        gw_scope_request(&r);
         if (k == 0 && r.route.kind != GW_ROUTE_CONTROL && gw->backend.ops->agent_id)
                 /* From here on the data plane speaks the agent's id. */
                 k = gw->backend.ops->agent_id(gw->backend.data, r.route.sandbox_id,

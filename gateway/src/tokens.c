@@ -224,7 +224,7 @@ int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t e
         (void) userdata;
         switch (r->action) {
         case GW_ACTION_CONTROL:
-                /* Any key in local mode: API keys are checked from issue 12 on. */
+                /* Any key: gw_auth_authorize() (auth.c) checks real ones. */
                 if (!r->api_key || !*r->api_key) {
                         snprintf(err, errlen, "missing API key (X-API-KEY)");
                         return -ENOKEY;
