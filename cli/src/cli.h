@@ -43,6 +43,7 @@ typedef enum {
         CLI_CMD_METRICS,
         CLI_CMD_PAUSE,
         CLI_CMD_RESUME,
+        CLI_CMD_MCP,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -64,6 +65,8 @@ typedef struct {
         const char *user;        /* cp, fs: --user */
         bool recursive;          /* fs rm: -r */
         int64_t depth;           /* fs ls: --depth, 0 when absent */
+        const char *mcp_url;     /* mcp: --url, a gateway to bridge to */
+        int64_t mcp_idle;        /* mcp: --idle S, 0 when absent */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
@@ -160,6 +163,12 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path);
 /* cp, fs (files.c), with the helpers of commands.c they share. */
 int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
 int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
+/* sandpit mcp (mcp.c): the MCP server on stdio. */
+int cli_cmd_mcp(CliContext *ctx, const CliArgs *a);
+/* sandpit mcp --url (mcp-bridge.c): stdio to a gateway's /mcp over HTTP,
+ * until end of input or *stop. */
+int cli_mcp_bridge(CliContext *ctx, const char *url, const volatile sig_atomic_t *stop,
+                   const sigset_t *wait_mask);
 int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
                  json_object **ret);
 int cli_api_error(CliContext *ctx, long status, json_object *body);

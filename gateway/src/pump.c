@@ -48,7 +48,7 @@ int gw_pump_write(GwPump *p, const void *data, size_t len)
         return 0;
 }
 
-const volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p)
+volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p)
 {
         return &p->cancel;
 }

@@ -20,8 +20,9 @@ typedef void (*GwPumpFailFn)(HttpRequest *req, int r, void *userdata);
 /* Writes all of data to the response; the first write starts it with status
  * 200. -EPIPE once the client has gone. */
 int gw_pump_write(GwPump *p, const void *data, size_t len);
-/* Set while the client is gone: hand it to agent_client_set_cancel(). */
-const volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p);
+/* Set while the client is gone: hand it to agent_client_set_cancel(). The
+ * producer may set it too (to stop its own call). */
+volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p);
 
 /* Answers req: fn's output as a stream with content_type, or fail()'s answer.
  * destroy(userdata) runs once, after fn has returned. */

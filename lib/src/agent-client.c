@@ -435,6 +435,33 @@ int agent_client_file_read(AgentClient *c, const char *id, const char *path, con
         return check_status(c, status, 200, resp);
 }
 
+int agent_client_archive_read(AgentClient *c, const char *id, const char *path, const char *user,
+                              const char *format, uint64_t max_bytes, HttpDataFn on_data,
+                              void *userdata)
+{
+        cleanup_free char *extra = NULL, *ef = escape(format ? format : "tar.gz");
+        if (!ef)
+                return -ENOMEM;
+        if (max_bytes > 0 ? asprintf(&extra, "&format=%s&max_bytes=%llu", ef,
+                                     (unsigned long long) max_bytes) < 0
+                          : asprintf(&extra, "&format=%s", ef) < 0)
+                return -ENOMEM;
+        cleanup_free char *q = path_query(path, user, extra);
+        cleanup_free char *p = q ? sandbox_path(id, "/archive%s", q) : NULL;
+        if (!p)
+                return -ENOMEM;
+        c->err = (AgentClientError){0};
+        long status = 0;
+        cleanup_ac_json json_object *resp = NULL;
+        int r = http_request_raw(c->http, "GET", p, -1, on_data, userdata, &status, &resp);
+        if (r < 0) {
+                if (status >= 200 && status < 300)
+                        return r;
+                return transport_failed(c, r);
+        }
+        return check_status(c, status, 200, resp);
+}
+
 int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path, const char *user,
                                int fd, json_object **ret)
 {

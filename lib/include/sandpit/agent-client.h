@@ -101,6 +101,13 @@ int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path,
                                int fd, json_object **ret);
 int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
                             const void *data, size_t len, json_object **ret);
+/* The tree below path (or the file path) as an archive: format "tar.gz",
+ * "tar" or "zip" (NULL: tar.gz); max_bytes 0: the agent's limit, else more
+ * file data than that is -E2BIG (413) before anything is sent. The archive's
+ * bytes go to on_data as they arrive. */
+int agent_client_archive_read(AgentClient *c, const char *id, const char *path, const char *user,
+                              const char *format, uint64_t max_bytes, HttpDataFn on_data,
+                              void *userdata);
 /* depth 0: the agent's default (1). *ret the array of entries. */
 int agent_client_ls(AgentClient *c, const char *id, const char *path, const char *user,
                     unsigned depth, json_object **ret);
