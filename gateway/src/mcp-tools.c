@@ -764,10 +764,8 @@ static int code_result(CodeRun *k, json_object *ev)
         json_object_object_add(r, "formats", formats);
         const char *text = json_str(ev, "text");
         if (text && !image) {
-                int e = capped_add(&k->texts, text, strlen(text));
-                if (e == 0)
-                        e = capped_add(&k->texts, "\n", 1);
-                return e;
+                int e = k->texts.b.len ? capped_add(&k->texts, "\n", 1) : 0;
+                return e < 0 ? e : capped_add(&k->texts, text, strlen(text));
         }
         return 0;
 }
