@@ -113,7 +113,7 @@ static Entry *unlink_session(GwMcp *m, const char *id)
 {
         pthread_mutex_lock(&m->lock);
         for (Entry **p = &m->sessions; *p; p = &(*p)->next)
-                if (streq(mcp_session_id((*p)->s), id)) {
+                if (streq_ptr(mcp_session_id((*p)->s), id)) {
                         Entry *e = *p;
                         *p = e->next;
                         pthread_mutex_unlock(&m->lock);
@@ -127,7 +127,7 @@ static Entry *session_get(GwMcp *m, const char *id)
 {
         pthread_mutex_lock(&m->lock);
         Entry *e = m->sessions;
-        while (e && !streq(mcp_session_id(e->s), id))
+        while (e && !streq_ptr(mcp_session_id(e->s), id))
                 e = e->next;
         if (e) {
                 e->refs++;
@@ -385,9 +385,9 @@ void gw_mcp_handle(GwRequest *r)
                 return;
         }
         reap(m);
-        if (streq(r->method, "POST"))
+        if (streq_ptr(r->method, "POST"))
                 post(r, m);
-        else if (streq(r->method, "DELETE"))
+        else if (streq_ptr(r->method, "DELETE"))
                 delete_session(r, m);
         else {
                 static const char *const hs[] = {"Allow", "POST, DELETE", NULL};

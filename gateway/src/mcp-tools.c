@@ -154,7 +154,7 @@ static int authorize(McpCall *c, const char *id, char *err, size_t errlen)
 static bool is_session_sandbox(McpCall *c, const char *id)
 {
         pthread_mutex_lock(&c->s->sandbox_lock);
-        bool yes = c->s->sandbox[0] && streq(c->s->sandbox, id);
+        bool yes = c->s->sandbox[0] && streq_ptr(c->s->sandbox, id);
         pthread_mutex_unlock(&c->s->sandbox_lock);
         return yes;
 }
@@ -162,7 +162,7 @@ static bool is_session_sandbox(McpCall *c, const char *id)
 static void forget_session_sandbox(McpCall *c, const char *id)
 {
         pthread_mutex_lock(&c->s->sandbox_lock);
-        if (streq(c->s->sandbox, id))
+        if (streq_ptr(c->s->sandbox, id))
                 c->s->sandbox[0] = 0;
         pthread_mutex_unlock(&c->s->sandbox_lock);
 }
@@ -327,7 +327,7 @@ static json_object *sandbox_view(McpCall *c, json_object *a)
         json_object_object_add(o, "metadata", md);
         const char *sess = json_str(json_obj(a, "labels"), MCP_LABEL_SESSION);
         json_object_object_add(o, "session_sandbox",
-                               json_object_new_boolean(sess && streq(sess, c->s->id)));
+                               json_object_new_boolean(sess && streq_ptr(sess, c->s->id)));
         return o;
 }
 
@@ -376,7 +376,7 @@ static int tool_create_sandbox(McpCall *c)
                                        json_object_get(json_field(c->args, "memory")));
         const char *egress = json_str(c->args, "egress");
         json_object *allow = json_field(c->args, "allow"), *deny = json_field(c->args, "deny");
-        if ((allow && !streq(egress, "allowlist")) || (deny && !streq(egress, "allow")))
+        if ((allow && !streq_ptr(egress, "allowlist")) || (deny && !streq_ptr(egress, "allow")))
                 return fail(c, "allow goes with egress \"allowlist\" and deny with egress "
                                "\"allow\"");
         if (egress) {
@@ -409,7 +409,7 @@ static bool labels_match(json_object *labels, json_object *want)
         json_object_object_foreach(want, k, v)
         {
                 const char *have = json_str(labels, k);
-                if (!have || !streq(have, json_object_get_string(v)))
+                if (!have || !streq_ptr(have, json_object_get_string(v)))
                         return false;
         }
         return true;
@@ -437,7 +437,7 @@ static int tool_list_sandboxes(McpCall *c)
                 json_object *a = json_object_array_get_idx(all, i);
                 const char *id = json_str(a, "id");
                 if (!id || (want && !labels_match(json_obj(a, "labels"), want)) ||
-                    (state && !streq(state, json_str(a, "state") ?: "")))
+                    (state && !streq_ptr(state, json_str(a, "state") ?: "")))
                         continue;
                 /* What the caller may not touch it does not see. */
                 if (authorize(c, id, err, sizeof(err)) < 0)
@@ -581,17 +581,17 @@ static int command_event(json_object *ev, void *userdata)
 {
         CommandRun *k = userdata;
         const char *type = json_str(ev, "type");
-        if (streq(type, "start")) {
+        if (streq_ptr(type, "start")) {
                 k->pid = (long) json_int(ev, "pid", 0);
                 return 0;
         }
-        if (streq(type, "exit")) {
+        if (streq_ptr(type, "exit")) {
                 json_object_put(k->exit);
                 k->exit = json_object_get(ev);
                 return 0;
         }
-        bool out = streq(type, "stdout");
-        if (!out && !streq(type, "stderr"))
+        bool out = streq_ptr(type, "stdout");
+        if (!out && !streq_ptr(type, "stderr"))
                 return 0;
         Capped *t = out ? &k->out : &k->err;
         const char *d = json_str(ev, "data");
@@ -739,10 +739,10 @@ static int code_result(CodeRun *k, json_object *ev)
                                json_object_new_boolean(json_boolean(ev, "is_main_result", false)));
         json_object_object_foreach(ev, key, v)
         {
-                if (streq(key, "type") || streq(key, "is_main_result"))
+                if (streq_ptr(key, "type") || streq_ptr(key, "is_main_result"))
                         continue;
                 json_object_array_add(formats, json_object_new_string(key));
-                if (streq(key, "png") || streq(key, "jpeg")) {
+                if (streq_ptr(key, "png") || streq_ptr(key, "jpeg")) {
                         image = true;
                         if (json_object_array_length(k->images) >= 8)
                                 continue;
@@ -751,13 +751,13 @@ static int code_result(CodeRun *k, json_object *ev)
                                 return -ENOMEM;
                         put_str(img, "type", "image");
                         json_object_object_add(img, "data", json_object_get(v));
-                        put_str(img, "mimeType", streq(key, "png") ? "image/png" : "image/jpeg");
+                        put_str(img, "mimeType", streq_ptr(key, "png") ? "image/png" : "image/jpeg");
                         json_object_array_add(k->images, img);
                 } else if (json_object_is_type(v, json_type_string) &&
-                           (streq(key, "text") || streq(key, "html") || streq(key, "markdown") ||
-                            streq(key, "latex"))) {
+                           (streq_ptr(key, "text") || streq_ptr(key, "html") || streq_ptr(key, "markdown") ||
+                            streq_ptr(key, "latex"))) {
                         json_object_object_add(r, key, capped_string(json_object_get_string(v)));
-                } else if (streq(key, "json")) {
+                } else if (streq_ptr(key, "json")) {
                         json_object_object_add(r, key, json_object_get(v));
                 }
         }
@@ -774,16 +774,16 @@ static int code_event(json_object *ev, void *userdata)
 {
         CodeRun *k = userdata;
         const char *type = json_str(ev, "type");
-        bool out = streq(type, "stdout");
-        if (out || streq(type, "stderr")) {
+        bool out = streq_ptr(type, "stdout");
+        if (out || streq_ptr(type, "stderr")) {
                 const char *t = json_str(ev, "text") ?: "";
                 size_t len = strlen(t);
                 int r = capped_add(out ? &k->out : &k->err, t, len);
                 return r < 0 ? r : progress(k->c, t, len, (double) len);
         }
-        if (streq(type, "result"))
+        if (streq_ptr(type, "result"))
                 return code_result(k, ev);
-        if (streq(type, "error")) {
+        if (streq_ptr(type, "error")) {
                 json_object_put(k->error);
                 k->error = json_object_new_object();
                 if (!k->error)
@@ -794,7 +794,7 @@ static int code_event(json_object *ev, void *userdata)
                                        capped_string(json_str(ev, "traceback") ?: ""));
                 return 0;
         }
-        if (streq(type, "end_of_execution"))
+        if (streq_ptr(type, "end_of_execution"))
                 k->timed_out = json_boolean(ev, "timed_out", false);
         return 0;
 }
@@ -959,7 +959,7 @@ static int tool_read_file(McpCall *c)
         r = agent_client_stat(a, id, path, NULL, &st);
         if (r < 0)
                 return agent_failed(c, a, id, r, "cannot read the file");
-        if (streq(json_str(st, "type"), "dir"))
+        if (streq_ptr(json_str(st, "type"), "dir"))
                 return fail(c, "%s is a directory: list_files lists it, download_files fetches it",
                             path);
         Collect k = {.max = MCP_IMAGE_MAX + 1};
@@ -1022,17 +1022,17 @@ static int tool_read_file(McpCall *c)
 
 static int tool_write_file(McpCall *c)
 {
+        const char *path = json_str(c->args, "path"), *content = json_str(c->args, "content");
+        bool b64 = streq_ptr(json_str(c->args, "encoding") ?: "utf-8", "base64");
+        cleanup_free uint8_t *bytes = NULL;
+        size_t len = strlen(content);
+        if (b64 && base64_decode(content, &bytes, &len) < 0)
+                return fail(c, "content is not valid base64 (encoding \"base64\")");
         char id[64];
         bool done;
         int r = target(c, id, &done);
         if (done)
                 return r;
-        const char *path = json_str(c->args, "path"), *content = json_str(c->args, "content");
-        bool b64 = streq(json_str(c->args, "encoding") ?: "utf-8", "base64");
-        cleanup_free uint8_t *bytes = NULL;
-        size_t len = strlen(content);
-        if (b64 && base64_decode(content, &bytes, &len) < 0)
-                return fail(c, "content is not valid base64 (encoding \"base64\")");
         cleanup_agent_client AgentClient *a = NULL;
         r = agent_for(c, id, &a, &done);
         if (done)
@@ -1087,7 +1087,7 @@ static int tool_list_files(McpCall *c)
                 char line[1200];
                 const char *type = json_str(e, "type") ?: "?";
                 snprintf(line, sizeof(line), "%s%s  %lld\n", json_str(e, "path") ?: "?",
-                         streq(type, "dir") ? "/" : "", (long long) json_int(e, "size", 0));
+                         streq_ptr(type, "dir") ? "/" : "", (long long) json_int(e, "size", 0));
                 (void) capped_add(&text, line, strlen(line));
         }
         json_object_object_add(o, "truncated", json_object_new_boolean(n > MCP_LIST_MAX));
@@ -1127,8 +1127,8 @@ static int tool_download_files(McpCall *c)
                                     path, MCP_ARCHIVE_MAX);
                 return agent_failed(c, a, id, r, "cannot archive the files");
         }
-        const char *mime = streq(format, "zip")   ? "application/zip"
-                           : streq(format, "tar") ? "application/x-tar"
+        const char *mime = streq_ptr(format, "zip")   ? "application/zip"
+                           : streq_ptr(format, "tar") ? "application/x-tar"
                                                   : "application/gzip";
         char uri[600];
         snprintf(uri, sizeof(uri), "sandpit://%s%s%s?format=%s", id, path[0] == '/' ? "" : "/",
@@ -1415,7 +1415,7 @@ const size_t mcp_n_tools = ARRAY_SIZE(mcp_tools);
 const McpTool *mcp_tool_find(const char *name)
 {
         for (size_t i = 0; i < mcp_n_tools; i++)
-                if (streq(mcp_tools[i].name, name))
+                if (streq_ptr(mcp_tools[i].name, name))
                         return &mcp_tools[i];
         return NULL;
 }
@@ -1424,29 +1424,29 @@ const McpTool *mcp_tool_find(const char *name)
 
 static bool type_ok(json_object *v, const char *type)
 {
-        if (streq(type, "string"))
+        if (streq_ptr(type, "string"))
                 return json_object_is_type(v, json_type_string);
-        if (streq(type, "integer"))
+        if (streq_ptr(type, "integer"))
                 return json_object_is_type(v, json_type_int) ||
                        (json_object_is_type(v, json_type_double) &&
                         json_object_get_double(v) == (double) (int64_t) json_object_get_double(v));
-        if (streq(type, "number"))
+        if (streq_ptr(type, "number"))
                 return json_object_is_type(v, json_type_int) ||
                        json_object_is_type(v, json_type_double);
-        if (streq(type, "boolean"))
+        if (streq_ptr(type, "boolean"))
                 return json_object_is_type(v, json_type_boolean);
-        if (streq(type, "object"))
+        if (streq_ptr(type, "object"))
                 return json_object_is_type(v, json_type_object);
-        if (streq(type, "array"))
+        if (streq_ptr(type, "array"))
                 return json_object_is_type(v, json_type_array);
         return true;
 }
 
 static const char *type_word(const char *type)
 {
-        return streq(type, "integer") ? "an integer"
-               : streq(type, "array") ? "an array"
-               : streq(type, "object") ? "an object"
+        return streq_ptr(type, "integer") ? "an integer"
+               : streq_ptr(type, "array") ? "an array"
+               : streq_ptr(type, "object") ? "an object"
                                        : type;
 }
 
@@ -1456,7 +1456,7 @@ static int check_value(const char *name, json_object *v, json_object *schema, ch
         const char *type = json_str(schema, "type");
         if (type && !type_ok(v, type)) {
                 snprintf(err, errlen, "argument '%s' must be %s%s", name,
-                         streq(type, "string") || streq(type, "number") || streq(type, "boolean")
+                         streq_ptr(type, "string") || streq_ptr(type, "number") || streq_ptr(type, "boolean")
                                  ? "a "
                                  : "",
                          type_word(type));
@@ -1466,7 +1466,7 @@ static int check_value(const char *name, json_object *v, json_object *schema, ch
         if (en) {
                 bool found = false;
                 for (size_t i = 0; i < json_object_array_length(en); i++)
-                        if (streq(json_object_get_string(json_object_array_get_idx(en, i)),
+                        if (streq_ptr(json_object_get_string(json_object_array_get_idx(en, i)),
                                   json_object_get_string(v)))
                                 found = true;
                 if (!found) {
@@ -1475,7 +1475,7 @@ static int check_value(const char *name, json_object *v, json_object *schema, ch
                         return -EINVAL;
                 }
         }
-        if (type && (streq(type, "number") || streq(type, "integer"))) {
+        if (type && (streq_ptr(type, "number") || streq_ptr(type, "integer"))) {
                 double d = json_object_get_double(v);
                 json_object *min = json_field(schema, "minimum"),
                             *xmin = json_field(schema, "exclusiveMinimum"),

@@ -21,7 +21,7 @@ static const char *const protocols[] = {"2025-11-25", "2025-06-18", "2025-03-26"
 bool mcp_protocol_supported(const char *version)
 {
         for (size_t i = 0; version && i < ARRAY_SIZE(protocols); i++)
-                if (streq(version, protocols[i]))
+                if (streq_ptr(version, protocols[i]))
                         return true;
         return false;
 }
@@ -106,9 +106,9 @@ unsigned mcp_message_kind(json_object *msg)
                                ? 0
                                : MCP_MSG_REQUEST;
         const char *m = json_str(msg, "method");
-        if (streq(m, "initialize"))
+        if (streq_ptr(m, "initialize"))
                 return MCP_MSG_REQUEST | MCP_MSG_INITIALIZE;
-        if (streq(m, "tools/call"))
+        if (streq_ptr(m, "tools/call"))
                 return MCP_MSG_REQUEST | MCP_MSG_TOOLS_CALL;
         return MCP_MSG_REQUEST;
 }
@@ -183,7 +183,7 @@ static void cancel_request(McpSession *s, json_object *params)
         id_key(id, key, sizeof(key));
         pthread_mutex_lock(&s->lock);
         for (McpInflight *f = s->inflight; f; f = f->next)
-                if (streq(f->key, key))
+                if (streq_ptr(f->key, key))
                         *f->cancel = 1;
         pthread_mutex_unlock(&s->lock);
 }
@@ -391,7 +391,7 @@ static int handle_one(McpSession *s, json_object *m, const McpIo *io, json_objec
         const char *method = json_str(m, "method");
         if (!method && (json_field(m, "result") || json_field(m, "error")))
                 return 0; /* a response: we send no requests, so nothing to match */
-        if (!streq(json_str(m, "jsonrpc"), "2.0") || !method ||
+        if (!streq_ptr(json_str(m, "jsonrpc"), "2.0") || !method ||
             (has_id && !json_object_is_type(id, json_type_string) &&
              !json_object_is_type(id, json_type_int))) {
                 *ret = mcp_error_new(has_id && (json_object_is_type(id, json_type_string) ||
@@ -410,25 +410,25 @@ static int handle_one(McpSession *s, json_object *m, const McpIo *io, json_objec
                 return has_id && !*ret ? -ENOMEM : 0;
         }
         if (!has_id) {
-                if (streq(method, "notifications/initialized")) {
+                if (streq_ptr(method, "notifications/initialized")) {
                         pthread_mutex_lock(&s->lock);
                         s->initialized = true;
                         pthread_mutex_unlock(&s->lock);
-                } else if (streq(method, "notifications/cancelled")) {
+                } else if (streq_ptr(method, "notifications/cancelled")) {
                         cancel_request(s, params);
                 }
                 return 0; /* other notifications are ignored, as JSON-RPC says */
         }
-        if (streq(method, "initialize"))
+        if (streq_ptr(method, "initialize"))
                 *ret = initialize(s, id, params);
-        else if (streq(method, "ping"))
+        else if (streq_ptr(method, "ping"))
                 *ret = result_new(id, json_object_new_object());
         else if (!s->protocol[0])
                 *ret = mcp_error_new(id, MCP_INVALID_REQUEST,
                                      "the session is not initialized: send initialize first");
-        else if (streq(method, "tools/list"))
+        else if (streq_ptr(method, "tools/list"))
                 *ret = tools_list(s, id, params);
-        else if (streq(method, "tools/call"))
+        else if (streq_ptr(method, "tools/call"))
                 return (*ret = tools_call(s, id, params, io)), 0;
         else
                 *ret = mcp_error_new(id, MCP_METHOD_NOT_FOUND, "Method not found: %s", method);
@@ -457,7 +457,7 @@ int mcp_session_handle(McpSession *s, json_object *msg, const McpIo *io, json_ob
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 json_object *m = json_object_array_get_idx(msg, i), *r1 = NULL;
-                if (streq(json_str(m, "method"), "initialize"))
+                if (streq_ptr(json_str(m, "method"), "initialize"))
                         r1 = mcp_error_new(json_field(m, "id"), MCP_INVALID_REQUEST,
                                            "initialize cannot be part of a batch");
                 else if (handle_one(s, m, io, &r1) < 0) {
