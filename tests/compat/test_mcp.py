@@ -20,7 +20,9 @@ from conftest import COMPAT_DIR, HERE, REPO
 pytestmark = pytest.mark.slow
 
 CLI_BIN = REPO / "build" / "bin" / "sandpit"
-TRANSPORTS = ["stdio", "http"]
+# stdio: `sandpit mcp` on the agent's socket; http: the SDK on the gateway's
+# /mcp; bridge: `sandpit mcp --url` relaying stdio to the gateway's /mcp.
+TRANSPORTS = ["stdio", "http", "bridge"]
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +48,9 @@ def mcp(request, mcp_dir, agent):
     kind = request.param
 
     def run(scenario, timeout=180):
-        target = ([str(CLI_BIN), f"unix://{agent.socket}"] if kind == "stdio"
-                  else [f"http://127.0.0.1:{agent.gateway_port}/mcp"])
+        url = f"http://127.0.0.1:{agent.gateway_port}/mcp"
+        target = {"stdio": [str(CLI_BIN), f"unix://{agent.socket}"], "http": [url],
+                  "bridge": [str(CLI_BIN), url]}[kind]
         r = subprocess.run(["node", "mcp.mjs", kind, scenario, *target], cwd=str(mcp_dir), capture_output=True,
                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         outs = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]

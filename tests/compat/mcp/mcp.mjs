@@ -2,6 +2,7 @@
 // stdio (`sandpit mcp`) or Streamable HTTP (the gateway's /mcp):
 //   node mcp.mjs stdio SCENARIO SANDPIT_BIN AGENT_URL
 //   node mcp.mjs http SCENARIO GATEWAY_MCP_URL
+//   node mcp.mjs bridge SCENARIO SANDPIT_BIN GATEWAY_MCP_URL   (`sandpit mcp --url`)
 // It prints one JSON line: what the SDK got back, for test_mcp.py to check.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
@@ -14,6 +15,8 @@ const print = () => console.log(JSON.stringify(out))
 function transport () {
   if (kind === 'stdio')
     return new StdioClientTransport({ command: rest[0], args: ['--server', rest[1], 'mcp'], stderr: 'inherit' })
+  if (kind === 'bridge')
+    return new StdioClientTransport({ command: rest[0], args: ['mcp', '--url', rest[1]], stderr: 'inherit' })
   return new StreamableHTTPClientTransport(new URL(rest[0]))
 }
 
