@@ -107,6 +107,19 @@ static const char *capped_str(const Capped *t)
         return t->b.data ? t->b.data : "";
 }
 
+/* Appends label and text to b on a line of their own; nothing when text is "". */
+static int section(StrBuf *b, const char *label, const char *text)
+{
+        if (!text || !*text)
+                return 0;
+        int r = 0;
+        if (b->len && b->data[b->len - 1] != '\n')
+                r = strbuf_append(b, "\n", 1, SIZE_MAX);
+        if (r == 0 && label)
+                r = strbuf_append(b, label, strlen(label), SIZE_MAX);
+        return r < 0 ? r : strbuf_append(b, text, strlen(text), SIZE_MAX);
+}
+
 /* ---- progress ---- */
 
 static int progress(McpCall *c, const char *tail, size_t len, double amount)
@@ -611,7 +624,7 @@ static int command_event(json_object *ev, void *userdata)
 static void capped_note(Capped *t, const char *what, char *buf, size_t len)
 {
         if (t->dropped)
-                snprintf(buf, len, "\n[sandpit: %s truncated: %zu more bytes not shown]", what,
+                snprintf(buf, len, "[sandpit: %s truncated: %zu more bytes not shown]", what,
                          t->dropped);
         else
                 buf[0] = 0;
@@ -694,9 +707,15 @@ static int tool_run_command(McpCall *c)
                 snprintf(status, sizeof(status), "[killed by signal %d]", sig);
         else
                 snprintf(status, sizeof(status), "[exit code %d]", code);
-        r = add_text(c, "%s%s%s%s%s%s%s%s%s", c->note, c->note[0] ? "\n" : "", capped_str(&k.out),
-                     n1, k.err.b.len ? "\n[stderr]\n" : "", capped_str(&k.err), n2,
-                     k.out.b.len || k.err.b.len ? "\n" : "", status);
+        StrBuf t = {0};
+        r = section(&t, NULL, c->note);
+        r = r < 0 ? r : section(&t, NULL, capped_str(&k.out));
+        r = r < 0 ? r : section(&t, NULL, n1);
+        r = r < 0 ? r : section(&t, k.err.b.len ? "[stderr]\n" : NULL, capped_str(&k.err));
+        r = r < 0 ? r : section(&t, NULL, n2);
+        r = r < 0 ? r : section(&t, NULL, status);
+        r = r < 0 ? r : add_text_len(c, t.data, t.len);
+        strbuf_done(&t);
         c->is_error = timed_out;
         strbuf_done(&k.out.b);
         strbuf_done(&k.err.b);
@@ -876,12 +895,20 @@ static int tool_run_code(McpCall *c)
                          json_str(k.error, "value"), json_str(k.error, "traceback"));
         bool any = k.out.b.len || k.err.b.len || k.texts.b.len || k.error ||
                    json_object_array_length(k.images);
-        r = add_text(c, "%s%s%s%s%s%s%s%s%s%s%s%s", c->note, c->note[0] ? "\n" : "",
-                     capped_str(&k.out), n1, k.err.b.len ? "[stderr]\n" : "", capped_str(&k.err),
-                     n2, k.texts.b.len && (k.out.b.len || k.err.b.len) ? "[result]\n" : "",
-                     capped_str(&k.texts), etext,
-                     k.timed_out ? "[timed out; the context survives]" : "",
-                     any ? "" : "(no output)");
+        StrBuf t = {0};
+        r = section(&t, NULL, c->note);
+        r = r < 0 ? r : section(&t, NULL, capped_str(&k.out));
+        r = r < 0 ? r : section(&t, NULL, n1);
+        r = r < 0 ? r : section(&t, k.err.b.len ? "[stderr]\n" : NULL, capped_str(&k.err));
+        r = r < 0 ? r : section(&t, NULL, n2);
+        r = r < 0 ? r
+                  : section(&t, k.out.b.len || k.err.b.len ? "[result]\n" : NULL,
+                            capped_str(&k.texts));
+        r = r < 0 ? r : section(&t, k.error ? "[error] " : NULL, etext);
+        r = r < 0 ? r : section(&t, NULL, k.timed_out ? "[timed out; the context survives]" : "");
+        r = r < 0 ? r : section(&t, NULL, any ? "" : "(no output)");
+        r = r < 0 ? r : add_text_len(c, t.data ? t.data : "", t.len);
+        strbuf_done(&t);
         for (size_t i = 0; r == 0 && i < json_object_array_length(k.images); i++)
                 r = add_content(c, json_object_get(json_object_array_get_idx(k.images, i)));
         c->is_error = k.error != NULL;

@@ -56,7 +56,9 @@ static void usage(FILE *f)
               "  --http-max-unauth-per-ip N  the same from one client address (default 32)\n"
               "  --gateway-listen ADDR:PORT\n"
               "                          serve E2B's API (the gateway, docs/gateway.md) for\n"
-              "                          this agent's sandboxes\n"
+              "                          this agent's sandboxes, and MCP at /mcp (docs/mcp.md)\n"
+              "  --mcp-allow-origin ORIGIN  an Origin allowed on /mcp besides loopback ones\n"
+              "                          (repeatable)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -131,6 +133,7 @@ typedef struct {
         LogFormat log_format;
         LogLevel log_level;
         char **blocked; /* --blocked-cidr values (borrows argv) */
+        char **mcp_origins; /* --mcp-allow-origin values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -145,6 +148,7 @@ enum {
         OPT_SOCKET,
         OPT_LISTEN,
         OPT_GATEWAY_LISTEN,
+        OPT_MCP_ALLOW_ORIGIN,
         OPT_TOKEN_FILE,
         OPT_STATE_DIR,
         OPT_TEMPLATES_DIR,
@@ -191,6 +195,7 @@ static const struct option options[] = {
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
         {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
+        {"mcp-allow-origin", required_argument, NULL, OPT_MCP_ALLOW_ORIGIN},
         {"dns", required_argument, NULL, OPT_DNS},
         {"net-table", required_argument, NULL, OPT_NET_TABLE},
         {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -214,7 +219,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0;
+        size_t nblocked = 0, norigins = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -280,6 +285,9 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_BLOCKED_CIDR:
                         d->blocked[nblocked++] = optarg;
+                        break;
+                case OPT_MCP_ALLOW_ORIGIN:
+                        d->mcp_origins[norigins++] = optarg;
                         break;
                 case OPT_DNS:
                         cfg->net.dns = optarg;
@@ -500,6 +508,7 @@ static int setup_gateway(Daemon *d)
                 return -ENOMEM;
         GwConfig gc = {.listen = d->gateway_listen,
                        .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL},
+                       .mcp_origins = (const char *const *) d->mcp_origins,
                        .token_file = tokens};
         int r = gw_backend_local_new(url, NULL, &gc.backend);
         if (r < 0)
@@ -551,6 +560,7 @@ static void daemon_free(Daemon *d)
                 free(d->token);
         }
         free(d->blocked);
+        free(d->mcp_origins);
 }
 
 int main(int argc, char **argv)
@@ -567,8 +577,9 @@ int main(int argc, char **argv)
                               .cgroup_version = CG_VERSION_AUTO,
                               .net.table = "sandpit"},
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
+                .mcp_origins = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked)
+        if (!d.blocked || !d.mcp_origins)
                 return 1;
         d.agent.cfg.net.blocked_cidrs = d.blocked;
         int status = parse_options(argc, argv, &d);
