@@ -28,7 +28,7 @@
 
 typedef struct {
         const char *url;
-        const char *api_key; /* $SANDPIT_API_KEY, or NULL */
+        const char *api_key;  /* $SANDPIT_API_KEY, or NULL */
         pthread_mutex_t lock; /* guards session, protocol, running, and stdout */
         pthread_cond_t idle;
         char session[128];
@@ -239,7 +239,8 @@ static void run_post(Post *p)
                 cleanup_json json_object *o = NULL;
                 (void) json_parse_strict(p->data.data ? p->data.data : "", p->data.len, 128, &o,
                                          NULL);
-                const char *msg = json_str(json_obj(o, "error"), "message") ?: json_str(o, "message");
+                const char *msg =
+                        json_str(json_obj(o, "error"), "message") ?: json_str(o, "message");
                 char detail[600];
                 snprintf(detail, sizeof(detail), "HTTP %ld: %s", status, msg ? msg : "no message");
                 emit_error(b, p->id, "the gateway answered", detail);
@@ -346,7 +347,8 @@ int cli_mcp_bridge(CliContext *ctx, const char *url, const volatile sig_atomic_t
                 if (got < 0 && errno == EINTR)
                         continue;
                 if (got <= 0) {
-                        r = got < 0 ? negative_errno() : http_line_splitter_finish(&lines, on_line, &b);
+                        r = got < 0 ? negative_errno()
+                                    : http_line_splitter_finish(&lines, on_line, &b);
                         break;
                 }
                 r = http_line_splitter_feed(&lines, buf, (size_t) got, on_line, &b);

@@ -53,6 +53,7 @@ int cli_cmd_mcp(CliContext *ctx, const CliArgs *a)
 
         /* The agent's token: --token-file given to mcp, else $SANDPIT_TOKEN. */
         cleanup_free char *token = NULL;
+        const char *env = getenv("SANDPIT_TOKEN");
         if (a->token_file) {
                 r = read_token_file(a->token_file, 1, &token);
                 if (r < 0) {
@@ -60,8 +61,8 @@ int cli_cmd_mcp(CliContext *ctx, const CliArgs *a)
                                  a->token_file, strerror(-r));
                         return r;
                 }
-        } else if (getenv("SANDPIT_TOKEN") && *getenv("SANDPIT_TOKEN")) {
-                token = strdup(getenv("SANDPIT_TOKEN"));
+        } else if (env && *env) {
+                token = strdup(env);
                 if (!token)
                         return -ENOMEM;
         }

@@ -6,6 +6,8 @@
  * must be loopback or configured, against DNS rebinding. Sessions idle for
  * longer than their sandbox's idle time are ended at the next request, and
  * their sandboxes expire on their own meanwhile. */
+#include "mcp-http.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,6 @@
 #include <strings.h>
 
 #include "gw-internal.h"
-#include "mcp-http.h"
 #include "pump.h"
 #include "sandpit/json.h"
 #include "sandpit/macro.h"

@@ -9,11 +9,11 @@
 
 /* What a tool returns at most: each text output stream, an image or a file
  * read whole, a download. Beyond it the result says what was left out. */
-#define MCP_TEXT_MAX     ((size_t) 64 * 1024)
-#define MCP_FILE_MAX     ((size_t) 256 * 1024)
-#define MCP_IMAGE_MAX    ((size_t) 5 * 1024 * 1024)
-#define MCP_ARCHIVE_MAX  ((size_t) 10 * 1024 * 1024)
-#define MCP_LIST_MAX     1000u
+#define MCP_TEXT_MAX      ((size_t) 64 * 1024)
+#define MCP_FILE_MAX      ((size_t) 256 * 1024)
+#define MCP_IMAGE_MAX     ((size_t) 5 * 1024 * 1024)
+#define MCP_ARCHIVE_MAX   ((size_t) 10 * 1024 * 1024)
+#define MCP_LIST_MAX      1000u
 #define MCP_PROGRESS_TAIL 400u /* bytes of output a progress message carries */
 
 typedef struct McpInflight {
@@ -32,7 +32,7 @@ struct McpSession {
         McpInflight *inflight;
         /* Serialises making and renewing the session sandbox; guards the two below. */
         pthread_mutex_t sandbox_lock;
-        char sandbox[64];        /* "" until the first tool needs one */
+        char sandbox[64];            /* "" until the first tool needs one */
         uint64_t sandbox_renewed_us; /* monotonic */
 };
 
@@ -44,8 +44,8 @@ typedef struct {
         json_object *args;           /* borrowed; checked against the input schema */
         json_object *progress_token; /* borrowed, or NULL */
         volatile sig_atomic_t *cancel;
-        bool structured;         /* the revision has structuredContent (2025-06-18 on) */
-        json_object *content;    /* the result's content array */
+        bool structured;      /* the revision has structuredContent (2025-06-18 on) */
+        json_object *content; /* the result's content array */
         json_object *structured_content;
         bool is_error;
         char note[256]; /* said first in the result's text (a sandbox replaced) */

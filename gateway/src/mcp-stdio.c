@@ -2,6 +2,8 @@
  * runs on a thread of its own, so pings and notifications/cancelled are read
  * while it runs; everything else is answered in turn. The session (and its
  * sandbox) ends at end of input or on a stop signal. */
+#include "mcp-stdio.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -9,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mcp-stdio.h"
 #include "sandpit/http-client.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"

@@ -251,8 +251,9 @@ static int target(McpCall *c, char id[64], bool *done)
         if (given) {
                 if (!id_is_valid(given)) {
                         *done = true;
-                        return fail(c, "sandbox_id '%s' is not a sandbox id (list_sandboxes shows "
-                                       "them)",
+                        return fail(c,
+                                    "sandbox_id '%s' is not a sandbox id (list_sandboxes shows "
+                                    "them)",
                                     given);
                 }
                 r = authorize(c, given, err, sizeof(err));
@@ -270,8 +271,7 @@ static int target(McpCall *c, char id[64], bool *done)
         *done = true;
         if (r == -EACCES || r == -ENOKEY)
                 return fail(c, "not allowed: %s", err);
-        return fail(c, "cannot make this session's sandbox: %s",
-                    err[0] ? err : strerror(-r));
+        return fail(c, "cannot make this session's sandbox: %s", err[0] ? err : strerror(-r));
 }
 
 /* A failed backend or agent call as an isError result. */
@@ -332,8 +332,7 @@ static json_object *sandbox_view(McpCall *c, json_object *a)
         put_str(o, "state", json_str(a, "state"));
         put_str(o, "started_at", json_str(a, "started_at"));
         put_str(o, "expires_at", json_str(a, "expires_at"));
-        json_object_object_foreach(json_obj(a, "labels"), k, v)
-        {
+        json_object_object_foreach(json_obj(a, "labels"), k, v) {
                 if (strncmp(k, "sandpit.dev/", 12) != 0)
                         json_object_object_add(md, k, json_object_get(v));
         }
@@ -372,8 +371,7 @@ static int tool_create_sandbox(McpCall *c)
         if (json_field(c->args, "env"))
                 json_object_object_add(req, "env", json_object_get(json_field(c->args, "env")));
         if (json_field(c->args, "metadata")) {
-                json_object_object_foreach(json_obj(c->args, "metadata"), k, v)
-                {
+                json_object_object_foreach(json_obj(c->args, "metadata"), k, v) {
                         (void) v;
                         if (strncmp(k, "sandpit.dev/", 12) == 0)
                                 return fail(c, "metadata keys under sandpit.dev/ are sandpit's "
@@ -403,7 +401,8 @@ static int tool_create_sandbox(McpCall *c)
                         for (size_t i = 0; arr && i < json_object_array_length(rules); i++) {
                                 json_object *e = json_object_new_object();
                                 put_str(e, "cidr",
-                                        json_object_get_string(json_object_array_get_idx(rules, i)));
+                                        json_object_get_string(
+                                                json_object_array_get_idx(rules, i)));
                                 json_object_array_add(arr, e);
                         }
                         json_object_object_add(net, allow ? "allow" : "deny", arr);
@@ -419,8 +418,7 @@ static int tool_create_sandbox(McpCall *c)
 
 static bool labels_match(json_object *labels, json_object *want)
 {
-        json_object_object_foreach(want, k, v)
-        {
+        json_object_object_foreach(want, k, v) {
                 const char *have = json_str(labels, k);
                 if (!have || !streq_ptr(have, json_object_get_string(v)))
                         return false;
@@ -756,8 +754,7 @@ static int code_result(CodeRun *k, json_object *ev)
         bool image = false;
         json_object_object_add(r, "is_main_result",
                                json_object_new_boolean(json_boolean(ev, "is_main_result", false)));
-        json_object_object_foreach(ev, key, v)
-        {
+        json_object_object_foreach(ev, key, v) {
                 if (streq_ptr(key, "type") || streq_ptr(key, "is_main_result"))
                         continue;
                 json_object_array_add(formats, json_object_new_string(key));
@@ -770,11 +767,12 @@ static int code_result(CodeRun *k, json_object *ev)
                                 return -ENOMEM;
                         put_str(img, "type", "image");
                         json_object_object_add(img, "data", json_object_get(v));
-                        put_str(img, "mimeType", streq_ptr(key, "png") ? "image/png" : "image/jpeg");
+                        put_str(img, "mimeType",
+                                streq_ptr(key, "png") ? "image/png" : "image/jpeg");
                         json_object_array_add(k->images, img);
                 } else if (json_object_is_type(v, json_type_string) &&
-                           (streq_ptr(key, "text") || streq_ptr(key, "html") || streq_ptr(key, "markdown") ||
-                            streq_ptr(key, "latex"))) {
+                           (streq_ptr(key, "text") || streq_ptr(key, "html") ||
+                            streq_ptr(key, "markdown") || streq_ptr(key, "latex"))) {
                         json_object_object_add(r, key, capped_string(json_object_get_string(v)));
                 } else if (streq_ptr(key, "json")) {
                         json_object_object_add(r, key, json_object_get(v));
@@ -884,9 +882,9 @@ static int tool_run_code(McpCall *c)
         if (k.error)
                 json_object_object_add(o, "error", json_object_get(k.error));
         json_object_object_add(o, "timed_out", json_object_new_boolean(k.timed_out));
-        json_object_object_add(o, "truncated",
-                               json_object_new_boolean(k.out.dropped || k.err.dropped ||
-                                                       k.texts.dropped));
+        json_object_object_add(
+                o, "truncated",
+                json_object_new_boolean(k.out.dropped || k.err.dropped || k.texts.dropped));
         char n1[96], n2[96], etext[MCP_TEXT_MAX / 4] = "";
         capped_note(&k.out, "stdout", n1, sizeof(n1));
         capped_note(&k.err, "stderr", n2, sizeof(n2));
@@ -1032,8 +1030,7 @@ static int tool_read_file(McpCall *c)
                                      keep, (long long) json_int(st, "size", -1));
         } else if (n <= MCP_FILE_MAX) {
                 char uri[512];
-                snprintf(uri, sizeof(uri), "sandpit://%s%s%s", id, path[0] == '/' ? "" : "/",
-                         path);
+                snprintf(uri, sizeof(uri), "sandpit://%s%s%s", id, path[0] == '/' ? "" : "/", path);
                 r = add_text(c, "%s is binary (%zu bytes): given as a resource", path, n);
                 if (r == 0)
                         r = add_blob(c, uri, "application/octet-stream", d, n);
@@ -1156,7 +1153,7 @@ static int tool_download_files(McpCall *c)
         }
         const char *mime = streq_ptr(format, "zip")   ? "application/zip"
                            : streq_ptr(format, "tar") ? "application/x-tar"
-                                                  : "application/gzip";
+                                                      : "application/gzip";
         char uri[600];
         snprintf(uri, sizeof(uri), "sandpit://%s%s%s?format=%s", id, path[0] == '/' ? "" : "/",
                  path, format);
@@ -1179,17 +1176,17 @@ static int tool_download_files(McpCall *c)
 
 /* ---- the table ---- */
 
-#define SANDBOX_ID_PROP                                                                          \
+#define SANDBOX_ID_PROP                                                                         \
         "\"sandbox_id\":{\"type\":\"string\",\"description\":\"The sandbox to use; omit it to " \
         "use this session's sandbox (made on first use, deleted when the session ends)\"}"
-#define ENV_PROP                                                                                 \
-        "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},"          \
+#define ENV_PROP                                                                       \
+        "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}," \
         "\"description\":\"Environment variables\"}"
-#define SANDBOX_OUT                                                                              \
-        "{\"type\":\"object\",\"properties\":{\"sandbox_id\":{\"type\":\"string\"},"            \
-        "\"template\":{\"type\":\"string\"},\"state\":{\"type\":\"string\"},"                   \
-        "\"started_at\":{\"type\":\"string\"},\"expires_at\":{\"type\":\"string\"},"            \
-        "\"metadata\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}},"    \
+#define SANDBOX_OUT                                                                          \
+        "{\"type\":\"object\",\"properties\":{\"sandbox_id\":{\"type\":\"string\"},"         \
+        "\"template\":{\"type\":\"string\"},\"state\":{\"type\":\"string\"},"                \
+        "\"started_at\":{\"type\":\"string\"},\"expires_at\":{\"type\":\"string\"},"         \
+        "\"metadata\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}}," \
         "\"session_sandbox\":{\"type\":\"boolean\"}},\"required\":[\"sandbox_id\"]}"
 
 const McpTool mcp_tools[] = {
@@ -1265,10 +1262,10 @@ const McpTool mcp_tools[] = {
                 .title = "Read a file",
                 .description = "Read a file from a sandbox: text as text, PNG, JPEG, GIF or "
                                "WebP images as images, other files as a base64 resource.",
-                .input_schema = "{\"type\":\"object\",\"properties\":{"
-                                "\"path\":{\"type\":\"string\",\"description\":\"Absolute, or "
-                                "relative to /home/user\"}," SANDBOX_ID_PROP
-                                "},\"required\":[\"path\"]}",
+                .input_schema =
+                        "{\"type\":\"object\",\"properties\":{"
+                        "\"path\":{\"type\":\"string\",\"description\":\"Absolute, or "
+                        "relative to /home/user\"}," SANDBOX_ID_PROP "},\"required\":[\"path\"]}",
                 .read_only = true,
                 .run = tool_read_file,
         },
@@ -1304,8 +1301,7 @@ const McpTool mcp_tools[] = {
                         "{\"type\":\"object\",\"properties\":{"
                         "\"path\":{\"type\":\"string\",\"description\":\"Default /home/user\"},"
                         "\"depth\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":10,"
-                        "\"description\":\"Levels to descend (default 1)\"}," SANDBOX_ID_PROP
-                        "}}",
+                        "\"description\":\"Levels to descend (default 1)\"}," SANDBOX_ID_PROP "}}",
                 .output_schema =
                         "{\"type\":\"object\",\"properties\":{\"sandbox_id\":{\"type\":"
                         "\"string\"},\"path\":{\"type\":\"string\"},\"entries\":{\"type\":"
@@ -1325,22 +1321,20 @@ const McpTool mcp_tools[] = {
                                 "file\"},"
                                 "\"format\":{\"type\":\"string\",\"enum\":[\"tar.gz\",\"tar\","
                                 "\"zip\"]}," SANDBOX_ID_PROP "},\"required\":[\"path\"]}",
-                .output_schema =
-                        "{\"type\":\"object\",\"properties\":{\"sandbox_id\":{\"type\":"
-                        "\"string\"},\"path\":{\"type\":\"string\"},\"format\":{\"type\":"
-                        "\"string\"},\"uri\":{\"type\":\"string\"},\"bytes\":{\"type\":"
-                        "\"integer\"}},\"required\":[\"sandbox_id\",\"path\",\"format\","
-                        "\"bytes\"]}",
+                .output_schema = "{\"type\":\"object\",\"properties\":{\"sandbox_id\":{\"type\":"
+                                 "\"string\"},\"path\":{\"type\":\"string\"},\"format\":{\"type\":"
+                                 "\"string\"},\"uri\":{\"type\":\"string\"},\"bytes\":{\"type\":"
+                                 "\"integer\"}},\"required\":[\"sandbox_id\",\"path\",\"format\","
+                                 "\"bytes\"]}",
                 .read_only = true,
                 .run = tool_download_files,
         },
         {
                 .name = "create_sandbox",
                 .title = "Create a sandbox",
-                .description =
-                        "Create a sandbox of its own (beside this session's) and return its "
-                        "sandbox_id for the other tools. It is deleted after its timeout "
-                        "(default 300 s; set_timeout extends it) or by kill_sandbox.",
+                .description = "Create a sandbox of its own (beside this session's) and return its "
+                               "sandbox_id for the other tools. It is deleted after its timeout "
+                               "(default 300 s; set_timeout extends it) or by kill_sandbox.",
                 .input_schema =
                         "{\"type\":\"object\",\"properties\":{"
                         "\"template\":{\"type\":\"string\",\"description\":\"Default: "
@@ -1372,9 +1366,9 @@ const McpTool mcp_tools[] = {
                                 "\"type\":\"string\"},\"description\":\"Every key must match\"},"
                                 "\"state\":{\"type\":\"string\",\"enum\":[\"running\","
                                 "\"paused\"]}}}",
-                .output_schema = "{\"type\":\"object\",\"properties\":{\"sandboxes\":{\"type\":"
-                                 "\"array\",\"items\":" SANDBOX_OUT
-                                 "}},\"required\":[\"sandboxes\"]}",
+                .output_schema =
+                        "{\"type\":\"object\",\"properties\":{\"sandboxes\":{\"type\":"
+                        "\"array\",\"items\":" SANDBOX_OUT "}},\"required\":[\"sandboxes\"]}",
                 .read_only = true,
                 .run = tool_list_sandboxes,
         },
@@ -1416,10 +1410,10 @@ const McpTool mcp_tools[] = {
                 .name = "resume_sandbox",
                 .title = "Resume a sandbox",
                 .description = "Thaw a paused sandbox; optionally give it a new timeout.",
-                .input_schema = "{\"type\":\"object\",\"properties\":{"
-                                "\"timeout\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":"
-                                "604800,\"description\":\"Seconds from now\"}," SANDBOX_ID_PROP
-                                "}}",
+                .input_schema =
+                        "{\"type\":\"object\",\"properties\":{"
+                        "\"timeout\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":"
+                        "604800,\"description\":\"Seconds from now\"}," SANDBOX_ID_PROP "}}",
                 .output_schema = SANDBOX_OUT,
                 .idempotent = true,
                 .run = tool_resume_sandbox,
@@ -1471,10 +1465,10 @@ static bool type_ok(json_object *v, const char *type)
 
 static const char *type_word(const char *type)
 {
-        return streq_ptr(type, "integer") ? "an integer"
-               : streq_ptr(type, "array") ? "an array"
+        return streq_ptr(type, "integer")  ? "an integer"
+               : streq_ptr(type, "array")  ? "an array"
                : streq_ptr(type, "object") ? "an object"
-                                       : type;
+                                           : type;
 }
 
 static int check_value(const char *name, json_object *v, json_object *schema, char *err,
@@ -1483,7 +1477,8 @@ static int check_value(const char *name, json_object *v, json_object *schema, ch
         const char *type = json_str(schema, "type");
         if (type && !type_ok(v, type)) {
                 snprintf(err, errlen, "argument '%s' must be %s%s", name,
-                         streq_ptr(type, "string") || streq_ptr(type, "number") || streq_ptr(type, "boolean")
+                         streq_ptr(type, "string") || streq_ptr(type, "number") ||
+                                         streq_ptr(type, "boolean")
                                  ? "a "
                                  : "",
                          type_word(type));
@@ -1494,7 +1489,7 @@ static int check_value(const char *name, json_object *v, json_object *schema, ch
                 bool found = false;
                 for (size_t i = 0; i < json_object_array_length(en); i++)
                         if (streq_ptr(json_object_get_string(json_object_array_get_idx(en, i)),
-                                  json_object_get_string(v)))
+                                      json_object_get_string(v)))
                                 found = true;
                 if (!found) {
                         snprintf(err, errlen, "argument '%s' must be one of %s", name,
@@ -1525,9 +1520,9 @@ static int check_value(const char *name, json_object *v, json_object *schema, ch
                             0)
                                 return -EINVAL;
         json_object *addl = json_field(schema, "additionalProperties");
-        if (json_object_is_type(addl, json_type_object) && json_object_is_type(v, json_type_object)) {
-                json_object_object_foreach(v, k, val)
-                {
+        if (json_object_is_type(addl, json_type_object) &&
+            json_object_is_type(v, json_type_object)) {
+                json_object_object_foreach(v, k, val) {
                         (void) k;
                         if (!type_ok(val, json_str(addl, "type") ?: "")) {
                                 snprintf(err, errlen, "argument '%s' must map names to %ss", name,
@@ -1545,14 +1540,12 @@ int mcp_tool_check_args(const McpTool *t, json_object *args, char *err, size_t e
         if (!schema)
                 return -ENOMEM;
         json_object *props = json_obj(schema, "properties");
-        json_object_object_foreach(args, k, v)
-        {
+        json_object_object_foreach(args, k, v) {
                 json_object *p = json_field(props, k);
                 if (!p) {
                         char names[512] = "";
                         size_t used = 0;
-                        json_object_object_foreach(props, pk, pv)
-                        {
+                        json_object_object_foreach(props, pk, pv) {
                                 (void) pv;
                                 int n = snprintf(names + used, sizeof(names) - used, "%s%s",
                                                  used ? ", " : "", pk);

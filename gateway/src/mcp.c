@@ -99,8 +99,7 @@ unsigned mcp_message_kind(json_object *msg)
         if (!is_request(msg))
                 /* A notification, a response, or something malformed: a
                  * malformed request (no method, say) still needs an answer. */
-                return json_object_is_type(msg, json_type_object) && json_str(msg, "method")
-                               ? 0
+                return json_object_is_type(msg, json_type_object) && json_str(msg, "method") ? 0
                        : json_object_object_get_ex(msg, "result", NULL) ||
                                        json_object_object_get_ex(msg, "error", NULL)
                                ? 0
@@ -196,12 +195,12 @@ static json_object *initialize(McpSession *s, json_object *id, json_object *para
                                      "initialize needs params.protocolVersion (a string)");
         if (params && json_field(params, "capabilities") &&
             !json_object_is_type(json_field(params, "capabilities"), json_type_object))
-                return mcp_error_new(id, MCP_INVALID_PARAMS, "params.capabilities is not an object");
+                return mcp_error_new(id, MCP_INVALID_PARAMS,
+                                     "params.capabilities is not an object");
         pthread_mutex_lock(&s->lock);
         if (s->protocol[0]) {
                 pthread_mutex_unlock(&s->lock);
-                return mcp_error_new(id, MCP_INVALID_REQUEST,
-                                     "the session is already initialized");
+                return mcp_error_new(id, MCP_INVALID_REQUEST, "the session is already initialized");
         }
         /* The client's revision when we speak it, else our newest: the client
          * then decides whether it can go on. */
@@ -320,8 +319,7 @@ static json_object *call_result(McpCall *c)
         return res;
 }
 
-static json_object *tools_call(McpSession *s, json_object *id, json_object *params,
-                               const McpIo *io)
+static json_object *tools_call(McpSession *s, json_object *id, json_object *params, const McpIo *io)
 {
         const char *name = json_str(params, "name");
         if (!name)

@@ -132,7 +132,7 @@ typedef struct {
         HttpServerConfig hc;
         LogFormat log_format;
         LogLevel log_level;
-        char **blocked; /* --blocked-cidr values (borrows argv) */
+        char **blocked;     /* --blocked-cidr values (borrows argv) */
         char **mcp_origins; /* --mcp-allow-origin values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;

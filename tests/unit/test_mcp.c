@@ -53,7 +53,8 @@ static int fake_get(void *b, const char *id, json_object **ret, char *err, size_
                 snprintf(err, errlen, "sandbox %s not found", id);
                 return -ENOENT;
         }
-        *ret = json_tokener_parse("{\"id\":\"sbx1\",\"template\":\"default\",\"state\":\"running\"}");
+        *ret = json_tokener_parse(
+                "{\"id\":\"sbx1\",\"template\":\"default\",\"state\":\"running\"}");
         return 0;
 }
 
@@ -62,9 +63,10 @@ static int fake_list(void *b, json_object **ret, char *err, size_t errlen)
         (void) b;
         (void) err;
         (void) errlen;
-        *ret = json_tokener_parse("[{\"id\":\"sbx1\",\"template\":\"default\",\"state\":\"running\","
-                                  "\"labels\":{\"team\":\"a\"}},{\"id\":\"sbx2\",\"state\":"
-                                  "\"paused\",\"labels\":{\"team\":\"b\"}}]");
+        *ret = json_tokener_parse(
+                "[{\"id\":\"sbx1\",\"template\":\"default\",\"state\":\"running\","
+                "\"labels\":{\"team\":\"a\"}},{\"id\":\"sbx2\",\"state\":"
+                "\"paused\",\"labels\":{\"team\":\"b\"}}]");
         return 0;
 }
 
@@ -387,14 +389,15 @@ static void test_session_sandbox(void **state)
         assert_string_equal(json_str(labels, MCP_LABEL_SESSION), mcp_session_id(fx->s));
         assert_string_equal(json_str(fx->fake.last_create, "template"), "default");
         /* list_sandboxes filters by metadata and marks the session's. */
-        cleanup_json json_object *l = call(fx->s, "list_sandboxes", "{\"metadata\":{\"team\":\"b\"}}");
-        json_object *sbs = json_field(json_obj(json_obj(l, "result"), "structuredContent"),
-                                      "sandboxes");
+        cleanup_json json_object *l =
+                call(fx->s, "list_sandboxes", "{\"metadata\":{\"team\":\"b\"}}");
+        json_object *sbs =
+                json_field(json_obj(json_obj(l, "result"), "structuredContent"), "sandboxes");
         assert_int_equal(json_object_array_length(sbs), 1);
         assert_string_equal(json_str(json_object_array_get_idx(sbs, 0), "sandbox_id"), "sbx2");
         /* An unknown sandbox: an isError result that says what to do. */
-        cleanup_json json_object *k = call(fx->s, "set_timeout",
-                                           "{\"sandbox_id\":\"zzz\",\"timeout\":60}");
+        cleanup_json json_object *k =
+                call(fx->s, "set_timeout", "{\"sandbox_id\":\"zzz\",\"timeout\":60}");
         assert_true(is_error(k));
         assert_non_null(strstr(first_text(k), "list_sandboxes"));
         /* The session ends: its sandbox is deleted. */
@@ -463,7 +466,8 @@ static void test_stdio(void **state)
         close(out[0]);
         /* Three answers, one a line: initialize, the parse error, the call. */
         int lines = 0, parse_errors = 0, results = 0;
-        for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l;
+             l = strtok_r(NULL, "\n", &save)) {
                 cleanup_json json_object *o = json_tokener_parse(l);
                 assert_non_null(o);
                 lines++;
