@@ -39,7 +39,7 @@ struct GwMcp {
  * outlives the handler). */
 typedef struct {
         GwServer *gw;
-        char *api_key;
+        const char *api_key;
 } Caller;
 
 static int authorize(void *userdata, void *request, const char *tool, const char *sandbox_id,
@@ -200,6 +200,7 @@ typedef struct {
         GwMcp *m;
         Entry *e;
         json_object *msg;
+        char *api_key; /* caller.api_key's copy */
         Caller caller;
 } Job;
 
@@ -208,7 +209,7 @@ static void job_free(void *userdata)
         Job *j = userdata;
         entry_put(j->m, j->e);
         json_object_put(j->msg);
-        free(j->caller.api_key);
+        free(j->api_key);
         free(j);
 }
 
@@ -279,7 +280,7 @@ static void post(GwRequest *r, GwMcp *m)
                 return;
         }
         unsigned kind = mcp_message_kind(msg);
-        Caller caller = {.gw = m->gw, .api_key = (char *) gw_header(r, "X-API-KEY")};
+        Caller caller = {.gw = m->gw, .api_key = gw_header(r, "X-API-KEY")};
         if (kind & MCP_MSG_INITIALIZE) {
                 McpSession *s = NULL;
                 json_object *resp = NULL;
@@ -329,7 +330,7 @@ static void post(GwRequest *r, GwMcp *m)
         }
         if ((kind & MCP_MSG_TOOLS_CALL) && accepts(accept, "text/event-stream")) {
                 Job *j = calloc(1, sizeof(*j));
-                if (!j || (caller.api_key && !(j->caller.api_key = strdup(caller.api_key)))) {
+                if (!j || (caller.api_key && !(j->api_key = strdup(caller.api_key)))) {
                         free(j);
                         json_object_put(msg);
                         entry_put(m, e);
@@ -339,7 +340,7 @@ static void post(GwRequest *r, GwMcp *m)
                 j->m = m;
                 j->e = e;
                 j->msg = msg;
-                j->caller.gw = m->gw;
+                j->caller = (Caller){.gw = m->gw, .api_key = j->api_key};
                 gw_pump_respond(r->req, "text/event-stream", sse_run, sse_fail, job_free, j);
                 return;
         }

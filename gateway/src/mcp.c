@@ -96,14 +96,13 @@ unsigned mcp_message_kind(json_object *msg)
                                 k |= MCP_MSG_REQUEST;
                 return k;
         }
-        if (!is_request(msg))
-                /* A notification, a response, or something malformed: a
-                 * malformed request (no method, say) still needs an answer. */
-                return json_object_is_type(msg, json_type_object) && json_str(msg, "method") ? 0
-                       : json_object_object_get_ex(msg, "result", NULL) ||
-                                       json_object_object_get_ex(msg, "error", NULL)
-                               ? 0
-                               : MCP_MSG_REQUEST;
+        if (!is_request(msg)) {
+                bool notification = json_str(msg, "method") != NULL;
+                bool response = json_object_object_get_ex(msg, "result", NULL) ||
+                                json_object_object_get_ex(msg, "error", NULL);
+                /* Anything else is malformed, and its error is an answer. */
+                return notification || response ? 0 : MCP_MSG_REQUEST;
+        }
         const char *m = json_str(msg, "method");
         if (streq_ptr(m, "initialize"))
                 return MCP_MSG_REQUEST | MCP_MSG_INITIALIZE;

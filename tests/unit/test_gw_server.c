@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
 
 #include "../../gateway/src/gateway.h"
+#include "../../gateway/src/mcp.h"
 #include "sandpit/http-server.h"
 #include "sandpit/macro.h"
 
@@ -106,7 +108,18 @@ typedef struct {
         long status;
         char body[8192];
         size_t len;
+        char session[64]; /* Mcp-Session-Id */
 } Reply;
+
+static size_t on_header(char *data, size_t size, size_t n, void *userdata)
+{
+        Reply *r = userdata;
+        size_t len = size * n;
+        if (len > 16 && strncasecmp(data, "Mcp-Session-Id: ", 16) == 0)
+                snprintf(r->session, sizeof(r->session), "%.*s", (int) strcspn(data + 16, "\r\n"),
+                         data + 16);
+        return len;
+}
 
 static size_t on_body(char *data, size_t size, size_t n, void *userdata)
 {
@@ -137,6 +150,8 @@ static Reply call(const char *method, const char *path, const char *const *heade
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
         if (body) {
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -168,7 +183,8 @@ static int setup(void **state)
                 return -1;
         char url[64];
         snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_tcp_port(t.agent));
-        GwConfig gc = {.listen = "127.0.0.1:0"};
+        static const char *const origins[] = {"https://app.example", NULL};
+        GwConfig gc = {.listen = "127.0.0.1:0", .mcp_origins = origins};
         if (gw_backend_local_new(url, TOKEN, &gc.backend) < 0 || gw_server_start(&gc, &t.gw) < 0)
                 return -1;
         snprintf(t.gw_url, sizeof(t.gw_url), "http://127.0.0.1:%u", gw_server_port(t.gw));
@@ -322,6 +338,48 @@ static void test_kill(void **state)
         assert_string_equal(calls(), "GET /v1/sandboxes/" ID ";");
 }
 
+/* MCP at /mcp: Origin, the session header, a tool through the backend. */
+static void test_mcp(void **state)
+{
+        (void) state;
+        pthread_mutex_lock(&t.lock);
+        t.gone = false; /* test_kill deleted it */
+        pthread_mutex_unlock(&t.lock);
+        static const char init[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+                                   "\"params\":{\"protocolVersion\":\"2025-11-25\"}}";
+        const char *evil[] = {"Content-Type: application/json", "Origin: https://evil.example",
+                              NULL};
+        Reply r = call("POST", "/mcp", evil, init, strlen(init));
+        assert_int_equal(r.status, 403);
+        const char *ok[] = {"Content-Type: application/json", "Origin: https://app.example",
+                            "Accept: application/json, text/event-stream", NULL};
+        r = call("POST", "/mcp", ok, init, strlen(init));
+        assert_int_equal(r.status, 200);
+        assert_int_equal(strlen(r.session), MCP_SESSION_ID_LEN);
+        char sid[96];
+        snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", r.session);
+        const char *in[] = {"Content-Type: application/json",
+                            "Accept: application/json, text/event-stream", sid, NULL};
+        calls();
+        static const char create[] =
+                "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{"
+                "\"name\":\"create_sandbox\",\"arguments\":{\"metadata\":{\"u\":\"1\"}}}}";
+        r = call("POST", "/mcp", in, create, strlen(create));
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "event: message\ndata: {"));
+        if (!strstr(r.body, "\"sandbox_id\":\"" ID "\""))
+                fail_msg("no sandbox in %s", r.body);
+        assert_string_equal(calls(), "POST /v1/sandboxes;");
+        assert_non_null(strstr(t.last_body, "\"labels\":{\"u\":\"1\"}"));
+        /* DELETE ends the session; it made no sandbox of its own to delete. */
+        r = call("DELETE", "/mcp", in, NULL, 0);
+        assert_int_equal(r.status, 204);
+        assert_string_equal(calls(), "");
+        static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}";
+        r = call("POST", "/mcp", in, ping, strlen(ping));
+        assert_int_equal(r.status, 404);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -329,6 +387,7 @@ int main(void)
                 cmocka_unit_test(test_process_start_stream),
                 cmocka_unit_test(test_execute_and_files),
                 cmocka_unit_test(test_kill),
+                cmocka_unit_test(test_mcp),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
