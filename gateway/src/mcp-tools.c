@@ -1134,13 +1134,14 @@ static int tool_download_files(McpCall *c)
         if (done)
                 return r;
         const char *path = json_str(c->args, "path");
-        const char *format = json_str(c->args, "format") ?: "tar.gz";
         cleanup_agent_client AgentClient *a = NULL;
         r = agent_for(c, id, &a, &done);
         if (done)
                 return r;
+        /* The agent refuses more file data than this before sending anything. */
+        agent_client_set_max_bytes(a, MCP_ARCHIVE_MAX);
         Collect k = {.max = MCP_ARCHIVE_MAX};
-        r = agent_client_archive_read(a, id, path, NULL, format, MCP_ARCHIVE_MAX, collect, &k);
+        r = agent_client_archive_read(a, id, path, NULL, collect, &k);
         if (r < 0) {
                 strbuf_done(&k.b);
                 if (r == -E2BIG || r == -EFBIG)
@@ -1151,21 +1152,17 @@ static int tool_download_files(McpCall *c)
                                     path, MCP_ARCHIVE_MAX);
                 return agent_failed(c, a, id, r, "cannot archive the files");
         }
-        const char *mime = streq_ptr(format, "zip")   ? "application/zip"
-                           : streq_ptr(format, "tar") ? "application/x-tar"
-                                                      : "application/gzip";
         char uri[600];
-        snprintf(uri, sizeof(uri), "sandpit://%s%s%s?format=%s", id, path[0] == '/' ? "" : "/",
-                 path, format);
-        r = add_text(c, "%s as a %s archive of %zu bytes (the resource below, base64)", path,
-                     format, k.b.len);
+        snprintf(uri, sizeof(uri), "sandpit://%s%s%s?format=tar.gz", id, path[0] == '/' ? "" : "/",
+                 path);
+        r = add_text(c, "%s as a tar.gz archive of %zu bytes (the resource below, base64)", path,
+                     k.b.len);
         if (r == 0)
-                r = add_blob(c, uri, mime, k.b.data ? k.b.data : "", k.b.len);
+                r = add_blob(c, uri, "application/gzip", k.b.data ? k.b.data : "", k.b.len);
         json_object *o = r == 0 ? json_object_new_object() : NULL;
         if (o) {
                 put_str(o, "sandbox_id", id);
                 put_str(o, "path", path);
-                put_str(o, "format", format);
                 put_str(o, "uri", uri);
                 json_object_object_add(o, "bytes", json_object_new_int64((int64_t) k.b.len));
                 set_structured(c, o);
@@ -1313,19 +1310,15 @@ const McpTool mcp_tools[] = {
         {
                 .name = "download_files",
                 .title = "Download files",
-                .description = "Fetch a directory tree (or one file) of a sandbox as an archive "
-                               "(tar.gz by default), returned as a base64 resource, at most 10 "
-                               "MiB.",
+                .description = "Fetch a directory tree (or one file) of a sandbox as a tar.gz "
+                               "archive, returned as a base64 resource, at most 10 MiB.",
                 .input_schema = "{\"type\":\"object\",\"properties\":{"
                                 "\"path\":{\"type\":\"string\",\"description\":\"A directory or "
-                                "file\"},"
-                                "\"format\":{\"type\":\"string\",\"enum\":[\"tar.gz\",\"tar\","
-                                "\"zip\"]}," SANDBOX_ID_PROP "},\"required\":[\"path\"]}",
+                                "file\"}," SANDBOX_ID_PROP "},\"required\":[\"path\"]}",
                 .output_schema = "{\"type\":\"object\",\"properties\":{\"sandbox_id\":{\"type\":"
-                                 "\"string\"},\"path\":{\"type\":\"string\"},\"format\":{\"type\":"
-                                 "\"string\"},\"uri\":{\"type\":\"string\"},\"bytes\":{\"type\":"
-                                 "\"integer\"}},\"required\":[\"sandbox_id\",\"path\",\"format\","
-                                 "\"bytes\"]}",
+                                 "\"string\"},\"path\":{\"type\":\"string\"},\"uri\":{\"type\":"
+                                 "\"string\"},\"bytes\":{\"type\":\"integer\"}},\"required\":["
+                                 "\"sandbox_id\",\"path\",\"bytes\"]}",
                 .read_only = true,
                 .run = tool_download_files,
         },

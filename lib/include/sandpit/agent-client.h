@@ -35,10 +35,16 @@ static inline void agent_client_freep(AgentClient **c)
         agent_client_free(*c);
 }
 #define cleanup_agent_client __attribute__((cleanup(agent_client_freep)))
+/* A new client for the same agent, token and settings, with its own
+ * connection: for a second thread. */
+int agent_client_dup(const AgentClient *c, AgentClient **ret);
 
 /* Bound on each non-streamed exchange; 0 (the default): none. Streams are
  * never bounded. */
 void agent_client_set_timeout(AgentClient *c, long timeout_ms);
+/* The max_bytes asked for file uploads and archives both ways (docs/files.md);
+ * 0 (the default): the agent's own limit. */
+void agent_client_set_max_bytes(AgentClient *c, uint64_t max_bytes);
 /* While *flag is non-zero, a call in flight (a stream included) stops within
  * about a second with -ECANCELED; NULL detaches. */
 void agent_client_set_cancel(AgentClient *c, const volatile sig_atomic_t *flag);
@@ -101,13 +107,14 @@ int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path,
                                int fd, json_object **ret);
 int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
                             const void *data, size_t len, json_object **ret);
-/* The tree below path (or the file path) as an archive: format "tar.gz",
- * "tar" or "zip" (NULL: tar.gz); max_bytes 0: the agent's limit, else more
- * file data than that is -E2BIG (413) before anything is sent. The archive's
- * bytes go to on_data as they arrive. */
+/* A directory (or a file) as tar.gz: its bytes go to on_data as they arrive. */
 int agent_client_archive_read(AgentClient *c, const char *id, const char *path, const char *user,
-                              const char *format, uint64_t max_bytes, HttpDataFn on_data,
-                              void *userdata);
+                              HttpDataFn on_data, void *userdata);
+/* Unpacks the archive in fd (tar, tar.gz or zip, read to its end) into the
+ * directory path, made if missing; *ret (may be NULL) the agent's answer
+ * ({"path", "entries", "bytes"}). */
+int agent_client_archive_write_fd(AgentClient *c, const char *id, const char *path,
+                                  const char *user, int fd, json_object **ret);
 /* depth 0: the agent's default (1). *ret the array of entries. */
 int agent_client_ls(AgentClient *c, const char *id, const char *path, const char *user,
                     unsigned depth, json_object **ret);
