@@ -139,6 +139,22 @@ def test_bad_arguments_are_tool_errors(mcp, agent):
     assert set(session_sandboxes(agent)) == before  # bad input made nothing
 
 
+def test_sandbox_lifecycle(mcp):
+    out = mcp("lifecycle")
+    assert out["made"]["state"] == "running" and out["made"]["session"] is False
+    assert out["made"]["metadata"]["run"].startswith("mcp-")
+    assert out["listed"] == [True]
+    assert out["env"] == "yes\n"
+    assert out["timeoutMoved"] is True
+    assert out["paused"] == "paused"
+    assert out["whilePaused"]["isError"] is True and "resume_sandbox" in out["whilePaused"]["text"]
+    assert out["resumed"] == "running"
+    assert out["metrics"] is True
+    assert out["killed"] is True
+    assert out["killAgain"]["isError"] is True and "not found" in out["killAgain"]["text"]
+    assert out["listedAfter"] == 0
+
+
 def test_session_end_kills_its_sandbox(mcp, agent):
     out = mcp("session")
     assert out["stdout"] == "42\n"

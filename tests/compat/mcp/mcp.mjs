@@ -124,6 +124,28 @@ if (scenario === 'tools') {
   const l = await client.callTool({ name: 'list_sandboxes', arguments: {} })
   out.sessionSandboxes = l.structuredContent.sandboxes.filter(s => s.session_sandbox).length
   await end()
+} else if (scenario === 'lifecycle') {
+  const run = `mcp-${process.pid}`
+  const c = await client.callTool({ name: 'create_sandbox', arguments: { metadata: { run }, timeout: 120, env: { FROM_MCP: 'yes' } } })
+  const id = c.structuredContent.sandbox_id
+  console.log(JSON.stringify({ created: [id] }))
+  out.made = { state: c.structuredContent.state, session: c.structuredContent.session_sandbox, metadata: c.structuredContent.metadata }
+  const l = await client.callTool({ name: 'list_sandboxes', arguments: { metadata: { run } } })
+  out.listed = l.structuredContent.sandboxes.map(s => s.sandbox_id === id)
+  out.env = (await client.callTool({ name: 'run_command', arguments: { command: 'echo $FROM_MCP', sandbox_id: id } })).structuredContent.stdout
+  const t = await client.callTool({ name: 'set_timeout', arguments: { sandbox_id: id, timeout: 600 } })
+  out.timeoutMoved = Date.parse(t.structuredContent.expires_at) - Date.now() > 300_000
+  out.paused = (await client.callTool({ name: 'pause_sandbox', arguments: { sandbox_id: id } })).structuredContent.state
+  const busy = await client.callTool({ name: 'run_command', arguments: { command: 'true', sandbox_id: id } })
+  out.whilePaused = { isError: busy.isError ?? false, text: text(busy) }
+  out.resumed = (await client.callTool({ name: 'resume_sandbox', arguments: { sandbox_id: id } })).structuredContent.state
+  const m = await client.callTool({ name: 'get_metrics', arguments: { sandbox_id: id } })
+  out.metrics = typeof m.structuredContent.metrics.memory_used === 'number'
+  out.killed = (await client.callTool({ name: 'kill_sandbox', arguments: { sandbox_id: id } })).structuredContent.killed
+  const again = await client.callTool({ name: 'kill_sandbox', arguments: { sandbox_id: id } })
+  out.killAgain = { isError: again.isError ?? false, text: text(again) }
+  out.listedAfter = (await client.callTool({ name: 'list_sandboxes', arguments: { metadata: { run } } })).structuredContent.sandboxes.length
+  await end()
 } else if (scenario === 'session') {
   const r = await client.callTool({ name: 'run_command', arguments: { command: 'echo $((6*7))' } })
   out.stdout = r.structuredContent.stdout
