@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -380,6 +381,52 @@ static void test_mcp(void **state)
         assert_int_equal(r.status, 404);
 }
 
+/* An HTTP session unused for its idle time ends at the next request to
+ * /mcp, and its sandbox with it. */
+static void test_mcp_idle(void **state)
+{
+        (void) state;
+        pthread_mutex_lock(&t.lock);
+        t.gone = false;
+        pthread_mutex_unlock(&t.lock);
+        char agent_url[64], saved[64];
+        snprintf(agent_url, sizeof(agent_url), "http://127.0.0.1:%u",
+                 http_server_tcp_port(t.agent));
+        GwConfig gc = {.listen = "127.0.0.1:0", .mcp_idle_s = 1};
+        GwServer *gw = NULL;
+        assert_int_equal(gw_backend_local_new(agent_url, TOKEN, &gc.backend), 0);
+        assert_int_equal(gw_server_start(&gc, &gw), 0);
+        snprintf(saved, sizeof(saved), "%s", t.gw_url);
+        snprintf(t.gw_url, sizeof(t.gw_url), "http://127.0.0.1:%u", gw_server_port(gw));
+        static const char init[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+                                   "\"params\":{\"protocolVersion\":\"2025-11-25\"}}";
+        const char *json[] = {"Content-Type: application/json", NULL};
+        Reply r = call("POST", "/mcp", json, init, strlen(init));
+        assert_int_equal(r.status, 200);
+        char sid[96];
+        snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", r.session);
+        const char *in[] = {"Content-Type: application/json", sid, NULL};
+        static const char metrics[] = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\","
+                                      "\"params\":{\"name\":\"get_metrics\"}}";
+        calls();
+        r = call("POST", "/mcp", in, metrics, strlen(metrics));
+        assert_int_equal(r.status, 200); /* JSON: no text/event-stream in Accept */
+        assert_non_null(strstr(calls(), "POST /v1/sandboxes;"));
+        /* Other requests come (no session: 400) until the idle one is reaped. */
+        static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}";
+        bool deleted = false;
+        for (int i = 0; i < 400 && !deleted; i++) {
+                assert_int_equal(call("POST", "/mcp", json, ping, strlen(ping)).status, 400);
+                deleted = strstr(calls(), "DELETE /v1/sandboxes/" ID ";") != NULL;
+                if (!deleted)
+                        usleep(50 * 1000);
+        }
+        assert_true(deleted);
+        assert_int_equal(call("POST", "/mcp", in, ping, strlen(ping)).status, 404);
+        gw_server_free(gw);
+        snprintf(t.gw_url, sizeof(t.gw_url), "%s", saved);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -388,6 +435,7 @@ int main(void)
                 cmocka_unit_test(test_execute_and_files),
                 cmocka_unit_test(test_kill),
                 cmocka_unit_test(test_mcp),
+                cmocka_unit_test(test_mcp_idle),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
