@@ -20,6 +20,10 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
+/* A comment on a silent SSE stream this often: fetch() in Node.js gives up
+ * on a body idle for 300 s, and proxies sooner. */
+#define MCP_SSE_KEEPALIVE_MS 15000
+
 typedef struct Entry {
         McpSession *s;
         unsigned refs; /* the table's (while listed) and each request's */
@@ -218,12 +222,12 @@ static int sse_send(json_object *msg, void *userdata)
         GwPump *p = userdata;
         const char *s = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN |
                                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!s)
+        /* One write an event: a keepalive only ever falls between events. */
+        cleanup_free char *ev = NULL;
+        int n = s ? asprintf(&ev, "event: message\ndata: %s\n\n", s) : -1;
+        if (n < 0)
                 return -ENOMEM;
-        int r = gw_pump_write(p, "event: message\ndata: ", 21);
-        if (r == 0)
-                r = gw_pump_write(p, s, strlen(s));
-        return r < 0 ? r : gw_pump_write(p, "\n\n", 2);
+        return gw_pump_write(p, ev, (size_t) n);
 }
 
 static int sse_run(GwPump *p, void *userdata)
@@ -341,7 +345,8 @@ static void post(GwRequest *r, GwMcp *m)
                 j->e = e;
                 j->msg = msg;
                 j->caller = (Caller){.gw = m->gw, .api_key = j->api_key};
-                gw_pump_respond(r->req, "text/event-stream", sse_run, sse_fail, job_free, j);
+                gw_pump_respond_keepalive(r->req, "text/event-stream", ": keepalive\n\n",
+                                          MCP_SSE_KEEPALIVE_MS, sse_run, sse_fail, job_free, j);
                 return;
         }
         McpIo io = {.request = &caller};

@@ -28,3 +28,10 @@ volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p);
  * destroy(userdata) runs once, after fn has returned. */
 void gw_pump_respond(HttpRequest *req, const char *content_type, GwPumpFn fn, GwPumpFailFn fail,
                      void (*destroy)(void *userdata), void *userdata);
+/* The same, sending keepalive (a static string the format allows between
+ * messages, such as an SSE comment) after every interval_ms without output,
+ * so that clients and proxies do not time out a long silent call. Each
+ * gw_pump_write() should then carry whole messages. */
+void gw_pump_respond_keepalive(HttpRequest *req, const char *content_type, const char *keepalive,
+                               int interval_ms, GwPumpFn fn, GwPumpFailFn fail,
+                               void (*destroy)(void *userdata), void *userdata);

@@ -213,3 +213,21 @@ def test_http_transport_rules(agent):
     assert post(agent, None, s, method="GET")[0] == 405
     assert post(agent, None, s, method="DELETE")[0] == 204
     assert post(agent, {"jsonrpc": "2.0", "id": 5, "method": "ping"}, s)[0] == 404
+
+
+def test_http_sse_keepalive(agent):
+    """A call silent for longer than the keepalive interval (15 s) gets SSE
+    comments meanwhile, so clients and proxies keep the stream open."""
+    status, headers, _ = post(agent, {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-11-25"}})
+    assert status == 200
+    s = {"Mcp-Session-Id": headers["Mcp-Session-Id"]}
+    try:
+        status, headers, body = post(agent, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_command", "arguments": {"command": "sleep 20; echo done"}}}, s)
+        assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+        text = body.decode()
+        assert ": keepalive\n\n" in text
+        answer = json.loads([l for l in text.splitlines() if l.startswith("data: ")][-1][6:])
+        assert answer["result"]["structuredContent"]["stdout"] == "done\n"
+    finally:
+        assert post(agent, None, s, method="DELETE")[0] == 204
