@@ -96,6 +96,8 @@ static ssize_t pump_read(void *cls, int client_fd, char *buf, size_t max)
                 if (n < 0)
                         return negative_errno();
                 if (n == 0) {
+                        if (!p->keepalive)
+                                continue;
                         size_t k = strlen(p->keepalive);
                         if (k > max)
                                 continue;
