@@ -106,6 +106,8 @@ typedef enum {
         GW_ACTION_CODE,     /* the code interpreter's /execute */
         GW_ACTION_CONTEXTS, /* the code interpreter's /contexts (the SDK sends no access token) */
         GW_ACTION_PORT,     /* any other port (getHost): public, as E2B's are by default */
+        GW_ACTION_MCP,      /* /mcp (path: "/mcp"), and each MCP tool (path: the tool's name;
+                             * sandbox_id: the sandbox it touches, "" to create one) */
 } GwAction;
 
 /* The label that holds a sandbox's namespace (docs/auth.md): set at create
@@ -148,6 +150,11 @@ typedef struct {
          * agent's state tmpfs); NULL: memory only. */
         const char *token_file;
         void *authorize_userdata;
+        /* MCP at /mcp (docs/mcp.md): Origin values allowed besides loopback
+         * ones (NULL-terminated, may be NULL), and a session's idle time (0:
+         * MCP_SANDBOX_IDLE_DEFAULT). */
+        const char *const *mcp_origins;
+        unsigned mcp_idle_s;
 } GwConfig;
 
 #define GW_MAX_BODY ((size_t) 64 * 1024 * 1024)

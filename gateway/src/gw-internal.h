@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "gateway.h"
+#include "mcp-http.h"
 #include "route.h"
 #include "sandpit/http-server.h"
 
@@ -26,9 +27,10 @@ struct GwServer {
         pthread_mutex_t lock; /* guards tokens and token_file */
         GwToken *tokens;
         size_t n_tokens;
+        GwMcp *mcp;
 };
 
-typedef struct {
+typedef struct GwRequest {
         GwServer *gw;
         HttpRequest *req;
         char **headers; /* alternating names and values */

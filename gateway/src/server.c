@@ -53,7 +53,7 @@ static GwAction action_of(const GwRequest *r)
 {
         switch (r->route.kind) {
         case GW_ROUTE_CONTROL:
-                return GW_ACTION_CONTROL;
+                return streq(r->path, "/mcp") ? GW_ACTION_MCP : GW_ACTION_CONTROL;
         case GW_ROUTE_CODE:
                 return strncmp(r->path, "/contexts", 9) == 0 ? GW_ACTION_CONTEXTS : GW_ACTION_CODE;
         case GW_ROUTE_PORT:
@@ -125,7 +125,10 @@ static void handle(HttpRequest *req, void *userdata)
         }
         switch (r.route.kind) {
         case GW_ROUTE_CONTROL:
-                gw_control_handle(&r);
+                if (ar.action == GW_ACTION_MCP)
+                        gw_mcp_handle(&r);
+                else
+                        gw_control_handle(&r);
                 break;
         case GW_ROUTE_ENVD:
                 gw_envd_handle(&r);
@@ -152,6 +155,8 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret)
         int r = 0;
         if (cfg->token_file && !(gw->token_file = strdup(cfg->token_file)))
                 r = -ENOMEM;
+        if (r == 0)
+                r = gw_mcp_new(gw, cfg->mcp_origins, cfg->mcp_idle_s, &gw->mcp);
         if (r == 0)
                 r = gw_token_load(gw);
         if (r == 0 && gw->n_tokens > 0) {
@@ -189,6 +194,7 @@ void gw_server_free(GwServer *gw)
         if (!gw)
                 return;
         http_server_free(gw->http);
+        gw_mcp_free(gw->mcp);
         gw_backend_done(&gw->backend);
         if (gw->tokens)
                 explicit_bzero(gw->tokens, gw->n_tokens * sizeof(*gw->tokens));

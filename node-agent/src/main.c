@@ -70,6 +70,8 @@ static void usage(FILE *f)
               "                          mode, a Kubernetes token; none: any key, one\n"
               "                          namespace for all (loopback development only)\n"
               "  --gateway-key-file FILE the API keys (default <state-dir>/gateway-keys)\n"
+              "  --mcp-allow-origin ORIGIN  an Origin allowed on /mcp besides loopback ones\n"
+              "                          (repeatable)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -143,8 +145,9 @@ typedef struct {
         HttpServerConfig hc;
         LogFormat log_format;
         LogLevel log_level;
-        char **blocked; /* --blocked-cidr values (borrows argv) */
-        char **pools;   /* --pool values (borrows argv) */
+        char **blocked;     /* --blocked-cidr values (borrows argv) */
+        char **pools;       /* --pool values (borrows argv) */
+        char **mcp_origins; /* --mcp-allow-origin values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -165,6 +168,7 @@ enum {
         OPT_GATEWAY_LISTEN,
         OPT_GATEWAY_AUTH,
         OPT_GATEWAY_KEY_FILE,
+        OPT_MCP_ALLOW_ORIGIN,
         OPT_TOKEN_FILE,
         OPT_STATE_DIR,
         OPT_TEMPLATES_DIR,
@@ -214,6 +218,7 @@ static const struct option options[] = {
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
         {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
+        {"mcp-allow-origin", required_argument, NULL, OPT_MCP_ALLOW_ORIGIN},
         {"dns", required_argument, NULL, OPT_DNS},
         {"net-table", required_argument, NULL, OPT_NET_TABLE},
         {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -238,7 +243,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0, npools = 0;
+        size_t nblocked = 0, npools = 0, norigins = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -315,6 +320,9 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_BLOCKED_CIDR:
                         d->blocked[nblocked++] = optarg;
+                        break;
+                case OPT_MCP_ALLOW_ORIGIN:
+                        d->mcp_origins[norigins++] = optarg;
                         break;
                 case OPT_DNS:
                         cfg->net.dns = optarg;
@@ -624,6 +632,7 @@ static int setup_gateway(Daemon *d)
                 return -ENOMEM;
         GwConfig gc = {.listen = d->gateway_listen,
                        .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL},
+                       .mcp_origins = (const char *const *) d->mcp_origins,
                        .token_file = tokens,
                        .authorize = gw_auth_authorize};
         int r = setup_gateway_auth(d);
@@ -684,6 +693,7 @@ static void daemon_free(Daemon *d)
         }
         free(d->blocked);
         free(d->pools);
+        free(d->mcp_origins);
 }
 
 int main(int argc, char **argv)
@@ -701,8 +711,9 @@ int main(int argc, char **argv)
                               .net.table = "sandpit"},
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
                 .pools = calloc((size_t) argc + 1, sizeof(char *)),
+                .mcp_origins = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked || !d.pools) {
+        if (!d.blocked || !d.pools || !d.mcp_origins) {
                 daemon_free(&d);
                 return 1;
         }
