@@ -15,10 +15,12 @@
 #include "api.h"
 #include "cluster-args.h"
 #include "gateway.h"
+#include "image.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "sandpit/quantity.h"
 #include "sandpit/util.h"
 
 #define MAX_BODY ((size_t) 16 * 1024 * 1024)
@@ -59,6 +61,12 @@ static void usage(FILE *f)
               "                          this agent's sandboxes\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
+              "  --images-dir DIR        pulled images (default /var/lib/sandpit/images)\n"
+              "  --registry-ca FILE      CA bundle for registries (default: the system's)\n"
+              "  --insecure-registry HOST[:PORT]  pull from it over plain HTTP (repeatable)\n"
+              "  --registry-auth-file FILE  registry credentials (docker config.json)\n"
+              "  --default-registry HOST[:PORT]  for image names without a registry\n"
+              "  --image-max-layer-size BYTES  per layer, packed and unpacked (default 4Gi)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
               "  --kernels-dir DIR       code-interpreter kernels (default: "
               "../share/sandpit/kernels\n"
@@ -130,7 +138,8 @@ typedef struct {
         HttpServerConfig hc;
         LogFormat log_format;
         LogLevel log_level;
-        char **blocked; /* --blocked-cidr values (borrows argv) */
+        char **blocked;  /* --blocked-cidr values (borrows argv) */
+        char **insecure; /* --insecure-registry values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -172,6 +181,12 @@ enum {
         OPT_HTTP_IDLE_TIMEOUT,
         OPT_HTTP_MAX_UNAUTH,
         OPT_HTTP_MAX_UNAUTH_PER_IP,
+        OPT_IMAGES_DIR,
+        OPT_REGISTRY_CA,
+        OPT_INSECURE_REGISTRY,
+        OPT_REGISTRY_AUTH_FILE,
+        OPT_DEFAULT_REGISTRY,
+        OPT_IMAGE_MAX_LAYER_SIZE,
         OPT_HELP,
 };
 static const struct option options[] = {
@@ -206,6 +221,12 @@ static const struct option options[] = {
         {"http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT},
         {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
         {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
+        {"images-dir", required_argument, NULL, OPT_IMAGES_DIR},
+        {"registry-ca", required_argument, NULL, OPT_REGISTRY_CA},
+        {"insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY},
+        {"registry-auth-file", required_argument, NULL, OPT_REGISTRY_AUTH_FILE},
+        {"default-registry", required_argument, NULL, OPT_DEFAULT_REGISTRY},
+        {"image-max-layer-size", required_argument, NULL, OPT_IMAGE_MAX_LAYER_SIZE},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
 };
@@ -214,7 +235,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0;
+        size_t nblocked = 0, ninsecure = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -238,6 +259,29 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_TEMPLATES_DIR:
                         cfg->templates_dir = optarg;
+                        break;
+                case OPT_IMAGES_DIR:
+                        cfg->images_dir = optarg;
+                        break;
+                case OPT_REGISTRY_CA:
+                        cfg->registry_ca = optarg;
+                        break;
+                case OPT_INSECURE_REGISTRY:
+                        d->insecure[ninsecure++] = optarg;
+                        break;
+                case OPT_REGISTRY_AUTH_FILE:
+                        cfg->registry_auth_file = optarg;
+                        break;
+                case OPT_DEFAULT_REGISTRY:
+                        cfg->default_registry = optarg;
+                        break;
+                case OPT_IMAGE_MAX_LAYER_SIZE:
+                        if (quantity_parse_bytes(optarg, &cfg->image_max_layer_size) < 0 ||
+                            cfg->image_max_layer_size == 0) {
+                                fprintf(stderr, "sandpit-agent: bad --image-max-layer-size %s\n",
+                                        optarg);
+                                return 2;
+                        }
                         break;
                 case OPT_INIT:
                         cfg->init_path = optarg;
@@ -437,6 +481,26 @@ static int setup_cgroups(Daemon *d)
         return agent_setup_cgroups(&d->agent);
 }
 
+/* The image store (docs/images.md): made here, emptied of half-done pulls. */
+static int setup_images(Daemon *d)
+{
+        const AgentConfig *cfg = &d->agent.cfg;
+        ImageStoreConfig ic = {.dir = cfg->images_dir,
+                               .ca_file = cfg->registry_ca,
+                               .insecure = cfg->insecure_registries,
+                               .auth_file = cfg->registry_auth_file,
+                               .default_registry = cfg->default_registry,
+                               .max_layer_size = cfg->image_max_layer_size};
+        int r = image_store_new(&ic, &d->agent.images);
+        return r < 0 ? log_error_errno(r, "cannot open the image store %s", cfg->images_dir) : 0;
+}
+
+static void undo_images(Daemon *d)
+{
+        image_store_free(d->agent.images);
+        d->agent.images = NULL;
+}
+
 /* Re-adopts the sandboxes a previous agent left running. */
 static int setup_recover(Daemon *d)
 {
@@ -533,6 +597,7 @@ static const SetupStep setup_steps[] = {
         {check_init, NULL},        /* sandpit-init executable */
         {setup_network, NULL},     /* --sandbox-cidr, leases */
         {setup_cgroups, NULL},     /* --cgroup-parent */
+        {setup_images, undo_images}, /* --images-dir, registries */
         {setup_recover, NULL},     /* re-adopt running sandboxes */
         {setup_monitor, NULL},     /* deadlines, dead inits, metrics sampler */
         {setup_http, undo_http},   /* unix socket, --listen */
@@ -551,6 +616,7 @@ static void daemon_free(Daemon *d)
                 free(d->token);
         }
         free(d->blocked);
+        free(d->insecure);
 }
 
 int main(int argc, char **argv)
@@ -562,14 +628,21 @@ int main(int argc, char **argv)
                 .log_level = LOG_LEVEL_INFO,
                 .agent.cfg = {.state_dir = "/run/sandpit",
                               .templates_dir = "/var/lib/sandpit/templates",
+                              .images_dir = "/var/lib/sandpit/images",
+                              .image_max_layer_size = 4ull << 30,
                               .runtime = "runc",
                               .cgroup_parent = "sandpit",
                               .cgroup_version = CG_VERSION_AUTO,
                               .net.table = "sandpit"},
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
+                .insecure = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked)
+        if (!d.blocked || !d.insecure) {
+                free(d.blocked);
+                free(d.insecure);
                 return 1;
+        }
+        d.agent.cfg.insecure_registries = d.insecure;
         d.agent.cfg.net.blocked_cidrs = d.blocked;
         int status = parse_options(argc, argv, &d);
         if (status >= 0) {

@@ -21,10 +21,12 @@
 #include "bundle.h"
 #include "code.h"
 #include "exec.h"
+#include "image.h"
 #include "initproto.h"
 #include "metrics.h"
 #include "net.h"
 #include "rootfs.h"
+#include "sandpit/json.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
 #include "sandpit/log.h"
@@ -158,6 +160,82 @@ static bool delete_requested(Agent *a, Sandbox *sb)
         return r;
 }
 
+/* Prepends NAME=value defaults to env, unless env names them. */
+static int env_add_defaults(char ***env, char **defaults)
+{
+        size_t n = 0, k = 0;
+        STRV_FOREACH(e, *env)
+                n++;
+        STRV_FOREACH(e, defaults)
+                k++;
+        char **v = calloc(n + k + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        size_t m = 0;
+        STRV_FOREACH(d, defaults) {
+                size_t klen = strcspn(*d, "=");
+                bool overridden = false;
+                STRV_FOREACH(e, *env)
+                        if (strncmp(*e, *d, klen) == 0 && (*e)[klen] == '=')
+                                overridden = true;
+                if (!overridden && !(v[m++] = strdup(*d))) {
+                        strv_free(v);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                v[m++] = (*env)[i];
+        free(*env);
+        *env = v;
+        return 0;
+}
+
+/* The spec's template: a directory, or a pulled (and if need be pulled now)
+ * image whose config gives the defaults the request left out. */
+static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *err,
+                             size_t errlen)
+{
+        const char *name = spec->template_name;
+        if (strncmp(name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) != 0) {
+                int r = template_load(a->cfg.templates_dir, name, ret);
+                if (r < 0) {
+                        (void) snprintf(err, errlen, "template %s %s", name,
+                                        r == -ENOENT ? "not found" : "is not usable");
+                        return r == -EINVAL ? -ENOENT : r;
+                }
+                return 0;
+        }
+        const char *ref = name + strlen(IMAGE_TEMPLATE_PREFIX);
+        cleanup_json json_object *img = NULL;
+        int r = image_pull(a->images, ref, false, &img, err, errlen);
+        if (r < 0)
+                return r;
+        Template *t = NULL;
+        if ((r = image_template(a->images, ref, &t, err, errlen)) < 0)
+                return r;
+        /* The canonical name: what the sandbox shows and what image removal checks. */
+        free(spec->template_name);
+        spec->template_name = strdup(t->name);
+        if (!spec->user) {
+                /* "name:group" or "uid:gid": the user part; the group is the user's. */
+                const char *u = t->user ? t->user : "root";
+                spec->user = strndup(u, strcspn(u, ":"));
+                if (spec->user && !*spec->user) {
+                        free(spec->user);
+                        spec->user = strdup("root");
+                }
+        }
+        if (!spec->cwd && t->workdir)
+                spec->cwd = strdup(t->workdir);
+        if (!spec->template_name || !spec->user || (t->workdir && !spec->cwd) ||
+            env_add_defaults(&spec->env, t->env) < 0) {
+                template_free(t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen)
 {
         Sandbox *sb = calloc(1, sizeof(*sb));
@@ -171,12 +249,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         sb->state = SANDBOX_CREATING;
 
         Template *tpl = NULL;
-        int r = template_load(a->cfg.templates_dir, sb->spec.template_name, &tpl);
+        int r = template_for_spec(a, &sb->spec, &tpl, err, errlen);
         if (r < 0) {
-                (void) snprintf(err, errlen, "template %s %s", sb->spec.template_name,
-                                r == -ENOENT ? "not found" : "is not usable");
                 sandbox_free(sb);
-                return r == -EINVAL ? -ENOENT : r;
+                return r;
         }
 
         if ((r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
@@ -250,7 +326,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
-        if ((r = rootfs_mount(sb->dir, tpl->rootfs, sb->spec.disk)) < 0)
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk)) < 0)
                 goto fail;
         t_mount = now_monotonic_us();
         step = "set up the network";

@@ -59,6 +59,7 @@ typedef struct {
         pid_t init_pid;    /* the only peer the agent talks to on it */
         char **env;
         char *user;
+        char *cwd; /* the sandbox's default for commands; NULL: the user's home */
         char *id;
         char **secret_names; /* the sandbox's secret env names (values: only in init) */
 } SandboxExecInfo;
