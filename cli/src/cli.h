@@ -43,6 +43,7 @@ typedef enum {
         CLI_CMD_METRICS,
         CLI_CMD_PAUSE,
         CLI_CMD_RESUME,
+        CLI_CMD_TEMPLATE, /* image.c */
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -160,6 +161,8 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path);
 /* cp, fs (files.c), with the helpers of commands.c they share. */
 int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
 int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
+/* template pull|images|rm (image.c). */
+int cli_cmd_template(CliContext *ctx, const CliArgs *a);
 int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
                  json_object **ret);
 int cli_api_error(CliContext *ctx, long status, json_object *body);

@@ -261,6 +261,8 @@ static int layer_fetch(ImageStore *s, OciRegistry *reg, const OciDescriptor *d, 
                 return r;
         }
         r = image_layer_unpack(fd, tmp, s->max_layer_size, err, errlen);
+        if (r == -EPERM) /* an entry that would leave the layer: a bad upstream */
+                r = -EBADMSG;
         if (r == 0 && rename(tmp, final) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
                 r = -errno;
                 (void) snprintf(err, errlen, "cannot store layer %s: %s", d->digest, strerror(-r));
