@@ -99,12 +99,23 @@ static const OptionSpec option_specs[] = {
 };
 
 static const char *const command_names[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",           [CLI_CMD_GET] = "get",
-        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",         [CLI_CMD_KILL] = "kill",
-        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",           [CLI_CMD_SIGNAL] = "signal",
-        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",       [CLI_CMD_CP] = "cp",
-        [CLI_CMD_FS] = "fs",           [CLI_CMD_METRICS] = "metrics", [CLI_CMD_PAUSE] = "pause",
-        [CLI_CMD_RESUME] = "resume",   [CLI_CMD_TEMPLATE] = "template",
+        [CLI_CMD_CREATE] = "create",
+        [CLI_CMD_LS] = "ls",
+        [CLI_CMD_GET] = "get",
+        [CLI_CMD_EXEC] = "exec",
+        [CLI_CMD_RUN] = "run",
+        [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout",
+        [CLI_CMD_PS] = "ps",
+        [CLI_CMD_SIGNAL] = "signal",
+        [CLI_CMD_ATTACH] = "attach",
+        [CLI_CMD_CODE] = "code",
+        [CLI_CMD_CP] = "cp",
+        [CLI_CMD_FS] = "fs",
+        [CLI_CMD_METRICS] = "metrics",
+        [CLI_CMD_PAUSE] = "pause",
+        [CLI_CMD_RESUME] = "resume",
+        [CLI_CMD_TEMPLATE] = "template",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {

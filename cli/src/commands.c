@@ -774,14 +774,22 @@ static int cmd_resume(CliContext *ctx, const CliArgs *a)
 
 /* One handler a command (args.c has the names, usages and options). */
 static int (*const command_handlers[CLI_CMD_COUNT])(CliContext *ctx, const CliArgs *a) = {
-        [CLI_CMD_CREATE] = cmd_create,   [CLI_CMD_LS] = cmd_ls,
-        [CLI_CMD_GET] = cmd_get,         [CLI_CMD_EXEC] = cmd_exec,
-        [CLI_CMD_RUN] = cmd_run,         [CLI_CMD_KILL] = cmd_kill,
-        [CLI_CMD_TIMEOUT] = cmd_timeout, [CLI_CMD_PS] = cmd_ps,
-        [CLI_CMD_SIGNAL] = cmd_signal,   [CLI_CMD_CODE] = cmd_code,
-        [CLI_CMD_ATTACH] = cmd_attach,   [CLI_CMD_CP] = cli_cmd_cp,
-        [CLI_CMD_FS] = cli_cmd_fs,       [CLI_CMD_METRICS] = cmd_metrics,
-        [CLI_CMD_PAUSE] = cmd_pause,     [CLI_CMD_RESUME] = cmd_resume,
+        [CLI_CMD_CREATE] = cmd_create,
+        [CLI_CMD_LS] = cmd_ls,
+        [CLI_CMD_GET] = cmd_get,
+        [CLI_CMD_EXEC] = cmd_exec,
+        [CLI_CMD_RUN] = cmd_run,
+        [CLI_CMD_KILL] = cmd_kill,
+        [CLI_CMD_TIMEOUT] = cmd_timeout,
+        [CLI_CMD_PS] = cmd_ps,
+        [CLI_CMD_SIGNAL] = cmd_signal,
+        [CLI_CMD_CODE] = cmd_code,
+        [CLI_CMD_ATTACH] = cmd_attach,
+        [CLI_CMD_CP] = cli_cmd_cp,
+        [CLI_CMD_FS] = cli_cmd_fs,
+        [CLI_CMD_METRICS] = cmd_metrics,
+        [CLI_CMD_PAUSE] = cmd_pause,
+        [CLI_CMD_RESUME] = cmd_resume,
         [CLI_CMD_TEMPLATE] = cli_cmd_template,
 };
 

@@ -17,8 +17,8 @@ static void print_image(json_object *img)
         char size[32];
         quantity_format_bytes((uint64_t) json_int(img, "size", 0), size, sizeof(size));
         printf("%s\t%s\t%zu layers\t%s\n", json_text(img, "name") ?: "-",
-               json_text(img, "digest") ?: "-",
-               json_object_array_length(json_field(img, "layers")), size);
+               json_text(img, "digest") ?: "-", json_object_array_length(json_field(img, "layers")),
+               size);
 }
 
 int cli_cmd_template(CliContext *ctx, const CliArgs *a)

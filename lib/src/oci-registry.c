@@ -127,8 +127,7 @@ static void note_error_body(OciRegistry *c, long status, const StrBuf *body)
 {
         cleanup_json json_object *doc = NULL;
         json_object *e = NULL;
-        if (body->len &&
-            json_parse_strict(body->data, body->len, 16, &doc, NULL) == 0 &&
+        if (body->len && json_parse_strict(body->data, body->len, 16, &doc, NULL) == 0 &&
             json_object_is_type(json_field(doc, "errors"), json_type_array))
                 e = json_object_array_get_idx(json_field(doc, "errors"), 0);
         if (e)
@@ -171,7 +170,8 @@ static int get_once(OciRegistry *c, const char *url, const char *accept, const c
             curl_easy_setopt(c->h, CURLOPT_REDIR_PROTOCOLS_STR,
                              c->insecure ? "http,https" : "https") != CURLE_OK ||
 #endif
-            (c->cfg->ca_file && curl_easy_setopt(c->h, CURLOPT_CAINFO, c->cfg->ca_file) != CURLE_OK) ||
+            (c->cfg->ca_file &&
+             curl_easy_setopt(c->h, CURLOPT_CAINFO, c->cfg->ca_file) != CURLE_OK) ||
             curl_core_set_method(c->h, "GET", NULL) < 0) {
                 curl_slist_free_all(hdrs);
                 strbuf_done(&t.body);
@@ -301,8 +301,8 @@ static int authenticate(OciRegistry *c)
         strbuf_done(&ok);
         if (!token || !*token || strpbrk(token, "\r\n")) {
                 (void) snprintf(c->err, sizeof(c->err),
-                                "the token service of registry %s gave no token (%ld)",
-                                c->registry, status);
+                                "the token service of registry %s gave no token (%ld)", c->registry,
+                                status);
                 return -EBADMSG;
         }
         free(c->authorization);
@@ -341,10 +341,9 @@ static int get(OciRegistry *c, const char *what, const char *accept, CurlDataFn 
                 note_error_body(c, status, &body);
                 strbuf_done(&body);
                 if (status == 401)
-                        (void) snprintf(c->err + strlen(c->err), sizeof(c->err) - strlen(c->err),
-                                        " (%s)",
-                                        c->authorization ? "credentials refused"
-                                                         : "credentials needed");
+                        (void) snprintf(
+                                c->err + strlen(c->err), sizeof(c->err) - strlen(c->err), " (%s)",
+                                c->authorization ? "credentials refused" : "credentials needed");
                 return http_status_to_errno(status, NULL);
         }
 }
@@ -392,8 +391,7 @@ static int blob_data(const char *data, size_t len, void *userdata)
         BlobSink *s = userdata;
         if (len > s->limit - s->got) {
                 (void) snprintf(s->c->err, sizeof(s->c->err),
-                                "registry %s sent more bytes than the blob's size",
-                                s->c->registry);
+                                "registry %s sent more bytes than the blob's size", s->c->registry);
                 return -EBADMSG;
         }
         s->got += len;

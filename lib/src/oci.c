@@ -4,12 +4,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
 
 #include "sandpit/json.h"
 #include "sandpit/macro.h"
@@ -186,9 +186,13 @@ int oci_hasher_final(OciHasher *h, char *buf)
         unsigned n = 0;
         if (EVP_DigestFinal_ex(h->ctx, md, &n) != 1 || n != 32)
                 return -EIO;
-        memcpy(buf, "sha256:", 7);
-        for (unsigned i = 0; i < n; i++)
-                (void) snprintf(buf + 7 + 2 * i, 3, "%02x", md[i]);
+        static const char hex[] = "0123456789abcdef";
+        char *p = buf + snprintf(buf, OCI_DIGEST_MAX, "sha256:");
+        for (unsigned i = 0; i < n; i++) {
+                *p++ = hex[md[i] >> 4];
+                *p++ = hex[md[i] & 15];
+        }
+        *p = '\0';
         return 0;
 }
 
@@ -403,7 +407,8 @@ int oci_config_parse(const char *data, size_t len, OciImageConfig *ret)
             !json_object_is_type(doc, json_type_object))
                 return -EBADMSG;
         json_object *c = json_field(doc, "config"), *rootfs = json_field(doc, "rootfs");
-        if (c && !json_object_is_type(c, json_type_object) && !json_object_is_type(c, json_type_null))
+        if (c && !json_object_is_type(c, json_type_object) &&
+            !json_object_is_type(c, json_type_null))
                 return -EBADMSG;
         OciImageConfig cfg = {0};
         int r = dup_opt(doc, "os", &cfg.os);
@@ -525,8 +530,8 @@ static bool auth_key_matches(const char *key, const char *registry)
         return n == strlen(registry) && strncmp(k, registry, n) == 0;
 }
 
-int oci_docker_config_auth(const char *json_text, size_t len, const char *registry,
-                           char **ret_user, char **ret_password)
+int oci_docker_config_auth(const char *json_text, size_t len, const char *registry, char **ret_user,
+                           char **ret_password)
 {
         cleanup_json json_object *doc = NULL;
         if (json_parse_strict(json_text, len, 16, &doc, NULL) < 0 ||

@@ -489,3 +489,17 @@ ssize_t read_full(int fd, void *buf, size_t len)
         }
         return (ssize_t) got;
 }
+
+char **strv_copy(char *const *v)
+{
+        size_t n = 0;
+        for (char *const *e = v; e && *e; e++)
+                n++;
+        char **c = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; c && i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        strv_free(c);
+                        return NULL;
+                }
+        return c;
+}

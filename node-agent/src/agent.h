@@ -22,8 +22,8 @@ typedef struct {
         CgVersion cgroup_version;
         NetConfig net; /* sandbox networking (net.h) */
         /* Images as templates (image.h, docs/images.md). */
-        char *images_dir;       /* /var/lib/sandpit/images */
-        char *registry_ca;      /* --registry-ca; NULL: the system's CAs */
+        char *images_dir;  /* /var/lib/sandpit/images */
+        char *registry_ca; /* --registry-ca; NULL: the system's CAs */
         char **insecure_registries;
         char *registry_auth_file; /* docker config.json */
         char *default_registry;

@@ -18,8 +18,8 @@
 #include "sandpit/oci.h"
 #include "sandpit/util.h"
 
-#define RECORD_MAX        ((size_t) 16 * 1024 * 1024)
-#define AUTH_FILE_MAX     ((size_t) 1024 * 1024)
+#define RECORD_MAX         ((size_t) 16 * 1024 * 1024)
+#define AUTH_FILE_MAX      ((size_t) 1024 * 1024)
 #define REQUEST_TIMEOUT_MS (30L * 60 * 1000)
 
 typedef struct Pull {
@@ -41,20 +41,6 @@ struct ImageStore {
         Pull *pulls;
         unsigned active;
 };
-
-static char **strv_dup(char **v)
-{
-        size_t n = 0;
-        STRV_FOREACH(e, v)
-                n++;
-        char **c = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; c && i < n; i++)
-                if (!(c[i] = strdup(v[i]))) {
-                        strv_free(c);
-                        return NULL;
-                }
-        return c;
-}
 
 void image_store_free(ImageStore *s)
 {
@@ -90,7 +76,7 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         s->ca_file = strdup_opt(cfg->ca_file);
         s->auth_file = strdup_opt(cfg->auth_file);
         s->default_registry = strdup_opt(cfg->default_registry);
-        s->insecure = strv_dup(cfg->insecure);
+        s->insecure = strv_copy(cfg->insecure);
         if (asprintf(&s->layers_dir, "%s/layers", cfg->dir) < 0)
                 s->layers_dir = NULL;
         if (asprintf(&s->images_dir, "%s/images", cfg->dir) < 0)
@@ -105,8 +91,9 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         /* What a killed pull left: nothing in tmp/ is anybody's. */
         if (r == 0 && (r = rm_rf(s->tmp_dir)) == -ENOENT)
                 r = 0;
-        if (r == 0 && ((r = mkdir_p(s->layers_dir, 0700)) < 0 ||
-                       (r = mkdir_p(s->images_dir, 0700)) < 0 || (r = mkdir_p(s->tmp_dir, 0700)) < 0))
+        if (r == 0 &&
+            ((r = mkdir_p(s->layers_dir, 0700)) < 0 || (r = mkdir_p(s->images_dir, 0700)) < 0 ||
+             (r = mkdir_p(s->tmp_dir, 0700)) < 0))
                 log_error_errno(r, "cannot make the image store %s", s->dir);
         if (r < 0) {
                 image_store_free(s);
@@ -180,8 +167,7 @@ static json_object *strv_to_json(char **v)
 }
 
 static int record_save(ImageStore *s, const char *name, const char *digest,
-                       const char *manifest_digest, const OciManifest *m,
-                       const OciImageConfig *cfg)
+                       const char *manifest_digest, const OciManifest *m, const OciImageConfig *cfg)
 {
         json_object *o = json_object_new_object(), *layers = json_object_new_array(),
                     *c = json_object_new_object();
@@ -321,7 +307,7 @@ static int do_pull(ImageStore *s, const OciRef *ref, const char *name, char *err
         }
         if (r < 0) {
                 (void) snprintf(err, errlen, "%s: %s", name,
-                                r == -ENOENT        ? "the image index has no linux/amd64 image"
+                                r == -ENOENT       ? "the image index has no linux/amd64 image"
                                 : r == -EOPNOTSUPP ? "unsupported manifest or layer type"
                                 : r == -EFBIG      ? "too many layers"
                                                    : "the registry sent a malformed manifest");
@@ -350,8 +336,8 @@ static int do_pull(ImageStore *s, const OciRef *ref, const char *name, char *err
                 char lerr[400] = "";
                 r = layer_fetch(s, reg, &m.layers[i], lerr, sizeof(lerr));
                 if (r < 0) {
-                        (void) snprintf(err, errlen, "%s: layer %s: %s", name,
-                                        m.layers[i].digest, lerr[0] ? lerr : strerror(-r));
+                        (void) snprintf(err, errlen, "%s: layer %s: %s", name, m.layers[i].digest,
+                                        lerr[0] ? lerr : strerror(-r));
                         goto out;
                 }
         }
@@ -388,8 +374,7 @@ int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, 
         cleanup_free char *name = NULL;
         int r = oci_ref_parse(ref, s->default_registry, &oref);
         if (r < 0) {
-                (void) snprintf(err, errlen,
-                                "bad image reference \"%.200s\"%s", ref,
+                (void) snprintf(err, errlen, "bad image reference \"%.200s\"%s", ref,
                                 s->default_registry || strchr(ref, '/')
                                         ? ""
                                         : " (no registry in it, and the agent has no "
@@ -470,7 +455,8 @@ static int strv_from_json_array(json_object *a, char ***ret)
         size_t n = json_object_array_length(a);
         char **v = calloc(n + 1, sizeof(char *));
         for (size_t i = 0; v && i < n; i++)
-                if (!(v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i)) ?: ""))) {
+                if (!(v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i))
+                                            ?: ""))) {
                         strv_free(v);
                         v = NULL;
                 }
@@ -500,8 +486,8 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
                 return -ENOMEM;
         t->lowers = calloc(n + 1, sizeof(char *));
         t->binds = calloc(1, sizeof(char *));
-        r = t->lowers && t->binds && n > 0 && asprintf(&t->name, "%s%s", IMAGE_TEMPLATE_PREFIX,
-                                                        name) >= 0
+        r = t->lowers && t->binds && n > 0 &&
+                            asprintf(&t->name, "%s%s", IMAGE_TEMPLATE_PREFIX, name) >= 0
                     ? 0
                     : -ENOMEM;
         for (size_t i = 0; r == 0 && i < n; i++) {
@@ -591,7 +577,8 @@ static bool layer_referenced(json_object *records, const char *digest)
                 json_object *layers = json_field(json_object_array_get_idx(records, i), "layers");
                 size_t k = json_object_array_length(layers);
                 for (size_t j = 0; j < k; j++)
-                        if (streq(json_object_get_string(json_object_array_get_idx(layers, j)) ?: "",
+                        if (streq(json_object_get_string(json_object_array_get_idx(layers, j))
+                                          ?: "",
                                   digest))
                                 return true;
         }
@@ -615,7 +602,7 @@ int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name
         if (s->active > 0) {
                 (void) snprintf(err, errlen, "a pull is in progress; try again when it is done");
                 r = -EBUSY;
-        } else if ((r = record_load_path(path, &rec)) < 0) {
+        } else if (record_load_path(path, &rec) < 0) {
                 (void) snprintf(err, errlen, "image %s is not on this node", name);
                 r = -ENOENT;
         } else if (in_use && in_use(name, userdata)) {
@@ -627,7 +614,8 @@ int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name
                 json_object *layers = json_field(rec, "layers");
                 size_t n = json_object_array_length(layers);
                 for (size_t i = 0; i < n; i++) {
-                        const char *d = json_object_get_string(json_object_array_get_idx(layers, i));
+                        const char *d =
+                                json_object_get_string(json_object_array_get_idx(layers, i));
                         cleanup_free char *dir = NULL;
                         if (!d || layer_referenced(rest, d) || layer_dir(s, d, &dir) < 0)
                                 continue;

@@ -27,7 +27,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define BLOCK           (64 * 1024)
+#define BLOCK           ((size_t) 64 * 1024)
 #define ENTRIES_MAX     (1u << 20)
 #define WHITEOUT        ".wh."
 #define OPAQUE_WHITEOUT ".wh..wh..opq"
@@ -218,8 +218,8 @@ static int unpack_entry(Unpack *u, struct archive_entry *e)
                         return refuse(u, -EFBIG, "the layer unpacks past the size limit", orig);
                 u->bytes += (uint64_t) size;
                 if ((r = write_file(u->a, dirfd, name)) < 0)
-                        return refuse(u, r, r == -EBADMSG ? "a truncated or corrupt file"
-                                                          : strerror(-r),
+                        return refuse(u, r,
+                                      r == -EBADMSG ? "a truncated or corrupt file" : strerror(-r),
                                       orig);
                 return set_owner_mode_times(dirfd, name, e, false);
         }
@@ -240,8 +240,7 @@ static int unpack_entry(Unpack *u, struct archive_entry *e)
         }
 }
 
-int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *err,
-                       size_t errlen)
+int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *err, size_t errlen)
 {
         cleanup_close int root = open(dest, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (root < 0)
@@ -256,7 +255,8 @@ int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *
         (void) archive_read_support_format_gnutar(a);
         Unpack u = {.a = a, .root = root, .max_bytes = max_bytes, .err = err, .errlen = errlen};
         int r = 0;
-        if (lseek(blob_fd, 0, SEEK_SET) < 0 || archive_read_open_fd(a, blob_fd, BLOCK) != ARCHIVE_OK) {
+        if (lseek(blob_fd, 0, SEEK_SET) < 0 ||
+            archive_read_open_fd(a, blob_fd, BLOCK) != ARCHIVE_OK) {
                 (void) snprintf(err, errlen, "layer refused: not a tar archive: %s",
                                 archive_error_string(a) ?: "");
                 r = -EBADMSG;

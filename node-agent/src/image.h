@@ -61,8 +61,7 @@ int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name
  * directory dest; see image-unpack.c for the rules. -EPERM for an entry that
  * would leave the layer, -EFBIG past max_bytes, -EBADMSG for a broken archive;
  * the reason in err. dest is left half-filled on failure: remove it. */
-int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *err,
-                       size_t errlen);
+int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *err, size_t errlen);
 /* A tar entry name's components (in place; "." dropped): -EPERM for ".." or
  * a leading "/", -ENAMETOOLONG past max. */
 int image_path_split(char *path, char **comps, size_t max, size_t *ret_n);

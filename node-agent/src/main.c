@@ -589,18 +589,18 @@ typedef struct {
 /* The agent's setup, in order; the first failure ends it, and the steps taken
  * (the failed one too) are undone in reverse, as after the stop signal. */
 static const SetupStep setup_steps[] = {
-        {setup_paths, NULL},       /* init and kernels next to this binary */
-        {setup_token, NULL},       /* --token-file */
-        {setup_signals, NULL},     /* before any thread starts */
-        {setup_agent, undo_agent}, /* table, metrics, the monitor's epoll */
-        {setup_state_dir, NULL},   /* <state-dir>/sandboxes, runc */
-        {check_init, NULL},        /* sandpit-init executable */
-        {setup_network, NULL},     /* --sandbox-cidr, leases */
-        {setup_cgroups, NULL},     /* --cgroup-parent */
+        {setup_paths, NULL},         /* init and kernels next to this binary */
+        {setup_token, NULL},         /* --token-file */
+        {setup_signals, NULL},       /* before any thread starts */
+        {setup_agent, undo_agent},   /* table, metrics, the monitor's epoll */
+        {setup_state_dir, NULL},     /* <state-dir>/sandboxes, runc */
+        {check_init, NULL},          /* sandpit-init executable */
+        {setup_network, NULL},       /* --sandbox-cidr, leases */
+        {setup_cgroups, NULL},       /* --cgroup-parent */
         {setup_images, undo_images}, /* --images-dir, registries */
-        {setup_recover, NULL},     /* re-adopt running sandboxes */
-        {setup_monitor, NULL},     /* deadlines, dead inits, metrics sampler */
-        {setup_http, undo_http},   /* unix socket, --listen */
+        {setup_recover, NULL},       /* re-adopt running sandboxes */
+        {setup_monitor, NULL},       /* deadlines, dead inits, metrics sampler */
+        {setup_http, undo_http},     /* unix socket, --listen */
         {setup_cluster, undo_cluster},
         {setup_gateway, undo_gateway}, /* --gateway-listen */
 };

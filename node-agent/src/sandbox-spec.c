@@ -99,10 +99,9 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                         tpl_given = tpl_given || tpl;
                         free(*dst);
                         /* {"image": REF} is {"template": "image:REF"} (image.h). */
-                        if (streq(key, "image")
-                                    ? asprintf(dst, "%s%s", IMAGE_TEMPLATE_PREFIX,
-                                               json_object_get_string(val)) < 0
-                                    : !(*dst = strdup(json_object_get_string(val)))) {
+                        if (streq(key, "image") ? asprintf(dst, "%s%s", IMAGE_TEMPLATE_PREFIX,
+                                                           json_object_get_string(val)) < 0
+                                                : !(*dst = strdup(json_object_get_string(val)))) {
                                 *dst = NULL;
                                 r = -ENOMEM;
                                 break;

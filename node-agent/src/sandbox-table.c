@@ -202,20 +202,6 @@ int sandbox_list_json(Agent *a, char **selectors, json_object **ret)
         return 0;
 }
 
-static char **strv_copy(char **v)
-{
-        size_t n = 0;
-        STRV_FOREACH(e, v)
-                n++;
-        char **c = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; c && i < n; i++)
-                if (!(c[i] = strdup(v[i]))) {
-                        strv_free(c);
-                        return NULL;
-                }
-        return c;
-}
-
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
 {
         int r = 0;

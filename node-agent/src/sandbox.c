@@ -26,9 +26,9 @@
 #include "metrics.h"
 #include "net.h"
 #include "rootfs.h"
-#include "sandpit/json.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -192,8 +192,7 @@ static int env_add_defaults(char ***env, char **defaults)
 
 /* The spec's template: a directory, or a pulled (and if need be pulled now)
  * image whose config gives the defaults the request left out. */
-static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *err,
-                             size_t errlen)
+static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *err, size_t errlen)
 {
         const char *name = spec->template_name;
         if (strncmp(name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) != 0) {

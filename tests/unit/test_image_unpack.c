@@ -58,8 +58,9 @@ static int make_layer(const Entry *e, size_t n, int filter)
                 if (e[i].type == AE_IFCHR)
                         archive_entry_set_rdev(ae, makedev(1, 3));
                 if (e[i].type == AE_IFREG) {
-                        len = e[i].size > 0 ? (size_t) e[i].size
-                                            : (e[i].data_or_target ? strlen(e[i].data_or_target) : 0);
+                        len = e[i].size > 0
+                                      ? (size_t) e[i].size
+                                      : (e[i].data_or_target ? strlen(e[i].data_or_target) : 0);
                         archive_entry_set_size(ae, (la_int64_t) len);
                 }
                 assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
@@ -114,7 +115,8 @@ static void test_path_split(void **state)
 static void test_unpack_layer(void **state)
 {
         (void) state;
-        static const int filters[] = {ARCHIVE_FILTER_NONE, ARCHIVE_FILTER_GZIP, ARCHIVE_FILTER_ZSTD};
+        static const int filters[] = {ARCHIVE_FILTER_NONE, ARCHIVE_FILTER_GZIP,
+                                      ARCHIVE_FILTER_ZSTD};
         for (size_t f = 0; f < ARRAY_SIZE(filters); f++) {
                 cleanup_free char *dir = mkdir_tmp();
                 char err[256] = "", p[512];
@@ -243,7 +245,8 @@ static void test_unpack_limits_and_garbage(void **state)
 int main(void)
 {
         if (geteuid() != 0) {
-                fprintf(stderr, "test_image_unpack: needs root (chown, whiteouts, trusted.* xattrs)\n");
+                fprintf(stderr,
+                        "test_image_unpack: needs root (chown, whiteouts, trusted.* xattrs)\n");
                 return 1;
         }
         const struct CMUnitTest tests[] = {

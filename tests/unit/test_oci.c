@@ -24,7 +24,8 @@ static void test_ref_parse(void **state)
                 const char *in, *def;
                 const char *registry, *repo, *tag, *digest;
         } ok[] = {
-                {"reg.example:5000/team/app:1.2", NULL, "reg.example:5000", "team/app", "1.2", NULL},
+                {"reg.example:5000/team/app:1.2", NULL, "reg.example:5000", "team/app", "1.2",
+                 NULL},
                 {"localhost/app", NULL, "localhost", "app", "latest", NULL},
                 {"127.0.0.1:5000/a/b/c@" D1, NULL, "127.0.0.1:5000", "a/b/c", NULL, D1},
                 {"r.io/app:v1@" D2, NULL, "r.io", "app", "v1", D2},
@@ -88,16 +89,19 @@ static void test_digests(void **state)
         assert_false(oci_digest_valid(NULL));
         /* sha256("") and sha256("abc"). */
         assert_int_equal(
-                oci_digest_check("", 0,
-                                 "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+                oci_digest_check(
+                        "", 0,
+                        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
                 0);
         assert_int_equal(
-                oci_digest_check("abc", 3,
-                                 "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+                oci_digest_check(
+                        "abc", 3,
+                        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
                 0);
         assert_int_equal(
-                oci_digest_check("abd", 3,
-                                 "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+                oci_digest_check(
+                        "abd", 3,
+                        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
                 -EBADMSG);
         OciHasher *h = NULL;
         char got[OCI_DIGEST_MAX];
@@ -105,8 +109,8 @@ static void test_digests(void **state)
         assert_int_equal(oci_hasher_update(h, "a", 1), 0);
         assert_int_equal(oci_hasher_update(h, "bc", 2), 0);
         assert_int_equal(oci_hasher_final(h, got), 0);
-        assert_string_equal(got,
-                            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_string_equal(
+                got, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         oci_hasher_free(h);
 }
 
@@ -119,13 +123,14 @@ static void test_manifest(void **state)
 {
         (void) state;
         OciManifest m = {0};
-        const char *oci = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-                          "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
-                          "\"digest\":\"" D1 "\",\"size\":10},"
-                          "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
-                          "\"digest\":\"" D2 "\",\"size\":20},"
-                          "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\","
-                          "\"digest\":\"" D3 "\",\"size\":30}]}";
+        const char *oci =
+                "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+                "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+                "\"digest\":\"" D1 "\",\"size\":10},"
+                "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+                "\"digest\":\"" D2 "\",\"size\":20},"
+                "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\","
+                "\"digest\":\"" D3 "\",\"size\":30}]}";
         assert_int_equal(parse(oci, NULL, &m), 0);
         assert_false(m.is_index);
         assert_string_equal(m.config.digest, D1);
@@ -172,7 +177,8 @@ static void test_manifest(void **state)
                 {"[]", -EBADMSG},
                 {"{\"schemaVersion\":1,\"fsLayers\":[]}", -EOPNOTSUPP},
                 {"{\"schemaVersion\":2}", -EBADMSG},
-                {"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1 "\",\"size\":1},\"layers\":[]}",
+                {"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1
+                 "\",\"size\":1},\"layers\":[]}",
                  -EBADMSG},
                 {"{\"schemaVersion\":2,\"config\":{\"digest\":\"sha256:12\",\"size\":1},"
                  "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
@@ -278,8 +284,8 @@ static void test_challenge(void **state)
         assert_string_equal(c.realm, "https://a/t");
         oci_challenge_done(&c);
 
-        static const char *const bad[] = {"", "   ", "Bearer realm=\"unterminated",
-                                          "Bearer =x", "Bearer realm"};
+        static const char *const bad[] = {"", "   ", "Bearer realm=\"unterminated", "Bearer =x",
+                                          "Bearer realm"};
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
                 if (oci_challenge_parse(bad[i], &c) != -EBADMSG)
                         fail_msg("'%s' accepted", bad[i]);
@@ -316,9 +322,9 @@ static void test_docker_config(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ref_parse),   cmocka_unit_test(test_digests),
-                cmocka_unit_test(test_manifest),    cmocka_unit_test(test_config),
-                cmocka_unit_test(test_challenge),   cmocka_unit_test(test_docker_config),
+                cmocka_unit_test(test_ref_parse), cmocka_unit_test(test_digests),
+                cmocka_unit_test(test_manifest),  cmocka_unit_test(test_config),
+                cmocka_unit_test(test_challenge), cmocka_unit_test(test_docker_config),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,13 +46,13 @@ int oci_digest_check(const void *data, size_t len, const char *expected);
 
 /* --- manifests, indexes, configs -------------------------------------------- */
 
-#define OCI_MANIFEST_MAX  ((size_t) 4 * 1024 * 1024)
-#define OCI_CONFIG_MAX    ((size_t) 8 * 1024 * 1024)
-#define OCI_LAYERS_MAX    128 /* overlayfs stacks at most 500 lowers; images rarely pass 50 */
-#define OCI_ACCEPT_HEADER                                                                          \
-        "Accept: application/vnd.oci.image.index.v1+json, "                                        \
-        "application/vnd.oci.image.manifest.v1+json, "                                             \
-        "application/vnd.docker.distribution.manifest.list.v2+json, "                              \
+#define OCI_MANIFEST_MAX ((size_t) 4 * 1024 * 1024)
+#define OCI_CONFIG_MAX   ((size_t) 8 * 1024 * 1024)
+#define OCI_LAYERS_MAX   128 /* overlayfs stacks at most 500 lowers; images rarely pass 50 */
+#define OCI_ACCEPT_HEADER                                             \
+        "Accept: application/vnd.oci.image.index.v1+json, "           \
+        "application/vnd.oci.image.manifest.v1+json, "                \
+        "application/vnd.docker.distribution.manifest.list.v2+json, " \
         "application/vnd.docker.distribution.manifest.v2+json"
 
 typedef enum {
@@ -113,8 +113,8 @@ void oci_challenge_done(OciChallenge *c);
  * Secret, which has the same "auths" map): "auth" (base64 user:password) or
  * "username"/"password"; keys may carry a scheme and a path. -ENOENT when
  * none matches, -EBADMSG when the document is malformed. */
-int oci_docker_config_auth(const char *json_text, size_t len, const char *registry,
-                           char **ret_user, char **ret_password);
+int oci_docker_config_auth(const char *json_text, size_t len, const char *registry, char **ret_user,
+                           char **ret_password);
 
 /* --- the registry client ---------------------------------------------------- */
 
