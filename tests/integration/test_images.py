@@ -411,3 +411,42 @@ def test_cli_template_pull_and_create_image(img_agent, registries):
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r
     r = cli(img_agent, "template", "rm", f"{reg.host}/it/cli:v1")
     assert r.returncode != 0 and "in use" in r.stderr, r
+
+
+def test_image_sandbox_survives_an_agent_restart(api, registries, img_agent):
+    """state.json keeps the image's user, cwd and env: the next agent adopts the sandbox."""
+    reg = registries["plain"]
+    img = app_image("restart")
+    reg.client.push("it/restart", "v1", img)
+    r = api.post("/v1/sandboxes", {"image": f"{reg.host}/it/restart:v1"})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    api.created.append(sid)
+    img_agent.restart()
+    sb = api.get(f"/v1/sandboxes/{sid}")
+    assert sb.status == 200 and sb.json()["state"] == "running", sb
+    assert sb.json()["template"] == f"image:{reg.host}/it/restart:v1" and sb.json()["cwd"] == "/app"
+    code, out = exec_sh(api, sid, 'id -u; pwd; echo "$MARKER"')
+    assert (code, out) == (0, "1000\n/app\nrestart\n")
+    assert_error(api.delete(f"/v1/images?image={reg.host}/it/restart:v1"), 409)
+
+
+def test_create_fields_image_cwd_and_named_user(api, registries):
+    reg = registries["plain"]
+    assert_error(api.post("/v1/sandboxes", {"image": "r.io/a", "template": "host"}), 400)
+    assert_error(api.post("/v1/sandboxes", {"template": "host", "image": "r.io/a"}), 400)
+    assert_error(api.post("/v1/sandboxes", {"template": "host", "cwd": "relative"}), 400)
+    img = app_image("named", user="app", workdir=None, env=["PATH=/bin"])
+    reg.client.push("it/named", "v1", img)
+    r = api.post("/v1/sandboxes", {"image": f"{reg.host}/it/named:v1"})
+    assert r.status == 201, r
+    api.created.append(r.json()["id"])
+    assert r.json()["user"] == "app" and "cwd" not in r.json()
+    code, out = exec_sh(api, r.json()["id"], "id -u; pwd")
+    assert (code, out) == (0, "1000\n/home/app\n")
+    # cwd on a directory template too.
+    r = api.post("/v1/sandboxes", {"template": "host", "cwd": "/tmp"})
+    assert r.status == 201, r
+    api.created.append(r.json()["id"])
+    code, out = exec_sh(api, r.json()["id"], "pwd")
+    assert (code, out) == (0, "/tmp\n")
