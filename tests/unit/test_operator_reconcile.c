@@ -738,10 +738,9 @@ static void test_agent_refuses(void **state)
 static void test_image_template(void **state)
 {
         (void) state;
-        put("sandboxtemplates",
-            parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\"},"
-                  "\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"},"
-                  "\"resources\":{\"pids\":64}}}"));
+        put("sandboxtemplates", parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\"},"
+                                      "\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"},"
+                                      "\"resources\":{\"pids\":64}}}"));
         new_sandbox("{\"template\":\"py\",\"timeout\":\"10m\"}");
         fail_next("create", -ETIMEDOUT, 0, ""); /* a long pull */
         assert_true(reconcile_sandbox(&op, KEY) < 0);
