@@ -22,6 +22,12 @@
 #define AUTH_FILE_MAX      ((size_t) 1024 * 1024)
 #define REQUEST_TIMEOUT_MS (30L * 60 * 1000)
 
+typedef struct Pin {
+        char *name; /* an image's canonical name */
+        unsigned n;
+        struct Pin *next;
+} Pin;
+
 typedef struct Pull {
         char *name;
         bool done;
@@ -40,6 +46,7 @@ struct ImageStore {
         pthread_cond_t done; /* a pull finished */
         Pull *pulls;
         unsigned active;
+        Pin *pins; /* images whose sandboxes are being created */
 };
 
 void image_store_free(ImageStore *s)
@@ -54,6 +61,11 @@ void image_store_free(ImageStore *s)
         free(s->auth_file);
         free(s->default_registry);
         strv_free(s->insecure);
+        for (Pin *p = s->pins, *next; p; p = next) {
+                next = p->next;
+                free(p->name);
+                free(p);
+        }
         (void) pthread_mutex_destroy(&s->lock);
         (void) pthread_cond_destroy(&s->done);
         free(s);
@@ -532,12 +544,55 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
                                 r = -ENOMEM;
                 }
         }
+        (void) pthread_mutex_lock(&s->lock);
+        Pin *pin = s->pins;
+        while (pin && !streq(pin->name, name))
+                pin = pin->next;
+        if (r == 0 && !pin && (pin = calloc(1, sizeof(*pin))) && (pin->name = strdup(name))) {
+                pin->next = s->pins;
+                s->pins = pin;
+        } else if (r == 0 && (!pin || !pin->name)) {
+                free(pin);
+                pin = NULL;
+                r = -ENOMEM;
+        }
+        if (r == 0)
+                pin->n++;
+        (void) pthread_mutex_unlock(&s->lock);
         if (r < 0) {
                 template_free(t);
                 return r;
         }
         *ret = t;
         return 0;
+}
+
+void image_unpin(ImageStore *s, const char *template_name)
+{
+        size_t plen = strlen(IMAGE_TEMPLATE_PREFIX);
+        if (!template_name || strncmp(template_name, IMAGE_TEMPLATE_PREFIX, plen) != 0)
+                return;
+        (void) pthread_mutex_lock(&s->lock);
+        for (Pin **pp = &s->pins; *pp; pp = &(*pp)->next) {
+                Pin *p = *pp;
+                if (!streq(p->name, template_name + plen))
+                        continue;
+                if (--p->n == 0) {
+                        *pp = p->next;
+                        free(p->name);
+                        free(p);
+                }
+                break;
+        }
+        (void) pthread_mutex_unlock(&s->lock);
+}
+
+static bool pinned_locked(ImageStore *s, const char *name)
+{
+        for (Pin *p = s->pins; p; p = p->next)
+                if (streq(p->name, name))
+                        return true;
+        return false;
 }
 
 /* --- listing and removing ---------------------------------------------------------- */
@@ -605,7 +660,7 @@ int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name
         } else if (record_load_path(path, &rec) < 0) {
                 (void) snprintf(err, errlen, "image %s is not on this node", name);
                 r = -ENOENT;
-        } else if (in_use && in_use(name, userdata)) {
+        } else if (pinned_locked(s, name) || (in_use && in_use(name, userdata))) {
                 (void) snprintf(err, errlen, "image %s is in use by a sandbox", name);
                 r = -EBUSY;
         } else if (unlink(path) < 0) {

@@ -45,8 +45,11 @@ void image_store_free(ImageStore *s);
 int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, char *err,
                size_t errlen);
 /* A Template for a pulled image (no pull): lowers top first, the config's
- * Env, WorkingDir, User and start command. -ENOENT when not in the store. */
+ * Env, WorkingDir, User and start command. -ENOENT when not in the store.
+ * The image is pinned: image_remove() refuses it until image_unpin(t->name),
+ * which the caller calls once its sandbox is in the table (or will not be). */
 int image_template(ImageStore *s, const char *ref, Template **ret, char *err, size_t errlen);
+void image_unpin(ImageStore *s, const char *template_name);
 /* The canonical name of ref ("registry/repository:tag" or "...@digest"). */
 int image_canonical_name(ImageStore *s, const char *ref, char **ret);
 int image_list_json(ImageStore *s, json_object **ret);

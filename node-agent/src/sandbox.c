@@ -228,6 +228,7 @@ static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *
                 spec->cwd = strdup(t->workdir);
         if (!spec->template_name || !spec->user || (t->workdir && !spec->cwd) ||
             env_add_defaults(&spec->env, t->env) < 0) {
+                image_unpin(a->images, t->name);
                 template_free(t);
                 return -ENOMEM;
         }
@@ -255,6 +256,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         }
 
         if ((r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
+                image_unpin(a->images, tpl->name);
                 template_free(tpl);
                 sandbox_free(sb);
                 return r;
@@ -282,6 +284,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 a->sandboxes = sb;
         }
         (void) pthread_mutex_unlock(&a->lock);
+        /* In the table (image removal sees it there) or given up. */
+        image_unpin(a->images, tpl->name);
         if (r < 0) {
                 template_free(tpl);
                 sandbox_free(sb);
