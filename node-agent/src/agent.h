@@ -28,6 +28,7 @@ typedef struct {
         char *registry_auth_file; /* docker config.json */
         char *default_registry;
         uint64_t image_max_layer_size;
+        uint64_t image_store_max; /* 0: no image GC */
 } AgentConfig;
 
 typedef enum {

@@ -53,26 +53,6 @@ static void handle_list(Agent *a, HttpRequest *req)
         http_respond_json(req, 200, o);
 }
 
-typedef struct {
-        const char *template_name;
-} InUse;
-
-static int uses_image(const Sandbox *sb, void *userdata)
-{
-        const InUse *u = userdata;
-        return streq(sb->spec.template_name, u->template_name) ? 1 : 0;
-}
-
-static bool image_in_use(const char *name, void *userdata)
-{
-        Agent *a = userdata;
-        cleanup_free char *t = NULL;
-        if (asprintf(&t, "%s%s", IMAGE_TEMPLATE_PREFIX, name) < 0)
-                return true;
-        InUse u = {.template_name = t};
-        return sandbox_foreach(a, uses_image, &u) != 0;
-}
-
 static void handle_remove(Agent *a, HttpRequest *req)
 {
         const char *ref = http_request_query(req, "image");
@@ -81,7 +61,7 @@ static void handle_remove(Agent *a, HttpRequest *req)
                 return;
         }
         char err[512] = "";
-        int r = image_remove(a->images, ref, image_in_use, a, err, sizeof(err));
+        int r = image_remove(a->images, ref, err, sizeof(err));
         if (r < 0)
                 api_respond_errno(req, r, err, "cannot remove the image");
         else

@@ -4,6 +4,7 @@
  * never held across the network or the disk, except by image_remove(). */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,9 @@
 #define RECORD_MAX         ((size_t) 16 * 1024 * 1024)
 #define AUTH_FILE_MAX      ((size_t) 1024 * 1024)
 #define REQUEST_TIMEOUT_MS (30L * 60 * 1000)
+
+/* nftw() has no userdata: the sum of disk_use(), under ImageStore.lock. */
+static uint64_t du_total;
 
 typedef struct Pin {
         char *name; /* an image's canonical name */
@@ -41,7 +45,10 @@ struct ImageStore {
         char *dir, *layers_dir, *images_dir, *tmp_dir;
         char *ca_file, *auth_file, *default_registry;
         char **insecure;
-        uint64_t max_layer_size;
+        uint64_t max_layer_size, max_store_size;
+        char *sandboxes_dir;
+        bool (*in_use)(const char *name, void *userdata);
+        void *userdata;
         pthread_mutex_t lock;
         pthread_cond_t done; /* a pull finished */
         Pull *pulls;
@@ -60,6 +67,7 @@ void image_store_free(ImageStore *s)
         free(s->ca_file);
         free(s->auth_file);
         free(s->default_registry);
+        free(s->sandboxes_dir);
         strv_free(s->insecure);
         for (Pin *p = s->pins, *next; p; p = next) {
                 next = p->next;
@@ -84,6 +92,10 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         (void) pthread_mutex_init(&s->lock, NULL);
         (void) pthread_cond_init(&s->done, NULL);
         s->max_layer_size = cfg->max_layer_size;
+        s->max_store_size = cfg->max_store_size;
+        s->in_use = cfg->in_use;
+        s->userdata = cfg->userdata;
+        s->sandboxes_dir = strdup_opt(cfg->sandboxes_dir);
         s->dir = strdup(cfg->dir);
         s->ca_file = strdup_opt(cfg->ca_file);
         s->auth_file = strdup_opt(cfg->auth_file);
@@ -98,7 +110,8 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         int r = 0;
         if (!s->dir || !s->layers_dir || !s->images_dir || !s->tmp_dir || !s->insecure ||
             (cfg->ca_file && !s->ca_file) || (cfg->auth_file && !s->auth_file) ||
-            (cfg->default_registry && !s->default_registry))
+            (cfg->default_registry && !s->default_registry) ||
+            (cfg->sandboxes_dir && !s->sandboxes_dir))
                 r = -ENOMEM;
         /* What a killed pull left: nothing in tmp/ is anybody's. */
         if (r == 0 && (r = rm_rf(s->tmp_dir)) == -ENOENT)
@@ -439,6 +452,8 @@ int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, 
                 log_info("pulled image %s in %.1f ms", name,
                          (double) (now_monotonic_us() - t0) / 1000.0);
 
+        if (r == 0)
+                (void) image_gc(s, name, NULL);
         (void) pthread_mutex_lock(&s->lock);
         for (Pull **pp = &s->pulls; *pp; pp = &(*pp)->next)
                 if (*pp == p) {
@@ -640,8 +655,7 @@ static bool layer_referenced(json_object *records, const char *digest)
         return false;
 }
 
-int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name, void *userdata),
-                 void *userdata, char *err, size_t errlen)
+int image_remove(ImageStore *s, const char *ref, char *err, size_t errlen)
 {
         cleanup_free char *name = NULL, *path = NULL;
         cleanup_json json_object *rec = NULL, *rest = NULL;
@@ -660,7 +674,7 @@ int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name
         } else if (record_load_path(path, &rec) < 0) {
                 (void) snprintf(err, errlen, "image %s is not on this node", name);
                 r = -ENOENT;
-        } else if (pinned_locked(s, name) || (in_use && in_use(name, userdata))) {
+        } else if (pinned_locked(s, name) || (s->in_use && s->in_use(name, s->userdata))) {
                 (void) snprintf(err, errlen, "image %s is in use by a sandbox", name);
                 r = -EBUSY;
         } else if (unlink(path) < 0) {
@@ -679,6 +693,175 @@ int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name
                                 log_error_errno(k, "cannot remove layer %s", dir);
                 }
         }
+        (void) pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+/* --- garbage collection ----------------------------------------------------------- */
+
+int image_write_layers(const Template *t, const char *sandbox_dir)
+{
+        StrBuf b = {0};
+        int r = 0;
+        STRV_FOREACH(l, t->lowers) {
+                const char *base = strrchr(*l, '/');
+                base = base ? base + 1 : *l;
+                if ((r = strbuf_append(&b, base, strlen(base), SIZE_MAX)) < 0 ||
+                    (r = strbuf_append(&b, "\n", 1, SIZE_MAX)) < 0)
+                        break;
+        }
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/layers", sandbox_dir);
+        if (r == 0)
+                r = write_file_atomic(path, b.data ? b.data : "", b.len, 0600);
+        strbuf_done(&b);
+        return r;
+}
+
+/* Appends the layers (hex names) sandboxes list in <sandboxes_dir>/<id>/layers. */
+static int layers_of_sandboxes(ImageStore *s, StrBuf *set)
+{
+        cleanup_strv char **ids = NULL;
+        if (!s->sandboxes_dir)
+                return 0;
+        int r = dir_list(s->sandboxes_dir, dir_keep_ids, NULL, &ids);
+        if (r < 0)
+                return r;
+        STRV_FOREACH(id, ids) {
+                cleanup_free char *path = NULL, *text = NULL;
+                if (asprintf(&path, "%s/%s/layers", s->sandboxes_dir, *id) < 0)
+                        return -ENOMEM;
+                size_t len = 0;
+                if (read_file(path, RECORD_MAX, &text, &len) < 0)
+                        continue;
+                if ((r = strbuf_append(set, text, len, SIZE_MAX)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static bool in_line_set(const StrBuf *set, const char *hex)
+{
+        size_t n = strlen(hex);
+        for (const char *p = set->data; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                if (len == n && strncmp(p, hex, n) == 0)
+                        return true;
+                p = nl ? nl + 1 : p + len;
+        }
+        return false;
+}
+
+static int du_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void) path, (void) flag, (void) ftw;
+        du_total += (uint64_t) st->st_blocks * 512;
+        return 0;
+}
+
+static uint64_t disk_use(const char *dir)
+{
+        du_total = 0;
+        (void) nftw(dir, du_cb, 16, FTW_PHYS | FTW_MOUNT);
+        return du_total;
+}
+
+static bool is_layer_dir(const char *dir, const char *name, void *userdata)
+{
+        (void) dir, (void) userdata;
+        return strlen(name) == 64 && strspn(name, "0123456789abcdef") == 64;
+}
+
+/* Called with s->lock held. */
+static int gc_locked(ImageStore *s, const char *keep, uint64_t *ret_used)
+{
+        cleanup_strv char **layers = NULL;
+        cleanup_json json_object *records = NULL;
+        StrBuf used_by_sandboxes = {0};
+        int r = dir_list(s->layers_dir, is_layer_dir, NULL, &layers);
+        if (r == 0)
+                r = image_list_json(s, &records);
+        if (r == 0)
+                r = layers_of_sandboxes(s, &used_by_sandboxes);
+        if (r < 0) {
+                strbuf_done(&used_by_sandboxes);
+                return r;
+        }
+        size_t nl = 0;
+        STRV_FOREACH(l, layers)
+                nl++;
+        uint64_t *sizes = calloc(nl + 1, sizeof(uint64_t)), total = 0;
+        if (!sizes) {
+                strbuf_done(&used_by_sandboxes);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < nl; i++) {
+                char path[4096];
+                (void) snprintf(path, sizeof(path), "%s/%s", s->layers_dir, layers[i]);
+                sizes[i] = disk_use(path);
+                total += sizes[i];
+        }
+        /* Drop images, oldest pull first, until the layers nobody else has fit. */
+        for (;;) {
+                size_t n = json_object_array_length(records);
+                /* Free what no record and no sandbox has. */
+                for (size_t i = 0; i < nl; i++) {
+                        char digest[OCI_DIGEST_MAX];
+                        (void) snprintf(digest, sizeof(digest), "sha256:%s", layers[i]);
+                        if (!layers[i][0])
+                                continue; /* removed in an earlier round */
+                        if (layer_referenced(records, digest) ||
+                            in_line_set(&used_by_sandboxes, layers[i]))
+                                continue;
+                        char path[4096];
+                        (void) snprintf(path, sizeof(path), "%s/%s", s->layers_dir, layers[i]);
+                        if (rm_rf(path) == 0) {
+                                log_info("image store: removed layer %s (%llu bytes)", digest,
+                                         (unsigned long long) sizes[i]);
+                                total -= sizes[i];
+                                sizes[i] = 0;
+                                layers[i][0] = '\0';
+                        }
+                }
+                if (total <= s->max_store_size)
+                        break;
+                size_t oldest = n;
+                const char *oldest_when = NULL;
+                for (size_t i = 0; i < n; i++) {
+                        json_object *rec = json_object_array_get_idx(records, i);
+                        const char *name = json_str(rec, "name"), *when = json_str(rec, "pulled");
+                        if (!name || (keep && streq(name, keep)) || pinned_locked(s, name) ||
+                            (s->in_use && s->in_use(name, s->userdata)))
+                                continue;
+                        if (!oldest_when || (when && strcmp(when, oldest_when) < 0)) {
+                                oldest = i;
+                                oldest_when = when ? when : "";
+                        }
+                }
+                if (oldest == n)
+                        break; /* everything left is in use */
+                const char *name = json_str(json_object_array_get_idx(records, oldest), "name");
+                cleanup_free char *path = NULL;
+                if (record_path(s, name, &path) < 0 || unlink(path) < 0)
+                        break;
+                log_info("image store: removed image %s (over --image-store-max)", name);
+                (void) json_object_array_del_idx(records, oldest, 1);
+        }
+        free(sizes);
+        strbuf_done(&used_by_sandboxes);
+        if (ret_used)
+                *ret_used = total;
+        return 0;
+}
+
+int image_gc(ImageStore *s, const char *keep, uint64_t *ret_used)
+{
+        if (!s->max_store_size)
+                return 0;
+        (void) pthread_mutex_lock(&s->lock);
+        /* Another pull may be about to name a layer that looks unused. */
+        int r = s->active > 1 ? 0 : gc_locked(s, keep, ret_used);
         (void) pthread_mutex_unlock(&s->lock);
         return r;
 }

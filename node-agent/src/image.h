@@ -7,7 +7,11 @@
  *                     overlayfs lower layer (whiteouts already translated)
  *   images/<hex>.json one pulled image, named by the sha256 of its name:
  *                     {name, digest, layers, config, size}
- *   tmp/              downloads and unpacks in progress; emptied at start */
+ *   tmp/              downloads and unpacks in progress; emptied at start
+ *
+ * A sandbox from an image lists its layers in <sandbox dir>/layers (one hex
+ * name a line, image_write_layers()): the garbage collection never removes
+ * those, whatever became of the image's record. */
 #pragma once
 
 #include <stdbool.h>
@@ -27,6 +31,11 @@ typedef struct {
         const char *auth_file;        /* docker config.json with credentials, or NULL */
         const char *default_registry; /* for names without one; NULL: required */
         uint64_t max_layer_size;      /* compressed and unpacked, per layer */
+        uint64_t max_store_size;      /* the layers' disk use the GC keeps to; 0: no GC */
+        const char *sandboxes_dir;    /* <dir>/<id>/layers: layers in use */
+        /* true while a sandbox uses the image name (canonical) */
+        bool (*in_use)(const char *name, void *userdata);
+        void *userdata;
 } ImageStoreConfig;
 
 typedef struct ImageStore ImageStore;
@@ -53,10 +62,16 @@ void image_unpin(ImageStore *s, const char *template_name);
 /* The canonical name of ref ("registry/repository:tag" or "...@digest"). */
 int image_canonical_name(ImageStore *s, const char *ref, char **ret);
 int image_list_json(ImageStore *s, json_object **ret);
-/* Removes the image named ref and every layer no other image has; in_use(name)
- * true refuses with -EBUSY. */
-int image_remove(ImageStore *s, const char *ref, bool (*in_use)(const char *name, void *userdata),
-                 void *userdata, char *err, size_t errlen);
+/* Removes the image named ref and every layer no other image has; -EBUSY
+ * while a sandbox uses it (the configured in_use) or a pull runs. */
+int image_remove(ImageStore *s, const char *ref, char *err, size_t errlen);
+/* Writes <sandbox_dir>/layers for a Template from image_template(). */
+int image_write_layers(const Template *t, const char *sandbox_dir);
+/* With max_store_size: removes unused images, oldest pull first, and layers
+ * that neither an image nor a sandbox has, until the layers' disk use is
+ * within it; keep (a canonical name, may be NULL) stays. Runs after every
+ * pull; a no-op while another pull runs. The bytes still used in *ret_used. */
+int image_gc(ImageStore *s, const char *keep, uint64_t *ret_used);
 
 /* --- image-unpack.c --- */
 

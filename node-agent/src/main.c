@@ -67,6 +67,8 @@ static void usage(FILE *f)
               "  --registry-auth-file FILE  registry credentials (docker config.json)\n"
               "  --default-registry HOST[:PORT]  for image names without a registry\n"
               "  --image-max-layer-size BYTES  per layer, packed and unpacked (default 4Gi)\n"
+              "  --image-store-max BYTES  disk use of the layers: unused images beyond it\n"
+              "                          are removed after each pull (default: no limit)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
               "  --kernels-dir DIR       code-interpreter kernels (default: "
               "../share/sandpit/kernels\n"
@@ -187,6 +189,7 @@ enum {
         OPT_REGISTRY_AUTH_FILE,
         OPT_DEFAULT_REGISTRY,
         OPT_IMAGE_MAX_LAYER_SIZE,
+        OPT_IMAGE_STORE_MAX,
         OPT_HELP,
 };
 static const struct option options[] = {
@@ -227,6 +230,7 @@ static const struct option options[] = {
         {"registry-auth-file", required_argument, NULL, OPT_REGISTRY_AUTH_FILE},
         {"default-registry", required_argument, NULL, OPT_DEFAULT_REGISTRY},
         {"image-max-layer-size", required_argument, NULL, OPT_IMAGE_MAX_LAYER_SIZE},
+        {"image-store-max", required_argument, NULL, OPT_IMAGE_STORE_MAX},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
 };
@@ -276,13 +280,16 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         cfg->default_registry = optarg;
                         break;
                 case OPT_IMAGE_MAX_LAYER_SIZE:
-                        if (quantity_parse_bytes(optarg, &cfg->image_max_layer_size) < 0 ||
-                            cfg->image_max_layer_size == 0) {
-                                fprintf(stderr, "sandpit-agent: bad --image-max-layer-size %s\n",
-                                        optarg);
+                case OPT_IMAGE_STORE_MAX: {
+                        uint64_t *dst = c == OPT_IMAGE_STORE_MAX ? &cfg->image_store_max
+                                                                 : &cfg->image_max_layer_size;
+                        if (quantity_parse_bytes(optarg, dst) < 0 || *dst == 0) {
+                                fprintf(stderr, "sandpit-agent: bad --%s %s\n",
+                                        options[option_index].name, optarg);
                                 return 2;
                         }
                         break;
+                }
                 case OPT_INIT:
                         cfg->init_path = optarg;
                         break;
@@ -490,7 +497,11 @@ static int setup_images(Daemon *d)
                                .insecure = cfg->insecure_registries,
                                .auth_file = cfg->registry_auth_file,
                                .default_registry = cfg->default_registry,
-                               .max_layer_size = cfg->image_max_layer_size};
+                               .max_layer_size = cfg->image_max_layer_size,
+                               .max_store_size = cfg->image_store_max,
+                               .sandboxes_dir = d->agent.sandboxes_dir,
+                               .in_use = sandbox_image_in_use,
+                               .userdata = &d->agent};
         int r = image_store_new(&ic, &d->agent.images);
         return r < 0 ? log_error_errno(r, "cannot open the image store %s", cfg->images_dir) : 0;
 }

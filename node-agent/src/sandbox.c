@@ -190,6 +190,20 @@ static int env_add_defaults(char ***env, char **defaults)
         return 0;
 }
 
+bool sandbox_image_in_use(const char *name, void *userdata)
+{
+        Agent *a = userdata;
+        cleanup_free char *t = NULL;
+        if (asprintf(&t, "%s%s", IMAGE_TEMPLATE_PREFIX, name) < 0)
+                return true;
+        bool used = false;
+        (void) pthread_mutex_lock(&a->lock);
+        for (const Sandbox *sb = a->sandboxes; sb && !used; sb = sb->next)
+                used = streq(sb->spec.template_name, t);
+        (void) pthread_mutex_unlock(&a->lock);
+        return used;
+}
+
 /* The spec's template: a directory, or a pulled (and if need be pulled now)
  * image whose config gives the defaults the request left out. */
 static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *err, size_t errlen)
@@ -284,9 +298,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 a->sandboxes = sb;
         }
         (void) pthread_mutex_unlock(&a->lock);
-        /* In the table (image removal sees it there) or given up. */
-        image_unpin(a->images, tpl->name);
         if (r < 0) {
+                image_unpin(a->images, tpl->name);
                 template_free(tpl);
                 sandbox_free(sb);
                 return r;
@@ -294,6 +307,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
 
         const char *id = sb->spec.id;
         const char *step = "prepare";
+        bool pinned = true; /* an image's pin (image_template()), until its layers are recorded */
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
         NetSandboxInfo net = {0};
@@ -314,6 +328,14 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         step = "create the sandbox directory";
         if ((r = make_dirs(sb->dir)) < 0)
                 goto fail;
+        if (strncmp(tpl->name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) == 0) {
+                /* Kept from the image GC from now on (image.h), so the pin can go. */
+                step = "record the image's layers";
+                if ((r = image_write_layers(tpl, sb->dir)) < 0)
+                        goto fail;
+        }
+        image_unpin(a->images, tpl->name);
+        pinned = false;
         step = "create the cgroup";
         CgLimits limits = {.cpu_cores = sb->spec.cpu,
                            .memory_bytes = sb->spec.memory,
@@ -452,6 +474,8 @@ fail:
         (void) snprintf(err, errlen, "cannot %s: %s", step, strerror(-r));
         log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
 fail_reported:
+        if (pinned)
+                image_unpin(a->images, tpl->name);
         template_free(tpl);
         net_sandbox_info_done(&net);
         (void) pthread_mutex_lock(&a->lock); /* the monitor may touch pidfd too */

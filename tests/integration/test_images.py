@@ -450,3 +450,64 @@ def test_create_fields_image_cwd_and_named_user(api, registries):
     api.created.append(r.json()["id"])
     code, out = exec_sh(api, r.json()["id"], "pwd")
     assert (code, out) == (0, "/tmp\n")
+
+
+# --------------------------------------------------------------------------- garbage collection
+
+
+def unique_image(tag):
+    """An image whose layers no other image has (about 2 MiB on disk: busybox)."""
+    return app_image(tag, base_extra=[{"name": "etc/unique", "type": "file", "data": tag + rand_suffix()}])
+
+
+def test_gc_keeps_layers_in_use_and_removes_the_oldest(templates_dir, registries, work):
+    reg = registries["plain"]
+    bb = Path("/usr/bin/busybox").stat().st_size
+    images_dir = work / f"images-gc-{rand_suffix()}"
+    # Room for one image and a half: every pull past it makes the GC act.
+    a = start_agent("images-gc", templates_dir,
+                    extra_args=["--images-dir", str(images_dir), "--insecure-registry", reg.host,
+                                "--image-store-max", str(int(bb * 1.5))])
+    api = a.client
+    layer_dirs = lambda: {p.name for p in (images_dir / "layers").iterdir()}  # noqa: E731
+    hexes = lambda img: {sha256(b).split(":")[1] for b, _, _ in img.layers}  # noqa: E731
+    try:
+        x, y, z = unique_image("gc-x"), unique_image("gc-y"), unique_image("gc-z")
+        for name, img in (("x", x), ("y", y), ("z", z)):
+            reg.client.push(f"it/gc-{name}", "v1", img)
+        assert pull(api, f"{reg.host}/it/gc-x:v1").status == 200
+        r = api.post("/v1/sandboxes", {"image": f"{reg.host}/it/gc-x:v1"})
+        assert r.status == 201, r
+        sid = r.json()["id"]
+        api.created.append(sid)
+        # Over the budget, but x is in use and y was just pulled: both stay.
+        assert pull(api, f"{reg.host}/it/gc-y:v1").status == 200
+        assert hexes(x) | hexes(y) <= layer_dirs()
+        code, out = exec_sh(api, sid, "cat hello.txt")
+        assert (code, out) == (0, "hello gc-x\n")
+        assert api.delete(f"/v1/sandboxes/{sid}").status == 204
+        # Now x (oldest) and then y go for z.
+        assert pull(api, f"{reg.host}/it/gc-z:v1").status == 200
+        names = [i["name"] for i in api.get("/v1/images").json()["images"]]
+        assert names == [f"{reg.host}/it/gc-z:v1"], names
+        assert layer_dirs() == hexes(z)
+
+        # A tag moved to a new digest: the old layers stay while a sandbox has them.
+        w1 = unique_image("gc-w1")
+        reg.client.push("it/gc-w", "v1", w1)
+        r = api.post("/v1/sandboxes", {"image": f"{reg.host}/it/gc-w:v1"})
+        assert r.status == 201, r
+        sid = r.json()["id"]
+        api.created.append(sid)
+        w2 = unique_image("gc-w2")
+        reg.client.push("it/gc-w", "v1", w2)
+        assert pull(api, f"{reg.host}/it/gc-w:v1").json()["digest"] == w2.digest
+        assert hexes(w1) <= layer_dirs()  # no record has them; the sandbox does
+        code, out = exec_sh(api, sid, "cat hello.txt")
+        assert (code, out) == (0, "hello gc-w1\n")
+        assert api.delete(f"/v1/sandboxes/{sid}").status == 204
+        assert pull(api, f"{reg.host}/it/gc-z:v1").status == 200
+        assert not (hexes(w1) & layer_dirs())
+        assert hexes(z) <= layer_dirs()
+    finally:
+        stop_agent(a)
