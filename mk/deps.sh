@@ -29,6 +29,8 @@ PACKAGES=(
         # tests/integration/test_images.py: a real registry (distribution 2.8) with htpasswd
         # auth, a static busybox as the images' root filesystem, zstd-compressed layers
         docker-registry apache2-utils busybox-static zstd
+        # bench/bench_images.py: the same image pulled and unpacked by them, for comparison
+        skopeo umoci
 )
 
 missing=()

@@ -132,7 +132,47 @@ typedef struct {
         unsigned entries;
         char *err;
         size_t errlen;
+        /* The directory the last file went to: tars list a directory's files
+         * together, and walking from the root for each costs an openat per
+         * component. Dropped by every entry that is not a file or a FIFO (any
+         * of which could replace a directory on the way). */
+        char *cached_path; /* comps[0..n-1] joined by '/', "" for the root */
+        int cached_fd;
 } Unpack;
+
+static void cache_drop(Unpack *u)
+{
+        free(u->cached_path);
+        u->cached_path = NULL;
+        closep(&u->cached_fd);
+}
+
+/* open_dirs(root, comps, n, true) through the cache. */
+static int open_parent(Unpack *u, char **comps, size_t n, bool cacheable)
+{
+        StrBuf p = {0};
+        for (size_t i = 0; i < n; i++)
+                if (strbuf_append(&p, comps[i], strlen(comps[i]), SIZE_MAX) < 0 ||
+                    strbuf_append(&p, "/", 1, SIZE_MAX) < 0) {
+                        strbuf_done(&p);
+                        return -ENOMEM;
+                }
+        const char *key = p.data ? p.data : "";
+        if (cacheable && u->cached_path && streq(u->cached_path, key)) {
+                strbuf_done(&p);
+                int fd = fcntl(u->cached_fd, F_DUPFD_CLOEXEC, 3);
+                return fd < 0 ? -errno : fd;
+        }
+        cache_drop(u);
+        int fd = open_dirs(u->root, comps, n, true);
+        if (fd >= 0 && cacheable && (u->cached_path = strdup(key))) {
+                u->cached_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (u->cached_fd < 0)
+                        cache_drop(u);
+        }
+        strbuf_done(&p);
+        return fd;
+}
 
 static int refuse(Unpack *u, int r, const char *why, const char *path)
 {
@@ -162,7 +202,9 @@ static int unpack_entry(Unpack *u, struct archive_entry *e)
         mode_t type = archive_entry_filetype(e);
         if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFSOCK)
                 return 0; /* devices come from the runtime, not from images */
-        cleanup_close int dirfd = open_dirs(u->root, comps, n - 1, true);
+        bool plain = (type == AE_IFREG || type == AE_IFIFO) && !archive_entry_hardlink(e) &&
+                     strncmp(name, WHITEOUT, strlen(WHITEOUT)) != 0;
+        cleanup_close int dirfd = open_parent(u, comps, n - 1, plain);
         if (dirfd < 0)
                 return refuse(u, dirfd == -EPERM ? -EPERM : dirfd,
                               dirfd == -EPERM ? "a path through a symlink or a file"
@@ -188,6 +230,8 @@ static int unpack_entry(Unpack *u, struct archive_entry *e)
         bool exists = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
         if (type == AE_IFDIR && exists && S_ISDIR(st.st_mode))
                 return set_owner_mode_times(dirfd, name, e, false);
+        if (exists)
+                cache_drop(u); /* it may have been a directory on the cached path */
         if (exists && (r = remove_entry(dirfd, name)) < 0)
                 return refuse(u, r, "cannot replace an entry", orig);
         const char *hardlink = archive_entry_hardlink(e);
@@ -253,7 +297,12 @@ int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *
         (void) archive_read_support_filter_none(a);
         (void) archive_read_support_format_tar(a);
         (void) archive_read_support_format_gnutar(a);
-        Unpack u = {.a = a, .root = root, .max_bytes = max_bytes, .err = err, .errlen = errlen};
+        Unpack u = {.a = a,
+                    .root = root,
+                    .max_bytes = max_bytes,
+                    .err = err,
+                    .errlen = errlen,
+                    .cached_fd = -1};
         int r = 0;
         if (lseek(blob_fd, 0, SEEK_SET) < 0 ||
             archive_read_open_fd(a, blob_fd, BLOCK) != ARCHIVE_OK) {
@@ -274,6 +323,7 @@ int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *
                 }
                 r = unpack_entry(&u, e);
         }
+        cache_drop(&u);
         archive_read_free(a);
         return r;
 }
