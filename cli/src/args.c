@@ -662,6 +662,7 @@ static int build_body(CliArgs *a)
                         return -EINVAL;
                 if (cli_parse_int(a->args[1], 1, INT32_MAX, &n) < 0)
                         return usage_error(a, "attach: invalid pid '%s'", a->args[1]);
+                a->pid = (int) n;
                 return 0;
         case CLI_CMD_TIMEOUT:
                 if (check_positional(a, 2, 2,
@@ -680,6 +681,7 @@ static int build_body(CliArgs *a)
                         return -EINVAL;
                 if (cli_parse_int(a->args[1], 1, INT32_MAX, &n) < 0)
                         return usage_error(a, "signal: invalid pid '%s'", a->args[1]);
+                a->pid = (int) n;
                 a->body = json_object_new_object();
                 if (!a->body)
                         return -ENOMEM;

@@ -12,13 +12,15 @@
 
 #include <json-c/json.h>
 
-#include "sandpit/http-client.h"
+#include "sandpit/agent-client.h"
 #include "sandpit/json.h"
 
 #define CLI_VERSION     "0.1.0"
 #define CLI_DEFAULT_URL "unix:///run/sandpit/agent.sock"
 /* The agent refuses bodies over 16 MiB; base64 grows stdin by a third. */
 #define CLI_STDIN_MAX ((size_t) 12 * 1024 * 1024)
+/* What cp asks the agent to accept and send (its FILES_UPLOAD_MAX). */
+#define CLI_CP_MAX_BYTES ((uint64_t) 64 << 30)
 /* `run --timeout S` gives the sandbox this much longer than the command. */
 #define CLI_RUN_TIMEOUT_MARGIN 60
 
@@ -65,6 +67,7 @@ typedef struct {
         const char *user;        /* cp, fs: --user */
         bool recursive;          /* fs rm: -r */
         int64_t depth;           /* fs ls: --depth, 0 when absent */
+        int pid;                 /* attach, signal: the process */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
@@ -91,8 +94,6 @@ int cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
 int cli_parse_net_rule(const char *arg, json_object **ret);
 /* Positive, finite, fractions allowed. */
 int cli_parse_seconds(const char *s, double *ret);
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-int cli_url_escape(const char *s, char **ret);
 /* 536870912 -> "512Mi", 1610612736 -> "1.5Gi", 1000 -> "1000". */
 void cli_format_bytes(int64_t bytes, char *buf, size_t len);
 /* Time left until an RFC 3339 UTC timestamp: "4m59s", "2h05m", "expired"; the
@@ -103,8 +104,8 @@ int cli_print_table(FILE *f, const char *const *cells, size_t n_cols, size_t n_r
 /* Copies s into buf on one line: control characters become spaces. */
 void cli_one_line(const char *s, char *buf, size_t len);
 
-/* Exec output (exec-output.c): decodes one NDJSON event of an exec or attach
- * stream and writes its output to out_fd / err_fd. */
+/* Exec output (exec-output.c): decodes one event of an exec or attach stream
+ * (an AgentEventFn) and writes its output to out_fd / err_fd. */
 typedef struct {
         int out_fd;
         int err_fd;
@@ -116,7 +117,7 @@ typedef struct {
 } CliExecState;
 
 void cli_exec_state_init(CliExecState *s, int out_fd, int err_fd);
-int cli_exec_on_line(const char *line, size_t len, void *userdata);
+int cli_exec_on_event(json_object *ev, void *userdata);
 /* exit_code, 128+signal when a signal killed the command, 124 when timed out. */
 int cli_exit_status_from_event(json_object *exit_event);
 
@@ -137,7 +138,7 @@ typedef struct {
 
 void cli_code_state_init(CliCodeState *s, int out_fd, int err_fd, const char *save_dir);
 void cli_code_state_done(CliCodeState *s);
-int cli_code_on_line(const char *line, size_t len, void *userdata);
+int cli_code_on_event(json_object *ev, void *userdata);
 /* Prints the main result and the error; the exit status (0, 1 on an error, 124
  * on a timeout). */
 int cli_code_finish(CliCodeState *s);
@@ -148,25 +149,39 @@ bool cli_remote_path(const char *s, char **ret_id, const char **ret_path);
 
 /* Commands (commands.c). */
 typedef struct {
-        HttpClient *http;
+        AgentClient *agent; /* lib's client of the agent API */
         const char *url;
         char error[1024]; /* set when a command returns < 0: printed as "sandpit: ..." */
 } CliContext;
 
 /* Returns the exit status, or a negative errno with ctx->error set. */
 int cli_run(CliContext *ctx, const CliArgs *args);
-/* exec -t (exec-tty.c), stdin being a terminal: path is the sandbox's exec path.
- * The exit status as cli_run()'s, 128+N when signal N stopped sandpit. */
-int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path);
+/* exec -t (exec-tty.c), stdin being a terminal. The exit status as
+ * cli_run()'s, 128+N when signal N stopped sandpit. */
+int cli_exec_tty(CliContext *ctx, const CliArgs *a);
 /* cp, fs (files.c), with the helpers of commands.c they share. */
 int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
 int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
 /* template pull|images|rm (image.c). */
 int cli_cmd_template(CliContext *ctx, const CliArgs *a);
-int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
-                 json_object **ret);
-int cli_api_error(CliContext *ctx, long status, json_object *body);
-int cli_transport_error(CliContext *ctx, int r);
-int cli_sandbox_path(const char *id, const char *suffix, char **ret);
+
+/* Finishes a message written into ctx->error: one line, and a negative errno
+ * to return (-EIO for r >= 0). */
+int cli_error_done(CliContext *ctx, int r);
+/* A macro rather than a variadic function, for the format checks without a
+ * va_list (clang-tidy 14 misreads va_start across translation units). */
+#define cli_set_error(ctx, r, ...)                                         \
+        ((void) snprintf((ctx)->error, sizeof((ctx)->error), __VA_ARGS__), \
+         cli_error_done((ctx), (r)))
+/* r (< 0), from a call of ctx->agent, said in ctx->error: the agent's
+ * message, or why it could not be reached. */
+int cli_agent_error(CliContext *ctx, int r);
+/* Prints o as indented JSON; then cli_finish_output(). */
+int cli_print_json(CliContext *ctx, json_object *o);
+/* Prints {"name": value} (value taken): an answer as the agent gave it,
+ * where lib's client returns its one member. */
+int cli_print_json_member(CliContext *ctx, const char *name, json_object *value);
+/* Flushes stdout; a failure said in ctx->error. */
+int cli_finish_output(CliContext *ctx);
 /* Reads all of fd, at most max bytes (-EFBIG beyond). */
 int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len);

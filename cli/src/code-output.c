@@ -92,17 +92,9 @@ static int show_result(CliCodeState *s, json_object *ev)
         return 0;
 }
 
-int cli_code_on_line(const char *line, size_t len, void *userdata)
+int cli_code_on_event(json_object *ev, void *userdata)
 {
         CliCodeState *s = userdata;
-        json_object *ev = NULL;
-        int pr = json_parse_strict(line, len, 0, &ev, NULL);
-        if (pr == -ENOMEM)
-                return pr;
-        if (pr < 0 || !json_object_is_type(ev, json_type_object)) {
-                json_object_put(ev);
-                return -EBADMSG;
-        }
         const char *t = json_str(ev, "type");
         int r = 0;
         if (!t) {
@@ -125,7 +117,6 @@ int cli_code_on_line(const char *line, size_t len, void *userdata)
                 s->ended = true;
                 s->timed_out = json_boolean(ev, "timed_out", false);
         }
-        json_object_put(ev);
         return r;
 }
 

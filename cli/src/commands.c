@@ -11,95 +11,62 @@
 #include <json-c/json.h>
 
 #include "cli.h"
-#include "sandpit/http-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-/* Finishes a message written into ctx->error: one line, and a negative errno
- * to return. A macro rather than a variadic function, for the format checks
- * without a va_list (clang-tidy 14 misreads va_start across translation units). */
-static int error_done(CliContext *ctx, int r)
+int cli_error_done(CliContext *ctx, int r)
 {
         cli_one_line(ctx->error, ctx->error, sizeof(ctx->error));
         return r < 0 ? r : -EIO;
 }
 
-#define set_error(ctx, r, ...) \
-        ((void) snprintf((ctx)->error, sizeof((ctx)->error), __VA_ARGS__), error_done((ctx), (r)))
-
-static int transport_error(CliContext *ctx, int r)
+int cli_agent_error(CliContext *ctx, int r)
 {
-        const char *curl_text = http_client_last_error(ctx->http);
+        const AgentClientError *e = agent_client_error(ctx->agent);
 
         if (r == -ECANCELED)
-                return set_error(ctx, r, "interrupted");
+                return cli_set_error(ctx, r, "interrupted");
+        if (r == -EBADMSG)
+                return cli_set_error(ctx, r, "the agent sent an answer sandpit cannot read");
+        if (e->status)
+                return cli_set_error(ctx, r, "%s", e->message[0] ? e->message : strerror(-r));
         /* curl's text says more where it has no errno of its own. */
         bool curl_says_more = r == -EIO || r == -ECONNRESET || r == -EHOSTUNREACH ||
                               r == -EKEYREJECTED || r == -ENOKEY;
-        if (curl_says_more && curl_text[0] != '\0')
-                return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, curl_text);
-        return set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, strerror(-r));
+        if (curl_says_more && e->message[0] != '\0')
+                return cli_set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url,
+                                     e->message);
+        return cli_set_error(ctx, r, "cannot reach the agent at %s: %s", ctx->url, strerror(-r));
 }
 
-static int api_error(CliContext *ctx, long status, json_object *body)
+int cli_finish_output(CliContext *ctx)
 {
-        int r = http_status_to_errno(status, NULL);
-        const char *msg = json_str(body, "message");
-
-        if (msg)
-                return set_error(ctx, r, "%s", msg);
-        return set_error(ctx, r, "the agent answered HTTP %ld", status);
-}
-
-/* One JSON request; on success *ret (may be NULL) gets the response body. */
-static int api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
-                    json_object **ret)
-{
-        cleanup_json json_object *resp = NULL;
-        long status = 0;
-
-        int r = http_request_json(ctx->http, method, path, body, &status, &resp);
-        if (r == -EBADMSG)
-                return set_error(ctx, r, "the agent sent a response that is not JSON");
-        if (r < 0)
-                return transport_error(ctx, r);
-        if (status < 200 || status >= 300)
-                return api_error(ctx, status, resp);
-        if (ret)
-                *ret = TAKE_PTR(resp);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                int r = negative_errno();
+                return cli_set_error(ctx, r, "cannot write output: %s", strerror(-r));
+        }
         return 0;
 }
 
-/* "/v1/sandboxes/ID" + suffix, with ID escaped. */
-static int sandbox_path(const char *id, const char *suffix, char **ret)
-{
-        cleanup_free char *escaped = NULL;
-        int r = cli_url_escape(id, &escaped);
-        if (r < 0)
-                return r;
-        if (asprintf(ret, "/v1/sandboxes/%s%s", escaped, suffix) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-static int print_json(json_object *o)
+int cli_print_json(CliContext *ctx, json_object *o)
 {
         const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                                   JSON_C_TO_STRING_SPACED |
                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!s)
-                return -ENOMEM;
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
         puts(s);
-        return 0;
+        return cli_finish_output(ctx);
 }
 
-static int finish_output(CliContext *ctx)
+int cli_print_json_member(CliContext *ctx, const char *name, json_object *value)
 {
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-                int r = negative_errno();
-                return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+        cleanup_json json_object *o = json_object_new_object();
+        if (!o || json_object_object_add(o, name, value) < 0) {
+                json_object_put(value);
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
         }
-        return 0;
+        return cli_print_json(ctx, o);
 }
 
 int cli_read_all(int fd, size_t max, char **ret, size_t *ret_len)
@@ -140,46 +107,43 @@ static int add_stdin(CliContext *ctx, json_object *exec)
 
         int r = cli_read_all(STDIN_FILENO, CLI_STDIN_MAX, &data, &len);
         if (r == -EFBIG)
-                return set_error(ctx, r, "stdin is larger than %zu MiB", CLI_STDIN_MAX >> 20);
+                return cli_set_error(ctx, r, "stdin is larger than %zu MiB", CLI_STDIN_MAX >> 20);
         if (r < 0)
-                return set_error(ctx, r, "cannot read stdin: %s", strerror(-r));
+                return cli_set_error(ctx, r, "cannot read stdin: %s", strerror(-r));
         r = base64_encode(data, len, &b64);
         if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
+                return cli_set_error(ctx, r, "%s", strerror(-r));
         json_object *v = json_object_new_string(b64);
         if (!v || json_object_object_add(exec, "stdin_b64", v) < 0) {
                 json_object_put(v);
-                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
         }
         return 0;
 }
 
-/* Streams an exec or attach answer to our stdout/stderr; returns the command's
- * exit status. */
-static int stream_process(CliContext *ctx, const char *method, const char *path, json_object *body)
+/* Streams an exec (pid 0) or attach answer to our stdout/stderr; returns the
+ * command's exit status. */
+static int stream_process(CliContext *ctx, const char *id, int pid, json_object *body)
 {
-        cleanup_json json_object *err_body = NULL;
         CliExecState st;
-        long status = 0;
 
         cli_exec_state_init(&st, STDOUT_FILENO, STDERR_FILENO);
         (void) fflush(stdout);
 
-        int r = http_request_stream(ctx->http, method, path, body, cli_exec_on_line, &st, &status,
-                                    &err_body);
+        int r = pid ? agent_client_process_stream(ctx->agent, id, pid, cli_exec_on_event, &st)
+                    : agent_client_exec(ctx->agent, id, body, cli_exec_on_event, &st);
         if (r < 0) {
                 if (st.write_failed && r == -EPIPE)
                         return 128 + SIGPIPE; /* like any filter whose reader went away */
                 if (st.write_failed)
-                        return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+                        return cli_set_error(ctx, r, "cannot write output: %s", strerror(-r));
                 if (r == -EBADMSG)
-                        return set_error(ctx, r, "the agent sent an invalid event");
-                return transport_error(ctx, r);
+                        return cli_set_error(ctx, r, "the agent sent an invalid event");
+                return cli_agent_error(ctx, r);
         }
-        if (status < 200 || status >= 300)
-                return api_error(ctx, status, err_body);
         if (!st.exited)
-                return set_error(ctx, -EIO, "the output stream ended before the command exited");
+                return cli_set_error(ctx, -EIO,
+                                     "the output stream ended before the command exited");
         if (st.oom_killed)
                 fputs("sandpit: command killed: out of memory\n", stderr);
         return st.exit_status;
@@ -189,47 +153,23 @@ static int cmd_create(CliContext *ctx, const CliArgs *a)
 {
         cleanup_json json_object *sbx = NULL;
 
-        int r = api_call(ctx, "POST", "/v1/sandboxes", a->create, &sbx);
+        int r = agent_client_create(ctx->agent, a->create, &sbx);
         if (r < 0)
-                return r;
+                return cli_agent_error(ctx, r);
         if (a->json)
-                r = print_json(sbx);
-        else
-                puts(json_text(sbx, "id") ?: "");
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        return finish_output(ctx);
+                return cli_print_json(ctx, sbx);
+        puts(json_text(sbx, "id") ?: "");
+        return cli_finish_output(ctx);
 }
 
-static int ls_path(const CliArgs *a, char **ret)
+/* a's label filters as a NULL-terminated list borrowed from a->filters. */
+static const char **label_filters(const CliArgs *a)
 {
         size_t n = a->filters ? json_object_array_length(a->filters) : 0;
-        size_t len = strlen("/v1/sandboxes") + 1;
-        char **escaped = calloc(n + 1, sizeof(char *));
-        char *path = NULL;
-        int r = 0;
-
-        if (!escaped)
-                return -ENOMEM;
-        for (size_t i = 0; i < n && r == 0; i++) {
-                json_object *f = json_object_array_get_idx(a->filters, i);
-                r = cli_url_escape(json_object_get_string(f), &escaped[i]);
-                if (r == 0)
-                        len += strlen("?label=") + strlen(escaped[i]);
-        }
-        if (r == 0)
-                path = malloc(len);
-        if (path) {
-                size_t used = (size_t) snprintf(path, len, "/v1/sandboxes");
-                for (size_t i = 0; i < n; i++)
-                        used += (size_t) snprintf(path + used, len - used, "%clabel=%s",
-                                                  i == 0 ? '?' : '&', escaped[i]);
-                *ret = path;
-        } else if (r == 0) {
-                r = -ENOMEM;
-        }
-        strv_free(escaped);
-        return r;
+        const char **labels = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; labels && i < n; i++)
+                labels[i] = json_object_get_string(json_object_array_get_idx(a->filters, i));
+        return labels;
 }
 
 /* Cells for cli_print_table() in one allocation: a header row, then rows of
@@ -275,37 +215,30 @@ static int table_print(CliContext *ctx, Table *t)
         free(t->block);
         t->block = NULL;
         if (r < 0)
-                return set_error(ctx, r, "cannot write output: %s", strerror(-r));
-        return finish_output(ctx);
+                return cli_set_error(ctx, r, "cannot write output: %s", strerror(-r));
+        return cli_finish_output(ctx);
 }
 
 static int cmd_ls(CliContext *ctx, const CliArgs *a)
 {
         static const char *const header[] = {"ID", "TEMPLATE", "STATE", "CPU", "MEMORY", "EXPIRES"};
-        cleanup_json json_object *resp = NULL;
-        json_object *list = NULL;
-        char *path = NULL;
+        cleanup_json json_object *list = NULL;
         Table t;
 
-        int r = ls_path(a, &path);
+        const char **labels = label_filters(a);
+        if (!labels)
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+        int r = agent_client_list(ctx->agent, labels, &list);
+        free(labels);
         if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = api_call(ctx, "GET", path, NULL, &resp);
-        free(path);
-        if (r < 0)
-                return r;
-        if (a->json) {
-                r = print_json(resp);
-                return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
-        }
-        if (!json_object_object_get_ex(resp, "sandboxes", &list) ||
-            !json_object_is_type(list, json_type_array))
-                return set_error(ctx, -EBADMSG, "the agent's answer has no \"sandboxes\" list");
+                return cli_agent_error(ctx, r);
+        if (a->json)
+                return cli_print_json_member(ctx, "sandboxes", TAKE_PTR(list));
 
         size_t n = json_object_array_length(list);
         const size_t w = 80;
         if (table_new(header, ARRAY_SIZE(header), n, w, &t) < 0)
-                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
 
         time_t now = time(NULL);
         for (size_t i = 0; i < n; i++) {
@@ -334,28 +267,18 @@ static int cmd_ls(CliContext *ctx, const CliArgs *a)
 static int cmd_get(CliContext *ctx, const CliArgs *a)
 {
         cleanup_json json_object *sbx = NULL;
-        cleanup_free char *path = NULL;
 
-        int r = sandbox_path(a->args[0], "", &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = api_call(ctx, "GET", path, NULL, &sbx);
-        if (r < 0)
-                return r;
-        r = print_json(sbx);
-        return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
+        int r = agent_client_get(ctx->agent, a->args[0], &sbx);
+        return r < 0 ? cli_agent_error(ctx, r) : cli_print_json(ctx, sbx);
 }
 
 static int cmd_exec(CliContext *ctx, const CliArgs *a)
 {
-        cleanup_free char *path = NULL;
         json_object *body = a->exec; /* borrowed; stdin_b64 is added to it */
+        int r;
 
-        int r = sandbox_path(a->args[0], "/exec", &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
         if (a->tty && isatty(STDIN_FILENO))
-                return cli_exec_tty(ctx, a, path);
+                return cli_exec_tty(ctx, a);
         if (a->tty) /* as kubectl: say so, and go on without a terminal */
                 fputs("sandpit: Unable to use a TTY - input is not a terminal\n", stderr);
         if (a->read_stdin) {
@@ -365,32 +288,19 @@ static int cmd_exec(CliContext *ctx, const CliArgs *a)
         }
 
         if (a->background) {
-                cleanup_json json_object *resp = NULL;
-                json_object *pid = NULL;
-                r = api_call(ctx, "POST", path, body, &resp);
+                int pid = 0;
+                r = agent_client_exec_background(ctx->agent, a->args[0], body, &pid);
                 if (r < 0)
-                        return r;
-                if (!json_object_object_get_ex(resp, "pid", &pid))
-                        return set_error(ctx, -EBADMSG, "the agent's answer has no pid");
-                printf("%" PRId64 "\n", json_object_get_int64(pid));
-                return finish_output(ctx);
+                        return cli_agent_error(ctx, r);
+                printf("%d\n", pid);
+                return cli_finish_output(ctx);
         }
-        return stream_process(ctx, "POST", path, body);
+        return stream_process(ctx, a->args[0], 0, body);
 }
 
 static int cmd_attach(CliContext *ctx, const CliArgs *a)
 {
-        cleanup_free char *path = NULL;
-        cleanup_free char *suffix = NULL;
-
-        if (asprintf(&suffix, "/processes/%s/stream", a->args[1]) < 0) {
-                suffix = NULL;
-                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
-        }
-        int r = sandbox_path(a->args[0], suffix, &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        return stream_process(ctx, "GET", path, NULL);
+        return stream_process(ctx, a->args[0], a->pid, NULL);
 }
 
 static volatile sig_atomic_t run_interrupted;
@@ -413,8 +323,6 @@ static void run_on_signal(int sig)
 static int cmd_run(CliContext *ctx, const CliArgs *a)
 {
         cleanup_json json_object *sbx = NULL;
-        cleanup_free char *exec_path = NULL;
-        cleanup_free char *path = NULL;
         int r;
 
         if (a->read_stdin) {
@@ -431,32 +339,27 @@ static int cmd_run(CliContext *ctx, const CliArgs *a)
                 (void) sigaction(signals[i], &sa, NULL);
 
         /* Not cancellable: an aborted create could leave a sandbox we know no id of. */
-        r = api_call(ctx, "POST", "/v1/sandboxes", a->create, &sbx);
+        r = agent_client_create(ctx->agent, a->create, &sbx);
         if (r < 0)
-                return r;
+                return cli_agent_error(ctx, r);
         const char *id = json_text(sbx, "id"); /* sbx owns it */
         if (!id)
-                return set_error(ctx, -EBADMSG, "the agent's answer has no sandbox id");
-
-        r = sandbox_path(id, "", &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = sandbox_path(id, "/exec", &exec_path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
+                return cli_set_error(ctx, -EBADMSG, "the agent's answer has no sandbox id");
 
         int status = 0;
         if (!run_interrupted) {
-                http_client_set_cancel(ctx->http, &run_interrupted);
-                status = stream_process(ctx, "POST", exec_path, a->exec);
-                http_client_set_cancel(ctx->http, NULL);
+                agent_client_set_cancel(ctx->agent, &run_interrupted);
+                status = stream_process(ctx, id, 0, a->exec);
+                agent_client_set_cancel(ctx->agent, NULL);
         }
 
         /* The command's failure is in ctx->error; keep it while deleting. */
-        CliContext del = {.http = ctx->http, .url = ctx->url};
-        r = api_call(&del, "DELETE", path, NULL, NULL);
-        if (r < 0 && r != -ENOENT)
+        CliContext del = {.agent = ctx->agent, .url = ctx->url};
+        r = agent_client_delete(ctx->agent, id);
+        if (r < 0 && r != -ENOENT) {
+                (void) cli_agent_error(&del, r);
                 fprintf(stderr, "sandpit: cannot delete sandbox %s: %s\n", id, del.error);
+        }
 
         if (run_interrupted)
                 return 128 + run_signal;
@@ -468,13 +371,9 @@ static int cmd_kill(CliContext *ctx, const CliArgs *a)
         int status = 0;
 
         for (int i = 0; i < a->n_args; i++) {
-                cleanup_free char *path = NULL;
-                int r = sandbox_path(a->args[i], "", &path);
-                if (r >= 0)
-                        r = api_call(ctx, "DELETE", path, NULL, NULL);
-                else
-                        (void) set_error(ctx, r, "%s", strerror(-r));
+                int r = agent_client_delete(ctx->agent, a->args[i]);
                 if (r < 0) {
+                        (void) cli_agent_error(ctx, r);
                         fprintf(stderr, "sandpit: %s\n", ctx->error);
                         status = CLI_EXIT_FAILURE;
                 }
@@ -485,22 +384,15 @@ static int cmd_kill(CliContext *ctx, const CliArgs *a)
 static int cmd_timeout(CliContext *ctx, const CliArgs *a)
 {
         cleanup_json json_object *sbx = NULL;
-        cleanup_free char *path = NULL;
 
-        int r = sandbox_path(a->args[0], "/timeout", &path);
+        int r = agent_client_set_deadline(ctx->agent, a->args[0],
+                                          (uint64_t) json_int(a->body, "timeout", 0), &sbx);
         if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = api_call(ctx, "POST", path, a->body, &sbx);
-        if (r < 0)
-                return r;
-        if (a->json) {
-                r = print_json(sbx);
-                if (r < 0)
-                        return set_error(ctx, r, "%s", strerror(-r));
-        } else {
-                puts(json_text(sbx, "expires_at") ?: "");
-        }
-        return finish_output(ctx);
+                return cli_agent_error(ctx, r);
+        if (a->json)
+                return cli_print_json(ctx, sbx);
+        puts(json_text(sbx, "expires_at") ?: "");
+        return cli_finish_output(ctx);
 }
 
 static void format_process_status(json_object *p, char *buf, size_t len)
@@ -549,30 +441,20 @@ static void format_process_cmd(json_object *p, char *buf, size_t len)
 
 static int cmd_ps(CliContext *ctx, const CliArgs *a)
 {
-        cleanup_json json_object *resp = NULL;
-        cleanup_free char *path = NULL;
-        json_object *list = NULL;
+        cleanup_json json_object *list = NULL;
 
-        int r = sandbox_path(a->args[0], "/processes", &path);
+        int r = agent_client_processes(ctx->agent, a->args[0], &list);
         if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = api_call(ctx, "GET", path, NULL, &resp);
-        if (r < 0)
-                return r;
-        if (a->json) {
-                r = print_json(resp);
-                return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
-        }
-        if (!json_object_object_get_ex(resp, "processes", &list) ||
-            !json_object_is_type(list, json_type_array))
-                return set_error(ctx, -EBADMSG, "the agent's answer has no \"processes\" list");
+                return cli_agent_error(ctx, r);
+        if (a->json)
+                return cli_print_json_member(ctx, "processes", TAKE_PTR(list));
 
         static const char *const header[] = {"PID", "STATUS", "TAG", "CMD"};
         size_t n = json_object_array_length(list);
         const size_t w = 256;
         Table t;
         if (table_new(header, ARRAY_SIZE(header), n, w, &t) < 0)
-                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
 
         for (size_t i = 0; i < n; i++) {
                 json_object *p = json_object_array_get_idx(list, i);
@@ -586,66 +468,48 @@ static int cmd_ps(CliContext *ctx, const CliArgs *a)
 
 static int cmd_signal(CliContext *ctx, const CliArgs *a)
 {
-        cleanup_free char *path = NULL;
-        cleanup_free char *suffix = NULL;
-
-        if (asprintf(&suffix, "/processes/%s/signal", a->args[1]) < 0) {
-                suffix = NULL;
-                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
-        }
-        int r = sandbox_path(a->args[0], suffix, &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        return api_call(ctx, "POST", path, a->body, NULL);
+        int r = agent_client_process_signal(ctx->agent, a->args[0], a->pid,
+                                            json_text(a->body, "signal"));
+        return r < 0 ? cli_agent_error(ctx, r) : 0;
 }
 
 static int cmd_code(CliContext *ctx, const CliArgs *a)
 {
-        cleanup_free char *path = NULL;
         json_object *body = a->exec; /* borrowed; code from stdin is added to it */
+        int r;
 
-        int r = sandbox_path(a->args[0], "/code", &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
         if (a->read_stdin) {
                 cleanup_free char *code = NULL;
                 size_t len = 0;
                 r = cli_read_all(STDIN_FILENO, CLI_STDIN_MAX, &code, &len);
                 if (r < 0)
-                        return set_error(ctx, r, "cannot read the code from stdin: %s",
-                                         strerror(-r));
+                        return cli_set_error(ctx, r, "cannot read the code from stdin: %s",
+                                             strerror(-r));
                 json_object *v = json_object_new_string_len(code, (int) len);
                 if (!v || json_object_object_add(body, "code", v) < 0) {
                         json_object_put(v);
-                        return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                        return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
                 }
         }
         if (a->save_images && mkdir(a->save_images, 0755) < 0 && errno != EEXIST)
-                return set_error(ctx, negative_errno(), "cannot create %s: %m", a->save_images);
+                return cli_set_error(ctx, negative_errno(), "cannot create %s: %m", a->save_images);
 
         CliCodeState st;
-        cleanup_json json_object *err_body = NULL;
-        long status = 0;
         cli_code_state_init(&st, STDOUT_FILENO, STDERR_FILENO, a->save_images);
         (void) fflush(stdout);
-        r = http_request_stream(ctx->http, "POST", path, body, cli_code_on_line, &st, &status,
-                                &err_body);
+        r = agent_client_code(ctx->agent, a->args[0], body, cli_code_on_event, &st);
         if (r < 0) {
                 bool write_failed = st.write_failed;
                 cli_code_state_done(&st);
                 if (write_failed)
-                        return set_error(ctx, r, "cannot write output: %s", strerror(-r));
+                        return cli_set_error(ctx, r, "cannot write output: %s", strerror(-r));
                 if (r == -EBADMSG)
-                        return set_error(ctx, r, "the agent sent an invalid event");
-                return transport_error(ctx, r);
-        }
-        if (status < 200 || status >= 300) {
-                cli_code_state_done(&st);
-                return api_error(ctx, status, err_body);
+                        return cli_set_error(ctx, r, "the agent sent an invalid event");
+                return cli_agent_error(ctx, r);
         }
         if (!st.ended) {
                 cli_code_state_done(&st);
-                return set_error(ctx, -EIO, "the stream ended before the run did");
+                return cli_set_error(ctx, -EIO, "the stream ended before the run did");
         }
         r = cli_code_finish(&st);
         cli_code_state_done(&st);
@@ -691,15 +555,14 @@ static void print_metrics_sample(json_object *m)
 static int print_metrics_window(CliContext *ctx, json_object *resp)
 {
         static const char *const header[] = {"TIME", "CPU%", "MEMORY", "DISK", "PIDS"};
-        json_object *list = NULL;
-        if (!json_object_object_get_ex(resp, "metrics", &list) ||
-            !json_object_is_type(list, json_type_array))
-                return set_error(ctx, -EBADMSG, "the agent's answer has no \"metrics\" list");
+        json_object *list = json_field(resp, "metrics");
+        if (!list || !json_object_is_type(list, json_type_array))
+                return cli_set_error(ctx, -EBADMSG, "the agent's answer has no \"metrics\" list");
         size_t n = json_object_array_length(list);
         const size_t w = 40;
         Table t;
         if (table_new(header, ARRAY_SIZE(header), n, w, &t) < 0)
-                return set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
+                return cli_set_error(ctx, -ENOMEM, "%s", strerror(ENOMEM));
         for (size_t i = 0; i < n; i++) {
                 json_object *m = json_object_array_get_idx(list, i), *v = NULL;
                 cli_one_line(json_text(m, "timestamp") ?: "-", table_cell(&t, i, 0), w);
@@ -717,59 +580,45 @@ static int print_metrics_window(CliContext *ctx, json_object *resp)
 static int cmd_metrics(CliContext *ctx, const CliArgs *a)
 {
         cleanup_json json_object *resp = NULL;
-        cleanup_free char *path = NULL;
-        char query[64] = "";
+        /* A window when --start or --end was given: from 0 to the end of time
+         * for the one not given. */
         bool window = json_object_object_length(a->body) > 0;
-        if (window)
-                (void) snprintf(query, sizeof(query), "/metrics?start=%" PRId64 "&end=%" PRId64,
-                                json_int(a->body, "start", 0),
-                                json_object_object_get_ex(a->body, "end", NULL)
-                                        ? json_int(a->body, "end", 0)
-                                        : (int64_t) 253402300799);
-        int r = sandbox_path(a->args[0], window ? query : "/metrics", &path);
+        int64_t start = window ? json_int(a->body, "start", 0) : -1;
+        int64_t end = window ? json_int(a->body, "end", 253402300799) : -1;
+        int r = agent_client_metrics(ctx->agent, a->args[0], start, end, &resp);
         if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = api_call(ctx, "GET", path, NULL, &resp);
-        if (r < 0)
-                return r;
-        if (a->json) {
-                r = print_json(resp);
-                return r < 0 ? set_error(ctx, r, "%s", strerror(-r)) : finish_output(ctx);
-        }
+                return cli_agent_error(ctx, r);
+        if (a->json)
+                return cli_print_json(ctx, resp);
         if (window)
                 return print_metrics_window(ctx, resp);
         print_metrics_sample(resp);
-        return finish_output(ctx);
+        return cli_finish_output(ctx);
 }
 
-static int cmd_pause_resume(CliContext *ctx, const CliArgs *a, const char *verb)
+/* Prints the sandbox as pause and resume answer it. */
+static int print_state(CliContext *ctx, const CliArgs *a, json_object *sbx)
 {
-        cleanup_json json_object *sbx = NULL;
-        cleanup_free char *path = NULL;
-        int r = sandbox_path(a->args[0], verb, &path);
-        if (r < 0)
-                return set_error(ctx, r, "%s", strerror(-r));
-        r = api_call(ctx, "POST", path, a->body, &sbx);
-        if (r < 0)
-                return r;
-        if (a->json) {
-                r = print_json(sbx);
-                if (r < 0)
-                        return set_error(ctx, r, "%s", strerror(-r));
-        } else {
-                puts(json_text(sbx, "state") ?: "");
-        }
-        return finish_output(ctx);
+        if (a->json)
+                return cli_print_json(ctx, sbx);
+        puts(json_text(sbx, "state") ?: "");
+        return cli_finish_output(ctx);
 }
 
 static int cmd_pause(CliContext *ctx, const CliArgs *a)
 {
-        return cmd_pause_resume(ctx, a, "/pause");
+        cleanup_json json_object *sbx = NULL;
+        int r = agent_client_pause(ctx->agent, a->args[0],
+                                   json_boolean(a->body, "stop_deadline", true), &sbx);
+        return r < 0 ? cli_agent_error(ctx, r) : print_state(ctx, a, sbx);
 }
 
 static int cmd_resume(CliContext *ctx, const CliArgs *a)
 {
-        return cmd_pause_resume(ctx, a, "/resume");
+        cleanup_json json_object *sbx = NULL;
+        int r = agent_client_resume(ctx->agent, a->args[0],
+                                    (uint64_t) json_int(a->body, "timeout", 0), &sbx);
+        return r < 0 ? cli_agent_error(ctx, r) : print_state(ctx, a, sbx);
 }
 
 /* One handler a command (args.c has the names, usages and options). */
@@ -796,28 +645,6 @@ static int (*const command_handlers[CLI_CMD_COUNT])(CliContext *ctx, const CliAr
 int cli_run(CliContext *ctx, const CliArgs *a)
 {
         if ((unsigned) a->command >= CLI_CMD_COUNT || !command_handlers[a->command])
-                return set_error(ctx, -EINVAL, "unknown command");
+                return cli_set_error(ctx, -EINVAL, "unknown command");
         return command_handlers[a->command](ctx, a);
-}
-
-/* For the cp and fs commands (files.c). */
-int cli_api_call(CliContext *ctx, const char *method, const char *path, json_object *body,
-                 json_object **ret)
-{
-        return api_call(ctx, method, path, body, ret);
-}
-
-int cli_api_error(CliContext *ctx, long status, json_object *body)
-{
-        return api_error(ctx, status, body);
-}
-
-int cli_transport_error(CliContext *ctx, int r)
-{
-        return transport_error(ctx, r);
-}
-
-int cli_sandbox_path(const char *id, const char *suffix, char **ret)
-{
-        return sandbox_path(id, suffix, ret);
 }

@@ -56,17 +56,11 @@ static int write_output(CliExecState *s, json_object *ev, int fd)
         return r;
 }
 
-int cli_exec_on_line(const char *line, size_t len, void *userdata)
+int cli_exec_on_event(json_object *ev, void *userdata)
 {
         CliExecState *s = userdata;
-        json_object *ev = NULL;
-        int pr = json_parse_strict(line, len, 0, &ev, NULL);
-        if (pr == -ENOMEM)
-                return pr;
-        if (pr < 0 || !json_object_is_type(ev, json_type_object)) {
-                json_object_put(ev);
+        if (!json_object_is_type(ev, json_type_object))
                 return -EBADMSG;
-        }
 
         const char *t = json_text(ev, "type") ?: "";
         int r = 0;
@@ -82,6 +76,5 @@ int cli_exec_on_line(const char *line, size_t len, void *userdata)
                 s->oom_killed = json_boolean(ev, "oom_killed", false);
         }
         /* Unknown event types are for newer clients: skip them. */
-        json_object_put(ev);
         return r;
 }

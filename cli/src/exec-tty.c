@@ -43,7 +43,7 @@ static void on_winch(int sig)
 }
 
 typedef struct {
-        HttpClient *http;
+        AgentClient *agent; /* the thread's own connection */
         const char *id;
         bool forward_stdin;
         int pid_fd;   /* read end: the pid once known; EOF = stop */
@@ -61,44 +61,6 @@ static void winsize_of(int fd, unsigned *cols, unsigned *rows)
         bool ok = ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0;
         *cols = ok ? ws.ws_col : 80;
         *rows = ok ? ws.ws_row : 24;
-}
-
-static json_object *size_json(unsigned cols, unsigned rows)
-{
-        json_object *o = json_object_new_object();
-        if (!o)
-                return NULL;
-        (void) json_object_object_add(o, "cols", json_object_new_int((int) cols));
-        (void) json_object_object_add(o, "rows", json_object_new_int((int) rows));
-        return o;
-}
-
-/* One POST to .../processes/PID/ACTION; false once the process is gone (or the
- * agent cannot be reached): nothing more is worth sending. */
-static bool post_process(TtyInput *in, uint32_t pid, const char *action, json_object *body)
-{
-        char suffix[64];
-        cleanup_free char *path = NULL;
-        (void) snprintf(suffix, sizeof(suffix), "/processes/%u/%s", pid, action);
-        if (!body || cli_sandbox_path(in->id, suffix, &path) < 0) {
-                json_object_put(body);
-                return false;
-        }
-        long status = 0;
-        int r = http_request_json(in->http, "POST", path, body, &status, NULL);
-        json_object_put(body);
-        return r == 0 && status >= 200 && status < 300;
-}
-
-static bool send_input(TtyInput *in, uint32_t pid, const uint8_t *data, size_t n)
-{
-        cleanup_free char *b64 = NULL;
-        if (base64_encode(data, n, &b64) < 0)
-                return false;
-        json_object *body = json_object_new_object();
-        if (body)
-                (void) json_object_object_add(body, "data_b64", json_object_new_string(b64));
-        return post_process(in, pid, "stdin", body);
 }
 
 static void *input_main(void *arg)
@@ -129,7 +91,10 @@ static void *input_main(void *arg)
                         (void) !read(in->winch_fd, drain, sizeof(drain));
                         unsigned cols, rows;
                         winsize_of(STDIN_FILENO, &cols, &rows);
-                        if (!post_process(in, pid, "resize", size_json(cols, rows)))
+                        /* Once the process is gone (or the agent cannot be
+                         * reached) nothing more is worth sending. */
+                        if (agent_client_process_resize(in->agent, in->id, (int) pid, cols, rows) <
+                            0)
                                 return NULL;
                 }
                 if (p[2].revents) {
@@ -143,17 +108,18 @@ static void *input_main(void *arg)
                                 reading = false;
                                 continue;
                         }
-                        if (!send_input(in, pid, buf, (size_t) n))
+                        if (agent_client_process_stdin(in->agent, in->id, (int) pid, buf,
+                                                       (size_t) n, false) < 0)
                                 return NULL;
                 }
         }
 }
 
 /* The exec's events as `exec` shows them; hands the pid to the input thread. */
-static int on_line(const char *line, size_t len, void *userdata)
+static int on_event(json_object *ev, void *userdata)
 {
         TtyOutput *o = userdata;
-        int r = cli_exec_on_line(line, len, &o->st);
+        int r = cli_exec_on_event(ev, &o->st);
         if (r >= 0 && o->pid_fd >= 0 && o->st.pid > 0 && o->st.pid <= UINT32_MAX) {
                 uint32_t pid = (uint32_t) o->st.pid;
                 (void) !write(o->pid_fd, &pid, sizeof(pid));
@@ -168,25 +134,37 @@ static int fail(CliContext *ctx, int r, const char *what)
         return r;
 }
 
-int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path)
+/* a's exec body with "pty": {"cols": C, "rows": R}. */
+static json_object *pty_request(const CliArgs *a, unsigned cols, unsigned rows)
+{
+        cleanup_json json_object *body = NULL;
+        if (json_object_deep_copy(a->exec, &body, NULL) < 0)
+                return NULL;
+        json_object *size = json_object_new_object();
+        if (!size || json_object_object_add(body, "pty", size) < 0) {
+                json_object_put(size);
+                return NULL;
+        }
+        if (json_object_object_add(size, "cols", json_object_new_int((int) cols)) < 0 ||
+            json_object_object_add(size, "rows", json_object_new_int((int) rows)) < 0)
+                return NULL;
+        return TAKE_PTR(body);
+}
+
+int cli_exec_tty(CliContext *ctx, const CliArgs *a)
 {
         static const int stop_signals[] = {SIGTERM, SIGHUP, SIGINT, SIGQUIT};
         unsigned cols, rows;
         winsize_of(STDIN_FILENO, &cols, &rows);
-        cleanup_json json_object *body = NULL;
-        cleanup_json json_object *err_body = NULL;
-        int r = json_object_deep_copy(a->exec, &body, NULL) < 0 ? -ENOMEM : 0;
-        json_object *size = r == 0 ? size_json(cols, rows) : NULL;
-        if (!size || json_object_object_add(body, "pty", size) < 0) {
-                json_object_put(size);
+        cleanup_json json_object *body = pty_request(a, cols, rows);
+        if (!body)
                 return fail(ctx, -ENOMEM, "cannot build the request");
-        }
 
-        cleanup_http_client HttpClient *input_http = NULL;
-        r = http_client_dup(ctx->http, &input_http);
+        cleanup_agent_client AgentClient *input_agent = NULL;
+        int r = agent_client_dup(ctx->agent, &input_agent);
         if (r < 0)
                 return fail(ctx, r, "cannot make a second connection");
-        http_client_set_timeout(input_http, TTY_REQUEST_TIMEOUT_MS);
+        agent_client_set_timeout(input_agent, TTY_REQUEST_TIMEOUT_MS);
         int pid_pipe[2] = {-1, -1}, winch_pipe[2] = {-1, -1};
         if (pipe2(pid_pipe, O_CLOEXEC) < 0 || pipe2(winch_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = negative_errno();
@@ -215,7 +193,7 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path)
                 raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
         }
 
-        TtyInput in = {.http = input_http,
+        TtyInput in = {.agent = input_agent,
                        .id = a->args[0],
                        .forward_stdin = a->read_stdin,
                        .pid_fd = pid_pipe[0],
@@ -229,10 +207,9 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path)
 
         TtyOutput o = {.pid_fd = pid_pipe[1]};
         cli_exec_state_init(&o.st, STDOUT_FILENO, STDERR_FILENO);
-        long status = 0;
-        http_client_set_cancel(ctx->http, &tty_interrupted);
-        r = http_request_stream(ctx->http, "POST", path, body, on_line, &o, &status, &err_body);
-        http_client_set_cancel(ctx->http, NULL);
+        agent_client_set_cancel(ctx->agent, &tty_interrupted);
+        r = agent_client_exec(ctx->agent, a->args[0], body, on_event, &o);
+        agent_client_set_cancel(ctx->agent, NULL);
         closep(&pid_pipe[1]); /* the input thread ends */
         (void) pthread_join(thread, NULL);
 
@@ -241,9 +218,7 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a, const char *path)
         else if (r < 0 && o.st.write_failed)
                 r = fail(ctx, r, "cannot write output");
         else if (r < 0)
-                r = cli_transport_error(ctx, r);
-        else if (status < 200 || status >= 300)
-                r = cli_api_error(ctx, status, err_body);
+                r = cli_agent_error(ctx, r);
         else if (!o.st.exited)
                 r = fail(ctx, -EIO, "the output stream ended before the command exited");
         else

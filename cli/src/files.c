@@ -17,18 +17,8 @@
 #include <json-c/json.h>
 
 #include "cli.h"
-#include "sandpit/http-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
-
-static int error_done(CliContext *ctx, int r)
-{
-        cli_one_line(ctx->error, ctx->error, sizeof(ctx->error));
-        return r < 0 ? r : -EIO;
-}
-
-#define set_error(ctx, r, ...) \
-        ((void) snprintf((ctx)->error, sizeof((ctx)->error), __VA_ARGS__), error_done((ctx), (r)))
 
 bool cli_remote_path(const char *s, char **ret_id, const char **ret_path)
 {
@@ -42,58 +32,11 @@ bool cli_remote_path(const char *s, char **ret_id, const char **ret_path)
         return true;
 }
 
-/* "/v1/sandboxes/ID/SUB?path=P[&user=U]" + extra (already escaped). */
-static int files_url(const CliArgs *a, const char *id, const char *sub, const char *path,
-                     const char *extra, char **ret)
+/* r (< 0) from ctx->agent in ctx->error, unless an on_data callback already
+ * said why. */
+static int agent_failed(CliContext *ctx, int r)
 {
-        cleanup_free char *base = NULL, *ep = NULL, *eu = NULL;
-        int r = cli_sandbox_path(id, sub, &base);
-        if (r == 0 && path)
-                r = cli_url_escape(path, &ep);
-        if (r == 0 && a->user)
-                r = cli_url_escape(a->user, &eu);
-        if (r < 0)
-                return r;
-        if (asprintf(ret, "%s?%s%s%s%s%s", base, ep ? "path=" : "", ep ? ep : "",
-                     eu ? "&user=" : "", eu ? eu : "", extra ? extra : "") < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-static int raw_call(CliContext *ctx, const char *method, const char *url, int in_fd,
-                    HttpDataFn on_data, void *userdata, json_object **ret)
-{
-        cleanup_json json_object *body = NULL;
-        long status = 0;
-        int r = http_request_raw(ctx->http, method, url, in_fd, on_data, userdata, &status, &body);
-        if (r == -EBADMSG)
-                return set_error(ctx, r, "the agent sent a response that is not JSON");
-        if (r < 0 && ctx->error[0])
-                return r; /* on_data said why */
-        if (r < 0)
-                return cli_transport_error(ctx, r);
-        if (status < 200 || status >= 300)
-                return cli_api_error(ctx, status, body);
-        if (ret)
-                *ret = TAKE_PTR(body);
-        return 0;
-}
-
-static int remote_stat(CliContext *ctx, const CliArgs *a, const char *id, const char *path,
-                       json_object **ret_entry)
-{
-        cleanup_free char *url = NULL;
-        cleanup_json json_object *o = NULL;
-        if (files_url(a, id, "/fs/stat", path, NULL, &url) < 0)
-                return set_error(ctx, -ENOMEM, "out of memory");
-        int r = cli_api_call(ctx, "GET", url, NULL, &o);
-        if (r < 0)
-                return r;
-        json_object *e = NULL;
-        if (!json_object_object_get_ex(o, "entry", &e))
-                return set_error(ctx, -EIO, "the agent's stat answer has no entry");
-        *ret_entry = json_object_get(e);
-        return 0;
+        return ctx->error[0] ? r : cli_agent_error(ctx, r);
 }
 
 /* An unlinked temporary file for an archive: on disk under $TMPDIR (else
@@ -128,29 +71,29 @@ static int pack_dir(CliContext *ctx, const char *dir, int fd)
         cleanup_archive_read struct archive *disk = archive_read_disk_new();
         cleanup_archive_write struct archive *out = archive_write_new();
         if (!disk || !out)
-                return set_error(ctx, -ENOMEM, "out of memory");
+                return cli_set_error(ctx, -ENOMEM, "out of memory");
         (void) archive_read_disk_set_standard_lookup(disk);
         if (archive_write_set_format_pax_restricted(out) != ARCHIVE_OK ||
             archive_write_add_filter_gzip(out) != ARCHIVE_OK ||
             archive_write_open_fd(out, fd) != ARCHIVE_OK ||
             archive_read_disk_open(disk, dir) != ARCHIVE_OK)
-                return set_error(ctx, -EIO, "cannot read %s: %s", dir,
-                                 archive_error_string(disk) ? archive_error_string(disk)
-                                                            : archive_error_string(out));
+                return cli_set_error(ctx, -EIO, "cannot read %s: %s", dir,
+                                     archive_error_string(disk) ? archive_error_string(disk)
+                                                                : archive_error_string(out));
         size_t prefix = strlen(dir);
         char buf[65536];
         for (;;) {
                 struct archive_entry *e = archive_entry_new();
                 if (!e)
-                        return set_error(ctx, -ENOMEM, "out of memory");
+                        return cli_set_error(ctx, -ENOMEM, "out of memory");
                 int r = archive_read_next_header2(disk, e);
                 if (r == ARCHIVE_EOF) {
                         archive_entry_free(e);
                         break;
                 }
                 if (r < ARCHIVE_WARN) {
-                        (void) set_error(ctx, -EIO, "cannot read %s: %s", dir,
-                                         archive_error_string(disk));
+                        (void) cli_set_error(ctx, -EIO, "cannot read %s: %s", dir,
+                                             archive_error_string(disk));
                         archive_entry_free(e);
                         return -EIO;
                 }
@@ -176,12 +119,12 @@ static int pack_dir(CliContext *ctx, const char *dir, int fd)
                 }
                 archive_entry_free(e);
                 if (r < ARCHIVE_WARN)
-                        return set_error(ctx, -EIO, "cannot archive %s: %s", rel,
-                                         archive_error_string(out));
+                        return cli_set_error(ctx, -EIO, "cannot archive %s: %s", rel,
+                                             archive_error_string(out));
         }
         if (archive_write_close(out) != ARCHIVE_OK)
-                return set_error(ctx, -EIO, "cannot write the archive: %s",
-                                 archive_error_string(out));
+                return cli_set_error(ctx, -EIO, "cannot write the archive: %s",
+                                     archive_error_string(out));
         return 0;
 }
 
@@ -192,7 +135,7 @@ static int unpack_here(CliContext *ctx, int fd, const char *dir)
         cleanup_archive_read struct archive *in = archive_read_new();
         cleanup_archive_write struct archive *disk = archive_write_disk_new();
         if (!in || !disk)
-                return set_error(ctx, -ENOMEM, "out of memory");
+                return cli_set_error(ctx, -ENOMEM, "out of memory");
         (void) archive_read_support_filter_gzip(in);
         (void) archive_read_support_format_tar(in);
         (void) archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
@@ -200,44 +143,44 @@ static int unpack_here(CliContext *ctx, int fd, const char *dir)
                                                             ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                                                             ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
         if (lseek(fd, 0, SEEK_SET) < 0 || archive_read_open_fd(in, fd, 65536) != ARCHIVE_OK)
-                return set_error(ctx, -EIO, "cannot read the archive: %s",
-                                 archive_error_string(in));
+                return cli_set_error(ctx, -EIO, "cannot read the archive: %s",
+                                     archive_error_string(in));
         struct archive_entry *e;
         int r;
         while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK) {
                 const char *name = archive_entry_pathname(e);
                 if (archive_write_header(disk, e) < ARCHIVE_WARN)
-                        return set_error(ctx, -EIO, "cannot write %s/%s: %s", dir, name,
-                                         archive_error_string(disk));
+                        return cli_set_error(ctx, -EIO, "cannot write %s/%s: %s", dir, name,
+                                             archive_error_string(disk));
                 const void *buf;
                 size_t len;
                 la_int64_t off;
                 while ((r = archive_read_data_block(in, &buf, &len, &off)) == ARCHIVE_OK)
                         if (archive_write_data_block(disk, buf, len, off) < ARCHIVE_WARN)
-                                return set_error(ctx, -EIO, "cannot write %s/%s: %s", dir, name,
-                                                 archive_error_string(disk));
+                                return cli_set_error(ctx, -EIO, "cannot write %s/%s: %s", dir, name,
+                                                     archive_error_string(disk));
                 if (r != ARCHIVE_EOF)
-                        return set_error(ctx, -EIO, "corrupt archive: %s",
-                                         archive_error_string(in));
+                        return cli_set_error(ctx, -EIO, "corrupt archive: %s",
+                                             archive_error_string(in));
                 (void) archive_write_finish_entry(disk);
         }
         if (r != ARCHIVE_EOF)
-                return set_error(ctx, -EIO, "corrupt archive: %s", archive_error_string(in));
+                return cli_set_error(ctx, -EIO, "corrupt archive: %s", archive_error_string(in));
         return archive_write_close(disk) == ARCHIVE_OK
                        ? 0
-                       : set_error(ctx, -EIO, "cannot finish %s: %s", dir,
-                                   archive_error_string(disk));
+                       : cli_set_error(ctx, -EIO, "cannot finish %s: %s", dir,
+                                       archive_error_string(disk));
 }
 
 static int unpack_into(CliContext *ctx, int fd, const char *dir)
 {
         cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (cwd < 0 || chdir(dir) < 0)
-                return set_error(ctx, -errno, "%s: %s", dir, strerror(errno));
+                return cli_set_error(ctx, -errno, "%s: %s", dir, strerror(errno));
         int r = unpack_here(ctx, fd, dir);
         if (fchdir(cwd) < 0 && r == 0)
-                r = set_error(ctx, -errno, "cannot return to the working directory: %s",
-                              strerror(errno));
+                r = cli_set_error(ctx, -errno, "cannot return to the working directory: %s",
+                                  strerror(errno));
         return r;
 }
 
@@ -253,7 +196,7 @@ static int sink_write(const char *data, size_t len, void *userdata)
 {
         Sink *s = userdata;
         int r = write_all(s->fd, data, len);
-        return r < 0 ? set_error(s->ctx, r, "cannot write %s: %s", s->name, strerror(-r)) : 0;
+        return r < 0 ? cli_set_error(s->ctx, r, "cannot write %s: %s", s->name, strerror(-r)) : 0;
 }
 
 static const char *base_name(const char *p)
@@ -265,82 +208,78 @@ static const char *base_name(const char *p)
 static int cp_to_sandbox(CliContext *ctx, const CliArgs *a, const char *local, const char *id,
                          const char *path)
 {
-        cleanup_free char *url = NULL, *target = NULL;
+        cleanup_free char *target = NULL;
         struct stat st;
         bool from_stdin = streq(local, "-");
         if (!from_stdin && stat(local, &st) < 0)
-                return set_error(ctx, -errno, "%s: %s", local, strerror(errno));
+                return cli_set_error(ctx, -errno, "%s: %s", local, strerror(errno));
         if (!from_stdin && S_ISDIR(st.st_mode)) {
                 cleanup_close int tmp = spool_fd();
                 if (tmp < 0)
-                        return set_error(ctx, -errno, "temporary file: %s", strerror(errno));
+                        return cli_set_error(ctx, -errno, "temporary file: %s", strerror(errno));
                 int r = pack_dir(ctx, local, tmp);
                 if (r < 0)
                         return r;
-                if (lseek(tmp, 0, SEEK_SET) < 0 ||
-                    files_url(a, id, "/archive", path, "&format=tar.gz&max_bytes=68719476736",
-                              &url) < 0)
-                        return set_error(ctx, -ENOMEM, "out of memory");
-                return raw_call(ctx, "PUT", url, tmp, NULL, NULL, NULL);
+                if (lseek(tmp, 0, SEEK_SET) < 0)
+                        return cli_set_error(ctx, -errno, "temporary file: %s", strerror(errno));
+                r = agent_client_archive_write_fd(ctx->agent, id, path, a->user, tmp, NULL);
+                return r < 0 ? agent_failed(ctx, r) : 0;
         }
         size_t len = strlen(path);
         if (len == 0 || path[len - 1] == '/') {
                 if (from_stdin)
-                        return set_error(ctx, -EINVAL, "cp: give the file name to write stdin to");
+                        return cli_set_error(ctx, -EINVAL,
+                                             "cp: give the file name to write stdin to");
                 if (asprintf(&target, "%s%s", path, base_name(local)) < 0)
-                        return set_error(ctx, -ENOMEM, "out of memory");
+                        return cli_set_error(ctx, -ENOMEM, "out of memory");
                 path = target;
         }
         cleanup_close int fd =
                 from_stdin ? dup(STDIN_FILENO) : open(local, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
-                return set_error(ctx, -errno, "%s: %s", local, strerror(errno));
-        if (files_url(a, id, "/files", path, "&max_bytes=68719476736", &url) < 0)
-                return set_error(ctx, -ENOMEM, "out of memory");
-        return raw_call(ctx, "PUT", url, fd, NULL, NULL, NULL);
+                return cli_set_error(ctx, -errno, "%s: %s", local, strerror(errno));
+        int r = agent_client_file_write_fd(ctx->agent, id, path, a->user, fd, NULL);
+        return r < 0 ? agent_failed(ctx, r) : 0;
 }
 
 static int cp_from_sandbox(CliContext *ctx, const CliArgs *a, const char *id, const char *path,
                            const char *local)
 {
         cleanup_json json_object *entry = NULL;
-        int r = remote_stat(ctx, a, id, path, &entry);
+        int r = agent_client_stat(ctx->agent, id, path, a->user, &entry);
         if (r < 0)
-                return r;
-        cleanup_free char *url = NULL, *target = NULL;
+                return agent_failed(ctx, r);
+        cleanup_free char *target = NULL;
         bool to_stdout = streq(local, "-");
         struct stat st;
         bool local_dir = !to_stdout && stat(local, &st) == 0 && S_ISDIR(st.st_mode);
         if (streq(json_text(entry, "type") ?: "", "dir")) {
                 if (to_stdout)
-                        return set_error(ctx, -EINVAL, "cp: %s is a directory", path);
+                        return cli_set_error(ctx, -EINVAL, "cp: %s is a directory", path);
                 if (!local_dir && mkdir(local, 0755) < 0)
-                        return set_error(ctx, -errno, "%s: %s", local, strerror(errno));
+                        return cli_set_error(ctx, -errno, "%s: %s", local, strerror(errno));
                 cleanup_close int tmp = spool_fd();
                 if (tmp < 0)
-                        return set_error(ctx, -errno, "temporary file: %s", strerror(errno));
-                if (files_url(a, id, "/archive", path, "&format=tar.gz&max_bytes=68719476736",
-                              &url) < 0)
-                        return set_error(ctx, -ENOMEM, "out of memory");
+                        return cli_set_error(ctx, -errno, "temporary file: %s", strerror(errno));
                 Sink s = {.ctx = ctx, .fd = tmp, .name = "the archive"};
-                if ((r = raw_call(ctx, "GET", url, -1, sink_write, &s, NULL)) < 0)
-                        return r;
+                r = agent_client_archive_read(ctx->agent, id, path, a->user, sink_write, &s);
+                if (r < 0)
+                        return agent_failed(ctx, r);
                 return unpack_into(ctx, tmp, local);
         }
         if (local_dir) {
                 if (asprintf(&target, "%s/%s", local, base_name(path)) < 0)
-                        return set_error(ctx, -ENOMEM, "out of memory");
+                        return cli_set_error(ctx, -ENOMEM, "out of memory");
                 local = target;
         }
         cleanup_close int fd =
                 to_stdout ? dup(STDOUT_FILENO)
                           : open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
         if (fd < 0)
-                return set_error(ctx, -errno, "%s: %s", local, strerror(errno));
-        if (files_url(a, id, "/files", path, NULL, &url) < 0)
-                return set_error(ctx, -ENOMEM, "out of memory");
+                return cli_set_error(ctx, -errno, "%s: %s", local, strerror(errno));
         Sink s = {.ctx = ctx, .fd = fd, .name = to_stdout ? "stdout" : local};
-        return raw_call(ctx, "GET", url, -1, sink_write, &s, NULL);
+        r = agent_client_file_read(ctx->agent, id, path, a->user, sink_write, &s);
+        return r < 0 ? agent_failed(ctx, r) : 0;
 }
 
 int cli_cmd_cp(CliContext *ctx, const CliArgs *a)
@@ -348,12 +287,15 @@ int cli_cmd_cp(CliContext *ctx, const CliArgs *a)
         cleanup_free char *id = NULL;
         const char *path = NULL;
         int r;
+        /* cp moves whole trees: the agent's largest limit, not its default 1 GiB. */
+        agent_client_set_max_bytes(ctx->agent, CLI_CP_MAX_BYTES);
         if (cli_remote_path(a->args[1], &id, &path))
                 r = cp_to_sandbox(ctx, a, a->args[0], id, path);
         else if (cli_remote_path(a->args[0], &id, &path))
                 r = cp_from_sandbox(ctx, a, id, path, a->args[1]);
         else
-                return set_error(ctx, -EINVAL, "cp: exactly one of SRC and DST must be ID:PATH");
+                return cli_set_error(ctx, -EINVAL,
+                                     "cp: exactly one of SRC and DST must be ID:PATH");
         return r < 0 ? r : 0;
 }
 
@@ -396,60 +338,36 @@ static int print_entries(json_object *entries)
         return r;
 }
 
-static int print_json_out(json_object *o)
-{
-        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                                  JSON_C_TO_STRING_SPACED |
-                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
-        return s && puts(s) >= 0 ? 0 : -EIO;
-}
-
 int cli_cmd_fs(CliContext *ctx, const CliArgs *a)
 {
         const char *sub = a->args[0], *id = a->args[1], *path = a->args[2];
-        cleanup_free char *url = NULL;
         cleanup_json json_object *out = NULL;
         int r;
-        if (streq(sub, "ls") || streq(sub, "stat")) {
-                char extra[32] = "";
-                if (a->depth)
-                        (void) snprintf(extra, sizeof(extra), "&depth=%" PRId64, a->depth);
-                if (files_url(a, id, streq(sub, "ls") ? "/fs/ls" : "/fs/stat", path, extra, &url) <
-                    0)
-                        return set_error(ctx, -ENOMEM, "out of memory");
-                if ((r = cli_api_call(ctx, "GET", url, NULL, &out)) < 0)
-                        return r;
-                json_object *v = NULL;
+        if (streq(sub, "ls")) {
+                r = agent_client_ls(ctx->agent, id, path, a->user, (unsigned) a->depth, &out);
+                if (r < 0)
+                        return agent_failed(ctx, r);
                 if (a->json)
-                        r = print_json_out(out);
-                else if (streq(sub, "ls") && json_object_object_get_ex(out, "entries", &v))
-                        r = print_entries(v);
-                else if (json_object_object_get_ex(out, "entry", &v)) {
-                        json_object_object_foreach(v, key, val)
-                                printf("%-15s %s\n", key, json_object_get_string(val));
-                        r = 0;
-                }
-                if (r < 0 || fflush(stdout) != 0)
-                        return set_error(ctx, -EIO, "cannot write output");
-                return 0;
-        }
-        cleanup_json json_object *body = json_object_new_object();
-        if (!body)
-                return set_error(ctx, -ENOMEM, "out of memory");
-        if (streq(sub, "mv")) {
-                (void) json_object_object_add(body, "source", json_object_new_string(path));
-                (void) json_object_object_add(body, "destination",
-                                              json_object_new_string(a->args[3]));
-                (void) json_object_object_add(body, "overwrite", json_object_new_boolean(true));
+                        return cli_print_json_member(ctx, "entries", TAKE_PTR(out));
+                r = print_entries(out);
+        } else if (streq(sub, "stat")) {
+                r = agent_client_stat(ctx->agent, id, path, a->user, &out);
+                if (r < 0)
+                        return agent_failed(ctx, r);
+                if (a->json)
+                        return cli_print_json_member(ctx, "entry", TAKE_PTR(out));
+                json_object_object_foreach(out, key, val)
+                        printf("%-15s %s\n", key, json_object_get_string(val));
         } else {
-                (void) json_object_object_add(body, "path", json_object_new_string(path));
+                if (streq(sub, "mv"))
+                        r = agent_client_mv(ctx->agent, id, path, a->args[3], a->user, true, NULL);
+                else if (streq(sub, "rm"))
+                        r = agent_client_rm(ctx->agent, id, path, a->user, a->recursive);
+                else
+                        r = agent_client_mkdir(ctx->agent, id, path, a->user, true, NULL);
+                return r < 0 ? agent_failed(ctx, r) : 0;
         }
-        if (streq(sub, "rm"))
-                (void) json_object_object_add(body, "recursive",
-                                              json_object_new_boolean(a->recursive));
-        cleanup_free char *sfx = NULL;
-        if (asprintf(&sfx, "/fs/%s", sub) < 0 || files_url(a, id, sfx, NULL, NULL, &url) < 0)
-                return set_error(ctx, -ENOMEM, "out of memory");
-        r = cli_api_call(ctx, "POST", url, body, NULL);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return cli_set_error(ctx, -EIO, "cannot write output");
+        return cli_finish_output(ctx);
 }

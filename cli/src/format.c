@@ -93,31 +93,6 @@ int cli_quantity_json(const char *s, json_object **ret)
         return 0;
 }
 
-int cli_url_escape(const char *s, char **ret)
-{
-        static const char hex[] = "0123456789ABCDEF";
-        size_t len = strlen(s);
-
-        if (len > (SIZE_MAX - 1) / 3)
-                return -E2BIG;
-        char *out = malloc(len * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-        char *o = out;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-                if (isalnum(*p) || strchr("-._~", *p)) {
-                        *o++ = (char) *p;
-                } else {
-                        *o++ = '%';
-                        *o++ = hex[*p >> 4];
-                        *o++ = hex[*p & 15];
-                }
-        }
-        *o = '\0';
-        *ret = out;
-        return 0;
-}
-
 void cli_format_bytes(int64_t bytes, char *buf, size_t len)
 {
         static const char *const units[] = {"Ki", "Mi", "Gi", "Ti", "Pi"};

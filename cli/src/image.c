@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "sandpit/agent-client.h"
 #include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
@@ -27,34 +28,22 @@ int cli_cmd_template(CliContext *ctx, const CliArgs *a)
         cleanup_json json_object *resp = NULL;
         int r;
         if (streq(sub, "pull")) {
-                cleanup_json json_object *body = json_object_new_object();
-                if (!body)
-                        return -ENOMEM;
-                (void) json_object_object_add(body, "image", json_object_new_string(a->args[1]));
-                if ((r = cli_api_call(ctx, "POST", "/v1/images/pull", body, &resp)) < 0)
-                        return r;
+                if ((r = agent_client_image_pull(ctx->agent, a->args[1], &resp)) < 0)
+                        return cli_agent_error(ctx, r);
                 if (a->json)
-                        puts(json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PRETTY));
-                else
-                        print_image(resp);
-                return 0;
+                        return cli_print_json(ctx, resp);
+                print_image(resp);
+                return cli_finish_output(ctx);
         }
         if (streq(sub, "images")) {
-                if ((r = cli_api_call(ctx, "GET", "/v1/images", NULL, &resp)) < 0)
-                        return r;
-                json_object *arr = json_field(resp, "images");
-                if (a->json) {
-                        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
-                        return 0;
-                }
-                for (size_t i = 0; i < json_object_array_length(arr); i++)
-                        print_image(json_object_array_get_idx(arr, i));
-                return 0;
+                if ((r = agent_client_image_list(ctx->agent, &resp)) < 0)
+                        return cli_agent_error(ctx, r);
+                if (a->json)
+                        return cli_print_json(ctx, resp);
+                for (size_t i = 0; i < json_object_array_length(resp); i++)
+                        print_image(json_object_array_get_idx(resp, i));
+                return cli_finish_output(ctx);
         }
-        /* rm */
-        cleanup_free char *escaped = NULL, *path = NULL;
-        if ((r = cli_url_escape(a->args[1], &escaped)) < 0 ||
-            asprintf(&path, "/v1/images?image=%s", escaped) < 0)
-                return r < 0 ? r : -ENOMEM;
-        return cli_api_call(ctx, "DELETE", path, NULL, NULL);
+        r = agent_client_image_remove(ctx->agent, a->args[1]); /* rm */
+        return r < 0 ? cli_agent_error(ctx, r) : 0;
 }

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "sandpit/http-client.h"
+#include "sandpit/agent-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -130,8 +130,8 @@ static int run(int argc, char **argv)
                 }
         }
 
-        cleanup_http_client HttpClient *http = NULL;
-        r = http_client_new(server, token, &http);
+        cleanup_agent_client AgentClient *agent = NULL;
+        r = agent_client_new(server, token, &agent);
         if (token) {
                 explicit_bzero(token, strlen(token));
                 free(token);
@@ -148,7 +148,7 @@ static int run(int argc, char **argv)
                 return r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
         }
 
-        CliContext ctx = {.http = http, .url = server};
+        CliContext ctx = {.agent = agent, .url = server};
         r = cli_run(&ctx, &args);
         cli_args_done(&args);
         if (r < 0) {

@@ -11,33 +11,42 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
 struct AgentClient {
         HttpClient *http;
+        uint64_t max_bytes; /* of file and archive transfers; 0: the agent's default */
         AgentClientError err;
 };
 
-static inline void ac_json_putp(json_object **o)
+/* A client around http (taken, also on failure). */
+static int wrap(HttpClient *http, uint64_t max_bytes, AgentClient **ret)
 {
-        if (*o)
-                json_object_put(*o);
+        AgentClient *c = calloc(1, sizeof(*c));
+        if (!c) {
+                http_client_free(http);
+                return -ENOMEM;
+        }
+        c->http = http;
+        c->max_bytes = max_bytes;
+        *ret = c;
+        return 0;
 }
-#define cleanup_ac_json __attribute__((cleanup(ac_json_putp)))
 
 int agent_client_new(const char *url, const char *token, AgentClient **ret)
 {
-        AgentClient *c = calloc(1, sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        int r = http_client_new(url, token, &c->http);
-        if (r < 0) {
-                free(c);
-                return r;
-        }
-        *ret = c;
-        return 0;
+        HttpClient *http = NULL;
+        int r = http_client_new(url, token, &http);
+        return r < 0 ? r : wrap(http, 0, ret);
+}
+
+int agent_client_dup(const AgentClient *c, AgentClient **ret)
+{
+        HttpClient *http = NULL;
+        int r = http_client_dup(c->http, &http);
+        return r < 0 ? r : wrap(http, c->max_bytes, ret);
 }
 
 void agent_client_free(AgentClient *c)
@@ -51,6 +60,11 @@ void agent_client_free(AgentClient *c)
 void agent_client_set_timeout(AgentClient *c, long timeout_ms)
 {
         http_client_set_timeout(c->http, timeout_ms);
+}
+
+void agent_client_set_max_bytes(AgentClient *c, uint64_t max_bytes)
+{
+        c->max_bytes = max_bytes;
 }
 
 void agent_client_set_cancel(AgentClient *c, const volatile sig_atomic_t *flag)
@@ -75,12 +89,12 @@ static int check_status(AgentClient *c, long status, long ok, json_object *body)
         c->err.status = status;
         if (status == ok)
                 return 0;
-        json_object *m = NULL;
-        if (body && json_object_object_get_ex(body, "message", &m) &&
-            json_object_is_type(m, json_type_string))
-                snprintf(c->err.message, sizeof(c->err.message), "%s", json_object_get_string(m));
+        const char *m = json_str(body, "message");
+        if (m)
+                snprintf(c->err.message, sizeof(c->err.message), "%s", m);
         else
-                snprintf(c->err.message, sizeof(c->err.message), "the agent answered %ld", status);
+                snprintf(c->err.message, sizeof(c->err.message), "the agent answered HTTP %ld",
+                         status);
         int r = http_status_to_errno(status, NULL);
         return r < 0 ? r : -EIO;
 }
@@ -99,7 +113,7 @@ static int call(AgentClient *c, const char *method, const char *path, json_objec
 {
         c->err = (AgentClientError){0};
         long status = 0;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = http_request_json(c->http, method, path, body, &status, &resp);
         if (r < 0)
                 return transport_failed(c, r);
@@ -137,8 +151,8 @@ static char *escape(const char *s)
 /* A member of o taken out with its own reference. */
 static int take_member(json_object *o, const char *name, json_type type, json_object **ret)
 {
-        json_object *v = NULL;
-        if (!o || !json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, type))
+        json_object *v = json_field(o, name);
+        if (!v || !json_object_is_type(v, type))
                 return -EBADMSG;
         *ret = json_object_get(v);
         return 0;
@@ -227,7 +241,7 @@ int agent_client_list(AgentClient *c, const char *const *labels, json_object **r
                 return -ENOMEM;
         }
         cleanup_free char *p = path;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = call(c, "GET", p, NULL, 200, &resp);
         if (r < 0)
                 return r;
@@ -240,10 +254,35 @@ int agent_client_delete(AgentClient *c, const char *id)
         return p ? call(c, "DELETE", p, NULL, 204, NULL) : -ENOMEM;
 }
 
+int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret)
+{
+        cleanup_json json_object *body = json_object_new_object();
+        if (!body || json_object_object_add(body, "image", json_object_new_string(ref)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", "/v1/images/pull", body, 200, ret);
+}
+
+int agent_client_image_list(AgentClient *c, json_object **ret)
+{
+        cleanup_json json_object *resp = NULL;
+        int r = call(c, "GET", "/v1/images", NULL, 200, &resp);
+        if (r < 0)
+                return r;
+        return take_member(resp, "images", json_type_array, ret);
+}
+
+int agent_client_image_remove(AgentClient *c, const char *ref)
+{
+        cleanup_free char *e = escape(ref), *p = NULL;
+        if (!e || asprintf(&p, "/v1/images?image=%s", e) < 0)
+                return -ENOMEM;
+        return call(c, "DELETE", p, NULL, 204, NULL);
+}
+
 int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/timeout");
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body ||
             json_object_object_add(body, "timeout", json_object_new_uint64(timeout_s)) < 0)
                 return -ENOMEM;
@@ -253,7 +292,7 @@ int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s
 int agent_client_pause(AgentClient *c, const char *id, bool stop_deadline, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/pause");
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body ||
             json_object_object_add(body, "stop_deadline", json_object_new_boolean(stop_deadline)) <
                     0)
@@ -264,7 +303,7 @@ int agent_client_pause(AgentClient *c, const char *id, bool stop_deadline, json_
 int agent_client_resume(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/resume");
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body)
                 return -ENOMEM;
         if (timeout_s > 0 &&
@@ -295,21 +334,13 @@ typedef struct {
 static int on_line(const char *line, size_t len, void *userdata)
 {
         EventSink *s = userdata;
-        json_tokener *tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_object *ev = json_tokener_parse_ex(tok, line, (int) len);
-        bool ok = ev && json_tokener_get_error(tok) == json_tokener_success &&
-                  json_object_is_type(ev, json_type_object);
-        json_tokener_free(tok);
-        if (!ok) {
-                if (ev)
-                        json_object_put(ev);
+        cleanup_json json_object *ev = NULL;
+        int r = json_parse_strict(line, len, 0, &ev, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !json_object_is_type(ev, json_type_object))
                 return -EBADMSG;
-        }
-        int r = s->fn(ev, s->userdata);
-        json_object_put(ev);
-        return r;
+        return s->fn(ev, s->userdata);
 }
 
 static int stream(AgentClient *c, const char *method, const char *path, json_object *body,
@@ -318,7 +349,7 @@ static int stream(AgentClient *c, const char *method, const char *path, json_obj
         c->err = (AgentClientError){0};
         EventSink sink = {.fn = fn, .userdata = userdata};
         long status = 0;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = http_request_stream(c->http, method, path, body, on_line, &sink, &status, &resp);
         if (r < 0) {
                 /* The callback's own result, or the transport's. */
@@ -339,7 +370,7 @@ int agent_client_exec(AgentClient *c, const char *id, json_object *req, AgentEve
 int agent_client_exec_background(AgentClient *c, const char *id, json_object *req, int *ret_pid)
 {
         cleanup_free char *p = sandbox_path(id, "/exec");
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body)
                 return -ENOMEM;
         json_object_object_foreach(req, k, v) {
@@ -348,13 +379,12 @@ int agent_client_exec_background(AgentClient *c, const char *id, json_object *re
         }
         if (json_object_object_add(body, "background", json_object_new_boolean(true)) < 0)
                 return -ENOMEM;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = call(c, "POST", p, body, 201, &resp);
         if (r < 0)
                 return r;
-        json_object *pid = NULL;
-        if (!json_object_object_get_ex(resp, "pid", &pid) ||
-            !json_object_is_type(pid, json_type_int))
+        json_object *pid = json_field(resp, "pid");
+        if (!pid || !json_object_is_type(pid, json_type_int))
                 return -EBADMSG;
         *ret_pid = json_object_get_int(pid);
         return 0;
@@ -363,7 +393,7 @@ int agent_client_exec_background(AgentClient *c, const char *id, json_object *re
 int agent_client_processes(AgentClient *c, const char *id, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/processes");
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
         return r < 0 ? r : take_member(resp, "processes", json_type_array, ret);
 }
@@ -379,7 +409,7 @@ int agent_client_process_stdin(AgentClient *c, const char *id, int pid, const vo
                                size_t len, bool eof)
 {
         cleanup_free char *p = sandbox_path(id, "/processes/%d/stdin", pid);
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body)
                 return -ENOMEM;
         if (len > 0) {
@@ -398,7 +428,7 @@ int agent_client_process_stdin(AgentClient *c, const char *id, int pid, const vo
 int agent_client_process_signal(AgentClient *c, const char *id, int pid, const char *signal)
 {
         cleanup_free char *p = sandbox_path(id, "/processes/%d/signal", pid);
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body ||
             json_object_object_add(body, "signal", json_object_new_string(signal)) < 0)
                 return -ENOMEM;
@@ -409,49 +439,81 @@ int agent_client_process_resize(AgentClient *c, const char *id, int pid, unsigne
                                 unsigned rows)
 {
         cleanup_free char *p = sandbox_path(id, "/processes/%d/resize", pid);
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body || json_object_object_add(body, "cols", json_object_new_int64(cols)) < 0 ||
             json_object_object_add(body, "rows", json_object_new_int64(rows)) < 0)
                 return -ENOMEM;
         return call(c, "POST", p, body, 204, NULL);
 }
 
-int agent_client_file_read(AgentClient *c, const char *id, const char *path, const char *user,
-                           HttpDataFn on_data, void *userdata)
+/* One raw exchange (files, archives) answered with status ok: the request
+ * body is in_fd's contents (-1: none), a 2xx answer's bytes go to on_data,
+ * or without on_data it is parsed into *ret (may be NULL). */
+static int raw(AgentClient *c, const char *method, const char *path, int in_fd, HttpDataFn on_data,
+               void *userdata, long ok, json_object **ret)
 {
-        cleanup_free char *q = path_query(path, user, NULL);
-        cleanup_free char *p = q ? sandbox_path(id, "/files%s", q) : NULL;
-        if (!p)
-                return -ENOMEM;
         c->err = (AgentClientError){0};
         long status = 0;
-        cleanup_ac_json json_object *resp = NULL;
-        int r = http_request_raw(c->http, "GET", p, -1, on_data, userdata, &status, &resp);
+        cleanup_json json_object *resp = NULL;
+        int r = http_request_raw(c->http, method, path, in_fd, on_data, userdata, &status, &resp);
         if (r < 0) {
-                if (status >= 200 && status < 300)
+                /* on_data's own result, or the transport's. */
+                if (on_data && status >= 200 && status < 300)
                         return r;
                 return transport_failed(c, r);
         }
-        return check_status(c, status, 200, resp);
+        r = check_status(c, status, ok, resp);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = TAKE_PTR(resp);
+        return 0;
+}
+
+/* "/v1/sandboxes/ID/ROUTE?path=P[&user=U][extra][&max_bytes=N]". */
+static char *transfer_path(AgentClient *c, const char *id, const char *route, const char *path,
+                           const char *user, const char *extra, bool limited)
+{
+        char tail[64] = "";
+        if (limited && c->max_bytes > 0)
+                snprintf(tail, sizeof(tail), "%s&max_bytes=%llu", extra ? extra : "",
+                         (unsigned long long) c->max_bytes);
+        else if (extra)
+                snprintf(tail, sizeof(tail), "%s", extra);
+        cleanup_free char *q = path_query(path, user, tail);
+        return q ? sandbox_path(id, "/%s%s", route, q) : NULL;
+}
+
+int agent_client_file_read(AgentClient *c, const char *id, const char *path, const char *user,
+                           HttpDataFn on_data, void *userdata)
+{
+        cleanup_free char *p = transfer_path(c, id, "files", path, user, NULL, false);
+        return p ? raw(c, "GET", p, -1, on_data, userdata, 200, NULL) : -ENOMEM;
 }
 
 int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path, const char *user,
                                int fd, json_object **ret)
 {
-        cleanup_free char *q = path_query(path, user, NULL);
-        cleanup_free char *p = q ? sandbox_path(id, "/files%s", q) : NULL;
-        if (!p)
-                return -ENOMEM;
-        c->err = (AgentClientError){0};
-        long status = 0;
-        cleanup_ac_json json_object *resp = NULL;
-        int r = http_request_raw(c->http, "PUT", p, fd, NULL, NULL, &status, &resp);
-        if (r < 0)
-                return transport_failed(c, r);
-        r = check_status(c, status, 200, resp);
+        cleanup_free char *p = transfer_path(c, id, "files", path, user, NULL, true);
+        cleanup_json json_object *resp = NULL;
+        int r = p ? raw(c, "PUT", p, fd, NULL, NULL, 200, &resp) : -ENOMEM;
         if (r < 0)
                 return r;
         return ret ? take_member(resp, "entry", json_type_object, ret) : 0;
+}
+
+int agent_client_archive_read(AgentClient *c, const char *id, const char *path, const char *user,
+                              HttpDataFn on_data, void *userdata)
+{
+        cleanup_free char *p = transfer_path(c, id, "archive", path, user, "&format=tar.gz", true);
+        return p ? raw(c, "GET", p, -1, on_data, userdata, 200, NULL) : -ENOMEM;
+}
+
+int agent_client_archive_write_fd(AgentClient *c, const char *id, const char *path,
+                                  const char *user, int fd, json_object **ret)
+{
+        cleanup_free char *p = transfer_path(c, id, "archive", path, user, NULL, true);
+        return p ? raw(c, "PUT", p, fd, NULL, NULL, 200, ret) : -ENOMEM;
 }
 
 int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
@@ -460,17 +522,9 @@ int agent_client_file_write(AgentClient *c, const char *id, const char *path, co
         cleanup_close int fd = memfd_create("sandpit-upload", MFD_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
-        const char *d = data;
-        size_t left = len;
-        while (left > 0) {
-                ssize_t w = write(fd, d, left);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return negative_errno();
-                d += w;
-                left -= (size_t) w;
-        }
+        int r = write_all(fd, data, len);
+        if (r < 0)
+                return r;
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return negative_errno();
         return agent_client_file_write_fd(c, id, path, user, fd, ret);
@@ -484,7 +538,7 @@ int agent_client_ls(AgentClient *c, const char *id, const char *path, const char
                 snprintf(extra, sizeof(extra), "&depth=%u", depth);
         cleanup_free char *q = path_query(path, user, extra);
         cleanup_free char *p = q ? sandbox_path(id, "/fs/ls%s", q) : NULL;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
         return r < 0 ? r : take_member(resp, "entries", json_type_array, ret);
 }
@@ -494,7 +548,7 @@ int agent_client_stat(AgentClient *c, const char *id, const char *path, const ch
 {
         cleanup_free char *q = path_query(path, user, NULL);
         cleanup_free char *p = q ? sandbox_path(id, "/fs/stat%s", q) : NULL;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
         return r < 0 ? r : take_member(resp, "entry", json_type_object, ret);
 }
@@ -504,13 +558,12 @@ int agent_client_exists(AgentClient *c, const char *id, const char *path, const 
 {
         cleanup_free char *q = path_query(path, user, NULL);
         cleanup_free char *p = q ? sandbox_path(id, "/fs/exists%s", q) : NULL;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
         if (r < 0)
                 return r;
-        json_object *e = NULL;
-        if (!json_object_object_get_ex(resp, "exists", &e) ||
-            !json_object_is_type(e, json_type_boolean))
+        json_object *e = json_field(resp, "exists");
+        if (!e || !json_object_is_type(e, json_type_boolean))
                 return -EBADMSG;
         *ret = json_object_get_boolean(e);
         return 0;
@@ -524,7 +577,7 @@ static int fs_post(AgentClient *c, const char *id, const char *op, const char *u
         cleanup_free char *p = uq ? sandbox_path(id, "/fs/%s%s", op, uq) : NULL;
         if (!p)
                 return -ENOMEM;
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = call(c, "POST", p, body, ok, &resp);
         if (r == -EBUSY && c->err.status == 409)
                 r = -EEXIST;
@@ -536,7 +589,7 @@ static int fs_post(AgentClient *c, const char *id, const char *op, const char *u
 int agent_client_mkdir(AgentClient *c, const char *id, const char *path, const char *user,
                        bool parents, json_object **ret)
 {
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!body || json_object_object_add(body, "path", json_object_new_string(path)) < 0 ||
             json_object_object_add(body, "parents", json_object_new_boolean(parents)) < 0)
                 return -ENOMEM;
@@ -546,7 +599,7 @@ int agent_client_mkdir(AgentClient *c, const char *id, const char *path, const c
 int agent_client_rm(AgentClient *c, const char *id, const char *path, const char *user,
                     bool recursive)
 {
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!body || json_object_object_add(body, "path", json_object_new_string(path)) < 0 ||
             json_object_object_add(body, "recursive", json_object_new_boolean(recursive)) < 0)
                 return -ENOMEM;
@@ -558,7 +611,7 @@ int agent_client_rm(AgentClient *c, const char *id, const char *path, const char
 int agent_client_mv(AgentClient *c, const char *id, const char *source, const char *destination,
                     const char *user, bool overwrite, json_object **ret)
 {
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!body || json_object_object_add(body, "source", json_object_new_string(source)) < 0 ||
             json_object_object_add(body, "destination", json_object_new_string(destination)) < 0 ||
             json_object_object_add(body, "overwrite", json_object_new_boolean(overwrite)) < 0)
@@ -585,7 +638,7 @@ int agent_client_context_create(AgentClient *c, const char *id, const char *lang
                                 const char *cwd, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/contexts");
-        cleanup_ac_json json_object *body = json_object_new_object();
+        cleanup_json json_object *body = json_object_new_object();
         if (!p || !body)
                 return -ENOMEM;
         if (language &&
@@ -599,7 +652,7 @@ int agent_client_context_create(AgentClient *c, const char *id, const char *lang
 int agent_client_context_list(AgentClient *c, const char *id, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/contexts");
-        cleanup_ac_json json_object *resp = NULL;
+        cleanup_json json_object *resp = NULL;
         int r = p ? call(c, "GET", p, NULL, 200, &resp) : -ENOMEM;
         return r < 0 ? r : take_member(resp, "contexts", json_type_array, ret);
 }

@@ -45,6 +45,7 @@ unsigned http_status_from_errno(int r)
         case EBUSY:
         case ECHILD:
         case ENOTEMPTY:
+        case ECANCELED: /* given up for a conflicting request (a delete during a create) */
                 return 409;
         case EINVAL:
         case E2BIG:
@@ -70,11 +71,16 @@ unsigned http_status_from_errno(int r)
                 return 503;
         case ETIMEDOUT:
                 return 504;
-        case EBADMSG: /* an upstream (a registry) answered something unusable */
+        case EREMOTEIO: /* an upstream (a registry) answered something unusable */
                 return 502;
         case EMEDIUMTYPE:
                 return 415;
         default:
                 return 500;
         }
+}
+
+int http_errno_internal(int r)
+{
+        return http_status_from_errno(r) >= 500 ? r : -EIO;
 }

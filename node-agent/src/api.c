@@ -67,10 +67,6 @@ static void handle_create(Agent *a, HttpRequest *req)
         uint64_t t0 = now_monotonic_us();
         r = sandbox_create(a, &spec, &obj, err, sizeof(err));
         metrics_note_create(a->metrics, r >= 0, (double) (now_monotonic_us() - t0) / 1e6);
-        if (r == -ECANCELED) { /* a DELETE came during the create */
-                http_respond_error(req, 409, "%s", err);
-                return;
-        }
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot create sandbox");
                 return;
@@ -184,9 +180,7 @@ static void handle_exec(Agent *a, HttpRequest *req, const char *id)
                 if (r == -EBUSY)
                         http_respond_error(req, 409, "sandbox %s is not running: %s", id, err);
                 else
-                        api_respond_errno(req,
-                                          r == -EFBIG || r == -ENOMEM || r == -EIO ? r : -EINVAL,
-                                          err, "cannot start process");
+                        api_respond_errno(req, r, err, "cannot start process");
                 return;
         }
         if (background) {
@@ -294,9 +288,6 @@ static void handle_process(Agent *a, HttpRequest *req, const char *id, const cha
                 if (r == 0)
                         r = exec_resize(info.socket_path, info.init_pid, pid, cols, rows, err,
                                         sizeof(err));
-                /* No terminal, or it is gone: a conflict with the process's state. */
-                if (r == -ENOTTY || r == -EPIPE)
-                        r = -EBUSY;
         } else {
                 json_object *sig = NULL;
                 int signo = -EINVAL;

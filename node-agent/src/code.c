@@ -431,7 +431,7 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
         exec_request_done(&er);
         if (r < 0) {
                 (void) unlinkat(dirfd, name, 0);
-                return r == -EBUSY ? -EIO : r;
+                return r;
         }
 
         /* Accept the kernel's connection, or notice that it died first. */

@@ -1,23 +1,14 @@
+/* ExecRequest from an exec request's JSON body (docs/agent-api.md), and the
+ * PTY size both exec and resize take. */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include "exec-internal.h"
 #include "exec.h"
-#include "fsroot.h"
 #include "initproto.h"
 #include "sandpit/json.h"
-#include "sandpit/log.h"
 #include "sandpit/macro.h"
-#include "sandpit/outbuf.h"
 #include "sandpit/util.h"
 #include "secrets.h"
 

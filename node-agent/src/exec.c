@@ -12,8 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "exec-internal.h"
 #include "fsroot.h"
+#include "init-client.h"
 #include "initproto.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
@@ -279,7 +279,7 @@ int signal_from_string(const char *s)
 int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a, const char *id,
                 uint64_t oom_before, ExecStream **ret, char *err, size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
+        cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
         if (fd < 0) {
                 if (fd != -EIO)
                         (void) snprintf(err, errlen, "the sandbox is not running");
@@ -288,14 +288,14 @@ int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a,
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_ATTACH);
         ip_put_u32(&b, IP_TAG_PID, pid);
-        if (send_frame(fd, &b) < 0)
+        if (init_client_send(fd, &b) < 0)
                 return -EBUSY;
         /* The first frame tells an unknown pid (ERROR) from a stream, before any
          * response status is sent. */
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        int r = read_answer(fd, &body, &cap, &f, err, errlen);
+        int r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
                 return r == -ENOENT || r == -ESRCH ? -ESRCH : r;
         ExecStream *s = NULL;

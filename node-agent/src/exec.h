@@ -38,8 +38,9 @@ void exec_request_done(ExecRequest *r);
  * only to a peer with that pid; a socket that fails either check gives -EIO with
  * the reason in err. On success *ret_fd is the conversation
  * (STDOUT/STDERR/EXIT follow) and *ret_pid the pid. A process that cannot be
- * started gives -EINVAL (or init's errno) with init's message in err; a sandbox
- * whose init does not answer gives -EBUSY. */
+ * started gives -EINVAL with init's message in err (-EAGAIN when the sandbox's
+ * pids limit is reached); a sandbox whose init does not answer or is stopping
+ * gives -EBUSY, a request too big for the protocol -EMSGSIZE. */
 int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
                uint32_t *ret_pid, char *err, size_t errlen);
 typedef struct ExecStream ExecStream;
@@ -49,13 +50,16 @@ typedef struct ExecStream ExecStream;
 int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a, const char *id,
                 uint64_t oom_before, ExecStream **ret, char *err, size_t errlen);
 
-/* One request, one OK/ERROR answer: STDIN (data and/or eof) and SIGNAL. */
+/* One request, one OK/ERROR answer: STDIN (data and/or eof) and SIGNAL.
+ * -ESRCH no such process, -EBUSY its stdin is closed (or the sandbox is not
+ * running), -EAGAIN its stdin queue is full. */
 int exec_send_stdin(const char *socket_path, pid_t init_pid, uint32_t pid, const uint8_t *data,
                     size_t len, bool eof, char *err, size_t errlen);
 int exec_signal(const char *socket_path, pid_t init_pid, uint32_t pid, int signo, char *err,
                 size_t errlen);
-/* Sets the terminal size of a process started with a PTY: -ENOTTY for one
- * without, -EINVAL for a size out of 1..IP_PTY_DIM_MAX. */
+/* Sets the terminal size of a process started with a PTY: -EBUSY for one
+ * without or whose terminal is closed, -EINVAL for a size out of
+ * 1..IP_PTY_DIM_MAX. */
 int exec_resize(const char *socket_path, pid_t init_pid, uint32_t pid, uint32_t cols, uint32_t rows,
                 char *err, size_t errlen);
 /* Reads {"cols": C, "rows": R} (the exec request's "pty", the resize body):

@@ -375,6 +375,9 @@ reg_error:
                         oci_registry_last_error(reg)[0] ? oci_registry_last_error(reg)
                                                         : strerror(-r));
 out:
+        /* What the registry sent failed its checks: the upstream's fault (502). */
+        if (r == -EBADMSG)
+                r = -EREMOTEIO;
         oci_config_done(&cfg);
         oci_manifest_done(&m);
         oci_registry_free(reg);

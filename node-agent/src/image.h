@@ -47,7 +47,7 @@ void image_store_free(ImageStore *s);
 /* The image named ref, pulled unless it is in the store already (refresh:
  * resolve the tag again). Concurrent pulls of one name share one download.
  * *ret is the image as the API shows it. Errors carry a message in err:
- * -EINVAL bad reference, -ENOENT unknown image, -EACCES denied, -EBADMSG a
+ * -EINVAL bad reference, -ENOENT unknown image, -EACCES denied, -EREMOTEIO a
  * registry answer or blob that fails its checks (nothing of it stays),
  * -EFBIG a layer past the size limit, -EMEDIUMTYPE an unsupported format or
  * no linux/amd64 image. */

@@ -1,25 +1,23 @@
+/* The init protocol client (docs/init-protocol.md): connects to a sandbox's
+ * init, checking that the peer is that init, and sends it requests. */
+#include "init-client.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "exec-internal.h"
 #include "exec.h"
 #include "fsroot.h"
 #include "initproto.h"
-#include "sandpit/json.h"
+#include "sandpit/http-status.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
-#include "sandpit/outbuf.h"
 #include "sandpit/util.h"
-#include "secrets.h"
 
 /* The refusal of an init socket that is not the sandbox's init's. */
 static int init_refused(const char *socket_path, const char *why, char *err, size_t errlen)
@@ -38,7 +36,7 @@ static int init_refused(const char *socket_path, const char *why, char *err, siz
  * peer's pid (SO_PEERCRED, which names the process that called listen()) must
  * be init_pid. -EBUSY when nothing listens there (init is gone); -EIO with a
  * message in err (may be NULL) when the socket is refused. */
-int init_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
+int init_client_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
 {
         const char *slash = strrchr(socket_path, '/');
         if (!slash || slash == socket_path || init_pid <= 0)
@@ -76,14 +74,14 @@ int init_connect(const char *socket_path, pid_t init_pid, char *err, size_t errl
 
 int exec_check_init(const char *socket_path, pid_t init_pid)
 {
-        int fd = init_connect(socket_path, init_pid, NULL, 0);
+        int fd = init_client_connect(socket_path, init_pid, NULL, 0);
         if (fd < 0)
                 return fd;
         (void) close(fd);
         return 0;
 }
 
-int send_frame(int fd, IpBuilder *b)
+int init_client_send(int fd, IpBuilder *b)
 {
         int r = ip_builder_finish(b);
         if (r == 0)
@@ -93,7 +91,8 @@ int send_frame(int fd, IpBuilder *b)
 }
 
 /* Reads one answer frame; turns ERROR into a negative errno + message. */
-int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err, size_t errlen)
+int init_client_read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err,
+                            size_t errlen)
 {
         int r = ip_read_frame(fd, body, cap, f);
         if (r == 0) {
@@ -102,7 +101,9 @@ int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err, size
         }
         if (r < 0) {
                 (void) snprintf(err, errlen, "reading from the sandbox's init: %s", strerror(-r));
-                return r == -EPROTO ? -EIO : r;
+                /* Init gone (reset) is a sandbox that no longer runs; anything
+                 * else on our own socket is ours (-EIO). */
+                return r == -ECONNRESET ? -EBUSY : r == -ENOMEM ? r : -EIO;
         }
         if (f->type == IP_MSG_ERROR) {
                 uint32_t e = EIO;
@@ -115,15 +116,77 @@ int read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err, size
         return 0;
 }
 
+/* What init's ERROR answer r means to the agent's caller: the one place that
+ * turns init's errnos into the API's (through the errno <-> HTTP table). init's
+ * errno says why it could not; the status must say whose fault that is.
+ *
+ * To a SPAWN, init refuses what the request asks for: a command that is not
+ * there or not executable, an unknown user, a cwd that is not a directory, a
+ * bad terminal size. That is the request's fault (-EINVAL, 400) whatever errno
+ * init gave: ENOENT would read as "no such sandbox" (404), EACCES as "not
+ * allowed to ask" (403). About the sandbox rather than the command: init is
+ * stopping (-ESHUTDOWN: the sandbox is not running, -EBUSY, 409), its pids
+ * limit is reached (-EAGAIN, 503), memory (-ENOMEM).
+ *
+ * To a request about a process (STDIN, SIGNAL, RESIZE): -ESRCH no such process
+ * (404), -EINVAL a bad value (400); its stdin or terminal closed or absent
+ * (EPIPE, ENOTTY) conflicts with the process's state (-EBUSY, 409); a full
+ * stdin queue (ENOBUFS) is to be retried (-EAGAIN, 503).
+ *
+ * Either way -EBUSY, -ENOMEM and -EIO, which init_client_read_answer() also
+ * gives for the connection itself, stay; EPROTO (the agent broke the protocol)
+ * and anything else is the agent's (http_errno_internal()). */
+static int init_refusal(int r, bool spawn)
+{
+        switch (-r) {
+        case EBUSY:
+        case ENOMEM:
+        case EIO:
+                return r;
+        case ESHUTDOWN:
+                return -EBUSY;
+        case EPROTO:
+                return -EIO;
+        default:
+                break;
+        }
+        if (spawn)
+                return r == -EAGAIN ? r : -EINVAL;
+        switch (-r) {
+        case ESRCH:
+        case EINVAL:
+                return r;
+        case EPIPE:
+        case ENOTTY:
+                return -EBUSY;
+        case ENOBUFS:
+                return -EAGAIN;
+        default:
+                return http_errno_internal(r);
+        }
+}
+
+/* init_client_connect() for a request: -EBUSY (err: "not running") when init
+ * is gone, -EIO when its socket is refused, any other failure the agent's. */
+static int connect_init(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
+{
+        int fd = init_client_connect(socket_path, init_pid, err, errlen);
+        if (fd == -EBUSY) {
+                (void) snprintf(err, errlen, "the sandbox is not running");
+        } else if (fd < 0 && fd != -EIO) {
+                (void) snprintf(err, errlen, "cannot connect to the sandbox's init: %s",
+                                strerror(-fd));
+                fd = http_errno_internal(fd);
+        }
+        return fd;
+}
+
 int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
                uint32_t *ret_pid, char *err, size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
-        if (fd < 0) {
-                if (fd != -EIO)
-                        (void) snprintf(err, errlen, "the sandbox is not running");
+        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
+        if (fd < 0)
                 return fd;
-        }
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SPAWN);
         STRV_FOREACH(s, req->argv)
@@ -146,18 +209,18 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         }
         if (req->stdin_data)
                 ip_put_bytes(&b, IP_TAG_DATA, req->stdin_data, req->stdin_len);
-        int r = send_frame(fd, &b);
+        int r = init_client_send(fd, &b);
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot send the request to the sandbox's init: %s",
                                 strerror(-r));
-                return r == -EMSGSIZE ? -EFBIG : -EBUSY;
+                return r == -EMSGSIZE ? r : -EBUSY; /* too big for a frame: 413 */
         }
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        r = read_answer(fd, &body, &cap, &f, err, errlen);
+        r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return r == -EBUSY || r == -EIO || r == -ENOMEM ? r : -EINVAL;
+                return init_refusal(r, true);
         uint32_t pid = 0;
         if (f.type != IP_MSG_STARTED || ip_get_u32(&f, IP_TAG_PID, &pid) < 0) {
                 (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
@@ -171,22 +234,20 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
 static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b, char *err,
                           size_t errlen)
 {
-        cleanup_close int fd = init_connect(socket_path, init_pid, err, errlen);
+        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
         if (fd < 0) {
                 ip_builder_free(b);
-                if (fd != -EIO)
-                        (void) snprintf(err, errlen, "the sandbox is not running");
                 return fd;
         }
-        int r = send_frame(fd, b);
+        int r = init_client_send(fd, b);
         if (r < 0)
                 return -EBUSY;
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        r = read_answer(fd, &body, &cap, &f, err, errlen);
+        r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return r;
+                return init_refusal(r, false);
         if (f.type != IP_MSG_OK) {
                 (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
                 return -EIO;
@@ -290,12 +351,12 @@ static json_object *process_to_json(const IpFrame *f)
 int exec_list(const char *socket_path, pid_t init_pid, json_object **ret)
 {
         char err[256];
-        cleanup_close int fd = init_connect(socket_path, init_pid, NULL, 0);
+        cleanup_close int fd = init_client_connect(socket_path, init_pid, NULL, 0);
         if (fd < 0)
                 return fd;
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_LIST);
-        int r = send_frame(fd, &b);
+        int r = init_client_send(fd, &b);
         if (r < 0)
                 return -EBUSY;
         json_object *arr = json_object_new_array();
@@ -305,7 +366,7 @@ int exec_list(const char *socket_path, pid_t init_pid, json_object **ret)
         size_t cap = 0;
         for (;;) {
                 IpFrame f;
-                r = read_answer(fd, &body, &cap, &f, err, sizeof(err));
+                r = init_client_read_answer(fd, &body, &cap, &f, err, sizeof(err));
                 if (r < 0)
                         break;
                 if (f.type == IP_MSG_OK)

@@ -6,6 +6,7 @@
 
 #include "sandbox-internal.h"
 #include "sandbox.h"
+#include "sandpit/http-status.h"
 #include "sandpit/log.h"
 #include "sandpit/util.h"
 #include "state.h"
@@ -56,13 +57,35 @@ static int finish_transition(Agent *a, const char *id, Sandbox *sb, json_object 
         return 0;
 }
 
-int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
-                  size_t errlen)
+/* A thawed sandbox runs again; a stopped deadline moves on by the time paused,
+ * and a new timeout (> 0) starts now. */
+static void resumed_locked(Sandbox *sb, uint64_t timeout_s)
+{
+        uint64_t now = now_realtime_us();
+        if (sb->state == SANDBOX_PAUSED)
+                sb->state = SANDBOX_RUNNING;
+        if (sb->deadline_paused && sb->paused_us && now > sb->paused_us)
+                sb->expires_us += now - sb->paused_us;
+        if (timeout_s > 0) {
+                sb->spec.timeout_s = timeout_s;
+                sb->expires_us = now + timeout_s * 1000000u;
+        }
+        sb->paused_us = 0;
+        sb->deadline_paused = false;
+}
+
+/* A pause (freeze) or resume: takes the sandbox, writes the freezer without the
+ * lock, then applies the new state. A freezer that cannot be written is the
+ * agent's failure, not the request's (http_errno_internal()); a pause that
+ * fails is undone, so the sandbox runs on. */
+static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline, uint64_t timeout_s,
+                      json_object **ret_obj, char *err, size_t errlen)
 {
         uint64_t serial = 0;
         (void) pthread_mutex_lock(&a->lock);
-        int r = begin_transition_locked(a, id, SANDBOX_RUNNING, &serial, err, errlen);
-        if (r == 0) {
+        int r = begin_transition_locked(a, id, freeze ? SANDBOX_RUNNING : SANDBOX_PAUSED, &serial,
+                                        err, errlen);
+        if (r == 0 && freeze) {
                 /* Paused from now on for everyone else: new execs get 409. */
                 Sandbox *sb = sandbox_find_locked(a, id);
                 sb->state = SANDBOX_PAUSED;
@@ -72,7 +95,7 @@ int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **re
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
-        r = cg_freeze(a->cg, id, true);
+        r = cg_freeze(a->cg, id, freeze);
         (void) pthread_mutex_lock(&a->lock);
         Sandbox *sb = refind_locked(a, id, serial);
         if (sb)
@@ -82,19 +105,34 @@ int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **re
                 return -ENOENT;
         }
         if (r < 0) {
-                if (sb->state == SANDBOX_PAUSED)
-                        sb->state = SANDBOX_RUNNING;
-                sb->paused_us = 0;
-                sb->deadline_paused = false;
+                if (freeze) {
+                        if (sb->state == SANDBOX_PAUSED)
+                                sb->state = SANDBOX_RUNNING;
+                        sb->paused_us = 0;
+                        sb->deadline_paused = false;
+                }
                 (void) pthread_mutex_unlock(&a->lock);
-                (void) cg_freeze(a->cg, id, false);
-                (void) snprintf(err, errlen, "cannot freeze sandbox %s: %s", id, strerror(-r));
-                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot freeze");
-                return r == -ENOENT ? -EIO : r;
+                if (freeze)
+                        (void) cg_freeze(a->cg, id, false);
+                const char *what = freeze ? "freeze" : "thaw";
+                (void) snprintf(err, errlen, "cannot %s sandbox %s: %s", what, id, strerror(-r));
+                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot %s", what);
+                return http_errno_internal(r);
         }
-        log_sbx(LOG_LEVEL_INFO, id, 0, "paused (deadline %s)",
-                stop_deadline ? "stopped" : "running");
+        if (freeze) {
+                log_sbx(LOG_LEVEL_INFO, id, 0, "paused (deadline %s)",
+                        stop_deadline ? "stopped" : "running");
+        } else {
+                resumed_locked(sb, timeout_s);
+                log_sbx(LOG_LEVEL_INFO, id, 0, "resumed");
+        }
         return finish_transition(a, id, sb, ret_obj);
+}
+
+int sandbox_pause(Agent *a, const char *id, bool stop_deadline, json_object **ret_obj, char *err,
+                  size_t errlen)
+{
+        return transition(a, id, true, stop_deadline, 0, ret_obj, err, errlen);
 }
 
 bool sandbox_is_paused(Agent *a, const char *id)
@@ -109,38 +147,5 @@ bool sandbox_is_paused(Agent *a, const char *id)
 int sandbox_resume(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj, char *err,
                    size_t errlen)
 {
-        uint64_t serial = 0;
-        (void) pthread_mutex_lock(&a->lock);
-        int r = begin_transition_locked(a, id, SANDBOX_PAUSED, &serial, err, errlen);
-        (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0)
-                return r;
-        r = cg_freeze(a->cg, id, false);
-        (void) pthread_mutex_lock(&a->lock);
-        Sandbox *sb = refind_locked(a, id, serial);
-        if (sb)
-                sb->pause_busy = false;
-        if (!sb || sb->state == SANDBOX_DELETING) {
-                (void) pthread_mutex_unlock(&a->lock);
-                return -ENOENT;
-        }
-        if (r < 0) {
-                (void) pthread_mutex_unlock(&a->lock);
-                (void) snprintf(err, errlen, "cannot thaw sandbox %s: %s", id, strerror(-r));
-                log_sbx(LOG_LEVEL_ERROR, id, r, "cannot thaw");
-                return r == -ENOENT ? -EIO : r;
-        }
-        uint64_t now = now_realtime_us();
-        if (sb->state == SANDBOX_PAUSED)
-                sb->state = SANDBOX_RUNNING;
-        if (sb->deadline_paused && sb->paused_us && now > sb->paused_us)
-                sb->expires_us += now - sb->paused_us;
-        if (timeout_s > 0) {
-                sb->spec.timeout_s = timeout_s;
-                sb->expires_us = now + timeout_s * 1000000u;
-        }
-        sb->paused_us = 0;
-        sb->deadline_paused = false;
-        log_sbx(LOG_LEVEL_INFO, id, 0, "resumed");
-        return finish_transition(a, id, sb, ret_obj);
+        return transition(a, id, false, false, timeout_s, ret_obj, err, errlen);
 }

@@ -28,6 +28,7 @@
 #include "rootfs.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
+#include "sandpit/http-status.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -211,12 +212,20 @@ static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *
         const char *name = spec->template_name;
         if (strncmp(name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) != 0) {
                 int r = template_load(a->cfg.templates_dir, name, ret);
-                if (r < 0) {
-                        (void) snprintf(err, errlen, "template %s %s", name,
-                                        r == -ENOENT ? "not found" : "is not usable");
-                        return r == -EINVAL ? -ENOENT : r;
+                /* No such template, or a name no template can have, is the
+                 * request's fault; a template that is there but unusable is the
+                 * node's. */
+                if (r == -ENOENT)
+                        (void) snprintf(err, errlen, "template %s not found", name);
+                else if (r == -EINVAL)
+                        (void) snprintf(err, errlen, "\"%.64s\" is not a template name", name);
+                else if (r < 0) {
+                        (void) snprintf(err, errlen, "template %s is not usable: %s", name,
+                                        strerror(-r));
+                        (void) log_error_errno(r, "template %s is not usable", name);
+                        r = http_errno_internal(r);
                 }
-                return 0;
+                return r;
         }
         const char *ref = name + strlen(IMAGE_TEMPLATE_PREFIX);
         cleanup_json json_object *img = NULL;
@@ -408,7 +417,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot start sandbox: %s", rterr);
                 log_sbx(LOG_LEVEL_ERROR, id, r, "runtime run failed: %s", rterr);
-                goto fail_reported;
+                goto fail_internal;
         }
         t_run = now_monotonic_us();
         step = "wait for sandpit-init";
@@ -473,6 +482,12 @@ cancelled:
 fail:
         (void) snprintf(err, errlen, "cannot %s: %s", step, strerror(-r));
         log_sbx(LOG_LEVEL_ERROR, id, r, "create failed: cannot %s", step);
+fail_internal:
+        /* The request was checked and its id reserved before the first step:
+         * from there on every step is the agent's own work, so its failure is
+         * the agent's whatever errno the kernel or the runtime gave (the
+         * message and the log keep that errno). */
+        r = http_errno_internal(r);
 fail_reported:
         if (pinned)
                 image_unpin(a->images, tpl->name);
@@ -489,7 +504,7 @@ fail_reported:
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         sandbox_free(sb);
-        return r == -ENOENT || r == -EINVAL || r == -EEXIST ? -EIO : r;
+        return r;
 }
 
 /* Waits (a->lock held) while the sandbox id is being created or deleted by

@@ -34,7 +34,11 @@ int sandbox_foreach(Agent *a, SandboxForeachFn fn, void *userdata);
 int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t errlen);
 
 /* Creates and starts a sandbox; takes ownership of spec's contents on success
- * and failure. err receives a message for the caller on failure. */
+ * and failure. err receives a message for the caller on failure. The request's
+ * faults: -ENOENT no such template, -EINVAL a bad template name or network
+ * policy, -EEXIST the id is taken, -ESHUTDOWN the agent is stopping,
+ * -ECANCELED a delete came meanwhile; any other failure is the agent's
+ * (http_errno_internal(): never an errno the API answers with 4xx). */
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen);
 /* Deletes a sandbox. One still being created is told to give up (its create
  * fails with -ECANCELED and tears everything down) and one being deleted by

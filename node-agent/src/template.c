@@ -54,7 +54,7 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
         json_object *doc = json_tokener_parse(text);
         if (!doc || !json_object_is_type(doc, json_type_object)) {
                 json_object_put(doc);
-                return -EINVAL;
+                return -EBADMSG;
         }
         Template *t = calloc(1, sizeof(*t));
         if (!t) {
@@ -78,7 +78,7 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
                 const char *s = json_object_get_string(b);
                 if (!json_object_is_type(b, json_type_string) || s[0] != '/' || strstr(s, "..") ||
                     strchr(s, ','))
-                        r = -EINVAL;
+                        r = -EBADMSG;
                 else if (!(t->binds[i] = strdup(s)))
                         r = -ENOMEM;
         }

@@ -14,7 +14,8 @@ typedef struct {
         char **start_cmd; /* Entrypoint + Cmd: stored and shown, not run yet */
 } Template;
 
-/* -ENOENT when no such template, -EINVAL for a bad name or manifest. */
+/* -EINVAL for a name that cannot be a template's, -ENOENT when no such
+ * template, -EBADMSG for a template.json that is not a valid manifest. */
 int template_load(const char *templates_dir, const char *name, Template **ret);
 void template_free(Template *t);
 /* Names of complete templates (those with rootfs/ and template.json). */

@@ -526,7 +526,7 @@ int main(int argc, char **argv)
         const char *pod = getenv("POD_NAME");
         Operator op = {.namespace = o.namespace,
                        .instance = pod && *pod ? pod : host,
-                       .agent = &agent_client_ops};
+                       .agent = &agent_http_ops};
         pthread_mutex_init(&op.placements_lock, NULL);
 
         HealthServer *health = NULL;

@@ -55,7 +55,7 @@ typedef struct {
         char *agent_token;     /* a secret: never logged */
         const char *instance;  /* reporting instance for Events */
         LeaderElector *leader; /* NULL: no election (--leader-elect=false) */
-        const AgentOps *agent; /* calls to node agents: agent_client_ops, or a test's fake */
+        const AgentOps *agent; /* calls to node agents: agent_http_ops, or a test's fake */
         /* The health server runs from before setup: its thread reads the
          * fields above only once main has set this (atomically) after setup. */
         bool built;

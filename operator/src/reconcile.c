@@ -131,7 +131,7 @@ static long finalize(Operator *op, json_object **obj, const char *key)
                 int r = agents_find(op, node, &a);
                 if (r >= 0) {
                         AgentConn c = {0};
-                        AgentError ae = {0};
+                        AgentClientError ae = {0};
                         r = agent_conn(op, &a, &c);
                         if (r >= 0)
                                 r = op->agent->remove(&c, id, &ae);
@@ -308,7 +308,7 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                 return r;
 
         AgentConn c = {0};
-        AgentError ae = {0};
+        AgentClientError ae = {0};
         cleanup_json json_object *resp = NULL;
         r = agent_conn(op, a, &c);
         if (r < 0)
@@ -363,7 +363,7 @@ static long expire(Operator *op, json_object **obj, json_object *st, const char 
 {
         const char *id = json_str(st, "sandboxID");
         AgentConn c = {0};
-        AgentError ae = {0};
+        AgentClientError ae = {0};
         int r = agent_conn(op, a, &c);
         if (r < 0)
                 return r;
@@ -426,7 +426,7 @@ static int move_deadline(Operator *op, json_object **obj, const char *key, const
                          const char *id, uint64_t want, json_object **sb)
 {
         AgentConn c = {0};
-        AgentError ae = {0};
+        AgentClientError ae = {0};
         cleanup_json json_object *resp = NULL;
         int r = agent_conn(op, a, &c);
         if (r < 0)
@@ -459,7 +459,7 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                 return expire(op, obj, st, key, a);
 
         AgentConn c = {0};
-        AgentError ae = {0};
+        AgentClientError ae = {0};
         cleanup_json json_object *sb = NULL;
         int r = agent_conn(op, a, &c);
         if (r < 0)

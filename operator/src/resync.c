@@ -141,7 +141,7 @@ static int resync_agent(Operator *op, const AgentInfo *a, long grace_s, bool (*m
         const AgentConn c = {.endpoint = a->endpoint,
                              .token = op->agent_token,
                              .timeout_ms = RESYNC_AGENT_TIMEOUT_MS};
-        AgentError ae = {0};
+        AgentClientError ae = {0};
         cleanup_json json_object *arr = NULL;
         int r = op->agent->list(&c, LABEL_MANAGED_BY "=" LABEL_MANAGED_BY_VALUE, &arr, &ae);
         if (r < 0 && !ae.status)

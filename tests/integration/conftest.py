@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -716,8 +717,10 @@ def templates_dir():
     subprocess.run(["rm", "-rf", "--one-file-system", str(d)])
 
 
-def start_agent(name, templates_dir, **kw):
-    a = Agent(name, templates_dir, **kw)
+def start_agent(name, templates_dir, cls=None, **kw):
+    """An Agent (or a subclass, cls) started and registered for the leak
+    check; a start that fails fails the test."""
+    a = (cls or Agent)(name, templates_dir, **kw)
     AGENTS.append(a)
     try:
         a.start()
@@ -726,6 +729,34 @@ def start_agent(name, templates_dir, **kw):
         AGENTS.remove(a)
         pytest.fail(str(e), pytrace=False)
     return a
+
+
+def write_token_file(directory):
+    """A fresh bearer token in DIRECTORY/token (0600, as --token-file wants it):
+    (path, token)."""
+    token = secrets.token_hex(24)
+    tf = Path(directory) / "token"
+    tf.write_text(token + "\n")
+    tf.chmod(0o600)
+    return tf, token
+
+
+def start_tcp_agent(name, templates_dir, tmp_path_factory, extra_args=()):
+    """start_agent() that also listens on 127.0.0.1:<free port> behind a fresh
+    token; the agent carries .token, .token_file and .port."""
+    tf, token = write_token_file(tmp_path_factory.mktemp(f"{name}-token"))
+    port = find_free_port()
+    a = start_agent(name, templates_dir, listen=f"127.0.0.1:{port}", token_file=tf, extra_args=list(extra_args))
+    a.token, a.token_file, a.port = token, tf, port
+    return a
+
+
+def tcp_client(a, token, timeout=120):
+    """A client of a's TCP listener with this token (None: none); what it
+    creates is deleted by the leak check as a.client's is."""
+    c = Client(tcp=("127.0.0.1", a.port), token=token, timeout=timeout)
+    c.created = a.client.created
+    return c
 
 
 def stop_agent(a):

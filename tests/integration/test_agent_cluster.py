@@ -8,7 +8,6 @@ kubectl."""
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from cluster import new_kube
-from conftest import AGENT_BIN, AGENTS, Agent, Client, find_free_port, rand_suffix, stop_agent, tool_path, wait_for
+from conftest import (AGENT_BIN, AGENTS, Agent, Client, find_free_port, rand_suffix, start_agent, stop_agent,
+                      tool_path, wait_for, write_token_file)
 
 KUBECTL = tool_path("kubectl")
 NS = "sandpit-system"
@@ -75,11 +75,7 @@ def kube():
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory):
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp("cluster-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
-    return tf, token
+    return write_token_file(tmp_path_factory.mktemp("cluster-token"))
 
 
 class ClusterAgent(Agent):
@@ -91,16 +87,11 @@ class ClusterAgent(Agent):
 
 def start_cluster_agent(templates_dir, kube, token_file, node, extra=()):
     port = find_free_port()
-    a = ClusterAgent(f"cl-{node}", templates_dir, listen=f"127.0.0.1:{port}", token_file=token_file[0],
-                     extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", node, "--lease-duration", "3",
-                                 *extra])
+    a = start_agent(f"cl-{node}", templates_dir, cls=ClusterAgent, listen=f"127.0.0.1:{port}",
+                    token_file=token_file[0],
+                    extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", node, "--lease-duration", "3",
+                                *extra])
     a.port, a.token, a.node = port, token_file[1], node
-    AGENTS.append(a)
-    try:
-        a.start()
-    except RuntimeError as e:
-        stop_agent(a)
-        pytest.fail(str(e), pytrace=False)
     return a
 
 

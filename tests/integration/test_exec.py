@@ -156,6 +156,20 @@ def test_stdin_open_background(client, sandbox):
     assert res.stdout == "ABC\n" and res.exit_code == 0, res
 
 
+def test_stdin_after_eof_is_409(client, sandbox):
+    """Stdin that was closed conflicts with the process's state: 409 with a
+    JSON message (init's EPIPE used to answer 500), and the process runs on."""
+    sid = sandbox["id"]
+    r = client.post(exec_path(sid), {"cmd": ["sleep", "300"], "stdin_open": True, "background": True})
+    assert r.status == 201, r
+    pid = r.json()["pid"]
+    stdin = f"/v1/sandboxes/{sid}/processes/{pid}/stdin"
+    assert client.post(stdin, {"eof": True}).status == 204
+    body = assert_error(client.post(stdin, {"data": "late\n"}), 409)
+    assert "closed" in body["message"], body
+    assert proc_entry(client, sid, pid)["running"], "the process should still run"
+
+
 def test_command_timeout(client, sandbox):
     r = client.exec(sandbox["id"], shell="echo before; sleep 60; echo after", timeout=1)
     assert r.exit is not None, r

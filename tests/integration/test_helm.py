@@ -10,7 +10,6 @@ helm comes from mk/tools.sh (run by `make test`); see docs/helm.md."""
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import AGENTS, REPO, Agent, Client, find_free_port, stop_agent, tool_path, wait_for
+from conftest import AGENTS, REPO, Agent, Client, find_free_port, stop_agent, tool_path, wait_for, write_token_file
 from cluster import new_kube
 from test_kube_apiserver import KUBECTL
 
@@ -226,10 +225,7 @@ def kube():
 
 def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
     agent_port, health_port = find_free_port(), find_free_port()
-    token = secrets.token_hex(24)
-    token_file = tmp_path / "agent-token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
+    token_file, token = write_token_file(tmp_path)
     agent = ChartAgent("helm", templates_dir, listen=f"127.0.0.1:{agent_port}", token_file=token_file)
     docs = render(f"agent.port={agent_port}", f"operator.healthPort={health_port}",
                   f"agent.templatesDir={templates_dir}", f"agent.stateDir={agent.state_dir}",

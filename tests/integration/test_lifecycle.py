@@ -2,13 +2,14 @@
 
 import json
 import re
+import shutil
 import socket
 import time
 from datetime import datetime
 
 import pytest
 
-from conftest import assert_error, wait_for, rand_suffix
+from conftest import assert_error, rand_suffix, start_agent, stop_agent, wait_for
 
 ID_RE = re.compile(r"^[a-z0-9]{20}$")
 
@@ -203,11 +204,43 @@ def test_unknown_template_is_404(client, agent):
     assert agent.leftovers() == []
 
 
-def test_template_path_traversal_is_refused(client, agent):
-    r = client.post("/v1/sandboxes", {"template": "../host"})
-    assert r.status in (400, 404), r
-    assert_error(r, r.status)
+def test_template_path_traversal_is_400(client, agent):
+    """A name no template can have is bad input (400), not an unknown one."""
+    body = assert_error(client.post("/v1/sandboxes", {"template": "../host"}), 400)
+    assert "template name" in body["message"], body
     assert client.list_ids() == []
+    assert agent.leftovers() == []
+
+
+def test_broken_template_is_500(client, agent, templates_dir):
+    """A template that is there but unusable is the node's fault: 500 with a
+    JSON message (it used to answer 404, as if unknown), and nothing is left."""
+    name = f"broken-{rand_suffix()}"
+    d = templates_dir / name
+    (d / "rootfs").mkdir(parents=True)
+    try:
+        (d / "template.json").write_text("not json")
+        body = assert_error(client.post("/v1/sandboxes", {"template": name}), 500)
+        assert f"template {name} is not usable" in body["message"], body
+        assert client.list_ids() == []
+        assert agent.leftovers() == []
+    finally:
+        shutil.rmtree(d)
+
+
+def test_failed_setup_step_is_500_and_leaves_nothing(templates_dir):
+    """A create whose sandpit-init exits before it is ready fails in the agent's
+    own step: 500 whatever the errno (ECHILD used to answer 409, which an
+    operator reads as "already exists"), and the half-made sandbox is gone."""
+    a = start_agent(f"deadinit-{rand_suffix()}", templates_dir, extra_args=["--init", "/bin/true"])
+    try:
+        body = assert_error(a.client.post("/v1/sandboxes", {"template": "host"}), 500)
+        assert "sandpit-init" in body["message"], body
+        assert a.client.list_ids() == []
+        # The dead init is reparented to the host's PID 1, which reaps it in its own time.
+        assert a.leftovers(zombies=False) == []
+    finally:
+        stop_agent(a)
 
 
 def test_oversize_body_is_413(agent):

@@ -4,7 +4,7 @@ bearer token, its Lease written by the test (the registration contract in
 docs/operator.md), and the operator binary. Sandboxes are applied and deleted
 with the real kubectl; commands run through the agent's API.
 
-conftest's leak check covers the agent (it is started with start_agent): after
+conftest's leak check covers the agent (it is started with start_tcp_agent): after
 every test no sandbox may be left on it, so every test deletes its objects."""
 
 import datetime
@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import REPO, Client, find_free_port, start_agent, stop_agent, wait_for
+from conftest import REPO, Client, find_free_port, start_tcp_agent, stop_agent, wait_for
 from cluster import new_kube
 from test_kube_apiserver import KUBECTL
 
@@ -58,14 +58,8 @@ def kube():
 
 @pytest.fixture(scope="module")
 def node(templates_dir, tmp_path_factory):
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp("op-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
-    port = find_free_port()
-    a = start_agent("op", templates_dir, listen=f"127.0.0.1:{port}", token_file=tf)
-    a.token, a.token_file, a.port = token, tf, port
-    a.api = Client(tcp=("127.0.0.1", port), token=token)
+    a = start_tcp_agent("op", templates_dir, tmp_path_factory)
+    a.api = Client(tcp=("127.0.0.1", a.port), token=a.token)
     yield a
     stop_agent(a)
 

@@ -19,7 +19,6 @@ conftest's leak check covers the agent after every test."""
 
 import datetime
 import json
-import secrets
 import subprocess
 import time
 import urllib.request
@@ -28,7 +27,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import REPO, Client, find_free_port, rand_suffix, stop_agent, wait_for, AGENTS
+from conftest import REPO, Client, find_free_port, rand_suffix, start_agent, stop_agent, wait_for, write_token_file
 from test_agent_cluster import ClusterAgent
 from test_operator import (EVENTS, OP_NS, SBX, condition, get_sbx, kube, manifest,  # noqa: F401
                            operator_alive, running_operator, wait_ready)
@@ -41,28 +40,18 @@ ORPHAN_GRACE = 2
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory):
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp("e2e-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
-    return tf, token
+    return write_token_file(tmp_path_factory.mktemp("e2e-token"))
 
 
 @pytest.fixture(scope="module")
 def node(templates_dir, kube, token_file):
     port = find_free_port()
-    a = ClusterAgent("e2e", templates_dir, listen=f"127.0.0.1:{port}", token_file=token_file[0],
-                     extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", NODE,
-                                 "--lease-duration", str(LEASE_DURATION),
-                                 "--capacity-cpu", "4", "--capacity-memory", str(4 << 30)])
+    a = start_agent("e2e", templates_dir, cls=ClusterAgent, listen=f"127.0.0.1:{port}", token_file=token_file[0],
+                    extra_args=["--kubeconfig", kube.kubeconfig, "--node-name", NODE,
+                                "--lease-duration", str(LEASE_DURATION),
+                                "--capacity-cpu", "4", "--capacity-memory", str(4 << 30)])
     a.port, a.token, a.node = port, token_file[1], NODE
     a.api = Client(tcp=("127.0.0.1", port), token=token_file[1])
-    AGENTS.append(a)
-    try:
-        a.start()
-    except RuntimeError as e:
-        stop_agent(a)
-        pytest.fail(str(e), pytrace=False)
     yield a
     stop_agent(a)
 

@@ -3,31 +3,16 @@
 A second agent with its own state dir, cgroup parent and socket, listening on
 127.0.0.1:<free port>."""
 
-import secrets
-
 import pytest
 
-from conftest import Client, assert_error, find_free_port, start_agent, stop_agent
+from conftest import assert_error, start_tcp_agent, stop_agent, tcp_client
 
 
 @pytest.fixture(scope="module")
 def tcp_agent(templates_dir, tmp_path_factory):
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp("tcp-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
-    port = find_free_port()
-    a = start_agent("tcp", templates_dir, listen=f"127.0.0.1:{port}", token_file=tf)
-    a.token = token
-    a.port = port
+    a = start_tcp_agent("tcp", templates_dir, tmp_path_factory)
     yield a
     stop_agent(a)
-
-
-def tcp_client(a, token):
-    c = Client(tcp=("127.0.0.1", a.port), token=token)
-    c.created = a.client.created  # so the leak check deletes what these create
-    return c
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/v1/info", "/v1/sandboxes"])

@@ -7,14 +7,13 @@ memory file holds any of it, and the agent's peak RSS does not grow with it.
 docs/security.md, "Unauthenticated request bodies"."""
 
 import os
-import secrets
 import select
 import socket
 import time
 
 import pytest
 
-from conftest import Client, find_free_port, start_agent, stop_agent
+from conftest import Client, Peak, start_tcp_agent, stop_agent
 
 BODY = 300 << 20
 CHUNK = 1 << 20
@@ -26,46 +25,9 @@ RSS_BOUND_KB = 32 << 10
 
 @pytest.fixture(scope="module")
 def tcp_agent(templates_dir, tmp_path_factory):
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp("sec-http-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
-    port = find_free_port()
-    a = start_agent("sechttp-body", templates_dir, listen=f"127.0.0.1:{port}", token_file=tf)
-    a.token = token
-    a.port = port
+    a = start_tcp_agent("sechttp-body", templates_dir, tmp_path_factory)
     yield a
     stop_agent(a)
-
-
-def status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {key} in /proc/{pid}/status")
-
-
-def reset_peak(pid):
-    """Resets VmHWM to the current RSS (Linux >= 4.0), so the peak measured
-    afterwards is this test's."""
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
-
-
-class Peak:
-    """The agent's peak RSS growth (VmHWM, reset first) over a block."""
-
-    def __init__(self, pid):
-        self.pid = pid
-
-    def __enter__(self):
-        reset_peak(self.pid)
-        self.before = status_kb(self.pid, "VmHWM")
-        return self
-
-    def __exit__(self, *exc):
-        self.grew_kb = status_kb(self.pid, "VmHWM") - self.before
 
 
 def body_files(pid):

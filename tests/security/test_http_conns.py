@@ -9,29 +9,15 @@ authenticated one gets a longer idle timeout that a quiet stream does not
 trip. docs/security.md, "Connection slots"."""
 
 import resource
-import secrets
 import select
 import socket
 import time
 
 import pytest
 
-from conftest import Client, find_free_port, start_agent, stop_agent, wait_for
+from conftest import Client, start_tcp_agent, stop_agent, tcp_client, wait_for
 
 ATTACK = 4200  # the issue's number: more than the old shared limit of 4096
-
-
-def make_agent(name, templates_dir, tmp_path_factory, extra_args=()):
-    token = secrets.token_hex(24)
-    tf = tmp_path_factory.mktemp(f"{name}-token") / "token"
-    tf.write_text(token + "\n")
-    tf.chmod(0o600)
-    port = find_free_port()
-    a = start_agent(name, templates_dir, listen=f"127.0.0.1:{port}", token_file=tf,
-                    extra_args=list(extra_args))
-    a.token = token
-    a.port = port
-    return a
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +37,7 @@ def fd_room():
 @pytest.fixture(scope="module")
 def default_agent(templates_dir, tmp_path_factory, fd_room):
     """An agent with the default limits."""
-    a = make_agent("sechttp-conns", templates_dir, tmp_path_factory)
+    a = start_tcp_agent("sechttp-conns", templates_dir, tmp_path_factory)
     yield a
     stop_agent(a)
 
@@ -59,7 +45,7 @@ def default_agent(templates_dir, tmp_path_factory, fd_room):
 @pytest.fixture(scope="module")
 def tight_agent(templates_dir, tmp_path_factory, fd_room):
     """Lowered limits and timeouts, so the test sees them act within seconds."""
-    a = make_agent("sechttp-tight", templates_dir, tmp_path_factory,
+    a = start_tcp_agent("sechttp-tight", templates_dir, tmp_path_factory,
                    ["--http-header-timeout", "2", "--http-idle-timeout", "2", "--http-max-unauth", "40",
                     "--http-max-unauth-per-ip", "10"])
     yield a
@@ -67,9 +53,7 @@ def tight_agent(templates_dir, tmp_path_factory, fd_room):
 
 
 def token_client(a, timeout=30):
-    c = Client(tcp=("127.0.0.1", a.port), token=a.token, timeout=timeout)
-    c.created = a.client.created  # so the leak check deletes what it creates
-    return c
+    return tcp_client(a, a.token, timeout)
 
 
 def open_idle(port, n, sources):

@@ -13,35 +13,11 @@ import threading
 
 import pytest
 
-from conftest import Response
+from conftest import Peak, Response
 
 EVENT_MAX = 1 << 20
 BIG = 60 << 20
 HWM_BOUND_KB = 32 << 10  # a memory bound for the agent's growth, not a timing one
-
-
-def status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {key} in /proc/{pid}/status")
-
-
-class Peak:
-    """The agent's peak RSS growth (VmHWM, reset first) over a block."""
-
-    def __init__(self, pid):
-        self.pid = pid
-
-    def __enter__(self):
-        with open(f"/proc/{self.pid}/clear_refs", "w") as f:
-            f.write("5")
-        self.before = status_kb(self.pid, "VmHWM")
-        return self
-
-    def __exit__(self, *exc):
-        self.grew_kb = status_kb(self.pid, "VmHWM") - self.before
 
 
 def run(client, sid, code, **kw):

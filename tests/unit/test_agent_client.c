@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -256,6 +257,15 @@ static void test_exec_and_processes(void **state)
         answer_ndjson("{\"type\":\"start\"}\nnot json\n");
         Events bad = {0};
         assert_int_equal(agent_client_exec(c, ID, req, on_event, &bad), -EBADMSG);
+        /* Nor is a line with something after its object, or one that is not an object. */
+        answer_ndjson("{\"type\":\"start\"} {\"type\":\"x\"}\n");
+        Events trailing = {0};
+        assert_int_equal(agent_client_exec(c, ID, req, on_event, &trailing), -EBADMSG);
+        assert_int_equal(trailing.n, 0);
+        answer_ndjson("[1,2]\n");
+        Events array = {0};
+        assert_int_equal(agent_client_exec(c, ID, req, on_event, &array), -EBADMSG);
+        assert_int_equal(array.n, 0);
         /* Refused before the stream. */
         answer(400, "{\"code\":400,\"message\":\"no such binary\"}");
         Events none = {0};
@@ -376,6 +386,72 @@ static void test_files(void **state)
         json_object_put(entry);
 }
 
+/* Archives both ways, and the max_bytes a client asks for on uploads and
+ * archives (not on file reads, where the agent takes none). */
+static void test_archives_and_limits(void **state)
+{
+        AgentClient *c = *state;
+        answer_ndjson("\x1f\x8b tar.gz bytes");
+        Bytes b = {0};
+        assert_int_equal(agent_client_archive_read(c, ID, "/home/user/d", NULL, on_data, &b), 0);
+        assert_string_equal(request(),
+                            "GET /v1/sandboxes/" ID "/archive?path=/home/user/d&format=tar.gz");
+        assert_int_equal(b.len, 15);
+        assert_memory_equal(b.data, "\x1f\x8b tar.gz bytes", 15);
+        answer(413, "{\"code\":413,\"message\":\"the tree holds more than max_bytes\"}");
+        Bytes none = {0};
+        assert_int_equal(agent_client_archive_read(c, ID, "/big", "root", on_data, &none), -E2BIG);
+        assert_int_equal(none.len, 0);
+        assert_string_equal(agent_client_error(c)->message, "the tree holds more than max_bytes");
+
+        cleanup_close int fd = memfd_create("archive", MFD_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write_all(fd, "PK\x03\x04", 4), 0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        answer(200, "{\"path\":\"/d\",\"entries\":3,\"bytes\":10}");
+        json_object *res = NULL;
+        assert_int_equal(agent_client_archive_write_fd(c, ID, "/d", "user", fd, &res), 0);
+        assert_string_equal(request(), "PUT /v1/sandboxes/" ID "/archive?path=/d&user=user");
+        assert_int_equal(fake.body_len, 4);
+        assert_memory_equal(fake.body, "PK\x03\x04", 4);
+        assert_int_equal(json_object_get_int(json_object_object_get(res, "entries")), 3);
+        json_object_put(res);
+
+        /* A second client with its own connection keeps the settings. */
+        agent_client_set_max_bytes(c, UINT64_C(68719476736));
+        cleanup_agent_client AgentClient *d = NULL;
+        assert_int_equal(agent_client_dup(c, &d), 0);
+        agent_client_set_max_bytes(c, 0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        answer(200, "{\"path\":\"/d\",\"entries\":1,\"bytes\":4}");
+        assert_int_equal(agent_client_archive_write_fd(d, ID, "/d", NULL, fd, NULL), 0);
+        assert_string_equal(request(),
+                            "PUT /v1/sandboxes/" ID "/archive?path=/d&max_bytes=68719476736");
+        assert_string_equal(fake.auth, "Bearer " TOKEN);
+        answer_ndjson("x");
+        Bytes one = {0};
+        assert_int_equal(agent_client_archive_read(d, ID, "/d", NULL, on_data, &one), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID
+                                       "/archive?path=/d&format=tar.gz&max_bytes=68719476736");
+        answer(200, "{\"entry\":{\"name\":\"f\"}}");
+        assert_int_equal(agent_client_file_write(d, ID, "/f", NULL, "x", 1, NULL), 0);
+        assert_string_equal(request(),
+                            "PUT /v1/sandboxes/" ID "/files?path=/f&max_bytes=68719476736");
+        answer_ndjson("x");
+        Bytes f = {0};
+        assert_int_equal(agent_client_file_read(d, ID, "/f", NULL, on_data, &f), 0);
+        assert_string_equal(request(), "GET /v1/sandboxes/" ID "/files?path=/f");
+        /* The original's limit is its own. */
+        answer(200, "{\"entry\":{\"name\":\"f\"}}");
+        assert_int_equal(agent_client_file_write(c, ID, "/f", NULL, "x", 1, NULL), 0);
+        assert_string_equal(request(), "PUT /v1/sandboxes/" ID "/files?path=/f");
+
+        /* An error without a message says the status. */
+        answer(502, NULL);
+        assert_int_equal(agent_client_archive_read(c, ID, "/d", NULL, on_data, &none), -EIO);
+        assert_string_equal(agent_client_error(c)->message, "the agent answered HTTP 502");
+}
+
 static void test_code_and_contexts(void **state)
 {
         AgentClient *c = *state;
@@ -447,6 +523,7 @@ int main(void)
                 cmocka_unit_test(test_sandboxes),
                 cmocka_unit_test(test_exec_and_processes),
                 cmocka_unit_test(test_files),
+                cmocka_unit_test(test_archives_and_limits),
                 cmocka_unit_test(test_code_and_contexts),
                 cmocka_unit_test(test_transport_failure),
         };

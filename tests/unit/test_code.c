@@ -71,7 +71,7 @@ static void test_args(void **state)
         cli_args_done(&a);
 }
 
-/* Feeds NDJSON lines to a CliCodeState writing to two pipes; returns the
+/* Feeds NDJSON lines, parsed, to a CliCodeState writing to two pipes; returns the
  * finish status and what each pipe got. */
 static int feed(const char *const *lines, const char *save_dir, char *out, char *err, size_t len)
 {
@@ -81,9 +81,15 @@ static int feed(const char *const *lines, const char *save_dir, char *out, char 
         CliCodeState s;
         cli_code_state_init(&s, po[1], pe[1], save_dir);
         int status = -1;
-        for (const char *const *l = lines; *l; l++)
-                if (cli_code_on_line(*l, strlen(*l), &s) < 0)
+        for (const char *const *l = lines; *l; l++) {
+                /* As lib's agent client hands events over: parsed, or the
+                 * stream fails. */
+                json_object *ev = NULL;
+                if (json_parse_strict(*l, strlen(*l), 0, &ev, NULL) < 0 ||
+                    cli_code_on_event(ev, &s) < 0)
                         status = -2;
+                json_object_put(ev);
+        }
         if (status == -1)
                 status = s.ended ? cli_code_finish(&s) : -3;
         cli_code_state_done(&s);

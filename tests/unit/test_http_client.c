@@ -541,19 +541,6 @@ static void test_bad_urls(void **state)
         http_client_free(NULL);
 }
 
-static void test_status_to_errno(void **state)
-{
-        (void) state;
-        assert_int_equal(http_status_to_errno(200, NULL), 0);
-        assert_int_equal(http_status_to_errno(204, NULL), 0);
-        assert_int_equal(http_status_to_errno(400, NULL), -EINVAL);
-        assert_int_equal(http_status_to_errno(401, NULL), -EACCES);
-        assert_int_equal(http_status_to_errno(404, NULL), -ENOENT);
-        assert_int_equal(http_status_to_errno(409, NULL), -EBUSY);
-        assert_int_equal(http_status_to_errno(413, NULL), -E2BIG);
-        assert_int_equal(http_status_to_errno(503, NULL), -EIO);
-}
-
 /* The splitter on its own: every way of cutting the input in two, and in
  * single bytes, gives the same lines. */
 static const char split_input[] = "{\"a\":1}\n\r\n{\"b\":\"\xc3\xa9\"}\r\n\n{\"c\":3}";
@@ -640,7 +627,6 @@ int main(void)
                 cmocka_unit_test(test_refused_unix),
                 cmocka_unit_test(test_refused_tcp),
                 cmocka_unit_test(test_bad_urls),
-                cmocka_unit_test(test_status_to_errno),
                 cmocka_unit_test(test_splitter_every_cut),
                 cmocka_unit_test(test_splitter_limits),
         };

@@ -22,6 +22,7 @@ static void test_status_to_errno(void **state)
                 {204, NULL, 0},
                 {299, NULL, 0},
                 {400, "BadRequest", -EINVAL},
+                {400, NULL, -EINVAL},
                 {422, "Invalid", -EINVAL},
                 {401, NULL, -EACCES},
                 {403, "Forbidden", -EACCES},
@@ -40,6 +41,7 @@ static void test_status_to_errno(void **state)
                 {500, NULL, -EIO},
                 {502, NULL, -EIO},
                 {503, "ServiceUnavailable", -EIO},
+                {503, NULL, -EIO},
                 {504, NULL, -EIO},
                 {599, NULL, -EIO},
                 {0, NULL, -EPROTO},
@@ -66,20 +68,34 @@ static void test_status_from_errno(void **state)
                 int r;
                 unsigned status;
         } cases[] = {
-                {-ENOENT, 404},  {-ESRCH, 404},       {-EEXIST, 409},       {-EBUSY, 409},
-                {-ECHILD, 409},  {-ENOTEMPTY, 409},   {-EINVAL, 400},       {-E2BIG, 400},
-                {-ERANGE, 400},  {-ENOTDIR, 400},     {-EISDIR, 400},       {-ELOOP, 400},
-                {-EXDEV, 400},   {-ENXIO, 400},       {-ENAMETOOLONG, 400}, {-EACCES, 403},
-                {-EPERM, 403},   {-EFBIG, 413},       {-EMSGSIZE, 413},     {-ENOSPC, 507},
-                {-EDQUOT, 507},  {-EAGAIN, 503},      {-ESHUTDOWN, 503},    {-ETIMEDOUT, 504},
-                {-EIO, 500},     {-ENOMEM, 500},      {-EPROTO, 500},       {0, 500},
-                {-EBADMSG, 502}, {-EMEDIUMTYPE, 415},
+                {-ENOENT, 404},    {-ESRCH, 404},     {-EEXIST, 409},      {-EBUSY, 409},
+                {-ECHILD, 409},    {-ENOTEMPTY, 409}, {-ECANCELED, 409},   {-EINVAL, 400},
+                {-E2BIG, 400},     {-ERANGE, 400},    {-ENOTDIR, 400},     {-EISDIR, 400},
+                {-ELOOP, 400},     {-EXDEV, 400},     {-ENXIO, 400},       {-ENAMETOOLONG, 400},
+                {-EACCES, 403},    {-EPERM, 403},     {-EFBIG, 413},       {-EMSGSIZE, 413},
+                {-ENOSPC, 507},    {-EDQUOT, 507},    {-EAGAIN, 503},      {-ESHUTDOWN, 503},
+                {-ETIMEDOUT, 504}, {-EIO, 500},       {-ENOMEM, 500},      {-EPROTO, 500},
+                {0, 500},          {-EREMOTEIO, 502}, {-EMEDIUMTYPE, 415},
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 unsigned st = http_status_from_errno(cases[i].r);
                 if (st != cases[i].status)
                         fail_msg("errno %d: %u, want %u", -cases[i].r, st, cases[i].status);
         }
+}
+
+/* A failure of the server's own never answers 4xx; a 5xx errno stays. */
+static void test_errno_internal(void **state)
+{
+        (void) state;
+        static const int to_eio[] = {-ENOENT, -EINVAL,  -EEXIST, -EBUSY, -ECHILD,   -EACCES,
+                                     -EPERM,  -ENOTDIR, -EFBIG,  -ESRCH, -ECANCELED};
+        for (size_t i = 0; i < ARRAY_SIZE(to_eio); i++)
+                assert_int_equal(http_errno_internal(to_eio[i]), -EIO);
+        static const int kept[] = {-EIO,    -ENOMEM,    -EPROTO, -EAGAIN, -ESHUTDOWN,
+                                   -ENOSPC, -ETIMEDOUT, -EMFILE, -EBADMSG};
+        for (size_t i = 0; i < ARRAY_SIZE(kept); i++)
+                assert_int_equal(http_errno_internal(kept[i]), kept[i]);
 }
 
 /* Where both directions name a status, going there and back keeps the errno. */
@@ -104,6 +120,7 @@ int main(void)
                 cmocka_unit_test(test_status_to_errno),
                 cmocka_unit_test(test_status_from_errno),
                 cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_errno_internal),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -351,15 +351,42 @@ static int spawn(const Init *in, const SpawnReq *rq, uint32_t *ret_pid, Rx *rx, 
         return fd;
 }
 
+/* Ends a conversation: closes fd and frees what rx holds. */
+static void finish(int fd, Rx *rx)
+{
+        free(rx->body);
+        *rx = (Rx){0};
+        (void) close(fd);
+}
+
+/* SPAWN that must start: the streaming connection. */
+static int start(const Init *in, const SpawnReq *rq, uint32_t *ret_pid, Rx *rx)
+{
+        int fd = spawn(in, rq, ret_pid, rx, NULL, 0);
+        assert_true(fd >= 0);
+        return fd;
+}
+
 static void run(const Init *in, const SpawnReq *rq, Result *res)
 {
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in, rq, &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+        int fd = start(in, rq, &pid, &rx);
         collect(fd, &rx, res);
-        (void) close(fd);
-        free(rx.body);
+        finish(fd, &rx);
+}
+
+/* Reads the answer to a one-frame request and closes fd: 0 for OK, the errno
+ * of ERROR, -1 for anything else. */
+static int answer_and_close(int fd)
+{
+        Rx rx = {0};
+        const IpFrame *f = cli_recv(fd, &rx);
+        int r = f->type == IP_MSG_OK      ? 0
+                : f->type == IP_MSG_ERROR ? (int) get_u32(f, IP_TAG_ERRNO)
+                                          : -1;
+        finish(fd, &rx);
+        return r;
 }
 
 /* Sends a one-frame request with an optional PID, returns the reply's errno (0 = OK). */
@@ -374,14 +401,18 @@ static int request(const Init *in, IpMsgType type, uint32_t pid, uint32_t signo,
         if (data)
                 ip_put_str(&b, IP_TAG_DATA, data);
         cli_send(fd, &b);
-        Rx rx = {0};
-        const IpFrame *f = cli_recv(fd, &rx);
-        int r = f->type == IP_MSG_OK      ? 0
-                : f->type == IP_MSG_ERROR ? (int) get_u32(f, IP_TAG_ERRNO)
-                                          : -1;
-        free(rx.body);
-        (void) close(fd);
-        return r;
+        return answer_and_close(fd);
+}
+
+/* A connection that sent ATTACH for pid. */
+static int attach(const Init *in, uint32_t pid)
+{
+        int fd = cli_connect(in);
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        cli_send(fd, &b);
+        return fd;
 }
 
 /* LIST; returns the PROCESS event for pid (heap copy of its body) or NULL. */
@@ -403,8 +434,7 @@ static uint8_t *list_find(const Init *in, uint32_t pid, IpFrame *ret)
                         *ret = (IpFrame){.type = f->type, .body = found, .body_len = f->body_len};
                 }
         }
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
         return found;
 }
 
@@ -464,9 +494,8 @@ static void test_signal(void **state)
 {
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(*state, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+        int fd = start(*state, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}},
+                       &pid, &rx);
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SIGNAL);
         ip_put_u32(&b, IP_TAG_SIGNO, SIGTERM);
@@ -477,8 +506,7 @@ static void test_signal(void **state)
         assert_int_equal(res.signo, SIGTERM);
         assert_int_equal(res.timed_out, 0);
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 }
 
 static void test_timeout(void **state)
@@ -548,14 +576,13 @@ static void test_stdin_stream(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in,
+        int fd = start(in,
                        &(SpawnReq){.argv = (const char *const[]){"cat", NULL},
                                    .flags = IP_FLAG_STDIN_OPEN,
                                    .data = "0",
                                    .data_len = 1,
                                    .has_data = true},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         Result res = {0};
         send_stdin(fd, 0, "abc");
         collect_until(fd, &rx, &res, "0abc");
@@ -568,8 +595,7 @@ static void test_stdin_stream(void **state)
         assert_int_equal(res.exit_code, 0);
         assert_string_equal(res.out, "0abcghidef");
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
         assert_int_equal(request(in, IP_MSG_STDIN, pid, 0, "late"), ESRCH);
 }
 
@@ -579,17 +605,15 @@ static void test_stdin_closed(void **state)
         Rx rx = {0};
         uint32_t pid = 0;
         /* stdin is /dev/null: STDIN to it is EPIPE. */
-        int fd = spawn(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid,
-                       &rx, NULL, 0);
-        assert_true(fd >= 0);
+        int fd = start(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid,
+                       &rx);
         assert_int_equal(request(in, IP_MSG_STDIN, pid, 0, "x"), EPIPE);
         assert_int_equal(request(in, IP_MSG_SIGNAL, pid, SIGKILL, NULL), 0);
         Result res = {0};
         collect(fd, &rx, &res);
         assert_int_equal(res.signo, SIGKILL);
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 }
 
 /* Whether everything PID wrote to its fd FDNO (a pipe to init) so far has
@@ -619,11 +643,10 @@ static void test_background_attach(void **state)
                         first, go);
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in,
+        int fd = start(in,
                        &(SpawnReq){.argv = (const char *const[]){"sh", "-c", script, NULL},
                                    .flags = IP_FLAG_BACKGROUND},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         (void) close(fd); /* a background process survives this */
 
         uint64_t deadline = mono_ms() + (uint64_t) IO_TIMEOUT_S * 1000u;
@@ -637,11 +660,7 @@ static void test_background_attach(void **state)
         assert_true(pipe_drained((pid_t) pid, STDOUT_FILENO));
         assert_int_equal(kill((pid_t) pid, 0), 0);
 
-        fd = cli_connect(in);
-        IpBuilder b;
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, pid);
-        cli_send(fd, &b);
+        fd = attach(in, pid);
         Result res = {0};
         collect_until(fd, &rx, &res, "one\n");
         int gofd = open(go, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -657,10 +676,7 @@ static void test_background_attach(void **state)
 
         /* The record outlives the exit being seen: a second reconnect replays the
          * whole backlog and the exit; an unknown pid is ESRCH. */
-        fd = cli_connect(in);
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, pid);
-        cli_send(fd, &b);
+        fd = attach(in, pid);
         const IpFrame *f = cli_recv(fd, &rx);
         assert_int_equal(f->type, IP_MSG_STARTED);
         collect(fd, &rx, &res);
@@ -669,15 +685,11 @@ static void test_background_attach(void **state)
         result_free(&res);
         (void) close(fd);
 
-        fd = cli_connect(in);
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, 999999);
-        cli_send(fd, &b);
+        fd = attach(in, 999999);
         f = cli_recv(fd, &rx);
         assert_int_equal(f->type, IP_MSG_ERROR);
         assert_int_equal(get_u32(f, IP_TAG_ERRNO), ESRCH);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 }
 
 static void test_exit_record(void **state)
@@ -685,13 +697,12 @@ static void test_exit_record(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(
+        int fd = start(
                 in,
                 &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "echo rec; exit 7", NULL},
                             .flags = IP_FLAG_BACKGROUND,
                             .tag = "job-1"},
-                &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                &pid, &rx);
         (void) close(fd);
 
         IpFrame f;
@@ -714,18 +725,13 @@ static void test_exit_record(void **state)
         assert_int_equal(ip_get_strdup(&f, IP_TAG_TAG, &tag), 0);
         assert_string_equal(tag, "job-1");
 
-        fd = cli_connect(in);
-        IpBuilder b;
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, pid);
-        cli_send(fd, &b);
+        fd = attach(in, pid);
         Result res = {0};
         collect(fd, &rx, &res);
         assert_string_equal(res.out, "rec\n");
         assert_int_equal(res.exit_code, 7);
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 
         /* Still listed after its exit was seen (records are bounded, not one-shot). */
         IpFrame g;
@@ -740,12 +746,11 @@ static void test_list(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in,
+        int fd = start(in,
                        &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL},
                                    .flags = IP_FLAG_BACKGROUND,
                                    .tag = "sleeper"},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         IpFrame f;
         cleanup_free uint8_t *body = list_find(in, pid, &f);
         assert_non_null(body);
@@ -777,8 +782,7 @@ static void test_list(void **state)
         collect(fd, &rx, &res);
         assert_int_equal(res.signo, SIGKILL);
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
         assert_int_equal(request(in, IP_MSG_SIGNAL, 999999, SIGKILL, NULL), ESRCH);
 }
 
@@ -850,8 +854,7 @@ static void test_peer_check(void **state)
         int r = ip_read_frame(fd, &rx.body, &rx.cap, &rx.f);
         /* Closed without an answer: EOF (0) or a reset. */
         assert_true(r == 0 || r == -ECONNRESET);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
         assert_int_equal(init_stop(&strict), 0);
 }
 
@@ -860,9 +863,8 @@ static void test_foreground_killed_on_close(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid,
-                       &rx, NULL, 0);
-        assert_true(fd >= 0);
+        int fd = start(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid,
+                       &rx);
         assert_int_equal(kill((pid_t) pid, 0), 0);
         (void) close(fd);
         assert_true(pid_gone((pid_t) pid, 5000));
@@ -877,11 +879,10 @@ static void test_grandchild_holds_pipe(void **state)
 {
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(*state,
+        int fd = start(*state,
                        &(SpawnReq){.argv = (const char *const[]){"sh", "-c", "sleep 30 & echo done",
                                                                  NULL}},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         uint64_t t0 = mono_ms();
         Result res = {0};
         collect(fd, &rx, &res);
@@ -890,8 +891,7 @@ static void test_grandchild_holds_pipe(void **state)
         assert_int_equal(res.exit_code, 0);
         (void) kill(-(pid_t) pid, SIGKILL); /* the orphaned sleep, same group */
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 }
 
 static void expect_error_then_eof(int fd, uint32_t err)
@@ -939,8 +939,7 @@ static void test_protocol_errors(void **state)
         fd = cli_connect(in);
         cli_send_simple(fd, IP_MSG_PING);
         assert_int_equal(cli_recv(fd, &rx)->type, IP_MSG_OK);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 }
 
 /* SET_SECRETS: the sandbox's secrets reach every later process unless its ENV
@@ -1014,16 +1013,7 @@ static int resize(const Init *in, int fd, uint32_t pid, uint32_t cols, uint32_t 
         ip_put_u32(&b, IP_TAG_COLS, cols);
         ip_put_u32(&b, IP_TAG_ROWS, rows);
         cli_send(c, &b);
-        if (fd >= 0)
-                return 0;
-        Rx rx = {0};
-        const IpFrame *f = cli_recv(c, &rx);
-        int r = f->type == IP_MSG_OK      ? 0
-                : f->type == IP_MSG_ERROR ? (int) get_u32(f, IP_TAG_ERRNO)
-                                          : -1;
-        free(rx.body);
-        (void) close(c);
-        return r;
+        return fd >= 0 ? 0 : answer_and_close(c);
 }
 
 static const char *const sh_path[] = {"PATH=/usr/bin:/bin", NULL};
@@ -1066,7 +1056,7 @@ static void test_pty_input_resize(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in,
+        int fd = start(in,
                        &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
                                                                  "while read l; do "
                                                                  "[ \"$l\" = q ] && exit 7; "
@@ -1077,8 +1067,7 @@ static void test_pty_input_resize(void **state)
                                    .flags = IP_FLAG_PTY,
                                    .cols = 80,
                                    .rows = 24},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         Result res = {0};
         send_stdin(fd, 0, "one\n");
         collect_until(fd, &rx, &res, "got one\r\n24 80\r\n");
@@ -1101,7 +1090,7 @@ static void test_pty_input_resize(void **state)
         (void) close(fd);
 
         /* The foreground process group gets SIGWINCH. */
-        fd = spawn(in,
+        fd = start(in,
                    &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
                                                              "trap 'echo winch; exit 5' WINCH; "
                                                              "echo ready; "
@@ -1111,8 +1100,7 @@ static void test_pty_input_resize(void **state)
                                .flags = IP_FLAG_PTY,
                                .cols = 80,
                                .rows = 24},
-                   &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                   &pid, &rx);
         collect_until(fd, &rx, &res, "ready\r\n");
         assert_int_equal(resize(in, fd, 0, 81, 25), 0);
         collect(fd, &rx, &res);
@@ -1121,9 +1109,7 @@ static void test_pty_input_resize(void **state)
         result_free(&res);
         (void) close(fd);
 
-        fd = spawn(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid, &rx,
-                   NULL, 0);
-        assert_true(fd >= 0);
+        fd = start(in, &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}}, &pid, &rx);
         assert_int_equal(resize(in, -1, pid, 10, 10), ENOTTY);
         (void) close(fd); /* kills the foreground sleep */
         free(rx.body);
@@ -1136,7 +1122,7 @@ static void test_pty_output_complete(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in,
+        int fd = start(in,
                        &(SpawnReq){.argv = (const char *const[]){"sh", "-c",
                                                                  "head -c 1000000 /dev/zero | "
                                                                  "tr '\\0' a; exit 3",
@@ -1145,8 +1131,7 @@ static void test_pty_output_complete(void **state)
                                    .flags = IP_FLAG_PTY,
                                    .cols = 80,
                                    .rows = 24},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         assert_true(pid_gone((pid_t) pid, IO_TIMEOUT_S * 1000));
         Result res = {0};
         collect(fd, &rx, &res);
@@ -1154,8 +1139,7 @@ static void test_pty_output_complete(void **state)
         assert_int_equal(res.pty_len, 1000000);
         assert_int_equal(strspn(res.pty, "a"), 1000000);
         result_free(&res);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
 }
 
 /* ^C on the terminal interrupts the foreground process group; a PTY without
@@ -1166,13 +1150,12 @@ static void test_pty_intr_and_errors(void **state)
         Init *in = *state;
         Rx rx = {0};
         uint32_t pid = 0;
-        int fd = spawn(in,
+        int fd = start(in,
                        &(SpawnReq){.argv = (const char *const[]){"sleep", "100", NULL},
                                    .flags = IP_FLAG_PTY,
                                    .cols = 80,
                                    .rows = 24},
-                       &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                       &pid, &rx);
         send_stdin(fd, 0, "\x03");
         Result res = {0};
         collect(fd, &rx, &res);
@@ -1196,23 +1179,18 @@ static void test_pty_intr_and_errors(void **state)
                                &pid, &rx, msg, sizeof(msg)),
                          -EINVAL);
 
-        fd = spawn(in,
+        fd = start(in,
                    &(SpawnReq){.argv = (const char *const[]){"echo", "bg-pty", NULL},
                                .env = sh_path,
                                .flags = IP_FLAG_PTY | IP_FLAG_BACKGROUND,
                                .cols = 80,
                                .rows = 24},
-                   &pid, &rx, NULL, 0);
-        assert_true(fd >= 0);
+                   &pid, &rx);
         collect(fd, &rx, &res);
         assert_int_equal(res.exit_code, 0);
         result_free(&res);
         (void) close(fd);
-        fd = cli_connect(in);
-        IpBuilder b;
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, pid);
-        cli_send(fd, &b);
+        fd = attach(in, pid);
         collect(fd, &rx, &res);
         assert_string_equal(res.pty, "bg-pty\r\n");
         result_free(&res);
@@ -1275,8 +1253,7 @@ static void test_inherited_socket(void **state)
         cli_send_simple(fd, IP_MSG_PING);
         Rx rx = {0};
         assert_int_equal(cli_recv(fd, &rx)->type, IP_MSG_OK);
-        free(rx.body);
-        (void) close(fd);
+        finish(fd, &rx);
         assert_int_equal(init_stop(&in), 0);
 }
 
@@ -1301,35 +1278,38 @@ static void test_no_socket(void **state)
         assert_int_equal(WEXITSTATUS(status), EXIT_FAILURE);
 }
 
+/* Each test gets an init of its own. */
+#define WITH_INIT(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
 int main(void)
 {
         (void) signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_user_lookup),
-                cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_exit_code_and_stderr, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_env_and_cwd, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_signal, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stdin_data, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stdin_stream, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stdin_closed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_background_attach, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_exit_record, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_spawn_errors, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_user_nobody, setup, teardown),
+                WITH_INIT(test_echo),
+                WITH_INIT(test_exit_code_and_stderr),
+                WITH_INIT(test_env_and_cwd),
+                WITH_INIT(test_signal),
+                WITH_INIT(test_timeout),
+                WITH_INIT(test_stdin_data),
+                WITH_INIT(test_stdin_stream),
+                WITH_INIT(test_stdin_closed),
+                WITH_INIT(test_background_attach),
+                WITH_INIT(test_exit_record),
+                WITH_INIT(test_list),
+                WITH_INIT(test_spawn_errors),
+                WITH_INIT(test_user_nobody),
                 cmocka_unit_test(test_peer_check),
                 cmocka_unit_test(test_inherited_socket),
                 cmocka_unit_test(test_no_socket),
-                cmocka_unit_test_setup_teardown(test_foreground_killed_on_close, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_grandchild_holds_pipe, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_secrets, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pty, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pty_input_resize, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pty_intr_and_errors, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pty_output_complete, setup, teardown),
+                WITH_INIT(test_foreground_killed_on_close),
+                WITH_INIT(test_grandchild_holds_pipe),
+                WITH_INIT(test_protocol_errors),
+                WITH_INIT(test_secrets),
+                WITH_INIT(test_pty),
+                WITH_INIT(test_pty_input_resize),
+                WITH_INIT(test_pty_intr_and_errors),
+                WITH_INIT(test_pty_output_complete),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -348,9 +348,9 @@ static Call *record(const char *what, const AgentConn *c, const char *id)
 }
 
 /* A failure scripted for what: consumed, and its answer in *err. */
-static int scripted(const char *what, AgentError *err)
+static int scripted(const char *what, AgentClientError *err)
 {
-        *err = (AgentError){0};
+        *err = (AgentClientError){0};
         for (size_t i = 0; i < sizeof(agent.fail) / sizeof(agent.fail[0]); i++) {
                 Failure *f = &agent.fail[i];
                 if (f->r && streq(f->op, what)) {
@@ -377,7 +377,7 @@ static void fail_next(const char *what, int r, long status, const char *message)
         fail();
 }
 
-static int answer_sandbox(const char *id, json_object **ret, AgentError *err)
+static int answer_sandbox(const char *id, json_object **ret, AgentClientError *err)
 {
         json_object **sb = agent_find(id);
         if (!sb) {
@@ -389,7 +389,8 @@ static int answer_sandbox(const char *id, json_object **ret, AgentError *err)
         return 0;
 }
 
-static int fake_create(const AgentConn *c, json_object *req, json_object **ret, AgentError *err)
+static int fake_create(const AgentConn *c, json_object *req, json_object **ret,
+                       AgentClientError *err)
 {
         const char *id = json_str(req, "id");
         Call *call = record("create", c, id);
@@ -407,14 +408,15 @@ static int fake_create(const AgentConn *c, json_object *req, json_object **ret, 
         return answer_sandbox(id, ret, err);
 }
 
-static int fake_get(const AgentConn *c, const char *id, json_object **ret, AgentError *err)
+static int fake_get(const AgentConn *c, const char *id, json_object **ret, AgentClientError *err)
 {
         record("get", c, id);
         int r = scripted("get", err);
         return r < 0 ? r : answer_sandbox(id, ret, err);
 }
 
-static int fake_list(const AgentConn *c, const char *label, json_object **ret, AgentError *err)
+static int fake_list(const AgentConn *c, const char *label, json_object **ret,
+                     AgentClientError *err)
 {
         (void) label, (void) ret;
         record("list", c, NULL);
@@ -423,7 +425,7 @@ static int fake_list(const AgentConn *c, const char *label, json_object **ret, A
         return -EIO;
 }
 
-static int fake_remove(const AgentConn *c, const char *id, AgentError *err)
+static int fake_remove(const AgentConn *c, const char *id, AgentClientError *err)
 {
         record("remove", c, id);
         int r = scripted("remove", err);
@@ -440,7 +442,7 @@ static int fake_remove(const AgentConn *c, const char *id, AgentError *err)
 }
 
 static int fake_set_timeout(const AgentConn *c, const char *id, uint64_t deadline_us,
-                            json_object **ret, AgentError *err)
+                            json_object **ret, AgentClientError *err)
 {
         record("set_timeout", c, id)->deadline_us = deadline_us;
         int r = scripted("set_timeout", err);
@@ -455,7 +457,7 @@ static int fake_set_timeout(const AgentConn *c, const char *id, uint64_t deadlin
         return answer_sandbox(id, ret, err);
 }
 
-static int set_state(const char *id, const char *state, json_object **ret, AgentError *err)
+static int set_state(const char *id, const char *state, json_object **ret, AgentClientError *err)
 {
         json_object **sb = agent_find(id);
         if (sb)
@@ -464,14 +466,14 @@ static int set_state(const char *id, const char *state, json_object **ret, Agent
 }
 
 static int fake_pause(const AgentConn *c, const char *id, bool stop_deadline, json_object **ret,
-                      AgentError *err)
+                      AgentClientError *err)
 {
         record("pause", c, id)->stop_deadline = stop_deadline;
         int r = scripted("pause", err);
         return r < 0 ? r : set_state(id, "paused", ret, err);
 }
 
-static int fake_resume(const AgentConn *c, const char *id, json_object **ret, AgentError *err)
+static int fake_resume(const AgentConn *c, const char *id, json_object **ret, AgentClientError *err)
 {
         record("resume", c, id);
         int r = scripted("resume", err);

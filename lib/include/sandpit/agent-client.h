@@ -35,10 +35,16 @@ static inline void agent_client_freep(AgentClient **c)
         agent_client_free(*c);
 }
 #define cleanup_agent_client __attribute__((cleanup(agent_client_freep)))
+/* A new client for the same agent, token and settings, with its own
+ * connection: for a second thread. */
+int agent_client_dup(const AgentClient *c, AgentClient **ret);
 
 /* Bound on each non-streamed exchange; 0 (the default): none. Streams are
  * never bounded. */
 void agent_client_set_timeout(AgentClient *c, long timeout_ms);
+/* The max_bytes asked for file uploads and archives both ways (docs/files.md);
+ * 0 (the default): the agent's own limit. */
+void agent_client_set_max_bytes(AgentClient *c, uint64_t max_bytes);
 /* While *flag is non-zero, a call in flight (a stream included) stops within
  * about a second with -ECANCELED; NULL detaches. */
 void agent_client_set_cancel(AgentClient *c, const volatile sig_atomic_t *flag);
@@ -69,6 +75,11 @@ int agent_client_metrics(AgentClient *c, const char *id, int64_t start, int64_t 
 /* One event of a stream (exec, process stream, code), parsed; borrowed for the
  * call. A negative return aborts the stream and becomes the call's result. */
 typedef int (*AgentEventFn)(json_object *event, void *userdata);
+
+/* Images (docs/images.md). Pull: *ret the image; list: *ret the array. */
+int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret);
+int agent_client_image_list(AgentClient *c, json_object **ret);
+int agent_client_image_remove(AgentClient *c, const char *ref);
 
 /* Processes. req is the agent's exec body (cmd or shell, env, cwd, user,
  * stdin, timeout, ...; borrowed): its events (start, stdout, stderr, exit) go
@@ -101,6 +112,14 @@ int agent_client_file_write_fd(AgentClient *c, const char *id, const char *path,
                                int fd, json_object **ret);
 int agent_client_file_write(AgentClient *c, const char *id, const char *path, const char *user,
                             const void *data, size_t len, json_object **ret);
+/* A directory (or a file) as tar.gz: its bytes go to on_data as they arrive. */
+int agent_client_archive_read(AgentClient *c, const char *id, const char *path, const char *user,
+                              HttpDataFn on_data, void *userdata);
+/* Unpacks the archive in fd (tar, tar.gz or zip, read to its end) into the
+ * directory path, made if missing; *ret (may be NULL) the agent's answer
+ * ({"path", "entries", "bytes"}). */
+int agent_client_archive_write_fd(AgentClient *c, const char *id, const char *path,
+                                  const char *user, int fd, json_object **ret);
 /* depth 0: the agent's default (1). *ret the array of entries. */
 int agent_client_ls(AgentClient *c, const char *id, const char *path, const char *user,
                     unsigned depth, json_object **ret);

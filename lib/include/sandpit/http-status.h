@@ -5,7 +5,7 @@
  *   status                      errno          errno                         status
  *   2xx                         0              -ENOENT -ESRCH                404
  *   400 422                     -EINVAL        -EEXIST -EBUSY -ECHILD
- *   401 403                     -EACCES          -ENOTEMPTY                  409
+ *   401 403                     -EACCES          -ENOTEMPTY -ECANCELED       409
  *   404                         -ENOENT        -EINVAL -E2BIG -ERANGE -ENOTDIR
  *   405 406 415 501             -EOPNOTSUPP      -EISDIR -ELOOP -EXDEV
  *   409 reason AlreadyExists    -EEXIST          -ENXIO -ENAMETOOLONG        400
@@ -14,7 +14,7 @@
  *   413                         -E2BIG         -ENOSPC -EDQUOT               507
  *   429                         -EAGAIN        -EAGAIN -ESHUTDOWN            503
  *   other 5xx                   -EIO           -ETIMEDOUT                    504
- *                                              -EBADMSG (bad upstream)       502
+ *                                              -EREMOTEIO (bad upstream)     502
  *                                              -EMEDIUMTYPE                  415
  *   anything else (3xx, 4xx)    -EPROTO        anything else                 500
  *
@@ -25,3 +25,10 @@
 int http_status_to_errno(long status, const char *reason);
 /* The status the agent's API answers for a failure r (< 0). */
 unsigned http_status_from_errno(int r);
+/* The errno to answer for a failure that is the server's own, not the
+ * request's (a mount, the cgroup, the freezer, the runtime): r when the table
+ * answers 5xx for it, else -EIO. An errno such a step got from the kernel
+ * (ENOENT of a missing file, EINVAL of a syscall, EEXIST of a leftover) says
+ * nothing about the request and must not read as the client's 404, 400 or 409
+ * (an operator adopts a sandbox on 409). Keep the real errno in the message. */
+int http_errno_internal(int r);
