@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,33 @@ static char *strdup_opt(const char *s)
         return s ? strdup(s) : NULL;
 }
 
+static bool dead_agent_tmp(const char *dir, const char *name, void *userdata)
+{
+        (void) dir, (void) userdata;
+        char *end = NULL;
+        long pid = strtol(name, &end, 10);
+        if (*end || pid <= 0 || pid > INT32_MAX)
+                return true; /* not ours to keep */
+        return pid == getpid() || (kill((pid_t) pid, 0) < 0 && errno == ESRCH);
+}
+
+static int clean_tmp(const char *store)
+{
+        cleanup_free char *tmp = NULL;
+        cleanup_strv char **dead = NULL;
+        if (asprintf(&tmp, "%s/tmp", store) < 0)
+                return -ENOMEM;
+        int r = dir_list(tmp, dead_agent_tmp, NULL, &dead);
+        STRV_FOREACH(d, dead) {
+                cleanup_free char *p = NULL;
+                if (r == 0 && asprintf(&p, "%s/%s", tmp, *d) < 0)
+                        return -ENOMEM;
+                if (r == 0)
+                        r = rm_rf(p);
+        }
+        return r;
+}
+
 int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
 {
         ImageStore *s = calloc(1, sizeof(*s));
@@ -105,7 +133,8 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
                 s->layers_dir = NULL;
         if (asprintf(&s->images_dir, "%s/images", cfg->dir) < 0)
                 s->images_dir = NULL;
-        if (asprintf(&s->tmp_dir, "%s/tmp", cfg->dir) < 0)
+        /* tmp/<pid>: another agent on the same store keeps its own. */
+        if (asprintf(&s->tmp_dir, "%s/tmp/%d", cfg->dir, (int) getpid()) < 0)
                 s->tmp_dir = NULL;
         int r = 0;
         if (!s->dir || !s->layers_dir || !s->images_dir || !s->tmp_dir || !s->insecure ||
@@ -113,9 +142,9 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
             (cfg->default_registry && !s->default_registry) ||
             (cfg->sandboxes_dir && !s->sandboxes_dir))
                 r = -ENOMEM;
-        /* What a killed pull left: nothing in tmp/ is anybody's. */
-        if (r == 0 && (r = rm_rf(s->tmp_dir)) == -ENOENT)
-                r = 0;
+        /* What killed pulls left: the tmp/<pid> of agents that are gone. */
+        if (r == 0)
+                r = clean_tmp(cfg->dir);
         if (r == 0 &&
             ((r = mkdir_p(s->layers_dir, 0700)) < 0 || (r = mkdir_p(s->images_dir, 0700)) < 0 ||
              (r = mkdir_p(s->tmp_dir, 0700)) < 0))

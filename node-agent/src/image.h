@@ -7,7 +7,8 @@
  *                     overlayfs lower layer (whiteouts already translated)
  *   images/<hex>.json one pulled image, named by the sha256 of its name:
  *                     {name, digest, layers, config, size}
- *   tmp/              downloads and unpacks in progress; emptied at start
+ *   tmp/<pid>/        downloads and unpacks in progress of that agent; those
+ *                     of agents that are gone are removed at start
  *
  * A sandbox from an image lists its layers in <sandbox dir>/layers (one hex
  * name a line, image_write_layers()): the garbage collection never removes

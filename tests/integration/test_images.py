@@ -76,10 +76,10 @@ def pull(api, ref, **kw):
 
 
 def store_state(agent):
-    """(layer dirs, image records, tmp entries) of the agent's image store."""
+    """(layer dirs, image records, what is in tmp/<pid>/) of the agent's image store."""
     d = agent.images_dir
     return (sorted(p.name for p in (d / "layers").iterdir()), sorted(p.name for p in (d / "images").iterdir()),
-            sorted(p.name for p in (d / "tmp").iterdir()))
+            sorted(f"{sub.name}/{p.name}" for sub in (d / "tmp").iterdir() for p in sub.iterdir()))
 
 
 def app_image(marker, base_extra=(), compression="zstd", **cfg):
@@ -422,7 +422,16 @@ def test_image_sandbox_survives_an_agent_restart(api, registries, img_agent):
     assert r.status == 201, r
     sid = r.json()["id"]
     api.created.append(sid)
+    # What a killed agent's pull left in tmp/<pid> goes; a live agent's stays.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tmp = img_agent.images_dir / "tmp"
+    (tmp / str(dead.pid) / "half.XXXXXX").mkdir(parents=True)
+    (tmp / str(os.getpid())).mkdir()
     img_agent.restart()
+    assert not (tmp / str(dead.pid)).exists()
+    assert (tmp / str(os.getpid())).is_dir()
+    (tmp / str(os.getpid())).rmdir()
     sb = api.get(f"/v1/sandboxes/{sid}")
     assert sb.status == 200 and sb.json()["state"] == "running", sb
     assert sb.json()["template"] == f"image:{reg.host}/it/restart:v1" and sb.json()["cwd"] == "/app"
