@@ -46,7 +46,8 @@ $(BIN)/sandpit: $(OBJ)/cli/src/main.o $(BUILD)/libcli.a $(BUILD)/libsandpit.a
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BIN)/sandpit-operator: $(OBJ)/operator/src/main.o $(BUILD)/liboperator.a $(BUILD)/libsandpit.a
+$(BIN)/sandpit-operator: $(OBJ)/operator/src/main.o $(BUILD)/liboperator.a $(BUILD)/libgateway.a \
+                        $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -49,6 +49,8 @@ PYTHON=/usr/bin/python3
 # plain run, on the real control plane with --k8s.
 K8S_MODULES=(test_operator.py test_operator_cluster.py test_operator_e2e.py test_operator_leader.py
 	test_operator_template.py test_operator_metrics.py test_helm.py test_agent_cluster.py)
+# The same for the E2B SDKs against the operator's gateway (tests/compat, a session of its own).
+K8S_COMPAT_MODULES=(test_cluster.py)
 if [ $k8s -eq 1 ]; then
 	if ! why=$("$PYTHON" -c 'import os, sys; sys.path.insert(0, "tests/fixtures")
 from control_plane import assets_problem
@@ -169,6 +171,7 @@ run_pytest() {
 if [ $k8s -eq 1 ]; then
 	echo "=== on the real kube-apiserver ($KUBEBUILDER_ASSETS)"
 	run_pytest cluster "$JUNIT" "${K8S_MODULES[@]/#/tests/integration/}"
+	run_pytest compat-cluster "$JUNIT_COMPAT" "${K8S_COMPAT_MODULES[@]/#/tests/compat/}"
 elif [ $run_integration -eq 1 ]; then
 	run_pytest integration "$JUNIT" tests/integration
 	# Its own session: its agents get their own cgroup parent and state.

@@ -11,6 +11,8 @@
 
 #include "e2b-api.h"
 #include "sandpit/agent-client.h"
+#include "sandpit/k8s-client.h"
+#include "sandpit/k8s-informer.h"
 
 /* Where the sandboxes live. Every op returns 0 or a negative errno, with a
  * sentence for the caller in err (the agent's message when it answered).
@@ -39,6 +41,23 @@ typedef struct GwBackendOps {
          * answer 501. */
         int (*agent_address)(void *b, const char *id, char **url, char **token, char *err,
                              size_t errlen);
+        /* Optional: the id the agent knows sandbox id by, when the backend's
+         * ids are not the agent's (the cluster backend: a Sandbox's name ->
+         * its status.sandboxID). The server calls it once a request for a
+         * sandbox is authorised; the data plane (agent, agent_address and
+         * every agent call) then uses the agent's id. -ENOENT: no such
+         * running or paused sandbox. */
+        int (*agent_id)(void *b, const char *id, char *ret, size_t retlen, char *err,
+                        size_t errlen);
+        /* Optional: where the per-sandbox access tokens live when every
+         * gateway serving these sandboxes must read them (the cluster backend:
+         * a Secret per sandbox). Without them, the server keeps them itself
+         * (memory and GwConfig.token_file). token_get: -ENOENT when id has
+         * none; ret holds GW token length + 1. Errors are logged, never the
+         * token. */
+        int (*token_put)(void *b, const char *id, const char *token);
+        int (*token_get)(void *b, const char *id, char *ret, size_t retlen);
+        void (*token_remove)(void *b, const char *id);
         void (*free)(void *b);
 } GwBackendOps;
 
@@ -51,6 +70,34 @@ typedef struct {
  * ("unix:///run/sandpit/agent.sock"), token NULL on a unix socket. */
 int gw_backend_local_new(const char *agent_url, const char *token, GwBackend *ret);
 void gw_backend_done(GwBackend *b);
+
+/* The cluster backend (backend-cluster.c): Sandbox objects through the
+ * Kubernetes API, answered from the Sandbox informer's cache once the
+ * operator made them Ready; the data plane goes to the agent that runs each
+ * (found through its Lease). Everything here is borrowed and must outlive
+ * the backend. */
+typedef struct {
+        K8sClient *client;      /* thread-safe */
+        K8sInformer *sandboxes; /* Sandbox objects of every namespace (or of namespace) */
+        K8sInformer *leases;    /* the agents' Leases in lease_namespace */
+        const char *lease_namespace;
+        /* Where E2B's sandboxes are made and listed. The seam for issue 12:
+         * a namespace per API key replaces it (cluster_namespace()). */
+        const char *namespace;
+        const char *agent_token; /* the agents' bearer token (copied) */
+        long create_timeout_ms;  /* create until Ready, kill until gone; 0: the default */
+} GwClusterConfig;
+
+#define GW_CLUSTER_CREATE_TIMEOUT_MS 60000L
+
+int gw_backend_cluster_new(const GwClusterConfig *cfg, GwBackend *ret);
+/* Wakes the cluster backend's waits (create until Ready, kill until gone,
+ * a spec change until acted on): the Sandbox informer's handlers call it on
+ * every change. data: the GwBackend's data; NULL does nothing. */
+void gw_backend_cluster_notify(void *data);
+/* Ends every wait at once with -ECANCELED (the daemon is stopping), before
+ * the server is freed. */
+void gw_backend_cluster_shutdown(void *data);
 
 /* What a request wants, for the authorise hook. */
 typedef enum {

@@ -5,6 +5,7 @@
  * 101, then bytes both ways). The agent client is not used here: it cannot
  * hand over an upgraded connection. */
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +55,52 @@ static int write_all(int fd, const void *data, size_t len)
         return 0;
 }
 
+/* An agent at "http://HOST:PORT" (an agent's advertised endpoint, as in
+ * its Lease; any path after it is ignored): a TCP connection. */
+static int tcp_connect(const char *url, int *ret)
+{
+        const char *hp = url + strlen("http://");
+        size_t n = strcspn(hp, "/");
+        char buf[512];
+        if (n == 0 || n >= sizeof(buf))
+                return -EINVAL;
+        memcpy(buf, hp, n);
+        buf[n] = 0;
+        char *host = buf, *port = strrchr(buf, ':');
+        if (!port || port == buf)
+                return -EINVAL;
+        *port++ = 0;
+        if (host[0] == '[' && port[-2] == ']') { /* [v6]:port */
+                host++;
+                port[-2] = 0;
+        }
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        struct addrinfo *ai = NULL;
+        if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+                return -EHOSTUNREACH;
+        int r = -ECONNREFUSED;
+        for (struct addrinfo *a = ai; a; a = a->ai_next) {
+                int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+                        *ret = fd;
+                        r = 0;
+                        break;
+                }
+                r = -errno;
+                close(fd);
+        }
+        freeaddrinfo(ai);
+        return r;
+}
+
 static int agent_connect(const char *url, int *ret)
 {
+        if (strncmp(url, "http://", 7) == 0)
+                return tcp_connect(url, ret);
         if (strncmp(url, "unix://", 7) != 0)
                 return -EPROTONOSUPPORT;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};

@@ -64,6 +64,23 @@ static GwAction action_of(const GwRequest *r)
         return GW_ACTION_ENVD;
 }
 
+/* A request that is not let through, in the error shape its route uses. */
+static void refuse(GwRequest *r, int k, const char *err)
+{
+        if (r->route.kind == GW_ROUTE_ENVD && r->path[0] == '/' && strchr(r->path + 1, '/')) {
+                /* A Connect procedure: its error shape. */
+                GwConnectCode c = gw_connect_code_from_errno(k);
+                json_object *body = NULL;
+                if (gw_connect_error_new(c, err, &body) < 0) {
+                        http_respond_error(r->req, 500, "out of memory");
+                        return;
+                }
+                gw_reply_json(r->req, gw_connect_code_http_status(c), body, NULL);
+        } else {
+                gw_reply_e2b_error(r->req, k, err);
+        }
+}
+
 static void handle(HttpRequest *req, void *userdata)
 {
         GwServer *gw = userdata;
@@ -92,19 +109,13 @@ static void handle(HttpRequest *req, void *userdata)
                             .access_token = gw_header(&r, "X-Access-Token"),
                             .sandbox_id = r.route.sandbox_id};
         k = gw->authorize(gw, &ar, err, sizeof(err), gw->authorize_userdata);
+        if (k == 0 && r.route.kind != GW_ROUTE_CONTROL && gw->backend.ops->agent_id)
+                /* From here on the data plane speaks the agent's id. */
+                k = gw->backend.ops->agent_id(gw->backend.data, r.route.sandbox_id,
+                                              r.route.sandbox_id, sizeof(r.route.sandbox_id), err,
+                                              sizeof(err));
         if (k < 0) {
-                if (r.route.kind == GW_ROUTE_ENVD && r.path[0] == '/' && strchr(r.path + 1, '/')) {
-                        /* A Connect procedure: its error shape. */
-                        GwConnectCode c = gw_connect_code_from_errno(k);
-                        json_object *body = NULL;
-                        if (gw_connect_error_new(c, err, &body) < 0) {
-                                http_respond_error(req, 500, "out of memory");
-                                return;
-                        }
-                        gw_reply_json(req, gw_connect_code_http_status(c), body, NULL);
-                } else {
-                        gw_reply_e2b_error(req, k, err);
-                }
+                refuse(&r, k, err);
                 return;
         }
         switch (r.route.kind) {

@@ -1,5 +1,6 @@
 /* Per-sandbox access tokens (envdAccessToken): made at create, kept in the
- * gateway's memory only (never in a label, a log or the agent's state), and
+ * gateway's memory and token file (never in a label, a log or the agent's
+ * state), or where the backend keeps them (GwBackendOps.token_put), and
  * checked on envd and /execute traffic. */
 #include <errno.h>
 #include <stdbool.h>
@@ -101,6 +102,8 @@ int gw_token_put(GwServer *gw, const char *id, const char *token)
 {
         if (strlen(id) > GW_ROUTE_ID_MAX || strlen(token) != GW_TOKEN_LEN)
                 return -EINVAL;
+        if (gw->backend.ops->token_put)
+                return gw->backend.ops->token_put(gw->backend.data, id, token);
         pthread_mutex_lock(&gw->lock);
         GwToken *t = find(gw, id);
         if (!t) {
@@ -121,6 +124,8 @@ int gw_token_put(GwServer *gw, const char *id, const char *token)
 
 int gw_token_get(GwServer *gw, const char *id, char ret[GW_TOKEN_LEN + 1])
 {
+        if (gw->backend.ops->token_get)
+                return gw->backend.ops->token_get(gw->backend.data, id, ret, GW_TOKEN_LEN + 1);
         pthread_mutex_lock(&gw->lock);
         GwToken *t = find(gw, id);
         if (t)
@@ -131,6 +136,10 @@ int gw_token_get(GwServer *gw, const char *id, char ret[GW_TOKEN_LEN + 1])
 
 void gw_token_remove(GwServer *gw, const char *id)
 {
+        if (gw->backend.ops->token_remove) {
+                gw->backend.ops->token_remove(gw->backend.data, id);
+                return;
+        }
         pthread_mutex_lock(&gw->lock);
         GwToken *t = find(gw, id);
         if (t) {

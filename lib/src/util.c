@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,85 @@ ssize_t read_full(int fd, void *buf, size_t len)
                 got += (size_t) n;
         }
         return (ssize_t) got;
+}
+
+int parse_duration_s(const char *s, long *ret)
+{
+        static const struct {
+                const char *unit;
+                double seconds;
+        } units[] = {{"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}};
+        double total = 0;
+        const char *p = s;
+        if (!s || !*s)
+                return -EINVAL;
+        while (*p) {
+                char *end = NULL;
+                if (!((*p >= '0' && *p <= '9') || *p == '.'))
+                        return -EINVAL; /* strtod would take spaces, signs, "inf" */
+                errno = 0;
+                double v = strtod(p, &end);
+                if (end == p || errno)
+                        return -EINVAL;
+                p = end;
+                double mult = 0;
+                size_t ulen = 0;
+                for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+                        size_t l = strlen(units[i].unit);
+                        if (strncmp(p, units[i].unit, l) == 0 && l > ulen) {
+                                mult = units[i].seconds;
+                                ulen = l;
+                        }
+                }
+                if (!ulen)
+                        return -EINVAL;
+                p += ulen;
+                total += v * mult;
+        }
+        if (total > 1e9)
+                return -EINVAL;
+        *ret = (long) ceil(total);
+        return 0;
+}
+
+int parse_rfc3339_us(const char *s, uint64_t *ret)
+{
+        struct tm tm = {0};
+        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!p)
+                return -EINVAL;
+        uint64_t frac = 0;
+        if (*p == '.') {
+                p++;
+                unsigned digits = 0;
+                while (*p >= '0' && *p <= '9') {
+                        if (digits < 6) {
+                                frac = frac * 10 + (uint64_t) (*p - '0');
+                                digits++;
+                        }
+                        p++;
+                }
+                for (; digits < 6; digits++)
+                        frac *= 10;
+        }
+        long offset = 0;
+        if (*p == '+' || *p == '-') {
+                /* "+hh:mm" */
+                const char *o = p + 1;
+                for (int i = 0; i < 5; i++)
+                        if (i == 2 ? o[i] != ':' : (o[i] < '0' || o[i] > '9'))
+                                return -EINVAL;
+                if (o[5])
+                        return -EINVAL;
+                long hh = (o[0] - '0') * 10 + (o[1] - '0'), mm = (o[3] - '0') * 10 + (o[4] - '0');
+                offset = (*p == '-' ? -1 : 1) * (hh * 3600L + mm * 60L);
+        } else if (*p != 'Z' || p[1])
+                return -EINVAL;
+        time_t t = timegm(&tm);
+        if (t < 0)
+                return -EINVAL;
+        *ret = (uint64_t) (t - offset) * 1000000u + frac;
+        return 0;
 }
 
 char **strv_copy(char *const *v)

@@ -30,11 +30,16 @@ static void usage(FILE *f)
               "         [--leader-elect[=true|false] | --no-leader-elect]\n"
               "         [--leader-election-id NAME] [--identity ID] [--lease-duration D]\n"
               "         [--renew-deadline D] [--retry-period D]\n"
+              "         [--gateway-listen ADDR:PORT [--gateway-namespace NS]\n"
+              "          [--gateway-create-timeout D] [--gateway-internet[=true|false]]]\n"
               "Leader election (on by default): one replica reconciles; the others stand by\n"
               "and take over the Lease NAME (default " LEADER_DEFAULT_LEASE_NAME
               ") in --namespace.\n"
               "Durations D: 15s, 500ms, 1.5s, 1m (defaults 15s, 10s, 2s); retry-period <\n"
-              "renew-deadline < lease-duration.\n",
+              "renew-deadline < lease-duration.\n"
+              "--gateway-listen serves E2B's API on every replica, its sandboxes Sandbox\n"
+              "objects in --gateway-namespace (default: default); a create waits for Ready\n"
+              "up to --gateway-create-timeout (default 60s).\n",
               f);
 }
 
@@ -62,6 +67,7 @@ static void on_sbx_add(const char *key, json_object *obj, void *userdata)
 {
         (void) obj;
         enqueue(key, userdata);
+        operator_gateway_notify(userdata);
 }
 
 static void on_sbx_update(const char *key, json_object *old_obj, json_object *new_obj,
@@ -70,6 +76,7 @@ static void on_sbx_update(const char *key, json_object *old_obj, json_object *ne
         (void) old_obj;
         (void) new_obj;
         enqueue(key, userdata);
+        operator_gateway_notify(userdata);
 }
 
 static void on_sbx_delete(const char *key, json_object *obj, void *userdata)
@@ -77,6 +84,7 @@ static void on_sbx_delete(const char *key, json_object *obj, void *userdata)
         (void) obj;
         /* The reconcile finds it gone and forgets its placement. */
         enqueue(key, userdata);
+        operator_gateway_notify(userdata);
 }
 
 /* Room may have appeared (or an agent gone): retry every Sandbox not placed. */
@@ -102,7 +110,7 @@ static void requeue_unplaced(Operator *op)
 static bool is_agent_lease(json_object *obj)
 {
         const char *name = k8s_obj_name(obj);
-        return name && strncmp(name, LEASE_NAME_PREFIX, strlen(LEASE_NAME_PREFIX)) == 0;
+        return name && strncmp(name, AGENT_LEASE_PREFIX, strlen(AGENT_LEASE_PREFIX)) == 0;
 }
 
 static void on_lease_add(const char *key, json_object *obj, void *userdata)
@@ -204,6 +212,7 @@ typedef struct {
         long orphan_grace_s;
         LogFormat log_format;
         LogLevel log_level;
+        OperatorGatewayOptions gateway; /* listen NULL: no gateway */
 } Options;
 
 static int parse_long(const char *s, long min, long max, long *ret)
@@ -263,6 +272,10 @@ static const Flag flags[] = {
         {"retry-period", FLAG_DURATION_MS, OPT_FIELD(leader.retry_period_ms), 0, 0},
         {"orphan-resync-seconds", FLAG_LONG, OPT_FIELD(orphan_resync_s), 0, 86400},
         {"orphan-grace-seconds", FLAG_LONG, OPT_FIELD(orphan_grace_s), 0, 86400},
+        {"gateway-listen", FLAG_STRING, OPT_FIELD(gateway.listen), 0, 0},
+        {"gateway-namespace", FLAG_STRING, OPT_FIELD(gateway.namespace), 0, 0},
+        {"gateway-create-timeout", FLAG_DURATION_MS, OPT_FIELD(gateway.create_timeout_ms), 0, 0},
+        {"gateway-internet", FLAG_BOOL_VALUE, OPT_FIELD(gateway.internet), 0, 0},
 };
 
 /* Applies one flag (arg: its value, or NULL); 0, or the parse_args() status. */
@@ -352,6 +365,7 @@ static int parse_args(int argc, char **argv, Options *o)
                                   .retry_period_ms = LEADER_DEFAULT_RETRY_MS},
                        .orphan_resync_s = 60,
                        .orphan_grace_s = 60,
+                       .gateway = {.namespace = "default"},
                        .log_format = LOG_FORMAT_JSON,
                        .log_level = LOG_LEVEL_INFO};
         opterr = 0;
@@ -382,6 +396,15 @@ static int parse_args(int argc, char **argv, Options *o)
         if (o->in_cluster == (o->kubeconfig != NULL) || (o->context && o->in_cluster)) {
                 fprintf(stderr,
                         "sandpit-operator: give exactly one of --kubeconfig and --in-cluster\n");
+                return 3;
+        }
+        if (!o->gateway.listen && (o->gateway.create_timeout_ms || o->gateway.internet ||
+                                   !streq(o->gateway.namespace, "default"))) {
+                fprintf(stderr, "sandpit-operator: the --gateway-* flags need --gateway-listen\n");
+                return 3;
+        }
+        if (o->gateway.listen && (!*o->gateway.namespace || strlen(o->gateway.namespace) > 63)) {
+                fprintf(stderr, "sandpit-operator: --gateway-namespace takes a namespace name\n");
                 return 3;
         }
         if (!o->token_file) {
@@ -547,6 +570,13 @@ int main(int argc, char **argv)
                 teardown(&op);
                 return 1;
         }
+        GwServer *gateway = NULL;
+        if (o.gateway.listen && operator_gateway_start(&op, &o.gateway, &gateway) < 0) {
+                leader_stop(op.leader);
+                health_free(health);
+                teardown(&op);
+                return 1;
+        }
         __atomic_store_n(&op.built, true, __ATOMIC_RELEASE);
 
         Worker workers[MAX_WORKERS];
@@ -576,12 +606,15 @@ int main(int argc, char **argv)
         while (sigwait(&mask, &sig) != 0 || sig == SIGHUP)
                 ;
         log_info("signal %d: stopping", sig);
+        operator_gateway_shutdown(&op);
         /* No worker acts after this; the Lease is released once they are joined. */
         leader_stop(op.leader);
         orphan_resync_stop(orphans);
         ticker_stop(resync);
         k8s_informer_stop(op.sandboxes);
         k8s_informer_stop(op.leases);
+        /* Once no informer handler can wake it. */
+        operator_gateway_stop(&op, gateway);
         k8s_workqueue_shutdown(op.queue);
         for (long i = 0; i < started; i++)
                 pthread_join(workers[i].thread, NULL);

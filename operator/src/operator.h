@@ -12,17 +12,19 @@
 #include <json-c/json.h>
 
 #include "agent-ops.h"
+#include "gateway.h"
 #include "leader.h"
+#include "sandpit/agent-lease.h"
 #include "sandpit/json.h"
 #include "sandpit/k8s-client.h"
 #include "sandpit/k8s-informer.h"
 #include "sandpit/k8s-workqueue.h"
 #include "sandpit/prom.h"
+#include "sandpit/util.h"
 
 #define OPERATOR_VERSION    "0.1.0"
 #define OPERATOR_FINALIZER  "sandpit.dev/cleanup"
 #define OPERATOR_CONTROLLER "sandpit.dev/operator"
-#define LEASE_NAME_PREFIX   "sandpit-agent-"
 /* The agent-side sandbox id of a Sandbox: this prefix and its uid. */
 #define SANDBOX_ID_PREFIX "sbx-"
 /* Labels the operator gives every sandbox it creates on an agent: the marks
@@ -60,6 +62,10 @@ typedef struct {
          * fields above only once main has set this (atomically) after setup. */
         bool built;
 
+        /* The gateway's cluster backend (its data) while --gateway-listen
+         * serves: the Sandbox informer's handlers wake its waits. Atomic. */
+        void *gateway;
+
         pthread_mutex_t placements_lock; /* guards placements */
         Placement *placements;
 } Operator;
@@ -71,18 +77,7 @@ static inline bool operator_built(const Operator *op)
         return __atomic_load_n(&op->built, __ATOMIC_ACQUIRE);
 }
 
-/* agents.c: the registered node agents, from their Leases. */
-typedef struct {
-        char *node;
-        char *endpoint;
-        double cpu;
-        uint64_t memory;
-        bool live;
-} AgentInfo;
-
-void agent_info_done(AgentInfo *a);
-/* Parses one Lease; -EINVAL when it is not an agent's (or is malformed). */
-int agent_info_from_lease(json_object *lease, uint64_t now_us, AgentInfo *ret);
+/* agents.c: the registered node agents, from their Leases (lib's agent-lease.h). */
 /* The agent of node (from the lease cache); -ENOENT when none registered. */
 int agents_find(Operator *op, const char *node, AgentInfo *ret);
 
@@ -103,12 +98,6 @@ void status_set_condition(json_object *status, const char *type, const char *cst
                           const char *reason, const char *message, int64_t generation);
 const char *status_condition_status(json_object *status, const char *type);
 const char *status_condition_reason(json_object *status, const char *type);
-/* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
- * (rounded up); -EINVAL when malformed. */
-int parse_duration_s(const char *s, long *ret);
-/* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
- * microseconds since the epoch. */
-int parse_rfc3339_us(const char *s, uint64_t *ret);
 
 /* spec.c: the agent's create request from a Sandbox. */
 extern const K8sResource operator_templates;
@@ -221,3 +210,21 @@ typedef struct HealthServer HealthServer;
 int health_start(const char *listen, bool (*ready)(void *userdata), Operator *op,
                  HealthServer **ret);
 void health_free(HealthServer *h);
+
+/* gateway.c: the E2B gateway with the cluster backend (--gateway-listen). */
+typedef struct {
+        const char *listen;     /* "ADDR:PORT" */
+        const char *namespace;  /* where E2B's sandboxes are made */
+        long create_timeout_ms; /* 0: the gateway's default */
+        bool internet;          /* the agents have sandbox networking (--sandbox-cidr) */
+} OperatorGatewayOptions;
+/* After setup (the informers synced). */
+int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServer **ret);
+/* From the Sandbox informer's handlers: wakes the gateway's waits. */
+void operator_gateway_notify(Operator *op);
+/* At a stop signal: the gateway's waits in flight (a create until Ready)
+ * end now, not at their timeout. */
+void operator_gateway_shutdown(Operator *op);
+/* Frees it (NULL does nothing); once the informers are stopped, so that no
+ * handler notifies it any more. */
+void operator_gateway_stop(Operator *op, GwServer *gw);

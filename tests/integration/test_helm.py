@@ -116,13 +116,16 @@ def test_rbac_grants_what_the_operator_and_agent_use():
     def allowed(rules, group, resource, verb):
         return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
 
-    # what operator/src does (informers, finalizer, status patches, Secrets for env, Events)
-    for res, verbs in {"sandboxes": ["get", "list", "watch", "update", "patch"],
+    # what operator/src does (informers, finalizer, status patches, Secrets for env, Events),
+    # and its E2B gateway (gateway/src/backend-cluster.c: Sandboxes made, patched and
+    # deleted; a Secret per sandbox for its access token, made and deleted)
+    for res, verbs in {"sandboxes": ["get", "list", "watch", "create", "update", "patch", "delete"],
                        "sandboxes/status": ["get", "patch"], "sandboxes/finalizers": ["update"],
                        "sandboxtemplates": ["get", "list", "watch"]}.items():
         for v in verbs:
             assert allowed(rules, "sandpit.dev", res, v), (res, v)
-    assert allowed(rules, "", "secrets", "get")
+    for v in ("get", "create", "delete"):
+        assert allowed(rules, "", "secrets", v), v
     assert not allowed(rules, "", "secrets", "list"), "the operator reads the Secrets it is pointed at, no more"
     assert allowed(rules, "events.k8s.io", "events", "create")
     lease_rules = find(docs, "Role", "leases")["rules"]
@@ -130,6 +133,27 @@ def test_rbac_grants_what_the_operator_and_agent_use():
         assert allowed(lease_rules, "coordination.k8s.io", "leases", v), v
     subjects = {s["name"] for s in find(docs, "RoleBinding", "leases")["subjects"]}
     assert subjects == {"t-sandpit-operator", "t-sandpit-agent"}
+
+
+def test_gateway_off_by_default_and_on_every_replica():
+    docs = render()
+    assert not [d for d in docs if d["kind"] == "Service"]
+    assert not [a for a in container(docs, "Deployment")["args"] if a.startswith("--gateway")]
+    docs = render("operator.gateway.enabled=true", "operator.gateway.port=3100",
+                  "operator.gateway.namespace=e2b", "operator.gateway.internet=true")
+    c = container(docs, "Deployment")
+    for a in ("--gateway-listen=0.0.0.0:3100", "--gateway-namespace=e2b", "--gateway-create-timeout=60s",
+              "--gateway-internet=true"):
+        assert a in c["args"], c["args"]
+    assert {"name": "gateway", "containerPort": 3100} in c["ports"]
+    svc = find(docs, "Service", "gateway")
+    assert svc["spec"]["ports"] == [{"name": "gateway", "port": 3100, "targetPort": "gateway"}]
+    pod_labels = find(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    # replicas stay 2: the gateway runs on each, not only on the leader
+    assert find(docs, "Deployment")["spec"]["replicas"] == 2
+    p = helm("template", "t", str(CHART), "--set", "operator.gateway.namespace=Bad_NS", check=False)
+    assert p.returncode != 0 and "namespace" in p.stderr, p.stderr
 
 
 def test_agent_pod_shape():

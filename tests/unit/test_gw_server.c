@@ -3,7 +3,9 @@
  * server and local backend in front of lib's http-server on 127.0.0.1 port 0
  * standing in for the agent, driven with libcurl as the SDK would. What is
  * checked: the agent calls each E2B request becomes, the E2B and Connect
- * shapes of the answers (streams frame by frame), the access token. */
+ * shapes of the answers (streams frame by frame), the access token; and a
+ * backend whose ids are not the agent's (agent_id) and that keeps the tokens
+ * itself (token_get), as the cluster backend does. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -322,6 +324,113 @@ static void test_kill(void **state)
         assert_string_equal(calls(), "GET /v1/sandboxes/" ID ";");
 }
 
+/* A backend whose ids are not the agent's (as the cluster backend's): "alias1"
+ * is the agent's ID, "ghost" has a token but no running sandbox; tokens are
+ * the backend's (token_get), not the server's. Everything else is the local
+ * backend's. */
+#define ALIAS_TOKEN "0123456789abcdef0123456789abcdef0123456789abcdef"
+static GwBackend inner;
+
+static int w_get(void *b, const char *id, json_object **ret, char *err, size_t errlen)
+{
+        (void) b;
+        if (streq(id, "alias1"))
+                return inner.ops->get(inner.data, ID, ret, err, errlen);
+        snprintf(err, errlen, "sandbox %s not found", id);
+        return -ENOENT;
+}
+
+static int w_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err, size_t errlen)
+{
+        (void) b;
+        if (!streq(id, "alias1")) {
+                snprintf(err, errlen, "sandbox %s is not running", id);
+                return -ENOENT;
+        }
+        snprintf(ret, retlen, "%s", ID);
+        return 0;
+}
+
+static int w_agent(void *b, const char *id, AgentClient **ret, char *err, size_t errlen)
+{
+        (void) b;
+        assert_string_equal(id, ID); /* the data plane speaks the agent's id */
+        return inner.ops->agent(inner.data, id, ret, err, errlen);
+}
+
+static int w_token_get(void *b, const char *id, char *ret, size_t retlen)
+{
+        (void) b;
+        if (!streq(id, "alias1") && !streq(id, "ghost"))
+                return -ENOENT;
+        snprintf(ret, retlen, "%s", ALIAS_TOKEN);
+        return 0;
+}
+
+static void w_free(void *b)
+{
+        (void) b;
+        gw_backend_done(&inner);
+}
+
+static const GwBackendOps wrapped_ops = {
+        .get = w_get,
+        .agent = w_agent,
+        .agent_id = w_agent_id,
+        .token_get = w_token_get,
+        .free = w_free,
+};
+
+static void test_agent_ids_and_backend_tokens(void **state)
+{
+        (void) state;
+        char url[64];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_tcp_port(t.agent));
+        GwConfig gc = {.listen = "127.0.0.1:0", .backend = {.ops = &wrapped_ops}};
+        assert_int_equal(gw_backend_local_new(url, TOKEN, &inner), 0);
+        GwServer *gw = NULL;
+        assert_int_equal(gw_server_start(&gc, &gw), 0);
+        char saved[64];
+        snprintf(saved, sizeof(saved), "%s", t.gw_url);
+        snprintf(t.gw_url, sizeof(t.gw_url), "http://127.0.0.1:%u", gw_server_port(gw));
+        pthread_mutex_lock(&t.lock);
+        t.gone = false;
+        pthread_mutex_unlock(&t.lock);
+        calls();
+
+        const char *ok[] = {"E2b-Sandbox-Id: alias1", "E2b-Sandbox-Port: 49983",
+                            "X-Access-Token: " ALIAS_TOKEN, NULL};
+        Reply r = call("GET", "/files?path=/a", ok, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "file bytes");
+        assert_string_equal(calls(), "GET /v1/sandboxes/" ID "/files;");
+        /* The backend's token is the one checked. */
+        const char *wrong[] = {"E2b-Sandbox-Id: alias1", "E2b-Sandbox-Port: 49983",
+                               "X-Access-Token: " ID, NULL};
+        r = call("GET", "/files?path=/a", wrong, NULL, 0);
+        assert_int_equal(r.status, 401);
+        assert_string_equal(calls(), "");
+        /* Authorised, but the backend has no running sandbox: 404 in each
+         * route's shape, and the agent is never asked. */
+        const char *ghost[] = {"E2b-Sandbox-Id: ghost", "E2b-Sandbox-Port: 49983",
+                               "X-Access-Token: " ALIAS_TOKEN, NULL};
+        r = call("GET", "/files?path=/a", ghost, NULL, 0);
+        assert_int_equal(r.status, 404);
+        assert_non_null(strstr(r.body, "\"code\":404"));
+        const char *rpc[] = {"E2b-Sandbox-Id: ghost", "E2b-Sandbox-Port: 49983",
+                             "X-Access-Token: " ALIAS_TOKEN, "Content-Type: application/json",
+                             NULL};
+        const char *stat = "{\"path\":\"/a\"}";
+        r = call("POST", "/filesystem.Filesystem/Stat", rpc, stat, strlen(stat));
+        assert_int_equal(r.status, 404);
+        assert_non_null(strstr(r.body, "\"code\":\"not_found\""));
+        assert_non_null(strstr(r.body, "ghost is not running"));
+        assert_string_equal(calls(), "");
+
+        gw_server_free(gw);
+        snprintf(t.gw_url, sizeof(t.gw_url), "%s", saved);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -329,6 +438,7 @@ int main(void)
                 cmocka_unit_test(test_process_start_stream),
                 cmocka_unit_test(test_execute_and_files),
                 cmocka_unit_test(test_kill),
+                cmocka_unit_test(test_agent_ids_and_backend_tokens),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

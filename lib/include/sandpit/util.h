@@ -13,6 +13,12 @@ uint64_t now_realtime_us(void);
 uint64_t now_monotonic_us(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-22T10:00:00.000Z"; buf >= 32 bytes. */
 void format_rfc3339_us(uint64_t us, char *buf, size_t len);
+/* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
+ * microseconds since the epoch; -EINVAL when malformed. */
+int parse_rfc3339_us(const char *s, uint64_t *ret);
+/* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
+ * (rounded up); -EINVAL when malformed. */
+int parse_duration_s(const char *s, long *ret);
 /* Adds ms (>= 0) to ts, normalised. */
 void timespec_add_ms(struct timespec *ts, long ms);
 /* CLOCK_MONOTONIC now plus ms: a deadline for a cond_init_monotonic() wait. */

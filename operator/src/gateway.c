@@ -1,0 +1,54 @@
+/* The E2B gateway on every operator replica (docs/gateway.md, cluster mode):
+ * the gateway's cluster backend on this operator's client and informers,
+ * serving whether or not this replica leads (the leader's reconciles answer
+ * what the gateway writes). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "operator.h"
+#include "sandpit/log.h"
+
+int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServer **ret)
+{
+        GwBackend b = {0};
+        int r = gw_backend_cluster_new(
+                &(GwClusterConfig){.client = op->client,
+                                   .sandboxes = op->sandboxes,
+                                   .leases = op->leases,
+                                   .lease_namespace = op->namespace,
+                                   .namespace = o->namespace,
+                                   .agent_token = op->agent_token,
+                                   .create_timeout_ms = o->create_timeout_ms},
+                &b);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make the gateway's cluster backend");
+        void *data = b.data;
+        GwConfig gc = {.listen = o->listen, .e2b = {.internet = o->internet}, .backend = b};
+        GwServer *gw = NULL;
+        r = gw_server_start(&gc, &gw);
+        if (r < 0)
+                return log_error_errno(r, "Cannot serve the gateway on %s", o->listen);
+        __atomic_store_n(&op->gateway, data, __ATOMIC_RELEASE);
+        log_info("gateway (E2B API) on %s, tcp port %u, sandboxes in namespace %s", o->listen,
+                 gw_server_port(gw), o->namespace);
+        *ret = gw;
+        return 0;
+}
+
+void operator_gateway_notify(Operator *op)
+{
+        gw_backend_cluster_notify(__atomic_load_n(&op->gateway, __ATOMIC_ACQUIRE));
+}
+
+void operator_gateway_shutdown(Operator *op)
+{
+        gw_backend_cluster_shutdown(__atomic_load_n(&op->gateway, __ATOMIC_ACQUIRE));
+}
+
+void operator_gateway_stop(Operator *op, GwServer *gw)
+{
+        if (!gw)
+                return;
+        __atomic_store_n(&op->gateway, NULL, __ATOMIC_RELEASE);
+        gw_server_free(gw);
+}
