@@ -63,7 +63,8 @@ class Agent:
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "sandpit-agent"), "--standalone", "--socket", self.sock,
              "--state-dir", os.path.join(self.tmp, "state"), "--templates-dir", templates,
-             "--cgroup-parent", self.parent, "--log-level", "warning", *extra],
+             "--cgroup-parent", self.parent, "--log-level", "warning",
+             "--images-dir", os.path.join(self.tmp, "images"), *extra],
             stderr=self.log)
         for _ in range(200):
             if os.path.exists(self.sock):

@@ -19,6 +19,8 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
 else
 	echo "(operator on a real kube-apiserver: set KUBEBUILDER_ASSETS to measure it)" >&2
 fi
+# Images: pull + unpack beside skopeo + umoci, create from a cached image beside a directory.
+/usr/bin/python3 bench/bench_images.py --templates-dir "$TEMPLATES"
 # The E2B SDK's view through the gateway, beside the native API (needs node and the default template).
 /usr/bin/python3 bench/bench_gateway.py --templates-dir "$TEMPLATES"
 # MCP: tools/call run_code('1+1') over stdio (`sandpit mcp`) and the gateway's /mcp.

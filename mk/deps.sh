@@ -10,6 +10,8 @@ PACKAGES=(
         # SHA-256 of API keys (lib/src/apikey.c)
         libssl-dev
         libcgroup-dev libnl-3-dev libnl-route-3-dev libarchive-dev libnftables-dev nftables
+        # sha256 of image blobs (docs/images.md)
+        libssl-dev
         # run: the OCI runtime (crun is optional and refuses hybrid cgroup hosts)
         runc crun
         # templates
@@ -26,6 +28,11 @@ PACKAGES=(
         openssl
         # etcd for the real control plane of `make test-k8s` (tests/fixtures/control_plane.py)
         etcd-server
+        # tests/integration/test_images.py: a real registry (distribution 2.8) with htpasswd
+        # auth, a static busybox as the images' root filesystem, zstd-compressed layers
+        docker-registry apache2-utils busybox-static zstd
+        # bench/bench_images.py: the same image pulled and unpacked by them, for comparison
+        skopeo umoci
 )
 
 missing=()

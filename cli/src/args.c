@@ -22,6 +22,7 @@ enum {
         OPT_SERVER = 0x100,
         OPT_TOKEN_FILE,
         OPT_TEMPLATE,
+        OPT_IMAGE,
         OPT_CPU,
         OPT_MEMORY,
         OPT_PIDS,
@@ -65,6 +66,7 @@ static const OptionSpec option_specs[] = {
         {"template", required_argument, OPT_TEMPLATE, CREATE_CMDS | CMD(CLI_CMD_MCP)},
         {"url", required_argument, OPT_URL, CMD(CLI_CMD_MCP)},
         {"idle", required_argument, OPT_IDLE, CMD(CLI_CMD_MCP)},
+        {"image", required_argument, OPT_IMAGE, CREATE_CMDS},
         {"cpu", required_argument, OPT_CPU, CREATE_CMDS},
         {"memory", required_argument, OPT_MEMORY, CREATE_CMDS},
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
@@ -91,7 +93,7 @@ static const OptionSpec option_specs[] = {
         {"json", no_argument, OPT_JSON,
          CMD(CLI_CMD_CREATE) | CMD(CLI_CMD_LS) | CMD(CLI_CMD_GET) | CMD(CLI_CMD_TIMEOUT) |
                  CMD(CLI_CMD_PS) | CMD(CLI_CMD_FS) | CMD(CLI_CMD_METRICS) | CMD(CLI_CMD_PAUSE) |
-                 CMD(CLI_CMD_RESUME)},
+                 CMD(CLI_CMD_RESUME) | CMD(CLI_CMD_TEMPLATE)},
         {"cwd", required_argument, OPT_CWD, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"stdin", no_argument, OPT_STDIN, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
         {"shell", no_argument, OPT_SHELL, CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_RUN)},
@@ -101,12 +103,15 @@ static const OptionSpec option_specs[] = {
 };
 
 static const char *const command_names[CLI_CMD_COUNT] = {
-        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",           [CLI_CMD_GET] = "get",
-        [CLI_CMD_EXEC] = "exec",       [CLI_CMD_RUN] = "run",         [CLI_CMD_KILL] = "kill",
-        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",           [CLI_CMD_SIGNAL] = "signal",
-        [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",       [CLI_CMD_CP] = "cp",
-        [CLI_CMD_FS] = "fs",           [CLI_CMD_METRICS] = "metrics", [CLI_CMD_PAUSE] = "pause",
-        [CLI_CMD_RESUME] = "resume",   [CLI_CMD_MCP] = "mcp",
+        [CLI_CMD_CREATE] = "create",   [CLI_CMD_LS] = "ls",
+        [CLI_CMD_GET] = "get",         [CLI_CMD_EXEC] = "exec",
+        [CLI_CMD_RUN] = "run",         [CLI_CMD_KILL] = "kill",
+        [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",
+        [CLI_CMD_SIGNAL] = "signal",   [CLI_CMD_ATTACH] = "attach",
+        [CLI_CMD_CODE] = "code",       [CLI_CMD_CP] = "cp",
+        [CLI_CMD_FS] = "fs",           [CLI_CMD_METRICS] = "metrics",
+        [CLI_CMD_PAUSE] = "pause",     [CLI_CMD_RESUME] = "resume",
+        [CLI_CMD_MCP] = "mcp",         [CLI_CMD_TEMPLATE] = "template",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
@@ -115,6 +120,8 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                 "Create a sandbox and print its id.\n"
                 "\n"
                 "      --template T    template (default: the agent's \"default\")\n"
+                "      --image REF     an OCI image as the template, pulled if the\n"
+                "                      node has not got it (docs/images.md)\n"
                 "      --cpu C         CPU cores: 1.5 or 500m\n"
                 "      --memory M      memory limit: bytes or 512Mi, 1Gi, ...\n"
                 "      --pids N        process and thread limit\n"
@@ -213,6 +220,12 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                         "is made on first use and deleted at end of input or after S idle\n"
                         "seconds (default 900). --url: bridge to a gateway's /mcp instead of\n"
                         "the agent ($SANDPIT_API_KEY is sent as its X-API-KEY).\n",
+        [CLI_CMD_TEMPLATE] = "Usage: sandpit template pull [--json] REF\n"
+                             "       sandpit template images [--json]\n"
+                             "       sandpit template rm REF\n"
+                             "OCI images as templates (docs/images.md): pull one onto the node\n"
+                             "(again: a tag is resolved anew), list them, remove one and the\n"
+                             "layers no other image has. REF: [REGISTRY/]NAME[:TAG][@DIGEST].\n",
 };
 
 static const char common_usage[] = "\n"
@@ -260,6 +273,7 @@ void cli_usage(FILE *f)
               "  resume     thaw a paused sandbox\n"
               "  keys       the gateway's API keys: create, list, revoke\n"
               "  mcp        serve sandpit's tools to AI agents (MCP) on stdio\n"
+              "  template   pull, list or remove OCI images used as templates\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
@@ -455,6 +469,8 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 return 0;
         case OPT_TEMPLATE:
                 return add_field(a->create, "template", json_object_new_string(arg));
+        case OPT_IMAGE:
+                return add_field(a->create, "image", json_object_new_string(arg));
         case OPT_ID:
                 return add_field(a->create, "id", json_object_new_string(arg));
         case OPT_CPU:
@@ -741,6 +757,18 @@ static int build_body(CliArgs *a)
                 if (a->n_args > (mv ? 4 : 3))
                         return usage_error(a, "fs %s: unexpected argument '%s'", sub,
                                            a->args[mv ? 4 : 3]);
+                return 0;
+        }
+        case CLI_CMD_TEMPLATE: {
+                const char *sub = a->n_args ? a->args[0] : "";
+                bool images = streq(sub, "images");
+                if (!images && !streq(sub, "pull") && !streq(sub, "rm"))
+                        return usage_error(a, "template: expected pull, images or rm");
+                if (a->n_args < (images ? 1 : 2))
+                        return usage_error(a, "template %s: missing image reference", sub);
+                if (a->n_args > (images ? 1 : 2))
+                        return usage_error(a, "template %s: unexpected argument '%s'", sub,
+                                           a->args[images ? 1 : 2]);
                 return 0;
         }
         case CLI_CMD_COUNT:

@@ -46,6 +46,7 @@ typedef enum {
         CLI_CMD_PAUSE,
         CLI_CMD_RESUME,
         CLI_CMD_MCP,
+        CLI_CMD_TEMPLATE, /* image.c */
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -170,6 +171,8 @@ int cli_cmd_mcp(CliContext *ctx, const CliArgs *a);
  * until end of input or *stop. */
 int cli_mcp_bridge(CliContext *ctx, const char *url, const volatile sig_atomic_t *stop,
                    const sigset_t *wait_mask);
+/* template pull|images|rm (image.c). */
+int cli_cmd_template(CliContext *ctx, const CliArgs *a);
 
 /* Finishes a message written into ctx->error: one line, and a negative errno
  * to return (-EIO for r >= 0). */

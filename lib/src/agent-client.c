@@ -254,6 +254,31 @@ int agent_client_delete(AgentClient *c, const char *id)
         return p ? call(c, "DELETE", p, NULL, 204, NULL) : -ENOMEM;
 }
 
+int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret)
+{
+        cleanup_json json_object *body = json_object_new_object();
+        if (!body || json_object_object_add(body, "image", json_object_new_string(ref)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", "/v1/images/pull", body, 200, ret);
+}
+
+int agent_client_image_list(AgentClient *c, json_object **ret)
+{
+        cleanup_json json_object *resp = NULL;
+        int r = call(c, "GET", "/v1/images", NULL, 200, &resp);
+        if (r < 0)
+                return r;
+        return take_member(resp, "images", json_type_array, ret);
+}
+
+int agent_client_image_remove(AgentClient *c, const char *ref)
+{
+        cleanup_free char *e = escape(ref), *p = NULL;
+        if (!e || asprintf(&p, "/v1/images?image=%s", e) < 0)
+                return -ENOMEM;
+        return call(c, "DELETE", p, NULL, 204, NULL);
+}
+
 int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/timeout");

@@ -71,6 +71,10 @@ unsigned http_status_from_errno(int r)
                 return 503;
         case ETIMEDOUT:
                 return 504;
+        case EREMOTEIO: /* an upstream (a registry) answered something unusable */
+                return 502;
+        case EMEDIUMTYPE:
+                return 415;
         default:
                 return 500;
         }

@@ -569,3 +569,17 @@ int parse_rfc3339_us(const char *s, uint64_t *ret)
         *ret = (uint64_t) (t - offset) * 1000000u + frac;
         return 0;
 }
+
+char **strv_copy(char *const *v)
+{
+        size_t n = 0;
+        for (char *const *e = v; e && *e; e++)
+                n++;
+        char **c = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; c && i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        strv_free(c);
+                        return NULL;
+                }
+        return c;
+}

@@ -21,6 +21,14 @@ typedef struct {
         char *cgroup_parent; /* "sandpit" */
         CgVersion cgroup_version;
         NetConfig net; /* sandbox networking (net.h) */
+        /* Images as templates (image.h, docs/images.md). */
+        char *images_dir;  /* /var/lib/sandpit/images */
+        char *registry_ca; /* --registry-ca; NULL: the system's CAs */
+        char **insecure_registries;
+        char *registry_auth_file; /* docker config.json */
+        char *default_registry;
+        uint64_t image_max_layer_size;
+        uint64_t image_store_max; /* 0: no image GC */
 } AgentConfig;
 
 typedef enum {
@@ -44,7 +52,8 @@ typedef struct {
          * zeroed and freed (NULL); never saved, logged or shown. */
         char **secret_env;
         char **secret_names; /* their names: saved and shown */
-        char *user;
+        char *user;          /* NULL until create for an image template: the image's */
+        char *cwd;           /* commands' default cwd; NULL: the user's home */
         json_object *labels; /* object of strings; owned */
         uint64_t timeout_s;
         NetPolicy network; /* egress policy; changed live by the network route */
@@ -100,6 +109,7 @@ typedef struct Agent {
         uint64_t started_us;
         struct AgentMetrics *metrics; /* metrics.h: its own lock */
         struct Pools *pools;          /* pool.h: warm pools; NULL until started */
+        struct ImageStore *images;    /* image.h: its own lock */
 } Agent;
 
 void sandbox_spec_done(SandboxSpec *s);

@@ -10,6 +10,7 @@
 
 #include "api-code.h"
 #include "api-files.h"
+#include "api-images.h"
 #include "api-internal.h"
 #include "api-metrics.h"
 #include "api-net.h"
@@ -401,7 +402,7 @@ static bool dispatch_subresource(Agent *a, HttpRequest *req)
 void api_handle(HttpRequest *req, void *userdata)
 {
         Agent *a = userdata;
-        if (dispatch_subresource(a, req))
+        if (dispatch_subresource(a, req) || api_images_handle(a, req))
                 return;
         const char *method = http_request_method(req);
         cleanup_free char *path = strdup(http_request_path(req));

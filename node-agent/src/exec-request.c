@@ -250,6 +250,8 @@ int exec_request_from_json(json_object *body, const SandboxExecInfo *info, ExecR
         }
         if (r == 0 && !req.user && !(req.user = strdup(info->user)))
                 r = -ENOMEM;
+        if (r == 0 && !req.cwd && info->cwd && !(req.cwd = strdup(info->cwd)))
+                r = -ENOMEM;
         if (r < 0) {
                 exec_request_done(&req);
                 return r;

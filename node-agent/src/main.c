@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "cluster-args.h"
 #include "gateway.h"
+#include "image.h"
 #include "pool.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
@@ -74,6 +75,14 @@ static void usage(FILE *f)
               "                          (repeatable)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
+              "  --images-dir DIR        pulled images (default /var/lib/sandpit/images)\n"
+              "  --registry-ca FILE      CA bundle for registries (default: the system's)\n"
+              "  --insecure-registry HOST[:PORT]  pull from it over plain HTTP (repeatable)\n"
+              "  --registry-auth-file FILE  registry credentials (docker config.json)\n"
+              "  --default-registry HOST[:PORT]  for image names without a registry\n"
+              "  --image-max-layer-size BYTES  per layer, packed and unpacked (default 4Gi)\n"
+              "  --image-store-max BYTES  disk use of the layers: unused images beyond it\n"
+              "                          are removed after each pull (default: no limit)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
               "  --kernels-dir DIR       code-interpreter kernels (default: "
               "../share/sandpit/kernels\n"
@@ -148,6 +157,7 @@ typedef struct {
         char **blocked;     /* --blocked-cidr values (borrows argv) */
         char **pools;       /* --pool values (borrows argv) */
         char **mcp_origins; /* --mcp-allow-origin values (borrows argv) */
+        char **insecure;    /* --insecure-registry values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -197,6 +207,13 @@ enum {
         OPT_HTTP_MAX_UNAUTH,
         OPT_HTTP_MAX_UNAUTH_PER_IP,
         OPT_POOL,
+        OPT_IMAGES_DIR,
+        OPT_REGISTRY_CA,
+        OPT_INSECURE_REGISTRY,
+        OPT_REGISTRY_AUTH_FILE,
+        OPT_DEFAULT_REGISTRY,
+        OPT_IMAGE_MAX_LAYER_SIZE,
+        OPT_IMAGE_STORE_MAX,
         OPT_HELP,
 };
 static const struct option options[] = {
@@ -235,6 +252,13 @@ static const struct option options[] = {
         {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
         {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
         {"pool", required_argument, NULL, OPT_POOL},
+        {"images-dir", required_argument, NULL, OPT_IMAGES_DIR},
+        {"registry-ca", required_argument, NULL, OPT_REGISTRY_CA},
+        {"insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY},
+        {"registry-auth-file", required_argument, NULL, OPT_REGISTRY_AUTH_FILE},
+        {"default-registry", required_argument, NULL, OPT_DEFAULT_REGISTRY},
+        {"image-max-layer-size", required_argument, NULL, OPT_IMAGE_MAX_LAYER_SIZE},
+        {"image-store-max", required_argument, NULL, OPT_IMAGE_STORE_MAX},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
 };
@@ -243,7 +267,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0, npools = 0, norigins = 0;
+        size_t nblocked = 0, npools = 0, norigins = 0, ninsecure = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -279,6 +303,32 @@ static int parse_options(int argc, char **argv, Daemon *d)
                 case OPT_TEMPLATES_DIR:
                         cfg->templates_dir = optarg;
                         break;
+                case OPT_IMAGES_DIR:
+                        cfg->images_dir = optarg;
+                        break;
+                case OPT_REGISTRY_CA:
+                        cfg->registry_ca = optarg;
+                        break;
+                case OPT_INSECURE_REGISTRY:
+                        d->insecure[ninsecure++] = optarg;
+                        break;
+                case OPT_REGISTRY_AUTH_FILE:
+                        cfg->registry_auth_file = optarg;
+                        break;
+                case OPT_DEFAULT_REGISTRY:
+                        cfg->default_registry = optarg;
+                        break;
+                case OPT_IMAGE_MAX_LAYER_SIZE:
+                case OPT_IMAGE_STORE_MAX: {
+                        uint64_t *dst = c == OPT_IMAGE_STORE_MAX ? &cfg->image_store_max
+                                                                 : &cfg->image_max_layer_size;
+                        if (quantity_parse_bytes(optarg, dst) < 0 || *dst == 0) {
+                                fprintf(stderr, "sandpit-agent: bad --%s %s\n",
+                                        options[option_index].name, optarg);
+                                return 2;
+                        }
+                        break;
+                }
                 case OPT_INIT:
                         cfg->init_path = optarg;
                         break;
@@ -504,6 +554,30 @@ static int setup_cgroups(Daemon *d)
         return agent_setup_cgroups(&d->agent);
 }
 
+/* The image store (docs/images.md): made here, emptied of half-done pulls. */
+static int setup_images(Daemon *d)
+{
+        const AgentConfig *cfg = &d->agent.cfg;
+        ImageStoreConfig ic = {.dir = cfg->images_dir,
+                               .ca_file = cfg->registry_ca,
+                               .insecure = cfg->insecure_registries,
+                               .auth_file = cfg->registry_auth_file,
+                               .default_registry = cfg->default_registry,
+                               .max_layer_size = cfg->image_max_layer_size,
+                               .max_store_size = cfg->image_store_max,
+                               .sandboxes_dir = d->agent.sandboxes_dir,
+                               .in_use = sandbox_image_in_use,
+                               .userdata = &d->agent};
+        int r = image_store_new(&ic, &d->agent.images);
+        return r < 0 ? log_error_errno(r, "cannot open the image store %s", cfg->images_dir) : 0;
+}
+
+static void undo_images(Daemon *d)
+{
+        image_store_free(d->agent.images);
+        d->agent.images = NULL;
+}
+
 /* Re-adopts the sandboxes a previous agent left running. */
 static int setup_recover(Daemon *d)
 {
@@ -665,18 +739,19 @@ typedef struct {
 /* The agent's setup, in order; the first failure ends it, and the steps taken
  * (the failed one too) are undone in reverse, as after the stop signal. */
 static const SetupStep setup_steps[] = {
-        {setup_paths, NULL},       /* init and kernels next to this binary */
-        {setup_token, NULL},       /* --token-file */
-        {setup_signals, NULL},     /* before any thread starts */
-        {setup_agent, undo_agent}, /* table, metrics, the monitor's epoll */
-        {setup_state_dir, NULL},   /* <state-dir>/sandboxes, runc */
-        {check_init, NULL},        /* sandpit-init executable */
-        {setup_network, NULL},     /* --sandbox-cidr, leases */
-        {setup_cgroups, NULL},     /* --cgroup-parent */
-        {setup_recover, NULL},     /* re-adopt running sandboxes */
-        {setup_monitor, NULL},     /* deadlines, dead inits, metrics sampler */
-        {setup_pools, undo_pools}, /* --pool: warm pools and their refill thread */
-        {setup_http, undo_http},   /* unix socket, --listen */
+        {setup_paths, NULL},         /* init and kernels next to this binary */
+        {setup_token, NULL},         /* --token-file */
+        {setup_signals, NULL},       /* before any thread starts */
+        {setup_agent, undo_agent},   /* table, metrics, the monitor's epoll */
+        {setup_state_dir, NULL},     /* <state-dir>/sandboxes, runc */
+        {check_init, NULL},          /* sandpit-init executable */
+        {setup_network, NULL},       /* --sandbox-cidr, leases */
+        {setup_cgroups, NULL},       /* --cgroup-parent */
+        {setup_images, undo_images}, /* --images-dir, registries */
+        {setup_recover, NULL},       /* re-adopt running sandboxes */
+        {setup_monitor, NULL},       /* deadlines, dead inits, metrics sampler */
+        {setup_pools, undo_pools},   /* --pool: warm pools and their refill thread */
+        {setup_http, undo_http},     /* unix socket, --listen */
         {setup_cluster, undo_cluster},
         {setup_gateway, undo_gateway}, /* --gateway-listen */
 };
@@ -694,6 +769,7 @@ static void daemon_free(Daemon *d)
         free(d->blocked);
         free(d->pools);
         free(d->mcp_origins);
+        free(d->insecure);
 }
 
 int main(int argc, char **argv)
@@ -705,6 +781,8 @@ int main(int argc, char **argv)
                 .log_level = LOG_LEVEL_INFO,
                 .agent.cfg = {.state_dir = "/run/sandpit",
                               .templates_dir = "/var/lib/sandpit/templates",
+                              .images_dir = "/var/lib/sandpit/images",
+                              .image_max_layer_size = 4ull << 30,
                               .runtime = "runc",
                               .cgroup_parent = "sandpit",
                               .cgroup_version = CG_VERSION_AUTO,
@@ -712,11 +790,13 @@ int main(int argc, char **argv)
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
                 .pools = calloc((size_t) argc + 1, sizeof(char *)),
                 .mcp_origins = calloc((size_t) argc + 1, sizeof(char *)),
+                .insecure = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked || !d.pools || !d.mcp_origins) {
+        if (!d.blocked || !d.pools || !d.mcp_origins || !d.insecure) {
                 daemon_free(&d);
                 return 1;
         }
+        d.agent.cfg.insecure_registries = d.insecure;
         d.agent.cfg.net.blocked_cidrs = d.blocked;
         int status = parse_options(argc, argv, &d);
         if (status >= 0) {

@@ -46,11 +46,20 @@ static int open_dir(const char *path)
         return fd < 0 ? -errno : fd;
 }
 
-int rootfs_mount(const char *dir, const char *lower, uint64_t size)
+/* Closes the lower layers' fds. */
+static void close_fds(int *fds, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                closep(&fds[i]);
+}
+
+int rootfs_mount(const char *dir, char **lowers, uint64_t size)
 {
         char ctl[4096], code[4096], init[4096], disk[4096], upper[4096], work[4096], root[4096];
-        char opts[256];
-        cleanup_close int lfd = -1, ufd = -1, wfd = -1;
+        char opts[4096]; /* a page: the kernel's bound on mount options */
+        int lfds[ROOTFS_LOWERS_MAX];
+        size_t nl = 0;
+        cleanup_close int ufd = -1, wfd = -1;
         (void) snprintf(ctl, sizeof(ctl), "%s/ctl", dir);
         (void) snprintf(code, sizeof(code), "%s/" CODE_DIR_NAME, dir);
         (void) snprintf(init, sizeof(init), "%s/ctl/init", dir);
@@ -93,25 +102,44 @@ int rootfs_mount(const char *dir, const char *lower, uint64_t size)
         /* The layers by fd: the options are what the sandbox reads in its
          * mountinfo, and they should not name host paths (nor can a ',' or ':'
          * in a path be misread as a separator). */
-        lfd = open_dir(lower);
+        size_t len = (size_t) snprintf(opts, sizeof(opts), "lowerdir=");
+        for (r = 0; r == 0 && lowers[nl]; nl++) {
+                if (nl == ROOTFS_LOWERS_MAX) {
+                        r = -E2BIG;
+                        break;
+                }
+                lfds[nl] = open_dir(lowers[nl]);
+                if (lfds[nl] < 0) {
+                        r = lfds[nl];
+                        break;
+                }
+                len += (size_t) snprintf(opts + len, sizeof(opts) - len, "%s/proc/self/fd/%d",
+                                         nl ? ":" : "", lfds[nl]);
+        }
+        if (r < 0 || nl == 0)
+                goto fail;
         ufd = open_dir(upper);
         wfd = open_dir(work);
-        if (lfd < 0 || ufd < 0 || wfd < 0) {
-                r = lfd < 0 ? lfd : ufd < 0 ? ufd : wfd;
+        if (ufd < 0 || wfd < 0) {
+                r = ufd < 0 ? ufd : wfd;
                 goto fail;
         }
-        (void) snprintf(
-                opts, sizeof(opts),
-                "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", lfd,
-                ufd, wfd);
+        len += (size_t) snprintf(opts + len, sizeof(opts) - len,
+                                 ",upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", ufd, wfd);
+        if (len >= sizeof(opts)) {
+                r = -E2BIG;
+                goto fail;
+        }
         if (mount("sandpit-root", root, "overlay", MS_NODEV, opts) < 0) {
                 r = -errno;
                 goto fail;
         }
+        close_fds(lfds, nl);
         return 0;
 fail:
+        close_fds(lfds, nl);
         (void) rootfs_umount(dir);
-        return r;
+        return r == 0 ? -EINVAL : r;
 }
 
 int rootfs_umount(const char *dir)

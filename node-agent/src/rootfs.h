@@ -7,9 +7,11 @@
 
 #include <stdint.h>
 
+#define ROOTFS_LOWERS_MAX 128 /* as OCI_LAYERS_MAX: /proc/self/fd/N each fits a page */
+
 /* Mounts <dir>/ctl and <dir>/code (with the init binary's mount point
  * ctl/init), <dir>/disk (tmpfs, size bytes) and <dir>/rootfs (overlay over
- * lower). On failure nothing stays mounted. */
-int rootfs_mount(const char *dir, const char *lower, uint64_t size);
+ * lowers, a strv with the top layer first). On failure nothing stays mounted. */
+int rootfs_mount(const char *dir, char **lowers, uint64_t size);
 /* Unmounts them all; not mounted is fine. */
 int rootfs_umount(const char *dir);

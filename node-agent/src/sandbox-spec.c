@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image.h"
 #include "net.h"
 #include "sandbox-internal.h"
 #include "sandbox.h"
@@ -29,6 +30,7 @@ void sandbox_spec_done(SandboxSpec *s)
         secret_strv_free(s->secret_env);
         strv_free(s->secret_names);
         free(s->user);
+        free(s->cwd);
         json_object_put(s->labels);
         net_policy_done(&s->network);
         free(s->pool);
@@ -76,18 +78,32 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                          .disk = DEFAULT_DISK,
                          .timeout_s = DEFAULT_TIMEOUT};
         int r = 0;
+        bool tpl_given = false;
         json_object_object_foreach(req, key, val) {
-                if (streq(key, "template") || streq(key, "id") || streq(key, "user")) {
+                if (streq(key, "template") || streq(key, "id") || streq(key, "user") ||
+                    streq(key, "cwd") || streq(key, "image")) {
                         if (!json_object_is_type(val, json_type_string)) {
                                 (void) snprintf(err, errlen, "%s must be a string", key);
                                 r = -EINVAL;
                                 break;
                         }
-                        char **dst = streq(key, "template") ? &s.template_name
-                                     : streq(key, "id")     ? &s.id
-                                                            : &s.user;
+                        char **dst = streq(key, "id")     ? &s.id
+                                     : streq(key, "user") ? &s.user
+                                     : streq(key, "cwd")  ? &s.cwd
+                                                          : &s.template_name;
+                        bool tpl = streq(key, "image") || streq(key, "template");
+                        if (tpl && tpl_given) {
+                                (void) snprintf(err, errlen, "give template or image, not both");
+                                r = -EINVAL;
+                                break;
+                        }
+                        tpl_given = tpl_given || tpl;
                         free(*dst);
-                        if (!(*dst = strdup(json_object_get_string(val)))) {
+                        /* {"image": REF} is {"template": "image:REF"} (image.h). */
+                        if (streq(key, "image") ? asprintf(dst, "%s%s", IMAGE_TEMPLATE_PREFIX,
+                                                           json_object_get_string(val)) < 0
+                                                : !(*dst = strdup(json_object_get_string(val)))) {
+                                *dst = NULL;
                                 r = -ENOMEM;
                                 break;
                         }
@@ -174,6 +190,10 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                                 "id must be 1-63 characters of [a-z0-9-] not starting with '-'");
                 r = -EINVAL;
         }
+        if (r == 0 && s.cwd && (s.cwd[0] != '/' || strlen(s.cwd) > 4096)) {
+                (void) snprintf(err, errlen, "cwd must be an absolute path");
+                r = -EINVAL;
+        }
         if (r == 0 && s.user && (!*s.user || strchr(s.user, ':') || strlen(s.user) > 64)) {
                 (void) snprintf(err, errlen, "user must be a user name or uid");
                 r = -EINVAL;
@@ -187,7 +207,10 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                 r = -ENOMEM;
         if (r == 0 && !s.template_name && !(s.template_name = strdup(DEFAULT_TEMPLATE)))
                 r = -ENOMEM;
-        if (r == 0 && !s.user && !(s.user = strdup(DEFAULT_USER)))
+        /* An image's default user is its config's (sandbox_create). */
+        bool image = s.template_name && strncmp(s.template_name, IMAGE_TEMPLATE_PREFIX,
+                                                strlen(IMAGE_TEMPLATE_PREFIX)) == 0;
+        if (r == 0 && !s.user && !image && !(s.user = strdup(DEFAULT_USER)))
                 r = -ENOMEM;
         if (r == 0 && !s.env && !(s.env = calloc(1, sizeof(char *))))
                 r = -ENOMEM;

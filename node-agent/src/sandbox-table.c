@@ -131,6 +131,8 @@ json_object *sandbox_to_json_locked(const Sandbox *sb)
         (void) json_object_object_add(o, "pids", json_object_new_int64((int64_t) s->pids));
         (void) json_object_object_add(o, "disk", json_object_new_int64((int64_t) s->disk));
         (void) json_object_object_add(o, "user", json_object_new_string(s->user));
+        if (s->cwd)
+                (void) json_object_object_add(o, "cwd", json_object_new_string(s->cwd));
         (void) json_object_object_add(o, "env", env_to_json(s->env));
         json_object *secret_names = json_object_new_array();
         STRV_FOREACH(n, s->secret_names)
@@ -222,20 +224,6 @@ int sandbox_list_json(Agent *a, char **selectors, json_object **ret)
         return 0;
 }
 
-static char **strv_copy(char **v)
-{
-        size_t n = 0;
-        STRV_FOREACH(e, v)
-                n++;
-        char **c = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; c && i < n; i++)
-                if (!(c[i] = strdup(v[i]))) {
-                        strv_free(c);
-                        return NULL;
-                }
-        return c;
-}
-
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
 {
         int r = 0;
@@ -254,6 +242,7 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                 info.socket_path = strdup(sb->socket_path);
                 info.init_pid = sb->init_pid;
                 info.user = strdup(sb->spec.user);
+                info.cwd = sb->spec.cwd ? strdup(sb->spec.cwd) : NULL;
                 info.id = strdup(sb->spec.id);
                 info.name = strdup(sb->name);
                 info.secret_names = strv_copy(sb->spec.secret_names);
@@ -261,7 +250,7 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                         if (!(info.env[i] = strdup(sb->spec.env[i])))
                                 r = -ENOMEM;
                 if (!info.env || !info.socket_path || !info.user || !info.id || !info.name ||
-                    !info.secret_names)
+                    !info.secret_names || (sb->spec.cwd && !info.cwd))
                         r = -ENOMEM;
         }
         (void) pthread_mutex_unlock(&a->lock);
@@ -278,6 +267,7 @@ void sandbox_exec_info_done(SandboxExecInfo *i)
         free(i->socket_path);
         strv_free(i->env);
         free(i->user);
+        free(i->cwd);
         free(i->id);
         free(i->name);
         strv_free(i->secret_names);

@@ -21,6 +21,7 @@
 #include "bundle.h"
 #include "code.h"
 #include "exec.h"
+#include "image.h"
 #include "initproto.h"
 #include "metrics.h"
 #include "net.h"
@@ -28,6 +29,7 @@
 #include "runtime.h"
 #include "sandbox-internal.h"
 #include "sandpit/http-status.h"
+#include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -171,6 +173,104 @@ static bool delete_requested(Agent *a, Sandbox *sb)
         return r;
 }
 
+/* Prepends NAME=value defaults to env, unless env names them. */
+static int env_add_defaults(char ***env, char **defaults)
+{
+        size_t n = 0, k = 0;
+        STRV_FOREACH(e, *env)
+                n++;
+        STRV_FOREACH(e, defaults)
+                k++;
+        char **v = calloc(n + k + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        size_t m = 0;
+        STRV_FOREACH(d, defaults) {
+                size_t klen = strcspn(*d, "=");
+                bool overridden = false;
+                STRV_FOREACH(e, *env)
+                        if (strncmp(*e, *d, klen) == 0 && (*e)[klen] == '=')
+                                overridden = true;
+                if (!overridden && !(v[m++] = strdup(*d))) {
+                        strv_free(v);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                v[m++] = (*env)[i];
+        free(*env);
+        *env = v;
+        return 0;
+}
+
+bool sandbox_image_in_use(const char *name, void *userdata)
+{
+        Agent *a = userdata;
+        cleanup_free char *t = NULL;
+        if (asprintf(&t, "%s%s", IMAGE_TEMPLATE_PREFIX, name) < 0)
+                return true;
+        bool used = false;
+        (void) pthread_mutex_lock(&a->lock);
+        for (const Sandbox *sb = a->sandboxes; sb && !used; sb = sb->next)
+                used = streq(sb->spec.template_name, t);
+        (void) pthread_mutex_unlock(&a->lock);
+        return used;
+}
+
+/* The spec's template: a directory, or a pulled (and if need be pulled now)
+ * image whose config gives the defaults the request left out. */
+static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *err, size_t errlen)
+{
+        const char *name = spec->template_name;
+        if (strncmp(name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) != 0) {
+                int r = template_load(a->cfg.templates_dir, name, ret);
+                /* No such template, or a name no template can have, is the
+                 * request's fault; a template that is there but unusable is the
+                 * node's. */
+                if (r == -ENOENT)
+                        (void) snprintf(err, errlen, "template %s not found", name);
+                else if (r == -EINVAL)
+                        (void) snprintf(err, errlen, "\"%.64s\" is not a template name", name);
+                else if (r < 0) {
+                        (void) snprintf(err, errlen, "template %s is not usable: %s", name,
+                                        strerror(-r));
+                        (void) log_error_errno(r, "template %s is not usable", name);
+                        r = http_errno_internal(r);
+                }
+                return r;
+        }
+        const char *ref = name + strlen(IMAGE_TEMPLATE_PREFIX);
+        cleanup_json json_object *img = NULL;
+        int r = image_pull(a->images, ref, false, &img, err, errlen);
+        if (r < 0)
+                return r;
+        Template *t = NULL;
+        if ((r = image_template(a->images, ref, &t, err, errlen)) < 0)
+                return r;
+        /* The canonical name: what the sandbox shows and what image removal checks. */
+        free(spec->template_name);
+        spec->template_name = strdup(t->name);
+        if (!spec->user) {
+                /* "name:group" or "uid:gid": the user part; the group is the user's. */
+                const char *u = t->user ? t->user : "root";
+                spec->user = strndup(u, strcspn(u, ":"));
+                if (spec->user && !*spec->user) {
+                        free(spec->user);
+                        spec->user = strdup("root");
+                }
+        }
+        if (!spec->cwd && t->workdir)
+                spec->cwd = strdup(t->workdir);
+        if (!spec->template_name || !spec->user || (t->workdir && !spec->cwd) ||
+            env_add_defaults(&spec->env, t->env) < 0) {
+                image_unpin(a->images, t->name);
+                template_free(t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen)
 {
         Sandbox *sb = calloc(1, sizeof(*sb));
@@ -184,27 +284,14 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         sb->state = SANDBOX_CREATING;
 
         Template *tpl = NULL;
-        int r = template_load(a->cfg.templates_dir, sb->spec.template_name, &tpl);
+        int r = template_for_spec(a, &sb->spec, &tpl, err, errlen);
         if (r < 0) {
-                /* No such template, or a name no template can have, is the
-                 * request's fault; a template that is there but unusable is the
-                 * node's. */
-                const char *name = sb->spec.template_name;
-                if (r == -ENOENT)
-                        (void) snprintf(err, errlen, "template %s not found", name);
-                else if (r == -EINVAL)
-                        (void) snprintf(err, errlen, "\"%.64s\" is not a template name", name);
-                else {
-                        (void) snprintf(err, errlen, "template %s is not usable: %s", name,
-                                        strerror(-r));
-                        (void) log_error_errno(r, "template %s is not usable", name);
-                        r = http_errno_internal(r);
-                }
                 sandbox_free(sb);
                 return r;
         }
 
         if ((r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
+                image_unpin(a->images, tpl->name);
                 template_free(tpl);
                 sandbox_free(sb);
                 return r;
@@ -230,6 +317,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         }
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0) {
+                image_unpin(a->images, tpl->name);
                 template_free(tpl);
                 sandbox_free(sb);
                 return r;
@@ -237,6 +325,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
 
         const char *id = sb->spec.id;
         const char *step = "prepare";
+        bool pinned = true; /* an image's pin (image_template()), until its layers are recorded */
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
         NetSandboxInfo net = {0};
@@ -257,6 +346,14 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         step = "create the sandbox directory";
         if ((r = make_dirs(sb->dir)) < 0)
                 goto fail;
+        if (strncmp(tpl->name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) == 0) {
+                /* Kept from the image GC from now on (image.h), so the pin can go. */
+                step = "record the image's layers";
+                if ((r = image_write_layers(tpl, sb->dir)) < 0)
+                        goto fail;
+        }
+        image_unpin(a->images, tpl->name);
+        pinned = false;
         step = "create the cgroup";
         CgLimits limits = {.cpu_cores = sb->spec.cpu,
                            .memory_bytes = sb->spec.memory,
@@ -272,7 +369,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
-        if ((r = rootfs_mount(sb->dir, tpl->rootfs, sb->spec.disk)) < 0)
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk)) < 0)
                 goto fail;
         t_mount = now_monotonic_us();
         step = "set up the network";
@@ -401,6 +498,8 @@ fail_internal:
          * message and the log keep that errno). */
         r = http_errno_internal(r);
 fail_reported:
+        if (pinned)
+                image_unpin(a->images, tpl->name);
         template_free(tpl);
         net_sandbox_info_done(&net);
         (void) pthread_mutex_lock(&a->lock); /* the monitor may touch pidfd too */

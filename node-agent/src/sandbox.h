@@ -57,12 +57,17 @@ int sandbox_get_json(Agent *a, const char *id, json_object **ret);
 /* All sandboxes whose labels match every "k=v" in selectors. */
 int sandbox_list_json(Agent *a, char **selectors, json_object **ret);
 
+/* image.h's in_use: true while a sandbox in the table (being created too)
+ * has the image (canonical name) as its template. userdata: the Agent. */
+bool sandbox_image_in_use(const char *name, void *userdata);
+
 /* What exec needs, copied out under the lock. */
 typedef struct {
         char *socket_path; /* <dir>/ctl/init.sock */
         pid_t init_pid;    /* the only peer the agent talks to on it */
         char **env;
         char *user;
+        char *cwd; /* the sandbox's default for commands; NULL: the user's home */
         char *id;
         char *name;          /* its cgroup's (Sandbox.name) */
         char **secret_names; /* the sandbox's secret env names (values: only in init) */

@@ -17,7 +17,12 @@ void template_free(Template *t)
                 return;
         free(t->name);
         free(t->rootfs);
+        strv_free(t->lowers);
         strv_free(t->binds);
+        strv_free(t->env);
+        free(t->workdir);
+        free(t->user);
+        strv_free(t->start_cmd);
         free(t);
 }
 
@@ -57,6 +62,9 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
                 return -ENOMEM;
         }
         t->name = strdup(name);
+        t->lowers = calloc(2, sizeof(char *));
+        if (t->lowers)
+                t->lowers[0] = strdup(rootfs);
         t->rootfs = TAKE_PTR(rootfs);
         json_object *binds = NULL;
         size_t n = 0;
@@ -64,7 +72,7 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
             json_object_is_type(binds, json_type_array))
                 n = json_object_array_length(binds);
         t->binds = calloc(n + 1, sizeof(char *));
-        r = t->name && t->binds ? 0 : -ENOMEM;
+        r = t->name && t->binds && t->lowers && t->lowers[0] ? 0 : -ENOMEM;
         for (size_t i = 0; r == 0 && i < n; i++) {
                 json_object *b = json_object_array_get_idx(binds, i);
                 const char *s = json_object_get_string(b);

@@ -4,8 +4,14 @@
 
 typedef struct {
         char *name;
-        char *rootfs; /* absolute path of the lower layer */
-        char **binds; /* host paths bound read-only at the same path; strv */
+        char *rootfs;  /* absolute path of the (top) lower layer */
+        char **lowers; /* every lower layer, top first; strv (a directory: rootfs) */
+        char **binds;  /* host paths bound read-only at the same path; strv */
+        /* From an image's config (image.h); NULL for directory templates. */
+        char **env;       /* "NAME=value" defaults under the create's env */
+        char *workdir;    /* commands' default cwd */
+        char *user;       /* the default user */
+        char **start_cmd; /* Entrypoint + Cmd: stored and shown, not run yet */
 } Template;
 
 /* -EINVAL for a name that cannot be a template's, -ENOENT when no such

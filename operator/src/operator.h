@@ -111,15 +111,17 @@ typedef struct {
 
 /* What spec.template resolves to. */
 typedef struct {
-        char *agent_template;   /* the agents' template name */
+        char *agent_template;   /* the agents' template name ("image:REF" for an image) */
+        char *image;            /* source.image, or NULL (docs/images.md) */
         json_object *resources; /* the SandboxTemplate's spec.resources, or NULL */
         bool found;             /* a SandboxTemplate object exists */
 } SandboxTemplateInfo;
 
 void sandbox_template_done(SandboxTemplateInfo *t);
 /* Reads the SandboxTemplate the Sandbox names; with none, the agents'
- * template of that name. -ENOTSUP with msg set when the template asks for
- * what the agents cannot do (an image); other errors are the API's. */
+ * template of that name. A source.image becomes the agents' "image:REF"
+ * template (they pull it). -ENOTSUP with msg set when the template asks for
+ * what the agents cannot do; other errors are the API's. */
 int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
                              size_t msglen);
 /* The sandbox's limits: spec.resources, else the template's (t may be NULL),

@@ -191,6 +191,7 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
                 return r;
         SandboxResources req = {0};
         r = sandbox_resources(*obj, &t, &req);
+        cleanup_free char *image = TAKE_PTR(t.image);
         sandbox_template_done(&t);
         if (r < 0)
                 return -EINVAL;
@@ -224,7 +225,16 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
         json_object_object_add(st, "resources", sandbox_resources_json(&req));
         json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
         status_set_condition(st, "Scheduled", "True", "Scheduled", msg, gen);
-        status_set_condition(st, "Ready", "False", "Creating", "the sandbox is being created", gen);
+        if (image) {
+                /* The create pulls it unless the node has it (docs/images.md). */
+                char pmsg[768];
+                snprintf(pmsg, sizeof(pmsg), "node %s pulls image %s unless it has it", a.node,
+                         image);
+                status_set_condition(st, "Ready", "False", "PullingImage", pmsg, gen);
+        } else {
+                status_set_condition(st, "Ready", "False", "Creating",
+                                     "the sandbox is being created", gen);
+        }
         agent_info_done(&a);
         r = write_status(op, obj, st);
         if (r < 0) {
@@ -288,6 +298,7 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
         if (r < 0)
                 return r;
         r = sandbox_create_body(op, *obj, &t, id, &body, msg, sizeof(msg));
+        bool image = t.image != NULL;
         sandbox_template_done(&t);
         if (r == -ENOENT)
                 return wait_for_user(op, obj, st, "SecretNotFound", msg);
@@ -317,6 +328,14 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                         return -EAGAIN;
                 }
                 log_info("Sandbox %s: already on %s as %s: adopted", key, a->node, id);
+        } else if (image && (ae.status == 400 || ae.status == 403 || ae.status == 404 ||
+                             ae.status == 413 || ae.status == 415 || ae.status == 502)) {
+                /* A bad reference, a denied, unknown or unusable image: said,
+                 * and retried (the registry or the template may be fixed). The
+                 * rest of the request is the operator's, checked before. */
+                snprintf(msg, sizeof(msg), "node %s cannot pull the image: %s", a->node,
+                         agent_error_message(&ae));
+                return wait_for_user(op, obj, st, "ImagePullFailed", msg);
         } else if (r == -EINVAL && ae.status) {
                 snprintf(msg, sizeof(msg), "node %s refused the sandbox: %s", a->node,
                          agent_error_message(&ae));

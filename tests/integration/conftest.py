@@ -448,7 +448,7 @@ class Agent:
         a = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
         a += [str(AGENT_BIN), "--standalone", "--socket", str(self.socket), "--state-dir", str(self.state_dir),
              "--templates-dir", str(self.templates_dir), "--cgroup-parent", self.cgroup_parent,
-             "--init", str(INIT_BIN), "--log-format", "text"]
+             "--init", str(INIT_BIN), "--log-format", "text", "--images-dir", str(self.root / "images")]
         if self.listen:
             a += ["--listen", self.listen, "--token-file", str(self.token_file)]
         return a + self.extra_args

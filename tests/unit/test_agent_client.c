@@ -238,6 +238,37 @@ static int on_event(json_object *ev, void *userdata)
         return e->stop_after && e->n >= e->stop_after ? -ECANCELED : 0;
 }
 
+static void test_images(void **state)
+{
+        AgentClient *c = *state;
+        json_object *ret = NULL;
+        answer(200, "{\"name\":\"r.io/a:v1\",\"layers\":[]}");
+        assert_int_equal(agent_client_image_pull(c, "r.io/a:v1", &ret), 0);
+        assert_string_equal(request(), "POST /v1/images/pull");
+        assert_string_equal(body(), "{\"image\":\"r.io/a:v1\"}");
+        assert_string_equal(json_object_get_string(json_object_object_get(ret, "name")),
+                            "r.io/a:v1");
+        json_object_put(ret);
+        ret = NULL;
+        answer(502, "{\"code\":502,\"message\":\"layer refused\"}");
+        assert_int_equal(agent_client_image_pull(c, "r.io/a:v1", &ret), -EIO);
+        assert_null(ret);
+        assert_int_equal(agent_client_error(c)->status, 502);
+        assert_string_equal(agent_client_error(c)->message, "layer refused");
+
+        answer(200, "{\"images\":[{\"name\":\"x\"}]}");
+        assert_int_equal(agent_client_image_list(c, &ret), 0);
+        assert_string_equal(request(), "GET /v1/images");
+        assert_int_equal(json_object_array_length(ret), 1);
+        json_object_put(ret);
+
+        answer(204, NULL);
+        assert_int_equal(agent_client_image_remove(c, "r.io/a:v1@sha256:00"), 0);
+        assert_string_equal(request(), "DELETE /v1/images?image=r.io/a:v1@sha256:00");
+        answer(409, "{\"code\":409,\"message\":\"in use\"}");
+        assert_int_equal(agent_client_image_remove(c, "r.io/a:v1"), -EBUSY);
+}
+
 static void test_exec_and_processes(void **state)
 {
         AgentClient *c = *state;
@@ -521,6 +552,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sandboxes),
+                cmocka_unit_test(test_images),
                 cmocka_unit_test(test_exec_and_processes),
                 cmocka_unit_test(test_files),
                 cmocka_unit_test(test_archives_and_limits),

@@ -68,14 +68,14 @@ static void test_status_from_errno(void **state)
                 int r;
                 unsigned status;
         } cases[] = {
-                {-ENOENT, 404},    {-ESRCH, 404},     {-EEXIST, 409},    {-EBUSY, 409},
-                {-ECHILD, 409},    {-ENOTEMPTY, 409}, {-ECANCELED, 409}, {-EINVAL, 400},
-                {-E2BIG, 400},     {-ERANGE, 400},    {-ENOTDIR, 400},   {-EISDIR, 400},
-                {-ELOOP, 400},     {-EXDEV, 400},     {-ENXIO, 400},     {-ENAMETOOLONG, 400},
-                {-EACCES, 403},    {-EPERM, 403},     {-EFBIG, 413},     {-EMSGSIZE, 413},
-                {-ENOSPC, 507},    {-EDQUOT, 507},    {-EAGAIN, 503},    {-ESHUTDOWN, 503},
-                {-ETIMEDOUT, 504}, {-EIO, 500},       {-ENOMEM, 500},    {-EPROTO, 500},
-                {0, 500},
+                {-ENOENT, 404},    {-ESRCH, 404},     {-EEXIST, 409},      {-EBUSY, 409},
+                {-ECHILD, 409},    {-ENOTEMPTY, 409}, {-ECANCELED, 409},   {-EINVAL, 400},
+                {-E2BIG, 400},     {-ERANGE, 400},    {-ENOTDIR, 400},     {-EISDIR, 400},
+                {-ELOOP, 400},     {-EXDEV, 400},     {-ENXIO, 400},       {-ENAMETOOLONG, 400},
+                {-EACCES, 403},    {-EPERM, 403},     {-EFBIG, 413},       {-EMSGSIZE, 413},
+                {-ENOSPC, 507},    {-EDQUOT, 507},    {-EAGAIN, 503},      {-ESHUTDOWN, 503},
+                {-ETIMEDOUT, 504}, {-EIO, 500},       {-ENOMEM, 500},      {-EPROTO, 500},
+                {0, 500},          {-EREMOTEIO, 502}, {-EMEDIUMTYPE, 415},
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 unsigned st = http_status_from_errno(cases[i].r);

@@ -734,6 +734,38 @@ static void test_agent_refuses(void **state)
         assert_string_equal(calls_since(0), "create");
 }
 
+/* A SandboxTemplate with source.image: the agents' "image:REF"; PullingImage
+ * while the create runs; a denied or unknown image is a condition and one
+ * Event, retried until it works. */
+static void test_image_template(void **state)
+{
+        (void) state;
+        put("sandboxtemplates", parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\"},"
+                                      "\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"},"
+                                      "\"resources\":{\"pids\":64}}}"));
+        new_sandbox("{\"template\":\"py\",\"timeout\":\"10m\"}");
+        fail_next("create", -ETIMEDOUT, 0, ""); /* a long pull */
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(cond("Ready", "reason"), "PullingImage");
+        assert_non_null(strstr(cond("Ready", "message"), "r.io/team/py:3"));
+        assert_string_equal(json_str(agent.calls[0].req, "template"), "image:r.io/team/py:3");
+        assert_int_equal(json_object_get_int64(json_field(agent.calls[0].req, "pids")), 64);
+
+        for (int i = 0; i < 2; i++) {
+                fail_next("create", -ENOENT, 404, "r.io/team/py:3: manifest: MANIFEST_UNKNOWN");
+                assert_true(reconcile_sandbox(&op, KEY) < 0);
+                assert_string_equal(cond("Ready", "status"), "False");
+                assert_string_equal(cond("Ready", "reason"), "ImagePullFailed");
+                assert_non_null(strstr(cond("Ready", "message"), "MANIFEST_UNKNOWN"));
+        }
+        assert_int_equal(events("Warning ImagePullFailed: node " NODE " cannot pull the image"), 1);
+        assert_string_equal(phase(), "Pending");
+
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(phase(), "Running");
+        assert_string_equal(cond("Ready", "reason"), "Running");
+}
+
 static void test_agent_transient_errors(void **state)
 {
         (void) state;
@@ -918,6 +950,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_adopt_existing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_image_template, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete_agent_errors, setup, teardown),

@@ -76,6 +76,11 @@ int agent_client_metrics(AgentClient *c, const char *id, int64_t start, int64_t 
  * call. A negative return aborts the stream and becomes the call's result. */
 typedef int (*AgentEventFn)(json_object *event, void *userdata);
 
+/* Images (docs/images.md). Pull: *ret the image; list: *ret the array. */
+int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret);
+int agent_client_image_list(AgentClient *c, json_object **ret);
+int agent_client_image_remove(AgentClient *c, const char *ref);
+
 /* Processes. req is the agent's exec body (cmd or shell, env, cwd, user,
  * stdin, timeout, ...; borrowed): its events (start, stdout, stderr, exit) go
  * to on_event as they arrive. */

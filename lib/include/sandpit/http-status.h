@@ -14,6 +14,8 @@
  *   413                         -E2BIG         -ENOSPC -EDQUOT               507
  *   429                         -EAGAIN        -EAGAIN -ESHUTDOWN            503
  *   other 5xx                   -EIO           -ETIMEDOUT                    504
+ *                                              -EREMOTEIO (bad upstream)     502
+ *                                              -EMEDIUMTYPE                  415
  *   anything else (3xx, 4xx)    -EPROTO        anything else                 500
  *
  * A transport timeout is -ETIMEDOUT from the clients themselves. */

@@ -54,6 +54,10 @@ ssize_t read_full(int fd, void *buf, size_t len);
  * sandbox's lifetime, an exec's or a code run's (json_timeout_ms()). */
 #define TIMEOUT_MAX_S 604800
 
+/* A deep copy of a NULL-terminated string array (NULL: an empty one); NULL
+ * when out of memory. */
+char **strv_copy(char *const *v);
+
 /* Names of the entries in dir for which keep(dir, name, userdata) is true
  * (dot entries skipped); a missing dir is an empty list. NULL-terminated strv. */
 int dir_list(const char *dir, bool (*keep)(const char *dir, const char *name, void *userdata),

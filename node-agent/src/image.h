@@ -1,0 +1,86 @@
+/* OCI images as templates (docs/images.md): a content-addressed store of
+ * unpacked layers on the node, shared by every image that has them, and the
+ * images pulled into it (image-store.c); unpacking one layer (image-unpack.c).
+ *
+ * <images_dir>/
+ *   layers/<hex>/     one unpacked layer, named by its blob's sha256; an
+ *                     overlayfs lower layer (whiteouts already translated)
+ *   images/<hex>.json one pulled image, named by the sha256 of its name:
+ *                     {name, digest, layers, config, size}
+ *   tmp/<pid>/        downloads and unpacks in progress of that agent; those
+ *                     of agents that are gone are removed at start
+ *
+ * A sandbox from an image lists its layers in <sandbox dir>/layers (one hex
+ * name a line, image_write_layers()): the garbage collection never removes
+ * those, whatever became of the image's record. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "template.h"
+
+#define IMAGE_TEMPLATE_PREFIX "image:"
+
+typedef struct {
+        const char *dir;
+        const char *ca_file;          /* NULL: the system's CAs */
+        char **insecure;              /* registries pulled from over plain HTTP */
+        const char *auth_file;        /* docker config.json with credentials, or NULL */
+        const char *default_registry; /* for names without one; NULL: required */
+        uint64_t max_layer_size;      /* compressed and unpacked, per layer */
+        uint64_t max_store_size;      /* the layers' disk use the GC keeps to; 0: no GC */
+        const char *sandboxes_dir;    /* <dir>/<id>/layers: layers in use */
+        /* true while a sandbox uses the image name (canonical) */
+        bool (*in_use)(const char *name, void *userdata);
+        void *userdata;
+} ImageStoreConfig;
+
+typedef struct ImageStore ImageStore;
+
+/* Makes the directories and empties tmp/. */
+int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret);
+void image_store_free(ImageStore *s);
+
+/* The image named ref, pulled unless it is in the store already (refresh:
+ * resolve the tag again). Concurrent pulls of one name share one download.
+ * *ret is the image as the API shows it. Errors carry a message in err:
+ * -EINVAL bad reference, -ENOENT unknown image, -EACCES denied, -EREMOTEIO a
+ * registry answer or blob that fails its checks (nothing of it stays),
+ * -EFBIG a layer past the size limit, -EMEDIUMTYPE an unsupported format or
+ * no linux/amd64 image. */
+int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, char *err,
+               size_t errlen);
+/* A Template for a pulled image (no pull): lowers top first, the config's
+ * Env, WorkingDir, User and start command. -ENOENT when not in the store.
+ * The image is pinned: image_remove() refuses it until image_unpin(t->name),
+ * which the caller calls once its sandbox is in the table (or will not be). */
+int image_template(ImageStore *s, const char *ref, Template **ret, char *err, size_t errlen);
+void image_unpin(ImageStore *s, const char *template_name);
+/* The canonical name of ref ("registry/repository:tag" or "...@digest"). */
+int image_canonical_name(ImageStore *s, const char *ref, char **ret);
+int image_list_json(ImageStore *s, json_object **ret);
+/* Removes the image named ref and every layer no other image has; -EBUSY
+ * while a sandbox uses it (the configured in_use) or a pull runs. */
+int image_remove(ImageStore *s, const char *ref, char *err, size_t errlen);
+/* Writes <sandbox_dir>/layers for a Template from image_template(). */
+int image_write_layers(const Template *t, const char *sandbox_dir);
+/* With max_store_size: removes unused images, oldest pull first, and layers
+ * that neither an image nor a sandbox has, until the layers' disk use is
+ * within it; keep (a canonical name, may be NULL) stays. Runs after every
+ * pull; a no-op while another pull runs. The bytes still used in *ret_used. */
+int image_gc(ImageStore *s, const char *keep, uint64_t *ret_used);
+
+/* --- image-unpack.c --- */
+
+/* Unpacks the layer tar in blob_fd (plain, gzip or zstd) into the empty
+ * directory dest; see image-unpack.c for the rules. -EPERM for an entry that
+ * would leave the layer, -EFBIG past max_bytes, -EBADMSG for a broken archive;
+ * the reason in err. dest is left half-filled on failure: remove it. */
+int image_layer_unpack(int blob_fd, const char *dest, uint64_t max_bytes, char *err, size_t errlen);
+/* A tar entry name's components (in place; "." dropped): -EPERM for ".." or
+ * a leading "/", -ENAMETOOLONG past max. */
+int image_path_split(char *path, char **comps, size_t max, size_t *ret_n);
