@@ -49,5 +49,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "sandpit: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as docker-registry and etcd-server ship a service; the tests run
+# their own copies on loopback, so none is started on the host by the install
+# (policy-rc.d, which invoke-rc.d and deb-systemd-invoke honour; ours only
+# when the machine has none).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
