@@ -159,11 +159,21 @@ static void test_sandboxes(void **state)
         assert_string_equal(json_object_get_string(json_object_object_get(ret, "id")), ID);
         json_object_put(ret);
         ret = NULL;
-        answer(409, "{\"code\":409,\"message\":\"id in use\"}");
+        answer(409, "{\"code\":409,\"reason\":\"AlreadyExists\",\"message\":\"id in use\"}");
         assert_int_equal(agent_client_create(c, req, &ret), -EEXIST);
         assert_null(ret);
         assert_int_equal(agent_client_error(c)->status, 409);
         assert_string_equal(agent_client_error(c)->message, "id in use");
+        /* A create given up for a concurrent DELETE is no id in use: nothing
+         * of it is left to adopt. */
+        answer(409, "{\"code\":409,\"reason\":\"Conflict\",\"message\":\"sandbox " ID
+                    " was deleted while it was being created\"}");
+        assert_int_equal(agent_client_create(c, req, &ret), -EBUSY);
+        assert_null(ret);
+        assert_int_equal(agent_client_error(c)->status, 409);
+        /* Only the reason says AlreadyExists: a 409 without one is a conflict. */
+        answer(409, "{\"code\":409,\"message\":\"id in use\"}");
+        assert_int_equal(agent_client_create(c, req, &ret), -EBUSY);
         json_object_put(req);
 
         answer(404, "{\"code\":404,\"message\":\"sandbox x not found\"}");

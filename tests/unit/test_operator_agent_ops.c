@@ -136,11 +136,18 @@ static void test_create(void **state)
         ret = NULL;
 
         /* The id is in use. */
-        answer(409, "{\"code\":409,\"message\":\"id " ID " in use\"}");
+        answer(409, "{\"code\":409,\"reason\":\"AlreadyExists\",\"message\":\"id " ID " in use\"}");
         assert_int_equal(agent_http_ops.create(&c, req, &ret, &e), -EEXIST);
         assert_null(ret);
         assert_int_equal(e.status, 409);
         assert_string_equal(e.message, "id " ID " in use");
+
+        /* Given up for a concurrent delete: a conflict, not an id in use. */
+        answer(409, "{\"code\":409,\"reason\":\"Conflict\",\"message\":\"sandbox " ID
+                    " was deleted while it was being created\"}");
+        assert_int_equal(agent_http_ops.create(&c, req, &ret, &e), -EBUSY);
+        assert_null(ret);
+        assert_int_equal(e.status, 409);
 
         /* Refused. */
         answer(400, "{\"code\":400,\"message\":\"template \\\"x\\\" not found\"}");

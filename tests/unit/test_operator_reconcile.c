@@ -714,6 +714,24 @@ static void test_adopt_existing(void **state)
         assert_int_equal(agent.nsandboxes, 1);
 }
 
+/* A create the agent gave up for a concurrent DELETE (409 Conflict, -EBUSY)
+ * is not an id in use: nothing is adopted, the next pass creates again. */
+static void test_create_cancelled_by_delete(void **state)
+{
+        (void) state;
+        new_sandbox(SPEC);
+        fail_next("create", -EBUSY, 409, "sandbox " ID " was deleted while it was being created");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(calls_since(0), "create"); /* no get: nothing adopted */
+        assert_string_equal(phase(), "Pending");
+        assert_int_equal(agent.nsandboxes, 0);
+        assert_int_equal(events("Warning"), 0);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create create");
+        assert_string_equal(phase(), "Running");
+        assert_int_equal(agent.nsandboxes, 1);
+}
+
 static void test_agent_refuses(void **state)
 {
         (void) state;
@@ -916,6 +934,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_create, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_create_network, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_adopt_existing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_cancelled_by_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
