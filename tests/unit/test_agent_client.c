@@ -24,6 +24,7 @@
 #include "sandpit/http-server.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "test-support.h"
 
 #define TOKEN "agent-token-0123456789"
 #define ID    "sbx-7"
@@ -115,11 +116,6 @@ static const char *body(void)
         memcpy(buf, fake.body, fake.body_len + 1);
         pthread_mutex_unlock(&fake.lock);
         return buf;
-}
-
-static const char *plain(json_object *o)
-{
-        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 }
 
 static int setup(void **state)

@@ -22,6 +22,7 @@
 #include "sandpit/http-server.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "test-support.h"
 
 #define TOKEN "agent-token"
 #define ID    "sbx-0b6f9d4e"
@@ -109,11 +110,6 @@ static int teardown(void **state)
 static AgentConn conn(void)
 {
         return (AgentConn){.endpoint = fake.endpoint, .token = TOKEN, .timeout_ms = 10000};
-}
-
-static const char *plain(json_object *o)
-{
-        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 }
 
 static void test_create(void **state)

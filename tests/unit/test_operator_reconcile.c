@@ -22,6 +22,7 @@
 #include "sandpit/k8s-lease.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "test-support.h"
 
 #define UID      "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
 #define ID       "sbx-" UID
@@ -507,13 +508,6 @@ static const char *calls_since(size_t n)
 
 static Operator op;
 
-static json_object *parse(const char *s)
-{
-        json_object *o = json_tokener_parse(s);
-        assert_non_null(o);
-        return o;
-}
-
 /* The Lease of agent NODE, renewed now, with cpu cores. */
 static void lease(const char *cpu)
 {
@@ -614,11 +608,6 @@ static bool has_finalizer(void)
                           OPERATOR_FINALIZER))
                         return true;
         return false;
-}
-
-static const char *plain(json_object *o)
-{
-        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 }
 
 /* A new Sandbox reconciled to Running. */
