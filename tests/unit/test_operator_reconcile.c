@@ -159,12 +159,17 @@ int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret)
         return 0;
 }
 
-static void not_found(K8sError *err)
+/* The stored object ns/name of res, or NULL with the API server's 404 in err. */
+static Stored *lookup(const K8sResource *res, const char *ns, const char *name, K8sError *err)
 {
-        if (err) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s/%s", ns, name);
+        Stored *s = find(res->resource, key);
+        if (!s && err) {
                 err->status = 404;
                 snprintf(err->message, sizeof(err->message), "not found");
         }
+        return s;
 }
 
 int __wrap_k8s_get(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
@@ -173,13 +178,9 @@ int __wrap_k8s_get(K8sClient *c, const K8sResource *res, const char *ns, const c
                    json_object **ret, K8sError *err)
 {
         (void) c;
-        char key[256];
-        snprintf(key, sizeof(key), "%s/%s", ns, name);
-        Stored *s = find(res->resource, key);
-        if (!s) {
-                not_found(err);
+        Stored *s = lookup(res, ns, name, err);
+        if (!s)
                 return -ENOENT;
-        }
         *ret = copy(s->obj);
         return 0;
 }
@@ -193,13 +194,9 @@ int __wrap_k8s_patch(K8sClient *c, const K8sResource *res, const char *ns, const
 {
         (void) c;
         assert_int_equal(type, K8S_PATCH_MERGE);
-        char key[256];
-        snprintf(key, sizeof(key), "%s/%s", ns, name);
-        Stored *s = find(res->resource, key);
-        if (!s) {
-                not_found(err);
+        Stored *s = lookup(res, ns, name, err);
+        if (!s)
                 return -ENOENT;
-        }
         const char *want_rv = json_str(json_field(patch, "metadata"), "resourceVersion");
         if (want_rv && !streq(want_rv, k8s_obj_resource_version(s->obj))) {
                 err->status = 409;
@@ -237,14 +234,10 @@ int __wrap_k8s_delete(K8sClient *c, const K8sResource *res, const char *ns, cons
                       const K8sPreconditions *pre, json_object **ret, K8sError *err)
 {
         (void) c, (void) pre, (void) ret;
-        char key[256];
-        snprintf(key, sizeof(key), "%s/%s", ns, name);
         api.deletes++;
-        Stored *s = find(res->resource, key);
-        if (!s) {
-                not_found(err);
+        Stored *s = lookup(res, ns, name, err);
+        if (!s)
                 return -ENOENT;
-        }
         json_object_object_add(json_field(s->obj, "metadata"), "deletionTimestamp",
                                json_object_new_string("2026-11-22T12:00:00Z"));
         return 0;
