@@ -14,34 +14,20 @@ void http_line_splitter_init(HttpLineSplitter *s)
 
 void http_line_splitter_done(HttpLineSplitter *s)
 {
-        free(s->buf);
-        s->buf = NULL;
-        s->len = s->cap = 0;
+        strbuf_done(&s->line);
 }
 
-static int splitter_emit(char *line, size_t len, HttpLineFn fn, void *userdata)
+/* Hands the line so far (without its "\r") to fn and starts the next one. */
+static int emit(HttpLineSplitter *s, HttpLineFn fn, void *userdata)
 {
-        if (len > 0 && line[len - 1] == '\r')
+        size_t len = s->line.len;
+        s->line.len = 0;
+        if (len > 0 && s->line.data[len - 1] == '\r')
                 len--;
         if (len == 0)
                 return 0;
-        line[len] = '\0';
-        return fn(line, len, userdata);
-}
-
-static int splitter_reserve(HttpLineSplitter *s, size_t need)
-{
-        if (need <= s->cap)
-                return 0;
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < need)
-                cap *= 2;
-        char *p = realloc(s->buf, cap);
-        if (!p)
-                return -ENOMEM;
-        s->buf = p;
-        s->cap = cap;
-        return 0;
+        s->line.data[len] = '\0';
+        return fn(s->line.data, len, userdata);
 }
 
 int http_line_splitter_feed(HttpLineSplitter *s, const char *data, size_t len, HttpLineFn fn,
@@ -52,22 +38,12 @@ int http_line_splitter_feed(HttpLineSplitter *s, const char *data, size_t len, H
         while (len > 0) {
                 const char *nl = memchr(data, '\n', len);
                 size_t take = nl ? (size_t) (nl - data) : len;
-
-                if (take > max || s->len > max - take)
-                        return -E2BIG;
-                /* One spare byte for the NUL that splitter_emit() writes. */
-                int r = splitter_reserve(s, s->len + take + 1);
+                int r = strbuf_append(&s->line, data, take, max);
                 if (r < 0)
                         return r;
-                memcpy(s->buf + s->len, data, take);
-                s->len += take;
-
                 if (!nl)
                         break;
-
-                size_t line_len = s->len;
-                s->len = 0;
-                r = splitter_emit(s->buf, line_len, fn, userdata);
+                r = emit(s, fn, userdata);
                 if (r < 0)
                         return r;
                 data += take + 1;
@@ -78,9 +54,5 @@ int http_line_splitter_feed(HttpLineSplitter *s, const char *data, size_t len, H
 
 int http_line_splitter_finish(HttpLineSplitter *s, HttpLineFn fn, void *userdata)
 {
-        if (s->len == 0)
-                return 0;
-        size_t line_len = s->len;
-        s->len = 0;
-        return splitter_emit(s->buf, line_len, fn, userdata);
+        return emit(s, fn, userdata);
 }

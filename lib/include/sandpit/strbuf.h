@@ -1,0 +1,16 @@
+/* A growable byte string (lib/src/strbuf.c): response bodies read in pieces,
+ * the lines of a stream. */
+#pragma once
+
+#include <stddef.h>
+
+/* A growable byte string, always NUL-terminated once non-empty (for response
+ * bodies read in pieces). */
+typedef struct {
+        char *data;
+        size_t len;
+        size_t cap;
+} StrBuf;
+/* Appends len bytes; -E2BIG when the total would pass max. */
+int strbuf_append(StrBuf *b, const char *data, size_t len, size_t max);
+void strbuf_done(StrBuf *b);
