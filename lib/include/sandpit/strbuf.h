@@ -14,3 +14,6 @@ typedef struct {
 /* Appends len bytes; -E2BIG when the total would pass max. */
 int strbuf_append(StrBuf *b, const char *data, size_t len, size_t max);
 void strbuf_done(StrBuf *b);
+/* Makes *data (capacity *cap) hold at least need bytes, doubling from min_cap:
+ * the growth of lib's buffers (StrBuf, OutBuf). 0 or -ENOMEM (*data kept). */
+int strbuf_grow(char **data, size_t *cap, size_t need, size_t min_cap);
