@@ -83,7 +83,8 @@ bool agent_client_not_found(const AgentClient *c, int r)
 }
 
 /* Records a completed exchange's status; 0 when it is ok, else the errno of
- * the status (a 2xx other than ok is -EIO), with the agent's message kept. */
+ * the status and the body's reason (a 2xx other than ok is -EIO), with the
+ * agent's message kept. */
 static int check_status(AgentClient *c, long status, long ok, json_object *body)
 {
         c->err.status = status;
@@ -95,7 +96,7 @@ static int check_status(AgentClient *c, long status, long ok, json_object *body)
         else
                 snprintf(c->err.message, sizeof(c->err.message), "the agent answered HTTP %ld",
                          status);
-        int r = http_status_to_errno(status, NULL);
+        int r = http_status_to_errno(status, json_str(body, "reason"));
         return r < 0 ? r : -EIO;
 }
 
@@ -209,8 +210,7 @@ static char *user_query(const char *user, char sep)
 
 int agent_client_create(AgentClient *c, json_object *req, json_object **ret)
 {
-        int r = call(c, "POST", "/v1/sandboxes", req, 201, ret);
-        return r == -EBUSY && c->err.status == 409 ? -EEXIST : r;
+        return call(c, "POST", "/v1/sandboxes", req, 201, ret);
 }
 
 int agent_client_get(AgentClient *c, const char *id, json_object **ret)

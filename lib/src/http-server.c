@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 
 #include "sandpit/http-guard.h"
+#include "sandpit/http-status.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -328,19 +329,35 @@ void http_respond_empty(HttpRequest *req, unsigned status)
         queue(req, status, resp);
 }
 
-void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
+static void respond_error(HttpRequest *req, unsigned status, const char *reason, const char *fmt,
+                          va_list ap)
 {
         char msg[1024];
-        va_list ap;
-        va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
         json_object *o = json_object_new_object();
         if (o) {
                 (void) json_object_object_add(o, "code", json_object_new_int((int) status));
+                if (reason)
+                        (void) json_object_object_add(o, "reason", json_object_new_string(reason));
                 (void) json_object_object_add(o, "message", json_object_new_string(msg));
         }
         http_respond_json(req, status, o);
+}
+
+void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        respond_error(req, status, NULL, fmt, ap);
+        va_end(ap);
+}
+
+void http_respond_errno(HttpRequest *req, int r, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        respond_error(req, http_status_from_errno(r), http_reason_from_errno(r), fmt, ap);
+        va_end(ap);
 }
 
 void http_respond_fd(HttpRequest *req, unsigned status, const char *content_type, int fd,

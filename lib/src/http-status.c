@@ -80,6 +80,13 @@ unsigned http_status_from_errno(int r)
         }
 }
 
+const char *http_reason_from_errno(int r)
+{
+        if (r == -EEXIST)
+                return "AlreadyExists";
+        return http_status_from_errno(r) == 409 ? "Conflict" : NULL;
+}
+
 int http_errno_internal(int r)
 {
         return http_status_from_errno(r) >= 500 ? r : -EIO;

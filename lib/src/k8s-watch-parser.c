@@ -86,14 +86,13 @@ int k8s_watch_parser_feed(K8sWatchParser *p, const char *data, size_t len)
 
 int k8s_watch_parser_finish(K8sWatchParser *p)
 {
-        if (p->lines.len == 0)
-                return 0;
+        StrBuf *rest = &p->lines.line;
         /* Whitespace alone at the end is harmless; anything else was cut off. */
-        for (size_t i = 0; i < p->lines.len; i++)
-                if (!strchr(" \t\r", p->lines.buf[i])) {
-                        p->lines.len = 0;
+        for (size_t i = 0; i < rest->len; i++)
+                if (!strchr(" \t\r", rest->data[i])) {
+                        rest->len = 0;
                         return -EPIPE;
                 }
-        p->lines.len = 0;
+        rest->len = 0;
         return 0;
 }

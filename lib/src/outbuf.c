@@ -4,21 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sandpit/strbuf.h"
+
 static int reserve(OutBuf *b, size_t n)
 {
         if (b->off > 0 && b->off == b->len)
                 b->off = b->len = 0;
-        if (b->data && b->len + n <= b->cap)
-                return 0;
-        size_t cap = b->cap ? b->cap : 8192;
-        while (cap < b->len + n)
-                cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-                return -ENOMEM;
-        b->data = p;
-        b->cap = cap;
-        return 0;
+        return strbuf_grow(&b->data, &b->cap, b->len + n, 8192);
 }
 
 int outbuf_append(OutBuf *b, const void *data, size_t n)

@@ -409,32 +409,6 @@ size_t utf8_complete_prefix(const uint8_t *buf, size_t len, bool *ret_valid)
         return len;
 }
 
-int strbuf_append(StrBuf *b, const char *data, size_t len, size_t max)
-{
-        if (len > max || b->len > max - len)
-                return -E2BIG;
-        if (b->len + len + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + len + 1)
-                        cap *= 2;
-                char *p = realloc(b->data, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->data = p;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, data, len);
-        b->len += len;
-        b->data[b->len] = '\0';
-        return 0;
-}
-
-void strbuf_done(StrBuf *b)
-{
-        free(b->data);
-        *b = (StrBuf){0};
-}
-
 int read_token_file(const char *path, size_t min_len, char **ret)
 {
         char *buf = NULL;

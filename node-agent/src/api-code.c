@@ -21,21 +21,6 @@ static const HttpStreamOps code_stream_ops = {
         .destroy = code_run_free,
 };
 
-/* Maps the code module's errors onto statuses; err says what. */
-static void respond_code_error(HttpRequest *req, int r, const char *err, const char *what)
-{
-        if (r == -ENOENT)
-                http_respond_error(req, 404, "%s", err && *err ? err : "context not found");
-        else if (r == -ESTALE)
-                http_respond_error(req, 409, "the context's process died (%s): restart it",
-                                   err && *err ? err : "no reason known");
-        else if (r == -EINVAL)
-                http_respond_error(req, 400, "%s", err && *err ? err : what);
-        else
-                http_respond_error(req, 500, "%s: %s", what,
-                                   err && *err ? err : strerror(r < 0 ? -r : EIO));
-}
-
 static int parse_language(json_object *v, const char **ret, char *err, size_t errlen)
 {
         const char *lang = json_object_is_type(v, json_type_string)
@@ -167,7 +152,7 @@ void api_code_handle(Agent *a, HttpRequest *req, const char *id, const char *res
         int r = code_run_start(a, &info, &run_req, &run, err, sizeof(err));
         sandbox_exec_info_done(&info);
         if (r < 0) {
-                respond_code_error(req, r, err, "cannot run code");
+                api_respond_errno(req, r, err, "cannot run code");
                 return;
         }
         http_respond_stream(req, 200, "application/x-ndjson", &code_stream_ops, run);
@@ -207,7 +192,7 @@ static void handle_create(Agent *a, HttpRequest *req, const char *id)
                 r = code_context_create(a, &info, lang, cwd, &o, err, sizeof(err));
                 sandbox_exec_info_done(&info);
                 if (r < 0)
-                        respond_code_error(req, r, err, "cannot create the context");
+                        api_respond_errno(req, r, err, "cannot create the context");
                 else
                         http_respond_json(req, 201, o);
         }
@@ -230,8 +215,9 @@ void api_contexts_handle(Agent *a, HttpRequest *req, const char *id, const char 
                         return;
                 sandbox_exec_info_done(&info);
                 json_object *arr = NULL;
-                if (code_context_list(id, &arr) < 0) {
-                        http_respond_error(req, 500, "out of memory");
+                int r = code_context_list(id, &arr);
+                if (r < 0) {
+                        api_respond_errno(req, r, NULL, "cannot list the contexts");
                         return;
                 }
                 json_object *o = json_object_new_object();
@@ -270,7 +256,7 @@ void api_contexts_handle(Agent *a, HttpRequest *req, const char *id, const char 
         if (r == -ENOENT)
                 http_respond_error(req, 404, "context %s not found in sandbox %s", ctx, id);
         else if (r < 0)
-                respond_code_error(req, r, err, "cannot restart the context");
+                api_respond_errno(req, r, err, "cannot restart the context");
         else if (restart)
                 http_respond_json(req, 200, o);
         else

@@ -23,7 +23,7 @@ static void fsroot_donep(FsRoot *r)
 #define cleanup_fsroot __attribute__((cleanup(fsroot_donep)))
 
 /* Answers a failed file operation on path: the status from the one table
- * (http_status_from_errno), a message that names the path (ENAMETOOLONG and
+ * (http_respond_errno), a message that names the path (ENAMETOOLONG and
  * the rest: strerror). */
 static void respond_fs_error(HttpRequest *req, int r, const char *path)
 {
@@ -46,8 +46,7 @@ static void respond_fs_error(HttpRequest *req, int r, const char *path)
                 what = " already exists";
                 break;
         case ENOTEMPTY:
-                http_respond_error(req, http_status_from_errno(r), "directory '%s' is not empty",
-                                   path);
+                http_respond_errno(req, r, "directory '%s' is not empty", path);
                 return;
         case ELOOP:
                 what = ": too many levels of symbolic links";
@@ -68,11 +67,10 @@ static void respond_fs_error(HttpRequest *req, int r, const char *path)
                 what = ": invalid (not a regular file, or the root)";
                 break;
         default:
-                http_respond_error(req, http_status_from_errno(r), "path '%s': %s", path,
-                                   strerror(-r));
+                http_respond_errno(req, r, "path '%s': %s", path, strerror(-r));
                 return;
         }
-        http_respond_error(req, http_status_from_errno(r), "path '%s'%s", path, what);
+        http_respond_errno(req, r, "path '%s'%s", path, what);
 }
 
 /* Opens the sandbox's root as the requested user (?user=, else the sandbox's);
@@ -492,7 +490,7 @@ void api_archive_handle(Agent *a, HttpRequest *req, const char *id, const char *
         if (r == -EFBIG)
                 http_respond_error(req, 413, "%s", err);
         else if (r < 0 && err[0])
-                http_respond_error(req, http_status_from_errno(r), "%s", err);
+                http_respond_errno(req, r, "%s", err);
         else if (r < 0)
                 respond_fs_error(req, r, path);
         else {

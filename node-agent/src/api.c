@@ -41,11 +41,10 @@ static size_t split_path(char *path, char **seg, size_t max)
 
 void api_respond_errno(HttpRequest *req, int r, const char *err, const char *what)
 {
-        unsigned status = http_status_from_errno(r);
         if (err && *err)
-                http_respond_error(req, status, "%s", err);
+                http_respond_errno(req, r, "%s", err);
         else
-                http_respond_error(req, status, "%s: %s", what, strerror(-r));
+                http_respond_errno(req, r, "%s: %s", what, strerror(-r));
 }
 
 void api_sandbox_not_found(HttpRequest *req, const char *id)

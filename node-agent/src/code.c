@@ -30,6 +30,7 @@
 
 #include "exec.h"
 #include "initproto.h"
+#include "sandpit/http-status.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/outbuf.h"
@@ -379,7 +380,7 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
         cleanup_close int lfd = listen_socket(dirfd, name);
         if (lfd < 0) {
                 (void) snprintf(err, errlen, "cannot listen for the kernel: %s", strerror(-lfd));
-                return lfd;
+                return http_errno_internal(lfd);
         }
 
         json_object *body = json_object_new_object(), *cmd = json_object_new_array(),
@@ -450,7 +451,7 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0) {
-                        r = n < 0 ? negative_errno() : -ETIMEDOUT;
+                        r = n < 0 ? http_errno_internal(negative_errno()) : -ETIMEDOUT;
                         (void) snprintf(err, errlen, "the %s kernel did not start within %d s",
                                         c->language, CODE_START_TIMEOUT_MS / 1000);
                         break;
@@ -546,8 +547,10 @@ int code_context_create(Agent *a, const SandboxExecInfo *info, const char *langu
 int code_context_restart(Agent *a, const SandboxExecInfo *info, const char *ctx_id,
                          json_object **ret, char *err, size_t errlen)
 {
-        if (!a->cfg.kernels_dir)
+        if (!a->cfg.kernels_dir) {
+                (void) snprintf(err, errlen, "the code interpreter's kernels are not installed");
                 return -EOPNOTSUPP;
+        }
         (void) pthread_mutex_lock(&reg_lock);
         CodeContext *c = find_locked(info->id, ctx_id);
         if (!c) {
@@ -1000,11 +1003,11 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         }
         (void) pthread_mutex_lock(&reg_lock);
         if (c->state != CTX_READY || c->sock_fd < 0) {
-                (void) snprintf(err, errlen, "%s",
+                (void) snprintf(err, errlen, "the context's process died (%s): restart it",
                                 c->death ? c->death : "the context is not ready");
                 release_locked(c);
                 (void) pthread_mutex_unlock(&reg_lock);
-                return -ESTALE;
+                return -EBUSY;
         }
         (void) pthread_mutex_unlock(&reg_lock);
 

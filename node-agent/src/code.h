@@ -26,10 +26,13 @@ typedef struct CodeRun CodeRun;
 /* "python", "javascript" (or "js"), "bash": the canonical name, or NULL. */
 const char *code_language_normalize(const char *name);
 
-/* Errors of the functions below: -ENOENT no such context, -ESTALE the context's
- * process died (restart it), -EINVAL bad input (e.g. a cwd the kernel cannot
- * start in), -EOPNOTSUPP kernels not installed, others: the kernel failed to
- * start. err gets a message for the caller. */
+/* Errors of the functions below, in the classes of lib's errno <-> HTTP table
+ * (sandpit/http-status.h), err the message for the caller: -ENOENT no such
+ * context, -EBUSY the context's process died (restart it) or the sandbox is not
+ * running, -EINVAL bad input (e.g. a cwd the kernel cannot start in), -EAGAIN
+ * the sandbox's pids limit is reached, -ETIMEDOUT the kernel did not start in
+ * time, -EOPNOTSUPP kernels not installed, others (5xx): the kernel failed to
+ * start. */
 
 /* Creates a context and starts its kernel; *ret is its API object. */
 int code_context_create(Agent *a, const SandboxExecInfo *info, const char *language,

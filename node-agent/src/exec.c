@@ -280,25 +280,15 @@ int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a,
                 const char *cg_name, uint64_t oom_before, ExecStream **ret, char *err,
                 size_t errlen)
 {
-        cleanup_close int fd = init_client_connect(socket_path, init_pid, err, errlen);
-        if (fd < 0) {
-                if (fd != -EIO)
-                        (void) snprintf(err, errlen, "the sandbox is not running");
-                return fd;
-        }
-        IpBuilder b;
-        ip_builder_init(&b, IP_MSG_ATTACH);
-        ip_put_u32(&b, IP_TAG_PID, pid);
-        if (init_client_send(fd, &b) < 0)
-                return -EBUSY;
         /* The first frame tells an unknown pid (ERROR) from a stream, before any
          * response status is sent. */
+        cleanup_close int fd = -1;
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        int r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
+        int r = init_client_attach(socket_path, init_pid, pid, &fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return r == -ENOENT || r == -ESRCH ? -ESRCH : r;
+                return r;
         ExecStream *s = NULL;
         r = exec_stream_new(TAKE_FD(fd), 0, a, cg_name, oom_before, &s);
         if (r < 0)

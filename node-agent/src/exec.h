@@ -46,7 +46,8 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
 typedef struct ExecStream ExecStream;
 
 /* Reconnects to a process and returns its event stream (buffered output, live
- * output, exit): -ESRCH when init does not know the pid. */
+ * output, exit): -ESRCH when init does not know the pid, -EBUSY when the
+ * sandbox is not running. */
 int exec_attach(const char *socket_path, pid_t init_pid, uint32_t pid, Agent *a,
                 const char *cg_name, uint64_t oom_before, ExecStream **ret, char *err,
                 size_t errlen);

@@ -128,7 +128,7 @@ int init_client_read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, cha
  * stopping (-ESHUTDOWN: the sandbox is not running, -EBUSY, 409), its pids
  * limit is reached (-EAGAIN, 503), memory (-ENOMEM).
  *
- * To a request about a process (STDIN, SIGNAL, RESIZE): -ESRCH no such process
+ * To a request about a process (ATTACH, STDIN, SIGNAL, RESIZE): -ESRCH no such process
  * (404), -EINVAL a bad value (400); its stdin or terminal closed or absent
  * (EPIPE, ENOTTY) conflicts with the process's state (-EBUSY, 409); a full
  * stdin queue (ENOBUFS) is to be retried (-EAGAIN, 503).
@@ -181,12 +181,33 @@ static int connect_init(const char *socket_path, pid_t init_pid, char *err, size
         return fd;
 }
 
+/* One request on a new connection: connects, sends b (and frees it) and reads
+ * the first answer into f (its bytes in *body). init's ERROR answer comes back
+ * through init_refusal(); on success *ret_fd is the conversation. */
+static int request(const char *socket_path, pid_t init_pid, IpBuilder *b, bool spawn, int *ret_fd,
+                   uint8_t **body, size_t *cap, IpFrame *f, char *err, size_t errlen)
+{
+        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
+        if (fd < 0) {
+                ip_builder_free(b);
+                return fd;
+        }
+        int r = init_client_send(fd, b);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "cannot send the request to the sandbox's init: %s",
+                                strerror(-r));
+                return r == -EMSGSIZE ? r : -EBUSY; /* too big for a frame: 413 */
+        }
+        r = init_client_read_answer(fd, body, cap, f, err, errlen);
+        if (r < 0)
+                return init_refusal(r, spawn);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, int *ret_fd,
                uint32_t *ret_pid, char *err, size_t errlen)
 {
-        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
-        if (fd < 0)
-                return fd;
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_SPAWN);
         STRV_FOREACH(s, req->argv)
@@ -209,18 +230,13 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         }
         if (req->stdin_data)
                 ip_put_bytes(&b, IP_TAG_DATA, req->stdin_data, req->stdin_len);
-        int r = init_client_send(fd, &b);
-        if (r < 0) {
-                (void) snprintf(err, errlen, "cannot send the request to the sandbox's init: %s",
-                                strerror(-r));
-                return r == -EMSGSIZE ? r : -EBUSY; /* too big for a frame: 413 */
-        }
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
+        cleanup_close int fd = -1;
+        int r = request(socket_path, init_pid, &b, true, &fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return init_refusal(r, true);
+                return r;
         uint32_t pid = 0;
         if (f.type != IP_MSG_STARTED || ip_get_u32(&f, IP_TAG_PID, &pid) < 0) {
                 (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
@@ -231,23 +247,25 @@ int exec_spawn(const char *socket_path, pid_t init_pid, const ExecRequest *req, 
         return 0;
 }
 
+int init_client_attach(const char *socket_path, pid_t init_pid, uint32_t pid, int *ret_fd,
+                       uint8_t **body, size_t *cap, IpFrame *f, char *err, size_t errlen)
+{
+        IpBuilder b;
+        ip_builder_init(&b, IP_MSG_ATTACH);
+        ip_put_u32(&b, IP_TAG_PID, pid);
+        return request(socket_path, init_pid, &b, false, ret_fd, body, cap, f, err, errlen);
+}
+
 static int simple_request(const char *socket_path, pid_t init_pid, IpBuilder *b, char *err,
                           size_t errlen)
 {
-        cleanup_close int fd = connect_init(socket_path, init_pid, err, errlen);
-        if (fd < 0) {
-                ip_builder_free(b);
-                return fd;
-        }
-        int r = init_client_send(fd, b);
-        if (r < 0)
-                return -EBUSY;
         cleanup_free uint8_t *body = NULL;
         size_t cap = 0;
         IpFrame f;
-        r = init_client_read_answer(fd, &body, &cap, &f, err, errlen);
+        cleanup_close int fd = -1;
+        int r = request(socket_path, init_pid, b, false, &fd, &body, &cap, &f, err, errlen);
         if (r < 0)
-                return init_refusal(r, false);
+                return r;
         if (f.type != IP_MSG_OK) {
                 (void) snprintf(err, errlen, "unexpected answer from the sandbox's init");
                 return -EIO;

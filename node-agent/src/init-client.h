@@ -15,3 +15,8 @@ int init_client_send(int fd, IpBuilder *b);
 /* Reads one answer frame; turns ERROR into a negative errno + message. */
 int init_client_read_answer(int fd, uint8_t **body, size_t *cap, IpFrame *f, char *err,
                             size_t errlen);
+/* Asks init to stream process pid (ATTACH) on a new connection: on success
+ * *ret_fd is the conversation and f init's first answer (its bytes in *body).
+ * Errors as for STDIN or SIGNAL (exec.h): -ESRCH when init does not know pid. */
+int init_client_attach(const char *socket_path, pid_t init_pid, uint32_t pid, int *ret_fd,
+                       uint8_t **body, size_t *cap, IpFrame *f, char *err, size_t errlen);

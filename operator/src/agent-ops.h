@@ -26,7 +26,9 @@ typedef struct {
 
 typedef struct AgentOps {
         /* POST /v1/sandboxes with req (the agent's create body); *ret the new
-         * sandbox. 409 (the id is in use) is -EEXIST. */
+         * sandbox. 409 "AlreadyExists" (the id is in use) is -EEXIST; any other
+         * 409 -EBUSY (a DELETE of the id came during the create: nothing of
+         * it is left). */
         int (*create)(const AgentConn *c, json_object *req, json_object **ret,
                       AgentClientError *err);
         /* GET /v1/sandboxes/{id}: *ret the sandbox. */

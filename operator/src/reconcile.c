@@ -328,6 +328,13 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                         return -EAGAIN;
                 }
                 log_info("Sandbox %s: already on %s as %s: adopted", key, a->node, id);
+        } else if (r == -EBUSY && ae.status == 409) {
+                /* Given up for a DELETE of the id that came meanwhile: the agent
+                 * left nothing to adopt. The next pass sees why (the object
+                 * going away) or creates again. */
+                log_info("Sandbox %s: create on %s cancelled by a delete: %s", key, a->node,
+                         agent_error_message(&ae));
+                return -EAGAIN;
         } else if (image && (ae.status == 400 || ae.status == 403 || ae.status == 404 ||
                              ae.status == 413 || ae.status == 415 || ae.status == 502)) {
                 /* A bad reference, a denied, unknown or unusable image: said,

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from conftest import Response, assert_error, need_default_template, wait_for
+from conftest import Response, assert_error, need_default_template, read_int, wait_for
 
 
 class Run:
@@ -363,6 +363,47 @@ def test_code_errors(client, dsb):
     assert client.delete(ctx_path(sid, c["id"])).status == 204
     assert_error(client.post(p, {"code": "1", "context": c["id"]}), 404)
     assert client.get(ctx_path(sid)).json()["contexts"] == []
+
+
+# Forks until the sandbox's pids limit refuses, then holds every pid; the
+# children exit when it is killed (EOF on a pipe only it can write).
+PIDS_FILLER = r"""
+import os
+r, w = os.pipe()
+n = 0
+while True:
+    try:
+        pid = os.fork()
+    except BlockingIOError:
+        break
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    n += 1
+print("full after", n, flush=True)
+os.read(r, 1)
+"""
+
+
+def test_pids_limit_is_503_for_exec_and_kernels(agent, client, make_sandbox):
+    """A kernel that cannot start because the sandbox's pids limit is reached is
+    the same 503 as an exec's spawn there (docs/agent-api.md, "Errors"), and the
+    interpreter works again once pids are free."""
+    need_default_template()
+    sid = make_sandbox(template="default", memory="1Gi", pids=16)["id"]
+    pids = agent.cgroup_dir("pids", sid)
+    bg = client.exec(sid, cmd=["python3", "-c", PIDS_FILLER], background=True)
+    assert bg.status == 201, bg
+    filler = bg.error["pid"]
+    wait_for(lambda: read_int(pids / "pids.current") >= 16, 30, what="the sandbox's pids all taken")
+    assert_error(client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}), 503)
+    assert_error(client.post(f"/v1/sandboxes/{sid}/code", {"code": "1"}), 503)
+    assert_error(client.post(ctx_path(sid), {"language": "python"}), 503)
+    assert client.get(ctx_path(sid)).json()["contexts"] == []  # nothing half-started stays
+    assert client.post(f"/v1/sandboxes/{sid}/processes/{filler}/signal", {"signal": "KILL"}).status == 204
+    wait_for(lambda: read_int(pids / "pids.current") < 16, 30, what="the filler's pids freed")
+    assert ok(run_code(client, sid, "6 * 7")).text == "42"
 
 
 def test_code_mounts_are_read_only(client, dsb):

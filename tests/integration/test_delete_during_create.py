@@ -61,6 +61,8 @@ def test_delete_racing_create_leaves_nothing(client, agent):
             # The DELETE came during the create: it won.
             assert c.status == 409, c
             assert "deleted while it was being created" in c.json()["message"], c
+            # machine-readable: not an id in use, which a client (the operator) would adopt
+            assert c.json().get("reason") == "Conflict", c
             assert d.status == 204, f"DELETE during create -> {d}"
             raced += 1
         assert_nothing_left(agent, sid, f"create {c.status}, DELETE {d.status}")

@@ -120,7 +120,7 @@ def test_duplicate_id_is_409(client, unique):
     sid = f"dup-{unique}"
     client.create(id=sid)
     r = client.post("/v1/sandboxes", {"template": "host", "id": sid})
-    assert_error(r, 409)
+    assert assert_error(r, 409).get("reason") == "AlreadyExists", r
     # the first one is untouched
     assert client.sandbox(sid).json()["state"] == "running"
     assert client.sh(sid, "echo alive") == "alive\n"

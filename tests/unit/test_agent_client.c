@@ -1,5 +1,5 @@
 /* Unit tests of lib's typed agent client (lib/src/agent-client.c) against
- * lib's http-server on 127.0.0.1 port 0 standing in for an agent: it records
+ * the fake agent of fake-agent.h (lib's http-server on 127.0.0.1 port 0): it records
  * each request (method, path with its query, body, bearer token) and answers
  * what the test set, a whole body or NDJSON. What is checked: the paths and
  * bodies of every call, how answers, streams and transport failures become
@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "fake-agent.h"
 #include "sandpit/agent-client.h"
 #include "sandpit/http-server.h"
 #include "sandpit/macro.h"
@@ -28,108 +29,10 @@
 #define TOKEN "agent-token-0123456789"
 #define ID    "sbx-7"
 
-static struct {
-        HttpServer *server;
-        char url[64];
-        pthread_mutex_t lock; /* guards the rest: the server's threads write it */
-        char request[512];    /* "METHOD path?query" */
-        char auth[128];
-        char body[4096];
-        size_t body_len;
-        unsigned status; /* the next answer */
-        char answer[2048];
-        bool ndjson;
-} fake;
-
-static void handle(HttpRequest *req, void *userdata)
-{
-        (void) userdata;
-        size_t len = 0;
-        const char *body = http_request_body(req, &len);
-        char **args = NULL, **headers = NULL;
-        assert_int_equal(http_request_args(req, &args), 0);
-        assert_int_equal(http_request_headers(req, &headers), 0);
-        pthread_mutex_lock(&fake.lock);
-        int n = snprintf(fake.request, sizeof(fake.request), "%s %s", http_request_method(req),
-                         http_request_path(req));
-        for (size_t i = 0; args && args[i] && args[i + 1]; i += 2)
-                n += snprintf(fake.request + n, sizeof(fake.request) - (size_t) n, "%c%s=%s",
-                              i == 0 ? '?' : '&', args[i], args[i + 1]);
-        fake.auth[0] = 0;
-        for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
-                if (strcasecmp(headers[i], "Authorization") == 0)
-                        snprintf(fake.auth, sizeof(fake.auth), "%s", headers[i + 1]);
-        fake.body_len = len < sizeof(fake.body) ? len : sizeof(fake.body) - 1;
-        if (body)
-                memcpy(fake.body, body, fake.body_len);
-        fake.body[fake.body_len] = 0;
-        unsigned status = fake.status;
-        char *answer = fake.answer[0] ? strdup(fake.answer) : NULL;
-        bool ndjson = fake.ndjson;
-        pthread_mutex_unlock(&fake.lock);
-        strv_free(args);
-        strv_free(headers);
-        if (ndjson) {
-                static const char *const hs[] = {"Content-Type", "application/x-ndjson", NULL};
-                http_respond_raw(req, status, (char *const *) hs, answer,
-                                 answer ? strlen(answer) : 0);
-        } else if (answer) {
-                http_respond_json(req, status, json_tokener_parse(answer));
-                free(answer);
-        } else {
-                http_respond_empty(req, status);
-        }
-}
-
-static void answer(unsigned status, const char *json)
-{
-        pthread_mutex_lock(&fake.lock);
-        fake.status = status;
-        fake.ndjson = false;
-        snprintf(fake.answer, sizeof(fake.answer), "%s", json ? json : "");
-        fake.request[0] = fake.body[0] = 0;
-        pthread_mutex_unlock(&fake.lock);
-}
-
-static void answer_ndjson(const char *lines)
-{
-        answer(200, lines);
-        pthread_mutex_lock(&fake.lock);
-        fake.ndjson = true;
-        pthread_mutex_unlock(&fake.lock);
-}
-
-static const char *request(void)
-{
-        static char buf[512];
-        pthread_mutex_lock(&fake.lock);
-        snprintf(buf, sizeof(buf), "%s", fake.request);
-        pthread_mutex_unlock(&fake.lock);
-        return buf;
-}
-
-static const char *body(void)
-{
-        static char buf[4096];
-        pthread_mutex_lock(&fake.lock);
-        memcpy(buf, fake.body, fake.body_len + 1);
-        pthread_mutex_unlock(&fake.lock);
-        return buf;
-}
-
-static const char *plain(json_object *o)
-{
-        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-}
-
 static int setup(void **state)
 {
-        pthread_mutex_init(&fake.lock, NULL);
-        HttpServerConfig cfg = {.tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 65536};
-        if (http_server_start(&cfg, handle, NULL, &fake.server) < 0)
+        if (fake_agent_start(TOKEN) < 0)
                 return -1;
-        snprintf(fake.url, sizeof(fake.url), "http://127.0.0.1:%u",
-                 http_server_tcp_port(fake.server));
         AgentClient *c = NULL;
         if (agent_client_new(fake.url, TOKEN, &c) < 0)
                 return -1;
@@ -141,8 +44,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         agent_client_free(*state);
-        http_server_free(fake.server);
-        pthread_mutex_destroy(&fake.lock);
+        fake_agent_stop();
         return 0;
 }
 
@@ -159,11 +61,21 @@ static void test_sandboxes(void **state)
         assert_string_equal(json_object_get_string(json_object_object_get(ret, "id")), ID);
         json_object_put(ret);
         ret = NULL;
-        answer(409, "{\"code\":409,\"message\":\"id in use\"}");
+        answer(409, "{\"code\":409,\"reason\":\"AlreadyExists\",\"message\":\"id in use\"}");
         assert_int_equal(agent_client_create(c, req, &ret), -EEXIST);
         assert_null(ret);
         assert_int_equal(agent_client_error(c)->status, 409);
         assert_string_equal(agent_client_error(c)->message, "id in use");
+        /* A create given up for a concurrent DELETE is no id in use: nothing
+         * of it is left to adopt. */
+        answer(409, "{\"code\":409,\"reason\":\"Conflict\",\"message\":\"sandbox " ID
+                    " was deleted while it was being created\"}");
+        assert_int_equal(agent_client_create(c, req, &ret), -EBUSY);
+        assert_null(ret);
+        assert_int_equal(agent_client_error(c)->status, 409);
+        /* Only the reason says AlreadyExists: a 409 without one is a conflict. */
+        answer(409, "{\"code\":409,\"message\":\"id in use\"}");
+        assert_int_equal(agent_client_create(c, req, &ret), -EBUSY);
         json_object_put(req);
 
         answer(404, "{\"code\":404,\"message\":\"sandbox x not found\"}");

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -30,13 +31,19 @@
 
 static char tree[64];
 
-static void put(const char *rel, const char *content)
+/* rel's path in the fake tree; valid until the next call. */
+static const char *at(const char *rel)
 {
-        char p[512];
-        FILE *f = NULL;
+        static char p[512];
 
         (void) snprintf(p, sizeof(p), "%s/%s", tree, rel);
-        f = fopen(p, "we");
+        return p;
+}
+
+static void put(const char *rel, const char *content)
+{
+        FILE *f = fopen(at(rel), "we");
+
         assert_non_null(f);
         assert_int_equal(fputs(content, f) >= 0, 1);
         assert_int_equal(fclose(f), 0);
@@ -44,18 +51,12 @@ static void put(const char *rel, const char *content)
 
 static void drop(const char *rel)
 {
-        char p[512];
-
-        (void) snprintf(p, sizeof(p), "%s/%s", tree, rel);
-        assert_int_equal(unlink(p), 0);
+        assert_int_equal(unlink(at(rel)), 0);
 }
 
 static void dir(const char *rel)
 {
-        char p[512];
-
-        (void) snprintf(p, sizeof(p), "%s/%s", tree, rel);
-        assert_int_equal(mkdir(p, 0755), 0);
+        assert_int_equal(mkdir(at(rel), 0755), 0);
 }
 
 /* Content of an absolute path, or NULL when missing. Caller frees. */
@@ -77,10 +78,7 @@ static char *slurp_abs(const char *p)
 
 static char *slurp(const char *rel)
 {
-        char p[512];
-
-        (void) snprintf(p, sizeof(p), "%s/%s", tree, rel);
-        return slurp_abs(p);
+        return slurp_abs(at(rel));
 }
 
 static void assert_file(const char *rel, const char *want)
@@ -94,10 +92,28 @@ static void assert_file(const char *rel, const char *want)
 
 static bool present(const char *rel)
 {
-        char p[512];
+        return access(at(rel), F_OK) == 0;
+}
 
-        (void) snprintf(p, sizeof(p), "%s/%s", tree, rel);
-        return access(p, F_OK) == 0;
+/* Every field of got against want, named in the failure. */
+static void assert_stats(const CgStats *got, const CgStats *want)
+{
+#define STAT_EQ(f)                                                                                \
+        do {                                                                                      \
+                if (got->f != want->f)                                                            \
+                        fail_msg("CgStats." #f ": %" PRIu64 ", want %" PRIu64, (uint64_t) got->f, \
+                                 (uint64_t) want->f);                                             \
+        } while (0)
+        STAT_EQ(cpu_usage_ns);
+        STAT_EQ(cpu_quota_us);
+        STAT_EQ(cpu_period_us);
+        STAT_EQ(memory_current);
+        STAT_EQ(memory_peak);
+        STAT_EQ(memory_limit);
+        STAT_EQ(oom_kills);
+        STAT_EQ(pids_current);
+        STAT_EQ(pids_limit);
+#undef STAT_EQ
 }
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
@@ -329,15 +345,16 @@ static void test_v2_stats(void **state)
             "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n");
         put("sandpit/box/pids.current", "3\n");
         assert_int_equal(cg_read_stats(m, "box", &s), 0);
-        assert_int_equal(s.cpu_usage_ns, 2500000);
-        assert_int_equal(s.cpu_quota_us, 50000);
-        assert_int_equal(s.cpu_period_us, 100000);
-        assert_int_equal(s.memory_current, 1048576);
-        assert_int_equal(s.memory_peak, 2097152);
-        assert_int_equal(s.memory_limit, 64 * MIB);
-        assert_int_equal(s.oom_kills, 1);
-        assert_int_equal(s.pids_current, 3);
-        assert_int_equal(s.pids_limit, 64);
+        CgStats want = {.cpu_usage_ns = 2500000,
+                        .cpu_quota_us = 50000,
+                        .cpu_period_us = 100000,
+                        .memory_current = 1048576,
+                        .memory_peak = 2097152,
+                        .memory_limit = 64 * MIB,
+                        .oom_kills = 1,
+                        .pids_current = 3,
+                        .pids_limit = 64};
+        assert_stats(&s, &want);
 
         /* Older kernels: no memory.peak, no oom_kill line; "max" limits read as 0. */
         drop("sandpit/box/memory.peak");
@@ -346,11 +363,9 @@ static void test_v2_stats(void **state)
         put("sandpit/box/pids.max", "max\n");
         put("sandpit/box/cpu.max", "max 100000\n");
         assert_int_equal(cg_read_stats(m, "box", &s), 0);
-        assert_int_equal(s.memory_peak, 0);
-        assert_int_equal(s.oom_kills, 0);
-        assert_int_equal(s.memory_limit, 0);
-        assert_int_equal(s.pids_limit, 0);
-        assert_int_equal(s.cpu_quota_us, 0);
+        want.memory_peak = want.oom_kills = want.memory_limit = want.pids_limit = 0;
+        want.cpu_quota_us = 0;
+        assert_stats(&s, &want);
 
         s.pids_current = 99;
         assert_int_equal(cg_read_stats(m, "nobox", &s), -ENOENT);
@@ -504,25 +519,24 @@ static void test_v1_stats(void **state)
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
         put("pids/sandpit/box/pids.current", "5\n");
         assert_int_equal(cg_read_stats(m, "box", &s), 0);
-        assert_int_equal(s.cpu_usage_ns, 123456789);
-        assert_int_equal(s.cpu_quota_us, 0);
-        assert_int_equal(s.cpu_period_us, 100000);
-        assert_int_equal(s.memory_current, 4096);
-        assert_int_equal(s.memory_peak, 8192);
-        assert_int_equal(s.memory_limit, 0);
-        assert_int_equal(s.oom_kills, 2);
-        assert_int_equal(s.pids_current, 5);
-        assert_int_equal(s.pids_limit, 0);
+        CgStats want = {.cpu_usage_ns = 123456789,
+                        .cpu_period_us = 100000,
+                        .memory_current = 4096,
+                        .memory_peak = 8192,
+                        .oom_kills = 2,
+                        .pids_current = 5};
+        assert_stats(&s, &want);
 
         put("cpu/sandpit/box/cpu.cfs_quota_us", "250000\n");
         put("memory/sandpit/box/memory.limit_in_bytes", "67108864\n");
         put("memory/sandpit/box/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
         put("pids/sandpit/box/pids.max", "10\n");
         assert_int_equal(cg_read_stats(m, "box", &s), 0);
-        assert_int_equal(s.cpu_quota_us, 250000);
-        assert_int_equal(s.memory_limit, 64 * MIB);
-        assert_int_equal(s.oom_kills, 0); /* before Linux 4.13 */
-        assert_int_equal(s.pids_limit, 10);
+        want.cpu_quota_us = 250000;
+        want.memory_limit = 64 * MIB;
+        want.oom_kills = 0; /* before Linux 4.13 */
+        want.pids_limit = 10;
+        assert_stats(&s, &want);
         cg_manager_free(m);
 }
 
@@ -569,12 +583,18 @@ static const char *const real_controllers[] = {"cpu", "cpuacct", "memory", "pids
 static char real_parent[64];
 static pid_t real_children[2];
 
-static char *real_file(const char *controller, const char *rel)
+/* rel's path under the real parent in controller; valid until the next call. */
+static const char *real_at(const char *controller, const char *rel)
 {
-        char p[512];
+        static char p[512];
 
         (void) snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/%s/%s", controller, real_parent, rel);
-        return slurp_abs(p);
+        return p;
+}
+
+static char *real_file(const char *controller, const char *rel)
+{
+        return slurp_abs(real_at(controller, rel));
 }
 
 static void assert_real(const char *controller, const char *rel, const char *want)
@@ -588,10 +608,7 @@ static void assert_real(const char *controller, const char *rel, const char *wan
 
 static bool real_present(const char *controller, const char *rel)
 {
-        char p[512];
-
-        (void) snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/%s/%s", controller, real_parent, rel);
-        return access(p, F_OK) == 0;
+        return access(real_at(controller, rel), F_OK) == 0;
 }
 
 static void real_attach(const char *id, pid_t pid)
@@ -700,8 +717,6 @@ static void test_real_v1(void **state)
 /* Leaves nothing behind in /sys/fs/cgroup, whatever failed. */
 static int real_teardown(void **state)
 {
-        char p[512];
-
         (void) state;
         for (size_t i = 0; i < ARRAY_SIZE(real_children); i++)
                 if (real_children[i] > 0) {
@@ -711,20 +726,16 @@ static int real_teardown(void **state)
         if (!real_parent[0])
                 return 0;
         for (size_t i = 0; i < ARRAY_SIZE(real_controllers); i++) {
-                (void) snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/%s/box/freezer.state",
-                                real_controllers[i], real_parent);
-                if (streq(real_controllers[i], "freezer")) {
-                        FILE *f = fopen(p, "we");
+                const char *c = real_controllers[i];
+                if (streq(c, "freezer")) {
+                        FILE *f = fopen(real_at(c, "box/freezer.state"), "we");
                         if (f) {
                                 (void) fputs("THAWED", f);
                                 (void) fclose(f);
                         }
                 }
-                (void) snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/%s/box", real_controllers[i],
-                                real_parent);
-                (void) rmdir(p);
-                (void) snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/%s", real_controllers[i],
-                                real_parent);
+                (void) rmdir(real_at(c, "box"));
+                const char *p = real_at(c, "");
                 if (rmdir(p) < 0 && errno != ENOENT)
                         fprintf(stderr, "leftover %s: %s\n", p, strerror(errno));
         }

@@ -17,25 +17,9 @@
 
 #include "cli.h"
 #include "sandpit/macro.h"
+#include "test-support.h"
 
-#define ARGV(...)          ((char *[]){__VA_ARGS__, NULL})
-#define ARGC(...)          ((int) ARRAY_SIZE(((char *[]){__VA_ARGS__})))
 #define PARSE(cmd, a, ...) cli_parse_args((cmd), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a))
-
-/* Compares o with the JSON text expected (parsed, so key order and spacing do
- * not matter). */
-static void assert_json(json_object *o, const char *expected)
-{
-        json_object *e = json_tokener_parse(expected);
-        assert_non_null(e);
-        if (!json_object_equal(o, e)) {
-                print_error("got      %s\nexpected %s\n", json_object_to_json_string(o),
-                            json_object_to_json_string(e));
-                json_object_put(e);
-                fail();
-        }
-        json_object_put(e);
-}
 
 static void test_create_request(void **state)
 {
@@ -354,13 +338,6 @@ static void test_command_names(void **state)
                 assert_int_equal(c, i);
         }
         assert_int_equal(cli_command_from_name("rm", &c), -EINVAL);
-}
-
-static json_object *parse(const char *s)
-{
-        json_object *o = json_tokener_parse(s);
-        assert_non_null(o);
-        return o;
 }
 
 static void test_exit_status(void **state)

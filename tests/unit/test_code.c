@@ -20,23 +20,9 @@
 #include "cli.h"
 #include "code.h"
 #include "sandpit/macro.h"
+#include "test-support.h"
 
-#define ARGV(...)          ((char *[]){__VA_ARGS__, NULL})
-#define ARGC(...)          ((int) ARRAY_SIZE(((char *[]){__VA_ARGS__})))
 #define PARSE(cmd, a, ...) cli_parse_args((cmd), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a))
-
-static void assert_json(json_object *o, const char *expected)
-{
-        json_object *e = json_tokener_parse(expected);
-        assert_non_null(e);
-        if (!json_object_equal(o, e)) {
-                print_error("got      %s\nexpected %s\n", json_object_to_json_string(o),
-                            json_object_to_json_string(e));
-                json_object_put(e);
-                fail();
-        }
-        json_object_put(e);
-}
 
 static void test_args(void **state)
 {

@@ -13,13 +13,7 @@
 #include <json-c/json.h>
 
 #include "connect.h"
-
-static json_object *parse(const char *s)
-{
-        json_object *o = json_tokener_parse(s);
-        assert_non_null(o);
-        return o;
-}
+#include "test-support.h"
 
 static void test_codes(void **state)
 {

@@ -16,19 +16,12 @@
 
 #include "e2b-api.h"
 #include "sandbox.h"
+#include "test-support.h"
 
 static const GwE2bConfig net_cfg = {.internet = true};
 static const GwE2bConfig nonet_cfg = {.internet = false};
 
-static json_object *parse(const char *s)
-{
-        json_object *o = json_tokener_parse(s);
-        if (!o)
-                fail_msg("bad test JSON: %s", s);
-        return o;
-}
-
-static const char *plain(json_object *o)
+static const char *plain_unescaped(json_object *o)
 {
         return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -45,7 +38,7 @@ static void maps_to(const char *body, bool v1, const GwE2bConfig *cfg, const cha
                 fail_msg("%s: %d %s", body, r, err);
         json_object *agent = NULL;
         assert_int_equal(gw_e2b_create_to_agent(&c, &agent, err, sizeof(err)), 0);
-        assert_string_equal(plain(agent), want);
+        assert_string_equal(plain_unescaped(agent), want);
         json_object_put(agent);
         gw_e2b_create_done(&c);
         json_object_put(b);
@@ -317,7 +310,7 @@ static void test_agent_accepts(void **state)
                 SandboxSpec spec;
                 int r = sandbox_spec_from_json(agent, &spec, err, sizeof(err));
                 if (r != 0)
-                        fail_msg("agent refused %s: %s", plain(agent), err);
+                        fail_msg("agent refused %s: %s", plain_unescaped(agent), err);
                 assert_string_equal(spec.template_name, c.template_name);
                 assert_int_equal(spec.timeout_s, c.timeout_s);
                 json_object *v = NULL;
@@ -350,36 +343,39 @@ static void test_views(void **state)
         GwE2bConfig cfg = {.domain = "sbx.example.com"};
         assert_int_equal(gw_e2b_sandbox_from_agent(sb, GW_E2B_VIEW_SANDBOX, &cfg, "tok", &o), 0);
         assert_string_equal(
-                plain(o), "{\"sandboxID\":\"i7c1q0x9d2kd3m8e4z5a\",\"templateID\":"
-                          "\"code-interpreter-v1\",\"alias\":\"code-interpreter-v1\",\"clientID\":"
-                          "\"sandpit\",\"envdVersion\":\"0.5.7\",\"envdAccessToken\":\"tok\","
-                          "\"domain\":\"sbx.example.com\",\"trafficAccessToken\":null}");
+                plain_unescaped(o),
+                "{\"sandboxID\":\"i7c1q0x9d2kd3m8e4z5a\",\"templateID\":"
+                "\"code-interpreter-v1\",\"alias\":\"code-interpreter-v1\",\"clientID\":"
+                "\"sandpit\",\"envdVersion\":\"0.5.7\",\"envdAccessToken\":\"tok\","
+                "\"domain\":\"sbx.example.com\",\"trafficAccessToken\":null}");
         json_object_put(o);
         assert_int_equal(gw_e2b_sandbox_from_agent(sb, GW_E2B_VIEW_SANDBOX, NULL, NULL, &o), 0);
         assert_string_equal(
-                plain(o), "{\"sandboxID\":\"i7c1q0x9d2kd3m8e4z5a\",\"templateID\":"
-                          "\"code-interpreter-v1\",\"alias\":\"code-interpreter-v1\",\"clientID\":"
-                          "\"sandpit\",\"envdVersion\":\"0.5.7\",\"domain\":null,"
-                          "\"trafficAccessToken\":null}");
+                plain_unescaped(o),
+                "{\"sandboxID\":\"i7c1q0x9d2kd3m8e4z5a\",\"templateID\":"
+                "\"code-interpreter-v1\",\"alias\":\"code-interpreter-v1\",\"clientID\":"
+                "\"sandpit\",\"envdVersion\":\"0.5.7\",\"domain\":null,"
+                "\"trafficAccessToken\":null}");
         json_object_put(o);
         assert_int_equal(gw_e2b_sandbox_from_agent(sb, GW_E2B_VIEW_LISTED, NULL, NULL, &o), 0);
         assert_string_equal(
-                plain(o), "{\"sandboxID\":\"i7c1q0x9d2kd3m8e4z5a\",\"templateID\":"
-                          "\"code-interpreter-v1\",\"alias\":\"code-interpreter-v1\",\"clientID\":"
-                          "\"sandpit\",\"envdVersion\":\"0.5.7\",\"metadata\":{\"user\":\"u1\"},"
-                          "\"startedAt\":\"2026-11-22T10:00:00.080Z\",\"endAt\":"
-                          "\"2026-11-22T10:05:00.000Z\",\"state\":\"running\",\"cpuCount\":2,"
-                          "\"memoryMB\":512,\"diskSizeMB\":1024,\"volumeMounts\":[]}");
+                plain_unescaped(o),
+                "{\"sandboxID\":\"i7c1q0x9d2kd3m8e4z5a\",\"templateID\":"
+                "\"code-interpreter-v1\",\"alias\":\"code-interpreter-v1\",\"clientID\":"
+                "\"sandpit\",\"envdVersion\":\"0.5.7\",\"metadata\":{\"user\":\"u1\"},"
+                "\"startedAt\":\"2026-11-22T10:00:00.080Z\",\"endAt\":"
+                "\"2026-11-22T10:05:00.000Z\",\"state\":\"running\",\"cpuCount\":2,"
+                "\"memoryMB\":512,\"diskSizeMB\":1024,\"volumeMounts\":[]}");
         json_object_put(o);
         assert_int_equal(gw_e2b_sandbox_from_agent(sb, GW_E2B_VIEW_DETAIL, NULL, "tok", &o), 0);
         json_object *v = NULL;
         assert_true(json_object_object_get_ex(o, "network", &v));
-        assert_string_equal(plain(v),
+        assert_string_equal(plain_unescaped(v),
                             "{\"allowOut\":[\"198.18.0.1\"],\"denyOut\":[\"0.0.0.0/0\"]}");
         assert_true(json_object_object_get_ex(o, "allowInternetAccess", &v));
         assert_true(json_object_get_boolean(v));
         assert_true(json_object_object_get_ex(o, "lifecycle", &v));
-        assert_string_equal(plain(v), "{\"onTimeout\":\"kill\",\"autoResume\":false}");
+        assert_string_equal(plain_unescaped(v), "{\"onTimeout\":\"kill\",\"autoResume\":false}");
         assert_true(json_object_object_get_ex(o, "envdAccessToken", &v));
         assert_true(json_object_object_get_ex(o, "state", &v));
         json_object_put(o);
@@ -398,7 +394,7 @@ static void test_views(void **state)
         assert_true(json_object_object_get_ex(o, "allowInternetAccess", &v));
         assert_false(json_object_get_boolean(v));
         assert_true(json_object_object_get_ex(o, "network", &v));
-        assert_string_equal(plain(v), "{\"allowOut\":[],\"denyOut\":[\"0.0.0.0/0\"]}");
+        assert_string_equal(plain_unescaped(v), "{\"allowOut\":[],\"denyOut\":[\"0.0.0.0/0\"]}");
         assert_false(json_object_object_get_ex(o, "envdAccessToken", &v));
         json_object_put(o);
         json_object_put(sb);
@@ -407,7 +403,8 @@ static void test_views(void **state)
                    "\"network\":{\"egress\":\"allow\",\"deny\":[{\"cidr\":\"198.18.0.0/15\"}]}}");
         assert_int_equal(gw_e2b_sandbox_from_agent(sb, GW_E2B_VIEW_DETAIL, NULL, NULL, &o), 0);
         assert_true(json_object_object_get_ex(o, "network", &v));
-        assert_string_equal(plain(v), "{\"allowOut\":[],\"denyOut\":[\"198.18.0.0/15\"]}");
+        assert_string_equal(plain_unescaped(v),
+                            "{\"allowOut\":[],\"denyOut\":[\"198.18.0.0/15\"]}");
         json_object_put(o);
         json_object_put(sb);
 
@@ -628,11 +625,11 @@ static void test_metrics(void **state)
                 "\"disk_total\":536870912,\"pids\":3}");
         json_object *o = NULL;
         assert_int_equal(gw_e2b_metrics_from_agent(now, &o), 0);
-        assert_string_equal(plain(o), "[{\"timestamp\":\"2026-11-22T10:01:00.000Z\","
-                                      "\"timestampUnix\":1795341660,\"cpuCount\":2,"
-                                      "\"cpuUsedPct\":49.87,\"memUsed\":10485760,"
-                                      "\"memTotal\":536870912,\"memCache\":0,"
-                                      "\"diskUsed\":8388608,\"diskTotal\":536870912}]");
+        assert_string_equal(plain_unescaped(o), "[{\"timestamp\":\"2026-11-22T10:01:00.000Z\","
+                                                "\"timestampUnix\":1795341660,\"cpuCount\":2,"
+                                                "\"cpuUsedPct\":49.87,\"memUsed\":10485760,"
+                                                "\"memTotal\":536870912,\"memCache\":0,"
+                                                "\"diskUsed\":8388608,\"diskTotal\":536870912}]");
         json_object_put(o);
         json_object_put(now);
         json_object *win = parse("{\"id\":\"s1\",\"interval_ms\":1000,\"metrics\":["
@@ -647,7 +644,7 @@ static void test_metrics(void **state)
         json_object_put(win);
         win = parse("{\"metrics\":[]}");
         assert_int_equal(gw_e2b_metrics_from_agent(win, &o), 0);
-        assert_string_equal(plain(o), "[]");
+        assert_string_equal(plain_unescaped(o), "[]");
         json_object_put(o);
         json_object_put(win);
         static const char *const bad[] = {"[]", "{\"metrics\":{}}", "{\"metrics\":[1]}", "{}"};
@@ -704,7 +701,8 @@ static void test_errors(void **state)
         (void) state;
         json_object *o = NULL;
         assert_int_equal(gw_e2b_error_new(404, "sandbox x not found", &o), 0);
-        assert_string_equal(plain(o), "{\"code\":404,\"message\":\"sandbox x not found\"}");
+        assert_string_equal(plain_unescaped(o),
+                            "{\"code\":404,\"message\":\"sandbox x not found\"}");
         json_object_put(o);
         assert_int_equal(gw_e2b_status_from_errno(-ENOENT), 404);
         assert_int_equal(gw_e2b_status_from_errno(-EEXIST), 409);

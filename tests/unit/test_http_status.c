@@ -114,13 +114,34 @@ static void test_round_trip(void **state)
         }
 }
 
+/* The reason beside a 409 tells an id in use from any other conflict, and a
+ * client reads it back as the errno class it came from. */
+static void test_reason(void **state)
+{
+        (void) state;
+        assert_string_equal(http_reason_from_errno(-EEXIST), "AlreadyExists");
+        static const int conflicts[] = {-EBUSY, -ECANCELED, -ENOTEMPTY, -ECHILD};
+        for (size_t i = 0; i < ARRAY_SIZE(conflicts); i++) {
+                int r = conflicts[i];
+                assert_string_equal(http_reason_from_errno(r), "Conflict");
+                assert_int_equal(
+                        http_status_to_errno(http_status_from_errno(r), http_reason_from_errno(r)),
+                        -EBUSY);
+        }
+        assert_int_equal(http_status_to_errno(http_status_from_errno(-EEXIST),
+                                              http_reason_from_errno(-EEXIST)),
+                         -EEXIST);
+        static const int none[] = {-ENOENT, -EINVAL, -EACCES, -EAGAIN, -EIO, 0};
+        for (size_t i = 0; i < ARRAY_SIZE(none); i++)
+                assert_null(http_reason_from_errno(none[i]));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_status_to_errno),
-                cmocka_unit_test(test_status_from_errno),
-                cmocka_unit_test(test_round_trip),
-                cmocka_unit_test(test_errno_internal),
+                cmocka_unit_test(test_status_to_errno), cmocka_unit_test(test_status_from_errno),
+                cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_errno_internal),
+                cmocka_unit_test(test_reason),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

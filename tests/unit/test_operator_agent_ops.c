@@ -1,7 +1,7 @@
 /* Unit tests of the operator's agent calls (operator/src/agent-ops.c, an
  * adapter over lib's AgentClient, itself tested in test_agent_client.c)
- * against lib's http-server on 127.0.0.1 port 0 standing in for an agent:
- * it records each request and answers what the test set. What is checked:
+ * against the fake agent of fake-agent.h (lib's http-server on 127.0.0.1
+ * port 0), which records each request and answers what the test set. What is checked:
  * that each op makes its call with the connection's endpoint, token and
  * arguments (the deadline as whole seconds left), and that answers and
  * transport failures come back as errno, status and message. */
@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "../../operator/src/operator.h"
+#include "fake-agent.h"
 #include "sandpit/http-server.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -26,94 +27,22 @@
 #define TOKEN "agent-token"
 #define ID    "sbx-0b6f9d4e"
 
-static struct {
-        HttpServer *server;
-        char endpoint[64];
-        pthread_mutex_t lock; /* guards the rest: the server's threads write it */
-        char method[16];
-        char path[128];
-        char label[256];
-        char body[1024];
-        unsigned status; /* the next answer */
-        char answer[256];
-} fake;
-
-static void handle(HttpRequest *req, void *userdata)
-{
-        (void) userdata;
-        size_t len = 0;
-        const char *body = http_request_body(req, &len);
-        const char *label = http_request_query(req, "label");
-        pthread_mutex_lock(&fake.lock);
-        snprintf(fake.method, sizeof(fake.method), "%s", http_request_method(req));
-        snprintf(fake.path, sizeof(fake.path), "%s", http_request_path(req));
-        snprintf(fake.label, sizeof(fake.label), "%s", label ? label : "");
-        snprintf(fake.body, sizeof(fake.body), "%.*s", (int) len, body ? body : "");
-        unsigned status = fake.status;
-        json_object *answer = fake.answer[0] ? json_tokener_parse(fake.answer) : NULL;
-        pthread_mutex_unlock(&fake.lock);
-        if (answer)
-                http_respond_json(req, status, answer);
-        else
-                http_respond_empty(req, status);
-}
-
-static void answer(unsigned status, const char *json)
-{
-        pthread_mutex_lock(&fake.lock);
-        fake.status = status;
-        snprintf(fake.answer, sizeof(fake.answer), "%s", json ? json : "");
-        fake.method[0] = fake.path[0] = fake.label[0] = fake.body[0] = '\0';
-        pthread_mutex_unlock(&fake.lock);
-}
-
-/* The last request, as "METHOD path". */
-static const char *request(void)
-{
-        static char buf[160];
-        pthread_mutex_lock(&fake.lock);
-        snprintf(buf, sizeof(buf), "%s %s", fake.method, fake.path);
-        pthread_mutex_unlock(&fake.lock);
-        return buf;
-}
-
-static json_object *request_body(void)
-{
-        pthread_mutex_lock(&fake.lock);
-        json_object *o = json_tokener_parse(fake.body);
-        pthread_mutex_unlock(&fake.lock);
-        assert_non_null(o);
-        return o;
-}
-
 static int setup(void **state)
 {
         (void) state;
-        pthread_mutex_init(&fake.lock, NULL);
-        HttpServerConfig cfg = {.tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 65536};
-        if (http_server_start(&cfg, handle, NULL, &fake.server) < 0)
-                return -1;
-        snprintf(fake.endpoint, sizeof(fake.endpoint), "http://127.0.0.1:%u",
-                 http_server_tcp_port(fake.server));
-        return 0;
+        return fake_agent_start(TOKEN);
 }
 
 static int teardown(void **state)
 {
         (void) state;
-        http_server_free(fake.server);
-        pthread_mutex_destroy(&fake.lock);
+        fake_agent_stop();
         return 0;
 }
 
 static AgentConn conn(void)
 {
-        return (AgentConn){.endpoint = fake.endpoint, .token = TOKEN, .timeout_ms = 10000};
-}
-
-static const char *plain(json_object *o)
-{
-        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        return (AgentConn){.endpoint = fake.url, .token = TOKEN, .timeout_ms = 10000};
 }
 
 static void test_create(void **state)
@@ -136,11 +65,18 @@ static void test_create(void **state)
         ret = NULL;
 
         /* The id is in use. */
-        answer(409, "{\"code\":409,\"message\":\"id " ID " in use\"}");
+        answer(409, "{\"code\":409,\"reason\":\"AlreadyExists\",\"message\":\"id " ID " in use\"}");
         assert_int_equal(agent_http_ops.create(&c, req, &ret, &e), -EEXIST);
         assert_null(ret);
         assert_int_equal(e.status, 409);
         assert_string_equal(e.message, "id " ID " in use");
+
+        /* Given up for a concurrent delete: a conflict, not an id in use. */
+        answer(409, "{\"code\":409,\"reason\":\"Conflict\",\"message\":\"sandbox " ID
+                    " was deleted while it was being created\"}");
+        assert_int_equal(agent_http_ops.create(&c, req, &ret, &e), -EBUSY);
+        assert_null(ret);
+        assert_int_equal(e.status, 409);
 
         /* Refused. */
         answer(400, "{\"code\":400,\"message\":\"template \\\"x\\\" not found\"}");
@@ -205,12 +141,8 @@ static void test_list(void **state)
         answer(200, "{\"sandboxes\":[{\"id\":\"a\"},{\"id\":\"b\"}]}");
         assert_int_equal(
                 agent_http_ops.list(&c, LABEL_MANAGED_BY "=" LABEL_MANAGED_BY_VALUE, &ret, &e), 0);
-        assert_string_equal(request(), "GET /v1/sandboxes");
-        char label[sizeof(fake.label)];
-        pthread_mutex_lock(&fake.lock);
-        memcpy(label, fake.label, sizeof(label));
-        pthread_mutex_unlock(&fake.lock);
-        assert_string_equal(label, "sandpit.dev/managed-by=sandpit-operator");
+        assert_string_equal(request(),
+                            "GET /v1/sandboxes?label=sandpit.dev/managed-by=sandpit-operator");
         assert_string_equal(plain(ret), "[{\"id\":\"a\"},{\"id\":\"b\"}]");
         json_object_put(ret);
         ret = NULL;
@@ -218,11 +150,7 @@ static void test_list(void **state)
         /* All of them; an answer without a list is malformed. */
         answer(200, "{}");
         assert_int_equal(agent_http_ops.list(&c, NULL, &ret, &e), -EBADMSG);
-        assert_string_equal(request(), "GET /v1/sandboxes");
-        pthread_mutex_lock(&fake.lock);
-        memcpy(label, fake.label, sizeof(label));
-        pthread_mutex_unlock(&fake.lock);
-        assert_string_equal(label, "");
+        assert_string_equal(request(), "GET /v1/sandboxes"); /* no label */
         assert_null(ret);
 }
 

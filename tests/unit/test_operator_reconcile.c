@@ -22,6 +22,7 @@
 #include "sandpit/k8s-lease.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "test-support.h"
 
 #define UID      "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
 #define ID       "sbx-" UID
@@ -158,12 +159,17 @@ int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret)
         return 0;
 }
 
-static void not_found(K8sError *err)
+/* The stored object ns/name of res, or NULL with the API server's 404 in err. */
+static Stored *lookup(const K8sResource *res, const char *ns, const char *name, K8sError *err)
 {
-        if (err) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s/%s", ns, name);
+        Stored *s = find(res->resource, key);
+        if (!s && err) {
                 err->status = 404;
                 snprintf(err->message, sizeof(err->message), "not found");
         }
+        return s;
 }
 
 int __wrap_k8s_get(K8sClient *c, const K8sResource *res, const char *ns, const char *name,
@@ -172,13 +178,9 @@ int __wrap_k8s_get(K8sClient *c, const K8sResource *res, const char *ns, const c
                    json_object **ret, K8sError *err)
 {
         (void) c;
-        char key[256];
-        snprintf(key, sizeof(key), "%s/%s", ns, name);
-        Stored *s = find(res->resource, key);
-        if (!s) {
-                not_found(err);
+        Stored *s = lookup(res, ns, name, err);
+        if (!s)
                 return -ENOENT;
-        }
         *ret = copy(s->obj);
         return 0;
 }
@@ -192,13 +194,9 @@ int __wrap_k8s_patch(K8sClient *c, const K8sResource *res, const char *ns, const
 {
         (void) c;
         assert_int_equal(type, K8S_PATCH_MERGE);
-        char key[256];
-        snprintf(key, sizeof(key), "%s/%s", ns, name);
-        Stored *s = find(res->resource, key);
-        if (!s) {
-                not_found(err);
+        Stored *s = lookup(res, ns, name, err);
+        if (!s)
                 return -ENOENT;
-        }
         const char *want_rv = json_str(json_field(patch, "metadata"), "resourceVersion");
         if (want_rv && !streq(want_rv, k8s_obj_resource_version(s->obj))) {
                 err->status = 409;
@@ -236,14 +234,10 @@ int __wrap_k8s_delete(K8sClient *c, const K8sResource *res, const char *ns, cons
                       const K8sPreconditions *pre, json_object **ret, K8sError *err)
 {
         (void) c, (void) pre, (void) ret;
-        char key[256];
-        snprintf(key, sizeof(key), "%s/%s", ns, name);
         api.deletes++;
-        Stored *s = find(res->resource, key);
-        if (!s) {
-                not_found(err);
+        Stored *s = lookup(res, ns, name, err);
+        if (!s)
                 return -ENOENT;
-        }
         json_object_object_add(json_field(s->obj, "metadata"), "deletionTimestamp",
                                json_object_new_string("2026-11-22T12:00:00Z"));
         return 0;
@@ -507,13 +501,6 @@ static const char *calls_since(size_t n)
 
 static Operator op;
 
-static json_object *parse(const char *s)
-{
-        json_object *o = json_tokener_parse(s);
-        assert_non_null(o);
-        return o;
-}
-
 /* The Lease of agent NODE, renewed now, with cpu cores. */
 static void lease(const char *cpu)
 {
@@ -616,11 +603,6 @@ static bool has_finalizer(void)
         return false;
 }
 
-static const char *plain(json_object *o)
-{
-        return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-}
-
 /* A new Sandbox reconciled to Running. */
 static void running(void)
 {
@@ -711,6 +693,24 @@ static void test_adopt_existing(void **state)
         assert_string_equal(json_str(status(), "expiresAt"),
                             json_str(*agent_find(ID), "expires_at"));
         assert_int_equal(events("Warning"), 0);
+        assert_int_equal(agent.nsandboxes, 1);
+}
+
+/* A create the agent gave up for a concurrent DELETE (409 Conflict, -EBUSY)
+ * is not an id in use: nothing is adopted, the next pass creates again. */
+static void test_create_cancelled_by_delete(void **state)
+{
+        (void) state;
+        new_sandbox(SPEC);
+        fail_next("create", -EBUSY, 409, "sandbox " ID " was deleted while it was being created");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(calls_since(0), "create"); /* no get: nothing adopted */
+        assert_string_equal(phase(), "Pending");
+        assert_int_equal(agent.nsandboxes, 0);
+        assert_int_equal(events("Warning"), 0);
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create create");
+        assert_string_equal(phase(), "Running");
         assert_int_equal(agent.nsandboxes, 1);
 }
 
@@ -948,6 +948,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_create, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_create_network, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_adopt_existing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_cancelled_by_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_image_template, setup, teardown),

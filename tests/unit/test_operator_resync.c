@@ -10,15 +10,9 @@
 #include <cmocka.h>
 
 #include "../../operator/src/operator.h"
+#include "test-support.h"
 
 #define UID "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
-
-static json_object *parse(const char *s)
-{
-        json_object *o = json_tokener_parse(s);
-        assert_non_null(o);
-        return o;
-}
 
 static void test_marks(void **state)
 {

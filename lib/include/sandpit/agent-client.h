@@ -5,8 +5,9 @@
  * Every call returns 0 (or a count) on success and a negative errno on
  * failure: a transport failure as the HTTP client reports it (-ECONNREFUSED,
  * -ENOENT for a missing socket, -ETIMEDOUT, -EIO), an answer other than the
- * call's success status through http_status_to_errno() (400 -EINVAL, 404
- * -ENOENT, 409 -EBUSY, 5xx -EIO, ...). agent_client_error() then says what the
+ * call's success status through http_status_to_errno() with the reason of
+ * the agent's error body (400 -EINVAL, 404 -ENOENT, 409 "AlreadyExists"
+ * -EEXIST, any other 409 -EBUSY, 5xx -EIO, ...). agent_client_error() then says what the
  * agent answered (its status and "message", or the transport's text).
  * Returned objects belong to the caller and are set only on success. A
  * client holds one connection: use it from one thread at a time. */
@@ -54,7 +55,9 @@ const AgentClientError *agent_client_error(const AgentClient *c);
 bool agent_client_not_found(const AgentClient *c, int r);
 
 /* Sandboxes. req is the agent's create body (borrowed); *ret the sandbox
- * object. create answers 409 (id in use) as -EEXIST. */
+ * object. create: -EEXIST the id is in use (409 "AlreadyExists"), -EBUSY
+ * another conflict (409 "Conflict": a DELETE of the id came while it was
+ * being created, so nothing of it is left). */
 int agent_client_create(AgentClient *c, json_object *req, json_object **ret);
 int agent_client_get(AgentClient *c, const char *id, json_object **ret);
 /* labels: "KEY=VALUE" strings that must all match (NULL-terminated, or NULL

@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "sandpit/http-status.h"
+#include "sandpit/strbuf.h"
 
 typedef struct HttpClient HttpClient;
 
@@ -82,9 +83,7 @@ int http_request_raw(HttpClient *c, const char *method, const char *path, int in
  * http_request_stream() and usable on its own. Zero-initialise, or call
  * http_line_splitter_init(); release with http_line_splitter_done(). */
 typedef struct HttpLineSplitter {
-        char *buf;
-        size_t len;
-        size_t cap;
+        StrBuf line;     /* the line so far */
         size_t max_line; /* 0: HTTP_LINE_MAX */
 } HttpLineSplitter;
 

@@ -82,6 +82,11 @@ void http_respond_empty(HttpRequest *req, unsigned status);
 /* {"code": status, "message": "..."} */
 void http_respond_error(HttpRequest *req, unsigned status, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+/* The answer to a failure r (< 0): the status from lib's table
+ * (sandpit/http-status.h), {"code": status, "reason": ..., "message": "..."}
+ * with the reason only where the table has one (409s). */
+void http_respond_errno(HttpRequest *req, int r, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 /* Any status with the given headers (alternating names and values, may be
  * NULL) and body; takes ownership of body (malloc'd, may be NULL). */

@@ -18,13 +18,22 @@
  *                                              -EMEDIUMTYPE                  415
  *   anything else (3xx, 4xx)    -EPROTO        anything else                 500
  *
- * A transport timeout is -ETIMEDOUT from the clients themselves. */
+ * A transport timeout is -ETIMEDOUT from the clients themselves.
+ *
+ * The agent's error bodies carry the reason of a 409 as Kubernetes' Status
+ * does ({"code": 409, "reason": "AlreadyExists", "message": ...}), so its
+ * clients tell an id in use (-EEXIST: adopt it) from any other conflict
+ * (-EBUSY, such as a create given up for a concurrent delete: retry). */
 #pragma once
 
 /* reason: a Kubernetes Status reason (tells AlreadyExists from Conflict), or NULL. */
 int http_status_to_errno(long status, const char *reason);
 /* The status the agent's API answers for a failure r (< 0). */
 unsigned http_status_from_errno(int r);
+/* The reason an answer for the failure r carries beside its status, the one
+ * http_status_to_errno() reads back: "AlreadyExists" (-EEXIST), "Conflict"
+ * (the other errnos answered 409), NULL for the rest. */
+const char *http_reason_from_errno(int r);
 /* The errno to answer for a failure that is the server's own, not the
  * request's (a mount, the cgroup, the freezer, the runtime): r when the table
  * answers 5xx for it, else -EIO. An errno such a step got from the kernel

@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "sandpit/strbuf.h"
+
 /* Wall clock and monotonic clock in microseconds. */
 uint64_t now_realtime_us(void);
 uint64_t now_monotonic_us(void);
@@ -78,14 +80,3 @@ int base64_decode(const char *s, uint8_t **ret, size_t *ret_len);
 /* Length of the longest prefix of buf that is complete, valid UTF-8 ending on
  * a character boundary; *ret_valid is false when invalid bytes occur. */
 size_t utf8_complete_prefix(const uint8_t *buf, size_t len, bool *ret_valid);
-
-/* A growable byte string, always NUL-terminated once non-empty (for response
- * bodies read in pieces). */
-typedef struct {
-        char *data;
-        size_t len;
-        size_t cap;
-} StrBuf;
-/* Appends len bytes; -E2BIG when the total would pass max. */
-int strbuf_append(StrBuf *b, const char *data, size_t len, size_t max);
-void strbuf_done(StrBuf *b);
