@@ -233,6 +233,20 @@ def test_restart_removes_pooled_and_readopts_claimed(pool_agent):
     pa.a.start()
 
 
+def test_stop_during_a_refill_leaves_nothing(pool_agent):
+    """SIGTERM while the refill thread is making a pooled sandbox: shutdown
+    waits for that create, then sweeps it with the rest. A pool larger than
+    will ever fill in the test keeps a create in flight at every moment."""
+    pa = pool_agent("host:cpu=250m,memory=128Mi,name=warm=40")
+    wait_for(lambda: (p := pa.pool())["ready"] >= 2 and p["creating"] >= 1 and p, 60,
+             what="two ready and a refill in flight")
+    assert pa.a.signal_and_wait(signal.SIGTERM) == 0
+    assert pa.a.leftovers(zombies=False) == []
+    assert pa.a.sandbox_dirs() == [] and pa.a.runc_ids() == []
+    wait_for(lambda: pa.a.leftovers() == [], 10, what="the killed processes reaped")
+    pa.a.start()
+
+
 def test_pool_api(pool_agent):
     pa = pool_agent()
     assert pa.pools()["pools"] == []
