@@ -21,3 +21,5 @@ else
 fi
 # The E2B SDK's view through the gateway, beside the native API (needs node and the default template).
 /usr/bin/python3 bench/bench_gateway.py --templates-dir "$TEMPLATES"
+# MCP: tools/call run_code('1+1') over stdio (`sandpit mcp`) and the gateway's /mcp.
+/usr/bin/python3 bench/bench_mcp.py --templates-dir "$TEMPLATES"

@@ -41,7 +41,7 @@ $(BIN)/sandpit-agent: $(OBJ)/node-agent/src/main.o $(BUILD)/libagent.a $(BUILD)/
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BIN)/sandpit: $(OBJ)/cli/src/main.o $(BUILD)/libcli.a $(BUILD)/libsandpit.a
+$(BIN)/sandpit: $(OBJ)/cli/src/main.o $(BUILD)/libcli.a $(BUILD)/libgateway.a $(BUILD)/libsandpit.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -42,6 +42,8 @@ enum {
         OPT_EGRESS,
         OPT_ALLOW,
         OPT_DENY,
+        OPT_URL,
+        OPT_IDLE,
         OPT_RECURSIVE = 'r', /* last: the values after it would collide with short options */
 };
 
@@ -60,7 +62,9 @@ static const OptionSpec option_specs[] = {
         {"help", no_argument, OPT_HELP, ALL_CMDS},
         {"server", required_argument, OPT_SERVER, ALL_CMDS},
         {"token-file", required_argument, OPT_TOKEN_FILE, ALL_CMDS},
-        {"template", required_argument, OPT_TEMPLATE, CREATE_CMDS},
+        {"template", required_argument, OPT_TEMPLATE, CREATE_CMDS | CMD(CLI_CMD_MCP)},
+        {"url", required_argument, OPT_URL, CMD(CLI_CMD_MCP)},
+        {"idle", required_argument, OPT_IDLE, CMD(CLI_CMD_MCP)},
         {"cpu", required_argument, OPT_CPU, CREATE_CMDS},
         {"memory", required_argument, OPT_MEMORY, CREATE_CMDS},
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
@@ -102,7 +106,7 @@ static const char *const command_names[CLI_CMD_COUNT] = {
         [CLI_CMD_TIMEOUT] = "timeout", [CLI_CMD_PS] = "ps",           [CLI_CMD_SIGNAL] = "signal",
         [CLI_CMD_ATTACH] = "attach",   [CLI_CMD_CODE] = "code",       [CLI_CMD_CP] = "cp",
         [CLI_CMD_FS] = "fs",           [CLI_CMD_METRICS] = "metrics", [CLI_CMD_PAUSE] = "pause",
-        [CLI_CMD_RESUME] = "resume",
+        [CLI_CMD_RESUME] = "resume",   [CLI_CMD_MCP] = "mcp",
 };
 
 static const char *const command_usages[CLI_CMD_COUNT] = {
@@ -203,6 +207,12 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
         [CLI_CMD_RESUME] = "Usage: sandpit resume [--timeout S] [--json] ID\n"
                            "Thaw a paused sandbox; --timeout S: it now expires S seconds from\n"
                            "now.\n",
+        [CLI_CMD_MCP] = "Usage: sandpit mcp [--template T] [--idle S] [--url GATEWAY]\n"
+                        "Serve sandpit's tools to an AI agent over MCP on stdin/stdout\n"
+                        "(docs/mcp.md). The session's sandbox (template T, default 'default')\n"
+                        "is made on first use and deleted at end of input or after S idle\n"
+                        "seconds (default 900). --url: bridge to a gateway's /mcp instead of\n"
+                        "the agent ($SANDPIT_API_KEY is sent as its X-API-KEY).\n",
 };
 
 static const char common_usage[] = "\n"
@@ -248,6 +258,8 @@ void cli_usage(FILE *f)
               "  metrics    show a sandbox's resource use\n"
               "  pause      freeze a sandbox\n"
               "  resume     thaw a paused sandbox\n"
+              "  keys       the gateway's API keys: create, list, revoke\n"
+              "  mcp        serve sandpit's tools to AI agents (MCP) on stdio\n"
               "\n"
               "Options:\n"
               "      --server URL      unix:///PATH, http://HOST:PORT or https://HOST:PORT\n"
@@ -562,6 +574,14 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
         case OPT_SAVE_IMAGES:
                 a->save_images = arg;
                 return 0;
+        case OPT_URL:
+                a->mcp_url = arg;
+                return 0;
+        case OPT_IDLE:
+                if (cli_parse_int(arg, 1, 604800, &n) < 0)
+                        return usage_error(a, "--idle expects 1 to 604800 seconds, got '%s'", arg);
+                a->mcp_idle = n;
+                return 0;
         default:
                 return usage_error(a, "internal error: option %d", opt);
         }
@@ -624,6 +644,7 @@ static int build_body(CliArgs *a)
         switch (a->command) {
         case CLI_CMD_CREATE:
         case CLI_CMD_LS:
+        case CLI_CMD_MCP:
                 return check_positional(a, 0, 0, "");
         case CLI_CMD_GET:
         case CLI_CMD_PS:
@@ -758,7 +779,7 @@ int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret)
         longopts[n_long] = (struct option){0};
         *o = '\0';
 
-        if (cmd == CLI_CMD_CREATE || cmd == CLI_CMD_RUN) {
+        if (cmd == CLI_CMD_CREATE || cmd == CLI_CMD_RUN || cmd == CLI_CMD_MCP) {
                 ret->create = json_object_new_object();
                 if (!ret->create)
                         return -ENOMEM;

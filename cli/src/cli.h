@@ -45,6 +45,7 @@ typedef enum {
         CLI_CMD_METRICS,
         CLI_CMD_PAUSE,
         CLI_CMD_RESUME,
+        CLI_CMD_MCP,
         CLI_CMD_COUNT,
 } CliCommand;
 
@@ -67,6 +68,8 @@ typedef struct {
         bool recursive;          /* fs rm: -r */
         int64_t depth;           /* fs ls: --depth, 0 when absent */
         int pid;                 /* attach, signal: the process */
+        const char *mcp_url;     /* mcp: --url, a gateway to bridge to */
+        int64_t mcp_idle;        /* mcp: --idle S, 0 when absent */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
@@ -161,6 +164,12 @@ int cli_exec_tty(CliContext *ctx, const CliArgs *a);
 /* cp, fs (files.c), with the helpers of commands.c they share. */
 int cli_cmd_cp(CliContext *ctx, const CliArgs *a);
 int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
+/* sandpit mcp (mcp.c): the MCP server on stdio. */
+int cli_cmd_mcp(CliContext *ctx, const CliArgs *a);
+/* sandpit mcp --url (mcp-bridge.c): stdio to a gateway's /mcp over HTTP,
+ * until end of input or *stop. */
+int cli_mcp_bridge(CliContext *ctx, const char *url, const volatile sig_atomic_t *stop,
+                   const sigset_t *wait_mask);
 
 /* Finishes a message written into ctx->error: one line, and a negative errno
  * to return (-EIO for r >= 0). */

@@ -631,6 +631,7 @@ static int (*const command_handlers[CLI_CMD_COUNT])(CliContext *ctx, const CliAr
         [CLI_CMD_ATTACH] = cmd_attach,   [CLI_CMD_CP] = cli_cmd_cp,
         [CLI_CMD_FS] = cli_cmd_fs,       [CLI_CMD_METRICS] = cmd_metrics,
         [CLI_CMD_PAUSE] = cmd_pause,     [CLI_CMD_RESUME] = cmd_resume,
+        [CLI_CMD_MCP] = cli_cmd_mcp,
 };
 
 int cli_run(CliContext *ctx, const CliArgs *a)

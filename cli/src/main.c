@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keys.h"
 #include "sandpit/agent-client.h"
+#include "sandpit/http-client.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -74,6 +76,9 @@ static int run(int argc, char **argv)
         if (name && streq(name, "help")) {
                 /* sandpit help [COMMAND] */
                 const char *topic = optind + 1 < argc ? argv[optind + 1] : NULL;
+                if (topic && streq(topic, "keys"))
+                        return cli_keys_main(2,
+                                             (char *[]){(char *) "keys", (char *) "--help", NULL});
                 if (topic && cli_command_from_name(topic, &cmd) == 0)
                         cli_command_usage(cmd, stdout);
                 else
@@ -88,6 +93,8 @@ static int run(int argc, char **argv)
                 fputs("sandpit: missing command (see 'sandpit --help')\n", stderr);
                 return CLI_EXIT_USAGE;
         }
+        if (streq(name, "keys"))
+                return cli_keys_main(argc - optind, argv + optind);
         if (cli_command_from_name(name, &cmd) < 0) {
                 fprintf(stderr, "sandpit: unknown command '%s' (see 'sandpit --help')\n", name);
                 return CLI_EXIT_USAGE;

@@ -21,11 +21,15 @@ static int client(Local *l, AgentClient **ret, char *err, size_t errlen)
         return r;
 }
 
-/* Copies the agent's message into err after a failed call. */
-static int failed(AgentClient *c, int r, char *err, size_t errlen)
+/* Copies the agent's message into err after a failed call; when the agent
+ * did not answer, says which agent could not be reached. */
+static int failed(Local *l, AgentClient *c, int r, char *err, size_t errlen)
 {
         const AgentClientError *e = agent_client_error(c);
-        snprintf(err, errlen, "%s", e->message[0] ? e->message : strerror(-r));
+        if (e->status == 0)
+                snprintf(err, errlen, "cannot reach the agent at %s: %s", l->url, strerror(-r));
+        else
+                snprintf(err, errlen, "%s", e->message[0] ? e->message : strerror(-r));
         return r;
 }
 
@@ -41,42 +45,42 @@ static int local_create(void *b, json_object *req, json_object **ret, char *err,
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_create(c, req, ret);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_get(void *b, const char *id, json_object **ret, char *err, size_t errlen)
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_get(c, id, ret);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_list(void *b, json_object **ret, char *err, size_t errlen)
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_list(c, NULL, ret);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_remove(void *b, const char *id, char *err, size_t errlen)
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_delete(c, id);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_set_timeout(void *b, const char *id, uint64_t timeout_s, char *err, size_t errlen)
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_set_deadline(c, id, timeout_s, NULL);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_pause(void *b, const char *id, char *err, size_t errlen)
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_pause(c, id, true, NULL);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_resume(void *b, const char *id, uint64_t timeout_s, json_object **ret, char *err,
@@ -84,7 +88,7 @@ static int local_resume(void *b, const char *id, uint64_t timeout_s, json_object
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_resume(c, id, timeout_s, ret);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_metrics(void *b, const char *id, int64_t start, int64_t end, json_object **ret,
@@ -92,7 +96,7 @@ static int local_metrics(void *b, const char *id, int64_t start, int64_t end, js
 {
         WITH_CLIENT(b, c, err, errlen);
         int r = agent_client_metrics(c, id, start, end, ret);
-        return r < 0 ? failed(c, r, err, errlen) : 0;
+        return r < 0 ? failed(b, c, r, err, errlen) : 0;
 }
 
 static int local_agent(void *b, const char *id, AgentClient **ret, char *err, size_t errlen)
@@ -114,7 +118,7 @@ static int local_agent_address(void *b, const char *id, char **url, char **token
         json_object *info = NULL;
         r = agent_client_get(c, id, &info);
         if (r < 0)
-                return failed(c, r, err, errlen);
+                return failed(l, c, r, err, errlen);
         json_object_put(info);
         char *u = strdup(l->url), *t = l->token ? strdup(l->token) : NULL;
         if (!u || (l->token && !t)) {

@@ -10,8 +10,9 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define BACKEND(gw) ((gw)->backend.ops)
-#define BDATA(gw)   ((gw)->backend.data)
+/* The backend as the caller may see it (scoped to its namespace, scope.c). */
+#define BACKEND(r) ((r)->backend.ops)
+#define BDATA(r)   ((r)->backend.data)
 
 /* The request's JSON body; an absent or empty one is NULL (not an error). */
 static int body_json(GwRequest *r, json_object **ret)
@@ -80,7 +81,7 @@ static void create(GwRequest *r, bool v1)
                 }
         }
         cleanup_json json_object *sbx = NULL;
-        k = BACKEND(r->gw)->create(BDATA(r->gw), areq, &sbx, err, sizeof(err));
+        k = BACKEND(r)->create(BDATA(r), areq, &sbx, err, sizeof(err));
         if (k < 0) {
                 explicit_bzero(tok, sizeof(tok));
                 gw_reply_e2b_error(r->req, k == -EEXIST ? -EBUSY : k, err);
@@ -90,7 +91,7 @@ static void create(GwRequest *r, bool v1)
         if (secure && (!id || gw_token_put(r->gw, id, tok) < 0)) {
                 explicit_bzero(tok, sizeof(tok));
                 if (id)
-                        (void) BACKEND(r->gw)->remove(BDATA(r->gw), id, err, sizeof(err));
+                        (void) BACKEND(r)->remove(BDATA(r), id, err, sizeof(err));
                 http_respond_error(r->req, 500, "cannot keep the sandbox's access token");
                 return;
         }
@@ -115,7 +116,7 @@ static void list(GwRequest *r, bool v1)
                 return;
         }
         cleanup_json json_object *all = NULL;
-        k = BACKEND(r->gw)->list(BDATA(r->gw), &all, err, sizeof(err));
+        k = BACKEND(r)->list(BDATA(r), &all, err, sizeof(err));
         if (k < 0) {
                 gw_e2b_list_query_done(&q);
                 gw_reply_e2b_error(r->req, k, err);
@@ -137,7 +138,7 @@ static void get(GwRequest *r, const char *id)
 {
         char err[512] = "";
         cleanup_json json_object *sbx = NULL;
-        int k = BACKEND(r->gw)->get(BDATA(r->gw), id, &sbx, err, sizeof(err));
+        int k = BACKEND(r)->get(BDATA(r), id, &sbx, err, sizeof(err));
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);
                 return;
@@ -148,12 +149,15 @@ static void get(GwRequest *r, const char *id)
 static void kill_sandbox(GwRequest *r, const char *id)
 {
         char err[512] = "";
-        int k = BACKEND(r->gw)->remove(BDATA(r->gw), id, err, sizeof(err));
+        int k = BACKEND(r)->remove(BDATA(r), id, err, sizeof(err));
         if (k < 0 && k != -ENOENT) {
                 gw_reply_e2b_error(r->req, k, err);
                 return;
         }
-        gw_token_remove(r->gw, id);
+        /* Scoped to a namespace, -ENOENT may be another namespace's sandbox
+         * (scope.c): its token stays. */
+        if (k == 0 || !r->ns[0])
+                gw_token_remove(r->gw, id);
         if (k < 0)
                 gw_reply_e2b_error(r->req, k, err);
         else
@@ -169,7 +173,7 @@ static void set_timeout(GwRequest *r, const char *id)
         uint64_t s = 0;
         int k = gw_e2b_timeout_body_parse(body, &s, err, sizeof(err));
         if (k == 0)
-                k = BACKEND(r->gw)->set_timeout(BDATA(r->gw), id, s, err, sizeof(err));
+                k = BACKEND(r)->set_timeout(BDATA(r), id, s, err, sizeof(err));
         if (k < 0)
                 gw_reply_e2b_error(r->req, k, err);
         else
@@ -184,7 +188,7 @@ static void pause_sandbox(GwRequest *r, const char *id)
                 return;
         int k = gw_e2b_pause_body_parse(body, err, sizeof(err));
         if (k == 0)
-                k = BACKEND(r->gw)->pause(BDATA(r->gw), id, err, sizeof(err));
+                k = BACKEND(r)->pause(BDATA(r), id, err, sizeof(err));
         if (k < 0)
                 gw_reply_e2b_error(r->req, k, err);
         else
@@ -206,7 +210,7 @@ static void connect_sandbox(GwRequest *r, const char *id)
                 return;
         }
         cleanup_json json_object *sbx = NULL;
-        k = BACKEND(r->gw)->get(BDATA(r->gw), id, &sbx, err, sizeof(err));
+        k = BACKEND(r)->get(BDATA(r), id, &sbx, err, sizeof(err));
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);
                 return;
@@ -214,7 +218,7 @@ static void connect_sandbox(GwRequest *r, const char *id)
         const char *state = json_str(sbx, "state");
         if (state && streq(state, "paused")) {
                 json_object_put(TAKE_PTR(sbx));
-                k = BACKEND(r->gw)->resume(BDATA(r->gw), id, s, &sbx, err, sizeof(err));
+                k = BACKEND(r)->resume(BDATA(r), id, s, &sbx, err, sizeof(err));
                 if (k < 0) {
                         gw_reply_e2b_error(r->req, k, err);
                         return;
@@ -223,7 +227,7 @@ static void connect_sandbox(GwRequest *r, const char *id)
                 return;
         }
         if (s > 0) {
-                k = BACKEND(r->gw)->set_timeout(BDATA(r->gw), id, s, err, sizeof(err));
+                k = BACKEND(r)->set_timeout(BDATA(r), id, s, err, sizeof(err));
                 if (k < 0) {
                         gw_reply_e2b_error(r->req, k, err);
                         return;
@@ -257,7 +261,7 @@ static void metrics(GwRequest *r, const char *id)
                 return;
         }
         cleanup_json json_object *m = NULL;
-        int k = BACKEND(r->gw)->metrics(BDATA(r->gw), id, start, end, &m, err, sizeof(err));
+        int k = BACKEND(r)->metrics(BDATA(r), id, start, end, &m, err, sizeof(err));
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);
                 return;

@@ -106,15 +106,31 @@ typedef enum {
         GW_ACTION_CODE,     /* the code interpreter's /execute */
         GW_ACTION_CONTEXTS, /* the code interpreter's /contexts (the SDK sends no access token) */
         GW_ACTION_PORT,     /* any other port (getHost): public, as E2B's are by default */
+        GW_ACTION_MCP,      /* /mcp (path: "/mcp"), and each MCP tool (path: the tool's name;
+                             * sandbox_id: the sandbox it touches, "" to create one) */
 } GwAction;
+
+/* The label that holds a sandbox's namespace (docs/auth.md): set at create
+ * from the caller's namespace; a backend reports each sandbox's namespace in
+ * it (the cluster backend: its Sandbox's metadata.namespace) and takes the
+ * namespace to create in from the create request's label. */
+#define GW_LABEL_NAMESPACE "sandpit.dev/namespace"
+#define GW_NAMESPACE_MAX   63u
 
 typedef struct {
         GwAction action;
         const char *method;
         const char *path;
-        const char *api_key;      /* X-API-KEY, or NULL */
-        const char *access_token; /* X-Access-Token, or NULL */
-        const char *sandbox_id;   /* "" for the control plane */
+        const char *api_key;        /* X-API-KEY, or NULL */
+        const char *access_token;   /* X-Access-Token, or NULL */
+        const char *sandbox_id;     /* "" for the control plane */
+        const char *authorization;  /* Authorization, or NULL */
+        const char *namespace_hint; /* X-Sandpit-Namespace, or NULL */
+        /* Out: the caller's namespace (GW_NAMESPACE_MAX + 1 bytes, "" on the
+         * way in). Left "": the caller sees every sandbox (no keys, or the
+         * data plane); set: the control plane shows and touches only that
+         * namespace's sandboxes (others are 404) and labels what it makes. */
+        char *ret_namespace;
 } GwAuthRequest;
 
 typedef struct GwServer GwServer;
@@ -134,6 +150,11 @@ typedef struct {
          * agent's state tmpfs); NULL: memory only. */
         const char *token_file;
         void *authorize_userdata;
+        /* MCP at /mcp (docs/mcp.md): Origin values allowed besides loopback
+         * ones (NULL-terminated, may be NULL), and a session's idle time (0:
+         * MCP_SANDBOX_IDLE_DEFAULT). */
+        const char *const *mcp_origins;
+        unsigned mcp_idle_s;
 } GwConfig;
 
 #define GW_MAX_BODY ((size_t) 64 * 1024 * 1024)
@@ -143,9 +164,10 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret);
 unsigned gw_server_port(const GwServer *gw);
 void gw_server_free(GwServer *gw);
 
-/* Local mode's authorisation: any X-API-KEY on the control plane (API keys
- * are checked from issue 12 on), the sandbox's access token on envd and
- * /execute when it has one. */
+/* The default hook, and the data plane's part of gw_auth_authorize() (auth.h,
+ * which checks real API keys and Kubernetes tokens): any non-empty X-API-KEY
+ * on the control plane, the sandbox's access token on envd and /execute when
+ * it has one. */
 int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t errlen,
                        void *userdata);
 /* The access token check alone: 0 when the sandbox has no token or tok is it. */

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "gateway.h"
+#include "mcp-http.h"
 #include "route.h"
 #include "sandpit/http-server.h"
 
@@ -26,16 +27,30 @@ struct GwServer {
         pthread_mutex_t lock; /* guards tokens and token_file */
         GwToken *tokens;
         size_t n_tokens;
+        GwMcp *mcp;
 };
 
-typedef struct {
+typedef struct GwRequest {
         GwServer *gw;
         HttpRequest *req;
         char **headers; /* alternating names and values */
         const char *method;
         const char *path;
         GwRoute route;
+        /* The caller's namespace from the authorise hook ("": every one) and
+         * the backend as the caller may see it: gw->backend, or with a
+         * namespace a view of it scoped to that namespace (scope.c). Control
+         * plane handlers use this, never gw->backend. */
+        char ns[GW_NAMESPACE_MAX + 1];
+        GwBackend backend;
+        struct GwScope {
+                GwBackend inner;
+                const char *ns;
+        } scope;
 } GwRequest;
+
+/* Sets r->backend from r->ns (scope.c). */
+void gw_scope_request(GwRequest *r);
 
 /* A request header (case-insensitive), or NULL. */
 const char *gw_header(const GwRequest *r, const char *name);

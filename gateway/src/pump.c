@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@ struct GwPump {
         GwPumpFn fn;
         void (*destroy)(void *userdata);
         void *userdata;
+        const char *keepalive; /* NULL: none */
+        int keepalive_ms;
 };
 
 int gw_pump_write(GwPump *p, const void *data, size_t len)
@@ -48,7 +51,7 @@ int gw_pump_write(GwPump *p, const void *data, size_t len)
         return 0;
 }
 
-const volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p)
+volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p)
 {
         return &p->cancel;
 }
@@ -87,11 +90,20 @@ static ssize_t pump_read(void *cls, int client_fd, char *buf, size_t max)
         for (;;) {
                 struct pollfd fds[2] = {{.fd = p->rfd, .events = POLLIN},
                                         {.fd = client_fd, .events = POLLRDHUP}};
-                int n = poll(fds, client_fd >= 0 ? 2 : 1, -1);
+                int n = poll(fds, client_fd >= 0 ? 2 : 1, p->keepalive ? p->keepalive_ms : -1);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return negative_errno();
+                if (n == 0) {
+                        if (!p->keepalive)
+                                continue;
+                        size_t k = strlen(p->keepalive);
+                        if (k > max)
+                                continue;
+                        memcpy(buf, p->keepalive, k);
+                        return (ssize_t) k;
+                }
                 if (client_fd >= 0 && (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
                         p->cancel = 1;
                         return -EPIPE;
@@ -113,6 +125,13 @@ static void pump_destroy(void *cls)
 void gw_pump_respond(HttpRequest *req, const char *content_type, GwPumpFn fn, GwPumpFailFn fail,
                      void (*destroy)(void *userdata), void *userdata)
 {
+        gw_pump_respond_keepalive(req, content_type, NULL, 0, fn, fail, destroy, userdata);
+}
+
+void gw_pump_respond_keepalive(HttpRequest *req, const char *content_type, const char *keepalive,
+                               int interval_ms, GwPumpFn fn, GwPumpFailFn fail,
+                               void (*destroy)(void *userdata), void *userdata)
+{
         GwPump *p = calloc(1, sizeof(*p));
         int sv[2];
         if (!p || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -122,8 +141,13 @@ void gw_pump_respond(HttpRequest *req, const char *content_type, GwPumpFn fn, Gw
                         destroy(userdata);
                 return;
         }
-        *p = (GwPump){
-                .rfd = sv[0], .wfd = sv[1], .fn = fn, .destroy = destroy, .userdata = userdata};
+        *p = (GwPump){.rfd = sv[0],
+                      .wfd = sv[1],
+                      .fn = fn,
+                      .destroy = destroy,
+                      .userdata = userdata,
+                      .keepalive = keepalive,
+                      .keepalive_ms = interval_ms};
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->cond, NULL);
         int r = -pthread_create(&p->thread, NULL, pump_thread, p);

@@ -53,7 +53,7 @@ static GwAction action_of(const GwRequest *r)
 {
         switch (r->route.kind) {
         case GW_ROUTE_CONTROL:
-                return GW_ACTION_CONTROL;
+                return streq(r->path, "/mcp") ? GW_ACTION_MCP : GW_ACTION_CONTROL;
         case GW_ROUTE_CODE:
                 return strncmp(r->path, "/contexts", 9) == 0 ? GW_ACTION_CONTEXTS : GW_ACTION_CODE;
         case GW_ROUTE_PORT:
@@ -107,8 +107,13 @@ static void handle(HttpRequest *req, void *userdata)
                             .path = r.path,
                             .api_key = gw_header(&r, "X-API-KEY"),
                             .access_token = gw_header(&r, "X-Access-Token"),
-                            .sandbox_id = r.route.sandbox_id};
+                            .sandbox_id = r.route.sandbox_id,
+                            .authorization = gw_header(&r, "Authorization"),
+                            .namespace_hint = gw_header(&r, "X-Sandpit-Namespace"),
+                            .ret_namespace = r.ns};
         k = gw->authorize(gw, &ar, err, sizeof(err), gw->authorize_userdata);
+        r.ns[sizeof(r.ns) - 1] = 0;
+        gw_scope_request(&r);
         if (k == 0 && r.route.kind != GW_ROUTE_CONTROL && gw->backend.ops->agent_id)
                 /* From here on the data plane speaks the agent's id. */
                 k = gw->backend.ops->agent_id(gw->backend.data, r.route.sandbox_id,
@@ -120,7 +125,10 @@ static void handle(HttpRequest *req, void *userdata)
         }
         switch (r.route.kind) {
         case GW_ROUTE_CONTROL:
-                gw_control_handle(&r);
+                if (ar.action == GW_ACTION_MCP)
+                        gw_mcp_handle(&r);
+                else
+                        gw_control_handle(&r);
                 break;
         case GW_ROUTE_ENVD:
                 gw_envd_handle(&r);
@@ -147,6 +155,8 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret)
         int r = 0;
         if (cfg->token_file && !(gw->token_file = strdup(cfg->token_file)))
                 r = -ENOMEM;
+        if (r == 0)
+                r = gw_mcp_new(gw, cfg->mcp_origins, cfg->mcp_idle_s, &gw->mcp);
         if (r == 0)
                 r = gw_token_load(gw);
         if (r == 0 && gw->n_tokens > 0) {
@@ -184,6 +194,7 @@ void gw_server_free(GwServer *gw)
         if (!gw)
                 return;
         http_server_free(gw->http);
+        gw_mcp_free(gw->mcp);
         gw_backend_done(&gw->backend);
         if (gw->tokens)
                 explicit_bzero(gw->tokens, gw->n_tokens * sizeof(*gw->tokens));

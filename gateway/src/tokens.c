@@ -224,7 +224,7 @@ int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t e
         (void) userdata;
         switch (r->action) {
         case GW_ACTION_CONTROL:
-                /* Any key in local mode: API keys are checked from issue 12 on. */
+                /* Any key: gw_auth_authorize() (auth.c) checks real ones. */
                 if (!r->api_key || !*r->api_key) {
                         snprintf(err, errlen, "missing API key (X-API-KEY)");
                         return -ENOKEY;
@@ -238,6 +238,10 @@ int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t e
         case GW_ACTION_PORT:
                 /* E2B's envd access token guards envd only; a sandbox's other
                  * ports are public (no traffic access token is issued). */
+        case GW_ACTION_MCP:
+                /* MCP clients send no E2B key; /mcp is guarded by its Origin
+                 * check and the gateway's listen address until API keys
+                 * (issue 12) are checked here. */
                 return 0;
         }
         return -EACCES;

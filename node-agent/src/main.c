@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "api-files.h"
 #include "api.h"
+#include "auth.h"
 #include "cluster-args.h"
 #include "gateway.h"
 #include "pool.h"
@@ -64,6 +65,13 @@ static void usage(FILE *f)
               "  --gateway-listen ADDR:PORT\n"
               "                          serve E2B's API (the gateway, docs/gateway.md) for\n"
               "                          this agent's sandboxes\n"
+              "  --gateway-auth keys|none  keys (default): the gateway's control plane needs\n"
+              "                          an API key (sandpit keys create) or, in cluster\n"
+              "                          mode, a Kubernetes token; none: any key, one\n"
+              "                          namespace for all (loopback development only)\n"
+              "  --gateway-key-file FILE the API keys (default <state-dir>/gateway-keys)\n"
+              "  --mcp-allow-origin ORIGIN  an Origin allowed on /mcp besides loopback ones\n"
+              "                          (repeatable)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -137,8 +145,9 @@ typedef struct {
         HttpServerConfig hc;
         LogFormat log_format;
         LogLevel log_level;
-        char **blocked; /* --blocked-cidr values (borrows argv) */
-        char **pools;   /* --pool values (borrows argv) */
+        char **blocked;     /* --blocked-cidr values (borrows argv) */
+        char **pools;       /* --pool values (borrows argv) */
+        char **mcp_origins; /* --mcp-allow-origin values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -146,6 +155,10 @@ typedef struct {
         HttpServer *srv;
         Cluster *cluster;
         GwServer *gateway;
+        GwAuthMode gateway_auth; /* GW_AUTH_KEYS unless --gateway-auth none */
+        const char *gateway_key_file;
+        GwAuth *gw_auth;
+        K8sClient *gw_k8s;
 } Daemon;
 
 enum {
@@ -153,6 +166,9 @@ enum {
         OPT_SOCKET,
         OPT_LISTEN,
         OPT_GATEWAY_LISTEN,
+        OPT_GATEWAY_AUTH,
+        OPT_GATEWAY_KEY_FILE,
+        OPT_MCP_ALLOW_ORIGIN,
         OPT_TOKEN_FILE,
         OPT_STATE_DIR,
         OPT_TEMPLATES_DIR,
@@ -188,6 +204,8 @@ static const struct option options[] = {
         {"socket", required_argument, NULL, OPT_SOCKET},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
+        {"gateway-auth", required_argument, NULL, OPT_GATEWAY_AUTH},
+        {"gateway-key-file", required_argument, NULL, OPT_GATEWAY_KEY_FILE},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
@@ -200,6 +218,7 @@ static const struct option options[] = {
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
         {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
+        {"mcp-allow-origin", required_argument, NULL, OPT_MCP_ALLOW_ORIGIN},
         {"dns", required_argument, NULL, OPT_DNS},
         {"net-table", required_argument, NULL, OPT_NET_TABLE},
         {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -224,7 +243,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0, npools = 0;
+        size_t nblocked = 0, npools = 0, norigins = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -239,6 +258,17 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_GATEWAY_LISTEN:
                         d->gateway_listen = optarg;
+                        break;
+                case OPT_GATEWAY_AUTH:
+                        if (gw_auth_parse_mode(optarg, &d->gateway_auth) < 0) {
+                                fprintf(stderr,
+                                        "sandpit-agent: bad --gateway-auth %s (keys or none)\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_GATEWAY_KEY_FILE:
+                        d->gateway_key_file = optarg;
                         break;
                 case OPT_TOKEN_FILE:
                         d->token_file = optarg;
@@ -290,6 +320,9 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_BLOCKED_CIDR:
                         d->blocked[nblocked++] = optarg;
+                        break;
+                case OPT_MCP_ALLOW_ORIGIN:
+                        d->mcp_origins[norigins++] = optarg;
                         break;
                 case OPT_DNS:
                         cfg->net.dns = optarg;
@@ -555,6 +588,38 @@ static void undo_cluster(Daemon *d)
         cluster_stop(d->cluster);
 }
 
+/* Who may use the gateway (docs/auth.md): keys from <state-dir>/gateway-keys,
+ * or in cluster mode from the Secret sandpit-api-keys in --namespace, and
+ * Kubernetes tokens through a client of the gateway's own. */
+static int setup_gateway_auth(Daemon *d)
+{
+        GwAuthConfig ac = {.mode = d->gateway_auth};
+        cleanup_free char *keys = NULL;
+        if (!d->gateway_key_file && asprintf(&keys, "%s/gateway-keys", d->agent.cfg.state_dir) < 0)
+                return -ENOMEM;
+        ac.key_file = d->gateway_key_file ? d->gateway_key_file : keys;
+        if (cluster_args_enabled(&d->ca) && ac.mode == GW_AUTH_KEYS) {
+                char err[256] = "";
+                K8sConfig *kc = NULL;
+                int r = d->ca.in_cluster
+                                ? k8s_config_in_cluster(NULL, &kc, err, sizeof(err))
+                                : k8s_config_from_kubeconfig(d->ca.kubeconfig, d->ca.context, &kc,
+                                                             err, sizeof(err));
+                if (r == 0)
+                        r = k8s_client_new(kc, &d->gw_k8s);
+                if (r < 0)
+                        return log_error_errno(r, "gateway: no Kubernetes client: %s", err);
+                ac.k8s = d->gw_k8s;
+                ac.keys_secret_namespace = d->ca.namespace ? d->ca.namespace : "sandpit-system";
+                ac.keys_secret_name = "sandpit-api-keys";
+        }
+        if (ac.mode == GW_AUTH_NONE)
+                log_warning("gateway: --gateway-auth none: any API key is taken and every caller "
+                            "sees every sandbox; keep it on loopback");
+        int r = gw_auth_new(&ac, 10000, &d->gw_auth);
+        return r < 0 ? log_error_errno(r, "cannot set up the gateway's authentication") : 0;
+}
+
 /* The gateway in local mode: E2B's API over this agent's own socket. */
 static int setup_gateway(Daemon *d)
 {
@@ -567,8 +632,14 @@ static int setup_gateway(Daemon *d)
                 return -ENOMEM;
         GwConfig gc = {.listen = d->gateway_listen,
                        .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL},
-                       .token_file = tokens};
-        int r = gw_backend_local_new(url, NULL, &gc.backend);
+                       .mcp_origins = (const char *const *) d->mcp_origins,
+                       .token_file = tokens,
+                       .authorize = gw_auth_authorize};
+        int r = setup_gateway_auth(d);
+        if (r < 0)
+                return r;
+        gc.authorize_userdata = d->gw_auth;
+        r = gw_backend_local_new(url, NULL, &gc.backend);
         if (r < 0)
                 return log_error_errno(r, "cannot make the gateway's backend");
         r = gw_server_start(&gc, &d->gateway);
@@ -582,6 +653,8 @@ static int setup_gateway(Daemon *d)
 static void undo_gateway(Daemon *d)
 {
         gw_server_free(d->gateway);
+        gw_auth_free(d->gw_auth);
+        k8s_client_free(d->gw_k8s);
 }
 
 typedef struct {
@@ -620,6 +693,7 @@ static void daemon_free(Daemon *d)
         }
         free(d->blocked);
         free(d->pools);
+        free(d->mcp_origins);
 }
 
 int main(int argc, char **argv)
@@ -637,8 +711,9 @@ int main(int argc, char **argv)
                               .net.table = "sandpit"},
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
                 .pools = calloc((size_t) argc + 1, sizeof(char *)),
+                .mcp_origins = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked || !d.pools) {
+        if (!d.blocked || !d.pools || !d.mcp_origins) {
                 daemon_free(&d);
                 return 1;
         }

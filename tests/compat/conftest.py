@@ -74,6 +74,23 @@ def refresh_gateway_port(a, timeout=10):
     raise RuntimeError("the agent did not say which port its gateway serves")
 
 
+CLI_BIN = REPO / "build" / "bin" / "sandpit"
+
+
+def keys_cli(a, *args):
+    """`sandpit keys ARGS` on agent a's key file; the CompletedProcess."""
+    return subprocess.run([str(CLI_BIN), "keys", "--state-dir", str(a.state_dir), *args],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def make_key(a, namespace, name=None):
+    """A new API key for namespace on agent a (printed once by the CLI)."""
+    r = keys_cli(a, "create", "--namespace", namespace, *(["--name", name] if name else []))
+    if r.returncode != 0:
+        raise RuntimeError(f"sandpit keys create failed ({r.returncode}): {r.stderr}")
+    return r.stdout.strip()
+
+
 @pytest.fixture(scope="session")
 def agent(templates_dir):
     """The session's agent, serving the gateway on a port of its choosing."""
@@ -82,6 +99,9 @@ def agent(templates_dir):
     a = start_agent("compat", templates_dir, extra_args=["--gateway-listen", "127.0.0.1:0"])
     try:
         refresh_gateway_port(a)
+        # The gateway takes API keys only (--gateway-auth keys, the default):
+        # the suite's own, made as a user would.
+        a.api_key = make_key(a, "compat")
     except RuntimeError as e:
         stop_agent(a)
         pytest.fail(str(e), pytrace=False)
@@ -95,10 +115,12 @@ def sdk(request, sdk_dirs, agent):
     d = sdk_dirs[request.param]
     url = f"http://127.0.0.1:{agent.gateway_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_API_URL=url, E2B_SANDBOX_URL=url)
+    env.update(E2B_API_KEY=agent.api_key, E2B_API_URL=url, E2B_SANDBOX_URL=url)
 
-    def run(script, *args, timeout=180):
-        r = subprocess.run(["node", script, *args], cwd=str(d), env=env, capture_output=True, text=True,
+    def run(script, *args, timeout=180, key=None):
+        """Runs script; key (optional) replaces the suite's API key."""
+        e = dict(env, E2B_API_KEY=key) if key is not None else env
+        r = subprocess.run(["node", script, *args], cwd=str(d), env=e, capture_output=True, text=True,
                            timeout=timeout, stdin=subprocess.DEVNULL)
         outs = []
         for l in r.stdout.splitlines():

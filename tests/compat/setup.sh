@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the E2B SDKs the compatibility tests drive, at pinned versions, into
+# Installs the E2B SDKs and the MCP SDK the compatibility tests drive, at pinned versions, into
 # $SANDPIT_COMPAT_DIR (default /var/cache/sandpit/compat), one folder a release
 # line: <dir>/<line>/node_modules. Idempotent: a line whose package.json
 # already pins these versions is left alone. npm's configured registry is used.
@@ -10,6 +10,7 @@ DIR="${SANDPIT_COMPAT_DIR:-/var/cache/sandpit/compat}"
 LINES=(
 	"v2.51|e2b@2.51.0 @e2b/code-interpreter@2.8.0"
 	"v2.39|e2b@2.39.0 @e2b/code-interpreter@2.7.2"
+	"mcp|@modelcontextprotocol/sdk@1.32.2"
 )
 
 if ! command -v npm >/dev/null 2>&1; then
@@ -21,7 +22,7 @@ for entry in "${LINES[@]}"; do
 	pkgs=${entry#*|}
 	dest="$DIR/$line"
 	stamp="$dest/.installed"
-	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pkgs" ] && [ -d "$dest/node_modules/e2b" ]; then
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pkgs" ] && [ -d "$dest/node_modules" ]; then
 		continue
 	fi
 	echo "sandpit: installing $pkgs into $dest" >&2

@@ -11,7 +11,12 @@ from conftest import refresh_gateway_port
 
 pytestmark = pytest.mark.slow
 
-KEY = {"X-API-KEY": "compat-test-key"}
+KEY = {}  # the suite's API key, set by use_the_suites_key
+
+
+@pytest.fixture(autouse=True)
+def use_the_suites_key(agent):
+    KEY["X-API-KEY"] = agent.api_key
 
 
 def envd(sid, token=None, port=49983, **extra):

@@ -77,6 +77,8 @@ def test_renders_every_part():
         ("Secret", "t-sandpit-agent-token"),
         ("ClusterRole", "t-sandpit-operator"), ("ClusterRoleBinding", "t-sandpit-operator"),
         ("Role", "t-sandpit-leases"), ("RoleBinding", "t-sandpit-leases"),
+        ("ClusterRole", "t-sandpit-gateway-auth"), ("ClusterRoleBinding", "t-sandpit-gateway-auth"),
+        ("Role", "t-sandpit-api-keys"), ("RoleBinding", "t-sandpit-api-keys"),
         ("Deployment", "t-sandpit-operator"), ("DaemonSet", "t-sandpit-agent"),
     ]), kinds
     # the chart's CRDs are the repository's (charts/sandpit/crds links to crds/)
@@ -133,6 +135,17 @@ def test_rbac_grants_what_the_operator_and_agent_use():
         assert allowed(lease_rules, "coordination.k8s.io", "leases", v), v
     subjects = {s["name"] for s in find(docs, "RoleBinding", "leases")["subjects"]}
     assert subjects == {"t-sandpit-operator", "t-sandpit-agent"}
+    # the gateway's authentication (docs/auth.md): reviews, and the one Secret of API keys
+    auth_rules = find(docs, "ClusterRole", "gateway-auth")["rules"]
+    assert allowed(auth_rules, "authentication.k8s.io", "tokenreviews", "create")
+    assert allowed(auth_rules, "authorization.k8s.io", "subjectaccessreviews", "create")
+    key_rules = find(docs, "Role", "api-keys")["rules"]
+    for v in ("get", "list", "watch"):
+        assert allowed(key_rules, "", "secrets", v), v
+    assert all(r.get("resourceNames") == ["sandpit-api-keys"] for r in key_rules)
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        name = "gateway-auth" if kind == "ClusterRoleBinding" else "api-keys"
+        assert {s["name"] for s in find(docs, kind, name)["subjects"]} == subjects
 
 
 def test_gateway_off_by_default_and_on_every_replica():

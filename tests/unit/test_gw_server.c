@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
 
 #include "../../gateway/src/gateway.h"
+#include "../../gateway/src/mcp.h"
 #include "sandpit/http-server.h"
 #include "sandpit/macro.h"
 
@@ -108,7 +111,18 @@ typedef struct {
         long status;
         char body[8192];
         size_t len;
+        char session[64]; /* Mcp-Session-Id */
 } Reply;
+
+static size_t on_header(char *data, size_t size, size_t n, void *userdata)
+{
+        Reply *r = userdata;
+        size_t len = size * n;
+        if (len > 16 && strncasecmp(data, "Mcp-Session-Id: ", 16) == 0)
+                snprintf(r->session, sizeof(r->session), "%.*s", (int) strcspn(data + 16, "\r\n"),
+                         data + 16);
+        return len;
+}
 
 static size_t on_body(char *data, size_t size, size_t n, void *userdata)
 {
@@ -139,6 +153,8 @@ static Reply call(const char *method, const char *path, const char *const *heade
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
         if (body) {
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -170,7 +186,8 @@ static int setup(void **state)
                 return -1;
         char url[64];
         snprintf(url, sizeof(url), "http://127.0.0.1:%u", http_server_tcp_port(t.agent));
-        GwConfig gc = {.listen = "127.0.0.1:0"};
+        static const char *const origins[] = {"https://app.example", NULL};
+        GwConfig gc = {.listen = "127.0.0.1:0", .mcp_origins = origins};
         if (gw_backend_local_new(url, TOKEN, &gc.backend) < 0 || gw_server_start(&gc, &t.gw) < 0)
                 return -1;
         snprintf(t.gw_url, sizeof(t.gw_url), "http://127.0.0.1:%u", gw_server_port(t.gw));
@@ -431,6 +448,94 @@ static void test_agent_ids_and_backend_tokens(void **state)
         snprintf(t.gw_url, sizeof(t.gw_url), "%s", saved);
 }
 
+/* MCP at /mcp: Origin, the session header, a tool through the backend. */
+static void test_mcp(void **state)
+{
+        (void) state;
+        pthread_mutex_lock(&t.lock);
+        t.gone = false; /* test_kill deleted it */
+        pthread_mutex_unlock(&t.lock);
+        static const char init[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+                                   "\"params\":{\"protocolVersion\":\"2025-11-25\"}}";
+        const char *evil[] = {"Content-Type: application/json", "Origin: https://evil.example",
+                              NULL};
+        Reply r = call("POST", "/mcp", evil, init, strlen(init));
+        assert_int_equal(r.status, 403);
+        const char *ok[] = {"Content-Type: application/json", "Origin: https://app.example",
+                            "Accept: application/json, text/event-stream", NULL};
+        r = call("POST", "/mcp", ok, init, strlen(init));
+        assert_int_equal(r.status, 200);
+        assert_int_equal(strlen(r.session), MCP_SESSION_ID_LEN);
+        char sid[96];
+        snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", r.session);
+        const char *in[] = {"Content-Type: application/json",
+                            "Accept: application/json, text/event-stream", sid, NULL};
+        calls();
+        static const char create[] =
+                "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{"
+                "\"name\":\"create_sandbox\",\"arguments\":{\"metadata\":{\"u\":\"1\"}}}}";
+        r = call("POST", "/mcp", in, create, strlen(create));
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "event: message\ndata: {"));
+        if (!strstr(r.body, "\"sandbox_id\":\"" ID "\""))
+                fail_msg("no sandbox in %s", r.body);
+        assert_string_equal(calls(), "POST /v1/sandboxes;");
+        assert_non_null(strstr(t.last_body, "\"labels\":{\"u\":\"1\"}"));
+        /* DELETE ends the session; it made no sandbox of its own to delete. */
+        r = call("DELETE", "/mcp", in, NULL, 0);
+        assert_int_equal(r.status, 204);
+        assert_string_equal(calls(), "");
+        static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}";
+        r = call("POST", "/mcp", in, ping, strlen(ping));
+        assert_int_equal(r.status, 404);
+}
+
+/* An HTTP session unused for its idle time ends at the next request to
+ * /mcp, and its sandbox with it. */
+static void test_mcp_idle(void **state)
+{
+        (void) state;
+        pthread_mutex_lock(&t.lock);
+        t.gone = false;
+        pthread_mutex_unlock(&t.lock);
+        char agent_url[64], saved[64];
+        snprintf(agent_url, sizeof(agent_url), "http://127.0.0.1:%u",
+                 http_server_tcp_port(t.agent));
+        GwConfig gc = {.listen = "127.0.0.1:0", .mcp_idle_s = 1};
+        GwServer *gw = NULL;
+        assert_int_equal(gw_backend_local_new(agent_url, TOKEN, &gc.backend), 0);
+        assert_int_equal(gw_server_start(&gc, &gw), 0);
+        snprintf(saved, sizeof(saved), "%s", t.gw_url);
+        snprintf(t.gw_url, sizeof(t.gw_url), "http://127.0.0.1:%u", gw_server_port(gw));
+        static const char init[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+                                   "\"params\":{\"protocolVersion\":\"2025-11-25\"}}";
+        const char *json[] = {"Content-Type: application/json", NULL};
+        Reply r = call("POST", "/mcp", json, init, strlen(init));
+        assert_int_equal(r.status, 200);
+        char sid[96];
+        snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", r.session);
+        const char *in[] = {"Content-Type: application/json", sid, NULL};
+        static const char metrics[] = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\","
+                                      "\"params\":{\"name\":\"get_metrics\"}}";
+        calls();
+        r = call("POST", "/mcp", in, metrics, strlen(metrics));
+        assert_int_equal(r.status, 200); /* JSON: no text/event-stream in Accept */
+        assert_non_null(strstr(calls(), "POST /v1/sandboxes;"));
+        /* Other requests come (no session: 400) until the idle one is reaped. */
+        static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}";
+        bool deleted = false;
+        for (int i = 0; i < 400 && !deleted; i++) {
+                assert_int_equal(call("POST", "/mcp", json, ping, strlen(ping)).status, 400);
+                deleted = strstr(calls(), "DELETE /v1/sandboxes/" ID ";") != NULL;
+                if (!deleted)
+                        usleep(50 * 1000);
+        }
+        assert_true(deleted);
+        assert_int_equal(call("POST", "/mcp", in, ping, strlen(ping)).status, 404);
+        gw_server_free(gw);
+        snprintf(t.gw_url, sizeof(t.gw_url), "%s", saved);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -439,6 +544,8 @@ int main(void)
                 cmocka_unit_test(test_execute_and_files),
                 cmocka_unit_test(test_kill),
                 cmocka_unit_test(test_agent_ids_and_backend_tokens),
+                cmocka_unit_test(test_mcp),
+                cmocka_unit_test(test_mcp_idle),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

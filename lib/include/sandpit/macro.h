@@ -6,8 +6,10 @@
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -90,3 +92,8 @@ static inline int negative_errno(void)
 }
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
+/* streq() for strings that may be NULL (equal only to NULL). */
+static inline bool streq_ptr(const char *a, const char *b)
+{
+        return a && b ? strcmp(a, b) == 0 : a == b;
+}
