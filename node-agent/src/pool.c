@@ -31,7 +31,8 @@
 #define POOL_IDLE_CHECK_MS 5000 /* a dead pooled sandbox is noticed within this */
 #define POOL_RETRY_S       5u
 #define POOL_MAX_SIZE      1000
-#define POOL_SWEEP_ROUNDS  120 /* shutdown waits up to this many seconds */
+#define POOL_SWEEP_ROUNDS  120 /* shutdown waits about this many seconds at most */
+#define POOL_SWEEP_TRIES   3   /* a failed teardown is tried this often at shutdown */
 
 typedef struct Pool {
         struct Pool *next;
@@ -409,23 +410,40 @@ int pools_start(Agent *a, double capacity_cpu, uint64_t capacity_memory)
  * the sweep looked. */
 static void pools_sweep(Agent *a)
 {
+        unsigned failed_rounds = 0, removed = 0;
         for (unsigned round = 0; round < POOL_SWEEP_ROUNDS; round++) {
                 Census c;
                 if (census_take(a, &c) < 0)
                         return;
-                bool busy = c.busy;
-                for (size_t i = 0; i < c.n; i++)
-                        if (c.v[i].state == SANDBOX_CREATING)
+                bool busy = c.busy, failed = false;
+                for (size_t i = 0; i < c.n; i++) {
+                        if (c.v[i].state == SANDBOX_CREATING) {
                                 busy = true;
-                        else if (sandbox_delete_pooled(a, c.v[i].name) < 0)
-                                log_sbx(LOG_LEVEL_WARNING, c.v[i].name, 0,
-                                        "warm pool: a waiting sandbox is left to the next start");
+                                continue;
+                        }
+                        int r = sandbox_delete_pooled(a, c.v[i].name);
+                        if (r == 0) {
+                                removed++;
+                        } else if (r == -ENOENT) {
+                                busy = true; /* being made or removed since the census */
+                        } else if (failed_rounds + 1 < POOL_SWEEP_TRIES) {
+                                failed = true; /* teardown failed: tried again */
+                        } else {
+                                log_sbx(LOG_LEVEL_WARNING, c.v[i].name, r,
+                                        "warm pool: cannot remove a waiting sandbox; the next "
+                                        "start removes it");
+                        }
+                }
                 census_done(&c);
-                if (!busy)
+                failed_rounds += failed;
+                if (!busy && !failed) {
+                        if (removed)
+                                log_info("warm pools: removed %u waiting sandboxes", removed);
                         return;
+                }
                 (void) pthread_mutex_lock(&a->lock);
                 struct timespec end;
-                deadline_after_ms(&end, 1000);
+                deadline_after_ms(&end, failed ? 200 : 1000);
                 (void) pthread_cond_timedwait(&a->table_changed, &a->lock, &end);
                 (void) pthread_mutex_unlock(&a->lock);
         }
