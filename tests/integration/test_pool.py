@@ -111,6 +111,10 @@ def test_claim_takes_a_pooled_sandbox_and_the_pool_refills(pool_agent):
     assert pa.c.sh(sbx["id"], "hostname").strip() == sbx["id"]
     assert pa.c.list_ids() == [sbx["id"]]
     assert pa.c.get(f"/v1/sandboxes/{name}").status == 404
+    for what in ("/proc/self/mountinfo", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/cgroup",
+                 "/etc/hosts", "/etc/hostname"):
+        seen = pa.c.sh(sbx["id"], f"cat {what} 2>/dev/null; true")
+        assert name not in seen, f"{what} names the pooled sandbox {name}: {seen!r}"
     # The pool makes a new one in the background.
     refilled = pa.wait_ready(2)["sandboxes"]
     assert name not in refilled and pa.metric("sandpit_pool_made_total") >= 3
