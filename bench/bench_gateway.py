@@ -4,7 +4,10 @@
 `sandpit-agent --gateway-listen`, beside the native API measured in the same
 run on the same agent:
   - Sandbox.create() -> runCode('1+1') -> kill(), wall time in node, beside the
-    native POST /v1/sandboxes -> POST .../code -> DELETE over the unix socket;
+    native POST /v1/sandboxes -> POST .../code -> DELETE over the unix socket,
+    and the same SDK rounds served by a warm pool of the default template and
+    the agent's default shape (the SDK sends no cpu or memory), each round
+    starting with the pool full and settled;
   - commands.run('true') round trip, beside the native exec of `/bin/sh -c true`
     (the SDK runs `/bin/bash -l -c true`, a login shell: the command itself costs
     more, so the third row runs that same command natively);
@@ -75,6 +78,50 @@ def gateway_list(port, headers, n):
     return out
 
 
+POOL = "sdk"
+
+
+def pool_settled(agent, claims, timeout=120):
+    """Waits for the pool to hold its one ready sandbox with nothing in flight
+    after `claims` claims; answers its view."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st, p = agent.call("GET", "/v1/pools/" + POOL)
+        assert st == 200, p
+        if p["claims"] >= claims and p["ready"] == p["size"] and p["creating"] == 0:
+            return p
+        time.sleep(0.01)
+    raise RuntimeError("the warm pool did not settle: %s" % p)
+
+
+def sdk_pooled(agent, work, env, runs):
+    """The SDK rounds with a warm pool; each must claim (the pool's counter)."""
+    st, p = agent.call("PUT", "/v1/pools/" + POOL, {"template": "default", "size": 1})
+    assert st == 200, p
+    proc = subprocess.Popen(["node", "bench_sdk.mjs", str(runs), "stepped"], cwd=work, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        claims = pool_settled(agent, 0)["claims"]
+        out = None
+        for i in range(runs + 2):
+            pool_settled(agent, claims + i)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line.startswith('{"round"'):
+                raise RuntimeError("node bench_sdk.mjs stepped failed:\n" + line + proc.stderr.read())
+        out = json.loads(proc.stdout.readline())
+        proc.wait(60)
+        st, p = agent.call("GET", "/v1/pools/" + POOL)
+        assert p["claims"] == claims + runs + 2, "a round did not claim a pooled sandbox: %s" % p
+        return out["e2e"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        agent.call("DELETE", "/v1/pools/" + POOL)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--templates-dir", required=True)
@@ -89,7 +136,8 @@ def main():
         print_rows([("E2B SDK rows", "n/a", "n/a", "the SDK could not be installed: %s" % r.stderr.strip()[-200:])])
         return 0
     port = free_port()
-    agent = Agent(args.templates_dir, extra=("--gateway-listen", "127.0.0.1:%d" % port))
+    # --capacity-cpu: room for the warm pool beside a cold create on a small node
+    agent = Agent(args.templates_dir, extra=("--gateway-listen", "127.0.0.1:%d" % port, "--capacity-cpu", "64"))
     rows = []
     work = os.path.join(agent.tmp, "sdk")
     os.mkdir(work)
@@ -130,6 +178,9 @@ def main():
         rows.append(("native: exec `/bin/bash -l -c true`", *fmt(bash), "the same command"))
         rows.append(("native: exec `/bin/sh -c true`", *fmt(sh), ""))
         keyed = gateway_list(port, {"X-API-KEY": key}, args.runs * 10)
+        pooled = sdk_pooled(agent, work, env, args.runs)
+        rows.insert(1, ("E2B SDK: the same, served by a warm pool (local gateway)", *fmt(pooled),
+                        "%.2fx without the pool" % (pct(pooled, 50) / pct(sdk["e2e"], 50))))
     finally:
         agent.stop()
     port = free_port()

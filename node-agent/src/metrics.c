@@ -20,8 +20,9 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-const double metrics_create_buckets[METRICS_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,
-                                                        2.5,  5,   10,   30,  60};
+const double metrics_create_buckets[METRICS_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, /* warm pool claims */
+        0.05,  0.1,    0.25,  0.5,  1,     2.5, 5, 10, 30, 60};
 
 static const char *const state_names[METRICS_STATES] = {
         [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running", [SANDBOX_EXITED] = "exited",

@@ -14,7 +14,7 @@
 
 #define METRICS_INTERVAL_MS 1000
 #define METRICS_RING_LEN    300 /* 5 minutes at 1 s */
-#define METRICS_BUCKETS     10
+#define METRICS_BUCKETS     15
 
 /* Upper bounds (seconds) of the create latency histogram; +Inf is implied. */
 extern const double metrics_create_buckets[METRICS_BUCKETS];

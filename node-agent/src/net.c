@@ -256,13 +256,17 @@ int net_check_policy(const NetManager *m, const NetPolicy *p, char *err, size_t 
         return 0;
 }
 
+/* In the sandbox's ctl tmpfs (rootfs.c, mounted before the network is set
+ * up): a bind's source shows in the sandbox's mountinfo relative to its
+ * filesystem, so "/resolv.conf" of that tmpfs, not a host path naming the
+ * sandbox (a pooled sandbox's internal name). */
 static int write_resolv(const char *dir, uint32_t dns, char **ret)
 {
         char ip[20], text[64];
         net_addr_format(dns, ip, sizeof(ip));
         int n = snprintf(text, sizeof(text), "nameserver %s\n", ip);
         char *path = NULL;
-        if (asprintf(&path, "%s/resolv.conf", dir) < 0)
+        if (asprintf(&path, "%s/ctl/resolv.conf", dir) < 0)
                 return -ENOMEM;
         int r = write_file_atomic(path, text, (size_t) n, 0644);
         if (r < 0) {

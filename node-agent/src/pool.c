@@ -31,6 +31,8 @@
 #define POOL_IDLE_CHECK_MS 5000 /* a dead pooled sandbox is noticed within this */
 #define POOL_RETRY_S       5u
 #define POOL_MAX_SIZE      1000
+#define POOL_SWEEP_ROUNDS  120 /* shutdown waits about this many seconds at most */
+#define POOL_SWEEP_TRIES   3   /* a failed teardown is tried this often at shutdown */
 
 typedef struct Pool {
         struct Pool *next;
@@ -101,6 +103,7 @@ typedef struct {
         size_t n, cap;
         double cpu;      /* every sandbox's, pooled ones too */
         uint64_t memory; /* " */
+        bool busy;       /* a pooled sandbox is being deleted */
 } Census;
 
 static void census_done(Census *c)
@@ -118,8 +121,10 @@ static void census_done(Census *c)
 static int census_one(const Sandbox *sb, void *userdata)
 {
         Census *c = userdata;
-        if (sb->state == SANDBOX_DELETING)
+        if (sb->state == SANDBOX_DELETING) {
+                c->busy = c->busy || sb->spec.pool;
                 return 0;
+        }
         c->cpu += sb->spec.cpu;
         c->memory += sb->spec.memory;
         if (!sb->spec.pool)
@@ -231,6 +236,12 @@ static void note_failure(Pools *ps, const char *name, int r, const char *err)
 /* Makes one pooled sandbox for pool v. */
 static void make_one(Agent *a, const PoolView *v)
 {
+        Pools *ps0 = a->pools;
+        (void) pthread_mutex_lock(&ps0->lock);
+        bool stopping = ps0->stopping;
+        (void) pthread_mutex_unlock(&ps0->lock);
+        if (stopping) /* shutdown began during the turn: nothing new */
+                return;
         cleanup_json json_object *req = json_object_new_object();
         if (!req)
                 return;
@@ -393,6 +404,53 @@ int pools_start(Agent *a, double capacity_cpu, uint64_t capacity_memory)
         return 0;
 }
 
+/* Nobody's sandboxes yet: removed at shutdown rather than left to the next
+ * start. A pooled sandbox still being made or removed by any thread is
+ * waited for (the table's condition) and then swept, so none is made after
+ * the sweep looked. */
+static void pools_sweep(Agent *a)
+{
+        unsigned failed_rounds = 0, removed = 0;
+        for (unsigned round = 0; round < POOL_SWEEP_ROUNDS; round++) {
+                Census c;
+                if (census_take(a, &c) < 0)
+                        return;
+                bool busy = c.busy, failed = false;
+                for (size_t i = 0; i < c.n; i++) {
+                        if (c.v[i].state == SANDBOX_CREATING) {
+                                busy = true;
+                                continue;
+                        }
+                        int r = sandbox_delete_pooled(a, c.v[i].name);
+                        if (r == 0) {
+                                removed++;
+                        } else if (r == -ENOENT) {
+                                busy = true; /* being made or removed since the census */
+                        } else if (failed_rounds + 1 < POOL_SWEEP_TRIES) {
+                                failed = true; /* teardown failed: tried again */
+                        } else {
+                                log_sbx(LOG_LEVEL_WARNING, c.v[i].name, r,
+                                        "warm pool: cannot remove a waiting sandbox; the next "
+                                        "start removes it");
+                        }
+                }
+                census_done(&c);
+                failed_rounds += failed;
+                if (!busy && !failed) {
+                        if (removed)
+                                log_info("warm pools: removed %u waiting sandboxes", removed);
+                        return;
+                }
+                (void) pthread_mutex_lock(&a->lock);
+                struct timespec end;
+                deadline_after_ms(&end, failed ? 200 : 1000);
+                (void) pthread_cond_timedwait(&a->table_changed, &a->lock, &end);
+                (void) pthread_mutex_unlock(&a->lock);
+        }
+        log_warning(
+                "warm pool: pooled sandboxes still busy at shutdown; the next start removes them");
+}
+
 void pools_stop(Agent *a)
 {
         Pools *ps = a->pools;
@@ -402,15 +460,11 @@ void pools_stop(Agent *a)
         ps->stopping = true;
         (void) pthread_cond_signal(&ps->cond);
         (void) pthread_mutex_unlock(&ps->lock);
+        /* The refill in flight (a `runc run` cannot be cut short) finishes
+         * first: joined, so the sweep sees what it made. */
         if (ps->started)
                 (void) pthread_join(ps->thread, NULL);
-        /* Nobody's sandboxes yet: removed now rather than left to the next start. */
-        Census c;
-        if (census_take(a, &c) == 0) {
-                for (size_t i = 0; i < c.n; i++)
-                        (void) sandbox_delete_pooled(a, c.v[i].name);
-                census_done(&c);
-        }
+        pools_sweep(a);
         a->pools = NULL;
         while (ps->list) {
                 Pool *p = ps->list;

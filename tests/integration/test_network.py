@@ -363,8 +363,16 @@ def test_pool_claim_gets_the_callers_policy(lab, net):
     assert r.status == 200, r
     try:
         wait_for(lambda: net.get("/v1/pools/netpool").json()["ready"] == 1, 60, what="the pool ready")
+        [name] = net.get("/v1/pools/netpool").json()["sandboxes"]
         sb = create(net, **shape, network={"egress": "allowlist", "allow": [{"cidr": f"{OUTSIDE}/32", "ports": [7001]}]})
         assert net.get("/v1/pools/netpool").json()["claims"] == 1
+        # Nothing inside tells the sandbox its internal name (the resolv.conf
+        # bind under --dns, the code sockets' bind, the overlay's options).
+        assert name != sb["id"] and name in lab.agent.sandbox_dirs()
+        seen = {path: net.sh(sb["id"], f"cat {path}") for path in ("/proc/self/mountinfo", "/proc/self/mounts")}
+        assert "nameserver" in net.sh(sb["id"], "cat /etc/resolv.conf")
+        for path, text in seen.items():
+            assert name not in text, f"{path} names the pooled sandbox {name}:\n{text}"
         assert sb["network"]["egress"] == "allowlist" and sb["network"]["ip"].startswith("198.18.64."), sb
         assert probe(net, sb["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002", f"tcp:{NODE}:7001") == {
             f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False, f"tcp:{NODE}:7001": False}

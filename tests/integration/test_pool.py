@@ -111,6 +111,10 @@ def test_claim_takes_a_pooled_sandbox_and_the_pool_refills(pool_agent):
     assert pa.c.sh(sbx["id"], "hostname").strip() == sbx["id"]
     assert pa.c.list_ids() == [sbx["id"]]
     assert pa.c.get(f"/v1/sandboxes/{name}").status == 404
+    for what in ("/proc/self/mountinfo", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/cgroup",
+                 "/etc/hosts", "/etc/hostname"):
+        seen = pa.c.sh(sbx["id"], f"cat {what} 2>/dev/null; true")
+        assert name not in seen, f"{what} names the pooled sandbox {name}: {seen!r}"
     # The pool makes a new one in the background.
     refilled = pa.wait_ready(2)["sandboxes"]
     assert name not in refilled and pa.metric("sandpit_pool_made_total") >= 3
@@ -229,6 +233,20 @@ def test_restart_removes_pooled_and_readopts_claimed(pool_agent):
     pa.wait_ready(2)
     assert pa.a.signal_and_wait(signal.SIGTERM) == 0
     assert pa.a.leftovers(zombies=False) == []
+    wait_for(lambda: pa.a.leftovers() == [], 10, what="the killed processes reaped")
+    pa.a.start()
+
+
+def test_stop_during_a_refill_leaves_nothing(pool_agent):
+    """SIGTERM while the refill thread is making a pooled sandbox: shutdown
+    waits for that create, then sweeps it with the rest. A pool larger than
+    will ever fill in the test keeps a create in flight at every moment."""
+    pa = pool_agent("host:cpu=250m,memory=128Mi,name=warm=40")
+    wait_for(lambda: (p := pa.pool())["ready"] >= 2 and p["creating"] >= 1 and p, 60,
+             what="two ready and a refill in flight")
+    assert pa.a.signal_and_wait(signal.SIGTERM) == 0
+    assert pa.a.leftovers(zombies=False) == []
+    assert pa.a.sandbox_dirs() == [] and pa.a.runc_ids() == []
     wait_for(lambda: pa.a.leftovers() == [], 10, what="the killed processes reaped")
     pa.a.start()
 

@@ -23,11 +23,12 @@ static void test_prometheus_format(void **state)
         n.create_failures = 2;
         n.execs = 42;
         prom_histogram_init(&n.create, metrics_create_buckets, METRICS_BUCKETS);
-        n.create.buckets[0] = 1; /* <= 0.05 */
-        n.create.buckets[2] = 4; /* <= 0.25 */
-        n.create.buckets[5] = 2; /* <= 2.5 */
-        n.create.count = 7;
-        n.create.sum = 1.5;
+        n.create.buckets[1] = 3;  /* <= 0.0025: warm pool claims */
+        n.create.buckets[5] = 1;  /* <= 0.05 */
+        n.create.buckets[7] = 4;  /* <= 0.25 */
+        n.create.buckets[10] = 2; /* <= 2.5 */
+        n.create.count = 10;
+        n.create.sum = 1.506;
         char *text = NULL;
         size_t len = 0;
         assert_int_equal(metrics_format_prometheus(&n, &text, &len), 0);
@@ -44,16 +45,21 @@ static void test_prometheus_format(void **state)
                 "# TYPE sandpit_sandbox_create_failures_total counter\n"
                 "sandpit_sandbox_create_failures_total 2\n",
                 "# TYPE sandpit_sandbox_create_duration_seconds histogram\n",
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.05\"} 1\n"
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.1\"} 1\n"
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.25\"} 5\n"
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.5\"} 5\n"
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"1\"} 5\n"
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"2.5\"} 7\n",
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"60\"} 7\n"
-                "sandpit_sandbox_create_duration_seconds_bucket{le=\"+Inf\"} 7\n"
-                "sandpit_sandbox_create_duration_seconds_sum 1.500000\n"
-                "sandpit_sandbox_create_duration_seconds_count 7\n",
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.001\"} 0\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.0025\"} 3\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.005\"} 3\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.01\"} 3\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.025\"} 3\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.05\"} 4\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.1\"} 4\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.25\"} 8\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"0.5\"} 8\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"1\"} 8\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"2.5\"} 10\n",
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"60\"} 10\n"
+                "sandpit_sandbox_create_duration_seconds_bucket{le=\"+Inf\"} 10\n"
+                "sandpit_sandbox_create_duration_seconds_sum 1.506000\n"
+                "sandpit_sandbox_create_duration_seconds_count 10\n",
                 "# TYPE sandpit_exec_total counter\nsandpit_exec_total 42\n",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
