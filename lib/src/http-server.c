@@ -29,6 +29,7 @@ struct HttpServer {
         struct MHD_Daemon *tcp_daemon;
         char *unix_path;
         char *token;
+        char *tls_cert, *tls_key; /* PEM; NULL: plain HTTP on TCP */
         bool tcp_open;
         size_t max_body;
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
@@ -665,14 +666,41 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 
 static struct MHD_Daemon *start_daemon(HttpServer *s, int fd, bool tcp)
 {
-        /* The unix socket is for local, trusted callers: no timeouts. */
-        return MHD_start_daemon(
-                mhd_flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-                tcp ? notify_connection : NULL, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                tcp ? s->header_timeout_s : 0u, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE, (size_t) 512 * 1024,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        bool tls = tcp && s->tls_cert;
+        /* The unix socket is for local, trusted callers: no timeouts. The
+         * key and certificate options come last, so that without TLS they are
+         * past MHD_OPTION_END. */
+        return MHD_start_daemon(mhd_flags | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL, access_handler,
+                                s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+                                request_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+                                tcp ? notify_connection : NULL, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                                tcp ? s->header_timeout_s : 0u, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE,
+                                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                                tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
+                                MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);
+}
+
+/* The certificate and key of cfg, read into s; -EINVAL for one without the
+ * other, -EOPNOTSUPP when libmicrohttpd was built without TLS. */
+static int load_tls(HttpServer *s, const HttpServerConfig *cfg)
+{
+        if (!cfg->tls_cert_file && !cfg->tls_key_file)
+                return 0;
+        if (!cfg->tls_cert_file || !cfg->tls_key_file || !cfg->tcp_listen)
+                return -EINVAL;
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+                return -EOPNOTSUPP;
+        size_t len = 0;
+        int r = read_file(cfg->tls_cert_file, (size_t) 1 << 20, &s->tls_cert, &len);
+        if (r < 0) {
+                log_error_errno(r, "cannot read the TLS certificate %s", cfg->tls_cert_file);
+                return r;
+        }
+        r = read_file(cfg->tls_key_file, (size_t) 1 << 20, &s->tls_key, &len);
+        if (r < 0)
+                log_error_errno(r, "cannot read the TLS key %s", cfg->tls_key_file);
+        return r;
 }
 
 static int listen_unix(const char *path)
@@ -744,6 +772,8 @@ int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *us
         s->tcp_open = cfg->tcp_open;
         if (cfg->token && !(s->token = strdup(cfg->token)))
                 r = -ENOMEM;
+        if (r == 0)
+                r = load_tls(s, cfg);
         if (r == 0 && cfg->unix_path) {
                 int fd = listen_unix(cfg->unix_path);
                 if (fd < 0)
@@ -801,5 +831,9 @@ void http_server_free(HttpServer *s)
         if (s->token)
                 explicit_bzero(s->token, strlen(s->token));
         free(s->token);
+        if (s->tls_key)
+                explicit_bzero(s->tls_key, strlen(s->tls_key));
+        free(s->tls_key);
+        free(s->tls_cert);
         free(s);
 }

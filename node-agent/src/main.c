@@ -57,6 +57,10 @@ static void usage(FILE *f)
               "  --gateway-listen ADDR:PORT\n"
               "                          serve E2B's API (the gateway, docs/gateway.md) for\n"
               "                          this agent's sandboxes\n"
+              "  --gateway-domain DOMAIN route <port>-<id>.DOMAIN host names to sandboxes\n"
+              "                          (the SDK's E2B_DOMAIN mode)\n"
+              "  --gateway-tls-cert FILE, --gateway-tls-key FILE\n"
+              "                          serve the gateway over TLS (PEM files)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --init PATH             sandpit-init binary (default: next to this binary)\n"
@@ -125,6 +129,7 @@ typedef struct {
         Agent agent;
         /* Options */
         const char *socket_path, *listen_addr, *token_file, *gateway_listen;
+        const char *gateway_domain, *gateway_tls_cert, *gateway_tls_key;
         bool standalone;
         ClusterArgs ca;
         HttpServerConfig hc;
@@ -145,6 +150,9 @@ enum {
         OPT_SOCKET,
         OPT_LISTEN,
         OPT_GATEWAY_LISTEN,
+        OPT_GATEWAY_DOMAIN,
+        OPT_GATEWAY_TLS_CERT,
+        OPT_GATEWAY_TLS_KEY,
         OPT_TOKEN_FILE,
         OPT_STATE_DIR,
         OPT_TEMPLATES_DIR,
@@ -179,6 +187,9 @@ static const struct option options[] = {
         {"socket", required_argument, NULL, OPT_SOCKET},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
+        {"gateway-domain", required_argument, NULL, OPT_GATEWAY_DOMAIN},
+        {"gateway-tls-cert", required_argument, NULL, OPT_GATEWAY_TLS_CERT},
+        {"gateway-tls-key", required_argument, NULL, OPT_GATEWAY_TLS_KEY},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
@@ -229,6 +240,15 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_GATEWAY_LISTEN:
                         d->gateway_listen = optarg;
+                        break;
+                case OPT_GATEWAY_DOMAIN:
+                        d->gateway_domain = optarg;
+                        break;
+                case OPT_GATEWAY_TLS_CERT:
+                        d->gateway_tls_cert = optarg;
+                        break;
+                case OPT_GATEWAY_TLS_KEY:
+                        d->gateway_tls_key = optarg;
                         break;
                 case OPT_TOKEN_FILE:
                         d->token_file = optarg;
@@ -335,6 +355,16 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         usage(stderr);
                         return 2;
                 }
+        }
+        if (!d->gateway_listen &&
+            (d->gateway_domain || d->gateway_tls_cert || d->gateway_tls_key)) {
+                fprintf(stderr, "sandpit-agent: the --gateway-* flags need --gateway-listen\n");
+                return 2;
+        }
+        if (!d->gateway_tls_cert != !d->gateway_tls_key) {
+                fprintf(stderr,
+                        "sandpit-agent: give both --gateway-tls-cert and --gateway-tls-key\n");
+                return 2;
         }
         if (optind < argc) {
                 fprintf(stderr, "sandpit-agent: unexpected argument\n");
@@ -499,7 +529,10 @@ static int setup_gateway(Daemon *d)
         if (asprintf(&tokens, "%s/gateway-tokens", d->agent.cfg.state_dir) < 0)
                 return -ENOMEM;
         GwConfig gc = {.listen = d->gateway_listen,
-                       .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL},
+                       .tls_cert_file = d->gateway_tls_cert,
+                       .tls_key_file = d->gateway_tls_key,
+                       .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL,
+                               .domain = d->gateway_domain},
                        .token_file = tokens};
         int r = gw_backend_local_new(url, NULL, &gc.backend);
         if (r < 0)
