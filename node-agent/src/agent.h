@@ -47,7 +47,8 @@ typedef struct {
         char *user;
         json_object *labels; /* object of strings; owned */
         uint64_t timeout_s;
-        NetPolicy network; /* egress policy; changed live by the network route */
+        bool timeout_pause; /* on_timeout "pause": paused at the deadline, not deleted */
+        NetPolicy network;  /* egress policy; changed live by the network route */
 } SandboxSpec;
 
 typedef struct Sandbox {

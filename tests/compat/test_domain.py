@@ -47,6 +47,20 @@ def make_server_cert(d, ca, ca_key, domain):
     return d / "server.pem", d / "server.key"
 
 
+def random_loopback():
+    """A random 127.x.y.z address, so that port 443 on it is free."""
+    return "127.{}.{}.{}".format(random.randint(1, 254), random.randint(0, 255), random.randint(1, 254))
+
+
+def run_domain_env(addr, ca):
+    """The environment of an SDK script in E2B_DOMAIN mode: the domain, the CA
+    to trust, and where js/resolve-domain.cjs sends the domain's names."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_") and k != "NODE_OPTIONS"}
+    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_DOMAIN=DOMAIN, NODE_EXTRA_CA_CERTS=str(ca),
+               SANDPIT_TEST_DOMAIN=DOMAIN, SANDPIT_TEST_ADDR=addr)
+    return env
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("compat-tls")
@@ -61,7 +75,7 @@ def tls_agent(templates_dir, certs, agent):
     """A second agent whose gateway serves TLS on <random 127.x.y.z>:443 with
     --gateway-domain (the session's agent, plain HTTP, is started first so that
     both are not starting at once)."""
-    addr = "127.{}.{}.{}".format(random.randint(1, 254), random.randint(0, 255), random.randint(1, 254))
+    addr = random_loopback()
     a = start_agent("compat-tls", templates_dir,
                     extra_args=["--gateway-listen", f"{addr}:443", "--gateway-domain", DOMAIN,
                                 "--gateway-tls-cert", str(certs["cert"]),
@@ -77,9 +91,7 @@ def tls_agent(templates_dir, certs, agent):
 
 
 def run_domain(sdk_dir, a, ca, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_") and k != "NODE_OPTIONS"}
-    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_DOMAIN=DOMAIN, NODE_EXTRA_CA_CERTS=str(ca),
-               SANDPIT_TEST_DOMAIN=DOMAIN, SANDPIT_TEST_ADDR=a.gateway_addr)
+    env = run_domain_env(a.gateway_addr, ca)
     r = subprocess.run(["node", "--require", str(HERE / "js" / "resolve-domain.cjs"), "domain.mjs", *args],
                        cwd=str(sdk_dir), env=env, capture_output=True, text=True, timeout=180,
                        stdin=subprocess.DEVNULL)
