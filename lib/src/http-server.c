@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +286,36 @@ void http_respond_raw(HttpRequest *req, unsigned status, char *const *headers, c
 }
 
 /* Runs on the connection's thread (thread-per-connection), so it may block. */
+typedef struct {
+        Upgrade *u;
+        int sock;
+        char *extra;
+        size_t extra_len;
+        struct MHD_UpgradeResponseHandle *urh;
+} UpgradeRun;
+
+static void upgrade_run(UpgradeRun *r)
+{
+        r->u->ops.run(r->u->cls, r->sock, r->extra, r->extra_len);
+        if (r->u->ops.destroy)
+                r->u->ops.destroy(r->u->cls);
+        free(r->u);
+        (void) MHD_upgrade_action(r->urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static void *upgrade_thread(void *arg)
+{
+        UpgradeRun *r = arg;
+        upgrade_run(r);
+        free(r->extra);
+        free(r);
+        return NULL;
+}
+
+/* Over plain TCP the handler gets the client's socket and runs on the
+ * connection's thread. Over TLS it gets one end of a socket pair that
+ * libmicrohttpd's connection thread pumps through TLS, so that thread must be
+ * free: the handler runs on a thread of its own. */
 static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cls,
                             const char *extra_in, size_t extra_in_size, MHD_socket sock,
                             struct MHD_UpgradeResponseHandle *urh)
@@ -293,13 +324,41 @@ static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cl
         (void) cls;
         (void) conn;
         Upgrade *u = req ? TAKE_PTR(req->upgrade) : NULL;
-        if (u) {
-                u->ops.run(u->cls, sock, extra_in, extra_in_size);
+        if (!u) {
+                (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+                return;
+        }
+        UpgradeRun run = {.u = u,
+                          .sock = sock,
+                          .extra = (char *) extra_in,
+                          .extra_len = extra_in_size,
+                          .urh = urh};
+        if (!req->tcp || !req->server->tls_cert) {
+                upgrade_run(&run);
+                return;
+        }
+        UpgradeRun *r = malloc(sizeof(*r));
+        char *extra = extra_in_size ? malloc(extra_in_size) : NULL;
+        pthread_t t;
+        pthread_attr_t attr;
+        bool started = false;
+        if (r && (extra || !extra_in_size) && pthread_attr_init(&attr) == 0) {
+                if (extra_in_size)
+                        memcpy(extra, extra_in, extra_in_size);
+                *r = run;
+                r->extra = extra;
+                (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                started = pthread_create(&t, &attr, upgrade_thread, r) == 0;
+                (void) pthread_attr_destroy(&attr);
+        }
+        if (!started) {
+                free(r);
+                free(extra);
                 if (u->ops.destroy)
                         u->ops.destroy(u->cls);
                 free(u);
+                (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         }
-        (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
 
 void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,

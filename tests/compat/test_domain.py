@@ -148,3 +148,52 @@ def test_domain_unreadable_certificate(templates_dir, tmp_path):
         assert "TLS certificate" in a.log_tail(lines=200)
     finally:
         a.teardown()
+
+
+def test_domain_tls_upgrade_relay(tls_agent, certs):
+    """The port proxy's Upgrade relay through the TLS listener: a request for
+    https://8090-<id>.<domain> with Upgrade gets the sandbox server's 101, then
+    bytes both ways (libmicrohttpd pumps TLS through a socket pair)."""
+    import socket
+    import ssl
+    import time
+
+    from test_wire import ECHO_SERVER
+
+    sid = tls_agent.client.create(template="default")["id"]
+    r = tls_agent.client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["python3", "-c", ECHO_SERVER], "background": True})
+    assert r.status == 201, r
+    ctx = ssl.create_default_context(cafile=str(certs["ca"]))
+    host = f"8090-{sid}.{DOMAIN}"
+
+    def upgrade():
+        raw = socket.create_connection((tls_agent.gateway_addr, 443), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname=host)
+        s.sendall(f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(4096)
+            if not d:
+                break
+            head += d
+        return head, s
+
+    deadline = time.monotonic() + 20  # until the server listens (502 before), bounded
+    while True:
+        head, s = upgrade()
+        if head.startswith(b"HTTP/1.1 101") or time.monotonic() > deadline:
+            break
+        s.close()
+        time.sleep(0.1)
+    with s:
+        assert head.startswith(b"HTTP/1.1 101"), head
+        msg = b"ping through tls"
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+        assert got == msg
+    assert tls_agent.client.delete(f"/v1/sandboxes/{sid}").status == 204
