@@ -158,7 +158,7 @@ def test_domain_tls_upgrade_relay(tls_agent, certs):
     import ssl
     import time
 
-    from test_wire import ECHO_SERVER
+    from test_wire import ECHO_SERVER, read_exactly, read_head
 
     sid = tls_agent.client.create(template="default")["id"]
     r = tls_agent.client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["python3", "-c", ECHO_SERVER], "background": True})
@@ -170,13 +170,7 @@ def test_domain_tls_upgrade_relay(tls_agent, certs):
         raw = socket.create_connection((tls_agent.gateway_addr, 443), timeout=10)
         s = ctx.wrap_socket(raw, server_hostname=host)
         s.sendall(f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = s.recv(4096)
-            if not d:
-                break
-            head += d
-        return head, s
+        return read_head(s), s
 
     deadline = time.monotonic() + 20  # until the server listens (502 before), bounded
     while True:
@@ -189,11 +183,5 @@ def test_domain_tls_upgrade_relay(tls_agent, certs):
         assert head.startswith(b"HTTP/1.1 101"), head
         msg = b"ping through tls"
         s.sendall(msg)
-        got = b""
-        while len(got) < len(msg):
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-        assert got == msg
+        assert read_exactly(s, len(msg)) == msg
     assert tls_agent.client.delete(f"/v1/sandboxes/{sid}").status == 204
