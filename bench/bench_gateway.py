@@ -14,11 +14,17 @@ run on the same agent:
   - what an API key check adds (docs/auth.md): GET /v2/sandboxes (no sandboxes)
     on one keep-alive connection with a key, beside the same on an agent with
     --gateway-auth none.
+In cluster mode (--cluster, on by default when kubectl is there) the same SDK
+rounds against `sandpit-operator --gateway-listen` on the fixture API server
+with one cluster-mode agent (as tests/compat/test_cluster.py runs them), beside
+the native create -> code -> delete on that agent's TCP API in the same run.
 Needs the `default` template and node. Standard library only.
 """
 import argparse
 import http.client
 import json
+import shutil
+import tempfile
 import os
 import re
 import socket
@@ -41,13 +47,24 @@ def free_port():
     return port
 
 
+def code_text(out):
+    """The text result of the agent's code answer (NDJSON lines)."""
+    for line in out.decode().splitlines():
+        ev = json.loads(line) if line.startswith("{") else {}
+        if ev.get("type") == "result" and "text" in ev:
+            return ev["text"]
+    return None
+
+
 def native_round(agent):
     t = time.perf_counter()
     st, sb = agent.call("POST", "/v1/sandboxes", {"template": "default", "timeout": 300})
     assert st == 201, sb
-    st, out = agent.call("POST", "/v1/sandboxes/%s/code" % sb["id"], {"code": "1+1"})
-    assert st == 200 and re.search(rb'"text": ?"2"', out), out
-    st, _ = agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
+    try:
+        st, out = agent.call("POST", "/v1/sandboxes/%s/code" % sb["id"], {"code": "1+1"})
+        assert st == 200 and code_text(out) == "2", out
+    finally:
+        st, _ = agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
     assert st == 204
     return (time.perf_counter() - t) * 1000
 
@@ -122,10 +139,103 @@ def sdk_pooled(agent, work, env, runs):
         agent.call("DELETE", "/v1/pools/" + POOL)
 
 
+def sdk_env(url, key):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env.update(E2B_API_KEY=key, E2B_API_URL=url, E2B_SANDBOX_URL=url)
+    return env
+
+
+def run_sdk(work, env, runs):
+    r = subprocess.run(["node", "bench_sdk.mjs", str(runs)], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError("node bench_sdk.mjs failed:\n" + r.stderr)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cluster_rows(templates, work, runs):
+    """The SDK through an operator replica's gateway, beside the agent's native
+    API over TCP, on the fixture API server."""
+    import bench_operator as bo
+
+    if not os.path.exists(bo.KUBECTL):
+        return [("E2B SDK rows, cluster", "n/a", "n/a", "kubectl is not installed")]
+    tmp = tempfile.mkdtemp(prefix="sandpit-bench-gw-")
+    kube = bo.Kube(tmp)
+    agent = op = None
+    gw_port = free_port()
+
+    class GwOperator(bo.Operator):
+        def start(self):
+            if not getattr(self, "wrapped", False):
+                base, self.wrapped = self.argv, True
+                self.argv = lambda port: base(port) + ["--gateway-listen", "127.0.0.1:%d" % gw_port]
+            super().start()
+
+    def call(method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=120)
+        c.request(method, path, json.dumps(body) if body is not None else None,
+                  {"Authorization": "Bearer " + agent.token, "Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    def native():
+        t = time.perf_counter()
+        st, sb = call("POST", "/v1/sandboxes", {"template": "default", "timeout": 300})
+        assert st == 201, sb
+        sid = json.loads(sb)["id"]
+        try:
+            st, out = call("POST", "/v1/sandboxes/%s/code" % sid, {"code": "1+1"})
+            assert st == 200 and code_text(out) == "2", out
+        finally:
+            st, _ = call("DELETE", "/v1/sandboxes/" + sid)
+        assert st == 204
+        return (time.perf_counter() - t) * 1000
+
+    try:
+        kube.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
+        kube.ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": bo.OP_NS}})
+        agent = bo.Agent(kube, templates, tmp)
+        lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/sandpit-agent-%s" % (bo.OP_NS, bo.NODE)
+        bo.wait_for(lambda: kube.request("GET", lease)[0] == 200, 30, "the agent's Lease")
+        op = GwOperator(kube, agent.token_file, tmp, 2)
+        op.wait_ready()
+        for _ in range(2):
+            native()
+        nat = [native() for _ in range(runs)]
+        url = "http://127.0.0.1:%d" % gw_port
+        # the operator's gateway takes any non-empty key until it checks keys
+        sdk = run_sdk(work, sdk_env(url, "e2b_" + "0" * 40), runs)
+        left = agent.ids()
+        if left:
+            raise RuntimeError("the node still holds %d sandboxes after the SDK's kills" % len(left))
+    finally:
+        if op:
+            op.stop()
+        if agent:
+            agent.stop()
+        kube.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [
+        ("E2B SDK: Sandbox.create() → runCode('1+1') → kill() (cluster gateway, fixture API server)",
+         *fmt(sdk["e2e"]), "Sandbox object → Ready, kill waits until gone; %.2fx native"
+         % (pct(sdk["e2e"], 50) / pct(nat, 50))),
+        ("native: the agent's create → code `1+1` → delete over TCP (same node)", *fmt(nat),
+         "no Kubernetes; same run"),
+        ("E2B SDK: commands.run('true') round trip (cluster gateway)", *fmt(sdk["cmd"]),
+         "the operator relays to the agent over TCP"),
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--templates-dir", required=True)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the cluster rows (fixture API server + operator --gateway-listen)")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(args.templates_dir, "default")):
         print_rows([("E2B SDK rows", "n/a", "n/a", "no default template")])
@@ -139,8 +249,7 @@ def main():
     # --capacity-cpu: room for the warm pool beside a cold create on a small node
     agent = Agent(args.templates_dir, extra=("--gateway-listen", "127.0.0.1:%d" % port, "--capacity-cpu", "64"))
     rows = []
-    work = os.path.join(agent.tmp, "sdk")
-    os.mkdir(work)
+    work = tempfile.mkdtemp(prefix="sandpit-bench-sdk-")
     os.symlink(os.path.join(COMPAT, LINE, "node_modules"), os.path.join(work, "node_modules"))
     with open(os.path.join(ROOT, "bench", "bench_sdk.mjs")) as src, \
             open(os.path.join(work, "bench_sdk.mjs"), "w") as dst:
@@ -150,17 +259,12 @@ def main():
             native_round(agent)
         native = [native_round(agent) for _ in range(args.runs)]
         url = "http://127.0.0.1:%d" % port
-        env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
         # the gateway takes API keys only (docs/auth.md): one made as a user would
         key = subprocess.run([os.path.join(ROOT, "build", "bin", "sandpit"), "keys", "--state-dir",
                               os.path.join(agent.tmp, "state"), "create", "--namespace", "bench"],
                              capture_output=True, text=True, check=True).stdout.strip()
-        env.update(E2B_API_KEY=key, E2B_API_URL=url, E2B_SANDBOX_URL=url)
-        r = subprocess.run(["node", "bench_sdk.mjs", str(args.runs)], cwd=work, env=env, capture_output=True,
-                           text=True, timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError("node bench_sdk.mjs failed:\n" + r.stderr)
-        sdk = json.loads(r.stdout.strip().splitlines()[-1])
+        env = sdk_env(url, key)
+        sdk = run_sdk(work, env, args.runs)
         st, sb = agent.call("POST", "/v1/sandboxes", {"template": "default", "timeout": 300})
         assert st == 201, sb
         try:
@@ -200,6 +304,11 @@ def main():
                  "+%.3f ms p50 over --gateway-auth none (stat of the key file, SHA-256, compare)"
                  % (pct(keyed, 50) - pct(unkeyed, 50))))
     rows.append(("gateway: GET /v2/sandboxes, --gateway-auth none", *fmt(unkeyed), "keep-alive, no sandboxes"))
+    try:
+        if args.cluster:
+            rows += cluster_rows(args.templates_dir, work, args.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print_rows(rows)
     return 0
 

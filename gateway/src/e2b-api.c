@@ -458,15 +458,15 @@ static int rules_json(char **cidrs, json_object **ret)
 
 int gw_e2b_create_to_agent(const GwE2bCreate *c, json_object **ret, char *err, size_t errlen)
 {
-        if (c->auto_pause) {
-                (void) snprintf(err, errlen,
-                                "autoPause (lifecycle onTimeout \"pause\") is not supported yet");
-                return -EOPNOTSUPP;
-        }
+        (void) err;
+        (void) errlen;
         cleanup_json json_object *o = json_object_new_object();
         cleanup_json json_object *labels = NULL, *env = NULL, *net = NULL;
         if (!o || add_str(o, "template", c->template_name) < 0 ||
             add_obj(o, "timeout", json_object_new_int64((int64_t) c->timeout_s)) < 0)
+                return -ENOMEM;
+        /* autoPause: the agent pauses at the deadline instead of deleting. */
+        if (c->auto_pause && add_str(o, "on_timeout", "pause") < 0)
                 return -ENOMEM;
         if (json_object_deep_copy(c->labels, &labels, NULL) < 0 ||
             add_str(labels, GW_E2B_LABEL_TEMPLATE, c->template_id) < 0 ||
@@ -625,7 +625,9 @@ int gw_e2b_sandbox_from_agent(json_object *agent, GwE2bView view, const GwE2bCon
                     add_obj(o, "allowInternetAccess", json_object_new_boolean(internet)) < 0)
                         return -ENOMEM;
                 json_object *lc = json_object_new_object();
-                if (add_obj(o, "lifecycle", lc) < 0 || add_str(lc, "onTimeout", "kill") < 0 ||
+                const char *ot = json_str(agent, "on_timeout");
+                if (add_obj(o, "lifecycle", lc) < 0 ||
+                    add_str(lc, "onTimeout", ot && streq(ot, "pause") ? "pause" : "kill") < 0 ||
                     add_obj(lc, "autoResume", json_object_new_boolean(false)) < 0)
                         return -ENOMEM;
         }

@@ -64,8 +64,8 @@ typedef struct {
 int gw_e2b_create_parse(json_object *body, bool v1, const GwE2bConfig *cfg, GwE2bCreate *ret,
                         char *err, size_t errlen);
 void gw_e2b_create_done(GwE2bCreate *c);
-/* The agent's POST /v1/sandboxes body. -EOPNOTSUPP with err for what the agent
- * cannot do yet (autoPause). */
+/* The agent's POST /v1/sandboxes body (autoPause: "on_timeout": "pause"). err
+ * is for refusals of what the agent cannot do (none at present). */
 int gw_e2b_create_to_agent(const GwE2bCreate *c, json_object **ret, char *err, size_t errlen);
 
 typedef enum {

@@ -141,7 +141,12 @@ typedef int (*GwAuthorizeFn)(GwServer *gw, const GwAuthRequest *r, char *err, si
                              void *userdata);
 
 typedef struct {
-        const char *listen;      /* "ADDR:PORT" */
+        const char *listen; /* "ADDR:PORT" */
+        /* TLS (PEM files; both or neither): for E2B_DOMAIN mode, where the SDK
+         * speaks https to api.<domain> and <port>-<id>.<domain>. The domain
+         * itself is e2b.domain (host routing is on when it is set). */
+        const char *tls_cert_file;
+        const char *tls_key_file;
         GwE2bConfig e2b;         /* template aliases, egress, reported versions */
         GwBackend backend;       /* taken over by the server (freed with it) */
         size_t max_body;         /* 0: GW_MAX_BODY */

@@ -174,6 +174,8 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret)
         }
         HttpServerConfig hc = {.tcp_listen = cfg->listen,
                                .tcp_open = true,
+                               .tls_cert_file = cfg->tls_cert_file,
+                               .tls_key_file = cfg->tls_key_file,
                                .max_body = cfg->max_body ? cfg->max_body : GW_MAX_BODY};
         r = http_server_start(&hc, handle, gw, &gw->http);
         if (r < 0) {

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct HttpServer {
         struct MHD_Daemon *tcp_daemon;
         char *unix_path;
         char *token;
+        char *tls_cert, *tls_key; /* PEM; NULL: plain HTTP on TCP */
         bool tcp_open;
         size_t max_body;
         size_t (*spool_limit)(HttpRequest *req, void *userdata);
@@ -285,6 +287,36 @@ void http_respond_raw(HttpRequest *req, unsigned status, char *const *headers, c
 }
 
 /* Runs on the connection's thread (thread-per-connection), so it may block. */
+typedef struct {
+        Upgrade *u;
+        int sock;
+        char *extra;
+        size_t extra_len;
+        struct MHD_UpgradeResponseHandle *urh;
+} UpgradeRun;
+
+static void upgrade_run(UpgradeRun *r)
+{
+        r->u->ops.run(r->u->cls, r->sock, r->extra, r->extra_len);
+        if (r->u->ops.destroy)
+                r->u->ops.destroy(r->u->cls);
+        free(r->u);
+        (void) MHD_upgrade_action(r->urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static void *upgrade_thread(void *arg)
+{
+        UpgradeRun *r = arg;
+        upgrade_run(r);
+        free(r->extra);
+        free(r);
+        return NULL;
+}
+
+/* Over plain TCP the handler gets the client's socket and runs on the
+ * connection's thread. Over TLS it gets one end of a socket pair that
+ * libmicrohttpd's connection thread pumps through TLS, so that thread must be
+ * free: the handler runs on a thread of its own. */
 static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cls,
                             const char *extra_in, size_t extra_in_size, MHD_socket sock,
                             struct MHD_UpgradeResponseHandle *urh)
@@ -293,13 +325,41 @@ static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cl
         (void) cls;
         (void) conn;
         Upgrade *u = req ? TAKE_PTR(req->upgrade) : NULL;
-        if (u) {
-                u->ops.run(u->cls, sock, extra_in, extra_in_size);
+        if (!u) {
+                (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+                return;
+        }
+        UpgradeRun run = {.u = u,
+                          .sock = sock,
+                          .extra = (char *) extra_in,
+                          .extra_len = extra_in_size,
+                          .urh = urh};
+        if (!req->tcp || !req->server->tls_cert) {
+                upgrade_run(&run);
+                return;
+        }
+        UpgradeRun *r = malloc(sizeof(*r));
+        char *extra = extra_in_size ? malloc(extra_in_size) : NULL;
+        pthread_t t;
+        pthread_attr_t attr;
+        bool started = false;
+        if (r && (extra || !extra_in_size) && pthread_attr_init(&attr) == 0) {
+                if (extra_in_size)
+                        memcpy(extra, extra_in, extra_in_size);
+                *r = run;
+                r->extra = extra;
+                (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                started = pthread_create(&t, &attr, upgrade_thread, r) == 0;
+                (void) pthread_attr_destroy(&attr);
+        }
+        if (!started) {
+                free(r);
+                free(extra);
                 if (u->ops.destroy)
                         u->ops.destroy(u->cls);
                 free(u);
+                (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         }
-        (void) MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
 
 void http_respond_upgrade(HttpRequest *req, char *const *headers, const HttpUpgradeOps *ops,
@@ -682,14 +742,41 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 
 static struct MHD_Daemon *start_daemon(HttpServer *s, int fd, bool tcp)
 {
-        /* The unix socket is for local, trusted callers: no timeouts. */
-        return MHD_start_daemon(
-                mhd_flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-                tcp ? notify_connection : NULL, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                tcp ? s->header_timeout_s : 0u, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE, (size_t) 512 * 1024,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        bool tls = tcp && s->tls_cert;
+        /* The unix socket is for local, trusted callers: no timeouts. The
+         * key and certificate options come last, so that without TLS they are
+         * past MHD_OPTION_END. */
+        return MHD_start_daemon(mhd_flags | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL, access_handler,
+                                s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+                                request_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+                                tcp ? notify_connection : NULL, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                                tcp ? s->header_timeout_s : 0u, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned) HTTP_CONNECTION_LIMIT, MHD_OPTION_THREAD_STACK_SIZE,
+                                (size_t) 512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                                tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
+                                MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);
+}
+
+/* The certificate and key of cfg, read into s; -EINVAL for one without the
+ * other, -EOPNOTSUPP when libmicrohttpd was built without TLS. */
+static int load_tls(HttpServer *s, const HttpServerConfig *cfg)
+{
+        if (!cfg->tls_cert_file && !cfg->tls_key_file)
+                return 0;
+        if (!cfg->tls_cert_file || !cfg->tls_key_file || !cfg->tcp_listen)
+                return -EINVAL;
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+                return -EOPNOTSUPP;
+        size_t len = 0;
+        int r = read_file(cfg->tls_cert_file, (size_t) 1 << 20, &s->tls_cert, &len);
+        if (r < 0) {
+                log_error_errno(r, "cannot read the TLS certificate %s", cfg->tls_cert_file);
+                return r;
+        }
+        r = read_file(cfg->tls_key_file, (size_t) 1 << 20, &s->tls_key, &len);
+        if (r < 0)
+                log_error_errno(r, "cannot read the TLS key %s", cfg->tls_key_file);
+        return r;
 }
 
 static int listen_unix(const char *path)
@@ -761,6 +848,8 @@ int http_server_start(const HttpServerConfig *cfg, HttpHandler handler, void *us
         s->tcp_open = cfg->tcp_open;
         if (cfg->token && !(s->token = strdup(cfg->token)))
                 r = -ENOMEM;
+        if (r == 0)
+                r = load_tls(s, cfg);
         if (r == 0 && cfg->unix_path) {
                 int fd = listen_unix(cfg->unix_path);
                 if (fd < 0)
@@ -818,5 +907,9 @@ void http_server_free(HttpServer *s)
         if (s->token)
                 explicit_bzero(s->token, strlen(s->token));
         free(s->token);
+        if (s->tls_key)
+                explicit_bzero(s->tls_key, strlen(s->tls_key));
+        free(s->tls_key);
+        free(s->tls_cert);
         free(s);
 }

@@ -56,7 +56,8 @@ typedef struct {
         char *cwd;           /* commands' default cwd; NULL: the user's home */
         json_object *labels; /* object of strings; owned */
         uint64_t timeout_s;
-        NetPolicy network; /* egress policy; changed live by the network route */
+        bool timeout_pause; /* on_timeout "pause": paused at the deadline, not deleted */
+        NetPolicy network;  /* egress policy; changed live by the network route */
         /* Set only by the agent (never from a request): made for this warm pool
          * (pool.h) and waiting there, invisible to every lookup by id. */
         char *pool;

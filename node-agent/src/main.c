@@ -73,6 +73,10 @@ static void usage(FILE *f)
               "  --gateway-key-file FILE the API keys (default <state-dir>/gateway-keys)\n"
               "  --mcp-allow-origin ORIGIN  an Origin allowed on /mcp besides loopback ones\n"
               "                          (repeatable)\n"
+              "  --gateway-domain DOMAIN route <port>-<id>.DOMAIN host names to sandboxes\n"
+              "                          (the SDK's E2B_DOMAIN mode)\n"
+              "  --gateway-tls-cert FILE, --gateway-tls-key FILE\n"
+              "                          serve the gateway over TLS (PEM files)\n"
               "  --state-dir DIR         runtime state (default /run/sandpit)\n"
               "  --templates-dir DIR     templates (default /var/lib/sandpit/templates)\n"
               "  --images-dir DIR        pulled images (default /var/lib/sandpit/images)\n"
@@ -149,6 +153,7 @@ typedef struct {
         Agent agent;
         /* Options */
         const char *socket_path, *listen_addr, *token_file, *gateway_listen;
+        const char *gateway_domain, *gateway_tls_cert, *gateway_tls_key;
         bool standalone;
         ClusterArgs ca;
         HttpServerConfig hc;
@@ -179,6 +184,9 @@ enum {
         OPT_GATEWAY_AUTH,
         OPT_GATEWAY_KEY_FILE,
         OPT_MCP_ALLOW_ORIGIN,
+        OPT_GATEWAY_DOMAIN,
+        OPT_GATEWAY_TLS_CERT,
+        OPT_GATEWAY_TLS_KEY,
         OPT_TOKEN_FILE,
         OPT_STATE_DIR,
         OPT_TEMPLATES_DIR,
@@ -223,6 +231,9 @@ static const struct option options[] = {
         {"gateway-listen", required_argument, NULL, OPT_GATEWAY_LISTEN},
         {"gateway-auth", required_argument, NULL, OPT_GATEWAY_AUTH},
         {"gateway-key-file", required_argument, NULL, OPT_GATEWAY_KEY_FILE},
+        {"gateway-domain", required_argument, NULL, OPT_GATEWAY_DOMAIN},
+        {"gateway-tls-cert", required_argument, NULL, OPT_GATEWAY_TLS_CERT},
+        {"gateway-tls-key", required_argument, NULL, OPT_GATEWAY_TLS_KEY},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
@@ -293,6 +304,15 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_GATEWAY_KEY_FILE:
                         d->gateway_key_file = optarg;
+                        break;
+                case OPT_GATEWAY_DOMAIN:
+                        d->gateway_domain = optarg;
+                        break;
+                case OPT_GATEWAY_TLS_CERT:
+                        d->gateway_tls_cert = optarg;
+                        break;
+                case OPT_GATEWAY_TLS_KEY:
+                        d->gateway_tls_key = optarg;
                         break;
                 case OPT_TOKEN_FILE:
                         d->token_file = optarg;
@@ -433,6 +453,16 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         usage(stderr);
                         return 2;
                 }
+        }
+        if (!d->gateway_listen &&
+            (d->gateway_domain || d->gateway_tls_cert || d->gateway_tls_key)) {
+                fprintf(stderr, "sandpit-agent: the --gateway-* flags need --gateway-listen\n");
+                return 2;
+        }
+        if (!d->gateway_tls_cert != !d->gateway_tls_key) {
+                fprintf(stderr,
+                        "sandpit-agent: give both --gateway-tls-cert and --gateway-tls-key\n");
+                return 2;
         }
         if (optind < argc) {
                 fprintf(stderr, "sandpit-agent: unexpected argument\n");
@@ -705,7 +735,10 @@ static int setup_gateway(Daemon *d)
         if (asprintf(&tokens, "%s/gateway-tokens", d->agent.cfg.state_dir) < 0)
                 return -ENOMEM;
         GwConfig gc = {.listen = d->gateway_listen,
-                       .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL},
+                       .tls_cert_file = d->gateway_tls_cert,
+                       .tls_key_file = d->gateway_tls_key,
+                       .e2b = {.internet = d->agent.cfg.net.sandbox_cidr != NULL,
+                               .domain = d->gateway_domain},
                        .mcp_origins = (const char *const *) d->mcp_origins,
                        .token_file = tokens,
                        .authorize = gw_auth_authorize};

@@ -11,6 +11,7 @@
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "state.h"
 
 void sandbox_wake_monitor(Agent *a)
 {
@@ -30,6 +31,7 @@ static void *monitor_main(void *arg)
                 }
                 uint64_t now = now_realtime_us(), next = UINT64_MAX;
                 char expired[ID_LEN * 4] = "";
+                bool pause = false;
                 for (Sandbox *sb = a->sandboxes; sb; sb = sb->next) {
                         /* Pooled ones have no deadline until claimed. */
                         bool ticking =
@@ -38,19 +40,40 @@ static void *monitor_main(void *arg)
                                  (sb->state == SANDBOX_PAUSED && !sb->deadline_paused));
                         if (!ticking)
                                 continue;
-                        if (sb->expires_us <= now && !expired[0])
+                        if (sb->expires_us <= now && sb->spec.timeout_pause &&
+                            sb->state == SANDBOX_PAUSED) {
+                                /* Paused already: it stays so, its deadline stopped. */
+                                sb->deadline_paused = true;
+                                (void) state_save(sb);
+                                continue;
+                        }
+                        if (sb->expires_us <= now && !expired[0]) {
                                 (void) snprintf(expired, sizeof(expired), "%s", sb->spec.id);
-                        else if (sb->expires_us < next)
+                                /* on_timeout "pause": a running sandbox is paused with its
+                                 * deadline stopped (kept until resumed or deleted); one
+                                 * being paused or resumed is looked at again shortly. */
+                                pause = sb->spec.timeout_pause && sb->state == SANDBOX_RUNNING;
+                        } else if (sb->expires_us < next)
                                 next = sb->expires_us;
                 }
                 (void) pthread_mutex_unlock(&a->lock);
 
                 if (expired[0]) {
-                        log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
-                        int r = sandbox_delete_wait(a, expired, false);
+                        int r;
+                        if (pause) {
+                                char err[256] = "";
+                                json_object *o = NULL;
+                                log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; pausing");
+                                r = sandbox_pause(a, expired, true, &o, err, sizeof(err));
+                                json_object_put(o);
+                        } else {
+                                log_sbx(LOG_LEVEL_INFO, expired, 0, "timeout reached; deleting");
+                                r = sandbox_delete_wait(a, expired, false);
+                        }
                         if (r < 0 && r != -ENOENT) {
                                 log_sbx(LOG_LEVEL_ERROR, expired, r,
-                                        "deleting expired sandbox; retrying in 10 s");
+                                        "%s expired sandbox; retrying in 10 s",
+                                        pause ? "pausing" : "deleting");
                                 (void) pthread_mutex_lock(&a->lock);
                                 Sandbox *sb = sandbox_find_locked(a, expired);
                                 if (sb)

@@ -73,6 +73,8 @@ static void resumed_locked(Sandbox *sb, uint64_t timeout_s)
         if (timeout_s > 0) {
                 sb->spec.timeout_s = timeout_s;
                 sb->expires_us = now + timeout_s * 1000000u;
+        } else if (sb->expires_us <= now) { /* paused at its deadline: a new term */
+                sb->expires_us = now + sb->spec.timeout_s * 1000000u;
         }
         sb->paused_us = 0;
         sb->deadline_paused = false;

@@ -139,6 +139,16 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                                 break;
                         }
                         *(pids ? &s.pids : &s.timeout_s) = (uint64_t) v;
+                } else if (streq(key, "on_timeout")) {
+                        const char *v = json_object_get_string(val);
+                        if (!json_object_is_type(val, json_type_string) ||
+                            (!streq(v, "delete") && !streq(v, "pause"))) {
+                                (void) snprintf(err, errlen,
+                                                "on_timeout must be \"delete\" or \"pause\"");
+                                r = -EINVAL;
+                                break;
+                        }
+                        s.timeout_pause = streq(v, "pause");
                 } else if (streq(key, "env")) {
                         strv_free(s.env);
                         s.env = NULL;

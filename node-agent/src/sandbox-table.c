@@ -145,6 +145,8 @@ json_object *sandbox_to_json_locked(const Sandbox *sb)
                 labels = json_object_new_object();
         (void) json_object_object_add(o, "labels", labels);
         (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
+        (void) json_object_object_add(
+                o, "on_timeout", json_object_new_string(s->timeout_pause ? "pause" : "delete"));
         add_time(o, "created_at", sb->created_us);
         add_time(o, "started_at", sb->started_us ? sb->started_us : sb->created_us);
         add_time(o, "expires_at", sb->expires_us);

@@ -29,6 +29,8 @@ static json_object *spec_to_json(const SandboxSpec *s)
         if (s->cwd)
                 (void) json_object_object_add(o, "cwd", json_object_new_string(s->cwd));
         (void) json_object_object_add(o, "timeout", json_object_new_int64((int64_t) s->timeout_s));
+        (void) json_object_object_add(
+                o, "on_timeout", json_object_new_string(s->timeout_pause ? "pause" : "delete"));
         json_object *labels = NULL; /* a copy: see sandbox_to_json_locked() */
         if (json_object_deep_copy(s->labels, &labels, NULL) < 0)
                 labels = json_object_new_object();

@@ -23,7 +23,11 @@ int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServ
         if (r < 0)
                 return log_error_errno(r, "Cannot make the gateway's cluster backend");
         void *data = b.data;
-        GwConfig gc = {.listen = o->listen, .e2b = {.internet = o->internet}, .backend = b};
+        GwConfig gc = {.listen = o->listen,
+                       .tls_cert_file = o->tls_cert,
+                       .tls_key_file = o->tls_key,
+                       .e2b = {.internet = o->internet, .domain = o->domain},
+                       .backend = b};
         GwServer *gw = NULL;
         r = gw_server_start(&gc, &gw);
         if (r < 0)

@@ -31,7 +31,9 @@ static void usage(FILE *f)
               "         [--leader-election-id NAME] [--identity ID] [--lease-duration D]\n"
               "         [--renew-deadline D] [--retry-period D]\n"
               "         [--gateway-listen ADDR:PORT [--gateway-namespace NS]\n"
-              "          [--gateway-create-timeout D] [--gateway-internet[=true|false]]]\n"
+              "          [--gateway-create-timeout D] [--gateway-internet[=true|false]]\n"
+              "          [--gateway-domain DOMAIN] [--gateway-tls-cert FILE --gateway-tls-key "
+              "FILE]]\n"
               "Leader election (on by default): one replica reconciles; the others stand by\n"
               "and take over the Lease NAME (default " LEADER_DEFAULT_LEASE_NAME
               ") in --namespace.\n"
@@ -39,7 +41,8 @@ static void usage(FILE *f)
               "renew-deadline < lease-duration.\n"
               "--gateway-listen serves E2B's API on every replica, its sandboxes Sandbox\n"
               "objects in --gateway-namespace (default: default); a create waits for Ready\n"
-              "up to --gateway-create-timeout (default 60s).\n",
+              "up to --gateway-create-timeout (default 60s). --gateway-domain routes host\n"
+              "names <port>-<id>.DOMAIN (E2B_DOMAIN mode); TLS from the PEM files given.\n",
               f);
 }
 
@@ -276,6 +279,9 @@ static const Flag flags[] = {
         {"gateway-namespace", FLAG_STRING, OPT_FIELD(gateway.namespace), 0, 0},
         {"gateway-create-timeout", FLAG_DURATION_MS, OPT_FIELD(gateway.create_timeout_ms), 0, 0},
         {"gateway-internet", FLAG_BOOL_VALUE, OPT_FIELD(gateway.internet), 0, 0},
+        {"gateway-domain", FLAG_STRING, OPT_FIELD(gateway.domain), 0, 0},
+        {"gateway-tls-cert", FLAG_STRING, OPT_FIELD(gateway.tls_cert), 0, 0},
+        {"gateway-tls-key", FLAG_STRING, OPT_FIELD(gateway.tls_key), 0, 0},
 };
 
 /* Applies one flag (arg: its value, or NULL); 0, or the parse_args() status. */
@@ -399,8 +405,14 @@ static int parse_args(int argc, char **argv, Options *o)
                 return 3;
         }
         if (!o->gateway.listen && (o->gateway.create_timeout_ms || o->gateway.internet ||
+                                   o->gateway.domain || o->gateway.tls_cert || o->gateway.tls_key ||
                                    !streq(o->gateway.namespace, "default"))) {
                 fprintf(stderr, "sandpit-operator: the --gateway-* flags need --gateway-listen\n");
+                return 3;
+        }
+        if (!o->gateway.tls_cert != !o->gateway.tls_key) {
+                fprintf(stderr,
+                        "sandpit-operator: give both --gateway-tls-cert and --gateway-tls-key\n");
                 return 3;
         }
         if (o->gateway.listen && (!*o->gateway.namespace || strlen(o->gateway.namespace) > 63)) {

@@ -217,6 +217,9 @@ typedef struct {
         const char *namespace;  /* where E2B's sandboxes are made */
         long create_timeout_ms; /* 0: the gateway's default */
         bool internet;          /* the agents have sandbox networking (--sandbox-cidr) */
+        const char *domain;     /* E2B_DOMAIN host routing; NULL: off */
+        const char *tls_cert;   /* PEM files; NULL: plain HTTP */
+        const char *tls_key;
 } OperatorGatewayOptions;
 /* After setup (the informers synced). */
 int operator_gateway_start(Operator *op, const OperatorGatewayOptions *o, GwServer **ret);

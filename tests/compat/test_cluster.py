@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SDK_LINES, Client, find_free_port, start_agent, stop_agent, wait_for, write_token_file
+from conftest import HERE, SDK_LINES, Client, find_free_port, start_agent, stop_agent, wait_for, write_token_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from cluster import new_kube  # noqa: E402
@@ -404,6 +404,8 @@ def test_gateway_flags(kube, node, operator):
             "--namespace", OP_NS, "--leader-elect=false"]
     for extra, word in [(["--gateway-namespace", "x"], "--gateway-listen"),
                         (["--gateway-internet"], "--gateway-listen"),
+                        (["--gateway-domain", "e2b.example"], "--gateway-listen"),
+                        (["--gateway-listen", "127.0.0.1:0", "--gateway-tls-cert", "/x.pem"], "--gateway-tls-key"),
                         (["--gateway-listen", "127.0.0.1:0", "--gateway-create-timeout", "soon"], "duration"),
                         (["--gateway-listen", "127.0.0.1:0", "--gateway-internet=maybe"], "true or false"),
                         (["--gateway-listen"], "needs an argument")]:
@@ -417,3 +419,41 @@ def test_gateway_flags(kube, node, operator):
     assert "Cannot serve the gateway" in p.stderr, p.stderr[-2000:]
     assert node.token not in p.stderr
 
+
+
+def test_auto_pause_not_supported(kube, operator, made):
+    """autoPause: the CRD's expiryPolicy has no Pause, so the create is
+    refused (501) and nothing is written."""
+    r = create(operator.gateway, made, autoPause=True)
+    assert r.status == 501, r
+    assert "on_timeout" in r.json()["message"] or "autoPause" in r.json()["message"], r.json()
+    st, _, secs = kube.request("GET", f"{SECRETS}?labelSelector=sandpit.dev%2Fcreated-by%3De2b-gateway")
+    assert st == 200 and secs["items"] == [], secs
+
+
+def test_domain_tls(kube, node, operator, made, sdk_dirs, tmp_path):
+    """E2B_DOMAIN mode over TLS on a replica (--gateway-domain and the
+    certificate flags), as in test_domain.py."""
+    from test_domain import DOMAIN, make_ca, make_server_cert, random_loopback, run_domain_env
+    ca, ca_key = make_ca(tmp_path, "ca")
+    cert, key = make_server_cert(tmp_path, ca, ca_key, DOMAIN)
+    addr = random_loopback()
+    op = Operator(kube, node, tmp_path, extra=["--gateway-listen", f"{addr}:443", "--gateway-domain", DOMAIN,
+                                               "--gateway-tls-cert", str(cert), "--gateway-tls-key", str(key)])
+    try:
+        gateway_port(op)
+        d = sdk_dirs[SDK_LINES[0]]
+        r = subprocess.run(["node", "--require", str(HERE / "js" / "resolve-domain.cjs"), "domain.mjs"], cwd=str(d),
+                           env=run_domain_env(addr, ca), capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+        outs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+        for o in outs:
+            made.extend(o.get("created", []))
+        assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n" + op.log_tail()
+        out = outs[-1]
+        assert out["code"] == "42" and out["cmd"] == "over-tls\n" and out["read"] == "secret over tls\n"
+        assert out["listed"] == [True] and out["killed"] is True
+        for n in made:
+            wait_gone(kube, n)
+    finally:
+        stop_operator(op, node)

@@ -108,3 +108,16 @@ def test_get_host_port_proxy(sdk):
     assert out["file"] == {"status": 200, "body": "hello"}
     assert out["missing"] == 404  # the server's own status comes through
     assert out["closedPort"] == 502  # nothing listens there
+
+
+def test_auto_pause(sdk):
+    """lifecycle onTimeout 'pause' (autoPause): paused at the deadline, not
+    killed; connect resumes it with its memory kept."""
+    out = sdk("autopause.mjs")
+    assert out["stateBefore"] == "running"
+    assert out["lifecycle"]["onTimeout"] == "pause"
+    assert out["stateAtDeadline"] == "paused"
+    assert out["listedPaused"] is True
+    assert out["resumedState"] == "running"
+    assert out["kept"] == "7"
+    assert out["killed"] is True

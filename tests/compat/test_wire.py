@@ -210,19 +210,35 @@ while True:
 """
 
 
-def upgrade(port, sid, sandbox_port):
-    """A raw Upgrade request to the gateway: (the response head, the socket)."""
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n"
-               f"E2b-Sandbox-Id: {sid}\r\nE2b-Sandbox-Port: {sandbox_port}\r\n\r\n").encode())
+def read_head(s):
+    """Reads a response head (up to the blank line) from socket s."""
     head = b""
     while b"\r\n\r\n" not in head:
         d = s.recv(4096)
         if not d:
             break
         head += d
-    return head, s
+    return head
+
+
+def read_exactly(s, n):
+    """Reads n bytes from socket s (fewer when it closes)."""
+    got = b""
+    while len(got) < n:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return got
+
+
+def upgrade(port, sid, sandbox_port):
+    """A raw Upgrade request to the gateway: (the response head, the socket)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n"
+               f"E2b-Sandbox-Id: {sid}\r\nE2b-Sandbox-Port: {sandbox_port}\r\n\r\n").encode())
+    return read_head(s), s
 
 
 def test_port_proxy_upgrade_and_errors(agent, sandbox):
@@ -243,13 +259,7 @@ def test_port_proxy_upgrade_and_errors(agent, sandbox):
         assert head.startswith(b"HTTP/1.1 101"), head
         assert b"upgrade: echo" in head.lower()
         s.sendall(b"ping through the proxy")
-        got = b""
-        while len(got) < len(b"ping through the proxy"):
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-        assert got == b"ping through the proxy"
+        assert read_exactly(s, len(b"ping through the proxy")) == b"ping through the proxy"
     # A port of an unknown sandbox: 404 with E2B's body; nothing listening: 502.
     gw = agent.gateway
     r = gw.request("GET", "/", headers={"E2b-Sandbox-Id": "nosuchsandbox0000000", "E2b-Sandbox-Port": "8090"})

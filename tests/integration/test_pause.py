@@ -296,3 +296,48 @@ def test_foreground_stream_survives_pause(client, agent, sandbox):
     r = result["r"]
     # the same stream carried on: every line once, in order, and the exit
     assert r.exit_code == 0 and r.stdout.split() == [str(i) for i in range(1, 81)], r
+
+
+def test_on_timeout_pause(client, agent, make_sandbox):
+    """on_timeout "pause": at the deadline the sandbox is paused (its deadline
+    stopped, its processes kept), not deleted; a resume without a timeout gives
+    it a new term of its timeout."""
+    sb = make_sandbox(timeout=2, on_timeout="pause")
+    sid = sb["id"]
+    assert sb["on_timeout"] == "pause"
+    r = client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["sleep", "600"], "background": True})
+    assert r.status == 201, r
+    wait_for(lambda: client.sandbox(sid).json().get("state") == "paused", timeout=30, interval=0.2,
+             what="the pause at the deadline")
+    g = client.sandbox(sid).json()
+    assert g["deadline_paused"] is True
+    assert cgroup_freezer_state(agent, sid).upper() == "FROZEN"
+    r = resume(client, sid)
+    assert r.status == 200 and r.json()["state"] == "running"
+    assert ms(r.json()["expires_at"]) > host_ms()  # a new term, not paused again at once
+    # its processes survived the pause: the sleep is still there
+    r = client.exec(sid, shell="cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert r.exit_code == 0 and "sleep 600" in r.stdout, r
+    # and the next deadline pauses it again
+    wait_for(lambda: client.sandbox(sid).json().get("state") == "paused", timeout=30, interval=0.2,
+             what="the second pause")
+    assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+    wait_for(lambda: agent.leftovers([sid]) == [], timeout=10, what="cleanup")
+
+
+def test_on_timeout_pause_keeps_a_paused_sandbox(client, make_sandbox):
+    """Paused with its deadline running and on_timeout "pause": at the deadline
+    it stays paused and its deadline stops."""
+    sid = make_sandbox(timeout=2, on_timeout="pause")["id"]
+    r = pause(client, sid, {"stop_deadline": False})
+    assert r.status == 200 and r.json()["deadline_paused"] is False
+    wait_for(lambda: client.sandbox(sid).json().get("deadline_paused") is True, timeout=30, interval=0.2,
+             what="the deadline to stop")
+    assert client.sandbox(sid).json()["state"] == "paused"
+
+
+def test_on_timeout_bad_value(client):
+    for v in ("kill", 1, None):
+        r = client.post("/v1/sandboxes", {"template": "host", "on_timeout": v})
+        assert_error(r, 400)
+        assert "on_timeout" in r.json()["message"]

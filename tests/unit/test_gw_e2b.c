@@ -273,16 +273,18 @@ static void test_create_errors(void **state)
                 "unknown field \"templateId\"");
         refused("[]", false, NULL, "must be a JSON object");
 
-        /* autoPause parses, but the agent cannot do it yet */
+        /* autoPause: the agent's on_timeout "pause" */
         json_object *b = parse("{\"templateID\":\"base\",\"autoPause\":true}");
         GwE2bCreate c;
         char err[256] = "";
         assert_int_equal(gw_e2b_create_parse(b, false, NULL, &c, err, sizeof(err)), 0);
         assert_true(c.auto_pause);
         json_object *agent = NULL;
-        assert_int_equal(gw_e2b_create_to_agent(&c, &agent, err, sizeof(err)), -EOPNOTSUPP);
-        assert_null(agent);
-        assert_non_null(strstr(err, "autoPause"));
+        assert_int_equal(gw_e2b_create_to_agent(&c, &agent, err, sizeof(err)), 0);
+        json_object *ot = NULL;
+        assert_true(json_object_object_get_ex(agent, "on_timeout", &ot));
+        assert_string_equal(json_object_get_string(ot), "pause");
+        json_object_put(agent);
         gw_e2b_create_done(&c);
         json_object_put(b);
 }
@@ -299,6 +301,7 @@ static void test_agent_accepts(void **state)
                 "\"allowOut\":[\"198.18.0.1\",\"198.18.4.0/24\"]}}",
                 "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"198.18.0.0/15\"]}}",
                 "{\"templateID\":\"base\",\"allow_internet_access\":false,\"timeout\":1}",
+                "{\"templateID\":\"base\",\"autoPause\":true,\"timeout\":5}",
         };
         for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
                 json_object *b = parse(bodies[i]);
@@ -378,6 +381,12 @@ static void test_views(void **state)
         assert_string_equal(plain_unescaped(v), "{\"onTimeout\":\"kill\",\"autoResume\":false}");
         assert_true(json_object_object_get_ex(o, "envdAccessToken", &v));
         assert_true(json_object_object_get_ex(o, "state", &v));
+        json_object_put(o);
+        /* the agent's on_timeout "pause" (autoPause) */
+        json_object_object_add(sb, "on_timeout", json_object_new_string("pause"));
+        assert_int_equal(gw_e2b_sandbox_from_agent(sb, GW_E2B_VIEW_DETAIL, NULL, NULL, &o), 0);
+        assert_true(json_object_object_get_ex(o, "lifecycle", &v));
+        assert_string_equal(plain(v), "{\"onTimeout\":\"pause\",\"autoResume\":false}");
         json_object_put(o);
         json_object_put(sb);
 

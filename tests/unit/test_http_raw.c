@@ -1,6 +1,7 @@
 /* The raw-bytes paths of the HTTP library, server and client together: bodies
  * spooled to a file past the buffered-body cap (and 413 past the route's own
- * limit), responses served from a file, and http_request_raw() both ways. */
+ * limit), responses served from a file, and http_request_raw() both ways;
+ * TLS settings the server refuses. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -217,12 +218,38 @@ static void test_file_response(void **state)
         json_object_put(o);
 }
 
+static void nop_handler(HttpRequest *req, void *userdata)
+{
+        (void) userdata;
+        http_respond_empty(req, 204);
+}
+
+/* A certificate without its key (or the other way round), TLS without a TCP
+ * listener, and files that are not there: refused, nothing left listening. */
+static void test_tls_refused(void **state)
+{
+        (void) state;
+        HttpServer *s = NULL;
+        HttpServerConfig c = {.tcp_listen = "127.0.0.1:0", .tcp_open = true, .max_body = 1024};
+        c.tls_cert_file = "/nonexistent/cert.pem";
+        assert_int_equal(http_server_start(&c, nop_handler, NULL, &s), -EINVAL);
+        c.tls_cert_file = NULL;
+        c.tls_key_file = "/nonexistent/key.pem";
+        assert_int_equal(http_server_start(&c, nop_handler, NULL, &s), -EINVAL);
+        c.tls_cert_file = "/nonexistent/cert.pem";
+        assert_int_equal(http_server_start(&c, nop_handler, NULL, &s), -ENOENT);
+        c.tcp_listen = NULL;
+        assert_int_equal(http_server_start(&c, nop_handler, NULL, &s), -EINVAL);
+        assert_null(s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_spooled_upload, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_file_response, setup, teardown),
+                cmocka_unit_test(test_tls_refused),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,12 @@ typedef struct {
         const char *unix_path;  /* NULL: no unix socket; created 0660, stale one replaced */
         const char *tcp_listen; /* "ADDR:PORT" or NULL */
         const char *token;      /* required on TCP (Authorization: Bearer); NULL rejects all TCP */
-        bool tcp_open;   /* TCP needs no bearer token: the handler authenticates (the gateway) */
+        bool tcp_open; /* TCP needs no bearer token: the handler authenticates (the gateway) */
+        /* TLS on the TCP listener (GnuTLS through libmicrohttpd): PEM files of
+         * the certificate (chain) and its key, read once at start; both or
+         * neither (-EINVAL). NULL: plain HTTP. */
+        const char *tls_cert_file;
+        const char *tls_key_file;
         size_t max_body; /* larger bodies get 413 */
         /* TCP limits (0: the HTTP_DEFAULT_* below). */
         unsigned header_timeout_s;  /* idle seconds before a connection authenticates */
