@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from conftest import AGENT_BIN, HERE, SDK_LINES, Agent, refresh_gateway_port, start_agent, stop_agent
+from conftest import (AGENT_BIN, HERE, SDK_LINES, Agent, make_key, refresh_gateway_port, start_agent,
+                      stop_agent)
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +53,12 @@ def random_loopback():
     return "127.{}.{}.{}".format(random.randint(1, 254), random.randint(0, 255), random.randint(1, 254))
 
 
-def run_domain_env(addr, ca):
-    """The environment of an SDK script in E2B_DOMAIN mode: the domain, the CA
-    to trust, and where js/resolve-domain.cjs sends the domain's names."""
+def run_domain_env(addr, ca, key="e2b_" + "0" * 40):
+    """The environment of an SDK script in E2B_DOMAIN mode: the API key, the
+    domain, the CA to trust, and where js/resolve-domain.cjs sends the domain's
+    names."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_") and k != "NODE_OPTIONS"}
-    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_DOMAIN=DOMAIN, NODE_EXTRA_CA_CERTS=str(ca),
+    env.update(E2B_API_KEY=key, E2B_DOMAIN=DOMAIN, NODE_EXTRA_CA_CERTS=str(ca),
                SANDPIT_TEST_DOMAIN=DOMAIN, SANDPIT_TEST_ADDR=addr)
     return env
 
@@ -86,12 +88,14 @@ def tls_agent(templates_dir, certs, agent):
         stop_agent(a)
         pytest.fail(str(e), pytrace=False)
     a.gateway_addr = addr
+    # its gateway takes API keys only (docs/auth.md), as any agent's
+    a.api_key = make_key(a, "compat-tls")
     yield a
     stop_agent(a)
 
 
 def run_domain(sdk_dir, a, ca, *args):
-    env = run_domain_env(a.gateway_addr, ca)
+    env = run_domain_env(a.gateway_addr, ca, a.api_key)
     r = subprocess.run(["node", "--require", str(HERE / "js" / "resolve-domain.cjs"), "domain.mjs", *args],
                        cwd=str(sdk_dir), env=env, capture_output=True, text=True, timeout=180,
                        stdin=subprocess.DEVNULL)
