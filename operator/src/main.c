@@ -31,7 +31,8 @@ static void usage(FILE *f)
               "         [--leader-election-id NAME] [--identity ID] [--lease-duration D]\n"
               "         [--renew-deadline D] [--retry-period D]\n"
               "         [--gateway-listen ADDR:PORT [--gateway-namespace NS]\n"
-              "          [--gateway-create-timeout D] [--gateway-internet[=true|false]]]\n"
+              "          [--gateway-create-timeout D] [--gateway-internet[=true|false]]\n"
+              "          [--gateway-auth keys|none]]\n"
               "Leader election (on by default): one replica reconciles; the others stand by\n"
               "and take over the Lease NAME (default " LEADER_DEFAULT_LEASE_NAME
               ") in --namespace.\n"
@@ -39,7 +40,9 @@ static void usage(FILE *f)
               "renew-deadline < lease-duration.\n"
               "--gateway-listen serves E2B's API on every replica, its sandboxes Sandbox\n"
               "objects in --gateway-namespace (default: default); a create waits for Ready\n"
-              "up to --gateway-create-timeout (default 60s).\n",
+              "up to --gateway-create-timeout (default 60s). --gateway-auth keys (default)\n"
+              "takes the API keys of the Secret sandpit-api-keys in --namespace and\n"
+              "Kubernetes tokens (RBAC on sandboxes in --gateway-namespace).\n",
               f);
 }
 
@@ -276,6 +279,7 @@ static const Flag flags[] = {
         {"gateway-namespace", FLAG_STRING, OPT_FIELD(gateway.namespace), 0, 0},
         {"gateway-create-timeout", FLAG_DURATION_MS, OPT_FIELD(gateway.create_timeout_ms), 0, 0},
         {"gateway-internet", FLAG_BOOL_VALUE, OPT_FIELD(gateway.internet), 0, 0},
+        {"gateway-auth", FLAG_STRING, OPT_FIELD(gateway.auth), 0, 0},
 };
 
 /* Applies one flag (arg: its value, or NULL); 0, or the parse_args() status. */
@@ -398,8 +402,12 @@ static int parse_args(int argc, char **argv, Options *o)
                         "sandpit-operator: give exactly one of --kubeconfig and --in-cluster\n");
                 return 3;
         }
+        if (o->gateway.auth && !streq(o->gateway.auth, "keys") && !streq(o->gateway.auth, "none")) {
+                fprintf(stderr, "sandpit-operator: --gateway-auth takes keys or none\n");
+                return 3;
+        }
         if (!o->gateway.listen && (o->gateway.create_timeout_ms || o->gateway.internet ||
-                                   !streq(o->gateway.namespace, "default"))) {
+                                   o->gateway.auth || !streq(o->gateway.namespace, "default"))) {
                 fprintf(stderr, "sandpit-operator: the --gateway-* flags need --gateway-listen\n");
                 return 3;
         }

@@ -35,7 +35,22 @@ NODE = "node-gw"
 NS = "default"
 SBX = f"/apis/sandpit.dev/v1alpha1/namespaces/{NS}/sandboxes"
 SECRETS = f"/api/v1/namespaces/{NS}/secrets"
-KEY = {"X-API-KEY": "compat-test-key"}
+CLI_BIN = Path(__file__).resolve().parents[2] / "build" / "bin" / "sandpit"
+# The suite's API key for namespace NS (--gateway-auth keys, the default),
+# made by the operator fixture with `sandpit keys --kubeconfig`.
+KEY = {"X-API-KEY": None}
+
+
+def keys_cli(kube, *args):
+    """`sandpit keys ARGS` on the Secret sandpit-api-keys of OP_NS."""
+    return subprocess.run([str(CLI_BIN), "keys", "--kubeconfig", kube.kubeconfig, "--secret-namespace", OP_NS, *args],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def make_key(kube, namespace):
+    r = keys_cli(kube, "create", "--namespace", namespace)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +105,7 @@ def stop_operator(op, node):
 def operator(kube, node, tmp_path_factory):
     wait_for(lambda: kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{OP_NS}/leases/"
                                   f"sandpit-agent-{NODE}")[0] == 200, 30, what="the agent's Lease")
+    KEY["X-API-KEY"] = make_key(kube, NS)
     op = start_operator(kube, node, tmp_path_factory.mktemp("gw-operator"))
     yield op
     log = stop_operator(op, node)
@@ -132,7 +148,7 @@ def sdk(request, sdk_dirs, operator, made):
     d = sdk_dirs[request.param]
     url = f"http://127.0.0.1:{operator.gateway_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_API_URL=url, E2B_SANDBOX_URL=url)
+    env.update(E2B_API_KEY=KEY["X-API-KEY"], E2B_API_URL=url, E2B_SANDBOX_URL=url)
 
     def run(script, timeout=300):
         r = subprocess.run(["node", script], cwd=str(d), env=env, capture_output=True, text=True,
@@ -417,3 +433,83 @@ def test_gateway_flags(kube, node, operator):
     assert "Cannot serve the gateway" in p.stderr, p.stderr[-2000:]
     assert node.token not in p.stderr
 
+
+
+# --- API keys and Kubernetes tokens (docs/auth.md) ---------------------------
+
+
+def sa_token(kube, ns, name, verbs):
+    """A bearer token of ServiceAccount ns/name, granted verbs on sandboxes in ns
+    (the fixture's /_admin switches; on the real server a ServiceAccount, a Role,
+    a RoleBinding and a token from the TokenRequest API)."""
+    user = f"system:serviceaccount:{ns}:{name}"
+    if not getattr(kube, "real", False):
+        token = f"tok-{ns}-{name}"
+        kube.ok("POST", "/_admin/tokens", {"token": token, "username": user, "uid": f"uid-{name}",
+                                           "groups": ["system:serviceaccounts", "system:authenticated"]})
+        if verbs:
+            kube.ok("POST", "/_admin/grants", {"user": user, "namespace": ns, "verbs": verbs})
+        return token
+    kube.kubectl("create", "serviceaccount", "-n", ns, name)
+    if verbs:
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": f"{name}-sandboxes", "namespace": ns},
+                "rules": [{"apiGroups": ["sandpit.dev"], "resources": ["sandboxes"], "verbs": verbs}]}
+        kube.kubectl("create", "-f", "-", input=json.dumps(role))
+        kube.kubectl("create", "rolebinding", "-n", ns, f"{name}-sandboxes", f"--role={name}-sandboxes",
+                     f"--serviceaccount={ns}:{name}")
+    return kube.kubectl("create", "token", "-n", ns, name).stdout.strip()
+
+
+def gateway_objects(kube):
+    st, _, objs = kube.request("GET", f"{SBX}?labelSelector=sandpit.dev%2Fcreated-by%3De2b-gateway")
+    assert st == 200
+    return sorted(o["metadata"]["name"] for o in objs["items"])
+
+
+def test_keys_required(kube, operator, made):
+    """No key, a wrong one: 401, nothing made; a key of a namespace this
+    gateway does not serve: 403."""
+    gw = operator.gateway
+    before = gateway_objects(kube)
+    for h in ({}, {"X-API-KEY": "e2b_" + "1" * 40}):
+        for r in (gw.get("/v2/sandboxes", headers=h), gw.post("/v2/sandboxes", {"templateID": "base"}, headers=h)):
+            assert r.status == 401 and r.json()["code"] == 401, r
+    other = make_key(kube, "team-b")
+    # the key reaches the gateway through the Secret's watch
+    r = wait_for(lambda: (lambda r: r if r.status != 401 else None)(gw.get("/v2/sandboxes",
+                                                                          headers={"X-API-KEY": other})),
+                 15, interval=0.2, what="team-b's key")
+    assert r.status == 403 and "namespace team-b is not served" in r.json()["message"], r
+    r = gw.post("/v2/sandboxes", {"templateID": "base"}, headers={"X-API-KEY": other})
+    assert r.status == 403
+    assert gateway_objects(kube) == before
+    log = operator.log.read_text()
+    assert other not in log and KEY["X-API-KEY"] not in log and "e2b_" + "1" * 40 not in log
+
+
+def test_kubernetes_tokens_with_rbac(kube, operator, made):
+    """A ServiceAccount without RBAC is refused (403); one granted create, get
+    and delete on sandboxes in the gateway's namespace creates there."""
+    gw = operator.gateway
+    before = gateway_objects(kube)
+    nobody = sa_token(kube, NS, "gw-nobody", [])
+    r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60},
+                headers={"Authorization": f"Bearer {nobody}"})
+    assert r.status == 403 and f"system:serviceaccount:{NS}:gw-nobody may not create" in r.json()["message"], r
+    assert gateway_objects(kube) == before
+    runner = sa_token(kube, NS, "gw-runner", ["create", "get", "delete"])
+    h = {"Authorization": f"Bearer {runner}", "X-API-KEY": "e2b_" + "2" * 40}
+    # RBAC may take a moment to see a new Role (a denial is cached 10 s)
+    r = wait_for(lambda: (lambda r: r if r.status == 201 else None)(
+        gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60}, headers=h)),
+        40, interval=1, what="the runner's grant")
+    sid = r.json()["sandboxID"]
+    made.append(sid)
+    TOKENS_SEEN.append(r.json()["envdAccessToken"])
+    assert sbx_obj(kube, sid)["metadata"]["namespace"] == NS
+    assert gw.get(f"/sandboxes/{sid}", headers=h).status == 200
+    assert gw.delete(f"/sandboxes/{sid}", headers=h).status == 204
+    assert sbx_obj(kube, sid) is None
+    log = operator.log.read_text()
+    assert runner not in log and nobody not in log
