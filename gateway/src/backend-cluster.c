@@ -257,6 +257,15 @@ static int cluster_create(void *b, json_object *req, json_object **ret, char *er
         cleanup_json json_object *made = NULL;
         K8sError ke = {0};
         r = k8s_create(c->client, &sandboxes_res, cluster_namespace(c), obj, &made, &ke);
+        if (r < 0 && ke.status == 403 && strstr(ke.message, "exceeded quota")) {
+                /* A ResourceQuota on count/sandboxes.sandpit.dev: E2B's 429
+                 * (the SDK's RateLimitError), nothing made. */
+                snprintf(err, errlen,
+                         "namespace %s has as many sandboxes as its ResourceQuota allows; kill "
+                         "one first (%s)",
+                         cluster_namespace(c), ke.message);
+                return -EAGAIN;
+        }
         if (r < 0) {
                 api_error(err, errlen, "cannot create the Sandbox", &ke, r);
                 return r == -EEXIST ? -EBUSY : r;

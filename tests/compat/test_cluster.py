@@ -513,3 +513,30 @@ def test_kubernetes_tokens_with_rbac(kube, operator, made):
     assert sbx_obj(kube, sid) is None
     log = operator.log.read_text()
     assert runner not in log and nobody not in log
+
+
+@pytest.mark.real_only("the fixture API server has no ResourceQuota admission")
+def test_resource_quota_is_429(kube, operator, made):
+    """A ResourceQuota on count/sandboxes.sandpit.dev: the create past it is
+    E2B's 429, with nothing made."""
+    gw = operator.gateway
+    used = len(json.loads(kube.kubectl("get", "sbx", "-n", NS, "-o", "json").stdout)["items"])
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "gw-sandboxes", "namespace": NS},
+             "spec": {"hard": {"count/sandboxes.sandpit.dev": str(used + 1)}}}
+    kube.kubectl("create", "-f", "-", input=json.dumps(quota))
+    try:
+        # the quota counts once the controller-manager has filled its status
+        wait_for(lambda: json.loads(kube.kubectl("get", "resourcequota", "-n", NS, "gw-sandboxes", "-o",
+                                                 "json").stdout).get("status", {}).get("hard"),
+                 30, interval=0.2, what="the quota's status")
+        r = create(gw, made, timeout=60)
+        assert r.status == 201, r
+        before = gateway_objects(kube)
+        r = create(gw, made, timeout=60)
+        assert r.status == 429 and r.json()["code"] == 429, r
+        assert "ResourceQuota" in r.json()["message"]
+        assert gateway_objects(kube) == before
+    finally:
+        kube.kubectl("delete", "resourcequota", "-n", NS, "gw-sandboxes", check=False)
+    for sid in list(made):
+        gw.delete(f"/sandboxes/{sid}", headers=KEY)
