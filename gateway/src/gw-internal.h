@@ -32,8 +32,9 @@ struct GwServer {
 
 /* A backend as a caller of one namespace sees it (scope.c). */
 typedef struct GwScope {
-        GwBackend inner;
-        const char *ns; /* borrowed */
+        GwBackend inner; /* the backend, or its own view of ns (in_namespace) */
+        const char *ns;  /* borrowed */
+        void *view[GW_BACKEND_VIEW_SIZE / sizeof(void *)];
 } GwScope;
 
 typedef struct GwRequest {

@@ -167,6 +167,8 @@ void gw_scope_backend(const GwBackend *inner, const char *ns, GwScope *scope, Gw
                 return;
         }
         scope->inner = *inner;
+        if (inner->ops->in_namespace)
+                inner->ops->in_namespace(inner->data, ns, scope->view, &scope->inner);
         scope->ns = ns;
         ret->ops = inner->ops->agent_address ? &scoped_ops : &scoped_ops_no_address;
         ret->data = scope;

@@ -10,36 +10,13 @@
 #include "auth.h"
 #include "operator.h"
 #include "sandpit/log.h"
-#include "sandpit/macro.h"
-
-/* The cluster backend makes and finds Sandbox objects in one namespace,
- * --gateway-namespace: a caller authorised for another is refused (403)
- * rather than shown an empty list (docs/auth.md, cluster mode). */
-typedef struct {
-        GwAuth *auth;
-        const char *namespace;
-} OperatorAuth;
-
-static OperatorAuth operator_auth;
-
-static int authorize(GwServer *gw, const GwAuthRequest *r, char *err, size_t errlen, void *userdata)
-{
-        OperatorAuth *a = userdata;
-        int k = gw_auth_authorize(gw, r, err, errlen, a->auth);
-        if (k == 0 && r->ret_namespace && r->ret_namespace[0] &&
-            !streq(r->ret_namespace, a->namespace)) {
-                snprintf(err, errlen,
-                         "namespace %s is not served by this gateway: its sandboxes are in "
-                         "namespace %s (sandpit-operator --gateway-namespace)",
-                         r->ret_namespace, a->namespace);
-                return -EACCES;
-        }
-        return k;
-}
 
 /* --gateway-auth keys: the API keys in the Secret sandpit-api-keys of the
  * operator's namespace, Kubernetes tokens through TokenReview and
- * SubjectAccessReview on the operator's client. */
+ * SubjectAccessReview on the operator's client. Each caller acts in its
+ * namespace: the server hands the cluster backend's view of it to the
+ * handlers (GwBackendOps.in_namespace), so its Sandboxes are made and found
+ * there. With none, every caller acts in --gateway-namespace. */
 static int setup_auth(Operator *op, const OperatorGatewayOptions *o, GwConfig *gc)
 {
         GwAuthMode mode;
@@ -57,9 +34,8 @@ static int setup_auth(Operator *op, const OperatorGatewayOptions *o, GwConfig *g
         int r = gw_auth_new(&ac, 10000, &op->gateway_auth);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the gateway's authentication");
-        operator_auth = (OperatorAuth){.auth = op->gateway_auth, .namespace = o->namespace};
-        gc->authorize = authorize;
-        gc->authorize_userdata = &operator_auth;
+        gc->authorize = gw_auth_authorize;
+        gc->authorize_userdata = op->gateway_auth;
         return 0;
 }
 

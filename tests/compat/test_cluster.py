@@ -35,6 +35,7 @@ NODE = "node-gw"
 NS = "default"
 SBX = f"/apis/sandpit.dev/v1alpha1/namespaces/{NS}/sandboxes"
 SECRETS = f"/api/v1/namespaces/{NS}/secrets"
+NS_B = "team-b"  # another namespace, for API keys and tokens of its own
 CLI_BIN = Path(__file__).resolve().parents[2] / "build" / "bin" / "sandpit"
 # The suite's API key for namespace NS (--gateway-auth keys, the default),
 # made by the operator fixture with `sandpit keys --kubeconfig`.
@@ -59,6 +60,7 @@ def kube():
     k = new_kube(tmp)
     k.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "crds"))
     k.kubectl("create", "namespace", OP_NS)
+    k.kubectl("create", "namespace", NS_B)
     yield k
     k.stop()
 
@@ -462,55 +464,93 @@ def sa_token(kube, ns, name, verbs):
 
 
 def gateway_objects(kube):
-    st, _, objs = kube.request("GET", f"{SBX}?labelSelector=sandpit.dev%2Fcreated-by%3De2b-gateway")
-    assert st == 200
-    return sorted(o["metadata"]["name"] for o in objs["items"])
+    """The gateway's Sandboxes in NS and NS_B."""
+    names = []
+    for ns in (NS, NS_B):
+        st, _, objs = kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{ns}/sandboxes"
+                                   "?labelSelector=sandpit.dev%2Fcreated-by%3De2b-gateway")
+        assert st == 200
+        names += [f"{ns}/{o['metadata']['name']}" for o in objs["items"]]
+    return sorted(names)
 
 
-def test_keys_required(kube, operator, made):
-    """No key, a wrong one: 401, nothing made; a key of a namespace this
-    gateway does not serve: 403."""
+def test_keys_and_namespaces(kube, operator, made):
+    """No key, a wrong one: 401, nothing made. A key of namespace B creates
+    its Sandbox in B, where its access token works and its Secret lives; it
+    does not see or touch NS's sandboxes, nor NS's key B's."""
     gw = operator.gateway
     before = gateway_objects(kube)
     for h in ({}, {"X-API-KEY": "e2b_" + "1" * 40}):
         for r in (gw.get("/v2/sandboxes", headers=h), gw.post("/v2/sandboxes", {"templateID": "base"}, headers=h)):
             assert r.status == 401 and r.json()["code"] == 401, r
-    other = make_key(kube, "team-b")
-    # the key reaches the gateway through the Secret's watch
-    r = wait_for(lambda: (lambda r: r if r.status != 401 else None)(gw.get("/v2/sandboxes",
-                                                                          headers={"X-API-KEY": other})),
-                 15, interval=0.2, what="team-b's key")
-    assert r.status == 403 and "namespace team-b is not served" in r.json()["message"], r
-    r = gw.post("/v2/sandboxes", {"templateID": "base"}, headers={"X-API-KEY": other})
-    assert r.status == 403
     assert gateway_objects(kube) == before
+    kb = {"X-API-KEY": make_key(kube, NS_B)}
+    # the key reaches the gateway through the Secret's watch
+    wait_for(lambda: gw.get("/v2/sandboxes", headers=kb).status == 200, 15, interval=0.2, what="B's key")
+    r = create(gw, made, timeout=120)  # NS's own, with the suite's key
+    assert r.status == 201, r
+    mine = r.json()["sandboxID"]
+    r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 120}, headers=kb)
+    assert r.status == 201, r
+    theirs, token = r.json()["sandboxID"], r.json()["envdAccessToken"]
+    TOKENS_SEEN.append(token)
+    st, _, obj = kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{theirs}")
+    assert st == 200 and obj["status"]["phase"] == "Running"
+    assert sbx_obj(kube, theirs) is None  # not in NS
+    st, _, sec = kube.request("GET", f"/api/v1/namespaces/{NS_B}/secrets/e2b-token-{theirs}")
+    assert st == 200 and sec["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    # the data plane finds it in B: its token works, a wrong one does not
+    assert envd_files(gw, theirs, "0" * 48).status == 401
+    assert envd_files(gw, theirs, token).status == 404  # no such file: through to the agent
+    # each key sees its namespace's only
+    assert [s["sandboxID"] for s in gw.get("/v2/sandboxes", headers=kb).json()] == [theirs]
+    assert theirs not in [s["sandboxID"] for s in gw.get("/v2/sandboxes", headers=KEY).json()]
+    for path in (f"/sandboxes/{mine}", f"/sandboxes/{mine}/metrics"):
+        assert gw.get(path, headers=kb).status == 404
+    assert gw.delete(f"/sandboxes/{mine}", headers=kb).status == 404
+    assert gw.get(f"/sandboxes/{theirs}", headers=KEY).status == 404
+    assert gw.delete(f"/sandboxes/{theirs}", headers=KEY).status == 404
+    # each kills its own: objects and Secrets gone
+    assert gw.delete(f"/sandboxes/{theirs}", headers=kb).status == 204
+    assert kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{theirs}")[0] == 404
+    assert kube.request("GET", f"/api/v1/namespaces/{NS_B}/secrets/e2b-token-{theirs}")[0] == 404
+    assert gw.delete(f"/sandboxes/{mine}", headers=KEY).status == 204
+    assert sbx_obj(kube, mine) is None
     log = operator.log.read_text()
-    assert other not in log and KEY["X-API-KEY"] not in log and "e2b_" + "1" * 40 not in log
+    assert kb["X-API-KEY"] not in log and KEY["X-API-KEY"] not in log and "e2b_" + "1" * 40 not in log
 
 
 def test_kubernetes_tokens_with_rbac(kube, operator, made):
     """A ServiceAccount without RBAC is refused (403); one granted create, get
-    and delete on sandboxes in the gateway's namespace creates there."""
+    and delete on sandboxes in its namespace creates its Sandbox there, and
+    not in another."""
     gw = operator.gateway
     before = gateway_objects(kube)
-    nobody = sa_token(kube, NS, "gw-nobody", [])
+    nobody = sa_token(kube, NS_B, "gw-nobody", [])
     r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60},
                 headers={"Authorization": f"Bearer {nobody}"})
-    assert r.status == 403 and f"system:serviceaccount:{NS}:gw-nobody may not create" in r.json()["message"], r
+    assert r.status == 403 and f"system:serviceaccount:{NS_B}:gw-nobody may not create" in r.json()["message"], r
     assert gateway_objects(kube) == before
-    runner = sa_token(kube, NS, "gw-runner", ["create", "get", "delete"])
+    runner = sa_token(kube, NS_B, "gw-runner", ["create", "get", "delete"])
     h = {"Authorization": f"Bearer {runner}", "X-API-KEY": "e2b_" + "2" * 40}
     # RBAC may take a moment to see a new Role (a denial is cached 10 s)
     r = wait_for(lambda: (lambda r: r if r.status == 201 else None)(
         gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60}, headers=h)),
         40, interval=1, what="the runner's grant")
     sid = r.json()["sandboxID"]
-    made.append(sid)
     TOKENS_SEEN.append(r.json()["envdAccessToken"])
-    assert sbx_obj(kube, sid)["metadata"]["namespace"] == NS
-    assert gw.get(f"/sandboxes/{sid}", headers=h).status == 200
-    assert gw.delete(f"/sandboxes/{sid}", headers=h).status == 204
-    assert sbx_obj(kube, sid) is None
+    sbx_b = f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{sid}"
+    assert kube.request("GET", sbx_b)[0] == 200
+    try:
+        # not in NS: no grant there
+        r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60}, headers={**h, "X-Sandpit-Namespace": NS})
+        assert r.status == 403, r
+        assert gw.get(f"/sandboxes/{sid}", headers=h).status == 200
+        assert gw.delete(f"/sandboxes/{sid}", headers=h).status == 204
+        assert kube.request("GET", sbx_b)[0] == 404
+    finally:
+        if kube.request("GET", sbx_b)[0] == 200:
+            kube.kubectl("delete", "sandbox", "-n", NS_B, sid, "--wait=false", check=False)
     log = operator.log.read_text()
     assert runner not in log and nobody not in log
 
