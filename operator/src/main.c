@@ -42,7 +42,8 @@ static void usage(FILE *f)
               "objects in --gateway-namespace (default: default); a create waits for Ready\n"
               "up to --gateway-create-timeout (default 60s). --gateway-auth keys (default)\n"
               "takes the API keys of the Secret sandpit-api-keys in --namespace and\n"
-              "Kubernetes tokens (RBAC on sandboxes in --gateway-namespace).\n",
+              "Kubernetes tokens (RBAC), each caller's Sandboxes in its own namespace;\n"
+              "none: any key, Sandboxes in --gateway-namespace.\n",
               f);
 }
 
