@@ -69,9 +69,10 @@ def bench_stdio(agent, runs):
         p.wait(timeout=60)  # end of input: the session's sandbox is deleted
 
 
-def bench_http(port, runs):
+def bench_http(port, runs, key):
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "X-API-KEY": key}
 
     def post(msg):
         conn.request("POST", "/mcp", json.dumps(msg), headers)
@@ -131,7 +132,11 @@ def main():
     try:
         native = bench_native(agent, args.runs)
         stdio = bench_stdio(agent, args.runs)
-        over_http = bench_http(port, args.runs)
+        # /mcp takes API keys (docs/auth.md): one made as a user would
+        key = subprocess.run([os.path.join(BIN, "sandpit"), "keys", "--state-dir", os.path.join(agent.tmp, "state"),
+                              "create", "--namespace", "bench"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        over_http = bench_http(port, args.runs, key)
         st, left = agent.call("GET", "/v1/sandboxes")
         assert st == 200 and left["sandboxes"] == [], left  # both sessions' sandboxes went
     finally:

@@ -81,6 +81,28 @@ const char *gw_auth_verb(const char *method, const char *path)
         return "get";            /* a sandbox, its metrics */
 }
 
+const char *gw_auth_mcp_verb(const char *tool, const char *sandbox_id)
+{
+        static const struct {
+                const char *tool, *verb;
+        } verbs[] = {
+                {"kill_sandbox", "delete"},  {"set_timeout", "update"},
+                {"pause_sandbox", "update"}, {"resume_sandbox", "update"},
+                {"run_code", "update"},      {"run_command", "update"},
+                {"write_file", "update"},
+        };
+        if (streq_ptr(tool, "/mcp"))
+                return "get"; /* the session itself: any use of sandboxes there */
+        if (streq_ptr(tool, "list_sandboxes"))
+                return "list";
+        if (!sandbox_id || !*sandbox_id)
+                return "create"; /* create_sandbox, or the session's sandbox */
+        for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+                if (streq_ptr(tool, verbs[i].tool))
+                        return verbs[i].verb;
+        return "get"; /* read_file, list_files, download_files, get_metrics */
+}
+
 /* ---- API keys */
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -452,7 +474,8 @@ static int check_bearer(GwAuth *a, const GwAuthRequest *r, const char *token, ch
                          "(only a ServiceAccount's own namespace goes without)");
                 return -EACCES;
         }
-        const char *verb = gw_auth_verb(r->method, r->path);
+        const char *verb = r->action == GW_ACTION_MCP ? gw_auth_mcp_verb(r->path, r->sandbox_id)
+                                                      : gw_auth_verb(r->method, r->path);
         bool allowed = false;
         k = lookup_access(a, &t, ns, verb, &allowed, err, errlen);
         if (k == 0 && !allowed) {
@@ -482,7 +505,8 @@ int gw_auth_authorize(GwServer *gw, const GwAuthRequest *r, char *err, size_t er
                       void *userdata)
 {
         GwAuth *a = userdata;
-        if (r->action != GW_ACTION_CONTROL || a->mode == GW_AUTH_NONE)
+        if ((r->action != GW_ACTION_CONTROL && r->action != GW_ACTION_MCP) ||
+            a->mode == GW_AUTH_NONE)
                 return gw_authorize_local(gw, r, err, errlen, NULL);
         /* A Kubernetes token decides when one is sent: the E2B SDK wants some
          * E2B_API_KEY even when E2B_ACCESS_TOKEN carries the token. */

@@ -50,6 +50,10 @@ int gw_auth_authorize(GwServer *gw, const GwAuthRequest *r, char *err, size_t er
 /* The SubjectAccessReview verb of a control-plane request: create, list, get,
  * delete or update. */
 const char *gw_auth_verb(const char *method, const char *path);
+/* The verb of MCP: "/mcp" itself is get; a tool's is that of the control
+ * plane call it makes (sandbox_id "": create), run_code, run_command and
+ * write_file update, the reading tools get. */
+const char *gw_auth_mcp_verb(const char *tool, const char *sandbox_id);
 
 typedef struct {
         unsigned long token_reviews;  /* TokenReviews sent (cache misses) */

@@ -42,6 +42,7 @@ typedef struct {
 
 typedef struct {
         char id[GW_ROUTE_ID_MAX + 1];
+        char ns[GW_NAMESPACE_MAX + 1];
         char uid[64];
         char token[GW_TOKEN_LEN + 1];
 } CachedToken;
@@ -64,11 +65,62 @@ typedef struct {
         CachedNode nodes[NODE_CACHE_SLOTS];
 } Cluster;
 
-/* The namespace of a request's sandboxes. Issue 12 (API keys) answers it
- * per caller; until then every request uses the configured one. */
+/* The namespace the op running on this thread acts in: set for the length of
+ * an op by the view of one namespace (cluster_in_namespace(): a caller with
+ * an API key or a Kubernetes token), or by the data plane's ops from where
+ * the Sandbox is (bind_to()). NULL: the configured one (--gateway-namespace:
+ * --gateway-auth none). A thread-local rather than a parameter, so that every
+ * helper below asks one place. */
+static __thread const char *bound_ns;
+
 static const char *cluster_namespace(const Cluster *c)
 {
-        return c->ns;
+        return bound_ns ? bound_ns : c->ns;
+}
+
+typedef struct {
+        const char *prefix; /* "/NAME" */
+        char ns[GW_NAMESPACE_MAX + 1];
+} FindNs;
+
+static void find_ns(const char *key, json_object *obj, void *userdata)
+{
+        (void) obj;
+        FindNs *f = userdata;
+        const char *slash = strchr(key, '/');
+        if (!f->ns[0] && slash && streq(slash, f->prefix) &&
+            (size_t) (slash - key) <= GW_NAMESPACE_MAX)
+                memcpy(f->ns, key, (size_t) (slash - key));
+}
+
+/* For an op of the unbound backend on Sandbox name (the data plane and the
+ * access tokens: their requests carry no namespace): binds this thread to
+ * the namespace the cache has the Sandbox in, when that is not the
+ * configured one (a caller's own namespace). ns holds it. True when bound:
+ * the caller sets bound_ns back to NULL. Gateway names are 20 random
+ * characters, so one name is in one namespace. */
+static bool bind_to(Cluster *c, const char *name, char ns[GW_NAMESPACE_MAX + 1])
+{
+        if (bound_ns)
+                return false;
+        char key[512];
+        json_object *o = NULL;
+        int n = snprintf(key, sizeof(key), "%s/%s", c->ns, name);
+        if (n > 0 && (size_t) n < sizeof(key) && k8s_informer_get(c->sandboxes, key, &o) == 0) {
+                json_object_put(o);
+                return false;
+        }
+        char suffix[256];
+        n = snprintf(suffix, sizeof(suffix), "/%s", name);
+        if (n < 0 || (size_t) n >= sizeof(suffix))
+                return false;
+        FindNs f = {.prefix = suffix};
+        k8s_informer_foreach(c->sandboxes, find_ns, &f);
+        if (!f.ns[0])
+                return false;
+        memcpy(ns, f.ns, sizeof(f.ns));
+        bound_ns = ns;
+        return true;
 }
 
 static int cache_key(const Cluster *c, const char *name, char *buf, size_t len)
@@ -257,6 +309,15 @@ static int cluster_create(void *b, json_object *req, json_object **ret, char *er
         cleanup_json json_object *made = NULL;
         K8sError ke = {0};
         r = k8s_create(c->client, &sandboxes_res, cluster_namespace(c), obj, &made, &ke);
+        if (r < 0 && ke.status == 403 && strstr(ke.message, "exceeded quota")) {
+                /* A ResourceQuota on count/sandboxes.sandpit.dev: E2B's 429
+                 * (the SDK's RateLimitError), nothing made. */
+                snprintf(err, errlen,
+                         "namespace %s has as many sandboxes as its ResourceQuota allows; kill "
+                         "one first (%s)",
+                         cluster_namespace(c), ke.message);
+                return -EAGAIN;
+        }
         if (r < 0) {
                 api_error(err, errlen, "cannot create the Sandbox", &ke, r);
                 return r == -EEXIST ? -EBUSY : r;
@@ -528,8 +589,8 @@ static int cluster_metrics(void *b, const char *id, int64_t start, int64_t end, 
         return r;
 }
 
-static int cluster_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err,
-                            size_t errlen)
+static int agent_id_here(void *b, const char *id, char *ret, size_t retlen, char *err,
+                         size_t errlen)
 {
         Cluster *c = b;
         cleanup_json json_object *obj = NULL;
@@ -576,8 +637,9 @@ static int node_of(Cluster *c, const char *agent_id, char **ret, char *err, size
         }
         /* Not resolved by agent_id on this replica lately: look through the
          * cached Sandboxes. */
-        char prefix[256];
-        snprintf(prefix, sizeof(prefix), "%s/", cluster_namespace(c));
+        char prefix[256] = "";
+        if (bound_ns) /* else the data plane: any namespace (agent ids are unique) */
+                snprintf(prefix, sizeof(prefix), "%s/", bound_ns);
         FindNode f = {.prefix = prefix, .agent_id = agent_id};
         k8s_informer_foreach(c->sandboxes, find_node, &f);
         if (!f.node) {
@@ -656,6 +718,7 @@ static void token_cache(Cluster *c, const char *id, const char *uid, const char 
         }
         if (t) {
                 snprintf(t->id, sizeof(t->id), "%s", id);
+                snprintf(t->ns, sizeof(t->ns), "%s", cluster_namespace(c));
                 snprintf(t->uid, sizeof(t->uid), "%s", uid);
                 memcpy(t->token, token, GW_TOKEN_LEN + 1);
         }
@@ -694,7 +757,7 @@ static json_object *secret_new(const Cluster *c, const char *name, const char *i
         return o;
 }
 
-static int cluster_token_put(void *b, const char *id, const char *token)
+static int token_put_here(void *b, const char *id, const char *token)
 {
         Cluster *c = b;
         char err[256] = "", name[128];
@@ -726,7 +789,7 @@ static int cluster_token_put(void *b, const char *id, const char *token)
         return 0;
 }
 
-static int cluster_token_get(void *b, const char *id, char *ret, size_t retlen)
+static int token_get_here(void *b, const char *id, char *ret, size_t retlen)
 {
         Cluster *c = b;
         char err[256] = "", name[128];
@@ -778,7 +841,7 @@ static int cluster_token_get(void *b, const char *id, char *ret, size_t retlen)
         return 0;
 }
 
-static void cluster_token_remove(void *b, const char *id)
+static void token_remove_here(void *b, const char *id)
 {
         Cluster *c = b;
         char name[128];
@@ -792,6 +855,186 @@ static void cluster_token_remove(void *b, const char *id)
         if (r < 0 && r != -ENOENT)
                 log_warning_errno(r, "gateway: cannot delete Secret %s/%s: %s",
                                   cluster_namespace(c), name, ke.message);
+}
+
+/* The data plane's ops and the access tokens, in the Sandbox's namespace. */
+static int cluster_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err,
+                            size_t errlen)
+{
+        char ns[GW_NAMESPACE_MAX + 1];
+        bool bound = bind_to(b, id, ns);
+        int r = agent_id_here(b, id, ret, retlen, err, errlen);
+        if (bound)
+                bound_ns = NULL;
+        return r;
+}
+
+static int cluster_token_put(void *b, const char *id, const char *token)
+{
+        char ns[GW_NAMESPACE_MAX + 1];
+        bool bound = bind_to(b, id, ns);
+        int r = token_put_here(b, id, token);
+        if (bound)
+                bound_ns = NULL;
+        return r;
+}
+
+static int cluster_token_get(void *b, const char *id, char *ret, size_t retlen)
+{
+        char ns[GW_NAMESPACE_MAX + 1];
+        bool bound = bind_to(b, id, ns);
+        int r = token_get_here(b, id, ret, retlen);
+        if (bound)
+                bound_ns = NULL;
+        return r;
+}
+
+/* After a kill the Sandbox is gone: the namespace is the one its token was
+ * cached in (else the garbage collector deletes the Secret). */
+static void cluster_token_remove(void *b, const char *id)
+{
+        Cluster *c = b;
+        char ns[GW_NAMESPACE_MAX + 1] = "";
+        pthread_mutex_lock(&c->lock);
+        CachedToken *t = bound_ns ? NULL : token_find(c, id);
+        if (t)
+                memcpy(ns, t->ns, sizeof(ns));
+        pthread_mutex_unlock(&c->lock);
+        bool bound = ns[0] != 0;
+        if (bound)
+                bound_ns = ns;
+        token_remove_here(b, id);
+        if (bound)
+                bound_ns = NULL;
+}
+
+/* ---- the backend as one namespace sees it: every op in that namespace */
+
+typedef struct {
+        Cluster *c;
+        const char *ns;
+} ClusterView;
+
+_Static_assert(sizeof(ClusterView) <= GW_BACKEND_VIEW_SIZE, "GW_BACKEND_VIEW_SIZE");
+
+#define VIEW_BEGIN(b)                  \
+        ClusterView *v_ = b;           \
+        const char *saved_ = bound_ns; \
+        bound_ns = v_->ns
+#define VIEW_END() bound_ns = saved_
+
+static int v_create(void *b, json_object *req, json_object **ret, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_create(v_->c, req, ret, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_get(void *b, const char *id, json_object **ret, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_get(v_->c, id, ret, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_list(void *b, json_object **ret, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_list(v_->c, ret, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_remove(void *b, const char *id, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_remove(v_->c, id, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_set_timeout(void *b, const char *id, uint64_t timeout_s, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_set_timeout(v_->c, id, timeout_s, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_pause(void *b, const char *id, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_pause(v_->c, id, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_resume(void *b, const char *id, uint64_t timeout_s, json_object **ret, char *err,
+                    size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_resume(v_->c, id, timeout_s, ret, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_metrics(void *b, const char *id, int64_t start, int64_t end, json_object **ret,
+                     char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_metrics(v_->c, id, start, end, ret, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = agent_id_here(v_->c, id, ret, retlen, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_agent(void *b, const char *agent_id, AgentClient **ret, char *err, size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_agent(v_->c, agent_id, ret, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static int v_agent_address(void *b, const char *agent_id, char **url, char **token, char *err,
+                           size_t errlen)
+{
+        VIEW_BEGIN(b);
+        int r = cluster_agent_address(v_->c, agent_id, url, token, err, errlen);
+        VIEW_END();
+        return r;
+}
+
+static const GwBackendOps view_ops = {
+        .create = v_create,
+        .get = v_get,
+        .list = v_list,
+        .remove = v_remove,
+        .set_timeout = v_set_timeout,
+        .pause = v_pause,
+        .resume = v_resume,
+        .metrics = v_metrics,
+        .agent = v_agent,
+        .agent_address = v_agent_address,
+        .agent_id = v_agent_id,
+        .free = NULL, /* a view: the server owns the backend */
+};
+
+static void cluster_in_namespace(void *b, const char *ns, void *view, GwBackend *ret)
+{
+        ClusterView *v = view;
+        *v = (ClusterView){.c = b, .ns = ns};
+        ret->ops = &view_ops;
+        ret->data = v;
 }
 
 static void cluster_free(void *b)
@@ -827,6 +1070,7 @@ static const GwBackendOps cluster_ops = {
         .token_put = cluster_token_put,
         .token_get = cluster_token_get,
         .token_remove = cluster_token_remove,
+        .in_namespace = cluster_in_namespace,
         .free = cluster_free,
 };
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "e2b-api.h"
+#include "gateway.h"
 #include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
@@ -315,6 +316,9 @@ int gw_cluster_sandbox_view(json_object *sbx, json_object **ret)
                         &bad);
                 put_str(labels, GW_CLUSTER_ANN_SECURE, annotation(sbx, GW_CLUSTER_ANN_SECURE),
                         &bad);
+                /* The namespace a caller must act in to see it (scope.c). */
+                put_str(labels, GW_LABEL_NAMESPACE,
+                        json_str(json_field(sbx, "metadata"), "namespace"), &bad);
         }
         put(o, "labels", labels, &bad);
         put_str(o, "created_at", json_str(json_field(sbx, "metadata"), "creationTimestamp"), &bad);

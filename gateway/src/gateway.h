@@ -18,6 +18,8 @@
  * sentence for the caller in err (the agent's message when it answered).
  * Returned objects are the agent's native ones (docs/agent-api.md). The ops
  * are called from many threads at once. */
+struct GwBackend;
+
 typedef struct GwBackendOps {
         int (*create)(void *b, json_object *agent_req, json_object **ret, char *err, size_t errlen);
         int (*get)(void *b, const char *id, json_object **ret, char *err, size_t errlen);
@@ -58,13 +60,21 @@ typedef struct GwBackendOps {
         int (*token_put)(void *b, const char *id, const char *token);
         int (*token_get)(void *b, const char *id, char *ret, size_t retlen);
         void (*token_remove)(void *b, const char *id);
+        /* Optional: the backend as a caller of namespace ns sees it, for a
+         * backend that keeps namespaces apart itself (the cluster backend:
+         * Sandbox objects in ns). view: GW_BACKEND_VIEW_SIZE bytes of storage
+         * that, with ns, outlive *ret. Without it, the gateway's view
+         * (scope.c) only filters by GW_LABEL_NAMESPACE. */
+        void (*in_namespace)(void *b, const char *ns, void *view, struct GwBackend *ret);
         void (*free)(void *b);
 } GwBackendOps;
 
-typedef struct {
+typedef struct GwBackend {
         const GwBackendOps *ops;
         void *data;
 } GwBackend;
+
+#define GW_BACKEND_VIEW_SIZE (4 * sizeof(void *))
 
 /* The local backend: the sandboxes of the agent at agent_url
  * ("unix:///run/sandpit/agent.sock"), token NULL on a unix socket. */

@@ -30,6 +30,13 @@ struct GwServer {
         GwMcp *mcp;
 };
 
+/* A backend as a caller of one namespace sees it (scope.c). */
+typedef struct GwScope {
+        GwBackend inner; /* the backend, or its own view of ns (in_namespace) */
+        const char *ns;  /* borrowed */
+        void *view[GW_BACKEND_VIEW_SIZE / sizeof(void *)];
+} GwScope;
+
 typedef struct GwRequest {
         GwServer *gw;
         HttpRequest *req;
@@ -43,14 +50,14 @@ typedef struct GwRequest {
          * plane handlers use this, never gw->backend. */
         char ns[GW_NAMESPACE_MAX + 1];
         GwBackend backend;
-        struct GwScope {
-                GwBackend inner;
-                const char *ns;
-        } scope;
+        GwScope scope;
 } GwRequest;
 
 /* Sets r->backend from r->ns (scope.c). */
 void gw_scope_request(GwRequest *r);
+/* *ret: inner itself when ns is "", else a view of it scoped to ns through
+ * *scope (which, and ns, must outlive *ret). */
+void gw_scope_backend(const GwBackend *inner, const char *ns, GwScope *scope, GwBackend *ret);
 
 /* A request header (case-insensitive), or NULL. */
 const char *gw_header(const GwRequest *r, const char *name);

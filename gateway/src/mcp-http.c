@@ -26,6 +26,12 @@
 
 typedef struct Entry {
         McpSession *s;
+        /* The namespace of the credential that made the session ("": every
+         * one): its later requests must be of the same, and its tools see
+         * only that namespace's sandboxes (backend). */
+        char ns[GW_NAMESPACE_MAX + 1];
+        GwScope scope;
+        GwBackend backend;
         unsigned refs; /* the table's (while listed) and each request's */
         uint64_t used_us;
         struct Entry *next;
@@ -39,11 +45,12 @@ struct GwMcp {
         Entry *sessions;
 };
 
-/* What the authorise hook needs of the request (copied: an SSE answer
- * outlives the handler). */
+/* What the authorise hook needs of the request (copied for an SSE answer,
+ * which outlives the handler). */
 typedef struct {
-        GwServer *gw;
-        const char *api_key;
+        const char *api_key;       /* X-API-KEY */
+        const char *authorization; /* Authorization */
+        const char *namespace;     /* X-Sandpit-Namespace */
 } Caller;
 
 static int authorize(void *userdata, void *request, const char *tool, const char *sandbox_id,
@@ -51,11 +58,15 @@ static int authorize(void *userdata, void *request, const char *tool, const char
 {
         GwMcp *m = userdata;
         Caller *c = request;
+        char ns[GW_NAMESPACE_MAX + 1] = "";
         GwAuthRequest ar = {.action = GW_ACTION_MCP,
                             .method = "POST",
                             .path = tool,
                             .api_key = c ? c->api_key : NULL,
-                            .sandbox_id = sandbox_id};
+                            .sandbox_id = sandbox_id,
+                            .authorization = c ? c->authorization : NULL,
+                            .namespace_hint = c ? c->namespace : NULL,
+                            .ret_namespace = ns};
         return m->gw->authorize(m->gw, &ar, err, errlen, m->gw->authorize_userdata);
 }
 
@@ -114,11 +125,11 @@ void gw_mcp_free(GwMcp *m)
 }
 
 /* Takes the session out of the table (its last request frees it). */
-static Entry *unlink_session(GwMcp *m, const char *id)
+static Entry *unlink_session(GwMcp *m, const char *id, const char *ns)
 {
         pthread_mutex_lock(&m->lock);
         for (Entry **p = &m->sessions; *p; p = &(*p)->next)
-                if (streq_ptr(mcp_session_id((*p)->s), id)) {
+                if (streq_ptr(mcp_session_id((*p)->s), id) && streq((*p)->ns, ns)) {
                         Entry *e = *p;
                         *p = e->next;
                         pthread_mutex_unlock(&m->lock);
@@ -204,16 +215,34 @@ typedef struct {
         GwMcp *m;
         Entry *e;
         json_object *msg;
-        char *api_key; /* caller.api_key's copy */
-        Caller caller;
+        Caller caller; /* its strings are the job's copies */
 } Job;
+
+static void caller_free(Caller *c)
+{
+        free((char *) c->api_key);
+        free((char *) c->authorization);
+        free((char *) c->namespace);
+}
+
+static int caller_copy(const Caller *c, Caller *ret)
+{
+        *ret = (Caller){0};
+        if ((c->api_key && !(ret->api_key = strdup(c->api_key))) ||
+            (c->authorization && !(ret->authorization = strdup(c->authorization))) ||
+            (c->namespace && !(ret->namespace = strdup(c->namespace)))) {
+                caller_free(ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
 
 static void job_free(void *userdata)
 {
         Job *j = userdata;
         entry_put(j->m, j->e);
         json_object_put(j->msg);
-        free(j->api_key);
+        caller_free(&j->caller);
         free(j);
 }
 
@@ -284,25 +313,39 @@ static void post(GwRequest *r, GwMcp *m)
                 return;
         }
         unsigned kind = mcp_message_kind(msg);
-        Caller caller = {.gw = m->gw, .api_key = gw_header(r, "X-API-KEY")};
+        Caller caller = {.api_key = gw_header(r, "X-API-KEY"),
+                         .authorization = gw_header(r, "Authorization"),
+                         .namespace = gw_header(r, "X-Sandpit-Namespace")};
         if (kind & MCP_MSG_INITIALIZE) {
                 McpSession *s = NULL;
                 json_object *resp = NULL;
                 McpIo io = {.request = &caller};
-                k = mcp_session_new(&m->cfg, &s);
+                /* The session is bound to the caller's namespace, and its
+                 * tools use the backend as that namespace sees it. */
+                Entry *e = calloc(1, sizeof(*e));
+                k = e ? 0 : -ENOMEM;
+                if (k == 0) {
+                        snprintf(e->ns, sizeof(e->ns), "%s", r->ns);
+                        gw_scope_backend(&m->gw->backend, e->ns, &e->scope, &e->backend);
+                        McpConfig cfg = m->cfg;
+                        cfg.backend = &e->backend;
+                        k = mcp_session_new(&cfg, &s);
+                }
                 if (k == 0)
                         k = mcp_session_handle(s, msg, &io, &resp);
                 json_object_put(msg);
-                Entry *e = k == 0 && json_field(resp, "result") ? calloc(1, sizeof(*e)) : NULL;
-                if (!e) {
+                if (k < 0 || !json_field(resp, "result")) {
                         mcp_session_free(s);
+                        free(e);
                         if (resp)
                                 gw_reply_json(r->req, 200, resp, NULL);
                         else
                                 http_respond_error(r->req, 500, "out of memory");
                         return;
                 }
-                *e = (Entry){.s = s, .refs = 1, .used_us = now_monotonic_us()};
+                e->s = s;
+                e->refs = 1;
+                e->used_us = now_monotonic_us();
                 pthread_mutex_lock(&m->lock);
                 e->next = m->sessions;
                 m->sessions = e;
@@ -326,6 +369,11 @@ static void post(GwRequest *r, GwMcp *m)
                 return;
         }
         Entry *e = session_get(m, sid);
+        if (e && !streq(e->ns, r->ns)) {
+                /* Another namespace's session: as one that does not exist. */
+                entry_put(m, e);
+                e = NULL;
+        }
         if (!e) {
                 json_object_put(msg);
                 reply_rpc_error(r->req, 404, MCP_INVALID_REQUEST,
@@ -334,7 +382,7 @@ static void post(GwRequest *r, GwMcp *m)
         }
         if ((kind & MCP_MSG_TOOLS_CALL) && accepts(accept, "text/event-stream")) {
                 Job *j = calloc(1, sizeof(*j));
-                if (!j || (caller.api_key && !(j->api_key = strdup(caller.api_key)))) {
+                if (!j || caller_copy(&caller, &j->caller) < 0) {
                         free(j);
                         json_object_put(msg);
                         entry_put(m, e);
@@ -344,7 +392,6 @@ static void post(GwRequest *r, GwMcp *m)
                 j->m = m;
                 j->e = e;
                 j->msg = msg;
-                j->caller = (Caller){.gw = m->gw, .api_key = j->api_key};
                 gw_pump_respond_keepalive(r->req, "text/event-stream", ": keepalive\n\n",
                                           MCP_SSE_KEEPALIVE_MS, sse_run, sse_fail, job_free, j);
                 return;
@@ -370,7 +417,7 @@ static void delete_session(GwRequest *r, GwMcp *m)
                                 "Bad Request: no Mcp-Session-Id header");
                 return;
         }
-        Entry *e = unlink_session(m, sid);
+        Entry *e = unlink_session(m, sid, r->ns);
         if (!e) {
                 reply_rpc_error(r->req, 404, MCP_INVALID_REQUEST, "Session not found");
                 return;

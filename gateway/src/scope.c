@@ -2,8 +2,11 @@
  * labels the sandbox with the namespace (GW_LABEL_NAMESPACE), list shows only
  * that namespace's sandboxes, and every op on one sandbox answers 404 for
  * another namespace's, exactly as for one that does not exist, so nothing
- * says it is there. The data plane (agent, agent_address) is passed through:
- * it is guarded by the sandbox's access token. */
+ * says it is there. The data plane's ops (agent, agent_address) answer the
+ * same 404 for another namespace's sandbox: MCP's tools reach sandboxes
+ * through them with no access token. (The gateway's own data plane, envd and
+ * the code interpreter, uses the server's backend: the sandbox's access token
+ * guards it.) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,13 +121,15 @@ static int s_metrics(void *b, const char *id, int64_t start, int64_t end, json_o
 
 static int s_agent(void *b, const char *id, AgentClient **ret, char *err, size_t errlen)
 {
-        return INNER(b).ops->agent(INNER(b).data, id, ret, err, errlen);
+        int r = check(b, id, err, errlen);
+        return r < 0 ? r : INNER(b).ops->agent(INNER(b).data, id, ret, err, errlen);
 }
 
 static int s_agent_address(void *b, const char *id, char **url, char **token, char *err,
                            size_t errlen)
 {
-        return INNER(b).ops->agent_address(INNER(b).data, id, url, token, err, errlen);
+        int r = check(b, id, err, errlen);
+        return r < 0 ? r : INNER(b).ops->agent_address(INNER(b).data, id, url, token, err, errlen);
 }
 
 static const GwBackendOps scoped_ops = {
@@ -155,14 +160,21 @@ static const GwBackendOps scoped_ops_no_address = {
         .free = NULL,
 };
 
-void gw_scope_request(GwRequest *r)
+void gw_scope_backend(const GwBackend *inner, const char *ns, GwScope *scope, GwBackend *ret)
 {
-        if (!r->ns[0]) {
-                r->backend = r->gw->backend;
+        if (!ns[0]) {
+                *ret = *inner;
                 return;
         }
-        r->scope.inner = r->gw->backend;
-        r->scope.ns = r->ns;
-        r->backend.ops = r->gw->backend.ops->agent_address ? &scoped_ops : &scoped_ops_no_address;
-        r->backend.data = &r->scope;
+        scope->inner = *inner;
+        if (inner->ops->in_namespace)
+                inner->ops->in_namespace(inner->data, ns, scope->view, &scope->inner);
+        scope->ns = ns;
+        ret->ops = inner->ops->agent_address ? &scoped_ops : &scoped_ops_no_address;
+        ret->data = scope;
+}
+
+void gw_scope_request(GwRequest *r)
+{
+        gw_scope_backend(&r->gw->backend, r->ns, &r->scope, &r->backend);
 }

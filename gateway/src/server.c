@@ -9,6 +9,7 @@
 
 #include "connect.h"
 #include "gw-internal.h"
+#include "mcp.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -65,8 +66,21 @@ static GwAction action_of(const GwRequest *r)
 }
 
 /* A request that is not let through, in the error shape its route uses. */
-static void refuse(GwRequest *r, int k, const char *err)
+static void refuse(GwRequest *r, GwAction action, int k, const char *err)
 {
+        if (action == GW_ACTION_MCP) {
+                /* MCP's: a JSON-RPC error, with the HTTP status (401 for a
+                 * missing or wrong credential, as MCP's authorization rules
+                 * say, with the scheme the gateway takes besides X-API-KEY). */
+                unsigned status = gw_e2b_status_from_errno(k);
+                static const char *const hs[] = {"WWW-Authenticate", "Bearer realm=\"sandpit\"",
+                                                 NULL};
+                gw_reply_json(r->req, status,
+                              mcp_error_new(NULL, MCP_INVALID_REQUEST, "%s",
+                                            err && *err ? err : strerror(-k)),
+                              status == 401 ? hs : NULL);
+                return;
+        }
         if (r->route.kind == GW_ROUTE_ENVD && r->path[0] == '/' && strchr(r->path + 1, '/')) {
                 /* A Connect procedure: its error shape. */
                 GwConnectCode c = gw_connect_code_from_errno(k);
@@ -120,7 +134,7 @@ static void handle(HttpRequest *req, void *userdata)
                                               r.route.sandbox_id, sizeof(r.route.sandbox_id), err,
                                               sizeof(err));
         if (k < 0) {
-                refuse(&r, k, err);
+                refuse(&r, ar.action, k, err);
                 return;
         }
         switch (r.route.kind) {

@@ -239,9 +239,9 @@ int gw_authorize_local(GwServer *gw, const GwAuthRequest *r, char *err, size_t e
                 /* E2B's envd access token guards envd only; a sandbox's other
                  * ports are public (no traffic access token is issued). */
         case GW_ACTION_MCP:
-                /* MCP clients send no E2B key; /mcp is guarded by its Origin
-                 * check and the gateway's listen address until API keys
-                 * (issue 12) are checked here. */
+                /* No keys (--gateway-auth none, the default hook): /mcp is
+                 * guarded by its Origin check and the listen address;
+                 * gw_auth_authorize() checks keys and tokens on it. */
                 return 0;
         }
         return -EACCES;

@@ -33,7 +33,8 @@ static void usage(FILE *f)
               "         [--gateway-listen ADDR:PORT [--gateway-namespace NS]\n"
               "          [--gateway-create-timeout D] [--gateway-internet[=true|false]]\n"
               "          [--gateway-domain DOMAIN] [--gateway-tls-cert FILE --gateway-tls-key "
-              "FILE]]\n"
+              "FILE]\n"
+              "          [--gateway-auth keys|none]]\n"
               "Leader election (on by default): one replica reconciles; the others stand by\n"
               "and take over the Lease NAME (default " LEADER_DEFAULT_LEASE_NAME
               ") in --namespace.\n"
@@ -42,7 +43,11 @@ static void usage(FILE *f)
               "--gateway-listen serves E2B's API on every replica, its sandboxes Sandbox\n"
               "objects in --gateway-namespace (default: default); a create waits for Ready\n"
               "up to --gateway-create-timeout (default 60s). --gateway-domain routes host\n"
-              "names <port>-<id>.DOMAIN (E2B_DOMAIN mode); TLS from the PEM files given.\n",
+              "names <port>-<id>.DOMAIN (E2B_DOMAIN mode); TLS from the PEM files given.\n"
+              "--gateway-auth keys (default) "
+              "takes the API keys of the Secret sandpit-api-keys in --namespace and\n"
+              "Kubernetes tokens (RBAC), each caller's Sandboxes in its own namespace;\n"
+              "none: any key, Sandboxes in --gateway-namespace.\n",
               f);
 }
 
@@ -282,6 +287,7 @@ static const Flag flags[] = {
         {"gateway-domain", FLAG_STRING, OPT_FIELD(gateway.domain), 0, 0},
         {"gateway-tls-cert", FLAG_STRING, OPT_FIELD(gateway.tls_cert), 0, 0},
         {"gateway-tls-key", FLAG_STRING, OPT_FIELD(gateway.tls_key), 0, 0},
+        {"gateway-auth", FLAG_STRING, OPT_FIELD(gateway.auth), 0, 0},
 };
 
 /* Applies one flag (arg: its value, or NULL); 0, or the parse_args() status. */
@@ -404,9 +410,13 @@ static int parse_args(int argc, char **argv, Options *o)
                         "sandpit-operator: give exactly one of --kubeconfig and --in-cluster\n");
                 return 3;
         }
+        if (o->gateway.auth && !streq(o->gateway.auth, "keys") && !streq(o->gateway.auth, "none")) {
+                fprintf(stderr, "sandpit-operator: --gateway-auth takes keys or none\n");
+                return 3;
+        }
         if (!o->gateway.listen && (o->gateway.create_timeout_ms || o->gateway.internet ||
                                    o->gateway.domain || o->gateway.tls_cert || o->gateway.tls_key ||
-                                   !streq(o->gateway.namespace, "default"))) {
+                                   o->gateway.auth || !streq(o->gateway.namespace, "default"))) {
                 fprintf(stderr, "sandpit-operator: the --gateway-* flags need --gateway-listen\n");
                 return 3;
         }

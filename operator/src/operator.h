@@ -65,6 +65,7 @@ typedef struct {
         /* The gateway's cluster backend (its data) while --gateway-listen
          * serves: the Sandbox informer's handlers wake its waits. Atomic. */
         void *gateway;
+        struct GwAuth *gateway_auth; /* its authorise hook's state (keys mode) */
 
         pthread_mutex_t placements_lock; /* guards placements */
         Placement *placements;
@@ -215,6 +216,7 @@ void health_free(HealthServer *h);
 typedef struct {
         const char *listen;     /* "ADDR:PORT" */
         const char *namespace;  /* where E2B's sandboxes are made */
+        const char *auth;       /* --gateway-auth: "keys" (API keys, Kubernetes tokens) or "none" */
         long create_timeout_ms; /* 0: the gateway's default */
         bool internet;          /* the agents have sandbox networking (--sandbox-cidr) */
         const char *domain;     /* E2B_DOMAIN host routing; NULL: off */

@@ -35,7 +35,23 @@ NODE = "node-gw"
 NS = "default"
 SBX = f"/apis/sandpit.dev/v1alpha1/namespaces/{NS}/sandboxes"
 SECRETS = f"/api/v1/namespaces/{NS}/secrets"
-KEY = {"X-API-KEY": "compat-test-key"}
+NS_B = "team-b"  # another namespace, for API keys and tokens of its own
+CLI_BIN = Path(__file__).resolve().parents[2] / "build" / "bin" / "sandpit"
+# The suite's API key for namespace NS (--gateway-auth keys, the default),
+# made by the operator fixture with `sandpit keys --kubeconfig`.
+KEY = {"X-API-KEY": None}
+
+
+def keys_cli(kube, *args):
+    """`sandpit keys ARGS` on the Secret sandpit-api-keys of OP_NS."""
+    return subprocess.run([str(CLI_BIN), "keys", "--kubeconfig", kube.kubeconfig, "--secret-namespace", OP_NS, *args],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def make_key(kube, namespace):
+    r = keys_cli(kube, "create", "--namespace", namespace)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +60,7 @@ def kube():
     k = new_kube(tmp)
     k.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "crds"))
     k.kubectl("create", "namespace", OP_NS)
+    k.kubectl("create", "namespace", NS_B)
     yield k
     k.stop()
 
@@ -90,6 +107,7 @@ def stop_operator(op, node):
 def operator(kube, node, tmp_path_factory):
     wait_for(lambda: kube.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{OP_NS}/leases/"
                                   f"sandpit-agent-{NODE}")[0] == 200, 30, what="the agent's Lease")
+    KEY["X-API-KEY"] = make_key(kube, NS)
     op = start_operator(kube, node, tmp_path_factory.mktemp("gw-operator"))
     yield op
     log = stop_operator(op, node)
@@ -132,7 +150,7 @@ def sdk(request, sdk_dirs, operator, made):
     d = sdk_dirs[request.param]
     url = f"http://127.0.0.1:{operator.gateway_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_API_KEY="e2b_" + "0" * 40, E2B_API_URL=url, E2B_SANDBOX_URL=url)
+    env.update(E2B_API_KEY=KEY["X-API-KEY"], E2B_API_URL=url, E2B_SANDBOX_URL=url)
 
     def run(script, timeout=300):
         r = subprocess.run(["node", script], cwd=str(d), env=env, capture_output=True, text=True,
@@ -444,7 +462,7 @@ def test_domain_tls(kube, node, operator, made, sdk_dirs, tmp_path):
         gateway_port(op)
         d = sdk_dirs[SDK_LINES[0]]
         r = subprocess.run(["node", "--require", str(HERE / "js" / "resolve-domain.cjs"), "domain.mjs"], cwd=str(d),
-                           env=run_domain_env(addr, ca), capture_output=True, text=True, timeout=300,
+                           env=run_domain_env(addr, ca, KEY["X-API-KEY"]), capture_output=True, text=True, timeout=300,
                            stdin=subprocess.DEVNULL)
         outs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
         for o in outs:
@@ -457,3 +475,148 @@ def test_domain_tls(kube, node, operator, made, sdk_dirs, tmp_path):
             wait_gone(kube, n)
     finally:
         stop_operator(op, node)
+
+
+# --- API keys and Kubernetes tokens (docs/auth.md) ---------------------------
+
+
+def sa_token(kube, ns, name, verbs):
+    """A bearer token of ServiceAccount ns/name, granted verbs on sandboxes in ns
+    (the fixture's /_admin switches; on the real server a ServiceAccount, a Role,
+    a RoleBinding and a token from the TokenRequest API)."""
+    user = f"system:serviceaccount:{ns}:{name}"
+    if not getattr(kube, "real", False):
+        token = f"tok-{ns}-{name}"
+        kube.ok("POST", "/_admin/tokens", {"token": token, "username": user, "uid": f"uid-{name}",
+                                           "groups": ["system:serviceaccounts", "system:authenticated"]})
+        if verbs:
+            kube.ok("POST", "/_admin/grants", {"user": user, "namespace": ns, "verbs": verbs})
+        return token
+    kube.kubectl("create", "serviceaccount", "-n", ns, name)
+    if verbs:
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": f"{name}-sandboxes", "namespace": ns},
+                "rules": [{"apiGroups": ["sandpit.dev"], "resources": ["sandboxes"], "verbs": verbs}]}
+        kube.kubectl("create", "-f", "-", input=json.dumps(role))
+        kube.kubectl("create", "rolebinding", "-n", ns, f"{name}-sandboxes", f"--role={name}-sandboxes",
+                     f"--serviceaccount={ns}:{name}")
+    return kube.kubectl("create", "token", "-n", ns, name).stdout.strip()
+
+
+def gateway_objects(kube):
+    """The gateway's Sandboxes in NS and NS_B."""
+    names = []
+    for ns in (NS, NS_B):
+        st, _, objs = kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{ns}/sandboxes"
+                                   "?labelSelector=sandpit.dev%2Fcreated-by%3De2b-gateway")
+        assert st == 200
+        names += [f"{ns}/{o['metadata']['name']}" for o in objs["items"]]
+    return sorted(names)
+
+
+def test_keys_and_namespaces(kube, operator, made):
+    """No key, a wrong one: 401, nothing made. A key of namespace B creates
+    its Sandbox in B, where its access token works and its Secret lives; it
+    does not see or touch NS's sandboxes, nor NS's key B's."""
+    gw = operator.gateway
+    before = gateway_objects(kube)
+    for h in ({}, {"X-API-KEY": "e2b_" + "1" * 40}):
+        for r in (gw.get("/v2/sandboxes", headers=h), gw.post("/v2/sandboxes", {"templateID": "base"}, headers=h)):
+            assert r.status == 401 and r.json()["code"] == 401, r
+    assert gateway_objects(kube) == before
+    kb = {"X-API-KEY": make_key(kube, NS_B)}
+    # the key reaches the gateway through the Secret's watch
+    wait_for(lambda: gw.get("/v2/sandboxes", headers=kb).status == 200, 15, interval=0.2, what="B's key")
+    r = create(gw, made, timeout=120)  # NS's own, with the suite's key
+    assert r.status == 201, r
+    mine = r.json()["sandboxID"]
+    r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 120}, headers=kb)
+    assert r.status == 201, r
+    theirs, token = r.json()["sandboxID"], r.json()["envdAccessToken"]
+    TOKENS_SEEN.append(token)
+    st, _, obj = kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{theirs}")
+    assert st == 200 and obj["status"]["phase"] == "Running"
+    assert sbx_obj(kube, theirs) is None  # not in NS
+    st, _, sec = kube.request("GET", f"/api/v1/namespaces/{NS_B}/secrets/e2b-token-{theirs}")
+    assert st == 200 and sec["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    # the data plane finds it in B: its token works, a wrong one does not
+    assert envd_files(gw, theirs, "0" * 48).status == 401
+    assert envd_files(gw, theirs, token).status == 404  # no such file: through to the agent
+    # each key sees its namespace's only
+    assert [s["sandboxID"] for s in gw.get("/v2/sandboxes", headers=kb).json()] == [theirs]
+    assert theirs not in [s["sandboxID"] for s in gw.get("/v2/sandboxes", headers=KEY).json()]
+    for path in (f"/sandboxes/{mine}", f"/sandboxes/{mine}/metrics"):
+        assert gw.get(path, headers=kb).status == 404
+    assert gw.delete(f"/sandboxes/{mine}", headers=kb).status == 404
+    assert gw.get(f"/sandboxes/{theirs}", headers=KEY).status == 404
+    assert gw.delete(f"/sandboxes/{theirs}", headers=KEY).status == 404
+    # each kills its own: objects and Secrets gone
+    assert gw.delete(f"/sandboxes/{theirs}", headers=kb).status == 204
+    assert kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{theirs}")[0] == 404
+    assert kube.request("GET", f"/api/v1/namespaces/{NS_B}/secrets/e2b-token-{theirs}")[0] == 404
+    assert gw.delete(f"/sandboxes/{mine}", headers=KEY).status == 204
+    assert sbx_obj(kube, mine) is None
+    log = operator.log.read_text()
+    assert kb["X-API-KEY"] not in log and KEY["X-API-KEY"] not in log and "e2b_" + "1" * 40 not in log
+
+
+def test_kubernetes_tokens_with_rbac(kube, operator, made):
+    """A ServiceAccount without RBAC is refused (403); one granted create, get
+    and delete on sandboxes in its namespace creates its Sandbox there, and
+    not in another."""
+    gw = operator.gateway
+    before = gateway_objects(kube)
+    nobody = sa_token(kube, NS_B, "gw-nobody", [])
+    r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60},
+                headers={"Authorization": f"Bearer {nobody}"})
+    assert r.status == 403 and f"system:serviceaccount:{NS_B}:gw-nobody may not create" in r.json()["message"], r
+    assert gateway_objects(kube) == before
+    runner = sa_token(kube, NS_B, "gw-runner", ["create", "get", "delete"])
+    h = {"Authorization": f"Bearer {runner}", "X-API-KEY": "e2b_" + "2" * 40}
+    # RBAC may take a moment to see a new Role (a denial is cached 10 s)
+    r = wait_for(lambda: (lambda r: r if r.status == 201 else None)(
+        gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60}, headers=h)),
+        40, interval=1, what="the runner's grant")
+    sid = r.json()["sandboxID"]
+    TOKENS_SEEN.append(r.json()["envdAccessToken"])
+    sbx_b = f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{sid}"
+    assert kube.request("GET", sbx_b)[0] == 200
+    try:
+        # not in NS: no grant there
+        r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 60}, headers={**h, "X-Sandpit-Namespace": NS})
+        assert r.status == 403, r
+        assert gw.get(f"/sandboxes/{sid}", headers=h).status == 200
+        assert gw.delete(f"/sandboxes/{sid}", headers=h).status == 204
+        assert kube.request("GET", sbx_b)[0] == 404
+    finally:
+        if kube.request("GET", sbx_b)[0] == 200:
+            kube.kubectl("delete", "sandbox", "-n", NS_B, sid, "--wait=false", check=False)
+    log = operator.log.read_text()
+    assert runner not in log and nobody not in log
+
+
+@pytest.mark.real_only("the fixture API server has no ResourceQuota admission")
+def test_resource_quota_is_429(kube, operator, made):
+    """A ResourceQuota on count/sandboxes.sandpit.dev: the create past it is
+    E2B's 429, with nothing made."""
+    gw = operator.gateway
+    used = len(json.loads(kube.kubectl("get", "sbx", "-n", NS, "-o", "json").stdout)["items"])
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "gw-sandboxes", "namespace": NS},
+             "spec": {"hard": {"count/sandboxes.sandpit.dev": str(used + 1)}}}
+    kube.kubectl("create", "-f", "-", input=json.dumps(quota))
+    try:
+        # the quota counts once the controller-manager has filled its status
+        wait_for(lambda: json.loads(kube.kubectl("get", "resourcequota", "-n", NS, "gw-sandboxes", "-o",
+                                                 "json").stdout).get("status", {}).get("hard"),
+                 30, interval=0.2, what="the quota's status")
+        r = create(gw, made, timeout=60)
+        assert r.status == 201, r
+        before = gateway_objects(kube)
+        r = create(gw, made, timeout=60)
+        assert r.status == 429 and r.json()["code"] == 429, r
+        assert "ResourceQuota" in r.json()["message"]
+        assert gateway_objects(kube) == before
+    finally:
+        kube.kubectl("delete", "resourcequota", "-n", NS, "gw-sandboxes", check=False)
+    for sid in list(made):
+        gw.delete(f"/sandboxes/{sid}", headers=KEY)

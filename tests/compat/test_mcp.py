@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COMPAT_DIR, HERE, REPO
+from conftest import COMPAT_DIR, HERE, REPO, make_key
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +51,11 @@ def mcp(request, mcp_dir, agent):
         url = f"http://127.0.0.1:{agent.gateway_port}/mcp"
         target = {"stdio": [str(CLI_BIN), f"unix://{agent.socket}"], "http": [url],
                   "bridge": [str(CLI_BIN), url]}[kind]
+        # The gateway takes API keys (conftest made the suite's): http and
+        # the bridge send it; stdio talks to the agent's socket, which needs none.
+        env = dict(os.environ, SANDPIT_API_KEY=agent.api_key)
         r = subprocess.run(["node", "mcp.mjs", kind, scenario, *target], cwd=str(mcp_dir), capture_output=True,
-                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
         outs = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
         for o in outs:
             agent.client.created.extend(o.get("created", []))
@@ -166,9 +169,13 @@ def test_session_end_kills_its_sandbox(mcp, agent):
 # ---- the Streamable HTTP transport's rules, on the wire ----
 
 
-def post(agent, body, headers=None, method="POST"):
+def post(agent, body, headers=None, method="POST", key=True):
+    """One request to /mcp, with the suite's API key unless key is False (or
+    the given key instead, or headers naming X-API-KEY)."""
     url = f"http://127.0.0.1:{agent.gateway_port}/mcp"
     h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if key:
+        h["X-API-KEY"] = agent.api_key if key is True else key
     h.update(headers or {})
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers=h, method=method)
@@ -231,3 +238,80 @@ def test_http_sse_keepalive(agent):
         assert answer["result"]["structuredContent"]["stdout"] == "done\n"
     finally:
         assert post(agent, None, s, method="DELETE")[0] == 204
+
+
+# ---- /mcp under API keys (docs/auth.md, docs/mcp.md) ----
+
+
+def rpc(agent, sid, id_, method, params=None, key=True):
+    """A JSON answer of one request in session sid (Accept without SSE)."""
+    status, _, body = post(agent, {"jsonrpc": "2.0", "id": id_, "method": method, "params": params or {}},
+                           {"Mcp-Session-Id": sid, "Accept": "application/json"}, key=key)
+    return status, json.loads(body) if body else None
+
+
+def open_session(agent, key):
+    """A session of the newest revision (structured results) with key."""
+    status, headers, body = post(agent, {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-11-25"}},
+                                 key=key)
+    assert status == 200, body
+    sid = headers["Mcp-Session-Id"]
+    assert post(agent, {"jsonrpc": "2.0", "method": "notifications/initialized"}, {"Mcp-Session-Id": sid},
+                key=key)[0] == 202
+    return sid
+
+
+def test_http_without_or_with_a_wrong_key_is_401(agent):
+    before = session_sandboxes(agent)
+    for key in (False, "e2b_" + "0" * 40, "not-a-key"):
+        status, headers, body = post(agent, INIT, key=key)
+        assert status == 401, (key, status, body)
+        err = json.loads(body)
+        assert err["jsonrpc"] == "2.0" and err["error"]["code"] == -32600
+        assert "API key" in err["error"]["message"]
+        assert "Mcp-Session-Id" not in headers and headers.get("WWW-Authenticate", "").startswith("Bearer")
+        # A tool call without a valid key makes nothing either.
+        status, _, _ = post(agent, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_command", "arguments": {"command": "true"}}}, {"Mcp-Session-Id": "x"}, key=key)
+        assert status == 401
+    assert session_sandboxes(agent) == before
+    # The key never reaches the log.
+    assert "e2b_" + "0" * 40 not in agent.log_tail(lines=100000)
+
+
+def test_session_bound_to_its_namespace(agent):
+    """A key of namespace A: its MCP session sees only A's sandboxes, cannot
+    touch B's, and B's key cannot use A's session."""
+    key_a, key_b = make_key(agent, "mcp-a"), make_key(agent, "mcp-b")
+    sid_a, sid_b = open_session(agent, key_a), open_session(agent, key_b)
+    try:
+        status, r = rpc(agent, sid_b, 2, "tools/call", {"name": "create_sandbox", "arguments": {"timeout": 120}},
+                        key=key_b)
+        assert status == 200 and not r["result"].get("isError"), r
+        b_id = r["result"]["structuredContent"]["sandbox_id"]
+        agent.client.created.append(b_id)
+        assert agent.client.get(f"/v1/sandboxes/{b_id}").json()["labels"]["sandpit.dev/namespace"] == "mcp-b"
+        # B's session sees it; A's does not, and cannot touch it.
+        _, r = rpc(agent, sid_b, 3, "tools/call", {"name": "list_sandboxes", "arguments": {}}, key=key_b)
+        assert b_id in [s["sandbox_id"] for s in r["result"]["structuredContent"]["sandboxes"]]
+        _, r = rpc(agent, sid_a, 3, "tools/call", {"name": "list_sandboxes", "arguments": {}}, key=key_a)
+        assert b_id not in [s["sandbox_id"] for s in r["result"]["structuredContent"]["sandboxes"]]
+        for i, (tool, args) in enumerate([("run_command", {"command": "echo hi"}), ("get_metrics", {}),
+                                          ("read_file", {"path": "/etc/hostname"}), ("kill_sandbox", {})]):
+            _, r = rpc(agent, sid_a, 10 + i, "tools/call", {"name": tool, "arguments": {**args, "sandbox_id": b_id}},
+                       key=key_a)
+            assert r["result"]["isError"] is True, (tool, r)
+            assert "not found" in r["result"]["content"][0]["text"], (tool, r)
+        assert agent.client.get(f"/v1/sandboxes/{b_id}").status == 200
+        # A's session with B's key (or none) is not there for it; with A's it is.
+        assert rpc(agent, sid_a, 20, "ping", key=key_b)[0] == 404
+        assert rpc(agent, sid_a, 21, "ping", key=False)[0] == 401
+        assert post(agent, None, {"Mcp-Session-Id": sid_a}, method="DELETE", key=key_b)[0] == 404
+        assert rpc(agent, sid_a, 22, "ping", key=key_a)[0] == 200
+        # B kills its own.
+        _, r = rpc(agent, sid_b, 4, "tools/call", {"name": "kill_sandbox", "arguments": {"sandbox_id": b_id}},
+                   key=key_b)
+        assert not r["result"].get("isError"), r
+    finally:
+        assert post(agent, None, {"Mcp-Session-Id": sid_a}, method="DELETE", key=key_a)[0] == 204
+        assert post(agent, None, {"Mcp-Session-Id": sid_b}, method="DELETE", key=key_b)[0] == 204

@@ -156,7 +156,7 @@ def test_gateway_off_by_default_and_on_every_replica():
                   "operator.gateway.namespace=e2b", "operator.gateway.internet=true")
     c = container(docs, "Deployment")
     for a in ("--gateway-listen=0.0.0.0:3100", "--gateway-namespace=e2b", "--gateway-create-timeout=60s",
-              "--gateway-internet=true"):
+              "--gateway-internet=true", "--gateway-auth=keys"):
         assert a in c["args"], c["args"]
     assert {"name": "gateway", "containerPort": 3100} in c["ports"]
     svc = find(docs, "Service", "gateway")

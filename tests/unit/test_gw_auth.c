@@ -641,6 +641,39 @@ static void test_verbs(void **state)
         assert_string_equal(gw_auth_verb("POST", "/sandboxes/x/timeout"), "update");
         assert_string_equal(gw_auth_verb("POST", "/sandboxes/x/pause"), "update");
         assert_string_equal(gw_auth_verb("POST", "/v2/sandboxes/x/connect"), "update");
+        /* MCP: the session itself, and each tool as the call it makes. */
+        assert_string_equal(gw_auth_mcp_verb("/mcp", ""), "get");
+        assert_string_equal(gw_auth_mcp_verb("create_sandbox", ""), "create");
+        assert_string_equal(gw_auth_mcp_verb("run_code", ""), "create");
+        assert_string_equal(gw_auth_mcp_verb("run_code", "x"), "update");
+        assert_string_equal(gw_auth_mcp_verb("list_sandboxes", ""), "list");
+        assert_string_equal(gw_auth_mcp_verb("list_sandboxes", "x"), "list");
+        assert_string_equal(gw_auth_mcp_verb("kill_sandbox", "x"), "delete");
+        assert_string_equal(gw_auth_mcp_verb("read_file", "x"), "get");
+}
+
+/* /mcp takes the same keys: 401 with a JSON-RPC error without a valid one. */
+static void test_mcp_needs_a_key(void **state)
+{
+        (void) state;
+        static const char init[] =
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+                "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},"
+                "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}";
+        ApiKey k;
+        char key[APIKEY_LEN + 1];
+        assert_int_equal(apikey_generate("team-m", "m", key, &k), 0);
+        assert_int_equal(apikey_file_update(t.key_file, add_one, &k), 0);
+        Reply r = call2("POST", "/mcp", NULL, NULL, init);
+        assert_int_equal(r.status, 401);
+        assert_non_null(strstr(r.body, "\"jsonrpc\":\"2.0\""));
+        assert_non_null(strstr(r.body, "missing API key"));
+        r = call("POST", "/mcp", "e2b_0000000000000000000000000000000000000000", init);
+        assert_int_equal(r.status, 401);
+        assert_non_null(strstr(r.body, "invalid API key"));
+        r = call("POST", "/mcp", key, init);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "\"result\""));
 }
 
 static void test_kubernetes_tokens(void **state)
@@ -720,6 +753,7 @@ int main(void)
                 cmocka_unit_test(test_verbs),
                 cmocka_unit_test(test_no_keys_yet),
                 cmocka_unit_test(test_keys_and_namespaces),
+                cmocka_unit_test(test_mcp_needs_a_key),
                 cmocka_unit_test(test_revoke_and_broken_file),
                 cmocka_unit_test(test_kubernetes_tokens),
         };

@@ -3,12 +3,15 @@
 //   node mcp.mjs stdio SCENARIO SANDPIT_BIN AGENT_URL
 //   node mcp.mjs http SCENARIO GATEWAY_MCP_URL
 //   node mcp.mjs bridge SCENARIO SANDPIT_BIN GATEWAY_MCP_URL   (`sandpit mcp --url`)
+// The gateway's API key, when it needs one, is $SANDPIT_API_KEY (the bridge
+// sends it as X-API-KEY; over HTTP the SDK is given the header).
 // It prints one JSON line: what the SDK got back, for test_mcp.py to check.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
+import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
 const [kind, scenario, ...rest] = process.argv.slice(2)
+const key = process.env.SANDPIT_API_KEY || undefined
 const out = { transport: kind }
 const print = () => console.log(JSON.stringify(out))
 
@@ -16,8 +19,14 @@ function transport () {
   if (kind === 'stdio')
     return new StdioClientTransport({ command: rest[0], args: ['--server', rest[1], 'mcp'], stderr: 'inherit' })
   if (kind === 'bridge')
-    return new StdioClientTransport({ command: rest[0], args: ['mcp', '--url', rest[1]], stderr: 'inherit' })
-  return new StreamableHTTPClientTransport(new URL(rest[0]))
+    return new StdioClientTransport({
+      command: rest[0],
+      args: ['mcp', '--url', rest[1]],
+      env: { ...getDefaultEnvironment(), SANDPIT_API_KEY: key ?? '' },
+      stderr: 'inherit'
+    })
+  return new StreamableHTTPClientTransport(new URL(rest[0]),
+    { requestInit: { headers: key ? { 'X-API-KEY': key } : {} } })
 }
 
 const client = new Client({ name: 'sandpit-compat', version: '1.0.0' })
