@@ -396,8 +396,12 @@ int gw_cluster_ready(json_object *sbx, char *err, size_t errlen)
         }
         if (phase && (streq(phase, "Running") || streq(phase, "Paused")))
                 return 1;
-        bool refused = reason && (streq(reason, "InvalidTemplate") ||
-                                  streq(reason, "InvalidSpec") || streq(reason, "CreateFailed"));
+        /* ImagePullFailed too: the operator retries it for a declared
+         * Sandbox (the registry may be fixed), but an E2B create is a caller
+         * waiting for an answer, who may try again. */
+        bool refused =
+                reason && (streq(reason, "InvalidTemplate") || streq(reason, "InvalidSpec") ||
+                           streq(reason, "CreateFailed") || streq(reason, "ImagePullFailed"));
         if (refused || (phase && (streq(phase, "Failed") || streq(phase, "Expired")))) {
                 (void) snprintf(err, errlen, "the sandbox could not be created: %s%s%s",
                                 reason ? reason : phase, msg && *msg ? ": " : "", msg ? msg : "");

@@ -47,6 +47,7 @@ int gw_cluster_timeout_for(json_object *sbx, uint64_t now_us, uint64_t timeout_s
 
 /* Where a create stands: 1 ready (Running, or Paused), 0 not yet (err says
  * why, for a timeout's message), < 0 it will not be (err says why): -EINVAL
- * when the spec was refused (InvalidTemplate, InvalidSpec, CreateFailed),
+ * when the spec was refused (InvalidTemplate, InvalidSpec, CreateFailed,
+ * ImagePullFailed),
  * -EIO for any other failure, -ECANCELED when it is being deleted. */
 int gw_cluster_ready(json_object *sbx, char *err, size_t errlen);

@@ -363,7 +363,8 @@ def test_token_works_on_another_replica(kube, node, operator, made, tmp_path):
 def test_refused_create_leaves_nothing(kube, node, operator, made):
     gw = operator.gateway
     before = len(json.loads(kube.kubectl("get", "sbx", "-n", NS, "-o", "json").stdout)["items"])
-    # A SandboxTemplate the agents cannot run (an image): InvalidTemplate.
+    # A SandboxTemplate whose image cannot be pulled (no registry in its
+    # reference, none configured): ImagePullFailed, answered at once.
     kube.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "sandpit.dev/v1alpha1", "kind": "SandboxTemplate", "metadata": {"name": "from-image"},
         "spec": {"source": {"image": "python:3.12-slim"}}}))
@@ -372,7 +373,7 @@ def test_refused_create_leaves_nothing(kube, node, operator, made):
     finally:
         kube.kubectl("delete", "sandboxtemplate", "from-image")
     assert r.status == 400, r
-    assert "InvalidTemplate" in r.json()["message"], r.json()
+    assert "ImagePullFailed" in r.json()["message"], r.json()
     # Not a DNS label: refused before anything is written.
     r = gw.post("/v2/sandboxes", {"templateID": "Not_A_Label", "timeout": 60}, headers=KEY)
     assert r.status == 400 and "DNS label" in r.json()["message"], r
