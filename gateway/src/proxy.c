@@ -17,6 +17,7 @@
 
 #include "gw-internal.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 #define PROXY_HEAD_MAX  ((size_t) 64 * 1024)
 #define PROXY_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -38,21 +39,6 @@ static void proxy_free(void *cls)
                 close(p->fd);
         free(p->buf);
         free(p);
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-        const char *s = data;
-        while (len > 0) {
-                ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                s += n;
-                len -= (size_t) n;
-        }
-        return 0;
 }
 
 /* An agent at "http://HOST:PORT" (an agent's advertised endpoint, as in
@@ -191,11 +177,11 @@ static int send_request(GwRequest *r, int fd, const char *token, bool upgrade)
         bool failed = ferror(o);
         if (fclose(o) != 0 || failed)
                 return -ENOMEM;
-        int k = write_all(fd, req, req_len);
+        int k = send_all(fd, req, req_len);
         if (k < 0 || upgrade || !body || body_len == 0)
                 return k;
         (void) body_fd; /* http_request_body() holds a spooled body as well */
-        return write_all(fd, body, body_len);
+        return send_all(fd, body, body_len);
 }
 
 /* Reads the agent's response head into p->buf; *head_len its length. */
@@ -332,16 +318,16 @@ static int copy_once(int from, int to)
                 return 1;
         if (n <= 0)
                 return n < 0 ? -errno : 0;
-        int k = write_all(to, buf, (size_t) n);
+        int k = send_all(to, buf, (size_t) n);
         return k < 0 ? k : 1;
 }
 
 static void upgrade_run(void *cls, int fd, const char *extra, size_t extra_len)
 {
         Proxy *p = cls;
-        if (extra_len > 0 && write_all(p->fd, extra, extra_len) < 0)
+        if (extra_len > 0 && send_all(p->fd, extra, extra_len) < 0)
                 return;
-        if (p->off < p->len && write_all(fd, p->buf + p->off, p->len - p->off) < 0)
+        if (p->off < p->len && send_all(fd, p->buf + p->off, p->len - p->off) < 0)
                 return;
         struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->fd, .events = POLLIN}};
         for (;;) {

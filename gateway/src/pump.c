@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 struct GwPump {
         int rfd;
@@ -38,17 +39,8 @@ int gw_pump_write(GwPump *p, const void *data, size_t len)
                 pthread_cond_broadcast(&p->cond);
         }
         pthread_mutex_unlock(&p->lock);
-        const char *d = data;
-        while (len > 0) {
-                ssize_t n = send(p->wfd, d, len, MSG_NOSIGNAL);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -EPIPE;
-                d += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        /* Any failure is the reader gone: -EPIPE, as pump.h says. */
+        return send_all(p->wfd, data, len) < 0 ? -EPIPE : 0;
 }
 
 volatile sig_atomic_t *gw_pump_cancel_flag(GwPump *p)

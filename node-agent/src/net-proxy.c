@@ -363,21 +363,6 @@ typedef struct {
         size_t npending;
 } Tunnel;
 
-/* send() without SIGPIPE: a closed peer is -EPIPE. */
-static int send_all(int fd, const char *p, size_t n)
-{
-        while (n) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return -EPIPE;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 static void tunnel_run(void *cls, int client, const char *extra, size_t extra_len)
 {
         Tunnel *t = cls;

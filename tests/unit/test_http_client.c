@@ -25,6 +25,7 @@
 
 #include "sandpit/http-client.h"
 #include "sandpit/macro.h"
+#include "sandpit/util.h"
 
 typedef struct {
         char dir[64];
@@ -41,21 +42,9 @@ typedef struct {
         char body[8192];
 } Server;
 
-static bool send_all(int fd, const char *data, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-                if (n <= 0)
-                        return false;
-                data += n;
-                len -= (size_t) n;
-        }
-        return true;
-}
-
 static bool send_str(int fd, const char *s)
 {
-        return send_all(fd, s, strlen(s));
+        return send_all(fd, s, strlen(s)) == 0;
 }
 
 static void send_response(int fd, const char *status, const char *type, const char *body)
@@ -65,7 +54,7 @@ static void send_response(int fd, const char *status, const char *type, const ch
                          "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                          "Connection: close\r\n\r\n",
                          status, type, strlen(body));
-        if (send_all(fd, head, (size_t) n))
+        if (send_all(fd, head, (size_t) n) == 0)
                 (void) send_str(fd, body);
 }
 
@@ -73,7 +62,7 @@ static bool send_chunk(int fd, const char *data)
 {
         char head[32];
         int n = snprintf(head, sizeof(head), "%zx\r\n", strlen(data));
-        bool ok = send_all(fd, head, (size_t) n) && send_str(fd, data) && send_str(fd, "\r\n");
+        bool ok = send_all(fd, head, (size_t) n) == 0 && send_str(fd, data) && send_str(fd, "\r\n");
         /* Each chunk in its own write callback: wait until curl has read this
          * one (a unix socket's SIOCOUTQ counts what the peer has not read yet),
          * bounded in case the client stopped reading. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -122,11 +123,43 @@ static void test_write_all_read_full(void **state)
         assert_int_equal(write_all(-1, "x", 1), -EBADF);
 }
 
+/* send_all on a socket whose peer has gone: -EPIPE, and no SIGPIPE (the
+ * default action would end this process). */
+static void test_send_all(void **state)
+{
+        (void) state;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        static char data[300000]; /* more than the socket buffers: short sends */
+        memset(data, 'x', sizeof(data));
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void) close(sv[1]);
+                _exit(send_all(sv[0], data, sizeof(data)) == 0 ? 0 : 1);
+        }
+        (void) close(sv[0]);
+        static char got[sizeof(data)];
+        assert_int_equal(read_full(sv[1], got, sizeof(got)), sizeof(got));
+        assert_memory_equal(got, data, sizeof(data));
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_int_equal(status, 0);
+        (void) close(sv[1]);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        (void) close(sv[1]);
+        assert_int_equal(send_all(sv[0], "x", 1), -EPIPE);
+        (void) close(sv[0]);
+        assert_int_equal(send_all(-1, "x", 1), -EBADF);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_token_rules),
                 cmocka_unit_test(test_write_all_read_full),
+                cmocka_unit_test(test_send_all),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -48,6 +48,9 @@ int read_token_file(const char *path, size_t min_len, char **ret);
 
 /* Writes all len bytes, across short writes and EINTR. */
 int write_all(int fd, const void *data, size_t len);
+/* The same on a socket with send(MSG_NOSIGNAL): a peer that went away is
+ * -EPIPE (or -ECONNRESET), never a SIGPIPE. */
+int send_all(int fd, const void *data, size_t len);
 /* Reads until len bytes or end of file, across short reads and EINTR; returns
  * how many bytes it read (< len only at end of file). */
 ssize_t read_full(int fd, void *buf, size_t len);
