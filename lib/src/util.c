@@ -432,11 +432,12 @@ int read_token_file(const char *path, size_t min_len, char **ret)
         return 0;
 }
 
-int write_all(int fd, const void *data, size_t len)
+/* write() or, on a socket, send() without SIGPIPE, until all len bytes are out. */
+static int put_all(int fd, const void *data, size_t len, bool socket)
 {
         const char *p = data;
         while (len > 0) {
-                ssize_t n = write(fd, p, len);
+                ssize_t n = socket ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -448,20 +449,14 @@ int write_all(int fd, const void *data, size_t len)
         return 0;
 }
 
+int write_all(int fd, const void *data, size_t len)
+{
+        return put_all(fd, data, len, false);
+}
+
 int send_all(int fd, const void *data, size_t len)
 {
-        const char *p = data;
-        while (len > 0) {
-                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        return put_all(fd, data, len, true);
 }
 
 ssize_t read_full(int fd, void *buf, size_t len)
