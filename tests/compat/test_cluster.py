@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,8 +62,11 @@ def kube():
     k.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "crds"))
     k.kubectl("create", "namespace", OP_NS)
     k.kubectl("create", "namespace", NS_B)
-    yield k
-    k.stop()
+    try:
+        yield k
+    finally:
+        k.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
