@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,42 +476,82 @@ ssize_t read_full(int fd, void *buf, size_t len)
         return (ssize_t) got;
 }
 
-int parse_duration_s(const char *s, long *ret)
+/* At most 10^9 seconds: well inside int64 nanoseconds. */
+#define DURATION_MAX_NS (1000000000LL * 1000000000LL)
+
+int parse_duration_ns(const char *s, int64_t *ret)
 {
         static const struct {
                 const char *unit;
-                double seconds;
-        } units[] = {{"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}};
-        double total = 0;
+                int64_t ns;
+        } units[] = {{"ms", 1000000LL},
+                     {"s", 1000000000LL},
+                     {"m", 60000000000LL},
+                     {"h", 3600000000000LL}};
+        int64_t total = 0;
         const char *p = s;
         if (!s || !*s)
                 return -EINVAL;
         while (*p) {
-                char *end = NULL;
-                if (!((*p >= '0' && *p <= '9') || *p == '.'))
-                        return -EINVAL; /* strtod would take spaces, signs, "inf" */
-                errno = 0;
-                double v = strtod(p, &end);
-                if (end == p || errno)
+                /* Whole part and fraction, in exact integers: "1.5h" is 5400 s,
+                 * "0.1s" 100 ms (a double would make it 100.000...01). */
+                int64_t whole = 0, frac = 0, scale = 1;
+                bool digits = false;
+                for (; *p >= '0' && *p <= '9'; p++, digits = true) {
+                        if (whole > DURATION_MAX_NS / 10)
+                                return -EINVAL;
+                        whole = whole * 10 + (*p - '0');
+                }
+                if (*p == '.') {
+                        for (p++; *p >= '0' && *p <= '9'; p++, digits = true)
+                                if (scale < 1000000000LL) { /* digits past the 9th: dropped */
+                                        frac = frac * 10 + (*p - '0');
+                                        scale *= 10;
+                                }
+                }
+                if (!digits)
                         return -EINVAL;
-                p = end;
-                double mult = 0;
+                int64_t unit = 0;
                 size_t ulen = 0;
                 for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
                         size_t l = strlen(units[i].unit);
                         if (strncmp(p, units[i].unit, l) == 0 && l > ulen) {
-                                mult = units[i].seconds;
+                                unit = units[i].ns;
                                 ulen = l;
                         }
                 }
                 if (!ulen)
                         return -EINVAL;
                 p += ulen;
-                total += v * mult;
+                if (whole > DURATION_MAX_NS / unit)
+                        return -EINVAL;
+                /* frac * unit / scale without overflow: frac < scale <= 10^9,
+                 * unit <= 3.6 * 10^12, so each product stays below 4 * 10^18. */
+                total += whole * unit + frac * (unit / scale) + frac * (unit % scale) / scale;
+                if (total > DURATION_MAX_NS)
+                        return -EINVAL;
         }
-        if (total > 1e9)
-                return -EINVAL;
-        *ret = (long) ceil(total);
+        *ret = total;
+        return 0;
+}
+
+int parse_duration_ms(const char *s, long *ret)
+{
+        int64_t ns;
+        int r = parse_duration_ns(s, &ns);
+        if (r < 0)
+                return r;
+        *ret = (long) ((ns + 999999) / 1000000);
+        return 0;
+}
+
+int parse_duration_s(const char *s, long *ret)
+{
+        int64_t ns;
+        int r = parse_duration_ns(s, &ns);
+        if (r < 0)
+                return r;
+        *ret = (long) ((ns + 999999999) / 1000000000);
         return 0;
 }
 

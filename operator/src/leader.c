@@ -2,7 +2,6 @@
 #include "leader.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define DURATION_MAX_MS 86400000.0
+#define DURATION_MAX_MS 86400000LL
 
 struct LeaderElector {
         K8sClient *client;
@@ -45,24 +44,17 @@ int leader_parse_duration_ms(const char *s, long *ret)
 {
         if (!s || !*s)
                 return -EINVAL;
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || !isfinite(v))
+        int64_t ns;
+        char secs[64];
+        /* A bare number is seconds, as the flags always took it. */
+        if (strspn(s, "0123456789.") == strlen(s)) {
+                if (snprintf(secs, sizeof(secs), "%ss", s) >= (int) sizeof(secs))
+                        return -EINVAL;
+                s = secs;
+        }
+        if (parse_duration_ns(s, &ns) < 0 || ns < 1000000LL || ns > DURATION_MAX_MS * 1000000LL)
                 return -EINVAL;
-        double mult;
-        if (!*end || streq(end, "s"))
-                mult = 1000.0;
-        else if (streq(end, "ms"))
-                mult = 1.0;
-        else if (streq(end, "m"))
-                mult = 60000.0;
-        else
-                return -EINVAL;
-        double ms = v * mult;
-        if (!(ms >= 1.0) || ms > DURATION_MAX_MS)
-                return -EINVAL;
-        *ret = (long) ms;
+        *ret = (long) (ns / 1000000LL);
         return 0;
 }
 

@@ -44,8 +44,8 @@ typedef struct {
         void *userdata;
 } LeaderConfig;
 
-/* "15s", "500ms", "1.5s", "1m", or a bare number of seconds, to ms (> 0,
- * at most a day); -EINVAL otherwise. */
+/* A Go duration ("15s", "500ms", "1.5s", "1m30s", "1h") or a bare number of
+ * seconds, to ms (at least 1 ms, at most a day); -EINVAL otherwise. */
 int leader_parse_duration_ms(const char *s, long *ret);
 /* NULL when the configuration is usable, else why not (one line). */
 const char *leader_config_check(const LeaderConfig *cfg);

@@ -83,15 +83,16 @@ static void test_durations(void **state)
         static const struct {
                 const char *s;
                 long ms;
-        } ok[] = {{"15s", 15000}, {"500ms", 500}, {"1.5s", 1500}, {"1m", 60000},
-                  {"2", 2000},    {"0.5", 500},   {"3s", 3000},   {"1ms", 1}};
+        } ok[] = {{"15s", 15000},  {"500ms", 500},   {"1.5s", 1500},   {"1m", 60000},
+                  {"2", 2000},     {"0.5", 500},     {"3s", 3000},     {"1ms", 1},
+                  {"1h", 3600000}, {"1m30s", 90000}, {"24h", 86400000}};
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
                 long v = -1;
                 assert_int_equal(leader_parse_duration_ms(ok[i].s, &v), 0);
                 assert_int_equal(v, ok[i].ms);
         }
-        static const char *const bad[] = {"",   "s",   "0",   "0s",    "-1s", "1h",
-                                          "1x", "nan", "inf", "0.1ms", "2d",  "1s "};
+        static const char *const bad[] = {"",    "s",   "0",     "0s", "-1s", "25h", "1x",
+                                          "nan", "inf", "0.1ms", "2d", "1s ", "."};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 long v = -1;
                 assert_int_equal(leader_parse_duration_ms(bad[i], &v), -EINVAL);

@@ -270,6 +270,42 @@ static void test_dir_list(void **state)
         strv_free(v);
 }
 
+static void test_durations(void **state)
+{
+        (void) state;
+        static const struct {
+                const char *s;
+                int64_t ns;
+                long ms, sec;
+        } ok[] = {
+                {"0.1s", 100000000LL, 100, 1},
+                {"1.5h", 5400000000000LL, 5400000, 5400},
+                {"250ms", 250000000LL, 250, 1},
+                {"1m1s", 61000000000LL, 61000, 61},
+                {"1.000001ms", 1000001LL, 2, 1},
+                {"0.0000000001s", 0, 0, 0},
+                {"1000000000s", 1000000000LL * 1000000000LL, 1000000000000L, 1000000000L},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+                int64_t ns = -1;
+                long ms = -1, sec = -1;
+                assert_int_equal(parse_duration_ns(ok[i].s, &ns), 0);
+                assert_int_equal(parse_duration_ms(ok[i].s, &ms), 0);
+                assert_int_equal(parse_duration_s(ok[i].s, &sec), 0);
+                assert_int_equal(ns, ok[i].ns);
+                assert_int_equal(ms, ok[i].ms);
+                assert_int_equal(sec, ok[i].sec);
+        }
+        static const char *const bad[] = {
+                "",    "1",  ".s", "1e3s", "1000000001s", "16666667m", "99999999999999999999s",
+                "1s1", "1 s"};
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                long ms = -1;
+                assert_int_equal(parse_duration_ms(bad[i], &ms), -EINVAL);
+                assert_int_equal(ms, -1);
+        }
+}
+
 static void test_outbuf(void **state)
 {
         (void) state;
@@ -302,6 +338,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_outbuf),
+                cmocka_unit_test(test_durations),
                 cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_utf8_prefix),
                 cmocka_unit_test(test_quantities),

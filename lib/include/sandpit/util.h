@@ -18,8 +18,11 @@ void format_rfc3339_us(uint64_t us, char *buf, size_t len);
 /* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
  * microseconds since the epoch; -EINVAL when malformed. */
 int parse_rfc3339_us(const char *s, uint64_t *ret);
-/* Go-style duration ("300s", "1h30m", "1.5h", "250ms") to whole seconds
- * (rounded up); -EINVAL when malformed. */
+/* Go-style duration ("300s", "1h30m", "1.5h", "250ms"; units ms, s, m, h;
+ * at most 10^9 s) to nanoseconds, exactly; -EINVAL when malformed. */
+int parse_duration_ns(const char *s, int64_t *ret);
+/* The same in whole milliseconds or seconds, rounded up. */
+int parse_duration_ms(const char *s, long *ret);
 int parse_duration_s(const char *s, long *ret);
 /* Adds ms (>= 0) to ts, normalised. */
 void timespec_add_ms(struct timespec *ts, long ms);
