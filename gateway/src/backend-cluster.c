@@ -476,6 +476,21 @@ static int cluster_pause(void *b, const char *id, char *err, size_t errlen)
         return patch_spec(c, obj, spec, "Paused", err, errlen);
 }
 
+/* The operator paused it at its deadline: condition Paused, reason DeadlineReached. */
+static bool paused_at_deadline(json_object *obj)
+{
+        json_object *conds = json_field(json_field(obj, "status"), "conditions");
+        size_t n =
+                json_object_is_type(conds, json_type_array) ? json_object_array_length(conds) : 0;
+        for (size_t i = 0; i < n; i++) {
+                json_object *cd = json_object_array_get_idx(conds, i);
+                const char *type = json_str(cd, "type"), *reason = json_str(cd, "reason");
+                if (type && streq(type, "Paused"))
+                        return reason && streq(reason, "DeadlineReached");
+        }
+        return false;
+}
+
 static int cluster_resume(void *b, const char *id, uint64_t timeout_s, json_object **ret, char *err,
                           size_t errlen)
 {
@@ -486,6 +501,13 @@ static int cluster_resume(void *b, const char *id, uint64_t timeout_s, json_obje
                 return r;
         if (!spec || json_object_object_add(spec, "paused", json_object_new_boolean(false)) < 0)
                 return -ENOMEM;
+        /* Paused at its deadline (expiryPolicy Pause): only a later deadline
+         * resumes it; without a timeout it gets a new term of its own length
+         * (as the agent's resume does in local mode). */
+        long term = 0;
+        if (!timeout_s && paused_at_deadline(obj) &&
+            parse_duration_s(json_str(json_field(obj, "spec"), "timeout"), &term) == 0)
+                timeout_s = (uint64_t) term;
         if (timeout_s > 0 && (r = add_timeout(spec, obj, timeout_s, err, errlen)) < 0)
                 return r;
         r = patch_spec(c, obj, spec, "Running", err, errlen);

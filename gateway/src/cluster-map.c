@@ -109,8 +109,8 @@ static int network_spec(json_object *net, json_object **ret, char *err, size_t e
 int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *name,
                            json_object **ret, char *err, size_t errlen)
 {
-        static const char *const known[] = {"template", "timeout", "labels",
-                                            "env",      "network", NULL};
+        static const char *const known[] = {"template", "timeout",    "labels", "env",
+                                            "network",  "on_timeout", NULL};
         json_object_object_foreach(agent_req, key, val) {
                 (void) val;
                 bool ok = false;
@@ -131,6 +131,13 @@ int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *n
                                 tmpl);
                 return -EINVAL;
         }
+        /* autoPause: paused at the deadline instead of deleted. */
+        const char *on_timeout = json_str(agent_req, "on_timeout");
+        if (on_timeout && !streq(on_timeout, "pause") && !streq(on_timeout, "delete")) {
+                (void) snprintf(err, errlen, "on_timeout must be \"delete\" or \"pause\"");
+                return -EINVAL;
+        }
+        bool pause_at_deadline = on_timeout && streq(on_timeout, "pause");
         int64_t timeout = json_int(agent_req, "timeout", GW_E2B_TIMEOUT_DEFAULT);
         if (timeout < 1 || (uint64_t) timeout > GW_CLUSTER_TIMEOUT_MAX_S) {
                 (void) snprintf(err, errlen, "timeout must be 1 to %u seconds in a cluster",
@@ -188,8 +195,9 @@ int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *n
         (void) snprintf(tbuf, sizeof(tbuf), "%" PRId64 "s", timeout);
         put_str(spec, "template", tmpl, &bad);
         put_str(spec, "timeout", tbuf, &bad);
-        /* At the deadline an E2B sandbox is gone, object and all. */
-        put_str(spec, "expiryPolicy", "Delete", &bad);
+        /* At the deadline an E2B sandbox is gone, object and all, or (autoPause)
+         * paused until a connect moves its deadline. */
+        put_str(spec, "expiryPolicy", pause_at_deadline ? "Pause" : "Delete", &bad);
         if (labels && json_object_is_type(alabels, json_type_object)) {
                 json_object_object_foreach(alabels, lk, lv) {
                         if (!reserved(lk))
@@ -324,6 +332,8 @@ int gw_cluster_sandbox_view(json_object *sbx, json_object **ret)
         put_str(o, "created_at", json_str(json_field(sbx, "metadata"), "creationTimestamp"), &bad);
         put_str(o, "started_at", json_str(st, "startedAt"), &bad);
         put_str(o, "expires_at", json_str(st, "expiresAt"), &bad);
+        const char *policy = json_str(spec, "expiryPolicy");
+        put_str(o, "on_timeout", policy && streq(policy, "Pause") ? "pause" : "delete", &bad);
         double cpu = 0;
         uint64_t memory = 0, disk = 0;
         resource(sbx, "cpu", &cpu, NULL);

@@ -874,11 +874,6 @@ static int watch_event(json_object *ev, void *userdata)
         const char *type = json_str(ev, "type");
         if (!type)
                 return 0;
-        static const char *const types[][2] = {{"create", "EVENT_TYPE_CREATE"},
-                                               {"write", "EVENT_TYPE_WRITE"},
-                                               {"remove", "EVENT_TYPE_REMOVE"},
-                                               {"rename", "EVENT_TYPE_RENAME"},
-                                               {"chmod", "EVENT_TYPE_CHMOD"}};
         cleanup_json json_object *msg = json_object_new_object();
         if (!msg)
                 return -ENOMEM;
@@ -890,24 +885,9 @@ static int watch_event(json_object *ev, void *userdata)
         } else if (streq(type, "keepalive")) {
                 json_object_object_add(msg, "keepalive", json_object_new_object());
         } else {
-                const char *et = NULL;
-                for (size_t i = 0; i < ARRAY_SIZE(types); i++)
-                        if (streq(type, types[i][0]))
-                                et = types[i][1];
-                if (!et)
-                        return 0; /* overflow and anything new: nothing E2B has */
-                /* The name relative to the watched directory, as envd gives it. */
-                const char *path = json_str(ev, "path"), *name = json_str(ev, "name");
-                size_t pl = strlen(w->path);
-                while (pl > 1 && w->path[pl - 1] == '/')
-                        pl--;
-                if (path && strncmp(path, w->path, pl) == 0 && path[pl] == '/')
-                        name = path + pl + 1;
-                json_object *fe = json_object_new_object();
+                json_object *fe = gw_watch_event_to_envd(ev, w->path);
                 if (!fe)
-                        return -ENOMEM;
-                json_object_object_add(fe, "name", json_object_new_string(name ? name : ""));
-                json_object_object_add(fe, "type", json_object_new_string(et));
+                        return 0; /* overflow and anything new: nothing E2B has */
                 json_object_object_add(msg, "filesystem", fe);
         }
         return write_message(w->pump, msg);
@@ -959,6 +939,70 @@ static void watch_dir(GwRequest *r, AgentClient *agent, json_object *msg, const 
         w->agent = agent;
         w->recursive = json_object_get_boolean(json_field(msg, "recursive"));
         gw_pump_respond(r->req, "application/connect+json", watch_run, watch_fail, watch_free, w);
+}
+
+/* ---------------------------- filesystem.Filesystem's polling watchers */
+
+static bool watcher_method(const char *method)
+{
+        return streq(method, "CreateWatcher") || streq(method, "GetWatcherEvents") ||
+               streq(method, "RemoveWatcher");
+}
+
+static void watcher_unary(GwRequest *r, AgentClient *agent, const char *method, json_object *msg,
+                          const char *user)
+{
+        GwWatchers *ws = r->gw->watchers;
+        const char *sid = r->route.sandbox_id;
+        char err[ERRLEN] = "";
+        int k;
+        if (streq(method, "CreateWatcher")) {
+                const char *path = json_str(msg, "path");
+                if (!path || !*path) {
+                        agent_client_free(agent);
+                        reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT,
+                                            "path is required");
+                        return;
+                }
+                char id[GW_WATCHER_ID_LEN + 1];
+                k = gw_watcher_create(ws, agent, sid, path, user,
+                                      json_object_get_boolean(json_field(msg, "recursive")), id,
+                                      err, sizeof(err));
+                if (k < 0) {
+                        reply_connect_errno(r->req, k, err);
+                        return;
+                }
+                json_object *out = json_object_new_object();
+                json_object_object_add(out, "watcherId", json_object_new_string(id));
+                gw_reply_json(r->req, 200, out, NULL);
+                return;
+        }
+        agent_client_free(agent);
+        /* proto3 JSON: lowerCamelCase, the proto name accepted too. */
+        const char *id = json_str(msg, "watcherId");
+        if (!id)
+                id = json_str(msg, "watcher_id");
+        if (!id || !*id) {
+                reply_connect_error(r->req, GW_CONNECT_INVALID_ARGUMENT, "watcherId is required");
+                return;
+        }
+        json_object *out = json_object_new_object();
+        if (streq(method, "GetWatcherEvents")) {
+                json_object *events = NULL;
+                k = gw_watcher_events(ws, sid, id, &events, err, sizeof(err));
+                if (k == 0)
+                        json_object_object_add(out, "events", events);
+        } else {
+                k = gw_watcher_remove(ws, sid, id);
+                if (k == -ENOENT)
+                        snprintf(err, sizeof(err), "no watcher %s in this sandbox", id);
+        }
+        if (k < 0) {
+                json_object_put(out);
+                reply_connect_errno(r->req, k, err);
+                return;
+        }
+        gw_reply_json(r->req, 200, out, NULL);
 }
 
 /* ----------------------------------------------------------------- dispatch */
@@ -1045,6 +1089,10 @@ static void rpc(GwRequest *r, const char *user)
                         watch_dir(r, agent, msg, user);
                 else
                         process_stream(r, agent, method, msg, user);
+                return;
+        }
+        if (streq(service, "filesystem.Filesystem") && watcher_method(method)) {
+                watcher_unary(r, agent, method, msg, user);
                 return;
         }
         cleanup_agent_client AgentClient *a = agent;

@@ -8,6 +8,7 @@
 #include "mcp-http.h"
 #include "route.h"
 #include "sandpit/http-server.h"
+#include "watchers.h"
 
 #define GW_LABEL_SECURE "sandpit.dev/e2b-secure" /* "true": envd traffic needs the token */
 #define GW_TOKEN_LEN    48u                      /* hex characters */
@@ -28,6 +29,7 @@ struct GwServer {
         GwToken *tokens;
         size_t n_tokens;
         GwMcp *mcp;
+        GwWatchers *watchers; /* envd's polling watchers (watchers.c) */
 };
 
 /* A backend as a caller of one namespace sees it (scope.c). */

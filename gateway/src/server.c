@@ -172,6 +172,8 @@ int gw_server_start(const GwConfig *cfg, GwServer **ret)
         if (r == 0)
                 r = gw_mcp_new(gw, cfg->mcp_origins, cfg->mcp_idle_s, &gw->mcp);
         if (r == 0)
+                r = gw_watchers_new(&gw->watchers);
+        if (r == 0)
                 r = gw_token_load(gw);
         if (r == 0 && gw->n_tokens > 0) {
                 /* Tokens of sandboxes that went while no gateway ran. */
@@ -210,6 +212,7 @@ void gw_server_free(GwServer *gw)
         if (!gw)
                 return;
         http_server_free(gw->http);
+        gw_watchers_free(gw->watchers);
         gw_mcp_free(gw->mcp);
         gw_backend_done(&gw->backend);
         if (gw->tokens)

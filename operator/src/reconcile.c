@@ -456,13 +456,36 @@ static int move_deadline(Operator *op, json_object **obj, const char *key, const
         return 0;
 }
 
+static bool pause_at_deadline(json_object *obj)
+{
+        const char *policy = json_str(json_field(obj, "spec"), "expiryPolicy");
+        return policy && streq(policy, "Pause");
+}
+
+/* expiryPolicy Pause: whether the sandbox is past its deadline and so must be
+ * paused. want is the deadline spec.timeout gives, cur the agent's. The
+ * agent pauses it at its own deadline (whole seconds, so a moment before
+ * want): while the agent says so and spec.timeout has not moved past that,
+ * it stays paused; moving spec.timeout past now resumes it. */
+static bool deadline_reached(json_object *obj, json_object *sb, uint64_t want, uint64_t cur,
+                             uint64_t now)
+{
+        if (!pause_at_deadline(obj) || !want)
+                return false;
+        if (want <= now)
+                return true;
+        json_object *dp = json_field(sb, "deadline_paused");
+        return dp && json_object_get_boolean(dp) && want <= cur + DEADLINE_SLACK_US;
+}
+
 static long sync_running(Operator *op, json_object **obj, json_object *st, const char *key,
                          const AgentInfo *a)
 {
         const char *id = json_str(st, "sandboxID");
         const char *expires = json_str(st, "expiresAt");
         uint64_t deadline = 0, now = now_realtime_us();
-        if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline)
+        if (expires && parse_rfc3339_us(expires, &deadline) >= 0 && now >= deadline &&
+            !pause_at_deadline(*obj))
                 return expire(op, obj, st, key, a);
 
         AgentConn c = {0};
@@ -491,9 +514,18 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                 return fail(op, obj, st, "Failed", "SandboxExited",
                             "the sandbox's init process died");
         }
+        /* spec.timeout is counted from the sandbox's creation on its node. */
+        uint64_t want = sandbox_wanted_deadline_us(*obj, sb), cur = 0;
+        const char *cur_s = json_str(sb, "expires_at");
+        if (!cur_s || parse_rfc3339_us(cur_s, &cur) < 0)
+                cur = 0;
+        bool at_deadline = deadline_reached(*obj, sb, want, cur, now_realtime_us());
         json_object *p = json_field(json_field(*obj, "spec"), "paused");
-        bool want_paused = p && json_object_get_boolean(p);
+        bool want_paused = (p && json_object_get_boolean(p)) || at_deadline;
         bool paused = state && streq(state, "paused");
+        const char *was = status_condition_reason(st, "Paused");
+        /* Said once, whoever paused it (the agent does at its own deadline). */
+        bool tell_deadline = at_deadline && !(was && streq(was, "DeadlineReached"));
         if (want_paused != paused) {
                 cleanup_json json_object *resp = NULL;
                 r = agent_conn(op, a, &c);
@@ -501,7 +533,7 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                         return r;
                 /* The deadline keeps running while paused: the lifetime counts
                  * from startedAt (docs/crd-reference.md). */
-                r = want_paused ? op->agent->pause(&c, id, false, &resp, &ae)
+                r = want_paused ? op->agent->pause(&c, id, at_deadline, &resp, &ae)
                                 : op->agent->resume(&c, id, &resp, &ae);
                 if (r < 0 && !ae.status)
                         return r;
@@ -513,14 +545,18 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
                 }
                 json_object_put(sb);
                 sb = TAKE_PTR(resp);
-                post_event(op, *obj, "Normal", want_paused ? "Paused" : "Resumed",
-                           want_paused ? "the sandbox is paused" : "the sandbox is running again");
+                if (!at_deadline)
+                        post_event(op, *obj, "Normal", want_paused ? "Paused" : "Resumed",
+                                   want_paused ? "the sandbox is paused"
+                                               : "the sandbox is running again");
         }
-        /* spec.timeout is counted from the sandbox's creation on its node:
-         * when it changed, the agent's deadline follows. */
-        uint64_t want = sandbox_wanted_deadline_us(*obj, sb), cur = 0;
-        const char *cur_s = json_str(sb, "expires_at");
-        if (want && cur_s && parse_rfc3339_us(cur_s, &cur) >= 0 &&
+        if (tell_deadline)
+                post_event(op, *obj, "Normal", "Paused",
+                           "the sandbox is paused at its deadline (expiryPolicy Pause)");
+        /* When spec.timeout changed, the agent's deadline follows (not while
+         * paused at it: the deadline is what keeps it paused). */
+        cur_s = json_str(sb, "expires_at");
+        if (!at_deadline && want && cur_s && parse_rfc3339_us(cur_s, &cur) >= 0 &&
             (want > cur + DEADLINE_SLACK_US || want + DEADLINE_SLACK_US < cur)) {
                 if (want <= now_realtime_us())
                         return expire(op, obj, st, key, a); /* shortened into the past */
@@ -532,9 +568,16 @@ static long sync_running(Operator *op, json_object **obj, json_object *st, const
         if (cur_s)
                 (void) parse_rfc3339_us(cur_s, &deadline);
         status_from_agent(st, sb, generation(*obj));
+        if (at_deadline)
+                status_set_condition(st, "Paused", "True", "DeadlineReached",
+                                     "paused at its deadline (expiryPolicy Pause); move "
+                                     "spec.timeout past now to resume it",
+                                     generation(*obj));
         r = write_status(op, obj, st);
         if (r < 0)
                 return r;
+        if (at_deadline)
+                return 0; /* until spec.timeout moves */
         /* Back at the deadline. */
         now = now_realtime_us();
         if (deadline > now)

@@ -276,6 +276,11 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
                 return -EINVAL;
         }
         json_object_object_add(body, "timeout", json_object_new_int64(timeout < 1 ? 1 : timeout));
+        /* expiryPolicy Pause: the agent pauses it at the deadline by itself too,
+         * so a slow or absent operator never lets it be deleted instead. */
+        const char *policy = json_str(spec, "expiryPolicy");
+        if (policy && streq(policy, "Pause"))
+                json_object_object_add(body, "on_timeout", json_object_new_string("pause"));
         json_object *user = json_field(spec, "user");
         if (user)
                 json_object_object_add(body, "user",

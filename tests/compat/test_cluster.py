@@ -444,14 +444,34 @@ def test_gateway_flags(kube, node, operator):
 
 
 
-def test_auto_pause_not_supported(kube, operator, made):
-    """autoPause: the CRD's expiryPolicy has no Pause, so the create is
-    refused (501) and nothing is written."""
-    r = create(operator.gateway, made, autoPause=True)
-    assert r.status == 501, r
-    assert "on_timeout" in r.json()["message"] or "autoPause" in r.json()["message"], r.json()
-    st, _, secs = kube.request("GET", f"{SECRETS}?labelSelector=sandpit.dev%2Fcreated-by%3De2b-gateway")
-    assert st == 200 and secs["items"] == [], secs
+def test_auto_pause(sdk, kube, made):
+    """autoPause (lifecycle onTimeout 'pause'): the Sandbox object gets
+    expiryPolicy Pause; at the deadline the operator (and the agent) pause
+    it; connect moves spec.timeout and so resumes it, memory kept."""
+    out = sdk("autopause.mjs")
+    assert out["stateBefore"] == "running"
+    assert out["lifecycle"]["onTimeout"] == "pause"
+    assert out["stateAtDeadline"] == "paused"
+    assert out["listedPaused"] is True
+    assert out["resumedState"] == "running"
+    assert out["kept"] == "7"
+    assert out["killed"] is True
+    for name in made:
+        wait_gone(kube, name)
+
+
+def test_auto_pause_object(kube, operator, made):
+    """The create's lifecycle maps onto spec.expiryPolicy; a bad onTimeout
+    is a 400 and writes nothing."""
+    r = create(operator.gateway, made, autoPause=True, timeout=300)
+    assert r.status == 201, r
+    sid = r.json()["sandboxID"]
+    obj = sbx_obj(kube, sid)
+    assert obj["spec"]["expiryPolicy"] == "Pause", obj["spec"]
+    assert operator.gateway.delete(f"/sandboxes/{sid}", headers=KEY).status == 204
+    r = create(operator.gateway, made, autoPause="yes")
+    assert r.status == 400, r
+    assert "autoPause" in r.json()["message"], r.json()
 
 
 def test_domain_tls(kube, node, operator, made, sdk_dirs, tmp_path):

@@ -7,7 +7,7 @@ import json
 import struct
 
 import pytest
-from conftest import refresh_gateway_port
+from conftest import refresh_gateway_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -136,16 +136,89 @@ def test_connect_protocol_errors(agent, sandbox):
     assert r.status == 200
     f = frames(r.body)
     assert f[-1][0] == 2 and f[-1][1]["error"]["code"] == "invalid_argument"
-    # What is not built yet says so.
-    r = gw.request("POST", "/filesystem.Filesystem/CreateWatcher", raw=b'{"path":"/"}',
-                   headers=envd(sid, tok, **{"Content-Type": "application/json"}))
-    assert r.status == 501 and r.json()["code"] == "unimplemented", r
     # A watch of a path that does not exist: an error end-stream frame.
     r = gw.request("POST", "/filesystem.Filesystem/WatchDir", raw=envelope({"path": "/no/such/dir"}),
                    headers=envd(sid, tok, **stream_ct))
     assert r.status == 200
     f = frames(r.body)
     assert len(f) == 1 and f[0][0] == 2 and f[0][1]["error"]["code"] == "not_found", f
+
+
+def unary(gw, sid, tok, method, body):
+    r = gw.request("POST", f"/filesystem.Filesystem/{method}", raw=json.dumps(body).encode(),
+                   headers=envd(sid, tok, **{"Content-Type": "application/json"}))
+    return r.status, r.json()
+
+
+def test_polling_watchers(agent, sandbox):
+    """CreateWatcher / GetWatcherEvents / RemoveWatcher (the Python SDK's
+    watch_dir): events gathered between polls, drained by each poll; a
+    watcher belongs to its sandbox; bad requests get Connect errors."""
+    gw, sid, tok = agent.gateway, sandbox["sandboxID"], sandbox["envdAccessToken"]
+    st, out = unary(gw, sid, tok, "MakeDir", {"path": "/home/user/w"})
+    assert st == 200, out
+    st, out = unary(gw, sid, tok, "CreateWatcher", {"path": "/home/user/w", "recursive": False})
+    assert st == 200 and out["watcherId"], out
+    wid = out["watcherId"]
+    st, out = unary(gw, sid, tok, "MakeDir", {"path": "/home/user/w/sub"})
+    assert st == 200, out
+    r = gw.request("POST", "/files?path=/home/user/w/f.txt", raw=b"hello",
+                   headers=envd(sid, tok, **{"Content-Type": "application/octet-stream"}))
+    assert r.status == 200, r
+    seen = []
+
+    def got_both():
+        st, out = unary(gw, sid, tok, "GetWatcherEvents", {"watcherId": wid})
+        assert st == 200, out
+        seen.extend(out.get("events", []))
+        names = {(e["name"], e["type"]) for e in seen}
+        return ("sub", "EVENT_TYPE_CREATE") in names and ("f.txt", "EVENT_TYPE_CREATE") in names
+    wait_for(got_both, 30, what="both creates polled")
+    # drained: what was polled is not answered again (the proto's snake_case name works too)
+    st, out = unary(gw, sid, tok, "GetWatcherEvents", {"watcher_id": wid})
+    assert st == 200 and not [e for e in out.get("events", []) if e["name"] == "sub"], out
+
+    # another sandbox does not see this one's watcher
+    r = gw.post("/v2/sandboxes", {"templateID": "base", "timeout": 120}, headers=KEY)
+    assert r.status == 201, r
+    other = r.json()
+    agent.client.created.append(other["sandboxID"])
+    st, out = unary(gw, other["sandboxID"], other["envdAccessToken"], "GetWatcherEvents", {"watcherId": wid})
+    assert st == 404 and out["code"] == "not_found", out
+    st, out = unary(gw, other["sandboxID"], other["envdAccessToken"], "RemoveWatcher", {"watcherId": wid})
+    assert st == 404 and out["code"] == "not_found", out
+    assert gw.delete(f"/sandboxes/{other['sandboxID']}", headers=KEY).status == 204
+
+    st, out = unary(gw, sid, tok, "RemoveWatcher", {"watcherId": wid})
+    assert st == 200 and out == {}, out
+    st, out = unary(gw, sid, tok, "GetWatcherEvents", {"watcherId": wid})
+    assert st == 404 and out["code"] == "not_found", out
+    # bad input
+    st, out = unary(gw, sid, tok, "CreateWatcher", {"path": "/no/such/dir"})
+    assert st == 404 and out["code"] == "not_found", out
+    st, out = unary(gw, sid, tok, "CreateWatcher", {})
+    assert st == 400 and out["code"] == "invalid_argument", out
+    st, out = unary(gw, sid, tok, "GetWatcherEvents", {})
+    assert st == 400 and out["code"] == "invalid_argument", out
+    st, out = unary(gw, sid, tok, "GetWatcherEvents", {"watcherId": "nosuchwatcher"})
+    assert st == 404 and out["code"] == "not_found", out
+
+
+def test_a_watcher_ends_with_its_directory(agent, sandbox):
+    """When the watched directory goes, the watcher's stream ends: a poll
+    answers what it still held, then not_found with the reason, once."""
+    gw, sid, tok = agent.gateway, sandbox["sandboxID"], sandbox["envdAccessToken"]
+    assert unary(gw, sid, tok, "MakeDir", {"path": "/home/user/gone"})[0] == 200
+    st, out = unary(gw, sid, tok, "CreateWatcher", {"path": "/home/user/gone"})
+    assert st == 200, out
+    wid = out["watcherId"]
+    assert unary(gw, sid, tok, "Remove", {"path": "/home/user/gone"})[0] == 200
+
+    def ended():
+        st, out = unary(gw, sid, tok, "GetWatcherEvents", {"watcherId": wid})
+        assert st in (200, 404), out
+        return st == 404
+    wait_for(ended, 30, what="the watcher to end with its directory")
 
 
 def test_v1_create_is_not_secure_by_default(agent):

@@ -425,6 +425,43 @@ def test_expiry_delete_deletes_the_object(kube, node, operator):
     assert node.api.list_ids() == []
 
 
+def test_expiry_pause_pauses_and_a_later_timeout_resumes(kube, node, operator):
+    """expiryPolicy Pause (E2B's autoPause): at the deadline the sandbox is
+    paused, not stopped, with its files and processes kept; moving
+    spec.timeout past now resumes it."""
+    kube.kubectl("apply", "-f", "-", input=manifest("doze", timeout="4s", expiryPolicy="Pause"))
+    obj = wait_ready(kube, "doze")
+    sid = obj["status"]["sandboxID"]
+    assert node.api.sandbox(sid).json()["on_timeout"] == "pause"
+    run(node, sid, "echo kept > /tmp/mark; sleep 3600 >/dev/null 2>&1 & echo $! > /tmp/pid")
+    wait_for(lambda: get_sbx(kube, "doze")["status"]["phase"] == "Paused", 30, what="phase Paused at the deadline")
+    obj = get_sbx(kube, "doze")
+    assert condition(obj, "Paused")["status"] == "True", obj["status"]
+    assert condition(obj, "Paused")["reason"] == "DeadlineReached", obj["status"]
+    assert condition(obj, "Expired") is None, obj["status"]
+    sb = node.api.sandbox(sid).json()
+    assert sb["state"] == "paused" and sb["deadline_paused"] is True, sb
+    assert node.api.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}).status == 409
+    # spec.paused false alone does not resume it: it is past its deadline
+    patch_sbx(kube, "doze", {"paused": False})
+    gen = get_sbx(kube, "doze")["metadata"]["generation"]
+    wait_for(lambda: get_sbx(kube, "doze")["status"].get("observedGeneration") == gen, 30,
+             what="the operator saw spec.paused false")
+    assert get_sbx(kube, "doze")["status"]["phase"] == "Paused"
+
+    patch_sbx(kube, "doze", {"timeout": "10m"})
+    obj = wait_ready(kube, "doze")
+    assert obj["status"]["phase"] == "Running" and condition(obj, "Paused")["status"] == "False"
+    assert run(node, sid, "cat /tmp/mark") == "kept\n"
+    assert run(node, sid, "kill -0 $(cat /tmp/pid) && echo alive") == "alive\n"
+    # the agent's deadline follows spec.timeout (10 min from creation)
+    sb = node.api.sandbox(sid).json()
+    assert sb["state"] == "running" and sb["expires_at"] == obj["status"]["expiresAt"], (sb, obj["status"])
+    reasons = [e["reason"] for e in kube.ok("GET", EVENTS)["items"] if e["regarding"]["name"] == "doze"]
+    assert "Paused" in reasons and "Resumed" in reasons, reasons
+    delete_and_prove_gone(kube, node, "doze")
+
+
 def test_lease_expiry_marks_node_lost(kube, node, operator):
     kube.kubectl("apply", "-f", "-", input=manifest("lost"))
     wait_ready(kube, "lost")

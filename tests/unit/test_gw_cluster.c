@@ -140,6 +140,40 @@ static void test_create_refusals(void **state)
         assert_null(obj);
 }
 
+/* autoPause: the agent's on_timeout "pause" is expiryPolicy Pause, and back. */
+static void test_auto_pause(void **state)
+{
+        (void) state;
+        char err[256] = "";
+        json_object *obj = NULL, *spec = NULL, *view = NULL, *v = NULL;
+        json_object *req = agent_body("{\"templateID\":\"base\",\"autoPause\":true}", true);
+        assert_int_equal(gw_cluster_sandbox_new(req, "ns", "a", &obj, err, sizeof(err)), 0);
+        assert_true(json_object_object_get_ex(obj, "spec", &spec));
+        assert_true(json_object_object_get_ex(spec, "expiryPolicy", &v));
+        assert_string_equal(json_object_get_string(v), "Pause");
+        assert_int_equal(gw_cluster_sandbox_view(obj, &view), 0);
+        assert_true(json_object_object_get_ex(view, "on_timeout", &v));
+        assert_string_equal(json_object_get_string(v), "pause");
+        json_object_put(view);
+        json_object_put(obj);
+        json_object_put(req);
+        /* Without it: Delete, shown as "delete". */
+        req = agent_body("{\"templateID\":\"base\"}", true);
+        assert_int_equal(gw_cluster_sandbox_new(req, "ns", "a", &obj, err, sizeof(err)), 0);
+        assert_int_equal(gw_cluster_sandbox_view(obj, &view), 0);
+        assert_true(json_object_object_get_ex(view, "on_timeout", &v));
+        assert_string_equal(json_object_get_string(v), "delete");
+        json_object_put(view);
+        json_object_put(obj);
+        json_object_put(req);
+        obj = NULL;
+        req = parse("{\"template\":\"default\",\"on_timeout\":\"stop\"}");
+        assert_int_equal(gw_cluster_sandbox_new(req, "ns", "a", &obj, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "on_timeout"));
+        assert_null(obj);
+        json_object_put(req);
+}
+
 #define RUNNING_SBX                                                                            \
         "{\"apiVersion\":\"sandpit.dev/v1alpha1\",\"kind\":\"Sandbox\","                       \
         "\"metadata\":{\"name\":\"abc123\",\"namespace\":\"default\",\"uid\":\"u-1\","         \
@@ -325,6 +359,7 @@ int main(void)
                 cmocka_unit_test(test_create_maps_to_a_sandbox),
                 cmocka_unit_test(test_create_egress),
                 cmocka_unit_test(test_create_refusals),
+                cmocka_unit_test(test_auto_pause),
                 cmocka_unit_test(test_sandbox_to_e2b),
                 cmocka_unit_test(test_states_e2b_does_not_know),
                 cmocka_unit_test(test_timeout_counts_from_the_creation),
