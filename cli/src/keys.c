@@ -368,9 +368,10 @@ static int secret_create(K8sClient *c, const KeysArgs *a, const char *ns)
                         return fail("cannot make a key: %s", strerror(-r));
                 cleanup_json json_object *o = NULL;
                 cleanup_free char *b64 = NULL;
-                const char *text = apikey_record_to_json(&rec, &o) < 0
-                                           ? NULL
-                                           : json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+                const char *text =
+                        apikey_record_to_json(&rec, &o) < 0
+                                ? NULL
+                                : json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
                 if (!text || base64_encode(text, strlen(text), &b64) < 0) {
                         explicit_bzero(key, sizeof(key));
                         return fail("out of memory");

@@ -9,6 +9,7 @@ int cli_keys_main(int argc, char **argv);
 #define CLI_KEYS_DEFAULT_STATE_DIR "/run/sandpit"
 #define CLI_KEYS_FILE_NAME         "gateway-keys"
 #define CLI_KEYS_SECRET_NAME       "sandpit-api-keys"
+#define CLI_KEYS_SECRET_NAMESPACE  "sandpit-system"
+
 /* Writes of the Secret lost to another writer, tried again up to this many times. */
 #define CLI_KEYS_WRITE_ATTEMPTS 20
-#define CLI_KEYS_SECRET_NAMESPACE  "sandpit-system"

@@ -6,9 +6,9 @@
  * same 404 for another namespace's sandbox: MCP's tools reach sandboxes
  * through them with no access token. Where the backend's ids are not the
  * agent's (the cluster backend: a Sandbox's name and its status.sandboxID),
- * agent_id checks the name and the data plane's ops the agent's id. (The gateway's own data plane, envd and
- * the code interpreter, uses the server's backend: the sandbox's access token
- * guards it.) */
+ * agent_id checks the name and the data plane's ops the agent's id. (The
+ * gateway's own data plane, envd and the code interpreter, uses the server's
+ * backend: the sandbox's access token guards it.) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -140,8 +140,7 @@ static int check_agent_id(void *b, const char *agent_id, char *err, size_t errle
         return not_found(agent_id, err, errlen);
 }
 
-static int s_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err,
-                      size_t errlen)
+static int s_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err, size_t errlen)
 {
         int r = check(b, id, err, errlen);
         return r < 0 ? r : INNER(b).ops->agent_id(INNER(b).data, id, ret, retlen, err, errlen);

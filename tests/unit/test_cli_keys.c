@@ -172,7 +172,7 @@ static void names(char *buf, size_t len)
 
 static int create(const char *name)
 {
-        char *argv[] = {"keys",   "--kubeconfig", kubeconfig, "create", "--namespace",
+        char *argv[] = {"keys",   "--kubeconfig", kubeconfig,    "create", "--namespace",
                         "team-a", "--name",       (char *) name, NULL};
         /* The key goes to stdout: not into the test's output. */
         fflush(stdout);
@@ -274,8 +274,7 @@ int main(void)
         close(fd);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_same_name_written_meanwhile, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_other_name_written_meanwhile, setup,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_other_name_written_meanwhile, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secret_made_meanwhile, setup, teardown),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -261,9 +261,8 @@ static void test_mcp_session_label_round_trip(void **state)
         json_object_put(want);
         /* Not in spec.labels, where the operator would drop it. */
         want = parse("{\"run\":\"1\"}");
-        if (!json_object_equal(json_object_object_get(json_object_object_get(obj, "spec"),
-                                                      "labels"),
-                               want))
+        if (!json_object_equal(
+                    json_object_object_get(json_object_object_get(obj, "spec"), "labels"), want))
                 fail_msg("got %s", plain(obj));
         json_object_put(want);
         assert_int_equal(gw_cluster_sandbox_view(obj, &agent), 0);
