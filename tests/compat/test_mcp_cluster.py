@@ -22,7 +22,7 @@ import urllib.request
 import pytest
 
 from conftest import wait_for
-from test_cluster import KEY, NS, NS_B, kube, made, make_key, node, operator, sbx_obj  # noqa: F401
+from test_cluster import KEY, NS, NS_B, kube, made, make_key, node, operator, sa_token, sbx_obj  # noqa: F401
 from test_mcp import CLI_BIN, INIT, mcp_dir  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -139,9 +139,11 @@ def test_session_end_deletes_its_sandbox(mcp, kube):
 
 def post(operator, body, headers=None, method="POST", key=None):
     """One request to the operator's /mcp with key (the suite's by default;
-    False: none)."""
+    False: none; a dict: those headers instead, a Kubernetes token)."""
     h = {"Content-Type": "application/json", "Accept": "application/json"}
-    if key is not False:
+    if isinstance(key, dict):
+        h.update(key)
+    elif key is not False:
         h["X-API-KEY"] = key or KEY["X-API-KEY"]
     h.update(headers or {})
     data = None if body is None else json.dumps(body).encode()
@@ -154,18 +156,22 @@ def post(operator, body, headers=None, method="POST", key=None):
 
 
 def try_open(operator, key=None):
-    """A new session's id (2025-11-25: structured results), None on a 401."""
+    """A new session's id (2025-11-25: structured results), None on a 401 or
+    403."""
     status, headers, body = post(operator, {**INIT, "params": {**INIT["params"], "protocolVersion": "2025-11-25"}},
                                  key=key)
-    if status == 401:
+    if status in (401, 403):
         return None
     assert status == 200, body
     return headers["Mcp-Session-Id"]
 
 
-def open_session(operator, key=None):
-    sid = try_open(operator, key)
-    assert sid, "401 for the key"
+def open_session(operator, key=None, wait=0):
+    """A new session, initialized; wait: seconds to wait for the credential
+    to be taken (a new key's watch, a new Role)."""
+    sid = wait_for(lambda: try_open(operator, key), wait, interval=0.5, what="the credential") if wait \
+        else try_open(operator, key)
+    assert sid, "refused"
     assert post(operator, {"jsonrpc": "2.0", "method": "notifications/initialized"}, {"Mcp-Session-Id": sid},
                 key=key)[0] == 202
     return sid
@@ -218,9 +224,7 @@ def test_a_key_sees_only_its_namespace(kube, operator, made):
     on); B's sandboxes are made in B; NS's key cannot use B's session."""
     key_b = make_key(kube, NS_B)
     # The key reaches the gateway through the Secret's watch.
-    sid_b = wait_for(lambda: try_open(operator, key_b), 15, interval=0.2, what="B's key")
-    assert post(operator, {"jsonrpc": "2.0", "method": "notifications/initialized"}, {"Mcp-Session-Id": sid_b},
-                key=key_b)[0] == 202
+    sid_b = open_session(operator, key_b, wait=15)
     sid_a = open_session(operator)
     theirs = None
     try:
@@ -277,3 +281,39 @@ def test_without_a_key_is_401_and_makes_nothing(kube, operator):
         assert "Mcp-Session-Id" not in headers
     assert session_objects(kube) == before
     assert "e2b_" + "3" * 40 not in operator.log.read_text()
+
+
+def test_kubernetes_tokens_with_rbac(kube, operator, made):
+    """A ServiceAccount token: a session needs `get` on sandboxes in its
+    namespace, its first tool making the session's sandbox `create` (RBAC
+    refuses it, as a tool error, nothing made), and one granted the verbs of
+    the tools runs them in its own namespace."""
+    before = session_objects(kube, NS_B)
+    reader = {"Authorization": f"Bearer {sa_token(kube, NS_B, 'mcp-reader', ['get'])}"}
+    # RBAC may take a moment to see a new Role (a denial is cached 10 s).
+    sid = open_session(operator, reader, wait=40)
+    try:
+        r = call(operator, sid, 2, "run_command", {"command": "echo hi"}, key=reader)
+        assert r["isError"] is True, r
+        text = r["content"][0]["text"]
+        assert "not allowed" in text and f"system:serviceaccount:{NS_B}:mcp-reader may not create" in text, text
+        assert session_objects(kube, NS_B) == before
+    finally:
+        end_session(operator, sid, key=reader)
+    runner = {"Authorization": f"Bearer {sa_token(kube, NS_B, 'mcp-runner', ['get', 'list', 'create', 'update', 'delete'])}"}
+    sid = open_session(operator, runner, wait=40)
+    name = None
+    try:
+        r = wait_for(lambda: (lambda r: r if not r.get("isError") else None)(
+            call(operator, sid, 2, "run_command", {"command": "echo $((6*7))"}, key=runner)),
+            40, interval=1, what="the runner's create grant")
+        assert r["structuredContent"]["stdout"] == "42\n", r
+        name = r["structuredContent"]["sandbox_id"]
+        st, _, obj = kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{NS_B}/sandboxes/{name}")
+        assert st == 200 and obj["metadata"]["labels"][LABEL] == sid
+    finally:
+        end_session(operator, sid, key=runner)
+    if name:
+        wait_gone(kube, name, ns=NS_B)
+    log = operator.log.read_text()
+    assert reader["Authorization"][7:] not in log and runner["Authorization"][7:] not in log
