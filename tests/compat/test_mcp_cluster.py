@@ -10,8 +10,9 @@ On top of the local suite's scenarios, what only a cluster has: the tools
 reach the sandbox on its agent by the Sandbox's status.sandboxID, what MCP
 makes is a Sandbox object (a session's own one labelled
 sandpit.dev/mcp-session=SESSION, `kubectl get sbx -l`), a session's end
-deletes that object, and a key of namespace B neither sees nor touches NS's
-sandboxes."""
+deletes that object, a key of namespace B neither sees nor touches NS's
+sandboxes, and a ServiceAccount token's tools are authorised by RBAC in its
+namespace."""
 
 import json
 import os
