@@ -51,7 +51,7 @@ K8S_MODULES=(test_operator.py test_operator_cluster.py test_operator_e2e.py test
 	test_operator_template.py test_operator_metrics.py test_helm.py test_agent_cluster.py
 	test_gateway_auth_cluster.py)
 # The same for the E2B SDKs against the operator's gateway (tests/compat, a session of its own).
-K8S_COMPAT_MODULES=(test_cluster.py)
+K8S_COMPAT_MODULES=(test_cluster.py test_mcp_cluster.py)
 if [ $k8s -eq 1 ]; then
 	if ! why=$("$PYTHON" -c 'import os, sys; sys.path.insert(0, "tests/fixtures")
 from control_plane import assets_problem

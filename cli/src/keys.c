@@ -304,64 +304,91 @@ static int patch_entry(K8sClient *c, const char *ns, const char *id, const char 
                          e);
 }
 
-static int secret_create(K8sClient *c, const KeysArgs *a, const char *ns, json_object *secret)
+/* The Secret with the key record id: b64 added: secret's own object (its
+ * resourceVersion makes the PUT conditional), else a new Secret. */
+static int secret_write(K8sClient *c, const char *ns, json_object *secret, const char *id,
+                        const char *b64, K8sError *e)
 {
-        ApiKeySet s = {0};
-        int r = apikey_set_from_secret(secret, &s, NULL);
-        if (r < 0)
-                return fail("cannot read the Secret: %s", strerror(-r));
-        bool taken = a->name && apikey_set_find(&s, a->name);
-        apikey_set_done(&s);
-        if (taken)
-                return fail("a key named %s exists already", a->name);
-        ApiKey rec;
-        char key[APIKEY_LEN + 1];
-        r = apikey_generate(a->ns, a->name, key, &rec);
-        if (r < 0)
-                return fail("cannot make a key: %s", strerror(-r));
-        cleanup_json json_object *o = NULL;
-        cleanup_free char *b64 = NULL;
-        if (apikey_record_to_json(&rec, &o) < 0) {
-                explicit_bzero(key, sizeof(key));
-                return fail("out of memory");
-        }
-        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-        if (base64_encode(text, strlen(text), &b64) < 0) {
-                explicit_bzero(key, sizeof(key));
-                return fail("out of memory");
-        }
-        K8sError e = {0};
         if (secret) {
-                r = patch_entry(c, ns, rec.id, b64, &e);
-        } else {
-                cleanup_json json_object *obj = json_object_new_object();
-                json_object *meta = json_object_new_object(), *data = json_object_new_object();
-                if (!obj || !meta || !data)
-                        r = -ENOMEM;
-                else {
-                        json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
-                        json_object_object_add(obj, "kind", json_object_new_string("Secret"));
-                        json_object_object_add(obj, "type", json_object_new_string("Opaque"));
-                        json_object_object_add(meta, "name",
-                                               json_object_new_string(CLI_KEYS_SECRET_NAME));
-                        json_object_object_add(meta, "namespace", json_object_new_string(ns));
-                        json_object_object_add(obj, "metadata", TAKE_PTR(meta));
-                        json_object_object_add(data, rec.id, json_object_new_string(b64));
-                        json_object_object_add(obj, "data", TAKE_PTR(data));
-                        r = k8s_create(c, &secrets, ns, obj, NULL, &e);
-                        if (r == -EEXIST) /* made meanwhile: add to it */
-                                r = patch_entry(c, ns, rec.id, b64, &e);
+                json_object *data = json_obj(secret, "data");
+                if (!data) {
+                        data = json_object_new_object();
+                        if (!data || json_object_object_add(secret, "data", data) < 0) {
+                                json_object_put(data);
+                                return -ENOMEM;
+                        }
                 }
+                if (json_object_object_add(data, id, json_object_new_string(b64)) < 0)
+                        return -ENOMEM;
+                return k8s_update(c, &secrets, secret, NULL, e);
+        }
+        cleanup_json json_object *obj = json_object_new_object();
+        json_object *meta = json_object_new_object(), *data = json_object_new_object();
+        if (!obj || !meta || !data) {
                 json_object_put(meta);
                 json_object_put(data);
+                return -ENOMEM;
         }
-        if (r < 0) {
+        json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
+        json_object_object_add(obj, "kind", json_object_new_string("Secret"));
+        json_object_object_add(obj, "type", json_object_new_string("Opaque"));
+        json_object_object_add(meta, "name", json_object_new_string(CLI_KEYS_SECRET_NAME));
+        json_object_object_add(meta, "namespace", json_object_new_string(ns));
+        json_object_object_add(obj, "metadata", meta);
+        json_object_object_add(data, id, json_object_new_string(b64));
+        json_object_object_add(obj, "data", data);
+        return k8s_create(c, &secrets, ns, obj, NULL, e);
+}
+
+/* Reads the Secret, checks the name is free, writes it back with the new
+ * record only if nobody wrote it meanwhile (its resourceVersion, or create
+ * when there was none): of creates of one name run at once, one makes the
+ * key and the others are told it exists; a write lost to another key's is
+ * tried again on the new Secret. */
+static int secret_create(K8sClient *c, const KeysArgs *a, const char *ns)
+{
+        for (int attempt = 0;; attempt++) {
+                K8sError e = {0};
+                cleanup_json json_object *secret = NULL;
+                int r = k8s_get(c, &secrets, ns, CLI_KEYS_SECRET_NAME, &secret, &e);
+                if (r < 0 && r != -ENOENT)
+                        return k8s_fail("cannot read the Secret " CLI_KEYS_SECRET_NAME, r, &e);
+                ApiKeySet s = {0};
+                r = apikey_set_from_secret(secret, &s, NULL);
+                if (r < 0)
+                        return fail("cannot read the Secret: %s", strerror(-r));
+                bool taken = a->name && apikey_set_find(&s, a->name);
+                apikey_set_done(&s);
+                if (taken)
+                        return fail("a key named %s exists already", a->name);
+                ApiKey rec;
+                char key[APIKEY_LEN + 1];
+                r = apikey_generate(a->ns, a->name, key, &rec);
+                if (r < 0)
+                        return fail("cannot make a key: %s", strerror(-r));
+                cleanup_json json_object *o = NULL;
+                cleanup_free char *b64 = NULL;
+                const char *text =
+                        apikey_record_to_json(&rec, &o) < 0
+                                ? NULL
+                                : json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+                if (!text || base64_encode(text, strlen(text), &b64) < 0) {
+                        explicit_bzero(key, sizeof(key));
+                        return fail("out of memory");
+                }
+                r = secret_write(c, ns, secret, rec.id, b64, &e);
+                if ((r == -EBUSY || r == -EEXIST) && attempt < CLI_KEYS_WRITE_ATTEMPTS) {
+                        explicit_bzero(key, sizeof(key));
+                        continue; /* written meanwhile: read it again */
+                }
+                if (r < 0) {
+                        explicit_bzero(key, sizeof(key));
+                        return k8s_fail("cannot write the Secret " CLI_KEYS_SECRET_NAME, r, &e);
+                }
+                r = print_created(a, &rec, key);
                 explicit_bzero(key, sizeof(key));
-                return k8s_fail("cannot write the Secret " CLI_KEYS_SECRET_NAME, r, &e);
+                return r;
         }
-        r = print_created(a, &rec, key);
-        explicit_bzero(key, sizeof(key));
-        return r;
 }
 
 static int run_secret(const KeysArgs *a)
@@ -379,13 +406,13 @@ static int run_secret(const KeysArgs *a)
         if (r < 0)
                 return fail("cannot make a Kubernetes client: %s", strerror(-r));
         const char *ns = a->secret_ns ? a->secret_ns : CLI_KEYS_SECRET_NAMESPACE;
+        if (streq(a->verb, "create"))
+                return secret_create(c, a, ns);
         K8sError e = {0};
         cleanup_json json_object *secret = NULL;
         r = k8s_get(c, &secrets, ns, CLI_KEYS_SECRET_NAME, &secret, &e);
         if (r < 0 && r != -ENOENT)
                 return k8s_fail("cannot read the Secret " CLI_KEYS_SECRET_NAME, r, &e);
-        if (streq(a->verb, "create"))
-                return secret_create(c, a, ns, secret);
         ApiKeySet s = {0};
         r = apikey_set_from_secret(secret, &s, NULL);
         if (r < 0)

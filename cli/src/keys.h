@@ -10,3 +10,6 @@ int cli_keys_main(int argc, char **argv);
 #define CLI_KEYS_FILE_NAME         "gateway-keys"
 #define CLI_KEYS_SECRET_NAME       "sandpit-api-keys"
 #define CLI_KEYS_SECRET_NAMESPACE  "sandpit-system"
+
+/* Writes of the Secret lost to another writer, tried again up to this many times. */
+#define CLI_KEYS_WRITE_ATTEMPTS 20

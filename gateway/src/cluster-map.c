@@ -179,9 +179,12 @@ int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *n
         put_str(md, "name", name, &bad);
         put_str(md, "namespace", ns, &bad);
         put(md, "labels", mlabels, &bad);
-        if (mlabels)
-                put_str(mlabels, GW_CLUSTER_LABEL_CREATED_BY, GW_CLUSTER_CREATED_BY, &bad);
         json_object *alabels = json_field(agent_req, "labels");
+        if (mlabels) {
+                put_str(mlabels, GW_CLUSTER_LABEL_CREATED_BY, GW_CLUSTER_CREATED_BY, &bad);
+                put_str(mlabels, GW_CLUSTER_LABEL_MCP_SESSION,
+                        json_str(alabels, GW_CLUSTER_LABEL_MCP_SESSION), &bad);
+        }
         const char *e2b_tmpl = json_str(alabels, GW_E2B_LABEL_TEMPLATE);
         const char *secure = json_str(alabels, GW_CLUSTER_ANN_SECURE);
         if (ann) {
@@ -323,6 +326,10 @@ int gw_cluster_sandbox_view(json_object *sbx, json_object **ret)
                 put_str(labels, GW_E2B_LABEL_TEMPLATE, annotation(sbx, GW_CLUSTER_ANN_TEMPLATE),
                         &bad);
                 put_str(labels, GW_CLUSTER_ANN_SECURE, annotation(sbx, GW_CLUSTER_ANN_SECURE),
+                        &bad);
+                put_str(labels, GW_CLUSTER_LABEL_MCP_SESSION,
+                        json_str(json_field(json_field(sbx, "metadata"), "labels"),
+                                 GW_CLUSTER_LABEL_MCP_SESSION),
                         &bad);
                 /* The namespace a caller must act in to see it (scope.c). */
                 put_str(labels, GW_LABEL_NAMESPACE,

@@ -10,9 +10,15 @@
 
 #include <json-c/json.h>
 
+#include "mcp.h"
+
 /* Gateway-made Sandboxes carry this label (kubectl get sbx -l ...). */
 #define GW_CLUSTER_LABEL_CREATED_BY "sandpit.dev/created-by"
 #define GW_CLUSTER_CREATED_BY       "e2b-gateway"
+/* An MCP session's own sandbox (mcp.h's MCP_LABEL_SESSION): kept as a label
+ * of the Sandbox object, not in spec.labels (the operator drops those under
+ * sandpit.dev/), so kubectl get sbx -l sandpit.dev/mcp-session=ID finds it. */
+#define GW_CLUSTER_LABEL_MCP_SESSION MCP_LABEL_SESSION
 /* What the agent's labels say under sandpit.dev/ (the E2B templateID as sent,
  * and that envd traffic needs the access token) is kept in these
  * annotations: the operator drops spec.labels under sandpit.dev/. */
@@ -24,7 +30,8 @@
 #define GW_CLUSTER_TIMEOUT_MAX_S 604800u /* 168h */
 
 /* The Sandbox object for agent_req (template, timeout, labels, env,
- * network), named name in namespace ns. -EINVAL or -EOPNOTSUPP with a
+ * network), named name in namespace ns; the label GW_CLUSTER_LABEL_MCP_SESSION
+ * becomes a label of the object. -EINVAL or -EOPNOTSUPP with a
  * message in err for what a Sandbox cannot hold (a template name that is not
  * a DNS label, a deny list, a field the mapping does not know). */
 int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *name,
@@ -35,7 +42,8 @@ int gw_cluster_sandbox_new(json_object *agent_req, const char *ns, const char *n
  * began, else the phase in lower case), labels (spec.labels and the
  * annotations above as sandpit.dev/ labels), created_at, started_at,
  * expires_at, cpu, memory, disk, network; and, for the backend, node and
- * agent_id (status.nodeName and status.sandboxID) when placed. */
+ * agent_id (status.nodeName and status.sandboxID) when placed. The label
+ * GW_CLUSTER_LABEL_MCP_SESSION of the object is one of the labels. */
 int gw_cluster_sandbox_view(json_object *sbx, json_object **ret);
 
 /* spec.timeout ("Ns") that makes sbx expire timeout_s after now_us: its

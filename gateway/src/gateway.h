@@ -46,8 +46,9 @@ typedef struct GwBackendOps {
         /* Optional: the id the agent knows sandbox id by, when the backend's
          * ids are not the agent's (the cluster backend: a Sandbox's name ->
          * its status.sandboxID). The server calls it once a request for a
-         * sandbox is authorised; the data plane (agent, agent_address and
-         * every agent call) then uses the agent's id. -ENOENT: no such
+         * sandbox is authorised, and MCP's tools before they reach a
+         * sandbox's agent; the data plane (agent, agent_address and every
+         * agent call) then uses the agent's id. -ENOENT: no such
          * running or paused sandbox. */
         int (*agent_id)(void *b, const char *id, char *ret, size_t retlen, char *err,
                         size_t errlen);

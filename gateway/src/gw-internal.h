@@ -37,6 +37,7 @@ typedef struct GwScope {
         GwBackend inner; /* the backend, or its own view of ns (in_namespace) */
         const char *ns;  /* borrowed */
         void *view[GW_BACKEND_VIEW_SIZE / sizeof(void *)];
+        GwBackendOps ops; /* scope.c's, less the optional ones inner lacks */
 } GwScope;
 
 typedef struct GwRequest {

@@ -305,11 +305,20 @@ static int agent_failed(McpCall *c, AgentClient *a, const char *id, int r, const
         return op_failed(c, id, r, what, agent_client_error(a)->message);
 }
 
-/* A client of the agent that runs id, stopped by the call's cancellation. */
-static int agent_for(McpCall *c, const char *id, AgentClient **ret, bool *done)
+/* A client of the agent that runs id, stopped by the call's cancellation,
+ * and the id that agent knows the sandbox by (aid): the backend's own where
+ * they differ (a cluster: the Sandbox's name is id, its status.sandboxID the
+ * agent's), else id. Every agent call takes aid; what the tools say, id. */
+static int agent_for(McpCall *c, const char *id, char aid[64], AgentClient **ret, bool *done)
 {
         char err[512] = "";
-        int r = OPS(c)->agent(BDATA(c), id, ret, err, sizeof(err));
+        int r = 0;
+        if (OPS(c)->agent_id)
+                r = OPS(c)->agent_id(BDATA(c), id, aid, 64, err, sizeof(err));
+        else
+                snprintf(aid, 64, "%s", id);
+        if (r == 0)
+                r = OPS(c)->agent(BDATA(c), aid, ret, err, sizeof(err));
         *done = r < 0;
         if (r < 0)
                 return op_failed(c, id, r, "cannot reach the sandbox's agent", err);
@@ -651,7 +660,8 @@ static int tool_run_command(McpCall *c)
         else if (!background)
                 json_object_object_add(req, "timeout", json_object_new_int(300));
         cleanup_agent_client AgentClient *a = NULL;
-        r = agent_for(c, id, &a, &done);
+        char aid[64];
+        r = agent_for(c, id, aid, &a, &done);
         if (done)
                 return r;
         json_object *o = json_object_new_object();
@@ -661,7 +671,7 @@ static int tool_run_command(McpCall *c)
         put_str(o, "sandbox_id", id);
         if (background) {
                 int pid = 0;
-                r = agent_client_exec_background(a, id, req, &pid);
+                r = agent_client_exec_background(a, aid, req, &pid);
                 if (r < 0)
                         return agent_failed(c, a, id, r, "cannot start the command");
                 json_object_object_add(o, "pid", json_object_new_int(pid));
@@ -672,7 +682,7 @@ static int tool_run_command(McpCall *c)
                                 c->note, c->note[0] ? "\n" : "", id, pid, pid);
         }
         CommandRun k = {.c = c, .out = {.max = MCP_TEXT_MAX}, .err = {.max = MCP_TEXT_MAX}};
-        r = agent_client_exec(a, id, req, command_event, &k);
+        r = agent_client_exec(a, aid, req, command_event, &k);
         if (r < 0) {
                 strbuf_done(&k.out.b);
                 strbuf_done(&k.err.b);
@@ -849,7 +859,8 @@ static int tool_run_code(McpCall *c)
         json_object_object_add(req, "timeout",
                                timeout ? json_object_get(timeout) : json_object_new_int(300));
         cleanup_agent_client AgentClient *a = NULL;
-        r = agent_for(c, id, &a, &done);
+        char aid[64];
+        r = agent_for(c, id, aid, &a, &done);
         if (done)
                 return r;
         CodeRun k = {.c = c,
@@ -862,7 +873,7 @@ static int tool_run_code(McpCall *c)
                 code_run_done(&k);
                 return -ENOMEM;
         }
-        r = agent_client_code(a, id, req, code_event, &k);
+        r = agent_client_code(a, aid, req, code_event, &k);
         if (r < 0) {
                 code_run_done(&k);
                 if (r == -ECANCELED && *c->cancel)
@@ -977,18 +988,19 @@ static int tool_read_file(McpCall *c)
                 return r;
         const char *path = json_str(c->args, "path");
         cleanup_agent_client AgentClient *a = NULL;
-        r = agent_for(c, id, &a, &done);
+        char aid[64];
+        r = agent_for(c, id, aid, &a, &done);
         if (done)
                 return r;
         cleanup_json json_object *st = NULL;
-        r = agent_client_stat(a, id, path, NULL, &st);
+        r = agent_client_stat(a, aid, path, NULL, &st);
         if (r < 0)
                 return agent_failed(c, a, id, r, "cannot read the file");
         if (streq_ptr(json_str(st, "type"), "dir"))
                 return fail(c, "%s is a directory: list_files lists it, download_files fetches it",
                             path);
         Collect k = {.max = MCP_IMAGE_MAX + 1};
-        r = agent_client_file_read(a, id, path, NULL, collect, &k);
+        r = agent_client_file_read(a, aid, path, NULL, collect, &k);
         if (r < 0 && !(r == -EFBIG && k.more)) {
                 strbuf_done(&k.b);
                 return agent_failed(c, a, id, r, "cannot read the file");
@@ -1058,11 +1070,12 @@ static int tool_write_file(McpCall *c)
         if (done)
                 return r;
         cleanup_agent_client AgentClient *a = NULL;
-        r = agent_for(c, id, &a, &done);
+        char aid[64];
+        r = agent_for(c, id, aid, &a, &done);
         if (done)
                 return r;
         cleanup_json json_object *entry = NULL;
-        r = agent_client_file_write(a, id, path, NULL, b64 ? (const void *) bytes : content, len,
+        r = agent_client_file_write(a, aid, path, NULL, b64 ? (const void *) bytes : content, len,
                                     &entry);
         if (r < 0)
                 return agent_failed(c, a, id, r, "cannot write the file");
@@ -1086,11 +1099,12 @@ static int tool_list_files(McpCall *c)
                 return r;
         const char *path = json_str(c->args, "path") ?: "/home/user";
         cleanup_agent_client AgentClient *a = NULL;
-        r = agent_for(c, id, &a, &done);
+        char aid[64];
+        r = agent_for(c, id, aid, &a, &done);
         if (done)
                 return r;
         cleanup_json json_object *entries = NULL;
-        r = agent_client_ls(a, id, path, NULL, (unsigned) json_int(c->args, "depth", 1), &entries);
+        r = agent_client_ls(a, aid, path, NULL, (unsigned) json_int(c->args, "depth", 1), &entries);
         if (r < 0)
                 return agent_failed(c, a, id, r, "cannot list the directory");
         json_object *arr = json_object_new_array(), *o = json_object_new_object();
@@ -1135,13 +1149,14 @@ static int tool_download_files(McpCall *c)
                 return r;
         const char *path = json_str(c->args, "path");
         cleanup_agent_client AgentClient *a = NULL;
-        r = agent_for(c, id, &a, &done);
+        char aid[64];
+        r = agent_for(c, id, aid, &a, &done);
         if (done)
                 return r;
         /* The agent refuses more file data than this before sending anything. */
         agent_client_set_max_bytes(a, MCP_ARCHIVE_MAX);
         Collect k = {.max = MCP_ARCHIVE_MAX};
-        r = agent_client_archive_read(a, id, path, NULL, collect, &k);
+        r = agent_client_archive_read(a, aid, path, NULL, collect, &k);
         if (r < 0) {
                 strbuf_done(&k.b);
                 if (r == -E2BIG || r == -EFBIG)

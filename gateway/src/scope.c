@@ -4,9 +4,11 @@
  * another namespace's, exactly as for one that does not exist, so nothing
  * says it is there. The data plane's ops (agent, agent_address) answer the
  * same 404 for another namespace's sandbox: MCP's tools reach sandboxes
- * through them with no access token. (The gateway's own data plane, envd and
- * the code interpreter, uses the server's backend: the sandbox's access token
- * guards it.) */
+ * through them with no access token. Where the backend's ids are not the
+ * agent's (the cluster backend: a Sandbox's name and its status.sandboxID),
+ * agent_id checks the name and the data plane's ops the agent's id. (The
+ * gateway's own data plane, envd and the code interpreter, uses the server's
+ * backend: the sandbox's access token guards it.) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,17 +121,44 @@ static int s_metrics(void *b, const char *id, int64_t start, int64_t end, json_o
         return r < 0 ? r : INNER(b).ops->metrics(INNER(b).data, id, start, end, ret, err, errlen);
 }
 
-static int s_agent(void *b, const char *id, AgentClient **ret, char *err, size_t errlen)
+/* 0 when the sandbox the agent knows as agent_id is in the scope's
+ * namespace: for a backend whose ids are not the agent's (agent_id), the
+ * data plane's ops take the agent's id, which get() does not know. */
+static int check_agent_id(void *b, const char *agent_id, char *err, size_t errlen)
 {
-        int r = check(b, id, err, errlen);
-        return r < 0 ? r : INNER(b).ops->agent(INNER(b).data, id, ret, err, errlen);
+        if (!INNER(b).ops->agent_id)
+                return check(b, agent_id, err, errlen);
+        cleanup_json json_object *mine = NULL;
+        int r = s_list(b, &mine, err, errlen);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < json_object_array_length(mine); i++) {
+                const char *aid = json_str(json_object_array_get_idx(mine, i), "agent_id");
+                if (aid && streq(aid, agent_id))
+                        return 0;
+        }
+        return not_found(agent_id, err, errlen);
 }
 
-static int s_agent_address(void *b, const char *id, char **url, char **token, char *err,
-                           size_t errlen)
+static int s_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err, size_t errlen)
 {
         int r = check(b, id, err, errlen);
-        return r < 0 ? r : INNER(b).ops->agent_address(INNER(b).data, id, url, token, err, errlen);
+        return r < 0 ? r : INNER(b).ops->agent_id(INNER(b).data, id, ret, retlen, err, errlen);
+}
+
+static int s_agent(void *b, const char *agent_id, AgentClient **ret, char *err, size_t errlen)
+{
+        int r = check_agent_id(b, agent_id, err, errlen);
+        return r < 0 ? r : INNER(b).ops->agent(INNER(b).data, agent_id, ret, err, errlen);
+}
+
+static int s_agent_address(void *b, const char *agent_id, char **url, char **token, char *err,
+                           size_t errlen)
+{
+        int r = check_agent_id(b, agent_id, err, errlen);
+        return r < 0 ? r
+                     : INNER(b).ops->agent_address(INNER(b).data, agent_id, url, token, err,
+                                                   errlen);
 }
 
 static const GwBackendOps scoped_ops = {
@@ -143,21 +172,8 @@ static const GwBackendOps scoped_ops = {
         .metrics = s_metrics,
         .agent = s_agent,
         .agent_address = s_agent_address,
+        .agent_id = s_agent_id,
         .free = NULL, /* a view: the server owns the backend */
-};
-
-static const GwBackendOps scoped_ops_no_address = {
-        .create = s_create,
-        .get = s_get,
-        .list = s_list,
-        .remove = s_remove,
-        .set_timeout = s_set_timeout,
-        .pause = s_pause,
-        .resume = s_resume,
-        .metrics = s_metrics,
-        .agent = s_agent,
-        .agent_address = NULL,
-        .free = NULL,
 };
 
 void gw_scope_backend(const GwBackend *inner, const char *ns, GwScope *scope, GwBackend *ret)
@@ -170,7 +186,13 @@ void gw_scope_backend(const GwBackend *inner, const char *ns, GwScope *scope, Gw
         if (inner->ops->in_namespace)
                 inner->ops->in_namespace(inner->data, ns, scope->view, &scope->inner);
         scope->ns = ns;
-        ret->ops = inner->ops->agent_address ? &scoped_ops : &scoped_ops_no_address;
+        /* The optional ops as the inner backend has them. */
+        scope->ops = scoped_ops;
+        if (!scope->inner.ops->agent_address)
+                scope->ops.agent_address = NULL;
+        if (!scope->inner.ops->agent_id)
+                scope->ops.agent_id = NULL;
+        ret->ops = &scope->ops;
         ret->data = scope;
 }
 

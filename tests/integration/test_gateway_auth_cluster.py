@@ -86,6 +86,28 @@ def test_keys_in_the_secret_work_and_are_revoked_on_every_replica(kube, replicas
     assert r.returncode == 1 and r.stderr.strip() == "sandpit: keys: no key ci"
 
 
+def test_concurrent_creates_of_one_name(kube):
+    """`sandpit keys create --name N` run several times at once: one makes
+    the key, every other is told the name is taken, and the Secret holds one
+    key of that name; whether the Secret existed before (an update that must
+    not overwrite another's) or not (two creates of the Secret)."""
+    ns = "keys-race"
+    kube.kubectl("create", "namespace", ns)
+    for rnd, name in enumerate(("first", "second", "third")):
+        procs = [subprocess.Popen([str(CLI), "keys", "--kubeconfig", kube.kubeconfig, "--secret-namespace", ns,
+                                   "create", "--namespace", "team-a", "--name", name],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        results = [(p.wait(60), *p.communicate()) for p in procs]
+        made = [out for rc, out, _ in results if rc == 0]
+        refused = [err.strip() for rc, _, err in results if rc != 0]
+        assert len(made) == 1, (rnd, results)
+        assert refused == [f"sandpit: keys: a key named {name} exists already"] * 5, (rnd, results)
+        listed = json.loads(keys(kube, "--secret-namespace", ns, "list", "--json").stdout)
+        assert [k["name"] for k in listed].count(name) == 1, listed
+    assert sorted(k["name"] for k in listed) == ["first", "second", "third"]
+
+
 def sa_token(kube, ns, name, verbs):
     """A bearer token of ServiceAccount ns/name, granted verbs on sandboxes in ns."""
     user = f"system:serviceaccount:{ns}:{name}"

@@ -20,6 +20,7 @@
 
 #include "../../gateway/src/auth.h"
 #include "../../gateway/src/gateway.h"
+#include "../../gateway/src/gw-internal.h"
 #include "sandpit/apikey.h"
 #include "sandpit/json.h"
 #include "sandpit/macro.h"
@@ -743,6 +744,105 @@ static void test_kubernetes_tokens(void **state)
         assert_int_equal(count(), before);
 }
 
+/* ---- scope.c over a backend whose ids are not the agent's (the cluster's) */
+
+/* n1 (agent's a1) in team-a, n2 (a2) in team-b. */
+static const char two_ns[] =
+        "[{\"id\":\"n1\",\"agent_id\":\"a1\",\"labels\":{\"" GW_LABEL_NAMESPACE
+        "\":\"team-a\"}},{\"id\":\"n2\",\"agent_id\":\"a2\",\"labels\":{\"" GW_LABEL_NAMESPACE
+        "\":\"team-b\"}}]";
+static char reached[16]; /* the agent id the inner agent op was asked for */
+
+static json_object *two_ns_find(const char *key, const char *value)
+{
+        json_object *all = json_tokener_parse(two_ns), *hit = NULL;
+        for (size_t i = 0; i < json_object_array_length(all); i++) {
+                json_object *o = json_object_array_get_idx(all, i);
+                if (streq(json_str(o, key), value))
+                        hit = json_object_get(o);
+        }
+        json_object_put(all);
+        return hit;
+}
+
+static int a_get(void *b, const char *id, json_object **ret, char *err, size_t errlen)
+{
+        (void) b;
+        *ret = two_ns_find("id", id);
+        if (!*ret)
+                snprintf(err, errlen, "sandbox %s not found", id);
+        return *ret ? 0 : -ENOENT;
+}
+
+static int a_list(void *b, json_object **ret, char *err, size_t errlen)
+{
+        (void) b;
+        (void) err;
+        (void) errlen;
+        *ret = json_tokener_parse(two_ns);
+        return 0;
+}
+
+static int a_agent_id(void *b, const char *id, char *ret, size_t retlen, char *err, size_t errlen)
+{
+        json_object *o = NULL;
+        int r = a_get(b, id, &o, err, errlen);
+        if (r == 0)
+                snprintf(ret, retlen, "%s", json_str(o, "agent_id"));
+        json_object_put(o);
+        return r;
+}
+
+static int a_agent(void *b, const char *agent_id, AgentClient **ret, char *err, size_t errlen)
+{
+        (void) b;
+        (void) ret;
+        (void) err;
+        (void) errlen;
+        snprintf(reached, sizeof(reached), "%s", agent_id);
+        return -EOPNOTSUPP; /* reached: no client needed to tell */
+}
+
+static const GwBackendOps agent_id_ops = {
+        .get = a_get,
+        .list = a_list,
+        .agent = a_agent,
+        .agent_id = a_agent_id,
+};
+
+/* A caller of team-a maps its own sandbox's name to the agent's id and
+ * reaches that agent; another namespace's sandbox is "not found" by its name
+ * and by its agent's id, and the inner backend is never asked. */
+static void test_scope_with_agent_ids(void **state)
+{
+        (void) state;
+        GwBackend inner = {.ops = &agent_id_ops}, b;
+        GwScope scope;
+        gw_scope_backend(&inner, "team-a", &scope, &b);
+        assert_non_null(b.ops->agent_id);
+        assert_null(b.ops->agent_address); /* the inner has none */
+        char aid[64] = "", err[256] = "";
+        assert_int_equal(b.ops->agent_id(b.data, "n1", aid, sizeof(aid), err, sizeof(err)), 0);
+        assert_string_equal(aid, "a1");
+        AgentClient *ac = NULL;
+        reached[0] = 0;
+        assert_int_equal(b.ops->agent(b.data, "a1", &ac, err, sizeof(err)), -EOPNOTSUPP);
+        assert_string_equal(reached, "a1");
+        /* team-b's, by name and by its agent's id; a name is not an agent id. */
+        assert_int_equal(b.ops->agent_id(b.data, "n2", aid, sizeof(aid), err, sizeof(err)),
+                         -ENOENT);
+        assert_string_equal(err, "sandbox n2 not found");
+        reached[0] = 0;
+        assert_int_equal(b.ops->agent(b.data, "a2", &ac, err, sizeof(err)), -ENOENT);
+        assert_string_equal(err, "sandbox a2 not found");
+        assert_int_equal(b.ops->agent(b.data, "n1", &ac, err, sizeof(err)), -ENOENT);
+        assert_string_equal(reached, "");
+        /* A backend without agent ids: the scoped view has none either. */
+        inner.ops = &fake_ops;
+        gw_scope_backend(&inner, "team-a", &scope, &b);
+        assert_null(b.ops->agent_id);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -756,6 +856,7 @@ int main(void)
                 cmocka_unit_test(test_mcp_needs_a_key),
                 cmocka_unit_test(test_revoke_and_broken_file),
                 cmocka_unit_test(test_kubernetes_tokens),
+                cmocka_unit_test(test_scope_with_agent_ids),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

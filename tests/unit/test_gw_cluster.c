@@ -276,6 +276,49 @@ static void test_states_e2b_does_not_know(void **state)
         json_object_put(obj);
 }
 
+/* An MCP session's sandbox keeps its session label through the Sandbox
+ * object, as a label of the object (kubectl get sbx -l), and back. */
+static void test_mcp_session_label_round_trip(void **state)
+{
+        (void) state;
+        json_object *req = parse("{\"template\":\"default\",\"timeout\":900,\"labels\":{"
+                                 "\"" GW_CLUSTER_LABEL_MCP_SESSION "\":\"s0123456789\","
+                                 "\"run\":\"1\"}}");
+        json_object *obj = NULL, *agent = NULL;
+        char err[256] = "";
+        assert_int_equal(gw_cluster_sandbox_new(req, "ns", "a", &obj, err, sizeof(err)), 0);
+        json_object *md = json_object_object_get(obj, "metadata");
+        json_object *want = parse("{\"sandpit.dev/created-by\":\"e2b-gateway\","
+                                  "\"sandpit.dev/mcp-session\":\"s0123456789\"}");
+        if (!json_object_equal(json_object_object_get(md, "labels"), want))
+                fail_msg("got %s", plain(obj));
+        json_object_put(want);
+        /* Not in spec.labels, where the operator would drop it. */
+        want = parse("{\"run\":\"1\"}");
+        if (!json_object_equal(
+                    json_object_object_get(json_object_object_get(obj, "spec"), "labels"), want))
+                fail_msg("got %s", plain(obj));
+        json_object_put(want);
+        assert_int_equal(gw_cluster_sandbox_view(obj, &agent), 0);
+        json_object *labels = json_object_object_get(agent, "labels");
+        assert_string_equal(json_object_get_string(
+                                    json_object_object_get(labels, GW_CLUSTER_LABEL_MCP_SESSION)),
+                            "s0123456789");
+        assert_string_equal(json_object_get_string(json_object_object_get(labels, "run")), "1");
+        json_object_put(agent);
+        json_object_put(obj);
+        json_object_put(req);
+        /* Without one, none. */
+        req = parse("{\"template\":\"default\"}");
+        assert_int_equal(gw_cluster_sandbox_new(req, "ns", "a", &obj, err, sizeof(err)), 0);
+        assert_int_equal(gw_cluster_sandbox_view(obj, &agent), 0);
+        assert_false(json_object_object_get_ex(json_object_object_get(agent, "labels"),
+                                               GW_CLUSTER_LABEL_MCP_SESSION, NULL));
+        json_object_put(agent);
+        json_object_put(obj);
+        json_object_put(req);
+}
+
 static void test_timeout_counts_from_the_creation(void **state)
 {
         (void) state;
@@ -362,6 +405,7 @@ int main(void)
                 cmocka_unit_test(test_auto_pause),
                 cmocka_unit_test(test_sandbox_to_e2b),
                 cmocka_unit_test(test_states_e2b_does_not_know),
+                cmocka_unit_test(test_mcp_session_label_round_trip),
                 cmocka_unit_test(test_timeout_counts_from_the_creation),
                 cmocka_unit_test(test_ready),
         };
