@@ -60,6 +60,10 @@ def mcp(request, mcp_dir, agent):
         for o in outs:
             agent.client.created.extend(o.get("created", []))
         assert r.returncode == 0, f"node mcp.mjs {kind} {scenario} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        # The session ended with the script: its sandbox goes (the gateway
+        # deletes it after answering the session's end, so wait for that).
+        left = wait_gone(agent, session_sandboxes(agent), timeout=30)
+        assert not left, f"the session's sandboxes outlived it: {left}"
         return outs[-1]
 
     run.kind = kind
