@@ -79,20 +79,30 @@ def native_exec(agent, sid, argv, n):
     return out
 
 
-def gateway_list(port, headers, n):
-    """GET /v2/sandboxes n times on one keep-alive connection (after a warm-up)."""
+def gateway_list(port, headers, n, warmup=20):
+    """GET /v2/sandboxes n times on one keep-alive connection (after a
+    warm-up); headers: one dict for every request, or a list, one each."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     out = []
-    for i in range(n + 20):
+    for i in range(n + warmup):
+        h = headers[(i - warmup) % len(headers)] if isinstance(headers, list) else headers
         t = time.perf_counter()
-        c.request("GET", "/v2/sandboxes", headers=headers)
+        c.request("GET", "/v2/sandboxes", headers=h)
         r = c.getresponse()
-        r.read()
-        assert r.status == 200, r.status
-        if i >= 20:
+        body = r.read()
+        assert r.status == 200, (r.status, body[:300])
+        if i >= warmup:
             out.append((time.perf_counter() - t) * 1000)
     c.close()
     return out
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 POOL = "sdk"
@@ -166,14 +176,19 @@ def cluster_rows(templates, work, runs):
     gw_port = free_port()
 
     class GwOperator(bo.Operator):
+        auth = "none"
+
         def start(self):
             if not getattr(self, "wrapped", False):
                 base, self.wrapped = self.argv, True
-                # --gateway-auth none: the key check's own cost is the local rows'
-                # (the operator's keys live in a Secret this bench does not make)
+                # --gateway-auth none for the SDK rows: the key check's own cost
+                # is the local rows'; keys (Kubernetes tokens) for the token rows
                 self.argv = lambda port: base(port) + ["--gateway-listen", "127.0.0.1:%d" % gw_port,
-                                                       "--gateway-auth", "none"]
+                                                       "--gateway-auth", self.auth]
             super().start()
+
+    class KeyedOperator(GwOperator):
+        auth = "keys"
 
     def call(method, path, body=None):
         c = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=120)
@@ -215,6 +230,34 @@ def cluster_rows(templates, work, runs):
         left = agent.ids()
         if left:
             raise RuntimeError("the node still holds %d sandboxes after the SDK's kills" % len(left))
+        # What a Kubernetes token costs (docs/auth.md): GET /v2/sandboxes with a
+        # ServiceAccount's bearer token, the reviews' answers cached (one token)
+        # and not (a new token each request: a TokenReview and a
+        # SubjectAccessReview to the fixture API server), beside --gateway-auth none.
+        unauthed = gateway_list(gw_port, {"X-API-KEY": "e2b_" + "0" * 40}, runs * 10)
+        op.stop()
+        op = KeyedOperator(kube, agent.token_file, tmp, 2)
+        op.wait_ready()
+        bo.wait_for(lambda: port_open(gw_port), 30, "the keyed gateway's port")
+        user = "system:serviceaccount:%s:bench" % bo.OP_NS
+        kube.ok("POST", "/_admin/grants", {"user": user, "namespace": bo.OP_NS, "verbs": ["list"]})
+
+        def token(i):
+            t = "bench-token-%d" % i
+            kube.ok("POST", "/_admin/tokens", {"token": t, "username": user, "uid": "uid-bench",
+                                               "groups": ["system:serviceaccounts", "system:authenticated"]})
+            return t
+        cached_tok = gateway_list(gw_port, {"Authorization": "Bearer " + token(0)}, runs * 10)
+        # a token the API server does not know is refused: new tokens are reviewed
+        c = http.client.HTTPConnection("127.0.0.1", gw_port, timeout=30)
+        c.request("GET", "/v2/sandboxes", headers={"Authorization": "Bearer bench-token-unknown"})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 401, r.status
+        fresh = [token(i) for i in range(1, runs * 5 + 1)]
+        uncached_tok = gateway_list(gw_port, [{"Authorization": "Bearer " + t} for t in fresh], len(fresh),
+                                    warmup=0)
     finally:
         if op:
             op.stop()
@@ -230,6 +273,13 @@ def cluster_rows(templates, work, runs):
          "no Kubernetes; same run"),
         ("E2B SDK: commands.run('true') round trip (cluster gateway)", *fmt(sdk["cmd"]),
          "the operator relays to the agent over TCP"),
+        ("gateway: GET /v2/sandboxes with a Kubernetes token, reviews cached", *fmt(cached_tok),
+         "+%.3f ms p50 over --gateway-auth none (SHA-256 of the token, two cache lookups)"
+         % (pct(cached_tok, 50) - pct(unauthed, 50))),
+        ("gateway: the same, a new token each request (not cached)", *fmt(uncached_tok),
+         "+%.3f ms p50: a TokenReview and a SubjectAccessReview to the fixture API server (Python)"
+         % (pct(uncached_tok, 50) - pct(unauthed, 50))),
+        ("gateway: GET /v2/sandboxes, --gateway-auth none (cluster)", *fmt(unauthed), "keep-alive"),
     ]
 
 
