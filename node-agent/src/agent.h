@@ -100,6 +100,10 @@ typedef struct Agent {
          * or delete ends: a DELETE racing a create waits on it. */
         pthread_cond_t table_changed;
         Sandbox *sandboxes;
+        /* Deleted sandboxes whose teardown (sandbox-teardown.h) has not ended:
+         * out of every view, but their ids and names stay taken. */
+        Sandbox *dying;
+        struct TeardownQueue *teardown; /* its own lock */
         uint64_t next_serial;
         /* Monitor thread: epoll over the inits' pidfds and a wake eventfd. */
         int epoll_fd;
