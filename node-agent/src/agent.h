@@ -74,6 +74,9 @@ typedef struct Sandbox {
         bool pause_busy;      /* a pause or resume is in progress */
         /* A DELETE arrived while creating: the create gives up. */
         bool delete_requested;
+        /* Deleted, and its delete is still killing it (a->dying): a second
+         * DELETE meanwhile waits for that and answers as the first. */
+        bool killing;
         pid_t init_pid;
         int pidfd;
         uint64_t serial; /* unique in this agent's life: names it in epoll events */

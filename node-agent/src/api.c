@@ -345,9 +345,8 @@ static void handle_info(Agent *a, HttpRequest *req)
         (void) json_object_object_add(o, "templates", tpls);
         (void) json_object_object_add(o, "sandboxes", json_object_new_int64((int64_t) count));
         /* Deleted sandboxes still being torn down in the background. */
-        (void) json_object_object_add(
-                o, "teardown_pending",
-                json_object_new_int64((int64_t) sandbox_teardown_pending(a)));
+        (void) json_object_object_add(o, "teardown_pending",
+                                      json_object_new_int64((int64_t) sandbox_teardown_pending(a)));
         http_respond_json(req, 200, o);
 }
 

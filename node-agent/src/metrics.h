@@ -45,7 +45,7 @@ typedef struct {
         uint64_t create_failures;
         uint64_t execs;
         uint64_t teardown_pending; /* deleted, teardown not ended (sandbox.h) */
-        PromHistogram create; /* create latency (metrics_create_buckets) */
+        PromHistogram create;      /* create latency (metrics_create_buckets) */
 } MetricsNode;
 
 typedef struct AgentMetrics AgentMetrics;

@@ -568,6 +568,15 @@ static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
 
 static int delete_and_unlock(Agent *a, Sandbox *sb);
 
+/* A delete of this id (not a pooled name) is still killing it. */
+static bool killing_id_locked(Agent *a, const char *id)
+{
+        for (const Sandbox *sb = a->dying; sb; sb = sb->next)
+                if (sb->killing && !sb->spec.pool && streq(sb->spec.id, id))
+                        return true;
+        return false;
+}
+
 size_t sandbox_teardown_pending(Agent *a)
 {
         size_t n = 0;
@@ -585,6 +594,16 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
         (void) pthread_mutex_lock(&a->lock);
         int wr = 0;
         Sandbox *sb = wait ? wait_settled_locked(a, id, &wr) : sandbox_find_locked(a, id);
+        if (!sb && wr == 0 && wait && killing_id_locked(a, id)) {
+                /* Another delete of it has not answered yet: answer as it
+                 * does, once the sandbox is dead (a few ms). */
+                struct timespec end;
+                deadline_after_ms(&end, DELETE_WAIT_S * 1000L);
+                while (killing_id_locked(a, id) && wr == 0)
+                        if (pthread_cond_timedwait(&a->table_changed, &a->lock, &end) == ETIMEDOUT)
+                                wr = -ETIMEDOUT;
+                wr = wr < 0 ? wr : 1;
+        }
         if (wr < 0 || !sb) {
                 /* Gone after a create or delete we waited for: the id is
                  * absent now, as the caller asked. */
@@ -604,13 +623,14 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
 #define KILL_WAIT_MS 2000
 static void kill_sandbox(Agent *a, const char *name, pid_t init_pid, int pidfd, bool frozen)
 {
-        cleanup_close int own = -1;
-        if (pidfd < 0 && init_pid > 0)
-                pidfd = own = (int) pidfd_open(init_pid, 0);
+        cleanup_close int own = pidfd < 0 && init_pid > 0 ? (int) pidfd_open(init_pid, 0) : -1;
+        bool gone = own < 0 && errno == ESRCH;
+        if (pidfd < 0)
+                pidfd = own;
         if (pidfd >= 0) {
                 if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
                         log_sbx(LOG_LEVEL_WARNING, name, -errno, "cannot kill sandpit-init");
-        } else if (init_pid > 0 && errno != ESRCH) {
+        } else if (init_pid > 0 && !gone) {
                 (void) kill(init_pid, SIGKILL); /* no pidfds (ENOSYS) */
         }
         if (frozen) {
@@ -622,7 +642,7 @@ static void kill_sandbox(Agent *a, const char *name, pid_t init_pid, int pidfd, 
         if (pidfd < 0)
                 return;
         struct pollfd p = {.fd = pidfd, .events = POLLIN};
-        uint64_t end = now_monotonic_us() + KILL_WAIT_MS * 1000u;
+        uint64_t end = now_monotonic_us() + (uint64_t) KILL_WAIT_MS * 1000u;
         for (;;) {
                 uint64_t now = now_monotonic_us();
                 int n = now >= end ? 0 : poll(&p, 1, (int) ((end - now + 999) / 1000));
@@ -651,8 +671,8 @@ static void sandbox_teardown_job(void *job, void *userdata)
         int r = 0;
         for (int i = 0; i < TEARDOWN_TRIES; i++) {
                 if (i > 0)
-                        (void) nanosleep(&(struct timespec){.tv_nsec = TEARDOWN_RETRY_MS * 1000000L},
-                                         NULL);
+                        (void) nanosleep(
+                                &(struct timespec){.tv_nsec = TEARDOWN_RETRY_MS * 1000000L}, NULL);
                 if ((r = sandbox_teardown(a, sb->name, sb->dir)) == 0)
                         break;
         }
@@ -692,14 +712,19 @@ static int delete_and_unlock(Agent *a, Sandbox *sb)
         if (sb->pidfd >= 0)
                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
         cleanup_close int pidfd = TAKE_FD(sb->pidfd);
+        sb->killing = true;
         sandbox_move_to_dying_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
 
-        /* sb is ours now (the table's lock is not needed for a dying one's
-         * fields until it is queued). */
+        /* sb is ours now: others only read its id, name and template, under
+         * the lock, until the teardown job frees it. */
         mark_deleting(sb->dir);
         kill_sandbox(a, sb->name, exited ? 0 : init_pid, exited ? -1 : pidfd, frozen);
         log_sbx(LOG_LEVEL_INFO, sb->spec.id, 0, "killed; teardown queued");
+        (void) pthread_mutex_lock(&a->lock);
+        sb->killing = false;
+        (void) pthread_cond_broadcast(&a->table_changed);
+        (void) pthread_mutex_unlock(&a->lock);
         if (teardown_queue_push(a->teardown, sb) < 0)
                 sandbox_teardown_job(sb, a); /* shutting down: done here */
         return 0;

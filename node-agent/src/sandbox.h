@@ -47,7 +47,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
  * SIGKILL: every process dies) and leaves every view before this returns; its
  * runtime container, cgroup, mounts, network and state dir are removed in the
  * background (sandbox_teardown_pending()), and a create with its id waits for
- * that. -ENOENT for an id that is not there (or already being torn down). */
+ * that. A second delete while the first has not answered waits for it and is
+ * 0 too; after it answered, -ENOENT, as for an id that is not there. */
 int sandbox_delete(Agent *a, const char *id);
 /* Deleted sandboxes whose teardown has not ended. */
 size_t sandbox_teardown_pending(Agent *a);
