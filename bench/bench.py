@@ -125,6 +125,23 @@ def bench_create(agent, n):
     return created, deleted, torn_down
 
 
+def bench_delete_many(agent, n):
+    """n idle sandboxes deleted one by one: seconds until the last DELETE
+    answered, and until the last teardown ended."""
+    ids = []
+    for _ in range(n):
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
+        assert st == 201, sb
+        ids.append(sb["id"])
+    t = time.perf_counter()
+    for sid in ids:
+        st, _ = agent.call("DELETE", "/v1/sandboxes/" + sid)
+        assert st == 204
+    answered = time.perf_counter() - t
+    settle(agent)
+    return answered, time.perf_counter() - t
+
+
 POOL_SIZE = 4
 
 
@@ -387,6 +404,7 @@ def main():
     ap.add_argument("--code-cold", type=int, default=10)
     ap.add_argument("--only-code", action="store_true", help="only the code interpreter rows")
     ap.add_argument("--only-delete", action="store_true", help="only the delete rows")
+    ap.add_argument("--delete-many", type=int, default=100, help="sandboxes for the --only-delete batch row")
     ap.add_argument("--only-create", action="store_true",
                     help="only cold create, warm pool claim and bare runc run")
     args = ap.parse_args()
@@ -417,7 +435,11 @@ def main():
         bench_create(agent, 3)
         if args.only_delete:
             _, deleted, torn_down = bench_create(agent, args.runs)
-            return print_rows(delete_rows(deleted, torn_down))
+            rows = delete_rows(deleted, torn_down)
+            answered, done = bench_delete_many(agent, args.delete_many)
+            rows.append(("delete %d idle sandboxes one by one (s)" % args.delete_many,
+                         "%.2f" % answered, "", "all torn down after %.2f s" % done))
+            return print_rows(rows)
         bench_bare_run("runc", args.templates_dir, tmp, 3)
 
         bench_claim(pooled, 3)
