@@ -388,7 +388,10 @@ def pids_in_cgroup_prefix(prefix, zombies=True):
                 lines = f.read().splitlines()
         except OSError:
             continue
-        if not zombies and proc_state(d[6:]) == "Z":
+        st = proc_state(d[6:])
+        if st is None:
+            continue  # reaped since the listing (a zombie's parent waited for it)
+        if not zombies and st == "Z":
             continue
         for ln in lines:
             path = ln.split(":", 2)[-1]
@@ -397,6 +400,8 @@ def pids_in_cgroup_prefix(prefix, zombies=True):
                     with open(d + "/cmdline", "rb") as f:
                         cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
                 except OSError:
+                    if not os.path.exists(d):
+                        break  # gone meanwhile: not a leftover
                     cmd = "?"
                 st = proc_state(d[6:])
                 if st == "Z":
@@ -627,7 +632,9 @@ class Agent:
 
     def network_leftovers(self):
         """Sandbox networking: veths, nft chains and map elements, routes to
-        sandboxes, address leases (netns bind mounts are mounts, checked above)."""
+        sandboxes, address leases (netns bind mounts are mounts, checked above),
+        once the background teardowns have ended (settle())."""
+        self.settle()
         left = []
         for line in self.in_node("ip", "-o", "link").stdout.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
