@@ -1,3 +1,5 @@
+/* The teardown queue (sandbox-teardown.h): a FIFO of jobs and a fixed set of
+ * worker threads; one lock for all of it. */
 #include "sandbox-teardown.h"
 
 #include <errno.h>
