@@ -30,7 +30,7 @@ import bench_net
 from files_bench import bench_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "build", "bin")
+BIN = os.environ.get("SANDPIT_BENCH_BIN") or os.path.join(ROOT, "build", "bin")  # another build's, to compare
 
 
 class UnixConn(http.client.HTTPConnection):
@@ -95,8 +95,22 @@ class Agent:
                     print("bench: cannot remove %s: %s" % (path, e), file=sys.stderr)
 
 
+def settle(agent):
+    """Waits until the agent's background teardowns have ended (/v1/info
+    teardown_pending == 0; an agent without the field has none)."""
+    while True:
+        st, info = agent.call("GET", "/v1/info")
+        assert st == 200, info
+        if not info.get("teardown_pending"):
+            return
+        time.sleep(0.002)
+
+
 def bench_create(agent, n):
-    created, deleted = [], []
+    """Cold create, then delete: the answer, and the background teardown's end
+    (unmount, cgroup, network, state dir). Each create starts with the previous
+    teardown finished, so it never shares the CPUs with one."""
+    created, deleted, torn_down = [], [], []
     for _ in range(n):
         t = time.perf_counter()
         st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host"})
@@ -106,7 +120,26 @@ def bench_create(agent, n):
         st, _ = agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
         deleted.append((time.perf_counter() - t) * 1000)
         assert st == 204
-    return created, deleted
+        settle(agent)
+        torn_down.append((time.perf_counter() - t) * 1000)
+    return created, deleted, torn_down
+
+
+def bench_delete_many(agent, n):
+    """n idle sandboxes deleted one by one: seconds until the last DELETE
+    answered, and until the last teardown ended."""
+    ids = []
+    for _ in range(n):
+        st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 600})
+        assert st == 201, sb
+        ids.append(sb["id"])
+    t = time.perf_counter()
+    for sid in ids:
+        st, _ = agent.call("DELETE", "/v1/sandboxes/" + sid)
+        assert st == 204
+    answered = time.perf_counter() - t
+    settle(agent)
+    return answered, time.perf_counter() - t
 
 
 POOL_SIZE = 4
@@ -370,6 +403,8 @@ def main():
     ap.add_argument("--code-runs", type=int, default=300)
     ap.add_argument("--code-cold", type=int, default=10)
     ap.add_argument("--only-code", action="store_true", help="only the code interpreter rows")
+    ap.add_argument("--only-delete", action="store_true", help="only the delete rows")
+    ap.add_argument("--delete-many", type=int, default=100, help="sandboxes for the --only-delete batch row")
     ap.add_argument("--only-create", action="store_true",
                     help="only cold create, warm pool claim and bare runc run")
     args = ap.parse_args()
@@ -377,13 +412,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     agent = Agent(args.templates_dir)
     # The default shape's pool; room for it beside the cold creates on a small node.
-    pooled = Agent(args.templates_dir, ("--pool", "host=%d" % POOL_SIZE, "--capacity-cpu", "64",
-                                        "--capacity-memory", "64Gi"))
+    pooled = None
+    if not args.only_delete:
+        pooled = Agent(args.templates_dir, ("--pool", "host=%d" % POOL_SIZE, "--capacity-cpu", "64",
+                                            "--capacity-memory", "64Gi"))
     rows = []
     try:
         # Code interpreter: needs python3 and node in the template (default).
         tpl = "default" if os.path.isdir(os.path.join(args.templates_dir, "default")) else None
-        for lang in ("python", "javascript") if not args.only_create else ():
+        for lang in ("python", "javascript") if not (args.only_create or args.only_delete) else ():
             if tpl is None:
                 rows.append(("run_code `1+1` (%s)" % lang, "n/a", "n/a", "no default template"))
                 continue
@@ -396,11 +433,18 @@ def main():
             return print_rows(rows)
         # Warm up caches for everyone alike.
         bench_create(agent, 3)
+        if args.only_delete:
+            _, deleted, torn_down = bench_create(agent, args.runs)
+            rows = delete_rows(deleted, torn_down)
+            answered, done = bench_delete_many(agent, args.delete_many)
+            rows.append(("delete %d idle sandboxes one by one (s)" % args.delete_many,
+                         "%.2f" % answered, "", "all torn down after %.2f s" % done))
+            return print_rows(rows)
         bench_bare_run("runc", args.templates_dir, tmp, 3)
 
         bench_claim(pooled, 3)
 
-        created, deleted = bench_create(agent, args.runs)
+        created, deleted, torn_down = bench_create(agent, args.runs)
         claimed = bench_claim(pooled, args.runs)
         runc_run, runc_err = bench_bare_run("runc", args.templates_dir, tmp, args.runs)
         crun_run, crun_err = bench_bare_run("crun", args.templates_dir, tmp, args.runs)
@@ -416,7 +460,7 @@ def main():
             rows.append(("bare `crun run /bin/true`, same rootfs", *fmt(crun_run), ""))
         else:
             rows.append(("bare `crun run /bin/true`", "n/a", "n/a", crun_err))
-        rows.append(("delete (sandpit)", *fmt(deleted), ""))
+        rows += delete_rows(deleted, torn_down)
         pooled.stop()  # its waiting sandboxes stay out of the figures below
         pooled = None
         if args.only_create:
@@ -461,6 +505,12 @@ def main():
             pooled.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print_rows(rows)
+
+
+def delete_rows(deleted, torn_down):
+    return [("delete (sandpit): the answer, sandbox dead", *fmt(deleted), "target p50 < 10 ms"),
+            ("delete → background teardown ended", *fmt(torn_down),
+             "runc delete, cgroup, unmount, state dir; polled on /v1/info")]
 
 
 def print_rows(rows):

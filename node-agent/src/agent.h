@@ -74,6 +74,9 @@ typedef struct Sandbox {
         bool pause_busy;      /* a pause or resume is in progress */
         /* A DELETE arrived while creating: the create gives up. */
         bool delete_requested;
+        /* Deleted, and its delete is still killing it (a->dying): a second
+         * DELETE meanwhile waits for that and answers as the first. */
+        bool killing;
         pid_t init_pid;
         int pidfd;
         uint64_t serial; /* unique in this agent's life: names it in epoll events */
@@ -100,6 +103,10 @@ typedef struct Agent {
          * or delete ends: a DELETE racing a create waits on it. */
         pthread_cond_t table_changed;
         Sandbox *sandboxes;
+        /* Deleted sandboxes whose teardown (sandbox-teardown.h) has not ended:
+         * out of every view, but their ids and names stay taken. */
+        Sandbox *dying;
+        struct TeardownQueue *teardown; /* its own lock */
         uint64_t next_serial;
         /* Monitor thread: epoll over the inits' pidfds and a wake eventfd. */
         int epoll_fd;

@@ -344,6 +344,9 @@ static void handle_info(Agent *a, HttpRequest *req)
                 json_object_new_string(cg_manager_version(a->cg) == CG_VERSION_V2 ? "v2" : "v1"));
         (void) json_object_object_add(o, "templates", tpls);
         (void) json_object_object_add(o, "sandboxes", json_object_new_int64((int64_t) count));
+        /* Deleted sandboxes still being torn down in the background. */
+        (void) json_object_object_add(o, "teardown_pending",
+                                      json_object_new_int64((int64_t) sandbox_teardown_pending(a)));
         http_respond_json(req, 200, o);
 }
 

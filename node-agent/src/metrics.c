@@ -361,6 +361,7 @@ void metrics_node_snapshot(Agent *a, MetricsNode *ret)
 {
         MetricsNode n = {0};
         (void) sandbox_foreach(a, count_state, &n);
+        n.teardown_pending = sandbox_teardown_pending(a);
         AgentMetrics *m = a->metrics;
         (void) pthread_mutex_lock(&m->lock);
         n.creations = m->creations;
@@ -400,6 +401,10 @@ int metrics_format_prometheus(const MetricsNode *n, char **ret, size_t *ret_len)
                              "commands.",
                              &n->create);
         counter(f, "sandpit_exec_total", "Processes started through exec.", "counter", n->execs);
+        counter(f, "sandpit_teardown_pending",
+                "Deleted sandboxes whose teardown (unmount, cgroup, network, state) has not "
+                "ended.",
+                "gauge", n->teardown_pending);
         if (fclose(f) != 0) {
                 free(buf);
                 return -ENOMEM;

@@ -44,7 +44,8 @@ typedef struct {
         uint64_t creations;
         uint64_t create_failures;
         uint64_t execs;
-        PromHistogram create; /* create latency (metrics_create_buckets) */
+        uint64_t teardown_pending; /* deleted, teardown not ended (sandbox.h) */
+        PromHistogram create;      /* create latency (metrics_create_buckets) */
 } MetricsNode;
 
 typedef struct AgentMetrics AgentMetrics;

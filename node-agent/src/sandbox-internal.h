@@ -7,6 +7,9 @@
 
 #define ID_LEN      20
 #define WAKE_SERIAL 0 /* the eventfd's epoll key; sandbox serials start at 1 */
+/* In a sandbox's dir once it is deleted: a restarted agent finishes its
+ * teardown instead of re-adopting it. */
+#define DELETING_MARKER "deleting"
 
 /* sandbox.c */
 Runtime sandbox_runtime(const Agent *a);
@@ -28,11 +31,17 @@ int sandbox_delete_pooled(Agent *a, const char *name);
 Sandbox *sandbox_find_locked(Agent *a, const char *id);
 /* By Sandbox.name, pooled ones too. */
 Sandbox *sandbox_find_name_locked(Agent *a, const char *name);
-/* id is some sandbox's id or name (pooled ones too): a create must not take it. */
+/* id is some sandbox's id or name (pooled ones and those being torn down
+ * too): a create must not take it. */
 bool sandbox_id_taken_locked(Agent *a, const char *id);
+/* id is the id or name of a sandbox being torn down (a->dying). */
+bool sandbox_dying_locked(Agent *a, const char *id);
 /* The one whose serial is serial (epoll events name sandboxes by it), or NULL. */
 Sandbox *sandbox_find_serial_locked(Agent *a, uint64_t serial);
 void sandbox_unlink_locked(Agent *a, Sandbox *sb);
+/* Moves sb from the table to a->dying. */
+void sandbox_move_to_dying_locked(Agent *a, Sandbox *sb);
+void sandbox_unlink_dying_locked(Agent *a, Sandbox *sb);
 void sandbox_free(Sandbox *sb);
 const char *sandbox_state_name(SandboxState s);
 /* The API view; oom_kills is added by sandbox_add_stats (outside the lock). */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exec.h"
 #include "initproto.h"
@@ -26,9 +27,15 @@ static bool strv_contains(char **v, const char *s)
 
 /* Adopts one sandbox from its state dir (named by the sandbox's name), or
  * returns < 0 (caller cleans up); -ESTALE for one waiting in a warm pool,
- * which is never adopted: the pool makes new ones. */
+ * which is never adopted: the pool makes new ones; -ECANCELED for one that
+ * was deleted and whose teardown did not end. */
 static int adopt(Agent *a, const char *name, const char *dir)
 {
+        cleanup_free char *marker = NULL;
+        if (asprintf(&marker, "%s/" DELETING_MARKER, dir) < 0)
+                return -ENOMEM;
+        if (access(marker, F_OK) == 0)
+                return -ECANCELED;
         Sandbox *sb = NULL;
         int r = state_load(dir, &sb);
         if (r < 0)
@@ -116,6 +123,8 @@ int sandbox_recover(Agent *a)
                 }
                 if (r == -ESTALE)
                         log_sbx(LOG_LEVEL_INFO, *id, 0, "was waiting in a warm pool; removing it");
+                else if (r == -ECANCELED)
+                        log_sbx(LOG_LEVEL_INFO, *id, 0, "was deleted; finishing its teardown");
                 else
                         log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
                 (void) sandbox_teardown(a, *id, dir);

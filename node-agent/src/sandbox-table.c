@@ -28,12 +28,22 @@ Sandbox *sandbox_find_name_locked(Agent *a, const char *name)
         return NULL;
 }
 
-bool sandbox_id_taken_locked(Agent *a, const char *id)
+static bool has_id_or_name(const Sandbox *list, const char *id)
 {
-        for (Sandbox *s = a->sandboxes; s; s = s->next)
+        for (const Sandbox *s = list; s; s = s->next)
                 if (streq(s->spec.id, id) || (s->name && streq(s->name, id)))
                         return true;
         return false;
+}
+
+bool sandbox_id_taken_locked(Agent *a, const char *id)
+{
+        return has_id_or_name(a->sandboxes, id) || has_id_or_name(a->dying, id);
+}
+
+bool sandbox_dying_locked(Agent *a, const char *id)
+{
+        return has_id_or_name(a->dying, id);
 }
 
 Sandbox *sandbox_find_serial_locked(Agent *a, uint64_t serial)
@@ -54,14 +64,36 @@ int sandbox_foreach(Agent *a, SandboxForeachFn fn, void *userdata)
         return r;
 }
 
-void sandbox_unlink_locked(Agent *a, Sandbox *sb)
+static bool unlink_from(Sandbox **list, Sandbox *sb)
 {
-        for (Sandbox **p = &a->sandboxes; *p; p = &(*p)->next)
+        for (Sandbox **p = list; *p; p = &(*p)->next)
                 if (*p == sb) {
                         *p = sb->next;
-                        (void) pthread_cond_broadcast(&a->table_changed);
-                        return;
+                        sb->next = NULL;
+                        return true;
                 }
+        return false;
+}
+
+void sandbox_unlink_locked(Agent *a, Sandbox *sb)
+{
+        if (unlink_from(&a->sandboxes, sb))
+                (void) pthread_cond_broadcast(&a->table_changed);
+}
+
+void sandbox_move_to_dying_locked(Agent *a, Sandbox *sb)
+{
+        if (unlink_from(&a->sandboxes, sb)) {
+                sb->next = a->dying;
+                a->dying = sb;
+                (void) pthread_cond_broadcast(&a->table_changed);
+        }
+}
+
+void sandbox_unlink_dying_locked(Agent *a, Sandbox *sb)
+{
+        if (unlink_from(&a->dying, sb))
+                (void) pthread_cond_broadcast(&a->table_changed);
 }
 
 void sandbox_free(Sandbox *sb)

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bundle.h"
@@ -28,6 +29,7 @@
 #include "rootfs.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
+#include "sandbox-teardown.h"
 #include "sandpit/http-status.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
@@ -38,6 +40,7 @@
 #include "template.h"
 
 #define READY_TIMEOUT_MS 10000
+#define TEARDOWN_WORKERS 2 /* mostly waiting on runc and umount; more would contend */
 
 Runtime sandbox_runtime(const Agent *a)
 {
@@ -213,6 +216,8 @@ bool sandbox_image_in_use(const char *name, void *userdata)
         (void) pthread_mutex_lock(&a->lock);
         for (const Sandbox *sb = a->sandboxes; sb && !used; sb = sb->next)
                 used = streq(sb->spec.template_name, t);
+        for (const Sandbox *sb = a->dying; sb && !used; sb = sb->next)
+                used = streq(sb->spec.template_name, t); /* still mounted */
         (void) pthread_mutex_unlock(&a->lock);
         return used;
 }
@@ -271,6 +276,20 @@ static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *
         return 0;
 }
 
+/* Waits (a->lock held) while a sandbox being torn down holds id, as after a
+ * delete and a create with the same id: 0, or -EBUSY after SAME_ID_WAIT_S. */
+#define SAME_ID_WAIT_S 60
+static int wait_dying_locked(Agent *a, const char *id)
+{
+        struct timespec end;
+        deadline_after_ms(&end, SAME_ID_WAIT_S * 1000L);
+        while (!sandbox_find_locked(a, id) && !sandbox_find_name_locked(a, id) &&
+               sandbox_dying_locked(a, id))
+                if (pthread_cond_timedwait(&a->table_changed, &a->lock, &end) == ETIMEDOUT)
+                        return sandbox_dying_locked(a, id) ? -EBUSY : 0; /* a live one: EEXIST */
+        return 0;
+}
+
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen)
 {
         Sandbox *sb = calloc(1, sizeof(*sb));
@@ -301,6 +320,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         (void) pthread_mutex_lock(&a->lock);
         if (!sb->spec.id) {
                 r = sandbox_new_id_locked(a, &sb->spec.id);
+        } else if ((r = wait_dying_locked(a, sb->spec.id)) < 0) {
+                (void) snprintf(err, errlen,
+                                "sandbox %s is still being torn down after a delete; try again",
+                                sb->spec.id);
         } else if (sandbox_id_taken_locked(a, sb->spec.id)) {
                 (void) snprintf(err, errlen, "sandbox %s already exists", sb->spec.id);
                 r = -EEXIST;
@@ -545,6 +568,25 @@ static Sandbox *wait_settled_locked(Agent *a, const char *id, int *ret_r)
 
 static int delete_and_unlock(Agent *a, Sandbox *sb);
 
+/* A delete of this id (not a pooled name) is still killing it. */
+static bool killing_id_locked(Agent *a, const char *id)
+{
+        for (const Sandbox *sb = a->dying; sb; sb = sb->next)
+                if (sb->killing && !sb->spec.pool && streq(sb->spec.id, id))
+                        return true;
+        return false;
+}
+
+size_t sandbox_teardown_pending(Agent *a)
+{
+        size_t n = 0;
+        (void) pthread_mutex_lock(&a->lock);
+        for (const Sandbox *sb = a->dying; sb; sb = sb->next)
+                n++;
+        (void) pthread_mutex_unlock(&a->lock);
+        return n;
+}
+
 /* wait: as sandbox_delete(); without, a sandbox being created or deleted is
  * -ENOENT at once (the monitor must not block on another request). */
 int sandbox_delete_wait(Agent *a, const char *id, bool wait)
@@ -552,6 +594,16 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
         (void) pthread_mutex_lock(&a->lock);
         int wr = 0;
         Sandbox *sb = wait ? wait_settled_locked(a, id, &wr) : sandbox_find_locked(a, id);
+        if (!sb && wr == 0 && wait && killing_id_locked(a, id)) {
+                /* Another delete of it has not answered yet: answer as it
+                 * does, once the sandbox is dead (a few ms). */
+                struct timespec end;
+                deadline_after_ms(&end, DELETE_WAIT_S * 1000L);
+                while (killing_id_locked(a, id) && wr == 0)
+                        if (pthread_cond_timedwait(&a->table_changed, &a->lock, &end) == ETIMEDOUT)
+                                wr = -ETIMEDOUT;
+                wr = wr < 0 ? wr : 1;
+        }
         if (wr < 0 || !sb) {
                 /* Gone after a create or delete we waited for: the id is
                  * absent now, as the caller asked. */
@@ -565,39 +617,116 @@ int sandbox_delete_wait(Agent *a, const char *id, bool wait)
         return delete_and_unlock(a, sb);
 }
 
-/* Deletes sb, which is settled (not creating nor deleting); called with
- * a->lock held, returns with it released. */
-static int delete_and_unlock(Agent *a, Sandbox *sb)
+/* Kills init, PID 1 of the sandbox's pid namespace, so that the kernel kills
+ * every process in it, and waits (bounded) until init is gone, which is after
+ * all the others. pidfd: init's, or -1. */
+#define KILL_WAIT_MS 2000
+static void kill_sandbox(Agent *a, const char *name, pid_t init_pid, int pidfd, bool frozen)
 {
-        const char *id = sb->spec.id, *name = sb->name;
-        bool frozen = sb->state == SANDBOX_PAUSED || sb->paused_us != 0;
-        sb->state = SANDBOX_DELETING;
-        code_forget_sandbox(id); /* its kernels die with it; drop our ends */
-        if (sb->pidfd >= 0) {
-                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
-                closep(&sb->pidfd);
+        cleanup_close int own = pidfd < 0 && init_pid > 0 ? (int) pidfd_open(init_pid, 0) : -1;
+        bool gone = own < 0 && errno == ESRCH;
+        if (pidfd < 0)
+                pidfd = own;
+        if (pidfd >= 0) {
+                if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+                        log_sbx(LOG_LEVEL_WARNING, name, -errno, "cannot kill sandpit-init");
+        } else if (init_pid > 0 && !gone) {
+                (void) kill(init_pid, SIGKILL); /* no pidfds (ENOSYS) */
         }
-        (void) pthread_mutex_unlock(&a->lock);
-
         if (frozen) {
                 /* Kill while frozen, then thaw: the processes die at once and never
-                 * run again; the runtime then deletes a stopped container. */
+                 * run again (a v1 freezer holds even SIGKILLed ones until thawed). */
                 (void) cg_kill_all(a->cg, name, SIGKILL);
                 (void) cg_freeze(a->cg, name, false);
         }
-        int r = sandbox_teardown(a, name, sb->dir);
-        (void) pthread_mutex_lock(&a->lock);
-        if (r < 0) {
-                /* Keep it listed, so a retry can finish the job. */
-                sb->state = SANDBOX_EXITED;
-                (void) pthread_cond_broadcast(&a->table_changed);
-                (void) pthread_mutex_unlock(&a->lock);
-                return r;
+        if (pidfd < 0)
+                return;
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        uint64_t end = now_monotonic_us() + (uint64_t) KILL_WAIT_MS * 1000u;
+        for (;;) {
+                uint64_t now = now_monotonic_us();
+                int n = now >= end ? 0 : poll(&p, 1, (int) ((end - now + 999) / 1000));
+                if (n > 0)
+                        return;
+                if (n == 0) {
+                        log_sbx(LOG_LEVEL_WARNING, name, -ETIMEDOUT,
+                                "sandpit-init still there after SIGKILL; the teardown goes on");
+                        return;
+                }
+                if (errno != EINTR)
+                        return;
         }
-        sandbox_unlink_locked(a, sb);
+}
+
+/* The teardown queue's work (sandbox-teardown.h): everything a dead sandbox
+ * still holds. A failure is tried again; its remains (state dir and marker
+ * kept) are otherwise removed by the next agent's recovery. */
+#define TEARDOWN_TRIES    3
+#define TEARDOWN_RETRY_MS 500
+static void sandbox_teardown_job(void *job, void *userdata)
+{
+        Agent *a = userdata;
+        Sandbox *sb = job;
+        uint64_t t0 = now_monotonic_us();
+        int r = 0;
+        for (int i = 0; i < TEARDOWN_TRIES; i++) {
+                if (i > 0)
+                        (void) nanosleep(
+                                &(struct timespec){.tv_nsec = TEARDOWN_RETRY_MS * 1000000L}, NULL);
+                if ((r = sandbox_teardown(a, sb->name, sb->dir)) == 0)
+                        break;
+        }
+        if (r < 0)
+                log_sbx(LOG_LEVEL_ERROR, sb->spec.id, r,
+                        "teardown failed; the next agent start removes the remains");
+        else
+                log_sbx(LOG_LEVEL_INFO, sb->spec.id, 0, "deleted (teardown %.1f ms)",
+                        (double) (now_monotonic_us() - t0) / 1000.0);
+        (void) pthread_mutex_lock(&a->lock);
+        sandbox_unlink_dying_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
-        log_sbx(LOG_LEVEL_INFO, id, 0, "deleted");
         sandbox_free(sb);
+}
+
+/* The marker that makes a restarted agent finish the teardown. */
+static void mark_deleting(const char *dir)
+{
+        cleanup_free char *path = NULL;
+        if (!dir || asprintf(&path, "%s/" DELETING_MARKER, dir) < 0)
+                return;
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0)
+                (void) close(fd);
+}
+
+/* Deletes sb, which is settled (not creating nor deleting); called with
+ * a->lock held, returns with it released. The sandbox leaves every view at
+ * once and is killed before this returns; the rest of its teardown is queued. */
+static int delete_and_unlock(Agent *a, Sandbox *sb)
+{
+        bool frozen = sb->state == SANDBOX_PAUSED || sb->paused_us != 0;
+        bool exited = sb->state == SANDBOX_EXITED;
+        pid_t init_pid = sb->init_pid;
+        sb->state = SANDBOX_DELETING;
+        code_forget_sandbox(sb->spec.id); /* its kernels die with it; drop our ends */
+        if (sb->pidfd >= 0)
+                (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
+        cleanup_close int pidfd = TAKE_FD(sb->pidfd);
+        sb->killing = true;
+        sandbox_move_to_dying_locked(a, sb);
+        (void) pthread_mutex_unlock(&a->lock);
+
+        /* sb is ours now: others only read its id, name and template, under
+         * the lock, until the teardown job frees it. */
+        mark_deleting(sb->dir);
+        kill_sandbox(a, sb->name, exited ? 0 : init_pid, exited ? -1 : pidfd, frozen);
+        log_sbx(LOG_LEVEL_INFO, sb->spec.id, 0, "killed; teardown queued");
+        (void) pthread_mutex_lock(&a->lock);
+        sb->killing = false;
+        (void) pthread_cond_broadcast(&a->table_changed);
+        (void) pthread_mutex_unlock(&a->lock);
+        if (teardown_queue_push(a->teardown, sb) < 0)
+                sandbox_teardown_job(sb, a); /* shutting down: done here */
         return 0;
 }
 
@@ -722,6 +851,9 @@ int agent_init(Agent *a)
         a->started_us = now_realtime_us();
         if (metrics_new(&a->metrics) < 0)
                 return -ENOMEM;
+        int r = teardown_queue_new(TEARDOWN_WORKERS, sandbox_teardown_job, a, &a->teardown);
+        if (r < 0)
+                return r;
         a->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (a->epoll_fd < 0 || a->wake_fd < 0)
@@ -776,6 +908,18 @@ void agent_done(Agent *a)
         if (a->monitor_started)
                 (void) pthread_join(a->monitor, NULL);
         metrics_stop(a);
+        /* Deleted ones are torn down before we go (nothing queues more now:
+         * the API, the pools and the monitor have stopped). */
+        size_t pending = sandbox_teardown_pending(a);
+        if (pending)
+                log_info("finishing %zu sandbox teardowns", pending);
+        teardown_queue_free(a->teardown);
+        a->teardown = NULL;
+        while (a->dying) { /* only if the queue never started */
+                Sandbox *sb = a->dying;
+                a->dying = sb->next;
+                sandbox_free(sb);
+        }
         /* Sandboxes keep running: a restarted agent re-adopts them. */
         while (a->sandboxes) {
                 Sandbox *sb = a->sandboxes;

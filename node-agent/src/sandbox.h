@@ -36,15 +36,22 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
 /* Creates and starts a sandbox; takes ownership of spec's contents on success
  * and failure. err receives a message for the caller on failure. The request's
  * faults: -ENOENT no such template, -EINVAL a bad template name or network
- * policy, -EEXIST the id is taken, -ESHUTDOWN the agent is stopping,
+ * policy, -EEXIST the id is taken, -EBUSY the id's sandbox was deleted and
+ * is still being torn down after a wait (60 s), -ESHUTDOWN the agent is stopping,
  * -ECANCELED a delete came meanwhile; any other failure is the agent's
  * (http_errno_internal(): never an errno the API answers with 4xx). */
 int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, size_t errlen);
 /* Deletes a sandbox. One still being created is told to give up (its create
- * fails with -ECANCELED and tears everything down) and one being deleted by
- * another request is waited for: 0 once the id is gone either way. -ENOENT
- * for an id that was never there. */
+ * fails with -ECANCELED and tears everything down) and waited for; 0 once the
+ * id is gone. A running one is killed (init, PID 1 of its pid namespace, with
+ * SIGKILL: every process dies) and leaves every view before this returns; its
+ * runtime container, cgroup, mounts, network and state dir are removed in the
+ * background (sandbox_teardown_pending()), and a create with its id waits for
+ * that. A second delete while the first has not answered waits for it and is
+ * 0 too; after it answered, -ENOENT, as for an id that is not there. */
 int sandbox_delete(Agent *a, const char *id);
+/* Deleted sandboxes whose teardown has not ended. */
+size_t sandbox_teardown_pending(Agent *a);
 int sandbox_set_timeout(Agent *a, const char *id, uint64_t timeout_s, json_object **ret_obj);
 /* Replaces the egress policy of a running sandbox, live; takes policy's
  * contents on success. -ENOENT, -EBUSY (not running), -EINVAL with err. */

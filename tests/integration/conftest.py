@@ -388,7 +388,10 @@ def pids_in_cgroup_prefix(prefix, zombies=True):
                 lines = f.read().splitlines()
         except OSError:
             continue
-        if not zombies and proc_state(d[6:]) == "Z":
+        st = proc_state(d[6:])
+        if st is None:
+            continue  # reaped since the listing (a zombie's parent waited for it)
+        if not zombies and st == "Z":
             continue
         for ln in lines:
             path = ln.split(":", 2)[-1]
@@ -397,6 +400,8 @@ def pids_in_cgroup_prefix(prefix, zombies=True):
                     with open(d + "/cmdline", "rb") as f:
                         cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
                 except OSError:
+                    if not os.path.exists(d):
+                        break  # gone meanwhile: not a leftover
                     cmd = "?"
                 st = proc_state(d[6:])
                 if st == "Z":
@@ -564,11 +569,41 @@ class Agent:
     def sandbox_procs(self, zombies=True):
         return pids_in_cgroup_prefix("/" + self.cgroup_parent, zombies=zombies)
 
+    def teardown_pending(self):
+        """/v1/info's count of deleted sandboxes still being torn down."""
+        r = self.client.get("/v1/info", timeout=10)
+        assert r.status == 200, r
+        return r.json()["teardown_pending"]
+
+    def settle(self, timeout=60):
+        """Wait until the agent's background teardowns have ended (a DELETE
+        answers once the sandbox is dead; unmounting and removal follow):
+        /v1/info teardown_pending == 0. A stopped agent has none (its shutdown
+        drained them)."""
+        if not self.alive():
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                n = self.teardown_pending()
+            except OSError:
+                if not self.alive():
+                    return
+                raise
+            if n == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agent [{self.name}]: {n} teardowns still pending after {timeout}s")
+            time.sleep(0.02)
+
     def leftovers(self, ids=(), zombies=True):
-        """Everything of any sandbox still on the host, as readable strings.
+        """Everything of any sandbox still on the host, as readable strings,
+        once the agent's background teardowns have ended (settle()): what a
+        delete leaves to them is counted, not missed.
         zombies=False ignores processes that are dead but not yet reaped (right
         after a delete, their parent may not have waited for them yet; the leak
         check, which allows a few seconds, counts them)."""
+        self.settle()
         left = []
         for m in self.mounts_under_state():
             left.append(f"mount {m}")
@@ -597,7 +632,9 @@ class Agent:
 
     def network_leftovers(self):
         """Sandbox networking: veths, nft chains and map elements, routes to
-        sandboxes, address leases (netns bind mounts are mounts, checked above)."""
+        sandboxes, address leases (netns bind mounts are mounts, checked above),
+        once the background teardowns have ended (settle())."""
+        self.settle()
         left = []
         for line in self.in_node("ip", "-o", "link").stdout.splitlines():
             name = line.split(":")[1].strip().split("@")[0]

@@ -547,6 +547,7 @@ def test_watch_ends_when_sandbox_is_deleted(agent, client, make_sandbox):
         assert client.delete(f"/v1/sandboxes/{sid}").status == 204
         rest = watch_until(s, lambda e: False)  # read to the end: the stream must end
     assert all(e["type"] in ("remove", "keepalive") for e in rest), rest
+    agent.settle()
     assert not agent.mounts_under_state()
 
 

@@ -60,6 +60,7 @@ class PoolAgent:
 
     def name_leftovers(self, name):
         """What the node still holds under a sandbox name (dir, cgroup, runc, mounts)."""
+        self.a.settle()
         left = [f"dir {name}" for d in self.a.sandbox_dirs() if d == name]
         left += [f"cgroup {c}" for c in self.a.cgroup_children() if c.endswith("/" + name)]
         left += [f"runc {i}" for i in self.a.runc_ids() if i == name]
