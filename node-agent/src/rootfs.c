@@ -23,7 +23,7 @@
  * Every non-empty file takes a 4 KiB page anyway, so the budget never limits a
  * disk filled with real files. */
 #define DISK_BYTES_PER_INODE 2048
-#define DISK_MIN_INODES 4096
+#define DISK_MIN_INODES      4096
 
 static int umount_one(const char *path)
 {
@@ -102,8 +102,8 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size)
         uint64_t inodes = size / DISK_BYTES_PER_INODE;
         if (inodes < DISK_MIN_INODES)
                 inodes = DISK_MIN_INODES;
-        (void) snprintf(opts, sizeof(opts), "size=%llu,nr_inodes=%llu,mode=0755", (unsigned long long) size,
-                        (unsigned long long) inodes);
+        (void) snprintf(opts, sizeof(opts), "size=%llu,nr_inodes=%llu,mode=0755",
+                        (unsigned long long) size, (unsigned long long) inodes);
         if (mount("sandpit-disk", disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
                 r = -errno;
                 goto fail;
