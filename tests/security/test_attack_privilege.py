@@ -11,7 +11,6 @@ programs run with the sandbox's python3 (the `host` template's is the host's
 /usr/bin/python3)."""
 
 import json
-import os
 import platform
 import re
 from pathlib import Path
@@ -297,8 +296,8 @@ def test_root_cannot_fill_the_host_disk_through_init_log(client, agent, make_san
 @pytest.mark.parametrize("sig", ["TERM", "KILL", "STOP", "USR1", "0"])
 def test_user_cannot_signal_init(client, sandbox, sig):
     sid = sandbox["id"]
-    r = client.exec(sid, cmd=["python3", "-c", f"import os, signal; os.kill(1, {'0' if sig == '0' else 'signal.SIG' + sig})"],
-                    user="user", timeout=30)
+    signo = "0" if sig == "0" else f"signal.SIG{sig}"
+    r = client.exec(sid, cmd=["python3", "-c", f"import os, signal; os.kill(1, {signo})"], user="user", timeout=30)
     assert r.exit is not None and r.exit_code != 0, f"kill -{sig} 1 worked as the user: {r}"
     assert "PermissionError" in r.stderr, r
     assert client.sh(sid, "hostname") == f"{sid}\n"

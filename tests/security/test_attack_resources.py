@@ -6,6 +6,7 @@ neighbour sandbox working, and leave nothing behind once the sandbox is deleted
 (the common leak check runs after every test)."""
 
 import json
+import os
 
 import pytest
 
@@ -134,7 +135,6 @@ def test_inode_bomb_bounded_by_the_disk(client, agent, make_sandbox):
     memory limit would have to do it."""
     sid = make_sandbox(disk="16Mi", memory="256Mi")["id"]
     disk = agent.state_dir / "sandboxes" / sid / "disk"
-    import os
     st = os.statvfs(disk)
     budget = st.f_files
     assert 0 < budget <= 16 * 1024 * 1024 // 1024, f"the disk tmpfs of a 16Mi sandbox allows {budget} inodes"
