@@ -203,6 +203,49 @@ def test_other_sandbox_not_reachable_by_ipc(client, make_sandbox):
         assert run(client, a, f"cat /dev/shm/{name}; exit 0", user=user).stdout == ""
 
 
+def test_every_mount_of_a_host_filesystem_is_read_only(client, sandbox):
+    """A bind of a host directory that is writable in the sandbox (or a
+    writable submount below a read-only bind: `ro` is not recursive) would be a
+    direct write to the host. Every mount whose device is one of the host's
+    block-backed filesystems is read-only in the sandbox."""
+    sid = sandbox["id"]
+    host_devs = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ", 1)
+            if post.split()[1].startswith("/dev/"):
+                host_devs.add(pre.split()[2])
+    assert host_devs, "no block-backed filesystem on the host"
+    seen = []
+    for line in run(client, sid, "cat /proc/self/mountinfo").stdout.splitlines():
+        pre = line.split(" - ", 1)[0].split()
+        if pre[2] in host_devs:
+            seen.append(pre[4])
+            assert "ro" in pre[5].split(","), f"{pre[4]} is a writable mount of the host's {pre[2]}: {line}"
+    assert "/usr" in seen and "/.sandpit/init" in seen, seen
+
+
+def test_exec_cwd_through_proc_fds(client, sandbox):
+    """The "Leaky Vessels" pattern (CVE-2024-21626): a working directory taken
+    through a file descriptor that init or runc left open on a host directory.
+    No exec starts outside the sandbox's root, whatever cwd it names; one
+    through /proc that does name a sandbox directory works."""
+    sid = sandbox["id"]
+    cwds = ["/proc/self/root/tmp", "/proc/self/cwd"]
+    for n in range(16):
+        cwds += [f"/proc/self/fd/{n}", f"/proc/1/fd/{n}", f"/proc/1/fd/{n}/..", f"/proc/self/fd/{n}/../.."]
+    started = {}
+    for cwd in cwds:
+        r = client.exec(sid, shell="pwd -P; ls -A ..", cwd=cwd, user="root", timeout=20)
+        if r.status != 200:
+            assert r.status == 400, (cwd, r)
+            continue
+        assert r.exit is not None, r
+        assert "work" not in r.stdout.split() and "sandpit-it" not in r.stdout, f"cwd {cwd}: {r}"
+        started[cwd] = r.stdout.split()[0]
+    assert started.get("/proc/self/root/tmp") == "/tmp", started
+
+
 # --------------------------------------------------------------------------- /proc, /sys, /dev
 
 PROC_SYS_KNOBS = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe", "/proc/sys/vm/drop_caches",
@@ -414,6 +457,12 @@ def test_archive_upload_cannot_escape(client, agent, sandbox, host_marker, case,
     assert not os.path.lexists(f"{d}/{evil}"), f"{case}: the archive created {d}/{evil} on the host"
     assert Path(mpath).read_text() == mval, f"{case}: the host's {mpath} was changed"
     assert Path("/etc/shadow").read_bytes() == shadow, f"{case}: the host's /etc/shadow was changed"
+    # a link the archive left is read back as the sandbox's, never the host's file
+    for name, kind, _ in cases[case]:
+        if kind in ("symlink", "hardlink"):
+            g = get_file(client, sid, f"{target}/{name}", user=user)
+            assert mval.encode() not in g.body, f"{case}: GET {name} gave the host's {mpath}"
+            assert g.status != 200 or not shadow.strip() or shadow not in g.body, f"{case}: the host's shadow"
     # whatever landed is below the target in the sandbox, and holds no host content
     listing = client.get(url(sid, "archive", path=target, format="tar", user="root"))
     if listing.status == 200:
