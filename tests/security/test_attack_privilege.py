@@ -328,6 +328,21 @@ def test_root_stopping_init_ends_only_its_sandbox(client, agent, make_sandbox):
     assert client.sandbox(b).json()["state"] == "running"
 
 
+def test_cannot_shield_itself_from_the_oom_killer(client, sandbox):
+    """Lowering oom_score_adj (to -1000: never chosen) needs CAP_SYS_RESOURCE;
+    a sandbox that could would make the host's OOM killer take its neighbours
+    or the agent instead. Raising it is every process's right."""
+    sid = sandbox["id"]
+    start = int(client.sh(sid, "cat /proc/self/oom_score_adj", user="root"))
+    for user in ("root", "user"):
+        r = client.exec(sid, shell="echo -1000 > /proc/self/oom_score_adj; cat /proc/self/oom_score_adj",
+                        user=user, timeout=20)
+        assert r.exit is not None and r.stdout.split()[-1] == str(start), f"as {user}: {r}"
+        assert r.stderr, f"as {user}: the write of -1000 did not fail: {r}"
+    up = min(start + 10, 1000)
+    assert client.sh(sid, f"echo {up} > /proc/self/oom_score_adj; cat /proc/self/oom_score_adj") == f"{up}\n"
+
+
 # --------------------------------------------------------------------------- cgroups
 
 def test_cannot_change_own_cgroup_limits(client, agent, make_sandbox):
