@@ -129,10 +129,11 @@ print(json.dumps({"files": n, "error": err}))
 
 def test_inode_bomb_bounded_by_the_disk(client, agent, make_sandbox):
     """Empty files take no blocks, so only an inode limit (nr_inodes) on the
-    disk tmpfs stops them there; without it a sandbox could hold millions of
-    inodes (about a KiB of kernel memory each) whatever its disk size. The
-    bomb stops at the disk's inode budget with ENOSPC, well before the
-    memory limit would have to do it."""
+    disk tmpfs stops them there; without it (the kernel's default, half the
+    host's RAM pages) a 16Mi sandbox could hold about as many inodes as its
+    memory limit pays for (a KiB or so of kernel memory each, charged to it),
+    whatever its disk size. The bomb stops at the disk's inode budget with
+    ENOSPC, well before the memory limit would have to do it."""
     sid = make_sandbox(disk="16Mi", memory="256Mi")["id"]
     disk = agent.state_dir / "sandboxes" / sid / "disk"
     st = os.statvfs(disk)
@@ -167,3 +168,24 @@ def test_files_api_upload_is_charged_to_the_sandbox(client, agent, make_sandbox)
     assert client.sh(sid, "stat -c %s /tmp/uploaded") == f"{48 << 20}\n"
     uploaded = read_int(mem) - before
     assert uploaded >= 40 << 20, f"a 48 MiB upload grew the sandbox's memory by {uploaded >> 20} MiB"
+
+
+@pytest.mark.parametrize("where", ["/dev/shm/ib", "/dev/ib", "/dev/mqueue"])
+def test_inode_bomb_in_memory_filesystems_bounded_by_memory(client, agent, make_sandbox, where):
+    """The memory-backed tmpfs have no inode budget of their own: their inodes
+    are kernel memory charged to the sandbox, so the memory limit stops the
+    bomb (ENOSPC or an OOM kill), never the host. (The mqueue filesystem
+    stops at the ipc namespace's queue count.)"""
+    sid = make_sandbox(memory="64Mi")["id"]
+    r = client.exec(sid, cmd=["python3", "-c", INODE_BOMB, where, "2000000"], user="root", timeout=300,
+                    http_timeout=400)
+    assert r.exit is not None, r
+    if not r.exit["oom_killed"]:
+        assert r.stdout.strip(), r
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        assert got["error"] in ("ENOSPC", "ENOMEM", "EMFILE"), got
+    mem = agent.cgroup_dir("memory", sid)
+    assert read_int(mem / "memory.max_usage_in_bytes") <= 64 * 1024 * 1024
+    client.exec(sid, shell=f"find {where} -mindepth 1 -delete", user="root", timeout=120, http_timeout=200)
+    wait_for(lambda: client.exec(sid, shell="echo ok").stdout == "ok\n", timeout=30, interval=0.5,
+             what="the sandbox usable after the bomb")
