@@ -343,6 +343,30 @@ def test_cannot_shield_itself_from_the_oom_killer(client, sandbox):
     assert client.sh(sid, f"echo {up} > /proc/self/oom_score_adj; cat /proc/self/oom_score_adj") == f"{up}\n"
 
 
+def test_signals_reach_no_host_process(client, agent, make_sandbox):
+    """Root in A (CAP_KILL) sends SIGKILL to every process it can (kill -1) and
+    to the agent's host pid: only A's own processes die. B's background
+    process, B, the agent and A's init live on."""
+    a = make_sandbox()["id"]
+    b = make_sandbox()["id"]
+    r = client.post(f"/v1/sandboxes/{b}/exec", {"cmd": ["sleep", "3172"], "background": True})
+    assert r.status == 201, r
+    r = client.post(f"/v1/sandboxes/{a}/exec", {"cmd": ["sleep", "3173"], "background": True})
+    assert r.status == 201, r
+    pid = agent.proc.pid
+    inside = client.sh(a, f"test -d /proc/{pid} && echo yes || echo no", user="root").strip()
+    r = client.exec(a, shell=f"kill -9 {pid}; echo kill-agent=$?; kill -9 -1; echo unreachable", user="root",
+                    timeout=20, http_timeout=40)
+    assert r.status == 200, r
+    if inside == "no":
+        assert "kill-agent=1" in r.stdout or "No such process" in r.stderr, r
+    assert agent.alive(), "the agent died"
+    assert "sleep 3172" in client.sh(b, "ps -eo args"), "B's process was killed from A"
+    assert "sleep 3173" not in client.sh(a, "ps -eo args"), "kill -1 did not even reach A's own processes"
+    assert client.sh(a, "hostname") == f"{a}\n"
+    assert client.sandbox(a).json()["state"] == "running"
+
+
 # --------------------------------------------------------------------------- cgroups
 
 def test_cannot_change_own_cgroup_limits(client, agent, make_sandbox):
