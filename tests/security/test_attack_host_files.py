@@ -368,6 +368,49 @@ def test_files_api_write_through_planted_links(client, shadow_link, user):
     assert Path("/etc/shadow").read_bytes() == shadow
 
 
+SWAPPER = r"""
+import ctypes, os
+os.makedirs("/tmp/race/a", exist_ok=True)
+open("/tmp/race/a/probe", "w").write("sandbox-side")
+if not os.path.lexists("/tmp/race/b"):
+    os.symlink("/", "/tmp/race/b")
+libc = ctypes.CDLL(None, use_errno=True)
+open("/tmp/race/ready", "w").close()
+while True:  # renameat2(RENAME_EXCHANGE): a and b trade places atomically, forever
+    if libc.syscall(316, -100, b"/tmp/race/a", -100, b"/tmp/race/b", 2) != 0:
+        raise SystemExit("renameat2: %d" % ctypes.get_errno())
+"""
+
+
+def test_files_api_race_dir_swapped_for_symlink(client, sandbox, host_marker):
+    """Root in the sandbox swaps a directory and a symlink to `/` as fast as it
+    can while the files API reads and writes through the path: a resolver that
+    checked then used would sometimes follow the link to the host."""
+    sid = sandbox["id"]
+    mpath, mval = host_marker[1]
+    r = client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["python3", "-c", SWAPPER], "background": True,
+                                                  "user": "root"})
+    assert r.status == 201, r
+    wait_for(lambda: client.get(url(sid, "fs/exists", path="/tmp/race/ready")).json().get("exists"), timeout=30,
+             what="the swapper running")
+    statuses = {}
+    for i in range(200):
+        for p in (f"/tmp/race/a{mpath}", f"/tmp/race/b{mpath}", f"/tmp/race/a/../../..{mpath}"):
+            g = get_file(client, sid, p, user="root")
+            assert mval.encode() not in g.body, f"GET {p} read the host's {mpath} (try {i})"
+            statuses[g.status] = statuses.get(g.status, 0) + 1
+        put_file(client, sid, f"/tmp/race/b{mpath}", b"OVERWRITTEN", user="root")
+        assert Path(mpath).read_text() == mval, f"PUT through the swapped link changed the host's {mpath}"
+    # the race was real: the swapper still runs, and the files API saw `a` both
+    # as the directory (the probe) and as the link to / (no probe there)
+    assert "python3 -c" in client.sh(sid, "ps -eo args", user="root")
+    seen = {}
+    for _ in range(200):
+        st = get_file(client, sid, "/tmp/race/a/probe", user="root").status
+        seen[st] = seen.get(st, 0) + 1
+    assert set(seen) == {200, 404}, (seen, statuses)
+
+
 TRAVERSALS = ["../../../../../../{m}", "/../../../../{m}", "/home/user/../../..{m}", "/tmp/./../..{m}",
               "//..//..//{m}", "/proc/1/root{m}", "/proc/self/root{m}", "/proc/self/cwd/../../..{m}",
               "/.sandpit/../..{m}", "{m}/."]
