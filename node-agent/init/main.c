@@ -825,6 +825,14 @@ int main(int argc, char **argv)
          * go back to the kernel once drained, so a burst does not pin memory. */
         (void) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
         (void) mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+        /* Not dumpable: root in the sandbox holds init's capabilities, so the
+         * ptrace access check would otherwise let it write /proc/1/mem (and take
+         * over the agent's peer) and reopen init's fds through /proc/1/fd (its
+         * stderr is init.log on the host's disk). Without CAP_SYS_PTRACE,
+         * which no sandbox has, a non-dumpable process is out of reach. The
+         * processes init starts are dumpable again after their execve. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                log_error(errno, "prctl(PR_SET_DUMPABLE)");
         /* Not PID 1 (tests): still inherit and reap orphans. */
         if (getpid() != 1)
                 (void) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);

@@ -58,7 +58,12 @@ static const char *const capabilities[] = {
         "CAP_NET_BIND_SERVICE", /* root-run servers on ports < 1024 (port 80 previews) */
 };
 
-/* runc spec's defaults (plus powercap, whose energy counters leak host activity). */
+/* runc spec's defaults, plus powercap, whose energy counters leak host activity,
+ * and the host-wide memory files the kernel keeps to root alone (mode 0400, no
+ * capability check), which root in a sandbox could otherwise read: the page
+ * frame tables (kpage*: which physical pages hold what, the groundwork of
+ * rowhammer and page-cache attacks), the kernel heap's layout (slabinfo) and the
+ * vmalloc areas with their physical addresses (vmallocinfo). */
 static const char *const masked_paths[] = {
         "/proc/acpi",
         "/proc/asound",
@@ -71,6 +76,11 @@ static const char *const masked_paths[] = {
         "/sys/firmware",
         "/proc/scsi",
         "/sys/devices/virtual/powercap",
+        "/proc/kpagecount",
+        "/proc/kpageflags",
+        "/proc/kpagecgroup",
+        "/proc/slabinfo",
+        "/proc/vmallocinfo",
 };
 
 static const char *const readonly_paths[] = {

@@ -117,7 +117,10 @@ static int emit_exit(ExecStream *s, const IpFrame *f)
         (void) ip_get_u32(f, IP_TAG_TIMED_OUT, &timed_out);
         (void) ip_get_u64(f, IP_TAG_DURATION_US, &dur);
         bool oom = false;
-        if (signo == SIGKILL && !timed_out && s->agent) {
+        /* Killed by SIGKILL, or a shell reporting that its child was (exit 137,
+         * `sh -c 'big; exit $?'`): an OOM kill when the sandbox's count rose. */
+        bool killed = signo == SIGKILL || (signo == 0 && code == 128 + SIGKILL);
+        if (killed && !timed_out && s->agent) {
                 CgStats st;
                 if (cg_read_stats(s->agent->cg, s->id, &st) == 0 && st.oom_kills > s->oom_before)
                         oom = true;

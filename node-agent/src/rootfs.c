@@ -16,6 +16,15 @@
  * interpreter's socket dir hold a few sockets and one empty file. */
 #define SMALL_TMPFS_OPTS "size=64k,nr_inodes=1024"
 
+/* The disk's inode budget: one inode per 2 KiB of its size (at least 4096).
+ * Empty files, directories and short symlinks take no blocks on tmpfs, so
+ * without a budget the kernel's default (half the host's RAM pages) lets a
+ * 16 MiB sandbox create millions of them, each about a KiB of kernel memory.
+ * Every non-empty file takes a 4 KiB page anyway, so the budget never limits a
+ * disk filled with real files. */
+#define DISK_BYTES_PER_INODE 2048
+#define DISK_MIN_INODES      4096
+
 static int umount_one(const char *path)
 {
         if (umount2(path, UMOUNT_NOFOLLOW) == 0)
@@ -90,7 +99,11 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size)
                 r = -errno;
                 goto fail;
         }
-        (void) snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long) size);
+        uint64_t inodes = size / DISK_BYTES_PER_INODE;
+        if (inodes < DISK_MIN_INODES)
+                inodes = DISK_MIN_INODES;
+        (void) snprintf(opts, sizeof(opts), "size=%llu,nr_inodes=%llu,mode=0755",
+                        (unsigned long long) size, (unsigned long long) inodes);
         if (mount("sandpit-disk", disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
                 r = -errno;
                 goto fail;
