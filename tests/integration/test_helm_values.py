@@ -169,3 +169,26 @@ def test_runtime_pools_templates_and_placement():
 def test_bad_new_values_fail_with_the_key(value, message):
     p = helm("template", "t", str(CHART), "--namespace", NS, "--set", value, check=False)
     assert p.returncode != 0 and message in p.stderr, p.stderr
+
+
+def test_the_install_docs_values_table_is_current(tmp_path):
+    import shutil as sh
+    import subprocess
+    import sys
+    script = CHART / "values-table.py"
+    doc = CHART.parents[1] / "docs" / "install.md"
+    p = subprocess.run([sys.executable, str(script), "--check", str(doc)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    # and the check can fail: a table missing a row is caught
+    copy = tmp_path / "install.md"
+    sh.copy(doc, copy)
+    text = copy.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `agent.runtime`"))
+    copy.write_text(text.replace(row + "\n", ""))
+    p = subprocess.run([sys.executable, str(script), "--check", str(copy)], capture_output=True, text=True)
+    assert p.returncode == 1 and "values table differs" in p.stderr, p.stderr
+    # every value of the schema has its row
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for key in schema["properties"]:
+        if key != "global":
+            assert f"| `{key}" in text, key
