@@ -12,7 +12,6 @@ SubjectAccessReviews: each derived permission allowed, every other verb on
 the same resources refused."""
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
