@@ -238,6 +238,7 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
     agent = ChartAgent("helm", templates_dir, listen=f"127.0.0.1:{agent_port}", token_file=token_file)
     docs = render(f"agent.port={agent_port}", f"operator.healthPort={health_port}",
                   f"agent.templatesDir={templates_dir}", f"agent.stateDir={agent.state_dir}",
+                  f"agent.imagesDir={agent.state_dir}/images",
                   "agent.leaseDuration=5", "operator.replicas=1", "operator.leaderElection.enabled=true",
                   "operator.resyncSeconds=2", "operator.logFormat=text", "tests.template=host",
                   "tests.timeoutSeconds=60", crds=True)

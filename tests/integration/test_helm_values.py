@@ -141,7 +141,7 @@ def test_service_monitor_only_with_the_api():
 
 
 def test_runtime_pools_templates_and_placement():
-    docs = render_a("agent.runtime=crun", "agent.dns=198.18.0.53",
+    docs = render_a("agent.runtime=crun", "agent.dns=198.18.0.53", "agent.defaultRegistry=registry.example.test:5000",
                     'json:agent.pools=[{"template":"default","size":4},'
                     '{"template":"host","size":8,"name":"small","cpu":"250m","memory":"256Mi"}]',
                     'json:templates=[{"name":"python","spec":{"source":{"image":"python:3.12-slim"}}}]',
@@ -149,7 +149,8 @@ def test_runtime_pools_templates_and_placement():
                     'json:agent.tolerations=[{"key":"sandboxes","operator":"Exists","effect":"NoSchedule"}]',
                     'json:agent.affinity={"nodeAffinity":{}}', 'json:operator.nodeSelector={"role":"infra"}')
     args = container(docs, "DaemonSet")["args"]
-    for a in ("--runtime=crun", "--dns=198.18.0.53", "--pool=default=4",
+    for a in ("--runtime=crun", "--dns=198.18.0.53", "--pool=default=4", "--images-dir=/var/lib/sandpit/images",
+              "--default-registry=registry.example.test:5000",
               "--pool=host:cpu=250m,memory=256Mi,name=small=8"):
         assert a in args, (a, args)
     ag = find(docs, "DaemonSet")["spec"]["template"]["spec"]
@@ -159,6 +160,9 @@ def test_runtime_pools_templates_and_placement():
     t = find(docs, "SandboxTemplate", "python")
     assert t["metadata"]["namespace"] == NS and t["spec"] == {"source": {"image": "python:3.12-slim"}}
     assert "--runtime=runc" in container(render(), "DaemonSet")["args"]
+    assert not [a for a in container(render(), "DaemonSet")["args"] if a.startswith("--default-registry")]
+    vols = {v["name"]: v for v in ag["volumes"]}
+    assert vols["images"]["hostPath"] == {"path": "/var/lib/sandpit/images", "type": "DirectoryOrCreate"}
 
 
 @pytest.mark.parametrize("value, message", [
