@@ -228,6 +228,9 @@ def kube():
     tmp = tempfile.mkdtemp(prefix="sandpit-helm-kubeapi-")
     k = new_kube(tmp)
     yield k
+    k.kubectl("delete", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/instance=t",
+              "--ignore-not-found", check=False)
+    k.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
     k.stop()
     shutil.rmtree(tmp)
 
@@ -248,17 +251,42 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
     kube.kubectl("apply", "-f", str(crds))
     kube.kubectl("create", "namespace", NS)
 
-    fake_run = tmp_path / "run"
-    sa = fake_run / "secrets" / "kubernetes.io" / "serviceaccount"
-    sa.mkdir(parents=True)
-    (sa / "token").write_text(kube.token)
-    shutil.copy(kube.dir / "ca.crt", sa / "ca.crt")
-    (sa / "namespace").write_text(NS)
+    # each pod's service account files; on the real control plane (RBAC on)
+    # the tokens are the rendered ServiceAccounts' own, bound by the rendered
+    # rules, so the run proves the operator, the agent and the helm test Pod
+    # can do their job with exactly those rules
+    tokens = {"operator": kube.token, "agent": kube.token, "test": kube.token}
+    if getattr(kube, "real", False):
+        objs = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                                                 "ClusterRoleBinding")]
+        rbac = tmp_path / "rbac.yaml"
+        rbac.write_text(yaml.safe_dump_all(objs))
+        kube.kubectl("apply", "-f", str(rbac))
+        for component in tokens:
+            st, _, tr = kube.request("POST", f"/api/v1/namespaces/{NS}/serviceaccounts/t-sandpit-{component}/token",
+                                     {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                      "spec": {"expirationSeconds": 3600}})
+            assert st == 201, tr
+            tokens[component] = tr["status"]["token"]
+        # and nothing beyond: the operator's own token may not list Secrets nor touch Pods
+        for path in (f"/api/v1/namespaces/{NS}/secrets", "/api/v1/namespaces/default/pods"):
+            st, _, _ = kube.request("GET", path, token=False,
+                                    headers={"Authorization": f"Bearer {tokens['operator']}"})
+            assert st == 403, (path, st)
+    runs = {}
+    for component, tok in tokens.items():
+        fr = tmp_path / f"run-{component}"
+        sa = fr / "secrets" / "kubernetes.io" / "serviceaccount"
+        sa.mkdir(parents=True)
+        (sa / "token").write_text(tok)
+        shutil.copy(kube.dir / "ca.crt", sa / "ca.crt")
+        (sa / "namespace").write_text(NS)
+        runs[component] = fr
     pod_env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
 
     ag = container(docs, "DaemonSet")
     assert ag["command"] == ["sandpit-agent"]
-    agent.rendered, agent.fake_run, agent.env = ag["args"], fake_run, pod_env
+    agent.rendered, agent.fake_run, agent.env = ag["args"], runs["agent"], pod_env
     AGENTS.append(agent)
     op_proc = None
     log = tmp_path / "operator.log"
@@ -275,7 +303,7 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         op = container(docs, "Deployment")
         assert op["command"] == ["sandpit-operator"]
         args = [a.replace(f"{TOKEN_DIR}/token", str(token_file)) for a in op["args"]]
-        op_proc = subprocess.Popen(ChartProcess.wrap(fake_run, [str(OPERATOR_BIN), *args]),
+        op_proc = subprocess.Popen(ChartProcess.wrap(runs["operator"], [str(OPERATOR_BIN), *args]),
                                    env={**os.environ, **pod_env},
                                    stdin=subprocess.DEVNULL, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
@@ -311,7 +339,7 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         hook = find(docs, "Pod", "test")["spec"]["containers"][0]
         hook_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
         hook_env["NAME"] = "0f1e2d3c-aaaa-bbbb-cccc-000000000000"  # the pod's uid
-        p = subprocess.run(ChartProcess.wrap(fake_run, [*hook["command"], *hook["args"]]),
+        p = subprocess.run(ChartProcess.wrap(runs["test"], [*hook["command"], *hook["args"]]),
                            env={**os.environ, **pod_env, **hook_env}, capture_output=True, text=True,
                            timeout=150)
         assert p.returncode == 0, p.stdout + p.stderr + "\n" + log.read_text()[-3000:]
