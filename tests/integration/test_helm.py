@@ -76,11 +76,17 @@ def test_renders_every_part():
         ("ServiceAccount", "t-sandpit-operator"), ("ServiceAccount", "t-sandpit-agent"),
         ("Secret", "t-sandpit-agent-token"),
         ("ClusterRole", "t-sandpit-operator"), ("ClusterRoleBinding", "t-sandpit-operator"),
-        ("Role", "t-sandpit-leases"), ("RoleBinding", "t-sandpit-leases"),
-        ("ClusterRole", "t-sandpit-gateway-auth"), ("ClusterRoleBinding", "t-sandpit-gateway-auth"),
-        ("Role", "t-sandpit-api-keys"), ("RoleBinding", "t-sandpit-api-keys"),
+        ("Role", "t-sandpit-operator-leases"), ("RoleBinding", "t-sandpit-operator-leases"),
+        ("Role", "t-sandpit-agent-leases"), ("RoleBinding", "t-sandpit-agent-leases"),
         ("Deployment", "t-sandpit-operator"), ("DaemonSet", "t-sandpit-agent"),
+        ("PodDisruptionBudget", "t-sandpit-operator"), ("Pod", "t-sandpit-test"),
+        ("ServiceAccount", "t-sandpit-test"), ("Role", "t-sandpit-test"), ("RoleBinding", "t-sandpit-test"),
     ]), kinds
+    # the gateway's objects come with operator.gateway.enabled (auth: keys)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in render("operator.gateway.enabled=true")}
+    assert {("Service", "t-sandpit-gateway"), ("ClusterRole", "t-sandpit-gateway-auth"),
+            ("ClusterRoleBinding", "t-sandpit-gateway-auth"), ("Role", "t-sandpit-api-keys"),
+            ("RoleBinding", "t-sandpit-api-keys")} <= kinds, kinds
     # the chart's CRDs are the repository's (charts/sandpit/crds links to crds/)
     for name in ("sandboxes", "sandboxtemplates"):
         want = yaml.safe_load((REPO / "crds" / f"sandpit.dev_{name}.yaml").read_text())
@@ -111,43 +117,6 @@ def test_the_token_is_random_and_mounted_by_both():
         assert [v for v in vols if v["name"] == "agent-token"][0]["secret"]["secretName"] == "mine"
 
 
-def test_rbac_grants_what_the_operator_and_agent_use():
-    docs = render()
-    rules = find(docs, "ClusterRole", "operator")["rules"]
-
-    def allowed(rules, group, resource, verb):
-        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
-
-    # what operator/src does (informers, finalizer, status patches, Secrets for env, Events),
-    # and its E2B gateway (gateway/src/backend-cluster.c: Sandboxes made, patched and
-    # deleted; a Secret per sandbox for its access token, made and deleted)
-    for res, verbs in {"sandboxes": ["get", "list", "watch", "create", "update", "patch", "delete"],
-                       "sandboxes/status": ["get", "patch"], "sandboxes/finalizers": ["update"],
-                       "sandboxtemplates": ["get", "list", "watch"]}.items():
-        for v in verbs:
-            assert allowed(rules, "sandpit.dev", res, v), (res, v)
-    for v in ("get", "create", "delete"):
-        assert allowed(rules, "", "secrets", v), v
-    assert not allowed(rules, "", "secrets", "list"), "the operator reads the Secrets it is pointed at, no more"
-    assert allowed(rules, "events.k8s.io", "events", "create")
-    lease_rules = find(docs, "Role", "leases")["rules"]
-    for v in ("get", "list", "watch", "create", "update", "delete"):
-        assert allowed(lease_rules, "coordination.k8s.io", "leases", v), v
-    subjects = {s["name"] for s in find(docs, "RoleBinding", "leases")["subjects"]}
-    assert subjects == {"t-sandpit-operator", "t-sandpit-agent"}
-    # the gateway's authentication (docs/auth.md): reviews, and the one Secret of API keys
-    auth_rules = find(docs, "ClusterRole", "gateway-auth")["rules"]
-    assert allowed(auth_rules, "authentication.k8s.io", "tokenreviews", "create")
-    assert allowed(auth_rules, "authorization.k8s.io", "subjectaccessreviews", "create")
-    key_rules = find(docs, "Role", "api-keys")["rules"]
-    for v in ("get", "list", "watch"):
-        assert allowed(key_rules, "", "secrets", v), v
-    assert all(r.get("resourceNames") == ["sandpit-api-keys"] for r in key_rules)
-    for kind in ("ClusterRoleBinding", "RoleBinding"):
-        name = "gateway-auth" if kind == "ClusterRoleBinding" else "api-keys"
-        assert {s["name"] for s in find(docs, kind, name)["subjects"]} == subjects
-
-
 def test_gateway_off_by_default_and_on_every_replica():
     docs = render()
     assert not [d for d in docs if d["kind"] == "Service"]
@@ -161,6 +130,9 @@ def test_gateway_off_by_default_and_on_every_replica():
     assert {"name": "gateway", "containerPort": 3100} in c["ports"]
     svc = find(docs, "Service", "gateway")
     assert svc["spec"]["ports"] == [{"name": "gateway", "port": 3100, "targetPort": "gateway"}]
+    # MCP sessions and envd watchers live in one replica: a client stays on it
+    assert svc["spec"]["sessionAffinity"] == "ClientIP"
+    assert svc["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == 10800
     pod_labels = find(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     # replicas stay 2: the gateway runs on each, not only on the leader
@@ -256,6 +228,9 @@ def kube():
     tmp = tempfile.mkdtemp(prefix="sandpit-helm-kubeapi-")
     k = new_kube(tmp)
     yield k
+    k.kubectl("delete", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/instance=t",
+              "--ignore-not-found", check=False)
+    k.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
     k.stop()
     shutil.rmtree(tmp)
 
@@ -266,25 +241,52 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
     agent = ChartAgent("helm", templates_dir, listen=f"127.0.0.1:{agent_port}", token_file=token_file)
     docs = render(f"agent.port={agent_port}", f"operator.healthPort={health_port}",
                   f"agent.templatesDir={templates_dir}", f"agent.stateDir={agent.state_dir}",
+                  f"agent.imagesDir={agent.state_dir}/images",
                   "agent.leaseDuration=5", "operator.replicas=1", "operator.leaderElection.enabled=true",
-                  "operator.resyncSeconds=2", "operator.logFormat=text", crds=True)
+                  "operator.resyncSeconds=2", "operator.logFormat=text", "tests.template=host",
+                  "tests.timeoutSeconds=60", crds=True)
     # the CRDs and namespace, as `helm install` would create them
     crds = tmp_path / "crds.yaml"
     crds.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] == "CustomResourceDefinition"]))
     kube.kubectl("apply", "-f", str(crds))
     kube.kubectl("create", "namespace", NS)
 
-    fake_run = tmp_path / "run"
-    sa = fake_run / "secrets" / "kubernetes.io" / "serviceaccount"
-    sa.mkdir(parents=True)
-    (sa / "token").write_text(kube.token)
-    shutil.copy(kube.dir / "ca.crt", sa / "ca.crt")
-    (sa / "namespace").write_text(NS)
+    # each pod's service account files; on the real control plane (RBAC on)
+    # the tokens are the rendered ServiceAccounts' own, bound by the rendered
+    # rules, so the run proves the operator, the agent and the helm test Pod
+    # can do their job with exactly those rules
+    tokens = {"operator": kube.token, "agent": kube.token, "test": kube.token}
+    if getattr(kube, "real", False):
+        objs = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                                                 "ClusterRoleBinding")]
+        rbac = tmp_path / "rbac.yaml"
+        rbac.write_text(yaml.safe_dump_all(objs))
+        kube.kubectl("apply", "-f", str(rbac))
+        for component in tokens:
+            st, _, tr = kube.request("POST", f"/api/v1/namespaces/{NS}/serviceaccounts/t-sandpit-{component}/token",
+                                     {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                      "spec": {"expirationSeconds": 3600}})
+            assert st == 201, tr
+            tokens[component] = tr["status"]["token"]
+        # and nothing beyond: the operator's own token may not list Secrets nor touch Pods
+        for path in (f"/api/v1/namespaces/{NS}/secrets", "/api/v1/namespaces/default/pods"):
+            st, _, _ = kube.request("GET", path, token=False,
+                                    headers={"Authorization": f"Bearer {tokens['operator']}"})
+            assert st == 403, (path, st)
+    runs = {}
+    for component, tok in tokens.items():
+        fr = tmp_path / f"run-{component}"
+        sa = fr / "secrets" / "kubernetes.io" / "serviceaccount"
+        sa.mkdir(parents=True)
+        (sa / "token").write_text(tok)
+        shutil.copy(kube.dir / "ca.crt", sa / "ca.crt")
+        (sa / "namespace").write_text(NS)
+        runs[component] = fr
     pod_env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
 
     ag = container(docs, "DaemonSet")
     assert ag["command"] == ["sandpit-agent"]
-    agent.rendered, agent.fake_run, agent.env = ag["args"], fake_run, pod_env
+    agent.rendered, agent.fake_run, agent.env = ag["args"], runs["agent"], pod_env
     AGENTS.append(agent)
     op_proc = None
     log = tmp_path / "operator.log"
@@ -301,7 +303,7 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         op = container(docs, "Deployment")
         assert op["command"] == ["sandpit-operator"]
         args = [a.replace(f"{TOKEN_DIR}/token", str(token_file)) for a in op["args"]]
-        op_proc = subprocess.Popen(ChartProcess.wrap(fake_run, [str(OPERATOR_BIN), *args]),
+        op_proc = subprocess.Popen(ChartProcess.wrap(runs["operator"], [str(OPERATOR_BIN), *args]),
                                    env={**os.environ, **pod_env},
                                    stdin=subprocess.DEVNULL, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
@@ -330,6 +332,20 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         # the sandbox's mounts lived in the agent's mount namespace: none left there
         mounts = Path(f"/proc/{agent.proc.pid}/mountinfo").read_text()
         assert sid not in mounts
+
+        # `helm test`: the hook Pod's own script (sh and curl, the pod's service
+        # account files and KUBERNETES_SERVICE_*) makes a Sandbox, sees it Ready
+        # and deletes it
+        hook = find(docs, "Pod", "test")["spec"]["containers"][0]
+        hook_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
+        hook_env["NAME"] = "0f1e2d3c-aaaa-bbbb-cccc-000000000000"  # the pod's uid
+        p = subprocess.run(ChartProcess.wrap(runs["test"], [*hook["command"], *hook["args"]]),
+                           env={**os.environ, **pod_env, **hook_env}, capture_output=True, text=True,
+                           timeout=150)
+        assert p.returncode == 0, p.stdout + p.stderr + "\n" + log.read_text()[-3000:]
+        assert "sandbox helm-test-0f1e2d3c Ready" in p.stdout and "sandbox helm-test-0f1e2d3c deleted" in p.stdout
+        st, _, _ = kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{NS}/sandboxes/helm-test-0f1e2d3c")
+        assert st == 404
     finally:
         if op_proc is not None:
             op_proc.terminate()

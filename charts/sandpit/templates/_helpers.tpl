@@ -34,3 +34,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "sandpit.tokenSecret" -}}
 {{- .Values.agentToken.existingSecret | default (printf "%s-agent-token" (include "sandpit.fullname" .)) -}}
 {{- end -}}
+
+{{/* One --pool value: TEMPLATE[:KEY=VALUE,...]=SIZE (docs/agent-api.md, warm pools). */}}
+{{- define "sandpit.pool" -}}
+{{- $opts := list -}}
+{{- range $k := list "cpu" "memory" "disk" "pids" "name" -}}
+{{- if hasKey $ $k -}}{{- $opts = append $opts (printf "%s=%v" $k (index $ $k)) -}}{{- end -}}
+{{- end -}}
+{{- .template -}}{{- if $opts -}}:{{ join "," $opts }}{{- end -}}={{ .size }}
+{{- end -}}
