@@ -33,6 +33,8 @@ PACKAGES=(
         docker-registry apache2-utils busybox-static zstd
         # bench/bench_images.py: the same image pulled and unpacked by them, for comparison
         skopeo umoci
+        # tests/integration/test_examples.py runs the Argo CD health check (Lua) on Sandboxes
+        lua5.4
 )
 
 missing=()
