@@ -61,6 +61,9 @@ static void handle_remove(Agent *a, HttpRequest *req)
                 return;
         }
         char err[512] = "";
+        cleanup_free char *name = NULL;
+        if (image_canonical_name(a->images, ref, &name) == 0)
+                sandbox_image_wait_teardowns(a, name);
         int r = image_remove(a->images, ref, err, sizeof(err));
         if (r < 0)
                 api_respond_errno(req, r, err, "cannot remove the image");

@@ -206,20 +206,41 @@ static int env_add_defaults(char ***env, char **defaults)
         return 0;
 }
 
+static bool template_used_by(const Sandbox *list, const char *t)
+{
+        for (const Sandbox *sb = list; sb; sb = sb->next)
+                if (streq(sb->spec.template_name, t))
+                        return true;
+        return false;
+}
+
 bool sandbox_image_in_use(const char *name, void *userdata)
 {
         Agent *a = userdata;
         cleanup_free char *t = NULL;
         if (asprintf(&t, "%s%s", IMAGE_TEMPLATE_PREFIX, name) < 0)
                 return true;
-        bool used = false;
         (void) pthread_mutex_lock(&a->lock);
-        for (const Sandbox *sb = a->sandboxes; sb && !used; sb = sb->next)
-                used = streq(sb->spec.template_name, t);
-        for (const Sandbox *sb = a->dying; sb && !used; sb = sb->next)
-                used = streq(sb->spec.template_name, t); /* still mounted */
+        /* The dying too: still mounted. */
+        bool used = template_used_by(a->sandboxes, t) || template_used_by(a->dying, t);
         (void) pthread_mutex_unlock(&a->lock);
         return used;
+}
+
+#define IMAGE_TEARDOWN_WAIT_S 60
+
+void sandbox_image_wait_teardowns(Agent *a, const char *name)
+{
+        cleanup_free char *t = NULL;
+        if (asprintf(&t, "%s%s", IMAGE_TEMPLATE_PREFIX, name) < 0)
+                return;
+        struct timespec end;
+        deadline_after_ms(&end, IMAGE_TEARDOWN_WAIT_S * 1000L);
+        (void) pthread_mutex_lock(&a->lock);
+        while (!template_used_by(a->sandboxes, t) && template_used_by(a->dying, t))
+                if (pthread_cond_timedwait(&a->table_changed, &a->lock, &end) == ETIMEDOUT)
+                        break;
+        (void) pthread_mutex_unlock(&a->lock);
 }
 
 /* The spec's template: a directory, or a pulled (and if need be pulled now)

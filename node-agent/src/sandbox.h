@@ -67,6 +67,11 @@ int sandbox_list_json(Agent *a, char **selectors, json_object **ret);
 /* image.h's in_use: true while a sandbox in the table (being created too)
  * has the image (canonical name) as its template. userdata: the Agent. */
 bool sandbox_image_in_use(const char *name, void *userdata);
+/* Waits (up to 60 s) while only deleted sandboxes whose teardown has not
+ * ended use the image (canonical name): their overlays still mount its
+ * layers. So removing an image right after deleting its sandboxes works as
+ * it did when delete answered after the teardown. */
+void sandbox_image_wait_teardowns(Agent *a, const char *name);
 
 /* What exec needs, copied out under the lock. */
 typedef struct {

@@ -42,7 +42,9 @@ def test_fork_bomb_bounded_and_deletable(client, agent, make_sandbox):
     r = client.delete(f"/v1/sandboxes/{sid}", timeout=120)
     assert r.status == 204, r
     assert client.sandbox(sid).status == 404
-    assert not pids_dir.exists(), f"{pids_dir} left after the delete"
+    # delete answers once every process is dead; the cgroup goes in the teardown
+    agent.settle()
+    assert not pids_dir.exists(), f"{pids_dir} left after the delete's teardown"
 
 
 MEMORY_BOMB = "b = []\nwhile True:\n    b.append(bytearray(1 << 20))\n"
