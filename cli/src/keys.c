@@ -340,6 +340,20 @@ static int secret_write(K8sClient *c, const char *ns, json_object *secret, const
         return k8s_create(c, &secrets, ns, obj, NULL, e);
 }
 
+/* The Secret (*ret NULL when there is none) and its keys: 0, or the CLI's
+ * exit status after saying why. */
+static int secret_read(K8sClient *c, const char *ns, json_object **ret, ApiKeySet *s)
+{
+        K8sError e = {0};
+        int r = k8s_get(c, &secrets, ns, CLI_KEYS_SECRET_NAME, ret, &e);
+        if (r < 0 && r != -ENOENT)
+                return k8s_fail("cannot read the Secret " CLI_KEYS_SECRET_NAME, r, &e);
+        r = apikey_set_from_secret(*ret, s, NULL);
+        if (r < 0)
+                return fail("cannot read the Secret: %s", strerror(-r));
+        return 0;
+}
+
 /* Reads the Secret, checks the name is free, writes it back with the new
  * record only if nobody wrote it meanwhile (its resourceVersion, or create
  * when there was none): of creates of one name run at once, one makes the
@@ -350,13 +364,10 @@ static int secret_create(K8sClient *c, const KeysArgs *a, const char *ns)
         for (int attempt = 0;; attempt++) {
                 K8sError e = {0};
                 cleanup_json json_object *secret = NULL;
-                int r = k8s_get(c, &secrets, ns, CLI_KEYS_SECRET_NAME, &secret, &e);
-                if (r < 0 && r != -ENOENT)
-                        return k8s_fail("cannot read the Secret " CLI_KEYS_SECRET_NAME, r, &e);
                 ApiKeySet s = {0};
-                r = apikey_set_from_secret(secret, &s, NULL);
-                if (r < 0)
-                        return fail("cannot read the Secret: %s", strerror(-r));
+                int r = secret_read(c, ns, &secret, &s);
+                if (r != 0)
+                        return r;
                 bool taken = a->name && apikey_set_find(&s, a->name);
                 apikey_set_done(&s);
                 if (taken)
@@ -410,13 +421,10 @@ static int run_secret(const KeysArgs *a)
                 return secret_create(c, a, ns);
         K8sError e = {0};
         cleanup_json json_object *secret = NULL;
-        r = k8s_get(c, &secrets, ns, CLI_KEYS_SECRET_NAME, &secret, &e);
-        if (r < 0 && r != -ENOENT)
-                return k8s_fail("cannot read the Secret " CLI_KEYS_SECRET_NAME, r, &e);
         ApiKeySet s = {0};
-        r = apikey_set_from_secret(secret, &s, NULL);
-        if (r < 0)
-                return fail("cannot read the Secret: %s", strerror(-r));
+        r = secret_read(c, ns, &secret, &s);
+        if (r != 0)
+                return r;
         if (streq(a->verb, "list")) {
                 r = print_list(a, &s);
                 apikey_set_done(&s);
