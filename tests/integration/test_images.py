@@ -495,6 +495,8 @@ def test_gc_keeps_layers_in_use_and_removes_the_oldest(templates_dir, registries
         code, out = exec_sh(api, sid, "cat hello.txt")
         assert (code, out) == (0, "hello gc-x\n")
         assert api.delete(f"/v1/sandboxes/{sid}").status == 204
+        # Its overlay is unmounted in the background teardown; until then x is in use.
+        a.settle()
         # Now x (oldest) and then y go for z.
         assert pull(api, f"{reg.host}/it/gc-z:v1").status == 200
         names = [i["name"] for i in api.get("/v1/images").json()["images"]]
@@ -515,6 +517,7 @@ def test_gc_keeps_layers_in_use_and_removes_the_oldest(templates_dir, registries
         code, out = exec_sh(api, sid, "cat hello.txt")
         assert (code, out) == (0, "hello gc-w1\n")
         assert api.delete(f"/v1/sandboxes/{sid}").status == 204
+        a.settle()
         assert pull(api, f"{reg.host}/it/gc-z:v1").status == 200
         assert not (hexes(w1) & layer_dirs())
         assert hexes(z) <= layer_dirs()
