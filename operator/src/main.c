@@ -27,6 +27,7 @@ static void usage(FILE *f)
               "         [--workers N] [--resync-seconds S] [--log-format json|text]\n"
               "         [--log-level debug|info|warning|error] [--version]\n"
               "         [--orphan-resync-seconds S] [--orphan-grace-seconds S]\n"
+              "         [--node-lost-grace D]\n"
               "         [--leader-elect[=true|false] | --no-leader-elect]\n"
               "         [--leader-election-id NAME] [--identity ID] [--lease-duration D]\n"
               "         [--renew-deadline D] [--retry-period D]\n"
@@ -40,6 +41,9 @@ static void usage(FILE *f)
               ") in --namespace.\n"
               "Durations D: 15s, 500ms, 1.5s, 1m (defaults 15s, 10s, 2s); retry-period <\n"
               "renew-deadline < lease-duration.\n"
+              "--node-lost-grace D (default 60s): a node whose agent deregistered (deleted\n"
+              "its Lease, as on SIGTERM) fails its Sandboxes as NodeLost after this long;\n"
+              "one whose Lease stopped renewing, as soon as the Lease expires.\n"
               "--gateway-listen serves E2B's API on every replica, its sandboxes Sandbox\n"
               "objects in --gateway-namespace (default: default); a create waits for Ready\n"
               "up to --gateway-create-timeout (default 60s). --gateway-domain routes host\n"
@@ -218,6 +222,7 @@ typedef struct {
         LeaderConfig leader;
         long orphan_resync_s; /* 0: off */
         long orphan_grace_s;
+        long node_lost_grace_ms;
         LogFormat log_format;
         LogLevel log_level;
         OperatorGatewayOptions gateway; /* listen NULL: no gateway */
@@ -280,6 +285,7 @@ static const Flag flags[] = {
         {"retry-period", FLAG_DURATION_MS, OPT_FIELD(leader.retry_period_ms), 0, 0},
         {"orphan-resync-seconds", FLAG_LONG, OPT_FIELD(orphan_resync_s), 0, 86400},
         {"orphan-grace-seconds", FLAG_LONG, OPT_FIELD(orphan_grace_s), 0, 86400},
+        {"node-lost-grace", FLAG_DURATION_MS, OPT_FIELD(node_lost_grace_ms), 0, 0},
         {"gateway-listen", FLAG_STRING, OPT_FIELD(gateway.listen), 0, 0},
         {"gateway-namespace", FLAG_STRING, OPT_FIELD(gateway.namespace), 0, 0},
         {"gateway-create-timeout", FLAG_DURATION_MS, OPT_FIELD(gateway.create_timeout_ms), 0, 0},
@@ -377,6 +383,7 @@ static int parse_args(int argc, char **argv, Options *o)
                                   .retry_period_ms = LEADER_DEFAULT_RETRY_MS},
                        .orphan_resync_s = 60,
                        .orphan_grace_s = 60,
+                       .node_lost_grace_ms = 60000,
                        .gateway = {.namespace = "default"},
                        .log_format = LOG_FORMAT_JSON,
                        .log_level = LOG_LEVEL_INFO};
@@ -544,6 +551,7 @@ static void teardown(Operator *op)
         k8s_informer_free(op->leases);
         k8s_workqueue_free(op->queue);
         scheduler_free(op);
+        agents_free(op);
         k8s_client_free(op->client);
         if (op->agent_token)
                 explicit_bzero(op->agent_token, strlen(op->agent_token));
@@ -571,7 +579,8 @@ int main(int argc, char **argv)
         const char *pod = getenv("POD_NAME");
         Operator op = {.namespace = o.namespace,
                        .instance = pod && *pod ? pod : host,
-                       .agent = &agent_http_ops};
+                       .agent = &agent_http_ops,
+                       .node_lost_grace_ms = (uint64_t) o.node_lost_grace_ms};
         pthread_mutex_init(&op.placements_lock, NULL);
 
         HealthServer *health = NULL;

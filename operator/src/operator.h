@@ -67,8 +67,12 @@ typedef struct {
         void *gateway;
         struct GwAuth *gateway_auth; /* its authorise hook's state (keys mode) */
 
-        pthread_mutex_t placements_lock; /* guards placements */
+        pthread_mutex_t placements_lock; /* guards placements and absent_nodes */
         Placement *placements;
+        /* Nodes with placed Sandboxes whose agent has no Lease (agents.c). */
+        struct AbsentNode *absent_nodes;
+        /* A node without a Lease is lost only after this long (--node-lost-grace). */
+        uint64_t node_lost_grace_ms;
 } Operator;
 
 /* Whether setup has built the client, caches, queue and elector (for threads
@@ -79,8 +83,16 @@ static inline bool operator_built(const Operator *op)
 }
 
 /* agents.c: the registered node agents, from their Leases (lib's agent-lease.h). */
-/* The agent of node (from the lease cache); -ENOENT when none registered. */
+typedef struct AbsentNode AbsentNode;
+/* The agent of node (from the lease cache); -ENOENT when none registered.
+ * Finding it ends the node's absence (agents_absent_ms()). */
 int agents_find(Operator *op, const char *node, AgentInfo *ret);
+/* How long node has been without a registered agent, as seen by the
+ * reconciles that asked: 0 at the first ask. An agent deletes its Lease on
+ * SIGTERM and its successor makes it again (a DaemonSet's rolling update), so
+ * a node without a Lease is lost only once this passes --node-lost-grace. */
+uint64_t agents_absent_ms(Operator *op, const char *node);
+void agents_free(Operator *op);
 
 /* scheduler.c: placement accounting and choice of an agent. */
 /* Picks a live agent with room for cpu/memory and records the placement of

@@ -2,6 +2,7 @@
  * node, then the sandbox on that node's agent, then status; deletion
  * through the finalizer. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -643,6 +644,19 @@ long reconcile_sandbox(Operator *op, const char *key)
         bool created = json_str(st, "startedAt") != NULL;
         AgentInfo a = {0};
         r = agents_find(op, node, &a);
+        if (r == -ENOENT) {
+                /* Deregistered: maybe an agent restarting, which re-adopts its
+                 * sandboxes. Lost only once that has taken too long. */
+                uint64_t absent_ms = agents_absent_ms(op, node);
+                if (absent_ms < op->node_lost_grace_ms) {
+                        agent_info_done(&a);
+                        log_debug("Sandbox %s: node %s has no agent registered for %" PRIu64
+                                  " ms; NodeLost after %" PRIu64 " ms",
+                                  key, node, absent_ms, op->node_lost_grace_ms);
+                        uint64_t left = op->node_lost_grace_ms - absent_ms;
+                        return (long) (left < 5000 ? left : 5000) + 1;
+                }
+        }
         if (r < 0 || !a.live) {
                 agent_info_done(&a);
                 char msg[256];

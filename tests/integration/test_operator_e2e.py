@@ -5,6 +5,9 @@ the fixture API server with crds/ applied, `sandpit-agent --kubeconfig ...
 - examples/sandbox.yaml applied with kubectl → Ready → a command through the
   `sandpit` CLI over TCP with the token → kubectl delete → the object is gone
   (finalizer removed) and the node holds nothing;
+- the agent restarted (SIGTERM deletes its Lease, as a DaemonSet rolling update
+  does): its sandboxes stay Running through the gap and work after it; an agent
+  that deregistered and does not come back → NodeLost after --node-lost-grace;
 - the agent SIGKILLed (its Lease stays and goes stale) → NodeLost; restarted →
   its recovered sandbox is removed by the orphan resync (the object is Failed,
   final), the object stays Failed and is deletable;
@@ -19,6 +22,7 @@ conftest's leak check covers the agent after every test."""
 
 import datetime
 import json
+import signal
 import subprocess
 import time
 import urllib.request
@@ -36,6 +40,7 @@ CLI = REPO / "build" / "bin" / "sandpit"
 NODE = "node-e2e"
 LEASE_DURATION = 10  # s: the operator's watches go down for a few seconds in the relist test
 ORPHAN_GRACE = 2
+NODE_LOST_GRACE = 6  # s: an agent that deregistered (SIGTERM) and does not come back
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +65,8 @@ def node(templates_dir, kube, token_file):
 def operator(kube, node, tmp_path_factory):
     wait_for(lambda: lease_of(kube), 20, what="the agent's Lease")
     yield from running_operator(kube, node, tmp_path_factory.mktemp("operator-e2e"),
-                                extra=["--orphan-resync-seconds", "2", "--orphan-grace-seconds", str(ORPHAN_GRACE)])
+                                extra=["--orphan-resync-seconds", "2", "--orphan-grace-seconds", str(ORPHAN_GRACE),
+                                       "--node-lost-grace", f"{NODE_LOST_GRACE}s"])
 
 
 def lease_of(kube):
@@ -341,4 +347,62 @@ def test_agent_killed_node_lost_then_back(kube, node, operator):
     kube.kubectl("apply", "-f", "-", input=manifest(again))
     wait_ready(kube, again)
     kube.kubectl("delete", "sandbox", again, "--timeout=60s")
+    wait_node_empty(node)
+
+
+def reconciles(op):
+    return op_metric(op, "sandpit_operator_reconciles_total")
+
+
+def test_agent_restart_keeps_its_sandboxes_running(kube, node, operator):
+    """A rolling update of the agent DaemonSet: SIGTERM deletes the Lease, the
+    new agent registers again a few seconds later and re-adopts the sandboxes.
+    Objects reconciled in between must not be failed as NodeLost."""
+    name = "restart-" + rand_suffix(5)
+    kube.kubectl("apply", "-f", "-", input=manifest(name))
+    sid = wait_ready(kube, name)["status"]["sandboxID"]
+    assert node.signal_and_wait(signal.SIGTERM) == 0
+    assert lease_of(kube) is None, "SIGTERM should have deleted the agent's Lease"
+    # The object is reconciled (resyncs every 2 s, and a change of its own)
+    # while the node has no agent: it stays Running.
+    before = reconciles(operator)
+    kube.ok("PATCH", f"{SBX}/{name}", {"metadata": {"annotations": {"test/poke": "1"}}},
+            ctype="application/merge-patch+json")
+    wait_for(lambda: reconciles(operator) >= before + 3, 30, interval=0.2, what="three reconciles without an agent")
+    o = get_sbx(kube, name)
+    assert o["status"]["phase"] == "Running", json.dumps(o["status"], indent=1)
+    assert condition(o, "Ready")["status"] == "True"
+    # The agent is back: the sandbox was re-adopted, runs commands, and the
+    # object is still Running with the same id.
+    node.start()
+    wait_for(lambda: lease_of(kube), 20, what="the agent's Lease again")
+    p = cli(node, "exec", sid, "--", "echo", "still-here")
+    assert p.returncode == 0 and p.stdout.strip() == "still-here", p.stderr
+    before = reconciles(operator)
+    wait_for(lambda: reconciles(operator) >= before + 2, 30, interval=0.2, what="two reconciles with the agent back")
+    o = get_sbx(kube, name)
+    assert o["status"]["phase"] == "Running" and o["status"]["sandboxID"] == sid
+    kube.kubectl("delete", "sandbox", name, "--timeout=60s")
+    wait_node_empty(node)
+
+
+def test_agent_gone_for_good_is_node_lost_after_the_grace(kube, node, operator):
+    name = "gone-" + rand_suffix(5)
+    kube.kubectl("apply", "-f", "-", input=manifest(name))
+    sid = wait_ready(kube, name)["status"]["sandboxID"]
+    assert node.signal_and_wait(signal.SIGTERM) == 0
+    assert lease_of(kube) is None
+    try:
+        def node_lost():
+            o = get_sbx(kube, name)
+            ready = condition(o, "Ready")
+            return o["status"].get("phase") == "Failed" and ready and ready["reason"] == "NodeLost"
+        wait_for(node_lost, NODE_LOST_GRACE + 30, interval=0.5, what="NodeLost after the grace")
+        assert "has no agent registered" in condition(get_sbx(kube, name), "Ready")["message"]
+    finally:
+        node.start()
+    # The object is Failed (final): the orphan resync removes the re-adopted sandbox.
+    wait_for(lambda: node.api.get(f"/v1/sandboxes/{sid}").status == 404, ORPHAN_GRACE + 30,
+             interval=0.5, what="the recovered sandbox of the Failed object to be removed")
+    kube.kubectl("delete", "sandbox", name, "--timeout=60s")
     wait_node_empty(node)

@@ -577,6 +577,7 @@ static int teardown(void **state)
         for (size_t i = 0; i < agent.nsandboxes; i++)
                 json_object_put(agent.sandboxes[i]);
         scheduler_free(&op);
+        agents_free(&op);
         pthread_mutex_destroy(&op.placements_lock);
         return 0;
 }
@@ -916,6 +917,37 @@ static uint64_t us(const char *t)
         return v;
 }
 
+/* The node's Lease deleted (its agent stopped on SIGTERM, as a DaemonSet's
+ * rolling update does): Running, requeued, until --node-lost-grace has
+ * passed without a Lease; a Lease back ends the absence. */
+static void test_node_without_lease(void **state)
+{
+        (void) state;
+        running();
+        Stored *l = find("leases", "sandpit-system/sandpit-agent-" NODE);
+        assert_non_null(l);
+        drop(l);
+        op.node_lost_grace_ms = 60000;
+        unsigned patches = api.patches;
+        long ret = reconcile_sandbox(&op, KEY);
+        assert_true(ret > 0 && ret <= 5001);
+        assert_string_equal(phase(), "Running");
+        assert_int_equal(api.patches, patches);
+        /* Back: the absence ends, and a later loss counts from zero again. */
+        lease("4");
+        assert_true(reconcile_sandbox(&op, KEY) > 0);
+        assert_null(op.absent_nodes);
+        drop(find("leases", "sandpit-system/sandpit-agent-" NODE));
+        assert_true(reconcile_sandbox(&op, KEY) > 0);
+        assert_string_equal(phase(), "Running");
+        /* No grace (or the grace spent): NodeLost at once. */
+        op.node_lost_grace_ms = 0;
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(phase(), "Failed");
+        assert_string_equal(cond("Ready", "reason"), "NodeLost");
+        assert_non_null(strstr(cond("Ready", "message"), "has no agent registered"));
+}
+
 static void test_timeout_changed(void **state)
 {
         (void) state;
@@ -957,6 +989,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_delete_agent_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unschedulable, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_timeout_changed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_node_without_lease, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
