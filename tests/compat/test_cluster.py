@@ -9,7 +9,9 @@ The SDK scripts are the local suite's (js/); on top, what only a cluster
 has: the sandboxes are Sandbox objects (`kubectl get sbx`), killed ones are
 gone from the API, the access token lives in a Secret owned by the Sandbox
 and works on another replica, a create the agent refuses or that is never
-Ready leaves nothing behind. conftest's leak check covers the agent."""
+Ready leaves nothing behind; docs/install.md's examples/e2b/hello.mjs runs
+unchanged with a key from `sandpit keys create`. conftest's leak check covers
+the agent."""
 
 import json
 import os
@@ -203,6 +205,39 @@ def test_lifecycle(sdk, kube, made):
     for name in made:
         assert sbx_obj(kube, name) is None, f"Sandbox {name} still exists after kill"
         assert secret_obj(kube, name) is None, f"the token Secret of {name} is still there"
+
+
+def sbx_names(kube):
+    return {o["metadata"]["name"] for o in kube.ok("GET", SBX)["items"]}
+
+
+def started(kube):
+    """Names of the Sandboxes of NS that had a Started Event."""
+    return {e["regarding"]["name"] for e in kube.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NS}/events")["items"]
+            if e["reason"] == "Started" and e["regarding"]["kind"] == "Sandbox"}
+
+
+def test_install_guide_script(kube, sdk_dirs, operator, made):
+    """docs/install.md step 4, as a newcomer runs it: a key from `sandpit keys
+    create`, only the SDK's environment variables, and examples/e2b/hello.mjs
+    unchanged against the cluster's gateway."""
+    key = make_key(kube, NS)
+    d = sdk_dirs[SDK_LINES[0]]
+    shutil.copy(Path(__file__).resolve().parents[2] / "examples" / "e2b" / "hello.mjs", d / "install-hello.mjs")
+    url = f"http://127.0.0.1:{operator.gateway_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    before, started_before = sbx_names(kube), started(kube)
+    r = subprocess.run(["node", "install-hello.mjs"], cwd=str(d), capture_output=True, text=True, timeout=300,
+                       stdin=subprocess.DEVNULL, env=dict(env, E2B_API_URL=url, E2B_SANDBOX_URL=url))
+    assert r.returncode == 1 and "set E2B_API_KEY" in r.stderr, (r.stdout, r.stderr)
+    r = subprocess.run(["node", "install-hello.mjs"], cwd=str(d), capture_output=True, text=True, timeout=300,
+                       stdin=subprocess.DEVNULL, env=dict(env, E2B_API_KEY=key, E2B_API_URL=url, E2B_SANDBOX_URL=url))
+    made.extend(sbx_names(kube) - before)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n" + operator.log_tail()
+    assert r.stdout.strip() == "2"
+    # Its sandbox was a Sandbox object of the key's namespace, and the kill removed it.
+    assert started(kube) - started_before, "no Sandbox of the script was started in the key's namespace"
+    assert sbx_names(kube) == before
 
 
 def test_code_interpreter(sdk):
