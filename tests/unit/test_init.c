@@ -106,9 +106,12 @@ static int bound_socket(const char *path)
         return fd;
 }
 
+/* SIGTERM, which init forwards; it must then exit 0 by itself. */
+static int init_stop(Init *in);
+
 /* Starts init and waits for its ready byte on fd 3. With inherit, the socket
  * comes bound (not listening) as fd IP_LISTEN_FD and there is no --socket, as
- * in a sandbox. */
+ * in a sandbox. A failure leaves nothing: no process, socket or directory. */
 static int init_start_mode(Init *in, bool allow_local, bool inherit)
 {
         *in = (Init){.pid = -1};
@@ -117,19 +120,20 @@ static int init_start_mode(Init *in, bool allow_local, bool inherit)
                 return -errno;
         (void) snprintf(in->sock, sizeof(in->sock), "%s/init.sock", in->dir);
         int lfd = inherit ? bound_socket(in->sock) : -1;
+        int ready[2] = {-1, -1};
+        int r = 0;
         if (inherit && lfd < 0)
-                return lfd;
-        int ready[2];
-        if (pipe2(ready, O_CLOEXEC) < 0)
-                return -errno;
-        in->pid = fork();
-        if (in->pid < 0)
-                return -errno;
+                r = lfd;
+        else if (pipe2(ready, O_CLOEXEC) < 0)
+                r = -errno;
+        else if ((in->pid = fork()) < 0)
+                r = -errno;
         if (in->pid == 0) {
                 /* Both above the target numbers first, so one dup2 cannot clobber the other. */
-                int r = fcntl(ready[1], F_DUPFD_CLOEXEC, 10);
+                int rfd = fcntl(ready[1], F_DUPFD_CLOEXEC, 10);
                 int l = lfd >= 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 10) : -1;
-                if (r < 0 || dup2(r, IP_READY_FD) < 0 || (lfd >= 0 && dup2(l, IP_LISTEN_FD) < 0))
+                if (rfd < 0 || dup2(rfd, IP_READY_FD) < 0 ||
+                    (lfd >= 0 && dup2(l, IP_LISTEN_FD) < 0))
                         _exit(126);
                 (void) close_range(inherit ? IP_LISTEN_FD + 1 : IP_READY_FD + 1, ~0U, 0);
                 const char *bin = init_bin();
@@ -142,12 +146,19 @@ static int init_start_mode(Init *in, bool allow_local, bool inherit)
         }
         if (lfd >= 0)
                 (void) close(lfd);
-        (void) close(ready[1]);
-        struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
-        char byte = 0;
-        int ok = poll(&pfd, 1, IO_TIMEOUT_S * 1000) == 1 && read(ready[0], &byte, 1) == 1;
-        (void) close(ready[0]);
-        return ok ? 0 : -ETIMEDOUT;
+        if (ready[1] >= 0)
+                (void) close(ready[1]);
+        if (r == 0) {
+                struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+                char byte = 0;
+                if (poll(&pfd, 1, IO_TIMEOUT_S * 1000) != 1 || read(ready[0], &byte, 1) != 1)
+                        r = -ETIMEDOUT;
+        }
+        if (ready[0] >= 0)
+                (void) close(ready[0]);
+        if (r < 0)
+                (void) init_stop(in);
+        return r;
 }
 
 static int init_start(Init *in, bool allow_local)
@@ -155,7 +166,6 @@ static int init_start(Init *in, bool allow_local)
         return init_start_mode(in, allow_local, false);
 }
 
-/* SIGTERM, which init forwards; it must then exit 0 by itself. */
 static int init_stop(Init *in)
 {
         int rc = 0;
@@ -184,8 +194,6 @@ static int setup(void **state)
 {
         Init *in = calloc(1, sizeof(*in));
         if (!in || init_start(in, true) < 0) {
-                if (in)
-                        (void) init_stop(in);
                 free(in);
                 return -1;
         }
@@ -839,10 +847,8 @@ static void test_peer_check(void **state)
 {
         (void) state;
         Init strict;
-        if (init_start(&strict, false) < 0) {
-                (void) init_stop(&strict);
+        if (init_start(&strict, false) < 0)
                 fail_msg("cannot start %s", init_bin());
-        }
         int fd = cli_connect(&strict);
         IpBuilder b;
         ip_builder_init(&b, IP_MSG_PING);
@@ -1243,7 +1249,8 @@ static void test_inherited_socket(void **state)
 {
         (void) state;
         Init in;
-        assert_int_equal(init_start_mode(&in, true, true), 0);
+        if (init_start_mode(&in, true, true) < 0)
+                fail_msg("cannot start %s", init_bin());
         int fd = cli_connect(&in);
         struct ucred cred;
         socklen_t len = sizeof(cred);
