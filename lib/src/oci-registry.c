@@ -30,8 +30,8 @@ struct OciRegistry {
         char *base; /* "https://host[:port]" */
         bool insecure;
         CURL *h;
-        char *authorization; /* "Authorization: ..." once authenticated */
-        bool authenticated;  /* a challenge was answered: a second 401 is final */
+        char *authorization;   /* "Authorization: ..." once authenticated */
+        bool authenticated;    /* a challenge was answered: a second 401 is final */
         bool used_credentials; /* a challenge was answered with the configured ones */
         char err[512];
         char errbuf[CURL_ERROR_SIZE];

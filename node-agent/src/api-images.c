@@ -36,9 +36,9 @@ static void handle_pull(Agent *a, HttpRequest *req)
         }
         /* The caller's credentials: for this pull only, never logged or kept. */
         size_t auth_len = 0;
-        const char *text = auth ? json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN,
-                                                                    &auth_len)
-                                : NULL;
+        const char *text =
+                auth ? json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN, &auth_len)
+                     : NULL;
         ImagePullOptions o = {
                 /* An explicit pull resolves the tag again, as `docker pull` does. */
                 .refresh = refresh ? json_object_get_boolean(refresh) : true,

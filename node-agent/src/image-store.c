@@ -570,9 +570,11 @@ int image_pull_with(ImageStore *s, const char *ref, const ImagePullOptions *o, j
                 if (r != -ENOENT && r != -EBADMSG)
                         return r;
                 /* Gone meanwhile (a remove or the GC), or unreadable: pulled again. */
-                return image_pull_with(s, ref, &(ImagePullOptions){.refresh = true, .verify = o->verify,
-                                                                   .auth = o->auth,
-                                                                   .auth_len = o->auth_len},
+                return image_pull_with(s, ref,
+                                       &(ImagePullOptions){.refresh = true,
+                                                           .verify = o->verify,
+                                                           .auth = o->auth,
+                                                           .auth_len = o->auth_len},
                                        ret, err, errlen);
         }
         p = calloc(1, sizeof(*p));

@@ -339,8 +339,8 @@ static long pull_image(Operator *op, json_object **obj, json_object *st, const A
                 int r = sandbox_pull_auth(op, k8s_obj_namespace(*obj), t->pull_secret, &auth, msg,
                                           sizeof(msg));
                 if (r == -ENOENT || r == -EINVAL) {
-                        const char *reason = r == -ENOENT ? "PullSecretNotFound"
-                                                          : "InvalidPullSecret";
+                        const char *reason =
+                                r == -ENOENT ? "PullSecretNotFound" : "InvalidPullSecret";
                         template_status(op, t, "False", reason, msg, NULL);
                         return wait_for_user(op, obj, st, reason, msg);
                 }
@@ -359,9 +359,9 @@ static long pull_image(Operator *op, json_object **obj, json_object *st, const A
         if (r < 0)
                 return r;
         r = op->agent->image_pull(&c, req, &img, &ae);
-        if (r < 0 && (ae.status == 400 || ae.status == 401 || ae.status == 403 ||
-                      ae.status == 404 || ae.status == 413 || ae.status == 415 ||
-                      ae.status == 502)) {
+        if (r < 0 &&
+            (ae.status == 400 || ae.status == 401 || ae.status == 403 || ae.status == 404 ||
+             ae.status == 413 || ae.status == 415 || ae.status == 502)) {
                 /* A bad reference, a denied, unknown or unusable image: said,
                  * and retried (the registry, the Secret or the template may be
                  * fixed). */

@@ -24,13 +24,13 @@
 #include "sandpit/util.h"
 #include "test-support.h"
 
-#define UID      "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
+#define UID          "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
 #define TEMPLATE_UID "5d1e7a2b-8c3f-4e9a-b6d0-1f2e3a4b5c6d"
-#define ID       "sbx-" UID
-#define KEY      "default/box"
-#define NODE     "n1"
-#define ENDPOINT "http://198.18.0.1:7443"
-#define S        UINT64_C(1000000) /* one second in µs */
+#define ID           "sbx-" UID
+#define KEY          "default/box"
+#define NODE         "n1"
+#define ENDPOINT     "http://198.18.0.1:7443"
+#define S            UINT64_C(1000000) /* one second in µs */
 
 /* ------------------------------------------------------------ the store */
 
@@ -489,8 +489,8 @@ static int fake_image_pull(const AgentConn *c, json_object *req, json_object **r
         int r = scripted("image_pull", err);
         if (r < 0)
                 return r;
-        const char *auth = json_object_to_json_string_ext(json_field(req, "auth"),
-                                                          JSON_C_TO_STRING_PLAIN);
+        const char *auth =
+                json_object_to_json_string_ext(json_field(req, "auth"), JSON_C_TO_STRING_PLAIN);
         if (streq(image, "r.io/team/private:1") && !strstr(auth, "dXNlcjpwdw==")) {
                 err->status = 403;
                 snprintf(err->message, sizeof(err->message), "%s: denied", image);
@@ -780,7 +780,7 @@ static void test_image_template(void **state)
         assert_non_null(strstr(cond("Ready", "message"), "r.io/team/py:3"));
         assert_string_equal(agent.calls[0].op, "image_pull");
         assert_json(agent.calls[0].req, "{\"image\":\"r.io/team/py:3\",\"refresh\":false,"
-                                                       "\"verify\":true}");
+                                        "\"verify\":true}");
 
         for (int i = 0; i < 2; i++) {
                 fail_next("image_pull", -ENOENT, 404, "r.io/team/py:3: manifest: MANIFEST_UNKNOWN");
@@ -806,9 +806,10 @@ static void test_image_template(void **state)
         tst = json_field(find("sandboxtemplates", "default/py")->obj, "status");
         assert_string_equal(json_str(tst, "digest"), "sha256:0123");
         assert_int_equal(json_object_get_int64(json_field(tst, "size")), 4096);
-        assert_non_null(strstr(plain(tst),
-                               "\"status\":\"True\",\"reason\":\"Pulled\""));
-        assert_int_equal(events("template Normal Pulled: node " NODE " has image r.io/team/py:3 as sha256:0123"), 1);
+        assert_non_null(strstr(plain(tst), "\"status\":\"True\",\"reason\":\"Pulled\""));
+        assert_int_equal(events("template Normal Pulled: node " NODE
+                                " has image r.io/team/py:3 as sha256:0123"),
+                         1);
 }
 
 /* source.pullSecret: a missing Secret, one of the wrong type, then the right
@@ -817,8 +818,8 @@ static void test_image_pull_secret(void **state)
 {
         (void) state;
         put("sandboxtemplates",
-            parse("{\"metadata\":{\"name\":\"priv\",\"namespace\":\"default\",\"uid\":\"" TEMPLATE_UID
-                  "\"},\"spec\":{\"source\":{\"image\":\"r.io/team/private:1\","
+            parse("{\"metadata\":{\"name\":\"priv\",\"namespace\":\"default\",\"uid\":"
+                  "\"" TEMPLATE_UID "\"},\"spec\":{\"source\":{\"image\":\"r.io/team/private:1\","
                   "\"pullSecret\":\"pull\"}}}"));
         new_sandbox("{\"template\":\"priv\",\"timeout\":\"10m\"}");
         assert_true(reconcile_sandbox(&op, KEY) < 0);
@@ -838,15 +839,18 @@ static void test_image_pull_secret(void **state)
         drop(find("secrets", "default/pull"));
         put("secrets", parse("{\"metadata\":{\"name\":\"pull\",\"namespace\":\"default\"},"
                              "\"type\":\"kubernetes.io/dockerconfigjson\",\"data\":{"
-                             "\".dockerconfigjson\":\"eyJhdXRocyI6eyJyLmlvIjp7ImF1dGgiOiJkWE5sY2pwd2R3PT0ifX19\"}}"));
+                             "\".dockerconfigjson\":"
+                             "\"eyJhdXRocyI6eyJyLmlvIjp7ImF1dGgiOiJkWE5sY2pwd2R3PT0ifX19\"}}"));
         assert_int_equal(reconcile_sandbox(&op, KEY), 0);
         assert_string_equal(calls_since(0), "image_pull create");
-        assert_json(json_field(agent.calls[0].req, "auth"), "{\"auths\":{\"r.io\":{\"auth\":\"dXNlcjpwdw==\"}}}");
+        assert_json(json_field(agent.calls[0].req, "auth"),
+                    "{\"auths\":{\"r.io\":{\"auth\":\"dXNlcjpwdw==\"}}}");
         assert_string_equal(phase(), "Running");
         /* the credentials are in neither status nor Events */
         assert_null(strstr(json_object_to_json_string(sandbox()), "dXNlcjpwdw"));
-        assert_null(strstr(json_object_to_json_string(find("sandboxtemplates", "default/priv")->obj),
-                           "dXNlcjpwdw"));
+        assert_null(
+                strstr(json_object_to_json_string(find("sandboxtemplates", "default/priv")->obj),
+                       "dXNlcjpwdw"));
         for (size_t i = 0; i < api.nevents; i++)
                 assert_null(strstr(api.events[i], "dXNlcjpwdw"));
 }
