@@ -208,9 +208,9 @@ static void test_image_pull(void **state)
         const AgentConn c = conn();
         AgentClientError e = {0};
         json_object *ret = NULL;
-        json_object *req = json_tokener_parse(
-                "{\"image\":\"r.io/a:1\",\"refresh\":false,\"verify\":true,"
-                "\"auth\":{\"auths\":{\"r.io\":{\"auth\":\"dTpw\"}}}}");
+        json_object *req =
+                json_tokener_parse("{\"image\":\"r.io/a:1\",\"refresh\":false,\"verify\":true,"
+                                   "\"auth\":{\"auths\":{\"r.io\":{\"auth\":\"dTpw\"}}}}");
 
         answer(200, "{\"name\":\"r.io/a:1\",\"digest\":\"sha256:00\",\"size\":7}");
         assert_int_equal(agent_http_ops.image_pull(&c, req, &ret, &e), 0);
@@ -257,12 +257,9 @@ static void test_token_and_transport(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_create),
-                cmocka_unit_test(test_get_and_remove),
-                cmocka_unit_test(test_list),
-                cmocka_unit_test(test_actions),
-                cmocka_unit_test(test_image_pull),
-                cmocka_unit_test(test_token_and_transport),
+                cmocka_unit_test(test_create),     cmocka_unit_test(test_get_and_remove),
+                cmocka_unit_test(test_list),       cmocka_unit_test(test_actions),
+                cmocka_unit_test(test_image_pull), cmocka_unit_test(test_token_and_transport),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
