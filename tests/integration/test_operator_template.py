@@ -204,8 +204,10 @@ def test_image_template_with_pull_secret(kube, node, operator, registry):
         st, _, evs = kube.request("GET", EVENTS)
         everything = json.dumps([evs, tmpl_status(kube, "priv"), tmpl_status(kube, "nocreds")])
         assert registry.password not in everything and wrong not in everything
-        log = node.log_tail(lines=1000000, since=log0)
+        log = node.log_tail(lines=1000000, since=log0) + operator.log.read_text()
         assert registry.password not in log and wrong not in log
+        b64 = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+        assert b64 not in log and b64 not in everything
     finally:
         for n in ("priv-box", "nocreds-box"):
             kube.kubectl("delete", "sandbox", n, "--ignore-not-found")
