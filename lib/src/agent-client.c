@@ -262,6 +262,11 @@ int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret)
         return call(c, "POST", "/v1/images/pull", body, 200, ret);
 }
 
+int agent_client_image_pull_req(AgentClient *c, json_object *req, json_object **ret)
+{
+        return call(c, "POST", "/v1/images/pull", req, 200, ret);
+}
+
 int agent_client_image_list(AgentClient *c, json_object **ret)
 {
         cleanup_json json_object *resp = NULL;

@@ -30,8 +30,9 @@ struct OciRegistry {
         char *base; /* "https://host[:port]" */
         bool insecure;
         CURL *h;
-        char *authorization; /* "Authorization: ..." once authenticated */
-        bool authenticated;  /* a challenge was answered: a second 401 is final */
+        char *authorization;   /* "Authorization: ..." once authenticated */
+        bool authenticated;    /* a challenge was answered: a second 401 is final */
+        bool used_credentials; /* a challenge was answered with the configured ones */
         char err[512];
         char errbuf[CURL_ERROR_SIZE];
         /* Headers of the last response. */
@@ -64,6 +65,11 @@ void oci_registry_free(OciRegistry *c)
 const char *oci_registry_last_error(const OciRegistry *c)
 {
         return c->err;
+}
+
+bool oci_registry_used_credentials(const OciRegistry *c)
+{
+        return c->used_credentials;
 }
 
 int oci_registry_new(const OciRegistryConfig *cfg, const OciRef *ref, OciRegistry **ret)
@@ -242,6 +248,7 @@ static int authenticate(OciRegistry *c)
         if (pass)
                 explicit_bzero(pass, strlen(pass));
         c->authenticated = true;
+        c->used_credentials = basic != NULL;
         if (streq(ch.scheme, "basic")) {
                 oci_challenge_done(&ch);
                 if (!basic) {

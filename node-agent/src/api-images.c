@@ -15,24 +15,43 @@ static void handle_pull(Agent *a, HttpRequest *req)
         if (http_request_parse_json(req, &body) < 0)
                 return;
         const char *ref = json_str(body, "image");
-        json_object *refresh = json_field(body, "refresh");
-        bool bad = !ref || (refresh && !json_object_is_type(refresh, json_type_boolean));
+        json_object *refresh = json_field(body, "refresh"), *verify = json_field(body, "verify");
+        json_object *auth = json_field(body, "auth");
+        bool bad = !ref || (refresh && !json_object_is_type(refresh, json_type_boolean)) ||
+                   (verify && !json_object_is_type(verify, json_type_boolean)) ||
+                   (auth && !json_object_is_type(auth, json_type_object));
         json_object_object_foreach(body, key, val) {
                 (void) val;
-                if (!streq(key, "image") && !streq(key, "refresh"))
+                if (!streq(key, "image") && !streq(key, "refresh") && !streq(key, "verify") &&
+                    !streq(key, "auth"))
                         bad = true;
         }
         if (bad) {
                 http_respond_error(req, 400,
                                    "body must be {\"image\": REF} (and optionally "
-                                   "\"refresh\": false to keep a pulled tag)");
+                                   "\"refresh\": false to keep a pulled tag, \"auth\": a docker "
+                                   "config object with this pull's credentials, \"verify\": "
+                                   "true to check a cached copy against them)");
                 return;
         }
+        /* The caller's credentials: for this pull only, never logged or kept. */
+        size_t auth_len = 0;
+        const char *text =
+                auth ? json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN, &auth_len)
+                     : NULL;
+        ImagePullOptions o = {
+                /* An explicit pull resolves the tag again, as `docker pull` does. */
+                .refresh = refresh ? json_object_get_boolean(refresh) : true,
+                /* Credentials of its own: the node's copy is checked against them. */
+                .verify = verify ? json_object_get_boolean(verify) : auth != NULL,
+                .auth = text,
+                .auth_len = auth_len,
+        };
         char err[768] = "";
         json_object *img = NULL;
-        /* An explicit pull resolves the tag again, as `docker pull` does. */
-        int r = image_pull(a->images, ref, refresh ? json_object_get_boolean(refresh) : true, &img,
-                           err, sizeof(err));
+        int r = image_pull_with(a->images, ref, &o, &img, err, sizeof(err));
+        if (text)
+                explicit_bzero((char *) text, auth_len);
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot pull");
                 return;

@@ -201,6 +201,12 @@ static int record_load_path(const char *path, json_object **ret)
         return 0;
 }
 
+static bool record_exists(ImageStore *s, const char *name)
+{
+        cleanup_free char *path = NULL;
+        return record_path(s, name, &path) == 0 && access(path, F_OK) == 0;
+}
+
 static int record_load(ImageStore *s, const char *name, json_object **ret)
 {
         cleanup_free char *path = NULL;
@@ -221,7 +227,8 @@ static json_object *strv_to_json(char **v)
 }
 
 static int record_save(ImageStore *s, const char *name, const char *digest,
-                       const char *manifest_digest, const OciManifest *m, const OciImageConfig *cfg)
+                       const char *manifest_digest, bool public, const OciManifest *m,
+                       const OciImageConfig *cfg)
 {
         json_object *o = json_object_new_object(), *layers = json_object_new_array(),
                     *c = json_object_new_object();
@@ -238,6 +245,8 @@ static int record_save(ImageStore *s, const char *name, const char *digest,
                                       json_object_new_string(manifest_digest));
         (void) json_object_object_add(o, "size", json_object_new_int64((int64_t) size));
         (void) json_object_object_add(o, "pulled", json_object_new_string(when));
+        /* Pulled without credentials: anyone may have it from the node's copy. */
+        (void) json_object_object_add(o, "public", json_object_new_boolean(public));
         (void) json_object_object_add(o, "layers", layers);
         (void) json_object_object_add(c, "env", strv_to_json(cfg->env));
         if (cfg->working_dir)
@@ -319,16 +328,36 @@ static char *read_auth(ImageStore *s, size_t *ret_len)
         return text;
 }
 
-static int do_pull(ImageStore *s, const OciRef *ref, const char *name, char *err, size_t errlen)
+/* The registry client's configuration for one pull: the caller's credentials
+ * (o->auth) or the agent's --registry-auth-file (read into *ret_auth). */
+static OciRegistryConfig registry_config(ImageStore *s, const ImagePullOptions *o, char **ret_auth,
+                                         size_t *ret_auth_len)
+{
+        *ret_auth = NULL;
+        *ret_auth_len = 0;
+        if (!o->auth)
+                *ret_auth = read_auth(s, ret_auth_len);
+        return (OciRegistryConfig){.ca_file = s->ca_file,
+                                   .insecure = s->insecure,
+                                   .auth_config = o->auth ? o->auth : *ret_auth,
+                                   .auth_config_len = o->auth ? o->auth_len : *ret_auth_len,
+                                   .max_blob_size = s->max_layer_size,
+                                   .timeout_ms = REQUEST_TIMEOUT_MS};
+}
+
+static void auth_done(char *auth, size_t len)
+{
+        if (auth)
+                explicit_bzero(auth, len);
+        free(auth);
+}
+
+static int do_pull(ImageStore *s, const OciRef *ref, const char *name, const ImagePullOptions *o,
+                   char *err, size_t errlen)
 {
         size_t auth_len = 0;
-        cleanup_free char *auth = read_auth(s, &auth_len);
-        OciRegistryConfig rc = {.ca_file = s->ca_file,
-                                .insecure = s->insecure,
-                                .auth_config = auth,
-                                .auth_config_len = auth_len,
-                                .max_blob_size = s->max_layer_size,
-                                .timeout_ms = REQUEST_TIMEOUT_MS};
+        char *auth = NULL;
+        OciRegistryConfig rc = registry_config(s, o, &auth, &auth_len);
         OciRegistry *reg = NULL;
         OciManifest m = {0};
         OciImageConfig cfg = {0};
@@ -395,7 +424,7 @@ static int do_pull(ImageStore *s, const OciRef *ref, const char *name, char *err
                         goto out;
                 }
         }
-        r = record_save(s, name, digest, mdigest, &m, &cfg);
+        r = record_save(s, name, digest, mdigest, !oci_registry_used_credentials(reg), &m, &cfg);
         if (r < 0)
                 (void) snprintf(err, errlen, "%s: cannot save the image: %s", name, strerror(-r));
         goto out;
@@ -410,8 +439,57 @@ out:
         oci_config_done(&cfg);
         oci_manifest_done(&m);
         oci_registry_free(reg);
-        if (auth)
-                explicit_bzero(auth, auth_len);
+        auth_done(auth, auth_len);
+        return r;
+}
+
+/* May the caller of o have the node's copy rec of image ref? Yes when it was
+ * pulled anonymously; else when the registry gives its manifest (by digest:
+ * one small GET, and the answer is the same image) to the caller's
+ * credentials. A registry that cannot be asked refuses the copy too. */
+static int recheck(ImageStore *s, const OciRef *ref, const char *name, json_object *rec,
+                   const ImagePullOptions *o, char *err, size_t errlen)
+{
+        json_object *pub = json_field(rec, "public");
+        const char *digest = json_str(rec, "digest");
+        if (pub && json_object_get_boolean(pub))
+                return 0;
+        if (!digest) {
+                (void) snprintf(err, errlen, "%s: the node's record of it has no digest", name);
+                return -EIO;
+        }
+        size_t auth_len = 0;
+        char *auth = NULL;
+        OciRegistryConfig rc = registry_config(s, o, &auth, &auth_len);
+        OciRegistry *reg = NULL;
+        cleanup_free char *data = NULL, *ct = NULL;
+        char got[OCI_DIGEST_MAX] = "";
+        size_t len = 0;
+        int r = oci_registry_new(&rc, ref, &reg);
+        if (r == 0)
+                r = oci_registry_get_manifest(reg, digest, &data, &len, &ct, got);
+        if (r < 0) {
+                const char *why = reg && oci_registry_last_error(reg)[0]
+                                          ? oci_registry_last_error(reg)
+                                          : strerror(-r);
+                if (r == -ENOENT || r == -EACCES || r == -EPERM) {
+                        /* Registries answer 404 for a private repository as often as 401. */
+                        (void) snprintf(err, errlen,
+                                        "%s: the node has the image, but the registry does not "
+                                        "give it to this request's credentials: %s",
+                                        name, why);
+                        r = -EACCES;
+                } else {
+                        (void) snprintf(err, errlen,
+                                        "%s: cannot check this request's credentials for the "
+                                        "node's copy with the registry: %s",
+                                        name, why);
+                        if (r == -EBADMSG)
+                                r = -EREMOTEIO;
+                }
+        }
+        oci_registry_free(reg);
+        auth_done(auth, auth_len);
         return r;
 }
 
@@ -427,6 +505,30 @@ static void pull_unref_locked(ImageStore *s, Pull *p)
 int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, char *err,
                size_t errlen)
 {
+        return image_pull_with(s, ref, &(ImagePullOptions){.refresh = refresh}, ret, err, errlen);
+}
+
+/* The record of name for a caller that did not pull it itself: rechecked
+ * when o asks. Consumes nothing; *ret set only on success. */
+static int cached(ImageStore *s, const OciRef *ref, const char *name, const ImagePullOptions *o,
+                  json_object **ret, char *err, size_t errlen)
+{
+        json_object *rec = NULL;
+        int r = record_load(s, name, &rec);
+        if (r < 0)
+                return r;
+        if (o->verify && (r = recheck(s, ref, name, rec, o, err, errlen)) < 0) {
+                json_object_put(rec);
+                return r;
+        }
+        *ret = rec;
+        return 0;
+}
+
+int image_pull_with(ImageStore *s, const char *ref, const ImagePullOptions *o, json_object **ret,
+                    char *err, size_t errlen)
+{
+        bool refresh = o->refresh;
         OciRef oref = {0};
         cleanup_free char *name = NULL;
         int r = oci_ref_parse(ref, s->default_registry, &oref);
@@ -454,13 +556,26 @@ int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, 
                 (void) snprintf(err, errlen, "%s", p->err);
                 pull_unref_locked(s, p);
                 (void) pthread_mutex_unlock(&s->lock);
+                /* Another caller's pull, with its credentials: checked for ours. */
+                if (r == 0)
+                        r = cached(s, &oref, name, o, ret, err, errlen);
                 oci_ref_done(&oref);
-                return r < 0 ? r : record_load(s, name, ret);
+                return r;
         }
-        if (!refresh && record_load(s, name, ret) == 0) {
+        if (!refresh && record_exists(s, name)) {
                 (void) pthread_mutex_unlock(&s->lock);
+                /* Outside the lock: the check asks the registry. */
+                r = cached(s, &oref, name, o, ret, err, errlen);
                 oci_ref_done(&oref);
-                return 0;
+                if (r != -ENOENT && r != -EBADMSG)
+                        return r;
+                /* Gone meanwhile (a remove or the GC), or unreadable: pulled again. */
+                return image_pull_with(s, ref,
+                                       &(ImagePullOptions){.refresh = true,
+                                                           .verify = o->verify,
+                                                           .auth = o->auth,
+                                                           .auth_len = o->auth_len},
+                                       ret, err, errlen);
         }
         p = calloc(1, sizeof(*p));
         if (!p || !(p->name = strdup(name))) {
@@ -476,7 +591,7 @@ int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, 
         (void) pthread_mutex_unlock(&s->lock);
 
         uint64_t t0 = now_monotonic_us();
-        r = do_pull(s, &oref, name, p->err, sizeof(p->err));
+        r = do_pull(s, &oref, name, o, p->err, sizeof(p->err));
         oci_ref_done(&oref);
         if (r < 0)
                 log_error_errno(r, "image pull failed: %s", p->err);

@@ -54,6 +54,25 @@ void image_store_free(ImageStore *s);
  * no linux/amd64 image. */
 int image_pull(ImageStore *s, const char *ref, bool refresh, json_object **ret, char *err,
                size_t errlen);
+
+typedef struct {
+        bool refresh; /* resolve the tag again even when the store has the image */
+        /* A copy in the store that this call did not pull itself (one pulled
+         * before, or another caller's pull in flight) is used only when it was
+         * pulled anonymously ("public" in its record) or the registry gives its
+         * manifest to this call's credentials; else -EACCES. */
+        bool verify;
+        /* This call's credentials (docker config text, borrowed; never
+         * logged or stored): instead of the agent's --registry-auth-file for
+         * this pull and its check. NULL: the agent's. */
+        const char *auth;
+        size_t auth_len;
+} ImagePullOptions;
+
+/* image_pull() with the caller's credentials and the check of a cached copy
+ * (docs/images.md, "Credentials per request"). */
+int image_pull_with(ImageStore *s, const char *ref, const ImagePullOptions *o, json_object **ret,
+                    char *err, size_t errlen);
 /* A Template for a pulled image (no pull): lowers top first, the config's
  * Env, WorkingDir, User and start command. -ENOENT when not in the store.
  * The image is pinned: image_remove() refuses it until image_unpin(t->name),

@@ -105,7 +105,18 @@ static int agent_resume(const AgentConn *conn, const char *id, json_object **ret
         return done(conn, c, "resume", id, r, err);
 }
 
+static int agent_image_pull(const AgentConn *conn, json_object *req, json_object **ret,
+                            AgentClientError *err)
+{
+        cleanup_agent_client AgentClient *c = NULL;
+        int r = open_client(conn, err, &c);
+        if (r >= 0)
+                r = agent_client_image_pull_req(c, req, ret);
+        return done(conn, c, "image pull", json_str(req, "image"), r, err);
+}
+
 const AgentOps agent_http_ops = {
+        .image_pull = agent_image_pull,
         .create = agent_create,
         .get = agent_get,
         .list = agent_list,

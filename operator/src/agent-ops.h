@@ -47,6 +47,10 @@ typedef struct AgentOps {
         /* POST /v1/sandboxes/{id}/pause {"stop_deadline": ...}: *ret the sandbox. */
         int (*pause)(const AgentConn *c, const char *id, bool stop_deadline, json_object **ret,
                      AgentClientError *err);
+        /* POST /v1/images/pull with req ({"image", "refresh", "verify",
+         * "auth"}; auth is a secret, never logged): *ret the image. */
+        int (*image_pull)(const AgentConn *c, json_object *req, json_object **ret,
+                          AgentClientError *err);
         /* POST /v1/sandboxes/{id}/resume: *ret the sandbox. */
         int (*resume)(const AgentConn *c, const char *id, json_object **ret, AgentClientError *err);
 } AgentOps;

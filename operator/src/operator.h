@@ -128,6 +128,8 @@ typedef struct {
         char *image;            /* source.image, or NULL (docs/images.md) */
         json_object *resources; /* the SandboxTemplate's spec.resources, or NULL */
         bool found;             /* a SandboxTemplate object exists */
+        char *pull_secret;      /* source.pullSecret (a Secret in its namespace), or NULL */
+        json_object *obj;       /* the SandboxTemplate object (for its status), or NULL */
 } SandboxTemplateInfo;
 
 void sandbox_template_done(SandboxTemplateInfo *t);
@@ -137,6 +139,11 @@ void sandbox_template_done(SandboxTemplateInfo *t);
  * what the agents cannot do; other errors are the API's. */
 int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
                              size_t msglen);
+/* The image pull credentials in Secret ns/name (kubernetes.io/dockerconfigjson):
+ * *ret the parsed .dockerconfigjson, a secret, never logged. -ENOENT (no such
+ * Secret) or -EINVAL (not such a Secret) with msg set. */
+int sandbox_pull_auth(Operator *op, const char *ns, const char *name, json_object **ret, char *msg,
+                      size_t msglen);
 /* The sandbox's limits: spec.resources, else the template's (t may be NULL),
  * else the built-in defaults; -EINVAL when a value is malformed. */
 int sandbox_resources(json_object *sbx, const SandboxTemplateInfo *t, SandboxResources *ret);

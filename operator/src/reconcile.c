@@ -286,6 +286,105 @@ static void status_from_agent(json_object *st, json_object *sandbox, int64_t gen
         }
 }
 
+/* The SandboxTemplate's status after a pull for one of its Sandboxes: Ready
+ * with the image's digest and size, or not with why; an Event when Ready
+ * changes. Best effort: the Sandbox's own status says the same. */
+static void template_status(Operator *op, const SandboxTemplateInfo *t, const char *cstatus,
+                            const char *reason, const char *msg, json_object *img)
+{
+        if (!t->obj)
+                return;
+        json_object *cur = json_field(t->obj, "status");
+        cleanup_json json_object *st = NULL;
+        if (cur ? json_object_deep_copy(cur, &st, NULL) < 0 : !(st = json_object_new_object()))
+                return;
+        const char *was = status_condition_status(st, "Ready");
+        const char *was_reason = status_condition_reason(st, "Ready");
+        bool changed = !was || !streq(was, cstatus) || !was_reason || !streq(was_reason, reason);
+        int64_t gen = generation(t->obj);
+        status_set_condition(st, "Ready", cstatus, reason, msg, gen);
+        json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+        const char *digest = json_str(img, "digest");
+        json_object *size = json_field(img, "size");
+        if (digest)
+                json_object_object_add(st, "digest", json_object_new_string(digest));
+        if (size && json_object_is_type(size, json_type_int))
+                json_object_object_add(st, "size",
+                                       json_object_new_int64(json_object_get_int64(size)));
+        if ((cur && json_object_equal(cur, st)) || leader_check(op->leader) < 0)
+                return;
+        cleanup_json json_object *patch = json_object_new_object();
+        json_object_object_add(patch, "status", json_object_get(st));
+        cleanup_json json_object *out = NULL;
+        K8sError e = {0};
+        int r = k8s_patch(op->client, &operator_templates, k8s_obj_namespace(t->obj),
+                          k8s_obj_name(t->obj), "status", K8S_PATCH_MERGE, patch, &out, &e);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to patch the status of SandboxTemplate %s/%s: %s",
+                                  k8s_obj_namespace(t->obj), k8s_obj_name(t->obj), e.message);
+                return;
+        }
+        if (changed)
+                post_event(op, t->obj, streq(cstatus, "True") ? "Normal" : "Warning", reason, msg);
+}
+
+/* An image template: the node pulls the image (or checks its copy against
+ * the template's credentials, docs/images.md) before the create, with the
+ * credentials of source.pullSecret, else the node's own. 0 when it has it. */
+static long pull_image(Operator *op, json_object **obj, json_object *st, const AgentInfo *a,
+                       const SandboxTemplateInfo *t)
+{
+        char msg[768];
+        cleanup_json json_object *auth = NULL, *req = NULL, *img = NULL;
+        if (t->pull_secret) {
+                int r = sandbox_pull_auth(op, k8s_obj_namespace(*obj), t->pull_secret, &auth, msg,
+                                          sizeof(msg));
+                if (r == -ENOENT || r == -EINVAL) {
+                        const char *reason =
+                                r == -ENOENT ? "PullSecretNotFound" : "InvalidPullSecret";
+                        template_status(op, t, "False", reason, msg, NULL);
+                        return wait_for_user(op, obj, st, reason, msg);
+                }
+                if (r < 0)
+                        return r;
+        }
+        req = json_object_new_object();
+        json_object_object_add(req, "image", json_object_new_string(t->image));
+        json_object_object_add(req, "refresh", json_object_new_boolean(false));
+        json_object_object_add(req, "verify", json_object_new_boolean(true));
+        if (auth)
+                json_object_object_add(req, "auth", json_object_get(auth));
+        AgentConn c = {0};
+        AgentClientError ae = {0};
+        int r = agent_conn(op, a, &c);
+        if (r < 0)
+                return r;
+        r = op->agent->image_pull(&c, req, &img, &ae);
+        if (r < 0 &&
+            (ae.status == 400 || ae.status == 401 || ae.status == 403 || ae.status == 404 ||
+             ae.status == 413 || ae.status == 415 || ae.status == 502)) {
+                /* A bad reference, a denied, unknown or unusable image: said,
+                 * and retried (the registry, the Secret or the template may be
+                 * fixed). */
+                snprintf(msg, sizeof(msg), "node %s cannot pull the image: %s", a->node,
+                         agent_error_message(&ae));
+                template_status(op, t, "False", "ImagePullFailed", msg, NULL);
+                return wait_for_user(op, obj, st, "ImagePullFailed", msg);
+        }
+        if (r < 0) {
+                if (!ae.status)
+                        return r;
+                log_warning("Sandbox %s/%s: node %s answered the pull %ld: %s",
+                            k8s_obj_namespace(*obj), k8s_obj_name(*obj), a->node, ae.status,
+                            agent_error_message(&ae));
+                return -EAGAIN;
+        }
+        snprintf(msg, sizeof(msg), "node %s has image %s as %s", a->node, t->image,
+                 json_str(img, "digest") ?: "?");
+        template_status(op, t, "True", "Pulled", msg, img);
+        return 0;
+}
+
 static long create_on_agent(Operator *op, json_object **obj, json_object *st, const char *key,
                             const AgentInfo *a)
 {
@@ -298,6 +397,10 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                 return wait_for_user(op, obj, st, "InvalidTemplate", msg);
         if (r < 0)
                 return r;
+        if (t.image && (r = (int) pull_image(op, obj, st, a, &t)) != 0) {
+                sandbox_template_done(&t);
+                return r;
+        }
         r = sandbox_create_body(op, *obj, &t, id, &body, msg, sizeof(msg));
         bool image = t.image != NULL;
         sandbox_template_done(&t);

@@ -19,7 +19,9 @@ void sandbox_template_done(SandboxTemplateInfo *t)
 {
         free(t->agent_template);
         free(t->image);
+        free(t->pull_secret);
         json_putp(&t->resources);
+        json_putp(&t->obj);
         *t = (SandboxTemplateInfo){0};
 }
 
@@ -45,12 +47,16 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
         const char *path = json_str(source, "path"), *image = json_str(source, "image");
         if (image && *image) {
                 /* The agents pull it (docs/images.md); a bad reference is theirs to refuse. */
+                const char *secret = json_str(source, "pullSecret");
                 *ret = (SandboxTemplateInfo){
                         .image = strdup(image),
                         .resources = json_object_get(json_field(spec, "resources")),
                         .found = true,
+                        .pull_secret = secret && *secret ? strdup(secret) : NULL,
+                        .obj = json_object_get(tmpl),
                 };
-                if (!ret->image || asprintf(&ret->agent_template, "image:%s", image) < 0) {
+                if (!ret->image || (secret && *secret && !ret->pull_secret) ||
+                    asprintf(&ret->agent_template, "image:%s", image) < 0) {
                         ret->agent_template = NULL;
                         sandbox_template_done(ret);
                         return -ENOMEM;
@@ -133,6 +139,55 @@ json_object *sandbox_resources_json(const SandboxResources *r)
         json_object_object_add(o, "disk", json_object_new_string(disk));
         json_object_object_add(o, "pids", json_object_new_int64(r->pids));
         return o;
+}
+
+#define DOCKERCONFIGJSON "kubernetes.io/dockerconfigjson"
+
+int sandbox_pull_auth(Operator *op, const char *ns, const char *name, json_object **ret, char *msg,
+                      size_t msglen)
+{
+        cleanup_json json_object *secret = NULL;
+        K8sError e = {0};
+        int r = k8s_get(op->client, &operator_secrets, ns, name, &secret, &e);
+        if (r == -ENOENT) {
+                snprintf(msg, msglen, "pullSecret %s: no Secret %s in namespace %s", name, name,
+                         ns);
+                return -ENOENT;
+        }
+        if (r < 0)
+                return r;
+        const char *type = json_str(secret, "type");
+        json_object *v = json_field(json_field(secret, "data"), ".dockerconfigjson");
+        if (!type || !streq(type, DOCKERCONFIGJSON) || !v) {
+                snprintf(msg, msglen,
+                         "pullSecret %s: the Secret is of type %s, not " DOCKERCONFIGJSON
+                         " with a .dockerconfigjson key",
+                         name, type ? type : "(none)");
+                return -EINVAL;
+        }
+        uint8_t *raw = NULL;
+        size_t len = 0;
+        json_object *doc = NULL;
+        r = base64_decode(json_object_get_string(v), &raw, &len);
+        if (r == 0) {
+                if (json_parse_strict((const char *) raw, len, 16, &doc, NULL) < 0 ||
+                    !json_object_is_type(doc, json_type_object) ||
+                    !json_object_is_type(json_field(doc, "auths"), json_type_object)) {
+                        json_putp(&doc);
+                        r = -EINVAL;
+                }
+                explicit_bzero(raw, len);
+                free(raw);
+        }
+        if (r < 0) {
+                snprintf(msg, msglen,
+                         "pullSecret %s: .dockerconfigjson is not a docker config with an "
+                         "\"auths\" object",
+                         name);
+                return -EINVAL;
+        }
+        *ret = doc;
+        return 0;
 }
 
 /* The value of key in Secret ns/name; -ENOENT when either is missing. */

@@ -301,6 +301,57 @@ def test_htpasswd_registry_with_right_and_wrong_credentials(api, registries, img
         img_agent.auth_file.write_text(good)
 
 
+def docker_config(entries):
+    """The text write_auth() writes, as an object: {host: (user, password)}."""
+    import base64
+    return {"auths": {h: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()} for h, (u, p) in entries.items()}}
+
+
+def test_pull_with_the_callers_credentials(api, registries, img_agent):
+    """A pull's own "auth" replaces the node's credentials for it; a copy on the
+    node that was not pulled anonymously is given only to a caller whose
+    credentials the registry accepts for it ("verify"); an anonymous one to
+    anyone. The credentials are never in the agent's log."""
+    reg, plain = registries["auth"], registries["plain"]
+    wrong = "wrong-" + rand_suffix()
+    img = app_image("percall")
+    reg.client.push("it/percall", "v1", img)
+    ref = f"{reg.host}/it/percall:v1"
+    log0 = img_agent.log_size()
+    before = store_state(img_agent)
+    # wrong credentials of its own: refused, though the node's would do; nothing stays
+    body = assert_error(pull(api, ref, auth=docker_config({reg.host: (reg.user, wrong)})), 403)
+    assert "credentials refused" in body["message"], body
+    assert store_state(img_agent) == before
+    # the right ones: pulled, not public
+    r = pull(api, ref, auth=docker_config({reg.host: (reg.user, reg.password)}))
+    assert r.status == 200, r
+    assert r.json()["digest"] == img.digest and r.json()["public"] is False
+    # the node's copy, asked for without a download: wrong or no credentials are refused
+    for auth in (docker_config({reg.host: (reg.user, wrong)}), {"auths": {}}):
+        body = assert_error(pull(api, ref, refresh=False, auth=auth), 403)
+        assert "the node has the image, but the registry does not give it" in body["message"], body
+    # the right ones, or the node's own with verify: the copy
+    r = pull(api, ref, refresh=False, auth=docker_config({reg.host: (reg.user, reg.password)}))
+    assert r.status == 200 and r.json()["digest"] == img.digest, r
+    assert pull(api, ref, refresh=False, verify=True).status == 200
+    # an anonymous pull is anyone's
+    pub = app_image("percall-pub")
+    plain.client.push("it/percall", "v1", pub)
+    pref = f"{plain.host}/it/percall:v1"
+    r = pull(api, pref)
+    assert r.status == 200 and r.json()["public"] is True, r
+    r = pull(api, pref, refresh=False, auth={"auths": {}})
+    assert r.status == 200 and r.json()["digest"] == pub.digest, r
+    # a malformed body is refused
+    assert_error(pull(api, ref, auth="user:pw"), 400)
+    assert_error(pull(api, ref, verify="yes"), 400)
+    log = img_agent.log_tail(lines=100000, since=log0)
+    assert reg.password not in log and wrong not in log
+    for r_ in (ref, pref):
+        assert api.delete(f"/v1/images?image={r_}").status == 204
+
+
 def test_tls_registry_with_the_configured_ca(api, registries):
     reg = registries["tls"]
     img = app_image("tls")

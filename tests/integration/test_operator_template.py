@@ -2,13 +2,46 @@
 filesystem from the template's source.path and the resources it leaves out
 from the template's; status.resources records what it was given; a template
 whose image the agents cannot pull holds the Sandbox with a condition and an
-Event until the template is fixed. Fixtures from test_operator.py."""
+Event until the template is fixed; a private image pulled with the
+template's pullSecret (a real docker-registry with htpasswd on loopback),
+its digest and size in the template's status, and refused to a template
+without the credentials though the node has it. Fixtures from
+test_operator.py, but the node's agent knows the test registry."""
 
+import base64
 import json
+import tempfile
+from pathlib import Path
 
-from conftest import wait_for
-from test_operator import (EVENTS, condition, delete_and_prove_gone, get_sbx, kube, lease, node,  # noqa: F401
+import pytest
+
+from conftest import Client, rand_suffix, start_tcp_agent, stop_agent, wait_for
+from oci_images import Image, Registry, busybox_base, make_layer
+from test_operator import (EVENTS, condition, delete_and_prove_gone, get_sbx, kube, lease,  # noqa: F401
                            operator, operator_alive, run, wait_ready)
+
+SECRETS = "/api/v1/namespaces/default/secrets"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    d = Path(tempfile.mkdtemp(prefix="sandpit-it-optmpl-reg-"))
+    reg = Registry(d / "reg", htpasswd=("puller", "right-" + rand_suffix()))
+    yield reg
+    reg.stop()
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def node(templates_dir, tmp_path_factory, registry):
+    """test_operator's node, told the test registry speaks plain HTTP; no
+    credentials of its own."""
+    a = start_tcp_agent("op", templates_dir, tmp_path_factory,
+                        extra_args=["--insecure-registry", registry.host])
+    a.api = Client(tcp=("127.0.0.1", a.port), token=a.token)
+    yield a
+    stop_agent(a)
 
 TEMPLATES = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxtemplates"
 
@@ -80,4 +113,106 @@ def test_image_template_waits_until_fixed(kube, node, operator, templates_dir):
         delete_and_prove_gone(kube, node, "wants-image")
     finally:
         kube.kubectl("delete", "sandboxtemplate", "img", "--ignore-not-found")
+    assert node.api.list_ids() == []
+
+
+def dockerconfig_secret(name, host, user, password):
+    cfg = {"auths": {host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(cfg).encode()).decode()}}
+
+
+def tmpl_status(kube, name):
+    st, _, obj = kube.request("GET", f"{TEMPLATES}/{name}")
+    assert st == 200, obj
+    return obj.get("status", {})
+
+
+def events_for(kube, name, reason):
+    st, _, evs = kube.request("GET", EVENTS)
+    return [e for e in evs["items"] if e.get("reason") == reason and e["regarding"]["name"] == name]
+
+
+def store_state(node):
+    d = node.root / "images"
+    return (sorted(p.name for p in (d / "layers").iterdir()), sorted(p.name for p in (d / "images").iterdir()),
+            sorted(f"{sub.name}/{p.name}" for sub in (d / "tmp").iterdir() for p in sub.iterdir()))
+
+
+def test_image_template_with_pull_secret(kube, node, operator, registry):
+    layer = make_layer(busybox_base([{"name": "etc/motd", "type": "file", "data": "private\n"}]))
+    img = Image([layer], env=["PATH=/bin"])
+    registry.client.push("it/private", "v1", img)
+    ref = f"{registry.host}/it/private:v1"
+    size = len(layer[0])
+    wrong = "wrong-" + rand_suffix()
+    log0 = node.log_size()
+    sbx_res = {"cpu": "250m", "memory": "64Mi", "disk": "16Mi", "pids": 64}
+    try:
+        # no such Secret: said on the Sandbox and the template; nothing asked of the node
+        apply(kube, template("priv", {"image": ref, "pullSecret": "regcred"}))
+        apply(kube, sandbox("priv-box", "priv", sbx_res))
+        wait_for(lambda: (condition(get_sbx(kube, "priv-box"), "Ready") or {}).get("reason") == "PullSecretNotFound",
+                 30, what="Ready=False PullSecretNotFound")
+        assert "regcred" in condition(get_sbx(kube, "priv-box"), "Ready")["message"]
+        wait_for(lambda: (condition({"status": tmpl_status(kube, "priv")}, "Ready") or {}).get("reason")
+                 == "PullSecretNotFound", 30, what="template Ready=False PullSecretNotFound")
+        assert events_for(kube, "priv-box", "PullSecretNotFound")
+        assert node.api.list_ids() == []
+        before = store_state(node)
+
+        # wrong credentials: ImagePullFailed, an Event, nothing of the image on the node
+        kube.ok("POST", SECRETS, dockerconfig_secret("regcred", registry.host, registry.user, wrong))
+        wait_for(lambda: (condition(get_sbx(kube, "priv-box"), "Ready") or {}).get("reason") == "ImagePullFailed",
+                 60, what="Ready=False ImagePullFailed")
+        msg = condition(get_sbx(kube, "priv-box"), "Ready")["message"]
+        assert "credentials refused" in msg, msg
+        assert events_for(kube, "priv-box", "ImagePullFailed")
+        wait_for(lambda: (condition({"status": tmpl_status(kube, "priv")}, "Ready") or {}).get("reason")
+                 == "ImagePullFailed", 30, what="template Ready=False ImagePullFailed")
+        assert events_for(kube, "priv", "ImagePullFailed")
+        assert store_state(node) == before
+        assert node.api.list_ids() == []
+
+        # the right ones: the sandbox runs from the image; the template says digest and size
+        kube.ok("PATCH", f"{SECRETS}/regcred",
+                dockerconfig_secret("regcred", registry.host, registry.user, registry.password),
+                ctype="application/merge-patch+json")
+        obj = wait_ready(kube, "priv-box")
+        r = node.api.exec(obj["status"]["sandboxID"], shell="cat /etc/motd", user="root")
+        assert r.exit_code == 0 and r.stdout == "private\n", r
+        st = tmpl_status(kube, "priv")
+        assert st["digest"] == img.digest and st["size"] == size, st
+        assert condition({"status": st}, "Ready")["status"] == "True", st
+        cols = kube.kubectl("get", "sbxt", "priv").stdout
+        assert img.digest[:20] in cols and str(size) in cols, cols
+
+        # the node has the image now; a template without the credentials is refused it
+        apply(kube, template("nocreds", {"image": ref}))
+        apply(kube, sandbox("nocreds-box", "nocreds", sbx_res))
+        wait_for(lambda: (condition(get_sbx(kube, "nocreds-box"), "Ready") or {}).get("reason") == "ImagePullFailed",
+                 60, what="Ready=False ImagePullFailed without credentials")
+        msg = condition(get_sbx(kube, "nocreds-box"), "Ready")["message"]
+        assert "the node has the image, but the registry does not give it" in msg, msg
+        assert (condition({"status": tmpl_status(kube, "nocreds")}, "Ready") or {}).get("status") == "False"
+        assert [sid for sid in node.api.list_ids()] == [obj["status"]["sandboxID"]]
+        delete_and_prove_gone(kube, node, "nocreds-box")
+        delete_and_prove_gone(kube, node, "priv-box")
+
+        # the password is in no status, Event or agent log
+        st, _, evs = kube.request("GET", EVENTS)
+        everything = json.dumps([evs, tmpl_status(kube, "priv"), tmpl_status(kube, "nocreds")])
+        assert registry.password not in everything and wrong not in everything
+        log = node.log_tail(lines=1000000, since=log0) + operator.log.read_text()
+        assert registry.password not in log and wrong not in log
+        b64 = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+        assert b64 not in log and b64 not in everything
+    finally:
+        for n in ("priv-box", "nocreds-box"):
+            kube.kubectl("delete", "sandbox", n, "--ignore-not-found")
+        for n in ("priv", "nocreds"):
+            kube.kubectl("delete", "sandboxtemplate", n, "--ignore-not-found")
+        kube.request("DELETE", f"{SECRETS}/regcred")
+        node.api.delete(f"/v1/images?image={ref}")
     assert node.api.list_ids() == []

@@ -200,6 +200,36 @@ static void test_actions(void **state)
         assert_null(ret);
 }
 
+/* The image pull: the request body as given (auth included), the image back;
+ * a denied pull as -EACCES with the agent's status and message. */
+static void test_image_pull(void **state)
+{
+        (void) state;
+        const AgentConn c = conn();
+        AgentClientError e = {0};
+        json_object *ret = NULL;
+        json_object *req =
+                json_tokener_parse("{\"image\":\"r.io/a:1\",\"refresh\":false,\"verify\":true,"
+                                   "\"auth\":{\"auths\":{\"r.io\":{\"auth\":\"dTpw\"}}}}");
+
+        answer(200, "{\"name\":\"r.io/a:1\",\"digest\":\"sha256:00\",\"size\":7}");
+        assert_int_equal(agent_http_ops.image_pull(&c, req, &ret, &e), 0);
+        assert_string_equal(request(), "POST /v1/images/pull");
+        json_object *sent = request_body();
+        assert_true(json_object_equal(sent, req));
+        json_object_put(sent);
+        assert_string_equal(json_str(ret, "digest"), "sha256:00");
+        json_object_put(ret);
+        ret = NULL;
+
+        answer(403, "{\"code\":403,\"message\":\"r.io/a:1: denied\"}");
+        assert_int_equal(agent_http_ops.image_pull(&c, req, &ret, &e), -EACCES);
+        assert_int_equal(e.status, 403);
+        assert_string_equal(e.message, "r.io/a:1: denied");
+        assert_null(ret);
+        json_object_put(req);
+}
+
 static void test_token_and_transport(void **state)
 {
         (void) state;
@@ -227,11 +257,9 @@ static void test_token_and_transport(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_create),
-                cmocka_unit_test(test_get_and_remove),
-                cmocka_unit_test(test_list),
-                cmocka_unit_test(test_actions),
-                cmocka_unit_test(test_token_and_transport),
+                cmocka_unit_test(test_create),     cmocka_unit_test(test_get_and_remove),
+                cmocka_unit_test(test_list),       cmocka_unit_test(test_actions),
+                cmocka_unit_test(test_image_pull), cmocka_unit_test(test_token_and_transport),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,12 +24,13 @@
 #include "sandpit/util.h"
 #include "test-support.h"
 
-#define UID      "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
-#define ID       "sbx-" UID
-#define KEY      "default/box"
-#define NODE     "n1"
-#define ENDPOINT "http://198.18.0.1:7443"
-#define S        UINT64_C(1000000) /* one second in µs */
+#define UID          "0b6f9d4e-2c1a-4c8e-9f3e-2d5f6a7b8c9d"
+#define TEMPLATE_UID "5d1e7a2b-8c3f-4e9a-b6d0-1f2e3a4b5c6d"
+#define ID           "sbx-" UID
+#define KEY          "default/box"
+#define NODE         "n1"
+#define ENDPOINT     "http://198.18.0.1:7443"
+#define S            UINT64_C(1000000) /* one second in µs */
 
 /* ------------------------------------------------------------ the store */
 
@@ -249,10 +250,13 @@ int __wrap_k8s_event_post(K8sClient *c, json_object *regarding, const K8sEventIn
                           json_object **ret, K8sError *err)
 {
         (void) c, (void) ret, (void) err;
-        assert_string_equal(k8s_obj_uid(regarding), UID);
+        /* The Sandbox's, or (prefixed "template ") its SandboxTemplate's. */
+        bool tmpl = streq(k8s_obj_uid(regarding), TEMPLATE_UID);
+        if (!tmpl)
+                assert_string_equal(k8s_obj_uid(regarding), UID);
         assert_true(api.nevents < sizeof(api.events) / sizeof(api.events[0]));
-        snprintf(api.events[api.nevents++], sizeof(api.events[0]), "%s %s: %s", info->type,
-                 info->reason, info->note ? info->note : "");
+        snprintf(api.events[api.nevents++], sizeof(api.events[0]), "%s%s %s: %s",
+                 tmpl ? "template " : "", info->type, info->reason, info->note ? info->note : "");
         return 0;
 }
 
@@ -474,7 +478,30 @@ static int fake_resume(const AgentConn *c, const char *id, json_object **ret, Ag
         return r < 0 ? r : set_state(id, "running", ret, err);
 }
 
+/* Has every image; "r.io/team/private:1" only for the credentials of the
+ * "pull" Secret. */
+static int fake_image_pull(const AgentConn *c, json_object *req, json_object **ret,
+                           AgentClientError *err)
+{
+        const char *image = json_str(req, "image");
+        Call *call = record("image_pull", c, image);
+        call->req = json_object_get(req);
+        int r = scripted("image_pull", err);
+        if (r < 0)
+                return r;
+        const char *auth =
+                json_object_to_json_string_ext(json_field(req, "auth"), JSON_C_TO_STRING_PLAIN);
+        if (streq(image, "r.io/team/private:1") && !strstr(auth, "dXNlcjpwdw==")) {
+                err->status = 403;
+                snprintf(err->message, sizeof(err->message), "%s: denied", image);
+                return -EACCES;
+        }
+        *ret = parse("{\"digest\":\"sha256:0123\",\"size\":4096}");
+        return 0;
+}
+
 static const AgentOps fake_agent = {
+        .image_pull = fake_image_pull,
         .create = fake_create,
         .get = fake_get,
         .list = fake_list,
@@ -735,36 +762,98 @@ static void test_agent_refuses(void **state)
         assert_string_equal(calls_since(0), "create");
 }
 
-/* A SandboxTemplate with source.image: the agents' "image:REF"; PullingImage
- * while the create runs; a denied or unknown image is a condition and one
- * Event, retried until it works. */
+/* A SandboxTemplate with source.image: the node pulls it (verify: its copy
+ * is checked against the template's credentials) before the create of
+ * "image:REF"; PullingImage while that runs; a denied or unknown image is a
+ * condition and one Event, retried until it works; the template's status
+ * says the same, then Ready with the digest and size. */
 static void test_image_template(void **state)
 {
         (void) state;
-        put("sandboxtemplates", parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\"},"
-                                      "\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"},"
-                                      "\"resources\":{\"pids\":64}}}"));
+        put("sandboxtemplates",
+            parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\",\"uid\":\"" TEMPLATE_UID
+                  "\",\"generation\":1},\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"},"
+                  "\"resources\":{\"pids\":64}}}"));
         new_sandbox("{\"template\":\"py\",\"timeout\":\"10m\"}");
-        fail_next("create", -ETIMEDOUT, 0, ""); /* a long pull */
+        fail_next("image_pull", -ETIMEDOUT, 0, ""); /* a long pull */
         assert_true(reconcile_sandbox(&op, KEY) < 0);
         assert_string_equal(cond("Ready", "reason"), "PullingImage");
         assert_non_null(strstr(cond("Ready", "message"), "r.io/team/py:3"));
-        assert_string_equal(json_str(agent.calls[0].req, "template"), "image:r.io/team/py:3");
-        assert_int_equal(json_object_get_int64(json_field(agent.calls[0].req, "pids")), 64);
+        assert_string_equal(agent.calls[0].op, "image_pull");
+        assert_json(agent.calls[0].req, "{\"image\":\"r.io/team/py:3\",\"refresh\":false,"
+                                        "\"verify\":true}");
 
         for (int i = 0; i < 2; i++) {
-                fail_next("create", -ENOENT, 404, "r.io/team/py:3: manifest: MANIFEST_UNKNOWN");
+                fail_next("image_pull", -ENOENT, 404, "r.io/team/py:3: manifest: MANIFEST_UNKNOWN");
                 assert_true(reconcile_sandbox(&op, KEY) < 0);
                 assert_string_equal(cond("Ready", "status"), "False");
                 assert_string_equal(cond("Ready", "reason"), "ImagePullFailed");
                 assert_non_null(strstr(cond("Ready", "message"), "MANIFEST_UNKNOWN"));
         }
         assert_int_equal(events("Warning ImagePullFailed: node " NODE " cannot pull the image"), 1);
+        assert_int_equal(events("template Warning ImagePullFailed: node " NODE), 1);
         assert_string_equal(phase(), "Pending");
+        json_object *tst = json_field(find("sandboxtemplates", "default/py")->obj, "status");
+        assert_non_null(strstr(plain(tst), "\"reason\":\"ImagePullFailed\""));
+        assert_null(json_field(tst, "digest"));
 
+        size_t n = agent.ncalls;
         assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(n), "image_pull create");
+        assert_string_equal(json_str(agent.calls[n + 1].req, "template"), "image:r.io/team/py:3");
+        assert_int_equal(json_object_get_int64(json_field(agent.calls[n + 1].req, "pids")), 64);
         assert_string_equal(phase(), "Running");
         assert_string_equal(cond("Ready", "reason"), "Running");
+        tst = json_field(find("sandboxtemplates", "default/py")->obj, "status");
+        assert_string_equal(json_str(tst, "digest"), "sha256:0123");
+        assert_int_equal(json_object_get_int64(json_field(tst, "size")), 4096);
+        assert_non_null(strstr(plain(tst), "\"status\":\"True\",\"reason\":\"Pulled\""));
+        assert_int_equal(events("template Normal Pulled: node " NODE
+                                " has image r.io/team/py:3 as sha256:0123"),
+                         1);
+}
+
+/* source.pullSecret: a missing Secret, one of the wrong type, then the right
+ * one, whose .dockerconfigjson goes to the pull as "auth". */
+static void test_image_pull_secret(void **state)
+{
+        (void) state;
+        put("sandboxtemplates",
+            parse("{\"metadata\":{\"name\":\"priv\",\"namespace\":\"default\",\"uid\":"
+                  "\"" TEMPLATE_UID "\"},\"spec\":{\"source\":{\"image\":\"r.io/team/private:1\","
+                  "\"pullSecret\":\"pull\"}}}"));
+        new_sandbox("{\"template\":\"priv\",\"timeout\":\"10m\"}");
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(cond("Ready", "reason"), "PullSecretNotFound");
+        assert_non_null(strstr(cond("Ready", "message"), "no Secret pull in namespace default"));
+        assert_int_equal(events("Warning PullSecretNotFound"), 1);
+        assert_int_equal(events("template Warning PullSecretNotFound"), 1);
+        assert_int_equal(agent.ncalls, 0);
+
+        put("secrets", parse("{\"metadata\":{\"name\":\"pull\",\"namespace\":\"default\"},"
+                             "\"type\":\"Opaque\",\"data\":{\"token\":\"czNjcjN0\"}}"));
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(cond("Ready", "reason"), "InvalidPullSecret");
+        assert_int_equal(agent.ncalls, 0);
+
+        /* {"auths":{"r.io":{"auth":"dXNlcjpwdw=="}}}, base64 */
+        drop(find("secrets", "default/pull"));
+        put("secrets", parse("{\"metadata\":{\"name\":\"pull\",\"namespace\":\"default\"},"
+                             "\"type\":\"kubernetes.io/dockerconfigjson\",\"data\":{"
+                             "\".dockerconfigjson\":"
+                             "\"eyJhdXRocyI6eyJyLmlvIjp7ImF1dGgiOiJkWE5sY2pwd2R3PT0ifX19\"}}"));
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "image_pull create");
+        assert_json(json_field(agent.calls[0].req, "auth"),
+                    "{\"auths\":{\"r.io\":{\"auth\":\"dXNlcjpwdw==\"}}}");
+        assert_string_equal(phase(), "Running");
+        /* the credentials are in neither status nor Events */
+        assert_null(strstr(json_object_to_json_string(sandbox()), "dXNlcjpwdw"));
+        assert_null(
+                strstr(json_object_to_json_string(find("sandboxtemplates", "default/priv")->obj),
+                       "dXNlcjpwdw"));
+        for (size_t i = 0; i < api.nevents; i++)
+                assert_null(strstr(api.events[i], "dXNlcjpwdw"));
 }
 
 static void test_agent_transient_errors(void **state)
@@ -984,6 +1073,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_image_template, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_image_pull_secret, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete_agent_errors, setup, teardown),

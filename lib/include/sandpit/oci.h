@@ -147,3 +147,6 @@ int oci_registry_get_blob_mem(OciRegistry *c, const OciDescriptor *d, size_t max
                               size_t *ret_len);
 /* Text of the last failure (the registry's error message, or curl's). */
 const char *oci_registry_last_error(const OciRegistry *c);
+/* Did a challenge get answered with credentials from the configuration? false:
+ * everything so far was anonymous (no challenge, or an anonymous token). */
+bool oci_registry_used_credentials(const OciRegistry *c);
