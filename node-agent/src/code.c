@@ -1144,9 +1144,9 @@ bool code_prestarted_ready(const char *sandbox_id)
  * would give, so a claim that changes one of them gets a fresh kernel. */
 static bool startup_var(const char *entry)
 {
-        static const char *const exact[] = {"PATH",     "HOME", "USER",          "LOGNAME",
-                                            "LANG",     "TZ",   "GLIBC_TUNABLES", "LANGUAGE",
-                                            "PYTHONPATH"};
+        static const char *const exact[] = {"PATH",           "HOME",     "USER",
+                                            "LOGNAME",        "LANG",     "TZ",
+                                            "GLIBC_TUNABLES", "LANGUAGE", "PYTHONPATH"};
         static const char *const prefix[] = {"PYTHON", "LC_", "LD_", "MALLOC_"};
         size_t n = strcspn(entry, "=");
         for (size_t i = 0; i < ARRAY_SIZE(exact); i++)
@@ -1196,8 +1196,8 @@ static bool startup_differs(char *const *old, char *const *env, char *const *sec
         for (size_t l = 0; l < ARRAY_SIZE(lists); l++)
                 for (char *const *e = lists[l]; e && *e; e++)
                         if (startup_var(*e) && !env_entry(old, *e)) {
-                                (void) snprintf(why, whylen, "%.*s is set",
-                                                (int) strcspn(*e, "="), *e);
+                                (void) snprintf(why, whylen, "%.*s is set", (int) strcspn(*e, "="),
+                                                *e);
                                 return true;
                         }
         return false;

@@ -290,8 +290,9 @@ static void prestart_kernel(Agent *a, const char *pool, const char *name)
                         "starts it",
                         pool, err[0] ? err : strerror(-r));
         else
-                log_sbx(LOG_LEVEL_DEBUG, name, 0, "warm pool %s: python kernel pre-started in %.1f ms",
-                        pool, (double) (now_monotonic_us() - t0) / 1000.0);
+                log_sbx(LOG_LEVEL_DEBUG, name, 0,
+                        "warm pool %s: python kernel pre-started in %.1f ms", pool,
+                        (double) (now_monotonic_us() - t0) / 1000.0);
         sandbox_exec_info_done(&info);
 }
 
