@@ -1215,10 +1215,12 @@ static size_t json_quote(char *buf, const char *s, size_t len)
                         buf[o++] = '\\';
                         buf[o++] = (char) ch;
                 } else if (ch < 0x20) {
-                        memcpy(buf + o, "\\u00", 4);
-                        buf[o + 4] = hex[ch >> 4];
-                        buf[o + 5] = hex[ch & 15];
-                        o += 6;
+                        buf[o++] = '\\';
+                        buf[o++] = 'u';
+                        buf[o++] = '0';
+                        buf[o++] = '0';
+                        buf[o++] = hex[ch >> 4];
+                        buf[o++] = hex[ch & 15];
                 } else {
                         buf[o++] = (char) ch;
                 }
@@ -1266,8 +1268,9 @@ static char *claim_line(char *const *env, char *const *secrets, size_t *ret_len)
                 buf[len++] = ':';
                 len += json_quote(buf + len, *s + n + 1, strlen(*s + n + 1));
         }
-        memcpy(buf + len, "}}\n", 3);
-        len += 3;
+        buf[len++] = '}';
+        buf[len++] = '}';
+        buf[len++] = '\n';
         *ret_len = len;
         return buf;
 }
