@@ -324,7 +324,7 @@ def wait_kernels(pa, n, name="warm"):
 def test_claim_hands_over_the_prestarted_kernel(pool_agent):
     pa = pool_agent(KFLAG)
     pooled = wait_kernels(pa, 1)["sandboxes"]
-    env, secret = {"GREETING": "hello"}, {"TOKEN": "s3cr3t-value"}
+    env, secret = {"GREETING": "hello"}, {"TOKEN": "s3cr3t-value", "QUOTED": 'q"uo\\te\nd-\u00e9'}
     t_request = boottime()
     sbx = pa.c.create(**KSHAPE, env=env, secret_env=secret)
     sid = sbx["id"]
@@ -343,6 +343,8 @@ def test_claim_hands_over_the_prestarted_kernel(pool_agent):
     assert r.text == "True" and r.stdout == "***\n", r
     r = ok(run_code(pa.c, sid, "os.environ['TOKEN']"))
     assert r.text == "'***'", r
+    r = ok(run_code(pa.c, sid, "os.environ['QUOTED'] == " + repr(secret["QUOTED"])))
+    assert r.text == "True", r
     r = ok(run_code(pa.c, sid, "import subprocess\n"
                     "subprocess.run(['sh', '-c', 'test \"$TOKEN\" = s3cr3t-value && echo $GREETING-ok; echo $TOKEN'])"))
     assert r.stdout == "hello-ok\n***\n", r
