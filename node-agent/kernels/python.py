@@ -4,9 +4,12 @@ Started inside the sandbox by sandpit-init as
     python3 /.sandpit-kernels/python.py SOCKET
 with a one-time token on stdin. It connects to the agent's listening SOCKET,
 says hello with the token, then serves requests, one JSON line each:
-    {"code": "...", "env": {"K": "V"}}
+    {"code": "...", "env": {"K": "V"}, "secret_env": {"S": "V"}}
 answering with JSON lines (the agent's /code events, docs/code-interpreter.md):
     number_of_executions, stdout, stderr, result, error, end_of_execution.
+A kernel pre-started in a warm pool's sandbox gets one more request, before
+any run: {"type": "claim", "env": {...}, "secret_env": {...}}, answered with
+{"type": "claimed"} (docs/code-interpreter.md, "Warm pools").
 Standard library only; numpy/pandas/matplotlib are used when the code uses them.
 """
 import ast
@@ -152,6 +155,7 @@ class Kernel:
         self.chan = chan
         self.secrets = secrets  # the sandbox's secret values
         self.count = 0
+        self.claimed = False
         self.active = False
         self.in_user = False
         self.fwd_lock = threading.Lock()
@@ -326,11 +330,39 @@ class Kernel:
             self.emit_result(self.bundle(value), True)
         self.flush_figures()
 
+    def claim(self, req):
+        """A kernel pre-started in a sandbox waiting in a warm pool becomes
+        the claimed sandbox's: the environment a cold start would have had
+        (init's HOME, USER, LOGNAME kept unless given: the user is the same)
+        and its secrets, masked from now on. Only before any run, once."""
+        if self.count or self.claimed:
+            self.chan.send({"type": "refused"})
+            return
+        self.claimed = True
+        env = dict(req.get("env") or {})
+        secret_env = req.get("secret_env") or {}
+        env.update(secret_env)
+        for k in ("HOME", "USER", "LOGNAME"):
+            if k not in env and k in os.environ:
+                env[k] = os.environ[k]
+        for k in list(os.environ):
+            if k not in env:
+                del os.environ[k]
+        for k, v in env.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
+        self.secrets = [v for v in secret_env.values() if v]
+        self.set_secrets([])
+        self.chan.send({"type": "claimed"})
+
     def serve(self):
         while True:
             req = self.chan.recv()
             if req is None:
                 return
+            if req.get("type") == "claim":
+                self.claim(req)
+                continue
             self.count += 1
             self.active = True
             self.chan.send({"type": "number_of_executions", "execution_count": self.count})

@@ -67,6 +67,17 @@ struct CodeContext {
         uint32_t pid;
         bool busy;
         bool removed;
+        /* Pre-started in a sandbox waiting in a warm pool (code_prestart_*),
+         * not yet handed over; what it was spawned with, to compare with
+         * what the claimer's sandbox would give a kernel. */
+        bool pooled;
+        char **spawn_env;
+        char *spawn_user;
+        char *spawn_cwd;
+        /* Handed over at a claim and not used yet: not listed, restarted
+         * nor removed by id, as a cold sandbox has no context until its
+         * first run. */
+        bool latent;
         unsigned refs;
         struct CodeContext *next;
 };
@@ -135,6 +146,9 @@ static void context_free(CodeContext *c)
         free(c->cwd);
         free(c->real_cwd);
         free(c->death);
+        strv_free(c->spawn_env);
+        free(c->spawn_user);
+        free(c->spawn_cwd);
         free(c);
 }
 
@@ -268,7 +282,7 @@ int code_context_list(const char *sandbox_id, json_object **ret)
                 return -ENOMEM;
         (void) pthread_mutex_lock(&reg_lock);
         for (CodeContext *c = contexts; c; c = c->next)
-                if (streq(c->sandbox_id, sandbox_id))
+                if (streq(c->sandbox_id, sandbox_id) && !c->latent)
                         (void) json_object_array_add(arr, context_json_locked(c));
         (void) pthread_mutex_unlock(&reg_lock);
         *ret = arr;
@@ -279,6 +293,8 @@ int code_context_remove(const char *sandbox_id, const char *ctx_id)
 {
         (void) pthread_mutex_lock(&reg_lock);
         CodeContext *c = find_locked(sandbox_id, ctx_id);
+        if (c && c->latent) /* not there yet for the caller (code_claim_kernel) */
+                c = NULL;
         if (c)
                 remove_locked(c);
         (void) pthread_mutex_unlock(&reg_lock);
@@ -426,6 +442,16 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                 (void) unlinkat(dirfd, name, 0);
                 return r;
         }
+        /* A pre-started kernel keeps what it was spawned with (no secrets: a
+         * pooled sandbox has none) for the comparison at the claim. */
+        cleanup_strv char **spawn_env = NULL;
+        cleanup_free char *spawn_user = NULL, *spawn_cwd = NULL;
+        if (c->pooled && (!(spawn_env = strv_copy(er.env)) || !(spawn_user = strdup(er.user)) ||
+                          (er.cwd && !(spawn_cwd = strdup(er.cwd))))) {
+                exec_request_done(&er);
+                (void) unlinkat(dirfd, name, 0);
+                return -ENOMEM;
+        }
         cleanup_close int init_fd = -1;
         uint32_t pid = 0;
         r = exec_spawn(info->socket_path, info->init_pid, &er, &init_fd, &pid, err, errlen);
@@ -504,6 +530,14 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
         c->state = CTX_READY;
         free(c->death);
         c->death = NULL;
+        if (c->pooled) {
+                strv_free(c->spawn_env);
+                free(c->spawn_user);
+                free(c->spawn_cwd);
+                c->spawn_env = TAKE_PTR(spawn_env);
+                c->spawn_user = TAKE_PTR(spawn_user);
+                c->spawn_cwd = TAKE_PTR(spawn_cwd);
+        }
         /* A remove or sandbox delete while we were starting. */
         if (c->removed)
                 fds_shutdown_locked(c);
@@ -553,7 +587,7 @@ int code_context_restart(Agent *a, const SandboxExecInfo *info, const char *ctx_
         }
         (void) pthread_mutex_lock(&reg_lock);
         CodeContext *c = find_locked(info->id, ctx_id);
-        if (!c) {
+        if (!c || c->latent) {
                 (void) pthread_mutex_unlock(&reg_lock);
                 return -ENOENT;
         }
@@ -974,6 +1008,10 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         CodeContext *c = find_locked(info->id, ctx_id);
         bool fresh = false;
         int r = 0;
+        if (c && c->latent && req->context) /* by id: not there until its first run */
+                c = NULL;
+        if (c && c->latent)
+                c->latent = false; /* the first run: a kernel handed over at the claim */
         if (!c && !req->context) {
                 c = context_new_locked(info->id, ctx_id, req->language, NULL, true);
                 fresh = c != NULL;
@@ -1057,4 +1095,305 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         }
         *ret = run;
         return 0;
+}
+
+/* --- warm pools: a pre-started default python kernel --------------------- */
+
+#define CODE_PRESTART_LANGUAGE "python"
+#define CODE_CLAIM_TIMEOUT_MS  2000
+#define CODE_CLAIM_REPLY_MAX   256
+
+CodeContext *code_prestart_begin(const char *sandbox_id)
+{
+        const char *lang = code_language_normalize(CODE_PRESTART_LANGUAGE);
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = find_locked(sandbox_id, lang)
+                                 ? NULL
+                                 : context_new_locked(sandbox_id, lang, lang, NULL, true);
+        if (c)
+                c->pooled = true;
+        (void) pthread_mutex_unlock(&reg_lock);
+        return c;
+}
+
+int code_prestart_finish(Agent *a, const SandboxExecInfo *info, CodeContext *c, char *err,
+                         size_t errlen)
+{
+        int r = -EOPNOTSUPP;
+        if (a->cfg.kernels_dir)
+                r = kernel_start(info, c, err, errlen);
+        (void) pthread_mutex_lock(&reg_lock);
+        if (r < 0 && !c->removed)
+                remove_locked(c);
+        release_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        return r;
+}
+
+bool code_prestarted_ready(const char *sandbox_id)
+{
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = find_locked(sandbox_id, CODE_PRESTART_LANGUAGE);
+        bool ready = c && c->pooled && !c->busy && c->state == CTX_READY && c->sock_fd >= 0;
+        (void) pthread_mutex_unlock(&reg_lock);
+        return ready;
+}
+
+/* Variables the interpreter (or the dynamic loader, or libc) reads once at
+ * its start: a kernel started with other values is not what a cold start
+ * would give, so a claim that changes one of them gets a fresh kernel. */
+static bool startup_var(const char *entry)
+{
+        static const char *const exact[] = {"PATH",           "HOME",     "USER",
+                                            "LOGNAME",        "LANG",     "TZ",
+                                            "GLIBC_TUNABLES", "LANGUAGE", "PYTHONPATH"};
+        static const char *const prefix[] = {"PYTHON", "LC_", "LD_", "MALLOC_"};
+        size_t n = strcspn(entry, "=");
+        for (size_t i = 0; i < ARRAY_SIZE(exact); i++)
+                if (strlen(exact[i]) == n && strncmp(entry, exact[i], n) == 0)
+                        return true;
+        for (size_t i = 0; i < ARRAY_SIZE(prefix); i++)
+                if (n >= strlen(prefix[i]) && strncmp(entry, prefix[i], strlen(prefix[i])) == 0)
+                        return true;
+        return false;
+}
+
+/* The entry of env named as entry's name ("NAME=..."), or NULL. */
+static const char *env_entry(char *const *env, const char *entry)
+{
+        size_t n = strcspn(entry, "=");
+        for (char *const *e = env; e && *e; e++)
+                if (strncmp(*e, entry, n) == 0 && (*e)[n] == '=')
+                        return *e;
+        return NULL;
+}
+
+static bool internal_var(const char *entry)
+{
+        size_t n = strcspn(entry, "=");
+        return (n == strlen(CODE_EVENT_MAX_VAR) && strncmp(entry, CODE_EVENT_MAX_VAR, n) == 0) ||
+               (n == strlen(CODE_SECRET_NAMES_VAR) &&
+                strncmp(entry, CODE_SECRET_NAMES_VAR, n) == 0);
+}
+
+/* Whether a variable read at start differs between the pre-started kernel's
+ * environment (old) and the one a cold kernel would get (env and secrets). */
+static bool startup_differs(char *const *old, char *const *env, char *const *secrets, char *why,
+                            size_t whylen)
+{
+        char *const *lists[] = {env, secrets};
+        for (char *const *e = old; e && *e; e++) {
+                if (!startup_var(*e))
+                        continue;
+                const char *now = env_entry(secrets, *e);
+                if (!now)
+                        now = env_entry(env, *e);
+                if (!now || !streq(now, *e)) {
+                        (void) snprintf(why, whylen, "%.*s differs", (int) strcspn(*e, "="), *e);
+                        return true;
+                }
+        }
+        for (size_t l = 0; l < ARRAY_SIZE(lists); l++)
+                for (char *const *e = lists[l]; e && *e; e++)
+                        if (startup_var(*e) && !env_entry(old, *e)) {
+                                (void) snprintf(why, whylen, "%.*s is set", (int) strcspn(*e, "="),
+                                                *e);
+                                return true;
+                        }
+        return false;
+}
+
+/* Appends s as a JSON string to buf (room for 6 bytes per byte of s, plus 2). */
+static size_t json_quote(char *buf, const char *s, size_t len)
+{
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0;
+        buf[o++] = '"';
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char) s[i];
+                if (ch == '"' || ch == '\\') {
+                        buf[o++] = '\\';
+                        buf[o++] = (char) ch;
+                } else if (ch < 0x20) {
+                        buf[o++] = '\\';
+                        buf[o++] = 'u';
+                        buf[o++] = '0';
+                        buf[o++] = '0';
+                        buf[o++] = hex[ch >> 4];
+                        buf[o++] = hex[ch & 15];
+                } else {
+                        buf[o++] = (char) ch;
+                }
+        }
+        buf[o++] = '"';
+        return o;
+}
+
+/* The claim line: {"type":"claim","env":{...},"secret_env":{...}}\n. The
+ * secrets are written straight into one buffer, which the caller zeroes. */
+static char *claim_line(char *const *env, char *const *secrets, size_t *ret_len)
+{
+        json_object *o = json_object_new_object();
+        if (!o)
+                return NULL;
+        for (char *const *e = env; e && *e; e++) {
+                size_t n = strcspn(*e, "=");
+                if (internal_var(*e) || !(*e)[n])
+                        continue;
+                cleanup_free char *k = strndup(*e, n);
+                if (k)
+                        (void) json_object_object_add(o, k, json_object_new_string(*e + n + 1));
+        }
+        size_t elen = 0;
+        const char *etext = json_object_to_json_string_length(
+                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &elen);
+        size_t cap = elen + 64;
+        for (char *const *s = secrets; s && *s; s++)
+                cap += strlen(*s) * 6 + 8;
+        char *buf = etext ? malloc(cap) : NULL;
+        if (!buf) {
+                json_object_put(o);
+                return NULL;
+        }
+        size_t len = (size_t) snprintf(buf, cap, "{\"type\":\"claim\",\"env\":%s,\"secret_env\":{",
+                                       etext);
+        json_object_put(o);
+        for (char *const *s = secrets; s && *s; s++) {
+                size_t n = strcspn(*s, "=");
+                if (!(*s)[n])
+                        continue;
+                if (s != secrets)
+                        buf[len++] = ',';
+                len += json_quote(buf + len, *s, n);
+                buf[len++] = ':';
+                len += json_quote(buf + len, *s + n + 1, strlen(*s + n + 1));
+        }
+        buf[len++] = '}';
+        buf[len++] = '}';
+        buf[len++] = '\n';
+        *ret_len = len;
+        return buf;
+}
+
+/* Sends the claim to the kernel and waits for its "claimed". */
+static int claim_exchange(int fd, const char *line, size_t len)
+{
+        int r = write_all(fd, line, len);
+        if (r < 0)
+                return r;
+        char buf[CODE_CLAIM_REPLY_MAX];
+        size_t got = 0;
+        uint64_t deadline = now_monotonic_us() + (uint64_t) CODE_CLAIM_TIMEOUT_MS * 1000;
+        while (!memchr(buf, '\n', got)) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int n = poll(&p, 1, remaining_ms(deadline));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -ETIMEDOUT;
+                ssize_t k = read(fd, buf + got, sizeof(buf) - 1 - got);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0 || (got += (size_t) k) == sizeof(buf) - 1)
+                        return -EPROTO;
+        }
+        buf[got] = 0;
+        json_object *o = json_tokener_parse(buf), *t = NULL;
+        bool ok = o && json_object_object_get_ex(o, "type", &t) &&
+                  json_object_is_type(t, json_type_string) &&
+                  streq(json_object_get_string(t), "claimed");
+        json_object_put(o);
+        return ok ? 0 : -EPROTO;
+}
+
+int code_claim_kernel(const char *pooled_id, const SandboxExecInfo *info, char *const *secret_env,
+                      char *why, size_t whylen)
+{
+        (void) pthread_mutex_lock(&reg_lock);
+        CodeContext *c = find_locked(pooled_id, CODE_PRESTART_LANGUAGE);
+        if (!c) {
+                (void) pthread_mutex_unlock(&reg_lock);
+                return 0;
+        }
+        if (!c->pooled || c->busy || c->state != CTX_READY || c->sock_fd < 0) {
+                (void) snprintf(why, whylen, "its kernel was still starting");
+                remove_locked(c); /* a start in progress ends; its thread frees it */
+                (void) pthread_mutex_unlock(&reg_lock);
+                return -EBUSY;
+        }
+        c->busy = true; /* nobody else can see it: taken at once */
+        c->refs++;
+        int fd = c->sock_fd;
+        (void) pthread_mutex_unlock(&reg_lock);
+
+        /* What a cold start in the claimed sandbox would spawn: the same
+         * request as kernel_start()'s, made for the claimer's sandbox. */
+        int r = 0;
+        const CodeLanguage *lang = language_get(c->language);
+        json_object *body = json_object_new_object(), *cmd = json_object_new_array(),
+                    *env = json_object_new_object();
+        (void) json_object_array_add(cmd, json_object_new_string(lang->argv[0]));
+        if (lang->env) {
+                const char *eq = strchr(lang->env, '=');
+                cleanup_free char *k = strndup(lang->env, (size_t) (eq - lang->env));
+                if (k)
+                        (void) json_object_object_add(env, k, json_object_new_string(eq + 1));
+        }
+        (void) json_object_object_add(body, "cmd", cmd);
+        (void) json_object_object_add(body, "env", env);
+        ExecRequest er = {0};
+        char err[256] = "";
+        if (!info->user) /* an image's default user is not known here: a cold start */
+                r = -EINVAL;
+        else
+                r = exec_request_from_json(body, info, &er, err, sizeof(err));
+        json_object_put(body);
+        if (r < 0) {
+                (void) snprintf(why, whylen, "%s", err[0] ? err : "the sandbox's user is unknown");
+        } else if (!c->spawn_user || !streq(er.user, c->spawn_user)) {
+                (void) snprintf(why, whylen, "the sandbox's user differs");
+                r = -EINVAL;
+        } else if (!!er.cwd != !!c->spawn_cwd || (er.cwd && !streq(er.cwd, c->spawn_cwd))) {
+                (void) snprintf(why, whylen, "the sandbox's cwd differs");
+                r = -EINVAL;
+        } else if (startup_differs(c->spawn_env, er.env, secret_env, why, whylen)) {
+                r = -EINVAL;
+        }
+        if (r == 0) {
+                size_t len = 0;
+                char *line = claim_line(er.env, secret_env, &len);
+                r = line ? claim_exchange(fd, line, len) : -ENOMEM;
+                if (line) {
+                        explicit_bzero(line, len);
+                        free(line);
+                }
+                if (r < 0)
+                        (void) snprintf(why, whylen, "the kernel did not take it: %s",
+                                        strerror(-r));
+        }
+        exec_request_done(&er);
+
+        (void) pthread_mutex_lock(&reg_lock);
+        if (r == 0 && c->removed) {
+                (void) snprintf(why, whylen, "the sandbox went away");
+                r = -ECANCELED;
+        }
+        if (r == 0) {
+                char *id = strdup(info->id);
+                if (id) {
+                        free(c->sandbox_id);
+                        c->sandbox_id = id;
+                        c->pooled = false;
+                        c->latent = true;
+                        strv_free(c->spawn_env);
+                        c->spawn_env = NULL;
+                } else {
+                        r = -ENOMEM;
+                }
+        }
+        if (r < 0 && !c->removed)
+                remove_locked(c); /* init kills the kernel when its fds close */
+        release_locked(c);
+        (void) pthread_mutex_unlock(&reg_lock);
+        return r == 0 ? 1 : r;
 }

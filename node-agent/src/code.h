@@ -61,3 +61,29 @@ void code_run_free(void *cls);
 /* A deleted sandbox's contexts: their kernels die with it; our ends are shut
  * down now and closed when no run uses them. */
 void code_forget_sandbox(const char *sandbox_id);
+
+/* Warm pools (pool.c): the default python context's kernel started in a
+ * sandbox waiting in a pool, and handed over to the sandbox it becomes at a
+ * claim (docs/code-interpreter.md, "Warm pools").
+ *
+ * code_prestart_begin registers the context (call it with the Agent's lock
+ * held, having checked that the pooled sandbox is there, so a delete that
+ * follows finds it); NULL if it exists or on no memory. code_prestart_finish
+ * starts its kernel (without the lock) and lets it go; 0 or an error as
+ * code_context_create's. */
+CodeContext *code_prestart_begin(const char *sandbox_id);
+int code_prestart_finish(Agent *a, const SandboxExecInfo *info, CodeContext *c, char *err,
+                         size_t errlen);
+/* Whether the pooled sandbox's pre-started kernel is up and waiting. */
+bool code_prestarted_ready(const char *sandbox_id);
+/* At a claim of the pooled sandbox pooled_id: info is the sandbox it
+ * becomes (the claimer's id, env, user, cwd, secret names), secret_env its
+ * secret values ("NAME=value"). The kernel takes the environment a cold start
+ * would give it and the secrets to mask, and becomes info->id's default python
+ * context (not listed until its first run). 1: handed over; 0: there was no
+ * pre-started kernel; < 0: there was one but it cannot be what a cold start
+ * would give (another user or cwd, a variable read at start, still starting;
+ * why says), and it was stopped: the first run starts one as for a cold
+ * sandbox. */
+int code_claim_kernel(const char *pooled_id, const SandboxExecInfo *info, char *const *secret_env,
+                      char *why, size_t whylen);

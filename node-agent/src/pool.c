@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "code.h"
 #include "exec.h"
 #include "net.h"
 #include "sandbox-internal.h"
@@ -39,8 +40,12 @@ typedef struct Pool {
         char *name;
         SandboxSpec shape; /* template, cpu, memory, pids, disk; the rest defaults */
         unsigned size;
+        /* Pre-start the default python context's kernel in each (true unless
+         * the config says "kernel": false); not part of the shape. */
+        bool kernel;
         uint64_t claims, misses, made, failures;
-        uint64_t retry_after_us; /* monotonic: after a failed create */
+        uint64_t kernel_claims, kernel_drops; /* claims that took a kernel, that dropped one */
+        uint64_t retry_after_us;              /* monotonic: after a failed create */
         char last_error[256];
 } Pool;
 
@@ -96,6 +101,7 @@ typedef struct {
         char *pool;
         SandboxState state;
         SandboxSpec shape; /* template_name and the numbers only */
+        bool kernel;       /* its pre-started kernel is up (code_prestarted_ready) */
 } Pooled;
 
 typedef struct {
@@ -145,7 +151,8 @@ static int census_one(const Sandbox *sb, void *userdata)
                                 .cpu = sb->spec.cpu,
                                 .memory = sb->spec.memory,
                                 .pids = sb->spec.pids,
-                                .disk = sb->spec.disk}};
+                                .disk = sb->spec.disk},
+                      .kernel = sb->state == SANDBOX_RUNNING && code_prestarted_ready(sb->spec.id)};
         c->n++;
         if (!p->name || !p->pool || !p->shape.template_name)
                 return -ENOMEM;
@@ -167,6 +174,7 @@ typedef struct {
         char *name;
         SandboxSpec shape;
         unsigned size;
+        bool kernel;
         bool waiting; /* backing off after a failure */
         unsigned ready, creating;
 } PoolView;
@@ -198,6 +206,7 @@ static int views_take(Pools *ps, PoolView **ret, size_t *ret_n)
                                             .pids = p->shape.pids,
                                             .disk = p->shape.disk},
                                   .size = p->size,
+                                  .kernel = p->kernel,
                                   .waiting = p->retry_after_us > now};
                 if (!v[i].name || !v[i].shape.template_name)
                         r = -ENOMEM;
@@ -233,6 +242,60 @@ static void note_failure(Pools *ps, const char *name, int r, const char *err)
         (void) pthread_mutex_unlock(&ps->lock);
 }
 
+/* What exec needs of sb (a->lock held): sandbox_exec_info()'s copy, for a
+ * sandbox it cannot find by id (waiting in a pool, or being claimed). */
+static int exec_info_locked(const Sandbox *sb, SandboxExecInfo *ret)
+{
+        SandboxExecInfo info = {
+                .socket_path = strdup(sb->socket_path),
+                .init_pid = sb->init_pid,
+                .env = strv_copy(sb->spec.env),
+                .user = sb->spec.user ? strdup(sb->spec.user) : NULL,
+                .cwd = sb->spec.cwd ? strdup(sb->spec.cwd) : NULL,
+                .id = strdup(sb->spec.id),
+                .name = strdup(sb->name),
+                .secret_names = strv_copy(sb->spec.secret_names),
+        };
+        if (!info.socket_path || !info.env || (sb->spec.user && !info.user) ||
+            (sb->spec.cwd && !info.cwd) || !info.id || !info.name || !info.secret_names) {
+                sandbox_exec_info_done(&info);
+                return -ENOMEM;
+        }
+        *ret = info;
+        return 0;
+}
+
+/* Starts the default python context's kernel in the pooled sandbox name,
+ * so that the first run after a claim finds it running. A failure costs
+ * nothing but the wait: the first run starts one as for a cold sandbox. */
+static void prestart_kernel(Agent *a, const char *pool, const char *name)
+{
+        SandboxExecInfo info = {0};
+        CodeContext *c = NULL;
+        (void) pthread_mutex_lock(&a->lock);
+        Sandbox *sb = sandbox_find_name_locked(a, name);
+        /* Registered while the sandbox is surely there: its delete finds it. */
+        if (sb && sb->spec.pool && sb->state == SANDBOX_RUNNING &&
+            exec_info_locked(sb, &info) == 0 && !(c = code_prestart_begin(info.id)))
+                sandbox_exec_info_done(&info);
+        (void) pthread_mutex_unlock(&a->lock);
+        if (!c)
+                return;
+        char err[512] = "";
+        uint64_t t0 = now_monotonic_us();
+        int r = code_prestart_finish(a, &info, c, err, sizeof(err));
+        if (r < 0)
+                log_sbx(LOG_LEVEL_WARNING, name, r,
+                        "warm pool %s: cannot pre-start the python kernel: %s; the first run "
+                        "starts it",
+                        pool, err[0] ? err : strerror(-r));
+        else
+                log_sbx(LOG_LEVEL_DEBUG, name, 0,
+                        "warm pool %s: python kernel pre-started in %.1f ms", pool,
+                        (double) (now_monotonic_us() - t0) / 1000.0);
+        sandbox_exec_info_done(&info);
+}
+
 /* Makes one pooled sandbox for pool v. */
 static void make_one(Agent *a, const PoolView *v)
 {
@@ -260,9 +323,12 @@ static void make_one(Agent *a, const PoolView *v)
                 sandbox_spec_done(&spec);
                 r = -ENOMEM;
         }
-        json_object *obj = NULL;
+        json_object *obj = NULL, *idv = NULL;
         if (r == 0)
                 r = sandbox_create(a, &spec, &obj, err, sizeof(err));
+        cleanup_free char *name = NULL;
+        if (r == 0 && json_object_object_get_ex(obj, "id", &idv))
+                name = strdup(json_object_get_string(idv));
         json_object_put(obj);
         if (r < 0) {
                 log_warning("warm pool %s: cannot make a sandbox: %s; retrying in %u s", v->name,
@@ -278,6 +344,8 @@ static void make_one(Agent *a, const PoolView *v)
                 p->last_error[0] = 0;
         }
         (void) pthread_mutex_unlock(&ps->lock);
+        if (v->kernel && name && a->cfg.kernels_dir)
+                prestart_kernel(a, v->name, name);
 }
 
 /* One step towards the pools' targets; false when there is nothing to do. */
@@ -513,15 +581,25 @@ int pool_flag_parse(const char *arg, char **ret_name, json_object **ret_body, ch
                 if (v)
                         *v++ = 0;
                 if (!v || (!streq(kv, "cpu") && !streq(kv, "memory") && !streq(kv, "pids") &&
-                           !streq(kv, "disk") && !streq(kv, "name"))) {
+                           !streq(kv, "disk") && !streq(kv, "name") && !streq(kv, "kernel"))) {
                         (void) snprintf(err, errlen,
-                                        "bad --pool %.64s: shape keys are cpu, memory, pids, disk "
-                                        "and name",
+                                        "bad --pool %.64s: keys are cpu, memory, pids, disk, "
+                                        "kernel and name",
                                         arg);
                         return -EINVAL;
                 }
                 if (streq(kv, "name")) {
                         name = v;
+                        continue;
+                }
+                if (streq(kv, "kernel")) {
+                        bool on = streq(v, "true") || streq(v, "1");
+                        if (!on && !streq(v, "false") && !streq(v, "0")) {
+                                (void) snprintf(err, errlen,
+                                                "bad --pool %.64s: kernel is true or false", arg);
+                                return -EINVAL;
+                        }
+                        (void) json_object_object_add(body, kv, json_object_new_boolean(on));
                         continue;
                 }
                 char *pend = NULL;
@@ -544,13 +622,14 @@ int pool_flag_parse(const char *arg, char **ret_name, json_object **ret_body, ch
 
 static json_object *pool_to_json_locked(const Pool *p, const Census *c)
 {
-        unsigned ready = 0, creating = 0;
+        unsigned ready = 0, creating = 0, kernels = 0;
         json_object *o = json_object_new_object(), *names = json_object_new_array();
         for (size_t i = 0; c && i < c->n; i++) {
                 if (!streq(c->v[i].pool, p->name) || !shape_matches(&p->shape, &c->v[i].shape))
                         continue;
                 if (c->v[i].state == SANDBOX_RUNNING) {
                         ready++;
+                        kernels += c->v[i].kernel;
                         (void) json_object_array_add(names, json_object_new_string(c->v[i].name));
                 } else if (c->v[i].state == SANDBOX_CREATING) {
                         creating++;
@@ -571,6 +650,12 @@ static json_object *pool_to_json_locked(const Pool *p, const Census *c)
         (void) json_object_object_add(o, "misses", json_object_new_int64((int64_t) p->misses));
         (void) json_object_object_add(o, "made", json_object_new_int64((int64_t) p->made));
         (void) json_object_object_add(o, "failures", json_object_new_int64((int64_t) p->failures));
+        (void) json_object_object_add(o, "kernel", json_object_new_boolean(p->kernel));
+        (void) json_object_object_add(o, "kernels_ready", json_object_new_int64(kernels));
+        (void) json_object_object_add(o, "kernel_claims",
+                                      json_object_new_int64((int64_t) p->kernel_claims));
+        (void) json_object_object_add(o, "kernel_drops",
+                                      json_object_new_int64((int64_t) p->kernel_drops));
         if (p->last_error[0])
                 (void) json_object_object_add(o, "last_error",
                                               json_object_new_string(p->last_error));
@@ -607,14 +692,23 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
         cleanup_json json_object *shape = json_object_new_object();
         if (!shape)
                 return -ENOMEM;
+        bool kernel = true;
         json_object_object_foreach(body, key, val) {
                 if (streq(key, "size"))
                         continue;
+                if (streq(key, "kernel")) {
+                        if (!json_object_is_type(val, json_type_boolean)) {
+                                (void) snprintf(err, errlen, "kernel must be true or false");
+                                return -EINVAL;
+                        }
+                        kernel = json_object_get_boolean(val);
+                        continue;
+                }
                 if (!streq(key, "template") && !streq(key, "cpu") && !streq(key, "memory") &&
                     !streq(key, "pids") && !streq(key, "disk")) {
                         (void) snprintf(err, errlen,
                                         "unknown field \"%.64s\": a pool has template, cpu, "
-                                        "memory, pids, disk and size",
+                                        "memory, pids, disk, kernel and size",
                                         key);
                         return -EINVAL;
                 }
@@ -629,6 +723,7 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 return r;
         }
         p->size = (unsigned) size;
+        p->kernel = kernel;
         if (!(p->name = strdup(name))) {
                 pool_free(p);
                 return -ENOMEM;
@@ -662,6 +757,8 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 p->misses = old->misses;
                 p->made = old->made;
                 p->failures = old->failures;
+                p->kernel_claims = old->kernel_claims;
+                p->kernel_drops = old->kernel_drops;
                 p->next = old->next;
                 *link = p;
                 pool_free(old);
@@ -677,10 +774,10 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 pool_free(p);
                 return r;
         }
-        log_info("warm pool %s: %u of template %s (cpu %g, memory %llu, pids %llu, disk %llu)",
+        log_info("warm pool %s: %u of template %s (cpu %g, memory %llu, pids %llu, disk %llu)%s",
                  name, (unsigned) size, p->shape.template_name, p->shape.cpu,
                  (unsigned long long) p->shape.memory, (unsigned long long) p->shape.pids,
-                 (unsigned long long) p->shape.disk);
+                 (unsigned long long) p->shape.disk, kernel ? ", python kernels pre-started" : "");
         if (!o)
                 return -ENOMEM;
         *ret = o;
@@ -871,6 +968,8 @@ static void note_claim(Pools *ps, const char *name, bool claimed)
 /* Removes a claimed sandbox that could not be handed over; nothing of it is reused. */
 static void discard(Agent *a, Sandbox *sb)
 {
+        code_forget_sandbox(sb->name); /* a kernel pre-started under the pooled id */
+        code_forget_sandbox(sb->spec.id);
         (void) pthread_mutex_lock(&a->lock);
         if (sb->pidfd >= 0) {
                 (void) epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, sb->pidfd, NULL);
@@ -901,10 +1000,14 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
         (void) pthread_mutex_lock(&a->lock);
         bool id_ok = !a->stopping && (spec->id ? !sandbox_id_taken_locked(a, spec->id)
                                                : sandbox_new_id_locked(a, &new_id) == 0);
-        for (Sandbox *s = a->sandboxes; id_ok && s && !sb; s = s->next)
+        /* One whose kernel is up first (a refill may still be starting one). */
+        bool warm = false;
+        for (Sandbox *s = a->sandboxes; id_ok && s && !warm; s = s->next)
                 if (s->spec.pool && streq(s->spec.pool, pool) && s->state == SANDBOX_RUNNING &&
-                    shape_matches(&s->spec, spec))
+                    shape_matches(&s->spec, spec) && (!sb || code_prestarted_ready(s->spec.id))) {
+                        warm = code_prestarted_ready(s->spec.id);
                         sb = s;
+                }
         SandboxSpec pooled = {0};
         if (sb) {
                 pooled = sb->spec;
@@ -940,6 +1043,23 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
                 r = net_sandbox_set_policy(a->net, sb->name, &sb->spec.network);
         }
         t_net = now_monotonic_us();
+        /* The pre-started kernel becomes the caller's, or goes. */
+        int kernel = 0;
+        char kwhy[256] = "";
+        if (r == 0) {
+                SandboxExecInfo info;
+                (void) pthread_mutex_lock(&a->lock);
+                int q = exec_info_locked(sb, &info);
+                (void) pthread_mutex_unlock(&a->lock);
+                kernel = q < 0 ? q
+                               : code_claim_kernel(sb->name, &info, sb->spec.secret_env, kwhy,
+                                                   sizeof(kwhy));
+                if (q < 0)
+                        code_forget_sandbox(sb->name);
+                else
+                        sandbox_exec_info_done(&info);
+        }
+        uint64_t t_kernel = now_monotonic_us();
         secret_strv_free(sb->spec.secret_env); /* from here on only init holds them */
         sb->spec.secret_env = NULL;
         uint64_t now = now_realtime_us();
@@ -978,12 +1098,26 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
                 (void) json_object_object_add(o, "oom_kills", json_object_new_int(0));
         uint64_t t_end = now_monotonic_us();
         note_claim(ps, pool, true);
+        if (kernel != 0) {
+                (void) pthread_mutex_lock(&ps->lock);
+                Pool *p = find_pool_locked(ps, pool);
+                if (p)
+                        (*(kernel > 0 ? &p->kernel_claims : &p->kernel_drops))++;
+                (void) pthread_mutex_unlock(&ps->lock);
+        }
+        if (kernel < 0)
+                log_sbx(LOG_LEVEL_INFO, id, 0,
+                        "the pre-started python kernel was not handed over (%s): the first run "
+                        "starts one",
+                        kwhy);
         log_sbx(LOG_LEVEL_INFO, id, 0, "claimed from warm pool %s (%s) in %.2f ms", pool, sb->name,
                 (double) (t_end - t0) / 1000.0);
         log_sbx(LOG_LEVEL_DEBUG, id, 0,
-                "claim steps (ms): hostname %.2f, secrets %.2f, network %.2f, state+answer %.2f",
+                "claim steps (ms): hostname %.2f, secrets %.2f, network %.2f, kernel %.2f, "
+                "state+answer %.2f",
                 (double) (t_host - t0) / 1000.0, (double) (t_secrets - t_host) / 1000.0,
-                (double) (t_net - t_secrets) / 1000.0, (double) (t_end - t_net) / 1000.0);
+                (double) (t_net - t_secrets) / 1000.0, (double) (t_kernel - t_net) / 1000.0,
+                (double) (t_end - t_kernel) / 1000.0);
         if (!o)
                 return -ENOMEM;
         *ret_obj = o;

@@ -2,6 +2,7 @@
 the E2B SDK sends no cpu or memory, so the agent's defaults make the shape,
 and a pool made with the same defaults serves Sandbox.create()."""
 
+import ast
 import os
 import time
 
@@ -32,15 +33,23 @@ def test_sdk_create_is_served_by_a_warm_pool(sdk, agent):
     try:
         pooled = wait_for(lambda: (p := c.get(f"/v1/pools/{name}").json())["ready"] == 1 and p, 120,
                           what="the pool ready")["sandboxes"][0]
+        # Its python kernel pre-started too (docs/code-interpreter.md, "Warm pools").
+        wait_for(lambda: c.get(f"/v1/pools/{name}").json()["kernels_ready"] == 1, 120,
+                 what="the pooled sandbox's kernel started")
         before = claims(c, name)
         t0 = time.clock_gettime(time.CLOCK_BOOTTIME)
         out = sdk("pooled.mjs")
         assert out["code"] == "2"
         assert out["killed"] is True
         assert claims(c, name) == before + 1
+        assert c.get(f"/v1/pools/{name}").json()["kernel_claims"] == 1
         # PID 1 of the sandbox started before the SDK asked for it (tick precision).
         started = int(out["stat"].rsplit(")", 1)[1].split()[19]) / CLK_TCK
         assert started < t0, (started, t0)
+        # So did the kernel that ran the code, and it has the caller's envVars.
+        stat, greeting = ast.literal_eval(out["kernel"])
+        assert greeting == "hello"
+        assert int(stat.rsplit(")", 1)[1].split()[19]) / CLK_TCK < t0
         # The caller sees its id, never the pooled sandbox's internal name.
         assert out["hostname"] == out["id"] != pooled
         assert pooled not in c.get(f"/v1/pools/{name}").json()["sandboxes"]

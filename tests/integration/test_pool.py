@@ -8,6 +8,7 @@ A claim is told from a cold create by what cannot be faked from outside:
 the sandbox's init (PID 1) started before the create request was sent, and
 the pool's claim counter in /metrics moved. No timing is asserted."""
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 import pytest
 
 from conftest import AGENT_BIN, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from test_code import ok, run_code
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SHAPE = {"template": "host", "cpu": 0.25, "memory": 128 << 20}
@@ -280,9 +282,137 @@ def test_pool_api(pool_agent):
 
 
 def test_bad_pool_flag_is_refused():
-    for bad in ("host", "host=x", "host:gpu=1=2", "host=1001", "host:name=Bad=1"):
+    for bad in ("host", "host=x", "host:gpu=1=2", "host=1001", "host:name=Bad=1", "host:kernel=maybe=1"):
         r = subprocess.run([str(AGENT_BIN), "--standalone", "--socket", "/nonexistent/sock", "--pool", bad],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (bad, r)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "--pool" in lines[0], (bad, r.stderr)
+
+
+# --------------------------------------------------------------------------- pre-started kernels
+# A pool pre-starts the default python context's kernel in each of its
+# sandboxes (docs/code-interpreter.md, "Warm pools"); the host template
+# borrows the host's python3.
+
+KSHAPE = {"template": "host", "cpu": 0.25, "memory": 256 << 20}
+KFLAG = "host:cpu=250m,memory=256Mi,name=warm=1"
+VIEW = """import json, os, socket, sys
+st = open('/proc/self/stat').read().rsplit(')', 1)[1].split()
+print(json.dumps({'start': int(st[19]), 'env': dict(os.environ), 'cwd': os.getcwd(),
+                  'uid': os.getuid(), 'gid': os.getgid(), 'path': sys.path,
+                  'host': socket.gethostname(), 'names': sorted(k for k in globals() if k[0] != '_')}))
+"""
+
+
+def kernel_view(pa, sid):
+    """What the default python context's kernel is, from inside, on the
+    sandbox's first run: its start (CLOCK_BOOTTIME s), environment, cwd, ids,
+    sys.path and hostname."""
+    r = ok(run_code(pa.c, sid, VIEW))
+    assert r.count == 1, r
+    v = json.loads(r.stdout)
+    v["start"] /= CLK_TCK
+    return v
+
+
+def wait_kernels(pa, n, name="warm"):
+    return wait_for(lambda: (p := pa.pool(name))["kernels_ready"] == n and p["ready"] == n and
+                    p["creating"] == 0 and p, 60, what=f"pool {name}: {n} kernels pre-started")
+
+
+def test_claim_hands_over_the_prestarted_kernel(pool_agent):
+    pa = pool_agent(KFLAG)
+    pooled = wait_kernels(pa, 1)["sandboxes"]
+    env, secret = {"GREETING": "hello"}, {"TOKEN": "s3cr3t-value", "QUOTED": 'q"uo\\te\nd-\u00e9'}
+    t_request = boottime()
+    sbx = pa.c.create(**KSHAPE, env=env, secret_env=secret)
+    sid = sbx["id"]
+    p = pa.pool()
+    assert p["claims"] == 1 and p["kernel_claims"] == 1 and p["kernel_drops"] == 0, p
+    # As in a cold sandbox, no context is there before the first run.
+    r = pa.c.get(f"/v1/sandboxes/{sid}/contexts")
+    assert r.status == 200 and r.json()["contexts"] == [], r
+    assert_error(pa.c.post(f"/v1/sandboxes/{sid}/contexts/python/restart"), 404)
+    v = kernel_view(pa, sid)
+    # The kernel that answers was running before the create was sent.
+    assert v["start"] < t_request, (v["start"], t_request)
+    # The caller's env and secret env are its environment; the secret is masked.
+    assert v["env"]["GREETING"] == "hello" and v["env"]["TOKEN"] == "***", v["env"]
+    r = ok(run_code(pa.c, sid, "import os\nprint(os.environ['TOKEN'])\nos.environ['TOKEN'] == 's3cr3t-value'"))
+    assert r.text == "True" and r.stdout == "***\n", r
+    r = ok(run_code(pa.c, sid, "os.environ['TOKEN']"))
+    assert r.text == "'***'", r
+    r = ok(run_code(pa.c, sid, "os.environ['QUOTED'] == " + repr(secret["QUOTED"])))
+    assert r.text == "True", r
+    r = ok(run_code(pa.c, sid, "import subprocess\n"
+                    "subprocess.run(['sh', '-c', 'test \"$TOKEN\" = s3cr3t-value && echo $GREETING-ok; echo $TOKEN'])"))
+    assert r.stdout == "hello-ok\n***\n", r
+    # Nothing of the pooled sandbox: its name nowhere, the caller's id as hostname.
+    assert v["host"] == sid
+    assert not any(n in json.dumps(v) for n in pooled), (pooled, v)
+    # And what a cold sandbox with the same settings gives its kernel.
+    t_cold = boottime()
+    cold = pa.c.create(template="host", cpu=0.5, memory=256 << 20, env=env, secret_env=secret)
+    assert pa.pool()["claims"] == 1
+    cv = kernel_view(pa, cold["id"])
+    assert cv["start"] >= t_cold - 1.0 / CLK_TCK
+    for k in ("env", "cwd", "uid", "gid", "path", "names"):
+        assert v[k] == cv[k], (k, v[k], cv[k])
+    assert pa.c.delete(f"/v1/sandboxes/{cold['id']}").status == 204
+    assert pa.c.delete(f"/v1/sandboxes/{sid}").status == 204
+    assert pa.name_leftovers(pooled[0]) == []
+
+
+def test_a_claim_the_kernel_cannot_take_gets_a_fresh_one(pool_agent):
+    pa = pool_agent(KFLAG)
+    for i, (kw, check) in enumerate([
+            ({"user": "root"}, lambda v: v["uid"] == 0 and v["env"]["HOME"] == "/root"),
+            ({"env": {"PYTHONPATH": "/opt/sandpit-test"}}, lambda v: "/opt/sandpit-test" in v["path"]),
+            ({"env": {"HOME": "/tmp"}}, lambda v: v["env"]["HOME"] == "/tmp"),
+    ]):
+        wait_kernels(pa, 1)
+        t_request = boottime()
+        sbx = pa.c.create(**KSHAPE, **kw)
+        p = pa.pool()
+        assert p["claims"] == i + 1 and p["kernel_drops"] == i + 1 and p["kernel_claims"] == 0, p
+        v = kernel_view(pa, sbx["id"])
+        # A kernel started at the first run, as for a cold sandbox.
+        assert v["start"] >= t_request - 1.0 / CLK_TCK, (kw, v["start"], t_request)
+        assert check(v), (kw, v)
+        assert pa.c.delete(f"/v1/sandboxes/{sbx['id']}").status == 204
+
+
+def test_prestarted_kernels_are_never_reused(pool_agent):
+    pa = pool_agent(KFLAG)
+    wait_kernels(pa, 1)
+    first = pa.c.create(**KSHAPE)
+    a = kernel_view(pa, first["id"])
+    ok(run_code(pa.c, first["id"], "left = 'by-first'\nimport os\nos.environ['LEFT'] = 'first'\nos.chdir('/tmp')"))
+    assert pa.c.delete(f"/v1/sandboxes/{first['id']}").status == 204
+    wait_kernels(pa, 1)
+    second = pa.c.create(**KSHAPE)
+    assert pa.pool()["kernel_claims"] == 2
+    b = kernel_view(pa, second["id"])
+    assert b["start"] > a["start"] and "left" not in b["names"] and "LEFT" not in b["env"], b
+    assert b["cwd"] == a["cwd"] != "/tmp"
+    assert pa.c.delete(f"/v1/sandboxes/{second['id']}").status == 204
+
+
+def test_pool_without_kernels(pool_agent):
+    pa = pool_agent("host:cpu=250m,memory=256Mi,kernel=false,name=warm=1")
+    p = pa.wait_ready(1)
+    assert p["kernel"] is False and p["kernels_ready"] == 0, p
+    t_request = boottime()
+    sbx = pa.c.create(**KSHAPE)
+    v = kernel_view(pa, sbx["id"])
+    assert v["start"] >= t_request - 1.0 / CLK_TCK
+    p = pa.pool()
+    assert p["claims"] == 1 and p["kernel_claims"] == 0 and p["kernel_drops"] == 0, p
+    # Turned on: the sandboxes made from then on have one (a new shape, so none made before waits).
+    r = pa.c.request("PUT", "/v1/pools/warm", {"template": "host", "cpu": "250m", "memory": "192Mi", "size": 1,
+                                               "kernel": True})
+    assert r.status == 200 and r.json()["kernel"] is True, r
+    wait_kernels(pa, 1)
+    assert_error(pa.c.request("PUT", "/v1/pools/x", {"template": "host", "size": 0, "kernel": "yes"}), 400)
+    assert pa.c.delete(f"/v1/sandboxes/{sbx['id']}").status == 204
