@@ -6,7 +6,8 @@
 #   sandpit-operator  the operator (the gateway is part of it): the binary and
 #                     the shared libraries `ldd` names, /etc/passwd with the
 #                     non-root user 65532, the CA bundle. No shell, no apt.
-#   sandpit-agent     the agent, sandpit-init, the kernels, runc and crun over a
+#   sandpit-agent     the agent, sandpit-init, the kernels, runc and crun (and
+#                     sandpit-operator and the CLI: the chart's one image) over a
 #                     Debian bookworm minbase (debootstrap) with python3 and
 #                     bash, which the `host` template borrows through its /usr
 #                     bind. Runs as root (privileged): it makes the sandboxes.
@@ -189,7 +190,10 @@ stage_agent() { # ctx
 	base=$(agent_base)
 	ln "$base" "$ctx/rootfs.tar" 2>/dev/null || cp "$base" "$ctx/rootfs.tar"
 	mkdir -p "$ctx/bin" "$ctx/kernels"
-	install -m 0755 build/bin/sandpit-agent build/bin/sandpit-init build/bin/sandpit "$ctx/bin/"
+	# sandpit-operator too: the chart runs both components from one image
+	# (image.repository) until it has one per component.
+	install -m 0755 build/bin/sandpit-agent build/bin/sandpit-init build/bin/sandpit \
+		build/bin/sandpit-operator "$ctx/bin/"
 	cp -r build/share/sandpit/kernels/. "$ctx/kernels/"
 	rm -rf "$ctx/kernels/__pycache__"
 }
