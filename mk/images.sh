@@ -108,7 +108,8 @@ copy_with_libs() { # root file
 	install -D -m 0755 "$f" "$root/usr/local/bin/$(basename "$f")"
 	while read -r lib; do
 		real=$(realpath -- "$lib")
-		install -D -m 0644 "$real" "$root$(realpath -- "$(dirname "$lib")")/$(basename "$lib")"
+		# its own mode: ld-linux must stay executable
+		install -D -m "$(stat -c %a "$real")" "$real" "$root$(realpath -- "$(dirname "$lib")")/$(basename "$lib")"
 	done < <(ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
 }
 

@@ -100,6 +100,9 @@ class Bundle:
             self.remove()
             pytest.fail(f"umoci unpack {layout}:{VERSION}: {r.stderr}", pytrace=False)
         self.rootfs = self.dir / "bundle" / "rootfs"
+        # a non-root entrypoint must reach its rootfs (umoci makes the bundle 0700)
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.dir / "bundle", 0o755)
         self.config = json.loads((self.dir / "bundle" / "config.json").read_text())
 
     def run(self):
@@ -313,7 +316,6 @@ def operator_container(images, kube, node, lease):
     for f in list(sa.iterdir()) + [tok / "token"]:
         os.chown(f, OPERATOR_UID, OPERATOR_UID)
         os.chmod(f, 0o400)
-    os.chmod(b.dir, 0o755)
     health, gateway = find_free_port(), find_free_port()
     c = b.config
     assert c["process"]["user"]["uid"] == OPERATOR_UID, c["process"]["user"]
