@@ -139,6 +139,7 @@ stage_operator() { # ctx
 
 # The mirror of the host's bookworm (apt's own sources), else debootstrap's.
 host_mirror() {
+	# shellcheck disable=SC2016 # apt's format, not a shell expansion
 	apt-get indextargets --format '$(URI)' 'Created-By: Packages' 2>/dev/null |
 		sed -n "s#/dists/$SUITE/main/.*##p" | head -n 1
 }
@@ -173,7 +174,7 @@ agent_base() {
 	# Smaller: no docs, manuals, locales or apt lists; /dev is runc's.
 	rm -rf "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/locale/* \
 		"$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old "$r"/var/log/* \
-		"$r"/tmp/* "$r"/var/tmp/* "$r"/dev/*
+		"$r"/tmp/* "$r"/var/tmp/* "${r:?}"/dev/*
 	rm -f "$r/etc/resolv.conf" "$r/etc/hostname"
 	for b in runc crun python3 bash; do
 		[ -x "$r/usr/bin/$b" ] || [ -x "$r/usr/sbin/$b" ] || die "agent base: $b is not in the rootfs"
