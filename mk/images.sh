@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # 0.9 takes every function for unreachable once main ends in exit
 # Builds sandpit's container images with Debian's buildah (no Docker daemon, no
 # registry): images/<name>/Containerfile over a root filesystem made here, as
 # no base image can be pulled. docs/install.md ("Images") has the details.
@@ -222,6 +223,13 @@ build_image() { # operator|agent
 	log "$name:$version: $(du -sh "$layout" | cut -f1) in $layout, $(($(now_s) - t0)) s"
 }
 
-for n in "${names[@]}"; do
-	build_image "$n"
-done
+main() {
+	local n
+	for n in "${names[@]}"; do
+		build_image "$n"
+	done
+}
+
+# One call at the end: bash has read the whole file before anything runs, so
+# editing it during a build cannot break that build.
+main; exit
