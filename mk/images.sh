@@ -13,15 +13,16 @@
 #                     bash, which the `host` template borrows through its /usr
 #                     bind. Runs as root (privileged): it makes the sandboxes.
 #
-# Each image is left in buildah's storage as localhost/<name>:<VERSION> and
+# Each image is left in buildah's storage (<cache>/buildah) as localhost/<name>:<VERSION> and
 # written as an OCI layout, build/images/<name> (tag <VERSION>), which
 # `umoci unpack` or `skopeo copy oci:build/images/<name>:<VERSION> docker://...`
 # read. VERSION is the file at the top of the repository.
 #
 # Usage: mk/images.sh [--out DIR] [--cache DIR] [--force-base] [-v] operator|agent|all...
-#   --out DIR     layouts and buildah's own storage (default build/images)
-#   --cache DIR   where the agent's base root filesystem is kept between builds
-#                 (default $SANDPIT_IMAGE_CACHE, else /var/lib/sandpit/image-base)
+#   --out DIR     the layouts (default build/images)
+#   --cache DIR   where the agent's base root filesystem and buildah's storage
+#                 are kept between builds (default $SANDPIT_IMAGE_CACHE, else
+#                 /var/lib/sandpit/image-base)
 #   --force-base  rebuild the agent's base even if it is cached
 #   -v            show debootstrap and buildah output on stderr
 #
@@ -73,8 +74,9 @@ version=$(tr -d ' \n' <VERSION)
 for b in sandpit-operator sandpit-agent sandpit-init; do
 	[ -x "build/bin/$b" ] || die "build/bin/$b is missing: make all first"
 done
-mkdir -p "$out"
+mkdir -p "$out" "$cache"
 out=$(realpath -- "$out")
+cache=$(realpath -- "$cache")
 log_file=$out/build.log
 : >"$log_file"
 
@@ -88,8 +90,10 @@ run_logged() {
 
 # buildah with a storage of our own, vfs: it works on any host (no overlay
 # mount inside a container, no fuse-overlayfs) and the images only take COPY
-# and ADD steps, so no RUN container is ever started.
-BUILDAH=(buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs)
+# and ADD steps, so no RUN container is ever started. Beside the cache, not in
+# build/: its unpacked Debian trees hold directories such as etc/rc2.d, which
+# the Makefile's search for dependency files (*.d) must not meet.
+BUILDAH=(buildah --root "$cache/buildah" --runroot /run/sandpit-buildah --storage-driver vfs)
 
 # Removes the temp dirs of a failed build.
 TMPS=()

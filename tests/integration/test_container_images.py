@@ -174,6 +174,11 @@ def test_version_is_one_source():
     assert values["image"]["tag"] in ("", VERSION), f"values.yaml image.tag: {values['image']['tag']!r}"
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     assert "default .Chart.AppVersion" in helpers, "image.tag no longer defaults to appVersion"
+    # the binaries report it too (their own #defines, until the build passes VERSION in)
+    for header, macro in (("node-agent/src/api.h", "SANDPIT_VERSION"), ("operator/src/operator.h", "OPERATOR_VERSION"),
+                          ("cli/src/cli.h", "CLI_VERSION"), ("gateway/src/mcp.c", "MCP_SERVER_VERSION")):
+        m = re.search(rf'#define\s+{macro}\s+"([^"]*)"', (REPO / header).read_text())
+        assert m and m.group(1) == VERSION, f"{header}: {macro} is {m and m.group(1)!r}, VERSION is {VERSION}"
 
 
 def test_layouts_are_tagged_with_the_version(images):
