@@ -44,7 +44,8 @@ ALL_CAPS = [f"CAP_{c}" for c in (
     "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
     "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT "
     "SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE "
-    "AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ").split()]
+    "AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ "
+    "PERFMON BPF CHECKPOINT_RESTORE").split()]
 
 
 
@@ -195,28 +196,24 @@ def test_layouts_are_tagged_with_the_version(images):
 # --------------------------------------------------------------------------- agent
 
 
-@pytest.fixture
-def agent_container(images):
-    """The agent image started as the DaemonSet starts it: privileged, the
-    host's network, the DaemonSet's hostPath mounts at the same paths."""
-    b = Bundle(images["agent"], "agent")
-    host = Path(tempfile.mkdtemp(prefix="sandpit-it-agent-host-"))
-    os.chmod(host, 0o755)
+def configure_agent(b, host):
+    """b's config as the DaemonSet's pod: privileged, the host's network and
+    cgroups, the hostPath mounts at the same paths; returns (port, token)."""
     state, templates, imgs, tokdir = host / "state", host / "templates", host / "images", host / "token"
     for d in (state, imgs, tokdir):
         d.mkdir()
     build_templates(templates)
-    tf, token = write_token_file(tokdir)
+    _, token = write_token_file(tokdir)
     # mountPropagation: Bidirectional needs a shared mount on the node
     subprocess.run(["mount", "--bind", str(state), str(state)], check=True)
     subprocess.run(["mount", "--make-shared", str(state)], check=True)
-    parent = f"sandpit-it-img-{rand_suffix(6)}"
     port = find_free_port()
     c = b.config
     c["process"]["args"] = [
-        "/usr/local/bin/sandpit-agent", "--standalone", f"--listen=127.0.0.1:{port}", "--token-file=/etc/sandpit/agent-token/token",
+        "/usr/local/bin/sandpit-agent", "--standalone", f"--listen=127.0.0.1:{port}",
+        "--token-file=/etc/sandpit/agent-token/token",
         f"--state-dir={state}", f"--templates-dir={templates}", f"--images-dir={imgs}", "--runtime=runc",
-        f"--cgroup-parent={parent}", "--log-format=text", "--log-level=debug"]
+        f"--cgroup-parent={b.parent}", "--log-format=text", "--log-level=debug"]
     c["process"]["user"] = {"uid": 0, "gid": 0}
     c["process"]["capabilities"] = {k: privileged_caps() for k in ("bounding", "effective", "permitted", "inheritable")}
     c["process"]["noNewPrivileges"] = False
@@ -236,45 +233,69 @@ def agent_container(images):
     b.add_bind(templates, templates)
     b.add_bind(imgs, imgs)
     b.add_bind(tokdir, "/etc/sandpit/agent-token", ro=True)
-    b.run()
-    b.api = Client(tcp=("127.0.0.1", port), token=token)
-    b.state, b.parent = state, parent
+    return port, token
+
+
+def remove_cgroups(parent):
+    """Removes PARENT in every cgroup v1 hierarchy (or the v2 tree); returns
+    the sandbox cgroups that were still below it."""
+    left = []
+    roots = [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()] + [Path("/sys/fs/cgroup")]
+    for root in roots:
+        d = root / parent
+        if not d.is_dir():
+            continue
+        for dirpath, _, _ in os.walk(d, topdown=False):
+            if dirpath != str(d):
+                left.append(dirpath)
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+    return left
+
+
+@pytest.fixture
+def agent_container(images):
+    """The agent image started as the DaemonSet starts it."""
+    b = Bundle(images["agent"], "agent")
+    b.parent = f"sandpit-it-img-{rand_suffix(6)}"
+    host = Path(tempfile.mkdtemp(prefix="sandpit-it-agent-host-"))
+    os.chmod(host, 0o755)
+    state = host / "state"
+    b.api = None
     try:
+        port, token = configure_agent(b, host)
+        b.run()
+        b.api = Client(tcp=("127.0.0.1", port), token=token)
         wait_for(lambda: b.proc.poll() is not None or http_status(f"http://127.0.0.1:{port}/v1/sandboxes") == 401,
                  30, what="the agent container's API")
         assert b.proc.poll() is None, "the agent container exited at start:\n" + b.log_tail()
         yield b
     finally:
         leftover = []
-        if b.proc is not None and b.proc.poll() is None:
+        if b.api is not None and b.proc is not None and b.proc.poll() is None:
             for sid in list(b.api.created):
                 b.api.delete(f"/v1/sandboxes/{sid}")
             try:
                 leftover = b.api.list_ids()
             except Exception as e:  # noqa: BLE001 the agent died; the checks below say what it left
                 leftover = [f"(cannot list: {e})"]
+        started = b.proc is not None
         rc = b.stop()
         log = b.log_tail()
         b.remove()
         left_mounts = [m for m in mounts_under(state) if m != str(state)]
         for m in reversed(left_mounts):
             subprocess.run(["umount", "-l", m])
-        subprocess.run(["umount", "-l", str(state)])
-        left_cgroups = []
-        for ctrl in Path("/sys/fs/cgroup").iterdir():
-            d = ctrl / parent
-            if d.is_dir():
-                left_cgroups += [str(p) for p in sorted(d.glob("**/"), reverse=True) if p.is_dir()]
-                for p in sorted(d.glob("**/"), key=lambda p: -len(p.parts)):
-                    try:
-                        p.rmdir()
-                    except OSError:
-                        pass
+        if mounts_under(state):
+            subprocess.run(["umount", "-l", str(state)])
+        left_cgroups = remove_cgroups(b.parent)
         subprocess.run(["rm", "-rf", "--one-file-system", str(host)])
         assert not leftover, f"sandboxes left in the agent container: {leftover}"
-        assert rc == 0, f"the agent container did not stop cleanly on SIGTERM ({rc}):\n{log}"
+        assert not started or rc == 0, f"the agent container did not stop cleanly on SIGTERM ({rc}):\n{log}"
         assert not left_mounts, f"mounts left under the state dir: {left_mounts}"
-        assert not [c for c in left_cgroups if not c.endswith(parent)], f"sandbox cgroups left: {left_cgroups}"
+        assert not left_cgroups, f"sandbox cgroups left: {left_cgroups}"
 
 
 def test_agent_image_runs_a_sandbox(agent_container):
@@ -282,7 +303,7 @@ def test_agent_image_runs_a_sandbox(agent_container):
     # the agent running is the image's binary
     pid = b.pid()
     assert pid, "runc state has no pid"
-    assert os.stat(f"/proc/{pid}/exe").st_ino == os.stat(b.rootfs / "usr" / "local" / "bin" / "sandpit-agent").st_ino
+    assert os.path.samefile(f"/proc/{pid}/exe", b.rootfs / "usr/local/bin/sandpit-agent")
     sbx = b.api.create(template="host", labels={"test": "image"})
     r = b.api.exec(sbx["id"], cmd=["python3", "-c", "print(1+1)"])
     assert r.status == 200 and r.exit_code == 0, r
@@ -304,11 +325,34 @@ def test_agent_image_runs_a_sandbox(agent_container):
 
 
 @pytest.fixture
-def operator_container(images, kube, node, lease):
+def operator_container(images, kube, node, lease):  # noqa: F811 fixtures
     """The operator image as the chart's Deployment runs it: uid 65532,
     read-only root, no capabilities, in-cluster configuration, the agent token
     Secret mounted; in the host's network to reach the loopback API server."""
     b = Bundle(images["operator"], "operator")
+    try:
+        configure_operator(b, kube, node)
+        b.run()
+        wait_for(lambda: b.proc.poll() is not None or http_status(f"http://127.0.0.1:{b.health}/readyz") == 200,
+                 30, what="the operator container's /readyz")
+        assert b.proc.poll() is None, "the operator container exited at start:\n" + b.log_tail()
+        yield b
+    finally:
+        started = b.proc is not None
+        alive = started and b.proc.poll() is None
+        rc = b.stop()
+        log = b.log_tail()
+        b.remove()
+        assert not started or alive, "the operator container died:\n" + log
+        assert not started or rc == 0, f"the operator container did not stop cleanly on SIGTERM ({rc}):\n{log}"
+        assert node.token not in log, "the agent token was logged"
+
+
+def configure_operator(b, kube, node):
+    """b's config as the chart's Deployment: the image's user, a read-only
+    root, no capabilities, no new privileges, in-cluster configuration from
+    the service account files, the agent token Secret; the host's network
+    (the API server and the agent are on loopback)."""
     sa = b.dir / "serviceaccount"
     tok = b.dir / "agent-token"
     for d in (sa, tok):
@@ -321,14 +365,14 @@ def operator_container(images, kube, node, lease):
     for f in list(sa.iterdir()) + [tok / "token"]:
         os.chown(f, OPERATOR_UID, OPERATOR_UID)
         os.chmod(f, 0o400)
-    health, gateway = find_free_port(), find_free_port()
+    b.health, b.gateway = find_free_port(), find_free_port()
     c = b.config
     assert c["process"]["user"]["uid"] == OPERATOR_UID, c["process"]["user"]
     c["process"]["args"] = [
         "/usr/local/bin/sandpit-operator", "--in-cluster", f"--namespace={OP_NS}",
-        "--agent-token-file=/etc/sandpit/agent-token/token", f"--health-listen=127.0.0.1:{health}",
+        "--agent-token-file=/etc/sandpit/agent-token/token", f"--health-listen=127.0.0.1:{b.health}",
         "--workers=2", "--resync-seconds=2", "--log-format=text", "--log-level=debug",
-        f"--gateway-listen=127.0.0.1:{gateway}"]
+        f"--gateway-listen=127.0.0.1:{b.gateway}"]
     c["process"]["env"] = [e for e in c["process"].get("env", []) if not e.startswith("KUBERNETES_")] + [
         "KUBERNETES_SERVICE_HOST=127.0.0.1", f"KUBERNETES_SERVICE_PORT={kube.port}", "POD_NAME=sandpit-operator-img"]
     c["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
@@ -337,24 +381,9 @@ def operator_container(images, kube, node, lease):
     b.drop_namespace("network")
     b.add_bind(sa, "/var/run/secrets/kubernetes.io/serviceaccount", ro=True)
     b.add_bind(tok, "/etc/sandpit/agent-token", ro=True)
-    b.run()
-    b.health, b.gateway = health, gateway
-    try:
-        wait_for(lambda: b.proc.poll() is not None or http_status(f"http://127.0.0.1:{health}/readyz") == 200,
-                 30, what="the operator container's /readyz")
-        assert b.proc.poll() is None, "the operator container exited at start:\n" + b.log_tail()
-        yield b
-    finally:
-        alive = b.proc is not None and b.proc.poll() is None
-        rc = b.stop()
-        log = b.log_tail()
-        b.remove()
-        assert alive, "the operator container died:\n" + log
-        assert rc == 0, f"the operator container did not stop cleanly on SIGTERM ({rc}):\n{log}"
-        assert node.token not in log, "the agent token was logged"
 
 
-def test_operator_image_reconciles_a_sandbox(operator_container, kube, node):
+def test_operator_image_reconciles_a_sandbox(operator_container, kube, node):  # noqa: F811 fixtures
     b = operator_container
     pid = b.pid()
     assert pid, "runc state has no pid"
@@ -362,7 +391,7 @@ def test_operator_image_reconciles_a_sandbox(operator_container, kube, node):
         ids = {ln.split(":")[0]: ln.split()[1:] for ln in f if ln.startswith(("Uid:", "Gid:", "CapEff:"))}
     assert ids["Uid"] == [str(OPERATOR_UID)] * 4 and ids["Gid"] == [str(OPERATOR_UID)] * 4, ids
     assert int(ids["CapEff"][0], 16) == 0, ids
-    assert os.stat(f"/proc/{pid}/exe").st_ino == os.stat(b.rootfs / "usr/local/bin/sandpit-operator").st_ino
+    assert os.path.samefile(f"/proc/{pid}/exe", b.rootfs / "usr/local/bin/sandpit-operator")
     name = f"img-{rand_suffix(6)}"
     kube.kubectl("apply", "-f", "-", input=manifest(name))
     obj = wait_ready(kube, name)
