@@ -3,7 +3,7 @@
 # (pytest, real runc/cgroups/tmpfs, as root). See README.md.
 include mk/config.mk
 
-.PHONY: all deps run test test-k8s unit integration bench lint format format-check rootfs templates clean fuzz
+.PHONY: all deps run test test-k8s unit integration bench lint format format-check rootfs templates images clean fuzz
 
 all: $(BIN)/sandpit-agent $(BIN)/sandpit-init $(BIN)/sandpit $(BIN)/sandpit-operator
 
@@ -58,6 +58,12 @@ rootfs: deps
 
 templates: all
 	@mk/templates.sh host
+
+# The operator and agent images (OCI layouts in build/images, tagged with
+# VERSION), built by buildah without a daemon or a registry (docs/install.md).
+images: deps
+	@$(MAKE) --no-print-directory all
+	@mk/images.sh all
 
 lint:
 	@mk/lint.sh

@@ -37,7 +37,7 @@ COMMANDS = [
     "cc", "gcc", "make", "pkg-config", "ar", "clang", "clang-format", "clang-tidy",
     "runc", "nft", "ip", "openssl", "debootstrap", "unzip", "node", "npm",
     "python3", "mount", "umount", "nsenter", "unshare", "ps", "etcd",
-    "docker-registry", "htpasswd", "busybox", "zstd", "skopeo", "umoci", "lua5.4",
+    "docker-registry", "htpasswd", "busybox", "zstd", "skopeo", "umoci", "lua5.4", "buildah",
 ]
 # pytest and yaml are imported by the tests.
 PY_MODULES = ["pytest", "yaml"]

@@ -33,6 +33,9 @@ PACKAGES=(
         docker-registry apache2-utils busybox-static zstd
         # bench/bench_images.py: the same image pulled and unpacked by them, for comparison
         skopeo umoci
+        # make images (mk/images.sh): the images built without a daemon (debootstrap, above, makes
+        # the agent's base); their tests unpack them with umoci and run them with runc
+        buildah
         # tests/integration/test_examples.py runs the Argo CD health check (Lua) on Sandboxes
         lua5.4
 )
