@@ -78,7 +78,7 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ARCHIVES)
 .PHONY: unit-bins
 unit-bins: $(UNIT_BINS)
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)
 
 # libFuzzer harnesses: tests/fuzz/fuzz_X.c with the sources listed in
 # tests/fuzz/fuzz_X.sources, built with clang. `make fuzz` runs each for
@@ -92,7 +92,7 @@ FUZZ_SECONDS ?= 30
 build/fuzz/%: tests/fuzz/%.c tests/fuzz/%.sources $$(shell cat tests/fuzz/$$*.sources)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	@clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -iquote lib/include \
+	@clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE $(VERSION_DEF) -iquote lib/include \
 		-iquote node-agent/src -iquote node-agent/init -iquote gateway/src $(PKG_CFLAGS) $< \
 		$(shell cat tests/fuzz/$*.sources) -o $@ $(LIBS)
 

@@ -5,7 +5,10 @@ PKG_CONFIG ?= pkg-config
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wimplicit-fallthrough -Wvla
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong
-BASE_CFLAGS := -std=gnu17 -g -D_GNU_SOURCE $(WARNINGS) $(HARDEN) -MMD -MP \
+# The version, from one place: VERSION (the images' tag and the chart's
+# appVersion follow it; test_container_images.py checks).
+VERSION_DEF := -DSANDPIT_VERSION='"$(shell cat VERSION)"'
+BASE_CFLAGS := -std=gnu17 -g -D_GNU_SOURCE $(VERSION_DEF) $(WARNINGS) $(HARDEN) -MMD -MP \
                -iquote lib/include -iquote node-agent/src -iquote node-agent/init -iquote cli/src \
                -iquote gateway/src
 

@@ -2,7 +2,7 @@
 # `make lint`: clang-tidy (config in .clang-tidy) over every C source; fails on a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-flags=(-std=gnu17 -D_GNU_SOURCE -iquote lib/include -iquote node-agent/src -iquote node-agent/init
+flags=(-std=gnu17 -D_GNU_SOURCE "-DSANDPIT_VERSION=\"$(cat VERSION)\"" -iquote lib/include -iquote node-agent/src -iquote node-agent/init
        -iquote cli/src -iquote gateway/src $(pkg-config --cflags json-c libmicrohttpd libcurl libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables))
 mapfile -t files < <(ls lib/src/*.c node-agent/src/*.c node-agent/init/*.c cli/src/*.c \
                         operator/src/*.c gateway/src/*.c 2>/dev/null || true)

@@ -15,7 +15,7 @@
 #include "sandpit/agent-client.h"
 #include "sandpit/json.h"
 
-#define CLI_VERSION     "0.1.0"
+#define CLI_VERSION     SANDPIT_VERSION /* -D from VERSION (mk/config.mk) */
 #define CLI_DEFAULT_URL "unix:///run/sandpit/agent.sock"
 /* The agent refuses bodies over 16 MiB; base64 grows stdin by a third. */
 #define CLI_STDIN_MAX ((size_t) 12 * 1024 * 1024)

@@ -12,7 +12,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define MCP_SERVER_VERSION "0.1.0"
+#define MCP_SERVER_VERSION SANDPIT_VERSION /* -D from VERSION (mk/config.mk) */
 
 /* Newest first: what the official TypeScript SDK negotiates, and 2024-11-05
  * for older clients (its tools are the same minus the newer fields). */

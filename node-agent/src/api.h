@@ -4,6 +4,5 @@
 #include "sandpit/http-server.h"
 
 /* The agent's version (GET /v1/info, the cluster Lease). */
-#define SANDPIT_VERSION "0.1.0"
 
 void api_handle(HttpRequest *req, void *userdata);

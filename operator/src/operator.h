@@ -22,7 +22,7 @@
 #include "sandpit/prom.h"
 #include "sandpit/util.h"
 
-#define OPERATOR_VERSION    "0.1.0"
+#define OPERATOR_VERSION    SANDPIT_VERSION /* -D from VERSION (mk/config.mk) */
 #define OPERATOR_FINALIZER  "sandpit.dev/cleanup"
 #define OPERATOR_CONTROLLER "sandpit.dev/operator"
 /* The agent-side sandbox id of a Sandbox: this prefix and its uid. */
