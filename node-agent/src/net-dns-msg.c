@@ -137,8 +137,7 @@ bool dns_pattern_match(const char *pattern, const char *name)
                 return strcmp(pattern, name) == 0;
         const char *suffix = pattern + 1; /* ".example.com" */
         size_t ls = strlen(suffix), ln = strlen(name);
-        return ln > ls && strcmp(name + ln - ls, suffix) == 0 &&
-               name[ln - ls - 1] != '.';
+        return ln > ls && strcmp(name + ln - ls, suffix) == 0 && name[ln - ls - 1] != '.';
 }
 
 int dns_pattern_normalize(const char *in, char out[DNS_NAME_MAX])

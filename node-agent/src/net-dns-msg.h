@@ -8,20 +8,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DNS_HEADER 12
-#define DNS_NAME_MAX 254 /* dotted, lowercase, no trailing dot, with NUL */
-#define DNS_MAX_ADDRS 64
-#define DNS_TYPE_A 1
-#define DNS_CLASS_IN 1
+#define DNS_HEADER         12
+#define DNS_NAME_MAX       254 /* dotted, lowercase, no trailing dot, with NUL */
+#define DNS_MAX_ADDRS      64
+#define DNS_TYPE_A         1
+#define DNS_CLASS_IN       1
 #define DNS_RCODE_SERVFAIL 2
-#define DNS_RCODE_REFUSED 5
+#define DNS_RCODE_REFUSED  5
 
 typedef struct {
         uint16_t id;
         uint16_t qtype, qclass;
-        size_t end;                /* offset just past the question */
-        char name[DNS_NAME_MAX];   /* lowercase, "" for the root */
-        bool plain;                /* only letters, digits, '-' and '_' in its labels */
+        size_t end;              /* offset just past the question */
+        char name[DNS_NAME_MAX]; /* lowercase, "" for the root */
+        bool plain;              /* only letters, digits, '-' and '_' in its labels */
 } DnsQuestion;
 
 /* Reads the name at *off (compression pointers followed, at most 16, only

@@ -23,12 +23,12 @@
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 
-#define DNS_QUERY_MAX 512
-#define DNS_REPLY_MAX 4096
-#define DNS_MAX_PENDING 128
+#define DNS_QUERY_MAX      512
+#define DNS_REPLY_MAX      4096
+#define DNS_MAX_PENDING    128
 #define DNS_MAX_PER_SOURCE 32
-#define DNS_MAX_CONNS 32
-#define DNS_CONN_IDLE_MS 10000
+#define DNS_MAX_CONNS      32
+#define DNS_CONN_IDLE_MS   10000
 
 typedef struct {
         uint32_t ip;
@@ -262,7 +262,7 @@ static void set_add(NetDns *d, const char *set, uint32_t addr, uint32_t ttl)
 {
         char a[20], cmd[512];
         net_addr_format(addr, a, sizeof(a));
-        uint32_t t = ttl < NET_DNS_TTL_MIN ? NET_DNS_TTL_MIN
+        uint32_t t = ttl < NET_DNS_TTL_MIN   ? NET_DNS_TTL_MIN
                      : ttl > NET_DNS_TTL_MAX ? NET_DNS_TTL_MAX
                                              : ttl;
         (void) snprintf(cmd, sizeof(cmd),

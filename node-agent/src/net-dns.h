@@ -13,8 +13,8 @@
 
 #include "net-policy.h"
 
-#define NET_DNS_TTL_MIN 30
-#define NET_DNS_TTL_MAX 3600
+#define NET_DNS_TTL_MIN             30
+#define NET_DNS_TTL_MAX             3600
 #define NET_DNS_UPSTREAM_TIMEOUT_MS 5000
 
 typedef struct NetDns NetDns;

@@ -232,8 +232,8 @@ int net_manager_new(const NetConfig *cfg, const char *state_dir, NetManager **re
         if (fd < 0 || write(fd, "1\n", 2) != 2)
                 return log_error_errno(negative_errno(), "cannot enable IPv4 forwarding");
         /* Host entries resolve through the agent, on the gateway address. */
-        if (m->dns && (r = net_dns_new(m->table, net_pool_gateway(&m->pool), m->dns,
-                                       &m->resolver)) < 0)
+        if (m->dns &&
+            (r = net_dns_new(m->table, net_pool_gateway(&m->pool), m->dns, &m->resolver)) < 0)
                 return log_error_errno(r, "cannot start the sandboxes' resolver on port 53");
         return 0;
 }

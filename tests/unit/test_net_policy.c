@@ -342,9 +342,9 @@ static void test_render_is_valid_nft(void **state)
                                 "\"ports\":[443]},{\"host\":\"*.wild.test\"}]}",
                                 &h, err),
                          0);
-        assert_int_equal(policy("{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"ok.test\"}]}",
-                                &h2, err),
-                         0);
+        assert_int_equal(
+                policy("{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"ok.test\"}]}", &h2, err),
+                0);
         NetChainCtx c = chain;
         c.table = t.table;
         char *buf = NULL;
