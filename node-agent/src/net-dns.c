@@ -313,7 +313,7 @@ static void udp_readable(NetDns *d)
 {
         for (int i = 0; i < 64; i++) {
                 uint8_t msg[DNS_QUERY_MAX + 1];
-                struct sockaddr_in from;
+                struct sockaddr_in from = {0};
                 socklen_t fl = sizeof(from);
                 ssize_t n = recvfrom(d->udp, msg, sizeof(msg), MSG_DONTWAIT,
                                      (struct sockaddr *) &from, &fl);
@@ -326,7 +326,7 @@ static void udp_readable(NetDns *d)
 
 static void tcp_accept(NetDns *d)
 {
-        struct sockaddr_in from;
+        struct sockaddr_in from = {0};
         socklen_t fl = sizeof(from);
         int fd = accept4(d->tcp, (struct sockaddr *) &from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
