@@ -269,6 +269,12 @@ int net_check_policy(const NetManager *m, const NetPolicy *p, char *err, size_t 
                                 net_egress_name(p->egress));
                 return -EINVAL;
         }
+        if (net_policy_nhosts(p) && !m->resolver) {
+                (void) snprintf(err, errlen,
+                                "network.allow host entries need the agent's resolver: start "
+                                "the agent with --dns");
+                return -EINVAL;
+        }
         return 0;
 }
 
