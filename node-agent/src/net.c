@@ -234,7 +234,9 @@ int net_manager_new(const NetConfig *cfg, const char *state_dir, NetManager **re
         /* Host entries resolve through the agent, on the gateway address. */
         if (m->dns &&
             (r = net_dns_new(m->table, net_pool_gateway(&m->pool), m->dns, &m->resolver)) < 0)
-                return log_error_errno(r, "cannot start the sandboxes' resolver on port 53");
+                /* Not fatal: sandboxes keep --dns; only host entries are refused. */
+                log_warning_errno(r, "cannot run the sandboxes' resolver on port 53 of the gateway "
+                                     "address; allowlist host entries are refused");
         return 0;
 }
 
@@ -272,7 +274,8 @@ int net_check_policy(const NetManager *m, const NetPolicy *p, char *err, size_t 
         if (net_policy_nhosts(p) && !m->resolver) {
                 (void) snprintf(err, errlen,
                                 "network.allow host entries need the agent's resolver: start "
-                                "the agent with --dns");
+                                "the agent with --dns (and port 53 free on the gateway "
+                                "address)");
                 return -EINVAL;
         }
         return 0;
