@@ -297,6 +297,65 @@ static void test_host_match(void **state)
         assert_false(dns_pattern_match("*.wild.test", ".wild.test"));
 }
 
+/* The resolver's parsing: a query, compression (only backwards), answers
+ * that must match their question, A records behind a CNAME. */
+static void test_dns_messages(void **state)
+{
+        (void) state;
+        static const uint8_t q[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0, 0, 0, 0, 0, 2,
+                                    'O',  'k',  4,    't',  'e', 's', 't', 0, 0, 1, 0, 1};
+        DnsQuestion dq;
+        assert_int_equal(dns_query_parse(q, sizeof(q), &dq), 0);
+        assert_string_equal(dq.name, "ok.test");
+        assert_true(dq.plain);
+        assert_int_equal(dq.end, sizeof(q));
+        assert_int_equal(dq.qtype, DNS_TYPE_A);
+        assert_int_equal(dns_query_parse(q, sizeof(q) - 1, &dq), -EBADMSG);
+        uint8_t out[64];
+        assert_int_equal(dns_query_parse(q, sizeof(q), &dq), 0);
+        assert_int_equal(dns_error_reply(q, &dq, DNS_RCODE_REFUSED, out), sizeof(q));
+        assert_int_equal(out[2], 0x81);
+        assert_int_equal(out[3], 0x85);
+        /* A pointer to itself, and one forward: refused. */
+        static const uint8_t loop[] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1};
+        static const uint8_t fwd[] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 14, 0, 0, 1, 0, 1};
+        assert_int_equal(dns_query_parse(loop, sizeof(loop), &dq), -EBADMSG);
+        assert_int_equal(dns_query_parse(fwd, sizeof(fwd), &dq), -EBADMSG);
+        /* The answer: ok.test CNAME x.test (via pointers), x.test A 198.18.101.2 TTL 7. */
+        uint8_t a[128];
+        size_t n = 0;
+        memcpy(a, q, sizeof(q));
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[7] = 2;
+        n = sizeof(q);
+        static const uint8_t cname[] = {0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'x', 0xc0, 15};
+        memcpy(a + n, cname, sizeof(cname));
+        size_t x = n + 12;
+        n += sizeof(cname);
+        const uint8_t rr[] = {0xc0, (uint8_t) x, 0, 1, 0, 1, 0, 0, 0, 7, 0, 4, 198, 18, 101, 2};
+        memcpy(a + n, rr, sizeof(rr));
+        n += sizeof(rr);
+        assert_int_equal(dns_query_parse(q, sizeof(q), &dq), 0);
+        DnsAddr addrs[DNS_MAX_ADDRS];
+        size_t na = 0;
+        assert_int_equal(dns_answer_addrs(a, n, &dq, addrs, &na), 0);
+        assert_int_equal(na, 1);
+        assert_int_equal(addrs[0].addr, 0xc6126502);
+        assert_int_equal(addrs[0].ttl, 7);
+        char name[DNS_NAME_MAX];
+        size_t off = x;
+        assert_int_equal(dns_name_read(a, n, &off, name, NULL), 0);
+        assert_string_equal(name, "x.test");
+        /* Another id, a truncated record, another question: not this answer. */
+        a[1] ^= 1;
+        assert_int_equal(dns_answer_addrs(a, n, &dq, addrs, &na), -EBADMSG);
+        a[1] ^= 1;
+        assert_int_equal(dns_answer_addrs(a, n - 1, &dq, addrs, &na), -EBADMSG);
+        a[13] = 'x';
+        assert_int_equal(dns_answer_addrs(a, n, &dq, addrs, &na), -EBADMSG);
+}
+
 /* The always-blocked set comes before any accept, whatever the policy. */
 static void test_blocked_before_accept(void **state)
 {
@@ -378,6 +437,7 @@ int main(void)
                 cmocka_unit_test(test_pool),
                 cmocka_unit_test(test_host_entries),
                 cmocka_unit_test(test_host_match),
+                cmocka_unit_test(test_dns_messages),
                 cmocka_unit_test(test_pool_round_robin_wraps),
                 cmocka_unit_test(test_policy_json),
                 cmocka_unit_test(test_render_deny),
