@@ -93,7 +93,8 @@ static int network_spec(json_object *net, json_object **ret, char *err, size_t e
                                 (void) snprintf(buf, sizeof(buf), "%s/32", cidr);
                                 cidr = buf;
                         }
-                        put_str(e, "cidr", cidr, &bad);
+                        const char *host = json_str(json_object_array_get_idx(rules, i), "host");
+                        put_str(e, host ? "host" : "cidr", host ? host : cidr, &bad);
                 }
                 put(eg, "allow", allow, &bad);
         } else {
@@ -268,7 +269,9 @@ static json_object *network_view(json_object *sbx)
                                 bad = true;
                                 break;
                         }
-                        put_str(e, "cidr", json_str(json_object_array_get_idx(list, i), "cidr"),
+                        json_object *a = json_object_array_get_idx(list, i);
+                        put_str(e, json_str(a, "host") ? "host" : "cidr",
+                                json_str(a, "host") ? json_str(a, "host") : json_str(a, "cidr"),
                                 &bad);
                 }
                 put(net, "allow", allow, &bad);

@@ -216,7 +216,23 @@ static bool cidr_overlap(Cidr a, Cidr b)
         return (a.addr & mask) == (b.addr & mask);
 }
 
-/* allowOut or denyOut: an array of IPv4 addresses and CIDRs. */
+/* A domain in allowOut ("api.example.com", "*.example.com"): it goes to the
+ * agent as a host entry, which checks it fully. prefix 33 marks it. */
+static bool looks_like_host(const char *s)
+{
+        bool letter = false;
+        for (const char *p = s; *p; p++) {
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+                        letter = true;
+                else if (!((*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_' ||
+                           (*p == '*' && p == s)))
+                        return false;
+        }
+        return letter && strlen(s) <= 253;
+}
+
+/* allowOut or denyOut: an array of IPv4 addresses and CIDRs; allowOut may
+ * also name domains. */
 static int parse_cidrs(json_object *v, const char *what, char ***ret, Cidr **ret_parsed,
                        bool *ret_all, char *err, size_t errlen)
 {
@@ -233,6 +249,10 @@ static int parse_cidrs(json_object *v, const char *what, char ***ret, Cidr **ret
                 json_object *e = json_object_array_get_idx(v, i);
                 const char *s = plain_string(e) ? json_object_get_string(e) : "";
                 int r = cidr_parse(s, &parsed[i]);
+                if (r < 0 && r != -ERANGE && streq(what, "allowOut") && looks_like_host(s)) {
+                        parsed[i].prefix = 33;
+                        r = 0;
+                }
                 if (r == -ERANGE)
                         return fail(err, errlen,
                                     "network.%s: %.64s has host bits set; write the network "
@@ -240,8 +260,8 @@ static int parse_cidrs(json_object *v, const char *what, char ***ret, Cidr **ret
                                     what, s);
                 if (r < 0)
                         return fail(err, errlen,
-                                    "network.%s: \"%.64s\" is not an IPv4 address or CIDR (host "
-                                    "names and IPv6 are not supported)",
+                                    "network.%s: \"%.64s\" is not an IPv4 address or CIDR "
+                                    "(IPv6 is not supported; domains only in allowOut)",
                                     what, s);
                 if (parsed[i].prefix == 0)
                         *ret_all = true;
@@ -317,7 +337,7 @@ static int parse_network(json_object *net, json_object *internet, const GwE2bCon
                 /* allowOut only matters where it punches a hole in denyOut */
                 for (size_t i = 0; allow && allow[i]; i++)
                         for (size_t k = 0; deny && deny[k]; k++)
-                                if (cidr_overlap(allow_c[i], deny_c[k]))
+                                if (allow_c[i].prefix <= 32 && cidr_overlap(allow_c[i], deny_c[k]))
                                         return fail(err, errlen,
                                                     "network: allowOut %.64s inside denyOut "
                                                     "%.64s is only supported when denyOut is %s",
@@ -446,7 +466,9 @@ static int rules_json(char **cidrs, json_object **ret)
                 return -ENOMEM;
         STRV_FOREACH(s, cidrs) {
                 json_object *rule = json_object_new_object();
-                if (!rule || add_str(rule, "cidr", *s) < 0 ||
+                Cidr c;
+                int k = cidr_parse(*s, &c);
+                if (!rule || add_str(rule, k == 0 || k == -ERANGE ? "cidr" : "host", *s) < 0 ||
                     json_object_array_add(arr, rule) < 0) {
                         json_object_put(rule);
                         return -ENOMEM;
@@ -544,7 +566,9 @@ static int network_view(json_object *net, bool *ret_internet, json_object **ret)
         for (size_t i = 0; (allow || allowlist) && json_object_is_type(rules, json_type_array) &&
                            i < json_object_array_length(rules);
              i++) {
-                const char *cidr = json_str(json_object_array_get_idx(rules, i), "cidr");
+                json_object *rule = json_object_array_get_idx(rules, i);
+                const char *cidr =
+                        json_str(rule, "cidr") ? json_str(rule, "cidr") : json_str(rule, "host");
                 json_object *s = cidr ? json_object_new_string(cidr) : NULL;
                 if (cidr && (!s || json_object_array_add(dst, s) < 0)) {
                         json_object_put(s);

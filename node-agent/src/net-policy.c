@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net-dns-msg.h"
 #include "sandpit/macro.h"
 
 /* --- addresses ------------------------------------------------------------ */
@@ -151,6 +152,14 @@ const char *net_egress_name(NetEgress e)
         return "deny";
 }
 
+size_t net_policy_nhosts(const NetPolicy *p)
+{
+        size_t n = 0;
+        for (size_t i = 0; p->egress == NET_EGRESS_ALLOWLIST && i < p->nallow; i++)
+                n += p->allow[i].host[0] != 0;
+        return n;
+}
+
 void net_policy_done(NetPolicy *p)
 {
         free(p->allow);
@@ -188,7 +197,7 @@ static int port_from_json(json_object *v, uint16_t *lo, uint16_t *hi)
 static int rule_from_json(json_object *o, const char *list, NetRule *r, char *err, size_t errlen)
 {
         *r = (NetRule){0};
-        bool have_cidr = false;
+        bool have_cidr = false, have_host = false;
         if (!json_object_is_type(o, json_type_object)) {
                 (void) snprintf(err, errlen, "network.%s entries must be objects", list);
                 return -EINVAL;
@@ -204,6 +213,15 @@ static int rule_from_json(json_object *o, const char *list, NetRule *r, char *er
                                 return -EINVAL;
                         }
                         have_cidr = true;
+                } else if (streq(key, "host") && streq(list, "allow")) {
+                        if (!json_object_is_type(val, json_type_string) ||
+                            dns_pattern_normalize(json_object_get_string(val), r->host) < 0) {
+                                (void) snprintf(err, errlen,
+                                                "network.allow: host must be a DNS name like "
+                                                "\"example.com\" or \"*.example.com\"");
+                                return -EINVAL;
+                        }
+                        have_host = true;
                 } else if (streq(key, "protocol")) {
                         const char *p = json_object_is_type(val, json_type_string)
                                                 ? json_object_get_string(val)
@@ -248,8 +266,9 @@ static int rule_from_json(json_object *o, const char *list, NetRule *r, char *er
                         return -EINVAL;
                 }
         }
-        if (!have_cidr) {
-                (void) snprintf(err, errlen, "network.%s entries need a cidr", list);
+        if (have_cidr == have_host) {
+                (void) snprintf(err, errlen, "network.%s entries need %s", list,
+                                streq(list, "allow") ? "either a cidr or a host" : "a cidr");
                 return -EINVAL;
         }
         return 0;
@@ -346,7 +365,8 @@ static json_object *rules_to_json(const NetRule *rules, size_t n)
                 json_object *o = json_object_new_object();
                 char cidr[32];
                 net_cidr_format(r->addr, r->prefix, cidr, sizeof(cidr));
-                (void) json_object_object_add(o, "cidr", json_object_new_string(cidr));
+                (void) json_object_object_add(o, r->host[0] ? "host" : "cidr",
+                                              json_object_new_string(r->host[0] ? r->host : cidr));
                 (void) json_object_object_add(
                         o, "protocol",
                         json_object_new_string(r->proto == NET_PROTO_TCP   ? "tcp"
@@ -443,11 +463,23 @@ static void ports_expr(const NetRule *r, const char *proto, char *out, size_t le
                 (void) snprintf(out + used, len - used, " }");
 }
 
-/* One rule line per protocol the entry needs ("any" with ports: tcp and udp). */
-static int render_rule(const NetChainCtx *c, const NetRule *r, const char *verdict, char **buf)
+void net_host_set_name(const NetChainCtx *c, size_t k, char *buf, size_t len)
 {
-        char cidr[32], ports[NET_MAX_PORTS * 13 + 32];
-        net_cidr_format(r->addr, r->prefix, cidr, sizeof(cidr));
+        (void) snprintf(buf, len, "%s-h%zu", c->chain, k);
+}
+
+/* One rule line per protocol the entry needs ("any" with ports: tcp and udp).
+ * A host entry matches its set (k: its index among the host entries). */
+static int render_rule(const NetChainCtx *c, const NetRule *r, size_t hostk, const char *verdict,
+                       char **buf)
+{
+        char cidr[160], ports[NET_MAX_PORTS * 13 + 32];
+        if (r->host[0]) {
+                cidr[0] = '@';
+                net_host_set_name(c, hostk, cidr + 1, sizeof(cidr) - 1);
+        } else {
+                net_cidr_format(r->addr, r->prefix, cidr, sizeof(cidr));
+        }
         static const char *const both[] = {"tcp", "udp"};
         if (r->proto == NET_PROTO_ANY && !r->nports)
                 return appendf(buf, "add rule ip %s %s ip daddr %s %s\n", c->table, c->chain, cidr,
@@ -472,7 +504,9 @@ int net_render_chain_rules(const NetPolicy *p, const NetChainCtx *c, char **buf)
         int r = appendf(buf, "add rule ip %s %s ip saddr != %s drop\n", c->table, c->chain, ip);
         if (r < 0 || p->egress == NET_EGRESS_DENY)
                 return r < 0 ? r : appendf(buf, "add rule ip %s %s drop\n", c->table, c->chain);
-        if (c->dns) {
+        /* With host entries, DNS goes to the agent's resolver (the input chain), never
+         * straight to the upstream one. */
+        if (c->dns && net_policy_nhosts(p) == 0) {
                 net_addr_format(c->dns, dns, sizeof(dns));
                 r = appendf(buf,
                             "add rule ip %s %s ip daddr %s meta l4proto { tcp, udp } th dport 53 "
@@ -488,9 +522,11 @@ int net_render_chain_rules(const NetPolicy *p, const NetChainCtx *c, char **buf)
         const NetRule *rules = p->egress == NET_EGRESS_ALLOW ? p->deny : p->allow;
         size_t n = p->egress == NET_EGRESS_ALLOW ? p->ndeny : p->nallow;
         const char *verdict = p->egress == NET_EGRESS_ALLOW ? "drop" : "accept";
-        for (size_t i = 0; i < n; i++)
-                if ((r = render_rule(c, &rules[i], verdict, buf)) < 0)
+        for (size_t i = 0, k = 0; i < n; i++) {
+                if ((r = render_rule(c, &rules[i], k, verdict, buf)) < 0)
                         return r;
+                k += rules[i].host[0] != 0;
+        }
         return appendf(buf, "add rule ip %s %s %s\n", c->table, c->chain,
                        p->egress == NET_EGRESS_ALLOW ? "accept" : "drop");
 }
@@ -514,6 +550,20 @@ int net_render_table(const NetTableCtx *t, char **buf)
         }
         if (r < 0)
                 return r;
+        if (t->resolver) {
+                /* The agent's resolver on the gateway, from a sandbox's own veth only
+                 * (the reverse path of its source address must be that veth). */
+                char gw[20];
+                net_addr_format(t->resolver, gw, sizeof(gw));
+                r = appendf(buf,
+                            "add chain ip %s input { type filter hook input priority filter; "
+                            "policy accept; }\n"
+                            "add rule ip %s input iifname \"%s*\" ip daddr %s meta l4proto "
+                            "{ tcp, udp } th dport 53 fib saddr . iif oif exists accept\n",
+                            T, T, P, gw);
+                if (r < 0)
+                        return r;
+        }
         return appendf(
                 buf,
                 "add map ip %s sandboxes { type ifname : verdict; }\n"
@@ -538,9 +588,49 @@ int net_render_table(const NetTableCtx *t, char **buf)
                 T, T, T, T, P, T, cidr, T, P, T, P, T, T, P, T, P, T, cidr, T, T, cidr, P);
 }
 
+static int render_host_sets(const NetPolicy *old, const NetPolicy *p, const NetChainCtx *c,
+                            char **buf)
+{
+        size_t nold = old ? net_policy_nhosts(old) : 0, n = net_policy_nhosts(p), k = 0;
+        const char *oldhost[NET_MAX_RULES];
+        for (size_t i = 0; old && i < old->nallow && k < nold; i++)
+                if (old->allow[i].host[0])
+                        oldhost[k++] = old->allow[i].host;
+        k = 0;
+        for (size_t i = 0; i < p->nallow && k < n; i++) {
+                if (!p->allow[i].host[0])
+                        continue;
+                char set[160];
+                net_host_set_name(c, k, set, sizeof(set));
+                int r = appendf(buf,
+                                "add set ip %s %s { type ipv4_addr; flags timeout; size 4096; }\n",
+                                c->table, set);
+                if (r == 0 && k < nold && !streq(oldhost[k], p->allow[i].host))
+                        r = appendf(buf, "flush set ip %s %s\n", c->table, set);
+                if (r < 0)
+                        return r;
+                k++;
+        }
+        return 0;
+}
+
+static int render_host_sets_del(size_t from, size_t to, const NetChainCtx *c, char **buf)
+{
+        for (size_t k = from; k < to; k++) {
+                char set[160];
+                net_host_set_name(c, k, set, sizeof(set));
+                int r = appendf(buf, "delete set ip %s %s\n", c->table, set);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int net_render_sandbox_add(const NetPolicy *p, const NetChainCtx *c, char **buf)
 {
-        int r = appendf(buf, "add chain ip %s %s\n", c->table, c->chain);
+        int r = render_host_sets(NULL, p, c, buf);
+        if (r == 0)
+                r = appendf(buf, "add chain ip %s %s\n", c->table, c->chain);
         if (r == 0)
                 r = net_render_chain_rules(p, c, buf);
         if (r == 0)
@@ -549,17 +639,25 @@ int net_render_sandbox_add(const NetPolicy *p, const NetChainCtx *c, char **buf)
         return r;
 }
 
-int net_render_sandbox_update(const NetPolicy *p, const NetChainCtx *c, char **buf)
+int net_render_sandbox_update(const NetPolicy *old, const NetPolicy *p, const NetChainCtx *c,
+                              char **buf)
 {
-        int r = appendf(buf, "flush chain ip %s %s\n", c->table, c->chain);
-        return r < 0 ? r : net_render_chain_rules(p, c, buf);
+        int r = render_host_sets(old, p, c, buf);
+        if (r == 0)
+                r = appendf(buf, "flush chain ip %s %s\n", c->table, c->chain);
+        if (r == 0)
+                r = net_render_chain_rules(p, c, buf);
+        if (r == 0 && old)
+                r = render_host_sets_del(net_policy_nhosts(p), net_policy_nhosts(old), c, buf);
+        return r;
 }
 
-int net_render_sandbox_del(const NetChainCtx *c, char **buf)
+int net_render_sandbox_del(const NetPolicy *p, const NetChainCtx *c, char **buf)
 {
-        return appendf(buf,
-                       "delete element ip %s sandboxes { \"%s\" }\n"
-                       "flush chain ip %s %s\n"
-                       "delete chain ip %s %s\n",
-                       c->table, c->ifname, c->table, c->chain, c->table, c->chain);
+        int r = appendf(buf,
+                        "delete element ip %s sandboxes { \"%s\" }\n"
+                        "flush chain ip %s %s\n"
+                        "delete chain ip %s %s\n",
+                        c->table, c->ifname, c->table, c->chain, c->table, c->chain);
+        return r < 0 || !p ? r : render_host_sets_del(0, net_policy_nhosts(p), c, buf);
 }

@@ -28,6 +28,7 @@ typedef enum {
 typedef struct {
         uint32_t addr;
         uint8_t prefix;
+        char host[254]; /* "" or a name ("example.com", "*.example.com"): then no addr */
         NetProto proto;
         size_t nports; /* 0: every port */
         uint16_t port_lo[NET_MAX_PORTS];
@@ -75,12 +76,16 @@ void net_pool_release(NetPool *p, uint32_t ip);
 
 /* {"egress": "deny"|"allowlist"|"allow", "allow": [RULE...], "deny": [RULE...]}
  * with RULE {"cidr": "198.18.0.0/15", "ports": [80, "8000-8080"],
- * "protocol": "tcp"|"udp"|"any"}. A NULL or absent object is deny. */
+ * "protocol": "tcp"|"udp"|"any"}; in "allow", "host": "example.com" or
+ * "*.example.com" instead of "cidr". A NULL or absent object is deny. */
 int net_policy_from_json(json_object *o, NetPolicy *ret, char *err, size_t errlen);
 json_object *net_policy_to_json(const NetPolicy *p);
 int net_policy_copy(const NetPolicy *src, NetPolicy *ret);
 void net_policy_done(NetPolicy *p);
 const char *net_egress_name(NetEgress e);
+/* How many allow entries are host names: each has its own address set,
+ * "<chain>-h<k>" for the k-th, filled by the agent's resolver (net-dns.c). */
+size_t net_policy_nhosts(const NetPolicy *p);
 
 /* What the rules of one sandbox are rendered against. */
 typedef struct {
@@ -90,6 +95,9 @@ typedef struct {
         uint32_t ip;        /* its address: anything else from it is spoofed */
         uint32_t dns;       /* 0: none */
 } NetChainCtx;
+
+/* The k-th host entry's set: "<chain>-h<k>". */
+void net_host_set_name(const NetChainCtx *c, size_t k, char *buf, size_t len);
 
 /* Appends "add rule ..." lines for the sandbox's chain (which must exist and
  * be empty) to *buf (malloc'd, grown; *buf may be NULL). */
@@ -104,6 +112,7 @@ typedef struct {
         const uint32_t *blocked_addr; /* --blocked-cidr */
         const uint8_t *blocked_prefix;
         size_t nblocked;
+        uint32_t resolver; /* the gateway, where the agent's resolver listens; 0: none */
 } NetTableCtx;
 
 /* "add table; delete table; add table ..." (so it replaces any old one in the
@@ -111,7 +120,10 @@ typedef struct {
 int net_render_table(const NetTableCtx *t, char **buf);
 /* Chain creation + rules + map element for one sandbox. */
 int net_render_sandbox_add(const NetPolicy *p, const NetChainCtx *c, char **buf);
-/* Atomically replaces the sandbox's rules (flush chain + add rules). */
-int net_render_sandbox_update(const NetPolicy *p, const NetChainCtx *c, char **buf);
-/* Removes the map element and the chain. */
-int net_render_sandbox_del(const NetChainCtx *c, char **buf);
+/* Atomically replaces the sandbox's rules (flush chain + add rules). A host
+ * set whose entry names the same host as in old keeps its addresses; the
+ * others are emptied, and those old has beyond p's are deleted. */
+int net_render_sandbox_update(const NetPolicy *old, const NetPolicy *p, const NetChainCtx *c,
+                              char **buf);
+/* Removes the map element, the chain and p's host sets. */
+int net_render_sandbox_del(const NetPolicy *p, const NetChainCtx *c, char **buf);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net-dns.h"
 #include "net-link.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -21,6 +22,8 @@
 typedef struct {
         char *id;
         uint32_t ip;
+        NetPolicy policy;  /* in force: its host sets exist */
+        char *resolv_path; /* NULL: none, or not known (adopted) */
 } Lease;
 
 struct NetManager {
@@ -37,6 +40,7 @@ struct NetManager {
         Lease *leases;
         size_t nleases;
         struct nft_ctx *nft;
+        NetDns *resolver; /* with --dns: for host entries */
 };
 
 bool net_enabled(const NetManager *m)
@@ -95,15 +99,19 @@ static int lease_add(NetManager *m, const char *id, uint32_t ip)
         if (!l)
                 return -ENOMEM;
         m->leases = l;
+        l[m->nleases] = (Lease){.ip = ip};
         if (!(l[m->nleases].id = strdup(id)))
                 return -ENOMEM;
-        l[m->nleases++].ip = ip;
+        m->nleases++;
         return 0;
 }
 
 static void lease_remove(NetManager *m, Lease *l)
 {
         net_pool_release(&m->pool, l->ip);
+        net_dns_del(m->resolver, l->ip);
+        net_policy_done(&l->policy);
+        free(l->resolv_path);
         free(l->id);
         *l = m->leases[--m->nleases];
 }
@@ -223,6 +231,12 @@ int net_manager_new(const NetConfig *cfg, const char *state_dir, NetManager **re
         cleanup_close int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "1\n", 2) != 2)
                 return log_error_errno(negative_errno(), "cannot enable IPv4 forwarding");
+        /* Host entries resolve through the agent, on the gateway address. */
+        if (m->dns &&
+            (r = net_dns_new(m->table, net_pool_gateway(&m->pool), m->dns, &m->resolver)) < 0)
+                /* Not fatal: sandboxes keep --dns; only host entries are refused. */
+                log_warning_errno(r, "cannot run the sandboxes' resolver on port 53 of the gateway "
+                                     "address; allowlist host entries are refused");
         return 0;
 }
 
@@ -230,8 +244,12 @@ void net_manager_free(NetManager *m)
 {
         if (!m)
                 return;
-        for (size_t i = 0; i < m->nleases; i++)
+        net_dns_free(m->resolver);
+        for (size_t i = 0; i < m->nleases; i++) {
                 free(m->leases[i].id);
+                free(m->leases[i].resolv_path);
+                net_policy_done(&m->leases[i].policy);
+        }
         free(m->leases);
         net_pool_done(&m->pool);
         if (m->nft)
@@ -251,6 +269,13 @@ int net_check_policy(const NetManager *m, const NetPolicy *p, char *err, size_t 
                                 "network.egress \"%s\" needs sandbox networking: start the agent "
                                 "with --sandbox-cidr",
                                 net_egress_name(p->egress));
+                return -EINVAL;
+        }
+        if (net_policy_nhosts(p) && !m->resolver) {
+                (void) snprintf(err, errlen,
+                                "network.allow host entries need the agent's resolver: start "
+                                "the agent with --dns (and port 53 free on the gateway "
+                                "address)");
                 return -EINVAL;
         }
         return 0;
@@ -275,6 +300,24 @@ static int write_resolv(const char *dir, uint32_t dns, char **ret)
         }
         *ret = path;
         return 0;
+}
+
+/* The resolver a policy's sandbox uses: the agent's (on the gateway) when it
+ * names hosts, else --dns. */
+static uint32_t resolver_for(const NetManager *m, const NetPolicy *p)
+{
+        return m->resolver && net_policy_nhosts(p) ? net_pool_gateway(&m->pool) : m->dns;
+}
+
+/* A live change: rewritten in place, the sandbox has the file bind-mounted. */
+static void rewrite_resolv(const char *path, uint32_t dns)
+{
+        char ip[20], text[64];
+        net_addr_format(dns, ip, sizeof(ip));
+        int n = snprintf(text, sizeof(text), "nameserver %s\n", ip);
+        cleanup_close int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || write(fd, text, (size_t) n) != n)
+                log_warning_errno(negative_errno(), "cannot rewrite %s", path);
 }
 
 int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetPolicy *p,
@@ -311,13 +354,19 @@ int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetP
                 log_debug_errno(r, "veth %s", ifname);
                 goto fail;
         }
-        if (m->dns && (r = write_resolv(dir, m->dns, &info.resolv_path)) < 0)
+        if (m->dns && (r = write_resolv(dir, resolver_for(m, p), &info.resolv_path)) < 0)
                 goto fail;
         NetChainCtx c = chain_ctx(m, id, ip, chain, sizeof(chain), ifname);
         if ((r = net_render_sandbox_add(p, &c, &cmds)) < 0)
                 goto fail;
         (void) pthread_mutex_lock(&m->lock);
-        r = nft_run(m, cmds);
+        Lease *l = lease_find(m, id);
+        r = l ? nft_run(m, cmds) : -ENOENT;
+        if (r == 0 && (r = net_policy_copy(p, &l->policy)) == 0 && info.resolv_path &&
+            !(l->resolv_path = strdup(info.resolv_path)))
+                r = -ENOMEM;
+        if (r == 0)
+                r = net_dns_set(m->resolver, ip, chain, p);
         (void) pthread_mutex_unlock(&m->lock);
         if (r < 0)
                 goto fail;
@@ -356,7 +405,8 @@ int net_sandbox_teardown(NetManager *m, const char *id, const char *dir)
                 char chain[128], ifname[16];
                 NetChainCtx c = chain_ctx(m, id, ip, chain, sizeof(chain), ifname);
                 cleanup_free char *cmds = NULL;
-                if (net_render_sandbox_del(&c, &cmds) == 0 && nft_run(m, cmds) < 0) {
+                net_dns_del(m->resolver, ip);
+                if (net_render_sandbox_del(&l->policy, &c, &cmds) == 0 && nft_run(m, cmds) < 0) {
                         /* Part of it is gone already (a half-made sandbox): remove the rest
                          * one by one, each of which may fail. */
                         for (char *save = NULL, *line = strtok_r(cmds, "\n", &save); line;
@@ -397,9 +447,21 @@ int net_sandbox_set_policy(NetManager *m, const char *id, const NetPolicy *p)
                 char chain[128], ifname[16];
                 NetChainCtx c = chain_ctx(m, id, l->ip, chain, sizeof(chain), ifname);
                 cleanup_free char *cmds = NULL;
-                r = net_render_sandbox_update(p, &c, &cmds);
+                NetPolicy copy = {0};
+                r = net_policy_copy(p, &copy);
+                if (r == 0)
+                        r = net_render_sandbox_update(&l->policy, p, &c, &cmds);
                 if (r == 0)
                         r = nft_run(m, cmds);
+                if (r == 0) {
+                        net_policy_done(&l->policy);
+                        l->policy = copy;
+                        copy = (NetPolicy){0};
+                        r = net_dns_set(m->resolver, l->ip, chain, p);
+                        if (l->resolv_path && m->dns)
+                                rewrite_resolv(l->resolv_path, resolver_for(m, p));
+                }
+                net_policy_done(&copy);
         }
         (void) pthread_mutex_unlock(&m->lock);
         return r;
@@ -448,7 +510,8 @@ int net_recover(NetManager *m, const NetAdopted *adopted, size_t n)
                          .prefix = m->pool.prefix,
                          .blocked_addr = m->blocked_addr,
                          .blocked_prefix = m->blocked_prefix,
-                         .nblocked = m->nblocked};
+                         .nblocked = m->nblocked,
+                         .resolver = m->resolver ? net_pool_gateway(&m->pool) : 0};
         int k = net_render_table(&t, &cmds);
         for (size_t i = 0; k == 0 && i < n; i++) {
                 Lease *l = lease_find(m, adopted[i].id);
@@ -461,6 +524,18 @@ int net_recover(NetManager *m, const NetAdopted *adopted, size_t n)
                 char chain[128], ifname[16];
                 NetChainCtx c = chain_ctx(m, l->id, l->ip, chain, sizeof(chain), ifname);
                 k = net_render_sandbox_add(adopted[i].policy, &c, &cmds);
+                net_policy_done(&l->policy);
+                if (k == 0)
+                        k = net_policy_copy(adopted[i].policy, &l->policy);
+                if (k == 0)
+                        k = net_dns_set(m->resolver, l->ip, chain, adopted[i].policy);
+                free(l->resolv_path);
+                l->resolv_path = NULL;
+                if (k == 0 && adopted[i].dir && m->dns &&
+                    asprintf(&l->resolv_path, "%s/ctl/resolv.conf", adopted[i].dir) < 0) {
+                        l->resolv_path = NULL;
+                        k = -ENOMEM;
+                }
         }
         if (k == 0)
                 k = nft_run(m, cmds);

@@ -50,6 +50,7 @@ char *net_netns_path(const char *dir);
 typedef struct {
         const char *id;
         const NetPolicy *policy;
+        const char *dir; /* the sandbox dir (its resolv.conf); may be NULL */
 } NetAdopted;
 /* After re-adoption: releases leases (and veths) of sandboxes not adopted and
  * rebuilds the agent's table with exactly the adopted ones, atomically. */

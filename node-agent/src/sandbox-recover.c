@@ -100,7 +100,8 @@ static int recover_network(Agent *a)
         if (!list)
                 return -ENOMEM;
         for (Sandbox *sb = a->sandboxes; sb; sb = sb->next)
-                list[i++] = (NetAdopted){.id = sb->name, .policy = &sb->spec.network};
+                list[i++] =
+                        (NetAdopted){.id = sb->name, .policy = &sb->spec.network, .dir = sb->dir};
         int r = net_recover(a->net, list, n);
         return r < 0 ? log_error_errno(r, "cannot restore the sandboxes' network rules") : 0;
 }

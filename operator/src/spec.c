@@ -283,13 +283,17 @@ json_object *sandbox_network_json(json_object *sbx)
         for (size_t i = 0; i < n; i++) {
                 json_object *a = json_object_array_get_idx(list, i);
                 const char *cidr = json_object_get_string(json_field(a, "cidr"));
+                const char *host = json_object_get_string(json_field(a, "host"));
                 json_object *ports = json_field(a, "ports");
                 size_t np = ports ? json_object_array_length(ports) : 0;
                 /* The agent takes one protocol an entry: one entry a port. */
                 for (size_t j = 0; j < (np ? np : 1); j++) {
                         json_object *entry = json_object_new_object();
-                        json_object_object_add(entry, "cidr",
-                                               json_object_new_string(cidr ? cidr : ""));
+                        /* host (a DNS name or "*.domain") or cidr: one of them. */
+                        json_object_object_add(entry, host ? "host" : "cidr",
+                                               json_object_new_string(host   ? host
+                                                                      : cidr ? cidr
+                                                                             : ""));
                         if (np) {
                                 json_object *p = json_object_array_get_idx(ports, j);
                                 json_object *proto = json_field(p, "protocol");

@@ -645,6 +645,8 @@ class Agent:
             for o in json.loads(r.stdout)["nftables"]:
                 if "chain" in o and o["chain"]["name"].startswith("sbx-"):
                     left.append(f"nft chain {o['chain']['name']}")
+                if "set" in o and o["set"]["name"].startswith("sbx-"):
+                    left.append(f"nft set {o['set']['name']}")
                 if "map" in o and o["map"].get("elem"):
                     left.append(f"nft map {o['map']['name']} elements {o['map']['elem']}")
         for line in self.in_node("ip", "route", "show").stdout.splitlines():

@@ -136,6 +136,14 @@ static void test_create_network(void **state)
                 "\"base\"},\"network\":{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"198.18.0."
                 "1\"},"
                 "{\"cidr\":\"198.18.4.0/24\"}]}}");
+        /* domains in allowOut become host entries */
+        maps_to("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"0.0.0.0/0\"],"
+                "\"allowOut\":[\"api.example.com\",\"*.example.org\",\"198.18.0.1\"]}}",
+                false, &net_cfg,
+                "{\"template\":\"default\",\"timeout\":300,\"labels\":{\"sandpit.dev/"
+                "e2b-template\":"
+                "\"base\"},\"network\":{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"api."
+                "example.com\"},{\"host\":\"*.example.org\"},{\"cidr\":\"198.18.0.1\"}]}}");
         /* the same with allow_internet_access false */
         maps_to("{\"templateID\":\"base\",\"allow_internet_access\":false,\"network\":{"
                 "\"allowOut\":[\"198.18.0.1\"]}}",
@@ -195,7 +203,7 @@ static void test_create_network(void **state)
                 "e2b-template\":"
                 "\"base\"},\"network\":{\"egress\":\"allow\"}}");
         refused("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", false,
-                &net_cfg, "host names and IPv6 are not supported");
+                &net_cfg, "domains only in allowOut");
         refused("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"::1/128\"]}}", false,
                 &net_cfg, "not an IPv4 address or CIDR");
         refused("{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"198.18.0.1/15\"]}}", false,

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "net-dns-msg.h"
 #include "net-policy.h"
 
 static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)
@@ -225,7 +226,7 @@ static void test_render_allow_with_deny(void **state)
                 policy("{\"egress\":\"allow\",\"deny\":[{\"cidr\":\"203.0.113.0/24\"}]}", &p, err),
                 0);
         char *buf = NULL;
-        assert_int_equal(net_render_sandbox_update(&p, &chain, &buf), 0);
+        assert_int_equal(net_render_sandbox_update(NULL, &p, &chain, &buf), 0);
         const char *want = "flush chain ip sandpit sbx-abc\n"
                            "add rule ip sandpit sbx-abc ip saddr != 198.18.64.2 drop\n"
                            "add rule ip sandpit sbx-abc ip daddr 198.18.100.2 meta l4proto { tcp, "
@@ -236,6 +237,123 @@ static void test_render_allow_with_deny(void **state)
         assert_string_equal(buf, want);
         free(buf);
         net_policy_done(&p);
+}
+
+/* Host entries: parsed and normalised, exclusive with cidr, allow only; each
+ * has its own set; the upstream DNS is not reachable directly. */
+static void test_host_entries(void **state)
+{
+        (void) state;
+        char err[256];
+        NetPolicy p;
+        assert_int_equal(policy("{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"OK.Test.\","
+                                "\"ports\":[443],\"protocol\":\"tcp\"},{\"cidr\":\"10.0.0.0/8\"},"
+                                "{\"host\":\"*.wild.test\"}]}",
+                                &p, err),
+                         0);
+        assert_int_equal(net_policy_nhosts(&p), 2);
+        assert_string_equal(p.allow[0].host, "ok.test");
+        char *buf = NULL;
+        assert_int_equal(net_render_sandbox_add(&p, &chain, &buf), 0);
+        assert_non_null(strstr(buf, "add set ip sandpit sbx-abc-h0 { type ipv4_addr; flags "
+                                    "timeout;"));
+        assert_non_null(strstr(buf, "add set ip sandpit sbx-abc-h1 {"));
+        assert_non_null(strstr(buf, "ip daddr @sbx-abc-h0 meta l4proto tcp tcp dport { 443 } "
+                                    "accept\n"));
+        assert_non_null(strstr(buf, "ip daddr @sbx-abc-h1 accept\n"));
+        assert_null(strstr(buf, "dport 53"));
+        json_object *o = net_policy_to_json(&p);
+        assert_non_null(strstr(json_object_to_json_string(o), "\"host\": \"*.wild.test\""));
+        json_object_put(o);
+        free(buf);
+        net_policy_done(&p);
+        static const char *const bad[] = {
+                "{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"a.test\",\"cidr\":\"1.2.3.4\"}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"*.test\"}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"a.*.test\"}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"a..test\"}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"a b.test\"}]}",
+                "{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"\"}]}",
+                "{\"egress\":\"allow\",\"deny\":[{\"host\":\"a.test\"}]}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                NetPolicy q;
+                err[0] = 0;
+                if (policy(bad[i], &q, err) == 0)
+                        fail_msg("accepted %s", bad[i]);
+                assert_true(err[0] != 0);
+        }
+}
+
+static void test_host_match(void **state)
+{
+        (void) state;
+        assert_true(dns_pattern_match("ok.test", "ok.test"));
+        assert_false(dns_pattern_match("ok.test", "a.ok.test"));
+        assert_true(dns_pattern_match("*.wild.test", "a.wild.test"));
+        assert_true(dns_pattern_match("*.wild.test", "a.b.wild.test"));
+        assert_false(dns_pattern_match("*.wild.test", "wild.test"));
+        assert_false(dns_pattern_match("*.wild.test", "xwild.test"));
+        assert_false(dns_pattern_match("*.wild.test", ".wild.test"));
+}
+
+/* The resolver's parsing: a query, compression (only backwards), answers
+ * that must match their question, A records behind a CNAME. */
+static void test_dns_messages(void **state)
+{
+        (void) state;
+        static const uint8_t q[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0, 0, 0, 0, 0, 2,
+                                    'O',  'k',  4,    't',  'e', 's', 't', 0, 0, 1, 0, 1};
+        DnsQuestion dq;
+        assert_int_equal(dns_query_parse(q, sizeof(q), &dq), 0);
+        assert_string_equal(dq.name, "ok.test");
+        assert_true(dq.plain);
+        assert_int_equal(dq.end, sizeof(q));
+        assert_int_equal(dq.qtype, DNS_TYPE_A);
+        assert_int_equal(dns_query_parse(q, sizeof(q) - 1, &dq), -EBADMSG);
+        uint8_t out[64];
+        assert_int_equal(dns_query_parse(q, sizeof(q), &dq), 0);
+        assert_int_equal(dns_error_reply(q, &dq, DNS_RCODE_REFUSED, out), sizeof(q));
+        assert_int_equal(out[2], 0x81);
+        assert_int_equal(out[3], 0x85);
+        /* A pointer to itself, and one forward: refused. */
+        static const uint8_t loop[] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1};
+        static const uint8_t fwd[] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 14, 0, 0, 1, 0, 1};
+        assert_int_equal(dns_query_parse(loop, sizeof(loop), &dq), -EBADMSG);
+        assert_int_equal(dns_query_parse(fwd, sizeof(fwd), &dq), -EBADMSG);
+        /* The answer: ok.test CNAME x.test (via pointers), x.test A 198.18.101.2 TTL 7. */
+        uint8_t a[128];
+        size_t n = 0;
+        memcpy(a, q, sizeof(q));
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[7] = 2;
+        n = sizeof(q);
+        static const uint8_t cname[] = {0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'x', 0xc0, 15};
+        memcpy(a + n, cname, sizeof(cname));
+        size_t x = n + 12;
+        n += sizeof(cname);
+        const uint8_t rr[] = {0xc0, (uint8_t) x, 0, 1, 0, 1, 0, 0, 0, 7, 0, 4, 198, 18, 101, 2};
+        memcpy(a + n, rr, sizeof(rr));
+        n += sizeof(rr);
+        assert_int_equal(dns_query_parse(q, sizeof(q), &dq), 0);
+        DnsAddr addrs[DNS_MAX_ADDRS];
+        size_t na = 0;
+        assert_int_equal(dns_answer_addrs(a, n, &dq, addrs, &na), 0);
+        assert_int_equal(na, 1);
+        assert_int_equal(addrs[0].addr, 0xc6126502);
+        assert_int_equal(addrs[0].ttl, 7);
+        char name[DNS_NAME_MAX];
+        size_t off = x;
+        assert_int_equal(dns_name_read(a, n, &off, name, NULL), 0);
+        assert_string_equal(name, "x.test");
+        /* Another id, a truncated record, another question: not this answer. */
+        a[1] ^= 1;
+        assert_int_equal(dns_answer_addrs(a, n, &dq, addrs, &na), -EBADMSG);
+        a[1] ^= 1;
+        assert_int_equal(dns_answer_addrs(a, n - 1, &dq, addrs, &na), -EBADMSG);
+        a[13] = 'x';
+        assert_int_equal(dns_answer_addrs(a, n, &dq, addrs, &na), -EBADMSG);
 }
 
 /* The always-blocked set comes before any accept, whatever the policy. */
@@ -271,20 +389,35 @@ static void test_render_is_valid_nft(void **state)
                          .prefix = 24,
                          .blocked_addr = baddr,
                          .blocked_prefix = bprefix,
-                         .nblocked = 1};
+                         .nblocked = 1,
+                         .resolver = 0xc6124001};
         char err[256];
-        NetPolicy p;
+        NetPolicy p, h, h2;
         assert_int_equal(policy("{\"egress\":\"allowlist\",\"allow\":[{\"cidr\":\"198.18.100.2\","
                                 "\"ports\":[7001, \"8000-8100\"]},{\"cidr\":\"10.0.0.0/8\"}]}",
                                 &p, err),
                          0);
+        assert_int_equal(policy("{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"ok.test\","
+                                "\"ports\":[443]},{\"host\":\"*.wild.test\"}]}",
+                                &h, err),
+                         0);
+        assert_int_equal(
+                policy("{\"egress\":\"allowlist\",\"allow\":[{\"host\":\"ok.test\"}]}", &h2, err),
+                0);
         NetChainCtx c = chain;
         c.table = t.table;
         char *buf = NULL;
         assert_int_equal(net_render_table(&t, &buf), 0);
         assert_int_equal(net_render_sandbox_add(&p, &c, &buf), 0);
-        assert_int_equal(net_render_sandbox_update(&p, &c, &buf), 0);
-        assert_int_equal(net_render_sandbox_del(&c, &buf), 0);
+        assert_int_equal(net_render_sandbox_update(&p, &p, &c, &buf), 0);
+        /* cidr -> two hosts -> one host -> cidr, then delete. */
+        assert_int_equal(net_render_sandbox_update(&p, &h, &c, &buf), 0);
+        assert_int_equal(net_render_sandbox_update(&h, &h2, &c, &buf), 0);
+        assert_int_equal(net_render_sandbox_update(&h2, &p, &c, &buf), 0);
+        assert_int_equal(net_render_sandbox_update(&p, &h, &c, &buf), 0);
+        assert_int_equal(net_render_sandbox_del(&h, &c, &buf), 0);
+        net_policy_done(&h);
+        net_policy_done(&h2);
         struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
         assert_non_null(nft);
         nft_ctx_set_dry_run(nft, true);
@@ -302,6 +435,9 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cidr_parse),
                 cmocka_unit_test(test_pool),
+                cmocka_unit_test(test_host_entries),
+                cmocka_unit_test(test_host_match),
+                cmocka_unit_test(test_dns_messages),
                 cmocka_unit_test(test_pool_round_robin_wraps),
                 cmocka_unit_test(test_policy_json),
                 cmocka_unit_test(test_render_deny),

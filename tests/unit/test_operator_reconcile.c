@@ -707,6 +707,21 @@ static void test_create_network(void **state)
                             "{\"cidr\":\"198.18.0.0\\/15\",\"ports\":[53],\"protocol\":\"udp\"}]}");
 }
 
+/* A host entry goes to the agent as host, with its ports as a cidr's. */
+static void test_create_network_host(void **state)
+{
+        (void) state;
+        new_sandbox("{\"template\":\"default\",\"network\":{\"egress\":{\"policy\":"
+                    "\"AllowList\",\"allow\":[{\"host\":\"*.example.com\",\"ports\":[{"
+                    "\"port\":443}]},{\"host\":\"api.example.org\"}]}}}");
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "create");
+        assert_string_equal(plain(json_field(agent.calls[0].req, "network")),
+                            "{\"egress\":\"allowlist\",\"allow\":["
+                            "{\"host\":\"*.example.com\",\"ports\":[443]},"
+                            "{\"host\":\"api.example.org\"}]}");
+}
+
 static void test_adopt_existing(void **state)
 {
         (void) state;
@@ -1067,6 +1082,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_network_host, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_create_network, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_adopt_existing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_create_cancelled_by_delete, setup, teardown),
