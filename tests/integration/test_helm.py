@@ -434,3 +434,38 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path, tls):
         stop_agent(agent)
     assert op_proc.returncode == 0, log.read_text()[-3000:]
     assert token not in log.read_text(), "the agent token was logged"
+
+
+@pytest.mark.real_only("Deployments, DaemonSets and lookup need the real API server")
+def test_agent_tls_secret_kept_across_upgrade(kube):
+    """`helm install` with agent.tls on makes the CA and the agents'
+    certificate; `helm upgrade` keeps them (lookup), so running agents and
+    operators keep trusting each other; `helm uninstall` removes them."""
+    ns = "sandpit-helm-tls"
+    base = ["--kubeconfig", kube.kubeconfig, "--namespace", ns]
+    sets = ["--set", "agent.tls.enabled=true"]
+
+    def secret():
+        p = kube.kubectl("get", "-n", ns, "secret", "sp-sandpit-agent-tls", "-o", "json", check=False)
+        return json.loads(p.stdout) if p.returncode == 0 else None
+    try:
+        helm("install", "sp", str(CHART), *base, "--create-namespace", *sets)
+        first = secret()
+        assert first and first["type"] == "kubernetes.io/tls", first
+        assert set(first["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+        helm("upgrade", "sp", str(CHART), *base, *sets, "--set", "agent.runtime=crun")
+        assert secret()["data"] == first["data"], "the upgrade made a new CA or certificate"
+        ds = json.loads(kube.kubectl("get", "-n", ns, "daemonset", "sp-sandpit-agent", "-o", "json").stdout)
+        pod = ds["spec"]["template"]["spec"]
+        assert "--runtime=crun" in pod["containers"][0]["args"]
+        assert [v for v in pod["volumes"] if v["name"] == "agent-tls"][0]["secret"]["secretName"] == \
+            "sp-sandpit-agent-tls"
+        dep = json.loads(kube.kubectl("get", "-n", ns, "deployment", "sp-sandpit-operator", "-o", "json").stdout)
+        assert "--agent-ca=/etc/sandpit/agent-ca/ca.crt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        helm("uninstall", "sp", *base, "--wait", "--timeout", "60s")
+        assert secret() is None
+    finally:
+        helm("uninstall", "sp", *base, check=False)
+        kube.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+        kube.kubectl("delete", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/instance=sp",
+                     "--ignore-not-found", check=False)
