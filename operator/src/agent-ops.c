@@ -18,8 +18,7 @@ static int open_client(const AgentConn *conn, AgentClientError *err, AgentClient
         int r = agent_client_new(conn->endpoint, conn->token, ret);
         if (r == -EPROTONOSUPPORT)
                 snprintf(err->message, sizeof(err->message),
-                         "%s is plain HTTP: refused without --agent-insecure-http",
-                         conn->endpoint);
+                         "%s is plain HTTP: refused without --agent-insecure-http", conn->endpoint);
         else if (r < 0)
                 snprintf(err->message, sizeof(err->message), "cannot make a client: %s",
                          strerror(-r));

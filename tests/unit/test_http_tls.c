@@ -25,18 +25,17 @@
 
 #define TOKEN "tls-token-0123456789abcdef"
 
-static const char CA_PEM[] =
-        "-----BEGIN CERTIFICATE-----\n"
-        "MIIBizCCATGgAwIBAgIUVVGk12H10u1wV7kdQx81Q0q4O2IwCgYIKoZIzj0EAwIw\n"
-        "EjEQMA4GA1UEAwwHdW5pdC1jYTAgFw0yNjEyMDYyMDE4MTNaGA8yMTI2MTExMjIw\n"
-        "MTgxM1owEjEQMA4GA1UEAwwHdW5pdC1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
-        "A0IABGS8qqvsMd1CDd+xxU0sx2r+sKzZblPk5ze+uSpOLIbpm4zfHzuV4o3HPSVu\n"
-        "plgYm92DFFAVIW3GmikhixrtQjqjYzBhMB0GA1UdDgQWBBSUlts7+M55HEFEkVGw\n"
-        "Qt8Ae3REHDAfBgNVHSMEGDAWgBSUlts7+M55HEFEkVGwQt8Ae3REHDAPBgNVHRMB\n"
-        "Af8EBTADAQH/MA4GA1UdDwEB/wQEAwICBDAKBggqhkjOPQQDAgNIADBFAiBZ7RL/\n"
-        "zrNRHg97xiEz4vGWgi9e+UhQCgciLrf1dNz1ggIhAKQCxJORs8xQ4PvQsR8goCr/\n"
-        "/q2pB8+/EGS9e2mDt7Xp\n"
-        "-----END CERTIFICATE-----\n";
+static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+                             "MIIBizCCATGgAwIBAgIUVVGk12H10u1wV7kdQx81Q0q4O2IwCgYIKoZIzj0EAwIw\n"
+                             "EjEQMA4GA1UEAwwHdW5pdC1jYTAgFw0yNjEyMDYyMDE4MTNaGA8yMTI2MTExMjIw\n"
+                             "MTgxM1owEjEQMA4GA1UEAwwHdW5pdC1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+                             "A0IABGS8qqvsMd1CDd+xxU0sx2r+sKzZblPk5ze+uSpOLIbpm4zfHzuV4o3HPSVu\n"
+                             "plgYm92DFFAVIW3GmikhixrtQjqjYzBhMB0GA1UdDgQWBBSUlts7+M55HEFEkVGw\n"
+                             "Qt8Ae3REHDAfBgNVHSMEGDAWgBSUlts7+M55HEFEkVGwQt8Ae3REHDAPBgNVHRMB\n"
+                             "Af8EBTADAQH/MA4GA1UdDwEB/wQEAwICBDAKBggqhkjOPQQDAgNIADBFAiBZ7RL/\n"
+                             "zrNRHg97xiEz4vGWgi9e+UhQCgciLrf1dNz1ggIhAKQCxJORs8xQ4PvQsR8goCr/\n"
+                             "/q2pB8+/EGS9e2mDt7Xp\n"
+                             "-----END CERTIFICATE-----\n";
 static const char OTHER_CA_PEM[] =
         "-----BEGIN CERTIFICATE-----\n"
         "MIIBjjCCATOgAwIBAgIUEgDUT3uGr/vvP12jRT3g9mtA0NswCgYIKoZIzj0EAwIw\n"
@@ -49,24 +48,22 @@ static const char OTHER_CA_PEM[] =
         "CXE+aTUIvKFM7d+nJIDS2PRHnQuP9eekNubowOHidwIhAMBRC2IEneVEHnHtvVrQ\n"
         "L8rH1VJcjMJgA5lE46WkW3Ct\n"
         "-----END CERTIFICATE-----\n";
-static const char CERT_PEM[] =
-        "-----BEGIN CERTIFICATE-----\n"
-        "MIIBnjCCAUWgAwIBAgIUI8eO+KCnP31cRWe7lSsDX/HL9CgwCgYIKoZIzj0EAwIw\n"
-        "EjEQMA4GA1UEAwwHdW5pdC1jYTAgFw0yNjEyMDYyMDE4MTRaGA8yMTI2MTExMjIw\n"
-        "MTgxNFowGDEWMBQGA1UEAwwNc2FuZHBpdC1hZ2VudDBZMBMGByqGSM49AgEGCCqG\n"
-        "SM49AwEHA0IABKb+yMCJXNRxdprQQx4zebYms0JvipQLTeNlEoyyqZa8UWqo9e5c\n"
-        "AruVzBoDfuKkoIBpWjVaEddJBjbQBa4tSuqjcTBvMBgGA1UdEQQRMA+CDXNhbmRw\n"
-        "aXQtYWdlbnQwEwYDVR0lBAwwCgYIKwYBBQUHAwEwHQYDVR0OBBYEFJvzNX807GER\n"
-        "u85yU/vidX8n8XXhMB8GA1UdIwQYMBaAFJSW2zv4znkcQUSRUbBC3wB7dEQcMAoG\n"
-        "CCqGSM49BAMCA0cAMEQCIC0OLXN7LVwniacN4h68iuZFT4JVru38LVcVJnHRYRNr\n"
-        "AiA1H6Y2gYI4bGtzeZcVN081XZcLwsQVU8MKfWF9Au+Jbw==\n"
-        "-----END CERTIFICATE-----\n";
-static const char KEY_PEM[] =
-        "-----BEGIN PRIVATE KEY-----\n"
-        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgIk71UrVy97N5+gB+\n"
-        "+3kMqxyqxgBj3kcNh3eveVQvvSyhRANCAASm/sjAiVzUcXaa0EMeM3m2JrNCb4qU\n"
-        "C03jZRKMsqmWvFFqqPXuXAK7lcwaA37ipKCAaVo1WhHXSQY20AWuLUrq\n"
-        "-----END PRIVATE KEY-----\n";
+static const char CERT_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+                               "MIIBnjCCAUWgAwIBAgIUI8eO+KCnP31cRWe7lSsDX/HL9CgwCgYIKoZIzj0EAwIw\n"
+                               "EjEQMA4GA1UEAwwHdW5pdC1jYTAgFw0yNjEyMDYyMDE4MTRaGA8yMTI2MTExMjIw\n"
+                               "MTgxNFowGDEWMBQGA1UEAwwNc2FuZHBpdC1hZ2VudDBZMBMGByqGSM49AgEGCCqG\n"
+                               "SM49AwEHA0IABKb+yMCJXNRxdprQQx4zebYms0JvipQLTeNlEoyyqZa8UWqo9e5c\n"
+                               "AruVzBoDfuKkoIBpWjVaEddJBjbQBa4tSuqjcTBvMBgGA1UdEQQRMA+CDXNhbmRw\n"
+                               "aXQtYWdlbnQwEwYDVR0lBAwwCgYIKwYBBQUHAwEwHQYDVR0OBBYEFJvzNX807GER\n"
+                               "u85yU/vidX8n8XXhMB8GA1UdIwQYMBaAFJSW2zv4znkcQUSRUbBC3wB7dEQcMAoG\n"
+                               "CCqGSM49BAMCA0cAMEQCIC0OLXN7LVwniacN4h68iuZFT4JVru38LVcVJnHRYRNr\n"
+                               "AiA1H6Y2gYI4bGtzeZcVN081XZcLwsQVU8MKfWF9Au+Jbw==\n"
+                               "-----END CERTIFICATE-----\n";
+static const char KEY_PEM[] = "-----BEGIN PRIVATE KEY-----\n"
+                              "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgIk71UrVy97N5+gB+\n"
+                              "+3kMqxyqxgBj3kcNh3eveVQvvSyhRANCAASm/sjAiVzUcXaa0EMeM3m2JrNCb4qU\n"
+                              "C03jZRKMsqmWvFFqqPXuXAK7lcwaA37ipKCAaVo1WhHXSQY20AWuLUrq\n"
+                              "-----END PRIVATE KEY-----\n";
 
 static char dir[] = "/tmp/sandpit-test-tls-XXXXXX";
 static char ca[64], other[64], cert[64], key[64];
@@ -195,8 +192,8 @@ static void test_agent_client_tls(void **state)
         (void) state;
         AgentClient *c = NULL;
         /* the process's settings: this CA and name, no plain HTTP */
-        assert_int_equal(agent_client_set_tls(&(AgentClientTls){.ca_file = ca,
-                                                                 .server_name = "sandpit-agent"}),
+        assert_int_equal(agent_client_set_tls(
+                                 &(AgentClientTls){.ca_file = ca, .server_name = "sandpit-agent"}),
                          0);
         assert_int_equal(agent_client_new("http://127.0.0.1:1", TOKEN, &c), -EPROTONOSUPPORT);
         assert_null(c);
@@ -218,8 +215,8 @@ static void test_agent_client_tls(void **state)
 
         /* another CA: the certificate is refused, and said */
         assert_int_equal(agent_client_set_tls(&(AgentClientTls){.ca_file = other,
-                                                                 .server_name = "sandpit-agent",
-                                                                 .allow_http = true}),
+                                                                .server_name = "sandpit-agent",
+                                                                .allow_http = true}),
                          0);
         assert_int_equal(agent_client_new(url, TOKEN, &c), 0);
         agent_client_set_timeout(c, 10000);
