@@ -9,6 +9,7 @@ test makes with the openssl CLI; its Lease advertises https://127.0.0.1:PORT.
 - without the CA (the system's), with another CA, or expecting another name
   it fails; plain HTTP to the TLS port gets no HTTP answer;
 - the bearer token is still required over TLS (401 without or with a wrong one);
+- `sandpit mcp` against the agent takes --agent-ca too;
 - the operator with another CA leaves a Sandbox Ready=False, reason
   AgentTLSFailed, with the certificate error in its message; the operator with
   the right CA (--agent-ca) gets the same Sandbox Ready over TLS and deletes it.
@@ -16,10 +17,12 @@ test makes with the openssl CLI; its Lease advertises https://127.0.0.1:PORT.
 docs/security.md, "TLS to the agents"."""
 
 import json
+import selectors
 import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +197,42 @@ def test_operator_over_tls(kube, node, pki, tmp_path_factory):  # noqa: F811
     finally:
         with pytest.raises(StopIteration):
             next(gen)
+
+
+def mcp_list(node, ca):
+    """`sandpit mcp` against the TLS agent: the list_sandboxes tool's result."""
+    msgs = [{"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_sandboxes", "arguments": {}}}]
+    # stdin stays open until the answer: at its end the session stops its calls
+    p = subprocess.Popen([str(CLI), "--server", f"https://127.0.0.1:{node.port}", "--agent-ca", str(ca), "mcp",
+                          "--token-file", str(node.token_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"})
+    try:
+        p.stdin.write("".join(json.dumps(m) + "\n" for m in msgs))
+        p.stdin.flush()
+        sel = selectors.DefaultSelector()
+        sel.register(p.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sel.select(deadline - time.monotonic()):
+            line = p.stdout.readline()
+            if not line:
+                break
+            m = json.loads(line)
+            if m.get("id") == 2:
+                return m
+        raise AssertionError("no answer to tools/call")
+    finally:
+        p.stdin.close()
+        p.wait(30)
+        p.stdout.close()
+        p.stderr.close()
+
+
+def test_mcp_takes_the_ca(node, pki):
+    ok = mcp_list(node, pki["ca"])
+    assert not ok["result"].get("isError"), ok
+    bad = mcp_list(node, pki["other"])
+    assert bad.get("error") or bad["result"].get("isError"), bad
