@@ -193,20 +193,20 @@ int http_client_set_tls(HttpClient *c, const char *ca_file, const char *server_n
                 connect_to = curl_slist_append(NULL, entry);
                 if (!connect_to)
                         return -ENOMEM;
-                size_t n = strlen(base);
-                while (n > 0 && base[n - 1] == '/')
-                        base[--n] = '\0';
+        } else if (!(base = strdup(c->url))) { /* back to the URL's own host */
+                return -ENOMEM;
         }
+        size_t n = strlen(base);
+        while (n > 0 && base[n - 1] == '/')
+                base[--n] = '\0';
         free(c->ca_file);
         c->ca_file = TAKE_PTR(ca);
         free(c->tls_name);
         c->tls_name = TAKE_PTR(name);
-        if (connect_to) {
-                curl_slist_free_all(c->connect_to);
-                c->connect_to = connect_to;
-                free(c->base);
-                c->base = TAKE_PTR(base);
-        }
+        curl_slist_free_all(c->connect_to);
+        c->connect_to = connect_to;
+        free(c->base);
+        c->base = TAKE_PTR(base);
         return 0;
 }
 

@@ -152,6 +152,18 @@ static void test_verify(void **state)
         assert_int_equal(get(url, other, "sandpit-agent", &status), -EKEYREJECTED);
         /* the system's CAs do not know this one */
         assert_int_equal(get(url, NULL, "sandpit-agent", &status), -EKEYREJECTED);
+        /* set again without a name: the URL's own host again (not the certificate's) */
+        {
+                cleanup_http_client HttpClient *c = NULL;
+                assert_int_equal(http_client_new(url, TOKEN, &c), 0);
+                http_client_set_timeout(c, 10000);
+                assert_int_equal(http_client_set_tls(c, ca, "sandpit-agent"), 0);
+                assert_int_equal(http_request_json(c, "GET", "/v1/sandboxes", NULL, &status, NULL),
+                                 0);
+                assert_int_equal(http_client_set_tls(c, ca, NULL), 0);
+                assert_int_equal(http_request_json(c, "GET", "/v1/sandboxes", NULL, &status, NULL),
+                                 -EKEYREJECTED);
+        }
         /* a prefix after the port is kept */
         char prefixed[96];
         snprintf(prefixed, sizeof(prefixed), "%s/", url);
