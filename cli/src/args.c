@@ -21,6 +21,8 @@ enum {
         OPT_TTY = 't',
         OPT_SERVER = 0x100,
         OPT_TOKEN_FILE,
+        OPT_AGENT_CA,
+        OPT_AGENT_SERVER_NAME,
         OPT_TEMPLATE,
         OPT_IMAGE,
         OPT_CPU,
@@ -63,6 +65,8 @@ static const OptionSpec option_specs[] = {
         {"help", no_argument, OPT_HELP, ALL_CMDS},
         {"server", required_argument, OPT_SERVER, ALL_CMDS},
         {"token-file", required_argument, OPT_TOKEN_FILE, ALL_CMDS},
+        {"agent-ca", required_argument, OPT_AGENT_CA, ALL_CMDS},
+        {"agent-server-name", required_argument, OPT_AGENT_SERVER_NAME, ALL_CMDS},
         {"template", required_argument, OPT_TEMPLATE, CREATE_CMDS | CMD(CLI_CMD_MCP)},
         {"url", required_argument, OPT_URL, CMD(CLI_CMD_MCP)},
         {"idle", required_argument, OPT_IDLE, CMD(CLI_CMD_MCP)},
@@ -233,6 +237,12 @@ static const char common_usage[] = "\n"
                                    "else " CLI_DEFAULT_URL ")\n"
                                    "      --token-file F    bearer token file (default: "
                                    "$SANDPIT_TOKEN holds the token)\n"
+                                   "      --agent-ca F      PEM CA of an https:// agent (default: "
+                                   "$SANDPIT_AGENT_CA)\n"
+                                   "      --agent-server-name N  the name its certificate "
+                                   "carries\n"
+                                   "                        (default with a CA: "
+                                   "sandpit-agent)\n"
                                    "  -h, --help            show this help\n";
 
 int cli_command_from_name(const char *name, CliCommand *ret)
@@ -280,6 +290,10 @@ void cli_usage(FILE *f)
               "                        (default: $SANDPIT_URL, else " CLI_DEFAULT_URL ")\n"
               "      --token-file F    bearer token file (default: $SANDPIT_TOKEN holds the "
               "token)\n"
+              "      --agent-ca F      the PEM CA an https:// agent's certificate must chain\n"
+              "                        to (default: $SANDPIT_AGENT_CA, else the system's)\n"
+              "      --agent-server-name N  the name that certificate carries, whatever the\n"
+              "                        URL's host (default with a CA: sandpit-agent)\n"
               "  -h, --help            show this help; `sandpit COMMAND --help` for a command\n"
               "      --version         print the version\n",
               f);
@@ -463,6 +477,12 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 return 0;
         case OPT_TOKEN_FILE:
                 a->token_file = arg;
+                return 0;
+        case OPT_AGENT_CA:
+                a->agent_ca = arg;
+                return 0;
+        case OPT_AGENT_SERVER_NAME:
+                a->agent_server_name = arg;
                 return 0;
         case OPT_JSON:
                 a->json = true;

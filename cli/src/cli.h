@@ -52,8 +52,10 @@ typedef enum {
 
 typedef struct {
         CliCommand command;
-        const char *server;     /* --server, borrowed from argv; NULL when absent */
-        const char *token_file; /* --token-file, likewise */
+        const char *server;            /* --server, borrowed from argv; NULL when absent */
+        const char *token_file;        /* --token-file, likewise */
+        const char *agent_ca;          /* --agent-ca, likewise */
+        const char *agent_server_name; /* --agent-server-name, likewise */
         bool help;
         bool json;
         bool read_stdin;

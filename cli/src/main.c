@@ -18,6 +18,8 @@
 enum {
         OPT_SERVER = 0x100,
         OPT_TOKEN_FILE,
+        OPT_AGENT_CA,
+        OPT_AGENT_SERVER_NAME,
         OPT_VERSION,
 };
 
@@ -33,11 +35,14 @@ static int run(int argc, char **argv)
                 {"help", no_argument, NULL, 'h'},
                 {"server", required_argument, NULL, OPT_SERVER},
                 {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+                {"agent-ca", required_argument, NULL, OPT_AGENT_CA},
+                {"agent-server-name", required_argument, NULL, OPT_AGENT_SERVER_NAME},
                 {"version", no_argument, NULL, OPT_VERSION},
                 {0},
         };
         const char *server = NULL;
         const char *token_file = NULL;
+        const char *agent_ca = NULL, *agent_server_name = NULL;
         bool help = false;
 
         opterr = 0;
@@ -54,6 +59,12 @@ static int run(int argc, char **argv)
                         break;
                 case OPT_TOKEN_FILE:
                         token_file = optarg;
+                        break;
+                case OPT_AGENT_CA:
+                        agent_ca = optarg;
+                        break;
+                case OPT_AGENT_SERVER_NAME:
+                        agent_server_name = optarg;
                         break;
                 case OPT_VERSION:
                         printf("sandpit %s\n", CLI_VERSION);
@@ -119,6 +130,31 @@ static int run(int argc, char **argv)
                 token_file = args.token_file;
         if (!server)
                 server = non_empty_env("SANDPIT_URL") ?: CLI_DEFAULT_URL;
+        if (args.agent_ca)
+                agent_ca = args.agent_ca;
+        if (args.agent_server_name)
+                agent_server_name = args.agent_server_name;
+        if (!agent_ca)
+                agent_ca = non_empty_env("SANDPIT_AGENT_CA");
+        /* The URL's scheme is the user's own choice: http:// stays allowed. */
+        r = agent_client_set_tls(&(AgentClientTls){
+                .ca_file = agent_ca,
+                .server_name = agent_server_name ? agent_server_name
+                               : agent_ca        ? AGENT_DEFAULT_SERVER_NAME
+                                                 : NULL,
+                .allow_http = true,
+        });
+        if (r < 0) {
+                fprintf(stderr, "sandpit: bad --agent-ca or --agent-server-name\n");
+                cli_args_done(&args);
+                return CLI_EXIT_USAGE;
+        }
+        if (agent_ca && access(agent_ca, R_OK) < 0) {
+                fprintf(stderr, "sandpit: cannot read the agent CA %s: %s\n", agent_ca,
+                        strerror(errno));
+                cli_args_done(&args);
+                return CLI_EXIT_FAILURE;
+        }
 
         char *token = NULL; /* freed as soon as the client has its copy */
         if (token_file) {
@@ -147,7 +183,8 @@ static int run(int argc, char **argv)
                 if (r == -EINVAL)
                         fprintf(stderr,
                                 "sandpit: invalid server URL '%s' (expected unix:///PATH, "
-                                "http://HOST:PORT or https://HOST:PORT) or token\n",
+                                "http://HOST:PORT or https://HOST:PORT), token or "
+                                "--agent-server-name\n",
                                 server);
                 else
                         fprintf(stderr, "sandpit: %s\n", strerror(-r));

@@ -35,11 +35,57 @@ static int wrap(HttpClient *http, uint64_t max_bytes, AgentClient **ret)
         return 0;
 }
 
+/* The process's TLS settings (agent_client_set_tls()); fixed buffers, so
+ * nothing to free at exit. */
+static struct {
+        bool set;
+        bool allow_http;
+        bool has_ca, has_name;
+        char ca_file[4096];
+        char server_name[256];
+} tls_conf;
+
+int agent_client_set_tls(const AgentClientTls *tls)
+{
+        if (!tls) {
+                tls_conf.set = false;
+                return 0;
+        }
+        if ((tls->ca_file && strlen(tls->ca_file) >= sizeof(tls_conf.ca_file)) ||
+            (tls->server_name &&
+             (!tls->server_name[0] || strlen(tls->server_name) >= sizeof(tls_conf.server_name))))
+                return -EINVAL;
+        tls_conf.has_ca = tls->ca_file != NULL;
+        tls_conf.has_name = tls->server_name != NULL;
+        snprintf(tls_conf.ca_file, sizeof(tls_conf.ca_file), "%s",
+                 tls->ca_file ? tls->ca_file : "");
+        snprintf(tls_conf.server_name, sizeof(tls_conf.server_name), "%s",
+                 tls->server_name ? tls->server_name : "");
+        tls_conf.allow_http = tls->allow_http;
+        tls_conf.set = true;
+        return 0;
+}
+
 int agent_client_new(const char *url, const char *token, AgentClient **ret)
 {
+        if (!url)
+                return -EINVAL;
+        if (tls_conf.set && !tls_conf.allow_http && strncmp(url, "http://", 7) == 0)
+                return -EPROTONOSUPPORT;
         HttpClient *http = NULL;
         int r = http_client_new(url, token, &http);
-        return r < 0 ? r : wrap(http, 0, ret);
+        if (r < 0)
+                return r;
+        if (tls_conf.set && strncmp(url, "https://", 8) == 0 &&
+            (tls_conf.has_ca || tls_conf.has_name)) {
+                r = http_client_set_tls(http, tls_conf.has_ca ? tls_conf.ca_file : NULL,
+                                        tls_conf.has_name ? tls_conf.server_name : NULL);
+                if (r < 0) {
+                        http_client_free(http);
+                        return r;
+                }
+        }
+        return wrap(http, 0, ret);
 }
 
 int agent_client_dup(const AgentClient *c, AgentClient **ret)

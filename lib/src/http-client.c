@@ -28,6 +28,9 @@ struct HttpClient {
         char *base;        /* "http://localhost" for unix sockets, else url without trailing '/' */
         char *socket_path; /* NULL for TCP */
         char *auth_header; /* NULL without a token; never logged */
+        char *ca_file;     /* http_client_set_tls(): PEM CAs of https://; NULL: the system's */
+        char *tls_name;    /* ... the name the certificate must carry; NULL: the URL's host */
+        struct curl_slist *connect_to; /* "NAME:PORT:HOST:PORT" with tls_name */
         long timeout_ms;
         const volatile sig_atomic_t *cancel;
         char errbuf[CURL_ERROR_SIZE];
@@ -112,7 +115,98 @@ int http_client_dup(const HttpClient *c, HttpClient **ret)
                 return -ENOMEM;
         }
         n->timeout_ms = c->timeout_ms;
+        if ((c->ca_file || c->tls_name) &&
+            (r = http_client_set_tls(n, c->ca_file, c->tls_name)) < 0) {
+                http_client_free(n);
+                return r;
+        }
         *ret = n;
+        return 0;
+}
+
+/* "https://HOST[:PORT][/PREFIX]" split: host (brackets kept for IPv6), port
+ * (443 when absent) and the rest from the first '/' on ("" when none). */
+static int split_https(const char *url, char **ret_host, unsigned *ret_port, const char **ret_rest)
+{
+        const char *hp = url + strlen("https://");
+        size_t n = strcspn(hp, "/?#");
+        const char *end = hp + n, *colon = NULL;
+        if (hp[0] == '[') {
+                const char *rb = memchr(hp, ']', n);
+                if (!rb)
+                        return -EINVAL;
+                colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+                if (!colon && rb + 1 != end)
+                        return -EINVAL;
+        } else {
+                colon = memchr(hp, ':', n);
+        }
+        size_t hlen = colon ? (size_t) (colon - hp) : n;
+        unsigned long port = 443;
+        if (colon) {
+                char *e = NULL;
+                errno = 0;
+                port = strtoul(colon + 1, &e, 10);
+                if (e != end || colon + 1 == end || errno || port == 0 || port > 65535)
+                        return -EINVAL;
+        }
+        if (hlen == 0)
+                return -EINVAL;
+        char *host = strndup(hp, hlen);
+        if (!host)
+                return -ENOMEM;
+        *ret_host = host;
+        *ret_port = (unsigned) port;
+        *ret_rest = end;
+        return 0;
+}
+
+int http_client_set_tls(HttpClient *c, const char *ca_file, const char *server_name)
+{
+        if (!has_prefix(c->url, "https://"))
+                return -EINVAL;
+        if (server_name && (!server_name[0] || strpbrk(server_name, ":/[]@ \t\r\n")))
+                return -EINVAL;
+        cleanup_free char *ca = ca_file ? strdup(ca_file) : NULL;
+        cleanup_free char *name = server_name ? strdup(server_name) : NULL;
+        cleanup_free char *base = NULL, *host = NULL, *entry = NULL;
+        struct curl_slist *connect_to = NULL;
+        if ((ca_file && !ca) || (server_name && !name))
+                return -ENOMEM;
+        if (server_name) {
+                /* The URL names server_name, which curl checks the certificate
+                 * against (and sends as SNI); the connection goes to the
+                 * URL's own host and port. */
+                unsigned port = 0;
+                const char *rest = NULL;
+                int r = split_https(c->url, &host, &port, &rest);
+                if (r < 0)
+                        return r;
+                if (asprintf(&base, "https://%s:%u%s", server_name, port, rest) < 0) {
+                        base = NULL;
+                        return -ENOMEM;
+                }
+                if (asprintf(&entry, "%s:%u:%s:%u", server_name, port, host, port) < 0) {
+                        entry = NULL;
+                        return -ENOMEM;
+                }
+                connect_to = curl_slist_append(NULL, entry);
+                if (!connect_to)
+                        return -ENOMEM;
+        } else if (!(base = strdup(c->url))) { /* back to the URL's own host */
+                return -ENOMEM;
+        }
+        size_t n = strlen(base);
+        while (n > 0 && base[n - 1] == '/')
+                base[--n] = '\0';
+        free(c->ca_file);
+        c->ca_file = TAKE_PTR(ca);
+        free(c->tls_name);
+        c->tls_name = TAKE_PTR(name);
+        curl_slist_free_all(c->connect_to);
+        c->connect_to = connect_to;
+        free(c->base);
+        c->base = TAKE_PTR(base);
         return 0;
 }
 
@@ -125,6 +219,9 @@ void http_client_free(HttpClient *c)
         free(c->url);
         free(c->base);
         free(c->socket_path);
+        free(c->ca_file);
+        free(c->tls_name);
+        curl_slist_free_all(c->connect_to);
         if (c->auth_header) {
                 explicit_bzero(c->auth_header, strlen(c->auth_header));
                 free(c->auth_header);
@@ -243,6 +340,12 @@ static int request_setup(HttpClient *c, const char *method, const char *path, co
                                 &t->x);
         if (r < 0)
                 return r;
+        if (c->ca_file) {
+                SETOPT(h, CURLOPT_CAINFO, c->ca_file);
+                SETOPT(h, CURLOPT_CAPATH, NULL); /* this CA alone, not the system's too */
+        }
+        if (c->connect_to)
+                SETOPT(h, CURLOPT_CONNECT_TO, c->connect_to);
 
         struct stat st;
         if (t->upload) {

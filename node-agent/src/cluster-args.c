@@ -148,7 +148,8 @@ int cluster_args_start(ClusterArgs *a, const char *listen_addr, unsigned tcp_por
         else {
                 const char *colon = strrchr(listen_addr, ':');
                 int n = colon ? (int) (colon - listen_addr) : (int) strlen(listen_addr);
-                if (asprintf(&endpoint, "http://%.*s:%u", n, listen_addr, tcp_port) < 0)
+                if (asprintf(&endpoint, "%s://%.*s:%u", a->tls ? "https" : "http", n, listen_addr,
+                             tcp_port) < 0)
                         endpoint = NULL;
         }
         if (!endpoint)

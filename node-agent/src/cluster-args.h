@@ -15,6 +15,7 @@ typedef struct {
         const char *node_name;
         const char *namespace; /* NULL: sandpit-system */
         const char *advertise; /* NULL: built from --listen */
+        bool tls;              /* --listen serves TLS: the built URL is https:// */
         const char *capacity_cpu;
         const char *capacity_memory;
         const char *lease_duration;

@@ -44,7 +44,8 @@ static void usage(FILE *f)
               "  --in-cluster            Kubernetes API from the pod's service account\n"
               "  --node-name N           this node's name (required)\n"
               "  --namespace NS          the operator's namespace (default sandpit-system)\n"
-              "  --advertise URL         this agent's API URL (default http://<--listen>)\n"
+              "  --advertise URL         this agent's API URL (default http://<--listen>,\n"
+              "                          https:// with --tls-cert)\n"
               "  --lease-duration SECS   Lease duration, renewed every third (default 30)\n"
               "Common:\n"
               "  --capacity-cpu CORES    offered CPUs (default: online CPUs); warm pools\n"
@@ -56,6 +57,9 @@ static void usage(FILE *f)
               "  --socket PATH           unix socket (default /run/sandpit/agent.sock)\n"
               "  --listen ADDR:PORT      also serve TCP; requires --token-file\n"
               "  --token-file FILE       bearer token for TCP clients\n"
+              "  --tls-cert FILE --tls-key FILE\n"
+              "                          serve --listen over TLS with this PEM certificate\n"
+              "                          (chain) and key (docs/security.md)\n"
               "  --http-header-timeout SECS  TCP: idle time allowed before a request shows\n"
               "                          the token (default 10)\n"
               "  --http-idle-timeout SECS    TCP: idle time of an authenticated connection\n"
@@ -154,6 +158,7 @@ typedef struct {
         /* Options */
         const char *socket_path, *listen_addr, *token_file, *gateway_listen;
         const char *gateway_domain, *gateway_tls_cert, *gateway_tls_key;
+        const char *tls_cert, *tls_key; /* --tls-cert, --tls-key: --listen over TLS */
         bool standalone;
         ClusterArgs ca;
         HttpServerConfig hc;
@@ -222,6 +227,8 @@ enum {
         OPT_DEFAULT_REGISTRY,
         OPT_IMAGE_MAX_LAYER_SIZE,
         OPT_IMAGE_STORE_MAX,
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
         OPT_HELP,
 };
 static const struct option options[] = {
@@ -235,6 +242,8 @@ static const struct option options[] = {
         {"gateway-tls-cert", required_argument, NULL, OPT_GATEWAY_TLS_CERT},
         {"gateway-tls-key", required_argument, NULL, OPT_GATEWAY_TLS_KEY},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR},
         {"init", required_argument, NULL, OPT_INIT},
@@ -316,6 +325,12 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_TOKEN_FILE:
                         d->token_file = optarg;
+                        break;
+                case OPT_TLS_CERT:
+                        d->tls_cert = optarg;
+                        break;
+                case OPT_TLS_KEY:
+                        d->tls_key = optarg;
                         break;
                 case OPT_STATE_DIR:
                         cfg->state_dir = optarg;
@@ -501,6 +516,15 @@ static int parse_options(int argc, char **argv, Daemon *d)
                 fprintf(stderr, "sandpit-agent: --listen needs --token-file\n");
                 return 2;
         }
+        if (!d->tls_cert != !d->tls_key) {
+                fprintf(stderr, "sandpit-agent: give both --tls-cert and --tls-key\n");
+                return 2;
+        }
+        if (d->tls_cert && !d->listen_addr) {
+                fprintf(stderr, "sandpit-agent: --tls-cert needs --listen\n");
+                return 2;
+        }
+        d->ca.tls = d->tls_cert != NULL;
         return -1;
 }
 
@@ -630,6 +654,8 @@ static int setup_http(Daemon *d)
         d->hc.unix_path = d->socket_path;
         d->hc.tcp_listen = d->listen_addr;
         d->hc.token = d->token;
+        d->hc.tls_cert_file = d->tls_cert;
+        d->hc.tls_key_file = d->tls_key;
         int r = http_server_start(&d->hc, api_handle, &d->agent, &d->srv);
         if (r < 0)
                 return log_error_errno(r, "cannot serve on %s%s%s", d->socket_path,

@@ -4,6 +4,8 @@
 #include "agent-ops.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "sandpit/agent-client.h"
 #include "sandpit/json.h"
@@ -14,8 +16,14 @@ static int open_client(const AgentConn *conn, AgentClientError *err, AgentClient
 {
         *err = (AgentClientError){0};
         int r = agent_client_new(conn->endpoint, conn->token, ret);
+        if (r == -EPROTONOSUPPORT)
+                snprintf(err->message, sizeof(err->message),
+                         "%s is plain HTTP: refused without --agent-insecure-http", conn->endpoint);
+        else if (r < 0)
+                snprintf(err->message, sizeof(err->message), "cannot make a client: %s",
+                         strerror(-r));
         if (r < 0)
-                return log_warning_errno(r, "Agent %s: cannot make a client", conn->endpoint);
+                return log_warning_errno(r, "Agent %s: %s", conn->endpoint, err->message);
         agent_client_set_timeout(*ret, conn->timeout_ms);
         return 0;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "operator.h"
+#include "sandpit/agent-client.h"
 #include "sandpit/k8s-config.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -24,6 +25,7 @@ static void usage(FILE *f)
 {
         fputs("usage: sandpit-operator (--kubeconfig FILE [--context NAME] | --in-cluster)\n"
               "         --agent-token-file FILE [--namespace NS] [--health-listen ADDR:PORT]\n"
+              "         [--agent-ca FILE [--agent-server-name NAME]] [--agent-insecure-http]\n"
               "         [--workers N] [--resync-seconds S] [--log-format json|text]\n"
               "         [--log-level debug|info|warning|error] [--version]\n"
               "         [--orphan-resync-seconds S] [--orphan-grace-seconds S]\n"
@@ -51,7 +53,12 @@ static void usage(FILE *f)
               "--gateway-auth keys (default) "
               "takes the API keys of the Secret sandpit-api-keys in --namespace and\n"
               "Kubernetes tokens (RBAC), each caller's Sandboxes in its own namespace;\n"
-              "none: any key, Sandboxes in --gateway-namespace.\n",
+              "none: any key, Sandboxes in --gateway-namespace.\n"
+              "Agents at https:// addresses are verified against --agent-ca (PEM) and must\n"
+              "carry the name --agent-server-name (default " AGENT_DEFAULT_SERVER_NAME
+              ") whatever\n"
+              "address their Lease gives; http:// addresses are refused unless\n"
+              "--agent-insecure-http (docs/security.md).\n",
               f);
 }
 
@@ -215,6 +222,9 @@ typedef struct {
         bool in_cluster;
         const char *namespace;
         const char *token_file;
+        const char *agent_ca;          /* --agent-ca: PEM CAs of https:// agents */
+        const char *agent_server_name; /* the name their certificates carry */
+        bool agent_insecure_http;      /* http:// agents allowed */
         const char *health_listen;
         long workers;
         long resync_s;
@@ -270,6 +280,9 @@ static const Flag flags[] = {
         {"in-cluster", FLAG_SET, OPT_FIELD(in_cluster), 0, 0},
         {"namespace", FLAG_STRING, OPT_FIELD(namespace), 0, 0},
         {"agent-token-file", FLAG_STRING, OPT_FIELD(token_file), 0, 0},
+        {"agent-ca", FLAG_STRING, OPT_FIELD(agent_ca), 0, 0},
+        {"agent-server-name", FLAG_STRING, OPT_FIELD(agent_server_name), 0, 0},
+        {"agent-insecure-http", FLAG_SET, OPT_FIELD(agent_insecure_http), 0, 0},
         {"health-listen", FLAG_STRING, OPT_FIELD(health_listen), 0, 0},
         {"workers", FLAG_LONG, OPT_FIELD(workers), 1, MAX_WORKERS},
         {"resync-seconds", FLAG_LONG, OPT_FIELD(resync_s), 1, 86400},
@@ -440,6 +453,15 @@ static int parse_args(int argc, char **argv, Options *o)
                 fprintf(stderr, "sandpit-operator: --agent-token-file is required\n");
                 return 3;
         }
+        if (o->agent_ca && !*o->agent_ca) {
+                fprintf(stderr, "sandpit-operator: --agent-ca takes a file\n");
+                return 3;
+        }
+        if (o->agent_server_name &&
+            (!*o->agent_server_name || strpbrk(o->agent_server_name, ":/[]@ \t\r\n"))) {
+                fprintf(stderr, "sandpit-operator: --agent-server-name takes a DNS name\n");
+                return 3;
+        }
         if (o->leader_elect) {
                 LeaderConfig check = o->leader;
                 if (!check.identity)
@@ -469,6 +491,23 @@ static int setup(Operator *op, const Options *o)
         r = read_token_file(o->token_file, 1, &op->agent_token);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the agent token from %s", o->token_file);
+        if (o->agent_ca && access(o->agent_ca, R_OK) < 0)
+                return log_error_errno(-errno, "Cannot read the agents' CA %s", o->agent_ca);
+        /* Before any thread: every agent client of this process (reconcile,
+         * resync, the gateway) takes these. */
+        r = agent_client_set_tls(&(AgentClientTls){
+                .ca_file = o->agent_ca,
+                .server_name = o->agent_ca || o->agent_server_name
+                                       ? (o->agent_server_name ? o->agent_server_name
+                                                               : AGENT_DEFAULT_SERVER_NAME)
+                                       : NULL,
+                .allow_http = o->agent_insecure_http,
+        });
+        if (r < 0)
+                return log_error_errno(r, "Bad --agent-ca or --agent-server-name");
+        if (o->agent_insecure_http)
+                log_warning("--agent-insecure-http: agents at http:// addresses are spoken to "
+                            "in plain HTTP, their token readable on the network");
         r = k8s_workqueue_new(&(K8sWorkQueueOptions){.base_delay_ms = 200, .max_delay_ms = 30000},
                               &op->queue);
         if (r < 0)

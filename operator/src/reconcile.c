@@ -451,6 +451,15 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                 snprintf(msg, sizeof(msg), "node %s refused the sandbox: %s", a->node,
                          agent_error_message(&ae));
                 return fail(op, obj, st, "Failed", "CreateFailed", msg);
+        } else if (!ae.status && (r == -EKEYREJECTED || r == -EPROTONOSUPPORT)) {
+                /* The agent's certificate does not verify (--agent-ca), or its
+                 * address is plain HTTP: said, and retried (a fix is the
+                 * operator's or the agent's configuration). */
+                snprintf(msg, sizeof(msg), "node %s's agent at %s: %s", a->node, a->endpoint,
+                         ae.message[0] ? ae.message : strerror(-r));
+                return wait_for_user(op, obj, st,
+                                     r == -EKEYREJECTED ? "AgentTLSFailed" : "AgentInsecureHTTP",
+                                     msg);
         } else if (r < 0) {
                 if (!ae.status)
                         return r;

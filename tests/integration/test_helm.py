@@ -8,6 +8,7 @@ Ready and is deleted through the finalizer.
 
 helm comes from mk/tools.sh (run by `make test`); see docs/helm.md."""
 
+import base64
 import json
 import os
 import shutil
@@ -168,6 +169,57 @@ def test_agent_pod_shape():
     assert "--leader-elect=false" in single["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
+def test_agent_tls_off_by_default_and_on():
+    """agent.tls: off, the operator is told plain HTTP is meant; on, a CA and a
+    certificate for agent.tls.serverName (made by the chart, verifiable with
+    openssl) that the agents serve and whose CA alone the operator gets; a
+    Secret of the user's instead: nothing made, that one mounted."""
+    docs = render()
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("agent-tls")]
+    assert "--agent-insecure-http" in container(docs, "Deployment")["args"]
+    assert any(a.startswith("--advertise=http://") for a in container(docs, "DaemonSet")["args"])
+
+    docs = render("agent.tls.enabled=true")
+    sec = find(docs, "Secret", "agent-tls")
+    assert sec["type"] == "kubernetes.io/tls" and set(sec["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    with tempfile.TemporaryDirectory() as d:
+        for k, v in sec["data"].items():
+            (Path(d) / k).write_bytes(base64.b64decode(v))
+        p = subprocess.run(["openssl", "verify", "-CAfile", f"{d}/ca.crt", f"{d}/tls.crt"], capture_output=True,
+                           text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        for name, ok in (("sandpit-agent", True), ("other-agent", False)):
+            p = subprocess.run(["openssl", "x509", "-in", f"{d}/tls.crt", "-noout", "-checkhost", name],
+                               capture_output=True, text=True)
+            assert ("does match" in p.stdout and "NOT" not in p.stdout) == ok, p.stdout
+    ag = find(docs, "DaemonSet")["spec"]["template"]["spec"]
+    args = ag["containers"][0]["args"]
+    for want in ("--advertise=https://$(HOST_IP):7443", "--tls-cert=/etc/sandpit/agent-tls/tls.crt",
+                 "--tls-key=/etc/sandpit/agent-tls/tls.key"):
+        assert want in args, (want, args)
+    vol = [v for v in ag["volumes"] if v["name"] == "agent-tls"][0]["secret"]
+    assert vol["secretName"] == "t-sandpit-agent-tls" and {i["key"] for i in vol["items"]} == {"tls.crt", "tls.key"}
+    assert {"name": "agent-tls", "mountPath": "/etc/sandpit/agent-tls", "readOnly": True} in \
+        ag["containers"][0]["volumeMounts"]
+    op = find(docs, "Deployment")["spec"]["template"]["spec"]
+    oargs = op["containers"][0]["args"]
+    assert "--agent-ca=/etc/sandpit/agent-ca/ca.crt" in oargs and "--agent-server-name=sandpit-agent" in oargs
+    assert "--agent-insecure-http" not in oargs
+    vol = [v for v in op["volumes"] if v["name"] == "agent-ca"][0]["secret"]
+    assert vol["secretName"] == "t-sandpit-agent-tls" and vol["items"] == [{"key": "ca.crt", "path": "ca.crt"}], \
+        "the operator gets the CA, never the agents' key"
+
+    docs = render("agent.tls.enabled=true", "agent.tls.existingSecret=mine", "agent.tls.serverName=agents.example")
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("agent-tls")]
+    for kind in ("DaemonSet", "Deployment"):
+        pod = find(docs, kind)["spec"]["template"]["spec"]
+        assert [v for v in pod["volumes"] if v["name"].startswith("agent-")
+                and v["name"] != "agent-token"][0]["secret"]["secretName"] == "mine"
+    assert "--agent-server-name=agents.example" in container(docs, "Deployment")["args"]
+    p = helm("template", "t", str(CHART), "--set", "agent.tls.serverName=Not_A_Name", check=False)
+    assert p.returncode != 0 and "agent.tls.serverName" in p.stderr, p.stderr
+
+
 @pytest.mark.parametrize("value, message", [
     ("operator.replicas=0", "operator.replicas: Must be greater than or equal to 1"),
     ("agent.bogus=1", "Additional property bogus is not allowed"),
@@ -235,11 +287,12 @@ def kube():
     shutil.rmtree(tmp)
 
 
-def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path, tls):
     agent_port, health_port = find_free_port(), find_free_port()
     token_file, token = write_token_file(tmp_path)
     agent = ChartAgent("helm", templates_dir, listen=f"127.0.0.1:{agent_port}", token_file=token_file)
-    docs = render(f"agent.port={agent_port}", f"operator.healthPort={health_port}",
+    docs = render(f"agent.tls.enabled={str(tls).lower()}", f"agent.port={agent_port}", f"operator.healthPort={health_port}",
                   f"agent.templatesDir={templates_dir}", f"agent.stateDir={agent.state_dir}",
                   f"agent.imagesDir={agent.state_dir}/images",
                   "agent.leaseDuration=5", "operator.replicas=1", "operator.leaderElection.enabled=true",
@@ -284,9 +337,20 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         runs[component] = fr
     pod_env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
 
+    # the agents' TLS Secret as the pods would see it (its keys as files)
+    tls_dir = tmp_path / "agent-tls"
+    tls_dir.mkdir()
+    if tls:
+        for k, v in find(docs, "Secret", "agent-tls")["data"].items():
+            (tls_dir / k).write_bytes(base64.b64decode(v))
+
+    def files(args):
+        return [a.replace(f"{TOKEN_DIR}/token", str(token_file)).replace("/etc/sandpit/agent-tls/", f"{tls_dir}/")
+                .replace("/etc/sandpit/agent-ca/", f"{tls_dir}/") for a in args]
+
     ag = container(docs, "DaemonSet")
     assert ag["command"] == ["sandpit-agent"]
-    agent.rendered, agent.fake_run, agent.env = ag["args"], runs["agent"], pod_env
+    agent.rendered, agent.fake_run, agent.env = files(ag["args"]), runs["agent"], pod_env
     AGENTS.append(agent)
     op_proc = None
     log = tmp_path / "operator.log"
@@ -298,11 +362,12 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
                                              "sandpit-agent-chart-node")
             return obj if st == 200 else None
         lease = wait_for(lease, 20, what="the agent's Lease")
-        assert lease["metadata"]["annotations"]["sandpit.dev/endpoint"] == f"http://127.0.0.1:{agent_port}"
+        scheme = "https" if tls else "http"
+        assert lease["metadata"]["annotations"]["sandpit.dev/endpoint"] == f"{scheme}://127.0.0.1:{agent_port}"
 
         op = container(docs, "Deployment")
         assert op["command"] == ["sandpit-operator"]
-        args = [a.replace(f"{TOKEN_DIR}/token", str(token_file)) for a in op["args"]]
+        args = files(op["args"])
         op_proc = subprocess.Popen(ChartProcess.wrap(runs["operator"], [str(OPERATOR_BIN), *args]),
                                    env={**os.environ, **pod_env},
                                    stdin=subprocess.DEVNULL, stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -324,14 +389,26 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         assert p.returncode == 0, p.stderr + "\n" + log.read_text()[-3000:]
         st, _, obj = kube.request("GET", "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes/chart")
         sid = obj["status"]["sandboxID"]
-        api = Client(tcp=("127.0.0.1", agent_port), token=token)
-        r = api.exec(sid, shell="echo from-the-chart")
-        assert r.exit_code == 0 and r.stdout == "from-the-chart\n", r
-        kube.kubectl("delete", "sandbox/chart", "--timeout=60s")
-        assert api.get(f"/v1/sandboxes/{sid}").status == 404
-        # the sandbox's mounts lived in the agent's mount namespace: none left there
-        mounts = Path(f"/proc/{agent.proc.pid}/mountinfo").read_text()
-        assert sid not in mounts
+        if tls:
+            # over TLS with the chart's CA, through the CLI (lib's agent client)
+            cli = [str(REPO / "build" / "bin" / "sandpit"), "--server", f"https://127.0.0.1:{agent_port}",
+                   "--token-file", str(token_file), "--agent-ca", str(tls_dir / "ca.crt")]
+            p = subprocess.run([*cli, "exec", sid, "--", "sh", "-c", "echo from-the-chart"], capture_output=True,
+                               text=True, timeout=60)
+            assert p.returncode == 0 and p.stdout == "from-the-chart\n", p.stderr
+            kube.kubectl("delete", "sandbox/chart", "--timeout=60s")
+            p = subprocess.run([*cli, "get", sid], capture_output=True, text=True, timeout=60)
+            assert p.returncode != 0 and "not found" in (p.stderr + p.stdout).lower(), p.stderr
+        else:
+            api = Client(tcp=("127.0.0.1", agent_port), token=token)
+            r = api.exec(sid, shell="echo from-the-chart")
+            assert r.exit_code == 0 and r.stdout == "from-the-chart\n", r
+            kube.kubectl("delete", "sandbox/chart", "--timeout=60s")
+            assert api.get(f"/v1/sandboxes/{sid}").status == 404
+        # the sandbox's mounts lived in the agent's mount namespace: none left
+        # there once its teardown (after the fast delete's answer) is done
+        wait_for(lambda: sid not in Path(f"/proc/{agent.proc.pid}/mountinfo").read_text(), 30,
+                 what="the deleted sandbox's mounts to go")
 
         # `helm test`: the hook Pod's own script (sh and curl, the pod's service
         # account files and KUBERNETES_SERVICE_*) makes a Sandbox, sees it Ready
@@ -357,3 +434,38 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path):
         stop_agent(agent)
     assert op_proc.returncode == 0, log.read_text()[-3000:]
     assert token not in log.read_text(), "the agent token was logged"
+
+
+@pytest.mark.real_only("Deployments, DaemonSets and lookup need the real API server")
+def test_agent_tls_secret_kept_across_upgrade(kube):
+    """`helm install` with agent.tls on makes the CA and the agents'
+    certificate; `helm upgrade` keeps them (lookup), so running agents and
+    operators keep trusting each other; `helm uninstall` removes them."""
+    ns = "sandpit-helm-tls"
+    base = ["--kubeconfig", kube.kubeconfig, "--namespace", ns]
+    sets = ["--set", "agent.tls.enabled=true"]
+
+    def secret():
+        p = kube.kubectl("get", "-n", ns, "secret", "sp-sandpit-agent-tls", "-o", "json", check=False)
+        return json.loads(p.stdout) if p.returncode == 0 else None
+    try:
+        helm("install", "sp", str(CHART), *base, "--create-namespace", *sets)
+        first = secret()
+        assert first and first["type"] == "kubernetes.io/tls", first
+        assert set(first["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+        helm("upgrade", "sp", str(CHART), *base, *sets, "--set", "agent.runtime=crun")
+        assert secret()["data"] == first["data"], "the upgrade made a new CA or certificate"
+        ds = json.loads(kube.kubectl("get", "-n", ns, "daemonset", "sp-sandpit-agent", "-o", "json").stdout)
+        pod = ds["spec"]["template"]["spec"]
+        assert "--runtime=crun" in pod["containers"][0]["args"]
+        assert [v for v in pod["volumes"] if v["name"] == "agent-tls"][0]["secret"]["secretName"] == \
+            "sp-sandpit-agent-tls"
+        dep = json.loads(kube.kubectl("get", "-n", ns, "deployment", "sp-sandpit-operator", "-o", "json").stdout)
+        assert "--agent-ca=/etc/sandpit/agent-ca/ca.crt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        helm("uninstall", "sp", *base, "--wait", "--timeout", "60s")
+        assert secret() is None
+    finally:
+        helm("uninstall", "sp", *base, check=False)
+        kube.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+        kube.kubectl("delete", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/instance=sp",
+                     "--ignore-not-found", check=False)

@@ -97,6 +97,8 @@ class Operator:
         argv = [str(OPERATOR_BIN), "--kubeconfig", kube.kubeconfig, "--agent-token-file", str(node.token_file),
                 "--namespace", OP_NS, "--health-listen", f"127.0.0.1:{self.health_port}", "--workers", "2",
                 "--resync-seconds", "2", "--log-format", "text", "--log-level", "debug", *extra]
+        if "--agent-ca" not in extra:
+            argv.append("--agent-insecure-http")  # the test agents serve plain HTTP on loopback
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT)
 

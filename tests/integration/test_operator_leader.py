@@ -55,6 +55,7 @@ class ElectedOperator(Operator):
         self.health_port = find_free_port()
         self.log = tmp / f"operator-{identity}.log"
         argv = [str(OPERATOR_BIN), "--kubeconfig", kube.kubeconfig, "--agent-token-file", str(node.token_file),
+                "--agent-insecure-http",  # the test agents serve plain HTTP on loopback
                 "--namespace", OP_NS, "--health-listen", f"127.0.0.1:{self.health_port}", "--workers", "2",
                 "--resync-seconds", "2", "--log-format", "text", "--log-level", "debug",
                 "--identity", identity, *flags]

@@ -35,6 +35,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.agentToken.existingSecret | default (printf "%s-agent-token" (include "sandpit.fullname" .)) -}}
 {{- end -}}
 
+{{- define "sandpit.agentTLSSecret" -}}
+{{- .Values.agent.tls.existingSecret | default (printf "%s-agent-tls" (include "sandpit.fullname" .)) -}}
+{{- end -}}
+
 {{/* One --pool value: TEMPLATE[:KEY=VALUE,...]=SIZE (docs/agent-api.md, warm pools). */}}
 {{- define "sandpit.pool" -}}
 {{- $opts := list -}}

@@ -1,6 +1,7 @@
 /* A typed client of the agent's native API (docs/agent-api.md), on lib's
  * http-client: a unix socket ("unix:///run/sandpit/agent.sock") or TCP
- * ("http://host:port") with a bearer token.
+ * ("https://host:port", or "http://host:port" where allowed) with a bearer
+ * token; TLS as agent_client_set_tls() says.
  *
  * Every call returns 0 (or a count) on success and a negative errno on
  * failure: a transport failure as the HTTP client reports it (-ECONNREFUSED,
@@ -27,6 +28,22 @@ typedef struct {
         long status;       /* the agent's HTTP status; 0 when it did not answer */
         char message[512]; /* its "message", else the transport's error; "" when none */
 } AgentClientError;
+
+/* How this process's clients reach TCP agents (docs/security.md): set once,
+ * before any client is made and before threads start; copied. Until it is
+ * called every URL is taken as it is (https:// with the system's CAs). */
+typedef struct {
+        const char
+                *ca_file; /* PEM: the only CAs an https:// agent may chain to; NULL: the system's */
+        const char *server_name; /* the name an https:// agent's certificate must carry, whatever
+                                  * host its URL names ("sandpit-agent"); NULL: the URL's host */
+        bool allow_http;         /* http:// URLs too; else agent_client_new() refuses them
+                                  * with -EPROTONOSUPPORT (unix:// is always allowed) */
+} AgentClientTls;
+/* The name in an agent's certificate the chart makes (charts/sandpit). */
+#define AGENT_DEFAULT_SERVER_NAME "sandpit-agent"
+/* -EINVAL: a path or name too long, or an empty name. NULL: back to the default. */
+int agent_client_set_tls(const AgentClientTls *tls);
 
 /* token: the agent's bearer token (TCP), NULL or "" for none. */
 int agent_client_new(const char *url, const char *token, AgentClient **ret);

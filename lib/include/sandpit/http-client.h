@@ -40,6 +40,15 @@ static inline void http_client_freep(HttpClient **c)
 }
 #define cleanup_http_client __attribute__((cleanup(http_client_freep)))
 
+/* TLS of an https:// client (-EINVAL for any other URL): ca_file (may be
+ * NULL: the system's CAs) is the PEM file of the only CAs the server's
+ * certificate may chain to, read at each new connection; server_name (may be
+ * NULL: the URL's host) the name that certificate must carry whatever host
+ * the URL names: requests then go to https://SERVER_NAME:PORT with curl's
+ * CONNECT_TO to the URL's host and port (node IPs are not known when a
+ * certificate is made; docs/security.md). Verification is never off. */
+int http_client_set_tls(HttpClient *c, const char *ca_file, const char *server_name);
+
 /* The URL given to http_client_new(). */
 const char *http_client_url(const HttpClient *c);
 /* Upper bound on a whole http_request_json() exchange; 0 (the default) means
