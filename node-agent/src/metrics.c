@@ -603,7 +603,7 @@ int metrics_window(Agent *a, const char *id, uint64_t start_us, uint64_t end_us,
         watch(m, t, now, &prev, &newest);
         /* Not sampled this interval (first asked, or background only): now. */
         MetricsSample s;
-        if (now - newest >= METRICS_INTERVAL_MS * 1000u && read_sample(a, t, &s) == 0) {
+        if (now - newest >= (uint64_t) METRICS_INTERVAL_MS * 1000 && read_sample(a, t, &s) == 0) {
                 (void) pthread_mutex_lock(&m->lock);
                 ring_push_locked(m, t, &s);
                 (void) pthread_mutex_unlock(&m->lock);
