@@ -544,7 +544,11 @@ def main():
         for n in (int(x) for x in args.only_density.split(",")):
             for net in {"both": (False, True), "plain": (False,), "cidr": (True,)}[args.density_net]:
                 d = bench_density(args.templates_dir, n, net, args.density_window, args.exec_runs)
-                print(json.dumps({k: v for k, v in d.items() if not k.startswith("exec")}), file=sys.stderr)
+                summary = {k: v for k, v in d.items() if not k.startswith("exec")}
+                for k in ("exec", "exec_watched"):
+                    if d.get(k):
+                        summary[k + "_p50_p95"] = fmt(d[k])
+                print(json.dumps(summary), file=sys.stderr)  # as each N ends
                 rows += density_rows(d)
         return print_rows(rows)
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
