@@ -55,14 +55,14 @@ def fmt(xs):
 class Agent:
     count = 0
 
-    def __init__(self, templates, extra=()):
+    def __init__(self, templates, extra=(), wrap=()):
         self.tmp = tempfile.mkdtemp(prefix="sandpit-bench-")
         self.sock = os.path.join(self.tmp, "agent.sock")
         Agent.count += 1  # one cgroup parent per agent: recovery owns what is under it
         self.parent = "sandpit-bench-%d%s" % (os.getpid(), "" if Agent.count == 1 else "-%d" % Agent.count)
         self.log = open(os.path.join(self.tmp, "agent.log"), "w")
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "sandpit-agent"), "--standalone", "--socket", self.sock,
+            [*wrap, os.path.join(BIN, "sandpit-agent"), "--standalone", "--socket", self.sock,
              "--state-dir", os.path.join(self.tmp, "state"), "--templates-dir", templates,
              "--cgroup-parent", self.parent, "--log-level", "warning",
              "--images-dir", os.path.join(self.tmp, "images"), *extra],
@@ -394,6 +394,132 @@ def bench_metrics_pause(agent, n):
     return out
 
 
+def agent_cpu_s(pid):
+    """The process's user + system CPU time (all threads), seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def prom_value(agent, name):
+    st, text = agent.call("GET", "/metrics")
+    assert st == 200
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+DENSITY_CIDR = "198.18.128.0/17"  # room for 32k sandboxes; inside the bench's own netns
+
+
+def bench_density(templates, n, net, window_s, exec_runs):
+    """n idle sandboxes on one agent (loopback-only, or with --sandbox-cidr in a
+    netns of the bench's own): memory per sandbox, agent RSS, the idle agent's
+    CPU over window_s (utime+stime from /proc, so other load on the machine
+    does not count), exec round trip p50/p95, then the n deleted one by one.
+    Returns a dict; 'reached' < n when a create failed (and why)."""
+    ns, wrap, extra = None, (), ["--capacity-cpu", "1000000", "--capacity-memory", "1000Ti"]
+    if net:
+        ns = "spbd-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        wrap = ("nsenter", "--net=/run/netns/" + ns)
+        extra += ["--sandbox-cidr", DENSITY_CIDR, "--net-table", "sandpit-bench-d%d" % os.getpid()]
+    agent = Agent(templates, extra, wrap)
+    out = {"n": n, "net": net, "reached": 0, "why": ""}
+    ids = []
+    try:
+        bench_create(agent, 3)
+        subprocess.run(["sync"])
+        base_rss, base_kernel = rss_kib(agent.proc.pid), kernel_kib()
+        t = time.perf_counter()
+        for _ in range(n):
+            st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 86400})
+            if st != 201:
+                out["why"] = "create %d failed: %s %s" % (len(ids) + 1, st, sb)
+                break
+            ids.append(sb["id"])
+        out["create_s"] = time.perf_counter() - t
+        out["reached"] = len(ids)
+        if not ids:
+            return out
+        m = len(ids)
+        out["rss_mib"] = rss_kib(agent.proc.pid) / 1024
+        out["agent_kib"] = (rss_kib(agent.proc.pid) - base_rss) / m
+        out["kernel_kib"] = (kernel_kib() - base_kernel) / m
+        state = os.path.join(agent.tmp, "state", "sandboxes")
+        init_pss, cg = [], []
+        for sid in ids:
+            with open(os.path.join(state, sid, "init.pid")) as f:
+                init_pss.append(pss_kib(int(f.read().strip())))
+            with open("/sys/fs/cgroup/memory/%s/%s/memory.usage_in_bytes" % (agent.parent, sid)) as f:
+                cg.append(int(f.read()) / 1024)
+        out["init_kib"], out["cg_kib"] = statistics.mean(init_pss), statistics.mean(cg)
+        out["fds"] = len(os.listdir("/proc/%d/fd" % agent.proc.pid))
+        # Idle: nobody asks anything during the window (the background sampling's
+        # whole 30 s cycle fits in it).
+        reads0 = prom_value(agent, "sandpit_metrics_reads_total")
+        c0, w0 = agent_cpu_s(agent.proc.pid), time.monotonic()
+        time.sleep(window_s)
+        c1, w1 = agent_cpu_s(agent.proc.pid), time.monotonic()
+        reads1 = prom_value(agent, "sandpit_metrics_reads_total")
+        out["idle_cpu_pct"] = 100 * (c1 - c0) / (w1 - w0)
+        if reads0 is not None:
+            out["reads_per_s"] = (reads1 - reads0) / (w1 - w0)
+        # exec on one keep-alive connection, spread over sandboxes (a fixed sample).
+        sample = ids[:: max(1, len(ids) // 10)][:10]
+        ex = []
+        for sid in sample:
+            exec_raw(agent.sock, sid, 3)
+            ex += exec_raw(agent.sock, sid, exec_runs // len(sample))
+        out["exec"] = ex
+        # The same while 10 of them have their metrics watched (1 s samples).
+        for sid in sample:
+            agent.call("GET", "/v1/sandboxes/%s/metrics" % sid)
+        exw = []
+        for sid in sample:
+            exw += exec_raw(agent.sock, sid, exec_runs // len(sample))
+        out["exec_watched"] = exw
+        t = time.perf_counter()
+        for sid in ids:
+            st, _ = agent.call("DELETE", "/v1/sandboxes/" + sid)
+            assert st == 204
+        out["delete_s"] = time.perf_counter() - t
+        ids = []
+        settle(agent)
+        out["teardown_s"] = time.perf_counter() - t
+    finally:
+        for sid in ids:
+            agent.call("DELETE", "/v1/sandboxes/" + sid)
+        if ids:
+            settle(agent)
+        agent.stop()
+        if ns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    return out
+
+
+def density_rows(d):
+    what = "%d idle sandboxes%s" % (d["reached"], ", --sandbox-cidr" if d["net"] else ", loopback-only")
+    if d["reached"] < d["n"]:
+        what += " (of %d asked: %s)" % (d["n"], d["why"][:160])
+    rows = []
+    if "exec" not in d:
+        return [(what, "n/a", "n/a", d["why"])]
+    rows.append((what + ": exec `true` round trip", *fmt(d["exec"]),
+                 "%d runs over 10 of them; %s with 10 watched" % (len(d["exec"]), "/".join(fmt(d["exec_watched"])))))
+    rows.append((what + ": idle agent CPU (% of a core)", "%.2f" % d["idle_cpu_pct"], "",
+                 "utime+stime over the window; %.1f metric reads/s" % d.get("reads_per_s", -1)))
+    rows.append((what + ": memory per sandbox (KiB)", "%.0f" % (d["agent_kib"] + d["init_kib"]), "",
+                 "agent RSS %.1f MiB (+%.1f KiB each) + init PSS %.0f; cgroup %.0f; kernel %.0f; agent fds %d"
+                 % (d["rss_mib"], d["agent_kib"], d["init_kib"], d["cg_kib"], d["kernel_kib"], d["fds"])))
+    rows.append((what + ": created, then deleted one by one (s)", "%.1f" % d["create_s"], "",
+                 "deletes answered in %.2f s, all torn down after %.2f s"
+                 % (d.get("delete_s", -1), d.get("teardown_s", -1))))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--templates-dir", required=True)
@@ -405,10 +531,26 @@ def main():
     ap.add_argument("--only-code", action="store_true", help="only the code interpreter rows")
     ap.add_argument("--only-delete", action="store_true", help="only the delete rows")
     ap.add_argument("--delete-many", type=int, default=100, help="sandboxes for the --only-delete batch row")
+    ap.add_argument("--only-density", metavar="N[,N...]",
+                    help="only the density rows: N idle sandboxes, loopback-only and with --sandbox-cidr")
+    ap.add_argument("--density-net", choices=("both", "plain", "cidr"), default="both")
+    ap.add_argument("--density-window", type=float, default=30.0, help="seconds of idle CPU measured")
     ap.add_argument("--only-create", action="store_true",
                     help="only cold create, warm pool claim and bare runc run")
     args = ap.parse_args()
 
+    if args.only_density:
+        rows = []
+        for n in (int(x) for x in args.only_density.split(",")):
+            for net in {"both": (False, True), "plain": (False,), "cidr": (True,)}[args.density_net]:
+                d = bench_density(args.templates_dir, n, net, args.density_window, args.exec_runs)
+                summary = {k: v for k, v in d.items() if not k.startswith("exec")}
+                for k in ("exec", "exec_watched"):
+                    if d.get(k):
+                        summary[k + "_p50_p95"] = fmt(d[k])
+                print(json.dumps(summary), file=sys.stderr)  # as each N ends
+                rows += density_rows(d)
+        return print_rows(rows)
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     agent = Agent(args.templates_dir)
     # The default shape's pool; room for it beside the cold creates on a small node.

@@ -1,8 +1,16 @@
 /* Per-sandbox sample rings and node counters (see metrics.h).
  *
- * Locking: AgentMetrics.lock protects the rings and the counters. It is never
- * held while a->lock is taken (the sampler copies what it needs out of the
- * sandbox table first), nor across cgroup or filesystem reads. */
+ * Sampling is lazy: a sandbox whose metrics were asked for in the last
+ * METRICS_WATCH_S seconds ("watched") is read every interval; the others once
+ * every METRICS_BACKGROUND_TICKS intervals, each in the tick its id hashes to,
+ * so an idle node of many sandboxes reads a thirtieth of them a second, not
+ * all, and a window asked for later still has a coarse history.
+ *
+ * Locking: AgentMetrics.lock protects the rings and the counters. It may be
+ * taken under a->lock (the sampler's walk of the sandbox table looks rings up
+ * under both, briefly), never the other way round, and is never held across
+ * cgroup or filesystem reads; nor is a->lock: the sampler copies what it
+ * needs out of the sandbox table and reads outside both. */
 #include "metrics.h"
 
 #include <errno.h>
@@ -29,13 +37,23 @@ static const char *const state_names[METRICS_STATES] = {
         [SANDBOX_DELETING] = "deleting", [SANDBOX_PAUSED] = "paused",
 };
 
+#define RING_HASH    1024 /* buckets of the rings' hash table */
+#define RING_SPAN_US ((uint64_t) METRICS_RING_LEN * METRICS_INTERVAL_MS * 1000)
+#define WATCH_US     ((uint64_t) METRICS_WATCH_S * 1000000)
+
+/* A sandbox's samples of the last RING_SPAN_US, oldest dropped first; the
+ * array grows up to METRICS_RING_LEN as samples come (a background-only
+ * sandbox keeps about ten). */
 typedef struct Ring {
-        struct Ring *next;
+        struct Ring *next; /* in its hash bucket */
         char *id;
-        uint64_t created_us; /* tells a sandbox from a later one with the same id */
-        size_t head;         /* next slot to write */
-        size_t n;
-        MetricsSample s[METRICS_RING_LEN];
+        uint32_t hash;
+        uint64_t created_us;     /* tells a sandbox from a later one with the same id */
+        uint64_t watch_until_us; /* sampled every interval until then */
+        uint64_t seen_tick;      /* the last sampler walk that found the sandbox */
+        size_t head;             /* next slot to write */
+        size_t n, cap;
+        MetricsSample *s;
 } Ring;
 
 struct AgentMetrics {
@@ -44,8 +62,9 @@ struct AgentMetrics {
         pthread_t thread;
         bool started;
         bool stopping;
-        Ring *rings;
-        uint64_t creations, create_failures, execs;
+        Ring *rings[RING_HASH];
+        uint64_t tick; /* sampler walks begun */
+        uint64_t creations, create_failures, execs, reads;
         PromHistogram create;
 };
 
@@ -96,6 +115,90 @@ static bool target_wanted(const Sandbox *sb, const char *id)
                   : sampled_state(sb->state);
 }
 
+static int target_push(Target **t, size_t *n, size_t *cap, const Sandbox *sb)
+{
+        if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 8;
+                Target *nt = reallocarray(*t, c, sizeof(*nt));
+                if (!nt)
+                        return -ENOMEM;
+                memset(nt + *cap, 0, (c - *cap) * sizeof(*nt));
+                *t = nt;
+                *cap = c;
+        }
+        return target_fill(sb, &(*t)[(*n)++]);
+}
+
+/* FNV-1a */
+static uint32_t id_hash(const char *id)
+{
+        uint32_t h = 2166136261u;
+        for (const unsigned char *p = (const unsigned char *) id; *p; p++)
+                h = (h ^ *p) * 16777619u;
+        return h;
+}
+
+static Ring *ring_find_locked(AgentMetrics *m, const char *id, uint32_t h)
+{
+        for (Ring *r = m->rings[h % RING_HASH]; r; r = r->next)
+                if (r->hash == h && streq(r->id, id))
+                        return r;
+        return NULL;
+}
+
+static void ring_free(Ring *r)
+{
+        if (!r)
+                return;
+        free(r->id);
+        free(r->s);
+        free(r);
+}
+
+/* The ring of sandbox id created at created_us, made or emptied as needed;
+ * NULL when out of memory. */
+static Ring *ring_get_locked(AgentMetrics *m, const char *id, uint64_t created_us)
+{
+        uint32_t h = id_hash(id);
+        Ring *r = ring_find_locked(m, id, h);
+        if (r && r->created_us != created_us) {
+                r->n = r->head = 0; /* a new sandbox under an old id */
+                r->watch_until_us = 0;
+                r->created_us = created_us;
+        }
+        if (r)
+                return r;
+        r = calloc(1, sizeof(*r));
+        if (!r || !(r->id = strdup(id))) {
+                free(r);
+                return NULL;
+        }
+        r->hash = h;
+        r->created_us = created_us;
+        r->seen_tick = m->tick; /* survives the sweep of a walk that missed it */
+        r->next = m->rings[h % RING_HASH];
+        m->rings[h % RING_HASH] = r;
+        return r;
+}
+
+static const MetricsSample *ring_at(const Ring *r, size_t back)
+{
+        if (!r || back >= r->n)
+                return NULL;
+        return &r->s[(r->head + r->cap - 1 - back) % r->cap];
+}
+
+static const MetricsSample *ring_newest(const Ring *r)
+{
+        return ring_at(r, 0);
+}
+
+/* The i-th oldest sample. */
+static const MetricsSample *ring_nth(const Ring *r, size_t i)
+{
+        return &r->s[(r->head + r->cap - r->n + i) % r->cap];
+}
+
 typedef struct {
         const char *id;
         Target *t;
@@ -108,21 +211,11 @@ static int collect_one(const Sandbox *sb, void *userdata)
         Collect *c = userdata;
         if (!target_wanted(sb, c->id))
                 return 0;
-        if (c->n == c->cap) {
-                size_t cap = c->cap ? c->cap * 2 : 8;
-                Target *t = reallocarray(c->t, cap, sizeof(*t));
-                if (!t)
-                        return -ENOMEM;
-                memset(t + c->cap, 0, (cap - c->cap) * sizeof(*t));
-                c->t = t;
-                c->cap = cap;
-        }
-        return target_fill(sb, &c->t[c->n++]);
+        return target_push(&c->t, &c->n, &c->cap, sb);
 }
 
-/* Every running or paused sandbox (id == NULL), or just that one; *ret is
- * NULL when there are none. */
-static int collect_targets(Agent *a, const char *id, Target **ret, size_t *ret_n)
+/* Sandbox id, unless unknown or being created (then *ret is NULL). */
+static int collect_target(Agent *a, const char *id, Target **ret)
 {
         Collect c = {.id = id};
         int r = sandbox_foreach(a, collect_one, &c);
@@ -131,12 +224,15 @@ static int collect_targets(Agent *a, const char *id, Target **ret, size_t *ret_n
                 return -ENOMEM;
         }
         *ret = c.t;
-        *ret_n = c.n;
         return 0;
 }
 
 static int read_sample(Agent *a, const Target *t, MetricsSample *ret)
 {
+        AgentMetrics *m = a->metrics;
+        (void) pthread_mutex_lock(&m->lock);
+        m->reads++;
+        (void) pthread_mutex_unlock(&m->lock);
         CgStats st = {0};
         int r = cg_read_stats(a->cg, t->name, &st);
         if (r < 0)
@@ -178,82 +274,109 @@ void metrics_cpu_between(const MetricsSample *prev, MetricsSample *cur)
                 cur->cpu_host_pct = cur->cpu_used_cores / cur->host_cores * 100.0;
 }
 
-static Ring *ring_find_locked(AgentMetrics *m, const char *id)
+/* Makes room for one more sample: drops those older than the ring's span,
+ * then grows the array when it is full and below METRICS_RING_LEN. */
+static int ring_room(Ring *r, uint64_t now_us)
 {
-        for (Ring *r = m->rings; r; r = r->next)
-                if (streq(r->id, id))
-                        return r;
-        return NULL;
-}
-
-static const MetricsSample *ring_newest(const Ring *r)
-{
-        if (!r || r->n == 0)
-                return NULL;
-        return &r->s[(r->head + METRICS_RING_LEN - 1) % METRICS_RING_LEN];
+        while (r->n > 0 && ring_nth(r, 0)->ts_us + RING_SPAN_US < now_us)
+                r->n--;
+        if (r->n < r->cap || r->cap == METRICS_RING_LEN)
+                return 0;
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        if (cap > METRICS_RING_LEN)
+                cap = METRICS_RING_LEN;
+        MetricsSample *s = calloc(cap, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->n; i++)
+                s[i] = *ring_nth(r, i);
+        free(r->s);
+        r->s = s;
+        r->cap = cap;
+        r->head = r->n;
+        return 0;
 }
 
 static void ring_push_locked(AgentMetrics *m, const Target *t, MetricsSample *s)
 {
-        Ring *r = ring_find_locked(m, t->id);
-        if (r && r->created_us != t->created_us) {
-                r->n = r->head = 0; /* a new sandbox under an old id */
-                r->created_us = t->created_us;
-        }
-        if (!r) {
-                r = calloc(1, sizeof(*r));
-                if (!r || !(r->id = strdup(t->id))) {
-                        free(r);
-                        return;
-                }
-                r->created_us = t->created_us;
-                r->next = m->rings;
-                m->rings = r;
-        }
+        Ring *r = ring_get_locked(m, t->id, t->created_us);
+        if (!r || ring_room(r, s->ts_us) < 0)
+                return;
         metrics_cpu_between(ring_newest(r), s);
         r->s[r->head] = *s;
-        r->head = (r->head + 1) % METRICS_RING_LEN;
-        if (r->n < METRICS_RING_LEN)
+        r->head = (r->head + 1) % r->cap;
+        if (r->n < r->cap)
                 r->n++;
 }
 
-/* Drops the rings of sandboxes that are gone (not among the n targets). */
-static void prune_locked(AgentMetrics *m, const Target *t, size_t n)
+/* One sampler walk of the sandbox table: the sandboxes due this tick. */
+typedef struct {
+        AgentMetrics *m;
+        uint64_t tick, now_us;
+        Target *t;
+        size_t n, cap;
+} Plan;
+
+/* Called under a->lock (sandbox_foreach); takes the metrics lock briefly. */
+static int plan_one(const Sandbox *sb, void *userdata)
 {
-        for (Ring **p = &m->rings; *p;) {
-                bool live = false;
-                for (size_t i = 0; i < n && !live; i++)
-                        live = streq(t[i].id, (*p)->id);
-                if (live) {
-                        p = &(*p)->next;
-                        continue;
-                }
-                Ring *dead = *p;
-                *p = dead->next;
-                free(dead->id);
-                free(dead);
+        Plan *p = userdata;
+        if (sb->spec.pool)
+                return 0;
+        uint32_t h = id_hash(sb->spec.id);
+        bool watched = false;
+        (void) pthread_mutex_lock(&p->m->lock);
+        Ring *r = ring_find_locked(p->m, sb->spec.id, h);
+        if (r) {
+                r->seen_tick = p->tick;
+                watched = r->created_us == sb->created_us && r->watch_until_us > p->now_us;
         }
+        (void) pthread_mutex_unlock(&p->m->lock);
+        if (!sampled_state(sb->state))
+                return 0;
+        if (!watched && h % METRICS_BACKGROUND_TICKS != p->tick % METRICS_BACKGROUND_TICKS)
+                return 0;
+        return target_push(&p->t, &p->n, &p->cap, sb);
 }
 
-static void sample_all(Agent *a)
+/* Drops the rings of sandboxes the walk of tick did not find (gone). */
+static void sweep_locked(AgentMetrics *m, uint64_t tick)
+{
+        for (size_t b = 0; b < RING_HASH; b++)
+                for (Ring **p = &m->rings[b]; *p;) {
+                        if ((*p)->seen_tick >= tick) {
+                                p = &(*p)->next;
+                                continue;
+                        }
+                        Ring *dead = *p;
+                        *p = dead->next;
+                        ring_free(dead);
+                }
+}
+
+static void sample_due(Agent *a)
 {
         AgentMetrics *m = a->metrics;
-        Target *t = NULL;
-        size_t n = 0;
-        if (collect_targets(a, NULL, &t, &n) < 0)
-                return;
-        for (size_t i = 0; i < n; i++) {
+        Plan p = {.m = m, .now_us = now_realtime_us()};
+        (void) pthread_mutex_lock(&m->lock);
+        p.tick = ++m->tick;
+        (void) pthread_mutex_unlock(&m->lock);
+        if (sandbox_foreach(a, plan_one, &p) < 0) {
+                targets_free(p.t, p.n);
+                return; /* out of memory: no sweep either, the walk was not whole */
+        }
+        for (size_t i = 0; i < p.n; i++) {
                 MetricsSample s;
-                if (read_sample(a, &t[i], &s) < 0)
+                if (read_sample(a, &p.t[i], &s) < 0)
                         continue; /* deleted meanwhile */
                 (void) pthread_mutex_lock(&m->lock);
-                ring_push_locked(m, &t[i], &s);
+                ring_push_locked(m, &p.t[i], &s);
                 (void) pthread_mutex_unlock(&m->lock);
         }
         (void) pthread_mutex_lock(&m->lock);
-        prune_locked(m, t, n);
+        sweep_locked(m, p.tick);
         (void) pthread_mutex_unlock(&m->lock);
-        targets_free(t, n);
+        targets_free(p.t, p.n);
 }
 
 static void *sampler_main(void *arg)
@@ -263,7 +386,7 @@ static void *sampler_main(void *arg)
         struct timespec next;
         (void) clock_gettime(CLOCK_MONOTONIC, &next);
         for (;;) {
-                sample_all(a);
+                sample_due(a);
                 timespec_add_ms(&next, METRICS_INTERVAL_MS);
                 (void) pthread_mutex_lock(&m->lock);
                 while (!m->stopping &&
@@ -297,12 +420,12 @@ void metrics_free(AgentMetrics *m)
 {
         if (!m)
                 return;
-        while (m->rings) {
-                Ring *r = m->rings;
-                m->rings = r->next;
-                free(r->id);
-                free(r);
-        }
+        for (size_t b = 0; b < RING_HASH; b++)
+                while (m->rings[b]) {
+                        Ring *r = m->rings[b];
+                        m->rings[b] = r->next;
+                        ring_free(r);
+                }
         (void) pthread_cond_destroy(&m->cond);
         (void) pthread_mutex_destroy(&m->lock);
         free(m);
@@ -367,6 +490,11 @@ void metrics_node_snapshot(Agent *a, MetricsNode *ret)
         n.creations = m->creations;
         n.create_failures = m->create_failures;
         n.execs = m->execs;
+        n.metrics_reads = m->reads;
+        uint64_t now = now_realtime_us();
+        for (size_t b = 0; b < RING_HASH; b++)
+                for (const Ring *r = m->rings[b]; r; r = r->next)
+                        n.metrics_watched += r->watch_until_us > now;
         n.create = m->create;
         (void) pthread_mutex_unlock(&m->lock);
         *ret = n;
@@ -405,6 +533,13 @@ int metrics_format_prometheus(const MetricsNode *n, char **ret, size_t *ret_len)
                 "Deleted sandboxes whose teardown (unmount, cgroup, network, state) has not "
                 "ended.",
                 "gauge", n->teardown_pending);
+        counter(f, "sandpit_metrics_reads_total",
+                "Sandbox metric samples read from cgroups (by the sampler and on request).",
+                "counter", n->metrics_reads);
+        counter(f, "sandpit_metrics_watched",
+                "Sandboxes sampled every second because their metrics were asked for in the "
+                "last 5 minutes (the others are sampled every 30 s).",
+                "gauge", n->metrics_watched);
         if (fclose(f) != 0) {
                 free(buf);
                 return -ENOMEM;
@@ -414,67 +549,80 @@ int metrics_format_prometheus(const MetricsNode *n, char **ret, size_t *ret_len)
         return 0;
 }
 
+/* Starts or extends t's 1 s sampling; *ret_prev gets the newest ring sample
+ * (or the one before it when that is too close for a fair rate), or one of
+ * zero CPU time at the sandbox's creation when the ring has none. */
+static void watch(AgentMetrics *m, const Target *t, uint64_t now_us, MetricsSample *ret_prev,
+                  uint64_t *ret_newest_us)
+{
+        (void) pthread_mutex_lock(&m->lock);
+        Ring *r = ring_get_locked(m, t->id, t->created_us);
+        if (r)
+                r->watch_until_us = now_us + WATCH_US;
+        const MetricsSample *prev = ring_newest(r);
+        *ret_newest_us = prev ? prev->ts_us : 0;
+        if (prev && now_us - prev->ts_us < 200000 && r->n > 1)
+                prev = ring_at(r, 1);
+        *ret_prev = prev ? *prev : (MetricsSample){.ts_us = t->created_us};
+        (void) pthread_mutex_unlock(&m->lock);
+}
+
 int metrics_sample_now(Agent *a, const char *id, MetricsSample *ret)
 {
         Target *t = NULL;
-        size_t n = 0;
-        int r = collect_targets(a, id, &t, &n);
+        int r = collect_target(a, id, &t);
         if (r < 0)
                 return r;
-        if (n == 0) {
-                targets_free(t, n);
+        if (!t)
                 return -ENOENT;
-        }
-        MetricsSample s;
-        r = read_sample(a, &t[0], &s);
+        MetricsSample prev, s;
+        uint64_t newest = 0;
+        watch(a->metrics, t, now_realtime_us(), &prev, &newest);
+        r = read_sample(a, t, &s);
         if (r == 0) {
-                AgentMetrics *m = a->metrics;
-                (void) pthread_mutex_lock(&m->lock);
-                Ring *ring = ring_find_locked(m, id);
-                const MetricsSample *prev = NULL;
-                if (ring && ring->created_us == t[0].created_us && ring->n > 0) {
-                        prev = ring_newest(ring);
-                        /* Too close to the newest sample for a fair rate: the one before. */
-                        if (s.ts_us - prev->ts_us < 200000 && ring->n > 1)
-                                prev = &ring->s[(ring->head + METRICS_RING_LEN - 2) %
-                                                METRICS_RING_LEN];
-                }
-                MetricsSample p = prev ? *prev : (MetricsSample){0};
-                (void) pthread_mutex_unlock(&m->lock);
-                metrics_cpu_between(prev ? &p : NULL, &s);
+                metrics_cpu_between(&prev, &s);
                 *ret = s;
         }
-        targets_free(t, n);
+        targets_free(t, 1);
         return r < 0 ? -ENOENT : 0;
-}
-
-/* A sandbox API callers can see (not still being created) of id *userdata. */
-static int is_listed(const Sandbox *sb, void *userdata)
-{
-        const char *const *id = userdata;
-        return !sb->spec.pool && streq(sb->spec.id, *id) && sb->state != SANDBOX_CREATING;
 }
 
 int metrics_window(Agent *a, const char *id, uint64_t start_us, uint64_t end_us,
                    MetricsSample **ret, size_t *ret_n)
 {
-        const char *want = id;
-        if (sandbox_foreach(a, is_listed, &want) <= 0)
+        Target *t = NULL;
+        int r = collect_target(a, id, &t);
+        if (r < 0)
+                return r;
+        if (!t)
                 return -ENOENT;
         AgentMetrics *m = a->metrics;
+        uint64_t now = now_realtime_us();
+        MetricsSample prev;
+        uint64_t newest = 0;
+        watch(m, t, now, &prev, &newest);
+        /* Not sampled this interval (first asked, or background only): now. */
+        MetricsSample s;
+        if (now - newest >= (uint64_t) METRICS_INTERVAL_MS * 1000 && read_sample(a, t, &s) == 0) {
+                (void) pthread_mutex_lock(&m->lock);
+                ring_push_locked(m, t, &s);
+                (void) pthread_mutex_unlock(&m->lock);
+        }
         MetricsSample *out = calloc(METRICS_RING_LEN, sizeof(*out));
-        if (!out)
+        if (!out) {
+                targets_free(t, 1);
                 return -ENOMEM;
+        }
         size_t n = 0;
         (void) pthread_mutex_lock(&m->lock);
-        Ring *r = ring_find_locked(m, id);
-        for (size_t i = 0; r && i < r->n; i++) {
-                const MetricsSample *s =
-                        &r->s[(r->head + METRICS_RING_LEN - r->n + i) % METRICS_RING_LEN];
-                if (s->ts_us >= start_us && s->ts_us <= end_us)
-                        out[n++] = *s;
+        Ring *ring = ring_find_locked(m, id, id_hash(id));
+        for (size_t i = 0; ring && ring->created_us == t->created_us && i < ring->n; i++) {
+                const MetricsSample *x = ring_nth(ring, i);
+                if (x->ts_us >= start_us && x->ts_us <= end_us)
+                        out[n++] = *x;
         }
         (void) pthread_mutex_unlock(&m->lock);
+        targets_free(t, 1);
         *ret = out;
         *ret_n = n;
         return 0;

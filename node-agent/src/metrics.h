@@ -15,6 +15,11 @@
 #define METRICS_INTERVAL_MS 1000
 #define METRICS_RING_LEN    300 /* 5 minutes at 1 s */
 #define METRICS_BUCKETS     15
+/* A sandbox whose metrics were asked for (current sample or window) in the
+ * last METRICS_WATCH_S seconds is sampled every METRICS_INTERVAL_MS; the others
+ * once every METRICS_BACKGROUND_TICKS intervals, spread over the ticks. */
+#define METRICS_WATCH_S          300
+#define METRICS_BACKGROUND_TICKS 30
 
 /* Upper bounds (seconds) of the create latency histogram; +Inf is implied. */
 extern const double metrics_create_buckets[METRICS_BUCKETS];
@@ -45,6 +50,8 @@ typedef struct {
         uint64_t create_failures;
         uint64_t execs;
         uint64_t teardown_pending; /* deleted, teardown not ended (sandbox.h) */
+        uint64_t metrics_reads;    /* sandbox samples read (sampler and on demand) */
+        uint64_t metrics_watched;  /* sandboxes sampled every interval */
         PromHistogram create;      /* create latency (metrics_create_buckets) */
 } MetricsNode;
 
@@ -52,7 +59,9 @@ typedef struct AgentMetrics AgentMetrics;
 
 int metrics_new(AgentMetrics **ret);
 void metrics_free(AgentMetrics *m);
-/* The sampler thread: one sample a second of every running or paused sandbox. */
+/* The sampler thread: one sample a second of every running or paused sandbox
+ * whose metrics were asked for lately, one every METRICS_BACKGROUND_TICKS
+ * seconds of the others. */
 int metrics_start(Agent *a);
 void metrics_stop(Agent *a);
 
@@ -64,11 +73,14 @@ void metrics_node_snapshot(Agent *a, MetricsNode *ret);
 /* The Prometheus text exposition (format 0.0.4) of n. */
 int metrics_format_prometheus(const MetricsNode *n, char **ret, size_t *ret_len);
 
-/* A sample read now; CPU use is measured against the newest ring sample.
- * -ENOENT when the sandbox is unknown (or being created). */
+/* A sample read now; CPU use is measured against the newest ring sample (or,
+ * with none, since the sandbox was created). Starts or extends the sandbox's
+ * 1 s sampling. -ENOENT when the sandbox is unknown (or being created). */
 int metrics_sample_now(Agent *a, const char *id, MetricsSample *ret);
 /* The ring's samples with start_us <= ts_us <= end_us, oldest first (possibly
- * none). -ENOENT when the sandbox is unknown. */
+ * none); a sample is read now first when the newest is older than an interval.
+ * Starts or extends the sandbox's 1 s sampling. -ENOENT when the sandbox is
+ * unknown. */
 int metrics_window(Agent *a, const char *id, uint64_t start_us, uint64_t end_us,
                    MetricsSample **ret, size_t *ret_n);
 /* Sets cur's cpu_used_cores/pct from the CPU time and wall time since prev. */

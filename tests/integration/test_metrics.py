@@ -163,6 +163,53 @@ def test_prometheus_node_metrics(client, unique):
     assert_error(client.post("/metrics", {}), 405)
 
 
+def test_lazy_sampling(client, make_sandbox):
+    """Only sandboxes whose metrics were asked for lately are read every second;
+    one nobody asked about is read once in 30 s. Asking starts its 1 s samples."""
+    asked = make_sandbox()["id"]
+    quiet = make_sandbox()["id"]
+    t0 = int(time.time())
+    v0 = prom(client)
+    assert "sandpit_metrics_reads_total" in v0 and "sandpit_metrics_watched" in v0
+    r = metrics(client, asked)
+    assert r.status == 200, r
+    v1 = prom(client)
+    assert v1["sandpit_metrics_reads_total"] >= v0["sandpit_metrics_reads_total"] + 1  # read on request
+    assert v1["sandpit_metrics_watched"] >= 1
+    # the asked one gets a sample a second...
+    samples = wait_for(lambda: (lambda w: w if len(w) >= 4 else None)(window(client, asked, start=t0)),
+                       timeout=30, what="four 1 s samples of the sandbox asked about")
+    ts = [x["timestamp_unix"] for x in samples]
+    assert ts == sorted(ts) and all(SAMPLE_FIELDS <= set(x) for x in samples)
+    assert all(x["memory_limit"] == samples[0]["memory_limit"] > 0 for x in samples)
+    assert all(x["pids"] >= 1 for x in samples)
+    # ...while the other, never asked about until now, was read at most once in that time
+    # (its background slot), plus the read this first window request makes.
+    first = window(client, quiet, start=t0)
+    assert len(first) <= 2 < len(samples), (first, samples)
+    # now asked, it gets its 1 s samples too, and a correct window of them
+    more = wait_for(lambda: (lambda w: w if len(w) >= len(first) + 3 else None)(window(client, quiet, start=t0)),
+                    timeout=30, what="1 s samples once asked")
+    ts = [x["timestamp"] for x in more]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    assert all(x["cpu_used_cores"] >= 0 and x["cpu_count"] == more[0]["cpu_count"] for x in more)
+    cpu = [x["cpu_usage_ns"] for x in more]
+    assert cpu == sorted(cpu)
+
+
+def test_current_sample_rate_without_ring(client, make_sandbox):
+    """The first current sample of a sandbox never sampled measures CPU since its
+    creation, not 0: a busy loop started right after create shows."""
+    sid = make_sandbox()["id"]
+    bg = client.post(f"/v1/sandboxes/{sid}/exec", {"shell": "while :; do :; done", "background": True})
+    assert bg.status == 201
+    # some CPU time used by a foreground loop too, before the first question
+    r = client.exec(sid, shell="i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done")
+    assert r.exit_code == 0, r
+    m = metrics(client, sid).json()  # the first: nothing in its ring, unless a background sample
+    assert m["cpu_usage_ns"] > 0 and m["cpu_used_cores"] > 0, m
+
+
 def run_cli(agent, *args):
     import subprocess
     from conftest import REPO

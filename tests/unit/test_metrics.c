@@ -23,6 +23,8 @@ static void test_prometheus_format(void **state)
         n.create_failures = 2;
         n.execs = 42;
         n.teardown_pending = 5;
+        n.metrics_reads = 1234;
+        n.metrics_watched = 2;
         prom_histogram_init(&n.create, metrics_create_buckets, METRICS_BUCKETS);
         n.create.buckets[1] = 3;  /* <= 0.0025: warm pool claims */
         n.create.buckets[5] = 1;  /* <= 0.05 */
@@ -63,6 +65,8 @@ static void test_prometheus_format(void **state)
                 "sandpit_sandbox_create_duration_seconds_count 10\n",
                 "# TYPE sandpit_exec_total counter\nsandpit_exec_total 42\n",
                 "# TYPE sandpit_teardown_pending gauge\nsandpit_teardown_pending 5\n",
+                "# TYPE sandpit_metrics_reads_total counter\nsandpit_metrics_reads_total 1234\n",
+                "# TYPE sandpit_metrics_watched gauge\nsandpit_metrics_watched 2\n",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
                 if (!strstr(text, want[i]))
@@ -85,8 +89,8 @@ static void test_prometheus_format(void **state)
                 (void) strtod(sp + 1, &end);
                 assert_true(*end == '\0' && end != sp + 1);
         }
-        assert_int_equal(help, 6);
-        assert_int_equal(type, 6);
+        assert_int_equal(help, 8);
+        assert_int_equal(type, 8);
         free(text);
 }
 
