@@ -1,0 +1,162 @@
+"""A template's start command (docs/templates.md): run by init as a background
+process when a sandbox starts; the create returns only once it is up (started,
+or its wait_for_port answering inside the sandbox), else fails and leaves
+nothing (the leak check)."""
+
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from conftest import assert_error
+
+# Listens on PORT (argv[1]) once it has printed its env var; python3 is the
+# host template's (/usr bound from the host).
+SERVER = ("import os, socket, sys\n"
+          "print('start-cmd-up', os.environ.get('GREETING', '-'), flush=True)\n"
+          "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+          "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8)\n"
+          "while True:\n"
+          "    c, _ = s.accept(); c.sendall(b'hello from the start command\\n'); c.close()\n")
+
+# One connect, no retry: fails unless something listens already.
+CONNECT = ("import socket, sys\n"
+           "c = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n"
+           "print(c.recv(100).decode().strip())\n")
+
+
+def connect_once(client, sid, port):
+    r = client.exec(sid, cmd=["python3", "-c", CONNECT, str(port)])
+    assert r.status == 200 and r.exit_code == 0, r
+    return r.stdout.strip()
+
+
+def start_proc(client, sid):
+    procs = [p for p in client.processes(sid) if p.get("tag") == "start_cmd"]
+    assert len(procs) == 1, client.processes(sid)
+    return procs[0]
+
+
+def create_with(client, start_cmd, **spec):
+    body = {"template": "host", "start_cmd": start_cmd}
+    body.update(spec)
+    return client.post("/v1/sandboxes", body)
+
+
+def test_port_answers_before_the_create_returns(client):
+    r = create_with(client, {"command": ["python3", "-c", SERVER, "8123"], "wait_for_port": 8123,
+                             "ready_timeout": 30},
+                    env={"GREETING": "hi-from-env"}, secret_env={"TOKEN": "s3cret"})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    # The first exec after the create connects, with no retry.
+    assert connect_once(client, sid, 8123) == "hello from the start command"
+    p = start_proc(client, sid)
+    assert p["running"] and p["background"] and p["cmd"][0] == "python3", p
+    # Its output, from its start, with the request's env.
+    s = client.stream("GET", f"/v1/sandboxes/{sid}/processes/{p['pid']}/stream", timeout=30)
+    with s:
+        got = b""
+        for ev in s:
+            if ev["type"] == "stdout":
+                got += ev.get("data", "").encode()
+            if b"\n" in got:
+                break
+    assert got.decode().startswith("start-cmd-up hi-from-env"), got
+    assert client.delete(f"/v1/sandboxes/{sid}").status in (200, 204)
+
+
+def test_shell_string_sees_env_and_secrets(client):
+    script = ("echo \"$GREETING:$TOKEN\" > /tmp/seen; "
+              f"exec python3 -c {shlex.quote(SERVER)} 8124")
+    r = create_with(client, {"command": script, "wait_for_port": 8124},
+                    env={"GREETING": "shell-env"}, secret_env={"TOKEN": "tok-value"})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    # (the secret's value is masked in output: compare inside)
+    assert client.sh(sid, 'test "$(cat /tmp/seen)" = shell-env:tok-value && echo same').strip() == "same"
+    assert start_proc(client, sid)["cmd"][:2] == ["/bin/sh", "-c"]
+
+
+def test_no_port_is_up_once_started(client):
+    r = create_with(client, {"command": ["sh", "-c", "echo started > /tmp/started; exec sleep 600"]})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    assert start_proc(client, sid)["running"]
+
+
+def test_port_never_opened_times_out_and_leaves_nothing(client, agent):
+    r = create_with(client, {"command": ["sh", "-c", "echo waiting-forever; exec sleep 600"],
+                             "wait_for_port": 8125, "ready_timeout": 2}, id="sc-timeout")
+    assert_error(r, 504)
+    msg = r.json()["message"]
+    assert "did not open port 8125 within 2.0 s" in msg and "waiting-forever" in msg, msg
+    assert client.get("/v1/sandboxes/sc-timeout").status == 404
+    assert "sc-timeout" not in client.list_ids()
+
+
+def test_exit_at_once_fails_fast_with_its_code(client):
+    r = create_with(client, {"command": ["sh", "-c", "echo boom >&2; exit 7"], "wait_for_port": 8126,
+                             "ready_timeout": 600}, id="sc-exit")
+    assert_error(r, 400)
+    msg = r.json()["message"]
+    assert "exited with code 7" in msg and "boom" in msg, msg
+    assert client.get("/v1/sandboxes/sc-exit").status == 404
+
+
+def test_command_not_there_is_the_requests_fault(client):
+    r = create_with(client, {"command": ["/no/such/binary"], "wait_for_port": 8127}, id="sc-enoent")
+    assert_error(r, 400)
+    assert "start command" in r.json()["message"]
+    assert client.get("/v1/sandboxes/sc-enoent").status == 404
+
+
+@pytest.mark.parametrize("bad", [
+    {},
+    {"command": []},
+    {"command": ""},
+    {"command": ["x"], "from_image": True},
+    {"command": ["x"], "wait_for_port": 0},
+    {"command": ["x"], "wait_for_port": 70000},
+    {"command": ["x"], "ready_timeout": 0},
+    {"command": ["x"], "cwd": "relative"},
+    {"command": ["x"], "bogus": 1},
+    "sleep 1",
+])
+def test_bad_start_cmd_is_refused(client, bad):
+    assert_error(create_with(client, bad), 400)
+
+
+def test_from_image_on_a_directory_template_is_refused(client):
+    r = create_with(client, {"from_image": True})
+    assert_error(r, 400)
+    assert "not an image" in r.json()["message"]
+
+
+@pytest.fixture
+def start_template(templates_dir, unique):
+    """A directory template `host` plus a start_cmd in its template.json."""
+    name = f"sc-{unique}"
+    d = templates_dir / name
+    d.mkdir()
+    subprocess.run(["cp", "-a", str(templates_dir / "host" / "rootfs"), str(d / "rootfs")], check=True)
+    doc = json.loads((templates_dir / "host" / "template.json").read_text())
+    doc["name"] = name
+    doc["start_cmd"] = {"command": ["python3", "-c", SERVER, "8128"], "wait_for_port": 8128,
+                        "ready_timeout": 30}
+    (d / "template.json").write_text(json.dumps(doc))
+    yield name
+    subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=True)
+
+
+def test_template_json_start_cmd(client, start_template):
+    r = client.post("/v1/sandboxes", {"template": start_template, "env": {"GREETING": "tpl"}})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    assert connect_once(client, sid, 8128) == "hello from the start command"
+    start_proc(client, sid)
+    # The request's own start command replaces the template's.
+    r = create_with(client, {"command": ["sh", "-c", "exec sleep 600"]}, template=start_template)
+    assert r.status == 201, r
+    assert start_proc(client, r.json()["id"])["cmd"] == ["sh", "-c", "exec sleep 600"]
