@@ -229,6 +229,14 @@ def test_template_start_cmd(kube, node, operator, templates_dir):
                               "readyTimeout": "30s"}
     down = template("bad-start", {"path": f"{templates_dir}/host"})
     down["spec"]["startCmd"] = {"shell": "echo no-luck >&2; exit 3", "waitForPort": 8131}
+    both = template("two-starts", {"path": f"{templates_dir}/host"})
+    both["spec"]["startCmd"] = {"command": ["true"], "shell": "true"}
+    p = kube.kubectl("apply", "-f", "-", input=json.dumps(both), check=False)
+    assert p.returncode != 0 and "exactly one of command, shell and fromImage" in p.stderr, p.stderr
+    slow = template("slow-start", {"path": f"{templates_dir}/host"})
+    slow["spec"]["startCmd"] = {"command": ["true"], "readyTimeout": "5m"}
+    p = kube.kubectl("apply", "-f", "-", input=json.dumps(slow), check=False)
+    assert p.returncode != 0 and "readyTimeout must be between 1s and 90s" in p.stderr, p.stderr
     apply(kube, up)
     apply(kube, down)
     try:
