@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import assert_error
+from conftest import assert_error, wait_for
 
 # Listens on PORT (argv[1]) once it has printed its env var; python3 is the
 # host template's (/usr bound from the host).
@@ -160,3 +160,36 @@ def test_template_json_start_cmd(client, start_template):
     r = create_with(client, {"command": ["sh", "-c", "exec sleep 600"]}, template=start_template)
     assert r.status == 201, r
     assert start_proc(client, r.json()["id"])["cmd"] == ["sh", "-c", "exec sleep 600"]
+
+
+# --------------------------------------------------------------------------- warm pools
+
+from test_pool import FLAG, SHAPE, pool_agent  # noqa: E402,F401  (the fixture)
+
+
+def test_warm_pools_never_hold_a_start_command(pool_agent, start_template):
+    """A create with a start command does not claim a pooled sandbox (the
+    command must run with its env): it is cold, and the pool keeps its own.
+    A pool of a template whose template.json has one makes none, says why,
+    and creates of that template are cold."""
+    pa = pool_agent(FLAG)
+    before = pa.wait_ready(2)["sandboxes"]
+    claims = pa.metric("sandpit_pool_claims_total")
+    r = pa.c.post("/v1/sandboxes", {**SHAPE, "env": {"GREETING": "cold"},
+                                    "start_cmd": {"command": ["python3", "-c", SERVER, "8129"],
+                                                  "wait_for_port": 8129}})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    assert pa.metric("sandpit_pool_claims_total") == claims
+    assert sorted(pa.pool()["sandboxes"]) == sorted(before)
+    assert connect_once(pa.c, sid, 8129) == "hello from the start command"
+    assert pa.c.delete(f"/v1/sandboxes/{sid}").status == 204
+
+    r = pa.c.request("PUT", "/v1/pools/sc", {"template": start_template, "size": 1})
+    assert r.status == 200, r
+    p = wait_for(lambda: (q := pa.pool("sc"))["failures"] > 0 and q, 60, what="pool sc fails")
+    assert p["ready"] == 0 and "warm pools do not hold" in p["last_error"], p
+    r = pa.c.post("/v1/sandboxes", {"template": start_template})
+    assert r.status == 201, r
+    assert connect_once(pa.c, r.json()["id"], 8128) == "hello from the start command"
+    assert pa.c.delete(f"/v1/sandboxes/{r.json()['id']}").status == 204
