@@ -4,12 +4,18 @@ or its wait_for_port answering inside the sandbox), else fails and leaves
 nothing (the leak check)."""
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from conftest import assert_error, wait_for
+from conftest import assert_error, start_agent, stop_agent, wait_for
+from oci_images import Image, Registry, busybox_base, make_layer
+from test_pool import FLAG, SHAPE, pool_agent  # noqa: F401  (the fixture)
 
 # Listens on PORT (argv[1]) once it has printed its env var; python3 is the
 # host template's (/usr bound from the host).
@@ -164,8 +170,6 @@ def test_template_json_start_cmd(client, start_template):
 
 # --------------------------------------------------------------------------- warm pools
 
-from test_pool import FLAG, SHAPE, pool_agent  # noqa: E402,F401  (the fixture)
-
 
 def test_warm_pools_never_hold_a_start_command(pool_agent, start_template):
     """A create with a start command does not claim a pooled sandbox (the
@@ -193,3 +197,55 @@ def test_warm_pools_never_hold_a_start_command(pool_agent, start_template):
     assert r.status == 201, r
     assert connect_once(pa.c, r.json()["id"], 8128) == "hello from the start command"
     assert pa.c.delete(f"/v1/sandboxes/{r.json()['id']}").status == 204
+
+
+# --------------------------------------------------------------------------- images
+
+@pytest.fixture(scope="module")
+def image_setup(templates_dir):
+    if not shutil.which("docker-registry") or not Path("/usr/bin/busybox").exists():
+        pytest.skip("docker-registry and busybox-static are needed (mk/deps.sh)")
+    d = Path(tempfile.mkdtemp(prefix="sandpit-it-startcmd-"))
+    os.chmod(d, 0o755)
+    reg = Registry(d / "reg")
+    a = None
+    try:
+        a = start_agent("startcmd-img", templates_dir,
+                        extra_args=["--images-dir", str(d / "images"), "--insecure-registry", reg.host])
+        yield a, reg
+    finally:
+        if a:
+            stop_agent(a)
+        reg.stop()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(d)])
+
+
+def test_image_cmd_runs_only_when_asked(image_setup):
+    """An image's Entrypoint + Cmd is its start command only with
+    {"from_image": true} (most images' Cmd is a shell)."""
+    a, reg = image_setup
+    layer = make_layer(busybox_base([
+        {"name": "bin/httpd", "type": "symlink", "target": "busybox"},
+        {"name": "bin/wget", "type": "symlink", "target": "busybox"},
+        {"name": "www", "type": "dir"},
+        {"name": "www/index.html", "type": "file", "data": "served by the image's cmd\n"},
+    ]))
+    img = Image([layer], env=["PATH=/bin"], entrypoint=["httpd", "-f"], cmd=["-p", "8140", "-h", "/www"])
+    reg.client.push("it/web", "latest", img)
+    ref = f"{reg.host}/it/web"
+    c = a.client
+    r = c.post("/v1/sandboxes", {"image": ref, "start_cmd": {"from_image": True, "wait_for_port": 8140}},
+               timeout=300)
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    procs = [p for p in c.processes(sid) if p.get("tag") == "start_cmd"]
+    assert len(procs) == 1 and procs[0]["cmd"] == ["httpd", "-f", "-p", "8140", "-h", "/www"], procs
+    # one fetch, no retry
+    out = c.exec(sid, cmd=["wget", "-q", "-O", "-", "http://127.0.0.1:8140/"])
+    assert out.exit_code == 0 and out.stdout == "served by the image's cmd\n", out
+    assert c.delete(f"/v1/sandboxes/{sid}").status == 204
+    # Without the request asking: not run.
+    r = c.post("/v1/sandboxes", {"image": ref})
+    assert r.status == 201, r
+    assert c.processes(r.json()["id"]) == []
+    assert c.delete(f"/v1/sandboxes/{r.json()['id']}").status == 204
