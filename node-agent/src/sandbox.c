@@ -398,8 +398,10 @@ static void tail_add(char *tail, size_t cap, const uint8_t *data, size_t len)
                 memmove(tail, tail + drop, have - drop + 1);
                 have -= drop;
         }
-        for (size_t i = 0; i < len; i++)
-                tail[have + i] = data[i] >= 0x20 && data[i] < 0x7f ? (char) data[i] : ' ';
+        for (size_t i = 0; i < len; i++) {
+                uint8_t b = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : (uint8_t) ' ';
+                tail[have + i] = (char) b;
+        }
         tail[have + len] = 0;
 }
 
@@ -726,7 +728,6 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         /* From here on only init holds the values. */
         secret_strv_free(sb->spec.secret_env);
         sb->spec.secret_env = NULL;
-        step = "run the start command";
         if ((r = run_start_cmd(a, sb, tpl, net.netns_path, err, errlen)) < 0) {
                 if (r == -ECANCELED)
                         goto cancelled;

@@ -83,7 +83,8 @@ int start_cmd_from_json(json_object *v, StartCmd **ret, char *err, size_t errlen
                                                 "strings or a non-empty shell string");
                 } else if (streq(key, "from_image")) {
                         if (!json_object_is_type(val, json_type_boolean)) {
-                                (void) snprintf(err, errlen, "start_cmd.from_image must be a boolean");
+                                (void) snprintf(err, errlen,
+                                                "start_cmd.from_image must be a boolean");
                                 r = -EINVAL;
                         } else {
                                 c->from_image = json_object_get_boolean(val);
@@ -112,8 +113,7 @@ int start_cmd_from_json(json_object *v, StartCmd **ret, char *err, size_t errlen
                         if (!json_object_is_type(val, json_type_string) || !*s ||
                             (streq(key, "cwd") && s[0] != '/') ||
                             (streq(key, "user") && strchr(s, ':'))) {
-                                (void) snprintf(err, errlen,
-                                                "start_cmd.%s must be %s", key,
+                                (void) snprintf(err, errlen, "start_cmd.%s must be %s", key,
                                                 streq(key, "cwd") ? "an absolute path"
                                                                   : "a user name or uid");
                                 r = -EINVAL;

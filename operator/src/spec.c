@@ -42,9 +42,9 @@ static int start_cmd_json(json_object *spec, const char *name, json_object **ret
                 return -ENOMEM;
         static const struct {
                 const char *crd, *agent;
-        } keys[] = {{"command", "command"},     {"shell", "command"},
-                    {"fromImage", "from_image"}, {"waitForPort", "wait_for_port"},
-                    {"user", "user"},           {"cwd", "cwd"}};
+        } keys[] = {
+                {"command", "command"},           {"shell", "command"}, {"fromImage", "from_image"},
+                {"waitForPort", "wait_for_port"}, {"user", "user"},     {"cwd", "cwd"}};
         for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
                 json_object *v = json_field(sc, keys[i].crd);
                 if (v)
