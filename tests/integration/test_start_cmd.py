@@ -249,3 +249,28 @@ def test_image_cmd_runs_only_when_asked(image_setup):
     assert r.status == 201, r
     assert c.processes(r.json()["id"]) == []
     assert c.delete(f"/v1/sandboxes/{r.json()['id']}").status == 204
+
+
+def test_delete_while_waiting_for_the_port(client, agent, unique):
+    """A DELETE while the create waits for the start command's port wins at
+    once: the create answers 409, nothing stays."""
+    import threading
+    sid = f"sc-del-{unique}"
+    marker = agent.state_dir / "sandboxes" / sid / "rootfs" / "tmp" / "start-cmd-running"
+    out = {}
+
+    def run():
+        out["r"] = create_with(client, {"command": "touch /tmp/start-cmd-running; exec sleep 600",
+                                        "wait_for_port": 8132, "ready_timeout": 600}, id=sid)
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        wait_for(lambda: marker.exists() or not t.is_alive(), 60, what="the start command running")
+        assert t.is_alive(), out
+        assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+    finally:
+        t.join(120)
+    assert_error(out["r"], 409)
+    assert "deleted while it was being created" in out["r"].json()["message"]
+    left = agent.leftovers([sid], zombies=False)
+    assert left == [], left
