@@ -39,6 +39,8 @@ typedef enum {
         SANDBOX_PAUSED, /* every process frozen (cgroup freezer) */
 } SandboxState;
 
+struct StartCmd; /* template.h */
+
 /* Limits and defaults a sandbox is created with (the request, validated). */
 typedef struct {
         char *id;
@@ -58,6 +60,9 @@ typedef struct {
         uint64_t timeout_s;
         bool timeout_pause; /* on_timeout "pause": paused at the deadline, not deleted */
         NetPolicy network;  /* egress policy; changed live by the network route */
+        /* The request's start command (template.h); NULL: the template's, if
+         * any. Used by the create only, never saved. */
+        struct StartCmd *start_cmd;
         /* Set only by the agent (never from a request): made for this warm pool
          * (pool.h) and waiting there, invisible to every lookup by id. */
         char *pool;

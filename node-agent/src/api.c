@@ -66,7 +66,8 @@ static void handle_create(Agent *a, HttpRequest *req)
         }
         json_object *obj = NULL;
         uint64_t t0 = now_monotonic_us();
-        r = pool_claim(a, &spec, &obj, err, sizeof(err));
+        /* A pooled sandbox never runs a start command (sandbox.c): cold. */
+        r = spec.start_cmd ? -ENOENT : pool_claim(a, &spec, &obj, err, sizeof(err));
         if (r == -ENOENT) { /* no warm pool of this shape has one ready: cold */
                 r = sandbox_create(a, &spec, &obj, err, sizeof(err));
                 pool_kick(a); /* less room: pools may give some back */

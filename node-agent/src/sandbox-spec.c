@@ -13,6 +13,7 @@
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
 #include "secrets.h"
+#include "template.h"
 
 #define DEFAULT_TEMPLATE "default"
 #define DEFAULT_CPU      1.0
@@ -34,6 +35,7 @@ void sandbox_spec_done(SandboxSpec *s)
         json_object_put(s->labels);
         net_policy_done(&s->network);
         free(s->pool);
+        start_cmd_free(s->start_cmd);
         *s = (SandboxSpec){0};
 }
 
@@ -185,6 +187,11 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
                                 r = -ENOMEM;
                                 break;
                         }
+                } else if (streq(key, "start_cmd")) {
+                        start_cmd_free(s.start_cmd);
+                        s.start_cmd = NULL;
+                        if ((r = start_cmd_from_json(val, &s.start_cmd, err, errlen)) < 0)
+                                break;
                 } else if (streq(key, "network")) {
                         net_policy_done(&s.network);
                         if ((r = net_policy_from_json(val, &s.network, err, errlen)) < 0)

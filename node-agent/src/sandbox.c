@@ -3,9 +3,13 @@
  * same teardown that delete runs, so a failed create leaves nothing behind. */
 #include "sandbox.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +301,240 @@ static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *
         return 0;
 }
 
+/* --- the start command (template.h, docs/templates.md) ------------------- */
+
+/* The start command a create runs: the request's, else the template's. A
+ * pooled sandbox cannot have one (it would run without its claimer's env): a
+ * warm pool of such a template makes none, and a create with one is cold. */
+static int check_start_cmd(const Sandbox *sb, const Template *tpl, char *err, size_t errlen)
+{
+        const StartCmd *sc = sb->spec.start_cmd ? sb->spec.start_cmd : tpl->start;
+        if (!sc)
+                return 0;
+        if (sb->spec.pool) {
+                (void) snprintf(err, errlen,
+                                "template %s has a start command: warm pools do not hold its "
+                                "sandboxes",
+                                tpl->name);
+                return -EINVAL;
+        }
+        if (sc->from_image && (!tpl->start_cmd || !tpl->start_cmd[0])) {
+                (void) snprintf(err, errlen,
+                                "start_cmd.from_image: template %s is not an image with an "
+                                "Entrypoint or Cmd",
+                                tpl->name);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+#define PORT_CONNECT_MS 500
+#define PORT_RETRY_MS   20
+
+typedef struct {
+        int nsfd;
+        uint16_t port;
+        int r; /* 1 answered, 0 not (yet), < 0 our own failure */
+} PortCheck;
+
+/* On a thread of its own (a network namespace is per thread): connects to
+ * 127.0.0.1:port inside the sandbox's network namespace. */
+static void *port_check_thread(void *p)
+{
+        PortCheck *c = p;
+        if (setns(c->nsfd, CLONE_NEWNET) < 0) {
+                c->r = -errno;
+                return NULL;
+        }
+        cleanup_close int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                c->r = -errno;
+                return NULL;
+        }
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons(c->port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        c->r = 0;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+                c->r = 1;
+                return NULL;
+        }
+        if (errno != EINPROGRESS)
+                return NULL; /* refused: nothing listens yet */
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (poll(&pf, 1, PORT_CONNECT_MS) == 1 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0)
+                c->r = 1;
+        return NULL;
+}
+
+static int port_answers(int nsfd, uint32_t port)
+{
+        PortCheck c = {.nsfd = nsfd, .port = (uint16_t) port};
+        pthread_t t;
+        pthread_attr_t attr;
+        (void) pthread_attr_init(&attr);
+        (void) pthread_attr_setstacksize(&attr, (size_t) 128 * 1024);
+        int r = -pthread_create(&t, &attr, port_check_thread, &c);
+        (void) pthread_attr_destroy(&attr);
+        if (r < 0)
+                return r;
+        (void) pthread_join(t, NULL);
+        return c.r;
+}
+
+/* Keeps the last bytes of the start command's output, for the error. */
+static void tail_add(char *tail, size_t cap, const uint8_t *data, size_t len)
+{
+        size_t have = strlen(tail);
+        if (len >= cap - 1) {
+                data += len - (cap - 1);
+                len = cap - 1;
+        }
+        if (have + len > cap - 1) {
+                size_t drop = have + len - (cap - 1);
+                memmove(tail, tail + drop, have - drop + 1);
+                have -= drop;
+        }
+        for (size_t i = 0; i < len; i++) {
+                uint8_t b = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : (uint8_t) ' ';
+                tail[have + i] = (char) b;
+        }
+        tail[have + len] = 0;
+}
+
+/* Waits until the start command is up: started (no port), or its port
+ * answers inside the sandbox. fd: the spawn's conversation with init, which
+ * brings its output and its exit. The command's own failures (it exited, it
+ * did not open the port in time) are -EINVAL and -ETIMEDOUT with err set. */
+static int start_cmd_wait(Agent *a, Sandbox *sb, const StartCmd *sc, int fd, const char *netns,
+                          char *err, size_t errlen)
+{
+        if (!sc->port)
+                return 0;
+        cleanup_close int nsfd = open(netns, O_RDONLY | O_CLOEXEC);
+        if (nsfd < 0) {
+                (void) snprintf(err, errlen, "cannot open the sandbox's network namespace: %s",
+                                strerror(errno));
+                return http_errno_internal(-errno);
+        }
+        uint64_t end = now_monotonic_us() + sc->ready_timeout_ms * 1000u;
+        cleanup_free uint8_t *body = NULL;
+        size_t cap = 0;
+        char tail[201] = "";
+        for (;;) {
+                int r = port_answers(nsfd, sc->port);
+                if (r > 0)
+                        return 0;
+                if (r < 0) {
+                        (void) snprintf(err, errlen, "cannot check port %u in the sandbox: %s",
+                                        sc->port, strerror(-r));
+                        return http_errno_internal(r);
+                }
+                if (delete_requested(a, sb))
+                        return -ECANCELED;
+                uint64_t now = now_monotonic_us();
+                if (now >= end) {
+                        (void) snprintf(err, errlen,
+                                        "the start command did not open port %u within %.1f s%s%s",
+                                        sc->port, (double) sc->ready_timeout_ms / 1000.0,
+                                        *tail ? "; its output ends with: " : "", tail);
+                        return -ETIMEDOUT;
+                }
+                uint64_t left_ms = (end - now + 999) / 1000;
+                struct pollfd pf = {.fd = fd, .events = POLLIN};
+                int n = poll(&pf, 1, (int) (left_ms < PORT_RETRY_MS ? left_ms : PORT_RETRY_MS));
+                if (n <= 0)
+                        continue; /* time to try the port again (or EINTR) */
+                IpFrame f;
+                if ((r = ip_read_frame(fd, &body, &cap, &f)) <= 0) {
+                        (void) snprintf(err, errlen,
+                                        "the sandbox's init went away while the start command "
+                                        "started");
+                        return http_errno_internal(r < 0 ? r : -ECONNRESET);
+                }
+                const uint8_t *data;
+                uint32_t len;
+                if ((f.type == IP_MSG_STDOUT || f.type == IP_MSG_STDERR) &&
+                    ip_get_bytes(&f, IP_TAG_DATA, &data, &len) == 0)
+                        tail_add(tail, sizeof(tail), data, len);
+                if (f.type != IP_MSG_EXIT)
+                        continue;
+                int32_t code = -1;
+                uint32_t signo = 0;
+                (void) ip_get_i32(&f, IP_TAG_EXIT_CODE, &code);
+                (void) ip_get_u32(&f, IP_TAG_SIGNO, &signo);
+                if (signo)
+                        (void) snprintf(err, errlen,
+                                        "the start command was killed by signal %u before port "
+                                        "%u answered%s%s",
+                                        signo, sc->port, *tail ? "; its output ends with: " : "",
+                                        tail);
+                else
+                        (void) snprintf(err, errlen,
+                                        "the start command exited with code %d before port %u "
+                                        "answered%s%s",
+                                        (int) code, sc->port,
+                                        *tail ? "; its output ends with: " : "", tail);
+                return -EINVAL;
+        }
+}
+
+/* Starts the start command (if any) as init's background process tagged
+ * "start_cmd", with the sandbox's env, secrets and user, and waits until it is
+ * up. */
+static int run_start_cmd(Agent *a, Sandbox *sb, const Template *tpl, const char *netns_path,
+                         char *err, size_t errlen)
+{
+        const StartCmd *sc = sb->spec.start_cmd ? sb->spec.start_cmd : tpl->start;
+        if (!sc)
+                return 0;
+        char **argv = sc->from_image ? tpl->start_cmd : sc->argv;
+        cleanup_json json_object *body = json_object_new_object();
+        json_object *cmd = json_object_new_array();
+        if (!body || !cmd) {
+                json_object_put(cmd);
+                return -ENOMEM;
+        }
+        (void) json_object_object_add(body, "cmd", cmd);
+        STRV_FOREACH(s, argv)
+                (void) json_object_array_add(cmd, json_object_new_string(*s));
+        (void) json_object_object_add(body, "background", json_object_new_boolean(true));
+        (void) json_object_object_add(body, "tag", json_object_new_string("start_cmd"));
+        if (sc->user)
+                (void) json_object_object_add(body, "user", json_object_new_string(sc->user));
+        if (sc->cwd)
+                (void) json_object_object_add(body, "cwd", json_object_new_string(sc->cwd));
+        SandboxExecInfo info = {.socket_path = sb->socket_path,
+                                .init_pid = sb->init_pid,
+                                .env = sb->spec.env,
+                                .user = sb->spec.user,
+                                .cwd = sb->spec.cwd,
+                                .secret_names = sb->spec.secret_names};
+        ExecRequest er;
+        char eerr[256] = "";
+        int r = exec_request_from_json(body, &info, &er, eerr, sizeof(eerr));
+        if (r < 0) {
+                (void) snprintf(err, errlen, "the start command: %s", eerr);
+                return r == -EINVAL ? r : http_errno_internal(r);
+        }
+        cleanup_close int fd = -1;
+        uint32_t pid = 0;
+        r = exec_spawn(sb->socket_path, sb->init_pid, &er, &fd, &pid, eerr, sizeof(eerr));
+        exec_request_done(&er);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "cannot start the start command: %s", eerr);
+                return r == -EINVAL ? r : http_errno_internal(r);
+        }
+        log_sbx(LOG_LEVEL_DEBUG, sb->spec.id, 0, "start command is pid %u", pid);
+        cleanup_free char *ns = NULL;
+        if (!netns_path && asprintf(&ns, "/proc/%d/ns/net", (int) sb->init_pid) < 0)
+                return -ENOMEM;
+        return start_cmd_wait(a, sb, sc, fd, netns_path ? netns_path : ns, err, errlen);
+}
+
 /* Waits (a->lock held) while a sandbox being torn down holds id, as after a
  * delete and a create with the same id: 0, or -EBUSY after SAME_ID_WAIT_S. */
 #define SAME_ID_WAIT_S 60
@@ -330,7 +568,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 return r;
         }
 
-        if ((r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
+        if ((r = check_start_cmd(sb, tpl, err, errlen)) < 0 ||
+            (r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
                 image_unpin(a->images, tpl->name);
                 template_free(tpl);
                 sandbox_free(sb);
@@ -489,6 +728,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         /* From here on only init holds the values. */
         secret_strv_free(sb->spec.secret_env);
         sb->spec.secret_env = NULL;
+        if ((r = run_start_cmd(a, sb, tpl, net.netns_path, err, errlen)) < 0) {
+                if (r == -ECANCELED)
+                        goto cancelled;
+                log_sbx(LOG_LEVEL_WARNING, id, r, "create failed: %s", err);
+                goto fail_reported;
+        }
         step = "watch sandpit-init";
         (void) pthread_mutex_lock(&a->lock);
         r = sandbox_watch_init(a, sb);

@@ -8,8 +8,139 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/json.h"
+#include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+
+#define START_READY_TIMEOUT_MS     60000u
+#define START_READY_TIMEOUT_MAX_MS 3600000u
+
+void start_cmd_free(StartCmd *c)
+{
+        if (!c)
+                return;
+        strv_free(c->argv);
+        free(c->user);
+        free(c->cwd);
+        free(c);
+}
+
+static int start_argv(json_object *v, char ***ret)
+{
+        size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+        if (json_object_is_type(v, json_type_string)) {
+                /* A shell string, as an exec's "shell". */
+                if (!*json_object_get_string(v))
+                        return -EINVAL;
+                char **sh = calloc(4, sizeof(char *));
+                if (!sh || !(sh[0] = strdup("/bin/sh")) || !(sh[1] = strdup("-c")) ||
+                    !(sh[2] = strdup(json_object_get_string(v)))) {
+                        strv_free(sh);
+                        return -ENOMEM;
+                }
+                *ret = sh;
+                return 0;
+        }
+        if (n == 0 || n > 4096)
+                return -EINVAL;
+        char **argv = calloc(n + 1, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *a = json_object_array_get_idx(v, i);
+                if (!json_object_is_type(a, json_type_string)) {
+                        strv_free(argv);
+                        return -EINVAL;
+                }
+                if (!(argv[i] = strdup(json_object_get_string(a)))) {
+                        strv_free(argv);
+                        return -ENOMEM;
+                }
+        }
+        *ret = argv;
+        return 0;
+}
+
+int start_cmd_from_json(json_object *v, StartCmd **ret, char *err, size_t errlen)
+{
+        if (!json_object_is_type(v, json_type_object)) {
+                (void) snprintf(err, errlen, "start_cmd must be an object");
+                return -EINVAL;
+        }
+        StartCmd *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->ready_timeout_ms = START_READY_TIMEOUT_MS;
+        int r = 0;
+        json_object_object_foreach(v, key, val) {
+                if (streq(key, "command")) {
+                        strv_free(c->argv);
+                        c->argv = NULL;
+                        if ((r = start_argv(val, &c->argv)) == -EINVAL)
+                                (void) snprintf(err, errlen,
+                                                "start_cmd.command must be a non-empty array of "
+                                                "strings or a non-empty shell string");
+                } else if (streq(key, "from_image")) {
+                        if (!json_object_is_type(val, json_type_boolean)) {
+                                (void) snprintf(err, errlen,
+                                                "start_cmd.from_image must be a boolean");
+                                r = -EINVAL;
+                        } else {
+                                c->from_image = json_object_get_boolean(val);
+                        }
+                } else if (streq(key, "wait_for_port")) {
+                        int64_t port = json_object_get_int64(val);
+                        if (!json_object_is_type(val, json_type_int) || port < 1 || port > 65535) {
+                                (void) snprintf(err, errlen,
+                                                "start_cmd.wait_for_port must be a port (1-65535)");
+                                r = -EINVAL;
+                        } else {
+                                c->port = (uint32_t) port;
+                        }
+                } else if (streq(key, "ready_timeout")) {
+                        if (json_timeout_ms(val, false, &c->ready_timeout_ms) < 0 ||
+                            c->ready_timeout_ms > START_READY_TIMEOUT_MAX_MS) {
+                                (void) snprintf(err, errlen,
+                                                "start_cmd.ready_timeout must be a number of "
+                                                "seconds > 0 and <= %u",
+                                                START_READY_TIMEOUT_MAX_MS / 1000);
+                                r = -EINVAL;
+                        }
+                } else if (streq(key, "user") || streq(key, "cwd")) {
+                        char **dst = streq(key, "user") ? &c->user : &c->cwd;
+                        const char *s = json_object_get_string(val);
+                        if (!json_object_is_type(val, json_type_string) || !*s ||
+                            (streq(key, "cwd") && s[0] != '/') ||
+                            (streq(key, "user") && strchr(s, ':'))) {
+                                (void) snprintf(err, errlen, "start_cmd.%s must be %s", key,
+                                                streq(key, "cwd") ? "an absolute path"
+                                                                  : "a user name or uid");
+                                r = -EINVAL;
+                        } else {
+                                free(*dst);
+                                if (!(*dst = strdup(s)))
+                                        r = -ENOMEM;
+                        }
+                } else {
+                        (void) snprintf(err, errlen, "start_cmd: unknown field \"%.64s\"", key);
+                        r = -EINVAL;
+                }
+                if (r < 0)
+                        break;
+        }
+        if (r == 0 && !!c->argv == c->from_image) {
+                (void) snprintf(err, errlen,
+                                "start_cmd needs exactly one of command and \"from_image\": true");
+                r = -EINVAL;
+        }
+        if (r < 0) {
+                start_cmd_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
 
 void template_free(Template *t)
 {
@@ -23,6 +154,7 @@ void template_free(Template *t)
         free(t->workdir);
         free(t->user);
         strv_free(t->start_cmd);
+        start_cmd_free(t->start);
         free(t);
 }
 
@@ -81,6 +213,18 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
                         r = -EBADMSG;
                 else if (!(t->binds[i] = strdup(s)))
                         r = -ENOMEM;
+        }
+        json_object *start = NULL;
+        if (r == 0 && json_object_object_get_ex(doc, "start_cmd", &start)) {
+                char err[256] = "";
+                r = start_cmd_from_json(start, &t->start, err, sizeof(err));
+                if (r == 0 && t->start->from_image)
+                        r = -EINVAL; /* a directory has no image */
+                if (r == -EINVAL) {
+                        (void) log_error("template %s: %s", name,
+                                         *err ? err : "start_cmd.from_image: not an image");
+                        r = -EBADMSG;
+                }
         }
         json_object_put(doc);
         if (r < 0) {

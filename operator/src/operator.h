@@ -130,6 +130,7 @@ typedef struct {
         bool found;             /* a SandboxTemplate object exists */
         char *pull_secret;      /* source.pullSecret (a Secret in its namespace), or NULL */
         json_object *obj;       /* the SandboxTemplate object (for its status), or NULL */
+        json_object *start_cmd; /* spec.startCmd as the agent's create takes it, or NULL */
 } SandboxTemplateInfo;
 
 void sandbox_template_done(SandboxTemplateInfo *t);

@@ -22,7 +22,47 @@ void sandbox_template_done(SandboxTemplateInfo *t)
         free(t->pull_secret);
         json_putp(&t->resources);
         json_putp(&t->obj);
+        json_putp(&t->start_cmd);
         *t = (SandboxTemplateInfo){0};
+}
+
+/* spec.startCmd {command | shell | fromImage, waitForPort, readyTimeout, user,
+ * cwd} as the agent's start_cmd (docs/templates.md); NULL in *ret when there
+ * is none. -EINVAL with msg for a readyTimeout that is not a duration; the
+ * rest the CRD's schema checks, and the agent. */
+static int start_cmd_json(json_object *spec, const char *name, json_object **ret, char *msg,
+                          size_t msglen)
+{
+        json_object *sc = json_field(spec, "startCmd");
+        *ret = NULL;
+        if (!sc || !json_object_is_type(sc, json_type_object))
+                return 0;
+        cleanup_json json_object *o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        static const struct {
+                const char *crd, *agent;
+        } keys[] = {
+                {"command", "command"},           {"shell", "command"}, {"fromImage", "from_image"},
+                {"waitForPort", "wait_for_port"}, {"user", "user"},     {"cwd", "cwd"}};
+        for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+                json_object *v = json_field(sc, keys[i].crd);
+                if (v)
+                        json_object_object_add(o, keys[i].agent, json_object_get(v));
+        }
+        const char *rt = json_str(sc, "readyTimeout");
+        if (rt) {
+                long s = 0;
+                if (parse_duration_s(rt, &s) < 0) {
+                        snprintf(msg, msglen,
+                                 "SandboxTemplate %s: spec.startCmd.readyTimeout: not a duration",
+                                 name);
+                        return -EINVAL;
+                }
+                json_object_object_add(o, "ready_timeout", json_object_new_int64(s < 1 ? 1 : s));
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
 }
 
 int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
@@ -45,6 +85,9 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                 return r;
         json_object *spec = json_field(tmpl, "spec"), *source = json_field(spec, "source");
         const char *path = json_str(source, "path"), *image = json_str(source, "image");
+        cleanup_json json_object *start_cmd = NULL;
+        if ((r = start_cmd_json(spec, name, &start_cmd, msg, msglen)) < 0)
+                return r;
         if (image && *image) {
                 /* The agents pull it (docs/images.md); a bad reference is theirs to refuse. */
                 const char *secret = json_str(source, "pullSecret");
@@ -54,6 +97,7 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                         .found = true,
                         .pull_secret = secret && *secret ? strdup(secret) : NULL,
                         .obj = json_object_get(tmpl),
+                        .start_cmd = TAKE_PTR(start_cmd),
                 };
                 if (!ret->image || (secret && *secret && !ret->pull_secret) ||
                     asprintf(&ret->agent_template, "image:%s", image) < 0) {
@@ -84,8 +128,13 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                 .agent_template = strndup(base, (size_t) (path + n - base)),
                 .resources = json_object_get(json_field(spec, "resources")),
                 .found = true,
+                .start_cmd = TAKE_PTR(start_cmd),
         };
-        return ret->agent_template ? 0 : -ENOMEM;
+        if (!ret->agent_template) {
+                sandbox_template_done(ret);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 /* A resource: the Sandbox's, else the template's, else NULL. */
@@ -363,6 +412,8 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
         json_object *net = sandbox_network_json(sbx);
         if (net)
                 json_object_object_add(body, "network", net);
+        if (t && t->start_cmd)
+                json_object_object_add(body, "start_cmd", json_object_get(t->start_cmd));
         int r = add_env(op, sbx, body, msg, msglen);
         if (r < 0)
                 return r;

@@ -216,3 +216,45 @@ def test_image_template_with_pull_secret(kube, node, operator, registry):
         kube.request("DELETE", f"{SECRETS}/regcred")
         node.api.delete(f"/v1/images?image={ref}")
     assert node.api.list_ids() == []
+
+
+def test_template_start_cmd(kube, node, operator, templates_dir):
+    """spec.startCmd: the Sandbox is Ready only once its port answers inside
+    the sandbox (the first connect after Ready works, with no retry); its
+    process is listed; one that exits at once fails the Sandbox with its exit
+    code, and nothing of it stays on the node."""
+    from test_start_cmd import CONNECT, SERVER
+    up = template("with-start", {"path": f"{templates_dir}/host"})
+    up["spec"]["startCmd"] = {"command": ["python3", "-c", SERVER, "8130"], "waitForPort": 8130,
+                              "readyTimeout": "30s"}
+    down = template("bad-start", {"path": f"{templates_dir}/host"})
+    down["spec"]["startCmd"] = {"shell": "echo no-luck >&2; exit 3", "waitForPort": 8131}
+    both = template("two-starts", {"path": f"{templates_dir}/host"})
+    both["spec"]["startCmd"] = {"command": ["true"], "shell": "true"}
+    p = kube.kubectl("apply", "-f", "-", input=json.dumps(both), check=False)
+    assert p.returncode != 0 and "exactly one of command, shell and fromImage" in p.stderr, p.stderr
+    slow = template("slow-start", {"path": f"{templates_dir}/host"})
+    slow["spec"]["startCmd"] = {"command": ["true"], "readyTimeout": "5m"}
+    p = kube.kubectl("apply", "-f", "-", input=json.dumps(slow), check=False)
+    assert p.returncode != 0 and "readyTimeout must be between 1s and 90s" in p.stderr, p.stderr
+    apply(kube, up)
+    apply(kube, down)
+    try:
+        apply(kube, sandbox("starts", "with-start"))
+        sid = wait_ready(kube, "starts")["status"]["sandboxID"]
+        r = node.api.exec(sid, cmd=["python3", "-c", CONNECT, "8130"])
+        assert r.exit_code == 0 and r.stdout.strip() == "hello from the start command", r
+        procs = [p for p in node.api.processes(sid) if p.get("tag") == "start_cmd"]
+        assert len(procs) == 1 and procs[0]["running"], node.api.processes(sid)
+        delete_and_prove_gone(kube, node, "starts")
+
+        apply(kube, sandbox("fails", "bad-start"))
+        wait_for(lambda: (condition(get_sbx(kube, "fails"), "Ready") or {}).get("reason") == "CreateFailed",
+                 60, what="Ready=False CreateFailed")
+        ready = condition(get_sbx(kube, "fails"), "Ready")
+        assert "exited with code 3" in ready["message"] and "no-luck" in ready["message"], ready
+        assert node.api.list_ids() == []
+        delete_and_prove_gone(kube, node, "fails")
+    finally:
+        kube.kubectl("delete", "sandboxtemplate", "with-start", "bad-start", "--ignore-not-found")
+    assert node.api.list_ids() == []
