@@ -431,8 +431,9 @@ static Reply callv(const char *method, const char *path, const char *const *hdrs
 
 static Reply call(const char *method, const char *path, const char *key, const char *body)
 {
-        char h[128];
-        snprintf(h, sizeof(h), "X-API-KEY: %s", key);
+        char h[128] = "";
+        if (key)
+                snprintf(h, sizeof(h), "X-API-KEY: %s", key);
         return call2(method, path, key ? h : NULL, NULL, body);
 }
 
