@@ -439,11 +439,11 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                 log_info("Sandbox %s: create on %s cancelled by a delete: %s", key, a->node,
                          agent_error_message(&ae));
                 return -EAGAIN;
-        } else if (image && (ae.status == 400 || ae.status == 403 || ae.status == 404 ||
-                             ae.status == 413 || ae.status == 415 || ae.status == 502)) {
-                /* A bad reference, a denied, unknown or unusable image: said,
-                 * and retried (the registry or the template may be fixed). The
-                 * rest of the request is the operator's, checked before. */
+        } else if (image && (ae.status == 403 || ae.status == 404 || ae.status == 413 ||
+                             ae.status == 415 || ae.status == 502)) {
+                /* The image went bad between the pull above and the create (a
+                 * GC, a registry that now denies it): said, and retried. A 400
+                 * is the sandbox's own (a start command that exited): below. */
                 snprintf(msg, sizeof(msg), "node %s cannot pull the image: %s", a->node,
                          agent_error_message(&ae));
                 return wait_for_user(op, obj, st, "ImagePullFailed", msg);

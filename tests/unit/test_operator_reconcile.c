@@ -828,6 +828,23 @@ static void test_image_template(void **state)
                          1);
 }
 
+/* An image template whose sandbox the node refuses after the pull (a start
+ * command that exited at once): CreateFailed, not an image problem. */
+static void test_image_template_create_refused(void **state)
+{
+        (void) state;
+        put("sandboxtemplates",
+            parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\",\"uid\":\"" TEMPLATE_UID
+                  "\",\"generation\":1},\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"}}}"));
+        new_sandbox("{\"template\":\"py\",\"timeout\":\"10m\"}");
+        fail_next("create", -EINVAL, 400, "start command exited with code 3");
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(0), "image_pull create");
+        assert_string_equal(phase(), "Failed");
+        assert_string_equal(cond("Ready", "reason"), "CreateFailed");
+        assert_non_null(strstr(cond("Ready", "message"), "exited with code 3"));
+}
+
 /* source.pullSecret: a missing Secret, one of the wrong type, then the right
  * one, whose .dockerconfigjson goes to the pull as "auth". */
 static void test_image_pull_secret(void **state)
@@ -1089,6 +1106,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_image_template, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_image_template_create_refused, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_image_pull_secret, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
