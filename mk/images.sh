@@ -34,12 +34,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 readonly SUITE=bookworm
 # What sandpit-agent links (ldd build/bin/sandpit-agent), the OCI runtimes, and
-# what the `host` template's sandboxes run from the image's /usr.
+# what the `host` template's sandboxes run from the image's /usr; curl for the
+# chart's `helm test` Pod, which runs this image by default.
 readonly AGENT_PACKAGES=(
 	libjson-c5 libmicrohttpd12 libcurl4 libcgroup2 libarchive13 libyaml-0-2
 	libnl-3-200 libnl-route-3-200 libnftables1 libssl3 ca-certificates
 	runc crun
 	python3 bash
+	curl
 )
 readonly OPERATOR_UID=65532
 

@@ -317,6 +317,9 @@ def test_agent_image_runs_a_sandbox(agent_container):
     for rt in ("runc", "crun"):
         r = subprocess.run([RUNC, "exec", b.id, rt, "--version"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0 and "version" in r.stdout, f"{rt} in the agent image: {r}"
+    # the chart's `helm test` Pod runs this image by default: sh and curl
+    r = subprocess.run([RUNC, "exec", b.id, "sh", "-c", "curl --version"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("curl "), f"sh and curl in the agent image: {r}"
     r = b.api.delete(f"/v1/sandboxes/{sbx['id']}")
     assert r.status in (200, 204), r
     assert b.api.list_ids() == []

@@ -11,6 +11,8 @@ import pytest
 
 from test_helm import CHART, NS, container, find, helm, render
 
+CHART_VERSION = (CHART / "Chart.yaml").read_text().split("appVersion:", 1)[1].split()[0].strip('"')
+
 
 def render_a(*sets, api=None):
     import yaml
@@ -138,6 +140,19 @@ def test_service_monitor_only_with_the_api():
     assert svc["spec"]["ports"][0]["port"] == 8081
     off = render_a("metrics.serviceMonitor.enabled=false", api="monitoring.coreos.com/v1")
     assert not [d for d in off if d["kind"] == "ServiceMonitor"]
+
+
+def test_images_one_for_both_or_one_each():
+    docs = render_a("image.repository=reg.test/sandpit")
+    assert container(docs, "DaemonSet")["image"] == "reg.test/sandpit:" + CHART_VERSION
+    assert container(docs, "Deployment")["image"] == "reg.test/sandpit:" + CHART_VERSION
+    docs = render_a("image.repository=reg.test/sandpit-agent", "image.tag=1.2.3",
+                    "operator.image.repository=reg.test/sandpit-operator")
+    assert container(docs, "DaemonSet")["image"] == "reg.test/sandpit-agent:1.2.3"
+    assert container(docs, "Deployment")["image"] == "reg.test/sandpit-operator:1.2.3"
+    docs = render_a("operator.image.repository=reg.test/sandpit-operator", "operator.image.tag=9.9.9")
+    assert container(docs, "Deployment")["image"] == "reg.test/sandpit-operator:9.9.9"
+    assert container(docs, "DaemonSet")["image"] == "sandpit:" + CHART_VERSION
 
 
 def test_runtime_pools_templates_and_placement():

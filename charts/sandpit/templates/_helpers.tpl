@@ -31,6 +31,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
+{{/* The operator's image: operator.image.repository (the minimal
+sandpit-operator image of `make images`), else the one image above. */}}
+{{- define "sandpit.operatorImage" -}}
+{{- with .Values.operator.image.repository -}}
+{{- printf "%s:%s" . ($.Values.operator.image.tag | default $.Values.image.tag | default $.Chart.AppVersion) -}}
+{{- else -}}
+{{- include "sandpit.image" . -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "sandpit.tokenSecret" -}}
 {{- .Values.agentToken.existingSecret | default (printf "%s-agent-token" (include "sandpit.fullname" .)) -}}
 {{- end -}}
