@@ -591,12 +591,11 @@ int net_render_table(const NetTableCtx *t, char **buf)
 static int render_host_sets(const NetPolicy *old, const NetPolicy *p, const NetChainCtx *c,
                             char **buf)
 {
-        size_t nold = old ? net_policy_nhosts(old) : 0, n = net_policy_nhosts(p), k = 0;
-        const char *oldhost[NET_MAX_RULES];
-        for (size_t i = 0; old && i < old->nallow && k < nold; i++)
+        size_t nold = 0, n = net_policy_nhosts(p), k = 0;
+        const char *oldhost[NET_MAX_RULES] = {0};
+        for (size_t i = 0; old && i < old->nallow && nold < NET_MAX_RULES; i++)
                 if (old->allow[i].host[0])
-                        oldhost[k++] = old->allow[i].host;
-        k = 0;
+                        oldhost[nold++] = old->allow[i].host;
         for (size_t i = 0; i < p->nallow && k < n; i++) {
                 if (!p->allow[i].host[0])
                         continue;
