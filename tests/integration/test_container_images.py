@@ -376,7 +376,7 @@ def configure_operator(b, kube, node):
         "/usr/local/bin/sandpit-operator", "--in-cluster", f"--namespace={OP_NS}",
         "--agent-token-file=/etc/sandpit/agent-token/token", f"--health-listen=127.0.0.1:{b.health}",
         "--workers=2", "--resync-seconds=2", "--log-format=text", "--log-level=debug",
-        f"--gateway-listen=127.0.0.1:{b.gateway}"]
+        f"--gateway-listen=127.0.0.1:{b.gateway}", "--agent-insecure-http"]  # the test's agent: plain HTTP
     c["process"]["env"] = [e for e in c["process"].get("env", []) if not e.startswith("KUBERNETES_")] + [
         "KUBERNETES_SERVICE_HOST=127.0.0.1", f"KUBERNETES_SERVICE_PORT={kube.port}", "POD_NAME=sandpit-operator-img"]
     c["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
