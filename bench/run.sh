@@ -9,6 +9,9 @@ mk/templates.sh host --dir "$TEMPLATES" >/dev/null
 if [ -d /var/lib/sandpit/templates/default ]; then ln -s /var/lib/sandpit/templates/default "$TEMPLATES/default"; fi
 echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')" >&2
 /usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"
+# Density: 300 idle sandboxes, loopback-only and with --sandbox-cidr: memory, idle agent CPU,
+# exec p50/p95, one-by-one delete (1,000 takes tens of minutes: --only-density 1000 by hand).
+/usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" --only-density 300
 # The operator rows: the fixture API server, a cluster-mode agent, the operator.
 /usr/bin/python3 bench/bench_operator.py --templates-dir "$TEMPLATES"
 # The same on a real kube-apiserver + etcd, when KUBEBUILDER_ASSETS names the binaries
