@@ -18,6 +18,7 @@
 
 #include "code.h"
 #include "exec.h"
+#include "image.h"
 #include "net.h"
 #include "sandbox-internal.h"
 #include "sandbox.h"
@@ -727,6 +728,15 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
         if (!(p->name = strdup(name))) {
                 pool_free(p);
                 return -ENOMEM;
+        }
+        if (strncmp(p->shape.template_name, IMAGE_TEMPLATE_PREFIX,
+                    strlen(IMAGE_TEMPLATE_PREFIX)) == 0) {
+                (void) snprintf(err, errlen,
+                                "template %s: warm pools take directory templates; image "
+                                "templates are not pooled yet",
+                                p->shape.template_name);
+                pool_free(p);
+                return -EINVAL;
         }
         Template *tpl = NULL;
         if ((r = template_load(a->cfg.templates_dir, p->shape.template_name, &tpl)) < 0) {

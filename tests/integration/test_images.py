@@ -170,6 +170,15 @@ def test_sandbox_from_image_sees_files_env_workdir_user(api, registries):
     assert (code, out) == (0, "0\nhello sbx\n")
 
 
+def test_warm_pool_of_an_image_template_is_refused(api, img_agent):
+    """Pools take directory templates only (docs/agent-api.md): an image
+    template is a 400 that says so, and no pool is made."""
+    for tpl in ("image:127.0.0.1:5000/it/app:v1", "image:it/app"):
+        r = api.request("PUT", "/v1/pools/img", {"template": tpl, "size": 1})
+        assert "image templates are not pooled yet" in assert_error(r, 400)["message"]
+        assert_error(api.get("/v1/pools/img"), 404)
+
+
 def test_layers_are_shared_between_images(api, registries, img_agent):
     reg = registries["plain"]
     a, b = app_image("share-a"), app_image("share-b")
