@@ -729,8 +729,8 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 pool_free(p);
                 return -ENOMEM;
         }
-        if (strncmp(p->shape.template_name, IMAGE_TEMPLATE_PREFIX,
-                    strlen(IMAGE_TEMPLATE_PREFIX)) == 0) {
+        if (strncmp(p->shape.template_name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) ==
+            0) {
                 (void) snprintf(err, errlen,
                                 "template %s: warm pools take directory templates; image "
                                 "templates are not pooled yet",
