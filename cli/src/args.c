@@ -25,6 +25,7 @@ enum {
         OPT_AGENT_SERVER_NAME,
         OPT_TEMPLATE,
         OPT_IMAGE,
+        OPT_RUNTIME,
         OPT_CPU,
         OPT_MEMORY,
         OPT_PIDS,
@@ -71,6 +72,7 @@ static const OptionSpec option_specs[] = {
         {"url", required_argument, OPT_URL, CMD(CLI_CMD_MCP)},
         {"idle", required_argument, OPT_IDLE, CMD(CLI_CMD_MCP)},
         {"image", required_argument, OPT_IMAGE, CREATE_CMDS},
+        {"runtime", required_argument, OPT_RUNTIME, CREATE_CMDS},
         {"cpu", required_argument, OPT_CPU, CREATE_CMDS},
         {"memory", required_argument, OPT_MEMORY, CREATE_CMDS},
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
@@ -126,6 +128,8 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                 "      --template T    template (default: the agent's \"default\")\n"
                 "      --image REF     an OCI image as the template, pulled if the\n"
                 "                      node has not got it (docs/images.md)\n"
+                "      --runtime R     OCI runtime: runc, crun or runsc (default: the\n"
+                "                      node's; docs/templates.md#runtimes)\n"
                 "      --cpu C         CPU cores: 1.5 or 500m\n"
                 "      --memory M      memory limit: bytes or 512Mi, 1Gi, ...\n"
                 "      --pids N        process and thread limit\n"
@@ -491,6 +495,8 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 return add_field(a->create, "template", json_object_new_string(arg));
         case OPT_IMAGE:
                 return add_field(a->create, "image", json_object_new_string(arg));
+        case OPT_RUNTIME:
+                return add_field(a->create, "runtime", json_object_new_string(arg));
         case OPT_ID:
                 return add_field(a->create, "id", json_object_new_string(arg));
         case OPT_CPU:

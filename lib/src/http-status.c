@@ -75,6 +75,8 @@ unsigned http_status_from_errno(int r)
                 return 502;
         case EMEDIUMTYPE:
                 return 415;
+        case ENOPKG: /* this node lacks what it takes (a runtime) */
+                return 501;
         default:
                 return 500;
         }

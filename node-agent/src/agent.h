@@ -11,6 +11,7 @@
 
 #include "cgroup.h"
 #include "net.h"
+#include "runtime.h"
 
 typedef struct {
         char *state_dir;     /* /run/sandpit: sandboxes/, runc/ */
@@ -18,6 +19,9 @@ typedef struct {
         char *init_path;     /* host path of the static sandpit-init */
         char *kernels_dir;   /* code-interpreter drivers; NULL: not installed */
         char *runtime;       /* OCI runtime CLI: "runc", "crun" or a path */
+        /* --runtime-path NAME=PATH: where the runtimes a template may name are
+         * (runtime.h); a name not given is looked up in $PATH. */
+        char **runtime_paths;
         char *cgroup_parent; /* "sandpit" */
         CgVersion cgroup_version;
         NetConfig net; /* sandbox networking (net.h) */
@@ -63,6 +67,9 @@ typedef struct {
         /* The request's start command (template.h); NULL: the template's, if
          * any. Used by the create only, never saved. */
         struct StartCmd *start_cmd;
+        /* runtime_names' entry other than the default (--runtime); NULL: the
+         * default (sandbox_spec_runtime() makes it so for the default's name). */
+        char *runtime;
         /* Set only by the agent (never from a request): made for this warm pool
          * (pool.h) and waiting there, invisible to every lookup by id. */
         char *pool;
@@ -99,7 +106,12 @@ typedef struct Agent {
         AgentConfig cfg;
         CgManager *cg;
         NetManager *net;
-        char *runc_root;
+        char *runc_root; /* --root of the default runtime (cfg.runtime) */
+        /* Per runtime_names[i]: its binary and --root; the default runtime's
+         * name has runc_root. probed: its runtime_probe() passed once. */
+        char *runtime_bins[RUNTIME_NAMES];
+        char *runtime_roots[RUNTIME_NAMES];
+        bool runtime_probed[RUNTIME_NAMES];
         char *sandboxes_dir;
         /* Protects the sandbox list and every field of every Sandbox. Held only
          * for table operations, never across runc, mounts or socket I/O. */

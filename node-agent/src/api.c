@@ -64,6 +64,11 @@ static void handle_create(Agent *a, HttpRequest *req)
                 api_respond_errno(req, r, err, "invalid sandbox");
                 return;
         }
+        if ((r = sandbox_spec_runtime(a, &spec, err, sizeof(err))) < 0) {
+                sandbox_spec_done(&spec);
+                api_respond_errno(req, r, err, "invalid sandbox");
+                return;
+        }
         json_object *obj = NULL;
         uint64_t t0 = now_monotonic_us();
         /* A pooled sandbox never runs a start command (sandbox.c): cold. */

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "gateway.h"
 #include "image.h"
 #include "pool.h"
+#include "runtime.h"
 #include "sandbox.h"
 #include "sandpit/http-server.h"
 #include "sandpit/json.h"
@@ -96,6 +98,8 @@ static void usage(FILE *f)
               "../share/sandpit/kernels\n"
               "                          from this binary; none: the code API is off)\n"
               "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
+              "  --runtime-path NAME=PATH  where runtime NAME (runc, crun, runsc) is, for\n"
+              "                          templates that name it (default: $PATH; repeatable)\n"
               "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
               "  --cgroup-version auto|v1|v2\n"
               "  --sandbox-cidr CIDR     give sandboxes a veth and an address from CIDR\n"
@@ -164,10 +168,11 @@ typedef struct {
         HttpServerConfig hc;
         LogFormat log_format;
         LogLevel log_level;
-        char **blocked;     /* --blocked-cidr values (borrows argv) */
-        char **pools;       /* --pool values (borrows argv) */
-        char **mcp_origins; /* --mcp-allow-origin values (borrows argv) */
-        char **insecure;    /* --insecure-registry values (borrows argv) */
+        char **blocked;       /* --blocked-cidr values (borrows argv) */
+        char **pools;         /* --pool values (borrows argv) */
+        char **mcp_origins;   /* --mcp-allow-origin values (borrows argv) */
+        char **insecure;      /* --insecure-registry values (borrows argv) */
+        char **runtime_paths; /* --runtime-path values (borrows argv) */
         /* Made by the steps */
         char *init_default, *kernels_default, *kernels_real;
         char *token;
@@ -198,6 +203,7 @@ enum {
         OPT_INIT,
         OPT_KERNELS_DIR,
         OPT_RUNTIME,
+        OPT_RUNTIME_PATH,
         OPT_CGROUP_PARENT,
         OPT_CGROUP_VERSION,
         OPT_LOG_FORMAT,
@@ -249,6 +255,7 @@ static const struct option options[] = {
         {"init", required_argument, NULL, OPT_INIT},
         {"kernels-dir", required_argument, NULL, OPT_KERNELS_DIR},
         {"runtime", required_argument, NULL, OPT_RUNTIME},
+        {"runtime-path", required_argument, NULL, OPT_RUNTIME_PATH},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -287,7 +294,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char **argv, Daemon *d)
 {
         AgentConfig *cfg = &d->agent.cfg;
-        size_t nblocked = 0, npools = 0, norigins = 0, ninsecure = 0;
+        size_t nblocked = 0, npools = 0, norigins = 0, ninsecure = 0, nruntimes = 0;
         int c, option_index = 0;
         while ((c = getopt_long(argc, argv, "", options, &option_index)) != -1) {
                 switch (c) {
@@ -373,6 +380,24 @@ static int parse_options(int argc, char **argv, Daemon *d)
                 case OPT_RUNTIME:
                         cfg->runtime = optarg;
                         break;
+                case OPT_RUNTIME_PATH: {
+                        const char *eq = strchr(optarg, '=');
+                        char name[16];
+                        if (!eq || eq - optarg >= (ptrdiff_t) sizeof(name) || !eq[1]) {
+                                fprintf(stderr, "sandpit-agent: --runtime-path takes NAME=PATH\n");
+                                return 2;
+                        }
+                        (void) snprintf(name, sizeof(name), "%.*s", (int) (eq - optarg), optarg);
+                        if (runtime_name_index(name) < 0) {
+                                fprintf(stderr,
+                                        "sandpit-agent: --runtime-path: unknown runtime %s (runc, "
+                                        "crun or runsc)\n",
+                                        name);
+                                return 2;
+                        }
+                        d->runtime_paths[nruntimes++] = optarg;
+                        break;
+                }
                 case OPT_CGROUP_PARENT:
                         cfg->cgroup_parent = optarg;
                         break;
@@ -829,6 +854,7 @@ static void daemon_free(Daemon *d)
         free(d->pools);
         free(d->mcp_origins);
         free(d->insecure);
+        free(d->runtime_paths);
 }
 
 int main(int argc, char **argv)
@@ -850,12 +876,14 @@ int main(int argc, char **argv)
                 .pools = calloc((size_t) argc + 1, sizeof(char *)),
                 .mcp_origins = calloc((size_t) argc + 1, sizeof(char *)),
                 .insecure = calloc((size_t) argc + 1, sizeof(char *)),
+                .runtime_paths = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked || !d.pools || !d.mcp_origins || !d.insecure) {
+        if (!d.blocked || !d.pools || !d.mcp_origins || !d.insecure || !d.runtime_paths) {
                 daemon_free(&d);
                 return 1;
         }
         d.agent.cfg.insecure_registries = d.insecure;
+        d.agent.cfg.runtime_paths = d.runtime_paths;
         d.agent.cfg.net.blocked_cidrs = d.blocked;
         int status = parse_options(argc, argv, &d);
         if (status >= 0) {

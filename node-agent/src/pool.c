@@ -72,8 +72,10 @@ static void pool_free(Pool *p)
 
 static bool shape_matches(const SandboxSpec *shape, const SandboxSpec *s)
 {
-        return streq(shape->template_name, s->template_name) && shape->cpu == s->cpu &&
-               shape->memory == s->memory && shape->pids == s->pids && shape->disk == s->disk;
+        /* Pools run the node's default runtime (a NULL spec.runtime). */
+        return streq(shape->template_name, s->template_name) && !shape->runtime && !s->runtime &&
+               shape->cpu == s->cpu && shape->memory == s->memory && shape->pids == s->pids &&
+               shape->disk == s->disk;
 }
 
 static Pool *find_pool_locked(Pools *ps, const char *name)
@@ -986,7 +988,7 @@ static void discard(Agent *a, Sandbox *sb)
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
-        (void) sandbox_teardown(a, sb->name, sb->dir);
+        (void) sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime);
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);

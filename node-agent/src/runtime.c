@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -199,4 +201,67 @@ int runtime_list(const Runtime *rt, char ***ret)
 {
         /* runc and crun keep one directory per container under --root. */
         return dir_list(rt->root, dir_keep_ids, NULL, ret);
+}
+
+const char *const runtime_names[RUNTIME_NAMES] = {"runc", "crun", "runsc"};
+
+int runtime_name_index(const char *name)
+{
+        for (int i = 0; name && i < RUNTIME_NAMES; i++)
+                if (streq(name, runtime_names[i]))
+                        return i;
+        return -1;
+}
+
+/* binary as exec would find it: a path, or a name looked up in $PATH. */
+static bool binary_installed(const char *binary)
+{
+        if (strchr(binary, '/'))
+                return access(binary, X_OK) == 0;
+        const char *path =
+                getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        for (const char *p = path; *p;) {
+                size_t n = strcspn(p, ":");
+                char full[4096];
+                if (n > 0 &&
+                    snprintf(full, sizeof(full), "%.*s/%s", (int) n, p, binary) <
+                            (int) sizeof(full) &&
+                    access(full, X_OK) == 0)
+                        return true;
+                p += n + (p[n] == ':');
+        }
+        return false;
+}
+
+int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
+{
+        if (!binary_installed(rt->binary)) {
+                (void) snprintf(err, errlen,
+                                "runtime %s is not installed on this node (%s not found)", name,
+                                rt->binary);
+                return -ENOPKG;
+        }
+        /* runc and crun print their flags on stdout, runsc on stderr. */
+        cleanup_close int errfd = memfd_create("runtime-help", MFD_CLOEXEC);
+        if (errfd < 0)
+                return -errno;
+        char *argv[] = {(char *) rt->binary, "run", "--help", NULL};
+        cleanup_free char *out = NULL;
+        int r = spawn_wait(argv, -1, -1, errfd, &out);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "runtime %s (%s) cannot be run: %s", name, rt->binary,
+                                strerror(-r));
+                return -ENOPKG;
+        }
+        char help[16384];
+        ssize_t n = pread(errfd, help, sizeof(help) - 1, 0);
+        help[n > 0 ? n : 0] = 0;
+        if ((!out || !strstr(out, "preserve-fds")) && !strstr(help, "preserve-fds")) {
+                (void) snprintf(err, errlen,
+                                "runtime %s (%s) cannot run sandpit sandboxes: its run has no "
+                                "--preserve-fds, which hands sandpit-init its sockets",
+                                name, rt->binary);
+                return -ENOPKG;
+        }
+        return 0;
 }

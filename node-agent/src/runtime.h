@@ -2,12 +2,26 @@
  * way): run detached, state, delete. */
 #pragma once
 
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct {
         const char *binary; /* "runc", "crun", or a path */
         const char *root;   /* --root: the runtime's state dir */
 } Runtime;
+
+/* The runtimes a sandbox or a template may name (docs/templates.md#runtime):
+ * "runc", "crun", "runsc". A caller never names a binary: paths are the
+ * node's (--runtime, --runtime-path). */
+#define RUNTIME_NAMES 3
+extern const char *const runtime_names[RUNTIME_NAMES];
+/* The index of name in runtime_names, or -1. */
+int runtime_name_index(const char *name);
+
+/* Whether rt can run sandpit's sandboxes on this node: its binary is
+ * installed, and its `run` takes --preserve-fds, which hands sandpit-init its
+ * ready pipe and control socket. -ENOPKG with a message in err when not. */
+int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen);
 
 /* `run -d` of the bundle in dir with fds IP_READY_FD = ready_fd and
  * IP_LISTEN_FD = listen_fd passed through, stdout/stderr of the container

@@ -12,9 +12,11 @@
 #define DELETING_MARKER "deleting"
 
 /* sandbox.c */
-Runtime sandbox_runtime(const Agent *a);
-/* Releases everything a sandbox may hold, whatever stage it reached. */
-int sandbox_teardown(Agent *a, const char *id, const char *dir);
+/* The runtime of that name (runtime_names; NULL: the default, --runtime). */
+Runtime sandbox_runtime(const Agent *a, const char *name);
+/* Releases everything a sandbox may hold, whatever stage it reached; runtime
+ * is its spec's (NULL: the default). */
+int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runtime);
 /* Call with a->lock held: a new random id no sandbox has as id or name. */
 int sandbox_new_id_locked(Agent *a, char **ret);
 /* Call with a->lock held: watches init's pidfd in the monitor's epoll. */

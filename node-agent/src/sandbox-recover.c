@@ -45,7 +45,7 @@ static int adopt(Agent *a, const char *name, const char *dir)
                 return -ESTALE;
         }
         const char *id = sb->spec.id;
-        Runtime rt = sandbox_runtime(a);
+        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
         cleanup_free char *status = NULL;
         pid_t pid = 0;
         r = runtime_state(&rt, name, &status, &pid);
@@ -89,6 +89,17 @@ static int adopt(Agent *a, const char *name, const char *dir)
         return r;
 }
 
+/* The runtime the state in dir names (NULL: the default's, or no state). */
+static char *dir_runtime(const char *dir)
+{
+        Sandbox *sb = NULL;
+        if (state_load(dir, &sb) < 0)
+                return NULL;
+        char *r = sb->spec.runtime ? strdup(sb->spec.runtime) : NULL;
+        sandbox_free(sb);
+        return r;
+}
+
 /* Rebuilds the network rules for the adopted sandboxes (single-threaded: no
  * request is served yet, so the table needs no lock). */
 static int recover_network(Agent *a)
@@ -108,7 +119,7 @@ static int recover_network(Agent *a)
 
 int sandbox_recover(Agent *a)
 {
-        cleanup_strv char **dirs = NULL, **containers = NULL, **cgroups = NULL;
+        cleanup_strv char **dirs = NULL, **cgroups = NULL;
         int r = state_list(a->sandboxes_dir, &dirs);
         if (r < 0)
                 return log_error_errno(r, "cannot read %s", a->sandboxes_dir);
@@ -128,23 +139,32 @@ int sandbox_recover(Agent *a)
                         log_sbx(LOG_LEVEL_INFO, *id, 0, "was deleted; finishing its teardown");
                 else
                         log_sbx(LOG_LEVEL_INFO, *id, r, "cannot re-adopt; removing its remains");
-                (void) sandbox_teardown(a, *id, dir);
+                cleanup_free char *runtime = dir_runtime(dir);
+                (void) sandbox_teardown(a, *id, dir, runtime);
                 removed++;
         }
-        /* Containers and cgroups with no state dir are remains too. */
-        Runtime rt = sandbox_runtime(a);
-        if (runtime_list(&rt, &containers) == 0)
-                STRV_FOREACH(id, containers)
-                        if (!strv_contains(dirs, *id)) {
-                                log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
-                                (void) sandbox_teardown(a, *id, NULL);
-                                removed++;
-                        }
+        /* Containers and cgroups with no state dir are remains too, under
+         * every runtime's root. */
+        for (int i = -1; i < RUNTIME_NAMES; i++) {
+                const char *name = i < 0 ? NULL : runtime_names[i];
+                Runtime rt = sandbox_runtime(a, name);
+                cleanup_strv char **found = NULL;
+                if ((i >= 0 && streq(rt.root, a->runc_root)) || runtime_list(&rt, &found) < 0)
+                        continue;
+                STRV_FOREACH(id, found) {
+                        if (strv_contains(dirs, *id))
+                                continue;
+                        log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned container");
+                        (void) sandbox_teardown(a, *id, NULL, name);
+                        removed++;
+                }
+        }
+        /* Listed after the containers' teardown removed theirs. */
         if (cg_list(a->cg, &cgroups) == 0)
                 STRV_FOREACH(id, cgroups)
-                        if (!strv_contains(dirs, *id) && !strv_contains(containers, *id)) {
+                        if (!strv_contains(dirs, *id)) {
                                 log_sbx(LOG_LEVEL_INFO, *id, 0, "removing orphaned cgroup");
-                                (void) sandbox_teardown(a, *id, NULL);
+                                (void) sandbox_teardown(a, *id, NULL, NULL);
                                 removed++;
                         }
         if ((r = recover_network(a)) < 0)

@@ -35,6 +35,7 @@ void sandbox_spec_done(SandboxSpec *s)
         json_object_put(s->labels);
         net_policy_done(&s->network);
         free(s->pool);
+        free(s->runtime);
         start_cmd_free(s->start_cmd);
         *s = (SandboxSpec){0};
 }
@@ -83,16 +84,17 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
         bool tpl_given = false;
         json_object_object_foreach(req, key, val) {
                 if (streq(key, "template") || streq(key, "id") || streq(key, "user") ||
-                    streq(key, "cwd") || streq(key, "image")) {
+                    streq(key, "cwd") || streq(key, "image") || streq(key, "runtime")) {
                         if (!json_object_is_type(val, json_type_string)) {
                                 (void) snprintf(err, errlen, "%s must be a string", key);
                                 r = -EINVAL;
                                 break;
                         }
-                        char **dst = streq(key, "id")     ? &s.id
-                                     : streq(key, "user") ? &s.user
-                                     : streq(key, "cwd")  ? &s.cwd
-                                                          : &s.template_name;
+                        char **dst = streq(key, "id")        ? &s.id
+                                     : streq(key, "user")    ? &s.user
+                                     : streq(key, "cwd")     ? &s.cwd
+                                     : streq(key, "runtime") ? &s.runtime
+                                                             : &s.template_name;
                         bool tpl = streq(key, "image") || streq(key, "template");
                         if (tpl && tpl_given) {
                                 (void) snprintf(err, errlen, "give template or image, not both");
@@ -205,6 +207,10 @@ int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t
         if (r == 0 && s.id && !id_is_valid(s.id)) {
                 (void) snprintf(err, errlen,
                                 "id must be 1-63 characters of [a-z0-9-] not starting with '-'");
+                r = -EINVAL;
+        }
+        if (r == 0 && s.runtime && runtime_name_index(s.runtime) < 0) {
+                (void) snprintf(err, errlen, "runtime must be runc, crun or runsc");
                 r = -EINVAL;
         }
         if (r == 0 && s.cwd && (s.cwd[0] != '/' || strlen(s.cwd) > 4096)) {

@@ -156,6 +156,8 @@ json_object *sandbox_to_json_locked(const Sandbox *sb)
         const SandboxSpec *s = &sb->spec;
         (void) json_object_object_add(o, "id", json_object_new_string(s->id));
         (void) json_object_object_add(o, "template", json_object_new_string(s->template_name));
+        if (s->runtime)
+                (void) json_object_object_add(o, "runtime", json_object_new_string(s->runtime));
         (void) json_object_object_add(o, "state",
                                       json_object_new_string(sandbox_state_name(sb->state)));
         (void) json_object_object_add(o, "cpu", json_object_new_double(s->cpu));

@@ -46,9 +46,46 @@
 #define READY_TIMEOUT_MS 10000
 #define TEARDOWN_WORKERS 2 /* mostly waiting on runc and umount; more would contend */
 
-Runtime sandbox_runtime(const Agent *a)
+Runtime sandbox_runtime(const Agent *a, const char *name)
 {
-        return (Runtime){.binary = a->cfg.runtime, .root = a->runc_root};
+        int i = runtime_name_index(name);
+        if (i < 0 || !a->runtime_bins[i])
+                return (Runtime){.binary = a->cfg.runtime, .root = a->runc_root};
+        return (Runtime){.binary = a->runtime_bins[i], .root = a->runtime_roots[i]};
+}
+
+/* The default runtime's name (runtime.h), or NULL when --runtime is a binary
+ * of another name. */
+static const char *default_runtime_name(const Agent *a)
+{
+        const char *slash = strrchr(a->cfg.runtime, '/');
+        const char *base = slash ? slash + 1 : a->cfg.runtime;
+        return runtime_name_index(base) >= 0 ? base : NULL;
+}
+
+int sandbox_spec_runtime(Agent *a, SandboxSpec *spec, char *err, size_t errlen)
+{
+        if (!spec->runtime)
+                return 0;
+        const char *def = default_runtime_name(a);
+        if (def && streq(spec->runtime, def)) {
+                free(spec->runtime);
+                spec->runtime = NULL; /* the default's: one name for one runtime */
+                return 0;
+        }
+        int i = runtime_name_index(spec->runtime);
+        if (i < 0) {
+                (void) snprintf(err, errlen, "runtime must be runc, crun or runsc");
+                return -EINVAL;
+        }
+        if (__atomic_load_n(&a->runtime_probed[i], __ATOMIC_ACQUIRE))
+                return 0;
+        Runtime rt = sandbox_runtime(a, spec->runtime);
+        int r = runtime_probe(&rt, spec->runtime, err, errlen);
+        if (r < 0)
+                return r;
+        __atomic_store_n(&a->runtime_probed[i], true, __ATOMIC_RELEASE);
+        return 0;
 }
 
 /* --- setup and teardown -------------------------------------------------- */
@@ -56,9 +93,9 @@ Runtime sandbox_runtime(const Agent *a)
 /* Releases everything a sandbox may hold, whatever stage it reached. Each step
  * tolerates "already gone", so it is also the cleanup for half-made sandboxes
  * and for remains found after a restart. */
-int sandbox_teardown(Agent *a, const char *id, const char *dir)
+int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runtime)
 {
-        Runtime rt = sandbox_runtime(a);
+        Runtime rt = sandbox_runtime(a, runtime);
         int ret = 0;
         int r = runtime_delete(&rt, id);
         if (r < 0) {
@@ -568,7 +605,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 return r;
         }
 
-        if ((r = check_start_cmd(sb, tpl, err, errlen)) < 0 ||
+        if ((r = sandbox_spec_runtime(a, &sb->spec, err, errlen)) < 0 ||
+            (r = check_start_cmd(sb, tpl, err, errlen)) < 0 ||
             (r = net_check_policy(a->net, &sb->spec.network, err, errlen)) < 0) {
                 image_unpin(a->images, tpl->name);
                 template_free(tpl);
@@ -700,7 +738,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 r = listen_fd;
                 goto fail;
         }
-        Runtime rt = sandbox_runtime(a);
+        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
         char rterr[512] = "";
         r = runtime_run(&rt, id, sb->dir, ready_w, listen_fd, log_fd, &sb->init_pid, rterr,
                         sizeof(rterr));
@@ -797,7 +835,7 @@ fail_reported:
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
-        (void) sandbox_teardown(a, id, sb->dir);
+        (void) sandbox_teardown(a, id, sb->dir, sb->spec.runtime);
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
@@ -939,7 +977,7 @@ static void sandbox_teardown_job(void *job, void *userdata)
                 if (i > 0)
                         (void) nanosleep(
                                 &(struct timespec){.tv_nsec = TEARDOWN_RETRY_MS * 1000000L}, NULL);
-                if ((r = sandbox_teardown(a, sb->name, sb->dir)) == 0)
+                if ((r = sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime)) == 0)
                         break;
         }
         if (r < 0)
@@ -1140,6 +1178,24 @@ int agent_setup_state_dir(Agent *a)
                 return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
         if ((r = mkdir_p(a->runc_root, 0700)) < 0)
                 return log_error_errno(r, "cannot create %s", a->runc_root);
+        /* The runtimes a template may name: the default's keeps runc_root. */
+        const char *def = default_runtime_name(a);
+        for (int i = 0; i < RUNTIME_NAMES; i++) {
+                const char *name = runtime_names[i], *bin = name;
+                size_t n = strlen(name);
+                STRV_FOREACH(p, a->cfg.runtime_paths)
+                        if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
+                                bin = *p + n + 1;
+                if (def && streq(name, def) && bin == name)
+                        bin = a->cfg.runtime;
+                if (!(a->runtime_bins[i] = strdup(bin)) ||
+                    (def && streq(name, def) ? !(a->runtime_roots[i] = strdup(a->runc_root))
+                                             : asprintf(&a->runtime_roots[i], "%s/runtimes/%s",
+                                                        a->cfg.state_dir, name) < 0)) {
+                        a->runtime_roots[i] = NULL;
+                        return -ENOMEM;
+                }
+        }
         return 0;
 }
 
@@ -1199,6 +1255,10 @@ void agent_done(Agent *a)
         if (a->wake_fd >= 0)
                 (void) close(a->wake_fd);
         free(a->runc_root);
+        for (int i = 0; i < RUNTIME_NAMES; i++) {
+                free(a->runtime_bins[i]);
+                free(a->runtime_roots[i]);
+        }
         free(a->sandboxes_dir);
         metrics_free(a->metrics);
         (void) pthread_cond_destroy(&a->table_changed);

@@ -33,6 +33,11 @@ int sandbox_foreach(Agent *a, SandboxForeachFn fn, void *userdata);
 /* Parses a create request. On error returns -EINVAL with a message in err. */
 int sandbox_spec_from_json(json_object *req, SandboxSpec *ret, char *err, size_t errlen);
 
+/* Checks spec's runtime (runtime.h) can run here and sets it to NULL when it
+ * is the default's name, so a pool's shape and a request agree; -EINVAL for
+ * an unknown name, -ENOPKG (501) when this node cannot run it; err says why. */
+int sandbox_spec_runtime(Agent *a, SandboxSpec *spec, char *err, size_t errlen);
+
 /* Creates and starts a sandbox; takes ownership of spec's contents on success
  * and failure. err receives a message for the caller on failure. The request's
  * faults: -ENOENT no such template, -EINVAL a bad template name or network

@@ -21,6 +21,8 @@ static json_object *spec_to_json(const SandboxSpec *s)
         }
         (void) json_object_object_add(o, "id", json_object_new_string(s->id));
         (void) json_object_object_add(o, "template", json_object_new_string(s->template_name));
+        if (s->runtime)
+                (void) json_object_object_add(o, "runtime", json_object_new_string(s->runtime));
         (void) json_object_object_add(o, "cpu", json_object_new_double(s->cpu));
         (void) json_object_object_add(o, "memory", json_object_new_int64((int64_t) s->memory));
         (void) json_object_object_add(o, "pids", json_object_new_int64((int64_t) s->pids));

@@ -131,6 +131,7 @@ typedef struct {
         char *pull_secret;      /* source.pullSecret (a Secret in its namespace), or NULL */
         json_object *obj;       /* the SandboxTemplate object (for its status), or NULL */
         json_object *start_cmd; /* spec.startCmd as the agent's create takes it, or NULL */
+        char *runtime;          /* spec.runtime (runc, crun, runsc), or NULL: the node's */
 } SandboxTemplateInfo;
 
 void sandbox_template_done(SandboxTemplateInfo *t);

@@ -447,6 +447,11 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
                 snprintf(msg, sizeof(msg), "node %s cannot pull the image: %s", a->node,
                          agent_error_message(&ae));
                 return wait_for_user(op, obj, st, "ImagePullFailed", msg);
+        } else if (ae.status == 501) {
+                /* The node lacks the template's runtime (spec.runtime): said,
+                 * and retried (installing it on the node is the fix). */
+                snprintf(msg, sizeof(msg), "node %s: %s", a->node, agent_error_message(&ae));
+                return wait_for_user(op, obj, st, "RuntimeUnavailable", msg);
         } else if (r == -EINVAL && ae.status) {
                 snprintf(msg, sizeof(msg), "node %s refused the sandbox: %s", a->node,
                          agent_error_message(&ae));

@@ -23,6 +23,7 @@ void sandbox_template_done(SandboxTemplateInfo *t)
         json_putp(&t->resources);
         json_putp(&t->obj);
         json_putp(&t->start_cmd);
+        free(t->runtime);
         *t = (SandboxTemplateInfo){0};
 }
 
@@ -85,6 +86,7 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                 return r;
         json_object *spec = json_field(tmpl, "spec"), *source = json_field(spec, "source");
         const char *path = json_str(source, "path"), *image = json_str(source, "image");
+        const char *runtime = json_str(spec, "runtime");
         cleanup_json json_object *start_cmd = NULL;
         if ((r = start_cmd_json(spec, name, &start_cmd, msg, msglen)) < 0)
                 return r;
@@ -98,8 +100,10 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                         .pull_secret = secret && *secret ? strdup(secret) : NULL,
                         .obj = json_object_get(tmpl),
                         .start_cmd = TAKE_PTR(start_cmd),
+                        .runtime = runtime && *runtime ? strdup(runtime) : NULL,
                 };
                 if (!ret->image || (secret && *secret && !ret->pull_secret) ||
+                    (runtime && *runtime && !ret->runtime) ||
                     asprintf(&ret->agent_template, "image:%s", image) < 0) {
                         ret->agent_template = NULL;
                         sandbox_template_done(ret);
@@ -129,8 +133,9 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                 .resources = json_object_get(json_field(spec, "resources")),
                 .found = true,
                 .start_cmd = TAKE_PTR(start_cmd),
+                .runtime = runtime && *runtime ? strdup(runtime) : NULL,
         };
-        if (!ret->agent_template) {
+        if (!ret->agent_template || (runtime && *runtime && !ret->runtime)) {
                 sandbox_template_done(ret);
                 return -ENOMEM;
         }
@@ -414,6 +419,8 @@ int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInf
                 json_object_object_add(body, "network", net);
         if (t && t->start_cmd)
                 json_object_object_add(body, "start_cmd", json_object_get(t->start_cmd));
+        if (t && t->runtime)
+                json_object_object_add(body, "runtime", json_object_new_string(t->runtime));
         int r = add_env(op, sbx, body, msg, msglen);
         if (r < 0)
                 return r;

@@ -615,6 +615,10 @@ class Agent:
             left.append(f"cgroup {c}")
         for cid in self.runc_ids():
             left.append(f"runc container {cid}")
+        runtimes = self.state_dir / "runtimes"  # the roots of runtimes a create named
+        for name in sorted(os.listdir(runtimes)) if runtimes.is_dir() else []:
+            for cid in sorted(os.listdir(runtimes / name)):
+                left.append(f"{name} container {cid}")
         for d in self.sandbox_dirs():
             left.append(f"state entry {self.state_dir / 'sandboxes' / d}")
         for pid, what in sorted(self.sandbox_procs(zombies=zombies).items()):

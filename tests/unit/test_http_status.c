@@ -75,7 +75,7 @@ static void test_status_from_errno(void **state)
                 {-EACCES, 403},    {-EPERM, 403},     {-EFBIG, 413},       {-EMSGSIZE, 413},
                 {-ENOSPC, 507},    {-EDQUOT, 507},    {-EAGAIN, 503},      {-ESHUTDOWN, 503},
                 {-ETIMEDOUT, 504}, {-EIO, 500},       {-ENOMEM, 500},      {-EPROTO, 500},
-                {0, 500},          {-EREMOTEIO, 502}, {-EMEDIUMTYPE, 415},
+                {0, 500},          {-EREMOTEIO, 502}, {-EMEDIUMTYPE, 415}, {-ENOPKG, 501},
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 unsigned st = http_status_from_errno(cases[i].r);

@@ -777,6 +777,37 @@ static void test_agent_refuses(void **state)
         assert_string_equal(calls_since(0), "create");
 }
 
+/* spec.runtime of a SandboxTemplate goes to the create; a node without that
+ * runtime (501) is RuntimeUnavailable and one Event, retried (installing it
+ * is the fix), and the sandbox runs once the node has it. */
+static void test_template_runtime(void **state)
+{
+        (void) state;
+        put("sandboxtemplates",
+            parse("{\"metadata\":{\"name\":\"gv\",\"namespace\":\"default\",\"uid\":\"" TEMPLATE_UID
+                  "\",\"generation\":1},\"spec\":{\"source\":{\"path\":\"/var/lib/sandpit/"
+                  "templates/default\"},\"runtime\":\"runsc\"}}"));
+        new_sandbox("{\"template\":\"gv\",\"timeout\":\"10m\"}");
+        for (int i = 0; i < 2; i++) {
+                fail_next("create", -EOPNOTSUPP, 501,
+                          "runtime runsc is not installed on this node (runsc not found)");
+                assert_true(reconcile_sandbox(&op, KEY) < 0);
+                assert_string_equal(phase(), "Pending");
+                assert_string_equal(cond("Ready", "status"), "False");
+                assert_string_equal(cond("Ready", "reason"), "RuntimeUnavailable");
+                assert_string_equal(cond("Ready", "message"),
+                                    "node " NODE ": runtime runsc is not installed on this node "
+                                    "(runsc not found)");
+        }
+        assert_int_equal(events("Warning RuntimeUnavailable: node " NODE), 1);
+        size_t n = agent.ncalls;
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(calls_since(n), "create");
+        assert_string_equal(json_str(agent.calls[n].req, "runtime"), "runsc");
+        assert_string_equal(json_str(agent.calls[n].req, "template"), "default");
+        assert_string_equal(phase(), "Running");
+}
+
 /* A SandboxTemplate with source.image: the node pulls it (verify: its copy
  * is checked against the template's credentials) before the create of
  * "image:REF"; PullingImage while that runs; a denied or unknown image is a
@@ -1110,6 +1141,7 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_image_pull_secret, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_template_runtime, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete_agent_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unschedulable, setup, teardown),

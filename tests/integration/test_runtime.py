@@ -1,0 +1,191 @@
+"""The OCI runtime per sandbox (docs/templates.md#runtimes): a create's
+`runtime` (runc, crun, runsc; a SandboxTemplate's spec.runtime through the
+operator) picks the binary and its own --root; a node that cannot run it
+answers 501 and keeps nothing.
+
+Each test runs its own agent. Where a runtime other than runc must really run
+(this machine's cgroup v1 hybrid is refused by Debian's crun), the agent is
+told with --runtime-path that "crun" is a wrapper which logs every call and
+hands it to runc: what is tested is that the named runtime is the one called,
+with its own root, for every step of the sandbox's life (run, state after a
+restart, delete)."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+
+CLI_BIN = REPO / "build" / "bin" / "sandpit"
+
+
+def wrapper(path, log, then="runc", help_text=None):
+    """An executable at path that appends its argv to log, then runs `then`
+    with them (or, with help_text, prints it for `run --help` and fails the
+    rest)."""
+    if help_text is None:
+        body = f'exec {then} "$@"\n'
+    else:
+        body = f'[ "$1 $2" = "run --help" ] && {{ printf "%s\\n" "{help_text}"; exit 0; }}\nexit 1\n'
+    path.write_text(f'#!/bin/sh\necho "$*" >> {log}\n{body}')
+    path.chmod(0o755)
+    return path
+
+
+def calls(log):
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def runtime_leftovers(a):
+    """Containers left under the named runtimes' roots (<state>/runtimes/NAME/ID)."""
+    root = a.state_dir / "runtimes"
+    if not root.is_dir():
+        return []
+    return [f"{name}/{cid}" for name in os.listdir(root) for cid in os.listdir(root / name)]
+
+
+@pytest.fixture
+def rt_agent(templates_dir, tmp_path):
+    started = []
+
+    def start(*runtime_paths):
+        args = []
+        for p in runtime_paths:
+            args += ["--runtime-path", p]
+        a = start_agent(f"rt-{rand_suffix(4)}", templates_dir, extra_args=args)
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        try:
+            if a.alive():
+                for sid in a.client.created:
+                    a.client.delete(f"/v1/sandboxes/{sid}")
+                # A removed pool's sandboxes go in the background.
+                wait_for(lambda: not a.leftovers(zombies=False), 60, what="no leftovers")
+                assert runtime_leftovers(a) == []
+        finally:
+            stop_agent(a)
+
+
+def test_a_named_runtime_runs_the_sandbox_with_its_own_root(rt_agent, tmp_path):
+    log = tmp_path / "crun.log"
+    a = rt_agent(f"crun={wrapper(tmp_path / 'crun', log)}")
+    c = a.client
+    sbx = c.create(runtime="crun")
+    sid = sbx["id"]
+    assert sbx["runtime"] == "crun"
+    assert c.sandbox(sid).json()["runtime"] == "crun"
+    root = str(a.state_dir / "runtimes" / "crun")
+    run = [x for x in calls(log) if " run " in f" {x} " and "--bundle" in x]
+    assert len(run) == 1 and f"--root {root} " in run[0] and run[0].endswith(sid), calls(log)
+    # Not the default runtime's container: runc's own root does not have it.
+    assert sid not in a.runc_ids()
+    assert os.path.isdir(os.path.join(root, sid))
+    r = c.exec(sid, shell="echo through-crun")
+    assert r.exit_code == 0 and r.stdout == "through-crun\n", r
+    assert c.delete(f"/v1/sandboxes/{sid}").status == 204
+    c.created.remove(sid)
+    a.settle()
+    assert any(x == f"--root {root} delete --force {sid}" for x in calls(log)), calls(log)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def test_the_default_runtimes_name_is_the_default(rt_agent, tmp_path):
+    log = tmp_path / "crun.log"
+    a = rt_agent(f"crun={wrapper(tmp_path / 'crun', log)}")
+    sbx = a.client.create(runtime="runc")
+    assert "runtime" not in sbx
+    assert sbx["id"] in a.runc_ids()
+    assert calls(log) == []
+
+
+def test_a_restarted_agent_adopts_and_deletes_through_the_named_runtime(rt_agent, tmp_path):
+    log = tmp_path / "crun.log"
+    a = rt_agent(f"crun={wrapper(tmp_path / 'crun', log)}")
+    sid = a.client.create(runtime="crun")["id"]
+    a.kill9()
+    a.start()
+    root = str(a.state_dir / "runtimes" / "crun")
+    assert f"--root {root} state {sid}" in calls(log)
+    got = a.client.sandbox(sid).json()
+    assert got["state"] == "running" and got["runtime"] == "crun"
+    r = a.client.exec(sid, shell="echo adopted")
+    assert r.exit_code == 0 and r.stdout == "adopted\n", r
+    assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    a.client.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+    assert f"--root {root} delete --force {sid}" in calls(log)
+
+
+@pytest.mark.parametrize("runtime,message", [
+    ("gvisor", "runtime must be runc, crun or runsc"),
+    ("/usr/sbin/runc", "runtime must be runc, crun or runsc"),
+    (5, "runtime must be a string"),
+])
+def test_an_unknown_runtime_is_400(agent, runtime, message):
+    before = agent.client.list_ids()
+    r = agent.client.post("/v1/sandboxes", {"template": "host", "runtime": runtime})
+    assert_error(r, 400)
+    assert r.json()["message"] == message
+    assert agent.client.list_ids() == before
+
+
+def test_a_runtime_the_node_has_not_got_is_501_and_leaves_nothing(rt_agent, tmp_path):
+    a = rt_agent(f"runsc={tmp_path / 'no-such-dir' / 'runsc'}")
+    r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "runsc"})
+    assert_error(r, 501)
+    assert r.json()["message"] == (f"runtime runsc is not installed on this node "
+                                   f"({tmp_path / 'no-such-dir' / 'runsc'} not found)")
+    assert a.client.list_ids() == []
+    assert a.leftovers() == [] and runtime_leftovers(a) == []
+
+
+def test_a_runtime_without_preserve_fds_is_501_and_never_run(rt_agent, tmp_path):
+    """Debian's runsc (2022) has no `run --preserve-fds`, which hands
+    sandpit-init its ready pipe and control socket: refused before anything is
+    made, not a sandbox that never gets ready."""
+    log = tmp_path / "runsc.log"
+    fake = wrapper(tmp_path / "runsc", log, help_text="  -bundle string\n  -detach\n  -pid-file string")
+    a = rt_agent(f"runsc={fake}")
+    for _ in range(2):  # not remembered as usable
+        r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "runsc"})
+        assert_error(r, 501)
+        assert r.json()["message"] == (f"runtime runsc ({fake}) cannot run sandpit sandboxes: its run has "
+                                       f"no --preserve-fds, which hands sandpit-init its sockets")
+    assert calls(log) == ["run --help", "run --help"]
+    assert a.leftovers() == [] and runtime_leftovers(a) == []
+
+
+def test_a_pool_never_hands_out_a_sandbox_of_another_runtime(rt_agent, templates_dir, tmp_path):
+    log = tmp_path / "crun.log"
+    a = rt_agent(f"crun={wrapper(tmp_path / 'crun', log)}")
+    r = a.client.request("PUT", "/v1/pools/warm", {"template": "host", "size": 1, "kernel": False})
+    assert r.status == 200, r
+    wait_for(lambda: a.client.get("/v1/pools/warm").json()["ready"] == 1, 60, what="pool ready")
+    sbx = a.client.create(runtime="crun")
+    assert sbx["runtime"] == "crun"
+    assert a.client.get("/v1/pools/warm").json()["claims"] == 0
+    assert any("--bundle" in x and x.endswith(sbx["id"]) for x in calls(log)), calls(log)
+    # The same shape on the default runtime is the pool's.
+    assert "runtime" not in a.client.create()
+    assert a.client.get("/v1/pools/warm").json()["claims"] == 1
+    assert a.client.delete("/v1/pools/warm").status == 204
+
+
+def test_cli_create_runtime(rt_agent, tmp_path):
+    log = tmp_path / "crun.log"
+    a = rt_agent(f"crun={wrapper(tmp_path / 'crun', log)}")
+    cli = [str(CLI_BIN), "--server", f"unix://{a.socket}"]
+    out = subprocess.run(cli + ["create", "--template", "host", "--runtime", "crun"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    sid = out.stdout.strip()
+    a.client.created.append(sid)
+    assert a.client.sandbox(sid).json()["runtime"] == "crun"
+    bad = subprocess.run(cli + ["create", "--template", "host", "--runtime", "gvisor"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and bad.stdout == ""
+    assert bad.stderr == "sandpit: runtime must be runc, crun or runsc\n"
