@@ -258,3 +258,38 @@ def test_template_start_cmd(kube, node, operator, templates_dir):
     finally:
         kube.kubectl("delete", "sandboxtemplate", "with-start", "bad-start", "--ignore-not-found")
     assert node.api.list_ids() == []
+
+
+def test_template_runtime(kube, node, operator, templates_dir):
+    """spec.runtime reaches the node: one it cannot run (runsc: not installed,
+    or Debian's, whose run has no --preserve-fds) leaves the Sandbox Pending
+    with Ready=False RuntimeUnavailable and an Event, nothing on the node;
+    changing the template to a runtime the node has fixes it."""
+    t = template("gvisor", {"path": f"{templates_dir}/host"})
+    t["spec"]["runtime"] = "runsc"
+    apply(kube, t)
+    bad = template("bad-runtime", {"path": f"{templates_dir}/host"})
+    bad["spec"]["runtime"] = "kata"
+    p = kube.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert p.returncode != 0 and "kata" in p.stderr, p.stderr
+    try:
+        apply(kube, sandbox("in-gvisor", "gvisor"))
+        wait_for(lambda: (condition(get_sbx(kube, "in-gvisor"), "Ready") or {}).get("reason")
+                 == "RuntimeUnavailable", 30, what="Ready=False RuntimeUnavailable")
+        obj = get_sbx(kube, "in-gvisor")
+        ready = condition(obj, "Ready")
+        assert ready["status"] == "False" and "runtime runsc" in ready["message"], ready
+        assert obj["status"]["phase"] == "Pending"
+        assert node.api.list_ids() == []
+        st, _, evs = kube.request("GET", EVENTS)
+        assert any(e.get("reason") == "RuntimeUnavailable" and e["regarding"]["name"] == "in-gvisor"
+                   for e in evs["items"]), evs
+        kube.ok("PATCH", f"{TEMPLATES}/gvisor", {"spec": {"runtime": "runc"}},
+                ctype="application/merge-patch+json")
+        sid = wait_ready(kube, "in-gvisor")["status"]["sandboxID"]
+        assert "runtime" not in node.api.sandbox(sid).json()  # the node's default, runc
+        assert run(node, sid, "echo under-runc") == "under-runc\n"
+        delete_and_prove_gone(kube, node, "in-gvisor")
+    finally:
+        kube.kubectl("delete", "sandboxtemplate", "gvisor", "--ignore-not-found")
+    assert node.api.list_ids() == []
