@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import bench_net
@@ -167,6 +168,48 @@ def bench_claim(agent, n):
         st, _ = agent.call("DELETE", "/v1/sandboxes/" + sb["id"])
         assert st == 204
     return out
+
+
+def bench_sustained(agent, n, workers):
+    """n creates, each deleted as soon as it answered, from `workers` clients at
+    once for as long as it takes: creates per second over the whole run, and
+    each create's latency. With a warm pool the claims go as fast as the pool
+    refills in the background, then creates fall back to cold ones."""
+    lock = threading.Lock()
+    todo = [n]
+    lat, errors = [], []
+
+    def worker():
+        conn = UnixConn(agent.sock)
+        while True:
+            with lock:
+                if todo[0] == 0:
+                    return
+                todo[0] -= 1
+            t = time.perf_counter()
+            conn.request("POST", "/v1/sandboxes", json.dumps({"template": "host"}))
+            r = conn.getresponse()
+            body = r.read()
+            dt = (time.perf_counter() - t) * 1000
+            if r.status != 201:
+                errors.append(body[:200])
+                continue
+            conn.request("DELETE", "/v1/sandboxes/" + json.loads(body)["id"])
+            conn.getresponse().read()
+            with lock:
+                lat.append(dt)
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t
+    settle(agent)
+    if errors:
+        raise RuntimeError("sustained creates failed: %s" % errors[:3])
+    return n / wall, lat
 
 
 def exec_raw(sock_path, sid, n):
@@ -535,6 +578,7 @@ def main():
                     help="only the density rows: N idle sandboxes, loopback-only and with --sandbox-cidr")
     ap.add_argument("--density-net", choices=("both", "plain", "cidr"), default="both")
     ap.add_argument("--density-window", type=float, default=30.0, help="seconds of idle CPU measured")
+    ap.add_argument("--sustained", type=int, default=200, help="creates in the sustained-rate rows")
     ap.add_argument("--only-create", action="store_true",
                     help="only cold create, warm pool claim and bare runc run")
     args = ap.parse_args()
@@ -603,6 +647,12 @@ def main():
         else:
             rows.append(("bare `crun run /bin/true`", "n/a", "n/a", crun_err))
         rows += delete_rows(deleted, torn_down)
+        # Sustained creation: creates/s with 2 clients at once, each sandbox
+        # deleted as soon as it answered; cold, then with the warm pool.
+        for who, ag in (("cold", agent), ("warm pool of %d" % POOL_SIZE, pooled)):
+            rate, lat = bench_sustained(ag, args.sustained, 2)
+            rows.append(("sustained creates, %s, 2 clients (creates/s; latency ms)" % who, "%.1f/s" % rate,
+                         "", "%d creates; latency p50 %s, p95 %s ms" % (args.sustained, *fmt(lat))))
         pooled.stop()  # its waiting sandboxes stay out of the figures below
         pooled = None
         if args.only_create:

@@ -314,6 +314,13 @@ def test_watch_reconnect_and_relist_lose_no_event(kube, node, operator):
     wait_node_empty(node)
 
 
+def is_node_lost(kube, name):
+    """The Sandbox is Failed with Ready=False reason NodeLost."""
+    o = get_sbx(kube, name)
+    ready = condition(o, "Ready")
+    return o["status"].get("phase") == "Failed" and bool(ready) and ready["reason"] == "NodeLost"
+
+
 def test_agent_killed_node_lost_then_back(kube, node, operator):
     name = "lost-" + rand_suffix(5)
     kube.kubectl("apply", "-f", "-", input=manifest(name))
@@ -321,11 +328,7 @@ def test_agent_killed_node_lost_then_back(kube, node, operator):
     node.kill9()  # its Lease stays, and is no longer renewed
     assert lease_of(kube) is not None
 
-    def node_lost():
-        o = get_sbx(kube, name)
-        ready = condition(o, "Ready")
-        return o["status"].get("phase") == "Failed" and ready and ready["reason"] == "NodeLost"
-    wait_for(node_lost, LEASE_DURATION + 30, interval=0.5, what="NodeLost")
+    wait_for(lambda: is_node_lost(kube, name), LEASE_DURATION + 30, interval=0.5, what="NodeLost")
     assert "stopped renewing its lease" in condition(get_sbx(kube, name), "Ready")["message"]
 
     # Back: the agent re-adopts the sandbox and renews its Lease. The object
@@ -393,11 +396,8 @@ def test_agent_gone_for_good_is_node_lost_after_the_grace(kube, node, operator):
     assert node.signal_and_wait(signal.SIGTERM) == 0
     assert lease_of(kube) is None
     try:
-        def node_lost():
-            o = get_sbx(kube, name)
-            ready = condition(o, "Ready")
-            return o["status"].get("phase") == "Failed" and ready and ready["reason"] == "NodeLost"
-        wait_for(node_lost, NODE_LOST_GRACE + 30, interval=0.5, what="NodeLost after the grace")
+        wait_for(lambda: is_node_lost(kube, name), NODE_LOST_GRACE + 30, interval=0.5,
+                 what="NodeLost after the grace")
         assert "has no agent registered" in condition(get_sbx(kube, name), "Ready")["message"]
     finally:
         node.start()
