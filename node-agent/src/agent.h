@@ -106,7 +106,8 @@ typedef struct Agent {
         AgentConfig cfg;
         CgManager *cg;
         NetManager *net;
-        char *runc_root; /* --root of the default runtime (cfg.runtime) */
+        char *runc_root;     /* --root of the default runtime (cfg.runtime) */
+        struct Share *share; /* sandpit-init and the kernels, for the bundles (share.h) */
         /* Per runtime_names[i]: its binary and --root; the default runtime's
          * name has runc_root. probed: its runtime_probe() passed once. */
         char *runtime_bins[RUNTIME_NAMES];

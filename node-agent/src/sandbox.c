@@ -40,6 +40,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "secrets.h"
+#include "share.h"
 #include "state.h"
 #include "template.h"
 
@@ -702,12 +703,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         BundleSpec bs = {.id = id,
                          .rootfs = rootfs,
                          .control_dir = ctl_dir,
-                         .init_binary = a->cfg.init_path,
+                         .init_binary = share_init_path(a->share),
                          .cgroups_path = cg_path,
                          .ro_binds = tpl->binds,
                          .netns_path = net.netns_path,
                          .resolv_conf = net.resolv_path,
-                         .kernels_dir = a->cfg.kernels_dir,
+                         .kernels_dir = share_kernels_path(a->share),
                          .code_dir = code_dir};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
@@ -1204,7 +1205,8 @@ int agent_check_init(Agent *a)
         if (access(a->cfg.init_path, X_OK) < 0)
                 return log_error_errno(-errno, "sandpit-init not executable at %s",
                                        a->cfg.init_path);
-        return 0;
+        /* Sandboxes bind init and the kernels from private copies (share.h). */
+        return share_new(a->cfg.init_path, a->cfg.kernels_dir, &a->share);
 }
 
 int agent_setup_network(Agent *a)
@@ -1255,6 +1257,7 @@ void agent_done(Agent *a)
         if (a->wake_fd >= 0)
                 (void) close(a->wake_fd);
         free(a->runc_root);
+        share_free(a->share);
         for (int i = 0; i < RUNTIME_NAMES; i++) {
                 free(a->runtime_bins[i]);
                 free(a->runtime_roots[i]);

@@ -13,7 +13,8 @@
 int agent_init(Agent *a);
 /* <state_dir>/sandboxes and <state_dir>/runc. */
 int agent_setup_state_dir(Agent *a);
-/* sandpit-init is executable at cfg.init_path. */
+/* sandpit-init is executable at cfg.init_path; copies it and the kernels
+ * into the tmpfs the sandboxes bind them from (share.h). */
 int agent_check_init(Agent *a);
 /* Sandbox networking (net.h): the config and the leases; no rule yet. */
 int agent_setup_network(Agent *a);

@@ -8,6 +8,8 @@ host's filesystem does not grow."""
 
 import os
 
+from conftest import REPO
+
 LIMIT_MIB = 16
 WRITE_MIB = 24
 
@@ -44,13 +46,23 @@ def test_every_writable_path_hits_the_quota(client, agent, make_sandbox):
 
 
 def test_mountinfo_shows_no_host_paths(client, agent, sandbox):
-    """No state or template path: the overlay's layers are given by fd, the
-    control and code dirs are their own tmpfs. (The init binary and the kernel
-    drivers are bound from where they are installed, a path that is the same on
-    every node and names nothing of a sandbox: a bind can only hide its source
-    path when the source is the root of a filesystem.)"""
+    """No state, template or install path: the overlay's layers are given by
+    fd, the control and code dirs are their own tmpfs, and the init binary and
+    the kernel drivers are bound from the agent's private copies (a tmpfs
+    attached nowhere on the host, share.h), not from where they are
+    installed."""
     sid = sandbox["id"]
     info = client.sh(sid, "cat /proc/self/mountinfo")
-    for host_path in (agent.state_dir, agent.templates_dir, "/sandboxes/", "/disk/upper"):
+    install = REPO / "build"
+    for host_path in (agent.state_dir, agent.templates_dir, "/sandboxes/", "/disk/upper", install,
+                      f"/proc/{agent.proc.pid}/"):
         assert str(host_path) not in info, f"{host_path} shows in the sandbox's mountinfo:\n{info}"
     assert sid not in info, f"the sandbox id (a host directory name) shows in its mountinfo:\n{info}"
+    mounts = {line.split()[4]: line for line in info.splitlines()}
+    for target, root in (("/.sandpit/init", "/sandpit-init"), ("/.sandpit-kernels", "/kernels")):
+        line = mounts[target]
+        assert line.split()[3] == root and " - tmpfs sandpit-share " in line, line
+        assert "ro" in line.split()[5].split(","), line
+    # Nothing on the host leads to the copies: the tmpfs is in no mount table.
+    with open("/proc/self/mountinfo") as f:
+        assert "sandpit-share" not in f.read()

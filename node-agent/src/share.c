@@ -1,0 +1,158 @@
+#include "share.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sandpit/log.h"
+#include "sandpit/macro.h"
+#include "sandpit/util.h"
+
+#define INIT_NAME    "sandpit-init"
+#define KERNELS_NAME "kernels"
+#define MAX_DEPTH    4 /* kernels/<lang>/<files>: deeper is not a kernels dir */
+
+struct Share {
+        int mnt_fd; /* the detached tmpfs's root */
+        char *init_path;
+        char *kernels_path;
+};
+
+/* Copies the regular file at src (opened) into dirfd/name with mode. */
+static int copy_file(int src, int dirfd, const char *name, mode_t mode)
+{
+        cleanup_close int dst =
+                openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (dst < 0)
+                return -errno;
+        char buf[65536];
+        for (;;) {
+                ssize_t n = read(src, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return 0;
+                int r = write_all(dst, buf, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* The files and directories under src into dirfd/name (made), modes kept
+ * (the tree is read-only once made). Anything else (links, devices) is left
+ * out: a kernels dir holds scripts. */
+static int copy_tree(int src_dir, int dirfd, const char *name, int depth)
+{
+        if (depth > MAX_DEPTH)
+                return -ELOOP;
+        if (mkdirat(dirfd, name, 0755) < 0)
+                return -errno;
+        cleanup_close int dst = openat(dirfd, name, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dst < 0)
+                return -errno;
+        int dup_fd = fcntl(src_dir, F_DUPFD_CLOEXEC, 3);
+        if (dup_fd < 0)
+                return -errno;
+        DIR *d = fdopendir(dup_fd);
+        if (!d) {
+                int r = -errno;
+                (void) close(dup_fd);
+                return r;
+        }
+        int r = 0;
+        struct dirent *de;
+        while (r == 0 && (de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                cleanup_close int fd =
+                        openat(src_dir, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+                struct stat st;
+                if (fd < 0 || fstat(fd, &st) < 0) {
+                        r = errno == ELOOP ? 0 : -errno; /* a symlink: left out */
+                        continue;
+                }
+                if (S_ISREG(st.st_mode))
+                        r = copy_file(fd, dst, de->d_name, st.st_mode & 0755);
+                else if (S_ISDIR(st.st_mode))
+                        r = copy_tree(fd, dst, de->d_name, depth + 1);
+        }
+        (void) closedir(d);
+        return r;
+}
+
+int share_new(const char *init_path, const char *kernels_dir, Share **ret)
+{
+        Share *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->mnt_fd = -1;
+        int r = 0;
+        cleanup_close int init = -1, kd = -1;
+        cleanup_close int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", "sandpit-share", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "size", "256m", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
+            (s->mnt_fd = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID)) < 0) {
+                r = log_error_errno(-errno, "cannot make the private tmpfs for sandpit-init");
+                goto fail;
+        }
+        init = open(init_path, O_RDONLY | O_CLOEXEC);
+        if (init < 0 || (r = copy_file(init, s->mnt_fd, INIT_NAME, 0755)) < 0) {
+                r = log_error_errno(init < 0 ? -errno : r, "cannot copy %s", init_path);
+                goto fail;
+        }
+        if (kernels_dir) {
+                kd = open(kernels_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (kd < 0 || (r = copy_tree(kd, s->mnt_fd, KERNELS_NAME, 0)) < 0) {
+                        r = log_error_errno(kd < 0 ? -errno : r, "cannot copy %s", kernels_dir);
+                        goto fail;
+                }
+        }
+        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(s->mnt_fd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0) {
+                r = log_error_errno(-errno, "cannot make the private tmpfs read-only");
+                goto fail;
+        }
+        int pid = (int) getpid();
+        if (asprintf(&s->init_path, "/proc/%d/fd/%d/" INIT_NAME, pid, s->mnt_fd) < 0 ||
+            (kernels_dir &&
+             asprintf(&s->kernels_path, "/proc/%d/fd/%d/" KERNELS_NAME, pid, s->mnt_fd) < 0)) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        *ret = s;
+        return 0;
+fail:
+        share_free(s);
+        return r;
+}
+
+void share_free(Share *s)
+{
+        if (!s)
+                return;
+        if (s->mnt_fd >= 0)
+                (void) close(s->mnt_fd);
+        free(s->init_path);
+        free(s->kernels_path);
+        free(s);
+}
+
+const char *share_init_path(const Share *s)
+{
+        return s->init_path;
+}
+
+const char *share_kernels_path(const Share *s)
+{
+        return s->kernels_path;
+}
