@@ -1206,7 +1206,7 @@ int agent_check_init(Agent *a)
                 return log_error_errno(-errno, "sandpit-init not executable at %s",
                                        a->cfg.init_path);
         /* Sandboxes bind init and the kernels from private copies (share.h). */
-        return share_new(a->cfg.init_path, a->cfg.kernels_dir, &a->share);
+        return share_new(a->cfg.state_dir, a->cfg.init_path, a->cfg.kernels_dir, &a->share);
 }
 
 int agent_setup_network(Agent *a)

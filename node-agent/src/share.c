@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +15,14 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
+#define SHARE_DIR    "share"
 #define INIT_NAME    "sandpit-init"
 #define KERNELS_NAME "kernels"
 #define MAX_DEPTH    4 /* kernels/<lang>/<files>: deeper is not a kernels dir */
 
 struct Share {
-        int mnt_fd; /* the detached tmpfs's root */
+        char *dir; /* <state>/share, the tmpfs */
+        bool mounted;
         char *init_path;
         char *kernels_path;
 };
@@ -88,44 +91,54 @@ static int copy_tree(int src_dir, int dirfd, const char *name, int depth)
         return r;
 }
 
-int share_new(const char *init_path, const char *kernels_dir, Share **ret)
+int share_new(const char *state_dir, const char *init_path, const char *kernels_dir, Share **ret)
 {
         Share *s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->mnt_fd = -1;
         int r = 0;
-        cleanup_close int init = -1, kd = -1;
-        cleanup_close int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-        if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", "sandpit-share", 0) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "size", "256m", 0) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
-            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
-            (s->mnt_fd = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID)) < 0) {
-                r = log_error_errno(-errno, "cannot make the private tmpfs for sandpit-init");
+        cleanup_close int init = -1, kd = -1, root = -1;
+        if (asprintf(&s->dir, "%s/" SHARE_DIR, state_dir) < 0) {
+                s->dir = NULL;
+                r = -ENOMEM;
                 goto fail;
         }
+        /* A previous agent's (SIGKILLed): its sandboxes keep their binds. */
+        while (umount2(s->dir, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+                ;
+        if ((r = mkdir_p(s->dir, 0755)) < 0) {
+                r = log_error_errno(r, "cannot create %s", s->dir);
+                goto fail;
+        }
+        /* Not noexec: a user-namespaced sandbox's bind of init could not
+         * clear a flag locked from the host's mount. */
+        if (mount("sandpit-share", s->dir, "tmpfs", MS_NODEV | MS_NOSUID, "size=256m,mode=0755") <
+            0) {
+                r = log_error_errno(-errno, "cannot mount the tmpfs for sandpit-init at %s",
+                                    s->dir);
+                goto fail;
+        }
+        s->mounted = true;
+        root = open(s->dir, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         init = open(init_path, O_RDONLY | O_CLOEXEC);
-        if (init < 0 || (r = copy_file(init, s->mnt_fd, INIT_NAME, 0755)) < 0) {
-                r = log_error_errno(init < 0 ? -errno : r, "cannot copy %s", init_path);
+        if (root < 0 || init < 0 || (r = copy_file(init, root, INIT_NAME, 0755)) < 0) {
+                r = log_error_errno(root < 0 || init < 0 ? -errno : r, "cannot copy %s", init_path);
                 goto fail;
         }
         if (kernels_dir) {
                 kd = open(kernels_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (kd < 0 || (r = copy_tree(kd, s->mnt_fd, KERNELS_NAME, 0)) < 0) {
+                if (kd < 0 || (r = copy_tree(kd, root, KERNELS_NAME, 0)) < 0) {
                         r = log_error_errno(kd < 0 ? -errno : r, "cannot copy %s", kernels_dir);
                         goto fail;
                 }
         }
-        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
-        if (mount_setattr(s->mnt_fd, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0) {
-                r = log_error_errno(-errno, "cannot make the private tmpfs read-only");
+        if (mount(NULL, s->dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NODEV | MS_NOSUID,
+                  "size=256m,mode=0755") < 0) {
+                r = log_error_errno(-errno, "cannot make %s read-only", s->dir);
                 goto fail;
         }
-        int pid = (int) getpid();
-        if (asprintf(&s->init_path, "/proc/%d/fd/%d/" INIT_NAME, pid, s->mnt_fd) < 0 ||
-            (kernels_dir &&
-             asprintf(&s->kernels_path, "/proc/%d/fd/%d/" KERNELS_NAME, pid, s->mnt_fd) < 0)) {
+        if (asprintf(&s->init_path, "%s/" INIT_NAME, s->dir) < 0 ||
+            (kernels_dir && asprintf(&s->kernels_path, "%s/" KERNELS_NAME, s->dir) < 0)) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -140,8 +153,10 @@ void share_free(Share *s)
 {
         if (!s)
                 return;
-        if (s->mnt_fd >= 0)
-                (void) close(s->mnt_fd);
+        /* Detached: the sandboxes that bound from it keep their copies. */
+        if (s->mounted)
+                (void) umount2(s->dir, MNT_DETACH | UMOUNT_NOFOLLOW);
+        free(s->dir);
         free(s->init_path);
         free(s->kernels_path);
         free(s);

@@ -548,9 +548,12 @@ class Agent:
     def cgroup_dir(self, controller, sid):
         return CGROUP_ROOT / controller / self.cgroup_parent / sid
 
-    def mounts_under_state(self):
+    def mounts_under_state(self, share=False):
+        """Mounts under the state dir; share: also <state>/share, the agent's
+        own tmpfs of sandpit-init (mounted while it runs, node-agent/src/share.h)."""
         prefix = str(self.state_dir) + "/"
-        return [mp for mp, _ in _mountinfo() if mp.startswith(prefix)]
+        own = str(self.state_dir / "share")
+        return [mp for mp, _ in _mountinfo() if mp.startswith(prefix) and (share or mp != own)]
 
     def cgroup_children(self):
         out = []
@@ -679,7 +682,7 @@ class Agent:
             if not self.sandbox_procs():
                 break
             time.sleep(0.5)
-        for mp in sorted(self.mounts_under_state(), key=len, reverse=True):
+        for mp in sorted(self.mounts_under_state(share=not self.alive()), key=len, reverse=True):
             subprocess.run(["umount", "-l", mp], capture_output=True)
         for c in sorted(self.cgroup_children(), key=len, reverse=True):
             try:
