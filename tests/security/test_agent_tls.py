@@ -12,11 +12,17 @@ test makes with the openssl CLI; its Lease advertises https://127.0.0.1:PORT.
 - `sandpit mcp` against the agent takes --agent-ca too;
 - the operator with another CA leaves a Sandbox Ready=False, reason
   AgentTLSFailed, with the certificate error in its message; the operator with
-  the right CA (--agent-ca) gets the same Sandbox Ready over TLS and deletes it.
+  the right CA (--agent-ca) gets the same Sandbox Ready over TLS and deletes it;
+- the operator's gateway relays a sandbox port (a web server, and an upgraded
+  connection both ways) to the TLS agent through its port proxy; a replica with
+  another CA answers 502 with a JSON message naming the certificate problem,
+  and leaves no fd or thread behind.
 
 docs/security.md, "TLS to the agents"."""
 
 import json
+import os
+import re
 import selectors
 import socket
 import ssl
@@ -31,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from conftest import REPO, find_free_port, start_agent, stop_agent, wait_for, write_token_file  # noqa: E402
 from test_agent_cluster import ClusterAgent  # noqa: E402
-from test_operator import OP_NS, condition, get_sbx, kube, manifest, running_operator, wait_ready  # noqa: E402,F401
+from test_operator import (OP_NS, Operator, condition, get_sbx, kube, manifest, running_operator,  # noqa: E402,F401
+                           wait_ready)
 
 CLI = REPO / "build" / "bin" / "sandpit"
 NODE = "node-tls"
@@ -236,3 +243,161 @@ def test_mcp_takes_the_ca(node, pki):
     assert not ok["result"].get("isError"), ok
     bad = mcp_list(node, pki["other"])
     assert bad.get("error") or bad["result"].get("isError"), bad
+
+
+# --- the gateway's port proxy to a TLS agent ----------------------------------
+
+# In the sandbox: answers any request with 101, then echoes bytes.
+ECHO_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+while True:
+    c, _ = s.accept()
+    d = b""
+    while b"\\r\\n\\r\\n" not in d:
+        x = c.recv(4096)
+        if not x:
+            break
+        d += x
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+    rest = d.partition(b"\\r\\n\\r\\n")[2]
+    if rest:
+        c.sendall(rest)
+    while x := c.recv(65536):
+        c.sendall(x)
+    c.close()
+"""
+
+
+def start_gateway_operator(kube, node, tmp, ca):
+    """An operator serving the gateway (leader election on: the first one
+    started reconciles, a later one stands by and serves the gateway only)."""
+    op = Operator(kube, node, tmp, extra=["--agent-ca", str(ca), "--gateway-listen", "127.0.0.1:0",
+                                          "--gateway-auth", "none"])
+
+    def port():
+        m = re.search(r"gateway \(E2B API\) on \S+, tcp port (\d+)", op.log.read_text())
+        return int(m.group(1)) if m else None
+    wait_for(lambda: port() or op.proc.poll() is not None, 30, what="the operator's gateway port")
+    assert op.proc.poll() is None, "operator exited at start:\n" + op.log_tail()
+    op.gateway_port = port()
+    return op
+
+
+def stop_gateway_operator(op, node):
+    rc = op.stop()
+    log = op.log.read_text()
+    assert rc == 0, f"operator did not stop cleanly on SIGTERM ({rc}):\n{log[-4000:]}"
+    assert node.token not in log, "the agent token was logged"
+
+
+def port_get(op, name, port, path="/"):
+    """(status, headers text, body) of a GET of a sandbox port through the gateway."""
+    with socket.create_connection(("127.0.0.1", op.gateway_port), timeout=30) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: {name}\r\nE2b-Sandbox-Port: {port}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        out, rest = b"", body
+        while True:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0], 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return int(head.split()[1]), head.decode(), body
+
+
+def proc_counts(pid):
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_gateway_port_proxy_over_tls(kube, node, pki, tmp_path_factory):  # noqa: F811
+    name = "tls-proxy"
+    web_port, echo_port = find_free_port(), find_free_port()
+    good = start_gateway_operator(kube, node, tmp_path_factory.mktemp("op-gw-ca"), pki["ca"])
+    bad = None
+    try:
+        kube.kubectl("apply", "-f", "-", input=manifest(name))
+        # the gateway names a sandbox by its object's name, the agent by its sandboxID
+        sid = wait_ready(kube, name)["status"]["sandboxID"]
+        p = cli(node, "exec", "-d", "--shell", sid,
+                f"mkdir -p /tmp/www && echo hello-over-tls > /tmp/www/index.html && cd /tmp/www && "
+                f"exec python3 -m http.server {web_port} --bind 127.0.0.1", ca=pki["ca"])
+        assert p.returncode == 0, p.stderr
+        p = cli(node, "exec", "-d", sid, "--", "python3", "-c", ECHO_SERVER, str(echo_port), ca=pki["ca"])
+        assert p.returncode == 0, p.stderr
+
+        # A page of the sandbox's web server, through the gateway, the proxy
+        # and the agent's TLS.
+        last = []
+
+        def page():
+            st, _, body = port_get(good, name, web_port, "/index.html")
+            last[:] = [st, body[:300]]
+            return (st, body) if st == 200 else None
+        try:
+            st, body = wait_for(page, 30, what="the sandbox's web server through the gateway")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the last answer: {last}\n{good.log_tail()}") from None
+        assert body == b"hello-over-tls\n"
+        assert port_get(good, name, web_port, "/missing.html")[0] == 404
+
+        # An upgraded connection: bytes both ways, more than one TLS record.
+        def upgraded():
+            s = socket.create_connection(("127.0.0.1", good.gateway_port), timeout=30)
+            s.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: {name}\r\nE2b-Sandbox-Port: {echo_port}\r\n"
+                      "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(1)
+                if not chunk:
+                    break
+                head += chunk
+            if not head.startswith(b"HTTP/1.1 101"):
+                s.close()
+                return None
+            return s
+        s = wait_for(upgraded, 30, what="an upgraded connection to the sandbox's echo server")
+        with s:
+            for msg in (b"ping", os.urandom(200000)):
+                s.sendall(msg)
+                got = b""
+                while len(got) < len(msg):
+                    chunk = s.recv(65536)
+                    assert chunk, f"the upgraded connection ended after {len(got)} of {len(msg)} bytes"
+                    got += chunk
+                assert got == msg
+
+        # Another replica (standing by: it does not reconcile) with another
+        # CA: a 502 with the reason, nothing left behind.
+        bad = start_gateway_operator(kube, node, tmp_path_factory.mktemp("op-gw-other-ca"), pki["other"])
+        st, head, body = port_get(bad, name, web_port, "/index.html")
+        assert st == 502, (st, body)
+        assert "application/json" in head.lower(), head
+        msg = json.loads(body)["message"]
+        assert "certificate" in msg.lower() and NAME in msg, msg
+        assert b"hello-over-tls" not in body
+        base = proc_counts(bad.proc.pid)
+        for _ in range(10):
+            assert port_get(bad, name, web_port, "/index.html")[0] == 502
+        # the server's connection threads end after their answer: wait for them
+        wait_for(lambda: all(a <= b for a, b in zip(proc_counts(bad.proc.pid), base)), 30,
+                 what=f"the fds and threads of the 502s gone (baseline {base})")
+        # the right CA still serves it
+        assert port_get(good, name, web_port, "/index.html")[:3:2] == (200, b"hello-over-tls\n")
+        kube.kubectl("delete", f"sandbox/{name}", "--timeout=60s")
+        assert get_sbx(kube, name) is None
+    finally:
+        if get_sbx(kube, name) is not None:
+            kube.kubectl("delete", f"sandbox/{name}", "--timeout=60s", check=False)
+        if bad:
+            stop_gateway_operator(bad, node)
+        stop_gateway_operator(good, node)
