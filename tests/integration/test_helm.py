@@ -75,7 +75,7 @@ def test_renders_every_part():
         ("CustomResourceDefinition", "sandboxes.sandpit.dev"),
         ("CustomResourceDefinition", "sandboxtemplates.sandpit.dev"),
         ("ServiceAccount", "t-sandpit-operator"), ("ServiceAccount", "t-sandpit-agent"),
-        ("Secret", "t-sandpit-agent-token"),
+        ("Secret", "t-sandpit-agent-token"), ("Secret", "t-sandpit-agent-tls"),
         ("ClusterRole", "t-sandpit-operator"), ("ClusterRoleBinding", "t-sandpit-operator"),
         ("Role", "t-sandpit-operator-leases"), ("RoleBinding", "t-sandpit-operator-leases"),
         ("Role", "t-sandpit-agent-leases"), ("RoleBinding", "t-sandpit-agent-leases"),
@@ -112,7 +112,7 @@ def test_the_token_is_random_and_mounted_by_both():
         assert any(a.endswith(f"-token-file={TOKEN_DIR}/token") for a in c["args"]), c["args"]
     # a Secret the user manages instead: none rendered, both mount theirs
     docs = render("agentToken.existingSecret=mine")
-    assert not [d for d in docs if d["kind"] == "Secret"]
+    assert not [d for d in docs if d["kind"] == "Secret" and not d["metadata"]["name"].endswith("-agent-tls")]
     for kind in ("Deployment", "DaemonSet"):
         vols = find(docs, kind)["spec"]["template"]["spec"]["volumes"]
         assert [v for v in vols if v["name"] == "agent-token"][0]["secret"]["secretName"] == "mine"
