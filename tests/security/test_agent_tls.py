@@ -13,6 +13,8 @@ test makes with the openssl CLI; its Lease advertises https://127.0.0.1:PORT.
 - the operator with another CA leaves a Sandbox Ready=False, reason
   AgentTLSFailed, with the certificate error in its message; the operator with
   the right CA (--agent-ca) gets the same Sandbox Ready over TLS and deletes it;
+- `sandpit mcp --url` trusts a gateway's certificate of a CA given with
+  --gateway-ca or $SANDPIT_GATEWAY_CA, and that CA alone;
 - the operator's gateway relays a sandbox port (a web server, and an upgraded
   connection both ways) to the TLS agent through its port proxy; a replica with
   another CA answers 502 with a JSON message naming the certificate problem,
@@ -58,10 +60,10 @@ def make_ca(d, name):
     return d / f"{name}.pem"
 
 
-def make_cert(d, ca, name, dns):
+def make_cert(d, ca, name, dns, san=None):
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}", cwd=d)
-    (d / f"{name}.ext").write_text(f"subjectAltName=DNS:{dns}\nextendedKeyUsage=serverAuth\n")
+    (d / f"{name}.ext").write_text(f"subjectAltName={san or 'DNS:' + dns}\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
             "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
     return d / f"{name}.pem", d / f"{name}.key"
@@ -73,7 +75,8 @@ def pki(tmp_path_factory):
     ca = make_ca(d, "ca")
     other = make_ca(d, "other-ca")
     cert, key = make_cert(d, "ca", "agent", NAME)
-    return {"ca": ca, "other": other, "cert": cert, "key": key}
+    gw_cert, gw_key = make_cert(d, "ca", "gateway", "gateway", san="IP:127.0.0.1")
+    return {"ca": ca, "other": other, "cert": cert, "key": key, "gw_cert": gw_cert, "gw_key": gw_key}
 
 
 @pytest.fixture(scope="module")
@@ -272,11 +275,11 @@ while True:
 """
 
 
-def start_gateway_operator(kube, node, tmp, ca):
+def start_gateway_operator(kube, node, tmp, ca, extra=()):
     """An operator serving the gateway (leader election on: the first one
     started reconciles, a later one stands by and serves the gateway only)."""
     op = Operator(kube, node, tmp, extra=["--agent-ca", str(ca), "--gateway-listen", "127.0.0.1:0",
-                                          "--gateway-auth", "none"])
+                                          "--gateway-auth", "none", *extra])
 
     def port():
         m = re.search(r"gateway \(E2B API\) on \S+, tcp port (\d+)", op.log.read_text())
@@ -401,3 +404,69 @@ def test_gateway_port_proxy_over_tls(kube, node, pki, tmp_path_factory):  # noqa
         if bad:
             stop_gateway_operator(bad, node)
         stop_gateway_operator(good, node)
+
+
+# --- `sandpit mcp --url` to a gateway whose certificate the system does not know --
+
+
+def bridge_tools(url, *args, env=None):
+    """`sandpit mcp --url URL ARGS`: initialize, then tools/list; its answer."""
+    msgs = [{"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
+    p = subprocess.Popen([str(CLI), "mcp", "--url", url, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env={"PATH": "/usr/bin:/bin", "SANDPIT_API_KEY": "any", **(env or {})})
+    try:
+        p.stdin.write(json.dumps(msgs[0]) + "\n")
+        p.stdin.flush()
+        sel = selectors.DefaultSelector()
+        sel.register(p.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        sent = False
+        while time.monotonic() < deadline and sel.select(deadline - time.monotonic()):
+            line = p.stdout.readline()
+            if not line:
+                break
+            m = json.loads(line)
+            if m.get("id") == 1 and "error" in m:
+                return m  # initialize failed: the rest would too
+            if m.get("id") == 1 and not sent:
+                p.stdin.write("".join(json.dumps(x) + "\n" for x in msgs[1:]))
+                p.stdin.flush()
+                sent = True
+            if m.get("id") == 2:
+                return m
+        raise AssertionError("no answer from the bridge" + (f": {p.stderr.read()}" if p.poll() is not None else ""))
+    finally:
+        p.stdin.close()
+        p.wait(30)
+        p.stdout.close()
+        p.stderr.close()
+
+
+def test_mcp_bridge_takes_a_gateway_ca(kube, node, pki, tmp_path_factory):  # noqa: F811
+    op = start_gateway_operator(kube, node, tmp_path_factory.mktemp("op-gw-tls"), pki["ca"],
+                                extra=["--gateway-tls-cert", str(pki["gw_cert"]),
+                                       "--gateway-tls-key", str(pki["gw_key"])])
+    try:
+        url = f"https://127.0.0.1:{op.gateway_port}/mcp"
+        ok = bridge_tools(url, "--gateway-ca", str(pki["ca"]))
+        assert "result" in ok and any(t["name"] == "list_sandboxes" for t in ok["result"]["tools"]), ok
+        ok = bridge_tools(url, env={"SANDPIT_GATEWAY_CA": str(pki["ca"])})
+        assert "result" in ok, ok
+        # the system's CAs, or another CA: refused, with the reason
+        for args in ((), ("--gateway-ca", str(pki["other"]))):
+            bad = bridge_tools(url, *args)
+            assert "error" in bad, (args, bad)
+            msg = bad["error"]["message"].lower()
+            assert "certificate" in msg or "ssl" in msg or "tls" in msg, (args, bad)
+        # a CA file that is not there: a clear error at start
+        p = subprocess.run([str(CLI), "mcp", "--url", url, "--gateway-ca", "/nonexistent/ca.pem"],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                           env={"PATH": "/usr/bin:/bin"})
+        assert p.returncode != 0 and "/nonexistent/ca.pem" in p.stderr, p.stderr
+    finally:
+        stop_gateway_operator(op, node)
