@@ -174,8 +174,7 @@ int cli_cmd_mcp(CliContext *ctx, const CliArgs *a);
  * until end of input or *stop. */
 /* ca_file: the only CAs an https:// gateway may chain to; NULL: the system's. */
 int cli_mcp_bridge(CliContext *ctx, const char *url, const char *ca_file,
-                   const volatile sig_atomic_t *stop,
-                   const sigset_t *wait_mask);
+                   const volatile sig_atomic_t *stop, const sigset_t *wait_mask);
 /* template pull|images|rm (image.c). */
 int cli_cmd_template(CliContext *ctx, const CliArgs *a);
 

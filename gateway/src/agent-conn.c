@@ -135,8 +135,7 @@ void gw_conn_free(GwConn *c)
                 c->ops->free(c);
 }
 
-int gw_conn_open(const char *url, const AgentClientTls *tls, GwConn **ret, char *err,
-                 size_t errlen)
+int gw_conn_open(const char *url, const AgentClientTls *tls, GwConn **ret, char *err, size_t errlen)
 {
         bool https = strncmp(url, "https://", 8) == 0;
         int fd = -1, r;

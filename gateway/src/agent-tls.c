@@ -4,13 +4,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 
 #include "agent-conn.h"
 #include "sandpit/macro.h"
@@ -97,17 +96,15 @@ static bool is_ip_literal(const char *host)
 /* Why the handshake failed, into err; the errno for it. */
 static int handshake_error(TlsConn *t, int g, const char *name, char *err, size_t errlen)
 {
-        if (g != GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
-            g != GNUTLS_E_CERTIFICATE_ERROR) {
+        if (g != GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && g != GNUTLS_E_CERTIFICATE_ERROR) {
                 snprintf(err, errlen, "TLS handshake with the agent failed: %s",
                          gnutls_strerror(g));
                 return g == GNUTLS_E_TIMEDOUT ? -ETIMEDOUT : -ECONNABORTED;
         }
         unsigned status = gnutls_session_get_verify_cert_status(t->session);
         gnutls_datum_t out = {0};
-        if (status != 0 &&
-            gnutls_certificate_verification_status_print(
-                    status, gnutls_certificate_type_get(t->session), &out, 0) == 0) {
+        if (status != 0 && gnutls_certificate_verification_status_print(
+                                   status, gnutls_certificate_type_get(t->session), &out, 0) == 0) {
                 snprintf(err, errlen,
                          "the agent's TLS certificate was not accepted (expected name %s): %s",
                          name, (const char *) out.data);

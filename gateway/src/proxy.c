@@ -266,8 +266,7 @@ static void upgrade_run(void *cls, int fd, const char *extra, size_t extra_len)
                 return;
         if (p->off < p->len && send_all(fd, p->buf + p->off, p->len - p->off) < 0)
                 return;
-        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN},
-                               {.fd = p->conn->fd, .events = POLLIN}};
+        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->conn->fd, .events = POLLIN}};
         for (;;) {
                 /* TLS may hold decrypted bytes the socket no longer shows */
                 if (gw_conn_pending(p->conn) > 0) {

@@ -6,8 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -111,7 +111,8 @@ static int setup(void **state)
                                       .tls_cert_file = cert,
                                       .tls_key_file = key,
                                       .max_body = 1024};
-                HttpServerConfig p = {.tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 1024};
+                HttpServerConfig p = {
+                        .tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 1024};
                 unsigned ports[2] = {0, 0};
                 if (http_server_start(&c, handler, NULL, &srv) == 0 &&
                     http_server_start(&p, handler, NULL, &plain_srv) == 0) {
@@ -162,32 +163,30 @@ static void test_url_host_port(void **state)
 {
         (void) state;
         char h[64], p[8];
-        assert_int_equal(gw_url_host_port("https://10.0.0.1:8443/x", "443", h, sizeof(h), p,
-                                          sizeof(p)),
-                         0);
+        assert_int_equal(
+                gw_url_host_port("https://10.0.0.1:8443/x", "443", h, sizeof(h), p, sizeof(p)), 0);
         assert_string_equal(h, "10.0.0.1");
         assert_string_equal(p, "8443");
         assert_int_equal(gw_url_host_port("https://agent", "443", h, sizeof(h), p, sizeof(p)), 0);
         assert_string_equal(h, "agent");
         assert_string_equal(p, "443");
-        assert_int_equal(gw_url_host_port("http://[fd00::1]:80?q", "443", h, sizeof(h), p,
-                                          sizeof(p)),
-                         0);
+        assert_int_equal(
+                gw_url_host_port("http://[fd00::1]:80?q", "443", h, sizeof(h), p, sizeof(p)), 0);
         assert_string_equal(h, "fd00::1");
         assert_string_equal(p, "80");
         assert_int_equal(gw_url_host_port("https://[::1]", "443", h, sizeof(h), p, sizeof(p)), 0);
         assert_string_equal(h, "::1");
         assert_string_equal(p, "443");
-        const char *bad[] = {"https://",      "https://:80",   "https://h:",     "https://h:0",
-                             "https://h:x",   "https://h:1x/", "https://h:70000", "https://[::1",
-                             "https://[::1]x", "https://[]:1", "no-scheme"};
+        const char *bad[] = {"https://",       "https://:80",   "https://h:",      "https://h:0",
+                             "https://h:x",    "https://h:1x/", "https://h:70000", "https://[::1",
+                             "https://[::1]x", "https://[]:1",  "no-scheme"};
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
                 assert_int_equal(gw_url_host_port(bad[i], "443", h, sizeof(h), p, sizeof(p)),
                                  -EINVAL);
         char tiny[4];
-        assert_int_equal(gw_url_host_port("https://long-host:1", "443", tiny, sizeof(tiny), p,
-                                          sizeof(p)),
-                         -ENAMETOOLONG);
+        assert_int_equal(
+                gw_url_host_port("https://long-host:1", "443", tiny, sizeof(tiny), p, sizeof(p)),
+                -ENAMETOOLONG);
 }
 
 /* The response head of a request over c, up to its blank line; the rest of
