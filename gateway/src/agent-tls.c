@@ -80,6 +80,15 @@ static void tls_free(GwConn *c)
         free(t);
 }
 
+/* A connection that never completed its handshake: no close_notify. */
+static void tls_discard(TlsConn *t)
+{
+        if (t->session)
+                gnutls_deinit(t->session);
+        t->session = NULL;
+        tls_free(&t->conn);
+}
+
 static const GwConnOps tls_ops = {
         .recv = tls_recv,
         .send = tls_send,
@@ -165,16 +174,13 @@ int gw_conn_tls_new(int fd, const char *host, const AgentClientTls *tls, GwConn 
         } while (g < 0 && gnutls_error_is_fatal(g) == 0);
         if (g < 0) {
                 int r = handshake_error(t, g, name, err, errlen);
-                /* no close_notify on a session that never was */
-                gnutls_deinit(t->session);
-                t->session = NULL;
-                tls_free(&t->conn);
+                tls_discard(t);
                 return r;
         }
         *ret = &t->conn;
         return 0;
 fail:
         snprintf(err, errlen, "TLS setup failed: %s", gnutls_strerror(g));
-        tls_free(&t->conn);
+        tls_discard(t);
         return -ENOMEM;
 }
