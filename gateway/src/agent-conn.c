@@ -46,6 +46,9 @@ int gw_url_host_port(const char *url, const char *default_port, char *host, size
                 return -ENAMETOOLONG;
         memcpy(host, h, (size_t) (h_end - h));
         host[h_end - h] = 0;
+        /* no user info, stray brackets or blanks: not a host */
+        if (strpbrk(host, "[]@ \t\r\n"))
+                return -EINVAL;
         memcpy(port, p, plen);
         port[plen] = 0;
         return 0;

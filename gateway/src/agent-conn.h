@@ -56,8 +56,8 @@ void gw_conn_free(GwConn *c);
 
 /* Splits "scheme://host[:port][/...]" (host a name, an IPv4 address or an
  * [IPv6] one, brackets dropped) with default_port when none is given. Pure.
- * -EINVAL: no host, a bad port, an unclosed bracket; -ENAMETOOLONG: a buffer
- * too small. */
+ * -EINVAL: no host, a host with user info, blanks or stray brackets, a bad
+ * port, an unclosed bracket; -ENAMETOOLONG: a buffer too small. */
 int gw_url_host_port(const char *url, const char *default_port, char *host, size_t hostlen,
                      char *port, size_t portlen);
 

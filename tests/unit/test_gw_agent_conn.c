@@ -179,7 +179,8 @@ static void test_url_host_port(void **state)
         assert_string_equal(p, "443");
         const char *bad[] = {"https://",       "https://:80",   "https://h:",      "https://h:0",
                              "https://h:x",    "https://h:1x/", "https://h:70000", "https://[::1",
-                             "https://[::1]x", "https://[]:1",  "no-scheme"};
+                             "https://[::1]x", "https://[]:1",  "no-scheme",       "https://,]/",
+                             "https://u@h:1",  "https://h x:1"};
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
                 assert_int_equal(gw_url_host_port(bad[i], "443", h, sizeof(h), p, sizeof(p)),
                                  -EINVAL);
