@@ -30,7 +30,7 @@ OBJ      := $(BUILD)/obj
 # them) are installed by the `deps` step of the same `make` run, after parsing.
 # `lazy_once` runs the command on first use and keeps the answer.
 lazy_once = $(eval $(1) := $$(shell $(2)))$($(1))
-PKGS     := json-c libmicrohttpd libcurl libcrypto libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables
+PKGS     := json-c libmicrohttpd gnutls libcurl libcrypto libcgroup libarchive yaml-0.1 libnl-3.0 libnl-route-3.0 libnftables
 PKG_LIBS_ = $(call lazy_once,PKG_LIBS_,$(PKG_CONFIG) --libs $(PKGS))
 PKG_CFLAGS = $(call lazy_once,PKG_CFLAGS,$(PKG_CONFIG) --cflags $(PKGS))
 CMOCKA_LIBS = $(call lazy_once,CMOCKA_LIBS,$(PKG_CONFIG) --libs cmocka)

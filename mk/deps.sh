@@ -7,6 +7,8 @@ PACKAGES=(
         # build
         gcc make pkg-config
         libjson-c-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
+        # the port proxy's TLS client to the agents (gateway/src/agent-tls.c)
+        libgnutls28-dev
         # SHA-256 of API keys (lib/src/apikey.c)
         libssl-dev
         libcgroup-dev libnl-3-dev libnl-route-3-dev libarchive-dev libnftables-dev nftables

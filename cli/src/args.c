@@ -23,6 +23,7 @@ enum {
         OPT_TOKEN_FILE,
         OPT_AGENT_CA,
         OPT_AGENT_SERVER_NAME,
+        OPT_GATEWAY_CA,
         OPT_TEMPLATE,
         OPT_IMAGE,
         OPT_RUNTIME,
@@ -70,6 +71,7 @@ static const OptionSpec option_specs[] = {
         {"agent-server-name", required_argument, OPT_AGENT_SERVER_NAME, ALL_CMDS},
         {"template", required_argument, OPT_TEMPLATE, CREATE_CMDS | CMD(CLI_CMD_MCP)},
         {"url", required_argument, OPT_URL, CMD(CLI_CMD_MCP)},
+        {"gateway-ca", required_argument, OPT_GATEWAY_CA, CMD(CLI_CMD_MCP)},
         {"idle", required_argument, OPT_IDLE, CMD(CLI_CMD_MCP)},
         {"image", required_argument, OPT_IMAGE, CREATE_CMDS},
         {"runtime", required_argument, OPT_RUNTIME, CREATE_CMDS},
@@ -222,12 +224,15 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
         [CLI_CMD_RESUME] = "Usage: sandpit resume [--timeout S] [--json] ID\n"
                            "Thaw a paused sandbox; --timeout S: it now expires S seconds from\n"
                            "now.\n",
-        [CLI_CMD_MCP] = "Usage: sandpit mcp [--template T] [--idle S] [--url GATEWAY]\n"
+        [CLI_CMD_MCP] = "Usage: sandpit mcp [--template T] [--idle S] [--url GATEWAY\n"
+                        "                   [--gateway-ca FILE]]\n"
                         "Serve sandpit's tools to an AI agent over MCP on stdin/stdout\n"
                         "(docs/mcp.md). The session's sandbox (template T, default 'default')\n"
                         "is made on first use and deleted at end of input or after S idle\n"
                         "seconds (default 900). --url: bridge to a gateway's /mcp instead of\n"
-                        "the agent ($SANDPIT_API_KEY is sent as its X-API-KEY).\n",
+                        "the agent ($SANDPIT_API_KEY is sent as its X-API-KEY); --gateway-ca:\n"
+                        "the PEM CA its certificate must chain to instead of the system's\n"
+                        "(default: $SANDPIT_GATEWAY_CA).\n",
         [CLI_CMD_TEMPLATE] = "Usage: sandpit template pull [--json] REF\n"
                              "       sandpit template images [--json]\n"
                              "       sandpit template rm REF\n"
@@ -618,6 +623,11 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 return 0;
         case OPT_URL:
                 a->mcp_url = arg;
+                return 0;
+        case OPT_GATEWAY_CA:
+                if (!*arg)
+                        return usage_error(a, "--gateway-ca expects a file");
+                a->gateway_ca = arg;
                 return 0;
         case OPT_IDLE:
                 if (cli_parse_int(arg, 1, 604800, &n) < 0)

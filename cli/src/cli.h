@@ -72,6 +72,7 @@ typedef struct {
         int64_t depth;           /* fs ls: --depth, 0 when absent */
         int pid;                 /* attach, signal: the process */
         const char *mcp_url;     /* mcp: --url, a gateway to bridge to */
+        const char *gateway_ca;  /* mcp: --gateway-ca, the PEM CA of an https:// gateway */
         int64_t mcp_idle;        /* mcp: --idle S, 0 when absent */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
@@ -171,8 +172,9 @@ int cli_cmd_fs(CliContext *ctx, const CliArgs *a);
 int cli_cmd_mcp(CliContext *ctx, const CliArgs *a);
 /* sandpit mcp --url (mcp-bridge.c): stdio to a gateway's /mcp over HTTP,
  * until end of input or *stop. */
-int cli_mcp_bridge(CliContext *ctx, const char *url, const volatile sig_atomic_t *stop,
-                   const sigset_t *wait_mask);
+/* ca_file: the only CAs an https:// gateway may chain to; NULL: the system's. */
+int cli_mcp_bridge(CliContext *ctx, const char *url, const char *ca_file,
+                   const volatile sig_atomic_t *stop, const sigset_t *wait_mask);
 /* template pull|images|rm (image.c). */
 int cli_cmd_template(CliContext *ctx, const CliArgs *a);
 

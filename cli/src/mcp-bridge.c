@@ -29,6 +29,7 @@
 typedef struct {
         const char *url;
         const char *api_key;  /* $SANDPIT_API_KEY, or NULL */
+        const char *ca_file;  /* --gateway-ca: the only CAs trusted; NULL: the system's */
         pthread_mutex_t lock; /* guards session, protocol, running, and stdout */
         pthread_cond_t idle;
         char session[128];
@@ -48,6 +49,7 @@ typedef struct {
         StrBuf data; /* a JSON body, or the SSE data being read */
         StrBuf line; /* an SSE line being read */
         bool sse;
+        char error[CURL_ERROR_SIZE]; /* curl's reason when the transfer failed */
 } Post;
 
 static void emit(Bridge *b, const char *s, size_t len)
@@ -175,6 +177,12 @@ static int perform(Bridge *b, Post *p, const char *method, long *status)
                         hs = curl_slist_append(hs, lines[i]);
         curl_easy_setopt(h, CURLOPT_URL, b->url);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (b->ca_file) {
+                /* that CA alone, not the system's besides */
+                curl_easy_setopt(h, CURLOPT_CAINFO, b->ca_file);
+                curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+        }
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, p->error);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
@@ -213,7 +221,10 @@ static void run_post(Post *p)
         if (r == -ECANCELED)
                 return;
         if (r < 0) {
-                emit_error(b, p->id, "cannot reach the gateway at", b->url);
+                char detail[1024];
+                snprintf(detail, sizeof(detail), "%s%s%s", b->url, p->error[0] ? ": " : "",
+                         p->error);
+                emit_error(b, p->id, "cannot reach the gateway at", detail);
                 return;
         }
         if (p->sse) {
@@ -315,17 +326,23 @@ static int on_line(const char *line, size_t len, void *userdata)
         return 0;
 }
 
-int cli_mcp_bridge(CliContext *ctx, const char *url, const volatile sig_atomic_t *stop,
-                   const sigset_t *wait_mask)
+int cli_mcp_bridge(CliContext *ctx, const char *url, const char *ca_file,
+                   const volatile sig_atomic_t *stop, const sigset_t *wait_mask)
 {
         if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
                 snprintf(ctx->error, sizeof(ctx->error),
                          "mcp: --url must be http:// or https:// (the gateway's /mcp)");
                 return -EINVAL;
         }
+        if (ca_file && access(ca_file, R_OK) < 0) {
+                int r = negative_errno();
+                snprintf(ctx->error, sizeof(ctx->error), "mcp: cannot read the gateway CA %s: %s",
+                         ca_file, strerror(-r));
+                return r;
+        }
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return -EIO;
-        Bridge b = {.url = url};
+        Bridge b = {.url = url, .ca_file = ca_file};
         const char *key = getenv("SANDPIT_API_KEY");
         b.api_key = key && *key ? key : NULL;
         pthread_mutex_init(&b.lock, NULL);

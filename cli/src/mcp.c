@@ -48,8 +48,14 @@ int cli_cmd_mcp(CliContext *ctx, const CliArgs *a)
                          strerror(-r));
                 return r;
         }
-        if (a->mcp_url)
-                return cli_mcp_bridge(ctx, a->mcp_url, &stop_requested, &wait_mask);
+        if (a->mcp_url) {
+                const char *ca = a->gateway_ca;
+                if (!ca) {
+                        ca = getenv("SANDPIT_GATEWAY_CA");
+                        ca = ca && *ca ? ca : NULL;
+                }
+                return cli_mcp_bridge(ctx, a->mcp_url, ca, &stop_requested, &wait_mask);
+        }
 
         /* The agent's token: --token-file given to mcp, else $SANDPIT_TOKEN. */
         cleanup_free char *token = NULL;

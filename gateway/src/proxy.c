@@ -3,18 +3,17 @@
  * (/v1/sandboxes/{id}/ports/{port}/{path}) over a socket of its own, so one
  * path serves plain HTTP (the response streamed) and websockets (the agent's
  * 101, then bytes both ways). The agent client is not used here: it cannot
- * hand over an upgraded connection. */
+ * hand over an upgraded connection. The socket is agent-conn.h's: plain or
+ * TLS, verified as the agent clients of this process are. */
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
+#include "agent-conn.h"
 #include "gw-internal.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -23,7 +22,7 @@
 #define PROXY_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct {
-        int fd;       /* to the agent */
+        GwConn *conn; /* to the agent */
         char *buf;    /* bytes read past the response head */
         size_t len;   /* ... how many */
         size_t off;   /* ... consumed */
@@ -35,75 +34,9 @@ typedef struct {
 static void proxy_free(void *cls)
 {
         Proxy *p = cls;
-        if (p->fd >= 0)
-                close(p->fd);
+        gw_conn_free(p->conn);
         free(p->buf);
         free(p);
-}
-
-/* An agent at "http://HOST:PORT" (an agent's advertised endpoint, as in
- * its Lease; any path after it is ignored): a TCP connection. */
-static int tcp_connect(const char *url, int *ret)
-{
-        const char *hp = url + strlen("http://");
-        size_t n = strcspn(hp, "/");
-        char buf[512];
-        if (n == 0 || n >= sizeof(buf))
-                return -EINVAL;
-        memcpy(buf, hp, n);
-        buf[n] = 0;
-        char *host = buf, *port = strrchr(buf, ':');
-        if (!port || port == buf)
-                return -EINVAL;
-        *port++ = 0;
-        if (host[0] == '[' && port[-2] == ']') { /* [v6]:port */
-                host++;
-                port[-2] = 0;
-        }
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        struct addrinfo *ai = NULL;
-        if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
-                return -EHOSTUNREACH;
-        int r = -ECONNREFUSED;
-        for (struct addrinfo *a = ai; a; a = a->ai_next) {
-                int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0) {
-                        r = -errno;
-                        continue;
-                }
-                if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-                        *ret = fd;
-                        r = 0;
-                        break;
-                }
-                r = -errno;
-                close(fd);
-        }
-        freeaddrinfo(ai);
-        return r;
-}
-
-static int agent_connect(const char *url, int *ret)
-{
-        if (strncmp(url, "http://", 7) == 0)
-                return tcp_connect(url, ret);
-        if (strncmp(url, "unix://", 7) != 0)
-                return -EPROTONOSUPPORT;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        size_t n = strlen(url + 7);
-        if (n >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, url + 7, n + 1);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        *ret = fd;
-        return 0;
 }
 
 /* Headers not passed on: hop-by-hop, the gateway's routing and credentials,
@@ -148,7 +81,7 @@ static void query_append(FILE *o, char **args)
         }
 }
 
-static int send_request(GwRequest *r, int fd, const char *token, bool upgrade)
+static int send_request(GwRequest *r, GwConn *conn, const char *token, bool upgrade)
 {
         cleanup_strv char **args = NULL;
         if (http_request_args(r->req, &args) < 0)
@@ -177,11 +110,11 @@ static int send_request(GwRequest *r, int fd, const char *token, bool upgrade)
         bool failed = ferror(o);
         if (fclose(o) != 0 || failed)
                 return -ENOMEM;
-        int k = send_all(fd, req, req_len);
+        int k = gw_conn_send(conn, req, req_len);
         if (k < 0 || upgrade || !body || body_len == 0)
                 return k;
         (void) body_fd; /* http_request_body() holds a spooled body as well */
-        return send_all(fd, body, body_len);
+        return gw_conn_send(conn, body, body_len);
 }
 
 /* Reads the agent's response head into p->buf; *head_len its length. */
@@ -198,11 +131,9 @@ static int read_head(Proxy *p, size_t *head_len)
                         p->buf = b;
                         cap += 8192;
                 }
-                ssize_t n = recv(p->fd, p->buf + p->len, cap - p->len - 1, 0);
-                if (n < 0 && errno == EINTR)
-                        continue;
+                ssize_t n = gw_conn_recv(p->conn, p->buf + p->len, cap - p->len - 1);
                 if (n < 0)
-                        return -errno;
+                        return (int) n;
                 if (n == 0)
                         return -ECONNRESET;
                 p->len += (size_t) n;
@@ -224,12 +155,7 @@ static ssize_t raw_read(Proxy *p, char *buf, size_t max)
                 p->off += n;
                 return (ssize_t) n;
         }
-        for (;;) {
-                ssize_t n = recv(p->fd, buf, max, 0);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                return n < 0 ? -errno : n;
-        }
+        return gw_conn_recv(p->conn, buf, max);
 }
 
 static int raw_byte(Proxy *p)
@@ -310,35 +236,52 @@ static ssize_t proxy_read(void *cls, int client_fd, char *buf, size_t max)
         return n;
 }
 
-static int copy_once(int from, int to)
+/* One read from the client's socket to the agent: 1, 0 at the end, < 0. */
+static int client_to_agent(int fd, GwConn *conn)
 {
         char buf[16384];
-        ssize_t n = recv(from, buf, sizeof(buf), 0);
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
         if (n < 0 && errno == EINTR)
                 return 1;
         if (n <= 0)
                 return n < 0 ? -errno : 0;
-        int k = send_all(to, buf, (size_t) n);
+        int k = gw_conn_send(conn, buf, (size_t) n);
+        return k < 0 ? k : 1;
+}
+
+static int agent_to_client(GwConn *conn, int fd)
+{
+        char buf[16384];
+        ssize_t n = gw_conn_recv(conn, buf, sizeof(buf));
+        if (n <= 0)
+                return (int) n;
+        int k = send_all(fd, buf, (size_t) n);
         return k < 0 ? k : 1;
 }
 
 static void upgrade_run(void *cls, int fd, const char *extra, size_t extra_len)
 {
         Proxy *p = cls;
-        if (extra_len > 0 && send_all(p->fd, extra, extra_len) < 0)
+        if (extra_len > 0 && gw_conn_send(p->conn, extra, extra_len) < 0)
                 return;
         if (p->off < p->len && send_all(fd, p->buf + p->off, p->len - p->off) < 0)
                 return;
-        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->fd, .events = POLLIN}};
+        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->conn->fd, .events = POLLIN}};
         for (;;) {
+                /* TLS may hold decrypted bytes the socket no longer shows */
+                if (gw_conn_pending(p->conn) > 0) {
+                        if (agent_to_client(p->conn, fd) <= 0)
+                                return;
+                        continue;
+                }
                 if (poll(pf, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         return;
                 }
-                if (pf[0].revents && copy_once(fd, p->fd) <= 0)
+                if (pf[0].revents && client_to_agent(fd, p->conn) <= 0)
                         return;
-                if (pf[1].revents && copy_once(p->fd, fd) <= 0)
+                if (pf[1].revents && agent_to_client(p->conn, fd) <= 0)
                         return;
         }
 }
@@ -376,23 +319,27 @@ void gw_proxy_handle(GwRequest *r)
                 http_respond_error(r->req, 500, "out of memory");
                 return;
         }
-        p->fd = -1;
-        k = agent_connect(url, &p->fd);
+        AgentClientTls tls;
+        err[0] = 0;
+        agent_client_get_tls(&tls);
+        k = gw_conn_open(url, &tls, &p->conn, err, sizeof(err));
         const char *up = gw_header(r, "Upgrade");
         const char *conn = gw_header(r, "Connection");
         bool upgrade = up && conn && strcasestr(conn, "upgrade");
-        if (k == 0)
-                k = send_request(r, p->fd, token, upgrade);
+        if (k >= 0)
+                k = send_request(r, p->conn, token, upgrade);
         free(url);
         if (token)
                 explicit_bzero(token, strlen(token));
         free(token);
         size_t head_len = 0;
-        if (k == 0)
+        if (k >= 0)
                 k = read_head(p, &head_len);
         if (k < 0) {
                 proxy_free(p);
-                http_respond_error(r->req, 502, "the agent's port proxy: %s", strerror(-k));
+                /* gw_conn_open() said why; later failures are the socket's */
+                http_respond_error(r->req, 502, "the agent's port proxy: %s",
+                                   err[0] ? err : strerror(-k));
                 return;
         }
         p->off = head_len;

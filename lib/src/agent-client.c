@@ -66,6 +66,15 @@ int agent_client_set_tls(const AgentClientTls *tls)
         return 0;
 }
 
+void agent_client_get_tls(AgentClientTls *ret)
+{
+        *ret = (AgentClientTls){
+                .ca_file = tls_conf.set && tls_conf.has_ca ? tls_conf.ca_file : NULL,
+                .server_name = tls_conf.set && tls_conf.has_name ? tls_conf.server_name : NULL,
+                .allow_http = !tls_conf.set || tls_conf.allow_http,
+        };
+}
+
 int agent_client_new(const char *url, const char *token, AgentClient **ret)
 {
         if (!url)

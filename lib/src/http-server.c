@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -338,6 +339,12 @@ static void upgrade_handler(void *cls, struct MHD_Connection *conn, void *con_cl
                 upgrade_run(&run);
                 return;
         }
+        /* That end comes non-blocking: a handler's blocking recv() would see
+         * EAGAIN as the end, its send() of a burst fail. Blocking, as a
+         * plain connection's socket is (the flag is this end's alone). */
+        int fl = fcntl(sock, F_GETFL);
+        if (fl >= 0)
+                (void) fcntl(sock, F_SETFL, fl & ~O_NONBLOCK);
         UpgradeRun *r = malloc(sizeof(*r));
         char *extra = extra_in_size ? malloc(extra_in_size) : NULL;
         pthread_t t;

@@ -75,7 +75,7 @@ def test_renders_every_part():
         ("CustomResourceDefinition", "sandboxes.sandpit.dev"),
         ("CustomResourceDefinition", "sandboxtemplates.sandpit.dev"),
         ("ServiceAccount", "t-sandpit-operator"), ("ServiceAccount", "t-sandpit-agent"),
-        ("Secret", "t-sandpit-agent-token"),
+        ("Secret", "t-sandpit-agent-token"), ("Secret", "t-sandpit-agent-tls"),
         ("ClusterRole", "t-sandpit-operator"), ("ClusterRoleBinding", "t-sandpit-operator"),
         ("Role", "t-sandpit-operator-leases"), ("RoleBinding", "t-sandpit-operator-leases"),
         ("Role", "t-sandpit-agent-leases"), ("RoleBinding", "t-sandpit-agent-leases"),
@@ -112,7 +112,7 @@ def test_the_token_is_random_and_mounted_by_both():
         assert any(a.endswith(f"-token-file={TOKEN_DIR}/token") for a in c["args"]), c["args"]
     # a Secret the user manages instead: none rendered, both mount theirs
     docs = render("agentToken.existingSecret=mine")
-    assert not [d for d in docs if d["kind"] == "Secret"]
+    assert not [d for d in docs if d["kind"] == "Secret" and not d["metadata"]["name"].endswith("-agent-tls")]
     for kind in ("Deployment", "DaemonSet"):
         vols = find(docs, kind)["spec"]["template"]["spec"]["volumes"]
         assert [v for v in vols if v["name"] == "agent-token"][0]["secret"]["secretName"] == "mine"
@@ -169,17 +169,19 @@ def test_agent_pod_shape():
     assert "--leader-elect=false" in single["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_agent_tls_off_by_default_and_on():
-    """agent.tls: off, the operator is told plain HTTP is meant; on, a CA and a
-    certificate for agent.tls.serverName (made by the chart, verifiable with
-    openssl) that the agents serve and whose CA alone the operator gets; a
-    Secret of the user's instead: nothing made, that one mounted."""
-    docs = render()
+def test_agent_tls_on_by_default_and_off():
+    """agent.tls: off, the operator is told plain HTTP is meant; on (the
+    default), a CA and a certificate for agent.tls.serverName (made by the
+    chart, verifiable with openssl) that the agents serve and whose CA alone
+    the operator gets; a Secret of the user's instead: nothing made, that one
+    mounted."""
+    docs = render("agent.tls.enabled=false")
     assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("agent-tls")]
     assert "--agent-insecure-http" in container(docs, "Deployment")["args"]
     assert any(a.startswith("--advertise=http://") for a in container(docs, "DaemonSet")["args"])
+    assert not [a for a in container(docs, "Deployment")["args"] if a.startswith("--agent-ca")]
 
-    docs = render("agent.tls.enabled=true")
+    docs = render()  # the default: on
     sec = find(docs, "Secret", "agent-tls")
     assert sec["type"] == "kubernetes.io/tls" and set(sec["data"]) == {"tls.crt", "tls.key", "ca.crt"}
     with tempfile.TemporaryDirectory() as d:

@@ -541,18 +541,39 @@ static void test_table(void **state)
         free(text);
 }
 
+static void test_mcp_gateway_ca(void **state)
+{
+        (void) state;
+        CliArgs a;
+        assert_int_equal(
+                PARSE(CLI_CMD_MCP, &a, "mcp", "--url", "https://g/mcp", "--gateway-ca", "/ca.pem"),
+                0);
+        assert_string_equal(a.mcp_url, "https://g/mcp");
+        assert_string_equal(a.gateway_ca, "/ca.pem");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_MCP, &a, "mcp", "--url", "https://g/mcp"), 0);
+        assert_null(a.gateway_ca);
+        cli_args_done(&a);
+        /* an empty file name, and the option on another command: usage errors */
+        assert_int_not_equal(PARSE(CLI_CMD_MCP, &a, "mcp", "--gateway-ca", ""), 0);
+        assert_non_null(strstr(a.error, "--gateway-ca"));
+        cli_args_done(&a);
+        assert_int_not_equal(PARSE(CLI_CMD_LS, &a, "ls", "--gateway-ca", "/ca.pem"), 0);
+        cli_args_done(&a);
+}
+
 int main(void)
 {
         /* As the sandpit binary does: a closed pipe is EPIPE, not death. */
         (void) signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_create_request),    cmocka_unit_test(test_usage_errors),
-                cmocka_unit_test(test_exec_request),      cmocka_unit_test(test_run_request),
-                cmocka_unit_test(test_other_requests),    cmocka_unit_test(test_command_names),
-                cmocka_unit_test(test_exit_status),       cmocka_unit_test(test_exec_events),
-                cmocka_unit_test(test_helpers),           cmocka_unit_test(test_table),
-                cmocka_unit_test(test_agent_unreachable), cmocka_unit_test(test_files_args),
-                cmocka_unit_test(test_network_args),
+                cmocka_unit_test(test_create_request), cmocka_unit_test(test_usage_errors),
+                cmocka_unit_test(test_mcp_gateway_ca), cmocka_unit_test(test_exec_request),
+                cmocka_unit_test(test_run_request),    cmocka_unit_test(test_other_requests),
+                cmocka_unit_test(test_command_names),  cmocka_unit_test(test_exit_status),
+                cmocka_unit_test(test_exec_events),    cmocka_unit_test(test_helpers),
+                cmocka_unit_test(test_table),          cmocka_unit_test(test_agent_unreachable),
+                cmocka_unit_test(test_files_args),     cmocka_unit_test(test_network_args),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

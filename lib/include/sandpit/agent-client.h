@@ -44,6 +44,10 @@ typedef struct {
 #define AGENT_DEFAULT_SERVER_NAME "sandpit-agent"
 /* -EINVAL: a path or name too long, or an empty name. NULL: back to the default. */
 int agent_client_set_tls(const AgentClientTls *tls);
+/* The settings in force, for a connection of this process's own to an agent
+ * (the gateway's port proxy); the strings point into the stored copy. Never
+ * set: no CA, no name, http:// allowed. */
+void agent_client_get_tls(AgentClientTls *ret);
 
 /* token: the agent's bearer token (TCP), NULL or "" for none. */
 int agent_client_new(const char *url, const char *token, AgentClient **ret);
