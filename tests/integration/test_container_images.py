@@ -196,9 +196,11 @@ def test_layouts_are_tagged_with_the_version(images):
     for what, layout in images.items():
         _, cfg = layout_manifest(layout)
         assert cfg["config"]["Labels"]["org.opencontainers.image.version"] == VERSION
-        assert cfg["config"]["Entrypoint"] == [f"/usr/local/bin/sandpit-{what}"], cfg["config"]
-    _, op = layout_manifest(images["operator"])
-    assert op["config"].get("User") == f"{OPERATOR_UID}:{OPERATOR_UID}", op["config"]
+        entry = {"test": ["/usr/local/bin/node", "/usr/local/lib/sandpit-test/helm-test.mjs"]}
+        assert cfg["config"]["Entrypoint"] == entry.get(what, [f"/usr/local/bin/sandpit-{what}"]), cfg["config"]
+    for what in ("operator", "test"):
+        _, c = layout_manifest(images[what])
+        assert c["config"].get("User") == f"{OPERATOR_UID}:{OPERATOR_UID}", c["config"]
     _, ag = layout_manifest(images["agent"])
     assert ag["config"].get("User", "") in ("", "0", "root"), ag["config"]
 
