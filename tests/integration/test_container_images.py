@@ -531,6 +531,14 @@ def watched(proc):
         objs.append(o)
 
 
+def node_counters(node):
+    """The node agent's sandbox creations and execs (its Prometheus /metrics)."""
+    r = node.api.get("/metrics")
+    assert r.status == 200, r
+    vals = dict(re.findall(r"^(sandpit_sandbox_creations_total|sandpit_exec_total) (\d+)$", r.body.decode(), re.M))
+    return int(vals["sandpit_sandbox_creations_total"]), int(vals["sandpit_exec_total"])
+
+
 def test_helm_test_pod_runs_the_e2b_sdk(images, operator_container, kube, node):  # noqa: F811 fixtures
     b = operator_container
     ns = "default"
@@ -540,6 +548,7 @@ def test_helm_test_pod_runs_the_e2b_sdk(images, operator_container, kube, node):
     token = hook_token(kube, docs, ns)
     try:
         w = watch_sandboxes(kube, ns)
+        made0, execs0 = node_counters(node)
         rc, out = run_hook(images["test"], pod, token, b.gateway)
         seen = watched(w)
         assert rc == 0, f"the helm test Pod failed ({rc}):\n{out}\noperator:\n{b.log_tail()}"
@@ -556,10 +565,15 @@ def test_helm_test_pod_runs_the_e2b_sdk(images, operator_container, kube, node):
         wait_for(lambda: kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{ns}/sandboxes/{name}")[0]
                  == 404, 60, what=f"Sandbox {name} to go")
         assert node.api.get(f"/v1/sandboxes/{node_sid}").status == 404
+        # one sandbox made on the node and one process started in it: the
+        # `2` is python3's in the sandbox (the test image has none of its own)
+        assert node_counters(node) == (made0 + 1, execs0 + 1)
 
         # a token the API server does not know: one line, exit 1, nothing made
+        made1 = node_counters(node)
         rc, out = run_hook(images["test"], pod, "not-a-token-" + rand_suffix(20), b.gateway)
         assert rc == 1, out
+        assert node_counters(node) == made1
         assert re.fullmatch(r"helm test: creating a sandbox of template host through http://\S+: .+\n", out), out
     finally:
         if getattr(kube, "real", False):
