@@ -59,7 +59,7 @@ rootfs: deps
 templates: all
 	@mk/templates.sh host
 
-# The operator and agent images (OCI layouts in build/images, tagged with
+# The operator, agent and helm-test images (OCI layouts in build/images, tagged with
 # VERSION), built by buildah without a daemon or a registry (docs/install.md).
 images: deps
 	@$(MAKE) --no-print-directory all

@@ -12,16 +12,20 @@
 #                     Debian bookworm minbase (debootstrap) with python3 and
 #                     bash, which the `host` template borrows through its /usr
 #                     bind. Runs as root (privileged): it makes the sandboxes.
+#   sandpit-test      the chart's `helm test` Pod: node (this machine's, with the
+#                     libraries `ldd` names), the official `e2b` npm SDK at the
+#                     version tests/compat pins (tests/compat/setup.sh) and
+#                     images/test/helm-test.mjs; user 65532, no shell, no apt.
 #
 # Each image is left in buildah's storage (<cache>/buildah) as localhost/<name>:<VERSION> and
 # written as an OCI layout, build/images/<name> (tag <VERSION>), which
 # `umoci unpack` or `skopeo copy oci:build/images/<name>:<VERSION> docker://...`
 # read. VERSION is the file at the top of the repository.
 #
-# Usage: mk/images.sh [--out DIR] [--cache DIR] [--force-base] [-v] operator|agent|all...
+# Usage: mk/images.sh [--out DIR] [--cache DIR] [--force-base] [-v] operator|agent|test|all...
 #   --out DIR     the layouts (default build/images)
-#   --cache DIR   where the agent's base root filesystem and buildah's storage
-#                 are kept between builds (default $SANDPIT_IMAGE_CACHE, else
+#   --cache DIR   where the agent's base root filesystem, the test image's
+#                 node_modules and buildah's storage are kept between builds (default $SANDPIT_IMAGE_CACHE, else
 #                 /var/lib/sandpit/image-base)
 #   --force-base  rebuild the agent's base even if it is cached
 #   -v            show debootstrap and buildah output on stderr
@@ -34,8 +38,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 readonly SUITE=bookworm
 # What sandpit-agent links (ldd build/bin/sandpit-agent), the OCI runtimes, and
-# what the `host` template's sandboxes run from the image's /usr; curl for the
-# chart's `helm test` Pod, which runs this image by default.
+# what the `host` template's sandboxes run from the image's /usr; curl, which
+# the `helm test` Pod used before it had the sandpit-test image (kept for now:
+# the list is the cached base's key, and a changed list builds a new base).
 readonly AGENT_PACKAGES=(
 	libjson-c5 libmicrohttpd12 libcurl4 libcgroup2 libarchive13 libyaml-0-2
 	libnl-3-200 libnl-route-3-200 libnftables1 libssl3 ca-certificates
@@ -62,13 +67,13 @@ while [ $# -gt 0 ]; do
 	--force-base) force_base=1 ;;
 	-v | --verbose) verbose=1 ;;
 	-h | --help) usage; exit 0 ;;
-	all) names+=(operator agent) ;;
-	operator | agent) names+=("$1") ;;
+	all) names+=(operator agent test) ;;
+	operator | agent | test) names+=("$1") ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 	shift
 done
-[ ${#names[@]} -gt 0 ] || { usage >&2; die "name an image: operator, agent or all"; }
+[ ${#names[@]} -gt 0 ] || { usage >&2; die "name an image: operator, agent, test or all"; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap; buildah's vfs storage keeps file owners)"
 command -v buildah >/dev/null || die "buildah is missing (mk/deps.sh installs it)"
 version=$(tr -d ' \n' <VERSION)
@@ -120,22 +125,30 @@ copy_with_libs() { # root file
 	done < <(ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
 }
 
-stage_operator() { # ctx
-	local ctx=$1 r=$1/rootfs
+# A root filesystem in ROOT with FILE (in /usr/local/bin) and the libraries it
+# links, /etc/passwd and /etc/group with the non-root user, nsswitch.conf, the
+# CA bundle and /tmp: all a dynamically linked program needs, no shell.
+minimal_root() { # root file
+	local r=$1
 	mkdir -p "$r"/usr/lib "$r"/usr/lib64 "$r"/etc "$r"/tmp "$r"/etc/ssl/certs
 	ln -s usr/lib "$r/lib"
 	ln -s usr/lib64 "$r/lib64"
 	ln -s usr/bin "$r/bin"
 	mkdir -p "$r/usr/bin"
 	chmod 1777 "$r/tmp"
-	copy_with_libs "$r" build/bin/sandpit-operator
-	rm "$r/usr/local/bin/sandpit-operator" # the binary comes in a layer of its own
+	copy_with_libs "$r" "$2"
 	printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnonroot:x:%d:%d:nonroot:/nonexistent:/usr/sbin/nologin\n' \
 		"$OPERATOR_UID" "$OPERATOR_UID" >"$r/etc/passwd"
 	printf 'root:x:0:\nnonroot:x:%d:\n' "$OPERATOR_UID" >"$r/etc/group"
 	printf 'hosts: files dns\n' >"$r/etc/nsswitch.conf"
 	[ -s /etc/ssl/certs/ca-certificates.crt ] || die "/etc/ssl/certs/ca-certificates.crt is missing (ca-certificates)"
 	cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/"
+}
+
+stage_operator() { # ctx
+	local ctx=$1 r=$1/rootfs
+	minimal_root "$r" build/bin/sandpit-operator
+	rm "$r/usr/local/bin/sandpit-operator" # the binary comes in a layer of its own
 	tar --numeric-owner --owner=0 --group=0 -C "$r" -cf "$ctx/rootfs.tar" .
 	rm -rf "$r"
 	mkdir -p "$ctx/bin"
@@ -205,6 +218,61 @@ stage_agent() { # ctx
 		build/bin/sandpit-operator "$ctx/bin/"
 	cp -r build/share/sandpit/kernels/. "$ctx/kernels/"
 	rm -rf "$ctx/kernels/__pycache__"
+}
+
+# ---------------------------------------------------------------- test
+
+# The `e2b` version tests/compat pins (its first release line): one place.
+e2b_version() {
+	local v
+	v=$(grep -o -m 1 '"[^"|]*|e2b@[0-9][0-9.]*' tests/compat/setup.sh | sed 's/.*e2b@//')
+	[[ $v =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "tests/compat/setup.sh: no e2b@VERSION in its LINES"
+	echo "$v"
+}
+
+# Prints the directory holding node_modules with `e2b` at VERSION and its
+# dependencies (no dev ones), installing it with npm (its configured registry,
+# its cache) if it is not cached: <name>.tmp-<pid> renamed into place.
+test_modules() { # version
+	local v=$1 dir tmp t0
+	dir=$cache/test-e2b-$v
+	if [ -d "$dir/node_modules/e2b" ] && [ "$force_base" -eq 0 ]; then
+		echo "$dir"
+		return
+	fi
+	command -v npm >/dev/null || die "npm is missing (mk/deps.sh installs nodejs)"
+	tmp=$dir.tmp-$$
+	TMPS+=("$tmp")
+	mkdir -p "$tmp"
+	echo '{"name":"sandpit-test","private":true}' >"$tmp/package.json"
+	t0=$(now_s)
+	log "test image: npm install e2b@$v"
+	(cd "$tmp" && run_logged npm install --prefer-offline --omit=dev --no-audit --no-fund --save-exact "e2b@$v")
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+	log "test image: e2b@$v in $(($(now_s) - t0)) s: $dir"
+	echo "$dir"
+}
+
+stage_test() { # ctx
+	local ctx=$1 r=$1/rootfs v mods node lib=/usr/local/lib/sandpit-test
+	node=$(command -v node) || die "node is missing (mk/deps.sh installs nodejs)"
+	v=$(e2b_version)
+	mods=$(test_modules "$v")
+	minimal_root "$r" "$(realpath -- "$node")"
+	mkdir -p "$r$lib"
+	cp -a "$mods/node_modules" "$mods/package.json" "$r$lib/"
+	install -m 0644 images/test/helm-test.mjs "$r$lib/"
+	# this node loads this SDK, and is one its `engines` names (>=20.18.1 <21
+	# || >=22 for the 2.x lines tests/compat pins; npm only warns)
+	(cd "$r$lib" && "$r/usr/local/bin/node" --input-type=module -e "
+		import { Sandbox } from 'e2b'
+		const [a, b, c] = process.versions.node.split('.').map(Number)
+		const ok = (a === 20 && (b > 18 || (b === 18 && c >= 1))) || a >= 22
+		if (typeof Sandbox.create !== 'function' || !ok) process.exit(1)") ||
+		die "test image: node $("$node" --version) cannot run e2b@$v (it wants node >= 20.18.1 <21 or >= 22)"
+	tar --numeric-owner --owner=0 --group=0 -C "$r" -cf "$ctx/rootfs.tar" .
+	rm -rf "$r"
 }
 
 # ---------------------------------------------------------------- build

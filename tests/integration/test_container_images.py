@@ -13,7 +13,14 @@ with runc from that bundle, configured as the chart starts it.
   capabilities and no new privileges, in-cluster (service account files and
   KUBERNETES_SERVICE_HOST/PORT) against the test API server (or the real one,
   `make test-k8s`), reconciles a Sandbox to Ready through an agent and removes
-  it on delete; its gateway answers.
+  it on delete; its gateway answers;
+- the test image runs the chart's `helm test` Pod as rendered (command, env,
+  user, read-only root) with its ServiceAccount's token (on the real control
+  plane the rendered ServiceAccount, Role and RoleBinding, so their rules are
+  proven enough): the official E2B SDK in it makes a sandbox through the
+  operator image's gateway, which gets `2` from python3 in the sandbox (the
+  test image has no python3) and kills it; a token the API server does not
+  know fails it with one line.
 
 The module builds the images first (the agent's debootstrap base is cached in
 /var/lib/sandpit/image-base, so a rebuild takes seconds)."""
@@ -32,6 +39,7 @@ import pytest
 import yaml
 
 from conftest import REPO, Client, build_templates, find_free_port, rand_suffix, wait_for, write_token_file
+from test_kube_apiserver import KUBECTL
 from test_operator import OP_NS, delete_and_prove_gone, kube, lease, manifest, node, wait_ready  # noqa: F401
 
 VERSION = (REPO / "VERSION").read_text().strip()
@@ -68,7 +76,8 @@ def images():
     r = subprocess.run([str(REPO / "mk" / "images.sh"), "all"], cwd=REPO, capture_output=True, text=True,
                        timeout=1800, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"mk/images.sh all failed:\n{r.stderr[-4000:]}"
-    return {"operator": IMAGES / "sandpit-operator", "agent": IMAGES / "sandpit-agent"}
+    return {"operator": IMAGES / "sandpit-operator", "agent": IMAGES / "sandpit-agent",
+            "test": IMAGES / "sandpit-test"}
 
 
 def layout_manifest(layout):
@@ -187,9 +196,11 @@ def test_layouts_are_tagged_with_the_version(images):
     for what, layout in images.items():
         _, cfg = layout_manifest(layout)
         assert cfg["config"]["Labels"]["org.opencontainers.image.version"] == VERSION
-        assert cfg["config"]["Entrypoint"] == [f"/usr/local/bin/sandpit-{what}"], cfg["config"]
-    _, op = layout_manifest(images["operator"])
-    assert op["config"].get("User") == f"{OPERATOR_UID}:{OPERATOR_UID}", op["config"]
+        entry = {"test": ["/usr/local/bin/node", "/usr/local/lib/sandpit-test/helm-test.mjs"]}
+        assert cfg["config"]["Entrypoint"] == entry.get(what, [f"/usr/local/bin/sandpit-{what}"]), cfg["config"]
+    for what in ("operator", "test"):
+        _, c = layout_manifest(images[what])
+        assert c["config"].get("User") == f"{OPERATOR_UID}:{OPERATOR_UID}", c["config"]
     _, ag = layout_manifest(images["agent"])
     assert ag["config"].get("User", "") in ("", "0", "root"), ag["config"]
 
@@ -404,3 +415,168 @@ def test_operator_image_reconciles_a_sandbox(operator_container, kube, node):  #
     # the gateway in the same binary answers (no API key: refused, not absent)
     assert http_status(f"http://127.0.0.1:{b.gateway}/sandboxes") == 401
     delete_and_prove_gone(kube, node, name)
+
+
+# --------------------------------------------------------------------------- helm test
+
+
+def render_hook(gateway_port, ns):
+    """The chart's `helm test` objects, rendered with the gateway on."""
+    helm = shutil.which("helm") or "/var/cache/sandpit/tools/bin/helm"
+    if not os.path.exists(helm):
+        pytest.fail(f"helm is missing ({helm}; mk/tools.sh installs it)", pytrace=False)
+    r = subprocess.run([helm, "template", "t", str(CHART), "--namespace", ns, "--show-only",
+                        "templates/tests/sandbox-test.yaml", "--set", "operator.gateway.enabled=true",
+                        "--set", f"operator.gateway.port={gateway_port}", "--set", "tests.template=host",
+                        "--set", "tests.timeoutSeconds=60"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def hook_token(kube, hook_docs, ns):
+    """A token of the hook's ServiceAccount with the hook's rules: on the real
+    control plane the rendered objects themselves and a TokenRequest; on the
+    fixture a registered token and the rendered Role's verbs as its grant."""
+    sa = next(d for d in hook_docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    role = next(d for d in hook_docs if d["kind"] == "Role")
+    assert role["rules"] == [{"apiGroups": ["sandpit.dev"], "resources": ["sandboxes"],
+                              "verbs": ["create", "delete"]}], role["rules"]
+    if getattr(kube, "real", False):
+        objs = [d for d in hook_docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+        kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+        st, _, tr = kube.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
+                                 {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                  "spec": {"expirationSeconds": 3600}})
+        assert st == 201, tr
+        return tr["status"]["token"]
+    user = f"system:serviceaccount:{ns}:{sa}"
+    token = f"hook-{rand_suffix(12)}"
+    for path, body in (("/_admin/tokens", {"token": token, "username": user, "uid": f"uid-{sa}",
+                                           "groups": ["system:serviceaccounts", "system:authenticated"]}),
+                       ("/_admin/grants", {"user": user, "namespace": ns, "verbs": role["rules"][0]["verbs"]})):
+        st, _, obj = kube.request("POST", path, body)
+        assert st in (200, 201), (path, st, obj)
+    return token
+
+
+def run_hook(layout, pod, token, gateway_port):
+    """The hook Pod's container from the test image's layout, as the kubelet
+    would start it: the rendered command and env, the pod's user, a read-only
+    root, no capabilities, no new privileges, the ServiceAccount files where a
+    pod has them; the gateway Service's name resolving to the loopback gateway
+    (the host's network). Returns (exit code, output)."""
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    b = Bundle(layout, "helm-test")
+    try:
+        # what the Pod needs is in the image, not on this host
+        assert (b.rootfs / "usr/local/lib/sandpit-test/node_modules/e2b/package.json").exists()
+        assert not any((b.rootfs / d / "python3").exists() for d in ("usr/bin", "usr/local/bin")), \
+            "the test image has python3: its `2` could come from itself"
+        env = {e["name"]: e["value"] for e in c["env"]}
+        url = env["E2B_API_URL"]
+        assert env["E2B_SANDBOX_URL"] == url
+        host = re.fullmatch(r"http://([a-z0-9.-]+):(\d+)", url)
+        assert host and int(host.group(2)) == gateway_port, url
+        sa = b.dir / "serviceaccount"
+        sa.mkdir()
+        (sa / "token").write_text(token)
+        (sa / "namespace").write_text(pod["metadata"]["namespace"])
+        hosts = b.dir / "hosts"
+        hosts.write_text(f"127.0.0.1 localhost {host.group(1)}\n")
+        for f in (sa, sa / "token", sa / "namespace", hosts):
+            os.chmod(f, 0o755 if f.is_dir() else 0o444)
+        cfg = b.config
+        uid = spec["securityContext"]["runAsUser"]
+        assert cfg["process"]["user"]["uid"] == uid == OPERATOR_UID, cfg["process"]["user"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        cfg["process"]["args"] = [*c["command"], *c.get("args", [])]
+        cfg["process"]["env"] = [e for e in cfg["process"].get("env", []) if e.startswith("PATH=")] + \
+            [f"{k}={v}" for k, v in env.items()]
+        assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}}, c["securityContext"]
+        cfg["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted", "inheritable",
+                                                          "ambient")}
+        cfg["process"]["noNewPrivileges"] = True
+        cfg["root"]["readonly"] = True
+        b.drop_namespace("network")
+        b.add_bind(sa, "/var/run/secrets/kubernetes.io/serviceaccount", ro=True)
+        b.add_bind(hosts, "/etc/hosts", ro=True)
+        b.run()
+        try:
+            rc = b.proc.wait(int(env["SANDPIT_TIMEOUT"]) * 3)
+        except subprocess.TimeoutExpired:
+            rc = None
+        return rc, b.log_tail()
+    finally:
+        b.remove()
+
+
+def watch_sandboxes(kube, ns):
+    """kubectl's watch of the Sandboxes in ns, every version as JSON."""
+    return subprocess.Popen([KUBECTL, "--kubeconfig", kube.kubeconfig, "get", "sandboxes.sandpit.dev", "-n", ns,
+                             "--watch", "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def watched(proc):
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    objs, dec, i = [], json.JSONDecoder(), 0
+    while True:
+        while i < len(out) and out[i].isspace():
+            i += 1
+        if i >= len(out):
+            return objs
+        o, i = dec.raw_decode(out, i)
+        objs.append(o)
+
+
+def node_counters(node):
+    """The node agent's sandbox creations and execs (its Prometheus /metrics)."""
+    r = node.api.get("/metrics")
+    assert r.status == 200, r
+    vals = dict(re.findall(r"^(sandpit_sandbox_creations_total|sandpit_exec_total) (\d+)$", r.body.decode(), re.M))
+    return int(vals["sandpit_sandbox_creations_total"]), int(vals["sandpit_exec_total"])
+
+
+def test_helm_test_pod_runs_the_e2b_sdk(images, operator_container, kube, node):  # noqa: F811 fixtures
+    b = operator_container
+    ns = "default"
+    docs = render_hook(b.gateway, ns)
+    pod = next(d for d in docs if d["kind"] == "Pod")
+    assert pod["spec"]["containers"][0]["image"] == f"sandpit-test:{VERSION}"
+    token = hook_token(kube, docs, ns)
+    try:
+        w = watch_sandboxes(kube, ns)
+        made0, execs0 = node_counters(node)
+        rc, out = run_hook(images["test"], pod, token, b.gateway)
+        seen = watched(w)
+        assert rc == 0, f"the helm test Pod failed ({rc}):\n{out}\noperator:\n{b.log_tail()}"
+        m = re.fullmatch(r"sandbox (\S+) \(template host\): python3 -c 'print\(1\+1\)' printed 2; killed\n", out)
+        assert m, out
+        sid = m.group(1)
+        # that sandbox was a Sandbox of the hook's namespace, Ready on the node
+        ready = [o for o in seen if sid in json.dumps(o) and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in o.get("status", {}).get("conditions", []))]
+        assert ready, f"no Ready Sandbox with {sid} in the watch: {json.dumps(seen)[:3000]}"
+        node_sid = ready[-1]["status"]["sandboxID"]
+        # and it is gone: the object and the node's sandbox
+        name = ready[-1]["metadata"]["name"]
+        wait_for(lambda: kube.request("GET", f"/apis/sandpit.dev/v1alpha1/namespaces/{ns}/sandboxes/{name}")[0]
+                 == 404, 60, what=f"Sandbox {name} to go")
+        assert node.api.get(f"/v1/sandboxes/{node_sid}").status == 404
+        # one sandbox made on the node and one process started in it: the
+        # `2` is python3's in the sandbox (the test image has none of its own)
+        assert node_counters(node) == (made0 + 1, execs0 + 1)
+
+        # a token the API server does not know: one line, exit 1, nothing made
+        made1 = node_counters(node)
+        rc, out = run_hook(images["test"], pod, "not-a-token-" + rand_suffix(20), b.gateway)
+        assert rc == 1, out
+        assert node_counters(node) == made1
+        assert re.fullmatch(r"helm test: creating a sandbox of template host through http://\S+: .+\n", out), out
+    finally:
+        if getattr(kube, "real", False):
+            kube.kubectl("delete", "serviceaccount,role,rolebinding", "-n", ns, "t-sandpit-test",
+                         "--ignore-not-found", check=False)
+    assert token not in b.log_tail(), "the hook's token was logged"

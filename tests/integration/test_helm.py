@@ -412,9 +412,10 @@ def test_rendered_commands_run_a_sandbox(kube, templates_dir, tmp_path, tls):
         wait_for(lambda: sid not in Path(f"/proc/{agent.proc.pid}/mountinfo").read_text(), 30,
                  what="the deleted sandbox's mounts to go")
 
-        # `helm test`: the hook Pod's own script (sh and curl, the pod's service
-        # account files and KUBERNETES_SERVICE_*) makes a Sandbox, sees it Ready
-        # and deletes it
+        # `helm test` with the gateway off (with it on, test_container_images.py
+        # runs the E2B SDK Pod): the hook Pod's own script (sh and curl, the
+        # pod's service account files and KUBERNETES_SERVICE_*) makes a
+        # Sandbox, sees it Ready and deletes it
         hook = find(docs, "Pod", "test")["spec"]["containers"][0]
         hook_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
         hook_env["NAME"] = "0f1e2d3c-aaaa-bbbb-cccc-000000000000"  # the pod's uid
