@@ -48,6 +48,20 @@ except OSError:
 '''
 
 
+# Connects to each HOST:PORT (the agent's port is no echo): true when the connection opens.
+CONNECT = r'''
+import json, socket, sys
+res = {}
+for t in sys.argv[1:]:
+    h, p = t.rsplit(":", 1)
+    try:
+        socket.create_connection((h, int(p)), timeout=1.5).close(); res[t] = True
+    except OSError:
+        res[t] = False
+print(json.dumps(res))
+'''
+
+
 @pytest.fixture(scope="module")
 def lab(templates_dir, agent):
     lab = tn.Lab(templates_dir)
@@ -79,13 +93,15 @@ def in_ns(ns, code, *args):
 
 def test_targets_answer_the_node(lab):
     """Positive control: every forbidden target answers from the node."""
-    got = lab.probe_from_node(f"tcp:{NODE}:7001", f"tcp:{NODE}:{AGENT_PORT}", f"tcp:{METADATA}:7001",
+    got = lab.probe_from_node(f"tcp:{NODE}:7001", f"tcp:{METADATA}:7001",
                               f"tcp:{BLOCKED}:7001", f"tcp:{OUTSIDE2}:7002", f"udp:{OUTSIDE}:7003")
     assert all(got.values()), got
+    got = json.loads(in_ns(lab.node, CONNECT, f"{NODE}:{AGENT_PORT}", f"{GATEWAY}:{AGENT_PORT}"))
+    assert got[f"{NODE}:{AGENT_PORT}"], got
     assert "node6" in in_ns(lab.node, "import socket; print(socket.create_connection(('::1', 7006)).recv(9))")
 
 
-FORBIDDEN = [f"tcp:{NODE}:7001", f"tcp:{NODE}:{AGENT_PORT}", f"tcp:{GATEWAY}:7001", f"tcp:{GATEWAY}:{AGENT_PORT}",
+FORBIDDEN = [f"tcp:{NODE}:7001", f"tcp:{GATEWAY}:7001",
              f"tcp:{METADATA}:7001", f"udp:{METADATA}:7003", f"tcp:{BLOCKED}:7001", f"udp:{BLOCKED}:7003"]
 
 POLICIES = {
@@ -111,6 +127,10 @@ def test_node_agent_metadata_and_blocked_ranges_unreachable(lab, net, policy):
     assert not reached, f"{policy}: reached {reached}"
     # the probe works: the open outside is reached where the policy allows it
     assert got[f"tcp:{OUTSIDE}:7001"] is (policy != "deny"), got
+    r = net.exec(sb["id"], cmd=["python3", "-c", CONNECT, f"{NODE}:{AGENT_PORT}", f"{GATEWAY}:{AGENT_PORT}"])
+    assert r.exit_code == 0, r
+    opened = [t for t, ok in json.loads(r.stdout).items() if ok]
+    assert not opened, f"{policy}: connected to the node at {opened}"
 
 
 def test_another_sandbox_is_unreachable_both_ways(lab, net):

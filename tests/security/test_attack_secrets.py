@@ -82,11 +82,12 @@ def test_init_holds_no_secret_in_environ_or_cmdline(dclient):
     own environment or argv: root reading /proc/1/environ and cmdline finds
     nothing, nor in any process other than those started with it."""
     sid = dclient.create(secret_env={"SBX_SECRET": SECRET})["id"]
-    r = dclient.exec(sid, cmd=["python3", "-c",
-                               "import sys; v=sys.argv[1][::-1].encode(); "
-                               "print(any(v in open(f'/proc/1/{f}','rb').read() for f in ('environ','cmdline')))",
-                               SECRET[::-1]], user="root", env={"SBX_SECRET": "overridden"})
-    assert r.exit_code == 0 and r.stdout == "False\n", r
+    code = ("import sys\nv = sys.argv[1][::-1].encode()\nfor f in ('environ', 'cmdline'):\n"
+            "    try:\n        print(f, v in open('/proc/1/' + f, 'rb').read())\n"
+            "    except OSError as e:\n        print(f, 'denied', e.errno)\n")
+    r = dclient.exec(sid, cmd=["python3", "-c", code, SECRET[::-1]], user="root", env={"SBX_SECRET": "overridden"})
+    assert r.exit_code == 0, r
+    assert "True" not in r.stdout and r.stdout.count("\n") == 2, r
 
 
 def test_secret_values_in_no_answer_or_log(dclient, dagent):
@@ -105,7 +106,7 @@ def test_secret_values_in_no_answer_or_log(dclient, dagent):
         assert g.status == 200, (path, g)
         bodies.append(g.body)
     log = dagent.log.read_bytes()[before:]
-    assert b"SBX_SECRET" in log or b"sandbox" in log, "the debug log says nothing: the check would be empty"
+    assert sid.encode() in log, "the debug log says nothing of the sandbox: the check would be empty"
     for v in (SECRET, EXEC_SECRET):
         assert v.encode() not in log, "a secret value in the agent's log"
         for b in bodies:
@@ -113,7 +114,7 @@ def test_secret_values_in_no_answer_or_log(dclient, dagent):
 
 
 @pytest.mark.parametrize("bad", [
-    {"secret_env": {"BAD NAME": SECRET}},
+    {"secret_env": {"A=B": SECRET}},
     {"secret_env": {"DUP": SECRET}, "env": {"DUP": "x"}},
     {"secret_env": {"NUL": SECRET + "\u0000"}},
     {"secret_env": {"OK": SECRET}, "memory": "lots"},
