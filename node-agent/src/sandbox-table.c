@@ -322,6 +322,8 @@ int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
                 info.rootfs = NULL, r = -ENOMEM;
         else if (!(info.user = strdup(sb->spec.user)))
                 r = -ENOMEM;
+        else if (!(info.name = strdup(sb->name ? sb->name : id)))
+                r = -ENOMEM;
         else
                 info.disk = sb->spec.disk;
         (void) pthread_mutex_unlock(&a->lock);
@@ -338,5 +340,6 @@ void sandbox_fs_info_done(SandboxFsInfo *i)
 {
         free(i->rootfs);
         free(i->user);
+        free(i->name);
         *i = (SandboxFsInfo){0};
 }

@@ -115,12 +115,12 @@ static void test_in_root(void **state)
         /* Writes through the links resolve inside the root, never outside:
          * there, the link's target directory does not exist. */
         json_object *e = NULL;
-        assert_int_equal(files_write(&r, "/home/user/abs", -1, "x", 1, -1, &e), -ENOENT);
+        assert_int_equal(files_write(&r, NULL, "/home/user/abs", -1, "x", 1, -1, &e), -ENOENT);
         /* As the user, "rel" ends at the root's "/", which only root may write. */
-        assert_int_equal(files_write(&r, "/home/user/rel", -1, "x", 1, -1, &e), -EACCES);
+        assert_int_equal(files_write(&r, NULL, "/home/user/rel", -1, "x", 1, -1, &e), -EACCES);
         FsRoot rr;
         assert_int_equal(fsroot_open(root, "root", &rr), 0);
-        assert_int_equal(files_write(&rr, "/home/user/rel", -1, "x", 1, -1, &e), 0);
+        assert_int_equal(files_write(&rr, NULL, "/home/user/rel", -1, "x", 1, -1, &e), 0);
         json_object_put(e);
         fsroot_done(&rr);
         char p[256], buf[32] = "";
@@ -136,8 +136,8 @@ static void test_in_root(void **state)
         int rfd = -1;
         off_t size = 0;
         assert_int_equal(files_open_read(&r, "/private", &rfd, &size), -EACCES);
-        assert_int_equal(files_write(&r, "/etc/new", -1, "x", 1, -1, &e), -EACCES);
-        assert_int_equal(files_write(&r, "/home/user/d/new", -1, "x", 1, -1, &e), 0);
+        assert_int_equal(files_write(&r, NULL, "/etc/new", -1, "x", 1, -1, &e), -EACCES);
+        assert_int_equal(files_write(&r, NULL, "/home/user/d/new", -1, "x", 1, -1, &e), 0);
         json_object_put(e);
         (void) snprintf(p, sizeof(p), "%s/home/user/d/new", root);
         assert_int_equal(stat(p, &st), 0);
