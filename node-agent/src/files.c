@@ -131,8 +131,8 @@ static int copy_charged(const FilesCharge *charge, int fd, int src_fd, const voi
         return WEXITSTATUS(status) ? -WEXITSTATUS(status) : 0;
 }
 
-static int write_as_user(const FsRoot *r, const FilesCharge *charge, const char *abspath,
-                         int src_fd, const void *data, size_t len, int mode,
+static int write_as_user(const FsRoot *r, FsCred *cred, const FilesCharge *charge,
+                         const char *abspath, int src_fd, const void *data, size_t len, int mode,
                          json_object **ret_entry)
 {
         cleanup_close int pfd = -1;
@@ -158,9 +158,15 @@ static int write_as_user(const FsRoot *r, const FilesCharge *charge, const char 
         (void) fcntl(fd, F_SETFL, 0);
         if (ftruncate(fd, 0) < 0)
                 return -errno;
-        if (charge)
+        if (charge) {
+                /* Moving a process between cgroups takes the agent's own credentials; the
+                 * file is open already, and writing to it checks nothing more. */
+                fscred_leave(cred);
                 k = copy_charged(charge, fd, src_fd, data, len);
-        else
+                int e = fscred_enter(r, cred);
+                if (k >= 0 && e < 0)
+                        k = e;
+        } else
                 k = src_fd >= 0 ? copy_fd(fd, src_fd) : write_all(fd, data, len);
         if (k < 0)
                 return k;
@@ -176,7 +182,7 @@ int files_write(const FsRoot *r, const FilesCharge *charge, const char *abspath,
         int k = fscred_enter(r, &c);
         if (k < 0)
                 return k;
-        k = write_as_user(r, charge, abspath, src_fd, data, len, mode, ret_entry);
+        k = write_as_user(r, &c, charge, abspath, src_fd, data, len, mode, ret_entry);
         fscred_leave(&c);
         return k;
 }
