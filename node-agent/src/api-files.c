@@ -208,8 +208,7 @@ static void handle_write(HttpRequest *req, const FsRoot *root, const FilesCharge
         size_t len = 0;
         const char *data = http_request_body(req, &len);
         json_object *entry = NULL;
-        int r = files_write(root, charge, path, http_request_body_fd(req), data, len, mode,
-                            &entry);
+        int r = files_write(root, charge, path, http_request_body_fd(req), data, len, mode, &entry);
         if (r < 0)
                 respond_fs_error(req, r, path);
         else

@@ -90,8 +90,7 @@ static int entry_of_fd(const FsRoot *r, const char *abspath, int fd, json_object
  * writes a byte: pages of the sandbox's tmpfs are charged to whoever first writes them, and the
  * agent's cgroup is no sandbox's. The child only reads, writes and exits (async-signal-safe:
  * the agent has threads). */
-static int copy_charged(const FilesCharge *charge, int fd, int src_fd, const void *data,
-                        size_t len)
+static int copy_charged(const FilesCharge *charge, int fd, int src_fd, const void *data, size_t len)
 {
         int go[2];
         if (pipe2(go, O_CLOEXEC) < 0)
