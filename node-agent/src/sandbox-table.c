@@ -320,9 +320,8 @@ int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
                 r = -EBUSY;
         else if (asprintf(&info.rootfs, "%s/rootfs", sb->dir) < 0)
                 info.rootfs = NULL, r = -ENOMEM;
-        else if (!(info.user = strdup(sb->spec.user)))
-                r = -ENOMEM;
-        else if (!(info.name = strdup(sb->name ? sb->name : id)))
+        else if (!(info.user = strdup(sb->spec.user)) ||
+                 !(info.name = strdup(sb->name ? sb->name : id)))
                 r = -ENOMEM;
         else
                 info.disk = sb->spec.disk;
