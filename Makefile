@@ -3,7 +3,7 @@
 # (pytest, real runc/cgroups/tmpfs, as root). See README.md.
 include mk/config.mk
 
-.PHONY: all deps run test test-k8s unit integration bench lint format format-check rootfs templates images clean fuzz
+.PHONY: all deps run test test-k8s unit integration bench soak lint format format-check rootfs templates images clean fuzz
 
 all: $(BIN)/sandpit-agent $(BIN)/sandpit-init $(BIN)/sandpit $(BIN)/sandpit-operator
 
@@ -49,6 +49,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@mk/tools.sh
 	@bench/run.sh
+
+# create/exec/delete cycles with the agent SIGKILLed at random points, then a
+# leak check (tests/soak.py; minutes, not part of `make test`).
+SOAK_CYCLES ?= 2000
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@tests/soak.py --cycles $(SOAK_CYCLES) $(SOAK_ARGS)
 
 # The `default` template: a Debian rootfs with python3, nodejs and the
 # code-interpreter staples, built once per machine outside the repository.

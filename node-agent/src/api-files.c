@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "files-archive.h"
 #include "files-watch.h"
 #include "files.h"
@@ -74,8 +75,9 @@ static void respond_fs_error(HttpRequest *req, int r, const char *path)
 }
 
 /* Opens the sandbox's root as the requested user (?user=, else the sandbox's);
- * on failure answers and returns < 0. */
-static int open_root(Agent *a, HttpRequest *req, const char *id, FsRoot *ret)
+ * on failure answers and returns < 0. ret_name (may be NULL): the sandbox's
+ * cgroup name. */
+static int open_root(Agent *a, HttpRequest *req, const char *id, FsRoot *ret, char **ret_name)
 {
         SandboxFsInfo info;
         int r = sandbox_fs_info(a, id, &info);
@@ -99,6 +101,8 @@ static int open_root(Agent *a, HttpRequest *req, const char *id, FsRoot *ret)
                 http_respond_error(req, 400, "unknown user \"%.64s\" in sandbox %s", user, id);
         else if (r < 0)
                 api_respond_errno(req, r, NULL, "cannot open the sandbox's filesystem");
+        if (r >= 0 && ret_name)
+                *ret_name = TAKE_PTR(info.name);
         sandbox_fs_info_done(&info);
         return r;
 }
@@ -179,7 +183,19 @@ static int parse_mode(const char *s, int *ret)
         return 0;
 }
 
-static void handle_write(HttpRequest *req, const FsRoot *root)
+/* Uploads are copied by a child charged to the sandbox's memory cgroup (files_write). */
+typedef struct {
+        Agent *agent;
+        const char *name;
+} ChargeTo;
+
+static int charge_enter(void *userdata, pid_t pid)
+{
+        const ChargeTo *c = userdata;
+        return cg_charge_pid(c->agent->cg, c->name, pid);
+}
+
+static void handle_write(HttpRequest *req, const FsRoot *root, const FilesCharge *charge)
 {
         cleanup_free char *path = NULL;
         if (get_path(req, root, NULL, "path", &path) < 0)
@@ -192,14 +208,14 @@ static void handle_write(HttpRequest *req, const FsRoot *root)
         size_t len = 0;
         const char *data = http_request_body(req, &len);
         json_object *entry = NULL;
-        int r = files_write(root, path, http_request_body_fd(req), data, len, mode, &entry);
+        int r = files_write(root, charge, path, http_request_body_fd(req), data, len, mode, &entry);
         if (r < 0)
                 respond_fs_error(req, r, path);
         else
                 respond_entry(req, 200, entry);
 }
 
-static void handle_batch(HttpRequest *req, const FsRoot *root)
+static void handle_batch(HttpRequest *req, const FsRoot *root, const FilesCharge *charge)
 {
         cleanup_json json_object *body = NULL;
         if (http_request_parse_json(req, &body) < 0)
@@ -248,8 +264,8 @@ static void handle_batch(HttpRequest *req, const FsRoot *root)
                 if (!b)
                         len = d ? (size_t) json_object_get_string_len(d) : 0;
                 json_object *entry = NULL;
-                int r = files_write(root, path, -1, data, len, m ? json_object_get_int(m) : -1,
-                                    &entry);
+                int r = files_write(root, charge, path, -1, data, len,
+                                    m ? json_object_get_int(m) : -1, &entry);
                 if (r < 0) {
                         json_object_put(out);
                         respond_fs_error(req, r, path);
@@ -276,14 +292,17 @@ void api_files_handle(Agent *a, HttpRequest *req, const char *id, const char *re
                 return;
         }
         cleanup_fsroot FsRoot root = {.root_fd = -1};
-        if (open_root(a, req, id, &root) < 0)
+        cleanup_free char *name = NULL;
+        if (open_root(a, req, id, &root, &name) < 0)
                 return;
+        ChargeTo to = {.agent = a, .name = name};
+        FilesCharge charge = {.enter = charge_enter, .userdata = &to};
         if (batch)
-                handle_batch(req, &root);
+                handle_batch(req, &root, &charge);
         else if (get)
                 handle_read(req, &root);
         else
-                handle_write(req, &root);
+                handle_write(req, &root, &charge);
 }
 
 /* --- /fs/{ls,stat,exists,mkdir,rm,mv} --------------------------------------------- */
@@ -349,7 +368,7 @@ void api_fs_handle(Agent *a, HttpRequest *req, const char *id, const char *rest)
         if (body && check_body(req, body, mk ? mkdir_keys : rm ? rm_keys : mv_keys) < 0)
                 return;
         cleanup_fsroot FsRoot root = {.root_fd = -1};
-        if (open_root(a, req, id, &root) < 0)
+        if (open_root(a, req, id, &root, NULL) < 0)
                 return;
         cleanup_free char *path = NULL;
         if (get_path(req, &root, arg_string(req, body, mv ? "source" : "path"),
@@ -459,7 +478,7 @@ void api_archive_handle(Agent *a, HttpRequest *req, const char *id, const char *
         if (parse_limit(req, &limit) < 0)
                 return;
         cleanup_fsroot FsRoot root = {.root_fd = -1};
-        if (open_root(a, req, id, &root) < 0)
+        if (open_root(a, req, id, &root, NULL) < 0)
                 return;
         cleanup_free char *path = NULL;
         if (get_path(req, &root, NULL, "path", &path) < 0)
@@ -514,7 +533,7 @@ void api_watch_handle(Agent *a, HttpRequest *req, const char *id, const char *re
                 return;
         }
         cleanup_fsroot FsRoot root = {.root_fd = -1};
-        if (open_root(a, req, id, &root) < 0)
+        if (open_root(a, req, id, &root, NULL) < 0)
                 return;
         cleanup_free char *path = NULL;
         if (get_path(req, &root, NULL, "path", &path) < 0)

@@ -1025,6 +1025,20 @@ int cg_update(CgManager *m, const char *id, const CgLimits *limits)
         return m->ops->apply(m, path, limits);
 }
 
+int cg_charge_pid(CgManager *m, const char *id, pid_t pid)
+{
+        cleanup_free char *path = NULL;
+        char v[24];
+        int r = cg_child_path(m, id, &path);
+
+        if (r < 0)
+                return r;
+        (void) snprintf(v, sizeof(v), "%d", (int) pid);
+        /* v2: the core cgroup.procs file; v1: the memory hierarchy's. */
+        return m->io->ops->write(m->io, m->ops->version == CG_VERSION_V2 ? NULL : "memory", path,
+                                 "cgroup.procs", v);
+}
+
 int cg_runtime_path(const CgManager *m, const char *id, char **ret)
 {
         cleanup_free char *path = NULL;

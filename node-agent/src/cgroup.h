@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef enum {
         CG_VERSION_AUTO,
@@ -57,6 +58,9 @@ int cg_kill_all(CgManager *m, const char *id, int sig);
 /* SIGKILLs what is left (thawing first), waits for it and removes the cgroup from every
  * controller. Already gone (e.g. removed by `runc delete`) = 0; -EBUSY if tasks outlive ~5 s. */
 int cg_destroy(CgManager *m, const char *id);
+/* Moves pid into the sandbox's memory cgroup (v1: the memory hierarchy only; v2: its cgroup), so
+ * what pid allocates from then on, tmpfs pages included, is charged to the sandbox. */
+int cg_charge_pid(CgManager *m, const char *id, pid_t pid);
 /* Names of the parent's children (NULL-terminated, possibly empty), for cleanup after restart. */
 int cg_list(CgManager *m, char ***ret_ids);
 /* Freezes or thaws, waiting up to ~2 s for the kernel to finish (-ETIMEDOUT otherwise). */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandpit/macro.h"
@@ -85,8 +86,53 @@ static int entry_of_fd(const FsRoot *r, const char *abspath, int fd, json_object
         return 0;
 }
 
-static int write_as_user(const FsRoot *r, const char *abspath, int src_fd, const void *data,
-                         size_t len, int mode, json_object **ret_entry)
+/* The copy in a child that charge->enter() has moved into the sandbox's memory cgroup before it
+ * writes a byte: pages of the sandbox's tmpfs are charged to whoever first writes them, and the
+ * agent's cgroup is no sandbox's. The child only reads, writes and exits (async-signal-safe:
+ * the agent has threads). */
+static int copy_charged(const FilesCharge *charge, int fd, int src_fd, const void *data, size_t len)
+{
+        int go[2];
+        if (pipe2(go, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0) {
+                int e = -errno;
+                (void) close(go[0]);
+                (void) close(go[1]);
+                return e;
+        }
+        if (pid == 0) {
+                char c = 0;
+                ssize_t n;
+                (void) close(go[1]);
+                do
+                        n = read(go[0], &c, 1);
+                while (n < 0 && errno == EINTR);
+                if (n != 1)
+                        _exit(ECANCELED);
+                int k = src_fd >= 0 ? copy_fd(fd, src_fd) : write_all(fd, data, len);
+                _exit(k < 0 ? -k : 0);
+        }
+        (void) close(go[0]);
+        int r = charge->enter(charge->userdata, pid);
+        if (r >= 0 && write(go[1], "g", 1) != 1)
+                r = -EIO;
+        (void) close(go[1]); /* without the byte, the child exits at once */
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return r < 0 ? r : -errno;
+        if (r < 0)
+                return r;
+        if (WIFSIGNALED(status))
+                return -ENOSPC;
+        return WEXITSTATUS(status) ? -WEXITSTATUS(status) : 0;
+}
+
+static int write_as_user(const FsRoot *r, FsCred *cred, const FilesCharge *charge,
+                         const char *abspath, int src_fd, const void *data, size_t len, int mode,
+                         json_object **ret_entry)
 {
         cleanup_close int pfd = -1;
         const char *name = NULL;
@@ -111,7 +157,16 @@ static int write_as_user(const FsRoot *r, const char *abspath, int src_fd, const
         (void) fcntl(fd, F_SETFL, 0);
         if (ftruncate(fd, 0) < 0)
                 return -errno;
-        k = src_fd >= 0 ? copy_fd(fd, src_fd) : write_all(fd, data, len);
+        if (charge) {
+                /* Moving a process between cgroups takes the agent's own credentials; the
+                 * file is open already, and writing to it checks nothing more. */
+                fscred_leave(cred);
+                k = copy_charged(charge, fd, src_fd, data, len);
+                int e = fscred_enter(r, cred);
+                if (k >= 0 && e < 0)
+                        k = e;
+        } else
+                k = src_fd >= 0 ? copy_fd(fd, src_fd) : write_all(fd, data, len);
         if (k < 0)
                 return k;
         if (mode >= 0 && fchmod(fd, (mode_t) mode) < 0)
@@ -119,14 +174,14 @@ static int write_as_user(const FsRoot *r, const char *abspath, int src_fd, const
         return entry_of_fd(r, abspath, fd, ret_entry);
 }
 
-int files_write(const FsRoot *r, const char *abspath, int src_fd, const void *data, size_t len,
-                int mode, json_object **ret_entry)
+int files_write(const FsRoot *r, const FilesCharge *charge, const char *abspath, int src_fd,
+                const void *data, size_t len, int mode, json_object **ret_entry)
 {
         FsCred c;
         int k = fscred_enter(r, &c);
         if (k < 0)
                 return k;
-        k = write_as_user(r, abspath, src_fd, data, len, mode, ret_entry);
+        k = write_as_user(r, &c, charge, abspath, src_fd, data, len, mode, ret_entry);
         fscred_leave(&c);
         return k;
 }

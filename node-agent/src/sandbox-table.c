@@ -322,7 +322,8 @@ int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
                 r = -EBUSY;
         else if (asprintf(&info.rootfs, "%s/rootfs", sb->dir) < 0)
                 info.rootfs = NULL, r = -ENOMEM;
-        else if (!(info.user = strdup(sb->spec.user)))
+        else if (!(info.user = strdup(sb->spec.user)) ||
+                 !(info.name = strdup(sb->name ? sb->name : id)))
                 r = -ENOMEM;
         else
                 info.disk = sb->spec.disk;
@@ -340,5 +341,6 @@ void sandbox_fs_info_done(SandboxFsInfo *i)
 {
         free(i->rootfs);
         free(i->user);
+        free(i->name);
         *i = (SandboxFsInfo){0};
 }

@@ -100,6 +100,7 @@ typedef struct {
         char *rootfs;
         char *user;
         uint64_t disk;
+        char *name; /* its cgroup's (Sandbox.name): what file writes are charged to */
 } SandboxFsInfo;
 int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret);
 void sandbox_fs_info_done(SandboxFsInfo *i);

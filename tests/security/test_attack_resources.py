@@ -151,12 +151,12 @@ def test_inode_bomb_bounded_by_the_disk(client, agent, make_sandbox):
     assert client.sh(sid, "cat /tmp/ok") == "ok\n"
 
 
-@pytest.mark.xfail(strict=True, reason="hole: files written through the files API are charged to the agent's memory "
-                                       "cgroup, not the sandbox's (the agent writes the disk tmpfs from the host); "
-                                       "up to `disk` per sandbox of node memory outside every sandbox's limit")
 def test_files_api_upload_is_charged_to_the_sandbox(client, agent, make_sandbox):
     """The same 48 MiB, written from inside (charged to the sandbox: checked
-    first, so the test can tell) and then uploaded through the files API."""
+    first, so the test can tell) and then uploaded through the files API: the
+    upload's tmpfs pages are the sandbox's too (the agent copies them from a
+    child in the sandbox's memory cgroup), not node memory outside every
+    sandbox's limit."""
     sid = make_sandbox(memory="256Mi", disk="256Mi")["id"]
     mem = agent.cgroup_dir("memory", sid) / "memory.usage_in_bytes"
     before = read_int(mem)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +95,8 @@ static int teardown_tree(void **state)
         (void) state;
         if (geteuid() == 0 && root[0])
                 (void) rm_rf(base);
+        /* mkdtemp() filled in the template: the next setup needs it back. */
+        (void) snprintf(base, sizeof(base), "/tmp/sandpit-fsroot-XXXXXX");
         return 0;
 }
 
@@ -115,12 +118,12 @@ static void test_in_root(void **state)
         /* Writes through the links resolve inside the root, never outside:
          * there, the link's target directory does not exist. */
         json_object *e = NULL;
-        assert_int_equal(files_write(&r, "/home/user/abs", -1, "x", 1, -1, &e), -ENOENT);
+        assert_int_equal(files_write(&r, NULL, "/home/user/abs", -1, "x", 1, -1, &e), -ENOENT);
         /* As the user, "rel" ends at the root's "/", which only root may write. */
-        assert_int_equal(files_write(&r, "/home/user/rel", -1, "x", 1, -1, &e), -EACCES);
+        assert_int_equal(files_write(&r, NULL, "/home/user/rel", -1, "x", 1, -1, &e), -EACCES);
         FsRoot rr;
         assert_int_equal(fsroot_open(root, "root", &rr), 0);
-        assert_int_equal(files_write(&rr, "/home/user/rel", -1, "x", 1, -1, &e), 0);
+        assert_int_equal(files_write(&rr, NULL, "/home/user/rel", -1, "x", 1, -1, &e), 0);
         json_object_put(e);
         fsroot_done(&rr);
         char p[256], buf[32] = "";
@@ -136,8 +139,8 @@ static void test_in_root(void **state)
         int rfd = -1;
         off_t size = 0;
         assert_int_equal(files_open_read(&r, "/private", &rfd, &size), -EACCES);
-        assert_int_equal(files_write(&r, "/etc/new", -1, "x", 1, -1, &e), -EACCES);
-        assert_int_equal(files_write(&r, "/home/user/d/new", -1, "x", 1, -1, &e), 0);
+        assert_int_equal(files_write(&r, NULL, "/etc/new", -1, "x", 1, -1, &e), -EACCES);
+        assert_int_equal(files_write(&r, NULL, "/home/user/d/new", -1, "x", 1, -1, &e), 0);
         json_object_put(e);
         (void) snprintf(p, sizeof(p), "%s/home/user/d/new", root);
         assert_int_equal(stat(p, &st), 0);
@@ -153,11 +156,64 @@ static void test_in_root(void **state)
         assert_int_equal(fsroot_open(root, "nosuchuser", &bad), -ENOENT);
 }
 
+/* A charge callback: records the pid it was given (and the caller's fsuid, which must be root's
+ * again for a cgroup write), and answers what the test set. */
+static pid_t charged_pid;
+static int charged_fsuid;
+static int charge_answer;
+
+static int record_charge(void *userdata, pid_t pid)
+{
+        (void) userdata;
+        charged_pid = pid;
+        charged_fsuid = setfsuid((uid_t) -1);
+        return charge_answer;
+}
+
+static void test_charged_write(void **state)
+{
+        (void) state;
+        if (geteuid() != 0)
+                skip(); /* needs root: setfsuid */
+        FsRoot r;
+        assert_int_equal(fsroot_open(root, "user", &r), 0);
+        FilesCharge charge = {.enter = record_charge};
+        json_object *e = NULL;
+        char p[256], buf[32] = "";
+        /* The data is copied by another process, entered with root's credentials; the file is
+         * the user's with the data. */
+        charged_pid = 0, charged_fsuid = -1, charge_answer = 0;
+        assert_int_equal(files_write(&r, &charge, "/home/user/charged", -1, "payload", 7, -1, &e),
+                         0);
+        json_object_put(e);
+        assert_true(charged_pid > 0 && charged_pid != getpid());
+        assert_int_equal(charged_fsuid, 0);
+        (void) snprintf(p, sizeof(p), "%s/home/user/charged", root);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, buf, sizeof(buf) - 1), 7);
+        (void) close(fd);
+        assert_string_equal(buf, "payload");
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_uid, 1000);
+        /* A charge that fails: its error, and the child wrote nothing. */
+        charge_answer = -ENOENT;
+        assert_int_equal(files_write(&r, &charge, "/home/user/charged", -1, "other", 5, -1, &e),
+                         -ENOENT);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        /* The thread is root again after the call. */
+        assert_int_equal(setfsuid((uid_t) -1), 0);
+        fsroot_done(&r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_abspath),
                 cmocka_unit_test_setup_teardown(test_in_root, setup_tree, teardown_tree),
+                cmocka_unit_test_setup_teardown(test_charged_write, setup_tree, teardown_tree),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
