@@ -41,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # kernel update it for a run's env (JavaKernel.java, Env).
 CHILDREN = {
     "r": ["Rscript", "--vanilla", os.path.join(HERE, "r_kernel.R")],
-    "java": ["java", "-XX:+UseSerialGC", "-Xshare:auto",
+    "java": ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              "--add-opens=java.base/java.lang=ALL-UNNAMED",
              "--add-opens=java.base/java.util=ALL-UNNAMED",
              os.path.join(HERE, "JavaKernel.java")],
