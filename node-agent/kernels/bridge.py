@@ -38,13 +38,15 @@ import sandpit_mask
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The JVM's environment map is read once at its start: --add-opens lets the
-# kernel update it for a run's env (JavaKernel.java, Env).
+# kernel update it for a run's env (JavaKernel.java, Env). `make` compiles
+# JavaKernel.class next to the source; without it the JDK compiles the source
+# at every start (single-file launch), which takes as long again.
+JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "--add-opens=java.base/java.lang=ALL-UNNAMED", "--add-opens=java.base/java.util=ALL-UNNAMED"]
 CHILDREN = {
     "r": ["Rscript", "--vanilla", os.path.join(HERE, "r_kernel.R")],
-    "java": ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             "--add-opens=java.base/java.lang=ALL-UNNAMED",
-             "--add-opens=java.base/java.util=ALL-UNNAMED",
-             os.path.join(HERE, "JavaKernel.java")],
+    "java": JAVA + (["-cp", HERE, "JavaKernel"] if os.path.exists(os.path.join(HERE, "JavaKernel.class"))
+                    else [os.path.join(HERE, "JavaKernel.java")]),
 }
 FORWARDED = ("result", "error")
 
