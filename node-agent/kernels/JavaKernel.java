@@ -30,6 +30,9 @@ import jdk.jshell.VarSnippet;
 
 public class JavaKernel {
     private static OutputStream events;
+    // Set by SIGINT (the agent's interrupt): a stopped snippet's event says
+    // nothing of it.
+    private static volatile boolean interrupted;
 
     public static void main(String[] args) throws Exception {
         BufferedReader reqs = new BufferedReader(
@@ -38,7 +41,10 @@ public class JavaKernel {
         JShell shell = JShell.builder().executionEngine("local").out(System.out).err(System.err).build();
         // The first eval loads the compiler: pay for it before ready.
         shell.eval("int $sandpit_warmup = 0;");
-        sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> shell.stop());
+        sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> {
+            interrupted = true;
+            shell.stop();
+        });
         send("{\"type\":\"ready\"}");
         String line;
         while ((line = reqs.readLine()) != null) {
@@ -46,6 +52,7 @@ public class JavaKernel {
             @SuppressWarnings("unchecked")
             Map<String, Object> env = req.get("env") instanceof Map ? (Map<String, Object>) req.get("env") : Map.of();
             Map<String, String> saved = Env.apply(env);
+            interrupted = false;
             try {
                 run(shell, req.get("code") instanceof String ? (String) req.get("code") : "");
             } catch (Throwable t) {
@@ -76,7 +83,12 @@ public class JavaKernel {
             String src = snippets.get(i);
             String value = null;
             boolean expression = false;
-            for (SnippetEvent ev : shell.eval(src)) {
+            List<SnippetEvent> evs = shell.eval(src);
+            if (interrupted) {
+                error("KeyboardInterrupt", "interrupted", "");
+                return;
+            }
+            for (SnippetEvent ev : evs) {
                 if (ev.causeSnippet() != null) continue;
                 Snippet sn = ev.snippet();
                 if (ev.status() == Snippet.Status.REJECTED) {

@@ -94,7 +94,7 @@ def test_language_kernel(client, make_sandbox, lang):
 
     # Another context has its own state.
     c = client.post(ctx_path(sid), {"language": lang.alias})
-    assert c.status == 200 and c.json()["language"] == lang.name, c
+    assert c.status == 201 and c.json()["language"] == lang.name, c
     other = c.json()["id"]
     r = run_code(client, sid, "x", context=other)
     assert r.status == 200 and r.err is not None, r
@@ -151,7 +151,7 @@ def test_language_streams_and_interrupts(client, make_sandbox, lang):
     assert r.stdout == "first\nsaw the file\n" and r.err is None, r
 
     t = run_code(client, sid, lang.forever, language=lang.name, timeout=1)
-    assert t.end["timed_out"] is True and t.err["name"] == "TimeoutError", t
+    assert t.end["timed_out"] is True and t.err and t.err["name"] == "TimeoutError", t
     assert ok(run_code(client, sid, "x", language=lang.name)).text == lang.get_text
 
 
