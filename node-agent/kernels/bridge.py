@@ -185,13 +185,13 @@ class Bridge:
             self.req_w.write(line.encode())
             self.pump()
         except (ChildGone, BrokenPipeError):
+            # The interpreter exited (quit(), System.exit): so does the bridge,
+            # with its status, which the agent reports as ContextDied.
             self.drain()
+            for name in self.maskers:
+                self.emit(name, b"", final=True)
             rc = self.child.wait()
-            self.send({"type": "error", "name": "KernelExited",
-                       "value": "the interpreter exited with status %d; restart the context" % rc,
-                       "traceback": ""})
-            self.send({"type": "end_of_execution"})
-            sys.exit(0)
+            sys.exit(rc if rc >= 0 else 128 - rc)
         self.send({"type": "end_of_execution"})
         self.set_secrets([])
 

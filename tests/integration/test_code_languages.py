@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import Response, assert_error
+from conftest import Response, assert_error, wait_for
 from test_code import Run, ctx_path, ok, open_run, run_code
 
 SECRET = "kern-s3cret-Hq4Rt8"
@@ -37,7 +37,7 @@ LANGS = {
               'for (let i = 0; i < 600 && !__go(); i++)\n'
               '  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);\n'
               'console.log(__go() ? "saw the file" : "no file");'),
-        forever="while (true) {}"),
+        forever="while (true) {}", exit="process.exit(3)"),
     "r": Lang(
         "r", "r", "/usr/bin/Rscript",
         set="x <- 41; x + 1", set_text="[1] 42", get_text="[1] 41",
@@ -53,7 +53,7 @@ LANGS = {
         wait=('cat("first\\n")\n'
               'for (i in 1:600) { if (file.exists("/tmp/go")) break; Sys.sleep(0.05) }\n'
               'cat(if (file.exists("/tmp/go")) "saw the file\\n" else "no file\\n")'),
-        forever="repeat {}"),
+        forever="repeat {}", exit="quit(status = 3)"),
     "java": Lang(
         "java", "java", "/usr/lib/jvm/default-java/jmods/jdk.jshell.jmod",
         set="int x = 41;\nx + 1", set_text="42", get_text="41",
@@ -70,7 +70,7 @@ LANGS = {
         wait=('System.out.println("first");\n'
               'for (int i = 0; i < 600 && !new java.io.File("/tmp/go").exists(); i++) Thread.sleep(50);\n'
               'System.out.println(new java.io.File("/tmp/go").exists() ? "saw the file" : "no file");'),
-        forever="while (true) {}"),
+        forever="while (true) {}", exit="System.exit(3);"),
 }
 
 
@@ -153,6 +153,22 @@ def test_language_streams_and_interrupts(client, make_sandbox, lang):
     t = run_code(client, sid, lang.forever, language=lang.name, timeout=1)
     assert t.end["timed_out"] is True and t.err and t.err["name"] == "TimeoutError", t
     assert ok(run_code(client, sid, "x", language=lang.name)).text == lang.get_text
+
+
+def test_language_exit_kills_the_context(client, make_sandbox, lang):
+    """The interpreter exiting is the context's death, as for Python."""
+    sid = make_sandbox(memory="1Gi")["id"]
+    ok(run_code(client, sid, lang.set, language=lang.name))
+    r = run_code(client, sid, lang.exit, language=lang.name)
+    assert r.status == 200 and r.err and r.err["name"] == "ContextDied", r
+    assert "status 3" in r.err["value"], r.err
+
+    def state():
+        return {c["id"]: c for c in client.get(ctx_path(sid)).json()["contexts"]}[lang.name]["state"]
+    wait_for(lambda: state() == "dead", 10, what="the context is dead")
+    assert run_code(client, sid, "1", language=lang.name).status == 409
+    assert client.post(ctx_path(sid, lang.name) + "/restart").status == 200
+    assert run_code(client, sid, "x", language=lang.name).err is not None  # a fresh kernel
 
 
 def test_unknown_language_lists_the_languages(client, sandbox):
