@@ -5,7 +5,7 @@
 # A cell is parsed whole (a syntax error runs nothing), then evaluated one
 # top-level expression at a time in the global environment, as R's REPL
 # does: a visible value is printed, except the last one, which is the run's
-# result (its text as print() shows it).
+# result (its text as print() shows it; a data frame also as html and json).
 local({
   reqs <- file("/dev/fd/3", open = "r", blocking = TRUE, raw = TRUE)
   evs <- file("/dev/fd/4", open = "w", blocking = TRUE, raw = TRUE)
@@ -57,6 +57,23 @@ local({
          traceback = paste(c(head, if (length(tb)) c("Traceback:", rev(tb))), collapse = "\n"))
   }
 
+  # A data frame as an HTML table, as pandas gives one (the first 1000 rows).
+  html_table <- function(df) {
+    esc <- function(x) {
+      x <- gsub("&", "&amp;", x, fixed = TRUE)
+      x <- gsub("<", "&lt;", x, fixed = TRUE)
+      gsub(">", "&gt;", x, fixed = TRUE)
+    }
+    f <- format(df[seq_len(min(nrow(df), 1000L)), , drop = FALSE])
+    cells <- function(tag, v) if (length(v)) paste0("<", tag, ">", esc(v), "</", tag, ">", collapse = "") else ""
+    rows <- vapply(seq_len(nrow(f)), function(i) {
+      paste0("<tr>", cells("th", rownames(f)[i]), cells("td", vapply(f[i, , drop = FALSE], as.character, "")),
+             "</tr>")
+    }, "")
+    paste0('<table class="dataframe"><thead><tr><th></th>', cells("th", names(df)),
+           "</tr></thead><tbody>", paste(rows, collapse = ""), "</tbody></table>")
+  }
+
   .sandpit_cell <- function(expr) withVisible(eval(expr, globalenv()))
 
   run <- function(code) {
@@ -90,6 +107,10 @@ local({
         j <- tryCatch(jsonlite::fromJSON(to_json(r$value), simplifyVector = FALSE),
                       error = function(e) NULL)
         if (!is.null(j)) ev$json <- j
+      }
+      if (is.data.frame(r$value)) {
+        h <- tryCatch(html_table(r$value), error = function(e) NULL)
+        if (!is.null(h)) ev$html <- h
       }
       send(ev)
     }

@@ -175,3 +175,13 @@ def test_unknown_language_lists_the_languages(client, sandbox):
     body = assert_error(client.post(f"/v1/sandboxes/{sandbox['id']}/code", {"code": "1", "language": "cobol"}), 400)
     for name in ("python", "javascript", "typescript", "r", "java", "bash"):
         assert name in body["message"], body
+
+
+def test_r_data_frame_is_html_and_json(client, make_sandbox):
+    if not os.path.exists(LANGS["r"].need):
+        pytest.skip("R is missing: mk/deps.sh installs it")
+    sid = make_sandbox()["id"]
+    r = ok(run_code(client, sid, 'data.frame(a = 1:2, b = c("x", "<y>"))', language="r"))
+    assert r.text.splitlines()[0].split() == ["a", "b"], r
+    assert r.main["json"] == [{"a": 1, "b": "x"}, {"a": 2, "b": "<y>"}], r
+    assert r.main["html"].startswith('<table class="dataframe">') and "<td>&lt;y&gt;</td>" in r.main["html"], r
