@@ -111,3 +111,14 @@ $(BUILD)/share/sandpit/kernels/%: node-agent/kernels/%
 	@echo "  INSTALL $@"
 	@install -m 0644 $< $@
 all: $(KERNELS)
+# The Java kernel compiled once: half its start (bridge.py falls back to the
+# JDK's single-file launch of the .java without it). -XDignore.symbol.file:
+# no warning for sun.misc.Signal, its interrupt handler.
+ifneq ($(shell command -v javac),)
+JAVA_KERNEL := $(BUILD)/share/sandpit/kernels/JavaKernel.class
+$(JAVA_KERNEL): node-agent/kernels/JavaKernel.java
+	@mkdir -p $(dir $@)
+	@echo "  JAVAC   $@"
+	@javac -XDignore.symbol.file -d $(dir $@) $<
+all: $(JAVA_KERNEL)
+endif

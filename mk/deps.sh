@@ -40,6 +40,9 @@ PACKAGES=(
         buildah
         # tests/integration/test_examples.py runs the Argo CD health check (Lua) on Sandboxes
         lua5.4
+        # the TypeScript, R and Java kernels (docs/code-interpreter.md), run in the `host`
+        # template's sandboxes from the host's /usr; javac compiles JavaKernel.java at `make`
+        node-typescript r-base-core r-cran-jsonlite default-jdk-headless
 )
 
 missing=()

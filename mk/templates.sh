@@ -331,10 +331,23 @@ build_host() { # tmpdir
 		services: files
 	EOF
 	cp -L /etc/os-release "$r/etc/os-release"
+	# What the bound /usr reaches in /etc: the alternatives' links (java,
+	# jshell, ...) and the configuration /usr/lib/R and /usr/lib/jvm link to.
+	for d in /etc/alternatives /etc/R /etc/java-*; do
+		[ -d "$d" ] && cp -a "$d" "$r/etc/"
+	done
+	if [ -d /etc/ssl/certs/java ]; then
+		mkdir -p "$r/etc/ssl/certs"
+		cp -a /etc/ssl/certs/java "$r/etc/ssl/certs/"
+	fi
 
 	host_command python3 >/dev/null && langs+=(python)
 	host_command node >/dev/null && langs+=(javascript)
 	host_command bash >/dev/null && langs+=(bash)
+	# The kernels of docs/code-interpreter.md: typescript.js, r_kernel.R, JavaKernel.java.
+	host_command node >/dev/null && [ -f /usr/share/nodejs/typescript/lib/typescript.js ] && langs+=(typescript)
+	host_command Rscript >/dev/null && [ -d /usr/lib/R/site-library/jsonlite ] && langs+=(r)
+	host_command java >/dev/null && [ -d /usr/lib/jvm/default-java/jmods ] && langs+=(java)
 	write_template_json "$t/template.json" host "$TEMPLATE_USER" \
 		"$(json_array "${langs[@]}")" "$(json_array "${binds[@]}")"
 }

@@ -1207,7 +1207,8 @@ const McpTool mcp_tools[] = {
                 .title = "Run code",
                 .description =
                         "Run code in a notebook-style interpreter in a sandbox: Python (default), "
-                        "JavaScript or bash. Variables, imports and files persist between calls "
+                        "JavaScript or bash; TypeScript, R and Java where the sandbox's template "
+                        "has them. Variables, imports and files persist between calls "
                         "in the same context. The value of the last expression is returned; "
                         "matplotlib figures come back as PNG images, DataFrames as HTML. Python "
                         "has numpy, pandas and matplotlib.",
@@ -1215,7 +1216,8 @@ const McpTool mcp_tools[] = {
                         "{\"type\":\"object\",\"properties\":{"
                         "\"code\":{\"type\":\"string\",\"description\":\"The code to run\"},"
                         "\"language\":{\"type\":\"string\",\"enum\":[\"python\",\"javascript\","
-                        "\"bash\"],\"description\":\"Default python\"},"
+                        "\"typescript\",\"r\",\"java\",\"bash\"],"
+                        "\"description\":\"Default python\"},"
                         "\"context\":{\"type\":\"string\",\"description\":\"A context id (its "
                         "own state); default: the language's default context\"},"
                         "\"timeout\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":"

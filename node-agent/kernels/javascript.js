@@ -114,11 +114,14 @@ function errorEvent(e) {
   return { type: 'error', name: 'Error', value: 'Uncaught ' + util.inspect(e), traceback: '' };
 }
 
+// typescript.js sets it: the cell's source to JavaScript, or throws.
+let transform = null;
+
 async function execute(code, n) {
-  let src = code;
+  let src = transform ? transform(code, n) : code;
   let wrapped = false;
-  if (processTopLevelAwait && /\bawait\b/.test(code)) {
-    const w = processTopLevelAwait(code);
+  if (processTopLevelAwait && /\bawait\b/.test(src)) {
+    const w = processTopLevelAwait(src);
     if (w !== null) {
       src = w;
       wrapped = true;
@@ -169,7 +172,8 @@ async function run(req) {
   setSecrets([]);
 }
 
-function main() {
+function main(options) {
+  transform = (options && options.transform) || null;
   const sock = net.createConnection(sockPath);
   sock.on('connect', () => {
     fd = sock._handle.fd;
@@ -202,4 +206,5 @@ function main() {
   sock.on('error', () => process.exit(1));
 }
 
-main();
+if (require.main === module) main();
+module.exports = { main };

@@ -30,11 +30,8 @@ static int parse_language(json_object *v, const char **ret, char *err, size_t er
                 const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v)
                                                                          : "(not a string)";
                 (void) snprintf(err, errlen,
-                                streq(s, "typescript") || streq(s, "ts")
-                                        ? "typescript is not available in this sandbox "
-                                          "(see docs/code-interpreter.md)"
-                                        : "unknown language \"%.32s\": use python, javascript "
-                                          "or bash",
+                                "unknown language \"%.32s\": use python, javascript (js), "
+                                "typescript (ts), r, java or bash",
                                 s);
                 return -EINVAL;
         }

@@ -94,6 +94,12 @@ static const CodeLanguage languages[] = {
          {"node", "--expose-internals", CODE_KERNELS_MOUNT "/javascript.js"},
          "NODE_NO_WARNINGS=1"},
         {"bash", {"python3", CODE_KERNELS_MOUNT "/bash.py"}, NULL},
+        {"typescript",
+         {"node", "--expose-internals", CODE_KERNELS_MOUNT "/typescript.js"},
+         "NODE_NO_WARNINGS=1"},
+        /* R and Java through bridge.py (their events masked and limited there). */
+        {"r", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "r"}, NULL},
+        {"java", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "java"}, NULL},
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -106,6 +112,8 @@ const char *code_language_normalize(const char *name)
                 return NULL;
         if (streq(name, "js"))
                 return "javascript";
+        if (streq(name, "ts"))
+                return "typescript";
         for (size_t i = 0; i < ARRAY_SIZE(languages); i++)
                 if (streq(name, languages[i].name))
                         return languages[i].name;

@@ -92,7 +92,7 @@ def test_tools_and_schemas(mcp):
         assert t["annotations"] is not None and "readOnlyHint" in t["annotations"], name
     rc = tools["run_code"]
     assert rc["input"]["required"] == ["code"]
-    assert rc["input"]["properties"]["language"]["enum"] == ["python", "javascript", "bash"]
+    assert rc["input"]["properties"]["language"]["enum"] == ["python", "javascript", "typescript", "r", "java", "bash"]
     assert rc["output"]["properties"]["stdout"]["type"] == "string"
     assert tools["read_file"]["annotations"]["readOnlyHint"] is True
     assert tools["read_file"]["output"] is None  # text or image content: not structured

@@ -24,6 +24,17 @@ def test_code_interpreter(sdk):
     assert out["killed"] is True
 
 
+def test_code_interpreter_languages(sdk):
+    out = sdk("code-languages.mjs")
+    assert out["ts"] == "42"
+    assert out["r"] == "[1] 42" and out["rStdout"] == "from r\n"
+    assert out["java"] == "42"
+    assert out["javaErr"] == "NumberFormatException"
+    assert out["rCtx"] == "r"
+    assert out["rCtxIsolated"] == "[1] FALSE"
+    assert out["killed"] is True
+
+
 def test_files(sdk):
     out = sdk("files.mjs")
     assert out["writePath"] == "/home/user/compat/a.txt"

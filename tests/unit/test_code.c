@@ -170,7 +170,12 @@ static void test_languages(void **state)
         assert_string_equal(code_language_normalize("js"), "javascript");
         assert_string_equal(code_language_normalize("javascript"), "javascript");
         assert_string_equal(code_language_normalize("bash"), "bash");
-        assert_null(code_language_normalize("typescript"));
+        assert_string_equal(code_language_normalize("typescript"), "typescript");
+        assert_string_equal(code_language_normalize("ts"), "typescript");
+        assert_string_equal(code_language_normalize("r"), "r");
+        assert_string_equal(code_language_normalize("java"), "java");
+        assert_null(code_language_normalize("R"));
+        assert_null(code_language_normalize("tsx"));
         assert_null(code_language_normalize("Python"));
         assert_null(code_language_normalize(""));
         assert_null(code_language_normalize(NULL));

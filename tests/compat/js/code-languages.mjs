@@ -1,0 +1,25 @@
+// runCode in TypeScript, R and Java through @e2b/code-interpreter (the SDK
+// sends language "ts", "r", "java"), in the `host` template, which has the
+// host's node-typescript, R and JDK. Prints one JSON line of what it saw.
+import { Sandbox } from '@e2b/code-interpreter'
+
+const out = {}
+const sbx = await Sandbox.create('host', { metadata: { suite: 'compat-code-languages' }, timeoutMs: 180_000 })
+console.log(JSON.stringify({ created: [sbx.sandboxId] }))
+try {
+  const ts = await sbx.runCode('const n: number = 20; n + 22', { language: 'ts' })
+  out.ts = ts.text ?? null
+  const r = await sbx.runCode('cat("from r\\n"); 6 * 7', { language: 'r' })
+  out.r = r.text ?? null
+  out.rStdout = r.logs.stdout.join('')
+  const java = await sbx.runCode('int k = 41;\nk + 1', { language: 'java' })
+  out.java = java.text ?? null
+  const err = await sbx.runCode('Integer.parseInt("x")', { language: 'java' })
+  out.javaErr = err.error?.name ?? null
+  const ctx = await sbx.createCodeContext({ language: 'r' })
+  out.rCtx = ctx.language
+  out.rCtxIsolated = (await sbx.runCode('exists("k")', { context: ctx })).text ?? null
+} finally {
+  out.killed = await sbx.kill()
+}
+console.log(JSON.stringify(out))

@@ -1,0 +1,187 @@
+"""Code interpreter: the TypeScript, R and Java kernels (typescript.js,
+r_kernel.R and JavaKernel.java through bridge.py; docs/code-interpreter.md)
+in sandboxes of the `host` template, which has the host's node-typescript,
+R and JDK (mk/deps.sh)."""
+
+import os
+
+import pytest
+
+from conftest import Response, assert_error, wait_for
+from test_code import Run, ctx_path, ok, open_run, run_code
+
+SECRET = "kern-s3cret-Hq4Rt8"
+SECRET2 = "run-s3cret-Zp2Lw5"
+
+
+class Lang:
+    def __init__(self, name, alias, need, **code):
+        self.name, self.alias, self.need = name, alias, need
+        self.__dict__.update(code)
+
+
+LANGS = {
+    "typescript": Lang(
+        "typescript", "ts", "/usr/share/nodejs/typescript/lib/typescript.js",
+        set="let x: number = 41; x + 1", set_text="42", get_text="41",
+        output='console.log("a"); console.error("b"); console.log("c"); 7', output_text="7",
+        error='function f(): never { throw new TypeError("boom") }\nf()',
+        error_name="TypeError", error_frame="at f ",
+        bad="let = = ;", bad_name="SyntaxError", bad_detail="TS1109",
+        env="process.env.FOO", env_text="'bar'", env_unset="process.env.FOO === undefined",
+        env_unset_text="true",
+        secret='console.log(process.env.TOKEN); console.log(process.env.RUNSEC); process.env.TOKEN',
+        secret_text="'***'",
+        wait=('console.log("first");\n'
+              'const __go = () => require("fs").existsSync("/tmp/go");\n'
+              'for (let i = 0; i < 600 && !__go(); i++)\n'
+              '  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);\n'
+              'console.log(__go() ? "saw the file" : "no file");'),
+        forever="while (true) {}", exit="process.exit(3)"),
+    "r": Lang(
+        "r", "r", "/usr/bin/Rscript",
+        set="x <- 41; x + 1", set_text="[1] 42", get_text="[1] 41",
+        output='cat("a\\n"); message("b"); cat("c\\n"); 7', output_text="[1] 7",
+        error='f <- function() stop("boom")\nf()',
+        error_name="simpleError", error_frame="f()",
+        bad="x <- (", bad_name="SyntaxError", bad_detail="unexpected",
+        env='Sys.getenv("FOO")', env_text='[1] "bar"', env_unset='Sys.getenv("FOO", NA)',
+        env_unset_text="[1] NA",
+        secret='cat(Sys.getenv("TOKEN"), "\\n", sep = ""); cat(Sys.getenv("RUNSEC"), "\\n", sep = ""); '
+               'Sys.getenv("TOKEN")',
+        secret_text='[1] "***"',
+        wait=('cat("first\\n")\n'
+              'for (i in 1:600) { if (file.exists("/tmp/go")) break; Sys.sleep(0.05) }\n'
+              'cat(if (file.exists("/tmp/go")) "saw the file\\n" else "no file\\n")'),
+        forever="repeat {}", exit="quit(status = 3)"),
+    "java": Lang(
+        "java", "java", "/usr/lib/jvm/default-java/jmods/jdk.jshell.jmod",
+        set="int x = 41;\nx + 1", set_text="42", get_text="41",
+        output='System.out.println("a"); System.err.println("b"); System.out.println("c"); 7',
+        output_text="7",
+        error='void f() { throw new IllegalStateException("boom"); }\nf();',
+        error_name="IllegalStateException", error_frame="at f(",
+        bad='int y = "s";', bad_name="CompilationError", bad_detail="incompatible types",
+        env='System.getenv("FOO")', env_text='"bar"', env_unset='System.getenv("FOO") == null',
+        env_unset_text="true",
+        secret='System.out.println(System.getenv("TOKEN")); System.out.println(System.getenv("RUNSEC")); '
+               'System.getenv("TOKEN")',
+        secret_text='"***"',
+        wait=('System.out.println("first");\n'
+              'for (int i = 0; i < 600 && !new java.io.File("/tmp/go").exists(); i++) Thread.sleep(50);\n'
+              'System.out.println(new java.io.File("/tmp/go").exists() ? "saw the file" : "no file");'),
+        forever="while (true) {}", exit="System.exit(3);"),
+}
+
+
+@pytest.fixture(params=sorted(LANGS))
+def lang(request):
+    lg = LANGS[request.param]
+    if not os.path.exists(lg.need):
+        pytest.skip(f"{lg.need} is missing: mk/deps.sh installs it")
+    return lg
+
+
+def test_language_kernel(client, make_sandbox, lang):
+    """Value, state per context, output, errors, env and secrets: one
+    sandbox per language, as a kernel's start is the slow part."""
+    sid = make_sandbox(memory="1Gi", secret_env={"TOKEN": SECRET})["id"]
+    # The alias the E2B SDK sends reaches the same default context.
+    r = ok(run_code(client, sid, lang.set, language=lang.alias))
+    assert r.text == lang.set_text and r.count == 1, r
+    r = ok(run_code(client, sid, "x", language=lang.name))
+    assert r.text == lang.get_text and r.count == 2, r
+
+    # Another context has its own state.
+    c = client.post(ctx_path(sid), {"language": lang.alias})
+    assert c.status == 201 and c.json()["language"] == lang.name, c
+    other = c.json()["id"]
+    r = run_code(client, sid, "x", context=other)
+    assert r.status == 200 and r.err is not None, r
+    r = ok(run_code(client, sid, "x", language=lang.name))
+    assert r.text == lang.get_text, r
+
+    # stdout and stderr, then the value.
+    r = ok(run_code(client, sid, lang.output, language=lang.name))
+    assert r.stdout == "a\nc\n" and r.stderr == "b\n" and r.text == lang.output_text, r
+    last_output = max(i for i, t in enumerate(r.types) if t in ("stdout", "stderr"))
+    assert last_output < r.types.index("result") < r.types.index("end_of_execution"), r
+
+    # A runtime error: name, value, the user's frames; the state survives.
+    r = run_code(client, sid, lang.error, language=lang.name)
+    assert r.status == 200 and r.err is not None, r
+    assert r.err["name"] == lang.error_name and r.err["value"] == "boom", r.err
+    assert lang.error_frame in r.err["traceback"], r.err
+    assert "bridge.py" not in r.err["traceback"] and "JavaKernel" not in r.err["traceback"], r.err
+    r = run_code(client, sid, lang.bad, language=lang.name)
+    assert r.err and r.err["name"] == lang.bad_name and lang.bad_detail in r.err["traceback"], r
+    assert ok(run_code(client, sid, "x", language=lang.name)).text == lang.get_text
+
+    # A run's env is seen by that run only.
+    assert ok(run_code(client, sid, lang.env, language=lang.name, env={"FOO": "bar"})).text == lang.env_text
+    assert ok(run_code(client, sid, lang.env_unset, language=lang.name)).text == lang.env_unset_text
+
+    # The sandbox's secret and a run's own are masked in output and results.
+    r = ok(run_code(client, sid, lang.secret, language=lang.name, secret_env={"RUNSEC": SECRET2}))
+    assert r.stdout == "***\n***\n" and r.text == lang.secret_text, r
+    for _, ev in r.events:
+        assert SECRET not in str(ev) and SECRET2 not in str(ev), ev
+
+
+def test_language_streams_and_interrupts(client, make_sandbox, lang):
+    """Output arrives while the run goes on (the run waits for a file the
+    test creates only once it has seen the first line); a timeout interrupts
+    a busy loop and the context keeps its state."""
+    sid = make_sandbox(memory="1Gi")["id"]
+    ok(run_code(client, sid, lang.set, language=lang.name))
+    s = open_run(client, sid, lang.wait, language=lang.name)
+    assert not isinstance(s, Response), s
+    with s:
+        seen = ""
+        for ev in s:
+            assert ev["type"] != "end_of_execution", s.events
+            if ev["type"] == "stdout":
+                seen += ev["text"]
+                if seen.endswith("\n"):
+                    break
+        assert seen == "first\n", s.events
+        client.sh(sid, "touch /tmp/go", user="root")
+        s.read_all()
+    r = Run(200, events=s.events)
+    assert r.stdout == "first\nsaw the file\n" and r.err is None, r
+
+    t = run_code(client, sid, lang.forever, language=lang.name, timeout=1)
+    assert t.end["timed_out"] is True and t.err and t.err["name"] == "TimeoutError", t
+    assert ok(run_code(client, sid, "x", language=lang.name)).text == lang.get_text
+
+
+def test_language_exit_kills_the_context(client, make_sandbox, lang):
+    """The interpreter exiting is the context's death, as for Python."""
+    sid = make_sandbox(memory="1Gi")["id"]
+    ok(run_code(client, sid, lang.set, language=lang.name))
+    r = run_code(client, sid, lang.exit, language=lang.name)
+    assert r.status == 200 and r.err and r.err["name"] == "ContextDied", r
+    assert "status 3" in r.err["value"], r.err
+
+    def state():
+        return {c["id"]: c for c in client.get(ctx_path(sid)).json()["contexts"]}[lang.name]["state"]
+    wait_for(lambda: state() == "dead", 10, what="the context is dead")
+    assert run_code(client, sid, "1", language=lang.name).status == 409
+    assert client.post(ctx_path(sid, lang.name) + "/restart").status == 200
+    assert run_code(client, sid, "x", language=lang.name).err is not None  # a fresh kernel
+
+
+def test_unknown_language_lists_the_languages(client, sandbox):
+    body = assert_error(client.post(f"/v1/sandboxes/{sandbox['id']}/code", {"code": "1", "language": "cobol"}), 400)
+    for name in ("python", "javascript", "typescript", "r", "java", "bash"):
+        assert name in body["message"], body
+
+
+def test_r_data_frame_is_html_and_json(client, make_sandbox):
+    if not os.path.exists(LANGS["r"].need):
+        pytest.skip("R is missing: mk/deps.sh installs it")
+    sid = make_sandbox()["id"]
+    r = ok(run_code(client, sid, 'data.frame(a = 1:2, b = c("x", "<y>"))', language="r"))
+    assert r.text.splitlines()[0].split() == ["a", "b"], r
+    assert r.main["json"] == [{"a": 1, "b": "x"}, {"a": 2, "b": "<y>"}], r
+    assert r.main["html"].startswith('<table class="dataframe">') and "<td>&lt;y&gt;</td>" in r.main["html"], r
