@@ -213,6 +213,30 @@ int dockerfile_words(const char *s, char *const *vars, char ***ret, char *err, s
         return 0;
 }
 
+int dockerfile_expand(const char *s, char *const *vars, char **ret, char *err, size_t errlen)
+{
+        StrBuf b = {0};
+        int r = 0;
+        for (size_t i = 0; r == 0 && s[i];) {
+                if (s[i] == '\\' && s[i + 1] == '$') {
+                        r = put(&b, "$", 1);
+                        i += 2;
+                } else if (s[i] == '$') {
+                        r = expand_var(s, &i, vars, &b, err, errlen);
+                } else {
+                        r = put(&b, s + i, 1);
+                        i++;
+                }
+        }
+        char *v = r == 0 ? (b.data ? b.data : strdup("")) : NULL;
+        if (r < 0 || !v) {
+                strbuf_done(&b);
+                return r < 0 ? r : -ENOMEM;
+        }
+        *ret = v;
+        return 0;
+}
+
 int dockerfile_env_pairs(const char *args, char *const *vars, char ***ret, char *err,
                          size_t errlen)
 {

@@ -53,6 +53,9 @@ const char *dockerfile_kind_name(DfKind k);
  * substitution, $ kept as written. -EINVAL with the reason in err for an
  * unterminated quote or ${. */
 int dockerfile_words(const char *s, char *const *vars, char ***ret, char *err, size_t errlen);
+/* Substitutes variables in s as dockerfile_words() does, without splitting
+ * or quote removal (the JSON form's strings). */
+int dockerfile_expand(const char *s, char *const *vars, char **ret, char *err, size_t errlen);
 /* The ENV form: "K=V K2=V2 ..." or "K value with blanks"; ARG: "NAME" or
  * "NAME=default". Each pair as "K=V" (ARG without default: "NAME" alone);
  * -EINVAL for a bad name or form. */
