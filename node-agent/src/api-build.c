@@ -231,6 +231,9 @@ static void handle_build(Agent *a, HttpRequest *req)
         } else {
                 cleanup_close int ctx_fd = open(ctx, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 r = ctx_fd < 0 ? -errno : read_dockerfile(ctx_fd, df_path, &text, &text_len);
+                /* The CLI's name for a Dockerfile from outside the context: not the context's. */
+                if (r == 0 && streq(df_path, BUILD_OUTSIDE_DOCKERFILE))
+                        (void) unlinkat(ctx_fd, df_path, 0);
                 if (r < 0)
                         http_respond_error(req, 400, "cannot read the Dockerfile %.200s in the "
                                                      "build context: %s",

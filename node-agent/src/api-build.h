@@ -10,6 +10,10 @@
 #include "agent.h"
 #include "sandpit/http-server.h"
 
+/* Where `sandpit template build` puts a Dockerfile from outside the context:
+ * removed from the context once read. */
+#define BUILD_OUTSIDE_DOCKERFILE ".sandpit-dockerfile"
+
 /* The largest build context accepted (spooled, not kept in memory). */
 #define BUILD_CONTEXT_MAX ((size_t) 2 << 30)
 
