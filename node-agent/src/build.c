@@ -527,8 +527,10 @@ static int do_config(Build *b, const DfInstr *in, StrBuf *out)
                                 r = -ENOMEM;
                         else
                                 r = env_put(&b->args, kv);
-                        (void) json_object_array_add(text, json_object_new_string(kv ?: ""));
                 }
+                /* The name only: a value counts where it is used (substituted into
+                 * a later step's text, or in a RUN's env). */
+                (void) json_object_array_add(text, json_object_new_string(w[0]));
                 break;
         }
         case DF_WORKDIR:
