@@ -81,6 +81,7 @@ static bool is_opaque(int dfd)
 typedef struct {
         struct archive *a;
         bool dir_mtime_zero;
+        char *const *skip;
         char *err;
         size_t errlen;
 } Packer;
@@ -142,6 +143,11 @@ static int pack_dir(Packer *p, int dfd, const char *prefix, unsigned depth)
         if (r < 0)
                 return r;
         STRV_FOREACH(n, names) {
+                bool skipped = false;
+                for (char *const *k = p->skip; !*prefix && k && *k; k++)
+                        skipped = skipped || streq(*k, *n);
+                if (skipped)
+                        continue;
                 struct stat st;
                 if (fstatat(dfd, *n, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         return -errno;
@@ -186,12 +192,17 @@ static int pack_dir(Packer *p, int dfd, const char *prefix, unsigned depth)
         return 0;
 }
 
-int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *err, size_t errlen)
+int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *skip, char *err,
+                     size_t errlen)
 {
         struct archive *a = archive_write_new();
         if (!a)
                 return -ENOMEM;
-        Packer p = {.a = a, .dir_mtime_zero = dir_mtime_zero, .err = err, .errlen = errlen};
+        Packer p = {.a = a,
+                    .dir_mtime_zero = dir_mtime_zero,
+                    .skip = skip,
+                    .err = err,
+                    .errlen = errlen};
         int r = archive_write_set_format_pax_restricted(a) == ARCHIVE_OK &&
                                 archive_write_add_filter_none(a) == ARCHIVE_OK &&
                                 archive_write_open_fd(a, out_fd) == ARCHIVE_OK

@@ -12,8 +12,10 @@
  * unpacker turns back: a 0/0 character device NAME is a whiteout .wh.NAME,
  * a directory with trusted.overlay.opaque=y gets .wh..wh..opq. Other devices
  * and sockets are left out, no link is followed. dir_mtime_zero: directories
- * get mtime 0 (a staged tree: the same inputs give the same bytes). */
-int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *err, size_t errlen);
+ * get mtime 0 (a staged tree: the same inputs give the same bytes). skip:
+ * names at the top left out (a sandbox's mount points), may be NULL. */
+int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *skip, char *err,
+                     size_t errlen);
 
 /* The stat of path (absolute) in the merged view of lowers (top first): the
  * first layer that has it, unless a whiteout there or an opaque directory on

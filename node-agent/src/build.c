@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "build-layer.h"
+#include "code.h"
 #include "exec.h"
 #include "image.h"
+#include "initproto.h"
 #include "sandbox.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
@@ -358,7 +360,7 @@ static int stage_to_layer(Build *b, const DfInstr *in, const char *stage, json_o
                         (void) close(fd);
                 return -errno;
         }
-        int r = build_layer_pack(sfd, fd, true, err, sizeof(err));
+        int r = build_layer_pack(sfd, fd, true, NULL, err, sizeof(err));
         if (r == 0)
                 r = fd_digest(fd, tar_digest);
         if (r == 0) {
@@ -802,8 +804,10 @@ static int run_finish(Build *b, const DfInstr *in, StrBuf *out)
         cleanup_close int ufd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         int fd = tmpfile_in_store(b);
         int r = ufd < 0 || fd < 0 ? -errno : 0;
+        /* The mount points the sandbox's setup made are not the command's doing. */
+        char *skip[] = {IP_CONTROL_DIR + 1, CODE_SOCKETS_MOUNT + 1, CODE_KERNELS_MOUNT + 1, NULL};
         if (r == 0)
-                r = build_layer_pack(ufd, fd, false, err, sizeof(err));
+                r = build_layer_pack(ufd, fd, false, skip, err, sizeof(err));
         run_end_sandbox(b);
         char layer[OCI_DIGEST_MAX];
         if (r == 0)

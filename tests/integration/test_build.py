@@ -104,6 +104,7 @@ def files(data="data v1\n"):
 def test_build_run_copy_config_and_cache(agent, client):
     tag = "it-build-" + rand_suffix()
     name = f"localhost/{tag}:latest"
+    start = set(layers(agent))
     r, ev = build(client, tag, files(), build_args=["GREETING=hi"])
     assert r.status == 200, r
     assert "image" in final(ev), final(ev)
@@ -113,6 +114,13 @@ def test_build_run_copy_config_and_cache(agent, client):
     # Every instruction announced itself with its line.
     assert [e["line"] for e in ev if "instruction" in e] == [2, 3, 4, 6, 7, 8, 9, 11, 12, 13]
     before = layers(agent)
+    # Two COPY, one WORKDIR (/srv/app is new), two RUN layers; the RUN layers
+    # hold what the commands did, not the sandbox's mount points.
+    made = set(before) - start
+    assert len(made) == 5, made
+    for lay in made:
+        top = os.listdir(agent.root / "images" / "layers" / lay)
+        assert not [n for n in top if n.startswith(".sandpit")], top
 
     # The result as a template: files, config.
     sb = client.create(template="image:" + name)
