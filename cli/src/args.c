@@ -229,18 +229,19 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                         "is made on first use and deleted at end of input or after S idle\n"
                         "seconds (default 900). --url: bridge to a gateway's /mcp instead of\n"
                         "the agent ($SANDPIT_API_KEY is sent as its X-API-KEY).\n",
-        [CLI_CMD_TEMPLATE] = "Usage: sandpit template pull [--json] REF\n"
-                             "       sandpit template images [--json]\n"
-                             "       sandpit template rm REF\n"
-                             "       sandpit template build -t NAME [-f DOCKERFILE] [--build-arg K=V]\n"
-                             "                              [--memory Q] [--disk Q] [--cpu N] [--pids N]\n"
-                             "                              [--egress P] [--allow R] [--deny R] [CONTEXT]\n"
-                             "build: an image from a Dockerfile (docs/build.md), RUN steps in\n"
-                             "sandboxes with the limits and network policy given; CONTEXT defaults\n"
-                             "to ., DOCKERFILE to CONTEXT/Dockerfile, .dockerignore is honoured.\n"
-                             "OCI images as templates (docs/images.md): pull one onto the node\n"
-                             "(again: a tag is resolved anew), list them, remove one and the\n"
-                             "layers no other image has. REF: [REGISTRY/]NAME[:TAG][@DIGEST].\n",
+        [CLI_CMD_TEMPLATE] =
+                "Usage: sandpit template pull [--json] REF\n"
+                "       sandpit template images [--json]\n"
+                "       sandpit template rm REF\n"
+                "       sandpit template build -t NAME [-f DOCKERFILE] [--build-arg K=V]\n"
+                "                              [--memory Q] [--disk Q] [--cpu N] [--pids N]\n"
+                "                              [--egress P] [--allow R] [--deny R] [CONTEXT]\n"
+                "OCI images as templates (docs/images.md): pull one onto the node\n"
+                "(again: a tag is resolved anew), list them, remove one and the\n"
+                "layers no other image has. REF: [REGISTRY/]NAME[:TAG][@DIGEST].\n"
+                "build: an image from a Dockerfile (docs/build.md), RUN steps in\n"
+                "sandboxes with the limits and network policy given; CONTEXT defaults\n"
+                "to ., DOCKERFILE to CONTEXT/Dockerfile, .dockerignore is honoured.\n",
 };
 
 static const char common_usage[] = "\n"
@@ -820,8 +821,10 @@ static int build_body(CliArgs *a)
                         return 0;
                 }
                 if (build_opts)
-                        return usage_error(a, "template %s: -t, -f, --build-arg and the sandbox "
-                                              "options are for build", sub);
+                        return usage_error(a,
+                                           "template %s: -t, -f, --build-arg and the sandbox "
+                                           "options are for build",
+                                           sub);
                 if (!images && !streq(sub, "pull") && !streq(sub, "rm"))
                         return usage_error(a, "template: expected pull, images, rm or build");
                 if (a->n_args < (images ? 1 : 2))

@@ -147,8 +147,9 @@ static int add_tree(struct archive *ar, int dfd, const char *prefix, const Ignor
                         break;
                 }
                 if (S_ISDIR(st.st_mode)) {
-                        cleanup_close int sub = openat(dirfd(d), de->d_name,
-                                                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        cleanup_close int sub =
+                                openat(dirfd(d), de->d_name,
+                                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         cleanup_free char *sp = NULL;
                         if (sub < 0 || asprintf(&sp, "%s/", rel) < 0) {
                                 r = sub < 0 ? -errno : -ENOMEM;
@@ -193,8 +194,8 @@ static int make_context(CliContext *ctx, const char *dir, const char *dockerfile
                 return cli_set_error(ctx, r, "cannot read .dockerignore: %s", strerror(-r));
         }
         size_t n = strlen(ctx_real);
-        const char *rel = strncmp(df_real, ctx_real, n) == 0 && df_real[n] == '/' ? df_real + n + 1
-                                                                                  : NULL;
+        const char *rel =
+                strncmp(df_real, ctx_real, n) == 0 && df_real[n] == '/' ? df_real + n + 1 : NULL;
         bool outside = !rel || ignored(&ig, rel);
         int fd = memfd_create("sandpit-build-context", MFD_CLOEXEC);
         struct archive *ar = archive_write_new();

@@ -81,7 +81,8 @@ static int read_dockerfile(int ctx_fd, const char *path, char **ret, size_t *ret
                 next = strtok_r(NULL, "/", &save);
                 if (streq(c, "..") || streq(c, "."))
                         return -EPERM;
-                int fd = openat(dir, c, (next ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                int fd = openat(dir, c,
+                                (next ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0)
                         return errno == ELOOP || errno == ENOTDIR ? -EPERM : -errno;
                 (void) close(dir);
@@ -122,8 +123,9 @@ static int sandbox_options(HttpRequest *req, json_object **ret, char *err, size_
                 if (json_parse_strict(net, strlen(net), 8, &n, NULL) < 0 ||
                     !json_object_is_type(n, json_type_object)) {
                         json_object_put(n);
-                        (void) snprintf(err, errlen, "network must be a JSON object, as a "
-                                                     "sandbox's \"network\"");
+                        (void) snprintf(err, errlen,
+                                        "network must be a JSON object, as a "
+                                        "sandbox's \"network\"");
                         r = -EINVAL;
                 } else
                         (void) json_object_object_add(o, "network", n);
@@ -171,8 +173,9 @@ static void handle_build(Agent *a, HttpRequest *req)
                 df_path = "Dockerfile";
         cleanup_free char *name = NULL;
         if (!tag || !*tag || build_image_name(a, tag, &name) < 0) {
-                http_respond_error(req, 400, "give the image's name as ?tag=NAME[:TAG] (and the "
-                                             "build context as a tar body)");
+                http_respond_error(req, 400,
+                                   "give the image's name as ?tag=NAME[:TAG] (and the "
+                                   "build context as a tar body)");
                 return;
         }
         if (strncmp(name, BUILD_CACHE_REPO ":", strlen(BUILD_CACHE_REPO) + 1) == 0) {
@@ -235,9 +238,11 @@ static void handle_build(Agent *a, HttpRequest *req)
                 if (r == 0 && streq(df_path, BUILD_OUTSIDE_DOCKERFILE))
                         (void) unlinkat(ctx_fd, df_path, 0);
                 if (r < 0)
-                        http_respond_error(req, 400, "cannot read the Dockerfile %.200s in the "
-                                                     "build context: %s",
-                                           df_path, r == -EPERM ? "not a file of the context" : strerror(-r));
+                        http_respond_error(
+                                req, 400,
+                                "cannot read the Dockerfile %.200s in the "
+                                "build context: %s",
+                                df_path, r == -EPERM ? "not a file of the context" : strerror(-r));
         }
         Dockerfile df = {0};
         if (r == 0 && (r = dockerfile_parse(text, text_len, &df, err, sizeof(err))) < 0)

@@ -105,7 +105,8 @@ static int write_entry(Packer *p, const char *path, const struct stat *st, const
         char buf[65536];
         int64_t left = st->st_size;
         while (r == 0 && data_fd >= 0 && left > 0) {
-                ssize_t n = read(data_fd, buf, sizeof(buf) < (size_t) left ? sizeof(buf) : (size_t) left);
+                ssize_t n = read(data_fd, buf,
+                                 sizeof(buf) < (size_t) left ? sizeof(buf) : (size_t) left);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0) {
@@ -374,8 +375,10 @@ static int copy_node(Copier *c, int sfd, const char *sname, int dfd, const char 
         if (S_ISDIR(st.st_mode)) {
                 if (mkdirat(dfd, dname, 0700) < 0 && errno != EEXIST)
                         return -errno;
-                cleanup_close int s = openat(sfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                cleanup_close int d = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                cleanup_close int s =
+                        openat(sfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                cleanup_close int d =
+                        openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (s < 0 || d < 0)
                         return -errno;
                 if ((r = copy_contents(c, s, d, depth)) < 0)
@@ -385,8 +388,8 @@ static int copy_node(Copier *c, int sfd, const char *sname, int dfd, const char 
                         return -errno;
         } else if (S_ISREG(st.st_mode)) {
                 cleanup_close int s = openat(sfd, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                cleanup_close int d = openat(dfd, dname,
-                                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                cleanup_close int d = openat(
+                        dfd, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (s < 0 || d < 0)
                         return -errno;
                 char buf[65536];
@@ -472,7 +475,8 @@ int build_copy(int ctx_fd, const char *src, int stage_fd, const char *dest, bool
         cleanup_strv char **sc = NULL, **dc = NULL;
         int r = split_path(src, &sc);
         if (r == -EPERM) {
-                (void) snprintf(err, errlen, "COPY source %.200s is outside the build context", src);
+                (void) snprintf(err, errlen, "COPY source %.200s is outside the build context",
+                                src);
                 return r;
         }
         if (r < 0 || (r = split_path(dest, &dc)) < 0)
@@ -490,10 +494,11 @@ int build_copy(int ctx_fd, const char *src, int stage_fd, const char *dest, bool
                 int fd = openat(parent, sc[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0) {
                         r = -errno;
-                        (void) snprintf(err, errlen,
-                                        r == -ENOENT ? "COPY source %.200s is not in the build context"
-                                                     : "COPY source %.200s goes through a link or a file",
-                                        src);
+                        (void) snprintf(
+                                err, errlen,
+                                r == -ENOENT ? "COPY source %.200s is not in the build context"
+                                             : "COPY source %.200s goes through a link or a file",
+                                src);
                         return r == -ENOENT ? r : -EPERM;
                 }
                 (void) close(parent);
@@ -512,8 +517,8 @@ int build_copy(int ctx_fd, const char *src, int stage_fd, const char *dest, bool
                 if ((r = stage_dirs(stage_fd, dc, nd, lowers, &dfd)) < 0)
                         goto fail;
                 if (S_ISDIR(st.st_mode)) {
-                        cleanup_close int s =
-                                openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        cleanup_close int s = openat(
+                                parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         r = s < 0 ? -errno : copy_contents(&c, s, dfd, 0);
                 } else
                         r = copy_node(&c, parent, name, dfd, name, 0);

@@ -71,7 +71,8 @@ static int emit(StrBuf *out, json_object *o)
 static json_object *step_obj(Build *b, const DfInstr *in)
 {
         json_object *o = json_object_new_object();
-        (void) json_object_object_add(o, "step", json_object_new_int64((int64_t) (in - b->df.v) + 1));
+        (void) json_object_object_add(o, "step",
+                                      json_object_new_int64((int64_t) (in - b->df.v) + 1));
         (void) json_object_object_add(o, "steps", json_object_new_int64((int64_t) b->df.n));
         (void) json_object_object_add(o, "line", json_object_new_int64(in->line));
         return o;
@@ -151,7 +152,8 @@ static char **config_strv(Build *b, const char *field)
         size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
         char **v = calloc(n + 1, sizeof(char *));
         for (size_t i = 0; v && i < n; i++)
-                if (!(v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i)) ?: ""))) {
+                if (!(v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i))
+                                            ?: ""))) {
                         strv_free(v);
                         return NULL;
                 }
@@ -308,7 +310,8 @@ static int do_from(Build *b, const DfInstr *in, StrBuf *out)
                 if (template_load(b->a->cfg.templates_dir, ref, &t) == 0) {
                         template_free(t);
                         cleanup_free char *text = NULL;
-                        if (!(b->base = strdup(ref)) || asprintf(&text, "FROM template:%s", ref) < 0)
+                        if (!(b->base = strdup(ref)) ||
+                            asprintf(&text, "FROM template:%s", ref) < 0)
                                 return -ENOMEM;
                         b->config = json_object_new_object();
                         (void) json_object_object_add(b->config, "env", json_object_new_array());
@@ -329,8 +332,9 @@ static int do_from(Build *b, const DfInstr *in, StrBuf *out)
         }
         json_object *layers = json_field(rec, "layers");
         for (size_t i = 0; i < json_object_array_length(layers); i++)
-                if ((r = strv_push(&b->layers, json_object_get_string(json_object_array_get_idx(
-                                                        layers, i)) ?: "")) < 0)
+                if ((r = strv_push(&b->layers,
+                                   json_object_get_string(json_object_array_get_idx(layers, i))
+                                           ?: "")) < 0)
                         return r;
         if (json_str(rec, "base") && !(b->base = strdup(json_str(rec, "base"))))
                 return -ENOMEM;
@@ -365,7 +369,8 @@ static int stage_to_layer(Build *b, const DfInstr *in, const char *stage, json_o
                 r = fd_digest(fd, tar_digest);
         if (r == 0) {
                 (void) json_object_array_add(text, json_object_new_string(tar_digest));
-                r = chain(b->key, json_object_to_json_string_ext(text, JSON_C_TO_STRING_PLAIN), key);
+                r = chain(b->key, json_object_to_json_string_ext(text, JSON_C_TO_STRING_PLAIN),
+                          key);
         }
         if (r == 0 && cache_load(b, key)) {
                 (void) close(fd);
@@ -567,8 +572,8 @@ static int do_config(Build *b, const DfInstr *in, StrBuf *out)
                         (void) json_object_array_add(argv, json_object_new_string(in->args));
                 }
                 (void) json_object_array_add(text, json_object_get(argv));
-                (void) json_object_object_add(
-                        b->config, in->kind == DF_CMD ? "cmd" : "entrypoint", argv);
+                (void) json_object_object_add(b->config, in->kind == DF_CMD ? "cmd" : "entrypoint",
+                                              argv);
                 if (in->kind == DF_ENTRYPOINT) /* as Docker: a new entrypoint drops the CMD */
                         (void) json_object_object_del(b->config, "cmd");
                 break;
@@ -599,7 +604,8 @@ static int do_config(Build *b, const DfInstr *in, StrBuf *out)
                 }
         }
         if (r == 0)
-                r = chain(b->key, json_object_to_json_string_ext(text, JSON_C_TO_STRING_PLAIN), key);
+                r = chain(b->key, json_object_to_json_string_ext(text, JSON_C_TO_STRING_PLAIN),
+                          key);
         json_object_put(text);
         if (r == -EINVAL || r == -EPERM)
                 return emit_error(b, out, in, *err ? err : "bad argument");
@@ -710,7 +716,8 @@ static int run_start(Build *b, const DfInstr *in, StrBuf *out)
                 size_t k = strcspn(*e, "=");
                 cleanup_free char *name = strndup(*e, k);
                 if (name)
-                        (void) json_object_object_add(env, name, json_object_new_string(*e + k + 1));
+                        (void) json_object_object_add(env, name,
+                                                      json_object_new_string(*e + k + 1));
         }
         const char *user = json_str(b->config, "user");
         cleanup_free char *u = user ? strndup(user, strcspn(user, ":")) : strdup("root");
@@ -780,7 +787,8 @@ static int run_finish(Build *b, const DfInstr *in, StrBuf *out)
         if (!b->exited || b->exit_code != 0) {
                 if (!b->exited)
                         (void) snprintf(msg, sizeof(msg), "%s",
-                                        *b->run_error ? b->run_error : "the command did not finish");
+                                        *b->run_error ? b->run_error
+                                                      : "the command did not finish");
                 else
                         (void) snprintf(msg, sizeof(msg), "the command exited with %d%s%s",
                                         b->exit_code, b->oom_killed ? " (out of memory)" : "",
@@ -858,9 +866,8 @@ int build_image_name(Agent *a, const char *tag, char **ret)
 {
         /* A bare name is this node's: never looked up in a default registry. */
         size_t first = strcspn(tag, "/");
-        bool registry = tag[first] == '/' &&
-                        (memchr(tag, '.', first) || memchr(tag, ':', first) ||
-                         (first == 9 && strncmp(tag, "localhost", 9) == 0));
+        bool registry = tag[first] == '/' && (memchr(tag, '.', first) || memchr(tag, ':', first) ||
+                                              (first == 9 && strncmp(tag, "localhost", 9) == 0));
         cleanup_free char *full = NULL;
         if (!registry && asprintf(&full, "%s/%s", BUILD_LOCAL_REGISTRY, tag) < 0)
                 return -ENOMEM;
@@ -926,7 +933,7 @@ int build_next(Build *b, int client_fd, StrBuf *out)
                 const DfInstr *in = &b->df.v[b->pc++];
                 json_object *o = step_obj(b, in);
                 cleanup_free char *shown = NULL;
-                        if (asprintf(&shown, "%s %s", dockerfile_kind_name(in->kind), in->args) < 0)
+                if (asprintf(&shown, "%s %s", dockerfile_kind_name(in->kind), in->args) < 0)
                         shown = NULL;
                 (void) json_object_object_add(o, "instruction",
                                               json_object_new_string(shown ?: ""));

@@ -20,15 +20,16 @@ static const struct {
         const char *name;
         DfKind kind;
 } KEYWORDS[] = {
-        {"FROM", DF_FROM},     {"RUN", DF_RUN},         {"CMD", DF_CMD},
-        {"ENTRYPOINT", DF_ENTRYPOINT},                  {"COPY", DF_COPY},
-        {"ADD", DF_ADD},       {"ENV", DF_ENV},         {"ARG", DF_ARG},
-        {"WORKDIR", DF_WORKDIR},                        {"USER", DF_USER},
-        {"LABEL", DF_LABEL},   {"EXPOSE", DF_EXPOSE},
+        {"FROM", DF_FROM},       {"RUN", DF_RUN},
+        {"CMD", DF_CMD},         {"ENTRYPOINT", DF_ENTRYPOINT},
+        {"COPY", DF_COPY},       {"ADD", DF_ADD},
+        {"ENV", DF_ENV},         {"ARG", DF_ARG},
+        {"WORKDIR", DF_WORKDIR}, {"USER", DF_USER},
+        {"LABEL", DF_LABEL},     {"EXPOSE", DF_EXPOSE},
 };
 
 /* Known to Docker, not to this builder: a clearer error than "unknown". */
-static const char *const UNSUPPORTED[] = {"SHELL",     "VOLUME",     "HEALTHCHECK", "ONBUILD",
+static const char *const UNSUPPORTED[] = {"SHELL",      "VOLUME",     "HEALTHCHECK", "ONBUILD",
                                           "STOPSIGNAL", "MAINTAINER", NULL};
 
 const char *dockerfile_kind_name(DfKind k)
@@ -173,8 +174,8 @@ int dockerfile_words(const char *s, char *const *vars, char ***ret, char *err, s
                 } else if (c == '"') {
                         i++;
                         while (r == 0 && s[i] && s[i] != '"') {
-                                if (s[i] == '\\' && (s[i + 1] == '"' || s[i + 1] == '\\' ||
-                                                     s[i + 1] == '$')) {
+                                if (s[i] == '\\' &&
+                                    (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == '$')) {
                                         r = put(&b, s + i + 1, 1);
                                         i += 2;
                                 } else if (s[i] == '$' && vars) {
@@ -237,8 +238,7 @@ int dockerfile_expand(const char *s, char *const *vars, char **ret, char *err, s
         return 0;
 }
 
-int dockerfile_env_pairs(const char *args, char *const *vars, char ***ret, char *err,
-                         size_t errlen)
+int dockerfile_env_pairs(const char *args, char *const *vars, char ***ret, char *err, size_t errlen)
 {
         /* Legacy "K value with blanks": the first word has no '='. */
         size_t k = strcspn(args, " \t=");
@@ -356,8 +356,9 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                                 if (!(in->chown = strndup(a + 8, n - 8)))
                                         return -ENOMEM;
                         } else {
-                                (void) snprintf(err, errlen, "line %u: %s flag %.*s is not supported",
-                                                in->line, kw, (int) (n < 64 ? n : 64), a);
+                                (void) snprintf(err, errlen,
+                                                "line %u: %s flag %.*s is not supported", in->line,
+                                                kw, (int) (n < 64 ? n : 64), a);
                                 return -EINVAL;
                         }
                         a += n;
@@ -508,24 +509,28 @@ int dockerfile_parse(const char *text, size_t len, Dockerfile *ret, char *err, s
                 const char *args = l + k + strspn(l + k, " \t");
                 int kind = -1;
                 for (size_t i = 0; i < ARRAY_SIZE(KEYWORDS); i++)
-                        if (strlen(KEYWORDS[i].name) == k && strncasecmp(l, KEYWORDS[i].name, k) == 0)
+                        if (strlen(KEYWORDS[i].name) == k &&
+                            strncasecmp(l, KEYWORDS[i].name, k) == 0)
                                 kind = (int) KEYWORDS[i].kind;
                 if (kind < 0) {
                         bool known = false;
                         for (size_t i = 0; UNSUPPORTED[i]; i++)
-                                if (strlen(UNSUPPORTED[i]) == k && strncasecmp(l, UNSUPPORTED[i], k) == 0)
+                                if (strlen(UNSUPPORTED[i]) == k &&
+                                    strncasecmp(l, UNSUPPORTED[i], k) == 0)
                                         known = true;
-                        (void) snprintf(err, errlen,
-                                        known ? "line %u: %.*s is not supported by sandpit's builder"
-                                              : "line %u: unknown instruction %.*s",
-                                        line, (int) (k < 32 ? k : 32), l);
+                        (void) snprintf(
+                                err, errlen,
+                                known ? "line %u: %.*s is not supported by sandpit's builder"
+                                      : "line %u: unknown instruction %.*s",
+                                line, (int) (k < 32 ? k : 32), l);
                         r = -EINVAL;
                         break;
                 }
                 if (kind == DF_FROM && seen_from) {
-                        (void) snprintf(err, errlen,
-                                        "line %u: a second FROM: multi-stage builds are not supported",
-                                        line);
+                        (void) snprintf(
+                                err, errlen,
+                                "line %u: a second FROM: multi-stage builds are not supported",
+                                line);
                         r = -EINVAL;
                         break;
                 }

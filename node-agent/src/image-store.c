@@ -143,8 +143,7 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         if (!s->dir || !s->layers_dir || !s->images_dir || !s->tmp_dir || !s->insecure ||
             (cfg->ca_file && !s->ca_file) || (cfg->auth_file && !s->auth_file) ||
             (cfg->default_registry && !s->default_registry) ||
-            (cfg->sandboxes_dir && !s->sandboxes_dir) ||
-            (cfg->templates_dir && !s->templates_dir))
+            (cfg->sandboxes_dir && !s->sandboxes_dir) || (cfg->templates_dir && !s->templates_dir))
                 r = -ENOMEM;
         /* What killed pulls left: the tmp/<pid> of agents that are gone. */
         if (r == 0)
@@ -662,10 +661,11 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
         /* Built on a directory template (build.c): its lowers go below the layers. */
         Template *base = NULL;
         const char *base_name = json_str(rec, "base");
-        if (base_name && (!s->templates_dir ||
-                          (r = template_load(s->templates_dir, base_name, &base)) < 0)) {
-                (void) snprintf(err, errlen, "image %s is built on template %s, which is not usable",
-                                name, base_name);
+        if (base_name &&
+            (!s->templates_dir || (r = template_load(s->templates_dir, base_name, &base)) < 0)) {
+                (void) snprintf(err, errlen,
+                                "image %s is built on template %s, which is not usable", name,
+                                base_name);
                 return -ENOENT;
         }
         size_t nb = 0;

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_error, rand_suffix, wait_for
+from conftest import REPO, UnixHTTPConnection, assert_error, rand_suffix, wait_for
 
 CLI = REPO / "build" / "bin" / "sandpit"
 
@@ -181,6 +181,25 @@ def test_failing_run_leaves_nothing(agent, client):
     no_leftovers(agent, client)
     names = [i["name"] for i in client.get("/v1/images").json()["images"]]
     assert f"localhost/{tag}:latest" not in names
+
+
+def test_client_gone_mid_run(agent, client):
+    """A client that hangs up while a RUN runs: its sandbox goes, nothing stays."""
+    tag = "it-build-gone-" + rand_suffix()
+    before = layers(agent)
+    body = context_tar({"Dockerfile": "FROM host\nRUN echo started; sleep 300\n"})
+    conn = UnixHTTPConnection(agent.socket, timeout=120)
+    conn.request("POST", f"/v1/templates/build?tag={tag}", body=body,
+                 headers={"Host": "localhost", "Content-Type": "application/x-tar"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    while b"started" not in resp.fp.readline():  # the command runs
+        pass
+    assert len(build_sandboxes(client)) == 1
+    conn.close()
+    wait_for(lambda: build_sandboxes(client) == [], 60, what="the build's sandbox to go")
+    no_leftovers(agent, client)
+    assert layers(agent) == before
 
 
 def test_copy_cannot_leave_the_context(agent, client):

@@ -145,19 +145,19 @@ static void test_copy_stays_in_the_context(void **state)
         cleanup_close int cfd = open(ctx, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         cleanup_close int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         char err[256] = "";
-        assert_int_equal(build_copy(cfd, "../etc/passwd", sfd, "/x", false, lowers, 0, 0, err,
-                                    sizeof(err)),
-                         -EPERM);
+        assert_int_equal(
+                build_copy(cfd, "../etc/passwd", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
+                -EPERM);
         assert_non_null(strstr(err, "outside the build context"));
         err[0] = '\0';
-        assert_int_equal(build_copy(cfd, "link/passwd", sfd, "/x", false, lowers, 0, 0, err,
-                                    sizeof(err)),
-                         -EPERM);
+        assert_int_equal(
+                build_copy(cfd, "link/passwd", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
+                -EPERM);
         assert_non_null(strstr(err, "link"));
         err[0] = '\0';
-        assert_int_equal(build_copy(cfd, "up/file", sfd, "/x", false, lowers, 0, 0, err,
-                                    sizeof(err)),
-                         -EPERM);
+        assert_int_equal(
+                build_copy(cfd, "up/file", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
+                -EPERM);
         err[0] = '\0';
         assert_int_equal(build_copy(cfd, "nope", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
                          -ENOENT);
@@ -167,12 +167,11 @@ static void test_copy_stays_in_the_context(void **state)
         assert_null(names[0]);
 
         /* "a/../sub" is sub; its contents go into /opt/app, /opt as the lower has it. */
-        assert_int_equal(build_copy(cfd, "a/../sub", sfd, "/opt/app", false, lowers, 1000, 1000, err,
-                                    sizeof(err)),
+        assert_int_equal(build_copy(cfd, "a/../sub", sfd, "/opt/app", false, lowers, 1000, 1000,
+                                    err, sizeof(err)),
                          0);
-        assert_int_equal(build_copy(cfd, "file", sfd, "/opt/app/", true, lowers, 0, 0, err,
-                                    sizeof(err)),
-                         0);
+        assert_int_equal(
+                build_copy(cfd, "file", sfd, "/opt/app/", true, lowers, 0, 0, err, sizeof(err)), 0);
         assert_int_equal(build_copy(cfd, "link", sfd, "/l", false, lowers, 0, 0, err, sizeof(err)),
                          0);
         struct stat st;
@@ -199,7 +198,8 @@ static void test_paths(void **state)
 {
         (void) state;
         static const char *const cases[][2] = {
-                {"/a/./b/../c/", "/a/c"}, {"/", "/"}, {"/..", "/"}, {"//x//y", "/x/y"}, {"/a/..", "/"},
+                {"/a/./b/../c/", "/a/c"}, {"/", "/"},     {"/..", "/"},
+                {"//x//y", "/x/y"},       {"/a/..", "/"},
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 char *n = NULL;

@@ -545,9 +545,9 @@ static void test_template_build_args(void **state)
 {
         (void) state;
         CliArgs a;
-        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "-t", "app:1", "-f",
-                               "df", "--build-arg", "A=1", "--build-arg", "B=x=y", "--memory",
-                               "1Gi", "--egress", "deny", "ctx"),
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "-t", "app:1", "-f", "df",
+                               "--build-arg", "A=1", "--build-arg", "B=x=y", "--memory", "1Gi",
+                               "--egress", "deny", "ctx"),
                          0);
         assert_string_equal(a.build_tag, "app:1");
         assert_string_equal(a.dockerfile, "df");
@@ -569,9 +569,11 @@ static void test_template_build_args(void **state)
                          -EINVAL);
         assert_string_equal(a.error, "--build-arg expects NAME=VALUE, got 'NOVALUE'");
         cli_args_done(&a);
-        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "pull", "-t", "x", "REF"), -EINVAL);
-        assert_string_equal(a.error,
-                            "template pull: -t, -f, --build-arg and the sandbox options are for build");
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "pull", "-t", "x", "REF"),
+                         -EINVAL);
+        assert_string_equal(
+                a.error,
+                "template pull: -t, -f, --build-arg and the sandbox options are for build");
         cli_args_done(&a);
 }
 
@@ -580,12 +582,18 @@ int main(void)
         /* As the sandpit binary does: a closed pipe is EPIPE, not death. */
         (void) signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_create_request),    cmocka_unit_test(test_usage_errors),
-                cmocka_unit_test(test_exec_request),      cmocka_unit_test(test_run_request),
-                cmocka_unit_test(test_other_requests),    cmocka_unit_test(test_command_names),
-                cmocka_unit_test(test_exit_status),       cmocka_unit_test(test_exec_events),
-                cmocka_unit_test(test_helpers),           cmocka_unit_test(test_table),
-                cmocka_unit_test(test_agent_unreachable), cmocka_unit_test(test_files_args),
+                cmocka_unit_test(test_create_request),
+                cmocka_unit_test(test_usage_errors),
+                cmocka_unit_test(test_exec_request),
+                cmocka_unit_test(test_run_request),
+                cmocka_unit_test(test_other_requests),
+                cmocka_unit_test(test_command_names),
+                cmocka_unit_test(test_exit_status),
+                cmocka_unit_test(test_exec_events),
+                cmocka_unit_test(test_helpers),
+                cmocka_unit_test(test_table),
+                cmocka_unit_test(test_agent_unreachable),
+                cmocka_unit_test(test_files_args),
                 cmocka_unit_test(test_network_args),
                 cmocka_unit_test(test_template_build_args),
         };

@@ -84,8 +84,8 @@ static void test_words_and_substitution(void **state)
                                           "${NOPE:+no}z \\$A '$A' \"$B\" a\\ b $ $1",
                                           vars, &w, err, sizeof(err)),
                          0);
-        const char *want[] = {"3", "3x", "dflt", "e", "set", "z", "$A", "$A", "two words", "a b",
-                              "$", "$1", NULL};
+        const char *want[] = {"3",  "3x",        "dflt", "e", "set", "z", "$A",
+                              "$A", "two words", "a b",  "$", "$1",  NULL};
         for (size_t i = 0; want[i]; i++) {
                 assert_non_null(w[i]);
                 assert_string_equal(w[i], want[i]);
