@@ -193,8 +193,11 @@ def test_client_gone_mid_run(agent, client):
                  headers={"Host": "localhost", "Content-Type": "application/x-tar"})
     resp = conn.getresponse()
     assert resp.status == 200
-    while b"started" not in resp.fp.readline():  # the command runs
-        pass
+    while True:  # until the command runs (the raw chunked stream: a line holds it)
+        line = resp.fp.readline()
+        assert line, "the stream ended before the command started"
+        if b"started" in line:
+            break
     assert len(build_sandboxes(client)) == 1
     conn.close()
     wait_for(lambda: build_sandboxes(client) == [], 60, what="the build's sandbox to go")
