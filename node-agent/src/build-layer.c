@@ -283,12 +283,16 @@ int build_path_normalize(const char *path, char **ret)
         char *s = calloc(len + 1, 1);
         if (!s)
                 return -ENOMEM;
+        size_t at = 0;
         STRV_FOREACH(e, c) {
-                strcat(s, "/");
-                strcat(s, *e);
+                size_t n = strlen(*e);
+                s[at++] = '/';
+                memcpy(s + at, *e, n);
+                at += n;
         }
-        if (!*s)
-                strcpy(s, "/");
+        if (at == 0)
+                s[at++] = '/';
+        s[at] = '\0';
         *ret = s;
         return 0;
 }
@@ -435,9 +439,13 @@ static int stage_dirs(int stage_fd, char **comps, size_t n, char *const *lowers,
                 (void) close(fd);
                 return -ENOMEM;
         }
+        size_t at = 0;
         for (size_t i = 0; i < n; i++) {
-                strcat(path, "/");
-                strcat(path, comps[i]);
+                size_t len = strlen(comps[i]);
+                path[at++] = '/';
+                memcpy(path + at, comps[i], len);
+                at += len;
+                path[at] = '\0';
                 struct stat st;
                 bool made = mkdirat(fd, comps[i], 0755) == 0;
                 if (!made && errno != EEXIST) {

@@ -325,7 +325,7 @@ static int do_from(Build *b, const DfInstr *in, StrBuf *out)
         cleanup_free char *local = NULL;
         if (build_image_name(b->a, ref, &local) == 0)
                 (void) image_record_get(b->s, local, &rec);
-        if (!rec && (r = image_pull(b->s, ref, false, &rec, err, sizeof(err))) < 0) {
+        if (!rec && image_pull(b->s, ref, false, &rec, err, sizeof(err)) < 0) {
                 (void) snprintf(msg, sizeof(msg), "%s is neither a template nor an image: %s", ref,
                                 err);
                 return emit_error(b, out, in, msg);
@@ -454,6 +454,8 @@ static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
         if (in->chown && parse_chown(in->chown, &uid, &gid) < 0)
                 return emit_error(b, out, in,
                                   "--chown takes numeric ids (UID[:GID]) in sandpit's builder");
+        if (n < 2 || !*w[n - 1])
+                return emit_error(b, out, in, "needs a source and a destination");
         const char *dest = w[n - 1];
         bool dest_dir = n > 2 || dest[strlen(dest) - 1] == '/';
         cleanup_free char *joined = NULL, *dst = NULL, *stage = NULL;
@@ -470,8 +472,8 @@ static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
         }
         if (!(lowers = lowers_now(b)))
                 return -ENOMEM;
-        if ((r = make_stage(b, &stage)) < 0)
-                return r;
+        if ((r = make_stage(b, &stage)) < 0 || !stage)
+                return r < 0 ? r : -ENOMEM;
         cleanup_close int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (sfd < 0)
                 r = -errno;
@@ -590,9 +592,9 @@ static int do_config(Build *b, const DfInstr *in, StrBuf *out)
                         r = -ENOMEM;
                 else if (build_lower_stat(lowers, wd, &st) < 0) {
                         cleanup_free char *stage = NULL;
-                        if ((r = make_stage(b, &stage)) < 0) {
+                        if ((r = make_stage(b, &stage)) < 0 || !stage) {
                                 json_object_put(text);
-                                return r;
+                                return r < 0 ? r : -ENOMEM;
                         }
                         cleanup_close int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                         r = sfd < 0 ? -errno : build_mkdirs(sfd, wd, lowers);
@@ -709,7 +711,7 @@ static int run_start(Build *b, const DfInstr *in, StrBuf *out)
                 return -ENOMEM;
 
         SandboxExecInfo info;
-        if ((r = sandbox_exec_info(b->a, id, &info)) < 0)
+        if (sandbox_exec_info(b->a, id, &info) < 0)
                 return emit_error(b, out, in, "the sandbox went away");
         json_object *body = json_object_new_object(), *env = json_object_new_object();
         for (char **e = b->args; e && *e; e++) {

@@ -389,6 +389,10 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                         (void) snprintf(err, errlen, "line %u: %s: %s", in->line, kw, why);
                         return r;
                 }
+                if (!w[0]) {
+                        (void) snprintf(err, errlen, "line %u: %s needs an argument", in->line, kw);
+                        return -EINVAL;
+                }
                 if (in->kind == DF_ENV && !strchr(w[0], '=')) {
                         (void) snprintf(err, errlen, "line %u: ENV %s has no value", in->line,
                                         w[0]);
