@@ -7,6 +7,7 @@ nothing behind, and contexts that try to reach outside."""
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, UnixHTTPConnection, assert_error, rand_suffix, wait_for
+from conftest import REPO, UnixHTTPConnection, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from oci_images import Image, Registry, busybox_base, make_layer
 
 CLI = REPO / "build" / "bin" / "sandpit"
 
@@ -203,6 +205,39 @@ def test_client_gone_mid_run(agent, client):
     wait_for(lambda: build_sandboxes(client) == [], 60, what="the build's sandbox to go")
     no_leftovers(agent, client)
     assert layers(agent) == before
+
+
+@pytest.mark.skipif(not shutil.which("docker-registry") or not Path("/usr/bin/busybox").exists(),
+                    reason="docker-registry and busybox-static are needed (mk/deps.sh)")
+def test_from_a_registry_image(templates_dir, tmp_path):
+    """FROM an image pulled from a registry on loopback: its layers and config
+    under the build's, a RUN deleting one of its files (a whiteout over a
+    pulled layer)."""
+    reg = Registry(tmp_path / "reg")
+    a = None
+    try:
+        base = make_layer(busybox_base([{"name": "etc/motd", "type": "file", "data": "base motd\n"},
+                                        {"name": "bin/rm", "type": "symlink", "target": "busybox"}]))
+        reg.client.push("it/base", "v1", Image([base], env=["PATH=/bin", "FROM_IMAGE=1"], user="1000"))
+        a = start_agent("build-reg", templates_dir, extra_args=["--insecure-registry", reg.host])
+        c = a.client
+        df = (f"FROM {reg.host}/it/base:v1\nUSER root\nRUN rm /etc/motd && echo built > /built\n"
+              "ENV MORE=2\nUSER 1000\n")
+        r, ev = build(c, "on-image", {"Dockerfile": df})
+        assert r.status == 200 and "image" in final(ev), ev
+        assert final(ev)["layers"] == 2 and "base" not in final(ev), final(ev)
+        sb = c.create(template="image:localhost/on-image")
+        out = c.sh(sb["id"], "cat /built; test -e /etc/motd || echo no-motd; echo $FROM_IMAGE$MORE; id -u")
+        assert out == "built\nno-motd\n12\n1000\n", out
+        assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+        # FROM a build of this node by its short name.
+        r, ev = build(c, "on-build", {"Dockerfile": "FROM on-image\nRUN test -e /built\n"})
+        assert "image" in final(ev) and final(ev)["layers"] == 3, final(ev)
+        no_leftovers(a, c)
+    finally:
+        if a:
+            stop_agent(a)
+        reg.stop()
 
 
 def test_copy_cannot_leave_the_context(agent, client):
