@@ -662,7 +662,7 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
         Template *base = NULL;
         const char *base_name = json_str(rec, "base");
         if (base_name &&
-            (!s->templates_dir || (r = template_load(s->templates_dir, base_name, &base)) < 0)) {
+            (!s->templates_dir || template_load(s->templates_dir, base_name, &base) < 0)) {
                 (void) snprintf(err, errlen,
                                 "image %s is built on template %s, which is not usable", name,
                                 base_name);
