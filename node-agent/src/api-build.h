@@ -15,7 +15,7 @@
 #define BUILD_OUTSIDE_DOCKERFILE ".sandpit-dockerfile"
 
 /* The largest build context accepted (spooled, not kept in memory). */
-#define BUILD_CONTEXT_MAX ((size_t) 2 << 30)
+#define BUILD_CONTEXT_MAX ((size_t) 1 << 30)
 
 /* true when the request is the build route's (then it has answered). */
 bool api_build_handle(Agent *a, HttpRequest *req);

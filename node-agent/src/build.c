@@ -36,7 +36,8 @@ struct Build {
         int ctx_fd;
         char *name;
         char **build_args;
-        char **args; /* declared ARGs with a value: "K=V" */
+        char **args;      /* declared ARGs with a value: "K=V" */
+        char **from_args; /* those declared before FROM: defaults for the same names after */
         json_object *sandbox_opts;
         bool from_done, finished;
         /* The state after the steps so far. */
@@ -530,6 +531,9 @@ static int do_config(Build *b, const DfInstr *in, StrBuf *out)
                                 val = *e;
                 if (!val && w[0][k] == '=')
                         val = w[0];
+                for (char **e = b->from_args; !val && e && *e; e++)
+                        if (strncmp(*e, w[0], k) == 0 && (*e)[k] == '=')
+                                val = *e;
                 if (val) {
                         cleanup_free char *kv = NULL;
                         if (asprintf(&kv, "%.*s=%s", (int) k, w[0], strchr(val, '=') + 1) < 0)
@@ -962,8 +966,9 @@ int build_next(Build *b, int client_fd, StrBuf *out)
                 } else if (in->kind == DF_FROM) {
                         b->from_done = true;
                         r = do_from(b, in, out);
-                        /* ARGs before FROM are for FROM only. */
-                        strv_free(b->args);
+                        /* ARGs before FROM are for FROM only (and the defaults of
+                         * the same names declared again after it). */
+                        b->from_args = b->args;
                         if (!(b->args = calloc(1, sizeof(char *))))
                                 r = -ENOMEM;
                 } else if (in->kind == DF_RUN)
@@ -999,6 +1004,7 @@ void build_free(Build *b)
         free(b->name);
         strv_free(b->build_args);
         strv_free(b->args);
+        strv_free(b->from_args);
         strv_free(b->layers);
         free(b->base);
         json_object_put(b->config);

@@ -260,6 +260,22 @@ def test_copy_cannot_leave_the_context(agent, client):
     assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
 
 
+def test_arg_before_from(agent, client):
+    df = "ARG BASE=no-such-base\nFROM ${BASE}\nARG BASE\nRUN echo \"base=[$BASE]\"\n"
+    r, ev = build(client, "it-argfrom", {"Dockerfile": df})
+    assert "no-such-base is neither a template nor an image" in final(ev)["error"], final(ev)
+    r, ev = build(client, "it-argfrom", {"Dockerfile": df.replace("no-such-base", "host")})
+    assert [e["data"] for e in ev if "stream" in e] == ["base=[host]\n"], ev
+    r, ev = build(client, "it-argfrom", {"Dockerfile": df}, build_args=["BASE=host"])
+    assert "image" in final(ev), final(ev)
+    # The ARG before FROM is for FROM; declared again after it, it takes the
+    # build arg, else the default before FROM (above): the same steps, so
+    # this build is all from the cache.
+    assert all(ends(ev).values()) and not [e for e in ev if "stream" in e], ev
+    no_leftovers(agent, client)
+    assert client.delete("/v1/images?image=localhost/it-argfrom").status == 204
+
+
 def test_bad_requests(agent, client):
     # A Dockerfile error: 400 with its line, before anything runs.
     r, _ = build(client, "it-bad", {"Dockerfile": "FROM host\n\nFROBNICATE x\n"})
