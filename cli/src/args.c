@@ -18,7 +18,8 @@ enum {
         OPT_CWD = 'w',
         OPT_STDIN = 'i',
         OPT_BACKGROUND = 'd',
-        OPT_TTY = 't',
+        OPT_TTY = 't', /* template build: -t/--tag NAME */
+        OPT_FILE = 'f',
         OPT_SERVER = 0x100,
         OPT_TOKEN_FILE,
         OPT_AGENT_CA,
@@ -49,6 +50,7 @@ enum {
         OPT_DENY,
         OPT_URL,
         OPT_IDLE,
+        OPT_BUILD_ARG,
         OPT_RECURSIVE = 'r', /* last: the values after it would collide with short options */
 };
 
@@ -75,10 +77,13 @@ static const OptionSpec option_specs[] = {
         {"idle", required_argument, OPT_IDLE, CMD(CLI_CMD_MCP)},
         {"image", required_argument, OPT_IMAGE, CREATE_CMDS},
         {"runtime", required_argument, OPT_RUNTIME, CREATE_CMDS},
-        {"cpu", required_argument, OPT_CPU, CREATE_CMDS},
-        {"memory", required_argument, OPT_MEMORY, CREATE_CMDS},
-        {"pids", required_argument, OPT_PIDS, CREATE_CMDS},
-        {"disk", required_argument, OPT_DISK, CREATE_CMDS},
+        {"file", required_argument, OPT_FILE, CMD(CLI_CMD_TEMPLATE)},
+        {"tag", required_argument, OPT_TTY, CMD(CLI_CMD_TEMPLATE)},
+        {"build-arg", required_argument, OPT_BUILD_ARG, CMD(CLI_CMD_TEMPLATE)},
+        {"cpu", required_argument, OPT_CPU, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
+        {"memory", required_argument, OPT_MEMORY, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
+        {"pids", required_argument, OPT_PIDS, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
+        {"disk", required_argument, OPT_DISK, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
         {"id", required_argument, OPT_ID, CREATE_CMDS},
         {"timeout", required_argument, OPT_TIMEOUT,
          CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE) | CMD(CLI_CMD_RESUME)},
@@ -86,9 +91,9 @@ static const OptionSpec option_specs[] = {
          CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CP) | CMD(CLI_CMD_FS)},
         {"env", required_argument, OPT_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC) | CMD(CLI_CMD_CODE)},
         {"secret-env", required_argument, OPT_SECRET_ENV, CREATE_CMDS | CMD(CLI_CMD_EXEC)},
-        {"egress", required_argument, OPT_EGRESS, CREATE_CMDS},
-        {"allow", required_argument, OPT_ALLOW, CREATE_CMDS},
-        {"deny", required_argument, OPT_DENY, CREATE_CMDS},
+        {"egress", required_argument, OPT_EGRESS, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
+        {"allow", required_argument, OPT_ALLOW, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
+        {"deny", required_argument, OPT_DENY, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
         {"start", required_argument, OPT_START, CMD(CLI_CMD_METRICS)},
         {"end", required_argument, OPT_END, CMD(CLI_CMD_METRICS)},
         {"deadline-runs", no_argument, OPT_DEADLINE_RUNS, CMD(CLI_CMD_PAUSE)},
@@ -233,12 +238,19 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                         "the agent ($SANDPIT_API_KEY is sent as its X-API-KEY); --gateway-ca:\n"
                         "the PEM CA its certificate must chain to instead of the system's\n"
                         "(default: $SANDPIT_GATEWAY_CA).\n",
-        [CLI_CMD_TEMPLATE] = "Usage: sandpit template pull [--json] REF\n"
-                             "       sandpit template images [--json]\n"
-                             "       sandpit template rm REF\n"
-                             "OCI images as templates (docs/images.md): pull one onto the node\n"
-                             "(again: a tag is resolved anew), list them, remove one and the\n"
-                             "layers no other image has. REF: [REGISTRY/]NAME[:TAG][@DIGEST].\n",
+        [CLI_CMD_TEMPLATE] =
+                "Usage: sandpit template pull [--json] REF\n"
+                "       sandpit template images [--json]\n"
+                "       sandpit template rm REF\n"
+                "       sandpit template build -t NAME [-f DOCKERFILE] [--build-arg K=V]\n"
+                "                              [--memory Q] [--disk Q] [--cpu N] [--pids N]\n"
+                "                              [--egress P] [--allow R] [--deny R] [CONTEXT]\n"
+                "OCI images as templates (docs/images.md): pull one onto the node\n"
+                "(again: a tag is resolved anew), list them, remove one and the\n"
+                "layers no other image has. REF: [REGISTRY/]NAME[:TAG][@DIGEST].\n"
+                "build: an image from a Dockerfile (docs/build.md), RUN steps in\n"
+                "sandboxes with the limits and network policy given; CONTEXT defaults\n"
+                "to ., DOCKERFILE to CONTEXT/Dockerfile, .dockerignore is honoured.\n",
 };
 
 static const char common_usage[] = "\n"
@@ -322,7 +334,8 @@ void cli_args_done(CliArgs *a)
         json_object_put(a->exec);
         json_object_put(a->body);
         json_object_put(a->filters);
-        a->create = a->exec = a->body = a->filters = NULL;
+        json_object_put(a->build_args);
+        a->create = a->exec = a->body = a->filters = a->build_args = NULL;
 }
 
 /* A macro rather than a variadic function: format checks without a va_list. */
@@ -609,8 +622,21 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
                 /* Recorded as a placeholder; the command words become the string. */
                 return add_field(a->exec, "shell", json_object_new_string(""));
         case OPT_TTY:
+                if (a->command == CLI_CMD_TEMPLATE) {
+                        a->build_tag = arg;
+                        return 0;
+                }
                 a->tty = true;
                 return 0;
+        case OPT_FILE:
+                a->dockerfile = arg;
+                return 0;
+        case OPT_BUILD_ARG:
+                if (!strchr(arg, '=') || arg[0] == '=')
+                        return usage_error(a, "--build-arg expects NAME=VALUE, got '%s'", arg);
+                return json_object_array_add(a->build_args, json_object_new_string(arg)) < 0
+                               ? -ENOMEM
+                               : 0;
         case OPT_BACKGROUND:
                 a->background = true;
                 return add_field(a->exec, "background", json_object_new_boolean(true));
@@ -798,8 +824,25 @@ static int build_body(CliArgs *a)
         case CLI_CMD_TEMPLATE: {
                 const char *sub = a->n_args ? a->args[0] : "";
                 bool images = streq(sub, "images");
+                bool build_opts = a->build_tag || a->dockerfile ||
+                                  json_object_array_length(a->build_args) > 0 ||
+                                  json_object_object_length(a->create) > 0;
+                if (streq(sub, "build")) {
+                        if (!a->build_tag || !*a->build_tag)
+                                return usage_error(a, "template build: give the image's name "
+                                                      "with -t NAME");
+                        if (a->n_args > 2)
+                                return usage_error(a, "template build: unexpected argument '%s'",
+                                                   a->args[2]);
+                        return 0;
+                }
+                if (build_opts)
+                        return usage_error(a,
+                                           "template %s: -t, -f, --build-arg and the sandbox "
+                                           "options are for build",
+                                           sub);
                 if (!images && !streq(sub, "pull") && !streq(sub, "rm"))
-                        return usage_error(a, "template: expected pull, images or rm");
+                        return usage_error(a, "template: expected pull, images, rm or build");
                 if (a->n_args < (images ? 1 : 2))
                         return usage_error(a, "template %s: missing image reference", sub);
                 if (a->n_args > (images ? 1 : 2))
@@ -843,7 +886,13 @@ int cli_parse_args(CliCommand cmd, int argc, char **argv, CliArgs *ret)
         longopts[n_long] = (struct option){0};
         *o = '\0';
 
-        if (cmd == CLI_CMD_CREATE || cmd == CLI_CMD_RUN || cmd == CLI_CMD_MCP) {
+        if (cmd == CLI_CMD_TEMPLATE) {
+                ret->build_args = json_object_new_array();
+                if (!ret->build_args)
+                        return -ENOMEM;
+        }
+        if (cmd == CLI_CMD_CREATE || cmd == CLI_CMD_RUN || cmd == CLI_CMD_MCP ||
+            cmd == CLI_CMD_TEMPLATE) {
                 ret->create = json_object_new_object();
                 if (!ret->create)
                         return -ENOMEM;

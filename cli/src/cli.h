@@ -74,6 +74,9 @@ typedef struct {
         const char *mcp_url;     /* mcp: --url, a gateway to bridge to */
         const char *gateway_ca;  /* mcp: --gateway-ca, the PEM CA of an https:// gateway */
         int64_t mcp_idle;        /* mcp: --idle S, 0 when absent */
+        const char *dockerfile;  /* template build: -f, borrowed */
+        const char *build_tag;   /* template build: -t, borrowed */
+        json_object *build_args; /* template build: array of "K=V" */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
@@ -175,8 +178,10 @@ int cli_cmd_mcp(CliContext *ctx, const CliArgs *a);
 /* ca_file: the only CAs an https:// gateway may chain to; NULL: the system's. */
 int cli_mcp_bridge(CliContext *ctx, const char *url, const char *ca_file,
                    const volatile sig_atomic_t *stop, const sigset_t *wait_mask);
-/* template pull|images|rm (image.c). */
+/* template pull|images|rm|build (image.c). */
 int cli_cmd_template(CliContext *ctx, const CliArgs *a);
+/* template build (build.c). */
+int cli_template_build(CliContext *ctx, const CliArgs *a);
 
 /* Finishes a message written into ctx->error: one line, and a negative errno
  * to return (-EIO for r >= 0). */

@@ -27,6 +27,8 @@ int cli_cmd_template(CliContext *ctx, const CliArgs *a)
         const char *sub = a->args[0];
         cleanup_json json_object *resp = NULL;
         int r;
+        if (streq(sub, "build"))
+                return cli_template_build(ctx, a);
         if (streq(sub, "pull")) {
                 if ((r = agent_client_image_pull(ctx->agent, a->args[1], &resp)) < 0)
                         return cli_agent_error(ctx, r);

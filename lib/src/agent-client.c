@@ -731,3 +731,60 @@ int agent_client_context_restart(AgentClient *c, const char *id, const char *con
         cleanup_free char *p = ec ? sandbox_path(id, "/contexts/%s/restart", ec) : NULL;
         return p ? call(c, "POST", p, NULL, 200, ret) : -ENOMEM;
 }
+
+typedef struct {
+        HttpLineSplitter lines;
+        EventSink sink;
+} BuildSink;
+
+static int build_data(const char *data, size_t len, void *userdata)
+{
+        BuildSink *b = userdata;
+        return http_line_splitter_feed(&b->lines, data, len, on_line, &b->sink);
+}
+
+/* "&key=value" of one parameter (objects as JSON text) onto q. */
+static int add_param(StrBuf *q, const char *key, json_object *v)
+{
+        const char *text = json_object_is_type(v, json_type_object)
+                                   ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)
+                                   : json_object_get_string(v);
+        cleanup_free char *e = escape(text ? text : "");
+        if (!e)
+                return -ENOMEM;
+        int r = strbuf_append(q, q->len ? "&" : "?", 1, SIZE_MAX);
+        if (r == 0)
+                r = strbuf_append(q, key, strlen(key), SIZE_MAX);
+        if (r == 0)
+                r = strbuf_append(q, "=", 1, SIZE_MAX);
+        if (r == 0)
+                r = strbuf_append(q, e, strlen(e), SIZE_MAX);
+        return r;
+}
+
+int agent_client_template_build(AgentClient *c, json_object *params, int tar_fd,
+                                AgentEventFn on_event, void *userdata)
+{
+        StrBuf q = {0};
+        int r = 0;
+        json_object_object_foreach(params, k, v) {
+                if (json_object_is_type(v, json_type_array))
+                        for (size_t i = 0; r == 0 && i < json_object_array_length(v); i++)
+                                r = add_param(&q, k, json_object_array_get_idx(v, i));
+                else if (r == 0)
+                        r = add_param(&q, k, v);
+        }
+        cleanup_free char *p = NULL;
+        if (r == 0 && asprintf(&p, "/v1/templates/build%s", q.data ? q.data : "") < 0)
+                r = -ENOMEM;
+        strbuf_done(&q);
+        if (r < 0)
+                return r;
+        BuildSink b = {.sink = {.fn = on_event, .userdata = userdata}};
+        http_line_splitter_init(&b.lines);
+        r = raw(c, "POST", p, tar_fd, build_data, &b, 200, NULL);
+        if (r == 0)
+                r = http_line_splitter_finish(&b.lines, on_line, &b.sink);
+        http_line_splitter_done(&b.lines);
+        return r;
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api-build.h"
 #include "cgroup.h"
 #include "files-archive.h"
 #include "files-watch.h"
@@ -551,6 +552,9 @@ void api_watch_handle(Agent *a, HttpRequest *req, const char *id, const char *re
 size_t api_files_spool_limit(HttpRequest *req, void *userdata)
 {
         (void) userdata;
+        size_t build = api_build_spool_limit(req); /* the build route's context tar */
+        if (build > 0)
+                return build;
         const char *m = http_request_method(req), *p = http_request_path(req);
         if (!streq(m, "PUT") && !streq(m, "POST"))
                 return 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-build.h"
 #include "api-code.h"
 #include "api-files.h"
 #include "api-images.h"
@@ -410,7 +411,7 @@ static bool dispatch_subresource(Agent *a, HttpRequest *req)
 void api_handle(HttpRequest *req, void *userdata)
 {
         Agent *a = userdata;
-        if (dispatch_subresource(a, req) || api_images_handle(a, req))
+        if (dispatch_subresource(a, req) || api_images_handle(a, req) || api_build_handle(a, req))
                 return;
         const char *method = http_request_method(req);
         cleanup_free char *path = strdup(http_request_path(req));

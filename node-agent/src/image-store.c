@@ -48,6 +48,7 @@ struct ImageStore {
         char **insecure;
         uint64_t max_layer_size, max_store_size;
         char *sandboxes_dir;
+        char *templates_dir; /* a built image's "base" directory template */
         bool (*in_use)(const char *name, void *userdata);
         void *userdata;
         pthread_mutex_t lock;
@@ -69,6 +70,7 @@ void image_store_free(ImageStore *s)
         free(s->auth_file);
         free(s->default_registry);
         free(s->sandboxes_dir);
+        free(s->templates_dir);
         strv_free(s->insecure);
         for (Pin *p = s->pins, *next; p; p = next) {
                 next = p->next;
@@ -124,6 +126,7 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         s->in_use = cfg->in_use;
         s->userdata = cfg->userdata;
         s->sandboxes_dir = strdup_opt(cfg->sandboxes_dir);
+        s->templates_dir = strdup_opt(cfg->templates_dir);
         s->dir = strdup(cfg->dir);
         s->ca_file = strdup_opt(cfg->ca_file);
         s->auth_file = strdup_opt(cfg->auth_file);
@@ -140,7 +143,7 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
         if (!s->dir || !s->layers_dir || !s->images_dir || !s->tmp_dir || !s->insecure ||
             (cfg->ca_file && !s->ca_file) || (cfg->auth_file && !s->auth_file) ||
             (cfg->default_registry && !s->default_registry) ||
-            (cfg->sandboxes_dir && !s->sandboxes_dir))
+            (cfg->sandboxes_dir && !s->sandboxes_dir) || (cfg->templates_dir && !s->templates_dir))
                 r = -ENOMEM;
         /* What killed pulls left: the tmp/<pid> of agents that are gone. */
         if (r == 0)
@@ -655,15 +658,34 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
         }
         json_object *layers = json_field(rec, "layers"), *cfg = json_obj(rec, "config");
         size_t n = json_object_array_length(layers);
+        /* Built on a directory template (build.c): its lowers go below the layers. */
+        Template *base = NULL;
+        const char *base_name = json_str(rec, "base");
+        if (base_name &&
+            (!s->templates_dir || template_load(s->templates_dir, base_name, &base) < 0)) {
+                (void) snprintf(err, errlen,
+                                "image %s is built on template %s, which is not usable", name,
+                                base_name);
+                return -ENOENT;
+        }
+        size_t nb = 0;
+        STRV_FOREACH(l, base ? base->lowers : NULL)
+                nb++;
         Template *t = calloc(1, sizeof(*t));
-        if (!t)
+        if (!t) {
+                template_free(base);
                 return -ENOMEM;
-        t->lowers = calloc(n + 1, sizeof(char *));
-        t->binds = calloc(1, sizeof(char *));
-        r = t->lowers && t->binds && n > 0 &&
+        }
+        t->lowers = calloc(n + nb + 1, sizeof(char *));
+        t->binds = base ? strv_copy(base->binds) : calloc(1, sizeof(char *));
+        r = t->lowers && t->binds && n + nb > 0 &&
                             asprintf(&t->name, "%s%s", IMAGE_TEMPLATE_PREFIX, name) >= 0
                     ? 0
                     : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < nb; i++)
+                if (!(t->lowers[n + i] = strdup(base->lowers[i])))
+                        r = -ENOMEM;
+        template_free(base);
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Overlayfs takes the top layer first; the manifest lists the bottom first. */
                 const char *d = json_object_get_string(json_object_array_get_idx(layers, i));
@@ -779,8 +801,13 @@ int image_list_json(ImageStore *s, json_object **ret)
         STRV_FOREACH(n, names) {
                 cleanup_free char *path = NULL;
                 json_object *o = NULL;
-                if (asprintf(&path, "%s/%s", s->images_dir, *n) >= 0 &&
-                    record_load_path(path, &o) == 0)
+                if (asprintf(&path, "%s/%s", s->images_dir, *n) < 0 ||
+                    record_load_path(path, &o) < 0)
+                        continue;
+                /* A build's intermediate steps (build.c): not images of their own. */
+                if (json_object_get_boolean(json_field(o, "build_cache")))
+                        json_object_put(o);
+                else
                         (void) json_object_array_add(a, o);
         }
         *ret = a;
@@ -936,7 +963,7 @@ static int gc_locked(ImageStore *s, const char *keep, uint64_t *ret_used)
                 return r;
         }
         size_t nl = 0;
-        STRV_FOREACH(l, layers)
+        for (char *const *l = layers; l && *l; l++)
                 nl++;
         uint64_t *sizes = calloc(nl + 1, sizeof(uint64_t)), total = 0;
         if (!sizes) {
@@ -1010,5 +1037,134 @@ int image_gc(ImageStore *s, const char *keep, uint64_t *ret_used)
         /* Another pull may be about to name a layer that looks unused. */
         int r = s->active > 1 ? 0 : gc_locked(s, keep, ret_used);
         (void) pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+/* --- local images (build.c) ------------------------------------------------------ */
+
+const char *image_store_tmp_dir(ImageStore *s)
+{
+        return s->tmp_dir;
+}
+
+uint64_t image_store_max_layer_size(ImageStore *s)
+{
+        return s->max_layer_size;
+}
+
+int image_layer_path(ImageStore *s, const char *digest, char **ret)
+{
+        return layer_dir(s, digest, ret);
+}
+
+int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errlen)
+{
+        OciHasher *h = NULL;
+        int r = oci_hasher_new(&h);
+        char buf[65536];
+        off_t off = 0;
+        while (r == 0) {
+                ssize_t n = pread(fd, buf, sizeof(buf), off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : 0;
+                        break;
+                }
+                off += n;
+                r = oci_hasher_update(h, buf, (size_t) n);
+        }
+        if (r == 0)
+                r = oci_hasher_final(h, digest);
+        oci_hasher_free(h);
+        if (r < 0)
+                return r;
+        if ((uint64_t) off > s->max_layer_size) {
+                (void) snprintf(err, errlen, "the layer is larger than --image-max-layer-size");
+                return -EFBIG;
+        }
+        cleanup_free char *final = NULL, *tmp = NULL;
+        if ((r = layer_dir(s, digest, &final)) < 0)
+                return r;
+        struct stat st;
+        if (stat(final, &st) == 0 && S_ISDIR(st.st_mode))
+                return 0;
+        if (asprintf(&tmp, "%s/%.16s.XXXXXX", s->tmp_dir, digest + 7) < 0) {
+                tmp = NULL;
+                return -ENOMEM;
+        }
+        if (!mkdtemp(tmp) || chmod(tmp, 0755) < 0) {
+                r = -errno;
+                (void) rm_rf(tmp);
+                return r;
+        }
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                r = -errno;
+        if (r == 0)
+                r = image_layer_unpack(fd, tmp, s->max_layer_size, err, errlen);
+        if (r == 0 && rename(tmp, final) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
+                r = -errno;
+                (void) snprintf(err, errlen, "cannot store layer %s: %s", digest, strerror(-r));
+        }
+        (void) rm_rf(tmp);
+        return r;
+}
+
+int image_record_get(ImageStore *s, const char *ref, json_object **ret)
+{
+        cleanup_free char *name = NULL;
+        int r = image_canonical_name(s, ref, &name);
+        if (r < 0)
+                return r;
+        return record_load(s, name, ret);
+}
+
+int image_record_local(ImageStore *s, const char *name, const char *base, char *const *layers,
+                       json_object *config, bool cache)
+{
+        json_object *o = json_object_new_object(), *ls = json_object_new_array();
+        char when[64], digest[OCI_DIGEST_MAX];
+        format_rfc3339_us(now_realtime_us(), when, sizeof(when));
+        for (char *const *l = layers; l && *l; l++)
+                (void) json_object_array_add(ls, json_object_new_string(*l));
+        (void) json_object_object_add(o, "layers", ls);
+        (void) json_object_object_add(o, "config", json_object_get(config));
+        if (base)
+                (void) json_object_object_add(o, "base", json_object_new_string(base));
+        /* What the image is made of, named: its layers, base and config. */
+        const char *what = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        OciHasher *h = NULL;
+        int r = oci_hasher_new(&h);
+        if (r == 0 && (r = oci_hasher_update(h, what, strlen(what))) == 0)
+                r = oci_hasher_final(h, digest);
+        oci_hasher_free(h);
+        uint64_t size = 0;
+        for (char *const *l = layers; l && *l; l++) {
+                cleanup_free char *dir = NULL;
+                if (layer_dir(s, *l, &dir) < 0)
+                        continue;
+                (void) pthread_mutex_lock(&s->lock);
+                size += disk_use(dir);
+                (void) pthread_mutex_unlock(&s->lock);
+        }
+        (void) json_object_object_add(o, "name", json_object_new_string(name));
+        (void) json_object_object_add(o, "digest", json_object_new_string(r == 0 ? digest : ""));
+        (void) json_object_object_add(o, "size", json_object_new_int64((int64_t) size));
+        (void) json_object_object_add(o, "pulled", json_object_new_string(when));
+        /* Made on this node from what its caller sent: no registry to ask. */
+        (void) json_object_object_add(o, "public", json_object_new_boolean(true));
+        (void) json_object_object_add(o, "built", json_object_new_boolean(true));
+        if (cache)
+                (void) json_object_object_add(o, "build_cache", json_object_new_boolean(true));
+        cleanup_free char *path = NULL;
+        if (r == 0)
+                r = record_path(s, name, &path);
+        if (r == 0) {
+                size_t len = 0;
+                const char *text =
+                        json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+                r = write_file_atomic(path, text, len, 0600);
+        }
+        json_object_put(o);
         return r;
 }

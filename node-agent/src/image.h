@@ -34,6 +34,7 @@ typedef struct {
         uint64_t max_layer_size;      /* compressed and unpacked, per layer */
         uint64_t max_store_size;      /* the layers' disk use the GC keeps to; 0: no GC */
         const char *sandboxes_dir;    /* <dir>/<id>/layers: layers in use */
+        const char *templates_dir;    /* for images built on a directory template */
         /* true while a sandbox uses the image name (canonical) */
         bool (*in_use)(const char *name, void *userdata);
         void *userdata;
@@ -92,6 +93,26 @@ int image_write_layers(const Template *t, const char *sandbox_dir);
  * within it; keep (a canonical name, may be NULL) stays. Runs after every
  * pull; a no-op while another pull runs. The bytes still used in *ret_used. */
 int image_gc(ImageStore *s, const char *keep, uint64_t *ret_used);
+
+/* --- local images, made by the builder (build.c, docs/build.md) --- */
+
+/* The store's tmp/<pid>: where a build stages its files. */
+const char *image_store_tmp_dir(ImageStore *s);
+uint64_t image_store_max_layer_size(ImageStore *s);
+/* The unpacked directory of a layer of the store. */
+int image_layer_path(ImageStore *s, const char *digest, char **ret);
+/* Adds the layer tar in fd (from offset 0, whiteouts as .wh. entries) to the
+ * store: its sha256 into digest (OCI_DIGEST_MAX), unpacked into layers/
+ * unless there already. Nothing stays on failure. */
+int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errlen);
+/* The record of an image in the store; -ENOENT. */
+int image_record_get(ImageStore *s, const char *ref, json_object **ret);
+/* Records a built image named name (canonical): layers bottom first, base a
+ * directory template under them (or NULL), config as image records have it
+ * (env, working_dir, user, entrypoint, cmd). cache: a build's intermediate
+ * step, which the image list leaves out. */
+int image_record_local(ImageStore *s, const char *name, const char *base, char *const *layers,
+                       json_object *config, bool cache);
 
 /* --- image-unpack.c --- */
 

@@ -645,6 +645,7 @@ static int setup_images(Daemon *d)
                                .max_layer_size = cfg->image_max_layer_size,
                                .max_store_size = cfg->image_store_max,
                                .sandboxes_dir = d->agent.sandboxes_dir,
+                               .templates_dir = cfg->templates_dir,
                                .in_use = sandbox_image_in_use,
                                .userdata = &d->agent};
         int r = image_store_new(&ic, &d->agent.images);

@@ -562,18 +562,62 @@ static void test_mcp_gateway_ca(void **state)
         cli_args_done(&a);
 }
 
+static void test_template_build_args(void **state)
+{
+        (void) state;
+        CliArgs a;
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "-t", "app:1", "-f", "df",
+                               "--build-arg", "A=1", "--build-arg", "B=x=y", "--memory", "1Gi",
+                               "--egress", "deny", "ctx"),
+                         0);
+        assert_string_equal(a.build_tag, "app:1");
+        assert_string_equal(a.dockerfile, "df");
+        assert_int_equal(a.n_args, 2);
+        assert_string_equal(a.args[1], "ctx");
+        assert_json(a.build_args, "[\"A=1\",\"B=x=y\"]");
+        assert_json(a.create, "{\"memory\":\"1Gi\",\"network\":{\"egress\":\"deny\"}}");
+        cli_args_done(&a);
+
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "ctx"), -EINVAL);
+        assert_string_equal(a.error, "template build: give the image's name with -t NAME");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "-t", "x", "a", "b"),
+                         -EINVAL);
+        assert_string_equal(a.error, "template build: unexpected argument 'b'");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "-t", "x", "--build-arg",
+                               "NOVALUE"),
+                         -EINVAL);
+        assert_string_equal(a.error, "--build-arg expects NAME=VALUE, got 'NOVALUE'");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "pull", "-t", "x", "REF"),
+                         -EINVAL);
+        assert_string_equal(
+                a.error,
+                "template pull: -t, -f, --build-arg and the sandbox options are for build");
+        cli_args_done(&a);
+}
+
 int main(void)
 {
         /* As the sandpit binary does: a closed pipe is EPIPE, not death. */
         (void) signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_create_request), cmocka_unit_test(test_usage_errors),
-                cmocka_unit_test(test_mcp_gateway_ca), cmocka_unit_test(test_exec_request),
-                cmocka_unit_test(test_run_request),    cmocka_unit_test(test_other_requests),
-                cmocka_unit_test(test_command_names),  cmocka_unit_test(test_exit_status),
-                cmocka_unit_test(test_exec_events),    cmocka_unit_test(test_helpers),
-                cmocka_unit_test(test_table),          cmocka_unit_test(test_agent_unreachable),
-                cmocka_unit_test(test_files_args),     cmocka_unit_test(test_network_args),
+                cmocka_unit_test(test_create_request),
+                cmocka_unit_test(test_usage_errors),
+                cmocka_unit_test(test_mcp_gateway_ca),
+                cmocka_unit_test(test_exec_request),
+                cmocka_unit_test(test_run_request),
+                cmocka_unit_test(test_other_requests),
+                cmocka_unit_test(test_command_names),
+                cmocka_unit_test(test_exit_status),
+                cmocka_unit_test(test_exec_events),
+                cmocka_unit_test(test_helpers),
+                cmocka_unit_test(test_table),
+                cmocka_unit_test(test_agent_unreachable),
+                cmocka_unit_test(test_files_args),
+                cmocka_unit_test(test_network_args),
+                cmocka_unit_test(test_template_build_args),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

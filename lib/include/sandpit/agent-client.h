@@ -107,6 +107,13 @@ int agent_client_image_pull_req(AgentClient *c, json_object *req, json_object **
 int agent_client_image_list(AgentClient *c, json_object **ret);
 int agent_client_image_remove(AgentClient *c, const char *ref);
 
+/* Builds an image from a Dockerfile (docs/build.md): POST
+ * /v1/templates/build with params as the query (each member a parameter: a
+ * string, an array of strings repeated, an object as JSON text) and the
+ * context tar in tar_fd (read to its end); the progress lines go to on_event. */
+int agent_client_template_build(AgentClient *c, json_object *params, int tar_fd,
+                                AgentEventFn on_event, void *userdata);
+
 /* Processes. req is the agent's exec body (cmd or shell, env, cwd, user,
  * stdin, timeout, ...; borrowed): its events (start, stdout, stderr, exit) go
  * to on_event as they arrive. */

@@ -1,0 +1,325 @@
+"""Images from a Dockerfile (docs/build.md): POST /v1/templates/build and
+`sandpit template build`. Builds FROM the `host` template: RUN in sandboxes
+of the agent's own, COPY from the context, ENV/WORKDIR/USER/CMD in the
+result's config, deletions as whiteouts, the step cache, failures that leave
+nothing behind, and contexts that try to reach outside."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, UnixHTTPConnection, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from oci_images import Image, Registry, busybox_base, make_layer
+
+CLI = REPO / "build" / "bin" / "sandpit"
+
+
+def context_tar(files, symlinks=None):
+    """A tar of {path: text} (and {path: target} symlinks) as bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 1700000000
+            t.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            t.addfile(info)
+    return buf.getvalue()
+
+
+def build(client, tag, files, symlinks=None, build_args=(), dockerfile=None):
+    q = [("tag", tag)] + [("build_arg", a) for a in build_args]
+    if dockerfile:
+        q.append(("dockerfile", dockerfile))
+    r = client.post("/v1/templates/build?" + urllib.parse.urlencode(q), raw=context_tar(files, symlinks),
+                    headers={"Content-Type": "application/x-tar"}, timeout=600)
+    if r.status != 200:
+        return r, None
+    events = [json.loads(line) for line in r.body.decode().splitlines() if line.strip()]
+    return r, events
+
+
+def ends(events):
+    """The step-end events: {step: cached}."""
+    return {e["step"]: e["cached"] for e in events if "cached" in e}
+
+
+def final(events):
+    assert events, "no progress at all"
+    return events[-1]
+
+
+def layers(agent):
+    return sorted(os.listdir(agent.root / "images" / "layers"))
+
+
+def build_sandboxes(client):
+    r = client.get("/v1/sandboxes")
+    assert r.status == 200, r
+    return [s["id"] for s in r.json()["sandboxes"] if "sandpit.build" in (s.get("labels") or {})]
+
+
+def no_leftovers(agent, client):
+    """No build sandbox, none being torn down, nothing staged in the store's tmp."""
+    assert build_sandboxes(client) == []
+    wait_for(lambda: client.get("/v1/info").json()["teardown_pending"] == 0, 60, what="teardowns")
+    tmp = agent.root / "images" / "tmp"  # tmp/<agent pid>/ holds what is staged
+    left = [str(p) for d in tmp.iterdir() for p in d.rglob("*")]
+    assert left == [], f"left in the store's tmp: {left}"
+
+
+DOCKERFILE = """\
+# a comment
+FROM host
+ARG GREETING=hello
+ENV APP_MODE=test \\
+    OTHER="two words"
+WORKDIR /srv/app
+COPY data.txt ./
+COPY sub /srv/app/sub/
+RUN echo "$GREETING from run in $(pwd)" > /srv/app/run.txt && \\
+    mkdir -p /srv/gone && echo x > /srv/gone/file
+RUN ["/bin/sh", "-c", "rm /srv/gone/file"]
+USER 1000
+CMD ["sh", "-c", "echo started"]
+"""
+
+
+def files(data="data v1\n"):
+    return {"Dockerfile": DOCKERFILE, "data.txt": data, "sub/a.txt": "a\n", "sub/deeper/b.txt": "b\n"}
+
+
+def test_build_run_copy_config_and_cache(agent, client):
+    tag = "it-build-" + rand_suffix()
+    name = f"localhost/{tag}:latest"
+    start = set(layers(agent))
+    r, ev = build(client, tag, files(), build_args=["GREETING=hi"])
+    assert r.status == 200, r
+    assert "image" in final(ev), final(ev)
+    assert final(ev)["image"] == name
+    steps = ends(ev)
+    assert len(steps) == 10 and not any(steps.values()), steps
+    # Every instruction announced itself with its line.
+    assert [e["line"] for e in ev if "instruction" in e] == [2, 3, 4, 6, 7, 8, 9, 11, 12, 13]
+    before = layers(agent)
+    # Two COPY, one WORKDIR (/srv/app is new), two RUN layers; the RUN layers
+    # hold what the commands did, not the sandbox's mount points.
+    made = set(before) - start
+    assert len(made) == 5, made
+    for lay in made:
+        top = os.listdir(agent.root / "images" / "layers" / lay)
+        assert not [n for n in top if n.startswith(".sandpit")], top
+
+    # The result as a template: files, config.
+    sb = client.create(template="image:" + name)
+    sid = sb["id"]
+    assert client.sh(sid, "cat /srv/app/run.txt") == "hi from run in /srv/app\n"
+    assert client.sh(sid, "cat /srv/app/data.txt /srv/app/sub/a.txt /srv/app/sub/deeper/b.txt") == "data v1\na\nb\n"
+    assert client.sh(sid, "echo $APP_MODE/$OTHER") == "test/two words\n"
+    assert client.sh(sid, "pwd") == "/srv/app\n"
+    assert client.sh(sid, "id -u") == "1000\n"
+    # The second RUN's deletion is a whiteout over the first RUN's layer.
+    assert client.sh(sid, "ls -A /srv/gone; test ! -e /srv/gone/file && echo gone") == "gone\n"
+    # The ARG is not in the image's env.
+    assert client.sh(sid, "echo ${GREETING:-unset}") == "unset\n"
+    assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+    img = [i for i in client.get("/v1/images").json()["images"] if i["name"] == name]
+    assert len(img) == 1 and img[0]["config"]["cmd"] == ["sh", "-c", "echo started"], img
+    assert img[0]["config"]["user"] == "1000"
+    # The cache's records are not images of their own.
+    assert not [i for i in client.get("/v1/images").json()["images"] if "sandpit-build-cache" in i["name"]]
+
+    # The same build again: every step from the cache, no new layer.
+    r, ev = build(client, tag, files(), build_args=["GREETING=hi"])
+    assert r.status == 200 and "image" in final(ev), ev
+    assert all(ends(ev).values()) and len(ends(ev)) == 10, ends(ev)
+    assert not [e for e in ev if "stream" in e], "a cached RUN ran"
+    assert layers(agent) == before
+
+    # A changed COPY input: the steps before it cached, it and all after redone.
+    r, ev = build(client, tag, files(data="data v2\n"), build_args=["GREETING=hi"])
+    assert r.status == 200 and "image" in final(ev), ev
+    steps = ends(ev)
+    assert [steps[i] for i in range(1, 11)] == [True] * 4 + [False] * 6, steps
+    # A changed build arg redoes the RUN that sees it.
+    r, ev = build(client, tag, files(data="data v2\n"), build_args=["GREETING=yo"])
+    steps = ends(ev)
+    assert [steps[i] for i in range(1, 11)] == [True] * 6 + [False] * 4, steps
+    sb = client.create(template="image:" + name)
+    assert client.sh(sb["id"], "cat /srv/app/data.txt /srv/app/run.txt") == "data v2\nyo from run in /srv/app\n"
+    assert client.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    no_leftovers(agent, client)
+    assert client.delete("/v1/images?image=" + urllib.parse.quote(name)).status == 204
+
+
+def test_failing_run_leaves_nothing(agent, client):
+    tag = "it-build-fail-" + rand_suffix()
+    df = "FROM host\nRUN mkdir -p /srv && echo made > /srv/made\nRUN echo oops-output; echo to-stderr >&2; exit 3\n"
+    r, ev = build(client, tag, {"Dockerfile": df})
+    assert r.status == 200, r
+    assert final(ev).get("exit_code") == 3, final(ev)
+    before = layers(agent)
+    r, ev = build(client, tag, {"Dockerfile": df.replace("made >", "made2 >")})
+    end = final(ev)
+    assert end.get("exit_code") == 3, end
+    assert "line 3" in end["error"] and "exited with 3" in end["error"], end
+    assert "oops-output" in end["output_tail"] and "to-stderr" in end["output_tail"], end
+    # The step before the failure made a layer, the failing one none.
+    assert len(layers(agent)) == len(before) + 1
+    no_leftovers(agent, client)
+    names = [i["name"] for i in client.get("/v1/images").json()["images"]]
+    assert f"localhost/{tag}:latest" not in names
+
+
+def test_client_gone_mid_run(agent, client):
+    """A client that hangs up while a RUN runs: its sandbox goes, nothing stays."""
+    tag = "it-build-gone-" + rand_suffix()
+    before = layers(agent)
+    body = context_tar({"Dockerfile": "FROM host\nRUN echo started; sleep 300\n"})
+    conn = UnixHTTPConnection(agent.socket, timeout=120)
+    conn.request("POST", f"/v1/templates/build?tag={tag}", body=body,
+                 headers={"Host": "localhost", "Content-Type": "application/x-tar"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    while True:  # until the command runs (the raw chunked stream: a line holds it)
+        line = resp.fp.readline()
+        assert line, "the stream ended before the command started"
+        if b"started" in line:
+            break
+    assert len(build_sandboxes(client)) == 1
+    conn.close()
+    wait_for(lambda: build_sandboxes(client) == [], 60, what="the build's sandbox to go")
+    no_leftovers(agent, client)
+    assert layers(agent) == before
+
+
+@pytest.mark.skipif(not shutil.which("docker-registry") or not Path("/usr/bin/busybox").exists(),
+                    reason="docker-registry and busybox-static are needed (mk/deps.sh)")
+def test_from_a_registry_image(templates_dir, tmp_path):
+    """FROM an image pulled from a registry on loopback: its layers and config
+    under the build's, a RUN deleting one of its files (a whiteout over a
+    pulled layer)."""
+    reg = Registry(tmp_path / "reg")
+    a = None
+    try:
+        base = make_layer(busybox_base([{"name": "etc/motd", "type": "file", "data": "base motd\n"},
+                                        {"name": "bin/rm", "type": "symlink", "target": "busybox"}]))
+        reg.client.push("it/base", "v1", Image([base], env=["PATH=/bin", "FROM_IMAGE=1"], user="1000"))
+        a = start_agent("build-reg", templates_dir, extra_args=["--insecure-registry", reg.host])
+        c = a.client
+        df = (f"FROM {reg.host}/it/base:v1\nUSER root\nRUN rm /etc/motd && echo built > /built\n"
+              "ENV MORE=2\nUSER 1000\n")
+        r, ev = build(c, "on-image", {"Dockerfile": df})
+        assert r.status == 200 and "image" in final(ev), ev
+        assert final(ev)["layers"] == 2 and "base" not in final(ev), final(ev)
+        sb = c.create(template="image:localhost/on-image")
+        out = c.sh(sb["id"], "cat /built; test -e /etc/motd || echo no-motd; echo $FROM_IMAGE$MORE; id -u")
+        assert out == "built\nno-motd\n12\n1000\n", out
+        assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+        # FROM a build of this node by its short name.
+        r, ev = build(c, "on-build", {"Dockerfile": "FROM on-image\nRUN test -e /built\n"})
+        assert "image" in final(ev) and final(ev)["layers"] == 3, final(ev)
+        no_leftovers(a, c)
+    finally:
+        if a:
+            stop_agent(a)
+        reg.stop()
+
+
+def test_copy_cannot_leave_the_context(agent, client):
+    tag = "it-build-escape-" + rand_suffix()
+    for src, symlinks, why in [("../../etc/passwd", None, "outside the build context"),
+                               ("link/passwd", {"link": "/etc"}, "goes through a link"),
+                               ("up/passwd", {"up": "../../../../etc"}, "goes through a link")]:
+        before = layers(agent)
+        r, ev = build(client, tag, {"Dockerfile": f"FROM host\nCOPY {src} /x\n"}, symlinks=symlinks)
+        assert r.status == 200, r
+        assert why in final(ev).get("error", ""), (src, final(ev))
+        assert layers(agent) == before
+    # A link itself is copied as a link, never followed.
+    r, ev = build(client, tag, {"Dockerfile": "FROM host\nCOPY link /x/link\n"}, symlinks={"link": "/etc/passwd"})
+    assert "image" in final(ev), final(ev)
+    sb = client.create(template=f"image:localhost/{tag}")
+    assert client.sh(sb["id"], "readlink /x/link") == "/etc/passwd\n"
+    assert client.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    no_leftovers(agent, client)
+    assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+def test_arg_before_from(agent, client):
+    df = "ARG BASE=no-such-base\nFROM ${BASE}\nARG BASE\nRUN echo \"base=[$BASE]\"\n"
+    r, ev = build(client, "it-argfrom", {"Dockerfile": df})
+    assert "no-such-base is neither a template nor an image" in final(ev)["error"], final(ev)
+    r, ev = build(client, "it-argfrom", {"Dockerfile": df.replace("no-such-base", "host")})
+    assert [e["data"] for e in ev if "stream" in e] == ["base=[host]\n"], ev
+    r, ev = build(client, "it-argfrom", {"Dockerfile": df}, build_args=["BASE=host"])
+    assert "image" in final(ev), final(ev)
+    # The ARG before FROM is for FROM; declared again after it, it takes the
+    # build arg, else the default before FROM (above): the same steps, so
+    # this build is all from the cache.
+    assert all(ends(ev).values()) and not [e for e in ev if "stream" in e], ev
+    no_leftovers(agent, client)
+    assert client.delete("/v1/images?image=localhost/it-argfrom").status == 204
+
+
+def test_bad_requests(agent, client):
+    # A Dockerfile error: 400 with its line, before anything runs.
+    r, _ = build(client, "it-bad", {"Dockerfile": "FROM host\n\nFROBNICATE x\n"})
+    assert_error(r, 400)
+    assert "line 3: unknown instruction FROBNICATE" in r.json()["message"], r
+    r, _ = build(client, "it-bad", {"Dockerfile": "FROM host\n"}, dockerfile="../Dockerfile")
+    assert_error(r, 400)
+    r, _ = build(client, "it-bad", {"Dockerfile": "FROM host\n"}, build_args=["no-equals"])
+    assert_error(r, 400)
+    r = client.post("/v1/templates/build?tag=x", raw=b"not a tar at all" * 64,
+                    headers={"Content-Type": "application/x-tar"})
+    assert_error(r, 400)
+    r = client.post("/v1/templates/build", raw=context_tar({"Dockerfile": "FROM host\n"}),
+                    headers={"Content-Type": "application/x-tar"})
+    assert_error(r, 400)
+    r, ev = build(client, "it-bad", {"Dockerfile": "FROM no-such-template-or-image\n"})
+    assert "neither a template nor an image" in final(ev)["error"], final(ev)
+    no_leftovers(agent, client)
+
+
+def test_cli_build(agent, tmp_path):
+    ctx = tmp_path / "ctx"
+    (ctx / "skip").mkdir(parents=True)
+    (ctx / "keep.txt").write_text("kept\n")
+    (ctx / "skip" / "secret.txt").write_text("not sent\n")
+    (ctx / ".dockerignore").write_text("# comment\nskip\n")
+    df = tmp_path / "elsewhere.Dockerfile"  # outside the context
+    df.write_text("FROM host\nARG WHO\nCOPY . /ctx/\nRUN echo \"hello $WHO\" > /ctx/hello\n")
+    tag = "it-cli-" + rand_suffix()
+    env = dict(os.environ, SANDPIT_URL=f"unix://{agent.socket}")
+    p = subprocess.run([str(CLI), "template", "build", "-t", tag, "-f", str(df), "--build-arg", "WHO=cli",
+                        str(ctx)], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p
+    assert "Step 4/4 : RUN" in p.stdout and f"Built localhost/{tag}:latest" in p.stdout, p.stdout
+    c = agent.client
+    sb = c.create(template=f"image:localhost/{tag}")
+    assert c.sh(sb["id"], "cat /ctx/keep.txt /ctx/hello; ls -A /ctx") == "kept\nhello cli\n.dockerignore\nhello\nkeep.txt\n"
+    assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+
+    df.write_text("FROM host\nRUN exit 7\n")
+    p = subprocess.run([str(CLI), "template", "build", "-t", tag, "-f", str(df), str(ctx)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "exited with 7" in err[0], p.stderr
+    no_leftovers(agent, c)
+    assert c.delete(f"/v1/images?image=localhost/{tag}").status == 204
