@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -194,6 +195,31 @@ const char *http_request_body(const HttpRequest *req, size_t *ret_len)
         return req->body ? req->body : "";
 }
 
+/* A string (or key) with an escaped NUL ("\u0000"): C code would see it cut
+ * short, a different value from the one sent ("host\u0000../x" as "host"). */
+static bool json_has_nul(json_object *o)
+{
+        switch (json_object_get_type(o)) {
+        case json_type_string:
+                return strlen(json_object_get_string(o)) != (size_t) json_object_get_string_len(o);
+        case json_type_array:
+                for (size_t i = 0; i < json_object_array_length(o); i++)
+                        if (json_has_nul(json_object_array_get_idx(o, i)))
+                                return true;
+                return false;
+        case json_type_object: {
+                json_object_object_foreach(o, k, v) {
+                        (void) k;
+                        if (json_has_nul(v))
+                                return true;
+                }
+                return false;
+        }
+        default:
+                return false;
+        }
+}
+
 int http_request_parse_json(HttpRequest *req, json_object **ret)
 {
         if (req->body_len == 0) {
@@ -202,6 +228,13 @@ int http_request_parse_json(HttpRequest *req, json_object **ret)
         }
         if (memchr(req->body, 0, req->body_len)) {
                 http_respond_error(req, 400, "request body contains a NUL byte");
+                return -EINVAL;
+        }
+        bool valid = true;
+        if (utf8_complete_prefix((const uint8_t *) req->body, req->body_len, &valid) !=
+                    req->body_len ||
+            !valid) {
+                http_respond_error(req, 400, "request body is not valid UTF-8");
                 return -EINVAL;
         }
         json_object *o = NULL;
@@ -217,6 +250,11 @@ int http_request_parse_json(HttpRequest *req, json_object **ret)
         if (!json_object_is_type(o, json_type_object)) {
                 json_object_put(o);
                 http_respond_error(req, 400, "request body must be a JSON object");
+                return -EINVAL;
+        }
+        if (json_has_nul(o)) {
+                json_object_put(o);
+                http_respond_error(req, 400, "a string in the request body contains \\u0000");
                 return -EINVAL;
         }
         *ret = o;
@@ -401,6 +439,14 @@ static void respond_error(HttpRequest *req, unsigned status, const char *reason,
 {
         char msg[1024];
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        /* What a message quotes of a request (a path, an id) may be any bytes;
+         * the answer stays valid JSON. */
+        bool valid = true;
+        size_t len = strlen(msg);
+        if (utf8_complete_prefix((const uint8_t *) msg, len, &valid) != len || !valid)
+                for (char *p = msg; *p; p++)
+                        if ((unsigned char) *p >= 0x80)
+                                *p = '?';
         json_object *o = json_object_new_object();
         if (o) {
                 (void) json_object_object_add(o, "code", json_object_new_int((int) status));
@@ -576,11 +622,54 @@ static bool content_length(struct MHD_Connection *conn, uint64_t *ret)
         return true;
 }
 
+typedef struct {
+        const char *name;
+        unsigned n;
+} HeaderCount;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+        (void) kind;
+        (void) value;
+        HeaderCount *c = cls;
+        if (strcasecmp(key, c->name) == 0)
+                c->n++;
+        return MHD_YES;
+}
+
+static unsigned header_count(struct MHD_Connection *conn, const char *name)
+{
+        HeaderCount c = {name, 0};
+        (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &c);
+        return c.n;
+}
+
+/* RFC 9112 6.3: a request whose length is ambiguous (Content-Length with
+ * Transfer-Encoding, two Content-Lengths, a coding other than plain
+ * "chunked") is refused and its connection closed, so no bytes after it can
+ * be taken for a next request another hop framed differently (smuggling). */
+static bool framing_ok(struct MHD_Connection *conn)
+{
+        unsigned cl = header_count(conn, "Content-Length");
+        unsigned te = header_count(conn, "Transfer-Encoding");
+        if (cl > 1 || te > 1 || (cl && te))
+                return false;
+        const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+        return !te || (v && strcasecmp(v, "chunked") == 0);
+}
+
 /* The first call, with the headers only: the token is checked here, before
  * libmicrohttpd reads any of the body (a response queued now makes it discard
  * the body and close the connection), and how the body will be kept. */
 static void request_start(HttpServer *s, HttpRequest *req)
 {
+        if (!framing_ok(req->conn)) {
+                http_respond_error(req, 400,
+                                   "ambiguous request framing: give one Content-Length or "
+                                   "Transfer-Encoding: chunked, not both");
+                return;
+        }
         if (req->tcp) {
                 /* tcp_open: the handler authenticates (the gateway); a request
                  * whose headers are in leaves the unauthenticated caps all the same. */
