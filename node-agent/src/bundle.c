@@ -87,9 +87,9 @@ static const char *const readonly_paths[] = {
         "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
-/* All new. No user namespace yet: init runs as real root, confined by the
- * capability sets, seccomp and no_new_privs; mapping it to an unprivileged host
- * uid is a later issue (it needs an idmapped or chowned rootfs). */
+/* All new. With --userns=on a user namespace too (build_linux()); without it
+ * init runs as real root, confined by the capability sets, seccomp and
+ * no_new_privs. */
 static const char *const namespaces[] = {"pid", "ipc", "uts", "mount", "network", "cgroup"};
 
 static const char *const proc_opts[] = {"nosuid", "noexec", "nodev", NULL};
@@ -228,6 +228,8 @@ static int spec_validate(const BundleSpec *spec)
         STRV_FOREACH(p, spec->ro_binds)
                 if (!is_abs_path(*p) || streq(*p, "/"))
                         return -EINVAL;
+        if (spec->userns_size && spec->userns_host_id > UINT32_MAX - 1 - spec->userns_size)
+                return -EINVAL;
         return 0;
 }
 
@@ -302,6 +304,18 @@ static void build_linux(Builder *b, json_object *config, const BundleSpec *spec)
                 /* The agent made it, with the veth already in it (net.c). */
                 if (spec->netns_path && streq(namespaces[i], "network"))
                         add_str(b, n, "path", spec->netns_path);
+        }
+        /* The sandbox's ids are its own range of host ids (userns.h): root
+         * inside is not root outside, and no two sandboxes share a uid. */
+        if (spec->userns_size) {
+                add_str(b, add_obj(b, ns, NULL), "type", "user");
+                static const char *const maps[] = {"uidMappings", "gidMappings"};
+                for (size_t i = 0; i < ARRAY_SIZE(maps); i++) {
+                        json_object *m = add_obj(b, add_arr(b, linux_, maps[i]), NULL);
+                        add_int(b, m, "containerID", 0);
+                        add_int(b, m, "hostID", spec->userns_host_id);
+                        add_int(b, m, "size", spec->userns_size);
+                }
         }
         add_str(b, linux_, "cgroupsPath", spec->cgroups_path);
 

@@ -3,6 +3,8 @@
  * (runtime-spec 1.0.2, as runc 1.1 accepts it). */
 #pragma once
 
+#include <stdint.h>
+
 #include <json-c/json.h>
 
 typedef struct {
@@ -18,6 +20,8 @@ typedef struct {
         const char *netns_path;   /* network namespace to join; NULL = a new empty one */
         const char *kernels_dir;  /* host dir bound read-only at CODE_KERNELS_MOUNT; NULL = none */
         const char *code_dir;     /* host dir bound read-only at CODE_SOCKETS_MOUNT; NULL = none */
+        uint32_t userns_host_id;  /* with userns_size: a new user namespace, 0..size-1 inside */
+        uint32_t userns_size;     /* mapped onto userns_host_id..; 0 = no user namespace */
 } BundleSpec;
 
 /* Builds the config document into *ret (the caller puts it). -EINVAL on a bad

@@ -323,7 +323,7 @@ int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
         else if (!(info.user = strdup(sb->spec.user)))
                 r = -ENOMEM;
         else
-                info.disk = sb->spec.disk;
+                info.disk = sb->spec.disk, info.id_shift = sb->userns_host_id;
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0) {
                 if (r == -ENOMEM)

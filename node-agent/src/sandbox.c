@@ -42,6 +42,7 @@
 #include "secrets.h"
 #include "state.h"
 #include "template.h"
+#include "userns.h"
 
 #define READY_TIMEOUT_MS 10000
 #define TEARDOWN_WORKERS 2 /* mostly waiting on runc and umount; more would contend */
@@ -612,7 +613,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
         NetSandboxInfo net = {0};
-        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1;
+        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1, userns_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
             asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
             asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
@@ -652,8 +653,21 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
-        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk)) < 0)
+        if (a->userns) {
+                step = "take a host id range (all taken: raise --userns-size's count)";
+                if ((r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
+                        goto fail;
+                step = "make the sandbox's user namespace";
+                if ((r = userns_open(sb->userns_host_id, userns_alloc_size(a->userns),
+                                     &userns_fd)) < 0)
+                        goto fail;
+                step = "mount the root filesystem";
+        }
+        RootfsIdmap idmap = {.userns_fd = userns_fd, .host_id = sb->userns_host_id};
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk,
+                              a->userns ? &idmap : NULL)) < 0)
                 goto fail;
+        closep(&userns_fd);
         t_mount = now_monotonic_us();
         step = "set up the network";
         if ((r = net_sandbox_setup(a->net, id, sb->dir, &sb->spec.network, &net)) < 0)
@@ -670,7 +684,9 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .netns_path = net.netns_path,
                          .resolv_conf = net.resolv_path,
                          .kernels_dir = a->cfg.kernels_dir,
-                         .code_dir = code_dir};
+                         .code_dir = code_dir,
+                         .userns_host_id = sb->userns_host_id,
+                         .userns_size = a->userns ? userns_alloc_size(a->userns) : 0};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
         step = "write the state file";
@@ -797,7 +813,8 @@ fail_reported:
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
-        (void) sandbox_teardown(a, id, sb->dir);
+        if (sandbox_teardown(a, id, sb->dir) == 0)
+                sandbox_release_ids(a, sb);
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
@@ -942,12 +959,16 @@ static void sandbox_teardown_job(void *job, void *userdata)
                 if ((r = sandbox_teardown(a, sb->name, sb->dir)) == 0)
                         break;
         }
-        if (r < 0)
+        /* A range goes back only once nothing of the sandbox runs; after a
+         * failed teardown it stays taken until the agent restarts. */
+        if (r < 0) {
                 log_sbx(LOG_LEVEL_ERROR, sb->spec.id, r,
                         "teardown failed; the next agent start removes the remains");
-        else
+        } else {
+                sandbox_release_ids(a, sb);
                 log_sbx(LOG_LEVEL_INFO, sb->spec.id, 0, "deleted (teardown %.1f ms)",
                         (double) (now_monotonic_us() - t0) / 1000.0);
+        }
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_dying_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
@@ -1165,6 +1186,30 @@ int agent_setup_cgroups(Agent *a)
         return 0;
 }
 
+int agent_setup_userns(Agent *a)
+{
+        if (!a->cfg.userns)
+                return 0;
+        int r = userns_alloc_new(a->cfg.userns_base, a->cfg.userns_size, &a->userns);
+        if (r < 0)
+                return log_error_errno(r, "bad --userns-base %u / --userns-size %u",
+                                       a->cfg.userns_base, a->cfg.userns_size);
+        log_info("user namespaces on: %u ranges of %u host ids from %u",
+                 userns_alloc_count(a->userns), a->cfg.userns_size, a->cfg.userns_base);
+        return 0;
+}
+
+void sandbox_release_ids(Agent *a, Sandbox *sb)
+{
+        if (!sb->userns_host_id || !a->userns)
+                return;
+        int r = userns_alloc_release(a->userns, sb->userns_host_id);
+        if (r < 0)
+                log_sbx(LOG_LEVEL_WARNING, sb->spec.id, r, "cannot release host ids %u",
+                        sb->userns_host_id);
+        sb->userns_host_id = 0;
+}
+
 void agent_done(Agent *a)
 {
         (void) pthread_mutex_lock(&a->lock);
@@ -1194,6 +1239,7 @@ void agent_done(Agent *a)
         }
         cg_manager_free(a->cg);
         net_manager_free(a->net);
+        userns_alloc_free(a->userns);
         if (a->epoll_fd >= 0)
                 (void) close(a->epoll_fd);
         if (a->wake_fd >= 0)
