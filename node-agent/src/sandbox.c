@@ -657,6 +657,14 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 step = "take a host id range (all taken: raise --userns-size's count)";
                 if ((r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
                         goto fail;
+                /* runc binds the rootfs from inside the user namespace, so
+                 * the sandbox's root must be able to reach it: its group may
+                 * search the sandbox's dir, and nobody else. */
+                step = "give the sandbox's root access to its directory";
+                if (chown(sb->dir, 0, sb->userns_host_id) < 0 || chmod(sb->dir, 0710) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
                 step = "make the sandbox's user namespace";
                 if ((r = userns_open(sb->userns_host_id, userns_alloc_size(a->userns),
                                      &userns_fd)) < 0)
@@ -1161,6 +1169,12 @@ int agent_setup_state_dir(Agent *a)
                 return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
         if ((r = mkdir_p(a->runc_root, 0700)) < 0)
                 return log_error_errno(r, "cannot create %s", a->runc_root);
+        /* With user namespaces each sandbox's root must search its way to its
+         * rootfs (runc binds it from inside): these two may be searched, not
+         * listed, and each sandbox's own dir only by its root (sandbox_create). */
+        if (a->cfg.userns &&
+            (chmod(a->cfg.state_dir, 0711) < 0 || chmod(a->sandboxes_dir, 0711) < 0))
+                return log_error_errno(-errno, "cannot make %s searchable", a->sandboxes_dir);
         return 0;
 }
 
