@@ -228,7 +228,8 @@ static int spec_validate(const BundleSpec *spec)
         STRV_FOREACH(p, spec->ro_binds)
                 if (!is_abs_path(*p) || streq(*p, "/"))
                         return -EINVAL;
-        if (spec->userns_size && spec->userns_host_id > UINT32_MAX - 1 - spec->userns_size)
+        if (spec->userns_size && (!is_abs_path(spec->userns_path) ||
+                                  spec->userns_host_id > UINT32_MAX - 1 - spec->userns_size))
                 return -EINVAL;
         return 0;
 }
@@ -308,7 +309,9 @@ static void build_linux(Builder *b, json_object *config, const BundleSpec *spec)
         /* The sandbox's ids are its own range of host ids (userns.h): root
          * inside is not root outside, and no two sandboxes share a uid. */
         if (spec->userns_size) {
-                add_str(b, add_obj(b, ns, NULL), "type", "user");
+                json_object *u = add_obj(b, ns, NULL);
+                add_str(b, u, "type", "user");
+                add_str(b, u, "path", spec->userns_path);
                 static const char *const maps[] = {"uidMappings", "gidMappings"};
                 for (size_t i = 0; i < ARRAY_SIZE(maps); i++) {
                         json_object *m = add_obj(b, add_arr(b, linux_, maps[i]), NULL);

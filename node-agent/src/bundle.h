@@ -20,7 +20,8 @@ typedef struct {
         const char *netns_path;   /* network namespace to join; NULL = a new empty one */
         const char *kernels_dir;  /* host dir bound read-only at CODE_KERNELS_MOUNT; NULL = none */
         const char *code_dir;     /* host dir bound read-only at CODE_SOCKETS_MOUNT; NULL = none */
-        uint32_t userns_host_id;  /* with userns_size: a new user namespace, 0..size-1 inside */
+        const char *userns_path;  /* with userns_size: the user namespace to join (pinned) */
+        uint32_t userns_host_id;  /* its mapping: 0..size-1 inside */
         uint32_t userns_size;     /* mapped onto userns_host_id..; 0 = no user namespace */
 } BundleSpec;
 

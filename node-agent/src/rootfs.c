@@ -185,7 +185,8 @@ fail:
 
 int rootfs_umount(const char *dir)
 {
-        static const char *const names[] = {"rootfs", "disk", "ctl", CODE_DIR_NAME};
+        static const char *const names[] = {"rootfs", "disk", "ctl", CODE_DIR_NAME,
+                                            ROOTFS_USERNS_NAME};
         int ret = 0;
         for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
                 char path[4096];

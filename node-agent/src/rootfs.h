@@ -8,6 +8,9 @@
 #include <stdint.h>
 
 #define ROOTFS_LOWERS_MAX 128 /* as OCI_LAYERS_MAX: /proc/self/fd/N each fits a page */
+/* <dir>/userns: the sandbox's user namespace, pinned (userns.h); unmounted by
+ * rootfs_umount() with the rest. */
+#define ROOTFS_USERNS_NAME "userns"
 
 typedef struct {
         int userns_fd;    /* a user namespace with the sandbox's mapping (userns_open()) */

@@ -611,7 +611,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         const char *step = "prepare";
         bool pinned = true; /* an image's pin (image_template()), until its layers are recorded */
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
-        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
+        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL,
+                          *userns_path = NULL;
         NetSandboxInfo net = {0};
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1, userns_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
@@ -666,8 +667,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                         goto fail;
                 }
                 step = "make the sandbox's user namespace";
-                if ((r = userns_open(sb->userns_host_id, userns_alloc_size(a->userns),
-                                     &userns_fd)) < 0)
+                if (asprintf(&userns_path, "%s/" ROOTFS_USERNS_NAME, sb->dir) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if ((r = userns_create(sb->userns_host_id, userns_alloc_size(a->userns),
+                                       userns_path, &userns_fd)) < 0)
                         goto fail;
                 step = "mount the root filesystem";
         }
@@ -678,7 +683,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         closep(&userns_fd);
         t_mount = now_monotonic_us();
         step = "set up the network";
-        if ((r = net_sandbox_setup(a->net, id, sb->dir, &sb->spec.network, &net)) < 0)
+        if ((r = net_sandbox_setup(a->net, id, sb->dir, userns_path, &sb->spec.network, &net)) <
+            0)
                 goto fail;
         sb->ip = net.ip;
         t_net = now_monotonic_us();
@@ -693,6 +699,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .resolv_conf = net.resolv_path,
                          .kernels_dir = a->cfg.kernels_dir,
                          .code_dir = code_dir,
+                         .userns_path = userns_path,
                          .userns_host_id = sb->userns_host_id,
                          .userns_size = a->userns ? userns_alloc_size(a->userns) : 0};
         if ((r = bundle_write(sb->dir, &bs)) < 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,18 +159,23 @@ static int write_map(pid_t pid, const char *file, const char *map)
         return write_all(fd, map, strlen(map));
 }
 
-int userns_open(uint32_t host_id, uint32_t size, int *ret_fd)
+/* Forks a child that enters or makes the namespaces prep() sets up and then
+ * waits to be killed; *ret_pid once it says it is ready. The child makes only
+ * async-signal-safe calls, as the agent has threads, and waits for a signal,
+ * not for a pipe to close, since a concurrent fork elsewhere in the agent may
+ * hold a copy of any pipe end. */
+typedef int (*ChildPrep)(const void *arg);
+
+static void child_stop(pid_t pid);
+
+static int child_start(ChildPrep prep, const void *arg, pid_t *ret_pid)
 {
         int ready[2];
         if (pipe2(ready, O_CLOEXEC) < 0)
                 return negative_errno();
-        /* The child only unshares, says so and waits to be killed:
-         * async-signal-safe calls only, as the agent has threads. It waits for a
-         * signal, not for a pipe to close, since a concurrent fork elsewhere in
-         * the agent may hold a copy of any pipe end. */
         pid_t pid = fork();
         if (pid == 0) {
-                char c = unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
+                char c = prep(arg) == 0 ? 'y' : 'n';
                 if (write(ready[1], &c, 1) != 1)
                         _exit(1);
                 for (;;)
@@ -181,13 +187,63 @@ int userns_open(uint32_t host_id, uint32_t size, int *ret_fd)
                 (void) close(ready[0]);
                 return r;
         }
-        char c = 0, map[64];
+        char c = 0;
         int r = read(ready[0], &c, 1) == 1 && c == 'y' ? 0 : -EPERM;
         (void) close(ready[0]);
+        if (r < 0) {
+                child_stop(pid);
+                return r;
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
+static void child_stop(pid_t pid)
+{
+        (void) kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+}
+
+/* Binds /proc/<pid>/ns/<ns> onto a new file at pin_path, as `ip netns` does. */
+static int pin_ns(pid_t pid, const char *ns, const char *pin_path)
+{
+        char src[64];
+        (void) snprintf(src, sizeof(src), "/proc/%d/ns/%s", (int) pid, ns);
+        int fd = open(pin_path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+        if (fd < 0)
+                return negative_errno();
+        (void) close(fd);
+        if (mount(src, pin_path, NULL, MS_BIND, NULL) < 0) {
+                int r = negative_errno();
+                (void) unlink(pin_path);
+                return r;
+        }
+        return 0;
+}
+
+/* The namespace's creator is what the kernel charges every per-user count of
+ * it to, one level up (kernel/ucount.c): created by root, all sandboxes would
+ * share root's limits again. So it is made as the range's first host id. */
+static int prep_userns(const void *arg)
+{
+        gid_t id = *(const uint32_t *) arg;
+        /* Raw syscalls: only this (forked, single-threaded) process changes. */
+        if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, id, id, id) < 0 ||
+            syscall(SYS_setresuid, id, id, id) < 0)
+                return -1;
+        return unshare(CLONE_NEWUSER);
+}
+
+int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd)
+{
+        pid_t pid;
+        int r = child_start(prep_userns, &host_id, &pid);
+        if (r < 0)
+                return r;
+        char map[64];
         (void) snprintf(map, sizeof(map), "0 %u %u\n", host_id, size);
-        if (r == 0)
-                r = write_map(pid, "uid_map", map);
-        if (r == 0)
+        if ((r = write_map(pid, "uid_map", map)) == 0)
                 r = write_map(pid, "gid_map", map);
         int fd = -1;
         if (r == 0) {
@@ -196,13 +252,34 @@ int userns_open(uint32_t host_id, uint32_t size, int *ret_fd)
                 if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
                         r = negative_errno();
         }
-        (void) kill(pid, SIGKILL); /* the namespace lives on in fd */
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
+        if (r == 0 && (r = pin_ns(pid, "user", pin_path)) < 0)
+                closep(&fd);
+        child_stop(pid); /* the namespace lives on in the pin and fd */
         if (r < 0)
                 return r;
         *ret_fd = fd;
         return 0;
+}
+
+static int prep_netns(const void *arg)
+{
+        if (setns(*(const int *) arg, CLONE_NEWUSER) < 0)
+                return -1;
+        return unshare(CLONE_NEWNET);
+}
+
+int userns_netns_create(const char *userns_path, const char *pin_path)
+{
+        cleanup_close int ufd = open(userns_path, O_RDONLY | O_CLOEXEC);
+        if (ufd < 0)
+                return negative_errno();
+        pid_t pid;
+        int r = child_start(prep_netns, &ufd, &pid);
+        if (r < 0)
+                return r;
+        r = pin_ns(pid, "net", pin_path);
+        child_stop(pid);
+        return r;
 }
 
 int userns_idmapped_tree(const char *path, int userns_fd, int *ret_fd)

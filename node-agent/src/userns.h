@@ -36,10 +36,16 @@ uint32_t userns_alloc_size(const UsernsAlloc *a);
 uint32_t userns_alloc_count(const UsernsAlloc *a);
 uint32_t userns_alloc_used(UsernsAlloc *a);
 
-/* An fd of a new user namespace whose uid and gid maps are "0 host_id size",
- * for MOUNT_ATTR_IDMAP; nothing runs in it. The caller must hold CAP_SETUID and
- * CAP_SETGID. */
-int userns_open(uint32_t host_id, uint32_t size, int *ret_fd);
+/* A new user namespace whose uid and gid maps are "0 host_id size", created by
+ * host_id (so the kernel's per-user counts of everything in it are charged to
+ * host_id on the host, not to root), pinned by a bind mount on a new file at
+ * pin_path (runc joins it there) and open in *ret_fd (for MOUNT_ATTR_IDMAP).
+ * Nothing runs in it yet. The caller must be root on the host. */
+int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd);
+/* A new network namespace owned by the user namespace at userns_path, pinned
+ * on a new file at pin_path. runc joins the user namespace first, and may then
+ * join only a network namespace that namespace owns. */
+int userns_netns_create(const char *userns_path, const char *pin_path);
 /* A detached clone of the mount at path (open_tree OPEN_TREE_CLONE), idmapped
  * through userns_fd: an inode owned by k shows as host_id + k. */
 int userns_idmapped_tree(const char *path, int userns_fd, int *ret_fd);
