@@ -28,7 +28,7 @@
 /* Raising RLIMIT_NOFILE above the hard limit needs CAP_SYS_RESOURCE, which an
  * agent in a container may lack (runc then fails the start): never ask for
  * more than the agent itself may have. */
-static int64_t nofile_limit(void)
+int64_t bundle_nofile_limit(void)
 {
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
@@ -234,7 +234,7 @@ static int spec_validate(const BundleSpec *spec)
         return 0;
 }
 
-static void build_process(Builder *b, json_object *config)
+static void build_process(Builder *b, json_object *config, const BundleSpec *spec)
 {
         static const char *const args[] = {IP_INIT_PATH};
         static const char *const env[] = {
@@ -257,10 +257,16 @@ static void build_process(Builder *b, json_object *config)
         add_strs(b, caps, "inheritable", NULL, 0);
         add_strs(b, caps, "ambient", NULL, 0);
 
-        rlimit = add_obj(b, add_arr(b, process, "rlimits"), NULL);
-        add_str(b, rlimit, "type", "RLIMIT_NOFILE");
-        add_int(b, rlimit, "hard", nofile_limit());
-        add_int(b, rlimit, "soft", nofile_limit());
+        /* runc 1.1 sets rlimits with prlimit() on init once it is in the user
+         * namespace, which the kernel refuses (EPERM) when the namespace was
+         * made by another user (userns.c); with one, init inherits the agent's
+         * limits, which agent_setup_userns() raised to the same values. */
+        if (!spec->userns_size) {
+                rlimit = add_obj(b, add_arr(b, process, "rlimits"), NULL);
+                add_str(b, rlimit, "type", "RLIMIT_NOFILE");
+                add_int(b, rlimit, "hard", bundle_nofile_limit());
+                add_int(b, rlimit, "soft", bundle_nofile_limit());
+        }
 
         /* setuid binaries and file capabilities in the rootfs give nothing back. */
         add_bool(b, process, "noNewPrivileges", true);
@@ -355,7 +361,7 @@ int bundle_config_new(const BundleSpec *spec, json_object **ret)
         if (!config)
                 return -ENOMEM;
         add_str(&b, config, "ociVersion", OCI_VERSION);
-        build_process(&b, config);
+        build_process(&b, config, spec);
         root = add_obj(&b, config, "root");
         add_str(&b, root, "path", spec->rootfs);
         add_bool(&b, root, "readonly", false);

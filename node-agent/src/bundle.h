@@ -37,3 +37,5 @@ int bundle_config_new(const BundleSpec *spec, json_object **ret);
 /* Writes bundle_dir/config.json, mode 0600, atomically (temporary file in
  * bundle_dir, then rename). bundle_dir must exist. Returns 0 or a negative errno. */
 int bundle_write(const char *bundle_dir, const BundleSpec *spec);
+/* The RLIMIT_NOFILE a sandbox gets: 65536, or the agent's hard limit if lower. */
+int64_t bundle_nofile_limit(void);

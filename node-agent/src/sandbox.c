@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1215,6 +1216,15 @@ int agent_setup_userns(Agent *a)
         if (r < 0)
                 return log_error_errno(r, "bad --userns-base %u / --userns-size %u",
                                        a->cfg.userns_base, a->cfg.userns_size);
+        /* Inherited by every sandbox's init (bundle.c says why). */
+        struct rlimit rl = {.rlim_cur = (rlim_t) bundle_nofile_limit()};
+        rl.rlim_max = rl.rlim_cur;
+        struct rlimit cur;
+        if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max > rl.rlim_max)
+                rl.rlim_max = cur.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(-errno, "cannot raise the open files limit to %llu",
+                                  (unsigned long long) rl.rlim_cur);
         log_info("user namespaces on: %u ranges of %u host ids from %u",
                  userns_alloc_count(a->userns), a->cfg.userns_size, a->cfg.userns_base);
         return 0;
