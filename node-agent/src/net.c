@@ -13,10 +13,10 @@
 
 #include "net-dns.h"
 #include "net-link.h"
-#include "userns.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "userns.h"
 
 #define IF_PREFIX "spx" /* node side of a veth: "spx" + the sandbox's address in hex */
 

@@ -76,8 +76,10 @@ static int adopt(Agent *a, const char *name, const char *dir)
          * changed) could overlap a new sandbox's, so such a sandbox goes. */
         if (sb->userns_host_id && a->userns &&
             (r = userns_alloc_mark(a->userns, sb->userns_host_id)) < 0) {
-                log_sbx(LOG_LEVEL_WARNING, id, r, "its host ids from %u are not a free range of "
-                        "this agent's", sb->userns_host_id);
+                log_sbx(LOG_LEVEL_WARNING, id, r,
+                        "its host ids from %u are not a free range of "
+                        "this agent's",
+                        sb->userns_host_id);
                 sandbox_free(sb);
                 return r;
         }

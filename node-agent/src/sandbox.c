@@ -678,14 +678,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 step = "mount the root filesystem";
         }
         RootfsIdmap idmap = {.userns_fd = userns_fd, .host_id = sb->userns_host_id};
-        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk,
-                              a->userns ? &idmap : NULL)) < 0)
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, a->userns ? &idmap : NULL)) < 0)
                 goto fail;
         closep(&userns_fd);
         t_mount = now_monotonic_us();
         step = "set up the network";
-        if ((r = net_sandbox_setup(a->net, id, sb->dir, userns_path, &sb->spec.network, &net)) <
-            0)
+        if ((r = net_sandbox_setup(a->net, id, sb->dir, userns_path, &sb->spec.network, &net)) < 0)
                 goto fail;
         sb->ip = net.ip;
         t_net = now_monotonic_us();

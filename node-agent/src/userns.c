@@ -284,8 +284,8 @@ int userns_netns_create(const char *userns_path, const char *pin_path)
 
 int userns_idmapped_tree(const char *path, int userns_fd, int *ret_fd)
 {
-        cleanup_close int fd = (int) syscall(SYS_open_tree, AT_FDCWD, path,
-                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        cleanup_close int fd =
+                (int) syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
         struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t) userns_fd};

@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define USERNS_DEFAULT_BASE  ((uint32_t) 1 << 20) /* above any distribution's subuid ranges */
-#define USERNS_DEFAULT_SIZE  ((uint32_t) 65536)   /* 0..65535 inside, nobody (65534) included */
-#define USERNS_MAX_RANGES    ((uint32_t) 16384)
+#define USERNS_DEFAULT_BASE ((uint32_t) 1 << 20) /* above any distribution's subuid ranges */
+#define USERNS_DEFAULT_SIZE ((uint32_t) 65536)   /* 0..65535 inside, nobody (65534) included */
+#define USERNS_MAX_RANGES   ((uint32_t) 16384)
 
 /* The agent's table of ranges: range i is [base + i*size, base + (i+1)*size).
  * Thread-safe (one lock of its own). */

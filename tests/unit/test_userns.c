@@ -151,8 +151,8 @@ static void test_bundle_userns(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_bad_tables), cmocka_unit_test(test_take_release),
-                cmocka_unit_test(test_next_fit),   cmocka_unit_test(test_mark),
+                cmocka_unit_test(test_bad_tables),    cmocka_unit_test(test_take_release),
+                cmocka_unit_test(test_next_fit),      cmocka_unit_test(test_mark),
                 cmocka_unit_test(test_bundle_userns),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
