@@ -237,7 +237,7 @@ static int prep_userns(const void *arg)
 
 int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd)
 {
-        pid_t pid;
+        pid_t pid = -1;
         int r = child_start(prep_userns, &host_id, &pid);
         if (r < 0)
                 return r;
@@ -273,7 +273,7 @@ int userns_netns_create(const char *userns_path, const char *pin_path)
         cleanup_close int ufd = open(userns_path, O_RDONLY | O_CLOEXEC);
         if (ufd < 0)
                 return negative_errno();
-        pid_t pid;
+        pid_t pid = -1;
         int r = child_start(prep_netns, &ufd, &pid);
         if (r < 0)
                 return r;
