@@ -687,6 +687,19 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         sb->ip = net.ip;
         t_net = now_monotonic_us();
+        /* A missing bind source fails runc's start anyway; with a user
+         * namespace it fails in runc's setup, which then leaves an orphaned
+         * child for the host's init to reap. Say so before. */
+        step = "find the template's bind sources";
+        STRV_FOREACH(p, tpl->binds)
+                if (access(*p, F_OK) < 0) {
+                        r = -errno;
+                        (void) snprintf(err, errlen, "cannot start sandbox: bind source %s: %s",
+                                        *p, strerror(-r));
+                        log_sbx(LOG_LEVEL_ERROR, id, r, "%s", err);
+                        r = http_errno_internal(r);
+                        goto fail_reported;
+                }
         step = "write the OCI bundle";
         BundleSpec bs = {.id = id,
                          .rootfs = rootfs,
