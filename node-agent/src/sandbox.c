@@ -694,8 +694,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         STRV_FOREACH(p, tpl->binds)
                 if (access(*p, F_OK) < 0) {
                         r = -errno;
-                        (void) snprintf(err, errlen, "cannot start sandbox: bind source %s: %s",
-                                        *p, strerror(-r));
+                        (void) snprintf(err, errlen, "cannot start sandbox: bind source %s: %s", *p,
+                                        strerror(-r));
                         log_sbx(LOG_LEVEL_ERROR, id, r, "%s", err);
                         r = http_errno_internal(r);
                         goto fail_reported;
@@ -1227,6 +1227,12 @@ int agent_setup_userns(Agent *a)
         if (r < 0)
                 return log_error_errno(r, "bad --userns-base %u / --userns-size %u",
                                        a->cfg.userns_base, a->cfg.userns_size);
+        if ((r = userns_check(a->cfg.userns_base)) < 0)
+                return log_error_errno(
+                        r, "--userns=on, but an unprivileged id cannot make a "
+                           "user namespace here (sysctls "
+                           "kernel.unprivileged_userns_clone, user.max_user_namespaces); "
+                           "use --userns=off");
         /* Inherited by every sandbox's init (bundle.c says why). */
         struct rlimit rl = {.rlim_cur = (rlim_t) bundle_nofile_limit()};
         rl.rlim_max = rl.rlim_cur;

@@ -261,6 +261,15 @@ int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *re
         return 0;
 }
 
+int userns_check(uint32_t host_id)
+{
+        pid_t pid = -1;
+        int r = child_start(prep_userns, &host_id, &pid);
+        if (r == 0)
+                child_stop(pid);
+        return r;
+}
+
 static int prep_netns(const void *arg)
 {
         if (setns(*(const int *) arg, CLONE_NEWUSER) < 0)

@@ -42,6 +42,9 @@ uint32_t userns_alloc_used(UsernsAlloc *a);
  * pin_path (runc joins it there) and open in *ret_fd (for MOUNT_ATTR_IDMAP).
  * Nothing runs in it yet. The caller must be root on the host. */
 int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd);
+/* Whether host_id may make a user namespace here (-EPERM where the kernel or
+ * an LSM keeps that to root: kernel.unprivileged_userns_clone=0). */
+int userns_check(uint32_t host_id);
 /* A new network namespace owned by the user namespace at userns_path, pinned
  * on a new file at pin_path. runc joins the user namespace first, and may then
  * join only a network namespace that namespace owns. */
