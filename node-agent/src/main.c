@@ -97,7 +97,7 @@ static void usage(FILE *f)
               "../share/sandpit/kernels\n"
               "                          from this binary; none: the code API is off)\n"
               "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
-              "  --userns on|off         each sandbox in its own user namespace (default off)\n"
+              "  --userns on|off         each sandbox in its own user namespace (default on)\n"
               "  --userns-base ID        first host id of the sandboxes' ranges (default 1048576)\n"
               "  --userns-size N         host ids per sandbox (default 65536)\n"
               "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
@@ -881,6 +881,7 @@ int main(int argc, char **argv)
                               .runtime = "runc",
                               .cgroup_parent = "sandpit",
                               .cgroup_version = CG_VERSION_AUTO,
+                              .userns = true,
                               .userns_base = USERNS_DEFAULT_BASE,
                               .userns_size = USERNS_DEFAULT_SIZE,
                               .net.table = "sandpit"},
