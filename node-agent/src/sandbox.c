@@ -690,7 +690,6 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         /* A missing bind source fails runc's start anyway; with a user
          * namespace it fails in runc's setup, which then leaves an orphaned
          * child for the host's init to reap. Say so before. */
-        step = "find the template's bind sources";
         STRV_FOREACH(p, tpl->binds)
                 if (access(*p, F_OK) < 0) {
                         r = -errno;
