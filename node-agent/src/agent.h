@@ -33,6 +33,11 @@ typedef struct {
         char *default_registry;
         uint64_t image_max_layer_size;
         uint64_t image_store_max; /* 0: no image GC */
+        /* User namespaces (userns.h, docs/security.md): --userns, --userns-base,
+         * --userns-size. */
+        bool userns;
+        uint32_t userns_base;
+        uint32_t userns_size;
 } AgentConfig;
 
 typedef enum {
@@ -99,6 +104,8 @@ typedef struct Sandbox {
         char *dir;         /* <state_dir>/sandboxes/<name>: bundle, state, mounts */
         char *socket_path; /* <dir>/ctl/init.sock */
         uint32_t ip;       /* leased address; 0 without sandbox networking */
+        /* The host id its root is mapped to (userns.h); 0: no user namespace. */
+        uint32_t userns_host_id;
         struct Sandbox *next;
 } Sandbox;
 
@@ -136,6 +143,7 @@ typedef struct Agent {
         struct AgentMetrics *metrics; /* metrics.h: its own lock */
         struct Pools *pools;          /* pool.h: warm pools; NULL until started */
         struct ImageStore *images;    /* image.h: its own lock */
+        struct UsernsAlloc *userns;   /* userns.h: its own lock; NULL with --userns=off */
 } Agent;
 
 void sandbox_spec_done(SandboxSpec *s);

@@ -98,6 +98,8 @@ static int open_root(Agent *a, HttpRequest *req, const char *id, FsRoot *ret, ch
         if (!user)
                 user = info.user;
         r = fsroot_open(info.rootfs, user, ret);
+        if (r == 0)
+                ret->id_shift = info.id_shift;
         if (r == -ENOENT || r == -EINVAL)
                 http_respond_error(req, 400, "unknown user \"%.64s\" in sandbox %s", user, id);
         else if (r < 0)

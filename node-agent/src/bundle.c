@@ -28,7 +28,7 @@
 /* Raising RLIMIT_NOFILE above the hard limit needs CAP_SYS_RESOURCE, which an
  * agent in a container may lack (runc then fails the start): never ask for
  * more than the agent itself may have. */
-static int64_t nofile_limit(void)
+int64_t bundle_nofile_limit(void)
 {
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
@@ -87,9 +87,9 @@ static const char *const readonly_paths[] = {
         "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
-/* All new. No user namespace yet: init runs as real root, confined by the
- * capability sets, seccomp and no_new_privs; mapping it to an unprivileged host
- * uid is a later issue (it needs an idmapped or chowned rootfs). */
+/* All new. With --userns=on a user namespace too (build_linux()); without it
+ * init runs as real root, confined by the capability sets, seccomp and
+ * no_new_privs. */
 static const char *const namespaces[] = {"pid", "ipc", "uts", "mount", "network", "cgroup"};
 
 static const char *const proc_opts[] = {"nosuid", "noexec", "nodev", NULL};
@@ -228,10 +228,13 @@ static int spec_validate(const BundleSpec *spec)
         STRV_FOREACH(p, spec->ro_binds)
                 if (!is_abs_path(*p) || streq(*p, "/"))
                         return -EINVAL;
+        if (spec->userns_size && (!is_abs_path(spec->userns_path) ||
+                                  spec->userns_host_id > UINT32_MAX - 1 - spec->userns_size))
+                return -EINVAL;
         return 0;
 }
 
-static void build_process(Builder *b, json_object *config)
+static void build_process(Builder *b, json_object *config, const BundleSpec *spec)
 {
         static const char *const args[] = {IP_INIT_PATH};
         static const char *const env[] = {
@@ -254,10 +257,16 @@ static void build_process(Builder *b, json_object *config)
         add_strs(b, caps, "inheritable", NULL, 0);
         add_strs(b, caps, "ambient", NULL, 0);
 
-        rlimit = add_obj(b, add_arr(b, process, "rlimits"), NULL);
-        add_str(b, rlimit, "type", "RLIMIT_NOFILE");
-        add_int(b, rlimit, "hard", nofile_limit());
-        add_int(b, rlimit, "soft", nofile_limit());
+        /* runc 1.1 sets rlimits with prlimit() on init once it is in the user
+         * namespace, which the kernel refuses (EPERM) when the namespace was
+         * made by another user (userns.c); with one, init inherits the agent's
+         * limits, which agent_setup_userns() raised to the same values. */
+        if (!spec->userns_size) {
+                rlimit = add_obj(b, add_arr(b, process, "rlimits"), NULL);
+                add_str(b, rlimit, "type", "RLIMIT_NOFILE");
+                add_int(b, rlimit, "hard", bundle_nofile_limit());
+                add_int(b, rlimit, "soft", bundle_nofile_limit());
+        }
 
         /* setuid binaries and file capabilities in the rootfs give nothing back. */
         add_bool(b, process, "noNewPrivileges", true);
@@ -303,6 +312,20 @@ static void build_linux(Builder *b, json_object *config, const BundleSpec *spec)
                 if (spec->netns_path && streq(namespaces[i], "network"))
                         add_str(b, n, "path", spec->netns_path);
         }
+        /* The sandbox's ids are its own range of host ids (userns.h): root
+         * inside is not root outside, and no two sandboxes share a uid. */
+        if (spec->userns_size) {
+                json_object *u = add_obj(b, ns, NULL);
+                add_str(b, u, "type", "user");
+                add_str(b, u, "path", spec->userns_path);
+                static const char *const maps[] = {"uidMappings", "gidMappings"};
+                for (size_t i = 0; i < ARRAY_SIZE(maps); i++) {
+                        json_object *m = add_obj(b, add_arr(b, linux_, maps[i]), NULL);
+                        add_int(b, m, "containerID", 0);
+                        add_int(b, m, "hostID", spec->userns_host_id);
+                        add_int(b, m, "size", spec->userns_size);
+                }
+        }
         add_str(b, linux_, "cgroupsPath", spec->cgroups_path);
 
         /* Deny every device node; runc then allows its defaults (null, zero, full,
@@ -338,7 +361,7 @@ int bundle_config_new(const BundleSpec *spec, json_object **ret)
         if (!config)
                 return -ENOMEM;
         add_str(&b, config, "ociVersion", OCI_VERSION);
-        build_process(&b, config);
+        build_process(&b, config, spec);
         root = add_obj(&b, config, "root");
         add_str(&b, root, "path", spec->rootfs);
         add_bool(&b, root, "readonly", false);

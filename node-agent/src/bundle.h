@@ -3,6 +3,8 @@
  * (runtime-spec 1.0.2, as runc 1.1 accepts it). */
 #pragma once
 
+#include <stdint.h>
+
 #include <json-c/json.h>
 
 typedef struct {
@@ -18,6 +20,9 @@ typedef struct {
         const char *netns_path;   /* network namespace to join; NULL = a new empty one */
         const char *kernels_dir;  /* host dir bound read-only at CODE_KERNELS_MOUNT; NULL = none */
         const char *code_dir;     /* host dir bound read-only at CODE_SOCKETS_MOUNT; NULL = none */
+        const char *userns_path;  /* with userns_size: the user namespace to join (pinned) */
+        uint32_t userns_host_id;  /* its mapping: 0..size-1 inside */
+        uint32_t userns_size;     /* mapped onto userns_host_id..; 0 = no user namespace */
 } BundleSpec;
 
 /* Builds the config document into *ret (the caller puts it). -EINVAL on a bad
@@ -32,3 +37,5 @@ int bundle_config_new(const BundleSpec *spec, json_object **ret);
 /* Writes bundle_dir/config.json, mode 0600, atomically (temporary file in
  * bundle_dir, then rename). bundle_dir must exist. Returns 0 or a negative errno. */
 int bundle_write(const char *bundle_dir, const BundleSpec *spec);
+/* The RLIMIT_NOFILE a sandbox gets: 65536, or the agent's hard limit if lower. */
+int64_t bundle_nofile_limit(void);

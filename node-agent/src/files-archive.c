@@ -296,7 +296,8 @@ int fsarchive_stream_new(const FsRoot *root, const char *abspath, FsArchiveForma
         if (!s)
                 return -ENOMEM;
         s->file_fd = -1;
-        s->cred = (FsRoot){.root_fd = -1, .uid = root->uid, .gid = root->gid};
+        s->cred = (FsRoot){
+                .root_fd = -1, .uid = root->uid, .gid = root->gid, .id_shift = root->id_shift};
         FsCred c;
         int k = fscred_enter(root, &c);
         if (k < 0) {

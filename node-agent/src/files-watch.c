@@ -154,7 +154,8 @@ int fs_watch_new(const FsRoot *root, const char *abspath, bool recursive, FsWatc
         FsWatch *w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
-        w->cred = (FsRoot){.root_fd = -1, .uid = root->uid, .gid = root->gid};
+        w->cred = (FsRoot){
+                .root_fd = -1, .uid = root->uid, .gid = root->gid, .id_shift = root->id_shift};
         w->recursive = recursive;
         w->ifd = -1;
         w->counted = true;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/openat2.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -179,11 +180,28 @@ void fsroot_done(FsRoot *r)
 
 /* --- per-thread filesystem identity ---------------------------------------- */
 
+/* Raises this thread's filesystem capabilities (dropped by setfsuid() away from
+ * 0) in its effective set again; they are still permitted. */
+static int raise_fs_caps(void)
+{
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[2];
+        if (syscall(SYS_capget, &h, d) < 0)
+                return -errno;
+        static const int caps[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER,
+                                   CAP_FSETID};
+        for (size_t i = 0; i < ARRAY_SIZE(caps); i++)
+                d[caps[i] / 32].effective |= d[caps[i] / 32].permitted & (1u << (caps[i] % 32));
+        return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
+}
+
 int fscred_enter(const FsRoot *r, FsCred *ret)
 {
         *ret = (FsCred){0};
-        if (r->uid == 0)
+        if (r->uid == 0 && r->id_shift == 0)
                 return 0;
+        uid_t uid = r->uid + r->id_shift;
+        gid_t gid = r->gid + r->id_shift;
         int n = getgroups((int) ARRAY_SIZE(ret->groups), ret->groups);
         if (n < 0)
                 return -errno;
@@ -192,13 +210,17 @@ int fscred_enter(const FsRoot *r, FsCred *ret)
         if (syscall(SYS_setgroups, 0, NULL) < 0)
                 return -errno;
         ret->active = true;
-        (void) syscall(SYS_setfsgid, r->gid);
-        (void) syscall(SYS_setfsuid, r->uid);
+        (void) syscall(SYS_setfsgid, gid);
+        (void) syscall(SYS_setfsuid, uid);
         /* setfsuid() reports the previous value; read back to be sure it took. */
-        if ((uid_t) syscall(SYS_setfsuid, -1) != r->uid ||
-            (gid_t) syscall(SYS_setfsgid, -1) != r->gid) {
+        if ((uid_t) syscall(SYS_setfsuid, -1) != uid || (gid_t) syscall(SYS_setfsgid, -1) != gid) {
                 fscred_leave(ret);
                 return -EPERM;
+        }
+        int k = r->uid == 0 ? raise_fs_caps() : 0;
+        if (k < 0) {
+                fscred_leave(ret);
+                return k;
         }
         return 0;
 }
@@ -308,6 +330,15 @@ const char *fsroot_type_name(mode_t mode)
         return S_ISREG(mode) ? "file" : S_ISDIR(mode) ? "dir" : S_ISLNK(mode) ? "symlink" : "other";
 }
 
+/* A host id as the sandbox sees it: shifted back, or the overflow id (nobody)
+ * for one outside its range, as the kernel shows it inside. */
+static uid_t sandbox_id(const FsRoot *r, uid_t host)
+{
+        if (!r->id_shift)
+                return host;
+        return host >= r->id_shift && host - r->id_shift < 65536 ? host - r->id_shift : 65534;
+}
+
 static const char *name_of(const FsName *v, size_t n, uid_t id)
 {
         for (size_t i = 0; i < n; i++)
@@ -345,14 +376,16 @@ json_object *fsroot_entry_json(const FsRoot *r, const char *abspath, const struc
         (void) json_object_object_add(o, "size", json_object_new_int64((int64_t) st->st_size));
         (void) json_object_object_add(o, "mode", json_object_new_int((int) (st->st_mode & 07777)));
         (void) json_object_object_add(o, "permissions", json_object_new_string(perms));
-        const char *owner = name_of(r->users, r->n_users, st->st_uid);
-        (void) snprintf(num, sizeof(num), "%u", (unsigned) st->st_uid);
+        uid_t uid = sandbox_id(r, st->st_uid);
+        gid_t gid = sandbox_id(r, st->st_gid);
+        const char *owner = name_of(r->users, r->n_users, uid);
+        (void) snprintf(num, sizeof(num), "%u", (unsigned) uid);
         (void) json_object_object_add(o, "owner", json_object_new_string(owner ? owner : num));
-        const char *group = name_of(r->groups, r->n_groups, st->st_gid);
-        (void) snprintf(num, sizeof(num), "%u", (unsigned) st->st_gid);
+        const char *group = name_of(r->groups, r->n_groups, gid);
+        (void) snprintf(num, sizeof(num), "%u", (unsigned) gid);
         (void) json_object_object_add(o, "group", json_object_new_string(group ? group : num));
-        (void) json_object_object_add(o, "uid", json_object_new_int64(st->st_uid));
-        (void) json_object_object_add(o, "gid", json_object_new_int64(st->st_gid));
+        (void) json_object_object_add(o, "uid", json_object_new_int64(uid));
+        (void) json_object_object_add(o, "gid", json_object_new_int64(gid));
         format_rfc3339_us((uint64_t) st->st_mtim.tv_sec * 1000000u +
                                   (uint64_t) st->st_mtim.tv_nsec / 1000u,
                           ts, sizeof(ts));

@@ -26,6 +26,9 @@ typedef struct {
         char *rootfs; /* its host path */
         uid_t uid;
         gid_t gid;
+        /* With a user namespace (userns.h), the host id of the sandbox's uid and
+         * gid 0: uid k in the sandbox is host id id_shift + k. 0: none. */
+        uid_t id_shift;
         char *home;             /* in the sandbox; relative paths start here */
         FsName *users, *groups; /* from the sandbox's /etc/passwd and /etc/group */
         size_t n_users, n_groups;
@@ -40,7 +43,10 @@ void fsroot_done(FsRoot *r);
 /* This thread's filesystem identity while an operation runs as the user:
  * setfsuid/setfsgid and an empty supplementary group list, all per thread
  * (raw syscalls). Dropping fsuid from 0 also clears the thread's filesystem
- * capabilities; fscred_leave() restores everything. No-op for uid 0. */
+ * capabilities; fscred_leave() restores everything. No-op for uid 0 without a
+ * user namespace; with one, the sandbox's root is its mapped host id with the
+ * filesystem capabilities raised again, as root inside has them over its own
+ * files. */
 typedef struct {
         bool active;
         int n_groups;

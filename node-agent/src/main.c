@@ -27,6 +27,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
+#include "userns.h"
 
 #define MAX_BODY ((size_t) 16 * 1024 * 1024)
 
@@ -100,6 +101,9 @@ static void usage(FILE *f)
               "  --runtime NAME|PATH     OCI runtime CLI (default runc)\n"
               "  --runtime-path NAME=PATH  where runtime NAME (runc, crun, runsc) is, for\n"
               "                          templates that name it (default: $PATH; repeatable)\n"
+              "  --userns on|off         each sandbox in its own user namespace (default on)\n"
+              "  --userns-base ID        first host id of the sandboxes' ranges (default 1048576)\n"
+              "  --userns-size N         host ids per sandbox (default 65536)\n"
               "  --cgroup-parent NAME    parent cgroup of all sandboxes (default sandpit)\n"
               "  --cgroup-version auto|v1|v2\n"
               "  --sandbox-cidr CIDR     give sandboxes a veth and an address from CIDR\n"
@@ -226,6 +230,9 @@ enum {
         OPT_HTTP_MAX_UNAUTH,
         OPT_HTTP_MAX_UNAUTH_PER_IP,
         OPT_POOL,
+        OPT_USERNS,
+        OPT_USERNS_BASE,
+        OPT_USERNS_SIZE,
         OPT_IMAGES_DIR,
         OPT_REGISTRY_CA,
         OPT_INSECURE_REGISTRY,
@@ -279,6 +286,9 @@ static const struct option options[] = {
         {"http-max-unauth", required_argument, NULL, OPT_HTTP_MAX_UNAUTH},
         {"http-max-unauth-per-ip", required_argument, NULL, OPT_HTTP_MAX_UNAUTH_PER_IP},
         {"pool", required_argument, NULL, OPT_POOL},
+        {"userns", required_argument, NULL, OPT_USERNS},
+        {"userns-base", required_argument, NULL, OPT_USERNS_BASE},
+        {"userns-size", required_argument, NULL, OPT_USERNS_SIZE},
         {"images-dir", required_argument, NULL, OPT_IMAGES_DIR},
         {"registry-ca", required_argument, NULL, OPT_REGISTRY_CA},
         {"insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY},
@@ -369,6 +379,26 @@ static int parse_options(int argc, char **argv, Daemon *d)
                                         options[option_index].name, optarg);
                                 return 2;
                         }
+                        break;
+                }
+                case OPT_USERNS:
+                        if (!streq(optarg, "on") && !streq(optarg, "off")) {
+                                fprintf(stderr, "sandpit-agent: --userns is on or off\n");
+                                return 2;
+                        }
+                        cfg->userns = streq(optarg, "on");
+                        break;
+                case OPT_USERNS_BASE:
+                case OPT_USERNS_SIZE: {
+                        /* Both at least 65536: the base above the host's own ids,
+                         * the size so a sandbox keeps ids 0..65535 (nobody is 65534). */
+                        unsigned v = 0;
+                        if (parse_limit(optarg, UINT32_MAX - 1, &v) < 0 || v < 65536) {
+                                fprintf(stderr, "sandpit-agent: bad --%s %s (65536 or more)\n",
+                                        options[option_index].name, optarg);
+                                return 2;
+                        }
+                        *(c == OPT_USERNS_BASE ? &cfg->userns_base : &cfg->userns_size) = v;
                         break;
                 }
                 case OPT_INIT:
@@ -628,6 +658,11 @@ static int setup_network(Daemon *d)
         return agent_setup_network(&d->agent);
 }
 
+static int setup_userns(Daemon *d)
+{
+        return agent_setup_userns(&d->agent);
+}
+
 static int setup_cgroups(Daemon *d)
 {
         return agent_setup_cgroups(&d->agent);
@@ -832,6 +867,7 @@ static const SetupStep setup_steps[] = {
         {check_init, NULL},          /* sandpit-init executable */
         {setup_network, NULL},       /* --sandbox-cidr, leases */
         {setup_cgroups, NULL},       /* --cgroup-parent */
+        {setup_userns, NULL},        /* --userns: the host id ranges, before recovery */
         {setup_images, undo_images}, /* --images-dir, registries */
         {setup_recover, NULL},       /* re-adopt running sandboxes */
         {setup_monitor, NULL},       /* deadlines, dead inits, metrics sampler */
@@ -872,6 +908,9 @@ int main(int argc, char **argv)
                               .runtime = "runc",
                               .cgroup_parent = "sandpit",
                               .cgroup_version = CG_VERSION_AUTO,
+                              .userns = true,
+                              .userns_base = USERNS_DEFAULT_BASE,
+                              .userns_size = USERNS_DEFAULT_SIZE,
                               .net.table = "sandpit"},
                 .blocked = calloc((size_t) argc + 1, sizeof(char *)),
                 .pools = calloc((size_t) argc + 1, sizeof(char *)),

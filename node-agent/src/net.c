@@ -16,6 +16,7 @@
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
+#include "userns.h"
 
 #define IF_PREFIX "spx" /* node side of a veth: "spx" + the sandbox's address in hex */
 
@@ -320,8 +321,8 @@ static void rewrite_resolv(const char *path, uint32_t dns)
                 log_warning_errno(negative_errno(), "cannot rewrite %s", path);
 }
 
-int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetPolicy *p,
-                      NetSandboxInfo *ret)
+int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const char *userns_path,
+                      const NetPolicy *p, NetSandboxInfo *ret)
 {
         NetSandboxInfo info = {0};
         cleanup_free char *cmds = NULL;
@@ -345,7 +346,8 @@ int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetP
                 r = -ENOMEM;
                 goto fail;
         }
-        if ((r = netns_create(info.netns_path)) < 0) {
+        if ((r = userns_path ? userns_netns_create(userns_path, info.netns_path)
+                             : netns_create(info.netns_path)) < 0) {
                 log_debug_errno(r, "netns %s", info.netns_path);
                 goto fail;
         }

@@ -35,9 +35,10 @@ typedef struct {
 } NetSandboxInfo;
 void net_sandbox_info_done(NetSandboxInfo *i);
 
-/* Lease, namespace, veth, rules; all or nothing. dir is the sandbox dir. */
-int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const NetPolicy *p,
-                      NetSandboxInfo *ret);
+/* Lease, namespace, veth, rules; all or nothing. dir is the sandbox dir. With
+ * userns_path (NULL: none) the namespace is owned by that user namespace. */
+int net_sandbox_setup(NetManager *m, const char *id, const char *dir, const char *userns_path,
+                      const NetPolicy *p, NetSandboxInfo *ret);
 /* Releases whatever of the above exists; dir may be NULL. */
 int net_sandbox_teardown(NetManager *m, const char *id, const char *dir);
 /* Replaces the sandbox's rules in one transaction. */

@@ -988,7 +988,8 @@ static void discard(Agent *a, Sandbox *sb)
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
-        (void) sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime);
+        if (sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime) == 0)
+                sandbox_release_ids(a, sb);
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);

@@ -11,6 +11,7 @@
 #include "code.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
+#include "userns.h"
 
 /* The control dir (init's socket, the init binary's mount point) and the code
  * interpreter's socket dir hold a few sockets and one empty file. */
@@ -38,10 +39,11 @@ static int umount_one(const char *path)
 
 /* A directory the sandbox sees read-only: its own tmpfs, so nothing in it is on
  * the host's disk and its bind shows "/" in the sandbox's mountinfo. */
-static int mount_small(const char *path, const char *name, unsigned mode)
+static int mount_small(const char *path, const char *name, unsigned mode, uint32_t owner)
 {
-        char opts[64];
-        (void) snprintf(opts, sizeof(opts), SMALL_TMPFS_OPTS ",mode=%04o", mode);
+        char opts[96];
+        (void) snprintf(opts, sizeof(opts), SMALL_TMPFS_OPTS ",mode=%04o,uid=%u,gid=%u", mode,
+                        owner, owner);
         if (mkdir(path, 0700) < 0 && errno != EEXIST)
                 return -errno;
         if (mount(name, path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
@@ -62,8 +64,21 @@ static void close_fds(int *fds, size_t n)
                 closep(&fds[i]);
 }
 
-int rootfs_mount(const char *dir, char **lowers, uint64_t size)
+/* A lower layer: its directory, or with a user namespace an idmapped clone of
+ * it, so that its files show as the sandbox's ids (k as host_id + k) without
+ * being changed; the template is shared by every sandbox. */
+static int open_lower(const char *path, const RootfsIdmap *idmap)
 {
+        if (!idmap)
+                return open_dir(path);
+        int fd = -1;
+        int r = userns_idmapped_tree(path, idmap->userns_fd, &fd);
+        return r < 0 ? r : fd;
+}
+
+int rootfs_mount(const char *dir, char **lowers, uint64_t size, const RootfsIdmap *idmap)
+{
+        uint32_t owner = idmap ? idmap->host_id : 0;
         char ctl[4096], code[4096], init[4096], disk[4096], upper[4096], work[4096], root[4096];
         char opts[4096]; /* a page: the kernel's bound on mount options */
         int lfds[ROOTFS_LOWERS_MAX];
@@ -77,10 +92,12 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size)
         (void) snprintf(work, sizeof(work), "%s/disk/work", dir);
         (void) snprintf(root, sizeof(root), "%s/rootfs", dir);
 
-        int fd, r = mount_small(ctl, "sandpit-ctl", 0700);
+        /* Owned by the sandbox's root (with a user namespace), who must reach the
+         * init binary in it; read-only inside all the same. */
+        int fd, r = mount_small(ctl, "sandpit-ctl", 0700, owner);
         /* 0755: the sandbox's user reaches the kernels' sockets through the bind. */
         if (r >= 0)
-                r = mount_small(code, "sandpit-code", 0755);
+                r = mount_small(code, "sandpit-code", 0755, 0);
         if (r < 0)
                 goto fail;
         /* Mount point for the read-only bind of the init binary. */
@@ -112,6 +129,17 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size)
                 r = -errno;
                 goto fail;
         }
+        /* The upper layer is the sandbox's own and holds host ids (the lower
+         * layers' show shifted through their idmapped mounts, and a copy-up
+         * keeps what it saw), so only its root, the sandbox's "/", needs an
+         * owner: the sandbox's root. The overlay itself cannot be idmapped
+         * (overlayfs refuses MOUNT_ATTR_IDMAP), nor can its upper layer (the
+         * kernel makes the work dir with the mounter's ids, which an idmapped
+         * mount cannot store). */
+        if (idmap && chown(upper, idmap->host_id, idmap->host_id) < 0) {
+                r = -errno;
+                goto fail;
+        }
         /* The layers by fd: the options are what the sandbox reads in its
          * mountinfo, and they should not name host paths (nor can a ',' or ':'
          * in a path be misread as a separator). */
@@ -121,7 +149,7 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size)
                         r = -E2BIG;
                         break;
                 }
-                lfds[nl] = open_dir(lowers[nl]);
+                lfds[nl] = open_lower(lowers[nl], idmap);
                 if (lfds[nl] < 0) {
                         r = lfds[nl];
                         break;
@@ -157,7 +185,8 @@ fail:
 
 int rootfs_umount(const char *dir)
 {
-        static const char *const names[] = {"rootfs", "disk", "ctl", CODE_DIR_NAME};
+        static const char *const names[] = {"rootfs", "disk", "ctl", CODE_DIR_NAME,
+                                            ROOTFS_USERNS_NAME};
         int ret = 0;
         for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
                 char path[4096];

@@ -8,10 +8,20 @@
 #include <stdint.h>
 
 #define ROOTFS_LOWERS_MAX 128 /* as OCI_LAYERS_MAX: /proc/self/fd/N each fits a page */
+/* <dir>/userns: the sandbox's user namespace, pinned (userns.h); unmounted by
+ * rootfs_umount() with the rest. */
+#define ROOTFS_USERNS_NAME "userns"
+
+typedef struct {
+        int userns_fd;    /* a user namespace with the sandbox's mapping (userns_open()) */
+        uint32_t host_id; /* the host id of the sandbox's root */
+} RootfsIdmap;
 
 /* Mounts <dir>/ctl and <dir>/code (with the init binary's mount point
  * ctl/init), <dir>/disk (tmpfs, size bytes) and <dir>/rootfs (overlay over
- * lowers, a strv with the top layer first). On failure nothing stays mounted. */
-int rootfs_mount(const char *dir, char **lowers, uint64_t size);
+ * lowers, a strv with the top layer first). With idmap (NULL: none) the lower
+ * layers are idmapped so the sandbox's files show as its mapped host ids, and
+ * the rootfs' "/" and ctl belong to its root. On failure nothing stays mounted. */
+int rootfs_mount(const char *dir, char **lowers, uint64_t size, const RootfsIdmap *idmap);
 /* Unmounts them all; not mounted is fine. */
 int rootfs_umount(const char *dir);

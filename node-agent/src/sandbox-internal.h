@@ -17,6 +17,8 @@ Runtime sandbox_runtime(const Agent *a, const char *name);
 /* Releases everything a sandbox may hold, whatever stage it reached; runtime
  * is its spec's (NULL: the default). */
 int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runtime);
+/* Gives the sandbox's host id range back (after its teardown); none is fine. */
+void sandbox_release_ids(Agent *a, Sandbox *sb);
 /* Call with a->lock held: a new random id no sandbox has as id or name. */
 int sandbox_new_id_locked(Agent *a, char **ret);
 /* Call with a->lock held: watches init's pidfd in the monitor's epoll. */

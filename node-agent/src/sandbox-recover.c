@@ -16,6 +16,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 #include "state.h"
+#include "userns.h"
 
 static bool strv_contains(char **v, const char *s)
 {
@@ -70,6 +71,18 @@ static int adopt(Agent *a, const char *name, const char *dir)
         } else if (!paused && sb->paused_us) {
                 sb->paused_us = 0; /* thawed but not saved (we died mid-resume) */
         }
+        /* Its host id range stays its own: never handed out again while it
+         * runs. One this agent's table does not hold (--userns-base or -size
+         * changed) could overlap a new sandbox's, so such a sandbox goes. */
+        if (sb->userns_host_id && a->userns &&
+            (r = userns_alloc_mark(a->userns, sb->userns_host_id)) < 0) {
+                log_sbx(LOG_LEVEL_WARNING, id, r,
+                        "its host ids from %u are not a free range of "
+                        "this agent's",
+                        sb->userns_host_id);
+                sandbox_free(sb);
+                return r;
+        }
         (void) net_sandbox_ip(a->net, name, &sb->ip);
         /* The same check as every exec's (the peer is the init pid runc and
          * state.json agree on): say so now if the socket is not init's. */
@@ -84,8 +97,10 @@ static int adopt(Agent *a, const char *name, const char *dir)
                 a->sandboxes = sb;
         }
         (void) pthread_mutex_unlock(&a->lock);
-        if (r < 0)
+        if (r < 0) {
+                sandbox_release_ids(a, sb);
                 sandbox_free(sb);
+        }
         return r;
 }
 

@@ -326,7 +326,7 @@ int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret)
                  !(info.name = strdup(sb->name ? sb->name : id)))
                 r = -ENOMEM;
         else
-                info.disk = sb->spec.disk;
+                info.disk = sb->spec.disk, info.id_shift = sb->userns_host_id;
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0) {
                 if (r == -ENOMEM)

@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,6 +44,7 @@
 #include "share.h"
 #include "state.h"
 #include "template.h"
+#include "userns.h"
 
 #define READY_TIMEOUT_MS 10000
 #define TEARDOWN_WORKERS 2 /* mostly waiting on runc and umount; more would contend */
@@ -649,9 +651,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         const char *step = "prepare";
         bool pinned = true; /* an image's pin (image_template()), until its layers are recorded */
         uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
-        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL;
+        cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL,
+                          *userns_path = NULL;
         NetSandboxInfo net = {0};
-        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1;
+        cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1, userns_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
             asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
             asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
@@ -691,14 +694,50 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
-        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk)) < 0)
+        if (a->userns) {
+                step = "take a host id range (all taken: raise --userns-size's count)";
+                if ((r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
+                        goto fail;
+                /* runc binds the rootfs from inside the user namespace, so
+                 * the sandbox's root must be able to reach it: its group may
+                 * search the sandbox's dir, and nobody else. */
+                step = "give the sandbox's root access to its directory";
+                if (chown(sb->dir, 0, sb->userns_host_id) < 0 || chmod(sb->dir, 0710) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                step = "make the sandbox's user namespace";
+                if (asprintf(&userns_path, "%s/" ROOTFS_USERNS_NAME, sb->dir) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if ((r = userns_create(sb->userns_host_id, userns_alloc_size(a->userns),
+                                       userns_path, &userns_fd)) < 0)
+                        goto fail;
+                step = "mount the root filesystem";
+        }
+        RootfsIdmap idmap = {.userns_fd = userns_fd, .host_id = sb->userns_host_id};
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, a->userns ? &idmap : NULL)) < 0)
                 goto fail;
+        closep(&userns_fd);
         t_mount = now_monotonic_us();
         step = "set up the network";
-        if ((r = net_sandbox_setup(a->net, id, sb->dir, &sb->spec.network, &net)) < 0)
+        if ((r = net_sandbox_setup(a->net, id, sb->dir, userns_path, &sb->spec.network, &net)) < 0)
                 goto fail;
         sb->ip = net.ip;
         t_net = now_monotonic_us();
+        /* A missing bind source fails runc's start anyway; with a user
+         * namespace it fails in runc's setup, which then leaves an orphaned
+         * child for the host's init to reap. Say so before. */
+        STRV_FOREACH(p, tpl->binds)
+                if (access(*p, F_OK) < 0) {
+                        r = -errno;
+                        (void) snprintf(err, errlen, "cannot start sandbox: bind source %s: %s", *p,
+                                        strerror(-r));
+                        log_sbx(LOG_LEVEL_ERROR, id, r, "%s", err);
+                        r = http_errno_internal(r);
+                        goto fail_reported;
+                }
         step = "write the OCI bundle";
         BundleSpec bs = {.id = id,
                          .rootfs = rootfs,
@@ -709,7 +748,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .netns_path = net.netns_path,
                          .resolv_conf = net.resolv_path,
                          .kernels_dir = share_kernels_path(a->share),
-                         .code_dir = code_dir};
+                         .code_dir = code_dir,
+                         .userns_path = userns_path,
+                         .userns_host_id = sb->userns_host_id,
+                         .userns_size = a->userns ? userns_alloc_size(a->userns) : 0};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
         step = "write the state file";
@@ -836,7 +878,8 @@ fail_reported:
                 closep(&sb->pidfd);
         }
         (void) pthread_mutex_unlock(&a->lock);
-        (void) sandbox_teardown(a, id, sb->dir, sb->spec.runtime);
+        if (sandbox_teardown(a, id, sb->dir, sb->spec.runtime) == 0)
+                sandbox_release_ids(a, sb);
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
@@ -981,12 +1024,16 @@ static void sandbox_teardown_job(void *job, void *userdata)
                 if ((r = sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime)) == 0)
                         break;
         }
-        if (r < 0)
+        /* A range goes back only once nothing of the sandbox runs; after a
+         * failed teardown it stays taken until the agent restarts. */
+        if (r < 0) {
                 log_sbx(LOG_LEVEL_ERROR, sb->spec.id, r,
                         "teardown failed; the next agent start removes the remains");
-        else
+        } else {
+                sandbox_release_ids(a, sb);
                 log_sbx(LOG_LEVEL_INFO, sb->spec.id, 0, "deleted (teardown %.1f ms)",
                         (double) (now_monotonic_us() - t0) / 1000.0);
+        }
         (void) pthread_mutex_lock(&a->lock);
         sandbox_unlink_dying_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
@@ -1197,6 +1244,12 @@ int agent_setup_state_dir(Agent *a)
                         return -ENOMEM;
                 }
         }
+        /* With user namespaces each sandbox's root must search its way to its
+         * rootfs (runc binds it from inside): these two may be searched, not
+         * listed, and each sandbox's own dir only by its root (sandbox_create). */
+        if (a->cfg.userns &&
+            (chmod(a->cfg.state_dir, 0711) < 0 || chmod(a->sandboxes_dir, 0711) < 0))
+                return log_error_errno(-errno, "cannot make %s searchable", a->sandboxes_dir);
         return 0;
 }
 
@@ -1221,6 +1274,45 @@ int agent_setup_cgroups(Agent *a)
         if (r < 0)
                 return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
         return 0;
+}
+
+int agent_setup_userns(Agent *a)
+{
+        if (!a->cfg.userns)
+                return 0;
+        int r = userns_alloc_new(a->cfg.userns_base, a->cfg.userns_size, &a->userns);
+        if (r < 0)
+                return log_error_errno(r, "bad --userns-base %u / --userns-size %u",
+                                       a->cfg.userns_base, a->cfg.userns_size);
+        if ((r = userns_check(a->cfg.userns_base)) < 0)
+                return log_error_errno(
+                        r, "--userns=on, but an unprivileged id cannot make a "
+                           "user namespace here (sysctls "
+                           "kernel.unprivileged_userns_clone, user.max_user_namespaces); "
+                           "use --userns=off");
+        /* Inherited by every sandbox's init (bundle.c says why). */
+        struct rlimit rl = {.rlim_cur = (rlim_t) bundle_nofile_limit()};
+        rl.rlim_max = rl.rlim_cur;
+        struct rlimit cur;
+        if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max > rl.rlim_max)
+                rl.rlim_max = cur.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(-errno, "cannot raise the open files limit to %llu",
+                                  (unsigned long long) rl.rlim_cur);
+        log_info("user namespaces on: %u ranges of %u host ids from %u",
+                 userns_alloc_count(a->userns), a->cfg.userns_size, a->cfg.userns_base);
+        return 0;
+}
+
+void sandbox_release_ids(Agent *a, Sandbox *sb)
+{
+        if (!sb->userns_host_id || !a->userns)
+                return;
+        int r = userns_alloc_release(a->userns, sb->userns_host_id);
+        if (r < 0)
+                log_sbx(LOG_LEVEL_WARNING, sb->spec.id, r, "cannot release host ids %u",
+                        sb->userns_host_id);
+        sb->userns_host_id = 0;
 }
 
 void agent_done(Agent *a)
@@ -1252,6 +1344,7 @@ void agent_done(Agent *a)
         }
         cg_manager_free(a->cg);
         net_manager_free(a->net);
+        userns_alloc_free(a->userns);
         if (a->epoll_fd >= 0)
                 (void) close(a->epoll_fd);
         if (a->wake_fd >= 0)

@@ -20,6 +20,8 @@ int agent_check_init(Agent *a);
 int agent_setup_network(Agent *a);
 /* The parent cgroup of all sandboxes. */
 int agent_setup_cgroups(Agent *a);
+/* The table of host id ranges, with --userns=on (userns.h). */
+int agent_setup_userns(Agent *a);
 /* Starts the monitor thread (deadlines, dead inits) and the metrics sampler;
  * after sandbox_recover(). */
 int agent_start_monitor(Agent *a);
@@ -101,6 +103,7 @@ typedef struct {
         char *user;
         uint64_t disk;
         char *name; /* its cgroup's (Sandbox.name): what file writes are charged to */
+        uint32_t id_shift; /* the host id of its uid 0 (userns.h); 0: none */
 } SandboxFsInfo;
 int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret);
 void sandbox_fs_info_done(SandboxFsInfo *i);

@@ -67,6 +67,10 @@ int state_save(const Sandbox *sb)
         (void) json_object_object_add(o, "expires_us",
                                       json_object_new_int64((int64_t) sb->expires_us));
         (void) json_object_object_add(o, "init_pid", json_object_new_int(sb->init_pid));
+        /* A restarted agent marks it taken again (userns.h). */
+        if (sb->userns_host_id)
+                (void) json_object_object_add(o, "userns_host_id",
+                                              json_object_new_int64(sb->userns_host_id));
         (void) json_object_object_add(o, "started_us",
                                       json_object_new_int64((int64_t) sb->started_us));
         /* Pause facts; the freezer itself is the kernel's (re-read at adoption). */
@@ -138,6 +142,10 @@ int state_load(const char *dir, Sandbox **ret)
                 free(sb->name);
                 free(sb);
                 return -ENOMEM;
+        }
+        if (json_object_object_get_ex(o, "userns_host_id", &v)) {
+                int64_t h = json_object_get_int64(v);
+                sb->userns_host_id = h > 0 && h < UINT32_MAX ? (uint32_t) h : 0;
         }
         if (json_object_object_get_ex(o, "started_us", &v))
                 sb->started_us = (uint64_t) json_object_get_int64(v);

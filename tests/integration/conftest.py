@@ -456,6 +456,10 @@ class Agent:
              "--init", str(INIT_BIN), "--log-format", "text", "--images-dir", str(self.root / "images")]
         if self.listen:
             a += ["--listen", self.listen, "--token-file", str(self.token_file)]
+        # SANDPIT_IT_USERNS=on|off runs every agent with that --userns (the
+        # default's suites with it flipped); a test's own --userns comes later and wins.
+        if os.environ.get("SANDPIT_IT_USERNS"):
+            a += ["--userns", os.environ["SANDPIT_IT_USERNS"]]
         return a + self.extra_args
 
     def start(self, timeout=30):

@@ -1,0 +1,54 @@
+/* User namespaces (docs/security.md, "User namespaces"): each sandbox gets its
+ * own range of host ids, uid and gid 0..size-1 inside mapped onto
+ * host_id..host_id+size-1, so no two sandboxes (and no sandbox and the host)
+ * share a uid and with it the kernel's per-user limits (inotify instances and
+ * watches, RLIMIT_NPROC, message queues, keys). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define USERNS_DEFAULT_BASE ((uint32_t) 1 << 20) /* above any distribution's subuid ranges */
+#define USERNS_DEFAULT_SIZE ((uint32_t) 65536)   /* 0..65535 inside, nobody (65534) included */
+#define USERNS_MAX_RANGES   ((uint32_t) 16384)
+
+/* The agent's table of ranges: range i is [base + i*size, base + (i+1)*size).
+ * Thread-safe (one lock of its own). */
+typedef struct UsernsAlloc UsernsAlloc;
+
+/* -EINVAL when size is 0 or base + size does not fit below the highest id
+ * (4294967295 is (uid_t) -1, never a valid id). The number of ranges is as many
+ * as fit, at most USERNS_MAX_RANGES. */
+int userns_alloc_new(uint32_t base, uint32_t size, UsernsAlloc **ret);
+void userns_alloc_free(UsernsAlloc *a);
+/* A free range's first host id in *ret_host_id; -ENOSPC when all are taken.
+ * Hands out the range after the last one given, so a freed range is reused
+ * last. */
+int userns_alloc_take(UsernsAlloc *a, uint32_t *ret_host_id);
+/* Marks host_id's range taken (an adopted sandbox's, after a restart).
+ * -EINVAL when host_id is not the start of one of this table's ranges, -EEXIST
+ * when it is already taken. */
+int userns_alloc_mark(UsernsAlloc *a, uint32_t host_id);
+/* Frees host_id's range; freeing one that is not taken is -ENOENT. */
+int userns_alloc_release(UsernsAlloc *a, uint32_t host_id);
+uint32_t userns_alloc_size(const UsernsAlloc *a);
+uint32_t userns_alloc_count(const UsernsAlloc *a);
+uint32_t userns_alloc_used(UsernsAlloc *a);
+
+/* A new user namespace whose uid and gid maps are "0 host_id size", created by
+ * host_id (so the kernel's per-user counts of everything in it are charged to
+ * host_id on the host, not to root), pinned by a bind mount on a new file at
+ * pin_path (runc joins it there) and open in *ret_fd (for MOUNT_ATTR_IDMAP).
+ * Nothing runs in it yet. The caller must be root on the host. */
+int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd);
+/* Whether host_id may make a user namespace here (-EPERM where the kernel or
+ * an LSM keeps that to root: kernel.unprivileged_userns_clone=0). */
+int userns_check(uint32_t host_id);
+/* A new network namespace owned by the user namespace at userns_path, pinned
+ * on a new file at pin_path. runc joins the user namespace first, and may then
+ * join only a network namespace that namespace owns. */
+int userns_netns_create(const char *userns_path, const char *pin_path);
+/* A detached clone of the mount at path (open_tree OPEN_TREE_CLONE), idmapped
+ * through userns_fd: an inode owned by k shows as host_id + k. */
+int userns_idmapped_tree(const char *path, int userns_fd, int *ret_fd);
