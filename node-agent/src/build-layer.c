@@ -82,6 +82,7 @@ typedef struct {
         struct archive *a;
         bool dir_mtime_zero;
         char *const *skip;
+        uint32_t id_shift, id_size; /* a user-namespaced sandbox's: host ids back to its own */
         char *err;
         size_t errlen;
 } Packer;
@@ -93,6 +94,13 @@ static int write_entry(Packer *p, const char *path, const struct stat *st, const
         if (!e)
                 return -ENOMEM;
         archive_entry_copy_stat(e, st);
+        if (p->id_shift) {
+                /* Outside the sandbox's range: an id it sees as nobody. */
+                uint32_t u = (uint32_t) st->st_uid - p->id_shift,
+                         g = (uint32_t) st->st_gid - p->id_shift;
+                archive_entry_set_uid(e, st->st_uid >= p->id_shift && u < p->id_size ? u : 65534);
+                archive_entry_set_gid(e, st->st_gid >= p->id_shift && g < p->id_size ? g : 65534);
+        }
         archive_entry_set_pathname(e, path);
         archive_entry_set_nlink(e, 1);
         if (S_ISDIR(st->st_mode) && p->dir_mtime_zero)
@@ -193,8 +201,8 @@ static int pack_dir(Packer *p, int dfd, const char *prefix, unsigned depth)
         return 0;
 }
 
-int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *skip, char *err,
-                     size_t errlen)
+int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *skip,
+                     uint32_t id_shift, uint32_t id_size, char *err, size_t errlen)
 {
         struct archive *a = archive_write_new();
         if (!a)
@@ -202,6 +210,8 @@ int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *s
         Packer p = {.a = a,
                     .dir_mtime_zero = dir_mtime_zero,
                     .skip = skip,
+                    .id_shift = id_shift,
+                    .id_size = id_size,
                     .err = err,
                     .errlen = errlen};
         int r = archive_write_set_format_pax_restricted(a) == ARCHIVE_OK &&

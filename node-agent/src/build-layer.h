@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -13,9 +14,11 @@
  * a directory with trusted.overlay.opaque=y gets .wh..wh..opq. Other devices
  * and sockets are left out, no link is followed. dir_mtime_zero: directories
  * get mtime 0 (a staged tree: the same inputs give the same bytes). skip:
- * names at the top left out (a sandbox's mount points), may be NULL. */
-int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *skip, char *err,
-                     size_t errlen);
+ * names at the top left out (a sandbox's mount points), may be NULL.
+ * id_shift, id_size: a user-namespaced sandbox's range (userns.h): its files'
+ * host ids become its own ids again (outside the range: 65534); 0: as they are. */
+int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *skip,
+                     uint32_t id_shift, uint32_t id_size, char *err, size_t errlen);
 
 /* The stat of path (absolute) in the merged view of lowers (top first): the
  * first layer that has it, unless a whiteout there or an opaque directory on

@@ -21,6 +21,7 @@
 #include "sandpit/oci.h"
 #include "sandpit/util.h"
 #include "template.h"
+#include "userns.h"
 
 #define PROGRESS_MAX   ((size_t) 64 * 1024 * 1024)
 #define TAIL_MAX       2048
@@ -365,7 +366,7 @@ static int stage_to_layer(Build *b, const DfInstr *in, const char *stage, json_o
                         (void) close(fd);
                 return -errno;
         }
-        int r = build_layer_pack(sfd, fd, true, NULL, err, sizeof(err));
+        int r = build_layer_pack(sfd, fd, true, NULL, 0, 0, err, sizeof(err));
         if (r == 0)
                 r = fd_digest(fd, tar_digest);
         if (r == 0) {
@@ -820,8 +821,15 @@ static int run_finish(Build *b, const DfInstr *in, StrBuf *out)
         int r = ufd < 0 || fd < 0 ? -errno : 0;
         /* The mount points the sandbox's setup made are not the command's doing. */
         char *skip[] = {IP_CONTROL_DIR + 1, CODE_SOCKETS_MOUNT + 1, CODE_KERNELS_MOUNT + 1, NULL};
+        /* With user namespaces the upper layer holds host ids (userns.h). */
+        SandboxFsInfo fi = {0};
         if (r == 0)
-                r = build_layer_pack(ufd, fd, false, skip, err, sizeof(err));
+                r = sandbox_fs_info(b->a, b->sandbox_id, &fi);
+        if (r == 0)
+                r = build_layer_pack(ufd, fd, false, skip, fi.id_shift,
+                                     b->a->userns ? userns_alloc_size(b->a->userns) : 0, err,
+                                     sizeof(err));
+        sandbox_fs_info_done(&fi);
         run_end_sandbox(b);
         char layer[OCI_DIGEST_MAX];
         if (r == 0)

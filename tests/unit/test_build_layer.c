@@ -97,7 +97,7 @@ static void test_pack_whiteouts_round_trip(void **state)
         (void) unlink(tmpl);
         char err[256] = "";
         char *skip[] = {".sandpit", NULL};
-        assert_int_equal(build_layer_pack(dfd, fd, false, skip, err, sizeof(err)), 0);
+        assert_int_equal(build_layer_pack(dfd, fd, false, skip, 0, 0, err, sizeof(err)), 0);
         assert_string_equal(list_tar(fd), "d/\n"
                                           "d/.wh..wh..opq\n"
                                           "d/sub/\n"
@@ -121,6 +121,50 @@ static void test_pack_whiteouts_round_trip(void **state)
         assert_int_equal(lstat(p, &st), -1);
         (void) rm_rf(up);
         (void) rm_rf(dest);
+}
+
+/* A user-namespaced sandbox's upper layer holds host ids: packed, they are
+ * its own ids again; an id outside its range is nobody. */
+static void test_pack_shifts_ids_back(void **state)
+{
+        (void) state;
+        cleanup_free char *up = mktmp();
+        put(up, "mine", "x");
+        put(up, "foreign", "y");
+        char p[4096];
+        (void) snprintf(p, sizeof(p), "%s/mine", up);
+        assert_int_equal(chown(p, 1048576 + 1000, 1048576 + 100), 0);
+        (void) snprintf(p, sizeof(p), "%s/foreign", up);
+        assert_int_equal(chown(p, 5, 5), 0);
+        cleanup_close int dfd = open(up, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char tmpl[] = "/tmp/sandpit-build-tar-XXXXXX";
+        cleanup_close int fd = mkstemp(tmpl);
+        assert_true(fd >= 0);
+        (void) unlink(tmpl);
+        char err[256] = "";
+        assert_int_equal(build_layer_pack(dfd, fd, false, NULL, 1048576, 65536, err, sizeof(err)),
+                         0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        struct archive *a = archive_read_new();
+        assert_non_null(a);
+        (void) archive_read_support_format_tar(a);
+        assert_int_equal(archive_read_open_fd(a, fd, 4096), ARCHIVE_OK);
+        struct archive_entry *e;
+        int seen = 0;
+        while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+                if (streq(archive_entry_pathname(e), "mine")) {
+                        assert_int_equal(archive_entry_uid(e), 1000);
+                        assert_int_equal(archive_entry_gid(e), 100);
+                        seen++;
+                } else if (streq(archive_entry_pathname(e), "foreign")) {
+                        assert_int_equal(archive_entry_uid(e), 65534);
+                        assert_int_equal(archive_entry_gid(e), 65534);
+                        seen++;
+                }
+        }
+        archive_read_free(a);
+        assert_int_equal(seen, 2);
+        (void) rm_rf(up);
 }
 
 static void test_copy_stays_in_the_context(void **state)
@@ -228,6 +272,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_pack_whiteouts_round_trip),
+                cmocka_unit_test(test_pack_shifts_ids_back),
                 cmocka_unit_test(test_copy_stays_in_the_context),
                 cmocka_unit_test(test_paths),
         };
