@@ -92,7 +92,7 @@ WORKDIR /srv/app
 COPY data.txt ./
 COPY sub /srv/app/sub/
 RUN echo "$GREETING from run in $(pwd)" > /srv/app/run.txt && \\
-    mkdir -p /srv/gone && echo x > /srv/gone/file
+    mkdir -p /srv/gone && echo x > /srv/gone/file && chown 1000:1000 /srv/gone
 RUN ["/bin/sh", "-c", "rm /srv/gone/file"]
 USER 1000
 CMD ["sh", "-c", "echo started"]
@@ -132,6 +132,9 @@ def test_build_run_copy_config_and_cache(agent, client):
     assert client.sh(sid, "echo $APP_MODE/$OTHER") == "test/two words\n"
     assert client.sh(sid, "pwd") == "/srv/app\n"
     assert client.sh(sid, "id -u") == "1000\n"
+    # A RUN's files keep the owners the command gave them (a user-namespaced
+    # build sandbox's upper layer holds host ids: packed as its own again).
+    assert client.sh(sid, "stat -c %u:%g /srv/app/run.txt /srv/gone") == "0:0\n1000:1000\n"
     # The second RUN's deletion is a whiteout over the first RUN's layer.
     assert client.sh(sid, "ls -A /srv/gone; test ! -e /srv/gone/file && echo gone") == "gone\n"
     # The ARG is not in the image's env.
