@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -196,20 +197,51 @@ int oci_hasher_final(OciHasher *h, char *buf)
         return 0;
 }
 
-int oci_digest_check(const void *data, size_t len, const char *expected)
+int oci_digest(const void *data, size_t len, char *ret)
 {
         OciHasher *h = NULL;
-        char got[OCI_DIGEST_MAX];
         int r = oci_hasher_new(&h);
         if (r < 0)
                 return r;
         r = oci_hasher_update(h, data, len);
         if (r == 0)
-                r = oci_hasher_final(h, got);
+                r = oci_hasher_final(h, ret);
         oci_hasher_free(h);
+        return r;
+}
+
+int oci_digest_check(const void *data, size_t len, const char *expected)
+{
+        char got[OCI_DIGEST_MAX];
+        int r = oci_digest(data, len, got);
         if (r < 0)
                 return r;
         return streq(got, expected) ? 0 : -EBADMSG;
+}
+
+int oci_digest_fd(int fd, char *ret, uint64_t *ret_size)
+{
+        OciHasher *h = NULL;
+        int r = oci_hasher_new(&h);
+        char buf[65536];
+        uint64_t off = 0;
+        while (r == 0) {
+                ssize_t n = pread(fd, buf, sizeof(buf), (off_t) off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : 0;
+                        break;
+                }
+                off += (uint64_t) n;
+                r = oci_hasher_update(h, buf, (size_t) n);
+        }
+        if (r == 0)
+                r = oci_hasher_final(h, ret);
+        oci_hasher_free(h);
+        if (r == 0 && ret_size)
+                *ret_size = off;
+        return r;
 }
 
 /* --- manifests ---------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -451,6 +452,33 @@ static int put_all(int fd, const void *data, size_t len, bool socket)
 int write_all(int fd, const void *data, size_t len)
 {
         return put_all(fd, data, len, false);
+}
+
+int copy_fd(int in_fd, int out_fd)
+{
+        for (;;) {
+                ssize_t n = sendfile(out_fd, in_fd, NULL, 1u << 30);
+                if (n == 0)
+                        return 0;
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno != EINVAL && errno != ENOSYS)
+                                return -errno;
+                        break; /* not a pair sendfile takes: read and write */
+                }
+        }
+        char buf[65536];
+        for (;;) {
+                ssize_t n = read(in_fd, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : 0;
+                int r = write_all(out_fd, buf, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
 }
 
 int send_all(int fd, const void *data, size_t len)

@@ -406,18 +406,8 @@ static int copy_node(Copier *c, int sfd, const char *sname, int dfd, const char 
                         dfd, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (s < 0 || d < 0)
                         return -errno;
-                char buf[65536];
-                for (;;) {
-                        ssize_t n = read(s, buf, sizeof(buf));
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n < 0)
-                                return -errno;
-                        if (n == 0)
-                                break;
-                        if ((r = write_all(d, buf, (size_t) n)) < 0)
-                                return r;
-                }
+                if ((r = copy_fd(s, d)) < 0)
+                        return r;
                 if (fchown(d, c->uid, c->gid) < 0 || fchmod(d, st.st_mode & 07777) < 0 ||
                     futimens(d, ts) < 0)
                         return -errno;

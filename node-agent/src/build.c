@@ -272,29 +272,6 @@ static int tmpfile_in_store(Build *b)
         return fd < 0 ? -errno : fd;
 }
 
-static int fd_digest(int fd, char *ret)
-{
-        OciHasher *h = NULL;
-        int r = oci_hasher_new(&h);
-        char buf[65536];
-        off_t off = 0;
-        while (r == 0) {
-                ssize_t n = pread(fd, buf, sizeof(buf), off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        r = n < 0 ? -errno : 0;
-                        break;
-                }
-                off += n;
-                r = oci_hasher_update(h, buf, (size_t) n);
-        }
-        if (r == 0)
-                r = oci_hasher_final(h, ret);
-        oci_hasher_free(h);
-        return r;
-}
-
 /* --- FROM ------------------------------------------------------------------------ */
 
 static int do_from(Build *b, const DfInstr *in, StrBuf *out)
@@ -368,7 +345,7 @@ static int stage_to_layer(Build *b, const DfInstr *in, const char *stage, json_o
         }
         int r = build_layer_pack(sfd, fd, true, NULL, 0, 0, err, sizeof(err));
         if (r == 0)
-                r = fd_digest(fd, tar_digest);
+                r = oci_digest_fd(fd, tar_digest, NULL);
         if (r == 0) {
                 (void) json_object_array_add(text, json_object_new_string(tar_digest));
                 r = chain(b->key, json_object_to_json_string_ext(text, JSON_C_TO_STRING_PLAIN),

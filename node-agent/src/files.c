@@ -45,33 +45,10 @@ int files_open_read(const FsRoot *r, const char *abspath, int *ret_fd, off_t *re
         return 0;
 }
 
-static int copy_fd(int out, int in)
+/* The whole of in (from its start) into out. */
+static int copy_from_start(int out, int in)
 {
-        if (lseek(in, 0, SEEK_SET) < 0)
-                return -errno;
-        for (;;) {
-                ssize_t n = sendfile(out, in, NULL, 1u << 30);
-                if (n == 0)
-                        return 0;
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno != EINVAL && errno != ENOSYS)
-                                return -errno;
-                        break; /* fall back to read/write */
-                }
-        }
-        char buf[65536];
-        for (;;) {
-                ssize_t n = read(in, buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? -errno : 0;
-                int r = write_all(out, buf, (size_t) n);
-                if (r < 0)
-                        return r;
-        }
+        return lseek(in, 0, SEEK_SET) < 0 ? -errno : copy_fd(in, out);
 }
 
 static int entry_of_fd(const FsRoot *r, const char *abspath, int fd, json_object **ret)
@@ -111,7 +88,7 @@ static int copy_charged(const FilesCharge *charge, int fd, int src_fd, const voi
                 while (n < 0 && errno == EINTR);
                 if (n != 1)
                         _exit(ECANCELED);
-                int k = src_fd >= 0 ? copy_fd(fd, src_fd) : write_all(fd, data, len);
+                int k = src_fd >= 0 ? copy_from_start(fd, src_fd) : write_all(fd, data, len);
                 _exit(k < 0 ? -k : 0);
         }
         (void) close(go[0]);
@@ -166,7 +143,7 @@ static int write_as_user(const FsRoot *r, FsCred *cred, const FilesCharge *charg
                 if (k >= 0 && e < 0)
                         k = e;
         } else
-                k = src_fd >= 0 ? copy_fd(fd, src_fd) : write_all(fd, data, len);
+                k = src_fd >= 0 ? copy_from_start(fd, src_fd) : write_all(fd, data, len);
         if (k < 0)
                 return k;
         if (mode >= 0 && fchmod(fd, (mode_t) mode) < 0)

@@ -176,11 +176,7 @@ int image_canonical_name(ImageStore *s, const char *ref, char **ret)
 static int record_path(ImageStore *s, const char *name, char **ret)
 {
         char d[OCI_DIGEST_MAX];
-        OciHasher *h = NULL;
-        int r = oci_hasher_new(&h);
-        if (r == 0 && (r = oci_hasher_update(h, name, strlen(name))) == 0)
-                r = oci_hasher_final(h, d);
-        oci_hasher_free(h);
+        int r = oci_digest(name, strlen(name), d);
         if (r < 0)
                 return r;
         return asprintf(ret, "%s/%s.json", s->images_dir, d + 7) < 0 ? -ENOMEM : 0;
@@ -1059,27 +1055,11 @@ int image_layer_path(ImageStore *s, const char *digest, char **ret)
 
 int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errlen)
 {
-        OciHasher *h = NULL;
-        int r = oci_hasher_new(&h);
-        char buf[65536];
-        off_t off = 0;
-        while (r == 0) {
-                ssize_t n = pread(fd, buf, sizeof(buf), off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        r = n < 0 ? -errno : 0;
-                        break;
-                }
-                off += n;
-                r = oci_hasher_update(h, buf, (size_t) n);
-        }
-        if (r == 0)
-                r = oci_hasher_final(h, digest);
-        oci_hasher_free(h);
+        uint64_t off = 0;
+        int r = oci_digest_fd(fd, digest, &off);
         if (r < 0)
                 return r;
-        if ((uint64_t) off > s->max_layer_size) {
+        if (off > s->max_layer_size) {
                 (void) snprintf(err, errlen, "the layer is larger than --image-max-layer-size");
                 return -EFBIG;
         }
@@ -1133,11 +1113,7 @@ int image_record_local(ImageStore *s, const char *name, const char *base, char *
                 (void) json_object_object_add(o, "base", json_object_new_string(base));
         /* What the image is made of, named: its layers, base and config. */
         const char *what = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-        OciHasher *h = NULL;
-        int r = oci_hasher_new(&h);
-        if (r == 0 && (r = oci_hasher_update(h, what, strlen(what))) == 0)
-                r = oci_hasher_final(h, digest);
-        oci_hasher_free(h);
+        int r = oci_digest(what, strlen(what), digest);
         uint64_t size = 0;
         for (char *const *l = layers; l && *l; l++) {
                 cleanup_free char *dir = NULL;

@@ -32,21 +32,7 @@ static int copy_file(int src, int dirfd, const char *name, mode_t mode)
 {
         cleanup_close int dst =
                 openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-        if (dst < 0)
-                return -errno;
-        char buf[65536];
-        for (;;) {
-                ssize_t n = read(src, buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return 0;
-                int r = write_all(dst, buf, (size_t) n);
-                if (r < 0)
-                        return r;
-        }
+        return dst < 0 ? -errno : copy_fd(src, dst);
 }
 
 /* The files and directories under src into dirfd/name (made), modes kept

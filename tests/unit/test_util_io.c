@@ -125,6 +125,49 @@ static void test_write_all_read_full(void **state)
 
 /* send_all on a socket whose peer has gone: -EPIPE, and no SIGPIPE (the
  * default action would end this process). */
+/* copy_fd: from a file (sendfile) and from a pipe (read/write), from where
+ * the input stands to its end. */
+static void test_copy_fd(void **state)
+{
+        (void) state;
+        char in_t[] = "/tmp/sandpit-copy-in-XXXXXX", out_t[] = "/tmp/sandpit-copy-out-XXXXXX";
+        int in = mkstemp(in_t), out = mkstemp(out_t);
+        assert_true(in >= 0 && out >= 0);
+        (void) unlink(in_t);
+        (void) unlink(out_t);
+        size_t n = 200000;
+        char *data = malloc(n), *got = malloc(n + 1);
+        assert_non_null(data);
+        assert_non_null(got);
+        for (size_t i = 0; i < n; i++)
+                data[i] = (char) ('a' + i % 23);
+        assert_int_equal(write_all(in, data, n), 0);
+        assert_int_equal(lseek(in, 10, SEEK_SET), 10);
+        assert_int_equal(copy_fd(in, out), 0);
+        assert_int_equal(pread(out, got, n + 1, 0), (ssize_t) (n - 10));
+        assert_memory_equal(got, data + 10, n - 10);
+
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(write_all(p[1], "through a pipe", 14), 0);
+        (void) close(p[1]);
+        assert_int_equal(ftruncate(out, 0), 0);
+        assert_int_equal(lseek(out, 0, SEEK_SET), 0);
+        assert_int_equal(copy_fd(p[0], out), 0);
+        assert_int_equal(pread(out, got, n, 0), 14);
+        assert_memory_equal(got, "through a pipe", 14);
+        /* A write that cannot happen is the error, not a silent stop. */
+        int ro = open("/dev/null", O_RDONLY);
+        assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+        assert_true(copy_fd(in, ro) < 0);
+        (void) close(ro);
+        (void) close(p[0]);
+        (void) close(in);
+        (void) close(out);
+        free(data);
+        free(got);
+}
+
 static void test_send_all(void **state)
 {
         (void) state;
@@ -160,6 +203,7 @@ int main(void)
                 cmocka_unit_test(test_token_rules),
                 cmocka_unit_test(test_write_all_read_full),
                 cmocka_unit_test(test_send_all),
+                cmocka_unit_test(test_copy_fd),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,7 @@
 /* OCI images (docs/images.md): references, manifests, indexes, image configs,
- * digests, WWW-Authenticate challenges and docker config credentials (pure
- * parsing, oci.c), and a client of the OCI distribution API (oci-registry.c).
+ * digests, WWW-Authenticate challenges and docker config credentials (oci.c:
+ * parsing, and digests of buffers and files; no network), and a client of the
+ * OCI distribution API (oci-registry.c).
  *
  * Everything read from a registry is outside input: the parsers take bytes and
  * a length, bound what they keep, and return -EBADMSG for anything malformed. */
@@ -43,6 +44,11 @@ int oci_hasher_update(OciHasher *h, const void *data, size_t len);
 int oci_hasher_final(OciHasher *h, char *buf);
 /* The digest of a buffer; 0 when it equals expected, else -EBADMSG. */
 int oci_digest_check(const void *data, size_t len, const char *expected);
+/* The digest of a buffer into ret (OCI_DIGEST_MAX bytes). */
+int oci_digest(const void *data, size_t len, char *ret);
+/* The digest of what fd holds, read from its start (pread: its offset stays),
+ * into ret; its size into *ret_size (may be NULL). */
+int oci_digest_fd(int fd, char *ret, uint64_t *ret_size);
 
 /* --- manifests, indexes, configs -------------------------------------------- */
 

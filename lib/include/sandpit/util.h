@@ -51,6 +51,8 @@ int read_token_file(const char *path, size_t min_len, char **ret);
 
 /* Writes all len bytes, across short writes and EINTR. */
 int write_all(int fd, const void *data, size_t len);
+/* Copies what in_fd has left to read into out_fd (write_all); 0 at its end. */
+int copy_fd(int in_fd, int out_fd);
 /* The same on a socket with send(MSG_NOSIGNAL): a peer that went away is
  * -EPIPE (or -ECONNRESET), never a SIGPIPE. */
 int send_all(int fd, const void *data, size_t len);
