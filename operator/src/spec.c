@@ -83,6 +83,14 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
         }
         if (r < 0)
                 return r;
+        return sandbox_template_from_object(tmpl, ret, msg, msglen);
+}
+
+int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, char *msg,
+                                 size_t msglen)
+{
+        const char *name = k8s_obj_name(tmpl);
+        int r = 0;
         json_object *spec = json_field(tmpl, "spec"), *source = json_field(spec, "source");
         const char *path = json_str(source, "path"), *image = json_str(source, "image");
         cleanup_json json_object *start_cmd = NULL;

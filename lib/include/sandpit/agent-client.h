@@ -103,6 +103,13 @@ int agent_client_image_pull_req(AgentClient *c, json_object *req, json_object **
 int agent_client_image_list(AgentClient *c, json_object **ret);
 int agent_client_image_remove(AgentClient *c, const char *ref);
 
+/* Warm pools (docs/agent-api.md#warm-pools). list: *ret the whole answer
+ * ({"pools": [...], "capacity", "used", "shrinks"}); put: req the pool
+ * (template, shape, size; borrowed), *ret (may be NULL) the pool. */
+int agent_client_pools(AgentClient *c, json_object **ret);
+int agent_client_pool_put(AgentClient *c, const char *name, json_object *req, json_object **ret);
+int agent_client_pool_delete(AgentClient *c, const char *name);
+
 /* Processes. req is the agent's exec body (cmd or shell, env, cwd, user,
  * stdin, timeout, ...; borrowed): its events (start, stdout, stderr, exit) go
  * to on_event as they arrive. */
