@@ -117,6 +117,14 @@ int pools_request(json_object *tmpl, json_object **ret, char *msg, size_t msglen
         json_object_object_add(o, "memory", json_object_new_uint64(res.memory));
         json_object_object_add(o, "pids", json_object_new_int64(res.pids));
         json_object_object_add(o, "disk", json_object_new_uint64(res.disk));
+        /* A pre-started python kernel only where python is offered (or not said). */
+        json_object *langs = json_field(json_field(tmpl, "spec"), "languages");
+        bool python = !langs || !json_object_is_type(langs, json_type_array);
+        size_t nl = python ? 0 : json_object_array_length(langs);
+        for (size_t i = 0; i < nl && !python; i++)
+                python = streq(json_object_get_string(json_object_array_get_idx(langs, i)) ?: "",
+                               "python");
+        json_object_object_add(o, "kernel", json_object_new_boolean(python));
         sandbox_template_done(&t);
         *ret = o;
         return 0;
@@ -136,7 +144,10 @@ bool pools_same(json_object *pool, json_object *req, unsigned size)
                fabs(json_object_get_double(cpu) - json_object_get_double(wcpu)) < 1e-6 &&
                int_equal(json_field(pool, "memory"), json_field(req, "memory")) &&
                int_equal(json_field(pool, "pids"), json_field(req, "pids")) &&
-               int_equal(json_field(pool, "disk"), json_field(req, "disk")) && sz &&
+               int_equal(json_field(pool, "disk"), json_field(req, "disk")) &&
+               json_object_get_boolean(json_field(pool, "kernel")) ==
+                       json_object_get_boolean(json_field(req, "kernel")) &&
+               sz &&
                json_object_get_int64(sz) == (int64_t) size;
 }
 

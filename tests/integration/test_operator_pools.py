@@ -1,0 +1,177 @@
+"""Warm pools of SandboxTemplates through the operator (docs/operator.md#warm-pools):
+a template's spec.warmPool becomes a pool on the node's agent with the shape a
+Sandbox of the template is created with; the template's status.warmPool says
+ready/total and `kubectl get sbxt` prints it; a Sandbox of the template is
+claimed from the pool (the agent's pool counts the claim) and is Ready; the
+pool refills; removing warmPool, or the template, removes the pool and leaves
+nothing on the node. An invalid warmPool is refused by the CRD's schema (on
+the real API server: the fixture server does not validate). Fixtures from
+test_operator.py (one agent, node-a, --resync-seconds 2)."""
+
+import json
+
+import pytest
+
+from conftest import wait_for
+from test_operator import (condition, delete_and_prove_gone, get_sbx, kube, lease, node,  # noqa: F401
+                           operator, operator_alive, run, wait_ready)
+
+TEMPLATES = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxtemplates"
+RESOURCES = {"cpu": "250m", "memory": "96Mi", "disk": "32Mi", "pids": 100}
+
+
+def apply(kube, obj):
+    kube.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def template(name, templates_dir, warm_pool, **spec):
+    return {"apiVersion": "sandpit.dev/v1alpha1", "kind": "SandboxTemplate", "metadata": {"name": name},
+            "spec": {"source": {"path": f"{templates_dir}/host"}, "resources": RESOURCES,
+                     "languages": ["bash"], **({"warmPool": warm_pool} if warm_pool else {}), **spec}}
+
+
+def sandbox(name, tmpl, resources=None):
+    return {"apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "metadata": {"name": name},
+            "spec": {"template": tmpl, "timeout": "10m", **({"resources": resources} if resources else {})}}
+
+
+def get_tmpl(kube, name):
+    st, _, obj = kube.request("GET", f"{TEMPLATES}/{name}")
+    return obj if st == 200 else None
+
+
+def pools(node):
+    r = node.api.get("/v1/pools")
+    assert r.status == 200, r
+    return {p["name"]: p for p in r.json()["pools"]}
+
+
+def operator_pools(node):
+    return {n: p for n, p in pools(node).items() if n.startswith("sbxt-")}
+
+
+def pool_of(kube, node, name):
+    uid = get_tmpl(kube, name)["metadata"]["uid"]
+    return pools(node).get(f"sbxt-{uid}")
+
+
+def wait_pool(kube, node, name, what, pred, timeout=90):
+    seen = {}
+
+    def check():
+        seen["pool"] = pool_of(kube, node, name)
+        return seen["pool"] is not None and pred(seen["pool"])
+    wait_for(check, timeout, what=f"{what} (last seen: {seen})")
+    return seen["pool"]
+
+
+def wait_status(kube, name, want, timeout=60):
+    wait_for(lambda: (get_tmpl(kube, name) or {}).get("status", {}).get("warmPool") == want, timeout,
+             what=f"status.warmPool {want} (last: {(get_tmpl(kube, name) or {}).get('status')})")
+
+
+def wait_node_clean(node):
+    """No operator pool left, and the waiting sandboxes of the removed ones gone
+    (the agent deletes them in the background)."""
+    wait_for(lambda: operator_pools(node) == {}, 60, what=f"the operator's pools to go: {operator_pools(node)}")
+    wait_for(lambda: node.leftovers(zombies=False) == [], 60,
+             what="the removed pool's waiting sandboxes to be gone")
+
+
+def remove_template(kube, node, name):
+    kube.kubectl("delete", "sbxt", name, "--ignore-not-found", "--timeout=60s")
+    wait_node_clean(node)
+
+
+def test_template_pool_claimed_refilled_and_removed(kube, node, operator, templates_dir):
+    apply(kube, template("warm", templates_dir, {"sizePerNode": 2}))
+    try:
+        # the pool, with the shape a Sandbox of the template is created with
+        p = wait_pool(kube, node, "warm", "two ready pooled sandboxes", lambda p: p["ready"] == 2)
+        assert p["template"] == "host" and p["cpu"] == 0.25 and p["memory"] == 96 << 20, p
+        assert p["pids"] == 100 and p["disk"] == 32 << 20 and p["size"] == 2 and p["kernel"] is False, p
+        assert p["claims"] == 0, p
+        wait_status(kube, "warm", {"ready": 2, "total": 2})
+        # kubectl prints ready/total
+        out = kube.kubectl("get", "sbxt", "warm").stdout
+        head, row = out.splitlines()[:2]
+        assert head.split()[-3:] == ["POOL-READY", "POOL-TOTAL", "AGE"], out
+        # a path template's READY, DIGEST and SIZE print nothing: the last values are the pool's
+        assert row.split()[-3:-1] == ["2", "2"], out
+
+        # a Sandbox of the template (no resources of its own) is claimed from the pool
+        apply(kube, sandbox("pooled", "warm"))
+        obj = wait_ready(kube, "pooled")
+        sid = obj["status"]["sandboxID"]
+        assert obj["status"]["nodeName"] == "node-a"
+        p = pool_of(kube, node, "warm")
+        assert p["claims"] == 1, p
+        sb = node.api.sandbox(sid).json()
+        assert sb["template"] == "host" and sb["cpu"] == 0.25 and sb["memory"] == 96 << 20, sb
+        assert run(node, sid, "echo up") == "up\n"
+
+        # one of its own shape is a cold create: no claim
+        apply(kube, sandbox("cold", "warm", {"cpu": "300m", "memory": "96Mi"}))
+        wait_ready(kube, "cold")
+        assert pool_of(kube, node, "warm")["claims"] == 1
+
+        # the pool refills, and the status follows
+        p = wait_pool(kube, node, "warm", "the pool refilled", lambda p: p["ready"] == 2 and p["made"] >= 3)
+        wait_status(kube, "warm", {"ready": 2, "total": 2})
+        delete_and_prove_gone(kube, node, "pooled")
+        delete_and_prove_gone(kube, node, "cold")
+
+        # warmPool removed: the pool goes, the status loses warmPool
+        kube.kubectl("patch", "sbxt", "warm", "--type=json", "-p",
+                     json.dumps([{"op": "remove", "path": "/spec/warmPool"}]))
+        wait_node_clean(node)
+        wait_for(lambda: "warmPool" not in get_tmpl(kube, "warm").get("status", {}), 60,
+                 what="status.warmPool removed")
+        assert "warmPool" not in get_tmpl(kube, "warm")["spec"]
+
+        # a total, spread over the one node; then the template deleted
+        kube.kubectl("patch", "sbxt", "warm", "--type=merge", "-p", json.dumps({"spec": {"warmPool": {"total": 1}}}))
+        wait_pool(kube, node, "warm", "one ready pooled sandbox", lambda p: p["ready"] == 1 and p["size"] == 1)
+        wait_status(kube, "warm", {"ready": 1, "total": 1})
+    finally:
+        for s in ("pooled", "cold"):
+            kube.kubectl("delete", "sandbox", s, "--ignore-not-found", "--timeout=60s")
+        remove_template(kube, node, "warm")
+
+
+def test_agent_restart_gets_the_pool_back(kube, node, operator, templates_dir):
+    """The agent's pools go with it (docs/agent-api.md): the next pass puts it back."""
+    apply(kube, template("again", templates_dir, {"sizePerNode": 1}))
+    try:
+        wait_pool(kube, node, "again", "one ready pooled sandbox", lambda p: p["ready"] == 1)
+        name = next(iter(operator_pools(node)))
+        # what an agent restart leaves: no pool of that name
+        assert node.api.delete(f"/v1/pools/{name}").status == 204
+        p = wait_pool(kube, node, "again", "the pool put back", lambda p: p["ready"] == 1)
+        assert p["claims"] == 0 and p["name"] == name
+    finally:
+        remove_template(kube, node, "again")
+
+
+def test_start_cmd_template_is_not_pooled(kube, node, operator, templates_dir):
+    apply(kube, template("withcmd", templates_dir, {"sizePerNode": 1}, startCmd={"shell": "sleep 1000"}))
+    try:
+        wait_for(lambda: ((get_tmpl(kube, "withcmd") or {}).get("status", {}).get("warmPool") or {})
+                 .get("message", "").find("startCmd") >= 0, 60, what="status.warmPool saying why not")
+        st = get_tmpl(kube, "withcmd")["status"]["warmPool"]
+        assert st["ready"] == 0 and st["total"] == 0, st
+        assert operator_pools(node) == {}
+    finally:
+        remove_template(kube, node, "withcmd")
+
+
+@pytest.mark.real_only("the fixture API server does not validate against the CRD's schema")
+@pytest.mark.parametrize("warm_pool", [{"sizePerNode": 1, "total": 2}, {}, {"sizePerNode": 1001},
+                                       {"total": -1}, {"size": 2}])
+def test_invalid_warm_pool_is_refused(kube, templates_dir, warm_pool):
+    obj = template("badpool", templates_dir, None)
+    obj["spec"]["warmPool"] = warm_pool
+    p = kube.kubectl("apply", "-f", "-", input=json.dumps(obj), check=False)
+    assert p.returncode != 0, p.stdout
+    assert "warmPool" in p.stderr, p.stderr
+    assert get_tmpl(kube, "badpool") is None
