@@ -133,7 +133,7 @@ typedef struct {
         json_object *resources; /* the SandboxTemplate's spec.resources, or NULL */
         bool found;             /* a SandboxTemplate object exists */
         char *pull_secret;      /* source.pullSecret (a Secret in its namespace), or NULL */
-        json_object *obj;       /* the SandboxTemplate object (for its status), or NULL */
+        json_object *obj;       /* the SandboxTemplate object (status, warm pool), or NULL */
         json_object *start_cmd; /* spec.startCmd as the agent's create takes it, or NULL */
 } SandboxTemplateInfo;
 

@@ -136,6 +136,7 @@ int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, ch
                 .agent_template = strndup(base, (size_t) (path + n - base)),
                 .resources = json_object_get(json_field(spec, "resources")),
                 .found = true,
+                .obj = json_object_get(tmpl),
                 .start_cmd = TAKE_PTR(start_cmd),
         };
         if (!ret->agent_template) {
