@@ -4,8 +4,8 @@ Sandbox of the template is created with; the template's status.warmPool says
 ready/total and `kubectl get sbxt` prints it; a Sandbox of the template is
 claimed from the pool (the agent's pool counts the claim) and is Ready; the
 pool refills; removing warmPool, or the template, removes the pool and leaves
-nothing on the node. An invalid warmPool is refused by the CRD's schema (on
-the real API server: the fixture server does not validate). Fixtures from
+nothing on the node. An invalid warmPool is refused by the CRD's schema.
+Fixtures from
 test_operator.py (one agent, node-a, --resync-seconds 2)."""
 
 import json
@@ -165,7 +165,6 @@ def test_start_cmd_template_is_not_pooled(kube, node, operator, templates_dir):
         remove_template(kube, node, "withcmd")
 
 
-@pytest.mark.real_only("the fixture API server does not validate against the CRD's schema")
 @pytest.mark.parametrize("warm_pool", [{"sizePerNode": 1, "total": 2}, {}, {"sizePerNode": 1001},
                                        {"total": -1}, {"size": 2}])
 def test_invalid_warm_pool_is_refused(kube, templates_dir, warm_pool):
