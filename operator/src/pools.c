@@ -147,8 +147,7 @@ bool pools_same(json_object *pool, json_object *req, unsigned size)
                int_equal(json_field(pool, "disk"), json_field(req, "disk")) &&
                json_object_get_boolean(json_field(pool, "kernel")) ==
                        json_object_get_boolean(json_field(req, "kernel")) &&
-               sz &&
-               json_object_get_int64(sz) == (int64_t) size;
+               sz && json_object_get_int64(sz) == (int64_t) size;
 }
 
 /* A template that wants pools, for one pass. */
@@ -236,7 +235,8 @@ static Want *wanted(Operator *op, size_t *ret_n)
 
 static json_object *find_pool(json_object *pools, const char *name)
 {
-        size_t n = json_object_is_type(pools, json_type_array) ? json_object_array_length(pools) : 0;
+        size_t n =
+                json_object_is_type(pools, json_type_array) ? json_object_array_length(pools) : 0;
         for (size_t i = 0; i < n; i++) {
                 json_object *p = json_object_array_get_idx(pools, i);
                 const char *pn = json_str(p, "name");
@@ -414,8 +414,7 @@ long pools_sync(Operator *op)
         pthread_mutex_unlock(&op->placements_lock);
         views_free(old);
         for (size_t i = 0; i < nw; i++) {
-                cleanup_json json_object *st =
-                        pools_status_json(w[i].ready, w[i].total, w[i].msg);
+                cleanup_json json_object *st = pools_status_json(w[i].ready, w[i].total, w[i].msg);
                 write_status(op, w[i].obj, st);
         }
         wants_free(w, nw);

@@ -229,8 +229,8 @@ static void test_status(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_spec),    cmocka_unit_test(test_spread),
-                cmocka_unit_test(test_name),    cmocka_unit_test(test_request),
+                cmocka_unit_test(test_spec),        cmocka_unit_test(test_spread),
+                cmocka_unit_test(test_name),        cmocka_unit_test(test_request),
                 cmocka_unit_test(test_for_sandbox), cmocka_unit_test(test_status),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1181,7 +1181,8 @@ static void test_warm_pool(void **state)
 {
         (void) state;
         put("sandboxtemplates",
-            parse("{\"metadata\":{\"name\":\"small\",\"namespace\":\"default\",\"uid\":\"" TEMPLATE_UID
+            parse("{\"metadata\":{\"name\":\"small\",\"namespace\":\"default\",\"uid\":"
+                  "\"" TEMPLATE_UID
                   "\"},\"spec\":{\"source\":{\"path\":\"/var/lib/sandpit/templates/host\"},"
                   "\"resources\":{\"cpu\":\"250m\",\"memory\":\"96Mi\"},"
                   "\"languages\":[\"bash\"],\"warmPool\":{\"sizePerNode\":2}}}"));
@@ -1190,28 +1191,28 @@ static void test_warm_pool(void **state)
         assert_int_equal(pools_sync(&op), 0);
         assert_string_equal(calls_since(0), "pools pool_put pool_delete");
         assert_string_equal(agent.calls[1].id, "sbxt-" TEMPLATE_UID);
-        assert_string_equal(json_object_to_json_string_ext(agent.calls[1].req,
-                                                           JSON_C_TO_STRING_PLAIN),
-                            "{\"template\":\"host\",\"cpu\":0.25,\"memory\":100663296,"
-                            "\"pids\":512,\"disk\":536870912,\"kernel\":false,\"size\":2}");
+        assert_string_equal(
+                json_object_to_json_string_ext(agent.calls[1].req, JSON_C_TO_STRING_PLAIN),
+                "{\"template\":\"host\",\"cpu\":0.25,\"memory\":100663296,"
+                "\"pids\":512,\"disk\":536870912,\"kernel\":false,\"size\":2}");
         assert_string_equal(agent.calls[2].id, "sbxt-gone");
         assert_int_not_equal(pool_index("theirs"), SIZE_MAX);
         json_object *tmpl = find("sandboxtemplates", "default/small")->obj;
         /* put, not yet seen ready */
-        assert_string_equal(json_object_to_json_string_ext(
-                                    json_field(json_field(tmpl, "status"), "warmPool"),
-                                    JSON_C_TO_STRING_PLAIN),
-                            "{\"ready\":0,\"total\":2}");
+        assert_string_equal(
+                json_object_to_json_string_ext(json_field(json_field(tmpl, "status"), "warmPool"),
+                                               JSON_C_TO_STRING_PLAIN),
+                "{\"ready\":0,\"total\":2}");
         /* the next pass: nothing to put, the ready count seen */
         size_t n = agent.ncalls;
         unsigned patches = api.patches;
         assert_int_equal(pools_sync(&op), 0);
         assert_string_equal(calls_since(n), "pools");
         tmpl = find("sandboxtemplates", "default/small")->obj;
-        assert_string_equal(json_object_to_json_string_ext(
-                                    json_field(json_field(tmpl, "status"), "warmPool"),
-                                    JSON_C_TO_STRING_PLAIN),
-                            "{\"ready\":2,\"total\":2}");
+        assert_string_equal(
+                json_object_to_json_string_ext(json_field(json_field(tmpl, "status"), "warmPool"),
+                                               JSON_C_TO_STRING_PLAIN),
+                "{\"ready\":2,\"total\":2}");
         assert_int_equal(api.patches, patches + 1);
         /* and once more: no write at all */
         assert_int_equal(pools_sync(&op), 0);
@@ -1231,22 +1232,21 @@ static void test_warm_pool(void **state)
         AgentInfo a = {0};
         char msg[256];
         /* another shape: the most room */
-        assert_int_equal(scheduler_place(&op, "default/cold", 0.5, 1 << 20, NULL, &a, msg,
-                                         sizeof(msg)),
-                         0);
+        assert_int_equal(
+                scheduler_place(&op, "default/cold", 0.5, 1 << 20, NULL, &a, msg, sizeof(msg)), 0);
         assert_string_equal(a.node, "n2");
         agent_info_done(&a);
         new_sandbox("{\"template\":\"small\",\"timeout\":\"10m\"}");
         assert_int_equal(reconcile_sandbox(&op, KEY), 0);
         assert_string_equal(json_str(status(), "nodeName"), NODE);
         /* the view counted that one: a second claim there, then no more */
-        assert_int_equal(scheduler_place(&op, "default/w2", 0.25, 96 << 20,
-                                         "sbxt-" TEMPLATE_UID, &a, msg, sizeof(msg)),
+        assert_int_equal(scheduler_place(&op, "default/w2", 0.25, 96 << 20, "sbxt-" TEMPLATE_UID,
+                                         &a, msg, sizeof(msg)),
                          0);
         assert_string_equal(a.node, NODE);
         agent_info_done(&a);
-        assert_int_equal(scheduler_place(&op, "default/w3", 0.25, 96 << 20,
-                                         "sbxt-" TEMPLATE_UID, &a, msg, sizeof(msg)),
+        assert_int_equal(scheduler_place(&op, "default/w3", 0.25, 96 << 20, "sbxt-" TEMPLATE_UID,
+                                         &a, msg, sizeof(msg)),
                          0);
         assert_string_equal(a.node, "n2");
         agent_info_done(&a);
