@@ -596,6 +596,8 @@ static void on_started_leading(void *userdata)
         if (k8s_informer_keys(op->sandboxes, &keys) >= 0)
                 STRV_FOREACH(k, keys)
                         (void) k8s_workqueue_add(op->queue, *k);
+        /* The pools' views of the last term are stale: a pass now. */
+        (void) k8s_workqueue_add(op->queue, POOLS_KEY);
 }
 
 /* The elector gets its own client: its requests are bounded by the renew
