@@ -18,7 +18,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
-#define POOLS_AGENT_TIMEOUT_MS 30000L
+#define POOLS_AGENT_TIMEOUT_MS 120000L /* a PUT of an image pool pulls it */
 
 /* One pool as the last pass saw it on one node. */
 struct PoolView {
