@@ -40,6 +40,7 @@ typedef struct Pool {
         struct Pool *next;
         char *name;
         SandboxSpec shape; /* template, cpu, memory, pids, disk; the rest defaults */
+        char *requested;   /* the template as the PUT named it (an image's: not canonical) */
         unsigned size;
         /* Pre-start the default python context's kernel in each (true unless
          * the config says "kernel": false); not part of the shape. */
@@ -66,6 +67,7 @@ static void pool_free(Pool *p)
         if (!p)
                 return;
         free(p->name);
+        free(p->requested);
         sandbox_spec_done(&p->shape);
         free(p);
 }
@@ -639,6 +641,9 @@ static json_object *pool_to_json_locked(const Pool *p, const Census *c)
         (void) json_object_object_add(o, "name", json_object_new_string(p->name));
         (void) json_object_object_add(o, "template",
                                       json_object_new_string(p->shape.template_name));
+        if (p->requested)
+                (void) json_object_object_add(o, "requested_template",
+                                              json_object_new_string(p->requested));
         (void) json_object_object_add(o, "cpu", json_object_new_double(p->shape.cpu));
         (void) json_object_object_add(o, "memory",
                                       json_object_new_int64((int64_t) p->shape.memory));
@@ -777,6 +782,10 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
         p->size = (unsigned) size;
         p->kernel = kernel;
         if (!(p->name = strdup(name))) {
+                pool_free(p);
+                return -ENOMEM;
+        }
+        if (!(p->requested = strdup(p->shape.template_name))) {
                 pool_free(p);
                 return -ENOMEM;
         }

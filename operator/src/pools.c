@@ -137,7 +137,9 @@ static bool int_equal(json_object *a, json_object *b)
 
 bool pools_same(json_object *pool, json_object *req, unsigned size)
 {
-        const char *t = json_str(pool, "template"), *want = json_str(req, "template");
+        /* An image's pool is named canonically by the agent: compared as asked. */
+        const char *t = json_str(pool, "requested_template") ?: json_str(pool, "template");
+        const char *want = json_str(req, "template");
         json_object *cpu = json_field(pool, "cpu"), *wcpu = json_field(req, "cpu");
         json_object *sz = json_field(pool, "size");
         return t && want && streq(t, want) && cpu && wcpu &&

@@ -9,12 +9,36 @@ Fixtures from
 test_operator.py (one agent, node-a, --resync-seconds 2)."""
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
-from test_operator import (condition, delete_and_prove_gone, get_sbx, kube, lease, node,  # noqa: F401
+from conftest import Client, start_tcp_agent, stop_agent, wait_for
+from oci_images import Image, Registry, busybox_base, make_layer
+from test_operator import (condition, delete_and_prove_gone, get_sbx, kube, lease,  # noqa: F401
                            operator, operator_alive, run, wait_ready)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    if not shutil.which("docker-registry") or not Path("/usr/bin/busybox").exists():
+        pytest.skip("docker-registry and busybox-static are needed (mk/deps.sh)")
+    d = Path(tempfile.mkdtemp(prefix="sandpit-it-oppools-reg-"))
+    reg = Registry(d / "reg")
+    yield reg
+    reg.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def node(templates_dir, tmp_path_factory, registry):
+    """test_operator's node, told the test registry speaks plain HTTP."""
+    a = start_tcp_agent("op", templates_dir, tmp_path_factory, extra_args=["--insecure-registry", registry.host])
+    a.api = Client(tcp=("127.0.0.1", a.port), token=a.token)
+    yield a
+    stop_agent(a)
 
 TEMPLATES = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxtemplates"
 RESOURCES = {"cpu": "250m", "memory": "96Mi", "disk": "32Mi", "pids": 100}
@@ -163,6 +187,36 @@ def test_start_cmd_template_is_not_pooled(kube, node, operator, templates_dir):
         assert operator_pools(node) == {}
     finally:
         remove_template(kube, node, "withcmd")
+
+
+def test_image_template_pool(kube, node, operator, registry):
+    """An image template's pool: the agent pulls it and names it canonically
+    (":latest" added); a Sandbox of the template claims from it and runs with
+    the image's working directory and env."""
+    img = Image([make_layer(busybox_base([{"name": "app", "type": "dir", "uid": 1000, "gid": 1000}]))],
+                env=["PATH=/bin", "MARKER=pooled-image"], workdir="/app", user="1000")
+    registry.client.push("it/pooled", "latest", img)
+    obj = {"apiVersion": "sandpit.dev/v1alpha1", "kind": "SandboxTemplate", "metadata": {"name": "img"},
+           "spec": {"source": {"image": f"{registry.host}/it/pooled"}, "resources": RESOURCES,
+                    "languages": ["bash"], "warmPool": {"total": 1}}}
+    apply(kube, obj)
+    try:
+        p = wait_pool(kube, node, "img", "one ready pooled sandbox", lambda p: p["ready"] == 1)
+        assert p["template"] == f"image:{registry.host}/it/pooled:latest", p
+        wait_status(kube, "img", {"ready": 1, "total": 1})
+        # spec.user defaults to "user", which this image has not: root
+        sbx = sandbox("from-image-pool", "img")
+        sbx["spec"]["user"] = "root"
+        apply(kube, sbx)
+        obj = wait_ready(kube, "from-image-pool")
+        sid = obj["status"]["sandboxID"]
+        assert pool_of(kube, node, "img")["claims"] == 1
+        # the image's working directory and env, the Sandbox's user
+        assert run(node, sid, 'id -u; pwd; echo "$MARKER"') == "0\n/app\npooled-image\n"
+        delete_and_prove_gone(kube, node, "from-image-pool")
+    finally:
+        kube.kubectl("delete", "sandbox", "from-image-pool", "--ignore-not-found", "--timeout=60s")
+        remove_template(kube, node, "img")
 
 
 @pytest.mark.parametrize("warm_pool", [{"sizePerNode": 1, "total": 2}, {}, {"sizePerNode": 1001},
