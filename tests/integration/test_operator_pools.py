@@ -9,6 +9,7 @@ Fixtures from
 test_operator.py (one agent, node-a, --resync-seconds 2)."""
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from conftest import Client, start_tcp_agent, stop_agent, wait_for
 from oci_images import Image, Registry, busybox_base, make_layer
-from test_operator import (condition, delete_and_prove_gone, get_sbx, kube, lease,  # noqa: F401
+from test_operator import (Operator, condition, delete_and_prove_gone, get_sbx, kube, lease,  # noqa: F401
                            operator, operator_alive, run, wait_ready)
 
 
@@ -187,6 +188,34 @@ def test_start_cmd_template_is_not_pooled(kube, node, operator, templates_dir):
         assert operator_pools(node) == {}
     finally:
         remove_template(kube, node, "withcmd")
+
+
+def test_gateway_create_claims_from_the_pool(kube, node, operator, templates_dir, tmp_path):
+    """The E2B gateway's create (cluster backend) sets no resources: a template
+    with a warm pool serves it from the pool. The gateway runs on a second
+    replica (standby: the module's operator leads and reconciles)."""
+    apply(kube, template("e2b", templates_dir, {"sizePerNode": 1}))
+    gw = Operator(kube, node, tmp_path, extra=["--gateway-listen", "127.0.0.1:0", "--gateway-auth", "none",
+                                               "--gateway-namespace", "default"])
+    sid = None
+    try:
+        def port():
+            m = re.search(r"gateway \(E2B API\) on \S+, tcp port (\d+)", gw.log.read_text())
+            return int(m.group(1)) if m else None
+        wait_for(lambda: port() or gw.proc.poll() is not None, 30, what="the gateway's port")
+        assert gw.proc.poll() is None, gw.log_tail()
+        client = Client(tcp=("127.0.0.1", port()))
+        wait_pool(kube, node, "e2b", "one ready pooled sandbox", lambda p: p["ready"] == 1)
+        r = client.post("/sandboxes", {"templateID": "e2b", "timeout": 120}, headers={"X-API-KEY": "e2b_any"})
+        assert r.status == 201, r
+        sid = r.json()["sandboxID"]
+        assert pool_of(kube, node, "e2b")["claims"] == 1
+        assert client.delete(f"/sandboxes/{sid}", headers={"X-API-KEY": "e2b_any"}).status == 204
+        wait_for(lambda: not [o for o in kube.ok("GET", "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes")
+                              ["items"]], 60, what="the gateway's Sandbox gone")
+    finally:
+        assert gw.stop() == 0, gw.log_tail()
+        remove_template(kube, node, "e2b")
 
 
 def test_image_template_pool(kube, node, operator, registry):
