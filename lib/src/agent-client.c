@@ -339,6 +339,27 @@ int agent_client_image_remove(AgentClient *c, const char *ref)
         return call(c, "DELETE", p, NULL, 204, NULL);
 }
 
+int agent_client_pools(AgentClient *c, json_object **ret)
+{
+        return call(c, "GET", "/v1/pools", NULL, 200, ret);
+}
+
+int agent_client_pool_put(AgentClient *c, const char *name, json_object *req, json_object **ret)
+{
+        cleanup_free char *e = escape(name), *p = NULL;
+        if (!e || asprintf(&p, "/v1/pools/%s", e) < 0)
+                return -ENOMEM;
+        return call(c, "PUT", p, req, 200, ret);
+}
+
+int agent_client_pool_delete(AgentClient *c, const char *name)
+{
+        cleanup_free char *e = escape(name), *p = NULL;
+        if (!e || asprintf(&p, "/v1/pools/%s", e) < 0)
+                return -ENOMEM;
+        return call(c, "DELETE", p, NULL, 204, NULL);
+}
+
 int agent_client_set_deadline(AgentClient *c, const char *id, uint64_t timeout_s, json_object **ret)
 {
         cleanup_free char *p = sandbox_path(id, "/timeout");

@@ -40,6 +40,7 @@ typedef struct Pool {
         struct Pool *next;
         char *name;
         SandboxSpec shape; /* template, cpu, memory, pids, disk; the rest defaults */
+        char *requested;   /* the template as the PUT named it (an image's: not canonical) */
         unsigned size;
         /* Pre-start the default python context's kernel in each (true unless
          * the config says "kernel": false); not part of the shape. */
@@ -66,6 +67,7 @@ static void pool_free(Pool *p)
         if (!p)
                 return;
         free(p->name);
+        free(p->requested);
         sandbox_spec_done(&p->shape);
         free(p);
 }
@@ -641,6 +643,9 @@ static json_object *pool_to_json_locked(const Pool *p, const Census *c)
         (void) json_object_object_add(o, "name", json_object_new_string(p->name));
         (void) json_object_object_add(o, "template",
                                       json_object_new_string(p->shape.template_name));
+        if (p->requested)
+                (void) json_object_object_add(o, "requested_template",
+                                              json_object_new_string(p->requested));
         (void) json_object_object_add(o, "cpu", json_object_new_double(p->shape.cpu));
         (void) json_object_object_add(o, "memory",
                                       json_object_new_int64((int64_t) p->shape.memory));
@@ -664,6 +669,57 @@ static json_object *pool_to_json_locked(const Pool *p, const Census *c)
                                               json_object_new_string(p->last_error));
         (void) json_object_object_add(o, "sandboxes", names);
         return o;
+}
+
+static bool is_image(const char *template_name)
+{
+        return strncmp(template_name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) == 0;
+}
+
+/* An "image:REF" template renamed as a cold create names it (sandbox.c's
+ * template_for_spec()): "image:" and the canonical name (":latest" added, a
+ * default registry...). */
+static int canonical_template(Agent *a, char **template_name)
+{
+        cleanup_free char *name = NULL, *t = NULL;
+        int r = image_canonical_name(a->images, *template_name + strlen(IMAGE_TEMPLATE_PREFIX),
+                                     &name);
+        if (r < 0)
+                return r;
+        if (asprintf(&t, "%s%s", IMAGE_TEMPLATE_PREFIX, name) < 0)
+                return -ENOMEM;
+        free(*template_name);
+        *template_name = TAKE_PTR(t);
+        return 0;
+}
+
+/* An image template's pool: the image pulled now (its sandboxes are made
+ * from it, with the node's credentials), its name canonical. */
+static int image_shape(Agent *a, SandboxSpec *shape, char *err, size_t errlen)
+{
+        cleanup_json json_object *img = NULL;
+        int r = image_pull(a->images, shape->template_name + strlen(IMAGE_TEMPLATE_PREFIX), false,
+                           &img, err, errlen);
+        if (r < 0)
+                return r;
+        if ((r = canonical_template(a, &shape->template_name)) < 0)
+                (void) snprintf(err, errlen, "bad image reference \"%.200s\"",
+                                shape->template_name + strlen(IMAGE_TEMPLATE_PREFIX));
+        return r;
+}
+
+/* What a pooled sandbox of an image was made with from the image's config
+ * (user, working directory, env: template_for_spec()) and the claimer did not
+ * set stays, as a cold create gives it. */
+static int keep_image_defaults(SandboxSpec *claimed, SandboxSpec *pooled)
+{
+        if (!is_image(pooled->template_name))
+                return 0;
+        if (!claimed->user)
+                claimed->user = TAKE_PTR(pooled->user);
+        if (!claimed->cwd)
+                claimed->cwd = TAKE_PTR(pooled->cwd);
+        return sandbox_env_add_defaults(&claimed->env, pooled->env);
 }
 
 int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, char *err,
@@ -731,23 +787,25 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 pool_free(p);
                 return -ENOMEM;
         }
-        if (strncmp(p->shape.template_name, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) ==
-            0) {
-                (void) snprintf(err, errlen,
-                                "template %s: warm pools take directory templates; image "
-                                "templates are not pooled yet",
-                                p->shape.template_name);
+        if (!(p->requested = strdup(p->shape.template_name))) {
                 pool_free(p);
-                return -EINVAL;
+                return -ENOMEM;
         }
-        Template *tpl = NULL;
-        if ((r = template_load(a->cfg.templates_dir, p->shape.template_name, &tpl)) < 0) {
-                (void) snprintf(err, errlen, "template %s %s", p->shape.template_name,
-                                r == -ENOENT ? "not found" : "is not usable");
-                pool_free(p);
-                return -ENOENT;
+        if (is_image(p->shape.template_name)) {
+                if ((r = image_shape(a, &p->shape, err, errlen)) < 0) {
+                        pool_free(p);
+                        return r;
+                }
+        } else {
+                Template *tpl = NULL;
+                if ((r = template_load(a->cfg.templates_dir, p->shape.template_name, &tpl)) < 0) {
+                        (void) snprintf(err, errlen, "template %s %s", p->shape.template_name,
+                                        r == -ENOENT ? "not found" : "is not usable");
+                        pool_free(p);
+                        return -ENOENT;
+                }
+                template_free(tpl);
         }
-        template_free(tpl);
 
         Census c;
         if ((r = census_take(a, &c)) < 0) {
@@ -1000,7 +1058,13 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
 {
         Pools *ps = a->pools;
         char pool[64];
-        if (!ps || spec->pool || !pool_for(ps, spec, pool, sizeof(pool)))
+        if (!ps || spec->pool)
+                return -ENOENT;
+        /* Pools hold an image by its canonical name; a reference the cold
+         * create would refuse is its to refuse. */
+        if (is_image(spec->template_name) && canonical_template(a, &spec->template_name) < 0)
+                return -ENOENT;
+        if (!pool_for(ps, spec, pool, sizeof(pool)))
                 return -ENOENT;
         int r = net_check_policy(a->net, &spec->network, err, errlen);
         if (r < 0)
@@ -1037,12 +1101,16 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
                 note_claim(ps, pool, false);
                 return -ENOENT;
         }
+        r = keep_image_defaults(&sb->spec, &pooled);
         sandbox_spec_done(&pooled);
         *spec = (SandboxSpec){0};
 
-        const char *id = sb->spec.id, *step = "set the hostname";
+        const char *id = sb->spec.id, *step = "keep the image's defaults";
         uint64_t t0 = now_monotonic_us(), t_host = 0, t_secrets = 0, t_net = 0;
-        r = set_hostname(sb->init_pid, id);
+        if (r == 0) {
+                step = "set the hostname";
+                r = set_hostname(sb->init_pid, id);
+        }
         t_host = now_monotonic_us();
         if (r == 0 && sb->spec.secret_env && sb->spec.secret_env[0]) {
                 step = "hand the secret env to sandpit-init";

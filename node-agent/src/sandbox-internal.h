@@ -54,3 +54,5 @@ void sandbox_add_stats(Agent *a, const char *id, json_object *o);
 
 /* sandbox-monitor.c */
 void sandbox_wake_monitor(Agent *a);
+/* Prepends NAME=value defaults to env, unless env names them. */
+int sandbox_env_add_defaults(char ***env, char **defaults);

@@ -220,8 +220,7 @@ static bool delete_requested(Agent *a, Sandbox *sb)
         return r;
 }
 
-/* Prepends NAME=value defaults to env, unless env names them. */
-static int env_add_defaults(char ***env, char **defaults)
+int sandbox_env_add_defaults(char ***env, char **defaults)
 {
         size_t n = 0, k = 0;
         STRV_FOREACH(e, *env)
@@ -332,7 +331,7 @@ static int template_for_spec(Agent *a, SandboxSpec *spec, Template **ret, char *
         if (!spec->cwd && t->workdir)
                 spec->cwd = strdup(t->workdir);
         if (!spec->template_name || !spec->user || (t->workdir && !spec->cwd) ||
-            env_add_defaults(&spec->env, t->env) < 0) {
+            sandbox_env_add_defaults(&spec->env, t->env) < 0) {
                 image_unpin(a->images, t->name);
                 template_free(t);
                 return -ENOMEM;

@@ -123,6 +123,34 @@ static int agent_image_pull(const AgentConn *conn, json_object *req, json_object
         return done(conn, c, "image pull", json_str(req, "image"), r, err);
 }
 
+static int agent_pools(const AgentConn *conn, json_object **ret, AgentClientError *err)
+{
+        cleanup_agent_client AgentClient *c = NULL;
+        int r = open_client(conn, err, &c);
+        if (r >= 0)
+                r = agent_client_pools(c, ret);
+        return done(conn, c, "pools", NULL, r, err);
+}
+
+static int agent_pool_put(const AgentConn *conn, const char *name, json_object *req,
+                          AgentClientError *err)
+{
+        cleanup_agent_client AgentClient *c = NULL;
+        int r = open_client(conn, err, &c);
+        if (r >= 0)
+                r = agent_client_pool_put(c, name, req, NULL);
+        return done(conn, c, "pool put", name, r, err);
+}
+
+static int agent_pool_delete(const AgentConn *conn, const char *name, AgentClientError *err)
+{
+        cleanup_agent_client AgentClient *c = NULL;
+        int r = open_client(conn, err, &c);
+        if (r >= 0)
+                r = agent_client_pool_delete(c, name);
+        return done(conn, c, "pool delete", name, r, err);
+}
+
 const AgentOps agent_http_ops = {
         .image_pull = agent_image_pull,
         .create = agent_create,
@@ -132,4 +160,7 @@ const AgentOps agent_http_ops = {
         .set_timeout = agent_set_timeout,
         .pause = agent_pause,
         .resume = agent_resume,
+        .pools = agent_pools,
+        .pool_put = agent_pool_put,
+        .pool_delete = agent_pool_delete,
 };

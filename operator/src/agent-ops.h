@@ -53,6 +53,13 @@ typedef struct AgentOps {
                           AgentClientError *err);
         /* POST /v1/sandboxes/{id}/resume: *ret the sandbox. */
         int (*resume)(const AgentConn *c, const char *id, json_object **ret, AgentClientError *err);
+        /* GET /v1/pools: *ret the answer ({"pools": [...], ...}). */
+        int (*pools)(const AgentConn *c, json_object **ret, AgentClientError *err);
+        /* PUT /v1/pools/{name} with req (template, shape, size). */
+        int (*pool_put)(const AgentConn *c, const char *name, json_object *req,
+                        AgentClientError *err);
+        /* DELETE /v1/pools/{name}. */
+        int (*pool_delete)(const AgentConn *c, const char *name, AgentClientError *err);
 } AgentOps;
 
 /* The agent API through lib's client. */

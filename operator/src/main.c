@@ -106,6 +106,35 @@ static void on_sbx_delete(const char *key, json_object *obj, void *userdata)
         operator_gateway_notify(userdata);
 }
 
+/* Any change of a SandboxTemplate: a pools pass (pools.c) looks at them all. */
+static void on_tmpl_add(const char *key, json_object *obj, void *userdata)
+{
+        (void) key;
+        (void) obj;
+        enqueue(POOLS_KEY, userdata);
+}
+
+static void on_tmpl_update(const char *key, json_object *old_obj, json_object *new_obj,
+                           void *userdata)
+{
+        (void) key;
+        /* Its status alone (our own writes among them) changes no pool. */
+        json_object *os = NULL, *ns = NULL;
+        if (json_object_object_get_ex(old_obj, "spec", &os) &&
+            json_object_object_get_ex(new_obj, "spec", &ns) && json_object_equal(os, ns) &&
+            streq(k8s_obj_uid(old_obj) ?: "", k8s_obj_uid(new_obj) ?: "") &&
+            !json_field(json_field(new_obj, "metadata"), "deletionTimestamp"))
+                return;
+        enqueue(POOLS_KEY, userdata);
+}
+
+static void on_tmpl_delete(const char *key, json_object *obj, void *userdata)
+{
+        (void) key;
+        (void) obj;
+        enqueue(POOLS_KEY, userdata);
+}
+
 /* Room may have appeared (or an agent gone): retry every Sandbox not placed. */
 static void requeue_unplaced(Operator *op)
 {
@@ -135,8 +164,11 @@ static bool is_agent_lease(json_object *obj)
 static void on_lease_add(const char *key, json_object *obj, void *userdata)
 {
         (void) key;
-        if (is_agent_lease(obj))
+        if (is_agent_lease(obj)) {
                 requeue_unplaced(userdata);
+                /* A new node, or an agent back from a restart: its pools. */
+                enqueue(POOLS_KEY, userdata);
+        }
 }
 
 static void on_lease_update(const char *key, json_object *old_obj, json_object *new_obj,
@@ -181,8 +213,10 @@ static void *worker_main(void *arg)
                         continue;
                 }
                 uint64_t t0 = now_monotonic_us();
-                long ret = reconcile_sandbox(w->op, key);
-                op_metrics_note_reconcile(ret, (double) (now_monotonic_us() - t0) / 1e6);
+                bool pools = streq(key, POOLS_KEY);
+                long ret = pools ? pools_sync(w->op) : reconcile_sandbox(w->op, key);
+                if (!pools)
+                        op_metrics_note_reconcile(ret, (double) (now_monotonic_us() - t0) / 1e6);
                 if (ret < 0) {
                         long d = k8s_workqueue_add_rate_limited(w->op->queue, key);
                         log_debug_errno((int) ret, "Sandbox %s: retry in %ld ms", key, d);
@@ -206,6 +240,8 @@ static void resync_tick(void *userdata)
         if (k8s_informer_keys(op->sandboxes, &keys) >= 0)
                 STRV_FOREACH(k, keys)
                         (void) k8s_workqueue_add(op->queue, *k);
+        /* The warm pools too: refills seen, a restarted agent's pools put back. */
+        (void) k8s_workqueue_add(op->queue, POOLS_KEY);
 }
 
 /* The health server answers from before setup(): 503 until it is done. */
@@ -533,6 +569,17 @@ static int setup(Operator *op, const Options *o)
         if (r < 0)
                 return log_error_errno(
                         r, "The sandbox informer did not sync (are the CRDs installed?)");
+        K8sInformerHandlers th = {on_tmpl_add, on_tmpl_update, on_tmpl_delete};
+        K8sWatchOptions to = {.resource = operator_templates};
+        r = k8s_informer_new(op->client, &to, &th, op, &op->templates);
+        if (r >= 0)
+                r = k8s_informer_start(op->templates);
+        if (r >= 0 && k8s_informer_wait_synced(op->templates, SYNC_TIMEOUT_MS) < 0)
+                /* Sandboxes go on; warm pools wait for it (pools_sync()). */
+                log_warning("The SandboxTemplate informer did not sync: warm pools wait for it "
+                            "(may the operator list and watch sandboxtemplates?)");
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch SandboxTemplates");
         return 0;
 }
 
@@ -549,6 +596,8 @@ static void on_started_leading(void *userdata)
         if (k8s_informer_keys(op->sandboxes, &keys) >= 0)
                 STRV_FOREACH(k, keys)
                         (void) k8s_workqueue_add(op->queue, *k);
+        /* The pools' views of the last term are stale: a pass now. */
+        (void) k8s_workqueue_add(op->queue, POOLS_KEY);
 }
 
 /* The elector gets its own client: its requests are bounded by the renew
@@ -588,8 +637,10 @@ static void teardown(Operator *op)
         op->leader = NULL;
         k8s_informer_free(op->sandboxes);
         k8s_informer_free(op->leases);
+        k8s_informer_free(op->templates);
         k8s_workqueue_free(op->queue);
         scheduler_free(op);
+        pools_free(op);
         agents_free(op);
         k8s_client_free(op->client);
         if (op->agent_token)
@@ -683,6 +734,7 @@ int main(int argc, char **argv)
         ticker_stop(resync);
         k8s_informer_stop(op.sandboxes);
         k8s_informer_stop(op.leases);
+        k8s_informer_stop(op.templates);
         /* Once no informer handler can wake it. */
         operator_gateway_stop(&op, gateway);
         k8s_workqueue_shutdown(op.queue);

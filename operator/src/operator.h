@@ -67,8 +67,10 @@ typedef struct {
         void *gateway;
         struct GwAuth *gateway_auth; /* its authorise hook's state (keys mode) */
 
-        pthread_mutex_t placements_lock; /* guards placements and absent_nodes */
+        pthread_mutex_t placements_lock; /* guards placements, absent_nodes, pool_views */
         Placement *placements;
+        K8sInformer *templates; /* SandboxTemplates, for their warm pools (pools.c) */
+        struct PoolView *pool_views;
         /* Nodes with placed Sandboxes whose agent has no Lease (agents.c). */
         struct AbsentNode *absent_nodes;
         /* A node without a Lease is lost only after this long (--node-lost-grace). */
@@ -96,9 +98,11 @@ void agents_free(Operator *op);
 
 /* scheduler.c: placement accounting and choice of an agent. */
 /* Picks a live agent with room for cpu/memory and records the placement of
- * key there; -ENOSPC with a message saying why in msg when none fits. */
-int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, AgentInfo *ret,
-                    char *msg, size_t msglen);
+ * key there; -ENOSPC with a message saying why in msg when none fits. With
+ * pool (the warm pool the create would claim from, or NULL), an agent with a
+ * ready pooled sandbox of it comes first. */
+int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, const char *pool,
+                    AgentInfo *ret, char *msg, size_t msglen);
 /* Records a placement found in a Sandbox's status (after a restart). */
 void scheduler_note(Operator *op, const char *key, const char *node, double cpu, uint64_t memory);
 void scheduler_forget(Operator *op, const char *key);
@@ -129,7 +133,7 @@ typedef struct {
         json_object *resources; /* the SandboxTemplate's spec.resources, or NULL */
         bool found;             /* a SandboxTemplate object exists */
         char *pull_secret;      /* source.pullSecret (a Secret in its namespace), or NULL */
-        json_object *obj;       /* the SandboxTemplate object (for its status), or NULL */
+        json_object *obj;       /* the SandboxTemplate object (status, warm pool), or NULL */
         json_object *start_cmd; /* spec.startCmd as the agent's create takes it, or NULL */
         char *runtime;          /* spec.runtime (runc, crun, runsc), or NULL: the node's */
 } SandboxTemplateInfo;
@@ -141,6 +145,10 @@ void sandbox_template_done(SandboxTemplateInfo *t);
  * what the agents cannot do; other errors are the API's. */
 int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo *ret, char *msg,
                              size_t msglen);
+/* The same from a SandboxTemplate object (tmpl, borrowed; *ret holds a
+ * reference to it). */
+int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, char *msg,
+                                 size_t msglen);
 /* The image pull credentials in Secret ns/name (kubernetes.io/dockerconfigjson):
  * *ret the parsed .dockerconfigjson, a secret, never logged. -ENOENT (no such
  * Secret) or -EINVAL (not such a Secret) with msg set. */
@@ -161,6 +169,44 @@ json_object *sandbox_network_json(json_object *sbx);
  * missing Secret: -ENOENT with msg set. */
 int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,
                         const char *id, json_object **ret, char *msg, size_t msglen);
+
+/* pools.c: warm pools of SandboxTemplates (docs/operator.md#warm-pools). */
+/* The work queue's key of a pools pass (never a Sandbox's "ns/name"). */
+#define POOLS_KEY         "~pools"
+#define POOLS_NAME_PREFIX "sbxt-" /* the agents' pools the operator owns */
+#define POOLS_MAX_SIZE    1000
+typedef struct PoolView PoolView;
+/* spec.warmPool: sizePerNode (per_node) or a total spread over the nodes. */
+typedef struct {
+        bool per_node;
+        unsigned size;
+} WarmPoolSpec;
+/* tmpl's spec.warmPool; -ENOENT when it has none, -EINVAL when malformed. */
+int pools_spec(json_object *tmpl, WarmPoolSpec *ret);
+/* What node index (of nodes, sorted by name) keeps: a total's remainder
+ * goes to the first ones. */
+unsigned pools_node_size(const WarmPoolSpec *w, size_t nodes, size_t index);
+/* The agents' pool of tmpl: POOLS_NAME_PREFIX and its uid. */
+int pools_name(json_object *tmpl, char *buf, size_t len);
+/* The PUT /v1/pools body (without size) for tmpl: the template and shape a
+ * Sandbox of it that sets no resources is created with. -ENOTSUP with msg
+ * for a template that is never pooled (startCmd), -EINVAL a bad one. */
+int pools_request(json_object *tmpl, json_object **ret, char *msg, size_t msglen);
+/* Whether an agent's pool (its JSON) has req's template and shape and size. */
+bool pools_same(json_object *pool, json_object *req, unsigned size);
+/* status.warmPool. */
+json_object *pools_status_json(long ready, long total, const char *msg);
+/* One pass over the live agents and the templates; 0, or < 0 to retry. */
+long pools_sync(Operator *op);
+/* The pool a create of sbx (of template t) claims from, in buf: -ENOENT
+ * when none (no warmPool, a startCmd, or resources other than the
+ * template's). */
+int pools_for_sandbox(json_object *sbx, const SandboxTemplateInfo *t, char *buf, size_t len);
+/* Ready pooled sandboxes of pool on node at the last pass, less those
+ * placed since; op->placements_lock held. */
+long pools_ready_locked(Operator *op, const char *pool, const char *node);
+void pools_take_locked(Operator *op, const char *pool, const char *node);
+void pools_free(Operator *op);
 
 /* reconcile.c */
 /* Reconciles the Sandbox at key; > 0: requeue after that many ms; 0 done;

@@ -192,13 +192,16 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
                 return r;
         SandboxResources req = {0};
         r = sandbox_resources(*obj, &t, &req);
+        char pool[64];
+        bool pooled = pools_for_sandbox(*obj, &t, pool, sizeof(pool)) >= 0;
         cleanup_free char *image = TAKE_PTR(t.image);
         sandbox_template_done(&t);
         if (r < 0)
                 return -EINVAL;
         AgentInfo a = {0};
         int64_t gen = generation(*obj);
-        r = scheduler_place(op, key, req.cpu, req.memory, &a, msg, sizeof(msg));
+        r = scheduler_place(op, key, req.cpu, req.memory, pooled ? pool : NULL, &a, msg,
+                            sizeof(msg));
         if (r == -ENOSPC) {
                 const char *was = status_condition_status(st, "Scheduled");
                 bool first = !was || !streq(was, "False");

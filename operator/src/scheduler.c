@@ -111,8 +111,8 @@ static void note_from_cache(Operator *op)
         }
 }
 
-int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, AgentInfo *ret,
-                    char *msg, size_t msglen)
+int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, const char *pool,
+                    AgentInfo *ret, char *msg, size_t msglen)
 {
         cleanup_strv char **keys = NULL;
         int r = k8s_informer_keys(op->leases, &keys);
@@ -122,6 +122,7 @@ int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, 
         unsigned agents = 0, live = 0;
         AgentInfo best = {0};
         double best_free = -1;
+        bool best_warm = false;
 
         pthread_mutex_lock(&op->placements_lock);
         note_from_cache(op);
@@ -150,15 +151,20 @@ int scheduler_place(Operator *op, const char *key, double cpu, uint64_t memory, 
                 double free_cpu = a.cpu - used_cpu;
                 bool fits = free_cpu + 1e-9 >= cpu && used_mem <= a.memory &&
                             a.memory - used_mem >= memory;
-                if (fits && free_cpu > best_free) {
+                /* A node with a ready pooled sandbox first, then the most free CPU. */
+                bool warm = pool && pools_ready_locked(op, pool, a.node) > 0;
+                if (fits && (warm > best_warm || (warm == best_warm && free_cpu > best_free))) {
                         agent_info_done(&best);
                         best = a;
                         best_free = free_cpu;
+                        best_warm = warm;
                 } else
                         agent_info_done(&a);
         }
         if (best.node)
                 note_locked(op, key, best.node, cpu, memory);
+        if (best_warm)
+                pools_take_locked(op, pool, best.node);
         pthread_mutex_unlock(&op->placements_lock);
 
         if (!best.node) {

@@ -84,6 +84,14 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
         }
         if (r < 0)
                 return r;
+        return sandbox_template_from_object(tmpl, ret, msg, msglen);
+}
+
+int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, char *msg,
+                                 size_t msglen)
+{
+        const char *name = k8s_obj_name(tmpl);
+        int r = 0;
         json_object *spec = json_field(tmpl, "spec"), *source = json_field(spec, "source");
         const char *path = json_str(source, "path"), *image = json_str(source, "image");
         const char *runtime = json_str(spec, "runtime");
@@ -132,6 +140,7 @@ int sandbox_template_resolve(Operator *op, json_object *sbx, SandboxTemplateInfo
                 .agent_template = strndup(base, (size_t) (path + n - base)),
                 .resources = json_object_get(json_field(spec, "resources")),
                 .found = true,
+                .obj = json_object_get(tmpl),
                 .start_cmd = TAKE_PTR(start_cmd),
                 .runtime = runtime && *runtime ? strdup(runtime) : NULL,
         };

@@ -59,7 +59,7 @@ def test_the_examples_asked_for_exist():
     assert allow["policy"] == "AllowList" and allow["allow"]
     env = docs_of(EX / "secret-env-sandbox.yaml")[1]["spec"]["env"]
     assert any(e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "openai-key" for e in env)
-    assert docs_of(EX / "warm-pool-template.yaml")[0]["spec"]["warmPool"]["size"] > 0
+    assert docs_of(EX / "warm-pool-template.yaml")[0]["spec"]["warmPool"]["sizePerNode"] > 0
     # no manifest names a namespace: each applies wherever it is pointed
     for p in manifests():
         for d in docs_of(p):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent
+from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
 from oci_images import (FakeRegistry, Image, Registry, busybox_base, make_layer, sha256)
 
 CLI = REPO / "build" / "bin" / "sandpit"
@@ -170,13 +170,53 @@ def test_sandbox_from_image_sees_files_env_workdir_user(api, registries):
     assert (code, out) == (0, "0\nhello sbx\n")
 
 
-def test_warm_pool_of_an_image_template_is_refused(api, img_agent):
-    """Pools take directory templates only (docs/agent-api.md): an image
-    template is a 400 that says so, and no pool is made."""
-    for tpl in ("image:127.0.0.1:5000/it/app:v1", "image:it/app"):
-        r = api.request("PUT", "/v1/pools/img", {"template": tpl, "size": 1})
-        assert "image templates are not pooled yet" in assert_error(r, 400)["message"]
-        assert_error(api.get("/v1/pools/img"), 404)
+def test_warm_pool_of_an_image_template(api, registries, img_agent):
+    """An image template's warm pool (docs/agent-api.md#warm-pools): the PUT
+    pulls the image and names it as a cold create does (":latest" added); a
+    create by the shorter reference claims from it and keeps the image's
+    user, working directory and env where the caller gave none; the caller's
+    own win. Removing the pool leaves nothing."""
+    reg = registries["plain"]
+    img = app_image("pooled")
+    reg.client.push("it/pooled", "latest", img)
+    shape = {"cpu": 0.25, "memory": 128 << 20}
+    r = api.request("PUT", "/v1/pools/img", {"template": f"image:{reg.host}/it/pooled", "size": 2,
+                                             "kernel": False, **shape}, timeout=300)
+    assert r.status == 200, r
+    assert r.json()["template"] == f"image:{reg.host}/it/pooled:latest"
+    ids = []
+    try:
+        wait_for(lambda: api.get("/v1/pools/img").json()["ready"] == 2, 60, what="two pooled sandboxes")
+        r = api.post("/v1/sandboxes", {"image": f"{reg.host}/it/pooled", "env": {"GREETING": "override"}, **shape})
+        assert r.status == 201, r
+        sb = r.json()
+        ids.append(sb["id"])
+        api.created.append(sb["id"])
+        assert api.get("/v1/pools/img").json()["claims"] == 1
+        assert sb["template"] == f"image:{reg.host}/it/pooled:latest"
+        assert sb["user"] == "1000" and sb["cwd"] == "/app", sb
+        code, out = exec_sh(api, sb["id"], 'id -u; pwd; echo "$MARKER $GREETING"; cat hello.txt')
+        assert (code, out) == (0, "1000\n/app\npooled override\nhello pooled\n")
+        # the caller's user wins over the image's
+        r = api.post("/v1/sandboxes", {"template": f"image:{reg.host}/it/pooled:latest", "user": "root", **shape})
+        assert r.status == 201, r
+        ids.append(r.json()["id"])
+        api.created.append(r.json()["id"])
+        assert api.get("/v1/pools/img").json()["claims"] == 2
+        assert exec_sh(api, r.json()["id"], "id -u; pwd") == (0, "0\n/app\n")
+    finally:
+        for sid in ids:
+            api.delete(f"/v1/sandboxes/{sid}")
+        assert api.delete("/v1/pools/img").status == 204
+    # its waiting sandboxes go in the background
+    wait_for(lambda: img_agent.leftovers(zombies=False) == [], 60, what="the pool's sandboxes to be gone")
+
+
+def test_warm_pool_of_an_unknown_image_is_refused(api, registries):
+    r = api.request("PUT", "/v1/pools/img", {"template": f"image:{registries['plain'].host}/it/nothing:v9",
+                                             "size": 1}, timeout=300)
+    assert r.status in (404, 502), r
+    assert_error(api.get("/v1/pools/img"), 404)
 
 
 def test_layers_are_shared_between_images(api, registries, img_agent):

@@ -23,6 +23,7 @@
 #include "fake-agent.h"
 #include "sandpit/agent-client.h"
 #include "sandpit/http-server.h"
+#include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -179,6 +180,35 @@ static void test_images(void **state)
         assert_string_equal(request(), "DELETE /v1/images?image=r.io/a:v1@sha256:00");
         answer(409, "{\"code\":409,\"message\":\"in use\"}");
         assert_int_equal(agent_client_image_remove(c, "r.io/a:v1"), -EBUSY);
+}
+
+static void test_pools(void **state)
+{
+        AgentClient *c = *state;
+        json_object *ret = NULL;
+        answer(200, "{\"pools\":[{\"name\":\"warm\"}],\"shrinks\":0}");
+        assert_int_equal(agent_client_pools(c, &ret), 0);
+        assert_string_equal(request(), "GET /v1/pools");
+        assert_int_equal(json_object_array_length(json_field(ret, "pools")), 1);
+        json_object_put(ret);
+
+        json_object *req = json_tokener_parse("{\"template\":\"host\",\"size\":2}");
+        answer(200, "{\"name\":\"sbxt-1\",\"size\":2}");
+        assert_int_equal(agent_client_pool_put(c, "sbxt-1", req, &ret), 0);
+        assert_string_equal(request(), "PUT /v1/pools/sbxt-1");
+        assert_string_equal(body(), plain(req));
+        assert_string_equal(json_str(ret, "name"), "sbxt-1");
+        json_object_put(ret);
+        answer(409, "{\"code\":409,\"message\":\"pool warm already has this shape\"}");
+        assert_int_equal(agent_client_pool_put(c, "sbxt-1", req, NULL), -EBUSY);
+        assert_string_equal(agent_client_error(c)->message, "pool warm already has this shape");
+        json_object_put(req);
+
+        answer(204, NULL);
+        assert_int_equal(agent_client_pool_delete(c, "sbxt-1"), 0);
+        assert_string_equal(request(), "DELETE /v1/pools/sbxt-1");
+        answer(404, "{\"code\":404,\"message\":\"pool sbxt-1 not found\"}");
+        assert_int_equal(agent_client_pool_delete(c, "sbxt-1"), -ENOENT);
 }
 
 static void test_exec_and_processes(void **state)
@@ -465,6 +495,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sandboxes),
                 cmocka_unit_test(test_images),
+                cmocka_unit_test(test_pools),
                 cmocka_unit_test(test_exec_and_processes),
                 cmocka_unit_test(test_files),
                 cmocka_unit_test(test_archives_and_limits),

@@ -35,9 +35,15 @@
 /* ------------------------------------------------------------ the store */
 
 /* Stand-ins for the two informers: only their addresses are used. */
-static char sandboxes_informer, leases_informer;
+static char sandboxes_informer, leases_informer, templates_informer;
 #define SANDBOXES ((K8sInformer *) (void *) &sandboxes_informer)
 #define LEASES    ((K8sInformer *) (void *) &leases_informer)
+#define TEMPLATES ((K8sInformer *) (void *) &templates_informer)
+
+static const char *informer_resource(K8sInformer *inf)
+{
+        return inf == SANDBOXES ? "sandboxes" : inf == TEMPLATES ? "sandboxtemplates" : "leases";
+}
 
 typedef struct {
         const char *resource; /* plural: "sandboxes", "leases", "secrets", ... */
@@ -139,7 +145,7 @@ static void merge(json_object *target, json_object *patch)
 int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret);
 int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret)
 {
-        Stored *s = find(inf == SANDBOXES ? "sandboxes" : "leases", key);
+        Stored *s = find(informer_resource(inf), key);
         if (!s)
                 return -ENOENT;
         *ret = copy(s->obj);
@@ -149,7 +155,7 @@ int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret
 int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret);
 int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret)
 {
-        const char *resource = inf == SANDBOXES ? "sandboxes" : "leases";
+        const char *resource = informer_resource(inf);
         char **keys = calloc(api.n + 1, sizeof(char *));
         assert_non_null(keys);
         size_t n = 0;
@@ -158,6 +164,13 @@ int __wrap_k8s_informer_keys(K8sInformer *inf, char ***ret)
                         keys[n++] = strdup(api.objs[i].key);
         *ret = keys;
         return 0;
+}
+
+bool __wrap_k8s_informer_has_synced(K8sInformer *inf);
+bool __wrap_k8s_informer_has_synced(K8sInformer *inf)
+{
+        (void) inf;
+        return true;
 }
 
 /* The stored object ns/name of res, or NULL with the API server's 404 in err. */
@@ -296,6 +309,7 @@ static struct {
         Failure fail[4]; /* the next call of op answers so, once */
         json_object *sandboxes[4];
         size_t nsandboxes;
+        json_object *pools; /* the array GET /v1/pools answers; NULL: none */
 } agent;
 
 static const char *time_str(uint64_t us, char *buf)
@@ -500,7 +514,67 @@ static int fake_image_pull(const AgentConn *c, json_object *req, json_object **r
         return 0;
 }
 
+static int fake_pools(const AgentConn *c, json_object **ret, AgentClientError *err)
+{
+        record("pools", c, NULL);
+        int r = scripted("pools", err);
+        if (r < 0)
+                return r;
+        if (!agent.pools)
+                agent.pools = json_object_new_array();
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "pools", copy(agent.pools));
+        return 0;
+}
+
+static size_t pool_index(const char *name)
+{
+        size_t n = agent.pools ? json_object_array_length(agent.pools) : 0;
+        for (size_t i = 0; i < n; i++)
+                if (streq(json_str(json_object_array_get_idx(agent.pools, i), "name"), name))
+                        return i;
+        return SIZE_MAX;
+}
+
+/* Keeps the pool, all of it ready at once. */
+static int fake_pool_put(const AgentConn *c, const char *name, json_object *req,
+                         AgentClientError *err)
+{
+        Call *call = record("pool_put", c, name);
+        call->req = json_object_get(req);
+        int r = scripted("pool_put", err);
+        if (r < 0)
+                return r;
+        json_object *p = copy(req);
+        json_object_object_add(p, "name", json_object_new_string(name));
+        json_object_object_add(p, "ready", json_object_get(json_field(req, "size")));
+        size_t i = pool_index(name);
+        if (i != SIZE_MAX)
+                json_object_array_put_idx(agent.pools, i, p);
+        else
+                json_object_array_add(agent.pools, p);
+        return 0;
+}
+
+static int fake_pool_delete(const AgentConn *c, const char *name, AgentClientError *err)
+{
+        record("pool_delete", c, name);
+        int r = scripted("pool_delete", err);
+        if (r < 0)
+                return r;
+        size_t i = pool_index(name);
+        if (i == SIZE_MAX) {
+                err->status = 404;
+                return -ENOENT;
+        }
+        json_object_array_del_idx(agent.pools, i, 1);
+        return 0;
+}
+
 static const AgentOps fake_agent = {
+        .pools = fake_pools,
+        .pool_put = fake_pool_put,
+        .pool_delete = fake_pool_delete,
         .image_pull = fake_image_pull,
         .create = fake_create,
         .get = fake_get,
@@ -581,6 +655,7 @@ static int setup(void **state)
         agent = (typeof(agent)){0};
         op = (Operator){.sandboxes = SANDBOXES,
                         .leases = LEASES,
+                        .templates = TEMPLATES,
                         .namespace = "sandpit-system",
                         .agent_token = (char *) "agent-token",
                         .instance = "unit",
@@ -603,7 +678,9 @@ static int teardown(void **state)
                 json_object_put(agent.calls[i].req);
         for (size_t i = 0; i < agent.nsandboxes; i++)
                 json_object_put(agent.sandboxes[i]);
+        json_object_put(agent.pools);
         scheduler_free(&op);
+        pools_free(&op);
         agents_free(&op);
         pthread_mutex_destroy(&op.placements_lock);
         return 0;
@@ -1126,6 +1203,95 @@ static void test_timeout_changed(void **state)
         assert_string_equal(calls_since(n), "get");
 }
 
+/* The pools pass: the template's pool put on the node with its shape, a
+ * stale operator pool removed, another's left; status.warmPool; a second
+ * pass changes nothing but the ready count; a Sandbox of the template that
+ * sets no resources goes to the node with a ready pooled sandbox though
+ * another has more room; warmPool removed: pool and status go. */
+static void test_warm_pool(void **state)
+{
+        (void) state;
+        put("sandboxtemplates",
+            parse("{\"metadata\":{\"name\":\"small\",\"namespace\":\"default\",\"uid\":"
+                  "\"" TEMPLATE_UID
+                  "\"},\"spec\":{\"source\":{\"path\":\"/var/lib/sandpit/templates/host\"},"
+                  "\"resources\":{\"cpu\":\"250m\",\"memory\":\"96Mi\"},"
+                  "\"languages\":[\"bash\"],\"warmPool\":{\"sizePerNode\":2}}}"));
+        agent.pools = parse("[{\"name\":\"sbxt-gone\",\"template\":\"host\",\"size\":1},"
+                            "{\"name\":\"theirs\",\"template\":\"host\",\"size\":3}]");
+        assert_int_equal(pools_sync(&op), 0);
+        assert_string_equal(calls_since(0), "pools pool_put pool_delete");
+        assert_string_equal(agent.calls[1].id, "sbxt-" TEMPLATE_UID);
+        assert_string_equal(
+                json_object_to_json_string_ext(agent.calls[1].req, JSON_C_TO_STRING_PLAIN),
+                "{\"template\":\"host\",\"cpu\":0.25,\"memory\":100663296,"
+                "\"pids\":512,\"disk\":536870912,\"kernel\":false,\"size\":2}");
+        assert_string_equal(agent.calls[2].id, "sbxt-gone");
+        assert_int_not_equal(pool_index("theirs"), SIZE_MAX);
+        json_object *tmpl = find("sandboxtemplates", "default/small")->obj;
+        /* put, not yet seen ready */
+        assert_string_equal(
+                json_object_to_json_string_ext(json_field(json_field(tmpl, "status"), "warmPool"),
+                                               JSON_C_TO_STRING_PLAIN),
+                "{\"ready\":0,\"total\":2}");
+        /* the next pass: nothing to put, the ready count seen */
+        size_t n = agent.ncalls;
+        unsigned patches = api.patches;
+        assert_int_equal(pools_sync(&op), 0);
+        assert_string_equal(calls_since(n), "pools");
+        tmpl = find("sandboxtemplates", "default/small")->obj;
+        assert_string_equal(
+                json_object_to_json_string_ext(json_field(json_field(tmpl, "status"), "warmPool"),
+                                               JSON_C_TO_STRING_PLAIN),
+                "{\"ready\":2,\"total\":2}");
+        assert_int_equal(api.patches, patches + 1);
+        /* and once more: no write at all */
+        assert_int_equal(pools_sync(&op), 0);
+        assert_int_equal(api.patches, patches + 1);
+
+        /* placement: n2 has more room, n1 the ready pooled sandboxes */
+        char t[K8S_MICROTIME_MAX];
+        char buf[1024];
+        snprintf(buf, sizeof(buf),
+                 "{\"metadata\":{\"name\":\"sandpit-agent-n2\",\"namespace\":"
+                 "\"sandpit-system\",\"annotations\":{\"sandpit.dev/endpoint\":"
+                 "\"http://198.18.0.2:7443\",\"sandpit.dev/capacity-cpu\":\"32\","
+                 "\"sandpit.dev/capacity-memory\":\"8589934592\"}},\"spec\":{\"holderIdentity\":"
+                 "\"n2\",\"leaseDurationSeconds\":30,\"renewTime\":\"%s\"}}",
+                 time_str(now_realtime_us(), t));
+        put("leases", parse(buf));
+        AgentInfo a = {0};
+        char msg[256];
+        /* another shape: the most room */
+        assert_int_equal(
+                scheduler_place(&op, "default/cold", 0.5, 1 << 20, NULL, &a, msg, sizeof(msg)), 0);
+        assert_string_equal(a.node, "n2");
+        agent_info_done(&a);
+        new_sandbox("{\"template\":\"small\",\"timeout\":\"10m\"}");
+        assert_int_equal(reconcile_sandbox(&op, KEY), 0);
+        assert_string_equal(json_str(status(), "nodeName"), NODE);
+        /* the view counted that one: a second claim there, then no more */
+        assert_int_equal(scheduler_place(&op, "default/w2", 0.25, 96 << 20, "sbxt-" TEMPLATE_UID,
+                                         &a, msg, sizeof(msg)),
+                         0);
+        assert_string_equal(a.node, NODE);
+        agent_info_done(&a);
+        assert_int_equal(scheduler_place(&op, "default/w3", 0.25, 96 << 20, "sbxt-" TEMPLATE_UID,
+                                         &a, msg, sizeof(msg)),
+                         0);
+        assert_string_equal(a.node, "n2");
+        agent_info_done(&a);
+
+        /* warmPool removed: the pools go, and status.warmPool */
+        tmpl = find("sandboxtemplates", "default/small")->obj;
+        json_object_object_del(json_field(tmpl, "spec"), "warmPool");
+        (void) pools_sync(&op);
+        assert_int_equal(pool_index("sbxt-" TEMPLATE_UID), SIZE_MAX);
+        assert_int_not_equal(pool_index("theirs"), SIZE_MAX);
+        tmpl = find("sandboxtemplates", "default/small")->obj;
+        assert_null(json_field(json_field(tmpl, "status"), "warmPool"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1147,6 +1313,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_unschedulable, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_timeout_changed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_node_without_lease, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_warm_pool, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,12 @@ int agent_client_image_remove(AgentClient *c, const char *ref);
  * context tar in tar_fd (read to its end); the progress lines go to on_event. */
 int agent_client_template_build(AgentClient *c, json_object *params, int tar_fd,
                                 AgentEventFn on_event, void *userdata);
+/* Warm pools (docs/agent-api.md#warm-pools). list: *ret the whole answer
+ * ({"pools": [...], "capacity", "used", "shrinks"}); put: req the pool
+ * (template, shape, size; borrowed), *ret (may be NULL) the pool. */
+int agent_client_pools(AgentClient *c, json_object **ret);
+int agent_client_pool_put(AgentClient *c, const char *name, json_object *req, json_object **ret);
+int agent_client_pool_delete(AgentClient *c, const char *name);
 
 /* Processes. req is the agent's exec body (cmd or shell, env, cwd, user,
  * stdin, timeout, ...; borrowed): its events (start, stdout, stderr, exit) go
