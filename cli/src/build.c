@@ -179,7 +179,7 @@ static int add_tree(struct archive *ar, int dfd, const char *prefix, const Ignor
 
 /* The context (and the Dockerfile when it is outside) as a tar in an unnamed file. */
 static int make_context(CliContext *ctx, const char *dir, const char *dockerfile,
-                        const char **ret_df_name, int *ret_fd)
+                        char **ret_df_name, int *ret_fd)
 {
         cleanup_close int ctx_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (ctx_fd < 0)
@@ -224,7 +224,11 @@ static int make_context(CliContext *ctx, const char *dir, const char *dockerfile
                 return cli_set_error(ctx, r, "cannot pack the build context %s: %s", dir,
                                      strerror(-r));
         }
-        *ret_df_name = outside ? OUTSIDE_DOCKERFILE : rel;
+        /* rel points into df_real, which is this function's. */
+        if (!(*ret_df_name = strdup(outside ? OUTSIDE_DOCKERFILE : rel))) {
+                (void) close(fd);
+                return cli_set_error(ctx, -ENOMEM, "out of memory");
+        }
         *ret_fd = fd;
         return 0;
 }
@@ -275,7 +279,7 @@ int cli_template_build(CliContext *ctx, const CliArgs *a)
                         return cli_set_error(ctx, -ENOMEM, "out of memory");
                 dockerfile = df_default;
         }
-        const char *df_name = NULL;
+        cleanup_free char *df_name = NULL;
         cleanup_close int fd = -1;
         int r = make_context(ctx, dir, dockerfile, &df_name, &fd);
         if (r < 0)

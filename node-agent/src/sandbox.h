@@ -102,7 +102,7 @@ typedef struct {
         char *rootfs;
         char *user;
         uint64_t disk;
-        char *name; /* its cgroup's (Sandbox.name): what file writes are charged to */
+        char *name;        /* its cgroup's (Sandbox.name): what file writes are charged to */
         uint32_t id_shift; /* the host id of its uid 0 (userns.h); 0: none */
 } SandboxFsInfo;
 int sandbox_fs_info(Agent *a, const char *id, SandboxFsInfo *ret);
