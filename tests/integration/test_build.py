@@ -285,7 +285,7 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
         with tf.open(fileobj=io.BytesIO(top)) as t:
             assert t.extractfile("built").read() == b"pushed-build\n"
         # A second push finds every blob there and gives the same manifest.
-        r = c.post("/v1/images/push", {"image": "to-push", "to": target}, timeout=300)
+        r = c.post("/v1/images/push", {"image": "localhost/to-push", "to": target}, timeout=300)
         assert r.status == 200 and r.json()["digest"] == out["digest"], r
         # Pulled back under the pushed name, a sandbox runs it.
         r = c.post("/v1/images/pull", {"image": target}, timeout=300)
@@ -295,17 +295,17 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
         assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
         # A wrong password (the request's own credentials): refused, no manifest.
         bad = docker_config(reg.host, reg.user, "wrong")
-        body = assert_error(c.post("/v1/images/push", {"image": "to-push", "to": f"{reg.host}/team/app:bad",
+        body = assert_error(c.post("/v1/images/push", {"image": "localhost/to-push", "to": f"{reg.host}/team/app:bad",
                                                        "auth": bad}, timeout=300), 403)
         assert "credentials refused" in body["message"] and "wrong" not in body["message"], body
         st, _, _ = reg.client.request("GET", "/v2/team/app/manifests/bad")
         assert st == 404
         # Bad requests.
-        assert_error(c.post("/v1/images/push", {"image": "no-such-image", "to": target}), 404)
-        assert_error(c.post("/v1/images/push", {"image": "to-push", "to": "UPPER//bad"}), 400)
-        assert_error(c.post("/v1/images/push", {"image": "to-push"}), 400)
+        assert_error(c.post("/v1/images/push", {"image": "localhost/no-such-image", "to": target}), 404)
+        assert_error(c.post("/v1/images/push", {"image": "localhost/to-push", "to": "UPPER//bad"}), 400)
+        assert_error(c.post("/v1/images/push", {"image": "localhost/to-push"}), 400)
         # The CLI.
-        res = subprocess.run([str(CLI), "template", "push", "to-push", f"{reg.host}/team/app:cli"],
+        res = subprocess.run([str(CLI), "template", "push", "localhost/to-push", f"{reg.host}/team/app:cli"],
                              env={**os.environ, "SANDPIT_URL": "unix://" + str(a.socket)},
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0 and out["digest"] in res.stdout, res
