@@ -160,7 +160,7 @@ int image_push(ImageStore *s, const char *ref, const char *to, const char *auth,
                                 "image %.200s is built on directory template %s, which a "
                                 "registry cannot hold",
                                 ref, json_str(rec, "base"));
-                return -EOPNOTSUPP;
+                return -EINVAL;
         }
         OciRef t = {0};
         if (image_canonical_name(s, to, &target) < 0 || oci_ref_parse(target, NULL, &t) < 0 ||
@@ -178,6 +178,8 @@ int image_push(ImageStore *s, const char *ref, const char *to, const char *auth,
         r = oci_registry_new(&rc, &t, &reg);
         if (r == 0)
                 r = push(s, reg, &t, rec, ret, err, errlen);
+        if (r == -EBADMSG) /* the registry answered nonsense */
+                r = -EREMOTEIO;
         oci_registry_free(reg);
         image_registry_auth_done(file_auth, file_auth_len);
         oci_ref_done(&t);

@@ -128,8 +128,8 @@ int image_record_local(ImageStore *s, const char *name, const char *base, char *
  * registry has it, then the config, then an OCI manifest under the tag. auth:
  * the caller's docker config text or NULL (then --registry-auth-file). *ret:
  * {"name", "digest" (the manifest's), "size" (of the layers and config)}.
- * -ENOENT unknown image, -EINVAL bad target, -EOPNOTSUPP an image built on a
- * directory template, -EACCES refused, -EBADMSG a registry answering nonsense. */
+ * -ENOENT unknown image, -EINVAL bad target or an image built on a directory
+ * template, -EACCES refused, -EREMOTEIO a registry answering nonsense. */
 int image_push(ImageStore *s, const char *ref, const char *to, const char *auth,
                size_t auth_len, json_object **ret, char *err, size_t errlen);
 

@@ -304,6 +304,11 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
         assert_error(c.post("/v1/images/push", {"image": "localhost/no-such-image", "to": target}), 404)
         assert_error(c.post("/v1/images/push", {"image": "localhost/to-push", "to": "UPPER//bad"}), 400)
         assert_error(c.post("/v1/images/push", {"image": "localhost/to-push"}), 400)
+        # A build FROM host has no image under it: refused.
+        r, ev = build(c, "on-host", {"Dockerfile": "FROM host\nRUN echo x > /x\n"})
+        assert r.status == 200 and "image" in final(ev), ev
+        body = assert_error(c.post("/v1/images/push", {"image": "localhost/on-host", "to": target}), 400)
+        assert "directory template" in body["message"], body
         # The CLI.
         res = subprocess.run([str(CLI), "template", "push", "localhost/to-push", f"{reg.host}/team/app:cli"],
                              env={**os.environ, "SANDPIT_URL": "unix://" + str(a.socket)},
