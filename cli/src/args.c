@@ -846,8 +846,7 @@ static int build_body(CliArgs *a)
                                            sub);
                 bool push = streq(sub, "push");
                 if (!images && !push && !streq(sub, "pull") && !streq(sub, "rm"))
-                        return usage_error(a,
-                                           "template: expected pull, images, rm, build or push");
+                        return usage_error(a, "template: expected pull, images, rm, build or push");
                 int want = images ? 1 : push ? 3 : 2;
                 if (a->n_args < want)
                         return usage_error(a, "template %s: missing %s", sub,

@@ -42,7 +42,8 @@ int cli_cmd_template(CliContext *ctx, const CliArgs *a)
                         return cli_agent_error(ctx, r);
                 if (a->json)
                         return cli_print_json(ctx, resp);
-                printf("%s\t%s\n", json_text(resp, "name") ?: "-", json_text(resp, "digest") ?: "-");
+                printf("%s\t%s\n", json_text(resp, "name") ?: "-",
+                       json_text(resp, "digest") ?: "-");
                 return cli_finish_output(ctx);
         }
         if (streq(sub, "images")) {

@@ -178,8 +178,7 @@ static int set_send(OciRegistry *c, const Send *send)
                 return curl_easy_setopt(c->h, CURLOPT_UPLOAD, 1L) == CURLE_OK &&
                                        curl_easy_setopt(c->h, CURLOPT_READFUNCTION, read_cb) ==
                                                CURLE_OK &&
-                                       curl_easy_setopt(c->h, CURLOPT_READDATA, send) ==
-                                               CURLE_OK &&
+                                       curl_easy_setopt(c->h, CURLOPT_READDATA, send) == CURLE_OK &&
                                        curl_easy_setopt(c->h, CURLOPT_INFILESIZE_LARGE,
                                                         (curl_off_t) send->size) == CURLE_OK &&
                                        curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST,
@@ -391,9 +390,9 @@ static int request(OciRegistry *c, const char *what, const Send *send, const cha
                    long *ret_status)
 {
         cleanup_free char *url = NULL;
-        if (strncmp(what, c->base, strlen(c->base)) == 0 ? !(url = strdup(what))
-                                                         : asprintf(&url, "%s/v2/%s/%s", c->base,
-                                                                    c->repository, what) < 0)
+        if (strncmp(what, c->base, strlen(c->base)) == 0
+                    ? !(url = strdup(what))
+                    : asprintf(&url, "%s/v2/%s/%s", c->base, c->repository, what) < 0)
                 return -ENOMEM;
         for (;;) {
                 long status = 0;
@@ -586,8 +585,7 @@ int oci_registry_put_blob(OciRegistry *c, int fd, const OciDescriptor *d)
         /* The upload's URL: a path on the registry, or a URL below its base. */
         const char *loc = c->location;
         cleanup_free char *url = NULL, *esc = NULL;
-        bool absolute = strncmp(loc, c->base, strlen(c->base)) == 0 &&
-                        loc[strlen(c->base)] == '/';
+        bool absolute = strncmp(loc, c->base, strlen(c->base)) == 0 && loc[strlen(c->base)] == '/';
         if (status != 202 || (!absolute && loc[0] != '/') || strpbrk(loc, "\r\n#")) {
                 (void) snprintf(c->err, sizeof(c->err),
                                 "registry %s answered an upload with %ld and no usable Location",
@@ -627,7 +625,8 @@ int oci_registry_put_manifest(OciRegistry *c, const char *tag, const char *data,
                 return r;
         if (asprintf(&what, "manifests/%s", tag) < 0)
                 return -ENOMEM;
-        Send put = {.method = "PUT", .content_type = media_type, .data = data, .len = len, .fd = -1};
+        Send put = {
+                .method = "PUT", .content_type = media_type, .data = data, .len = len, .fd = -1};
         StrBuf body = {0};
         r = request(c, what, &put, NULL, NULL, NULL, ERROR_BODY_MAX, &body, NULL);
         strbuf_done(&body);

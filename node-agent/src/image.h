@@ -130,8 +130,8 @@ int image_record_local(ImageStore *s, const char *name, const char *base, char *
  * {"name", "digest" (the manifest's), "size" (of the layers and config)}.
  * -ENOENT unknown image, -EINVAL bad target or an image built on a directory
  * template, -EACCES refused, -EREMOTEIO a registry answering nonsense. */
-int image_push(ImageStore *s, const char *ref, const char *to, const char *auth,
-               size_t auth_len, json_object **ret, char *err, size_t errlen);
+int image_push(ImageStore *s, const char *ref, const char *to, const char *auth, size_t auth_len,
+               json_object **ret, char *err, size_t errlen);
 
 /* --- image-unpack.c --- */
 
