@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, UnixHTTPConnection, assert_error, rand_suffix, start_agent, stop_agent, wait_for
-from oci_images import Image, Registry, busybox_base, make_layer
+from oci_images import FakeRegistry, Image, Registry, busybox_base, make_layer
 
 CLI = REPO / "build" / "bin" / "sandpit"
 
@@ -254,6 +254,7 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
     tar layers, pulled back under the pushed name into a sandbox that shows the
     built file; a wrong password is refused and writes no manifest."""
     reg = Registry(tmp_path / "reg", htpasswd=("pusher", "right-" + rand_suffix()))
+    garbage = FakeRegistry(mode="garbage")
     auth_file = tmp_path / "auth.json"
     auth_file.write_text(json.dumps(docker_config(reg.host, reg.user, reg.password)))
     a = None
@@ -261,7 +262,8 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
         base = make_layer(busybox_base([{"name": "etc/motd", "type": "file", "data": "base motd\n"}]))
         reg.client.push("it/base", "v1", Image([base], env=["PATH=/bin"]))
         a = start_agent("build-push", templates_dir,
-                        extra_args=["--insecure-registry", reg.host, "--registry-auth-file", str(auth_file)])
+                        extra_args=["--insecure-registry", reg.host, "--insecure-registry", garbage.host,
+                                    "--registry-auth-file", str(auth_file)])
         c = a.client
         df = "FROM " + reg.host + "/it/base:v1\nRUN echo pushed-build > /built\nCMD [\"cat\", \"/built\"]\n"
         r, ev = build(c, "to-push", {"Dockerfile": df})
@@ -304,6 +306,10 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
         assert_error(c.post("/v1/images/push", {"image": "localhost/no-such-image", "to": target}), 404)
         assert_error(c.post("/v1/images/push", {"image": "localhost/to-push", "to": "UPPER//bad"}), 400)
         assert_error(c.post("/v1/images/push", {"image": "localhost/to-push"}), 400)
+        # A registry answering an upload without a Location: 502.
+        body = assert_error(c.post("/v1/images/push", {"image": "localhost/to-push",
+                                                       "to": f"{garbage.host}/team/app:v1"}, timeout=300), 502)
+        assert "Location" in body["message"], body
         # A build FROM host has no image under it: refused.
         r, ev = build(c, "on-host", {"Dockerfile": "FROM host\nRUN echo x > /x\n"})
         assert r.status == 200 and "image" in final(ev), ev
@@ -318,6 +324,7 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
     finally:
         if a:
             stop_agent(a)
+        garbage.stop()
         reg.stop()
 
 
