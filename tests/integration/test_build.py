@@ -4,6 +4,7 @@ of the agent's own, COPY from the context, ENV/WORKDIR/USER/CMD in the
 result's config, deletions as whiteouts, the step cache, failures that leave
 nothing behind, and contexts that try to reach outside."""
 
+import hashlib
 import io
 import json
 import os
@@ -244,7 +245,9 @@ def test_from_a_registry_image(templates_dir, tmp_path):
 
 
 def docker_config(host, user, password):
+    """A docker config object with one registry's credentials."""
     import base64
+
     return {"auths": {host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}
 
 
@@ -277,14 +280,13 @@ def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
         st, h, body = reg.client.request("GET", "/v2/team/app/manifests/v1",
                                          headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         assert st == 200, (st, body)
-        assert "sha256:" + __import__("hashlib").sha256(body).hexdigest() == out["digest"]
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == out["digest"]
         m = json.loads(body)
         assert m["mediaType"] == "application/vnd.oci.image.manifest.v1+json", m
         assert [l["mediaType"] for l in m["layers"]] == ["application/vnd.oci.image.layer.v1.tar"] * 2, m
         st, _, top = reg.client.request("GET", f"/v2/team/app/blobs/{m['layers'][1]['digest']}")
         assert st == 200
-        import tarfile as tf
-        with tf.open(fileobj=io.BytesIO(top)) as t:
+        with tarfile.open(fileobj=io.BytesIO(top)) as t:
             assert t.extractfile("built").read() == b"pushed-build\n"
         # A second push finds every blob there and gives the same manifest.
         r = c.post("/v1/images/push", {"image": "localhost/to-push", "to": target}, timeout=300)
