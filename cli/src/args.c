@@ -242,6 +242,7 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                 "Usage: sandpit template pull [--json] REF\n"
                 "       sandpit template images [--json]\n"
                 "       sandpit template rm REF\n"
+                "       sandpit template push [--json] REF TARGET\n"
                 "       sandpit template build -t NAME [-f DOCKERFILE] [--build-arg K=V]\n"
                 "                              [--memory Q] [--disk Q] [--cpu N] [--pids N]\n"
                 "                              [--egress P] [--allow R] [--deny R] [CONTEXT]\n"
@@ -250,7 +251,9 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                 "layers no other image has. REF: [REGISTRY/]NAME[:TAG][@DIGEST].\n"
                 "build: an image from a Dockerfile (docs/build.md), RUN steps in\n"
                 "sandboxes with the limits and network policy given; CONTEXT defaults\n"
-                "to ., DOCKERFILE to CONTEXT/Dockerfile, .dockerignore is honoured.\n",
+                "to ., DOCKERFILE to CONTEXT/Dockerfile, .dockerignore is honoured.\n"
+                "push: an image of the node to a registry as TARGET\n"
+                "(REGISTRY/NAME[:TAG]), with the agent's registry credentials.\n",
 };
 
 static const char common_usage[] = "\n"
@@ -841,13 +844,16 @@ static int build_body(CliArgs *a)
                                            "template %s: -t, -f, --build-arg and the sandbox "
                                            "options are for build",
                                            sub);
-                if (!images && !streq(sub, "pull") && !streq(sub, "rm"))
-                        return usage_error(a, "template: expected pull, images, rm or build");
-                if (a->n_args < (images ? 1 : 2))
-                        return usage_error(a, "template %s: missing image reference", sub);
-                if (a->n_args > (images ? 1 : 2))
+                bool push = streq(sub, "push");
+                if (!images && !push && !streq(sub, "pull") && !streq(sub, "rm"))
+                        return usage_error(a, "template: expected pull, images, rm, build or push");
+                int want = images ? 1 : push ? 3 : 2;
+                if (a->n_args < want)
+                        return usage_error(a, "template %s: missing %s", sub,
+                                           push && a->n_args == 2 ? "target" : "image reference");
+                if (a->n_args > want)
                         return usage_error(a, "template %s: unexpected argument '%s'", sub,
-                                           a->args[images ? 1 : 2]);
+                                           a->args[want]);
                 return 0;
         }
         case CLI_CMD_COUNT:

@@ -1,4 +1,4 @@
-/* sandpit template pull|images|rm: images as templates (docs/images.md,
+/* sandpit template pull|images|rm|push: images as templates (docs/images.md,
  * docs/cli.md). `create --image REF` is an option of create (args.c). */
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +35,15 @@ int cli_cmd_template(CliContext *ctx, const CliArgs *a)
                 if (a->json)
                         return cli_print_json(ctx, resp);
                 print_image(resp);
+                return cli_finish_output(ctx);
+        }
+        if (streq(sub, "push")) {
+                if ((r = agent_client_image_push(ctx->agent, a->args[1], a->args[2], &resp)) < 0)
+                        return cli_agent_error(ctx, r);
+                if (a->json)
+                        return cli_print_json(ctx, resp);
+                printf("%s\t%s\n", json_text(resp, "name") ?: "-",
+                       json_text(resp, "digest") ?: "-");
                 return cli_finish_output(ctx);
         }
         if (streq(sub, "images")) {

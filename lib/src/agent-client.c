@@ -317,6 +317,15 @@ int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret)
         return call(c, "POST", "/v1/images/pull", body, 200, ret);
 }
 
+int agent_client_image_push(AgentClient *c, const char *ref, const char *to, json_object **ret)
+{
+        cleanup_json json_object *body = json_object_new_object();
+        if (!body || json_object_object_add(body, "image", json_object_new_string(ref)) < 0 ||
+            json_object_object_add(body, "to", json_object_new_string(to)) < 0)
+                return -ENOMEM;
+        return call(c, "POST", "/v1/images/push", body, 200, ret);
+}
+
 int agent_client_image_pull_req(AgentClient *c, json_object *req, json_object **ret)
 {
         return call(c, "POST", "/v1/images/pull", req, 200, ret);

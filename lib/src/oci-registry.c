@@ -38,7 +38,18 @@ struct OciRegistry {
         /* Headers of the last response. */
         char content_type[256];
         char challenge[2048];
+        char location[2048];
 };
+
+/* What a request other than a GET sends: data, or size bytes of fd from its start. */
+typedef struct {
+        const char *method; /* "HEAD", "POST", "PUT" */
+        const char *content_type;
+        const char *data;
+        size_t len;
+        int fd; /* -1: data */
+        uint64_t size;
+} Send;
 
 typedef struct {
         OciRegistry *c;
@@ -114,10 +125,10 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata)
         OciRegistry *c = userdata;
         size_t n = size * nmemb;
         if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (redirects) */
-                c->content_type[0] = c->challenge[0] = '\0';
+                c->content_type[0] = c->challenge[0] = c->location[0] = '\0';
                 return n;
         }
-        static const char ct[] = "content-type:", wa[] = "www-authenticate:";
+        static const char ct[] = "content-type:", wa[] = "www-authenticate:", lo[] = "location:";
         if (n > sizeof(ct) - 1 && strncasecmp(data, ct, sizeof(ct) - 1) == 0)
                 copy_header_value(c->content_type, sizeof(c->content_type), data + sizeof(ct) - 1,
                                   n - (sizeof(ct) - 1));
@@ -125,6 +136,9 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata)
                  !c->challenge[0])
                 copy_header_value(c->challenge, sizeof(c->challenge), data + sizeof(wa) - 1,
                                   n - (sizeof(wa) - 1));
+        else if (n > sizeof(lo) - 1 && strncasecmp(data, lo, sizeof(lo) - 1) == 0)
+                copy_header_value(c->location, sizeof(c->location), data + sizeof(lo) - 1,
+                                  n - (sizeof(lo) - 1));
         return n;
 }
 
@@ -145,10 +159,48 @@ static void note_error_body(OciRegistry *c, long status, const StrBuf *body)
                                 status);
 }
 
-/* One GET of url: 2xx bodies to on_data (or into t.body when NULL). */
-static int get_once(OciRegistry *c, const char *url, const char *accept, const char *auth,
-                    CurlDataFn on_data, void *userdata, size_t max, long *ret_status,
-                    StrBuf *ret_body)
+static size_t read_cb(char *buf, size_t size, size_t nmemb, void *userdata)
+{
+        const Send *send = userdata;
+        ssize_t n = read(send->fd, buf, size * nmemb);
+        return n < 0 ? CURL_READFUNC_ABORT : (size_t) n;
+}
+
+static int set_send(OciRegistry *c, const Send *send)
+{
+        if (!send)
+                return curl_core_set_method(c->h, "GET", NULL);
+        if (streq(send->method, "HEAD"))
+                return curl_easy_setopt(c->h, CURLOPT_NOBODY, 1L) == CURLE_OK ? 0 : -EIO;
+        if (send->fd >= 0) {
+                if (lseek(send->fd, 0, SEEK_SET) < 0)
+                        return -errno;
+                return curl_easy_setopt(c->h, CURLOPT_UPLOAD, 1L) == CURLE_OK &&
+                                       curl_easy_setopt(c->h, CURLOPT_READFUNCTION, read_cb) ==
+                                               CURLE_OK &&
+                                       curl_easy_setopt(c->h, CURLOPT_READDATA, send) == CURLE_OK &&
+                                       curl_easy_setopt(c->h, CURLOPT_INFILESIZE_LARGE,
+                                                        (curl_off_t) send->size) == CURLE_OK &&
+                                       curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST,
+                                                        send->method) == CURLE_OK
+                               ? 0
+                               : -EIO;
+        }
+        return curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, send->data ? send->data : "") ==
+                                       CURLE_OK &&
+                               curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE,
+                                                (curl_off_t) send->len) == CURLE_OK &&
+                               curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, send->method) ==
+                                       CURLE_OK
+                       ? 0
+                       : -EIO;
+}
+
+/* One request of url (a GET when send is NULL): 2xx bodies to on_data (or
+ * into t.body when NULL). */
+static int get_once(OciRegistry *c, const char *url, const Send *send, const char *accept,
+                    const char *auth, CurlDataFn on_data, void *userdata, size_t max,
+                    long *ret_status, StrBuf *ret_body)
 {
         CurlTransfer t = {.on_data = on_data, .userdata = userdata, .max = max};
         CurlRequest req = {.url = url,
@@ -159,18 +211,26 @@ static int get_once(OciRegistry *c, const char *url, const char *accept, const c
         int r = curl_core_setup(c->h, &req, &t);
         if (r < 0)
                 return r;
-        c->content_type[0] = c->challenge[0] = '\0';
+        c->content_type[0] = c->challenge[0] = c->location[0] = '\0';
         struct curl_slist *hdrs = NULL, *tmp;
+        cleanup_free char *ctype = NULL;
+        if (send && send->content_type &&
+            asprintf(&ctype, "Content-Type: %s", send->content_type) < 0)
+                return -ENOMEM;
         if (accept && (tmp = curl_slist_append(hdrs, accept)))
                 hdrs = tmp;
         if (auth && (tmp = curl_slist_append(hdrs, auth)))
+                hdrs = tmp;
+        if (ctype && (tmp = curl_slist_append(hdrs, ctype)))
+                hdrs = tmp;
+        if (send && (tmp = curl_slist_append(hdrs, "Expect:")))
                 hdrs = tmp;
         /* Blobs are often served by a redirect to storage; curl sends our
          * Authorization header only to the host it was set for. */
         if (curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK ||
             curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
             curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c) != CURLE_OK ||
-            curl_easy_setopt(c->h, CURLOPT_FOLLOWLOCATION, 1L) != CURLE_OK ||
+            curl_easy_setopt(c->h, CURLOPT_FOLLOWLOCATION, send ? 0L : 1L) != CURLE_OK ||
             curl_easy_setopt(c->h, CURLOPT_MAXREDIRS, 5L) != CURLE_OK ||
 #if LIBCURL_VERSION_NUM >= 0x075500
             curl_easy_setopt(c->h, CURLOPT_REDIR_PROTOCOLS_STR,
@@ -178,7 +238,7 @@ static int get_once(OciRegistry *c, const char *url, const char *accept, const c
 #endif
             (c->cfg->ca_file &&
              curl_easy_setopt(c->h, CURLOPT_CAINFO, c->cfg->ca_file) != CURLE_OK) ||
-            curl_core_set_method(c->h, "GET", NULL) < 0) {
+            set_send(c, send) < 0) {
                 curl_slist_free_all(hdrs);
                 strbuf_done(&t.body);
                 return -EIO;
@@ -271,11 +331,13 @@ static int authenticate(OciRegistry *c)
                 return -EACCES;
         }
         cleanup_free char *scope = NULL, *url = NULL;
-        if (asprintf(&scope, "repository:%s:pull", c->repository) < 0) {
+        if (asprintf(&scope, "repository:%s:%s", c->repository,
+                     c->cfg->push ? "pull,push" : "pull") < 0) {
                 oci_challenge_done(&ch);
                 return -ENOMEM;
         }
-        char *es = curl_easy_escape(c->h, ch.scope ? ch.scope : scope, 0);
+        /* A push asks for its own scope: the first challenge may be a HEAD's (pull). */
+        char *es = curl_easy_escape(c->h, ch.scope && !c->cfg->push ? ch.scope : scope, 0);
         char *esvc = ch.service ? curl_easy_escape(c->h, ch.service, 0) : NULL;
         r = asprintf(&url, "%s%sscope=%s%s%s", ch.realm, strchr(ch.realm, '?') ? "&" : "?",
                      es ? es : "", esvc ? "&service=" : "", esvc ? esvc : "");
@@ -286,7 +348,7 @@ static int authenticate(OciRegistry *c)
                 return -ENOMEM;
         StrBuf body = {0}, ok = {0};
         long status = 0;
-        r = get_once(c, url, NULL, basic, collect, &ok, ERROR_BODY_MAX, &status, &body);
+        r = get_once(c, url, NULL, NULL, basic, collect, &ok, ERROR_BODY_MAX, &status, &body);
         if (r < 0) {
                 strbuf_done(&ok);
                 return r;
@@ -320,18 +382,23 @@ static int authenticate(OciRegistry *c)
         return 0;
 }
 
-/* GET path below /v2/<repository>/, answering one authentication challenge. */
-static int get(OciRegistry *c, const char *what, const char *accept, CurlDataFn on_data,
-               void *userdata, size_t max, StrBuf *ret_body)
+/* A request (a GET when send is NULL) of path below /v2/<repository>/, or of
+ * url when what starts with the registry's base, answering one authentication
+ * challenge. ret_status (may be NULL): the 2xx status. */
+static int request(OciRegistry *c, const char *what, const Send *send, const char *accept,
+                   CurlDataFn on_data, void *userdata, size_t max, StrBuf *ret_body,
+                   long *ret_status)
 {
         cleanup_free char *url = NULL;
-        if (asprintf(&url, "%s/v2/%s/%s", c->base, c->repository, what) < 0)
+        if (strncmp(what, c->base, strlen(c->base)) == 0
+                    ? !(url = strdup(what))
+                    : asprintf(&url, "%s/v2/%s/%s", c->base, c->repository, what) < 0)
                 return -ENOMEM;
         for (;;) {
                 long status = 0;
                 StrBuf body = {0};
-                int r = get_once(c, url, accept, c->authorization, on_data, userdata, max, &status,
-                                 &body);
+                int r = get_once(c, url, send, accept, c->authorization, on_data, userdata, max,
+                                 &status, &body);
                 if (r < 0)
                         return r;
                 if (status == 401 && !c->authenticated) {
@@ -343,6 +410,8 @@ static int get(OciRegistry *c, const char *what, const char *accept, CurlDataFn 
                 }
                 if (status >= 200 && status < 300) {
                         *ret_body = body;
+                        if (ret_status)
+                                *ret_status = status;
                         return 0;
                 }
                 note_error_body(c, status, &body);
@@ -353,6 +422,12 @@ static int get(OciRegistry *c, const char *what, const char *accept, CurlDataFn 
                                 c->authorization ? "credentials refused" : "credentials needed");
                 return http_status_to_errno(status, NULL);
         }
+}
+
+static int get(OciRegistry *c, const char *what, const char *accept, CurlDataFn on_data,
+               void *userdata, size_t max, StrBuf *ret_body)
+{
+        return request(c, what, NULL, accept, on_data, userdata, max, ret_body, NULL);
 }
 
 int oci_registry_get_manifest(OciRegistry *c, const char *reference, char **ret_data,
@@ -476,4 +551,84 @@ int oci_registry_get_blob_mem(OciRegistry *c, const OciDescriptor *d, size_t max
         *ret_len = b.len;
         *ret = b.data ? b.data : strdup("");
         return *ret ? 0 : -ENOMEM;
+}
+
+/* --- pushing ------------------------------------------------------------------ */
+
+int oci_registry_has_blob(OciRegistry *c, const char *digest)
+{
+        cleanup_free char *what = NULL;
+        c->err[0] = '\0';
+        if (asprintf(&what, "blobs/%s", digest) < 0)
+                return -ENOMEM;
+        Send head = {.method = "HEAD", .fd = -1};
+        StrBuf body = {0};
+        int r = request(c, what, &head, NULL, NULL, NULL, ERROR_BODY_MAX, &body, NULL);
+        strbuf_done(&body);
+        if (r == -ENOENT)
+                c->err[0] = '\0';
+        return r;
+}
+
+int oci_registry_put_blob(OciRegistry *c, int fd, const OciDescriptor *d)
+{
+        int r = oci_registry_has_blob(c, d->digest);
+        if (r != -ENOENT)
+                return r; /* there already, or an error */
+        Send post = {.method = "POST", .fd = -1};
+        StrBuf body = {0};
+        long status = 0;
+        r = request(c, "blobs/uploads/", &post, NULL, NULL, NULL, ERROR_BODY_MAX, &body, &status);
+        strbuf_done(&body);
+        if (r < 0)
+                return r;
+        /* The upload's URL: a path on the registry, or a URL below its base. */
+        const char *loc = c->location;
+        cleanup_free char *url = NULL, *esc = NULL;
+        bool absolute = strncmp(loc, c->base, strlen(c->base)) == 0 && loc[strlen(c->base)] == '/';
+        if (status != 202 || (!absolute && loc[0] != '/') || strpbrk(loc, "\r\n#")) {
+                (void) snprintf(c->err, sizeof(c->err),
+                                "registry %s answered an upload with %ld and no usable Location",
+                                c->registry, status);
+                return -EBADMSG;
+        }
+        char *e = curl_easy_escape(c->h, d->digest, 0);
+        if (!e)
+                return -ENOMEM;
+        r = asprintf(&url, "%s%s%sdigest=%s", absolute ? "" : c->base, loc,
+                     strchr(loc, '?') ? "&" : "?", e);
+        curl_free(e);
+        if (r < 0)
+                return -ENOMEM;
+        Send put = {.method = "PUT",
+                    .content_type = "application/octet-stream",
+                    .fd = fd,
+                    .size = d->size};
+        r = request(c, url, &put, NULL, NULL, NULL, ERROR_BODY_MAX, &body, &status);
+        strbuf_done(&body);
+        if (r == 0 && status != 201 && status != 204) {
+                (void) snprintf(c->err, sizeof(c->err),
+                                "registry %s answered the upload of %s with %ld", c->registry,
+                                d->digest, status);
+                return -EBADMSG;
+        }
+        return r;
+}
+
+int oci_registry_put_manifest(OciRegistry *c, const char *tag, const char *data, size_t len,
+                              const char *media_type, char *ret_digest)
+{
+        cleanup_free char *what = NULL;
+        c->err[0] = '\0';
+        int r = oci_digest(data, len, ret_digest);
+        if (r < 0)
+                return r;
+        if (asprintf(&what, "manifests/%s", tag) < 0)
+                return -ENOMEM;
+        Send put = {
+                .method = "PUT", .content_type = media_type, .data = data, .len = len, .fd = -1};
+        StrBuf body = {0};
+        r = request(c, what, &put, NULL, NULL, NULL, ERROR_BODY_MAX, &body, NULL);
+        strbuf_done(&body);
+        return r;
 }

@@ -59,6 +59,43 @@ static void handle_pull(Agent *a, HttpRequest *req)
         http_respond_json(req, 200, img);
 }
 
+static void handle_push(Agent *a, HttpRequest *req)
+{
+        cleanup_json json_object *body = NULL;
+        if (http_request_parse_json(req, &body) < 0)
+                return;
+        const char *ref = json_str(body, "image"), *to = json_str(body, "to");
+        json_object *auth = json_field(body, "auth");
+        bool bad = !ref || !to || (auth && !json_object_is_type(auth, json_type_object));
+        json_object_object_foreach(body, key, val) {
+                (void) val;
+                if (!streq(key, "image") && !streq(key, "to") && !streq(key, "auth"))
+                        bad = true;
+        }
+        if (bad) {
+                http_respond_error(req, 400,
+                                   "body must be {\"image\": REF, \"to\": "
+                                   "REGISTRY/REPOSITORY[:TAG]} (and optionally \"auth\": a "
+                                   "docker config object with this push's credentials)");
+                return;
+        }
+        /* The caller's credentials: for this push only, never logged or kept. */
+        size_t auth_len = 0;
+        const char *text =
+                auth ? json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN, &auth_len)
+                     : NULL;
+        char err[768] = "";
+        json_object *out = NULL;
+        int r = image_push(a->images, ref, to, text, auth_len, &out, err, sizeof(err));
+        if (text)
+                explicit_bzero((char *) text, auth_len);
+        if (r < 0) {
+                api_respond_errno(req, r, err, "cannot push");
+                return;
+        }
+        http_respond_json(req, 200, out);
+}
+
 static void handle_list(Agent *a, HttpRequest *req)
 {
         json_object *arr = NULL;
@@ -105,6 +142,13 @@ bool api_images_handle(Agent *a, HttpRequest *req)
         if (streq(p, "/v1/images/pull")) {
                 if (streq(m, "POST"))
                         handle_pull(a, req);
+                else
+                        http_respond_error(req, 405, "use POST");
+                return true;
+        }
+        if (streq(p, "/v1/images/push")) {
+                if (streq(m, "POST"))
+                        handle_push(a, req);
                 else
                         http_respond_error(req, 405, "use POST");
                 return true;

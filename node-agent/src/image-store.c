@@ -351,6 +351,18 @@ static void auth_done(char *auth, size_t len)
         free(auth);
 }
 
+OciRegistryConfig image_registry_config(ImageStore *s, const char *auth, size_t auth_len,
+                                        char **ret_auth, size_t *ret_auth_len)
+{
+        ImagePullOptions o = {.auth = auth, .auth_len = auth_len};
+        return registry_config(s, &o, ret_auth, ret_auth_len);
+}
+
+void image_registry_auth_done(char *auth, size_t len)
+{
+        auth_done(auth, len);
+}
+
 static int do_pull(ImageStore *s, const OciRef *ref, const char *name, const ImagePullOptions *o,
                    char *err, size_t errlen)
 {

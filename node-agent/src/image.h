@@ -21,6 +21,7 @@
 
 #include <json-c/json.h>
 
+#include "sandpit/oci.h"
 #include "template.h"
 
 #define IMAGE_TEMPLATE_PREFIX "image:"
@@ -105,6 +106,12 @@ int image_layer_path(ImageStore *s, const char *digest, char **ret);
  * store: its sha256 into digest (OCI_DIGEST_MAX), unpacked into layers/
  * unless there already. Nothing stays on failure. */
 int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errlen);
+/* A registry client's configuration as pulls have it: the caller's credentials
+ * (auth, or NULL) or the agent's --registry-auth-file, read into *ret_auth,
+ * which image_registry_auth_done() wipes and frees after the client's life. */
+OciRegistryConfig image_registry_config(ImageStore *s, const char *auth, size_t auth_len,
+                                        char **ret_auth, size_t *ret_auth_len);
+void image_registry_auth_done(char *auth, size_t len);
 /* The record of an image in the store; -ENOENT. */
 int image_record_get(ImageStore *s, const char *ref, json_object **ret);
 /* Records a built image named name (canonical): layers bottom first, base a
@@ -113,6 +120,18 @@ int image_record_get(ImageStore *s, const char *ref, json_object **ret);
  * step, which the image list leaves out. */
 int image_record_local(ImageStore *s, const char *name, const char *base, char *const *layers,
                        json_object *config, bool cache);
+
+/* --- image-push.c --- */
+
+/* Pushes image ref of the store to the registry as to (a tag): each layer
+ * packed again as a plain tar (build-layer.c) and uploaded unless the
+ * registry has it, then the config, then an OCI manifest under the tag. auth:
+ * the caller's docker config text or NULL (then --registry-auth-file). *ret:
+ * {"name", "digest" (the manifest's), "size" (of the layers and config)}.
+ * -ENOENT unknown image, -EINVAL bad target or an image built on a directory
+ * template, -EACCES refused, -EREMOTEIO a registry answering nonsense. */
+int image_push(ImageStore *s, const char *ref, const char *to, const char *auth, size_t auth_len,
+               json_object **ret, char *err, size_t errlen);
 
 /* --- image-unpack.c --- */
 

@@ -319,7 +319,8 @@ class Registry:
 class FakeRegistry:
     """A registry in Python serving {repo: {ref: (media type, bytes)}} and
     blobs, behind a Bearer token service (user/password), or answering
-    garbage (mode "garbage": a 200 that is not a manifest)."""
+    garbage (mode "garbage": a 200 that is not a manifest, an upload without a
+    Location)."""
 
     def __init__(self, user="tok", password="secret", mode="bearer"):
         self.user, self.password, self.mode = user, password, mode
@@ -378,6 +379,15 @@ class FakeRegistry:
                         return self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"no"}]}')
                     return self.send(200, b, ctype="application/octet-stream")
                 return self.send(404, b"{}")
+
+            def do_HEAD(self):
+                if fake.mode == "garbage":  # no blob is there...
+                    return self.send(404, b"")
+                return self.do_GET()
+
+            def do_POST(self):
+                # ...and an upload is answered without a Location: garbage to a push.
+                return self.send(202 if fake.mode == "garbage" else 405, b"")
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]

@@ -4,6 +4,7 @@ of the agent's own, COPY from the context, ENV/WORKDIR/USER/CMD in the
 result's config, deletions as whiteouts, the step cache, failures that leave
 nothing behind, and contexts that try to reach outside."""
 
+import hashlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, UnixHTTPConnection, assert_error, rand_suffix, start_agent, stop_agent, wait_for
-from oci_images import Image, Registry, busybox_base, make_layer
+from oci_images import FakeRegistry, Image, Registry, busybox_base, make_layer
 
 CLI = REPO / "build" / "bin" / "sandpit"
 
@@ -240,6 +241,92 @@ def test_from_a_registry_image(templates_dir, tmp_path):
     finally:
         if a:
             stop_agent(a)
+        reg.stop()
+
+
+def docker_config(host, user, password):
+    """A docker config object with one registry's credentials."""
+    import base64
+
+    return {"auths": {host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}
+
+
+def test_push_to_a_registry_and_pull_back(templates_dir, tmp_path):
+    """A build FROM a registry image pushed to an htpasswd registry on loopback
+    (POST /v1/images/push, `sandpit template push`): an OCI manifest of plain
+    tar layers, pulled back under the pushed name into a sandbox that shows the
+    built file; a wrong password is refused and writes no manifest."""
+    reg = Registry(tmp_path / "reg", htpasswd=("pusher", "right-" + rand_suffix()))
+    garbage = FakeRegistry(mode="garbage")
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(json.dumps(docker_config(reg.host, reg.user, reg.password)))
+    a = None
+    try:
+        base = make_layer(busybox_base([{"name": "etc/motd", "type": "file", "data": "base motd\n"}]))
+        reg.client.push("it/base", "v1", Image([base], env=["PATH=/bin"]))
+        a = start_agent("build-push", templates_dir,
+                        extra_args=["--insecure-registry", reg.host, "--insecure-registry", garbage.host,
+                                    "--registry-auth-file", str(auth_file)])
+        c = a.client
+        df = "FROM " + reg.host + "/it/base:v1\nRUN echo pushed-build > /built\nCMD [\"cat\", \"/built\"]\n"
+        r, ev = build(c, "to-push", {"Dockerfile": df})
+        assert r.status == 200 and "image" in final(ev), ev
+        target = f"{reg.host}/team/app:v1"
+        r = c.post("/v1/images/push", {"image": "localhost/to-push:latest", "to": target}, timeout=300)
+        assert r.status == 200, r
+        out = r.json()
+        assert out["name"] == target and out["digest"].startswith("sha256:") and out["size"] > 0, out
+        # The registry's view: the manifest by tag has the digest the push gave.
+        st, h, body = reg.client.request("GET", "/v2/team/app/manifests/v1",
+                                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert st == 200, (st, body)
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == out["digest"]
+        m = json.loads(body)
+        assert m["mediaType"] == "application/vnd.oci.image.manifest.v1+json", m
+        assert [l["mediaType"] for l in m["layers"]] == ["application/vnd.oci.image.layer.v1.tar"] * 2, m
+        st, _, top = reg.client.request("GET", f"/v2/team/app/blobs/{m['layers'][1]['digest']}")
+        assert st == 200
+        with tarfile.open(fileobj=io.BytesIO(top)) as t:
+            assert t.extractfile("built").read() == b"pushed-build\n"
+        # A second push finds every blob there and gives the same manifest.
+        r = c.post("/v1/images/push", {"image": "localhost/to-push", "to": target}, timeout=300)
+        assert r.status == 200 and r.json()["digest"] == out["digest"], r
+        # Pulled back under the pushed name, a sandbox runs it.
+        r = c.post("/v1/images/pull", {"image": target}, timeout=300)
+        assert r.status == 200, r
+        sb = c.create(template="image:" + target)
+        assert c.sh(sb["id"], "cat /built; cat /etc/motd") == "pushed-build\nbase motd\n"
+        assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+        # A wrong password (the request's own credentials): refused, no manifest.
+        bad = docker_config(reg.host, reg.user, "wrong")
+        body = assert_error(c.post("/v1/images/push", {"image": "localhost/to-push", "to": f"{reg.host}/team/app:bad",
+                                                       "auth": bad}, timeout=300), 403)
+        assert "credentials refused" in body["message"] and "wrong" not in body["message"], body
+        st, _, _ = reg.client.request("GET", "/v2/team/app/manifests/bad")
+        assert st == 404
+        # Bad requests.
+        assert_error(c.post("/v1/images/push", {"image": "localhost/no-such-image", "to": target}), 404)
+        assert_error(c.post("/v1/images/push", {"image": "localhost/to-push", "to": "UPPER//bad"}), 400)
+        assert_error(c.post("/v1/images/push", {"image": "localhost/to-push"}), 400)
+        # A registry answering an upload without a Location: 502.
+        body = assert_error(c.post("/v1/images/push", {"image": "localhost/to-push",
+                                                       "to": f"{garbage.host}/team/app:v1"}, timeout=300), 502)
+        assert "Location" in body["message"], body
+        # A build FROM host has no image under it: refused.
+        r, ev = build(c, "on-host", {"Dockerfile": "FROM host\nRUN echo x > /x\n"})
+        assert r.status == 200 and "image" in final(ev), ev
+        body = assert_error(c.post("/v1/images/push", {"image": "localhost/on-host", "to": target}), 400)
+        assert "directory template" in body["message"], body
+        # The CLI.
+        res = subprocess.run([str(CLI), "template", "push", "localhost/to-push", f"{reg.host}/team/app:cli"],
+                             env={**os.environ, "SANDPIT_URL": "unix://" + str(a.socket)},
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0 and out["digest"] in res.stdout, res
+        no_leftovers(a, c)
+    finally:
+        if a:
+            stop_agent(a)
+        garbage.stop()
         reg.stop()
 
 

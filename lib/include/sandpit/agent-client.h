@@ -102,6 +102,8 @@ typedef int (*AgentEventFn)(json_object *event, void *userdata);
 
 /* Images (docs/images.md). Pull: *ret the image; list: *ret the array. */
 int agent_client_image_pull(AgentClient *c, const char *ref, json_object **ret);
+/* POST /v1/images/push: image ref of the node to registry target to. */
+int agent_client_image_push(AgentClient *c, const char *ref, const char *to, json_object **ret);
 /* The same with a whole request body ({"image", "refresh", "verify", "auth"}). */
 int agent_client_image_pull_req(AgentClient *c, json_object *req, json_object **ret);
 int agent_client_image_list(AgentClient *c, json_object **ret);

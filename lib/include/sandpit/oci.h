@@ -131,6 +131,7 @@ typedef struct {
         size_t auth_config_len;
         uint64_t max_blob_size; /* 0: no limit beyond the descriptor's size */
         long timeout_ms;        /* each request's bound; 0: none */
+        bool push;              /* a token asks for "pull,push" (else "pull") */
 } OciRegistryConfig;
 
 typedef struct OciRegistry OciRegistry;
@@ -151,6 +152,17 @@ int oci_registry_get_blob(OciRegistry *c, const OciDescriptor *d, int fd);
 /* A blob small enough for memory (an image config), checked likewise. */
 int oci_registry_get_blob_mem(OciRegistry *c, const OciDescriptor *d, size_t max, char **ret,
                               size_t *ret_len);
+/* Pushing (the config's push set): 0 when the repository has the blob,
+ * -ENOENT when not, else an error as for a GET. */
+int oci_registry_has_blob(OciRegistry *c, const char *digest);
+/* Uploads d->size bytes of fd (from its start) as blob d unless the registry has
+ * it: a POST to blobs/uploads/, then one PUT of the whole blob (monolithic).
+ * -EBADMSG: the registry answered the upload with nonsense. */
+int oci_registry_put_blob(OciRegistry *c, int fd, const OciDescriptor *d);
+/* PUTs a manifest under tag, with media_type as its Content-Type; ret_digest
+ * (OCI_DIGEST_MAX): its digest. Its blobs must be pushed first. */
+int oci_registry_put_manifest(OciRegistry *c, const char *tag, const char *data, size_t len,
+                              const char *media_type, char *ret_digest);
 /* Text of the last failure (the registry's error message, or curl's). */
 const char *oci_registry_last_error(const OciRegistry *c);
 /* Did a challenge get answered with credentials from the configuration? false:
