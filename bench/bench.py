@@ -58,6 +58,7 @@ class Agent:
 
     def __init__(self, templates, extra=(), wrap=()):
         self.tmp = tempfile.mkdtemp(prefix="sandpit-bench-")
+        os.chmod(self.tmp, 0o711)  # with user namespaces sandboxes search their way in
         self.sock = os.path.join(self.tmp, "agent.sock")
         Agent.count += 1  # one cgroup parent per agent: recovery owns what is under it
         self.parent = "sandpit-bench-%d%s" % (os.getpid(), "" if Agent.count == 1 else "-%d" % Agent.count)

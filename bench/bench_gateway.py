@@ -176,6 +176,7 @@ def cluster_rows(templates, work, runs):
     if not os.path.exists(bo.KUBECTL):
         return [("E2B SDK rows, cluster", "n/a", "n/a", "kubectl is not installed")]
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-gw-")
+    os.chmod(tmp, 0o711)  # with user namespaces sandboxes search their way in
     kube = bo.Kube(tmp)
     agent = op = None
     gw_port = free_port()

@@ -66,6 +66,7 @@ class UnixConn(http.client.HTTPConnection):
 class NetAgent:
     def __init__(self, netns, templates, name, extra):
         self.tmp = tempfile.mkdtemp(prefix="sandpit-bench-net-")
+        os.chmod(self.tmp, 0o711)  # with user namespaces sandboxes search their way in
         self.sock = os.path.join(self.tmp, "agent.sock")
         self.parent = "sandpit-bench-%s-%d" % (name, os.getpid())
         self.log = open(os.path.join(self.tmp, "agent.log"), "w")

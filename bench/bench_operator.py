@@ -464,6 +464,7 @@ def main():
         print("| operator rows | n/a | n/a | kubectl is not installed |")
         return 0
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-op-")
+    os.chmod(tmp, 0o711)  # with user namespaces sandboxes search their way in
     rows = []
     kube = RealKube(tmp, os.environ["KUBEBUILDER_ASSETS"]) if args.server == "real" else Kube(tmp)
     agent = op = w = None

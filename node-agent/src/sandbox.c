@@ -1215,12 +1215,43 @@ int agent_init(Agent *a)
         return 0;
 }
 
+/* With user namespaces every directory above the state dir must be
+ * searchable by others: a sandbox's root, an unprivileged host id, walks that
+ * path when runc binds its rootfs from inside its namespace. Said at start,
+ * not as runc's "permission denied" at the first create. */
+static int check_searchable_above(const char *state_dir)
+{
+        cleanup_free char *path = realpath(state_dir, NULL);
+        if (!path)
+                return log_error_errno(-errno, "cannot resolve %s", state_dir);
+        for (char *slash = strrchr(path, '/'); slash; slash = strrchr(path, '/')) {
+                *slash = '\0';
+                const char *dir = *path ? path : "/";
+                struct stat st;
+                if (stat(dir, &st) < 0)
+                        return log_error_errno(-errno, "cannot stat %s", dir);
+                if (!(st.st_mode & S_IXOTH))
+                        return log_error_errno(-EACCES,
+                                               "--userns=on: sandboxes must search their way to "
+                                               "the state dir %s, but %s is mode %04o: make it "
+                                               "searchable (chmod o+x) or use --userns=off",
+                                               state_dir, dir, (unsigned) (st.st_mode & 07777));
+                if (!*path)
+                        break;
+        }
+        return 0;
+}
+
 int agent_setup_state_dir(Agent *a)
 {
         if (asprintf(&a->runc_root, "%s/runc", a->cfg.state_dir) < 0 ||
             asprintf(&a->sandboxes_dir, "%s/sandboxes", a->cfg.state_dir) < 0)
                 return -ENOMEM;
-        int r = mkdir_p(a->sandboxes_dir, 0700);
+        /* Directories it makes above the state dir: searchable with user
+         * namespaces (check_searchable_above()). */
+        int r = mkdir_p(a->cfg.state_dir, a->cfg.userns ? 0711 : 0700);
+        if (r == 0)
+                r = mkdir_p(a->sandboxes_dir, 0700);
         if (r < 0)
                 return log_error_errno(r, "cannot create %s", a->sandboxes_dir);
         if ((r = mkdir_p(a->runc_root, 0700)) < 0)
@@ -1249,7 +1280,7 @@ int agent_setup_state_dir(Agent *a)
         if (a->cfg.userns &&
             (chmod(a->cfg.state_dir, 0711) < 0 || chmod(a->sandboxes_dir, 0711) < 0))
                 return log_error_errno(-errno, "cannot make %s searchable", a->sandboxes_dir);
-        return 0;
+        return a->cfg.userns ? check_searchable_above(a->cfg.state_dir) : 0;
 }
 
 int agent_check_init(Agent *a)

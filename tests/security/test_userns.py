@@ -214,3 +214,47 @@ def test_ranges_are_freed_and_never_handed_out_twice(two_range_agent):
     assert r.status >= 400, r
     s4 = c.create(template="host")["id"]
     assert host_base(c, s4) == freed
+
+
+def test_a_state_dir_sandboxes_cannot_reach_is_refused_at_start(templates_dir):
+    """With user namespaces a sandbox's root (an unprivileged host id) walks
+    the path to its rootfs: a state dir below a directory others cannot
+    search is refused when the agent starts, with the directory and the fix
+    named, not met as runc's "permission denied" at the first create. The
+    directories the agent makes itself above it are searchable."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    from conftest import AGENT_BIN, INIT_BIN, cgroup_controller_dirs
+    tmp_path = Path(tempfile.mkdtemp(prefix="sandpit-it-userns-"))  # below /tmp: searchable
+    tmp_path.chmod(0o711)
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    closed.chmod(0o700)
+    parent = f"sandpit-it-{os.getpid()}-closed"
+    argv = [str(AGENT_BIN), "--standalone", "--userns", "on", "--socket", str(tmp_path / "a.sock"),
+            "--templates-dir", str(templates_dir), "--init", str(INIT_BIN), "--cgroup-parent",
+            parent, "--log-format", "text"]
+    p = subprocess.run(argv + ["--state-dir", str(closed / "state")], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert f"{closed} is mode 0700: make it searchable (chmod o+x) or use --userns=off" in p.stderr, p.stderr
+    assert not (closed / "state" / "share").is_mount()
+    # The directories it makes itself above its state dir are searchable.
+    made = tmp_path / "made" / "deeper" / "state"
+    proc = subprocess.Popen(argv + ["--state-dir", str(made)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "a.sock").exists() or proc.poll() is not None, 30,
+                 what="the agent serving")
+        assert proc.poll() is None, proc.stderr.read()
+        for d in (made.parent.parent, made.parent, made):
+            assert d.stat().st_mode & 0o7777 == 0o711, (d, oct(d.stat().st_mode))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert not (made / "share").is_mount()
+    shutil.rmtree(tmp_path)
+    for ctl in cgroup_controller_dirs():  # the parent cgroup an agent leaves for the next one
+        if (ctl / parent).is_dir():
+            (ctl / parent).rmdir()
