@@ -623,6 +623,21 @@ int parse_rfc3339_us(const char *s, uint64_t *ret)
         return 0;
 }
 
+int strv_push(char ***v, size_t *n, char *s)
+{
+        if (!s)
+                return -ENOMEM;
+        char **nv = realloc(*v, (*n + 2) * sizeof(char *));
+        if (!nv) {
+                free(s);
+                return -ENOMEM;
+        }
+        nv[(*n)++] = s;
+        nv[*n] = NULL;
+        *v = nv;
+        return 0;
+}
+
 char **strv_copy(char *const *v)
 {
         size_t n = 0;

@@ -117,19 +117,13 @@ static int cache_name(const char *key, char **ret)
         return asprintf(ret, "%s:%s", BUILD_CACHE_REPO, key + 7) < 0 ? -ENOMEM : 0;
 }
 
-static int strv_push(char ***v, const char *s)
+/* Appends a copy of s to the NULL-terminated *v. */
+static int strv_append(char ***v, const char *s)
 {
         size_t n = 0;
         while (*v && (*v)[n])
                 n++;
-        char **nv = realloc(*v, (n + 2) * sizeof(char *));
-        if (!nv)
-                return -ENOMEM;
-        *v = nv;
-        if (!(nv[n] = strdup(s)))
-                return -ENOMEM;
-        nv[n + 1] = NULL;
-        return 0;
+        return strv_push(v, &n, strdup(s));
 }
 
 /* Sets "K=V" in an env strv (replacing K's entry). */
@@ -145,7 +139,7 @@ static int env_put(char ***v, const char *kv)
                         (*v)[i] = d;
                         return 0;
                 }
-        return strv_push(v, kv);
+        return strv_append(v, kv);
 }
 
 static char **config_strv(Build *b, const char *field)
@@ -311,9 +305,9 @@ static int do_from(Build *b, const DfInstr *in, StrBuf *out)
         }
         json_object *layers = json_field(rec, "layers");
         for (size_t i = 0; i < json_object_array_length(layers); i++)
-                if ((r = strv_push(&b->layers,
-                                   json_object_get_string(json_object_array_get_idx(layers, i))
-                                           ?: "")) < 0)
+                if ((r = strv_append(&b->layers,
+                                     json_object_get_string(json_object_array_get_idx(layers, i))
+                                             ?: "")) < 0)
                         return r;
         if (json_str(rec, "base") && !(b->base = strdup(json_str(rec, "base"))))
                 return -ENOMEM;
@@ -364,7 +358,7 @@ static int stage_to_layer(Build *b, const DfInstr *in, const char *stage, json_o
                         return emit_error(b, out, in, err);
                 return r;
         }
-        if ((r = strv_push(&b->layers, layer)) < 0)
+        if ((r = strv_append(&b->layers, layer)) < 0)
                 return r;
         return step_done(b, out, in, key, false, layer);
 }
@@ -419,7 +413,7 @@ static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
                         cleanup_free char *x = NULL;
                         r = dockerfile_expand(*e, vars, &x, err, sizeof(err));
                         if (r == 0)
-                                r = strv_push(&w, x);
+                                r = strv_append(&w, x);
                 }
         } else
                 r = dockerfile_words(in->args, vars, &w, err, sizeof(err));
@@ -818,7 +812,7 @@ static int run_finish(Build *b, const DfInstr *in, StrBuf *out)
                                 *err ? err : strerror(-r));
                 return emit_error(b, out, in, msg);
         }
-        if ((r = strv_push(&b->layers, layer)) < 0)
+        if ((r = strv_append(&b->layers, layer)) < 0)
                 return r;
         return step_done(b, out, in, b->run_key, false, layer);
 }

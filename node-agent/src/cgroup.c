@@ -240,20 +240,6 @@ void cg_poll_sleep(void)
         (void) nanosleep(&ts, NULL);
 }
 
-static int strv_push(char ***v, size_t *n, const char *s)
-{
-        char **nv = reallocarray(*v, *n + 2, sizeof(char *));
-
-        if (!nv)
-                return -ENOMEM;
-        *v = nv;
-        nv[*n] = strdup(s);
-        if (!nv[*n])
-                return -ENOMEM;
-        nv[++*n] = NULL;
-        return 0;
-}
-
 int cg_strv_new(char ***ret)
 {
         char **v = calloc(1, sizeof(char *));
@@ -562,7 +548,7 @@ static int cg_lib_children(CgIo *io, const char *controller, const char *path, c
                 r = cgroup_walk_tree_set_flags(&h, CGROUP_WALK_TYPE_PRE_DIR);
         while (r == 0) {
                 if (info.type == CGROUP_FILE_TYPE_DIR && info.depth == 1) {
-                        r = strv_push(&names, &n, info.path);
+                        r = strv_push(&names, &n, strdup(info.path));
                         if (r < 0)
                                 break;
                 }
@@ -759,7 +745,7 @@ static int cg_dir_children(CgIo *io, const char *controller, const char *path, c
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
                     !S_ISDIR(st.st_mode))
                         continue;
-                r = strv_push(&names, &n, de->d_name);
+                r = strv_push(&names, &n, strdup(de->d_name));
                 if (r < 0)
                         break;
         }
@@ -1114,7 +1100,7 @@ int cg_strv_merge(char ***acc, size_t *n, char *const *names)
                                 dup = true;
                 if (dup)
                         continue;
-                int r = strv_push(acc, n, *s);
+                int r = strv_push(acc, n, strdup(*s));
                 if (r < 0)
                         return r;
         }

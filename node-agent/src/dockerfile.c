@@ -13,6 +13,7 @@
 #include "sandpit/json.h"
 #include "sandpit/macro.h"
 #include "sandpit/strbuf.h"
+#include "sandpit/util.h"
 
 #define WORD_MAX ((size_t) 1024 * 1024)
 
@@ -125,19 +126,6 @@ static int expand_var(const char *s, size_t *i, char *const *vars, StrBuf *b, ch
         const char *val = var_lookup(vars, s + p, q - p);
         *i = q;
         return val ? put(b, val, strlen(val)) : 0;
-}
-
-static int strv_push(char ***v, size_t *n, char *s)
-{
-        char **nv = realloc(*v, (*n + 2) * sizeof(char *));
-        if (!nv) {
-                free(s);
-                return -ENOMEM;
-        }
-        nv[(*n)++] = s;
-        nv[*n] = NULL;
-        *v = nv;
-        return 0;
 }
 
 int dockerfile_words(const char *s, char *const *vars, char ***ret, char *err, size_t errlen)

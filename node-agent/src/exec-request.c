@@ -26,21 +26,6 @@ void exec_request_done(ExecRequest *r)
         *r = (ExecRequest){0};
 }
 
-static int strv_push(char ***v, size_t *n, char *s)
-{
-        if (!s)
-                return -ENOMEM;
-        char **nv = realloc(*v, (*n + 2) * sizeof(char *));
-        if (!nv) {
-                free(s);
-                return -ENOMEM;
-        }
-        nv[(*n)++] = s;
-        nv[*n] = NULL;
-        *v = nv;
-        return 0;
-}
-
 /* Sets NAME=value in env, replacing an existing NAME. Takes entry. */
 static int env_set(char ***env, size_t *n, char *entry)
 {

@@ -20,6 +20,24 @@
 #include "sandpit/quantity.h"
 #include "sandpit/util.h"
 
+static void test_strv_push(void **state)
+{
+        (void) state;
+        char **v = NULL;
+        size_t n = 0;
+        assert_int_equal(strv_push(&v, &n, strdup("a")), 0);
+        assert_int_equal(strv_push(&v, &n, strdup("b")), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0], "a");
+        assert_string_equal(v[1], "b");
+        assert_null(v[2]);
+        /* a failed strdup() is -ENOMEM, the list as it was */
+        assert_int_equal(strv_push(&v, &n, NULL), -ENOMEM);
+        assert_int_equal(n, 2);
+        assert_null(v[2]);
+        strv_free(v);
+}
+
 static void test_base64(void **state)
 {
         (void) state;
@@ -340,6 +358,7 @@ int main(void)
                 cmocka_unit_test(test_outbuf),
                 cmocka_unit_test(test_durations),
                 cmocka_unit_test(test_base64),
+                cmocka_unit_test(test_strv_push),
                 cmocka_unit_test(test_utf8_prefix),
                 cmocka_unit_test(test_quantities),
                 cmocka_unit_test(test_ids),

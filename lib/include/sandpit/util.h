@@ -67,6 +67,9 @@ ssize_t read_full(int fd, void *buf, size_t len);
 /* A deep copy of a NULL-terminated string array (NULL: an empty one); NULL
  * when out of memory. */
 char **strv_copy(char *const *v);
+/* Appends s to the NULL-terminated *v, whose length is *n, and takes it: a
+ * NULL s (a failed strdup()) is -ENOMEM, and s is freed on failure. */
+int strv_push(char ***v, size_t *n, char *s);
 
 /* Names of the entries in dir for which keep(dir, name, userdata) is true
  * (dot entries skipped); a missing dir is an empty list. NULL-terminated strv. */
