@@ -438,6 +438,12 @@ def bench_metrics_pause(agent, n):
     return out
 
 
+def mount_count():
+    """Lines of the node's mount table, as runc and every new mount namespace copy it."""
+    with open("/proc/self/mountinfo") as f:
+        return sum(1 for _ in f)
+
+
 def agent_cpu_s(pid):
     """The process's user + system CPU time (all threads), seconds."""
     with open("/proc/%d/stat" % pid) as f:
@@ -473,18 +479,29 @@ def bench_density(templates, n, net, window_s, exec_runs):
     agent = Agent(templates, extra, wrap)
     out = {"n": n, "net": net, "reached": 0, "why": ""}
     ids = []
+    bare_tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     try:
         bench_create(agent, 3)
+        # Bare `runc run` with nothing of ours on the node, then again with n sandboxes:
+        # what the node's mount table costs runc itself, beside what it costs a create.
+        out["bare_empty"], _ = bench_bare_run("runc", templates, bare_tmp, 5)
+        out["mounts_empty"] = mount_count()
         subprocess.run(["sync"])
         base_rss, base_kernel = rss_kib(agent.proc.pid), kernel_kib()
         t = time.perf_counter()
+        lat = []
         for _ in range(n):
+            t1 = time.perf_counter()
             st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host", "timeout": 86400})
+            lat.append((time.perf_counter() - t1) * 1000)
             if st != 201:
                 out["why"] = "create %d failed: %s %s" % (len(ids) + 1, st, sb)
                 break
             ids.append(sb["id"])
         out["create_s"] = time.perf_counter() - t
+        out["create_first"], out["create_last"] = lat[:20], lat[-20:]
+        out["mounts_full"] = mount_count()
+        out["bare_full"], _ = bench_bare_run("runc", templates, bare_tmp, 5)
         out["reached"] = len(ids)
         if not ids:
             return out
@@ -534,6 +551,7 @@ def bench_density(templates, n, net, window_s, exec_runs):
         settle(agent)
         out["teardown_s"] = time.perf_counter() - t
     finally:
+        shutil.rmtree(bare_tmp, ignore_errors=True)
         for sid in ids:
             agent.call("DELETE", "/v1/sandboxes/" + sid)
         if ids:
@@ -558,6 +576,12 @@ def density_rows(d):
     rows.append((what + ": memory per sandbox (KiB)", "%.0f" % (d["agent_kib"] + d["init_kib"]), "",
                  "agent RSS %.1f MiB (+%.1f KiB each) + init PSS %.0f; cgroup %.0f; kernel %.0f; agent fds %d"
                  % (d["rss_mib"], d["agent_kib"], d["init_kib"], d["cg_kib"], d["kernel_kib"], d["fds"])))
+    if d.get("bare_empty") and d.get("bare_full"):
+        rows.append((what + ": create, first 20 beside last 20", *fmt(d["create_last"]),
+                     "first 20: %s; bare `runc run` %s with none, %s with them (p50/p95, 5 runs);"
+                     " node mounts %d then %d"
+                     % ("/".join(fmt(d["create_first"])), "/".join(fmt(d["bare_empty"])),
+                        "/".join(fmt(d["bare_full"])), d["mounts_empty"], d["mounts_full"])))
     rows.append((what + ": created, then deleted one by one (s)", "%.1f" % d["create_s"], "",
                  "deletes answered in %.2f s, all torn down after %.2f s"
                  % (d.get("delete_s", -1), d.get("teardown_s", -1))))
