@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # kernel update it for a run's env (JavaKernel.java, Env). `make` compiles
 # JavaKernel.class next to the source; without it the JDK compiles the source
 # at every start (single-file launch), which takes as long again.
-JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
         "--add-opens=java.base/java.lang=ALL-UNNAMED", "--add-opens=java.base/java.util=ALL-UNNAMED"]
 CHILDREN = {
     "r": ["Rscript", "--vanilla", os.path.join(HERE, "r_kernel.R")],
