@@ -43,8 +43,8 @@ public class JavaKernel {
                 new InputStreamReader(new FileInputStream("/dev/fd/3"), StandardCharsets.UTF_8));
         events = new FileOutputStream("/dev/fd/4");
         JShell shell = JShell.builder().executionEngine("local").out(System.out).err(System.err).build();
-        // The first eval loads the compiler: pay for it before ready.
-        shell.eval("int $sandpit_warmup = 0;");
+        // The first eval loads the compiler: pay for it before ready, with
+        // display()'s definition.
         defineDisplay(shell);
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> {
             interrupted = true;

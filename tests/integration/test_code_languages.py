@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import Response, assert_error, wait_for
+from conftest import Response, assert_error, need_default_template, wait_for
 from test_code import Run, ctx_path, ok, open_run, png_decode, run_code
 
 SECRET = "kern-s3cret-Hq4Rt8"
@@ -249,3 +249,16 @@ def test_rich_results(client, make_sandbox, lang):
     sid = make_sandbox(memory="1Gi")["id"]
     for code, check in RICH[lang.name]:
         check(run_code(client, sid, code, language=lang.name))
+
+
+def test_a_template_without_the_language_says_so(client, make_sandbox):
+    """The `default` template has none of the three: the start error names
+    what is missing (the MCP server's run_code lists all six languages)."""
+    need_default_template()
+    sid = make_sandbox(template="default")["id"]
+    for name, missing in (("r", "R (Rscript is not installed)"), ("java", "Java (java is not installed)"),
+                          ("typescript", "TypeScript (the typescript module is not installed")):
+        r = run_code(client, sid, "1", language=name)
+        assert r.status == 500, r
+        assert r.error["message"].startswith(f"the {name} kernel exited while starting: "
+                                             f"this sandbox's template has no {missing}"), r
