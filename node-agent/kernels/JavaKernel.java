@@ -5,8 +5,9 @@
 // streams as written. A cell is split into snippets as jshell does; they run
 // in order until one is rejected (a compile error) or throws; the value of the
 // last one, when it is an expression, is the run's result (jshell's text of it).
-// display(value, mimeTypes...) (IJava's name), defined in the shell at start,
-// emits a value as a result that is not the main one (JavaKernel.display).
+// display(value, mimeTypes...) (IJava's name), defined in the shell before the
+// first cell that names it, emits a value as a result that is not the main
+// one (JavaKernel.display).
 import java.io.BufferedReader;
 import java.io.FileInputStream;
 import java.io.FileOutputStream;
@@ -43,9 +44,8 @@ public class JavaKernel {
                 new InputStreamReader(new FileInputStream("/dev/fd/3"), StandardCharsets.UTF_8));
         events = new FileOutputStream("/dev/fd/4");
         JShell shell = JShell.builder().executionEngine("local").out(System.out).err(System.err).build();
-        // The first eval loads the compiler: pay for it before ready, with
-        // display()'s definition.
-        defineDisplay(shell);
+        // The first eval loads the compiler: pay for it before ready.
+        shell.eval("int $sandpit_warmup = 0;");
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> {
             interrupted = true;
             shell.stop();
@@ -69,35 +69,57 @@ public class JavaKernel {
         }
     }
 
-    // Snippets run in a class loader of jshell's, which does not see the
-    // kernel's class when the JDK launched JavaKernel.java from source: the
-    // value reaches it as a java.util.logging record's parameters, through
-    // a handler of its own on a logger no one else uses.
-    static final String DISPLAY = "void display(Object value, String... mimeTypes) {\n"
+    // Snippets run in a class loader of jshell's whose parent is the system
+    // one, which has the kernel's class when it runs from JavaKernel.class.
+    // When the JDK launched JavaKernel.java from source it does not: then
+    // the value reaches the kernel as a java.util.logging record's
+    // parameters, through a handler on a logger no one else uses.
+    static final String DISPLAY_HEAD = "void display(Object value, String... mimeTypes) {\n";
+    static final String DISPLAY_CLASS = DISPLAY_HEAD
+            + "  try {\n"
+            + "    Class.forName(\"JavaKernel\", true, ClassLoader.getSystemClassLoader())\n"
+            + "        .getMethod(\"display\", Object.class, String[].class).invoke(null, value, mimeTypes);\n"
+            + "  } catch (java.lang.reflect.InvocationTargetException e) {\n"
+            + "    if (e.getCause() instanceof RuntimeException) throw (RuntimeException) e.getCause();\n"
+            + "    throw new RuntimeException(e.getCause());\n"
+            + "  } catch (ReflectiveOperationException e) {\n"
+            + "    throw new IllegalStateException(e);\n"
+            + "  }\n"
+            + "}";
+    static final String DISPLAY_SOURCE = DISPLAY_HEAD
             + "  var r = new java.util.logging.LogRecord(java.util.logging.Level.INFO, \"display\");\n"
             + "  r.setParameters(new Object[] {value, mimeTypes});\n"
             + "  java.util.logging.Logger.getLogger(\"sandpit.display\").log(r);\n"
             + "}";
     private static java.util.logging.Logger displayLogger; // held: loggers are weakly kept
+    private static boolean displayDefined;
 
-    static void defineDisplay(JShell shell) {
-        displayLogger = java.util.logging.Logger.getLogger("sandpit.display");
-        displayLogger.setUseParentHandlers(false);
-        displayLogger.addHandler(new java.util.logging.Handler() {
-            @Override
-            public void publish(java.util.logging.LogRecord r) {
-                Object[] p = r.getParameters();
-                if (p != null && p.length == 2 && (p[1] == null || p[1] instanceof String[]))
-                    display(p[0], (String[]) p[1]);
-            }
+    // Defined before the first cell that names it (compiling it at the
+    // start would cost every Java kernel a few hundred ms); a cell that
+    // defines its own display() after that replaces it.
+    static void defineDisplay(JShell shell, String code) {
+        if (displayDefined || !code.contains("display")) return;
+        displayDefined = true;
+        boolean fromClass = JavaKernel.class.getClassLoader() == ClassLoader.getSystemClassLoader();
+        if (!fromClass) {
+            displayLogger = java.util.logging.Logger.getLogger("sandpit.display");
+            displayLogger.setUseParentHandlers(false);
+            displayLogger.addHandler(new java.util.logging.Handler() {
+                @Override
+                public void publish(java.util.logging.LogRecord r) {
+                    Object[] p = r.getParameters();
+                    if (p != null && p.length == 2 && (p[1] == null || p[1] instanceof String[]))
+                        display(p[0], (String[]) p[1]);
+                }
 
-            @Override
-            public void flush() {}
+                @Override
+                public void flush() {}
 
-            @Override
-            public void close() {}
-        });
-        for (SnippetEvent ev : shell.eval(DISPLAY))
+                @Override
+                public void close() {}
+            });
+        }
+        for (SnippetEvent ev : shell.eval(fromClass ? DISPLAY_CLASS : DISPLAY_SOURCE))
             if (ev.status() != Snippet.Status.VALID)
                 System.err.println("sandpit: display() is not defined: " + ev.status());
     }
@@ -162,6 +184,7 @@ public class JavaKernel {
     }
 
     static void run(JShell shell, String code) {
+        defineDisplay(shell, code);
         SourceCodeAnalysis sca = shell.sourceCodeAnalysis();
         List<String> snippets = new ArrayList<>();
         String rest = code;
