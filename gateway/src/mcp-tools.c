@@ -1211,8 +1211,8 @@ const McpTool mcp_tools[] = {
                         "has them (elsewhere the run fails: \"this sandbox's template has no "
                         "R\"). Variables, imports and files persist between calls "
                         "in the same context. The value of the last expression is returned; "
-                        "matplotlib figures come back as PNG images, DataFrames as HTML. Python "
-                        "has numpy, pandas and matplotlib.",
+                        "matplotlib figures and R plots come back as PNG images, DataFrames as "
+                        "HTML. Python has numpy, pandas and matplotlib.",
                 .input_schema =
                         "{\"type\":\"object\",\"properties\":{"
                         "\"code\":{\"type\":\"string\",\"description\":\"The code to run\"},"
