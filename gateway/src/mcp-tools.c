@@ -1208,10 +1208,11 @@ const McpTool mcp_tools[] = {
                 .description =
                         "Run code in a notebook-style interpreter in a sandbox: Python (default), "
                         "JavaScript or bash; TypeScript, R and Java where the sandbox's template "
-                        "has them. Variables, imports and files persist between calls "
+                        "has them (elsewhere the run fails: \"this sandbox's template has no "
+                        "R\"). Variables, imports and files persist between calls "
                         "in the same context. The value of the last expression is returned; "
-                        "matplotlib figures come back as PNG images, DataFrames as HTML. Python "
-                        "has numpy, pandas and matplotlib.",
+                        "matplotlib figures and R plots come back as PNG images, DataFrames as "
+                        "HTML. Python has numpy, pandas and matplotlib.",
                 .input_schema =
                         "{\"type\":\"object\",\"properties\":{"
                         "\"code\":{\"type\":\"string\",\"description\":\"The code to run\"},"

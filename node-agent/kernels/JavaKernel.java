@@ -5,6 +5,9 @@
 // streams as written. A cell is split into snippets as jshell does; they run
 // in order until one is rejected (a compile error) or throws; the value of the
 // last one, when it is an expression, is the run's result (jshell's text of it).
+// display(value, mimeTypes...) (IJava's name), defined in the shell before the
+// first cell that names it, emits a value as a result that is not the main
+// one (JavaKernel.display).
 import java.io.BufferedReader;
 import java.io.FileInputStream;
 import java.io.FileOutputStream;
@@ -15,6 +18,8 @@ import java.io.StringWriter;
 import java.lang.reflect.Field;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Base64;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -64,7 +69,122 @@ public class JavaKernel {
         }
     }
 
+    // Snippets run in a class loader of jshell's whose parent is the system
+    // one, which has the kernel's class when it runs from JavaKernel.class.
+    // When the JDK launched JavaKernel.java from source it does not: then
+    // the value reaches the kernel as a java.util.logging record's
+    // parameters, through a handler on a logger no one else uses.
+    static final String DISPLAY_HEAD = "void display(Object value, String... mimeTypes) {\n";
+    static final String DISPLAY_CLASS = DISPLAY_HEAD
+            + "  try {\n"
+            + "    Class.forName(\"JavaKernel\", true, ClassLoader.getSystemClassLoader())\n"
+            + "        .getMethod(\"display\", Object.class, String[].class).invoke(null, value, mimeTypes);\n"
+            + "  } catch (java.lang.reflect.InvocationTargetException e) {\n"
+            + "    if (e.getCause() instanceof RuntimeException) throw (RuntimeException) e.getCause();\n"
+            + "    throw new RuntimeException(e.getCause());\n"
+            + "  } catch (ReflectiveOperationException e) {\n"
+            + "    throw new IllegalStateException(e);\n"
+            + "  }\n"
+            + "}";
+    static final String DISPLAY_SOURCE = DISPLAY_HEAD
+            + "  var r = new java.util.logging.LogRecord(java.util.logging.Level.INFO, \"display\");\n"
+            + "  r.setParameters(new Object[] {value, mimeTypes});\n"
+            + "  java.util.logging.Logger.getLogger(\"sandpit.display\").log(r);\n"
+            + "}";
+    private static java.util.logging.Logger displayLogger; // held: loggers are weakly kept
+    private static boolean displayDefined;
+
+    // Defined before the first cell that names it (compiling it at the
+    // start would cost every Java kernel a few hundred ms); a cell that
+    // defines its own display() after that replaces it.
+    static void defineDisplay(JShell shell, String code) {
+        if (displayDefined || !code.contains("display")) return;
+        displayDefined = true;
+        boolean fromClass = JavaKernel.class.getClassLoader() == ClassLoader.getSystemClassLoader();
+        if (!fromClass) {
+            displayLogger = java.util.logging.Logger.getLogger("sandpit.display");
+            displayLogger.setUseParentHandlers(false);
+            displayLogger.addHandler(new java.util.logging.Handler() {
+                @Override
+                public void publish(java.util.logging.LogRecord r) {
+                    Object[] p = r.getParameters();
+                    if (p != null && p.length == 2 && (p[1] == null || p[1] instanceof String[]))
+                        display(p[0], (String[]) p[1]);
+                }
+
+                @Override
+                public void flush() {}
+
+                @Override
+                public void close() {}
+            });
+        }
+        for (SnippetEvent ev : shell.eval(fromClass ? DISPLAY_CLASS : DISPLAY_SOURCE))
+            if (ev.status() != Snippet.Status.VALID)
+                System.err.println("sandpit: display() is not defined: " + ev.status());
+    }
+
+    static final Map<String, String> MIME_KEYS = Map.of("text/plain", "text", "text/html", "html",
+            "text/markdown", "markdown", "image/svg+xml", "svg", "text/latex", "latex", "image/png", "png");
+
+    // A result that is not the main one: text (String.valueOf), or for an
+    // image (java.awt.image.RenderedImage) a PNG; a String given MIME types
+    // (display("<b>hi</b>", "text/html")) is that content.
+    public static void display(Object value, String[] mimeTypes) {
+        StringBuilder ev = new StringBuilder("{\"type\":\"result\"");
+        List<String> mimes = mimeTypes == null ? List.of() : Arrays.asList(mimeTypes);
+        for (String m : mimes)
+            if (!MIME_KEYS.containsKey(m))
+                throw new IllegalArgumentException("display: unknown MIME type " + m + " (known: " +
+                        String.join(", ", new java.util.TreeSet<>(MIME_KEYS.keySet())) + ")");
+        String text = String.valueOf(value);
+        byte[] png = null;
+        if (value instanceof byte[] && mimes.contains("image/png")) {
+            png = (byte[]) value;
+            text = "<image/png, " + png.length + " bytes>";
+        } else if (isImage(value)) {
+            png = Images.png(value);
+            text = Images.describe(value);
+        } else if (value instanceof String) {
+            for (String m : mimes)
+                if (!m.equals("text/plain") && !m.equals("image/png"))
+                    ev.append(",").append(Json.quote(MIME_KEYS.get(m))).append(":").append(Json.quote(text));
+        }
+        if (png != null)
+            ev.append(",\"png\":").append(Json.quote(Base64.getEncoder().encodeToString(png)));
+        ev.append(",\"text\":").append(Json.quote(text)).append(",\"is_main_result\":false}");
+        send(ev.toString());
+    }
+
+    static boolean isImage(Object v) {
+        try {
+            return v instanceof java.awt.image.RenderedImage;
+        } catch (LinkageError e) { // a JDK without java.desktop
+            return false;
+        }
+    }
+
+    // Apart, so java.desktop's classes load only for an image.
+    static final class Images {
+        static byte[] png(Object v) {
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            try {
+                if (!javax.imageio.ImageIO.write((java.awt.image.RenderedImage) v, "png", out))
+                    throw new IllegalArgumentException("display: no PNG writer for this image");
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+            return out.toByteArray();
+        }
+
+        static String describe(Object v) {
+            java.awt.image.RenderedImage im = (java.awt.image.RenderedImage) v;
+            return "<image " + im.getWidth() + "x" + im.getHeight() + ">";
+        }
+    }
+
     static void run(JShell shell, String code) {
+        defineDisplay(shell, code);
         SourceCodeAnalysis sca = shell.sourceCodeAnalysis();
         List<String> snippets = new ArrayList<>();
         String rest = code;

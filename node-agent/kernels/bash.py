@@ -10,32 +10,24 @@ markers is the run's. SIGINT (the agent's interrupt) makes the INT trap return
 from the sourced file, so the shell survives it. end_of_execution carries the
 exit_code; a non-zero one is also an error event, as Jupyter's bash kernel does.
 """
-import codecs
-import json
 import os
 import secrets
 import select
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 
-import sandpit_limit
+import sandpit_kernel
 import sandpit_mask
 
 PRELUDE = "trap '[ -n \"$__sp_in\" ] && return 130' INT\n"
 
 
-class Kernel:
+class Kernel(sandpit_kernel.Driver):
     def __init__(self, path, token, secret_values):
-        self.secret_values = secret_values  # the sandbox's
-        self.values = sandpit_mask.Values(secret_values)
-        self.maskers = {n: sandpit_mask.Stream(self.values) for n in ("stdout", "stderr")}
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.rfile = self.sock.makefile("rb")
+        super().__init__(secret_values)
         self.dir = tempfile.mkdtemp(prefix=".sandpit-bash-")
         self.cell = os.path.join(self.dir, "cell.sh")
         self.marker = ("__sandpit_end_%s__" % secrets.token_hex(12)).encode()
@@ -46,28 +38,13 @@ class Kernel:
             os.set_blocking(f.fileno(), False)
         self.bash.stdin.write(PRELUDE.encode())
         self.bash.stdin.flush()
-        self.count = 0
-        self.decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
-        self.send({"type": "hello", "token": token, "pid": os.getpid(), "cwd": os.getcwd()})
-
-    def send(self, obj):
-        """Every string of an event is masked; stdout/stderr text comes
-        masked by its Stream already (a value may straddle two reads).
-        An event too big for one line is split or cut (sandpit_limit)."""
-        if obj.get("type") not in ("stdout", "stderr", "hello"):
-            obj = self.values.mask_obj(obj)
-        self.sock.sendall(b"".join(sandpit_limit.lines(obj)))
+        self.connect(path, token)
 
     def run(self, req):
-        self.count += 1
-        self.send({"type": "number_of_executions", "execution_count": self.count})
+        env = self.begin(req)
         with open(self.cell, "w") as f:
             f.write(req.get("code", ""))
-        secret_env = req.get("secret_env") or {}
-        self.set_secrets(list(secret_env.values()))
         pre, post = [], []
-        env = dict(req.get("env") or {})
-        env.update(secret_env)
         for i, (k, v) in enumerate(env.items()):
             q = shlex.quote(k)
             pre.append('if [ -n "${%s+x}" ]; then __sp_s%d=1; __sp_v%d=${%s}; else __sp_s%d=0; fi; '
@@ -85,8 +62,7 @@ class Kernel:
             pass
         code = self.pump()
         if code is None:
-            for name in self.maskers:
-                self.emit(name, b"", final=True)
+            self.flush_streams()
             rc = self.bash.wait()
             self.send({"type": "error", "name": "BashExited",
                        "value": "bash exited with status %d; restart the context" % rc,
@@ -95,14 +71,7 @@ class Kernel:
             sys.exit(0)
         if code != 0:
             self.send({"type": "error", "name": "ExitCode", "value": str(code), "traceback": ""})
-        self.send({"type": "end_of_execution", "exit_code": code})
-        self.set_secrets([])
-
-    def set_secrets(self, extra):
-        """Masks the sandbox's values plus a run's own (its secret_env)."""
-        self.values = sandpit_mask.Values(self.secret_values + extra)
-        for m in self.maskers.values():
-            m.values = self.values
+        self.end(exit_code=code)
 
     def pump(self):
         """Forwards output until both markers; the exit code, or None when bash died."""
@@ -138,22 +107,9 @@ class Kernel:
                 st[1] = buf[-keep:] if len(buf) > keep else buf
         return code
 
-    def emit(self, name, data, final=False):
-        text = self.maskers[name].feed(self.decoders[name].decode(data), final)
-        if text:
-            self.send({"type": name, "text": text})
-
-    def serve(self):
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            self.run(json.loads(line))
-
 
 def main():
-    token = sys.stdin.readline().strip()
-    sys.stdin = open(os.devnull)
+    token = sandpit_kernel.read_token()
     Kernel(sys.argv[1], token, sandpit_mask.sandbox_values()).serve()
 
 

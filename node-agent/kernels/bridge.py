@@ -22,17 +22,16 @@ run's env (its secret_env included) and restores it; the bridge masks the
 sandbox's and the run's secret values in every event. SIGINT (the agent's
 interrupt) reaches the child's process group; the bridge itself ignores it.
 """
-import codecs
 import fcntl
 import json
 import os
 import select
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 
-import sandpit_limit
+import sandpit_kernel
 import sandpit_mask
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,13 +40,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # kernel update it for a run's env (JavaKernel.java, Env). `make` compiles
 # JavaKernel.class next to the source; without it the JDK compiles the source
 # at every start (single-file launch), which takes as long again.
-JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
         "--add-opens=java.base/java.lang=ALL-UNNAMED", "--add-opens=java.base/java.util=ALL-UNNAMED"]
 CHILDREN = {
     "r": ["Rscript", "--vanilla", os.path.join(HERE, "r_kernel.R")],
     "java": JAVA + (["-cp", HERE, "JavaKernel"] if os.path.exists(os.path.join(HERE, "JavaKernel.class"))
                     else [os.path.join(HERE, "JavaKernel.java")]),
 }
+NAMES = {"r": "R", "java": "Java"}
 FORWARDED = ("result", "error")
 
 
@@ -55,25 +55,20 @@ class ChildGone(Exception):
     pass
 
 
-class Bridge:
+class Bridge(sandpit_kernel.Driver):
     def __init__(self, language, path, token, secret_values):
-        self.secret_values = secret_values  # the sandbox's
-        self.values = sandpit_mask.Values(secret_values)
-        self.maskers = {n: sandpit_mask.Stream(self.values) for n in ("stdout", "stderr")}
-        self.decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
-        self.count = 0
-        self.sock = None
+        super().__init__(secret_values)
+        argv = CHILDREN[language]
+        if shutil.which(argv[0]) is None:  # the agent's start error says it
+            sys.exit("this sandbox's template has no %s (%s is not installed)" % (NAMES[language], argv[0]))
         signal.signal(signal.SIGINT, lambda *a: None)  # for the child only (a handler, not SIG_IGN)
-        self.child, self.req_w, self.ev_r = self.spawn(CHILDREN[language])
+        self.child, self.req_w, self.ev_r = self.spawn(argv)
         self.ev_buf = b""
         self.out = {self.child.stdout.fileno(): "stdout", self.child.stderr.fileno(): "stderr"}
         for f in self.out:
             os.set_blocking(f, False)
         self.wait_ready()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.rfile = self.sock.makefile("rb")
-        self.send({"type": "hello", "token": token, "pid": os.getpid(), "cwd": os.getcwd()})
+        self.connect(path, token)
 
     @staticmethod
     def spawn(argv):
@@ -142,22 +137,6 @@ class Bridge:
                 out.append(ev)
         return out
 
-    def send(self, obj):
-        """Every string of an event is masked; stdout/stderr text comes
-        masked by its Stream already (a value may straddle two reads), whose
-        held tail goes out before any other event. An event too big for one
-        line is split or cut (sandpit_limit)."""
-        if obj.get("type") not in ("stdout", "stderr", "hello"):
-            for name in self.maskers:
-                self.emit(name, b"", final=True)
-            obj = self.values.mask_obj(obj)
-        self.sock.sendall(b"".join(sandpit_limit.lines(obj)))
-
-    def emit(self, name, data, final=False):
-        text = self.maskers[name].feed(self.decoders[name].decode(data, final), final)
-        if text:
-            self.send({"type": name, "text": text})
-
     def drain(self):
         for f in list(self.out):
             while f in self.out:
@@ -166,19 +145,8 @@ class Bridge:
                     break
                 self.emit(self.out[f], data)
 
-    def set_secrets(self, extra):
-        """Masks the sandbox's values plus a run's own (its secret_env)."""
-        self.values = sandpit_mask.Values(self.secret_values + extra)
-        for m in self.maskers.values():
-            m.values = self.values
-
     def run(self, req):
-        self.count += 1
-        self.send({"type": "number_of_executions", "execution_count": self.count})
-        secret_env = req.get("secret_env") or {}
-        self.set_secrets([v for v in secret_env.values() if isinstance(v, str)])
-        env = dict(req.get("env") or {})
-        env.update(secret_env)
+        env = self.begin(req)
         code = req.get("code", "")
         line = json.dumps({"code": code if isinstance(code, str) else "", "env": env}) + "\n"
         try:
@@ -188,12 +156,10 @@ class Bridge:
             # The interpreter exited (quit(), System.exit): so does the bridge,
             # with its status, which the agent reports as ContextDied.
             self.drain()
-            for name in self.maskers:
-                self.emit(name, b"", final=True)
+            self.flush_streams()
             rc = self.child.wait()
             sys.exit(rc if rc >= 0 else 128 - rc)
-        self.send({"type": "end_of_execution"})
-        self.set_secrets([])
+        self.end()
 
     def pump(self):
         """Forwards output and events until the child's "done"."""
@@ -214,17 +180,9 @@ class Bridge:
                 if t in FORWARDED:
                     self.send(ev)
 
-    def serve(self):
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            self.run(json.loads(line))
-
 
 def main():
-    token = sys.stdin.readline().strip()
-    sys.stdin = open(os.devnull)
+    token = sandpit_kernel.read_token()
     if len(sys.argv) != 3 or sys.argv[1] not in CHILDREN:
         sys.exit("usage: bridge.py r|java SOCKET")
     Bridge(sys.argv[1], sys.argv[2], token, sandpit_mask.sandbox_values()).serve()

@@ -6,6 +6,10 @@
 # top-level expression at a time in the global environment, as R's REPL
 # does: a visible value is printed, except the last one, which is the run's
 # result (its text as print() shows it; a data frame also as html and json).
+# Plots: R's default device is a png file per page in a private directory;
+# after each run the pages drawn are image/png results, as matplotlib
+# figures are in python.py. display() (IRdisplay's name, in E2B's R kernel)
+# emits a value as a result that is not the main one.
 local({
   reqs <- file("/dev/fd/3", open = "r", blocking = TRUE, raw = TRUE)
   evs <- file("/dev/fd/4", open = "w", blocking = TRUE, raw = TRUE)
@@ -74,6 +78,71 @@ local({
            "</tr></thead><tbody>", paste(rows, collapse = ""), "</tbody></table>")
   }
 
+  # The text, html and json of a value, as the main result has them.
+  bundle <- function(value) {
+    ev <- list(text = paste(utils::capture.output(print(value)), collapse = "\n"))
+    if (is.data.frame(value) || (is.list(value) && !is.null(names(value)))) {
+      j <- tryCatch(jsonlite::fromJSON(to_json(value), simplifyVector = FALSE),
+                    error = function(e) NULL)
+      if (!is.null(j)) ev$json <- j
+    }
+    if (is.data.frame(value)) {
+      h <- tryCatch(html_table(value), error = function(e) NULL)
+      if (!is.null(h)) ev$html <- h
+    }
+    ev
+  }
+  result <- function(ev, main) send(c(list(type = "result"), ev, list(is_main_result = main)))
+  png_base64 <- function(file) jsonlite::base64_enc(readBin(file, "raw", file.info(file)$size))
+
+  # Plots: a device opened because code draws with none open is a png file
+  # per page (plot-<run>-<device>-<page>.png); flush_plots() closes those
+  # devices at the run's end and sends their pages. A device the code opened
+  # itself (png("f.png"), pdf()) is left alone.
+  plot_dir <- tempfile("sandpit-r-plots-")
+  dir.create(plot_dir, mode = "0700")
+  plots <- new.env()
+  plots$run <- 0L
+  plots$devices <- integer()
+  options(device = function(...) {
+    k <- length(plots$devices) + 1L
+    grDevices::png(file.path(plot_dir, sprintf("plot-%05d-%03d-%%03d.png", plots$run, k)),
+                   width = 672, height = 480, res = 96)
+    plots$devices <- c(plots$devices, grDevices::dev.cur())
+  })
+  flush_plots <- function() {
+    for (d in plots$devices) if (d %in% grDevices::dev.list()) grDevices::dev.off(d)
+    plots$devices <- integer()
+    files <- sort(list.files(plot_dir, pattern = "^plot-.*[.]png$", full.names = TRUE))
+    for (f in files) {
+      b <- tryCatch(png_base64(f), error = function(e) NULL)
+      unlink(f)
+      if (!is.null(b)) result(list(text = "<plot 672x480>", png = b), FALSE)
+    }
+  }
+
+  # display(x, ...): each value as a result (text, and html and json as for
+  # the main result); display_html(), display_markdown(), display_png(file)
+  # as IRdisplay has them. In an attached environment, not the global one.
+  api <- new.env()
+  api$display <- function(...) {
+    for (v in list(...)) result(bundle(v), FALSE)
+    invisible()
+  }
+  api$display_html <- function(html) {
+    result(list(text = paste(html, collapse = "\n"), html = paste(html, collapse = "\n")), FALSE)
+    invisible()
+  }
+  api$display_markdown <- function(md) {
+    result(list(text = paste(md, collapse = "\n"), markdown = paste(md, collapse = "\n")), FALSE)
+    invisible()
+  }
+  api$display_png <- function(file) {
+    result(list(text = basename(file), png = png_base64(file)), FALSE)
+    invisible()
+  }
+  attach(api, name = "sandpit:display", warn.conflicts = FALSE)
+
   .sandpit_cell <- function(expr) withVisible(eval(expr, globalenv()))
 
   run <- function(code) {
@@ -101,18 +170,7 @@ local({
         print(r$value)
         next
       }
-      text <- paste(utils::capture.output(print(r$value)), collapse = "\n")
-      ev <- list(type = "result", text = text, is_main_result = TRUE)
-      if (is.data.frame(r$value) || (is.list(r$value) && !is.null(names(r$value)))) {
-        j <- tryCatch(jsonlite::fromJSON(to_json(r$value), simplifyVector = FALSE),
-                      error = function(e) NULL)
-        if (!is.null(j)) ev$json <- j
-      }
-      if (is.data.frame(r$value)) {
-        h <- tryCatch(html_table(r$value), error = function(e) NULL)
-        if (!is.null(h)) ev$html <- h
-      }
-      send(ev)
+      result(bundle(r$value), TRUE)
     }
   }
 
@@ -135,7 +193,10 @@ local({
     req <- jsonlite::fromJSON(line, simplifyVector = FALSE)
     env <- req$env
     if (is.null(env)) env <- list()
+    plots$run <- plots$run + 1L
     tryCatch(with_env(env, function() run(req$code)), interrupt = function(e) NULL)
+    tryCatch(flush_plots(), error = function(e) message("sandpit: plots: ", conditionMessage(e)),
+             interrupt = function(e) NULL)
     send(list(type = "done"))
   }
 })

@@ -28,7 +28,7 @@ function requireTypescript() {
       if (e.code !== 'MODULE_NOT_FOUND') throw e;
     }
   }
-  process.stderr.write('the typescript module is not installed (Debian: node-typescript)\n');
+  process.stderr.write("this sandbox's template has no TypeScript (the typescript module is not installed; Debian: node-typescript)\n");
   process.exit(1);
 }
 

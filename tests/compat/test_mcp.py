@@ -112,6 +112,8 @@ def test_run_python_text_and_image(mcp, agent):
     assert any("png" in r["formats"] for r in s["results"])
     assert out["state"] == "42"
     assert out["codeError"] == {"isError": True, "name": "ZeroDivisionError"}
+    assert out["noR"]["isError"] is True, out["noR"]
+    assert "this sandbox's template has no R (Rscript is not installed)" in out["noR"]["text"], out["noR"]
     assert wait_gone(agent, [s["sandbox_id"]]) == []  # the session ended: its sandbox went
 
 

@@ -30,6 +30,8 @@ def test_code_interpreter_languages(sdk):
     assert out["r"] == "[1] 42" and out["rStdout"] == "from r\n"
     assert out["java"] == "42"
     assert out["javaErr"] == "NumberFormatException"
+    assert out["rPng"] == ["89504e470d0a1a0a"]  # a PNG file's signature
+    assert out["javaHtml"] == ["<b>hi</b>"]
     assert out["rCtx"] == "r"
     assert out["rCtxIsolated"] == "[1] FALSE"
     assert out["killed"] is True

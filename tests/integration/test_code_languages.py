@@ -3,12 +3,13 @@ r_kernel.R and JavaKernel.java through bridge.py; docs/code-interpreter.md)
 in sandboxes of the `host` template, which has the host's node-typescript,
 R and JDK (mk/deps.sh)."""
 
+import base64
 import os
 
 import pytest
 
-from conftest import Response, assert_error, wait_for
-from test_code import Run, ctx_path, ok, open_run, run_code
+from conftest import Response, assert_error, need_default_template, wait_for
+from test_code import Run, ctx_path, ok, open_run, png_decode, run_code
 
 SECRET = "kern-s3cret-Hq4Rt8"
 SECRET2 = "run-s3cret-Zp2Lw5"
@@ -177,11 +178,87 @@ def test_unknown_language_lists_the_languages(client, sandbox):
         assert name in body["message"], body
 
 
-def test_r_data_frame_is_html_and_json(client, make_sandbox):
-    if not os.path.exists(LANGS["r"].need):
-        pytest.skip("R is missing: mk/deps.sh installs it")
-    sid = make_sandbox()["id"]
-    r = ok(run_code(client, sid, 'data.frame(a = 1:2, b = c("x", "<y>"))', language="r"))
-    assert r.text.splitlines()[0].split() == ["a", "b"], r
+# Rich results: per language, runs in one sandbox, each (code, check of the Run).
+
+def r_plots(r):
+    """Every page drawn is a PNG after the main result, in the order drawn."""
+    assert [(ev["is_main_result"], "png" in ev) for ev in r.results] == [(True, False)] + [(False, True)] * 3, r
+    assert r.main["text"] == '[1] "done"', r
+    for ev in r.results[1:]:
+        assert ev["text"] == "<plot 672x480>", ev["text"]
+        assert png_decode(base64.b64decode(ev["png"])) == (672, 480)
+
+
+def no_results(r):
+    assert ok(r).results == [], r  # the last run's plots are not sent again
+
+
+def r_error_after_plot(r):
+    assert r.err and r.err["name"] == "simpleError" and r.err["value"] == "boom", r
+    assert [png_decode(base64.b64decode(ev["png"])) for ev in r.results] == [(672, 480)], r
+
+
+def r_main_data_frame(r):
+    assert ok(r).text.splitlines()[0].split() == ["a", "b"], r
     assert r.main["json"] == [{"a": 1, "b": "x"}, {"a": 2, "b": "<y>"}], r
     assert r.main["html"].startswith('<table class="dataframe">') and "<td>&lt;y&gt;</td>" in r.main["html"], r
+
+
+def r_display(r):
+    df, html, main = ok(r).results
+    assert not df["is_main_result"] and df["json"] == [{"a": 1, "b": "x"}, {"a": 2, "b": "<y>"}], r
+    assert df["html"].startswith('<table class="dataframe">') and df["text"].splitlines()[0].split() == ["a", "b"]
+    assert not html["is_main_result"] and html["html"] == "<b>hi</b>", r
+    assert main["is_main_result"] and main["text"] == "[1] 3", r
+
+
+def java_display(r):
+    plain, html, image, main = ok(r).results
+    assert plain == {"type": "result", "text": "plain", "is_main_result": False}, r
+    assert html["html"] == "<b>hi</b>" and html["is_main_result"] is False, r
+    assert image["text"] == "<image 5x4>" and png_decode(base64.b64decode(image["png"])) == (5, 4), r
+    assert main["is_main_result"] and main["text"] == "7", r
+
+
+def java_display_bad_type(r):
+    assert r.err and r.err["name"] == "IllegalArgumentException", r
+    assert "unknown MIME type text/bogus" in r.err["value"] and r.results == [], r
+
+
+RICH = {
+    "r": [
+        ('plot(1:10)\nhist(c(1, 2, 2, 3))\nplot(1:3); abline(h = 2)\n"done"', r_plots),
+        ("x <- 1", no_results),
+        ('plot(1)\nstop("boom")', r_error_after_plot),
+        ('data.frame(a = 1:2, b = c("x", "<y>"))', r_main_data_frame),
+        ('display(data.frame(a = 1:2, b = c("x", "<y>"))); display_html("<b>hi</b>"); 3', r_display),
+    ],
+    "java": [
+        ('display("plain"); display("<b>hi</b>", "text/html");\n'
+         "display(new java.awt.image.BufferedImage(5, 4, java.awt.image.BufferedImage.TYPE_INT_RGB));\n7",
+         java_display),
+        ('display(1, "text/bogus");', java_display_bad_type),
+    ],
+}
+
+
+@pytest.mark.parametrize("lang", sorted(RICH), indirect=True)
+def test_rich_results(client, make_sandbox, lang):
+    """Plots and display(): results besides the main one, as python.py's
+    matplotlib figures and display() give."""
+    sid = make_sandbox(memory="1Gi")["id"]
+    for code, check in RICH[lang.name]:
+        check(run_code(client, sid, code, language=lang.name))
+
+
+def test_a_template_without_the_language_says_so(client, make_sandbox):
+    """The `default` template has none of the three: the start error names
+    what is missing (the MCP server's run_code lists all six languages)."""
+    need_default_template()
+    sid = make_sandbox(template="default")["id"]
+    for name, missing in (("r", "R (Rscript is not installed)"), ("java", "Java (java is not installed)"),
+                          ("typescript", "TypeScript (the typescript module is not installed")):
+        r = run_code(client, sid, "1", language=name)
+        assert r.status == 500, r
+        assert r.error["message"].startswith(f"the {name} kernel exited while starting: "
+                                             f"this sandbox's template has no {missing}"), r

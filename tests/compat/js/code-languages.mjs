@@ -16,6 +16,11 @@ try {
   out.java = java.text ?? null
   const err = await sbx.runCode('Integer.parseInt("x")', { language: 'java' })
   out.javaErr = err.error?.name ?? null
+  // Rich results: an R plot is a PNG, Java's display() of html is html.
+  const plot = await sbx.runCode('plot(1:10)', { language: 'r' })
+  out.rPng = plot.results.filter(x => x.png).map(x => Buffer.from(x.png, 'base64').subarray(0, 8).toString('hex'))
+  const shown = await sbx.runCode('display("<b>hi</b>", "text/html")', { language: 'java' })
+  out.javaHtml = shown.results.map(x => x.html ?? null)
   const ctx = await sbx.createCodeContext({ language: 'r' })
   out.rCtx = ctx.language
   out.rCtxIsolated = (await sbx.runCode('exists("k")', { context: ctx })).text ?? null

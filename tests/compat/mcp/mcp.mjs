@@ -66,6 +66,9 @@ if (scenario === 'tools') {
   out.state = text(await client.callTool({ name: 'run_code', arguments: { code: 'x + 1' } }))
   const err = await client.callTool({ name: 'run_code', arguments: { code: '1/0' } })
   out.codeError = { isError: err.isError ?? false, name: err.structuredContent?.error?.name ?? null }
+  // The session's template (default) has no R: the error says so.
+  const noR = await client.callTool({ name: 'run_code', arguments: { code: '1', language: 'r' } })
+  out.noR = { isError: noR.isError ?? false, text: text(noR) }
   await end()
 } else if (scenario === 'files') {
   const w = await client.callTool({ name: 'write_file',
