@@ -3,7 +3,9 @@
 #include "agent-conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,42 @@ int gw_url_host_port(const char *url, const char *default_port, char *host, size
         return 0;
 }
 
-static int tcp_connect(const char *host, const char *port, int *ret)
+/* connect() bounded by timeout_ms: non-blocking, then poll() for the
+ * answer. -ETIMEDOUT when the address never answered (SYNs dropped, a full
+ * backlog); the socket is blocking again on success. */
+static int connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        if (connect(fd, sa, len) < 0) {
+                if (errno != EINPROGRESS)
+                        return -errno;
+                uint64_t deadline = now_monotonic_us() + (uint64_t) timeout_ms * 1000;
+                for (;;) {
+                        uint64_t now = now_monotonic_us();
+                        if (now >= deadline)
+                                return -ETIMEDOUT;
+                        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+                        int n = poll(&pf, 1, (int) ((deadline - now + 999) / 1000));
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                return -errno;
+                        if (n > 0)
+                                break;
+                }
+                int e = 0;
+                socklen_t el = sizeof(e);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+                        return -errno;
+                if (e)
+                        return -e;
+        }
+        return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
+}
+
+static int tcp_connect(const char *host, const char *port, int timeout_ms, int *ret)
 {
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         struct addrinfo *ai = NULL;
@@ -67,12 +104,11 @@ static int tcp_connect(const char *host, const char *port, int *ret)
                         r = -errno;
                         continue;
                 }
-                if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+                r = connect_bounded(fd, a->ai_addr, a->ai_addrlen, timeout_ms);
+                if (r == 0) {
                         *ret = fd;
-                        r = 0;
                         break;
                 }
-                r = -errno;
                 close(fd);
         }
         freeaddrinfo(ai);
@@ -138,7 +174,8 @@ void gw_conn_free(GwConn *c)
                 c->ops->free(c);
 }
 
-int gw_conn_open(const char *url, const AgentClientTls *tls, GwConn **ret, char *err, size_t errlen)
+int gw_conn_open(const char *url, const AgentClientTls *tls, int connect_timeout_ms, GwConn **ret,
+                 char *err, size_t errlen)
 {
         bool https = strncmp(url, "https://", 8) == 0;
         int fd = -1, r;
@@ -155,10 +192,15 @@ int gw_conn_open(const char *url, const AgentClientTls *tls, GwConn **ret, char 
                 r = gw_url_host_port(url, https ? "443" : "80", host, sizeof(host), port,
                                      sizeof(port));
                 if (r >= 0)
-                        r = tcp_connect(host, port, &fd);
+                        r = tcp_connect(host, port, connect_timeout_ms, &fd);
         } else {
                 snprintf(err, errlen, "the agent's address has an unknown scheme");
                 return -EPROTONOSUPPORT;
+        }
+        if (r == -ETIMEDOUT) {
+                snprintf(err, errlen, "the agent did not answer the connect within %d ms",
+                         connect_timeout_ms);
+                return r;
         }
         if (r < 0) {
                 snprintf(err, errlen, "cannot connect to the agent: %s", strerror(-r));

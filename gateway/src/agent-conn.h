@@ -36,9 +36,14 @@ struct GwConn {
  * (NULL: the URL's host); anything after host:port is ignored. On failure
  * err says why (a TLS failure: -EKEYREJECTED for a certificate that does not
  * verify, -ECONNABORTED for any other handshake failure) and nothing is left
- * open. */
-int gw_conn_open(const char *url, const AgentClientTls *tls, GwConn **ret, char *err,
-                 size_t errlen);
+ * open. A TCP connect that gets no answer within connect_timeout_ms
+ * fails with -ETIMEDOUT (the TLS handshake after it has its own bound). */
+int gw_conn_open(const char *url, const AgentClientTls *tls, int connect_timeout_ms, GwConn **ret,
+                 char *err, size_t errlen);
+
+/* The bound the port proxy puts on a connect to an agent, as on its TLS
+ * handshake (agent-tls.c). */
+#define GW_AGENT_CONNECT_TIMEOUT_MS 10000
 
 static inline ssize_t gw_conn_recv(GwConn *c, void *buf, size_t len)
 {

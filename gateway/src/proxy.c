@@ -322,7 +322,7 @@ void gw_proxy_handle(GwRequest *r)
         AgentClientTls tls;
         err[0] = 0;
         agent_client_get_tls(&tls);
-        k = gw_conn_open(url, &tls, &p->conn, err, sizeof(err));
+        k = gw_conn_open(url, &tls, GW_AGENT_CONNECT_TIMEOUT_MS, &p->conn, err, sizeof(err));
         const char *up = gw_header(r, "Upgrade");
         const char *conn = gw_header(r, "Connection");
         bool upgrade = up && conn && strcasestr(conn, "upgrade");
@@ -337,9 +337,10 @@ void gw_proxy_handle(GwRequest *r)
                 k = read_head(p, &head_len);
         if (k < 0) {
                 proxy_free(p);
-                /* gw_conn_open() said why; later failures are the socket's */
-                http_respond_error(r->req, 502, "the agent's port proxy: %s",
-                                   err[0] ? err : strerror(-k));
+                /* gw_conn_open() said why; later failures are the socket's.
+                 * An agent that never answered the connect: 504. */
+                http_respond_error(r->req, k == -ETIMEDOUT && err[0] ? 504 : 502,
+                                   "the agent's port proxy: %s", err[0] ? err : strerror(-k));
                 return;
         }
         p->off = head_len;

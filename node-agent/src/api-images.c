@@ -9,49 +9,92 @@
 #include "sandpit/json.h"
 #include "sandpit/macro.h"
 
-static void handle_pull(Agent *a, HttpRequest *req)
+/* What a pull or a push asks for. auth is the caller's credentials as text,
+ * for this request only: image_request_done() wipes it. */
+typedef struct {
+        json_object *body;
+        const char *ref, *to;          /* to: a push's destination */
+        json_object *refresh, *verify; /* a pull's, or NULL */
+        const char *auth;
+        size_t auth_len;
+} ImageRequest;
+
+static void image_request_done(ImageRequest *r)
 {
-        cleanup_json json_object *body = NULL;
-        if (http_request_parse_json(req, &body) < 0)
-                return;
-        const char *ref = json_str(body, "image");
-        json_object *refresh = json_field(body, "refresh"), *verify = json_field(body, "verify");
-        json_object *auth = json_field(body, "auth");
-        bool bad = !ref || (refresh && !json_object_is_type(refresh, json_type_boolean)) ||
-                   (verify && !json_object_is_type(verify, json_type_boolean)) ||
-                   (auth && !json_object_is_type(auth, json_type_object));
-        json_object_object_foreach(body, key, val) {
+        if (r->auth)
+                explicit_bzero((char *) r->auth, r->auth_len);
+        json_object_put(r->body);
+        *r = (ImageRequest){0};
+}
+
+static bool is_bool_or_absent(json_object *v)
+{
+        return !v || json_object_is_type(v, json_type_boolean);
+}
+
+/* The body of a pull ({"image", "refresh", "verify", "auth"}) or of a push
+ * ({"image", "to", "auth"}); anything else is answered 400 with the route's
+ * usage, and -1 returned. */
+static int parse_image_request(HttpRequest *req, bool push, ImageRequest *r)
+{
+        *r = (ImageRequest){0};
+        if (http_request_parse_json(req, &r->body) < 0)
+                return -1;
+        r->ref = json_str(r->body, "image");
+        r->to = json_str(r->body, "to");
+        r->refresh = json_field(r->body, "refresh");
+        r->verify = json_field(r->body, "verify");
+        json_object *auth = json_field(r->body, "auth");
+        bool bad = !r->ref || (push && !r->to) ||
+                   (auth && !json_object_is_type(auth, json_type_object)) ||
+                   !is_bool_or_absent(r->refresh) || !is_bool_or_absent(r->verify);
+        json_object_object_foreach(r->body, key, val) {
                 (void) val;
-                if (!streq(key, "image") && !streq(key, "refresh") && !streq(key, "verify") &&
-                    !streq(key, "auth"))
+                bool known =
+                        streq(key, "image") || streq(key, "auth") ||
+                        (push ? streq(key, "to") : streq(key, "refresh") || streq(key, "verify"));
+                if (!known)
                         bad = true;
         }
         if (bad) {
-                http_respond_error(req, 400,
-                                   "body must be {\"image\": REF} (and optionally "
-                                   "\"refresh\": false to keep a pulled tag, \"auth\": a docker "
-                                   "config object with this pull's credentials, \"verify\": "
-                                   "true to check a cached copy against them)");
-                return;
+                if (push)
+                        http_respond_error(req, 400,
+                                           "body must be {\"image\": REF, \"to\": "
+                                           "REGISTRY/REPOSITORY[:TAG]} (and optionally \"auth\": "
+                                           "a docker config object with this push's credentials)");
+                else
+                        http_respond_error(req, 400,
+                                           "body must be {\"image\": REF} (and optionally "
+                                           "\"refresh\": false to keep a pulled tag, \"auth\": a "
+                                           "docker config object with this pull's credentials, "
+                                           "\"verify\": true to check a cached copy against them)");
+                image_request_done(r);
+                return -1;
         }
-        /* The caller's credentials: for this pull only, never logged or kept. */
-        size_t auth_len = 0;
-        const char *text =
-                auth ? json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN, &auth_len)
-                     : NULL;
+        /* The caller's credentials: for this request only, never logged or kept. */
+        if (auth)
+                r->auth = json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN,
+                                                            &r->auth_len);
+        return 0;
+}
+
+static void handle_pull(Agent *a, HttpRequest *req)
+{
+        ImageRequest q;
+        if (parse_image_request(req, false, &q) < 0)
+                return;
         ImagePullOptions o = {
                 /* An explicit pull resolves the tag again, as `docker pull` does. */
-                .refresh = refresh ? json_object_get_boolean(refresh) : true,
+                .refresh = q.refresh ? json_object_get_boolean(q.refresh) : true,
                 /* Credentials of its own: the node's copy is checked against them. */
-                .verify = verify ? json_object_get_boolean(verify) : auth != NULL,
-                .auth = text,
-                .auth_len = auth_len,
+                .verify = q.verify ? json_object_get_boolean(q.verify) : q.auth != NULL,
+                .auth = q.auth,
+                .auth_len = q.auth_len,
         };
         char err[768] = "";
         json_object *img = NULL;
-        int r = image_pull_with(a->images, ref, &o, &img, err, sizeof(err));
-        if (text)
-                explicit_bzero((char *) text, auth_len);
+        int r = image_pull_with(a->images, q.ref, &o, &img, err, sizeof(err));
+        image_request_done(&q);
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot pull");
                 return;
@@ -61,34 +104,13 @@ static void handle_pull(Agent *a, HttpRequest *req)
 
 static void handle_push(Agent *a, HttpRequest *req)
 {
-        cleanup_json json_object *body = NULL;
-        if (http_request_parse_json(req, &body) < 0)
+        ImageRequest q;
+        if (parse_image_request(req, true, &q) < 0)
                 return;
-        const char *ref = json_str(body, "image"), *to = json_str(body, "to");
-        json_object *auth = json_field(body, "auth");
-        bool bad = !ref || !to || (auth && !json_object_is_type(auth, json_type_object));
-        json_object_object_foreach(body, key, val) {
-                (void) val;
-                if (!streq(key, "image") && !streq(key, "to") && !streq(key, "auth"))
-                        bad = true;
-        }
-        if (bad) {
-                http_respond_error(req, 400,
-                                   "body must be {\"image\": REF, \"to\": "
-                                   "REGISTRY/REPOSITORY[:TAG]} (and optionally \"auth\": a "
-                                   "docker config object with this push's credentials)");
-                return;
-        }
-        /* The caller's credentials: for this push only, never logged or kept. */
-        size_t auth_len = 0;
-        const char *text =
-                auth ? json_object_to_json_string_length(auth, JSON_C_TO_STRING_PLAIN, &auth_len)
-                     : NULL;
         char err[768] = "";
         json_object *out = NULL;
-        int r = image_push(a->images, ref, to, text, auth_len, &out, err, sizeof(err));
-        if (text)
-                explicit_bzero((char *) text, auth_len);
+        int r = image_push(a->images, q.ref, q.to, q.auth, q.auth_len, &out, err, sizeof(err));
+        image_request_done(&q);
         if (r < 0) {
                 api_respond_errno(req, r, err, "cannot push");
                 return;

@@ -194,6 +194,10 @@ int pools_name(json_object *tmpl, char *buf, size_t len);
 int pools_request(json_object *tmpl, json_object **ret, char *msg, size_t msglen);
 /* Whether an agent's pool (its JSON) has req's template and shape and size. */
 bool pools_same(json_object *pool, json_object *req, unsigned size);
+/* Whether it has req's shape as the agent keys pools by it (one pool a
+ * shape): the template (as asked or as the agent named it), cpu, memory,
+ * pids and disk; not the kernel nor the size. */
+bool pools_same_shape(json_object *pool, json_object *req);
 /* status.warmPool. */
 json_object *pools_status_json(long ready, long total, const char *msg);
 /* One pass over the live agents and the templates; 0, or < 0 to retry. */

@@ -138,18 +138,27 @@ static bool int_equal(json_object *a, json_object *b)
         return a && b && json_object_get_int64(a) == json_object_get_int64(b);
 }
 
-bool pools_same(json_object *pool, json_object *req, unsigned size)
+bool pools_same_shape(json_object *pool, json_object *req)
 {
-        /* An image's pool is named canonically by the agent: compared as asked. */
-        const char *t = json_str(pool, "requested_template") ?: json_str(pool, "template");
+        /* An image's pool is named canonically by the agent: compared as
+         * asked, and as the agent named it. */
+        const char *asked = json_str(pool, "requested_template"), *t = json_str(pool, "template");
         const char *want = json_str(req, "template");
         json_object *cpu = json_field(pool, "cpu"), *wcpu = json_field(req, "cpu");
-        json_object *sz = json_field(pool, "size");
-        return t && want && streq(t, want) && cpu && wcpu &&
+        return want && ((asked && streq(asked, want)) || (t && streq(t, want))) && cpu && wcpu &&
                fabs(json_object_get_double(cpu) - json_object_get_double(wcpu)) < 1e-6 &&
                int_equal(json_field(pool, "memory"), json_field(req, "memory")) &&
                int_equal(json_field(pool, "pids"), json_field(req, "pids")) &&
-               int_equal(json_field(pool, "disk"), json_field(req, "disk")) &&
+               int_equal(json_field(pool, "disk"), json_field(req, "disk"));
+}
+
+bool pools_same(json_object *pool, json_object *req, unsigned size)
+{
+        /* As asked: a pool put with another spelling of its image is put again. */
+        const char *t = json_str(pool, "requested_template") ?: json_str(pool, "template");
+        const char *want = json_str(req, "template");
+        json_object *sz = json_field(pool, "size");
+        return t && want && streq(t, want) && pools_same_shape(pool, req) &&
                json_object_get_boolean(json_field(pool, "kernel")) ==
                        json_object_get_boolean(json_field(req, "kernel")) &&
                sz && json_object_get_int64(sz) == (int64_t) size;
@@ -161,7 +170,7 @@ typedef struct {
         char name[64];    /* its pool's name */
         WarmPoolSpec spec;
         json_object *req; /* the PUT body without size; NULL: cannot be pooled */
-        char msg[256];    /* why not, or the last agent's refusal */
+        char msg[384];    /* why not, or the last agent's refusal */
         long ready, total;
 } Want;
 
@@ -210,6 +219,19 @@ static int live_agents(Operator *op, AgentInfo **ret, size_t *ret_n)
         return 0;
 }
 
+/* The older template first (then by namespace and name): of two with one
+ * shape, it is the one that gets the pool where neither has it yet. */
+static int by_age(const void *a, const void *b)
+{
+        json_object *x = ((const Want *) a)->obj, *y = ((const Want *) b)->obj;
+        const char *tx = json_str(json_field(x, "metadata"), "creationTimestamp") ?: "";
+        const char *ty = json_str(json_field(y, "metadata"), "creationTimestamp") ?: "";
+        int c = strcmp(tx, ty);
+        if (c == 0)
+                c = strcmp(k8s_obj_namespace(x) ?: "", k8s_obj_namespace(y) ?: "");
+        return c ? c : strcmp(k8s_obj_name(x) ?: "", k8s_obj_name(y) ?: "");
+}
+
 static Want *wanted(Operator *op, size_t *ret_n)
 {
         cleanup_strv char **keys = NULL;
@@ -234,6 +256,7 @@ static Want *wanted(Operator *op, size_t *ret_n)
                         x->req = NULL;
                 n++;
         }
+        qsort(w, n, sizeof(*w), by_age);
         *ret_n = n;
         return w;
 }
@@ -264,7 +287,58 @@ static int add_view(PoolView **views, const char *node, const char *pool, long r
         return 0;
 }
 
-/* One agent: its pools made to match the wants; views of what it has. */
+/* The want that keeps the pool named name on this node, or NULL. */
+static Want *keeper(Want *w, size_t nw, const char *name, size_t nodes, size_t index)
+{
+        for (size_t i = 0; i < nw; i++)
+                if (streq(w[i].name, name) && w[i].req &&
+                    pools_node_size(&w[i].spec, nodes, index) > 0)
+                        return &w[i];
+        return NULL;
+}
+
+/* The agent keys its pools by shape as well as by name (a second pool of
+ * one shape is refused, 409, at every pass): the pool of another name that
+ * has, or will have once this pass is done, x's shape on this agent, or
+ * NULL. A pool there already keeps its shape; of two new ones the older
+ * template's is put. *ret_owner: the template whose pool it is, when it is
+ * one of the operator's. */
+static const char *shape_taken(json_object *have, Want *w, size_t nw, const Want *x, size_t nodes,
+                               size_t index, const Want **ret_owner)
+{
+        *ret_owner = NULL;
+        size_t n = json_object_is_type(have, json_type_array) ? json_object_array_length(have) : 0;
+        for (size_t j = 0; j < n; j++) {
+                json_object *shape = json_object_array_get_idx(have, j);
+                const char *name = json_str(shape, "name");
+                const Want *k = NULL;
+                if (!name || streq(name, x->name))
+                        continue;
+                if (strncmp(name, POOLS_NAME_PREFIX, strlen(POOLS_NAME_PREFIX)) == 0) {
+                        /* the operator's: deleted already, or put with its template's shape */
+                        if (!(k = keeper(w, nw, name, nodes, index)))
+                                continue;
+                        shape = k->req;
+                }
+                if (pools_same_shape(shape, x->req)) {
+                        *ret_owner = k;
+                        return name;
+                }
+        }
+        if (find_pool(have, x->name))
+                return NULL;
+        for (const Want *k = w; k < x; k++)
+                if (k->req && pools_node_size(&k->spec, nodes, index) > 0 &&
+                    !find_pool(have, k->name) && pools_same_shape(k->req, x->req)) {
+                        *ret_owner = k;
+                        return k->name;
+                }
+        return NULL;
+}
+
+/* One agent: its pools made to match the wants; views of what it has. The
+ * operator's pools no template wants here go first, so that their shapes
+ * are free for the puts. */
 static int sync_agent(Operator *op, const AgentInfo *a, size_t nodes, size_t index, Want *w,
                       size_t nw, PoolView **views)
 {
@@ -278,17 +352,64 @@ static int sync_agent(Operator *op, const AgentInfo *a, size_t nodes, size_t ind
                 return log_warning_errno(r, "Warm pools: node %s: cannot list its pools: %ld %s",
                                          a->node, ae.status, agent_error_message(&ae));
         json_object *have = json_field(resp, "pools");
-        for (size_t i = 0; i < nw; i++) {
+        /* The operator's pools (its prefix) that no template wants here. */
+        size_t n = json_object_is_type(have, json_type_array) ? json_object_array_length(have) : 0;
+        for (size_t j = 0; j < n; j++) {
+                const char *name = json_str(json_object_array_get_idx(have, j), "name");
+                if (!name || strncmp(name, POOLS_NAME_PREFIX, strlen(POOLS_NAME_PREFIX)) != 0 ||
+                    keeper(w, nw, name, nodes, index))
+                        continue;
+                if (leader_check(op->leader) < 0)
+                        return -ECANCELED;
+                r = op->agent->pool_delete(&c, name, &ae);
+                if (r < 0 && !agent_error_not_found(r, &ae)) {
+                        log_warning("Warm pools: node %s: cannot delete pool %s: %ld %s", a->node,
+                                    name, ae.status, agent_error_message(&ae));
+                        continue;
+                }
+                log_info("Warm pools: node %s: pool %s removed (no template wants it)", a->node,
+                         name);
+        }
+        /* The pools there first, then the new ones: the shapes they leave are free. */
+        for (size_t step = 0; step < 2 * nw; step++) {
+                size_t i = step % nw;
                 unsigned size = w[i].req ? pools_node_size(&w[i].spec, nodes, index) : 0;
                 json_object *p = find_pool(have, w[i].name);
-                if (!size)
-                        continue; /* deleted below when it is there */
+                if (!size || (p != NULL) != (step < nw))
+                        continue; /* not here: deleted above when it was there */
                 if (p && pools_same(p, w[i].req, size)) {
                         json_object *ready = json_field(p, "ready");
-                        long n = ready ? (long) json_object_get_int64(ready) : 0;
-                        w[i].ready += n;
-                        if (add_view(views, a->node, w[i].name, n) < 0)
+                        long k = ready ? (long) json_object_get_int64(ready) : 0;
+                        w[i].ready += k;
+                        if (add_view(views, a->node, w[i].name, k) < 0)
                                 return -ENOMEM;
+                        continue;
+                }
+                /* A shape the node already pools under another name: not put
+                 * (it would be refused, at every pass), and said why. */
+                const Want *owner = NULL;
+                const char *taken = shape_taken(have, w, nw, &w[i], nodes, index, &owner);
+                if (taken) {
+                        if (owner)
+                                snprintf(w[i].msg, sizeof(w[i].msg),
+                                         "no pool of its own: SandboxTemplate %.63s/%.63s has the "
+                                         "same shape (template and resources), and node %.64s "
+                                         "pools it once",
+                                         k8s_obj_namespace(owner->obj), k8s_obj_name(owner->obj),
+                                         a->node);
+                        else
+                                snprintf(w[i].msg, sizeof(w[i].msg),
+                                         "no pool of its own: node %.64s's pool %.63s has the "
+                                         "same shape (template and resources)",
+                                         a->node, taken);
+                        w[i].total -= size;
+                        /* its old shape's pool: nothing claims from it now */
+                        if (p && leader_check(op->leader) == 0 &&
+                            (r = op->agent->pool_delete(&c, w[i].name, &ae)) < 0 &&
+                            !agent_error_not_found(r, &ae))
+                                log_warning("Warm pools: node %s: cannot delete pool %s: %ld %s",
+                                            a->node, w[i].name, ae.status,
+                                            agent_error_message(&ae));
                         continue;
                 }
                 if (leader_check(op->leader) < 0)
@@ -307,29 +428,6 @@ static int sync_agent(Operator *op, const AgentInfo *a, size_t nodes, size_t ind
                 }
                 log_info("Warm pools: node %s keeps %u of SandboxTemplate %s/%s (pool %s)", a->node,
                          size, k8s_obj_namespace(w[i].obj), k8s_obj_name(w[i].obj), w[i].name);
-        }
-        /* The operator's pools (its prefix) that no template wants here. */
-        size_t n = json_object_is_type(have, json_type_array) ? json_object_array_length(have) : 0;
-        for (size_t j = 0; j < n; j++) {
-                const char *name = json_str(json_object_array_get_idx(have, j), "name");
-                if (!name || strncmp(name, POOLS_NAME_PREFIX, strlen(POOLS_NAME_PREFIX)) != 0)
-                        continue;
-                bool keep = false;
-                for (size_t i = 0; i < nw && !keep; i++)
-                        keep = streq(w[i].name, name) && w[i].req &&
-                               pools_node_size(&w[i].spec, nodes, index) > 0;
-                if (keep)
-                        continue;
-                if (leader_check(op->leader) < 0)
-                        return -ECANCELED;
-                r = op->agent->pool_delete(&c, name, &ae);
-                if (r < 0 && !agent_error_not_found(r, &ae)) {
-                        log_warning("Warm pools: node %s: cannot delete pool %s: %ld %s", a->node,
-                                    name, ae.status, agent_error_message(&ae));
-                        continue;
-                }
-                log_info("Warm pools: node %s: pool %s removed (no template wants it)", a->node,
-                         name);
         }
         return 0;
 }
@@ -354,7 +452,21 @@ static void write_status(Operator *op, json_object *tmpl, json_object *want)
         cleanup_json json_object *patch = json_object_new_object();
         json_object *st = json_object_new_object();
         json_object_object_add(patch, "status", st);
-        json_object_object_add(st, "warmPool", want ? json_object_get(want) : NULL);
+        json_object *wp = NULL;
+        if (want) {
+                /* a merge patch keeps what it does not name: a message gone is null */
+                wp = json_object_new_object();
+                json_object_object_foreach(want, k, v)
+                        json_object_object_add(wp, k, json_object_get(v));
+                if (cur && json_object_is_type(cur, json_type_object)) {
+                        json_object_object_foreach(cur, ck, cv) {
+                                (void) cv;
+                                if (!json_field(want, ck))
+                                        json_object_object_add(wp, ck, NULL);
+                        }
+                }
+        }
+        json_object_object_add(st, "warmPool", wp);
         cleanup_json json_object *out = NULL;
         K8sError e = {0};
         int r = k8s_patch(op->client, &operator_templates, k8s_obj_namespace(tmpl),
@@ -424,6 +536,7 @@ long pools_sync(Operator *op)
         }
         wants_free(w, nw);
         clear_statuses(op);
+        log_debug("Warm pools: pass done (%zu agents, %zu templates with a warmPool)", na, nw);
         /* An agent that did not answer is tried again soon, not at the next resync. */
         return failed < 0 ? failed : 0;
 }

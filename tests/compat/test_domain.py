@@ -15,37 +15,12 @@ import subprocess
 
 import pytest
 
-from conftest import (AGENT_BIN, HERE, SDK_LINES, Agent, make_key, refresh_gateway_port, start_agent,
-                      stop_agent)
+from conftest import (AGENT_BIN, HERE, SDK_LINES, UPGRADE_ECHO_SERVER, Agent, make_ca, make_cert, make_key,
+                      read_exactly, read_head, refresh_gateway_port, start_agent, stop_agent)
 
 pytestmark = pytest.mark.slow
 
 DOMAIN = "e2b.sandpit.test"
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(d, name):
-    """A CA certificate and key in d: (ca.pem path, key path)."""
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-             cwd=d)
-    return d / f"{name}.pem", d / f"{name}.key"
-
-
-def make_server_cert(d, ca, ca_key, domain):
-    """A certificate for *.domain (and domain) signed by ca: (cert, key)."""
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN=*.{domain}", cwd=d)
-    (d / "ext.cnf").write_text(f"subjectAltName=DNS:*.{domain},DNS:{domain}\n"
-                               "extendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca), "-CAkey", str(ca_key),
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
-    os.chmod(d / "server.key", 0o600)
-    return d / "server.pem", d / "server.key"
 
 
 def random_loopback():
@@ -66,9 +41,9 @@ def run_domain_env(addr, ca, key="e2b_" + "0" * 40):
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("compat-tls")
-    ca, ca_key = make_ca(d, "ca")
+    ca, _ = make_ca(d, "ca")
     other_ca, _ = make_ca(d, "other-ca")
-    cert, key = make_server_cert(d, ca, ca_key, DOMAIN)
+    cert, key = make_cert(d, "ca", "server", f"*.{DOMAIN}", san=f"DNS:*.{DOMAIN},DNS:{DOMAIN}")
     return {"ca": ca, "other_ca": other_ca, "cert": cert, "key": key}
 
 
@@ -162,10 +137,9 @@ def test_domain_tls_upgrade_relay(tls_agent, certs):
     import ssl
     import time
 
-    from test_wire import ECHO_SERVER, read_exactly, read_head
 
     sid = tls_agent.client.create(template="default")["id"]
-    r = tls_agent.client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["python3", "-c", ECHO_SERVER], "background": True})
+    r = tls_agent.client.post(f"/v1/sandboxes/{sid}/exec", {"cmd": ["python3", "-c", UPGRADE_ECHO_SERVER, "8090"], "background": True})
     assert r.status == 201, r
     ctx = ssl.create_default_context(cafile=str(certs["ca"]))
     host = f"8090-{sid}.{DOMAIN}"

@@ -7,7 +7,7 @@ import json
 import struct
 
 import pytest
-from conftest import refresh_gateway_port, wait_for
+from conftest import UPGRADE_ECHO_SERVER, read_exactly, read_head, refresh_gateway_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -256,55 +256,6 @@ def test_access_token_survives_an_agent_restart(agent, sandbox):
     assert tok not in agent.log_tail(lines=10000)
 
 
-ECHO_SERVER = r"""
-import socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 8090))
-s.listen(4)
-while True:
-    c, _ = s.accept()
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = c.recv(4096)
-        if not d:
-            break
-        head += d
-    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-    rest = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
-    if rest:
-        c.sendall(rest)
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-"""
-
-
-def read_head(s):
-    """Reads a response head (up to the blank line) from socket s."""
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
-        if not d:
-            break
-        head += d
-    return head
-
-
-def read_exactly(s, n):
-    """Reads n bytes from socket s (fewer when it closes)."""
-    got = b""
-    while len(got) < n:
-        d = s.recv(4096)
-        if not d:
-            break
-        got += d
-    return got
-
-
 def upgrade(port, sid, sandbox_port):
     """A raw Upgrade request to the gateway: (the response head, the socket)."""
     import socket
@@ -318,7 +269,7 @@ def test_port_proxy_upgrade_and_errors(agent, sandbox):
     import time
     sid = sandbox["sandboxID"]
     r = agent.client.post(f"/v1/sandboxes/{sid}/exec",
-                          {"cmd": ["python3", "-c", ECHO_SERVER], "background": True})
+                          {"cmd": ["python3", "-c", UPGRADE_ECHO_SERVER, "8090"], "background": True})
     assert r.status in (200, 201, 202), r
     # Until the server listens (502 before), bounded.
     deadline = time.monotonic() + 20

@@ -781,6 +781,119 @@ def start_agent(name, templates_dir, cls=None, **kw):
     return a
 
 
+def raw_unix(agent, data, timeout=30):
+    """Sends raw bytes to the agent's unix socket; what it answered, until it
+    closed. A reset while sending (it may answer before reading it all) or
+    while reading ends that side."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(agent.socket))
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    out = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    return out
+
+
+# --- TLS certificates and the port proxy's peers, for the TLS and gateway tests
+
+def openssl(*args, cwd):
+    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, f"openssl {' '.join(args)}: {p.stderr}"
+
+
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def make_ca(d, name, days=2):
+    """A CA (EC P-256) in directory d: (d/NAME.pem, d/NAME.key)."""
+    openssl("req", "-x509", *EC, "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", str(days),
+            "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign", cwd=d)
+    return Path(d) / f"{name}.pem", Path(d) / f"{name}.key"
+
+
+def make_cert(d, ca, name, cn, san=None, days=2):
+    """A server certificate for cn (subjectAltName san, else DNS:cn) signed by
+    the CA d/CA.pem: (d/NAME.pem, d/NAME.key, mode 0600)."""
+    openssl("req", "-new", *EC, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+    (Path(d) / f"{name}.ext").write_text(f"subjectAltName={san or 'DNS:' + cn}\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", str(days), "-extfile", f"{name}.ext", cwd=d)
+    os.chmod(Path(d) / f"{name}.key", 0o600)
+    return Path(d) / f"{name}.pem", Path(d) / f"{name}.key"
+
+
+# In a sandbox, on 127.0.0.1:argv[1]: answers any request with 101, then echoes bytes.
+UPGRADE_ECHO_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+while True:
+    c, _ = s.accept()
+    d = b""
+    while b"\\r\\n\\r\\n" not in d:
+        x = c.recv(4096)
+        if not x:
+            break
+        d += x
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+    rest = d.partition(b"\\r\\n\\r\\n")[2]
+    if rest:
+        c.sendall(rest)
+    while x := c.recv(65536):
+        c.sendall(x)
+    c.close()
+"""
+
+
+def read_head(s):
+    """Reads a response head (up to the blank line) from socket s."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        if not d:
+            break
+        head += d
+    return head
+
+
+def read_exactly(s, n):
+    """Reads n bytes from socket s (fewer when it closes)."""
+    got = b""
+    while len(got) < n:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return got
+
+
+def debug_agent_fixture(name):
+    """A module-scoped fixture: a second agent logging at debug level (so that
+    "never logged" covers every level), leak-checked and stopped at the end."""
+
+    @pytest.fixture(scope="module")
+    def dagent(templates_dir, agent):
+        a = start_agent(name, templates_dir, extra_args=["--log-level", "debug"])
+        yield a
+        stop_agent(a)
+
+    return dagent
+
+
 def write_token_file(directory):
     """A fresh bearer token in DIRECTORY/token (0600, as --token-file wants it):
     (path, token)."""

@@ -8,14 +8,10 @@ name's address, so "not reachable even by IP" is probed directly.
 """
 
 import json
-import random
-import socket
-import subprocess
-
-import pytest
 
 import test_network as tn
 from conftest import wait_for
+from netlab import lab_fixture, net  # noqa: F401
 
 UPSTREAM = tn.NODE
 OK_ADDR = tn.OUTSIDE2            # ok.test, TTL 1 (so the agent's floor applies)
@@ -124,19 +120,10 @@ time.sleep(3)
 class DnsLab(tn.Lab):
     """test_network's lab with this test's DNS server as the agent's upstream."""
 
+    dns = UPSTREAM
+
     def build(self):
-        orig = tn.start_agent
-
-        def with_our_dns(name, templates, **kw):
-            args = kw["extra_args"]
-            args[args.index("--dns") + 1] = UPSTREAM
-            return orig(name, templates, **kw)
-
-        tn.start_agent = with_our_dns
-        try:
-            super().build()
-        finally:
-            tn.start_agent = orig
+        super().build()
         for a in (WILD_ADDR, APEX_ADDR, BAD_ADDR, OTHER_ADDR):
             tn.sh("ip", "-n", self.outside, "addr", "add", f"{a}/32", "dev", f"v4o-{self.suffix}")
         self.start_server(self.node, DNS_SERVER)
@@ -160,21 +147,7 @@ class DnsLab(tn.Lab):
         return out
 
 
-@pytest.fixture(scope="module")
-def lab(templates_dir, agent):
-    lab = DnsLab(templates_dir)
-    try:
-        lab.build()
-    except Exception:
-        lab.destroy()
-        raise
-    yield lab
-    lab.destroy()
-
-
-@pytest.fixture
-def net(lab):
-    return lab.agent.client
+lab = lab_fixture(DnsLab)
 
 
 POLICY = {"egress": "allowlist", "allow": [{"host": "ok.test", "ports": [7001], "protocol": "tcp"},

@@ -3,13 +3,12 @@
 import json
 import re
 import shutil
-import socket
 import time
 from datetime import datetime
 
 import pytest
 
-from conftest import assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from conftest import assert_error, rand_suffix, raw_unix, start_agent, stop_agent, wait_for
 
 ID_RE = re.compile(r"^[a-z0-9]{20}$")
 
@@ -250,28 +249,9 @@ def test_oversize_body_is_413(agent):
     size = 17 * 1024 * 1024
     filler = b" " * (size - 20)
     body = b'{"template":"host"' + filler + b"}"
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(str(agent.socket))
     head = (f"POST /v1/sandboxes HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    try:
-        s.sendall(head)
-        view = memoryview(body)
-        for i in range(0, len(body), 1 << 16):
-            s.sendall(view[i:i + (1 << 16)])
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
-    s.close()
+    data = raw_unix(agent, head + body, timeout=60)
     assert data, "no answer to an oversize body"
     status_line = data.split(b"\r\n", 1)[0].decode()
     assert status_line.split()[1] == "413", f"oversize body answered {status_line!r}"

@@ -25,9 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from netlab import lab_fixture, net  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 CIDR = "198.18.64.0/24"
@@ -162,7 +161,10 @@ def sh(*cmd, check=True):
 
 
 class Lab:
-    """The node and outside namespaces, their servers, and a networked agent."""
+    """The node and outside namespaces, their servers, and a networked agent
+    whose DNS upstream is `dns`."""
+
+    dns = OUTSIDE
 
     def __init__(self, templates_dir):
         self.suffix = rand_suffix(6)
@@ -202,7 +204,7 @@ class Lab:
         self.agent = start_agent(
             f"net-{s}", self.templates, netns=n, listen=f"0.0.0.0:{AGENT_PORT}", token_file=token,
             net_table=f"sandpit-{s}",
-            extra_args=["--sandbox-cidr", CIDR, "--blocked-cidr", BLOCKED_CIDR, "--dns", OUTSIDE,
+            extra_args=["--sandbox-cidr", CIDR, "--blocked-cidr", BLOCKED_CIDR, "--dns", self.dns,
                         "--net-table", f"sandpit-{s}"])
 
     def start_server(self, ns, code, *args):
@@ -226,21 +228,7 @@ class Lab:
         return json.loads(r.stdout)
 
 
-@pytest.fixture(scope="module")
-def lab(templates_dir, agent):
-    lab = Lab(templates_dir)
-    try:
-        lab.build()
-    except Exception:
-        lab.destroy()
-        raise
-    yield lab
-    lab.destroy()
-
-
-@pytest.fixture
-def net(lab):
-    return lab.agent.client
+lab = lab_fixture(Lab)
 
 
 def probe(client, sid, *targets):

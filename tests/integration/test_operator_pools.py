@@ -178,6 +178,40 @@ def test_agent_restart_gets_the_pool_back(kube, node, operator, templates_dir):
         remove_template(kube, node, "again")
 
 
+def test_two_templates_of_one_shape_share_one_pool(kube, node, operator, templates_dir):
+    """The agent keeps one pool a shape (a second is refused, 409): of two
+    templates of one shape the one that has the pool keeps it, the other's
+    status says why it has none, and the operator does not put it again at
+    every pass (the agent never refuses it, through several resyncs)."""
+    apply(kube, template("twin-a", templates_dir, {"sizePerNode": 1}))
+    try:
+        wait_pool(kube, node, "twin-a", "one ready pooled sandbox", lambda p: p["ready"] == 1)
+        log_start = len(operator.log.read_text())
+        apply(kube, template("twin-b", templates_dir, {"sizePerNode": 2}))
+
+        def says_why():
+            st = ((get_tmpl(kube, "twin-b") or {}).get("status") or {}).get("warmPool") or {}
+            return "SandboxTemplate default/twin-a has the same shape" in st.get("message", "")
+        wait_for(says_why, 60, what="twin-b's status.warmPool saying why it has no pool")
+        st = get_tmpl(kube, "twin-b")["status"]["warmPool"]
+        assert st["ready"] == 0 and st["total"] == 0 and "node-a" in st["message"], st
+        assert pool_of(kube, node, "twin-b") is None
+        assert list(operator_pools(node)) == [f"sbxt-{get_tmpl(kube, 'twin-a')['metadata']['uid']}"]
+        wait_status(kube, "twin-a", {"ready": 1, "total": 1})
+        # Three more passes (--resync-seconds 2): none puts twin-b's pool.
+        passes = lambda: operator.log.read_text()[log_start:].count("Warm pools: pass done")  # noqa: E731
+        seen = passes()
+        wait_for(lambda: passes() >= seen + 3, 60, what="three more passes")
+        assert "refused the pool" not in operator.log.read_text()[log_start:], operator.log_tail()
+        # twin-a gone: twin-b's pool is put at once
+        kube.kubectl("delete", "sbxt", "twin-a", "--timeout=60s")
+        wait_pool(kube, node, "twin-b", "two ready pooled sandboxes", lambda p: p["ready"] == 2)
+        wait_status(kube, "twin-b", {"ready": 2, "total": 2})
+    finally:
+        kube.kubectl("delete", "sbxt", "twin-a", "--ignore-not-found", "--timeout=60s")
+        remove_template(kube, node, "twin-b")
+
+
 @pytest.mark.parametrize("spec,why", [({"startCmd": {"shell": "sleep 1000"}}, "startCmd"),
                                       ({"runtime": "runc"}, "names a runtime")])
 def test_template_that_cannot_be_pooled_says_why(kube, node, operator, templates_dir, spec, why):

@@ -10,26 +10,13 @@ import os
 
 import pytest
 
-from conftest import AGENTS, Agent, assert_error, need_default_template, stop_agent
+from conftest import assert_error, debug_agent_fixture, need_default_template
 
 SECRET = "sup3r-s3cret-Vq7ZxK"
 SECRET2 = "0th3r-t0ken-Lm9Pw"
 
 
-class DebugAgent(Agent):
-    """An agent that logs at debug level, so "never logged" covers every level."""
-
-    def argv(self):
-        return super().argv() + ["--log-level", "debug"]
-
-
-@pytest.fixture(scope="module")
-def dagent(templates_dir, agent):
-    a = DebugAgent("secrets", templates_dir)
-    AGENTS.append(a)
-    a.start()
-    yield a
-    stop_agent(a)
+dagent = debug_agent_fixture("secrets")
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from conftest import REPO, find_free_port, start_agent, stop_agent, wait_for, write_token_file  # noqa: E402
+from conftest import (REPO, UPGRADE_ECHO_SERVER, find_free_port, make_ca, make_cert, start_agent, stop_agent,  # noqa: E402
+                      wait_for, write_token_file)
 from test_agent_cluster import ClusterAgent  # noqa: E402
 from test_operator import (OP_NS, Operator, condition, get_sbx, kube, manifest, running_operator,  # noqa: E402,F401
                            wait_ready)
@@ -47,35 +48,13 @@ NODE = "node-tls"
 NAME = "sandpit-agent"
 
 
-def openssl(*args, cwd):
-    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    assert p.returncode == 0, f"openssl {' '.join(args)}: {p.stderr}"
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "1", "-subj", f"/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-            cwd=d)
-    return d / f"{name}.pem"
-
-
-def make_cert(d, ca, name, dns, san=None):
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}", cwd=d)
-    (d / f"{name}.ext").write_text(f"subjectAltName={san or 'DNS:' + dns}\nextendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
-    return d / f"{name}.pem", d / f"{name}.key"
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("agent-pki")
-    ca = make_ca(d, "ca")
-    other = make_ca(d, "other-ca")
-    cert, key = make_cert(d, "ca", "agent", NAME)
-    gw_cert, gw_key = make_cert(d, "ca", "gateway", "gateway", san="IP:127.0.0.1")
+    ca, _ = make_ca(d, "ca", days=1)
+    other, _ = make_ca(d, "other-ca", days=1)
+    cert, key = make_cert(d, "ca", "agent", NAME, days=1)
+    gw_cert, gw_key = make_cert(d, "ca", "gateway", "gateway", san="IP:127.0.0.1", days=1)
     return {"ca": ca, "other": other, "cert": cert, "key": key, "gw_cert": gw_cert, "gw_key": gw_key}
 
 
@@ -250,31 +229,6 @@ def test_mcp_takes_the_ca(node, pki):
 
 # --- the gateway's port proxy to a TLS agent ----------------------------------
 
-# In the sandbox: answers any request with 101, then echoes bytes.
-ECHO_SERVER = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen()
-while True:
-    c, _ = s.accept()
-    d = b""
-    while b"\\r\\n\\r\\n" not in d:
-        x = c.recv(4096)
-        if not x:
-            break
-        d += x
-    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")
-    rest = d.partition(b"\\r\\n\\r\\n")[2]
-    if rest:
-        c.sendall(rest)
-    while x := c.recv(65536):
-        c.sendall(x)
-    c.close()
-"""
-
-
 def start_gateway_operator(kube, node, tmp, ca, extra=()):
     """An operator serving the gateway (leader election on: the first one
     started reconciles, a later one stands by and serves the gateway only)."""
@@ -335,7 +289,7 @@ def test_gateway_port_proxy_over_tls(kube, node, pki, tmp_path_factory):  # noqa
                 f"mkdir -p /tmp/www && echo hello-over-tls > /tmp/www/index.html && cd /tmp/www && "
                 f"exec python3 -m http.server {web_port} --bind 127.0.0.1", ca=pki["ca"])
         assert p.returncode == 0, p.stderr
-        p = cli(node, "exec", "-d", sid, "--", "python3", "-c", ECHO_SERVER, str(echo_port), ca=pki["ca"])
+        p = cli(node, "exec", "-d", sid, "--", "python3", "-c", UPGRADE_ECHO_SERVER, str(echo_port), ca=pki["ca"])
         assert p.returncode == 0, p.stderr
 
         # A page of the sandbox's web server, through the gateway, the proxy

@@ -4,11 +4,9 @@ a token in the query string (never honoured, never logged), method confusion
 and conflicting framing headers. After each the agent is alive, answers a
 clear error, and nothing is left behind (the common leak check)."""
 
-import socket
-
 import pytest
 
-from conftest import assert_error, rand_suffix, start_tcp_agent, stop_agent, tcp_client
+from conftest import assert_error, rand_suffix, raw_unix, start_tcp_agent, stop_agent, tcp_client
 
 
 @pytest.fixture(scope="module")
@@ -16,28 +14,6 @@ def tcp_agent(templates_dir, tmp_path_factory):
     a = start_tcp_agent("secapi", templates_dir, tmp_path_factory)
     yield a
     stop_agent(a)
-
-
-def raw(agent, data, timeout=30):
-    """Send raw bytes to the agent's unix socket; the answer until close."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(agent.socket))
-    try:
-        s.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    out = b""
-    try:
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            out += c
-    except (ConnectionResetError, socket.timeout):
-        pass
-    s.close()
-    return out
 
 
 BAD_IDS = ["..", "../..", "..%2f..%2fetc", "%2e%2e", "a/../../etc", "a%00b", "A" * 300, "x%20y", "-leading",
@@ -179,7 +155,7 @@ def test_request_smuggling_cannot_delete(client, agent, sandbox, framing):
     hidden = f"DELETE /v1/sandboxes/{sid} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
     head = (f"POST /v1/sandboxes/{sid}/timeout HTTP/1.1\r\nHost: localhost\r\n"
             f"Content-Type: application/json\r\n{SMUGGLE[framing]}\r\n").encode()
-    raw(agent, head + b"0\r\n\r\n" + hidden, timeout=5)
+    raw_unix(agent, head + b"0\r\n\r\n" + hidden, timeout=5)
     assert client.sandbox(sid).status == 200, f"smuggled DELETE ran with {framing}"
     assert agent.alive()
 
@@ -191,7 +167,7 @@ def test_header_bombs_are_refused(client, agent):
     many = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + b"".join(
         b"X-H%d: v\r\n" % i for i in range(10000)) + b"\r\n"
     for req in (big, many):
-        out = raw(agent, req)
+        out = raw_unix(agent, req)
         assert not out or out.split(b" ", 2)[1][:1] == b"4", out[:200]
     assert agent.alive() and client.get("/healthz").status == 200
 

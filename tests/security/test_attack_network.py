@@ -19,6 +19,7 @@ from conftest import rand_suffix, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import test_network as tn  # noqa: E402  (the lab, its servers and probe; nothing collected from it)
+from netlab import lab_fixture, net  # noqa: E402,F401
 
 OUTSIDE, OUTSIDE2, NODE, GATEWAY = tn.OUTSIDE, tn.OUTSIDE2, tn.NODE, tn.GATEWAY
 METADATA, BLOCKED, AGENT_PORT = tn.METADATA, tn.BLOCKED, tn.AGENT_PORT
@@ -62,26 +63,10 @@ print(json.dumps(res))
 '''
 
 
-@pytest.fixture(scope="module")
-def lab(templates_dir, agent):
-    lab = tn.Lab(templates_dir)
-    try:
-        lab.build()
-        lab.start_server(lab.node, NODE6_SERVER)
-    except Exception:
-        lab.destroy()
-        raise
-    yield lab
-    lab.destroy()
+lab = lab_fixture(tn.Lab, lambda lab: lab.start_server(lab.node, NODE6_SERVER))
 
 
-@pytest.fixture
-def net(lab):
-    return lab.agent.client
-
-
-def probe(net, sid, *targets):
-    return tn.probe(net, sid, *targets)
+probe = tn.probe
 
 
 def in_ns(ns, code, *args):

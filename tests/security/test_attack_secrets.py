@@ -9,24 +9,13 @@ import json
 
 import pytest
 
-from conftest import AGENTS, Agent, rand_suffix, stop_agent
+from conftest import debug_agent_fixture, rand_suffix
 
 SECRET = "atk-s3cr3t-" + rand_suffix(16)
 EXEC_SECRET = "atk-exec-" + rand_suffix(16)
 
 
-class DebugAgent(Agent):
-    def argv(self):
-        return super().argv() + ["--log-level", "debug"]
-
-
-@pytest.fixture(scope="module")
-def dagent(templates_dir, agent):
-    a = DebugAgent("secattack", templates_dir)
-    AGENTS.append(a)
-    a.start()
-    yield a
-    stop_agent(a)
+dagent = debug_agent_fixture("secattack")
 
 
 @pytest.fixture

@@ -2,10 +2,14 @@
  * URL split, and the TLS transport against lib's HTTP server with TLS (as the
  * agent serves it): the CA and the name are checked, a failure says why and
  * leaves no fd open, plain http:// is refused unless allowed, a large body
- * and an upgraded connection go through both ways. Certificates: tls-pem.h. */
+ * and an upgraded connection go through both ways, an address that never
+ * answers times out. Certificates: tls-pem.h. */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,18 +33,10 @@
 #define TOKEN    "conn-token-0123456789abcdef"
 #define BIG_SIZE ((size_t) 300 * 1024)
 
-static char dir[] = "/tmp/sandpit-test-conn-XXXXXX";
-static char ca[64], other[64], cert[64], key[64], empty[64];
+static TlsPemFiles pem;
+static const char *ca = pem.ca, *other = pem.other, *empty = pem.empty;
 static pid_t server_pid = -1;
 static char url[64], plain_url[64];
-
-static void write_file(const char *path, const char *data)
-{
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        assert_int_equal(fputs(data, f) >= 0, 1);
-        assert_int_equal(fclose(f), 0);
-}
 
 static void echo_run(void *cls, int fd, const char *extra, size_t extra_len)
 {
@@ -84,18 +80,8 @@ static void handler(HttpRequest *req, void *userdata)
 static int setup(void **state)
 {
         (void) state;
-        if (!mkdtemp(dir))
+        if (tls_pem_files_make(&pem, "conn") < 0)
                 return -1;
-        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-        snprintf(other, sizeof(other), "%s/other.pem", dir);
-        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-        snprintf(key, sizeof(key), "%s/key.pem", dir);
-        snprintf(empty, sizeof(empty), "%s/empty.pem", dir);
-        write_file(ca, CA_PEM);
-        write_file(other, OTHER_CA_PEM);
-        write_file(cert, CERT_PEM);
-        write_file(key, KEY_PEM);
-        write_file(empty, "");
         /* The servers run in a child, so that this process's fds are the
          * client's alone and can be counted. */
         int pp[2];
@@ -108,8 +94,8 @@ static int setup(void **state)
                 HttpServer *srv = NULL, *plain_srv = NULL;
                 HttpServerConfig c = {.tcp_listen = "127.0.0.1:0",
                                       .token = TOKEN,
-                                      .tls_cert_file = cert,
-                                      .tls_key_file = key,
+                                      .tls_cert_file = pem.cert,
+                                      .tls_key_file = pem.key,
                                       .max_body = 1024};
                 HttpServerConfig p = {
                         .tcp_listen = "127.0.0.1:0", .token = TOKEN, .max_body = 1024};
@@ -141,10 +127,7 @@ static int teardown(void **state)
                 (void) kill(server_pid, SIGKILL);
                 (void) waitpid(server_pid, NULL, 0);
         }
-        const char *files[] = {ca, other, cert, key, empty};
-        for (size_t i = 0; i < ARRAY_SIZE(files); i++)
-                (void) unlink(files[i]);
-        (void) rmdir(dir);
+        tls_pem_files_remove(&pem);
         return 0;
 }
 
@@ -204,13 +187,21 @@ static void request(GwConn *c, const char *head, char *buf, size_t cap, size_t *
         }
 }
 
-static void test_tls_verified(void **state)
+/* A TLS connection to the test server with the right CA and name. */
+static GwConn *open_verified(void)
 {
-        (void) state;
         AgentClientTls tls = {.ca_file = ca, .server_name = "sandpit-agent"};
         GwConn *c = NULL;
         char err[256] = "";
-        assert_int_equal(gw_conn_open(url, &tls, &c, err, sizeof(err)), 0);
+        assert_int_equal(gw_conn_open(url, &tls, GW_AGENT_CONNECT_TIMEOUT_MS, &c, err, sizeof(err)),
+                         0);
+        return c;
+}
+
+static void test_tls_verified(void **state)
+{
+        (void) state;
+        GwConn *c = open_verified();
         char *buf = malloc(BIG_SIZE + 4096);
         assert_non_null(buf);
         size_t len = 0;
@@ -235,10 +226,7 @@ static void test_tls_verified(void **state)
 static void test_tls_upgrade_both_ways(void **state)
 {
         (void) state;
-        AgentClientTls tls = {.ca_file = ca, .server_name = "sandpit-agent"};
-        GwConn *c = NULL;
-        char err[256] = "";
-        assert_int_equal(gw_conn_open(url, &tls, &c, err, sizeof(err)), 0);
+        GwConn *c = open_verified();
         char buf[8192];
         size_t len = 0;
         request(c,
@@ -291,16 +279,22 @@ static void test_tls_upgrade_both_ways(void **state)
 }
 
 /* Each refusal: its errno, a reason in err, and no fd left open. */
-static void refused(const char *u, const AgentClientTls *tls, int want, const char *needle)
+static void refused_within(const char *u, const AgentClientTls *tls, int timeout_ms, int want,
+                           const char *needle)
 {
         int before = count_fds();
         GwConn *c = NULL;
         char err[256] = "";
-        assert_int_equal(gw_conn_open(u, tls, &c, err, sizeof(err)), want);
+        assert_int_equal(gw_conn_open(u, tls, timeout_ms, &c, err, sizeof(err)), want);
         assert_null(c);
         if (!strstr(err, needle))
                 fail_msg("\"%s\" does not say \"%s\"", err, needle);
         assert_int_equal(count_fds(), before);
+}
+
+static void refused(const char *u, const AgentClientTls *tls, int want, const char *needle)
+{
+        refused_within(u, tls, GW_AGENT_CONNECT_TIMEOUT_MS, want, needle);
 }
 
 static void test_tls_refused(void **state)
@@ -332,18 +326,59 @@ static void test_tls_refused(void **state)
         AgentClientTls allow = {.allow_http = true};
         GwConn *c = NULL;
         char err[256] = "";
-        assert_int_equal(gw_conn_open(plain_url, &allow, &c, err, sizeof(err)), 0);
+        assert_int_equal(
+                gw_conn_open(plain_url, &allow, GW_AGENT_CONNECT_TIMEOUT_MS, &c, err, sizeof(err)),
+                0);
         gw_conn_free(c);
         refused("http://127.0.0.1:1", &allow, -ECONNREFUSED, "connect");
+}
+
+/* An agent address that never answers: a loopback listener whose backlog
+ * is full, so the kernel drops further SYNs. The connect gives up after its
+ * bound with -ETIMEDOUT and a reason, plain and TLS alike, leaving no fd. */
+static void test_connect_timeout(void **state)
+{
+        (void) state;
+        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(l >= 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof(sa);
+        assert_int_equal(bind(l, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(l, 0), 0);
+        assert_int_equal(getsockname(l, (struct sockaddr *) &sa, &sl), 0);
+        /* Backlog 0 holds one connection; the others' SYNs are dropped. */
+        int fill[3];
+        for (size_t i = 0; i < ARRAY_SIZE(fill); i++) {
+                fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                assert_true(fill[i] >= 0);
+                int r = connect(fill[i], (struct sockaddr *) &sa, sizeof(sa));
+                assert_true(r == 0 || errno == EINPROGRESS);
+        }
+        /* Positive control: the one queued connection is complete, the last
+         * is still waiting for its SYN's answer. */
+        struct pollfd pf[2] = {{.fd = fill[0], .events = POLLOUT},
+                               {.fd = fill[ARRAY_SIZE(fill) - 1], .events = POLLOUT}};
+        assert_int_equal(poll(pf, 2, 5000), 1);
+        assert_true(pf[0].revents & POLLOUT);
+        assert_int_equal(pf[1].revents, 0);
+        char u[64];
+        snprintf(u, sizeof(u), "http://127.0.0.1:%u", ntohs(sa.sin_port));
+        AgentClientTls allow = {.allow_http = true};
+        refused_within(u, &allow, 300, -ETIMEDOUT, "did not answer the connect within 300 ms");
+        snprintf(u, sizeof(u), "https://127.0.0.1:%u", ntohs(sa.sin_port));
+        AgentClientTls good = {.ca_file = ca, .server_name = "sandpit-agent"};
+        refused_within(u, &good, 300, -ETIMEDOUT, "did not answer the connect");
+        for (size_t i = 0; i < ARRAY_SIZE(fill); i++)
+                close(fill[i]);
+        close(l);
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_url_host_port),
-                cmocka_unit_test(test_tls_verified),
-                cmocka_unit_test(test_tls_upgrade_both_ways),
-                cmocka_unit_test(test_tls_refused),
+                cmocka_unit_test(test_url_host_port),         cmocka_unit_test(test_tls_verified),
+                cmocka_unit_test(test_tls_upgrade_both_ways), cmocka_unit_test(test_tls_refused),
+                cmocka_unit_test(test_connect_timeout),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,18 +24,10 @@
 
 #define TOKEN "tls-token-0123456789abcdef"
 
-static char dir[] = "/tmp/sandpit-test-tls-XXXXXX";
-static char ca[64], other[64], cert[64], key[64];
+static TlsPemFiles pem;
+static const char *ca = pem.ca, *other = pem.other;
 static HttpServer *srv;
 static char url[64];
-
-static void write_file(const char *path, const char *data)
-{
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        assert_int_equal(fputs(data, f) >= 0, 1);
-        assert_int_equal(fclose(f), 0);
-}
 
 static void handler(HttpRequest *req, void *userdata)
 {
@@ -49,20 +41,12 @@ static void handler(HttpRequest *req, void *userdata)
 static int setup(void **state)
 {
         (void) state;
-        if (!mkdtemp(dir))
+        if (tls_pem_files_make(&pem, "tls") < 0)
                 return -1;
-        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-        snprintf(other, sizeof(other), "%s/other.pem", dir);
-        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-        snprintf(key, sizeof(key), "%s/key.pem", dir);
-        write_file(ca, CA_PEM);
-        write_file(other, OTHER_CA_PEM);
-        write_file(cert, CERT_PEM);
-        write_file(key, KEY_PEM);
         HttpServerConfig c = {.tcp_listen = "127.0.0.1:0",
                               .token = TOKEN,
-                              .tls_cert_file = cert,
-                              .tls_key_file = key,
+                              .tls_cert_file = pem.cert,
+                              .tls_key_file = pem.key,
                               .max_body = 1024};
         if (http_server_start(&c, handler, NULL, &srv) < 0)
                 return -1;
@@ -74,11 +58,7 @@ static int teardown(void **state)
 {
         (void) state;
         http_server_free(srv);
-        (void) unlink(ca);
-        (void) unlink(other);
-        (void) unlink(cert);
-        (void) unlink(key);
-        (void) rmdir(dir);
+        tls_pem_files_remove(&pem);
         return 0;
 }
 

@@ -126,6 +126,8 @@ static void test_request(void **state)
                                   "\"size\":2,\"ready\":1,\"kernel\":false}");
         assert_true(pools_same(pool, req, 2));
         assert_false(pools_same(pool, req, 3));
+        /* the agent's key: one pool a shape, whatever its size and kernel */
+        assert_true(pools_same_shape(pool, req));
         static const char *const diffs[][2] = {
                 {"template", "\"other\""}, {"cpu", "0.5"}, {"memory", "1"},
                 {"pids", "100"},           {"disk", "1"},  {"kernel", "true"},
@@ -135,8 +137,26 @@ static void test_request(void **state)
                 assert_int_equal(json_object_deep_copy(pool, &p, NULL), 0);
                 json_object_object_add(p, diffs[i][0], parse(diffs[i][1]));
                 assert_false(pools_same(p, req, 2));
+                assert_int_equal(pools_same_shape(p, req), strcmp(diffs[i][0], "kernel") == 0);
                 json_object_put(p);
         }
+        /* an image pool, put as "r/x" and named canonically by the agent: of
+         * the same shape as a request spelled either way, the same pool only
+         * as asked */
+        json_object *img = parse("{\"name\":\"p\",\"template\":\"image:r/x:latest\","
+                                 "\"requested_template\":\"image:r/x\",\"cpu\":0.25,"
+                                 "\"memory\":100663296,\"pids\":512,\"disk\":536870912,"
+                                 "\"size\":2,\"kernel\":false}");
+        json_object *as_named = parse("{\"template\":\"image:r/x:latest\",\"cpu\":0.25,"
+                                      "\"memory\":100663296,\"pids\":512,\"disk\":536870912,"
+                                      "\"kernel\":false}");
+        assert_true(pools_same_shape(img, as_named));
+        assert_false(pools_same(img, as_named, 2));
+        json_object_object_add(as_named, "template", json_object_new_string("image:r/x"));
+        assert_true(pools_same_shape(img, as_named));
+        assert_true(pools_same(img, as_named, 2));
+        json_object_put(as_named);
+        json_object_put(img);
         json_object_put(pool);
         json_object_put(req);
         json_object_put(t);

@@ -1203,6 +1203,55 @@ static void test_timeout_changed(void **state)
         assert_string_equal(calls_since(n), "get");
 }
 
+/* Two templates of one shape: the agent keeps one pool a shape (a second
+ * is refused, 409), so only the older one's is put, the other's status says
+ * why, and no later pass puts it (no PUT that would be refused every pass);
+ * the older one gone, the other's is put. */
+static void test_warm_pool_one_shape_two_templates(void **state)
+{
+        (void) state;
+        static const char *const names[] = {"twin-b", "twin-a"};
+        static const char *const times[] = {"2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z"};
+        for (size_t i = 0; i < 2; i++) {
+                char buf[512];
+                snprintf(buf, sizeof(buf),
+                         "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\","
+                         "\"uid\":\"uid-%s\",\"creationTimestamp\":\"%s\"},\"spec\":{"
+                         "\"source\":{\"path\":\"/var/lib/sandpit/templates/host\"},"
+                         "\"languages\":[\"bash\"],\"warmPool\":{\"sizePerNode\":%zu}}}",
+                         names[i], names[i], times[i], i + 1);
+                put("sandboxtemplates", parse(buf));
+        }
+        agent.pools = parse("[]");
+        assert_int_equal(pools_sync(&op), 0);
+        assert_string_equal(calls_since(0), "pools pool_put");
+        assert_string_equal(agent.calls[1].id, "sbxt-uid-twin-a");
+        json_object *b = json_field(
+                json_field(find("sandboxtemplates", "default/twin-b")->obj, "status"), "warmPool");
+        assert_int_equal(json_object_get_int64(json_field(b, "total")), 0);
+        const char *why = json_str(b, "message");
+        assert_non_null(why);
+        if (!strstr(why, "SandboxTemplate default/twin-a has the same shape") || !strstr(why, NODE))
+                fail_msg("status.warmPool.message: %s", why);
+        /* the next passes: twin-a's pool seen, twin-b's never put */
+        for (int pass = 0; pass < 3; pass++) {
+                size_t n = agent.ncalls;
+                assert_int_equal(pools_sync(&op), 0);
+                assert_string_equal(calls_since(n), "pools");
+        }
+        /* twin-a gone: its pool goes and twin-b's is put in the same pass */
+        drop(find("sandboxtemplates", "default/twin-a"));
+        size_t n = agent.ncalls;
+        assert_int_equal(pools_sync(&op), 0);
+        assert_string_equal(calls_since(n), "pools pool_delete pool_put");
+        assert_string_equal(agent.calls[n + 1].id, "sbxt-uid-twin-a");
+        assert_string_equal(agent.calls[n + 2].id, "sbxt-uid-twin-b");
+        b = json_field(json_field(find("sandboxtemplates", "default/twin-b")->obj, "status"),
+                       "warmPool");
+        assert_string_equal(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN),
+                            "{\"ready\":0,\"total\":1}");
+}
+
 /* The pools pass: the template's pool put on the node with its shape, a
  * stale operator pool removed, another's left; status.warmPool; a second
  * pass changes nothing but the ready count; a Sandbox of the template that
@@ -1220,13 +1269,14 @@ static void test_warm_pool(void **state)
         agent.pools = parse("[{\"name\":\"sbxt-gone\",\"template\":\"host\",\"size\":1},"
                             "{\"name\":\"theirs\",\"template\":\"host\",\"size\":3}]");
         assert_int_equal(pools_sync(&op), 0);
-        assert_string_equal(calls_since(0), "pools pool_put pool_delete");
-        assert_string_equal(agent.calls[1].id, "sbxt-" TEMPLATE_UID);
+        /* the unwanted pool goes first: its shape is free for the puts */
+        assert_string_equal(calls_since(0), "pools pool_delete pool_put");
+        assert_string_equal(agent.calls[1].id, "sbxt-gone");
+        assert_string_equal(agent.calls[2].id, "sbxt-" TEMPLATE_UID);
         assert_string_equal(
-                json_object_to_json_string_ext(agent.calls[1].req, JSON_C_TO_STRING_PLAIN),
+                json_object_to_json_string_ext(agent.calls[2].req, JSON_C_TO_STRING_PLAIN),
                 "{\"template\":\"host\",\"cpu\":0.25,\"memory\":100663296,"
                 "\"pids\":512,\"disk\":536870912,\"kernel\":false,\"size\":2}");
-        assert_string_equal(agent.calls[2].id, "sbxt-gone");
         assert_int_not_equal(pool_index("theirs"), SIZE_MAX);
         json_object *tmpl = find("sandboxtemplates", "default/small")->obj;
         /* put, not yet seen ready */
@@ -1314,6 +1364,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_timeout_changed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_node_without_lease, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_warm_pool, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_warm_pool_one_shape_two_templates, setup,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,13 @@
 /* Certificates for the TLS unit tests, made once with the openssl CLI for
  * them only (valid 100 years): a CA, a certificate for "sandpit-agent" it
- * signed (and its key), another CA. */
+ * signed (and its key), another CA; and tls_pem_files_make(), which writes
+ * them into a temporary directory for the servers and clients that take
+ * paths. */
 #pragma once
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
                              "MIIBizCCATGgAwIBAgIUVVGk12H10u1wV7kdQx81Q0q4O2IwCgYIKoZIzj0EAwIw\n"
@@ -42,3 +48,53 @@ static const char KEY_PEM[] = "-----BEGIN PRIVATE KEY-----\n"
                               "+3kMqxyqxgBj3kcNh3eveVQvvSyhRANCAASm/sjAiVzUcXaa0EMeM3m2JrNCb4qU\n"
                               "C03jZRKMsqmWvFFqqPXuXAK7lcwaA37ipKCAaVo1WhHXSQY20AWuLUrq\n"
                               "-----END PRIVATE KEY-----\n";
+
+/* The certificates above as files, and an empty one, in a directory of their own. */
+typedef struct {
+        char dir[64];
+        char ca[96], other[96], cert[96], key[96], empty[96];
+} TlsPemFiles;
+
+static inline int tls_pem_write(const char *path, const char *data)
+{
+        FILE *f = fopen(path, "w");
+        if (!f)
+                return -1;
+        int ok = fputs(data, f) >= 0;
+        return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static inline void tls_pem_files_remove(TlsPemFiles *f)
+{
+        const char *files[] = {f->ca, f->other, f->cert, f->key, f->empty};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+                if (files[i][0])
+                        (void) unlink(files[i]);
+        if (f->dir[0])
+                (void) rmdir(f->dir);
+        *f = (TlsPemFiles){0};
+}
+
+/* Makes /tmp/sandpit-test-NAME-XXXXXX and writes the files into it: 0, or
+ * -1 with nothing left behind. */
+static inline int tls_pem_files_make(TlsPemFiles *f, const char *name)
+{
+        *f = (TlsPemFiles){0};
+        char dir[64];
+        (void) snprintf(dir, sizeof(dir), "/tmp/sandpit-test-%s-XXXXXX", name);
+        if (!mkdtemp(dir))
+                return -1;
+        (void) snprintf(f->dir, sizeof(f->dir), "%s", dir);
+        (void) snprintf(f->ca, sizeof(f->ca), "%s/ca.pem", dir);
+        (void) snprintf(f->other, sizeof(f->other), "%s/other.pem", dir);
+        (void) snprintf(f->cert, sizeof(f->cert), "%s/cert.pem", dir);
+        (void) snprintf(f->key, sizeof(f->key), "%s/key.pem", dir);
+        (void) snprintf(f->empty, sizeof(f->empty), "%s/empty.pem", dir);
+        if (tls_pem_write(f->ca, CA_PEM) < 0 || tls_pem_write(f->other, OTHER_CA_PEM) < 0 ||
+            tls_pem_write(f->cert, CERT_PEM) < 0 || tls_pem_write(f->key, KEY_PEM) < 0 ||
+            tls_pem_write(f->empty, "") < 0) {
+                tls_pem_files_remove(f);
+                return -1;
+        }
+        return 0;
+}
