@@ -61,6 +61,8 @@ int template_build_check(json_object *build, const char *name, char *msg, size_t
                          name);
                 return -EINVAL;
         }
+        if (!args)
+                return 0;
         json_object_object_foreach(args, k, v) {
                 if (!arg_name_ok(k)) {
                         snprintf(msg, msglen,
@@ -219,13 +221,16 @@ json_object *template_build_params(const SandboxTemplateInfo *t)
         }
         json_object_object_add(p, "tag", json_object_new_string(t->built_image));
         json_object_object_add(p, "dockerfile", json_object_new_string(DOCKERFILE_NAME));
-        json_object_object_foreach(json_field(t->build, "buildArgs"), k, v) {
-                cleanup_free char *a = NULL;
-                if (asprintf(&a, "%s=%s", k, json_object_get_string(v)) < 0) {
-                        json_object_put(args);
-                        return NULL;
+        json_object *given = json_field(t->build, "buildArgs");
+        if (given) {
+                json_object_object_foreach(given, k, v) {
+                        cleanup_free char *a = NULL;
+                        if (asprintf(&a, "%s=%s", k, json_object_get_string(v)) < 0) {
+                                json_object_put(args);
+                                return NULL;
+                        }
+                        json_object_array_add(args, json_object_new_string(a));
                 }
-                json_object_array_add(args, json_object_new_string(a));
         }
         json_object_object_add(p, "build_arg", args);
         return TAKE_PTR(p);
