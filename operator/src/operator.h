@@ -189,9 +189,9 @@ int template_build_context(const char *dockerfile, json_object *cm, int *ret_fd,
                            size_t msglen);
 /* The result of one build on a node. */
 typedef struct {
-        bool done;           /* the "image" line came */
-        char digest[128];    /* its digest */
-        char error[1024];    /* the "error" line's message (with the last line of output), or "" */
+        bool done;        /* the "image" line came */
+        char digest[128]; /* its digest */
+        char error[1024]; /* the "error" line's message (with the last line of output), or "" */
 } TemplateBuildResult;
 /* One progress line of the agent's build into r (AgentEventFn's shape). */
 int template_build_event(json_object *ev, void *userdata);

@@ -342,7 +342,7 @@ static void template_status(Operator *op, const SandboxTemplateInfo *t, const ch
         if (changed)
                 post_event(op, t->obj,
                            streq(cstatus, "True") || streq(reason, "Building") ? "Normal"
-                                                                              : "Warning",
+                                                                               : "Warning",
                            reason, msg);
 }
 

@@ -103,8 +103,7 @@ int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, ch
         json_object *build = json_field(source, "build");
         if (build && ((image && *image) || path)) {
                 snprintf(msg, msglen,
-                         "SandboxTemplate %s: source.build goes with neither image nor path",
-                         name);
+                         "SandboxTemplate %s: source.build goes with neither image nor path", name);
                 return -ENOTSUP;
         }
         if (build) {

@@ -42,14 +42,12 @@ int template_build_check(json_object *build, const char *name, char *msg, size_t
                 return -EINVAL;
         }
         json_object *df = json_field(build, "dockerfile");
-        if (!df || !json_object_is_type(df, json_type_string) ||
-            !*json_object_get_string(df)) {
+        if (!df || !json_object_is_type(df, json_type_string) || !*json_object_get_string(df)) {
                 snprintf(msg, msglen, "SandboxTemplate %s: source.build.dockerfile is empty", name);
                 return -EINVAL;
         }
         json_object *ctx = json_field(build, "context");
-        if (ctx && (!json_object_is_type(ctx, json_type_string) ||
-                    !*json_object_get_string(ctx))) {
+        if (ctx && (!json_object_is_type(ctx, json_type_string) || !*json_object_get_string(ctx))) {
                 snprintf(msg, msglen,
                          "SandboxTemplate %s: source.build.context is not a ConfigMap's name",
                          name);

@@ -91,14 +91,13 @@ static void test_resolve(void **state)
                 {"{\"build\":{\"dockerfile\":\"\"}}", -EINVAL, "dockerfile is empty"},
                 {"{\"build\":{\"dockerfile\":7}}", -EINVAL, "dockerfile is empty"},
                 {"{\"build\":\"FROM host\"}", -EINVAL, "not an object"},
-                {"{\"build\":{\"dockerfile\":\"FROM host\",\"context\":\"\"}}", -EINVAL,
-                 "context"},
+                {"{\"build\":{\"dockerfile\":\"FROM host\",\"context\":\"\"}}", -EINVAL, "context"},
                 {"{\"build\":{\"dockerfile\":\"FROM host\",\"buildArgs\":[\"A=1\"]}}", -EINVAL,
                  "not a map"},
                 {"{\"build\":{\"dockerfile\":\"FROM host\",\"buildArgs\":{\"a-b\":\"1\"}}}",
                  -EINVAL, "a-b is not an ARG name"},
-                {"{\"build\":{\"dockerfile\":\"FROM host\",\"buildArgs\":{\"1A\":\"1\"}}}",
-                 -EINVAL, "1A is not an ARG name"},
+                {"{\"build\":{\"dockerfile\":\"FROM host\",\"buildArgs\":{\"1A\":\"1\"}}}", -EINVAL,
+                 "1A is not an ARG name"},
                 {"{\"build\":{\"dockerfile\":\"FROM host\",\"buildArgs\":{\"A\":1}}}", -EINVAL,
                  "buildArgs.A is not a string"},
                 {"{}", -ENOTSUP, "none of source.path, image and build"},
@@ -108,8 +107,7 @@ static void test_resolve(void **state)
                 o = tmpl(bad[i].source);
                 assert_int_equal(sandbox_template_from_object(o, &t, msg, sizeof(msg)), bad[i].r);
                 if (!strstr(msg, bad[i].says))
-                        fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].source, msg,
-                                 bad[i].says);
+                        fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].source, msg, bad[i].says);
                 assert_null(t.agent_template);
                 json_object_put(o);
         }
@@ -231,8 +229,9 @@ static void test_events(void **state)
 
         /* a failed step: its message and the last line of its output */
         r = (TemplateBuildResult){0};
-        json_object *ev = parse("{\"step\":2,\"error\":\"step 2 (line 2, RUN): the command exited "
-                                "with 3\",\"exit_code\":3,\"output_tail\":\"first\\nlast one\\n\\n\"}");
+        json_object *ev =
+                parse("{\"step\":2,\"error\":\"step 2 (line 2, RUN): the command exited "
+                      "with 3\",\"exit_code\":3,\"output_tail\":\"first\\nlast one\\n\\n\"}");
         assert_int_equal(template_build_event(ev, &r), 0);
         json_object_put(ev);
         assert_false(r.done);
