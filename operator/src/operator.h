@@ -197,6 +197,11 @@ typedef struct {
 int template_build_event(json_object *ev, void *userdata);
 /* The build request's parameters (tag, dockerfile, build_arg) for t. */
 json_object *template_build_params(const SandboxTemplateInfo *t);
+/* One build of image on node at a time in this process (a second Sandbox
+ * waits for the first's build, then finds its steps cached): -EBUSY while
+ * one is in flight, else marks it; _end() after the build. */
+int template_build_begin(const char *node, const char *image);
+void template_build_end(const char *node, const char *image);
 
 /* pools.c: warm pools of SandboxTemplates (docs/operator.md#warm-pools). */
 /* The work queue's key of a pools pass (never a Sandbox's "ns/name"). */

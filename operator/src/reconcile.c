@@ -17,6 +17,7 @@ const K8sResource operator_sandboxes = {"sandpit.dev", "v1alpha1", "sandboxes", 
 
 #define AGENT_TIMEOUT_MS 120000L
 #define BUILD_TIMEOUT_MS 1800000L /* a template's build: its RUN steps */
+#define BUILD_WAIT_MS    1000L    /* requeue while the same build runs for another Sandbox */
 
 static bool has_finalizer(json_object *obj)
 {
@@ -454,7 +455,13 @@ static long build_template(Operator *op, json_object **obj, json_object *st, con
         if ((r = agent_conn(op, a, &c)) < 0)
                 return r;
         c.timeout_ms = BUILD_TIMEOUT_MS;
+        r = template_build_begin(a->node, t->built_image);
+        if (r == -EBUSY)
+                return BUILD_WAIT_MS; /* another Sandbox's build of it on this node */
+        if (r < 0)
+                return r;
         r = op->agent->template_build(&c, params, fd, template_build_event, &res, &ae);
+        template_build_end(a->node, t->built_image);
         if (r < 0 && (ae.status == 400 || ae.status == 413)) {
                 /* The Dockerfile does not parse, or the context is too big. */
                 snprintf(res.error, sizeof(res.error), "%s", agent_error_message(&ae));

@@ -6,6 +6,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,14 @@
 #include "sandpit/util.h"
 
 const K8sResource operator_configmaps = {"", "v1", "configmaps", true};
+
+/* The builds this process has in flight: one per node and image. */
+typedef struct InFlight {
+        char *key; /* "NODE IMAGE" */
+        struct InFlight *next;
+} InFlight;
+static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+static InFlight *inflight;
 
 /* The name the agent reads the Dockerfile from and drops from the context. */
 #define DOCKERFILE_NAME ".sandpit-dockerfile"
@@ -257,4 +266,47 @@ int template_build_event(json_object *ev, void *userdata)
                 snprintf(res->digest, sizeof(res->digest), "%s", json_str(ev, "digest") ?: "");
         }
         return 0;
+}
+
+static char *inflight_key(const char *node, const char *image)
+{
+        char *k = NULL;
+        return asprintf(&k, "%s %s", node, image) < 0 ? NULL : k;
+}
+
+int template_build_begin(const char *node, const char *image)
+{
+        cleanup_free char *k = inflight_key(node, image);
+        if (!k)
+                return -ENOMEM;
+        pthread_mutex_lock(&inflight_lock);
+        int r = 0;
+        for (InFlight *f = inflight; f; f = f->next)
+                if (streq(f->key, k))
+                        r = -EBUSY;
+        InFlight *f = r == 0 ? malloc(sizeof(*f)) : NULL;
+        if (r == 0 && !f)
+                r = -ENOMEM;
+        if (r == 0) {
+                *f = (InFlight){.key = TAKE_PTR(k), .next = inflight};
+                inflight = f;
+        }
+        pthread_mutex_unlock(&inflight_lock);
+        return r;
+}
+
+void template_build_end(const char *node, const char *image)
+{
+        cleanup_free char *k = inflight_key(node, image);
+        pthread_mutex_lock(&inflight_lock);
+        for (InFlight **p = &inflight; k && *p; p = &(*p)->next) {
+                if (streq((*p)->key, k)) {
+                        InFlight *f = *p;
+                        *p = f->next;
+                        free(f->key);
+                        free(f);
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&inflight_lock);
 }

@@ -19,6 +19,7 @@ from test_operator import (EVENTS, condition, delete_and_prove_gone, get_sbx, ku
 from test_operator_template import TEMPLATES, apply, events_for, sandbox, store_state, tmpl_status
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+SANDBOXES = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes"
 RES = {"cpu": "250m", "memory": "64Mi", "disk": "32Mi", "pids": 64}
 
 DOCKERFILE = """FROM host
@@ -150,11 +151,12 @@ def test_build_failure_leaves_nothing_until_fixed(kube, node, operator, cleanup)
     tready = condition({"status": tmpl_status(kube, "broken")}, "Ready")
     assert tready["status"] == "False" and "exited with 3" in tready["message"], tready
     assert events_for(kube, "broken", "BuildFailed")
-    # nothing of it on the node: no image, no build sandbox, no layer, nothing staged
+    # nothing of it on the node: no image, no layer; and (between the retries,
+    # which build again with back-off) no build sandbox and nothing staged
     assert img not in node_images(node)
-    wait_for(lambda: node.api.list_ids() == [], 30, what="the failed step's sandbox gone")
-    after = store_state(node)  # (the FROM step's cache record may stay: it holds no layer)
-    assert (after[0], after[2]) == (before[0], before[2])
+    assert store_state(node)[0] == before[0]  # (the FROM step's cache record may stay: no layer)
+    wait_for(lambda: node.api.list_ids() == [] and store_state(node)[2] == before[2], 60,
+             what="no build sandbox and nothing staged on the node")
 
     # a Dockerfile that does not parse: the agent's 400, said the same way
     kube.ok("PATCH", f"{TEMPLATES}/broken", {"spec": {"source": {"build": {"dockerfile": "FROM host\nFROBNICATE x\n"}}}},
@@ -193,3 +195,21 @@ def test_build_spec_checked(kube, node, operator, cleanup):
     assert "buildArgs" in msg and "no-dash" in msg, msg
     assert node.api.list_ids() == []
     assert image_name(kube, "badarg") not in node_images(node)
+
+
+def test_sandboxes_at_once_build_once(kube, node, operator, cleanup):
+    """Two Sandboxes of a new template placed together: one build on the node
+    at a time, the second finds the steps cached (one RUN layer, not two)."""
+    cleanup["sandboxes"] += ["twin-a", "twin-b"]
+    cleanup["templates"].append("twin")
+    apply(kube, build_template("twin", {"dockerfile": "FROM host\nRUN date +%s%N > /stamp\n"}))
+    cleanup["images"].append(image_name(kube, "twin"))
+    layers = set(store_state(node)[0])
+    for n in ("twin-a", "twin-b"):
+        kube.ok("POST", SANDBOXES, sandbox(n, "twin", RES))
+    a, b = wait_ready(kube, "twin-a"), wait_ready(kube, "twin-b")
+    assert len(set(store_state(node)[0]) - layers) == 1
+    stamps = {run(node, o["status"]["sandboxID"], "cat /stamp") for o in (a, b)}
+    assert len(stamps) == 1, stamps
+    delete_and_prove_gone(kube, node, "twin-a")
+    delete_and_prove_gone(kube, node, "twin-b")

@@ -243,12 +243,31 @@ static void test_events(void **state)
         assert_string_equal(r.error, "step 1 (line 1, FROM): no template nope");
 }
 
+static void test_in_flight(void **state)
+{
+        (void) state;
+        assert_int_equal(template_build_begin("n1", "localhost/a:latest"), 0);
+        assert_int_equal(template_build_begin("n1", "localhost/a:latest"), -EBUSY);
+        /* another node, another image: their own */
+        assert_int_equal(template_build_begin("n2", "localhost/a:latest"), 0);
+        assert_int_equal(template_build_begin("n1", "localhost/b:latest"), 0);
+        template_build_end("n1", "localhost/a:latest");
+        assert_int_equal(template_build_begin("n1", "localhost/a:latest"), 0);
+        template_build_end("n1", "localhost/a:latest");
+        template_build_end("n2", "localhost/a:latest");
+        template_build_end("n1", "localhost/b:latest");
+        template_build_end("n9", "localhost/none:latest"); /* not in flight: nothing */
+        assert_int_equal(template_build_begin("n2", "localhost/a:latest"), 0);
+        template_build_end("n2", "localhost/a:latest");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_resolve),
                 cmocka_unit_test(test_context),
                 cmocka_unit_test(test_events),
+                cmocka_unit_test(test_in_flight),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
