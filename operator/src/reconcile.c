@@ -413,9 +413,10 @@ static long build_template(Operator *op, json_object **obj, json_object *st, con
         char msg[1536];
         int64_t tgen = generation(t->obj);
         json_object *tst = json_field(t->obj, "status");
-        const char *ready = status_condition_status(tst, "Ready");
         json_object *og = json_field(tst, "observedGeneration");
-        if (!ready || !streq(ready, "True") || !og || json_object_get_int64(og) != tgen) {
+        /* A generation no build has tried yet (a failed one stays failed
+         * until a build of it works: no Event at every retry). */
+        if (!status_condition_status(tst, "Ready") || !og || json_object_get_int64(og) != tgen) {
                 snprintf(msg, sizeof(msg), "building generation %lld of the template on node %s",
                          (long long) tgen, a->node);
                 template_status(op, t, "False", "Building", msg, NULL);
