@@ -48,7 +48,7 @@ PYTHON=/usr/bin/python3
 # The cluster test modules (tests/README.md): on the fixture API server in a
 # plain run, on the real control plane with --k8s.
 K8S_MODULES=(test_operator.py test_operator_cluster.py test_operator_e2e.py test_operator_leader.py
-	test_operator_template.py test_operator_pools.py test_operator_metrics.py test_helm.py test_helm_values.py test_rbac.py test_examples.py test_agent_cluster.py
+	test_operator_template.py test_operator_build.py test_operator_pools.py test_operator_metrics.py test_helm.py test_helm_values.py test_rbac.py test_examples.py test_agent_cluster.py
 	test_gateway_auth_cluster.py test_container_images.py)
 # The same for the E2B SDKs against the operator's gateway (tests/compat, a session of its own).
 K8S_COMPAT_MODULES=(test_cluster.py test_mcp_cluster.py)

@@ -123,6 +123,16 @@ static int agent_image_pull(const AgentConn *conn, json_object *req, json_object
         return done(conn, c, "image pull", json_str(req, "image"), r, err);
 }
 
+static int agent_template_build(const AgentConn *conn, json_object *params, int tar_fd,
+                                AgentEventFn on_event, void *userdata, AgentClientError *err)
+{
+        cleanup_agent_client AgentClient *c = NULL;
+        int r = open_client(conn, err, &c);
+        if (r >= 0)
+                r = agent_client_template_build(c, params, tar_fd, on_event, userdata);
+        return done(conn, c, "template build", json_str(params, "tag"), r, err);
+}
+
 static int agent_pools(const AgentConn *conn, json_object **ret, AgentClientError *err)
 {
         cleanup_agent_client AgentClient *c = NULL;
@@ -160,6 +170,7 @@ const AgentOps agent_http_ops = {
         .set_timeout = agent_set_timeout,
         .pause = agent_pause,
         .resume = agent_resume,
+        .template_build = agent_template_build,
         .pools = agent_pools,
         .pool_put = agent_pool_put,
         .pool_delete = agent_pool_delete,

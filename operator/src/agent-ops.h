@@ -51,6 +51,12 @@ typedef struct AgentOps {
          * "auth"}; auth is a secret, never logged): *ret the image. */
         int (*image_pull)(const AgentConn *c, json_object *req, json_object **ret,
                           AgentClientError *err);
+        /* POST /v1/templates/build with params as the query and the context
+         * tar in tar_fd; its progress lines to on_event (docs/build.md). A
+         * failed step is a line of the stream (the answer is 200), a bad
+         * request (a Dockerfile that does not parse) a 400. */
+        int (*template_build)(const AgentConn *c, json_object *params, int tar_fd,
+                              AgentEventFn on_event, void *userdata, AgentClientError *err);
         /* POST /v1/sandboxes/{id}/resume: *ret the sandbox. */
         int (*resume)(const AgentConn *c, const char *id, json_object **ret, AgentClientError *err);
         /* GET /v1/pools: *ret the answer ({"pools": [...], ...}). */

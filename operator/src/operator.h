@@ -136,6 +136,8 @@ typedef struct {
         json_object *obj;       /* the SandboxTemplate object (status, warm pool), or NULL */
         json_object *start_cmd; /* spec.startCmd as the agent's create takes it, or NULL */
         char *runtime;          /* spec.runtime (runc, crun, runsc), or NULL: the node's */
+        json_object *build;     /* source.build (template-build.c), or NULL */
+        char *built_image;      /* with build: the image the nodes build (TEMPLATE_BUILD_PREFIX) */
 } SandboxTemplateInfo;
 
 void sandbox_template_done(SandboxTemplateInfo *t);
@@ -169,6 +171,37 @@ json_object *sandbox_network_json(json_object *sbx);
  * missing Secret: -ENOENT with msg set. */
 int sandbox_create_body(Operator *op, json_object *sbx, const SandboxTemplateInfo *t,
                         const char *id, json_object **ret, char *msg, size_t msglen);
+
+/* template-build.c: SandboxTemplates with source.build (docs/build.md#sandboxtemplates). */
+extern const K8sResource operator_configmaps;
+/* The image a build template's nodes build: this, its uid and ":latest"
+ * (one per template: never the same for two namespaces or templates). */
+#define TEMPLATE_BUILD_PREFIX "localhost/sandpit-template-"
+/* Checks source.build (dockerfile, context, buildArgs) beyond the CRD's
+ * schema: -EINVAL with msg when it is not usable. */
+int template_build_check(json_object *build, const char *name, char *msg, size_t msglen);
+/* The build context: the Dockerfile (as the agent's ".sandpit-dockerfile")
+ * and the files of ConfigMap cm (its data and binaryData; NULL: none) as a
+ * tar in an unnamed file, every entry root's, 0644, mtime 0, so that the
+ * same inputs give the same tar (the agent's cache keys on it). -EINVAL with
+ * msg for a key that cannot be a file or undecodable binaryData. */
+int template_build_context(const char *dockerfile, json_object *cm, int *ret_fd, char *msg,
+                           size_t msglen);
+/* The result of one build on a node. */
+typedef struct {
+        bool done;        /* the "image" line came */
+        char digest[128]; /* its digest */
+        char error[1024]; /* the "error" line's message (with the last line of output), or "" */
+} TemplateBuildResult;
+/* One progress line of the agent's build into r (AgentEventFn's shape). */
+int template_build_event(json_object *ev, void *userdata);
+/* The build request's parameters (tag, dockerfile, build_arg) for t. */
+json_object *template_build_params(const SandboxTemplateInfo *t);
+/* One build of image on node at a time in this process (a second Sandbox
+ * waits for the first's build, then finds its steps cached): -EBUSY while
+ * one is in flight, else marks it; _end() after the build. */
+int template_build_begin(const char *node, const char *image);
+void template_build_end(const char *node, const char *image);
 
 /* pools.c: warm pools of SandboxTemplates (docs/operator.md#warm-pools). */
 /* The work queue's key of a pools pass (never a Sandbox's "ns/name"). */

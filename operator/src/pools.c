@@ -104,10 +104,12 @@ int pools_request(json_object *tmpl, json_object **ret, char *msg, size_t msglen
                 sandbox_template_done(&t);
                 return -EINVAL;
         }
-        if (t.start_cmd || t.runtime) {
+        if (t.start_cmd || t.runtime || t.build) {
                 snprintf(msg, msglen, "%s",
                          t.start_cmd ? "a template with a startCmd is never pooled (its "
                                        "sandboxes start it)"
+                         : t.build   ? "a template with source.build is not pooled yet (its "
+                                       "image is built at a sandbox's create)"
                                      : "a template that names a runtime is never pooled (the "
                                        "nodes' pools run their default runtime)");
                 sandbox_template_done(&t);
@@ -561,7 +563,7 @@ void pools_take_locked(Operator *op, const char *pool, const char *node)
 int pools_for_sandbox(json_object *sbx, const SandboxTemplateInfo *t, char *buf, size_t len)
 {
         WarmPoolSpec s = {0};
-        if (!t || !t->obj || t->start_cmd || t->runtime || pools_spec(t->obj, &s) < 0)
+        if (!t || !t->obj || t->start_cmd || t->runtime || t->build || pools_spec(t->obj, &s) < 0)
                 return -ENOENT;
         SandboxResources mine = {0}, pooled = {0};
         if (sandbox_resources(sbx, t, &mine) < 0 || sandbox_resources(NULL, t, &pooled) < 0)

@@ -16,6 +16,8 @@
 const K8sResource operator_sandboxes = {"sandpit.dev", "v1alpha1", "sandboxes", true};
 
 #define AGENT_TIMEOUT_MS 120000L
+#define BUILD_TIMEOUT_MS 1800000L /* a template's build: its RUN steps */
+#define BUILD_WAIT_MS    1000L    /* requeue while the same build runs for another Sandbox */
 
 static bool has_finalizer(json_object *obj)
 {
@@ -195,6 +197,7 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
         char pool[64];
         bool pooled = pools_for_sandbox(*obj, &t, pool, sizeof(pool)) >= 0;
         cleanup_free char *image = TAKE_PTR(t.image);
+        bool build = t.build != NULL;
         sandbox_template_done(&t);
         if (r < 0)
                 return -EINVAL;
@@ -235,6 +238,12 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
                 snprintf(pmsg, sizeof(pmsg), "node %s pulls image %s unless it has it", a.node,
                          image);
                 status_set_condition(st, "Ready", "False", "PullingImage", pmsg, gen);
+        } else if (build) {
+                /* The node builds the template's image before the create. */
+                char bmsg[512];
+                snprintf(bmsg, sizeof(bmsg),
+                         "node %s builds the template's image (cached steps run nothing)", a.node);
+                status_set_condition(st, "Ready", "False", "BuildingTemplate", bmsg, gen);
         } else {
                 status_set_condition(st, "Ready", "False", "Creating",
                                      "the sandbox is being created", gen);
@@ -314,6 +323,8 @@ static void template_status(Operator *op, const SandboxTemplateInfo *t, const ch
         if (size && json_object_is_type(size, json_type_int))
                 json_object_object_add(st, "size",
                                        json_object_new_int64(json_object_get_int64(size)));
+        if (t->built_image)
+                json_object_object_add(st, "image", json_object_new_string(t->built_image));
         if ((cur && json_object_equal(cur, st)) || leader_check(op->leader) < 0)
                 return;
         cleanup_json json_object *patch = json_object_new_object();
@@ -327,8 +338,13 @@ static void template_status(Operator *op, const SandboxTemplateInfo *t, const ch
                                   k8s_obj_namespace(t->obj), k8s_obj_name(t->obj), e.message);
                 return;
         }
+        /* What the next call compares with (a build: Building, then Built). */
+        json_object_object_add(t->obj, "status", json_object_get(st));
         if (changed)
-                post_event(op, t->obj, streq(cstatus, "True") ? "Normal" : "Warning", reason, msg);
+                post_event(op, t->obj,
+                           streq(cstatus, "True") || streq(reason, "Building") ? "Normal"
+                                                                               : "Warning",
+                           reason, msg);
 }
 
 /* An image template: the node pulls the image (or checks its copy against
@@ -388,6 +404,98 @@ static long pull_image(Operator *op, json_object **obj, json_object *st, const A
         return 0;
 }
 
+/* A build template: the node builds its image (template-build.c) before the
+ * create; every step is cached on the node, so a build with nothing changed
+ * runs nothing. 0 when the node has the image of the template as it is. */
+static long build_template(Operator *op, json_object **obj, json_object *st, const AgentInfo *a,
+                           const SandboxTemplateInfo *t)
+{
+        char msg[1536];
+        int64_t tgen = generation(t->obj);
+        json_object *tst = json_field(t->obj, "status");
+        json_object *og = json_field(tst, "observedGeneration");
+        /* A generation no build has tried yet (a failed one stays failed
+         * until a build of it works: no Event at every retry). */
+        if (!status_condition_status(tst, "Ready") || !og || json_object_get_int64(og) != tgen) {
+                snprintf(msg, sizeof(msg), "building generation %lld of the template on node %s",
+                         (long long) tgen, a->node);
+                template_status(op, t, "False", "Building", msg, NULL);
+        }
+        cleanup_json json_object *cm = NULL;
+        const char *ctx = json_str(t->build, "context");
+        int r = 0;
+        if (ctx) {
+                K8sError e = {0};
+                r = k8s_get(op->client, &operator_configmaps, k8s_obj_namespace(t->obj), ctx, &cm,
+                            &e);
+                if (r == -ENOENT) {
+                        snprintf(msg, sizeof(msg),
+                                 "source.build.context: no ConfigMap %s in namespace %s", ctx,
+                                 k8s_obj_namespace(t->obj));
+                        template_status(op, t, "False", "ContextNotFound", msg, NULL);
+                        return wait_for_user(op, obj, st, "ContextNotFound", msg);
+                }
+                if (r < 0)
+                        return log_warning_errno(r, "Failed to read ConfigMap %s/%s: %s",
+                                                 k8s_obj_namespace(t->obj), ctx, e.message);
+        }
+        cleanup_close int fd = -1;
+        r = template_build_context(json_str(t->build, "dockerfile"), cm, &fd, msg, sizeof(msg));
+        if (r == -EINVAL) {
+                template_status(op, t, "False", "InvalidContext", msg, NULL);
+                return wait_for_user(op, obj, st, "InvalidContext", msg);
+        }
+        if (r < 0)
+                return r;
+        cleanup_json json_object *params = template_build_params(t);
+        if (!params)
+                return -ENOMEM;
+        AgentConn c = {0};
+        AgentClientError ae = {0};
+        TemplateBuildResult res = {0};
+        if ((r = agent_conn(op, a, &c)) < 0)
+                return r;
+        c.timeout_ms = BUILD_TIMEOUT_MS;
+        r = template_build_begin(a->node, t->built_image);
+        if (r == -EBUSY)
+                return BUILD_WAIT_MS; /* another Sandbox's build of it on this node */
+        if (r < 0)
+                return r;
+        r = op->agent->template_build(&c, params, fd, template_build_event, &res, &ae);
+        template_build_end(a->node, t->built_image);
+        if (r < 0 && (ae.status == 400 || ae.status == 413)) {
+                /* The Dockerfile does not parse, or the context is too big. */
+                snprintf(res.error, sizeof(res.error), "%s", agent_error_message(&ae));
+        } else if (r < 0) {
+                if (!ae.status)
+                        return r;
+                log_warning("Sandbox %s/%s: node %s answered the build %ld: %s",
+                            k8s_obj_namespace(*obj), k8s_obj_name(*obj), a->node, ae.status,
+                            agent_error_message(&ae));
+                return -EAGAIN;
+        }
+        if (res.error[0]) {
+                /* Said on both, and retried with backoff (the ConfigMap or the
+                 * template may be fixed; a change of the template is a new
+                 * generation). */
+                snprintf(msg, sizeof(msg), "node %s: %s", a->node, res.error);
+                template_status(op, t, "False", "BuildFailed", msg, NULL);
+                return wait_for_user(op, obj, st, "BuildFailed", msg);
+        }
+        if (!res.done) {
+                log_warning("Sandbox %s/%s: node %s's build ended without a result",
+                            k8s_obj_namespace(*obj), k8s_obj_name(*obj), a->node);
+                return -EAGAIN;
+        }
+        cleanup_json json_object *img = json_object_new_object();
+        if (!img)
+                return -ENOMEM;
+        json_object_object_add(img, "digest", json_object_new_string(res.digest));
+        snprintf(msg, sizeof(msg), "generation %lld built as %s", (long long) tgen, res.digest);
+        template_status(op, t, "True", "Built", msg, img);
+        return 0;
+}
+
 static long create_on_agent(Operator *op, json_object **obj, json_object *st, const char *key,
                             const AgentInfo *a)
 {
@@ -401,6 +509,10 @@ static long create_on_agent(Operator *op, json_object **obj, json_object *st, co
         if (r < 0)
                 return r;
         if (t.image && (r = (int) pull_image(op, obj, st, a, &t)) != 0) {
+                sandbox_template_done(&t);
+                return r;
+        }
+        if (t.build && (r = (int) build_template(op, obj, st, a, &t)) != 0) {
                 sandbox_template_done(&t);
                 return r;
         }

@@ -24,6 +24,8 @@ void sandbox_template_done(SandboxTemplateInfo *t)
         json_putp(&t->obj);
         json_putp(&t->start_cmd);
         free(t->runtime);
+        json_putp(&t->build);
+        free(t->built_image);
         *t = (SandboxTemplateInfo){0};
 }
 
@@ -98,6 +100,40 @@ int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, ch
         cleanup_json json_object *start_cmd = NULL;
         if ((r = start_cmd_json(spec, name, &start_cmd, msg, msglen)) < 0)
                 return r;
+        json_object *build = json_field(source, "build");
+        if (build && ((image && *image) || path)) {
+                snprintf(msg, msglen,
+                         "SandboxTemplate %s: source.build goes with neither image nor path", name);
+                return -ENOTSUP;
+        }
+        if (build) {
+                /* The agents build it before each create (template-build.c). */
+                if ((r = template_build_check(build, name, msg, msglen)) < 0)
+                        return r;
+                const char *uid = k8s_obj_uid(tmpl);
+                if (!uid || !*uid) {
+                        snprintf(msg, msglen, "SandboxTemplate %s: no metadata.uid", name);
+                        return -EINVAL;
+                }
+                *ret = (SandboxTemplateInfo){
+                        .resources = json_object_get(json_field(spec, "resources")),
+                        .found = true,
+                        .obj = json_object_get(tmpl),
+                        .start_cmd = TAKE_PTR(start_cmd),
+                        .runtime = runtime && *runtime ? strdup(runtime) : NULL,
+                        .build = json_object_get(build),
+                };
+                if (asprintf(&ret->built_image, TEMPLATE_BUILD_PREFIX "%s:latest", uid) < 0)
+                        ret->built_image = NULL;
+                else if (asprintf(&ret->agent_template, "image:%s", ret->built_image) < 0)
+                        ret->agent_template = NULL;
+                if (!ret->built_image || !ret->agent_template ||
+                    (runtime && *runtime && !ret->runtime)) {
+                        sandbox_template_done(ret);
+                        return -ENOMEM;
+                }
+                return 0;
+        }
         if (image && *image) {
                 /* The agents pull it (docs/images.md); a bad reference is theirs to refuse. */
                 const char *secret = json_str(source, "pullSecret");
@@ -120,7 +156,7 @@ int sandbox_template_from_object(json_object *tmpl, SandboxTemplateInfo *ret, ch
                 return 0;
         }
         if (!path) {
-                snprintf(msg, msglen, "SandboxTemplate %s: neither source.path nor source.image",
+                snprintf(msg, msglen, "SandboxTemplate %s: none of source.path, image and build",
                          name);
                 return -ENOTSUP;
         }

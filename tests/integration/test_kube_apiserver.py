@@ -880,7 +880,7 @@ def test_dry_run_and_explain(kube, ns):
     out = kube.kubectl("explain", "sandbox.spec.network.egress").stdout
     assert "policy" in out and "Deny (no egress)" in out
     out = kube.kubectl("explain", "sbxt.spec.source").stdout
-    assert "exactly one of image and path" in out
+    assert "exactly one of image, path and build" in out
 
 
 def test_crd_with_two_versions_converts_api_version(kube, ns):
