@@ -614,7 +614,7 @@ stop_build_agent() {
 
 build_code_interpreter() { # tmpdir
 	local t=$1 r=$1/rootfs a=$1/.agent ctx=$1/.context base="$dir/default/rootfs"
-	local cli="$BIN/sandpit" rec layers="" l step i
+	local cli="$BIN/sandpit" rec="" layers="" l step i
 	local -a pkgs=()
 	for i in sandpit-agent sandpit-init sandpit; do
 		[ -x "$BIN/$i" ] || die "code-interpreter: $BIN/$i is missing (make all)"
@@ -651,9 +651,16 @@ build_code_interpreter() { # tmpdir
 
 	# The image record's layers (bottom first) over default's rootfs, through a
 	# read-only overlay that applies the whiteouts, copied into one directory.
-	rec=$(grep -l '"localhost/code-interpreter:latest"' "$a"/images/images/*.json | head -n 1) ||
-		die "code-interpreter: no image record after the build"
-	for l in $(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["layers"]))' "$rec"); do
+	# shellcheck disable=SC2016 # a python program
+	rec=$(python3 -c '
+import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/images/*.json"):
+    r = json.load(open(f))
+    if r.get("name") == "localhost/code-interpreter:latest" and r.get("base") == "default":
+        print(" ".join(r["layers"]))
+' "$a/images") || die "code-interpreter: cannot read the image store"
+	[ -n "$rec" ] || die "code-interpreter: no image record after the build"
+	for l in $rec; do
 		layers="$a/images/layers/${l#sha256:}${layers:+:$layers}"
 	done
 	step=$(now_us)
