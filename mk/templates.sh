@@ -681,20 +681,21 @@ for f in glob.glob(sys.argv[1] + "/images/*.json"):
 check_code_interpreter() { # template dir
 	local r=$1/rootfs out
 	[ "$is_root" -eq 1 ] || die "code-interpreter: the check must run as root (chroot)"
+	# Nothing here may write into the rootfs (jshell would make ~/.java).
 	expect_mode "$r/.sandpit" 700
 	chroot_mount "$r"
 	out=$(in_chroot "$r" /usr/bin/env HOME="/home/$TEMPLATE_USER" \
 		chroot --userspec="$TEMPLATE_UID:$TEMPLATE_UID" / /bin/bash -c '
 			Rscript -e "cat(jsonlite::toJSON(1:2), \"\n\")"
 			node -e "console.log(require(\"/usr/share/nodejs/typescript\").transpile(\"let x: number = 3\").trim())"
-			jshell --version >/dev/null && java -version 2>&1 | head -n 1 | cut -d" " -f1
+			java --list-modules | grep -q "^jdk.jshell@" && java -version 2>&1 | head -n 1 | cut -d" " -f1
 			python3 -c "import numpy; print(\"py\")"
 			git --version >/dev/null && npm --version >/dev/null && echo tools' 2>&1) ||
 		{ chroot_umount; die "code-interpreter: smoke check failed: $out"; }
 	chroot_umount
 	[ "$out" = "$(printf '[1,2] \nvar x = 3;\nopenjdk\npy\ntools')" ] ||
 		die "code-interpreter: unexpected smoke output: $out"
-	log "code-interpreter: smoke check ok (R + jsonlite, TypeScript, JShell, python3, git, npm)"
+	log "code-interpreter: smoke check ok (R + jsonlite, TypeScript, java with jdk.jshell, python3, git, npm)"
 }
 
 # ---------------------------------------------------------------- main
