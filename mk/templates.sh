@@ -80,16 +80,18 @@ while [ $# -gt 0 ]; do
 	-v | --verbose) verbose=1 ;;
 	-h | --help) usage; exit 0 ;;
 	all) names+=(host default code-interpreter) ;;
-	host | default) names+=("$1") ;;
-	# FROM default: that one is built (or found current) first.
-	code-interpreter) names+=(default "$1") ;;
+	host | default | code-interpreter) names+=("$1") ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 	shift
 done
 [ ${#names[@]} -gt 0 ] || { usage >&2; die "name a template: host, default, code-interpreter or all"; }
-# Each name once, in the order first given.
-mapfile -t names < <(printf '%s\n' "${names[@]}" | awk '!seen[$0]++')
+# Each name once, `default` before `code-interpreter`, which is built FROM it.
+ordered=()
+for n in host default code-interpreter; do
+	if [[ " ${names[*]} " == *" $n "* ]]; then ordered+=("$n"); fi
+done
+names=("${ordered[@]}")
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${SANDPIT_BIN:-$REPO/build/bin}
 CI_SRC=$REPO/templates/code-interpreter
@@ -98,8 +100,9 @@ CI_SRC=$REPO/templates/code-interpreter
 dir=$(realpath -m -- "$dir")
 is_root=0
 [ "$(id -u)" -eq 0 ] && is_root=1
-if [[ " ${names[*]} " == *" default "* ]]; then
-	[ "$is_root" -eq 1 ] || die "default: must run as root (debootstrap, chroot, mounts)"
+# code-interpreter may have to build default first.
+if [[ " ${names[*]} " == *" default "* || " ${names[*]} " == *" code-interpreter "* ]]; then
+	[ "$is_root" -eq 1 ] || die "default, code-interpreter: must run as root (debootstrap, chroot, mounts)"
 	[ "$check_only" -eq 1 ] || command -v debootstrap >/dev/null ||
 		die "default: debootstrap is missing (mk/deps.sh installs it)"
 fi
@@ -109,7 +112,8 @@ fi
 # killed with SIGKILL no mount is left behind on the host: the namespace dies
 # with the process. The cleanup trap below unmounts anyway, for hosts where
 # unshare is unavailable.
-if [[ " ${names[*]} " == *" default "* ]] && [ "$is_root" -eq 1 ] &&
+if [[ " ${names[*]} " == *" default "* || " ${names[*]} " == *" code-interpreter "* ]] &&
+	[ "$is_root" -eq 1 ] &&
 	[ -z "${SANDPIT_TEMPLATES_PRIVATE_NS:-}" ] &&
 	unshare --mount --propagation private true 2>/dev/null; then
 	export SANDPIT_TEMPLATES_PRIVATE_NS=1
@@ -757,6 +761,11 @@ build_one() { # name
 	exec {lockfd}>&-
 }
 
+build_default_unforced() {
+	local force=0
+	build_one default
+}
+
 check_one() { # name
 	local name=$1 start
 	start=$(now_us)
@@ -771,9 +780,14 @@ main() {
 	for name in "${names[@]}"; do
 		if [ "$check_only" -eq 1 ]; then
 			check_one "$name"
-		else
-			build_one "$name"
+			continue
 		fi
+		# FROM default: that one is built first unless it is there and current
+		# (--force applies to the templates named only).
+		if [ "$name" = code-interpreter ] && [[ " ${names[*]} " != *" default "* ]]; then
+			build_default_unforced
+		fi
+		build_one "$name"
 	done
 	# Bash reads a script as it runs it: exiting here, before bash reads past
 	# this call, keeps an edit of this file during a long build from being
