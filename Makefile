@@ -17,13 +17,14 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@mk/run.sh
 
-# The slow integration tests need the `default` template: built once per
-# machine (a few minutes), then cached.
+# The slow integration tests need the `default` and `code-interpreter`
+# templates: built once per machine (minutes), then cached; rebuilt when their
+# package list or Dockerfile changed.
 test: deps
 	@mk/tools.sh
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-bins
-	@mk/templates.sh default
+	@mk/templates.sh code-interpreter
 	@tests/run-all.sh
 
 # The cluster tests against a real kube-apiserver and kube-controller-manager

@@ -126,7 +126,7 @@ def pool_settled(agent, claims, timeout=120):
 def sdk_pooled(agent, work, env, runs, kernel=True):
     """The SDK rounds with a warm pool; each must claim (the pool's counter)
     and, with kernel, take the pre-started python kernel."""
-    st, p = agent.call("PUT", "/v1/pools/" + POOL, {"template": "default", "size": 1, "kernel": kernel})
+    st, p = agent.call("PUT", "/v1/pools/" + POOL, {"template": "code-interpreter", "size": 1, "kernel": kernel})
     assert st == 200, p
     proc = subprocess.Popen(["node", "bench_sdk.mjs", str(runs), "stepped"], cwd=work, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -296,8 +296,9 @@ def main():
     ap.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True,
                     help="also the cluster rows (fixture API server + operator --gateway-listen)")
     args = ap.parse_args()
-    if not os.path.isdir(os.path.join(args.templates_dir, "default")):
-        print_rows([("E2B SDK rows", "n/a", "n/a", "no default template")])
+    # Sandbox.create() asks for code-interpreter-v1: the code-interpreter template.
+    if not os.path.isdir(os.path.join(args.templates_dir, "code-interpreter")):
+        print_rows([("E2B SDK rows", "n/a", "n/a", "no code-interpreter template (mk/templates.sh code-interpreter)")])
         return 0
     r = subprocess.run(["bash", os.path.join(ROOT, "tests", "compat", "setup.sh")], capture_output=True,
                        text=True)

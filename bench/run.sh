@@ -6,7 +6,10 @@ TEMPLATES=$(mktemp -d /tmp/sandpit-bench-templates.XXXXXX)
 trap 'rm -rf "$TEMPLATES"' EXIT
 mk/templates.sh host --dir "$TEMPLATES" >/dev/null
 # The code-interpreter rows need python3 and node: the default template, when built.
-if [ -d /var/lib/sandpit/templates/default ]; then ln -s /var/lib/sandpit/templates/default "$TEMPLATES/default"; fi
+# The E2B SDK rows: code-interpreter, which Sandbox.create()'s code-interpreter-v1 maps to.
+for t in default code-interpreter; do
+	if [ -d "/var/lib/sandpit/templates/$t" ]; then ln -s "/var/lib/sandpit/templates/$t" "$TEMPLATES/$t"; fi
+done
 echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')" >&2
 /usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"
 # Density: 300 idle sandboxes, loopback-only and with --sandbox-cidr: memory, idle agent CPU,
@@ -24,7 +27,7 @@ else
 fi
 # Images: pull + unpack beside skopeo + umoci, create from a cached image beside a directory.
 /usr/bin/python3 bench/bench_images.py --templates-dir "$TEMPLATES"
-# The E2B SDK's view through the gateway, beside the native API (needs node and the default template).
+# The E2B SDK's view through the gateway, beside the native API (needs node and the code-interpreter template).
 /usr/bin/python3 bench/bench_gateway.py --templates-dir "$TEMPLATES"
 # MCP: tools/call run_code('1+1') over stdio (`sandpit mcp`) and the gateway's /mcp.
 /usr/bin/python3 bench/bench_mcp.py --templates-dir "$TEMPLATES"

@@ -6,20 +6,28 @@
 #   <templates_dir>/<name>/rootfs/         the lower layer
 #   <templates_dir>/<name>/template.json   {"name", "binds", "user", "languages"}
 #
-# Two templates are built here (docs/templates.md has the details):
+# Three templates are built here (docs/templates.md has the details):
 #   host     a skeleton rootfs that borrows the host's /usr through "binds";
 #            builds in under a second, for tests.
 #   default  a real Debian bookworm rootfs (debootstrap) with python3 + numpy,
-#            pandas, matplotlib, nodejs; takes minutes, built once per machine.
+#            pandas, matplotlib, pip, nodejs, npm, git, curl; takes minutes,
+#            built once per machine.
+#   code-interpreter
+#            default + R, Java (JShell) and TypeScript, built from
+#            templates/code-interpreter/Dockerfile by sandpit's own builder
+#            (a standalone agent of this script's, from build/bin or
+#            $SANDPIT_BIN); builds default first when needed.
 #
-# Usage: mk/templates.sh [--dir DIR] [--force] [--check] [-v] host|default|all...
+# Usage: mk/templates.sh [--dir DIR] [--force] [--check] [-v] host|default|code-interpreter|all...
 #   --dir DIR  templates directory (default $SANDPIT_TEMPLATES_DIR, else
 #              /var/lib/sandpit/templates)
 #   --force    rebuild even if the template is already complete
 #   --check    only run the smoke check of already built templates
 #   -v         show debootstrap/apt output on stderr, not only in the log
 #
-# A complete template is left alone. A build goes into <name>.tmp-<pid> beside
+# A complete template built from the current inputs (the package list, the
+# Dockerfile and its context: "inputs" in its template.json) is left alone;
+# one built from other inputs is rebuilt. A build goes into <name>.tmp-<pid> beside
 # the final directory and is renamed into place only after its smoke check
 # passed, so a half-built template never exists under its name.
 set -euo pipefail
@@ -27,8 +35,9 @@ set -euo pipefail
 readonly SUITE=bookworm
 readonly TEMPLATE_USER=user
 readonly TEMPLATE_UID=1000
-# What a code-interpreter user expects. No curl/git/npm: sandboxes have no
-# network yet, and npm alone pulls in hundreds of node-* packages.
+# What a code-interpreter user expects, and what E2B's SDK and users run in a
+# sandbox: git (sandbox.git.* runs it through commands), curl, pip and npm
+# install at run time (npm brings a few hundred small node-* packages).
 # python3-munkres satisfies matplotlib's fonttools dependency "python3-scipy |
 # python3-munkres", which apt would otherwise meet with scipy, whose hard
 # dependency pythran brings g++, Boost and the Python headers (about +700 MB).
@@ -36,7 +45,7 @@ readonly DEFAULT_PACKAGES=(
 	bash coreutils procps ca-certificates tzdata
 	python3 python3-pip python3-numpy python3-pandas python3-matplotlib
 	python3-munkres
-	nodejs
+	nodejs npm git curl
 )
 # Host directories that are either merged-/usr symlinks or real directories
 # that the host template must bind from the host.
@@ -70,20 +79,30 @@ while [ $# -gt 0 ]; do
 	--check) check_only=1 ;;
 	-v | --verbose) verbose=1 ;;
 	-h | --help) usage; exit 0 ;;
-	all) names+=(host default) ;;
-	host | default) names+=("$1") ;;
+	all) names+=(host default code-interpreter) ;;
+	host | default | code-interpreter) names+=("$1") ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 	shift
 done
-[ ${#names[@]} -gt 0 ] || { usage >&2; die "name a template: host, default or all"; }
+[ ${#names[@]} -gt 0 ] || { usage >&2; die "name a template: host, default, code-interpreter or all"; }
+# Each name once, `default` before `code-interpreter`, which is built FROM it.
+ordered=()
+for n in host default code-interpreter; do
+	if [[ " ${names[*]} " == *" $n "* ]]; then ordered+=("$n"); fi
+done
+names=("${ordered[@]}")
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${SANDPIT_BIN:-$REPO/build/bin}
+CI_SRC=$REPO/templates/code-interpreter
 # Absolute and symlink-free: the path is compared against /proc/self/mountinfo
 # and used as a chroot.
 dir=$(realpath -m -- "$dir")
 is_root=0
 [ "$(id -u)" -eq 0 ] && is_root=1
-if [[ " ${names[*]} " == *" default "* ]]; then
-	[ "$is_root" -eq 1 ] || die "default: must run as root (debootstrap, chroot, mounts)"
+# code-interpreter may have to build default first.
+if [[ " ${names[*]} " == *" default "* || " ${names[*]} " == *" code-interpreter "* ]]; then
+	[ "$is_root" -eq 1 ] || die "default, code-interpreter: must run as root (debootstrap, chroot, mounts)"
 	[ "$check_only" -eq 1 ] || command -v debootstrap >/dev/null ||
 		die "default: debootstrap is missing (mk/deps.sh installs it)"
 fi
@@ -93,7 +112,8 @@ fi
 # killed with SIGKILL no mount is left behind on the host: the namespace dies
 # with the process. The cleanup trap below unmounts anyway, for hosts where
 # unshare is unavailable.
-if [[ " ${names[*]} " == *" default "* ]] && [ "$is_root" -eq 1 ] &&
+if [[ " ${names[*]} " == *" default "* || " ${names[*]} " == *" code-interpreter "* ]] &&
+	[ "$is_root" -eq 1 ] &&
 	[ -z "${SANDPIT_TEMPLATES_PRIVATE_NS:-}" ] &&
 	unshare --mount --propagation private true 2>/dev/null; then
 	export SANDPIT_TEMPLATES_PRIVATE_NS=1
@@ -154,6 +174,7 @@ safe_rm() { # path
 
 on_exit() {
 	local rc=$? m
+	stop_build_agent
 	chroot_umount
 	if [ -n "$BUILD_TMP" ] && [ -e "$BUILD_TMP" ]; then
 		# Whatever a killed debootstrap may have left mounted in our tree,
@@ -201,9 +222,9 @@ json_array() { # items... -> ["a", "b"]
 	printf '[%s]' "$out"
 }
 
-write_template_json() { # file name user languages-json binds-json
-	printf '{"name": "%s", "binds": %s, "user": "%s", "languages": %s}\n' \
-		"$2" "$5" "$3" "$4" >"$1"
+write_template_json() { # file name user languages-json binds-json [inputs]
+	printf '{"name": "%s", "binds": %s, "user": "%s", "languages": %s%s}\n' \
+		"$2" "$5" "$3" "$4" "${6:+, \"inputs\": \"$6\"}" >"$1"
 }
 
 # Where the host's Debian archive is: prints "URI SUITE" for each enabled
@@ -248,6 +269,34 @@ host_apt_entries() {
 				for (k = i + 2; k <= NF; k++) if ($k == "main") { print uri, suite; next }
 			}' "$f"
 	done
+}
+
+# What a template is built from, as "sha256:<hex>": recorded in its
+# template.json ("inputs") and compared on every run, so that a cached template
+# built from another package list or Dockerfile is rebuilt. `host` has none: it
+# is rebuilt only with --force (it takes under a second).
+template_inputs() { # name
+	case $1 in
+	default)
+		printf '%s\n' "$SUITE" "$TEMPLATE_USER" "$TEMPLATE_UID" "${DEFAULT_PACKAGES[@]}" |
+			sha256sum | sed 's/^/sha256:/; s/ .*//'
+		;;
+	code-interpreter)
+		# default's inputs and every file of its build context.
+		{
+			template_inputs default
+			(cd "$CI_SRC" && find . -type f | LC_ALL=C sort | xargs -d '\n' sha256sum)
+		} | sha256sum | sed 's/^/sha256:/; s/ .*//'
+		;;
+	esac
+}
+
+# The "inputs" a template.json records (empty without).
+recorded_inputs() { # template.json
+	local json=""
+	read -r -d '' json <"$1" || true
+	[[ $json =~ \"inputs\":\ \"([^\"]*)\" ]] && echo "${BASH_REMATCH[1]}"
+	return 0
 }
 
 # The rootfs is complete when it has a rootfs/ and a template.json: the build
@@ -510,7 +559,7 @@ build_default() { # tmpdir
 	chmod 0700 "$r/.sandpit"
 
 	write_template_json "$t/template.json" default "$TEMPLATE_USER" \
-		'["python", "javascript", "bash"]' '[]'
+		'["python", "javascript", "bash"]' '[]' "$(template_inputs default)"
 }
 
 check_default() { # template dir
@@ -523,10 +572,134 @@ check_default() { # template dir
 	out=$(in_chroot "$r" /usr/bin/env HOME="/home/$TEMPLATE_USER" \
 		chroot --userspec="$TEMPLATE_UID:$TEMPLATE_UID" / /bin/bash -c '
 			python3 -c "import numpy, pandas, matplotlib; print(\"ok\", matplotlib.get_backend())"
-			node -e "console.log(1+1)"' 2>&1) || { chroot_umount; die "default: smoke check failed: $out"; }
+			node -e "console.log(1+1)"
+			git --version >/dev/null && curl --version >/dev/null && npm --version >/dev/null && echo tools' 2>&1) ||
+		{ chroot_umount; die "default: smoke check failed: $out"; }
 	chroot_umount
-	[ "${out,,}" = "$(printf 'ok agg\n2')" ] || die "default: unexpected smoke output: $out"
-	log "default: smoke check ok (python3 numpy pandas matplotlib[agg], node)"
+	[ "${out,,}" = "$(printf 'ok agg\n2\ntools')" ] || die "default: unexpected smoke output: $out"
+	log "default: smoke check ok (python3 numpy pandas matplotlib[agg], node, git, curl, npm)"
+}
+
+# ---------------------------------------------------------------- code-interpreter template
+
+# Built FROM default by sandpit's own Dockerfile builder (docs/templates.md):
+# a standalone agent of our own, in <tmp>/.agent, builds templates/code-interpreter
+# into its image store, whose layers are then flattened over default's rootfs
+# into <tmp>/rootfs. The build's sandboxes have no network, so the .deb files
+# come from the host's apt into the context first.
+
+# The .deb files of PACKAGES and of what they depend on that `default` lacks,
+# resolved by the host's apt against default's dpkg status and downloaded into
+# DEST.
+download_closure() { # default-rootfs dest-dir work-dir packages...
+	local rootfs=$1 dest=$2 work=$3 sim
+	local -a want=()
+	shift 3
+	cp "$rootfs/var/lib/dpkg/status" "$work/status"
+	sim=$(apt-get -s -o Dir::State::status="$work/status" -o Debug::NoLocking=1 \
+		install --no-install-recommends "$@" 2>&1) ||
+		die "code-interpreter: the host's apt cannot resolve $* (apt-get update?): $(tail -n 5 <<<"$sim")"
+	# "Inst NAME [OLD] (VERSION SUITE [ARCH])"
+	mapfile -t want < <(awk '$1 == "Inst" { v = $0; sub(/^[^(]*\(/, "", v); sub(/ .*/, "", v); print $2 "=" v }' <<<"$sim")
+	[ ${#want[@]} -gt 0 ] || die "code-interpreter: apt found nothing to install for $*"
+	log "code-interpreter: apt-get download of ${#want[@]} packages"
+	(cd "$dest" && run_logged apt-get -o APT::Sandbox::User=root download "${want[@]}")
+	[ "$(find "$dest" -name '*.deb' | wc -l)" -eq ${#want[@]} ] ||
+		die "code-interpreter: apt-get download did not bring the ${#want[@]} .deb files"
+}
+
+BUILD_AGENT_PID=""
+stop_build_agent() {
+	[ -n "$BUILD_AGENT_PID" ] || return 0
+	kill -TERM "$BUILD_AGENT_PID" 2>/dev/null || true
+	wait "$BUILD_AGENT_PID" 2>/dev/null || true
+	BUILD_AGENT_PID=""
+}
+
+build_code_interpreter() { # tmpdir
+	local t=$1 r=$1/rootfs a=$1/.agent ctx=$1/.context base="$dir/default/rootfs"
+	local cli="$BIN/sandpit" rec="" layers="" l step i
+	local -a pkgs=()
+	for i in sandpit-agent sandpit-init sandpit; do
+		[ -x "$BIN/$i" ] || die "code-interpreter: $BIN/$i is missing (make all)"
+	done
+	is_complete "$dir/default" || die "code-interpreter: no default template in $dir/default"
+	mkdir -p "$ctx" "$a"
+	cp -a "$CI_SRC/." "$ctx/"
+	mkdir "$ctx/debs"
+	mapfile -t pkgs < <(sed 's/#.*//; /^[[:space:]]*$/d' "$CI_SRC/packages")
+	step=$(now_us)
+	download_closure "$base" "$ctx/debs" "$t" "${pkgs[@]}"
+	log "code-interpreter: $(du -sh "$ctx/debs" | cut -f1) of .deb files in $(elapsed "$step")"
+
+	# An agent of our own: its socket, state, image store and cgroup are ours
+	# alone, and it is stopped (its sandboxes torn down) before the rootfs is
+	# made. User namespaces off: the layers keep the ids dpkg gave them.
+	"$BIN/sandpit-agent" --standalone --socket "$a/agent.sock" --state-dir "$a/state" \
+		--templates-dir "$dir" --images-dir "$a/images" --init "$BIN/sandpit-init" \
+		--kernels-dir none --userns off --cgroup-parent "sandpit-templates-$$" \
+		--log-format text 2>>"$LOG" &
+	BUILD_AGENT_PID=$!
+	for i in $(seq 200); do
+		SANDPIT_URL="unix://$a/agent.sock" "$cli" ls >/dev/null 2>&1 && break
+		kill -0 "$BUILD_AGENT_PID" 2>/dev/null || die "code-interpreter: the build agent exited"
+		[ "$i" -lt 200 ] || die "code-interpreter: the build agent did not answer in 10s"
+		sleep 0.05
+	done
+	log "code-interpreter: sandpit template build (FROM default; a few minutes)"
+	step=$(now_us)
+	SANDPIT_URL="unix://$a/agent.sock" run_logged "$cli" template build -t code-interpreter \
+		--memory 4Gi --disk 4Gi --cpu 2 "$ctx"
+	log "code-interpreter: built in the agent's store in $(elapsed "$step")"
+	stop_build_agent
+
+	# The image record's layers (bottom first) over default's rootfs, through a
+	# read-only overlay that applies the whiteouts, copied into one directory.
+	# shellcheck disable=SC2016 # a python program
+	rec=$(python3 -c '
+import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/images/*.json"):
+    r = json.load(open(f))
+    if r.get("name") == "localhost/code-interpreter:latest" and r.get("base") == "default":
+        print(" ".join(r["layers"]))
+' "$a/images") || die "code-interpreter: cannot read the image store"
+	[ -n "$rec" ] || die "code-interpreter: no image record after the build"
+	for l in $rec; do
+		layers="$a/images/layers/${l#sha256:}${layers:+:$layers}"
+	done
+	step=$(now_us)
+	mkdir "$t/.merged" "$r"
+	mount -t overlay overlay -o "ro,lowerdir=$layers:$base" "$t/.merged"
+	MOUNTS+=("$t/.merged")
+	cp -a "$t/.merged/." "$r/"
+	chroot_umount
+	safe_rm "$a"
+	safe_rm "$ctx"
+	rm -rf "$t/.merged" "$t/status"
+	log "code-interpreter: flattened into rootfs/ in $(elapsed "$step")"
+	write_template_json "$t/template.json" code-interpreter "$TEMPLATE_USER" \
+		'["python", "javascript", "bash", "typescript", "r", "java"]' '[]' \
+		"$(template_inputs code-interpreter)"
+}
+
+check_code_interpreter() { # template dir
+	local r=$1/rootfs out
+	[ "$is_root" -eq 1 ] || die "code-interpreter: the check must run as root (chroot)"
+	# Nothing here may write into the rootfs (jshell would make ~/.java).
+	expect_mode "$r/.sandpit" 700
+	chroot_mount "$r"
+	out=$(in_chroot "$r" /usr/bin/env HOME="/home/$TEMPLATE_USER" \
+		chroot --userspec="$TEMPLATE_UID:$TEMPLATE_UID" / /bin/bash -c '
+			Rscript -e "cat(jsonlite::toJSON(1:2), \"\n\")"
+			node -e "console.log(require(\"/usr/share/nodejs/typescript\").transpile(\"let x: number = 3\").trim())"
+			java --list-modules | grep -q "^jdk.jshell@" && java -version 2>&1 | head -n 1 | cut -d" " -f1
+			python3 -c "import numpy; print(\"py\")"
+			git --version >/dev/null && npm --version >/dev/null && echo tools' 2>&1) ||
+		{ chroot_umount; die "code-interpreter: smoke check failed: $out"; }
+	chroot_umount
+	[ "$out" = "$(printf '[1,2] \nvar x = 3;\nopenjdk\npy\ntools')" ] ||
+		die "code-interpreter: unexpected smoke output: $out"
+	log "code-interpreter: smoke check ok (R + jsonlite, TypeScript, java with jdk.jshell, python3, git, npm)"
 }
 
 # ---------------------------------------------------------------- main
@@ -534,18 +707,23 @@ check_default() { # template dir
 # Builds one template under a per-name lock, so that two concurrent runs do
 # not both build it (the second waits, then finds it complete).
 build_one() { # name
-	local name=$1 final="$dir/$1" lockfd start old stale
+	local name=$1 final="$dir/$1" lockfd start old stale want have
 	exec {lockfd}>"$dir/.$name.lock"
 	if ! flock -n "$lockfd"; then
 		log "$name: another build is running; waiting for it"
 		flock "$lockfd"
 	fi
 
+	want=$(template_inputs "$name")
 	if [ -e "$final" ] && [ "$force" -eq 0 ]; then
 		is_complete "$final" || die "$name: $final exists but is not a complete template; rebuild with --force"
-		log "$name: already built in $final (--force rebuilds)"
-		exec {lockfd}>&-
-		return 0
+		have=$(recorded_inputs "$final/template.json")
+		if [ "$have" = "$want" ]; then
+			log "$name: already built in $final (--force rebuilds)"
+			exec {lockfd}>&-
+			return 0
+		fi
+		log "$name: $final was built from other inputs (${have:-none recorded}); rebuilding"
 	fi
 	if [ -e "$final" ] && in_use_as_lowerdir "$final/rootfs"; then
 		die "$name: $final/rootfs is the lower layer of a mounted overlay; stop its sandboxes first"
@@ -565,8 +743,8 @@ build_one() { # name
 	: >"$LOG"
 	mkdir -m 0755 "$BUILD_TMP"
 	log "$name: building in $BUILD_TMP"
-	"build_$name" "$BUILD_TMP"
-	"check_$name" "$BUILD_TMP"
+	"build_${name//-/_}" "$BUILD_TMP"
+	"check_${name//-/_}" "$BUILD_TMP"
 
 	# Into place. With --force the old one is moved aside first: there is a
 	# moment without the name (no renameat2 exchange in bookworm's mv), but
@@ -583,11 +761,16 @@ build_one() { # name
 	exec {lockfd}>&-
 }
 
+build_default_unforced() {
+	local force=0
+	build_one default
+}
+
 check_one() { # name
 	local name=$1 start
 	start=$(now_us)
 	is_complete "$dir/$name" || die "$name: no complete template in $dir/$name"
-	"check_$name" "$dir/$name"
+	"check_${name//-/_}" "$dir/$name"
 	log "$name: check passed in $(elapsed "$start")"
 }
 
@@ -597,9 +780,14 @@ main() {
 	for name in "${names[@]}"; do
 		if [ "$check_only" -eq 1 ]; then
 			check_one "$name"
-		else
-			build_one "$name"
+			continue
 		fi
+		# FROM default: that one is built first unless it is there and current
+		# (--force applies to the templates named only).
+		if [ "$name" = code-interpreter ] && [[ " ${names[*]} " != *" default "* ]]; then
+			build_default_unforced
+		fi
+		build_one "$name"
 	done
 	# Bash reads a script as it runs it: exiting here, before bash reads past
 	# this call, keeps an edit of this file during a long build from being

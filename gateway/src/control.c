@@ -58,6 +58,10 @@ static void create(GwRequest *r, bool v1)
         cleanup_json json_object *areq = NULL;
         k = gw_e2b_create_to_agent(&c, &areq, err, sizeof(err));
         bool secure = c.secure;
+        /* E2B's name of a template of ours, for the error when it is missing. */
+        char alias[160] = "";
+        if (k == 0 && !streq(c.template_id, c.template_name))
+                (void) snprintf(alias, sizeof(alias), "%s", c.template_id);
         gw_e2b_create_done(&c);
         if (k < 0) {
                 gw_reply_e2b_error(r->req, k, err);
@@ -84,6 +88,12 @@ static void create(GwRequest *r, bool v1)
         k = BACKEND(r)->create(BDATA(r), areq, &sbx, err, sizeof(err));
         if (k < 0) {
                 explicit_bzero(tok, sizeof(tok));
+                size_t n = strlen(err);
+                if (k == -ENOENT && *alias && n < sizeof(err))
+                        (void) snprintf(err + n, sizeof(err) - n,
+                                        " (templateID %s maps to it; docs/templates.md says how "
+                                        "to build it)",
+                                        alias);
                 gw_reply_e2b_error(r->req, k == -EEXIST ? -EBUSY : k, err);
                 return;
         }

@@ -26,7 +26,7 @@
 
 static const GwE2bAlias default_aliases[] = {
         {"base", "default"},
-        {"code-interpreter-v1", "default"},
+        {"code-interpreter-v1", "code-interpreter"},
         {NULL, NULL},
 };
 

@@ -96,6 +96,10 @@ def agent(templates_dir):
     """The session's agent, serving the gateway on a port of its choosing."""
     if not (DEFAULT_TEMPLATES / "default" / "template.json").exists():
         pytest.fail("the `default` template is missing (make rootfs builds it)", pytrace=False)
+    # Sandbox.create() of @e2b/code-interpreter asks for code-interpreter-v1.
+    if not (DEFAULT_TEMPLATES / "code-interpreter" / "template.json").exists():
+        pytest.fail("the `code-interpreter` template is missing (mk/templates.sh code-interpreter "
+                    "builds it)", pytrace=False)
     a = start_agent("compat", templates_dir, extra_args=["--gateway-listen", "127.0.0.1:0"])
     try:
         refresh_gateway_port(a)

@@ -75,6 +75,9 @@ def kube():
 def node(templates_dir, kube, tmp_path_factory):
     if not (templates_dir / "default").exists():
         pytest.fail("the `default` template is missing (make rootfs builds it)", pytrace=False)
+    if not (templates_dir / "code-interpreter").exists():
+        pytest.fail("the `code-interpreter` template is missing (mk/templates.sh code-interpreter "
+                    "builds it)", pytrace=False)
     tf, token = write_token_file(tmp_path_factory.mktemp("gw-token"))
     port = find_free_port()
     a = start_agent("gw", templates_dir, cls=ClusterAgent, listen=f"127.0.0.1:{port}", token_file=tf,

@@ -27,8 +27,9 @@ def test_sdk_create_is_served_by_a_warm_pool(sdk, agent):
     c = agent.client
     name = f"e2b-{sdk.line.replace('.', '-')}"
     # Template only: cpu, memory, pids and disk are the agent's defaults, as
-    # in the gateway's create request ("base" and "code-interpreter-v1" map to default).
-    r = c.request("PUT", f"/v1/pools/{name}", body={"template": "default", "size": 1})
+    # in the gateway's create request (Sandbox.create()'s code-interpreter-v1
+    # maps to code-interpreter).
+    r = c.request("PUT", f"/v1/pools/{name}", body={"template": "code-interpreter", "size": 1})
     assert r.status == 200, r
     try:
         pooled = wait_for(lambda: (p := c.get(f"/v1/pools/{name}").json())["ready"] == 1 and p, 120,

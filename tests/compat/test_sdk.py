@@ -26,6 +26,7 @@ def test_code_interpreter(sdk):
 
 def test_code_interpreter_languages(sdk):
     out = sdk("code-languages.mjs")
+    assert out["template"] == "code-interpreter-v1"  # sandpit's code-interpreter template
     assert out["ts"] == "42"
     assert out["r"] == "[1] 42" and out["rStdout"] == "from r\n"
     assert out["java"] == "42"

@@ -42,7 +42,10 @@ def tool_path(name):
 AGENT_BIN = REPO / "build" / "bin" / "sandpit-agent"
 INIT_BIN = REPO / "build" / "bin" / "sandpit-init"
 TEMPLATES_SH = REPO / "mk" / "templates.sh"
-DEFAULT_TEMPLATES = Path("/var/lib/sandpit/templates")
+# Where `default` and `code-interpreter` were built (mk/templates.sh); the
+# suites link them into their own templates directory. SANDPIT_IT_TEMPLATES_DIR
+# points at another build (mk/templates.sh --dir DIR).
+DEFAULT_TEMPLATES = Path(os.environ.get("SANDPIT_IT_TEMPLATES_DIR") or "/var/lib/sandpit/templates")
 DEFAULT_ROOTFS = DEFAULT_TEMPLATES / "default" / "rootfs"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -739,7 +742,8 @@ class Agent:
 
 
 def build_templates(dest):
-    """Build the `host` template into DEST and link `default` when it exists."""
+    """Build the `host` template into DEST and link `default` and
+    `code-interpreter` when they exist."""
     dest.mkdir(parents=True, exist_ok=True)
     if not TEMPLATES_SH.exists():
         raise RuntimeError(f"{TEMPLATES_SH} is missing: cannot build the host template")
@@ -747,8 +751,9 @@ def build_templates(dest):
                        cwd=str(REPO), timeout=300, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         raise RuntimeError(f"mk/templates.sh host --dir {dest} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    if (DEFAULT_TEMPLATES / "default").is_dir() and not (dest / "default").exists():
-        os.symlink(DEFAULT_TEMPLATES / "default", dest / "default")
+    for name in ("default", "code-interpreter"):
+        if (DEFAULT_TEMPLATES / name).is_dir() and not (dest / name).exists():
+            os.symlink(DEFAULT_TEMPLATES / name, dest / name)
 
 
 @pytest.fixture(scope="session")

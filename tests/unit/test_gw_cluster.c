@@ -67,7 +67,7 @@ static void test_create_maps_to_a_sandbox(void **state)
                 "\"labels\":{\"sandpit.dev/created-by\":\"e2b-gateway\"},"
                 "\"annotations\":{\"sandpit.dev/e2b-template\":\"code-interpreter-v1\","
                 "\"sandpit.dev/e2b-secure\":\"true\"}},"
-                "\"spec\":{\"template\":\"default\",\"timeout\":\"120s\",\"expiryPolicy\":"
+                "\"spec\":{\"template\":\"code-interpreter\",\"timeout\":\"120s\",\"expiryPolicy\":"
                 "\"Delete\","
                 "\"labels\":{\"user\":\"u1\",\"run\":\"7\"},"
                 "\"env\":[{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"B_2\",\"value\":\"x y\"}],"

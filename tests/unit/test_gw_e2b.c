@@ -64,7 +64,7 @@ static void test_create_sdk_bodies(void **state)
         char err[256] = "";
         assert_int_equal(gw_e2b_create_parse(b, false, &net_cfg, &c, err, sizeof(err)), 0);
         assert_string_equal(c.template_id, "code-interpreter-v1");
-        assert_string_equal(c.template_name, "default");
+        assert_string_equal(c.template_name, "code-interpreter");
         assert_int_equal(c.timeout_s, 300);
         assert_true(c.secure); /* v2 always secures */
         assert_false(c.auto_pause);
@@ -75,7 +75,7 @@ static void test_create_sdk_bodies(void **state)
         json_object_put(b);
 
         maps_to("{\"templateID\":\"code-interpreter-v1\"}", false, &net_cfg,
-                "{\"template\":\"default\",\"timeout\":300,\"labels\":{\"sandpit.dev/"
+                "{\"template\":\"code-interpreter\",\"timeout\":300,\"labels\":{\"sandpit.dev/"
                 "e2b-template\":"
                 "\"code-interpreter-v1\"},\"network\":{\"egress\":\"allow\"}}");
         /* without sandbox networking, the default of internet access is none */
@@ -87,7 +87,7 @@ static void test_create_sdk_bodies(void **state)
         maps_to("{\"templateID\":\"code-interpreter-v1\",\"metadata\":{\"user\":\"u1\"},"
                 "\"envVars\":{\"FOO\":\"bar\"},\"timeout\":120}",
                 false, &nonet_cfg,
-                "{\"template\":\"default\",\"timeout\":120,\"labels\":{\"user\":\"u1\","
+                "{\"template\":\"code-interpreter\",\"timeout\":120,\"labels\":{\"user\":\"u1\","
                 "\"sandpit.dev/e2b-template\":\"code-interpreter-v1\"},\"env\":{\"FOO\":\"bar\"},"
                 "\"network\":{\"egress\":\"deny\"}}");
         /* v1 as @e2b/mcp-server sends it */

@@ -1,10 +1,12 @@
 // runCode in TypeScript, R and Java through @e2b/code-interpreter (the SDK
-// sends language "ts", "r", "java"), in the `host` template, which has the
-// host's node-typescript, R and JDK. Prints one JSON line of what it saw.
+// sends language "ts", "r", "java"), in the SDK's own template: Sandbox.create()
+// asks for code-interpreter-v1, which the gateway maps to sandpit's
+// `code-interpreter` template (templates/code-interpreter/Dockerfile). Prints
+// one JSON line of what it saw.
 import { Sandbox } from '@e2b/code-interpreter'
 
 const out = {}
-const sbx = await Sandbox.create('host', { metadata: { suite: 'compat-code-languages' }, timeoutMs: 180_000 })
+const sbx = await Sandbox.create({ metadata: { suite: 'compat-code-languages' }, timeoutMs: 180_000 })
 console.log(JSON.stringify({ created: [sbx.sandboxId] }))
 try {
   const ts = await sbx.runCode('const n: number = 20; n + 22', { language: 'ts' })
@@ -24,6 +26,7 @@ try {
   const ctx = await sbx.createCodeContext({ language: 'r' })
   out.rCtx = ctx.language
   out.rCtxIsolated = (await sbx.runCode('exists("k")', { context: ctx })).text ?? null
+  out.template = (await sbx.getInfo()).templateId
 } finally {
   out.killed = await sbx.kill()
 }
