@@ -76,6 +76,7 @@ typedef struct {
         int64_t mcp_idle;        /* mcp: --idle S, 0 when absent */
         const char *dockerfile;  /* template build: -f, borrowed */
         const char *build_tag;   /* template build: -t, borrowed */
+        const char *build_target; /* template build: --target, borrowed */
         json_object *build_args; /* template build: array of "K=V" */
         char **args;             /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
