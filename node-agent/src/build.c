@@ -637,7 +637,7 @@ static int add_url(Build *b, const DfInstr *in, const char *url, int sfd, const 
         const char *base = slash + 1;
         (void) unlinkat(dfd, base, 0);
         cleanup_close int fd =
-                openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
                 r = -errno;
                 (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target,
