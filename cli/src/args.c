@@ -846,10 +846,11 @@ static int build_body(CliArgs *a)
                         return 0;
                 }
                 if (build_opts)
-                        return usage_error(a,
-                                           "template %s: -t, -f, --build-arg, --target and the sandbox "
-                                           "options are for build",
-                                           sub);
+                        return usage_error(
+                                a,
+                                "template %s: -t, -f, --build-arg, --target and the sandbox "
+                                "options are for build",
+                                sub);
                 bool push = streq(sub, "push");
                 if (!images && !push && !streq(sub, "pull") && !streq(sub, "rm"))
                         return usage_error(a, "template: expected pull, images, rm, build or push");

@@ -47,7 +47,7 @@ int http_fetch(const char *url, int fd, const HttpFetchOptions *o, int64_t *ret_
         CurlTransfer t = {.on_data = sink_data, .userdata = &sink, .max = 4096};
         CurlRequest req = {.url = url,
                            .protocols = "http,https",
-                           .connect_timeout_ms = o->timeout_ms,
+                           .connect_timeout_ms = o->timeout_ms < 30000 ? o->timeout_ms : 30000,
                            .timeout_ms = o->timeout_ms,
                            .no_proxy = true,
                            .errbuf = errbuf};
@@ -55,8 +55,7 @@ int http_fetch(const char *url, int fd, const HttpFetchOptions *o, int64_t *ret_
         if (r == 0 && (curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L) != CURLE_OK ||
                        curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirects) != CURLE_OK ||
 #if LIBCURL_VERSION_NUM >= 0x075500
-                       curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") !=
-                               CURLE_OK ||
+                       curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 #endif
                        curl_easy_setopt(h, CURLOPT_FILETIME, 1L) != CURLE_OK ||
                        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK))
@@ -83,11 +82,11 @@ int http_fetch(const char *url, int fd, const HttpFetchOptions *o, int64_t *ret_
         }
         curl_off_t ft = -1;
         if (ret_last_modified)
-                *ret_last_modified = r == 0 && curl_easy_getinfo(h, CURLINFO_FILETIME_T, &ft) ==
-                                                               CURLE_OK &&
-                                                       ft > 0
-                                             ? (int64_t) ft
-                                             : 0;
+                *ret_last_modified =
+                        r == 0 && curl_easy_getinfo(h, CURLINFO_FILETIME_T, &ft) == CURLE_OK &&
+                                        ft > 0
+                                ? (int64_t) ft
+                                : 0;
         strbuf_done(&t.body);
         curl_easy_cleanup(h);
         return r;

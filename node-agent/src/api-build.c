@@ -263,10 +263,8 @@ static void handle_build(Agent *a, HttpRequest *req)
         }
         Build *b = NULL;
         if (r == 0) {
-                BuildOptions o = {.name = name,
-                                  .target = target,
-                                  .build_args = build_args,
-                                  .sandbox = opts};
+                BuildOptions o = {
+                        .name = name, .target = target, .build_args = build_args, .sandbox = opts};
                 r = build_new(a, &df, ctx, &o, &b);
                 dockerfile_done(&df);
                 if (r == 0)

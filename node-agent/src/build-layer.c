@@ -542,8 +542,7 @@ static int stage_dirs(int stage_fd, char **comps, size_t n, char *const *lowers,
 }
 
 int build_copy(int ctx_fd, const char *src, const char *where, int stage_fd, const char *dest,
-               bool dest_dir, char *const *lowers, uid_t uid, gid_t gid, char *err,
-               size_t errlen)
+               bool dest_dir, char *const *lowers, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
         cleanup_strv char **sc = NULL, **dc = NULL;
         int r = split_path(src, &sc);

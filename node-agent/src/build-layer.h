@@ -35,8 +35,7 @@ int build_lower_stat(char *const *lowers, const char *path, struct stat *ret);
  * with the reason in err, which calls the context where ("the build context",
  * "stage builder"). */
 int build_copy(int ctx_fd, const char *src, const char *where, int stage_fd, const char *dest,
-               bool dest_dir, char *const *lowers, uid_t uid, gid_t gid, char *err,
-               size_t errlen);
+               bool dest_dir, char *const *lowers, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* Makes the directory path (absolute, normalised) and its parents in the
  * staged tree at stage_fd, as build_copy() makes dest's parents. */

@@ -3,13 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/openat2.h>
 #include <sys/mount.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "build-layer.h"
@@ -27,10 +27,10 @@
 #include "template.h"
 #include "userns.h"
 
-#define PROGRESS_MAX   ((size_t) 64 * 1024 * 1024)
-#define TAIL_MAX       2048
-#define RUN_TIMEOUT_S  3600
-#define EVENT_LINE_MAX ((size_t) 4 * 1024 * 1024)
+#define PROGRESS_MAX       ((size_t) 64 * 1024 * 1024)
+#define TAIL_MAX           2048
+#define RUN_TIMEOUT_S      3600
+#define EVENT_LINE_MAX     ((size_t) 4 * 1024 * 1024)
 #define ADD_URL_TIMEOUT_MS (10L * 60 * 1000)
 #define ADD_URL_REDIRECTS  5L
 
@@ -157,10 +157,13 @@ static int hold(Build *b, const char *name, bool already_held)
                                 image_release(b->s, name);
                         return 0;
                 }
-        int r = already_held ? 0 : image_hold(b->s, name);
-        if (r == 0 && (r = strv_append(&b->held, name)) < 0 && !already_held)
-                image_release(b->s, name);
-        else if (r < 0 && already_held)
+        if (!already_held) {
+                int r = image_hold(b->s, name);
+                if (r < 0)
+                        return r;
+        }
+        int r = strv_append(&b->held, name);
+        if (r < 0) /* held by the store, but not on our list: give it back now */
                 image_release(b->s, name);
         return r;
 }
@@ -330,8 +333,7 @@ static int resolve_image(Build *b, const char *ref, char ***ret_layers, char **r
                         *ret_layers = calloc(1, sizeof(char *));
                         *ret_base = strdup(ref);
                         *ret_config = json_object_new_object();
-                        (void) json_object_object_add(*ret_config, "env",
-                                                      json_object_new_array());
+                        (void) json_object_object_add(*ret_config, "env", json_object_new_array());
                         if (asprintf(ret_text, "FROM template:%s", ref) < 0)
                                 *ret_text = NULL;
                         return *ret_layers && *ret_base && *ret_text ? 0 : -ENOMEM;
@@ -354,8 +356,8 @@ static int resolve_image(Build *b, const char *ref, char ***ret_layers, char **r
         if (!v)
                 return -ENOMEM;
         for (size_t i = 0; r == 0 && i < json_object_array_length(layers); i++)
-                r = strv_append(&v, json_object_get_string(json_object_array_get_idx(layers, i))
-                                            ?: "");
+                r = strv_append(&v,
+                                json_object_get_string(json_object_array_get_idx(layers, i)) ?: "");
         *ret_base = NULL;
         if (r == 0 && json_str(rec, "base") && !(*ret_base = strdup(json_str(rec, "base"))))
                 r = -ENOMEM;
@@ -438,8 +440,8 @@ static int do_from(Build *b, const DfInstr *in, StrBuf *out)
         r = resolve_image(b, w[0], &b->layers, &b->base, &b->config, &text, err, sizeof(err));
         if (r == -ENOENT)
                 return emit_error(b, out, in, err);
-        if (r < 0)
-                return r;
+        if (r < 0 || !text)
+                return r < 0 ? r : -ENOMEM;
         if ((r = chain("", text, key)) < 0)
                 return r;
         return step_done(b, out, in, key, cache_load(b, key), NULL);
@@ -553,8 +555,8 @@ static int view_open(Build *b, char *const *lowers, char **ret_mnt, int *ret_fd)
                 }
                 len += (size_t) sprintf(opts + len, "%s/proc/self/fd/%d", k ? ":" : "", fds[k]);
         }
-        if (r == 0 && mount("sandpit-build-from", mnt, "overlay", MS_RDONLY | MS_NODEV | MS_NOSUID,
-                            opts) < 0)
+        if (r == 0 &&
+            mount("sandpit-build-from", mnt, "overlay", MS_RDONLY | MS_NODEV | MS_NOSUID, opts) < 0)
                 r = -errno;
         for (size_t i = 0; fds && i < k; i++)
                 if (fds[i] >= 0)
@@ -624,14 +626,13 @@ static int add_url(Build *b, const DfInstr *in, const char *url, int sfd, const 
         if (!(dir = strndup(target, (size_t) (slash - target) + (slash == target))))
                 return -ENOMEM;
         int r = build_mkdirs(sfd, dir, lowers);
-        cleanup_close int dfd = r < 0 ? -1 : openat(sfd, streq(dir, "/") ? "." : dir + 1,
-                                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                                            O_CLOEXEC);
+        cleanup_close int dfd = r < 0 ? -1
+                                      : openat(sfd, streq(dir, "/") ? "." : dir + 1,
+                                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (r == 0 && dfd < 0)
                 r = -errno;
         if (r < 0) {
-                (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target,
-                                strerror(-r));
+                (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target, strerror(-r));
                 return r;
         }
         const char *base = slash + 1;
@@ -640,8 +641,7 @@ static int add_url(Build *b, const DfInstr *in, const char *url, int sfd, const 
                 openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
                 r = -errno;
-                (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target,
-                                strerror(-r));
+                (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target, strerror(-r));
                 return r;
         }
         HttpFetchOptions o = {.max_bytes = image_store_max_layer_size(b->s),
@@ -688,8 +688,8 @@ static int add_archive(Build *b, const char *src, int sfd, const char *dst, char
         struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
                                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
                                           RESOLVE_NO_MAGICLINKS};
-        cleanup_close int fd = *rel ? (int) syscall(SYS_openat2, b->ctx_fd, rel, &how, sizeof(how))
-                                    : -1;
+        cleanup_close int fd =
+                *rel ? (int) syscall(SYS_openat2, b->ctx_fd, rel, &how, sizeof(how)) : -1;
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !is_archive(fd))
                 return 1; /* COPY's rules (and errors) */
@@ -777,16 +777,14 @@ static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
                         if (nm)
                                 (void) snprintf(where, sizeof(where), "stage %s", nm);
                         else
-                                (void) snprintf(where, sizeof(where), "stage %d",
-                                                in->from_stage);
+                                (void) snprintf(where, sizeof(where), "stage %d", in->from_stage);
                         if (asprintf(&from_text, "stage@%s", st->key) < 0)
                                 from_text = NULL;
                 } else {
                         cleanup_strv char **fl = NULL;
                         cleanup_free char *fb = NULL;
                         cleanup_json json_object *fc = NULL;
-                        r = resolve_image(b, in->from, &fl, &fb, &fc, &from_text, err,
-                                          sizeof(err));
+                        r = resolve_image(b, in->from, &fl, &fb, &fc, &from_text, err, sizeof(err));
                         if (r == -ENOENT)
                                 return emit_error(b, out, in, err);
                         if (r < 0)

@@ -20,9 +20,9 @@
 typedef struct Build Build;
 
 typedef struct {
-        const char *name;  /* canonical name of the result */
+        const char *name;   /* canonical name of the result */
         const char *target; /* the stage built (its name); NULL: the last one */
-        char **build_args; /* "K=V" */
+        char **build_args;  /* "K=V" */
         /* Fields for the RUN sandboxes' create request (network, memory, disk,
          * cpu, pids); borrowed, copied. NULL: the defaults. */
         json_object *sandbox;

@@ -398,8 +398,7 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                                 slot = &in->chown, skip = 8;
                         else if (in->kind == DF_COPY && strncmp(a, "--from=", 7) == 0 && n > 7)
                                 slot = &in->from, skip = 7;
-                        else if (in->kind == DF_ADD && strncmp(a, "--checksum=", 11) == 0 &&
-                                 n > 11)
+                        else if (in->kind == DF_ADD && strncmp(a, "--checksum=", 11) == 0 && n > 11)
                                 slot = &in->checksum, skip = 11;
                         if (slot) {
                                 free(*slot);
@@ -440,8 +439,8 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                                                 in->line);
                                 return -EINVAL;
                         }
-                        if (n != 2 || (strncmp(src, "http://", 7) != 0 &&
-                                       strncmp(src, "https://", 8) != 0)) {
+                        if (n != 2 ||
+                            (strncmp(src, "http://", 7) != 0 && strncmp(src, "https://", 8) != 0)) {
                                 (void) snprintf(err, errlen,
                                                 "line %u: ADD --checksum needs one http(s) URL "
                                                 "source",
@@ -520,6 +519,8 @@ static int add_stage(Dockerfile *d, DfInstr *in, char *err, size_t errlen)
         int r = dockerfile_words(in->args, NULL, &w, why, sizeof(why));
         if (r < 0)
                 return r;
+        if (!w[0]) /* check_instr() refused it already */
+                return -EINVAL;
         cleanup_free char *name = w[1] && w[2] ? strdup(w[2]) : NULL;
         if (w[1] && w[2] && !name)
                 return -ENOMEM;
@@ -535,8 +536,8 @@ static int add_stage(Dockerfile *d, DfInstr *in, char *err, size_t errlen)
          * as an image. */
         if (!strchr(in->args, '$')) {
                 size_t n = strlen(w[0]);
-                in->from_stage = strspn(w[0], "0123456789") == n ? -1
-                                                                  : stage_find(d, w[0], d->nstages);
+                in->from_stage =
+                        strspn(w[0], "0123456789") == n ? -1 : stage_find(d, w[0], d->nstages);
         }
         DfStage *nv = realloc(d->stages, (d->nstages + 1) * sizeof(DfStage));
         if (!nv)
@@ -686,8 +687,8 @@ int dockerfile_parse(const char *text, size_t len, Dockerfile *ret, char *err, s
                                 r = -EINVAL;
                                 break;
                         }
-                        if (in->from_stage < 0 && strspn(in->from, "0123456789") ==
-                                                          strlen(in->from)) {
+                        if (in->from_stage < 0 &&
+                            strspn(in->from, "0123456789") == strlen(in->from)) {
                                 (void) snprintf(err, errlen,
                                                 "line %u: COPY --from=%.64s: no such stage before "
                                                 "this one",
@@ -702,8 +703,8 @@ int dockerfile_parse(const char *text, size_t len, Dockerfile *ret, char *err, s
                 DfInstr *in = &d.v[i];
                 if (in->from && in->from_stage < 0 && stage_find(&d, in->from, d.nstages) >= 0) {
                         (void) snprintf(err, errlen,
-                                        "line %u: COPY --from=%.64s names a later stage",
-                                        in->line, in->from);
+                                        "line %u: COPY --from=%.64s names a later stage", in->line,
+                                        in->from);
                         r = -EINVAL;
                 }
         }

@@ -24,11 +24,11 @@ typedef enum {
 
 typedef struct {
         DfKind kind;
-        unsigned line; /* of the instruction's first line, from 1 */
-        char *args;    /* the text after the keyword, continuations joined */
-        char **argv;   /* the JSON form's strings (RUN, CMD, ENTRYPOINT, COPY, ADD); else NULL */
-        char *chown;   /* COPY/ADD --chown=VALUE; NULL without */
-        char *from;    /* COPY --from=VALUE; NULL without */
+        unsigned line;  /* of the instruction's first line, from 1 */
+        char *args;     /* the text after the keyword, continuations joined */
+        char **argv;    /* the JSON form's strings (RUN, CMD, ENTRYPOINT, COPY, ADD); else NULL */
+        char *chown;    /* COPY/ADD --chown=VALUE; NULL without */
+        char *from;     /* COPY --from=VALUE; NULL without */
         char *checksum; /* ADD --checksum=sha256:HEX; NULL without */
         /* FROM: the earlier stage its image names; COPY --from: the stage it
          * names (a name or an index); -1: none, an image or template. */

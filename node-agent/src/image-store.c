@@ -1007,8 +1007,7 @@ static int gc_locked(ImageStore *s, const char *keep, uint64_t *ret_used)
                         if (!layers[i][0])
                                 continue; /* removed in an earlier round */
                         if (layer_referenced(records, digest) ||
-                            in_line_set(&used_by_sandboxes, layers[i]) ||
-                            pinned_locked(s, digest))
+                            in_line_set(&used_by_sandboxes, layers[i]) || pinned_locked(s, digest))
                                 continue;
                         char path[4096];
                         (void) snprintf(path, sizeof(path), "%s/%s", s->layers_dir, layers[i]);

@@ -230,21 +230,22 @@ static void test_copy_stays_in_the_context(void **state)
         cleanup_close int cfd = open(ctx, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         cleanup_close int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         char err[256] = "";
-        assert_int_equal(
-                build_copy(cfd, "../etc/passwd", "the build context", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
-                -EPERM);
+        assert_int_equal(build_copy(cfd, "../etc/passwd", "the build context", sfd, "/x", false,
+                                    lowers, 0, 0, err, sizeof(err)),
+                         -EPERM);
         assert_non_null(strstr(err, "outside the build context"));
         err[0] = '\0';
-        assert_int_equal(
-                build_copy(cfd, "link/passwd", "the build context", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
-                -EPERM);
+        assert_int_equal(build_copy(cfd, "link/passwd", "the build context", sfd, "/x", false,
+                                    lowers, 0, 0, err, sizeof(err)),
+                         -EPERM);
         assert_non_null(strstr(err, "link"));
         err[0] = '\0';
-        assert_int_equal(
-                build_copy(cfd, "up/file", "the build context", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
-                -EPERM);
+        assert_int_equal(build_copy(cfd, "up/file", "the build context", sfd, "/x", false, lowers,
+                                    0, 0, err, sizeof(err)),
+                         -EPERM);
         err[0] = '\0';
-        assert_int_equal(build_copy(cfd, "nope", "the build context", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
+        assert_int_equal(build_copy(cfd, "nope", "the build context", sfd, "/x", false, lowers, 0,
+                                    0, err, sizeof(err)),
                          -ENOENT);
         /* Nothing was staged by the refusals. */
         cleanup_strv char **names = NULL;
@@ -252,12 +253,14 @@ static void test_copy_stays_in_the_context(void **state)
         assert_null(names[0]);
 
         /* "a/../sub" is sub; its contents go into /opt/app, /opt as the lower has it. */
-        assert_int_equal(build_copy(cfd, "a/../sub", "the build context", sfd, "/opt/app", false, lowers, 1000, 1000,
-                                    err, sizeof(err)),
+        assert_int_equal(build_copy(cfd, "a/../sub", "the build context", sfd, "/opt/app", false,
+                                    lowers, 1000, 1000, err, sizeof(err)),
                          0);
-        assert_int_equal(
-                build_copy(cfd, "file", "the build context", sfd, "/opt/app/", true, lowers, 0, 0, err, sizeof(err)), 0);
-        assert_int_equal(build_copy(cfd, "link", "the build context", sfd, "/l", false, lowers, 0, 0, err, sizeof(err)),
+        assert_int_equal(build_copy(cfd, "file", "the build context", sfd, "/opt/app/", true,
+                                    lowers, 0, 0, err, sizeof(err)),
+                         0);
+        assert_int_equal(build_copy(cfd, "link", "the build context", sfd, "/l", false, lowers, 0,
+                                    0, err, sizeof(err)),
                          0);
         struct stat st;
         (void) snprintf(p, sizeof(p), "%s/opt", stage);
