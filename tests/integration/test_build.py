@@ -594,3 +594,46 @@ def test_add_archive(agent, client):
     assert layers(agent) == before
     no_leftovers(agent, client)
     assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+@pytest.mark.skipif(not shutil.which("docker-registry") or not Path("/usr/bin/busybox").exists(),
+                    reason="docker-registry and busybox-static are needed (mk/deps.sh)")
+def test_gc_between_steps_keeps_what_the_build_uses(templates_dir, tmp_path):
+    """With --image-store-max every pull's GC removes what nothing holds: a
+    pull while a later stage's RUN runs must not take the earlier stage's
+    result that the next step copies from."""
+    import threading
+
+    reg = Registry(tmp_path / "reg")
+    a = None
+    try:
+        reg.client.push("it/other", "v1", Image([make_layer(busybox_base([]))]))
+        a = start_agent("build-gc", templates_dir,
+                        extra_args=["--insecure-registry", reg.host, "--image-store-max", "1"])
+        c = a.client
+        df = ("FROM host AS a\nRUN echo from-a > /a.txt\n"
+              "FROM host\nRUN mkfifo /go && timeout 120 sh -c 'read x < /go'\nCOPY --from=a /a.txt /a.txt\n")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(ev=build(c, "it-build-gc", {"Dockerfile": df})[1]))
+        t.start()
+        try:
+            wait_for(lambda: build_sandboxes(c), 120, what="the RUN's sandbox")
+            sid = build_sandboxes(c)[0]
+            wait_for(lambda: c.exec(sid, shell="test -p /go && echo yes").stdout == "yes\n", 60, what="the fifo")
+            # The GC after this pull sees stage a's record and layer named by nothing
+            # but the build.
+            r = c.post("/v1/images/pull", {"image": f"{reg.host}/it/other:v1"}, timeout=300)
+            assert r.status == 200, r
+            c.sh(sid, "echo go > /go")
+        finally:
+            t.join(300)
+        ev = result["ev"]
+        assert "image" in final(ev), ev
+        sb = c.create(template="image:localhost/it-build-gc")
+        assert c.sh(sb["id"], "cat /a.txt") == "from-a\n"
+        assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+        no_leftovers(a, c)
+    finally:
+        if a:
+            stop_agent(a)
+        reg.stop()
