@@ -67,7 +67,13 @@ int http_fetch(const char *url, int fd, const HttpFetchOptions *o, int64_t *ret_
         }
         long status = 0;
         (void) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (r == -EFBIG)
+        /* An answer that is not 2xx is that, whatever its body did (a long 404
+         * page stops the transfer past t.max). */
+        if (status >= 100 && (status < 200 || status > 299) && r != -ELOOP) {
+                r = status == 404 ? -ENOENT : -EREMOTEIO;
+                (void) snprintf(err, errlen, "cannot fetch %s: the server answered %ld", url,
+                                status);
+        } else if (r == -EFBIG)
                 (void) snprintf(err, errlen, "%s is larger than %llu bytes", url,
                                 (unsigned long long) o->max_bytes);
         else if (r == -ELOOP)
@@ -75,11 +81,6 @@ int http_fetch(const char *url, int fd, const HttpFetchOptions *o, int64_t *ret_
         else if (r < 0)
                 (void) snprintf(err, errlen, "cannot fetch %s: %s", url,
                                 errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        else if (status < 200 || status > 299) {
-                r = status == 404 ? -ENOENT : -EREMOTEIO;
-                (void) snprintf(err, errlen, "cannot fetch %s: the server answered %ld", url,
-                                status);
-        }
         curl_off_t ft = -1;
         if (ret_last_modified)
                 *ret_last_modified =
