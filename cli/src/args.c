@@ -51,6 +51,7 @@ enum {
         OPT_URL,
         OPT_IDLE,
         OPT_BUILD_ARG,
+        OPT_BUILD_TARGET,
         OPT_RECURSIVE = 'r', /* last: the values after it would collide with short options */
 };
 
@@ -80,6 +81,7 @@ static const OptionSpec option_specs[] = {
         {"file", required_argument, OPT_FILE, CMD(CLI_CMD_TEMPLATE)},
         {"tag", required_argument, OPT_TTY, CMD(CLI_CMD_TEMPLATE)},
         {"build-arg", required_argument, OPT_BUILD_ARG, CMD(CLI_CMD_TEMPLATE)},
+        {"target", required_argument, OPT_BUILD_TARGET, CMD(CLI_CMD_TEMPLATE)},
         {"cpu", required_argument, OPT_CPU, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
         {"memory", required_argument, OPT_MEMORY, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
         {"pids", required_argument, OPT_PIDS, CREATE_CMDS | CMD(CLI_CMD_TEMPLATE)},
@@ -244,6 +246,7 @@ static const char *const command_usages[CLI_CMD_COUNT] = {
                 "       sandpit template rm REF\n"
                 "       sandpit template push [--json] REF TARGET\n"
                 "       sandpit template build -t NAME [-f DOCKERFILE] [--build-arg K=V]\n"
+                "                              [--target STAGE]\n"
                 "                              [--memory Q] [--disk Q] [--cpu N] [--pids N]\n"
                 "                              [--egress P] [--allow R] [--deny R] [CONTEXT]\n"
                 "OCI images as templates (docs/images.md): pull one onto the node\n"
@@ -634,6 +637,9 @@ static int handle_option(CliArgs *a, int opt, const char *arg)
         case OPT_FILE:
                 a->dockerfile = arg;
                 return 0;
+        case OPT_BUILD_TARGET:
+                a->build_target = arg;
+                return 0;
         case OPT_BUILD_ARG:
                 if (!strchr(arg, '=') || arg[0] == '=')
                         return usage_error(a, "--build-arg expects NAME=VALUE, got '%s'", arg);
@@ -827,7 +833,7 @@ static int build_body(CliArgs *a)
         case CLI_CMD_TEMPLATE: {
                 const char *sub = a->n_args ? a->args[0] : "";
                 bool images = streq(sub, "images");
-                bool build_opts = a->build_tag || a->dockerfile ||
+                bool build_opts = a->build_tag || a->dockerfile || a->build_target ||
                                   json_object_array_length(a->build_args) > 0 ||
                                   json_object_object_length(a->create) > 0;
                 if (streq(sub, "build")) {
@@ -840,10 +846,11 @@ static int build_body(CliArgs *a)
                         return 0;
                 }
                 if (build_opts)
-                        return usage_error(a,
-                                           "template %s: -t, -f, --build-arg and the sandbox "
-                                           "options are for build",
-                                           sub);
+                        return usage_error(
+                                a,
+                                "template %s: -t, -f, --build-arg, --target and the sandbox "
+                                "options are for build",
+                                sub);
                 bool push = streq(sub, "push");
                 if (!images && !push && !streq(sub, "pull") && !streq(sub, "rm"))
                         return usage_error(a, "template: expected pull, images, rm, build or push");

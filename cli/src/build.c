@@ -288,6 +288,9 @@ int cli_template_build(CliContext *ctx, const CliArgs *a)
         (void) json_object_object_add(params, "tag", json_object_new_string(a->build_tag));
         (void) json_object_object_add(params, "dockerfile", json_object_new_string(df_name));
         (void) json_object_object_add(params, "build_arg", json_object_get(a->build_args));
+        if (a->build_target)
+                (void) json_object_object_add(params, "target",
+                                              json_object_new_string(a->build_target));
         json_object_object_foreach(a->create, k, v)
                 (void) json_object_object_add(params, k, json_object_get(v));
         Progress p = {.json = a->json};

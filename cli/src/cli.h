@@ -63,21 +63,22 @@ typedef struct {
         bool tty;            /* exec -t: a pseudo-terminal (exec-tty.c) */
         json_object *create; /* create, run: body of POST /v1/sandboxes */
         json_object *exec; /* exec, run: body of POST .../exec, without stdin; code: of .../code */
-        const char *save_images; /* code: --save-images DIR */
-        json_object *body;       /* timeout, signal, pause, resume: the request body;
-                                  * metrics: {"start": S, "end": S} for the query */
-        json_object *filters;    /* ls: array of "KEY=VALUE" label filters */
-        const char *user;        /* cp, fs: --user */
-        bool recursive;          /* fs rm: -r */
-        int64_t depth;           /* fs ls: --depth, 0 when absent */
-        int pid;                 /* attach, signal: the process */
-        const char *mcp_url;     /* mcp: --url, a gateway to bridge to */
-        const char *gateway_ca;  /* mcp: --gateway-ca, the PEM CA of an https:// gateway */
-        int64_t mcp_idle;        /* mcp: --idle S, 0 when absent */
-        const char *dockerfile;  /* template build: -f, borrowed */
-        const char *build_tag;   /* template build: -t, borrowed */
-        json_object *build_args; /* template build: array of "K=V" */
-        char **args;             /* positional arguments (exec: the id), borrowed from argv */
+        const char *save_images;  /* code: --save-images DIR */
+        json_object *body;        /* timeout, signal, pause, resume: the request body;
+                                   * metrics: {"start": S, "end": S} for the query */
+        json_object *filters;     /* ls: array of "KEY=VALUE" label filters */
+        const char *user;         /* cp, fs: --user */
+        bool recursive;           /* fs rm: -r */
+        int64_t depth;            /* fs ls: --depth, 0 when absent */
+        int pid;                  /* attach, signal: the process */
+        const char *mcp_url;      /* mcp: --url, a gateway to bridge to */
+        const char *gateway_ca;   /* mcp: --gateway-ca, the PEM CA of an https:// gateway */
+        int64_t mcp_idle;         /* mcp: --idle S, 0 when absent */
+        const char *dockerfile;   /* template build: -f, borrowed */
+        const char *build_tag;    /* template build: -t, borrowed */
+        const char *build_target; /* template build: --target, borrowed */
+        json_object *build_args;  /* template build: array of "K=V" */
+        char **args;              /* positional arguments (exec: the id), borrowed from argv */
         int n_args;
         char error[256]; /* the usage error when parsing failed */
 } CliArgs;

@@ -247,9 +247,24 @@ static void handle_build(Agent *a, HttpRequest *req)
         Dockerfile df = {0};
         if (r == 0 && (r = dockerfile_parse(text, text_len, &df, err, sizeof(err))) < 0)
                 http_respond_error(req, 400, "%s: %s", df_path, err);
+        const char *target = http_request_query(req, "target");
+        if (target && !*target)
+                target = NULL;
+        if (r == 0 && target) {
+                /* An unknown target is the request's fault: 400 before anything runs. */
+                bool *needed = calloc(df.nstages + 1, sizeof(bool));
+                size_t t = 0;
+                r = needed ? dockerfile_plan(&df, target, needed, &t, err, sizeof(err)) : -ENOMEM;
+                free(needed);
+                if (r < 0)
+                        http_respond_error(req, r == -ENOMEM ? 500 : 400, "%s: %s", df_path, err);
+                if (r < 0)
+                        dockerfile_done(&df);
+        }
         Build *b = NULL;
         if (r == 0) {
-                BuildOptions o = {.name = name, .build_args = build_args, .sandbox = opts};
+                BuildOptions o = {
+                        .name = name, .target = target, .build_args = build_args, .sandbox = opts};
                 r = build_new(a, &df, ctx, &o, &b);
                 dockerfile_done(&df);
                 if (r == 0)

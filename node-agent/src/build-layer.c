@@ -78,14 +78,69 @@ static bool is_opaque(int dfd)
 
 /* --- packing --------------------------------------------------------------- */
 
+/* A file with more than one link, by the path its first entry has. */
+typedef struct {
+        dev_t dev;
+        ino_t ino;
+        char *path;
+} Link;
+
 typedef struct {
         struct archive *a;
+        Link *links;
+        size_t nlinks;
         bool dir_mtime_zero;
         char *const *skip;
         uint32_t id_shift, id_size; /* a user-namespaced sandbox's: host ids back to its own */
         char *err;
         size_t errlen;
 } Packer;
+
+static int write_entry(Packer *p, const char *path, const struct stat *st, const char *link,
+                       int data_fd);
+
+/* A regular file with other links in the tree: its first name is written
+ * with the data, the later ones as hard links to it (one inode again when
+ * unpacked). 1 when written as a link. */
+static int write_maybe_hardlink(Packer *p, const char *path, const struct stat *st)
+{
+        if (st->st_nlink < 2)
+                return 0;
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (p->links[i].dev == st->st_dev && p->links[i].ino == st->st_ino) {
+                        struct archive_entry *e = archive_entry_new();
+                        if (!e)
+                                return -ENOMEM;
+                        archive_entry_copy_stat(e, st);
+                        if (p->id_shift) {
+                                uint32_t u = (uint32_t) st->st_uid - p->id_shift,
+                                         g = (uint32_t) st->st_gid - p->id_shift;
+                                archive_entry_set_uid(
+                                        e, st->st_uid >= p->id_shift && u < p->id_size ? u : 65534);
+                                archive_entry_set_gid(
+                                        e, st->st_gid >= p->id_shift && g < p->id_size ? g : 65534);
+                        }
+                        archive_entry_set_pathname(e, path);
+                        archive_entry_set_hardlink(e, p->links[i].path);
+                        archive_entry_set_size(e, 0);
+                        int r = archive_write_header(p->a, e) == ARCHIVE_OK ? 1 : -EIO;
+                        if (r < 0)
+                                (void) snprintf(p->err, p->errlen,
+                                                "cannot write %s into the layer: %s", path,
+                                                archive_error_string(p->a) ?: "?");
+                        archive_entry_free(e);
+                        return r;
+                }
+        Link *nv = realloc(p->links, (p->nlinks + 1) * sizeof(Link));
+        if (!nv)
+                return -ENOMEM;
+        p->links = nv;
+        p->links[p->nlinks] = (Link){.dev = st->st_dev, .ino = st->st_ino, .path = strdup(path)};
+        if (!p->links[p->nlinks].path)
+                return -ENOMEM;
+        p->nlinks++;
+        return 0;
+}
 
 static int write_entry(Packer *p, const char *path, const struct stat *st, const char *link,
                        int data_fd)
@@ -181,6 +236,12 @@ static int pack_dir(Packer *p, int dfd, const char *prefix, unsigned depth)
                         if (r == 0)
                                 r = pack_dir(p, fd, sub, depth + 1);
                 } else if (S_ISREG(st.st_mode)) {
+                        if ((r = write_maybe_hardlink(p, path, &st)) != 0) {
+                                if (r < 0)
+                                        return r;
+                                r = 0;
+                                continue;
+                        }
                         cleanup_close int fd = openat(dfd, *n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                         if (fd < 0)
                                 return -errno;
@@ -224,6 +285,9 @@ int build_layer_pack(int dir_fd, int out_fd, bool dir_mtime_zero, char *const *s
         if (archive_write_close(a) != ARCHIVE_OK && r == 0)
                 r = -EIO;
         archive_write_free(a);
+        for (size_t i = 0; i < p.nlinks; i++)
+                free(p.links[i].path);
+        free(p.links);
         if (r < 0 && !*err)
                 (void) snprintf(err, errlen, "cannot pack the layer: %s", strerror(-r));
         return r;
@@ -477,14 +541,13 @@ static int stage_dirs(int stage_fd, char **comps, size_t n, char *const *lowers,
         return 0;
 }
 
-int build_copy(int ctx_fd, const char *src, int stage_fd, const char *dest, bool dest_dir,
-               char *const *lowers, uid_t uid, gid_t gid, char *err, size_t errlen)
+int build_copy(int ctx_fd, const char *src, const char *where, int stage_fd, const char *dest,
+               bool dest_dir, char *const *lowers, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
         cleanup_strv char **sc = NULL, **dc = NULL;
         int r = split_path(src, &sc);
         if (r == -EPERM) {
-                (void) snprintf(err, errlen, "COPY source %.200s is outside the build context",
-                                src);
+                (void) snprintf(err, errlen, "COPY source %.200s is outside %s", src, where);
                 return r;
         }
         if (r < 0 || (r = split_path(dest, &dc)) < 0)
@@ -504,9 +567,10 @@ int build_copy(int ctx_fd, const char *src, int stage_fd, const char *dest, bool
                         r = -errno;
                         (void) snprintf(
                                 err, errlen,
-                                r == -ENOENT ? "COPY source %.200s is not in the build context"
-                                             : "COPY source %.200s goes through a link or a file",
-                                src);
+                                r == -ENOENT ? "COPY source %.200s is not in %s"
+                                             : "COPY source %.200s goes through a link or a file "
+                                               "in %s",
+                                src, where);
                         return r == -ENOENT ? r : -EPERM;
                 }
                 (void) close(parent);
@@ -516,7 +580,7 @@ int build_copy(int ctx_fd, const char *src, int stage_fd, const char *dest, bool
         struct stat st;
         if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                 r = -errno;
-                (void) snprintf(err, errlen, "COPY source %.200s is not in the build context", src);
+                (void) snprintf(err, errlen, "COPY source %.200s is not in %s", src, where);
                 return r;
         }
         Copier c = {.uid = uid, .gid = gid, .err = err, .errlen = errlen};

@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "build-layer.h"
@@ -15,6 +18,7 @@
 #include "image.h"
 #include "initproto.h"
 #include "sandbox.h"
+#include "sandpit/http-fetch.h"
 #include "sandpit/json.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
@@ -23,10 +27,21 @@
 #include "template.h"
 #include "userns.h"
 
-#define PROGRESS_MAX   ((size_t) 64 * 1024 * 1024)
-#define TAIL_MAX       2048
-#define RUN_TIMEOUT_S  3600
-#define EVENT_LINE_MAX ((size_t) 4 * 1024 * 1024)
+#define PROGRESS_MAX       ((size_t) 64 * 1024 * 1024)
+#define TAIL_MAX           2048
+#define RUN_TIMEOUT_S      3600
+#define EVENT_LINE_MAX     ((size_t) 4 * 1024 * 1024)
+#define ADD_URL_TIMEOUT_MS (10L * 60 * 1000)
+#define ADD_URL_REDIRECTS  5L
+
+/* A stage's result, for a later FROM or COPY --from. */
+typedef struct {
+        bool done;
+        char key[OCI_DIGEST_MAX];
+        char **layers;
+        char *base;
+        json_object *config;
+} StageResult;
 
 struct Build {
         Agent *a;
@@ -41,6 +56,12 @@ struct Build {
         char **from_args; /* those declared before FROM: defaults for the same names after */
         json_object *sandbox_opts;
         bool from_done, finished;
+        /* Stages: the one built (target), those it needs, their results. */
+        bool *needed;
+        size_t target;
+        StageResult *stages;
+        int cur_stage;
+        char **held; /* names held against the store's GC (image_hold()) */
         /* The state after the steps so far. */
         char key[OCI_DIGEST_MAX];
         char **layers; /* digests, bottom first */
@@ -126,6 +147,27 @@ static int strv_append(char ***v, const char *s)
         return strv_push(v, &n, strdup(s));
 }
 
+/* Holds name (a record or a layer) against the store's GC for the build's
+ * life; already_held: the store holds it for us already (image_layer_add()). */
+static int hold(Build *b, const char *name, bool already_held)
+{
+        for (char **e = b->held; e && *e; e++)
+                if (streq(*e, name)) {
+                        if (already_held)
+                                image_release(b->s, name);
+                        return 0;
+                }
+        if (!already_held) {
+                int r = image_hold(b->s, name);
+                if (r < 0)
+                        return r;
+        }
+        int r = strv_append(&b->held, name);
+        if (r < 0) /* held by the store, but not on our list: give it back now */
+                image_release(b->s, name);
+        return r;
+}
+
 /* Sets "K=V" in an env strv (replacing K's entry). */
 static int env_put(char ***v, const char *kv)
 {
@@ -177,21 +219,21 @@ static char **vars_now(Build *b)
         return v;
 }
 
-/* The state's lower layers, top first (as overlayfs takes them). */
-static char **lowers_now(Build *b)
+/* The lower layers of a state, top first (as overlayfs takes them). */
+static char **lowers_of(Build *b, char *const *layers, const char *base)
 {
         size_t n = 0;
-        while (b->layers && b->layers[n])
+        while (layers && layers[n])
                 n++;
         Template *t = NULL;
-        if (b->base && template_load(b->a->cfg.templates_dir, b->base, &t) < 0)
+        if (base && template_load(b->a->cfg.templates_dir, base, &t) < 0)
                 return NULL;
         size_t nb = 0;
         while (t && t->lowers[nb])
                 nb++;
         char **v = calloc(n + nb + 1, sizeof(char *));
         for (size_t i = 0; v && i < n; i++)
-                if (image_layer_path(b->s, b->layers[n - 1 - i], &v[i]) < 0) {
+                if (image_layer_path(b->s, layers[n - 1 - i], &v[i]) < 0) {
                         strv_free(v);
                         v = NULL;
                 }
@@ -204,13 +246,20 @@ static char **lowers_now(Build *b)
         return v;
 }
 
+static char **lowers_now(Build *b)
+{
+        return lowers_of(b, b->layers, b->base);
+}
+
 /* The cached state of key: its layers and config, when the record and every
  * layer are there. */
 static bool cache_load(Build *b, const char *key)
 {
         cleanup_free char *name = NULL;
         cleanup_json json_object *rec = NULL;
-        if (cache_name(key, &name) < 0 || image_record_get(b->s, name, &rec) < 0)
+        /* Held before it is read: the GC must not take it between two steps. */
+        if (cache_name(key, &name) < 0 || hold(b, name, false) < 0 ||
+            image_record_get(b->s, name, &rec) < 0)
                 return false;
         json_object *layers = json_field(rec, "layers");
         size_t n = json_object_array_length(layers);
@@ -241,6 +290,8 @@ static int cache_save(Build *b, const char *key)
         cleanup_free char *name = NULL;
         int r = cache_name(key, &name);
         if (r == 0)
+                r = hold(b, name, false);
+        if (r == 0)
                 r = image_record_local(b->s, name, b->base, b->layers, b->config, true);
         return r;
 }
@@ -268,56 +319,129 @@ static int tmpfile_in_store(Build *b)
 
 /* --- FROM ------------------------------------------------------------------------ */
 
-static int do_from(Build *b, const DfInstr *in, StrBuf *out)
+/* The image or template ref names as a state (layers, base, config) and the
+ * text its key is made of; -ENOENT with the reason in err. */
+static int resolve_image(Build *b, const char *ref, char ***ret_layers, char **ret_base,
+                         json_object **ret_config, char **ret_text, char *err, size_t errlen)
 {
-        char err[512] = "", key[OCI_DIGEST_MAX], msg[768];
-        cleanup_strv char **w = NULL;
-        int r = dockerfile_words(in->args, b->args, &w, err, sizeof(err));
-        if (r < 0)
-                return emit_error(b, out, in, err);
-        const char *ref = w[0];
         if (strncmp(ref, IMAGE_TEMPLATE_PREFIX, strlen(IMAGE_TEMPLATE_PREFIX)) == 0)
                 ref += strlen(IMAGE_TEMPLATE_PREFIX);
         else {
                 Template *t = NULL;
                 if (template_load(b->a->cfg.templates_dir, ref, &t) == 0) {
                         template_free(t);
-                        cleanup_free char *text = NULL;
-                        if (!(b->base = strdup(ref)) ||
-                            asprintf(&text, "FROM template:%s", ref) < 0)
-                                return -ENOMEM;
-                        b->config = json_object_new_object();
-                        (void) json_object_object_add(b->config, "env", json_object_new_array());
-                        if ((r = chain("", text, key)) < 0)
-                                return r;
-                        return step_done(b, out, in, key, cache_load(b, key), NULL);
+                        *ret_layers = calloc(1, sizeof(char *));
+                        *ret_base = strdup(ref);
+                        *ret_config = json_object_new_object();
+                        (void) json_object_object_add(*ret_config, "env", json_object_new_array());
+                        if (asprintf(ret_text, "FROM template:%s", ref) < 0)
+                                *ret_text = NULL;
+                        return *ret_layers && *ret_base && *ret_text ? 0 : -ENOMEM;
                 }
         }
         /* A name of a build of this node (-t app), else an image to pull. */
         cleanup_json json_object *rec = NULL;
         cleanup_free char *local = NULL;
+        char why[512] = "";
         if (build_image_name(b->a, ref, &local) == 0)
                 (void) image_record_get(b->s, local, &rec);
-        if (!rec && image_pull(b->s, ref, false, &rec, err, sizeof(err)) < 0) {
-                (void) snprintf(msg, sizeof(msg), "%s is neither a template nor an image: %s", ref,
-                                err);
-                return emit_error(b, out, in, msg);
+        if (!rec && image_pull(b->s, ref, false, &rec, why, sizeof(why)) < 0) {
+                (void) snprintf(err, errlen, "%s is neither a template nor an image: %s", ref, why);
+                return -ENOENT;
         }
+        /* Held until the build's records name its layers. */
+        int r = hold(b, json_str(rec, "name") ?: ref, false);
         json_object *layers = json_field(rec, "layers");
-        for (size_t i = 0; i < json_object_array_length(layers); i++)
-                if ((r = strv_append(&b->layers,
-                                     json_object_get_string(json_object_array_get_idx(layers, i))
-                                             ?: "")) < 0)
-                        return r;
-        if (json_str(rec, "base") && !(b->base = strdup(json_str(rec, "base"))))
+        char **v = calloc(1, sizeof(char *));
+        if (!v)
                 return -ENOMEM;
-        b->config = json_object_get(json_obj(rec, "config"));
-        if (!b->config)
-                b->config = json_object_new_object();
+        for (size_t i = 0; r == 0 && i < json_object_array_length(layers); i++)
+                r = strv_append(&v,
+                                json_object_get_string(json_object_array_get_idx(layers, i)) ?: "");
+        *ret_base = NULL;
+        if (r == 0 && json_str(rec, "base") && !(*ret_base = strdup(json_str(rec, "base"))))
+                r = -ENOMEM;
+        if (r == 0 && asprintf(ret_text, "FROM image:%s@%s", json_str(rec, "name") ?: ref,
+                               json_str(rec, "digest") ?: "") < 0)
+                r = -ENOMEM;
+        if (r < 0) {
+                strv_free(v);
+                free(*ret_base);
+                return r;
+        }
+        *ret_layers = v;
+        *ret_config = json_object_get(json_obj(rec, "config"));
+        if (!*ret_config)
+                *ret_config = json_object_new_object();
+        return 0;
+}
+
+/* The stage (before the current one) that ref names, by name or index; -1. */
+static int stage_named(Build *b, const char *ref)
+{
+        for (int i = 0; i < b->cur_stage; i++)
+                if (b->df.stages[i].name && strcasecmp(b->df.stages[i].name, ref) == 0)
+                        return i;
+        return -1;
+}
+
+static void stage_result_done(StageResult *r)
+{
+        strv_free(r->layers);
+        free(r->base);
+        json_object_put(r->config);
+        *r = (StageResult){0};
+}
+
+/* Keeps the state as the current stage's result. */
+static int stage_save(Build *b)
+{
+        if (b->cur_stage < 0)
+                return 0;
+        StageResult *r = &b->stages[b->cur_stage];
+        stage_result_done(r);
+        r->layers = strv_copy(b->layers ? b->layers : (char *[]){NULL});
+        r->base = b->base ? strdup(b->base) : NULL;
+        if (json_object_deep_copy(b->config, &r->config, NULL) < 0)
+                r->config = NULL;
+        (void) snprintf(r->key, sizeof(r->key), "%s", b->key);
+        r->done = r->layers && r->config && (!b->base || r->base);
+        return r->done ? 0 : -ENOMEM;
+}
+
+static int do_from(Build *b, const DfInstr *in, StrBuf *out)
+{
+        char err[512] = "", key[OCI_DIGEST_MAX];
+        /* A new stage: nothing of the previous one's state stays. */
+        strv_free(b->layers);
+        b->layers = NULL;
+        free(b->base);
+        b->base = NULL;
+        json_object_put(b->config);
+        b->config = NULL;
+        b->key[0] = '\0';
+        cleanup_strv char **w = NULL;
+        int r = dockerfile_words(in->args, b->from_args, &w, err, sizeof(err));
+        if (r < 0)
+                return emit_error(b, out, in, err);
+        int j = in->from_stage >= 0 ? in->from_stage : stage_named(b, w[0]);
+        if (j >= 0) {
+                StageResult *st = &b->stages[j];
+                if (!st->done)
+                        return emit_error(b, out, in, "that stage was not built");
+                b->layers = strv_copy(st->layers);
+                if (st->base && !(b->base = strdup(st->base)))
+                        return -ENOMEM;
+                if (!b->layers || json_object_deep_copy(st->config, &b->config, NULL) < 0)
+                        return -ENOMEM;
+                return step_done(b, out, in, st->key, true, NULL);
+        }
         cleanup_free char *text = NULL;
-        if (asprintf(&text, "FROM image:%s@%s", json_str(rec, "name") ?: ref,
-                     json_str(rec, "digest") ?: "") < 0)
-                return -ENOMEM;
+        r = resolve_image(b, w[0], &b->layers, &b->base, &b->config, &text, err, sizeof(err));
+        if (r == -ENOENT)
+                return emit_error(b, out, in, err);
+        if (r < 0 || !text)
+                return r < 0 ? r : -ENOMEM;
         if ((r = chain("", text, key)) < 0)
                 return r;
         return step_done(b, out, in, key, cache_load(b, key), NULL);
@@ -350,8 +474,8 @@ static int stage_to_layer(Build *b, const DfInstr *in, const char *stage, json_o
                 return step_done(b, out, in, key, true, NULL);
         }
         char layer[OCI_DIGEST_MAX];
-        if (r == 0)
-                r = image_layer_add(b->s, fd, layer, err, sizeof(err));
+        if (r == 0 && (r = image_layer_add(b->s, fd, layer, err, sizeof(err))) == 0)
+                r = hold(b, layer, true);
         (void) close(fd);
         if (r < 0) {
                 if (*err)
@@ -397,10 +521,201 @@ static int parse_chown(const char *s, uid_t *uid, gid_t *gid)
         return 0;
 }
 
+/* A read-only view of a state's merged tree, for COPY --from: one lower
+ * directory as it is, several in an overlay mounted at a directory of the
+ * store's tmp (*ret_mnt, for view_close()). */
+static int view_open(Build *b, char *const *lowers, char **ret_mnt, int *ret_fd)
+{
+        size_t n = 0;
+        while (lowers[n])
+                n++;
+        *ret_mnt = NULL;
+        if (n == 0)
+                return -ENOENT;
+        if (n == 1) {
+                *ret_fd = open(lowers[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                return *ret_fd < 0 ? -errno : 0;
+        }
+        if (n > 500)
+                return -E2BIG;
+        cleanup_free char *mnt = NULL, *opts = calloc(n + 1, 32);
+        if (!opts || asprintf(&mnt, "%s/build-from.XXXXXX", image_store_tmp_dir(b->s)) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(mnt))
+                return -errno;
+        /* The layers by fd, as rootfs.c mounts them: no path is misread. */
+        int *fds = calloc(n, sizeof(int)), r = fds ? 0 : -ENOMEM;
+        size_t len = (size_t) sprintf(opts, "lowerdir=");
+        size_t k = 0;
+        for (; r == 0 && k < n; k++) {
+                fds[k] = open(lowers[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fds[k] < 0) {
+                        r = -errno;
+                        break;
+                }
+                len += (size_t) sprintf(opts + len, "%s/proc/self/fd/%d", k ? ":" : "", fds[k]);
+        }
+        if (r == 0 &&
+            mount("sandpit-build-from", mnt, "overlay", MS_RDONLY | MS_NODEV | MS_NOSUID, opts) < 0)
+                r = -errno;
+        for (size_t i = 0; fds && i < k; i++)
+                if (fds[i] >= 0)
+                        (void) close(fds[i]);
+        free(fds);
+        if (r == 0 && (*ret_fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+                r = -errno;
+                (void) umount2(mnt, MNT_DETACH);
+        }
+        if (r < 0) {
+                (void) rmdir(mnt);
+                return r;
+        }
+        *ret_mnt = TAKE_PTR(mnt);
+        return 0;
+}
+
+static void view_close(char *mnt, int fd)
+{
+        if (fd >= 0)
+                (void) close(fd);
+        if (mnt) {
+                if (umount2(mnt, MNT_DETACH) < 0)
+                        log_error_errno(-errno, "build: cannot unmount %s", mnt);
+                (void) rmdir(mnt);
+                free(mnt);
+        }
+}
+
+static bool is_url(const char *s)
+{
+        return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+/* ADD of a URL: fetched by the agent into the staged tree at dst (into it,
+ * named by the URL's last path component, when dest_dir), mode 0600 as Docker
+ * makes it, owned by uid:gid, mtime its Last-Modified (else 0); with
+ * --checksum its sha256 must match. */
+static int add_url(Build *b, const DfInstr *in, const char *url, int sfd, const char *dst,
+                   bool dest_dir, char *const *lowers, uid_t uid, gid_t gid, char *err,
+                   size_t errlen)
+{
+        cleanup_free char *target = NULL, *dir = NULL;
+        if (dest_dir) {
+                const char *host = url + strcspn(url, ":") + 3;
+                size_t plen = strcspn(host, "?#");
+                const char *path = memchr(host, '/', plen);
+                const char *end = host + plen, *name = end;
+                while (path && name > path && name[-1] != '/')
+                        name--;
+                if (!path || name == end || (end - name == 1 && *name == '.') ||
+                    (end - name == 2 && strncmp(name, "..", 2) == 0)) {
+                        (void) snprintf(err, errlen,
+                                        "%.200s names no file: give ADD a destination file", url);
+                        return -EINVAL;
+                }
+                if (asprintf(&target, "%s/%.*s", streq(dst, "/") ? "" : dst, (int) (end - name),
+                             name) < 0)
+                        return -ENOMEM;
+        } else if (!(target = strdup(dst)))
+                return -ENOMEM;
+        if (streq(target, "/")) {
+                (void) snprintf(err, errlen, "ADD of %.200s onto /", url);
+                return -EINVAL;
+        }
+        char *slash = strrchr(target, '/');
+        if (!(dir = strndup(target, (size_t) (slash - target) + (slash == target))))
+                return -ENOMEM;
+        int r = build_mkdirs(sfd, dir, lowers);
+        cleanup_close int dfd = r < 0 ? -1
+                                      : openat(sfd, streq(dir, "/") ? "." : dir + 1,
+                                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (r == 0 && dfd < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target, strerror(-r));
+                return r;
+        }
+        const char *base = slash + 1;
+        (void) unlinkat(dfd, base, 0);
+        cleanup_close int fd =
+                openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target, strerror(-r));
+                return r;
+        }
+        HttpFetchOptions o = {.max_bytes = image_store_max_layer_size(b->s),
+                              .timeout_ms = ADD_URL_TIMEOUT_MS,
+                              .max_redirects = ADD_URL_REDIRECTS};
+        int64_t mtime = 0;
+        r = http_fetch(url, fd, &o, &mtime, err, errlen);
+        char digest[OCI_DIGEST_MAX];
+        if (r == 0 && in->checksum && (r = oci_digest_fd(fd, digest, NULL)) == 0 &&
+            !streq(digest, in->checksum)) {
+                (void) snprintf(err, errlen, "%.200s has checksum %s, not the %s --checksum gives",
+                                url, digest, in->checksum);
+                r = -EBADMSG;
+        }
+        struct timespec ts[2] = {{.tv_sec = mtime}, {.tv_sec = mtime}};
+        if (r == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0600) < 0 || futimens(fd, ts) < 0))
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(dfd, base, 0);
+        return r;
+}
+
+/* Whether fd holds an archive ADD unpacks: tar, gzip, zstd (what the
+ * store's unpacker reads). */
+static bool is_archive(int fd)
+{
+        unsigned char h[512];
+        ssize_t n = pread(fd, h, sizeof(h), 0);
+        if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
+                return true;
+        if (n >= 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
+                return true;
+        return n == 512 && memcmp(h + 257, "ustar", 5) == 0;
+}
+
+/* ADD of an archive of the context (src; opened as COPY would reach it, no
+ * link followed): unpacked by the store's layer unpacker (no entry lands
+ * outside it) into a directory of the store's tmp, whose contents are then
+ * copied to dst. 1 when src is no archive (then COPY's rules apply). */
+static int add_archive(Build *b, const char *src, int sfd, const char *dst, char *const *lowers,
+                       uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+        const char *rel = src + strspn(src, "/");
+        struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+                               .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                          RESOLVE_NO_MAGICLINKS};
+        cleanup_close int fd =
+                *rel ? (int) syscall(SYS_openat2, b->ctx_fd, rel, &how, sizeof(how)) : -1;
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !is_archive(fd))
+                return 1; /* COPY's rules (and errors) */
+        cleanup_free char *tmp = NULL;
+        if (asprintf(&tmp, "%s/build-add.XXXXXX", image_store_tmp_dir(b->s)) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(tmp))
+                return -errno;
+        char why[384] = "";
+        int r = image_layer_unpack(fd, tmp, image_store_max_layer_size(b->s), why, sizeof(why));
+        if (r < 0)
+                (void) snprintf(err, errlen, "ADD %.100s: %.380s", src, why);
+        cleanup_close int tfd = r < 0 ? -1 : open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (r == 0 && tfd < 0)
+                r = -errno;
+        if (r == 0)
+                r = build_copy(tfd, "/", "the archive", sfd, dst, true, lowers, uid, gid, err,
+                               errlen);
+        (void) rm_rf(tmp);
+        return r;
+}
+
 static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
 {
         char err[512] = "";
-        cleanup_strv char **vars = vars_now(b), **w = NULL, **lowers = NULL;
+        cleanup_strv char **vars = vars_now(b), **w = NULL, **lowers = NULL, **from_lowers = NULL;
         if (!vars)
                 return -ENOMEM;
         int r = 0;
@@ -431,22 +746,66 @@ static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
                 return emit_error(b, out, in, "needs a source and a destination");
         const char *dest = w[n - 1];
         bool dest_dir = n > 2 || dest[strlen(dest) - 1] == '/';
-        cleanup_free char *joined = NULL, *dst = NULL, *stage = NULL;
+        cleanup_free char *joined = NULL, *dst = NULL, *stage = NULL, *from_text = NULL;
         if (asprintf(&joined, "%s/%s", dest[0] == '/' ? "" : json_str(b->config, "working_dir") ?: "",
                      dest) < 0)
                 return -ENOMEM;
         if ((r = build_path_normalize(joined, &dst)) < 0)
                 return r;
         for (size_t i = 0; i + 1 < n; i++) {
-                if (strstr(w[i], "://"))
-                        return emit_error(b, out, in, "sources from URLs are not supported");
-                if (strpbrk(w[i], "*?["))
+                if (strstr(w[i], "://") && (in->kind != DF_ADD || !is_url(w[i])))
+                        return emit_error(b, out, in,
+                                          in->kind == DF_ADD
+                                                  ? "ADD fetches http:// and https:// URLs only"
+                                                  : "COPY takes no URL (ADD does)");
+                if (strpbrk(w[i], "*?[") && !is_url(w[i]))
                         return emit_error(b, out, in, "wildcards in sources are not supported");
         }
-        if (!(lowers = lowers_now(b)))
-                return -ENOMEM;
-        if ((r = make_stage(b, &stage)) < 0 || !stage)
+        /* COPY --from: the sources are paths of an earlier stage's result, or of
+         * an image or template. */
+        char where[160] = "the build context";
+        int src_fd = b->ctx_fd;
+        char *view_mnt = NULL;
+        int view_fd = -1;
+        if (in->from) {
+                if (in->from_stage >= 0) {
+                        const StageResult *st = &b->stages[in->from_stage];
+                        const char *nm = b->df.stages[in->from_stage].name;
+                        if (!st->done)
+                                return emit_error(b, out, in, "that stage was not built");
+                        from_lowers = lowers_of(b, st->layers, st->base);
+                        if (nm)
+                                (void) snprintf(where, sizeof(where), "stage %s", nm);
+                        else
+                                (void) snprintf(where, sizeof(where), "stage %d", in->from_stage);
+                        if (asprintf(&from_text, "stage@%s", st->key) < 0)
+                                from_text = NULL;
+                } else {
+                        cleanup_strv char **fl = NULL;
+                        cleanup_free char *fb = NULL;
+                        cleanup_json json_object *fc = NULL;
+                        r = resolve_image(b, in->from, &fl, &fb, &fc, &from_text, err, sizeof(err));
+                        if (r == -ENOENT)
+                                return emit_error(b, out, in, err);
+                        if (r < 0)
+                                return r;
+                        from_lowers = lowers_of(b, fl, fb);
+                        (void) snprintf(where, sizeof(where), "%.150s", in->from);
+                }
+                if (!from_lowers || !from_text)
+                        return -ENOMEM;
+                if ((r = view_open(b, from_lowers, &view_mnt, &view_fd)) < 0) {
+                        char msg[512];
+                        (void) snprintf(msg, sizeof(msg), "cannot read %s: %s", where,
+                                        strerror(-r));
+                        return emit_error(b, out, in, msg);
+                }
+                src_fd = view_fd;
+        }
+        if (!(lowers = lowers_now(b)) || (r = make_stage(b, &stage)) < 0 || !stage) {
+                view_close(view_mnt, view_fd);
                 return r < 0 ? r : -ENOMEM;
+        }
         cleanup_close int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (sfd < 0)
                 r = -errno;
@@ -454,11 +813,22 @@ static int do_copy(Build *b, const DfInstr *in, StrBuf *out)
         (void) json_object_array_add(text, json_object_new_string(dockerfile_kind_name(in->kind)));
         (void) json_object_array_add(text, json_object_new_string(in->chown ?: ""));
         (void) json_object_array_add(text, json_object_new_string(dst));
+        if (from_text)
+                (void) json_object_array_add(text, json_object_new_string(from_text));
         for (size_t i = 0; r == 0 && i + 1 < n; i++) {
                 (void) json_object_array_add(text, json_object_new_string(w[i]));
-                r = build_copy(b->ctx_fd, w[i], sfd, dst, dest_dir, lowers, uid, gid, err,
+                if (in->kind == DF_ADD && is_url(w[i])) {
+                        r = add_url(b, in, w[i], sfd, dst, dest_dir, lowers, uid, gid, err,
+                                    sizeof(err));
+                        continue;
+                }
+                if (in->kind == DF_ADD &&
+                    (r = add_archive(b, w[i], sfd, dst, lowers, uid, gid, err, sizeof(err))) <= 0)
+                        continue;
+                r = build_copy(src_fd, w[i], where, sfd, dst, dest_dir, lowers, uid, gid, err,
                                sizeof(err));
         }
+        view_close(view_mnt, view_fd);
         if (r == 0)
                 r = stage_to_layer(b, in, stage, text, out);
         else if (*err)
@@ -803,8 +1173,8 @@ static int run_finish(Build *b, const DfInstr *in, StrBuf *out)
         sandbox_fs_info_done(&fi);
         run_end_sandbox(b);
         char layer[OCI_DIGEST_MAX];
-        if (r == 0)
-                r = image_layer_add(b->s, fd, layer, err, sizeof(err));
+        if (r == 0 && (r = image_layer_add(b->s, fd, layer, err, sizeof(err))) == 0)
+                r = hold(b, layer, true);
         if (fd >= 0)
                 (void) close(fd);
         if (r < 0) {
@@ -873,9 +1243,20 @@ int build_new(Agent *a, Dockerfile *df, char *ctx_dir, const BuildOptions *o, Bu
         b->name = strdup(o->name);
         b->build_args = strv_copy(o->build_args ? o->build_args : (char *[]){NULL});
         b->args = calloc(1, sizeof(char *));
+        b->from_args = calloc(1, sizeof(char *));
         b->sandbox_opts = json_object_get(o->sandbox);
-        if (b->ctx_fd < 0 || !b->name || !b->build_args || !b->args) {
+        b->cur_stage = -1;
+        b->needed = calloc(b->df.nstages + 1, sizeof(bool));
+        b->stages = calloc(b->df.nstages + 1, sizeof(StageResult));
+        if (b->ctx_fd < 0 || !b->name || !b->build_args || !b->args || !b->from_args ||
+            !b->needed || !b->stages) {
                 int r = b->ctx_fd < 0 ? -errno : -ENOMEM;
+                build_free(b);
+                return r;
+        }
+        char err[256];
+        int r = dockerfile_plan(&b->df, o->target, b->needed, &b->target, err, sizeof(err));
+        if (r < 0) {
                 build_free(b);
                 return r;
         }
@@ -905,6 +1286,17 @@ static int finish(Build *b, StrBuf *out)
         return emit(out, o);
 }
 
+/* Skips the stages the target does not need; true at the end of the target
+ * stage (the end of the file, or a stage after it). */
+static bool at_end(Build *b)
+{
+        while (b->pc < b->df.n && b->df.v[b->pc].stage >= 0 &&
+               (size_t) b->df.v[b->pc].stage < b->target && !b->needed[b->df.v[b->pc].stage])
+                b->pc++;
+        return b->pc == b->df.n ||
+               (b->df.v[b->pc].stage >= 0 && (size_t) b->df.v[b->pc].stage > b->target);
+}
+
 int build_next(Build *b, int client_fd, StrBuf *out)
 {
         if (b->finished)
@@ -912,7 +1304,7 @@ int build_next(Build *b, int client_fd, StrBuf *out)
         int r = 0;
         if (b->es)
                 r = run_poll(b, &b->df.v[b->pc - 1], client_fd, out);
-        else if (b->pc == b->df.n)
+        else if (at_end(b))
                 r = finish(b, out);
         else {
                 const DfInstr *in = &b->df.v[b->pc++];
@@ -925,7 +1317,7 @@ int build_next(Build *b, int client_fd, StrBuf *out)
                 if ((r = emit(out, o)) < 0)
                         return r;
                 if (!b->from_done && in->kind == DF_ARG) {
-                        /* Before FROM: a variable for FROM only. */
+                        /* Before FROM: a variable for the FROMs only. */
                         char err[256] = "";
                         cleanup_strv char **w = NULL;
                         r = dockerfile_env_pairs(in->args, NULL, &w, err, sizeof(err));
@@ -935,7 +1327,7 @@ int build_next(Build *b, int client_fd, StrBuf *out)
                                 if (strncmp(*e, w[0], k) == 0 && (*e)[k] == '=')
                                         val = *e;
                         if (r == 0 && (val || w[0][k] == '='))
-                                r = env_put(&b->args, val ? val : w[0]);
+                                r = env_put(&b->from_args, val ? val : w[0]);
                         json_object *d = step_obj(b, in);
                         (void) json_object_object_add(d, "cached", json_object_new_boolean(true));
                         if (r == 0)
@@ -943,13 +1335,16 @@ int build_next(Build *b, int client_fd, StrBuf *out)
                         else
                                 json_object_put(d);
                 } else if (in->kind == DF_FROM) {
+                        /* The stage before is done; ARGs are each stage's own (those
+                         * before the first FROM give the defaults of the same names). */
                         b->from_done = true;
-                        r = do_from(b, in, out);
-                        /* ARGs before FROM are for FROM only (and the defaults of
-                         * the same names declared again after it). */
-                        b->from_args = b->args;
+                        r = stage_save(b);
+                        b->cur_stage = in->stage;
+                        strv_free(b->args);
                         if (!(b->args = calloc(1, sizeof(char *))))
                                 r = -ENOMEM;
+                        if (r == 0)
+                                r = do_from(b, in, out);
                 } else if (in->kind == DF_RUN)
                         r = run_start(b, in, out);
                 else if (in->kind == DF_COPY || in->kind == DF_ADD)
@@ -984,6 +1379,14 @@ void build_free(Build *b)
         strv_free(b->build_args);
         strv_free(b->args);
         strv_free(b->from_args);
+        for (size_t i = 0; b->stages && i < b->df.nstages; i++)
+                stage_result_done(&b->stages[i]);
+        free(b->stages);
+        free(b->needed);
+        /* What the build held against the GC: its records name the layers now. */
+        for (char **e = b->held; e && *e; e++)
+                image_release(b->s, *e);
+        strv_free(b->held);
         strv_free(b->layers);
         free(b->base);
         json_object_put(b->config);

@@ -20,15 +20,17 @@
 typedef struct Build Build;
 
 typedef struct {
-        const char *name;  /* canonical name of the result */
-        char **build_args; /* "K=V" */
+        const char *name;   /* canonical name of the result */
+        const char *target; /* the stage built (its name); NULL: the last one */
+        char **build_args;  /* "K=V" */
         /* Fields for the RUN sandboxes' create request (network, memory, disk,
          * cpu, pids); borrowed, copied. NULL: the defaults. */
         json_object *sandbox;
 } BuildOptions;
 
 /* Takes df and the extracted context directory ctx_dir (removed by
- * build_free()). */
+ * build_free()). -ENOENT for a target that is no stage of df (check it first
+ * with dockerfile_plan() for the reason). */
 int build_new(Agent *a, Dockerfile *df, char *ctx_dir, const BuildOptions *o, Build **ret);
 /* Does the next piece of work and appends its NDJSON progress lines to out:
  * 1 more to come, 0 finished (the last line says how: "image" or "error"), < 0

@@ -56,11 +56,64 @@ void dockerfile_done(Dockerfile *d)
         for (size_t i = 0; i < d->n; i++) {
                 free(d->v[i].args);
                 free(d->v[i].chown);
+                free(d->v[i].from);
+                free(d->v[i].checksum);
                 strv_free(d->v[i].argv);
         }
         free(d->v);
-        d->v = NULL;
-        d->n = 0;
+        for (size_t i = 0; i < d->nstages; i++)
+                free(d->stages[i].name);
+        free(d->stages);
+        *d = (Dockerfile){0};
+}
+
+/* The stage ref names among stages [0, before): a name (any case) or an
+ * index; -1 for none. */
+static int stage_find(const Dockerfile *d, const char *ref, size_t before)
+{
+        size_t n = strlen(ref);
+        if (n > 0 && n < 8 && strspn(ref, "0123456789") == n) {
+                unsigned long i = strtoul(ref, NULL, 10);
+                return i < before ? (int) i : -1;
+        }
+        for (size_t i = 0; i < before && i < d->nstages; i++)
+                if (d->stages[i].name && strcasecmp(d->stages[i].name, ref) == 0)
+                        return (int) i;
+        return -1;
+}
+
+int dockerfile_plan(const Dockerfile *d, const char *target, bool *needed, size_t *ret_target,
+                    char *err, size_t errlen)
+{
+        if (d->nstages == 0) {
+                (void) snprintf(err, errlen, "no stage");
+                return -ENOENT;
+        }
+        size_t t = d->nstages - 1;
+        if (target) {
+                int i = -1;
+                for (size_t k = 0; k < d->nstages; k++)
+                        if (d->stages[k].name && strcasecmp(d->stages[k].name, target) == 0)
+                                i = (int) k;
+                if (i < 0) {
+                        (void) snprintf(err, errlen, "target stage %.64s is not in the Dockerfile",
+                                        target);
+                        return -ENOENT;
+                }
+                t = (size_t) i;
+        }
+        for (size_t k = 0; k < d->nstages; k++)
+                needed[k] = k == t;
+        /* A stage only names earlier ones: one pass from the target down. */
+        for (size_t k = t + 1; k-- > 0;) {
+                if (!needed[k])
+                        continue;
+                for (size_t i = 0; i < d->n; i++)
+                        if (d->v[i].stage == (int) k && d->v[i].from_stage >= 0)
+                                needed[d->v[i].from_stage] = true;
+        }
+        *ret_target = t;
+        return 0;
 }
 
 /* --- words and substitution ------------------------------------------------ */
@@ -339,9 +392,17 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                 char *a = in->args;
                 while (strncmp(a, "--", 2) == 0) {
                         size_t n = strcspn(a, " \t");
-                        if (strncmp(a, "--chown=", 8) == 0 && n > 8) {
-                                free(in->chown);
-                                if (!(in->chown = strndup(a + 8, n - 8)))
+                        char **slot = NULL;
+                        size_t skip = 0;
+                        if (strncmp(a, "--chown=", 8) == 0 && n > 8)
+                                slot = &in->chown, skip = 8;
+                        else if (in->kind == DF_COPY && strncmp(a, "--from=", 7) == 0 && n > 7)
+                                slot = &in->from, skip = 7;
+                        else if (in->kind == DF_ADD && strncmp(a, "--checksum=", 11) == 0 && n > 11)
+                                slot = &in->checksum, skip = 11;
+                        if (slot) {
+                                free(*slot);
+                                if (!(*slot = strndup(a + skip, n - skip)))
                                         return -ENOMEM;
                         } else {
                                 (void) snprintf(err, errlen,
@@ -367,6 +428,25 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                         (void) snprintf(err, errlen, "line %u: %s needs a source and a destination",
                                         in->line, kw);
                         return -EINVAL;
+                }
+                if (in->checksum) {
+                        const char *c = in->checksum, *src = in->argv ? in->argv[0] : w[0];
+                        if (strncmp(c, "sha256:", 7) != 0 || strlen(c + 7) != 64 ||
+                            strspn(c + 7, "0123456789abcdef") != 64) {
+                                (void) snprintf(err, errlen,
+                                                "line %u: ADD --checksum takes sha256:<64 hex "
+                                                "digits>",
+                                                in->line);
+                                return -EINVAL;
+                        }
+                        if (n != 2 ||
+                            (strncmp(src, "http://", 7) != 0 && strncmp(src, "https://", 8) != 0)) {
+                                (void) snprintf(err, errlen,
+                                                "line %u: ADD --checksum needs one http(s) URL "
+                                                "source",
+                                                in->line);
+                                return -EINVAL;
+                        }
                 }
                 return 0;
         }
@@ -400,6 +480,14 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                         (void) snprintf(why, sizeof(why), "expected FROM IMAGE [AS NAME]");
                         r = -EINVAL;
                 }
+                if (r == 0 && n == 3 &&
+                    (!isalpha((unsigned char) w[2][0]) ||
+                     strspn(w[2], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789._-") != strlen(w[2]))) {
+                        (void) snprintf(why, sizeof(why),
+                                        "stage name %.64s is not [a-zA-Z][a-zA-Z0-9._-]*", w[2]);
+                        r = -EINVAL;
+                }
                 if (r < 0)
                         (void) snprintf(err, errlen, "line %u: FROM: %s", in->line, why);
                 return r;
@@ -420,6 +508,44 @@ static int check_instr(DfInstr *in, char *err, size_t errlen)
                 return 0;
         }
         return -EINVAL;
+}
+
+/* A FROM starts a stage: its name (lowercased, not used before) and the
+ * earlier stage its image names, if any. */
+static int add_stage(Dockerfile *d, DfInstr *in, char *err, size_t errlen)
+{
+        cleanup_strv char **w = NULL;
+        char why[160];
+        int r = dockerfile_words(in->args, NULL, &w, why, sizeof(why));
+        if (r < 0)
+                return r;
+        if (!w[0]) /* check_instr() refused it already */
+                return -EINVAL;
+        cleanup_free char *name = w[1] && w[2] ? strdup(w[2]) : NULL;
+        if (w[1] && w[2] && !name)
+                return -ENOMEM;
+        for (char *c = name; c && *c; c++)
+                *c = (char) tolower((unsigned char) *c);
+        for (size_t i = 0; name && i < d->nstages; i++)
+                if (d->stages[i].name && streq(d->stages[i].name, name)) {
+                        (void) snprintf(err, errlen, "line %u: stage name %.64s is used twice",
+                                        in->line, name);
+                        return -EINVAL;
+                }
+        /* FROM of an earlier stage's name; with a $ it is resolved at build time,
+         * as an image. */
+        if (!strchr(in->args, '$')) {
+                size_t n = strlen(w[0]);
+                in->from_stage =
+                        strspn(w[0], "0123456789") == n ? -1 : stage_find(d, w[0], d->nstages);
+        }
+        DfStage *nv = realloc(d->stages, (d->nstages + 1) * sizeof(DfStage));
+        if (!nv)
+                return -ENOMEM;
+        d->stages = nv;
+        d->stages[d->nstages] = (DfStage){.first = (size_t) (in - d->v), .name = TAKE_PTR(name)};
+        in->stage = (int) d->nstages++;
+        return 0;
 }
 
 /* The next logical line from *pos: continuations joined, comment lines
@@ -518,14 +644,6 @@ int dockerfile_parse(const char *text, size_t len, Dockerfile *ret, char *err, s
                         r = -EINVAL;
                         break;
                 }
-                if (kind == DF_FROM && seen_from) {
-                        (void) snprintf(
-                                err, errlen,
-                                "line %u: a second FROM: multi-stage builds are not supported",
-                                line);
-                        r = -EINVAL;
-                        break;
-                }
                 if (kind != DF_FROM && kind != DF_ARG && !seen_from) {
                         (void) snprintf(err, errlen, "line %u: %s before FROM", line,
                                         dockerfile_kind_name((DfKind) kind));
@@ -546,7 +664,11 @@ int dockerfile_parse(const char *text, size_t len, Dockerfile *ret, char *err, s
                 }
                 d.v = nv;
                 DfInstr *in = &d.v[d.n];
-                *in = (DfInstr){.kind = (DfKind) kind, .line = line, .args = strdup(args)};
+                *in = (DfInstr){.kind = (DfKind) kind,
+                                .line = line,
+                                .args = strdup(args),
+                                .from_stage = -1,
+                                .stage = (int) d.nstages - 1};
                 d.n++;
                 if (!in->args) {
                         r = -ENOMEM;
@@ -554,6 +676,37 @@ int dockerfile_parse(const char *text, size_t len, Dockerfile *ret, char *err, s
                 }
                 if ((r = check_instr(in, err, errlen)) < 0)
                         break;
+                if (kind == DF_FROM && (r = add_stage(&d, in, err, errlen)) < 0)
+                        break;
+                if (in->from) {
+                        in->from_stage = stage_find(&d, in->from, (size_t) in->stage);
+                        if (in->from_stage < 0 && stage_find(&d, in->from, d.nstages) >= 0) {
+                                (void) snprintf(err, errlen,
+                                                "line %u: COPY --from=%.64s names its own stage",
+                                                line, in->from);
+                                r = -EINVAL;
+                                break;
+                        }
+                        if (in->from_stage < 0 &&
+                            strspn(in->from, "0123456789") == strlen(in->from)) {
+                                (void) snprintf(err, errlen,
+                                                "line %u: COPY --from=%.64s: no such stage before "
+                                                "this one",
+                                                line, in->from);
+                                r = -EINVAL;
+                                break;
+                        }
+                }
+        }
+        /* A --from naming a later stage (Docker would look for an image). */
+        for (size_t i = 0; r == 0 && i < d.n; i++) {
+                DfInstr *in = &d.v[i];
+                if (in->from && in->from_stage < 0 && stage_find(&d, in->from, d.nstages) >= 0) {
+                        (void) snprintf(err, errlen,
+                                        "line %u: COPY --from=%.64s names a later stage", in->line,
+                                        in->from);
+                        r = -EINVAL;
+                }
         }
         if (r == 0 && !seen_from) {
                 (void) snprintf(err, errlen, "no FROM instruction");

@@ -736,21 +736,8 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
                                 r = -ENOMEM;
                 }
         }
-        (void) pthread_mutex_lock(&s->lock);
-        Pin *pin = s->pins;
-        while (pin && !streq(pin->name, name))
-                pin = pin->next;
-        if (r == 0 && !pin && (pin = calloc(1, sizeof(*pin))) && (pin->name = strdup(name))) {
-                pin->next = s->pins;
-                s->pins = pin;
-        } else if (r == 0 && (!pin || !pin->name)) {
-                free(pin);
-                pin = NULL;
-                r = -ENOMEM;
-        }
         if (r == 0)
-                pin->n++;
-        (void) pthread_mutex_unlock(&s->lock);
+                r = image_hold(s, name);
         if (r < 0) {
                 template_free(t);
                 return r;
@@ -759,15 +746,41 @@ int image_template(ImageStore *s, const char *ref, Template **ret, char *err, si
         return 0;
 }
 
+int image_hold(ImageStore *s, const char *name)
+{
+        int r = 0;
+        (void) pthread_mutex_lock(&s->lock);
+        Pin *pin = s->pins;
+        while (pin && !streq(pin->name, name))
+                pin = pin->next;
+        if (!pin && (pin = calloc(1, sizeof(*pin))) && (pin->name = strdup(name))) {
+                pin->next = s->pins;
+                s->pins = pin;
+        } else if (!pin || !pin->name) {
+                free(pin);
+                pin = NULL;
+                r = -ENOMEM;
+        }
+        if (r == 0)
+                pin->n++;
+        (void) pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 void image_unpin(ImageStore *s, const char *template_name)
 {
         size_t plen = strlen(IMAGE_TEMPLATE_PREFIX);
         if (!template_name || strncmp(template_name, IMAGE_TEMPLATE_PREFIX, plen) != 0)
                 return;
+        image_release(s, template_name + plen);
+}
+
+void image_release(ImageStore *s, const char *name)
+{
         (void) pthread_mutex_lock(&s->lock);
         for (Pin **pp = &s->pins; *pp; pp = &(*pp)->next) {
                 Pin *p = *pp;
-                if (!streq(p->name, template_name + plen))
+                if (!streq(p->name, name))
                         continue;
                 if (--p->n == 0) {
                         *pp = p->next;
@@ -994,7 +1007,7 @@ static int gc_locked(ImageStore *s, const char *keep, uint64_t *ret_used)
                         if (!layers[i][0])
                                 continue; /* removed in an earlier round */
                         if (layer_referenced(records, digest) ||
-                            in_line_set(&used_by_sandboxes, layers[i]))
+                            in_line_set(&used_by_sandboxes, layers[i]) || pinned_locked(s, digest))
                                 continue;
                         char path[4096];
                         (void) snprintf(path, sizeof(path), "%s/%s", s->layers_dir, layers[i]);
@@ -1078,6 +1091,9 @@ int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errle
         cleanup_free char *final = NULL, *tmp = NULL;
         if ((r = layer_dir(s, digest, &final)) < 0)
                 return r;
+        /* Held before it is there: the GC must not take it before a record names it. */
+        if ((r = image_hold(s, digest)) < 0)
+                return r;
         struct stat st;
         if (stat(final, &st) == 0 && S_ISDIR(st.st_mode))
                 return 0;
@@ -1099,6 +1115,8 @@ int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errle
                 (void) snprintf(err, errlen, "cannot store layer %s: %s", digest, strerror(-r));
         }
         (void) rm_rf(tmp);
+        if (r < 0)
+                image_release(s, digest);
         return r;
 }
 

@@ -81,6 +81,10 @@ int image_pull_with(ImageStore *s, const char *ref, const ImagePullOptions *o, j
  * which the caller calls once its sandbox is in the table (or will not be). */
 int image_template(ImageStore *s, const char *ref, Template **ret, char *err, size_t errlen);
 void image_unpin(ImageStore *s, const char *template_name);
+/* Holds name (an image's canonical name or a layer's digest) against the GC
+ * and image_remove() until as many image_release(); counted. */
+int image_hold(ImageStore *s, const char *name);
+void image_release(ImageStore *s, const char *name);
 /* The canonical name of ref ("registry/repository:tag" or "...@digest"). */
 int image_canonical_name(ImageStore *s, const char *ref, char **ret);
 int image_list_json(ImageStore *s, json_object **ret);
@@ -104,7 +108,8 @@ uint64_t image_store_max_layer_size(ImageStore *s);
 int image_layer_path(ImageStore *s, const char *digest, char **ret);
 /* Adds the layer tar in fd (from offset 0, whiteouts as .wh. entries) to the
  * store: its sha256 into digest (OCI_DIGEST_MAX), unpacked into layers/
- * unless there already. Nothing stays on failure. */
+ * unless there already, held (image_hold()) for the caller to release once a
+ * record names it. Nothing stays on failure. */
 int image_layer_add(ImageStore *s, int fd, char *digest, char *err, size_t errlen);
 /* A registry client's configuration as pulls have it: the caller's credentials
  * (auth, or NULL) or the agent's --registry-auth-file, read into *ret_auth,

@@ -23,12 +23,12 @@ from oci_images import FakeRegistry, Image, Registry, busybox_base, make_layer
 CLI = REPO / "build" / "bin" / "sandpit"
 
 
-def context_tar(files, symlinks=None):
-    """A tar of {path: text} (and {path: target} symlinks) as bytes."""
+def context_tar(files, symlinks=None, raw_files=None):
+    """A tar of {path: text} (and {path: target} symlinks, {path: bytes}) as bytes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, text in files.items():
-            data = text.encode()
+        for name, text in list(files.items()) + list((raw_files or {}).items()):
+            data = text.encode() if isinstance(text, str) else text
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
@@ -42,11 +42,13 @@ def context_tar(files, symlinks=None):
     return buf.getvalue()
 
 
-def build(client, tag, files, symlinks=None, build_args=(), dockerfile=None):
+def build(client, tag, files, symlinks=None, build_args=(), dockerfile=None, target=None, raw_files=None):
     q = [("tag", tag)] + [("build_arg", a) for a in build_args]
     if dockerfile:
         q.append(("dockerfile", dockerfile))
-    r = client.post("/v1/templates/build?" + urllib.parse.urlencode(q), raw=context_tar(files, symlinks),
+    if target:
+        q.append(("target", target))
+    r = client.post("/v1/templates/build?" + urllib.parse.urlencode(q), raw=context_tar(files, symlinks, raw_files),
                     headers={"Content-Type": "application/x-tar"}, timeout=600)
     if r.status != 200:
         return r, None
@@ -413,3 +415,225 @@ def test_cli_build(agent, tmp_path):
     assert len(err) == 1 and "exited with 7" in err[0], p.stderr
     no_leftovers(agent, c)
     assert c.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+MULTI_STAGE = """\
+ARG BASE=host
+FROM ${BASE} AS Builder
+RUN mkdir -p /out && echo built > /out/app && echo junk > /builder-only
+FROM host AS unused
+RUN echo should-not-run
+FROM builder AS tested
+RUN test -f /builder-only && echo tested > /out/tested
+FROM ${BASE}
+COPY --from=builder --chown=1000:1000 /out/app /app/app
+COPY --from=0 /out/ /app/all/
+RUN cat /app/app
+"""
+
+
+def streams(events):
+    return [e["data"] for e in events if "stream" in e]
+
+
+def test_multi_stage(agent, client):
+    tag = "it-multi-" + rand_suffix()
+    name = f"localhost/{tag}:latest"
+    r, ev = build(client, tag, {"Dockerfile": MULTI_STAGE})
+    assert r.status == 200 and "image" in final(ev), ev
+    # Only what the last stage needs ran: not the unused stage, not "tested".
+    assert streams(ev) == ["built\n"], ev
+    announced = [e["line"] for e in ev if "instruction" in e]
+    assert announced == [1, 2, 3, 8, 9, 10, 11], announced
+    before = layers(agent)
+    sb = client.create(template="image:" + name)
+    sid = sb["id"]
+    assert client.sh(sid, "cat /app/app; stat -c %u:%g /app/app; ls /app/all") == "built\n1000:1000\napp\n"
+    # The result lacks what stage 1 made besides what was copied.
+    assert client.sh(sid, "test ! -e /builder-only && test ! -e /out && echo clean") == "clean\n"
+    assert client.delete(f"/v1/sandboxes/{sid}").status == 204
+
+    # Again: every stage from the cache, nothing runs, no new layer.
+    r, ev = build(client, tag, {"Dockerfile": MULTI_STAGE})
+    assert "image" in final(ev) and all(ends(ev).values()), ev
+    assert streams(ev) == [] and layers(agent) == before
+
+    # --target: that stage (and the one its FROM names) only.
+    r, ev = build(client, tag + "-t", {"Dockerfile": MULTI_STAGE}, target="tested")
+    assert "image" in final(ev), ev
+    assert [e["line"] for e in ev if "instruction" in e] == [1, 2, 3, 6, 7], ev
+    sb = client.create(template=f"image:localhost/{tag}-t")
+    assert client.sh(sb["id"], "cat /out/tested /builder-only") == "tested\njunk\n"
+    assert client.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    r, _ = build(client, tag, {"Dockerfile": MULTI_STAGE}, target="nope")
+    assert_error(r, 400)
+    assert "target stage nope is not in the Dockerfile" in r.json()["message"], r
+
+    # A missing path in the stage: its name in the error, nothing left.
+    r, ev = build(client, tag, {"Dockerfile": MULTI_STAGE.replace("/out/app /app/app", "/out/none /x")})
+    assert "COPY source /out/none is not in stage builder" in final(ev)["error"], final(ev)
+    no_leftovers(agent, client)
+    for n in (name, f"localhost/{tag}-t:latest"):
+        assert client.delete("/v1/images?image=" + urllib.parse.quote(n)).status == 204
+
+
+def test_cli_target(agent, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM host AS one\nRUN echo one > /one\nFROM one AS two\nRUN echo two > /two\n")
+    tag = "it-cli-target-" + rand_suffix()
+    env = dict(os.environ, SANDPIT_URL=f"unix://{agent.socket}")
+    p = subprocess.run([str(CLI), "template", "build", "-t", tag, "--target", "one", str(tmp_path)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p
+    assert "Step 2/4 : RUN echo one" in p.stdout and "RUN echo two" not in p.stdout, p.stdout
+    c = agent.client
+    sb = c.create(template=f"image:localhost/{tag}")
+    assert c.sh(sb["id"], "cat /one; test ! -e /two && echo no-two") == "one\nno-two\n"
+    assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    assert c.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+def test_hard_links_stay_links(agent, client):
+    tag = "it-hardlink-" + rand_suffix()
+    df = "FROM host\nRUN mkdir /hl && echo same > /hl/a && ln /hl/a /hl/b && echo other > /hl/c\n"
+    r, ev = build(client, tag, {"Dockerfile": df})
+    assert "image" in final(ev), ev
+    layer = agent.root / "images" / "layers" / final([e for e in ev if e.get("layer")])["layer"].split(":")[1]
+    a, b, c = (os.stat(layer / "hl" / n) for n in "abc")
+    assert a.st_ino == b.st_ino and a.st_nlink == 2 and c.st_ino != a.st_ino, (a, b, c)
+    sb = client.create(template=f"image:localhost/{tag}")
+    out = client.sh(sb["id"], "stat -c '%i %h' /hl/a /hl/b").splitlines()
+    assert out[0] == out[1] and out[0].endswith(" 2"), out
+    assert client.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A loopback HTTP server (a thread) serving tmp_path/www."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    t.join()
+
+
+def test_add_url(agent, client, http_files):
+    www, base = http_files
+    data = b"fetched by the agent\n"
+    (www / "tool.txt").write_bytes(data)
+    good = hashlib.sha256(data).hexdigest()
+    tag = "it-addurl-" + rand_suffix()
+    df = f"FROM host\nADD --checksum=sha256:{good} {base}/tool.txt /dl/\nADD {base}/tool.txt /dl/renamed\n"
+    r, ev = build(client, tag, {"Dockerfile": df})
+    assert "image" in final(ev), ev
+    sb = client.create(template=f"image:localhost/{tag}")
+    assert client.sh(sb["id"], "cat /dl/tool.txt; stat -c %a:%u /dl/tool.txt /dl/renamed") == \
+        "fetched by the agent\n600:0\n600:0\n"
+    assert client.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    before = layers(agent)
+    # Again with the same content: cached.
+    r, ev = build(client, tag, {"Dockerfile": df})
+    assert "image" in final(ev) and all(ends(ev).values()), ev
+    # Changed content behind the same URL: no longer the checksum.
+    (www / "tool.txt").write_bytes(b"changed\n")
+    r, ev = build(client, tag, {"Dockerfile": df})
+    err = final(ev).get("error", "")
+    assert "line 2, ADD" in err and "has checksum sha256:" + hashlib.sha256(b"changed\n").hexdigest() in err, ev
+    assert layers(agent) == before
+    no_leftovers(agent, client)
+    # A 404, and a port nothing listens on: clear errors.
+    r, ev = build(client, tag, {"Dockerfile": f"FROM host\nADD {base}/missing.txt /m\n"})
+    assert "the server answered 404" in final(ev)["error"], final(ev)
+    r, ev = build(client, tag, {"Dockerfile": "FROM host\nADD http://127.0.0.1:9/x /x\n"})
+    assert "cannot fetch http://127.0.0.1:9/x" in final(ev)["error"], final(ev)
+    r, ev = build(client, tag, {"Dockerfile": "FROM host\nADD ftp://127.0.0.1/x /x\n"})
+    assert "ADD fetches http:// and https:// URLs only" in final(ev)["error"], final(ev)
+    assert layers(agent) == before
+    no_leftovers(agent, client)
+    assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+def tar_bytes(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, text in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(text))
+    return buf.getvalue()
+
+
+def test_add_archive(agent, client):
+    tag = "it-addtar-" + rand_suffix()
+    df = "FROM host\nADD app.tgz /opt/app/\nCOPY app.tgz /opt/kept.tgz\n"
+    r, ev = build(client, tag, {"Dockerfile": df},
+                  raw_files={"app.tgz": tar_bytes({"bin/tool": b"tool\n", "README": b"read me\n"})})
+    assert "image" in final(ev), ev
+    sb = client.create(template=f"image:localhost/{tag}")
+    # ADD unpacks, COPY does not.
+    assert client.sh(sb["id"], "cat /opt/app/bin/tool /opt/app/README; test -f /opt/kept.tgz && echo kept") == \
+        "tool\nread me\nkept\n"
+    assert client.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+    before = layers(agent)
+    r, ev = build(client, tag, {"Dockerfile": df}, raw_files={"app.tgz": tar_bytes({"../../escape": b"x\n"})})
+    assert "ADD app.tgz" in final(ev).get("error", ""), ev
+    assert layers(agent) == before
+    no_leftovers(agent, client)
+    assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+@pytest.mark.skipif(not shutil.which("docker-registry") or not Path("/usr/bin/busybox").exists(),
+                    reason="docker-registry and busybox-static are needed (mk/deps.sh)")
+def test_gc_between_steps_keeps_what_the_build_uses(templates_dir, tmp_path):
+    """With --image-store-max every pull's GC removes what nothing holds: a
+    pull while a later stage's RUN runs must not take the earlier stage's
+    result that the next step copies from."""
+    import threading
+
+    reg = Registry(tmp_path / "reg")
+    a = None
+    try:
+        reg.client.push("it/other", "v1", Image([make_layer(busybox_base([]))]))
+        a = start_agent("build-gc", templates_dir,
+                        extra_args=["--insecure-registry", reg.host, "--image-store-max", "1"])
+        c = a.client
+        df = ("FROM host AS a\nRUN echo from-a > /a.txt\n"
+              "FROM host\nRUN mkfifo /go && timeout 120 sh -c 'read x < /go'\nCOPY --from=a /a.txt /a.txt\n")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(ev=build(c, "it-build-gc", {"Dockerfile": df})[1]))
+        t.start()
+        try:
+            wait_for(lambda: build_sandboxes(c), 120, what="the RUN's sandbox")
+            sid = build_sandboxes(c)[0]
+            wait_for(lambda: c.exec(sid, shell="test -p /go && echo yes").stdout == "yes\n", 60, what="the fifo")
+            # The GC after this pull sees stage a's record and layer named by nothing
+            # but the build.
+            r = c.post("/v1/images/pull", {"image": f"{reg.host}/it/other:v1"}, timeout=300)
+            assert r.status == 200, r
+            c.sh(sid, "echo go > /go")
+        finally:
+            t.join(300)
+        ev = result["ev"]
+        assert "image" in final(ev), ev
+        sb = c.create(template="image:localhost/it-build-gc")
+        assert c.sh(sb["id"], "cat /a.txt") == "from-a\n"
+        assert c.delete(f"/v1/sandboxes/{sb['id']}").status == 204
+        no_leftovers(a, c)
+    finally:
+        if a:
+            stop_agent(a)
+        reg.stop()

@@ -62,6 +62,10 @@ static char *list_tar(int fd)
                         strcat(out, " -> ");
                         strcat(out, archive_entry_symlink(e));
                 }
+                if (archive_entry_hardlink(e)) {
+                        strcat(out, " link to ");
+                        strcat(out, archive_entry_hardlink(e));
+                }
                 strcat(out, "\n");
         }
         archive_read_free(a);
@@ -72,6 +76,43 @@ static bool keep_all(const char *dir, const char *name, void *userdata)
 {
         (void) dir, (void) name, (void) userdata;
         return true;
+}
+
+/* A file's second name is a hard-link entry; unpacked, one inode again. */
+static void test_pack_hard_links(void **state)
+{
+        (void) state;
+        cleanup_free char *up = mktmp(), *dest = mktmp();
+        mkdirs(up, "bin");
+        put(up, "bin/a", "same data");
+        put(up, "solo", "other");
+        char p[4096], q[4096];
+        (void) snprintf(p, sizeof(p), "%s/bin/a", up);
+        (void) snprintf(q, sizeof(q), "%s/z-second", up);
+        assert_int_equal(link(p, q), 0);
+        cleanup_close int dfd = open(up, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char tmpl[] = "/tmp/sandpit-build-tar-XXXXXX";
+        cleanup_close int fd = mkstemp(tmpl);
+        assert_true(fd >= 0);
+        (void) unlink(tmpl);
+        char err[256] = "";
+        assert_int_equal(build_layer_pack(dfd, fd, false, NULL, 0, 0, err, sizeof(err)), 0);
+        assert_string_equal(list_tar(fd), "bin/\n"
+                                          "bin/a\n"
+                                          "solo\n"
+                                          "z-second link to bin/a\n");
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        assert_int_equal(image_layer_unpack(fd, dest, 1 << 20, err, sizeof(err)), 0);
+        struct stat a, b;
+        (void) snprintf(p, sizeof(p), "%s/bin/a", dest);
+        (void) snprintf(q, sizeof(q), "%s/z-second", dest);
+        assert_int_equal(stat(p, &a), 0);
+        assert_int_equal(stat(q, &b), 0);
+        assert_int_equal(a.st_ino, b.st_ino);
+        assert_int_equal(b.st_nlink, 2);
+        assert_int_equal(b.st_size, 9);
+        assert_int_equal(rm_rf(up), 0);
+        assert_int_equal(rm_rf(dest), 0);
 }
 
 static void test_pack_whiteouts_round_trip(void **state)
@@ -189,21 +230,22 @@ static void test_copy_stays_in_the_context(void **state)
         cleanup_close int cfd = open(ctx, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         cleanup_close int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         char err[256] = "";
-        assert_int_equal(
-                build_copy(cfd, "../etc/passwd", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
-                -EPERM);
+        assert_int_equal(build_copy(cfd, "../etc/passwd", "the build context", sfd, "/x", false,
+                                    lowers, 0, 0, err, sizeof(err)),
+                         -EPERM);
         assert_non_null(strstr(err, "outside the build context"));
         err[0] = '\0';
-        assert_int_equal(
-                build_copy(cfd, "link/passwd", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
-                -EPERM);
+        assert_int_equal(build_copy(cfd, "link/passwd", "the build context", sfd, "/x", false,
+                                    lowers, 0, 0, err, sizeof(err)),
+                         -EPERM);
         assert_non_null(strstr(err, "link"));
         err[0] = '\0';
-        assert_int_equal(
-                build_copy(cfd, "up/file", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
-                -EPERM);
+        assert_int_equal(build_copy(cfd, "up/file", "the build context", sfd, "/x", false, lowers,
+                                    0, 0, err, sizeof(err)),
+                         -EPERM);
         err[0] = '\0';
-        assert_int_equal(build_copy(cfd, "nope", sfd, "/x", false, lowers, 0, 0, err, sizeof(err)),
+        assert_int_equal(build_copy(cfd, "nope", "the build context", sfd, "/x", false, lowers, 0,
+                                    0, err, sizeof(err)),
                          -ENOENT);
         /* Nothing was staged by the refusals. */
         cleanup_strv char **names = NULL;
@@ -211,12 +253,14 @@ static void test_copy_stays_in_the_context(void **state)
         assert_null(names[0]);
 
         /* "a/../sub" is sub; its contents go into /opt/app, /opt as the lower has it. */
-        assert_int_equal(build_copy(cfd, "a/../sub", sfd, "/opt/app", false, lowers, 1000, 1000,
-                                    err, sizeof(err)),
+        assert_int_equal(build_copy(cfd, "a/../sub", "the build context", sfd, "/opt/app", false,
+                                    lowers, 1000, 1000, err, sizeof(err)),
                          0);
-        assert_int_equal(
-                build_copy(cfd, "file", sfd, "/opt/app/", true, lowers, 0, 0, err, sizeof(err)), 0);
-        assert_int_equal(build_copy(cfd, "link", sfd, "/l", false, lowers, 0, 0, err, sizeof(err)),
+        assert_int_equal(build_copy(cfd, "file", "the build context", sfd, "/opt/app/", true,
+                                    lowers, 0, 0, err, sizeof(err)),
+                         0);
+        assert_int_equal(build_copy(cfd, "link", "the build context", sfd, "/l", false, lowers, 0,
+                                    0, err, sizeof(err)),
                          0);
         struct stat st;
         (void) snprintf(p, sizeof(p), "%s/opt", stage);
@@ -271,6 +315,7 @@ static void test_paths(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_pack_hard_links),
                 cmocka_unit_test(test_pack_whiteouts_round_trip),
                 cmocka_unit_test(test_pack_shifts_ids_back),
                 cmocka_unit_test(test_copy_stays_in_the_context),

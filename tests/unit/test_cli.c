@@ -568,9 +568,10 @@ static void test_template_build_args(void **state)
         CliArgs a;
         assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "build", "-t", "app:1", "-f", "df",
                                "--build-arg", "A=1", "--build-arg", "B=x=y", "--memory", "1Gi",
-                               "--egress", "deny", "ctx"),
+                               "--egress", "deny", "--target", "final", "ctx"),
                          0);
         assert_string_equal(a.build_tag, "app:1");
+        assert_string_equal(a.build_target, "final");
         assert_string_equal(a.dockerfile, "df");
         assert_int_equal(a.n_args, 2);
         assert_string_equal(a.args[1], "ctx");
@@ -594,7 +595,11 @@ static void test_template_build_args(void **state)
                          -EINVAL);
         assert_string_equal(
                 a.error,
-                "template pull: -t, -f, --build-arg and the sandbox options are for build");
+                "template pull: -t, -f, --build-arg, --target and the sandbox options are for "
+                "build");
+        cli_args_done(&a);
+        assert_int_equal(PARSE(CLI_CMD_TEMPLATE, &a, "template", "pull", "--target", "x", "REF"),
+                         -EINVAL);
         cli_args_done(&a);
 }
 

@@ -132,9 +132,26 @@ static void test_errors(void **state)
                 {"FROM x\n\nFROB y\n", "line 3: unknown instruction FROB"},
                 {"FROM x\nSHELL [\"/bin/bash\"]\n", "line 2: SHELL is not supported"},
                 {"RUN echo\n", "line 1: RUN before FROM"},
-                {"FROM x\nFROM y\n", "line 2: a second FROM"},
                 {"FROM x\nCOPY onlyone\n", "line 2: COPY needs a source and a destination"},
-                {"FROM x\nCOPY --from=a b c\n", "line 2: COPY flag --from=a is not supported"},
+                {"FROM x\nADD --from=a b c\n", "line 2: ADD flag --from=a is not supported"},
+                {"FROM x\nCOPY --checksum=sha256:00 b c\n", "line 2: COPY flag --checksum"},
+                {"FROM x AS a\nFROM y AS A\n", "line 2: stage name a is used twice"},
+                {"FROM x AS 1a\n", "line 1: FROM: stage name 1a is not"},
+                {"FROM x AS a/b\n", "line 1: FROM: stage name a/b is not"},
+                {"FROM x AS a\nCOPY --from=a f /g\n", "line 2: COPY --from=a names its own stage"},
+                {"FROM x\nCOPY --from=0 f /g\n", "line 2: COPY --from=0 names its own stage"},
+                {"FROM x\nCOPY --from=3 f /g\n", "line 2: COPY --from=3: no such stage"},
+                {"FROM x\nCOPY --from=later f /g\nFROM y AS later\n",
+                 "line 2: COPY --from=later names a later stage"},
+                {"FROM x\nADD --checksum=md5:abc http://h/f /f\n",
+                 "line 2: ADD --checksum takes sha256:"},
+                {"FROM x\nADD --checksum=sha256:"
+                 "0000000000000000000000000000000000000000000000000000000000000000 local /f\n",
+                 "line 2: ADD --checksum needs one http(s) URL source"},
+                {"FROM x\nADD --checksum=sha256:"
+                 "0000000000000000000000000000000000000000000000000000000000000000 "
+                 "http://h/a http://h/b /d/\n",
+                 "line 2: ADD --checksum needs one http(s) URL source"},
                 {"FROM x\nRUN\n", "line 2: RUN needs an argument"},
                 {"FROM x\nRUN []\n", "line 2: RUN [] has no command"},
                 {"FROM x\nENV A\n", "line 2: ENV A has no value"},
@@ -162,6 +179,70 @@ static void test_errors(void **state)
         assert_non_null(strstr(err, "line 2"));
 }
 
+static void test_stages(void **state)
+{
+        (void) state;
+        const char *text = "ARG V=1\n"
+                           "FROM base:$V AS Build\n"
+                           "RUN make\n"
+                           "FROM other AS unused\n"
+                           "RUN true\n"
+                           "FROM build AS test\n"
+                           "RUN make test\n"
+                           "FROM scratchy\n"
+                           "COPY --from=build --chown=1:2 /out/app /app\n"
+                           "COPY --from=0 /x /y\n"
+                           "COPY --from=registry.example/img:1 /z /z\n"
+                           "ADD --checksum=sha256:"
+                           "abababababababababababababababababababababababababababababababab "
+                           "https://h.test/f.tgz /f\n";
+        Dockerfile d = {0};
+        char err[256] = "";
+        assert_int_equal(parse(text, &d, err, sizeof(err)), 0);
+        assert_int_equal(d.nstages, 4);
+        assert_string_equal(d.stages[0].name, "build"); /* lowercased */
+        assert_int_equal(d.stages[0].first, 1);
+        assert_string_equal(d.stages[1].name, "unused");
+        assert_null(d.stages[3].name);
+        assert_int_equal(d.stages[3].first, 7);
+        assert_int_equal(d.v[0].stage, -1); /* the ARG before FROM */
+        assert_int_equal(d.v[1].stage, 0);
+        assert_int_equal(d.v[1].from_stage, -1);
+        assert_int_equal(d.v[5].from_stage, 0); /* FROM build */
+        assert_int_equal(d.v[8].stage, 3);
+        assert_string_equal(d.v[8].from, "build");
+        assert_string_equal(d.v[8].chown, "1:2");
+        assert_string_equal(d.v[8].args, "/out/app /app");
+        assert_int_equal(d.v[8].from_stage, 0);
+        assert_int_equal(d.v[9].from_stage, 0);
+        assert_int_equal(d.v[10].from_stage, -1);
+        assert_string_equal(d.v[10].from, "registry.example/img:1");
+        assert_non_null(d.v[11].checksum);
+        assert_string_equal(d.v[11].args, "https://h.test/f.tgz /f");
+
+        /* The last stage needs build (COPY --from), not unused nor test. */
+        bool needed[4];
+        size_t t = 99;
+        assert_int_equal(dockerfile_plan(&d, NULL, needed, &t, err, sizeof(err)), 0);
+        assert_int_equal(t, 3);
+        assert_true(needed[0]);
+        assert_false(needed[1]);
+        assert_false(needed[2]);
+        assert_true(needed[3]);
+        /* --target test: itself and build (its FROM). */
+        assert_int_equal(dockerfile_plan(&d, "TEST", needed, &t, err, sizeof(err)), 0);
+        assert_int_equal(t, 2);
+        assert_true(needed[0]);
+        assert_false(needed[1]);
+        assert_true(needed[2]);
+        assert_false(needed[3]);
+        assert_int_equal(dockerfile_plan(&d, "nope", needed, &t, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, "target stage nope"));
+        dockerfile_done(&d);
+        assert_null(d.stages);
+        assert_int_equal(d.nstages, 0);
+}
+
 static void test_continuation_at_end_and_crlf(void **state)
 {
         (void) state;
@@ -180,6 +261,7 @@ int main(void)
                 cmocka_unit_test(test_instructions),
                 cmocka_unit_test(test_words_and_substitution),
                 cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_stages),
                 cmocka_unit_test(test_continuation_at_end_and_crlf),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
