@@ -3,7 +3,9 @@
 
 Starts its own agent (temporary state dir, cgroup parent sandpit-bench-PID) on
 the `host` template, and prints a markdown table of p50/p95 for:
-  - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs
+  - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs,
+    interleaved one by one, with the CPU each takes (agent + runc + init, from /proc);
+    --userns both adds an agent with --userns off (with --only-create)
   - exec round trip of `true`: sandpit vs `runc exec`, and the host's own
     posix_spawn of the same binary (the floor no supervisor can beat)
   - files: a 1 MiB write+read round trip, and a 100 MiB tree as tar.gz

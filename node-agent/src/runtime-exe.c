@@ -22,6 +22,10 @@ extern char **environ;
 #ifndef MFD_EXEC
 #        define MFD_EXEC 0x0010U /* linux 6.3: executable even under vm.memfd_noexec=1 */
 #endif
+/* The copy's fd is at least this: the runtime's child gets fds 0 to 4 set up
+ * before it executes /proc/self/fd/N (runtime.c), which must not be one of
+ * them. */
+#define FD_MIN 16
 /* What runc requires of a copy it may run from without copying again. */
 #define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
@@ -101,6 +105,13 @@ static int make_copy(const char *path, const char *binary, struct stat *ret_st, 
                 fd = memfd_create("sandpit-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
                 return negative_errno();
+        if (fd < FD_MIN) {
+                int high = fcntl(fd, F_DUPFD_CLOEXEC, FD_MIN);
+                if (high < 0)
+                        return negative_errno();
+                (void) close(fd);
+                fd = high;
+        }
         int r = copy_fd(in, fd);
         if (r < 0)
                 return r;

@@ -347,9 +347,17 @@ static void *spares_main(void *arg)
                 (void) pthread_mutex_unlock(&s->lock);
                 uint32_t host_id = 0;
                 int fd = -1;
+                struct timespec t0, t1;
+                (void) clock_gettime(CLOCK_MONOTONIC, &t0);
                 int r = userns_alloc_take(s->alloc, &host_id);
                 if (r == 0 && (r = userns_make(host_id, userns_alloc_size(s->alloc), &fd)) < 0)
                         (void) userns_alloc_release(s->alloc, host_id);
+                (void) clock_gettime(CLOCK_MONOTONIC, &t1);
+                if (r == 0)
+                        log_debug("made a user namespace ahead (host ids from %u) in %.2f ms",
+                                  host_id,
+                                  (double) (t1.tv_sec - t0.tv_sec) * 1e3 +
+                                          (double) (t1.tv_nsec - t0.tv_nsec) / 1e6);
                 (void) pthread_mutex_lock(&s->lock);
                 if (r == 0) {
                         s->ready[s->n].host_id = host_id;

@@ -63,6 +63,8 @@ static void test_sealed_copy(void **state)
         assert_string_equal(runtime_exe_binary(e), path);
         const char *p = runtime_exe_acquire(e);
         assert_non_null(strstr(p, "/proc/self/fd/"));
+        /* Above the fds a runtime's child is given (runtime.c: 0 to 4). */
+        assert_true(atoi(p + strlen("/proc/self/fd/")) >= 16);
         int fd = open(p, O_RDONLY | O_CLOEXEC);
         assert_true(fd >= 0);
         /* All of runc's seals, so runc runs from it without copying again. */
