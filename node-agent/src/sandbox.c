@@ -861,6 +861,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 (double) (t_mount - t_userns) / 1000.0, (double) (t_net - t_mount) / 1000.0,
                 (double) (t_files - t_net) / 1000.0, (double) (t_run - t_files) / 1000.0,
                 (double) (t_end - t_run) / 1000.0);
+        if (a->userns_spares)
+                userns_spares_refill(a->userns_spares); /* now: not beside this create */
         *ret_obj = o;
         return 0;
 
@@ -896,6 +898,8 @@ fail_reported:
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         sandbox_free(sb);
+        if (a->userns_spares)
+                userns_spares_refill(a->userns_spares);
         return r;
 }
 

@@ -409,9 +409,15 @@ int userns_spares_take(UsernsSpares *s, uint32_t *ret_host_id, int *ret_fd)
                 memmove(&s->ready[0], &s->ready[1], s->n * sizeof(s->ready[0]));
                 r = 0;
         }
-        (void) pthread_cond_signal(&s->wake);
         (void) pthread_mutex_unlock(&s->lock);
         return r;
+}
+
+void userns_spares_refill(UsernsSpares *s)
+{
+        (void) pthread_mutex_lock(&s->lock);
+        (void) pthread_cond_signal(&s->wake);
+        (void) pthread_mutex_unlock(&s->lock);
 }
 
 void userns_spares_drop(UsernsSpares *s, int fd)

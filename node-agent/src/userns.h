@@ -55,8 +55,11 @@ typedef struct UsernsSpares UsernsSpares;
 int userns_spares_start(UsernsAlloc *a, unsigned want, UsernsSpares **ret);
 /* A ready namespace: its range's first host id (taken: the caller releases it
  * as any other) and its fd (the caller's to close). -EAGAIN when none is
- * ready; either way the thread is woken to make the next. */
+ * ready. */
 int userns_spares_take(UsernsSpares *s, uint32_t *ret_host_id, int *ret_fd);
+/* Wakes the thread to make up for those taken: called once the create that
+ * took one is done, so that the fork does not compete with it for the CPUs. */
+void userns_spares_refill(UsernsSpares *s);
 /* Closes fd in that thread, soon: for idmapped clones (userns_idmapped_tree())
  * once an overlay holds them, as closing the last fd of a detached mount
  * waits for an RCU grace period (about 4 ms on a 2-core VM). Closes it here

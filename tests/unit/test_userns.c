@@ -172,6 +172,7 @@ static void test_spares(void **state)
         for (int i = 0; (r = userns_spares_take(s, &host_id, &fd)) == -EAGAIN && i < 10000; i++)
                 (void) nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
         assert_int_equal(r, 0);
+        userns_spares_refill(s);
         assert_int_equal(host_id, USERNS_DEFAULT_BASE); /* the table's first range */
         uid_t owner = 0;
         assert_int_equal(ioctl(fd, NS_GET_OWNER_UID, &owner), 0);
