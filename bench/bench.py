@@ -3,7 +3,9 @@
 
 Starts its own agent (temporary state dir, cgroup parent sandpit-bench-PID) on
 the `host` template, and prints a markdown table of p50/p95 for:
-  - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs
+  - create -> ready: sandpit vs bare `runc run` (and `crun run`) of the same rootfs,
+    interleaved one by one, with the CPU each takes (agent + runc + init, from /proc);
+    --userns both adds an agent with --userns off (with --only-create)
   - exec round trip of `true`: sandpit vs `runc exec`, and the host's own
     posix_spawn of the same binary (the floor no supervisor can beat)
   - files: a 1 MiB write+read round trip, and a 100 MiB tree as tar.gz
@@ -108,11 +110,22 @@ def settle(agent):
         time.sleep(0.002)
 
 
-def bench_create(agent, n):
+def proc_cpu_s(pid):
+    """CPU seconds of pid and its reaped children (utime+stime+cutime+cstime):
+    the agent's own work plus every runc it ran and waited for, and the
+    sandboxes' inits it reaped."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_create(agent, n, cpu=None):
     """Cold create, then delete: the answer, and the background teardown's end
     (unmount, cgroup, network, state dir). Each create starts with the previous
-    teardown finished, so it never shares the CPUs with one."""
+    teardown finished, so it never shares the CPUs with one. With cpu (a list),
+    appends the agent's CPU ms per create + delete (proc_cpu_s)."""
     created, deleted, torn_down = [], [], []
+    c0 = proc_cpu_s(agent.proc.pid)
     for _ in range(n):
         t = time.perf_counter()
         st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host"})
@@ -124,6 +137,8 @@ def bench_create(agent, n):
         assert st == 204
         settle(agent)
         torn_down.append((time.perf_counter() - t) * 1000)
+    if cpu is not None:
+        cpu.append((proc_cpu_s(agent.proc.pid) - c0) * 1000 / n)
     return created, deleted, torn_down
 
 
@@ -260,12 +275,15 @@ def bare_bundle(rt_name, templates, tmp, args):
     return bundle
 
 
-def bench_bare_run(rt, templates, tmp, n):
+def bench_bare_run(rt, templates, tmp, n, cpu=None):
+    """`rt run` of /bin/true, n times; with cpu (a list), appends the CPU ms of
+    each run (rt and everything it started, as reaped children)."""
     if not shutil.which(rt):
         return None, "%s not installed" % rt
     bundle = bare_bundle(rt, templates, tmp, ["/bin/true"])
     root = os.path.join(tmp, "root-" + rt)
     out = []
+    c0 = os.times()
     for i in range(n):
         t = time.perf_counter()
         p = subprocess.run([rt, "--root", root, "run", "--bundle", bundle, "bench-%s-%d" % (rt, i)],
@@ -273,6 +291,9 @@ def bench_bare_run(rt, templates, tmp, n):
         out.append((time.perf_counter() - t) * 1000)
         if p.returncode != 0:
             return None, "%s run fails here: %s" % (rt, (p.stderr or p.stdout).decode().strip().splitlines()[-1:])
+    if cpu is not None:
+        c1 = os.times()
+        cpu.append((c1.children_user + c1.children_system - c0.children_user - c0.children_system) * 1000 / n)
     return out, None
 
 
@@ -606,6 +627,8 @@ def main():
     ap.add_argument("--sustained", type=int, default=200, help="creates in the sustained-rate rows")
     ap.add_argument("--only-create", action="store_true",
                     help="only cold create, warm pool claim and bare runc run")
+    ap.add_argument("--userns", choices=("on", "both"), default="on",
+                    help="with --only-create, both: cold creates also on an agent with --userns off")
     args = ap.parse_args()
 
     if args.only_density:
@@ -623,7 +646,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     agent = Agent(args.templates_dir)
     # The default shape's pool; room for it beside the cold creates on a small node.
-    pooled = None
+    pooled = agent_off = None
+    if args.only_create and args.userns == "both":
+        agent_off = Agent(args.templates_dir, ("--userns", "off"))
     if not args.only_delete:
         pooled = Agent(args.templates_dir, ("--pool", "host=%d" % POOL_SIZE, "--capacity-cpu", "64",
                                             "--capacity-memory", "64Gi"))
@@ -654,17 +679,41 @@ def main():
         bench_bare_run("runc", args.templates_dir, tmp, 3)
 
         bench_claim(pooled, 3)
+        if agent_off:
+            bench_create(agent_off, 3)
 
-        created, deleted, torn_down = bench_create(agent, args.runs)
+        # Cold creates and bare `runc run` interleaved one by one, so a
+        # machine whose load changes meanwhile weighs on both alike.
+        created, deleted, torn_down, runc_run, runc_err = [], [], [], [], None
+        off_created, cpu, off_cpu, runc_cpu = [], [], [], []
+        for _ in range(args.runs):
+            c, d, td = bench_create(agent, 1, cpu)
+            created += c
+            deleted += d
+            torn_down += td
+            if agent_off:
+                off_created += bench_create(agent_off, 1, off_cpu)[0]
+            if runc_err is None:
+                rr, runc_err = bench_bare_run("runc", args.templates_dir, tmp, 1, runc_cpu)
+                runc_run += rr or []
         claimed = bench_claim(pooled, args.runs)
-        runc_run, runc_err = bench_bare_run("runc", args.templates_dir, tmp, args.runs)
         crun_run, crun_err = bench_bare_run("crun", args.templates_dir, tmp, args.runs)
-        rows.append(("create → ready (sandpit, host template)", *fmt(created), ""))
+        mean = statistics.mean  # of CPU figures counted in clock ticks
+        first = len(rows)
+        rows.append(("create → ready (sandpit, host template)", *fmt(created),
+                     "CPU %.1f ms a create + delete (agent, runc, init)" % mean(cpu)))
+        if agent_off:
+            rows.append(("create → ready, `--userns off`", *fmt(off_created),
+                         "CPU %.1f ms a create + delete" % mean(off_cpu)))
         rows.append(("create → ready from a warm pool (claim)", *fmt(claimed),
                      "target p50 < 10 ms; %.2fx cold create" % (pct(claimed, 50) / pct(created, 50))))
-        if runc_run:
-            rows.append(("bare `runc run /bin/true`, same rootfs", *fmt(runc_run), ""))
-            rows[-3] = rows[-3][:3] + ("%.2fx runc run" % (pct(created, 50) / pct(runc_run, 50)),)
+        if runc_err is None:
+            rows.append(("bare `runc run /bin/true`, same rootfs", *fmt(runc_run),
+                         "CPU %.1f ms a run" % mean(runc_cpu)))
+            ratio = lambda xs: "%.2fx runc run" % (pct(xs, 50) / pct(runc_run, 50))  # noqa: E731
+            rows[first] = rows[first][:3] + (ratio(created) + "; " + rows[first][3],)
+            if agent_off:
+                rows[first + 1] = rows[first + 1][:3] + (ratio(off_created) + "; " + rows[first + 1][3],)
         else:
             rows.append(("bare `runc run /bin/true`", "n/a", "n/a", runc_err))
         if crun_run:
@@ -673,11 +722,15 @@ def main():
             rows.append(("bare `crun run /bin/true`", "n/a", "n/a", crun_err))
         rows += delete_rows(deleted, torn_down)
         # Sustained creation: creates/s with 2 clients at once, each sandbox
-        # deleted as soon as it answered; cold, then with the warm pool.
+        # deleted as soon as it answered; cold, then with the warm pool. CPU:
+        # the agent's and its children's (runc, the reaped inits) per create.
         for who, ag in (("cold", agent), ("warm pool of %d" % POOL_SIZE, pooled)):
+            c0 = proc_cpu_s(ag.proc.pid)
             rate, lat = bench_sustained(ag, args.sustained, 2)
+            c = (proc_cpu_s(ag.proc.pid) - c0) * 1000 / args.sustained
             rows.append(("sustained creates, %s, 2 clients (creates/s; latency ms)" % who, "%.1f/s" % rate,
-                         "", "%d creates; latency p50 %s, p95 %s ms" % (args.sustained, *fmt(lat))))
+                         "", "%d creates; latency p50 %s, p95 %s ms; CPU %.1f ms a create + delete"
+                         % (args.sustained, *fmt(lat), c)))
         pooled.stop()  # its waiting sandboxes stay out of the figures below
         pooled = None
         if args.only_create:
@@ -718,6 +771,8 @@ def main():
         rows += bench_net.run(args.templates_dir, args.runs, pct, fmt)
     finally:
         agent.stop()
+        if agent_off:
+            agent_off.stop()
         if pooled:
             pooled.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -140,10 +140,14 @@ typedef struct Agent {
         pthread_t monitor;
         bool monitor_started;
         uint64_t started_us;
-        struct AgentMetrics *metrics; /* metrics.h: its own lock */
-        struct Pools *pools;          /* pool.h: warm pools; NULL until started */
-        struct ImageStore *images;    /* image.h: its own lock */
-        struct UsernsAlloc *userns;   /* userns.h: its own lock; NULL with --userns=off */
+        struct AgentMetrics *metrics;       /* metrics.h: its own lock */
+        struct Pools *pools;                /* pool.h: warm pools; NULL until started */
+        struct ImageStore *images;          /* image.h: its own lock */
+        struct UsernsAlloc *userns;         /* userns.h: its own lock; NULL with --userns=off */
+        struct UsernsSpares *userns_spares; /* userns.h: namespaces made ahead; NULL: none */
+        /* runtime-exe.h: runc's sealed copy, run instead of the file; NULL when
+         * runc is not installed or cannot run from one. Its own lock. */
+        struct RuntimeExe *runc_exe;
 } Agent;
 
 void sandbox_spec_done(SandboxSpec *s);

@@ -699,6 +699,11 @@ static int setup_recover(Daemon *d)
         return sandbox_recover(&d->agent);
 }
 
+static int setup_userns_spares(Daemon *d)
+{
+        return agent_start_userns_spares(&d->agent);
+}
+
 static int setup_monitor(Daemon *d)
 {
         return agent_start_monitor(&d->agent);
@@ -870,6 +875,7 @@ static const SetupStep setup_steps[] = {
         {setup_userns, NULL},        /* --userns: the host id ranges, before recovery */
         {setup_images, undo_images}, /* --images-dir, registries */
         {setup_recover, NULL},       /* re-adopt running sandboxes */
+        {setup_userns_spares, NULL}, /* user namespaces made ahead, on ranges left free */
         {setup_monitor, NULL},       /* deadlines, dead inits, metrics sampler */
         {setup_pools, undo_pools},   /* --pool: warm pools and their refill thread */
         {setup_http, undo_http},     /* unix socket, --listen */

@@ -175,6 +175,8 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size, const RootfsIdma
                 r = -errno;
                 goto fail;
         }
+        for (size_t i = 0; idmap && idmap->dropper && i < nl; i++)
+                userns_spares_drop(idmap->dropper, TAKE_FD(lfds[i]));
         close_fds(lfds, nl);
         return 0;
 fail:

@@ -15,6 +15,10 @@
 typedef struct {
         int userns_fd;    /* a user namespace with the sandbox's mapping (userns_open()) */
         uint32_t host_id; /* the host id of the sandbox's root */
+        /* Closes the lower layers' idmapped clones once the overlay holds them
+         * (NULL: here): each close dissolves a detached mount, which waits for
+         * an RCU grace period (userns_spares_drop()). */
+        struct UsernsSpares *dropper;
 } RootfsIdmap;
 
 /* Mounts <dir>/ctl and <dir>/code (with the init binary's mount point

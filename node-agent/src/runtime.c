@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "initproto.h"
+#include "runtime-exe.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -24,9 +25,10 @@ extern char **environ;
 
 /* Runs argv with stdin from /dev/null; captures stdout (up to 64 KiB) when
  * ret_out is set; passes ready_fd as fd IP_READY_FD, listen_fd as IP_LISTEN_FD
- * and log_fd as 1 and 2 when they are >= 0. Returns the exit status (>= 0) or a
- * negative errno. */
-static int spawn_wait(char *const argv[], int ready_fd, int listen_fd, int log_fd, char **ret_out)
+ * and log_fd as 1 and 2 when they are >= 0; executes exe's copy of argv[0] when
+ * exe is set. Returns the exit status (>= 0) or a negative errno. */
+static int spawn_wait(RuntimeExe *exe, char *const argv[], int ready_fd, int listen_fd, int log_fd,
+                      char **ret_out)
 {
         /* A source that is itself one of the target numbers would be clobbered
          * by the other dup2: move it above them first. */
@@ -65,7 +67,12 @@ static int spawn_wait(char *const argv[], int ready_fd, int listen_fd, int log_f
         if (listen_fd >= 0)
                 (void) posix_spawn_file_actions_adddup2(&fa, listen_fd, IP_LISTEN_FD);
         pid_t pid;
-        int r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+        /* posix_spawn returns once the child has exec'd: the copy is then
+         * no longer needed. */
+        const char *path = exe ? runtime_exe_acquire(exe) : argv[0];
+        int r = posix_spawnp(&pid, path, &fa, NULL, argv, environ);
+        if (exe)
+                runtime_exe_release(exe);
         posix_spawn_file_actions_destroy(&fa);
         if (out[1] >= 0)
                 (void) close(out[1]);
@@ -131,7 +138,7 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
                         "2", /* IP_READY_FD and IP_LISTEN_FD */
                         (char *) id,
                         NULL};
-        int r = spawn_wait(argv, ready_fd, listen_fd, log_fd, NULL);
+        int r = spawn_wait(rt->exe, argv, ready_fd, listen_fd, log_fd, NULL);
         if (r != 0) {
                 if (r > 0) {
                         (void) snprintf(err, errlen, "%s run exited with status %d", rt->binary, r);
@@ -161,7 +168,7 @@ int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *r
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",
                         (char *) id,         NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(argv, -1, -1, -1, &out);
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, &out);
         if (r < 0)
                 return r;
         if (r != 0 || !out)
@@ -186,7 +193,7 @@ int runtime_delete(const Runtime *rt, const char *id)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "delete", "--force",
                         (char *) id,         NULL};
-        int r = spawn_wait(argv, -1, -1, -1, NULL);
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, NULL);
         if (r < 0)
                 return r;
         if (r == 0)
@@ -247,7 +254,7 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
                 return -errno;
         char *argv[] = {(char *) rt->binary, "run", "--help", NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(argv, -1, -1, errfd, &out);
+        int r = spawn_wait(rt->exe, argv, -1, -1, errfd, &out);
         if (r < 0) {
                 (void) snprintf(err, errlen, "runtime %s (%s) cannot be run: %s", name, rt->binary,
                                 strerror(-r));

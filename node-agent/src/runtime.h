@@ -5,9 +5,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+typedef struct RuntimeExe RuntimeExe;
+
 typedef struct {
         const char *binary; /* "runc", "crun", or a path */
         const char *root;   /* --root: the runtime's state dir */
+        RuntimeExe *exe;    /* runtime-exe.h: binary's sealed copy, run instead; NULL: none */
 } Runtime;
 
 /* The runtimes a sandbox or a template may name (docs/templates.md#runtime):

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "rootfs.h"
+#include "runtime-exe.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
 #include "sandbox-teardown.h"
@@ -52,9 +53,12 @@
 Runtime sandbox_runtime(const Agent *a, const char *name)
 {
         int i = runtime_name_index(name);
-        if (i < 0 || !a->runtime_bins[i])
-                return (Runtime){.binary = a->cfg.runtime, .root = a->runc_root};
-        return (Runtime){.binary = a->runtime_bins[i], .root = a->runtime_roots[i]};
+        Runtime rt = {.binary = a->cfg.runtime, .root = a->runc_root};
+        if (i >= 0 && a->runtime_bins[i])
+                rt = (Runtime){.binary = a->runtime_bins[i], .root = a->runtime_roots[i]};
+        if (a->runc_exe && streq(rt.binary, runtime_exe_binary(a->runc_exe)))
+                rt.exe = a->runc_exe;
+        return rt;
 }
 
 /* The default runtime's name (runtime.h), or NULL when --runtime is a binary
@@ -649,7 +653,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         const char *id = sb->spec.id;
         const char *step = "prepare";
         bool pinned = true; /* an image's pin (image_template()), until its layers are recorded */
-        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_mount = 0, t_net = 0, t_files = 0, t_run = 0;
+        uint64_t t0 = now_monotonic_us(), t_cg = 0, t_userns = 0, t_mount = 0, t_net = 0,
+                 t_files = 0, t_run = 0;
         cleanup_free char *cg_path = NULL, *ctl_dir = NULL, *rootfs = NULL, *code_dir = NULL,
                           *userns_path = NULL;
         NetSandboxInfo net = {0};
@@ -693,9 +698,13 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
+        /* Most often one made ahead (userns.h), with its range. */
+        bool userns_ready =
+                a->userns_spares &&
+                userns_spares_take(a->userns_spares, &sb->userns_host_id, &userns_fd) == 0;
         if (a->userns) {
                 step = "take a host id range (all taken: raise --userns-size's count)";
-                if ((r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
+                if (!userns_ready && (r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
                         goto fail;
                 /* runc binds the rootfs from inside the user namespace, so
                  * the sandbox's root must be able to reach it: its group may
@@ -710,12 +719,16 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                         r = -ENOMEM;
                         goto fail;
                 }
-                if ((r = userns_create(sb->userns_host_id, userns_alloc_size(a->userns),
-                                       userns_path, &userns_fd)) < 0)
+                if ((r = userns_ready
+                                 ? userns_pin(userns_fd, userns_path)
+                                 : userns_create(sb->userns_host_id, userns_alloc_size(a->userns),
+                                                 userns_path, &userns_fd)) < 0)
                         goto fail;
                 step = "mount the root filesystem";
         }
-        RootfsIdmap idmap = {.userns_fd = userns_fd, .host_id = sb->userns_host_id};
+        t_userns = now_monotonic_us();
+        RootfsIdmap idmap = {
+                .userns_fd = userns_fd, .host_id = sb->userns_host_id, .dropper = a->userns_spares};
         if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, a->userns ? &idmap : NULL)) < 0)
                 goto fail;
         closep(&userns_fd);
@@ -842,12 +855,14 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         log_sbx(LOG_LEVEL_INFO, id, 0, "created from template %s in %.1f ms",
                 sb->spec.template_name, (double) (t_end - t0) / 1000.0);
         log_sbx(LOG_LEVEL_DEBUG, id, 0,
-                "create steps (ms): dirs+cgroup %.1f, mounts %.1f, network %.1f, bundle+state "
-                "%.1f, "
-                "runtime run %.1f, init ready %.1f",
-                (double) (t_cg - t0) / 1000.0, (double) (t_mount - t_cg) / 1000.0,
-                (double) (t_net - t_mount) / 1000.0, (double) (t_files - t_net) / 1000.0,
-                (double) (t_run - t_files) / 1000.0, (double) (t_end - t_run) / 1000.0);
+                "create steps (ms): dirs+cgroup %.1f, userns %.1f, mounts %.1f, network %.1f, "
+                "bundle+state %.1f, runtime run %.1f, init ready %.1f",
+                (double) (t_cg - t0) / 1000.0, (double) (t_userns - t_cg) / 1000.0,
+                (double) (t_mount - t_userns) / 1000.0, (double) (t_net - t_mount) / 1000.0,
+                (double) (t_files - t_net) / 1000.0, (double) (t_run - t_files) / 1000.0,
+                (double) (t_end - t_run) / 1000.0);
+        if (a->userns_spares)
+                userns_spares_refill(a->userns_spares); /* now: not beside this create */
         *ret_obj = o;
         return 0;
 
@@ -883,6 +898,8 @@ fail_reported:
         sandbox_unlink_locked(a, sb);
         (void) pthread_mutex_unlock(&a->lock);
         sandbox_free(sb);
+        if (a->userns_spares)
+                userns_spares_refill(a->userns_spares);
         return r;
 }
 
@@ -1274,6 +1291,12 @@ int agent_setup_state_dir(Agent *a)
                         return -ENOMEM;
                 }
         }
+        /* runc from a sealed copy (runtime-exe.h): each start then skips its
+         * own protective re-exec. */
+        const char *runc = a->runtime_bins[runtime_name_index("runc")];
+        if ((r = runtime_exe_new(runc, &a->runc_exe)) < 0)
+                log_full(r == -ENOENT ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING, r, NULL,
+                         "cannot run %s from a sealed copy; running the file", runc);
         /* With user namespaces each sandbox's root must search its way to its
          * rootfs (runc binds it from inside): these two may be searched, not
          * listed, and each sandbox's own dir only by its root (sandbox_create). */
@@ -1304,6 +1327,19 @@ int agent_setup_cgroups(Agent *a)
         if (r < 0)
                 return log_error_errno(r, "cannot set up cgroups under %s", a->cfg.cgroup_parent);
         return 0;
+}
+
+/* How many user namespaces wait made ahead: one per create in flight at once
+ * is enough for the 2-client sustained rate; each costs a namespace (a few
+ * hundred bytes of kernel memory) and holds a range. */
+#define USERNS_SPARES 2
+
+int agent_start_userns_spares(Agent *a)
+{
+        if (!a->userns)
+                return 0;
+        int r = userns_spares_start(a->userns, USERNS_SPARES, &a->userns_spares);
+        return r < 0 ? log_error_errno(r, "cannot start making user namespaces ahead") : 0;
 }
 
 int agent_setup_userns(Agent *a)
@@ -1374,7 +1410,9 @@ void agent_done(Agent *a)
         }
         cg_manager_free(a->cg);
         net_manager_free(a->net);
+        userns_spares_stop(a->userns_spares);
         userns_alloc_free(a->userns);
+        runtime_exe_free(a->runc_exe);
         if (a->epoll_fd >= 0)
                 (void) close(a->epoll_fd);
         if (a->wake_fd >= 0)

@@ -22,6 +22,9 @@ int agent_setup_network(Agent *a);
 int agent_setup_cgroups(Agent *a);
 /* The table of host id ranges, with --userns=on (userns.h). */
 int agent_setup_userns(Agent *a);
+/* Starts making user namespaces ahead (userns.h) on ranges no adopted
+ * sandbox holds: after recovery. Stopped by agent_done(). */
+int agent_start_userns_spares(Agent *a);
 /* Starts the monitor thread (deadlines, dead inits) and the metrics sampler;
  * after sandbox_recover(). */
 int agent_start_monitor(Agent *a);

@@ -12,8 +12,10 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
 
@@ -235,7 +237,7 @@ static int prep_userns(const void *arg)
         return unshare(CLONE_NEWUSER);
 }
 
-int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd)
+int userns_make(uint32_t host_id, uint32_t size, int *ret_fd)
 {
         pid_t pid = -1;
         int r = child_start(prep_userns, &host_id, &pid);
@@ -252,13 +254,203 @@ int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *re
                 if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
                         r = negative_errno();
         }
-        if (r == 0 && (r = pin_ns(pid, "user", pin_path)) < 0)
-                closep(&fd);
-        child_stop(pid); /* the namespace lives on in the pin and fd */
+        child_stop(pid); /* the namespace lives on in the fd */
         if (r < 0)
                 return r;
         *ret_fd = fd;
         return 0;
+}
+
+int userns_pin(int fd, const char *pin_path)
+{
+        char src[64];
+        (void) snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+        int pfd = open(pin_path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+        if (pfd < 0)
+                return negative_errno();
+        (void) close(pfd);
+        if (mount(src, pin_path, NULL, MS_BIND, NULL) < 0) {
+                int r = negative_errno();
+                (void) unlink(pin_path);
+                return r;
+        }
+        return 0;
+}
+
+int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd)
+{
+        int fd = -1;
+        int r = userns_make(host_id, size, &fd);
+        if (r < 0)
+                return r;
+        if ((r = userns_pin(fd, pin_path)) < 0) {
+                (void) close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* --- namespaces made ahead ----------------------------------------------- */
+
+#define SPARES_MAX      8
+#define SPARES_RETRY_MS 1000
+#define DROPS_MAX       64
+
+struct UsernsSpares {
+        UsernsAlloc *alloc;
+        pthread_mutex_t lock; /* guards everything below */
+        pthread_cond_t wake;
+        pthread_t thread;
+        unsigned want, n;
+        bool stopping;
+        struct {
+                uint32_t host_id;
+                int fd;
+        } ready[SPARES_MAX];
+        int drops[DROPS_MAX]; /* fds to close */
+        unsigned n_drops;
+};
+
+/* Closes the fds handed over (s->lock held; dropped while closing). */
+static void close_drops_locked(UsernsSpares *s)
+{
+        while (s->n_drops > 0) {
+                int fd = s->drops[--s->n_drops];
+                (void) pthread_mutex_unlock(&s->lock);
+                (void) close(fd);
+                (void) pthread_mutex_lock(&s->lock);
+        }
+}
+
+static void *spares_main(void *arg)
+{
+        UsernsSpares *s = arg;
+        struct timespec retry_at = {0}; /* after a failure: not before then */
+        (void) pthread_mutex_lock(&s->lock);
+        while (!s->stopping) {
+                if (s->n_drops > 0) {
+                        close_drops_locked(s);
+                        continue;
+                }
+                struct timespec now;
+                (void) clock_gettime(CLOCK_MONOTONIC, &now);
+                bool backoff = now.tv_sec < retry_at.tv_sec ||
+                               (now.tv_sec == retry_at.tv_sec && now.tv_nsec < retry_at.tv_nsec);
+                if (s->n >= s->want || backoff) {
+                        if (backoff)
+                                (void) pthread_cond_timedwait(&s->wake, &s->lock, &retry_at);
+                        else
+                                (void) pthread_cond_wait(&s->wake, &s->lock);
+                        continue;
+                }
+                (void) pthread_mutex_unlock(&s->lock);
+                uint32_t host_id = 0;
+                int fd = -1;
+                struct timespec t0, t1;
+                (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+                int r = userns_alloc_take(s->alloc, &host_id);
+                if (r == 0 && (r = userns_make(host_id, userns_alloc_size(s->alloc), &fd)) < 0)
+                        (void) userns_alloc_release(s->alloc, host_id);
+                (void) clock_gettime(CLOCK_MONOTONIC, &t1);
+                if (r == 0)
+                        log_debug("made a user namespace ahead (host ids from %u) in %.2f ms",
+                                  host_id,
+                                  (double) (t1.tv_sec - t0.tv_sec) * 1e3 +
+                                          (double) (t1.tv_nsec - t0.tv_nsec) / 1e6);
+                (void) pthread_mutex_lock(&s->lock);
+                if (r == 0) {
+                        s->ready[s->n].host_id = host_id;
+                        s->ready[s->n].fd = fd;
+                        s->n++;
+                } else {
+                        /* All ranges taken, or the kernel refused: creates
+                         * make their own (and say why) until a later try
+                         * works. */
+                        log_debug_errno(r, "cannot make a user namespace ahead");
+                        deadline_after_ms(&retry_at, SPARES_RETRY_MS);
+                }
+        }
+        (void) pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+int userns_spares_start(UsernsAlloc *a, unsigned want, UsernsSpares **ret)
+{
+        if (want == 0 || want > SPARES_MAX)
+                return -EINVAL;
+        UsernsSpares *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->alloc = a;
+        s->want = want;
+        (void) pthread_mutex_init(&s->lock, NULL);
+        cond_init_monotonic(&s->wake);
+        int r = pthread_create(&s->thread, NULL, spares_main, s);
+        if (r != 0) {
+                (void) pthread_cond_destroy(&s->wake);
+                (void) pthread_mutex_destroy(&s->lock);
+                free(s);
+                return -r;
+        }
+        *ret = s;
+        return 0;
+}
+
+int userns_spares_take(UsernsSpares *s, uint32_t *ret_host_id, int *ret_fd)
+{
+        int r = -EAGAIN;
+        (void) pthread_mutex_lock(&s->lock);
+        if (s->n > 0) {
+                /* The oldest: ranges are handed out in the allocator's order. */
+                *ret_host_id = s->ready[0].host_id;
+                *ret_fd = s->ready[0].fd;
+                s->n--;
+                memmove(&s->ready[0], &s->ready[1], s->n * sizeof(s->ready[0]));
+                r = 0;
+        }
+        (void) pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+void userns_spares_refill(UsernsSpares *s)
+{
+        (void) pthread_mutex_lock(&s->lock);
+        (void) pthread_cond_signal(&s->wake);
+        (void) pthread_mutex_unlock(&s->lock);
+}
+
+void userns_spares_drop(UsernsSpares *s, int fd)
+{
+        (void) pthread_mutex_lock(&s->lock);
+        bool queued = !s->stopping && s->n_drops < DROPS_MAX;
+        if (queued) {
+                s->drops[s->n_drops++] = fd;
+                (void) pthread_cond_signal(&s->wake);
+        }
+        (void) pthread_mutex_unlock(&s->lock);
+        if (!queued)
+                (void) close(fd);
+}
+
+void userns_spares_stop(UsernsSpares *s)
+{
+        if (!s)
+                return;
+        (void) pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        (void) pthread_cond_signal(&s->wake);
+        (void) pthread_mutex_unlock(&s->lock);
+        (void) pthread_join(s->thread, NULL);
+        for (unsigned i = 0; i < s->n_drops; i++)
+                (void) close(s->drops[i]);
+        for (unsigned i = 0; i < s->n; i++) {
+                (void) close(s->ready[i].fd);
+                (void) userns_alloc_release(s->alloc, s->ready[i].host_id);
+        }
+        (void) pthread_cond_destroy(&s->wake);
+        (void) pthread_mutex_destroy(&s->lock);
+        free(s);
 }
 
 int userns_check(uint32_t host_id)

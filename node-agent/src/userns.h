@@ -42,6 +42,32 @@ uint32_t userns_alloc_used(UsernsAlloc *a);
  * pin_path (runc joins it there) and open in *ret_fd (for MOUNT_ATTR_IDMAP).
  * Nothing runs in it yet. The caller must be root on the host. */
 int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd);
+/* The same in two steps: the namespace, open in *ret_fd (nothing else keeps
+ * it), then its pin on a new file at pin_path. */
+int userns_make(uint32_t host_id, uint32_t size, int *ret_fd);
+int userns_pin(int fd, const char *pin_path);
+
+/* User namespaces made ahead by a thread of their own, so a create need not
+ * wait for the fork that makes one (userns_make()): up to want (at most 8) at
+ * a time, each on a range taken from the table. The same thread closes the
+ * fds handed to userns_spares_drop(). */
+typedef struct UsernsSpares UsernsSpares;
+int userns_spares_start(UsernsAlloc *a, unsigned want, UsernsSpares **ret);
+/* A ready namespace: its range's first host id (taken: the caller releases it
+ * as any other) and its fd (the caller's to close). -EAGAIN when none is
+ * ready. */
+int userns_spares_take(UsernsSpares *s, uint32_t *ret_host_id, int *ret_fd);
+/* Wakes the thread to make up for those taken: called once the create that
+ * took one is done, so that the fork does not compete with it for the CPUs. */
+void userns_spares_refill(UsernsSpares *s);
+/* Closes fd in that thread, soon: for idmapped clones (userns_idmapped_tree())
+ * once an overlay holds them, as closing the last fd of a detached mount
+ * waits for an RCU grace period (about 4 ms on a 2-core VM). Closes it here
+ * when the thread cannot take it. */
+void userns_spares_drop(UsernsSpares *s, int fd);
+/* Stops the thread; the ready ones and the fds to drop are closed and the
+ * ranges released. */
+void userns_spares_stop(UsernsSpares *s);
 /* Whether host_id may make a user namespace here (-EPERM where the kernel or
  * an LSM keeps that to root: kernel.unprivileged_userns_clone=0). */
 int userns_check(uint32_t host_id);

@@ -1,12 +1,16 @@
 /* Unit tests for the host id range table (userns.h) and the user namespace in
  * the OCI config (bundle.c). */
 #include <errno.h>
+#include <linux/nsfs.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -148,12 +152,54 @@ static void test_bundle_userns(void **state)
         assert_int_equal(bundle_config_new(&spec, &config), -EINVAL);
 }
 
+/* Namespaces made ahead (userns_spares_*): each on a range of the table, made
+ * by the range's first id; the ones left are released at the stop. Needs root
+ * and a kernel that lets an unprivileged id make a user namespace. */
+static void test_spares(void **state)
+{
+        (void) state;
+        if (geteuid() != 0 || userns_check(USERNS_DEFAULT_BASE) < 0)
+                skip();
+        UsernsAlloc *a = NULL;
+        UsernsSpares *s = NULL;
+        assert_int_equal(userns_alloc_new(USERNS_DEFAULT_BASE, SIZE, &a), 0);
+        assert_int_equal(userns_spares_start(a, 0, &s), -EINVAL);
+        assert_int_equal(userns_spares_start(a, 9, &s), -EINVAL);
+        assert_int_equal(userns_spares_start(a, 2, &s), 0);
+        uint32_t host_id = 0;
+        int fd = -1, r;
+        /* The thread makes them in the background: wait until one is ready. */
+        for (int i = 0; (r = userns_spares_take(s, &host_id, &fd)) == -EAGAIN && i < 10000; i++)
+                (void) nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        assert_int_equal(r, 0);
+        userns_spares_refill(s);
+        assert_int_equal(host_id, USERNS_DEFAULT_BASE); /* the table's first range */
+        uid_t owner = 0;
+        assert_int_equal(ioctl(fd, NS_GET_OWNER_UID, &owner), 0);
+        assert_int_equal(owner, host_id);
+        /* Taken in the table: the allocator never hands it out again. */
+        assert_int_equal(userns_alloc_mark(a, host_id), -EEXIST);
+        /* A dropped fd is closed by the thread: the pipe's reader sees its end. */
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        userns_spares_drop(s, p[1]);
+        char c;
+        assert_int_equal(read(p[0], &c, 1), 0);
+        (void) close(p[0]);
+        userns_spares_stop(s);
+        /* Ours stays taken; the ready ones were released. */
+        assert_int_equal(userns_alloc_used(a), 1);
+        assert_int_equal(userns_alloc_release(a, host_id), 0);
+        (void) close(fd);
+        userns_alloc_free(a);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_bad_tables),    cmocka_unit_test(test_take_release),
                 cmocka_unit_test(test_next_fit),      cmocka_unit_test(test_mark),
-                cmocka_unit_test(test_bundle_userns),
+                cmocka_unit_test(test_bundle_userns), cmocka_unit_test(test_spares),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
