@@ -15,6 +15,7 @@
 typedef enum {
         SRC_SIGNAL,
         SRC_LISTEN,
+        SRC_CHANNEL,
         SRC_CONN,
         SRC_STDIN,
         SRC_STDOUT,

@@ -62,6 +62,7 @@ static struct {
         int epfd;
         Source sig;
         Source listen;
+        Source channel; /* --channel */
         Proc *procs; /* in spawn order */
         Conn *conns;
         unsigned n_conns;
@@ -660,6 +661,28 @@ static void conn_event(Conn *c, uint32_t events)
         conn_update(c);
 }
 
+/* Takes fd (non-blocking, close-on-exec) as a new agent connection. */
+static void add_conn(int fd)
+{
+        if (g.n_conns >= CONNS_MAX) {
+                (void) close(fd);
+                return;
+        }
+        Conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+                (void) close(fd);
+                return;
+        }
+        c->src = (Source){.kind = SRC_CONN, .fd = fd, .owner = c};
+        c->next = g.conns;
+        g.conns = c;
+        g.n_conns++;
+        conn_update(c);
+}
+
+/* More than one connection per message is not sent; room for a few. */
+#define CHANNEL_FDS_MAX 4
+
 static void on_accept(void)
 {
         for (;;) {
@@ -679,16 +702,54 @@ static void on_accept(void)
                 if (!g.allow_local_peers &&
                     (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != 0))
                         continue;
-                if (g.n_conns >= CONNS_MAX)
+                add_conn(TAKE_FD(fd));
+        }
+}
+
+/* --channel: fd 0 was the agent's end of a socket pair, the only thing that
+ * reaches it. Each connection comes as one byte carrying one end of a new
+ * socket pair (SCM_RIGHTS); anything else on it is dropped. EOF: the agent is
+ * gone, and with it every way to reach init. */
+static void on_channel(void)
+{
+        for (;;) {
+                char byte;
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
+                } u;
+                struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+                struct msghdr m = {.msg_iov = &iov,
+                                   .msg_iovlen = 1,
+                                   .msg_control = u.buf,
+                                   .msg_controllen = sizeof(u.buf)};
+                ssize_t n = recvmsg(g.channel.fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
                         continue;
-                Conn *c = calloc(1, sizeof(*c));
-                if (!c)
-                        continue;
-                c->src = (Source){.kind = SRC_CONN, .fd = TAKE_FD(fd), .owner = c};
-                c->next = g.conns;
-                g.conns = c;
-                g.n_conns++;
-                conn_update(c);
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+                     h = CMSG_NXTHDR(&m, h)) {
+                        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        for (size_t i = 0; i < k; i++) {
+                                int fd;
+                                memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                                int fl = fcntl(fd, F_GETFL);
+                                if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                                        (void) close(fd);
+                                        continue;
+                                }
+                                add_conn(fd);
+                        }
+                }
+                if (n <= 0) {
+                        if (n < 0)
+                                log_error(errno, "channel");
+                        src_close(&g.channel);
+                        return;
+                }
         }
 }
 
@@ -723,6 +784,9 @@ static void dispatch(Source *s, uint32_t events)
                 break;
         case SRC_LISTEN:
                 on_accept();
+                break;
+        case SRC_CHANNEL:
+                on_channel();
                 break;
         case SRC_CONN:
                 conn_event(s->owner, events);
@@ -781,7 +845,7 @@ static int listen_inherited(void)
 
 static void usage(FILE *f)
 {
-        (void) fprintf(f, "usage: sandpit-init [--socket PATH] [--allow-local-peers]\n");
+        (void) fprintf(f, "usage: sandpit-init [--socket PATH | --channel] [--allow-local-peers]\n");
 }
 
 int main(int argc, char **argv)
@@ -789,6 +853,13 @@ int main(int argc, char **argv)
         /* Look at the passed fds before opening anything that could take their number. */
         bool ready = fcntl(IP_READY_FD, F_SETFD, FD_CLOEXEC) >= 0;
         bool inherited = fcntl(IP_LISTEN_FD, F_SETFD, FD_CLOEXEC) >= 0;
+        /* --channel: fd 0 is the agent's socket pair (runtimes without
+         * --preserve-fds). Moved up before anything could read it. */
+        int channel = -1;
+        for (int i = 1; i < argc; i++)
+                if (streq(argv[i], "--channel") &&
+                    (channel = fcntl(0, F_DUPFD_CLOEXEC, IP_LISTEN_FD + 1)) >= 0)
+                        (void) close(0);
         for (int fd = 0; fd <= 2; fd++)
                 if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
                         return EXIT_FAILURE;
@@ -797,6 +868,7 @@ int main(int argc, char **argv)
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"allow-local-peers", no_argument, NULL, 'l'},
+                {"channel", no_argument, NULL, 'c'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -808,6 +880,12 @@ int main(int argc, char **argv)
                         break;
                 case 'l':
                         g.allow_local_peers = true;
+                        break;
+                case 'c':
+                        if (channel < 0) {
+                                log_error(EBADF, "--channel: no socket as fd 0");
+                                return EXIT_FAILURE;
+                        }
                         break;
                 case 'h':
                         usage(stdout);
@@ -853,7 +931,10 @@ int main(int argc, char **argv)
                 log_error(errno, "signalfd/epoll_create1");
                 return EXIT_FAILURE;
         }
-        int r = socket_path ? listen_on(socket_path) : inherited ? listen_inherited() : -EBADF;
+        int r = channel >= 0      ? channel
+                : socket_path   ? listen_on(socket_path)
+                : inherited     ? listen_inherited()
+                                : -EBADF;
         if (r < 0) {
                 if (socket_path)
                         log_error(-r, "listen on %s", socket_path);
@@ -861,11 +942,15 @@ int main(int argc, char **argv)
                         log_error(-r, "no socket to listen on as fd %d", IP_LISTEN_FD);
                 return EXIT_FAILURE;
         }
-        g.listen = (Source){.kind = SRC_LISTEN, .fd = r};
+        Source *in = channel >= 0 ? &g.channel : &g.listen;
+        *in = (Source){.kind = channel >= 0 ? SRC_CHANNEL : SRC_LISTEN, .fd = r};
         src_set(&g.sig, EPOLLIN);
-        src_set(&g.listen, EPOLLIN);
-        if (g.sig.events == 0 || g.listen.events == 0)
+        src_set(in, EPOLLIN);
+        if (g.sig.events == 0 || in->events == 0)
                 return EXIT_FAILURE;
+        /* Ready on the channel itself: one byte, as on the ready pipe. */
+        if (channel >= 0 && write(channel, "1", 1) != 1)
+                log_error(errno, "write ready byte on the channel");
 
         if (ready) {
                 if (write(IP_READY_FD, "1", 1) != 1)

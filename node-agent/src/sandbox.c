@@ -28,6 +28,7 @@
 #include "code.h"
 #include "exec.h"
 #include "image.h"
+#include "init-client.h"
 #include "initproto.h"
 #include "metrics.h"
 #include "net.h"
@@ -53,8 +54,12 @@ Runtime sandbox_runtime(const Agent *a, const char *name)
 {
         int i = runtime_name_index(name);
         if (i < 0 || !a->runtime_bins[i])
-                return (Runtime){.binary = a->cfg.runtime, .root = a->runc_root};
-        return (Runtime){.binary = a->runtime_bins[i], .root = a->runtime_roots[i]};
+                return (Runtime){.binary = a->cfg.runtime,
+                                 .root = a->runc_root,
+                                 .gvisor = i == RUNTIME_RUNSC};
+        return (Runtime){.binary = a->runtime_bins[i],
+                         .root = a->runtime_roots[i],
+                         .gvisor = i == RUNTIME_RUNSC};
 }
 
 /* The default runtime's name (runtime.h), or NULL when --runtime is a binary
@@ -101,6 +106,12 @@ int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runt
         Runtime rt = sandbox_runtime(a, runtime);
         int ret = 0;
         int r = runtime_delete(&rt, id);
+        if (rt.gvisor) {
+                char sock[4096];
+                (void) snprintf(sock, sizeof(sock), "%s/%s/ctl/%s", a->sandboxes_dir, id,
+                                IP_SOCKET_NAME);
+                init_client_drop_channel(sock);
+        }
         if (r < 0) {
                 log_sbx(LOG_LEVEL_WARNING, id, r, "runtime delete failed; killing the cgroup");
                 ret = r;
@@ -693,7 +704,11 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
-        if (a->userns) {
+        /* gVisor is its own kernel: its sandboxes' root is not the host's
+         * root, and runsc maps no user namespace of ours (docs/security.md). */
+        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
+        bool userns = a->userns && !rt.gvisor;
+        if (userns) {
                 step = "take a host id range (all taken: raise --userns-size's count)";
                 if ((r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
                         goto fail;
@@ -716,7 +731,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 step = "mount the root filesystem";
         }
         RootfsIdmap idmap = {.userns_fd = userns_fd, .host_id = sb->userns_host_id};
-        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, a->userns ? &idmap : NULL)) < 0)
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, userns ? &idmap : NULL)) < 0)
                 goto fail;
         closep(&userns_fd);
         t_mount = now_monotonic_us();
@@ -750,7 +765,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .code_dir = code_dir,
                          .userns_path = userns_path,
                          .userns_host_id = sb->userns_host_id,
-                         .userns_size = a->userns ? userns_alloc_size(a->userns) : 0};
+                         .userns_size = userns ? userns_alloc_size(a->userns) : 0,
+                         .channel = rt.gvisor};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
         step = "write the state file";
@@ -762,7 +778,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto cancelled;
         step = "start the container";
         int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0) {
+        /* runsc: a socket pair, init's end as its stdin; the ready byte comes
+         * on it, and it stays the way to init (init_client_add_channel()). */
+        if (rt.gvisor ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0
+                      : pipe2(p, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -775,12 +794,11 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 r = -errno;
                 goto fail;
         }
-        listen_fd = bind_init_socket(ctl_dir);
-        if (listen_fd < 0) {
+        listen_fd = rt.gvisor ? -1 : bind_init_socket(ctl_dir);
+        if (!rt.gvisor && listen_fd < 0) {
                 r = listen_fd;
                 goto fail;
         }
-        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
         char rterr[512] = "";
         r = runtime_run(&rt, id, sb->dir, ready_w, listen_fd, log_fd, &sb->init_pid, rterr,
                         sizeof(rterr));
@@ -795,6 +813,12 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         step = "wait for sandpit-init";
         if ((r = wait_ready(ready_r)) < 0)
                 goto fail;
+        if (rt.gvisor) {
+                step = "keep sandpit-init's channel";
+                if ((r = init_client_add_channel(sb->socket_path, ready_r)) < 0)
+                        goto fail;
+                ready_r = -1;
+        }
         step = "apply the CPU limit";
         if ((r = cg_update(a->cg, id, &limits)) < 0)
                 goto fail;

@@ -189,3 +189,36 @@ def test_cli_create_runtime(rt_agent, tmp_path):
                          text=True, timeout=60)
     assert bad.returncode != 0 and bad.stdout == ""
     assert bad.stderr == "sandpit: runtime must be runc, crun or runsc\n"
+
+
+# --- gVisor (Debian's runsc, mk/deps.sh) ------------------------------------
+#
+# runsc has no `run --preserve-fds`: sandpit-init gets a socket pair as its
+# stdin instead and each conversation is a new socket pair sent over it
+# (docs/init-protocol.md#channel). Real runsc, no wrapper.
+
+RUNSC = "/usr/bin/runsc"
+
+
+@pytest.fixture
+def runsc_agent(rt_agent):
+    assert os.access(RUNSC, os.X_OK), "runsc is not installed (mk/deps.sh installs it)"
+    return rt_agent()
+
+
+def test_runsc_runs_a_sandbox_under_gvisor(runsc_agent):
+    a = runsc_agent
+    c = a.client
+    sbx = c.create(runtime="runsc")
+    sid = sbx["id"]
+    assert sbx["runtime"] == "runsc"
+    # runsc's own state, under its own root.
+    assert os.path.isfile(a.state_dir / "runtimes" / "runsc" / f"{sid}_sandbox:{sid}.state")
+    # gVisor's own kernel answers, not the host's.
+    r = c.exec(sid, shell="dmesg | head -1; uname -r")
+    assert r.exit_code == 0 and "gVisor" in r.stdout and os.uname().release not in r.stdout, r
+    r = c.exec(sid, shell="id -un; echo err >&2; exit 3")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "user\n", "err\n"), r
+    assert c.delete(f"/v1/sandboxes/{sid}").status == 204
+    c.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
