@@ -222,3 +222,36 @@ def test_runsc_runs_a_sandbox_under_gvisor(runsc_agent):
     assert c.delete(f"/v1/sandboxes/{sid}").status == 204
     c.created.remove(sid)
     assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def put_file(c, sid, path, data):
+    return c.request("PUT", f"/v1/sandboxes/{sid}/files?path={path}", raw=data,
+                     headers={"Content-Type": "application/octet-stream"})
+
+
+def test_runsc_files_env_secrets_stdin_and_pause(runsc_agent):
+    c = runsc_agent.client
+    r = c.post("/v1/sandboxes", {"template": "host", "runtime": "runsc", "env": {"PLAIN": "visible"},
+                                 "secret_env": {"API_KEY": "s3cr3t-value"}})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    c.created.append(sid)
+    # Files written on the host are seen inside at once, and back (the root
+    # mount is shared, not gVisor's cached copy).
+    assert put_file(c, sid, "/home/user/in.txt", b"from-host\n").status == 200
+    assert c.sh(sid, "cat /home/user/in.txt; echo from-sandbox > /home/user/out.txt") == "from-host\n"
+    assert put_file(c, sid, "/home/user/in.txt", b"changed\n").status == 200
+    assert c.sh(sid, "cat /home/user/in.txt") == "changed\n"
+    g = c.get(f"/v1/sandboxes/{sid}/files?path=/home/user/out.txt")
+    assert g.status == 200 and g.body == b"from-sandbox\n", g
+    # env, and the secret env masked in output
+    out = c.exec(sid, shell='echo "key=$API_KEY plain=$PLAIN"; test "$API_KEY" = s3cr3t-value')
+    assert out.exit_code == 0 and out.stdout == "key=*** plain=visible\n", out
+    # stdin streams through the per-conversation socket pair
+    r = c.exec(sid, cmd=["cat"], stdin="hello\nworld")
+    assert r.exit_code == 0 and r.stdout == "hello\nworld", r
+    # pause / resume
+    assert c.post(f"/v1/sandboxes/{sid}/pause", {}).status == 200
+    assert c.sandbox(sid).json()["state"] == "paused"
+    assert c.post(f"/v1/sandboxes/{sid}/resume", {}).status == 200
+    assert c.sh(sid, "echo after-resume") == "after-resume\n"
