@@ -22,6 +22,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <poll.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -62,7 +64,10 @@ static struct {
         int epfd;
         Source sig;
         Source listen;
-        Source channel; /* --channel */
+        Source channel;   /* --channel */
+        Source rechannel; /* --channel: IP_RECHANNEL_NAME */
+        bool have_key;
+        uint8_t key[IP_CHANNEL_KEY_SIZE];
         Proc *procs; /* in spawn order */
         Conn *conns;
         unsigned n_conns;
@@ -728,6 +733,17 @@ static void on_channel(void)
                         continue;
                 if (n < 0 && errno == EAGAIN)
                         return;
+                if (n == 1 && byte == IP_CHANNEL_KEY) {
+                        /* Sent in one piece right behind the byte; the first key stays. */
+                        uint8_t key[IP_CHANNEL_KEY_SIZE];
+                        if (recv(g.channel.fd, key, sizeof(key), MSG_WAITALL) !=
+                            (ssize_t) sizeof(key))
+                                n = 0;
+                        else if (!g.have_key) {
+                                memcpy(g.key, key, sizeof(key));
+                                g.have_key = true;
+                        }
+                }
                 for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
                      h = CMSG_NXTHDR(&m, h)) {
                         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
@@ -751,6 +767,128 @@ static void on_channel(void)
                         return;
                 }
         }
+}
+
+/* A `sandpit-init --rechannel` (or anything else in the sandbox) connected to
+ * IP_RECHANNEL_NAME: with the key and one fd, that fd is the new channel. */
+static void on_rechannel(void)
+{
+        for (;;) {
+                cleanup_close int fd =
+                        accept4(g.rechannel.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return;
+                }
+                /* The helper sends at once; a peer that does not cannot hold
+                 * init for more than this. */
+                struct pollfd pf = {.fd = fd, .events = POLLIN};
+                if (poll(&pf, 1, 1000) != 1)
+                        continue;
+                uint8_t key[IP_CHANNEL_KEY_SIZE];
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
+                } u;
+                struct iovec iov = {.iov_base = key, .iov_len = sizeof(key)};
+                struct msghdr m = {.msg_iov = &iov,
+                                   .msg_iovlen = 1,
+                                   .msg_control = u.buf,
+                                   .msg_controllen = sizeof(u.buf)};
+                ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                int got = -1;
+                for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+                     h = CMSG_NXTHDR(&m, h))
+                        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+                                size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                                for (size_t i = 0; i < k; i++) {
+                                        int x;
+                                        memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                                        if (got < 0)
+                                                got = x;
+                                        else
+                                                (void) close(x);
+                                }
+                        }
+                cleanup_close int newch = got;
+                uint8_t diff = 0;
+                for (size_t i = 0; i < sizeof(key); i++)
+                        diff |= (uint8_t) (key[i] ^ g.key[i]);
+                if (!g.have_key || n != (ssize_t) sizeof(key) || diff != 0 || newch < 0) {
+                        log_error(EPERM, "rechannel: refused a peer without the key");
+                        continue;
+                }
+                src_close(&g.channel);
+                g.channel = (Source){.kind = SRC_CHANNEL, .fd = TAKE_FD(newch)};
+                src_set(&g.channel, EPOLLIN);
+                char ready = IP_CHANNEL_READY;
+                if (write(g.channel.fd, &ready, 1) != 1)
+                        log_error(errno, "write ready byte on the new channel");
+                if (write(fd, &ready, 1) != 1)
+                        log_error(errno, "rechannel: answer the helper");
+        }
+}
+
+/* The abstract socket IP_RECHANNEL_NAME (in the sandbox's own namespace). */
+static int rechannel_addr(struct sockaddr_un *sa)
+{
+        *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+        memcpy(sa->sun_path + 1, IP_RECHANNEL_NAME, strlen(IP_RECHANNEL_NAME));
+        return (int) (offsetof(struct sockaddr_un, sun_path) + 1 + strlen(IP_RECHANNEL_NAME));
+}
+
+/* --rechannel: fd 0 is a restarted agent's new socket pair, on which it sent
+ * IP_CHANNEL_KEY and the key; both go to init. 0 once init took them. */
+static int rechannel(void)
+{
+        uint8_t msg[1 + IP_CHANNEL_KEY_SIZE];
+        if (recv(0, msg, sizeof(msg), MSG_WAITALL) != (ssize_t) sizeof(msg) ||
+            msg[0] != IP_CHANNEL_KEY) {
+                log_error(EPROTO, "rechannel: no key on stdin");
+                return EXIT_FAILURE;
+        }
+        struct sockaddr_un sa;
+        socklen_t len = (socklen_t) rechannel_addr(&sa);
+        cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, len) < 0) {
+                log_error(errno, "rechannel: connect");
+                return EXIT_FAILURE;
+        }
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {0};
+        struct iovec iov = {.iov_base = msg + 1, .iov_len = IP_CHANNEL_KEY_SIZE};
+        struct msghdr m = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        int zero = 0;
+        memcpy(CMSG_DATA(h), &zero, sizeof(int));
+        char ok;
+        if (sendmsg(fd, &m, MSG_NOSIGNAL) != IP_CHANNEL_KEY_SIZE || read(fd, &ok, 1) != 1) {
+                log_error(errno, "rechannel: init did not take the channel");
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
+static int listen_rechannel(void)
+{
+        struct sockaddr_un sa;
+        socklen_t len = (socklen_t) rechannel_addr(&sa);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, len) < 0 || listen(fd, 4) < 0) {
+                int r = negative_errno();
+                (void) close(fd);
+                return r;
+        }
+        return fd;
 }
 
 static void on_signal(void)
@@ -787,6 +925,9 @@ static void dispatch(Source *s, uint32_t events)
                 break;
         case SRC_CHANNEL:
                 on_channel();
+                break;
+        case SRC_RECHANNEL:
+                on_rechannel();
                 break;
         case SRC_CONN:
                 conn_event(s->owner, events);
@@ -850,6 +991,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+        if (argc == 2 && streq(argv[1], "--rechannel"))
+                return rechannel();
         /* Look at the passed fds before opening anything that could take their number. */
         bool ready = fcntl(IP_READY_FD, F_SETFD, FD_CLOEXEC) >= 0;
         bool inherited = fcntl(IP_LISTEN_FD, F_SETFD, FD_CLOEXEC) >= 0;
@@ -948,9 +1091,17 @@ int main(int argc, char **argv)
         src_set(in, EPOLLIN);
         if (g.sig.events == 0 || in->events == 0)
                 return EXIT_FAILURE;
-        /* Ready on the channel itself: one byte, as on the ready pipe. */
-        if (channel >= 0 && write(channel, "1", 1) != 1)
-                log_error(errno, "write ready byte on the channel");
+        if (channel >= 0) {
+                /* Before any user code: nothing else can hold the name. */
+                g.rechannel = (Source){.kind = SRC_RECHANNEL, .fd = listen_rechannel()};
+                if (g.rechannel.fd < 0)
+                        log_error(-g.rechannel.fd, "listen on @%s", IP_RECHANNEL_NAME);
+                src_set(&g.rechannel, EPOLLIN);
+                /* Ready on the channel itself: one byte, as on the ready pipe. */
+                char byte = IP_CHANNEL_READY;
+                if (write(channel, &byte, 1) != 1)
+                        log_error(errno, "write ready byte on the channel");
+        }
 
         if (ready) {
                 if (write(IP_READY_FD, "1", 1) != 1)

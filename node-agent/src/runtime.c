@@ -205,6 +205,26 @@ static int run_and_read_pid(const Runtime *rt, char *const argv[], int stdin_fd,
         return 0;
 }
 
+int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
+                           size_t errlen)
+{
+        char *argv[] = {(char *) rt->binary, "--root",      (char *) rt->root, "exec",
+                        (char *) id,         IP_INIT_PATH, "--rechannel",     NULL};
+        cleanup_close int errfd = memfd_create("runtime-exec", MFD_CLOEXEC);
+        if (errfd < 0)
+                return -errno;
+        int r = spawn_wait(argv, stdin_fd, -1, -1, errfd, NULL);
+        if (r == 0)
+                return 0;
+        char text[512];
+        ssize_t n = pread(errfd, text, sizeof(text) - 1, 0);
+        text[n > 0 ? n : 0] = 0;
+        text[strcspn(text, "\n")] = 0;
+        (void) snprintf(err, errlen, "%s exec: %s", rt->binary,
+                        r < 0 ? strerror(-r) : text[0] ? text : "failed");
+        return r < 0 ? r : -EIO;
+}
+
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",

@@ -38,6 +38,9 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
  * runtime's own error message. */
 int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
                 int log_fd, pid_t *ret_pid, char *err, size_t errlen);
+/* `exec ID /.sandpit/init --rechannel` with stdin_fd as its stdin, waited for. */
+int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
+                           size_t errlen);
 /* Status ("running", "paused", "stopped", "created") and init pid; -ENOENT when
  * the runtime does not know the container. */
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid);

@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -192,6 +193,69 @@ static int wait_ready(int fd)
                         continue;
                 return -ECHILD; /* closed without a byte: init died */
         }
+}
+
+#define CHANNEL_KEY_FILE "channel.key"
+
+/* A new channel to init (fd, its ready byte read): registered for
+ * init_client_connect(). With key NULL a fresh key is made, kept in the
+ * sandbox's dir (the host's; nothing of the sandbox sees it) and sent to init
+ * for a restarted agent's sandbox_rechannel(). Takes fd in any case. */
+static int channel_start(Sandbox *sb, int fd)
+{
+        uint8_t msg[1 + IP_CHANNEL_KEY_SIZE] = {IP_CHANNEL_KEY};
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/" CHANNEL_KEY_FILE, sb->dir);
+        int r = 0;
+        if (getrandom(msg + 1, IP_CHANNEL_KEY_SIZE, 0) != IP_CHANNEL_KEY_SIZE)
+                r = -EIO;
+        else if ((r = write_file_atomic(path, msg + 1, IP_CHANNEL_KEY_SIZE, 0600)) >= 0 &&
+                 write(fd, msg, sizeof(msg)) != (ssize_t) sizeof(msg))
+                r = -EPIPE;
+        explicit_bzero(msg, sizeof(msg));
+        if (r >= 0)
+                r = init_client_add_channel(sb->socket_path, fd);
+        if (r < 0)
+                (void) close(fd);
+        return r;
+}
+
+int sandbox_rechannel(Agent *a, Sandbox *sb)
+{
+        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/" CHANNEL_KEY_FILE, sb->dir);
+        cleanup_free char *key = NULL;
+        size_t len = 0;
+        int r = read_file(path, IP_CHANNEL_KEY_SIZE + 1, &key, &len);
+        if (r < 0)
+                return r;
+        if (len != IP_CHANNEL_KEY_SIZE)
+                return -EBADMSG;
+        int p[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
+                return -errno;
+        cleanup_close int mine = p[0], theirs = p[1];
+        uint8_t msg[1 + IP_CHANNEL_KEY_SIZE] = {IP_CHANNEL_KEY};
+        memcpy(msg + 1, key, IP_CHANNEL_KEY_SIZE);
+        explicit_bzero(key, len);
+        ssize_t n = write(mine, msg, sizeof(msg));
+        explicit_bzero(msg, sizeof(msg));
+        if (n != (ssize_t) sizeof(msg))
+                return -EPIPE;
+        char err[256] = "";
+        r = runtime_exec_rechannel(&rt, sb->name, theirs, err, sizeof(err));
+        closep(&theirs);
+        if (r < 0) {
+                log_sbx(LOG_LEVEL_WARNING, sb->name, r, "no new channel to its init: %s", err);
+                return r;
+        }
+        if ((r = wait_ready(mine)) < 0)
+                return r;
+        r = init_client_add_channel(sb->socket_path, mine);
+        if (r >= 0)
+                mine = -1;
+        return r;
 }
 
 /* Call with a->lock held. */
@@ -815,9 +879,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         if (rt.gvisor) {
                 step = "keep sandpit-init's channel";
-                if ((r = init_client_add_channel(sb->socket_path, ready_r)) < 0)
-                        goto fail;
+                r = channel_start(sb, ready_r);
                 ready_r = -1;
+                if (r < 0)
+                        goto fail;
         }
         step = "apply the CPU limit";
         if ((r = cg_update(a->cg, id, &limits)) < 0)

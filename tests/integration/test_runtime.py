@@ -255,3 +255,24 @@ def test_runsc_files_env_secrets_stdin_and_pause(runsc_agent):
     assert c.sandbox(sid).json()["state"] == "paused"
     assert c.post(f"/v1/sandboxes/{sid}/resume", {}).status == 200
     assert c.sh(sid, "echo after-resume") == "after-resume\n"
+
+
+def test_runsc_a_restarted_agent_gets_a_new_channel_and_deletes(runsc_agent):
+    """The channel is the agent's end of a socket pair: gone with a kill -9.
+    The restarted agent gets a new one through `runsc exec sandpit-init
+    --rechannel`, proven by the key in the sandbox's dir."""
+    a = runsc_agent
+    sid = a.client.create(runtime="runsc")["id"]
+    a.client.sh(sid, "echo kept > /tmp/kept; sleep 1000 >/dev/null 2>&1 &")
+    a.kill9()
+    a.start()
+    got = a.client.sandbox(sid).json()
+    assert got["state"] == "running" and got["runtime"] == "runsc"
+    assert a.client.sh(sid, "cat /tmp/kept") == "kept\n"
+    # A second restart: the key is still the one init holds.
+    a.kill9()
+    a.start()
+    assert a.client.sh(sid, "echo again") == "again\n"
+    assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    a.client.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
