@@ -81,6 +81,16 @@ void init_client_drop_channel(const char *socket_path)
         (void) pthread_mutex_unlock(&channels_lock);
 }
 
+bool init_client_has_channel(const char *socket_path)
+{
+        (void) pthread_mutex_lock(&channels_lock);
+        Channel *c = channels;
+        while (c && !streq(c->socket_path, socket_path))
+                c = c->next;
+        (void) pthread_mutex_unlock(&channels_lock);
+        return c != NULL;
+}
+
 /* A new conversation over a channel: one end of a fresh socket pair goes to
  * init with one byte. 1 with the other end in *ret_fd, 0 when socket_path has
  * no channel. Under the lock: the fd cannot be closed and reused meanwhile. */

@@ -2,6 +2,7 @@
 
 /* The init protocol client's primitives (init-client.c), for exec.c's streams. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -15,6 +16,7 @@
  * sandbox's socket path; add takes fd, drop closes it. */
 int init_client_add_channel(const char *socket_path, int fd);
 void init_client_drop_channel(const char *socket_path);
+bool init_client_has_channel(const char *socket_path);
 
 /* Connects to init: over its channel, or at socket_path, checking that its
  * peer is init_pid. */

@@ -225,6 +225,14 @@ int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char
         return r < 0 ? r : -EIO;
 }
 
+int runtime_pause(const Runtime *rt, const char *id, bool pause)
+{
+        char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root,
+                        pause ? "pause" : "resume", (char *) id, NULL};
+        int r = spawn_wait(argv, -1, -1, -1, -1, NULL);
+        return r < 0 ? r : r > 0 ? -EIO : 0;
+}
+
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",

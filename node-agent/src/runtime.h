@@ -41,6 +41,9 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
 /* `exec ID /.sandpit/init --rechannel` with stdin_fd as its stdin, waited for. */
 int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
                            size_t errlen);
+/* `pause` or `resume`: for runsc, whose own commands (state, exec) hang on a
+ * sandbox frozen by the cgroup freezer. */
+int runtime_pause(const Runtime *rt, const char *id, bool pause);
 /* Status ("running", "paused", "stopped", "created") and init pid; -ENOENT when
  * the runtime does not know the container. */
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid);

@@ -88,8 +88,8 @@ static int adopt(Agent *a, const char *name, const char *dir)
          * state.json agree on): say so now if the socket is not init's. */
         /* A runsc sandbox's channel went with the old agent: a new one. A
          * paused one gets it when it is resumed. */
-        if (sandbox_runtime(a, sb->spec.runtime).gvisor && !paused) {
-                int c = sandbox_rechannel(a, sb);
+        if (rt.gvisor && !paused) {
+                int c = sandbox_rechannel(&rt, sb->name, sb->dir, sb->socket_path);
                 if (c < 0)
                         log_sbx(LOG_LEVEL_WARNING, id, c, "cannot reach its init: execs will fail");
         }

@@ -220,11 +220,13 @@ static int channel_start(Sandbox *sb, int fd)
         return r;
 }
 
-int sandbox_rechannel(Agent *a, Sandbox *sb)
+int sandbox_rechannel(const Runtime *rt, const char *name, const char *dir,
+                      const char *socket_path)
 {
-        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
+        if (init_client_has_channel(socket_path))
+                return 0;
         char path[4096];
-        (void) snprintf(path, sizeof(path), "%s/" CHANNEL_KEY_FILE, sb->dir);
+        (void) snprintf(path, sizeof(path), "%s/" CHANNEL_KEY_FILE, dir);
         cleanup_free char *key = NULL;
         size_t len = 0;
         int r = read_file(path, IP_CHANNEL_KEY_SIZE + 1, &key, &len);
@@ -244,15 +246,15 @@ int sandbox_rechannel(Agent *a, Sandbox *sb)
         if (n != (ssize_t) sizeof(msg))
                 return -EPIPE;
         char err[256] = "";
-        r = runtime_exec_rechannel(&rt, sb->name, theirs, err, sizeof(err));
+        r = runtime_exec_rechannel(rt, name, theirs, err, sizeof(err));
         closep(&theirs);
         if (r < 0) {
-                log_sbx(LOG_LEVEL_WARNING, sb->name, r, "no new channel to its init: %s", err);
+                log_sbx(LOG_LEVEL_WARNING, name, r, "no new channel to its init: %s", err);
                 return r;
         }
         if ((r = wait_ready(mine)) < 0)
                 return r;
-        r = init_client_add_channel(sb->socket_path, mine);
+        r = init_client_add_channel(socket_path, mine);
         if (r >= 0)
                 mine = -1;
         return r;

@@ -276,3 +276,22 @@ def test_runsc_a_restarted_agent_gets_a_new_channel_and_deletes(runsc_agent):
     assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
     a.client.created.remove(sid)
     assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def test_runsc_a_paused_sandbox_survives_a_restart_and_resumes(runsc_agent):
+    """runsc's own pause: its state and exec hang on a sandbox the cgroup
+    freezer holds. Adopted while paused, the sandbox gets its channel at the
+    resume."""
+    a = runsc_agent
+    sid = a.client.create(runtime="runsc")["id"]
+    assert a.client.post(f"/v1/sandboxes/{sid}/pause", {}).status == 200
+    a.kill9()
+    a.start()
+    assert a.client.sandbox(sid).json()["state"] == "paused"
+    assert a.client.post(f"/v1/sandboxes/{sid}/resume", {}).status == 200
+    assert a.client.sh(sid, "echo resumed") == "resumed\n"
+    # Deleted while paused: nothing left.
+    assert a.client.post(f"/v1/sandboxes/{sid}/pause", {}).status == 200
+    assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    a.client.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
