@@ -8,7 +8,8 @@ Each test runs its own agent. Where a runtime other than runc must really run
 told with --runtime-path that "crun" is a wrapper which logs every call and
 hands it to runc: what is tested is that the named runtime is the one called,
 with its own root, for every step of the sandbox's life (run, state after a
-restart, delete)."""
+restart, delete). runsc (gVisor, Debian's package) runs for real: the tests
+named test_runsc_*."""
 
 import os
 import subprocess
@@ -144,18 +145,33 @@ def test_a_runtime_the_node_has_not_got_is_501_and_leaves_nothing(rt_agent, tmp_
 
 
 def test_a_runtime_without_preserve_fds_is_501_and_never_run(rt_agent, tmp_path):
-    """Debian's runsc (2022) has no `run --preserve-fds`, which hands
-    sandpit-init its ready pipe and control socket: refused before anything is
-    made, not a sandbox that never gets ready."""
+    """A runc or crun whose run has no --preserve-fds (which hands
+    sandpit-init its ready pipe and control socket) is refused before anything
+    is made, not a sandbox that never gets ready."""
+    log = tmp_path / "crun.log"
+    fake = wrapper(tmp_path / "crun", log, help_text="  -bundle string\n  -detach\n  -pid-file string")
+    a = rt_agent(f"crun={fake}")
+    for _ in range(2):  # not remembered as usable
+        r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "crun"})
+        assert_error(r, 501)
+        assert r.json()["message"] == (f"runtime crun ({fake}) cannot run sandpit sandboxes: its run has "
+                                       f"no --preserve-fds, which hands sandpit-init its sockets")
+    assert calls(log) == ["run --help", "run --help"]
+    assert a.leftovers() == [] and runtime_leftovers(a) == []
+
+
+def test_a_runsc_without_the_flags_used_is_501_and_never_run(rt_agent, tmp_path):
+    """runsc needs no --preserve-fds (sandpit-init's channel), but its run is
+    given --file-access and --overlay2: a runsc without them is refused with
+    what it lacks."""
     log = tmp_path / "runsc.log"
     fake = wrapper(tmp_path / "runsc", log, help_text="  -bundle string\n  -detach\n  -pid-file string")
     a = rt_agent(f"runsc={fake}")
-    for _ in range(2):  # not remembered as usable
-        r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "runsc"})
-        assert_error(r, 501)
-        assert r.json()["message"] == (f"runtime runsc ({fake}) cannot run sandpit sandboxes: its run has "
-                                       f"no --preserve-fds, which hands sandpit-init its sockets")
-    assert calls(log) == ["run --help", "run --help"]
+    r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "runsc"})
+    assert_error(r, 501)
+    assert r.json()["message"] == (f"runtime runsc ({fake}) cannot run sandpit sandboxes: `{fake} flags` "
+                                   f"lists no -file-access")
+    assert calls(log) == ["run --help", "flags"]
     assert a.leftovers() == [] and runtime_leftovers(a) == []
 
 
