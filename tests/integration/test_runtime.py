@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from test_network import lab, net  # noqa: F401 (fixtures, by name)
 
 CLI_BIN = REPO / "build" / "bin" / "sandpit"
 
@@ -311,3 +312,32 @@ def test_runsc_a_paused_sandbox_survives_a_restart_and_resumes(runsc_agent):
     assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
     a.client.created.remove(sid)
     assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def test_runsc_egress_policies_hold(net):
+    """gVisor sends through the host kernel's stack in the sandbox's own netns
+    (--network=host there): the veth, the nftables chain and the DNS proxy of
+    test_network.py's lab apply as under runc."""
+    from test_network import METADATA, NODE, OUTSIDE, OUTSIDE2, probe
+
+    deny = net.create(runtime="runsc")
+    assert deny["runtime"] == "runsc" and deny["network"]["egress"] == "deny"
+    got = probe(net, deny["id"], f"tcp:{OUTSIDE}:7001", f"udp:{OUTSIDE}:7003", f"tcp:{NODE}:7001",
+                f"tcp:{METADATA}:7001", "dns:example.test")
+    assert not any(got.values()), got
+    allow = net.create(runtime="runsc", network={"egress": "allowlist", "allow": [
+        {"cidr": f"{OUTSIDE}/32", "ports": [7001], "protocol": "tcp"}]})
+    got = probe(net, allow["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002", f"tcp:{OUTSIDE2}:7001",
+                f"tcp:{METADATA}:7001", f"tcp:{NODE}:7001", "dns:example.test")
+    assert got == {f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False, f"tcp:{OUTSIDE2}:7001": False,
+                   f"tcp:{METADATA}:7001": False, f"tcp:{NODE}:7001": False, "dns:example.test": OUTSIDE}, got
+
+
+def test_runsc_pty(runsc_agent):
+    c = runsc_agent.client
+    sid = c.create(runtime="runsc")["id"]
+    r = c.exec(sid, shell="tty; stty size; exit 5", pty={"cols": 91, "rows": 17})
+    from test_pty import pty_output
+    out = pty_output(r)
+    assert out.startswith(b"/dev/pts/") and b"\r\n17 91\r\n" in out, out
+    assert r.exit_code == 5
