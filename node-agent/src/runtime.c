@@ -133,7 +133,9 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
                  * it), gVisor uses the host kernel's stack there. Its own
                  * netstack (--network=sandbox) refuses any netns on kernels
                  * where /proc/sys/net/core/rmem_default is per netns, which
-                 * runsc 2022 reads as "the root netns" (docs/security.md). */
+                 * runsc 2022 reads as "the root netns" (docs/security.md).
+                 * No --oci-seccomp: with it, gVisor 2022 applies the bundle's
+                 * profile so that threads cannot be made (docs/security.md). */
                 char *gv[] = {(char *) rt->binary,
                               "--root",
                               (char *) rt->root,
