@@ -134,6 +134,9 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
                  * netstack (--network=sandbox) refuses any netns on kernels
                  * where /proc/sys/net/core/rmem_default is per netns, which
                  * runsc 2022 reads as "the root netns" (docs/security.md).
+                 * --host-uds=open: the code kernels connect to the agent's
+                 * sockets in their mount (only connect; gVisor resolves the
+                 * path in the sandbox's own mounts, nothing else of the host's).
                  * No --oci-seccomp: with it, gVisor 2022 applies the bundle's
                  * profile so that threads cannot be made (docs/security.md). */
                 char *gv[] = {(char *) rt->binary,
@@ -146,6 +149,7 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
                               "--file-access=shared",
                               "--overlay2=none",
                               "--network=host",
+                              "--host-uds=open",
                               "run",
                               "--detach",
                               "--bundle",
@@ -358,7 +362,7 @@ static int probe_gvisor(const Runtime *rt, const char *name, char *err, size_t e
                 ssize_t n = pread(errfd, text, (size_t) size, 0);
                 text[n > 0 ? n : 0] = 0;
         }
-        static const char *const needed[] = {"-file-access", "-overlay2"};
+        static const char *const needed[] = {"-file-access", "-overlay2", "-host-uds"};
         for (size_t i = 0; i < ARRAY_SIZE(needed); i++)
                 if (r != 0 || !text || !strstr(text, needed[i])) {
                         (void) snprintf(err, errlen,

@@ -341,3 +341,12 @@ def test_runsc_pty(runsc_agent):
     out = pty_output(r)
     assert out.startswith(b"/dev/pts/") and b"\r\n17 91\r\n" in out, out
     assert r.exit_code == 5
+
+
+def test_runsc_run_code(runsc_agent):
+    from test_code import ok, run_code
+    c = runsc_agent.client
+    sid = c.create(runtime="runsc", template="default", memory="1Gi")["id"]
+    a = ok(run_code(c, sid, "x = 41"))
+    b = ok(run_code(c, sid, "x + 1"))
+    assert b.text == "42" and b.count == a.count + 1, (a, b)

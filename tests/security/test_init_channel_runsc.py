@@ -124,3 +124,19 @@ def test_runsc_init_holds_the_channel_out_of_reach(client, agent, runsc_two):
     assert "Socket operation on non-socket" in lines[2], r
     # init's memory (the key to a new channel) is out of reach too
     assert "Permission denied" in lines[3], r
+
+
+def test_runsc_host_sockets_outside_its_mounts_are_out_of_reach(client, agent, runsc_two, host_listener):
+    """runsc runs with --host-uds=open (the code kernels connect to the agent's
+    sockets in their mount): gVisor resolves a path in the sandbox's own
+    mounts, so a host service's socket elsewhere stays unreachable, by its path
+    or by a symlink root in A makes to it."""
+    a, _ = runsc_two
+    script = (f"ln -sf {host_listener.path} /tmp/link.sock; "
+              "for p in " + host_listener.path + " /tmp/link.sock /proc/1/root" + host_listener.path + "; do "
+              "python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+              "s.sendall(b\"from-a\"); print(\"connected\")' $p 2>/dev/null || echo refused; done")
+    r = as_root(client, a, script)
+    assert r.stdout == "refused\nrefused\nrefused\n", r
+    host_listener.close()
+    assert host_listener.connections == 0 and host_listener.received == b"", host_listener.received
