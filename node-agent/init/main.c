@@ -23,10 +23,10 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <poll.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -860,8 +860,10 @@ static int rechannel(void)
                 char buf[CMSG_SPACE(sizeof(int))];
         } u = {0};
         struct iovec iov = {.iov_base = msg + 1, .iov_len = IP_CHANNEL_KEY_SIZE};
-        struct msghdr m = {
-                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
         struct cmsghdr *h = CMSG_FIRSTHDR(&m);
         h->cmsg_level = SOL_SOCKET;
         h->cmsg_type = SCM_RIGHTS;
@@ -986,7 +988,8 @@ static int listen_inherited(void)
 
 static void usage(FILE *f)
 {
-        (void) fprintf(f, "usage: sandpit-init [--socket PATH | --channel] [--allow-local-peers]\n");
+        (void) fprintf(f,
+                       "usage: sandpit-init [--socket PATH | --channel] [--allow-local-peers]\n");
 }
 
 int main(int argc, char **argv)
@@ -1074,10 +1077,10 @@ int main(int argc, char **argv)
                 log_error(errno, "signalfd/epoll_create1");
                 return EXIT_FAILURE;
         }
-        int r = channel >= 0      ? channel
-                : socket_path   ? listen_on(socket_path)
-                : inherited     ? listen_inherited()
-                                : -EBADF;
+        int r = channel >= 0  ? channel
+                : socket_path ? listen_on(socket_path)
+                : inherited   ? listen_inherited()
+                              : -EBADF;
         if (r < 0) {
                 if (socket_path)
                         log_error(-r, "listen on %s", socket_path);

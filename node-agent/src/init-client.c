@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -140,8 +140,10 @@ static int channel_connect(const char *socket_path, int *ret_fd)
 
 int init_client_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
 {
+        if (!socket_path)
+                return -EINVAL;
         int cfd = -1;
-        int k0 = socket_path ? channel_connect(socket_path, &cfd) : 0;
+        int k0 = channel_connect(socket_path, &cfd);
         if (k0 != 0)
                 return k0 < 0 ? k0 : cfd;
         const char *slash = strrchr(socket_path, '/');

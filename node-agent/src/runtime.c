@@ -21,7 +21,7 @@
 extern char **environ;
 
 #define GVISOR_STATE_SEP "_sandbox:"
-#define SPAWN_OUT_MAX ((size_t) 64 * 1024)
+#define SPAWN_OUT_MAX    ((size_t) 64 * 1024)
 
 /* Runs argv with stdin from stdin_fd (/dev/null when < 0); captures stdout (up to 64 KiB) when
  * ret_out is set; passes ready_fd as fd IP_READY_FD, listen_fd as IP_LISTEN_FD
@@ -214,7 +214,7 @@ static int run_and_read_pid(const Runtime *rt, char *const argv[], int stdin_fd,
 int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
                            size_t errlen)
 {
-        char *argv[] = {(char *) rt->binary, "--root",      (char *) rt->root, "exec",
+        char *argv[] = {(char *) rt->binary, "--root",     (char *) rt->root, "exec",
                         (char *) id,         IP_INIT_PATH, "--rechannel",     NULL};
         cleanup_close int errfd = memfd_create("runtime-exec", MFD_CLOEXEC);
         if (errfd < 0)
@@ -227,13 +227,15 @@ int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char
         text[n > 0 ? n : 0] = 0;
         text[strcspn(text, "\n")] = 0;
         (void) snprintf(err, errlen, "%s exec: %s", rt->binary,
-                        r < 0 ? strerror(-r) : text[0] ? text : "failed");
+                        r < 0     ? strerror(-r)
+                        : text[0] ? text
+                                  : "failed");
         return r < 0 ? r : -EIO;
 }
 
 int runtime_pause(const Runtime *rt, const char *id, bool pause)
 {
-        char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root,
+        char *argv[] = {(char *) rt->binary,        "--root",    (char *) rt->root,
                         pause ? "pause" : "resume", (char *) id, NULL};
         int r = spawn_wait(argv, -1, -1, -1, -1, NULL);
         return r < 0 ? r : r > 0 ? -EIO : 0;

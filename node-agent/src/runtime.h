@@ -34,8 +34,8 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
 /* `run -d` of the bundle in dir with fds IP_READY_FD = ready_fd and
  * IP_LISTEN_FD = listen_fd passed through, stdout/stderr of the container
  * process to log_fd. For a gvisor runtime ready_fd is sandpit-init's end of the
- * channel, passed as its stdin, and listen_fd is unused. Writes <dir>/runtime.log; on failure err receives the
- * runtime's own error message. */
+ * channel, passed as its stdin, and listen_fd is unused. Writes <dir>/runtime.log; on failure err
+ * receives the runtime's own error message. */
 int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
                 int log_fd, pid_t *ret_pid, char *err, size_t errlen);
 /* `exec ID /.sandpit/init --rechannel` with stdin_fd as its stdin, waited for. */

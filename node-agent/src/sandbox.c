@@ -220,8 +220,7 @@ static int channel_start(Sandbox *sb, int fd)
         return r;
 }
 
-int sandbox_rechannel(const Runtime *rt, const char *name, const char *dir,
-                      const char *socket_path)
+int sandbox_rechannel(const Runtime *rt, const char *name, const char *dir, const char *socket_path)
 {
         if (init_client_has_channel(socket_path))
                 return 0;
@@ -254,10 +253,10 @@ int sandbox_rechannel(const Runtime *rt, const char *name, const char *dir,
         }
         if ((r = wait_ready(mine)) < 0)
                 return r;
-        r = init_client_add_channel(socket_path, mine);
-        if (r >= 0)
-                mine = -1;
-        return r;
+        if ((r = init_client_add_channel(socket_path, mine)) < 0)
+                return r;
+        (void) TAKE_FD(mine);
+        return 0;
 }
 
 /* Call with a->lock held. */
@@ -881,9 +880,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         if (rt.gvisor) {
                 step = "keep sandpit-init's channel";
-                r = channel_start(sb, ready_r);
-                ready_r = -1;
-                if (r < 0)
+                if ((r = channel_start(sb, TAKE_FD(ready_r))) < 0)
                         goto fail;
         }
         step = "apply the CPU limit";
