@@ -51,13 +51,18 @@
 #define READY_TIMEOUT_MS 10000
 #define TEARDOWN_WORKERS 2 /* mostly waiting on runc and umount; more would contend */
 
+static const char *default_runtime_name(const Agent *a);
+
 Runtime sandbox_runtime(const Agent *a, const char *name)
 {
         int i = runtime_name_index(name);
-        if (i < 0 || !a->runtime_bins[i])
+        if (i < 0 || !a->runtime_bins[i]) {
+                /* The default: gVisor when --runtime names runsc. */
+                const char *def = default_runtime_name(a);
                 return (Runtime){.binary = a->cfg.runtime,
                                  .root = a->runc_root,
-                                 .gvisor = i == RUNTIME_RUNSC};
+                                 .gvisor = def && streq(def, runtime_names[RUNTIME_RUNSC])};
+        }
         return (Runtime){.binary = a->runtime_bins[i],
                          .root = a->runtime_roots[i],
                          .gvisor = i == RUNTIME_RUNSC};

@@ -350,3 +350,21 @@ def test_runsc_run_code(runsc_agent):
     a = ok(run_code(c, sid, "x = 41"))
     b = ok(run_code(c, sid, "x + 1"))
     assert b.text == "42" and b.count == a.count + 1, (a, b)
+
+
+def test_runsc_as_the_nodes_default(templates_dir):
+    """--runtime runsc: a create that names no runtime runs under gVisor."""
+    a = start_agent(f"rt-{rand_suffix(4)}", templates_dir, extra_args=["--runtime", RUNSC])
+    try:
+        sbx = a.client.create()
+        assert "runtime" not in sbx
+        assert a.client.sh(sbx["id"], "uname -r") == "4.4.0\n"
+        a.kill9()
+        a.start()
+        assert a.client.sh(sbx["id"], "echo adopted") == "adopted\n"
+        assert a.client.delete(f"/v1/sandboxes/{sbx['id']}").status == 204
+        a.client.created.remove(sbx["id"])
+        wait_for(lambda: not a.leftovers(zombies=False), 60, what="no leftovers")
+        assert os.listdir(a.state_dir / "runc") == []
+    finally:
+        stop_agent(a)
