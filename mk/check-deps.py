@@ -35,7 +35,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # npm and node come with the nodejs package; kubectl and helm come from mk/tools.sh.
 COMMANDS = [
     "cc", "gcc", "make", "pkg-config", "ar", "clang", "clang-format", "clang-tidy",
-    "runc", "nft", "ip", "openssl", "debootstrap", "unzip", "node", "npm",
+    "runc", "runsc", "nft", "ip", "openssl", "debootstrap", "unzip", "node", "npm",
     "python3", "mount", "umount", "nsenter", "unshare", "ps", "etcd",
     "docker-registry", "htpasswd", "busybox", "zstd", "skopeo", "umoci", "lua5.4", "buildah",
 ]

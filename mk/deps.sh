@@ -14,8 +14,9 @@ PACKAGES=(
         libcgroup-dev libnl-3-dev libnl-route-3-dev libarchive-dev libnftables-dev nftables
         # sha256 of image blobs (docs/images.md)
         libssl-dev
-        # run: the OCI runtime (crun is optional and refuses hybrid cgroup hosts)
-        runc crun
+        # run: the OCI runtime (crun is optional and refuses hybrid cgroup hosts); runsc is
+        # gVisor, a sandbox's `runtime: runsc` (docs/templates.md#runtimes, test_runtime.py)
+        runc crun runsc
         # templates
         debootstrap
         # test, lint, bench

@@ -15,6 +15,8 @@
 typedef enum {
         SRC_SIGNAL,
         SRC_LISTEN,
+        SRC_CHANNEL,
+        SRC_RECHANNEL,
         SRC_CONN,
         SRC_STDIN,
         SRC_STDOUT,

@@ -22,9 +22,11 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,10 @@ static struct {
         int epfd;
         Source sig;
         Source listen;
+        Source channel;   /* --channel */
+        Source rechannel; /* --channel: IP_RECHANNEL_NAME */
+        bool have_key;
+        uint8_t key[IP_CHANNEL_KEY_SIZE];
         Proc *procs; /* in spawn order */
         Conn *conns;
         unsigned n_conns;
@@ -660,6 +666,28 @@ static void conn_event(Conn *c, uint32_t events)
         conn_update(c);
 }
 
+/* Takes fd (non-blocking, close-on-exec) as a new agent connection. */
+static void add_conn(int fd)
+{
+        if (g.n_conns >= CONNS_MAX) {
+                (void) close(fd);
+                return;
+        }
+        Conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+                (void) close(fd);
+                return;
+        }
+        c->src = (Source){.kind = SRC_CONN, .fd = fd, .owner = c};
+        c->next = g.conns;
+        g.conns = c;
+        g.n_conns++;
+        conn_update(c);
+}
+
+/* More than one connection per message is not sent; room for a few. */
+#define CHANNEL_FDS_MAX 4
+
 static void on_accept(void)
 {
         for (;;) {
@@ -679,17 +707,190 @@ static void on_accept(void)
                 if (!g.allow_local_peers &&
                     (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != 0))
                         continue;
-                if (g.n_conns >= CONNS_MAX)
-                        continue;
-                Conn *c = calloc(1, sizeof(*c));
-                if (!c)
-                        continue;
-                c->src = (Source){.kind = SRC_CONN, .fd = TAKE_FD(fd), .owner = c};
-                c->next = g.conns;
-                g.conns = c;
-                g.n_conns++;
-                conn_update(c);
+                add_conn(TAKE_FD(fd));
         }
+}
+
+/* --channel: fd 0 was the agent's end of a socket pair, the only thing that
+ * reaches it. Each connection comes as one byte carrying one end of a new
+ * socket pair (SCM_RIGHTS); anything else on it is dropped. EOF: the agent is
+ * gone, and with it every way to reach init. */
+static void on_channel(void)
+{
+        for (;;) {
+                char byte;
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
+                } u;
+                struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+                struct msghdr m = {.msg_iov = &iov,
+                                   .msg_iovlen = 1,
+                                   .msg_control = u.buf,
+                                   .msg_controllen = sizeof(u.buf)};
+                ssize_t n = recvmsg(g.channel.fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n == 1 && byte == IP_CHANNEL_KEY) {
+                        /* Sent in one piece right behind the byte; the first key stays. */
+                        uint8_t key[IP_CHANNEL_KEY_SIZE];
+                        if (recv(g.channel.fd, key, sizeof(key), MSG_WAITALL) !=
+                            (ssize_t) sizeof(key))
+                                n = 0;
+                        else if (!g.have_key) {
+                                memcpy(g.key, key, sizeof(key));
+                                g.have_key = true;
+                        }
+                }
+                for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+                     h = CMSG_NXTHDR(&m, h)) {
+                        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        for (size_t i = 0; i < k; i++) {
+                                int fd;
+                                memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                                int fl = fcntl(fd, F_GETFL);
+                                if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                                        (void) close(fd);
+                                        continue;
+                                }
+                                add_conn(fd);
+                        }
+                }
+                if (n <= 0) {
+                        if (n < 0)
+                                log_error(errno, "channel");
+                        src_close(&g.channel);
+                        return;
+                }
+        }
+}
+
+/* A `sandpit-init --rechannel` (or anything else in the sandbox) connected to
+ * IP_RECHANNEL_NAME: with the key and one fd, that fd is the new channel. */
+static void on_rechannel(void)
+{
+        for (;;) {
+                cleanup_close int fd =
+                        accept4(g.rechannel.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return;
+                }
+                /* The helper sends at once; a peer that does not cannot hold
+                 * init for more than this. */
+                struct pollfd pf = {.fd = fd, .events = POLLIN};
+                if (poll(&pf, 1, 1000) != 1)
+                        continue;
+                uint8_t key[IP_CHANNEL_KEY_SIZE];
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
+                } u;
+                struct iovec iov = {.iov_base = key, .iov_len = sizeof(key)};
+                struct msghdr m = {.msg_iov = &iov,
+                                   .msg_iovlen = 1,
+                                   .msg_control = u.buf,
+                                   .msg_controllen = sizeof(u.buf)};
+                ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                int got = -1;
+                for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+                     h = CMSG_NXTHDR(&m, h))
+                        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+                                size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                                for (size_t i = 0; i < k; i++) {
+                                        int x;
+                                        memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                                        if (got < 0)
+                                                got = x;
+                                        else
+                                                (void) close(x);
+                                }
+                        }
+                cleanup_close int newch = got;
+                uint8_t diff = 0;
+                for (size_t i = 0; i < sizeof(key); i++)
+                        diff |= (uint8_t) (key[i] ^ g.key[i]);
+                if (!g.have_key || n != (ssize_t) sizeof(key) || diff != 0 || newch < 0) {
+                        log_error(EPERM, "rechannel: refused a peer without the key");
+                        continue;
+                }
+                src_close(&g.channel);
+                g.channel = (Source){.kind = SRC_CHANNEL, .fd = TAKE_FD(newch)};
+                src_set(&g.channel, EPOLLIN);
+                char ready = IP_CHANNEL_READY;
+                if (write(g.channel.fd, &ready, 1) != 1)
+                        log_error(errno, "write ready byte on the new channel");
+                if (write(fd, &ready, 1) != 1)
+                        log_error(errno, "rechannel: answer the helper");
+        }
+}
+
+/* The abstract socket IP_RECHANNEL_NAME (in the sandbox's own namespace). */
+static int rechannel_addr(struct sockaddr_un *sa)
+{
+        *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+        memcpy(sa->sun_path + 1, IP_RECHANNEL_NAME, strlen(IP_RECHANNEL_NAME));
+        return (int) (offsetof(struct sockaddr_un, sun_path) + 1 + strlen(IP_RECHANNEL_NAME));
+}
+
+/* --rechannel: fd 0 is a restarted agent's new socket pair, on which it sent
+ * IP_CHANNEL_KEY and the key; both go to init. 0 once init took them. */
+static int rechannel(void)
+{
+        uint8_t msg[1 + IP_CHANNEL_KEY_SIZE];
+        if (recv(0, msg, sizeof(msg), MSG_WAITALL) != (ssize_t) sizeof(msg) ||
+            msg[0] != IP_CHANNEL_KEY) {
+                log_error(EPROTO, "rechannel: no key on stdin");
+                return EXIT_FAILURE;
+        }
+        struct sockaddr_un sa;
+        socklen_t len = (socklen_t) rechannel_addr(&sa);
+        cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, len) < 0) {
+                log_error(errno, "rechannel: connect");
+                return EXIT_FAILURE;
+        }
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {0};
+        struct iovec iov = {.iov_base = msg + 1, .iov_len = IP_CHANNEL_KEY_SIZE};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        int zero = 0;
+        memcpy(CMSG_DATA(h), &zero, sizeof(int));
+        char ok;
+        if (sendmsg(fd, &m, MSG_NOSIGNAL) != IP_CHANNEL_KEY_SIZE || read(fd, &ok, 1) != 1) {
+                log_error(errno, "rechannel: init did not take the channel");
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
+static int listen_rechannel(void)
+{
+        struct sockaddr_un sa;
+        socklen_t len = (socklen_t) rechannel_addr(&sa);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, len) < 0 || listen(fd, 4) < 0) {
+                int r = negative_errno();
+                (void) close(fd);
+                return r;
+        }
+        return fd;
 }
 
 static void on_signal(void)
@@ -723,6 +924,12 @@ static void dispatch(Source *s, uint32_t events)
                 break;
         case SRC_LISTEN:
                 on_accept();
+                break;
+        case SRC_CHANNEL:
+                on_channel();
+                break;
+        case SRC_RECHANNEL:
+                on_rechannel();
                 break;
         case SRC_CONN:
                 conn_event(s->owner, events);
@@ -781,14 +988,24 @@ static int listen_inherited(void)
 
 static void usage(FILE *f)
 {
-        (void) fprintf(f, "usage: sandpit-init [--socket PATH] [--allow-local-peers]\n");
+        (void) fprintf(f,
+                       "usage: sandpit-init [--socket PATH | --channel] [--allow-local-peers]\n");
 }
 
 int main(int argc, char **argv)
 {
+        if (argc == 2 && streq(argv[1], "--rechannel"))
+                return rechannel();
         /* Look at the passed fds before opening anything that could take their number. */
         bool ready = fcntl(IP_READY_FD, F_SETFD, FD_CLOEXEC) >= 0;
         bool inherited = fcntl(IP_LISTEN_FD, F_SETFD, FD_CLOEXEC) >= 0;
+        /* --channel: fd 0 is the agent's socket pair (runtimes without
+         * --preserve-fds). Moved up before anything could read it. */
+        int channel = -1;
+        for (int i = 1; i < argc; i++)
+                if (streq(argv[i], "--channel") &&
+                    (channel = fcntl(0, F_DUPFD_CLOEXEC, IP_LISTEN_FD + 1)) >= 0)
+                        (void) close(0);
         for (int fd = 0; fd <= 2; fd++)
                 if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
                         return EXIT_FAILURE;
@@ -797,6 +1014,7 @@ int main(int argc, char **argv)
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"allow-local-peers", no_argument, NULL, 'l'},
+                {"channel", no_argument, NULL, 'c'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -808,6 +1026,12 @@ int main(int argc, char **argv)
                         break;
                 case 'l':
                         g.allow_local_peers = true;
+                        break;
+                case 'c':
+                        if (channel < 0) {
+                                log_error(EBADF, "--channel: no socket as fd 0");
+                                return EXIT_FAILURE;
+                        }
                         break;
                 case 'h':
                         usage(stdout);
@@ -853,7 +1077,10 @@ int main(int argc, char **argv)
                 log_error(errno, "signalfd/epoll_create1");
                 return EXIT_FAILURE;
         }
-        int r = socket_path ? listen_on(socket_path) : inherited ? listen_inherited() : -EBADF;
+        int r = channel >= 0  ? channel
+                : socket_path ? listen_on(socket_path)
+                : inherited   ? listen_inherited()
+                              : -EBADF;
         if (r < 0) {
                 if (socket_path)
                         log_error(-r, "listen on %s", socket_path);
@@ -861,11 +1088,23 @@ int main(int argc, char **argv)
                         log_error(-r, "no socket to listen on as fd %d", IP_LISTEN_FD);
                 return EXIT_FAILURE;
         }
-        g.listen = (Source){.kind = SRC_LISTEN, .fd = r};
+        Source *in = channel >= 0 ? &g.channel : &g.listen;
+        *in = (Source){.kind = channel >= 0 ? SRC_CHANNEL : SRC_LISTEN, .fd = r};
         src_set(&g.sig, EPOLLIN);
-        src_set(&g.listen, EPOLLIN);
-        if (g.sig.events == 0 || g.listen.events == 0)
+        src_set(in, EPOLLIN);
+        if (g.sig.events == 0 || in->events == 0)
                 return EXIT_FAILURE;
+        if (channel >= 0) {
+                /* Before any user code: nothing else can hold the name. */
+                g.rechannel = (Source){.kind = SRC_RECHANNEL, .fd = listen_rechannel()};
+                if (g.rechannel.fd < 0)
+                        log_error(-g.rechannel.fd, "listen on @%s", IP_RECHANNEL_NAME);
+                src_set(&g.rechannel, EPOLLIN);
+                /* Ready on the channel itself: one byte, as on the ready pipe. */
+                char byte = IP_CHANNEL_READY;
+                if (write(channel, &byte, 1) != 1)
+                        log_error(errno, "write ready byte on the channel");
+        }
 
         if (ready) {
                 if (write(IP_READY_FD, "1", 1) != 1)

@@ -237,6 +237,7 @@ static int spec_validate(const BundleSpec *spec)
 static void build_process(Builder *b, json_object *config, const BundleSpec *spec)
 {
         static const char *const args[] = {IP_INIT_PATH};
+        static const char *const channel_args[] = {IP_INIT_PATH, "--channel"};
         static const char *const env[] = {
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
         json_object *process = add_obj(b, config, "process");
@@ -246,7 +247,10 @@ static void build_process(Builder *b, json_object *config, const BundleSpec *spe
         user = add_obj(b, process, "user");
         add_int(b, user, "uid", 0);
         add_int(b, user, "gid", 0);
-        add_strs(b, process, "args", args, ARRAY_SIZE(args));
+        if (spec->channel)
+                add_strs(b, process, "args", channel_args, ARRAY_SIZE(channel_args));
+        else
+                add_strs(b, process, "args", args, ARRAY_SIZE(args));
         add_strs(b, process, "env", env, ARRAY_SIZE(env));
         add_str(b, process, "cwd", "/");
 

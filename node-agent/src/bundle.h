@@ -3,6 +3,7 @@
  * (runtime-spec 1.0.2, as runc 1.1 accepts it). */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -23,6 +24,7 @@ typedef struct {
         const char *userns_path;  /* with userns_size: the user namespace to join (pinned) */
         uint32_t userns_host_id;  /* its mapping: 0..size-1 inside */
         uint32_t userns_size;     /* mapped onto userns_host_id..; 0 = no user namespace */
+        bool channel;             /* init gets --channel: its stdin is the agent's socket pair */
 } BundleSpec;
 
 /* Builds the config document into *ret (the caller puts it). -EINVAL on a bad

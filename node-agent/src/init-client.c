@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,15 +31,121 @@ static int init_refused(const char *socket_path, const char *why, char *err, siz
         return -EIO;
 }
 
-/* Connects to init at socket_path (<sandbox dir>/ctl/init.sock) without
+/* Connects to init: over its channel when it has one (init_client_add_channel),
+ * else at socket_path (<sandbox dir>/ctl/init.sock) without
  * following anything the sandbox could have put there, and only to its init:
  * the control dir is opened without following a symlink, the socket below it by
  * openat2() with RESOLVE_NO_SYMLINKS, connected through that O_PATH fd, and the
  * peer's pid (SO_PEERCRED, which names the process that called listen()) must
  * be init_pid. -EBUSY when nothing listens there (init is gone); -EIO with a
  * message in err (may be NULL) when the socket is refused. */
+/* The channels of sandboxes whose runtime has no --preserve-fds (runsc), by
+ * their socket path (the sandbox's key here: nothing is bound there). */
+typedef struct Channel {
+        struct Channel *next;
+        char *socket_path;
+        int fd;
+} Channel;
+static pthread_mutex_t channels_lock = PTHREAD_MUTEX_INITIALIZER;
+static Channel *channels;
+
+int init_client_add_channel(const char *socket_path, int fd)
+{
+        Channel *c = calloc(1, sizeof(*c));
+        if (!c || !(c->socket_path = strdup(socket_path))) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->fd = fd;
+        (void) pthread_mutex_lock(&channels_lock);
+        c->next = channels;
+        channels = c;
+        (void) pthread_mutex_unlock(&channels_lock);
+        return 0;
+}
+
+void init_client_drop_channel(const char *socket_path)
+{
+        if (!socket_path)
+                return;
+        (void) pthread_mutex_lock(&channels_lock);
+        for (Channel **p = &channels; *p; p = &(*p)->next)
+                if (streq((*p)->socket_path, socket_path)) {
+                        Channel *c = *p;
+                        *p = c->next;
+                        (void) close(c->fd);
+                        free(c->socket_path);
+                        free(c);
+                        break;
+                }
+        (void) pthread_mutex_unlock(&channels_lock);
+}
+
+bool init_client_has_channel(const char *socket_path)
+{
+        (void) pthread_mutex_lock(&channels_lock);
+        Channel *c = channels;
+        while (c && !streq(c->socket_path, socket_path))
+                c = c->next;
+        (void) pthread_mutex_unlock(&channels_lock);
+        return c != NULL;
+}
+
+/* A new conversation over a channel: one end of a fresh socket pair goes to
+ * init with one byte. 1 with the other end in *ret_fd, 0 when socket_path has
+ * no channel. Under the lock: the fd cannot be closed and reused meanwhile. */
+static int channel_connect(const char *socket_path, int *ret_fd)
+{
+        int r = 0;
+        (void) pthread_mutex_lock(&channels_lock);
+        Channel *c = channels;
+        while (c && !streq(c->socket_path, socket_path))
+                c = c->next;
+        if (c) {
+                int sp[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                        r = negative_errno();
+                } else {
+                        union {
+                                struct cmsghdr h;
+                                char buf[CMSG_SPACE(sizeof(int))];
+                        } u = {0};
+                        struct iovec iov = {.iov_base = "c", .iov_len = 1};
+                        struct msghdr m = {.msg_iov = &iov,
+                                           .msg_iovlen = 1,
+                                           .msg_control = u.buf,
+                                           .msg_controllen = sizeof(u.buf)};
+                        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+                        h->cmsg_level = SOL_SOCKET;
+                        h->cmsg_type = SCM_RIGHTS;
+                        h->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(h), &sp[1], sizeof(int));
+                        ssize_t n;
+                        while ((n = sendmsg(c->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+                                ;
+                        (void) close(sp[1]);
+                        if (n == 1) {
+                                *ret_fd = sp[0];
+                                r = 1;
+                        } else {
+                                /* The channel's other end is gone: so is init. */
+                                (void) close(sp[0]);
+                                r = -EBUSY;
+                        }
+                }
+        }
+        (void) pthread_mutex_unlock(&channels_lock);
+        return r;
+}
+
 int init_client_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen)
 {
+        if (!socket_path)
+                return -EINVAL;
+        int cfd = -1;
+        int k0 = channel_connect(socket_path, &cfd);
+        if (k0 != 0)
+                return k0 < 0 ? k0 : cfd;
         const char *slash = strrchr(socket_path, '/');
         if (!slash || slash == socket_path || init_pid <= 0)
                 return -EINVAL;

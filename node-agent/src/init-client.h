@@ -2,13 +2,24 @@
 
 /* The init protocol client's primitives (init-client.c), for exec.c's streams. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "initproto.h"
 
-/* Connects to init at socket_path, checking that its peer is init_pid. */
+/* Sandboxes whose runtime cannot pass init a listening socket (runsc) are
+ * reached over a channel: a socket pair whose other end is init's stdin, which
+ * nothing else holds (docs/init-protocol.md#channel). Each connection is a
+ * new socket pair, one end sent over it. The channel is keyed by the
+ * sandbox's socket path; add takes fd, drop closes it. */
+int init_client_add_channel(const char *socket_path, int fd);
+void init_client_drop_channel(const char *socket_path);
+bool init_client_has_channel(const char *socket_path);
+
+/* Connects to init: over its channel, or at socket_path, checking that its
+ * peer is init_pid. */
 int init_client_connect(const char *socket_path, pid_t init_pid, char *err, size_t errlen);
 /* Finishes, sends and frees b. */
 int init_client_send(int fd, IpBuilder *b);

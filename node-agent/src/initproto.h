@@ -39,6 +39,21 @@
 /* The agent's socket, bound at /.sandpit/init.sock but not listening yet. */
 #define IP_LISTEN_FD 4
 
+/* The channel (init --channel, for runtimes without --preserve-fds): init's
+ * stdin is one end of a socket pair the agent holds the other end of. Init
+ * writes IP_CHANNEL_READY once; the agent sends IP_CHANNEL_CONN with one end
+ * of a new socket pair (SCM_RIGHTS) per conversation, and once
+ * IP_CHANNEL_KEY followed by IP_CHANNEL_KEY_SIZE bytes: the key a restarted
+ * agent proves itself with to get a new channel. That comes through
+ * `sandpit-init --rechannel` started by the runtime's exec with its stdin a
+ * new socket pair on which the agent first sends IP_CHANNEL_KEY and the key;
+ * it hands both to init on the abstract socket IP_RECHANNEL_NAME. */
+#define IP_CHANNEL_READY    '1'
+#define IP_CHANNEL_CONN     'c'
+#define IP_CHANNEL_KEY      'k'
+#define IP_CHANNEL_KEY_SIZE 32
+#define IP_RECHANNEL_NAME   "sandpit-init-rechannel" /* abstract: a leading NUL */
+
 typedef enum {
         /* requests: agent -> init */
         IP_MSG_SPAWN = 1,

@@ -21,13 +21,15 @@
 
 extern char **environ;
 
-#define SPAWN_OUT_MAX ((size_t) 64 * 1024)
+#define GVISOR_STATE_SEP "_sandbox:"
+#define SPAWN_OUT_MAX    ((size_t) 64 * 1024)
 
-/* Runs argv with stdin from /dev/null; captures stdout (up to 64 KiB) when
+/* Runs argv with stdin from stdin_fd (/dev/null when < 0); captures stdout (up to 64 KiB) when
  * ret_out is set; passes ready_fd as fd IP_READY_FD, listen_fd as IP_LISTEN_FD
  * and log_fd as 1 and 2 when they are >= 0; executes exe's copy of argv[0] when
  * exe is set. Returns the exit status (>= 0) or a negative errno. */
-static int spawn_wait(RuntimeExe *exe, char *const argv[], int ready_fd, int listen_fd, int log_fd,
+static int spawn_wait(RuntimeExe *exe, char *const argv[], int stdin_fd, int ready_fd,
+                      int listen_fd, int log_fd,
                       char **ret_out)
 {
         /* A source that is itself one of the target numbers would be clobbered
@@ -53,7 +55,10 @@ static int spawn_wait(RuntimeExe *exe, char *const argv[], int ready_fd, int lis
         }
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
-        (void) posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        if (stdin_fd >= 0)
+                (void) posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
+        else
+                (void) posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
         if (ret_out)
                 (void) posix_spawn_file_actions_adddup2(&fa, out[1], 1);
         else if (log_fd >= 0)
@@ -115,12 +120,54 @@ static void last_log_error(const char *log_path, char *err, size_t errlen)
         }
 }
 
+static int run_and_read_pid(const Runtime *rt, char *const argv[], int stdin_fd, int ready_fd,
+                            int listen_fd, int log_fd, const char *log_path, const char *pid_path,
+                            pid_t *ret_pid, char *err, size_t errlen);
+
 int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
                 int log_fd, pid_t *ret_pid, char *err, size_t errlen)
 {
         char log_path[4096], pid_path[4096];
         (void) snprintf(log_path, sizeof(log_path), "%s/runtime.log", dir);
         (void) snprintf(pid_path, sizeof(pid_path), "%s/init.pid", dir);
+        if (rt->gvisor) {
+                /* No --preserve-fds: the channel is init's stdin. The root
+                 * mount "shared": the files API changes the rootfs from the
+                 * host, which runsc's default (exclusive) would not see; and
+                 * no overlay in memory, so that what the sandbox writes is on
+                 * the host's rootfs too (and counts against its disk).
+                 * --network=host: in the sandbox's own netns (the bundle names
+                 * it), gVisor uses the host kernel's stack there. Its own
+                 * netstack (--network=sandbox) refuses any netns on kernels
+                 * where /proc/sys/net/core/rmem_default is per netns, which
+                 * runsc 2022 reads as "the root netns" (docs/security.md).
+                 * --host-uds=open: the code kernels connect to the agent's
+                 * sockets in their mount (only connect; gVisor resolves the
+                 * path in the sandbox's own mounts, nothing else of the host's).
+                 * No --oci-seccomp: with it, gVisor 2022 applies the bundle's
+                 * profile so that threads cannot be made (docs/security.md). */
+                char *gv[] = {(char *) rt->binary,
+                              "--root",
+                              (char *) rt->root,
+                              "--log",
+                              log_path,
+                              "--log-format",
+                              "json",
+                              "--file-access=shared",
+                              "--overlay2=none",
+                              "--network=host",
+                              "--host-uds=open",
+                              "run",
+                              "--detach",
+                              "--bundle",
+                              (char *) dir,
+                              "--pid-file",
+                              pid_path,
+                              (char *) id,
+                              NULL};
+                return run_and_read_pid(rt, gv, ready_fd, -1, -1, log_fd, log_path, pid_path,
+                                        ret_pid, err, errlen);
+        }
         char *argv[] = {(char *) rt->binary,
                         "--root",
                         (char *) rt->root,
@@ -138,7 +185,15 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
                         "2", /* IP_READY_FD and IP_LISTEN_FD */
                         (char *) id,
                         NULL};
-        int r = spawn_wait(rt->exe, argv, ready_fd, listen_fd, log_fd, NULL);
+        return run_and_read_pid(rt, argv, -1, ready_fd, listen_fd, log_fd, log_path, pid_path,
+                                ret_pid, err, errlen);
+}
+
+static int run_and_read_pid(const Runtime *rt, char *const argv[], int stdin_fd, int ready_fd,
+                            int listen_fd, int log_fd, const char *log_path, const char *pid_path,
+                            pid_t *ret_pid, char *err, size_t errlen)
+{
+        int r = spawn_wait(rt->exe, argv, stdin_fd, ready_fd, listen_fd, log_fd, NULL);
         if (r != 0) {
                 if (r > 0) {
                         (void) snprintf(err, errlen, "%s run exited with status %d", rt->binary, r);
@@ -163,12 +218,42 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
         return 0;
 }
 
+int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
+                           size_t errlen)
+{
+        char *argv[] = {(char *) rt->binary, "--root",     (char *) rt->root, "exec",
+                        (char *) id,         IP_INIT_PATH, "--rechannel",     NULL};
+        cleanup_close int errfd = memfd_create("runtime-exec", MFD_CLOEXEC);
+        if (errfd < 0)
+                return -errno;
+        int r = spawn_wait(rt->exe, argv, stdin_fd, -1, -1, errfd, NULL);
+        if (r == 0)
+                return 0;
+        char text[512];
+        ssize_t n = pread(errfd, text, sizeof(text) - 1, 0);
+        text[n > 0 ? n : 0] = 0;
+        text[strcspn(text, "\n")] = 0;
+        (void) snprintf(err, errlen, "%s exec: %s", rt->binary,
+                        r < 0     ? strerror(-r)
+                        : text[0] ? text
+                                  : "failed");
+        return r < 0 ? r : -EIO;
+}
+
+int runtime_pause(const Runtime *rt, const char *id, bool pause)
+{
+        char *argv[] = {(char *) rt->binary,        "--root",    (char *) rt->root,
+                        pause ? "pause" : "resume", (char *) id, NULL};
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, -1, NULL);
+        return r < 0 ? r : r > 0 ? -EIO : 0;
+}
+
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",
                         (char *) id,         NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, &out);
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, -1, &out);
         if (r < 0)
                 return r;
         if (r != 0 || !out)
@@ -193,21 +278,52 @@ int runtime_delete(const Runtime *rt, const char *id)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "delete", "--force",
                         (char *) id,         NULL};
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, NULL);
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, -1, NULL);
         if (r < 0)
                 return r;
         if (r == 0)
                 return 0;
         /* Unknown to the runtime: nothing to delete. */
         char path[4096];
-        (void) snprintf(path, sizeof(path), "%s/%s", rt->root, id);
+        if (rt->gvisor)
+                (void) snprintf(path, sizeof(path), "%s/%s" GVISOR_STATE_SEP "%s.state", rt->root,
+                                id, id);
+        else
+                (void) snprintf(path, sizeof(path), "%s/%s", rt->root, id);
         return access(path, F_OK) < 0 ? 0 : -EIO;
+}
+
+/* runsc keeps <sandbox id>_sandbox:<container id>.state (and .lock) per
+ * container under --root; sandpit's containers are their sandbox's root, the
+ * two ids the same. */
+static bool keep_gvisor_state(const char *dir, const char *name, void *userdata)
+{
+        (void) dir;
+        (void) userdata;
+        const char *sep = strstr(name, GVISOR_STATE_SEP);
+        size_t n = sep ? (size_t) (sep - name) : 0;
+        char id[128];
+        if (!sep || n == 0 || n >= sizeof(id))
+                return false;
+        memcpy(id, name, n);
+        id[n] = 0;
+        const char *rest = sep + strlen(GVISOR_STATE_SEP);
+        return id_is_valid(id) && strncmp(rest, id, n) == 0 && streq(rest + n, ".state");
 }
 
 int runtime_list(const Runtime *rt, char ***ret)
 {
         /* runc and crun keep one directory per container under --root. */
-        return dir_list(rt->root, dir_keep_ids, NULL, ret);
+        if (!rt->gvisor)
+                return dir_list(rt->root, dir_keep_ids, NULL, ret);
+        char **names = NULL;
+        int r = dir_list(rt->root, keep_gvisor_state, NULL, &names);
+        if (r < 0)
+                return r;
+        for (char **p = names; p && *p; p++)
+                (*p)[strstr(*p, GVISOR_STATE_SEP) - *p] = 0;
+        *ret = names;
+        return 0;
 }
 
 const char *const runtime_names[RUNTIME_NAMES] = {"runc", "crun", "runsc"};
@@ -240,6 +356,33 @@ static bool binary_installed(const char *binary)
         return false;
 }
 
+/* runsc prints its global flags with `flags`, on stderr. */
+static int probe_gvisor(const Runtime *rt, const char *name, char *err, size_t errlen)
+{
+        cleanup_close int errfd = memfd_create("runtime-flags", MFD_CLOEXEC);
+        if (errfd < 0)
+                return -errno;
+        char *argv[] = {(char *) rt->binary, "flags", NULL};
+        cleanup_free char *out = NULL;
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, errfd, &out);
+        cleanup_free char *text = NULL;
+        off_t size = lseek(errfd, 0, SEEK_END);
+        if (r >= 0 && size >= 0 && (text = malloc((size_t) size + 1))) {
+                ssize_t n = pread(errfd, text, (size_t) size, 0);
+                text[n > 0 ? n : 0] = 0;
+        }
+        static const char *const needed[] = {"-file-access", "-overlay2", "-host-uds"};
+        for (size_t i = 0; i < ARRAY_SIZE(needed); i++)
+                if (r != 0 || !text || !strstr(text, needed[i])) {
+                        (void) snprintf(err, errlen,
+                                        "runtime %s (%s) cannot run sandpit sandboxes: `%s "
+                                        "flags` lists no %s",
+                                        name, rt->binary, rt->binary, needed[i]);
+                        return -ENOPKG;
+                }
+        return 0;
+}
+
 int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
 {
         if (!binary_installed(rt->binary)) {
@@ -254,7 +397,7 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
                 return -errno;
         char *argv[] = {(char *) rt->binary, "run", "--help", NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(rt->exe, argv, -1, -1, errfd, &out);
+        int r = spawn_wait(rt->exe, argv, -1, -1, -1, errfd, &out);
         if (r < 0) {
                 (void) snprintf(err, errlen, "runtime %s (%s) cannot be run: %s", name, rt->binary,
                                 strerror(-r));
@@ -263,6 +406,8 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
         char help[16384];
         ssize_t n = pread(errfd, help, sizeof(help) - 1, 0);
         help[n > 0 ? n : 0] = 0;
+        if (rt->gvisor)
+                return probe_gvisor(rt, name, err, errlen);
         if ((!out || !strstr(out, "preserve-fds")) && !strstr(help, "preserve-fds")) {
                 (void) snprintf(err, errlen,
                                 "runtime %s (%s) cannot run sandpit sandboxes: its run has no "

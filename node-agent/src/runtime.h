@@ -2,6 +2,7 @@
  * way): run detached, state, delete. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -11,27 +12,41 @@ typedef struct {
         const char *binary; /* "runc", "crun", or a path */
         const char *root;   /* --root: the runtime's state dir */
         RuntimeExe *exe;    /* runtime-exe.h: binary's sealed copy, run instead; NULL: none */
+        /* gVisor's runsc: its run has no --preserve-fds, so sandpit-init gets a
+         * socket pair as its stdin instead (docs/init-protocol.md#channel), and
+         * the root mount is shared with the host (the files API writes it). */
+        bool gvisor;
 } Runtime;
 
 /* The runtimes a sandbox or a template may name (docs/templates.md#runtime):
  * "runc", "crun", "runsc". A caller never names a binary: paths are the
  * node's (--runtime, --runtime-path). */
 #define RUNTIME_NAMES 3
+#define RUNTIME_RUNSC 2 /* runtime_names[RUNTIME_RUNSC] is gVisor's */
 extern const char *const runtime_names[RUNTIME_NAMES];
 /* The index of name in runtime_names, or -1. */
 int runtime_name_index(const char *name);
 
 /* Whether rt can run sandpit's sandboxes on this node: its binary is
  * installed, and its `run` takes --preserve-fds, which hands sandpit-init its
- * ready pipe and control socket. -ENOPKG with a message in err when not. */
+ * ready pipe and control socket (runsc: its flags include --file-access and
+ * --overlay2, which runtime_run() sets). -ENOPKG with a message in err when
+ * not. */
 int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen);
 
 /* `run -d` of the bundle in dir with fds IP_READY_FD = ready_fd and
  * IP_LISTEN_FD = listen_fd passed through, stdout/stderr of the container
- * process to log_fd. Writes <dir>/runtime.log; on failure err receives the
- * runtime's own error message. */
+ * process to log_fd. For a gvisor runtime ready_fd is sandpit-init's end of the
+ * channel, passed as its stdin, and listen_fd is unused. Writes <dir>/runtime.log; on failure err
+ * receives the runtime's own error message. */
 int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
                 int log_fd, pid_t *ret_pid, char *err, size_t errlen);
+/* `exec ID /.sandpit/init --rechannel` with stdin_fd as its stdin, waited for. */
+int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
+                           size_t errlen);
+/* `pause` or `resume`: for runsc, whose own commands (state, exec) hang on a
+ * sandbox frozen by the cgroup freezer. */
+int runtime_pause(const Runtime *rt, const char *id, bool pause);
 /* Status ("running", "paused", "stopped", "created") and init pid; -ENOENT when
  * the runtime does not know the container. */
 int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *ret_pid);

@@ -23,6 +23,11 @@ void sandbox_release_ids(Agent *a, Sandbox *sb);
 int sandbox_new_id_locked(Agent *a, char **ret);
 /* Call with a->lock held: watches init's pidfd in the monitor's epoll. */
 int sandbox_watch_init(Agent *a, Sandbox *sb);
+/* A restarted agent's way back to a runsc sandbox's init (its channel died
+ * with the old agent): `sandpit-init --rechannel` through the runtime's exec,
+ * proven by the key kept in the sandbox's dir. 0 at once when it has one. */
+int sandbox_rechannel(const Runtime *rt, const char *name, const char *dir,
+                      const char *socket_path);
 /* wait: as sandbox_delete(); without, a sandbox being created or deleted is
  * -ENOENT at once (the monitor must not block on another request). */
 int sandbox_delete_wait(Agent *a, const char *id, bool wait);

@@ -88,10 +88,24 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
                       json_object **ret_obj, char *err, size_t errlen)
 {
         uint64_t serial = 0;
-        cleanup_free char *name = NULL;
+        cleanup_free char *name = NULL, *dir = NULL, *socket_path = NULL;
         (void) pthread_mutex_lock(&a->lock);
         int r = begin_transition_locked(a, id, freeze ? SANDBOX_RUNNING : SANDBOX_PAUSED, &serial,
                                         &name, err, errlen);
+        bool gvisor = false;
+        Runtime rt = {0};
+        if (r == 0) {
+                /* runsc: its own pause (the cgroup freezer would hang its
+                 * state and exec); and a sandbox adopted while paused gets
+                 * its channel at the resume. */
+                Sandbox *s = sandbox_find_locked(a, id);
+                rt = sandbox_runtime(a, s->spec.runtime); /* the agent's strings */
+                gvisor = rt.gvisor;
+                if (gvisor && !freeze) {
+                        dir = strdup(s->dir);
+                        socket_path = strdup(s->socket_path);
+                }
+        }
         if (r == 0 && freeze) {
                 /* Paused from now on for everyone else: new execs get 409. */
                 Sandbox *sb = sandbox_find_locked(a, id);
@@ -102,7 +116,9 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
         (void) pthread_mutex_unlock(&a->lock);
         if (r < 0)
                 return r;
-        r = cg_freeze(a->cg, name, freeze);
+        r = gvisor ? runtime_pause(&rt, name, freeze) : cg_freeze(a->cg, name, freeze);
+        if (r == 0 && gvisor && !freeze && dir && socket_path)
+                (void) sandbox_rechannel(&rt, name, dir, socket_path);
         (void) pthread_mutex_lock(&a->lock);
         Sandbox *sb = refind_locked(a, id, serial);
         if (sb)
@@ -119,7 +135,9 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
                         sb->deadline_paused = false;
                 }
                 (void) pthread_mutex_unlock(&a->lock);
-                if (freeze)
+                if (freeze && gvisor)
+                        (void) runtime_pause(&rt, name, false);
+                else if (freeze)
                         (void) cg_freeze(a->cg, name, false);
                 const char *what = freeze ? "freeze" : "thaw";
                 (void) snprintf(err, errlen, "cannot %s sandbox %s: %s", what, id, strerror(-r));

@@ -86,6 +86,13 @@ static int adopt(Agent *a, const char *name, const char *dir)
         (void) net_sandbox_ip(a->net, name, &sb->ip);
         /* The same check as every exec's (the peer is the init pid runc and
          * state.json agree on): say so now if the socket is not init's. */
+        /* A runsc sandbox's channel went with the old agent: a new one. A
+         * paused one gets it when it is resumed. */
+        if (rt.gvisor && !paused) {
+                int c = sandbox_rechannel(&rt, sb->name, sb->dir, sb->socket_path);
+                if (c < 0)
+                        log_sbx(LOG_LEVEL_WARNING, id, c, "cannot reach its init: execs will fail");
+        }
         int k = exec_check_init(sb->socket_path, sb->init_pid);
         if (k == -EIO)
                 log_sbx(LOG_LEVEL_WARNING, id, k,

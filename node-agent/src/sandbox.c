@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +29,7 @@
 #include "code.h"
 #include "exec.h"
 #include "image.h"
+#include "init-client.h"
 #include "initproto.h"
 #include "metrics.h"
 #include "net.h"
@@ -50,12 +52,23 @@
 #define READY_TIMEOUT_MS 10000
 #define TEARDOWN_WORKERS 2 /* mostly waiting on runc and umount; more would contend */
 
+static const char *default_runtime_name(const Agent *a);
+
 Runtime sandbox_runtime(const Agent *a, const char *name)
 {
         int i = runtime_name_index(name);
-        Runtime rt = {.binary = a->cfg.runtime, .root = a->runc_root};
-        if (i >= 0 && a->runtime_bins[i])
-                rt = (Runtime){.binary = a->runtime_bins[i], .root = a->runtime_roots[i]};
+        Runtime rt;
+        if (i < 0 || !a->runtime_bins[i]) {
+                /* The default: gVisor when --runtime names runsc. */
+                const char *def = default_runtime_name(a);
+                rt = (Runtime){.binary = a->cfg.runtime,
+                               .root = a->runc_root,
+                               .gvisor = def && streq(def, runtime_names[RUNTIME_RUNSC])};
+        } else {
+                rt = (Runtime){.binary = a->runtime_bins[i],
+                               .root = a->runtime_roots[i],
+                               .gvisor = i == RUNTIME_RUNSC};
+        }
         if (a->runc_exe && streq(rt.binary, runtime_exe_binary(a->runc_exe)))
                 rt.exe = a->runc_exe;
         return rt;
@@ -105,6 +118,12 @@ int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runt
         Runtime rt = sandbox_runtime(a, runtime);
         int ret = 0;
         int r = runtime_delete(&rt, id);
+        if (rt.gvisor) {
+                char sock[4096];
+                (void) snprintf(sock, sizeof(sock), "%s/%s/ctl/%s", a->sandboxes_dir, id,
+                                IP_SOCKET_NAME);
+                init_client_drop_channel(sock);
+        }
         if (r < 0) {
                 log_sbx(LOG_LEVEL_WARNING, id, r, "runtime delete failed; killing the cgroup");
                 ret = r;
@@ -185,6 +204,70 @@ static int wait_ready(int fd)
                         continue;
                 return -ECHILD; /* closed without a byte: init died */
         }
+}
+
+#define CHANNEL_KEY_FILE "channel.key"
+
+/* A new channel to init (fd, its ready byte read): registered for
+ * init_client_connect(). With key NULL a fresh key is made, kept in the
+ * sandbox's dir (the host's; nothing of the sandbox sees it) and sent to init
+ * for a restarted agent's sandbox_rechannel(). Takes fd in any case. */
+static int channel_start(Sandbox *sb, int fd)
+{
+        uint8_t msg[1 + IP_CHANNEL_KEY_SIZE] = {IP_CHANNEL_KEY};
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/" CHANNEL_KEY_FILE, sb->dir);
+        int r = 0;
+        if (getrandom(msg + 1, IP_CHANNEL_KEY_SIZE, 0) != IP_CHANNEL_KEY_SIZE)
+                r = -EIO;
+        else if ((r = write_file_atomic(path, msg + 1, IP_CHANNEL_KEY_SIZE, 0600)) >= 0 &&
+                 write(fd, msg, sizeof(msg)) != (ssize_t) sizeof(msg))
+                r = -EPIPE;
+        explicit_bzero(msg, sizeof(msg));
+        if (r >= 0)
+                r = init_client_add_channel(sb->socket_path, fd);
+        if (r < 0)
+                (void) close(fd);
+        return r;
+}
+
+int sandbox_rechannel(const Runtime *rt, const char *name, const char *dir, const char *socket_path)
+{
+        if (init_client_has_channel(socket_path))
+                return 0;
+        char path[4096];
+        (void) snprintf(path, sizeof(path), "%s/" CHANNEL_KEY_FILE, dir);
+        cleanup_free char *key = NULL;
+        size_t len = 0;
+        int r = read_file(path, IP_CHANNEL_KEY_SIZE + 1, &key, &len);
+        if (r < 0)
+                return r;
+        if (len != IP_CHANNEL_KEY_SIZE)
+                return -EBADMSG;
+        int p[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
+                return -errno;
+        cleanup_close int mine = p[0], theirs = p[1];
+        uint8_t msg[1 + IP_CHANNEL_KEY_SIZE] = {IP_CHANNEL_KEY};
+        memcpy(msg + 1, key, IP_CHANNEL_KEY_SIZE);
+        explicit_bzero(key, len);
+        ssize_t n = write(mine, msg, sizeof(msg));
+        explicit_bzero(msg, sizeof(msg));
+        if (n != (ssize_t) sizeof(msg))
+                return -EPIPE;
+        char err[256] = "";
+        r = runtime_exec_rechannel(rt, name, theirs, err, sizeof(err));
+        closep(&theirs);
+        if (r < 0) {
+                log_sbx(LOG_LEVEL_WARNING, name, r, "no new channel to its init: %s", err);
+                return r;
+        }
+        if ((r = wait_ready(mine)) < 0)
+                return r;
+        if ((r = init_client_add_channel(socket_path, mine)) < 0)
+                return r;
+        (void) TAKE_FD(mine);
+        return 0;
 }
 
 /* Call with a->lock held. */
@@ -698,11 +781,15 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto fail;
         t_cg = now_monotonic_us();
         step = "mount the root filesystem";
+        /* gVisor is its own kernel: its sandboxes' root is not the host's
+         * root, and runsc maps no user namespace of ours (docs/security.md). */
+        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
+        bool userns = a->userns && !rt.gvisor;
         /* Most often one made ahead (userns.h), with its range. */
         bool userns_ready =
-                a->userns_spares &&
+                userns && a->userns_spares &&
                 userns_spares_take(a->userns_spares, &sb->userns_host_id, &userns_fd) == 0;
-        if (a->userns) {
+        if (userns) {
                 step = "take a host id range (all taken: raise --userns-size's count)";
                 if (!userns_ready && (r = userns_alloc_take(a->userns, &sb->userns_host_id)) < 0)
                         goto fail;
@@ -729,7 +816,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         t_userns = now_monotonic_us();
         RootfsIdmap idmap = {
                 .userns_fd = userns_fd, .host_id = sb->userns_host_id, .dropper = a->userns_spares};
-        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, a->userns ? &idmap : NULL)) < 0)
+        if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, userns ? &idmap : NULL)) < 0)
                 goto fail;
         closep(&userns_fd);
         t_mount = now_monotonic_us();
@@ -763,7 +850,8 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                          .code_dir = code_dir,
                          .userns_path = userns_path,
                          .userns_host_id = sb->userns_host_id,
-                         .userns_size = a->userns ? userns_alloc_size(a->userns) : 0};
+                         .userns_size = userns ? userns_alloc_size(a->userns) : 0,
+                         .channel = rt.gvisor};
         if ((r = bundle_write(sb->dir, &bs)) < 0)
                 goto fail;
         step = "write the state file";
@@ -775,7 +863,10 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 goto cancelled;
         step = "start the container";
         int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0) {
+        /* runsc: a socket pair, init's end as its stdin; the ready byte comes
+         * on it, and it stays the way to init (init_client_add_channel()). */
+        if (rt.gvisor ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0
+                      : pipe2(p, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -788,12 +879,11 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 r = -errno;
                 goto fail;
         }
-        listen_fd = bind_init_socket(ctl_dir);
-        if (listen_fd < 0) {
+        listen_fd = rt.gvisor ? -1 : bind_init_socket(ctl_dir);
+        if (!rt.gvisor && listen_fd < 0) {
                 r = listen_fd;
                 goto fail;
         }
-        Runtime rt = sandbox_runtime(a, sb->spec.runtime);
         char rterr[512] = "";
         r = runtime_run(&rt, id, sb->dir, ready_w, listen_fd, log_fd, &sb->init_pid, rterr,
                         sizeof(rterr));
@@ -808,6 +898,11 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         step = "wait for sandpit-init";
         if ((r = wait_ready(ready_r)) < 0)
                 goto fail;
+        if (rt.gvisor) {
+                step = "keep sandpit-init's channel";
+                if ((r = channel_start(sb, TAKE_FD(ready_r))) < 0)
+                        goto fail;
+        }
         step = "apply the CPU limit";
         if ((r = cg_update(a->cg, id, &limits)) < 0)
                 goto fail;

@@ -8,7 +8,8 @@ Each test runs its own agent. Where a runtime other than runc must really run
 told with --runtime-path that "crun" is a wrapper which logs every call and
 hands it to runc: what is tested is that the named runtime is the one called,
 with its own root, for every step of the sandbox's life (run, state after a
-restart, delete)."""
+restart, delete). runsc (gVisor, Debian's package) runs for real: the tests
+named test_runsc_*."""
 
 import os
 import subprocess
@@ -16,6 +17,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
+from test_network import lab, net  # noqa: F401 (fixtures, by name)
 
 CLI_BIN = REPO / "build" / "bin" / "sandpit"
 
@@ -144,18 +146,33 @@ def test_a_runtime_the_node_has_not_got_is_501_and_leaves_nothing(rt_agent, tmp_
 
 
 def test_a_runtime_without_preserve_fds_is_501_and_never_run(rt_agent, tmp_path):
-    """Debian's runsc (2022) has no `run --preserve-fds`, which hands
-    sandpit-init its ready pipe and control socket: refused before anything is
-    made, not a sandbox that never gets ready."""
+    """A runc or crun whose run has no --preserve-fds (which hands
+    sandpit-init its ready pipe and control socket) is refused before anything
+    is made, not a sandbox that never gets ready."""
+    log = tmp_path / "crun.log"
+    fake = wrapper(tmp_path / "crun", log, help_text="  -bundle string\n  -detach\n  -pid-file string")
+    a = rt_agent(f"crun={fake}")
+    for _ in range(2):  # not remembered as usable
+        r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "crun"})
+        assert_error(r, 501)
+        assert r.json()["message"] == (f"runtime crun ({fake}) cannot run sandpit sandboxes: its run has "
+                                       f"no --preserve-fds, which hands sandpit-init its sockets")
+    assert calls(log) == ["run --help", "run --help"]
+    assert a.leftovers() == [] and runtime_leftovers(a) == []
+
+
+def test_a_runsc_without_the_flags_used_is_501_and_never_run(rt_agent, tmp_path):
+    """runsc needs no --preserve-fds (sandpit-init's channel), but its run is
+    given --file-access and --overlay2: a runsc without them is refused with
+    what it lacks."""
     log = tmp_path / "runsc.log"
     fake = wrapper(tmp_path / "runsc", log, help_text="  -bundle string\n  -detach\n  -pid-file string")
     a = rt_agent(f"runsc={fake}")
-    for _ in range(2):  # not remembered as usable
-        r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "runsc"})
-        assert_error(r, 501)
-        assert r.json()["message"] == (f"runtime runsc ({fake}) cannot run sandpit sandboxes: its run has "
-                                       f"no --preserve-fds, which hands sandpit-init its sockets")
-    assert calls(log) == ["run --help", "run --help"]
+    r = a.client.post("/v1/sandboxes", {"template": "host", "runtime": "runsc"})
+    assert_error(r, 501)
+    assert r.json()["message"] == (f"runtime runsc ({fake}) cannot run sandpit sandboxes: `{fake} flags` "
+                                   f"lists no -file-access")
+    assert calls(log) == ["run --help", "flags"]
     assert a.leftovers() == [] and runtime_leftovers(a) == []
 
 
@@ -189,3 +206,165 @@ def test_cli_create_runtime(rt_agent, tmp_path):
                          text=True, timeout=60)
     assert bad.returncode != 0 and bad.stdout == ""
     assert bad.stderr == "sandpit: runtime must be runc, crun or runsc\n"
+
+
+# --- gVisor (Debian's runsc, mk/deps.sh) ------------------------------------
+#
+# runsc has no `run --preserve-fds`: sandpit-init gets a socket pair as its
+# stdin instead and each conversation is a new socket pair sent over it
+# (docs/init-protocol.md#channel). Real runsc, no wrapper.
+
+RUNSC = "/usr/bin/runsc"
+
+
+@pytest.fixture
+def runsc_agent(rt_agent):
+    assert os.access(RUNSC, os.X_OK), "runsc is not installed (mk/deps.sh installs it)"
+    return rt_agent()
+
+
+def test_runsc_runs_a_sandbox_under_gvisor(runsc_agent):
+    a = runsc_agent
+    c = a.client
+    sbx = c.create(runtime="runsc")
+    sid = sbx["id"]
+    assert sbx["runtime"] == "runsc"
+    # runsc's own state, under its own root.
+    assert os.path.isfile(a.state_dir / "runtimes" / "runsc" / f"{sid}_sandbox:{sid}.state")
+    # gVisor's own kernel answers (it says 4.4.0), not the host's.
+    r = c.exec(sid, shell="uname -r; head -c 13 /proc/version")
+    assert r.exit_code == 0 and r.stdout == "4.4.0\nLinux version" and os.uname().release != "4.4.0", r
+    r = c.exec(sid, shell="id -un; echo err >&2; exit 3")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "user\n", "err\n"), r
+    assert c.delete(f"/v1/sandboxes/{sid}").status == 204
+    c.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def put_file(c, sid, path, data):
+    return c.request("PUT", f"/v1/sandboxes/{sid}/files?path={path}", raw=data,
+                     headers={"Content-Type": "application/octet-stream"})
+
+
+def test_runsc_files_env_secrets_stdin_and_pause(runsc_agent):
+    c = runsc_agent.client
+    r = c.post("/v1/sandboxes", {"template": "host", "runtime": "runsc", "env": {"PLAIN": "visible"},
+                                 "secret_env": {"API_KEY": "s3cr3t-value"}})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    c.created.append(sid)
+    # Files written on the host are seen inside at once, and back (the root
+    # mount is shared, not gVisor's cached copy).
+    assert put_file(c, sid, "/home/user/in.txt", b"from-host\n").status == 200
+    assert c.sh(sid, "cat /home/user/in.txt; echo from-sandbox > /home/user/out.txt") == "from-host\n"
+    assert put_file(c, sid, "/home/user/in.txt", b"changed\n").status == 200
+    assert c.sh(sid, "cat /home/user/in.txt") == "changed\n"
+    g = c.get(f"/v1/sandboxes/{sid}/files?path=/home/user/out.txt")
+    assert g.status == 200 and g.body == b"from-sandbox\n", g
+    # env, and the secret env masked in output
+    out = c.exec(sid, shell='echo "key=$API_KEY plain=$PLAIN"; test "$API_KEY" = s3cr3t-value')
+    assert out.exit_code == 0 and out.stdout == "key=*** plain=visible\n", out
+    # stdin streams through the per-conversation socket pair
+    r = c.exec(sid, cmd=["cat"], stdin="hello\nworld")
+    assert r.exit_code == 0 and r.stdout == "hello\nworld", r
+    # pause / resume
+    assert c.post(f"/v1/sandboxes/{sid}/pause", {}).status == 200
+    assert c.sandbox(sid).json()["state"] == "paused"
+    assert c.post(f"/v1/sandboxes/{sid}/resume", {}).status == 200
+    assert c.sh(sid, "echo after-resume") == "after-resume\n"
+
+
+def test_runsc_a_restarted_agent_gets_a_new_channel_and_deletes(runsc_agent):
+    """The channel is the agent's end of a socket pair: gone with a kill -9.
+    The restarted agent gets a new one through `runsc exec sandpit-init
+    --rechannel`, proven by the key in the sandbox's dir."""
+    a = runsc_agent
+    sid = a.client.create(runtime="runsc")["id"]
+    a.client.sh(sid, "echo kept > /tmp/kept; sleep 1000 >/dev/null 2>&1 &")
+    a.kill9()
+    a.start()
+    got = a.client.sandbox(sid).json()
+    assert got["state"] == "running" and got["runtime"] == "runsc"
+    assert a.client.sh(sid, "cat /tmp/kept") == "kept\n"
+    # A second restart: the key is still the one init holds.
+    a.kill9()
+    a.start()
+    assert a.client.sh(sid, "echo again") == "again\n"
+    assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    a.client.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def test_runsc_a_paused_sandbox_survives_a_restart_and_resumes(runsc_agent):
+    """runsc's own pause: its state and exec hang on a sandbox the cgroup
+    freezer holds. Adopted while paused, the sandbox gets its channel at the
+    resume."""
+    a = runsc_agent
+    sid = a.client.create(runtime="runsc")["id"]
+    assert a.client.post(f"/v1/sandboxes/{sid}/pause", {}).status == 200
+    a.kill9()
+    a.start()
+    assert a.client.sandbox(sid).json()["state"] == "paused"
+    assert a.client.post(f"/v1/sandboxes/{sid}/resume", {}).status == 200
+    assert a.client.sh(sid, "echo resumed") == "resumed\n"
+    # Deleted while paused: nothing left.
+    assert a.client.post(f"/v1/sandboxes/{sid}/pause", {}).status == 200
+    assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    a.client.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def test_runsc_egress_policies_hold(net):
+    """gVisor sends through the host kernel's stack in the sandbox's own netns
+    (--network=host there): the veth, the nftables chain and the DNS proxy of
+    test_network.py's lab apply as under runc."""
+    from test_network import METADATA, NODE, OUTSIDE, OUTSIDE2, probe
+
+    deny = net.create(runtime="runsc")
+    assert deny["runtime"] == "runsc" and deny["network"]["egress"] == "deny"
+    got = probe(net, deny["id"], f"tcp:{OUTSIDE}:7001", f"udp:{OUTSIDE}:7003", f"tcp:{NODE}:7001",
+                f"tcp:{METADATA}:7001", "dns:example.test")
+    assert not any(got.values()), got
+    allow = net.create(runtime="runsc", network={"egress": "allowlist", "allow": [
+        {"cidr": f"{OUTSIDE}/32", "ports": [7001], "protocol": "tcp"}]})
+    got = probe(net, allow["id"], f"tcp:{OUTSIDE}:7001", f"tcp:{OUTSIDE}:7002", f"tcp:{OUTSIDE2}:7001",
+                f"tcp:{METADATA}:7001", f"tcp:{NODE}:7001", "dns:example.test")
+    assert got == {f"tcp:{OUTSIDE}:7001": True, f"tcp:{OUTSIDE}:7002": False, f"tcp:{OUTSIDE2}:7001": False,
+                   f"tcp:{METADATA}:7001": False, f"tcp:{NODE}:7001": False, "dns:example.test": OUTSIDE}, got
+
+
+def test_runsc_pty(runsc_agent):
+    c = runsc_agent.client
+    sid = c.create(runtime="runsc")["id"]
+    r = c.exec(sid, shell="tty; stty size; exit 5", pty={"cols": 91, "rows": 17})
+    from test_pty import pty_output
+    out = pty_output(r)
+    assert out.startswith(b"/dev/pts/") and b"\r\n17 91\r\n" in out, out
+    assert r.exit_code == 5
+
+
+def test_runsc_run_code(runsc_agent):
+    from test_code import ok, run_code
+    c = runsc_agent.client
+    sid = c.create(runtime="runsc", template="default", memory="1Gi")["id"]
+    a = ok(run_code(c, sid, "x = 41"))
+    b = ok(run_code(c, sid, "x + 1"))
+    assert b.text == "42" and b.count == a.count + 1, (a, b)
+
+
+def test_runsc_as_the_nodes_default(templates_dir):
+    """--runtime runsc: a create that names no runtime runs under gVisor."""
+    a = start_agent(f"rt-{rand_suffix(4)}", templates_dir, extra_args=["--runtime", RUNSC])
+    try:
+        sbx = a.client.create()
+        assert "runtime" not in sbx
+        assert a.client.sh(sbx["id"], "uname -r") == "4.4.0\n"
+        a.kill9()
+        a.start()
+        assert a.client.sh(sbx["id"], "echo adopted") == "adopted\n"
+        assert a.client.delete(f"/v1/sandboxes/{sbx['id']}").status == 204
+        a.client.created.remove(sbx["id"])
+        wait_for(lambda: not a.leftovers(zombies=False), 60, what="no leftovers")
+        assert os.listdir(a.state_dir / "runc") == []
+    finally:
+        stop_agent(a)

@@ -1284,6 +1284,129 @@ static void test_no_socket(void **state)
         assert_int_equal(WEXITSTATUS(status), EXIT_FAILURE);
 }
 
+/* --channel (runsc): fd 0 is the agent's socket pair; each conversation is a
+ * socket pair sent over it. */
+static void channel_send_conn(int ch, int *ret_fd)
+{
+        int sp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {0};
+        struct iovec iov = {.iov_base = (char[]){IP_CHANNEL_CONN}, .iov_len = 1};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &sp[1], sizeof(int));
+        assert_int_equal(sendmsg(ch, &m, 0), 1);
+        (void) close(sp[1]);
+        *ret_fd = sp[0];
+}
+
+static void channel_ping(int ch)
+{
+        int fd;
+        channel_send_conn(ch, &fd);
+        cli_send_simple(fd, IP_MSG_PING);
+        Rx rx = {0};
+        assert_int_equal(cli_recv(fd, &rx)->type, IP_MSG_OK);
+        free(rx.body);
+        (void) close(fd);
+}
+
+static char channel_read_byte(int fd)
+{
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        char byte = 0;
+        if (poll(&pfd, 1, IO_TIMEOUT_S * 1000) != 1 || read(fd, &byte, 1) != 1)
+                return 0;
+        return byte;
+}
+
+static pid_t spawn_with_stdin(int fd, const char *arg)
+{
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (dup2(fd, 0) < 0)
+                        _exit(126);
+                (void) close_range(3, ~0U, 0);
+                const char *bin = init_bin();
+                execl(bin, bin, arg, (char *) NULL);
+                _exit(127);
+        }
+        return pid;
+}
+
+static void test_channel(void **state)
+{
+        (void) state;
+        int ch[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch), 0);
+        pid_t pid = spawn_with_stdin(ch[1], "--channel");
+        (void) close(ch[1]);
+        assert_int_equal(channel_read_byte(ch[0]), IP_CHANNEL_READY);
+        uint8_t key[1 + IP_CHANNEL_KEY_SIZE];
+        key[0] = IP_CHANNEL_KEY;
+        memset(key + 1, 0x5a, IP_CHANNEL_KEY_SIZE);
+        assert_int_equal(write(ch[0], key, sizeof(key)), (ssize_t) sizeof(key));
+        channel_ping(ch[0]);
+        channel_ping(ch[0]); /* one socket pair per conversation */
+
+        /* A peer with a wrong key is closed without an answer; the channel stays. */
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        memcpy(sa.sun_path + 1, IP_RECHANNEL_NAME, strlen(IP_RECHANNEL_NAME));
+        socklen_t len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + 1 +
+                                     strlen(IP_RECHANNEL_NAME));
+        int bad = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(bad >= 0);
+        assert_int_equal(connect(bad, (struct sockaddr *) &sa, len), 0);
+        uint8_t wrong[IP_CHANNEL_KEY_SIZE] = {0};
+        assert_int_equal(write(bad, wrong, sizeof(wrong)), (ssize_t) sizeof(wrong));
+        char c;
+        assert_int_equal(read(bad, &c, 1), 0);
+        (void) close(bad);
+        channel_ping(ch[0]);
+
+        /* `--rechannel` with the key: the new pair is the channel, the old one closed. */
+        int nc[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nc), 0);
+        assert_int_equal(write(nc[0], key, sizeof(key)), (ssize_t) sizeof(key));
+        pid_t helper = spawn_with_stdin(nc[1], "--rechannel");
+        (void) close(nc[1]);
+        int status = 0;
+        assert_int_equal(waitpid(helper, &status, 0), helper);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(channel_read_byte(nc[0]), IP_CHANNEL_READY);
+        channel_ping(nc[0]);
+        assert_int_equal(read(ch[0], &c, 1), 0);
+        (void) close(ch[0]);
+
+        /* The helper without a key on its stdin fails and changes nothing. */
+        int empty[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, empty), 0);
+        (void) close(empty[0]);
+        helper = spawn_with_stdin(empty[1], "--rechannel");
+        (void) close(empty[1]);
+        assert_int_equal(waitpid(helper, &status, 0), helper);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), EXIT_FAILURE);
+        channel_ping(nc[0]);
+
+        (void) close(nc[0]);
+        (void) kill(pid, SIGTERM);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* Each test gets an init of its own. */
 #define WITH_INIT(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
@@ -1308,6 +1431,7 @@ int main(void)
                 cmocka_unit_test(test_peer_check),
                 cmocka_unit_test(test_inherited_socket),
                 cmocka_unit_test(test_no_socket),
+                cmocka_unit_test(test_channel),
                 WITH_INIT(test_foreground_killed_on_close),
                 WITH_INIT(test_grandchild_holds_pipe),
                 WITH_INIT(test_protocol_errors),
