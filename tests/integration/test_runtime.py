@@ -17,7 +17,10 @@ import subprocess
 import pytest
 
 from conftest import REPO, assert_error, rand_suffix, start_agent, stop_agent, wait_for
-from test_network import lab, net  # noqa: F401 (fixtures, by name)
+from netlab import lab_fixture, net  # noqa: F401 (a fixture, by name)
+from test_network import Lab
+
+lab = lab_fixture(Lab)
 
 CLI_BIN = REPO / "build" / "bin" / "sandpit"
 
