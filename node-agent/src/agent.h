@@ -11,6 +11,7 @@
 
 #include "cgroup.h"
 #include "net.h"
+#include "sandpit/http-fetch.h"
 #include "runtime.h"
 
 typedef struct {
@@ -33,6 +34,10 @@ typedef struct {
         char *default_registry;
         uint64_t image_max_layer_size;
         uint64_t image_store_max; /* 0: no image GC */
+        /* --build-fetch-allow: ranges an ADD of a URL may fetch from although
+         * private, loopback, link-local or this node's (docs/build.md). */
+        HttpFetchCidr *build_fetch_allow;
+        size_t nbuild_fetch_allow;
         /* User namespaces (userns.h, docs/security.md): --userns, --userns-base,
          * --userns-size. */
         bool userns;

@@ -644,11 +644,43 @@ static int add_url(Build *b, const DfInstr *in, const char *url, int sfd, const 
                 (void) snprintf(err, errlen, "ADD %.200s to %.200s: %s", url, target, strerror(-r));
                 return r;
         }
+        /* Never where a sandbox may not go (docs/networking.md): the sandbox range
+         * and --blocked-cidr, beyond the private ranges and the node's own. */
+        const NetConfig *nc = &b->a->cfg.net;
+        size_t nblocked = 0, ndeny = 0;
+        while (nc->blocked_cidrs && nc->blocked_cidrs[nblocked])
+                nblocked++;
+        cleanup_free HttpFetchCidr *deny = calloc(nblocked + 1, sizeof(*deny));
+        if (!deny) {
+                (void) unlinkat(dfd, base, 0);
+                return -ENOMEM;
+        }
+        if (nc->sandbox_cidr && http_fetch_cidr_parse(nc->sandbox_cidr, &deny[ndeny]) == 0)
+                ndeny++;
+        for (size_t i = 0; i < nblocked; i++, ndeny++)
+                if (http_fetch_cidr_parse(nc->blocked_cidrs[i], &deny[ndeny]) < 0) {
+                        (void) snprintf(err, errlen, "ADD %.200s: bad --blocked-cidr %.60s", url,
+                                        nc->blocked_cidrs[i]);
+                        (void) unlinkat(dfd, base, 0);
+                        return -EINVAL;
+                }
         HttpFetchOptions o = {.max_bytes = image_store_max_layer_size(b->s),
                               .timeout_ms = ADD_URL_TIMEOUT_MS,
-                              .max_redirects = ADD_URL_REDIRECTS};
+                              .max_redirects = ADD_URL_REDIRECTS,
+                              .allow = b->a->cfg.build_fetch_allow,
+                              .nallow = b->a->cfg.nbuild_fetch_allow,
+                              .deny = deny,
+                              .ndeny = ndeny};
         int64_t mtime = 0;
         r = http_fetch(url, fd, &o, &mtime, err, errlen);
+        if (r == -EACCES) {
+                char why[160];
+                (void) snprintf(why, sizeof(why), "%s", err);
+                (void) snprintf(err, errlen,
+                                "ADD %.200s: %s; the agent fetches only public addresses unless "
+                                "--build-fetch-allow names it",
+                                url, why);
+        }
         char digest[OCI_DIGEST_MAX];
         if (r == 0 && in->checksum && (r = oci_digest_fd(fd, digest, NULL)) == 0 &&
             !streq(digest, in->checksum)) {

@@ -109,6 +109,8 @@ static void usage(FILE *f)
               "  --sandbox-cidr CIDR     give sandboxes a veth and an address from CIDR\n"
               "                          (default: loopback-only sandboxes)\n"
               "  --blocked-cidr CIDR     never reachable from sandboxes (repeatable)\n"
+              "  --build-fetch-allow CIDR  an ADD of a URL may fetch from this private,\n"
+              "                          loopback, link-local or node range (repeatable)\n"
               "  --dns ADDR              resolver in the sandboxes' /etc/resolv.conf\n"
               "  --net-table NAME        nftables table of this agent (default sandpit)\n"
               "  --log-format json|text  (default json)\n"
@@ -214,6 +216,7 @@ enum {
         OPT_LOG_LEVEL,
         OPT_SANDBOX_CIDR,
         OPT_BLOCKED_CIDR,
+        OPT_BUILD_FETCH_ALLOW,
         OPT_DNS,
         OPT_NET_TABLE,
         OPT_KUBECONFIG,
@@ -269,6 +272,7 @@ static const struct option options[] = {
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
         {"blocked-cidr", required_argument, NULL, OPT_BLOCKED_CIDR},
+        {"build-fetch-allow", required_argument, NULL, OPT_BUILD_FETCH_ALLOW},
         {"mcp-allow-origin", required_argument, NULL, OPT_MCP_ALLOW_ORIGIN},
         {"dns", required_argument, NULL, OPT_DNS},
         {"net-table", required_argument, NULL, OPT_NET_TABLE},
@@ -460,6 +464,17 @@ static int parse_options(int argc, char **argv, Daemon *d)
                         break;
                 case OPT_BLOCKED_CIDR:
                         d->blocked[nblocked++] = optarg;
+                        break;
+                case OPT_BUILD_FETCH_ALLOW:
+                        if (http_fetch_cidr_parse(
+                                    optarg, &cfg->build_fetch_allow[cfg->nbuild_fetch_allow]) < 0) {
+                                fprintf(stderr,
+                                        "sandpit-agent: bad --build-fetch-allow %s (an IPv4 or "
+                                        "IPv6 address or CIDR, no host bits set)\n",
+                                        optarg);
+                                return 2;
+                        }
+                        cfg->nbuild_fetch_allow++;
                         break;
                 case OPT_MCP_ALLOW_ORIGIN:
                         d->mcp_origins[norigins++] = optarg;
@@ -894,6 +909,7 @@ static void daemon_free(Daemon *d)
                 free(d->token);
         }
         free(d->blocked);
+        free(d->agent.cfg.build_fetch_allow);
         free(d->pools);
         free(d->mcp_origins);
         free(d->insecure);
@@ -924,7 +940,9 @@ int main(int argc, char **argv)
                 .insecure = calloc((size_t) argc + 1, sizeof(char *)),
                 .runtime_paths = calloc((size_t) argc + 1, sizeof(char *)),
         };
-        if (!d.blocked || !d.pools || !d.mcp_origins || !d.insecure || !d.runtime_paths) {
+        d.agent.cfg.build_fetch_allow = calloc((size_t) argc + 1, sizeof(HttpFetchCidr));
+        if (!d.blocked || !d.pools || !d.mcp_origins || !d.insecure || !d.runtime_paths ||
+            !d.agent.cfg.build_fetch_allow) {
                 daemon_free(&d);
                 return 1;
         }
