@@ -507,30 +507,58 @@ def test_hard_links_stay_links(agent, client):
     assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
 
 
-@pytest.fixture
-def http_files(tmp_path):
-    """A loopback HTTP server (a thread) serving tmp_path/www."""
+@pytest.fixture(scope="module")
+def fetch_agent(templates_dir, agent):
+    """An agent that may fetch from 127.0.0.1 (--build-fetch-allow 127.0.0.1/32),
+    where the tests' HTTP servers are; the session agent may not."""
+    a = start_agent("build-fetch", templates_dir, extra_args=["--build-fetch-allow", "127.0.0.1/32"])
+    yield a
+    stop_agent(a)
+
+
+def serve(www, host="127.0.0.1", redirect_to=None):
+    """A loopback HTTP server (a thread) serving www, or answering every GET
+    with a 302 to redirect_to + the path: (server, thread)."""
     import functools
     import http.server
     import threading
-
-    www = tmp_path / "www"
-    www.mkdir()
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+        def do_GET(self):
+            if redirect_to is None:
+                return super().do_GET()
+            self.send_response(302)
+            self.send_header("Location", redirect_to + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    srv = http.server.ThreadingHTTPServer((host, 0), functools.partial(Quiet, directory=str(www)))
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
-    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
+    return srv, t
+
+
+def stop_serving(srv, t):
     srv.shutdown()
     srv.server_close()
     t.join()
 
 
-def test_add_url(agent, client, http_files):
+@pytest.fixture
+def http_files(tmp_path):
+    """A loopback HTTP server (a thread) serving tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+    srv, t = serve(www)
+    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
+    stop_serving(srv, t)
+
+
+def test_add_url(fetch_agent, http_files):
+    agent, client = fetch_agent, fetch_agent.client
     www, base = http_files
     data = b"fetched by the agent\n"
     (www / "tool.txt").write_bytes(data)
@@ -564,6 +592,61 @@ def test_add_url(agent, client, http_files):
     assert layers(agent) == before
     no_leftovers(agent, client)
     assert client.delete(f"/v1/images?image=localhost/{tag}").status == 204
+
+
+REFUSED = "is a private/loopback/link-local address; the agent fetches only public addresses " \
+          "unless --build-fetch-allow names it"
+
+
+def test_add_url_refuses_private_addresses(agent, client, http_files):
+    """Without --build-fetch-allow the agent connects to no loopback,
+    link-local or private address, however the URL spells it."""
+    www, base = http_files
+    (www / "x").write_bytes(b"secret of the node\n")
+    port = base.rsplit(":", 1)[1]
+    tag = "it-addssrf-" + rand_suffix()
+    before = layers(agent)
+    for url, addr in [(f"{base}/x", "127.0.0.1"),
+                      (f"http://[::1]:{port}/x", "::1"),
+                      (f"http://[::ffff:127.0.0.1]:{port}/x", "127.0.0.1"),
+                      (f"http://0x7f000001:{port}/x", "127.0.0.1"),
+                      (f"http://2130706433:{port}/x", "127.0.0.1"),
+                      (f"http://localhost:{port}/x", None)]:
+        r, ev = build(client, tag, {"Dockerfile": f"FROM host\nADD {url} /dl/x\n"})
+        err = final(ev).get("error", "")
+        assert f"ADD {url}: " in err and REFUSED in err, (url, ev)
+        if addr:
+            assert f": {addr} is a" in err or f": ::ffff:{addr} is a" in err, (url, err)
+    assert layers(agent) == before
+    no_leftovers(agent, client)
+
+
+def test_add_url_refuses_redirect_to_private(fetch_agent, tmp_path):
+    """Allowed 127.0.0.1/32 only: a redirect from there to 127.0.0.2 (which
+    answers too, on Linux's loopback) is refused at the redirect's connection."""
+    agent, client = fetch_agent, fetch_agent.client
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "x").write_bytes(b"behind the redirect\n")
+    target, tt = serve(www, host="127.0.0.2")
+    other = f"http://127.0.0.2:{target.server_address[1]}"
+    front, ft = serve(www, redirect_to=other)
+    try:
+        # 127.0.0.2 does answer: fetched directly it is only the address that stops it.
+        import urllib.request
+        with urllib.request.urlopen(other + "/x", timeout=30) as resp:
+            assert resp.read() == b"behind the redirect\n"
+        tag = "it-addredir-" + rand_suffix()
+        before = layers(agent)
+        url = f"http://127.0.0.1:{front.server_address[1]}/x"
+        r, ev = build(client, tag, {"Dockerfile": f"FROM host\nADD {url} /dl/x\n"})
+        err = final(ev).get("error", "")
+        assert f"ADD {url}: 127.0.0.2 {REFUSED}" in err, ev
+        assert layers(agent) == before
+        no_leftovers(agent, client)
+    finally:
+        stop_serving(front, ft)
+        stop_serving(target, tt)
 
 
 def tar_bytes(entries):
