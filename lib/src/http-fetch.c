@@ -29,9 +29,10 @@ static void v4_to_v6(uint32_t host_order, uint8_t a[16])
 int http_fetch_cidr_parse(const char *s, HttpFetchCidr *ret)
 {
         char buf[INET6_ADDRSTRLEN + 8];
-        if (!s || strlen(s) >= sizeof(buf))
+        size_t len = s ? strlen(s) : sizeof(buf);
+        if (len >= sizeof(buf))
                 return -EINVAL;
-        strcpy(buf, s);
+        memcpy(buf, s, len + 1);
         char *slash = strchr(buf, '/');
         long prefix = -1;
         if (slash) {
@@ -108,10 +109,10 @@ static bool addr_special(const uint8_t a[16])
                 return v4_special(a + 12);
         if (a[0] == 0x20 && a[1] == 0x02) /* 6to4: the IPv4 in bits 16..47 */
                 return v4_special(a + 2);
-        return memcmp(a, zero, 12) == 0 ||         /* ::, ::1, IPv4-compatible */
+        return memcmp(a, zero, 12) == 0 ||        /* ::, ::1, IPv4-compatible */
                (a[0] == 0xfe && (a[1] & 0x80)) || /* fe80::/10 link-local, fec0::/10 */
-               (a[0] & 0xfe) == 0xfc ||            /* fc00::/7 unique-local */
-               a[0] == 0xff;                       /* multicast */
+               (a[0] & 0xfe) == 0xfc ||           /* fc00::/7 unique-local */
+               a[0] == 0xff;                      /* multicast */
 }
 
 static bool in_any(const HttpFetchCidr *c, size_t n, const uint8_t a[16])
@@ -171,13 +172,13 @@ int http_fetch_addr_check(const struct sockaddr *sa, const HttpFetchOptions *o, 
                 (void) snprintf(why, whylen, "address family %d is not IP", sa->sa_family);
                 return -EACCES;
         }
-        (void) inet_ntop(sa->sa_family,
-                         sa->sa_family == AF_INET
-                                 ? (const void *) &((const struct sockaddr_in *) (const void *) sa)
-                                           ->sin_addr
-                                 : (const void *) &((const struct sockaddr_in6 *) (const void *) sa)
-                                           ->sin6_addr,
-                         text, sizeof(text));
+        (void) inet_ntop(
+                sa->sa_family,
+                sa->sa_family == AF_INET
+                        ? (const void *) &((const struct sockaddr_in *) (const void *) sa)->sin_addr
+                        : (const void *) &((const struct sockaddr_in6 *) (const void *) sa)
+                                  ->sin6_addr,
+                text, sizeof(text));
         switch (http_fetch_addr_class(a, o)) {
         case HTTP_ADDR_ALLOWED:
                 return 0;

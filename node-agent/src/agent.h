@@ -11,8 +11,8 @@
 
 #include "cgroup.h"
 #include "net.h"
-#include "sandpit/http-fetch.h"
 #include "runtime.h"
+#include "sandpit/http-fetch.h"
 
 typedef struct {
         char *state_dir;     /* /run/sandpit: sandboxes/, runc/ */
