@@ -85,6 +85,7 @@ struct CodeContext {
 
 typedef struct {
         const char *name;
+        const char *title; /* in messages: "R", "TypeScript" */
         const char *argv[4];
         const char *env; /* one extra NAME=value */
 } CodeLanguage;
@@ -94,17 +95,19 @@ typedef struct {
 #define KERNEL_NOT_INSTALLED "this sandbox's template has no "
 
 static const CodeLanguage languages[] = {
-        {"python", {"python3", CODE_KERNELS_MOUNT "/python.py"}, "MPLBACKEND=Agg"},
+        {"python", "Python", {"python3", CODE_KERNELS_MOUNT "/python.py"}, "MPLBACKEND=Agg"},
         {"javascript",
+         "JavaScript",
          {"node", "--expose-internals", CODE_KERNELS_MOUNT "/javascript.js"},
          "NODE_NO_WARNINGS=1"},
-        {"bash", {"python3", CODE_KERNELS_MOUNT "/bash.py"}, NULL},
+        {"bash", "bash", {"python3", CODE_KERNELS_MOUNT "/bash.py"}, NULL},
         {"typescript",
+         "TypeScript",
          {"node", "--expose-internals", CODE_KERNELS_MOUNT "/typescript.js"},
          "NODE_NO_WARNINGS=1"},
         /* R and Java through bridge.py (their events masked and limited there). */
-        {"r", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "r"}, NULL},
-        {"java", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "java"}, NULL},
+        {"r", "R", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "r"}, NULL},
+        {"java", "Java", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "java"}, NULL},
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -157,11 +160,12 @@ static int template_has_language(Agent *a, const SandboxExecInfo *info, const ch
                         if (k > 0 && (size_t) k < sizeof(list) - n)
                                 n += (size_t) k;
                 }
+                const CodeLanguage *lang = language_get(language);
                 if (r < 0)
                         (void) snprintf(err, errlen,
-                                        "this sandbox's template %s has no %s: its languages are "
-                                        "%s (template.json)",
-                                        t->name, language, n ? list : "none");
+                                        "this sandbox's template has no %s: template %s lists %s "
+                                        "(its template.json's languages)",
+                                        lang ? lang->title : language, t->name, n ? list : "none");
         }
         template_free(t);
         return r;

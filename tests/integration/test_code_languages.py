@@ -266,12 +266,14 @@ def test_a_language_the_template_has_not_is_400_before_any_kernel(client, make_s
     assert not set(MISSING) & set(langs), langs
     assert client.get("/v1/info").json()["template_languages"]["default"] == langs
     sid = make_sandbox(template="default")["id"]
-    want = f"this sandbox's template default has no %s: its languages are {', '.join(langs)} (template.json)"
-    for name in sorted(MISSING):
+    want = f"this sandbox's template has no %s: template default lists {', '.join(langs)} " \
+        "(its template.json's languages)"
+    for name, missing in sorted(MISSING.items()):
+        title = missing.split()[0]
         r = run_code(client, sid, "1", language=name)
-        assert r.status == 400 and r.error == {"code": 400, "message": want % name}, r
+        assert r.status == 400 and r.error == {"code": 400, "message": want % title}, r
         body = assert_error(client.post(ctx_path(sid), {"language": name}), 400)
-        assert body["message"] == want % name, body
+        assert body["message"] == want % title, body
     # Nothing was started or kept for them; a language it has runs.
     assert client.get(ctx_path(sid)).json()["contexts"] == []
     assert ok(run_code(client, sid, "1 + 1", language="python")).text == "2"
