@@ -11,6 +11,7 @@ test_operator.py, but the node's agent knows the test registry."""
 import base64
 import json
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,9 @@ def test_image_template_waits_until_fixed(kube, node, operator, templates_dir):
         st, _, evs = kube.request("GET", EVENTS)
         assert any(e.get("reason") == "ImagePullFailed" and e["regarding"]["name"] == "wants-image"
                    for e in evs["items"]), evs
+        wait_for(lambda: (condition({"status": tmpl_status(kube, "img")}, "Ready") or {}).get("reason")
+                 == "ImagePullFailed", 30, what="template Ready=False ImagePullFailed")
+        said_once_over_retries(kube, operator, ["wants-image", "img"], "ImagePullFailed")
         # fixing the template fixes the Sandbox (retried with backoff)
         kube.ok("PATCH", f"{TEMPLATES}/img", {"spec": {"source": {"image": None, "path": f"{templates_dir}/host"}}},
                 ctype="application/merge-patch+json")
@@ -132,6 +136,28 @@ def tmpl_status(kube, name):
 def events_for(kube, name, reason):
     st, _, evs = kube.request("GET", EVENTS)
     return [e for e in evs["items"] if e.get("reason") == reason and e["regarding"]["name"] == name]
+
+
+def reconcile_errors(op):
+    """The operator's reconciles that ended in an error (each retried with
+    backoff): from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    got = [float(line.split()[-1]) for line in text.splitlines()
+           if line.startswith('sandpit_operator_reconciles_total{result="error"} ')]
+    assert len(got) == 1, text
+    return got[0]
+
+
+def said_once_over_retries(kube, operator, names, reason):
+    """After three more retries of what waits for the user: one Warning Event
+    of reason about each of names (the retries, and a reconcile that reads
+    its own status write late from the informer's cache, say nothing new)."""
+    n = reconcile_errors(operator)
+    wait_for(lambda: reconcile_errors(operator) >= n + 3, 60, what="three more retries")
+    for name in names:
+        evs = events_for(kube, name, reason)
+        assert len(evs) == 1 and evs[0]["type"] == "Warning", evs
 
 
 def store_state(node):
@@ -284,6 +310,7 @@ def test_template_runtime(kube, node, operator, templates_dir):
         st, _, evs = kube.request("GET", EVENTS)
         assert any(e.get("reason") == "RuntimeUnavailable" and e["regarding"]["name"] == "in-gvisor"
                    for e in evs["items"]), evs
+        said_once_over_retries(kube, operator, ["in-gvisor"], "RuntimeUnavailable")
         kube.ok("PATCH", f"{TEMPLATES}/gvisor", {"spec": {"runtime": "runc"}},
                 ctype="application/merge-patch+json")
         sid = wait_ready(kube, "in-gvisor")["status"]["sandboxID"]
