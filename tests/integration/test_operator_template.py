@@ -37,9 +37,11 @@ def registry():
 @pytest.fixture(scope="module")
 def node(templates_dir, tmp_path_factory, registry):
     """test_operator's node, told the test registry speaks plain HTTP; no
-    credentials of its own."""
+    credentials of its own; no runsc (a path that does not exist, whether
+    the host has one or not)."""
     a = start_tcp_agent("op", templates_dir, tmp_path_factory,
-                        extra_args=["--insecure-registry", registry.host])
+                        extra_args=["--insecure-registry", registry.host,
+                                    "--runtime-path", "runsc=/nonexistent/sandpit-it/runsc"])
     a.api = Client(tcp=("127.0.0.1", a.port), token=a.token)
     yield a
     stop_agent(a)
@@ -287,8 +289,8 @@ def test_template_start_cmd(kube, node, operator, templates_dir):
 
 
 def test_template_runtime(kube, node, operator, templates_dir):
-    """spec.runtime reaches the node: one it cannot run (runsc: not installed,
-    or Debian's, whose run has no --preserve-fds) leaves the Sandbox Pending
+    """spec.runtime reaches the node: one it cannot run (runsc: not installed on
+    this node) leaves the Sandbox Pending
     with Ready=False RuntimeUnavailable and an Event, nothing on the node;
     changing the template to a runtime the node has fixes it."""
     t = template("gvisor", {"path": f"{templates_dir}/host"})
