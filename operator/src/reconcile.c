@@ -206,6 +206,8 @@ static long wait_for_user(Operator *op, json_object **obj, json_object *st, cons
         return r < 0 ? r : -EAGAIN;
 }
 
+/* Not placed yet: a node with room, recorded in status before anything is
+ * created there (so a retry goes to the same node with the same id). */
 static long schedule(Operator *op, json_object **obj, json_object *st, const char *key)
 {
         char msg[512];
@@ -232,9 +234,8 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
                             sizeof(msg));
         if (r == -ENOSPC) {
                 const char *was = status_condition_status(st, "Scheduled");
-                bool first = (!was || !streq(was, "False")) &&
-                             !said_already(op, &operator_sandboxes, *obj, "Scheduled", "False",
-                                           "Unschedulable");
+                /* st was read afresh (reconcile_sandbox): not the cache's. */
+                bool first = !was || !streq(was, "False");
                 json_object_object_add(st, "phase", json_object_new_string("Pending"));
                 json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
                 status_set_condition(st, "Scheduled", "False", "Unschedulable", msg, gen);
