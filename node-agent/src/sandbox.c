@@ -130,8 +130,9 @@ int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runt
         if (!rt.gvisor && is_runc(rt.binary)) {
                 (void) cg_kill_all(a->cg, id, SIGKILL);
                 r = teardown_runc_state(rt.root, id);
-                if (r < 0)
-                        log_sbx(LOG_LEVEL_DEBUG, id, r, "runc state not removed here; runc delete");
+                if (r < 0) /* no state.json: a create that stopped half-way */
+                        log_sbx(r == -ENOENT ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, id, r,
+                                "runc state not removed by the agent; runc delete");
         }
         if (r < 0)
                 r = runtime_delete(&rt, id);
