@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -17,6 +16,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -145,10 +146,10 @@ size_t teardown_queue_pending(TeardownQueue *q)
 
 /* --- runc's state of a dead container ------------------------------------ */
 
-#define RUNC_STATE_MAX (4u << 20)
-#define RUNC_INIT_WAIT_MS 2000
+#define RUNC_STATE_MAX     (4u << 20)
+#define RUNC_INIT_WAIT_MS  2000
 #define CGROUP_RMDIR_TRIES 50
-#define CGROUP_FS "/sys/fs/cgroup/"
+#define CGROUP_FS          "/sys/fs/cgroup/"
 
 /* The start time (in ticks since boot, field 22 of /proc/PID/stat) of pid;
  * -ENOENT when there is no such process, -ESRCH when it is a zombie. */
@@ -219,7 +220,7 @@ static bool runc_cgroup_path_ok(const char *path, const char *id)
 
 static void short_pause(void)
 {
-        struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+        struct timespec ts = {.tv_nsec = 10000000L}; /* 10 ms */
         (void) nanosleep(&ts, NULL);
 }
 
@@ -305,8 +306,7 @@ int teardown_runc_state(const char *root, const char *id)
                   json_object_object_get_ex(v, "systemd", &v) && json_object_get_boolean(v)))
                 r = -EOPNOTSUPP;
         if (r == 0) {
-                json_object_object_foreach(paths, key, value)
-                {
+                json_object_object_foreach(paths, key, value) {
                         (void) key;
                         if (!json_object_is_type(value, json_type_string) ||
                             !runc_cgroup_path_ok(json_object_get_string(value), id))
@@ -317,8 +317,7 @@ int teardown_runc_state(const char *root, const char *id)
                 r = wait_init_gone((pid_t) json_object_get_int(pid),
                                    (uint64_t) json_object_get_int64(start));
         if (r == 0) {
-                json_object_object_foreach(paths, key2, value2)
-                {
+                json_object_object_foreach(paths, key2, value2) {
                         (void) key2;
                         int k = cgroup_rmdir_tree(json_object_get_string(value2), 0);
                         if (k < 0 && r == 0)
