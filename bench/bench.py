@@ -782,7 +782,7 @@ def main():
 def delete_rows(deleted, torn_down):
     return [("delete (sandpit): the answer, sandbox dead", *fmt(deleted), "target p50 < 10 ms"),
             ("delete → background teardown ended", *fmt(torn_down),
-             "runc delete, cgroup, unmount, state dir; polled on /v1/info")]
+             "runc state, cgroup, unmount, state dir; polled on /v1/info")]
 
 
 def print_rows(rows):

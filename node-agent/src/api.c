@@ -337,11 +337,24 @@ static int count_one(const Sandbox *sb, void *userdata)
 
 static void handle_info(Agent *a, HttpRequest *req)
 {
-        json_object *o = json_object_new_object(), *tpls = json_object_new_array();
+        json_object *o = json_object_new_object(), *tpls = json_object_new_array(),
+                    *langs = json_object_new_object();
         cleanup_strv char **names = NULL;
         if (template_list(a->cfg.templates_dir, &names) == 0)
-                STRV_FOREACH(n, names)
+                STRV_FOREACH(n, names) {
                         (void) json_object_array_add(tpls, json_object_new_string(*n));
+                        /* What its template.json says it can run (docs/templates.md). */
+                        Template *t = NULL;
+                        if (template_load(a->cfg.templates_dir, *n, &t) < 0)
+                                continue;
+                        if (t->languages) {
+                                json_object *l = json_object_new_array();
+                                STRV_FOREACH(x, t->languages)
+                                        (void) json_object_array_add(l, json_object_new_string(*x));
+                                (void) json_object_object_add(langs, *n, l);
+                        }
+                        template_free(t);
+                }
         size_t count = 0;
         (void) sandbox_foreach(a, count_one, &count);
         (void) json_object_object_add(o, "version", json_object_new_string(SANDPIT_VERSION));
@@ -350,6 +363,7 @@ static void handle_info(Agent *a, HttpRequest *req)
                 o, "cgroup_version",
                 json_object_new_string(cg_manager_version(a->cg) == CG_VERSION_V2 ? "v2" : "v1"));
         (void) json_object_object_add(o, "templates", tpls);
+        (void) json_object_object_add(o, "template_languages", langs);
         (void) json_object_object_add(o, "sandboxes", json_object_new_int64((int64_t) count));
         /* Deleted sandboxes still being torn down in the background. */
         (void) json_object_object_add(o, "teardown_pending",

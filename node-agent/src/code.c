@@ -35,6 +35,7 @@
 #include "sandpit/macro.h"
 #include "sandpit/outbuf.h"
 #include "sandpit/util.h"
+#include "template.h"
 
 #define CODE_START_TIMEOUT_MS 30000
 #define CODE_INTERRUPT_GRACE  2000 /* ms from SIGINT to SIGKILL */
@@ -84,22 +85,29 @@ struct CodeContext {
 
 typedef struct {
         const char *name;
+        const char *title; /* in messages: "R", "TypeScript" */
         const char *argv[4];
         const char *env; /* one extra NAME=value */
 } CodeLanguage;
 
+/* How a kernel driver's start error begins when the template lacks its
+ * language (bridge.py, typescript.js). */
+#define KERNEL_NOT_INSTALLED "this sandbox's template has no "
+
 static const CodeLanguage languages[] = {
-        {"python", {"python3", CODE_KERNELS_MOUNT "/python.py"}, "MPLBACKEND=Agg"},
+        {"python", "Python", {"python3", CODE_KERNELS_MOUNT "/python.py"}, "MPLBACKEND=Agg"},
         {"javascript",
+         "JavaScript",
          {"node", "--expose-internals", CODE_KERNELS_MOUNT "/javascript.js"},
          "NODE_NO_WARNINGS=1"},
-        {"bash", {"python3", CODE_KERNELS_MOUNT "/bash.py"}, NULL},
+        {"bash", "bash", {"python3", CODE_KERNELS_MOUNT "/bash.py"}, NULL},
         {"typescript",
+         "TypeScript",
          {"node", "--expose-internals", CODE_KERNELS_MOUNT "/typescript.js"},
          "NODE_NO_WARNINGS=1"},
         /* R and Java through bridge.py (their events masked and limited there). */
-        {"r", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "r"}, NULL},
-        {"java", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "java"}, NULL},
+        {"r", "R", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "r"}, NULL},
+        {"java", "Java", {"python3", CODE_KERNELS_MOUNT "/bridge.py", "java"}, NULL},
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -126,6 +134,41 @@ static const CodeLanguage *language_get(const char *name)
                 if (streq(name, languages[i].name))
                         return &languages[i];
         return NULL;
+}
+
+/* Whether the sandbox's template has the language, by its template.json's
+ * "languages" (docs/templates.md): -EINVAL with a message naming the template
+ * and its languages when the list leaves it out. A template that does not say
+ * (no such field, or an image's) is given the benefit of the doubt: the
+ * kernel's start tells. */
+static int template_has_language(Agent *a, const SandboxExecInfo *info, const char *language,
+                                 char *err, size_t errlen)
+{
+        Template *t = NULL;
+        if (!info->template_name || !a->cfg.templates_dir ||
+            template_load(a->cfg.templates_dir, info->template_name, &t) < 0)
+                return 0;
+        int r = 0;
+        if (t->languages) {
+                char list[256] = "";
+                size_t n = 0;
+                r = -EINVAL;
+                STRV_FOREACH(l, t->languages) {
+                        if (streq_ptr(code_language_normalize(*l), language))
+                                r = 0;
+                        int k = snprintf(list + n, sizeof(list) - n, "%s%s", n ? ", " : "", *l);
+                        if (k > 0 && (size_t) k < sizeof(list) - n)
+                                n += (size_t) k;
+                }
+                const CodeLanguage *lang = language_get(language);
+                if (r < 0)
+                        (void) snprintf(err, errlen,
+                                        "this sandbox's template has no %s: template %s lists %s "
+                                        "(its template.json's languages)",
+                                        lang ? lang->title : language, t->name, n ? list : "none");
+        }
+        template_free(t);
+        return r;
 }
 
 /* --- the registry ------------------------------------------------------- */
@@ -509,7 +552,11 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                                 continue;
                         (void) snprintf(err, errlen, "the %s kernel exited while starting%s%.900s",
                                         c->language, diag_len ? ": " : "", diag);
-                        r = -EIO;
+                        /* A driver that finds its language missing says so
+                         * (bridge.py, typescript.js): the request's to fix. */
+                        r = strncmp(diag, KERNEL_NOT_INSTALLED, strlen(KERNEL_NOT_INSTALLED)) == 0
+                                    ? -EINVAL
+                                    : -EIO;
                         break;
                 }
                 if (p[0].revents) {
@@ -562,9 +609,11 @@ int code_context_create(Agent *a, const SandboxExecInfo *info, const char *langu
                 (void) snprintf(err, errlen, "the code interpreter's kernels are not installed");
                 return -EOPNOTSUPP;
         }
-        char id[CODE_CTX_ID_LEN + 1];
-        int r = random_id(id, CODE_CTX_ID_LEN);
+        int r = template_has_language(a, info, language, err, errlen);
         if (r < 0)
+                return r;
+        char id[CODE_CTX_ID_LEN + 1];
+        if ((r = random_id(id, CODE_CTX_ID_LEN)) < 0)
                 return r;
         (void) pthread_mutex_lock(&reg_lock);
         CodeContext *c = context_new_locked(info->id, id, language, cwd, false);
@@ -1037,7 +1086,9 @@ int code_run_start(Agent *a, const SandboxExecInfo *info, const CodeRunRequest *
         if (r < 0)
                 return r;
         if (fresh) {
-                r = kernel_start(info, c, err, errlen);
+                r = template_has_language(a, info, c->language, err, errlen);
+                if (r == 0)
+                        r = kernel_start(info, c, err, errlen);
                 if (r < 0) {
                         (void) pthread_mutex_lock(&reg_lock);
                         if (!c->removed)

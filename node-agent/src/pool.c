@@ -1,10 +1,18 @@
 /* Warm pools (pool.h). The pooled sandboxes are ordinary table entries made
  * by sandbox_create() with spec.pool set; this file keeps the pools' config,
- * the refill thread (one action a turn: remove what is dead, orphaned or too
+ * the refill threads (one action a turn: remove what is dead, orphaned or too
  * many, give capacity back, or make one) and the claim.
  *
+ * Refill threads: one, or POOL_REFILLERS_MAX on a machine with a core to
+ * spare, so pooled sandboxes are made side by side. The turns' decisions are
+ * taken one at a time (Pools.turn); only the making runs in parallel. A
+ * second make starts only while no cold create is in flight: cold creates go
+ * first, the pools get the spare core.
+ *
  * Locking: Pools.lock protects the pool list and the counters. It is never
- * held while a->lock is taken, nor across sandbox_*() calls. */
+ * held while a->lock is taken, nor across sandbox_*() calls. Pools.turn is
+ * taken before Pools.lock and a->lock, and held across sandbox_delete_pooled()
+ * (never across a make). */
 #include "pool.h"
 
 #include <errno.h>
@@ -35,6 +43,7 @@
 #define POOL_MAX_SIZE      1000
 #define POOL_SWEEP_ROUNDS  120 /* shutdown waits about this many seconds at most */
 #define POOL_SWEEP_TRIES   3   /* a failed teardown is tried this often at shutdown */
+#define POOL_REFILLERS_MAX 2   /* pooled sandboxes made at once, with a core to spare */
 
 typedef struct Pool {
         struct Pool *next;
@@ -48,14 +57,18 @@ typedef struct Pool {
         uint64_t claims, misses, made, failures;
         uint64_t kernel_claims, kernel_drops; /* claims that took a kernel, that dropped one */
         uint64_t retry_after_us;              /* monotonic: after a failed create */
+        unsigned making;                      /* refill threads making one of this pool's */
         char last_error[256];
 } Pool;
 
 typedef struct Pools {
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        bool kicked, stopping, started;
-        pthread_t thread;
+        pthread_mutex_t turn; /* one refill turn's decision at a time */
+        uint64_t kicks;       /* bumped (cond broadcast) when there may be work */
+        bool stopping;
+        unsigned nthreads, making; /* refill threads; makes in flight, all pools */
+        pthread_t threads[POOL_REFILLERS_MAX];
         Pool *list;
         double capacity_cpu;
         uint64_t capacity_memory;
@@ -94,8 +107,8 @@ void pool_kick(Agent *a)
         if (!ps)
                 return;
         (void) pthread_mutex_lock(&ps->lock);
-        ps->kicked = true;
-        (void) pthread_cond_signal(&ps->cond);
+        ps->kicks++;
+        (void) pthread_cond_broadcast(&ps->cond);
         (void) pthread_mutex_unlock(&ps->lock);
 }
 
@@ -115,6 +128,7 @@ typedef struct {
         double cpu;      /* every sandbox's, pooled ones too */
         uint64_t memory; /* " */
         bool busy;       /* a pooled sandbox is being deleted */
+        unsigned cold;   /* sandboxes of no pool being created */
 } Census;
 
 static void census_done(Census *c)
@@ -138,8 +152,10 @@ static int census_one(const Sandbox *sb, void *userdata)
         }
         c->cpu += sb->spec.cpu;
         c->memory += sb->spec.memory;
-        if (!sb->spec.pool)
+        if (!sb->spec.pool) {
+                c->cold += sb->state == SANDBOX_CREATING;
                 return 0;
+        }
         if (c->n == c->cap) {
                 size_t cap = c->cap ? c->cap * 2 : 16;
                 Pooled *v = reallocarray(c->v, cap, sizeof(*v));
@@ -182,6 +198,7 @@ typedef struct {
         bool kernel;
         bool waiting; /* backing off after a failure */
         unsigned ready, creating;
+        unsigned making; /* Pool.making: made by a refill thread now, maybe not listed yet */
 } PoolView;
 
 static void views_free(PoolView *v, size_t n)
@@ -212,7 +229,8 @@ static int views_take(Pools *ps, PoolView **ret, size_t *ret_n)
                                             .disk = p->shape.disk},
                                   .size = p->size,
                                   .kernel = p->kernel,
-                                  .waiting = p->retry_after_us > now};
+                                  .waiting = p->retry_after_us > now,
+                                  .making = p->making};
                 if (!v[i].name || !v[i].shape.template_name)
                         r = -ENOMEM;
         }
@@ -353,6 +371,37 @@ static void make_one(Agent *a, const PoolView *v)
                 prestart_kernel(a, v->name, name);
 }
 
+/* Counts a make of pool name as started (delta 1) or ended (-1); a started
+ * one wakes the other refill threads, which may start one more. */
+static void note_making(Pools *ps, const char *name, int delta)
+{
+        (void) pthread_mutex_lock(&ps->lock);
+        Pool *p = find_pool_locked(ps, name);
+        if (delta > 0) {
+                ps->making++;
+                if (p)
+                        p->making++;
+                ps->kicks++;
+                (void) pthread_cond_broadcast(&ps->cond);
+        } else {
+                if (ps->making)
+                        ps->making--;
+                if (p && p->making) /* a pool deleted and put again: 0 */
+                        p->making--;
+        }
+        (void) pthread_mutex_unlock(&ps->lock);
+}
+
+/* Whether this turn may start a make: the first always; more (up to the
+ * threads) only while no cold create is in flight. Under Pools.turn. */
+static bool may_make(Pools *ps, const Census *c)
+{
+        (void) pthread_mutex_lock(&ps->lock);
+        bool ok = ps->making == 0 || (ps->making < ps->nthreads && c->cold == 0);
+        (void) pthread_mutex_unlock(&ps->lock);
+        return ok;
+}
+
 /* One step towards the pools' targets; false when there is nothing to do. */
 static bool refill_turn(Agent *a)
 {
@@ -360,10 +409,14 @@ static bool refill_turn(Agent *a)
         PoolView *v = NULL;
         size_t nv = 0;
         Census c;
-        if (views_take(ps, &v, &nv) < 0)
+        (void) pthread_mutex_lock(&ps->turn);
+        if (views_take(ps, &v, &nv) < 0) {
+                (void) pthread_mutex_unlock(&ps->turn);
                 return false;
+        }
         if (census_take(a, &c) < 0) {
                 views_free(v, nv);
+                (void) pthread_mutex_unlock(&ps->turn);
                 return false;
         }
         const char *victim = NULL, *why = NULL;
@@ -399,9 +452,15 @@ static bool refill_turn(Agent *a)
                                 shrink = true;
         }
         PoolView *fill = NULL;
-        for (size_t i = 0; i < nv && !victim && !fill; i++) {
+        bool can_make = !victim && may_make(ps, &c);
+        for (size_t i = 0; i < nv && can_make && !fill; i++) {
                 PoolView *pv = &v[i];
-                if (pv->waiting || pv->ready + pv->creating >= pv->size)
+                /* Every pooled sandbox being made is a refill thread's: one in
+                 * making may not be listed yet, or listed as ready already;
+                 * the larger count, so a pool is never overfilled (the
+                 * shrink above counts only what is listed). */
+                unsigned creating = pv->creating > pv->making ? pv->creating : pv->making;
+                if (pv->waiting || pv->ready + creating >= pv->size)
                         continue;
                 if (c.cpu + pv->shape.cpu <= ps->capacity_cpu + 1e-9 &&
                     c.memory + pv->shape.memory <= ps->capacity_memory)
@@ -421,7 +480,12 @@ static bool refill_turn(Agent *a)
                 }
                 did = r == 0;
         } else if (fill) {
+                note_making(ps, fill->name, 1);
+        }
+        (void) pthread_mutex_unlock(&ps->turn);
+        if (fill) {
                 make_one(a, fill);
+                note_making(ps, fill->name, -1);
                 did = true;
         }
         census_done(&c);
@@ -439,7 +503,7 @@ static void *refill_main(void *arg)
                         (void) pthread_mutex_unlock(&ps->lock);
                         return NULL;
                 }
-                ps->kicked = false;
+                uint64_t seen = ps->kicks;
                 (void) pthread_mutex_unlock(&ps->lock);
 
                 if (refill_turn(a))
@@ -448,7 +512,7 @@ static void *refill_main(void *arg)
                 (void) pthread_mutex_lock(&ps->lock);
                 struct timespec end;
                 deadline_after_ms(&end, POOL_IDLE_CHECK_MS);
-                while (!ps->kicked && !ps->stopping)
+                while (ps->kicks == seen && !ps->stopping)
                         if (pthread_cond_timedwait(&ps->cond, &ps->lock, &end) == ETIMEDOUT)
                                 break;
                 (void) pthread_mutex_unlock(&ps->lock);
@@ -461,19 +525,34 @@ int pools_start(Agent *a, double capacity_cpu, uint64_t capacity_memory)
         if (!ps)
                 return -ENOMEM;
         (void) pthread_mutex_init(&ps->lock, NULL);
+        (void) pthread_mutex_init(&ps->turn, NULL);
         cond_init_monotonic(&ps->cond);
         ps->capacity_cpu = capacity_cpu;
         ps->capacity_memory = capacity_memory;
         a->pools = ps;
-        int r = -pthread_create(&ps->thread, NULL, refill_main, a);
-        if (r < 0) {
-                a->pools = NULL;
-                (void) pthread_cond_destroy(&ps->cond);
-                (void) pthread_mutex_destroy(&ps->lock);
-                free(ps);
-                return r;
+        /* A second refill thread only with a core beside the one it takes. */
+        cpu_set_t set;
+        unsigned want = 1;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) >= 2)
+                want = POOL_REFILLERS_MAX;
+        for (unsigned i = 0; i < want; i++) {
+                int r = -pthread_create(&ps->threads[i], NULL, refill_main, a);
+                if (r < 0 && i == 0) {
+                        a->pools = NULL;
+                        (void) pthread_cond_destroy(&ps->cond);
+                        (void) pthread_mutex_destroy(&ps->turn);
+                        (void) pthread_mutex_destroy(&ps->lock);
+                        free(ps);
+                        return r;
+                }
+                if (r < 0) {
+                        log_warning_errno(r, "warm pools: one refill thread only");
+                        break;
+                }
+                (void) pthread_mutex_lock(&ps->lock);
+                ps->nthreads++;
+                (void) pthread_mutex_unlock(&ps->lock);
         }
-        ps->started = true;
         return 0;
 }
 
@@ -535,8 +614,8 @@ void pools_stop(Agent *a)
         (void) pthread_mutex_unlock(&ps->lock);
         /* The refill in flight (a `runc run` cannot be cut short) finishes
          * first: joined, so the sweep sees what it made. */
-        if (ps->started)
-                (void) pthread_join(ps->thread, NULL);
+        for (unsigned i = 0; i < ps->nthreads; i++)
+                (void) pthread_join(ps->threads[i], NULL);
         pools_sweep(a);
         a->pools = NULL;
         while (ps->list) {
@@ -545,6 +624,7 @@ void pools_stop(Agent *a)
                 pool_free(p);
         }
         (void) pthread_cond_destroy(&ps->cond);
+        (void) pthread_mutex_destroy(&ps->turn);
         (void) pthread_mutex_destroy(&ps->lock);
         free(ps);
 }
@@ -829,6 +909,7 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 p->failures = old->failures;
                 p->kernel_claims = old->kernel_claims;
                 p->kernel_drops = old->kernel_drops;
+                p->making = old->making;
                 p->next = old->next;
                 *link = p;
                 pool_free(old);
@@ -836,8 +917,8 @@ int pool_put(Agent *a, const char *name, json_object *body, json_object **ret, c
                 *link = p;
         }
         json_object *o = r == 0 ? pool_to_json_locked(p, &c) : NULL;
-        ps->kicked = true;
-        (void) pthread_cond_signal(&ps->cond);
+        ps->kicks++;
+        (void) pthread_cond_broadcast(&ps->cond);
         (void) pthread_mutex_unlock(&ps->lock);
         census_done(&c);
         if (r < 0) {
@@ -869,8 +950,8 @@ int pool_remove(Agent *a, const char *name)
                         r = 0;
                         break;
                 }
-        ps->kicked = true;
-        (void) pthread_cond_signal(&ps->cond);
+        ps->kicks++;
+        (void) pthread_cond_broadcast(&ps->cond);
         (void) pthread_mutex_unlock(&ps->lock);
         if (r == 0)
                 log_info("warm pool %s removed", name);
@@ -1030,8 +1111,8 @@ static void note_claim(Pools *ps, const char *name, bool claimed)
         Pool *p = find_pool_locked(ps, name);
         if (p)
                 (*(claimed ? &p->claims : &p->misses))++;
-        ps->kicked = true;
-        (void) pthread_cond_signal(&ps->cond);
+        ps->kicks++;
+        (void) pthread_cond_broadcast(&ps->cond);
         (void) pthread_mutex_unlock(&ps->lock);
 }
 

@@ -2,12 +2,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,13 +27,46 @@ extern char **environ;
 #define GVISOR_STATE_SEP "_sandbox:"
 #define SPAWN_OUT_MAX    ((size_t) 64 * 1024)
 
+/* Waits for pid; with timeout_ms >= 0 kills it (SIGKILL) once that has
+ * passed, reaps it and returns -ETIMEDOUT. The exit status (>= 0) or a
+ * negative errno. */
+static int wait_child(pid_t pid, int timeout_ms)
+{
+        if (timeout_ms >= 0) {
+                cleanup_close int pfd = (int) pidfd_open(pid, 0);
+                uint64_t deadline = now_monotonic_us() + (uint64_t) timeout_ms * 1000;
+                int n = 1;
+                while (pfd >= 0) {
+                        uint64_t now = now_monotonic_us();
+                        int left = now >= deadline ? 0 : (int) ((deadline - now + 999) / 1000);
+                        struct pollfd p = {.fd = pfd, .events = POLLIN};
+                        n = poll(&p, 1, left);
+                        if (n >= 0 || errno != EINTR)
+                                break;
+                }
+                if (pfd >= 0 && n == 0) {
+                        (void) kill(pid, SIGKILL);
+                        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                        return -ETIMEDOUT;
+                }
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + WTERMSIG(status);
+}
+
 /* Runs argv with stdin from stdin_fd (/dev/null when < 0); captures stdout (up to 64 KiB) when
  * ret_out is set; passes ready_fd as fd IP_READY_FD, listen_fd as IP_LISTEN_FD
  * and log_fd as 1 and 2 when they are >= 0; executes exe's copy of argv[0] when
- * exe is set. Returns the exit status (>= 0) or a negative errno. */
-static int spawn_wait(RuntimeExe *exe, char *const argv[], int stdin_fd, int ready_fd,
-                      int listen_fd, int log_fd,
-                      char **ret_out)
+ * exe is set; with timeout_ms >= 0 kills it after that long (-ETIMEDOUT; not
+ * with ret_out). Returns the exit status (>= 0) or a negative errno. */
+static int spawn_wait_timeout(RuntimeExe *exe, char *const argv[], int stdin_fd, int ready_fd,
+                              int listen_fd, int log_fd, char **ret_out, int timeout_ms)
 {
         /* A source that is itself one of the target numbers would be clobbered
          * by the other dup2: move it above them first. */
@@ -92,13 +128,13 @@ static int spawn_wait(RuntimeExe *exe, char *const argv[], int stdin_fd, int rea
                 outbuf[n > 0 ? n : 0] = 0;
                 *ret_out = TAKE_PTR(outbuf);
         }
-        int status;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-        return 128 + WTERMSIG(status);
+        return wait_child(pid, ret_out ? -1 : timeout_ms);
+}
+
+static int spawn_wait(RuntimeExe *exe, char *const argv[], int stdin_fd, int ready_fd,
+                      int listen_fd, int log_fd, char **ret_out)
+{
+        return spawn_wait_timeout(exe, argv, stdin_fd, ready_fd, listen_fd, log_fd, ret_out, -1);
 }
 
 /* The runtime writes JSON log lines {"level":..,"msg":..}; the last error is
@@ -226,9 +262,15 @@ int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char
         cleanup_close int errfd = memfd_create("runtime-exec", MFD_CLOEXEC);
         if (errfd < 0)
                 return -errno;
-        int r = spawn_wait(rt->exe, argv, stdin_fd, -1, -1, errfd, NULL);
+        int r = spawn_wait_timeout(rt->exe, argv, stdin_fd, -1, -1, errfd, NULL,
+                                   RUNTIME_RECHANNEL_TIMEOUT_MS);
         if (r == 0)
                 return 0;
+        if (r == -ETIMEDOUT) {
+                (void) snprintf(err, errlen, "%s exec did not end within %d s: killed", rt->binary,
+                                RUNTIME_RECHANNEL_TIMEOUT_MS / 1000);
+                return r;
+        }
         char text[512];
         ssize_t n = pread(errfd, text, sizeof(text) - 1, 0);
         text[n > 0 ? n : 0] = 0;

@@ -41,7 +41,10 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
  * receives the runtime's own error message. */
 int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd, int listen_fd,
                 int log_fd, pid_t *ret_pid, char *err, size_t errlen);
-/* `exec ID /.sandpit/init --rechannel` with stdin_fd as its stdin, waited for. */
+/* `exec ID /.sandpit/init --rechannel` with stdin_fd as its stdin, waited for
+ * up to RUNTIME_RECHANNEL_TIMEOUT_MS: a runtime that has not ended by then
+ * (a wedged runsc) is killed and the answer is -ETIMEDOUT. */
+#define RUNTIME_RECHANNEL_TIMEOUT_MS 10000
 int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
                            size_t errlen);
 /* `pause` or `resume`: for runsc, whose own commands (state, exec) hang on a

@@ -87,11 +87,19 @@ static int adopt(Agent *a, const char *name, const char *dir)
         /* The same check as every exec's (the peer is the init pid runc and
          * state.json agree on): say so now if the socket is not init's. */
         /* A runsc sandbox's channel went with the old agent: a new one. A
-         * paused one gets it when it is resumed. */
+         * paused one gets it when it is resumed. One it cannot reach (no
+         * key, a runsc exec that failed or hung: it is killed after
+         * RUNTIME_RECHANNEL_TIMEOUT_MS) is not adopted: every exec would
+         * fail, and the agent's start must not wait on it. */
         if (rt.gvisor && !paused) {
                 int c = sandbox_rechannel(&rt, sb->name, sb->dir, sb->socket_path);
-                if (c < 0)
-                        log_sbx(LOG_LEVEL_WARNING, id, c, "cannot reach its init: execs will fail");
+                if (c < 0) {
+                        log_sbx(LOG_LEVEL_WARNING, id, c,
+                                "cannot reach its init through %s exec: not re-adopted", rt.binary);
+                        sandbox_release_ids(a, sb);
+                        sandbox_free(sb);
+                        return c;
+                }
         }
         int k = exec_check_init(sb->socket_path, sb->init_pid);
         if (k == -EIO)

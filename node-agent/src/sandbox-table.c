@@ -282,11 +282,13 @@ int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret)
                 info.id = strdup(sb->spec.id);
                 info.name = strdup(sb->name);
                 info.secret_names = strv_copy(sb->spec.secret_names);
+                info.template_name = sb->spec.template_name ? strdup(sb->spec.template_name) : NULL;
                 for (size_t i = 0; info.env && i < n; i++)
                         if (!(info.env[i] = strdup(sb->spec.env[i])))
                                 r = -ENOMEM;
                 if (!info.env || !info.socket_path || !info.user || !info.id || !info.name ||
-                    !info.secret_names || (sb->spec.cwd && !info.cwd))
+                    !info.secret_names || (sb->spec.cwd && !info.cwd) ||
+                    (sb->spec.template_name && !info.template_name))
                         r = -ENOMEM;
         }
         (void) pthread_mutex_unlock(&a->lock);
@@ -306,6 +308,7 @@ void sandbox_exec_info_done(SandboxExecInfo *i)
         free(i->cwd);
         free(i->id);
         free(i->name);
+        free(i->template_name);
         strv_free(i->secret_names);
         *i = (SandboxExecInfo){0};
 }

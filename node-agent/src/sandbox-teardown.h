@@ -19,3 +19,15 @@ size_t teardown_queue_pending(TeardownQueue *q);
 /* Refuses new jobs, finishes every queued one, joins the workers and frees.
  * Accepts NULL. */
 void teardown_queue_free(TeardownQueue *q);
+
+/* What `runc delete` does for a container whose processes the caller has
+ * killed (every task of its cgroup SIGKILLed), without runc's own start-up:
+ * waits for its init (state.json's pid and start time) to exit, removes every
+ * cgroup listed in state.json's cgroup_paths (in every v1 hierarchy runc
+ * joined, name=systemd too) and runc's state dir <root>/<id>. 0 when done or
+ * when runc knows no such container; a negative errno when anything is not as
+ * expected (poststop hooks, the systemd cgroup driver, Intel RDT, a cgroup
+ * path outside /sys/fs/cgroup or not ending in id, init still alive after a
+ * while, a cgroup that stays busy): the caller then runs `runc delete`. Only
+ * for runc's state format. */
+int teardown_runc_state(const char *root, const char *id);

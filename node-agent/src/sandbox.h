@@ -94,6 +94,7 @@ typedef struct {
         char *id;
         char *name;          /* its cgroup's (Sandbox.name) */
         char **secret_names; /* the sandbox's secret env names (values: only in init) */
+        char *template_name; /* its template's (a directory's, or an image's); NULL: unknown */
 } SandboxExecInfo;
 int sandbox_exec_info(Agent *a, const char *id, SandboxExecInfo *ret);
 void sandbox_exec_info_done(SandboxExecInfo *i);

@@ -155,6 +155,7 @@ void template_free(Template *t)
         free(t->user);
         strv_free(t->start_cmd);
         start_cmd_free(t->start);
+        strv_free(t->languages);
         free(t);
 }
 
@@ -213,6 +214,26 @@ int template_load(const char *templates_dir, const char *name, Template **ret)
                         r = -EBADMSG;
                 else if (!(t->binds[i] = strdup(s)))
                         r = -ENOMEM;
+        }
+        json_object *langs = NULL;
+        if (r == 0 && json_object_object_get_ex(doc, "languages", &langs)) {
+                size_t m = json_object_is_type(langs, json_type_array)
+                                   ? json_object_array_length(langs)
+                                   : 0;
+                if (!json_object_is_type(langs, json_type_array))
+                        r = -EBADMSG;
+                else if (!(t->languages = calloc(m + 1, sizeof(char *))))
+                        r = -ENOMEM;
+                for (size_t i = 0; r == 0 && i < m; i++) {
+                        json_object *l = json_object_array_get_idx(langs, i);
+                        if (!json_object_is_type(l, json_type_string))
+                                r = -EBADMSG;
+                        else if (!(t->languages[i] = strdup(json_object_get_string(l))))
+                                r = -ENOMEM;
+                }
+                if (r == -EBADMSG)
+                        (void) log_error("template %s: languages must be an array of strings",
+                                         name);
         }
         json_object *start = NULL;
         if (r == 0 && json_object_object_get_ex(doc, "start_cmd", &start)) {

@@ -35,6 +35,9 @@ typedef struct {
         char *user;       /* the default user */
         char **start_cmd; /* Entrypoint + Cmd: run only when asked (from_image) */
         StartCmd *start;  /* template.json's "start_cmd"; NULL: none */
+        /* template.json's "languages" (code interpreter names, as written);
+         * NULL when it does not say, as an image's template. */
+        char **languages;
 } Template;
 
 /* -EINVAL for a name that cannot be a template's, -ENOENT when no such

@@ -163,8 +163,32 @@ static long finalize(Operator *op, json_object **obj, const char *key)
         return 0;
 }
 
-/* Not placed yet: a node with room, recorded in status before anything is
- * created there (so a retry goes to the same node with the same id). */
+/* Whether obj's condition type on the API server is cstatus with reason
+ * already: read afresh, as the informer's cache may lag behind this
+ * operator's own last status write, and a reconcile that follows that write
+ * would say again what it said (docs/operator.md, "Events"). Asked only when
+ * the cache says the reason is new, so once per change; a failed read is a
+ * no (an Event twice rather than none). */
+static bool said_already(Operator *op, const K8sResource *res, json_object *obj, const char *type,
+                         const char *cstatus, const char *reason)
+{
+        cleanup_json json_object *fresh = NULL;
+        K8sError e = {0};
+        int r = k8s_get(op->client, res, k8s_obj_namespace(obj), k8s_obj_name(obj), &fresh, &e);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to read %s/%s afresh: %s", k8s_obj_namespace(obj),
+                                k8s_obj_name(obj), e.message);
+                return false;
+        }
+        const char *uid = k8s_obj_uid(obj), *fuid = k8s_obj_uid(fresh);
+        if (!uid || !fuid || !streq(uid, fuid))
+                return false;
+        json_object *st = json_field(fresh, "status");
+        const char *s = status_condition_status(st, type);
+        const char *why = status_condition_reason(st, type);
+        return s && streq(s, cstatus) && why && streq(why, reason);
+}
+
 /* Ready=False with reason and an Event the first time; retried with backoff. */
 static long wait_for_user(Operator *op, json_object **obj, json_object *st, const char *reason,
                           const char *msg)
@@ -172,7 +196,8 @@ static long wait_for_user(Operator *op, json_object **obj, json_object *st, cons
         int64_t gen = generation(*obj);
         /* Borrowed from st: read before st changes. */
         const char *was = status_condition_reason(st, "Ready");
-        bool first = !was || !streq(was, reason);
+        bool first = (!was || !streq(was, reason)) &&
+                     !said_already(op, &operator_sandboxes, *obj, "Ready", "False", reason);
         status_set_condition(st, "Ready", "False", reason, msg, gen);
         int r = write_status(op, obj, st);
         if (first)
@@ -181,6 +206,8 @@ static long wait_for_user(Operator *op, json_object **obj, json_object *st, cons
         return r < 0 ? r : -EAGAIN;
 }
 
+/* Not placed yet: a node with room, recorded in status before anything is
+ * created there (so a retry goes to the same node with the same id). */
 static long schedule(Operator *op, json_object **obj, json_object *st, const char *key)
 {
         char msg[512];
@@ -207,6 +234,7 @@ static long schedule(Operator *op, json_object **obj, json_object *st, const cha
                             sizeof(msg));
         if (r == -ENOSPC) {
                 const char *was = status_condition_status(st, "Scheduled");
+                /* st was read afresh (reconcile_sandbox): not the cache's. */
                 bool first = !was || !streq(was, "False");
                 json_object_object_add(st, "phase", json_object_new_string("Pending"));
                 json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
@@ -262,11 +290,13 @@ static long fail(Operator *op, json_object **obj, json_object *st, const char *p
                  const char *reason, const char *msg)
 {
         int64_t gen = generation(*obj);
+        bool first = !said_already(op, &operator_sandboxes, *obj, "Ready", "False", reason);
         json_object_object_add(st, "phase", json_object_new_string(phase));
         json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
         status_set_condition(st, "Ready", "False", reason, msg, gen);
         int r = write_status(op, obj, st);
-        post_event(op, *obj, "Warning", reason, msg);
+        if (first)
+                post_event(op, *obj, "Warning", reason, msg);
         return r;
 }
 
@@ -298,22 +328,21 @@ static void status_from_agent(json_object *st, json_object *sandbox, int64_t gen
         }
 }
 
-/* The SandboxTemplate's status after a pull for one of its Sandboxes: Ready
- * with the image's digest and size, or not with why; an Event when Ready
- * changes. Best effort: the Sandbox's own status says the same. */
-static void template_status(Operator *op, const SandboxTemplateInfo *t, const char *cstatus,
-                            const char *reason, const char *msg, json_object *img)
+/* The status obj (a SandboxTemplate) should have after a pull or a build:
+ * its own with Ready cstatus/reason and the image's digest and size;
+ * *changed when Ready's status or reason differs from obj's. */
+static json_object *template_status_want(const SandboxTemplateInfo *t, json_object *obj,
+                                         const char *cstatus, const char *reason, const char *msg,
+                                         json_object *img, bool *changed)
 {
-        if (!t->obj)
-                return;
-        json_object *cur = json_field(t->obj, "status");
-        cleanup_json json_object *st = NULL;
+        json_object *cur = json_field(obj, "status");
+        json_object *st = NULL;
         if (cur ? json_object_deep_copy(cur, &st, NULL) < 0 : !(st = json_object_new_object()))
-                return;
+                return NULL;
         const char *was = status_condition_status(st, "Ready");
         const char *was_reason = status_condition_reason(st, "Ready");
-        bool changed = !was || !streq(was, cstatus) || !was_reason || !streq(was_reason, reason);
-        int64_t gen = generation(t->obj);
+        *changed = !was || !streq(was, cstatus) || !was_reason || !streq(was_reason, reason);
+        int64_t gen = generation(obj);
         status_set_condition(st, "Ready", cstatus, reason, msg, gen);
         json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
         const char *digest = json_str(img, "digest");
@@ -325,26 +354,81 @@ static void template_status(Operator *op, const SandboxTemplateInfo *t, const ch
                                        json_object_new_int64(json_object_get_int64(size)));
         if (t->built_image)
                 json_object_object_add(st, "image", json_object_new_string(t->built_image));
-        if ((cur && json_object_equal(cur, st)) || leader_check(op->leader) < 0)
+        return st;
+}
+
+#define TEMPLATE_STATUS_TRIES 4
+
+/* The SandboxTemplate's status after a pull for one of its Sandboxes: Ready
+ * with the image's digest and size, or not with why; an Event when Ready
+ * changes. Best effort: the Sandbox's own status says the same. Compared
+ * with the cache first; once that says there is something to write, with the
+ * template read afresh, and written conditionally on what was read: the
+ * cache may lag behind this operator's last write, and the Sandboxes of one
+ * template reconcile at the same time on other workers, so only the write
+ * that changes Ready posts the Event. */
+static void template_status(Operator *op, const SandboxTemplateInfo *t, const char *cstatus,
+                            const char *reason, const char *msg, json_object *img)
+{
+        if (!t->obj)
                 return;
-        cleanup_json json_object *patch = json_object_new_object();
-        json_object_object_add(patch, "status", json_object_get(st));
-        cleanup_json json_object *out = NULL;
-        K8sError e = {0};
-        int r = k8s_patch(op->client, &operator_templates, k8s_obj_namespace(t->obj),
-                          k8s_obj_name(t->obj), "status", K8S_PATCH_MERGE, patch, &out, &e);
-        if (r < 0) {
-                log_warning_errno(r, "Failed to patch the status of SandboxTemplate %s/%s: %s",
-                                  k8s_obj_namespace(t->obj), k8s_obj_name(t->obj), e.message);
+        bool changed = false;
+        cleanup_json json_object *st =
+                template_status_want(t, t->obj, cstatus, reason, msg, img, &changed);
+        json_object *cur = json_field(t->obj, "status");
+        if (!st || (cur && json_object_equal(cur, st)))
+                return;
+        const char *ns = k8s_obj_namespace(t->obj), *name = k8s_obj_name(t->obj);
+        for (int i = 0; i < TEMPLATE_STATUS_TRIES; i++) {
+                cleanup_json json_object *fresh = NULL;
+                K8sError e = {0};
+                int r = k8s_get(op->client, &operator_templates, ns, name, &fresh, &e);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to read SandboxTemplate %s/%s: %s", ns, name,
+                                          e.message);
+                        return;
+                }
+                json_object_put(st);
+                st = template_status_want(t, fresh, cstatus, reason, msg, img, &changed);
+                if (!st)
+                        return;
+                cur = json_field(fresh, "status");
+                if (cur && json_object_equal(cur, st)) {
+                        /* Written already (the cache lagged): said already. */
+                        json_object_object_add(t->obj, "status", json_object_get(st));
+                        return;
+                }
+                if (leader_check(op->leader) < 0)
+                        return;
+                cleanup_json json_object *patch = json_object_new_object();
+                json_object *meta = json_object_new_object();
+                json_object_object_add(patch, "metadata", meta);
+                json_object_object_add(meta, "resourceVersion",
+                                       json_object_new_string(k8s_obj_resource_version(fresh)));
+                json_object_object_add(patch, "status", json_object_get(st));
+                cleanup_json json_object *out = NULL;
+                e = (K8sError){0};
+                r = k8s_patch(op->client, &operator_templates, ns, name, "status", K8S_PATCH_MERGE,
+                              patch, &out, &e);
+                if (r == -EBUSY)
+                        continue; /* written meanwhile (another Sandbox's reconcile) */
+                if (r < 0) {
+                        log_warning_errno(r,
+                                          "Failed to patch the status of SandboxTemplate %s/%s: %s",
+                                          ns, name, e.message);
+                        return;
+                }
+                /* What the next call compares with (a build: Building, then Built). */
+                json_object_object_add(t->obj, "status", json_object_get(st));
+                if (changed)
+                        post_event(op, t->obj,
+                                   streq(cstatus, "True") || streq(reason, "Building") ? "Normal"
+                                                                                       : "Warning",
+                                   reason, msg);
                 return;
         }
-        /* What the next call compares with (a build: Building, then Built). */
-        json_object_object_add(t->obj, "status", json_object_get(st));
-        if (changed)
-                post_event(op, t->obj,
-                           streq(cstatus, "True") || streq(reason, "Building") ? "Normal"
-                                                                               : "Warning",
-                           reason, msg);
+        log_warning("SandboxTemplate %s/%s: status not written after %d conflicts", ns, name,
+                    TEMPLATE_STATUS_TRIES);
 }
 
 /* An image template: the node pulls the image (or checks its copy against

@@ -4,11 +4,13 @@ in sandboxes of the `host` template, which has the host's node-typescript,
 R and JDK (mk/deps.sh)."""
 
 import base64
+import json
 import os
+import shutil
 
 import pytest
 
-from conftest import Response, assert_error, need_default_template, wait_for
+from conftest import DEFAULT_ROOTFS, DEFAULT_TEMPLATES, Response, assert_error, need_default_template, wait_for
 from test_code import Run, ctx_path, ok, open_run, png_decode, run_code
 
 SECRET = "kern-s3cret-Hq4Rt8"
@@ -251,14 +253,53 @@ def test_rich_results(client, make_sandbox, lang):
         check(run_code(client, sid, code, language=lang.name))
 
 
-def test_a_template_without_the_language_says_so(client, make_sandbox):
-    """The `default` template has none of the three: the start error names
-    what is missing (the MCP server's run_code lists all six languages)."""
+MISSING = {"r": "R (Rscript is not installed)", "java": "Java (java is not installed)",
+           "typescript": "TypeScript (the typescript module is not installed"}
+
+
+def test_a_language_the_template_has_not_is_400_before_any_kernel(client, make_sandbox):
+    """The `default` template's template.json lists its languages (python,
+    javascript, bash): a run or a context in another is refused before any
+    kernel starts, naming the template and what it has; /v1/info lists them."""
     need_default_template()
+    langs = json.loads((DEFAULT_TEMPLATES / "default" / "template.json").read_text())["languages"]
+    assert not set(MISSING) & set(langs), langs
+    assert client.get("/v1/info").json()["template_languages"]["default"] == langs
     sid = make_sandbox(template="default")["id"]
-    for name, missing in (("r", "R (Rscript is not installed)"), ("java", "Java (java is not installed)"),
-                          ("typescript", "TypeScript (the typescript module is not installed")):
+    want = f"this sandbox's template has no %s: template default lists {', '.join(langs)} " \
+        "(its template.json's languages)"
+    for name, missing in sorted(MISSING.items()):
+        title = missing.split()[0]
         r = run_code(client, sid, "1", language=name)
-        assert r.status == 500, r
+        assert r.status == 400 and r.error == {"code": 400, "message": want % title}, r
+        body = assert_error(client.post(ctx_path(sid), {"language": name}), 400)
+        assert body["message"] == want % title, body
+    # Nothing was started or kept for them; a language it has runs.
+    assert client.get(ctx_path(sid)).json()["contexts"] == []
+    assert ok(run_code(client, sid, "1 + 1", language="python")).text == "2"
+
+
+@pytest.fixture
+def unlisted_template(templates_dir, unique):
+    """`default`'s root filesystem as a template whose template.json does not
+    say which languages it has."""
+    need_default_template()
+    name = f"nolangs-{unique}"
+    d = templates_dir / name
+    d.mkdir()
+    (d / "rootfs").symlink_to(DEFAULT_ROOTFS)
+    (d / "template.json").write_text(json.dumps({"name": name, "binds": [], "user": "user"}))
+    yield name
+    shutil.rmtree(d)
+
+
+def test_a_template_that_does_not_say_lets_the_kernel_tell(client, make_sandbox, unlisted_template):
+    """Without a languages list the kernel is started; the driver that finds
+    its language missing says so, and that is a 400 too."""
+    assert unlisted_template not in client.get("/v1/info").json()["template_languages"]
+    sid = make_sandbox(template=unlisted_template)["id"]
+    for name, missing in sorted(MISSING.items()):
+        r = run_code(client, sid, "1", language=name)
+        assert r.status == 400, r
         assert r.error["message"].startswith(f"the {name} kernel exited while starting: "
                                              f"this sandbox's template has no {missing}"), r

@@ -157,10 +157,9 @@ def test_build_failure_leaves_nothing_until_fixed(kube, node, operator, cleanup)
     assert store_state(node)[0] == before[0]  # (the FROM step's cache record may stay: no layer)
     wait_for(lambda: node.api.list_ids() == [] and store_state(node)[2] == before[2], 60,
              what="no build sandbox and nothing staged on the node")
-    # the retries say nothing new on the template: one Event (the Sandbox's
-    # are the reconcile's, which may repeat one when it reads its informer's
-    # cache before its own status write is seen)
+    # the retries say nothing new: one Event on each
     assert len(events_for(kube, "broken", "BuildFailed")) == 1
+    assert len(events_for(kube, "broken-box", "BuildFailed")) == 1
 
     # a Dockerfile that does not parse: the agent's 400, said the same way
     kube.ok("PATCH", f"{TEMPLATES}/broken", {"spec": {"source": {"build": {"dockerfile": "FROM host\nFROBNICATE x\n"}}}},

@@ -11,6 +11,7 @@ test_operator.py, but the node's agent knows the test registry."""
 import base64
 import json
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,11 @@ def registry():
 @pytest.fixture(scope="module")
 def node(templates_dir, tmp_path_factory, registry):
     """test_operator's node, told the test registry speaks plain HTTP; no
-    credentials of its own."""
+    credentials of its own; no runsc (a path that does not exist, whether
+    the host has one or not)."""
     a = start_tcp_agent("op", templates_dir, tmp_path_factory,
-                        extra_args=["--insecure-registry", registry.host])
+                        extra_args=["--insecure-registry", registry.host,
+                                    "--runtime-path", "runsc=/nonexistent/sandpit-it/runsc"])
     a.api = Client(tcp=("127.0.0.1", a.port), token=a.token)
     yield a
     stop_agent(a)
@@ -105,6 +108,9 @@ def test_image_template_waits_until_fixed(kube, node, operator, templates_dir):
         st, _, evs = kube.request("GET", EVENTS)
         assert any(e.get("reason") == "ImagePullFailed" and e["regarding"]["name"] == "wants-image"
                    for e in evs["items"]), evs
+        wait_for(lambda: (condition({"status": tmpl_status(kube, "img")}, "Ready") or {}).get("reason")
+                 == "ImagePullFailed", 30, what="template Ready=False ImagePullFailed")
+        said_once_over_retries(kube, operator, ["wants-image", "img"], "ImagePullFailed")
         # fixing the template fixes the Sandbox (retried with backoff)
         kube.ok("PATCH", f"{TEMPLATES}/img", {"spec": {"source": {"image": None, "path": f"{templates_dir}/host"}}},
                 ctype="application/merge-patch+json")
@@ -132,6 +138,28 @@ def tmpl_status(kube, name):
 def events_for(kube, name, reason):
     st, _, evs = kube.request("GET", EVENTS)
     return [e for e in evs["items"] if e.get("reason") == reason and e["regarding"]["name"] == name]
+
+
+def reconcile_errors(op):
+    """The operator's reconciles that ended in an error (each retried with
+    backoff): from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    got = [float(line.split()[-1]) for line in text.splitlines()
+           if line.startswith('sandpit_operator_reconciles_total{result="error"} ')]
+    assert len(got) == 1, text
+    return got[0]
+
+
+def said_once_over_retries(kube, operator, names, reason):
+    """After three more retries of what waits for the user: one Warning Event
+    of reason about each of names (the retries, and a reconcile that reads
+    its own status write late from the informer's cache, say nothing new)."""
+    n = reconcile_errors(operator)
+    wait_for(lambda: reconcile_errors(operator) >= n + 3, 60, what="three more retries")
+    for name in names:
+        evs = events_for(kube, name, reason)
+        assert len(evs) == 1 and evs[0]["type"] == "Warning", evs
 
 
 def store_state(node):
@@ -261,8 +289,8 @@ def test_template_start_cmd(kube, node, operator, templates_dir):
 
 
 def test_template_runtime(kube, node, operator, templates_dir):
-    """spec.runtime reaches the node: one it cannot run (runsc: not installed,
-    or Debian's, whose run has no --preserve-fds) leaves the Sandbox Pending
+    """spec.runtime reaches the node: one it cannot run (runsc: not installed on
+    this node) leaves the Sandbox Pending
     with Ready=False RuntimeUnavailable and an Event, nothing on the node;
     changing the template to a runtime the node has fixes it."""
     t = template("gvisor", {"path": f"{templates_dir}/host"})
@@ -284,6 +312,7 @@ def test_template_runtime(kube, node, operator, templates_dir):
         st, _, evs = kube.request("GET", EVENTS)
         assert any(e.get("reason") == "RuntimeUnavailable" and e["regarding"]["name"] == "in-gvisor"
                    for e in evs["items"]), evs
+        said_once_over_retries(kube, operator, ["in-gvisor"], "RuntimeUnavailable")
         kube.ok("PATCH", f"{TEMPLATES}/gvisor", {"spec": {"runtime": "runc"}},
                 ctype="application/merge-patch+json")
         sid = wait_ready(kube, "in-gvisor")["status"]["sandboxID"]

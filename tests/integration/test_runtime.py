@@ -298,6 +298,30 @@ def test_runsc_a_restarted_agent_gets_a_new_channel_and_deletes(runsc_agent):
     assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
 
 
+def test_runsc_a_wedged_exec_at_restart_gives_up_on_the_sandbox(rt_agent, tmp_path):
+    """A `runsc exec ... --rechannel` that never ends (a wedged runsc) does not
+    hold the restarted agent's start: it is killed after 10 s and the sandbox
+    it could not reach is not adopted but removed, saying why."""
+    assert os.access(RUNSC, os.X_OK), "runsc is not installed (mk/deps.sh installs it)"
+    log, hang, fake = tmp_path / "calls", tmp_path / "hang", tmp_path / "runsc"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                    f'case "$*" in *--rechannel*) [ -e {hang} ] && exec sleep 600;; esac\n'
+                    f'exec {RUNSC} "$@"\n')
+    fake.chmod(0o755)
+    a = rt_agent(f"runsc={fake}")
+    sid = a.client.create(runtime="runsc")["id"]
+    a.kill9()
+    hang.touch()
+    since = a.log_size()
+    a.start()
+    assert any(c.endswith(f"exec {sid} /.sandpit/init --rechannel") for c in calls(log)), calls(log)
+    assert a.client.sandbox(sid).status == 404
+    a.client.created.remove(sid)
+    tail = a.log_tail(since=since)
+    assert "exec did not end within 10 s: killed" in tail and "not re-adopted" in tail, tail
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
 def test_runsc_a_paused_sandbox_survives_a_restart_and_resumes(runsc_agent):
     """runsc's own pause: its state and exec hang on a sandbox the cgroup
     freezer holds. Adopted while paused, the sandbox gets its channel at the

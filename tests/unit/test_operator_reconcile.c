@@ -59,6 +59,12 @@ static struct {
         unsigned deletes;     /* k8s_delete calls */
         char events[16][256]; /* "Type Reason: note" */
         size_t nevents;
+        /* What the informers answer instead of the store while set (a cache
+         * that lags behind the writes): per informer_resource(). */
+        struct {
+                const char *resource;
+                json_object *obj;
+        } stale[2];
 } api;
 
 static Stored *find(const char *resource, const char *key)
@@ -145,6 +151,11 @@ static void merge(json_object *target, json_object *patch)
 int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret);
 int __wrap_k8s_informer_get(K8sInformer *inf, const char *key, json_object **ret)
 {
+        for (size_t i = 0; i < sizeof(api.stale) / sizeof(api.stale[0]); i++)
+                if (api.stale[i].obj && streq(api.stale[i].resource, informer_resource(inf))) {
+                        *ret = copy(api.stale[i].obj);
+                        return 0;
+                }
         Stored *s = find(informer_resource(inf), key);
         if (!s)
                 return -ENOENT;
@@ -674,6 +685,8 @@ static int teardown(void **state)
         for (size_t i = 0; i < api.n; i++)
                 if (api.objs[i].obj)
                         drop(&api.objs[i]);
+        for (size_t i = 0; i < sizeof(api.stale) / sizeof(api.stale[0]); i++)
+                json_object_put(api.stale[i].obj);
         for (size_t i = 0; i < agent.ncalls; i++)
                 json_object_put(agent.calls[i].req);
         for (size_t i = 0; i < agent.nsandboxes; i++)
@@ -934,6 +947,53 @@ static void test_image_template(void **state)
         assert_int_equal(events("template Normal Pulled: node " NODE
                                 " has image r.io/team/py:3 as sha256:0123"),
                          1);
+}
+
+/* The informers' caches lag behind the operator's own status writes (the
+ * watch events of the Scheduled write and of the template's come after the
+ * next reconcile reads them): the retries read the Sandbox and the template
+ * as they were before ImagePullFailed, and say it again neither on the
+ * Sandbox nor on the template. Then the same for RuntimeUnavailable. */
+static void test_stale_cache_posts_once(void **state)
+{
+        (void) state;
+        put("sandboxtemplates",
+            parse("{\"metadata\":{\"name\":\"py\",\"namespace\":\"default\",\"uid\":\"" TEMPLATE_UID
+                  "\",\"generation\":1},\"spec\":{\"source\":{\"image\":\"r.io/team/py:3\"}}}"));
+        new_sandbox("{\"template\":\"py\",\"timeout\":\"10m\"}");
+        fail_next("image_pull", -ETIMEDOUT, 0, ""); /* a long pull */
+        assert_true(reconcile_sandbox(&op, KEY) < 0);
+        assert_string_equal(cond("Ready", "reason"), "PullingImage");
+        /* The caches stop here: Scheduled, PullingImage; the template without status. */
+        api.stale[0].resource = "sandboxes";
+        api.stale[0].obj = copy(sandbox());
+        api.stale[1].resource = "sandboxtemplates";
+        api.stale[1].obj = copy(find("sandboxtemplates", "default/py")->obj);
+        for (int i = 0; i < 3; i++) {
+                fail_next("image_pull", -ENOENT, 404, "r.io/team/py:3: manifest: MANIFEST_UNKNOWN");
+                assert_true(reconcile_sandbox(&op, KEY) < 0);
+                assert_string_equal(cond("Ready", "reason"), "ImagePullFailed");
+        }
+        assert_int_equal(events("Warning ImagePullFailed: node " NODE " cannot pull the image"), 1);
+        assert_int_equal(events("template Warning ImagePullFailed: node " NODE), 1);
+        assert_int_equal(api.nevents, 3); /* and Scheduled */
+        json_object *tst = json_field(find("sandboxtemplates", "default/py")->obj, "status");
+        assert_non_null(strstr(plain(tst), "\"reason\":\"ImagePullFailed\""));
+
+        /* The pull works, the node lacks the runtime: the cache stops before
+         * RuntimeUnavailable. */
+        json_object_put(api.stale[0].obj);
+        api.stale[0].obj = copy(sandbox());
+        json_object_put(api.stale[1].obj);
+        api.stale[1].obj = NULL;
+        for (int i = 0; i < 3; i++) {
+                fail_next("create", -EOPNOTSUPP, 501, "runtime runsc is not installed");
+                assert_true(reconcile_sandbox(&op, KEY) < 0);
+                assert_string_equal(cond("Ready", "reason"), "RuntimeUnavailable");
+        }
+        assert_int_equal(events("Warning RuntimeUnavailable: node " NODE), 1);
+        assert_int_equal(events("template Normal Pulled: node " NODE), 1);
+        assert_int_equal(api.nevents, 5);
 }
 
 /* An image template whose sandbox the node refuses after the pull (a start
@@ -1353,6 +1413,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_agent_refuses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_transient_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_image_template, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stale_cache_posts_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_image_template_create_refused, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_image_pull_secret, setup, teardown),

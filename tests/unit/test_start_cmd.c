@@ -151,13 +151,45 @@ static void test_template_json(void **state)
         assert_int_equal(rm_rf(dir), 0);
 }
 
+/* template.json's "languages": kept as written; absent is NULL (not said),
+ * anything but an array of strings makes the template unusable. */
+static void test_template_languages(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/sandpit-unit-langs-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        write_template(dir, "two", "{\"name\": \"two\", \"languages\": [\"python\", \"r\"]}");
+        write_template(dir, "none", "{\"name\": \"none\", \"languages\": []}");
+        write_template(dir, "unsaid", "{\"name\": \"unsaid\"}");
+        write_template(dir, "notarray", "{\"name\": \"notarray\", \"languages\": \"python\"}");
+        write_template(dir, "notstring", "{\"name\": \"notstring\", \"languages\": [1]}");
+        Template *t = NULL;
+        assert_int_equal(template_load(dir, "two", &t), 0);
+        assert_non_null(t->languages);
+        assert_string_equal(t->languages[0], "python");
+        assert_string_equal(t->languages[1], "r");
+        assert_null(t->languages[2]);
+        template_free(t);
+        assert_int_equal(template_load(dir, "none", &t), 0);
+        assert_non_null(t->languages);
+        assert_null(t->languages[0]);
+        template_free(t);
+        assert_int_equal(template_load(dir, "unsaid", &t), 0);
+        assert_null(t->languages);
+        template_free(t);
+        t = NULL;
+        assert_int_equal(template_load(dir, "notarray", &t), -EBADMSG);
+        assert_int_equal(template_load(dir, "notstring", &t), -EBADMSG);
+        assert_null(t);
+        assert_int_equal(rm_rf(dir), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_argv_shell_and_fields),
-                cmocka_unit_test(test_refused),
-                cmocka_unit_test(test_in_a_create_request),
-                cmocka_unit_test(test_template_json),
+                cmocka_unit_test(test_argv_shell_and_fields), cmocka_unit_test(test_refused),
+                cmocka_unit_test(test_in_a_create_request),   cmocka_unit_test(test_template_json),
+                cmocka_unit_test(test_template_languages),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,21 @@
 /* node-agent/sandbox-teardown: every pushed job runs once, pending counts
- * queued and running jobs, free drains the queue, pushes after it are refused. */
+ * queued and running jobs, free drains the queue, pushes after it are refused;
+ * teardown_runc_state() removes a dead container's state and refuses (leaving
+ * it for `runc delete`) what it does not expect. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -127,6 +136,146 @@ static void test_bad_arguments(void **state)
         assert_null(q);
 }
 
+/* --- teardown_runc_state ------------------------------------------------- */
+
+#define CID "c0ffee00c0ffee00c0ff"
+
+/* A runc root holding CID with state.json = json; returns the root. */
+static char *runc_root_with(const char *json)
+{
+        char *root = strdup("/tmp/test-runc-state.XXXXXX");
+        assert_non_null(root);
+        assert_non_null(mkdtemp(root));
+        char path[512];
+        (void) snprintf(path, sizeof(path), "%s/" CID, root);
+        assert_int_equal(mkdir(path, 0700), 0);
+        (void) snprintf(path, sizeof(path), "%s/" CID "/state.json", root);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        assert_true(fputs(json, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+        return root;
+}
+
+static bool container_dir_exists(const char *root)
+{
+        char path[512];
+        struct stat st;
+        (void) snprintf(path, sizeof(path), "%s/" CID, root);
+        return stat(path, &st) == 0;
+}
+
+static void runc_root_free(char *root)
+{
+        char cmd[600];
+        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+        assert_int_equal(system(cmd), 0);
+        free(root);
+}
+
+/* A pid that no process has: a child's, reaped. */
+static pid_t dead_pid(void)
+{
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(0);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        return pid;
+}
+
+static void test_runc_state_removed_when_init_is_gone(void **state)
+{
+        (void) state;
+        char json[512];
+        (void) snprintf(json, sizeof(json),
+                        "{\"init_process_pid\": %d, \"init_process_start\": 1,"
+                        " \"cgroup_paths\": {}, \"intel_rdt_path\": \"\", \"config\": {}}",
+                        (int) dead_pid());
+        char *root = runc_root_with(json);
+        assert_int_equal(teardown_runc_state(root, CID), 0);
+        assert_false(container_dir_exists(root));
+        /* Unknown to runc: nothing to do. */
+        assert_int_equal(teardown_runc_state(root, CID), 0);
+        runc_root_free(root);
+}
+
+static void test_runc_state_left_for_runc_delete(void **state)
+{
+        (void) state;
+        const char *bad[] = {
+                "not json",
+                "{\"init_process_pid\": 1}", /* fields missing */
+                "{\"init_process_pid\": 1, \"init_process_start\": 1, \"cgroup_paths\": "
+                "{\"memory\": \"/tmp/x/" CID "\"}, \"config\": {}}", /* outside cgroupfs */
+                "{\"init_process_pid\": 1, \"init_process_start\": 1, \"cgroup_paths\": "
+                "{\"memory\": \"/sys/fs/cgroup/memory/other\"}, \"config\": {}}", /* not CID's */
+                "{\"init_process_pid\": 1, \"init_process_start\": 1, \"cgroup_paths\": "
+                "{\"memory\": \"/sys/fs/cgroup/memory/../" CID "\"}, \"config\": {}}",
+                "{\"init_process_pid\": 1, \"init_process_start\": 1, \"cgroup_paths\": {},"
+                " \"config\": {\"hooks\": {\"poststop\": [{\"path\": \"/bin/true\"}]}}}",
+                "{\"init_process_pid\": 1, \"init_process_start\": 1, \"cgroup_paths\": {},"
+                " \"config\": {\"cgroups\": {\"systemd\": true}}}",
+                "{\"init_process_pid\": 1, \"init_process_start\": 1, \"cgroup_paths\": {},"
+                " \"intel_rdt_path\": \"/sys/fs/resctrl/x\", \"config\": {}}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char *root = runc_root_with(bad[i]);
+                assert_true(teardown_runc_state(root, CID) < 0);
+                assert_true(container_dir_exists(root)); /* left for runc delete */
+                runc_root_free(root);
+        }
+        assert_int_equal(teardown_runc_state("/tmp", "../etc"), -EINVAL);
+        assert_int_equal(teardown_runc_state(NULL, CID), -EINVAL);
+}
+
+/* Field 22 of /proc/PID/stat. */
+static unsigned long long start_time(pid_t pid)
+{
+        char path[64], buf[1024];
+        (void) snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        (void) fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        assert_non_null(p);
+        p += 2;
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p, ' ');
+                assert_non_null(p);
+                p++;
+        }
+        return strtoull(p, NULL, 10);
+}
+
+/* An init that does not die: waited for a while (2 s), then left to runc. */
+static void test_runc_state_of_a_live_init_kept(void **state)
+{
+        (void) state;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                for (;;)
+                        (void) pause();
+        }
+        char json[512];
+        (void) snprintf(json, sizeof(json),
+                        "{\"init_process_pid\": %d, \"init_process_start\": %llu,"
+                        " \"cgroup_paths\": {}, \"config\": {}}",
+                        (int) pid, start_time(pid));
+        char *root = runc_root_with(json);
+        assert_int_equal(teardown_runc_state(root, CID), -ETIMEDOUT);
+        assert_true(container_dir_exists(root));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        /* Gone now: removed. */
+        assert_int_equal(teardown_runc_state(root, CID), 0);
+        assert_false(container_dir_exists(root));
+        runc_root_free(root);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -134,6 +283,9 @@ int main(void)
                 cmocka_unit_test(test_pending_counts_queued_and_running),
                 cmocka_unit_test(test_push_after_free_began_is_refused),
                 cmocka_unit_test(test_bad_arguments),
+                cmocka_unit_test(test_runc_state_removed_when_init_is_gone),
+                cmocka_unit_test(test_runc_state_left_for_runc_delete),
+                cmocka_unit_test(test_runc_state_of_a_live_init_kept),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
