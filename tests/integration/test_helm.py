@@ -144,7 +144,8 @@ def test_gateway_off_by_default_and_on_every_replica():
 
 def test_agent_pod_shape():
     docs = render("agent.sandboxCIDR=198.18.0.0/16", "agent.blockedCIDRs[0]=198.19.0.0/24",
-                  "agent.blockedCIDRs[1]=198.19.1.0/24", "agent.capacity.cpu=3")
+                  "agent.blockedCIDRs[1]=198.19.1.0/24", "agent.capacity.cpu=3",
+                  "agent.buildFetchAllow[0]=198.18.7.0/24")
     pod = find(docs, "DaemonSet")["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert pod["hostNetwork"] is True and c["securityContext"] == {"privileged": True}
@@ -152,7 +153,8 @@ def test_agent_pod_shape():
     assert state["mountPropagation"] == "Bidirectional", "the agent's mounts must reach runc and the host"
     args = c["args"]
     for want in ("--in-cluster", "--node-name=$(NODE_NAME)", "--sandbox-cidr=198.18.0.0/16",
-                 "--blocked-cidr=198.19.0.0/24", "--blocked-cidr=198.19.1.0/24", "--capacity-cpu=3"):
+                 "--blocked-cidr=198.19.0.0/24", "--blocked-cidr=198.19.1.0/24", "--capacity-cpu=3",
+                 "--build-fetch-allow=198.18.7.0/24"):
         assert want in args, (want, args)
     assert not any(a.startswith("--capacity-memory") for a in args)
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
@@ -226,6 +228,7 @@ def test_agent_tls_on_by_default_and_off():
     ("operator.replicas=0", "operator.replicas: Must be greater than or equal to 1"),
     ("agent.bogus=1", "Additional property bogus is not allowed"),
     ("agent.blockedCIDRs[0]=not-a-cidr", "agent.blockedCIDRs.0: Does not match pattern"),
+    ("agent.buildFetchAllow[0]=mirror.local", "agent.buildFetchAllow.0: Does not match pattern"),
     ("agent.stateDir=relative", "agent.stateDir: Does not match pattern"),
     ("operator.logLevel=loud", "operator.logLevel: operator.logLevel must be one of"),
     ("operator.leaderElection.enabled=false", "leader election off needs operator.replicas=1"),
