@@ -515,9 +515,10 @@ def test_auto_pause_object(kube, operator, made):
 def test_domain_tls(kube, node, operator, made, sdk_dirs, tmp_path):
     """E2B_DOMAIN mode over TLS on a replica (--gateway-domain and the
     certificate flags), as in test_domain.py."""
-    from test_domain import DOMAIN, make_ca, make_server_cert, random_loopback, run_domain_env
-    ca, ca_key = make_ca(tmp_path, "ca")
-    cert, key = make_server_cert(tmp_path, ca, ca_key, DOMAIN)
+    from conftest import make_ca, make_cert
+    from test_domain import DOMAIN, random_loopback, run_domain_env
+    ca, _ = make_ca(tmp_path, "ca")
+    cert, key = make_cert(tmp_path, "ca", "server", f"*.{DOMAIN}", san=f"DNS:*.{DOMAIN},DNS:{DOMAIN}")
     addr = random_loopback()
     op = Operator(kube, node, tmp_path, extra=["--gateway-listen", f"{addr}:443", "--gateway-domain", DOMAIN,
                                                "--gateway-tls-cert", str(cert), "--gateway-tls-key", str(key)])
