@@ -855,23 +855,10 @@ static int rechannel(void)
                 log_error(errno, "rechannel: connect");
                 return EXIT_FAILURE;
         }
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } u = {0};
-        struct iovec iov = {.iov_base = msg + 1, .iov_len = IP_CHANNEL_KEY_SIZE};
-        struct msghdr m = {.msg_iov = &iov,
-                           .msg_iovlen = 1,
-                           .msg_control = u.buf,
-                           .msg_controllen = sizeof(u.buf)};
-        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-        h->cmsg_level = SOL_SOCKET;
-        h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(sizeof(int));
-        int zero = 0;
-        memcpy(CMSG_DATA(h), &zero, sizeof(int));
+        /* fd 0, the agent's new socket pair, goes to init with the key. */
         char ok;
-        if (sendmsg(fd, &m, MSG_NOSIGNAL) != IP_CHANNEL_KEY_SIZE || read(fd, &ok, 1) != 1) {
+        if (ip_send_fd(fd, msg + 1, IP_CHANNEL_KEY_SIZE, 0) != IP_CHANNEL_KEY_SIZE ||
+            read(fd, &ok, 1) != 1) {
                 log_error(errno, "rechannel: init did not take the channel");
                 return EXIT_FAILURE;
         }

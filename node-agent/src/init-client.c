@@ -106,23 +106,8 @@ static int channel_connect(const char *socket_path, int *ret_fd)
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
                         r = negative_errno();
                 } else {
-                        union {
-                                struct cmsghdr h;
-                                char buf[CMSG_SPACE(sizeof(int))];
-                        } u = {0};
-                        struct iovec iov = {.iov_base = "c", .iov_len = 1};
-                        struct msghdr m = {.msg_iov = &iov,
-                                           .msg_iovlen = 1,
-                                           .msg_control = u.buf,
-                                           .msg_controllen = sizeof(u.buf)};
-                        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-                        h->cmsg_level = SOL_SOCKET;
-                        h->cmsg_type = SCM_RIGHTS;
-                        h->cmsg_len = CMSG_LEN(sizeof(int));
-                        memcpy(CMSG_DATA(h), &sp[1], sizeof(int));
-                        ssize_t n;
-                        while ((n = sendmsg(c->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-                                ;
+                        static const char conn = IP_CHANNEL_CONN;
+                        ssize_t n = ip_send_fd(c->fd, &conn, 1, sp[1]);
                         (void) close(sp[1]);
                         if (n == 1) {
                                 *ret_fd = sp[0];

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -234,6 +235,28 @@ int ip_write_all(int fd, const void *buf, size_t len)
                 len -= (size_t) n;
         }
         return 0;
+}
+
+ssize_t ip_send_fd(int sock, const void *data, size_t len, int fd)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {0};
+        struct iovec iov = {.iov_base = (void *) data, .iov_len = len};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &fd, sizeof(int));
+        ssize_t n;
+        while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+                ;
+        return n < 0 ? -errno : n;
 }
 
 static int read_exact(int fd, uint8_t *p, size_t len, bool eof_ok)

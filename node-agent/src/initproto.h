@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define IP_SOCKET_NAME  "init.sock"
 #define IP_CONTROL_DIR  "/.sandpit"      /* inside the sandbox */
@@ -160,6 +161,10 @@ int ip_validate(const IpFrame *f);
 
 /* Blocking helpers for a connected socket (restart on EINTR, handle short I/O). */
 int ip_write_all(int fd, const void *buf, size_t len);
+/* One sendmsg of len bytes with fd attached (SCM_RIGHTS; the channel's
+ * hand-overs), restarted on EINTR, never SIGPIPE. The bytes sent or a negative
+ * errno. */
+ssize_t ip_send_fd(int sock, const void *data, size_t len, int fd);
 /* Reads one frame into *body (realloc'd, caller frees). Returns 1 with a frame,
  * 0 on clean EOF before a header, negative errno on error or truncation. */
 int ip_read_frame(int fd, uint8_t **body, size_t *body_cap, IpFrame *ret);

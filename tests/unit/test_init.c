@@ -1290,21 +1290,8 @@ static void channel_send_conn(int ch, int *ret_fd)
 {
         int sp[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } u = {0};
-        struct iovec iov = {.iov_base = (char[]){IP_CHANNEL_CONN}, .iov_len = 1};
-        struct msghdr m = {.msg_iov = &iov,
-                           .msg_iovlen = 1,
-                           .msg_control = u.buf,
-                           .msg_controllen = sizeof(u.buf)};
-        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-        h->cmsg_level = SOL_SOCKET;
-        h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(h), &sp[1], sizeof(int));
-        assert_int_equal(sendmsg(ch, &m, 0), 1);
+        static const char conn = IP_CHANNEL_CONN;
+        assert_int_equal(ip_send_fd(ch, &conn, 1, sp[1]), 1);
         (void) close(sp[1]);
         *ret_fd = sp[0];
 }
