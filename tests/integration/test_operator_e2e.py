@@ -40,7 +40,8 @@ CLI = REPO / "build" / "bin" / "sandpit"
 NODE = "node-e2e"
 LEASE_DURATION = 10  # s: the operator's watches go down for a few seconds in the relist test
 ORPHAN_GRACE = 2
-NODE_LOST_GRACE = 6  # s: an agent that deregistered (SIGTERM) and does not come back
+NODE_LOST_GRACE = 15  # s: an agent that deregistered (SIGTERM) and does not come back
+# (long enough for the restart test's three reconciles without an agent on a loaded machine)
 
 
 @pytest.fixture(scope="module")
