@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -175,9 +176,15 @@ static int child_start(ChildPrep prep, const void *arg, pid_t *ret_pid)
         int ready[2];
         if (pipe2(ready, O_CLOEXEC) < 0)
                 return negative_errno();
+        pid_t parent = getpid();
         pid_t pid = fork();
         if (pid == 0) {
                 char c = prep(arg) == 0 ? 'y' : 'n';
+                /* Dies with the agent, even a SIGKILLed one: else it would
+                 * pause forever. Set after prep(), whose change of ids clears
+                 * it; the parent may already be gone by then. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(1);
                 if (write(ready[1], &c, 1) != 1)
                         _exit(1);
                 for (;;)
