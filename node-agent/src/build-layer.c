@@ -102,6 +102,18 @@ static int write_entry(Packer *p, const char *path, const struct stat *st, const
 /* A regular file with other links in the tree: its first name is written
  * with the data, the later ones as hard links to it (one inode again when
  * unpacked). 1 when written as a link. */
+/* st into e, with the owners shifted back from the build sandbox's host id
+ * range (ids outside it become 65534, which the sandbox sees as nobody). */
+static void entry_set_stat(const Packer *p, struct archive_entry *e, const struct stat *st)
+{
+        archive_entry_copy_stat(e, st);
+        if (!p->id_shift)
+                return;
+        uint32_t u = (uint32_t) st->st_uid - p->id_shift, g = (uint32_t) st->st_gid - p->id_shift;
+        archive_entry_set_uid(e, st->st_uid >= p->id_shift && u < p->id_size ? u : 65534);
+        archive_entry_set_gid(e, st->st_gid >= p->id_shift && g < p->id_size ? g : 65534);
+}
+
 static int write_maybe_hardlink(Packer *p, const char *path, const struct stat *st)
 {
         if (st->st_nlink < 2)
@@ -111,15 +123,7 @@ static int write_maybe_hardlink(Packer *p, const char *path, const struct stat *
                         struct archive_entry *e = archive_entry_new();
                         if (!e)
                                 return -ENOMEM;
-                        archive_entry_copy_stat(e, st);
-                        if (p->id_shift) {
-                                uint32_t u = (uint32_t) st->st_uid - p->id_shift,
-                                         g = (uint32_t) st->st_gid - p->id_shift;
-                                archive_entry_set_uid(
-                                        e, st->st_uid >= p->id_shift && u < p->id_size ? u : 65534);
-                                archive_entry_set_gid(
-                                        e, st->st_gid >= p->id_shift && g < p->id_size ? g : 65534);
-                        }
+                        entry_set_stat(p, e, st);
                         archive_entry_set_pathname(e, path);
                         archive_entry_set_hardlink(e, p->links[i].path);
                         archive_entry_set_size(e, 0);
@@ -148,14 +152,7 @@ static int write_entry(Packer *p, const char *path, const struct stat *st, const
         struct archive_entry *e = archive_entry_new();
         if (!e)
                 return -ENOMEM;
-        archive_entry_copy_stat(e, st);
-        if (p->id_shift) {
-                /* Outside the sandbox's range: an id it sees as nobody. */
-                uint32_t u = (uint32_t) st->st_uid - p->id_shift,
-                         g = (uint32_t) st->st_gid - p->id_shift;
-                archive_entry_set_uid(e, st->st_uid >= p->id_shift && u < p->id_size ? u : 65534);
-                archive_entry_set_gid(e, st->st_gid >= p->id_shift && g < p->id_size ? g : 65534);
-        }
+        entry_set_stat(p, e, st);
         archive_entry_set_pathname(e, path);
         archive_entry_set_nlink(e, 1);
         if (S_ISDIR(st->st_mode) && p->dir_mtime_zero)
