@@ -21,7 +21,7 @@ typedef struct {
         const char *netns_path;   /* network namespace to join; NULL = a new empty one */
         const char *kernels_dir;  /* host dir bound read-only at CODE_KERNELS_MOUNT; NULL = none */
         const char *code_dir;     /* host dir bound read-only at CODE_SOCKETS_MOUNT; NULL = none */
-        const char *userns_path;  /* with userns_size: the user namespace to join (pinned) */
+        const char *userns_path;  /* with userns_size: the user namespace to join */
         uint32_t userns_host_id;  /* its mapping: 0..size-1 inside */
         uint32_t userns_size;     /* mapped onto userns_host_id..; 0 = no user namespace */
         bool channel;             /* init gets --channel: its stdin is the agent's socket pair */

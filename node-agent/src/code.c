@@ -425,7 +425,7 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                 return -EIO;
         (void) snprintf(name, sizeof(name), "k%s.sock", rnd);
 
-        /* <sandbox dir>/ctl/init.sock -> <sandbox dir>/code */
+        /* <ctl dir>/init.sock -> its sibling code (rootfs.h, both layouts) */
         cleanup_free char *dir = strdup(info->socket_path);
         char *slash = dir ? strrchr(dir, '/') : NULL;
         if (slash)
@@ -445,6 +445,11 @@ static int kernel_start(const SandboxExecInfo *info, CodeContext *c, char *err, 
                 return -EOPNOTSUPP;
         }
         cleanup_close int lfd = listen_socket(dirfd, name);
+        if (lfd == -ENOSPC) { /* the code dir is on the sandbox's disk (rootfs.h) */
+                (void) snprintf(err, errlen,
+                                "cannot listen for the kernel: the sandbox's disk is full");
+                return lfd;
+        }
         if (lfd < 0) {
                 (void) snprintf(err, errlen, "cannot listen for the kernel: %s", strerror(-lfd));
                 return http_errno_internal(lfd);

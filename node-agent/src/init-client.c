@@ -32,7 +32,7 @@ static int init_refused(const char *socket_path, const char *why, char *err, siz
 }
 
 /* Connects to init: over its channel when it has one (init_client_add_channel),
- * else at socket_path (<sandbox dir>/ctl/init.sock) without
+ * else at socket_path (<ctl dir>/init.sock, rootfs_ctl_path()) without
  * following anything the sandbox could have put there, and only to its init:
  * the control dir is opened without following a symlink, the socket below it by
  * openat2() with RESOLVE_NO_SYMLINKS, connected through that O_PATH fd, and the

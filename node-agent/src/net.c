@@ -13,6 +13,7 @@
 
 #include "net-dns.h"
 #include "net-link.h"
+#include "rootfs.h"
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "sandpit/util.h"
@@ -282,17 +283,18 @@ int net_check_policy(const NetManager *m, const NetPolicy *p, char *err, size_t 
         return 0;
 }
 
-/* In the sandbox's ctl tmpfs (rootfs.c, mounted before the network is set
- * up): a bind's source shows in the sandbox's mountinfo relative to its
- * filesystem, so "/resolv.conf" of that tmpfs, not a host path naming the
- * sandbox (a pooled sandbox's internal name). */
+/* In the sandbox's ctl dir, on its disk's tmpfs (rootfs.c, mounted before the
+ * network is set up): a bind's source shows in the sandbox's mountinfo
+ * relative to its filesystem, so "/ctl/resolv.conf" of that tmpfs, not a host
+ * path naming the sandbox (a pooled sandbox's internal name). By its real
+ * path: it is a bind's source in the OCI bundle. */
 static int write_resolv(const char *dir, uint32_t dns, char **ret)
 {
         char ip[20], text[64];
         net_addr_format(dns, ip, sizeof(ip));
         int n = snprintf(text, sizeof(text), "nameserver %s\n", ip);
         char *path = NULL;
-        if (asprintf(&path, "%s/ctl/resolv.conf", dir) < 0)
+        if (asprintf(&path, "%s/" ROOTFS_CTL_DIR "/resolv.conf", dir) < 0)
                 return -ENOMEM;
         int r = write_file_atomic(path, text, (size_t) n, 0644);
         if (r < 0) {
@@ -534,7 +536,7 @@ int net_recover(NetManager *m, const NetAdopted *adopted, size_t n)
                 free(l->resolv_path);
                 l->resolv_path = NULL;
                 if (k == 0 && adopted[i].dir && m->dns &&
-                    asprintf(&l->resolv_path, "%s/ctl/resolv.conf", adopted[i].dir) < 0) {
+                    rootfs_ctl_path(adopted[i].dir, "resolv.conf", &l->resolv_path) < 0) {
                         l->resolv_path = NULL;
                         k = -ENOMEM;
                 }

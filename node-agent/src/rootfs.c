@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -12,10 +14,6 @@
 #include "sandpit/log.h"
 #include "sandpit/macro.h"
 #include "userns.h"
-
-/* The control dir (init's socket, the init binary's mount point) and the code
- * interpreter's socket dir hold a few sockets and one empty file. */
-#define SMALL_TMPFS_OPTS "size=64k,nr_inodes=1024"
 
 /* The disk's inode budget: one inode per 2 KiB of its size (at least 4096).
  * Empty files, directories and short symlinks take no blocks on tmpfs, so
@@ -35,20 +33,6 @@ static int umount_one(const char *path)
         if (errno == EBUSY && umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
                 return 0;
         return -errno;
-}
-
-/* A directory the sandbox sees read-only: its own tmpfs, so nothing in it is on
- * the host's disk and its bind shows "/" in the sandbox's mountinfo. */
-static int mount_small(const char *path, const char *name, unsigned mode, uint32_t owner)
-{
-        char opts[96];
-        (void) snprintf(opts, sizeof(opts), SMALL_TMPFS_OPTS ",mode=%04o,uid=%u,gid=%u", mode,
-                        owner, owner);
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        if (mount(name, path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
-                return -errno;
-        return 0;
 }
 
 static int open_dir(const char *path)
@@ -76,6 +60,14 @@ static int open_lower(const char *path, const RootfsIdmap *idmap)
         return r < 0 ? r : fd;
 }
 
+/* mkdir, then the owner and mode (the umask and the creator's ids aside). */
+static int make_dir(const char *path, unsigned mode, uint32_t owner)
+{
+        if (mkdir(path, 0700) < 0 || chown(path, owner, owner) < 0 || chmod(path, mode) < 0)
+                return -errno;
+        return 0;
+}
+
 int rootfs_mount(const char *dir, char **lowers, uint64_t size, const RootfsIdmap *idmap)
 {
         uint32_t owner = idmap ? idmap->host_id : 0;
@@ -84,35 +76,17 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size, const RootfsIdma
         int lfds[ROOTFS_LOWERS_MAX];
         size_t nl = 0;
         cleanup_close int ufd = -1, wfd = -1;
-        (void) snprintf(ctl, sizeof(ctl), "%s/ctl", dir);
-        (void) snprintf(code, sizeof(code), "%s/" CODE_DIR_NAME, dir);
-        (void) snprintf(init, sizeof(init), "%s/ctl/init", dir);
+        (void) snprintf(ctl, sizeof(ctl), "%s/" ROOTFS_CTL_DIR, dir);
+        (void) snprintf(code, sizeof(code), "%s/" ROOTFS_CODE_DIR, dir);
+        (void) snprintf(init, sizeof(init), "%s/" ROOTFS_CTL_DIR "/init", dir);
         (void) snprintf(disk, sizeof(disk), "%s/disk", dir);
         (void) snprintf(upper, sizeof(upper), "%s/disk/upper", dir);
         (void) snprintf(work, sizeof(work), "%s/disk/work", dir);
         (void) snprintf(root, sizeof(root), "%s/rootfs", dir);
 
-        /* Owned by the sandbox's root (with a user namespace), who must reach the
-         * init binary in it; read-only inside all the same. */
-        int fd, r = mount_small(ctl, "sandpit-ctl", 0700, owner);
-        /* 0755: the sandbox's user reaches the kernels' sockets through the bind. */
-        if (r >= 0)
-                r = mount_small(code, "sandpit-code", 0755, 0);
-        if (r < 0)
-                goto fail;
-        /* Mount point for the read-only bind of the init binary. */
-        fd = open(init, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
-        if (fd < 0) {
-                r = -errno;
-                goto fail;
-        }
-        (void) close(fd);
-
-        if (mkdir(disk, 0700) < 0 && errno != EEXIST) {
-                r = -errno;
-                goto fail;
-        }
-        if (mkdir(root, 0755) < 0 && errno != EEXIST) {
+        int fd, r = 0;
+        if ((mkdir(disk, 0700) < 0 && errno != EEXIST) ||
+            (mkdir(root, 0755) < 0 && errno != EEXIST)) {
                 r = -errno;
                 goto fail;
         }
@@ -129,6 +103,20 @@ int rootfs_mount(const char *dir, char **lowers, uint64_t size, const RootfsIdma
                 r = -errno;
                 goto fail;
         }
+        /* ctl is owned by the sandbox's root (with a user namespace), who must
+         * reach the init binary in it; read-only inside all the same. code is
+         * 0755: the sandbox's user reaches the kernels' sockets through its
+         * bind. Both beside the overlay's layers, out of the sandbox's reach
+         * but for those read-only binds. */
+        if ((r = make_dir(ctl, 0700, owner)) < 0 || (r = make_dir(code, 0755, 0)) < 0)
+                goto fail;
+        /* Mount point for the read-only bind of the init binary. */
+        fd = open(init, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+        if (fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        (void) close(fd);
         /* The upper layer is the sandbox's own and holds host ids (the lower
          * layers' show shifted through their idmapped mounts, and a copy-up
          * keeps what it saw), so only its root, the sandbox's "/", needs an
@@ -185,8 +173,18 @@ fail:
         return r == 0 ? -EINVAL : r;
 }
 
+int rootfs_ctl_path(const char *dir, const char *name, char **ret)
+{
+        char ctl[4096];
+        struct stat st;
+        (void) snprintf(ctl, sizeof(ctl), "%s/" ROOTFS_CTL_DIR, dir);
+        bool now = lstat(ctl, &st) == 0 && S_ISDIR(st.st_mode);
+        return asprintf(ret, "%s/%s/%s", dir, now ? ROOTFS_CTL_DIR : "ctl", name) < 0 ? -ENOMEM : 0;
+}
+
 int rootfs_umount(const char *dir)
 {
+        /* ctl and code: mount points in sandboxes made by older agents. */
         static const char *const names[] = {"rootfs", "disk", "ctl", CODE_DIR_NAME,
                                             ROOTFS_USERNS_NAME};
         int ret = 0;

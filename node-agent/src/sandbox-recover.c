@@ -9,6 +9,7 @@
 #include "exec.h"
 #include "initproto.h"
 #include "net.h"
+#include "rootfs.h"
 #include "runtime.h"
 #include "sandbox-internal.h"
 #include "sandbox.h"
@@ -57,7 +58,7 @@ static int adopt(Agent *a, const char *name, const char *dir)
                 return r < 0 ? r : -ESRCH;
         }
         if (!(sb->dir = strdup(dir)) ||
-            asprintf(&sb->socket_path, "%s/ctl/%s", dir, IP_SOCKET_NAME) < 0) {
+            rootfs_ctl_path(dir, IP_SOCKET_NAME, &sb->socket_path) < 0) {
                 sandbox_free(sb);
                 return -ENOMEM;
         }

@@ -137,10 +137,10 @@ int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runt
         if (r < 0)
                 r = runtime_delete(&rt, id);
         if (rt.gvisor) {
-                char sock[4096];
-                (void) snprintf(sock, sizeof(sock), "%s/%s/ctl/%s", a->sandboxes_dir, id,
-                                IP_SOCKET_NAME);
-                init_client_drop_channel(sock);
+                cleanup_free char *sdir = NULL, *sock = NULL;
+                if (asprintf(&sdir, "%s/%s", a->sandboxes_dir, id) >= 0 &&
+                    rootfs_ctl_path(sdir, IP_SOCKET_NAME, &sock) == 0)
+                        init_client_drop_channel(sock);
         }
         if (r < 0) {
                 log_sbx(LOG_LEVEL_WARNING, id, r, "runtime delete failed; killing the cgroup");
@@ -176,7 +176,7 @@ int sandbox_teardown(Agent *a, const char *id, const char *dir, const char *runt
 
 static int make_dirs(const char *dir)
 {
-        /* ctl and code are made by rootfs_mount(), as mount points. */
+        /* ctl and code are made by rootfs_mount(), in the disk's tmpfs. */
         if (mkdir(dir, 0700) < 0)
                 return -errno;
         return 0;
@@ -761,9 +761,9 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
         NetSandboxInfo net = {0};
         cleanup_close int ready_r = -1, ready_w = -1, log_fd = -1, listen_fd = -1, userns_fd = -1;
         if (asprintf(&sb->dir, "%s/%s", a->sandboxes_dir, id) < 0 ||
-            asprintf(&sb->socket_path, "%s/ctl/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
-            asprintf(&ctl_dir, "%s/ctl", sb->dir) < 0 ||
-            asprintf(&code_dir, "%s/" CODE_DIR_NAME, sb->dir) < 0 ||
+            asprintf(&sb->socket_path, "%s/" ROOTFS_CTL_DIR "/%s", sb->dir, IP_SOCKET_NAME) < 0 ||
+            asprintf(&ctl_dir, "%s/" ROOTFS_CTL_DIR, sb->dir) < 0 ||
+            asprintf(&code_dir, "%s/" ROOTFS_CODE_DIR, sb->dir) < 0 ||
             asprintf(&rootfs, "%s/rootfs", sb->dir) < 0) {
                 sb->dir = NULL;
                 r = -ENOMEM;
@@ -820,15 +820,17 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                         goto fail;
                 }
                 step = "make the sandbox's user namespace";
-                if (asprintf(&userns_path, "%s/" ROOTFS_USERNS_NAME, sb->dir) < 0) {
+                if (!userns_ready &&
+                    (r = userns_make(sb->userns_host_id, userns_alloc_size(a->userns),
+                                     &userns_fd)) < 0)
+                        goto fail;
+                /* runc (and the netns below) join it by this path while the
+                 * agent holds the fd, until the runtime has started init, which
+                 * keeps it from then on: no pin on the node's mount table. */
+                if (asprintf(&userns_path, "/proc/%d/fd/%d", (int) getpid(), userns_fd) < 0) {
                         r = -ENOMEM;
                         goto fail;
                 }
-                if ((r = userns_ready
-                                 ? userns_pin(userns_fd, userns_path)
-                                 : userns_create(sb->userns_host_id, userns_alloc_size(a->userns),
-                                                 userns_path, &userns_fd)) < 0)
-                        goto fail;
                 step = "mount the root filesystem";
         }
         t_userns = now_monotonic_us();
@@ -836,7 +838,6 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                 .userns_fd = userns_fd, .host_id = sb->userns_host_id, .dropper = a->userns_spares};
         if ((r = rootfs_mount(sb->dir, tpl->lowers, sb->spec.disk, userns ? &idmap : NULL)) < 0)
                 goto fail;
-        closep(&userns_fd);
         t_mount = now_monotonic_us();
         step = "set up the network";
         if ((r = net_sandbox_setup(a->net, id, sb->dir, userns_path, &sb->spec.network, &net)) < 0)
@@ -907,6 +908,7 @@ int sandbox_create(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err
                         sizeof(rterr));
         closep(&ready_w);
         closep(&listen_fd);
+        closep(&userns_fd); /* init is in it, or nothing is */
         if (r < 0) {
                 (void) snprintf(err, errlen, "cannot start sandbox: %s", rterr);
                 log_sbx(LOG_LEVEL_ERROR, id, r, "runtime run failed: %s", rterr);

@@ -268,36 +268,6 @@ int userns_make(uint32_t host_id, uint32_t size, int *ret_fd)
         return 0;
 }
 
-int userns_pin(int fd, const char *pin_path)
-{
-        char src[64];
-        (void) snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
-        int pfd = open(pin_path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-        if (pfd < 0)
-                return negative_errno();
-        (void) close(pfd);
-        if (mount(src, pin_path, NULL, MS_BIND, NULL) < 0) {
-                int r = negative_errno();
-                (void) unlink(pin_path);
-                return r;
-        }
-        return 0;
-}
-
-int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd)
-{
-        int fd = -1;
-        int r = userns_make(host_id, size, &fd);
-        if (r < 0)
-                return r;
-        if ((r = userns_pin(fd, pin_path)) < 0) {
-                (void) close(fd);
-                return r;
-        }
-        *ret_fd = fd;
-        return 0;
-}
-
 /* --- namespaces made ahead ----------------------------------------------- */
 
 #define SPARES_MAX      8

@@ -38,14 +38,10 @@ uint32_t userns_alloc_used(UsernsAlloc *a);
 
 /* A new user namespace whose uid and gid maps are "0 host_id size", created by
  * host_id (so the kernel's per-user counts of everything in it are charged to
- * host_id on the host, not to root), pinned by a bind mount on a new file at
- * pin_path (runc joins it there) and open in *ret_fd (for MOUNT_ATTR_IDMAP).
- * Nothing runs in it yet. The caller must be root on the host. */
-int userns_create(uint32_t host_id, uint32_t size, const char *pin_path, int *ret_fd);
-/* The same in two steps: the namespace, open in *ret_fd (nothing else keeps
- * it), then its pin on a new file at pin_path. */
+ * host_id on the host, not to root), open in *ret_fd (for MOUNT_ATTR_IDMAP, and
+ * for runc to join as /proc/<agent>/fd/<fd>): nothing else keeps it, and
+ * nothing runs in it yet. The caller must be root on the host. */
 int userns_make(uint32_t host_id, uint32_t size, int *ret_fd);
-int userns_pin(int fd, const char *pin_path);
 
 /* User namespaces made ahead by a thread of their own, so a create need not
  * wait for the fork that makes one (userns_make()): up to want (at most 8) at

@@ -24,7 +24,7 @@ def test_control_dir_takes_no_data(client, agent, make_sandbox):
     r = as_root(client, sid, f"dd if=/dev/zero of=/.sandpit/big bs=1M count={WRITE_MIB}")
     assert r.exit_code != 0, f"{WRITE_MIB} MiB written into /.sandpit: {r}"
     assert "Read-only file system" in r.stderr, r
-    ctl = agent.state_dir / "sandboxes" / sid / "ctl"
+    ctl = agent.state_dir / "sandboxes" / sid / "disk" / "ctl"
     assert sorted(os.listdir(ctl)) == ["init", "init.sock"]
     host_after = os.statvfs(agent.state_dir)
     grew = (host_before.f_bavail - host_after.f_bavail) * host_after.f_frsize
@@ -47,7 +47,7 @@ def test_every_writable_path_hits_the_quota(client, agent, make_sandbox):
 
 def test_mountinfo_shows_no_host_paths(client, agent, sandbox):
     """No state, template or install path: the overlay's layers are given by
-    fd, the control and code dirs are their own tmpfs, and the init binary and
+    fd, the control and code dirs are dirs of the disk tmpfs, and the init binary and
     the kernel drivers are bound from the agent's copies on a tmpfs of its own
     (share.h), not from where they are installed."""
     sid = sandbox["id"]

@@ -26,7 +26,13 @@ TOKEN = "exec-token-of-a-93d2"
 
 
 def ctl_dir(agent, sid):
-    return agent.state_dir / "sandboxes" / sid / "ctl"
+    """The control dir on the host: on the sandbox's disk tmpfs (rootfs.h)."""
+    return agent.state_dir / "sandboxes" / sid / "disk" / "ctl"
+
+
+def other_ctl_rel(b):
+    """B's init socket, relative to another sandbox's control dir."""
+    return f"../../../{b}/disk/ctl/init.sock"
 
 
 def upper(agent, sid):
@@ -126,7 +132,7 @@ def host_listener():
 @pytest.mark.parametrize("how", ["relative", "absolute"])
 def test_symlink_to_other_sandbox(client, agent, two, how):
     a, b = two
-    target = f"../../{b}/ctl/init.sock" if how == "relative" else str(ctl_dir(agent, b) / "init.sock")
+    target = other_ctl_rel(b) if how == "relative" else str(ctl_dir(agent, b) / "init.sock")
     as_root(client, a, f"rm -f /.sandpit/init.sock; ln -s {target} /.sandpit/init.sock")
     r = probe(client, a)
     assert_in_a_or_refused(r, a)
@@ -223,7 +229,7 @@ def test_host_symlink_to_other_sandbox_is_not_followed(client, agent, two):
     a, b = two
     restore = swap_socket(agent, a)
     try:
-        os.symlink(f"../../{b}/ctl/init.sock", ctl_dir(agent, a) / "init.sock")
+        os.symlink(other_ctl_rel(b), ctl_dir(agent, a) / "init.sock")
         r = probe(client, a)
         assert r.status != 200, f"the agent followed a symlink in A's control dir: {r}"
         assert "refused" in r.error["message"], r

@@ -258,3 +258,30 @@ def test_a_state_dir_sandboxes_cannot_reach_is_refused_at_start(templates_dir):
     for ctl in cgroup_controller_dirs():  # the parent cgroup an agent leaves for the next one
         if (ctl / parent).is_dir():
             (ctl / parent).rmdir()
+
+
+def sandbox_mounts(agent, sid):
+    """The node's mount points under a sandbox's directory, relative to it."""
+    d = str(agent.state_dir / "sandboxes" / sid) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return sorted(line.split()[4][len(d):] for line in f if line.split()[4].startswith(d))
+
+
+@pytest.mark.parametrize("which", ["ns_agent", "off_agent"])
+def test_a_sandbox_adds_two_mounts_to_the_node(request, which):
+    """Each mount in the node's table costs every later create (runc reads the
+    whole table, each new mount namespace copies it): a sandbox adds its disk
+    tmpfs and its overlay, and nothing else, with or without a user namespace.
+    The user namespace is joined by fd, not pinned; ctl and code are dirs of the
+    disk. Its control socket and code sockets work all the same."""
+    agent = request.getfixturevalue(which)
+    c = agent.client
+    sid = c.create(template="host")["id"]
+    try:
+        assert sandbox_mounts(agent, sid) == ["disk", "rootfs"]
+        assert c.sh(sid, "hostname") == f"{sid}\n"
+        ctl = agent.state_dir / "sandboxes" / sid / "disk" / "ctl"
+        assert sorted(os.listdir(ctl)) == ["init", "init.sock"]
+    finally:
+        c.delete(f"/v1/sandboxes/{sid}")
+    wait_for(lambda: not sandbox_mounts(agent, sid), 30, what="the sandbox's mounts gone")
