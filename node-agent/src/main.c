@@ -675,6 +675,7 @@ static int setup_network(Daemon *d)
 
 static int setup_userns(Daemon *d)
 {
+        agent_raise_nofile();
         return agent_setup_userns(&d->agent);
 }
 

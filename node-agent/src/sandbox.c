@@ -1457,6 +1457,23 @@ int agent_start_userns_spares(Agent *a)
         return r < 0 ? log_error_errno(r, "cannot start making user namespaces ahead") : 0;
 }
 
+void agent_raise_nofile(void)
+{
+        /* The agent holds an fd per sandbox (its init's pidfd) beside its
+         * connections, so a node of 1,000 sandboxes needs more than the
+         * usual soft limit of 1,024; and every sandbox's init inherits the
+         * limit (bundle.c says why). So: bundle_nofile_limit() at least, and
+         * the hard limit if that is higher. */
+        struct rlimit rl = {.rlim_cur = (rlim_t) bundle_nofile_limit()};
+        rl.rlim_max = rl.rlim_cur;
+        struct rlimit cur;
+        if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max > rl.rlim_max)
+                rl.rlim_max = rl.rlim_cur = cur.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(-errno, "cannot raise the open files limit to %llu",
+                                  (unsigned long long) rl.rlim_cur);
+}
+
 int agent_setup_userns(Agent *a)
 {
         if (!a->cfg.userns)
@@ -1471,15 +1488,6 @@ int agent_setup_userns(Agent *a)
                            "user namespace here (sysctls "
                            "kernel.unprivileged_userns_clone, user.max_user_namespaces); "
                            "use --userns=off");
-        /* Inherited by every sandbox's init (bundle.c says why). */
-        struct rlimit rl = {.rlim_cur = (rlim_t) bundle_nofile_limit()};
-        rl.rlim_max = rl.rlim_cur;
-        struct rlimit cur;
-        if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max > rl.rlim_max)
-                rl.rlim_max = cur.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                log_warning_errno(-errno, "cannot raise the open files limit to %llu",
-                                  (unsigned long long) rl.rlim_cur);
         log_info("user namespaces on: %u ranges of %u host ids from %u",
                  userns_alloc_count(a->userns), a->cfg.userns_size, a->cfg.userns_base);
         return 0;

@@ -321,3 +321,27 @@ def test_shortened_timeout_expires(client, sandbox):
     r = client.post(f"/v1/sandboxes/{sid}/timeout", {"timeout": 1})
     assert r.status == 200, r
     wait_for(lambda: gone(client, sid), timeout=30, interval=0.2, what=f"sandbox {sid} deleted after timeout set to 1 s")
+
+
+def test_agent_raises_its_open_files_limit(templates_dir):
+    """The agent holds an fd per sandbox (its init's pidfd): with the usual
+    soft limit of 1,024 a node would stop at about 1,000 sandboxes. Started
+    with a low soft limit, the agent raises it to its hard limit (or more),
+    user namespaces or not."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        a = start_agent("nofile", templates_dir, extra_args=["--userns", "off"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        with open(f"/proc/{a.proc.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max open files"))
+        got_soft, got_hard = (int(v) for v in line.split()[3:5])
+        assert got_soft >= hard and got_soft == got_hard, line
+        sid = a.client.create(template="host")["id"]
+        assert a.client.sh(sid, "ulimit -n") == f"{min(hard, 65536)}\n"  # bundle.c
+    finally:
+        stop_agent(a)
