@@ -329,6 +329,7 @@ static void post(GwRequest *r, GwMcp *m)
                         gw_scope_backend(&m->gw->backend, e->ns, &e->scope, &e->backend);
                         McpConfig cfg = m->cfg;
                         cfg.backend = &e->backend;
+                        cfg.node_backend = &m->gw->backend;
                         k = mcp_session_new(&cfg, &s);
                 }
                 if (k == 0)

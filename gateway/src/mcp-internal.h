@@ -72,3 +72,19 @@ int mcp_tool_check_args(const McpTool *t, json_object *args, char *err, size_t e
 /* Runs t; the result is in c (is_error for a failure the model can act on).
  * -ECANCELED when the call was cancelled (nothing is answered). */
 int mcp_tool_run(const McpTool *t, McpCall *c);
+
+/* run_code's languages (mcp-languages.c). mcp_node_info: the node's GET
+ * /v1/info, -EOPNOTSUPP where it does not say them (a cluster's backend, an
+ * older agent); another negative errno when the agent did not answer. */
+int mcp_node_info(const McpConfig *cfg, json_object **ret);
+/* The languages template tmpl lists (borrowed), NULL when it lists none
+ * (every language is tried). */
+json_object *mcp_template_languages(json_object *info, const char *tmpl);
+/* lang in langs; true when langs is NULL. */
+bool mcp_language_listed(json_object *langs, const char *lang);
+/* "default: python, javascript, bash; host: ...", malloc'd. */
+int mcp_languages_text(json_object *info, char **ret);
+/* tool (run_code's tools/list entry) with the node's languages: its
+ * language enum the union over the templates, its description each
+ * template's list and the session sandbox's. */
+int mcp_run_code_view(json_object *info, const char *session_template, json_object *tool);

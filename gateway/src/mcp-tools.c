@@ -836,6 +836,37 @@ static void code_run_done(CodeRun *k)
         json_object_put(k->error);
 }
 
+/* A run in the session sandbox (no sandbox_id) in a language its template
+ * does not list fails here, before the sandbox is made, naming what runs
+ * (*done set). lang NULL: a context's, known to the sandbox only. */
+static int session_language(McpCall *c, const char *lang, bool *done)
+{
+        *done = false;
+        if (!lang || json_str(c->args, "sandbox_id"))
+                return 0;
+        cleanup_json json_object *info = NULL;
+        int r = mcp_node_info(&c->s->cfg, &info);
+        if (r == -ENOMEM)
+                return r;
+        json_object *mine = r < 0 ? NULL : mcp_template_languages(info, c->s->cfg.template_name);
+        if (mcp_language_listed(mine, lang))
+                return 0; /* or not known here: the agent says */
+        cleanup_free char *listed = NULL, *all = NULL;
+        if (mcp_languages_text(info, &all) < 0)
+                return -ENOMEM;
+        listed = json_object_array_length(mine)
+                         ? strdup(json_object_to_json_string_ext(mine, JSON_C_TO_STRING_PLAIN))
+                         : strdup("none");
+        if (!listed)
+                return -ENOMEM;
+        *done = true;
+        return fail(c,
+                    "this session's sandbox (template %s) has no %s: it runs %s. Languages by "
+                    "template on this node: %s; for another, create_sandbox with such a "
+                    "template and pass its sandbox_id",
+                    c->s->cfg.template_name, lang, listed, all);
+}
+
 static int tool_run_code(McpCall *c)
 {
         const char *lang = json_str(c->args, "language"), *ctx = json_str(c->args, "context");
@@ -844,7 +875,10 @@ static int tool_run_code(McpCall *c)
                                "language)");
         char id[64];
         bool done;
-        int r = target(c, id, &done);
+        int r = session_language(c, lang ? lang : ctx ? NULL : "python", &done);
+        if (done)
+                return r;
+        r = target(c, id, &done);
         if (done)
                 return r;
         cleanup_json json_object *req = json_object_new_object();

@@ -287,8 +287,19 @@ static json_object *tools_list(McpSession *s, json_object *id, json_object *para
         json_object *arr = json_object_new_array();
         if (!arr)
                 return NULL;
+        /* run_code offers what the node's templates run, where it says. */
+        cleanup_json json_object *info = NULL;
+        if (mcp_node_info(&s->cfg, &info) == -ENOMEM) {
+                json_object_put(arr);
+                return NULL;
+        }
         for (size_t i = 0; i < mcp_n_tools; i++) {
                 json_object *t = tool_view(&mcp_tools[i], s->protocol);
+                if (t && info && streq_ptr(mcp_tools[i].name, "run_code") &&
+                    mcp_run_code_view(info, s->cfg.template_name, t) < 0) {
+                        json_object_put(t);
+                        t = NULL;
+                }
                 if (!t || json_object_array_add(arr, t) < 0) {
                         json_object_put(t);
                         json_object_put(arr);

@@ -37,6 +37,9 @@ typedef int (*McpAuthorizeFn)(void *userdata, void *request, const char *tool,
 
 typedef struct {
         const GwBackend *backend; /* borrowed: outlives every session */
+        /* What node-wide facts (the templates' languages) are asked of: the
+         * backend unscoped by a namespace (borrowed); NULL: backend. */
+        const GwBackend *node_backend;
         McpAuthorizeFn authorize; /* NULL: everything allowed */
         void *authorize_userdata;
         unsigned sandbox_idle_s;   /* 0: MCP_SANDBOX_IDLE_DEFAULT */

@@ -348,6 +348,11 @@ int agent_client_image_remove(AgentClient *c, const char *ref)
         return call(c, "DELETE", p, NULL, 204, NULL);
 }
 
+int agent_client_info(AgentClient *c, json_object **ret)
+{
+        return call(c, "GET", "/v1/info", NULL, 200, ret);
+}
+
 int agent_client_pools(AgentClient *c, json_object **ret)
 {
         return call(c, "GET", "/v1/pools", NULL, 200, ret);

@@ -53,7 +53,7 @@ def mcp(request, mcp_dir, agent):
                   "bridge": [str(CLI_BIN), url]}[kind]
         # The gateway takes API keys (conftest made the suite's): http and
         # the bridge send it; stdio talks to the agent's socket, which needs none.
-        env = dict(os.environ, SANDPIT_API_KEY=agent.api_key)
+        env = dict(os.environ, SANDPIT_API_KEY=agent.api_key, SANDPIT_AGENT_SOCKET=str(agent.socket))
         r = subprocess.run(["node", "mcp.mjs", kind, scenario, *target], cwd=str(mcp_dir), capture_output=True,
                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
         outs = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
@@ -80,7 +80,18 @@ def wait_gone(agent, ids, timeout=15):
     return left
 
 
-def test_tools_and_schemas(mcp):
+LANGUAGES = ["python", "javascript", "typescript", "r", "java", "bash"]
+
+
+def node_languages(agent):
+    """run_code's languages as the agent's /v1/info has them: the union over
+    its templates, all of them when a template lists none."""
+    info = agent.client.get("/v1/info").json()
+    lists = [info["template_languages"].get(t) for t in info["templates"]]
+    return [l for l in LANGUAGES if any(ls is None or l in ls for ls in lists)]
+
+
+def test_tools_and_schemas(mcp, agent):
     out = mcp("tools")
     assert out["server"]["name"] == "sandpit"
     tools = out["tools"]
@@ -92,7 +103,8 @@ def test_tools_and_schemas(mcp):
         assert t["annotations"] is not None and "readOnlyHint" in t["annotations"], name
     rc = tools["run_code"]
     assert rc["input"]["required"] == ["code"]
-    assert rc["input"]["properties"]["language"]["enum"] == ["python", "javascript", "typescript", "r", "java", "bash"]
+    # The union of what the node's templates list (default, host, code-interpreter): all six here.
+    assert rc["input"]["properties"]["language"]["enum"] == node_languages(agent)
     assert rc["output"]["properties"]["stdout"]["type"] == "string"
     assert tools["read_file"]["annotations"]["readOnlyHint"] is True
     assert tools["read_file"]["output"] is None  # text or image content: not structured
@@ -113,9 +125,31 @@ def test_run_python_text_and_image(mcp, agent):
     assert out["state"] == "42"
     assert out["codeError"] == {"isError": True, "name": "ZeroDivisionError"}
     assert out["noR"]["isError"] is True, out["noR"]
-    # Refused by the template's languages list, or by the kernel where it has none.
-    assert "this sandbox's template has no R" in out["noR"]["text"], out["noR"]
+    # Refused before the session's sandbox is made (the node's /v1/info lists the
+    # template's languages), else by the agent (its template's list, or the kernel).
+    assert ("(template default) has no r: it runs" in out["noR"]["text"]
+            or "this sandbox's template has no R" in out["noR"]["text"]), out["noR"]
     assert wait_gone(agent, [s["sandbox_id"]]) == []  # the session ended: its sandbox went
+
+
+def test_run_code_languages_from_the_node(mcp, agent):
+    info = agent.client.get("/v1/info").json()
+    default = info["template_languages"]["default"]
+    assert "r" not in default  # the test needs a language the session's template lacks
+    before = set(agent.client.list_ids())
+    out = mcp("languages")
+    assert out["enum"] == node_languages(agent)
+    assert f"default: {', '.join(default)}" in out["description"], out["description"]
+    assert f"This session's sandbox (template default) runs {', '.join(default)}." in out["description"]
+    # The unlisted language: a tool error naming what runs, and no sandbox made for it.
+    assert out["noR"]["isError"] is True, out["noR"]
+    assert "(template default) has no r: it runs " + json.dumps(default, separators=(",", ":")) in out["noR"]["text"]
+    assert f"default: {', '.join(default)}" in out["noR"]["text"]
+    assert set(out["agentSandboxes"]) == before, out["agentSandboxes"]
+    assert out["sessionSandboxes"] == 0
+    # A listed language still runs.
+    assert out["bash"]["isError"] is False and out["bash"]["text"].strip() == "42", out["bash"]
+    assert wait_gone(agent, [out["bash"]["sandbox"]]) == []
 
 
 def test_write_then_read(mcp):

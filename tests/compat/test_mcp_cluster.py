@@ -82,6 +82,9 @@ def test_tools(mcp):
     assert {"create_sandbox", "list_sandboxes", "kill_sandbox", "run_code", "run_command", "read_file",
             "write_file", "list_files", "download_files", "get_metrics"} <= set(out["tools"])
     assert out["tools"]["run_code"]["input"]["required"] == ["code"]
+    # No one node to ask for its templates' languages (docs/mcp.md): all six offered.
+    assert out["tools"]["run_code"]["input"]["properties"]["language"]["enum"] == [
+        "python", "javascript", "typescript", "r", "java", "bash"]
     assert out["ping"] == {}
 
 
@@ -94,6 +97,8 @@ def test_run_python_text_and_image(mcp, kube):
     assert out["images"] == [{"mimeType": "image/png", "magic": "89504e470d0a1a0a"}]
     assert out["state"] == "42"  # kept between calls: the same sandbox
     assert out["codeError"] == {"isError": True, "name": "ZeroDivisionError"}
+    # A language the template lacks: the agent's refusal, as before /v1/info had the lists.
+    assert out["noR"]["isError"] is True and "this sandbox's template has no R" in out["noR"]["text"], out["noR"]
     wait_gone(kube, out["structured"]["sandbox_id"])
 
 

@@ -339,6 +339,51 @@ static const char *first_text(json_object *r)
         return json_str(json_object_array_get_idx(c, 0), "text");
 }
 
+/* run_code's view of the node's languages (mcp-languages.c): the enum the
+ * union over the templates, every language once a template lists none. */
+static void test_run_code_languages(void **state)
+{
+        (void) state;
+        json_object *info = json_tokener_parse(
+                "{\"templates\":[\"default\",\"stats\"],\"template_languages\":{"
+                "\"default\":[\"python\",\"bash\"],\"stats\":[\"r\",\"python\"]}}");
+        json_object *tool = json_tokener_parse(
+                "{\"description\":\"Run code.\",\"inputSchema\":{\"properties\":{"
+                "\"language\":{\"type\":\"string\",\"enum\":[]}}}}");
+        assert_non_null(info);
+        assert_non_null(tool);
+        assert_int_equal(mcp_run_code_view(info, "default", tool), 0);
+        json_object *en = json_field(
+                json_obj(json_obj(json_obj(tool, "inputSchema"), "properties"), "language"),
+                "enum");
+        assert_string_equal(json_object_to_json_string_ext(en, JSON_C_TO_STRING_PLAIN),
+                            "[\"python\",\"r\",\"bash\"]");
+        assert_string_equal(json_str(tool, "description"),
+                            "Run code. Languages by template on this node: default: python, bash; "
+                            "stats: r, python. This session's sandbox (template default) runs "
+                            "python, bash.");
+        assert_false(mcp_language_listed(mcp_template_languages(info, "default"), "r"));
+        assert_true(mcp_language_listed(mcp_template_languages(info, "stats"), "r"));
+        /* Not listed: every language is tried. */
+        assert_true(mcp_language_listed(mcp_template_languages(info, "image"), "java"));
+        json_object_put(info);
+        json_object_put(tool);
+
+        info = json_tokener_parse("{\"templates\":[\"default\",\"any\"],\"template_languages\":"
+                                  "{\"default\":[\"python\"]}}");
+        tool = json_tokener_parse("{\"description\":\"Run code.\",\"inputSchema\":{"
+                                  "\"properties\":{\"language\":{\"type\":\"string\"}}}}");
+        assert_int_equal(mcp_run_code_view(info, "any", tool), 0);
+        en = json_field(json_obj(json_obj(json_obj(tool, "inputSchema"), "properties"), "language"),
+                        "enum");
+        assert_int_equal(json_object_array_length(en), 6);
+        assert_non_null(strstr(json_str(tool, "description"),
+                               "any: any (not listed: tried). This session's sandbox (template "
+                               "any) runs any of them."));
+        json_object_put(info);
+        json_object_put(tool);
+}
+
 static void test_bad_arguments_make_nothing(void **state)
 {
         Fixture *fx = *state;
@@ -491,6 +536,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_negotiation, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tools_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_run_code_languages, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_arguments_make_nothing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_session_sandbox, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kill_session_sandbox, setup, teardown),

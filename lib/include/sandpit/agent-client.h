@@ -115,6 +115,10 @@ int agent_client_image_remove(AgentClient *c, const char *ref);
  * context tar in tar_fd (read to its end); the progress lines go to on_event. */
 int agent_client_template_build(AgentClient *c, json_object *params, int tar_fd,
                                 AgentEventFn on_event, void *userdata);
+/* GET /v1/info (docs/agent-api.md#node): *ret the node's answer (version,
+ * templates, template_languages, ...). */
+int agent_client_info(AgentClient *c, json_object **ret);
+
 /* Warm pools (docs/agent-api.md#warm-pools). list: *ret the whole answer
  * ({"pools": [...], "capacity", "used", "shrinks"}); put: req the pool
  * (template, shape, size; borrowed), *ret (may be NULL) the pool. */

@@ -9,6 +9,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import http from 'node:http'
 
 const [kind, scenario, ...rest] = process.argv.slice(2)
 const key = process.env.SANDPIT_API_KEY || undefined
@@ -135,6 +136,30 @@ if (scenario === 'tools') {
   // Nothing was made for any of it: the session has no sandbox yet.
   const l = await client.callTool({ name: 'list_sandboxes', arguments: {} })
   out.sessionSandboxes = l.structuredContent.sandboxes.filter(s => s.session_sandbox).length
+  await end()
+} else if (scenario === 'languages') {
+  // run_code as the node's templates have it (GET /v1/info's template_languages).
+  const { tools } = await client.listTools()
+  const rc = tools.find(x => x.name === 'run_code')
+  out.enum = rc.inputSchema.properties.language.enum
+  out.description = rc.description
+  // A language the session's template (default) does not list: refused
+  // before the session's sandbox is made, naming what runs.
+  const noR = await client.callTool({ name: 'run_code', arguments: { code: '1', language: 'r' } })
+  out.noR = { isError: noR.isError ?? false, text: text(noR) }
+  // What the agent lists while the session is open (its socket: $SANDPIT_AGENT_SOCKET).
+  out.agentSandboxes = await new Promise((resolve, reject) => {
+    http.get({ socketPath: process.env.SANDPIT_AGENT_SOCKET, path: '/v1/sandboxes' }, res => {
+      let body = ''
+      res.on('data', d => { body += d })
+      res.on('end', () => resolve(JSON.parse(body).sandboxes.map(s => s.id)))
+    }).on('error', reject)
+  })
+  const l = await client.callTool({ name: 'list_sandboxes', arguments: {} })
+  out.sessionSandboxes = l.structuredContent.sandboxes.filter(s => s.session_sandbox).length
+  // A language it lists still runs (and makes the session's sandbox).
+  const ok = await client.callTool({ name: 'run_code', arguments: { code: 'echo $((6*7))', language: 'bash' } })
+  out.bash = { isError: ok.isError ?? false, text: text(ok), sandbox: ok.structuredContent?.sandbox_id ?? null }
   await end()
 } else if (scenario === 'lifecycle') {
   const run = `mcp-${process.pid}`
