@@ -10,6 +10,10 @@ the `host` template, and prints a markdown table of p50/p95 for:
     posix_spawn of the same binary (the floor no supervisor can beat)
   - files: a 1 MiB write+read round trip, and a 100 MiB tree as tar.gz
     (bench/files_bench.py) beside the host doing the same
+  - sustained creates/s against the number of clients (--sustained-clients),
+    cold and with a warm pool, with the cores the agent and the machine kept
+    busy (/proc); a burst of claims from a settled pool, then the rate once it
+    is drained (--only-sustained runs these alone)
   - memory per idle sandbox: agent RSS growth + init PSS, the sandbox cgroup's
     usage, and the system-wide growth of kernel objects (slab, page tables, tmpfs)
 Standard library only.
@@ -262,7 +266,7 @@ def bench_sustained(agent, n, workers, pool=None, refill_to=0):
         raise RuntimeError("sustained creates failed: %s" % errors[:3])
     if refill_to:
         pool_settle(agent, pool, refill_to)
-    out = {"rate": n / wall, "lat": lat, "wall": wall, "cpu_ms": (proc_cpu_s(agent.proc.pid) - c0) * 1000 / n,
+    out = {"rate": n / wall, "lat": lat, "wall": wall, "tail_s": wall_td - wall, "cpu_ms": (proc_cpu_s(agent.proc.pid) - c0) * 1000 / n,
            "agent_cores": (c1 - c0) / wall_td, "machine_cores": (m1 - m0) / wall_td,
            "load": os.getloadavg()[0]}
     if pool:
@@ -291,7 +295,8 @@ def sustained_rows(cold, pooled, n, clients, rounds, burst, pool_size):
                                   "p50": round(pct(r["lat"], 50), 1), "cpu_ms": round(r["cpu_ms"], 1),
                                   "agent_cores": round(r["agent_cores"], 2),
                                   "machine_cores": round(r["machine_cores"], 2),
-                                  "load": round(r["load"], 1), "claims": r.get("claims"),
+                                  "load": round(r["load"], 1), "tail_s": round(r["tail_s"], 2),
+                                  "claims": r.get("claims"),
                                   "misses": r.get("misses")}), file=sys.stderr)
                 runs.setdefault((who, w), []).append(r)
     med = statistics.median
@@ -299,10 +304,12 @@ def sustained_rows(cold, pooled, n, clients, rounds, burst, pool_size):
     rows = []
     for (who, w), rs in runs.items():
         note = ("%d creates x %d; latency p50 %.1f, p95 %.1f ms; CPU %.1f ms a create + delete;"
-                " cores busy: agent %.2f, machine %.2f of %d; load %.1f"
+                " cores busy: agent %.2f, machine %.2f of %d; load %.1f; last teardown %.2f s after"
+                " the last answer"
                 % (n, len(rs), med(pct(r["lat"], 50) for r in rs), med(pct(r["lat"], 95) for r in rs),
                    med(r["cpu_ms"] for r in rs), med(r["agent_cores"] for r in rs),
-                   med(r["machine_cores"] for r in rs), ncpu, med(r["load"] for r in rs)))
+                   med(r["machine_cores"] for r in rs), ncpu, med(r["load"] for r in rs),
+                   med(r["tail_s"] for r in rs)))
         if who == "pool":
             note += "; claimed %d of %d (misses: cold)" % (med(r["claims"] for r in rs), n)
         what = "cold" if who == "cold" else "warm pool of %d" % pool_size
