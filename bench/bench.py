@@ -266,7 +266,8 @@ def bench_sustained(agent, n, workers, pool=None, refill_to=0):
         raise RuntimeError("sustained creates failed: %s" % errors[:3])
     if refill_to:
         pool_settle(agent, pool, refill_to)
-    out = {"rate": n / wall, "lat": lat, "wall": wall, "tail_s": wall_td - wall, "cpu_ms": (proc_cpu_s(agent.proc.pid) - c0) * 1000 / n,
+    out = {"rate": n / wall, "lat": lat, "wall": wall, "tail_s": wall_td - wall,
+           "cpu_ms": (proc_cpu_s(agent.proc.pid) - c0) * 1000 / n,
            "agent_cores": (c1 - c0) / wall_td, "machine_cores": (m1 - m0) / wall_td,
            "load": os.getloadavg()[0]}
     if pool:
