@@ -760,12 +760,11 @@ def main():
                 print(json.dumps(summary), file=sys.stderr)  # as each N ends
                 rows += density_rows(d)
         return print_rows(rows)
-    tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     if args.only_sustained:
-        agent = Agent(args.templates_dir)
-        pooled = Agent(args.templates_dir, ("--pool", "host=%d" % POOL_SIZE, "--capacity-cpu", "64",
-                                            "--capacity-memory", "64Gi"))
+        agent, pooled = Agent(args.templates_dir), None
         try:
+            pooled = Agent(args.templates_dir, ("--pool", "host=%d" % POOL_SIZE, "--capacity-cpu", "64",
+                                                "--capacity-memory", "64Gi"))
             bench_create(agent, 3)
             bench_claim(pooled, 3)
             rows = sustained_rows(agent, pooled, args.sustained,
@@ -773,8 +772,10 @@ def main():
                                   args.sustained_rounds, args.sustained_burst, POOL_SIZE)
         finally:
             agent.stop()
-            pooled.stop()
+            if pooled:
+                pooled.stop()
         return print_rows(rows)
+    tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     agent = Agent(args.templates_dir)
     # The default shape's pool; room for it beside the cold creates on a small node.
     pooled = agent_off = None
