@@ -10,6 +10,10 @@ the `host` template, and prints a markdown table of p50/p95 for:
     posix_spawn of the same binary (the floor no supervisor can beat)
   - files: a 1 MiB write+read round trip, and a 100 MiB tree as tar.gz
     (bench/files_bench.py) beside the host doing the same
+  - sustained creates/s against the number of clients (--sustained-clients),
+    cold and with a warm pool, with the cores the agent and the machine kept
+    busy (/proc); a burst of claims from a settled pool, then the rate once it
+    is drained (--only-sustained runs these alone)
   - memory per idle sandbox: agent RSS growth + init PSS, the sandbox cgroup's
     usage, and the system-wide growth of kernel objects (slab, page tables, tmpfs)
 Standard library only.
@@ -186,11 +190,42 @@ def bench_claim(agent, n):
     return out
 
 
-def bench_sustained(agent, n, workers):
+def machine_busy_s():
+    """CPU seconds all cores spent busy since boot (/proc/stat's cpu line less
+    idle and iowait): the whole machine's, other work on it included."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def pool_counters(agent, pool):
+    st, p = agent.call("GET", "/v1/pools/" + pool)
+    assert st == 200, p
+    return p
+
+
+def pool_settle(agent, pool, size):
+    """Waits until the pool holds size ready sandboxes and makes none (and no
+    teardown is pending), so a row starts from the same state each time."""
+    for _ in range(6000):
+        p = pool_counters(agent, pool)
+        if p["ready"] == size and p["creating"] == 0:
+            return settle(agent)
+        time.sleep(0.01)
+    raise RuntimeError("the warm pool did not fill: %s" % p)
+
+
+def bench_sustained(agent, n, workers, pool=None, refill_to=0):
     """n creates, each deleted as soon as it answered, from `workers` clients at
-    once for as long as it takes: creates per second over the whole run, and
-    each create's latency. With a warm pool the claims go as fast as the pool
-    refills in the background, then creates fall back to cold ones."""
+    once for as long as it takes (teardowns included: the run ends when the
+    last one did). Returns creates/s over the whole run, each create's latency,
+    the agent's CPU ms per create + delete (its children's included, and with a
+    pool the refills' makes), the cores the agent and the whole machine kept
+    busy on average (of os.cpu_count()), and, with a pool, how many creates
+    claimed (its claims counter) and how many found it empty (misses). With
+    refill_to, the CPU figure waits for the pool to hold that many again, so
+    it counts the make of each claimed sandbox's successor; without, the
+    refills still running at the end are not counted."""
     lock = threading.Lock()
     todo = [n]
     lat, errors = [], []
@@ -215,6 +250,8 @@ def bench_sustained(agent, n, workers):
             with lock:
                 lat.append(dt)
 
+    p0 = pool_counters(agent, pool) if pool else None
+    c0, m0 = proc_cpu_s(agent.proc.pid), machine_busy_s()
     t = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for th in threads:
@@ -223,9 +260,82 @@ def bench_sustained(agent, n, workers):
         th.join()
     wall = time.perf_counter() - t
     settle(agent)
+    wall_td = time.perf_counter() - t
+    c1, m1 = proc_cpu_s(agent.proc.pid), machine_busy_s()
     if errors:
         raise RuntimeError("sustained creates failed: %s" % errors[:3])
-    return n / wall, lat
+    if refill_to:
+        pool_settle(agent, pool, refill_to)
+    out = {"rate": n / wall, "lat": lat, "wall": wall, "tail_s": wall_td - wall,
+           "cpu_ms": (proc_cpu_s(agent.proc.pid) - c0) * 1000 / n,
+           "agent_cores": (c1 - c0) / wall_td, "machine_cores": (m1 - m0) / wall_td,
+           "load": os.getloadavg()[0]}
+    if pool:
+        p1 = pool_counters(agent, pool)
+        out["claims"] = p1["claims"] - p0["claims"]
+        out["misses"] = p1["misses"] - p0["misses"]
+    return out
+
+
+def sustained_rows(cold, pooled, n, clients, rounds, burst, pool_size):
+    """The sustained rows: for each number of clients, cold and with the warm
+    pool (settled full before each run), interleaved and repeated rounds times
+    (medians). Then a burst: the pool resized to burst and settled, burst
+    creates from 4 clients (each must claim), and right after, with the pool
+    empty, n more: the rate its refills allow."""
+    runs = {}
+    for _ in range(rounds):
+        for w in clients:
+            for who, ag in (("cold", cold), ("pool", pooled)):
+                if ag is pooled:
+                    pool_settle(ag, "host", pool_size)
+                else:
+                    settle(ag)
+                r = bench_sustained(ag, n, w, *(("host", pool_size) if ag is pooled else ()))
+                print(json.dumps({"sustained": who, "clients": w, "rate": round(r["rate"], 2),
+                                  "p50": round(pct(r["lat"], 50), 1), "cpu_ms": round(r["cpu_ms"], 1),
+                                  "agent_cores": round(r["agent_cores"], 2),
+                                  "machine_cores": round(r["machine_cores"], 2),
+                                  "load": round(r["load"], 1), "tail_s": round(r["tail_s"], 2),
+                                  "claims": r.get("claims"),
+                                  "misses": r.get("misses")}), file=sys.stderr)
+                runs.setdefault((who, w), []).append(r)
+    med = statistics.median
+    ncpu = os.cpu_count()
+    rows = []
+    for (who, w), rs in runs.items():
+        note = ("%d creates x %d; latency p50 %.1f, p95 %.1f ms; CPU %.1f ms a create + delete;"
+                " cores busy: agent %.2f, machine %.2f of %d; load %.1f; last teardown %.2f s after"
+                " the last answer"
+                % (n, len(rs), med(pct(r["lat"], 50) for r in rs), med(pct(r["lat"], 95) for r in rs),
+                   med(r["cpu_ms"] for r in rs), med(r["agent_cores"] for r in rs),
+                   med(r["machine_cores"] for r in rs), ncpu, med(r["load"] for r in rs),
+                   med(r["tail_s"] for r in rs)))
+        if who == "pool":
+            note += "; claimed %d of %d (misses: cold)" % (med(r["claims"] for r in rs), n)
+        what = "cold" if who == "cold" else "warm pool of %d" % pool_size
+        rows.append(("sustained creates, %s, %d client%s (creates/s)" % (what, w, "s" if w > 1 else ""),
+                     "%.1f/s" % med(r["rate"] for r in rs), "", note))
+    if burst:
+        st, p = pooled.call("PUT", "/v1/pools/host", {"template": "host", "size": burst})
+        assert st == 200, p
+        try:
+            pool_settle(pooled, "host", burst)
+            b = bench_sustained(pooled, burst, 4, "host")
+            assert b["claims"] == burst and b["misses"] == 0, \
+                "a burst create did not claim a pooled sandbox: %s" % b
+            d = bench_sustained(pooled, n, 4, "host")  # the pool empty, refilling
+        finally:
+            st, p = pooled.call("PUT", "/v1/pools/host", {"template": "host", "size": pool_size})
+            assert st == 200, p
+        for what, r in (("burst: %d claims from a settled pool of %d, 4 clients" % (burst, burst), b),
+                        ("then %d creates with that pool drained (refills), 4 clients" % n, d)):
+            rows.append(("sustained creates, " + what + " (creates/s)", "%.1f/s" % r["rate"], "",
+                         "latency p50 %.1f, p95 %.1f ms; claimed %d, cold %d; cores busy: agent %.2f,"
+                         " machine %.2f of %d; load %.1f"
+                         % (*(pct(r["lat"], q) for q in (50, 95)), r["claims"], r["misses"],
+                            r["agent_cores"], r["machine_cores"], ncpu, r["load"])))
+    return rows
 
 
 def exec_raw(sock_path, sid, n):
@@ -624,7 +734,14 @@ def main():
                     help="only the density rows: N idle sandboxes, loopback-only and with --sandbox-cidr")
     ap.add_argument("--density-net", choices=("both", "plain", "cidr"), default="both")
     ap.add_argument("--density-window", type=float, default=30.0, help="seconds of idle CPU measured")
-    ap.add_argument("--sustained", type=int, default=200, help="creates in the sustained-rate rows")
+    ap.add_argument("--sustained", type=int, default=100, help="creates in each sustained-rate run")
+    ap.add_argument("--sustained-clients", default="1,2,4,8", metavar="N[,N...]",
+                    help="concurrent clients of the sustained rows, cold and with the pool")
+    ap.add_argument("--sustained-rounds", type=int, default=1,
+                    help="interleaved rounds of the sustained rows (medians)")
+    ap.add_argument("--sustained-burst", type=int, default=50, metavar="N",
+                    help="pool size and claims of the burst row (0: none)")
+    ap.add_argument("--only-sustained", action="store_true", help="only the sustained-rate rows")
     ap.add_argument("--only-create", action="store_true",
                     help="only cold create, warm pool claim and bare runc run")
     ap.add_argument("--userns", choices=("on", "both"), default="on",
@@ -642,6 +759,21 @@ def main():
                         summary[k + "_p50_p95"] = fmt(d[k])
                 print(json.dumps(summary), file=sys.stderr)  # as each N ends
                 rows += density_rows(d)
+        return print_rows(rows)
+    if args.only_sustained:
+        agent, pooled = Agent(args.templates_dir), None
+        try:
+            pooled = Agent(args.templates_dir, ("--pool", "host=%d" % POOL_SIZE, "--capacity-cpu", "64",
+                                                "--capacity-memory", "64Gi"))
+            bench_create(agent, 3)
+            bench_claim(pooled, 3)
+            rows = sustained_rows(agent, pooled, args.sustained,
+                                  [int(x) for x in args.sustained_clients.split(",")],
+                                  args.sustained_rounds, args.sustained_burst, POOL_SIZE)
+        finally:
+            agent.stop()
+            if pooled:
+                pooled.stop()
         return print_rows(rows)
     tmp = tempfile.mkdtemp(prefix="sandpit-bench-bare-")
     agent = Agent(args.templates_dir)
@@ -721,16 +853,12 @@ def main():
         else:
             rows.append(("bare `crun run /bin/true`", "n/a", "n/a", crun_err))
         rows += delete_rows(deleted, torn_down)
-        # Sustained creation: creates/s with 2 clients at once, each sandbox
-        # deleted as soon as it answered; cold, then with the warm pool. CPU:
-        # the agent's and its children's (runc, the reaped inits) per create.
-        for who, ag in (("cold", agent), ("warm pool of %d" % POOL_SIZE, pooled)):
-            c0 = proc_cpu_s(ag.proc.pid)
-            rate, lat = bench_sustained(ag, args.sustained, 2)
-            c = (proc_cpu_s(ag.proc.pid) - c0) * 1000 / args.sustained
-            rows.append(("sustained creates, %s, 2 clients (creates/s; latency ms)" % who, "%.1f/s" % rate,
-                         "", "%d creates; latency p50 %s, p95 %s ms; CPU %.1f ms a create + delete"
-                         % (args.sustained, *fmt(lat), c)))
+        # Sustained creation: creates/s against the number of clients, each
+        # sandbox deleted as soon as it answered; cold and with the warm pool
+        # interleaved, then a burst of claims from a large pool.
+        rows += sustained_rows(agent, pooled, args.sustained,
+                               [int(x) for x in args.sustained_clients.split(",")],
+                               args.sustained_rounds, args.sustained_burst, POOL_SIZE)
         pooled.stop()  # its waiting sandboxes stay out of the figures below
         pooled = None
         if args.only_create:
