@@ -409,6 +409,10 @@ def test_runsc_a_claimed_pooled_sandbox_has_its_own_hostname(templates_dir):
         sid = a.client.create()["id"]
         assert a.client.get("/v1/pools/warm").json()["claims"] == 1
         assert a.client.sh(sid, "uname -r; hostname; cat /proc/sys/kernel/hostname") == f"4.4.0\n{sid}\n{sid}\n"
+        # The sandbox's own root has no CAP_SYS_ADMIN: the same call fails there.
+        r = a.client.exec(sid, cmd=["/.sandpit/init", "--hostname", "mine"], user="root")
+        assert r.status != 200 or r.exit_code != 0, r
+        assert a.client.sh(sid, "hostname") == f"{sid}\n"
         assert a.client.delete("/v1/pools/warm").status == 204
         assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
         a.client.created.remove(sid)
