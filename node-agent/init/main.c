@@ -979,10 +979,25 @@ static void usage(FILE *f)
                        "usage: sandpit-init [--socket PATH | --channel] [--allow-local-peers]\n");
 }
 
+/* --hostname NAME: a claimed pooled sandbox under gVisor gets its id as its
+ * hostname. The agent's `runsc exec --cap CAP_SYS_ADMIN` gives this one
+ * process what the sandbox's own lack; the host cannot reach gVisor's UTS
+ * namespace as runc's setns does. */
+static int set_hostname(const char *name)
+{
+        if (sethostname(name, strlen(name)) < 0) {
+                log_error(errno, "sethostname");
+                return 1;
+        }
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         if (argc == 2 && streq(argv[1], "--rechannel"))
                 return rechannel();
+        if (argc == 3 && streq(argv[1], "--hostname"))
+                return set_hostname(argv[2]);
         /* Look at the passed fds before opening anything that could take their number. */
         bool ready = fcntl(IP_READY_FD, F_SETFD, FD_CLOEXEC) >= 0;
         bool inherited = fcntl(IP_LISTEN_FD, F_SETFD, FD_CLOEXEC) >= 0;

@@ -1190,7 +1190,9 @@ int pool_claim(Agent *a, SandboxSpec *spec, json_object **ret_obj, char *err, si
         uint64_t t0 = now_monotonic_us(), t_host = 0, t_secrets = 0, t_net = 0;
         if (r == 0) {
                 step = "set the hostname";
-                r = set_hostname(sb->init_pid, id);
+                Runtime rt = sandbox_runtime(a, sb->spec.runtime);
+                r = rt.gvisor ? runtime_exec_set_hostname(&rt, sb->name, id)
+                              : set_hostname(sb->init_pid, id);
         }
         t_host = now_monotonic_us();
         if (r == 0 && sb->spec.secret_env && sb->spec.secret_env[0]) {

@@ -27,27 +27,36 @@ extern char **environ;
 #define GVISOR_STATE_SEP "_sandbox:"
 #define SPAWN_OUT_MAX    ((size_t) 64 * 1024)
 
-/* Waits for pid; with timeout_ms >= 0 kills it (SIGKILL) once that has
- * passed, reaps it and returns -ETIMEDOUT. The exit status (>= 0) or a
- * negative errno. */
-static int wait_child(pid_t pid, int timeout_ms)
+/* A bounded runtime runs as the leader of its own process group: at its
+ * deadline the group is killed, so that what it started (a shell script's
+ * sleep, runsc's own helpers) goes with it and holds no pipe of ours. */
+static void kill_and_reap(pid_t pid)
 {
-        if (timeout_ms >= 0) {
+        (void) kill(-pid, SIGKILL);
+        (void) kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+}
+
+/* Waits for pid; with deadline_us (monotonic) set kills its process group
+ * (SIGKILL) once that has passed, reaps it and returns -ETIMEDOUT. The exit
+ * status (>= 0) or a negative errno. */
+static int wait_child(pid_t pid, uint64_t deadline_us)
+{
+        if (deadline_us) {
                 cleanup_close int pfd = (int) pidfd_open(pid, 0);
-                uint64_t deadline = now_monotonic_us() + (uint64_t) timeout_ms * 1000;
                 int n = 1;
                 while (pfd >= 0) {
                         uint64_t now = now_monotonic_us();
-                        int left = now >= deadline ? 0 : (int) ((deadline - now + 999) / 1000);
+                        int left =
+                                now >= deadline_us ? 0 : (int) ((deadline_us - now + 999) / 1000);
                         struct pollfd p = {.fd = pfd, .events = POLLIN};
                         n = poll(&p, 1, left);
                         if (n >= 0 || errno != EINTR)
                                 break;
                 }
                 if (pfd >= 0 && n == 0) {
-                        (void) kill(pid, SIGKILL);
-                        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                                ;
+                        kill_and_reap(pid);
                         return -ETIMEDOUT;
                 }
         }
@@ -60,11 +69,45 @@ static int wait_child(pid_t pid, int timeout_ms)
         return 128 + WTERMSIG(status);
 }
 
+/* Reads fd to its end or SPAWN_OUT_MAX bytes into buf (NUL-terminated), until
+ * deadline_us (0: none): -ETIMEDOUT then. */
+static int read_out(int fd, char *buf, uint64_t deadline_us)
+{
+        size_t len = 0;
+        buf[0] = 0;
+        while (len < SPAWN_OUT_MAX) {
+                if (deadline_us) {
+                        uint64_t now = now_monotonic_us();
+                        int left =
+                                now >= deadline_us ? 0 : (int) ((deadline_us - now + 999) / 1000);
+                        struct pollfd p = {.fd = fd, .events = POLLIN};
+                        int n = poll(&p, 1, left);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                return -errno;
+                        if (n == 0)
+                                return -ETIMEDOUT;
+                }
+                ssize_t n = read(fd, buf + len, SPAWN_OUT_MAX - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                buf[len] = 0;
+        }
+        return 0;
+}
+
 /* Runs argv with stdin from stdin_fd (/dev/null when < 0); captures stdout (up to 64 KiB) when
  * ret_out is set; passes ready_fd as fd IP_READY_FD, listen_fd as IP_LISTEN_FD
  * and log_fd as 1 and 2 when they are >= 0; executes exe's copy of argv[0] when
- * exe is set; with timeout_ms >= 0 kills it after that long (-ETIMEDOUT; not
- * with ret_out). Returns the exit status (>= 0) or a negative errno. */
+ * exe is set; with timeout_ms >= 0 runs it in its own process group and kills
+ * that group after timeout_ms (-ETIMEDOUT, reaped, ret_out not set). Returns
+ * the exit status (>= 0) or a negative errno. */
 static int spawn_wait_timeout(RuntimeExe *exe, char *const argv[], int stdin_fd, int ready_fd,
                               int listen_fd, int log_fd, char **ret_out, int timeout_ms)
 {
@@ -107,13 +150,22 @@ static int spawn_wait_timeout(RuntimeExe *exe, char *const argv[], int stdin_fd,
                 (void) posix_spawn_file_actions_adddup2(&fa, ready_fd, IP_READY_FD);
         if (listen_fd >= 0)
                 (void) posix_spawn_file_actions_adddup2(&fa, listen_fd, IP_LISTEN_FD);
+        posix_spawnattr_t attr;
+        (void) posix_spawnattr_init(&attr);
+        uint64_t deadline = 0;
+        if (timeout_ms >= 0) {
+                deadline = now_monotonic_us() + (uint64_t) timeout_ms * 1000;
+                (void) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+                (void) posix_spawnattr_setpgroup(&attr, 0);
+        }
         pid_t pid;
         /* posix_spawn returns once the child has exec'd: the copy is then
          * no longer needed. */
         const char *path = exe ? runtime_exe_acquire(exe) : argv[0];
-        int r = posix_spawnp(&pid, path, &fa, NULL, argv, environ);
+        int r = posix_spawnp(&pid, path, &fa, &attr, argv, environ);
         if (exe)
                 runtime_exe_release(exe);
+        posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
         if (out[1] >= 0)
                 (void) close(out[1]);
@@ -123,12 +175,17 @@ static int spawn_wait_timeout(RuntimeExe *exe, char *const argv[], int stdin_fd,
                 return -r;
         }
         if (ret_out) {
-                ssize_t n = read_full(out[0], outbuf, SPAWN_OUT_MAX);
+                r = read_out(out[0], outbuf, deadline);
                 (void) close(out[0]);
-                outbuf[n > 0 ? n : 0] = 0;
-                *ret_out = TAKE_PTR(outbuf);
+                if (r < 0) {
+                        kill_and_reap(pid);
+                        return r;
+                }
         }
-        return wait_child(pid, ret_out ? -1 : timeout_ms);
+        r = wait_child(pid, deadline);
+        if (r >= 0 && ret_out)
+                *ret_out = TAKE_PTR(outbuf);
+        return r;
 }
 
 static int spawn_wait(RuntimeExe *exe, char *const argv[], int stdin_fd, int ready_fd,
@@ -282,11 +339,43 @@ int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char
         return r < 0 ? r : -EIO;
 }
 
+int runtime_exec_set_hostname(const Runtime *rt, const char *id, const char *hostname)
+{
+        char *argv[] = {(char *) rt->binary,
+                        "--root",
+                        (char *) rt->root,
+                        "exec",
+                        "--cap",
+                        "CAP_SYS_ADMIN",
+                        (char *) id,
+                        IP_INIT_PATH,
+                        "--hostname",
+                        (char *) hostname,
+                        NULL};
+        int r = spawn_wait_timeout(rt->exe, argv, -1, -1, -1, -1, NULL,
+                                   RUNTIME_RECHANNEL_TIMEOUT_MS);
+        if (r == -ETIMEDOUT)
+                log_sbx(LOG_LEVEL_ERROR, hostname, r, "%s exec did not end within %d s: killed",
+                        rt->binary, RUNTIME_RECHANNEL_TIMEOUT_MS / 1000);
+        return r < 0 ? r : r > 0 ? -EIO : 0;
+}
+
+/* Says that a bounded command was killed (spawn_wait_timeout), once, here. */
+static int timed_out(const Runtime *rt, const char *cmd, const char *id, int timeout_ms)
+{
+        log_sbx(LOG_LEVEL_ERROR, id, -ETIMEDOUT, "%s %s did not end within %d s: killed",
+                rt->binary, cmd, timeout_ms / 1000);
+        return -ETIMEDOUT;
+}
+
 int runtime_pause(const Runtime *rt, const char *id, bool pause)
 {
-        char *argv[] = {(char *) rt->binary,        "--root",    (char *) rt->root,
-                        pause ? "pause" : "resume", (char *) id, NULL};
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, -1, NULL);
+        const char *cmd = pause ? "pause" : "resume";
+        char *argv[] = {(char *) rt->binary, "--root",    (char *) rt->root,
+                        (char *) cmd,        (char *) id, NULL};
+        int r = spawn_wait_timeout(rt->exe, argv, -1, -1, -1, -1, NULL, RUNTIME_PAUSE_TIMEOUT_MS);
+        if (r == -ETIMEDOUT)
+                return timed_out(rt, cmd, id, RUNTIME_PAUSE_TIMEOUT_MS);
         return r < 0 ? r : r > 0 ? -EIO : 0;
 }
 
@@ -295,7 +384,9 @@ int runtime_state(const Runtime *rt, const char *id, char **ret_status, pid_t *r
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "state",
                         (char *) id,         NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, -1, &out);
+        int r = spawn_wait_timeout(rt->exe, argv, -1, -1, -1, -1, &out, RUNTIME_STATE_TIMEOUT_MS);
+        if (r == -ETIMEDOUT)
+                return timed_out(rt, "state", id, RUNTIME_STATE_TIMEOUT_MS);
         if (r < 0)
                 return r;
         if (r != 0 || !out)
@@ -320,7 +411,9 @@ int runtime_delete(const Runtime *rt, const char *id)
 {
         char *argv[] = {(char *) rt->binary, "--root", (char *) rt->root, "delete", "--force",
                         (char *) id,         NULL};
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, -1, NULL);
+        int r = spawn_wait_timeout(rt->exe, argv, -1, -1, -1, -1, NULL, RUNTIME_DELETE_TIMEOUT_MS);
+        if (r == -ETIMEDOUT)
+                return timed_out(rt, "delete", id, RUNTIME_DELETE_TIMEOUT_MS);
         if (r < 0)
                 return r;
         if (r == 0)
@@ -406,7 +499,13 @@ static int probe_gvisor(const Runtime *rt, const char *name, char *err, size_t e
                 return -errno;
         char *argv[] = {(char *) rt->binary, "flags", NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, errfd, &out);
+        int r = spawn_wait_timeout(rt->exe, argv, -1, -1, -1, errfd, &out,
+                                   RUNTIME_PROBE_TIMEOUT_MS);
+        if (r == -ETIMEDOUT) {
+                (void) snprintf(err, errlen, "runtime %s (%s): `%s flags` did not end within %d s",
+                                name, rt->binary, rt->binary, RUNTIME_PROBE_TIMEOUT_MS / 1000);
+                return r;
+        }
         cleanup_free char *text = NULL;
         off_t size = lseek(errfd, 0, SEEK_END);
         if (r >= 0 && size >= 0 && (text = malloc((size_t) size + 1))) {
@@ -439,7 +538,14 @@ int runtime_probe(const Runtime *rt, const char *name, char *err, size_t errlen)
                 return -errno;
         char *argv[] = {(char *) rt->binary, "run", "--help", NULL};
         cleanup_free char *out = NULL;
-        int r = spawn_wait(rt->exe, argv, -1, -1, -1, errfd, &out);
+        int r = spawn_wait_timeout(rt->exe, argv, -1, -1, -1, errfd, &out,
+                                   RUNTIME_PROBE_TIMEOUT_MS);
+        if (r == -ETIMEDOUT) {
+                (void) snprintf(err, errlen,
+                                "runtime %s (%s): `%s run --help` did not end within %d s", name,
+                                rt->binary, rt->binary, RUNTIME_PROBE_TIMEOUT_MS / 1000);
+                return r;
+        }
         if (r < 0) {
                 (void) snprintf(err, errlen, "runtime %s (%s) cannot be run: %s", name, rt->binary,
                                 strerror(-r));

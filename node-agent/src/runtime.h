@@ -47,6 +47,22 @@ int runtime_run(const Runtime *rt, const char *id, const char *dir, int ready_fd
 #define RUNTIME_RECHANNEL_TIMEOUT_MS 10000
 int runtime_exec_rechannel(const Runtime *rt, const char *id, int stdin_fd, char *err,
                            size_t errlen);
+/* gVisor: `exec --cap CAP_SYS_ADMIN ID /.sandpit/init --hostname HOSTNAME`,
+ * the hostname of a sandbox whose UTS namespace is gVisor's own (the host's
+ * setns reaches only the runsc process's); bounded as the rechannel. */
+int runtime_exec_set_hostname(const Runtime *rt, const char *id, const char *hostname);
+/* Every command but `run` is bounded: a runtime that has not ended by then (a
+ * wedged runsc holding its sandbox's lock) is killed with its process group,
+ * reaped, and the answer is -ETIMEDOUT (logged with the sandbox's id), so no
+ * agent thread (a request, a teardown worker, the start) waits on it forever.
+ * state and delete: 30 s, far above their usual tens of ms and the seconds a
+ * loaded node may add, as a teardown or a restart can afford to wait; pause
+ * and resume: 10 s, a request waits on them; the probe (`run --help`,
+ * `flags`): 10 s, a create waits on it. */
+#define RUNTIME_STATE_TIMEOUT_MS  30000
+#define RUNTIME_DELETE_TIMEOUT_MS 30000
+#define RUNTIME_PAUSE_TIMEOUT_MS  10000
+#define RUNTIME_PROBE_TIMEOUT_MS  10000
 /* `pause` or `resume`: for runsc, whose own commands (state, exec) hang on a
  * sandbox frozen by the cgroup freezer. */
 int runtime_pause(const Runtime *rt, const char *id, bool pause);

@@ -140,7 +140,14 @@ static int transition(Agent *a, const char *id, bool freeze, bool stop_deadline,
                 else if (freeze)
                         (void) cg_freeze(a->cg, name, false);
                 const char *what = freeze ? "freeze" : "thaw";
-                (void) snprintf(err, errlen, "cannot %s sandbox %s: %s", what, id, strerror(-r));
+                if (r == -ETIMEDOUT) /* 504: the runtime was killed, the sandbox is as it was */
+                        (void) snprintf(err, errlen,
+                                        "cannot %s sandbox %s: %s %s did not end within %d s", what,
+                                        id, rt.binary, freeze ? "pause" : "resume",
+                                        RUNTIME_PAUSE_TIMEOUT_MS / 1000);
+                else
+                        (void) snprintf(err, errlen, "cannot %s sandbox %s: %s", what, id,
+                                        strerror(-r));
                 log_sbx(LOG_LEVEL_ERROR, id, r, "cannot %s", what);
                 return http_errno_internal(r);
         }

@@ -1152,7 +1152,10 @@ static void sandbox_teardown_job(void *job, void *userdata)
                 if (i > 0)
                         (void) nanosleep(
                                 &(struct timespec){.tv_nsec = TEARDOWN_RETRY_MS * 1000000L}, NULL);
-                if ((r = sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime)) == 0)
+                /* A runtime that hung once (killed after its timeout) would
+                 * hold this worker as long again: the next start retries. */
+                if ((r = sandbox_teardown(a, sb->name, sb->dir, sb->spec.runtime)) == 0 ||
+                    r == -ETIMEDOUT)
                         break;
         }
         /* A range goes back only once nothing of the sandbox runs; after a

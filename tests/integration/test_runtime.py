@@ -395,3 +395,107 @@ def test_runsc_as_the_nodes_default(templates_dir):
         assert os.listdir(a.state_dir / "runc") == []
     finally:
         stop_agent(a)
+
+
+def test_runsc_a_claimed_pooled_sandbox_has_its_own_hostname(templates_dir):
+    """runc's claim sets the id as the hostname through the container's UTS
+    namespace; gVisor's is the sentry's own, which only a process inside can
+    change: `runsc exec --cap CAP_SYS_ADMIN ... sandpit-init --hostname ID`."""
+    a = start_agent(f"rt-{rand_suffix(4)}", templates_dir, extra_args=["--runtime", RUNSC])
+    try:
+        r = a.client.request("PUT", "/v1/pools/warm", {"template": "host", "size": 1, "kernel": False})
+        assert r.status == 200, r
+        wait_for(lambda: a.client.get("/v1/pools/warm").json()["ready"] == 1, 90, what="pool ready")
+        sid = a.client.create()["id"]
+        assert a.client.get("/v1/pools/warm").json()["claims"] == 1
+        assert a.client.sh(sid, "uname -r; hostname; cat /proc/sys/kernel/hostname") == f"4.4.0\n{sid}\n{sid}\n"
+        # The sandbox's own root has no CAP_SYS_ADMIN: the same call fails there.
+        r = a.client.exec(sid, cmd=["/.sandpit/init", "--hostname", "mine"], user="root")
+        assert r.status != 200 or r.exit_code != 0, r
+        assert a.client.sh(sid, "hostname") == f"{sid}\n"
+        assert a.client.delete("/v1/pools/warm").status == 204
+        assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+        a.client.created.remove(sid)
+        wait_for(lambda: not a.leftovers(zombies=False), 60, what="no leftovers")
+    finally:
+        stop_agent(a)
+
+
+HANG = "3601"  # the fake runtime's sleep, found by its argv
+
+
+def hanging_runsc(tmp_path, commands):
+    """A runsc that, once tmp_path/hang exists, never ends the given commands:
+    its sh waits on a child sleep (not exec'd), which holds the same stdout, so
+    only a kill of the whole process group ends it all."""
+    log, hang, fake = tmp_path / "calls", tmp_path / "hang", tmp_path / "runsc"
+    pattern = "|".join(f"*--root\\ *\\ {c}\\ *" for c in commands)
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                    f'case "$*" in {pattern}) [ -e {hang} ] && {{ sleep {HANG}; exit 0; }};; esac\n'
+                    f'exec {RUNSC} "$@"\n')
+    fake.chmod(0o755)
+    return fake, hang, log
+
+
+def fake_sleeps():
+    out = subprocess.run(["pgrep", "-f", f"^sleep {HANG}$"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def test_runsc_a_hung_pause_is_504_and_the_sandbox_runs_on(rt_agent, tmp_path):
+    """A `runsc pause` that never ends is killed with what it started after
+    10 s: the request answers 504 saying so, and the sandbox stays running."""
+    assert os.access(RUNSC, os.X_OK), "runsc is not installed (mk/deps.sh installs it)"
+    fake, hang, log = hanging_runsc(tmp_path, ["pause"])
+    a = rt_agent(f"runsc={fake}")
+    sid = a.client.create(runtime="runsc")["id"]
+    hang.touch()
+    since = a.log_size()
+    body = assert_error(a.client.post(f"/v1/sandboxes/{sid}/pause", {}), 504)
+    assert body["message"] == f"cannot freeze sandbox {sid}: {fake} pause did not end within 10 s", body
+    assert any(c.endswith(f"pause {sid}") for c in calls(log)), calls(log)
+    assert f"{fake} pause did not end within 10 s: killed" in a.log_tail(since=since)
+    assert fake_sleeps() == []
+    assert a.client.sandbox(sid).json()["state"] == "running"
+    assert a.client.sh(sid, "echo still-running") == "still-running\n"
+    assert a.client.delete(f"/v1/sandboxes/{sid}").status == 204
+    a.client.created.remove(sid)
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
+
+
+def test_runsc_a_hung_state_and_delete_give_up_and_leak_nothing(rt_agent, tmp_path):
+    """A restarted agent whose `runsc state` never ends does not adopt the
+    sandbox (killed after 30 s); its teardown's `runsc delete` hangs too and
+    is killed: the cgroup is killed instead, and nothing of the sandbox runs or
+    stays mounted. What runsc keeps (its state) and the sandbox's dir the next
+    start removes."""
+    assert os.access(RUNSC, os.X_OK), "runsc is not installed (mk/deps.sh installs it)"
+    fake, hang, log = hanging_runsc(tmp_path, ["state", "delete"])
+    a = rt_agent(f"runsc={fake}")
+    sid = a.client.create(runtime="runsc")["id"]
+    a.kill9()
+    hang.touch()
+    since = a.log_size()
+    a.start(timeout=180)
+    tail = a.log_tail(lines=200, since=since)
+    assert f"{fake} state did not end within 30 s: killed" in tail, tail
+    assert f"{fake} delete did not end within 30 s: killed" in tail, tail
+    assert any(c.endswith(f"state {sid}") for c in calls(log)), calls(log)
+    assert any(c.endswith(f"delete --force {sid}") for c in calls(log)), calls(log)
+    assert a.client.sandbox(sid).status == 404
+    a.client.created.remove(sid)
+    assert fake_sleeps() == []
+    # Nothing runs, nothing is mounted. Left for the next start: runsc's
+    # state, the sandbox's dir and, empty, the cgroup in the name=systemd
+    # hierarchy, which runsc joins and only its own delete removes.
+    left = a.leftovers([sid], zombies=False)
+    systemd = [x for x in left if x.startswith("cgroup /sys/fs/cgroup/systemd/")]
+    assert not [x for x in left if x.startswith(("process", "mount", "cgroup", "netns")) and x not in systemd], left
+    for c in systemd:
+        with open(c.split(" ", 1)[1] + "/cgroup.procs") as f:
+            assert f.read() == "", c
+    # The runtime answers again: the next start removes the rest.
+    hang.unlink()
+    a.kill9()
+    a.start()
+    assert a.leftovers([sid], zombies=False) == [] and runtime_leftovers(a) == []
