@@ -11,6 +11,10 @@ and the real sandpit-operator (--workers 4), then measures, in one run:
     condition seen on a watch; beside the agent's own create (POST
     /v1/sandboxes direct) and the fixture's floor (a Secret's POST until its
     watch event, and `kubectl apply` of a Secret);
+  - the same 200 at once from a warm pool: a SandboxTemplate of the same shape
+    with spec.warmPool.sizePerNode 200, its pool full and settled on the agent
+    and in the template's status first; every create must have claimed from
+    the pool (the agent's /v1/pools claims and misses are checked);
   - the operator's RSS/PSS with 0 and with 5,000 Sandbox objects in its cache
     (no agent in its namespace: they stay Pending/Unschedulable; --workers 1).
 Everything is deleted and the node checked empty. Standard library only.
@@ -43,6 +47,8 @@ OP_NS = "sandpit-system"
 NODE = "bench-node"
 SBX = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxes"
 SECRETS = "/api/v1/namespaces/default/secrets"
+TEMPLATES = "/apis/sandpit.dev/v1alpha1/namespaces/default/sandboxtemplates"
+POOL_TEMPLATE = "bench-pool"
 RES = {"cpu": "100m", "memory": "64Mi", "disk": "16Mi", "pids": 64}
 AGENT_BODY = {"template": "host", "cpu": 0.1, "memory": 64 << 20, "disk": 16 << 20, "pids": 64}
 # The same with a whole core. runc's and sandpit-init's start run in the sandbox's
@@ -272,6 +278,22 @@ class Agent:
         items = lst.get("sandboxes", lst) if isinstance(lst, dict) else lst
         return [s["id"] for s in items]
 
+    def pools(self):
+        """GET /v1/pools: {"pools": [...], "used": {"cpu", "memory"}, ...}."""
+        st, out = self.call("GET", "/v1/pools")
+        if st != 200:
+            raise RuntimeError("agent GET /v1/pools: %s %s" % (st, out))
+        return out
+
+    def pool(self, name):
+        return next((p for p in self.pools()["pools"] if p["name"] == name), None)
+
+    def empty(self):
+        """No sandbox listed, no pool, and nothing counted as used: the pools'
+        waiting sandboxes (never listed) are gone too."""
+        out = self.pools()
+        return not self.ids() and not out["pools"] and not out["used"]["cpu"] and not out["used"]["memory"]
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
@@ -291,7 +313,8 @@ class Operator:
         self.argv = lambda port: [
             os.path.join(BIN, "sandpit-operator"), "--kubeconfig", kube.kubeconfig, "--agent-token-file", token_file,
             "--namespace", namespace, "--health-listen", "127.0.0.1:%d" % port, "--workers", str(workers),
-            "--resync-seconds", "300", "--log-level", "warning"]
+            "--resync-seconds", "300", "--log-level", "warning",
+            "--agent-insecure-http"]  # the bench's agent serves plain HTTP on loopback
         self.tmp = tmp
         self.start()
 
@@ -340,6 +363,20 @@ class Operator:
 def sandbox(name, res=RES):
     return {"apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "metadata": {"name": name},
             "spec": {"template": "host", "resources": res, "timeout": "30m"}}
+
+
+def pooled_sandbox(name):
+    """A Sandbox of the pool's template that sets no resources: the template's
+    (RES), the pool's shape, so its create claims."""
+    return {"apiVersion": "sandpit.dev/v1alpha1", "kind": "Sandbox", "metadata": {"name": name},
+            "spec": {"template": POOL_TEMPLATE, "timeout": "30m"}}
+
+
+def pool_template(templates_dir, size):
+    # languages without python: no pre-started kernel, as a cold create of the host template
+    return {"apiVersion": "sandpit.dev/v1alpha1", "kind": "SandboxTemplate", "metadata": {"name": POOL_TEMPLATE},
+            "spec": {"source": {"path": os.path.join(os.path.abspath(templates_dir), "host")}, "resources": RES,
+                     "languages": ["bash"], "warmPool": {"sizePerNode": size}}}
 
 
 def secret(name):
@@ -400,13 +437,13 @@ def bench_one(kube, w, agent, runs, res=RES, body=AGENT_BODY, prefix="one"):
     return lat, direct
 
 
-def bench_many(kube, w, n, parallel):
-    names = ["many-%d" % i for i in range(n)]
+def bench_many(kube, w, n, parallel, prefix="many", make=sandbox):
+    names = ["%s-%d" % (prefix, i) for i in range(n)]
     sent = {}
 
     def post(name):
         sent[name] = time.monotonic()
-        kube.ok("POST", SBX, sandbox(name))
+        kube.ok("POST", SBX, make(name))
 
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(parallel) as ex:
@@ -418,6 +455,56 @@ def bench_many(kube, w, n, parallel):
     t1 = time.monotonic()
     delete_all(kube, w, names, parallel)
     return lat, wall, posted, time.monotonic() - t1
+
+
+def bench_pool(kube, w, op, agent, templates_dir, n, size, parallel):
+    """n Sandboxes at once, as bench_many(), from a template's warm pool of size
+    on the one node. The pool must be full and settled (the agent's view: all
+    ready, none being made; the template's status.warmPool ready == total)
+    before the first POST, and afterwards the agent must count a claim for
+    each create (at most size of them, the rest misses: cold creates)."""
+    t0 = time.monotonic()
+    tmpl = kube.ok("POST", TEMPLATES, pool_template(templates_dir, size))
+    name = "sbxt-" + tmpl["metadata"]["uid"]
+
+    def full():
+        p = agent.pool(name)
+        return p and p["size"] == size and p["ready"] == size and not p["creating"]
+    try:
+        # Sized past the agent's --capacity-*, it never fills: the pools fill only what is free.
+        wait_for(full, 600, "the pool's %d sandboxes ready on the agent" % size)
+    except RuntimeError:
+        print("bench: pool: %s" % agent.pool(name), file=sys.stderr)
+        raise
+    fill_s = time.monotonic() - t0
+    # The status is as fresh as the operator's last pools pass: the one when the
+    # template came (ready 0), the next at --resync-seconds. An operator at
+    # start makes a pass: restart it, so the status and the scheduler's view of
+    # the node's ready pooled sandboxes are those of the full pool.
+    op.stop()
+    op.start()
+    op.wait_ready()
+    want = {"ready": size, "total": size}
+    wait_for(lambda: kube.ok("GET", "%s/%s" % (TEMPLATES, POOL_TEMPLATE)).get("status", {}).get("warmPool") == want,
+             60, "the template's status.warmPool %s" % want)
+    before = agent.pool(name)
+    if before["ready"] != size or before["creating"] or before["claims"] or before["misses"]:
+        raise RuntimeError("the pool is not full and untouched before the creates: %s" % before)
+    lat, wall, posted, deleted_s = bench_many(kube, w, n, parallel, "pool", pooled_sandbox)
+    after = agent.pool(name)
+    claims, misses = after["claims"] - before["claims"], after["misses"] - before["misses"]
+    # Every create of the pool's shape is a claim or a miss; with the pool full,
+    # the first min(n, size) of them cannot miss.
+    if claims + misses != n or claims < min(n, size):
+        raise RuntimeError("%d creates from a pool of %d: %d claims, %d misses (pool: %s)"
+                           % (n, size, claims, misses, after))
+    last = agent.pool(name)  # refilling meanwhile
+    t1 = time.monotonic()
+    kube.ok("DELETE", "%s/%s" % (TEMPLATES, POOL_TEMPLATE), want=(200, 202))
+    wait_for(lambda: agent.pool(name) is None, 60, "the pool's removal")
+    wait_for(agent.empty, 300, "the pool's waiting sandboxes to be gone")
+    return (lat, wall, posted, deleted_s, claims, misses, fill_s, time.monotonic() - t1,
+            last["ready"] + last["creating"])
 
 
 def bench_memory(kube, token_file, tmp, n, parallel):
@@ -457,6 +544,10 @@ def main():
     ap.add_argument("--cached", type=int, default=5000)
     ap.add_argument("--parallel", type=int, default=16, help="client threads for the bulk POSTs")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--pool-size", type=int, default=None,
+                    help="the warm pool's sizePerNode for the pooled row (default: --many)")
+    ap.add_argument("--only-pool", action="store_true",
+                    help="only the at-once rows: cold, then from a warm pool")
     ap.add_argument("--server", choices=("fixture", "real"), default="fixture",
                     help="the fixture API server, or a real one from $KUBEBUILDER_ASSETS")
     args = ap.parse_args()
@@ -471,7 +562,8 @@ def main():
     try:
         kube.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
         kube.ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}})
-        seen, applied = bench_fixture_floor(kube, args.runs)
+        if not args.only_pool:
+            seen, applied = bench_fixture_floor(kube, args.runs)
 
         agent = Agent(kube, args.templates_dir, tmp)
         lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/sandpit-agent-%s" % (OP_NS, NODE)
@@ -481,45 +573,62 @@ def main():
         op.wait_ready()
         w = Watcher(kube, SBX)
         bench_one(kube, w, agent, 2, prefix="warm")
-        one, direct = bench_one(kube, w, agent, args.runs)
-        one_core, direct_core = bench_one(kube, w, agent, args.runs, RES_CORE, AGENT_BODY_CORE, "core")
+        if not args.only_pool:
+            one, direct = bench_one(kube, w, agent, args.runs)
+            one_core, direct_core = bench_one(kube, w, agent, args.runs, RES_CORE, AGENT_BODY_CORE, "core")
         many, wall, posted, deleted_s = bench_many(kube, w, args.many, args.parallel)
         left = agent.ids()
         if left:
             raise RuntimeError("the node still holds %d sandboxes after the deletes" % len(left))
+        size = args.many if args.pool_size is None else args.pool_size
+        pooled, p_wall, p_posted, p_deleted_s, claims, misses, fill_s, unpool_s, waiting = bench_pool(
+            kube, w, op, agent, args.templates_dir, args.many, size, args.parallel)
+        if not agent.empty():
+            raise RuntimeError("the node is not empty after the pooled row: %s" % agent.pools())
         w.stop()
         w = None
         op.stop()
         op = None
 
-        rows.append(("apply → Ready through the operator, 1 sandbox (sequential)", *fmt(one),
-                     "cpu 100m; %d runs; %+.1f ms over the agent's own create" % (len(one), pct(one, 50) - pct(direct, 50))))
-        rows.append(("agent create → ready (POST /v1/sandboxes direct, same resources)", *fmt(direct),
-                     "the floor without Kubernetes; interleaved with the row above"))
-        rows.append(("apply → Ready through the operator, 1 sandbox, cpu 1", *fmt(one_core),
-                     "%d runs; %+.1f ms over the agent's own create" % (len(one_core), pct(one_core, 50) - pct(direct_core, 50))))
-        rows.append(("agent create → ready (direct), cpu 1", *fmt(direct_core),
-                     "a whole core; interleaved"))
+        if not args.only_pool:
+            rows.append(("apply → Ready through the operator, 1 sandbox (sequential)", *fmt(one),
+                         "cpu 100m; %d runs; %+.1f ms over the agent's own create"
+                         % (len(one), pct(one, 50) - pct(direct, 50))))
+            rows.append(("agent create → ready (POST /v1/sandboxes direct, same resources)", *fmt(direct),
+                         "the floor without Kubernetes; interleaved with the row above"))
+            rows.append(("apply → Ready through the operator, 1 sandbox, cpu 1", *fmt(one_core),
+                         "%d runs; %+.1f ms over the agent's own create"
+                         % (len(one_core), pct(one_core, 50) - pct(direct_core, 50))))
+            rows.append(("agent create → ready (direct), cpu 1", *fmt(direct_core),
+                         "a whole core; interleaved"))
         rows.append(("apply → Ready, %d sandboxes created at once, per object" % args.many, *fmt(many),
                      "all Ready %.1f s after the first POST (POSTs took %.1f s, %d client threads, --workers %d); "
                      "deleting all took %.1f s; node empty after"
                      % (wall, posted, args.parallel, args.workers, deleted_s)))
-        rows.append(("%s: POST Secret → its watch event" % kube.label, *fmt(seen),
-                     "the API server's write + watch floor"))
-        rows.append(("%s: `kubectl apply` of a Secret" % kube.label, *fmt(applied),
-                     "kubectl's own start, discovery cache warm"))
+        rows.append(("apply → Ready, %d sandboxes created at once from a warm pool, per object" % args.many,
+                     *fmt(pooled),
+                     "all Ready %.1f s after the first POST (POSTs took %.1f s); %d claims, %d misses on the agent; "
+                     "pool sizePerNode %d, the same shape, full (filled in %.1f s) and settled first; "
+                     "deleting all took %.1f s, then the template (its pool, %d refilled) %.1f s; node empty after"
+                     % (p_wall, p_posted, claims, misses, size, fill_s, p_deleted_s, waiting, unpool_s)))
+        if not args.only_pool:
+            rows.append(("%s: POST Secret → its watch event" % kube.label, *fmt(seen),
+                         "the API server's write + watch floor"))
+            rows.append(("%s: `kubectl apply` of a Secret" % kube.label, *fmt(applied),
+                         "kubectl's own start, discovery cache warm"))
         agent.stop()
         agent = None
 
-        base, full, create_s, sync_s = bench_memory(kube, os.path.join(tmp, "agent-token"), tmp, args.cached,
-                                                    args.parallel)
-        rows.append(("operator memory, 0 Sandboxes cached (RSS / PSS KiB)", "%d" % base[0], "%d" % base[1],
-                     "synced, idle"))
-        rows.append(("operator memory, %d Sandboxes cached (RSS / PSS KiB)" % args.cached, "%d" % full[0],
-                     "%d" % full[1],
-                     "%.1f KiB RSS per object; read once the cache held all (%.1f s from start); "
-                     "no agent: all Pending, --workers 1; the API server took %.1f s to create them (%.0f/s)"
-                     % ((full[0] - base[0]) / args.cached, sync_s, create_s, args.cached / create_s)))
+        if not args.only_pool:
+            base, full, create_s, sync_s = bench_memory(kube, os.path.join(tmp, "agent-token"), tmp, args.cached,
+                                                        args.parallel)
+            rows.append(("operator memory, 0 Sandboxes cached (RSS / PSS KiB)", "%d" % base[0], "%d" % base[1],
+                         "synced, idle"))
+            rows.append(("operator memory, %d Sandboxes cached (RSS / PSS KiB)" % args.cached, "%d" % full[0],
+                         "%d" % full[1],
+                         "%.1f KiB RSS per object; read once the cache held all (%.1f s from start); "
+                         "no agent: all Pending, --workers 1; the API server took %.1f s to create them (%.0f/s)"
+                         % ((full[0] - base[0]) / args.cached, sync_s, create_s, args.cached / create_s)))
     finally:
         if w:
             w.stop()
