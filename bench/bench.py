@@ -40,6 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("SANDPIT_BENCH_BIN") or os.path.join(ROOT, "build", "bin")  # another build's, to compare
 
 
+CPUACCT = "/sys/fs/cgroup/cpuacct"
+
+
 class UnixConn(http.client.HTTPConnection):
     def __init__(self, path):
         super().__init__("localhost")
@@ -69,17 +72,39 @@ class Agent:
         Agent.count += 1  # one cgroup parent per agent: recovery owns what is under it
         self.parent = "sandpit-bench-%d%s" % (os.getpid(), "" if Agent.count == 1 else "-%d" % Agent.count)
         self.log = open(os.path.join(self.tmp, "agent.log"), "w")
+        # The agent and what it runs (runc run, runc delete) in a cpuacct cgroup of
+        # their own: cpu_s() adds it to the sandboxes' parent, so runc init's and
+        # sandpit-init's CPU counts too (they are not the agent's reaped children).
+        self.acct = os.path.join(CPUACCT, self.parent + "-agent")
+        os.makedirs(self.acct, exist_ok=True)
         self.proc = subprocess.Popen(
             [*wrap, os.path.join(BIN, "sandpit-agent"), "--standalone", "--socket", self.sock,
              "--state-dir", os.path.join(self.tmp, "state"), "--templates-dir", templates,
              "--cgroup-parent", self.parent, "--log-level", "warning",
              "--images-dir", os.path.join(self.tmp, "images"), *extra],
-            stderr=self.log)
+            stderr=self.log, preexec_fn=self._join_acct)
         for _ in range(200):
             if os.path.exists(self.sock):
                 break
             time.sleep(0.02)
         self.conn = UnixConn(self.sock)
+
+    def _join_acct(self):
+        with open(os.path.join(self.acct, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+    def cpu_s(self):
+        """CPU seconds the agent, every process it started and every sandbox of it
+        used since it started (cpuacct.usage: charged once, to the cgroup a task is
+        in as it runs; a removed sandbox's usage stays in its parent's)."""
+        total = 0
+        for path in (self.acct, os.path.join(CPUACCT, self.parent)):
+            try:
+                with open(os.path.join(path, "cpuacct.usage")) as f:
+                    total += int(f.read())
+            except FileNotFoundError:
+                pass
+        return total / 1e9
 
     def call(self, method, path, body=None):
         self.conn.request(method, path, json.dumps(body) if body is not None else None)
@@ -94,8 +119,8 @@ class Agent:
         shutil.rmtree(self.tmp, ignore_errors=True)
         # The agent leaves its (now empty) parent cgroup for the next agent; the
         # bench's parent has no next agent.
-        for ctl in os.listdir("/sys/fs/cgroup"):
-            path = os.path.join("/sys/fs/cgroup", ctl, self.parent)
+        paths = [os.path.join("/sys/fs/cgroup", ctl, self.parent) for ctl in os.listdir("/sys/fs/cgroup")]
+        for path in paths + [self.acct]:
             if os.path.isdir(path):
                 try:
                     os.rmdir(path)
@@ -114,22 +139,13 @@ def settle(agent):
         time.sleep(0.002)
 
 
-def proc_cpu_s(pid):
-    """CPU seconds of pid and its reaped children (utime+stime+cutime+cstime):
-    the agent's own work plus every runc it ran and waited for, and the
-    sandboxes' inits it reaped."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def bench_create(agent, n, cpu=None):
     """Cold create, then delete: the answer, and the background teardown's end
     (unmount, cgroup, network, state dir). Each create starts with the previous
     teardown finished, so it never shares the CPUs with one. With cpu (a list),
-    appends the agent's CPU ms per create + delete (proc_cpu_s)."""
+    appends the CPU ms per create + delete (Agent.cpu_s: agent, runc, the sandbox)."""
     created, deleted, torn_down = [], [], []
-    c0 = proc_cpu_s(agent.proc.pid)
+    c0 = agent.cpu_s()
     for _ in range(n):
         t = time.perf_counter()
         st, sb = agent.call("POST", "/v1/sandboxes", {"template": "host"})
@@ -142,7 +158,7 @@ def bench_create(agent, n, cpu=None):
         settle(agent)
         torn_down.append((time.perf_counter() - t) * 1000)
     if cpu is not None:
-        cpu.append((proc_cpu_s(agent.proc.pid) - c0) * 1000 / n)
+        cpu.append((agent.cpu_s() - c0) * 1000 / n)
     return created, deleted, torn_down
 
 
@@ -219,8 +235,8 @@ def bench_sustained(agent, n, workers, pool=None, refill_to=0):
     """n creates, each deleted as soon as it answered, from `workers` clients at
     once for as long as it takes (teardowns included: the run ends when the
     last one did). Returns creates/s over the whole run, each create's latency,
-    the agent's CPU ms per create + delete (its children's included, and with a
-    pool the refills' makes), the cores the agent and the whole machine kept
+    the CPU ms per create + delete (Agent.cpu_s: the agent, its runc and the
+    sandboxes; with a pool the refills' makes), the cores those and the whole machine kept
     busy on average (of os.cpu_count()), and, with a pool, how many creates
     claimed (its claims counter) and how many found it empty (misses). With
     refill_to, the CPU figure waits for the pool to hold that many again, so
@@ -251,7 +267,7 @@ def bench_sustained(agent, n, workers, pool=None, refill_to=0):
                 lat.append(dt)
 
     p0 = pool_counters(agent, pool) if pool else None
-    c0, m0 = proc_cpu_s(agent.proc.pid), machine_busy_s()
+    c0, m0 = agent.cpu_s(), machine_busy_s()
     t = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for th in threads:
@@ -261,13 +277,13 @@ def bench_sustained(agent, n, workers, pool=None, refill_to=0):
     wall = time.perf_counter() - t
     settle(agent)
     wall_td = time.perf_counter() - t
-    c1, m1 = proc_cpu_s(agent.proc.pid), machine_busy_s()
+    c1, m1 = agent.cpu_s(), machine_busy_s()
     if errors:
         raise RuntimeError("sustained creates failed: %s" % errors[:3])
     if refill_to:
         pool_settle(agent, pool, refill_to)
     out = {"rate": n / wall, "lat": lat, "wall": wall, "tail_s": wall_td - wall,
-           "cpu_ms": (proc_cpu_s(agent.proc.pid) - c0) * 1000 / n,
+           "cpu_ms": (agent.cpu_s() - c0) * 1000 / n,
            "agent_cores": (c1 - c0) / wall_td, "machine_cores": (m1 - m0) / wall_td,
            "load": os.getloadavg()[0]}
     if pool:
@@ -305,7 +321,7 @@ def sustained_rows(cold, pooled, n, clients, rounds, burst, pool_size):
     rows = []
     for (who, w), rs in runs.items():
         note = ("%d creates x %d; latency p50 %.1f, p95 %.1f ms; CPU %.1f ms a create + delete;"
-                " cores busy: agent %.2f, machine %.2f of %d; load %.1f; last teardown %.2f s after"
+                " cores busy: agent+sandboxes %.2f, machine %.2f of %d; load %.1f; last teardown %.2f s after"
                 " the last answer"
                 % (n, len(rs), med(pct(r["lat"], 50) for r in rs), med(pct(r["lat"], 95) for r in rs),
                    med(r["cpu_ms"] for r in rs), med(r["agent_cores"] for r in rs),
@@ -331,7 +347,7 @@ def sustained_rows(cold, pooled, n, clients, rounds, burst, pool_size):
         for what, r in (("burst: %d claims from a settled pool of %d, 4 clients" % (burst, burst), b),
                         ("then %d creates with that pool drained (refills), 4 clients" % n, d)):
             rows.append(("sustained creates, " + what + " (creates/s)", "%.1f/s" % r["rate"], "",
-                         "latency p50 %.1f, p95 %.1f ms; claimed %d, cold %d; cores busy: agent %.2f,"
+                         "latency p50 %.1f, p95 %.1f ms; claimed %d, cold %d; cores busy: agent+sandboxes %.2f,"
                          " machine %.2f of %d; load %.1f"
                          % (*(pct(r["lat"], q) for q in (50, 95)), r["claims"], r["misses"],
                             r["agent_cores"], r["machine_cores"], ncpu, r["load"])))

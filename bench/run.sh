@@ -12,9 +12,9 @@ for t in default code-interpreter; do
 done
 echo "sandpit bench on $(nproc) cores, $(uname -r), runc $(runc --version | head -1 | awk '{print $3}')" >&2
 /usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" "$@"
-# Density: 300 idle sandboxes, loopback-only and with --sandbox-cidr: memory, idle agent CPU,
-# exec p50/p95, one-by-one delete (1,000 takes tens of minutes: --only-density 1000 by hand).
-/usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" --only-density 300
+# Density: 1,000 idle sandboxes, loopback-only and with --sandbox-cidr: memory, idle agent CPU,
+# exec p50/p95, create time as the node fills, one-by-one delete (about 6 minutes on 2 cores).
+/usr/bin/python3 bench/bench.py --templates-dir "$TEMPLATES" --only-density 1000
 # The operator rows: the fixture API server, a cluster-mode agent, the operator.
 /usr/bin/python3 bench/bench_operator.py --templates-dir "$TEMPLATES"
 # The same on a real kube-apiserver + etcd, when KUBEBUILDER_ASSETS names the binaries
