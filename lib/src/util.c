@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,25 @@ uint64_t now_monotonic_us(void)
         struct timespec ts;
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+int poll_in_until(int fd, uint64_t deadline_us)
+{
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        for (;;) {
+                int left = -1;
+                if (deadline_us) {
+                        uint64_t now = now_monotonic_us();
+                        left = now >= deadline_us ? 0 : (int) ((deadline_us - now + 999) / 1000);
+                }
+                int n = poll(&p, 1, left);
+                if (n > 0)
+                        return p.revents & POLLNVAL ? -EBADF : 0;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (errno != EINTR)
+                        return -errno;
+        }
 }
 
 void timespec_add_ms(struct timespec *ts, long ms)

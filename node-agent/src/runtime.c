@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -45,17 +44,7 @@ static int wait_child(pid_t pid, uint64_t deadline_us)
 {
         if (deadline_us) {
                 cleanup_close int pfd = (int) pidfd_open(pid, 0);
-                int n = 1;
-                while (pfd >= 0) {
-                        uint64_t now = now_monotonic_us();
-                        int left =
-                                now >= deadline_us ? 0 : (int) ((deadline_us - now + 999) / 1000);
-                        struct pollfd p = {.fd = pfd, .events = POLLIN};
-                        n = poll(&p, 1, left);
-                        if (n >= 0 || errno != EINTR)
-                                break;
-                }
-                if (pfd >= 0 && n == 0) {
+                if (pfd >= 0 && poll_in_until(pfd, deadline_us) == -ETIMEDOUT) {
                         kill_and_reap(pid);
                         return -ETIMEDOUT;
                 }
@@ -77,17 +66,9 @@ static int read_out(int fd, char *buf, uint64_t deadline_us)
         buf[0] = 0;
         while (len < SPAWN_OUT_MAX) {
                 if (deadline_us) {
-                        uint64_t now = now_monotonic_us();
-                        int left =
-                                now >= deadline_us ? 0 : (int) ((deadline_us - now + 999) / 1000);
-                        struct pollfd p = {.fd = fd, .events = POLLIN};
-                        int n = poll(&p, 1, left);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n < 0)
-                                return -errno;
-                        if (n == 0)
-                                return -ETIMEDOUT;
+                        int r = poll_in_until(fd, deadline_us);
+                        if (r < 0)
+                                return r;
                 }
                 ssize_t n = read(fd, buf + len, SPAWN_OUT_MAX - len);
                 if (n < 0 && errno == EINTR)

@@ -205,15 +205,11 @@ static int bind_init_socket(const char *ctl_dir)
 /* Waits for init's ready byte on fd, or for it to close (init died). */
 static int wait_ready(int fd)
 {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+        uint64_t deadline = now_monotonic_us() + (uint64_t) READY_TIMEOUT_MS * 1000;
         for (;;) {
-                int n = poll(&p, 1, READY_TIMEOUT_MS);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -ETIMEDOUT;
+                int r = poll_in_until(fd, deadline);
+                if (r < 0)
+                        return r;
                 char c;
                 ssize_t k = read(fd, &c, 1);
                 if (k == 1)

@@ -324,6 +324,25 @@ static void test_durations(void **state)
         }
 }
 
+/* poll_in_until(): readable, hung up, a passed deadline; never a timing. */
+static void test_poll_in_until(void **state)
+{
+        (void) state;
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(poll_in_until(p[0], now_monotonic_us()), -ETIMEDOUT);
+        assert_int_equal(poll_in_until(p[0], now_monotonic_us() + 20000), -ETIMEDOUT);
+        assert_int_equal(write(p[1], "x", 1), 1);
+        assert_int_equal(poll_in_until(p[0], 0), 0);
+        assert_int_equal(poll_in_until(p[0], now_monotonic_us()), 0);
+        char c;
+        assert_int_equal(read(p[0], &c, 1), 1);
+        (void) close(p[1]);
+        assert_int_equal(poll_in_until(p[0], 0), 0); /* hang-up: readable, read() gives 0 */
+        (void) close(p[0]);
+        assert_int_equal(poll_in_until(p[0], 0), -EBADF);
+}
+
 static void test_outbuf(void **state)
 {
         (void) state;
@@ -356,6 +375,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_outbuf),
+                cmocka_unit_test(test_poll_in_until),
                 cmocka_unit_test(test_durations),
                 cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_strv_push),

@@ -13,6 +13,10 @@
 /* Wall clock and monotonic clock in microseconds. */
 uint64_t now_realtime_us(void);
 uint64_t now_monotonic_us(void);
+/* Waits until fd is readable (or hung up) or now_monotonic_us() reaches
+ * deadline_us (0: no deadline), restarting after signals: 0, -ETIMEDOUT, -EBADF
+ * (fd not open) or a negative errno. */
+int poll_in_until(int fd, uint64_t deadline_us);
 /* RFC 3339 UTC with milliseconds: "2026-11-22T10:00:00.000Z"; buf >= 32 bytes. */
 void format_rfc3339_us(uint64_t us, char *buf, size_t len);
 /* RFC 3339 ("2026-11-22T12:00:00.000000Z", fraction and offset optional) to
