@@ -673,9 +673,15 @@ static int setup_network(Daemon *d)
         return agent_setup_network(&d->agent);
 }
 
+static int setup_nofile(Daemon *d)
+{
+        (void) d;
+        agent_raise_nofile();
+        return 0;
+}
+
 static int setup_userns(Daemon *d)
 {
-        agent_raise_nofile();
         return agent_setup_userns(&d->agent);
 }
 
@@ -888,6 +894,7 @@ static const SetupStep setup_steps[] = {
         {check_init, NULL},          /* sandpit-init executable */
         {setup_network, NULL},       /* --sandbox-cidr, leases */
         {setup_cgroups, NULL},       /* --cgroup-parent */
+        {setup_nofile, NULL},        /* RLIMIT_NOFILE: an fd per sandbox */
         {setup_userns, NULL},        /* --userns: the host id ranges, before recovery */
         {setup_images, undo_images}, /* --images-dir, registries */
         {setup_recover, NULL},       /* re-adopt running sandboxes */

@@ -20,9 +20,9 @@ int agent_check_init(Agent *a);
 int agent_setup_network(Agent *a);
 /* The parent cgroup of all sandboxes. */
 int agent_setup_cgroups(Agent *a);
-/* The table of host id ranges, with --userns=on (userns.h). */
 /* Raises RLIMIT_NOFILE: an fd per sandbox, and what sandboxes' inits inherit. */
 void agent_raise_nofile(void);
+/* The table of host id ranges, with --userns=on (userns.h). */
 int agent_setup_userns(Agent *a);
 /* Starts making user namespaces ahead (userns.h) on ranges no adopted
  * sandbox holds: after recovery. Stopped by agent_done(). */
